@@ -1,0 +1,85 @@
+"""What a stage is.
+
+A stage is a small object built once per route from its validated config. It takes part
+in the request phase by subclassing :class:`RequestStage`, in the response phase by
+subclassing :class:`ResponseStage`, or both. The abstract methods make a misspelt hook a
+load-time error instead of a hook that is silently never called.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bastion.types import Block, Exchange, Response
+
+
+class StageConfig(BaseModel):
+    """Settings every stage has, beside its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(True, description="Run this stage on the route at all.")
+    enforce: bool = Field(
+        True,
+        description="False is shadow mode: the stage decides and logs, but never blocks.",
+    )
+    failure_mode: Literal["closed", "open"] = Field(
+        "closed",
+        description=(
+            "What happens when the stage itself fails (an exception, an unreachable "
+            "dependency): 'closed' denies the request (500/503), 'open' lets it through. "
+            "Either way the failure is logged and counted."
+        ),
+    )
+
+
+class Stage:
+    """Common part of every stage: its name and settings."""
+
+    #: Whether the stage needs the complete request body before its request hook runs.
+    needs_request_body: bool = False
+    #: Whether the stage needs the complete response body before its response hook runs.
+    needs_response_body: bool = False
+
+    def __init__(self, name: str, config: StageConfig) -> None:
+        self.name = name
+        self.config = config
+
+
+class RequestStage(Stage, ABC):
+    """A stage that sees requests, in registry order, before they go upstream."""
+
+    @abstractmethod
+    async def on_request(self, exchange: Exchange) -> Block | Response | None:
+        """Return ``None`` to continue, a :class:`Block` to refuse, or a :class:`Response`
+        to answer the request without the upstream."""
+
+
+class ResponseStage(Stage, ABC):
+    """A stage that sees responses, in reverse registry order, before they go to the client."""
+
+    @abstractmethod
+    async def on_response(self, exchange: Exchange) -> Block | None:
+        """Inspect or change ``exchange.response``; return a :class:`Block` to replace it."""
+
+
+@dataclass(frozen=True, slots=True)
+class StageSpec:
+    """A stage type as the registry knows it: its name, config schema and factory."""
+
+    name: str
+    config_model: type[StageConfig]
+    build: Callable[[Any], Stage]
+    #: Run on every route unless disabled (secure defaults), or only where configured.
+    default_on: bool = False
+    description: str = ""
+
+    @property
+    def extension(self) -> str:
+        """The OpenAPI extension that carries this stage's policy."""
+        return "x-bastion-" + self.name.replace("_", "-")

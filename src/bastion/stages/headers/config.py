@@ -1,0 +1,55 @@
+"""Settings of the ``headers`` stage."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from bastion.pipeline.stage import StageConfig
+
+DEFAULT_SET: dict[str, str] = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+    "cross-origin-resource-policy": "same-origin",
+}
+
+DEFAULT_REMOVE: list[str] = ["server", "x-powered-by", "x-aspnet-version", "x-aspnetmvc-version"]
+
+
+def _valid_token(name: str) -> bool:
+    return bool(name) and all(c.isalnum() or c in "!#$%&'*+-.^_`|~" for c in name)
+
+
+class HeadersConfig(StageConfig):
+    """``policies.headers``: response headers every client gets."""
+
+    set: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_SET),
+        description="Headers set on every response (an upstream value is replaced).",
+    )
+    add_if_missing: dict[str, str] = Field(
+        default_factory=dict,
+        description="Headers set only when the upstream did not send them (e.g. cache-control).",
+    )
+    remove: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_REMOVE),
+        description="Response headers removed because they reveal the backend's software.",
+    )
+
+    @field_validator("set", "add_if_missing")
+    @classmethod
+    def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name, val in value.items():
+            if not _valid_token(name):
+                raise ValueError(f"{name!r} is not a valid header name")
+            if any(c in val for c in "\r\n\x00"):
+                raise ValueError(f"the value of {name!r} contains CR, LF or NUL")
+            out[name.lower()] = val
+        return out
+
+    @field_validator("remove")
+    @classmethod
+    def _lower(cls, value: list[str]) -> list[str]:
+        return [v.lower() for v in value]
