@@ -1,0 +1,367 @@
+"""TLS contexts and self-signed certificates, exercised with real handshakes over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import stat
+import warnings
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from bastion.certs import generate_self_signed
+from bastion.proxy.tls import client_context, server_context
+
+REFUSED = (ssl.SSLError, ConnectionError)
+
+
+@dataclass
+class Pki:
+    """A server certificate and, separately, a client certificate (each its own CA)."""
+
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    """Fresh certificates in a temporary directory."""
+    paths = Pki(
+        tmp_path / "server.pem",
+        tmp_path / "server.key",
+        tmp_path / "client.pem",
+        tmp_path / "client.key",
+    )
+    generate_self_signed(paths.server_cert, paths.server_key)
+    generate_self_signed(paths.client_cert, paths.client_key, hosts=["bastion-client"])
+    return paths
+
+
+@dataclass
+class Result:
+    reply: bytes
+    version: str | None
+    cipher: str | None
+    alpn: str | None
+    compression: str | None
+    #: The client certificates the server saw, as ssl's peercert dicts.
+    peers: list[Any] = field(default_factory=list)
+
+
+async def _exchange(
+    server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, hostname: str
+) -> Result:
+    peers: list[Any] = []
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peers.append(writer.get_extra_info("peercert"))
+        try:
+            writer.write((await reader.readline()).upper())
+            await writer.drain()
+        finally:
+            writer.close()
+            with contextlib.suppress(*REFUSED):
+                await writer.wait_closed()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=client_ctx, server_hostname=hostname
+        )
+        try:
+            tls = writer.get_extra_info("ssl_object")
+            writer.write(b"ping\n")
+            await writer.drain()
+            reply = await reader.readline()
+        finally:
+            writer.close()
+            with contextlib.suppress(*REFUSED):
+                await writer.wait_closed()
+    finally:
+        server.close()
+        await server.wait_closed()
+    if not reply:
+        # TLS 1.3 finishes the client's side of the handshake before the server has judged
+        # the client's certificate; a refusal then shows as a close without an answer.
+        raise ConnectionError("the server closed the connection without answering")
+    cipher = tls.cipher()
+    return Result(
+        reply,
+        tls.version(),
+        cipher[0] if cipher else None,
+        tls.selected_alpn_protocol(),
+        tls.compression(),
+        peers,
+    )
+
+
+def exchange(
+    server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, hostname: str = "localhost"
+) -> Result:
+    """Run a TLS echo server with ``server_ctx`` and send it one line with ``client_ctx``."""
+    return asyncio.run(asyncio.wait_for(_exchange(server_ctx, client_ctx, hostname), 10))
+
+
+def legacy_context(purpose: ssl._SSLMethod, max_version: ssl.TLSVersion) -> ssl.SSLContext:
+    """A context that still speaks TLS 1.0/1.1 and old suites, to prove refusals are ours."""
+    ctx = ssl.SSLContext(purpose)
+    ctx.set_ciphers("ALL:@SECLEVEL=0")
+    with warnings.catch_warnings():
+        # Naming TLS 1.0/1.1 is deprecated; that is the point here.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = max_version
+    return ctx
+
+
+@pytest.mark.parametrize("hostname", ["localhost", "127.0.0.1"])
+def test_client_trusting_the_certificate_connects(pki: Pki, hostname: str) -> None:
+    """A client whose CA is the generated certificate completes a TLS 1.3 handshake to the
+    name or the IP address in its SANs, gets ALPN http/1.1 and no compression, and data
+    flows both ways."""
+    result = exchange(
+        server_context(pki.server_cert, pki.server_key),
+        client_context(ca=pki.server_cert),
+        hostname,
+    )
+    assert result.reply == b"PING\n"
+    assert result.version == "TLSv1.3"
+    assert result.alpn == "http/1.1"
+    assert result.compression is None
+    assert result.peers == [None]  # no client certificate asked for
+
+
+def test_tls12_negotiates_only_ecdhe_aead_suites(pki: Pki) -> None:
+    """Every TLS 1.2 suite the server enables is ECDHE with an AEAD cipher, and a TLS 1.2
+    client ends up on one of them."""
+    ctx = server_context(pki.server_cert, pki.server_key)
+    tls12 = [c for c in ctx.get_ciphers() if c["protocol"] == "TLSv1.2"]
+    assert tls12
+    for suite in tls12:
+        assert suite["aead"], suite["name"]
+        assert suite["kea"] == "kx-ecdhe", suite["name"]
+    client = client_context(ca=pki.server_cert)
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    result = exchange(ctx, client)
+    assert result.version == "TLSv1.2"
+    assert result.cipher is not None and result.cipher.startswith("ECDHE-")
+    assert "GCM" in result.cipher or "CHACHA20" in result.cipher
+
+
+def test_contexts_refuse_compression_and_renegotiation(pki: Pki) -> None:
+    """Both contexts carry the options that turn off TLS compression and renegotiation and
+    allow nothing older than TLS 1.2."""
+    contexts = [
+        server_context(pki.server_cert, pki.server_key),
+        client_context(ca=pki.server_cert),
+    ]
+    for ctx in contexts:
+        assert ctx.options & ssl.OP_NO_COMPRESSION
+        assert ctx.options & ssl.OP_NO_RENEGOTIATION
+        assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
+
+
+def test_tls11_client_is_refused(pki: Pki) -> None:
+    """A client that offers at most TLS 1.1 is refused, though it can talk to a server that
+    still allows TLS 1.1 (so the refusal is the server context's doing)."""
+    client = legacy_context(ssl.PROTOCOL_TLS_CLIENT, ssl.TLSVersion.TLSv1_1)
+    client.load_verify_locations(pki.server_cert)
+    old_server = legacy_context(ssl.PROTOCOL_TLS_SERVER, ssl.TLSVersion.TLSv1_3)
+    old_server.load_cert_chain(pki.server_cert, pki.server_key)
+    assert exchange(old_server, client).version == "TLSv1.1"
+
+    with pytest.raises(REFUSED):
+        exchange(server_context(pki.server_cert, pki.server_key), client)
+
+
+def test_non_aead_tls12_client_is_refused(pki: Pki) -> None:
+    """A TLS 1.2 client that offers only CBC suites is refused, though a permissive server
+    would accept it."""
+    client = client_context(ca=pki.server_cert)
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    client.set_ciphers("ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES128-SHA")
+    old_server = legacy_context(ssl.PROTOCOL_TLS_SERVER, ssl.TLSVersion.TLSv1_3)
+    old_server.load_cert_chain(pki.server_cert, pki.server_key)
+    assert exchange(old_server, client).reply == b"PING\n"
+
+    with pytest.raises(REFUSED):
+        exchange(server_context(pki.server_cert, pki.server_key), client)
+
+
+def test_min_version_13_refuses_tls12(pki: Pki) -> None:
+    """With min_version="1.3" a TLS 1.2 client is refused and a TLS 1.3 one accepted."""
+    ctx = server_context(pki.server_cert, pki.server_key, min_version="1.3")
+    client = client_context(ca=pki.server_cert)
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    with pytest.raises(REFUSED):
+        exchange(ctx, client)
+    assert exchange(ctx, client_context(ca=pki.server_cert)).version == "TLSv1.3"
+
+
+def test_client_that_does_not_trust_the_ca_fails_verification(pki: Pki) -> None:
+    """A client trusting another CA, or only the system CAs, rejects the self-signed server
+    certificate."""
+    ctx = server_context(pki.server_cert, pki.server_key)
+    for client in (client_context(ca=pki.client_cert), client_context()):
+        with pytest.raises(ssl.SSLCertVerificationError):
+            exchange(ctx, client)
+
+
+def test_client_checks_the_host_name(pki: Pki) -> None:
+    """A trusted certificate for other names is rejected, unless verification is off."""
+    ctx = server_context(pki.server_cert, pki.server_key)
+    with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
+        exchange(ctx, client_context(ca=pki.server_cert), "api.example.com")
+    assert exchange(ctx, client_context(verify=False), "api.example.com").reply == b"PING\n"
+
+
+def test_generated_certificate_passes_strict_x509_checks(pki: Pki) -> None:
+    """The certificate is accepted under OpenSSL's strict X.509 checks (the default from
+    Python 3.13 on), so it keeps working on newer Pythons."""
+    client = client_context(ca=pki.server_cert)
+    client.verify_flags |= ssl.VERIFY_X509_STRICT
+    assert exchange(server_context(pki.server_cert, pki.server_key), client).reply == b"PING\n"
+
+
+def test_mtls_requires_a_certificate_from_the_client_ca(pki: Pki) -> None:
+    """With client_ca set, a client without a certificate and a client whose certificate
+    another CA issued are refused; a client with a certificate from client_ca gets through
+    and the server sees who it is."""
+    ctx = server_context(pki.server_cert, pki.server_key, client_ca=pki.client_cert)
+    with pytest.raises(REFUSED):
+        exchange(ctx, client_context(ca=pki.server_cert))
+    stranger = client_context(ca=pki.server_cert, cert=pki.server_cert, key=pki.server_key)
+    with pytest.raises(REFUSED):
+        exchange(ctx, stranger)
+
+    client = client_context(ca=pki.server_cert, cert=pki.client_cert, key=pki.client_key)
+    result = exchange(ctx, client)
+    assert result.reply == b"PING\n"
+    subject = dict(item[0] for item in result.peers[0]["subject"])
+    assert subject["commonName"] == "bastion-client"
+
+
+def test_mtls_over_tls12_rejects_in_the_handshake(pki: Pki) -> None:
+    """Over TLS 1.2 a client without a certificate fails during the handshake itself."""
+    ctx = server_context(pki.server_cert, pki.server_key, client_ca=pki.client_cert)
+    client = client_context(ca=pki.server_cert)
+    client.maximum_version = ssl.TLSVersion.TLSv1_2
+    with pytest.raises(REFUSED):
+        exchange(ctx, client)
+
+
+def test_server_context_names_the_bad_file(pki: Pki, tmp_path: Path) -> None:
+    """A missing, unreadable, non-PEM, mismatched or encrypted file is a ValueError whose
+    message names that file."""
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    key = serialization.load_pem_private_key(pki.server_key.read_bytes(), None)
+    encrypted = tmp_path / "encrypted.key"
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    missing = tmp_path / "missing.pem"
+    cases: list[tuple[dict[str, Any], Path]] = [
+        ({"cert": missing, "key": pki.server_key}, missing),
+        ({"cert": pki.server_cert, "key": missing}, missing),
+        ({"cert": tmp_path, "key": pki.server_key}, tmp_path),
+        ({"cert": junk, "key": pki.server_key}, junk),
+        ({"cert": pki.server_cert, "key": pki.client_key}, pki.client_key),
+        ({"cert": pki.server_cert, "key": encrypted}, encrypted),
+        ({"cert": pki.server_cert, "key": pki.server_key, "client_ca": junk}, junk),
+        ({"cert": pki.server_cert, "key": pki.server_key, "client_ca": missing}, missing),
+    ]
+    for kwargs, culprit in cases:
+        with pytest.raises(ValueError, match="TLS") as caught:
+            server_context(**kwargs)
+        assert str(culprit) in str(caught.value), kwargs
+
+
+def test_client_context_names_the_bad_file(pki: Pki, tmp_path: Path) -> None:
+    """client_context rejects a missing CA or client certificate by name, and a key given
+    without its certificate."""
+    missing = tmp_path / "ca.pem"
+    with pytest.raises(ValueError, match=str(missing)):
+        client_context(ca=missing)
+    with pytest.raises(ValueError, match=str(missing)):
+        client_context(ca=pki.server_cert, cert=missing, key=pki.client_key)
+    with pytest.raises(ValueError, match="needs its certificate"):
+        client_context(ca=pki.server_cert, key=pki.client_key)
+
+
+def test_generated_certificate_contents(tmp_path: Path) -> None:
+    """The certificate has a P-256 key, DNS and IP SANs for the given hosts, the requested
+    validity, and can act as its own CA and as server and client certificate."""
+    cert_path, key_path = tmp_path / "c.pem", tmp_path / "c.key"
+    generate_self_signed(cert_path, key_path, hosts=["gw.internal", "::1", "10.1.2.3"], days=30)
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    public_key = cert.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    assert public_key.curve.name == "secp256r1"
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["gw.internal"]
+    assert sans.get_values_for_type(x509.IPAddress) == [ip_address("::1"), ip_address("10.1.2.3")]
+    assert cert.subject == cert.issuer
+    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+    assert lifetime == timedelta(days=30)
+    assert cert.not_valid_before_utc <= datetime.now(UTC) < cert.not_valid_after_utc
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    assert key.public_key() == public_key
+
+
+def test_key_file_is_private(tmp_path: Path) -> None:
+    """The key file is created with mode 0600 and the certificate with 0644."""
+    cert_path, key_path = tmp_path / "c.pem", tmp_path / "c.key"
+    generate_self_signed(cert_path, key_path)
+    assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(cert_path.stat().st_mode) == 0o644
+
+
+def test_existing_files_are_not_overwritten(tmp_path: Path) -> None:
+    """Existing files raise FileExistsError and stay untouched; overwrite=True replaces both
+    and makes a previously world-readable key file private again."""
+    cert_path, key_path = tmp_path / "c.pem", tmp_path / "c.key"
+    generate_self_signed(cert_path, key_path)
+    before = (cert_path.read_bytes(), key_path.read_bytes())
+    for existing in (cert_path, key_path):
+        other = tmp_path / "other"
+        args = (existing, other) if existing == cert_path else (other, existing)
+        with pytest.raises(FileExistsError, match=str(existing)):
+            generate_self_signed(*args)
+        assert not other.exists()
+    assert (cert_path.read_bytes(), key_path.read_bytes()) == before
+
+    key_path.chmod(0o644)
+    generate_self_signed(cert_path, key_path, overwrite=True)
+    assert (cert_path.read_bytes(), key_path.read_bytes()) != before
+    assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+
+
+def test_generate_rejects_bad_arguments(tmp_path: Path) -> None:
+    """No hosts or a non-positive lifetime is a ValueError and writes nothing."""
+    cert_path, key_path = tmp_path / "c.pem", tmp_path / "c.key"
+    with pytest.raises(ValueError, match="host"):
+        generate_self_signed(cert_path, key_path, hosts=[])
+    with pytest.raises(ValueError, match="days"):
+        generate_self_signed(cert_path, key_path, days=0)
+    assert list(tmp_path.iterdir()) == []
