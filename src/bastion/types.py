@@ -45,6 +45,7 @@ class Request:
     __slots__ = (
         "body",
         "client_ip",
+        "forwarded_for",
         "headers",
         "host",
         "http_version",
@@ -80,6 +81,8 @@ class Request:
         self.http_version = http_version
         self.path_params: dict[str, str] = {}
         self.body: bytes | None = None
+        #: The X-Forwarded-For chain sent upstream (trusted hops, then the peer).
+        self.forwarded_for: list[str] = [client_ip]
 
     def header(self, name: str) -> str | None:
         """First value of the header ``name`` (case-insensitive)."""

@@ -1,0 +1,321 @@
+"""Load ``bastion.yaml``: parse, validate, import OpenAPI routes, resolve stage policies.
+
+Everything that can be wrong is found here, once, with the file, line and field named;
+the data plane then works from :class:`LoadedConfig` and never parses config again.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from bastion.config.errors import ConfigError, ConfigIssue
+from bastion.config.model import DEFAULT_METHODS, GatewayConfig, Route, Service
+from bastion.config.openapi import OpenAPIDocument, PolicyLayer, parse_openapi
+from bastion.config.yamlsrc import FieldPath, Source, load_source
+from bastion.pipeline.registry import BY_EXTENSION, BY_NAME, ORDER
+from bastion.pipeline.stage import StageConfig, StageSpec
+
+
+@dataclass(frozen=True)
+class ResolvedRoute:
+    """A route with everything the data plane needs, derived once at load."""
+
+    id: str
+    service: str
+    path: str
+    methods: frozenset[str]
+    host: str | None
+    prefix: bool
+    public: bool
+    operation_id: str | None
+    max_body_bytes: int
+    #: Enabled stages for this route, in registry order, with their validated settings.
+    stages: tuple[tuple[StageSpec, StageConfig], ...]
+    #: Where the route was declared, for messages ("bastion.yaml:12", "books.yaml#/paths/...").
+    origin: str
+    #: The OpenAPI operation object, when the route came from one.
+    operation: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated configuration and the routes derived from it."""
+
+    config: GatewayConfig
+    path: Path
+    routes: tuple[ResolvedRoute, ...]
+    #: Files the config was read from (itself and OpenAPI documents), watched for reload.
+    files: tuple[Path, ...]
+    openapi: dict[str, OpenAPIDocument]
+
+
+def resolve_path(base: Path, value: Path) -> Path:
+    """Relative paths inside a config resolve against the config file's folder."""
+    return value if value.is_absolute() else (base / value)
+
+
+def load_config(path: Path | str) -> LoadedConfig:
+    """Load and validate ``path``; raise :class:`ConfigError` listing every problem."""
+    path = Path(path)
+    src = load_source(path, display=str(path))
+    if not isinstance(src.data, dict):
+        raise ConfigError([src.issue((), "expected a mapping at the top level (listen, admin, services...)")])
+    try:
+        config = GatewayConfig.model_validate(src.data)
+    except ValidationError as exc:
+        raise ConfigError(pydantic_issues(exc, src, GatewayConfig)) from None
+    base = path.parent
+    config = _resolve_files(config, base)
+    issues: list[ConfigIssue] = []
+    routes: list[ResolvedRoute] = []
+    files = [path]
+    docs: dict[str, OpenAPIDocument] = {}
+    ext_names = {spec.extension: spec.name for spec in ORDER}
+    _check_policy_names(config.policies, src, ("policies",), issues)
+    for si, svc in enumerate(config.services):
+        spath: FieldPath = ("services", si)
+        _check_policy_names(svc.policies, src, (*spath, "policies"), issues)
+        svc_layers = _layers(config.policies, src, ("policies",)) + _layers(svc.policies, src, (*spath, "policies"))
+        body_cap = svc.max_body_bytes if svc.max_body_bytes is not None else config.listen.limits.max_body_bytes
+        if svc.openapi is not None:
+            files.append(svc.openapi)
+            doc = _load_openapi(svc.openapi, src, (*spath, "openapi"), ext_names, issues)
+            if doc is not None:
+                docs[svc.name] = doc
+                base_path = (svc.base_path if svc.base_path is not None else doc.base_path).rstrip("/")
+                for op in doc.operations:
+                    stages = _stages(svc_layers, op.policies, issues)
+                    rid = op.operation_id or f"{svc.name}:{op.method} {op.path}"
+                    routes.append(
+                        ResolvedRoute(
+                            id=rid, service=svc.name, path=(base_path + op.path) or "/",
+                            methods=frozenset(_with_head({op.method})), host=svc.host, prefix=False,
+                            public=op.public, operation_id=op.operation_id, max_body_bytes=body_cap,
+                            stages=stages, origin=f"{doc.source.file}#/paths/{_pointer(op.path)}/{op.method.lower()}",
+                            operation=op.spec,
+                        )
+                    )
+        for ri, route in enumerate(svc.routes):
+            rpath: FieldPath = (*spath, "routes", ri)
+            _check_policy_names(route.policies, src, (*rpath, "policies"), issues)
+            layers = {n: [*ls] for n, ls in _by_stage(_layers(route.policies, src, (*rpath, "policies"))).items()}
+            stages = _stages(svc_layers, layers, issues)
+            routes.append(_hand_route(svc, route, rpath, src, stages, body_cap))
+    _check_conflicts(routes, issues)
+    if issues:
+        raise ConfigError(issues)
+    return LoadedConfig(config, path, tuple(routes), tuple(files), docs)
+
+
+def _with_head(methods: set[str]) -> set[str]:
+    # HEAD is GET without a body: allowed wherever GET is.
+    return methods | {"HEAD"} if "GET" in methods else methods
+
+
+def _pointer(path: str) -> str:
+    return path.replace("~", "~0").replace("/", "~1")
+
+
+def _hand_route(svc: Service, route: Route, rpath: FieldPath, src: Source,
+                stages: tuple[tuple[StageSpec, StageConfig], ...], body_cap: int) -> ResolvedRoute:
+    methods = set(route.methods) if route.methods is not None else set(DEFAULT_METHODS)
+    line = src.line_of(rpath)
+    return ResolvedRoute(
+        id=route.operation_id or f"{svc.name}:{route.path}",
+        service=svc.name, path=route.path, methods=frozenset(_with_head(methods)),
+        host=route.host or svc.host, prefix=route.prefix, public=route.public,
+        operation_id=route.operation_id,
+        max_body_bytes=route.max_body_bytes if route.max_body_bytes is not None else body_cap,
+        stages=stages, origin=f"{src.file}:{line}" if line else src.file,
+    )
+
+
+def _resolve_files(config: GatewayConfig, base: Path) -> GatewayConfig:
+    """Make every file path in the config absolute, relative to the config's folder."""
+    listen = config.listen
+    if listen.tls is not None:
+        tls = listen.tls.model_copy(update={
+            "cert": resolve_path(base, listen.tls.cert), "key": resolve_path(base, listen.tls.key),
+            "client_ca": resolve_path(base, listen.tls.client_ca) if listen.tls.client_ca else None,
+        })
+        listen = listen.model_copy(update={"tls": tls})
+    services = []
+    for svc in config.services:
+        up = svc.upstream
+        t = up.tls
+        tls_up = t.model_copy(update={
+            "ca": resolve_path(base, t.ca) if t.ca else None,
+            "cert": resolve_path(base, t.cert) if t.cert else None,
+            "key": resolve_path(base, t.key) if t.key else None,
+        })
+        services.append(svc.model_copy(update={
+            "openapi": resolve_path(base, svc.openapi) if svc.openapi else None,
+            "upstream": up.model_copy(update={"tls": tls_up}),
+        }))
+    log = config.access_log
+    if log.path != "-":
+        log = log.model_copy(update={"path": str(resolve_path(base, Path(log.path)))})
+    return config.model_copy(update={"listen": listen, "services": services, "access_log": log})
+
+
+def _load_openapi(path: Path, cfg: Source, field: FieldPath, ext_names: dict[str, str],
+                  issues: list[ConfigIssue]) -> OpenAPIDocument | None:
+    try:
+        # No ${VAR} expansion: OpenAPI documents legitimately contain "${...}" in examples.
+        doc_src = load_source(path, interpolate=False)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            if issue.message == "file not found":
+                issues.append(cfg.issue(field, f"OpenAPI document {str(path)!r} not found"))
+            else:
+                issues.append(issue)
+        return None
+    return parse_openapi(doc_src, ext_names, issues)
+
+
+def _check_policy_names(policies: dict[str, Any], src: Source, path: FieldPath, issues: list[ConfigIssue]) -> None:
+    for name in policies:
+        if name not in BY_NAME:
+            hint = difflib.get_close_matches(name, list(BY_NAME), n=1)
+            did = f" (did you mean {hint[0]!r}?)" if hint else ""
+            issues.append(src.issue((*path, name), f"unknown stage{did}; expected one of: {', '.join(BY_NAME)}"))
+
+
+def _layers(policies: dict[str, Any], src: Source, path: FieldPath) -> list[tuple[str, PolicyLayer]]:
+    return [(name, PolicyLayer(values, src, (*path, name)))
+            for name, values in policies.items() if name in BY_NAME and isinstance(values, dict)]
+
+
+def _by_stage(layers: list[tuple[str, PolicyLayer]]) -> dict[str, list[PolicyLayer]]:
+    out: dict[str, list[PolicyLayer]] = {}
+    for name, layer in layers:
+        out.setdefault(name, []).append(layer)
+    return out
+
+
+def _stages(base: list[tuple[str, PolicyLayer]], nearer: dict[str, list[PolicyLayer]],
+            issues: list[ConfigIssue]) -> tuple[tuple[StageSpec, StageConfig], ...]:
+    """Merge each stage's layers (broadest first, nearest wins per field) and validate."""
+    merged = _by_stage(base)
+    for name, layers in nearer.items():
+        merged.setdefault(name, []).extend(layers)
+    out: list[tuple[StageSpec, StageConfig]] = []
+    for spec in ORDER:
+        layers = merged.get(spec.name, [])
+        if not layers and not spec.default_on:
+            continue
+        values: dict[str, Any] = {}
+        ok = True
+        for layer in layers:
+            # Validate each layer alone first, so an error points at the file that has it.
+            try:
+                spec.config_model.model_validate(layer.values)
+            except ValidationError as exc:
+                issues.extend(pydantic_issues(exc, layer.source, spec.config_model, layer.path))
+                ok = False
+            values.update(layer.values)
+        if not ok:
+            continue
+        try:
+            cfg = spec.config_model.model_validate(values)
+        except ValidationError as exc:
+            src, where = (layers[-1].source, layers[-1].path) if layers else (Source("(defaults)", None), ())
+            issues.extend(pydantic_issues(exc, src, spec.config_model, where))
+            continue
+        if cfg.enabled:
+            out.append((spec, cfg))
+    return tuple(out)
+
+
+def _check_conflicts(routes: list[ResolvedRoute], issues: list[ConfigIssue]) -> None:
+    seen: dict[tuple[str | None, str, bool, str], ResolvedRoute] = {}
+    for r in routes:
+        # Parameter names do not matter for matching: /a/{x} and /a/{y} collide.
+        shape = "/".join("{}" if "{" in s else s for s in r.path.split("/"))
+        for m in r.methods:
+            key = (r.host, shape, r.prefix, m)
+            other = seen.get(key)
+            if other is not None and not (m == "HEAD" and "GET" not in other.methods):
+                if m == "HEAD":
+                    continue
+                issues.append(ConfigIssue(r.origin, None, "", f"{m} {r.path} is also declared by {other.origin} (route {other.id!r})"))
+            seen[key] = r
+
+
+def pydantic_issues(exc: ValidationError, src: Source, model: type[BaseModel],
+                    prefix: FieldPath = ()) -> list[ConfigIssue]:
+    """Turn pydantic's errors into issues with file, line, field path and a plain message."""
+    out: list[ConfigIssue] = []
+    for err in exc.errors(include_url=False):
+        path = _data_path(src.data, prefix, err["loc"])
+        full = (*prefix, *path)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            field = str(full[-1]) if full else ""
+            allowed = _allowed_fields(model, path[:-1])
+            hint = difflib.get_close_matches(field, allowed, n=1)
+            did = f" (did you mean {hint[0]!r}?)" if hint else ""
+            message = f"unknown field{did}; expected one of: {', '.join(allowed)}" if allowed else "unknown field"
+        elif kind == "missing":
+            message = "required field is missing"
+        else:
+            message = err["msg"].removeprefix("Value error, ")
+            value = err.get("input")
+            if (isinstance(value, (str, int, float)) and not isinstance(value, bool)
+                    and full not in src.secret_paths and len(str(value)) <= 60
+                    and kind not in ("value_error",)):
+                message += f" (got {value!r})"
+        out.append(src.issue(full, message))
+    return out
+
+
+def _data_path(data: Any, prefix: FieldPath, loc: tuple[str | int, ...]) -> FieldPath:
+    """Keep the parts of pydantic's ``loc`` that exist in the data (drop union/tag names)."""
+    node = data
+    for p in prefix:
+        node = node[p] if isinstance(node, (dict, list)) else None
+    out: list[str | int] = []
+    for part in loc:
+        if isinstance(node, dict) and isinstance(part, str) and part in node:
+            node = node[part]
+            out.append(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+            out.append(part)
+        elif isinstance(node, dict) and isinstance(part, str) and not out[-1:] == [part]:
+            # A missing field is named by its own key.
+            if part not in node and part.isidentifier() and not part[0].isupper() and "[" not in part:
+                out.append(part)
+                node = None
+    return tuple(out)
+
+
+def _allowed_fields(model: type[BaseModel], path: FieldPath) -> list[str]:
+    """The field names the model expects at ``path`` (for 'did you mean')."""
+    current: Any = model
+    for part in path:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        current = _model_of(fields[part].annotation)
+        if current is None:
+            return []
+    fields = getattr(current, "model_fields", None)
+    return list(fields) if fields else []
+
+
+def _model_of(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,282 @@
+"""The configuration file's schema (``bastion.yaml``), as pydantic models.
+
+Every model forbids unknown keys: a misspelt setting is an error, never silently ignored.
+Stage policies (``policies: {<stage>: {...}}``) are kept as plain mappings here and
+validated against each stage's own schema once routes are resolved (see ``resolve.py``),
+because the same policy can also come from the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
+#: Methods a route without ``methods`` accepts. TRACE must be declared explicitly.
+DEFAULT_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+Policies = dict[str, dict[str, Any]]
+PositiveSeconds = Annotated[float, Field(gt=0, le=86400)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HSTS(Strict):
+    """Strict-Transport-Security sent on responses served over TLS."""
+
+    enabled: bool = True
+    max_age: int = Field(63072000, ge=0, description="Seconds browsers remember to use HTTPS.")
+    include_subdomains: bool = True
+    preload: bool = False
+
+
+class ServerTLS(Strict):
+    """TLS termination on the listener."""
+
+    cert: Path = Field(description="PEM certificate chain file.")
+    key: Path = Field(description="PEM private key file.")
+    min_version: Literal["1.2", "1.3"] = "1.2"
+    client_ca: Path | None = Field(None, description="Require client certificates signed by this CA (mTLS).")
+    hsts: HSTS = Field(default_factory=HSTS)
+
+
+class Limits(Strict):
+    """Bounds on what a client may send; beyond them the request is refused."""
+
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=0, description="Largest request body (413 beyond).")
+    max_header_bytes: int = Field(32 * 1024, ge=1024, description="Largest request head (431 beyond).")
+    max_headers: int = Field(100, ge=8, le=1000, description="Most header fields in a request.")
+    max_url_bytes: int = Field(8192, ge=256, description="Longest request target (414 beyond).")
+
+
+class Timeouts(Strict):
+    """Client-side timeouts of the listener."""
+
+    idle: PositiveSeconds = Field(60, description="Keep-alive connection with no request in flight.")
+    header: PositiveSeconds = Field(10, description="From a request's first byte to the end of its head.")
+    body: PositiveSeconds = Field(30, description="Longest wait for the next piece of a request body.")
+    drain: PositiveSeconds = Field(20, description="Graceful shutdown: how long in-flight requests may finish.")
+
+
+class Listen(Strict):
+    """The data-plane listener."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    tls: ServerTLS | None = None
+    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+        default_factory=list,
+        description=(
+            "CIDRs of load balancers in front of Bastion. Only from these are incoming "
+            "X-Forwarded-*, Forwarded and X-Request-ID headers believed."
+        ),
+    )
+    limits: Limits = Field(default_factory=Limits)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+
+
+class Admin(Strict):
+    """The admin listener (health, readiness, reload, metrics)."""
+
+    host: str = Field("127.0.0.1", description="Keep it on loopback or a private interface.")
+    port: int = Field(9090, ge=0, le=65535)
+
+
+class UpstreamTLS(Strict):
+    """TLS towards ``https://`` upstream targets."""
+
+    verify: bool = Field(True, description="Verify the upstream's certificate and host name.")
+    ca: Path | None = Field(None, description="CA bundle to verify against (system CAs when unset).")
+    cert: Path | None = Field(None, description="Client certificate for mTLS to the upstream.")
+    key: Path | None = None
+    server_name: str | None = Field(None, description="SNI and verified name, when not the target's host.")
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> UpstreamTLS:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key must be given together")
+        return self
+
+
+class UpstreamTimeouts(Strict):
+    connect: PositiveSeconds = Field(3, description="Opening a connection (and TLS handshake).")
+    read: PositiveSeconds = Field(30, description="Longest silence while waiting for the response.")
+    total: PositiveSeconds = Field(60, description="Whole exchange with the upstream, retries included.")
+
+
+class HealthCheck(Strict):
+    """Active health checks: a GET to each target at an interval."""
+
+    path: str = Field("/health", pattern=r"^/")
+    interval: PositiveSeconds = 5
+    timeout: PositiveSeconds = 2
+    healthy_threshold: int = Field(2, ge=1)
+    unhealthy_threshold: int = Field(3, ge=1)
+    expected_status: list[int] = Field(default_factory=lambda: [200])
+
+
+class CircuitBreaker(Strict):
+    """Passive protection: after consecutive failures a target rests for ``cooldown``."""
+
+    enabled: bool = True
+    failures: int = Field(5, ge=1, description="Consecutive connect errors/timeouts/5xx that open it.")
+    cooldown: PositiveSeconds = Field(10, description="Seconds before one trial request is let through.")
+
+
+class Target(Strict):
+    url: str
+    weight: int = Field(1, ge=1, le=1000)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_upstream_url(value)
+
+
+def check_upstream_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    if not parts.hostname:
+        raise ValueError(f"the URL {value!r} has no host")
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise ValueError(f"the URL {value!r} has an invalid port") from exc
+    if parts.query or parts.fragment:
+        raise ValueError(f"the URL {value!r} must not have a query or fragment")
+    return value.rstrip("/")
+
+
+class Upstream(Strict):
+    """Where a service's requests go."""
+
+    targets: list[Target] = Field(min_length=1)
+    balance: Literal["round_robin", "least_connections"] = "round_robin"
+    timeouts: UpstreamTimeouts = Field(default_factory=UpstreamTimeouts)
+    retries: int = Field(1, ge=0, le=5, description="Extra tries for idempotent requests that never got an answer.")
+    max_idle_connections: int = Field(64, ge=0, description="Kept-alive connections per target and worker.")
+    idle_timeout: PositiveSeconds = Field(30, description="Close pooled connections unused this long.")
+    health_check: HealthCheck | None = None
+    circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker)
+    tls: UpstreamTLS = Field(default_factory=UpstreamTLS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand_targets(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("targets"), list):
+            data = dict(data)
+            data["targets"] = [{"url": t} if isinstance(t, str) else t for t in data["targets"]]
+        return data
+
+
+class Route(Strict):
+    """A route declared by hand (OpenAPI operations become routes too)."""
+
+    path: str = Field(description="Path template, e.g. /books/{id}; with prefix, everything under it.")
+    methods: list[str] | None = Field(None, description="Allowed methods; all but TRACE when unset.")
+    host: str | None = Field(None, description="Only for requests with this Host.")
+    prefix: bool = False
+    public: bool = Field(False, description="Needs no authentication.")
+    operation_id: str | None = None
+    max_body_bytes: int | None = Field(None, ge=0)
+    policies: Policies = Field(default_factory=dict)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return check_route_path(value)
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        out = []
+        for m in value:
+            upper = m.upper()
+            if upper not in HTTP_METHODS:
+                raise ValueError(f"unknown method {m!r}; expected one of {', '.join(HTTP_METHODS)}")
+            out.append(upper)
+        if not out:
+            raise ValueError("at least one method is needed (omit the field for all)")
+        return out
+
+
+def check_route_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"a route path must start with '/', got {value!r}")
+    if "?" in value or "#" in value:
+        raise ValueError(f"a route path must not contain '?' or '#': {value!r}")
+    for seg in value.split("/")[1:]:
+        if seg in (".", ".."):
+            raise ValueError(f"a route path must not contain dot segments: {value!r}")
+        if seg.count("{") != seg.count("}") or seg.count("{") > 1:
+            raise ValueError(
+                f"segment {seg!r} of {value!r}: at most one {{parameter}} per segment, with balanced braces"
+            )
+    return value
+
+
+class Service(Strict):
+    """An upstream API and the routes that lead to it."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    upstream: Upstream
+    openapi: Path | None = Field(None, description="OpenAPI 3.0/3.1 document whose operations become routes.")
+    base_path: str | None = Field(
+        None, description="Prefix of the OpenAPI paths (default: the path of its first server URL)."
+    )
+    host: str | None = Field(None, description="Default Host for this service's routes.")
+    routes: list[Route] = Field(default_factory=list)
+    max_body_bytes: int | None = Field(None, ge=0)
+    policies: Policies = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand_upstream(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            up = data.get("upstream")
+            if isinstance(up, str):
+                data = {**data, "upstream": {"targets": [{"url": up}]}}
+            elif isinstance(up, list):
+                data = {**data, "upstream": {"targets": up}}
+        return data
+
+    @model_validator(mode="after")
+    def _has_routes(self) -> Service:
+        if self.openapi is None and not self.routes:
+            raise ValueError("a service needs an 'openapi' document or at least one route in 'routes'")
+        return self
+
+
+class AccessLog(Strict):
+    """Structured access log: one JSON object per line, written off the request path."""
+
+    enabled: bool = True
+    path: str = Field("-", description="File to append to, or '-' for standard output.")
+
+
+class GatewayConfig(Strict):
+    """The whole ``bastion.yaml``."""
+
+    listen: Listen = Field(default_factory=Listen)
+    admin: Admin = Field(default_factory=Admin)
+    services: list[Service] = Field(min_length=1)
+    access_log: AccessLog = Field(default_factory=AccessLog)
+    policies: Policies = Field(default_factory=dict, description="Defaults for every service.")
+
+    @model_validator(mode="after")
+    def _unique_services(self) -> GatewayConfig:
+        seen: set[str] = set()
+        for svc in self.services:
+            if svc.name in seen:
+                raise ValueError(f"two services are named {svc.name!r}; names must be unique")
+            seen.add(svc.name)
+        return self

@@ -1,0 +1,91 @@
+"""Normalise a request target before routing, and refuse the ambiguous ones.
+
+The upstream receives the normalised path, so what Bastion routed on and what the upstream
+serves are the same string. Encodings that could make the two differ (``%2f``, ``%2e%2e``,
+backslashes, NUL) are refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+_ALPHA_DIGIT = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_UNRESERVED = frozenset(_ALPHA_DIGIT + b"-._~")
+#: Bytes allowed literally in a path (RFC 3986 pchar + "/" + "%" for escapes).
+_PATH_CHARS = _ALPHA_DIGIT + b"-._~!$&'()*+,;=:@/%"
+#: Bytes allowed literally in a query: printable ASCII except space, '#', and the few that
+#: common clients never send raw. Lenient on purpose: queries carry arbitrary user text.
+_QUERY_CHARS = bytes(c for c in range(0x21, 0x7F) if c not in b"#")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+class BadTarget(ValueError):
+    """The request target cannot be routed safely. ``detail`` never echoes the input."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def normalize_target(raw: bytes, max_length: int = 8192) -> tuple[str, str]:
+    """Split ``raw`` into a normalised path and the raw query string.
+
+    Raises :class:`BadTarget` (400, or 414 when longer than ``max_length``).
+    """
+    if len(raw) > max_length:
+        raise BadTarget(414, "The request target is too long.")
+    if not raw.startswith(b"/"):
+        raise BadTarget(400, "Only origin-form request targets (starting with '/') are accepted.")
+    path, sep, query = raw.partition(b"?")
+    if query and query.translate(None, _QUERY_CHARS):
+        raise BadTarget(400, "The query string contains characters that must be percent-encoded.")
+    if path.translate(None, _PATH_CHARS):
+        raise BadTarget(400, "The path contains characters that must be percent-encoded.")
+    # Fast path: nothing to decode, no dot segments, no empty segments, no parameters.
+    if b"%" not in path and b";" not in path and b"//" not in path and b"/." not in path:
+        return path.decode("ascii"), query.decode("ascii")
+    return _normalize_path(path), query.decode("ascii")
+
+
+def _normalize_path(path: bytes) -> str:
+    trailing = path.endswith(b"/") or path.endswith(b"/.") or path.endswith(b"/..")
+    out: list[str] = []
+    for raw_seg in path.split(b"/")[1:]:
+        seg = raw_seg.partition(b";")[0]  # drop ;params (matrix parameters)
+        if not seg:
+            continue  # duplicate slashes
+        decoded, had_escape = _decode_unreserved(seg)
+        if decoded in (".", ".."):
+            if had_escape:
+                raise BadTarget(400, "Encoded dot segments are not accepted in the path.")
+            if decoded == "..":
+                if not out:
+                    raise BadTarget(400, "The path climbs above the root.")
+                out.pop()
+            continue
+        out.append(decoded)
+    result = "/" + "/".join(out)
+    if trailing and out:
+        result += "/"
+    return result
+
+
+def _decode_unreserved(seg: bytes) -> tuple[str, bool]:
+    """Decode escapes of unreserved characters; keep (upper-cased) the others."""
+    if b"%" not in seg:
+        return seg.decode("ascii"), False
+    parts = seg.split(b"%")
+    out = [parts[0].decode("ascii")]
+    for part in parts[1:]:
+        if len(part) < 2 or part[0] not in _HEX or part[1] not in _HEX:
+            raise BadTarget(400, "The path contains an invalid percent-escape.")
+        value = int(part[:2], 16)
+        if value in (0x2F, 0x5C):
+            raise BadTarget(400, "Encoded slashes are not accepted in the path.")
+        if value == 0:
+            raise BadTarget(400, "Encoded NUL bytes are not accepted in the path.")
+        if value in _UNRESERVED:
+            out.append(chr(value))
+        else:
+            out.append("%" + part[:2].decode("ascii").upper())
+        out.append(part[2:].decode("ascii"))
+    return "".join(out), True
