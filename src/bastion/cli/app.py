@@ -1,0 +1,122 @@
+"""``bastion``: run, check and try the gateway.
+
+Heavy imports happen inside commands: ``serve`` must set up multiprocess metrics before
+the data plane's modules are imported, and ``check`` should start fast.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from bastion import __version__
+
+app = typer.Typer(
+    name="bastion",
+    help="Bastion, an API security gateway driven by your OpenAPI document.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+ConfigOpt = Annotated[
+    Path,
+    typer.Option("--config", "-c", help="Configuration file; relative paths inside it resolve against its folder."),
+]
+
+
+def _default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+def print_config_error(exc: Exception) -> None:
+    from bastion.config import ConfigError
+
+    if isinstance(exc, ConfigError):
+        err.print(f"[bold red]error:[/] the configuration is invalid ({len(exc.issues)} problem(s)):")
+        for issue in exc.issues:
+            err.print(f"  {issue}", markup=False)
+    else:
+        err.print(f"[bold red]error:[/] {exc}", markup=False)
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = Path("bastion.yaml"),
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, max=256,
+                                         help="Worker processes (default: number of cores).")] = 0,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the gateway (data plane) and its admin API."""
+    from bastion.cli.run import run_gateway
+
+    raise typer.Exit(run_gateway(config, workers or _default_workers(), log_level))
+
+
+@app.command()
+def check(config: ConfigOpt = Path("bastion.yaml")) -> None:
+    """Validate a configuration (and its OpenAPI documents) without starting anything."""
+    from bastion.config import ConfigError, load_config
+
+    try:
+        loaded = load_config(config)
+    except ConfigError as exc:
+        print_config_error(exc)
+        raise typer.Exit(2) from None
+    services = len(loaded.config.services)
+    out.print(f"[green]ok:[/] {config} is valid: {services} service(s), {len(loaded.routes)} route(s)")
+    for r in loaded.routes:
+        stages = ",".join(spec.name for spec, _ in r.stages) or "-"
+        methods = ",".join(sorted(r.methods - {"HEAD"})) or "HEAD"
+        auth = "public" if r.public else "auth"
+        out.print(f"  {methods:<28} {r.path}{'*' if r.prefix else '':<2} -> {r.service}  "
+                  f"[dim]{r.id} ({auth}; stages: {stages})[/]")
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Gateway port.")] = 8080,
+    admin_port: Annotated[int, typer.Option(help="Admin port.")] = 9090,
+    api_port: Annotated[int, typer.Option(help="Port of the demo API behind the gateway.")] = 9001,
+    workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
+) -> None:
+    """Start the demo bookstore API and Bastion in front of it, on loopback."""
+    from bastion.cli.run import run_demo
+
+    raise typer.Exit(run_demo(port, admin_port, api_port, workers))
+
+
+@app.command()
+def cert(
+    cert: Annotated[Path, typer.Option("--cert", help="Certificate file to write (PEM).")] = Path("cert.pem"),
+    key: Annotated[Path, typer.Option("--key", help="Private key file to write (PEM, mode 0600).")] = Path("key.pem"),
+    host: Annotated[list[str] | None, typer.Option("--host", help="Host name or IP (repeatable).")] = None,
+    days: Annotated[int, typer.Option(min=1, max=3650)] = 365,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+) -> None:
+    """Write a self-signed certificate and key for local TLS."""
+    from bastion.certs import generate_self_signed
+
+    hosts = host or ["localhost", "127.0.0.1"]
+    try:
+        generate_self_signed(cert, key, hosts=hosts, days=days, overwrite=force)
+    except FileExistsError as exc:
+        err.print(f"[bold red]error:[/] {exc.filename or exc} exists (use --force to overwrite)", markup=False)
+        raise typer.Exit(1) from None
+    out.print(f"wrote {cert} and {key} for {', '.join(hosts)} (valid {days} days)")
+
+
+@app.command()
+def version() -> None:
+    """Print Bastion's version."""
+    out.print(__version__)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,77 @@
+"""The structured access log: JSON lines, batched and written off the request path.
+
+Requests append a dict to a list; a timer flushes the batch with one write. Records are
+never dropped: a failing write is reported on stderr and retried at the next flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Any
+
+import orjson
+
+FLUSH_INTERVAL = 0.1
+MAX_BATCH = 2000
+MAX_PENDING = 200_000
+
+
+class AccessLog:
+    def __init__(self, path: str | None) -> None:
+        self._fd: int | None = None
+        if path == "-":
+            self._fd = sys.stdout.fileno()
+        elif path:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self._owned = path not in (None, "-")
+        self._records: list[dict[str, Any]] = []
+        self._pending = b""
+        self._handle: asyncio.TimerHandle | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self._fd is not None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._fd is None:
+            return
+        self._records.append(record)
+        if len(self._records) >= MAX_BATCH:
+            self.flush()
+        elif self._handle is None:
+            self._handle = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self.flush)
+
+    def flush(self) -> None:
+        self._handle = None
+        if self._fd is None:
+            return
+        if self._records:
+            records, self._records = self._records, []
+            dumps = orjson.dumps
+            self._pending += b"".join([dumps(r) + b"\n" for r in records])
+        while self._pending:
+            try:
+                written = os.write(self._fd, self._pending)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                print(f"bastion: cannot write the access log: {exc}", file=sys.stderr)
+                if len(self._pending) > MAX_PENDING * 200:
+                    # Bound memory if the disk stays broken; say how much was lost.
+                    print(f"bastion: dropped {len(self._pending)} bytes of access log", file=sys.stderr)
+                    self._pending = b""
+                break
+            self._pending = self._pending[written:]
+        if self._pending and self._handle is None:
+            with_loop = asyncio.get_event_loop_policy().get_event_loop()
+            self._handle = with_loop.call_later(FLUSH_INTERVAL, self.flush)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self.flush()
+        if self._fd is not None and self._owned:
+            os.close(self._fd)
+        self._fd = None

@@ -1,0 +1,112 @@
+"""The data plane's metrics: plain counters in memory, a snapshot file per second.
+
+A request pays for a few dictionary increments, nothing more: workers never touch
+Prometheus objects. Each worker writes ``worker-<pid>.json`` into the metrics folder the
+supervisor gives it (``BASTION_METRICS_DIR``); the admin API sums the snapshots
+(see ``bastion.control.metrics``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+SNAPSHOT_INTERVAL = 1.0
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    name: str
+    help: str
+    labels: tuple[str, ...]
+    kind: str  # "counter", "gauge" or "histogram"
+
+
+DEFINITIONS: tuple[MetricDef, ...] = (
+    MetricDef("bastion_requests", "Requests answered, by service, route and status code.",
+              ("service", "route", "code"), "counter"),
+    MetricDef("bastion_request_duration_seconds", "Time from request head to the end of the response.",
+              ("service",), "histogram"),
+    MetricDef("bastion_blocked", "Requests refused (or flagged in shadow mode) by a stage or the core.",
+              ("stage", "reason", "action"), "counter"),
+    MetricDef("bastion_stage_errors", "Exceptions raised by stages.", ("stage",), "counter"),
+    MetricDef("bastion_upstream_errors", "Failed upstream exchanges by kind.", ("service", "kind"), "counter"),
+    MetricDef("bastion_config_reloads", "Configuration reloads in workers, by result.", ("result",), "counter"),
+    MetricDef("bastion_client_connections", "Open client connections.", (), "gauge"),
+)
+
+
+class Metrics:
+    """One worker's metrics."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, dict[tuple[str, ...], float]] = {
+            d.name: {} for d in DEFINITIONS if d.kind == "counter"
+        }
+        self.gauges: dict[str, float] = {d.name: 0.0 for d in DEFINITIONS if d.kind == "gauge"}
+        # service -> [bucket counts..., +Inf count], and sums
+        self.histogram: dict[str, list[int]] = {}
+        self.histogram_sum: dict[str, float] = {}
+        self._dir: str | None = None
+        self._handle: asyncio.TimerHandle | None = None
+
+    def inc(self, name: str, labels: tuple[str, ...], amount: float = 1.0) -> None:
+        table = self.counters[name]
+        table[labels] = table.get(labels, 0.0) + amount
+
+    def gauge_add(self, name: str, amount: float) -> None:
+        self.gauges[name] += amount
+
+    def observe_latency(self, service: str, seconds: float) -> None:
+        counts = self.histogram.get(service)
+        if counts is None:
+            counts = self.histogram[service] = [0] * (len(LATENCY_BUCKETS) + 1)
+            self.histogram_sum[service] = 0.0
+        counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.histogram_sum[service] += seconds
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "counters": {n: [[list(k), v] for k, v in t.items()] for n, t in self.counters.items()},
+            "gauges": self.gauges,
+            "histogram": {s: {"counts": c, "sum": self.histogram_sum[s]} for s, c in self.histogram.items()},
+        }
+
+    def start(self, directory: str | None) -> None:
+        """Write a snapshot into ``directory`` every second (no-op without one)."""
+        self._dir = directory
+        if directory:
+            self._handle = asyncio.get_running_loop().call_later(SNAPSHOT_INTERVAL, self._tick)
+
+    def _tick(self) -> None:
+        self.write_snapshot()
+        self._handle = asyncio.get_running_loop().call_later(SNAPSHOT_INTERVAL, self._tick)
+
+    def write_snapshot(self) -> None:
+        if not self._dir:
+            return
+        path = os.path.join(self._dir, f"worker-{os.getpid()}.json")
+        tmp = path + ".tmp"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(orjson.dumps(self.snapshot()))
+            os.replace(tmp, path)  # readers never see half a file
+        except OSError:
+            pass  # metrics must never break serving; the next tick tries again
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self.write_snapshot()
+
+
+#: This process's metrics.
+METRICS = Metrics()

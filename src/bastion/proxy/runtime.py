@@ -1,0 +1,93 @@
+"""What a worker serves from: routes with their chains, and upstream pools.
+
+Built from a :class:`LoadedConfig` once per (re)load. In-flight requests keep a reference
+to the runtime they started with, so a reload never changes a request half-way through.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+from dataclasses import dataclass
+
+from bastion.config.loader import LoadedConfig, ResolvedRoute
+from bastion.config.model import GatewayConfig
+from bastion.pipeline.chain import Chain
+from bastion.proxy.metrics import METRICS
+from bastion.proxy.tls import client_context
+from bastion.proxy.upstream import UpstreamPool
+from bastion.routing import Router
+
+
+@dataclass(slots=True)
+class RouteRuntime:
+    """A route as the proxy uses it."""
+
+    resolved: ResolvedRoute
+    chain: Chain
+    pool: UpstreamPool
+    id: str
+    service: str
+    max_body_bytes: int
+
+
+def _count_stage_error(stage: str) -> None:
+    METRICS.inc("bastion_stage_errors", (stage,))
+
+
+class Runtime:
+    def __init__(self, loaded: LoadedConfig) -> None:
+        self.loaded = loaded
+        cfg: GatewayConfig = loaded.config
+        self.config = cfg
+        self.pools: dict[str, UpstreamPool] = {}
+        for svc in cfg.services:
+            ctx: ssl.SSLContext | None = None
+            if any(t.url.startswith("https://") for t in svc.upstream.targets):
+                t = svc.upstream.tls
+                ctx = client_context(ca=t.ca, cert=t.cert, key=t.key, verify=t.verify)
+            self.pools[svc.name] = UpstreamPool(svc.name, svc.upstream, ctx)
+        self.router: Router[RouteRuntime] = Router()
+        for r in loaded.routes:
+            stages = [spec.build(stage_cfg) for spec, stage_cfg in r.stages]
+            rt = RouteRuntime(r, Chain(stages, _count_stage_error), self.pools[r.service], r.id, r.service,
+                              r.max_body_bytes)
+            self.router.add(r.path, r.methods, rt, host=r.host, prefix=r.prefix)
+        self.trusted = tuple(cfg.listen.trusted_proxies)
+        self._trusted_cache: dict[str, bool] = {}
+        self.limits = cfg.listen.limits
+        self.timeouts = cfg.listen.timeouts
+        tls = cfg.listen.tls
+        self.hsts: str | None = None
+        if tls is not None and tls.hsts.enabled:
+            value = f"max-age={tls.hsts.max_age}"
+            if tls.hsts.include_subdomains:
+                value += "; includeSubDomains"
+            if tls.hsts.preload:
+                value += "; preload"
+            self.hsts = value
+
+    def start(self) -> None:
+        for pool in self.pools.values():
+            pool.start()
+
+    async def close(self) -> None:
+        for pool in self.pools.values():
+            await pool.close()
+
+    def is_trusted(self, ip: str) -> bool:
+        """Whether ``ip`` is one of the configured proxies (cached per address)."""
+        if not self.trusted:
+            return False
+        known = self._trusted_cache.get(ip)
+        if known is not None:
+            return known
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            result = False
+        else:
+            result = any(addr in net for net in self.trusted)
+        if len(self._trusted_cache) < 10000:
+            self._trusted_cache[ip] = result
+        return result

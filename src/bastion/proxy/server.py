@@ -1,0 +1,869 @@
+"""The client side of the data plane: an HTTP/1.1 server on uvloop + llhttp (httptools).
+
+Each connection parses requests as bytes arrive and queues their heads; one task per
+connection answers them strictly in order (so pipelined requests are answered in order),
+running the route's chain and forwarding to the upstream pool. Request and response bodies
+stream through with back-pressure in both directions unless a stage asked for the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import deque
+from typing import Any, cast
+
+import httptools
+
+from bastion.errors import problem_response
+from bastion.pipeline.chain import Chain
+from bastion.proxy.metrics import METRICS
+from bastion.proxy.accesslog import AccessLog
+from bastion.proxy.http import (
+    IDEMPOTENT_METHODS,
+    body_forbidden,
+    serialize_headers,
+    status_line,
+    strip_hop_by_hop,
+)
+from bastion.proxy.runtime import RouteRuntime, Runtime
+from bastion.proxy.upstream import (
+    TargetState,
+    UpstreamConnection,
+    UpstreamError,
+    UpstreamPool,
+)
+from bastion.routing import BadTarget, Match, normalize_target
+from bastion.types import Exchange, HeaderList, Request, Response, header_get
+
+log = logging.getLogger("bastion.proxy")
+
+#: Unread request body held per connection before reading from the client pauses.
+BODY_BUFFER_HIGH = 1024 * 1024
+#: Pipelined request heads queued before reading from the client pauses.
+MAX_QUEUED = 16
+#: Incoming headers a gateway owns: dropped from clients, rewritten for the upstream.
+FORWARDING_HEADERS = frozenset(
+    {"forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port",
+     "x-real-ip", "x-request-id", "expect"}
+)
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: Characters of a Host header value (a name or IP literal and a port). ``str.strip`` with
+#: this set leaves nothing of a valid value: a set test in C, not a loop in Python.
+_HOST_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]_"
+_REQUEST_ID_CHARS = _HOST_CHARS.replace("[]", "")
+
+
+class ClientGone(Exception):
+    """The client closed the connection."""
+
+
+class Incoming:
+    """A request head parsed off the wire, with its body as it arrives."""
+
+    __slots__ = (
+        "chunked", "chunks", "complete", "content_length", "continue_sent", "error", "expect_continue",
+        "headers", "keep_alive", "method", "parse_error", "started", "upgrade", "url", "version", "waiter",
+        "buffered", "consumed",
+    )
+
+    def __init__(self) -> None:
+        self.method = "GET"
+        self.url = b""
+        self.headers: HeaderList = []
+        self.version = "1.1"
+        self.keep_alive = True
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.consumed = 0
+        self.complete = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.error: tuple[int, str] | None = None
+        self.parse_error = False
+        self.expect_continue = False
+        self.continue_sent = False
+        self.content_length: int | None = None
+        self.chunked = False
+        self.upgrade = False
+        self.started = time.perf_counter()
+
+
+class GatewayServer:
+    """The listener of one worker: its connections, current runtime and access log."""
+
+    def __init__(self, runtime: Runtime, access_log: AccessLog) -> None:
+        self.runtime = runtime
+        self.access_log = access_log
+        self.connections: set[ClientConnection] = set()
+        self.draining = False
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self, sock: Any, ssl_context: Any = None) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: ClientConnection(self), sock=sock, ssl=ssl_context, backlog=1024,
+        )
+
+    def swap_runtime(self, runtime: Runtime) -> Runtime:
+        """Serve new requests from ``runtime``; return the old one (to close after a grace)."""
+        old, self.runtime = self.runtime, runtime
+        return old
+
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting, let in-flight requests finish (up to ``timeout``), close the rest."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.close_if_idle()
+        deadline = time.monotonic() + timeout
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.abort()
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, server: GatewayServer) -> None:
+        self.server = server
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.queue: deque[Incoming] = deque()
+        self.current: Incoming | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.closed = False
+        self.busy = False
+        self.parser_dead = False
+        self.read_paused = False
+        self.write_paused = False
+        self.drain_waiter: asyncio.Future[None] | None = None
+        self.paused_upstream: UpstreamConnection | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.peer_ip = ""
+        self.scheme = "http"
+        self._url = b""
+        self._headers: HeaderList = []
+        self._head_bytes = 0
+
+    # -- asyncio.Protocol -------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = peer[0] if isinstance(peer, tuple) else "unix"
+        if transport.get_extra_info("sslcontext") is not None:
+            self.scheme = "https"
+        self.server.connections.add(self)
+        METRICS.gauge_add("bastion_client_connections", 1)
+        self._arm(self.server.runtime.timeouts.idle, "idle")
+        self.task = self.loop.create_task(self._serve())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_timer()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.server.connections.discard(self)
+        METRICS.gauge_add("bastion_client_connections", -1)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+        for req in (self.current, *self.queue):
+            if req is not None and req.waiter is not None and not req.waiter.done():
+                req.waiter.set_result(None)
+        if self.drain_waiter is not None and not self.drain_waiter.done():
+            self.drain_waiter.set_exception(ClientGone())
+        if self.task is not None and self.busy:
+            self.task.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        if self.parser_dead:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # The head of an Upgrade request is queued (marked); nothing after it is HTTP.
+            self._stop_parsing()
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Reject):
+                self._parse_failed(cause.status, cause.detail)
+            else:
+                self._parse_failed(400, f"Malformed HTTP request: {_llhttp_reason(exc)}.")
+
+    def eof_received(self) -> bool | None:
+        # Half-close: the client sent everything. Answer what is queued, then close.
+        if self.current is not None and not self.current.complete and self.current in self.queue:
+            self.current.error = (400, "The request body was cut short.")
+            self._wake(self.current)
+        self.parser_dead = True
+        if not self.busy and not self.queue:
+            return None  # nothing in flight: let the transport close
+        self._wake_handler()
+        return True  # keep the write side open until the answers are sent
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.paused_upstream is not None:
+            self.paused_upstream.resume_reading()
+            self.paused_upstream = None
+        if self.drain_waiter is not None and not self.drain_waiter.done():
+            self.drain_waiter.set_result(None)
+
+    # -- httptools callbacks ----------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._head_bytes = 0
+        self.current = None
+        if not self.busy:
+            self._arm(self.server.runtime.timeouts.header, "header")
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.server.runtime.limits.max_url_bytes:
+            raise _Reject(414, "The request target is too long.")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        limits = self.server.runtime.limits
+        if self._head_bytes > limits.max_header_bytes or len(self._headers) >= limits.max_headers:
+            raise _Reject(431, "The request header fields are too large.")
+        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        req = Incoming()
+        req.method = parser.get_method().decode("ascii")
+        req.url = self._url
+        req.headers = self._headers
+        req.version = parser.get_http_version()
+        req.keep_alive = parser.should_keep_alive()
+        self._check_framing(req)
+        if parser.should_upgrade():
+            req.upgrade = True
+        self.current = req
+        self.queue.append(req)
+        if len(self.queue) > MAX_QUEUED:
+            self._pause_reading()
+        if self.timer_kind == "header":
+            self._cancel_timer()
+        self._wake_handler()
+
+    def on_body(self, body: bytes) -> None:
+        req = self.current
+        if req is None:
+            return
+        req.chunks.append(body)
+        req.buffered += len(body)
+        if req.buffered > BODY_BUFFER_HIGH:
+            self._pause_reading()
+        self._wake(req)
+
+    def on_message_complete(self) -> None:
+        req = self.current
+        if req is not None:
+            req.complete = True
+            self._wake(req)
+
+    # -- parsing helpers -----------------------------------------------------------------
+    def _check_framing(self, req: Incoming) -> None:
+        """Refuse what llhttp accepts but a strict gateway must not (smuggling vectors)."""
+        te_seen = 0
+        host_seen = 0
+        for k, v in req.headers:
+            if k == "transfer-encoding":
+                te_seen += 1
+                if v.strip().lower() != "chunked":
+                    raise _Reject(400, "Transfer-Encoding must be exactly 'chunked'.")
+                req.chunked = True
+            elif k == "content-length":
+                req.content_length = int(v)  # llhttp already refused non-digits and duplicates
+            elif k == "host":
+                host_seen += 1
+                if not v or v.strip(_HOST_CHARS):
+                    raise _Reject(400, "The Host header is not a valid host name.")
+            elif k == "expect":
+                if v.strip().lower() != "100-continue":
+                    raise _Reject(417, "Only 'Expect: 100-continue' is supported.")
+                req.expect_continue = True
+        if te_seen > 1:
+            raise _Reject(400, "Transfer-Encoding must appear once.")
+        if host_seen != 1 and req.version == "1.1":
+            raise _Reject(400, "HTTP/1.1 requests need exactly one Host header.")
+
+    def _parse_failed(self, status: int, detail: str) -> None:
+        req = Incoming()
+        req.error = (status, detail)
+        req.parse_error = True
+        req.keep_alive = False
+        cur = self.current
+        if cur is not None and not cur.complete and cur in self.queue:
+            # The request being received is broken: its handler must not use its body.
+            cur.error = (status, detail)
+            self._wake(cur)
+        self.queue.append(req)
+        self._stop_parsing()
+        self._wake_handler()
+
+    def _stop_parsing(self) -> None:
+        self.parser_dead = True
+        self._pause_reading()
+
+    def _pause_reading(self) -> None:
+        if not self.read_paused and self.transport is not None and not self.closed:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.read_paused and not self.parser_dead and self.transport is not None and not self.closed:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def _wake_handler(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    @staticmethod
+    def _wake(req: Incoming) -> None:
+        if req.waiter is not None and not req.waiter.done():
+            req.waiter.set_result(None)
+
+    # -- timers -------------------------------------------------------------------------
+    # One timer per connection, re-used: arming only moves a deadline, and the timer is
+    # re-created only when the new deadline is earlier than the scheduled one. Creating
+    # and cancelling a timer handle per request is measurable at tens of thousands/s.
+    timer_kind = ""
+    timer_at = 0.0
+    deadline = 0.0
+
+    def _arm(self, seconds: float, kind: str) -> None:
+        deadline = self.loop.time() + seconds
+        self.timer_kind = kind
+        self.deadline = deadline
+        if self.timer is not None and self.timer_at <= deadline:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer_at = deadline
+        self.timer = self.loop.call_at(deadline, self._timed_out)
+
+    def _cancel_timer(self) -> None:
+        self.timer_kind = ""
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        if self.closed or not self.timer_kind:
+            return
+        if self.loop.time() < self.deadline:
+            self.timer_at = self.deadline
+            self.timer = self.loop.call_at(self.deadline, self._timed_out)
+            return
+        kind, self.timer_kind = self.timer_kind, ""
+        if kind == "idle":
+            self._close()
+        elif kind == "header" and not self.busy:
+            self._parse_failed(408, "The request head was not received in time.")
+        elif kind == "body":
+            req = self.queue[0] if self.queue else None
+            if req is not None:
+                req.error = (408, "The request body was not received in time.")
+                self._wake(req)
+
+    # -- connection lifecycle ---------------------------------------------------------------
+    def close_if_idle(self) -> None:
+        if not self.busy and not self.queue:
+            self._close()
+
+    def _close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+    async def _serve(self) -> None:
+        try:
+            while not self.closed:
+                if not self.queue:
+                    if self.parser_dead:
+                        break
+                    self.waiter = self.loop.create_future()
+                    await self.waiter
+                    self.waiter = None
+                    continue
+                req = self.queue[0]
+                self.busy = True
+                keep = await self._handle(req)
+                self.busy = False
+                self.queue.popleft()
+                if not keep or self.server.draining:
+                    break
+                if not self.queue:
+                    self._arm(self.server.runtime.timeouts.idle, "idle")
+                if len(self.queue) <= MAX_QUEUED // 2:
+                    self._resume_reading()
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # a bug in the proxy: never take the worker down with it
+            log.exception("connection handler failed")
+        finally:
+            self._close()
+
+    # -- one request ----------------------------------------------------------------------
+    async def _handle(self, req: Incoming) -> bool:
+        """Answer ``req``; return whether the connection may carry another request."""
+        runtime = self.server.runtime
+        trusted = runtime.is_trusted(self.peer_ip)
+        request_id = _request_id(req.headers, trusted)
+        record: dict[str, Any] = {
+            "ts": time.time(), "request_id": request_id, "client": self.peer_ip,
+            "method": req.method, "path": None, "route": None, "service": None, "status": 0,
+            "bytes_in": 0, "bytes_out": 0,
+        }
+        ex: Exchange | None = None
+        try:
+            if req.error is not None:
+                return await self._reject(req, record, req.error[0], req.error[1], "http.malformed", request_id)
+            if req.upgrade:
+                return await self._reject(req, record, 501, "Protocol upgrades (WebSocket) are not supported yet.",
+                                          "http.upgrade", request_id)
+            try:
+                path, query = normalize_target(req.url, runtime.limits.max_url_bytes)
+            except BadTarget as exc:
+                return await self._reject(req, record, exc.status, exc.detail, "http.target", request_id)
+            record["path"] = path
+            host = header_get(req.headers, "host") or ""
+            match = runtime.router.match(host, path, req.method)
+            if not isinstance(match, Match):
+                if match is None:
+                    return await self._reject(req, record, 404, "No route matches this path.", "route.not_found",
+                                              request_id)
+                allow = ", ".join(match)
+                return await self._reject(req, record, 405, "This method is not allowed on this path.",
+                                          "route.method_not_allowed", request_id, [("allow", allow)])
+            route = match.route
+            record["route"] = route.id
+            record["service"] = route.service
+            if req.content_length is not None and req.content_length > route.max_body_bytes:
+                return await self._reject(req, record, 413, "The request body is too large for this route.",
+                                          "http.body_too_large", request_id)
+            request = self._build_request(req, path, query, host, trusted)
+            request.path_params = match.params
+            record["client"] = request.client_ip
+            ex = Exchange(request, request_id, route.service, route.id)
+            ex.started = req.started
+            return await self._proxy(req, route, ex, record)
+        except asyncio.CancelledError:
+            record["status"] = record["status"] or 499  # the client went away
+            raise
+        finally:
+            record["latency_ms"] = round((time.perf_counter() - req.started) * 1000, 3)
+            if ex is not None:
+                if ex.blocked_by:
+                    record["blocked_by"] = ex.blocked_by
+                if ex.decisions:
+                    record["decisions"] = [
+                        {"stage": d.stage, "action": d.action, "reason": d.reason} for d in ex.decisions
+                    ]
+                    for d in ex.decisions:
+                        if d.action in ("block", "monitor"):
+                            METRICS.inc("bastion_blocked", (d.stage, d.reason, d.action))
+                if "detection" in ex.context:
+                    record["detection"] = ex.context["detection"]
+            self._account(record)
+
+    def _account(self, record: dict[str, Any]) -> None:
+        service = record["service"] or "-"
+        METRICS.inc("bastion_requests", (service, record["route"] or "-", str(record["status"])))
+        METRICS.observe_latency(service, record["latency_ms"] / 1000)
+        self.server.access_log.write(record)
+
+    async def _reject(self, req: Incoming, record: dict[str, Any], status: int, detail: str, reason: str,
+                      request_id: str, extra: HeaderList | None = None) -> bool:
+        """Answer with a problem document from the core (no route, or before routing)."""
+        record["blocked_by"] = "core"
+        record["reason"] = reason
+        METRICS.inc("bastion_blocked", ("core", reason, "block"))
+        resp = problem_response(status, detail, request_id, headers=extra)
+        # Keep the connection only if the request was well-formed and its body fully read.
+        keep = req.keep_alive and not req.parse_error and not req.upgrade and await self._discard_body(req)
+        self._send_whole(resp, req, record, keep, request_id)
+        return keep
+
+    async def _discard_body(self, req: Incoming) -> bool:
+        """Read and drop an unwanted body, if small; tell whether the connection is reusable."""
+        if req.complete and req.error is None:
+            return True
+        if req.expect_continue and not req.continue_sent:
+            return False  # the client has not sent it yet; closing is cheaper than asking for it
+        if req.content_length is not None and req.content_length > 64 * 1024:
+            return False
+        try:
+            while (await self._next_chunk(req)) is not None:
+                if req.consumed > 64 * 1024:
+                    return False
+        except _BodyError:
+            return False
+        return True
+
+    def _build_request(self, req: Incoming, path: str, query: str, host: str, trusted: bool) -> Request:
+        runtime = self.server.runtime
+        headers: HeaderList = []
+        xff: str | None = None
+        fproto: str | None = None
+        for k, v in strip_hop_by_hop(req.headers):
+            if k in FORWARDING_HEADERS:
+                if trusted:
+                    if k == "x-forwarded-for":
+                        xff = v if xff is None else f"{xff}, {v}"
+                    elif k == "x-forwarded-proto" and v in ("http", "https"):
+                        fproto = v
+                continue
+            headers.append((k, v))
+        client_ip = self.peer_ip
+        chain = [self.peer_ip]
+        if xff:
+            hops = [h.strip() for h in xff.split(",") if h.strip()]
+            chain = [*hops, self.peer_ip]
+            # The client is the right-most address not belonging to a trusted proxy.
+            for hop in reversed(hops):
+                client_ip = hop
+                if not runtime.is_trusted(hop):
+                    break
+        scheme = fproto or self.scheme
+        request = Request(req.method, req.url.decode("latin-1"), path, query, headers,
+                          client_ip=client_ip, scheme=scheme, host=host, http_version=req.version)
+        request.forwarded_for = chain
+        return request
+
+    async def _read_body(self, req: Incoming, limit: int) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            chunk = await self._next_chunk(req)
+            if chunk is None:
+                return b"".join(parts)
+            parts.append(chunk)
+            if req.consumed > limit:
+                raise _BodyError(413, "The request body is too large for this route.")
+
+    async def _next_chunk(self, req: Incoming) -> bytes | None:
+        """The next piece of the request body; ``None`` at its end."""
+        if req.expect_continue and not req.continue_sent:
+            req.continue_sent = True
+            if not req.complete and self.transport is not None:
+                self.transport.write(_CONTINUE)
+        while True:
+            if req.error is not None:
+                raise _BodyError(*req.error)
+            if req.chunks:
+                chunk = req.chunks.popleft()
+                req.buffered -= len(chunk)
+                req.consumed += len(chunk)
+                if self.read_paused and req.buffered < BODY_BUFFER_HIGH // 2 and len(self.queue) <= MAX_QUEUED:
+                    self._resume_reading()
+                return chunk
+            if req.complete:
+                return None
+            if self.closed:
+                raise ClientGone()
+            req.waiter = self.loop.create_future()
+            self._arm(self.server.runtime.timeouts.body, "body")
+            try:
+                await req.waiter
+            finally:
+                req.waiter = None
+                if self.timer_kind == "body":
+                    self._cancel_timer()
+
+    async def _proxy(self, req: Incoming, route: RouteRuntime, ex: Exchange, record: dict[str, Any]) -> bool:
+        chain: Chain = route.chain
+        request = ex.request
+        body: bytes | None = None
+        # A body already received in full is sent in one write with the head (and can be
+        # replayed on a retry); otherwise it streams.
+        if chain.needs_request_body or req.complete:
+            try:
+                body = await self._read_body(req, route.max_body_bytes)
+            except _BodyError as exc:
+                return await self._reject(req, record, exc.status, exc.detail, "http.body", ex.request_id)
+            request.body = body if chain.needs_request_body else None
+        record["bytes_in"] = req.consumed
+        if chain.request_stages:
+            answer = await chain.run_request(ex)
+            if answer is not None:
+                ex.response = answer
+                await chain.run_response(ex)
+                resp = ex.response
+                keep = req.keep_alive and await self._discard_body(req)
+                self._send_whole(resp, req, record, keep, ex.request_id)
+                return keep
+        try:
+            return await self._forward(req, route, ex, record, body)
+        except _BodyError as exc:
+            return await self._reject(req, record, exc.status, exc.detail, "http.body", ex.request_id)
+
+    def _upstream_head(self, ex: Exchange, target: TargetState, body_len: int | None) -> bytes:
+        request = ex.request
+        path = target.base_path + request.path
+        if request.query:
+            path += "?" + request.query
+        headers = request.headers
+        fwd_for = ", ".join(request.forwarded_for)
+        client = request.client_ip
+        node = f'"[{client}]"' if ":" in client else client
+        lines = [
+            f"{request.method} {path} HTTP/1.1\r\nhost: {target.host_header}\r\n",
+            *[f"{k}: {v}\r\n" for k, v in headers if k != "host" and k != "content-length"],
+            f"x-forwarded-for: {fwd_for}\r\nx-forwarded-proto: {request.scheme}\r\n",
+            f"forwarded: for={node};proto={request.scheme}",
+        ]
+        if request.host:
+            lines.append(f";host=\"{request.host}\"\r\nx-forwarded-host: {request.host}\r\n")
+        else:
+            lines.append("\r\n")
+        lines.append(f"x-request-id: {ex.request_id}\r\n")
+        if body_len is not None:
+            if body_len or request.method in ("POST", "PUT", "PATCH"):
+                lines.append(f"content-length: {body_len}\r\n")
+        else:
+            lines.append("transfer-encoding: chunked\r\n")
+        lines.append("\r\n")
+        return "".join(lines).encode("latin-1")
+
+    async def _forward(self, req: Incoming, route: RouteRuntime, ex: Exchange, record: dict[str, Any],
+                       body: bytes | None) -> bool:
+        pool: UpstreamPool = route.pool
+        cfg = pool.config
+        loop_time = time.monotonic
+        deadline = loop_time() + cfg.timeouts.total
+        request = ex.request
+        replayable = body is not None
+        attempts = 1 + cfg.retries if (request.method in IDEMPOTENT_METHODS and replayable) else 1
+        target: TargetState | None = None
+        conn: UpstreamConnection | None = None
+        head = None
+        for attempt in range(attempts):
+            try:
+                target = pool.choose(exclude=target if attempt else None)
+            except UpstreamError as exc:
+                return self._upstream_failed(req, route, ex, record, exc)
+            target.active += 1
+            try:
+                conn, _reused = await pool.acquire(target, deadline)
+                conn.begin(request.method, deadline, cfg.timeouts.read)
+                if body is not None:
+                    conn.write(self._upstream_head(ex, target, len(body)) + body)
+                else:
+                    await self._stream_request_body(req, ex, target, conn, route.max_body_bytes)
+                head = await conn.response_head()
+                break
+            except UpstreamError as exc:
+                target.active -= 1
+                target.record_failure(loop_time())
+                if conn is not None:
+                    conn.abort()
+                    conn = None
+                METRICS.inc("bastion_upstream_errors", (route.service, exc.kind))
+                if exc.retryable and attempt + 1 < attempts and loop_time() < deadline:
+                    continue
+                return self._upstream_failed(req, route, ex, record, exc)
+            except BaseException:
+                target.active -= 1
+                if conn is not None:
+                    conn.abort()
+                raise
+        assert head is not None and conn is not None and target is not None
+        record["upstream"] = target.url
+        try:
+            if head.status in (502, 503, 504):
+                target.record_failure(loop_time())
+            else:
+                target.record_success()
+            return await self._respond(req, route, ex, record, conn, head)
+        except BaseException:
+            conn.abort()  # never pool a connection whose exchange was interrupted
+            raise
+        finally:
+            target.active -= 1
+
+    async def _stream_request_body(self, req: Incoming, ex: Exchange, target: TargetState,
+                                   conn: UpstreamConnection, limit: int) -> None:
+        """Send the head, then the body as it arrives (chunked unless the length is known)."""
+        length = req.content_length
+        conn.write(self._upstream_head(ex, target, length))
+        while True:
+            chunk = await self._next_chunk(req)
+            if chunk is None:
+                break
+            if req.consumed > limit:
+                raise _BodyError(413, "The request body is too large for this route.")
+            if length is None:
+                conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            else:
+                conn.write(chunk)
+            await conn.drain()
+        if length is None:
+            conn.write(b"0\r\n\r\n")
+        ex.request.body = None
+
+    def _upstream_failed(self, req: Incoming, route: RouteRuntime, ex: Exchange, record: dict[str, Any],
+                         exc: UpstreamError) -> bool:
+        log.warning("upstream failure for %s (request %s): %s", route.service, ex.request_id, exc)
+        record["upstream_error"] = exc.kind
+        titles = {502: "The upstream service failed to answer.", 503: "The upstream service is unavailable.",
+                  504: "The upstream service did not answer in time."}
+        resp = problem_response(exc.status, titles.get(exc.status, "Upstream failure."), ex.request_id)
+        ex.response = resp
+        keep = req.keep_alive and req.complete and req.error is None
+        self._send_whole(resp, req, record, keep, ex.request_id)
+        return keep
+
+    async def _respond(self, req: Incoming, route: RouteRuntime, ex: Exchange, record: dict[str, Any],
+                       conn: UpstreamConnection, head: Any) -> bool:
+        chain = route.chain
+        pool = route.pool
+        resp = Response(head.status, strip_hop_by_hop(head.headers), None)
+        ex.response = resp
+        if chain.needs_response_body:
+            resp.body = await conn.read_body_into(route.max_body_bytes)
+        else:
+            resp.body = conn.take_complete_body()
+        if chain.response_stages:
+            await chain.run_response(ex)
+        final = ex.response
+        keep = req.keep_alive and not self.server.draining and req.complete and req.error is None
+        if final is not resp or resp.body is not None:
+            # The body is known in full (buffered, or replaced by a stage).
+            if final is not resp and not conn.reusable():
+                conn.abort()  # we will not read the rest of the upstream body
+            else:
+                if resp.body is None:
+                    await conn.read_body_into(route.max_body_bytes)
+                pool.release(conn)
+            self._send_whole(final, req, record, keep, ex.request_id)
+            return keep
+        # Stream the upstream body through.
+        forbidden = body_forbidden(resp.status, req.method)
+        has_length = header_get(resp.headers, "content-length") is not None
+        chunked = not forbidden and not has_length and req.version == "1.1"
+        if not forbidden and not has_length and not chunked:
+            keep = False  # HTTP/1.0 client, unknown length: the end of the body is the close
+        headers = resp.headers
+        if chunked:
+            headers.append(("transfer-encoding", "chunked"))
+        self._finish_headers(headers, keep, ex.request_id)
+        transport = self.transport
+        if transport is None or self.closed:
+            conn.abort()
+            raise ClientGone()
+        transport.write(status_line(resp.status) + serialize_headers(headers))
+        record["status"] = resp.status
+        sent = 0
+
+        def sink(chunk: bytes) -> None:
+            nonlocal sent
+            sent += len(chunk)
+            if self.closed:
+                return
+            if chunked:
+                transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            else:
+                transport.write(chunk)
+            if self.write_paused and self.paused_upstream is None:
+                conn.pause_reading()
+                self.paused_upstream = conn
+
+        conn.set_sink(None if forbidden else sink)
+        try:
+            await conn.wait_done()
+        except UpstreamError as exc:
+            # The head is out: the only honest signal left is to cut the connection.
+            log.warning("upstream body failed for %s (request %s): %s", route.service, ex.request_id, exc)
+            record["upstream_error"] = exc.kind
+            record["bytes_out"] = sent
+            conn.abort()
+            self.abort()
+            return False
+        finally:
+            if self.paused_upstream is conn:
+                self.paused_upstream = None
+        if chunked and not self.closed:
+            transport.write(b"0\r\n\r\n")
+        record["bytes_out"] = sent
+        pool.release(conn)
+        if not keep:
+            self._close()
+        return keep
+
+    def _finish_headers(self, headers: HeaderList, keep: bool, request_id: str) -> None:
+        headers.append(("x-request-id", request_id))
+        hsts = self.server.runtime.hsts
+        if hsts is not None and self.scheme == "https":
+            headers.append(("strict-transport-security", hsts))
+        if not keep:
+            headers.append(("connection", "close"))
+
+    def _send_whole(self, resp: Response, req: Incoming, record: dict[str, Any], keep: bool, request_id: str) -> None:
+        """Write a response whose body is known in full."""
+        body = resp.body or b""
+        headers = [(k, v) for k, v in resp.headers if k != "content-length" and k != "transfer-encoding"]
+        if body_forbidden(resp.status, req.method):
+            if req.method == "HEAD" and resp.status not in (204, 304):
+                headers.append(("content-length", str(len(body))))
+            body = b""
+        else:
+            headers.append(("content-length", str(len(body))))
+        self._finish_headers(headers, keep, request_id)
+        record["status"] = resp.status
+        record["bytes_out"] = len(body)
+        if self.transport is not None and not self.closed:
+            self.transport.write(status_line(resp.status) + serialize_headers(headers) + body)
+        if not keep:
+            self._close()
+
+
+class _Reject(Exception):
+    """Raised inside parser callbacks: llhttp stops and the request gets this status."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class _BodyError(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def _llhttp_reason(exc: Exception) -> str:
+    cause = exc.__context__
+    if isinstance(cause, _Reject):
+        return cause.detail
+    text = str(exc).strip().rstrip(".")
+    # llhttp's reasons are fixed strings, never client bytes; keep them short anyway.
+    return text[:120] or "invalid syntax"
+
+
+def _request_id(headers: HeaderList, trusted: bool) -> str:
+    if trusted:
+        incoming = header_get(headers, "x-request-id")
+        if incoming and len(incoming) <= 128 and not incoming.strip(_REQUEST_ID_CHARS):
+            return incoming
+    return os.urandom(16).hex()
+
+
+__all__ = ["ClientConnection", "GatewayServer"]
