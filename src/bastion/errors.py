@@ -28,8 +28,9 @@ _TITLES = {
 }
 
 
-def problem_body(status: int, detail: str, request_id: str, *, title: str | None = None,
-                 type_: str = "about:blank") -> bytes:
+def problem_body(
+    status: int, detail: str, request_id: str, *, title: str | None = None, type_: str = "about:blank"
+) -> bytes:
     """The JSON of a problem document. ``detail`` must not contain client input."""
     return orjson.dumps(
         {
@@ -42,11 +43,16 @@ def problem_body(status: int, detail: str, request_id: str, *, title: str | None
     )
 
 
-def problem_response(status: int, detail: str, request_id: str, *, title: str | None = None,
-                     headers: HeaderList | None = None) -> Response:
+def problem_response(
+    status: int, detail: str, request_id: str, *, title: str | None = None, headers: HeaderList | None = None
+) -> Response:
     """A complete problem+json response."""
     body = problem_body(status, detail, request_id, title=title)
-    out: HeaderList = [("content-type", PROBLEM_CONTENT_TYPE), ("cache-control", "no-store")]
+    out: HeaderList = [
+        ("content-type", PROBLEM_CONTENT_TYPE),
+        ("cache-control", "no-store"),
+        ("x-content-type-options", "nosniff"),
+    ]
     if headers:
         out.extend(headers)
     return Response(status, out, body)
@@ -54,8 +60,7 @@ def problem_response(status: int, detail: str, request_id: str, *, title: str | 
 
 def block_response(block: Block, request_id: str) -> Response:
     """The problem response a stage's :class:`Block` turns into."""
-    return problem_response(block.status, block.detail, request_id, title=block.title,
-                            headers=list(block.headers))
+    return problem_response(block.status, block.detail, request_id, title=block.title, headers=list(block.headers))
 
 
 class BastionError(Exception):

@@ -49,8 +49,9 @@ def print_config_error(exc: Exception) -> None:
 @app.command()
 def serve(
     config: ConfigOpt = Path("bastion.yaml"),
-    workers: Annotated[int, typer.Option("--workers", "-w", min=1, max=256,
-                                         help="Worker processes (default: number of cores).")] = 0,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=1, max=256, help="Worker processes (default: number of cores).")
+    ] = 0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the gateway (data plane) and its admin API."""
@@ -75,8 +76,10 @@ def check(config: ConfigOpt = Path("bastion.yaml")) -> None:
         stages = ",".join(spec.name for spec, _ in r.stages) or "-"
         methods = ",".join(sorted(r.methods - {"HEAD"})) or "HEAD"
         auth = "public" if r.public else "auth"
-        out.print(f"  {methods:<28} {r.path}{'*' if r.prefix else '':<2} -> {r.service}  "
-                  f"[dim]{r.id} ({auth}; stages: {stages})[/]")
+        out.print(
+            f"  {methods:<28} {r.path}{'*' if r.prefix else '':<2} -> {r.service}  "
+            f"[dim]{r.id} ({auth}; stages: {stages})[/]"
+        )
 
 
 @app.command()

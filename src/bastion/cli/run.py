@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -50,8 +49,7 @@ def write_demo_config(folder: Path, port: int, admin_port: int, api_port: int) -
     from bastion.demo.app import openapi_path
 
     path = folder / "bastion.yaml"
-    path.write_text(DEMO_CONFIG.format(port=port, admin_port=admin_port, api_port=api_port,
-                                       openapi=openapi_path()))
+    path.write_text(DEMO_CONFIG.format(port=port, admin_port=admin_port, api_port=api_port, openapi=openapi_path()))
     return path
 
 
@@ -67,20 +65,24 @@ def run_demo(port: int, admin_port: int, api_port: int, workers: int) -> int:
         err.print(f"[bold red]error:[/] the demo API could not start: {exc}", markup=False)
         return 1
     gw = f"http://127.0.0.1:{port}"
-    print(f"""
+    print(
+        f"""
 Bastion demo
   demo API (direct, do not expose): http://127.0.0.1:{api_port}
   gateway:                          {gw}
   admin:                            http://127.0.0.1:{admin_port}/health  /metrics
   config:                           {config}
-  access log:                       {folder / 'access.log'}
+  access log:                       {folder / "access.log"}
 
 Try:
   curl -i {gw}/books                          # allowed: a declared, public operation
   curl -i {gw}/admin/users                    # blocked: 404, no route declares it (deny by default)
   curl -i '{gw}/books/..%2f..%2fetc/passwd'   # blocked: 400, encoded slash in the path
 Press Ctrl-C to stop.
-""", file=sys.stderr, flush=True)
+""",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         return run_gateway(config, workers, "warning")
     finally:

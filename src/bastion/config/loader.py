@@ -17,7 +17,7 @@ from bastion.config.errors import ConfigError, ConfigIssue
 from bastion.config.model import DEFAULT_METHODS, GatewayConfig, Route, Service
 from bastion.config.openapi import OpenAPIDocument, PolicyLayer, parse_openapi
 from bastion.config.yamlsrc import FieldPath, Source, load_source
-from bastion.pipeline.registry import BY_EXTENSION, BY_NAME, ORDER
+from bastion.pipeline.registry import BY_NAME, ORDER
 from bastion.pipeline.stage import StageConfig, StageSpec
 
 
@@ -93,10 +93,17 @@ def load_config(path: Path | str) -> LoadedConfig:
                     rid = op.operation_id or f"{svc.name}:{op.method} {op.path}"
                     routes.append(
                         ResolvedRoute(
-                            id=rid, service=svc.name, path=(base_path + op.path) or "/",
-                            methods=frozenset(_with_head({op.method})), host=svc.host, prefix=False,
-                            public=op.public, operation_id=op.operation_id, max_body_bytes=body_cap,
-                            stages=stages, origin=f"{doc.source.file}#/paths/{_pointer(op.path)}/{op.method.lower()}",
+                            id=rid,
+                            service=svc.name,
+                            path=(base_path + op.path) or "/",
+                            methods=frozenset(_with_head({op.method})),
+                            host=svc.host,
+                            prefix=False,
+                            public=op.public,
+                            operation_id=op.operation_id,
+                            max_body_bytes=body_cap,
+                            stages=stages,
+                            origin=f"{doc.source.file}#/paths/{_pointer(op.path)}/{op.method.lower()}",
                             operation=op.spec,
                         )
                     )
@@ -121,17 +128,28 @@ def _pointer(path: str) -> str:
     return path.replace("~", "~0").replace("/", "~1")
 
 
-def _hand_route(svc: Service, route: Route, rpath: FieldPath, src: Source,
-                stages: tuple[tuple[StageSpec, StageConfig], ...], body_cap: int) -> ResolvedRoute:
+def _hand_route(
+    svc: Service,
+    route: Route,
+    rpath: FieldPath,
+    src: Source,
+    stages: tuple[tuple[StageSpec, StageConfig], ...],
+    body_cap: int,
+) -> ResolvedRoute:
     methods = set(route.methods) if route.methods is not None else set(DEFAULT_METHODS)
     line = src.line_of(rpath)
     return ResolvedRoute(
         id=route.operation_id or f"{svc.name}:{route.path}",
-        service=svc.name, path=route.path, methods=frozenset(_with_head(methods)),
-        host=route.host or svc.host, prefix=route.prefix, public=route.public,
+        service=svc.name,
+        path=route.path,
+        methods=frozenset(_with_head(methods)),
+        host=route.host or svc.host,
+        prefix=route.prefix,
+        public=route.public,
         operation_id=route.operation_id,
         max_body_bytes=route.max_body_bytes if route.max_body_bytes is not None else body_cap,
-        stages=stages, origin=f"{src.file}:{line}" if line else src.file,
+        stages=stages,
+        origin=f"{src.file}:{line}" if line else src.file,
     )
 
 
@@ -139,32 +157,42 @@ def _resolve_files(config: GatewayConfig, base: Path) -> GatewayConfig:
     """Make every file path in the config absolute, relative to the config's folder."""
     listen = config.listen
     if listen.tls is not None:
-        tls = listen.tls.model_copy(update={
-            "cert": resolve_path(base, listen.tls.cert), "key": resolve_path(base, listen.tls.key),
-            "client_ca": resolve_path(base, listen.tls.client_ca) if listen.tls.client_ca else None,
-        })
+        tls = listen.tls.model_copy(
+            update={
+                "cert": resolve_path(base, listen.tls.cert),
+                "key": resolve_path(base, listen.tls.key),
+                "client_ca": resolve_path(base, listen.tls.client_ca) if listen.tls.client_ca else None,
+            }
+        )
         listen = listen.model_copy(update={"tls": tls})
     services = []
     for svc in config.services:
         up = svc.upstream
         t = up.tls
-        tls_up = t.model_copy(update={
-            "ca": resolve_path(base, t.ca) if t.ca else None,
-            "cert": resolve_path(base, t.cert) if t.cert else None,
-            "key": resolve_path(base, t.key) if t.key else None,
-        })
-        services.append(svc.model_copy(update={
-            "openapi": resolve_path(base, svc.openapi) if svc.openapi else None,
-            "upstream": up.model_copy(update={"tls": tls_up}),
-        }))
+        tls_up = t.model_copy(
+            update={
+                "ca": resolve_path(base, t.ca) if t.ca else None,
+                "cert": resolve_path(base, t.cert) if t.cert else None,
+                "key": resolve_path(base, t.key) if t.key else None,
+            }
+        )
+        services.append(
+            svc.model_copy(
+                update={
+                    "openapi": resolve_path(base, svc.openapi) if svc.openapi else None,
+                    "upstream": up.model_copy(update={"tls": tls_up}),
+                }
+            )
+        )
     log = config.access_log
     if log.path != "-":
         log = log.model_copy(update={"path": str(resolve_path(base, Path(log.path)))})
     return config.model_copy(update={"listen": listen, "services": services, "access_log": log})
 
 
-def _load_openapi(path: Path, cfg: Source, field: FieldPath, ext_names: dict[str, str],
-                  issues: list[ConfigIssue]) -> OpenAPIDocument | None:
+def _load_openapi(
+    path: Path, cfg: Source, field: FieldPath, ext_names: dict[str, str], issues: list[ConfigIssue]
+) -> OpenAPIDocument | None:
     try:
         # No ${VAR} expansion: OpenAPI documents legitimately contain "${...}" in examples.
         doc_src = load_source(path, interpolate=False)
@@ -187,8 +215,11 @@ def _check_policy_names(policies: dict[str, Any], src: Source, path: FieldPath, 
 
 
 def _layers(policies: dict[str, Any], src: Source, path: FieldPath) -> list[tuple[str, PolicyLayer]]:
-    return [(name, PolicyLayer(values, src, (*path, name)))
-            for name, values in policies.items() if name in BY_NAME and isinstance(values, dict)]
+    return [
+        (name, PolicyLayer(values, src, (*path, name)))
+        for name, values in policies.items()
+        if name in BY_NAME and isinstance(values, dict)
+    ]
 
 
 def _by_stage(layers: list[tuple[str, PolicyLayer]]) -> dict[str, list[PolicyLayer]]:
@@ -198,8 +229,9 @@ def _by_stage(layers: list[tuple[str, PolicyLayer]]) -> dict[str, list[PolicyLay
     return out
 
 
-def _stages(base: list[tuple[str, PolicyLayer]], nearer: dict[str, list[PolicyLayer]],
-            issues: list[ConfigIssue]) -> tuple[tuple[StageSpec, StageConfig], ...]:
+def _stages(
+    base: list[tuple[str, PolicyLayer]], nearer: dict[str, list[PolicyLayer]], issues: list[ConfigIssue]
+) -> tuple[tuple[StageSpec, StageConfig], ...]:
     """Merge each stage's layers (broadest first, nearest wins per field) and validate."""
     merged = _by_stage(base)
     for name, layers in nearer.items():
@@ -243,12 +275,17 @@ def _check_conflicts(routes: list[ResolvedRoute], issues: list[ConfigIssue]) -> 
             if other is not None and not (m == "HEAD" and "GET" not in other.methods):
                 if m == "HEAD":
                     continue
-                issues.append(ConfigIssue(r.origin, None, "", f"{m} {r.path} is also declared by {other.origin} (route {other.id!r})"))
+                issues.append(
+                    ConfigIssue(
+                        r.origin, None, "", f"{m} {r.path} is also declared by {other.origin} (route {other.id!r})"
+                    )
+                )
             seen[key] = r
 
 
-def pydantic_issues(exc: ValidationError, src: Source, model: type[BaseModel],
-                    prefix: FieldPath = ()) -> list[ConfigIssue]:
+def pydantic_issues(
+    exc: ValidationError, src: Source, model: type[BaseModel], prefix: FieldPath = ()
+) -> list[ConfigIssue]:
     """Turn pydantic's errors into issues with file, line, field path and a plain message."""
     out: list[ConfigIssue] = []
     for err in exc.errors(include_url=False):
@@ -266,9 +303,13 @@ def pydantic_issues(exc: ValidationError, src: Source, model: type[BaseModel],
         else:
             message = err["msg"].removeprefix("Value error, ")
             value = err.get("input")
-            if (isinstance(value, (str, int, float)) and not isinstance(value, bool)
-                    and full not in src.secret_paths and len(str(value)) <= 60
-                    and kind not in ("value_error",)):
+            if (
+                isinstance(value, (str, int, float))
+                and not isinstance(value, bool)
+                and full not in src.secret_paths
+                and len(str(value)) <= 60
+                and kind not in ("value_error",)
+            ):
                 message += f" (got {value!r})"
         out.append(src.issue(full, message))
     return out
@@ -276,23 +317,26 @@ def pydantic_issues(exc: ValidationError, src: Source, model: type[BaseModel],
 
 def _data_path(data: Any, prefix: FieldPath, loc: tuple[str | int, ...]) -> FieldPath:
     """Keep the parts of pydantic's ``loc`` that exist in the data (drop union/tag names)."""
-    node = data
+    node: Any = data
     for p in prefix:
-        node = node[p] if isinstance(node, (dict, list)) else None
+        node = node[p] if _has(node, p) else None
     out: list[str | int] = []
     for part in loc:
-        if isinstance(node, dict) and isinstance(part, str) and part in node:
+        if _has(node, part):
             node = node[part]
             out.append(part)
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and part.isidentifier() and part[0].islower():
+            # A missing field is named by its own key; other parts are pydantic's names of
+            # union members or validators ("IPv4Network", "function-after[...]").
             out.append(part)
-        elif isinstance(node, dict) and isinstance(part, str) and not out[-1:] == [part]:
-            # A missing field is named by its own key.
-            if part not in node and part.isidentifier() and not part[0].isupper() and "[" not in part:
-                out.append(part)
-                node = None
+            node = None
     return tuple(out)
+
+
+def _has(node: Any, part: str | int) -> bool:
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
 
 
 def _allowed_fields(model: type[BaseModel], path: FieldPath) -> list[str]:

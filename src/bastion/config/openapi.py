@@ -53,14 +53,17 @@ class OpenAPIDocument:
         return data
 
 
-def _extensions(obj: dict[str, Any], src: Source, path: FieldPath, known: set[str],
-                issues: list[ConfigIssue]) -> dict[str, PolicyLayer]:
+def _extensions(
+    obj: dict[str, Any], src: Source, path: FieldPath, known: set[str], issues: list[ConfigIssue]
+) -> dict[str, PolicyLayer]:
     out: dict[str, PolicyLayer] = {}
     for key, value in obj.items():
         if not key.startswith("x-bastion-"):
             continue
         if key not in known:
-            issues.append(src.issue((*path, key), f"unknown Bastion extension; expected one of: {', '.join(sorted(known))}"))
+            issues.append(
+                src.issue((*path, key), f"unknown Bastion extension; expected one of: {', '.join(sorted(known))}")
+            )
             continue
         if not isinstance(value, dict):
             issues.append(src.issue((*path, key), "expected a mapping of stage settings"))

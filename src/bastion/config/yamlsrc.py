@@ -48,9 +48,7 @@ class Source:
         return ConfigIssue(self.file, self.line_of(path), format_path(path), message)
 
 
-def _walk(
-    loader: yaml.SafeLoader, node: yaml.Node, path: FieldPath, src: Source, issues: list[ConfigIssue]
-) -> Any:
+def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: FieldPath, src: Source, issues: list[ConfigIssue]) -> Any:
     src.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
@@ -65,8 +63,12 @@ def _walk(
                 continue
             if key in out:
                 issues.append(
-                    ConfigIssue(src.file, key_node.start_mark.line + 1, format_path((*path, key)),
-                                "duplicate key (each key may appear once)")
+                    ConfigIssue(
+                        src.file,
+                        key_node.start_mark.line + 1,
+                        format_path((*path, key)),
+                        "duplicate key (each key may appear once)",
+                    )
                 )
             out[key] = _walk(loader, value_node, (*path, key), src, issues)
             src.lines[(*path, key)] = key_node.start_mark.line + 1
@@ -85,7 +87,9 @@ def load_source(path: Path, *, interpolate: bool = True, display: str | None = N
     except FileNotFoundError:
         raise ConfigError([ConfigIssue(name, None, "", "file not found")]) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError([ConfigIssue(name, None, "", f"not valid UTF-8 ({exc.reason} at byte {exc.start})")]) from None
+        raise ConfigError(
+            [ConfigIssue(name, None, "", f"not valid UTF-8 ({exc.reason} at byte {exc.start})")]
+        ) from None
     except OSError as exc:
         raise ConfigError([ConfigIssue(name, None, "", f"cannot be read: {exc.strerror}")]) from None
     return parse_source(text, name, interpolate=interpolate)
@@ -152,7 +156,9 @@ def _expand(text: str, path: FieldPath, src: Source, issues: list[ConfigIssue]) 
         env = os.environ.get(name)
         if env is None:
             if not sep:
-                issues.append(src.issue(path, f"environment variable {name} is not set (use ${{{name}:-default}} for a default)"))
+                issues.append(
+                    src.issue(path, f"environment variable {name} is not set (use ${{{name}:-default}} for a default)")
+                )
                 return text
             env = default
         src.secret_paths.add(path)

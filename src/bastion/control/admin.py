@@ -29,8 +29,10 @@ def create_admin_app(sup: Supervised, collector: SnapshotCollector) -> Starlette
 
     async def health(_: Request) -> Response:
         alive, wanted = sup.workers_alive()
-        return JSONResponse({"status": "ok" if alive else "down", "workers": alive, "workers_wanted": wanted},
-                            status_code=200 if alive else 503)
+        return JSONResponse(
+            {"status": "ok" if alive else "down", "workers": alive, "workers_wanted": wanted},
+            status_code=200 if alive else 503,
+        )
 
     async def ready(_: Request) -> Response:
         ok = sup.ready()
@@ -40,10 +42,15 @@ def create_admin_app(sup: Supervised, collector: SnapshotCollector) -> Starlette
         errors = sup.reload()
         if errors:
             return JSONResponse(
-                {"type": "about:blank", "title": "Configuration rejected", "status": 422,
-                 "detail": "The new configuration is invalid; the previous one keeps serving.",
-                 "errors": errors},
-                status_code=422, media_type="application/problem+json",
+                {
+                    "type": "about:blank",
+                    "title": "Configuration rejected",
+                    "status": 422,
+                    "detail": "The new configuration is invalid; the previous one keeps serving.",
+                    "errors": errors,
+                },
+                status_code=422,
+                media_type="application/problem+json",
             )
         return JSONResponse({"reloaded": True})
 
@@ -53,10 +60,12 @@ def create_admin_app(sup: Supervised, collector: SnapshotCollector) -> Starlette
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    return Starlette(routes=[
-        Route("/health", health, methods=["GET"]),
-        Route("/ready", ready, methods=["GET"]),
-        Route("/reload", reload, methods=["POST"]),
-        Route("/version", version, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-    ])
+    return Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/ready", ready, methods=["GET"]),
+            Route("/reload", reload, methods=["POST"]),
+            Route("/version", version, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ]
+    )

@@ -71,8 +71,7 @@ class Supervisor:
         return alive, self.nworkers
 
     def ready(self) -> bool:
-        return not self.stopping and all(w.ready and w.proc is not None and w.proc.poll() is None
-                                         for w in self.workers)
+        return not self.stopping and all(w.ready and w.proc is not None and w.proc.poll() is None for w in self.workers)
 
     def reload(self) -> list[str]:
         """Validate the file; if valid, tell every worker to reload. Returns the errors."""
@@ -105,16 +104,21 @@ class Supervisor:
         from bastion.control.admin import create_admin_app
 
         app = create_admin_app(self, self.collector)
-        server = _AdminServer(uvicorn.Config(app, host=admin.host, port=admin.port, log_level="warning",
-                                             access_log=False, lifespan="off"))
+        server = _AdminServer(
+            uvicorn.Config(app, host=admin.host, port=admin.port, log_level="warning", access_log=False, lifespan="off")
+        )
         admin_task = loop.create_task(server.serve())
         watch_task = loop.create_task(self._watch())
-        print(f"bastion: gateway on {'https' if listen.tls else 'http'}://{listen.host}:{listen.port} "
-              f"({self.nworkers} workers), admin on http://{admin.host}:{admin.port}", file=sys.stderr, flush=True)
+        print(
+            f"bastion: gateway on {'https' if listen.tls else 'http'}://{listen.host}:{listen.port} "
+            f"({self.nworkers} workers), admin on http://{admin.host}:{admin.port}",
+            file=sys.stderr,
+            flush=True,
+        )
         await self._stop.wait()
         self.stopping = True
         watch_task.cancel()
-        await self._stop_workers(listen.timeouts.drain + 5)
+        await self._stop_workers(grace=listen.timeouts.drain + 5)
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await watch_task
@@ -126,8 +130,17 @@ class Supervisor:
 
     def _spawn(self, w: WorkerProcess) -> None:
         read_fd, write_fd = os.pipe()
-        cmd = [sys.executable, "-m", "bastion.proxy.worker", "--config", self.config_path,
-               "--log-level", self.log_level, "--ready-fd", str(write_fd)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bastion.proxy.worker",
+            "--config",
+            self.config_path,
+            "--log-level",
+            self.log_level,
+            "--ready-fd",
+            str(write_fd),
+        ]
         env = {**os.environ, "BASTION_METRICS_DIR": self.metrics_dir}
         w.proc = subprocess.Popen(cmd, pass_fds=(write_fd,), env=env)
         os.close(write_fd)
@@ -159,7 +172,7 @@ class Supervisor:
                 self.collector.retire(w.proc.pid)
                 uptime = time.monotonic() - w.started
                 w.restarts = 0 if uptime > 30 else w.restarts + 1
-                delay = min(RESTART_BACKOFF_MAX, 0.1 * 2 ** w.restarts)
+                delay = min(RESTART_BACKOFF_MAX, 0.1 * 2**w.restarts)
                 log.error("worker %d (pid %d) exited with %s; restarting in %.1fs", w.slot, w.proc.pid, code, delay)
                 w.proc = None
                 w.ready = False
@@ -174,12 +187,13 @@ class Supervisor:
         if not self.stopping and w.proc is None:
             self._spawn(w)
 
-    async def _stop_workers(self, timeout: float) -> None:
+    async def _stop_workers(self, grace: float) -> None:
         for w in self.workers:
             if w.proc is not None and w.proc.poll() is None:
                 w.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(w.proc is not None and w.proc.poll() is None for w in self.workers):
+        deadline = time.monotonic() + grace
+        # Popen offers nothing to await; polling a few processes every 50 ms is fine here.
+        while time.monotonic() < deadline and any(w.proc is not None and w.proc.poll() is None for w in self.workers):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         for w in self.workers:
             if w.proc is not None and w.proc.poll() is None:

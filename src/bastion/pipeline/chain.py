@@ -36,9 +36,7 @@ class Chain:
     )
 
     def __init__(self, stages: Sequence[Stage], on_stage_error: ErrorCounter = _ignore) -> None:
-        self.request_stages: tuple[RequestStage, ...] = tuple(
-            s for s in stages if isinstance(s, RequestStage)
-        )
+        self.request_stages: tuple[RequestStage, ...] = tuple(s for s in stages if isinstance(s, RequestStage))
         # Response hooks run in reverse order, like unwinding a stack.
         self.response_stages: tuple[ResponseStage, ...] = tuple(
             s for s in reversed(stages) if isinstance(s, ResponseStage)
@@ -86,9 +84,7 @@ class Chain:
     def _record_block(self, stage: Stage, exchange: Exchange, block: Block) -> bool:
         """Log the decision; tell whether it is enforced."""
         enforced = stage.config.enforce
-        exchange.decisions.append(
-            Decision(stage.name, "block" if enforced else "monitor", block.reason, block.status)
-        )
+        exchange.decisions.append(Decision(stage.name, "block" if enforced else "monitor", block.reason, block.status))
         if enforced:
             exchange.blocked_by = stage.name
         return enforced
@@ -98,7 +94,10 @@ class Chain:
         self.on_stage_error(stage.name)
         unavailable = isinstance(exc, DependencyUnavailable)
         log.error(
-            "stage %s failed on request %s: %s", stage.name, exchange.request_id, exc,
+            "stage %s failed on request %s: %s",
+            stage.name,
+            exchange.request_id,
+            exc,
             exc_info=not unavailable,
         )
         exchange.decisions.append(Decision(stage.name, "error", type(exc).__name__))
@@ -106,9 +105,7 @@ class Chain:
             return None
         exchange.blocked_by = stage.name
         status = 503 if unavailable else 500
-        detail = (
-            "A security check could not be completed; the request was refused."
-        )
+        detail = "A security check could not be completed; the request was refused."
         return problem_response(status, detail, exchange.request_id)
 
 

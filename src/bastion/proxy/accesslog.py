@@ -7,8 +7,10 @@ never dropped: a failing write is reported on stderr and retried at the next flu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
+import time
 from typing import Any
 
 import orjson
@@ -50,7 +52,13 @@ class AccessLog:
         if self._records:
             records, self._records = self._records, []
             dumps = orjson.dumps
-            self._pending += b"".join([dumps(r) + b"\n" for r in records])
+            lines = []
+            for r in records:
+                # The ISO time is rendered here, in the batch, not on the request path.
+                ts = r["ts"]
+                r["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+                lines.append(dumps(r))
+            self._pending += b"\n".join(lines) + b"\n"
         while self._pending:
             try:
                 written = os.write(self._fd, self._pending)
@@ -65,8 +73,9 @@ class AccessLog:
                 break
             self._pending = self._pending[written:]
         if self._pending and self._handle is None:
-            with_loop = asyncio.get_event_loop_policy().get_event_loop()
-            self._handle = with_loop.call_later(FLUSH_INTERVAL, self.flush)
+            # Outside a running loop (final close) there is nothing left to retry with.
+            with contextlib.suppress(RuntimeError):
+                self._handle = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self.flush)
 
     def close(self) -> None:
         if self._handle is not None:

@@ -8,8 +8,17 @@ from bastion.types import HeaderList
 
 #: Hop-by-hop headers (RFC 9110 section 7.6.1), never forwarded in either direction.
 HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
-     "upgrade", "proxy-authenticate", "proxy-authorization"}
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+    }
 )
 
 _REASONS = {s.value: s.phrase for s in HTTPStatus}

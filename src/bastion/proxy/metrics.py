@@ -30,12 +30,24 @@ class MetricDef:
 
 
 DEFINITIONS: tuple[MetricDef, ...] = (
-    MetricDef("bastion_requests", "Requests answered, by service, route and status code.",
-              ("service", "route", "code"), "counter"),
-    MetricDef("bastion_request_duration_seconds", "Time from request head to the end of the response.",
-              ("service",), "histogram"),
-    MetricDef("bastion_blocked", "Requests refused (or flagged in shadow mode) by a stage or the core.",
-              ("stage", "reason", "action"), "counter"),
+    MetricDef(
+        "bastion_requests",
+        "Requests answered, by service, route and status code.",
+        ("service", "route", "code"),
+        "counter",
+    ),
+    MetricDef(
+        "bastion_request_duration_seconds",
+        "Time from request head to the end of the response.",
+        ("service",),
+        "histogram",
+    ),
+    MetricDef(
+        "bastion_blocked",
+        "Requests refused (or flagged in shadow mode) by a stage or the core.",
+        ("stage", "reason", "action"),
+        "counter",
+    ),
     MetricDef("bastion_stage_errors", "Exceptions raised by stages.", ("stage",), "counter"),
     MetricDef("bastion_upstream_errors", "Failed upstream exchanges by kind.", ("service", "kind"), "counter"),
     MetricDef("bastion_config_reloads", "Configuration reloads in workers, by result.", ("result",), "counter"),

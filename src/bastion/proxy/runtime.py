@@ -50,8 +50,9 @@ class Runtime:
         self.router: Router[RouteRuntime] = Router()
         for r in loaded.routes:
             stages = [spec.build(stage_cfg) for spec, stage_cfg in r.stages]
-            rt = RouteRuntime(r, Chain(stages, _count_stage_error), self.pools[r.service], r.id, r.service,
-                              r.max_body_bytes)
+            rt = RouteRuntime(
+                r, Chain(stages, _count_stage_error), self.pools[r.service], r.id, r.service, r.max_body_bytes
+            )
             self.router.add(r.path, r.methods, rt, host=r.host, prefix=r.prefix)
         self.trusted = tuple(cfg.listen.trusted_proxies)
         self._trusted_cache: dict[str, bool] = {}

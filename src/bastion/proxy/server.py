@@ -9,8 +9,10 @@ stream through with back-pressure in both directions unless a stage asked for th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import random
 import time
 from collections import deque
 from typing import Any, cast
@@ -19,15 +21,16 @@ import httptools
 
 from bastion.errors import problem_response
 from bastion.pipeline.chain import Chain
-from bastion.proxy.metrics import METRICS
 from bastion.proxy.accesslog import AccessLog
 from bastion.proxy.http import (
+    HOP_BY_HOP,
     IDEMPOTENT_METHODS,
     body_forbidden,
     serialize_headers,
     status_line,
     strip_hop_by_hop,
 )
+from bastion.proxy.metrics import METRICS
 from bastion.proxy.runtime import RouteRuntime, Runtime
 from bastion.proxy.upstream import (
     TargetState,
@@ -46,8 +49,16 @@ BODY_BUFFER_HIGH = 1024 * 1024
 MAX_QUEUED = 16
 #: Incoming headers a gateway owns: dropped from clients, rewritten for the upstream.
 FORWARDING_HEADERS = frozenset(
-    {"forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port",
-     "x-real-ip", "x-request-id", "expect"}
+    {
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-real-ip",
+        "x-request-id",
+        "expect",
+    }
 )
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: Characters of a Host header value (a name or IP literal and a port). ``str.strip`` with
@@ -64,9 +75,25 @@ class Incoming:
     """A request head parsed off the wire, with its body as it arrives."""
 
     __slots__ = (
-        "chunked", "chunks", "complete", "content_length", "continue_sent", "error", "expect_continue",
-        "headers", "keep_alive", "method", "parse_error", "started", "upgrade", "url", "version", "waiter",
-        "buffered", "consumed",
+        "buffered",
+        "chunked",
+        "chunks",
+        "complete",
+        "consumed",
+        "content_length",
+        "continue_sent",
+        "error",
+        "expect_continue",
+        "has_connection",
+        "headers",
+        "keep_alive",
+        "method",
+        "parse_error",
+        "started",
+        "upgrade",
+        "url",
+        "version",
+        "waiter",
     )
 
     def __init__(self) -> None:
@@ -87,6 +114,7 @@ class Incoming:
         self.content_length: int | None = None
         self.chunked = False
         self.upgrade = False
+        self.has_connection = False
         self.started = time.perf_counter()
 
 
@@ -98,12 +126,16 @@ class GatewayServer:
         self.access_log = access_log
         self.connections: set[ClientConnection] = set()
         self.draining = False
+        self.all_closed = asyncio.Event()
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self, sock: Any, ssl_context: Any = None) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: ClientConnection(self), sock=sock, ssl=ssl_context, backlog=1024,
+            lambda: ClientConnection(self),
+            sock=sock,
+            ssl=ssl_context,
+            backlog=1024,
         )
 
     def swap_runtime(self, runtime: Runtime) -> Runtime:
@@ -111,18 +143,24 @@ class GatewayServer:
         old, self.runtime = self.runtime, runtime
         return old
 
-    async def drain(self, timeout: float) -> None:
-        """Stop accepting, let in-flight requests finish (up to ``timeout``), close the rest."""
+    async def drain(self, grace: float) -> None:
+        """Stop accepting, let in-flight requests finish (up to ``grace`` s), close the rest."""
         self.draining = True
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
             conn.close_if_idle()
-        deadline = time.monotonic() + timeout
-        while self.connections and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        if self.connections:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self.all_closed.wait()
         for conn in list(self.connections):
             conn.abort()
+
+    def forget(self, conn: ClientConnection) -> None:
+        self.connections.discard(conn)
+        if self.draining and not self.connections:
+            self.all_closed.set()
 
 
 class ClientConnection(asyncio.Protocol):
@@ -170,7 +208,7 @@ class ClientConnection(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        self.server.connections.discard(self)
+        self.server.forget(self)
         METRICS.gauge_add("bastion_client_connections", -1)
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
@@ -292,6 +330,8 @@ class ClientConnection(asyncio.Protocol):
                 host_seen += 1
                 if not v or v.strip(_HOST_CHARS):
                     raise _Reject(400, "The Host header is not a valid host name.")
+            elif k == "connection":
+                req.has_connection = True
             elif k == "expect":
                 if v.strip().lower() != "100-continue":
                     raise _Reject(417, "Only 'Expect: 100-continue' is supported.")
@@ -427,17 +467,25 @@ class ClientConnection(asyncio.Protocol):
         trusted = runtime.is_trusted(self.peer_ip)
         request_id = _request_id(req.headers, trusted)
         record: dict[str, Any] = {
-            "ts": time.time(), "request_id": request_id, "client": self.peer_ip,
-            "method": req.method, "path": None, "route": None, "service": None, "status": 0,
-            "bytes_in": 0, "bytes_out": 0,
+            "ts": time.time(),
+            "request_id": request_id,
+            "client": self.peer_ip,
+            "method": req.method,
+            "path": None,
+            "route": None,
+            "service": None,
+            "status": 0,
+            "bytes_in": 0,
+            "bytes_out": 0,
         }
         ex: Exchange | None = None
         try:
             if req.error is not None:
                 return await self._reject(req, record, req.error[0], req.error[1], "http.malformed", request_id)
             if req.upgrade:
-                return await self._reject(req, record, 501, "Protocol upgrades (WebSocket) are not supported yet.",
-                                          "http.upgrade", request_id)
+                return await self._reject(
+                    req, record, 501, "Protocol upgrades (WebSocket) are not supported yet.", "http.upgrade", request_id
+                )
             try:
                 path, query = normalize_target(req.url, runtime.limits.max_url_bytes)
             except BadTarget as exc:
@@ -447,17 +495,26 @@ class ClientConnection(asyncio.Protocol):
             match = runtime.router.match(host, path, req.method)
             if not isinstance(match, Match):
                 if match is None:
-                    return await self._reject(req, record, 404, "No route matches this path.", "route.not_found",
-                                              request_id)
+                    return await self._reject(
+                        req, record, 404, "No route matches this path.", "route.not_found", request_id
+                    )
                 allow = ", ".join(match)
-                return await self._reject(req, record, 405, "This method is not allowed on this path.",
-                                          "route.method_not_allowed", request_id, [("allow", allow)])
+                return await self._reject(
+                    req,
+                    record,
+                    405,
+                    "This method is not allowed on this path.",
+                    "route.method_not_allowed",
+                    request_id,
+                    [("allow", allow)],
+                )
             route = match.route
             record["route"] = route.id
             record["service"] = route.service
             if req.content_length is not None and req.content_length > route.max_body_bytes:
-                return await self._reject(req, record, 413, "The request body is too large for this route.",
-                                          "http.body_too_large", request_id)
+                return await self._reject(
+                    req, record, 413, "The request body is too large for this route.", "http.body_too_large", request_id
+                )
             request = self._build_request(req, path, query, host, trusted)
             request.path_params = match.params
             record["client"] = request.client_ip
@@ -489,8 +546,16 @@ class ClientConnection(asyncio.Protocol):
         METRICS.observe_latency(service, record["latency_ms"] / 1000)
         self.server.access_log.write(record)
 
-    async def _reject(self, req: Incoming, record: dict[str, Any], status: int, detail: str, reason: str,
-                      request_id: str, extra: HeaderList | None = None) -> bool:
+    async def _reject(
+        self,
+        req: Incoming,
+        record: dict[str, Any],
+        status: int,
+        detail: str,
+        reason: str,
+        request_id: str,
+        extra: HeaderList | None = None,
+    ) -> bool:
         """Answer with a problem document from the core (no route, or before routing)."""
         record["blocked_by"] = "core"
         record["reason"] = reason
@@ -522,7 +587,9 @@ class ClientConnection(asyncio.Protocol):
         headers: HeaderList = []
         xff: str | None = None
         fproto: str | None = None
-        for k, v in strip_hop_by_hop(req.headers):
+        for k, v in strip_hop_by_hop(req.headers) if req.has_connection else req.headers:
+            if k in HOP_BY_HOP:
+                continue
             if k in FORWARDING_HEADERS:
                 if trusted:
                     if k == "x-forwarded-for":
@@ -542,8 +609,17 @@ class ClientConnection(asyncio.Protocol):
                 if not runtime.is_trusted(hop):
                     break
         scheme = fproto or self.scheme
-        request = Request(req.method, req.url.decode("latin-1"), path, query, headers,
-                          client_ip=client_ip, scheme=scheme, host=host, http_version=req.version)
+        request = Request(
+            req.method,
+            req.url.decode("latin-1"),
+            path,
+            query,
+            headers,
+            client_ip=client_ip,
+            scheme=scheme,
+            host=host,
+            http_version=req.version,
+        )
         request.forwarded_for = chain
         return request
 
@@ -592,7 +668,25 @@ class ClientConnection(asyncio.Protocol):
         body: bytes | None = None
         # A body already received in full is sent in one write with the head (and can be
         # replayed on a retry); otherwise it streams.
-        if chain.needs_request_body or req.complete:
+        if req.complete and req.error is None and not req.expect_continue:
+            # Fast path: the whole body (often none) is already here.
+            if req.buffered > route.max_body_bytes:
+                return await self._reject(
+                    req,
+                    record,
+                    413,
+                    "The request body is too large for this route.",
+                    "http.body_too_large",
+                    ex.request_id,
+                )
+            chunks = req.chunks
+            body = b"".join(chunks) if len(chunks) != 1 else chunks[0]
+            req.consumed += req.buffered
+            req.buffered = 0
+            chunks.clear()
+            if chain.needs_request_body:
+                request.body = body
+        elif chain.needs_request_body or req.complete:
             try:
                 body = await self._read_body(req, route.max_body_bytes)
             except _BodyError as exc:
@@ -629,7 +723,7 @@ class ClientConnection(asyncio.Protocol):
             f"forwarded: for={node};proto={request.scheme}",
         ]
         if request.host:
-            lines.append(f";host=\"{request.host}\"\r\nx-forwarded-host: {request.host}\r\n")
+            lines.append(f';host="{request.host}"\r\nx-forwarded-host: {request.host}\r\n')
         else:
             lines.append("\r\n")
         lines.append(f"x-request-id: {ex.request_id}\r\n")
@@ -641,8 +735,9 @@ class ClientConnection(asyncio.Protocol):
         lines.append("\r\n")
         return "".join(lines).encode("latin-1")
 
-    async def _forward(self, req: Incoming, route: RouteRuntime, ex: Exchange, record: dict[str, Any],
-                       body: bytes | None) -> bool:
+    async def _forward(
+        self, req: Incoming, route: RouteRuntime, ex: Exchange, record: dict[str, Any], body: bytes | None
+    ) -> bool:
         pool: UpstreamPool = route.pool
         cfg = pool.config
         loop_time = time.monotonic
@@ -660,7 +755,9 @@ class ClientConnection(asyncio.Protocol):
                 return self._upstream_failed(req, route, ex, record, exc)
             target.active += 1
             try:
-                conn, _reused = await pool.acquire(target, deadline)
+                conn = pool.pooled(target)
+                if conn is None:
+                    conn, _ = await pool.acquire(target, deadline)
                 conn.begin(request.method, deadline, cfg.timeouts.read)
                 if body is not None:
                     conn.write(self._upstream_head(ex, target, len(body)) + body)
@@ -697,8 +794,9 @@ class ClientConnection(asyncio.Protocol):
         finally:
             target.active -= 1
 
-    async def _stream_request_body(self, req: Incoming, ex: Exchange, target: TargetState,
-                                   conn: UpstreamConnection, limit: int) -> None:
+    async def _stream_request_body(
+        self, req: Incoming, ex: Exchange, target: TargetState, conn: UpstreamConnection, limit: int
+    ) -> None:
         """Send the head, then the body as it arrives (chunked unless the length is known)."""
         length = req.content_length
         conn.write(self._upstream_head(ex, target, length))
@@ -717,23 +815,34 @@ class ClientConnection(asyncio.Protocol):
             conn.write(b"0\r\n\r\n")
         ex.request.body = None
 
-    def _upstream_failed(self, req: Incoming, route: RouteRuntime, ex: Exchange, record: dict[str, Any],
-                         exc: UpstreamError) -> bool:
+    def _upstream_failed(
+        self, req: Incoming, route: RouteRuntime, ex: Exchange, record: dict[str, Any], exc: UpstreamError
+    ) -> bool:
         log.warning("upstream failure for %s (request %s): %s", route.service, ex.request_id, exc)
         record["upstream_error"] = exc.kind
-        titles = {502: "The upstream service failed to answer.", 503: "The upstream service is unavailable.",
-                  504: "The upstream service did not answer in time."}
+        titles = {
+            502: "The upstream service failed to answer.",
+            503: "The upstream service is unavailable.",
+            504: "The upstream service did not answer in time.",
+        }
         resp = problem_response(exc.status, titles.get(exc.status, "Upstream failure."), ex.request_id)
         ex.response = resp
         keep = req.keep_alive and req.complete and req.error is None
         self._send_whole(resp, req, record, keep, ex.request_id)
         return keep
 
-    async def _respond(self, req: Incoming, route: RouteRuntime, ex: Exchange, record: dict[str, Any],
-                       conn: UpstreamConnection, head: Any) -> bool:
+    async def _respond(
+        self,
+        req: Incoming,
+        route: RouteRuntime,
+        ex: Exchange,
+        record: dict[str, Any],
+        conn: UpstreamConnection,
+        head: Any,
+    ) -> bool:
         chain = route.chain
         pool = route.pool
-        resp = Response(head.status, strip_hop_by_hop(head.headers), None)
+        resp = Response(head.status, head.headers, None)  # hop-by-hop already dropped
         ex.response = resp
         if chain.needs_response_body:
             resp.body = await conn.read_body_into(route.max_body_bytes)
@@ -858,12 +967,17 @@ def _llhttp_reason(exc: Exception) -> str:
     return text[:120] or "invalid syntax"
 
 
+#: Request IDs need to be unique, not secret: a PRNG seeded from the OS per worker is
+#: enough and avoids a getrandom() system call per request.
+_ids = random.Random(os.urandom(32))
+
+
 def _request_id(headers: HeaderList, trusted: bool) -> str:
     if trusted:
         incoming = header_get(headers, "x-request-id")
         if incoming and len(incoming) <= 128 and not incoming.strip(_REQUEST_ID_CHARS):
             return incoming
-    return os.urandom(16).hex()
+    return f"{_ids.getrandbits(128):032x}"
 
 
 __all__ = ["ClientConnection", "GatewayServer"]

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from bastion.config.model import Upstream
+from bastion.proxy.http import HOP_BY_HOP
 from bastion.types import HeaderList
 
 log = logging.getLogger("bastion.upstream")
@@ -184,15 +185,23 @@ class UpstreamPool:
             target.half_open_trial = True
         return target
 
-    async def acquire(self, target: TargetState, deadline: float) -> tuple[UpstreamConnection, bool]:
-        """A connection to ``target``: a pooled one (``reused=True``) or a new one."""
+    @staticmethod
+    def pooled(target: TargetState) -> UpstreamConnection | None:
+        """A kept-alive connection to ``target``, if one is idle (no await needed)."""
         idle = target.idle
         while idle:
             conn = idle.pop()
             if conn.usable():
                 conn.idle_since = 0.0
-                return conn, True
+                return conn
             conn.close()
+        return None
+
+    async def acquire(self, target: TargetState, deadline: float) -> tuple[UpstreamConnection, bool]:
+        """A connection to ``target``: a pooled one (``reused=True``) or a new one."""
+        conn = self.pooled(target)
+        if conn is not None:
+            return conn, True
         loop = asyncio.get_running_loop()
         timeout = min(self.config.timeouts.connect, max(0.001, deadline - time.monotonic()))
         ssl_ctx = self.ssl_context if target.scheme == "https" else None
@@ -200,21 +209,28 @@ class UpstreamPool:
         try:
             async with asyncio.timeout(timeout):
                 _, conn = await loop.create_connection(
-                    lambda: UpstreamConnection(target), target.host, target.port,
-                    ssl=ssl_ctx, server_hostname=server_name,
+                    lambda: UpstreamConnection(target),
+                    target.host,
+                    target.port,
+                    ssl=ssl_ctx,
+                    server_hostname=server_name,
                 )
         except TimeoutError:
             raise UpstreamConnectError(f"connect to {target.url} timed out", retryable=True) from None
         except ssl.SSLError as exc:
-            raise UpstreamConnectError(f"TLS handshake with {target.url} failed: {exc.reason}", retryable=True) from None
+            raise UpstreamConnectError(
+                f"TLS handshake with {target.url} failed: {exc.reason}", retryable=True
+            ) from None
         except OSError as exc:
-            raise UpstreamConnectError(f"connect to {target.url} failed: {exc.strerror or exc}", retryable=True) from None
+            raise UpstreamConnectError(
+                f"connect to {target.url} failed: {exc.strerror or exc}", retryable=True
+            ) from None
         return conn, False
 
     def release(self, conn: UpstreamConnection) -> None:
         """Return a connection after a complete exchange, or close it."""
         target = conn.target
-        if (not self._closed and conn.reusable() and len(target.idle) < self.config.max_idle_connections):
+        if not self._closed and conn.reusable() and len(target.idle) < self.config.max_idle_connections:
             conn.idle_since = time.monotonic()
             conn.prepare_idle()
             target.idle.append(conn)
@@ -239,7 +255,10 @@ class UpstreamPool:
             try:
                 deadline = time.monotonic() + hc.timeout
                 conn, _ = await self.acquire(target, deadline)
-                head = f"GET {target.base_path}{hc.path} HTTP/1.1\r\nhost: {target.host_header}\r\nuser-agent: bastion-health\r\n\r\n"
+                head = (
+                    f"GET {target.base_path}{hc.path} HTTP/1.1\r\n"
+                    f"host: {target.host_header}\r\nuser-agent: bastion-health\r\n\r\n"
+                )
                 conn.begin("GET", time.monotonic() + hc.timeout, hc.timeout)
                 conn.write(head.encode("latin-1"))
                 resp = await conn.response_head()
@@ -278,6 +297,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._done_fut: asyncio.Future[None] | None = None
         self._error: UpstreamError | None = None
         self._headers: HeaderList = []
+        self._connection_tokens = ""
+        self._framed = False
         self._head: ResponseHead | None = None
         self._method = "GET"
         self._received = 0
@@ -289,6 +310,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timing = False
+        self._timer_at = 0.0
+        self._spare_parser: Any = None
         self._read_timeout = 30.0
         self._deadline = 0.0
         self._last_read = 0.0
@@ -317,7 +341,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
-        self._cancel_timer()
+        self._kill_timer()
         if self._head_fut is not None and not self._head_fut.done():
             retryable = self._received == 0
             self._head_fut.set_exception(
@@ -341,7 +365,17 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        # Hop-by-hop headers are dropped here, once, rather than filtered again later.
+        key = name.decode("latin-1").lower()
+        if key in HOP_BY_HOP:
+            if key == "connection":
+                self._connection_tokens += value.decode("latin-1") + ","
+            elif key == "transfer-encoding":
+                self._framed = True
+            return
+        if key == "content-length":
+            self._framed = True
+        self._headers.append((key, value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -349,14 +383,19 @@ class UpstreamConnection(asyncio.Protocol):
         if 100 <= status < 200:
             # Informational responses (100, 103) are not forwarded; wait for the final one.
             self._headers = []
+            self._connection_tokens = ""
+            self._framed = False
             return
-        head = ResponseHead(status, self._headers, parser.get_http_version(), parser.should_keep_alive())
+        headers = self._headers
+        tokens = self._connection_tokens
+        if tokens:
+            named = {t.strip().lower() for t in tokens.split(",")} - {"", "close", "keep-alive"}
+            if named:
+                headers = [(k, v) for k, v in headers if k not in named]
+        head = ResponseHead(status, headers, parser.get_http_version(), parser.should_keep_alive())
         self._headers = []
         self._head = head
-        self._close_delimited = (
-            self._method != "HEAD" and status not in (204, 304)
-            and not any(k in ("content-length", "transfer-encoding") for k, _ in head.headers)
-        )
+        self._close_delimited = self._method != "HEAD" and status not in (204, 304) and not self._framed
         if self._head_fut is not None and not self._head_fut.done():
             self._head_fut.set_result(head)
         if self._method == "HEAD":
@@ -380,22 +419,35 @@ class UpstreamConnection(asyncio.Protocol):
         return self.transport is not None and not self._lost and not self.transport.is_closing()
 
     def reusable(self) -> bool:
-        return (self._complete and self.usable() and self._head is not None and self._head.keep_alive
-                and not self._close_delimited)
+        return (
+            self._complete
+            and self.usable()
+            and self._head is not None
+            and self._head.keep_alive
+            and not self._close_delimited
+        )
 
     def prepare_idle(self) -> None:
+        if self._method != "HEAD":
+            self._spare_parser = self._parser
         self._parser = None
         self._cancel_timer()
 
     def begin(self, method: str, deadline: float, read_timeout: float) -> None:
-        """Start an exchange: fresh parser and futures."""
-        self._parser = httptools.HttpResponseParser(self)
+        """Start an exchange: fresh parser state and futures."""
+        # llhttp resets itself after a complete message; a HEAD exchange (whose announced
+        # body never came) or a first use needs a new parser.
+        parser = self._spare_parser
+        self._parser = parser if parser is not None else httptools.HttpResponseParser(self)
+        self._spare_parser = None
         self._method = method
         self._head_fut = self._loop.create_future()
         self._done_fut = None  # created only if someone has to wait for the body
-        self._error: UpstreamError | None = None
+        self._error = None
         self._head = None
         self._headers = []
+        self._connection_tokens = ""
+        self._framed = False
         self._sink = None
         self._pending = []
         self._complete = False
@@ -475,12 +527,12 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def close(self) -> None:
-        self._cancel_timer()
+        self._kill_timer()
         if self.transport is not None:
             self.transport.close()
 
     def abort(self) -> None:
-        self._cancel_timer()
+        self._kill_timer()
         if self.transport is not None:
             self.transport.abort()
 
@@ -506,23 +558,34 @@ class UpstreamConnection(asyncio.Protocol):
         return min(self._last_read + self._read_timeout, now + until_deadline)
 
     def _arm_timer(self) -> None:
-        # One timer per exchange. Reads only record their time; when the timer fires it
-        # re-arms itself if data came since (cheaper than re-arming on every read).
+        # One timer per connection, kept across exchanges. Reads only record their time;
+        # when the timer fires it re-arms itself if the exchange is not yet due (cheaper
+        # than re-arming on every read or creating a timer per exchange).
+        self._timing = True
+        due = self._due()
         if self._timer is not None:
+            if self._timer_at <= due:
+                return
             self._timer.cancel()
-        self._timer = self._loop.call_at(self._due(), self._timed_out)
+        self._timer_at = due
+        self._timer = self._loop.call_at(due, self._timed_out)
 
     def _cancel_timer(self) -> None:
+        self._timing = False
+
+    def _kill_timer(self) -> None:
+        self._timing = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def _timed_out(self) -> None:
         self._timer = None
-        if self._complete:
+        if not self._timing or self._complete:
             return
         due = self._due()
         if self._loop.time() < due:
+            self._timer_at = due
             self._timer = self._loop.call_at(due, self._timed_out)
             return
         self._fail(UpstreamTimeout(f"{self.target.url} did not answer in time"))

@@ -20,8 +20,8 @@ import uvloop
 
 from bastion.config import ConfigError, LoadedConfig, load_config
 from bastion.logs import setup_logging
-from bastion.proxy.metrics import METRICS
 from bastion.proxy.accesslog import AccessLog
+from bastion.proxy.metrics import METRICS
 from bastion.proxy.runtime import Runtime
 from bastion.proxy.server import GatewayServer
 from bastion.proxy.tls import server_context
@@ -81,7 +81,7 @@ class Worker:
             os.close(self.ready_fd)
             self.ready_fd = None
         await self.stop_event.wait()
-        await self.server.drain(listen.timeouts.drain)
+        await self.server.drain(grace=listen.timeouts.drain)
         await self.server.runtime.close()
         access.close()
         METRICS.stop()
@@ -102,7 +102,9 @@ class Worker:
             return
         old_listen = self.loaded.config.listen
         if (loaded.config.listen.host, loaded.config.listen.port, loaded.config.listen.tls) != (
-            old_listen.host, old_listen.port, old_listen.tls,
+            old_listen.host,
+            old_listen.port,
+            old_listen.tls,
         ):
             log.warning("listen address and TLS changes take effect only after a restart")
         runtime.start()

@@ -60,14 +60,15 @@ class Router(Generic[T]):
     def __init__(self) -> None:
         self._tables: dict[str | None, _Table] = {}
 
-    def add(self, path: str, methods: Iterable[str], route: T, *, host: str | None = None,
-            prefix: bool = False) -> None:
+    def add(
+        self, path: str, methods: Iterable[str], route: T, *, host: str | None = None, prefix: bool = False
+    ) -> None:
         """Declare ``route`` for ``methods`` on ``path`` (a template, or a prefix)."""
         table = self._tables.setdefault(host.lower() if host else None, _Table())
         if prefix:
             base = path.rstrip("/")
-            for p, existing in table.prefixes:
-                if p == base:
+            for known, existing in table.prefixes:
+                if known == base:
                     _add_methods(existing, methods, route, path)
                     return
             table.prefixes.append((base, {}))
@@ -124,7 +125,9 @@ class Router(Generic[T]):
                 yield methods, {}
 
 
-def _walk(node: _Node, segs: list[str], i: int, params: dict[str, str]) -> Iterator[tuple[dict[str, object], dict[str, str]]]:
+def _walk(
+    node: _Node, segs: list[str], i: int, params: dict[str, str]
+) -> Iterator[tuple[dict[str, object], dict[str, str]]]:
     if i == len(segs):
         if node.methods is not None:
             yield node.methods, dict(params)

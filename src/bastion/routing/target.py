@@ -35,7 +35,7 @@ def normalize_target(raw: bytes, max_length: int = 8192) -> tuple[str, str]:
         raise BadTarget(414, "The request target is too long.")
     if not raw.startswith(b"/"):
         raise BadTarget(400, "Only origin-form request targets (starting with '/') are accepted.")
-    path, sep, query = raw.partition(b"?")
+    path, _, query = raw.partition(b"?")
     if query and query.translate(None, _QUERY_CHARS):
         raise BadTarget(400, "The query string contains characters that must be percent-encoded.")
     if path.translate(None, _PATH_CHARS):
