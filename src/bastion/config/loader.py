@@ -7,7 +7,7 @@ the data plane then works from :class:`LoadedConfig` and never parses config aga
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,7 @@ def load_config(path: Path | str) -> LoadedConfig:
     config = _resolve_files(config, base)
     issues: list[ConfigIssue] = []
     routes: list[ResolvedRoute] = []
+    declared_head: set[int] = set()  # indexes of routes that list HEAD themselves
     files = [path]
     docs: dict[str, OpenAPIDocument] = {}
     ext_names = {spec.extension: spec.name for spec in ORDER}
@@ -89,6 +90,8 @@ def load_config(path: Path | str) -> LoadedConfig:
                 docs[svc.name] = doc
                 base_path = (svc.base_path if svc.base_path is not None else doc.base_path).rstrip("/")
                 for op in doc.operations:
+                    if op.method == "HEAD":
+                        declared_head.add(len(routes))
                     stages = _stages(svc_layers, op.policies, issues)
                     rid = op.operation_id or f"{svc.name}:{op.method} {op.path}"
                     routes.append(
@@ -112,7 +115,10 @@ def load_config(path: Path | str) -> LoadedConfig:
             _check_policy_names(route.policies, src, (*rpath, "policies"), issues)
             layers = {n: [*ls] for n, ls in _by_stage(_layers(route.policies, src, (*rpath, "policies"))).items()}
             stages = _stages(svc_layers, layers, issues)
+            if route.methods is not None and "HEAD" in route.methods:
+                declared_head.add(len(routes))
             routes.append(_hand_route(svc, route, rpath, src, stages, body_cap))
+    routes = _drop_implied_head(routes, declared_head)
     _check_conflicts(routes, issues)
     if issues:
         raise ConfigError(issues)
@@ -264,23 +270,35 @@ def _stages(
     return tuple(out)
 
 
+def _shape(r: ResolvedRoute) -> tuple[str | None, str, bool]:
+    # Parameter names do not matter for matching: /a/{x} and /a/{y} collide.
+    return r.host, "/".join("{}" if "{" in s else s for s in r.path.split("/")), r.prefix
+
+
+def _drop_implied_head(routes: list[ResolvedRoute], declared_head: set[int]) -> list[ResolvedRoute]:
+    """HEAD is implied by GET, unless a route declares HEAD on the same path itself."""
+    explicit = {_shape(r) for i, r in enumerate(routes) if i in declared_head}
+    return [
+        replace(r, methods=r.methods - {"HEAD"}) if i not in declared_head and _shape(r) in explicit else r
+        for i, r in enumerate(routes)
+    ]
+
+
 def _check_conflicts(routes: list[ResolvedRoute], issues: list[ConfigIssue]) -> None:
-    seen: dict[tuple[str | None, str, bool, str], ResolvedRoute] = {}
+    seen: dict[tuple[tuple[str | None, str, bool], str], ResolvedRoute] = {}
     for r in routes:
-        # Parameter names do not matter for matching: /a/{x} and /a/{y} collide.
-        shape = "/".join("{}" if "{" in s else s for s in r.path.split("/"))
-        for m in r.methods:
-            key = (r.host, shape, r.prefix, m)
-            other = seen.get(key)
-            if other is not None and not (m == "HEAD" and "GET" not in other.methods):
-                if m == "HEAD":
-                    continue
+        shape = _shape(r)
+        for m in sorted(r.methods):
+            other = seen.get((shape, m))
+            if other is not None and other is not r:
                 issues.append(
                     ConfigIssue(
-                        r.origin, None, "", f"{m} {r.path} is also declared by {other.origin} (route {other.id!r})"
+                        r.origin, None, f"route {r.id!r}",
+                        f"{m} {r.path} is also declared by {other.origin} (route {other.id!r})",
                     )
                 )
-            seen[key] = r
+                break
+            seen[(shape, m)] = r
 
 
 def pydantic_issues(

@@ -1,0 +1,350 @@
+"""The config loader: valid files load, broken ones fail with file, line, field and reason."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bastion.config import ConfigError, load_config
+from bastion.demo.app import openapi_path
+
+MINIMAL = """\
+listen: {host: 127.0.0.1, port: 8080}
+admin: {host: 127.0.0.1, port: 9090}
+services:
+  - name: books
+    upstream: http://127.0.0.1:9001
+    openapi: books.openapi.yaml
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "bastion.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def errors_of(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return [str(i) for i in info.value.issues]
+
+
+def test_issue_minimal_config_verbatim(tmp_path: Path) -> None:
+    """The minimal file from the README works verbatim, its routes coming from the OpenAPI file."""
+    (tmp_path / "books.openapi.yaml").write_text(openapi_path().read_text())
+    loaded = load_config(write(tmp_path, MINIMAL))
+    ids = {r.id for r in loaded.routes}
+    assert {"listBooks", "getBook", "createOrder", "getUser"} <= ids
+    get_book = next(r for r in loaded.routes if r.id == "getBook")
+    assert get_book.path == "/books/{bookId}"
+    assert get_book.methods == {"GET", "HEAD"}
+    assert get_book.public is True  # security: [] in the document
+    create = next(r for r in loaded.routes if r.id == "createOrder")
+    assert create.public is False and create.methods == {"POST"}
+    assert loaded.files[1] == tmp_path / "books.openapi.yaml"
+
+
+def test_catch_all_route_accepts_every_method_but_trace(tmp_path: Path) -> None:
+    """A hand-written prefix route without methods allows the usual methods, TRACE excluded."""
+    path = write(tmp_path, """\
+        services:
+          - name: api
+            upstream: http://127.0.0.1:9001
+            routes: [{path: "/", prefix: true, public: true}]
+        """)
+    (route,) = load_config(path).routes
+    assert route.prefix and route.public
+    assert "TRACE" not in route.methods and {"GET", "POST", "DELETE", "HEAD"} <= route.methods
+
+
+BROKEN: list[tuple[str, str, list[str]]] = [
+    (
+        "unknown top-level key",
+        """\
+        listen: {port: 8080}
+        servces: []
+        """,
+        ["bastion.yaml:2: servces: unknown field (did you mean 'services'?); expected one of: listen, admin, services"],
+    ),
+    (
+        "port out of range",
+        """\
+        listen: {host: 127.0.0.1, port: 80800}
+        services:
+          - {name: a, upstream: "http://127.0.0.1:1", routes: [{path: /}]}
+        """,
+        ["bastion.yaml:1: listen.port: Input should be less than or equal to 65535 (got 80800)"],
+    ),
+    (
+        "misspelt service field",
+        """\
+        services:
+          - name: books
+            upsteam: http://127.0.0.1:9001
+            routes: [{path: /}]
+        """,
+        [
+            "bastion.yaml:2: services[0].upstream: required field is missing",
+            "bastion.yaml:3: services[0].upsteam: unknown field (did you mean 'upstream'?)",
+        ],
+    ),
+    (
+        "upstream not http",
+        """\
+        services:
+          - name: books
+            upstream: ftp://files.example
+            routes: [{path: /}]
+        """,
+        ["bastion.yaml:3: services[0].upstream: expected an http:// or https:// URL, got 'ftp://files.example'"],
+    ),
+    (
+        "route path without slash",
+        """\
+        services:
+          - name: books
+            upstream: http://127.0.0.1:9001
+            routes:
+              - path: books
+        """,
+        ["bastion.yaml:5: services[0].routes[0].path: a route path must start with '/', got 'books'"],
+    ),
+    (
+        "unknown method",
+        """\
+        services:
+          - name: books
+            upstream: http://127.0.0.1:9001
+            routes:
+              - {path: /books, methods: [GET, FETCH]}
+        """,
+        ["bastion.yaml:5: services[0].routes[0].methods: unknown method 'FETCH'; expected one of GET, HEAD"],
+    ),
+    (
+        "service without routes or openapi",
+        """\
+        services:
+          - name: books
+            upstream: http://127.0.0.1:9001
+        """,
+        ["bastion.yaml:2: services[0]: a service needs an 'openapi' document or at least one route in 'routes'"],
+    ),
+    (
+        "duplicate key",
+        """\
+        services:
+          - name: books
+            name: again
+            upstream: http://127.0.0.1:9001
+        """,
+        ["bastion.yaml:3: services[0].name: duplicate key (each key may appear once)"],
+    ),
+    (
+        "YAML syntax error",
+        """\
+        services:
+          - name: [books
+        """,
+        ["bastion.yaml:3: (top level): YAML syntax error"],
+    ),
+    (
+        "missing environment variable",
+        """\
+        services:
+          - name: books
+            upstream: ${BASTION_TEST_SURELY_UNSET_UPSTREAM}
+            routes: [{path: /}]
+        """,
+        ["bastion.yaml:3: services[0].upstream: environment variable BASTION_TEST_SURELY_UNSET_UPSTREAM is not set"],
+    ),
+    (
+        "unknown stage in policies",
+        """\
+        services:
+          - name: books
+            upstream: http://127.0.0.1:9001
+            routes: [{path: /}]
+            policies:
+              header: {}
+        """,
+        ["bastion.yaml:6: services[0].policies.header: unknown stage (did you mean 'headers'?)"],
+    ),
+    (
+        "invalid stage setting",
+        """\
+        services:
+          - name: books
+            upstream: http://127.0.0.1:9001
+            routes: [{path: /}]
+            policies:
+              headers: {enforce: sometimes}
+        """,
+        ["bastion.yaml:6: services[0].policies.headers.enforce: Input should be a valid boolean, unable to interpret input (got 'sometimes')"],
+    ),
+    (
+        "missing OpenAPI file",
+        """\
+        services:
+          - name: books
+            upstream: http://127.0.0.1:9001
+            openapi: nowhere.yaml
+        """,
+        ["bastion.yaml:4: services[0].openapi: OpenAPI document"],
+    ),
+    (
+        "two routes for the same method and path",
+        """\
+        services:
+          - name: a
+            upstream: http://127.0.0.1:9001
+            routes: [{path: "/x/{id}", methods: [GET]}]
+          - name: b
+            upstream: http://127.0.0.1:9002
+            routes: [{path: "/x/{other}", methods: [GET, POST]}]
+        """,
+        ["bastion.yaml:7: route 'b:/x/{other}': GET /x/{other} is also declared by bastion.yaml:4"],
+    ),
+    (
+        "TLS cert without key",
+        """\
+        listen:
+          tls: {cert: cert.pem}
+        services:
+          - {name: a, upstream: "http://127.0.0.1:1", routes: [{path: /}]}
+        """,
+        ["bastion.yaml:2: listen.tls.key: required field is missing"],
+    ),
+    (
+        "empty file",
+        "",
+        ["bastion.yaml: (top level): the file is empty"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "expected"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_config_is_rejected_precisely(tmp_path: Path, name: str, text: str, expected: list[str]) -> None:
+    """Each broken file fails to load and every expected message (file:line: field: reason) is reported."""
+    issues = errors_of(write(tmp_path, text))
+    shown = [i.replace(str(tmp_path) + "/", "") for i in issues]
+    for want in expected:
+        assert any(s.startswith(want) for s in shown), f"{want!r} not in {shown!r}"
+
+
+def test_secret_from_environment_is_never_echoed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value that came from ${VAR} is not repeated in an error message (it may be a secret)."""
+    monkeypatch.setenv("BASTION_TEST_PORT", "hunter2-secret")
+    issues = errors_of(write(tmp_path, """\
+        listen: {port: "${BASTION_TEST_PORT}"}
+        services:
+          - {name: a, upstream: "http://127.0.0.1:1", routes: [{path: /}]}
+        """))
+    assert any("listen.port" in i for i in issues)
+    assert not any("hunter2" in i for i in issues)
+
+
+def test_environment_interpolation_and_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """${VAR} is replaced from the environment, ${VAR:-default} falls back, $${ stays literal."""
+    monkeypatch.setenv("BASTION_TEST_UPSTREAM", "http://127.0.0.1:9555")
+    loaded = load_config(write(tmp_path, """\
+        listen: {port: "${BASTION_TEST_UNSET_PORT:-8181}"}
+        access_log: {path: "/tmp/a$${x}"}
+        services:
+          - name: a
+            upstream: ${BASTION_TEST_UPSTREAM}
+            routes: [{path: /}]
+        """))
+    assert loaded.config.listen.port == 8181
+    assert loaded.config.services[0].upstream.targets[0].url == "http://127.0.0.1:9555"
+    assert loaded.config.access_log.path == "/tmp/a${x}"
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    """openapi, TLS and access-log paths are relative to the config file, not the working directory."""
+    sub = tmp_path / "conf"
+    sub.mkdir()
+    (sub / "api.yaml").write_text("openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /ping:\n    get: {}\n")
+    loaded = load_config(write(sub, """\
+        listen:
+          tls: {cert: certs/c.pem, key: certs/k.pem}
+        access_log: {path: logs/access.log}
+        services:
+          - {name: a, upstream: "http://127.0.0.1:1", openapi: api.yaml}
+        """))
+    tls = loaded.config.listen.tls
+    assert tls is not None and tls.cert == sub / "certs/c.pem"
+    assert loaded.config.access_log.path == str(sub / "logs/access.log")
+    assert loaded.routes[0].path == "/ping"
+
+
+OPENAPI_WITH_POLICIES = """\
+openapi: 3.0.3
+info: {title: t, version: '1'}
+servers: [{url: "https://api.example.test/v2"}]
+x-bastion-headers: {set: {x-doc: doc}, add_if_missing: {cache-control: no-store}}
+security: [{key: []}]
+paths:
+  /items:
+    x-bastion-headers: {set: {x-doc: path}}
+    get:
+      operationId: listItems
+      security: []
+    post:
+      operationId: createItem
+      x-bastion-headers: {set: {x-doc: op}}
+  /health:
+    get:
+      operationId: health
+      x-bastion-headers: {enabled: false}
+"""
+
+
+def test_openapi_policies_nearest_wins_and_base_path(tmp_path: Path) -> None:
+    """x-bastion-* at document, path and operation level merge with the nearest winning, per field."""
+    (tmp_path / "api.yaml").write_text(OPENAPI_WITH_POLICIES)
+    loaded = load_config(write(tmp_path, """\
+        services:
+          - name: a
+            upstream: http://127.0.0.1:1
+            openapi: api.yaml
+            policies:
+              headers: {remove: [server, x-debug]}
+        """))
+    routes = {r.id: r for r in loaded.routes}
+    assert routes["listItems"].path == "/v2/items"  # base path from servers[0]
+    assert routes["listItems"].public and not routes["createItem"].public
+
+    def headers_cfg(route_id: str) -> dict[str, object]:
+        ((spec, cfg),) = routes[route_id].stages
+        assert spec.name == "headers"
+        return cfg.model_dump()
+
+    assert headers_cfg("listItems")["set"] == {"x-doc": "path"}
+    assert headers_cfg("createItem")["set"] == {"x-doc": "op"}
+    # Fields not overridden nearer come from farther layers (service in bastion.yaml, document).
+    assert headers_cfg("createItem")["remove"] == ["server", "x-debug"]
+    assert headers_cfg("createItem")["add_if_missing"] == {"cache-control": "no-store"}
+    assert routes["health"].stages == ()  # disabled at operation level
+
+
+def test_openapi_errors_name_the_document(tmp_path: Path) -> None:
+    """Problems inside the OpenAPI document are reported with its own file name and line."""
+    (tmp_path / "api.yaml").write_text(
+        "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get:\n      x-bastion-header: {}\n"
+        "  /b:\n    get:\n      x-bastion-headers: {enforce: 3}\n"
+    )
+    issues = errors_of(write(tmp_path, "services:\n  - {name: a, upstream: 'http://127.0.0.1:1', openapi: api.yaml}\n"))
+    shown = [i.replace(str(tmp_path) + "/", "") for i in issues]
+    assert any(s.startswith("api.yaml:6: paths./a.get.x-bastion-header: unknown Bastion extension") for s in shown)
+    assert any(s.startswith("api.yaml:9: paths./b.get.x-bastion-headers.enforce: Input should be a valid boolean")
+               for s in shown), shown
+
+
+def test_swagger_2_is_refused_with_a_hint(tmp_path: Path) -> None:
+    """A Swagger 2.0 document is refused with a message saying to convert it."""
+    (tmp_path / "api.yaml").write_text("swagger: '2.0'\ninfo: {title: t, version: '1'}\npaths: {}\n")
+    issues = errors_of(write(tmp_path, "services:\n  - {name: a, upstream: 'http://127.0.0.1:1', openapi: api.yaml}\n"))
+    assert any("expected OpenAPI version 3.0.x or 3.1.x, got missing (Swagger 2.0" in i for i in issues)

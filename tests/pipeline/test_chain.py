@@ -1,0 +1,168 @@
+"""The sans-IO chain: stage order, short-circuits, shadow mode and failure modes, with no sockets."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from bastion.errors import DependencyUnavailable
+from bastion.pipeline import Chain, RequestStage, ResponseStage, StageConfig
+from bastion.types import Block, Exchange, Request, Response
+
+Transcript = list[str]
+
+
+class Recorder(RequestStage, ResponseStage):
+    """A stage that writes what it sees into a shared transcript and does what it is told."""
+
+    def __init__(self, name: str, log: Transcript, *, block: Block | None = None, answer: Response | None = None,
+                 raise_: Exception | None = None, config: StageConfig | None = None) -> None:
+        super().__init__(name, config or StageConfig())
+        self.log = log
+        self.block = block
+        self.answer = answer
+        self.raise_ = raise_
+
+    async def on_request(self, exchange: Exchange) -> Block | Response | None:
+        self.log.append(f">> {self.name}.on_request")
+        if self.raise_ is not None:
+            raise self.raise_
+        return self.block or self.answer
+
+    async def on_response(self, exchange: Exchange) -> Block | None:
+        self.log.append(f"<< {self.name}.on_response")
+        assert exchange.response is not None
+        exchange.response.headers.append(("x-seen-by", self.name))
+        return None
+
+
+def exchange() -> Exchange:
+    return Exchange(Request("GET", "/x", "/x", "", [("host", "api.test")]), "req-1")
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+FORBIDDEN = Block(403, "Forbidden", "Not for you.", reason="test.forbidden")
+
+
+def test_request_hooks_in_order_response_hooks_in_reverse() -> None:
+    """Request hooks run in registry order, response hooks unwind in reverse."""
+    log: Transcript = []
+    chain = Chain([Recorder("a", log), Recorder("b", log), Recorder("c", log)])
+    ex = exchange()
+    assert run(chain.run_request(ex)) is None
+    ex.response = Response(200, [], b"ok")
+    run(chain.run_response(ex))
+    assert log == [
+        ">> a.on_request", ">> b.on_request", ">> c.on_request",
+        "<< c.on_response", "<< b.on_response", "<< a.on_response",
+    ]
+    assert [v for k, v in ex.response.headers if k == "x-seen-by"] == ["c", "b", "a"]
+
+
+def test_block_short_circuits_with_problem_json() -> None:
+    """An enforced block stops the chain and becomes a problem+json response with the request ID."""
+    log: Transcript = []
+    chain = Chain([Recorder("a", log, block=FORBIDDEN), Recorder("b", log)])
+    ex = exchange()
+    resp = run(chain.run_request(ex))
+    assert isinstance(resp, Response)
+    assert log == [">> a.on_request"]
+    assert resp.status == 403
+    assert resp.header("content-type") == "application/problem+json"
+    body = orjson.loads(resp.body or b"")
+    assert body == {"type": "about:blank", "title": "Forbidden", "status": 403, "detail": "Not for you.",
+                    "request_id": "req-1"}
+    assert ex.blocked_by == "a"
+    assert [(d.stage, d.action, d.reason) for d in ex.decisions] == [("a", "block", "test.forbidden")]
+
+
+def test_shadow_mode_logs_but_does_not_block() -> None:
+    """enforce: false records the decision as 'monitor' and lets the request continue."""
+    log: Transcript = []
+    chain = Chain([Recorder("a", log, block=FORBIDDEN, config=StageConfig(enforce=False)), Recorder("b", log)])
+    ex = exchange()
+    assert run(chain.run_request(ex)) is None
+    assert log == [">> a.on_request", ">> b.on_request"]
+    assert ex.blocked_by == ""
+    assert [(d.stage, d.action) for d in ex.decisions] == [("a", "monitor")]
+
+
+def test_stage_answer_is_not_subject_to_shadow_mode() -> None:
+    """A stage that answers a request itself (not a block) is served even in shadow mode."""
+    log: Transcript = []
+    answer = Response(200, [("content-type", "application/json")], b"{}")
+    chain = Chain([Recorder("a", log, answer=answer, config=StageConfig(enforce=False)), Recorder("b", log)])
+    assert run(chain.run_request(exchange())) is answer
+    assert log == [">> a.on_request"]
+
+
+def test_failing_stage_fails_closed_by_default() -> None:
+    """An exception in a stage denies the request with 500, is counted, and never reaches later stages."""
+    log: Transcript = []
+    errors: list[str] = []
+    chain = Chain([Recorder("a", log, raise_=RuntimeError("boom")), Recorder("b", log)], errors.append)
+    ex = exchange()
+    resp = run(chain.run_request(ex))
+    assert isinstance(resp, Response) and resp.status == 500
+    assert b"boom" not in (resp.body or b"")  # no internals to the client
+    assert errors == ["a"]
+    assert log == [">> a.on_request"]
+    assert [(d.stage, d.action, d.reason) for d in ex.decisions] == [("a", "error", "RuntimeError")]
+
+
+def test_unavailable_dependency_is_503() -> None:
+    """A stage that cannot reach its dependency (key store, Redis) denies with 503."""
+    chain = Chain([Recorder("a", [], raise_=DependencyUnavailable("redis down"))])
+    resp = run(chain.run_request(exchange()))
+    assert isinstance(resp, Response) and resp.status == 503
+
+
+def test_fail_open_is_explicit_and_still_counted() -> None:
+    """failure_mode: open lets the request through after a stage failure, which is still counted."""
+    log: Transcript = []
+    errors: list[str] = []
+    chain = Chain([Recorder("a", log, raise_=RuntimeError("boom"), config=StageConfig(failure_mode="open")),
+                   Recorder("b", log)], errors.append)
+    assert run(chain.run_request(exchange())) is None
+    assert log == [">> a.on_request", ">> b.on_request"]
+    assert errors == ["a"]
+
+
+def test_response_block_replaces_the_response() -> None:
+    """A response hook's block replaces the upstream response (e.g. a leak stopped)."""
+
+    class Leak(ResponseStage):
+        async def on_response(self, exchange: Exchange) -> Block | None:
+            return Block(502, "Bad Gateway", "The response was withheld.", reason="test.leak")
+
+    chain = Chain([Leak("leak", StageConfig())])
+    ex = exchange()
+    ex.response = Response(200, [], b"secret")
+    run(chain.run_response(ex))
+    assert ex.response.status == 502 and b"secret" not in (ex.response.body or b"")
+
+
+def test_misspelt_hook_is_an_error_at_build_time() -> None:
+    """A stage whose hook name is misspelt cannot be built (it would otherwise never run)."""
+
+    class Typo(RequestStage):
+        async def on_requets(self, exchange: Exchange) -> None:  # misspelt on purpose
+            return None
+
+    with pytest.raises(TypeError):
+        Typo("typo", StageConfig())  # type: ignore[abstract]
+
+
+def test_body_needs_are_derived_from_stages() -> None:
+    """The chain asks the proxy to buffer bodies only when one of its stages needs them."""
+
+    class NeedsBody(Recorder):
+        needs_request_body = True
+
+    assert not Chain([Recorder("a", [])]).needs_request_body
+    assert Chain([Recorder("a", []), NeedsBody("b", [])]).needs_request_body
