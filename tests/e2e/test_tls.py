@@ -1,0 +1,158 @@
+"""TLS end to end: termination with HSTS, modern versions only, and verified TLS to upstreams."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import ssl
+import threading
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bastion.certs import generate_self_signed
+from bastion.demo.server import DemoServer
+from bastion.proxy.tls import server_context
+from bastion.testing import GatewayProcess
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("certs")
+    out = {}
+    for name in ("gateway", "upstream", "other"):
+        cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+        generate_self_signed(cert, key, hosts=["localhost", "127.0.0.1"])
+        out[name], out[name + "_key"] = cert, key
+    return out
+
+
+def https_get(
+    port: int, path: str, ca: Path, *, max_version: ssl.TLSVersion | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    ctx = ssl.create_default_context(cafile=str(ca))
+    if max_version is not None:
+        with warnings.catch_warnings():  # asking for an old version is the point of the test
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
+            ctx.maximum_version = max_version
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def test_tls_termination_with_hsts(demo_api: DemoServer, certs: dict[str, Path]) -> None:
+    """listen.tls serves HTTPS with the given certificate and adds Strict-Transport-Security."""
+    cfg = {
+        "listen": {
+            "tls": {
+                "cert": str(certs["gateway"]),
+                "key": str(certs["gateway_key"]),
+                "hsts": {"max_age": 600, "include_subdomains": False},
+            }
+        },
+        "services": [{"name": "books", "upstream": demo_api.url, "routes": [{"path": "/books", "methods": ["GET"]}]}],
+    }
+    with GatewayProcess(cfg) as gw:
+        status, headers, body = https_get(gw.port, "/books", certs["gateway"])
+        assert status == 200
+        assert headers["strict-transport-security"] == "max-age=600"
+        assert b'"items"' in body
+        status, headers, _ = https_get(gw.port, "/nope", certs["gateway"])
+        assert status == 404 and headers["strict-transport-security"] == "max-age=600"
+        # Older protocol versions are refused during the handshake.
+        with pytest.raises(ssl.SSLError):
+            https_get(gw.port, "/books", certs["gateway"], max_version=ssl.TLSVersion.TLSv1_1)
+        # A client that does not trust the certificate fails verification.
+        with pytest.raises(ssl.SSLCertVerificationError):
+            https_get(gw.port, "/books", certs["other"])
+
+
+class TlsUpstream:
+    """A tiny HTTPS upstream answering every request with 200 and the path it saw."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        self.ctx = server_context(cert, key)
+        self.port = 0
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    async def _main(self) -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while True:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    path = head.split(b" ", 2)[1]
+                    body = b'{"tls-upstream":"' + path + b'"}'
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+                        + str(len(body)).encode()
+                        + b"\r\n\r\n"
+                        + body
+                    )
+                    await writer.drain()
+            except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+                writer.close()
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=self.ctx)
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        async with server:
+            await self._stop.wait()
+
+    def __enter__(self) -> TlsUpstream:
+        self._thread.start()
+        assert self._ready.wait(5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def tls_upstream(certs: dict[str, Path]) -> Iterator[TlsUpstream]:
+    with TlsUpstream(certs["upstream"], certs["upstream_key"]) as up:
+        yield up
+
+
+def test_tls_to_upstream_verifies_the_certificate(certs: dict[str, Path], tls_upstream: TlsUpstream) -> None:
+    """An https:// upstream is reached over verified TLS; with the wrong CA the gateway answers 502."""
+
+    def cfg(ca: Path) -> dict[str, object]:
+        return {
+            "services": [
+                {
+                    "name": "secure",
+                    "routes": [{"path": "/", "prefix": True}],
+                    "upstream": {"targets": [f"https://127.0.0.1:{tls_upstream.port}"], "tls": {"ca": str(ca)}},
+                }
+            ]
+        }
+
+    with GatewayProcess(cfg(certs["upstream"])) as gw:
+        conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
+        conn.request("GET", "/hello")
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.read() == b'{"tls-upstream":"/hello"}'
+        conn.close()
+    with GatewayProcess(cfg(certs["other"])) as gw:
+        conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
+        conn.request("GET", "/hello")
+        resp = conn.getresponse()
+        assert resp.status == 502
+        assert resp.getheader("content-type") == "application/problem+json"
+        assert b"certificate" not in resp.read()  # the reason is logged, not told to the client
+        conn.close()
+        assert "TLS handshake with https://127.0.0.1" in gw.stderr_text()

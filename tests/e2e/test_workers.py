@@ -1,0 +1,89 @@
+"""Worker processes: a crash is contained and repaired; shutdown drains in-flight requests."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import subprocess
+import threading
+import time
+
+from bastion.demo.server import DemoServer
+from bastion.testing import GatewayProcess
+
+
+def worker_pids(supervisor_pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(supervisor_pid)], capture_output=True, text=True, check=False)
+    return [int(p) for p in out.stdout.split()]
+
+
+def get(port: int, path: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def test_worker_crash_is_contained_and_restarted(demo_api: DemoServer) -> None:
+    """Killing one worker with SIGKILL: new connections keep being served and the worker comes back."""
+    cfg = {"services": [{"name": "books", "upstream": demo_api.url, "routes": [{"path": "/", "prefix": True}]}]}
+    with GatewayProcess(cfg, workers=2) as gw:
+        assert gw.proc is not None
+        before = worker_pids(gw.proc.pid)
+        assert len(before) == 2
+        os.kill(before[0], signal.SIGKILL)
+        statuses = [get(gw.port, "/books") for _ in range(30)]
+        assert statuses == [200] * 30
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            now = worker_pids(gw.proc.pid)
+            if len(now) == 2 and before[0] not in now and gw.admin("GET", "/ready")[0] == 200:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the killed worker was not replaced")
+        assert gw.admin("GET", "/health") == (200, {"status": "ok", "workers": 2, "workers_wanted": 2})
+        assert "exited with -9; restarting" in gw.stderr_text()
+
+
+def test_graceful_shutdown_finishes_in_flight_requests() -> None:
+    """SIGTERM lets a slow in-flight request finish (200, Connection: close) before the gateway exits."""
+    import asyncio
+
+    ready = threading.Event()
+    port_box: list[int] = []
+
+    async def slow_upstream() -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            await asyncio.sleep(1.5)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\ncontent-type: text/plain\r\n\r\nslow")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port_box.append(server.sockets[0].getsockname()[1])
+        ready.set()
+        async with server:
+            await asyncio.sleep(8)
+
+    thread = threading.Thread(target=lambda: asyncio.run(slow_upstream()), daemon=True)
+    thread.start()
+    assert ready.wait(5)
+    cfg = {"services": [{"name": "s", "upstream": f"http://127.0.0.1:{port_box[0]}", "routes": [{"path": "/"}]}]}
+    with GatewayProcess(cfg, workers=1) as gw:
+        conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+        conn.request("GET", "/")
+        time.sleep(0.3)  # the request is now waiting on the upstream
+        assert gw.proc is not None
+        gw.proc.send_signal(signal.SIGTERM)
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert resp.read() == b"slow"
+        assert resp.getheader("connection") == "close"
+        assert gw.proc.wait(10) == 0
