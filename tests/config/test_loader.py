@@ -49,12 +49,15 @@ def test_issue_minimal_config_verbatim(tmp_path: Path) -> None:
 
 def test_catch_all_route_accepts_every_method_but_trace(tmp_path: Path) -> None:
     """A hand-written prefix route without methods allows the usual methods, TRACE excluded."""
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
         services:
           - name: api
             upstream: http://127.0.0.1:9001
             routes: [{path: "/", prefix: true, public: true}]
-        """)
+        """,
+    )
     (route,) = load_config(path).routes
     assert route.prefix and route.public
     assert "TRACE" not in route.methods and {"GET", "POST", "DELETE", "HEAD"} <= route.methods
@@ -182,7 +185,9 @@ BROKEN: list[tuple[str, str, list[str]]] = [
             policies:
               headers: {enforce: sometimes}
         """,
-        ["bastion.yaml:6: services[0].policies.headers.enforce: Input should be a valid boolean, unable to interpret input (got 'sometimes')"],
+        [
+            "bastion.yaml:6: services[0].policies.headers.enforce: Input should be a valid boolean, unable to interpret input (got 'sometimes')"
+        ],
     ),
     (
         "missing OpenAPI file",
@@ -237,11 +242,16 @@ def test_broken_config_is_rejected_precisely(tmp_path: Path, name: str, text: st
 def test_secret_from_environment_is_never_echoed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A value that came from ${VAR} is not repeated in an error message (it may be a secret)."""
     monkeypatch.setenv("BASTION_TEST_PORT", "hunter2-secret")
-    issues = errors_of(write(tmp_path, """\
+    issues = errors_of(
+        write(
+            tmp_path,
+            """\
         listen: {port: "${BASTION_TEST_PORT}"}
         services:
           - {name: a, upstream: "http://127.0.0.1:1", routes: [{path: /}]}
-        """))
+        """,
+        )
+    )
     assert any("listen.port" in i for i in issues)
     assert not any("hunter2" in i for i in issues)
 
@@ -249,14 +259,19 @@ def test_secret_from_environment_is_never_echoed(tmp_path: Path, monkeypatch: py
 def test_environment_interpolation_and_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """${VAR} is replaced from the environment, ${VAR:-default} falls back, $${ stays literal."""
     monkeypatch.setenv("BASTION_TEST_UPSTREAM", "http://127.0.0.1:9555")
-    loaded = load_config(write(tmp_path, """\
+    loaded = load_config(
+        write(
+            tmp_path,
+            """\
         listen: {port: "${BASTION_TEST_UNSET_PORT:-8181}"}
         access_log: {path: "/tmp/a$${x}"}
         services:
           - name: a
             upstream: ${BASTION_TEST_UPSTREAM}
             routes: [{path: /}]
-        """))
+        """,
+        )
+    )
     assert loaded.config.listen.port == 8181
     assert loaded.config.services[0].upstream.targets[0].url == "http://127.0.0.1:9555"
     assert loaded.config.access_log.path == "/tmp/a${x}"
@@ -265,15 +280,22 @@ def test_environment_interpolation_and_default(tmp_path: Path, monkeypatch: pyte
 def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
     """openapi, TLS and access-log paths are relative to the config file, not the working directory."""
     sub = tmp_path / "conf"
-    sub.mkdir()
+    (sub / "certs").mkdir(parents=True)
+    (sub / "certs/c.pem").write_text("placeholder")
+    (sub / "certs/k.pem").write_text("placeholder")
     (sub / "api.yaml").write_text("openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /ping:\n    get: {}\n")
-    loaded = load_config(write(sub, """\
+    loaded = load_config(
+        write(
+            sub,
+            """\
         listen:
           tls: {cert: certs/c.pem, key: certs/k.pem}
         access_log: {path: logs/access.log}
         services:
           - {name: a, upstream: "http://127.0.0.1:1", openapi: api.yaml}
-        """))
+        """,
+        )
+    )
     tls = loaded.config.listen.tls
     assert tls is not None and tls.cert == sub / "certs/c.pem"
     assert loaded.config.access_log.path == str(sub / "logs/access.log")
@@ -305,14 +327,19 @@ paths:
 def test_openapi_policies_nearest_wins_and_base_path(tmp_path: Path) -> None:
     """x-bastion-* at document, path and operation level merge with the nearest winning, per field."""
     (tmp_path / "api.yaml").write_text(OPENAPI_WITH_POLICIES)
-    loaded = load_config(write(tmp_path, """\
+    loaded = load_config(
+        write(
+            tmp_path,
+            """\
         services:
           - name: a
             upstream: http://127.0.0.1:1
             openapi: api.yaml
             policies:
               headers: {remove: [server, x-debug]}
-        """))
+        """,
+        )
+    )
     routes = {r.id: r for r in loaded.routes}
     assert routes["listItems"].path == "/v2/items"  # base path from servers[0]
     assert routes["listItems"].public and not routes["createItem"].public
@@ -339,8 +366,10 @@ def test_openapi_errors_name_the_document(tmp_path: Path) -> None:
     issues = errors_of(write(tmp_path, "services:\n  - {name: a, upstream: 'http://127.0.0.1:1', openapi: api.yaml}\n"))
     shown = [i.replace(str(tmp_path) + "/", "") for i in issues]
     assert any(s.startswith("api.yaml:6: paths./a.get.x-bastion-header: unknown Bastion extension") for s in shown)
-    assert any(s.startswith("api.yaml:9: paths./b.get.x-bastion-headers.enforce: Input should be a valid boolean")
-               for s in shown), shown
+    assert any(
+        s.startswith("api.yaml:9: paths./b.get.x-bastion-headers.enforce: Input should be a valid boolean")
+        for s in shown
+    ), shown
 
 
 def test_swagger_2_is_refused_with_a_hint(tmp_path: Path) -> None:
@@ -348,3 +377,36 @@ def test_swagger_2_is_refused_with_a_hint(tmp_path: Path) -> None:
     (tmp_path / "api.yaml").write_text("swagger: '2.0'\ninfo: {title: t, version: '1'}\npaths: {}\n")
     issues = errors_of(write(tmp_path, "services:\n  - {name: a, upstream: 'http://127.0.0.1:1', openapi: api.yaml}\n"))
     assert any("expected OpenAPI version 3.0.x or 3.1.x, got missing (Swagger 2.0" in i for i in issues)
+
+
+def test_missing_certificate_files_are_reported_by_check(tmp_path: Path) -> None:
+    """TLS files named in the config must exist at load time (so `bastion check` catches them)."""
+    issues = errors_of(write(tmp_path, """\
+        listen:
+          tls: {cert: missing.pem, key: missing.key}
+        services:
+          - {name: a, upstream: "http://127.0.0.1:1", routes: [{path: /}]}
+        """))
+    shown = [i.replace(str(tmp_path) + "/", "") for i in issues]
+    assert any(s.startswith("bastion.yaml:2: listen.tls.cert: file ") and "missing.pem' not found" in s
+               for s in shown), shown
+    assert any(s.startswith("bastion.yaml:2: listen.tls.key: file ") for s in shown)
+
+
+def test_explicit_head_operation_wins_over_implied_head(tmp_path: Path) -> None:
+    """An OpenAPI document with both get and head on a path routes HEAD to the head operation."""
+    (tmp_path / "api.yaml").write_text(
+        "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n"
+        "    get: {operationId: getA}\n    head: {operationId: headA}\n"
+    )
+    loaded = load_config(write(tmp_path, "services:\n  - {name: a, upstream: 'http://127.0.0.1:1', openapi: api.yaml}\n"))
+    routes = {r.id: r.methods for r in loaded.routes}
+    assert routes == {"getA": {"GET"}, "headA": {"HEAD"}}
+
+
+def test_config_reference_is_current() -> None:
+    """docs/config-reference.md is exactly what the schema generates (regenerate it when this fails)."""
+    from bastion.config.reference import render
+
+    committed = Path(__file__).parents[2] / "docs" / "config-reference.md"
+    assert committed.read_text() == render(), "run: python -m bastion.config.reference > docs/config-reference.md"

@@ -72,6 +72,7 @@ def load_config(path: Path | str) -> LoadedConfig:
     base = path.parent
     config = _resolve_files(config, base)
     issues: list[ConfigIssue] = []
+    _check_files(config, src, issues)
     routes: list[ResolvedRoute] = []
     declared_head: set[int] = set()  # indexes of routes that list HEAD themselves
     files = [path]
@@ -194,6 +195,29 @@ def _resolve_files(config: GatewayConfig, base: Path) -> GatewayConfig:
     if log.path != "-":
         log = log.model_copy(update={"path": str(resolve_path(base, Path(log.path)))})
     return config.model_copy(update={"listen": listen, "services": services, "access_log": log})
+
+
+def _check_files(config: GatewayConfig, src: Source, issues: list[ConfigIssue]) -> None:
+    """Certificates and keys must exist and be readable now, not when a worker starts."""
+    wanted: list[tuple[FieldPath, Path | None]] = []
+    tls = config.listen.tls
+    if tls is not None:
+        wanted += [(("listen", "tls", "cert"), tls.cert), (("listen", "tls", "key"), tls.key),
+                   (("listen", "tls", "client_ca"), tls.client_ca)]
+    for i, svc in enumerate(config.services):
+        t = svc.upstream.tls
+        base: FieldPath = ("services", i, "upstream", "tls")
+        wanted += [((*base, "ca"), t.ca), ((*base, "cert"), t.cert), ((*base, "key"), t.key)]
+    for field_path, file in wanted:
+        if file is None:
+            continue
+        try:
+            with open(file, "rb") as f:
+                f.read(1)
+        except FileNotFoundError:
+            issues.append(src.issue(field_path, f"file {str(file)!r} not found"))
+        except OSError as exc:
+            issues.append(src.issue(field_path, f"file {str(file)!r} cannot be read: {exc.strerror}"))
 
 
 def _load_openapi(

@@ -30,10 +30,10 @@ class Strict(BaseModel):
 class HSTS(Strict):
     """Strict-Transport-Security sent on responses served over TLS."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Send the header on HTTPS responses.")
     max_age: int = Field(63072000, ge=0, description="Seconds browsers remember to use HTTPS.")
-    include_subdomains: bool = True
-    preload: bool = False
+    include_subdomains: bool = Field(True, description="Apply to every subdomain too.")
+    preload: bool = Field(False, description="Ask to be preloaded in browsers (only if you mean it).")
 
 
 class ServerTLS(Strict):
@@ -41,9 +41,9 @@ class ServerTLS(Strict):
 
     cert: Path = Field(description="PEM certificate chain file.")
     key: Path = Field(description="PEM private key file.")
-    min_version: Literal["1.2", "1.3"] = "1.2"
+    min_version: Literal["1.2", "1.3"] = Field("1.2", description="Oldest TLS version accepted.")
     client_ca: Path | None = Field(None, description="Require client certificates signed by this CA (mTLS).")
-    hsts: HSTS = Field(default_factory=HSTS)
+    hsts: HSTS = Field(default_factory=HSTS, description="Strict-Transport-Security header settings.")
 
 
 class Limits(Strict):
@@ -67,9 +67,9 @@ class Timeouts(Strict):
 class Listen(Strict):
     """The data-plane listener."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
-    tls: ServerTLS | None = None
+    host: str = Field("127.0.0.1", description="Address to listen on (loopback by default).")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port of the gateway.")
+    tls: ServerTLS | None = Field(None, description="Terminate TLS here (HTTPS) with this certificate.")
     trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
         default_factory=list,
         description=(
@@ -77,15 +77,15 @@ class Listen(Strict):
             "X-Forwarded-*, Forwarded and X-Request-ID headers believed."
         ),
     )
-    limits: Limits = Field(default_factory=Limits)
-    timeouts: Timeouts = Field(default_factory=Timeouts)
+    limits: Limits = Field(default_factory=Limits, description="Size limits on requests.")
+    timeouts: Timeouts = Field(default_factory=Timeouts, description="Client-side timeouts.")
 
 
 class Admin(Strict):
     """The admin listener (health, readiness, reload, metrics)."""
 
     host: str = Field("127.0.0.1", description="Keep it on loopback or a private interface.")
-    port: int = Field(9090, ge=0, le=65535)
+    port: int = Field(9090, ge=0, le=65535, description="TCP port of the admin API.")
 
 
 class UpstreamTLS(Strict):
@@ -94,7 +94,7 @@ class UpstreamTLS(Strict):
     verify: bool = Field(True, description="Verify the upstream's certificate and host name.")
     ca: Path | None = Field(None, description="CA bundle to verify against (system CAs when unset).")
     cert: Path | None = Field(None, description="Client certificate for mTLS to the upstream.")
-    key: Path | None = None
+    key: Path | None = Field(None, description="Private key of `cert`.")
     server_name: str | None = Field(None, description="SNI and verified name, when not the target's host.")
 
     @model_validator(mode="after")
@@ -105,6 +105,8 @@ class UpstreamTLS(Strict):
 
 
 class UpstreamTimeouts(Strict):
+    """Timeouts towards the upstream; exceeding them gives the client 504 (or 502 to connect)."""
+
     connect: PositiveSeconds = Field(3, description="Opening a connection (and TLS handshake).")
     read: PositiveSeconds = Field(30, description="Longest silence while waiting for the response.")
     total: PositiveSeconds = Field(60, description="Whole exchange with the upstream, retries included.")
@@ -113,25 +115,27 @@ class UpstreamTimeouts(Strict):
 class HealthCheck(Strict):
     """Active health checks: a GET to each target at an interval."""
 
-    path: str = Field("/health", pattern=r"^/")
-    interval: PositiveSeconds = 5
-    timeout: PositiveSeconds = 2
-    healthy_threshold: int = Field(2, ge=1)
-    unhealthy_threshold: int = Field(3, ge=1)
-    expected_status: list[int] = Field(default_factory=lambda: [200])
+    path: str = Field("/health", pattern=r"^/", description="Path requested on each target.")
+    interval: PositiveSeconds = Field(5, description="Seconds between checks.")
+    timeout: PositiveSeconds = Field(2, description="A check slower than this fails.")
+    healthy_threshold: int = Field(2, ge=1, description="Passing checks in a row to mark a target healthy.")
+    unhealthy_threshold: int = Field(3, ge=1, description="Failing checks in a row to mark it unhealthy.")
+    expected_status: list[int] = Field(default_factory=lambda: [200], description="Statuses that pass.")
 
 
 class CircuitBreaker(Strict):
     """Passive protection: after consecutive failures a target rests for ``cooldown``."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Stop sending to a target that keeps failing.")
     failures: int = Field(5, ge=1, description="Consecutive connect errors/timeouts/5xx that open it.")
     cooldown: PositiveSeconds = Field(10, description="Seconds before one trial request is let through.")
 
 
 class Target(Strict):
-    url: str
-    weight: int = Field(1, ge=1, le=1000)
+    """One upstream address (a string is shorthand for ``{url: ...}``)."""
+
+    url: str = Field(description="http:// or https:// URL, optionally with a base path.")
+    weight: int = Field(1, ge=1, le=1000, description="Share of traffic relative to other targets.")
 
     @field_validator("url")
     @classmethod
@@ -157,15 +161,17 @@ def check_upstream_url(value: str) -> str:
 class Upstream(Strict):
     """Where a service's requests go."""
 
-    targets: list[Target] = Field(min_length=1)
-    balance: Literal["round_robin", "least_connections"] = "round_robin"
-    timeouts: UpstreamTimeouts = Field(default_factory=UpstreamTimeouts)
+    targets: list[Target] = Field(min_length=1, description="Where to send requests (URLs or objects).")
+    balance: Literal["round_robin", "least_connections"] = Field(
+        "round_robin", description="How a target is picked for each request."
+    )
+    timeouts: UpstreamTimeouts = Field(default_factory=UpstreamTimeouts, description="Upstream timeouts.")
     retries: int = Field(1, ge=0, le=5, description="Extra tries for idempotent requests that never got an answer.")
     max_idle_connections: int = Field(64, ge=0, description="Kept-alive connections per target and worker.")
     idle_timeout: PositiveSeconds = Field(30, description="Close pooled connections unused this long.")
-    health_check: HealthCheck | None = None
-    circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker)
-    tls: UpstreamTLS = Field(default_factory=UpstreamTLS)
+    health_check: HealthCheck | None = Field(None, description="Active health checks (off when unset).")
+    circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker, description="Passive failure detection.")
+    tls: UpstreamTLS = Field(default_factory=UpstreamTLS, description="TLS settings for https:// targets.")
 
     @model_validator(mode="before")
     @classmethod
@@ -182,11 +188,11 @@ class Route(Strict):
     path: str = Field(description="Path template, e.g. /books/{id}; with prefix, everything under it.")
     methods: list[str] | None = Field(None, description="Allowed methods; all but TRACE when unset.")
     host: str | None = Field(None, description="Only for requests with this Host.")
-    prefix: bool = False
-    public: bool = Field(False, description="Needs no authentication.")
-    operation_id: str | None = None
-    max_body_bytes: int | None = Field(None, ge=0)
-    policies: Policies = Field(default_factory=dict)
+    prefix: bool = Field(False, description="Match the path and everything below it.")
+    public: bool = Field(False, description="Needs no authentication (routes require it otherwise).")
+    operation_id: str | None = Field(None, description="Name of the route in logs and metrics.")
+    max_body_bytes: int | None = Field(None, ge=0, description="Largest request body on this route.")
+    policies: Policies = Field(default_factory=dict, description="Stage settings for this route.")
 
     @field_validator("path")
     @classmethod
@@ -227,16 +233,16 @@ def check_route_path(value: str) -> str:
 class Service(Strict):
     """An upstream API and the routes that lead to it."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-    upstream: Upstream
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", description="Unique name (logs, metrics).")
+    upstream: Upstream = Field(description="A URL, a list of URLs, or an upstream object.")
     openapi: Path | None = Field(None, description="OpenAPI 3.0/3.1 document whose operations become routes.")
     base_path: str | None = Field(
         None, description="Prefix of the OpenAPI paths (default: the path of its first server URL)."
     )
     host: str | None = Field(None, description="Default Host for this service's routes.")
-    routes: list[Route] = Field(default_factory=list)
-    max_body_bytes: int | None = Field(None, ge=0)
-    policies: Policies = Field(default_factory=dict)
+    routes: list[Route] = Field(default_factory=list, description="Routes declared by hand (besides OpenAPI).")
+    max_body_bytes: int | None = Field(None, ge=0, description="Largest request body for the service.")
+    policies: Policies = Field(default_factory=dict, description="Stage settings for the whole service.")
 
     @model_validator(mode="before")
     @classmethod
@@ -259,17 +265,17 @@ class Service(Strict):
 class AccessLog(Strict):
     """Structured access log: one JSON object per line, written off the request path."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Write the access log.")
     path: str = Field("-", description="File to append to, or '-' for standard output.")
 
 
 class GatewayConfig(Strict):
     """The whole ``bastion.yaml``."""
 
-    listen: Listen = Field(default_factory=Listen)
-    admin: Admin = Field(default_factory=Admin)
-    services: list[Service] = Field(min_length=1)
-    access_log: AccessLog = Field(default_factory=AccessLog)
+    listen: Listen = Field(default_factory=Listen, description="The gateway's listener.")
+    admin: Admin = Field(default_factory=Admin, description="The admin API's listener.")
+    services: list[Service] = Field(min_length=1, description="The APIs behind the gateway.")
+    access_log: AccessLog = Field(default_factory=AccessLog, description="The structured access log.")
     policies: Policies = Field(default_factory=dict, description="Defaults for every service.")
 
     @model_validator(mode="after")
