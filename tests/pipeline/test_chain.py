@@ -3,38 +3,67 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 import orjson
 import pytest
 
 from bastion.errors import DependencyUnavailable
-from bastion.pipeline import Chain, RequestStage, ResponseStage, StageConfig
+from bastion.pipeline import Chain, Pending, RequestStage, ResponseStage, StageConfig
 from bastion.types import Block, Exchange, Request, Response
 
 Transcript = list[str]
 
 
 class Recorder(RequestStage, ResponseStage):
-    """A stage that writes what it sees into a shared transcript and does what it is told."""
+    """A stage that writes what it sees into a shared transcript and does what it is told.
 
-    def __init__(self, name: str, log: Transcript, *, block: Block | None = None, answer: Response | None = None,
-                 raise_: Exception | None = None, config: StageConfig | None = None) -> None:
+    With ``wait=True`` its hooks answer through an awaitable, like a stage doing I/O.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        log: Transcript,
+        *,
+        block: Block | None = None,
+        answer: Response | None = None,
+        raise_: Exception | None = None,
+        config: StageConfig | None = None,
+        wait: bool = False,
+    ) -> None:
         super().__init__(name, config or StageConfig())
         self.log = log
         self.block = block
         self.answer = answer
         self.raise_ = raise_
+        self.wait = wait
 
-    async def on_request(self, exchange: Exchange) -> Block | Response | None:
+    def on_request(self, exchange: Exchange) -> Block | Response | Awaitable[Block | Response | None] | None:
         self.log.append(f">> {self.name}.on_request")
+        if self.wait:
+            return self._later_request()
         if self.raise_ is not None:
             raise self.raise_
         return self.block or self.answer
 
-    async def on_response(self, exchange: Exchange) -> Block | None:
+    async def _later_request(self) -> Block | Response | None:
+        await asyncio.sleep(0)
+        self.log.append(f".. {self.name} awaited")
+        if self.raise_ is not None:
+            raise self.raise_
+        return self.block or self.answer
+
+    def on_response(self, exchange: Exchange) -> Block | Awaitable[Block | None] | None:
         self.log.append(f"<< {self.name}.on_response")
         assert exchange.response is not None
         exchange.response.headers.append(("x-seen-by", self.name))
+        if self.wait:
+            return self._later_response()
+        return None
+
+    async def _later_response(self) -> Block | None:
+        await asyncio.sleep(0)
         return None
 
 
@@ -58,8 +87,12 @@ def test_request_hooks_in_order_response_hooks_in_reverse() -> None:
     ex.response = Response(200, [], b"ok")
     run(chain.run_response(ex))
     assert log == [
-        ">> a.on_request", ">> b.on_request", ">> c.on_request",
-        "<< c.on_response", "<< b.on_response", "<< a.on_response",
+        ">> a.on_request",
+        ">> b.on_request",
+        ">> c.on_request",
+        "<< c.on_response",
+        "<< b.on_response",
+        "<< a.on_response",
     ]
     assert [v for k, v in ex.response.headers if k == "x-seen-by"] == ["c", "b", "a"]
 
@@ -75,8 +108,13 @@ def test_block_short_circuits_with_problem_json() -> None:
     assert resp.status == 403
     assert resp.header("content-type") == "application/problem+json"
     body = orjson.loads(resp.body or b"")
-    assert body == {"type": "about:blank", "title": "Forbidden", "status": 403, "detail": "Not for you.",
-                    "request_id": "req-1"}
+    assert body == {
+        "type": "about:blank",
+        "title": "Forbidden",
+        "status": 403,
+        "detail": "Not for you.",
+        "request_id": "req-1",
+    }
     assert ex.blocked_by == "a"
     assert [(d.stage, d.action, d.reason) for d in ex.decisions] == [("a", "block", "test.forbidden")]
 
@@ -126,8 +164,10 @@ def test_fail_open_is_explicit_and_still_counted() -> None:
     """failure_mode: open lets the request through after a stage failure, which is still counted."""
     log: Transcript = []
     errors: list[str] = []
-    chain = Chain([Recorder("a", log, raise_=RuntimeError("boom"), config=StageConfig(failure_mode="open")),
-                   Recorder("b", log)], errors.append)
+    chain = Chain(
+        [Recorder("a", log, raise_=RuntimeError("boom"), config=StageConfig(failure_mode="open")), Recorder("b", log)],
+        errors.append,
+    )
     assert run(chain.run_request(exchange())) is None
     assert log == [">> a.on_request", ">> b.on_request"]
     assert errors == ["a"]
@@ -137,7 +177,7 @@ def test_response_block_replaces_the_response() -> None:
     """A response hook's block replaces the upstream response (e.g. a leak stopped)."""
 
     class Leak(ResponseStage):
-        async def on_response(self, exchange: Exchange) -> Block | None:
+        def on_response(self, exchange: Exchange) -> Block | None:
             return Block(502, "Bad Gateway", "The response was withheld.", reason="test.leak")
 
     chain = Chain([Leak("leak", StageConfig())])
@@ -151,7 +191,7 @@ def test_misspelt_hook_is_an_error_at_build_time() -> None:
     """A stage whose hook name is misspelt cannot be built (it would otherwise never run)."""
 
     class Typo(RequestStage):
-        async def on_requets(self, exchange: Exchange) -> None:  # misspelt on purpose
+        def on_requets(self, exchange: Exchange) -> None:  # misspelt on purpose
             return None
 
     with pytest.raises(TypeError):
@@ -166,3 +206,46 @@ def test_body_needs_are_derived_from_stages() -> None:
 
     assert not Chain([Recorder("a", [])]).needs_request_body
     assert Chain([Recorder("a", []), NeedsBody("b", [])]).needs_request_body
+
+
+def test_synchronous_stages_need_no_event_loop() -> None:
+    """Stages that answer directly run to the end in one call: no awaitable, no event loop."""
+    log: Transcript = []
+    chain = Chain([Recorder("a", log), Recorder("b", log, block=FORBIDDEN)])
+    resp = chain.request(exchange())
+    assert isinstance(resp, Response) and resp.status == 403
+    assert log == [">> a.on_request", ">> b.on_request"]
+
+
+def test_awaiting_stage_pauses_and_the_chain_resumes_after_it() -> None:
+    """A stage returning an awaitable stops the synchronous run; finishing it runs the later stages."""
+    log: Transcript = []
+    chain = Chain([Recorder("a", log), Recorder("b", log, wait=True), Recorder("c", log, block=FORBIDDEN)])
+    ex = exchange()
+    pending = chain.request(ex)
+    assert isinstance(pending, Pending) and pending.index == 1
+    assert log == [">> a.on_request", ">> b.on_request"]
+    resp = run(chain.finish_request(ex, pending))
+    assert isinstance(resp, Response) and resp.status == 403
+    assert log == [">> a.on_request", ">> b.on_request", ".. b awaited", ">> c.on_request"]
+
+
+def test_awaited_failure_follows_the_failure_mode() -> None:
+    """An exception raised while awaiting a stage is a stage failure like any other (503 here)."""
+    errors: list[str] = []
+    chain = Chain([Recorder("a", [], wait=True, raise_=DependencyUnavailable("jwks down"))], errors.append)
+    resp = run(chain.run_request(exchange()))
+    assert isinstance(resp, Response) and resp.status == 503
+    assert errors == ["a"]
+
+
+def test_awaiting_response_stage() -> None:
+    """Response hooks may await too; the rest of the response chain runs afterwards, in reverse order."""
+    log: Transcript = []
+    chain = Chain([Recorder("a", log), Recorder("b", log, wait=True), Recorder("c", log)])
+    ex = exchange()
+    ex.response = Response(200, [], b"ok")
+    pending = chain.response(ex)
+    assert isinstance(pending, Pending)
+    run(chain.finish_response(ex, pending))
+    assert log == ["<< c.on_response", "<< b.on_response", "<< a.on_response"]

@@ -1,14 +1,20 @@
 """The runner: one route's stages, in order, with shadow mode and failure modes applied.
 
-Nothing here touches a socket. The proxy calls :meth:`Chain.run_request` once the request
-is parsed (and its body buffered, if :attr:`Chain.needs_request_body`), and
-:meth:`Chain.run_response` once the upstream's response head (or body) is in.
+Nothing here touches a socket. The proxy calls :meth:`Chain.request` once the request is
+parsed (and its body buffered, if :attr:`Chain.needs_request_body`), and
+:meth:`Chain.response` once the upstream's response head (or body) is in.
+
+Both run synchronously as long as the stages answer synchronously. When a stage returns
+an awaitable, they return a :class:`Pending` instead, and the proxy finishes the chain
+with :meth:`Chain.finish_request` / :meth:`Chain.finish_response` in a task.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from bastion.errors import DependencyUnavailable, block_response, problem_response
 from bastion.pipeline.stage import RequestStage, ResponseStage, Stage
@@ -22,6 +28,16 @@ ErrorCounter = Callable[[str], None]
 
 def _ignore(_: str) -> None:
     return None
+
+
+class Pending:
+    """A chain stopped at a stage that returned an awaitable; finish it with ``finish_*``."""
+
+    __slots__ = ("awaitable", "index")
+
+    def __init__(self, index: int, awaitable: Awaitable[Any]) -> None:
+        self.index = index
+        self.awaitable = awaitable
 
 
 class Chain:
@@ -45,11 +61,14 @@ class Chain:
         self.needs_response_body = any(s.needs_response_body for s in self.response_stages)
         self.on_stage_error = on_stage_error
 
-    async def run_request(self, exchange: Exchange) -> Response | None:
-        """Run the request hooks; return the response to send instead of proxying, if any."""
-        for stage in self.request_stages:
+    # -- request phase ----------------------------------------------------------------
+    def request(self, exchange: Exchange, start: int = 0) -> Response | Pending | None:
+        """Run request hooks from ``start``: the response to send instead of proxying, if any."""
+        stages = self.request_stages
+        for i in range(start, len(stages)):
+            stage = stages[i]
             try:
-                outcome = await stage.on_request(exchange)
+                outcome = stage.on_request(exchange)
             except Exception as exc:
                 failed = self._failed(stage, exchange, exc)
                 if failed is not None:
@@ -57,29 +76,107 @@ class Chain:
                 continue
             if outcome is None:
                 continue
-            if isinstance(outcome, Block):
-                if self._record_block(stage, exchange, outcome):
-                    return block_response(outcome, exchange.request_id)
-                continue
+            if inspect.isawaitable(outcome):
+                return Pending(i, outcome)
+            final = self._request_outcome(stage, exchange, outcome)
+            if final is not None:
+                return final
+        return None
+
+    async def finish_request(self, exchange: Exchange, pending: Pending) -> Response | None:
+        """Await the pending stage, then run the rest of the request hooks."""
+        while True:
+            stage = self.request_stages[pending.index]
+            try:
+                outcome = await pending.awaitable
+            except Exception as exc:
+                failed = self._failed(stage, exchange, exc)
+                if failed is not None:
+                    return failed
+            else:
+                if outcome is not None:
+                    final = self._request_outcome(stage, exchange, outcome)
+                    if final is not None:
+                        return final
+            result = self.request(exchange, pending.index + 1)
+            if not isinstance(result, Pending):
+                return result
+            pending = result
+
+    def _request_outcome(self, stage: Stage, exchange: Exchange, outcome: Any) -> Response | None:
+        if isinstance(outcome, Block):
+            if self._record_block(stage, exchange, outcome):
+                return block_response(outcome, exchange.request_id)
+            return None
+        if isinstance(outcome, Response):
             # A stage answered the request itself (it is not a block: no shadow mode).
             exchange.decisions.append(Decision(stage.name, "answer", "answered", outcome.status))
             return outcome
+        raise TypeError(f"stage {stage.name} returned {type(outcome).__name__}, not a Block or Response")
+
+    # -- response phase ---------------------------------------------------------------
+    def response(self, exchange: Exchange, start: int = 0) -> Pending | None:
+        """Run response hooks from ``start`` on ``exchange.response`` (a block replaces it)."""
+        stages = self.response_stages
+        for i in range(start, len(stages)):
+            stage = stages[i]
+            try:
+                outcome = stage.on_response(exchange)
+            except Exception as exc:
+                failed = self._failed(stage, exchange, exc)
+                if failed is not None:
+                    exchange.response = failed
+                    return None
+                continue
+            if outcome is None:
+                continue
+            if inspect.isawaitable(outcome):
+                return Pending(i, outcome)
+            if self._response_outcome(stage, exchange, outcome):
+                return None
         return None
 
-    async def run_response(self, exchange: Exchange) -> None:
-        """Run the response hooks on ``exchange.response``; a block replaces the response."""
-        for stage in self.response_stages:
+    async def finish_response(self, exchange: Exchange, pending: Pending) -> None:
+        """Await the pending stage, then run the rest of the response hooks."""
+        while True:
+            stage = self.response_stages[pending.index]
             try:
-                outcome = await stage.on_response(exchange)
+                outcome = await pending.awaitable
             except Exception as exc:
                 failed = self._failed(stage, exchange, exc)
                 if failed is not None:
                     exchange.response = failed
                     return
-                continue
-            if outcome is not None and self._record_block(stage, exchange, outcome):
-                exchange.response = block_response(outcome, exchange.request_id)
+            else:
+                if outcome is not None and self._response_outcome(stage, exchange, outcome):
+                    return
+            result = self.response(exchange, pending.index + 1)
+            if result is None:
                 return
+            pending = result
+
+    def _response_outcome(self, stage: Stage, exchange: Exchange, outcome: Any) -> bool:
+        """Apply a response hook's block; tell whether the chain stops here."""
+        if not isinstance(outcome, Block):
+            raise TypeError(f"stage {stage.name} returned {type(outcome).__name__}, not a Block")
+        if self._record_block(stage, exchange, outcome):
+            exchange.response = block_response(outcome, exchange.request_id)
+            return True
+        return False
+
+    # -- both -------------------------------------------------------------------------
+    async def run_request(self, exchange: Exchange) -> Response | None:
+        """The whole request phase, awaiting stages as needed."""
+        result = self.request(exchange)
+        if isinstance(result, Pending):
+            return await self.finish_request(exchange, result)
+        return result
+
+    async def run_response(self, exchange: Exchange) -> None:
+        """The whole response phase, awaiting stages as needed."""
+        pending = self.response(exchange)
+        if pending is not None:
+            await self.finish_response(exchange, pending)
 
     def _record_block(self, stage: Stage, exchange: Exchange, block: Block) -> bool:
         """Log the decision; tell whether it is enforced."""

@@ -4,14 +4,19 @@ A stage is a small object built once per route from its validated config. It tak
 in the request phase by subclassing :class:`RequestStage`, in the response phase by
 subclassing :class:`ResponseStage`, or both. The abstract methods make a misspelt hook a
 load-time error instead of a hook that is silently never called.
+
+Hooks are plain functions that return their decision. A hook that must wait for I/O
+(Redis, a JWKS endpoint) returns an awaitable instead -- typically by calling one of its
+own ``async def`` methods -- and the proxy awaits it. Pure checks (most of them) thus
+cost a function call, not a trip through the event loop.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,6 +43,12 @@ class StageConfig(BaseModel):
     )
 
 
+#: What a request hook decides: continue (None), refuse (Block) or answer (Response).
+RequestOutcome: TypeAlias = Block | Response | None
+#: What a response hook decides: keep the (possibly changed) response (None) or replace it.
+ResponseOutcome: TypeAlias = Block | None
+
+
 class Stage:
     """Common part of every stage: its name and settings."""
 
@@ -55,17 +66,18 @@ class RequestStage(Stage, ABC):
     """A stage that sees requests, in registry order, before they go upstream."""
 
     @abstractmethod
-    async def on_request(self, exchange: Exchange) -> Block | Response | None:
+    def on_request(self, exchange: Exchange) -> RequestOutcome | Awaitable[RequestOutcome]:
         """Return ``None`` to continue, a :class:`Block` to refuse, or a :class:`Response`
-        to answer the request without the upstream."""
+        to answer the request without the upstream -- or an awaitable giving one of those."""
 
 
 class ResponseStage(Stage, ABC):
     """A stage that sees responses, in reverse registry order, before they go to the client."""
 
     @abstractmethod
-    async def on_response(self, exchange: Exchange) -> Block | None:
-        """Inspect or change ``exchange.response``; return a :class:`Block` to replace it."""
+    def on_response(self, exchange: Exchange) -> ResponseOutcome | Awaitable[ResponseOutcome]:
+        """Inspect or change ``exchange.response``; return a :class:`Block` to replace it
+        (or an awaitable giving ``None`` or a :class:`Block`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ class HeadersStage(ResponseStage):
     def from_config(cls, config: HeadersConfig) -> HeadersStage:
         return cls(config)
 
-    async def on_response(self, exchange: Exchange) -> Block | None:
+    def on_response(self, exchange: Exchange) -> Block | None:
         response = exchange.response
         if response is None:
             return None
