@@ -8,7 +8,7 @@ then passes back through the same stages in reverse. These classes carry no I/O.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 #: Header lists keep wire order and duplicates. Names are lower-case, values latin-1 text.
@@ -134,18 +134,32 @@ class Decision:
     status: int = 0
 
 
-@dataclass(slots=True)
 class Exchange:
     """One request/response pair travelling through the pipeline."""
 
-    request: Request
-    request_id: str
-    service: str = ""
-    route_id: str = ""
-    response: Response | None = None
-    #: Facts stages leave for later stages (e.g. the authenticated consumer).
-    context: dict[str, Any] = field(default_factory=dict)
-    decisions: list[Decision] = field(default_factory=list)
-    started: float = field(default_factory=time.perf_counter)
-    #: The stage that decided the outcome, when one did (for the access log).
-    blocked_by: str = ""
+    __slots__ = (
+        "blocked_by",
+        "context",
+        "decisions",
+        "request",
+        "request_id",
+        "response",
+        "route_id",
+        "service",
+        "started",
+    )
+
+    def __init__(
+        self, request: Request, request_id: str, service: str = "", route_id: str = "", started: float | None = None
+    ) -> None:
+        self.request = request
+        self.request_id = request_id
+        self.service = service
+        self.route_id = route_id
+        self.response: Response | None = None
+        #: Facts stages leave for later stages (e.g. the authenticated consumer).
+        self.context: dict[str, Any] = {}
+        self.decisions: list[Decision] = []
+        self.started = time.perf_counter() if started is None else started
+        #: The stage that decided the outcome, when one did (for the access log).
+        self.blocked_by = ""

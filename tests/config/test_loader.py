@@ -186,7 +186,8 @@ BROKEN: list[tuple[str, str, list[str]]] = [
               headers: {enforce: sometimes}
         """,
         [
-            "bastion.yaml:6: services[0].policies.headers.enforce: Input should be a valid boolean, unable to interpret input (got 'sometimes')"
+            "bastion.yaml:6: services[0].policies.headers.enforce: "
+            "Input should be a valid boolean, unable to interpret input (got 'sometimes')"
         ],
     ),
     (
@@ -381,15 +382,21 @@ def test_swagger_2_is_refused_with_a_hint(tmp_path: Path) -> None:
 
 def test_missing_certificate_files_are_reported_by_check(tmp_path: Path) -> None:
     """TLS files named in the config must exist at load time (so `bastion check` catches them)."""
-    issues = errors_of(write(tmp_path, """\
+    issues = errors_of(
+        write(
+            tmp_path,
+            """\
         listen:
           tls: {cert: missing.pem, key: missing.key}
         services:
           - {name: a, upstream: "http://127.0.0.1:1", routes: [{path: /}]}
-        """))
+        """,
+        )
+    )
     shown = [i.replace(str(tmp_path) + "/", "") for i in issues]
-    assert any(s.startswith("bastion.yaml:2: listen.tls.cert: file ") and "missing.pem' not found" in s
-               for s in shown), shown
+    assert any(
+        s.startswith("bastion.yaml:2: listen.tls.cert: file ") and "missing.pem' not found" in s for s in shown
+    ), shown
     assert any(s.startswith("bastion.yaml:2: listen.tls.key: file ") for s in shown)
 
 
@@ -399,7 +406,8 @@ def test_explicit_head_operation_wins_over_implied_head(tmp_path: Path) -> None:
         "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n"
         "    get: {operationId: getA}\n    head: {operationId: headA}\n"
     )
-    loaded = load_config(write(tmp_path, "services:\n  - {name: a, upstream: 'http://127.0.0.1:1', openapi: api.yaml}\n"))
+    config = "services:\n  - {name: a, upstream: 'http://127.0.0.1:1', openapi: api.yaml}\n"
+    loaded = load_config(write(tmp_path, config))
     routes = {r.id: r.methods for r in loaded.routes}
     assert routes == {"getA": {"GET"}, "headA": {"HEAD"}}
 

@@ -76,6 +76,18 @@ class Metrics:
     def gauge_add(self, name: str, amount: float) -> None:
         self.gauges[name] += amount
 
+    def count_request(self, service: str, route: str, status: int, seconds: float) -> None:
+        """One answered request: the requests counter and the latency histogram, inlined."""
+        table = self.counters["bastion_requests"]
+        key = (service, route, str(status))
+        table[key] = table.get(key, 0.0) + 1.0
+        counts = self.histogram.get(service)
+        if counts is None:
+            self.observe_latency(service, seconds)
+            return
+        counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.histogram_sum[service] += seconds
+
     def observe_latency(self, service: str, seconds: float) -> None:
         counts = self.histogram.get(service)
         if counts is None:

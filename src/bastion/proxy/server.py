@@ -15,12 +15,13 @@ import os
 import random
 import time
 from collections import deque
-from typing import Any, cast
+from collections.abc import Callable, Coroutine
+from typing import Any, NamedTuple, cast
 
 import httptools
 
 from bastion.errors import problem_response
-from bastion.pipeline.chain import Chain
+from bastion.pipeline.chain import Chain, Pending
 from bastion.proxy.accesslog import AccessLog
 from bastion.proxy.http import (
     HOP_BY_HOP,
@@ -33,12 +34,14 @@ from bastion.proxy.http import (
 from bastion.proxy.metrics import METRICS
 from bastion.proxy.runtime import RouteRuntime, Runtime
 from bastion.proxy.upstream import (
+    ResponseHead,
     TargetState,
     UpstreamConnection,
     UpstreamError,
+    UpstreamListener,
     UpstreamPool,
 )
-from bastion.routing import BadTarget, Match, normalize_target
+from bastion.routing import BadTarget, Match, normalize_target, split_absolute
 from bastion.types import Exchange, HeaderList, Request, Response, header_get
 
 log = logging.getLogger("bastion.proxy")
@@ -47,6 +50,8 @@ log = logging.getLogger("bastion.proxy")
 BODY_BUFFER_HIGH = 1024 * 1024
 #: Pipelined request heads queued before reading from the client pauses.
 MAX_QUEUED = 16
+#: How long a refused client may go on sending before its connection is closed anyway.
+LINGER_SECONDS = 2.0
 #: Incoming headers a gateway owns: dropped from clients, rewritten for the upstream.
 FORWARDING_HEADERS = frozenset(
     {
@@ -61,6 +66,8 @@ FORWARDING_HEADERS = frozenset(
     }
 )
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: Request headers that decide framing and routing: checked once the head is complete.
+_FRAMING = frozenset({"transfer-encoding", "content-length", "host", "expect", "connection"})
 #: Characters of a Host header value (a name or IP literal and a port). ``str.strip`` with
 #: this set leaves nothing of a valid value: a set test in C, not a loop in Python.
 _HOST_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]_"
@@ -173,9 +180,11 @@ class ClientConnection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.queue: deque[Incoming] = deque()
         self.current: Incoming | None = None
-        self.waiter: asyncio.Future[None] | None = None
         self.task: asyncio.Task[None] | None = None
+        self.flight: _Flight | None = None
         self.closed = False
+        self.lingering = False
+        self.eof = False
         self.busy = False
         self.parser_dead = False
         self.read_paused = False
@@ -187,6 +196,7 @@ class ClientConnection(asyncio.Protocol):
         self.scheme = "http"
         self._url = b""
         self._headers: HeaderList = []
+        self._framing: HeaderList = []
         self._head_bytes = 0
 
     # -- asyncio.Protocol -------------------------------------------------------------
@@ -200,7 +210,6 @@ class ClientConnection(asyncio.Protocol):
         self.server.connections.add(self)
         METRICS.gauge_add("bastion_client_connections", 1)
         self._arm(self.server.runtime.timeouts.idle, "idle")
-        self.task = self.loop.create_task(self._serve())
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -210,14 +219,16 @@ class ClientConnection(asyncio.Protocol):
             self.timer = None
         self.server.forget(self)
         METRICS.gauge_add("bastion_client_connections", -1)
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+        flight = self.flight
+        if flight is not None:
+            self.flight = None
+            flight.abandon()
         for req in (self.current, *self.queue):
             if req is not None and req.waiter is not None and not req.waiter.done():
                 req.waiter.set_result(None)
         if self.drain_waiter is not None and not self.drain_waiter.done():
             self.drain_waiter.set_exception(ClientGone())
-        if self.task is not None and self.busy:
+        if self.task is not None:
             self.task.cancel()
 
     def data_received(self, data: bytes) -> None:
@@ -234,8 +245,15 @@ class ClientConnection(asyncio.Protocol):
                 self._parse_failed(cause.status, cause.detail)
             else:
                 self._parse_failed(400, f"Malformed HTTP request: {_llhttp_reason(exc)}.")
+        # After the parser returned (never inside its callbacks): small requests are complete
+        # by now, and answering them cannot re-enter the parser.
+        if not self.busy and self.queue:
+            self._pump()
 
     def eof_received(self) -> bool | None:
+        self.eof = True
+        if self.lingering:
+            return None  # the client is done too: close now
         # Half-close: the client sent everything. Answer what is queued, then close.
         if self.current is not None and not self.current.complete and self.current in self.queue:
             self.current.error = (400, "The request body was cut short.")
@@ -243,7 +261,8 @@ class ClientConnection(asyncio.Protocol):
         self.parser_dead = True
         if not self.busy and not self.queue:
             return None  # nothing in flight: let the transport close
-        self._wake_handler()
+        if not self.busy:
+            self._pump()
         return True  # keep the write side open until the answers are sent
 
     def pause_writing(self) -> None:
@@ -261,6 +280,7 @@ class ClientConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._framing = []
         self._head_bytes = 0
         self.current = None
         if not self.busy:
@@ -276,7 +296,11 @@ class ClientConnection(asyncio.Protocol):
         limits = self.server.runtime.limits
         if self._head_bytes > limits.max_header_bytes or len(self._headers) >= limits.max_headers:
             raise _Reject(431, "The request header fields are too large.")
-        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        self._headers.append((key, text))
+        if key in _FRAMING:
+            self._framing.append((key, text))
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -286,7 +310,7 @@ class ClientConnection(asyncio.Protocol):
         req.headers = self._headers
         req.version = parser.get_http_version()
         req.keep_alive = parser.should_keep_alive()
-        self._check_framing(req)
+        self._check_framing(req, self._framing)
         if parser.should_upgrade():
             req.upgrade = True
         self.current = req
@@ -295,7 +319,6 @@ class ClientConnection(asyncio.Protocol):
             self._pause_reading()
         if self.timer_kind == "header":
             self._cancel_timer()
-        self._wake_handler()
 
     def on_body(self, body: bytes) -> None:
         req = self.current
@@ -314,11 +337,11 @@ class ClientConnection(asyncio.Protocol):
             self._wake(req)
 
     # -- parsing helpers -----------------------------------------------------------------
-    def _check_framing(self, req: Incoming) -> None:
+    def _check_framing(self, req: Incoming, framing: HeaderList) -> None:
         """Refuse what llhttp accepts but a strict gateway must not (smuggling vectors)."""
         te_seen = 0
         host_seen = 0
-        for k, v in req.headers:
+        for k, v in framing:
             if k == "transfer-encoding":
                 te_seen += 1
                 if v.strip().lower() != "chunked":
@@ -338,6 +361,10 @@ class ClientConnection(asyncio.Protocol):
                 req.expect_continue = True
         if te_seen > 1:
             raise _Reject(400, "Transfer-Encoding must appear once.")
+        if req.version not in ("1.1", "1.0"):
+            raise _Reject(400, "The request line must end with HTTP/1.1 or HTTP/1.0.")
+        if req.chunked and req.version == "1.0":
+            raise _Reject(400, "HTTP/1.0 requests cannot use Transfer-Encoding.")
         if host_seen != 1 and req.version == "1.1":
             raise _Reject(400, "HTTP/1.1 requests need exactly one Host header.")
 
@@ -353,7 +380,8 @@ class ClientConnection(asyncio.Protocol):
             self._wake(cur)
         self.queue.append(req)
         self._stop_parsing()
-        self._wake_handler()
+        if not self.busy:
+            self.loop.call_soon(self._pump)
 
     def _stop_parsing(self) -> None:
         self.parser_dead = True
@@ -368,10 +396,6 @@ class ClientConnection(asyncio.Protocol):
         if self.read_paused and not self.parser_dead and self.transport is not None and not self.closed:
             self.read_paused = False
             self.transport.resume_reading()
-
-    def _wake_handler(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
 
     @staticmethod
     def _wake(req: Incoming) -> None:
@@ -425,48 +449,91 @@ class ClientConnection(asyncio.Protocol):
             self._close()
 
     def _close(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.close()
+        transport = self.transport
+        if transport is None or self.closed or self.lingering:
+            return
+        unread = self.current is not None and not self.current.complete and not self.eof
+        if unread and transport.can_write_eof():
+            # Lingering close: the client may still be sending a body we refused. Closing
+            # with unread input makes the kernel send a reset, which can destroy the answer
+            # before the client reads it; so end our side, drop what still comes, then close.
+            self.lingering = True
+            self.parser_dead = True
+            transport.write_eof()
+            if self.read_paused:
+                self.read_paused = False
+                transport.resume_reading()
+            self.loop.call_later(LINGER_SECONDS, self.abort)
+            return
+        transport.close()
 
     def abort(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.abort()
 
-    async def _serve(self) -> None:
-        try:
-            while not self.closed:
-                if not self.queue:
-                    if self.parser_dead:
-                        break
-                    self.waiter = self.loop.create_future()
-                    await self.waiter
-                    self.waiter = None
-                    continue
-                req = self.queue[0]
-                self.busy = True
-                keep = await self._handle(req)
-                self.busy = False
-                self.queue.popleft()
-                if not keep or self.server.draining:
-                    break
-                if not self.queue:
-                    self._arm(self.server.runtime.timeouts.idle, "idle")
-                if len(self.queue) <= MAX_QUEUED // 2:
-                    self._resume_reading()
-        except asyncio.CancelledError:
-            pass
-        except Exception:  # a bug in the proxy: never take the worker down with it
-            log.exception("connection handler failed")
-        finally:
-            self._close()
+    # -- the request queue ---------------------------------------------------------------
+    # Requests are answered strictly in order. The one at the head of the queue is handled
+    # by the fast path (plain callbacks, see ``_start``) when it is complete and needs no
+    # waiting, and otherwise by a task running ``_handle`` (streamed bodies, awaiting
+    # stages, new upstream connections, retries).
+    def _pump(self) -> None:
+        while not self.busy and self.queue and not self.closed:
+            req = self.queue[0]
+            self.busy = True
+            if not req.complete and req.error is None and not req.upgrade:
+                self._spawn(self._handle(req))
+                return
+            try:
+                keep = self._start(req)
+            except Exception:  # a bug in the proxy: never take the worker down with it
+                log.exception("request handler failed")
+                self.abort()
+                return
+            if keep is None:
+                return  # in flight: a callback or a task calls _complete
+            if not self._after(keep):
+                return
+        if not self.busy and not self.queue and self.parser_dead:
+            self._close()  # the client half-closed and everything is answered
 
-    # -- one request ----------------------------------------------------------------------
-    async def _handle(self, req: Incoming) -> bool:
-        """Answer ``req``; return whether the connection may carry another request."""
-        runtime = self.server.runtime
-        trusted = runtime.is_trusted(self.peer_ip)
-        request_id = _request_id(req.headers, trusted)
-        record: dict[str, Any] = {
+    def _complete(self, keep: bool) -> None:
+        """The request at the head of the queue has been answered (asynchronously)."""
+        if self._after(keep):
+            self._pump()
+
+    def _after(self, keep: bool) -> bool:
+        """Bookkeeping after an answer; tell whether to go on with the next request."""
+        self.busy = False
+        self.task = None
+        self.flight = None
+        if self.queue:
+            self.queue.popleft()
+        if not keep or self.server.draining or self.closed:
+            self._close()
+            return False
+        if not self.queue:
+            self._arm(self.server.runtime.timeouts.idle, "idle")
+        if len(self.queue) <= MAX_QUEUED // 2:
+            self._resume_reading()
+        return True
+
+    def _spawn(self, handler: Coroutine[Any, Any, bool]) -> None:
+        self.task = self.loop.create_task(self._run(handler))
+
+    async def _run(self, handler: Coroutine[Any, Any, bool]) -> None:
+        try:
+            keep = await handler
+        except asyncio.CancelledError:
+            return  # the client went away; connection_lost cleaned up
+        except Exception:  # a bug in the proxy: never take the worker down with it
+            log.exception("request handler failed")
+            self.abort()
+            return
+        self._complete(keep)
+
+    # -- the fast path ---------------------------------------------------------------------
+    def _new_record(self, req: Incoming, request_id: str) -> dict[str, Any]:
+        return {
             "ts": time.time(),
             "request_id": request_id,
             "client": self.peer_ip,
@@ -478,73 +545,418 @@ class ClientConnection(asyncio.Protocol):
             "bytes_in": 0,
             "bytes_out": 0,
         }
+
+    def _start(self, req: Incoming) -> bool | None:
+        """Handle a complete request with plain calls as far as possible.
+
+        Returns whether the connection stays open when the request was answered here, or
+        ``None`` when the answer comes later (from the upstream's callbacks, or a task).
+        """
+        if req.error is not None or req.upgrade or req.expect_continue:
+            self._spawn(self._handle(req))  # rare cases: the general path knows them all
+            return None
+        record, outcome = self._prelude(req)
+        if isinstance(outcome, _Refusal):
+            return self._reject_now(req, record, *outcome)
+        route, ex = outcome
+        chunks = req.chunks
+        body = b"".join(chunks) if len(chunks) != 1 else chunks[0]
+        req.consumed = req.buffered
+        req.buffered = 0
+        chunks.clear()
+        record["bytes_in"] = req.consumed
+        chain = route.chain
+        if chain.needs_request_body:
+            ex.request.body = body
+        if chain.request_stages:
+            answer = chain.request(ex)
+            if isinstance(answer, Pending):
+                self._spawn(self._finish_stages(req, route, ex, record, body, answer))
+                return None
+            if answer is not None:
+                return self._answer_now(req, route, ex, record, answer)
+        # Forward, on a kept-alive connection if one is idle (else the task opens one).
+        pool = route.pool
+        try:
+            target = pool.choose()
+        except UpstreamError as exc:
+            keep = self._upstream_failed(req, route, ex, record, exc)
+            self._finish_record(ex, record, req)
+            return keep
+        conn = pool.pooled(target)
+        if conn is None:
+            forward = self._forward(req, route, ex, record, body, first=target)
+            self._spawn(self._accounted(req, ex, record, forward))
+            return None
+        flight = _Flight(self, req, route, ex, record, body, target, conn)
+        target.active += 1
+        cfg = pool.config
+        flight.deadline = time.monotonic() + cfg.timeouts.total
+        conn.begin(ex.request.method, flight.deadline, cfg.timeouts.read, flight)
+        self.flight = flight
+        conn.write(self._upstream_head(ex, target, len(body)) + body)
+        return None
+
+    def _reject_now(
+        self,
+        req: Incoming,
+        record: dict[str, Any],
+        status: int,
+        detail: str,
+        reason: str,
+        request_id: str,
+        extra: HeaderList | None = None,
+    ) -> bool:
+        """A core refusal of a complete request (its body, if any, is already read)."""
+        record["blocked_by"] = "core"
+        record["reason"] = reason
+        METRICS.inc("bastion_blocked", ("core", reason, "block"))
+        resp = problem_response(status, detail, request_id, headers=extra)
+        keep = req.keep_alive
+        self._send_whole(resp, req, record, keep, request_id)
+        self._finish_record(None, record, req)
+        return keep
+
+    def _answer_now(
+        self, req: Incoming, route: RouteRuntime, ex: Exchange, record: dict[str, Any], answer: Response
+    ) -> bool | None:
+        """A stage answered (or refused) the request: run the response hooks and send."""
+        ex.response = answer
+        pending = route.chain.response(ex) if route.chain.response_stages else None
+        if pending is not None:
+            self._spawn(self._send_after_stages(req, route, ex, record, pending))
+            return None
+        keep = req.keep_alive
+        self._send_whole(ex.response, req, record, keep, ex.request_id)
+        self._finish_record(ex, record, req)
+        return keep
+
+    async def _finish_stages(
+        self, req: Incoming, route: RouteRuntime, ex: Exchange, record: dict[str, Any], body: bytes, pending: Pending
+    ) -> bool:
+        """The request chain is waiting on a stage: finish it, then answer or forward."""
+        try:
+            answer = await route.chain.finish_request(ex, pending)
+            if answer is not None:
+                ex.response = answer
+                await route.chain.run_response(ex)
+                keep = req.keep_alive
+                self._send_whole(ex.response, req, record, keep, ex.request_id)
+                return keep
+            return await self._forward(req, route, ex, record, body)
+        except asyncio.CancelledError:
+            record["status"] = record["status"] or 499
+            raise
+        finally:
+            self._finish_record(ex, record, req)
+
+    async def _send_after_stages(
+        self, req: Incoming, route: RouteRuntime, ex: Exchange, record: dict[str, Any], pending: Pending
+    ) -> bool:
+        try:
+            await route.chain.finish_response(ex, pending)
+            assert ex.response is not None
+            keep = req.keep_alive
+            self._send_whole(ex.response, req, record, keep, ex.request_id)
+            return keep
+        finally:
+            self._finish_record(ex, record, req)
+
+    async def _accounted(
+        self, req: Incoming, ex: Exchange, record: dict[str, Any], handler: Coroutine[Any, Any, bool]
+    ) -> bool:
+        """Run ``handler`` and write the exchange's access record whatever happens."""
+        try:
+            return await handler
+        except asyncio.CancelledError:
+            record["status"] = record["status"] or 499
+            raise
+        finally:
+            self._finish_record(ex, record, req)
+
+    def _finish_record(self, ex: Exchange | None, record: dict[str, Any], req: Incoming) -> None:
+        """Complete the access record with what the stages decided, then count and log it."""
+        seconds = time.perf_counter() - req.started
+        record["latency_ms"] = round(seconds * 1000, 3)
+        service = record["service"] or "-"
+        METRICS.count_request(service, record["route"] or "-", record["status"], seconds)
+        self.server.access_log.write(record)
+        if ex is not None:
+            if ex.blocked_by:
+                record["blocked_by"] = ex.blocked_by
+            if ex.decisions:
+                record["decisions"] = [{"stage": d.stage, "action": d.action, "reason": d.reason} for d in ex.decisions]
+                for d in ex.decisions:
+                    if d.action in ("block", "monitor"):
+                        METRICS.inc("bastion_blocked", (d.stage, d.reason, d.action))
+            if "detection" in ex.context:
+                record["detection"] = ex.context["detection"]
+
+    # Called by _Flight, from the upstream connection's callbacks.
+    def _flight_response(self, flight: _Flight) -> None:
+        conn, route, ex, req, record = flight.conn, flight.route, flight.ex, flight.req, flight.record
+        head = conn.head
+        assert head is not None
+        target = flight.target
+        record["upstream"] = target.url
+        if head.status in (502, 503, 504):
+            target.record_failure(time.monotonic())
+        else:
+            target.record_success()
+        chain = route.chain
+        body = conn.take_complete_body()
+        if body is None and (chain.needs_response_body or chain.response_stages):
+            # A body still arriving, with stages to run: the general path takes over.
+            self._hand_over(conn, self._respond_and_release(req, route, ex, record, conn, head), req, ex, record)
+            return
+        resp = Response(head.status, head.headers, body)
+        ex.response = resp
+        if chain.response_stages:
+            pending = chain.response(ex)
+            if pending is not None:
+                self._hand_over(
+                    conn, self._finish_response_stages(req, route, ex, record, conn, pending), req, ex, record
+                )
+                return
+        keep = req.keep_alive and not self.server.draining
+        final = ex.response
+        if body is not None:
+            target.active -= 1
+            if final is resp or conn.reusable():
+                route.pool.release(conn)
+            else:
+                conn.abort()
+            self._send_whole(final, req, record, keep, ex.request_id)
+            self._finish_record(ex, record, req)
+            self._complete(keep)
+            return
+        # Stream the body through as it arrives.
+        flight.keep = self._stream_head(req, resp, record, ex.request_id, keep, conn)
+        if conn.complete:
+            self._flight_done(flight)
+
+    def _hand_over(
+        self,
+        conn: UpstreamConnection,
+        handler: Coroutine[Any, Any, bool],
+        req: Incoming,
+        ex: Exchange,
+        record: dict[str, Any],
+    ) -> None:
+        """Continue a fast-path exchange in a task (the task now owns the connection)."""
+        conn.detach()
+        self.flight = None
+        self._spawn(self._accounted(req, ex, record, handler))
+
+    def _flight_done(self, flight: _Flight) -> None:
+        conn = flight.conn
+        flight.target.active -= 1
+        if flight.chunked and not self.closed and self.transport is not None:
+            self.transport.write(b"0\r\n\r\n")
+        flight.record["bytes_out"] = flight.sent
+        if self.paused_upstream is conn:
+            self.paused_upstream = None
+        flight.route.pool.release(conn)
+        self._finish_record(flight.ex, flight.record, flight.req)
+        self._complete(flight.keep)
+
+    def _flight_failed(self, flight: _Flight, exc: UpstreamError) -> None:
+        route, ex, req, record, target = flight.route, flight.ex, flight.req, flight.record, flight.target
+        target.active -= 1
+        target.record_failure(time.monotonic())
+        flight.conn.abort()
+        METRICS.inc("bastion_upstream_errors", (route.service, exc.kind))
+        if flight.streaming:
+            # The head is out: the only honest signal left is to cut the connection.
+            log.warning("upstream body failed for %s (request %s): %s", route.service, ex.request_id, exc)
+            record["upstream_error"] = exc.kind
+            record["bytes_out"] = flight.sent
+            self._finish_record(ex, record, req)
+            self.flight = None
+            self.abort()
+            return
+        cfg = route.pool.config
+        if (
+            exc.retryable
+            and cfg.retries
+            and ex.request.method in IDEMPOTENT_METHODS
+            and time.monotonic() < flight.deadline
+        ):
+            # Try again (another target if there is one) on the general path.
+            self.flight = None
+            retry = self._forward(req, route, ex, record, flight.body, exclude=target, attempts_used=1)
+            self._spawn(self._accounted(req, ex, record, retry))
+            return
+        keep = self._upstream_failed(req, route, ex, record, exc)
+        self._finish_record(ex, record, req)
+        self._complete(keep)
+
+    async def _respond_and_release(
+        self,
+        req: Incoming,
+        route: RouteRuntime,
+        ex: Exchange,
+        record: dict[str, Any],
+        conn: UpstreamConnection,
+        head: ResponseHead,
+    ) -> bool:
+        target = conn.target
+        try:
+            return await self._respond(req, route, ex, record, conn, head)
+        except BaseException:
+            conn.abort()
+            raise
+        finally:
+            target.active -= 1
+
+    async def _finish_response_stages(
+        self,
+        req: Incoming,
+        route: RouteRuntime,
+        ex: Exchange,
+        record: dict[str, Any],
+        conn: UpstreamConnection,
+        pending: Pending,
+    ) -> bool:
+        """Response hooks are awaiting; the body is complete already."""
+        target = conn.target
+        try:
+            resp = ex.response
+            await route.chain.finish_response(ex, pending)
+            final = ex.response
+            assert final is not None
+            if final is resp or conn.reusable():
+                route.pool.release(conn)
+            else:
+                conn.abort()
+            keep = req.keep_alive and not self.server.draining
+            self._send_whole(final, req, record, keep, ex.request_id)
+            return keep
+        except BaseException:
+            conn.abort()
+            raise
+        finally:
+            target.active -= 1
+
+    def _stream_head(
+        self,
+        req: Incoming,
+        resp: Response,
+        record: dict[str, Any],
+        request_id: str,
+        keep: bool,
+        conn: UpstreamConnection,
+    ) -> bool:
+        """Send the response head of a streamed body and route the body chunks to the client."""
+        flight = self.flight
+        forbidden = body_forbidden(resp.status, req.method)
+        has_length = header_get(resp.headers, "content-length") is not None
+        chunked = not forbidden and not has_length and req.version == "1.1"
+        if not forbidden and not has_length and not chunked:
+            keep = False  # HTTP/1.0 client, unknown length: the end of the body is the close
+        headers = resp.headers
+        if chunked:
+            headers.append(("transfer-encoding", "chunked"))
+        self._finish_headers(headers, keep, request_id)
+        transport = self.transport
+        record["status"] = resp.status
+        if transport is None or self.closed:
+            return False
+        transport.write(status_line(resp.status) + serialize_headers(headers))
+        if flight is not None:
+            flight.streaming = True
+            flight.chunked = chunked
+        if not forbidden:
+            conn.set_sink(self._make_sink(conn, chunked, flight))
+        return keep
+
+    def _make_sink(self, conn: UpstreamConnection, chunked: bool, flight: _Flight | None) -> Callable[[bytes], None]:
+        transport = self.transport
+        assert transport is not None
+
+        def sink(chunk: bytes) -> None:
+            if flight is not None:
+                flight.sent += len(chunk)
+            if self.closed:
+                return
+            if chunked:
+                transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            else:
+                transport.write(chunk)
+            if self.write_paused and self.paused_upstream is None:
+                # Back-pressure: stop reading the upstream until the client catches up.
+                conn.pause_reading()
+                self.paused_upstream = conn
+
+        return sink
+
+    # -- one request ----------------------------------------------------------------------
+    async def _handle(self, req: Incoming) -> bool:
+        """Answer ``req`` in a task (the general path); return whether the connection stays open."""
+        record, outcome = self._prelude(req)
         ex: Exchange | None = None
         try:
-            if req.error is not None:
-                return await self._reject(req, record, req.error[0], req.error[1], "http.malformed", request_id)
-            if req.upgrade:
-                return await self._reject(
-                    req, record, 501, "Protocol upgrades (WebSocket) are not supported yet.", "http.upgrade", request_id
-                )
-            try:
-                path, query = normalize_target(req.url, runtime.limits.max_url_bytes)
-            except BadTarget as exc:
-                return await self._reject(req, record, exc.status, exc.detail, "http.target", request_id)
-            record["path"] = path
-            host = header_get(req.headers, "host") or ""
-            match = runtime.router.match(host, path, req.method)
-            if not isinstance(match, Match):
-                if match is None:
-                    return await self._reject(
-                        req, record, 404, "No route matches this path.", "route.not_found", request_id
-                    )
-                allow = ", ".join(match)
-                return await self._reject(
-                    req,
-                    record,
-                    405,
-                    "This method is not allowed on this path.",
-                    "route.method_not_allowed",
-                    request_id,
-                    [("allow", allow)],
-                )
-            route = match.route
-            record["route"] = route.id
-            record["service"] = route.service
-            if req.content_length is not None and req.content_length > route.max_body_bytes:
-                return await self._reject(
-                    req, record, 413, "The request body is too large for this route.", "http.body_too_large", request_id
-                )
-            request = self._build_request(req, path, query, host, trusted)
-            request.path_params = match.params
-            record["client"] = request.client_ip
-            ex = Exchange(request, request_id, route.service, route.id)
-            ex.started = req.started
+            if isinstance(outcome, _Refusal):
+                return await self._reject(req, record, *outcome)
+            route, ex = outcome
             return await self._proxy(req, route, ex, record)
         except asyncio.CancelledError:
             record["status"] = record["status"] or 499  # the client went away
             raise
         finally:
-            record["latency_ms"] = round((time.perf_counter() - req.started) * 1000, 3)
-            if ex is not None:
-                if ex.blocked_by:
-                    record["blocked_by"] = ex.blocked_by
-                if ex.decisions:
-                    record["decisions"] = [
-                        {"stage": d.stage, "action": d.action, "reason": d.reason} for d in ex.decisions
-                    ]
-                    for d in ex.decisions:
-                        if d.action in ("block", "monitor"):
-                            METRICS.inc("bastion_blocked", (d.stage, d.reason, d.action))
-                if "detection" in ex.context:
-                    record["detection"] = ex.context["detection"]
-            self._account(record)
+            self._finish_record(ex, record, req)
 
-    def _account(self, record: dict[str, Any]) -> None:
-        service = record["service"] or "-"
-        METRICS.inc("bastion_requests", (service, record["route"] or "-", str(record["status"])))
-        METRICS.observe_latency(service, record["latency_ms"] / 1000)
-        self.server.access_log.write(record)
+    def _prelude(self, req: Incoming) -> tuple[dict[str, Any], _Refusal | tuple[RouteRuntime, Exchange]]:
+        """Everything before the stages, shared by both paths: the request ID, checks that
+        need no route, normalisation, routing, and the Exchange the stages will see."""
+        runtime = self.server.runtime
+        trusted = runtime.is_trusted(self.peer_ip)
+        request_id = _request_id(req.headers, trusted)
+        record = self._new_record(req, request_id)
+        if req.error is not None:
+            return record, _Refusal(req.error[0], req.error[1], "http.malformed", request_id)
+        if req.upgrade:
+            if req.method == "CONNECT":
+                return record, _Refusal(501, "CONNECT (tunnelling) is not supported.", "http.connect", request_id)
+            return record, _Refusal(
+                501, "Protocol upgrades (WebSocket) are not supported yet.", "http.upgrade", request_id
+            )
+        url = req.url
+        host = header_get(req.headers, "host") or ""
+        if not url.startswith(b"/") and (url.startswith(b"http://") or url.startswith(b"https://")):
+            # Absolute form (RFC 9112 3.2.2): its authority is the host, the Host header is ignored.
+            try:
+                host, url = split_absolute(url)
+            except BadTarget as exc:
+                return record, _Refusal(exc.status, exc.detail, "http.target", request_id)
+        try:
+            path, query = normalize_target(url, runtime.limits.max_url_bytes)
+        except BadTarget as exc:
+            return record, _Refusal(exc.status, exc.detail, "http.target", request_id)
+        record["path"] = path
+        match = runtime.router.match(host, path, req.method)
+        if not isinstance(match, Match):
+            if match is None:
+                return record, _Refusal(404, "No route matches this path.", "route.not_found", request_id)
+            return record, _Refusal(
+                405,
+                "This method is not allowed on this path.",
+                "route.method_not_allowed",
+                request_id,
+                [("allow", ", ".join(match))],
+            )
+        route = match.route
+        record["route"] = route.id
+        record["service"] = route.service
+        length = req.content_length if req.content_length is not None else req.buffered
+        if length > route.max_body_bytes:
+            return record, _Refusal(
+                413, "The request body is too large for this route.", "http.body_too_large", request_id
+            )
+        request = self._build_request(req, path, query, host, trusted)
+        request.path_params = match.params
+        record["client"] = request.client_ip
+        return record, (route, Exchange(request, request_id, route.service, route.id, req.started))
 
     async def _reject(
         self,
@@ -561,18 +973,28 @@ class ClientConnection(asyncio.Protocol):
         record["reason"] = reason
         METRICS.inc("bastion_blocked", ("core", reason, "block"))
         resp = problem_response(status, detail, request_id, headers=extra)
-        # Keep the connection only if the request was well-formed and its body fully read.
-        keep = req.keep_alive and not req.parse_error and not req.upgrade and await self._discard_body(req)
+        # Answer at once. The connection is kept only for a well-formed request whose
+        # (small) remaining body can be read and dropped after the answer.
+        keep = req.keep_alive and not req.parse_error and not req.upgrade and self._body_discardable(req)
         self._send_whole(resp, req, record, keep, request_id)
+        if keep and not await self._discard_body(req):
+            self._close()
+            return False
         return keep
+
+    @staticmethod
+    def _body_discardable(req: Incoming) -> bool:
+        if req.complete:
+            return req.error is None
+        if req.error is not None or (req.expect_continue and not req.continue_sent):
+            return False  # the client has not sent it; closing is cheaper than asking for it
+        return req.content_length is not None and req.content_length - req.consumed <= 64 * 1024
 
     async def _discard_body(self, req: Incoming) -> bool:
         """Read and drop an unwanted body, if small; tell whether the connection is reusable."""
         if req.complete and req.error is None:
             return True
-        if req.expect_continue and not req.continue_sent:
-            return False  # the client has not sent it yet; closing is cheaper than asking for it
-        if req.content_length is not None and req.content_length > 64 * 1024:
+        if not self._body_discardable(req):
             return False
         try:
             while (await self._next_chunk(req)) is not None:
@@ -708,35 +1130,40 @@ class ClientConnection(asyncio.Protocol):
             return await self._reject(req, record, exc.status, exc.detail, "http.body", ex.request_id)
 
     def _upstream_head(self, ex: Exchange, target: TargetState, body_len: int | None) -> bytes:
+        """The request head Bastion sends upstream: its own framing and forwarding headers."""
         request = ex.request
-        path = target.base_path + request.path
-        if request.query:
-            path += "?" + request.query
-        headers = request.headers
-        fwd_for = ", ".join(request.forwarded_for)
+        query = request.query
         client = request.client_ip
+        scheme = request.scheme
+        host = request.host
+        if body_len is None:
+            framing = "transfer-encoding: chunked\r\n"
+        elif body_len or request.method in ("POST", "PUT", "PATCH"):
+            framing = f"content-length: {body_len}\r\n"
+        else:
+            framing = ""
+        forwarded_host = f';host="{host}"\r\nx-forwarded-host: {host}\r\n' if host else "\r\n"
         node = f'"[{client}]"' if ":" in client else client
-        lines = [
-            f"{request.method} {path} HTTP/1.1\r\nhost: {target.host_header}\r\n",
-            *[f"{k}: {v}\r\n" for k, v in headers if k != "host" and k != "content-length"],
-            f"x-forwarded-for: {fwd_for}\r\nx-forwarded-proto: {request.scheme}\r\n",
-            f"forwarded: for={node};proto={request.scheme}",
-        ]
-        if request.host:
-            lines.append(f';host="{request.host}"\r\nx-forwarded-host: {request.host}\r\n')
-        else:
-            lines.append("\r\n")
-        lines.append(f"x-request-id: {ex.request_id}\r\n")
-        if body_len is not None:
-            if body_len or request.method in ("POST", "PUT", "PATCH"):
-                lines.append(f"content-length: {body_len}\r\n")
-        else:
-            lines.append("transfer-encoding: chunked\r\n")
-        lines.append("\r\n")
-        return "".join(lines).encode("latin-1")
+        headers = "".join([f"{k}: {v}\r\n" for k, v in request.headers if k != "host" and k != "content-length"])
+        return (
+            f"{request.method} {target.base_path}{request.path}{'?' if query else ''}{query} HTTP/1.1\r\n"
+            f"{target.host_line}{headers}"
+            f"x-forwarded-for: {', '.join(request.forwarded_for)}\r\nx-forwarded-proto: {scheme}\r\n"
+            f"forwarded: for={node};proto={scheme}{forwarded_host}"
+            f"x-request-id: {ex.request_id}\r\n{framing}\r\n"
+        ).encode("latin-1")
 
     async def _forward(
-        self, req: Incoming, route: RouteRuntime, ex: Exchange, record: dict[str, Any], body: bytes | None
+        self,
+        req: Incoming,
+        route: RouteRuntime,
+        ex: Exchange,
+        record: dict[str, Any],
+        body: bytes | None,
+        *,
+        exclude: TargetState | None = None,
+        attempts_used: int = 0,
+        first: TargetState | None = None,
     ) -> bool:
         pool: UpstreamPool = route.pool
         cfg = pool.config
@@ -745,12 +1172,15 @@ class ClientConnection(asyncio.Protocol):
         request = ex.request
         replayable = body is not None
         attempts = 1 + cfg.retries if (request.method in IDEMPOTENT_METHODS and replayable) else 1
-        target: TargetState | None = None
+        target: TargetState | None = exclude
         conn: UpstreamConnection | None = None
         head = None
-        for attempt in range(attempts):
+        for attempt in range(attempts_used, attempts):
             try:
-                target = pool.choose(exclude=target if attempt else None)
+                if first is not None:
+                    target, first = first, None
+                else:
+                    target = pool.choose(exclude=target)
             except UpstreamError as exc:
                 return self._upstream_failed(req, route, ex, record, exc)
             target.active += 1
@@ -758,11 +1188,14 @@ class ClientConnection(asyncio.Protocol):
                 conn = pool.pooled(target)
                 if conn is None:
                     conn, _ = await pool.acquire(target, deadline)
-                conn.begin(request.method, deadline, cfg.timeouts.read)
                 if body is not None:
+                    conn.begin(request.method, deadline, cfg.timeouts.read)
                     conn.write(self._upstream_head(ex, target, len(body)) + body)
                 else:
+                    # The read timeout counts from the end of the upload, not its start.
+                    conn.begin(request.method, deadline, cfg.timeouts.read, read_timer=False)
                     await self._stream_request_body(req, ex, target, conn, route.max_body_bytes)
+                    conn.start_read_timer()
                 head = await conn.response_head()
                 break
             except UpstreamError as exc:
@@ -924,22 +1357,105 @@ class ClientConnection(asyncio.Protocol):
             headers.append(("connection", "close"))
 
     def _send_whole(self, resp: Response, req: Incoming, record: dict[str, Any], keep: bool, request_id: str) -> None:
-        """Write a response whose body is known in full."""
+        """Write a response whose body is known in full, head and body in one write."""
         body = resp.body or b""
-        headers = [(k, v) for k, v in resp.headers if k != "content-length" and k != "transfer-encoding"]
-        if body_forbidden(resp.status, req.method):
-            if req.method == "HEAD" and resp.status not in (204, 304):
-                headers.append(("content-length", str(len(body))))
+        status = resp.status
+        lines = [f"{k}: {v}\r\n" for k, v in resp.headers if k != "content-length" and k != "transfer-encoding"]
+        if body_forbidden(status, req.method):
+            if req.method == "HEAD" and status not in (204, 304):
+                # A HEAD answer tells the length the GET body would have.
+                length = header_get(resp.headers, "content-length")
+                lines.append(f"content-length: {length if length is not None else len(body)}\r\n")
             body = b""
         else:
-            headers.append(("content-length", str(len(body))))
-        self._finish_headers(headers, keep, request_id)
-        record["status"] = resp.status
+            lines.append(f"content-length: {len(body)}\r\n")
+        lines.append(f"x-request-id: {request_id}\r\n")
+        if self.scheme == "https" and self.server.runtime.hsts is not None:
+            lines.append(f"strict-transport-security: {self.server.runtime.hsts}\r\n")
+        if not keep:
+            lines.append("connection: close\r\n")
+        lines.append("\r\n")
+        record["status"] = status
         record["bytes_out"] = len(body)
         if self.transport is not None and not self.closed:
-            self.transport.write(status_line(resp.status) + serialize_headers(headers) + body)
+            self.transport.write(status_line(status) + "".join(lines).encode("latin-1") + body)
         if not keep:
             self._close()
+
+
+class _Flight(UpstreamListener):
+    """A fast-path exchange waiting on its upstream connection's callbacks."""
+
+    __slots__ = (
+        "body",
+        "chunked",
+        "client",
+        "conn",
+        "deadline",
+        "ex",
+        "keep",
+        "record",
+        "req",
+        "route",
+        "sent",
+        "streaming",
+        "target",
+    )
+
+    def __init__(
+        self,
+        client: ClientConnection,
+        req: Incoming,
+        route: RouteRuntime,
+        ex: Exchange,
+        record: dict[str, Any],
+        body: bytes,
+        target: TargetState,
+        conn: UpstreamConnection,
+    ) -> None:
+        self.client = client
+        self.req = req
+        self.route = route
+        self.ex = ex
+        self.record = record
+        self.body = body
+        self.target = target
+        self.conn = conn
+        self.deadline = 0.0
+        self.keep = True
+        self.streaming = False
+        self.chunked = False
+        self.sent = 0
+
+    def upstream_head(self, conn: UpstreamConnection) -> None:
+        self.client._flight_response(self)
+
+    def upstream_done(self, conn: UpstreamConnection) -> None:
+        if self.streaming:
+            self.client._flight_done(self)
+
+    def upstream_failed(self, conn: UpstreamConnection, exc: UpstreamError) -> None:
+        self.client._flight_failed(self, exc)
+
+    def abandon(self) -> None:
+        """The client went away mid-exchange: drop the upstream connection, log a 499."""
+        conn = self.conn
+        conn.detach()
+        conn.abort()
+        self.target.active -= 1
+        self.record["status"] = self.record["status"] or 499
+        self.record["bytes_out"] = self.sent or self.record["bytes_out"]
+        self.client._finish_record(self.ex, self.record, self.req)
+
+
+class _Refusal(NamedTuple):
+    """A refusal decided before any stage ran (arguments of ``_reject``)."""
+
+    status: int
+    detail: str
+    reason: str
+    request_id: str
+    extra: HeaderList | None = None
 
 
 class _Reject(Exception):

@@ -68,6 +68,7 @@ class TargetState:
         default_port = (parts.scheme == "https" and self.port == 443) or (parts.scheme == "http" and self.port == 80)
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.host_header = host if default_port else f"{host}:{self.port}"
+        self.host_line = f"host: {self.host_header}\r\n"
         self.weight = weight
         self.pool = pool
         self.idle: deque[UpstreamConnection] = deque()
@@ -130,6 +131,7 @@ class UpstreamPool:
         self.targets = [TargetState(t.url, t.weight, self) for t in config.targets]
         # Weighted round robin: each target appears `weight` times in the cycle.
         self._cycle = [t for t in self.targets for _ in range(t.weight)]
+        self._single = self.targets[0] if len(self.targets) == 1 else None
         self._next = 0
         self._closed = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -155,6 +157,9 @@ class UpstreamPool:
 
     def choose(self, exclude: TargetState | None = None) -> TargetState:
         """Pick a target by the configured balancing; raise when none can take traffic."""
+        single = self._single
+        if single is not None and single.healthy and not single.open_until and exclude is None:
+            return single
         now = time.monotonic()
         if self.config.balance == "least_connections":
             best: TargetState | None = None
@@ -284,8 +289,30 @@ class ResponseHead:
 BodySink = Callable[[bytes], None]
 
 
+class UpstreamListener:
+    """Who gets an exchange's events in callback mode (the proxy's fast path).
+
+    Callbacks are made outside the parser's own callbacks (once ``feed_data`` returned), so
+    a listener may release the connection or start the next exchange on it.
+    """
+
+    def upstream_head(self, conn: UpstreamConnection) -> None:
+        """The response head arrived (the body may be complete already: ``conn.complete``)."""
+
+    def upstream_done(self, conn: UpstreamConnection) -> None:
+        """The response body ended (only after ``upstream_head`` returned with it incomplete)."""
+
+    def upstream_failed(self, conn: UpstreamConnection, exc: UpstreamError) -> None:
+        """The exchange failed (timeout, connection lost, invalid response)."""
+
+
 class UpstreamConnection(asyncio.Protocol):
-    """One connection to an upstream target; one exchange at a time."""
+    """One connection to an upstream target; one exchange at a time.
+
+    Two ways to follow an exchange: awaiting :meth:`response_head` and :meth:`wait_done`
+    (futures), or giving :meth:`begin` an :class:`UpstreamListener` (plain callbacks, no
+    event-loop round trip: the proxy's fast path).
+    """
 
     def __init__(self, target: TargetState) -> None:
         self.target = target
@@ -296,8 +323,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_fut: asyncio.Future[ResponseHead] | None = None
         self._done_fut: asyncio.Future[None] | None = None
         self._error: UpstreamError | None = None
-        self._headers: HeaderList = []
-        self._connection_tokens = ""
+        self.listener: UpstreamListener | None = None
+        self._notify = 0
+        self._raw_headers: list[tuple[bytes, bytes]] = []
         self._framed = False
         self._head: ResponseHead | None = None
         self._method = "GET"
@@ -335,6 +363,15 @@ class UpstreamConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(UpstreamProtocolError(f"invalid response from {self.target.url}: {exc}"))
             self.close()
+            return
+        listener = self.listener
+        if listener is not None and self._notify:
+            if self._notify == 1:
+                self._notify = 0
+                listener.upstream_head(self)
+            elif self._notify == 2:
+                self._notify = 0
+                listener.upstream_done(self)
 
     def eof_received(self) -> bool | None:
         return None  # let the transport close; connection_lost finishes the exchange
@@ -342,12 +379,12 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         self._kill_timer()
-        if self._head_fut is not None and not self._head_fut.done():
+        if self._head is None and self._parser is not None and self._error is None:
+            # An exchange was waiting for its response. A reused connection the upstream
+            # closed before answering anything is safe to retry; one that answered part is not.
             retryable = self._received == 0
-            self._head_fut.set_exception(
-                UpstreamError(f"{self.target.url} closed the connection before responding", retryable=retryable)
-            )
-        if self._head is not None and not self._complete:
+            self._fail(UpstreamError(f"{self.target.url} closed the connection before responding", retryable=retryable))
+        elif self._head is not None and not self._complete:
             if self._close_delimited:
                 self._finish()
             else:
@@ -365,39 +402,41 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
-        # Hop-by-hop headers are dropped here, once, rather than filtered again later.
-        key = name.decode("latin-1").lower()
-        if key in HOP_BY_HOP:
-            if key == "connection":
-                self._connection_tokens += value.decode("latin-1") + ","
-            elif key == "transfer-encoding":
-                self._framed = True
-            return
-        if key == "content-length":
-            self._framed = True
-        self._headers.append((key, value.decode("latin-1")))
+        self._raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         parser = self._parser
         status = parser.get_status_code()
         if 100 <= status < 200:
             # Informational responses (100, 103) are not forwarded; wait for the final one.
-            self._headers = []
-            self._connection_tokens = ""
-            self._framed = False
+            self._raw_headers = []
             return
-        headers = self._headers
-        tokens = self._connection_tokens
-        if tokens:
+        # Decode the head in one pass; hop-by-hop headers are dropped here, once.
+        headers: HeaderList = []
+        tokens = ""
+        for raw_name, raw_value in self._raw_headers:
+            key = raw_name.decode("latin-1").lower()
+            if key in HOP_BY_HOP:
+                if key == "connection":
+                    tokens += raw_value.decode("latin-1") + ","
+                elif key == "transfer-encoding":
+                    self._framed = True
+                continue
+            if key == "content-length":
+                self._framed = True
+            headers.append((key, raw_value.decode("latin-1")))
+        self._raw_headers = []
+        if tokens and tokens.lower() not in ("keep-alive,", "close,"):
             named = {t.strip().lower() for t in tokens.split(",")} - {"", "close", "keep-alive"}
             if named:
                 headers = [(k, v) for k, v in headers if k not in named]
         head = ResponseHead(status, headers, parser.get_http_version(), parser.should_keep_alive())
-        self._headers = []
         self._head = head
         self._close_delimited = self._method != "HEAD" and status not in (204, 304) and not self._framed
         if self._head_fut is not None and not self._head_fut.done():
             self._head_fut.set_result(head)
+        elif self.listener is not None:
+            self._notify = 1  # told once feed_data returns
         if self._method == "HEAD":
             # llhttp would wait for a body the Content-Length announces; a HEAD response has none.
             self._finish()
@@ -433,20 +472,29 @@ class UpstreamConnection(asyncio.Protocol):
         self._parser = None
         self._cancel_timer()
 
-    def begin(self, method: str, deadline: float, read_timeout: float) -> None:
-        """Start an exchange: fresh parser state and futures."""
+    def begin(
+        self,
+        method: str,
+        deadline: float,
+        read_timeout: float,
+        listener: UpstreamListener | None = None,
+        *,
+        read_timer: bool = True,
+    ) -> None:
+        """Start an exchange: fresh parser state, and futures unless a listener is given."""
         # llhttp resets itself after a complete message; a HEAD exchange (whose announced
         # body never came) or a first use needs a new parser.
         parser = self._spare_parser
         self._parser = parser if parser is not None else httptools.HttpResponseParser(self)
         self._spare_parser = None
         self._method = method
-        self._head_fut = self._loop.create_future()
+        self.listener = listener
+        self._notify = 0
+        self._head_fut = self._loop.create_future() if listener is None else None
         self._done_fut = None  # created only if someone has to wait for the body
         self._error = None
         self._head = None
-        self._headers = []
-        self._connection_tokens = ""
+        self._raw_headers = []
         self._framed = False
         self._sink = None
         self._pending = []
@@ -456,19 +504,47 @@ class UpstreamConnection(asyncio.Protocol):
         self._deadline = deadline
         self._read_timeout = read_timeout
         self._last_read = self._loop.time()
+        if read_timer:
+            self._arm_timer()
+
+    def start_read_timer(self) -> None:
+        """Start the read timeout now (after a streamed upload)."""
+        self._last_read = self._loop.time()
         self._arm_timer()
 
     def write(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(data)
+        transport = self.transport
+        if transport is None or self._lost or transport.is_closing():
+            if self._error is not None:
+                raise self._error
+            raise UpstreamError(f"{self.target.url} closed the connection while the request was sent")
+        transport.write(data)
 
     async def drain(self) -> None:
         if self._write_paused and not self._lost:
             self._drain_waiter = self._loop.create_future()
             await self._drain_waiter
 
+    @property
+    def head(self) -> ResponseHead | None:
+        return self._head
+
+    @property
+    def complete(self) -> bool:
+        return self._complete
+
+    def detach(self) -> None:
+        """Leave callback mode: from now on the exchange is followed with futures."""
+        self.listener = None
+        self._notify = 0
+
     async def response_head(self) -> ResponseHead:
-        assert self._head_fut is not None
+        if self._head is not None:
+            return self._head
+        if self._error is not None:
+            raise self._error
+        if self._head_fut is None:
+            self._head_fut = self._loop.create_future()
         return await self._head_fut
 
     def take_complete_body(self) -> bytes | None:
@@ -542,10 +618,22 @@ class UpstreamConnection(asyncio.Protocol):
         self._cancel_timer()
         if self._done_fut is not None and not self._done_fut.done():
             self._done_fut.set_result(None)
+        elif self.listener is not None and self._notify == 0 and self._head is not None:
+            if self._lost:
+                # Not inside feed_data (the end of a close-delimited body): tell now.
+                self.listener.upstream_done(self)
+            else:
+                self._notify = 2
 
     def _fail(self, exc: UpstreamError) -> None:
         self._cancel_timer()
         self._error = exc
+        listener = self.listener
+        if listener is not None:
+            self.listener = None
+            self._notify = 0
+            listener.upstream_failed(self, exc)
+            return
         if self._head_fut is not None and not self._head_fut.done():
             self._head_fut.set_exception(exc)
         if self._done_fut is not None and not self._done_fut.done():

@@ -101,12 +101,28 @@ class Router(Generic[T]):
 
     def match(self, host: str, path: str, method: str) -> Match[T] | list[str] | None:
         """The route for the request; the allowed methods (for a 405); or ``None`` (404)."""
+        if len(self._tables) == 1 and None in self._tables:
+            # Common case: no host-specific routes; try the direct look-ups first.
+            table = self._tables[None]
+            exact = table.exact.get(path)
+            if exact is not None:
+                route = exact.get(method)
+                if route is not None:
+                    return Match(route, {})  # type: ignore[arg-type]
+            elif not (table.root.literal or table.root.params):
+                for base, methods in table.prefixes:
+                    if not base or path == base or path.startswith(base + "/"):
+                        route = methods.get(method)
+                        if route is not None:
+                            return Match(route, {})  # type: ignore[arg-type]
+                        return sorted(methods)
+                return None
         host_key = host.partition(":")[0].lower() if host else ""
         first_allowed: list[str] | None = None
-        for table in (self._tables.get(host_key), self._tables.get(None)):
-            if table is None:
+        for candidate in (self._tables.get(host_key), self._tables.get(None)):
+            if candidate is None:
                 continue
-            for methods, params in self._candidates(table, path):
+            for methods, params in self._candidates(candidate, path):
                 route = methods.get(method)
                 if route is not None:
                     return Match(route, params)  # type: ignore[arg-type]

@@ -89,3 +89,19 @@ def _decode_unreserved(seg: bytes) -> tuple[str, bool]:
             out.append("%" + part[:2].decode("ascii").upper())
         out.append(part[2:].decode("ascii"))
     return "".join(out), True
+
+
+_AUTHORITY_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]_"
+
+
+def split_absolute(raw: bytes) -> tuple[str, bytes]:
+    """Split an absolute-form target (``http://host:port/path?q``) into host and origin form."""
+    rest = raw.split(b"://", 1)[1]
+    cut = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
+    authority = rest[:cut].decode("ascii", "replace")
+    if not authority or authority.strip(_AUTHORITY_CHARS) or "@" in authority:
+        raise BadTarget(400, "The request target's authority is not a valid host.")
+    origin = rest[cut:]
+    if not origin.startswith(b"/"):
+        origin = b"/" + origin
+    return authority, origin
