@@ -1,0 +1,221 @@
+"""The servers under test: the nginx upstream, nginx as a proxy, and Bastion.
+
+Each nginx is its own instance (``-p`` prefix, ``-c`` config, ``-e`` error log, all in
+the run's temporary folder, ``daemon off``), never the system's; each Bastion runs from
+a config file written next to them. Everything binds 127.0.0.1 on ports picked at start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from proxybench.procs import ManagedProcess, free_port, http_get
+
+#: What the upstream returns to every request: a small JSON document of 109 bytes,
+#: the size the throughput figures in issue 2 were measured with.
+UPSTREAM_BODY = (
+    '{"id":4242,"title":"The Dispossessed","author":"Ursula K. Le Guin",'
+    '"year":1974,"price":19.99,"in_stock":true}'
+)
+READY_TIMEOUT = 30.0
+
+
+def _nginx_common(folder: Path, name: str, workers: int) -> str:
+    """The part of an nginx config that keeps an instance inside ``folder``."""
+    # As root, nginx would switch its workers to "nobody"; keep them as the current user.
+    user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
+    temp = folder / f"{name}-temp"
+    for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (temp / sub).mkdir(parents=True, exist_ok=True)
+    return (
+        f"{user}"
+        f"worker_processes {workers};\n"
+        "daemon off;\n"
+        f"pid {folder / f'{name}.pid'};\n"
+        f"error_log {folder / f'{name}-error.log'} warn;\n"
+        "events { worker_connections 4096; }\n"
+        "http {\n"
+        "  access_log off;\n"
+        f"  client_body_temp_path {temp / 'client_body'};\n"
+        f"  proxy_temp_path {temp / 'proxy'};\n"
+        f"  fastcgi_temp_path {temp / 'fastcgi'};\n"
+        f"  uwsgi_temp_path {temp / 'uwsgi'};\n"
+        f"  scgi_temp_path {temp / 'scgi'};\n"
+        # wrk keeps its connections for the whole run; nginx's default would close
+        # each one after 1000 requests and measure reconnects instead.
+        "  keepalive_requests 100000000;\n"
+        "  keepalive_timeout 120s;\n"
+    )
+
+
+def upstream_nginx_config(folder: Path, port: int, workers: int) -> str:
+    """nginx answering every request with :data:`UPSTREAM_BODY`."""
+    if "'" in UPSTREAM_BODY or "$" in UPSTREAM_BODY:
+        raise ValueError("the upstream body must not contain ' or $ (nginx string syntax)")
+    return _nginx_common(folder, "upstream", workers) + (
+        f"  server {{\n"
+        f"    listen 127.0.0.1:{port};\n"
+        f"    location / {{\n"
+        f"      default_type application/json;\n"
+        f"      return 200 '{UPSTREAM_BODY}';\n"
+        f"    }}\n"
+        f"  }}\n"
+        f"}}\n"
+    )
+
+
+def proxy_nginx_config(folder: Path, port: int, upstream_port: int, workers: int) -> str:
+    """nginx as a plain reverse proxy with a keep-alive pool to the upstream."""
+    return _nginx_common(folder, "nginx-proxy", workers) + (
+        f"  upstream bench_upstream {{\n"
+        f"    server 127.0.0.1:{upstream_port};\n"
+        f"    keepalive 64;\n"
+        f"    keepalive_requests 100000000;\n"
+        f"  }}\n"
+        f"  server {{\n"
+        f"    listen 127.0.0.1:{port};\n"
+        f"    location / {{\n"
+        f"      proxy_pass http://bench_upstream;\n"
+        f"      proxy_http_version 1.1;\n"
+        f'      proxy_set_header Connection "";\n'
+        f"    }}\n"
+        f"  }}\n"
+        f"}}\n"
+    )
+
+
+def bastion_config(
+    *,
+    port: int,
+    admin_port: int,
+    upstream_port: int,
+    access_log: Path | None,
+    policies: Mapping[str, Any] | None,
+    overrides: Mapping[str, Any],
+) -> dict[str, Any]:
+    """A ``bastion.yaml`` (as data) with one catch-all public service in front of the upstream."""
+    config: dict[str, Any] = {
+        "listen": {"host": "127.0.0.1", "port": port},
+        "admin": {"host": "127.0.0.1", "port": admin_port},
+        "access_log": {"path": str(access_log)} if access_log else {"enabled": False},
+        "services": [{
+            "name": "bench",
+            "upstream": f"http://127.0.0.1:{upstream_port}",
+            "routes": [{"path": "/", "prefix": True, "public": True}],
+        }],
+    }
+    if policies is not None:
+        config["policies"] = dict(policies)
+    return deep_merge(config, overrides)
+
+
+def deep_merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` laid over it; nested mappings merge, anything else replaces."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@dataclass
+class RunningServer:
+    """A started server: where to send load, and which process tree to account CPU to."""
+
+    name: str
+    port: int
+    process: ManagedProcess
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def check_proxies_upstream(self) -> None:
+        """Fail unless a GET through this server returns the upstream's body."""
+        status, body = http_get(self.port)
+        if status != 200 or body != UPSTREAM_BODY.encode():
+            raise RuntimeError(
+                f"{self.name}: GET / returned {status} with {body[:200]!r}, "
+                "not the upstream's 200 JSON body; the figures would be meaningless"
+            )
+
+
+def _launch(stack: contextlib.ExitStack, process: ManagedProcess) -> None:
+    """Start a process with its stop already registered, so an interrupt at any point
+    (even while it is still starting) cannot leave it running."""
+    stack.callback(process.stop)
+    process.start()
+
+
+def _start_nginx(
+    stack: contextlib.ExitStack, name: str, folder: Path, config: str, port: int
+) -> RunningServer:
+    conf = folder / f"{name}.conf"
+    conf.write_text(config)
+    process = ManagedProcess(
+        name,
+        ["nginx", "-p", str(folder), "-c", str(conf), "-e", str(folder / f"{name}-error.log")],
+        folder / f"{name}.out",
+    )
+    _launch(stack, process)
+    server = RunningServer(name, port, process)
+    process.wait_until(lambda: http_get(port)[0] == 200, READY_TIMEOUT, f"an answer on port {port}")
+    return server
+
+
+def start_upstream(stack: contextlib.ExitStack, folder: Path, workers: int) -> RunningServer:
+    """Start the upstream nginx; ``stack`` stops it."""
+    port = free_port()
+    return _start_nginx(stack, "upstream", folder, upstream_nginx_config(folder, port, workers),
+                        port)
+
+
+def start_nginx_proxy(
+    stack: contextlib.ExitStack, name: str, folder: Path, upstream_port: int, workers: int
+) -> RunningServer:
+    """Start nginx as a reverse proxy to the upstream; ``stack`` stops it."""
+    port = free_port()
+    return _start_nginx(stack, name, folder,
+                        proxy_nginx_config(folder, port, upstream_port, workers), port)
+
+
+def start_bastion(
+    stack: contextlib.ExitStack,
+    name: str,
+    folder: Path,
+    *,
+    bastion_bin: Path,
+    upstream_port: int,
+    workers: int,
+    access_log: bool,
+    policies: Mapping[str, Any] | None,
+    overrides: Mapping[str, Any],
+) -> RunningServer:
+    """Start ``bastion serve`` with a generated config; ``stack`` stops it."""
+    port, admin_port = free_port(), free_port()
+    config = bastion_config(
+        port=port, admin_port=admin_port, upstream_port=upstream_port,
+        access_log=folder / f"{name}-access.log" if access_log else None,
+        policies=policies, overrides=overrides,
+    )
+    path = folder / f"{name}.yaml"
+    path.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML
+    process = ManagedProcess(
+        name,
+        [str(bastion_bin), "serve", "-c", str(path), "--workers", str(workers),
+         "--log-level", "warning"],
+        folder / f"{name}.out",
+    )
+    _launch(stack, process)
+    process.wait_until(lambda: http_get(admin_port, "/ready")[0] == 200, READY_TIMEOUT,
+                       "GET /ready = 200 on the admin port")
+    return RunningServer(name, port, process)
