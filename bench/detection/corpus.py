@@ -1,0 +1,93 @@
+"""Reading request corpora (JSONL) shared by the detection bench tools.
+
+Each line is one request: ``method``, ``path`` (the raw request target), ``headers``
+(``[[name, value], ...]``), ``body`` (text or null), ``category`` and ``expect_block``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bastion.types import Request
+
+GOTESTWAF = Path(__file__).resolve().parents[3] / "shared" / "corpora" / "gotestwaf-requests.jsonl"
+BENIGN = Path(__file__).resolve().parent / "benign.jsonl"
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One corpus request."""
+
+    id: str
+    method: str
+    target: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    category: str
+    expect_block: bool
+
+    def to_request(self) -> Request:
+        """The request as the gateway's stages would see it."""
+        path, _, query = self.target.partition("?")
+        headers = [(k.lower(), v) for k, v in self.headers]
+        host = next((v for k, v in headers if k == "host"), "")
+        request = Request(self.method, self.target, path, query, headers, host=host)
+        request.body = self.body or None
+        return request
+
+    def to_wire(self) -> bytes:
+        """The raw HTTP/1.1 bytes of the request (with a correct Content-Length)."""
+        lines = [f"{self.method} {self.target} HTTP/1.1"]
+        names = set()
+        for name, value in self.headers:
+            if name.lower() in ("content-length", "connection", "transfer-encoding"):
+                continue
+            names.add(name.lower())
+            lines.append(f"{name}: {value}")
+        if "host" not in names:
+            lines.append("Host: localhost")
+        if self.body or self.method in ("POST", "PUT", "PATCH"):
+            lines.append(f"Content-Length: {len(self.body)}")
+        lines.append("Connection: close")
+        head = "\r\n".join(lines) + "\r\n\r\n"
+        return head.encode("latin-1", "replace") + self.body
+
+
+def load(path: Path) -> Iterator[Sample]:
+    """The samples of a JSONL corpus, in file order."""
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            body = row.get("body") or ""
+            yield Sample(
+                id=str(row.get("id", n)),
+                method=row.get("method", "GET"),
+                target=row.get("path", "/"),
+                headers=[(str(k), str(v)) for k, v in row.get("headers", [])],
+                body=body.encode("utf-8") if isinstance(body, str) else bytes(body),
+                category=str(row.get("category") or ("benign" if not row.get("expect_block") else "attack")),
+                expect_block=bool(row.get("expect_block")),
+            )
+
+
+def rate_table(results: dict[str, list[bool]], expect: dict[str, bool]) -> str:
+    """A per-category table of block rates, attacks and benign summarised at the end."""
+    rows = ["category                         requests  blocked   rate  expect"]
+    tot = {True: [0, 0], False: [0, 0]}
+    for category in sorted(results):
+        blocked = results[category]
+        n, b = len(blocked), sum(blocked)
+        exp = expect[category]
+        tot[exp][0] += n
+        tot[exp][1] += b
+        rows.append(f"{category[:32]:<32} {n:>8} {b:>8} {100 * b / n:>6.1f}%  {'block' if exp else 'pass'}")
+    for exp, label in ((True, "ATTACKS (should block)"), (False, "BENIGN (should pass)")):
+        n, b = tot[exp]
+        if n:
+            rows.append(f"{label:<32} {n:>8} {b:>8} {100 * b / n:>6.1f}%")
+    return "\n".join(rows)

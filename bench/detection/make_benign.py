@@ -1,0 +1,591 @@
+"""Generate the benign request corpus: realistic API traffic that must never be blocked.
+
+    python bench/detection/make_benign.py [--count 6000] [--seed 20240603] [--out benign.jsonl]
+
+Seeded (``random.Random``), so the committed ``benign.jsonl`` is reproducible. The traffic
+is deliberately full of lookalikes a naive WAF trips over: names like O'Brien and
+D'Angelo, prose using "select", "union", "drop", "or 1", "and 1=1"-looking math, emails
+with ``+``, public URLs with query strings, addresses, markdown, code snippets posted to a
+paste API, SQL-like filter syntaxes that APIs document (OData, Lucene, RSQL), search
+queries with quotes and operators, GraphQL queries, multipart uploads and form posts.
+Every line has ``category`` (the kind of request) and ``expect_block: false``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import random
+import string
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+FIRST = [
+    "Siobhan",
+    "Sean",
+    "Aoife",
+    "Liam",
+    "Maria",
+    "José",
+    "Zoë",
+    "François",
+    "Björn",
+    "Anaïs",
+    "Oluwaseun",
+    "Chen",
+    "Priya",
+    "Mohammed",
+    "Anna",
+    "Dmitri",
+    "Kai",
+    "Noah",
+    "Emma",
+    "Léa",
+    "Hannah",
+    "Jean-Luc",
+    "Mary-Kate",
+    "D'Arcy",
+    "Ngozi",
+    "Yuki",
+    "Sofía",
+    "Ólafur",
+    "Tomás",
+]
+LAST = [
+    "O'Brien",
+    "O'Connor",
+    "D'Angelo",
+    "McDonald",
+    "Smith",
+    "García",
+    "Müller",
+    "Nguyen",
+    "Van der Berg",
+    "de la Cruz",
+    "O'Neill",
+    "St. John",
+    "Al-Sayed",
+    "Kowalski",
+    "Dupont",
+    "Okafor",
+    "Johansson",
+    "Da Silva",
+    "L'Estrange",
+    "Fitzgerald-Smith",
+    "Ó Súilleabháin",
+    "Select",
+    "Union",
+    "Drop",
+    "Or",
+    "Null",
+    "Script",
+]
+STREETS = [
+    "Harbour Road",
+    "Main St.",
+    "Rue de l'Église",
+    "Elm Street",
+    "O'Connell Street",
+    "Baker Street",
+    "1st Avenue",
+    "Königstraße",
+    "Calle de Alcalá",
+    "Drop Lane",
+    "Union Square",
+    "Select Court",
+    "Old Mill Road #4",
+    "P.O. Box 1234",
+]
+CITIES = [
+    "Galway",
+    "Dublin",
+    "Paris",
+    "Berlin",
+    "Madrid",
+    "New York",
+    "São Paulo",
+    "Zürich",
+    "Kraków",
+    "Tokyo",
+    "Lagos",
+    "Montréal",
+    "Union City",
+    "Drop City",
+    "Orlando",
+]
+COUNTRIES = ["IE", "FR", "DE", "ES", "US", "BR", "CH", "PL", "JP", "NG", "CA", "GB"]
+DOMAINS = ["example.com", "example.org", "mail.example.net", "gmail.com", "outlook.com", "proton.me"]
+PUBLIC_URLS = [
+    "https://www.wikipedia.org/wiki/SQL",
+    "https://en.wikipedia.org/wiki/Union_(set_theory)",
+    "https://github.com/python/cpython/blob/main/README.rst",
+    "https://docs.python.org/3/library/urllib.parse.html#urllib.parse.unquote",
+    "https://www.youtube.com/watch?v=dQw4w9WgXcQ&t=42s",
+    "https://news.ycombinator.com/item?id=38912345",
+    "https://www.google.com/search?q=select+union+drop&hl=en",
+    "https://maps.google.com/?q=53.2707,-9.0568",
+    "https://stackoverflow.com/questions/1234567/how-to-select-from-union-of-two-tables",
+    "https://developer.mozilla.org/en-US/docs/Web/JavaScript/Reference/Global_Objects/Array/map",
+    "https://example.com/path/to/page?utm_source=newsletter&utm_medium=email&utm_campaign=spring",
+    "http://example.org/index.php?page=about&lang=en",
+    "https://cdn.example.net/assets/app.3f2a9c1e.js",
+    "https://api.github.com/repos/octocat/hello-world/issues?state=open&per_page=50",
+    "https://www.amazon.com/dp/B07JJS7WY7/ref=sr_1_1?keywords=usb+c+cable",
+    "ftp://ftp.gnu.org/gnu/bash/",
+]
+PROSE = [
+    "Please select the blue one, not the red one.",
+    "The union of both sets is what we want in the final report.",
+    "Drop me a line when you get a chance!",
+    "I'd rather not; it's 1 or 2 days late at most.",
+    "We need to update the table in the living room before Friday.",
+    "Can you delete my old account? I created a new one by mistake.",
+    "Insert the tab into slot A, then fold along the dotted line.",
+    "The union leaders will select a delegate from the members.",
+    "Exec summary: revenue is up 12% and costs are down 3%.",
+    "If x > 5 and y < 10 then the result is true, otherwise false.",
+    "Mix 1 cup flour & 2 eggs; whisk until smooth (about 2-3 minutes).",
+    "Meeting notes -- action items: 1) review budget 2) hire designer",
+    "Is it 'select' or 'choose'? The style guide says \"select\".",
+    "Don't forget: the sale ends at midnight -- use code SPRING24.",
+    'She said "or else" and walked out; we all laughed.',
+    "Rock & roll never dies; neither does jazz.",
+    "1 + 1 = 2, and 2 * 3 = 6. Simple math for the kids' worksheet.",
+    "Price: $25.00 (was $40) - limited time only!",
+    "Our café's menu: crème brûlée, piña colada, jalapeño poppers.",
+    "Where's the 'Drop' button? I can't find it on the settings page.",
+    "The script for the school play is due tomorrow.",
+    "We ordered from the union café; the select menu was great.",
+    "Our Q3 OKR: grow weekly actives by 10% or more.",
+    "Table for 4 at 7pm, please; one guest is in a wheelchair.",
+    "The alert went off at 3am again -- can you check the sensor?",
+    "Use the <Enter> key to confirm, or press Esc to cancel.",
+    "Hi team, the deploy is done. Let me know if anything looks off :)",
+    "Great product!!! 5/5 would buy again <3",
+    "What does 'or 1' mean in your docs? Is it a typo?",
+    "He said the password reset link expired after 24h.",
+    "Item #42 arrived damaged; please send a replacement.",
+    "Shipping to: c/o Mary O'Brien, Apt. 3B",
+    "The function returns null when the user isn't found.",
+    "I love the new dark mode! Could you add a high-contrast option too?",
+    "Cats & dogs; birds | fish -- pick your favourite pet.",
+    "Grep through the logs for 'timeout' and send me the lines.",
+    "Echo chamber effects are real in online communities.",
+    "Tip: press Ctrl+C to copy and Ctrl+V to paste.",
+    "The path forward is unclear; we'll revisit next sprint.",
+    "See section 3.2 (Union types) and 4.1 (Select statements) of the course.",
+    "My kid's school uses a 'drop-off' and 'pick-up' system.",
+    "Ranking: 1st place - Team A; 2nd place - Team B; 3rd place - Team C",
+    "What's the ETA? The tracking page says 'in transit' since Monday.",
+    "50% off everything & free shipping on orders over €30!",
+]
+SEARCHES = [
+    "select all",
+    "union jack flag",
+    "drop shipping",
+    "o'brien",
+    "or 1",
+    '"exact phrase" -excluded',
+    "rust vs go",
+    "c++ templates",
+    "c# async await",
+    "how to drop a table in postgres",
+    "best pizza near me",
+    "iphone 15 pro max",
+    "size:xl color:blue",
+    "price<100",
+    "tag:python OR tag:rust",
+    'author:"D\'Angelo"',
+    "1/2 inch pipe",
+    "50% cotton",
+    "AT&T plans",
+    "Q&A",
+    "rock & roll",
+    "where is my order?",
+    "santa's workshop",
+    "café au lait",
+    "naïve bayes",
+    "x=y+z",
+    "100 or more",
+    "'single quotes'",
+    "null island",
+    "select comfort mattress",
+    "union pacific railroad",
+    "javascript tutorial",
+    "how to write a script",
+    "sql join examples",
+    "alert sound settings",
+]
+FILTERS = [
+    "status eq 'active' and price lt 100",
+    "name eq 'O''Brien'",
+    "startswith(name,'Mc') or endswith(email,'@example.com')",
+    "created_at>=2024-01-01;created_at<2024-02-01",
+    "status==active;(tier==gold,tier==platinum)",
+    'title:"union station" AND year:[2000 TO 2010]',
+    "price:[10 TO 50] OR category:books",
+    "country in ('IE','GB','FR')",
+    "age gt 30 and age le 65",
+    "name=like=*brien*",
+    "-updated_at,name",
+    "total > 100 AND status != 'cancelled'",
+    "tags has 'urgent' or priority ge 2",
+    "(status = open OR status = pending) AND assignee = me",
+]
+CODE = [
+    ("python", "def add(a, b):\n    return a + b\n\nprint(add(1, 2))\n"),
+    (
+        "python",
+        "import json\n\nwith open('data.json') as fh:\n    data = json.load(fh)\nfor row in data['rows']:\n    print(row['name'])\n",  # noqa: E501
+    ),
+    ("python", "users = [u for u in users if u.active or u.is_admin]\nusers.sort(key=lambda u: u.name)\n"),
+    ("python", "query = session.query(User).filter(User.name == name).order_by(User.id)\n"),
+    (
+        "javascript",
+        "const total = items.reduce((sum, item) => sum + item.price, 0);\nconsole.log(`Total: ${total}`);\n",
+    ),
+    (
+        "javascript",
+        "async function load() {\n  const res = await fetch('/api/items?page=2');\n  return res.json();\n}\n",
+    ),
+    (
+        "javascript",
+        'export default function Button({ label, onClick }) {\n  return <button className="btn" onClick={onClick}>{label}</button>;\n}\n',  # noqa: E501
+    ),
+    ("go", 'func main() {\n\tfmt.Println("hello, world")\n\tfor i := 0; i < 3; i++ {\n\t\tfmt.Println(i)\n\t}\n}\n'),
+    (
+        "rust",
+        'fn main() {\n    let v: Vec<i32> = (1..=10).filter(|x| x % 2 == 0).collect();\n    println!("{:?}", v);\n}\n',
+    ),
+    ("sql", "SELECT name, email FROM customers WHERE country = 'IE' ORDER BY name;"),
+    (
+        "sql",
+        "SELECT o.id, SUM(i.qty) AS items\nFROM orders o JOIN order_items i ON i.order_id = o.id\nGROUP BY o.id\nHAVING SUM(i.qty) > 5;",  # noqa: E501
+    ),
+    ("sql", "CREATE INDEX idx_orders_created ON orders (created_at);"),
+    ("yaml", 'services:\n  web:\n    image: nginx:1.25\n    ports:\n      - "8080:80"\n'),
+    ("json", '{\n  "name": "demo",\n  "version": "1.0.0",\n  "private": true\n}\n'),
+    ("css", ".card { display: flex; gap: 8px; }\n.card > h2 { font-weight: 600; }\n"),
+    (
+        "java",
+        'public class Hello {\n  public static void main(String[] args) {\n    System.out.println("Hello");\n  }\n}\n',
+    ),
+    ("c", '#include <stdio.h>\n\nint main(void) {\n    printf("%d\\n", 42);\n    return 0;\n}\n'),
+    ("ruby", "users.select { |u| u.active? }.map(&:email).each { |e| puts e }\n"),
+    (
+        "markdown",
+        "# Release notes\n\n- Fixed the *select* dropdown on Safari\n- Added `union` support to the query builder\n\nSee [the docs](https://example.com/docs) for more.\n",  # noqa: E501
+    ),
+    ("markdown", "## Setup\n\n```bash\npip install requests\n```\n\n> Note: Python 3.11 or newer is required.\n"),
+    ("text", "TODO:\n- [ ] write tests\n- [x] fix login bug\n- [ ] drop support for IE11\n"),
+]
+UAS = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15",  # noqa: E501
+    "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36",  # noqa: E501
+    "okhttp/4.12.0",
+    "python-requests/2.31.0",
+    "curl/8.5.0",
+    "axios/1.6.8",
+    "Go-http-client/1.1",
+    "MyShopApp/3.2.1 (iOS 17.4; iPhone15,2)",
+    "PostmanRuntime/7.37.0",
+    "Dart/3.3 (dart:io)",
+]
+LANGS = ["en-US,en;q=0.9", "fr-FR,fr;q=0.8,en;q=0.5", "de-DE", "es-ES,es;q=0.9", "ga-IE,en-IE;q=0.8"]
+
+
+class Gen:
+    """Random building blocks, all from one seeded generator."""
+
+    def __init__(self, seed: int) -> None:
+        self.r = random.Random(seed)
+
+    def pick(self, seq: list[str]) -> str:
+        return self.r.choice(seq)
+
+    def pick_code(self) -> tuple[str, str]:
+        return self.r.choice(CODE)
+
+    def name(self) -> str:
+        return f"{self.pick(FIRST)} {self.pick(LAST)}"
+
+    def email(self) -> str:
+        local = self.pick(FIRST).lower().replace("'", "").replace(" ", "")
+        local = "".join(c for c in local if c.isascii() and (c.isalnum() or c in ".-"))
+        tag = self.r.choice(["", "", "+news", "+shop", "+2024", ".work"])
+        return f"{local or 'user'}{self.r.randint(1, 999)}{tag}@{self.pick(DOMAINS)}"
+
+    def hexid(self, n: int = 32) -> str:
+        return "".join(self.r.choice("0123456789abcdef") for _ in range(n))
+
+    def uuid(self) -> str:
+        h = self.hexid()
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:32]}"
+
+    def prose(self, n: int = 2) -> str:
+        return " ".join(self.pick(PROSE) for _ in range(self.r.randint(1, n)))
+
+    def jwt(self) -> str:
+        def b64(obj: object) -> str:
+            return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+        head = b64({"alg": "RS256", "typ": "JWT", "kid": self.hexid(8)})
+        body = b64({"sub": self.uuid(), "name": self.name(), "iat": 1714000000 + self.r.randint(0, 10**6)})
+        sig = "".join(self.r.choice(string.ascii_letters + string.digits + "-_") for _ in range(86))
+        return f"{head}.{body}.{sig}"
+
+    def headers(self, content_type: str | None = None) -> list[list[str]]:
+        h = [["Host", "api.example.com"], ["User-Agent", self.pick(UAS)], ["Accept", "application/json"]]
+        if self.r.random() < 0.6:
+            h.append(["Authorization", f"Bearer {self.jwt()}"])
+        if self.r.random() < 0.5:
+            h.append(["Accept-Language", self.pick(LANGS)])
+        if self.r.random() < 0.4:
+            h.append(["X-Request-Id", self.uuid()])
+        if self.r.random() < 0.3:
+            h.append(["Referer", self.pick(PUBLIC_URLS)])
+        if self.r.random() < 0.3:
+            h.append(["Cookie", f"session={self.hexid(40)}; theme=dark; consent=analytics%3Dno%26ads%3Dno"])
+        if self.r.random() < 0.2:
+            h.append(["X-Forwarded-For", f"203.0.113.{self.r.randint(1, 254)}"])
+        if content_type:
+            h.append(["Content-Type", content_type])
+        return h
+
+
+Request = dict[str, object]
+
+
+def _json(g: Gen, method: str, path: str, doc: object, category: str) -> Request:
+    return {
+        "method": method,
+        "path": path,
+        "headers": g.headers("application/json"),
+        "body": json.dumps(doc, ensure_ascii=g.r.random() < 0.3),
+        "category": category,
+        "expect_block": False,
+    }
+
+
+def _get(g: Gen, path: str, params: list[tuple[str, str]], category: str) -> Request:
+    if not params:
+        query = ""
+    elif g.r.random() < 0.5:
+        query = urlencode(params, quote_via=quote)  # spaces as %20
+    else:
+        query = urlencode(params)  # spaces as +
+    return {
+        "method": "GET",
+        "path": path + ("?" + query if query else ""),
+        "headers": g.headers(),
+        "body": None,
+        "category": category,
+        "expect_block": False,
+    }
+
+
+def user_signup(g: Gen) -> Request:
+    doc = {
+        "name": g.name(),
+        "email": g.email(),
+        "password": "".join(g.r.choice(string.printable[:94]) for _ in range(14)),
+        "address": {
+            "street": f"{g.r.randint(1, 300)} {g.pick(STREETS)}",
+            "city": g.pick(CITIES),
+            "postcode": f"{g.r.randint(10000, 99999)}",
+            "country": g.pick(COUNTRIES),
+        },
+        "phone": f"+353 {g.r.randint(80, 89)} {g.r.randint(100, 999)} {g.r.randint(1000, 9999)}",
+        "marketing_opt_in": g.r.random() < 0.5,
+        "bio": g.prose(2),
+    }
+    return _json(g, "POST", "/api/v1/users", doc, "json-user")
+
+
+def order(g: Gen) -> Request:
+    doc = {
+        "customer_id": g.uuid(),
+        "items": [
+            {"sku": f"SKU-{g.r.randint(1000, 9999)}", "qty": g.r.randint(1, 5), "note": g.pick(PROSE)}
+            for _ in range(g.r.randint(1, 4))
+        ],
+        "shipping": {
+            "name": g.name(),
+            "line1": f"{g.r.randint(1, 99)} {g.pick(STREETS)}",
+            "city": g.pick(CITIES),
+            "country": g.pick(COUNTRIES),
+        },
+        "coupon": g.r.choice(["", "SPRING24", "WELCOME10", "VIP-2024"]),
+        "gift_message": g.prose(1),
+    }
+    return _json(g, "POST", "/api/v1/orders", doc, "json-order")
+
+
+def comment(g: Gen) -> Request:
+    doc = {
+        "post_id": g.r.randint(1, 10**6),
+        "author": g.name(),
+        "body": g.prose(4),
+        "reply_to": g.r.choice([None, g.r.randint(1, 10**6)]),
+    }
+    return _json(g, "POST", f"/api/v1/posts/{g.r.randint(1, 99999)}/comments", doc, "json-comment")
+
+
+def paste(g: Gen) -> Request:
+    lang, code = g.pick_code()
+    doc = {
+        "title": g.r.choice(["snippet", "example", f"{lang} helper", "notes", "bug repro"]),
+        "language": lang,
+        "content": code,
+        "visibility": g.r.choice(["public", "unlisted", "private"]),
+    }
+    return _json(g, "POST", "/api/v1/pastes", doc, f"paste-{lang}")
+
+
+def bookmark(g: Gen) -> Request:
+    doc = {
+        "url": g.pick(PUBLIC_URLS),
+        "title": g.prose(1)[:60],
+        "tags": g.r.sample(["sql", "python", "news", "video", "docs", "shopping"], 2),
+    }
+    return _json(g, "POST", "/api/v1/bookmarks", doc, "json-bookmark")
+
+
+def search(g: Gen) -> Request:
+    params = [
+        ("q", g.pick(SEARCHES)),
+        ("page", str(g.r.randint(1, 20))),
+        ("sort", g.r.choice(["relevance", "-created_at", "price,asc"])),
+    ]
+    return _get(g, "/api/v1/search", params, "query-search")
+
+
+def filtered_list(g: Gen) -> Request:
+    style = g.r.choice(["$filter", "filter", "q", "where"])
+    params = [(style, g.pick(FILTERS)), ("limit", str(g.r.choice([10, 25, 50, 100])))]
+    if g.r.random() < 0.4:
+        params.append(("fields", "id,name,email,created_at"))
+    return _get(g, g.r.choice(["/api/v1/customers", "/odata/Products", "/api/v1/issues"]), params, "query-filter")
+
+
+def item_lookup(g: Gen) -> Request:
+    path = g.r.choice(
+        [
+            f"/api/v1/users/{g.uuid()}",
+            f"/api/v1/orders/{g.r.randint(1, 10**7)}/items",
+            f"/api/v1/files/{quote(g.r.choice(['report (final).pdf', 'O Brien CV.docx', 'notes-2024-05.md', 'photo 1.jpg']))}",  # noqa: E501
+            f"/api/v2/products/{g.r.randint(1, 99999)}/reviews",
+            f"/static/js/app.{g.hexid(8)}.js",
+            f"/api/v1/cities/{quote(g.pick(CITIES))}/weather",
+        ]
+    )
+    return _get(g, path, [], "path-lookup")
+
+
+def contact_form(g: Gen) -> Request:
+    fields = {
+        "name": g.name(),
+        "email": g.email(),
+        "subject": g.pick(PROSE)[:50],
+        "message": g.prose(3),
+        "newsletter": g.r.choice(["on", "off"]),
+    }
+    return {
+        "method": "POST",
+        "path": "/contact",
+        "headers": g.headers("application/x-www-form-urlencoded"),
+        "body": urlencode(fields),
+        "category": "form-contact",
+        "expect_block": False,
+    }
+
+
+def upload(g: Gen) -> Request:
+    boundary = "----WebKitFormBoundary" + g.hexid(16)
+    fname = g.r.choice(["report (final).pdf", "O'Brien CV.docx", "notes.md", "data.csv", "photo 1.jpg", "résumé.pdf"])
+    content = g.r.choice(["name,email\nMary O'Brien,mary@example.com\n", g.prose(2), "%PDF-1.7 (binary omitted)"])
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="description"\r\n\r\n{g.prose(1)}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{fname}"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n{content}\r\n--{boundary}--\r\n"
+    )
+    return {
+        "method": "POST",
+        "path": "/api/v1/uploads",
+        "headers": g.headers(f"multipart/form-data; boundary={boundary}"),
+        "body": body,
+        "category": "multipart-upload",
+        "expect_block": False,
+    }
+
+
+def graphql(g: Gen) -> Request:
+    q = g.r.choice(
+        [
+            "query GetUser($id: ID!) { user(id: $id) { id name email orders(first: 5) { id total } } }",
+            "mutation AddComment($input: CommentInput!) { addComment(input: $input) { id body } }",
+            'query { products(filter: {price_lt: 100, name_contains: "union"}) { id name price } }',
+        ]
+    )
+    doc = {"query": q, "variables": {"id": g.uuid(), "input": {"body": g.prose(1)}}}
+    return _json(g, "POST", "/graphql", doc, "json-graphql")
+
+
+def webhook(g: Gen) -> Request:
+    doc = {
+        "event": g.r.choice(["invoice.paid", "customer.updated", "charge.refunded"]),
+        "data": {
+            "object": {
+                "id": "ch_" + g.hexid(24),
+                "amount": g.r.randint(100, 99999),
+                "currency": "eur",
+                "description": g.prose(1),
+                "metadata": {"order": str(g.r.randint(1, 10**6)), "note": g.pick(PROSE)},
+                "receipt_url": g.pick(PUBLIC_URLS),
+            }
+        },
+        "created": 1714000000 + g.r.randint(0, 10**6),
+    }
+    return _json(g, "POST", "/webhooks/payments", doc, "json-webhook")
+
+
+KINDS: list[tuple[Callable[[Gen], Request], int]] = [
+    (user_signup, 12),
+    (order, 12),
+    (comment, 12),
+    (paste, 6),
+    (bookmark, 6),
+    (search, 14),
+    (filtered_list, 10),
+    (item_lookup, 10),
+    (contact_form, 6),
+    (upload, 4),
+    (graphql, 4),
+    (webhook, 4),
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=5500)
+    parser.add_argument("--seed", type=int, default=20240603)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "benign.jsonl")
+    args = parser.parse_args()
+    g = Gen(args.seed)
+    makers = [m for m, w in KINDS for _ in range(w)]
+    with args.out.open("w", encoding="utf-8") as fh:
+        for i in range(args.count):
+            req = g.r.choice(makers)(g)
+            req = {"id": f"benign/{i}", **req}
+            fh.write(json.dumps(req, ensure_ascii=False) + "\n")
+    print(f"wrote {args.count} requests to {args.out} ({args.out.stat().st_size} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,253 @@
+"""Extract every input of a request that a backend might interpret.
+
+Each input carries a location string for the access log and for exclusions:
+``path``, ``path:2`` (the third segment), ``query:id``, ``query-name:id``,
+``header:x-forwarded-host``, ``cookie:session``, ``form:comment``, ``json:$.user.name``,
+``json-key:$.user``, ``multipart:avatar``, ``multipart-filename:avatar``, ``xml``,
+``xml:text``, ``body``. Parsing is linear and bounded (depth, number of inputs, bytes).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import orjson
+
+from bastion.stages.detection.normalize import url_decode
+from bastion.types import Request
+
+#: Headers whose values the proxy itself parses and validates; nothing else reads them.
+SKIPPED_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "te"})
+#: Form bodies up to this size are also inspected whole (see the query string case).
+FORM_WHOLE_MAX = 16_384
+#: Longest location name kept (field names are attacker-controlled).
+MAX_NAME = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what one request can make the inspector do."""
+
+    max_inputs: int = 1024
+    max_json_depth: int = 32
+    max_total_chars: int = 2 * 1024 * 1024
+    max_decompressed: int = 1024 * 1024
+
+
+class Input(NamedTuple):
+    """One value to inspect. ``is_key`` marks names (JSON keys, parameter names)."""
+
+    location: str
+    value: str
+    is_key: bool = False
+    #: Categories-only restriction: raw markup is inspected only for XML-specific attacks.
+    markup: bool = False
+
+
+def _name(raw: str) -> str:
+    name = raw[:MAX_NAME]
+    if not name.isprintable():
+        name = "".join(c if c.isprintable() else "?" for c in name)
+    return name
+
+
+def _url_name(raw: str) -> str:
+    return _name(url_decode(raw) if ("%" in raw or "+" in raw) else raw)
+
+
+def _pairs(prefix: str, data: str) -> Iterator[Input]:
+    """Inputs of an ``a=1&b=2`` string; values stay encoded (the normaliser decodes them)."""
+    for item in data.split("&"):
+        if not item:
+            continue
+        name, eq, value = item.partition("=")
+        label = _url_name(name)
+        if name:
+            yield Input(f"{prefix}-name:{label}", name, is_key=True)
+        if eq and value:
+            yield Input(f"{prefix}:{label}", value)
+
+
+def _json_walk(obj: object, path: str, depth: int, limits: Limits, out: list[Input]) -> None:
+    if len(out) >= limits.max_inputs:
+        return
+    if isinstance(obj, str):
+        out.append(Input("json:" + path, obj))
+    elif isinstance(obj, dict):
+        if depth >= limits.max_json_depth:
+            out.append(Input("json:" + path, "<too deep>"))
+            return
+        for key, val in obj.items():
+            k = str(key)
+            child = f"{path}.{_name(k)}"
+            if not (k.isidentifier() and k.isascii() and "__" not in k and k != "constructor"):
+                # A plain identifier key cannot carry a payload; anything else is inspected.
+                out.append(Input("json-key:" + child, k, is_key=True))
+            if k == "constructor" and isinstance(val, dict) and "prototype" in val:
+                out.append(Input("json-key:" + child, "constructor.prototype", is_key=True))
+            _json_walk(val, child, depth + 1, limits, out)
+    elif isinstance(obj, list):
+        if depth >= limits.max_json_depth:
+            return
+        for i, val in enumerate(obj):
+            _json_walk(val, f"{path}[{i}]", depth + 1, limits, out)
+
+
+def _header_param(value: str, param: str) -> str | None:
+    """A parameter of a header value like ``multipart/form-data; boundary=xyz``."""
+    for piece in value.split(";")[1:]:
+        key, _, val = piece.strip().partition("=")
+        if key.strip().lower() == param:
+            return val.strip().strip('"')
+    return None
+
+
+def _multipart(body: str, boundary: str, limits: Limits, out: list[Input]) -> None:
+    delimiter = "--" + boundary
+    for chunk in body.split(delimiter)[1:]:
+        if len(out) >= limits.max_inputs:
+            return
+        if chunk.startswith("--"):
+            break
+        chunk = chunk.removeprefix("\r\n").removeprefix("\n")
+        head, sep, content = chunk.partition("\r\n\r\n")
+        if not sep:
+            head, sep, content = chunk.partition("\n\n")
+        content = content.removesuffix("\r\n").removesuffix("\n")
+        name = ""
+        filename: str | None = None
+        ctype = ""
+        for line in head.splitlines():
+            hname, _, hval = line.partition(":")
+            hname = hname.strip().lower()
+            if hname == "content-disposition":
+                name = _header_param(hval, "name") or ""
+                filename = _header_param(hval, "filename")
+            elif hname == "content-type":
+                ctype = hval.strip().lower()
+        label = _name(name)
+        if name:
+            out.append(Input(f"multipart-name:{label}", name, is_key=True))
+        if filename:
+            out.append(Input(f"multipart-filename:{label}", filename))
+        if "json" in ctype:
+            _json_body(content, f"multipart:{label}", limits, out)
+        elif content and not (filename and not content.isprintable() and "\x00" in content[:512]):
+            out.append(Input(f"multipart:{label}", content))
+
+
+def _json_body(text: str, fallback: str, limits: Limits, out: list[Input]) -> None:
+    try:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        out.append(Input(fallback, text))
+        return
+    _json_walk(doc, "$", 0, limits, out)
+
+
+def _xml_texts(body: str) -> Iterator[str]:
+    """Text nodes and CDATA sections of an XML document, by a linear scan of its markup."""
+    i = 0
+    n = len(body)
+    while i < n:
+        lt = body.find("<", i)
+        text = body[i : n if lt < 0 else lt].strip()
+        if text:
+            yield text
+        if lt < 0:
+            return
+        if body.startswith("<![CDATA[", lt):
+            end = body.find("]]>", lt + 9)
+            stop = n if end < 0 else end
+            yield body[lt + 9 : stop]
+            i = n if end < 0 else end + 3
+            continue
+        gt = body.find(">", lt + 1)
+        if gt < 0:
+            return
+        i = gt + 1
+
+
+def _decode_body(request: Request, limits: Limits) -> str:
+    body = request.body or b""
+    encoding = (request.header("content-encoding") or "").strip().lower()
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        try:
+            inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)
+            body = inflater.decompress(body, limits.max_decompressed)
+        except zlib.error:
+            pass  # not actually compressed: inspect the bytes as sent
+    return body.decode("utf-8", "replace")
+
+
+def extract(request: Request, limits: Limits | None = None) -> list[Input]:
+    """All inputs of ``request``, in wire order: path, query, headers, cookies, body."""
+    lim = limits or Limits()
+    out: list[Input] = []
+    target = request.raw_target or request.path
+    raw_path, _, raw_query = target.partition("?")
+    if not raw_query and request.query:
+        raw_query = request.query
+    path = raw_path.lstrip("/")
+    if path:
+        out.append(Input("path", path))
+        segments = path.split("/")
+        if len(segments) > 1:
+            out.extend(Input(f"path:{i}", seg) for i, seg in enumerate(segments) if len(seg) > 1)
+    if raw_query:
+        pairs = list(_pairs("query", raw_query))
+        if len(pairs) > 2 or not pairs:
+            # The whole string too: a raw '&' or '=' inside a payload splits it across
+            # parameters, and some backends read the query string as one value.
+            out.append(Input("query", raw_query))
+        out.extend(pairs)
+    for name, value in request.headers:
+        if name in SKIPPED_HEADERS or not value:
+            continue
+        if name == "cookie":
+            for item in value.split(";"):
+                cname, eq, cval = item.strip().partition("=")
+                out.append(Input(f"cookie-name:{_name(cname)}", cname, is_key=True))
+                if eq and cval:
+                    out.append(Input(f"cookie:{_name(cname)}", cval))
+        else:
+            out.append(Input(f"header:{_name(name.lower())}", value))
+    if request.body:
+        _body(request, lim, out)
+    # Enforce the global bounds: number of inputs and total characters inspected.
+    total = 0
+    bounded: list[Input] = []
+    for inp in out[: lim.max_inputs]:
+        total += len(inp.value)
+        if total > lim.max_total_chars:
+            break
+        bounded.append(inp)
+    return bounded
+
+
+def _body(request: Request, lim: Limits, out: list[Input]) -> None:
+    ctype_full = request.header("content-type") or ""
+    ctype = ctype_full.split(";", 1)[0].strip().lower()
+    text = _decode_body(request, lim)
+    head = text.lstrip()[:1]
+    if ctype == "application/x-www-form-urlencoded":
+        pairs = list(_pairs("form", text))
+        if (len(pairs) > 2 or not pairs) and len(text) <= FORM_WHOLE_MAX:
+            out.append(Input("form", text))
+        out.extend(pairs)
+    elif ctype.startswith("multipart/"):
+        boundary = _header_param(ctype_full, "boundary")
+        if boundary:
+            _multipart(text, boundary, lim, out)
+        else:
+            out.append(Input("body", text))
+    elif "json" in ctype or (not ctype and head in ("{", "[")):
+        _json_body(text, "body", lim, out)
+    elif "xml" in ctype or text.lstrip()[:5] in ("<?xml", "<!DOC", "<!doc"):
+        out.append(Input("xml", text, markup=True))
+        out.extend(Input("xml:text", t) for t in _xml_texts(text))
+    else:
+        out.append(Input("body", text))

@@ -1,0 +1,342 @@
+"""Match inputs against the rule set: one compiled database, plus the code detectors.
+
+The signatures are compiled once into a hyperscan database (every pattern in one pass over
+the data, linear time, no backtracking). Where hyperscan cannot be loaded (an older CPU
+without SSSE3, a platform without wheels) RE2's ``Set`` does the same job a little slower.
+Python's ``re`` is never used on request data.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bastion.stages.detection import ssrf
+from bastion.stages.detection.inspect import Input
+from bastion.stages.detection.normalize import MAX_VIEW_CHARS, views, windows
+from bastion.stages.detection.rules import ALL_RULES, RULES, Category, Rule
+
+
+def _optional(module: str) -> Any:
+    """Import an optional accelerator; ``None`` when it is missing or cannot load."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:  # pragma: no cover - depends on the machine
+        return None
+
+
+_hs = _optional("hyperscan")
+_re2 = _optional("re2")
+_libinjection = _optional("libinjection")
+
+#: Categories still inspected in raw markup (an XML body as sent, tags and all).
+MARKUP_CATEGORIES: frozenset[Category] = frozenset({"xxe", "ssi", "jndi", "recon"})
+#: MongoDB operators that have no business being a JSON key in an API request.
+NOSQL_OPERATORS = frozenset(
+    {
+        "$ne",
+        "$eq",
+        "$gt",
+        "$gte",
+        "$lt",
+        "$lte",
+        "$in",
+        "$nin",
+        "$regex",
+        "$where",
+        "$exists",
+        "$or",
+        "$and",
+        "$not",
+        "$nor",
+        "$expr",
+        "$function",
+        "$accumulator",
+        "$elemmatch",
+        "$jsonschema",
+        "$text",
+        "$mod",
+        "$all",
+        "$size",
+        "$type",
+        "$options",
+        "$lookup",
+        "$merge",
+        "$out",
+    }
+)
+#: Locations where a decoded line break is suspicious at paranoia 2.
+_LINE_LOCATIONS = ("path", "query", "header", "cookie")
+#: A value with none of these has a single view and cannot trigger the gated detectors
+#: (libinjection, SSRF URLs, line breaks): see :meth:`Matcher.match_inputs`.
+_PLAIN = frozenset("%+&\\<'\"`#\x7f" + "".join(chr(i) for i in range(32)))
+_HOST_START = frozenset("0123456789[")
+
+
+class Backend(Protocol):
+    """A compiled set of patterns: which pattern IDs occur in ``data``, with end offsets."""
+
+    name: str
+
+    def scan(self, data: bytes) -> list[tuple[int, int]]:
+        """(pattern id, end offset) of each pattern found in ``data``."""
+        ...
+
+
+class HyperscanBackend:
+    """All patterns in one hyperscan block-mode database."""
+
+    name = "hyperscan"
+
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        if _hs is None:
+            raise RuntimeError("hyperscan is not installed")
+        selected = list(rules)
+        self._db: Any = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+        self._empty = not selected
+        if selected:
+            flags = _hs.HS_FLAG_CASELESS | _hs.HS_FLAG_SINGLEMATCH | _hs.HS_FLAG_DOTALL | _hs.HS_FLAG_MULTILINE
+            self._db.compile(
+                expressions=[r.pattern.encode() for r in selected],
+                ids=[r.id for r in selected],
+                elements=len(selected),
+                flags=flags,
+            )
+            self._scratch: Any = _hs.Scratch(self._db)
+
+    def scan(self, data: bytes) -> list[tuple[int, int]]:
+        if self._empty:
+            return []
+        found: list[tuple[int, int]] = []
+
+        def on_match(rule_id: int, start: int, end: int, flags: int, ctx: object) -> None:
+            found.append((rule_id, end))
+
+        self._db.scan(data, match_event_handler=on_match, scratch=self._scratch)
+        return found
+
+
+class Re2Backend:
+    """All patterns in one RE2 ``Set`` (the fallback when hyperscan cannot load)."""
+
+    name = "re2"
+
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        if _re2 is None:
+            raise RuntimeError("google-re2 is not installed")
+        selected = list(rules)
+        self._ids = [r.id for r in selected]
+        options = _re2.Options()
+        options.case_sensitive = False
+        options.dot_nl = True
+        self._set: Any = _re2.Set.SearchSet(options)
+        for rule in selected:
+            # Multi-line, like the hyperscan database: ^ and $ also match at line breaks.
+            self._set.Add("(?m)" + rule.pattern)
+        self._set.Compile()
+        self._empty = not selected
+
+    def scan(self, data: bytes) -> list[tuple[int, int]]:
+        if self._empty:
+            return []
+        # A Set reports which patterns match but not where; the snippet then shows the start.
+        return [(self._ids[i], 0) for i in (self._set.Match(data) or ())]
+
+
+def make_backend(rules: Iterable[Rule], prefer: str = "hyperscan") -> Backend:
+    """The fastest backend that loads here, compiled for ``rules``."""
+    selected = list(rules)
+    if prefer == "hyperscan" and _hs is not None:
+        try:
+            return HyperscanBackend(selected)
+        except Exception:  # pragma: no cover - e.g. CPU without SSSE3  # noqa: S110
+            pass
+    return Re2Backend(selected)
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One rule that matched one input."""
+
+    rule: Rule
+    location: str
+    snippet: str
+
+
+def redact(view: str, end: int, width: int = 40) -> str:
+    """At most ``width`` characters of ``view`` ending at ``end`` (a byte offset into its
+    UTF-8 form, 0 for unknown), with control and non-printable characters escaped."""
+    raw = view.encode("utf-8", "surrogatepass")
+    piece = raw[: width * 4] if end <= 0 else raw[max(0, end - width * 4) : end]
+    text = piece.decode("utf-8", "replace")
+    text = text[:width] if end <= 0 else text[-width:]
+    return "".join(c if c.isprintable() and c != "\\" else _escape(c) for c in text)[:width]
+
+
+def _escape(c: str) -> str:
+    if c == "\\":
+        return "\\\\"
+    code = ord(c)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+class Matcher:
+    """The rule set for one paranoia level and set of enabled categories, compiled once."""
+
+    def __init__(
+        self,
+        paranoia: int = 1,
+        categories: Iterable[Category] | None = None,
+        *,
+        prefer: str = "hyperscan",
+    ) -> None:
+        enabled = frozenset(categories) if categories is not None else None
+        self.paranoia = paranoia
+
+        def wanted(rule: Rule) -> bool:
+            return rule.paranoia <= paranoia and (enabled is None or rule.category in enabled)
+
+        self._rules = [r for r in RULES if wanted(r)]
+        self._backend = make_backend(self._rules, prefer)
+        self._markup_backend = make_backend([r for r in self._rules if r.category in MARKUP_CATEGORIES], prefer)
+        self.backend_name = self._backend.name
+        self._detectors = {rid: r for rid, r in ALL_RULES.items() if not r.pattern and wanted(r)}
+        self._lib_sqli = _libinjection is not None and 1901 in self._detectors
+        self._lib_xss = _libinjection is not None and 2901 in self._detectors
+
+    def match_input(self, inp: Input) -> list[Hit]:
+        """Every rule that matches some view of ``inp``, each rule once."""
+        seen: dict[int, Hit] = {}
+        backend = self._markup_backend if inp.markup else self._backend
+        for window in windows(inp.value):
+            candidates = [window] if inp.markup else views(window)
+            for view in candidates:
+                data = view.encode("utf-8", "surrogatepass")
+                for rule_id, end in backend.scan(data):
+                    if rule_id not in seen:
+                        seen[rule_id] = Hit(ALL_RULES[rule_id], inp.location, redact(view, end))
+                if not inp.markup:
+                    self._detect(view, inp, seen)
+        return list(seen.values())
+
+    def match_inputs(self, inputs: Iterable[Input]) -> list[Hit]:
+        """Every (rule, input) match over ``inputs``, each rule once per input.
+
+        All views of all inputs are first scanned as one buffer, NUL-separated (the rules'
+        anchors and negated classes treat NUL as a value boundary). A pattern that matches
+        within some view also matches in the buffer, so when the buffer has no match
+        (nearly every legitimate request) no input does, and the cost is one scan.
+        Otherwise the inputs are rescanned one by one to attribute the hits and to drop
+        any match that only spanned two views.
+        """
+        hits: list[Hit] = []
+        lines: list[str] = []
+        pending: list[Input] = []
+        detect = self._detect
+        for inp in inputs:
+            value = inp.value
+            if inp.markup:
+                hits.extend(self.match_input(inp))
+                continue
+            pending.append(inp)
+            if (
+                len(value) <= MAX_VIEW_CHARS
+                and value.isascii()
+                and _PLAIN.isdisjoint(value)
+                and "//" not in value
+                and "/*" not in value
+                and "${" not in value
+                and "  " not in value
+            ):
+                # Fast path: a value without any decoding, quoting or markup character.
+                if len(value) >= 8 and " " not in value:
+                    decoded = views(value)
+                    if len(decoded) > 1:
+                        lines.extend(decoded)
+                        seen: dict[int, Hit] = {}
+                        for view in decoded:
+                            detect(view, inp, seen)
+                        hits.extend(seen.values())
+                        continue
+                lines.append(value)
+                if inp.is_key or value[:1] in _HOST_START:
+                    seen = {}
+                    detect(value, inp, seen)
+                    hits.extend(seen.values())
+                continue
+            seen = {}
+            for window in windows(value):
+                for view in views(window):
+                    lines.append(view)
+                    detect(view, inp, seen)
+            hits.extend(seen.values())
+        if not lines:
+            return hits
+        buffer = "\x00".join(lines).encode("utf-8", "surrogatepass")
+        if not self._backend.scan(buffer):
+            return hits
+        detected = {(h.rule.id, h.location) for h in hits}
+        for inp in pending:
+            for hit in self._scan_patterns(inp):
+                if (hit.rule.id, hit.location) not in detected:
+                    hits.append(hit)
+        return hits
+
+    def _scan_patterns(self, inp: Input) -> list[Hit]:
+        seen: dict[int, Hit] = {}
+        for window in windows(inp.value):
+            for view in views(window):
+                for rule_id, end in self._backend.scan(view.encode("utf-8", "surrogatepass")):
+                    if rule_id not in seen:
+                        seen[rule_id] = Hit(ALL_RULES[rule_id], inp.location, redact(view, end))
+        return list(seen.values())
+
+    def _add(self, seen: dict[int, Hit], rule_id: int, inp: Input, view: str) -> None:
+        if rule_id in self._detectors and rule_id not in seen:
+            seen[rule_id] = Hit(self._detectors[rule_id], inp.location, redact(view, 0))
+
+    def _detect(self, view: str, inp: Input, seen: dict[int, Hit]) -> None:
+        """The rules implemented in code."""
+        det = self._detectors
+        if (
+            self._lib_sqli
+            and 1901 not in seen
+            and ("'" in view or '"' in view or "`" in view or "--" in view or "/*" in view or "#" in view)
+            and _lib_sqli(view)
+        ):
+            self._add(seen, 1901, inp, view)
+        if self._lib_xss and 2901 not in seen and "<" in view and _lib_xss(view):
+            self._add(seen, 2901, inp, view)
+        if 6001 in det and 6001 not in seen and "//" in view and ssrf.check_ssrf(view):
+            self._add(seen, 6001, inp, view)
+        if (
+            6002 in det
+            and 6002 not in seen
+            and len(view) <= 64
+            and view[:1] in _HOST_START
+            and ssrf.check_bare_encoded_host(view)
+        ):
+            self._add(seen, 6002, inp, view)
+        if inp.is_key:
+            if 7901 in det and view.startswith("$") and view.lower() in NOSQL_OPERATORS:
+                self._add(seen, 7901, inp, view)
+            if 15901 in det and view == "constructor.prototype":
+                self._add(seen, 15901, inp, view)
+        if 12901 in det and ("\n" in view or "\r" in view) and inp.location.startswith(_LINE_LOCATIONS):
+            self._add(seen, 12901, inp, view)
+
+
+def _lib_sqli(text: str) -> bool:
+    if _libinjection is None:  # pragma: no cover
+        return False
+    result: dict[str, Any] = _libinjection.is_sql_injection(text)
+    return bool(result.get("is_sqli"))
+
+
+def _lib_xss(text: str) -> bool:
+    if _libinjection is None:  # pragma: no cover
+        return False
+    result: dict[str, Any] = _libinjection.is_xss(text)
+    return bool(result.get("is_xss"))

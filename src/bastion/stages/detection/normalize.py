@@ -1,0 +1,404 @@
+"""Bounded normalisation: the distinct views of one input value that the matcher inspects.
+
+Attackers hide payloads behind encodings a backend will undo (``%2527`` is ``'`` after two
+URL-decodings, ``&#x3c;`` is ``<`` in HTML, ``\\u0027`` is ``'`` in JSON or JavaScript,
+``/**/`` is a space to MySQL). Rather than guess which decoding the backend applies, we
+inspect every view reachable by a small, fixed number of decoding passes. Each pass is a
+linear scan with ``str`` methods or a stdlib decoder (no Python ``re`` over request data),
+and every view is capped at :data:`MAX_VIEW_CHARS`, so the work per value is bounded.
+"""
+
+from __future__ import annotations
+
+import binascii
+import html
+import unicodedata
+from urllib.parse import unquote_to_bytes
+
+#: No view longer than this is produced; longer values are inspected in windows (see
+#: :func:`windows`).
+MAX_VIEW_CHARS = 16_384
+#: Windows overlap by this much so a payload straddling a window edge is still whole in one.
+WINDOW_OVERLAP = 512
+#: At most this many views per value (the raw value included).
+MAX_VIEWS = 24
+#: Repeated URL-decoding stops after this many passes.
+MAX_URL_PASSES = 3
+#: Base64 candidates shorter than this are not decoded (short tokens decode to noise).
+MIN_BASE64_CHARS = 8
+
+_B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=")
+_HEX = frozenset("0123456789abcdefABCDEF")
+#: UUIDs, hashes and trace IDs: valid base64 alphabet, never base64 of text.
+_HEXDASH = frozenset("0123456789abcdefABCDEF-")
+_WS_TABLE = {ord(c): " " for c in "\t\n\r\x0b\x0c\xa0\u2028\u2029\u3000"}
+#: Control characters that browsers and shells drop or that C code treats as terminators.
+_DROP_TABLE = {c: None for c in (*range(0, 9), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F)}
+#: Characters a browser strips inside a URL scheme ("java\tscript:").
+_URL_STRIP_TABLE = {ord("\t"): None, ord("\n"): None, ord("\r"): None}
+#: Shell quoting that does not change the word the shell runs ("/et'c/pa'ss'wd").
+_SHELL_UNQUOTE_TABLE = {ord("'"): None, ord('"'): None, ord("\\"): None}
+_SHELL_QUOTES = frozenset("'\"\\")
+#: Quote removal only matters where a shell could be reached (a separator or a path).
+_SHELL_CONTEXT = frozenset(";|&`$/(\n")
+_CONTROLS = frozenset(chr(c) for c in _DROP_TABLE)
+_PRINTABLE_EXTRA = frozenset("\t\r\n")
+#: A value with none of these characters (and ASCII) has no view but itself (and base64).
+_TRIGGERS = frozenset("%+&\\<'\"\x7f" + "".join(chr(i) for i in range(32)))
+
+
+def windows(value: str, size: int = MAX_VIEW_CHARS) -> list[str]:
+    """Split ``value`` into overlapping windows of at most ``size`` characters.
+
+    A long value is inspected window by window, so the cost stays linear in its length
+    and no single decoding pass ever works on more than ``size`` characters.
+    """
+    if len(value) <= size:
+        return [value]
+    step = size - WINDOW_OVERLAP
+    return [value[i : i + size] for i in range(0, len(value) - WINDOW_OVERLAP, step)]
+
+
+def _repair_overlong(data: bytes) -> bytes:
+    """Rewrite overlong UTF-8 encodings of ASCII (``C0 AE`` for ``.``) as the ASCII byte.
+
+    Old decoders accepted them; modern ones turn them into U+FFFD, which would hide the
+    ``../`` an overlong sequence smuggles past a naive filter.
+    """
+    if data.isascii():
+        return data
+    out = bytearray()
+    i = 0
+    n = len(data)
+    while i < n:
+        b = data[i]
+        if b in (0xC0, 0xC1) and i + 1 < n and 0x80 <= data[i + 1] <= 0xBF:
+            out.append(((b & 0x1F) << 6) | (data[i + 1] & 0x3F))
+            i += 2
+            continue
+        if b == 0xE0 and i + 2 < n and 0x80 <= data[i + 1] <= 0x81 and 0x80 <= data[i + 2] <= 0xBF:
+            out.append(((data[i + 1] & 0x3F) << 6) | (data[i + 2] & 0x3F))
+            i += 3
+            continue
+        out.append(b)
+        i += 1
+    return bytes(out)
+
+
+def url_decode(value: str) -> str:
+    """One URL-decoding pass (``%XX`` and ``+``), repairing overlong UTF-8 sequences.
+
+    Also decodes the non-standard ``%uXXXX`` form that IIS accepts.
+    """
+    if "%u" in value or "%U" in value:
+        value = _decode_percent_u(value)
+    raw = unquote_to_bytes(value.replace("+", " ") if "+" in value else value)
+    return _repair_overlong(raw).decode("utf-8", "replace")
+
+
+def _decode_percent_u(value: str) -> str:
+    out: list[str] = []
+    i = 0
+    n = len(value)
+    while i < n:
+        j = value.find("%", i)
+        if j < 0:
+            out.append(value[i:])
+            break
+        out.append(value[i:j])
+        if j + 5 < n and value[j + 1] in "uU" and all(c in _HEX for c in value[j + 2 : j + 6]):
+            out.append(chr(int(value[j + 2 : j + 6], 16)))
+            i = j + 6
+        else:
+            out.append("%")
+            i = j + 1
+    return "".join(out)
+
+
+def js_unescape(value: str) -> str:
+    """Decode JavaScript/JSON/C escapes: ``\\uXXXX``, ``\\u{X..}``, ``\\xXX``, octal ``\\NNN``.
+
+    Unknown escapes keep their character (``\\<`` becomes ``<``), as a JS engine does.
+    """
+    out: list[str] = []
+    i = 0
+    n = len(value)
+    while i < n:
+        j = value.find("\\", i)
+        if j < 0 or j + 1 >= n:
+            out.append(value[i:])
+            break
+        out.append(value[i:j])
+        c = value[j + 1]
+        if c in "uU" and j + 5 < n and all(h in _HEX for h in value[j + 2 : j + 6]):
+            out.append(chr(int(value[j + 2 : j + 6], 16)))
+            i = j + 6
+        elif c in "uU" and j + 2 < n and value[j + 2] == "{":
+            end = value.find("}", j + 3, j + 10)
+            digits = value[j + 3 : end] if end > 0 else ""
+            if digits and all(h in _HEX for h in digits) and int(digits, 16) <= 0x10FFFF:
+                out.append(chr(int(digits, 16)))
+                i = end + 1
+            else:
+                out.append(c)
+                i = j + 2
+        elif (
+            c in "xX"
+            and j + 3 < n + 1
+            and all(h in _HEX for h in value[j + 2 : j + 4])
+            and (len(value[j + 2 : j + 4]) == 2)
+        ):
+            out.append(chr(int(value[j + 2 : j + 4], 16)))
+            i = j + 4
+        elif "0" <= c <= "7":
+            k = j + 1
+            while k < n and k < j + 4 and "0" <= value[k] <= "7":
+                k += 1
+            code = int(value[j + 1 : k], 8)
+            out.append(chr(code) if code < 256 else value[j + 1 : k])
+            i = k
+        elif c == "n":
+            out.append("\n")
+            i = j + 2
+        elif c == "r":
+            out.append("\r")
+            i = j + 2
+        elif c == "t":
+            out.append("\t")
+            i = j + 2
+        else:
+            out.append(c)
+            i = j + 2
+    return "".join(out)
+
+
+def strip_sql_comments(value: str, replacement: str) -> str:
+    """Replace ``/* ... */`` comments by ``replacement``; MySQL ``/*! ... */`` keep their body.
+
+    An unterminated comment runs to the end of the value, as in the SQL engines.
+    """
+    out: list[str] = []
+    i = 0
+    n = len(value)
+    while i < n:
+        j = value.find("/*", i)
+        if j < 0:
+            out.append(value[i:])
+            break
+        out.append(value[i:j])
+        end = value.find("*/", j + 2)
+        body_end = n if end < 0 else end
+        if j + 2 < n and value[j + 2] == "!":
+            # Versioned comment: MySQL runs the body (after an optional version number).
+            k = j + 3
+            while k < body_end and value[k].isdigit():
+                k += 1
+            out.append(" ")
+            out.append(value[k:body_end])
+            out.append(" ")
+        else:
+            out.append(replacement)
+        i = n if end < 0 else end + 2
+    return "".join(out)
+
+
+def collapse_whitespace(value: str) -> str:
+    """Map every whitespace character to a space and squeeze runs of spaces to one."""
+    return " ".join(value.translate(_WS_TABLE).split())
+
+
+def strip_short_tags(value: str) -> str:
+    """Drop tiny tags (``<x>``, ``<b>``) that a filter would delete, rejoining what they split."""
+    out: list[str] = []
+    i = 0
+    n = len(value)
+    while i < n:
+        j = value.find("<", i)
+        if j < 0:
+            out.append(value[i:])
+            break
+        end = value.find(">", j + 1, j + 5)
+        if end > j + 1 and value[j + 1 : end].isalpha():
+            out.append(value[i:j])
+            i = end + 1
+        else:
+            out.append(value[i : j + 1])
+            i = j + 1
+    return "".join(out)
+
+
+def collapse_lookups(value: str) -> str:
+    """Resolve Log4j-style nested lookups that only rebuild letters.
+
+    ``${::-j}`` and ``${lower:j}`` become ``j``, so ``${${::-j}ndi:`` reads ``${jndi:``.
+    """
+    for _ in range(8):
+        start = value.find("${")
+        found = False
+        while start >= 0:
+            end = value.find("}", start + 2)
+            if end < 0:
+                break
+            inner = value[start + 2 : end]
+            if "${" in inner:
+                start = value.find("${", start + 2)
+                continue
+            sep = inner.rfind(":-")
+            head, _, tail = inner.partition(":")
+            if sep >= 0:
+                repl = inner[sep + 2 :]
+            elif head.lower() in ("lower", "upper") and tail:
+                repl = tail
+            else:
+                start = value.find("${", end)
+                continue
+            value = value[:start] + repl + value[end + 1 :]
+            found = True
+            start = value.find("${", start)
+        if not found:
+            break
+    return value
+
+
+def truncate_wide(value: str) -> str:
+    """Keep only the low byte of non-Latin-1 characters whose low byte is syntax.
+
+    Some runtimes write U+560D as the byte 0x0D, turning ``嘍嘊`` into CR LF.
+    """
+    return "".join(chr(ord(c) & 0xFF) if ord(c) > 0xFF and (ord(c) & 0xFF) in _WIDE_SYNTAX else c for c in value)
+
+
+_WIDE_SYNTAX = frozenset(b"\r\n<>'\"/\\;")
+
+
+def _printable(text: str) -> bool:
+    """Mostly printable: a stray NUL or control byte (a classic evasion) is tolerated."""
+    if text.isprintable():
+        return True
+    odd = sum(1 for c in text if not c.isprintable() and c not in _PRINTABLE_EXTRA)
+    return odd <= max(1, len(text) // 20)
+
+
+def base64_text(value: str) -> str | None:
+    """The text ``value`` encodes in (URL-safe or standard, padded or not) base64, if it is
+    printable text with at least one non-alphanumeric character; otherwise ``None``.
+
+    Random tokens and IDs also look like base64, but they decode to binary noise.
+    """
+    s = value.strip()
+    if len(s) < MIN_BASE64_CHARS or not _B64_CHARS.issuperset(s) or _HEXDASH.issuperset(s):
+        return None
+    s = s.rstrip("=")
+    if len(s) % 4 == 1:
+        return None
+    if "-" in s or "_" in s:
+        s = s.replace("-", "+").replace("_", "/")
+    try:
+        raw = binascii.a2b_base64(s + "=" * (-len(s) % 4), strict_mode=False)
+        text = raw.decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    if len(text) < 4 or not _printable(text) or text.isalnum():
+        return None
+    return text
+
+
+def _nfkc(value: str) -> str:
+    text = unicodedata.normalize("NFKC", value)
+    # Format characters (BOM, zero-width joiners) are invisible and ignored by browsers.
+    if not text.isascii():
+        text = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    return text.casefold()
+
+
+def views(value: str, *, decode_base64: bool = True) -> list[str]:
+    """Every distinct view of ``value`` worth matching, the raw value first.
+
+    The decoding passes (URL, HTML entities, JS escapes) are applied repeatedly, in any
+    order, up to :data:`MAX_URL_PASSES` rounds; each decoded view then also gets the
+    canonicalising passes (NFKC + case folding, SQL comment removal, control-character
+    removal, whitespace collapsing, shell unquoting, Log4j lookup collapsing). A value that
+    is base64 of printable text contributes the views of its decoded text too.
+    ``value`` should be no longer than :data:`MAX_VIEW_CHARS` (see :func:`windows`).
+    """
+    if len(value) > MAX_VIEW_CHARS:
+        value = value[:MAX_VIEW_CHARS]
+    if (
+        value.isascii()
+        and _TRIGGERS.isdisjoint(value)
+        and "  " not in value
+        and "/*" not in value
+        and "${" not in value
+    ):
+        # Fast path (most API values): no pass would change anything but base64 decoding.
+        if decode_base64 and len(value) >= MIN_BASE64_CHARS and " " not in value:
+            text = base64_text(value)
+            if text is not None:
+                return [value, *views(text, decode_base64=False)][:MAX_VIEWS]
+        return [value]
+    seen: dict[str, None] = {value: None}
+    decoded = [value]
+    frontier = [value]
+    for _ in range(MAX_URL_PASSES):
+        nxt: list[str] = []
+        for v in frontier:
+            if "%" in v:
+                _add(url_decode(v), seen, nxt)
+            elif "+" in v:
+                _add(v.replace("+", " "), seen, nxt)
+            if "&" in v:
+                _add(html.unescape(v), seen, nxt)
+            if "\\" in v:
+                _add(js_unescape(v), seen, nxt)
+        if not nxt:
+            break
+        decoded.extend(nxt)
+        frontier = nxt
+    # A fully decoded chain combines every decoder, whatever the order they were needed in.
+    for v in decoded[1:]:
+        _canonical_views(v, seen)
+    _canonical_views(value, seen)
+    if decode_base64:
+        text = base64_text(value)
+        if text is not None:
+            for sub in views(text, decode_base64=False):
+                if len(seen) >= MAX_VIEWS:
+                    break
+                seen.setdefault(sub, None)
+    out = list(seen)
+    return out[:MAX_VIEWS]
+
+
+def _add(view: str, seen: dict[str, None], out: list[str]) -> None:
+    if view not in seen and len(seen) < MAX_VIEWS:
+        view = view[:MAX_VIEW_CHARS]
+        seen[view] = None
+        out.append(view)
+
+
+def _canonical_views(v: str, seen: dict[str, None]) -> None:
+    """Add the canonical forms of one decoded view."""
+    sink: list[str] = []
+    base = v
+    if not v.isascii():
+        base = _nfkc(v)
+        _add(base, seen, sink)
+        wide = truncate_wide(v)
+        if wide != v:
+            _add(wide, seen, sink)
+    if "/*" in base:
+        _add(strip_sql_comments(base, " "), seen, sink)
+        _add(strip_sql_comments(base, ""), seen, sink)
+    if not _CONTROLS.isdisjoint(base):
+        base = base.translate(_DROP_TABLE)
+        _add(base, seen, sink)
+    if "\t" in base or "\n" in base or "\r" in base:
+        _add(base.translate(_URL_STRIP_TABLE), seen, sink)
+    if "  " in base or not base.isascii() or "\t" in base or "\n" in base or "\r" in base:
+        _add(collapse_whitespace(base), seen, sink)
+    if "<" in base and ">" in base:
+        _add(strip_short_tags(base), seen, sink)
+    if "${" in base:
+        _add(collapse_lookups(base), seen, sink)
+    if not _SHELL_QUOTES.isdisjoint(base) and not _SHELL_CONTEXT.isdisjoint(base):
+        _add(base.translate(_SHELL_UNQUOTE_TABLE), seen, sink)

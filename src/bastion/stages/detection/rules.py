@@ -1,0 +1,650 @@
+"""Bastion's own attack signatures.
+
+Every rule has a stable numeric ID (the thousands digit group names the category), a
+category, a paranoia level (1 = only shapes that almost never occur in legitimate input;
+higher levels add broader rules that also catch more benign text), and a severity that
+adds to the request's anomaly score. A request is blocked when its score reaches the
+configured threshold (5 by default), so a single critical rule blocks, while weaker
+signals must add up.
+
+Patterns are matched case-insensitively against the normalised views of each input (see
+:mod:`bastion.stages.detection.normalize`). They must compile in both hyperscan and RE2:
+no backreferences, no lookaround. Neither engine backtracks, so no pattern can cause
+catastrophic matching time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Literal, get_args
+
+Category = Literal[
+    "sqli",
+    "xss",
+    "cmdi",
+    "path_traversal",
+    "rfi",
+    "ssrf",
+    "nosqli",
+    "ldapi",
+    "xxe",
+    "ssti",
+    "jndi",
+    "crlf",
+    "ssi",
+    "mail_header",
+    "prototype_pollution",
+    "recon",
+]
+CATEGORIES: tuple[Category, ...] = get_args(Category)
+
+
+class Severity(IntEnum):
+    """How much one matched rule adds to the anomaly score."""
+
+    CRITICAL = 5
+    ERROR = 4
+    WARNING = 3
+    NOTICE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One signature. ``pattern`` is empty for rules implemented in code (detectors)."""
+
+    id: int
+    category: Category
+    paranoia: int
+    severity: Severity
+    pattern: str
+    description: str
+
+
+C, E, W, N = Severity.CRITICAL, Severity.ERROR, Severity.WARNING, Severity.NOTICE
+
+#: Start and end of a value. The matcher scans many views at once separated by NUL, so
+#: anchors must also accept a NUL (a NUL inside a value is itself an evasion marker).
+BOL = r"(?:^|\x00)"
+EOL = r"(?:$|\x00)"
+
+# Shared pieces. Kept small and explicit; every alternation is a fixed word list.
+_SHELL_CMDS = (
+    "wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|csh|dash|python[23]?|perl|ruby|php|node|"
+    "nslookup|getent|uname|whoami|ifconfig|ipconfig|chmod|chown|powershell|pwsh|cmd|cmd\\.exe|"
+    "certutil|busybox|systeminfo|tasklist|xxd|telnet|tftp|nohup|rev|id|ls|ping|dig|"
+    "cat|sleep|echo|printf|rm|kill|env|net\\s+user|dir|type|set\\s+/a|whoami|hostname|passwd|"
+    "crontab|base64|socat|mkfifo|eval|exec|sudo|su|useradd|timeout|tail|head|more|less|find|"
+    "sed|awk|chmod|touch|tee|xargs"
+)
+_SHELL_SAFE_WORDS = (
+    "wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|csh|python[23]?|perl|ruby|php|nslookup|getent|"
+    "uname|whoami|ifconfig|ipconfig|chmod|chown|powershell|pwsh|cmd|cmd\\.exe|certutil|busybox|"
+    "systeminfo|tasklist|xxd|telnet|tftp|nohup|rev|id|ls|ping|socat|mkfifo|sudo|useradd|crontab"
+)
+_JS_SINKS = "alert|confirm|prompt"
+_EVENT = "on[a-z]{3,30}"
+#: An event handler's value: anything but a JSX binding to a plain name (onClick={onClick}),
+#: which is what React code pasted into an API looks like; {code(...)} still counts.
+_HANDLER = r"\s*=\s*(?:[^\s{\x00]|\{[^}\x00]*[^\w.}\s\x00])"
+_SCHEMES_RFI = "php|expect|phar|zip|glob|ssh2|rar|ogg|netdoc|jar|gopher|dict|tftp|ldap|rmi"
+
+RULES: tuple[Rule, ...] = (
+    # ---------------------------------------------------------------- SQL injection 1xxx
+    Rule(1001, "sqli", 1, C, r"\bunion\b[\s(]*(?:all\b|distinct\b)?[\s(]*select\b", "UNION SELECT query merge"),
+    Rule(1002, "sqli", 1, C, r"\b(?:sleep|benchmark|pg_sleep)\s*\(\s*[\d(]", "time delay function"),
+    Rule(1003, "sqli", 1, C, r"\bwaitfor\s+(?:delay|time)\s+['\"]", "T-SQL WAITFOR delay"),
+    Rule(1004, "sqli", 1, C, r"/\*!\d*\s*[a-z]", "MySQL versioned comment"),
+    Rule(1005, "sqli", 1, C, r"\bdeclare\s+@\w+\s", "T-SQL variable declaration"),
+    Rule(
+        1006,
+        "sqli",
+        1,
+        C,
+        r"\b(?:xp_cmdshell|sp_executesql|sp_oacreate|xp_dirtree|xp_regread)\b",
+        "dangerous stored procedure",
+    ),
+    Rule(1007, "sqli", 1, C, r"\binformation_schema\s*\.\s*(?:tables|columns|schemata)\b", "schema enumeration"),
+    Rule(
+        1008,
+        "sqli",
+        1,
+        C,
+        r";\s*(?:drop|truncate|alter)\s+(?:table|database|schema|user|procedure|function)\b",
+        "stacked destructive statement",
+    ),
+    Rule(
+        1009,
+        "sqli",
+        1,
+        C,
+        r"(?:['\"\x60]|\d)\s*\)*\s*(?:and|or|xor|&&|\|\|)\s+\(*\s*(?:['\"]?\d+['\"]?|['\"]"
+        r"\w*['\"])\s*(?:=|<|>|!=|<>|like)\s*(?:['\"]?\d+|['\"]\w*['\"]?)",
+        "boolean tautology after a literal",
+    ),
+    Rule(
+        1010,
+        "sqli",
+        1,
+        C,
+        r"\b(?:and|or)\s+(?:json_extract|json_depth|extractvalue|updatexml|ascii|substr(?:"
+        r"ing)?|length|char|concat|if|elt|make_set|exp|floor|rand|row|exists)\s*\(",
+        "boolean condition on an SQL function",
+    ),
+    Rule(
+        1011,
+        "sqli",
+        1,
+        C,
+        r"\b(?:extractvalue|updatexml)\s*\(\s*(?:\d|null|rand|concat)",
+        "XML function error-based extraction",
+    ),
+    Rule(
+        1012,
+        "sqli",
+        1,
+        C,
+        r"\bselect\b[\s(]*[\w@*,`\"'\s]{0,80}[\s)]from[\s(]+(?:select\b|information_schema"
+        r"|mysql\.|sys\.|pg_catalog|dual\b|users?\b|master\.)",
+        "SELECT from a system table or subquery",
+    ),
+    Rule(
+        1013,
+        "sqli",
+        1,
+        C,
+        r"\b(?:group_concat|load_file|sys\.fn_varbintohexstr|master\.\.|into\s+(?:out|dump)file)\b",
+        "data exfiltration function",
+    ),
+    Rule(1014, "sqli", 1, E, r"['\"\x60]\s*\)*\s*(?:;|--[\s\x00-\x1f]|#|/\*)", "string break followed by a terminator"),
+    Rule(
+        1015,
+        "sqli",
+        1,
+        C,
+        r"['\"]\s*\)*\s*;\s*(?:select|insert|update|delete|drop|exec|declare|shutdown)\b",
+        "string break into a stacked query",
+    ),
+    Rule(1016, "sqli", 1, C, r"\b(?:order|group)\s+by\s+\d+\s*(?:--|#|/\*)", "column count probe"),
+    Rule(
+        1017,
+        "sqli",
+        2,
+        W,
+        r"\bselect\s+(?:\*|[\w.@`\"]+(?:\s*,\s*[\w.@`\"]+)*)\s+from\s+[\w.`\"\[\]]+\s+where\b",
+        "SELECT ... FROM ... WHERE statement",
+    ),
+    Rule(1018, "sqli", 1, C, r"\bexec(?:ute)?\s+(?:master\.|xp_|sp_|\()", "EXEC of a procedure"),
+    Rule(1019, "sqli", 1, C, r"'\s*\+\s*\(\s*select\b", "concatenated subquery"),
+    Rule(
+        1020,
+        "sqli",
+        2,
+        W,
+        r"\b(?:select|union|insert|update|delete)\b[^\x00]{0,60}\b(?:from|into|set|where)\b",
+        "SQL statement shape",
+    ),
+    Rule(1021, "sqli", 1, E, r"\)\s*(?:and|or)\s+\d+\s*(?:=|<|>)\s*\d+", "tautology after a closing parenthesis"),
+    Rule(1022, "sqli", 1, C, r"\b(?:and|or)\s+\d+\s*=\s*\d+\s*(?:--|#|/\*|" + EOL + ")", "tautology then comment"),
+    # --------------------------------------------------------------------------- XSS 2xxx
+    Rule(2001, "xss", 1, C, r"<\s*/?\s*script\b", "script element"),
+    Rule(
+        2002,
+        "xss",
+        1,
+        C,
+        r"<\s*[a-z][\w:-]*\b[^\x00>]*[\s/\"'\x60;]" + _EVENT + _HANDLER,
+        "element with an event handler attribute",
+    ),
+    Rule(2003, "xss", 1, C, r"[\"'\x60][\s/]*" + _EVENT + _HANDLER, "attribute break into an event handler"),
+    Rule(
+        2004,
+        "xss",
+        1,
+        C,
+        r"(?:=|\()\s*[\"'\x60]?\s*(?:j\s*a\s*v\s*a|v\s*b)\s*s\s*c\s*r\s*i\s*p\s*t\s*:",
+        "javascript: or vbscript: URL in an attribute",
+    ),
+    Rule(2005, "xss", 1, C, r"\bjavascript\s*:\s*[\w$.\[\]'\"]+\s*[(\x60]", "javascript: URL calling a function"),
+    Rule(
+        2006,
+        "xss",
+        1,
+        C,
+        r"\b(?:" + _JS_SINKS + r")\s*(?:\.\s*(?:call|apply|bind)\s*\(|\)\s*\(|\?\.\s*\(|\x60)",
+        "dialog function called indirectly",
+    ),
+    Rule(
+        2007,
+        "xss",
+        1,
+        C,
+        r"\b(?:" + _JS_SINKS + r")\s*\(\s*(?:document|window|this|top|self|parent|/|\d*\s*\))",
+        "dialog probe",
+    ),
+    Rule(2008, "xss", 1, C, r"[\"'\x60]\s*[-+*/|&^,;]\s*(?:" + _JS_SINKS + r"|eval)\s*\(", "string break into a call"),
+    Rule(
+        2009,
+        "xss",
+        1,
+        C,
+        r"\bdocument\s*(?:\[\s*['\"\x60]\s*(?:cookie|domain|write|location)|\.\s*(?:cookie|domain)\b)",
+        "document cookie or domain access",
+    ),
+    Rule(
+        2010,
+        "xss",
+        1,
+        C,
+        r"\beval\s*\(\s*(?:atob|unescape|decodeuri\w*|string\.fromcharcode|name\b|location)",
+        "eval of decoded data",
+    ),
+    Rule(
+        2011,
+        "xss",
+        1,
+        C,
+        r"<\s*(?:iframe|frame|frameset|object|embed|applet|base|meta|math|isindex|svg)\b",
+        "active content element",
+    ),
+    Rule(2012, "xss", 1, E, r"\bset(?:interval|timeout)\s*\(\s*['\"\x60]", "timer with code string"),
+    Rule(2013, "xss", 1, C, r"\bdata\s*:\s*text/html\b", "data: URL with HTML"),
+    Rule(2014, "xss", 1, E, r"\bstring\.fromcharcode\s*\(", "character code string building"),
+    Rule(2015, "xss", 1, C, r"<!--[^\x00]{0,40}-->\s*<\s*[a-z]|<!\s*<", "comment before markup"),
+    Rule(2016, "xss", 1, C, r"\bwindow\s*\.\s*(?:onerror|location)\s*=|\bonerror\s*=\s*eval\b", "handler hijack"),
+    Rule(2017, "xss", 1, C, r"\b(?:" + _JS_SINKS + r")\s*\(\s*['\"\x60]?\s*xss", "XSS marker"),
+    Rule(
+        2018,
+        "xss",
+        1,
+        C,
+        r"\bconstructor\s*\(\s*['\"\x60]\s*(?:alert|confirm|prompt|eval|return)",
+        "Function constructor",
+    ),
+    Rule(2019, "xss", 1, E, r"\b(?:alert|confirm|prompt)\s*\(", "dialog call"),
+    Rule(
+        2020,
+        "xss",
+        1,
+        E,
+        r"<\s*(?:img|image|video|audio|source|body|details|input|form|style|link|a|p|x)\b[^\x00>]*>",
+        "markup element",
+    ),
+    Rule(2021, "xss", 1, E, r"\bsrcdoc\s*=|\bformaction\s*=|\bxlink:href\s*=", "attribute loading code"),
+    Rule(2022, "xss", 1, C, r"\b(?:" + _JS_SINKS + r")\s*\(\s*\d+\s*\)", "dialog call with a number"),
+    Rule(2023, "xss", 1, C, r"'\s*-\s*(?:alert|confirm|prompt)\s*\(", "quote break arithmetic call"),
+    Rule(2024, "xss", 2, W, r"<\s*[a-z]+[\s/]", "tag opening"),
+    # ------------------------------------------------------------- OS command injection 3xxx
+    Rule(
+        3001,
+        "cmdi",
+        1,
+        C,
+        r"(?:[;&|\n]|[^\x60\x00]\x60|\$\()[ \t]*(?:"
+        + _SHELL_SAFE_WORDS
+        + r")(?:\s|"
+        + EOL
+        + r"|[;&|\x60)<>]|\$\{?ifs)",
+        "shell separator then a command",
+    ),
+    Rule(
+        3002,
+        "cmdi",
+        1,
+        C,
+        r"(?:[;&|\n]|[^\x60\x00]\x60|\$\()[ \t]*(?:cat|tac|nl|head|tail|more|less|find|ls|dir|type)\s+[^\x00\s]*[/\\]",
+        "separator then a file command on a path",
+    ),
+    Rule(3003, "cmdi", 1, C, r"\$\(\s*(?:" + _SHELL_CMDS + r")\b", "command substitution"),
+    Rule(
+        3004,
+        "cmdi",
+        1,
+        C,
+        r"(?:" + BOL + r"|[^\x60\x00])\x60[ \t]*(?:" + _SHELL_CMDS + r")\b[^\x00\x60\n]*\x60",
+        "backtick command substitution",
+    ),
+    Rule(3005, "cmdi", 1, C, r"\$\{?ifs\b", "$IFS word splitting"),
+    Rule(3006, "cmdi", 1, C, r"\(\s*\)\s*\{\s*:\s*;\s*\}\s*;", "Shellshock function definition"),
+    Rule(3007, "cmdi", 1, C, r"/(?:usr/)?bin/(?:ba|da|z|k|c|tc)?sh\b", "shell binary path"),
+    Rule(3008, "cmdi", 1, C, r"\b(?:wget|curl)\s+(?:-[\w-]+\s+)*['\"]?(?:https?|ftp)://", "download command"),
+    Rule(
+        3009,
+        "cmdi",
+        1,
+        C,
+        r"\$\{\s*@?\s*(?:print|eval|system|exec|passthru|shell_exec|phpinfo|md5|assert)\s*\(",
+        "PHP code in interpolation",
+    ),
+    Rule(3010, "cmdi", 1, C, r"<\?(?:php|=)", "PHP open tag"),
+    Rule(
+        3011,
+        "cmdi",
+        1,
+        C,
+        r"\b(?:system|passthru|shell_exec|popen|proc_open|pcntl_exec)\s*\(\s*['\"$]",
+        "PHP command function",
+    ),
+    Rule(
+        3012,
+        "cmdi",
+        1,
+        C,
+        r"!!python/|__import__\s*\(|\bsubprocess\.\w+\s*\(|\bos\.(?:system|popen)\s*\(",
+        "Python code execution",
+    ),
+    Rule(
+        3013,
+        "cmdi",
+        1,
+        C,
+        r"\bon\s+error\s+resume\s+next\b|\bserver\.(?:scripttimeout|createobject)\b|\bwscript\.shell\b",
+        "VBScript/ASP execution",
+    ),
+    Rule(3014, "cmdi", 1, C, r"\$\(\(\s*\d+\s*[*+/-]\s*\d+\s*\)\)", "shell arithmetic probe"),
+    Rule(3015, "cmdi", 1, C, r"\|\s*set\s+/a\s", "Windows arithmetic probe"),
+    Rule(3016, "cmdi", 1, C, r"--exec\s*=|\bexec\s*\(\s*['\"]", "exec option or call"),
+    Rule(3017, "cmdi", 1, C, r"\b(?:runtime\.getruntime\(\)\.exec|processbuilder)\b", "Java process execution"),
+    Rule(
+        3018,
+        "cmdi",
+        1,
+        E,
+        r"(?:" + BOL + r"|[;&|]\s*)(?:cat|ls|id|whoami|uname)(?:\s+-[a-z]+)*\s+/(?:etc|proc|var|tmp|home|root)\b",
+        "file command on a system path",
+    ),
+    # -------------------------------------------------------------- path traversal / LFI 4xxx
+    Rule(
+        4001,
+        "path_traversal",
+        1,
+        C,
+        r"(?:\.\.[\\/]+){2,}|[\\/]\.\.[\\/]+\.\.(?:[\\/]|" + EOL + ")",
+        "repeated parent-directory traversal",
+    ),
+    Rule(4002, "path_traversal", 1, W, r"(?:" + BOL + r"|[\\/=])\.\.[\\/]", "parent-directory traversal"),
+    Rule(
+        4003,
+        "path_traversal",
+        1,
+        C,
+        r"(?:"
+        + BOL
+        + r"|[\\/.=:'\"\s])(?:etc[\\/]+(?:\.?[\\/]+)*(?:passwd|shadow|group|hosts|issue|sudoers)"
+        + r"|proc[\\/]+self[\\/]|windows[\\/]+(?:win\.ini|system32)|boot\.ini\b)",
+        "sensitive system file",
+    ),
+    Rule(4004, "path_traversal", 1, C, BOL + r"\\\\[^\x00\\]+\\[a-z]\$", "UNC path to an administrative share"),
+    Rule(
+        4005,
+        "path_traversal",
+        1,
+        E,
+        r"(?:"
+        + BOL
+        + r"|[\\/])(?:\.ssh[\\/]|id_rsa\b|\.htaccess\b|\.htpasswd\b|web\.config\b|ntuser\.dat\b"
+        + r"|\.git[\\/](?:config|head)\b|\.aws[\\/]credentials)",
+        "sensitive dotfile or credential file",
+    ),
+    Rule(
+        4006,
+        "path_traversal",
+        1,
+        C,
+        r"\bfile:/{2,3}(?:etc|proc|windows|c:|var|home|root)\b",
+        "file URL to a system path",
+    ),
+    Rule(
+        4007,
+        "path_traversal",
+        1,
+        E,
+        r"\.\.[\\/].*\.(?:ini|conf|cfg|log|ssh|key|pem|env|db|sqlite|bak)\b",
+        "traversal to a config file",
+    ),
+    # ---------------------------------------------------------------------------- RFI 5xxx
+    Rule(5001, "rfi", 1, C, r"\b(?:" + _SCHEMES_RFI + r")://", "stream wrapper or non-web URL scheme"),
+    Rule(5002, "rfi", 1, C, r"\bphp://(?:filter|input|stdin|fd|memory|temp)", "PHP stream wrapper"),
+    Rule(
+        5003,
+        "rfi",
+        1,
+        E,
+        BOL + r"(?:https?|ftp)://[^\x00\s?#]+\.(?:txt|php\d?|phtml|sh|pl|py|jsp|asp|aspx|cgi)\?+" + EOL,
+        "remote script URL with a trailing query marker",
+    ),
+    # ---------------------------------------------------------------------------- NoSQL 7xxx
+    Rule(
+        7001,
+        "nosqli",
+        1,
+        C,
+        r"\[\s*\$(?:ne|eq|gt|gte|lt|lte|in|nin|regex|where|exists|or|and|not|nor|expr|func"
+        r"tion|elemmatch|type|size|all|mod|text|jsonschema)\s*\]",
+        "MongoDB operator in a bracketed parameter name",
+    ),
+    Rule(
+        7002,
+        "nosqli",
+        1,
+        C,
+        r"['\"{,]\s*\$(?:ne|gt|gte|lt|lte|nin|regex|where|exists|or|nor|expr|function|accu"
+        r"mulator|elemmatch|jsonschema)\b['\"]?\s*:",
+        "MongoDB operator in a document",
+    ),
+    Rule(7003, "nosqli", 1, C, r"\$where\b", "MongoDB $where"),
+    Rule(
+        7004,
+        "nosqli",
+        1,
+        C,
+        r"\bdb\.[\w$]+\.(?:insert|find|update|remove|drop|aggregate|delete\w*|mapreduce)\w*\s*\(",
+        "MongoDB shell command",
+    ),
+    Rule(7005, "nosqli", 1, C, r"\bdo\s*\{[^\x00}]*\}\s*while\s*\(", "JavaScript busy loop"),
+    Rule(
+        7006,
+        "nosqli",
+        1,
+        C,
+        BOL + r"[\w'\"]*\s*;\s*(?:var|let|const)\s+\w+\s*=",
+        "statement injection into server-side JavaScript",
+    ),
+    Rule(
+        7007,
+        "nosqli",
+        1,
+        C,
+        r"\bthis\.\w+\s*(?:==|!=|\.match\s*\()|\bsleep\s*\(\s*\d{3,}\s*\)",
+        "MongoDB JavaScript expression",
+    ),
+    # ----------------------------------------------------------------------------- LDAP 8xxx
+    Rule(8001, "ldapi", 1, C, r"\(\s*[&|!]\s*\(\s*[\w.-]+\s*[~<>]?=", "LDAP filter with a logical operator"),
+    Rule(8002, "ldapi", 1, C, r"\*\s*\)\s*\(\s*[|&!]?\s*\(?\s*[\w.-]+\s*=", "LDAP filter break-out"),
+    Rule(8003, "ldapi", 1, C, r"\b[\w-]+:(?:dn:)?\d+(?:\.\d+)+:=", "LDAP extensible match rule"),
+    Rule(8004, "ldapi", 1, C, r"\(\s*objectclass\s*=\s*\*\s*\)", "LDAP objectClass wildcard"),
+    Rule(
+        8005,
+        "ldapi",
+        1,
+        E,
+        r"\)\s*\(\s*(?:uid|cn|sn|mail|userpassword|objectclass|samaccountname)\s*=",
+        "LDAP attribute filter chain",
+    ),
+    # ------------------------------------------------------------------------------ XXE 9xxx
+    Rule(
+        9001,
+        "xxe",
+        1,
+        C,
+        r"<!doctype\s+[\w:.-]+\s*(?:\[|system\b|public\b)",
+        "DOCTYPE with an internal subset or external ID",
+    ),
+    Rule(9002, "xxe", 1, C, r"<!entity\b", "entity declaration"),
+    Rule(9003, "xxe", 1, C, r"\+adw(?:aiq|-|\+)|encoding\s*=\s*['\"]utf-7", "UTF-7 encoded markup"),
+    Rule(
+        9004,
+        "xxe",
+        1,
+        C,
+        r"<\s*(?:xi|xinclude):include\b|<\s*xsd?:(?:include|import|redefine)\b[^\x00>]*(?:https?|ftp|file)://",
+        "XInclude or remote schema inclusion",
+    ),
+    Rule(
+        9005,
+        "xxe",
+        1,
+        C,
+        r"\bxsi:(?:no)?(?:namespace)?schemalocation\s*=\s*['\"][^\x00'\"]*(?:https?|ftp|file)://",
+        "remote schema location",
+    ),
+    # ----------------------------------------------------------------------------- SSTI 10xxx
+    Rule(10001, "ssti", 1, C, r"\{\{\s*[\d\s.]+[*+/-][\d\s.*+/-]*\}\}", "arithmetic template expression"),
+    Rule(
+        10002,
+        "ssti",
+        1,
+        C,
+        r"\{\{[^\x00}]*(?:__class__|__globals__|__mro__|__subclasses__|__builtins__|__init"
+        r"__|config\b|lipsum|cycler|joiner|request\.|self\b|\.constructor)",
+        "template object walk",
+    ),
+    Rule(10003, "ssti", 1, C, r"[$#@]\{\s*[\d\s.]+[*+/-][\d\s.*+/-]*\}", "arithmetic expression-language probe"),
+    Rule(
+        10004,
+        "ssti",
+        1,
+        C,
+        r"<#(?:assign|import|include)\b|freemarker\.template|\?new\s*\(\s*\)",
+        "FreeMarker directive",
+    ),
+    Rule(
+        10005,
+        "ssti",
+        1,
+        C,
+        r"[$#*]\{[^\x00}]*(?:t\s*\(\s*java\.|getruntime|getclass|class\.forname|\.exec\s*\()",
+        "expression language code execution",
+    ),
+    Rule(
+        10006,
+        "ssti",
+        1,
+        C,
+        r"\{%\s*(?:import|include|extends|set|for|if|macro|debug|raw)\b[^\x00%]*%\}[^\x00]{0,200}\{\{",
+        "Jinja/Twig block with output",
+    ),
+    Rule(10007, "ssti", 1, C, r"<%=?\s*(?:system|exec|eval|runtime|process|`|7\s*\*)", "ERB/JSP scriptlet"),
+    # ----------------------------------------------------------------------------- JNDI 11xxx
+    Rule(11001, "jndi", 1, C, r"\$\{\s*jndi\s*:", "Log4j JNDI lookup"),
+    Rule(
+        11002,
+        "jndi",
+        1,
+        C,
+        r"\$\{[^\x00}]{0,60}\$\{\s*(?:lower|upper|env|sys|::-|date|base64|main|java|ctx)\b",
+        "nested Log4j lookup",
+    ),
+    Rule(11003, "jndi", 1, C, r"\$\{\s*(?:ldap|ldaps|rmi|dns|iiop|corba|nds|nis)\s*:", "JNDI protocol lookup"),
+    # ----------------------------------------------------------------------------- CRLF 12xxx
+    Rule(
+        12001,
+        "crlf",
+        1,
+        C,
+        r"[\r\n]\s*(?:set-cookie|location|content-(?:type|length|disposition)|refresh|acce"
+        r"ss-control-[\w-]+|x-[\w-]+|host|transfer-encoding)\s*:",
+        "header injection after a line break",
+    ),
+    Rule(12002, "crlf", 1, C, r"[\r\n]\s*http/\d", "response splitting"),
+    # ------------------------------------------------------------------------------ SSI 13xxx
+    Rule(
+        13001,
+        "ssi",
+        1,
+        C,
+        r"<!--\s*#\s*(?:exec|include|echo|config|set|printenv|fsize|flastmod|if|elif)\b",
+        "server-side include",
+    ),
+    # ---------------------------------------------------------------------- mail header 14xxx
+    Rule(
+        14001,
+        "mail_header",
+        1,
+        C,
+        r"[\r\n]\s*(?:bcc|cc|to|from|reply-to|subject|sender|return-path)\s*:\s*\S",
+        "mail header after a line break",
+    ),
+    Rule(
+        14002,
+        "mail_header",
+        1,
+        C,
+        r"[\r\n]\s*(?:(?:rcpt\s+to|mail\s+from)\s*:|(?:helo|ehlo|vrfy|expn)\s+[\w@.<-]|(?:"
+        r"quit|rset|starttls|data|noop)[ \t]*(?:[\r\n]|" + EOL + "))",
+        "SMTP command after a line break",
+    ),
+    Rule(
+        14003,
+        "mail_header",
+        1,
+        C,
+        r"[\r\n]\s*[a-z]{0,4}\d+\s+(?:capability|fetch|login|select|examine|list|store|log"
+        r"out|uid|search|append|copy)\b",
+        "IMAP command after a line break",
+    ),
+    # -------------------------------------------------------------- prototype pollution 15xxx
+    Rule(15001, "prototype_pollution", 1, C, r"__proto__", "__proto__ property"),
+    Rule(
+        15002,
+        "prototype_pollution",
+        1,
+        C,
+        r"\bconstructor\s*(?:\.|\]?\s*\[\s*['\"]?)\s*prototype\b",
+        "constructor.prototype chain",
+    ),
+    # ---------------------------------------------------------------------------- recon 16xxx
+    Rule(
+        16001,
+        "recon",
+        1,
+        C,
+        r"\b(?:sqlmap|nikto|nuclei|openvas\w*|fuzz faster u fool|ffuf|gobuster|dirbuster|w"
+        r"pscan|masscan|zgrab|nessus|acunetix|netsparker|w3af|havij|commix|arachni|jaeles|"
+        r"dalfox|xsstrike)\b",
+        "attack tool signature",
+    ),
+    Rule(
+        16002,
+        "recon",
+        1,
+        C,
+        r"\b(?:burpcollaborator\.net|oastify\.com|oast\.(?:me|fun|pro|site|online|live)|in"
+        r"teract\.sh|interactsh\.com|dnslog\.cn|ceye\.io|canarytokens\.com)\b",
+        "out-of-band interaction domain",
+    ),
+    Rule(16003, "recon", 1, C, r"\.nasl\b", "vulnerability scanner plug-in name"),
+    Rule(
+        16004,
+        "recon",
+        1,
+        C,
+        r"\b__schema\s*\{|\b__type\s*\(\s*name\s*:|\bintrospectionquery\b",
+        "GraphQL introspection",
+    ),
+)
+
+#: Rules implemented in code rather than as a pattern.
+DETECTORS: tuple[Rule, ...] = (
+    # libinjection alone flags some documented filter syntaxes ("country in ('IE','GB')",
+    # "a>=1;a<2"), so its verdict needs one more signal of the same kind to block.
+    Rule(1901, "sqli", 1, E, "", "libinjection SQL fingerprint"),
+    Rule(2901, "xss", 1, E, "", "libinjection XSS"),
+    Rule(6001, "ssrf", 1, C, "", "URL to a loopback, private, link-local or metadata address"),
+    Rule(6002, "ssrf", 2, E, "", "bare host in a non-canonical numeric encoding of an internal address"),
+    Rule(7901, "nosqli", 1, C, "", "MongoDB query operator as a JSON key"),
+    Rule(12901, "crlf", 2, E, "", "line break in a path, query or header value"),
+    Rule(15901, "prototype_pollution", 1, C, "", "constructor.prototype key path"),
+)
+
+ALL_RULES: dict[int, Rule] = {r.id: r for r in (*RULES, *DETECTORS)}

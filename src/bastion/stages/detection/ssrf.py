@@ -1,0 +1,179 @@
+"""SSRF: find URLs and hosts in a value that point at internal addresses, in any encoding.
+
+Parsing is done with :mod:`urllib.parse` and :mod:`ipaddress`, the way an HTTP client in
+the backend would resolve the host, rather than with patterns: ``2130706433``,
+``0177.0.0.1``, ``0x7f.1``, ``[::ffff:127.0.0.1]`` and ``127.1`` all mean 127.0.0.1 to
+``inet_aton`` and to most HTTP libraries.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+
+#: Names that resolve to the machine itself or to a cloud metadata service.
+INTERNAL_NAMES = frozenset(
+    {
+        "localhost",
+        "localhost.localdomain",
+        "ip6-localhost",
+        "ip6-loopback",
+        "local",
+        "metadata",
+        "metadata.google.internal",
+        "metadata.goog",
+        "instance-data",
+        "instance-data.ec2.internal",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+    }
+)
+#: Suffixes that name internal hosts (RFC 6761 ``.localhost``; common private zones).
+INTERNAL_SUFFIXES = (".localhost", ".internal", ".local", ".svc.cluster.local")
+#: Well-known rebinding services that resolve a name like ``127.0.0.1.nip.io`` to that IP.
+REBIND_SUFFIXES = (".nip.io", ".sslip.io", ".xip.io", ".localtest.me", ".lvh.me")
+_SCHEMES = ("http://", "https://", "gopher://", "dict://", "ftp://", "ws://", "wss://", "ldap://", "tftp://", "//")
+_DIGITS = frozenset("0123456789")
+_HEX = frozenset("0123456789abcdef")
+
+
+def parse_ipv4_loose(host: str) -> ipaddress.IPv4Address | None:
+    """Parse ``host`` the way ``inet_aton`` does: 1-4 parts, each decimal, octal (``0``
+    prefix) or hex (``0x`` prefix); the last part fills the remaining bytes."""
+    parts = host.split(".")
+    if parts and parts[-1] == "":
+        parts.pop()  # a trailing dot is allowed ("127.0.0.1.")
+    if not 1 <= len(parts) <= 4:
+        return None
+    nums: list[int] = []
+    for part in parts:
+        p = part.lower()
+        if not p:
+            return None
+        if p.startswith("0x"):
+            digits = p[2:]
+            if not digits or not _HEX.issuperset(digits) or len(digits) > 8:
+                return None
+            nums.append(int(digits, 16))
+        elif len(p) > 1 and p[0] == "0":
+            if not set("01234567").issuperset(p) or len(p) > 12:
+                return None
+            nums.append(int(p, 8))
+        elif _DIGITS.issuperset(p) and len(p) <= 10:
+            nums.append(int(p))
+        else:
+            return None
+    value = 0
+    for i, n in enumerate(nums[:-1]):
+        if n > 255:
+            return None
+        value |= n << (24 - 8 * i)
+    rest_bits = 32 - 8 * (len(nums) - 1)
+    if nums[-1] >= 1 << rest_bits:
+        return None
+    value |= nums[-1]
+    return ipaddress.IPv4Address(value)
+
+
+def internal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address ``host`` denotes if it is an IP literal (any encoding), else ``None``."""
+    h = host.strip().strip("[]").lower()
+    if "%" in h:  # IPv6 zone id
+        h = h.split("%", 1)[0]
+    if ":" in h:
+        try:
+            v6 = ipaddress.IPv6Address(h)
+        except ValueError:
+            return None
+        return v6.ipv4_mapped or v6.sixtofour or v6
+    return parse_ipv4_loose(h)
+
+
+def _is_internal_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return (
+        ip.is_loopback
+        or ip.is_private
+        or ip.is_link_local
+        or ip.is_unspecified
+        or ip.is_reserved
+        or ip.is_multicast
+        or (isinstance(ip, ipaddress.IPv4Address) and ip in _SHARED)
+    )
+
+
+_SHARED = ipaddress.IPv4Network("100.64.0.0/10")  # carrier-grade NAT, used by some clouds (Alibaba metadata)
+
+
+def host_is_internal(host: str) -> bool:
+    """Whether ``host`` (a name or IP literal in any encoding) is loopback, private,
+    link-local, a metadata service or otherwise not a public Internet host."""
+    h = host.strip().strip("[]").rstrip(".").lower()
+    if not h:
+        return False
+    if h in INTERNAL_NAMES or h.endswith(INTERNAL_SUFFIXES):
+        return True
+    if h.endswith(REBIND_SUFFIXES):
+        return True
+    ip = internal_address(h)
+    return ip is not None and _is_internal_ip(ip)
+
+
+def urls_in(value: str, limit: int = 8) -> list[str]:
+    """Hosts of the URLs embedded in ``value`` (at most ``limit``)."""
+    hosts: list[str] = []
+    low = value.lower()
+    start = 0
+    while len(hosts) < limit:
+        idx = low.find("//", start)
+        if idx < 0:
+            break
+        # Walk back over the scheme letters, if any.
+        s = idx
+        while s > 0 and (low[s - 1].isalnum() or low[s - 1] in "+-."):
+            s -= 1
+        if s == idx or low[s:idx].endswith(":"):
+            end = idx + 2
+            while end < len(value) and value[end] not in " \t\r\n\"'<>`,;|{}\\^":
+                end += 1
+            candidate = value[s:end]
+            if s == idx:
+                candidate = "http:" + candidate
+            try:
+                host = urlsplit(candidate).hostname
+            except ValueError:
+                host = None
+            if host:
+                hosts.append(host)
+        start = idx + 2
+    return hosts
+
+
+def check_ssrf(value: str) -> bool:
+    """Whether ``value`` contains a URL whose host is internal (paranoia 1 detector)."""
+    if "//" not in value:
+        return False
+    return any(host_is_internal(h) for h in urls_in(value))
+
+
+def check_bare_encoded_host(value: str) -> bool:
+    """Whether ``value`` is a bare host in an obfuscated numeric form of an internal IPv4
+    address (``0x7f000001``, ``0177.0.0.1``, ``2130706433``): paranoia 2.
+
+    Canonical dotted private addresses are left alone here: configuration APIs legitimately
+    take them, and only obfuscation is suspicious on its own.
+    """
+    v = value.strip().lower()
+    if not v or len(v) > 64 or " " in v:
+        return False
+    host = v.rsplit(":", 1)[0] if v.count(":") == 1 else v
+    if host.startswith("[") or ":" in host:
+        ip6 = internal_address(host)
+        return ip6 is not None and _is_internal_ip(ip6) and host.strip("[]") not in ("::1",)
+    ip = parse_ipv4_loose(host)
+    if ip is None or not _is_internal_ip(ip):
+        return False
+    canonical = str(ip)
+    # A plain decimal number is flagged only if it is large enough to be a packed address.
+    if "." not in host and _DIGITS.issuperset(host) and int(host) < 16_777_216:
+        return False
+    return host.rstrip(".") != canonical

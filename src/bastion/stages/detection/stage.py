@@ -1,0 +1,135 @@
+"""The ``detection`` stage: anomaly scoring of every request input against the rule set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bastion.pipeline.stage import RequestStage
+from bastion.stages.detection.config import DetectionConfig
+from bastion.stages.detection.inspect import Limits, extract
+from bastion.stages.detection.matcher import Hit, Matcher
+from bastion.stages.detection.rules import CATEGORIES, Category
+from bastion.types import Block, Decision, Exchange, Request, Response
+
+BLOCK_TITLE = "Forbidden"
+BLOCK_DETAIL = "The request was blocked by the gateway's attack detection."
+#: At most this many hits are written to the access log for one request.
+MAX_LOGGED_HITS = 16
+
+
+@dataclass(slots=True)
+class Verdict:
+    """What the engine found in one request."""
+
+    #: Score of the hits in categories that block.
+    score: int = 0
+    #: Score of every counted hit, including monitored categories.
+    total_score: int = 0
+    hits: list[Hit] = field(default_factory=list)
+    #: Category with the highest blocking score, when the request is to be blocked.
+    block_category: Category | None = None
+    #: Category that would have blocked, had it (or the route) been in block mode.
+    monitor_category: Category | None = None
+
+    def log_record(self) -> dict[str, Any]:
+        """The access-log form: rule IDs, categories, locations and redacted snippets."""
+        return {
+            "score": self.score,
+            "total_score": self.total_score,
+            "blocked": self.block_category is not None,
+            "category": self.block_category or self.monitor_category,
+            "hits": [
+                {
+                    "rule": h.rule.id,
+                    "category": h.rule.category,
+                    "severity": int(h.rule.severity),
+                    "location": h.location,
+                    "snippet": h.snippet,
+                }
+                for h in self.hits[:MAX_LOGGED_HITS]
+            ],
+        }
+
+
+class DetectionEngine:
+    """Config-bound detector, compiled once; :meth:`evaluate` is the per-request work."""
+
+    def __init__(self, config: DetectionConfig, *, prefer: str = "hyperscan") -> None:
+        self.config = config
+        self._modes = {c: config.category_mode(c) for c in CATEGORIES}
+        active = [c for c, m in self._modes.items() if m != "off"]
+        self.matcher = Matcher(config.paranoia, active, prefer=prefer)
+        self._limits = Limits(max_inputs=config.max_inputs, max_json_depth=config.max_json_depth)
+        self._exclusions = tuple(config.exclusions)
+        self.active = bool(active) and config.enabled
+
+    def evaluate(self, request: Request) -> Verdict:
+        """Inspect every input of ``request`` and score what matches."""
+        verdict = Verdict()
+        if not self.active:
+            return verdict
+        best: dict[int, Hit] = {}
+        for hit in self.matcher.match_inputs(extract(request, self._limits)):
+            if hit.rule.id in best or self._excluded(hit):
+                continue
+            best[hit.rule.id] = hit
+        if not best:
+            return verdict
+        verdict.hits = sorted(best.values(), key=lambda h: -h.rule.severity)
+        blocking: dict[Category, int] = {}
+        monitored: dict[Category, int] = {}
+        for hit in verdict.hits:
+            category = hit.rule.category
+            points = int(hit.rule.severity)
+            verdict.total_score += points
+            if self._modes[category] == "block":
+                verdict.score += points
+                blocking[category] = blocking.get(category, 0) + points
+            monitored[category] = monitored.get(category, 0) + points
+        threshold = self.config.threshold
+        if verdict.score >= threshold:
+            verdict.block_category = _top(blocking)
+        elif verdict.total_score >= threshold:
+            verdict.monitor_category = _top(monitored)
+        return verdict
+
+    def _excluded(self, hit: Hit) -> bool:
+        rule = hit.rule
+        return any(e.covers(rule.id, rule.category, hit.location) for e in self._exclusions)
+
+
+def _top(scores: dict[Category, int]) -> Category:
+    """The category with the highest score (the first one on a tie)."""
+    best: Category = next(iter(scores))
+    for category, points in scores.items():
+        if points > scores[best]:
+            best = category
+    return best
+
+
+class DetectionStage(RequestStage):
+    """Blocks requests whose inputs score as an attack; logs every detection."""
+
+    needs_request_body = True
+
+    def __init__(self, config: DetectionConfig) -> None:
+        super().__init__("detection", config)
+        self.engine = DetectionEngine(config)
+
+    @classmethod
+    def from_config(cls, config: DetectionConfig) -> DetectionStage:
+        return cls(config)
+
+    def on_request(self, exchange: Exchange) -> Block | Response | None:
+        if not self.engine.active:
+            return None
+        verdict = self.engine.evaluate(exchange.request)
+        if not verdict.hits:
+            return None
+        exchange.context["detection"] = verdict.log_record()
+        if verdict.block_category is not None:
+            return Block(403, BLOCK_TITLE, BLOCK_DETAIL, reason=f"detection.{verdict.block_category}")
+        if verdict.monitor_category is not None:
+            exchange.decisions.append(Decision(self.name, "monitor", f"detection.{verdict.monitor_category}", 403))
+        return None

@@ -1,0 +1,103 @@
+"""The normaliser decodes each evasion into a view the rules can see."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from bastion.stages.detection.normalize import (
+    MAX_VIEW_CHARS,
+    MAX_VIEWS,
+    base64_text,
+    collapse_lookups,
+    js_unescape,
+    strip_sql_comments,
+    url_decode,
+    views,
+    windows,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("%27%20or%201=1", "' or 1=1"),
+        ("%2527", "'"),  # double URL encoding
+        ("%252527", "'"),  # triple
+        ("&#x3c;script&#62;", "<script>"),
+        ("&lt;svg/onload&equals;alert(1)&gt;", "<svg/onload=alert(1)>"),
+        ("\\u0027 or 1=1", "' or 1=1"),
+        ("\\x3cscript\\x3e", "<script>"),
+        ("\\u{3c}img", "<img"),
+        ("%C0%AE%C0%AE%C0%AF", "../"),  # overlong UTF-8
+        ("%u003cscript", "<script"),  # IIS %u form
+        ("\uff33\uff25\uff2c\uff25\uff23\uff34", "select"),  # fullwidth: NFKC + case folding
+        ("UN/**/ION SEL/**/ECT", "UNION SELECT"),
+        ("union/**/select", "union select"),
+        ("/*!50000UNION*/ /*!SELECT*/", "UNION"),
+        ("<scr\x00ipt>", "<script>"),
+        ("a \t\n b", "a b"),
+        ("${${lower:j}ndi:ldap://x}", "${jndi:ldap://x}"),
+        ("${${::-j}${::-n}di:", "${jndi:"),
+        ("/et'c/pa's'swd", "/etc/passwd"),
+        ("java\tscript:alert(1)", "javascript:alert(1)"),
+        ("alert<x>(1)", "alert(1)"),
+        ("%e5%98%8a%e5%98%8dSet-Cookie", "\n\rSet-Cookie"),
+    ],
+)
+def test_each_evasion_is_decoded(raw: str, expected: str) -> None:
+    """Every evasion has a view containing the decoded payload."""
+    assert any(expected in v for v in views(raw)), views(raw)
+
+
+def test_base64_of_text_is_decoded() -> None:
+    """A value that is base64 (standard or URL-safe, unpadded) of text yields that text."""
+    payload = "<script>alert(1)</script>"
+    encoded = base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+    assert payload in views(encoded)
+    assert base64_text(base64.b64encode(b"' or 1=1 --").decode()) == "' or 1=1 --"
+
+
+def test_base64_noise_is_not_decoded() -> None:
+    """Tokens that merely look like base64 (IDs, hex hashes, words) are not decoded."""
+    assert base64_text("3f2a9c1e-8b7d-4e6f-a1b2-c3d4e5f6a7b8") is None
+    assert base64_text("password") is None
+    assert base64_text("abc") is None
+    assert views("SKU12345") == ["SKU12345"]
+
+
+def test_plain_values_have_one_view() -> None:
+    """A value with nothing to decode is inspected once, as is."""
+    assert views("hello world") == ["hello world"]
+
+
+def test_raw_value_comes_first() -> None:
+    """The raw value is always the first view."""
+    assert views("%41")[0] == "%41"
+
+
+def test_helpers() -> None:
+    """The individual passes behave as documented."""
+    assert url_decode("a+b%20c") == "a b c"
+    assert js_unescape("\\101\\n") == "A\n"
+    assert strip_sql_comments("a/*x*/b/*unterminated", "") == "ab"
+    assert collapse_lookups("${upper:a}b") == "ab"
+
+
+def test_views_are_bounded() -> None:
+    """However nested the encodings, the number and size of views is capped."""
+    nasty = "%25" * 10_000 + "&amp;" * 5000 + "\\u0025" * 3000
+    out = views(nasty)
+    assert len(out) <= MAX_VIEWS
+    assert all(len(v) <= MAX_VIEW_CHARS for v in out)
+
+
+def test_windows_overlap_and_cover() -> None:
+    """Long values are split into overlapping windows covering every character."""
+    value = "".join(chr(65 + i % 26) for i in range(50_000))
+    parts = windows(value)
+    assert all(len(p) <= MAX_VIEW_CHARS for p in parts)
+    assert parts[0] == value[:MAX_VIEW_CHARS]
+    assert value.endswith(parts[-1][-100:])
+    assert windows("short") == ["short"]

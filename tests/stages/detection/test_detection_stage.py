@@ -1,0 +1,145 @@
+"""The stage: config schema, modes, exclusions, block response and access-log context."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+from detection_helpers import make_request
+from pydantic import ValidationError
+
+import bastion.stages.detection as detection
+from bastion.stages.detection import SPEC, DetectionConfig, DetectionEngine, DetectionStage, Exclusion
+from bastion.stages.detection.matcher import Matcher
+from bastion.stages.detection.rules import ALL_RULES, CATEGORIES, RULES
+from bastion.types import Block, Exchange
+
+ATTACK = "/search?q=" + quote("<script>alert(1)</script>")
+
+
+def _run(stage: DetectionStage, target: str = ATTACK) -> tuple[object, Exchange]:
+    exchange = Exchange(make_request(target), request_id="r1")
+    return stage.on_request(exchange), exchange
+
+
+def test_spec_and_public_api() -> None:
+    """The package exposes the stage spec and exactly the names in ``__all__``."""
+    assert SPEC.name == "detection"
+    assert SPEC.config_model is DetectionConfig
+    assert SPEC.default_on is False
+    assert SPEC.extension == "x-bastion-detection"
+    assert DetectionStage.needs_request_body is True
+    assert sorted(detection.__all__) == sorted(
+        ["SPEC", "DetectionConfig", "DetectionEngine", "DetectionStage", "Exclusion", "Verdict"]
+    )
+    assert isinstance(SPEC.build(DetectionConfig()), DetectionStage)
+
+
+def test_block_mode_returns_403_block_and_logs() -> None:
+    """In block mode an attack gets the generic 403 Block and the hits go to the context."""
+    outcome, exchange = _run(DetectionStage(DetectionConfig()))
+    assert outcome == Block(
+        403,
+        "Forbidden",
+        "The request was blocked by the gateway's attack detection.",
+        reason="detection.xss",
+    )
+    record = exchange.context["detection"]
+    assert record["blocked"] is True
+    assert {h["location"] for h in record["hits"]} >= {"query:q"}
+
+
+def test_monitor_mode_logs_but_passes() -> None:
+    """In monitor mode the request passes, the detection is logged and a monitor decision made."""
+    outcome, exchange = _run(DetectionStage(DetectionConfig(mode="monitor")))
+    assert outcome is None
+    assert exchange.context["detection"]["category"] == "xss"
+    assert exchange.context["detection"]["blocked"] is False
+    assert [(d.action, d.reason) for d in exchange.decisions] == [("monitor", "detection.xss")]
+
+
+def test_off_mode_does_nothing() -> None:
+    """In off mode nothing is inspected or logged."""
+    outcome, exchange = _run(DetectionStage(DetectionConfig(mode="off")))
+    assert outcome is None
+    assert "detection" not in exchange.context
+
+
+def test_category_overrides() -> None:
+    """A category can be monitored or switched off while the others block."""
+    outcome, exchange = _run(DetectionStage(DetectionConfig(categories={"xss": "monitor"})))
+    assert outcome is None and exchange.decisions[0].action == "monitor"
+    outcome, exchange = _run(DetectionStage(DetectionConfig(categories={"xss": "off"})))
+    assert outcome is None and "detection" not in exchange.context
+    outcome, _ = _run(DetectionStage(DetectionConfig(mode="monitor", categories={"xss": "block"})))
+    assert isinstance(outcome, Block)
+
+
+def test_benign_request_leaves_no_trace() -> None:
+    """A clean request passes without a detection record."""
+    outcome, exchange = _run(DetectionStage(DetectionConfig()), "/search?q=blue+shoes")
+    assert outcome is None and exchange.context == {} and exchange.decisions == []
+
+
+@pytest.mark.parametrize(
+    "exclusion",
+    [
+        Exclusion(category="xss", location="query:q"),
+        Exclusion(category="xss", location="query*"),
+        Exclusion(category="xss"),
+    ],
+)
+def test_exclusions_silence_matching_hits(exclusion: Exclusion) -> None:
+    """An exclusion by category (and optionally location or prefix) stops those hits counting."""
+    outcome, _ = _run(DetectionStage(DetectionConfig(exclusions=[exclusion])))
+    assert outcome is None
+
+
+def test_exclusion_by_rule_id_and_other_location() -> None:
+    """Excluding a rule elsewhere, or one rule of several, does not unblock the request."""
+    outcome, _ = _run(DetectionStage(DetectionConfig(exclusions=[Exclusion(category="xss", location="query:other")])))
+    assert isinstance(outcome, Block)
+    outcome, _ = _run(DetectionStage(DetectionConfig(exclusions=[Exclusion(rule_id=2001)])))
+    assert isinstance(outcome, Block)  # other XSS rules still match
+
+
+def test_config_validation() -> None:
+    """The schema rejects unknown fields, bad paranoia, unknown categories and empty exclusions."""
+    with pytest.raises(ValidationError):
+        DetectionConfig(paranoia=5)
+    with pytest.raises(ValidationError):
+        DetectionConfig(unknown=True)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        DetectionConfig.model_validate({"categories": {"nope": "block"}})
+    with pytest.raises(ValidationError):
+        Exclusion(location="query:q")
+    with pytest.raises(ValidationError):
+        Exclusion(rule_id=999_999)
+    for name, field in DetectionConfig.model_fields.items():
+        assert field.description, name
+
+
+def test_threshold_and_paranoia() -> None:
+    """A higher threshold lets single-rule hits through; higher paranoia adds rules."""
+    verdict = DetectionEngine(DetectionConfig(threshold=1000)).evaluate(make_request(ATTACK))
+    assert verdict.block_category is None and verdict.monitor_category is None and verdict.hits
+    assert len(Matcher(4)._rules) > len(Matcher(1)._rules)
+
+
+def test_rule_table_is_consistent() -> None:
+    """Rule IDs are unique, categories known, paranoia 1..4, and every category has rules."""
+    ids = [r.id for r in RULES]
+    assert len(ids) == len(set(ids))
+    assert {r.category for r in ALL_RULES.values()} == set(CATEGORIES)
+    assert all(1 <= r.paranoia <= 4 for r in ALL_RULES.values())
+
+
+def test_re2_backend_agrees_with_hyperscan() -> None:
+    """The RE2 fallback compiles the same rules and finds the same categories."""
+    hs = DetectionEngine(DetectionConfig(paranoia=4))
+    re2 = DetectionEngine(DetectionConfig(paranoia=4), prefer="re2")
+    assert re2.matcher.backend_name == "re2"
+    for target in (ATTACK, "/x?a=" + quote("1 union select 1"), "/x?b=" + quote("; ls -la /"), "/x?c=ok"):
+        a = {h.rule.id for h in hs.evaluate(make_request(target)).hits}
+        b = {h.rule.id for h in re2.evaluate(make_request(target)).hits}
+        assert a == b, target
