@@ -1,0 +1,65 @@
+"""`bastion demo`: the demo API and the gateway start, and the printed examples behave as printed."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from bastion.testing import free_port
+
+
+def status_of(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return exc.code
+
+
+def test_demo_command_prints_working_examples() -> None:
+    """The three printed curl examples give 200 (allowed), 404 (undeclared) and 400 (encoded slash)."""
+    port, admin, api = free_port(), free_port(), free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "bastion",
+        "demo",
+        "--port",
+        str(port),
+        "--admin-port",
+        str(admin),
+        "--api-port",
+        str(api),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        banner = []
+        for line in proc.stderr:  # the banner is printed before the gateway starts
+            banner.append(line)
+            if line.startswith("Press Ctrl-C"):
+                break
+        text = "".join(banner)
+        assert f"gateway:                          http://127.0.0.1:{port}" in text
+        examples = re.findall(r"curl -i '?(\S+?)'?\s+# (\w+)", text)
+        assert [kind for _, kind in examples] == ["allowed", "blocked", "blocked"]
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if status_of(f"http://127.0.0.1:{admin}/ready") == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the demo did not become ready"
+            time.sleep(0.1)
+        assert [status_of(url) for url, _ in examples] == [200, 404, 400]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0

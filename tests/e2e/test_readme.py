@@ -1,0 +1,68 @@
+"""The README's promises: the two quick-start commands, and its configuration examples."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import shutil
+from pathlib import Path
+
+from bastion.config import load_config
+from bastion.demo.app import openapi_path
+from bastion.demo.server import DemoServer
+from bastion.testing import GatewayProcess
+
+ROOT = Path(__file__).parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def yaml_blocks() -> list[str]:
+    return re.findall(r"```yaml\n(.*?)```", README, flags=re.S)
+
+
+def quick_start() -> list[str]:
+    section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, flags=re.S)
+    assert block is not None
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_quick_start_has_two_commands_and_ci_runs_the_second() -> None:
+    """The quick start is exactly two commands; .ci/run runs the test command verbatim."""
+    commands = quick_start()
+    assert len(commands) == 2
+    assert commands[0].endswith("bastion demo")
+    assert commands[1].endswith("pytest")
+    assert commands[1] in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_minimal_config_works_verbatim(tmp_path: Path) -> None:
+    """The README's minimal bastion.yaml, unchanged, serves the demo API's OpenAPI routes."""
+    minimal = yaml_blocks()[0]
+    assert "openapi: books.openapi.yaml" in minimal
+    shutil.copy(openapi_path(), tmp_path / "books.openapi.yaml")
+    with DemoServer("127.0.0.1", 9001), GatewayProcess(minimal, folder=tmp_path) as gw:
+        assert (gw.port, gw.admin_port) == (8080, 9090)
+        conn = http.client.HTTPConnection("127.0.0.1", 8080, timeout=5)
+        conn.request("GET", "/books?limit=1")
+        resp = conn.getresponse()
+        assert resp.status == 200 and b'"items"' in resp.read()
+        conn.request("GET", "/not-in-the-spec")
+        resp = conn.getresponse()
+        assert resp.status == 404 and resp.getheader("content-type") == "application/problem+json"
+        resp.read()
+        conn.close()
+
+
+def test_full_example_config_is_valid(tmp_path: Path) -> None:
+    """The README's fuller example passes validation once its files exist."""
+    full = yaml_blocks()[1]
+    (tmp_path / "certs").mkdir()
+    for name in ("gateway.pem", "gateway.key"):
+        (tmp_path / "certs" / name).write_text("placeholder")
+    shutil.copy(openapi_path(), tmp_path / "books.openapi.yaml")
+    path = tmp_path / "bastion.yaml"
+    path.write_text(full)
+    loaded = load_config(path)
+    assert [s.name for s in loaded.config.services] == ["books", "legacy"]
+    assert loaded.config.services[0].upstream.balance == "least_connections"
