@@ -66,3 +66,18 @@ def test_full_example_config_is_valid(tmp_path: Path) -> None:
     loaded = load_config(path)
     assert [s.name for s in loaded.config.services] == ["books", "legacy"]
     assert loaded.config.services[0].upstream.balance == "least_connections"
+
+
+def test_installed_data_plane_is_compiled() -> None:
+    """The tests exercise what users run: the hot modules compiled by mypyc (unless opted out)."""
+    import os
+
+    import pytest
+
+    import bastion.proxy.server
+    import bastion.routing.target
+
+    if os.environ.get("BASTION_PURE_PYTHON"):
+        pytest.skip("installed with BASTION_PURE_PYTHON=1")
+    for module in (bastion.proxy.server, bastion.routing.target):
+        assert str(module.__file__).endswith(".so"), f"{module.__name__} is not compiled: {module.__file__}"

@@ -18,6 +18,19 @@ def worker_pids(supervisor_pid: int) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
+def wait_until_dead(pid: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                if any(line.startswith("State:") and "Z" in line for line in f):
+                    return
+        except FileNotFoundError:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} did not die")
+
+
 def get(port: int, path: str) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
@@ -37,6 +50,9 @@ def test_worker_crash_is_contained_and_restarted(demo_api: DemoServer) -> None:
         before = worker_pids(gw.proc.pid)
         assert len(before) == 2
         os.kill(before[0], signal.SIGKILL)
+        # Connections the kernel queued on the dying worker's socket are lost with it; once
+        # it is gone, the survivor takes every new connection.
+        wait_until_dead(before[0])
         statuses = [get(gw.port, "/books") for _ in range(30)]
         assert statuses == [200] * 30
         deadline = time.monotonic() + 10

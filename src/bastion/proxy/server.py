@@ -192,6 +192,9 @@ class ClientConnection(asyncio.Protocol):
         self.drain_waiter: asyncio.Future[None] | None = None
         self.paused_upstream: UpstreamConnection | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_kind = ""
+        self.timer_at = 0.0
+        self.deadline = 0.0
         self.peer_ip = ""
         self.scheme = "http"
         self._url = b""
@@ -406,9 +409,6 @@ class ClientConnection(asyncio.Protocol):
     # One timer per connection, re-used: arming only moves a deadline, and the timer is
     # re-created only when the new deadline is earlier than the scheduled one. Creating
     # and cancelling a timer handle per request is measurable at tens of thousands/s.
-    timer_kind = ""
-    timer_at = 0.0
-    deadline = 0.0
 
     def _arm(self, seconds: float, kind: str) -> None:
         deadline = self.loop.time() + seconds

@@ -27,32 +27,34 @@ log = logging.getLogger("bastion.upstream")
 
 
 class UpstreamError(Exception):
-    """The upstream could not give a response. ``status`` is what the client gets."""
+    """The upstream could not give a response. ``status`` is what the client gets,
+    ``kind`` labels the failure in metrics and logs."""
 
-    status = 502
-    kind = "error"
-
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
+    def __init__(self, message: str, *, retryable: bool = False, status: int = 502, kind: str = "error") -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.status = status
+        self.kind = kind
 
 
 class UpstreamConnectError(UpstreamError):
-    kind = "connect"
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message, retryable=retryable, kind="connect")
 
 
 class UpstreamTimeout(UpstreamError):
-    status = 504
-    kind = "timeout"
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=504, kind="timeout")
 
 
 class UpstreamUnavailable(UpstreamError):
-    status = 503
-    kind = "unavailable"
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=503, kind="unavailable")
 
 
 class UpstreamProtocolError(UpstreamError):
-    kind = "protocol"
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind="protocol")
 
 
 class TargetState:

@@ -17,12 +17,22 @@ from urllib.parse import unquote
 T = TypeVar("T")
 
 
-@dataclass(slots=True)
 class Match(Generic[T]):
     """A route found for a request; ``params`` holds the decoded path parameters."""
 
-    route: T
-    params: dict[str, str]
+    __slots__ = ("params", "route")
+
+    def __init__(self, route: T, params: dict[str, str]) -> None:
+        self.route = route
+        self.params = params
+
+    def __repr__(self) -> str:
+        return f"Match(route={self.route!r}, params={self.params!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Match) and (self.route, self.params) == (other.route, other.params)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass(slots=True)
