@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -1483,9 +1482,21 @@ def _llhttp_reason(exc: Exception) -> str:
     return text[:120] or "invalid syntax"
 
 
-#: Request IDs need to be unique, not secret: a PRNG seeded from the OS per worker is
-#: enough and avoids a getrandom() system call per request.
-_ids = random.Random(os.urandom(32))
+class _RequestIds:
+    """Request IDs: unique, not secret. A random 64-bit prefix per worker process and a
+    counter give 32 hex digits with no system call and no random draw per request."""
+
+    def __init__(self) -> None:
+        # Workers are started as new interpreters (never forked), so each draws its own.
+        self.prefix = os.urandom(8).hex()
+        self.count = 0
+
+    def next(self) -> str:
+        self.count += 1
+        return f"{self.prefix}{self.count:016x}"
+
+
+_ids = _RequestIds()
 
 
 def _request_id(headers: HeaderList, trusted: bool) -> str:
@@ -1493,7 +1504,7 @@ def _request_id(headers: HeaderList, trusted: bool) -> str:
         incoming = header_get(headers, "x-request-id")
         if incoming and len(incoming) <= 128 and not incoming.strip(_REQUEST_ID_CHARS):
             return incoming
-    return f"{_ids.getrandbits(128):032x}"
+    return _ids.next()
 
 
 __all__ = ["ClientConnection", "GatewayServer"]

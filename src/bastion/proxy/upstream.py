@@ -279,12 +279,11 @@ class UpstreamPool:
 
 
 class ResponseHead:
-    __slots__ = ("headers", "keep_alive", "status", "version")
+    __slots__ = ("headers", "keep_alive", "status")
 
-    def __init__(self, status: int, headers: HeaderList, version: str, keep_alive: bool) -> None:
+    def __init__(self, status: int, headers: HeaderList, keep_alive: bool) -> None:
         self.status = status
         self.headers = headers
-        self.version = version
         self.keep_alive = keep_alive
 
 
@@ -432,7 +431,7 @@ class UpstreamConnection(asyncio.Protocol):
             named = {t.strip().lower() for t in tokens.split(",")} - {"", "close", "keep-alive"}
             if named:
                 headers = [(k, v) for k, v in headers if k not in named]
-        head = ResponseHead(status, headers, parser.get_http_version(), parser.should_keep_alive())
+        head = ResponseHead(status, headers, parser.should_keep_alive())
         self._head = head
         self._close_delimited = self._method != "HEAD" and status not in (204, 304) and not self._framed
         if self._head_fut is not None and not self._head_fut.done():
