@@ -708,6 +708,15 @@ class ClientConnection(asyncio.Protocol):
             # A body still arriving, with stages to run: the general path takes over.
             self._hand_over(conn, self._respond_and_release(req, route, ex, record, conn, head), req, ex, record)
             return
+        if body is not None and not chain.response_stages:
+            # Nothing to run on the response: pass it through as bytes.
+            target.active -= 1
+            route.pool.release(conn)
+            keep = req.keep_alive and not self.server.draining
+            self._send_upstream(head, body, req, record, keep, ex.request_id)
+            self._finish_record(ex, record, req)
+            self._complete(keep)
+            return
         resp = Response(head.status, head.headers, body)
         ex.response = resp
         if chain.response_stages:
@@ -1357,27 +1366,54 @@ class ClientConnection(asyncio.Protocol):
 
     def _send_whole(self, resp: Response, req: Incoming, record: dict[str, Any], keep: bool, request_id: str) -> None:
         """Write a response whose body is known in full, head and body in one write."""
-        body = resp.body or b""
-        status = resp.status
-        lines = [f"{k}: {v}\r\n" for k, v in resp.headers if k != "content-length" and k != "transfer-encoding"]
+        block = "".join(
+            [f"{k}: {v}\r\n" for k, v in resp.headers if k != "content-length" and k != "transfer-encoding"]
+        ).encode("latin-1")
+        length = header_get(resp.headers, "content-length")
+        self._write_whole(resp.status, block, length, resp.body or b"", req, record, keep, request_id)
+
+    def _send_upstream(
+        self, head: ResponseHead, body: bytes, req: Incoming, record: dict[str, Any], keep: bool, request_id: str
+    ) -> None:
+        """Like ``_send_whole`` for an upstream response no stage looked at: its headers go
+        out as the bytes they came in (names lower-cased), never decoded."""
+        length: str | None = None
+        parts = []
+        for k, v in head.raw:
+            if k == b"content-length":
+                length = v.decode("latin-1")
+                continue
+            parts.append(b"%b: %b\r\n" % (k, v))
+        self._write_whole(head.status, b"".join(parts), length, body, req, record, keep, request_id)
+
+    def _write_whole(
+        self,
+        status: int,
+        block: bytes,
+        declared_length: str | None,
+        body: bytes,
+        req: Incoming,
+        record: dict[str, Any],
+        keep: bool,
+        request_id: str,
+    ) -> None:
         if body_forbidden(status, req.method):
+            tail = ""
             if req.method == "HEAD" and status not in (204, 304):
                 # A HEAD answer tells the length the GET body would have.
-                length = header_get(resp.headers, "content-length")
-                lines.append(f"content-length: {length if length is not None else len(body)}\r\n")
+                tail = f"content-length: {declared_length if declared_length is not None else len(body)}\r\n"
             body = b""
         else:
-            lines.append(f"content-length: {len(body)}\r\n")
-        lines.append(f"x-request-id: {request_id}\r\n")
+            tail = f"content-length: {len(body)}\r\n"
+        tail += f"x-request-id: {request_id}\r\n"
         if self.scheme == "https" and self.server.runtime.hsts is not None:
-            lines.append(f"strict-transport-security: {self.server.runtime.hsts}\r\n")
+            tail += f"strict-transport-security: {self.server.runtime.hsts}\r\n"
         if not keep:
-            lines.append("connection: close\r\n")
-        lines.append("\r\n")
+            tail += "connection: close\r\n"
         record["status"] = status
         record["bytes_out"] = len(body)
         if self.transport is not None and not self.closed:
-            self.transport.write(status_line(status) + "".join(lines).encode("latin-1") + body)
+            self.transport.write(status_line(status) + block + tail.encode("latin-1") + b"\r\n" + body)
         if not keep:
             self._close()
 

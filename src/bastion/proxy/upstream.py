@@ -25,6 +25,8 @@ from bastion.types import HeaderList
 
 log = logging.getLogger("bastion.upstream")
 
+_HOP_BY_HOP_BYTES = frozenset(name.encode("latin-1") for name in HOP_BY_HOP)
+
 
 class UpstreamError(Exception):
     """The upstream could not give a response. ``status`` is what the client gets,
@@ -279,12 +281,26 @@ class UpstreamPool:
 
 
 class ResponseHead:
-    __slots__ = ("headers", "keep_alive", "status")
+    """An upstream response's status and end-to-end headers (hop-by-hop ones dropped).
 
-    def __init__(self, status: int, headers: HeaderList, keep_alive: bool) -> None:
+    Headers stay bytes (``raw``, names lower-cased) until someone asks for ``headers``:
+    a route without response stages forwards them without decoding and re-encoding.
+    """
+
+    __slots__ = ("_headers", "keep_alive", "raw", "status")
+
+    def __init__(self, status: int, raw: list[tuple[bytes, bytes]], keep_alive: bool) -> None:
         self.status = status
-        self.headers = headers
+        self.raw = raw
         self.keep_alive = keep_alive
+        self._headers: HeaderList | None = None
+
+    @property
+    def headers(self) -> HeaderList:
+        """The headers as text (latin-1), decoded once."""
+        if self._headers is None:
+            self._headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.raw]
+        return self._headers
 
 
 BodySink = Callable[[bytes], None]
@@ -412,23 +428,23 @@ class UpstreamConnection(asyncio.Protocol):
             # Informational responses (100, 103) are not forwarded; wait for the final one.
             self._raw_headers = []
             return
-        # Decode the head in one pass; hop-by-hop headers are dropped here, once.
-        headers: HeaderList = []
-        tokens = ""
+        # One pass over the head: hop-by-hop headers are dropped here, once.
+        headers: list[tuple[bytes, bytes]] = []
+        tokens = b""
         for raw_name, raw_value in self._raw_headers:
-            key = raw_name.decode("latin-1").lower()
-            if key in HOP_BY_HOP:
-                if key == "connection":
-                    tokens += raw_value.decode("latin-1") + ","
-                elif key == "transfer-encoding":
+            key = raw_name.lower()
+            if key in _HOP_BY_HOP_BYTES:
+                if key == b"connection":
+                    tokens += raw_value + b","
+                elif key == b"transfer-encoding":
                     self._framed = True
                 continue
-            if key == "content-length":
+            if key == b"content-length":
                 self._framed = True
-            headers.append((key, raw_value.decode("latin-1")))
+            headers.append((key, raw_value))
         self._raw_headers = []
-        if tokens and tokens.lower() not in ("keep-alive,", "close,"):
-            named = {t.strip().lower() for t in tokens.split(",")} - {"", "close", "keep-alive"}
+        if tokens and tokens.lower() not in (b"keep-alive,", b"close,"):
+            named = {t.strip().lower() for t in tokens.split(b",")} - {b"", b"close", b"keep-alive"}
             if named:
                 headers = [(k, v) for k, v in headers if k not in named]
         head = ResponseHead(status, headers, parser.should_keep_alive())
