@@ -1,0 +1,80 @@
+"""The `bastion` command line, run as a user would: a real process, real files."""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+from bastion.demo.app import openapi_path
+
+
+def bastion(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bastion", *args], capture_output=True, text=True, cwd=cwd, timeout=60, check=False
+    )
+
+
+def test_check_valid_config_lists_routes(tmp_path: Path) -> None:
+    """`bastion check` on a valid file exits 0 and lists each route with its operationId."""
+    (tmp_path / "books.openapi.yaml").write_text(openapi_path().read_text())
+    (tmp_path / "bastion.yaml").write_text(
+        "services:\n  - {name: books, upstream: 'http://127.0.0.1:9001', openapi: books.openapi.yaml}\n"
+    )
+    result = bastion("check", cwd=tmp_path)  # default: ./bastion.yaml
+    assert result.returncode == 0, result.stderr
+    assert "is valid: 1 service(s)" in result.stdout
+    assert "listBooks" in result.stdout and "/books/{bookId}" in result.stdout
+
+
+def test_check_invalid_config_exits_2_with_located_errors(tmp_path: Path) -> None:
+    """`bastion check -c FILE` on a broken file exits 2 and prints file:line: field: reason."""
+    config = tmp_path / "gw.yaml"
+    config.write_text("listen: {port: 99999}\nservices:\n  - {name: b, upstream: 'ftp://x', routes: [{path: /}]}\n")
+    result = bastion("check", "-c", str(config))
+    assert result.returncode == 2
+    assert "the configuration is invalid (2 problem(s))" in result.stderr
+    assert f"{config}:1: listen.port: Input should be less than or equal to 65535 (got 99999)" in result.stderr
+    assert f"{config}:3: services[0].upstream: expected an http:// or https:// URL, got 'ftp://x'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_missing_file(tmp_path: Path) -> None:
+    """A missing configuration file is one clear line, not a stack trace."""
+    result = bastion("check", "-c", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert "nope.yaml: (top level): file not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_an_invalid_config(tmp_path: Path) -> None:
+    """`bastion serve` with a broken file reports it and exits 2 without starting workers."""
+    config = tmp_path / "bastion.yaml"
+    config.write_text("services: []\n")
+    result = bastion("serve", "-c", str(config), "--workers", "1")
+    assert result.returncode == 2
+    assert "services: List should have at least 1 item" in result.stderr
+
+
+def test_cert_writes_a_usable_pair(tmp_path: Path) -> None:
+    """`bastion cert` writes a certificate and a 0600 key that a TLS server can load."""
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    result = bastion("cert", "--cert", str(cert), "--key", str(key), "--host", "api.test", "--days", "30")
+    assert result.returncode == 0, result.stderr
+    assert "for api.test (valid 30 days)" in result.stdout
+    assert key.stat().st_mode & 0o777 == 0o600
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    again = bastion("cert", "--cert", str(cert), "--key", str(key))
+    assert again.returncode == 1 and "exists (use --force to overwrite)" in again.stderr
+
+
+def test_version_and_help() -> None:
+    """`bastion version` prints the package version; `--help` lists every command."""
+    from bastion import __version__
+
+    assert bastion("version").stdout.strip() == __version__
+    help_text = bastion("--help").stdout
+    for command in ("serve", "check", "demo", "cert", "version"):
+        assert command in help_text
