@@ -81,12 +81,28 @@ class ResponseStage(Stage, ABC):
 
 
 @dataclass(frozen=True, slots=True)
+class RouteInfo:
+    """What a stage may know about the route it is built for (at load, once)."""
+
+    route_id: str
+    service: str
+    path: str
+    methods: frozenset[str]
+    public: bool
+    #: The OpenAPI operation object, when the route comes from an OpenAPI document.
+    operation: dict[str, Any] | None = None
+    #: The whole OpenAPI document (for ``$ref`` resolution), when there is one.
+    openapi: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StageSpec:
     """A stage type as the registry knows it: its name, config schema and factory."""
 
     name: str
     config_model: type[StageConfig]
-    build: Callable[[Any], Stage]
+    #: Called once per route: ``build(config, route)``.
+    build: Callable[[Any, RouteInfo], Stage]
     #: Run on every route unless disabled (secure defaults), or only where configured.
     default_on: bool = False
     description: str = ""

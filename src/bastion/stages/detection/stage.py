@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bastion.pipeline.stage import RequestStage
+from bastion.pipeline.stage import RequestStage, RouteInfo
 from bastion.stages.detection.config import DetectionConfig
 from bastion.stages.detection.inspect import Limits, extract
 from bastion.stages.detection.matcher import Hit, Matcher
@@ -118,7 +118,7 @@ class DetectionStage(RequestStage):
         self.engine = DetectionEngine(config)
 
     @classmethod
-    def from_config(cls, config: DetectionConfig) -> DetectionStage:
+    def from_config(cls, config: DetectionConfig, route: RouteInfo | None = None) -> DetectionStage:
         return cls(config)
 
     def on_request(self, exchange: Exchange) -> Block | Response | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bastion.pipeline.stage import ResponseStage
+from bastion.pipeline.stage import ResponseStage, RouteInfo
 from bastion.stages.headers.config import HeadersConfig
 from bastion.types import Block, Exchange
 
@@ -18,7 +18,7 @@ class HeadersStage(ResponseStage):
         self._add_if_missing = list(config.add_if_missing.items())
 
     @classmethod
-    def from_config(cls, config: HeadersConfig) -> HeadersStage:
+    def from_config(cls, config: HeadersConfig, route: RouteInfo | None = None) -> HeadersStage:
         return cls(config)
 
     def on_response(self, exchange: Exchange) -> Block | None:
