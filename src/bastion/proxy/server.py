@@ -556,7 +556,9 @@ class ClientConnection(asyncio.Protocol):
             return None
         record, outcome = self._prelude(req)
         if isinstance(outcome, _Refusal):
-            return self._reject_now(req, record, *outcome)
+            keep = self._refuse(req, record, outcome)
+            self._finish_record(None, record, req)
+            return keep
         route, ex = outcome
         chunks = req.chunks
         body = b"".join(chunks) if len(chunks) != 1 else chunks[0]
@@ -596,24 +598,17 @@ class ClientConnection(asyncio.Protocol):
         conn.write(self._upstream_head(ex, target, len(body)) + body)
         return None
 
-    def _reject_now(
-        self,
-        req: Incoming,
-        record: dict[str, Any],
-        status: int,
-        detail: str,
-        reason: str,
-        request_id: str,
-        extra: HeaderList | None = None,
-    ) -> bool:
-        """A core refusal of a complete request (its body, if any, is already read)."""
+    def _refuse(self, req: Incoming, record: dict[str, Any], refusal: _Refusal) -> bool:
+        """Answer with a core problem document at once; tell whether the connection stays.
+
+        It stays only for a well-formed request whose (small) remaining body can be read
+        and dropped after the answer (``_reject`` does that)."""
         record["blocked_by"] = "core"
-        record["reason"] = reason
-        METRICS.inc("bastion_blocked", ("core", reason, "block"))
-        resp = problem_response(status, detail, request_id, headers=extra)
-        keep = req.keep_alive
-        self._send_whole(resp, req, record, keep, request_id)
-        self._finish_record(None, record, req)
+        record["reason"] = refusal.reason
+        METRICS.inc("bastion_blocked", ("core", refusal.reason, "block"))
+        resp = problem_response(refusal.status, refusal.detail, refusal.request_id, headers=refusal.extra)
+        keep = req.keep_alive and not req.parse_error and not req.upgrade and self._body_discardable(req)
+        self._send_whole(resp, req, record, keep, refusal.request_id)
         return keep
 
     def _answer_now(
@@ -739,8 +734,8 @@ class ClientConnection(asyncio.Protocol):
             self._complete(keep)
             return
         # Stream the body through as it arrives.
-        flight.keep = self._stream_head(req, resp, record, ex.request_id, keep, conn)
-        if conn.complete:
+        flight.keep, flight.stream = self._stream_head(req, resp, record, ex.request_id, keep, conn)
+        if flight.stream is not None and conn.complete:
             self._flight_done(flight)
 
     def _hand_over(
@@ -757,14 +752,10 @@ class ClientConnection(asyncio.Protocol):
         self._spawn(self._accounted(req, ex, record, handler))
 
     def _flight_done(self, flight: _Flight) -> None:
-        conn = flight.conn
+        stream = flight.stream
+        assert stream is not None
         flight.target.active -= 1
-        if flight.chunked and not self.closed and self.transport is not None:
-            self.transport.write(b"0\r\n\r\n")
-        flight.record["bytes_out"] = flight.sent
-        if self.paused_upstream is conn:
-            self.paused_upstream = None
-        flight.route.pool.release(conn)
+        self._end_stream(stream, flight.conn, flight.route.pool, flight.record)
         self._finish_record(flight.ex, flight.record, flight.req)
         self._complete(flight.keep)
 
@@ -774,11 +765,11 @@ class ClientConnection(asyncio.Protocol):
         target.record_failure(time.monotonic())
         flight.conn.abort()
         METRICS.inc("bastion_upstream_errors", (route.service, exc.kind))
-        if flight.streaming:
+        if flight.stream is not None:
             # The head is out: the only honest signal left is to cut the connection.
             log.warning("upstream body failed for %s (request %s): %s", route.service, ex.request_id, exc)
             record["upstream_error"] = exc.kind
-            record["bytes_out"] = flight.sent
+            record["bytes_out"] = flight.stream.sent
             self._finish_record(ex, record, req)
             self.flight = None
             self.abort()
@@ -854,9 +845,10 @@ class ClientConnection(asyncio.Protocol):
         request_id: str,
         keep: bool,
         conn: UpstreamConnection,
-    ) -> bool:
-        """Send the response head of a streamed body and route the body chunks to the client."""
-        flight = self.flight
+    ) -> tuple[bool, _Stream | None]:
+        """Send the head of a response whose body streams from ``conn``, and route the body
+        chunks to the client. Returns whether the connection stays open, and the stream
+        (``None`` when the client is already gone)."""
         forbidden = body_forbidden(resp.status, req.method)
         has_length = header_get(resp.headers, "content-length") is not None
         chunked = not forbidden and not has_length and req.version == "1.1"
@@ -869,22 +861,20 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         record["status"] = resp.status
         if transport is None or self.closed:
-            return False
+            return False, None
         transport.write(status_line(resp.status) + serialize_headers(headers))
-        if flight is not None:
-            flight.streaming = True
-            flight.chunked = chunked
+        stream = _Stream(chunked)
         if not forbidden:
-            conn.set_sink(self._make_sink(conn, chunked, flight))
-        return keep
+            conn.set_sink(self._make_sink(conn, stream))
+        return keep, stream
 
-    def _make_sink(self, conn: UpstreamConnection, chunked: bool, flight: _Flight | None) -> Callable[[bytes], None]:
+    def _make_sink(self, conn: UpstreamConnection, stream: _Stream) -> Callable[[bytes], None]:
         transport = self.transport
         assert transport is not None
+        chunked = stream.chunked
 
         def sink(chunk: bytes) -> None:
-            if flight is not None:
-                flight.sent += len(chunk)
+            stream.sent += len(chunk)
             if self.closed:
                 return
             if chunked:
@@ -898,6 +888,17 @@ class ClientConnection(asyncio.Protocol):
 
         return sink
 
+    def _end_stream(
+        self, stream: _Stream, conn: UpstreamConnection, pool: UpstreamPool, record: dict[str, Any]
+    ) -> None:
+        """The upstream body ended: close the chunked body and give the connection back."""
+        if stream.chunked and not self.closed and self.transport is not None:
+            self.transport.write(b"0\r\n\r\n")
+        record["bytes_out"] = stream.sent
+        if self.paused_upstream is conn:
+            self.paused_upstream = None
+        pool.release(conn)
+
     # -- one request ----------------------------------------------------------------------
     async def _handle(self, req: Incoming) -> bool:
         """Answer ``req`` in a task (the general path); return whether the connection stays open."""
@@ -905,7 +906,7 @@ class ClientConnection(asyncio.Protocol):
         ex: Exchange | None = None
         try:
             if isinstance(outcome, _Refusal):
-                return await self._reject(req, record, *outcome)
+                return await self._reject(req, record, outcome)
             route, ex = outcome
             return await self._proxy(req, route, ex, record)
         except asyncio.CancelledError:
@@ -966,25 +967,9 @@ class ClientConnection(asyncio.Protocol):
         record["client"] = request.client_ip
         return record, (route, Exchange(request, request_id, route.service, route.id, req.started))
 
-    async def _reject(
-        self,
-        req: Incoming,
-        record: dict[str, Any],
-        status: int,
-        detail: str,
-        reason: str,
-        request_id: str,
-        extra: HeaderList | None = None,
-    ) -> bool:
-        """Answer with a problem document from the core (no route, or before routing)."""
-        record["blocked_by"] = "core"
-        record["reason"] = reason
-        METRICS.inc("bastion_blocked", ("core", reason, "block"))
-        resp = problem_response(status, detail, request_id, headers=extra)
-        # Answer at once. The connection is kept only for a well-formed request whose
-        # (small) remaining body can be read and dropped after the answer.
-        keep = req.keep_alive and not req.parse_error and not req.upgrade and self._body_discardable(req)
-        self._send_whole(resp, req, record, keep, request_id)
+    async def _reject(self, req: Incoming, record: dict[str, Any], refusal: _Refusal) -> bool:
+        """Refuse (see ``_refuse``), then read and drop what is left of the body."""
+        keep = self._refuse(req, record, refusal)
         if keep and not await self._discard_body(req):
             self._close()
             return False
@@ -1099,16 +1084,7 @@ class ClientConnection(asyncio.Protocol):
         # A body already received in full is sent in one write with the head (and can be
         # replayed on a retry); otherwise it streams.
         if req.complete and req.error is None and not req.expect_continue:
-            # Fast path: the whole body (often none) is already here.
-            if req.buffered > route.max_body_bytes:
-                return await self._reject(
-                    req,
-                    record,
-                    413,
-                    "The request body is too large for this route.",
-                    "http.body_too_large",
-                    ex.request_id,
-                )
+            # The whole body (often none) is already here; the prelude checked its size.
             chunks = req.chunks
             body = b"".join(chunks) if len(chunks) != 1 else chunks[0]
             req.consumed += req.buffered
@@ -1120,7 +1096,7 @@ class ClientConnection(asyncio.Protocol):
             try:
                 body = await self._read_body(req, route.max_body_bytes)
             except _BodyError as exc:
-                return await self._reject(req, record, exc.status, exc.detail, "http.body", ex.request_id)
+                return await self._reject(req, record, _Refusal(exc.status, exc.detail, "http.body", ex.request_id))
             request.body = body if chain.needs_request_body else None
         record["bytes_in"] = req.consumed
         if chain.request_stages:
@@ -1135,7 +1111,7 @@ class ClientConnection(asyncio.Protocol):
         try:
             return await self._forward(req, route, ex, record, body)
         except _BodyError as exc:
-            return await self._reject(req, record, exc.status, exc.detail, "http.body", ex.request_id)
+            return await self._reject(req, record, _Refusal(exc.status, exc.detail, "http.body", ex.request_id))
 
     def _upstream_head(self, ex: Exchange, target: TargetState, body_len: int | None) -> bytes:
         """The request head Bastion sends upstream: its own framing and forwarding headers."""
@@ -1304,54 +1280,24 @@ class ClientConnection(asyncio.Protocol):
             self._send_whole(final, req, record, keep, ex.request_id)
             return keep
         # Stream the upstream body through.
-        forbidden = body_forbidden(resp.status, req.method)
-        has_length = header_get(resp.headers, "content-length") is not None
-        chunked = not forbidden and not has_length and req.version == "1.1"
-        if not forbidden and not has_length and not chunked:
-            keep = False  # HTTP/1.0 client, unknown length: the end of the body is the close
-        headers = resp.headers
-        if chunked:
-            headers.append(("transfer-encoding", "chunked"))
-        self._finish_headers(headers, keep, ex.request_id)
-        transport = self.transport
-        if transport is None or self.closed:
+        keep, stream = self._stream_head(req, resp, record, ex.request_id, keep, conn)
+        if stream is None:
             conn.abort()
             raise ClientGone()
-        transport.write(status_line(resp.status) + serialize_headers(headers))
-        record["status"] = resp.status
-        sent = 0
-
-        def sink(chunk: bytes) -> None:
-            nonlocal sent
-            sent += len(chunk)
-            if self.closed:
-                return
-            if chunked:
-                transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-            else:
-                transport.write(chunk)
-            if self.write_paused and self.paused_upstream is None:
-                conn.pause_reading()
-                self.paused_upstream = conn
-
-        conn.set_sink(None if forbidden else sink)
         try:
             await conn.wait_done()
         except UpstreamError as exc:
             # The head is out: the only honest signal left is to cut the connection.
             log.warning("upstream body failed for %s (request %s): %s", route.service, ex.request_id, exc)
             record["upstream_error"] = exc.kind
-            record["bytes_out"] = sent
+            record["bytes_out"] = stream.sent
             conn.abort()
             self.abort()
             return False
         finally:
             if self.paused_upstream is conn:
                 self.paused_upstream = None
-        if chunked and not self.closed:
-            transport.write(b"0\r\n\r\n")
-        record["bytes_out"] = sent
-        pool.release(conn)
+        self._end_stream(stream, conn, pool, record)
         if not keep:
             self._close()
         return keep
@@ -1418,12 +1364,21 @@ class ClientConnection(asyncio.Protocol):
             self._close()
 
 
+class _Stream:
+    """A response body streaming from the upstream to the client."""
+
+    __slots__ = ("chunked", "sent")
+
+    def __init__(self, chunked: bool) -> None:
+        self.chunked = chunked
+        self.sent = 0
+
+
 class _Flight(UpstreamListener):
     """A fast-path exchange waiting on its upstream connection's callbacks."""
 
     __slots__ = (
         "body",
-        "chunked",
         "client",
         "conn",
         "deadline",
@@ -1432,8 +1387,7 @@ class _Flight(UpstreamListener):
         "record",
         "req",
         "route",
-        "sent",
-        "streaming",
+        "stream",
         "target",
     )
 
@@ -1458,15 +1412,14 @@ class _Flight(UpstreamListener):
         self.conn = conn
         self.deadline = 0.0
         self.keep = True
-        self.streaming = False
-        self.chunked = False
-        self.sent = 0
+        #: Set once the response head is sent and the body streams through.
+        self.stream: _Stream | None = None
 
     def upstream_head(self, conn: UpstreamConnection) -> None:
         self.client._flight_response(self)
 
     def upstream_done(self, conn: UpstreamConnection) -> None:
-        if self.streaming:
+        if self.stream is not None:
             self.client._flight_done(self)
 
     def upstream_failed(self, conn: UpstreamConnection, exc: UpstreamError) -> None:
@@ -1479,7 +1432,8 @@ class _Flight(UpstreamListener):
         conn.abort()
         self.target.active -= 1
         self.record["status"] = self.record["status"] or 499
-        self.record["bytes_out"] = self.sent or self.record["bytes_out"]
+        if self.stream is not None:
+            self.record["bytes_out"] = self.stream.sent
         self.client._finish_record(self.ex, self.record, self.req)
 
 
