@@ -77,8 +77,8 @@ def test_tls_termination_with_hsts(demo_api: DemoServer, certs: dict[str, Path])
 class TlsUpstream:
     """A tiny HTTPS upstream answering every request with 200 and the path it saw."""
 
-    def __init__(self, cert: Path, key: Path) -> None:
-        self.ctx = server_context(cert, key)
+    def __init__(self, cert: Path, key: Path, client_ca: Path | None = None) -> None:
+        self.ctx = server_context(cert, key, client_ca=client_ca)
         self.port = 0
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -156,3 +156,53 @@ def test_tls_to_upstream_verifies_the_certificate(certs: dict[str, Path], tls_up
         assert b"certificate" not in resp.read()  # the reason is logged, not told to the client
         conn.close()
         assert "TLS handshake with https://127.0.0.1" in gw.stderr_text()
+
+
+def test_mtls_to_upstream_presents_the_client_certificate(certs: dict[str, Path]) -> None:
+    """An upstream that requires client certificates accepts Bastion's (upstream.tls.cert/key); without it, 502."""
+    with TlsUpstream(certs["upstream"], certs["upstream_key"], client_ca=certs["gateway"]) as up:
+
+        def cfg(tls: dict[str, str]) -> dict[str, object]:
+            return {
+                "services": [
+                    {
+                        "name": "secure",
+                        "routes": [{"path": "/", "prefix": True}],
+                        "upstream": {
+                            "targets": [f"https://127.0.0.1:{up.port}"],
+                            "tls": {"ca": str(certs["upstream"]), **tls},
+                        },
+                    }
+                ]
+            }
+
+        with_cert = cfg({"cert": str(certs["gateway"]), "key": str(certs["gateway_key"])})
+        for config, expected in ((with_cert, 200), (cfg({}), 502)):
+            with GatewayProcess(config) as gw:
+                conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
+                conn.request("GET", "/m")
+                resp = conn.getresponse()
+                resp.read()
+                conn.close()
+                assert resp.status == expected
+
+
+def test_listener_mtls_requires_client_certificates(demo_api: DemoServer, certs: dict[str, Path]) -> None:
+    """listen.tls.client_ca makes the gateway refuse clients without a certificate it trusts."""
+    cfg = {
+        "listen": {
+            "tls": {"cert": str(certs["gateway"]), "key": str(certs["gateway_key"]), "client_ca": str(certs["other"])}
+        },
+        "services": [{"name": "books", "upstream": demo_api.url, "routes": [{"path": "/books", "methods": ["GET"]}]}],
+    }
+    with GatewayProcess(cfg) as gw:
+        ctx = ssl.create_default_context(cafile=str(certs["gateway"]))
+        ctx.load_cert_chain(certs["other"], certs["other_key"])
+        conn = http.client.HTTPSConnection("127.0.0.1", gw.port, context=ctx, timeout=5)
+        conn.request("GET", "/books")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        resp.read()
+        conn.close()
+        with pytest.raises((ssl.SSLError, ConnectionResetError, http.client.RemoteDisconnected)):
+            https_get(gw.port, "/books", certs["gateway"])  # no client certificate
