@@ -78,3 +78,25 @@ def test_version_and_help() -> None:
     help_text = bastion("--help").stdout
     for command in ("serve", "check", "demo", "cert", "version"):
         assert command in help_text
+
+
+def test_serve_reports_a_port_in_use(tmp_path: Path) -> None:
+    """A data or admin port already taken is one clear error naming it, before any worker starts."""
+    import socket
+
+    from bastion.testing import free_port
+
+    data, admin = free_port(), free_port()
+    config = tmp_path / "bastion.yaml"
+    config.write_text(
+        f"listen: {{port: {data}}}\nadmin: {{port: {admin}}}\n"
+        "services: [{name: a, upstream: 'http://127.0.0.1:1', routes: [{path: /}]}]\n"
+    )
+    for taken, what in ((data, f"cannot listen on 127.0.0.1:{data}:"), (admin, f"127.0.0.1:{admin} (admin)")):
+        with socket.socket() as blocker:
+            blocker.bind(("127.0.0.1", taken))
+            blocker.listen()
+            result = bastion("serve", "-c", str(config), "--workers", "1")
+        assert result.returncode == 1
+        assert "error: cannot start:" in result.stderr and what in result.stderr
+        assert "Address already in use" in result.stderr and "Traceback" not in result.stderr

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from bastion import __version__
 
@@ -44,7 +45,7 @@ def print_config_error(exc: Exception) -> None:
         for issue in exc.issues:
             err.print(f"  {issue}", markup=False)
     else:
-        err.print(f"[bold red]error:[/] {exc}", markup=False)
+        err.print("[bold red]error:[/] " + escape(f"{exc}"))
 
 
 @app.command()
@@ -111,7 +112,7 @@ def cert(
     try:
         generate_self_signed(cert, key, hosts=hosts, days=days, overwrite=force)
     except FileExistsError as exc:
-        err.print(f"[bold red]error:[/] {exc.filename or exc} exists (use --force to overwrite)", markup=False)
+        err.print("[bold red]error:[/] " + escape(f"{exc.filename or exc} exists (use --force to overwrite)"))
         raise typer.Exit(1) from None
     out.print(f"wrote {cert} and {key} for {', '.join(hosts)} (valid {days} days)")
 

@@ -6,6 +6,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from rich.markup import escape
+
 from bastion.cli.app import err, print_config_error
 
 
@@ -26,7 +28,7 @@ def run_gateway(config: Path, workers: int, log_level: str) -> int:
     try:
         return uvloop.run(sup.run())
     except OSError as exc:
-        err.print(f"[bold red]error:[/] cannot start: {exc}", markup=False)
+        err.print("[bold red]error:[/] " + escape(f"cannot start: {exc.strerror or exc}"))
         return 1
     except KeyboardInterrupt:
         return 0
@@ -62,7 +64,7 @@ def run_demo(port: int, admin_port: int, api_port: int, workers: int) -> int:
     try:
         api.start()
     except RuntimeError as exc:
-        err.print(f"[bold red]error:[/] the demo API could not start: {exc}", markup=False)
+        err.print("[bold red]error:[/] " + escape(f"the demo API could not start: {exc}"))
         return 1
     gw = f"http://127.0.0.1:{port}"
     print(

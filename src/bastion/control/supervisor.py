@@ -94,7 +94,15 @@ class Supervisor:
         listen = self.loaded.config.listen
         admin = self.loaded.config.admin
         # Bind once here, so "address in use" is one clear error instead of N worker crashes.
-        self._reserve = _reserve_port(listen.host, listen.port)
+        try:
+            self._reserve = _reserve_port(listen.host, listen.port)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {listen.host}:{listen.port}: {exc.strerror}") from None
+        try:
+            admin_sock = _admin_socket(admin.host, admin.port)
+        except OSError as exc:
+            self._reserve.close()
+            raise OSError(exc.errno, f"cannot listen on {admin.host}:{admin.port} (admin): {exc.strerror}") from None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
@@ -107,7 +115,7 @@ class Supervisor:
         server = _AdminServer(
             uvicorn.Config(app, host=admin.host, port=admin.port, log_level="warning", access_log=False, lifespan="off")
         )
-        admin_task = loop.create_task(server.serve())
+        admin_task = loop.create_task(server.serve(sockets=[admin_sock]))
         watch_task = loop.create_task(self._watch())
         print(
             f"bastion: gateway on {'https' if listen.tls else 'http'}://{listen.host}:{listen.port} "
@@ -209,6 +217,20 @@ class Supervisor:
             except OSError:
                 out[str(f)] = -1.0
         return out
+
+
+def _admin_socket(host: str, port: int) -> socket.socket:
+    """The admin API's listening socket, bound here so a conflict is reported before any worker starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _reserve_port(host: str, port: int) -> socket.socket:
