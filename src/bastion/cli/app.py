@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bastion import __version__
+from bastion.cli.tester import register as register_tester
 
 app = typer.Typer(
     name="bastion",
@@ -121,6 +122,9 @@ def cert(
 def version() -> None:
     """Print Bastion's version."""
     out.print(__version__)
+
+
+register_tester(app)  # audit, docs: the tester's commands, listed after the gateway's
 
 
 def main() -> None:
