@@ -1,0 +1,107 @@
+"""Fuzzing parameter decoding and the whole hook: any input gives a value or a clean refusal."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bastion.stages.validation.params import (
+    Param,
+    ParamError,
+    coerce_scalar,
+    decode_cookie,
+    decode_header,
+    decode_path,
+    decode_query,
+    parse_query,
+)
+from bastion.stages.validation.schema import ANY, Shape
+from bastion.types import Block
+from tests.stages.validation.helpers import body_stage, param_stage, send
+
+SCALARS = [frozenset({t}) for t in ("integer", "number", "boolean", "string", "null")] + [
+    frozenset(), frozenset({"integer", "string"}), frozenset({"number", "null"})]
+shapes = st.builds(
+    Shape,
+    types=st.sampled_from([*SCALARS, frozenset({"array"}), frozenset({"object"})]),
+    items=st.one_of(st.none(), st.builds(Shape, types=st.sampled_from(SCALARS))),
+    properties=st.lists(st.tuples(st.text(max_size=5), st.builds(Shape, types=st.sampled_from(SCALARS))),
+                        max_size=3).map(tuple),
+)
+texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=60) | st.sampled_from(
+    ["", "1", "-0", "1e5", "1e999", "nan", "true", ",", "a,1,b", ";id=1", ".1.2", "a=1,b", "[", "{}", "%", "%ff"])
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(text=texts, shape=shapes)
+def test_coerce_scalar_never_raises(text: str, shape: Shape) -> None:
+    """Any text converts to a JSON value, or stays the text (the schema then reports the type)."""
+    value = coerce_scalar(text, shape)
+    assert value is None or isinstance(value, (str, int, float, bool))
+    if isinstance(value, float):
+        assert value == value and abs(value) != float("inf")
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(text=texts, shape=shapes, explode=st.booleans(), json_content=st.booleans(),
+       style=st.sampled_from(["simple", "label", "matrix"]))
+def test_path_header_cookie_decoding_raises_only_param_error(text: str, shape: Shape, explode: bool,
+                                                             json_content: bool, style: str) -> None:
+    """Decoding any path, header or cookie text in any style gives a value or a ParamError, nothing else."""
+    for location, chosen in (("path", style), ("header", "simple"), ("cookie", "form")):
+        param = Param.make("id", location, False, chosen, explode, shape, json_content)  # type: ignore[arg-type]
+        try:
+            if location == "path":
+                decode_path(param, text)
+            elif location == "header":
+                decode_header(param, [text, text])
+            else:
+                decode_cookie(param, text)
+        except ParamError:
+            pass
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(query=texts, shape=shapes, explode=st.booleans(), repeat=st.booleans(),
+       style=st.sampled_from(["form", "spaceDelimited", "pipeDelimited", "deepObject"]))
+def test_query_decoding_raises_only_param_or_unicode_errors(query: str, shape: Shape, explode: bool, repeat: bool,
+                                                            style: str) -> None:
+    """Any query string in any style is read, or refused with ParamError / UnicodeDecodeError."""
+    try:
+        parsed = parse_query(query, 1000)
+        for name in ["id", *parsed]:
+            decode_query(Param.make(name, "query", False, style, explode, shape), parsed, repeat)
+    except (ParamError, UnicodeDecodeError):
+        pass
+
+
+STAGE = param_stage([
+    {"name": "n", "in": "query", "schema": {"type": "integer", "maximum": 5}},
+    {"name": "ids", "in": "query", "explode": False, "schema": {"type": "array", "items": {"type": "number"}}},
+    {"name": "f", "in": "query", "style": "deepObject", "schema": {"type": "object", "properties": {
+        "a": {"type": "boolean"}}}},
+    {"name": "X-N", "in": "header", "schema": {"type": "integer"}},
+    {"name": "c", "in": "cookie", "schema": {"type": "array", "items": {"type": "integer"}}},
+], reject_unknown_query_params=True)
+JSON_STAGE = body_stage({"type": "object", "properties": {"a": {"type": "string", "pattern": "^[a-z]+$"}}}, strict=True)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(query=texts, header=texts, cookie=texts)
+def test_stage_answers_any_parameters_with_none_or_a_400(query: str, header: str, cookie: str) -> None:
+    """The whole hook, on arbitrary query, header and cookie text, passes or refuses with 400 -- never raises."""
+    outcome, _ = send(STAGE, query=query, headers=[("x-n", header), ("cookie", "c=" + cookie)])
+    assert outcome is None or (isinstance(outcome, Block) and outcome.status == 400)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(body=st.binary(max_size=200) | texts.map(str.encode))
+def test_stage_answers_any_json_body_with_none_or_a_400(body: bytes) -> None:
+    """Arbitrary bytes as a JSON body pass or get a 400 -- never an exception."""
+    outcome, _ = send(JSON_STAGE, body=body, content_type="application/json")
+    assert outcome is None or outcome.status == 400
+
+
+def test_any_shape_is_usable() -> None:
+    """ANY (no type information) keeps text as text."""
+    assert coerce_scalar("12", ANY) == "12"
