@@ -346,8 +346,7 @@ def test_openapi_policies_nearest_wins_and_base_path(tmp_path: Path) -> None:
     assert routes["listItems"].public and not routes["createItem"].public
 
     def headers_cfg(route_id: str) -> dict[str, object]:
-        ((spec, cfg),) = routes[route_id].stages
-        assert spec.name == "headers"
+        (cfg,) = [cfg for spec, cfg in routes[route_id].stages if spec.name == "headers"]
         return cfg.model_dump()
 
     assert headers_cfg("listItems")["set"] == {"x-doc": "path"}
@@ -355,7 +354,7 @@ def test_openapi_policies_nearest_wins_and_base_path(tmp_path: Path) -> None:
     # Fields not overridden nearer come from farther layers (service in bastion.yaml, document).
     assert headers_cfg("createItem")["remove"] == ["server", "x-debug"]
     assert headers_cfg("createItem")["add_if_missing"] == {"cache-control": "no-store"}
-    assert routes["health"].stages == ()  # disabled at operation level
+    assert "headers" not in [spec.name for spec, _ in routes["health"].stages]  # disabled at operation level
 
 
 def test_openapi_errors_name_the_document(tmp_path: Path) -> None:
@@ -418,3 +417,16 @@ def test_config_reference_is_current() -> None:
 
     committed = Path(__file__).parents[2] / "docs" / "config-reference.md"
     assert committed.read_text() == render(), "run: python -m bastion.config.reference > docs/config-reference.md"
+
+
+def test_stage_build_errors_are_config_errors(tmp_path: Path) -> None:
+    """A stage that cannot compile its operation (here: an unresolvable $ref) fails the load, naming the route."""
+    (tmp_path / "api.yaml").write_text(
+        "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    post:\n      operationId: makeA\n"
+        "      requestBody:\n        content:\n          application/json:\n"
+        "            schema: {$ref: '#/components/schemas/Missing'}\n"
+    )
+    config = "services:\n  - {name: a, upstream: 'http://127.0.0.1:1', openapi: api.yaml}\n"
+    issues = errors_of(write(tmp_path, config))
+    shown = [i.replace(str(tmp_path) + "/", "") for i in issues]
+    assert any(s.startswith("api.yaml#/paths/~1a/post: validation (makeA): ") and "Missing" in s for s in shown), shown

@@ -18,7 +18,7 @@ from bastion.config.model import DEFAULT_METHODS, GatewayConfig, Route, Service
 from bastion.config.openapi import OpenAPIDocument, PolicyLayer, parse_openapi
 from bastion.config.yamlsrc import FieldPath, Source, load_source
 from bastion.pipeline.registry import BY_NAME, ORDER
-from bastion.pipeline.stage import StageConfig, StageSpec
+from bastion.pipeline.stage import RouteInfo, Stage, StageConfig, StageSpec
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,9 @@ class ResolvedRoute:
     origin: str
     #: The OpenAPI operation object, when the route came from one.
     operation: dict[str, Any] | None = None
+    #: The stage objects, built once here (so that ``bastion check`` sees every error a
+    #: stage finds in its settings or in the OpenAPI operation it compiles).
+    built: tuple[Stage, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,39 @@ def load_config(path: Path | str) -> LoadedConfig:
     _check_conflicts(routes, issues)
     if issues:
         raise ConfigError(issues)
+    routes = [_build_stages(r, docs, issues) for r in routes]
+    if issues:
+        raise ConfigError(issues)
     return LoadedConfig(config, path, tuple(routes), tuple(files), docs)
+
+
+def _build_stages(route: ResolvedRoute, docs: dict[str, OpenAPIDocument], issues: list[ConfigIssue]) -> ResolvedRoute:
+    doc = docs.get(route.service)
+    info = RouteInfo(
+        route.id,
+        route.service,
+        route.path,
+        route.methods,
+        route.public,
+        route.operation,
+        doc.data if doc is not None else None,
+    )
+    built: list[Stage] = []
+    for spec, stage_config in route.stages:
+        try:
+            built.append(spec.build(stage_config, info))
+        except ConfigError as exc:
+            issues.extend(ConfigIssue(route.origin, None, f"{spec.name} ({route.id})", i.message) for i in exc.issues)
+        except Exception as exc:  # a stage that cannot be built must stop the load, visibly
+            issues.append(
+                ConfigIssue(
+                    route.origin,
+                    None,
+                    f"{spec.name} ({route.id})",
+                    f"the stage could not be built: {type(exc).__name__}: {exc}",
+                )
+            )
+    return replace(route, built=tuple(built))
 
 
 def _with_head(methods: set[str]) -> set[str]:
@@ -202,8 +237,11 @@ def _check_files(config: GatewayConfig, src: Source, issues: list[ConfigIssue]) 
     wanted: list[tuple[FieldPath, Path | None]] = []
     tls = config.listen.tls
     if tls is not None:
-        wanted += [(("listen", "tls", "cert"), tls.cert), (("listen", "tls", "key"), tls.key),
-                   (("listen", "tls", "client_ca"), tls.client_ca)]
+        wanted += [
+            (("listen", "tls", "cert"), tls.cert),
+            (("listen", "tls", "key"), tls.key),
+            (("listen", "tls", "client_ca"), tls.client_ca),
+        ]
     for i, svc in enumerate(config.services):
         t = svc.upstream.tls
         base: FieldPath = ("services", i, "upstream", "tls")
@@ -317,7 +355,9 @@ def _check_conflicts(routes: list[ResolvedRoute], issues: list[ConfigIssue]) -> 
             if other is not None and other is not r:
                 issues.append(
                     ConfigIssue(
-                        r.origin, None, f"route {r.id!r}",
+                        r.origin,
+                        None,
+                        f"route {r.id!r}",
                         f"{m} {r.path} is also declared by {other.origin} (route {other.id!r})",
                     )
                 )

@@ -34,9 +34,17 @@ def _type_name(annotation: Any) -> str:
     if annotation is type(None):
         return "null"
     if isinstance(annotation, type):
-        return {"str": "string", "int": "integer", "float": "number", "bool": "boolean",
-                "PosixPath": "path", "Path": "path", "IPv4Network": "IPv4 CIDR",
-                "IPv6Network": "IPv6 CIDR", "Any": "any"}.get(annotation.__name__, annotation.__name__)
+        return {
+            "str": "string",
+            "int": "integer",
+            "float": "number",
+            "bool": "boolean",
+            "PosixPath": "path",
+            "Path": "path",
+            "IPv4Network": "IPv4 CIDR",
+            "IPv6Network": "IPv6 CIDR",
+            "Any": "any",
+        }.get(annotation.__name__, annotation.__name__)
     return str(annotation).replace("typing.", "")
 
 
@@ -109,8 +117,9 @@ def render() -> str:
         "",
     ]
     for spec in ORDER:
-        out.append(f"1. `{spec.name}` ({'on by default' if spec.default_on else 'off unless configured'}): "
-                   f"{spec.description}")
+        out.append(
+            f"1. `{spec.name}` ({'on by default' if spec.default_on else 'off unless configured'}): {spec.description}"
+        )
     out.append("")
     for spec in ORDER:
         _section(spec.config_model, f"policies.{spec.name}", out, set())

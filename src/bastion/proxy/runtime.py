@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from bastion.config.loader import LoadedConfig, ResolvedRoute
 from bastion.config.model import GatewayConfig
 from bastion.pipeline.chain import Chain
-from bastion.pipeline.stage import RouteInfo
 from bastion.proxy.metrics import METRICS
 from bastion.proxy.tls import client_context
 from bastion.proxy.upstream import UpstreamPool
@@ -50,11 +49,9 @@ class Runtime:
             self.pools[svc.name] = UpstreamPool(svc.name, svc.upstream, ctx)
         self.router: Router[RouteRuntime] = Router()
         for r in loaded.routes:
-            doc = loaded.openapi.get(r.service)
-            info = RouteInfo(r.id, r.service, r.path, r.methods, r.public, r.operation, doc.data if doc else None)
-            stages = [spec.build(stage_cfg, info) for spec, stage_cfg in r.stages]
+            # Stage objects were built (and their settings checked) by the loader.
             rt = RouteRuntime(
-                r, Chain(stages, _count_stage_error), self.pools[r.service], r.id, r.service, r.max_body_bytes
+                r, Chain(r.built, _count_stage_error), self.pools[r.service], r.id, r.service, r.max_body_bytes
             )
             self.router.add(r.path, r.methods, rt, host=r.host, prefix=r.prefix)
         self.trusted = tuple(cfg.listen.trusted_proxies)

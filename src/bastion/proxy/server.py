@@ -65,6 +65,8 @@ FORWARDING_HEADERS = frozenset(
     }
 )
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: Facts stages leave in ``exchange.context`` that belong in the access log.
+_LOGGED_CONTEXT = ("validation", "detection")
 #: Request headers that decide framing and routing: checked once the head is complete.
 _FRAMING = frozenset({"transfer-encoding", "content-length", "host", "expect", "connection"})
 #: Characters of a Host header value (a name or IP literal and a port). ``str.strip`` with
@@ -683,8 +685,10 @@ class ClientConnection(asyncio.Protocol):
                 for d in ex.decisions:
                     if d.action in ("block", "monitor"):
                         METRICS.inc("bastion_blocked", (d.stage, d.reason, d.action))
-            if "detection" in ex.context:
-                record["detection"] = ex.context["detection"]
+            context = ex.context
+            for key in _LOGGED_CONTEXT:
+                if key in context:
+                    record[key] = context[key]
 
     # Called by _Flight, from the upstream connection's callbacks.
     def _flight_response(self, flight: _Flight) -> None:
