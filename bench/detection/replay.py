@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import sys
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,14 +38,32 @@ async def send(host: str, port: int, sample: Sample, wait: float) -> int:
     return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else 0
 
 
-async def replay(target: str, corpus: Path, concurrency: int, wait: float, verbose: bool) -> None:
+@dataclass
+class ReplayResult:
+    """Per category: one blocked flag per request; whether the category should be blocked."""
+
+    results: dict[str, list[bool]] = field(default_factory=lambda: defaultdict(list))
+    expect: dict[str, bool] = field(default_factory=dict)
+    statuses: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+
+    def rate(self, expect_block: bool) -> tuple[int, int]:
+        """(requests, blocked) over every category with this expectation."""
+        n = b = 0
+        for category, blocked in self.results.items():
+            if self.expect[category] == expect_block:
+                n += len(blocked)
+                b += sum(blocked)
+        return n, b
+
+
+async def replay(target: str, corpus: Path, concurrency: int, wait: float, verbose: bool) -> ReplayResult:
+    """Send every request of ``corpus`` to ``target`` and print and return the block rates."""
     host, _, port = target.rpartition(":")
     if host not in ("127.0.0.1", "localhost", "::1", "[::1]"):
         raise SystemExit("replay only targets a loopback address")
     samples = list(load(corpus))
-    results: dict[str, list[bool]] = defaultdict(list)
-    expect: dict[str, bool] = {}
-    statuses: dict[int, int] = defaultdict(int)
+    out = ReplayResult()
+    results, expect, statuses = out.results, out.expect, out.statuses
     gate = asyncio.Semaphore(concurrency)
 
     async def one(sample: Sample) -> None:
@@ -63,6 +82,7 @@ async def replay(target: str, corpus: Path, concurrency: int, wait: float, verbo
     await asyncio.gather(*(one(s) for s in samples))
     print(f"\n== {corpus.name} -> {target}  statuses: {dict(sorted(statuses.items()))}")
     print(rate_table(results, expect))
+    return out
 
 
 def main() -> int:

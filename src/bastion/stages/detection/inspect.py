@@ -5,6 +5,11 @@ Each input carries a location string for the access log and for exclusions:
 ``header:x-forwarded-host``, ``cookie:session``, ``form:comment``, ``json:$.user.name``,
 ``json-key:$.user``, ``multipart:avatar``, ``multipart-filename:avatar``, ``xml``,
 ``xml:text``, ``body``. Parsing is linear and bounded (depth, number of inputs, bytes).
+
+Most requests match nothing, and then nobody reads a location. ``extract(..., named=False)``
+gives the same inputs in the same order, but with only the location's kind (``json``,
+``query``, ``header``...) instead of the full name; the engine extracts again with names
+only when something matched.
 """
 
 from __future__ import annotations
@@ -58,17 +63,18 @@ def _url_name(raw: str) -> str:
     return _name(url_decode(raw) if ("%" in raw or "+" in raw) else raw)
 
 
-def _pairs(prefix: str, data: str) -> Iterator[Input]:
+def _pairs(prefix: str, data: str, named: bool = True) -> Iterator[Input]:
     """Inputs of an ``a=1&b=2`` string; values stay encoded (the normaliser decodes them)."""
+    key_kind = prefix + "-name"
     for item in data.split("&"):
         if not item:
             continue
         name, eq, value = item.partition("=")
-        label = _url_name(name)
+        label = _url_name(name) if named else ""
         if name:
-            yield Input(f"{prefix}-name:{label}", name, is_key=True)
+            yield Input(f"{key_kind}:{label}" if named else key_kind, name, is_key=True)
         if eq and value:
-            yield Input(f"{prefix}:{label}", value)
+            yield Input(f"{prefix}:{label}" if named else prefix, value)
 
 
 def _json_walk(obj: object, path: str, depth: int, limits: Limits, out: list[Input]) -> None:
@@ -94,6 +100,37 @@ def _json_walk(obj: object, path: str, depth: int, limits: Limits, out: list[Inp
             return
         for i, val in enumerate(obj):
             _json_walk(val, f"{path}[{i}]", depth + 1, limits, out)
+
+
+def _json_values(obj: object, depth: int, limits: Limits, out: list[Input]) -> None:
+    """:func:`_json_walk` without the locations (``named=False``): same inputs, same order."""
+    if len(out) >= limits.max_inputs:
+        return
+    kind = type(obj)
+    if kind is str:
+        out.append(Input("json", obj))  # type: ignore[arg-type]
+    elif kind is dict:
+        if depth >= limits.max_json_depth:
+            out.append(Input("json", "<too deep>"))
+            return
+        for k, val in obj.items():  # type: ignore[attr-defined]
+            if not (k.isidentifier() and k.isascii() and "__" not in k and k != "constructor"):
+                out.append(Input("json-key", k, is_key=True))
+            if k == "constructor" and type(val) is dict and "prototype" in val:
+                out.append(Input("json-key", "constructor.prototype", is_key=True))
+            if type(val) in _CONTAINERS:
+                _json_values(val, depth + 1, limits, out)
+            elif type(val) is str and len(out) < limits.max_inputs:
+                out.append(Input("json", val))
+    elif kind is list:
+        if depth >= limits.max_json_depth:
+            return
+        for val in obj:  # type: ignore[attr-defined]
+            _json_values(val, depth + 1, limits, out)
+
+
+#: JSON values that hold other values (orjson gives exactly these types).
+_CONTAINERS = frozenset({dict, list})
 
 
 def _header_param(value: str, param: str) -> str | None:
@@ -139,13 +176,16 @@ def _multipart(body: str, boundary: str, limits: Limits, out: list[Input]) -> No
             out.append(Input(f"multipart:{label}", content))
 
 
-def _json_body(text: str, fallback: str, limits: Limits, out: list[Input]) -> None:
+def _json_body(text: str, fallback: str, limits: Limits, out: list[Input], named: bool = True) -> None:
     try:
         doc = orjson.loads(text)
     except orjson.JSONDecodeError:
         out.append(Input(fallback, text))
         return
-    _json_walk(doc, "$", 0, limits, out)
+    if named:
+        _json_walk(doc, "$", 0, limits, out)
+    else:
+        _json_values(doc, 0, limits, out)
 
 
 def _xml_texts(body: str) -> Iterator[str]:
@@ -183,9 +223,13 @@ def _decode_body(request: Request, limits: Limits) -> str:
     return body.decode("utf-8", "replace")
 
 
-def extract(request: Request, limits: Limits | None = None) -> list[Input]:
-    """All inputs of ``request``, in wire order: path, query, headers, cookies, body."""
-    lim = limits or Limits()
+def extract(request: Request, limits: Limits | None = None, *, named: bool = True) -> list[Input]:
+    """All inputs of ``request``, in wire order: path, query, headers, cookies, body.
+
+    With ``named=False`` each location is only its kind (``path``, ``query-name``,
+    ``header``, ``json``...): the same inputs for a fraction of the work.
+    """
+    lim = limits or _DEFAULT_LIMITS
     out: list[Input] = []
     target = request.raw_target or request.path
     raw_path, _, raw_query = target.partition("?")
@@ -194,11 +238,14 @@ def extract(request: Request, limits: Limits | None = None) -> list[Input]:
     path = raw_path.lstrip("/")
     if path:
         out.append(Input("path", path))
-        segments = path.split("/")
-        if len(segments) > 1:
-            out.extend(Input(f"path:{i}", seg) for i, seg in enumerate(segments) if len(seg) > 1)
+        if "/" in path:
+            segments = path.split("/")
+            if named:
+                out.extend(Input(f"path:{i}", seg) for i, seg in enumerate(segments) if len(seg) > 1)
+            else:
+                out.extend(Input("path", seg) for seg in segments if len(seg) > 1)
     if raw_query:
-        pairs = list(_pairs("query", raw_query))
+        pairs = list(_pairs("query", raw_query, named))
         if len(pairs) > 2 or not pairs:
             # The whole string too: a raw '&' or '=' inside a payload splits it across
             # parameters, and some backends read the query string as one value.
@@ -210,17 +257,25 @@ def extract(request: Request, limits: Limits | None = None) -> list[Input]:
         if name == "cookie":
             for item in value.split(";"):
                 cname, eq, cval = item.strip().partition("=")
-                out.append(Input(f"cookie-name:{_name(cname)}", cname, is_key=True))
+                label = _name(cname) if named else ""
+                out.append(Input(f"cookie-name:{label}" if named else "cookie-name", cname, is_key=True))
                 if eq and cval:
-                    out.append(Input(f"cookie:{_name(cname)}", cval))
+                    out.append(Input(f"cookie:{label}" if named else "cookie", cval))
         else:
-            out.append(Input(f"header:{_name(name.lower())}", value))
+            out.append(Input(f"header:{_name(name.lower())}" if named else "header", value))
     if request.body:
-        _body(request, lim, out)
+        _body(request, lim, out, named)
     # Enforce the global bounds: number of inputs and total characters inspected.
+    if len(out) > lim.max_inputs:
+        del out[lim.max_inputs :]
+    total = 0
+    for inp in out:
+        total += len(inp.value)
+    if total <= lim.max_total_chars:
+        return out
     total = 0
     bounded: list[Input] = []
-    for inp in out[: lim.max_inputs]:
+    for inp in out:
         total += len(inp.value)
         if total > lim.max_total_chars:
             break
@@ -228,13 +283,16 @@ def extract(request: Request, limits: Limits | None = None) -> list[Input]:
     return bounded
 
 
-def _body(request: Request, lim: Limits, out: list[Input]) -> None:
+_DEFAULT_LIMITS = Limits()
+
+
+def _body(request: Request, lim: Limits, out: list[Input], named: bool = True) -> None:
     ctype_full = request.header("content-type") or ""
     ctype = ctype_full.split(";", 1)[0].strip().lower()
     text = _decode_body(request, lim)
     head = text.lstrip()[:1]
     if ctype == "application/x-www-form-urlencoded":
-        pairs = list(_pairs("form", text))
+        pairs = list(_pairs("form", text, named))
         if (len(pairs) > 2 or not pairs) and len(text) <= FORM_WHOLE_MAX:
             out.append(Input("form", text))
         out.extend(pairs)
@@ -245,7 +303,7 @@ def _body(request: Request, lim: Limits, out: list[Input]) -> None:
         else:
             out.append(Input("body", text))
     elif "json" in ctype or (not ctype and head in ("{", "[")):
-        _json_body(text, "body", lim, out)
+        _json_body(text, "body", lim, out, named)
     elif "xml" in ctype or text.lstrip()[:5] in ("<?xml", "<!DOC", "<!doc"):
         out.append(Input("xml", text, markup=True))
         out.extend(Input("xml:text", t) for t in _xml_texts(text))

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from bastion.stages.detection import ssrf
 from bastion.stages.detection.inspect import Input
-from bastion.stages.detection.normalize import MAX_VIEW_CHARS, views, windows
+from bastion.stages.detection.normalize import MAX_VIEW_CHARS, MAX_VIEWS, base64_text, views, windows
 from bastion.stages.detection.rules import ALL_RULES, RULES, Category, Rule
 
 
@@ -73,6 +73,10 @@ _LINE_LOCATIONS = ("path", "query", "header", "cookie")
 #: (libinjection, SSRF URLs, line breaks): see :meth:`Matcher.match_inputs`.
 _PLAIN = frozenset("%+&\\<'\"`#\x7f" + "".join(chr(i) for i in range(32)))
 _HOST_START = frozenset("0123456789[")
+#: The base64 alphabets (standard and URL-safe, with padding): see :func:`views`.
+_B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=")
+#: Hex digits and dashes (UUIDs, hashes, trace IDs) are never base64 of text.
+_HEXDASH = frozenset("0123456789abcdefABCDEF-")
 
 
 class Backend(Protocol):
@@ -205,6 +209,7 @@ class Matcher:
         self._detectors = {rid: r for rid, r in ALL_RULES.items() if not r.pattern and wanted(r)}
         self._lib_sqli = _libinjection is not None and 1901 in self._detectors
         self._lib_xss = _libinjection is not None and 2901 in self._detectors
+        self._packed_ip = 6002 in self._detectors
 
     def match_input(self, inp: Input) -> list[Hit]:
         """Every rule that matches some view of ``inp``, each rule once."""
@@ -231,6 +236,21 @@ class Matcher:
         Otherwise the inputs are rescanned one by one to attribute the hits and to drop
         any match that only spanned two views.
         """
+        hits = self._run(inputs, probe=False)
+        return hits if hits is not None else []
+
+    def probe(self, inputs: Iterable[Input]) -> bool:
+        """Whether :meth:`match_inputs` could find anything in ``inputs``.
+
+        The same views, detectors and single buffer scan, but it stops at the first code
+        detector that fires and attributes nothing, so locations are never read: the
+        inputs may come from ``extract(..., named=False)``. ``False`` is exact (no hit at
+        all); ``True`` may be a match that only spans two views.
+        """
+        return self._run(inputs, probe=True) is None
+
+    def _run(self, inputs: Iterable[Input], probe: bool) -> list[Hit] | None:
+        """:meth:`match_inputs`; with ``probe``, ``None`` as soon as anything matched."""
         hits: list[Hit] = []
         lines: list[str] = []
         pending: list[Input] = []
@@ -238,9 +258,34 @@ class Matcher:
         for inp in inputs:
             value = inp.value
             if inp.markup:
-                hits.extend(self.match_input(inp))
+                found = self.match_input(inp)
+                if probe and found:
+                    return None
+                hits.extend(found)
                 continue
             pending.append(inp)
+            if value.isalnum() and value.isascii():
+                # Letters and digits only (words, numbers, IDs): nothing to decode, no
+                # quote or markup for a detector; only base64 and a packed IP remain.
+                if len(value) >= 8 and len(value) % 4 != 1 and not _HEXDASH.issuperset(value):
+                    decoded = views(value)
+                    if len(decoded) > 1:
+                        lines.extend(decoded)
+                        seen: dict[int, Hit] = {}
+                        for view in decoded:
+                            detect(view, inp, seen)
+                        if probe and seen:
+                            return None
+                        hits.extend(seen.values())
+                        continue
+                lines.append(value)
+                if self._packed_ip and value[0] in _HOST_START:
+                    seen = {}
+                    detect(value, inp, seen)
+                    if probe and seen:
+                        return None
+                    hits.extend(seen.values())
+                continue
             if (
                 len(value) <= MAX_VIEW_CHARS
                 and value.isascii()
@@ -250,20 +295,37 @@ class Matcher:
                 and "${" not in value
                 and "  " not in value
             ):
-                # Fast path: a value without any decoding, quoting or markup character.
-                if len(value) >= 8 and " " not in value:
-                    decoded = views(value)
+                # Fast path: a value without any decoding, quoting or markup character;
+                # only a value that could be base64 of text has another view.
+                if (
+                    len(value) >= 8
+                    and _B64_CHARS.issuperset(value)
+                    and len(value.rstrip("=")) % 4 != 1
+                    and not _HEXDASH.issuperset(value)
+                ):
+                    # What views(value) gives here, without its checks all over again.
+                    text = base64_text(value)
+                    decoded = [value] if text is None else [value, *views(text, decode_base64=False)][:MAX_VIEWS]
                     if len(decoded) > 1:
                         lines.extend(decoded)
-                        seen: dict[int, Hit] = {}
+                        seen = {}
                         for view in decoded:
                             detect(view, inp, seen)
+                        if probe and seen:
+                            return None
                         hits.extend(seen.values())
                         continue
                 lines.append(value)
-                if inp.is_key or value[:1] in _HOST_START:
+                # Without quotes, markup, '//' or line breaks, only these detectors can
+                # fire: the packed IP (values starting like a host), SQL comments ("--",
+                # checked for such values and keys) and the NoSQL and prototype keys.
+                if (value[:1] in _HOST_START and (self._packed_ip or "--" in value)) or (
+                    inp.is_key and (value[:1] == "$" or value == "constructor.prototype" or "--" in value)
+                ):
                     seen = {}
                     detect(value, inp, seen)
+                    if probe and seen:
+                        return None
                     hits.extend(seen.values())
                 continue
             seen = {}
@@ -271,12 +333,16 @@ class Matcher:
                 for view in views(window):
                     lines.append(view)
                     detect(view, inp, seen)
+            if probe and seen:
+                return None
             hits.extend(seen.values())
         if not lines:
             return hits
         buffer = "\x00".join(lines).encode("utf-8", "surrogatepass")
         if not self._backend.scan(buffer):
             return hits
+        if probe:
+            return None
         detected = {(h.rule.id, h.location) for h in hits}
         for inp in pending:
             for hit in self._scan_patterns(inp):

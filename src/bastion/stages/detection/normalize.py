@@ -265,6 +265,8 @@ def truncate_wide(value: str) -> str:
 
     Some runtimes write U+560D as the byte 0x0D, turning ``嘍嘊`` into CR LF.
     """
+    if not value or max(value) <= "\xff":
+        return value  # nothing wide (the common case: ASCII and Latin-1 text)
     return "".join(chr(ord(c) & 0xFF) if ord(c) > 0xFF and (ord(c) & 0xFF) in _WIDE_SYNTAX else c for c in value)
 
 
@@ -295,10 +297,12 @@ def base64_text(value: str) -> str | None:
         s = s.replace("-", "+").replace("_", "/")
     try:
         raw = binascii.a2b_base64(s + "=" * (-len(s) % 4), strict_mode=False)
-        text = raw.decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+    except (binascii.Error, ValueError):
         return None
-    if len(text) < 4 or not _printable(text) or text.isalnum():
+    # Most candidates (paths, MIME types, words) decode to binary: reject those without
+    # raising (an exception costs more than the rest of this function).
+    text = raw.decode("utf-8", "replace")
+    if "\ufffd" in text or len(text) < 4 or not _printable(text) or text.isalnum():
         return None
     return text
 
@@ -306,7 +310,8 @@ def base64_text(value: str) -> str | None:
 def _nfkc(value: str) -> str:
     text = unicodedata.normalize("NFKC", value)
     # Format characters (BOM, zero-width joiners) are invisible and ignored by browsers.
-    if not text.isascii():
+    # (A printable string has no format character: skip the per-character pass.)
+    if not text.isascii() and not text.isprintable():
         text = "".join(c for c in text if unicodedata.category(c) != "Cf")
     return text.casefold()
 

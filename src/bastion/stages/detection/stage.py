@@ -16,6 +16,8 @@ BLOCK_TITLE = "Forbidden"
 BLOCK_DETAIL = "The request was blocked by the gateway's attack detection."
 #: At most this many hits are written to the access log for one request.
 MAX_LOGGED_HITS = 16
+#: Locations of a whole query string or form body (also inspected parameter by parameter).
+_WHOLE = frozenset({"query", "form"})
 
 
 @dataclass(slots=True)
@@ -69,10 +71,16 @@ class DetectionEngine:
         verdict = Verdict()
         if not self.active:
             return verdict
+        # Nearly every request matches nothing: find that out without building the
+        # inputs' locations, and build them (extract again) only when something matched.
+        if not self.matcher.probe(extract(request, self._limits, named=False)):
+            return verdict
         best: dict[int, Hit] = {}
         for hit in self.matcher.match_inputs(extract(request, self._limits)):
-            if hit.rule.id in best or self._excluded(hit):
+            seen = best.get(hit.rule.id)
+            if (seen is not None and seen.location not in _WHOLE) or self._excluded(hit):
                 continue
+            # A hit in one parameter names the input better than one in the whole string.
             best[hit.rule.id] = hit
         if not best:
             return verdict

