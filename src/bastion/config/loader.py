@@ -146,7 +146,9 @@ def _build_stages(route: ResolvedRoute, docs: dict[str, OpenAPIDocument], issues
     built: list[Stage] = []
     for spec, stage_config in route.stages:
         try:
-            built.append(spec.build(stage_config, info))
+            stage = spec.build(stage_config, info)
+            if stage is not None:
+                built.append(stage)
         except ConfigError as exc:
             issues.extend(ConfigIssue(route.origin, None, f"{spec.name} ({route.id})", i.message) for i in exc.issues)
         except Exception as exc:  # a stage that cannot be built must stop the load, visibly

@@ -101,8 +101,9 @@ class StageSpec:
 
     name: str
     config_model: type[StageConfig]
-    #: Called once per route: ``build(config, route)``.
-    build: Callable[[Any, RouteInfo], Stage]
+    #: Called once per route: ``build(config, route)``; ``None`` when the stage has nothing
+    #: to do on that route (it is then left out of the chain and costs nothing).
+    build: Callable[[Any, RouteInfo], Stage | None]
     #: Run on every route unless disabled (secure defaults), or only where configured.
     default_on: bool = False
     description: str = ""

@@ -38,11 +38,9 @@ def test_spec_is_on_by_default_and_runs_before_detection() -> None:
     assert names.index("validation") < names.index("detection")
 
 
-def test_route_without_operation_passes_everything_and_needs_no_body() -> None:
-    """A hand-declared route (no OpenAPI operation) gets a stage that does nothing and buffers nothing."""
-    stage = ValidationStage.from_config(ValidationConfig(), RouteInfo("r", "s", "/x", frozenset({"GET"}), False))
-    assert stage.needs_request_body is False
-    assert passes(stage, query="anything=%00", body=b"{not json", content_type="text/plain")
+def test_route_without_operation_gets_no_stage() -> None:
+    """A hand-declared route (no OpenAPI operation) has nothing to validate: no stage in its chain at all."""
+    assert ValidationStage.from_config(ValidationConfig(), RouteInfo("r", "s", "/x", frozenset({"GET"}), False)) is None
 
 
 def test_body_is_buffered_only_when_the_operation_declares_one() -> None:

@@ -40,9 +40,10 @@ class ValidationStage(RequestStage):
         self.needs_request_body = operation is not None and operation.media is not None
 
     @classmethod
-    def from_config(cls, config: ValidationConfig, route: RouteInfo) -> ValidationStage:
-        """Compile the route's operation; a route without one gets a stage that passes everything."""
-        return cls(config, compile_operation(config, route))
+    def from_config(cls, config: ValidationConfig, route: RouteInfo) -> ValidationStage | None:
+        """Compile the route's operation; a route without one (declared by hand) needs no stage."""
+        operation = compile_operation(config, route)
+        return None if operation is None else cls(config, operation)
 
     def on_request(self, exchange: Exchange) -> Block | None:
         op = self._op
