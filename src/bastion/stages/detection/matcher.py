@@ -9,6 +9,7 @@ Python's ``re`` is never used on request data.
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -155,8 +156,9 @@ def make_backend(rules: Iterable[Rule], prefer: str = "hyperscan") -> Backend:
     if prefer == "hyperscan" and _hs is not None:
         try:
             return HyperscanBackend(selected)
-        except Exception:  # pragma: no cover - e.g. CPU without SSSE3  # noqa: S110
-            pass
+        except Exception as exc:  # pragma: no cover - e.g. a CPU without SSSE3
+            # Not fail-open: the same rules run on RE2, only slower; say so once.
+            logging.getLogger("bastion.detection").warning("hyperscan unavailable (%s); using RE2", exc)
     return Re2Backend(selected)
 
 
