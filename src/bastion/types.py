@@ -23,17 +23,6 @@ def header_get(headers: HeaderList, name: str) -> str | None:
     return None
 
 
-def header_set(headers: HeaderList, name: str, value: str) -> None:
-    """Replace every ``name`` header by a single one with ``value``."""
-    headers[:] = [(k, v) for k, v in headers if k != name]
-    headers.append((name, value))
-
-
-def header_remove(headers: HeaderList, name: str) -> None:
-    """Drop every ``name`` header."""
-    headers[:] = [(k, v) for k, v in headers if k != name]
-
-
 class Request:
     """A parsed, normalised client request, as stages see it.
 

@@ -204,8 +204,3 @@ class Chain:
         status = 503 if unavailable else 500
         detail = "A security check could not be completed; the request was refused."
         return problem_response(status, detail, exchange.request_id)
-
-
-def build_chain(stages: Sequence[Stage], on_stage_error: ErrorCounter = _ignore) -> Chain:
-    """A chain over ``stages`` (already in registry order)."""
-    return Chain(stages, on_stage_error)

@@ -37,10 +37,6 @@ class AccessLog:
         self._second = -1
         self._second_text = ""
 
-    @property
-    def enabled(self) -> bool:
-        return self._fd is not None
-
     def write(self, record: dict[str, Any]) -> None:
         if self._fd is None:
             return

@@ -94,6 +94,7 @@ class Incoming:
         "expect_continue",
         "has_connection",
         "headers",
+        "host",
         "keep_alive",
         "method",
         "parse_error",
@@ -123,6 +124,7 @@ class Incoming:
         self.chunked = False
         self.upgrade = False
         self.has_connection = False
+        self.host = ""  # the Host header, checked while framing was
         self.started = time.perf_counter()
 
 
@@ -357,6 +359,7 @@ class ClientConnection(asyncio.Protocol):
                 host_seen += 1
                 if not v or v.strip(_HOST_CHARS):
                     raise _Reject(400, "The Host header is not a valid host name.")
+                req.host = v
             elif k == "connection":
                 req.has_connection = True
             elif k == "expect":
@@ -935,7 +938,7 @@ class ClientConnection(asyncio.Protocol):
                 501, "Protocol upgrades (WebSocket) are not supported yet.", "http.upgrade", request_id
             )
         url = req.url
-        host = header_get(req.headers, "host") or ""
+        host = req.host
         if not url.startswith(b"/") and (url.startswith(b"http://") or url.startswith(b"https://")):
             # Absolute form (RFC 9112 3.2.2): its authority is the host, the Host header is ignored.
             try:
@@ -1175,7 +1178,7 @@ class ClientConnection(asyncio.Protocol):
             try:
                 conn = pool.pooled(target)
                 if conn is None:
-                    conn, _ = await pool.acquire(target, deadline)
+                    conn = await pool.acquire(target, deadline)
                 if body is not None:
                     conn.begin(request.method, deadline, cfg.timeouts.read)
                     conn.write(self._upstream_head(ex, target, len(body)) + body)

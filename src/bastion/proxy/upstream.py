@@ -206,11 +206,11 @@ class UpstreamPool:
             conn.close()
         return None
 
-    async def acquire(self, target: TargetState, deadline: float) -> tuple[UpstreamConnection, bool]:
-        """A connection to ``target``: a pooled one (``reused=True``) or a new one."""
+    async def acquire(self, target: TargetState, deadline: float) -> UpstreamConnection:
+        """A connection to ``target``: a pooled one, or a new one."""
         conn = self.pooled(target)
         if conn is not None:
-            return conn, True
+            return conn
         loop = asyncio.get_running_loop()
         timeout = min(self.config.timeouts.connect, max(0.001, deadline - time.monotonic()))
         ssl_ctx = self.ssl_context if target.scheme == "https" else None
@@ -234,7 +234,7 @@ class UpstreamPool:
             raise UpstreamConnectError(
                 f"connect to {target.url} failed: {exc.strerror or exc}", retryable=True
             ) from None
-        return conn, False
+        return conn
 
     def release(self, conn: UpstreamConnection) -> None:
         """Return a connection after a complete exchange, or close it."""
@@ -263,7 +263,7 @@ class UpstreamPool:
             ok = False
             try:
                 deadline = time.monotonic() + hc.timeout
-                conn, _ = await self.acquire(target, deadline)
+                conn = await self.acquire(target, deadline)
                 head = (
                     f"GET {target.base_path}{hc.path} HTTP/1.1\r\n"
                     f"host: {target.host_header}\r\nuser-agent: bastion-health\r\n\r\n"
@@ -361,7 +361,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._read_timeout = 30.0
         self._deadline = 0.0
         self._last_read = 0.0
-        self.body_bytes = 0
 
     # -- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -459,7 +458,6 @@ class UpstreamConnection(asyncio.Protocol):
             self._finish()
 
     def on_body(self, body: bytes) -> None:
-        self.body_bytes += len(body)
         if self._sink is not None:
             self._sink(body)
         else:
@@ -517,7 +515,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._pending = []
         self._complete = False
         self._received = 0
-        self.body_bytes = 0
         self._deadline = deadline
         self._read_timeout = read_timeout
         self._last_read = self._loop.time()
