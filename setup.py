@@ -25,6 +25,11 @@ COMPILED = [
     "src/bastion/proxy/accesslog.py",
     "src/bastion/proxy/upstream.py",
     "src/bastion/proxy/server.py",
+    # Detection runs over every input of every request when it is on.
+    "src/bastion/stages/detection/normalize.py",
+    "src/bastion/stages/detection/ssrf.py",
+    "src/bastion/stages/detection/inspect.py",
+    "src/bastion/stages/detection/matcher.py",
 ]
 
 ext_modules = []

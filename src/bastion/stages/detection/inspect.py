@@ -17,7 +17,6 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import orjson
 
@@ -42,14 +41,30 @@ class Limits:
     max_decompressed: int = 1024 * 1024
 
 
-class Input(NamedTuple):
-    """One value to inspect. ``is_key`` marks names (JSON keys, parameter names)."""
+class Input:
+    """One value to inspect. ``is_key`` marks names (JSON keys, parameter names).
 
-    location: str
-    value: str
-    is_key: bool = False
-    #: Categories-only restriction: raw markup is inspected only for XML-specific attacks.
-    markup: bool = False
+    A plain class rather than a NamedTuple: compiled, it is a native object, several
+    times cheaper to build, and a request can have hundreds of inputs."""
+
+    __slots__ = ("is_key", "location", "markup", "value")
+
+    def __init__(self, location: str, value: str, is_key: bool = False, markup: bool = False) -> None:
+        self.location = location
+        self.value = value
+        self.is_key = is_key
+        #: Categories-only restriction: raw markup is inspected only for XML-specific attacks.
+        self.markup = markup
+
+    def __repr__(self) -> str:
+        return f"Input({self.location!r}, {self.value!r}, is_key={self.is_key}, markup={self.markup})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Input) and (self.location, self.value, self.is_key, self.markup) == (
+            other.location, other.value, other.is_key, other.markup)
+
+    def __hash__(self) -> int:
+        return hash((self.location, self.value, self.is_key, self.markup))
 
 
 def _name(raw: str) -> str:
@@ -104,33 +119,37 @@ def _json_walk(obj: object, path: str, depth: int, limits: Limits, out: list[Inp
 
 def _json_values(obj: object, depth: int, limits: Limits, out: list[Input]) -> None:
     """:func:`_json_walk` without the locations (``named=False``): same inputs, same order."""
-    if len(out) >= limits.max_inputs:
+    max_inputs = limits.max_inputs
+    if len(out) >= max_inputs:
         return
-    kind = type(obj)
-    if kind is str:
-        out.append(Input("json", obj))  # type: ignore[arg-type]
-    elif kind is dict:
+    if isinstance(obj, str):
+        out.append(Input("json", obj))
+    elif isinstance(obj, dict):
         if depth >= limits.max_json_depth:
             out.append(Input("json", "<too deep>"))
             return
-        for k, val in obj.items():  # type: ignore[attr-defined]
-            if not (k.isidentifier() and k.isascii() and "__" not in k and k != "constructor"):
-                out.append(Input("json-key", k, is_key=True))
-            if k == "constructor" and type(val) is dict and "prototype" in val:
-                out.append(Input("json-key", "constructor.prototype", is_key=True))
-            if type(val) in _CONTAINERS:
+        for k, val in obj.items():
+            key: str = k  # orjson gives str keys
+            if not (key.isidentifier() and key.isascii() and "__" not in key and key != "constructor"):
+                out.append(Input("json-key", key, True))
+            if key == "constructor" and isinstance(val, dict) and "prototype" in val:
+                out.append(Input("json-key", "constructor.prototype", True))
+            if isinstance(val, str):
+                if len(out) < max_inputs:
+                    out.append(Input("json", val))
+            elif isinstance(val, (dict, list)):
                 _json_values(val, depth + 1, limits, out)
-            elif type(val) is str and len(out) < limits.max_inputs:
-                out.append(Input("json", val))
-    elif kind is list:
+    elif isinstance(obj, list):
         if depth >= limits.max_json_depth:
             return
-        for val in obj:  # type: ignore[attr-defined]
-            _json_values(val, depth + 1, limits, out)
+        for val in obj:
+            if isinstance(val, str):
+                if len(out) < max_inputs:
+                    out.append(Input("json", val))
+            elif isinstance(val, (dict, list)):
+                _json_values(val, depth + 1, limits, out)
 
 
-#: JSON values that hold other values (orjson gives exactly these types).
-_CONTAINERS = frozenset({dict, list})
 
 
 def _header_param(value: str, param: str) -> str | None:
