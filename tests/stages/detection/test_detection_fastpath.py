@@ -86,3 +86,63 @@ def test_whole_query_hit_names_the_parameter(engine: DetectionEngine) -> None:
     assert verdict.block_category == "sqli"
     assert "query:id" in {h.location for h in verdict.hits}
     assert "query" not in {h.location for h in verdict.hits if h.rule.category == "sqli"}
+
+
+def _decisions(engine: DetectionEngine, requests: list[Request]) -> list[tuple[str | None, frozenset[tuple[int, str]]]]:
+    out = []
+    for request in requests:
+        verdict = engine.evaluate(request)
+        out.append((verdict.block_category, frozenset((h.rule.id, h.location) for h in verdict.hits)))
+    return out
+
+
+@pytest.mark.parametrize("paranoia", [1, 2])
+def test_remembered_clean_values_never_change_a_decision(paranoia: int) -> None:
+    """Values remembered from clean requests are skipped later: replaying both corpora
+    through an engine warmed on them gives exactly the verdicts and hits of a cold engine
+    that sees each request first."""
+    from bastion.stages.detection import DetectionConfig
+
+    requests = [r for corpus in CORPORA if corpus.exists() for r in _requests(corpus)]
+    engine = DetectionEngine(DetectionConfig(paranoia=paranoia))
+    cold = []
+    for request in requests[::3]:
+        engine.matcher.forget()
+        cold.extend(_decisions(engine, [request]))
+    _decisions(engine, requests)
+    assert engine.matcher.remembered > 0
+    assert _decisions(engine, requests[::3]) == cold
+
+
+def test_a_clean_value_is_remembered_per_kind(engine: DetectionEngine) -> None:
+    """``$ne`` is harmless as a JSON value but a NoSQL operator as a key: remembering the
+    value does not let the key through."""
+    as_value = make_request("/u", method="POST", body='{"op": "$ne"}', content_type="application/json")
+    as_key = make_request("/u", method="POST", body='{"password": {"$ne": 1}}', content_type="application/json")
+    assert engine.evaluate(as_value).block_category is None
+    assert engine.evaluate(as_value).block_category is None
+    assert engine.evaluate(as_key).block_category == "nosqli"
+
+
+def test_a_line_break_remembered_in_a_body_is_still_checked_in_a_header() -> None:
+    """At paranoia 2 a line break is suspicious in headers but not in JSON text: a value
+    seen clean in a body is still checked when it arrives in a header."""
+    from bastion.stages.detection import DetectionConfig
+
+    strict = DetectionEngine(DetectionConfig(paranoia=2))
+    text = "first line\nsecond line"
+    body = make_request("/n", method="POST", body=json.dumps({"note": text}), content_type="application/json")
+    assert strict.evaluate(body).block_category is None
+    verdict = strict.evaluate(make_request("/n", headers=[("x-note", text)]))
+    assert 12901 in {h.rule.id for h in verdict.hits}
+
+
+def test_remembered_values_are_bounded() -> None:
+    """The memory of clean values is bounded: it starts over when full."""
+    from bastion.stages.detection import DetectionConfig
+    from bastion.stages.detection.matcher import CLEAN_CACHE_ENTRIES
+
+    engine = DetectionEngine(DetectionConfig())
+    for i in range(CLEAN_CACHE_ENTRIES // 4 + 10):
+        engine.evaluate(make_request(f"/items?a=x{i}&b=y{i}&c=z{i}"))
+    assert 0 < engine.matcher.remembered <= CLEAN_CACHE_ENTRIES

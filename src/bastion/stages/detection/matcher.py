@@ -68,6 +68,10 @@ NOSQL_OPERATORS = frozenset(
         "$out",
     }
 )
+#: Values up to this length are remembered once seen in a clean request (see Matcher._run).
+CLEAN_CACHE_MAX_CHARS = 256
+#: At most this many remembered values per matcher (a few MB at worst).
+CLEAN_CACHE_ENTRIES = 8192
 #: Locations where a decoded line break is suspicious at paranoia 2.
 _LINE_LOCATIONS = ("path", "query", "header", "cookie")
 #: A value with none of these has a single view and cannot trigger the gated detectors
@@ -212,6 +216,11 @@ class Matcher:
         self._lib_sqli = _libinjection is not None and 1901 in self._detectors
         self._lib_xss = _libinjection is not None and 2901 in self._detectors
         self._packed_ip = 6002 in self._detectors
+        self._line_rule = 12901 in self._detectors
+        #: Values already seen clean, by kind: 0 value, 1 key, 2 value where a line break
+        #: is suspicious, 3 such a key. See :meth:`_run`.
+        self._clean: tuple[set[str], set[str], set[str], set[str]] = (set(), set(), set(), set())
+        self._clean_count = 0
 
     def match_input(self, inp: Input) -> list[Hit]:
         """Every rule that matches some view of ``inp``, each rule once."""
@@ -256,7 +265,10 @@ class Matcher:
         hits: list[Hit] = []
         lines: list[str] = []
         pending: list[Input] = []
+        fresh: list[tuple[set[str], str]] = []
         detect = self._detect
+        clean = self._clean
+        line_rule = self._line_rule
         for inp in inputs:
             value = inp.value
             if inp.markup:
@@ -265,6 +277,18 @@ class Matcher:
                     return None
                 hits.extend(found)
                 continue
+            if len(value) <= CLEAN_CACHE_MAX_CHARS:
+                # Whether a value matches is a function of the value alone (and of its kind),
+                # and API traffic repeats values: headers, tokens, enums, IDs. A value that
+                # was part of a clean request is skipped; its views can only have taken part
+                # in matches spanning two views, which the rescan below discards anyway.
+                kind = 1 if inp.is_key else 0
+                if line_rule and inp.location.startswith(_LINE_LOCATIONS):
+                    kind += 2
+                bucket = clean[kind]
+                if value in bucket:
+                    continue
+                fresh.append((bucket, value))
             pending.append(inp)
             if value.isalnum() and value.isascii():
                 # Letters and digits only (words, numbers, IDs): nothing to decode, no
@@ -338,13 +362,39 @@ class Matcher:
             if probe and seen:
                 return None
             hits.extend(seen.values())
-        if not lines:
-            return hits
-        buffer = "\x00".join(lines).encode("utf-8", "surrogatepass")
-        if not self._backend.scan(buffer):
-            return hits
+        if lines:
+            buffer = "\x00".join(lines).encode("utf-8", "surrogatepass")
+            if self._backend.scan(buffer):
+                return None if probe else self._attribute(pending, hits)
         if probe:
-            return None
+            # Nothing matched: every value seen for the first time is known clean now.
+            self._remember(fresh)
+        return hits
+
+    @property
+    def remembered(self) -> int:
+        """How many values are remembered as clean."""
+        return self._clean_count
+
+    def forget(self) -> None:
+        """Forget every value remembered as clean."""
+        for bucket in self._clean:
+            bucket.clear()
+        self._clean_count = 0
+
+    def _remember(self, fresh: list[tuple[set[str], str]]) -> None:
+        if not fresh:
+            return
+        if self._clean_count + len(fresh) > CLEAN_CACHE_ENTRIES:
+            # Bounded: start over rather than track ages. Unique values (an attacker's or
+            # free text) then only cost the lookup that missed.
+            self.forget()
+        for bucket, value in fresh:
+            bucket.add(value)
+        self._clean_count += len(fresh)
+
+    def _attribute(self, pending: list[Input], hits: list[Hit]) -> list[Hit]:
+        """Rescan the inputs one by one to attribute the buffer's matches."""
         detected = {(h.rule.id, h.location) for h in hits}
         for inp in pending:
             for hit in self._scan_patterns(inp):
