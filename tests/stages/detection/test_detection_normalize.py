@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+import html
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bastion.stages.detection.normalize import (
     MAX_VIEW_CHARS,
     MAX_VIEWS,
+    _may_have_entity,
     base64_text,
     collapse_lookups,
     js_unescape,
@@ -101,3 +105,21 @@ def test_windows_overlap_and_cover() -> None:
     assert parts[0] == value[:MAX_VIEW_CHARS]
     assert value.endswith(parts[-1][-100:])
     assert windows("short") == ["short"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("&#;x0123456789abcdefAMPLTQUOTampltgquotnbspcopy -.=?é")), max_size=40))
+def test_entity_precheck_never_skips_a_decoding(value: str) -> None:
+    """``_may_have_entity`` is only a shortcut: whenever it says no, ``html.unescape``
+    would indeed leave the value unchanged."""
+    if not _may_have_entity(value):
+        assert html.unescape(value) == value
+
+
+def test_entity_precheck_on_query_strings() -> None:
+    """Parameter separators are not entities; real references (named, numeric, legacy
+    without ';') are."""
+    assert not _may_have_entity("https://example.org/?ref=news&utm_source=mail")
+    assert _may_have_entity("a&lt;b")
+    assert _may_have_entity("&#60;script")
+    assert _may_have_entity("x&ampy")  # legacy: a browser decodes "&amp" without ';'
