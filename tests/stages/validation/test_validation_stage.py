@@ -195,6 +195,22 @@ def test_read_only_required_property_is_not_required_in_requests() -> None:
     assert "'name' is a required property" in detail(body_stage(schema), json={"id": "x"})
 
 
+def test_read_only_property_may_not_be_sent() -> None:
+    """Mass assignment: a request that sets a readOnly property (inline or behind a $ref)
+    is refused with the field named; ``reject_read_only: false`` lets it through."""
+    components = {"schemas": {"Role": {"type": "string", "enum": ["user", "admin"], "readOnly": True}}}
+    schema = {"type": "object", "properties": {
+        "id": {"type": "integer", "readOnly": True}, "role": {"$ref": "#/components/schemas/Role"},
+        "name": {"type": "string"}}}
+    stage = body_stage(schema, components=components)
+    assert passes(stage, json={"name": "x"})
+    assert detail(stage, json={"name": "x", "role": "admin"}) == (
+        'body $.role: "admin" may not be sent here (a read-only or forbidden property)')
+    assert "body $.id: 7 may not be sent here" in detail(stage, json={"id": 7})
+    lenient = body_stage(schema, components=components, reject_read_only=False)
+    assert passes(lenient, json={"name": "x", "role": "admin", "id": 7})
+
+
 def test_openapi30_nullable_exclusive_bounds_and_ref_siblings() -> None:
     """3.0 forms are translated: nullable adds null, boolean exclusiveMinimum, $ref siblings ignored."""
     components = {"schemas": {"Small": {"type": "integer", "maximum": 5}}}

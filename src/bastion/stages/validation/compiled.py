@@ -107,7 +107,7 @@ def compile_operation(config: ValidationConfig, route: RouteInfo) -> CompiledOpe
 def _compile(config: ValidationConfig, route: RouteInfo, operation: dict[str, Any]) -> CompiledOperation:
     doc = route.openapi or {}
     openapi30 = str(doc.get("openapi", "3.1")).startswith("3.0")
-    compiler = SchemaCompiler(doc, openapi30, config.strict)
+    compiler = SchemaCompiler(doc, openapi30, config.strict, config.reject_read_only)
     enabled: dict[Location, bool] = {"path": config.validate_path, "query": config.validate_query,
                                      "header": config.validate_headers, "cookie": config.validate_cookies}
 

@@ -18,6 +18,14 @@ class ValidationConfig(StageConfig):
             "a free-form map, declared with an additionalProperties schema, stays a map)."
         ),
     )
+    reject_read_only: bool = Field(
+        True,
+        description=(
+            "Refuse request bodies that send a property the schema marks readOnly (an id, a role, "
+            "a balance): the server sets those, and a backend that binds the whole body would "
+            "accept them (mass assignment)."
+        ),
+    )
     validate_path: bool = Field(True, description="Check path parameters against their schemas.")
     validate_query: bool = Field(True, description="Check query parameters against their schemas.")
     validate_headers: bool = Field(True, description="Check header parameters against their schemas.")

@@ -153,7 +153,7 @@ def rule_of(error: jsonschema_rs.ValidationError) -> str:
     if name == "Not":
         return f"{value} matches a schema it must not match"
     if name == "FalseSchema":
-        return f"{value} is not allowed here"
+        return f"{value} may not be sent here (a read-only or forbidden property)"
     if name == "Contains":
         return f"{value} has no item matching the 'contains' schema"
     if name == "PropertyNames":

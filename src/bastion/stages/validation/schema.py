@@ -86,6 +86,8 @@ class SchemaCompiler:
     doc: dict[str, Any]
     openapi30: bool
     strict: bool
+    #: Request schemas: a ``readOnly`` property may not be sent at all.
+    reject_read_only: bool = False
     defs: dict[str, Any] = field(default_factory=dict)
     _names: dict[tuple[str, bool], str] = field(default_factory=dict)
 
@@ -150,6 +152,8 @@ class SchemaCompiler:
             _from_openapi30(out, node)
         _integer_formats(out)
         _drop_read_only_required(out, self)
+        if self.reject_read_only:
+            _forbid_read_only(out, self)
         if self.strict and standalone and _declares_properties(out):
             extra = out.get("additionalProperties")
             if extra is True or extra == {}:
@@ -215,6 +219,18 @@ def _drop_read_only_required(out: dict[str, Any], compiler: SchemaCompiler) -> N
         keep.append(name)
     if len(keep) != len(required):
         out["required"] = keep
+
+
+def _forbid_read_only(out: dict[str, Any], compiler: SchemaCompiler) -> None:
+    """A ``readOnly`` property is the server's to set (an id, a role, a balance): a request
+    that sends one is refused rather than trusting the backend to ignore it (mass assignment)."""
+    props = out.get("properties")
+    if not isinstance(props, dict):
+        return
+    for name, prop in list(props.items()):
+        target = compiler.resolve_schema(prop)
+        if isinstance(target, dict) and target.get("readOnly") is True:
+            props[name] = False
 
 
 # -- shapes: what a string from a URL or a form should be turned into ----------------------
