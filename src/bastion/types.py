@@ -39,6 +39,7 @@ class Request:
         "host",
         "http_version",
         "method",
+        "parsed_json",
         "path",
         "path_params",
         "query",
@@ -70,6 +71,9 @@ class Request:
         self.http_version = http_version
         self.path_params: dict[str, str] = {}
         self.body: bytes | None = None
+        #: The body's JSON value once a stage has parsed it (validation does), wrapped in a
+        #: 1-tuple since the value itself may be null; later stages reuse it. ``None`` before.
+        self.parsed_json: tuple[Any] | None = None
         #: The X-Forwarded-For chain sent upstream (trusted hops, then the peer).
         self.forwarded_for: list[str] = [client_ip]
 

@@ -146,3 +146,31 @@ def test_remembered_values_are_bounded() -> None:
     for i in range(CLEAN_CACHE_ENTRIES // 4 + 10):
         engine.evaluate(make_request(f"/items?a=x{i}&b=y{i}&c=z{i}"))
     assert 0 < engine.matcher.remembered <= CLEAN_CACHE_ENTRIES
+
+
+def test_json_parsed_by_validation_is_inspected_the_same() -> None:
+    """When validation has parsed the body, detection walks that value instead of parsing
+    again, and decides exactly as it would from the bytes."""
+    import orjson
+
+    from bastion.stages.detection import DetectionConfig
+
+    engine = DetectionEngine(DetectionConfig())
+    checked = 0
+    for corpus in CORPORA:
+        if not corpus.exists():
+            continue
+        for request in _requests(corpus):
+            if not request.body or "json" not in (request.header("content-type") or ""):
+                continue
+            try:
+                value = orjson.loads(request.body)
+            except orjson.JSONDecodeError:
+                continue
+            engine.matcher.forget()
+            plain = _decisions(engine, [request])
+            request.parsed_json = (value,)
+            engine.matcher.forget()
+            assert _decisions(engine, [request]) == plain, request.raw_target
+            checked += 1
+    assert checked > 100

@@ -105,3 +105,45 @@ def test_stage_answers_any_json_body_with_none_or_a_400(body: bytes) -> None:
 def test_any_shape_is_usable() -> None:
     """ANY (no type information) keeps text as text."""
     assert coerce_scalar("12", ANY) == "12"
+
+
+_KEYS = st.sampled_from(["a", "b", "role", 'q"', "x\\y", "\u00e9"])
+_SCALARS = st.one_of(st.none(), st.integers(), st.sampled_from(["", '":', "\\", "a b"]))
+
+
+@st.composite
+def _json_text(draw: st.DrawFn, depth: int = 0) -> str:
+    """JSON text whose objects may repeat keys, with varied spacing and escaping."""
+    import json as stdjson
+
+    if depth > 2 or draw(st.booleans()):
+        return stdjson.dumps(draw(_SCALARS), ensure_ascii=draw(st.booleans()))
+    if draw(st.booleans()):
+        items = draw(st.lists(st.deferred(lambda: _json_text(depth + 1)), max_size=3))
+        return "[" + ",".join(items) + "]"
+    pairs = draw(st.lists(st.tuples(_KEYS, st.deferred(lambda: _json_text(depth + 1))), max_size=4))
+    sep = draw(st.sampled_from([":", ": ", " :", "\n:"]))
+    return "{" + ",".join(stdjson.dumps(k, ensure_ascii=draw(st.booleans())) + sep + v for k, v in pairs) + "}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json_text())
+def test_duplicate_key_shortcut_agrees_with_a_full_parse(text: str) -> None:
+    """``duplicate_key`` (a count in C, a full parse only when undecided) finds a repeated
+    key exactly when a parser keeping every pair does."""
+    import json as stdjson
+
+    import orjson
+
+    from bastion.stages.validation.body import duplicate_key
+
+    seen_dup = False
+
+    def hook(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        nonlocal seen_dup
+        seen_dup = seen_dup or len({k for k, _ in pairs}) != len(pairs)
+        return dict(pairs)
+
+    body = text.encode()
+    stdjson.loads(body, object_pairs_hook=hook)
+    assert (duplicate_key(body, orjson.loads(body)) is not None) == seen_dup

@@ -211,6 +211,40 @@ def test_read_only_property_may_not_be_sent() -> None:
     assert passes(lenient, json={"name": "x", "role": "admin", "id": 7})
 
 
+@pytest.mark.parametrize("body", [
+    b'{"role": "user", "role": "admin"}',
+    b'{"a": {"b": 1, "b": 2}}',
+    b'{"role" : "user", "role" : "admin"}',
+    b'{"role": "user", "\\u0072ole": "admin"}',
+    b'{"role": "user", "role": "admin", "x": "\\u0022:"}',
+    b'[{"ok": 1}, {"role": 1,\n "role": 2}]',
+])
+def test_duplicate_json_keys_are_refused(body: bytes) -> None:
+    """An object that repeats a key is refused (parsers disagree on which value wins),
+    whatever the spacing or escaping of the keys."""
+    stage = body_stage({})
+    outcome, _ = send(stage, body=body, content_type="application/json")
+    assert outcome is not None and outcome.status == 400
+    assert "repeats the key" in outcome.detail
+
+
+def test_duplicate_key_check_has_no_false_alarms() -> None:
+    """Keys and values that merely look alike pass: '":' inside strings, the same key in
+    sibling objects, escaped quotes; and ``reject_duplicate_keys: false`` allows repeats."""
+    stage = body_stage({})
+    for body in (b'{"a": "x\\":y", "b": {"a": 1}, "c": [{"a": 1}, {"a": 2}]}',
+                 b'{"a" : 1, "b" :"\\u0022"}', b'{"k\\"": 1, "k": 2}'):
+        assert passes(stage, body=body, content_type="application/json"), body
+    assert passes(body_stage({}, reject_duplicate_keys=False), body=b'{"a": 1, "a": 2}',
+                  content_type="application/json")
+
+
+def test_parsed_body_is_kept_for_later_stages() -> None:
+    """The JSON value validation parsed is left on the request for detection to reuse."""
+    _, exchange = send(body_stage({}), json={"a": [1, None]})
+    assert exchange.request.parsed_json == ({"a": [1, None]},)
+
+
 def test_openapi30_nullable_exclusive_bounds_and_ref_siblings() -> None:
     """3.0 forms are translated: nullable adds null, boolean exclusiveMinimum, $ref siblings ignored."""
     components = {"schemas": {"Small": {"type": "integer", "maximum": 5}}}

@@ -308,6 +308,14 @@ _DEFAULT_LIMITS = Limits()
 def _body(request: Request, lim: Limits, out: list[Input], named: bool = True) -> None:
     ctype_full = request.header("content-type") or ""
     ctype = ctype_full.split(";", 1)[0].strip().lower()
+    parsed = request.parsed_json
+    if parsed is not None and "json" in ctype and request.header("content-encoding") is None:
+        # Validation parsed these very bytes already (strictly: it refuses invalid UTF-8).
+        if named:
+            _json_walk(parsed[0], "$", 0, lim, out)
+        else:
+            _json_values(parsed[0], 0, lim, out)
+        return
     text = _decode_body(request, lim)
     head = text.lstrip()[:1]
     if ctype == "application/x-www-form-urlencoded":

@@ -6,11 +6,13 @@ names the rule and never quotes the body.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 import orjson
 
+from bastion.stages.validation.messages import name_ref
 from bastion.stages.validation.params import ParamError, coerce_scalar
 from bastion.stages.validation.schema import ANY, Shape
 
@@ -79,8 +81,9 @@ def kind_of(media: str) -> BodyKind:
     return "other"
 
 
-def parse_json(body: bytes, max_depth: int) -> Any:
-    """The JSON value of ``body``; ``BodyError`` when malformed or nested too deeply."""
+def parse_json(body: bytes, max_depth: int, reject_duplicate_keys: bool = True) -> Any:
+    """The JSON value of ``body``; ``BodyError`` when malformed, nested too deeply, or
+    (unless allowed) when an object repeats a key."""
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -90,7 +93,55 @@ def parse_json(body: bytes, max_depth: int) -> Any:
     # Depth cannot exceed the number of brackets: count them in C before walking anything.
     if body.count(b"[") + body.count(b"{") > max_depth and _depth(value) > max_depth:
         raise BodyError(f"the JSON body is nested more than {max_depth} levels deep", "depth")
+    if reject_duplicate_keys:
+        repeated = duplicate_key(body, value)
+        if repeated is not None:
+            raise BodyError(f"the JSON body repeats the key {name_ref(repeated)} in one object", "duplicate_key")
     return value
+
+
+#: In a body without these, every key ends with '":' exactly (see duplicate_key).
+_LOOSE_KEY_ENDS = (b'" ', b'"\t', b'"\n', b'"\r', b"\\u0022")
+
+
+def duplicate_key(body: bytes, value: Any) -> str | None:
+    """A key that some object of ``body`` (parsed as ``value``) has twice, or ``None``.
+
+    Parsers disagree on which duplicate wins (first, last, error), so a duplicate lets a
+    request mean one thing to Bastion and another to the backend. orjson keeps the last one
+    silently; re-serialising its value and counting '":' in C settles most bodies: a key in
+    the body ends with '":' (unless whitespace precedes the colon, or a quote is written
+    \\u0022), and the same holds in orjson's compact output, so the counts match unless a
+    key was dropped. Only when that shortcut cannot decide is the body parsed again,
+    keeping every key.
+    """
+    if not any(end in body for end in _LOOSE_KEY_ENDS):
+        return None if body.count(b'":') == orjson.dumps(value).count(b'":') else _first_duplicate(body)
+    return _first_duplicate(body)
+
+
+class _Duplicate(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, val in pairs:
+        if key in out:
+            raise _Duplicate(key)
+        out[key] = val
+    return out
+
+
+def _first_duplicate(body: bytes) -> str | None:
+    try:
+        json.loads(body, object_pairs_hook=_no_duplicates)
+    except _Duplicate as dup:
+        return dup.key
+    except (ValueError, RecursionError):
+        return None  # orjson accepted it; a stricter disagreement is not a duplicate
+    return None
 
 
 def _depth(value: Any) -> int:

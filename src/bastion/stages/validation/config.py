@@ -47,6 +47,13 @@ class ValidationConfig(StageConfig):
             "Off by default: backends disagree on which value wins (parameter pollution)."
         ),
     )
+    reject_duplicate_keys: bool = Field(
+        True,
+        description=(
+            "Refuse a JSON body in which an object repeats a key: parsers disagree on which "
+            "value wins, so the backend could read a value Bastion never checked."
+        ),
+    )
     max_json_depth: int = Field(
         64, ge=1, le=1000, description="Deepest nesting of arrays and objects accepted in a JSON body."
     )

@@ -36,6 +36,7 @@ class ValidationStage(RequestStage):
         self._allow_repeat = config.allow_repeated_params
         self._reject_unknown = config.reject_unknown_query_params
         self._max_depth = config.max_json_depth
+        self._reject_duplicates = config.reject_duplicate_keys
         self._max_problems = config.max_problems
         self.needs_request_body = operation is not None and operation.media is not None
 
@@ -84,7 +85,9 @@ class ValidationStage(RequestStage):
                 if found.validator is not None:
                     try:
                         if found.kind == "json":
-                            instance["body"] = parse_json(body, self._max_depth)
+                            value = parse_json(body, self._max_depth, self._reject_duplicates)
+                            request.parsed_json = (value,)  # detection reuses it
+                            instance["body"] = value
                         elif found.kind == "form":
                             instance["body"] = parse_form(body, found.shape, found.explode)
                         else:
