@@ -1,4 +1,4 @@
-"""``bastion audit`` and ``bastion docs``: the tester's commands.
+"""``bastion audit``, ``bastion scan`` and ``bastion docs``: the tester's commands.
 
 Registered on the main app by :func:`register`; the tester itself is imported inside the
 commands so the rest of the command line starts fast.
@@ -18,6 +18,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from bastion.tester.audit import AuditResult
+    from bastion.tester.scan.engine import ScanResult
 
 
 class Format(enum.StrEnum):
@@ -181,7 +182,190 @@ def docs(
     out.print(f"wrote {', '.join(str(f) for f in files)} ({len(site.operations)} operation(s))", markup=False)
 
 
+class ScanFormat(enum.StrEnum):
+    text = "text"
+    html = "html"
+    json = "json"
+    sarif = "sarif"
+    junit = "junit"
+
+
+def looks_like_production(host: str) -> bool:
+    """Whether ``host`` may be a production system: anything but loopback, private addresses and
+    ``localhost``/``*.localhost``/``*.test``/``*.local``/``*.example``/``*.invalid`` names, and any name containing
+    ``prod`` or starting with ``api.``."""
+    import ipaddress
+
+    name = host.strip("[]").lower().rstrip(".")
+    if "prod" in name or name.startswith("api.") or ".api." in name:
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        safe_suffixes = (".localhost", ".test", ".local", ".example", ".invalid")
+        return not (name == "localhost" or name.endswith(safe_suffixes))
+    return not (address.is_loopback or address.is_private or address.is_link_local)
+
+
+def render_scan_text(result: ScanResult, console: Console) -> None:
+    """Findings by severity (one line each, then the curl command), per-check counts, skips and a summary."""
+    from bastion.tester.audit import Severity
+    from bastion.tester.scan.report import Redactor, curl, severity_counts
+
+    redactor = Redactor(result.secrets)
+    console.print(f"bastion scan of {result.base_url} ({result.spec_file})", markup=False, highlight=False)
+    for sev in sorted(Severity, reverse=True):
+        group = [f for f in result.findings if f.severity == sev]
+        if not group:
+            continue
+        console.print()
+        console.print(f"{sev.label.upper()} ({len(group)})", style=SEVERITY_STYLE[sev.label], markup=False)
+        for f in group:
+            line = Text("  ")
+            line.append(f"{f.check.id:<22}", style="bold")
+            line.append(f"{f.check.category:<11}{f.check.cwe_id:<9}{f.target}  ")
+            line.append(redactor.text(f.message))
+            console.print(line)
+            if f.evidence:
+                console.print("    " + curl(f.evidence[-1], redactor), style="dim", markup=False, highlight=False)
+    console.print()
+    if result.findings:
+        console.print("Fix advice:", style="bold")
+        for check_id, advice in dict.fromkeys((f.check.id, f.check.advice) for f in result.findings):
+            console.print(f"  {check_id}: {advice}", markup=False)
+    else:
+        console.print("No findings.", style="green")
+    for skip in result.skips:
+        console.print(f"skipped {skip.check.id}: {skip.reason}", style="dim", markup=False)
+    summary = ", ".join(f"{n} {label}" for label, n in severity_counts(result.findings).items() if n)
+    console.print(
+        f"{len(result.findings)} finding(s){': ' if summary else ''}{summary}; {len(result.ran)} check(s) ran, "
+        f"{len(result.skips)} skip(s); {result.exchanges} request(s) in {result.duration:.1f}s",
+        style="bold",
+        markup=False,
+    )
+
+
+def scan(
+    spec: Annotated[Path, typer.Option("--spec", help="The API's OpenAPI 3.0/3.1 document.", show_default=False)],
+    url: Annotated[str, typer.Option("--url", help="Base URL of the running API (only this origin is requested).",
+                                     show_default=False)],
+    auth: Annotated[Path | None, typer.Option("--auth", help="Identities file (YAML/JSON): users, admin, logins.")]
+    = None,
+    header: Annotated[list[str] | None, typer.Option(
+        "--header", "-H", help="'Name: value' credential header for a single static user (repeatable).")] = None,
+    max_rps: Annotated[float, typer.Option("--max-rps", min=0.1, help="Requests per second, at most.")] = 20.0,
+    allow_destructive: Annotated[bool, typer.Option(
+        "--allow-destructive", help="Also run checks that modify or delete data (DELETE, password changes).")]
+    = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before scanning a production-looking host.")]
+    = False,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Do not verify the API's TLS certificate.")] = False,
+    ca_file: Annotated[Path | None, typer.Option("--ca-file", help="Trust this CA bundle for the API's TLS.")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for each response.")] = 10.0,
+    fmt: Annotated[ScanFormat, typer.Option("--format", "-f", help="Report format.")] = ScanFormat.text,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here (default: stdout).")]
+    = None,
+    fail_on: Annotated[FailOn, typer.Option(
+        "--fail-on", help="Exit 1 when a finding of this severity or worse exists.")] = FailOn.info,
+    check: Annotated[list[str] | None, typer.Option("--check", help="Run only this check ID (repeatable).")] = None,
+) -> None:
+    """Attack a running API from its OpenAPI document and report OWASP API Top 10 findings (active testing)."""
+    import sys
+    from urllib.parse import urlsplit
+
+    from rich.markup import escape
+
+    from bastion.cli.app import err, out, print_config_error
+    from bastion.config import ConfigError
+    from bastion.tester.audit import Severity
+    from bastion.tester.scan.engine import ScanError, run_scan
+    from bastion.tester.scan.identities import IdentityConfig, identity_from_headers, load_identities
+    from bastion.tester.scan.interface import ScanOptions
+    from bastion.tester.scan.registry import ALL_CHECKS, BY_ID
+    from bastion.tester.scan.report import to_html, to_json, to_junit, to_sarif, worst
+
+    def fail(message: str) -> typer.Exit:
+        err.print(f"[bold red]error:[/] {escape(message)}")
+        return typer.Exit(2)
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise fail(f"--url must be an http:// or https:// URL with a host, got {url!r}")
+    selected = ALL_CHECKS
+    if check:
+        unknown = [c for c in check if c not in BY_ID]
+        if unknown:
+            raise fail(f"unknown check(s): {', '.join(unknown)}; known: {', '.join(BY_ID)}")
+        selected = [BY_ID[c] for c in check]
+    identities: list[IdentityConfig] = []
+    try:
+        if auth is not None:
+            identities = load_identities(auth)
+        if header:
+            identities.append(identity_from_headers(header, name="user" if not identities else "header-user"))
+    except ConfigError as exc:
+        print_config_error(exc)
+        raise typer.Exit(2) from None
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if looks_like_production(parts.hostname) and not yes:
+        if not sys.stdin.isatty():
+            raise fail(f"{parts.hostname} looks like a production host; pass --yes to scan it (standard input is "
+                       "not interactive, so the scan cannot ask)")
+        if not typer.confirm(f"{parts.hostname} looks like a production host. Scan it?", default=False, err=True):
+            raise typer.Exit(2)
+    options = ScanOptions(base_url=url.rstrip("/"), max_rps=max_rps, allow_destructive=allow_destructive,
+                          timeout=timeout, ca_file=str(ca_file) if ca_file else None, insecure=insecure)
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task("starting", total=1)
+
+        def progress(phase: str, done: int, total: int, label: str) -> None:
+            bar.update(task, description=f"{phase}: {label}" if label else phase, completed=done, total=total)
+
+        try:
+            result = run_scan(spec, options, identities, checks=selected, progress=progress)
+        except ConfigError as exc:
+            bar.stop()
+            print_config_error(exc)
+            raise typer.Exit(2) from None
+        except ScanError as exc:
+            bar.stop()
+            raise fail(str(exc)) from None
+    if fmt is ScanFormat.text:
+        if output is None:
+            render_scan_text(result, out)
+        else:
+            with output.open("w", encoding="utf-8") as handle:
+                render_scan_text(result, Console(file=handle, highlight=False, soft_wrap=True, no_color=True,
+                                                 width=160))
+    else:
+        if fmt is ScanFormat.json:
+            text = json.dumps(to_json(result), indent=2, ensure_ascii=False) + "\n"
+        elif fmt is ScanFormat.sarif:
+            text = json.dumps(to_sarif(result), indent=2, ensure_ascii=False) + "\n"
+        elif fmt is ScanFormat.junit:
+            text = to_junit(result)
+        else:
+            text = to_html(result)
+        if output is None:
+            out.file.write(text)
+        else:
+            output.write_text(text, encoding="utf-8")
+    if output is not None:
+        err.print(f"wrote {output} ({len(result.findings)} finding(s))", markup=False)
+    if fail_on is not FailOn.none:
+        highest = worst(result.findings)
+        if highest is not None and highest >= Severity.parse(fail_on.value):
+            raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``audit`` and ``docs`` to the command line."""
+    """Add ``audit``, ``scan`` and ``docs`` to the command line."""
     app.command("audit")(audit)
+    app.command("scan")(scan)
     app.command("docs")(docs)
