@@ -1,0 +1,670 @@
+"""API2:2023 Broken Authentication: what the API accepts instead of a valid credential.
+
+Most checks start from *probe operations*: secured GET operations (no request body) that the
+first user may call (2xx) and an anonymous client may not (401/403). A forged or misplaced
+credential that turns the anonymous refusal into a 2xx on such an operation is a finding — the
+refusal proves the operation needs authentication, the 2xx proves the forgery passed.
+
+The login checks work on the *login operation*: the one an identity logged in with, else a
+public POST whose JSON body has a user-name-like property (username, email, login...) and a
+password-like one (password, passwd, pass...).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bastion.tester.audit.context import Operation
+from bastion.tester.audit.interface import Severity
+from bastion.tester.scan import jwt
+from bastion.tester.scan.checks.bfla import is_admin_operation
+from bastion.tester.scan.checks.probing import finding, skip, success
+from bastion.tester.scan.identities import credential_fields
+from bastion.tester.scan.interface import (
+    Check,
+    CheckInfo,
+    Exchange,
+    Identity,
+    RequestPlan,
+    ScanContext,
+    ScanFinding,
+    Skip,
+)
+
+Outcome = ScanFinding | Skip
+
+JWT_ADVICE = (
+    "Validate every JWT: a fixed list of accepted algorithms (never `none`, never taken from the token), the "
+    "signature with the expected key, and `exp`/`nbf`. Bastion's `auth` stage (`policies.auth` with a JWT "
+    "provider) does this before a request reaches the API."
+)
+
+
+def _info(id: str, title: str, cwe: int, severity: Severity, checks: str, advice: str, **extra: Any) -> CheckInfo:
+    return CheckInfo(id=id, title=title, category="API2:2023", cwe=cwe, severity=severity, phase="authentication",
+                     checks=checks, advice=advice, **extra)
+
+
+# -- probe operations ---------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """A secured operation the user may call and an anonymous client may not."""
+
+    op: Operation
+    plan: RequestPlan
+    user: Identity
+    allowed: Exchange
+    refused: Exchange
+
+
+_PROBES: weakref.WeakKeyDictionary[Any, list[Probe]] = weakref.WeakKeyDictionary()
+_CRACKED: weakref.WeakKeyDictionary[Any, str | None] = weakref.WeakKeyDictionary()
+
+
+def token_user(ctx: ScanContext) -> Identity | None:
+    """The first non-anonymous identity with a bearer token (users first, then the admin)."""
+    return next((i for i in [*ctx.users, *([ctx.admin] if ctx.admin else [])] if i.token), None)
+
+
+async def probes(ctx: ScanContext, info: CheckInfo, limit: int = 2) -> list[Probe]:
+    """Up to ``limit`` probe operations (computed once per scan)."""
+    if ctx in _PROBES:
+        return _PROBES[ctx]
+    user = token_user(ctx) or next(iter([*ctx.users, *([ctx.admin] if ctx.admin else [])]), None)
+    found: list[Probe] = []
+    if user is not None:
+        candidates = [op for op in ctx.operations() if op.method == "get" and op.secured]
+        # Prefer ordinary operations: an admin one the user may call is a finding of its own (API5).
+        candidates.sort(key=lambda o: (is_admin_operation(o), o.template.count("{"), o.template))
+        for op in candidates[:12]:
+            plan = ctx.plan(op, user)
+            allowed = await ctx.send(plan, user, check=info)
+            if not success(allowed):
+                continue
+            refused = await ctx.send(plan, ctx.anonymous, check=info)
+            if refused.status in (401, 403):
+                found.append(Probe(op, plan, user, allowed, refused))
+            if len(found) >= limit:
+                break
+    _PROBES[ctx] = found
+    return found
+
+
+def with_token(identity: Identity, token: str, name: str) -> Identity:
+    """``identity`` with its token replaced by ``token`` wherever it is sent (header, cookie, query)."""
+    old = identity.token or ""
+
+    def swap(values: dict[str, str]) -> dict[str, str]:
+        return {k: v.replace(old, token) if old else v for k, v in values.items()}
+
+    return Identity(name, role="anonymous", headers=swap(identity.headers), cookies=swap(identity.cookies),
+                    query=swap(identity.query))
+
+
+def with_header(identity: Identity, header: str, value: str, name: str) -> Identity:
+    headers = {k: v for k, v in identity.headers.items() if k.lower() != header.lower()}
+    headers[header] = value
+    return Identity(name, role="anonymous", headers=headers)
+
+
+def token_header(identity: Identity) -> str:
+    """The header that carries the identity's token (Authorization unless configured otherwise)."""
+    if identity.token:
+        for key, value in identity.headers.items():
+            if identity.token in value:
+                return key
+    return "Authorization"
+
+
+async def _try_forgeries(ctx: ScanContext, info: CheckInfo, forged: Sequence[tuple[str, str]],
+                         what: str) -> list[Outcome]:
+    """Send each ``(label, token)`` to the first probe; a 2xx is a finding (confirmed on a second probe)."""
+    found = await probes(ctx, info)
+    if not found:
+        return [skip(info, "no secured GET operation that the user may call and an anonymous client may not")]
+    first = found[0]
+    for label, token in forged:
+        ident = with_token(first.user, token, f"forged ({label})")
+        answer = await ctx.send(first.plan, ident, check=info, retry_429=True)
+        if not success(answer):
+            continue
+        evidence = [answer]
+        for other in found[1:]:
+            evidence.append(await ctx.send(other.plan, ident, check=info))
+        return [finding(info, first.op.label,
+                        f"The API accepted {what} ({label}) on a secured operation that refuses anonymous "
+                        f"requests with {first.refused.status}.", first.refused, *evidence)]
+    return []
+
+
+def _user_jwt(ctx: ScanContext, info: CheckInfo) -> tuple[Identity, jwt.Jwt] | Skip:
+    user = token_user(ctx)
+    if user is None or user.token is None:
+        return skip(info, "no identity with a bearer token (configure a login flow or an Authorization header)")
+    decoded = jwt.decode(user.token)
+    if decoded is None:
+        return skip(info, f"the token of {user.name} is not a JWT")
+    return user, decoded
+
+
+# -- checks ------------------------------------------------------------------------------------
+class MissingAuthentication(Check):
+    info = _info(
+        "API2-NO-AUTH", "Secured operation answers without credentials", 306, Severity.HIGH,
+        "Calls every operation the document declares secured without any credential (path values of the first "
+        "user's objects); a 2xx answer is a finding.",
+        "Enforce authentication on every operation the document secures; Bastion's `auth` stage refuses "
+        "requests without valid credentials on routes that are not `security: []`.",
+    )
+
+    async def run(self, ctx: ScanContext) -> list[Outcome]:
+        out: list[Outcome] = []
+        user = next(iter([*ctx.users, *([ctx.admin] if ctx.admin else [])]), ctx.anonymous)
+        for op in ctx.operations():
+            if not op.secured:
+                continue
+            answer = await ctx.send(ctx.plan(op, user), ctx.anonymous, check=self.info)
+            if success(answer):
+                out.append(finding(self.info, op.label,
+                                   f"{op.label} is declared secured but answered {answer.status} to a request "
+                                   "without credentials.", answer))
+        return out
+
+
+class InvalidToken(Check):
+    info = _info(
+        "API2-INVALID-TOKEN", "Invalid credential accepted", 287, Severity.CRITICAL,
+        "Sends a random, well-formed but invalid token in place of the user's to a probe operation; a 2xx is a "
+        "finding.",
+        JWT_ADVICE,
+    )
+
+    async def run(self, ctx: ScanContext) -> list[Outcome]:
+        found = await probes(ctx, self.info)
+        if not found:
+            return [skip(self.info, "no secured GET operation that the user may call and an anonymous client "
+                                    "may not")]
+        first = found[0]
+        fake = "bastion-invalid-" + secrets.token_hex(16)
+        if first.user.token:
+            ident = with_token(first.user, fake, "invalid token")
+        else:
+            header = next(iter(first.user.headers), "Authorization")
+            ident = with_header(first.user, header, fake, "invalid credential")
+        answer = await ctx.send(first.plan, ident, check=self.info)
+        if success(answer):
+            return [finding(self.info, first.op.label,
+                            f"A random invalid credential was accepted ({answer.status}) where an anonymous "
+                            f"request gets {first.refused.status}.", first.refused, answer)]
+        return []
+
+
+class AlgNone(Check):
+    info = _info(
+        "API2-JWT-NONE", "JWT with alg none accepted", 347, Severity.CRITICAL,
+        "Re-sends the user's JWT claims unsigned (`alg: none`, `None`, `NONE`); the API accepting one is a finding.",
+        JWT_ADVICE,
+    )
+
+    async def run(self, ctx: ScanContext) -> list[Outcome]:
+        got = _user_jwt(ctx, self.info)
+        if isinstance(got, Skip):
+            return [got]
+        _, token = got
+        forged = [(f"alg {alg}", jwt.encode({**token.header, "alg": alg}, token.claims, None))
+                  for alg in ("none", "None", "NONE")]
+        return await _try_forgeries(ctx, self.info, forged, "an unsigned JWT")
+
+
+class WrongKey(Check):
+    info = _info(
+        "API2-JWT-WRONG-KEY", "JWT signed with another key accepted", 347, Severity.CRITICAL,
+        "Re-signs the user's JWT claims with a random key (same algorithm); the API accepting it means it does "
+        "not verify signatures.",
+        JWT_ADVICE,
+    )
+
+    async def run(self, ctx: ScanContext) -> list[Outcome]:
+        got = _user_jwt(ctx, self.info)
+        if isinstance(got, Skip):
+            return [got]
+        _, token = got
+        forged = jwt.encode(token.header, {**token.claims}, secrets.token_bytes(32))
+        return await _try_forgeries(ctx, self.info, [("random key", forged)], "a JWT signed with a random key")
+
+
+class AlgSwap(Check):
+    info = _info(
+        "API2-JWT-ALG-SWAP", "JWT with a swapped algorithm accepted", 347, Severity.CRITICAL,
+        "Re-sends the user's JWT claims under another algorithm family (HS256 -> RS256 with a bogus signature, "
+        "RS/ES -> HS256 keyed with a random key); the API accepting it trusts the token's `alg` header.",
+        JWT_ADVICE,
+    )
+
+    async def run(self, ctx: ScanContext) -> list[Outcome]:
+        got = _user_jwt(ctx, self.info)
+        if isinstance(got, Skip):
+            return [got]
+        _, token = got
+        swapped = "RS256" if token.alg.startswith("HS") else "HS256"
+        forged = jwt.encode({**token.header, "alg": swapped}, token.claims, secrets.token_bytes(32))
+        return await _try_forgeries(ctx, self.info, [(f"{token.alg} -> {swapped}", forged)],
+                                    f"a JWT re-labelled {swapped}")
+
+
+def cracked_secret(ctx: ScanContext, token: jwt.Jwt) -> str | None:
+    """The HMAC secret of the user's token from the bundled wordlist (cracked once per scan)."""
+    if ctx not in _CRACKED:
+        _CRACKED[ctx] = jwt.crack(token, jwt.wordlist())
+    return _CRACKED[ctx]
+
+
+def mask(secret: str) -> str:
+    return secret[:2] + "*" * max(3, len(secret) - 2) if len(secret) > 3 else "*" * len(secret)
+
+
+class WeakSecret(Check):
+    info = _info(
+        "API2-JWT-WEAK-SECRET", "JWT HMAC secret is a well-known weak value", 1391, Severity.CRITICAL,
+        "Tries each secret of a bundled wordlist (~120 well-known values) against the user's HS256/384/512 token "
+        "offline; a match is proven by forging a new token with it that the API accepts.",
+        "Sign tokens with a random secret of at least 32 bytes (or an asymmetric key) kept in a secret manager, "
+        "and rotate it now: anyone can mint tokens for any user. Bastion's `auth` stage can verify tokens "
+        "against a JWKS so the API never needs the secret.",
+    )
+
+    async def run(self, ctx: ScanContext) -> list[Outcome]:
+        got = _user_jwt(ctx, self.info)
+        if isinstance(got, Skip):
+            return [got]
+        _, token = got
+        if token.alg not in jwt.HMAC_ALGS:
+            return [skip(self.info, f"the token is signed with {token.alg or 'no algorithm'}, not HMAC")]
+        secret = cracked_secret(ctx, token)
+        if secret is None:
+            return []
+        claims = {**token.claims, "jti": secrets.token_hex(8)}
+        forged = jwt.encode(token.header, claims, secret.encode("utf-8"))
+        found = await _try_forgeries(ctx, self.info, [("forged with the cracked secret", forged)],
+                                     f"a token forged with the cracked secret {mask(secret)!r}")
+        if not found:
+            return [skip(self.info, f"the secret {mask(secret)!r} matched the token offline, but the API refused "
+                                    "a token forged with it")]
+        return found
+
+
+class ExpiredToken(Check):
+    info = _info(
+        "API2-JWT-EXPIRED", "Expired JWT accepted", 613, Severity.HIGH,
+        "Sends the user's claims with `exp` an hour in the past, signed with the cracked secret when there is one "
+        "(else with a random key), or the identity's configured `expired_token`; the API accepting it ignores "
+        "expiry.",
+        JWT_ADVICE,
+    )
+
+    async def run(self, ctx: ScanContext) -> list[Outcome]:
+        got = _user_jwt(ctx, self.info)
+        if isinstance(got, Skip):
+            return [got]
+        user, token = got
+        now = int(time.time())
+        claims = {**token.claims, "iat": now - 7200, "nbf": now - 7200, "exp": now - 3600}
+        forged: list[tuple[str, str]] = []
+        secret = cracked_secret(ctx, token) if token.alg in jwt.HMAC_ALGS else None
+        if secret is not None:
+            forged.append(("expired an hour ago, signed with the cracked secret",
+                           jwt.encode(token.header, claims, secret.encode("utf-8"))))
+        if user.expired_token:
+            forged.append(("the configured expired token", user.expired_token))
+        forged.append(("expired an hour ago, signed with a random key",
+                       jwt.encode(token.header, claims, secrets.token_bytes(32))))
+        found = await _try_forgeries(ctx, self.info, forged, "an expired JWT")
+        if not found and secret is None and not user.expired_token:
+            return [skip(self.info, "could not sign an expired token the API would otherwise accept (secret "
+                                    "unknown); set expired_token on the identity to test expiry")]
+        return found
+
+
+class TokenInUrl(Check):
+    info = _info(
+        "API2-TOKEN-IN-URL", "Credential accepted in the URL", 598, Severity.MEDIUM,
+        "Sends the user's token as a query parameter (`access_token`, `token`) instead of a header; the API "
+        "accepting it invites tokens into logs, proxies and Referer headers.",
+        "Accept tokens only in the Authorization header. Bastion's `auth` stage reads credentials from headers "
+        "only, and `bastion audit` flags credential-named query parameters (BAST-AUTH-003).",
+    )
+
+    async def run(self, ctx: ScanContext) -> list[Outcome]:
+        found = await probes(ctx, self.info)
+        if not found:
+            return [skip(self.info, "no secured GET operation that the user may call and an anonymous client "
+                                    "may not")]
+        first = found[0]
+        if not first.user.token:
+            return [skip(self.info, f"{first.user.name} has no bearer token")]
+        for name in ("access_token", "token"):
+            plan = first.plan.copy(query=[*first.plan.query, (name, first.user.token)])
+            answer = await ctx.send(plan, ctx.anonymous, check=self.info)
+            if success(answer):
+                return [finding(self.info, first.op.label,
+                                f"The API accepted the token in the `{name}` query parameter ({answer.status}); "
+                                f"without it the request gets {first.refused.status}.", first.refused, answer)]
+        return []
+
+
+# -- login checks ---------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Login:
+    op: Operation
+    user_field: str
+    password_field: str
+    #: A JSON pointer to the token in a successful answer, when known from an identity's login flow.
+    known: tuple[tuple[str, str], ...]  # (username, password) of configured identities
+
+
+def find_login(ctx: ScanContext) -> Login | None:
+    """The login operation and its credential fields (see the module docstring)."""
+    people = [*ctx.users, *([ctx.admin] if ctx.admin else [])]
+    known = tuple((i.username, i.password) for i in people if i.username and i.password)
+    for ident in people:
+        if ident.login_operation is not None and ident.username_field and ident.password_field:
+            return Login(ident.login_operation, ident.username_field, ident.password_field, known)
+    for op in ctx.all_operations():
+        if op.method != "post" or op.secured:
+            continue
+        for node in ctx.spec.request_schemas(op):
+            props = node.schema.get("properties")
+            if not isinstance(props, dict):
+                continue
+            user_field, password_field = credential_fields(props)
+            if not (user_field and password_field) or "pass" not in password_field.lower():
+                continue
+            if any(w in password_field.lower() for w in ("new", "old", "current", "confirm")):
+                continue
+            return Login(op, user_field, password_field, known)
+    return None
+
+
+async def attempt(ctx: ScanContext, login: Login, info: CheckInfo, username: str, password: str) -> Exchange:
+    plan = ctx.plan(login.op, ctx.anonymous)
+    body = dict(plan.json) if isinstance(plan.json, dict) else {}
+    body[login.user_field] = username
+    body[login.password_field] = password
+    return await ctx.send(plan.copy(json=body, content_type="application/json"), ctx.anonymous, check=info,
+                          retry_429=False)
+
+
+def looks_logged_in(answer: Exchange) -> bool:
+    """A 2xx carrying a token-named string or setting a cookie."""
+    if not success(answer):
+        return False
+    if answer.header("set-cookie"):
+        return True
+    body = answer.json()
+    stack: list[Any] = [body]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if "token" in str(key).lower() and isinstance(value, str) and len(value) >= 8:
+                    return True
+                stack.append(value)
+    return False
+
+
+def throwaway_user(login: Login, example: str | None) -> str:
+    name = "bscan" + secrets.token_hex(5)
+    if (example and "@" in example) or "mail" in login.user_field.lower():
+        return name + "@example.com"
+    return name
+
+
+_VOLATILE = re.compile(r"[0-9a-f]{8,}|\d{2,}", re.IGNORECASE)
+
+
+def _normalised(answer: Exchange, replace: Sequence[str]) -> Any:
+    body = answer.json()
+    if body is None:
+        text = answer.text
+        for value in replace:
+            text = text.replace(value, "<user>")
+        return _VOLATILE.sub("#", text)
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if isinstance(node, str):
+            for value in replace:
+                node = node.replace(value, "<user>")
+            return node
+        return node
+
+    return walk(body)
+
+
+def _stable(a: Any, b: Any) -> Any:
+    """The parts of two answers to the same kind of request that are equal (volatile fields dropped)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {k: _stable(a[k], b[k]) for k in a if k in b and (a[k] == b[k] or isinstance(a[k], dict))}
+    return a if a == b else None
+
+
+class UserEnumeration(Check):
+    info = _info(
+        "API2-USER-ENUM", "Login reveals which user names exist", 204, Severity.MEDIUM,
+        "Logs in with a wrong password for a configured user and for two random user names; a different status "
+        "or body (volatile fields such as request IDs ignored) for the real user, or a consistently slower answer "
+        "(by over 200 ms, confirmed twice), is a finding.",
+        "Answer every failed login identically (same status, body and timing: verify a dummy hash for unknown "
+        "users), and rate-limit logins (Bastion's `ratelimit` stage on the login route).",
+    )
+
+    async def run(self, ctx: ScanContext) -> list[Outcome]:
+        login = find_login(ctx)
+        if login is None:
+            return [skip(self.info, "no login operation (a public POST with user name and password properties)")]
+        real = next(((u, p) for u, p in login.known if u), None)
+        if real is None:
+            return [skip(self.info, "needs an identity that logs in with a user name and password")]
+        username = real[0]
+        wrong = "Wrong-" + secrets.token_hex(6)
+        ghost1, ghost2 = throwaway_user(login, username), throwaway_user(login, username)
+        unknown1 = await attempt(ctx, login, self.info, ghost1, wrong)
+        known = await attempt(ctx, login, self.info, username, wrong)
+        unknown2 = await attempt(ctx, login, self.info, ghost2, wrong)
+        answers = (unknown1, known, unknown2)
+        if any(a.status in (0, 429) or success(a) for a in answers):
+            return [skip(self.info, "inconclusive: a failed login was rate limited, errored or succeeded "
+                                    f"({', '.join(str(a.status) for a in answers)})")]
+        if unknown1.status != unknown2.status:
+            return [skip(self.info, "inconclusive: two unknown user names got different statuses")]
+        names = (ghost1, ghost2, username)
+        base = _stable(_normalised(unknown1, names), _normalised(unknown2, names))
+        mine = _stable(_normalised(known, names), _normalised(known, names))
+        if known.status != unknown1.status:
+            return [finding(self.info, login.op.label,
+                            f"A wrong password for an existing user gets {known.status}; an unknown user name gets "
+                            f"{unknown1.status}.", unknown1, known)]
+        if isinstance(base, dict) and isinstance(mine, dict):
+            differs = any(k in mine and mine[k] != v for k, v in base.items() if v is not None)
+        else:
+            differs = base is not None and base != mine
+        if differs:
+            return [finding(self.info, login.op.label,
+                            f"A wrong password for an existing user and an unknown user name both get "
+                            f"{known.status}, with different bodies.", unknown1, known)]
+        if known.elapsed - max(unknown1.elapsed, unknown2.elapsed) > 0.2:
+            again_known = await attempt(ctx, login, self.info, username, wrong)
+            again_ghost = await attempt(ctx, login, self.info, throwaway_user(login, username), wrong)
+            if again_known.status not in (0, 429) and again_known.elapsed - again_ghost.elapsed > 0.2:
+                return [finding(self.info, login.op.label,
+                                f"A wrong password for an existing user takes {known.elapsed:.2f}s and "
+                                f"{again_known.elapsed:.2f}s; unknown user names take {unknown1.elapsed:.2f}s and "
+                                f"{again_ghost.elapsed:.2f}s.", unknown1, known, again_ghost, again_known)]
+        return []
+
+
+DEFAULT_CREDENTIALS: tuple[tuple[str, str], ...] = (
+    ("admin", "admin"),
+    ("admin", "password"),
+    ("root", "root"),
+    ("admin", "admin123"),
+    ("administrator", "administrator"),
+    ("test", "test"),
+    ("user", "user"),
+    ("admin", "changeme"),
+)
+
+
+class DefaultCredentials(Check):
+    info = _info(
+        "API2-DEFAULT-CREDS", "Default credentials accepted", 1392, Severity.CRITICAL,
+        "Logs in with well-known default pairs (admin/admin, admin/password, root/root...) on the login operation; "
+        "a 2xx carrying a token or a cookie is a finding. Stops at the first 429.",
+        "Remove default accounts or force a password change before first use; rate-limit the login route "
+        "(Bastion's `ratelimit` stage) so guessing stays slow.",
+    )
+
+    async def run(self, ctx: ScanContext) -> list[Outcome]:
+        login = find_login(ctx)
+        if login is None:
+            return [skip(self.info, "no login operation (a public POST with user name and password properties)")]
+        tried = 0
+        for username, password in DEFAULT_CREDENTIALS:
+            if (username, password) in login.known:
+                continue
+            answer = await attempt(ctx, login, self.info, username, password)
+            tried += 1
+            if answer.status == 429:
+                return [skip(self.info, f"the login was rate limited after {tried} attempt(s); the remaining "
+                                        "default pairs were not tried")]
+            if looks_logged_in(answer):
+                return [finding(self.info, login.op.label,
+                                f"The default credentials {username}/{mask(password)} log in ({answer.status}).",
+                                answer)]
+        return []
+
+
+class NoLoginLimit(Check):
+    info = _info(
+        "API2-LOGIN-NO-LIMIT", "No lockout or rate limit on failed logins", 307, Severity.MEDIUM,
+        "Sends 8 failed logins for a random user name; none of them answered 429 (or 423, or any change of "
+        "status or a Retry-After) is a finding.",
+        "Limit failed logins per account and per client (429 with Retry-After, growing delays, or a temporary "
+        "lock); Bastion's `ratelimit` stage can limit the login route by client and by the user-name field.",
+    )
+    attempts = 8
+
+    async def run(self, ctx: ScanContext) -> list[Outcome]:
+        login = find_login(ctx)
+        if login is None:
+            return [skip(self.info, "no login operation (a public POST with user name and password properties)")]
+        ghost = throwaway_user(login, next((u for u, _ in login.known), None))
+        answers: list[Exchange] = []
+        for _ in range(self.attempts):
+            answer = await attempt(ctx, login, self.info, ghost, "Wrong-" + secrets.token_hex(6))
+            answers.append(answer)
+            if answer.status in (0, 423, 429) or answer.header("retry-after") or success(answer):
+                return []
+            if answer.status != answers[0].status:
+                return []
+            if len(answers) == 1 and not _failed_login(answer):
+                return [skip(self.info, f"inconclusive: a failed login gets {answer.status}, which does not look "
+                                        "like a refused password")]
+        return [finding(self.info, login.op.label,
+                        f"{self.attempts} failed logins for one user name in a row all got {answers[0].status}: no "
+                        "lockout and no rate limit.", answers[0], answers[-1])]
+
+
+_REFUSAL_WORDS = re.compile(r"invalid|incorrect|wrong|unknown|bad|fail|credential|denied|unauthori", re.I)
+
+
+def _failed_login(answer: Exchange) -> bool:
+    """A refused login: 401/403/404, or a 400 whose body says the credentials were wrong."""
+    return answer.status in (401, 403, 404) or (answer.status == 400 and bool(_REFUSAL_WORDS.search(answer.text)))
+
+
+class PasswordChangeWithoutOld(Check):
+    info = _info(
+        "API2-PASSWORD-NO-OLD", "Password change without the current password", 620, Severity.HIGH,
+        "Changes the last user's password sending only the new one (no current password) and restores it "
+        "afterwards; a 2xx is a finding. Changes a real account, so it runs only with --allow-destructive.",
+        "Require the current password (or a fresh re-authentication) to change a password or e-mail address, and "
+        "revoke the user's other sessions afterwards.",
+        destructive=True,
+        needs_users=1,
+    )
+
+    async def run(self, ctx: ScanContext) -> list[Outcome]:
+        target = ctx.users[-1]
+        out: list[Outcome] = []
+        for op in ctx.operations():
+            if op.method not in ("put", "post", "patch") or "password" not in op.template.lower():
+                continue
+            fields = _password_fields(ctx, op)
+            if fields is None:
+                continue
+            new_field, old_field = fields
+            if target.password is None:
+                return [skip(self.info, f"{target.name}'s password is unknown (static credentials), so it could "
+                                        "not be restored")]
+            plan = ctx.plan(op, target)
+            body = {k: v for k, v in (plan.json or {}).items() if k not in (new_field, old_field)
+                    and "pass" not in k.lower()} if isinstance(plan.json, dict) else {}
+            temporary = "Bscan-" + secrets.token_hex(6) + "-Aa1!"
+            answer = await ctx.send(plan.copy(json={**body, new_field: temporary}), target, check=self.info)
+            if not success(answer):
+                continue
+            restore = {**body, new_field: target.password}
+            if old_field:
+                restore[old_field] = temporary
+            back = await ctx.send(plan.copy(json=restore), target, check=self.info)
+            if not success(back):
+                back = await ctx.send(plan.copy(json={**body, new_field: target.password}), target, check=self.info)
+            note = "" if success(back) else f" The password of {target.name} could not be restored: reset it."
+            out.append(finding(self.info, op.label,
+                               f"{op.label} changed {target.name}'s password without the current password "
+                               f"({answer.status}).{note}", answer))
+        return out
+
+
+def _password_fields(ctx: ScanContext, op: Operation) -> tuple[str, str | None] | None:
+    """(new password property, current password property or None) of the operation's body."""
+    for node in ctx.spec.request_schemas(op):
+        props = node.schema.get("properties")
+        if not isinstance(props, dict):
+            continue
+        names = [str(k) for k in props]
+        lowered = {n: n.lower().replace("_", "").replace("-", "") for n in names}
+        old = next((n for n in names if "pass" in lowered[n] and any(w in lowered[n] for w in ("old", "current"))),
+                   None)
+        new = next((n for n in names if "pass" in lowered[n] and "new" in lowered[n]), None)
+        if new is None:
+            new = next((n for n in names if "pass" in lowered[n] and n != old and "confirm" not in lowered[n]), None)
+        if new is not None:
+            return new, old
+    return None
+
+
+CHECKS: list[Check] = [
+    MissingAuthentication(),
+    InvalidToken(),
+    AlgNone(),
+    WrongKey(),
+    AlgSwap(),
+    WeakSecret(),
+    ExpiredToken(),
+    TokenInUrl(),
+    UserEnumeration(),
+    DefaultCredentials(),
+    NoLoginLimit(),
+    PasswordChangeWithoutOld(),
+]
