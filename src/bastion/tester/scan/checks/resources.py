@@ -1,0 +1,347 @@
+"""API4:2023 Unrestricted Resource Consumption: rate limits, page sizes, body sizes, regex DoS.
+
+Heuristics:
+
+* *Rate limit*: one cheap GET operation is sent :data:`BURST_REQUESTS` requests,
+  :data:`BURST_CONCURRENCY` at a time, as the first user (anonymously when there is none), with
+  429s returned to the check instead of waited out. The burst is paced by ``--max-rps`` like
+  every request (the engine has no unthrottled mode; at the default 20/s it lasts 3 s), so the
+  finding means "no limit at that rate". The operation preferred is one whose responses
+  declare ``429`` (the API says it is limited), then one without path parameters. No ``429``
+  and no ``RateLimit``/``X-RateLimit-Remaining: 0`` header in the burst is a finding. The burst
+  runs after the other API4 checks, as it exhausts the operation's quota for a while.
+* *Page size*: integer query parameters named limit, size, per_page, page_size, pagesize, count,
+  top, max_results or take get ten times their declared ``maximum`` (100000 without one); a 2xx
+  answer is a finding (an array longer than the maximum in the response is stated as proof).
+* *Body size*: a write operation whose normal request succeeds is sent again with the same JSON
+  padded with whitespace to 1 MiB (the same document, so schema validation cannot be what
+  refuses it); a 2xx answer means no body size limit.
+* *Regex DoS*: only for string parameters with a ``pattern``: inputs of growing length built
+  from the pattern's repeated character classes, ending with a character that breaks the
+  match; a response time that grows by more than :data:`REDOS_DELAY` seconds over the baseline,
+  twice, is a finding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any
+
+import orjson
+
+from bastion.tester.audit.context import Operation, Parameter, types_of
+from bastion.tester.audit.interface import Severity
+from bastion.tester.scan.checks.probing import caller, finding, json_request_schema, skip, success
+from bastion.tester.scan.interface import Check, CheckInfo, Exchange, ScanContext, ScanFinding, Skip
+
+__all__ = ["CHECKS", "LargePayload", "NoRateLimit", "PageSize", "RegexDos"]
+
+BURST_REQUESTS = 60
+BURST_CONCURRENCY = 10
+PAD_BYTES = 1 << 20
+REDOS_DELAY = 1.5
+PAGE_NAMES = re.compile(r"^(?:limit|size|per_?page|page_?size|pagesize|count|top|\$top|max_?results|take|max)$",
+                        re.IGNORECASE)
+
+RATE_LIMIT = CheckInfo(
+    id="API4-NO-RATE-LIMIT",
+    title="No rate limit",
+    category="API4:2023",
+    cwe=770,
+    severity=Severity.MEDIUM,
+    phase="resources",
+    checks=f"Sends a burst of {BURST_REQUESTS} requests ({BURST_CONCURRENCY} concurrent, at --max-rps) to one "
+    "cheap GET operation as one identity; no 429 and no exhausted RateLimit header is a finding.",
+    advice="Rate-limit every client (per token and per IP) and answer 429 with Retry-After. Put the API behind "
+    "a gateway that enforces it (Bastion's rate-limit stage is planned; until then configure it in the "
+    "API or the load balancer) and declare the 429 response in the OpenAPI document.",
+)
+
+PAGE_SIZE = CheckInfo(
+    id="API4-UNBOUNDED-PAGE-SIZE",
+    title="Page size not bounded",
+    category="API4:2023",
+    cwe=770,
+    severity=Severity.MEDIUM,
+    phase="resources",
+    checks="Sends page-size query parameters (limit, per_page, size...) far above their declared maximum; a 2xx "
+    "answer is a finding.",
+    advice="Cap page sizes in the API, and declare `maximum` on the parameter: Bastion's `policies.validation` "
+    "stage (on by default for OpenAPI routes) enforces it with 400 before the request reaches the API.",
+)
+
+LARGE_PAYLOAD = CheckInfo(
+    id="API4-LARGE-PAYLOAD",
+    title="Oversized request bodies accepted",
+    category="API4:2023",
+    cwe=770,
+    severity=Severity.MEDIUM,
+    phase="resources",
+    checks="Re-sends a write operation's valid JSON body padded to 1 MiB with whitespace; a 2xx answer means "
+    "the API reads bodies of any size.",
+    advice="Limit request body sizes (413 beyond). Bastion refuses larger bodies with 413 by "
+    "`listen.limits.max_body_bytes`, per service or route with `max_body_bytes`; set it to what the API "
+    "needs (the default is 10 MiB), and declare `maxLength`/`maxItems` in request schemas for "
+    "`policies.validation` to enforce.",
+)
+
+REGEX_DOS = CheckInfo(
+    id="API4-REGEX-DOS",
+    title="Regular expression denial of service",
+    category="API4:2023",
+    cwe=1333,
+    severity=Severity.MEDIUM,
+    phase="resources",
+    checks="For string parameters with a `pattern`, sends inputs of growing length that make backtracking "
+    "regex engines explode; response time growing well above the baseline, twice, is a finding.",
+    advice="Use linear-time patterns (no nested quantifiers) and bound `maxLength`. Bastion's "
+    "`policies.validation` checks patterns on a linear-time engine and enforces `maxLength` before the API "
+    "runs its own regex.",
+)
+
+
+# -- rate limit ---------------------------------------------------------------------------
+def _declares_429(ctx: ScanContext, op: Operation) -> bool:
+    return any(status == "429" for status, _, _ in ctx.spec.responses(op))
+
+
+def _limited(ex: Exchange) -> bool:
+    if ex.status == 429:
+        return True
+    for name in ("ratelimit-remaining", "x-ratelimit-remaining", "x-rate-limit-remaining"):
+        value = ex.header(name)
+        if value is not None and value.strip() == "0":
+            return True
+    combined = ex.header("ratelimit")
+    return combined is not None and re.search(r"(?:^|[;,\s])r=0(?:\D|$)", combined) is not None
+
+
+class NoRateLimit(Check):
+    """A burst of requests never gets a 429."""
+
+    info = RATE_LIMIT
+
+    async def run(self, ctx: ScanContext) -> list[ScanFinding | Skip]:
+        gets = [o for o in ctx.operations() if o.method == "get"]
+        if not gets:
+            return [skip(self.info, "no GET operation in scope to send a burst to")]
+        op = sorted(gets, key=lambda o: (not _declares_429(ctx, o), "{" in o.template, len(o.template)))[0]
+        ident = caller(ctx, op)
+        plan = ctx.plan(op, ident)
+        probe = await ctx.send(plan, ident, check=self.info)
+        if not success(probe):
+            return [skip(self.info, f"{op.label} answered {probe.status}; a burst would not measure a rate limit")]
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(BURST_REQUESTS):
+            queue.put_nowait(i)
+        results: list[Exchange] = []
+        stop = asyncio.Event()
+
+        async def worker() -> None:
+            while not stop.is_set():
+                try:
+                    queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                ex = await ctx.send(plan, ident, check=self.info, retry_429=False)
+                results.append(ex)
+                if _limited(ex):
+                    stop.set()
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(BURST_CONCURRENCY)))
+        took = time.monotonic() - started
+        limited = [ex for ex in results if _limited(ex)]
+        if limited:
+            return []
+        answered = [ex for ex in results if ex.status]
+        if len(answered) < BURST_REQUESTS // 2:
+            return [skip(self.info, f"only {len(answered)} of {len(results)} burst requests were answered")]
+        ok = sum(1 for ex in answered if success(ex))
+        return [finding(self.info, op.label,
+                        f"{len(results) + 1} requests in {took + probe.elapsed:.1f} s as {ident.name} got no 429 "
+                        f"and no exhausted rate-limit header ({ok} succeeded).", probe, results[-1])]
+
+
+# -- page size ----------------------------------------------------------------------------
+def _page_params(ctx: ScanContext, op: Operation) -> list[tuple[Parameter, dict[str, Any]]]:
+    out: list[tuple[Parameter, dict[str, Any]]] = []
+    for param in op.parameters:
+        if param.location != "query" or not PAGE_NAMES.match(param.name):
+            continue
+        node = ctx.spec.parameter_schema(param)
+        schema = node.schema if node is not None else {}
+        if types_of(schema) & {"integer", "number"} or not types_of(schema):
+            out.append((param, schema))
+    return out
+
+
+def _largest_array(value: Any, depth: int = 0) -> int:
+    if isinstance(value, list):
+        return len(value)
+    if isinstance(value, dict) and depth < 2:
+        return max((_largest_array(v, depth + 1) for v in value.values()), default=0)
+    return 0
+
+
+class PageSize(Check):
+    """Page-size parameters accept values above their maximum."""
+
+    info = PAGE_SIZE
+
+    async def run(self, ctx: ScanContext) -> list[ScanFinding | Skip]:
+        out: list[ScanFinding | Skip] = []
+        tried = 0
+        for op in [o for o in ctx.operations() if o.method == "get"]:
+            for param, schema in _page_params(ctx, op):
+                raw_max = schema.get("maximum")
+                maximum = int(raw_max) if isinstance(raw_max, (int, float)) and not isinstance(raw_max, bool) else None
+                bounded = maximum is not None
+                value = maximum * 10 if maximum else 100000
+                ident = caller(ctx, op)
+                plan = ctx.plan(op, ident)
+                normal = await ctx.send(plan, ident, check=self.info)
+                if not success(normal):
+                    continue
+                tried += 1
+                query = [(k, v) for k, v in plan.query if k != param.name] + [(param.name, str(value))]
+                ex = await ctx.send(plan.copy(query=query), ident, check=self.info)
+                if not success(ex):
+                    continue
+                size = _largest_array(ex.json())
+                limit = f"its declared maximum {maximum}" if bounded else "any sensible page size"
+                proof = f"; the response has {size} items" if maximum is not None and size > maximum else ""
+                out.append(finding(self.info, op.label,
+                                   f"`{param.name}={value}` (above {limit}) was accepted with {ex.status}{proof}.",
+                                   ex))
+        if not tried:
+            out.append(skip(self.info, "no GET operation with a page-size query parameter answered successfully"))
+        return out
+
+
+# -- body size ----------------------------------------------------------------------------
+class LargePayload(Check):
+    """Request bodies of 1 MiB are read and accepted."""
+
+    info = LARGE_PAYLOAD
+
+    async def run(self, ctx: ScanContext) -> list[ScanFinding | Skip]:
+        writes = [o for o in ctx.operations() if o.method in ("post", "put", "patch")
+                  and json_request_schema(ctx.spec, o) is not None and not o.public
+                  and not re.search(r"password|email", o.template, re.IGNORECASE)]
+        writes.sort(key=lambda o: (o.method != "post", len(o.template)))
+        tried = 0
+        for op in writes:
+            if tried >= 3:
+                break
+            ident = caller(ctx, op)
+            plan = ctx.plan(op, ident)
+            if plan.json is None or _has_url_field(plan.json):
+                continue
+            normal = await ctx.send(plan, ident, check=self.info)
+            if not success(normal):
+                continue
+            tried += 1
+            doc = orjson.dumps(plan.json)
+            padded = doc[:-1] + b" " * max(0, PAD_BYTES - len(doc)) + doc[-1:]
+            big = plan.copy(json=None, body=padded, content_type="application/json")
+            ex = await ctx.send(big, ident, check=self.info, timeout=max(ctx.options.timeout, 20.0))
+            if success(ex):
+                return [finding(self.info, op.label,
+                                f"A {len(padded) // 1024} KiB JSON body was accepted with {ex.status}: request "
+                                "bodies are not limited to a size the API needs.", ex)]
+        if not tried:
+            return [skip(self.info, "no authenticated JSON write operation succeeded with a normal body")]
+        return []
+
+
+def _has_url_field(body: Any) -> bool:
+    """Bodies carrying URLs are left alone (re-sending them could make the API fetch something)."""
+    return isinstance(body, dict) and any(isinstance(v, str) and re.match(r"^[a-z]+://", v) for v in body.values())
+
+
+# -- regex DoS ----------------------------------------------------------------------------
+_ATOM = re.compile(r"\\.|\[(?:\\.|[^\]])+\]|[A-Za-z0-9]")
+_QUANTIFIER = re.compile(r"\{\d*,?\d*\}")
+_ESCAPES = {"d": "1", "w": "a", "s": " "}
+
+
+def _atom_char(atom: str) -> str | None:
+    """A character matching ``atom`` (an escape, a class or a literal), or None for negated classes."""
+    if atom.startswith("\\"):
+        return _ESCAPES.get(atom[1], atom[1] if atom[1].isalnum() else None)
+    if atom.startswith("["):
+        inner = atom[1:-1]
+        if inner.startswith("^") or not inner:
+            return None
+        if inner.startswith("\\") and len(inner) > 1:
+            return _ESCAPES.get(inner[1], inner[1])
+        return inner[0]
+    return atom
+
+
+def redos_inputs(pattern: str, length: int) -> list[str]:
+    """Up to two strings: ``length`` repetitions of a character matching one of the pattern's first atoms,
+    then ``!`` (which such patterns do not accept), to make a backtracking engine retry every split."""
+    out: list[str] = []
+    for atom in _ATOM.findall(_QUANTIFIER.sub("", pattern))[:3]:
+        char = _atom_char(atom)
+        if char and char.isprintable():
+            out.append(char * length + "!")
+    return list(dict.fromkeys(out))[:2]
+
+
+class RegexDos(Check):
+    """Patterned parameters whose validation slows down with input length."""
+
+    info = REGEX_DOS
+
+    async def run(self, ctx: ScanContext) -> list[ScanFinding | Skip]:
+        tried = 0
+        for op in ctx.operations():
+            if op.method not in ("get", "head"):
+                continue
+            for param in op.parameters:
+                if param.location not in ("query", "path"):
+                    continue
+                node = ctx.spec.parameter_schema(param)
+                pattern = node.schema.get("pattern") if node is not None else None
+                if not isinstance(pattern, str) or tried >= 4:
+                    continue
+                tried += 1
+                result = await self._probe(ctx, op, param, pattern)
+                if result is not None:
+                    return [result]
+        return [] if tried else [skip(self.info, "no GET parameter declares a `pattern`")]
+
+    async def _probe(self, ctx: ScanContext, op: Operation, param: Parameter, pattern: str) -> ScanFinding | None:
+        ident = caller(ctx, op)
+        plan = ctx.plan(op, ident)
+        for text in redos_inputs(pattern, 40):
+            short = await self._send(ctx, op, plan, ident, param, text[:10] + "!")
+            long = await self._send(ctx, op, plan, ident, param, text)
+            if long.status == 0 and "Timeout" not in (long.error or ""):
+                continue
+            if long.elapsed - short.elapsed < REDOS_DELAY:
+                continue
+            again = await self._send(ctx, op, plan, ident, param, text)
+            if again.elapsed - short.elapsed >= REDOS_DELAY:
+                return finding(self.info, op.label,
+                               f"`{param.name}` with {len(text)} characters took {long.elapsed:.1f} s and "
+                               f"{again.elapsed:.1f} s against {short.elapsed:.2f} s for a short input "
+                               f"(pattern {pattern!r}).", short, long, again)
+        return None
+
+    async def _send(self, ctx: ScanContext, op: Operation, plan: Any, ident: Any, param: Parameter,
+                    value: str) -> Exchange:
+        if param.location == "path":
+            p = ctx.plan(op, ident, path_values={param.name: value})
+        else:
+            p = plan.copy(query=[(k, v) for k, v in plan.query if k != param.name] + [(param.name, value)])
+        return await ctx.send(p, ident, check=self.info, timeout=ctx.options.timeout)
+
+
+#: The burst goes last: it exhausts the limit of one operation for a while.
+CHECKS: list[Check] = [PageSize(), LargePayload(), RegexDos(), NoRateLimit()]
