@@ -193,9 +193,16 @@ def main() -> int:
     orders = [_post("/v1/orders?dry_run=false", order_of_1kb(i)) for i in range(2000)]
     sizes = sorted(len(r.body or b"") for r in orders)
 
+    # Validation leaves the parsed JSON on the request for detection: each measured call
+    # starts from a fresh request state, as a request arriving from the network would.
     def validate(r: Request) -> None:
+        r.parsed_json = None
         if validation.on_request(Exchange(r, "rid")) is not None:
             raise AssertionError("the benchmark order must be valid")
+
+    def detect(r: Request) -> None:
+        r.parsed_json = None
+        engine.evaluate(r)
 
     def both(r: Request) -> None:
         validate(r)
@@ -203,11 +210,12 @@ def main() -> int:
             raise AssertionError("the benchmark order must pass detection")
 
     def build(r: Request) -> None:
+        r.parsed_json = None
         Exchange(r, "rid")
 
     print(f"\nPOST /v1/orders, 2000 distinct orders of {sizes[0]}-{sizes[-1]} B (validation + detection)")
     base = mean_over(orders, build, None)
-    for label, fn in (("validation", validate), ("detection", engine.evaluate), ("both", both)):
+    for label, fn in (("validation", validate), ("detection", detect), ("both", both)):
         warm = mean_over(orders, fn, None) - base
         cold = mean_over(orders, fn, forget) - base
         print(f"  {label:<11} {warm:6.1f} µs per request (cold: {cold:6.1f} µs)")
