@@ -48,10 +48,15 @@ def problem_response(
 ) -> Response:
     """A complete problem+json response."""
     body = problem_body(status, detail, request_id, title=title)
+    # Bastion's own answers carry the security headers even where no route (and so no
+    # headers stage) applies: a problem document never needs scripts, frames or a referrer.
     out: HeaderList = [
         ("content-type", PROBLEM_CONTENT_TYPE),
         ("cache-control", "no-store"),
         ("x-content-type-options", "nosniff"),
+        ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
     ]
     if headers:
         out.extend(headers)

@@ -127,6 +127,12 @@ def test_undeclared_path_is_404(strict_gateway: GatewayProcess, upstream: Script
     record = strict_gateway.wait_for_access_record(lambda r: r["request_id"] == doc["request_id"])
     assert (record["status"], record["blocked_by"], record["reason"]) == (404, "core", "route.not_found")
     assert record["route"] is None
+    # No route, so no headers stage: Bastion's own problem document still carries the
+    # security headers (the scanner's closed loop found them missing here once).
+    assert resp.header("x-content-type-options") == "nosniff"
+    assert resp.header("content-security-policy") == "default-src 'none'; frame-ancestors 'none'"
+    assert resp.header("x-frame-options") == "DENY"
+    assert resp.header("cache-control") == "no-store"
 
 
 def test_undeclared_method_is_405_with_allow(strict_gateway: GatewayProcess, upstream: ScriptedUpstream,
