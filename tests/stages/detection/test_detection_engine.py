@@ -195,3 +195,30 @@ def test_ordinary_request_has_no_hits(engine: DetectionEngine) -> None:
         headers=[("Authorization", "Bearer abc.def.ghi"), ("Referer", "https://shop.example.com/cart")],
     )
     assert engine.evaluate(request).hits == []
+
+
+@pytest.mark.parametrize(
+    ("query", "category"),
+    [
+        ("q=%5Cud800%2541", None),
+        ("q=%5Cud800%5Cx27%20or%201%3D1--", "sqli"),
+        ("q=%5Cud800%5Cx3cscript%5Cx3ealert(1)%5Cx3c/script%5Cx3e", "xss"),
+    ],
+)
+def test_lone_surrogate_escapes_are_inspected_not_raised(
+    engine: DetectionEngine, query: str, category: str | None
+) -> None:
+    """A ``\\ud800`` JS escape leaves a lone surrogate in a view; the URL decoder and libinjection
+    (which take UTF-8) used to raise on it, turning any request into a stage error. Found by
+    tests/fuzz/fuzz_normalize.py."""
+    verdict = engine.evaluate(make_request("/search?" + query))
+    assert verdict.block_category == category
+
+
+@pytest.mark.parametrize("value", ["shoes%' OR 'b%'='b", "shoes%' OR 'c%'='b", "x' AND '%'='%"])
+def test_boolean_pairs_that_close_a_like_pattern(engine: DetectionEngine, value: str) -> None:
+    """A boolean pair written to close a LIKE pattern (quoted operands holding '%') is an
+    injection, found by the scanner's closed loop: it must score as one on its own."""
+    verdict = engine.evaluate(make_request("/products?search=" + quote(value)))
+    assert verdict.block_category == "sqli"
+    assert 1009 in {h.rule.id for h in verdict.hits}

@@ -118,8 +118,9 @@ RULES: tuple[Rule, ...] = (
         "sqli",
         1,
         C,
+        # The quoted operands may hold LIKE wildcards: "x%' OR 'b%'='b" closes a LIKE pattern.
         r"(?:['\"\x60]|\d)\s*\)*\s*(?:and|or|xor|&&|\|\|)\s+\(*\s*(?:['\"]?\d+['\"]?|['\"]"
-        r"\w*['\"])\s*(?:=|<|>|!=|<>|like)\s*(?:['\"]?\d+|['\"]\w*['\"]?)",
+        r"[\w%]*['\"])\s*(?:=|<|>|!=|<>|like)\s*(?:['\"]?\d+|['\"][\w%]*['\"]?)",
         "boolean tautology after a literal",
     ),
     Rule(
