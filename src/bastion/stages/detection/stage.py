@@ -54,6 +54,21 @@ class Verdict:
         }
 
 
+#: Compiled matchers by (paranoia, categories, backend): compiling the rule databases takes
+#: most of a second, and every route of a service usually has the same settings.
+_MATCHERS: dict[tuple[int, frozenset[str], str], Matcher] = {}
+
+
+def shared_matcher(paranoia: int, categories: list[Category], prefer: str = "hyperscan") -> Matcher:
+    """The matcher for these settings, compiled once per process and shared by every route
+    that uses them (its memory of clean values depends on nothing else)."""
+    key = (paranoia, frozenset(categories), prefer)
+    matcher = _MATCHERS.get(key)
+    if matcher is None:
+        matcher = _MATCHERS[key] = Matcher(paranoia, categories, prefer=prefer)
+    return matcher
+
+
 class DetectionEngine:
     """Config-bound detector, compiled once; :meth:`evaluate` is the per-request work."""
 
@@ -61,7 +76,7 @@ class DetectionEngine:
         self.config = config
         self._modes = {c: config.category_mode(c) for c in CATEGORIES}
         active = [c for c, m in self._modes.items() if m != "off"]
-        self.matcher = Matcher(config.paranoia, active, prefer=prefer)
+        self.matcher = shared_matcher(config.paranoia, active, prefer)
         self._limits = Limits(max_inputs=config.max_inputs, max_json_depth=config.max_json_depth)
         self._exclusions = tuple(config.exclusions)
         self.active = bool(active) and config.enabled
