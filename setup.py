@@ -9,6 +9,8 @@ an editable development install where compiled modules would shadow edited sourc
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 from setuptools import setup
 
@@ -35,6 +37,12 @@ COMPILED = [
 ext_modules = []
 if os.environ.get("BASTION_PURE_PYTHON", "") not in ("1", "true", "yes"):
     from mypyc.build import mypycify
+
+    # pip builds a local checkout in place, and setuptools copies everything under build/lib*
+    # into the wheel: a module compiled by an earlier build (and no longer listed) would be
+    # installed beside the new ones and fail at import with "Request object expected; got
+    # Request". Start from a clean build folder.
+    shutil.rmtree(Path(__file__).resolve().parent / "build", ignore_errors=True)
 
     ext_modules = mypycify(["--config-file=mypyc.ini", *COMPILED], opt_level="3", debug_level="0")
 
