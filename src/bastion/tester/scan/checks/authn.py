@@ -41,8 +41,8 @@ Outcome = ScanFinding | Skip
 
 JWT_ADVICE = (
     "Validate every JWT: a fixed list of accepted algorithms (never `none`, never taken from the token), the "
-    "signature with the expected key, and `exp`/`nbf`. Bastion's `auth` stage (`policies.auth` with a JWT "
-    "provider) does this before a request reaches the API."
+    "signature with the expected key, and `exp`/`nbf`. Bastion's `auth` stage (planned: there is no "
+    "`policies.auth` yet) will do this before a request reaches the API; until it lands, the API must."
 )
 
 
@@ -159,8 +159,9 @@ class MissingAuthentication(Check):
         "API2-NO-AUTH", "Secured operation answers without credentials", 306, Severity.HIGH,
         "Calls every operation the document declares secured without any credential (path values of the first "
         "user's objects); a 2xx answer is a finding.",
-        "Enforce authentication on every operation the document secures; Bastion's `auth` stage refuses "
-        "requests without valid credentials on routes that are not `security: []`.",
+        "Enforce authentication on every operation the document secures. Bastion's `auth` stage (planned) will "
+        "refuse requests without valid credentials on routes that are not `security: []`; until it lands "
+        "Bastion forwards them and only the API decides (`bastion audit -c` reports it, BAST-GW-002).",
     )
 
     async def run(self, ctx: ScanContext) -> list[Outcome]:
@@ -275,8 +276,8 @@ class WeakSecret(Check):
         "Tries each secret of a bundled wordlist (~120 well-known values) against the user's HS256/384/512 token "
         "offline; a match is proven by forging a new token with it that the API accepts.",
         "Sign tokens with a random secret of at least 32 bytes (or an asymmetric key) kept in a secret manager, "
-        "and rotate it now: anyone can mint tokens for any user. Bastion's `auth` stage can verify tokens "
-        "against a JWKS so the API never needs the secret.",
+        "and rotate it now: anyone can mint tokens for any user. Bastion's planned `auth` stage will "
+        "verify tokens against a JWKS so the API never needs the secret.",
     )
 
     async def run(self, ctx: ScanContext) -> list[Outcome]:
@@ -336,8 +337,10 @@ class TokenInUrl(Check):
         "API2-TOKEN-IN-URL", "Credential accepted in the URL", 598, Severity.MEDIUM,
         "Sends the user's token as a query parameter (`access_token`, `token`) instead of a header; the API "
         "accepting it invites tokens into logs, proxies and Referer headers.",
-        "Accept tokens only in the Authorization header. Bastion's `auth` stage reads credentials from headers "
-        "only, and `bastion audit` flags credential-named query parameters (BAST-AUTH-003).",
+        "Accept tokens only in the Authorization header. In front of the API, Bastion's `policies.validation` "
+        "with `reject_unknown_query_params: true` refuses query parameters the operation does not declare "
+        "(such as `access_token`) with 400; `bastion audit` flags credential-named query parameters "
+        "(BAST-AUTH-003).",
     )
 
     async def run(self, ctx: ScanContext) -> list[Outcome]:
@@ -464,7 +467,7 @@ class UserEnumeration(Check):
         "or body (volatile fields such as request IDs ignored) for the real user, or a consistently slower answer "
         "(by over 200 ms, confirmed twice), is a finding.",
         "Answer every failed login identically (same status, body and timing: verify a dummy hash for unknown "
-        "users), and rate-limit logins (Bastion's `ratelimit` stage on the login route).",
+        "users), and rate-limit logins (at the load balancer until Bastion's planned `ratelimit` stage lands).",
     )
 
     async def run(self, ctx: ScanContext) -> list[Outcome]:
@@ -530,7 +533,7 @@ class DefaultCredentials(Check):
         "Logs in with well-known default pairs (admin/admin, admin/password, root/root...) on the login operation; "
         "a 2xx carrying a token or a cookie is a finding. Stops at the first 429.",
         "Remove default accounts or force a password change before first use; rate-limit the login route "
-        "(Bastion's `ratelimit` stage) so guessing stays slow.",
+        "(Bastion's `ratelimit` stage is planned) so guessing stays slow.",
     )
 
     async def run(self, ctx: ScanContext) -> list[Outcome]:
@@ -559,7 +562,8 @@ class NoLoginLimit(Check):
         "Sends 8 failed logins for a random user name; none of them answered 429 (or 423, or any change of "
         "status or a Retry-After) is a finding.",
         "Limit failed logins per account and per client (429 with Retry-After, growing delays, or a temporary "
-        "lock); Bastion's `ratelimit` stage can limit the login route by client and by the user-name field.",
+        "lock); Bastion's planned `ratelimit` stage will limit the login route by client and by the user-name "
+        "field.",
     )
     attempts = 8
 
@@ -598,7 +602,9 @@ class PasswordChangeWithoutOld(Check):
         "Changes the last user's password sending only the new one (no current password) and restores it "
         "afterwards; a 2xx is a finding. Changes a real account, so it runs only with --allow-destructive.",
         "Require the current password (or a fresh re-authentication) to change a password or e-mail address, and "
-        "revoke the user's other sessions afterwards.",
+        "revoke the user's other sessions afterwards. Declare the current password `required` in the request "
+        "schema: Bastion's `policies.validation` (on by default for OpenAPI routes) then refuses a change "
+        "without it with 400.",
         destructive=True,
         needs_users=1,
     )

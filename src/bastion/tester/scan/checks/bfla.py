@@ -28,8 +28,8 @@ from bastion.tester.scan.interface import Check, CheckInfo, Identity, RequestPla
 Outcome = ScanFinding | Skip
 ADVICE = (
     "Check the caller's role or scopes in every administrative function (deny by default), not only that the "
-    "caller is logged in; give admin operations their own scopes in the OpenAPI document so Bastion's `auth` "
-    "stage enforces them (`security: [{oauth2: [admin]}]`, or `x-bastion-scopes`)."
+    "caller is logged in; give admin operations their own scopes in the OpenAPI document so Bastion's planned "
+    "`auth` stage can enforce them (`security: [{oauth2: [admin]}]`, or `x-bastion-scopes`)."
 )
 
 

@@ -25,8 +25,8 @@ OWNER_FIELDS = re.compile(
 )
 ADVICE = (
     "Check in the API that the caller owns (or may access) the object of every request, not only that the "
-    "caller is logged in; prefer random IDs (uuid). Bastion's `auth` stage passes the verified user to the API "
-    "in a header it can trust for that check."
+    "caller is logged in; prefer random IDs (uuid). Bastion's planned `auth` stage will pass the verified user "
+    "to the API in a header it can trust for that check."
 )
 MAX_OBJECTS = 3
 

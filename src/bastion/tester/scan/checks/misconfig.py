@@ -59,8 +59,8 @@ HEADERS = CheckInfo(
     "per missing header.",
     advice="Bastion's `policies.headers` stage (on by default) sets `X-Content-Type-Options: nosniff`, "
     "`X-Frame-Options: DENY`, a `Content-Security-Policy` with `frame-ancestors 'none'` and more on every "
-    "response; add `cache-control: no-store` with `policies.headers.add_if_missing`; HSTS comes with "
-    "`listen.tls.hsts` when Bastion terminates TLS.",
+    "response of a declared route; add `cache-control: no-store` with `policies.headers.add_if_missing`; "
+    "HSTS comes with `listen.tls.hsts` when Bastion terminates TLS.",
 )
 
 CORS_CREDENTIALS = CheckInfo(
@@ -73,8 +73,8 @@ CORS_CREDENTIALS = CheckInfo(
     checks=f"Sends a request and a preflight with `Origin: {EVIL_ORIGIN}`; the origin echoed in "
     "Access-Control-Allow-Origin together with Access-Control-Allow-Credentials: true is a finding.",
     advice="Allow-list the origins that may call the API with credentials; never echo the Origin header. "
-    "Bastion forwards no CORS headers of its own; remove the reflection in the API (or its framework's CORS "
-    "middleware configuration), and prefer bearer tokens over cookies.",
+    "Bastion adds no CORS headers of its own and passes the API's through: remove the reflection in the API "
+    "(or its framework's CORS middleware configuration), and prefer bearer tokens over cookies.",
 )
 
 CORS_REFLECT = CheckInfo(

@@ -100,9 +100,9 @@ MASS_ASSIGNMENT = CheckInfo(
     "permissions, balance...) set to an escalated value, reads the resource back and reports when the "
     "value took effect (and restores the old value).",
     advice="Bind request bodies to an explicit list of writable fields. In front of the API, Bastion's "
-    "`policies.validation` with `strict: true` rejects properties the request schema does not declare, "
-    "and readOnly properties in requests, with 400; declare `additionalProperties: false` on request "
-    "schemas.",
+    "`policies.validation` refuses readOnly properties in requests with 400 (`reject_read_only`, on by "
+    "default) and, with `strict: true`, properties the request schema does not declare; mark server-set "
+    "properties `readOnly: true` and declare `additionalProperties: false` on request schemas.",
 )
 
 # -- sensitive patterns ------------------------------------------------------------------------

@@ -81,9 +81,9 @@ LARGE_PAYLOAD = CheckInfo(
     phase="resources",
     checks="Re-sends a write operation's valid JSON body padded to 1 MiB with whitespace; a 2xx answer means "
     "the API reads bodies of any size.",
-    advice="Limit request body sizes (413 beyond). Bastion refuses larger bodies with 413 by "
-    "`listen.limits.max_body_bytes`, per service or route with `max_body_bytes`; set it to what the API "
-    "needs (the default is 10 MiB), and declare `maxLength`/`maxItems` in request schemas for "
+    advice="Limit request body sizes (413 beyond). Bastion refuses bodies larger than "
+    "`listen.limits.max_body_bytes` with 413 (per service or hand-written route: `max_body_bytes`); set it "
+    "to what the API needs (the default is 10 MiB), and declare `maxLength`/`maxItems` in request schemas for "
     "`policies.validation` to enforce.",
 )
 
