@@ -1,13 +1,18 @@
 """Proxy benchmark: the upstream direct, nginx as a proxy and Bastion, in one invocation.
 
     python bench/run.py [--duration 10] [--connections 32] [--rounds 3] [--workers 2]
-                        [--out docs/benchmarks.md] [--soak N]
+                        [--out docs/benchmarks.md] [--mix] [--soak N]
 
 Starts, on 127.0.0.1 and free ports, an nginx upstream returning a 109-byte JSON body,
 nginx as a plain reverse proxy and Bastion in each configuration of
 ``proxybench/scenarios.py``; loads each with wrk in interleaved rounds; reports the
 medians of RPS, p50, p99 and CPU µs per request with the ratios to nginx and to the
 upstream, and writes them to the proxy section of ``docs/benchmarks.md``.
+
+Every request is ``GET /``. ``--mix`` instead sends a small JSON API mix (two GETs and a
+1 KB JSON POST, ``proxybench/mix.py``) to every scenario, adds Bastion with validation and
+detection (``bastion-inspect``) and nginx + ModSecurity + CRS PL1 (``nginx-modsec-pl1``),
+and writes its own section (ratios to Bastion with no stages and to ModSecurity too).
 
 ``--soak N`` instead sends N requests to Bastion with no stages and samples each worker's
 RSS idle and every 100k requests (long; not for CI). See bench/README.md.
@@ -28,8 +33,10 @@ from types import FrameType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from proxybench import procs, report
+from proxybench import mix, procs, report
+from proxybench.modsecurity import INSTALL_HINT, missing_files
 from proxybench.scenarios import (
+    MODSEC,
     NO_STAGES,
     Scenario,
     StartContext,
@@ -68,14 +75,29 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="run only this scenario (repeatable; baselines always run)")
     parser.add_argument("--bastion", type=Path, default=ROOT / ".venv" / "bin" / "bastion",
                         help="the bastion executable")
+    parser.add_argument("--mix", action="store_true",
+                        help="send the JSON API mix (proxybench/mix.py) instead of GET /, add the "
+                        "bastion-inspect and nginx-modsec-pl1 scenarios, write the mix section")
+    parser.add_argument("--wrk-timeout", type=float, default=10,
+                        help="wrk --timeout in seconds: slower responses count as errors")
     parser.add_argument("--soak", type=int, metavar="N",
                         help="send N requests to Bastion with no stages and watch worker RSS")
     args = parser.parse_args(argv)
-    for name in ("duration", "connections", "threads", "rounds", "workers", "upstream_workers"):
+    for name in ("duration", "connections", "threads", "rounds", "workers", "upstream_workers",
+                 "wrk_timeout"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     if args.soak is not None and args.soak <= 0:
         parser.error("--soak must be positive")
+    if args.soak is not None and args.mix:
+        parser.error("--soak and --mix do not go together")
+    try:
+        args.scenarios = select(args.only, args.mix)
+    except ValueError as exc:
+        parser.error(str(exc))
+    missing = missing_files()
+    if args.soak is None and missing and any(s.kind == "modsecurity" for s in args.scenarios):
+        parser.error(f"{MODSEC} needs {', '.join(map(str, missing))}: {INSTALL_HINT}")
     return args
 
 
@@ -88,15 +110,20 @@ def log(message: str) -> None:
 
 
 def measure(
-    servers: Sequence[tuple[Scenario, RunningServer]], args: argparse.Namespace
+    servers: Sequence[tuple[Scenario, RunningServer]], args: argparse.Namespace,
+    script: Path | None = None,
 ) -> list[report.TargetRuns]:
-    """Interleaved rounds: every target's throughput run, then every target's moderate run."""
+    """Interleaved rounds: every target's throughput run, then every target's moderate run.
+
+    Each wrk run lasts ``--duration`` whatever the target's speed (wrk stops at ``-d``), so
+    a round's length is bounded even with ModSecurity's hundreds of requests per second.
+    """
     runs = {s.name: report.TargetRuns(s.name, s.description) for s, _ in servers}
 
     def wrk_for(scenario: Scenario, server: RunningServer, threads: int, conns: int,
                 seconds: float) -> list[str]:
         return wrk_command(server.url, threads=threads, connections=conns, duration_s=seconds,
-                           headers=scenario.wrk_headers)
+                           headers=scenario.wrk_headers, script=script, timeout_s=args.wrk_timeout)
 
     log(f"warm-up: {WARMUP_SECONDS:.0f} s per target")
     for scenario, server in servers:
@@ -128,41 +155,63 @@ def command_line(argv: Sequence[str]) -> str:
     return shlex.join(["python", str(script), *argv])
 
 
+def check_scenario(scenario: Scenario, server: RunningServer, use_mix: bool) -> None:
+    """Before any load: the requests of the run pass through the server to the upstream
+    (200 and its body), and the requests the scenario must refuse are refused."""
+    server.check_proxies_upstream(mix.MIX if use_mix else ())
+    for request, expected in scenario.refuses:
+        status, body = mix.send(server.port, request)
+        if status != expected:
+            raise procs.ServerFailed(
+                f"{scenario.name}: {request.label} returned {status} ({body[:200]!r}), not "
+                f"{expected}: the inspection this scenario measures is not on"
+            )
+
+
 def run_benchmark(args: argparse.Namespace, argv: Sequence[str], folder: Path,
                   stack: contextlib.ExitStack) -> int:
-    scenarios = select(args.only)
+    scenarios: tuple[Scenario, ...] = args.scenarios
+    script = mix.write_lua(folder) if args.mix else None
     upstream = start_upstream(stack, folder, args.upstream_workers)
     ctx = StartContext(stack, folder, upstream, args.workers, args.bastion)
     servers: list[tuple[Scenario, RunningServer]] = []
     for scenario in scenarios:
         server = start_scenario(scenario, ctx)
-        server.check_proxies_upstream()
+        check_scenario(scenario, server, args.mix)
         servers.append((scenario, server))
         log(f"started {scenario.name} on {server.url}")
+    if args.mix:
+        log(f"every request of the mix answered 200 through every target ({len(mix.MIX)} requests)")
     machine = report.machine_description(args.bastion.parent / "python")
     date = _now()
 
-    rows = report.summarize(measure(servers, args))
-    cells = report.table_cells(rows)
+    references = report.MIX_REFERENCES if args.mix else ()
+    rows = report.summarize(measure(servers, args, script), references)
+    cells = report.table_cells(rows, references)
     print()
-    print(report.text_table(report.HEADERS, cells))
-    for text, ok in report.target_checks(rows):
+    print(report.text_table(report.headers_with(references), cells))
+    for text, ok in report.mix_checks(rows) if args.mix else report.target_checks(rows):
         print(f"  {'met' if ok else 'NOT MET'}: {text}")
     if any(r.errors for r in rows):
         print("  warning: some runs had socket errors or non-2xx responses (see 'errors')")
     if not args.no_write:
+        shown_script = Path("mix.lua") if script else None
         section = report.proxy_section(
             command=command_line(argv), date=date, machine=machine, rows=rows, rounds=args.rounds,
-            workers=args.workers, note=args.note,
+            workers=args.workers, note=args.note, use_mix=args.mix, wrk_timeout_s=args.wrk_timeout,
             wrk_throughput=shlex.join(wrk_command("URL", threads=args.threads,
                                                   connections=args.connections,
-                                                  duration_s=args.duration)),
+                                                  duration_s=args.duration, script=shown_script,
+                                                  timeout_s=args.wrk_timeout)),
             wrk_moderate=shlex.join(wrk_command("URL", threads=MODERATE_THREADS,
                                                 connections=MODERATE_CONNECTIONS,
-                                                duration_s=args.duration)),
+                                                duration_s=args.duration, script=shown_script,
+                                                timeout_s=args.wrk_timeout)),
         )
-        report.write_section(args.out, report.PROXY_START, report.PROXY_END, section)
-        print(f"\nwrote the proxy section of {args.out}")
+        start, end = (report.MIX_START, report.MIX_END) if args.mix else (report.PROXY_START,
+                                                                          report.PROXY_END)
+        report.write_section(args.out, start, end, section)
+        print(f"\nwrote the {'mix' if args.mix else 'proxy'} section of {args.out}")
     return 0
 
 

@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import http.client
 import shlex
 import signal
 import sys
@@ -41,16 +40,13 @@ from corpus import BENIGN, GOTESTWAF
 from replay import ReplayResult, replay
 
 from proxybench import report
-from proxybench.procs import ManagedProcess, free_port
-from proxybench.servers import RunningServer, _nginx_common, start_bastion, start_upstream
+from proxybench.modsecurity import INSTALL_HINT, missing_files, start_modsecurity
+from proxybench.servers import RunningServer, start_bastion, start_upstream
 from proxybench.wrk import WrkResult, run_wrk, wrk_command
 
 ROOT = Path(__file__).resolve().parents[2]
 START = "<!-- bench:detection:start -->"
 END = "<!-- bench:detection:end -->"
-MODSEC_MODULE = Path("/usr/lib/nginx/modules/ngx_http_modsecurity_module.so")
-CRS_SETUP = Path("/etc/modsecurity/crs/crs-setup.conf")
-CRS_RULES = Path("/usr/share/modsecurity-crs/rules")
 #: The small GET every throughput run sends (a query, as API reads have).
 LOAD_PATH = "/v1/books/42?fields=title,author"
 #: Headers of the load requests: a client that names itself and the API's host, as real
@@ -66,94 +62,6 @@ class Waf:
     server: RunningServer
     gotestwaf: ReplayResult | None = None
     benign: ReplayResult | None = None
-
-
-def modsecurity_main_conf(paranoia: int) -> str:
-    """The ModSecurity main configuration: engine on, bodies parsed, CRS at ``paranoia``.
-
-    Only the settings the benchmark needs are written here; the CRS setup and rules are
-    included from where the Debian package installs them.
-    """
-    return (
-        "SecRuleEngine On\n"
-        "SecRequestBodyAccess On\n"
-        "SecRequestBodyLimit 13107200\n"
-        "SecRequestBodyNoFilesLimit 131072\n"
-        "SecRequestBodyLimitAction Reject\n"
-        "SecResponseBodyAccess Off\n"
-        "SecAuditEngine Off\n"
-        "SecArgumentSeparator &\n"
-        "SecCookieFormat 0\n"
-        # Parse JSON and XML bodies into ARGS, as the CRS expects.
-        'SecRule REQUEST_HEADERS:Content-Type "@rx (?i)^application/(?:[a-z.+-]+\\+)?json" '
-        '"id:1000001,phase:1,t:none,pass,nolog,ctl:requestBodyProcessor=JSON"\n'
-        'SecRule REQUEST_HEADERS:Content-Type "@rx (?i)^(?:application|text)/(?:[a-z.+-]+\\+)?xml" '
-        '"id:1000002,phase:1,t:none,pass,nolog,ctl:requestBodyProcessor=XML"\n'
-        # The paranoia level, set before the CRS initialisation reads it (its default is 1).
-        f'SecAction "id:1000003,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level={paranoia}"\n'
-        f"Include {CRS_SETUP}\n"
-        f"Include {CRS_RULES}/*.conf\n"
-    )
-
-
-def modsecurity_nginx_config(
-    folder: Path, name: str, port: int, upstream_port: int, workers: int, rules_file: Path
-) -> str:
-    """nginx with ModSecurity as a reverse proxy to the upstream (its own instance)."""
-    common = _nginx_common(folder, name, workers)
-    return (
-        f"load_module {MODSEC_MODULE};\n"
-        + common
-        + (
-            f"  upstream bench_upstream {{\n"
-            f"    server 127.0.0.1:{upstream_port};\n"
-            f"    keepalive 64;\n"
-            f"  }}\n"
-            f"  server {{\n"
-            f"    listen 127.0.0.1:{port};\n"
-            f"    client_max_body_size 16m;\n"
-            f"    modsecurity on;\n"
-            f"    modsecurity_rules_file {rules_file};\n"
-            f"    location / {{\n"
-            f"      proxy_pass http://bench_upstream;\n"
-            f"      proxy_http_version 1.1;\n"
-            f'      proxy_set_header Connection "";\n'
-            f"    }}\n"
-            f"  }}\n"
-            f"}}\n"
-        )
-    )
-
-
-def start_modsecurity(
-    stack: contextlib.ExitStack, folder: Path, paranoia: int, upstream_port: int, workers: int
-) -> RunningServer:
-    """Start nginx + ModSecurity + CRS at ``paranoia``; ``stack`` stops it."""
-    name = f"modsec-pl{paranoia}"
-    rules = folder / f"{name}-main.conf"
-    rules.write_text(modsecurity_main_conf(paranoia))
-    port = free_port()
-    conf = folder / f"{name}.conf"
-    conf.write_text(modsecurity_nginx_config(folder, name, port, upstream_port, workers, rules))
-    process = ManagedProcess(
-        name,
-        ["nginx", "-p", str(folder), "-c", str(conf), "-e", str(folder / f"{name}-error.log")],
-        folder / f"{name}.out",
-    )
-    stack.callback(process.stop)
-    process.start()
-    # Ready once it answers at all: at PL2 the CRS refuses the bare readiness GET itself.
-    process.wait_until(lambda: _get_with_headers(port) in (200, 403), 30.0, f"an answer on port {port}")
-    return RunningServer(name, port, process)
-
-
-def _get_with_headers(port: int) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2.0)
-    try:
-        conn.request("GET", "/", headers=dict(h.split(": ", 1) for h in LOAD_HEADERS))
-        return conn.getresponse().status
-    finally:
-        conn.close()
 
 
 def _rate(result: ReplayResult | None, expect_block: bool) -> str:
@@ -291,9 +199,9 @@ def run(args: argparse.Namespace, argv: Sequence[str], folder: Path, stack: cont
         url = f"http://127.0.0.1:{server.port}{LOAD_PATH}"
         cmd = wrk_command(url, threads=2, connections=args.connections, duration_s=args.duration, headers=LOAD_HEADERS)
         print(f"-- {shlex.join(cmd)}  ({label})", flush=True)
-        result, _ = run_wrk(cmd, duration_s=args.duration)
-        print(f"   {result.rps:,.0f} requests/s, errors {result.errors}", flush=True)
-        throughput.append((label, result))
+        load, _ = run_wrk(cmd, duration_s=args.duration)
+        print(f"   {load.rps:,.0f} requests/s, errors {load.errors}", flush=True)
+        throughput.append((label, load))
     section = detection_section(
         wafs=wafs,
         throughput=throughput,
@@ -321,9 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bastion", type=Path, default=ROOT / ".venv" / "bin" / "bastion")
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(args_list)
-    for needed in (MODSEC_MODULE, CRS_SETUP, CRS_RULES):
-        if not needed.exists():
-            raise SystemExit(f"{needed} is missing: apt-get install libnginx-mod-http-modsecurity modsecurity-crs")
+    missing = missing_files()
+    if missing:
+        raise SystemExit(f"{', '.join(map(str, missing))} missing: {INSTALL_HINT}")
 
     def interrupted(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt

@@ -11,11 +11,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from proxybench.scenarios import DIRECT, NGINX
+from proxybench import mix
+from proxybench.scenarios import BASTION_NONE, DIRECT, INSPECT, MODSEC, NGINX
 from proxybench.wrk import WrkResult
 
 PROXY_START = "<!-- bench:proxy:start -->"
 PROXY_END = "<!-- bench:proxy:end -->"
+MIX_START = "<!-- bench:mix:start -->"
+MIX_END = "<!-- bench:mix:end -->"
 SOAK_START = "<!-- bench:soak:start -->"
 SOAK_END = "<!-- bench:soak:end -->"
 
@@ -24,6 +27,11 @@ TARGET_SCENARIO = "bastion-none"
 TARGET_MIN_RPS_VS_NGINX = 0.6
 TARGET_MAX_CPU_US = 70.0
 TARGET_MAX_ADDED_P50_MS = 0.3
+#: The input-defense targets (--mix): Bastion with validation and detection against Bastion
+#: with no stages and against nginx + ModSecurity + CRS PL1, same mix, same rounds.
+MIX_REFERENCES = (BASTION_NONE, MODSEC)
+TARGET_MIN_INSPECT_VS_NONE = 0.7
+TARGET_MIN_INSPECT_VS_MODSEC = 10.0
 
 
 @dataclass
@@ -63,14 +71,17 @@ class Row:
     moderate_p50_ms: float | None
     added_p50_ms: float | None
     errors: int
+    #: RPS ratio to each extra reference scenario (see ``summarize``'s ``references``).
+    rps_vs: Mapping[str, float | None] = field(default_factory=dict)
 
 
 def _median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def summarize(runs: Sequence[TargetRuns]) -> list[Row]:
-    """One row per target: medians of every figure, ratios of the median RPS to the baselines."""
+def summarize(runs: Sequence[TargetRuns], references: Sequence[str] = ()) -> list[Row]:
+    """One row per target: medians of every figure, ratios of the median RPS to the baselines
+    (nginx, direct, and each of ``references``)."""
     by_name = {r.name: r for r in runs}
 
     def median_rps(name: str) -> float | None:
@@ -84,6 +95,7 @@ def summarize(runs: Sequence[TargetRuns]) -> list[Row]:
         return _median([m.p50_us for m in target.moderate]) / 1e3
 
     nginx_rps, direct_rps = median_rps(NGINX), median_rps(DIRECT)
+    reference_rps = {name: median_rps(name) for name in references}
     direct_p50 = median_moderate_p50_ms(DIRECT)
     rows = []
     for target in runs:
@@ -102,12 +114,15 @@ def summarize(runs: Sequence[TargetRuns]) -> list[Row]:
             added_p50_ms=moderate - direct_p50 if moderate is not None and direct_p50 is not None
             else None,
             errors=sum(s.wrk.errors for s in target.throughput) + sum(m.errors for m in target.moderate),
+            rps_vs={name: rps / ref if ref else None for name, ref in reference_rps.items()},
         ))
     return rows
 
 
 def _ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
+    if value is None:
+        return "-"
+    return f"{value:.1f}x" if value >= 10 else f"{value:.2f}x"
 
 
 def _ms(value: float | None, signed: bool = False) -> str:
@@ -120,9 +135,16 @@ HEADERS = ("Target", "RPS", "vs nginx", "vs upstream", "p50 ms", "p99 ms", "CPU 
            "p50 ms @c4", "added p50 ms @c4", "errors")
 
 
-def table_cells(rows: Sequence[Row]) -> list[list[str]]:
+def headers_with(references: Sequence[str]) -> tuple[str, ...]:
+    """:data:`HEADERS` with a ``vs <reference>`` column after ``vs upstream`` per reference."""
+    return (*HEADERS[:4], *(f"vs {name}" for name in references), *HEADERS[4:])
+
+
+def table_cells(rows: Sequence[Row], references: Sequence[str] = ()) -> list[list[str]]:
+    """The cells of :func:`headers_with` ``(references)``, one list per row."""
     return [
         [r.name, f"{r.rps:,.0f}", _ratio(r.rps_vs_nginx), _ratio(r.rps_vs_direct),
+         *(_ratio(r.rps_vs.get(name)) for name in references),
          _ms(r.p50_ms), _ms(r.p99_ms), f"{r.cpu_us:.1f}", _ms(r.moderate_p50_ms),
          "-" if r.name == DIRECT else _ms(r.added_p50_ms, signed=True), str(r.errors)]
         for r in rows
@@ -160,6 +182,23 @@ def target_checks(rows: Sequence[Row]) -> list[tuple[str, bool]]:
     if row.added_p50_ms is not None:
         checks.append((f"added p50 at moderate load ≤ {TARGET_MAX_ADDED_P50_MS} ms: "
                        f"{row.added_p50_ms:+.3f} ms", row.added_p50_ms <= TARGET_MAX_ADDED_P50_MS))
+    return checks
+
+
+def mix_checks(rows: Sequence[Row]) -> list[tuple[str, bool]]:
+    """The input-defense targets (``bastion-inspect`` against ``bastion-none`` and against
+    nginx + ModSecurity + CRS PL1), each with whether this run met it."""
+    row = next((r for r in rows if r.name == INSPECT), None)
+    if row is None:
+        return []
+    checks = []
+    vs_none, vs_modsec = row.rps_vs.get(BASTION_NONE), row.rps_vs.get(MODSEC)
+    if vs_none is not None:
+        checks.append((f"throughput ≥ {TARGET_MIN_INSPECT_VS_NONE}x Bastion with no stages: "
+                       f"{vs_none:.2f}x", vs_none >= TARGET_MIN_INSPECT_VS_NONE))
+    if vs_modsec is not None:
+        checks.append((f"throughput ≥ {TARGET_MIN_INSPECT_VS_MODSEC:.0f}x nginx + ModSecurity + CRS "
+                       f"PL1: {vs_modsec:.1f}x", vs_modsec >= TARGET_MIN_INSPECT_VS_MODSEC))
     return checks
 
 
@@ -207,11 +246,25 @@ def proxy_section(
     wrk_moderate: str,
     workers: int,
     note: str | None = None,
+    use_mix: bool = False,
+    wrk_timeout_s: float | None = None,
 ) -> str:
-    """The Markdown between the proxy markers: how it was run, on what, and the results."""
-    checks = target_checks(rows)
+    """The Markdown between the proxy markers (or, ``use_mix``, the mix markers): how it was
+    run, on what, with which requests, and the results."""
+    references = MIX_REFERENCES if use_mix else ()
+    if use_mix:
+        title = ("## Input defense: Bastion with validation and detection vs no stages, nginx "
+                 "and nginx + ModSecurity + CRS")
+        requests = ["### Requests: a small JSON API mix", "", *mix.describe(), ""]
+        checks_title, checks = "### Input defense targets (bastion-inspect)", mix_checks(rows)
+    else:
+        title = "## Proxy overhead: Bastion vs nginx vs the upstream direct"
+        requests = ["Every request is `GET /` with wrk's default headers (only `Host`) and no body; "
+                    "`python bench/run.py --mix` measures a JSON API mix with Bastion's input "
+                    "defense and ModSecurity (its own section).", ""]
+        checks_title, checks = "### Issue 2 targets (Bastion with no stages)", target_checks(rows)
     parts = [
-        "## Proxy overhead: Bastion vs nginx vs the upstream direct",
+        title,
         "",
         f"Command: `{command}`  ",
         f"Date: {date}",
@@ -221,18 +274,19 @@ def proxy_section(
         "",
         *(f"- {key}: {value}" for key, value in machine.items()),
         "",
+        *requests,
         f"### Results (median of {rounds} interleaved round(s), {workers} worker(s) per proxy)",
         "",
         f"Throughput, p50, p99 and CPU: `{wrk_throughput}`. "
         f"Moderate load (the `@c4` columns): `{wrk_moderate}`.",
         "",
-        markdown_table(HEADERS, table_cells(rows)),
+        markdown_table(headers_with(references), table_cells(rows, references)),
         "",
         *(f"- **{r.name}**: {r.description}" for r in rows),
         "",
     ]
     if checks:
-        parts += ["### Issue 2 targets (Bastion with no stages)", ""]
+        parts += [checks_title, ""]
         parts += [f"- {'met' if ok else '**not met**'}: {text}" for text, ok in checks]
         parts.append("")
     parts += [
@@ -249,6 +303,26 @@ def proxy_section(
         "  connections (a moderate load that leaves the cores mostly idle).",
         "- `errors` counts socket errors and non-2xx/3xx responses; any makes a row suspect.",
     ]
+    if use_mix:
+        parts += [
+            f"- `vs {BASTION_NONE}` is the share of Bastion's no-stage throughput kept with the",
+            f"  stages on; `vs {MODSEC}` is the throughput as a multiple of nginx + ModSecurity",
+            "  + CRS's on the same mix.",
+            "- Before the load, every request of the mix went once through every target and got",
+            "  the upstream's 200 and body (neither Bastion nor the CRS refuses it), and the",
+            "  inspecting targets refused the search with a SQL injection in `q` (403) and",
+            "  Bastion the search with `limit=1000` (400): the stages measured were on.",
+            "- Detection remembers values it has already seen in clean requests, and the mix",
+            "  repeats three requests: these are figures for values seen before (typical of",
+            "  headers, tokens and enums; free text usually differs). `bench/detection/typical.py`",
+            "  gives the per-request cost of values seen for the first time.",
+        ]
+        if wrk_timeout_s is not None:
+            parts += [
+                f"- wrk runs with a {wrk_timeout_s:.0f} s `--timeout` (its default is 2 s), so "
+                "ModSecurity's slower",
+                "  answers count as latencies rather than timeouts; every run still stops after `-d`.",
+            ]
     return "\n".join(parts)
 
 

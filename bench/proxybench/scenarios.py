@@ -9,25 +9,37 @@ Adding one is a few lines in :data:`SCENARIOS`, e.g. a stage on its own::
 defaults); ``overrides`` is merged into the generated ``bastion.yaml`` for anything
 else (routes, an OpenAPI document...); ``wrk_headers`` are sent with every request
 (a credential, once authentication exists).
+
+Every scenario is loaded with the same requests: ``GET /`` by default, or with ``--mix``
+the small JSON API mix of :mod:`proxybench.mix`. Scenarios marked ``mix_only`` (those
+that route or inspect by the mix's API) run only with ``--mix``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, assert_never
 
+from proxybench import mix
+from proxybench.mix import MixRequest
+from proxybench.modsecurity import start_modsecurity
 from proxybench.servers import RunningServer, start_bastion, start_nginx_proxy
 
 #: The two baselines every ratio is taken against.
 DIRECT = "direct"
 NGINX = "nginx"
+#: With --mix, two more references: Bastion with no stages, and nginx + ModSecurity + CRS.
+BASTION_NONE = "bastion-none"
+INSPECT = "bastion-inspect"
+MODSEC = "nginx-modsec-pl1"
 #: Top-level policies that switch off every stage enabled by default.
 NO_STAGES: Mapping[str, Any] = {"headers": {"enabled": False}}
 
-Kind = Literal["direct", "nginx", "bastion"]
+Kind = Literal["direct", "nginx", "bastion", "modsecurity"]
 
 
 @dataclass(frozen=True)
@@ -41,15 +53,34 @@ class Scenario:
     access_log: bool = False
     overrides: Mapping[str, Any] = field(default_factory=dict)
     wrk_headers: tuple[str, ...] = ()
+    #: Bastion's routes come from this OpenAPI document (written into the run folder)
+    #: instead of one catch-all route.
+    openapi: Mapping[str, Any] | None = None
+    #: ModSecurity's CRS paranoia level (kind "modsecurity").
+    paranoia: int = 1
+    #: Runs only with --mix (it routes or inspects by the mix's API).
+    mix_only: bool = False
+    #: Requests it must refuse with the given status before it is measured: proof that
+    #: the inspection being measured is on.
+    refuses: tuple[tuple[MixRequest, int], ...] = ()
 
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(DIRECT, "the upstream itself (nginx returning the 109-byte JSON), no proxy", "direct"),
     Scenario(NGINX, "nginx as a plain reverse proxy, keep-alive pool to the upstream", "nginx"),
-    Scenario("bastion-none", "Bastion with no stages, access log off", "bastion",
+    Scenario(BASTION_NONE, "Bastion with no stages, access log off", "bastion",
              policies=NO_STAGES),
     Scenario("bastion-default", "Bastion with the default pipeline (headers stage) and the "
              "access log written to a file", "bastion", access_log=True),
+    Scenario(INSPECT, "Bastion with input defense: the mix's three operations routed from an "
+             "OpenAPI 3.1 document, request validation (on by default) and detection "
+             "(block, paranoia 1); headers stage and access log off", "bastion",
+             policies={**NO_STAGES, "detection": {"mode": "block", "paranoia": 1}},
+             openapi=mix.OPENAPI, mix_only=True,
+             refuses=((mix.ATTACK, 403), (mix.INVALID, 400))),
+    Scenario(MODSEC, "nginx + ModSecurity 3 + OWASP CRS at paranoia 1 (blocking, JSON bodies "
+             "parsed), the nginx proxy's keep-alive pool to the upstream", "modsecurity",
+             paranoia=1, mix_only=True, refuses=((mix.ATTACK, 403),)),
 )
 
 
@@ -71,22 +102,39 @@ def start_scenario(scenario: Scenario, ctx: StartContext) -> RunningServer:
     if scenario.kind == "nginx":
         return start_nginx_proxy(ctx.stack, scenario.name, ctx.folder, ctx.upstream.port, ctx.workers)
     if scenario.kind == "bastion":
+        openapi = None
+        if scenario.openapi is not None:
+            openapi = ctx.folder / f"{scenario.name}.openapi.json"
+            openapi.write_text(json.dumps(scenario.openapi, indent=2) + "\n")  # JSON is YAML
         return start_bastion(
             ctx.stack, scenario.name, ctx.folder, bastion_bin=ctx.bastion_bin,
             upstream_port=ctx.upstream.port, workers=ctx.workers,
             access_log=scenario.access_log, policies=scenario.policies,
-            overrides=scenario.overrides,
+            overrides=scenario.overrides, openapi=openapi,
         )
+    if scenario.kind == "modsecurity":
+        return start_modsecurity(ctx.stack, ctx.folder, scenario.paranoia, ctx.upstream.port,
+                                 ctx.workers, name=scenario.name)
     assert_never(scenario.kind)
 
 
-def select(names: list[str] | None) -> tuple[Scenario, ...]:
-    """The scenarios named (baselines always included), in :data:`SCENARIOS` order."""
+def baselines(use_mix: bool) -> tuple[str, ...]:
+    """The scenarios every run includes: what the ratios are taken against."""
+    return (DIRECT, NGINX, BASTION_NONE, MODSEC) if use_mix else (DIRECT, NGINX)
+
+
+def select(names: list[str] | None, use_mix: bool = False) -> tuple[Scenario, ...]:
+    """The scenarios named (baselines always included), in :data:`SCENARIOS` order; without
+    ``use_mix``, only those that do not need the mix."""
+    runnable = tuple(s for s in SCENARIOS if use_mix or not s.mix_only)
     if not names:
-        return SCENARIOS
+        return runnable
     known = {s.name for s in SCENARIOS}
     unknown = sorted(set(names) - known)
     if unknown:
         raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    wanted = {*names, DIRECT, NGINX}
-    return tuple(s for s in SCENARIOS if s.name in wanted)
+    need_mix = sorted(set(names) - {s.name for s in runnable})
+    if need_mix:
+        raise ValueError(f"scenario(s) {', '.join(need_mix)} only run with --mix")
+    wanted = {*names, *baselines(use_mix)}
+    return tuple(s for s in runnable if s.name in wanted)

@@ -11,12 +11,13 @@ import contextlib
 import json
 import os
 import pwd
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from proxybench.procs import ManagedProcess, free_port, http_get
+from proxybench.mix import MixRequest, send
+from proxybench.procs import ManagedProcess, ServerFailed, free_port, http_get
 
 #: What the upstream returns to every request: a small JSON document of 109 bytes,
 #: the size the throughput figures in issue 2 were measured with.
@@ -56,7 +57,9 @@ def _nginx_common(folder: Path, name: str, workers: int) -> str:
 
 
 def upstream_nginx_config(folder: Path, port: int, workers: int) -> str:
-    """nginx answering every request with :data:`UPSTREAM_BODY`."""
+    """nginx answering every request with :data:`UPSTREAM_BODY`: any method (``return``
+    runs before the static module, which would refuse a POST with 405), any path; a
+    request body (the mix's 1 KB order) is read and discarded."""
     if "'" in UPSTREAM_BODY or "$" in UPSTREAM_BODY:
         raise ValueError("the upstream body must not contain ' or $ (nginx string syntax)")
     return _nginx_common(folder, "upstream", workers) + (
@@ -99,17 +102,20 @@ def bastion_config(
     access_log: Path | None,
     policies: Mapping[str, Any] | None,
     overrides: Mapping[str, Any],
+    openapi: Path | None = None,
 ) -> dict[str, Any]:
-    """A ``bastion.yaml`` (as data) with one catch-all public service in front of the upstream."""
+    """A ``bastion.yaml`` (as data) with one service in front of the upstream: a catch-all
+    public route, or, given ``openapi``, exactly the operations of that document."""
+    service: dict[str, Any] = {"name": "bench", "upstream": f"http://127.0.0.1:{upstream_port}"}
+    if openapi is None:
+        service["routes"] = [{"path": "/", "prefix": True, "public": True}]
+    else:
+        service["openapi"] = str(openapi)
     config: dict[str, Any] = {
         "listen": {"host": "127.0.0.1", "port": port},
         "admin": {"host": "127.0.0.1", "port": admin_port},
         "access_log": {"path": str(access_log)} if access_log else {"enabled": False},
-        "services": [{
-            "name": "bench",
-            "upstream": f"http://127.0.0.1:{upstream_port}",
-            "routes": [{"path": "/", "prefix": True, "public": True}],
-        }],
+        "services": [service],
     }
     if policies is not None:
         config["policies"] = dict(policies)
@@ -134,19 +140,34 @@ class RunningServer:
     name: str
     port: int
     process: ManagedProcess
+    #: nginx's error log (where ModSecurity writes why it refused a request).
+    error_log: Path | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    def check_proxies_upstream(self) -> None:
-        """Fail unless a GET through this server returns the upstream's body."""
-        status, body = http_get(self.port)
-        if status != 200 or body != UPSTREAM_BODY.encode():
-            raise RuntimeError(
-                f"{self.name}: GET / returned {status} with {body[:200]!r}, "
-                "not the upstream's 200 JSON body; the figures would be meaningless"
-            )
+    def check_proxies_upstream(self, requests: Sequence[MixRequest] = ()) -> None:
+        """Fail unless each request (``GET /`` when none are given) sent through this server
+        returns the upstream's 200 and body: a refusal would be measured as a fast answer."""
+        if not requests:
+            answers = [("GET /", *http_get(self.port))]
+        else:
+            answers = [(req.label, *send(self.port, req)) for req in requests]
+        for label, status, body in answers:
+            if status != 200 or body != UPSTREAM_BODY.encode():
+                raise ServerFailed(
+                    f"{self.name}: {label} returned {status} with {body[:300]!r}, not the upstream's "
+                    f"200 JSON body; the figures would be meaningless{self._error_log_tail()}"
+                )
+
+    def _error_log_tail(self, lines: int = 5) -> str:
+        if self.error_log is None or not self.error_log.exists():
+            return ""
+        tail = self.error_log.read_text(errors="replace").splitlines()[-lines:]
+        if not tail:
+            return ""
+        return f"\nlast lines of {self.error_log.name}:\n" + "\n".join(tail)
 
 
 def _launch(stack: contextlib.ExitStack, process: ManagedProcess) -> None:
@@ -161,13 +182,12 @@ def _start_nginx(
 ) -> RunningServer:
     conf = folder / f"{name}.conf"
     conf.write_text(config)
+    error_log = folder / f"{name}-error.log"
     process = ManagedProcess(
-        name,
-        ["nginx", "-p", str(folder), "-c", str(conf), "-e", str(folder / f"{name}-error.log")],
-        folder / f"{name}.out",
+        name, ["nginx", "-p", str(folder), "-c", str(conf), "-e", str(error_log)], folder / f"{name}.out",
     )
     _launch(stack, process)
-    server = RunningServer(name, port, process)
+    server = RunningServer(name, port, process, error_log)
     process.wait_until(lambda: http_get(port)[0] == 200, READY_TIMEOUT, f"an answer on port {port}")
     return server
 
@@ -199,13 +219,14 @@ def start_bastion(
     access_log: bool,
     policies: Mapping[str, Any] | None,
     overrides: Mapping[str, Any],
+    openapi: Path | None = None,
 ) -> RunningServer:
     """Start ``bastion serve`` with a generated config; ``stack`` stops it."""
     port, admin_port = free_port(), free_port()
     config = bastion_config(
         port=port, admin_port=admin_port, upstream_port=upstream_port,
         access_log=folder / f"{name}-access.log" if access_log else None,
-        policies=policies, overrides=overrides,
+        policies=policies, overrides=overrides, openapi=openapi,
     )
     path = folder / f"{name}.yaml"
     path.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML

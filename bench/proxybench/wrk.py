@@ -88,9 +88,16 @@ def wrk_command(
     headers: Sequence[str] = (),
     script: Path | None = None,
     script_args: Sequence[str] = (),
+    timeout_s: float | None = None,
 ) -> list[str]:
-    """The wrk argv for one bounded run with the latency distribution."""
+    """The wrk argv for one bounded run with the latency distribution.
+
+    ``timeout_s`` is wrk's ``--timeout`` (its default is 2 s): a response slower than that
+    counts as a timeout error instead of a latency, and the run still ends after ``-d``.
+    """
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration_s))}s", "--latency"]
+    if timeout_s is not None:
+        cmd += ["--timeout", f"{max(1, round(timeout_s))}s"]
     for header in headers:
         cmd += ["-H", header]
     if script is not None:
