@@ -123,3 +123,44 @@ def test_entity_precheck_on_query_strings() -> None:
     assert _may_have_entity("a&lt;b")
     assert _may_have_entity("&#60;script")
     assert _may_have_entity("x&ampy")  # legacy: a browser decodes "&amp" without ';'
+
+
+def test_lone_surrogates_from_js_escapes_are_decoded_not_raised() -> None:
+    """A ``\\ud800`` escape decodes to a lone surrogate, which has no UTF-8 form: a later URL
+    pass reads it as U+FFFD instead of raising (found by tests/fuzz/fuzz_normalize.py)."""
+    from bastion.stages.detection.normalize import without_surrogates
+
+    assert url_decode("\ud800%41") == "\ufffdA"
+    assert "\ufffdA" in views("\\ud800%2541")
+    # Pairs are joined, as a UTF-16 runtime converting the text to UTF-8 would.
+    assert without_surrogates("\ud83d\ude00\udc00x") == "\U0001f600\ufffdx"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64).map(lambda b: bytes(c if c < 0x80 else (0xC0, 0xC1, 0xE0, 0x80, 0xAE, 0xC3)[c % 6]
+                                                     for c in b)), st.integers(0, 300))
+def test_overlong_repair_jumping_matches_the_byte_loop(data: bytes, padding: int) -> None:
+    """The repair that jumps between C0/C1/E0 lead bytes (sparse leads in long non-ASCII text,
+    which the fuzzer found slow byte by byte) gives exactly what the byte-by-byte loop gives."""
+    from bastion.stages.detection.normalize import _repair_each_byte, _repair_overlong
+
+    padded = data + "é".encode() * padding + data
+    assert _repair_overlong(padded) == _repair_each_byte(padded)
+    assert _repair_overlong(data) == _repair_each_byte(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(exclude_categories=["Cs"]) | st.sampled_from(list("\u200b\ufeff\u00ad\u560d\x00\ufffd")),
+               max_size=12))
+def test_wide_and_format_fast_paths_change_nothing(value: str) -> None:
+    """truncate_wide and the NFKC view skip their per-character loops when a set test shows
+    nothing would change (long non-ASCII XML text cost about 12 µs a byte, found by
+    tests/fuzz/fuzz_detection.py): the result is what the loops give."""
+    import unicodedata
+
+    from bastion.stages.detection.normalize import _WIDE_SYNTAX, _nfkc, truncate_wide
+
+    wide = "".join(chr(ord(c) & 0xFF) if ord(c) > 0xFF and (ord(c) & 0xFF) in _WIDE_SYNTAX else c for c in value)
+    assert truncate_wide(value) == wide
+    text = unicodedata.normalize("NFKC", value)
+    assert _nfkc(value) == "".join(c for c in text if unicodedata.category(c) != "Cf").casefold()

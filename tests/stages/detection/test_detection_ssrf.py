@@ -88,3 +88,36 @@ def test_host_names() -> None:
     assert host_is_internal("localhost")
     assert host_is_internal("db.internal")
     assert not host_is_internal("internal.example.com")
+
+
+def test_an_internal_url_after_many_public_ones_is_found() -> None:
+    """Only the first 8 URLs of a value used to be checked: 8 public ones hid an internal one."""
+    assert check_ssrf("//a " * 8 + "http://169.254.169.254/latest/meta-data/")
+    assert check_ssrf(" ".join(f"https://example{i}.com/" for i in range(50)) + " http://127.1/")
+
+
+@pytest.mark.parametrize("slashes", [2, 3, 4, 5])
+def test_any_run_of_slashes_before_the_host(slashes: int) -> None:
+    """``http:///127.0.0.1`` is read like ``http://127.0.0.1`` (WHATWG URL parsers skip extra
+    slashes); an odd run used to be missed, an even one was found."""
+    assert check_ssrf("http:" + "/" * slashes + "127.0.0.1/admin")
+
+
+def test_runs_of_slashes_and_broken_authorities_are_not_parsed_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each '//' of a long run, and each '//[' with no ']', used to cost a URL parse: a 1 MB
+    body of them took seconds (found by tests/fuzz/fuzz_normalize.py). Now neither is parsed."""
+    from bastion.stages.detection import ssrf
+
+    calls: list[str] = []
+    real = ssrf._hostname
+
+    def counting(url: str) -> str | None:
+        calls.append(url)
+        return real(url)
+
+    monkeypatch.setattr(ssrf, "_hostname", counting)
+    assert not check_ssrf("/" * 16_000)
+    assert not check_ssrf("//[" * 5_000)
+    assert calls == []
+    assert check_ssrf("//[" * 5_000 + " http://10.0.0.1/")
+    assert calls == ["http://10.0.0.1"]

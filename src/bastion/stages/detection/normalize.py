@@ -32,16 +32,15 @@ _B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 _HEX = frozenset("0123456789abcdefABCDEF")
 #: UUIDs, hashes and trace IDs: valid base64 alphabet, never base64 of text.
 _HEXDASH = frozenset("0123456789abcdefABCDEF-")
-_WS_TABLE = {ord(c): " " for c in "\t\n\r\x0b\x0c\xa0\u2028\u2029\u3000"}
 #: Control characters that browsers and shells drop or that C code treats as terminators.
 _DROP_TABLE = {c: None for c in (*range(0, 9), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F)}
-_SHELL_QUOTES = frozenset("'\"\\")
+_SHELL_QUOTE_CHARS = "'\"\\"
 #: Quote removal only matters where a shell could be reached (a separator or a path).
-_SHELL_CONTEXT = frozenset(";|&`$/(\n")
+_SHELL_CONTEXT_CHARS = ";|&`$/(\n"
 _CONTROLS = frozenset(chr(c) for c in _DROP_TABLE)
 _PRINTABLE_EXTRA = frozenset("\t\r\n")
-#: A value with none of these characters (and ASCII) has no view but itself (and base64).
-_TRIGGERS = frozenset("%+&\\<'\"\x7f" + "".join(chr(i) for i in range(32)))
+#: A printable ASCII value with none of these characters has no view but itself (and base64).
+_TRIGGER_CHARS = "%+&\\<'\""
 
 
 def windows(value: str, size: int = MAX_VIEW_CHARS) -> list[str]:
@@ -64,6 +63,44 @@ def _repair_overlong(data: bytes) -> bytes:
     """
     if data.isascii():
         return data
+    # Only C0, C1 and E0 lead such a form. Most non-ASCII text has none or few: jump from
+    # one to the next with bytes.find (a loop over every byte of a long value costs
+    # milliseconds per pass); only where they are dense is every byte looked at.
+    leads = data.count(b"\xc0") + data.count(b"\xc1") + data.count(b"\xe0")
+    if not leads:
+        return data
+    if leads * 16 > len(data):
+        return _repair_each_byte(data)
+    found = [data.find(lead) for lead in _OVERLONG_LEADS]
+    out = bytearray()
+    i = 0
+    n = len(data)
+    while True:
+        for k in range(3):
+            if 0 <= found[k] < i:
+                found[k] = data.find(_OVERLONG_LEADS[k], i)
+        j = min([p for p in found if p >= 0], default=-1)
+        if j < 0:
+            out += data[i:]
+            return bytes(out)
+        out += data[i:j]
+        b = data[j]
+        if b != 0xE0 and j + 1 < n and 0x80 <= data[j + 1] <= 0xBF:
+            out.append(((b & 0x1F) << 6) | (data[j + 1] & 0x3F))
+            i = j + 2
+        elif b == 0xE0 and j + 2 < n and 0x80 <= data[j + 1] <= 0x81 and 0x80 <= data[j + 2] <= 0xBF:
+            out.append(((data[j + 1] & 0x3F) << 6) | (data[j + 2] & 0x3F))
+            i = j + 3
+        else:
+            out.append(b)
+            i = j + 1
+
+
+_OVERLONG_LEADS = (b"\xc0", b"\xc1", b"\xe0")
+
+
+def _repair_each_byte(data: bytes) -> bytes:
+    """:func:`_repair_overlong` by a loop over every byte."""
     out = bytearray()
     i = 0
     n = len(data)
@@ -89,8 +126,19 @@ def url_decode(value: str) -> str:
     """
     if "%u" in value or "%U" in value:
         value = _decode_percent_u(value)
-    raw = unquote_to_bytes(value.replace("+", " ") if "+" in value else value)
+    text = value.replace("+", " ") if "+" in value else value
+    try:
+        raw = unquote_to_bytes(text)
+    except UnicodeEncodeError:
+        # A lone surrogate (left by a decoded JS ``\ud800`` escape) has no UTF-8 form.
+        raw = unquote_to_bytes(without_surrogates(text))
     return _repair_overlong(raw).decode("utf-8", "replace")
+
+
+def without_surrogates(value: str) -> str:
+    """``value`` with surrogate pairs joined and each lone surrogate replaced by U+FFFD, as
+    a UTF-16 runtime (JavaScript, Java) converting the text to UTF-8 would."""
+    return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def _decode_percent_u(value: str) -> str:
@@ -201,7 +249,8 @@ def strip_sql_comments(value: str, replacement: str) -> str:
 
 def collapse_whitespace(value: str) -> str:
     """Map every whitespace character to a space and squeeze runs of spaces to one."""
-    return " ".join(value.translate(_WS_TABLE).split())
+    # str.split() already splits at every Unicode whitespace character (tabs, NBSP, U+2028...).
+    return " ".join(value.split())
 
 
 def strip_short_tags(value: str) -> str:
@@ -262,12 +311,19 @@ def truncate_wide(value: str) -> str:
 
     Some runtimes write U+560D as the byte 0x0D, turning ``嘍嘊`` into CR LF.
     """
-    if not value or max(value) <= "\xff":
+    top = max(value) if value else ""
+    if top <= "\xff":
         return value  # nothing wide (the common case: ASCII and Latin-1 text)
+    if top <= "\uffff" and _WIDE_BMP.isdisjoint(value):
+        return value  # wide, but no character would change (a set test in C, not a loop)
     return "".join(chr(ord(c) & 0xFF) if ord(c) > 0xFF and (ord(c) & 0xFF) in _WIDE_SYNTAX else c for c in value)
 
 
 _WIDE_SYNTAX = frozenset(b"\r\n<>'\"/\\;")
+#: The characters of the Basic Multilingual Plane that :func:`truncate_wide` changes.
+_WIDE_BMP = frozenset(chr(high << 8 | low) for high in range(1, 256) for low in _WIDE_SYNTAX)
+#: The format characters (category Cf) of the Basic Multilingual Plane (see :func:`_nfkc`).
+_FORMAT_BMP = frozenset(c for c in map(chr, range(0x10000)) if unicodedata.category(c) == "Cf")
 
 
 #: Named character references a browser also decodes without the ';' ("&amp", "&lt"...).
@@ -295,6 +351,16 @@ def _may_have_entity(value: str) -> bool:
             if any(name[:k] in _LEGACY_ENTITIES for k in range(2, len(name) + 1)):
                 return True
         start = value.find("&", start + 1)
+    return False
+
+
+def contains_any(text: str, chars: str) -> bool:
+    """Whether some character of ``chars`` (a few) occurs in ``text``. Each ``in`` is a
+    memchr-like scan in C; ``frozenset.isdisjoint(text)`` hashes every character of the
+    text, several times slower on the long, clean values most requests carry."""
+    for c in chars:  # noqa: SIM110 - a plain loop compiles to C; any() over a generator does not
+        if c in text:
+            return True
     return False
 
 
@@ -336,7 +402,13 @@ def _nfkc(value: str) -> str:
     text = unicodedata.normalize("NFKC", value)
     # Format characters (BOM, zero-width joiners) are invisible and ignored by browsers.
     # (A printable string has no format character: skip the per-character pass.)
-    if not text.isascii() and not text.isprintable():
+    # Nor does text whose characters are all in the BMP and none of them a BMP format
+    # character: a set test in C rather than a category lookup per character.
+    if (
+        not text.isascii()
+        and not text.isprintable()
+        and (max(text) > "\uffff" or not _FORMAT_BMP.isdisjoint(text))
+    ):
         text = "".join(c for c in text if unicodedata.category(c) != "Cf")
     return text.casefold()
 
@@ -355,7 +427,8 @@ def views(value: str, *, decode_base64: bool = True) -> list[str]:
         value = value[:MAX_VIEW_CHARS]
     if (
         value.isascii()
-        and _TRIGGERS.isdisjoint(value)
+        and value.isprintable()  # no control character (nor DEL)
+        and not contains_any(value, _TRIGGER_CHARS)
         and "  " not in value
         and "/*" not in value
         and "${" not in value
@@ -431,6 +504,6 @@ def _canonical_views(v: str, seen: dict[str, None]) -> None:
         _add(strip_short_tags(base), seen, sink)
     if "${" in base:
         _add(collapse_lookups(base), seen, sink)
-    if not _SHELL_QUOTES.isdisjoint(base) and not _SHELL_CONTEXT.isdisjoint(base):
+    if contains_any(base, _SHELL_QUOTE_CHARS) and contains_any(base, _SHELL_CONTEXT_CHARS):
         # Three replace() calls cost a fraction of str.translate with a mapping.
         _add(base.replace("'", "").replace('"', "").replace("\\", ""), seen, sink)

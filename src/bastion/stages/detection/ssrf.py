@@ -9,6 +9,8 @@ the backend would resolve the host, rather than with patterns: ``2130706433``,
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
+from itertools import islice
 from urllib.parse import urlsplit
 
 #: Names that resolve to the machine itself or to a cloud metadata service.
@@ -120,31 +122,39 @@ def host_is_internal(host: str) -> bool:
 
 def urls_in(value: str, limit: int = 8) -> list[str]:
     """Hosts of the URLs embedded in ``value`` (at most ``limit``)."""
-    hosts: list[str] = []
+    return list(islice(_hosts(value), limit))
+
+
+def _hosts(value: str) -> Iterator[str]:
+    """Hosts of the URLs embedded in ``value``, in order; linear in its length."""
     low = value.lower()
+    n = len(value)
     start = 0
-    while len(hosts) < limit:
+    while True:
         idx = low.find("//", start)
         if idx < 0:
-            break
+            return
+        # In a run of slashes ("http:////h", "//////"), only the last two can start an
+        # authority: go there at once (each '//' of a long run cost a parse).
+        while idx + 2 < n and low[idx + 2] == "/":
+            idx += 1
         # Walk back over the scheme letters, if any.
         s = idx
         while s > 0 and (low[s - 1].isalnum() or low[s - 1] in "+-."):
             s -= 1
-        if s == idx or low[s:idx].endswith(":"):
-            # Only the authority decides the host: stop at its end ('/', '?', '#') too.
-            end = idx + 2
-            n = len(value)
-            while end < n and value[end] not in _AUTHORITY_STOP:
-                end += 1
-            candidate = value[s:end]
-            if s == idx:
-                candidate = "http:" + candidate
-            host = _hostname(candidate)
-            if host:
-                hosts.append(host)
-        start = idx + 2
-    return hosts
+        # Only the authority decides the host: stop at its end ('/', '?', '#') too.
+        end = idx + 2
+        while end < n and value[end] not in _AUTHORITY_STOP:
+            end += 1
+        start = end
+        if s != idx and not low[s:idx].endswith(":"):
+            continue
+        authority = value[idx + 2 : end]
+        if not authority or ("[" in authority) != ("]" in authority):
+            continue  # no host (urlsplit finds none, or refuses an unbalanced bracket)
+        host = _hostname(("http:" if s == idx else "") + value[s:end])
+        if host:
+            yield host
 
 
 def _hostname(url: str) -> str | None:
@@ -197,7 +207,14 @@ def check_ssrf(value: str) -> bool:
     """Whether ``value`` contains a URL whose host is internal (paranoia 1 detector)."""
     if "//" not in value:
         return False
-    return any(host_is_internal(h) for h in urls_in(value))
+    # Every URL counts (an internal one after many public ones too); each host once.
+    checked: set[str] = set()
+    for host in _hosts(value):
+        if host not in checked:
+            if host_is_internal(host):
+                return True
+            checked.add(host)
+    return False
 
 
 def check_bare_encoded_host(value: str) -> bool:
