@@ -14,9 +14,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bastion.stages.detection import ssrf
+from bastion.stages.detection import libinj, ssrf
 from bastion.stages.detection.inspect import Input
-from bastion.stages.detection.normalize import MAX_VIEW_CHARS, MAX_VIEWS, base64_text, views, windows
+from bastion.stages.detection.normalize import (
+    MAX_VIEW_CHARS,
+    MAX_VIEWS,
+    base64_text,
+    contains_any,
+    views,
+    windows,
+)
 from bastion.stages.detection.rules import ALL_RULES, RULES, Category, Rule
 
 
@@ -30,7 +37,6 @@ def _optional(module: str) -> Any:
 
 _hs = _optional("hyperscan")
 _re2 = _optional("re2")
-_libinjection = _optional("libinjection")
 
 #: Categories still inspected in raw markup (an XML body as sent, tags and all).
 MARKUP_CATEGORIES: frozenset[Category] = frozenset({"xxe", "ssi", "jndi", "recon"})
@@ -74,9 +80,9 @@ CLEAN_CACHE_MAX_CHARS = 256
 CLEAN_CACHE_ENTRIES = 8192
 #: Locations where a decoded line break is suspicious at paranoia 2.
 _LINE_LOCATIONS = ("path", "query", "header", "cookie")
-#: A value with none of these has a single view and cannot trigger the gated detectors
+#: A printable value with none of these has a single view and cannot trigger the gated detectors
 #: (libinjection, SSRF URLs, line breaks): see :meth:`Matcher.match_inputs`.
-_PLAIN = frozenset("%+&\\<'\"`#\x7f" + "".join(chr(i) for i in range(32)))
+_PLAIN_CHARS = "%+&\\<'\"`#"
 _HOST_START = frozenset("0123456789[")
 #: The base64 alphabets (standard and URL-safe, with padding): see :func:`views`.
 _B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=")
@@ -213,8 +219,8 @@ class Matcher:
         self._markup_backend = make_backend([r for r in self._rules if r.category in MARKUP_CATEGORIES], prefer)
         self.backend_name = self._backend.name
         self._detectors = {rid: r for rid, r in ALL_RULES.items() if not r.pattern and wanted(r)}
-        self._lib_sqli = _libinjection is not None and 1901 in self._detectors
-        self._lib_xss = _libinjection is not None and 2901 in self._detectors
+        self._lib_sqli = libinj.AVAILABLE and 1901 in self._detectors
+        self._lib_xss = libinj.AVAILABLE and 2901 in self._detectors
         self._packed_ip = 6002 in self._detectors
         self._line_rule = 12901 in self._detectors
         #: Values already seen clean, by kind: 0 value, 1 key, 2 value where a line break
@@ -315,7 +321,8 @@ class Matcher:
             if (
                 len(value) <= MAX_VIEW_CHARS
                 and value.isascii()
-                and _PLAIN.isdisjoint(value)
+                and value.isprintable()
+                and not contains_any(value, _PLAIN_CHARS)
                 and "//" not in value
                 and "/*" not in value
                 and "${" not in value
@@ -447,14 +454,10 @@ class Matcher:
 
 
 def _lib_sqli(text: str) -> bool:
-    if _libinjection is None:  # pragma: no cover
-        return False
-    result: dict[str, Any] = _libinjection.is_sql_injection(text)
-    return bool(result.get("is_sqli"))
+    # libinj encodes lone surrogates (left by a decoded "\ud800" escape) as a UTF-16
+    # runtime would, rather than raising.
+    return libinj.is_sqli(text)
 
 
 def _lib_xss(text: str) -> bool:
-    if _libinjection is None:  # pragma: no cover
-        return False
-    result: dict[str, Any] = _libinjection.is_xss(text)
-    return bool(result.get("is_xss"))
+    return libinj.is_xss(text)
