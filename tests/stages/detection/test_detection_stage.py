@@ -155,3 +155,55 @@ def test_routes_with_the_same_settings_share_one_compiled_matcher() -> None:
     c = DetectionEngine(DetectionConfig(mode="block", paranoia=3))
     assert a.matcher is b.matcher
     assert a.matcher is not c.matcher
+
+
+_SQLI = "1' UNION SELECT password FROM users--"
+
+
+def _uninspectable_requests() -> dict[str, object]:
+    import gzip
+    import json
+
+    nested: object = _SQLI
+    for _ in range(40):
+        nested = {"a": nested}
+    return {
+        "characters": make_request("/orders", method="POST", content_type="application/json",
+                                   body=json.dumps({"pad": "a" * 2_100_000, "q": _SQLI})),
+        "inputs": make_request("/orders", method="POST", content_type="application/json",
+                               body=json.dumps({**{f"f{i}": "x" for i in range(1100)}, "q": _SQLI})),
+        "json_depth": make_request("/orders", method="POST", content_type="application/json",
+                                   body=json.dumps(nested)),
+        "decompressed_size": make_request(
+            "/orders", method="POST", content_type="application/json",
+            headers=[("content-encoding", "gzip")],
+            body=gzip.compress(json.dumps({"pad": " " * 3_000_000, "q": _SQLI}).encode())),
+    }
+
+
+@pytest.mark.parametrize("limit", ["characters", "inputs", "json_depth", "decompressed_size"])
+def test_an_attack_past_the_inspection_limits_is_not_let_through(limit: str) -> None:
+    """Found by fuzzing: an attack placed after 2 MB of padding, after 1,024 fields, deeper
+    than the JSON walk goes, or in a gzip body past the inflation bound was silently not
+    inspected. Such requests are now refused (413, detection.uninspectable) in block mode;
+    with ``uninspectable: monitor`` they pass with a logged decision."""
+    request = _uninspectable_requests()[limit]
+    exchange = Exchange(request, request_id="r1")  # type: ignore[arg-type]
+    outcome = DetectionStage(DetectionConfig()).on_request(exchange)
+    assert isinstance(outcome, Block)
+    assert (outcome.status, outcome.reason) == (413, "detection.uninspectable")
+    assert exchange.context["detection"]["uninspected"] == limit
+    lenient = Exchange(request, request_id="r2")  # type: ignore[arg-type]
+    assert DetectionStage(DetectionConfig(uninspectable="monitor")).on_request(lenient) is None
+    assert [(d.stage, d.action, d.reason) for d in lenient.decisions] == [
+        ("detection", "monitor", "detection.uninspectable")]
+
+
+def test_requests_within_the_limits_are_not_flagged() -> None:
+    """An ordinary JSON request is inspected whole: nothing is noted as uninspected."""
+    import json
+
+    request = make_request("/orders", method="POST", content_type="application/json",
+                           body=json.dumps({"items": [{"sku": "A-1", "qty": 2}], "note": "leave at the door"}))
+    verdict = DetectionEngine(DetectionConfig()).evaluate(request)
+    assert verdict.uninspected is None and not verdict.hits

@@ -89,6 +89,21 @@ class DetectionConfig(StageConfig):
         1024, ge=1, le=100_000, description="Most inputs (fields, headers...) inspected per request."
     )
     max_json_depth: int = Field(32, ge=1, le=1024, description="JSON nesting deeper than this is not walked further.")
+    max_inspected_chars: int = Field(
+        2 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        description="Most characters inspected per request, all inputs together (a compressed body counts inflated).",
+    )
+    uninspectable: Literal["block", "monitor"] = Field(
+        "block",
+        description=(
+            "A request with more to inspect than max_inputs, max_inspected_chars or max_json_depth allow "
+            "cannot be fully inspected, and an attack could hide past the limit: 'block' refuses it "
+            "(413, reason detection.uninspectable), 'monitor' inspects what fits, forwards it and logs "
+            "the decision. Only applies where detection blocks (mode block)."
+        ),
+    )
 
     def category_mode(self, category: Category) -> Mode:
         """The effective mode of ``category``."""

@@ -67,6 +67,23 @@ class Input:
         return hash((self.location, self.value, self.is_key, self.markup))
 
 
+class Cut:
+    """Why an extraction left something uninspected (``None``: nothing was left out)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def note(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+
+
+#: A placeholder input where JSON nests deeper than the walk goes.
+TOO_DEEP = "<too deep>"
+
+
 def _name(raw: str) -> str:
     name = raw[:MAX_NAME]
     if not name.isprintable():
@@ -92,14 +109,15 @@ def _pairs(prefix: str, data: str, named: bool = True) -> Iterator[Input]:
             yield Input(f"{prefix}:{label}" if named else prefix, value)
 
 
-def _json_walk(obj: object, path: str, depth: int, limits: Limits, out: list[Input]) -> None:
+def _json_walk(obj: object, path: str, depth: int, limits: Limits, out: list[Input], cut: Cut) -> None:
     if len(out) >= limits.max_inputs:
         return
     if isinstance(obj, str):
         out.append(Input("json:" + path, obj))
     elif isinstance(obj, dict):
         if depth >= limits.max_json_depth:
-            out.append(Input("json:" + path, "<too deep>"))
+            out.append(Input("json:" + path, TOO_DEEP))
+            cut.note("json_depth")
             return
         for key, val in obj.items():
             k = str(key)
@@ -109,15 +127,17 @@ def _json_walk(obj: object, path: str, depth: int, limits: Limits, out: list[Inp
                 out.append(Input("json-key:" + child, k, is_key=True))
             if k == "constructor" and isinstance(val, dict) and "prototype" in val:
                 out.append(Input("json-key:" + child, "constructor.prototype", is_key=True))
-            _json_walk(val, child, depth + 1, limits, out)
+            _json_walk(val, child, depth + 1, limits, out, cut)
     elif isinstance(obj, list):
         if depth >= limits.max_json_depth:
+            out.append(Input("json:" + path, TOO_DEEP))
+            cut.note("json_depth")
             return
         for i, val in enumerate(obj):
-            _json_walk(val, f"{path}[{i}]", depth + 1, limits, out)
+            _json_walk(val, f"{path}[{i}]", depth + 1, limits, out, cut)
 
 
-def _json_values(obj: object, depth: int, limits: Limits, out: list[Input]) -> None:
+def _json_values(obj: object, depth: int, limits: Limits, out: list[Input], cut: Cut) -> None:
     """:func:`_json_walk` without the locations (``named=False``): same inputs, same order."""
     max_inputs = limits.max_inputs
     if len(out) >= max_inputs:
@@ -126,7 +146,8 @@ def _json_values(obj: object, depth: int, limits: Limits, out: list[Input]) -> N
         out.append(Input("json", obj))
     elif isinstance(obj, dict):
         if depth >= limits.max_json_depth:
-            out.append(Input("json", "<too deep>"))
+            out.append(Input("json", TOO_DEEP))
+            cut.note("json_depth")
             return
         for k, val in obj.items():
             key: str = k  # orjson gives str keys
@@ -138,16 +159,18 @@ def _json_values(obj: object, depth: int, limits: Limits, out: list[Input]) -> N
                 if len(out) < max_inputs:
                     out.append(Input("json", val))
             elif isinstance(val, (dict, list)):
-                _json_values(val, depth + 1, limits, out)
+                _json_values(val, depth + 1, limits, out, cut)
     elif isinstance(obj, list):
         if depth >= limits.max_json_depth:
+            out.append(Input("json", TOO_DEEP))
+            cut.note("json_depth")
             return
         for val in obj:
             if isinstance(val, str):
                 if len(out) < max_inputs:
                     out.append(Input("json", val))
             elif isinstance(val, (dict, list)):
-                _json_values(val, depth + 1, limits, out)
+                _json_values(val, depth + 1, limits, out, cut)
 
 
 
@@ -161,7 +184,7 @@ def _header_param(value: str, param: str) -> str | None:
     return None
 
 
-def _multipart(body: str, boundary: str, limits: Limits, out: list[Input]) -> None:
+def _multipart(body: str, boundary: str, limits: Limits, out: list[Input], cut: Cut) -> None:
     delimiter = "--" + boundary
     for chunk in body.split(delimiter)[1:]:
         if len(out) >= limits.max_inputs:
@@ -190,21 +213,21 @@ def _multipart(body: str, boundary: str, limits: Limits, out: list[Input]) -> No
         if filename:
             out.append(Input(f"multipart-filename:{label}", filename))
         if "json" in ctype:
-            _json_body(content, f"multipart:{label}", limits, out)
+            _json_body(content, f"multipart:{label}", limits, out, cut)
         elif content and not (filename and not content.isprintable() and "\x00" in content[:512]):
             out.append(Input(f"multipart:{label}", content))
 
 
-def _json_body(text: str, fallback: str, limits: Limits, out: list[Input], named: bool = True) -> None:
+def _json_body(text: str, fallback: str, limits: Limits, out: list[Input], cut: Cut, named: bool = True) -> None:
     try:
         doc = orjson.loads(text)
     except orjson.JSONDecodeError:
         out.append(Input(fallback, text))
         return
     if named:
-        _json_walk(doc, "$", 0, limits, out)
+        _json_walk(doc, "$", 0, limits, out, cut)
     else:
-        _json_values(doc, 0, limits, out)
+        _json_values(doc, 0, limits, out, cut)
 
 
 def _xml_texts(body: str) -> Iterator[str]:
@@ -230,25 +253,34 @@ def _xml_texts(body: str) -> Iterator[str]:
         i = gt + 1
 
 
-def _decode_body(request: Request, limits: Limits) -> str:
+def _decode_body(request: Request, limits: Limits, cut: Cut) -> str:
     body = request.body or b""
     encoding = (request.header("content-encoding") or "").strip().lower()
     if encoding in ("gzip", "x-gzip", "deflate"):
         try:
             inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)
-            body = inflater.decompress(body, limits.max_decompressed)
+            inflated = inflater.decompress(body, limits.max_decompressed)
+            if inflater.unconsumed_tail:
+                cut.note("decompressed_size")
+            body = inflated
         except zlib.error:
             pass  # not actually compressed: inspect the bytes as sent
     return body.decode("utf-8", "replace")
 
 
-def extract(request: Request, limits: Limits | None = None, *, named: bool = True) -> list[Input]:
+def extract(
+    request: Request, limits: Limits | None = None, *, named: bool = True, cut: Cut | None = None
+) -> list[Input]:
     """All inputs of ``request``, in wire order: path, query, headers, cookies, body.
 
     With ``named=False`` each location is only its kind (``path``, ``query-name``,
-    ``header``, ``json``...): the same inputs for a fraction of the work.
+    ``header``, ``json``...): the same inputs for a fraction of the work. What the limits
+    leave out is noted in ``cut`` (more inputs or characters than allowed, JSON nested too
+    deep, a body that inflates past the limit): the caller decides what that means.
     """
     lim = limits or _DEFAULT_LIMITS
+    if cut is None:
+        cut = Cut()
     out: list[Input] = []
     target = request.raw_target or request.path
     raw_path, _, raw_query = target.partition("?")
@@ -283,15 +315,18 @@ def extract(request: Request, limits: Limits | None = None, *, named: bool = Tru
         else:
             out.append(Input(f"header:{_name(name.lower())}" if named else "header", value))
     if request.body:
-        _body(request, lim, out, named)
-    # Enforce the global bounds: number of inputs and total characters inspected.
-    if len(out) > lim.max_inputs:
+        _body(request, lim, out, cut, named)
+    # Enforce the global bounds: number of inputs and total characters inspected. (The
+    # walks stop adding at max_inputs: reaching it means something may have been left.)
+    if len(out) >= lim.max_inputs:
         del out[lim.max_inputs :]
+        cut.note("inputs")
     total = 0
     for inp in out:
         total += len(inp.value)
     if total <= lim.max_total_chars:
         return out
+    cut.note("characters")
     total = 0
     bounded: list[Input] = []
     for inp in out:
@@ -305,18 +340,18 @@ def extract(request: Request, limits: Limits | None = None, *, named: bool = Tru
 _DEFAULT_LIMITS = Limits()
 
 
-def _body(request: Request, lim: Limits, out: list[Input], named: bool = True) -> None:
+def _body(request: Request, lim: Limits, out: list[Input], cut: Cut, named: bool = True) -> None:
     ctype_full = request.header("content-type") or ""
     ctype = ctype_full.split(";", 1)[0].strip().lower()
     parsed = request.parsed_json
     if parsed is not None and "json" in ctype and request.header("content-encoding") is None:
         # Validation parsed these very bytes already (strictly: it refuses invalid UTF-8).
         if named:
-            _json_walk(parsed[0], "$", 0, lim, out)
+            _json_walk(parsed[0], "$", 0, lim, out, cut)
         else:
-            _json_values(parsed[0], 0, lim, out)
+            _json_values(parsed[0], 0, lim, out, cut)
         return
-    text = _decode_body(request, lim)
+    text = _decode_body(request, lim, cut)
     head = text.lstrip()[:1]
     if ctype == "application/x-www-form-urlencoded":
         pairs = list(_pairs("form", text, named))
@@ -326,11 +361,11 @@ def _body(request: Request, lim: Limits, out: list[Input], named: bool = True) -
     elif ctype.startswith("multipart/"):
         boundary = _header_param(ctype_full, "boundary")
         if boundary:
-            _multipart(text, boundary, lim, out)
+            _multipart(text, boundary, lim, out, cut)
         else:
             out.append(Input("body", text))
     elif "json" in ctype or (not ctype and head in ("{", "[")):
-        _json_body(text, "body", lim, out, named)
+        _json_body(text, "body", lim, out, cut, named)
     elif "xml" in ctype or text.lstrip()[:5] in ("<?xml", "<!DOC", "<!doc"):
         out.append(Input("xml", text, markup=True))
         out.extend(Input("xml:text", t) for t in _xml_texts(text))

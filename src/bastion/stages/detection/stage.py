@@ -7,13 +7,15 @@ from typing import Any
 
 from bastion.pipeline.stage import RequestStage, RouteInfo
 from bastion.stages.detection.config import DetectionConfig
-from bastion.stages.detection.inspect import Limits, extract
+from bastion.stages.detection.inspect import Cut, Limits, extract
 from bastion.stages.detection.matcher import Hit, Matcher
 from bastion.stages.detection.rules import CATEGORIES, Category
 from bastion.types import Block, Decision, Exchange, Request, Response
 
 BLOCK_TITLE = "Forbidden"
 BLOCK_DETAIL = "The request was blocked by the gateway's attack detection."
+UNINSPECTABLE_TITLE = "Content Too Large"
+UNINSPECTABLE_DETAIL = "The request carries more content than the gateway inspects for attacks."
 #: At most this many hits are written to the access log for one request.
 MAX_LOGGED_HITS = 16
 #: Locations of a whole query string or form body (also inspected parameter by parameter).
@@ -33,6 +35,9 @@ class Verdict:
     block_category: Category | None = None
     #: Category that would have blocked, had it (or the route) been in block mode.
     monitor_category: Category | None = None
+    #: Which limit left part of the request uninspected ("inputs", "characters",
+    #: "json_depth", "decompressed_size"), or None when all of it was inspected.
+    uninspected: str | None = None
 
     def log_record(self) -> dict[str, Any]:
         """The access-log form: rule IDs, categories, locations and redacted snippets."""
@@ -41,6 +46,7 @@ class Verdict:
             "total_score": self.total_score,
             "blocked": self.block_category is not None,
             "category": self.block_category or self.monitor_category,
+            "uninspected": self.uninspected,
             "hits": [
                 {
                     "rule": h.rule.id,
@@ -77,7 +83,12 @@ class DetectionEngine:
         self._modes = {c: config.category_mode(c) for c in CATEGORIES}
         active = [c for c, m in self._modes.items() if m != "off"]
         self.matcher = shared_matcher(config.paranoia, active, prefer)
-        self._limits = Limits(max_inputs=config.max_inputs, max_json_depth=config.max_json_depth)
+        self._limits = Limits(
+            max_inputs=config.max_inputs,
+            max_json_depth=config.max_json_depth,
+            max_total_chars=config.max_inspected_chars,
+            max_decompressed=config.max_inspected_chars,
+        )
         self._exclusions = tuple(config.exclusions)
         self.active = bool(active) and config.enabled
 
@@ -88,7 +99,10 @@ class DetectionEngine:
             return verdict
         # Nearly every request matches nothing: find that out without building the
         # inputs' locations, and build them (extract again) only when something matched.
-        if not self.matcher.probe(extract(request, self._limits, named=False)):
+        cut = Cut()
+        inputs = extract(request, self._limits, named=False, cut=cut)
+        verdict.uninspected = cut.reason
+        if not self.matcher.probe(inputs):
             return verdict
         best: dict[int, Hit] = {}
         for hit in self.matcher.match_inputs(extract(request, self._limits)):
@@ -139,6 +153,7 @@ class DetectionStage(RequestStage):
     def __init__(self, config: DetectionConfig) -> None:
         super().__init__("detection", config)
         self.engine = DetectionEngine(config)
+        self._block_uninspectable = config.uninspectable == "block" and config.mode == "block"
 
     @classmethod
     def from_config(cls, config: DetectionConfig, route: RouteInfo | None = None) -> DetectionStage:
@@ -148,11 +163,16 @@ class DetectionStage(RequestStage):
         if not self.engine.active:
             return None
         verdict = self.engine.evaluate(exchange.request)
-        if not verdict.hits:
+        if not verdict.hits and verdict.uninspected is None:
             return None
         exchange.context["detection"] = verdict.log_record()
         if verdict.block_category is not None:
             return Block(403, BLOCK_TITLE, BLOCK_DETAIL, reason=f"detection.{verdict.block_category}")
+        if verdict.uninspected is not None:
+            # Part of the request was not inspected: an attack could sit past the limit.
+            if self._block_uninspectable:
+                return Block(413, UNINSPECTABLE_TITLE, UNINSPECTABLE_DETAIL, reason="detection.uninspectable")
+            exchange.decisions.append(Decision(self.name, "monitor", "detection.uninspectable", 413))
         if verdict.monitor_category is not None:
             exchange.decisions.append(Decision(self.name, "monitor", f"detection.{verdict.monitor_category}", 403))
         return None
