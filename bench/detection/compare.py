@@ -130,6 +130,10 @@ def detection_section(
         "",
         f"### Throughput: wrk -c{connections}, {duration:.0f} s, `GET {LOAD_PATH}` (2 workers each)",
         "",
+        "A quick check, one run each and one request repeated (detection remembers its values, so "
+        "this shows the warm path); the interleaved comparison on a varied JSON API mix is "
+        "`bench/run.py --mix` (section above).",
+        "",
     ]
     tp_rows = [
         [label, f"{r.rps:,.0f}", f"{r.p50_us / 1000:.2f}", f"{r.p99_us / 1000:.2f}", str(r.errors)]

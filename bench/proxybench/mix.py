@@ -344,7 +344,10 @@ def describe() -> list[str]:
         f"each with the headers a mobile app sends ({header_names}, X-Request-Id); the "
         "Authorization header carries a JWT-shaped bearer token. The order has names with an "
         "apostrophe and an accent, an e-mail address with `+`, a phone number, a prose comment and "
-        "a URL with a query string. The upstream answers each with the same 109-byte JSON. "
+        "a URL with a query string. Requests are not byte-for-byte repeats: every request ID is new, "
+        "and so are the order's comment and gift message (a sequence number in each), so detection "
+        "meets free text it has not seen before on every order, as with real traffic. "
+        "The upstream answers each with the same 109-byte JSON. "
         "`bastion-inspect` routes by an OpenAPI 3.1 document of exactly these three operations "
         "(bounds, enums, patterns and formats on every parameter and body field, no additional "
         "properties).",
