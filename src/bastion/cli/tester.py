@@ -237,6 +237,8 @@ def render_scan_text(result: ScanResult, console: Console) -> None:
         console.print("No findings.", style="green")
     for skip in result.skips:
         console.print(f"skipped {skip.check.id}: {skip.reason}", style="dim", markup=False)
+    for note in result.notes:
+        console.print(f"note: {note}", style="dim", markup=False)
     summary = ", ".join(f"{n} {label}" for label, n in severity_counts(result.findings).items() if n)
     console.print(
         f"{len(result.findings)} finding(s){': ' if summary else ''}{summary}; {len(result.ran)} check(s) ran, "

@@ -22,6 +22,7 @@ CASES: list[tuple[set[str], set[tuple[str, str]]]] = [
     ({"user_enumeration"}, {("API2-USER-ENUM", "POST /auth/login")}),
     ({"login_no_rate_limit"}, {("API2-LOGIN-NO-LIMIT", "POST /auth/login")}),
     ({"password_change_no_old"}, {("API2-PASSWORD-NO-OLD", "PUT /users/me/password")}),
+    ({"password_change_other_user"}, {("API2-PASSWORD-OTHER-USER", "PUT /users/{userId}/password")}),
     ({"default_credentials"}, {("API2-DEFAULT-CREDS", "POST /auth/login")}),
 ]
 
@@ -56,6 +57,39 @@ def test_evidence_of_forged_tokens() -> None:
     assert "'ch******'" in weak.message and "changeme" not in weak.message
     change = found(result, "API2-PASSWORD-NO-OLD")[0]
     assert "could not be restored" not in change.message
+
+
+def test_password_change_for_another_user_is_proven_and_undone() -> None:
+    """Bob sets alice's password by her ID (found from GET /users/me) with his own as the current one; the finding
+    shows the change and alice's login with the new password, and after the scan alice logs in with her original
+    password again (the check set it back)."""
+    import httpx
+
+    from tests.tester.scan.vulnscan import scan_app
+    from tests.tester.vulnapp.server import serve_vulnapp
+
+    check = [c for c in CHECKS if c.info.id == "API2-PASSWORD-OTHER-USER"]
+    with serve_vulnapp({"password_change_other_user"}) as app:
+        result = scan_app(app, check, users=2, allow_destructive=True)
+        with httpx.Client(base_url=app.base_url, trust_env=False) as client:
+            again = client.post("/auth/login", json={"username": "alice", "password": "alice-pass-8f3k"})
+    assert again.status_code == 200
+    [finding] = found(result, "API2-PASSWORD-OTHER-USER")
+    assert "bob set alice's password through PUT /users/{userId}/password (`userId`=1, 204)" in finding.message
+    assert "password was set back" in finding.message and "RESTORE FAILED" not in finding.message
+    change, proof = finding.evidence
+    assert change.url.endswith("/v2/users/1/password") and change.identity == "bob"
+    assert proof.status == 200
+
+
+def test_password_change_for_another_user_needs_two_users_and_destructive() -> None:
+    """Without --allow-destructive, or with a single user, the cross-user password change is skipped with the
+    reason, and nothing is sent to the password operation."""
+    check = [c for c in CHECKS if c.info.id == "API2-PASSWORD-OTHER-USER"]
+    result = scan_vulnapp({"password_change_other_user"}, check, users=2)
+    assert result.findings == [] and "--allow-destructive" in result.skips[0].reason
+    result = scan_vulnapp({"password_change_other_user"}, check, users=1, allow_destructive=True)
+    assert result.findings == [] and "needs 2 user identities" in result.skips[0].reason
 
 
 def test_jwt_helpers_crack_and_forge() -> None:

@@ -47,6 +47,7 @@ BLOCKED: dict[str, str] = {
     "API3-MASS-ASSIGNMENT": "validation.reject_read_only (role is readOnly)",
     "API4-UNBOUNDED-PAGE-SIZE": "validation (limit: maximum 100)",
     "API4-LARGE-PAYLOAD": "listen.limits.max_body_bytes (413)",
+    "API4-UNBOUNDED-ARRAY": "validation (items: maxItems 20)",
     "API7-SSRF": "detection (category ssrf)",
     "API8-VERBOSE-ERRORS": "validation (wrong-typed parameters and malformed bodies get Bastion's 400)",
     "API8-DEBUG-ENDPOINT": "routes from the OpenAPI document (deny by default: 404)",
@@ -76,6 +77,8 @@ NOT_YET_BLOCKED: dict[str, str] = {
     "API2-USER-ENUM": "ratelimit stage on the login route (the messages are the API's)",
     "API2-DEFAULT-CREDS": "the API's accounts (the ratelimit stage slows guessing)",
     "API2-LOGIN-NO-LIMIT": "ratelimit stage on the login route",
+    "API2-PASSWORD-OTHER-USER": "object-level authorization is the API's to check (auth stage passes the verified "
+                                "user); the request itself is valid",
     "API3-UNDECLARED-FIELDS": "response stage (response filtering)",
     "API3-SENSITIVE-DATA": "response stage (response filtering)",
     "API4-NO-RATE-LIMIT": "ratelimit stage",

@@ -23,7 +23,7 @@ from bastion.tester.audit import Spec
 from bastion.tester.audit.interface import Severity
 from bastion.tester.scan.engine import ScanError, remove_dot_segments, run_scan
 from bastion.tester.scan.identities import IdentityConfig, LoginFlow, identity_from_headers, load_identities
-from bastion.tester.scan.interface import Check, CheckInfo, ScanContext, ScanFinding, ScanOptions, Skip
+from bastion.tester.scan.interface import Check, CheckInfo, RequestPlan, ScanContext, ScanFinding, ScanOptions, Skip
 from bastion.tester.scan.samples import sample_value
 from tests.tester.scan.servers import serve
 
@@ -271,6 +271,38 @@ def test_rate_limit_and_request_cap(spec_path: Path, origin: str) -> None:
     opts = ScanOptions(base_url=origin + "/api", max_rps=4, max_requests_per_check=12, timeout=5)
     run_scan(spec_path, opts, [], checks=[probe])
     assert probe.result[0] >= (12 - 4) / 4 - 0.1
+
+
+def test_unthrottled_burst_is_capped_scoped_and_noted(spec_path: Path, origin: str) -> None:
+    """``send(..., unthrottled=True)`` skips the --max-rps token bucket for at most 100 requests per check (100
+    requests at max_rps 2 would take 50 s; they take a few), later ones wait for the bucket again, a URL on
+    another origin is still refused without sending, and the scan result notes the burst."""
+
+    async def body(ctx: ScanContext, info: CheckInfo) -> Any:
+        plan = RequestPlan(None, "GET", "/x")
+        started = time.monotonic()
+        fast = []
+        for _ in range(5):
+            fast += await asyncio.gather(*(ctx.send(plan, ctx.anonymous, check=info, unthrottled=True)
+                                           for _ in range(20)))
+        fast_took = time.monotonic() - started
+        await asyncio.sleep(1.0)  # the bucket (2 tokens) is full again
+        started = time.monotonic()
+        slow = [await ctx.send(plan, ctx.anonymous, check=info, unthrottled=True) for _ in range(4)]
+        slow_took = time.monotonic() - started
+        outside = await ctx.send(RequestPlan(None, "GET", "http://127.0.0.2:1/x"), ctx.anonymous, check=info,
+                                 unthrottled=True)
+        return fast_took, slow_took, [a.status for a in [*fast, *slow]], outside
+
+    probe = Probe(body)
+    result = run_scan(spec_path, ScanOptions(base_url=origin + "/api", max_rps=2, timeout=5), [], checks=[probe])
+    fast_took, slow_took, statuses, outside = probe.result
+    assert statuses == [200] * 104
+    assert fast_took < 15.0
+    assert slow_took >= 0.9  # two tokens at once, then one every 0.5 s
+    assert outside.status == 0 and outside.error is not None and "out of scope" in outside.error
+    assert result.notes == [f"{probe.info.id}: burst of 100 requests at full speed (outside --max-rps 2)"]
+    assert result.exchanges == 105  # the reachability probe, then 104 (the refused one was never sent)
 
 
 def test_canary_listener_counts_hits(spec_path: Path, origin: str) -> None:

@@ -156,3 +156,15 @@ def test_empty_report_says_no_findings() -> None:
     assert "No findings." in to_html(res)
     assert to_json(res)["findings"] == [] and to_sarif(res)["runs"][0]["results"] == []
     assert ET.fromstring(to_junit(res)).get("failures") == "0"
+
+
+def test_notes_reach_every_report() -> None:
+    """A note of the scan (a burst sent outside --max-rps) is in the JSON, as a SARIF tool notification and on
+    the HTML page."""
+    res = result()
+    note = "API4-NO-RATE-LIMIT: burst of 60 requests at full speed (outside --max-rps 5)"
+    res.notes = [note]
+    assert to_json(res)["notes"] == [note]
+    notifications = to_sarif(res)["runs"][0]["invocations"][0]["toolExecutionNotifications"]
+    assert {"level": "note", "message": {"text": note}} in notifications
+    assert f"<li>{note}</li>" in to_html(res)

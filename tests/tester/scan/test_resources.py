@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bastion.tester.scan.checks.resources import CHECKS, redos_inputs
+from bastion.tester.scan.checks.resources import CHECKS, oversized_count, redos_inputs
 from tests.tester.scan.vulnscan import describe, scan_vulnapp, targets
 
 
@@ -14,6 +14,8 @@ from tests.tester.scan.vulnscan import describe, scan_vulnapp, targets
         ("no_rate_limit", {("API4-NO-RATE-LIMIT", "GET /files")}),
         ("unbounded_page_size", {("API4-UNBOUNDED-PAGE-SIZE", "GET /products")}),
         ("large_payload", {("API4-LARGE-PAYLOAD", "POST /orders")}),
+        ("unbounded_arrays",
+         {("API4-UNBOUNDED-ARRAY", "POST /orders"), ("API4-UNBOUNDED-ARRAY", "PUT /orders/{orderId}")}),
     ],
 )
 def test_each_flaw_is_found_and_nothing_else(flaw: str, expected: set[tuple[str, str]]) -> None:
@@ -30,9 +32,34 @@ def test_page_size_states_the_declared_maximum() -> None:
     assert "`limit=1000` (above its declared maximum 100)" in result.findings[0].message
 
 
+@pytest.mark.parametrize("on", [True, False], ids=["on", "off"])
+def test_burst_outruns_a_low_max_rps(on: bool) -> None:
+    """With --max-rps 4 a paced burst of 61 requests would take 15 s and never exceed the app's 50 requests per
+    10 s; the burst goes out at full speed instead, so the secure app's limit answers 429 (no finding) and the
+    flawed app's missing limit is found. The report notes the burst, and the scan stays far shorter than 15 s."""
+    result = scan_vulnapp({"no_rate_limit"} if on else (), [c for c in CHECKS if c.info.id == "API4-NO-RATE-LIMIT"],
+                          max_rps=4.0)
+    assert targets(result) == ({("API4-NO-RATE-LIMIT", "GET /files")} if on else set()), describe(result)
+    assert result.skips == [], describe(result)
+    assert len(result.notes) == 1 and result.notes[0].startswith("API4-NO-RATE-LIMIT: burst of "), result.notes
+    assert result.notes[0].endswith("requests at full speed (outside --max-rps 4)")
+    burst = int(result.notes[0].split("burst of ")[1].split()[0])
+    assert (burst == 60) if on else (50 <= burst <= 60), result.notes
+    if on:
+        assert "a burst of 60 at full speed" in result.findings[0].message
+    assert result.duration < 10.0
+
+
+def test_array_sizes_follow_max_items() -> None:
+    """Oversized arrays are ten times maxItems (at least maxItems + 10), or 10,000 items without a bound."""
+    assert oversized_count({"type": "array", "maxItems": 20}) == 200
+    assert oversized_count({"type": "array", "maxItems": 0}) == 10
+    assert oversized_count({"type": "array"}) == 10_000
+
+
 def test_secure_app_has_no_resource_findings() -> None:
     """With every switch off (over TLS), the burst meets a 429, page sizes above 100 get 400, 1 MiB bodies get
-    413 and the patterned parameter does not slow down: no finding."""
+    413, 200 order items get 400 and the patterned parameter does not slow down: no finding."""
     result = scan_vulnapp((), CHECKS, tls=True)
     assert result.findings == [], describe(result)
 

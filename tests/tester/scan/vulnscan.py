@@ -23,18 +23,20 @@ def identities(*, users: int = 1, admin: bool = False) -> list[IdentityConfig]:
 
 
 def scan_app(app: VulnApp, checks: Sequence[Check], *, users: int = 1, admin: bool = False,
-             allow_destructive: bool = False, timeout: float = 8.0) -> ScanResult:
-    """Scan a served vulnapp with ``checks`` only (fast: a high --max-rps)."""
-    options = ScanOptions(base_url=app.base_url, max_rps=500.0, timeout=timeout, allow_destructive=allow_destructive,
+             allow_destructive: bool = False, timeout: float = 8.0, max_rps: float = 500.0) -> ScanResult:
+    """Scan a served vulnapp with ``checks`` only (fast: a high --max-rps unless told otherwise)."""
+    options = ScanOptions(base_url=app.base_url, max_rps=max_rps, timeout=timeout, allow_destructive=allow_destructive,
                           ca_file=str(app.ca_file) if app.ca_file else None, max_retry_wait=12.0)
     return run_scan(app.spec_path, options, identities(users=users, admin=admin), checks)
 
 
 def scan_vulnapp(flaws: Iterable[str], checks: Sequence[Check], *, tls: bool = False, users: int = 1,
-                 admin: bool = False, allow_destructive: bool = False, timeout: float = 8.0) -> ScanResult:
+                 admin: bool = False, allow_destructive: bool = False, timeout: float = 8.0,
+                 max_rps: float = 500.0) -> ScanResult:
     """Serve a fresh vulnapp with ``flaws`` and scan it with ``checks`` only."""
     with serve_vulnapp(flaws, tls=tls) as app:
-        return scan_app(app, checks, users=users, admin=admin, allow_destructive=allow_destructive, timeout=timeout)
+        return scan_app(app, checks, users=users, admin=admin, allow_destructive=allow_destructive, timeout=timeout,
+                        max_rps=max_rps)
 
 
 def targets(result: ScanResult) -> set[tuple[str, str]]:

@@ -65,6 +65,7 @@ ALL_FLAWS: frozenset[str] = frozenset(
         "user_enumeration",
         "login_no_rate_limit",
         "password_change_no_old",
+        "password_change_other_user",
         "default_credentials",
         # API3
         "excessive_data",
@@ -73,6 +74,7 @@ ALL_FLAWS: frozenset[str] = frozenset(
         "no_rate_limit",
         "unbounded_page_size",
         "large_payload",
+        "unbounded_arrays",
         # API5
         "bfla",
         # API7
@@ -617,6 +619,27 @@ class VulnApp:
         me.password_hash = _hash_password(new, me.salt)
         return Response(status_code=204)
 
+    async def change_user_password(self, request: Request, user: User | None) -> Response:
+        me = self._require(user)
+        target_id = self.path_id(request, "userId")
+        if target_id != me.id and not self.has("password_change_other_user"):
+            raise ProblemError(403, "You may change only your own password.")
+        target = self.users.get(target_id)
+        if target is None:
+            raise ProblemError(404, "No such user.")
+        body = self.expect_object(
+            await self.json_body(request), ("old_password", "new_password"), ("old_password", "new_password")
+        )
+        new = self.string(body["new_password"], "new_password", min_length=12, max_length=128)
+        old = self.string(body["old_password"], "old_password", max_length=128)
+        # Checked against the caller: for your own ID (the only one the secure app allows) that is the
+        # account's current password; with password_change_other_user it is the attacker's own password.
+        if not hmac.compare_digest(_hash_password(old, me.salt), me.password_hash):
+            raise ProblemError(400, "old_password is not the current password.")
+        target.salt = secrets.token_bytes(16)
+        target.password_hash = _hash_password(new, target.salt)
+        return Response(status_code=204)
+
     async def get_user(self, request: Request, user: User | None) -> Response:
         me = self._require(user)
         target = self.users.get(self.path_id(request, "userId"))
@@ -630,7 +653,7 @@ class VulnApp:
         bounded = not self.has("large_payload")
         data = self.expect_object(body, ("items", "note"), ("items",))
         items = data["items"]
-        if not isinstance(items, list) or not items or (bounded and len(items) > 20):
+        if not isinstance(items, list) or not items or (not self.has("unbounded_arrays") and len(items) > 20):
             raise ProblemError(400, "items must be a list of 1 to 20 items.")
         prices = self._prices()
         parsed: list[dict[str, int]] = []
@@ -848,6 +871,7 @@ class VulnApp:
             Route("/users/me", op("getCurrentUser", self.get_me), methods=["GET"]),
             Route("/users/me", op("updateCurrentUser", self.update_me), methods=["PATCH"]),
             Route("/users/me/password", op("changePassword", self.change_password), methods=["PUT"]),
+            Route("/users/{userId}/password", op("changeUserPassword", self.change_user_password), methods=["PUT"]),
             Route("/users/{userId}", op("getUser", self.get_user), methods=["GET"]),
             Route("/orders", op("listOrders", self.list_orders), methods=["GET"]),
             Route("/orders", op("createOrder", self.create_order), methods=["POST"]),

@@ -89,7 +89,7 @@ def test_spec_operations_are_complete_and_served() -> None:
         for method, op in item.items()
         if method in {"get", "put", "post", "patch", "delete"}
     ]
-    assert len(operations) == 17
+    assert len(operations) == 18
     public = [op["operationId"] for _, _, op in operations if op.get("security") == []]
     assert public == ["login"]
     with client_for(set()) as (_, client):
@@ -261,6 +261,26 @@ def test_password_change_no_old(on: bool) -> None:
 
 
 @ON_OFF
+def test_password_change_other_user(on: bool) -> None:
+    """password_change_other_user: bob sets alice's password with his own as old_password, and alice's login then
+    takes the new one; off 403 for another user's ID, while changing your own by ID still works (old password
+    required in both modes)."""
+    with client_for(flaws_if(on, "password_change_other_user")) as (_, client):
+        headers = bearer(login(client, "bob"))
+        takeover = {"old_password": PASSWORDS["bob"], "new_password": "bob-owns-alice-now"}
+        response = client.put("/users/1/password", headers=headers, json=takeover)
+        assert response.status_code == (204 if on else 403)
+        if on:
+            login(client, "alice", "bob-owns-alice-now")
+        else:
+            login(client, "alice")
+        assert client.put("/users/2/password", headers=headers, json={"new_password": "x" * 12}).status_code == 400
+        own = {"old_password": PASSWORDS["bob"], "new_password": "bob-new-pass-42"}
+        assert client.put("/users/2/password", headers=headers, json=own).status_code == 204
+        login(client, "bob", "bob-new-pass-42")
+
+
+@ON_OFF
 def test_default_credentials(on: bool) -> None:
     """default_credentials: admin/admin signs in as an administrator; off it is refused."""
     with client_for(flaws_if(on, "default_credentials")) as (_, client):
@@ -338,13 +358,30 @@ def test_unbounded_page_size(on: bool) -> None:
 
 @ON_OFF
 def test_large_payload(on: bool) -> None:
-    """large_payload: a 200 KiB order note and 500 items are accepted; off 413 (body) and 400 (bounds)."""
+    """large_payload: a 200 KiB order note is accepted; off 413. The item count stays bounded either way (that is
+    unbounded_arrays)."""
     with client_for(flaws_if(on, "large_payload")) as (_, client):
         headers = bearer(login(client, "alice"))
         big = {"items": [{"product_id": 1, "quantity": 1}], "note": "x" * 200_000}
         assert client.post("/orders", headers=headers, json=big).status_code == (201 if on else 413)
         many = {"items": [{"product_id": 1, "quantity": 1}] * 500}
-        assert client.post("/orders", headers=headers, json=many).status_code == (201 if on else 400)
+        assert client.post("/orders", headers=headers, json=many).status_code == 400
+
+
+@ON_OFF
+def test_unbounded_arrays(on: bool) -> None:
+    """unbounded_arrays: 500 order items (a ~15 KiB body) are stored by POST and PUT; off 400 past 20 items, while
+    20 items are fine in both modes."""
+    with client_for(flaws_if(on, "unbounded_arrays")) as (_, client):
+        headers = bearer(login(client, "alice"))
+        twenty = {"items": [{"product_id": 1, "quantity": 1}] * 20}
+        assert client.post("/orders", headers=headers, json=twenty).status_code == 201
+        many = {"items": [{"product_id": 1, "quantity": 1}] * 500}
+        created = client.post("/orders", headers=headers, json=many)
+        assert created.status_code == (201 if on else 400)
+        if on:
+            assert len(created.json()["items"]) == 500
+        assert client.put("/orders/1", headers=headers, json=many).status_code == (200 if on else 400)
 
 
 # --------------------------------------------------------------------------- API5

@@ -4,6 +4,12 @@ Every request goes to the base URL's origin (scheme, host and port) and nowhere 
 redirected, waits for a token of the rate limiter (``--max-rps``), counts against the sending
 check's cap, and comes back as an :class:`Exchange` (a transport error is status 0 with
 ``error`` set, never an exception).
+
+The one exception to the rate limiter is a *burst*: a check measuring a rate limit may ask for
+``unthrottled=True``. Such a request skips the token bucket only while the check has sent fewer
+than :data:`MAX_UNTHROTTLED_PER_CHECK` unthrottled requests in the whole scan (later ones wait for
+the bucket like any other); it is still in scope, still counted against the check's cap, and
+counted in :attr:`ScanClient.bursts` so the report says "burst of N requests at full speed".
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from bastion.tester.scan.interface import Exchange, ScanOptions
 USER_AGENT = f"bastion-scan/{__version__}"
 #: Response bodies kept per exchange (checks compare bodies; reports show excerpts).
 MAX_BODY = 1 << 20
+#: Hard ceiling on requests one check may send outside the rate limiter (``unthrottled=True``), per scan.
+MAX_UNTHROTTLED_PER_CHECK = 100
 
 
 class RateLimiter:
@@ -78,6 +86,8 @@ class ScanClient:
         self.limiter = RateLimiter(options.max_rps)
         self.sent = 0
         self.per_check: Counter[str] = Counter()
+        #: Requests each check sent at full speed (``unthrottled=True``, within the ceiling).
+        self.bursts: Counter[str] = Counter()
         verify: ssl.SSLContext | bool = True
         if options.insecure:
             verify = False
@@ -109,6 +119,7 @@ class ScanClient:
         check_id: str = "engine",
         timeout: float | None = None,  # noqa: ASYNC109 (per request, passed to httpx)
         retry_429: bool = True,
+        unthrottled: bool = False,
     ) -> Exchange:
         if query:
             url = url + ("&" if "?" in url else "?") + urlencode(list(query))
@@ -125,7 +136,10 @@ class ScanClient:
         while True:
             self.per_check[check_id] += 1
             self.sent += 1
-            await self.limiter.acquire()
+            if unthrottled and check_id != "engine" and self.bursts[check_id] < MAX_UNTHROTTLED_PER_CHECK:
+                self.bursts[check_id] += 1
+            else:
+                await self.limiter.acquire()
             started = time.monotonic()
             try:
                 response = await self._http.request(

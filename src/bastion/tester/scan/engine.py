@@ -77,6 +77,8 @@ class ScanResult:
     identities: list[str] = field(default_factory=list)
     #: Credential values to redact in reports, mapped to the placeholder shown instead.
     secrets: dict[str, str] = field(default_factory=dict)
+    #: Things the reader should know about how the scan ran (e.g. a check's burst outside ``--max-rps``).
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -265,7 +267,8 @@ class Scan:
         return headers
 
     async def send(self, plan: RequestPlan, identity: Identity, *, check: CheckInfo | None = None,
-                   timeout: float | None = None, retry_429: bool = True) -> Exchange:  # noqa: ASYNC109
+                   timeout: float | None = None, retry_429: bool = True,  # noqa: ASYNC109
+                   unthrottled: bool = False) -> Exchange:
         headers = self.credentials(identity)
         headers.update(plan.headers)
         body = b""
@@ -286,6 +289,7 @@ class Scan:
             check_id=check.id if check else "engine",
             timeout=timeout,
             retry_429=retry_429,
+            unthrottled=unthrottled and check is not None,
         )
 
     async def raw(self, method: str, path: str, identity: Identity, *, headers: Mapping[str, str] | None = None,
@@ -544,6 +548,11 @@ async def scan_async(
             except Exception as exc:  # a broken check is reported, never silently dropped
                 result.skips.append(Skip(check.info, f"the check failed: {type(exc).__name__}: {exc}"))
                 continue
+            finally:
+                burst = client.bursts.get(check.info.id, 0)
+                if burst:
+                    result.notes.append(f"{check.info.id}: burst of {burst} requests at full speed "
+                                        f"(outside --max-rps {options.max_rps:g})")
             seen: set[tuple[str, str, str]] = set()
             for outcome in outcomes:
                 if isinstance(outcome, ScanFinding):

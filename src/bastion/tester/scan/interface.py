@@ -215,13 +215,20 @@ class ScanContext(Protocol):
         generated from the schema."""
 
     async def send(self, plan: RequestPlan, identity: Identity, *, check: CheckInfo | None = None,
-                   timeout: float | None = None, retry_429: bool = True) -> Exchange:  # noqa: ASYNC109
+                   timeout: float | None = None, retry_429: bool = True,  # noqa: ASYNC109
+                   unthrottled: bool = False) -> Exchange:
         """Send a plan as ``identity`` (its credentials added), rate-limited and recorded.
 
         ``plan.path`` is relative to the base URL (``/orders/3`` -> ``https://host/v2/orders/3``). Redirects
         are never followed. A 429 is waited out and retried (see ``ScanOptions.max_retry_wait``) unless
         ``retry_429=False`` (checks that look for rate limiting want to see it). When the check's request
-        cap is spent, nothing is sent and the exchange has status 0 and ``error`` set."""
+        cap is spent, nothing is sent and the exchange has status 0 and ``error`` set.
+
+        ``unthrottled=True`` (only with ``check``) sends the request at once instead of waiting for the
+        ``--max-rps`` token bucket: for a bounded burst that must outrun the API's rate limit. At most
+        ``client.MAX_UNTHROTTLED_PER_CHECK`` (100) requests per check and scan go out that way (the rest wait
+        for the bucket); they stay in scope and count against the check's cap, and the report notes
+        "burst of N requests at full speed"."""
 
     async def raw(self, method: str, path: str, identity: Identity, *, headers: Mapping[str, str] | None = None,
                   body: bytes | None = None, query: Sequence[tuple[str, str]] = (),

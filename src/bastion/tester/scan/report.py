@@ -164,6 +164,7 @@ def to_json(result: ScanResult) -> dict[str, Any]:
         "summary": severity_counts(result.findings),
         "checks": [{**_check_json(c), "count": counts.get(c.id, 0)} for c in result.ran],
         "skipped": [{"id": s.check.id, "reason": s.reason} for s in result.skips],
+        "notes": list(result.notes),
         "findings": [
             {
                 "check_id": f.check.id,
@@ -260,7 +261,8 @@ def to_sarif(result: ScanResult) -> dict[str, Any]:
                 "invocations": [{"executionSuccessful": True,
                                  "toolExecutionNotifications": [
                                      {"level": "note", "message": {"text": f"{s.check.id} skipped: {s.reason}"}}
-                                     for s in result.skips]}],
+                                     for s in result.skips] + [
+                                     {"level": "note", "message": {"text": note}} for note in result.notes]}],
                 "properties": {"target": result.base_url, "requests": result.exchanges},
             }
         ],
@@ -369,6 +371,8 @@ identities: {{ data.identities | join(", ") or "none (anonymous only)" }} &middo
 {% for c in data.checks %}<tr><td><code>{{ c.id }}</code></td><td>{{ c.category }}</td><td>{{ c.cwe }}</td>
 <td>{{ c.severity }}</td><td>{{ c.count }}</td><td>{{ c.checks }}</td></tr>
 {% endfor %}</table>
+{% if data.notes %}<h2>Notes</h2>
+<ul>{% for n in data.notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
 {% if data.skipped %}<h2>Skipped ({{ data.skipped | length }})</h2>
 <table><tr><th>Check</th><th>Reason</th></tr>
 {% for s in data.skipped %}<tr><td><code>{{ s.id }}</code></td><td>{{ s.reason }}</td></tr>{% endfor %}

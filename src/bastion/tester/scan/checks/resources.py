@@ -4,18 +4,27 @@ Heuristics:
 
 * *Rate limit*: one cheap GET operation is sent :data:`BURST_REQUESTS` requests,
   :data:`BURST_CONCURRENCY` at a time, as the first user (anonymously when there is none), with
-  429s returned to the check instead of waited out. The burst is paced by ``--max-rps`` like
-  every request (the engine has no unthrottled mode; at the default 20/s it lasts 3 s), so the
-  finding means "no limit at that rate". The operation preferred is one whose responses
-  declare ``429`` (the API says it is limited), then one without path parameters. No ``429``
-  and no ``RateLimit``/``X-RateLimit-Remaining: 0`` header in the burst is a finding. The burst
-  runs after the other API4 checks, as it exhausts the operation's quota for a while.
+  429s returned to the check instead of waited out. The burst goes out at full speed, outside
+  ``--max-rps`` (``send(..., unthrottled=True)``: at most 100 such requests per check, still only
+  to the base URL's origin and within the check's request cap; the report notes "burst of N
+  requests at full speed"), so a finding means "no limit even at the client's full speed", not
+  "no limit at the scan's own rate". The operation preferred is one whose responses declare
+  ``429`` (the API says it is limited), then one without path parameters. No ``429`` and no
+  ``RateLimit``/``X-RateLimit-Remaining: 0`` header in the burst is a finding. The burst runs
+  after the other API4 checks, as it exhausts the operation's quota for a while.
 * *Page size*: integer query parameters named limit, size, per_page, page_size, pagesize, count,
   top, max_results or take get ten times their declared ``maximum`` (100000 without one); a 2xx
   answer is a finding (an array longer than the maximum in the response is stated as proof).
 * *Body size*: a write operation whose normal request succeeds is sent again with the same JSON
   padded with whitespace to 1 MiB (the same document, so schema validation cannot be what
   refuses it); a 2xx answer means no body size limit.
+* *Arrays*: for up to :data:`ARRAY_OPERATIONS` authenticated JSON write operations whose normal
+  request succeeds, each array in the body (a top-level property, or the body itself) is filled
+  with copies of one valid element (the generated one, else a sample of ``items``) up to ten
+  times its ``maxItems`` (at least ``maxItems`` + 10), or :data:`UNBOUNDED_ARRAY_ITEMS` when it
+  declares none; the rest of the body stays valid. A 2xx is a finding (an echoed array longer
+  than ``maxItems`` is stated as proof). Arrays with ``uniqueItems`` are left alone (copies
+  would be refused for that reason), as are operations on passwords, e-mail addresses or URLs.
 * *Regex DoS*: only for string parameters with a ``pattern``: inputs of growing length built
   from the pattern's repeated character classes, ending with a character that breaks the
   match; a response time that grows by more than :data:`REDOS_DELAY` seconds over the baseline,
@@ -33,14 +42,25 @@ import orjson
 
 from bastion.tester.audit.context import Operation, Parameter, types_of
 from bastion.tester.audit.interface import Severity
-from bastion.tester.scan.checks.probing import caller, finding, json_request_schema, skip, success
+from bastion.tester.scan.checks.probing import (
+    caller,
+    finding,
+    json_request_schema,
+    object_properties,
+    skip,
+    success,
+)
 from bastion.tester.scan.interface import Check, CheckInfo, Exchange, ScanContext, ScanFinding, Skip
+from bastion.tester.scan.samples import sample_value
 
-__all__ = ["CHECKS", "LargePayload", "NoRateLimit", "PageSize", "RegexDos"]
+__all__ = ["CHECKS", "LargePayload", "NoRateLimit", "PageSize", "RegexDos", "UnboundedArray"]
 
 BURST_REQUESTS = 60
 BURST_CONCURRENCY = 10
 PAD_BYTES = 1 << 20
+#: Items sent in an array that declares no ``maxItems``; operations tried by the array check.
+UNBOUNDED_ARRAY_ITEMS = 10_000
+ARRAY_OPERATIONS = 3
 REDOS_DELAY = 1.5
 PAGE_NAMES = re.compile(r"^(?:limit|size|per_?page|page_?size|pagesize|count|top|\$top|max_?results|take|max)$",
                         re.IGNORECASE)
@@ -52,8 +72,9 @@ RATE_LIMIT = CheckInfo(
     cwe=770,
     severity=Severity.MEDIUM,
     phase="resources",
-    checks=f"Sends a burst of {BURST_REQUESTS} requests ({BURST_CONCURRENCY} concurrent, at --max-rps) to one "
-    "cheap GET operation as one identity; no 429 and no exhausted RateLimit header is a finding.",
+    checks=f"Sends a burst of {BURST_REQUESTS} requests ({BURST_CONCURRENCY} concurrent, at full speed outside "
+    "--max-rps; at most 100 per scan) to one cheap GET operation as one identity; no 429 and no exhausted "
+    "RateLimit header is a finding.",
     advice="Rate-limit every client (per token and per IP) and answer 429 with Retry-After. Put the API behind "
     "a gateway that enforces it (Bastion's rate-limit stage is planned; until then configure it in the "
     "API or the load balancer) and declare the 429 response in the OpenAPI document.",
@@ -85,6 +106,20 @@ LARGE_PAYLOAD = CheckInfo(
     "`listen.limits.max_body_bytes` with 413 (per service or hand-written route: `max_body_bytes`); set it "
     "to what the API needs (the default is 10 MiB), and declare `maxLength`/`maxItems` in request schemas for "
     "`policies.validation` to enforce.",
+)
+
+UNBOUNDED_ARRAY = CheckInfo(
+    id="API4-UNBOUNDED-ARRAY",
+    title="Oversized arrays accepted",
+    category="API4:2023",
+    cwe=770,
+    severity=Severity.MEDIUM,
+    phase="resources",
+    checks="Re-sends a write operation's valid JSON body with an array far past its `maxItems` (ten times it, or "
+    f"{UNBOUNDED_ARRAY_ITEMS} items when none is declared); a 2xx answer is a finding.",
+    advice="Bound every array the API accepts and declare `maxItems` in the request schema: Bastion's "
+    "`policies.validation` stage (on by default for OpenAPI routes) refuses longer arrays with 400 before the "
+    "request reaches the API.",
 )
 
 REGEX_DOS = CheckInfo(
@@ -145,7 +180,7 @@ class NoRateLimit(Check):
                     queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                ex = await ctx.send(plan, ident, check=self.info, retry_429=False)
+                ex = await ctx.send(plan, ident, check=self.info, retry_429=False, unthrottled=True)
                 results.append(ex)
                 if _limited(ex):
                     stop.set()
@@ -161,8 +196,9 @@ class NoRateLimit(Check):
             return [skip(self.info, f"only {len(answered)} of {len(results)} burst requests were answered")]
         ok = sum(1 for ex in answered if success(ex))
         return [finding(self.info, op.label,
-                        f"{len(results) + 1} requests in {took + probe.elapsed:.1f} s as {ident.name} got no 429 "
-                        f"and no exhausted rate-limit header ({ok} succeeded).", probe, results[-1])]
+                        f"{len(results) + 1} requests in {took + probe.elapsed:.1f} s as {ident.name} (a burst of "
+                        f"{len(results)} at full speed) got no 429 and no exhausted rate-limit header ({ok} "
+                        "succeeded).", probe, results[-1])]
 
 
 # -- page size ----------------------------------------------------------------------------
@@ -257,6 +293,104 @@ class LargePayload(Check):
         return []
 
 
+# -- array size ---------------------------------------------------------------------------
+def _int_keyword(schema: dict[str, Any], key: str) -> int | None:
+    value = schema.get(key)
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def oversized_count(schema: dict[str, Any]) -> int:
+    """How many items to send to an array with this schema: ten times ``maxItems`` (at least ``maxItems`` + 10),
+    or :data:`UNBOUNDED_ARRAY_ITEMS` without one."""
+    maximum = _int_keyword(schema, "maxItems")
+    if maximum is None:
+        return UNBOUNDED_ARRAY_ITEMS
+    return min(max(maximum * 10, maximum + 10), max(UNBOUNDED_ARRAY_ITEMS, maximum + 10))
+
+
+class UnboundedArray(Check):
+    """Request arrays accept far more items than they declare (or than any API needs)."""
+
+    info = UNBOUNDED_ARRAY
+
+    async def run(self, ctx: ScanContext) -> list[ScanFinding | Skip]:
+        writes = [o for o in ctx.operations() if o.method in ("post", "put", "patch") and not o.public
+                  and not re.search(r"password|email", o.template, re.IGNORECASE)]
+        writes.sort(key=lambda o: (o.method != "post", len(o.template)))
+        out: list[ScanFinding | Skip] = []
+        tried = 0
+        for op in writes:
+            schema = json_request_schema(ctx.spec, op)
+            if schema is None or tried >= ARRAY_OPERATIONS:
+                continue
+            arrays = self._arrays(ctx, schema)
+            if not arrays:
+                continue
+            ident = caller(ctx, op)
+            plan = ctx.plan(op, ident)
+            if plan.json is None or _has_url_field(plan.json):
+                continue
+            normal = await ctx.send(plan, ident, check=self.info)
+            if not success(normal):
+                continue
+            tried += 1
+            for name, array_schema in arrays:
+                body = self._oversized(ctx, plan.json, name, array_schema)
+                if body is None:
+                    continue
+                count = len(body if name is None else body[name])
+                ex = await ctx.send(plan.copy(json=body), ident, check=self.info,
+                                    timeout=max(ctx.options.timeout, 20.0))
+                if not success(ex):
+                    continue
+                maximum = _int_keyword(array_schema, "maxItems")
+                field = "the body" if name is None else f"`{name}`"
+                bound = f"its declared maxItems {maximum}" if maximum is not None else "no declared maxItems"
+                echoed = self._echoed(ex.json(), name)
+                proof = f"; the response echoes {echoed} items" if maximum is not None and echoed > maximum else ""
+                out.append(finding(self.info, op.label,
+                                   f"{field} with {count} items ({bound}) was accepted with {ex.status}{proof}.", ex))
+                break
+        if not tried:
+            out.append(skip(self.info, "no authenticated JSON write operation with an array in its body succeeded "
+                                       "with a normal body"))
+        return out
+
+    @staticmethod
+    def _arrays(ctx: ScanContext, schema: dict[str, Any]) -> list[tuple[str | None, dict[str, Any]]]:
+        """The body's arrays: ``(None, schema)`` for an array body, else ``(property, schema)``."""
+        if "array" in types_of(schema):
+            return [] if schema.get("uniqueItems") is True else [(None, schema)]
+        out: list[tuple[str | None, dict[str, Any]]] = []
+        for name, sub in (object_properties(ctx.spec, schema) or {}).items():
+            if "array" in types_of(sub) and sub.get("uniqueItems") is not True and sub.get("readOnly") is not True:
+                out.append((name, sub))
+        return out
+
+    @staticmethod
+    def _oversized(ctx: ScanContext, body: Any, name: str | None, schema: dict[str, Any]) -> Any:
+        """``body`` with the array ``name`` (the body itself for None) grown past its bound; None if impossible."""
+        current = body if name is None else (body.get(name) if isinstance(body, dict) else None)
+        if isinstance(current, list) and current:
+            element = current[0]
+        else:
+            items = schema.get("items")
+            element = sample_value(ctx.spec, items) if isinstance(items, dict) else None
+        if element is None:
+            return None
+        grown = [element] * oversized_count(schema)
+        if name is None:
+            return grown
+        return {**body, name: grown} if isinstance(body, dict) else None
+
+    @staticmethod
+    def _echoed(answer: Any, name: str | None) -> int:
+        if name is None:
+            return len(answer) if isinstance(answer, list) else 0
+        value = answer.get(name) if isinstance(answer, dict) else None
+        return len(value) if isinstance(value, list) else 0
+
+
 def _has_url_field(body: Any) -> bool:
     """Bodies carrying URLs are left alone (re-sending them could make the API fetch something)."""
     return isinstance(body, dict) and any(isinstance(v, str) and re.match(r"^[a-z]+://", v) for v in body.values())
@@ -344,4 +478,4 @@ class RegexDos(Check):
 
 
 #: The burst goes last: it exhausts the limit of one operation for a while.
-CHECKS: list[Check] = [PageSize(), LargePayload(), RegexDos(), NoRateLimit()]
+CHECKS: list[Check] = [PageSize(), LargePayload(), UnboundedArray(), RegexDos(), NoRateLimit()]
