@@ -118,6 +118,9 @@ def test_runs_of_slashes_and_broken_authorities_are_not_parsed_one_by_one(monkey
     monkeypatch.setattr(ssrf, "_hostname", counting)
     assert not check_ssrf("/" * 16_000)
     assert not check_ssrf("//[" * 5_000)
-    assert calls == []
     assert check_ssrf("//[" * 5_000 + " http://10.0.0.1/")
+    # Compiled (mypyc), the module calls _hostname directly and the spy sees nothing; the
+    # count is only observable in the interpreted module.
+    if not ssrf.__file__.endswith(".py"):
+        return
     assert calls == ["http://10.0.0.1"]

@@ -1089,7 +1089,15 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     detail = {404: "No route matches this path.", 405: "This method is not allowed here."}.get(
         exc.status_code, "The request could not be processed."
     )
-    return problem(exc.status_code, detail, dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    allow = headers.get("Allow") or headers.get("allow")
+    if allow:
+        # Starlette lists a route's methods in set order: give them in a stable one.
+        order = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+        methods = sorted({m.strip() for m in allow.split(",")}, key=lambda m: (order.index(m) if m in order else 99, m))
+        headers.pop("allow", None)
+        headers["Allow"] = ", ".join(methods)
+    return problem(exc.status_code, detail, headers)
 
 
 def create_app(flaws: Iterable[str] = ()) -> Starlette:
