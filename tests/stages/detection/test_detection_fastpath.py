@@ -140,12 +140,15 @@ def test_a_line_break_remembered_in_a_body_is_still_checked_in_a_header() -> Non
 def test_remembered_values_are_bounded() -> None:
     """The memory of clean values is bounded: it starts over when full."""
     from bastion.stages.detection import DetectionConfig
-    from bastion.stages.detection.matcher import CLEAN_CACHE_ENTRIES
+    from bastion.stages.detection.matcher import CLEAN_CACHE_ENTRIES, CLEAN_CACHE_TOTAL_CHARS
 
     engine = DetectionEngine(DetectionConfig())
     for i in range(CLEAN_CACHE_ENTRIES // 4 + 10):
         engine.evaluate(make_request(f"/items?a=x{i}&b=y{i}&c=z{i}"))
     assert 0 < engine.matcher.remembered <= CLEAN_CACHE_ENTRIES
+    for i in range(1000):  # long values: the bound on characters applies first
+        engine.evaluate(make_request("/items", headers=[("x-note", f"{i} " + "word " * 400)]))
+    assert 0 < engine.matcher._clean_chars <= CLEAN_CACHE_TOTAL_CHARS
 
 
 def test_json_parsed_by_validation_is_inspected_the_same() -> None:

@@ -75,9 +75,11 @@ NOSQL_OPERATORS = frozenset(
     }
 )
 #: Values up to this length are remembered once seen in a clean request (see Matcher._run).
-CLEAN_CACHE_MAX_CHARS = 256
-#: At most this many remembered values per matcher (a few MB at worst).
+CLEAN_CACHE_MAX_CHARS = 2048
+#: At most this many remembered values per matcher, and at most this many characters in
+#: all (a few MB at worst: long User-Agents and bearer tokens repeat too).
 CLEAN_CACHE_ENTRIES = 8192
+CLEAN_CACHE_TOTAL_CHARS = 1 << 20
 #: Locations where a decoded line break is suspicious at paranoia 2.
 _LINE_LOCATIONS = ("path", "query", "header", "cookie")
 #: A printable value with none of these has a single view and cannot trigger the gated detectors
@@ -227,6 +229,7 @@ class Matcher:
         #: is suspicious, 3 such a key. See :meth:`_run`.
         self._clean: tuple[set[str], set[str], set[str], set[str]] = (set(), set(), set(), set())
         self._clean_count = 0
+        self._clean_chars = 0
 
     def match_input(self, inp: Input) -> list[Hit]:
         """Every rule that matches some view of ``inp``, each rule once."""
@@ -388,17 +391,22 @@ class Matcher:
         for bucket in self._clean:
             bucket.clear()
         self._clean_count = 0
+        self._clean_chars = 0
 
     def _remember(self, fresh: list[tuple[set[str], str]]) -> None:
         if not fresh:
             return
-        if self._clean_count + len(fresh) > CLEAN_CACHE_ENTRIES:
+        chars = 0
+        for _, value in fresh:
+            chars += len(value)
+        if self._clean_count + len(fresh) > CLEAN_CACHE_ENTRIES or self._clean_chars + chars > CLEAN_CACHE_TOTAL_CHARS:
             # Bounded: start over rather than track ages. Unique values (an attacker's or
             # free text) then only cost the lookup that missed.
             self.forget()
         for bucket, value in fresh:
             bucket.add(value)
         self._clean_count += len(fresh)
+        self._clean_chars += chars
 
     def _attribute(self, pending: list[Input], hits: list[Hit]) -> list[Hit]:
         """Rescan the inputs one by one to attribute the buffer's matches."""
