@@ -199,6 +199,18 @@ def test_an_attack_past_the_inspection_limits_is_not_let_through(limit: str) -> 
         ("detection", "monitor", "detection.uninspectable")]
 
 
+def test_uninspectable_is_blocked_where_any_category_blocks() -> None:
+    """Monitoring by default but blocking SQL injection still refuses what cannot be
+    inspected whole: a SQL injection could sit past the limit."""
+    request = _uninspectable_requests()["characters"]
+    config = DetectionConfig(mode="monitor", categories={"sqli": "block"})
+    outcome = DetectionStage(config).on_request(Exchange(request, request_id="r1"))  # type: ignore[arg-type]
+    assert isinstance(outcome, Block) and outcome.reason == "detection.uninspectable"
+    monitored = Exchange(request, request_id="r2")  # type: ignore[arg-type]
+    assert DetectionStage(DetectionConfig(mode="monitor")).on_request(monitored) is None
+    assert [d.reason for d in monitored.decisions] == ["detection.uninspectable"]
+
+
 def test_requests_within_the_limits_are_not_flagged() -> None:
     """An ordinary JSON request is inspected whole: nothing is noted as uninspected."""
     import json

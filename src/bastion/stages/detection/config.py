@@ -101,7 +101,7 @@ class DetectionConfig(StageConfig):
             "A request with more to inspect than max_inputs, max_inspected_chars or max_json_depth allow "
             "cannot be fully inspected, and an attack could hide past the limit: 'block' refuses it "
             "(413, reason detection.uninspectable), 'monitor' inspects what fits, forwards it and logs "
-            "the decision. Only applies where detection blocks (mode block)."
+            "the decision. Applies whenever some category blocks."
         ),
     )
 

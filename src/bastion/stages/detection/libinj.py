@@ -15,6 +15,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from bastion.stages.detection.normalize import without_surrogates
+
 
 def _optional(module: str) -> Any:
     try:
@@ -33,9 +35,8 @@ def _utf8(text: str) -> bytes:
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
-        # A lone surrogate (a decoded "\ud800" escape) has no UTF-8 form: encode it as a
-        # UTF-16 runtime (JavaScript, Java) would, pairs joined and lone halves as U+FFFD.
-        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace").encode("utf-8")
+        # A lone surrogate (a decoded "\ud800" escape) has no UTF-8 form.
+        return without_surrogates(text).encode("utf-8")
 
 
 def _binding_sqli(text: str) -> bool:

@@ -437,10 +437,10 @@ class Matcher:
             self._lib_sqli
             and 1901 not in seen
             and ("'" in view or '"' in view or "`" in view or "--" in view or "/*" in view or "#" in view)
-            and _lib_sqli(view)
+            and libinj.is_sqli(view)
         ):
             self._add(seen, 1901, inp, view)
-        if self._lib_xss and 2901 not in seen and "<" in view and _lib_xss(view):
+        if self._lib_xss and 2901 not in seen and "<" in view and libinj.is_xss(view):
             self._add(seen, 2901, inp, view)
         if 6001 in det and 6001 not in seen and "//" in view and ssrf.check_ssrf(view):
             self._add(seen, 6001, inp, view)
@@ -459,13 +459,3 @@ class Matcher:
                 self._add(seen, 15901, inp, view)
         if 12901 in det and ("\n" in view or "\r" in view) and inp.location.startswith(_LINE_LOCATIONS):
             self._add(seen, 12901, inp, view)
-
-
-def _lib_sqli(text: str) -> bool:
-    # libinj encodes lone surrogates (left by a decoded "\ud800" escape) as a UTF-16
-    # runtime would, rather than raising.
-    return libinj.is_sqli(text)
-
-
-def _lib_xss(text: str) -> bool:
-    return libinj.is_xss(text)

@@ -153,7 +153,11 @@ class DetectionStage(RequestStage):
     def __init__(self, config: DetectionConfig) -> None:
         super().__init__("detection", config)
         self.engine = DetectionEngine(config)
-        self._block_uninspectable = config.uninspectable == "block" and config.mode == "block"
+        # Whatever blocks somewhere must not be let through half-inspected: an attack of
+        # that category could sit past the limit.
+        self._block_uninspectable = config.uninspectable == "block" and any(
+            config.category_mode(c) == "block" for c in CATEGORIES
+        )
 
     @classmethod
     def from_config(cls, config: DetectionConfig, route: RouteInfo | None = None) -> DetectionStage:
