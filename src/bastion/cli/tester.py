@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from bastion.tester.audit import AuditResult
+    from bastion.tester.audit import AuditResult, Severity
     from bastion.tester.scan.engine import ScanResult
 
 
@@ -45,20 +46,34 @@ SEVERITY_STYLE = {
 }
 
 
+class _Graded(Protocol):
+    @property
+    def severity(self) -> Severity: ...
+
+
+G = TypeVar("G", bound=_Graded)
+
+
+def severity_groups(findings: Sequence[G], console: Console) -> Iterator[list[G]]:
+    """Findings grouped by severity, worst first, each group after its printed heading."""
+    from bastion.tester.audit import Severity
+
+    for sev in sorted(Severity, reverse=True):
+        group = [f for f in findings if f.severity == sev]
+        if group:
+            console.print()
+            console.print(f"{sev.label.upper()} ({len(group)})", style=SEVERITY_STYLE[sev.label], markup=False)
+            yield group
+
+
 def render_text(result: AuditResult, console: Console) -> None:
     """Findings grouped by severity (one aligned line each, never wrapped, so they stay greppable),
     then a table of per-rule counts, the fix advice, and the score."""
-    from bastion.tester.audit import Severity
     from bastion.tester.audit.report import rule_counts, score, severity_counts
 
     console.print(f"bastion audit of {', '.join(result.files)}", markup=False, highlight=False)
     width = max((len(str(f.location)) for f in result.findings), default=0)
-    for sev in sorted(Severity, reverse=True):
-        group = [f for f in result.findings if f.severity == sev]
-        if not group:
-            continue
-        console.print()
-        console.print(f"{sev.label.upper()} ({len(group)})", style=SEVERITY_STYLE[sev.label], markup=False)
+    for group in severity_groups(result.findings, console):
         for f in group:
             line = Text("  ")
             line.append(f"{f.rule.id:<14}", style="bold")
@@ -209,17 +224,11 @@ def looks_like_production(host: str) -> bool:
 
 def render_scan_text(result: ScanResult, console: Console) -> None:
     """Findings by severity (one line each, then the curl command), per-check counts, skips and a summary."""
-    from bastion.tester.audit import Severity
     from bastion.tester.scan.report import Redactor, curl, severity_counts
 
     redactor = Redactor(result.secrets)
     console.print(f"bastion scan of {result.base_url} ({result.spec_file})", markup=False, highlight=False)
-    for sev in sorted(Severity, reverse=True):
-        group = [f for f in result.findings if f.severity == sev]
-        if not group:
-            continue
-        console.print()
-        console.print(f"{sev.label.upper()} ({len(group)})", style=SEVERITY_STYLE[sev.label], markup=False)
+    for group in severity_groups(result.findings, console):
         for f in group:
             line = Text("  ")
             line.append(f"{f.check.id:<22}", style="bold")
