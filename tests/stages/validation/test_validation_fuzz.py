@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +15,8 @@ from bastion.stages.validation.params import (
     decode_header,
     decode_path,
     decode_query,
+    is_integer_text,
+    is_number_text,
     parse_query,
 )
 from bastion.stages.validation.schema import ANY, Shape
@@ -30,6 +34,20 @@ shapes = st.builds(
 )
 texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=60) | st.sampled_from(
     ["", "1", "-0", "1e5", "1e999", "nan", "true", ",", "a,1,b", ";id=1", ".1.2", "a=1,b", "[", "{}", "%", "%ff"])
+
+
+#: The grammar of JSON integers and numbers (with the parameter bounds), as a regex.
+INTEGER = re.compile(r"-?(?:0|[1-9][0-9]{0,39})\Z")
+NUMBER = re.compile(r"-?(?:0|[1-9][0-9]{0,39})(?:\.[0-9]{1,40})?(?:[eE][+-]?[0-9]{1,3})?\Z")
+numeric = st.from_regex(r"-?[0-9]{0,42}(\.[0-9]{0,41})?([eE][+-]?[0-9]{0,4})?", fullmatch=True)
+
+
+@settings(max_examples=2000)
+@given(text=numeric | texts | st.text(alphabet="-+.eE0123456789\u0663", max_size=12))
+def test_number_grammar_matches_the_regex(text: str) -> None:
+    """The str-method checks accept exactly what the JSON number grammar does."""
+    assert is_integer_text(text) == bool(INTEGER.match(text))
+    assert is_number_text(text) == bool(NUMBER.match(text))
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])

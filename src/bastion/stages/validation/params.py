@@ -10,7 +10,6 @@ type it expected (``"abc" is not of type "integer"``).
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import unquote
@@ -21,8 +20,34 @@ from bastion.stages.validation.schema import ANY, Shape
 
 Location = Literal["path", "query", "header", "cookie"]
 
-_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]{0,39})\Z")
-_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]{0,39})(?:\.[0-9]{1,40})?(?:[eE][+-]?[0-9]{1,3})?\Z")
+#: Longest integer part, fraction and exponent a number parameter may have (no Python
+#: ``re`` runs over request data: these are str methods).
+MAX_INTEGER_DIGITS = 40
+MAX_FRACTION_DIGITS = 40
+MAX_EXPONENT_DIGITS = 3
+
+
+def _digits(text: str, most: int) -> bool:
+    """1 to ``most`` ASCII digits."""
+    return 0 < len(text) <= most and text.isascii() and text.isdigit()
+
+
+def is_integer_text(text: str) -> bool:
+    """``-?(0|[1-9][0-9]{0,39})``: an integer as JSON writes it."""
+    digits = text[1:] if text[:1] == "-" else text
+    return _digits(digits, MAX_INTEGER_DIGITS) and (digits[0] != "0" or len(digits) == 1)
+
+
+def is_number_text(text: str) -> bool:
+    """An integer, then an optional fraction (``.`` and 1-40 digits) and exponent (``e``, a
+    sign, 1-3 digits): a number as JSON writes it."""
+    mantissa, e, exponent = text.replace("E", "e").partition("e")
+    if e and not _digits(exponent[1:] if exponent[:1] in ("+", "-") else exponent, MAX_EXPONENT_DIGITS):
+        return False
+    whole, dot, fraction = mantissa.partition(".")
+    if dot and not _digits(fraction, MAX_FRACTION_DIGITS):
+        return False
+    return is_integer_text(whole)
 
 #: How a parameter's value is written (OpenAPI ``style``, ``explode``).
 DEFAULT_STYLE: dict[Location, str] = {"path": "simple", "query": "form", "header": "simple", "cookie": "form"}
@@ -70,12 +95,12 @@ def coerce_scalar(text: str, shape: Shape) -> Any:
     types = shape.types
     if not types or "string" in types:
         return text
-    if "integer" in types and _INTEGER.match(text):
+    if "integer" in types and is_integer_text(text):
         return int(text)
-    if "number" in types and _NUMBER.match(text):
+    if "number" in types and is_number_text(text):
         value = float(text)
         if math.isfinite(value):
-            return int(text) if _INTEGER.match(text) else value
+            return int(text) if is_integer_text(text) else value
     if "boolean" in types:
         if text == "true":
             return True

@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-from itertools import islice
-from typing import Any
-
 from bastion.pipeline.stage import RequestStage, RouteInfo
-from bastion.stages.validation.body import BodyError, media_type, parse_form, parse_json, parse_multipart
+from bastion.stages.validation.check import MAX_LOGGED, Checker, Unsupported
 from bastion.stages.validation.compiled import CompiledOperation, compile_operation
 from bastion.stages.validation.config import ValidationConfig
-from bastion.stages.validation.messages import Problem, json_path, name_ref, quote, rule_of
-from bastion.stages.validation.params import (
-    ParamError,
-    decode_cookie,
-    decode_header,
-    decode_path,
-    decode_query,
-    parse_cookies,
-    parse_query,
-)
+from bastion.stages.validation.messages import Problem
 from bastion.types import Block, Exchange
-
-#: Most problems recorded for the access log.
-MAX_LOGGED = 20
-#: Most query parameters read (the URL length limit bounds them too).
-MAX_QUERY_FIELDS = 1000
 
 
 class ValidationStage(RequestStage):
@@ -32,11 +15,7 @@ class ValidationStage(RequestStage):
 
     def __init__(self, config: ValidationConfig, operation: CompiledOperation | None) -> None:
         super().__init__("validation", config)
-        self._op = operation
-        self._allow_repeat = config.allow_repeated_params
-        self._reject_unknown = config.reject_unknown_query_params
-        self._max_depth = config.max_json_depth
-        self._reject_duplicates = config.reject_duplicate_keys
+        self._checker = None if operation is None else Checker(config, operation)
         self._max_problems = config.max_problems
         self.needs_request_body = operation is not None and operation.media is not None
 
@@ -47,137 +26,15 @@ class ValidationStage(RequestStage):
         return None if operation is None else cls(config, operation)
 
     def on_request(self, exchange: Exchange) -> Block | None:
-        op = self._op
-        if op is None:
+        checker = self._checker
+        if checker is None:
             return None
-        request = exchange.request
-        problems: list[Problem] = []
-        instance: dict[str, Any] = {}
-        params = op.params
-        if params:
-            path_params = params.get("path")
-            if path_params is not None:
-                instance["path"] = self._path(op, path_params, request.path_params, problems)
-            query_params = params.get("query")
-            if query_params is not None or self._reject_unknown:
-                instance["query"] = self._query(op, query_params or (), request.query, problems)
-            header_params = params.get("header")
-            if header_params is not None:
-                instance["header"] = self._headers(op, header_params, request.headers, problems)
-            cookie_params = params.get("cookie")
-            if cookie_params is not None:
-                instance["cookie"] = self._cookies(op, cookie_params, request.headers, problems)
-        elif self._reject_unknown and request.query:
-            self._query(op, (), request.query, problems)
-        validator = op.params_validator
-        if op.media is not None:
-            body = request.body
-            if body:
-                content_type = request.header("content-type")
-                if content_type is None:
-                    return self._unsupported(exchange, op, "the request has a body but no Content-Type")
-                media, media_params = media_type(content_type)
-                found = op.match(media)
-                if found is None:
-                    shown = quote(media)
-                    what = f"Content-Type {shown}" if shown else "the Content-Type"
-                    return self._unsupported(exchange, op, f"{what} is not accepted here")
-                if found.validator is not None:
-                    try:
-                        if found.kind == "json":
-                            value = parse_json(body, self._max_depth, self._reject_duplicates)
-                            request.parsed_json = (value,)  # detection reuses it
-                            instance["body"] = value
-                        elif found.kind == "form":
-                            instance["body"] = parse_form(body, found.shape, found.explode)
-                        else:
-                            instance["body"] = parse_multipart(body, media_params, found.shape)
-                    except BodyError as exc:
-                        problems.append(Problem("body", str(exc), exc.kind))
-                    validator = found.validator
-            elif op.body_required:
-                problems.append(Problem("body", "a request body is required", "body_missing"))
-        if not problems and validator.is_valid(instance):
+        found = checker.check(exchange.request)
+        if found is None:
             return None
-        for error in islice(validator.iter_errors(instance), MAX_LOGGED):
-            problems.append(_problem(op, error))
-        return self._block(exchange, problems)
-
-    # -- parameters ----------------------------------------------------------------------
-    @staticmethod
-    def _path(op: CompiledOperation, params: Any, given: dict[str, str], problems: list[Problem]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for p in params:
-            text = given.get(p.name)
-            if text is None:
-                continue  # the schema's "required" reports it
-            try:
-                out[p.key] = decode_path(p, text)
-            except ParamError as exc:
-                problems.append(Problem(op.label("path", p.key), str(exc), "path"))
-        return out
-
-    def _query(self, op: CompiledOperation, params: Any, query: str, problems: list[Problem]) -> dict[str, Any]:
-        parsed: dict[str, list[str]] = {}
-        if query:
-            try:
-                parsed = parse_query(query, MAX_QUERY_FIELDS)
-            except UnicodeDecodeError:
-                problems.append(Problem("query", "the query string is not valid percent-encoded UTF-8", "query"))
-                return {}
-            except ParamError as exc:
-                problems.append(Problem("query", str(exc), "query"))
-                return {}
-        out: dict[str, Any] = {}
-        for p in params:
-            try:
-                present, value = decode_query(p, parsed, self._allow_repeat)
-            except ParamError as exc:
-                problems.append(Problem(op.label("query", p.key), str(exc), "query"))
-                continue
-            if present:
-                out[p.key] = value
-        if self._reject_unknown and parsed:
-            known, prefixes = op.known_query, op.known_query_prefixes
-            unknown = [n for n in parsed if n not in known and not (prefixes and n.startswith(prefixes))]
-            for name in unknown[:MAX_LOGGED]:
-                problems.append(Problem(f"query parameter {name_ref(name)}", "is not declared by the operation",
-                                        "unknown_query"))
-        return out
-
-    @staticmethod
-    def _headers(op: CompiledOperation, params: Any, headers: list[tuple[str, str]],
-                 problems: list[Problem]) -> dict[str, Any]:
-        wanted = {p.key for p in params}
-        found: dict[str, list[str]] = {}
-        for name, value in headers:
-            if name in wanted:
-                found.setdefault(name, []).append(value)
-        out: dict[str, Any] = {}
-        for p in params:
-            values = found.get(p.key)
-            if values is None:
-                continue
-            try:
-                out[p.key] = decode_header(p, values)
-            except ParamError as exc:
-                problems.append(Problem(op.label("header", p.key), str(exc), "header"))
-        return out
-
-    @staticmethod
-    def _cookies(op: CompiledOperation, params: Any, headers: list[tuple[str, str]],
-                 problems: list[Problem]) -> dict[str, Any]:
-        jar = parse_cookies(headers)
-        out: dict[str, Any] = {}
-        for p in params:
-            text = jar.get(p.name)
-            if text is None:
-                continue
-            try:
-                out[p.key] = decode_cookie(p, text)
-            except ParamError as exc:
-                problems.append(Problem(op.label("cookie", p.key), str(exc), "cookie"))
-        return out
+        if isinstance(found, Unsupported):
+            return self._unsupported(exchange, checker.op, found.why)
+        return self._block(exchange, found)
 
     # -- outcomes --------------------------------------------------------------------------
     def _block(self, exchange: Exchange, problems: list[Problem]) -> Block:
@@ -193,23 +50,3 @@ class ValidationStage(RequestStage):
         detail = f"{why}; expected one of: {accepted}"
         exchange.context["validation"] = [{"location": "header 'content-type'", "rule": detail}]
         return Block(415, "Unsupported Media Type", detail, reason="validation.content_type")
-
-
-def _problem(op: CompiledOperation, error: Any) -> Problem:
-    path = list(error.instance_path)
-    rule = rule_of(error)
-    if not path:
-        return Problem("request", rule, "body")
-    location = str(path[0])
-    rest = path[1:]
-    if location == "body":
-        return Problem("body " + json_path(rest), rule, "body")
-    if not rest:
-        kind = error.kind
-        if type(kind).__name__ == "Required":
-            return Problem(op.label(location, str(kind.as_dict().get("property"))), "is required", location)
-        return Problem(location, rule, location)
-    where = op.label(location, str(rest[0]))
-    if len(rest) > 1:
-        where += " " + json_path(rest[1:])
-    return Problem(where, rule, location)
