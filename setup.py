@@ -32,6 +32,11 @@ COMPILED = [
     "src/bastion/stages/detection/ssrf.py",
     "src/bastion/stages/detection/inspect.py",
     "src/bastion/stages/detection/matcher.py",
+    "src/bastion/stages/detection/engine.py",
+    # So does validation, on every route with an OpenAPI operation.
+    "src/bastion/stages/validation/params.py",
+    "src/bastion/stages/validation/body.py",
+    "src/bastion/stages/validation/check.py",
 ]
 
 ext_modules = []

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from bastion.stages.detection.normalize import (
     MAX_VIEW_CHARS,
     MAX_VIEWS,
+    _all_views,
     _may_have_entity,
     base64_text,
     collapse_lookups,
@@ -164,3 +165,22 @@ def test_wide_and_format_fast_paths_change_nothing(value: str) -> None:
     assert truncate_wide(value) == wide
     text = unicodedata.normalize("NFKC", value)
     assert _nfkc(value) == "".join(c for c in text if unicodedata.category(c) != "Cf").casefold()
+
+
+#: Printable ASCII weighted towards the characters that decide which views exist.
+_VIEW_ALPHABET = st.sampled_from(list("abcXYZ019 '\"%+&\\<>/*${}();|`#-=.!?~") + [chr(c) for c in range(32, 127)])
+
+
+@settings(max_examples=3000)
+@given(value=st.text(alphabet=_VIEW_ALPHABET, max_size=40) | st.text(max_size=20))
+def test_shortcuts_give_exactly_the_full_views(value: str) -> None:
+    """The shortcuts in ``views`` (plain values, prose with only an apostrophe) return
+    exactly what the full set of passes returns."""
+    assert views(value) == _all_views(value)
+    assert views(value, decode_base64=False) == _all_views(value, decode_base64=False)
+
+
+def test_apostrophe_prose_gets_the_shell_unquoted_view_only_with_shell_syntax() -> None:
+    assert views("We're away in June") == ["We're away in June"]
+    assert views("O'Brien (card 7)") == ["O'Brien (card 7)", "OBrien (card 7)"]
+    assert views("c'a't /etc/passwd") == ["c'a't /etc/passwd", "cat /etc/passwd"]

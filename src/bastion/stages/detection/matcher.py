@@ -275,7 +275,6 @@ class Matcher:
         lines: list[str] = []
         pending: list[Input] = []
         fresh: list[tuple[set[str], str]] = []
-        detect = self._detect
         clean = self._clean
         line_rule = self._line_rule
         for inp in inputs:
@@ -308,7 +307,7 @@ class Matcher:
                         lines.extend(decoded)
                         seen: dict[int, Hit] = {}
                         for view in decoded:
-                            detect(view, inp, seen)
+                            self._detect(view, inp, seen)
                         if probe and seen:
                             return None
                         hits.extend(seen.values())
@@ -316,7 +315,7 @@ class Matcher:
                 lines.append(value)
                 if self._packed_ip and value[0] in _HOST_START:
                     seen = {}
-                    detect(value, inp, seen)
+                    self._detect(value, inp, seen)
                     if probe and seen:
                         return None
                     hits.extend(seen.values())
@@ -324,12 +323,12 @@ class Matcher:
             if (
                 len(value) <= MAX_VIEW_CHARS
                 and value.isascii()
-                and value.isprintable()
                 and not contains_any(value, _PLAIN_CHARS)
                 and "//" not in value
                 and "/*" not in value
                 and "${" not in value
                 and "  " not in value
+                and value.isprintable()  # last: the one test that costs (a lookup per character)
             ):
                 # Fast path: a value without any decoding, quoting or markup character;
                 # only a value that could be base64 of text has another view.
@@ -346,7 +345,7 @@ class Matcher:
                         lines.extend(decoded)
                         seen = {}
                         for view in decoded:
-                            detect(view, inp, seen)
+                            self._detect(view, inp, seen)
                         if probe and seen:
                             return None
                         hits.extend(seen.values())
@@ -359,7 +358,7 @@ class Matcher:
                     inp.is_key and (value[:1] == "$" or value == "constructor.prototype" or "--" in value)
                 ):
                     seen = {}
-                    detect(value, inp, seen)
+                    self._detect(value, inp, seen)
                     if probe and seen:
                         return None
                     hits.extend(seen.values())
@@ -368,7 +367,7 @@ class Matcher:
             for window in windows(value):
                 for view in views(window):
                     lines.append(view)
-                    detect(view, inp, seen)
+                    self._detect(view, inp, seen)
             if probe and seen:
                 return None
             hits.extend(seen.values())

@@ -41,6 +41,7 @@ _CONTROLS = frozenset(chr(c) for c in _DROP_TABLE)
 _PRINTABLE_EXTRA = frozenset("\t\r\n")
 #: A printable ASCII value with none of these characters has no view but itself (and base64).
 _TRIGGER_CHARS = "%+&\\<'\""
+_TRIGGER_CHARS_BUT_APOSTROPHE = "%+&\\<\""
 
 
 def windows(value: str, size: int = MAX_VIEW_CHARS) -> list[str]:
@@ -311,11 +312,10 @@ def truncate_wide(value: str) -> str:
 
     Some runtimes write U+560D as the byte 0x0D, turning ``嘍嘊`` into CR LF.
     """
-    top = max(value) if value else ""
-    if top <= "\xff":
-        return value  # nothing wide (the common case: ASCII and Latin-1 text)
-    if top <= "\uffff" and _WIDE_BMP.isdisjoint(value):
-        return value  # wide, but no character would change (a set test in C, not a loop)
+    if len(value.encode("latin-1", "ignore")) == len(value):
+        return value  # nothing wide (the common case: ASCII and Latin-1 text; a copy in C)
+    if _WIDE_BMP.isdisjoint(value) and len(value.encode("utf-16-le", "surrogatepass")) == 2 * len(value):
+        return value  # wide, but all in the BMP and none would change (set tests in C, not a loop)
     return "".join(chr(ord(c) & 0xFF) if ord(c) > 0xFF and (ord(c) & 0xFF) in _WIDE_SYNTAX else c for c in value)
 
 
@@ -428,17 +428,28 @@ def views(value: str, *, decode_base64: bool = True) -> list[str]:
     if (
         value.isascii()
         and value.isprintable()  # no control character (nor DEL)
-        and not contains_any(value, _TRIGGER_CHARS)
         and "  " not in value
         and "/*" not in value
         and "${" not in value
     ):
-        # Fast path (most API values): no pass would change anything but base64 decoding.
-        if decode_base64 and len(value) >= MIN_BASE64_CHARS and " " not in value:
-            text = base64_text(value)
-            if text is not None:
-                return [value, *views(text, decode_base64=False)][:MAX_VIEWS]
-        return [value]
+        if not contains_any(value, _TRIGGER_CHARS):
+            # Fast path (most API values): no pass would change anything but base64 decoding.
+            if decode_base64 and len(value) >= MIN_BASE64_CHARS and " " not in value:
+                text = base64_text(value)
+                if text is not None:
+                    return [value, *views(text, decode_base64=False)][:MAX_VIEWS]
+            return [value]
+        if not contains_any(value, _TRIGGER_CHARS_BUT_APOSTROPHE):
+            # Prose with an apostrophe ("O'Brien", "don't"): nothing to decode, and it is not
+            # base64; of the canonical passes only shell unquoting can apply.
+            if contains_any(value, _SHELL_CONTEXT_CHARS):
+                return [value, value.replace("'", "")]
+            return [value]
+    return _all_views(value, decode_base64)
+
+
+def _all_views(value: str, decode_base64: bool = True) -> list[str]:
+    """:func:`views` without its shortcuts (``value`` already cut to :data:`MAX_VIEW_CHARS`)."""
     seen: dict[str, None] = {value: None}
     decoded = [value]
     frontier = [value]

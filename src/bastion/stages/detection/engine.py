@@ -1,0 +1,146 @@
+"""The detection engine: every input of a request matched, hits scored into a verdict.
+
+Kept apart from the stage's hook (``stage.py``) so it can be compiled with mypyc: every
+inspected request runs this code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bastion.stages.detection.config import DetectionConfig
+from bastion.stages.detection.inspect import Cut, Limits, extract
+from bastion.stages.detection.matcher import Hit, Matcher
+from bastion.stages.detection.rules import CATEGORIES, Category
+from bastion.types import Request
+
+#: At most this many hits are written to the access log for one request.
+MAX_LOGGED_HITS = 16
+#: Locations of a whole query string or form body (also inspected parameter by parameter).
+_WHOLE = frozenset({"query", "form"})
+
+
+@dataclass(slots=True)
+class Verdict:
+    """What the engine found in one request."""
+
+    #: Score of the hits in categories that block.
+    score: int = 0
+    #: Score of every counted hit, including monitored categories.
+    total_score: int = 0
+    hits: list[Hit] = field(default_factory=list)
+    #: Category with the highest blocking score, when the request is to be blocked.
+    block_category: Category | None = None
+    #: Category that would have blocked, had it (or the route) been in block mode.
+    monitor_category: Category | None = None
+    #: Which limit left part of the request uninspected ("inputs", "characters",
+    #: "json_depth", "decompressed_size"), or None when all of it was inspected.
+    uninspected: str | None = None
+
+    def log_record(self) -> dict[str, Any]:
+        """The access-log form: rule IDs, categories, locations and redacted snippets."""
+        return {
+            "score": self.score,
+            "total_score": self.total_score,
+            "blocked": self.block_category is not None,
+            "category": self.block_category or self.monitor_category,
+            "uninspected": self.uninspected,
+            "hits": [
+                {
+                    "rule": h.rule.id,
+                    "category": h.rule.category,
+                    "severity": int(h.rule.severity),
+                    "location": h.location,
+                    "snippet": h.snippet,
+                }
+                for h in self.hits[:MAX_LOGGED_HITS]
+            ],
+        }
+
+
+#: Compiled matchers by (paranoia, categories, backend): compiling the rule databases takes
+#: most of a second, and every route of a service usually has the same settings.
+_MATCHERS: dict[tuple[int, frozenset[str], str], Matcher] = {}
+
+
+def shared_matcher(paranoia: int, categories: list[Category], prefer: str = "hyperscan") -> Matcher:
+    """The matcher for these settings, compiled once per process and shared by every route
+    that uses them (its memory of clean values depends on nothing else)."""
+    key = (paranoia, frozenset(categories), prefer)
+    matcher = _MATCHERS.get(key)
+    if matcher is None:
+        matcher = _MATCHERS[key] = Matcher(paranoia, categories, prefer=prefer)
+    return matcher
+
+
+class DetectionEngine:
+    """Config-bound detector, compiled once; :meth:`evaluate` is the per-request work."""
+
+    def __init__(self, config: DetectionConfig, *, prefer: str = "hyperscan") -> None:
+        self.config = config
+        self._modes = {c: config.category_mode(c) for c in CATEGORIES}
+        active = [c for c, m in self._modes.items() if m != "off"]
+        self.matcher = shared_matcher(config.paranoia, active, prefer)
+        self._limits = Limits(
+            max_inputs=config.max_inputs,
+            max_json_depth=config.max_json_depth,
+            max_total_chars=config.max_inspected_chars,
+            max_decompressed=config.max_inspected_chars,
+        )
+        self._exclusions = tuple(config.exclusions)
+        self.active = bool(active) and config.enabled
+
+    def evaluate(self, request: Request) -> Verdict:
+        """Inspect every input of ``request`` and score what matches."""
+        verdict = Verdict()
+        if not self.active:
+            return verdict
+        # Nearly every request matches nothing: find that out without building the
+        # inputs' locations, and build them (extract again) only when something matched.
+        cut = Cut()
+        inputs = extract(request, self._limits, named=False, cut=cut)
+        verdict.uninspected = cut.reason
+        if not self.matcher.probe(inputs):
+            return verdict
+        best: dict[int, Hit] = {}
+        for hit in self.matcher.match_inputs(extract(request, self._limits)):
+            seen = best.get(hit.rule.id)
+            if (seen is not None and seen.location not in _WHOLE) or self._excluded(hit):
+                continue
+            # A hit in one parameter names the input better than one in the whole string.
+            best[hit.rule.id] = hit
+        if not best:
+            return verdict
+        verdict.hits = sorted(best.values(), key=lambda h: -h.rule.severity)
+        blocking: dict[Category, int] = {}
+        monitored: dict[Category, int] = {}
+        for hit in verdict.hits:
+            category = hit.rule.category
+            points = int(hit.rule.severity)
+            verdict.total_score += points
+            if self._modes[category] == "block":
+                verdict.score += points
+                blocking[category] = blocking.get(category, 0) + points
+            monitored[category] = monitored.get(category, 0) + points
+        threshold = self.config.threshold
+        if verdict.score >= threshold:
+            verdict.block_category = _top(blocking)
+        elif verdict.total_score >= threshold:
+            verdict.monitor_category = _top(monitored)
+        return verdict
+
+    def _excluded(self, hit: Hit) -> bool:
+        rule = hit.rule
+        return any(e.covers(rule.id, rule.category, hit.location) for e in self._exclusions)
+
+
+def _top(scores: dict[Category, int]) -> Category:
+    """The category with the highest score (the first one on a tie)."""
+    best: Category = next(iter(scores))
+    for category, points in scores.items():
+        if points > scores[best]:
+            best = category
+    return best
+
+
