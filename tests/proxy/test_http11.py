@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -454,19 +455,36 @@ def test_slow_reading_client_gets_every_byte(gateway: GatewayProcess, token: str
     assert resp.body == pattern(n)
 
 
+def _tcp_buffer_max(name: str) -> int:
+    """The kernel's autotuning maximum for TCP send (tcp_wmem) or receive (tcp_rmem) buffers."""
+    try:
+        return int(Path(f"/proc/sys/net/ipv4/{name}").read_text().split()[2])
+    except (OSError, IndexError, ValueError):
+        return 6 * MB  # Linux's usual default maximum
+
+
 def test_download_backpressure_pauses_the_upstream(gateway: GatewayProcess,
                                                    upstream: ScriptedUpstream, token: str) -> None:
     """Back-pressure to the upstream: while the client reads nothing of a 48 MB download,
-    the gateway stops reading the upstream, so the upstream cannot send it all (only what
-    the socket buffers hold); once the client reads, everything arrives intact."""
+    the gateway stops reading the upstream, so the upstream stalls once the socket buffers
+    between them are full (it cannot send it all); once the client reads, everything
+    arrives intact. The pause is the client's doing, so it does not count as upstream
+    silence: the upstream read timeout does not cut the download."""
     n = 48 * MB
+    # What the kernel may buffer between upstream and gateway: the upstream's send buffer
+    # and the gateway's receive buffer, each up to its autotuning maximum (here 4 and
+    # 32 MB), plus a few MB in the gateway's own and the client-side buffers.
+    bound = _tcp_buffer_max("tcp_wmem") + _tcp_buffer_max("tcp_rmem") + 6 * MB
+    assert bound < n, "this machine's TCP buffers are too large for the test's download"
     with keepalive(gateway, timeout=20) as conn:
         conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         conn.send(build("GET", f"/big?n={n}&{token}", [("Connection", "close")]))
         conn.read_some(1024)
         time.sleep(1.0)
         stalled_at = upstream.bytes_sent(token)
-        assert stalled_at < n // 2, stalled_at
+        time.sleep(1.0)  # 2 s paused in all: longer than the upstream read timeout (1.5 s)
+        assert upstream.bytes_sent(token) == stalled_at  # the upstream is stalled...
+        assert stalled_at <= bound, stalled_at  # ...having sent no more than buffers hold
         data = bytearray(conn.received)
         while chunk := conn.read_some(1024 * 1024):
             data += chunk

@@ -361,6 +361,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._read_timeout = 30.0
         self._deadline = 0.0
         self._last_read = 0.0
+        #: Reading is paused because the client is not taking the response as fast.
+        self._read_paused = False
 
     # -- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -610,10 +612,15 @@ class UpstreamConnection(asyncio.Protocol):
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self._lost:
+            self._read_paused = True
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
         if self.transport is not None and not self._lost:
+            # The upstream was silent because we stopped reading, not on its own account:
+            # its read timeout starts again from now.
+            self._read_paused = False
+            self._last_read = self._loop.time()
             self.transport.resume_reading()
 
     def close(self) -> None:
@@ -657,6 +664,8 @@ class UpstreamConnection(asyncio.Protocol):
         """When the exchange times out (loop time): read silence or total deadline."""
         now = self._loop.time()
         until_deadline = self._deadline - time.monotonic()
+        if self._read_paused:
+            return now + until_deadline  # a slow client pauses us: only the total deadline runs
         return min(self._last_read + self._read_timeout, now + until_deadline)
 
     def _arm_timer(self) -> None:
