@@ -13,6 +13,7 @@ from typing import Any
 
 #: Header lists keep wire order and duplicates. Names are lower-case, values latin-1 text.
 HeaderList = list[tuple[str, str]]
+_NOTHING: frozenset[str] = frozenset()
 
 
 def header_get(headers: HeaderList, name: str) -> str | None:
@@ -38,6 +39,8 @@ class Request:
         "headers",
         "host",
         "http_version",
+        "inert_headers",
+        "inert_path",
         "method",
         "parsed_json",
         "path",
@@ -74,6 +77,11 @@ class Request:
         #: The body's JSON value once a stage has parsed it (validation does), wrapped in a
         #: 1-tuple since the value itself may be null; later stages reuse it. ``None`` before.
         self.parsed_json: tuple[Any] | None = None
+        #: Inputs validation has proven inert (a UUID, a date, a number: nothing a backend
+        #: could interpret as code), which detection need not inspect: header names, and
+        #: whether the whole path is the route's template with such parameters.
+        self.inert_headers: frozenset[str] = _NOTHING
+        self.inert_path = False
         #: The X-Forwarded-For chain sent upstream (trusted hops, then the peer).
         self.forwarded_for: list[str] = [client_ip]
 

@@ -188,3 +188,40 @@ def test_openapi_extension_enables_detection(upstream: Upstream) -> None:
         assert not any("oas1" in t for t in upstream.targets())
         benign = get(gw, "/search?marker=oas2&q=O%27Brien")
         assert benign.status == 200, benign.body
+
+
+def test_inputs_vouched_for_by_validation_and_shadow_validation(upstream: Upstream) -> None:
+    """A header the OpenAPI document declares as a UUID (an idempotency key, new in every
+    request) is not inspected again once valid;
+    with validation in shadow mode (``enforce: false``) an attack in it still reaches
+    detection, which blocks it."""
+    spec = (
+        "openapi: 3.1.0\n"
+        "info: {title: t, version: '1'}\n"
+        "paths:\n"
+        "  /items/{id}:\n"
+        "    get:\n"
+        "      operationId: getItem\n"
+        "      security: []\n"
+        "      parameters:\n"
+        "        - {name: id, in: path, required: true, schema: {type: string, format: uuid}}\n"
+        "        - {name: Idempotency-Key, in: header, schema: {type: string, format: uuid}}\n"
+        "      responses: {'200': {description: ok}}\n"
+    )
+    item = "3f2a9c1e-8b7d-4e6f-a1b2-c3d4e5f6a7b8"
+    for enforce in (True, False):
+        config = {
+            "access_log": {"path": "access.log"},
+            "services": [{"name": "api", "upstream": upstream.url, "openapi": "api.yaml",
+                          "policies": {"validation": {"enforce": enforce},
+                                       "detection": {"mode": "block", "paranoia": 1}}}],
+        }
+        with GatewayProcess(config, files={"api.yaml": spec}) as gw:
+            ok = get(gw, f"/items/{item}", {"Idempotency-Key": "7d3b1a2e-5c4f-4a8b-9e1d-2f3a4b5c6d7e"})
+            assert ok.status == 200, ok.body
+            attack = get(gw, f"/items/{item}", {"Idempotency-Key": "1' UNION SELECT password FROM users--"})
+            # Enforced, validation refuses the malformed UUID first; in shadow mode it only
+            # logs, and detection (which inspects every input of an invalid request) blocks.
+            assert attack.status == (400 if enforce else 403), attack.body
+            record = gw.wait_for_access_record(lambda r: r.get("status") in (400, 403))
+            assert record["blocked_by"] == ("validation" if enforce else "detection")

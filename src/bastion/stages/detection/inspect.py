@@ -286,7 +286,8 @@ def extract(
     raw_path, _, raw_query = target.partition("?")
     if not raw_query and request.query:
         raw_query = request.query
-    path = raw_path.lstrip("/")
+    # Validation, when it passed, vouches for some inputs (see Request.inert_headers).
+    path = "" if request.inert_path else raw_path.lstrip("/")
     if path:
         out.append(Input("path", path))
         if "/" in path:
@@ -302,8 +303,9 @@ def extract(
             # parameters, and some backends read the query string as one value.
             out.append(Input("query", raw_query))
         out.extend(pairs)
+    inert = request.inert_headers
     for name, value in request.headers:
-        if name in SKIPPED_HEADERS or not value:
+        if name in SKIPPED_HEADERS or not value or name in inert:
             continue
         if name == "cookie":
             for item in value.split(";"):

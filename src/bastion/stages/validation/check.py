@@ -103,6 +103,10 @@ class Checker:
             elif op.body_required:
                 problems.append(Problem("body", "a request body is required", "body_missing"))
         if not problems and validator.is_valid(instance):
+            # What the schemas proved inert, detection need not inspect again.
+            request.inert_headers = op.inert_headers
+            if op.inert_path and request.raw_target.partition("?")[0] == request.path:
+                request.inert_path = True  # the path sent is exactly the one validated
             return None
         for error in islice(validator.iter_errors(instance), MAX_LOGGED):
             problems.append(_problem(op, error))

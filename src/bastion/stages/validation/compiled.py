@@ -15,6 +15,7 @@ instance path (``["query", "limit"]``, ``["body", "items", 0]``) says where it i
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,10 @@ class CompiledOperation:
     #: Query names the operation declares, and prefixes of its deepObject parameters.
     known_query: frozenset[str] = frozenset()
     known_query_prefixes: tuple[str, ...] = ()
+    #: Header parameters whose every valid value is inert (see :func:`inert`), and whether
+    #: the path is: its template's parameters all are (a template without any is).
+    inert_headers: frozenset[str] = frozenset()
+    inert_path: bool = False
 
     def label(self, location: str, key: str) -> str:
         name = self.names.get(location, {}).get(key, key)
@@ -126,6 +131,7 @@ def _compile(config: ValidationConfig, route: RouteInfo, operation: dict[str, An
     names: dict[str, dict[str, str]] = {}
     known_query: set[str] = set()
     prefixes: list[str] = []
+    checked: list[tuple[Param, Any]] = []
     for (where, name), p in declared.items():
         loc: Location = where  # type: ignore[assignment]
         if loc == "query":
@@ -133,6 +139,7 @@ def _compile(config: ValidationConfig, route: RouteInfo, operation: dict[str, An
         if not enabled[loc] or (loc == "header" and name.lower() in _IGNORED_HEADERS):
             continue
         param, schema = _param(compiler, loc, name, p)
+        checked.append((param, schema))
         if loc == "query":
             if param.style == "deepObject":
                 prefixes.append(name + "[")
@@ -169,6 +176,8 @@ def _compile(config: ValidationConfig, route: RouteInfo, operation: dict[str, An
                     explode[prop] = False
             media_table[media] = Media(media, kind, _validator(base_props, compiler, config, translated),
                                        shape_of(translated, compiler), explode)
+    inert_params = {(p.location, p.key) for p, schema in checked if not p.json_content and inert(schema, compiler)}
+    template = set(_TEMPLATE_PARAM.findall(route.path))
     return CompiledOperation(
         params={k: tuple(v) for k, v in params.items() if v},
         names=names,
@@ -177,7 +186,32 @@ def _compile(config: ValidationConfig, route: RouteInfo, operation: dict[str, An
         media=media_table,
         known_query=frozenset(known_query),
         known_query_prefixes=tuple(prefixes),
+        inert_headers=frozenset(key for loc, key in inert_params if loc == "header"),
+        inert_path=all(("path", name) in inert_params for name in template),
     )
+
+
+#: Formats whose valid values (jsonschema-rs checks them strictly) are digits, letters and
+#: ``-:.+``: nothing a backend could parse as code or as a path.
+INERT_FORMATS = frozenset({"uuid", "date", "date-time"})
+_INERT_TYPES = frozenset({"integer", "number", "boolean", "null"})
+_TEMPLATE_PARAM = re.compile(r"\{([^{}]+)\}")
+
+
+def inert(schema: Any, compiler: SchemaCompiler) -> bool:
+    """Whether every value a (translated) parameter schema accepts is inert: a number, a
+    boolean, or a string of an :data:`INERT_FORMATS` format. Detection then need not inspect
+    the parameter once validation has passed (the positive model vouches for it)."""
+    schema = compiler.resolve_schema(schema)
+    if not isinstance(schema, dict):
+        return False
+    declared = schema.get("type")
+    types = {declared} if isinstance(declared, str) else set(declared) if isinstance(declared, list) else set()
+    if not types:
+        return False
+    if types <= _INERT_TYPES:
+        return True
+    return types - {"null"} == {"string"} and schema.get("format") in INERT_FORMATS
 
 
 def _param(compiler: SchemaCompiler, loc: Location, name: str, p: dict[str, Any]) -> tuple[Param, Any]:
