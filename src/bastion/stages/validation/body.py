@@ -105,22 +105,21 @@ def duplicate_key(body: bytes, value: Any) -> str | None:
 
     Parsers disagree on which duplicate wins (first, last, error), so a duplicate lets a
     request mean one thing to Bastion and another to the backend. orjson keeps the last one
-    silently. Two shortcuts settle nearly every body with a few C passes. A body equal to
-    orjson's compact serialisation of ``value`` (what most clients send) has no duplicate.
-    Otherwise, with whitespace removed, every key of the body ends with '":', and so does
-    every key of that serialisation; inside strings, '":' can only come from an escaped
-    quote, which whitespace removal can only make more frequent. So equal counts mean no
-    key was dropped. (A quote written \\u0022 escapes the count: such bodies, and any body where
-    the counts differ, are parsed again keeping every key.)
+    silently. Two shortcuts settle nearly every body with a few C passes over its bytes:
+
+    - a body equal to orjson's compact serialisation of ``value`` (what most clients send)
+      is the serialisation of one dict per object, with no key twice;
+    - otherwise, count colons. Outside strings, every key is followed by exactly one colon
+      and nothing else has one; inside strings, a colon is written as itself (orjson
+      writes it so too) unless escaped as ``\\u003a``. So, for a body with no such escape,
+      equal colon counts in the body and in the serialisation mean no key was dropped.
+
+    Any other body is parsed again, keeping every key.
     """
     dumped = orjson.dumps(value)
     if dumped == body:
-        # The body is the serialisation of one dict per object: no key can be there twice.
         return None
-    if b"\\u0022" in body:
-        return _first_duplicate(body)
-    compact = body.translate(None, b" \t\n\r")
-    if compact.count(b'":') == dumped.count(b'":'):
+    if b"\\u003" not in body and body.count(b":") == dumped.count(b":"):
         return None
     return _first_duplicate(body)
 
