@@ -10,7 +10,8 @@ Three requests a shop's mobile app would send, cycled in order by every wrk conn
 each with the headers such a client sends (Host, User-Agent, Accept, Accept-Language,
 Accept-Encoding, ``Authorization: Bearer <JWT>``, X-Request-Id; Content-Type on the POST).
 
-Like real traffic, the requests are not byte-for-byte repeats: every request ID is new, and so
+Like real traffic, the requests are not byte-for-byte repeats: every request ID is new (Bastion
+replaces it with its own, as it does for any client that is not a trusted proxy), and so
 are the order's comment and gift message (a five-digit sequence number replaces ``SEQNO``,
 keeping Content-Length), so detection meets free text it has never seen on every order.
 
@@ -344,9 +345,11 @@ def describe() -> list[str]:
         f"each with the headers a mobile app sends ({header_names}, X-Request-Id); the "
         "Authorization header carries a JWT-shaped bearer token. The order has names with an "
         "apostrophe and an accent, an e-mail address with `+`, a phone number, a prose comment and "
-        "a URL with a query string. Requests are not byte-for-byte repeats: every request ID is new, "
-        "and so are the order's comment and gift message (a sequence number in each), so detection "
-        "meets free text it has not seen before on every order, as with real traffic. "
+        "a URL with a query string. Requests are not byte-for-byte repeats: every request ID is new "
+        "(Bastion replaces a client's X-Request-Id with its own unless the client is a trusted "
+        "proxy, so its stages never see it), and so are the order's comment and gift message (a "
+        "sequence number in each), so detection meets free text it has not seen before on every "
+        "order, as with real traffic. "
         "The upstream answers each with the same 109-byte JSON. "
         "`bastion-inspect` routes by an OpenAPI 3.1 document of exactly these three operations "
         "(bounds, enums, patterns and formats on every parameter and body field, no additional "
