@@ -312,10 +312,10 @@ def proxy_section(
             "  the upstream's 200 and body (neither Bastion nor the CRS refuses it), and the",
             "  inspecting targets refused the search with a SQL injection in `q` (403) and",
             "  Bastion the search with `limit=1000` (400): the stages measured were on.",
-            "- Detection remembers values it has already seen in clean requests, and the mix",
-            "  repeats three requests: these are figures for values seen before (typical of",
-            "  headers, tokens and enums; free text usually differs). `bench/detection/typical.py`",
-            "  gives the per-request cost of values seen for the first time.",
+            "- Detection remembers values it has already seen in clean requests: the mix's",
+            "  headers, query, item id and most order fields repeat, as in real traffic, while",
+            "  each order's comment and gift message are new. `bench/detection/typical.py` gives",
+            "  in-process costs, with every value new and with the CPU caches evicted.",
         ]
         if wrk_timeout_s is not None:
             parts += [
