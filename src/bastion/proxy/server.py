@@ -903,7 +903,10 @@ class ClientConnection(asyncio.Protocol):
             self.transport.write(b"0\r\n\r\n")
         record["bytes_out"] = stream.sent
         if self.paused_upstream is conn:
+            # The last piece arrived just as this client stopped reading: the connection
+            # goes back to the pool, reading again (its next exchange must be read).
             self.paused_upstream = None
+            conn.resume_reading()
         pool.release(conn)
 
     # -- one request ----------------------------------------------------------------------

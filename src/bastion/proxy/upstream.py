@@ -499,6 +499,8 @@ class UpstreamConnection(asyncio.Protocol):
         read_timer: bool = True,
     ) -> None:
         """Start an exchange: fresh parser state, and futures unless a listener is given."""
+        if self._read_paused:
+            self.resume_reading()  # an exchange is always read, whoever paused the last one
         # llhttp resets itself after a complete message; a HEAD exchange (whose announced
         # body never came) or a first use needs a new parser.
         parser = self._spare_parser
