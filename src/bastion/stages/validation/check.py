@@ -29,6 +29,12 @@ from bastion.types import Request
 MAX_LOGGED = 20
 #: Most query parameters read (the URL length limit bounds them too).
 MAX_QUERY_FIELDS = 1000
+#: An operation without a request body remembers the parameters of the valid requests it
+#: saw (query string, path parameters, the headers and cookies it declares): a repeated
+#: search, page or item is valid again without decoding and validating. Per operation and
+#: worker, at most this many entries and characters; full, it starts over.
+MEMORY_ENTRIES = 4096
+MEMORY_CHARS = 1 << 20
 
 
 class Unsupported:
@@ -49,12 +55,67 @@ class Checker:
         self._reject_unknown = config.reject_unknown_query_params
         self._max_depth = config.max_json_depth
         self._reject_duplicates = config.reject_duplicate_keys
+        # Validity is a function of the parameters alone only without a body to check.
+        self._remembers = operation.media is None
+        self._declared_headers = frozenset(p.key for p in operation.params.get("header", ()))
+        self._declares_cookies = "cookie" in operation.params
+        self._valid: set[tuple[str, ...]] = set()
+        self._valid_chars = 0
+
+    @property
+    def remembered(self) -> int:
+        """How many valid parameter sets are remembered."""
+        return len(self._valid)
 
     def check(self, request: Request) -> list[Problem] | Unsupported | None:
         """``None`` for a valid request; else what is wrong with it.
 
         A JSON body, once parsed, is left on the request (``parsed_json``) for detection.
         """
+        key: tuple[str, ...] | None = None
+        if self._remembers:
+            key = self._key(request)
+            if key in self._valid:
+                self._vouch(request)
+                return None
+        found = self._check(request)
+        if found is None:
+            if key is not None:
+                self._remember(key)
+            self._vouch(request)
+        return found
+
+    def _key(self, request: Request) -> tuple[str, ...]:
+        """Everything a bodiless request's validity depends on."""
+        parts = [request.query]
+        for name, value in request.path_params.items():
+            parts.append(name)
+            parts.append(value)
+        if self._declared_headers or self._declares_cookies:
+            for name, value in request.headers:
+                if name in self._declared_headers or (self._declares_cookies and name == "cookie"):
+                    parts.append(name)
+                    parts.append(value)
+        return tuple(parts)
+
+    def _remember(self, key: tuple[str, ...]) -> None:
+        chars = 0
+        for part in key:
+            chars += len(part)
+        if len(self._valid) >= MEMORY_ENTRIES or self._valid_chars + chars > MEMORY_CHARS:
+            self._valid.clear()
+            self._valid_chars = 0
+        self._valid.add(key)
+        self._valid_chars += chars
+
+    def _vouch(self, request: Request) -> None:
+        """What the schemas proved inert, detection need not inspect again."""
+        op = self.op
+        request.inert_headers = op.inert_headers
+        if op.inert_path and request.raw_target.partition("?")[0] == request.path:
+            request.inert_path = True  # the path sent is exactly the one validated
+
+    def _check(self, request: Request) -> list[Problem] | Unsupported | None:
         op = self.op
         problems: list[Problem] = []
         instance: dict[str, Any] = {}
@@ -103,10 +164,6 @@ class Checker:
             elif op.body_required:
                 problems.append(Problem("body", "a request body is required", "body_missing"))
         if not problems and validator.is_valid(instance):
-            # What the schemas proved inert, detection need not inspect again.
-            request.inert_headers = op.inert_headers
-            if op.inert_path and request.raw_target.partition("?")[0] == request.path:
-                request.inert_path = True  # the path sent is exactly the one validated
             return None
         for error in islice(validator.iter_errors(instance), MAX_LOGGED):
             problems.append(_problem(op, error))
