@@ -1,4 +1,4 @@
-"""Operations without a body remember the parameters of valid requests (bounded)."""
+"""Operations without a body remember the parameters of valid requests (bounded, per worker)."""
 
 from __future__ import annotations
 
@@ -58,12 +58,22 @@ def test_undeclared_headers_do_not_defeat_the_memory() -> None:
 
 
 def test_the_memory_is_bounded() -> None:
-    """Past MEMORY_ENTRIES valid parameter sets it starts over."""
+    """One memory per worker, shared by every operation, never past MEMORY_ENTRIES: past
+    that it starts over."""
     stage = param_stage(PARAMS[:1])
     for i in range(check.MEMORY_ENTRIES + 10):
         assert send(stage, query=f"limit={i % 50}&n={i}")[0] is None
-        assert remembered(stage) <= check.MEMORY_ENTRIES
-    assert remembered(stage) == 10
+        assert len(check._MEMORY.valid) <= check.MEMORY_ENTRIES
+    assert 0 < remembered(stage) < check.MEMORY_ENTRIES
+
+
+def test_operations_do_not_share_what_they_remember() -> None:
+    """A parameter set valid for one operation is checked again for another."""
+    loose = param_stage([{"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 50}}])
+    strict = param_stage([{"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 10}}])
+    assert send(loose, query="limit=20")[0] is None
+    outcome, _ = send(strict, query="limit=20")
+    assert outcome is not None and outcome.status == 400
 
 
 def test_operations_with_a_body_remember_nothing() -> None:

@@ -29,12 +29,35 @@ from bastion.types import Request
 MAX_LOGGED = 20
 #: Most query parameters read (the URL length limit bounds them too).
 MAX_QUERY_FIELDS = 1000
-#: An operation without a request body remembers the parameters of the valid requests it
-#: saw (query string, path parameters, the headers and cookies it declares): a repeated
-#: search, page or item is valid again without decoding and validating. Per operation and
-#: worker, at most this many entries and characters; full, it starts over.
-MEMORY_ENTRIES = 4096
+#: Operations without a request body remember the parameters of the valid requests they
+#: saw (query string, path parameters, the headers and cookies they declare): a repeated
+#: search, page or item is valid again without decoding and validating. One memory per
+#: worker, shared by every operation: at most this many entries and characters in all
+#: (however many operations a document has); full, it starts over.
+MEMORY_ENTRIES = 8192
 MEMORY_CHARS = 1 << 20
+
+
+class _Memory:
+    """The valid parameter sets remembered, each keyed by its operation."""
+
+    def __init__(self) -> None:
+        self.valid: set[tuple[str, ...]] = set()
+        self.chars = 0
+        self.operations = 0
+
+    def remember(self, key: tuple[str, ...]) -> None:
+        chars = 0
+        for part in key:
+            chars += len(part)
+        if len(self.valid) >= MEMORY_ENTRIES or self.chars + chars > MEMORY_CHARS:
+            self.valid.clear()
+            self.chars = 0
+        self.valid.add(key)
+        self.chars += chars
+
+
+_MEMORY = _Memory()
 
 
 class Unsupported:
@@ -59,13 +82,13 @@ class Checker:
         self._remembers = operation.media is None
         self._declared_headers = frozenset(p.key for p in operation.params.get("header", ()))
         self._declares_cookies = "cookie" in operation.params
-        self._valid: set[tuple[str, ...]] = set()
-        self._valid_chars = 0
+        _MEMORY.operations += 1
+        self._token = str(_MEMORY.operations)  # this operation's part of every key
 
     @property
     def remembered(self) -> int:
-        """How many valid parameter sets are remembered."""
-        return len(self._valid)
+        """How many valid parameter sets of this operation are remembered."""
+        return sum(1 for key in _MEMORY.valid if key[0] == self._token)
 
     def check(self, request: Request) -> list[Problem] | Unsupported | None:
         """``None`` for a valid request; else what is wrong with it.
@@ -75,19 +98,19 @@ class Checker:
         key: tuple[str, ...] | None = None
         if self._remembers:
             key = self._key(request)
-            if key in self._valid:
+            if key in _MEMORY.valid:
                 self._vouch(request)
                 return None
         found = self._check(request)
         if found is None:
             if key is not None:
-                self._remember(key)
+                _MEMORY.remember(key)
             self._vouch(request)
         return found
 
     def _key(self, request: Request) -> tuple[str, ...]:
         """Everything a bodiless request's validity depends on."""
-        parts = [request.query]
+        parts = [self._token, request.query]
         for name, value in request.path_params.items():
             parts.append(name)
             parts.append(value)
@@ -97,16 +120,6 @@ class Checker:
                     parts.append(name)
                     parts.append(value)
         return tuple(parts)
-
-    def _remember(self, key: tuple[str, ...]) -> None:
-        chars = 0
-        for part in key:
-            chars += len(part)
-        if len(self._valid) >= MEMORY_ENTRIES or self._valid_chars + chars > MEMORY_CHARS:
-            self._valid.clear()
-            self._valid_chars = 0
-        self._valid.add(key)
-        self._valid_chars += chars
 
     def _vouch(self, request: Request) -> None:
         """What the schemas proved inert, detection need not inspect again."""
