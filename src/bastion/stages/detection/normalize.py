@@ -445,7 +445,43 @@ def views(value: str, *, decode_base64: bool = True) -> list[str]:
             if contains_any(value, _SHELL_CONTEXT_CHARS):
                 return [value, value.replace("'", "")]
             return [value]
+    elif (
+        not value.isascii()
+        and not contains_any(value, _TRIGGER_CHARS_BUT_APOSTROPHE)
+        and "  " not in value
+        and "/*" not in value
+        and "${" not in value
+        and value.isprintable()
+        and _folds_to_itself(value)
+    ):
+        # Prose in other languages ("Dónal", "Zürich", "São Paulo"): the canonical passes
+        # would only add the value with its ASCII letters lowered (and that value unquoted),
+        # which matches exactly what the value itself matches (see _folds_to_itself).
+        if "'" in value and contains_any(value, _SHELL_CONTEXT_CHARS):
+            return [value, value.replace("'", "")]
+        return [value]
     return _all_views(value, decode_base64)
+
+
+def _folds_to_itself(value: str) -> bool:
+    """Whether every canonical view of ``value`` (printable, with no decoding or markup
+    character) differs from it only in the case of ASCII letters, so none is worth matching.
+
+    Such a view matches what ``value`` matches: the signature database is caseless for
+    ASCII, and libinjection folds ASCII case except in three places, all excluded here
+    (``\\N``, which needs a backslash; PostgreSQL ``$tag$`` quoting; ``sp_password``).
+    Non-ASCII characters must stay as they are: libinjection reads the byte 0xA0, which
+    "à" has and "À" has not, as whitespace.
+    """
+    if value[:1] == " " or value[-1:] == " " or "$" in value:
+        return False  # whitespace collapsing would trim it; "$" for libinjection
+    if not unicodedata.is_normalized("NFKC", value):
+        return False
+    folded = value.casefold()
+    # bytes.lower() lowers ASCII letters only: equal iff folding changed nothing else.
+    if value.encode("utf-8").lower() != folded.encode("utf-8"):
+        return False
+    return "sp_password" not in folded and truncate_wide(value) == value
 
 
 def _all_views(value: str, decode_base64: bool = True) -> list[str]:
