@@ -177,3 +177,24 @@ def test_json_parsed_by_validation_is_inspected_the_same() -> None:
             assert _decisions(engine, [request]) == plain, request.raw_target
             checked += 1
     assert checked > 100
+
+
+def test_plain_json_keys_are_remembered_boundedly_and_never_hide_a_payload() -> None:
+    """JSON keys found plain are remembered (a set lookup instead of character tests on the
+    next request); the memory is bounded, and names that can carry an attack are inspected
+    every time, before and after plain keys were remembered."""
+    from bastion.stages.detection import inspect
+
+    doc = {f"field_{i}": "x" for i in range(inspect.PLAIN_KEYS_MAX + 10)}
+    for _ in range(2):
+        request = make_request("/", method="POST", body=json.dumps(doc), content_type="application/json")
+        keys = [i for i in extract(request, named=False) if i.is_key]
+        assert keys == []
+        assert 0 < len(inspect._PLAIN_KEYS) <= inspect.PLAIN_KEYS_MAX
+    risky = {"__proto__": 1, "constructor": {"prototype": 1}, "$ne": 1, "a b": 1, "é": 1, "k" * 100: 1}
+    for _ in range(2):
+        request = make_request("/", method="POST", body=json.dumps(risky), content_type="application/json")
+        found = {i.value for i in extract(request, named=False) if i.is_key}
+        assert found == {"__proto__", "constructor", "constructor.prototype", "$ne", "a b", "é"}
+    assert "k" * 100 not in inspect._PLAIN_KEYS  # long keys are tested, not remembered
+    assert not {"__proto__", "constructor", "$ne"} & inspect._PLAIN_KEYS

@@ -109,6 +109,28 @@ def _pairs(prefix: str, data: str, named: bool = True) -> Iterator[Input]:
             yield Input(f"{prefix}:{label}" if named else prefix, value)
 
 
+#: JSON keys already found plain, as a set: a document's keys repeat from one request to the
+#: next (orjson even hands out the same key objects), and a set lookup costs a fraction of
+#: the character-class tests. Bounded: emptied when full.
+_PLAIN_KEYS: set[str] = set()
+PLAIN_KEYS_MAX = 4096
+PLAIN_KEY_MAX_CHARS = 64
+
+
+def _plain_key(key: str) -> bool:
+    """Whether a JSON key is a plain identifier, which cannot carry a payload (but not a
+    prototype-pollution name: ``__proto__``, ``constructor``)."""
+    if key in _PLAIN_KEYS:
+        return True
+    if not (key.isidentifier() and key.isascii() and "__" not in key and key != "constructor"):
+        return False
+    if len(key) <= PLAIN_KEY_MAX_CHARS:
+        if len(_PLAIN_KEYS) >= PLAIN_KEYS_MAX:
+            _PLAIN_KEYS.clear()
+        _PLAIN_KEYS.add(key)
+    return True
+
+
 def _json_walk(obj: object, path: str, depth: int, limits: Limits, out: list[Input], cut: Cut) -> None:
     if len(out) >= limits.max_inputs:
         return
@@ -122,7 +144,7 @@ def _json_walk(obj: object, path: str, depth: int, limits: Limits, out: list[Inp
         for key, val in obj.items():
             k = str(key)
             child = f"{path}.{_name(k)}"
-            if not (k.isidentifier() and k.isascii() and "__" not in k and k != "constructor"):
+            if not _plain_key(k):
                 # A plain identifier key cannot carry a payload; anything else is inspected.
                 out.append(Input("json-key:" + child, k, is_key=True))
             if k == "constructor" and isinstance(val, dict) and "prototype" in val:
@@ -151,7 +173,7 @@ def _json_values(obj: object, depth: int, limits: Limits, out: list[Input], cut:
             return
         for k, val in obj.items():
             key: str = k  # orjson gives str keys
-            if not (key.isidentifier() and key.isascii() and "__" not in key and key != "constructor"):
+            if not _plain_key(key):
                 out.append(Input("json-key", key, True))
             if key == "constructor" and isinstance(val, dict) and "prototype" in val:
                 out.append(Input("json-key", "constructor.prototype", True))
