@@ -167,6 +167,18 @@ def test_crs_verdict_has_rule_ids_categories_locations_and_snippets() -> None:
 
 
 @needs_crs
+def test_non_utf8_matched_bytes_still_give_a_verdict() -> None:
+    """Matched data that is not UTF-8 (``%ff`` decodes to a lone byte) makes the bindings raise
+    when a rule message's data is read; the engine still blocks and logs the hits with their
+    location and snippet, instead of raising (a 500, or a bypass when fail-open)."""
+    engine = ModSecurityEngine(DetectionConfig(engine="modsecurity"))
+    verdict = engine.evaluate(request("/items?id=%ff%27%20UNION%20SELECT%20password%20FROM%20users--"))
+    assert verdict.block_category == "sqli"
+    assert verdict.hits and all(h.location == "ARGS:id" for h in verdict.hits)
+    assert any("\ufffd' UNION" in h.snippet for h in verdict.hits)
+
+
+@needs_crs
 def test_threshold_sets_the_crs_anomaly_threshold() -> None:
     """``threshold`` is the CRS inbound anomaly threshold: 100 lets the same injection pass
     (logged as hits, not blocked)."""

@@ -217,6 +217,17 @@ def _between(text: str, start: str, end: str) -> str | None:
     return text[i:] if j < 0 else text[i:j]
 
 
+def _text(message: RuleMessage, name: str) -> str:
+    """A text field of ``message``. The bindings decode ModSecurity's bytes as strict UTF-8,
+    and a rule's log data carries request bytes (``%ff`` in a query is enough), so reading
+    it can raise: the bytes are then taken from the error, undecodable ones replaced."""
+    try:
+        return str(getattr(message, name))
+    except UnicodeDecodeError as exc:
+        raw = exc.object
+        return bytes(raw).decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else ""
+
+
 def _hit(message: RuleMessage) -> SecRuleHit:
     """A matched rule as a hit: category from its tags, location and snippet from its log data."""
     category = "modsecurity"
@@ -226,11 +237,11 @@ def _hit(message: RuleMessage) -> SecRuleHit:
             category = _CATEGORY_NAMES.get(name, name)
             break
     # "Matched Data: <data> found within <VARIABLE>: <value>", or the operator's own text.
-    data = message.data
+    data = _text(message, "data")
     snippet = _between(data, "Matched Data: ", " found within ") if data.startswith("Matched Data: ") else None
     location = _between(data, " found within ", ": ") if snippet is not None else None
     if location is None:
-        location = _between(message.match, "against variable `", "'")
+        location = _between(_text(message, "match"), "against variable `", "'")
     return SecRuleHit(
         rule_id=message.rule_id,
         category=category,
