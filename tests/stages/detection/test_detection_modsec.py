@@ -143,6 +143,28 @@ def test_native_default_never_reads_crs_files(tmp_path: Path, monkeypatch: pytes
     assert config.engine == "native"
 
 
+@needs_crs
+def test_openapi_extension_selects_the_engine(tmp_path: Path) -> None:
+    """``x-bastion-detection: {engine: modsecurity}`` in an OpenAPI document configures the
+    operation's detection stage with the ModSecurity engine, like the YAML policy does."""
+    (tmp_path / "api.yaml").write_text(
+        "openapi: 3.0.3\n"
+        "info: {title: t, version: '1'}\n"
+        "x-bastion-detection: {engine: modsecurity, paranoia: 2}\n"
+        "paths:\n"
+        "  /search:\n"
+        "    get: {operationId: search, security: [], responses: {'200': {description: ok}}}\n"
+    )
+    (tmp_path / "bastion.yaml").write_text(
+        "services: [{name: api, upstream: 'http://127.0.0.1:9001', openapi: api.yaml}]\n"
+    )
+    route = next(r for r in load_config(tmp_path / "bastion.yaml").routes if r.id == "search")
+    config = next(cfg for spec, cfg in route.stages if spec.name == "detection")
+    assert isinstance(config, DetectionConfig)
+    assert (config.engine, config.paranoia) == ("modsecurity", 2)
+    assert isinstance(DetectionStage(config).engine, ModSecurityEngine)
+
+
 # -- the engine, in process --------------------------------------------------------------
 
 
