@@ -2,6 +2,7 @@
 
     python bench/detection/compare.py [--duration 5] [--connections 32] [--workers 2]
                                       [--concurrency 8] [--out docs/benchmarks.md] [--no-write]
+                                      [--no-load]
 
 Starts, on 127.0.0.1 and free ports, in a temporary folder:
 
@@ -13,7 +14,7 @@ Starts, on 127.0.0.1 and free ports, in a temporary folder:
 
 Replays the GoTestWAF corpus and the committed benign corpus against each WAF with
 ``replay.py`` (403 = blocked), loads Bastion with detection, Bastion without it and
-nginx + ModSecurity PL1 with ``wrk -c32`` on a small GET, and writes the side-by-side
+nginx + ModSecurity PL1 with ``wrk -c32`` on a small GET (not with ``--no-load``), and writes the side-by-side
 table between the ``bench:detection`` markers of ``docs/benchmarks.md``. Every server is
 stopped when the run ends (or is interrupted).
 """
@@ -39,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from corpus import BENIGN, GOTESTWAF
 from replay import ReplayResult, replay
 
+from bastion.stages.detection.config import modsecurity_installed
 from proxybench import report
 from proxybench.modsecurity import INSTALL_HINT, missing_files, start_modsecurity
 from proxybench.servers import RunningServer, start_bastion, start_upstream
@@ -126,7 +128,14 @@ def detection_section(
         sizes = [len(w.gotestwaf.results[category]) for w in wafs if w.gotestwaf and category in w.gotestwaf.results]
         cat_rows.append([category, str(max(sizes, default=0)), *[_category_rate(w.gotestwaf, category) for w in wafs]])
     out.append(report.markdown_table(["category", "requests", *labels], cat_rows))
-    out += [
+    if throughput:
+        out += _throughput_lines(throughput, duration, connections)
+    return "\n".join(out) + "\n"
+
+
+def _throughput_lines(throughput: Sequence[tuple[str, WrkResult]], duration: float, connections: int) -> list[str]:
+    """The Markdown of the wrk runs, with the ratios the targets are stated in."""
+    out = [
         "",
         f"### Throughput: wrk -c{connections}, {duration:.0f} s, `GET {LOAD_PATH}` (2 workers each)",
         "",
@@ -151,7 +160,7 @@ def detection_section(
         notes.append(f"Bastion with detection: {det.rps / modsec.rps:.1f}x nginx + ModSecurity PL1 (target >= 10x)")
     if notes:
         out += ["", *[f"- {n}" for n in notes]]
-    return "\n".join(out) + "\n"
+    return out
 
 
 def run(args: argparse.Namespace, argv: Sequence[str], folder: Path, stack: contextlib.ExitStack) -> int:
@@ -170,9 +179,26 @@ def run(args: argparse.Namespace, argv: Sequence[str], folder: Path, stack: cont
         overrides={},
     )
     wafs = [Waf("Bastion PL1", bastion)]
+    if modsecurity_installed():
+        modsec_engine = start_bastion(
+            stack,
+            "bastion-modsecurity",
+            folder,
+            bastion_bin=args.bastion,
+            upstream_port=upstream.port,
+            workers=args.workers,
+            access_log=False,
+            policies={"detection": {"mode": "block", "paranoia": 1, "engine": "modsecurity"}},
+            overrides={},
+        )
+        wafs.append(Waf("Bastion engine: modsecurity PL1", modsec_engine))
+    else:
+        print("-- libmodsecurity is not installed: no 'engine: modsecurity' column", flush=True)
+    nginx_pl1 = None
     for paranoia in (1, 2):
         server = start_modsecurity(stack, folder, paranoia, upstream.port, args.workers)
         wafs.append(Waf(f"ModSecurity CRS PL{paranoia}", server))
+        nginx_pl1 = nginx_pl1 or server
     for waf in wafs:
         target = f"127.0.0.1:{waf.server.port}"
         for path in corpora:
@@ -182,30 +208,9 @@ def run(args: argparse.Namespace, argv: Sequence[str], folder: Path, stack: cont
                 waf.gotestwaf = result
             else:
                 waf.benign = result
-    plain = start_bastion(
-        stack,
-        "bastion-plain",
-        folder,
-        bastion_bin=args.bastion,
-        upstream_port=upstream.port,
-        workers=args.workers,
-        access_log=False,
-        policies=None,
-        overrides={},
-    )
-    loads = [
-        ("Bastion detection PL1", bastion),
-        ("Bastion without detection", plain),
-        ("nginx + ModSecurity CRS PL1", wafs[1].server),
-    ]
     throughput: list[tuple[str, WrkResult]] = []
-    for label, server in loads:
-        url = f"http://127.0.0.1:{server.port}{LOAD_PATH}"
-        cmd = wrk_command(url, threads=2, connections=args.connections, duration_s=args.duration, headers=LOAD_HEADERS)
-        print(f"-- {shlex.join(cmd)}  ({label})", flush=True)
-        load, _ = run_wrk(cmd, duration_s=args.duration)
-        print(f"   {load.rps:,.0f} requests/s, errors {load.errors}", flush=True)
-        throughput.append((label, load))
+    if not args.no_load:
+        throughput = measure_load(args, folder, stack, upstream.port, bastion, nginx_pl1)
     section = detection_section(
         wafs=wafs,
         throughput=throughput,
@@ -222,6 +227,43 @@ def run(args: argparse.Namespace, argv: Sequence[str], folder: Path, stack: cont
     return 0
 
 
+def measure_load(
+    args: argparse.Namespace,
+    folder: Path,
+    stack: contextlib.ExitStack,
+    upstream_port: int,
+    bastion: RunningServer,
+    nginx_pl1: RunningServer | None,
+) -> list[tuple[str, WrkResult]]:
+    """wrk on Bastion with detection, Bastion without it and nginx + ModSecurity PL1."""
+    plain = start_bastion(
+        stack,
+        "bastion-plain",
+        folder,
+        bastion_bin=args.bastion,
+        upstream_port=upstream_port,
+        workers=args.workers,
+        access_log=False,
+        policies=None,
+        overrides={},
+    )
+    loads = [
+        ("Bastion detection PL1", bastion),
+        ("Bastion without detection", plain),
+    ]
+    if nginx_pl1 is not None:
+        loads.append(("nginx + ModSecurity CRS PL1", nginx_pl1))
+    throughput: list[tuple[str, WrkResult]] = []
+    for label, server in loads:
+        url = f"http://127.0.0.1:{server.port}{LOAD_PATH}"
+        cmd = wrk_command(url, threads=2, connections=args.connections, duration_s=args.duration, headers=LOAD_HEADERS)
+        print(f"-- {shlex.join(cmd)}  ({label})", flush=True)
+        load, _ = run_wrk(cmd, duration_s=args.duration)
+        print(f"   {load.rps:,.0f} requests/s, errors {load.errors}", flush=True)
+        throughput.append((label, load))
+    return throughput
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/detection/compare.py", description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--duration", type=float, default=5, help="seconds of each wrk run")
@@ -230,6 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="replay requests in flight")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--no-write", action="store_true", help="print the section only")
+    parser.add_argument("--no-load", action="store_true", help="replay the corpora only, no wrk runs")
     parser.add_argument("--bastion", type=Path, default=ROOT / ".venv" / "bin" / "bastion")
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(args_list)

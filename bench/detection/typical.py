@@ -13,6 +13,8 @@ seen for the first time: the worst case).
    The same again with the CPU caches evicted before each request, as the gateway's
    other work evicts them: what a request costs there.
 3. Detection over the committed benign corpus (5,500 varied requests), in order.
+4. When libmodsecurity and Debian's CRS are installed: the same mix and corpus through
+   ``engine: modsecurity`` (CRS PL1), which has no memory of clean values.
 
 A CPU calibration figure (``sum(range(1000))``) lets numbers from different machines compare.
 """
@@ -28,6 +30,7 @@ from typing import Any
 
 from bastion.pipeline.stage import RouteInfo
 from bastion.stages.detection import DetectionConfig, DetectionEngine
+from bastion.stages.detection.modsec import ModSecurityEngine
 from bastion.stages.validation import SPEC as VALIDATION
 from bastion.stages.validation import ValidationConfig
 from bastion.types import Exchange, Request
@@ -246,7 +249,24 @@ def main() -> int:
     cold = mean_over(requests, engine.evaluate, forget)
     print(f"\nOwn benign corpus ({len(requests)} requests, in order): detection {warm:.1f} µs per request "
           f"(cold: {cold:.1f} µs)")
+    modsecurity(requests)
     return 0
+
+
+def modsecurity(requests: list[Request]) -> None:
+    """Section 4: ``engine: modsecurity`` (the Debian CRS at PL1) on the same requests."""
+    try:
+        config = DetectionConfig(engine="modsecurity")
+    except ValueError as exc:
+        print(f"\nengine: modsecurity not measured: {exc}")
+        return
+    engine = ModSecurityEngine(config)
+    print("\nengine: modsecurity (OWASP CRS PL1 through libmodsecurity), one request repeated")
+    for label, request in MIX:
+        spent = best_of(lambda r=request: engine.evaluate(r), 200, 5)
+        print(f"  {label:<28} body {len(request.body or b''):>5} B  {spent:8.1f} µs")
+    passed = mean_over(requests, engine.evaluate, None)
+    print(f"  own benign corpus ({len(requests)} requests, in order): {passed:.1f} µs per request")
 
 
 if __name__ == "__main__":

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import glob
+import importlib.util
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bastion.pipeline.stage import StageConfig
 from bastion.stages.detection.rules import ALL_RULES, Category
 
 Mode = Literal["block", "monitor", "off"]
+Engine = Literal["native", "modsecurity"]
+
+#: Where Debian's ``modsecurity-crs`` package installs the OWASP Core Rule Set.
+DEBIAN_CRS_SETUP = "/etc/modsecurity/crs/crs-setup.conf"
+DEBIAN_CRS_RULES = "/usr/share/modsecurity-crs/rules/*.conf"
+#: The pip extra that installs the ModSecurity bindings.
+MODSECURITY_EXTRA = "pip install 'bastion-gateway[modsecurity]'"
 
 
 class Exclusion(BaseModel):
@@ -52,9 +62,105 @@ class Exclusion(BaseModel):
         return location == self.location
 
 
+def modsecurity_installed() -> bool:
+    """Whether the ``libmodsecurity`` bindings can be imported."""
+    return importlib.util.find_spec("libmodsecurity") is not None
+
+
+class ModSecuritySettings(BaseModel):
+    """``engine: modsecurity``: the SecRules files to load, by default Debian's OWASP CRS.
+
+    Paranoia and threshold come from the detection settings. The files are parsed when the
+    configuration is loaded, so a missing file or a syntax error is a configuration error.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rules: list[str] = Field(
+        default_factory=lambda: [DEBIAN_CRS_SETUP, DEBIAN_CRS_RULES],
+        min_length=1,
+        max_length=256,
+        description=(
+            "Absolute paths or glob patterns of SecRules files, loaded in this order (the files of a "
+            "pattern by name); every entry must match at least one file. The default is Debian's CRS "
+            "setup and rules."
+        ),
+    )
+    exclude: list[str] = Field(
+        default_factory=lambda: ["REQUEST-910-IP-REPUTATION.conf"],
+        max_length=256,
+        description=(
+            "File names (glob patterns allowed) left out of what 'rules' matched. The default leaves out "
+            "the CRS IP reputation rules: they need GeoIP support, which the libmodsecurity wheel is built "
+            "without, and do nothing unless countries or an HTTP:BL key are configured."
+        ),
+    )
+    directives: str = Field(
+        "",
+        max_length=1024 * 1024,
+        description=(
+            "More SecLanguage loaded after the files, to tune false positives "
+            "(e.g. 'SecRuleRemoveById 920350'). Rule IDs 1000001-1000009 are Bastion's own."
+        ),
+    )
+
+    @field_validator("rules")
+    @classmethod
+    def _check_rules(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            if not Path(entry).is_absolute():
+                raise ValueError(f"{entry!r} is not an absolute path")
+            if not glob.glob(entry):
+                raise ValueError(f"{entry!r} matches no file")
+        return entries
+
+    def files(self) -> list[Path]:
+        """The rule files to load, in order, without the excluded ones and without repeats."""
+        out: list[Path] = []
+        for entry in self.rules:
+            for name in sorted(glob.glob(entry)):
+                path = Path(name)
+                if path not in out and not any(path.match(pattern) for pattern in self.exclude):
+                    out.append(path)
+        return out
+
+    @model_validator(mode="after")
+    def _check_parses(self) -> ModSecuritySettings:
+        files = self.files()
+        if not files:
+            raise ValueError("every rule file is excluded: there is nothing to load")
+        for path in files:
+            if not path.is_file():
+                raise ValueError(f"{str(path)!r} is not a file")
+        if modsecurity_installed():
+            # Parse now, so a syntax error is reported with the configuration's other errors.
+            from bastion.stages.detection.modsec import rules_error
+
+            problem = rules_error(files, self.directives)
+            if problem is not None:
+                raise ValueError(f"ModSecurity cannot load the rules: {problem}")
+        return self
+
+
 class DetectionConfig(StageConfig):
     """``policies.detection``: the negative model, i.e. injection and attack detection."""
 
+    engine: Engine = Field(
+        "native",
+        description=(
+            "'native' is Bastion's own rules; 'modsecurity' runs SecRules (e.g. the OWASP CRS) through "
+            f"libmodsecurity instead ({MODSECURITY_EXTRA}), far slower per request. With it, 'paranoia' "
+            "and 'threshold' set the CRS's tx.paranoia_level and tx.inbound_anomaly_score_threshold, "
+            "'mode' applies to what ModSecurity would refuse (always answered 403), a body longer than "
+            "max_inspected_chars or one it cannot parse (malformed, more than max_inputs arguments or "
+            "deeper than max_json_depth) is uninspectable, and 'categories' and 'exclusions' are refused: "
+            "tune with 'modsecurity.directives'."
+        ),
+    )
+    modsecurity: ModSecuritySettings = Field(
+        default_factory=ModSecuritySettings,
+        description="The SecRules 'engine: modsecurity' loads.",
+    )
     mode: Mode = Field(
         "block",
         description=(
@@ -104,6 +210,32 @@ class DetectionConfig(StageConfig):
             "the decision. Applies whenever some category blocks."
         ),
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _modsecurity_defaults(cls, data: Any) -> Any:
+        # The default rule files are only checked (and parsed) when they are to be used.
+        if isinstance(data, dict) and data.get("engine") == "modsecurity" and "modsecurity" not in data:
+            data = {**data, "modsecurity": {}}
+        return data
+
+    @field_validator("engine")
+    @classmethod
+    def _check_engine(cls, engine: Engine) -> Engine:
+        if engine == "modsecurity" and not modsecurity_installed():
+            raise ValueError(f"engine 'modsecurity' needs the libmodsecurity package: {MODSECURITY_EXTRA}")
+        return engine
+
+    @model_validator(mode="after")
+    def _check_native_only(self) -> DetectionConfig:
+        if self.engine == "modsecurity":
+            for name in ("categories", "exclusions"):
+                if getattr(self, name):
+                    raise ValueError(
+                        f"'{name}' applies to the native engine only; with engine 'modsecurity' "
+                        "tune the rules with 'modsecurity.directives' (e.g. SecRuleRemoveById)"
+                    )
+        return self
 
     def category_mode(self, category: Category) -> Mode:
         """The effective mode of ``category``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bastion.pipeline.stage import RequestStage, RouteInfo
 from bastion.stages.detection.config import DetectionConfig
 from bastion.stages.detection.engine import DetectionEngine, Verdict, shared_matcher
+from bastion.stages.detection.modsec import ModSecurityEngine
 from bastion.stages.detection.rules import CATEGORIES
 from bastion.types import Block, Decision, Exchange, Response
 
@@ -23,7 +24,9 @@ class DetectionStage(RequestStage):
 
     def __init__(self, config: DetectionConfig) -> None:
         super().__init__("detection", config)
-        self.engine = DetectionEngine(config)
+        self.engine: DetectionEngine | ModSecurityEngine = (
+            ModSecurityEngine(config) if config.engine == "modsecurity" else DetectionEngine(config)
+        )
         # Whatever blocks somewhere must not be let through half-inspected: an attack of
         # that category could sit past the limit.
         self._block_uninspectable = config.uninspectable == "block" and any(
