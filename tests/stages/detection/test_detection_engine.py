@@ -222,3 +222,17 @@ def test_boolean_pairs_that_close_a_like_pattern(engine: DetectionEngine, value:
     verdict = engine.evaluate(make_request("/products?search=" + quote(value)))
     assert verdict.block_category == "sqli"
     assert 1009 in {h.rule.id for h in verdict.hits}
+
+
+def test_base64_payload_with_spaces_around_it_is_decoded(engine: DetectionEngine) -> None:
+    """A base64-encoded payload is decoded with spaces before or after it too (decoders skip
+    them): the shortcuts for plain values once returned it undecoded, a bypass."""
+    import base64
+
+    payload = base64.b64encode(b"' or 1=1 union select password from users --").decode()
+    for value in (payload, " " + payload, payload + " ", "  " + payload + " "):
+        query = "q=" + value.replace(" ", "%20")
+        assert engine.evaluate(make_request("/?" + query)).block_category == "sqli", repr(value)
+        body = json.dumps({"a": value})
+        request = make_request("/", method="POST", body=body, content_type="application/json")
+        assert engine.evaluate(request).block_category == "sqli", repr(value)

@@ -332,11 +332,13 @@ class Matcher:
             ):
                 # Fast path: a value without any decoding, quoting or markup character;
                 # only a value that could be base64 of text has another view.
+                # (Spaces around it too: base64 decoders skip them, and base64_text strips them.)
+                core = value.strip(" ") if value[:1] == " " or value[-1:] == " " else value
                 if (
-                    len(value) >= 8
-                    and _B64_CHARS.issuperset(value)
-                    and len(value.rstrip("=")) % 4 != 1
-                    and not _HEXDASH.issuperset(value)
+                    len(core) >= 8
+                    and _B64_CHARS.issuperset(core)
+                    and len(core.rstrip("=")) % 4 != 1
+                    and not _HEXDASH.issuperset(core)
                 ):
                     # What views(value) gives here, without its checks all over again.
                     text = base64_text(value)

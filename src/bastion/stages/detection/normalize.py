@@ -42,6 +42,13 @@ _PRINTABLE_EXTRA = frozenset("\t\r\n")
 #: A printable ASCII value with none of these characters has no view but itself (and base64).
 _TRIGGER_CHARS = "%+&\\<'\""
 _TRIGGER_CHARS_BUT_APOSTROPHE = "%+&\\<\""
+#: Shell syntax that is not a trigger, and the apostrophe: all the shortcuts of views() allow.
+_QUIET_MARKS = b"';|`$/("
+#: Every byte but those views() looks at: triggers, shell syntax, "*" and "{" (of "/*" and
+#: "${"), control characters (the value is then not printable) and DEL.
+_UNREMARKABLE = bytes(
+    b for b in range(0x20, 0x100) if b != 0x7F and chr(b) not in _TRIGGER_CHARS + _SHELL_CONTEXT_CHARS + "*{"
+)
 
 
 def windows(value: str, size: int = MAX_VIEW_CHARS) -> list[str]:
@@ -425,6 +432,18 @@ def views(value: str, *, decode_base64: bool = True) -> list[str]:
     """
     if len(value) > MAX_VIEW_CHARS:
         value = value[:MAX_VIEW_CHARS]
+    if value.isascii() and "  " not in value:
+        # One pass in C keeps only the characters the tests below look at (a dozen scans
+        # of the value otherwise). When what is left is apostrophes and shell syntax at
+        # most, the value is printable, has no "/*" or "${", and the two shortcuts below
+        # apply, decided here at once; anything else takes those tests.
+        marks = value.encode("ascii").translate(None, _UNREMARKABLE)
+        if not marks.translate(None, _QUIET_MARKS):
+            if b"'" not in marks:
+                return _plain_views(value, decode_base64)
+            if marks.count(b"'") != len(marks):
+                return [value, value.replace("'", "")]
+            return [value]
     if (
         value.isascii()
         and value.isprintable()  # no control character (nor DEL)
@@ -433,12 +452,7 @@ def views(value: str, *, decode_base64: bool = True) -> list[str]:
         and "${" not in value
     ):
         if not contains_any(value, _TRIGGER_CHARS):
-            # Fast path (most API values): no pass would change anything but base64 decoding.
-            if decode_base64 and len(value) >= MIN_BASE64_CHARS and " " not in value:
-                text = base64_text(value)
-                if text is not None:
-                    return [value, *views(text, decode_base64=False)][:MAX_VIEWS]
-            return [value]
+            return _plain_views(value, decode_base64)
         if not contains_any(value, _TRIGGER_CHARS_BUT_APOSTROPHE):
             # Prose with an apostrophe ("O'Brien", "don't"): nothing to decode, and it is not
             # base64; of the canonical passes only shell unquoting can apply.
@@ -461,6 +475,17 @@ def views(value: str, *, decode_base64: bool = True) -> list[str]:
             return [value, value.replace("'", "")]
         return [value]
     return _all_views(value, decode_base64)
+
+
+def _plain_views(value: str, decode_base64: bool) -> list[str]:
+    """:func:`views` of a printable ASCII value with no decoding, quoting or markup character
+    (most API values): no pass would change anything but base64 decoding."""
+    # Spaces around base64 do not stop a decoder (nor base64_text, which strips them).
+    if decode_base64 and len(value) >= MIN_BASE64_CHARS and " " not in value.strip(" "):
+        text = base64_text(value)
+        if text is not None:
+            return [value, *views(text, decode_base64=False)][:MAX_VIEWS]
+    return [value]
 
 
 def _folds_to_itself(value: str) -> bool:
@@ -509,12 +534,14 @@ def _all_views(value: str, decode_base64: bool = True) -> list[str]:
         _canonical_views(v, seen)
     _canonical_views(value, seen)
     if decode_base64:
-        text = base64_text(value)
-        if text is not None:
-            for sub in views(text, decode_base64=False):
-                if len(seen) >= MAX_VIEWS:
-                    break
-                seen.setdefault(sub, None)
+        # Base64 may itself be URL-encoded ("%20" around it, "%3D" padding): each decoded view.
+        for candidate in decoded:
+            text = base64_text(candidate)
+            if text is not None:
+                for sub in views(text, decode_base64=False):
+                    if len(seen) >= MAX_VIEWS:
+                        break
+                    seen.setdefault(sub, None)
     out = list(seen)
     return out[:MAX_VIEWS]
 
