@@ -176,6 +176,7 @@ _PROSE_WORDS = [
     " ", " ", "'", "(", ")", "-", "--", "#", "=", ";", "!", ".", ",", "1", "0x1", "@@", "Dónal", "DÓNAL",
     "é", "Ø", "ñ", "OR", "or", "UNION", "union", "SELECT", "select", "AND", "and", "Sleep", "N", "E", "Q", "X",
     "U&", "char", "CHAR", "user", "USER", "like", "LIKE", "in", "IN", "from", "FROM", "x", "Ab", "/etc/passwd",
+    "http://LOCALHOST/", "HTTP://0X7F000001", "//Metadata.Google.Internal", "${", "<", "%27",
 ]
 #: What makes case folding change more than ASCII case, or libinjection see case.
 _CASE_TRAPS = ["$", "$a$", "à", "À", "ß", "\u017felect", "\u212a", "Ǆ", "ﬁ", "sp_password", "SP_PASSWORD", "  "]
