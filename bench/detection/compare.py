@@ -70,7 +70,11 @@ def _rate(result: ReplayResult | None, expect_block: bool) -> str:
     if result is None:
         return "-"
     n, b = result.rate(expect_block)
-    return f"{100 * b / n:.1f}% ({b}/{n})" if n else "-"
+    if not n:
+        return "-"
+    rate = 100 * b / n
+    # Two decimals below 1%: one request in 5,500 is 0.02%, not "0.0%".
+    return f"{rate:.2f}% ({b}/{n})" if 0 < rate < 1 else f"{rate:.1f}% ({b}/{n})"
 
 
 def _refused(result: ReplayResult | None) -> str:
