@@ -40,23 +40,37 @@ class Verdict:
 
     def log_record(self) -> dict[str, Any]:
         """The access-log form: rule IDs, categories, locations and redacted snippets."""
-        return {
-            "score": self.score,
-            "total_score": self.total_score,
-            "blocked": self.block_category is not None,
-            "category": self.block_category or self.monitor_category,
-            "uninspected": self.uninspected,
-            "hits": [
-                {
-                    "rule": h.rule.id,
-                    "category": h.rule.category,
-                    "severity": int(h.rule.severity),
-                    "location": h.location,
-                    "snippet": h.snippet,
-                }
-                for h in self.hits[:MAX_LOGGED_HITS]
-            ],
-        }
+        return access_log_record(
+            self.score,
+            self.total_score,
+            self.block_category,
+            self.monitor_category,
+            self.uninspected,
+            [(h.rule.id, h.rule.category, int(h.rule.severity), h.location, h.snippet) for h in self.hits],
+        )
+
+
+def access_log_record(
+    score: int,
+    total_score: int,
+    block_category: str | None,
+    monitor_category: str | None,
+    uninspected: str | None,
+    hits: list[tuple[int, str, int, str, str]],
+) -> dict[str, Any]:
+    """A verdict's access-log record, whichever engine gave it; ``hits`` are (rule ID,
+    category, severity, location, snippet), the first :data:`MAX_LOGGED_HITS` logged."""
+    return {
+        "score": score,
+        "total_score": total_score,
+        "blocked": block_category is not None,
+        "category": block_category or monitor_category,
+        "uninspected": uninspected,
+        "hits": [
+            {"rule": rule, "category": category, "severity": severity, "location": location, "snippet": snippet}
+            for rule, category, severity, location, snippet in hits[:MAX_LOGGED_HITS]
+        ],
+    }
 
 
 #: Compiled matchers by (paranoia, categories, backend): compiling the rule databases takes

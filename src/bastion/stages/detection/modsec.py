@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bastion.stages.detection.config import DetectionConfig
-from bastion.stages.detection.engine import MAX_LOGGED_HITS
+from bastion.stages.detection.engine import access_log_record
 from bastion.stages.detection.matcher import redact
 from bastion.types import Request
 
@@ -93,23 +93,14 @@ class ModSecurityVerdict:
 
     def log_record(self) -> dict[str, Any]:
         """The access-log form, with the same fields as the native engine's."""
-        return {
-            "score": self.score,
-            "total_score": self.total_score,
-            "blocked": self.block_category is not None,
-            "category": self.block_category or self.monitor_category,
-            "uninspected": self.uninspected,
-            "hits": [
-                {
-                    "rule": h.rule_id,
-                    "category": h.category,
-                    "severity": h.severity,
-                    "location": h.location,
-                    "snippet": h.snippet,
-                }
-                for h in self.hits[:MAX_LOGGED_HITS]
-            ],
-        }
+        return access_log_record(
+            self.score,
+            self.total_score,
+            self.block_category,
+            self.monitor_category,
+            self.uninspected,
+            [(h.rule_id, h.category, h.severity, h.location, h.snippet) for h in self.hits],
+        )
 
 
 def _discard(message: str) -> None:
