@@ -9,7 +9,7 @@ import pytest
 from detection_helpers import make_request
 
 from bastion.stages.detection import DetectionEngine
-from bastion.stages.detection.inspect import Input, extract
+from bastion.stages.detection.inspect import KNOWN_MAX_CHARS, Cut, Input, Known, Limits, extract
 from bastion.stages.detection.normalize import base64_text
 from bastion.types import Request
 
@@ -112,6 +112,43 @@ def test_remembered_clean_values_never_change_a_decision(paranoia: int) -> None:
     _decisions(engine, requests)
     assert engine.matcher.remembered > 0
     assert _decisions(engine, requests[::3]) == cold
+
+
+#: Location kinds where a line break is suspicious (Known's line_* sets).
+_LINE_KINDS = frozenset({"path", "query", "query-name", "header", "cookie", "cookie-name"})
+
+
+@pytest.mark.parametrize("corpus", CORPORA, ids=lambda p: p.name)
+def test_known_values_are_left_out_but_still_count_against_the_limits(corpus: Path) -> None:
+    """``extract(known=...)`` gives the inputs of ``extract()`` without the known values, in
+    the same order, and the limits cut exactly where they cut without them: a known value
+    still counts as an input and as characters inspected."""
+    if not corpus.exists():
+        pytest.skip(f"{corpus} is not on this machine")
+    known = Known(lines_apart=True)
+
+    def is_known(inp: Input) -> bool:
+        bucket = known.bucket(inp.is_key, inp.location in _LINE_KINDS)
+        return not inp.markup and len(inp.value) <= KNOWN_MAX_CHARS and inp.value in bucket
+
+    cuts = set()
+    left_out = 0
+    for limits in (Limits(), Limits(max_inputs=6), Limits(max_total_chars=150), Limits(9, 32, 400)):
+        known.clear()
+        for request in _requests(corpus):
+            full_cut, known_cut = Cut(), Cut()
+            everything = extract(request, limits, named=False, cut=full_cut)
+            kept = extract(request, limits, named=False, cut=known_cut, known=known)
+            expected = [i for i in everything if not is_known(i)]
+            assert kept == expected, request.raw_target
+            assert known_cut.reason == full_cut.reason, request.raw_target
+            left_out += len(everything) - len(kept)
+            cuts.add(full_cut.reason)
+            for inp in everything[::2]:  # remember some, as the matcher would
+                if not inp.markup and len(inp.value) <= KNOWN_MAX_CHARS:
+                    known.bucket(inp.is_key, inp.location in _LINE_KINDS).add(inp.value)
+    assert left_out > 1000
+    assert {"inputs", "characters", None} <= cuts
 
 
 def test_a_clean_value_is_remembered_per_kind(engine: DetectionEngine) -> None:

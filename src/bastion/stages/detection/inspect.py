@@ -80,6 +80,87 @@ class Cut:
             self.reason = reason
 
 
+#: Values up to this length can be remembered as clean (see :class:`Known`).
+KNOWN_MAX_CHARS = 2048
+
+
+class Known:
+    """Values a matcher has seen in clean requests, by kind: ``values`` and ``keys`` of the
+    body; ``line_values`` and ``line_keys`` of the path, query, headers and cookies, where a
+    line break is suspicious (the same two sets when the matcher has no rule for that).
+
+    Whether a value matches depends on nothing else, so extraction leaves known values
+    out: API traffic repeats its headers, tokens, enums and IDs, and a value left out costs
+    a set look-up instead of an input to build and skip. The matcher fills the sets."""
+
+    __slots__ = ("keys", "line_keys", "line_values", "values")
+
+    def __init__(self, lines_apart: bool) -> None:
+        self.values: set[str] = set()
+        self.keys: set[str] = set()
+        self.line_values: set[str] = set() if lines_apart else self.values
+        self.line_keys: set[str] = set() if lines_apart else self.keys
+
+    def bucket(self, is_key: bool, line: bool) -> set[str]:
+        """The set a value of this kind is remembered in."""
+        if line:
+            return self.line_keys if is_key else self.line_values
+        return self.keys if is_key else self.values
+
+    def clear(self) -> None:
+        for bucket in (self.values, self.keys, self.line_values, self.line_keys):
+            bucket.clear()
+
+
+class _Sink:
+    """Collects the inputs of one request within the limits, leaving out known values.
+
+    Known values still count against ``max_inputs`` and ``max_total_chars``, so what is
+    inspected, and what the limits cut, is the same with or without them."""
+
+    __slots__ = ("chars", "count", "known", "max_chars", "max_inputs", "out", "over")
+
+    def __init__(self, limits: Limits, known: Known | None) -> None:
+        self.out: list[Input] = []
+        self.count = 0
+        self.chars = 0
+        self.over = False
+        self.max_inputs = limits.max_inputs
+        self.max_chars = limits.max_total_chars
+        self.known = known
+
+    @property
+    def full(self) -> bool:
+        """Whether no further input can be taken (the walks stop there)."""
+        return self.count >= self.max_inputs
+
+    def add(self, location: str, value: str, is_key: bool = False, line: bool = False) -> None:
+        """Take an input (``line``: where a line break is suspicious), unless it is known."""
+        if not self._within_limits(value):
+            return
+        known = self.known
+        if known is not None and len(value) <= KNOWN_MAX_CHARS and value in known.bucket(is_key, line):
+            return
+        self.out.append(Input(location, value, is_key))
+
+    def add_markup(self, location: str, value: str) -> None:
+        """Take raw markup (inspected for markup attacks only, never left out as known)."""
+        if self._within_limits(value):
+            self.out.append(Input(location, value, markup=True))
+
+    def _within_limits(self, value: str) -> bool:
+        """Count ``value``; whether it is within both limits (past one, nothing more is)."""
+        count = self.count
+        self.count = count + 1
+        if count >= self.max_inputs or self.over:
+            return False
+        self.chars += len(value)
+        if self.chars > self.max_chars:
+            self.over = True
+            return False
+        return True
+
+
 #: A placeholder input where JSON nests deeper than the walk goes.
 TOO_DEEP = "<too deep>"
 
@@ -95,18 +176,26 @@ def _url_name(raw: str) -> str:
     return _name(url_decode(raw) if ("%" in raw or "+" in raw) else raw)
 
 
-def _pairs(prefix: str, data: str, named: bool = True) -> Iterator[Input]:
-    """Inputs of an ``a=1&b=2`` string; values stay encoded (the normaliser decodes them)."""
+def _pairs(sink: _Sink, prefix: str, data: str, named: bool, whole_max: int) -> None:
+    """Inputs of an ``a=1&b=2`` string; values stay encoded (the normaliser decodes them).
+
+    With more than two inputs (or none), the whole string comes first, if it is at most
+    ``whole_max`` characters: a raw '&' or '=' inside a payload splits it across
+    parameters, and some backends read the string as one value."""
+    line = prefix == "query"
+    parts = [item.partition("=") for item in data.split("&") if item]
+    count = 0
+    for name, eq, value in parts:
+        count += (1 if name else 0) + (1 if eq and value else 0)
+    if (count > 2 or not count) and len(data) <= whole_max:
+        sink.add(prefix, data, False, line)
     key_kind = prefix + "-name"
-    for item in data.split("&"):
-        if not item:
-            continue
-        name, eq, value = item.partition("=")
+    for name, eq, value in parts:
         label = _url_name(name) if named else ""
         if name:
-            yield Input(f"{key_kind}:{label}" if named else key_kind, name, is_key=True)
+            sink.add(f"{key_kind}:{label}" if named else key_kind, name, True, line)
         if eq and value:
-            yield Input(f"{prefix}:{label}" if named else prefix, value)
+            sink.add(f"{prefix}:{label}" if named else prefix, value, False, line)
 
 
 #: JSON keys already found plain, as a set: a document's keys repeat from one request to the
@@ -131,14 +220,14 @@ def _plain_key(key: str) -> bool:
     return True
 
 
-def _json_walk(obj: object, path: str, depth: int, limits: Limits, out: list[Input], cut: Cut) -> None:
-    if len(out) >= limits.max_inputs:
+def _json_walk(obj: object, path: str, depth: int, limits: Limits, sink: _Sink, cut: Cut) -> None:
+    if sink.full:
         return
     if isinstance(obj, str):
-        out.append(Input("json:" + path, obj))
+        sink.add("json:" + path, obj)
     elif isinstance(obj, dict):
         if depth >= limits.max_json_depth:
-            out.append(Input("json:" + path, TOO_DEEP))
+            sink.add("json:" + path, TOO_DEEP)
             cut.note("json_depth")
             return
         for key, val in obj.items():
@@ -146,55 +235,50 @@ def _json_walk(obj: object, path: str, depth: int, limits: Limits, out: list[Inp
             child = f"{path}.{_name(k)}"
             if not _plain_key(k):
                 # A plain identifier key cannot carry a payload; anything else is inspected.
-                out.append(Input("json-key:" + child, k, is_key=True))
+                sink.add("json-key:" + child, k, True)
             if k == "constructor" and isinstance(val, dict) and "prototype" in val:
-                out.append(Input("json-key:" + child, "constructor.prototype", is_key=True))
-            _json_walk(val, child, depth + 1, limits, out, cut)
+                sink.add("json-key:" + child, "constructor.prototype", True)
+            _json_walk(val, child, depth + 1, limits, sink, cut)
     elif isinstance(obj, list):
         if depth >= limits.max_json_depth:
-            out.append(Input("json:" + path, TOO_DEEP))
+            sink.add("json:" + path, TOO_DEEP)
             cut.note("json_depth")
             return
         for i, val in enumerate(obj):
-            _json_walk(val, f"{path}[{i}]", depth + 1, limits, out, cut)
+            _json_walk(val, f"{path}[{i}]", depth + 1, limits, sink, cut)
 
 
-def _json_values(obj: object, depth: int, limits: Limits, out: list[Input], cut: Cut) -> None:
+def _json_values(obj: object, depth: int, limits: Limits, sink: _Sink, cut: Cut) -> None:
     """:func:`_json_walk` without the locations (``named=False``): same inputs, same order."""
-    max_inputs = limits.max_inputs
-    if len(out) >= max_inputs:
+    if sink.full:
         return
     if isinstance(obj, str):
-        out.append(Input("json", obj))
+        sink.add("json", obj)
     elif isinstance(obj, dict):
         if depth >= limits.max_json_depth:
-            out.append(Input("json", TOO_DEEP))
+            sink.add("json", TOO_DEEP)
             cut.note("json_depth")
             return
         for k, val in obj.items():
             key: str = k  # orjson gives str keys
             if not _plain_key(key):
-                out.append(Input("json-key", key, True))
+                sink.add("json-key", key, True)
             if key == "constructor" and isinstance(val, dict) and "prototype" in val:
-                out.append(Input("json-key", "constructor.prototype", True))
+                sink.add("json-key", "constructor.prototype", True)
             if isinstance(val, str):
-                if len(out) < max_inputs:
-                    out.append(Input("json", val))
+                sink.add("json", val)
             elif isinstance(val, (dict, list)):
-                _json_values(val, depth + 1, limits, out, cut)
+                _json_values(val, depth + 1, limits, sink, cut)
     elif isinstance(obj, list):
         if depth >= limits.max_json_depth:
-            out.append(Input("json", TOO_DEEP))
+            sink.add("json", TOO_DEEP)
             cut.note("json_depth")
             return
         for val in obj:
             if isinstance(val, str):
-                if len(out) < max_inputs:
-                    out.append(Input("json", val))
+                sink.add("json", val)
             elif isinstance(val, (dict, list)):
-                _json_values(val, depth + 1, limits, out, cut)
-
-
+                _json_values(val, depth + 1, limits, sink, cut)
 
 
 def _header_param(value: str, param: str) -> str | None:
@@ -206,10 +290,10 @@ def _header_param(value: str, param: str) -> str | None:
     return None
 
 
-def _multipart(body: str, boundary: str, limits: Limits, out: list[Input], cut: Cut) -> None:
+def _multipart(body: str, boundary: str, limits: Limits, sink: _Sink, cut: Cut) -> None:
     delimiter = "--" + boundary
     for chunk in body.split(delimiter)[1:]:
-        if len(out) >= limits.max_inputs:
+        if sink.full:
             return
         if chunk.startswith("--"):
             break
@@ -231,25 +315,25 @@ def _multipart(body: str, boundary: str, limits: Limits, out: list[Input], cut: 
                 ctype = hval.strip().lower()
         label = _name(name)
         if name:
-            out.append(Input(f"multipart-name:{label}", name, is_key=True))
+            sink.add(f"multipart-name:{label}", name, True)
         if filename:
-            out.append(Input(f"multipart-filename:{label}", filename))
+            sink.add(f"multipart-filename:{label}", filename)
         if "json" in ctype:
-            _json_body(content, f"multipart:{label}", limits, out, cut)
+            _json_body(content, f"multipart:{label}", limits, sink, cut)
         elif content and not (filename and not content.isprintable() and "\x00" in content[:512]):
-            out.append(Input(f"multipart:{label}", content))
+            sink.add(f"multipart:{label}", content)
 
 
-def _json_body(text: str, fallback: str, limits: Limits, out: list[Input], cut: Cut, named: bool = True) -> None:
+def _json_body(text: str, fallback: str, limits: Limits, sink: _Sink, cut: Cut, named: bool = True) -> None:
     try:
         doc = orjson.loads(text)
     except orjson.JSONDecodeError:
-        out.append(Input(fallback, text))
+        sink.add(fallback, text)
         return
     if named:
-        _json_walk(doc, "$", 0, limits, out, cut)
+        _json_walk(doc, "$", 0, limits, sink, cut)
     else:
-        _json_values(doc, 0, limits, out, cut)
+        _json_values(doc, 0, limits, sink, cut)
 
 
 def _xml_texts(body: str) -> Iterator[str]:
@@ -291,19 +375,25 @@ def _decode_body(request: Request, limits: Limits, cut: Cut) -> str:
 
 
 def extract(
-    request: Request, limits: Limits | None = None, *, named: bool = True, cut: Cut | None = None
+    request: Request,
+    limits: Limits | None = None,
+    *,
+    named: bool = True,
+    cut: Cut | None = None,
+    known: Known | None = None,
 ) -> list[Input]:
     """All inputs of ``request``, in wire order: path, query, headers, cookies, body.
 
     With ``named=False`` each location is only its kind (``path``, ``query-name``,
     ``header``, ``json``...): the same inputs for a fraction of the work. What the limits
     leave out is noted in ``cut`` (more inputs or characters than allowed, JSON nested too
-    deep, a body that inflates past the limit): the caller decides what that means.
+    deep, a body that inflates past the limit): the caller decides what that means. Values
+    in ``known`` are left out (see :class:`Known`).
     """
     lim = limits or _DEFAULT_LIMITS
     if cut is None:
         cut = Cut()
-    out: list[Input] = []
+    sink = _Sink(lim, known)
     target = request.raw_target or request.path
     raw_path, _, raw_query = target.partition("?")
     if not raw_query and request.query:
@@ -311,20 +401,13 @@ def extract(
     # Validation, when it passed, vouches for some inputs (see Request.inert_headers).
     path = "" if request.inert_path else raw_path.lstrip("/")
     if path:
-        out.append(Input("path", path))
+        sink.add("path", path, False, True)
         if "/" in path:
-            segments = path.split("/")
-            if named:
-                out.extend(Input(f"path:{i}", seg) for i, seg in enumerate(segments) if len(seg) > 1)
-            else:
-                out.extend(Input("path", seg) for seg in segments if len(seg) > 1)
+            for i, seg in enumerate(path.split("/")):
+                if len(seg) > 1:
+                    sink.add(f"path:{i}" if named else "path", seg, False, True)
     if raw_query:
-        pairs = list(_pairs("query", raw_query, named))
-        if len(pairs) > 2 or not pairs:
-            # The whole string too: a raw '&' or '=' inside a payload splits it across
-            # parameters, and some backends read the query string as one value.
-            out.append(Input("query", raw_query))
-        out.extend(pairs)
+        _pairs(sink, "query", raw_query, named, len(raw_query))
     inert = request.inert_headers
     for name, value in request.headers:
         if name in SKIPPED_HEADERS or not value or name in inert:
@@ -333,65 +416,51 @@ def extract(
             for item in value.split(";"):
                 cname, eq, cval = item.strip().partition("=")
                 label = _name(cname) if named else ""
-                out.append(Input(f"cookie-name:{label}" if named else "cookie-name", cname, is_key=True))
+                sink.add(f"cookie-name:{label}" if named else "cookie-name", cname, True, True)
                 if eq and cval:
-                    out.append(Input(f"cookie:{label}" if named else "cookie", cval))
+                    sink.add(f"cookie:{label}" if named else "cookie", cval, False, True)
         else:
-            out.append(Input(f"header:{_name(name.lower())}" if named else "header", value))
+            sink.add(f"header:{_name(name.lower())}" if named else "header", value, False, True)
     if request.body:
-        _body(request, lim, out, cut, named)
-    # Enforce the global bounds: number of inputs and total characters inspected. (The
-    # walks stop adding at max_inputs: reaching it means something may have been left.)
-    if len(out) >= lim.max_inputs:
-        del out[lim.max_inputs :]
+        _body(request, lim, sink, cut, named)
+    # The global bounds (number of inputs, characters inspected) were applied as the inputs
+    # came: reaching the number means something may have been left.
+    if sink.full:
         cut.note("inputs")
-    total = 0
-    for inp in out:
-        total += len(inp.value)
-    if total <= lim.max_total_chars:
-        return out
-    cut.note("characters")
-    total = 0
-    bounded: list[Input] = []
-    for inp in out:
-        total += len(inp.value)
-        if total > lim.max_total_chars:
-            break
-        bounded.append(inp)
-    return bounded
+    if sink.over:
+        cut.note("characters")
+    return sink.out
 
 
 _DEFAULT_LIMITS = Limits()
 
 
-def _body(request: Request, lim: Limits, out: list[Input], cut: Cut, named: bool = True) -> None:
+def _body(request: Request, lim: Limits, sink: _Sink, cut: Cut, named: bool = True) -> None:
     ctype_full = request.header("content-type") or ""
     ctype = ctype_full.split(";", 1)[0].strip().lower()
     parsed = request.parsed_json
     if parsed is not None and "json" in ctype and request.header("content-encoding") is None:
         # Validation parsed these very bytes already (strictly: it refuses invalid UTF-8).
         if named:
-            _json_walk(parsed[0], "$", 0, lim, out, cut)
+            _json_walk(parsed[0], "$", 0, lim, sink, cut)
         else:
-            _json_values(parsed[0], 0, lim, out, cut)
+            _json_values(parsed[0], 0, lim, sink, cut)
         return
     text = _decode_body(request, lim, cut)
     head = text.lstrip()[:1]
     if ctype == "application/x-www-form-urlencoded":
-        pairs = list(_pairs("form", text, named))
-        if (len(pairs) > 2 or not pairs) and len(text) <= FORM_WHOLE_MAX:
-            out.append(Input("form", text))
-        out.extend(pairs)
+        _pairs(sink, "form", text, named, FORM_WHOLE_MAX)
     elif ctype.startswith("multipart/"):
         boundary = _header_param(ctype_full, "boundary")
         if boundary:
-            _multipart(text, boundary, lim, out, cut)
+            _multipart(text, boundary, lim, sink, cut)
         else:
-            out.append(Input("body", text))
+            sink.add("body", text)
     elif "json" in ctype or (not ctype and head in ("{", "[")):
-        _json_body(text, "body", lim, out, cut, named)
+        _json_body(text, "body", lim, sink, cut, named)
     elif "xml" in ctype or text.lstrip()[:5] in ("<?xml", "<!DOC", "<!doc"):
-        out.append(Input("xml", text, markup=True))
-        out.extend(Input("xml:text", t) for t in _xml_texts(text))
+        sink.add_markup("xml", text)
+        for t in _xml_texts(text):
+            sink.add("xml:text", t)
     else:
-        out.append(Input("body", text))
+        sink.add("body", text)

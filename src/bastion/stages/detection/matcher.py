@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bastion.stages.detection import libinj, ssrf
-from bastion.stages.detection.inspect import Input
+from bastion.stages.detection.inspect import KNOWN_MAX_CHARS, Input, Known
 from bastion.stages.detection.normalize import (
     MAX_VIEW_CHARS,
     MAX_VIEWS,
@@ -75,7 +75,7 @@ NOSQL_OPERATORS = frozenset(
     }
 )
 #: Values up to this length are remembered once seen in a clean request (see Matcher._run).
-CLEAN_CACHE_MAX_CHARS = 2048
+CLEAN_CACHE_MAX_CHARS = KNOWN_MAX_CHARS
 #: At most this many remembered values per matcher, and at most this many characters in
 #: all (a few MB at worst: long User-Agents and bearer tokens repeat too).
 CLEAN_CACHE_ENTRIES = 8192
@@ -225,9 +225,9 @@ class Matcher:
         self._lib_xss = libinj.AVAILABLE and 2901 in self._detectors
         self._packed_ip = 6002 in self._detectors
         self._line_rule = 12901 in self._detectors
-        #: Values already seen clean, by kind: 0 value, 1 key, 2 value where a line break
-        #: is suspicious, 3 such a key. See :meth:`_run`.
-        self._clean: tuple[set[str], set[str], set[str], set[str]] = (set(), set(), set(), set())
+        #: Values already seen clean, by kind (see :meth:`_run`); extraction can leave
+        #: them out (``extract(..., known=matcher.known)``).
+        self.known = Known(lines_apart=self._line_rule)
         self._clean_count = 0
         self._clean_chars = 0
 
@@ -275,7 +275,7 @@ class Matcher:
         lines: list[str] = []
         pending: list[Input] = []
         fresh: list[tuple[set[str], str]] = []
-        clean = self._clean
+        known = self.known
         line_rule = self._line_rule
         for inp in inputs:
             value = inp.value
@@ -288,12 +288,10 @@ class Matcher:
             if len(value) <= CLEAN_CACHE_MAX_CHARS:
                 # Whether a value matches is a function of the value alone (and of its kind),
                 # and API traffic repeats values: headers, tokens, enums, IDs. A value that
-                # was part of a clean request is skipped; its views can only have taken part
-                # in matches spanning two views, which the rescan below discards anyway.
-                kind = 1 if inp.is_key else 0
-                if line_rule and inp.location.startswith(_LINE_LOCATIONS):
-                    kind += 2
-                bucket = clean[kind]
+                # was part of a clean request is skipped (extract(known=...) leaves most out
+                # already); its views can only have taken part in matches spanning two views,
+                # which the rescan below discards anyway.
+                bucket = known.bucket(inp.is_key, line_rule and inp.location.startswith(_LINE_LOCATIONS))
                 if value in bucket:
                     continue
                 fresh.append((bucket, value))
@@ -324,9 +322,8 @@ class Matcher:
                 len(value) <= MAX_VIEW_CHARS
                 and value.isascii()
                 and not contains_any(value, _PLAIN_CHARS)
-                and "//" not in value
-                and "/*" not in value
-                and "${" not in value
+                and ("/" not in value or ("//" not in value and "/*" not in value))
+                and ("$" not in value or "${" not in value)
                 and "  " not in value
                 and value.isprintable()  # last: the one test that costs (a lookup per character)
             ):
@@ -389,8 +386,7 @@ class Matcher:
 
     def forget(self) -> None:
         """Forget every value remembered as clean."""
-        for bucket in self._clean:
-            bucket.clear()
+        self.known.clear()
         self._clean_count = 0
         self._clean_chars = 0
 
@@ -437,13 +433,22 @@ class Matcher:
         if (
             self._lib_sqli
             and 1901 not in seen
-            and ("'" in view or '"' in view or "`" in view or "--" in view or "/*" in view or "#" in view)
+            # (A two-character needle is a slow scan; a one-character one is memchr: the
+            # rare character first.)
+            and (
+                "'" in view
+                or '"' in view
+                or "`" in view
+                or "#" in view
+                or ("-" in view and "--" in view)
+                or ("/" in view and "/*" in view)
+            )
             and libinj.is_sqli(view)
         ):
             self._add(seen, 1901, inp, view)
         if self._lib_xss and 2901 not in seen and "<" in view and libinj.is_xss(view):
             self._add(seen, 2901, inp, view)
-        if 6001 in det and 6001 not in seen and "//" in view and ssrf.check_ssrf(view):
+        if 6001 in det and 6001 not in seen and "/" in view and "//" in view and ssrf.check_ssrf(view):
             self._add(seen, 6001, inp, view)
         if (
             6002 in det
