@@ -9,7 +9,7 @@ expressions: matching is dictionary look-ups and string comparisons.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from urllib.parse import unquote
@@ -111,60 +111,71 @@ class Router(Generic[T]):
 
     def match(self, host: str, path: str, method: str) -> Match[T] | list[str] | None:
         """The route for the request; the allowed methods (for a 405); or ``None`` (404)."""
-        if len(self._tables) == 1 and None in self._tables:
-            # Common case: no host-specific routes; try the direct look-ups first.
-            table = self._tables[None]
-            exact = table.exact.get(path)
-            if exact is not None:
-                route = exact.get(method)
-                if route is not None:
-                    return Match(route, {})  # type: ignore[arg-type]
-            elif not (table.root.literal or table.root.params):
-                for base, methods in table.prefixes:
-                    if not base or path == base or path.startswith(base + "/"):
-                        route = methods.get(method)
-                        if route is not None:
-                            return Match(route, {})  # type: ignore[arg-type]
-                        return sorted(methods)
-                return None
-        host_key = host.partition(":")[0].lower() if host else ""
-        first_allowed: list[str] | None = None
-        for candidate in (self._tables.get(host_key), self._tables.get(None)):
-            if candidate is None:
-                continue
-            for methods, params in self._candidates(candidate, path):
-                route = methods.get(method)
-                if route is not None:
-                    return Match(route, params)  # type: ignore[arg-type]
-                if first_allowed is None:
-                    first_allowed = sorted(methods)
-        return first_allowed
+        tables = self._tables
+        # The first path that matches at all gives the 405's Allow when none has the method.
+        allowed: list[dict[str, object]] = []
+        if len(tables) == 1 and None in tables:  # the common case: no host-specific routes
+            found = self._find(tables[None], path, method, allowed)
+            if found is not None:
+                return found
+        else:
+            host_key = host.partition(":")[0].lower() if host else ""
+            for candidate in (tables.get(host_key), tables.get(None)):
+                if candidate is None:
+                    continue
+                found = self._find(candidate, path, method, allowed)
+                if found is not None:
+                    return found
+        return sorted(allowed[0]) if allowed else None
 
-    def _candidates(self, table: _Table, path: str) -> Iterator[tuple[dict[str, object], dict[str, str]]]:
+    @staticmethod
+    def _find(table: _Table, path: str, method: str, allowed: list[dict[str, object]]) -> Match[T] | None:
+        """The route of ``table`` for the request, trying exact paths, then templates, then
+        prefixes; paths that match without the method are appended to ``allowed``."""
         exact = table.exact.get(path)
         if exact is not None:
-            yield exact, {}
+            route = exact.get(method)
+            if route is not None:
+                return Match(route, {})  # type: ignore[arg-type]
+            allowed.append(exact)
         if table.root.literal or table.root.params:
-            yield from _walk(table.root, path.split("/")[1:], 0, {})
+            params: dict[str, str] = {}
+            route = _search(table.root, path.split("/")[1:], 0, method, params, allowed)
+            if route is not None:
+                return Match(route, params)  # type: ignore[arg-type]
         for base, methods in table.prefixes:
             if not base or path == base or path.startswith(base + "/"):
-                yield methods, {}
+                route = methods.get(method)
+                if route is not None:
+                    return Match(route, {})  # type: ignore[arg-type]
+                allowed.append(methods)
+        return None
 
 
-def _walk(
-    node: _Node, segs: list[str], i: int, params: dict[str, str]
-) -> Iterator[tuple[dict[str, object], dict[str, str]]]:
+def _search(
+    node: _Node, segs: list[str], i: int, method: str, params: dict[str, str], allowed: list[dict[str, object]]
+) -> object | None:
+    """Depth first, literals before parameters: the first template with the method. On
+    success ``params`` holds the path parameters of that template (and only those)."""
     if i == len(segs):
-        if node.methods is not None:
-            yield node.methods, dict(params)
-        return
+        if node.methods is None:
+            return None
+        route = node.methods.get(method)
+        if route is None:
+            allowed.append(node.methods)
+        return route
     seg = segs[i]
     child = node.literal.get(seg)
     if child is not None:
-        yield from _walk(child, segs, i + 1, params)
+        route = _search(child, segs, i + 1, method, params, allowed)
+        if route is not None:
+            return route
     for p in node.params:
         if len(seg) > len(p.prefix) + len(p.suffix) and seg.startswith(p.prefix) and seg.endswith(p.suffix):
             value = seg[len(p.prefix) : len(seg) - len(p.suffix)] if p.suffix else seg[len(p.prefix) :]
-            params[p.name] = unquote(value)
-            yield from _walk(p.node, segs, i + 1, params)
+            params[p.name] = unquote(value) if "%" in value else value
+            route = _search(p.node, segs, i + 1, method, params, allowed)
+            if route is not None:
+                return route
             del params[p.name]
+    return None
