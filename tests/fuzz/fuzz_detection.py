@@ -10,7 +10,8 @@ import atheris
 
 with atheris.instrument_imports(include=["bastion"]):
     from bastion.stages.detection import DetectionConfig, DetectionEngine, Verdict
-    from bastion.stages.detection.inspect import Limits, extract
+    from bastion.stages.detection.inspect import KNOWN_MAX_CHARS, Cut, Known, Limits, extract
+    from bastion.types import Request
 
 from tests.fuzz.codec import Reader, read_request, to_request
 from tests.fuzz.harness import main
@@ -18,6 +19,9 @@ from tests.fuzz.seeds import detection_seeds
 
 ENGINES = [DetectionEngine(DetectionConfig(paranoia=1)), DetectionEngine(DetectionConfig(paranoia=4))]
 LIMITS = Limits()
+#: Tight limits, so that the inputs and characters cut often.
+TIGHT = Limits(max_inputs=8, max_total_chars=300)
+_LINE_KINDS = frozenset({"path", "query", "query-name", "header", "cookie", "cookie-name"})
 
 
 class Broken(AssertionError):
@@ -37,6 +41,7 @@ def check(data: bytes) -> None:
     # two must be the same values in the same order.
     if [(i.value, i.is_key, i.markup) for i in named] != [(i.value, i.is_key, i.markup) for i in unnamed]:
         raise Broken("extract(named=False) does not give the inputs extract() gives")
+    check_known(request, reader.choice(2) == 0)
     verdict = engine.evaluate(request)
     if not isinstance(verdict, Verdict) or not 0 <= verdict.score <= verdict.total_score:
         raise Broken(f"evaluate() gave {verdict!r}")
@@ -44,6 +49,26 @@ def check(data: bytes) -> None:
         record = verdict.log_record()
         if any(len(h["snippet"]) > 40 or not h["snippet"].isprintable() for h in record["hits"]):
             raise Broken("a logged snippet is long or unprintable")
+
+
+def check_known(request: Request, tight: bool) -> None:
+    """With some of its values known, extraction gives the other inputs, in order, and
+    the limits cut where they cut without known values."""
+    limits = TIGHT if tight else LIMITS
+    full_cut, known_cut = Cut(), Cut()
+    everything = extract(request, limits, named=False, cut=full_cut)
+    known = Known(lines_apart=True)
+    for inp in everything[::2]:
+        if not inp.markup and len(inp.value) <= KNOWN_MAX_CHARS:
+            known.bucket(inp.is_key, inp.location in _LINE_KINDS).add(inp.value)
+    kept = extract(request, limits, named=False, cut=known_cut, known=known)
+    expected = [
+        i for i in everything
+        if i.markup or len(i.value) > KNOWN_MAX_CHARS
+        or i.value not in known.bucket(i.is_key, i.location in _LINE_KINDS)
+    ]
+    if kept != expected or known_cut.reason != full_cut.reason:
+        raise Broken("extract(known=...) does not leave out exactly the known values")
 
 
 if __name__ == "__main__":
