@@ -140,3 +140,20 @@ def test_mix_section_describes_the_mix_and_the_targets() -> None:
     assert "| vs bastion-none | vs nginx-modsec-pl1 |" in section
     assert "**not met**: throughput ≥ 0.7x Bastion with no stages: 0.60x" in section
     assert "met: throughput ≥ 10x nginx + ModSecurity + CRS PL1: 12.0x" in section
+
+
+def test_mix_stages_runs_the_inspect_chains_over_new_text(capsys: pytest.CaptureFixture[str]) -> None:
+    """``bench/detection/mix_stages.py`` passes every request of the mix through the
+    bastion-inspect chains (any refusal fails it) and reports their cost."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench" / "detection"))
+    import mix_stages
+
+    rt = mix_stages.runtime()
+    raws = mix_stages.wire_requests(0, 6)
+    assert [r[0] for r in raws] == ["GET", "GET", "POST"] * 2
+    assert b"00002" in raws[2][3] and b"00005" in raws[5][3]  # new text in each order
+    assert mix_stages.main(["--requests", "30", "--rounds", "1"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["stages_us_per_request"] > 0 and result["requests_per_round"] == 30
+    route, request = mix_stages.build(rt, raws[1])
+    assert request.path_params == {"itemId": mix.ITEM_ID} and route.chain.request_stages
