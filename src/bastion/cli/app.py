@@ -52,15 +52,19 @@ def print_config_error(exc: Exception) -> None:
 @app.command()
 def serve(
     config: ConfigOpt = Path("bastion.yaml"),
+    # None, not 0, stands for "one per core": click validates defaults against min/max too.
     workers: Annotated[
-        int, typer.Option("--workers", "-w", min=1, max=256, help="Worker processes (default: number of cores).")
-    ] = 0,
+        int | None,
+        typer.Option(
+            "--workers", "-w", min=1, max=256, show_default=False, help="Worker processes (default: one per core)."
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the gateway (data plane) and its admin API."""
     from bastion.cli.run import run_gateway
 
-    raise typer.Exit(run_gateway(config, workers or _default_workers(), log_level))
+    raise typer.Exit(run_gateway(config, workers if workers is not None else _default_workers(), log_level))
 
 
 @app.command()
