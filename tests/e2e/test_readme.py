@@ -10,7 +10,7 @@ from pathlib import Path
 from bastion.config import load_config
 from bastion.demo.app import openapi_path
 from bastion.demo.server import DemoServer
-from bastion.testing import GatewayProcess
+from bastion.testing import GatewayProcess, free_port
 
 ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text()
@@ -28,22 +28,34 @@ def quick_start() -> list[str]:
 
 
 def test_quick_start_has_two_commands_and_ci_runs_the_second() -> None:
-    """The quick start is exactly two commands; .ci/run runs the test command verbatim."""
+    """The quick start is exactly two commands, both installing the locked versions into a new
+    venv; .ci/run runs the test command verbatim, from no venv and without pip's cache."""
     commands = quick_start()
     assert len(commands) == 2
     assert commands[0].endswith("bastion demo")
     assert commands[1].endswith("pytest")
-    assert commands[1] in (ROOT / ".ci" / "run").read_text().splitlines()
+    for command in commands:
+        assert command.startswith("python3 -m venv .venv && .venv/bin/pip install -q -c constraints.txt ")
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert commands[1] in ci
+    before = ci[: ci.index(commands[1])]
+    assert "export PIP_NO_CACHE_DIR=1" in before and "rm -rf .venv" in before
 
 
 def test_minimal_config_works_verbatim(tmp_path: Path) -> None:
     """The README's minimal bastion.yaml, unchanged, serves the demo API's OpenAPI routes."""
     minimal = yaml_blocks()[0]
     assert "openapi: books.openapi.yaml" in minimal
+    # Its ports are the demo's; free ones take their place, so the test never needs 8080.
+    port, admin_port, api_port = free_port(), free_port(), free_port()
+    ports = {"port: 8080": f"port: {port}", "port: 9090": f"port: {admin_port}", ":9001": f":{api_port}"}
+    for fixed, free in ports.items():
+        assert minimal.count(fixed) == 1, fixed
+        minimal = minimal.replace(fixed, free)
     shutil.copy(openapi_path(), tmp_path / "books.openapi.yaml")
-    with DemoServer("127.0.0.1", 9001), GatewayProcess(minimal, folder=tmp_path) as gw:
-        assert (gw.port, gw.admin_port) == (8080, 9090)
-        conn = http.client.HTTPConnection("127.0.0.1", 8080, timeout=5)
+    with DemoServer("127.0.0.1", api_port), GatewayProcess(minimal, folder=tmp_path) as gw:
+        assert (gw.port, gw.admin_port) == (port, admin_port)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         conn.request("GET", "/books?limit=1")
         resp = conn.getresponse()
         assert resp.status == 200 and b'"items"' in resp.read()
