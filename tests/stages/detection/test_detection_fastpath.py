@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from detection_helpers import make_request
+from tests.corpora import GOTESTWAF, require
 
 from bastion.stages.detection import DetectionEngine
 from bastion.stages.detection.inspect import KNOWN_MAX_CHARS, Cut, Input, Known, Limits, extract
@@ -16,7 +17,7 @@ from bastion.types import Request
 BENCH = Path(__file__).resolve().parents[3] / "bench" / "detection"
 CORPORA = [
     BENCH / "benign.jsonl",
-    Path(__file__).resolve().parents[4] / "shared" / "corpora" / "gotestwaf-requests.jsonl",
+    GOTESTWAF,
 ]
 
 
@@ -42,8 +43,7 @@ def _kind(inp: Input) -> tuple[str, str, bool, bool]:
 def test_unnamed_extraction_has_the_same_inputs(corpus: Path) -> None:
     """``extract(named=False)`` yields the same values, flags and location kinds, in order
     (multipart and XML parts keep their full names there; only the kind is compared)."""
-    if not corpus.exists():
-        pytest.skip(f"{corpus} is not on this machine")
+    require(corpus)
     for request in _requests(corpus):
         named = [_kind(i) for i in extract(request)]
         unnamed = [_kind(i) for i in extract(request, named=False)]
@@ -53,8 +53,7 @@ def test_unnamed_extraction_has_the_same_inputs(corpus: Path) -> None:
 @pytest.mark.parametrize("corpus", CORPORA, ids=lambda p: p.name)
 def test_probe_is_false_only_when_nothing_matches(engine: DetectionEngine, corpus: Path) -> None:
     """Whenever the full matcher finds a hit, the probe over the unnamed inputs says so too."""
-    if not corpus.exists():
-        pytest.skip(f"{corpus} is not on this machine")
+    require(corpus)
     matcher = engine.matcher
     for request in _requests(corpus):
         hits = matcher.match_inputs(extract(request))
@@ -103,7 +102,7 @@ def test_remembered_clean_values_never_change_a_decision(paranoia: int) -> None:
     that sees each request first."""
     from bastion.stages.detection import DetectionConfig
 
-    requests = [r for corpus in CORPORA if corpus.exists() for r in _requests(corpus)]
+    requests = [r for corpus in CORPORA for r in _requests(require(corpus))]
     engine = DetectionEngine(DetectionConfig(paranoia=paranoia))
     cold = []
     for request in requests[::3]:
@@ -123,8 +122,7 @@ def test_known_values_are_left_out_but_still_count_against_the_limits(corpus: Pa
     """``extract(known=...)`` gives the inputs of ``extract()`` without the known values, in
     the same order, and the limits cut exactly where they cut without them: a known value
     still counts as an input and as characters inspected."""
-    if not corpus.exists():
-        pytest.skip(f"{corpus} is not on this machine")
+    require(corpus)
     known = Known(lines_apart=True)
 
     def is_known(inp: Input) -> bool:

@@ -9,13 +9,14 @@ import libinjection
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.corpora import GOTESTWAF, require
 
 from bastion.stages.detection import libinj
 
 BENCH = Path(__file__).resolve().parents[3] / "bench" / "detection"
 CORPORA = [
     BENCH / "benign.jsonl",
-    Path(__file__).resolve().parents[4] / "shared" / "corpora" / "gotestwaf-requests.jsonl",
+    GOTESTWAF,
 ]
 
 
@@ -31,8 +32,7 @@ def test_the_direct_entry_points_are_used() -> None:
 @pytest.mark.parametrize("corpus", CORPORA, ids=lambda p: p.name)
 def test_same_answers_as_the_binding_over_the_corpora(corpus: Path) -> None:
     """Every path, header value and body of both corpora gets the binding's answers."""
-    if not corpus.exists():
-        pytest.skip(f"{corpus} is not on this machine")
+    require(corpus)
     checked = 0
     for line in corpus.read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
