@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
-from tests.corpora import GOTESTWAF, require
-
 from bastion.stages.detection import DetectionEngine
 from bastion.types import Request
+from tests.corpora import GOTESTWAF, require
 
 
 def test_gotestwaf_targets(engine: DetectionEngine) -> None:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 from detection_helpers import make_request
-from tests.corpora import GOTESTWAF, require
 
 from bastion.stages.detection import DetectionEngine
 from bastion.stages.detection.inspect import KNOWN_MAX_CHARS, Cut, Input, Known, Limits, extract
 from bastion.stages.detection.normalize import base64_text
 from bastion.types import Request
+from tests.corpora import GOTESTWAF, require
 
 BENCH = Path(__file__).resolve().parents[3] / "bench" / "detection"
 CORPORA = [

@@ -9,9 +9,9 @@ import libinjection
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.corpora import GOTESTWAF, require
 
 from bastion.stages.detection import libinj
+from tests.corpora import GOTESTWAF, require
 
 BENCH = Path(__file__).resolve().parents[3] / "bench" / "detection"
 CORPORA = [

@@ -128,6 +128,12 @@ class ModSecuritySettings(BaseModel):
     def _check_parses(self) -> ModSecuritySettings:
         files = self.files()
         if not files:
+            if not any(glob.glob(entry) for entry in self.rules):
+                # Only the defaults get here unchecked (an entry given by hand must match a file).
+                raise ValueError(
+                    f"no rule file exists at {', '.join(self.rules)}: install Debian's modsecurity-crs "
+                    "package, or name your SecRules files in 'rules'"
+                )
             raise ValueError("every rule file is excluded: there is nothing to load")
         for path in files:
             if not path.is_file():
@@ -158,7 +164,10 @@ class DetectionConfig(StageConfig):
         ),
     )
     modsecurity: ModSecuritySettings = Field(
-        default_factory=ModSecuritySettings,
+        # Built unchecked: the default rule files are Debian's CRS, which a machine that runs the
+        # native engine need not have. _modsecurity_defaults has them checked (and parsed) when
+        # engine 'modsecurity' is chosen.
+        default_factory=lambda: ModSecuritySettings.model_construct(),
         description="The SecRules 'engine: modsecurity' loads.",
     )
     mode: Mode = Field(
