@@ -6,8 +6,10 @@ from typing import Any
 
 import pytest
 
-from bastion.pipeline.stage import RouteInfo
-from bastion.stages.auth import AuthConfig, AuthStage
+from bastion.pipeline.registry import ORDER
+from bastion.pipeline.stage import RequestStage, ResponseStage, RouteInfo
+from bastion.stages import auth
+from bastion.stages.auth import SPEC, AuthConfig, AuthStage
 from bastion.stages.auth.stage import DETAIL_UNCONFIGURED, REASON_UNCONFIGURED, challenge
 
 KEY = 'ApiKey realm="shop", in="header", name="X-API-Key"'
@@ -37,6 +39,18 @@ def route(security: list[dict[str, list[str]]] | None, *, public: bool = False, 
 def challenges(stage: AuthStage | None) -> list[str]:
     assert stage is not None and stage.refusal is not None
     return [v for k, v in stage.refusal.headers if k == "www-authenticate"]
+
+
+def test_spec_and_public_api() -> None:
+    """The package exposes its spec and exactly the names in ``__all__``; auth is on by default
+    and first in the registry (a request is authenticated before anything else looks at it);
+    it has no request or response hook (its decision is taken from the head, by the proxy)."""
+    assert (SPEC.name, SPEC.extension, SPEC.default_on) == ("auth", "x-bastion-auth", True)
+    assert SPEC.config_model is AuthConfig and SPEC.route_check is not None
+    assert ORDER[0] is SPEC
+    assert sorted(auth.__all__) == ["AuthConfig", "AuthStage", "SPEC", "auth_stage"]
+    stage = AuthStage.from_config(AuthConfig(), route([{"bearerAuth": []}]))
+    assert not isinstance(stage, (RequestStage, ResponseStage))
 
 
 def test_refusal_is_a_401_problem_with_a_stable_reason() -> None:
