@@ -11,6 +11,7 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 #: Titles for the statuses the core itself produces.
 _TITLES = {
     400: "Bad Request",
+    401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",

@@ -28,6 +28,34 @@ def test_check_valid_config_lists_routes(tmp_path: Path) -> None:
     assert "listBooks" in result.stdout and "/books/{bookId}" in result.stdout
 
 
+def test_check_prints_what_each_route_really_gets(tmp_path: Path) -> None:
+    """Per route, `bastion check` says what is enforced: public (with its stages), a 401 naming
+    the schemes nothing verifies (never forwarded, no stages), or authentication delegated to
+    the upstream (with shadow mode called out), then a note counting the refused routes."""
+    (tmp_path / "books.openapi.yaml").write_text(openapi_path().read_text())
+    (tmp_path / "bastion.yaml").write_text(
+        "services:\n"
+        "  - name: books\n"
+        "    upstream: http://127.0.0.1:9001\n"
+        "    openapi: books.openapi.yaml\n"
+        "    routes:\n"
+        "      - {path: /hooks, methods: [POST], operation_id: hooks,\n"
+        "         policies: {auth: {delegate: upstream, enforce: false}}}\n"
+    )
+    result = bastion("check", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    wanted = {"listBooks", "listOrders", "hooks"}
+    by_route = {word: line for line in result.stdout.splitlines() for word in line.split() if word in wanted}
+    assert by_route["listBooks"].endswith("listBooks (public; stages: validation,headers)")
+    assert by_route["listOrders"].endswith(
+        "listOrders (401: requires apiKey or bearerAuth, which nothing here verifies; never forwarded)"
+    )
+    assert by_route["hooks"].endswith(
+        "hooks (authentication delegated to upstream; shadow mode, nothing to observe; stages: headers)"
+    )
+    assert "note: 7 route(s) require authentication that nothing here verifies: they answer 401" in result.stdout
+
+
 def test_check_invalid_config_exits_2_with_located_errors(tmp_path: Path) -> None:
     """`bastion check -c FILE` on a broken file exits 2 and prints file:line: field: reason."""
     config = tmp_path / "gw.yaml"

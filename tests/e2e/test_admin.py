@@ -17,7 +17,7 @@ def test_admin_endpoints(demo_api: DemoServer) -> None:
             {
                 "name": "books",
                 "upstream": demo_api.url,
-                "routes": [{"path": "/books", "methods": ["GET"], "operation_id": "listBooks"}],
+                "routes": [{"path": "/books", "methods": ["GET"], "operation_id": "listBooks", "public": True}],
             }
         ]
     }

@@ -29,6 +29,10 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
+#: The demo's public listBooks operation, written by hand (these tests are about TLS, not auth).
+BOOKS = [{"path": "/books", "methods": ["GET"], "public": True}]
+
+
 def https_get(
     port: int, path: str, ca: Path, *, max_version: ssl.TLSVersion | None = None
 ) -> tuple[int, dict[str, str], bytes]:
@@ -57,7 +61,7 @@ def test_tls_termination_with_hsts(demo_api: DemoServer, certs: dict[str, Path])
                 "hsts": {"max_age": 600, "include_subdomains": False},
             }
         },
-        "services": [{"name": "books", "upstream": demo_api.url, "routes": [{"path": "/books", "methods": ["GET"]}]}],
+        "services": [{"name": "books", "upstream": demo_api.url, "routes": BOOKS}],
     }
     with GatewayProcess(cfg) as gw:
         status, headers, body = https_get(gw.port, "/books", certs["gateway"])
@@ -135,7 +139,7 @@ def test_tls_to_upstream_verifies_the_certificate(certs: dict[str, Path], tls_up
             "services": [
                 {
                     "name": "secure",
-                    "routes": [{"path": "/", "prefix": True}],
+                    "routes": [{"path": "/", "prefix": True, "public": True}],  # TLS is tested, not auth
                     "upstream": {"targets": [f"https://127.0.0.1:{tls_upstream.port}"], "tls": {"ca": str(ca)}},
                 }
             ]
@@ -167,7 +171,7 @@ def test_mtls_to_upstream_presents_the_client_certificate(certs: dict[str, Path]
                 "services": [
                     {
                         "name": "secure",
-                        "routes": [{"path": "/", "prefix": True}],
+                        "routes": [{"path": "/", "prefix": True, "public": True}],  # TLS is tested, not auth
                         "upstream": {
                             "targets": [f"https://127.0.0.1:{up.port}"],
                             "tls": {"ca": str(certs["upstream"]), **tls},
@@ -193,7 +197,7 @@ def test_listener_mtls_requires_client_certificates(demo_api: DemoServer, certs:
         "listen": {
             "tls": {"cert": str(certs["gateway"]), "key": str(certs["gateway_key"]), "client_ca": str(certs["other"])}
         },
-        "services": [{"name": "books", "upstream": demo_api.url, "routes": [{"path": "/books", "methods": ["GET"]}]}],
+        "services": [{"name": "books", "upstream": demo_api.url, "routes": BOOKS}],
     }
     with GatewayProcess(cfg) as gw:
         ctx = ssl.create_default_context(cafile=str(certs["gateway"]))

@@ -44,7 +44,8 @@ def get(port: int, path: str) -> int:
 
 def test_worker_crash_is_contained_and_restarted(demo_api: DemoServer) -> None:
     """Killing one worker with SIGKILL: new connections keep being served and the worker comes back."""
-    cfg = {"services": [{"name": "books", "upstream": demo_api.url, "routes": [{"path": "/", "prefix": True}]}]}
+    everything = [{"path": "/", "prefix": True, "public": True}]  # worker supervision is tested, not auth
+    cfg = {"services": [{"name": "books", "upstream": demo_api.url, "routes": everything}]}
     with GatewayProcess(cfg, workers=2) as gw:
         assert gw.proc is not None
         before = worker_pids(gw.proc.pid)
@@ -91,7 +92,8 @@ def test_graceful_shutdown_finishes_in_flight_requests() -> None:
     thread = threading.Thread(target=lambda: asyncio.run(slow_upstream()), daemon=True)
     thread.start()
     assert ready.wait(5)
-    cfg = {"services": [{"name": "s", "upstream": f"http://127.0.0.1:{port_box[0]}", "routes": [{"path": "/"}]}]}
+    root = [{"path": "/", "public": True}]  # draining is tested, not auth
+    cfg = {"services": [{"name": "s", "upstream": f"http://127.0.0.1:{port_box[0]}", "routes": root}]}
     with GatewayProcess(cfg, workers=1) as gw:
         conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
         conn.request("GET", "/")

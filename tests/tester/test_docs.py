@@ -79,3 +79,24 @@ def test_public_operations_and_limits(tmp_path: Path) -> None:
     assert "| GET | [`/things/{thingId}`]" in md and "| public |" in md
     assert "Largest request body" in md and "10 MiB" in md
     assert "encoded slashes (%2F)" in md and "Rotation:" in md
+
+
+def test_operations_the_gateway_refuses_or_delegates_say_so(tmp_path: Path) -> None:
+    """An operation answered 401 because nothing verifies its credentials is marked not available
+    (table, section and a note), so the guide does not promise what the gateway refuses; a
+    delegated one says the API checks the credentials."""
+    path = site_for(tmp_path, baseline())
+    md = render_markdown(build_site(load_config(path)))
+    assert "| apiKey (not available yet: 401) |" in md
+    assert "- **Not available yet:** the gateway answers every request with 401" in md
+    assert "2 operation(s) require authentication this gateway cannot verify yet" in md
+    html = render_html(build_site(load_config(path)))
+    assert "<strong>Not available yet:</strong>" in html
+    delegated = "openapi: api.yaml, policies: {auth: {delegate: upstream}}}"
+    text = Path(path).read_text().replace("openapi: api.yaml}", delegated)
+    Path(path).write_text(text)
+    site = build_site(load_config(path))
+    assert {o.gateway_auth for o in site.operations} == {"delegated"}
+    md = render_markdown(site)
+    assert "(not available yet: 401)" not in md and "**Not available yet:**" not in md
+    assert "- Credentials are checked by the API itself, not by the gateway." in md

@@ -12,7 +12,7 @@ from bastion.config.yamlsrc import parse_source
 from bastion.tester.audit import ALL_RULES, Gateway, load_gateway, run_audit
 from tests.tester.util import baseline, spec_of
 
-#: Only public reads: no GW-001 (public write) and no GW-002 (secured route without auth stage).
+#: Only public reads: no GW-001 (public write) and no GW-017 (secured route nothing verifies).
 PUBLIC_API: dict[str, Any] = {**baseline(), "security": []}
 PUBLIC_API["paths"] = {k: v for k, v in PUBLIC_API["paths"].items() if "post" not in v}
 
@@ -108,9 +108,9 @@ def test_the_baseline_config_is_clean(tmp_path: Path) -> None:
 
 
 def test_every_config_rule_has_cases() -> None:
-    """Every gateway rule has a triggering and a clean case (GW-002 and GW-005 have their own tests)."""
+    """Every gateway rule has a triggering and a clean case (GW-002, GW-005 and GW-017 have their own tests)."""
     config_rules = {r.id for r in ALL_RULES if r.scope == "config"}
-    assert config_rules == {rule for rule, _, _ in CASES} | {"BAST-GW-002", "BAST-GW-005"}
+    assert config_rules == {rule for rule, _, _ in CASES} | {"BAST-GW-002", "BAST-GW-005", "BAST-GW-017"}
 
 
 @pytest.mark.parametrize(("rule", "bad", "good"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
@@ -125,16 +125,29 @@ def test_rule_fires_on_the_flaw_and_not_on_the_fix(
     assert rule not in gateway_ids(tmp_path / "good", good)
 
 
-def test_secured_routes_without_an_auth_stage_are_reported(tmp_path: Path) -> None:
-    """GW-002: each operation that needs authentication but has no auth stage is one finding, at its line
-    in the OpenAPI document; public operations are not reported."""
+def test_refused_and_delegated_routes_are_reported(tmp_path: Path) -> None:
+    """GW-017 (info): each operation that needs authentication nothing verifies is one finding at
+    its line in the OpenAPI document (it answers 401, unreachable); GW-002 (medium) replaces it
+    where authentication is delegated to the upstream; public operations are in neither."""
     api = baseline()  # two secured operations
     api["paths"]["/health"] = {
         "get": {**api["paths"]["/things/{thingId}"]["get"], "operationId": "health", "security": [], "parameters": []}
     }
     ids = gateway_ids(tmp_path, config(), api)
-    assert ids.count("BAST-GW-002") == 2
-    assert "BAST-GW-002" not in gateway_ids(tmp_path, config(), PUBLIC_API)
+    assert (ids.count("BAST-GW-017"), ids.count("BAST-GW-002")) == (2, 0)
+    delegated = config(services=service(policies={"auth": {"delegate": "upstream"}}))
+    ids = gateway_ids(tmp_path, delegated, api)
+    assert (ids.count("BAST-GW-017"), ids.count("BAST-GW-002")) == (0, 2)
+    public = gateway_ids(tmp_path, config(), PUBLIC_API)
+    assert "BAST-GW-002" not in public and "BAST-GW-017" not in public
+
+
+def test_findings_say_what_is_enforced(tmp_path: Path) -> None:
+    """The messages name the route and what really happens to it."""
+    gateway_ids(tmp_path, config(services=service(policies={"auth": {"delegate": "upstream"}})), baseline())
+    gw = load_gateway(tmp_path / "bastion.yaml")
+    messages = sorted(f.message for f in run_audit(spec_of(baseline()), gw).findings if f.rule.id == "BAST-GW-002")
+    assert messages and all("delegated to upstream" in m and m.startswith("route '") for m in messages), messages
 
 
 def test_detection_in_monitor_mode_is_reported(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,6 +16,9 @@ from rich.markup import escape
 
 from bastion import __version__
 from bastion.cli.tester import register as register_tester
+
+if TYPE_CHECKING:
+    from bastion.config import ResolvedRoute
 
 app = typer.Typer(
     name="bastion",
@@ -79,14 +82,32 @@ def check(config: ConfigOpt = Path("bastion.yaml")) -> None:
         raise typer.Exit(2) from None
     services = len(loaded.config.services)
     out.print(f"[green]ok:[/] {config} is valid: {services} service(s), {len(loaded.routes)} route(s)")
+    refused = 0
     for r in loaded.routes:
-        stages = ",".join(spec.name for spec, _ in r.stages) or "-"
         methods = ",".join(sorted(r.methods - {"HEAD"})) or "HEAD"
-        auth = "public" if r.public else "auth"
+        enforced = _enforced(r)
+        refused += enforced.startswith("401")
         out.print(
-            f"  {methods:<28} {r.path}{'*' if r.prefix else '':<2} -> {r.service}  "
-            f"[dim]{r.id} ({auth}; stages: {stages})[/]"
+            f"  {methods:<28} {r.path}{'*' if r.prefix else '':<2} -> {r.service}  [dim]{r.id} ({escape(enforced)})[/]"
         )
+    if refused:
+        out.print(
+            f"[yellow]note:[/] {refused} route(s) require authentication that nothing here verifies: they answer "
+            "401 until an authentication method is configured, or `delegate: upstream` declares that their "
+            "backend authenticates requests itself."
+        )
+
+
+def _enforced(route: ResolvedRoute) -> str:
+    """What the gateway really does on a route: its authentication, then the stages that run."""
+    from bastion.stages.auth import AuthStage, auth_stage
+
+    auth = auth_stage(route.built)
+    if auth is not None and auth.refusal is not None:
+        return f"{auth.summary}; never forwarded"  # no other stage ever runs
+    stages = ",".join(s.name for s in route.built if not isinstance(s, AuthStage)) or "-"
+    who = "public" if auth is None else auth.summary
+    return f"{who}; stages: {stages}"
 
 
 @app.command()

@@ -78,6 +78,7 @@ Bastion demo
 
 Try:
   curl -i {gw}/books                          # allowed: a declared, public operation
+  curl -i {gw}/orders                         # blocked: 401, needs credentials nothing here verifies yet
   curl -i {gw}/admin/users                    # blocked: 404, no route declares it (deny by default)
   curl -i '{gw}/books/..%2f..%2fetc/passwd'   # blocked: 400, encoded slash in the path
 Press Ctrl-C to stop.

@@ -96,7 +96,7 @@ def load_config(path: Path | str) -> LoadedConfig:
                 for op in doc.operations:
                     if op.method == "HEAD":
                         declared_head.add(len(routes))
-                    stages = _stages(svc_layers, op.policies, issues)
+                    stages = _stages(svc_layers, op.policies, issues, op.public)
                     rid = op.operation_id or f"{svc.name}:{op.method} {op.path}"
                     routes.append(
                         ResolvedRoute(
@@ -118,7 +118,7 @@ def load_config(path: Path | str) -> LoadedConfig:
             rpath: FieldPath = (*spath, "routes", ri)
             _check_policy_names(route.policies, src, (*rpath, "policies"), issues)
             layers = {n: [*ls] for n, ls in _by_stage(_layers(route.policies, src, (*rpath, "policies"))).items()}
-            stages = _stages(svc_layers, layers, issues)
+            stages = _stages(svc_layers, layers, issues, route.public)
             if route.methods is not None and "HEAD" in route.methods:
                 declared_head.add(len(routes))
             routes.append(_hand_route(svc, route, rpath, src, stages, body_cap))
@@ -300,7 +300,10 @@ def _by_stage(layers: list[tuple[str, PolicyLayer]]) -> dict[str, list[PolicyLay
 
 
 def _stages(
-    base: list[tuple[str, PolicyLayer]], nearer: dict[str, list[PolicyLayer]], issues: list[ConfigIssue]
+    base: list[tuple[str, PolicyLayer]],
+    nearer: dict[str, list[PolicyLayer]],
+    issues: list[ConfigIssue],
+    public: bool,
 ) -> tuple[tuple[StageSpec, StageConfig], ...]:
     """Merge each stage's layers (broadest first, nearest wins per field) and validate."""
     merged = _by_stage(base)
@@ -318,7 +321,10 @@ def _stages(
             try:
                 spec.config_model.model_validate(layer.values)
             except ValidationError as exc:
-                issues.extend(pydantic_issues(exc, layer.source, spec.config_model, layer.path))
+                # A service-wide layer is validated for each route: report each problem once.
+                issues.extend(
+                    i for i in pydantic_issues(exc, layer.source, spec.config_model, layer.path) if i not in issues
+                )
                 ok = False
             values.update(layer.values)
         if not ok:
@@ -329,9 +335,27 @@ def _stages(
             src, where = (layers[-1].source, layers[-1].path) if layers else (Source("(defaults)", None), ())
             issues.extend(pydantic_issues(exc, src, spec.config_model, where))
             continue
+        if spec.route_check is not None:
+            refused = spec.route_check(cfg, public)
+            if refused is not None:
+                _route_check_issue(layers, refused, issues)
+                continue
         if cfg.enabled:
             out.append((spec, cfg))
     return tuple(out)
+
+
+def _route_check_issue(layers: list[PolicyLayer], refused: tuple[str, str], issues: list[ConfigIssue]) -> None:
+    """Report a setting a route must not have, at the nearest layer that wrote it (once per
+    place: a service-wide setting would otherwise be reported for each of its routes)."""
+    field, message = refused
+    layer = next((la for la in reversed(layers) if field in la.values), layers[-1] if layers else None)
+    if layer is None:
+        issue = ConfigIssue("(defaults)", None, field, message)
+    else:
+        issue = layer.source.issue((*layer.path, field), message)
+    if issue not in issues:
+        issues.append(issue)
 
 
 def _shape(r: ResolvedRoute) -> tuple[str | None, str, bool]:

@@ -11,9 +11,9 @@ New stages are inserted here, at the place their dependencies dictate:
 from __future__ import annotations
 
 from bastion.pipeline.stage import StageSpec
-from bastion.stages import detection, headers, validation
+from bastion.stages import auth, detection, headers, validation
 
-ORDER: tuple[StageSpec, ...] = (validation.SPEC, detection.SPEC, headers.SPEC)
+ORDER: tuple[StageSpec, ...] = (auth.SPEC, validation.SPEC, detection.SPEC, headers.SPEC)
 
 BY_NAME: dict[str, StageSpec] = {spec.name: spec for spec in ORDER}
 BY_EXTENSION: dict[str, StageSpec] = {spec.extension: spec for spec in ORDER}

@@ -107,6 +107,10 @@ class StageSpec:
     #: Run on every route unless disabled (secure defaults), or only where configured.
     default_on: bool = False
     description: str = ""
+    #: Called once per route with the merged settings (before ``enabled`` is applied) and
+    #: whether the route is public: ``(field, message)`` when those settings are not allowed
+    #: there (auth cannot be turned off where authentication is required).
+    route_check: Callable[[Any, bool], tuple[str, str] | None] | None = None
 
     @property
     def extension(self) -> str:

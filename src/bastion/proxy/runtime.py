@@ -17,6 +17,8 @@ from bastion.proxy.metrics import METRICS
 from bastion.proxy.tls import client_context
 from bastion.proxy.upstream import UpstreamPool
 from bastion.routing import Router
+from bastion.stages.auth import auth_stage
+from bastion.types import Block
 
 
 @dataclass(slots=True)
@@ -29,6 +31,11 @@ class RouteRuntime:
     id: str
     service: str
     max_body_bytes: int
+    #: Answered as soon as the request head is complete, before any body is read: the 401
+    #: of a route that requires authentication nothing here can verify.
+    auth_refusal: Block | None
+    #: The route's backend authenticates requests itself (``delegate: upstream``); logged.
+    auth_delegated: bool
 
 
 def _count_stage_error(stage: str) -> None:
@@ -50,8 +57,18 @@ class Runtime:
         self.router: Router[RouteRuntime] = Router()
         for r in loaded.routes:
             # Stage objects were built (and their settings checked) by the loader.
+            auth = auth_stage(r.built)
+            if auth is None and not r.public:  # the loader guarantees it; never forward unchecked
+                raise RuntimeError(f"route {r.id!r} requires authentication but has no auth stage")
             rt = RouteRuntime(
-                r, Chain(r.built, _count_stage_error), self.pools[r.service], r.id, r.service, r.max_body_bytes
+                r,
+                Chain(r.built, _count_stage_error),
+                self.pools[r.service],
+                r.id,
+                r.service,
+                r.max_body_bytes,
+                auth.refusal if auth is not None else None,
+                auth is not None and auth.delegated,
             )
             self.router.add(r.path, r.methods, rt, host=r.host, prefix=r.prefix)
         self.trusted = tuple(cfg.listen.trusted_proxies)

@@ -608,10 +608,14 @@ class ClientConnection(asyncio.Protocol):
 
         It stays only for a well-formed request whose (small) remaining body can be read
         and dropped after the answer (``_reject`` does that)."""
-        record["blocked_by"] = "core"
+        record["blocked_by"] = refusal.stage
         record["reason"] = refusal.reason
-        METRICS.inc("bastion_blocked", ("core", refusal.reason, "block"))
-        resp = problem_response(refusal.status, refusal.detail, refusal.request_id, headers=refusal.extra)
+        if refusal.stage != "core":  # a stage's decision, recorded as the chain records them
+            record["decisions"] = [{"stage": refusal.stage, "action": "block", "reason": refusal.reason}]
+        METRICS.inc("bastion_blocked", (refusal.stage, refusal.reason, "block"))
+        resp = problem_response(
+            refusal.status, refusal.detail, refusal.request_id, title=refusal.title, headers=refusal.extra
+        )
         keep = req.keep_alive and not req.parse_error and not req.upgrade and self._body_discardable(req)
         self._send_whole(resp, req, record, keep, refusal.request_id)
         return keep
@@ -967,6 +971,13 @@ class ClientConnection(asyncio.Protocol):
         route = match.route
         record["route"] = route.id
         record["service"] = route.service
+        auth = route.auth_refusal
+        if auth is not None:  # decided on the head alone: the client uploads nothing
+            return record, _Refusal(
+                auth.status, auth.detail, auth.reason, request_id, list(auth.headers), "auth", auth.title
+            )
+        if route.auth_delegated:
+            record["auth"] = "delegated"
         length = req.content_length if req.content_length is not None else req.buffered
         if length > route.max_body_bytes:
             return record, _Refusal(
@@ -1455,6 +1466,10 @@ class _Refusal(NamedTuple):
     reason: str
     request_id: str
     extra: HeaderList | None = None
+    #: Who refused, for the access log and metrics: the core, or a stage decided at load
+    #: whose refusal needs only the head (auth).
+    stage: str = "core"
+    title: str | None = None
 
 
 class _Reject(Exception):

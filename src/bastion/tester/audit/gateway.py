@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bastion.config.yamlsrc import FieldPath, Source
+from bastion.stages.auth import auth_stage
 from bastion.tester.audit.context import WRITE_METHODS, Gateway
 from bastion.tester.audit.interface import Hit, Rule, RuleInfo, Severity
 from bastion.tester.audit.transport import is_loopback
@@ -74,25 +75,49 @@ def public_write(gw: Gateway) -> Iterator[Hit]:
             yield Hit(f"public route {route.id!r} accepts {', '.join(writes)}", source, path)
 
 
-NO_AUTHENTICATION = RuleInfo(
+DELEGATED_AUTHENTICATION = RuleInfo(
     id="BAST-GW-002",
-    title="Route needs authentication but nothing checks it",
+    title="Authentication delegated to the upstream",
     category="API2:2023",
     cwe=306,
-    severity=Severity.HIGH,
+    severity=Severity.MEDIUM,
     scope="config",
-    checks="A route is not public, but no authentication stage is enabled on it: the gateway forwards anonymous "
-    "requests and the upstream alone decides.",
-    fix="Enable the `auth` stage for the service (`policies.auth`), or mark the route public on purpose "
-    "(`public: true` / `security: []`).",
+    checks="A route that requires authentication has `auth: {delegate: upstream}`: the gateway forwards "
+    "requests without checking any credential, and the upstream alone must authenticate every one of them "
+    "(an endpoint it forgets is open to anyone).",
+    fix="Keep it only where the backend really authenticates every request; configure an authentication "
+    "method in the `auth` stage when one fits, so the gateway refuses anonymous requests itself.",
 )
 
 
-def no_authentication(gw: Gateway) -> Iterator[Hit]:
+def delegated_authentication(gw: Gateway) -> Iterator[Hit]:
     for route in gw.loaded.routes:
-        if not route.public and not any(spec.name == "auth" for spec, _ in route.stages):
+        auth = auth_stage(route.built)
+        if auth is not None and auth.delegated:
             source, path = gw.where(route)
-            yield Hit(f"route {route.id!r} is not public, but no auth stage checks its callers", source, path)
+            yield Hit(f"route {route.id!r}: {auth.summary}", source, path)
+
+
+UNVERIFIABLE_AUTHENTICATION = RuleInfo(
+    id="BAST-GW-017",
+    title="Operation unreachable: its authentication is not configured",
+    category="API2:2023",
+    cwe=306,
+    severity=Severity.INFO,
+    scope="config",
+    checks="A route requires authentication and nothing configured can verify it: the gateway answers "
+    "every request with 401 and never forwards it (deny by default), so the operation is unreachable.",
+    fix="Configure an authentication method in the `auth` stage; set `delegate: upstream` if the backend "
+    "authenticates requests itself; or mark the route `public: true` (`security: []`) if it needs none.",
+)
+
+
+def unverifiable_authentication(gw: Gateway) -> Iterator[Hit]:
+    for route in gw.loaded.routes:
+        auth = auth_stage(route.built)
+        if auth is not None and auth.refusal is not None:
+            source, path = gw.where(route)
+            yield Hit(f"route {route.id!r} answers {auth.summary}", source, path)
 
 
 FAIL_OPEN = RuleInfo(
@@ -415,7 +440,7 @@ def no_access_log(gw: Gateway) -> Iterator[Hit]:
 
 RULES: tuple[Rule[Gateway], ...] = (
     Rule(PUBLIC_WRITE, public_write),
-    Rule(NO_AUTHENTICATION, no_authentication),
+    Rule(DELEGATED_AUTHENTICATION, delegated_authentication),
     Rule(FAIL_OPEN, fail_open),
     Rule(SHADOW_MODE, shadow_mode),
     Rule(DETECTION_MONITOR, detection_monitor),
@@ -430,4 +455,5 @@ RULES: tuple[Rule[Gateway], ...] = (
     Rule(WILDCARD_CORS, wildcard_cors),
     Rule(TRUST_EVERYONE, trust_everyone),
     Rule(NO_ACCESS_LOG, no_access_log),
+    Rule(UNVERIFIABLE_AUTHENTICATION, unverifiable_authentication),
 )

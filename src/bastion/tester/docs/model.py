@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from bastion.config import LoadedConfig, ResolvedRoute
 from bastion.config.openapi import OpenAPIDocument
+from bastion.stages.auth import auth_stage
 
 SAMPLE_FORMATS = {
     "uuid": "0b7f1c2e-8d4a-4f6b-9c3e-5a1d2e3f4a5b",
@@ -64,6 +65,9 @@ class OperationDoc:
     documented_auth: bool
     max_body_bytes: int
     curl: str
+    #: What the gateway does about authentication: "unavailable" (every request gets 401:
+    #: nothing here can verify its credentials), "delegated" (the API checks them) or "".
+    gateway_auth: str = ""
 
     @property
     def anchor(self) -> str:
@@ -115,8 +119,9 @@ ERRORS: tuple[ErrorDoc, ...] = (
     ErrorDoc(
         401,
         "Unauthorized",
-        "Credentials are missing, malformed, expired or wrong (on routes where the "
-        "gateway authenticates). The `WWW-Authenticate` header says which scheme is expected.",
+        "Credentials are missing, malformed, expired or wrong; or the operation is not available "
+        "yet (marked so below: the gateway cannot verify its credentials, so it refuses every request). "
+        "The `WWW-Authenticate` header says which scheme is expected.",
     ),
     ErrorDoc(
         403,
@@ -398,6 +403,13 @@ def _auth_options(operation: dict[str, Any], doc: dict[str, Any]) -> list[AuthOp
     return out
 
 
+def _gateway_auth(route: ResolvedRoute) -> str:
+    auth = auth_stage(route.built)
+    if auth is None:
+        return ""
+    return "delegated" if auth.delegated else "unavailable"
+
+
 def human_size(n: int) -> str:
     """``65536`` -> ``64 KiB``; sizes that are not whole KiB/MiB stay in bytes."""
     for unit, size in (("MiB", 1024 * 1024), ("KiB", 1024)):
@@ -467,6 +479,7 @@ def build_site(loaded: LoadedConfig, *, base_url: str | None = None) -> Site:
                 documented_auth=bool(options) or route.public,
                 max_body_bytes=route.max_body_bytes,
                 curl=curl,
+                gateway_auth=_gateway_auth(route),
             )
         )
     lim, to = cfg.listen.limits, cfg.listen.timeouts
@@ -493,6 +506,12 @@ def build_site(loaded: LoadedConfig, *, base_url: str | None = None) -> Site:
         indent=2,
     )
     notes: list[str] = []
+    unavailable = sum(op.gateway_auth == "unavailable" for op in operations)
+    if unavailable:
+        notes.append(
+            f"{unavailable} operation(s) require authentication this gateway cannot verify yet: every request to "
+            "them is answered 401 until the API's operators configure it (marked below)."
+        )
     if not base.startswith("https://"):
         notes.append("This gateway address is plain HTTP: use it only for local testing, never with real credentials.")
     return Site(

@@ -50,7 +50,7 @@ Obtain a token first:
 | Method | Path | Authentication | Scopes | Max body |
 |---|---|---|---|---|
 {% for op in site.operations %}
-| {{ op.method }} | [`{{ op.path | mdcell }}`](#{{ op.anchor }}) | {% if op.public %}public{% elif op.auth %}{% for a in op.auth %}{{ a.schemes | join(" + ") | mdcell }}{{ " or " if not loop.last }}{% endfor %}{% else %}required (scheme not documented){% endif %} | {% for a in op.auth %}{{ a.scopes | join(", ") | mdcell }}{% endfor %} | {{ op.max_body_bytes | size }} |
+| {{ op.method }} | [`{{ op.path | mdcell }}`](#{{ op.anchor }}) | {% if op.public %}public{% elif op.auth %}{% for a in op.auth %}{{ a.schemes | join(" + ") | mdcell }}{{ " or " if not loop.last }}{% endfor %}{% else %}required (scheme not documented){% endif %}{% if op.gateway_auth == "unavailable" %} (not available yet: 401){% endif %} | {% for a in op.auth %}{{ a.scopes | join(", ") | mdcell }}{% endfor %} | {{ op.max_body_bytes | size }} |
 {% endfor %}
 
 {% for op in site.operations %}
@@ -67,6 +67,13 @@ Obtain a token first:
 - Route: `{{ op.route_id | md }}` (service {{ op.service | md }})
 - Authentication: {% if op.public %}none (public operation){% elif op.auth %}{% for a in op.auth %}{{ a.schemes | join(" + ") | md }}{% if a.scopes %} with scopes {{ a.scopes | join(", ") | md }}{% endif %}{{ " or " if not loop.last }}{% endfor %}{% else %}required; ask the API's operators which credentials{% endif %}
 
+{% if op.gateway_auth == "unavailable" %}
+- **Not available yet:** the gateway answers every request with 401, whatever the credentials, until the API's operators configure how it authenticates this operation.
+
+{% elif op.gateway_auth == "delegated" %}
+- Credentials are checked by the API itself, not by the gateway.
+
+{% endif %}
 - Largest request body: {{ op.max_body_bytes | size }}
 
 {{ op.curl | fence }}sh
@@ -164,7 +171,7 @@ from the environment, so credentials never appear in your shell history.</p>
 <tr><th>Method</th><th>Path</th><th>Authentication</th><th>Scopes</th><th>Max body</th></tr>
 {% for op in site.operations %}
 <tr><td class="method">{{ op.method }}</td><td><a href="#{{ op.anchor }}"><code>{{ op.path }}</code></a></td>
-<td>{% if op.public %}<span class="public">public</span>{% elif op.auth %}<span class="auth">{% for a in op.auth %}{{ a.schemes | join(" + ") }}{{ " or " if not loop.last }}{% endfor %}</span>{% else %}<span class="auth">required (scheme not documented)</span>{% endif %}</td>
+<td>{% if op.public %}<span class="public">public</span>{% elif op.auth %}<span class="auth">{% for a in op.auth %}{{ a.schemes | join(" + ") }}{{ " or " if not loop.last }}{% endfor %}</span>{% else %}<span class="auth">required (scheme not documented)</span>{% endif %}{% if op.gateway_auth == "unavailable" %} <strong>(not available yet: 401)</strong>{% endif %}</td>
 <td>{% for a in op.auth %}{{ a.scopes | join(", ") }}{% endfor %}</td><td>{{ op.max_body_bytes | size }}</td></tr>
 {% endfor %}
 </table>
@@ -176,6 +183,9 @@ from the environment, so credentials never appear in your shell history.</p>
 <ul>
 <li>Route: <code>{{ op.route_id }}</code> (service {{ op.service }})</li>
 <li>Authentication: {% if op.public %}none (public operation){% elif op.auth %}{% for a in op.auth %}{{ a.schemes | join(" + ") }}{% if a.scopes %} with scopes {{ a.scopes | join(", ") }}{% endif %}{{ " or " if not loop.last }}{% endfor %}{% else %}required; ask the API's operators which credentials{% endif %}</li>
+{% if op.gateway_auth == "unavailable" %}<li><strong>Not available yet:</strong> the gateway answers every request with 401, whatever the credentials, until the API's operators configure how it authenticates this operation.</li>
+{% elif op.gateway_auth == "delegated" %}<li>Credentials are checked by the API itself, not by the gateway.</li>
+{% endif %}
 <li>Largest request body: {{ op.max_body_bytes | size }}</li>
 </ul>
 <pre><code>{{ op.curl }}</code></pre>

@@ -170,9 +170,10 @@ class MissingAuthentication(Check):
         "API2-NO-AUTH", "Secured operation answers without credentials", 306, Severity.HIGH,
         "Calls every operation the document declares secured without any credential (path values of the first "
         "user's objects); a 2xx answer is a finding.",
-        "Enforce authentication on every operation the document secures. Bastion's `auth` stage (planned) will "
-        "refuse requests without valid credentials on routes that are not `security: []`; until it lands "
-        "Bastion forwards them and only the API decides (`bastion audit -c` reports it, BAST-GW-002).",
+        "Enforce authentication on every operation the document secures. Behind Bastion, a route that is not "
+        "`security: []` answers 401 until an authentication method is configured; only routes declared "
+        "`auth: {delegate: upstream}` are forwarded for the API alone to decide (`bastion audit -c` reports "
+        "them, BAST-GW-002).",
     )
 
     async def run(self, ctx: ScanContext) -> list[Outcome]:
