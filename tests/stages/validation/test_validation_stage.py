@@ -260,6 +260,39 @@ def test_openapi30_nullable_exclusive_bounds_and_ref_siblings() -> None:
     assert detail(stage, json={"a": 1}) == "body $.a: 1 is not of type 'null' or 'string'"
 
 
+def test_openapi30_integer_has_no_fraction_part() -> None:
+    """OpenAPI 3.0 uses JSON Schema Wright-00, where ``1.0`` and ``1e3`` are numbers but not
+    integers: refused wherever a 3.0 schema says integer (plain, nullable, items, through a
+    $ref, a JSON-content query parameter), named and worded; numbers still take them."""
+    components = {"schemas": {"Count": {"type": "integer"}}}
+    schema = {"type": "object", "properties": {
+        "n": {"type": "integer"}, "m": {"type": "integer", "nullable": True},
+        "ids": {"type": "array", "items": {"type": "integer"}}, "c": {"$ref": "#/components/schemas/Count"},
+        "x": {"type": "number"}}}
+    stage = body_stage(schema, version="3.0.3", components=components)
+    js = "application/json"
+    assert passes(stage, body=b'{"n": 1, "m": null, "ids": [1, 2], "c": 3, "x": 1.0}', content_type=js)
+    assert detail(stage, body=b'{"n": 1.0}', content_type=js) == (
+        "body $.n: 1.0 is not of type 'integer' (in OpenAPI 3.0 an integer has no fraction or exponent)")
+    for bad, where in ((b'{"m": 2.0}', "$.m"), (b'{"ids": [1, 1e3]}', "$.ids[1]"), (b'{"c": -0.0}', "$.c")):
+        assert detail(stage, body=bad, content_type=js).startswith(f"body {where}: "), bad
+    param = {"name": "f", "in": "query", "content": {"application/json": {"schema": {"type": "integer"}}}}
+    assert passes(param_stage([param], version="3.0.3"), query="f=1")
+    assert detail(param_stage([param], version="3.0.3"), query="f=1.0").startswith(
+        "query parameter 'f': 1.0 is not of type 'integer'")
+    scalar = {"name": "n", "in": "query", "schema": {"type": "integer"}}
+    assert detail(param_stage([scalar], version="3.0.3"), query="n=1.0") == (
+        "query parameter 'n': \"1.0\" is not of type 'integer'")
+
+
+def test_openapi31_integer_may_have_a_zero_fraction() -> None:
+    """In 3.1 (JSON Schema 2020-12) ``1.0`` is an integer; ``1.5`` is not."""
+    stage = body_stage({"type": "object", "properties": {"n": {"type": "integer"}}})
+    assert passes(stage, body=b'{"n": 1.0}', content_type="application/json")
+    assert detail(stage, body=b'{"n": 1.5}', content_type="application/json") == (
+        "body $.n: 1.5 is not of type 'integer'")
+
+
 def test_openapi31_type_arrays_and_ref_siblings() -> None:
     """3.1 schemas are JSON Schema 2020-12: type lists, and $ref siblings that do constrain."""
     components = {"schemas": {"Small": {"type": "integer", "maximum": 5}}}

@@ -1,0 +1,96 @@
+"""Validation through a real gateway: ``bastion serve`` on loopback, in front of the scripted
+upstream, with one OpenAPI 3.1 and one OpenAPI 3.0 document.
+
+Each test sends raw requests and checks both sides: what the client gets, and (with a unique
+token in the target) whether the request reached the upstream, and in what form.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from bastion.testing import GatewayProcess
+from tests.proxy.scripted import ScriptedUpstream
+from tests.proxy.util import assert_problem, one
+
+OK = {"200": {"description": "ok"}}
+
+
+def _form(properties: dict[str, Any]) -> dict[str, Any]:
+    schema = {"type": "object", "properties": properties}
+    return {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": schema}}}
+
+
+def _json(properties: dict[str, Any]) -> dict[str, Any]:
+    schema = {"type": "object", "properties": properties}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+#: The 3.1 document (JSON Schema 2020-12).
+API31: dict[str, Any] = {
+    "openapi": "3.1.0", "info": {"title": "v31", "version": "1"}, "security": [],
+    "paths": {
+        "/v31/orders": {"post": {"operationId": "order31", "responses": OK,
+                                 "requestBody": _json({"qty": {"type": "integer"}})}},
+    },
+}
+
+#: The 3.0 document (JSON Schema Wright-00, translated).
+API30: dict[str, Any] = {
+    "openapi": "3.0.3", "info": {"title": "v30", "version": "1"}, "security": [],
+    "paths": {
+        "/v30/orders": {"post": {"operationId": "order30", "responses": OK,
+                                 "requestBody": _json({"qty": {"type": "integer"}, "price": {"type": "number"}})}},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[ScriptedUpstream]:
+    """The scripted upstream (it echoes what it received)."""
+    with ScriptedUpstream() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream: ScriptedUpstream) -> Iterator[GatewayProcess]:
+    """One gateway: service ``v31`` from the 3.1 document, ``v30`` from the 3.0 one."""
+    config = {
+        "listen": {"host": "127.0.0.1"},
+        "access_log": {"path": "access.log"},
+        "services": [
+            {"name": "v31", "upstream": upstream.url, "openapi": "v31.yaml"},
+            {"name": "v30", "upstream": upstream.url, "openapi": "v30.yaml"},
+        ],
+    }
+    files = {"v31.yaml": yaml.safe_dump(API31), "v30.yaml": yaml.safe_dump(API30)}
+    with GatewayProcess(config, files=files) as gw:
+        yield gw
+
+
+@pytest.fixture
+def token() -> str:
+    """A string unique to the test, to find its requests in the upstream's record."""
+    return "t" + uuid.uuid4().hex[:16]
+
+
+JSON = [("Content-Type", "application/json")]
+
+
+def test_openapi30_integer_with_a_fraction_is_refused(gateway: GatewayProcess, upstream: ScriptedUpstream,
+                                                      token: str) -> None:
+    """Through the gateway, a 3.0 document's integer refuses ``1.0`` (400 naming the field,
+    nothing forwarded) and takes ``1``; a 3.0 number takes ``1.0``; a 3.1 integer takes ``1.0``."""
+    resp = one(gateway, "POST", f"/v30/orders?{token}a", JSON, b'{"qty": 1.0}')
+    doc = assert_problem(resp, 400)
+    assert doc["detail"] == (
+        "body $.qty: 1.0 is not of type 'integer' (in OpenAPI 3.0 an integer has no fraction or exponent)")
+    assert not upstream.saw(f"{token}a")
+    assert one(gateway, "POST", f"/v30/orders?{token}b", JSON, b'{"qty": 1, "price": 1.0}').status == 200
+    assert one(gateway, "POST", f"/v31/orders?{token}c", JSON, b'{"qty": 1.0}').status == 200
+    assert upstream.saw(f"{token}b") and upstream.saw(f"{token}c")
