@@ -37,6 +37,13 @@ API31: dict[str, Any] = {
     "paths": {
         "/v31/orders": {"post": {"operationId": "order31", "responses": OK,
                                  "requestBody": _json({"qty": {"type": "integer"}})}},
+        "/v31/search": {"get": {"operationId": "search", "responses": OK, "parameters": [
+            {"name": "ids", "in": "query", "explode": False,
+             "schema": {"type": "array", "items": {"type": "integer"}}},
+            {"name": "names", "in": "query", "explode": False,
+             "schema": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
+            {"name": "X-Codes", "in": "header", "schema": {"type": "array", "items": {"type": "integer"}}},
+        ]}},
     },
 }
 
@@ -94,3 +101,18 @@ def test_openapi30_integer_with_a_fraction_is_refused(gateway: GatewayProcess, u
     assert one(gateway, "POST", f"/v30/orders?{token}b", JSON, b'{"qty": 1, "price": 1.0}').status == 200
     assert one(gateway, "POST", f"/v31/orders?{token}c", JSON, b'{"qty": 1.0}').status == 200
     assert upstream.saw(f"{token}b") and upstream.saw(f"{token}c")
+
+
+def test_empty_array_parameter_is_one_empty_item(gateway: GatewayProcess, upstream: ScriptedUpstream,
+                                                  token: str) -> None:
+    """``ids=`` and an empty ``X-Codes:`` header are arrays of one empty string: with integer
+    items, 400 naming the parameter and nothing forwarded; with string items (and minItems 1)
+    ``names=`` is ``[""]`` and is forwarded."""
+    doc = assert_problem(one(gateway, "GET", f"/v31/search?ids=&{token}a"), 400)
+    assert doc["detail"] == "query parameter 'ids' $[0]: \"\" is not of type 'integer'"
+    doc = assert_problem(one(gateway, "GET", f"/v31/search?{token}b", [("X-Codes", "")]), 400)
+    assert doc["detail"] == "header 'X-Codes' $[0]: \"\" is not of type 'integer'"
+    assert not upstream.saw(f"{token}a") and not upstream.saw(f"{token}b")
+    resp = one(gateway, "GET", f"/v31/search?names=&ids=1,2&{token}c", [("X-Codes", "3")])
+    assert resp.status == 200, resp.body
+    assert resp.json()["target"] == f"/v31/search?names=&ids=1,2&{token}c"

@@ -499,6 +499,32 @@ def test_query_array_styles() -> None:
         assert detail(stage, query=bad) == "query parameter 'id' $[2]: 10 is greater than the maximum of 9", style
 
 
+def test_empty_array_parameter_is_one_empty_item() -> None:
+    """An empty value (``ids=``, an empty header) is an array of one empty string, as RFC 6570
+    and OpenAPI's styles write it (an empty array is not sent at all): with integer items it
+    fails naming the parameter; with string items and no minLength it passes as ``[""]``."""
+    ints = {"type": "array", "items": {"type": "integer"}}
+    for style in ({"style": "form", "explode": False}, {"style": "form", "explode": True},
+                  {"style": "pipeDelimited", "explode": False}, {"style": "spaceDelimited", "explode": False}):
+        stage = param_stage([{"name": "ids", "in": "query", "schema": ints, **style}])
+        assert detail(stage, query="ids=") == "query parameter 'ids' $[0]: \"\" is not of type 'integer'", style
+    header = param_stage([{"name": "X-Codes", "in": "header", "schema": ints}])
+    assert detail(header, headers=[("x-codes", "")]) == "header 'X-Codes' $[0]: \"\" is not of type 'integer'"
+    cookie = param_stage([{"name": "ids", "in": "cookie", "schema": ints}])
+    assert detail(cookie, headers=[("cookie", "ids=")]) == "cookie 'ids' $[0]: \"\" is not of type 'integer'"
+    strings = {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 1}
+    stage = param_stage([{"name": "ids", "in": "query", "schema": strings, "explode": False},
+                         {"name": "X-Codes", "in": "header", "schema": strings}])
+    _, exchange = send(stage, query="ids=", headers=[("x-codes", "")])
+    assert "validation" not in exchange.context
+    short = {"type": "array", "items": {"type": "string", "minLength": 1}}
+    assert detail(param_stage([{"name": "ids", "in": "query", "schema": short}]), query="ids=") == (
+        "query parameter 'ids' $[0]: \"\" is shorter than 1 character")
+    form = body_stage({"type": "object", "properties": {"ids": ints}}, media="application/x-www-form-urlencoded")
+    assert detail(form, body=b"ids=", content_type="application/x-www-form-urlencoded") == (
+        "body $.ids[0]: \"\" is not of type 'integer'")
+
+
 def test_query_object_styles() -> None:
     """Objects as deepObject, exploded form (one parameter per property) and non-exploded form."""
     obj = {"type": "object", "properties": {"min": {"type": "integer"}, "max": {"type": "integer", "maximum": 50}}}

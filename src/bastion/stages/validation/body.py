@@ -185,7 +185,7 @@ def field_value(values: list[str], shape: Shape, explode: bool = True) -> Any:
     """A form field (or multipart part) value as its property's shape wants it."""
     if "array" in shape.types and "string" not in shape.types:
         item = shape.items or ANY
-        texts = values if explode else [p for v in values for p in v.split(",") if v]
+        texts = values if explode else [p for v in values for p in v.split(",")]
         return [coerce_scalar(v, item) for v in texts]
     if len(values) > 1:
         raise BodyError("a field that is not an array is given more than once")

@@ -164,7 +164,8 @@ def _simple(param: Param, text: str, sep: str) -> Any:
     if param.json_content:
         return parse_json_value(text)
     if param.is_array:
-        return _items(text.split(sep) if text else [], param.shape)
+        # An empty value is a list of one empty string (RFC 6570: an empty list is not sent).
+        return _items(text.split(sep), param.shape)
     if param.is_object:
         parts = text.split(sep) if text else []
         return _assignments(parts, param.shape) if param.explode else _pairs(parts, param.shape)
@@ -174,7 +175,8 @@ def _simple(param: Param, text: str, sep: str) -> Any:
 def decode_header(param: Param, values: list[str]) -> Any:
     """A header parameter (several fields with the name are one comma-separated list)."""
     if param.is_array and not param.json_content:
-        return _items([item.strip() for v in values for item in v.split(",") if v.strip()], param.shape)
+        # Several fields are one list (RFC 9110 5.3); an empty one is an empty item, as in _simple.
+        return _items([item.strip() for item in ",".join(values).split(",")], param.shape)
     text = ",".join(v.strip() for v in values) if len(values) > 1 else values[0].strip()
     return _simple(param, text, ",")
 
@@ -218,7 +220,7 @@ def decode_query(param: Param, query: dict[str, list[str]], allow_repeat: bool) 
         if param.style == "form" and param.explode:
             return True, _items(values, param.shape)
         text = _single(values, allow_repeat)
-        return True, _items(text.split(_DELIMITERS.get(param.style, ",")) if text else [], param.shape)
+        return True, _items(text.split(_DELIMITERS.get(param.style, ",")), param.shape)
     if param.is_object:
         text = _single(values, allow_repeat)
         return True, _pairs(text.split(_DELIMITERS.get(param.style, ",")) if text else [], param.shape)
