@@ -37,6 +37,9 @@ API31: dict[str, Any] = {
     "paths": {
         "/v31/orders": {"post": {"operationId": "order31", "responses": OK,
                                  "requestBody": _json({"qty": {"type": "integer"}})}},
+        "/v31/form": {"post": {"operationId": "form", "responses": OK, "requestBody": _form({
+            "name": {"type": "string", "maxLength": 10}, "qty": {"type": "integer"},
+            "tags": {"type": "array", "items": {"type": "string"}}})}},
         "/v31/search": {"get": {"operationId": "search", "responses": OK, "parameters": [
             {"name": "ids", "in": "query", "explode": False,
              "schema": {"type": "array", "items": {"type": "integer"}}},
@@ -87,6 +90,7 @@ def token() -> str:
 
 
 JSON = [("Content-Type", "application/json")]
+FORM = [("Content-Type", "application/x-www-form-urlencoded")]
 
 
 def test_openapi30_integer_with_a_fraction_is_refused(gateway: GatewayProcess, upstream: ScriptedUpstream,
@@ -116,3 +120,19 @@ def test_empty_array_parameter_is_one_empty_item(gateway: GatewayProcess, upstre
     resp = one(gateway, "GET", f"/v31/search?names=&ids=1,2&{token}c", [("X-Codes", "3")])
     assert resp.status == 200, resp.body
     assert resp.json()["target"] == f"/v31/search?names=&ids=1,2&{token}c"
+
+
+def test_form_body_in_raw_utf8_is_accepted(gateway: GatewayProcess, upstream: ScriptedUpstream,
+                                           token: str) -> None:
+    """``name=Zoë&qty=3`` sent as raw UTF-8 bytes passes and reaches the upstream unchanged;
+    invalid UTF-8, raw or percent-encoded, is 400 with a message saying which, never forwarded."""
+    body = "name=Zoë&qty=3".encode()
+    resp = one(gateway, "POST", f"/v31/form?{token}a", FORM, body)
+    assert resp.status == 200, resp.body
+    (record,) = upstream.records(f"{token}a")
+    assert record.body == body
+    doc = assert_problem(one(gateway, "POST", f"/v31/form?{token}b", FORM, b"name=Zo\xeb&qty=3"), 400)
+    assert doc["detail"] == "body: the form body contains bytes that are not valid UTF-8"
+    doc = assert_problem(one(gateway, "POST", f"/v31/form?{token}c", FORM, b"name=Zo%EB&qty=3"), 400)
+    assert doc["detail"] == "body: the form body has percent-escapes that do not decode to valid UTF-8"
+    assert not upstream.saw(f"{token}b") and not upstream.saw(f"{token}c")

@@ -430,7 +430,26 @@ def test_form_urlencoded_body_is_coerced_and_validated() -> None:
     assert detail(stage, body=b"n=6", content_type=form) == "body $.n: 6 is greater than the maximum of 5"
     assert detail(stage, body=b"n=1&tags=a&tags=b&tags=c", content_type=form).startswith("body $.tags:")
     assert "unexpected property" in detail(stage, body=b"n=1&zzz=1", content_type=form)
-    assert detail(stage, body=b"n=%ff", content_type=form) == "body: the form body is not valid percent-encoded UTF-8"
+    assert detail(stage, body=b"n=%ff", content_type=form) == (
+        "body: the form body has percent-escapes that do not decode to valid UTF-8")
+
+
+def test_form_body_accepts_raw_utf8_and_refuses_invalid_utf8() -> None:
+    """A form body with raw UTF-8 (as browsers send it) reads like its percent-encoded
+    spelling; invalid UTF-8 is refused, raw or percent-encoded, with a message saying which."""
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 3},
+                                               "qty": {"type": "integer", "maximum": 5}}}
+    stage = body_stage(schema, media="application/x-www-form-urlencoded")
+    form = "application/x-www-form-urlencoded"
+    raw = "name=Zoë&qty=3".encode()
+    assert passes(stage, body=raw, content_type=form)
+    assert passes(stage, body=b"name=Zo%C3%AB&qty=3", content_type=form)
+    assert detail(stage, body="name=Zoëy".encode(), content_type=form) == (
+        "body $.name: \"Zo\\u00eby\" is longer than 3 characters")  # 4 characters, not 5 bytes
+    assert detail(stage, body=b"name=Zo\xeb&qty=3", content_type=form) == (
+        "body: the form body contains bytes that are not valid UTF-8")
+    assert detail(stage, body=b"name=Zo%EB&qty=3", content_type=form) == (
+        "body: the form body has percent-escapes that do not decode to valid UTF-8")
 
 
 def test_multipart_body_is_parsed_and_validated() -> None:

@@ -167,11 +167,17 @@ def _depth(value: Any) -> int:
 
 def parse_form(body: bytes, shape: Shape, explode: dict[str, bool]) -> dict[str, Any]:
     """An ``application/x-www-form-urlencoded`` body as an object shaped by its schema."""
+    # Raw UTF-8 is read as browsers and parse_qsl read it (WHATWG urlencoded parsing);
+    # invalid UTF-8, raw or percent-encoded, is refused rather than replaced.
     try:
-        pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=False,
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BodyError("the form body contains bytes that are not valid UTF-8") from None
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False,
                           errors="strict", max_num_fields=MAX_PARTS)
     except UnicodeDecodeError:
-        raise BodyError("the form body is not valid percent-encoded UTF-8") from None
+        raise BodyError("the form body has percent-escapes that do not decode to valid UTF-8") from None
     except ValueError:
         raise BodyError(f"the form body has more than {MAX_PARTS} fields") from None
     fields: dict[str, list[str]] = {}
