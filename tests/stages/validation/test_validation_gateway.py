@@ -136,3 +136,13 @@ def test_form_body_in_raw_utf8_is_accepted(gateway: GatewayProcess, upstream: Sc
     doc = assert_problem(one(gateway, "POST", f"/v31/form?{token}c", FORM, b"name=Zo%EB&qty=3"), 400)
     assert doc["detail"] == "body: the form body has percent-escapes that do not decode to valid UTF-8"
     assert not upstream.saw(f"{token}b") and not upstream.saw(f"{token}c")
+
+
+def test_repeated_form_field_is_refused(gateway: GatewayProcess, upstream: ScriptedUpstream, token: str) -> None:
+    """``qty=1&qty=2`` in a form body is 400 naming the field (backends disagree on which value
+    wins) and never forwarded; an array field may repeat."""
+    doc = assert_problem(one(gateway, "POST", f"/v31/form?{token}a", FORM, b"qty=1&qty=2"), 400)
+    assert doc["detail"] == "body: the field 'qty' is given more than once (only array fields may repeat)"
+    assert not upstream.saw(f"{token}a")
+    assert one(gateway, "POST", f"/v31/form?{token}b", FORM, b"tags=a&qty=1&tags=b").status == 200
+    assert upstream.saw(f"{token}b")

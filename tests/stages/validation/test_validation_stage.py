@@ -452,6 +452,26 @@ def test_form_body_accepts_raw_utf8_and_refuses_invalid_utf8() -> None:
         "body: the form body has percent-escapes that do not decode to valid UTF-8")
 
 
+def test_repeated_form_field_is_refused_unless_an_array() -> None:
+    """A form (or multipart) field given twice is refused naming the field unless its schema
+    is an array, whatever ``allow_repeated_params`` says (it is about query parameters)."""
+    schema = {"type": "object", "properties": {"qty": {"type": "integer"}, "name": {"type": "string"},
+                                               "tags": {"type": "array", "items": {"type": "string"}}}}
+    form = "application/x-www-form-urlencoded"
+    for config in ({}, {"allow_repeated_params": True}):
+        stage = body_stage(schema, media=form, **config)
+        assert detail(stage, body=b"qty=1&qty=2", content_type=form) == (
+            "body: the field 'qty' is given more than once (only array fields may repeat)")
+        assert detail(stage, body=b"name=a&tags=x&name=a", content_type=form) == (
+            "body: the field 'name' is given more than once (only array fields may repeat)")
+        assert passes(stage, body=b"tags=x&tags=y&qty=1", content_type=form)
+    multipart = body_stage(schema, media="multipart/form-data")
+    twice = (b'--B\r\nContent-Disposition: form-data; name="qty"\r\n\r\n1\r\n'
+             b'--B\r\nContent-Disposition: form-data; name="qty"\r\n\r\n2\r\n--B--\r\n')
+    assert detail(multipart, body=twice, content_type="multipart/form-data; boundary=B") == (
+        "body: the field 'qty' is given more than once (only array fields may repeat)")
+
+
 def test_multipart_body_is_parsed_and_validated() -> None:
     """Multipart text parts are converted to property types, JSON parts parsed, files seen as strings."""
     schema = {"type": "object", "required": ["title", "file"], "properties": {
