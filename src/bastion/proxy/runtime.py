@@ -53,7 +53,7 @@ class Runtime:
             rt = RouteRuntime(
                 r, Chain(r.built, _count_stage_error), self.pools[r.service], r.id, r.service, r.max_body_bytes
             )
-            self.router.add(r.path, r.methods, rt, host=r.host, prefix=r.prefix)
+            self.router.add(r.path, r.methods, rt, host=r.host, prefix=r.prefix, matrix=r.matrix_params)
         self.trusted = tuple(cfg.listen.trusted_proxies)
         self._trusted_cache: dict[str, bool] = {}
         self.limits = cfg.listen.limits

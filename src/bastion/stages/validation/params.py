@@ -135,29 +135,60 @@ def _assignments(parts: list[str], shape: Shape) -> dict[str, Any]:
 
 
 def decode_path(param: Param, text: str) -> Any:
-    """A path parameter's (already percent-decoded) text in its style."""
-    style, explode = param.style, param.explode
-    if style == "label":
+    """A path parameter's text in its style: percent-decoded already, but for matrix style
+    (see :func:`_matrix`)."""
+    if param.style == "matrix":
+        return _matrix(param, text)
+    sep = ","
+    if param.style == "label":
         if not text.startswith("."):
             raise ParamError("a label-style value must start with '.'")
         text = text[1:]
-        sep = "." if explode else ","
-    elif style == "matrix":
-        prefix = ";" + param.name + "="
-        if param.is_object and explode:
-            parts = [p for p in text.split(";") if p]
-            return _assignments(parts, param.shape)
-        if param.is_array and explode:
-            if not text.startswith(prefix):
-                raise ParamError("a matrix-style value must start with ';name='")
-            return _items(text[len(prefix):].split(prefix), param.shape)
-        if not text.startswith(prefix):
-            raise ParamError("a matrix-style value must start with ';name='")
-        text = text[len(prefix):]
-        sep = ","
-    else:
-        sep = ","
+        sep = "." if param.explode else ","
     return _simple(param, text, sep)
+
+
+def _matrix(param: Param, text: str) -> Any:
+    """A matrix-style value as the router hands it over, raw: ``;name=a,b``, ``;name=a;name=b``
+    (exploded array), ``;a=1;b=2`` (exploded object). It is split on ``;``, ``=`` and ``,``
+    before its pieces are percent-decoded, so an escaped separator (``%3B``, ``%2C``) is data.
+    ``;name`` without ``=`` is the empty string (RFC 6570)."""
+    if not text.startswith(";"):
+        raise ParamError("a matrix-style value must start with ';name='")
+    pairs = [part.partition("=") for part in text[1:].split(";")]
+    if param.is_object and param.explode and not param.json_content:
+        out: dict[str, Any] = {}
+        for raw_name, _, value in pairs:
+            name = _unescape(raw_name)
+            if name in out:
+                raise ParamError("gives a property more than once")
+            out[name] = coerce_scalar(_unescape(value), param.shape.property(name))
+        return out
+    for raw_name, _, _ in pairs:
+        if _unescape(raw_name) != param.name:
+            raise ParamError("a matrix-style value must be ';name=' and the value")
+    if param.is_array and param.explode and not param.json_content:
+        return _items([_unescape(value) for _, _, value in pairs], param.shape)
+    if len(pairs) > 1:
+        raise ParamError("is given more than once")
+    value = pairs[0][2]
+    if param.json_content:
+        return parse_json_value(_unescape(value))
+    if param.is_array:
+        return _items([_unescape(v) for v in value.split(",")], param.shape)
+    if param.is_object:
+        parts = [_unescape(v) for v in value.split(",")] if value else []
+        return _pairs(parts, param.shape)
+    return coerce_scalar(_unescape(value), param.shape)
+
+
+def _unescape(text: str) -> str:
+    if "%" not in text:
+        return text
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        raise ParamError("is not valid percent-encoded UTF-8") from None
 
 
 def _simple(param: Param, text: str, sep: str) -> Any:
