@@ -357,6 +357,36 @@ def test_openapi_policies_nearest_wins_and_base_path(tmp_path: Path) -> None:
     assert "headers" not in [spec.name for spec, _ in routes["health"].stages]  # disabled at operation level
 
 
+def test_openapi_matrix_path_parameters_are_named_on_the_route(tmp_path: Path) -> None:
+    """The path parameters an operation declares ``style: matrix`` (on the path item, the
+    operation, or through a $ref; the operation's own declaration wins) are on its route,
+    for the router; other styles and locations are not."""
+    (tmp_path / "api.yaml").write_text(textwrap.dedent("""\
+        openapi: 3.1.0
+        info: {title: t, version: "1"}
+        components:
+          parameters:
+            Id: {name: id, in: path, required: true, style: matrix, schema: {type: integer}}
+        paths:
+          /items/{color}/{id}:
+            parameters:
+              - {name: color, in: path, required: true, style: matrix, schema: {type: string}}
+              - {$ref: "#/components/parameters/Id"}
+            get:
+              operationId: both
+              parameters: [{name: color, in: query, style: form, schema: {type: string}}]
+              responses: {"200": {description: ok}}
+            put:
+              operationId: idOnly
+              parameters: [{name: color, in: path, required: true, style: label, schema: {type: string}}]
+              responses: {"200": {description: ok}}
+        """))
+    loaded = load_config(write(tmp_path, "services: [{name: a, upstream: 'http://127.0.0.1:1', openapi: api.yaml}]"))
+    routes = {r.id: r for r in loaded.routes}
+    assert routes["both"].matrix_params == {"color", "id"}
+    assert routes["idOnly"].matrix_params == {"id"}
+
+
 def test_openapi_errors_name_the_document(tmp_path: Path) -> None:
     """Problems inside the OpenAPI document are reported with its own file name and line."""
     (tmp_path / "api.yaml").write_text(

@@ -71,3 +71,71 @@ def test_duplicate_declaration_is_refused() -> None:
     r.add("/a/{x}", ["GET"], "one")
     with pytest.raises(ValueError, match="declared twice"):
         r.add("/a/{y}", ["GET"], "two")
+
+
+@pytest.fixture
+def matrix_router() -> Router[str]:
+    """``{color}`` and ``{id}`` are matrix-style; ``/items`` and ``/items/{name}`` are not."""
+    r: Router[str] = Router()
+    r.add("/items", ["GET"], "items")
+    r.add("/items/{name}", ["GET"], "item")
+    r.add("/items/{color}", ["GET"], "by-color", matrix={"color"})
+    r.add("/things/{id}/details", ["GET", "HEAD"], "details", matrix={"id"})
+    r.add("/files/f{id}.json", ["GET"], "file", matrix={"id"})
+    return r
+
+
+def test_matrix_parameter_takes_the_raw_segment(matrix_router: Router[str]) -> None:
+    """A matrix-style parameter matches a ``;name=value`` segment of the matrix form, raw
+    (validation splits it before decoding), and the match carries the path to forward."""
+    m = matrix_router.match("h", "/items", "GET", "/items/;color=blue,gr%C3%BCn")
+    assert m == Match("by-color", {"color": ";color=blue,gr%C3%BCn"}, "/items/;color=blue,gr%C3%BCn")
+    m = matrix_router.match("h", "/things/details", "GET", "/things/;id=5/details")
+    assert m == Match("details", {"id": ";id=5"}, "/things/;id=5/details")
+    m = matrix_router.match("h", "/files/f.json", "GET", "/files/f;id=5.json")
+    assert m == Match("file", {"id": ";id=5"}, "/files/f;id=5.json")
+
+
+def test_other_segments_of_a_matrix_route_drop_their_params(matrix_router: Router[str]) -> None:
+    """On a matrix route, ``;params`` of the other segments are dropped from the path to
+    forward, as everywhere else: only the matrix segment goes upstream as sent."""
+    m = matrix_router.match("h", "/things/details", "GET", "/things;jsessionid=1/;id=5/details;x=2")
+    assert m == Match("details", {"id": ";id=5"}, "/things/;id=5/details")
+
+
+def test_matrix_templates_need_params(matrix_router: Router[str]) -> None:
+    """Without ;params (no matrix form), or with a segment that is not ``;...``, a matrix
+    template does not match: the normalised path is routed as before."""
+    m = matrix_router.match("h", "/items/blue", "GET")
+    assert m == Match("item", {"name": "blue"})
+    assert matrix_router.match("h", "/things/5/details", "GET") is None
+    assert matrix_router.match("h", "/items", "GET") == Match("items", {})
+    # An encoded ';' is data of a plain segment, never a matrix parameter.
+    assert matrix_router.match("h", "/items/%3Bcolor=x", "GET") == Match("item", {"name": ";color=x"})
+
+
+def test_leftover_params_only_segment_falls_back_to_the_normalised_path(matrix_router: Router[str]) -> None:
+    """A ``;params``-only segment no matrix parameter takes is not skipped in the matrix
+    search: the request is routed on the normalised path, where it is dropped (as without
+    matrix routes), and forwarded without it."""
+    m = matrix_router.match("h", "/items", "GET", "/items/;color=x/;y=1")
+    assert m == Match("items", {})
+    m = matrix_router.match("h", "/items/a", "GET", "/items/;x=1/a")
+    assert m == Match("item", {"name": "a"})
+
+
+def test_matrix_route_method_not_allowed(matrix_router: Router[str]) -> None:
+    """A matrix template without the method gives 405 with its methods, unless the
+    normalised path has a route with the method."""
+    assert matrix_router.match("h", "/things/details", "DELETE", "/things/;id=5/details") == ["GET", "HEAD"]
+    assert matrix_router.match("h", "/items", "DELETE", "/items/;color=x") == ["GET"]
+
+
+def test_matrix_and_plain_templates_stay_apart() -> None:
+    """One template, matrix for one method and simple for another: each method finds its own."""
+    r: Router[str] = Router()
+    r.add("/items/{id}", ["GET"], "get", matrix={"id"})
+    r.add("/items/{id}", ["DELETE"], "delete")
+    assert r.match("h", "/items", "GET", "/items/;id=1") == Match("get", {"id": ";id=1"}, "/items/;id=1")
+    assert r.match("h", "/items/1", "DELETE") == Match("delete", {"id": "1"})
+    assert r.match("h", "/items/1", "GET") == ["DELETE"]

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bastion.routing import BadTarget, normalize_target
+from bastion.routing import BadTarget, normalize_target, split_target
 
 
 @pytest.mark.parametrize(
@@ -71,3 +71,59 @@ def test_fuzz_never_crashes_and_output_is_canonical(raw: bytes) -> None:
     assert "%2F" not in path.upper() and "\\" not in path
     # Normalising twice changes nothing.
     assert normalize_target(path.encode())[0] == path
+
+
+@pytest.mark.parametrize(
+    ("raw", "path", "matrix"),
+    [
+        (b"/items/;color=blue,green", "/items", "/items/;color=blue,green"),
+        (b"/items/;color=blue;color=green?q=1", "/items", "/items/;color=blue;color=green"),
+        (b"/items/;id=5/details", "/items/details", "/items/;id=5/details"),
+        (b"/a;x=1/b;y=2/", "/a/b/", "/a;x=1/b;y=2/"),
+        (b"/a//;c=x//b", "/a/b", "/a/;c=x/b"),
+        (b"/items/;c=%41%3b%2c", "/items", "/items/;c=A%3B%2C"),  # escapes as in the path
+        (b"/%61/;c=x/b/..", "/a/", "/a/;c=x/"),
+        # A '..' takes the segment before it and the ;params-only segments after that one.
+        (b"/items/;color=x/../admin", "/admin", None),
+        (b"/items/x;color=1/../admin", "/items/admin", None),
+        (b"/public/..;/admin", "/admin", None),
+        # ;params the path itself would be refused for give no matrix form (and no error).
+        (b"/items/;c=a%2Fb", "/items", None),
+        (b"/items/;c=a%5c", "/items", None),
+        (b"/items/;c=%00", "/items", None),
+        (b"/items/;c=%zz", "/items", None),
+        (b"/items/x", "/items/x", None),
+        (b"/items/%3Bc=x", "/items/%3Bc=x", None),  # an encoded ';' is not a parameter
+    ],
+)
+def test_matrix_form(raw: bytes, path: str, matrix: str | None) -> None:
+    """Beside the normalised path (;params dropped), a path with ;params has a matrix form
+    that keeps them, normalised and with dot segments resolved alike; none when the
+    ;params hold an escape that is refused in a path, or when there are none to keep."""
+    got_path, _, got_matrix = split_target(raw)
+    assert (got_path, got_matrix) == (path, matrix)
+
+
+def _without_params(matrix: str) -> str:
+    """A matrix form with its ;params dropped: the normalised path it was built beside."""
+    trailing = matrix.endswith("/") and matrix != "/"
+    segments = [s.partition(";")[0] for s in matrix.split("/")[1:]]
+    kept = [s for s in segments if s]
+    return "/" + "/".join(kept) + ("/" if trailing and kept else "")
+
+
+@given(st.lists(st.sampled_from(["a", "b", "..", ".", "", ";x=1", "a;y", ";", "%41", ";c=%2f", "..;z", "b;c=,"]),
+                max_size=12), st.booleans())
+def test_matrix_form_is_the_normalised_path_with_params(segments: list[str], trailing: bool) -> None:
+    """Dropping the ;params (and the segments made only of them) from the matrix form gives
+    the normalised path back: the two never disagree on the segments routed on."""
+    raw = ("/" + "/".join(segments) + ("/" if trailing else "")).encode()
+    try:
+        path, _, matrix = split_target(raw)
+    except BadTarget:
+        return
+    assert normalize_target(raw)[0] == path
+    if matrix is not None:
+        assert ";" in matrix and ".." not in matrix.split("/")
+        assert "%2F" not in matrix.upper()
+        assert _without_params(matrix) == path

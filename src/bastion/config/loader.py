@@ -43,6 +43,8 @@ class ResolvedRoute:
     #: The stage objects, built once here (so that ``bastion check`` sees every error a
     #: stage finds in its settings or in the OpenAPI operation it compiles).
     built: tuple[Stage, ...] = ()
+    #: Path parameters the OpenAPI operation declares ``style: matrix``.
+    matrix_params: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ def load_config(path: Path | str) -> LoadedConfig:
                             stages=stages,
                             origin=f"{doc.source.file}#/paths/{_pointer(op.path)}/{op.method.lower()}",
                             operation=op.spec,
+                            matrix_params=op.matrix_params,
                         )
                     )
         for ri, route in enumerate(svc.routes):

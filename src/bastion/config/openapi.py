@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from bastion.config.errors import ConfigIssue
 from bastion.config.model import check_route_path
@@ -38,6 +38,8 @@ class Operation:
     policies: dict[str, list[PolicyLayer]] = field(default_factory=dict)
     spec: dict[str, Any] = field(default_factory=dict)
     location: FieldPath = ()
+    #: Path parameters declared ``style: matrix`` (the router matches them in ``;params``).
+    matrix_params: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -82,6 +84,37 @@ def base_path_of(doc: dict[str, Any]) -> str:
         return ""
     path = urlsplit(url).path if "://" in url else url
     return path.rstrip("/")
+
+
+def matrix_params(doc: dict[str, Any], item: dict[str, Any], operation: dict[str, Any]) -> frozenset[str]:
+    """The names of the operation's path parameters that are ``style: matrix`` (declared on
+    the path item or the operation, the operation's own declaration winning; local
+    ``$ref`` followed). What cannot be resolved is left out: validation reports it."""
+    styles: dict[str, object] = {}
+    for level in (item.get("parameters"), operation.get("parameters")):
+        for raw in level if isinstance(level, list) else ():
+            param = _resolve_local(doc, raw)
+            if isinstance(param, dict) and param.get("in") == "path" and isinstance(param.get("name"), str):
+                styles[param["name"]] = param.get("style")
+    return frozenset(name for name, style in styles.items() if style == "matrix")
+
+
+def _resolve_local(doc: dict[str, Any], node: Any) -> Any:
+    """``node``, or what its chain of local ``$ref`` (``#/components/...``) points at; ``None``
+    when a reference does not resolve or loops."""
+    seen: set[str] = set()
+    while isinstance(node, dict) and "$ref" in node:
+        ref = node["$ref"]
+        if not isinstance(ref, str) or not ref.startswith("#/") or ref in seen:
+            return None
+        seen.add(ref)
+        node = doc
+        for part in ref[2:].split("/"):
+            key = unquote(part).replace("~1", "/").replace("~0", "~")
+            if not isinstance(node, dict) or key not in node:
+                return None
+            node = node[key]
+    return node
 
 
 def parse_openapi(src: Source, extension_names: dict[str, str], issues: list[ConfigIssue]) -> OpenAPIDocument | None:
@@ -156,6 +189,7 @@ def parse_openapi(src: Source, extension_names: dict[str, str], issues: list[Con
                     policies=policies,
                     spec=op,
                     location=opath,
+                    matrix_params=matrix_params(doc, item, op),
                 )
             )
     return OpenAPIDocument(src, version, base_path_of(doc), operations)

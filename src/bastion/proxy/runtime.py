@@ -70,7 +70,7 @@ class Runtime:
                 auth.refusal if auth is not None else None,
                 auth is not None and auth.delegated,
             )
-            self.router.add(r.path, r.methods, rt, host=r.host, prefix=r.prefix)
+            self.router.add(r.path, r.methods, rt, host=r.host, prefix=r.prefix, matrix=r.matrix_params)
         self.trusted = tuple(cfg.listen.trusted_proxies)
         self._trusted_cache: dict[str, bool] = {}
         self.limits = cfg.listen.limits

@@ -40,7 +40,7 @@ from bastion.proxy.upstream import (
     UpstreamListener,
     UpstreamPool,
 )
-from bastion.routing import BadTarget, Match, normalize_target, split_absolute
+from bastion.routing import BadTarget, Match, split_absolute, split_target
 from bastion.types import Exchange, HeaderList, Request, Response, header_get
 
 log = logging.getLogger("bastion.proxy")
@@ -953,11 +953,11 @@ class ClientConnection(asyncio.Protocol):
             except BadTarget as exc:
                 return record, _Refusal(exc.status, exc.detail, "http.target", request_id)
         try:
-            path, query = normalize_target(url, runtime.limits.max_url_bytes)
+            path, query, matrix_path = split_target(url, runtime.limits.max_url_bytes)
         except BadTarget as exc:
             return record, _Refusal(exc.status, exc.detail, "http.target", request_id)
         record["path"] = path
-        match = runtime.router.match(host, path, req.method)
+        match = runtime.router.match(host, path, req.method, matrix_path)
         if not isinstance(match, Match):
             if match is None:
                 return record, _Refusal(404, "No route matches this path.", "route.not_found", request_id)
@@ -968,6 +968,9 @@ class ClientConnection(asyncio.Protocol):
                 request_id,
                 [("allow", ", ".join(match))],
             )
+        if match.path is not None:  # a matrix-style route: forward its ;name=value segments
+            path = match.path
+            record["path"] = path
         route = match.route
         record["route"] = route.id
         record["service"] = route.service

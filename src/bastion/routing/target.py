@@ -3,6 +3,10 @@
 The upstream receives the normalised path, so what Bastion routed on and what the upstream
 serves are the same string. Encodings that could make the two differ (``%2f``, ``%2e%2e``,
 backslashes, NUL) are refused rather than guessed at.
+
+``;params`` are dropped from every segment of the normalised path. A path that has some also
+gets a *matrix form*, the same path with them kept (see :func:`split_target`): the router
+uses it only for templates that declare a matrix-style parameter.
 """
 
 from __future__ import annotations
@@ -31,6 +35,21 @@ def normalize_target(raw: bytes, max_length: int = 8192) -> tuple[str, str]:
 
     Raises :class:`BadTarget` (400, or 414 when longer than ``max_length``).
     """
+    path, query, _ = split_target(raw, max_length)
+    return path, query
+
+
+def split_target(raw: bytes, max_length: int = 8192) -> tuple[str, str, str | None]:
+    """:func:`normalize_target`'s path and query, and the path's matrix form.
+
+    The matrix form is the normalised path with each segment's ``;params`` kept (their
+    escapes normalised like the segment's), segments that are only ``;params`` kept too,
+    and dot segments resolved alike: a ``..`` removes a segment together with the
+    ``;params``-only segments after it, so ``/items/;c=x/../admin`` is ``/admin`` in both.
+    It is ``None`` when the path has no ``;params``, or when they hold an escape the path
+    itself would be refused for (``%2F``, ``%5C``, ``%00``, a broken escape): routes with
+    matrix-style parameters then do not match, and nothing else changes.
+    """
     if len(raw) > max_length:
         raise BadTarget(414, "The request target is too long.")
     if not raw.startswith(b"/"):
@@ -42,29 +61,89 @@ def normalize_target(raw: bytes, max_length: int = 8192) -> tuple[str, str]:
         raise BadTarget(400, "The path contains characters that must be percent-encoded.")
     # Fast path: nothing to decode, no dot segments, no empty segments, no parameters.
     if b"%" not in path and b";" not in path and b"//" not in path and b"/." not in path:
-        return path.decode("ascii"), query.decode("ascii")
-    return _normalize_path(path), query.decode("ascii")
+        return path.decode("ascii"), query.decode("ascii"), None
+    if b";" not in path:
+        return _normalize_path(path), query.decode("ascii"), None
+    normalised, matrix = _normalize_with_params(path)
+    return normalised, query.decode("ascii"), matrix
 
 
 def _normalize_path(path: bytes) -> str:
     trailing = path.endswith(b"/") or path.endswith(b"/.") or path.endswith(b"/..")
     out: list[str] = []
-    for raw_seg in path.split(b"/")[1:]:
-        seg = raw_seg.partition(b";")[0]  # drop ;params (matrix parameters)
+    for seg in path.split(b"/")[1:]:
         if not seg:
             continue  # duplicate slashes
         decoded, had_escape = _decode_unreserved(seg)
         if decoded in (".", ".."):
-            if had_escape:
-                raise BadTarget(400, "Encoded dot segments are not accepted in the path.")
+            _refuse_escaped_dots(had_escape)
             if decoded == "..":
-                if not out:
-                    raise BadTarget(400, "The path climbs above the root.")
-                out.pop()
+                _climb(out)
             continue
         out.append(decoded)
-    result = "/" + "/".join(out)
-    if trailing and out:
+    return _join(out, trailing)
+
+
+def _normalize_with_params(path: bytes) -> tuple[str, str | None]:
+    """The normalised path (``;params`` dropped) and its matrix form (kept), in one pass."""
+    trailing = path.endswith(b"/") or path.endswith(b"/.") or path.endswith(b"/..")
+    out: list[str] = []
+    matrix: list[str] = []
+    #: Where each segment of ``out`` starts in ``matrix`` (a ``..`` cuts ``matrix`` there).
+    starts: list[int] = []
+    keep = True  # False once some ;params cannot be kept safely: no matrix form
+    for raw_seg in path.split(b"/")[1:]:
+        seg, semi, params = raw_seg.partition(b";")
+        kept = ""
+        if semi and keep:
+            checked = _params(params)
+            if checked is None:
+                keep = False
+            else:
+                kept = checked
+        if not seg:
+            if semi and keep:
+                matrix.append(";" + kept)  # a segment of ;params only
+            continue  # duplicate slashes, or ;params only: not in the normalised path
+        decoded, had_escape = _decode_unreserved(seg)
+        if decoded in (".", ".."):
+            _refuse_escaped_dots(had_escape)
+            if decoded == "..":
+                _climb(out)
+                del matrix[starts.pop():]
+            continue
+        starts.append(len(matrix))
+        matrix.append(decoded + ";" + kept if semi else decoded)
+        out.append(decoded)
+    normalised = _join(out, trailing)
+    if not keep:
+        return normalised, None
+    with_params = _join(matrix, trailing)
+    return normalised, (with_params if with_params != normalised else None)
+
+
+def _params(params: bytes) -> str | None:
+    """A segment's ``;params`` with escapes normalised; ``None`` if they may not be forwarded."""
+    try:
+        return _decode_unreserved(params)[0]
+    except BadTarget:
+        return None
+
+
+def _refuse_escaped_dots(had_escape: bool) -> None:
+    if had_escape:
+        raise BadTarget(400, "Encoded dot segments are not accepted in the path.")
+
+
+def _climb(out: list[str]) -> None:
+    if not out:
+        raise BadTarget(400, "The path climbs above the root.")
+    out.pop()
+
+
+def _join(segments: list[str], trailing: bool) -> str:
+    result = "/" + "/".join(segments)
+    if trailing and segments:
         result += "/"
     return result
 

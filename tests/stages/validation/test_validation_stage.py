@@ -260,6 +260,39 @@ def test_openapi30_nullable_exclusive_bounds_and_ref_siblings() -> None:
     assert detail(stage, json={"a": 1}) == "body $.a: 1 is not of type 'null' or 'string'"
 
 
+def test_openapi30_integer_has_no_fraction_part() -> None:
+    """OpenAPI 3.0 uses JSON Schema Wright-00, where ``1.0`` and ``1e3`` are numbers but not
+    integers: refused wherever a 3.0 schema says integer (plain, nullable, items, through a
+    $ref, a JSON-content query parameter), named and worded; numbers still take them."""
+    components = {"schemas": {"Count": {"type": "integer"}}}
+    schema = {"type": "object", "properties": {
+        "n": {"type": "integer"}, "m": {"type": "integer", "nullable": True},
+        "ids": {"type": "array", "items": {"type": "integer"}}, "c": {"$ref": "#/components/schemas/Count"},
+        "x": {"type": "number"}}}
+    stage = body_stage(schema, version="3.0.3", components=components)
+    js = "application/json"
+    assert passes(stage, body=b'{"n": 1, "m": null, "ids": [1, 2], "c": 3, "x": 1.0}', content_type=js)
+    assert detail(stage, body=b'{"n": 1.0}', content_type=js) == (
+        "body $.n: 1.0 is not of type 'integer' (in OpenAPI 3.0 an integer has no fraction or exponent)")
+    for bad, where in ((b'{"m": 2.0}', "$.m"), (b'{"ids": [1, 1e3]}', "$.ids[1]"), (b'{"c": -0.0}', "$.c")):
+        assert detail(stage, body=bad, content_type=js).startswith(f"body {where}: "), bad
+    param = {"name": "f", "in": "query", "content": {"application/json": {"schema": {"type": "integer"}}}}
+    assert passes(param_stage([param], version="3.0.3"), query="f=1")
+    assert detail(param_stage([param], version="3.0.3"), query="f=1.0").startswith(
+        "query parameter 'f': 1.0 is not of type 'integer'")
+    scalar = {"name": "n", "in": "query", "schema": {"type": "integer"}}
+    assert detail(param_stage([scalar], version="3.0.3"), query="n=1.0") == (
+        "query parameter 'n': \"1.0\" is not of type 'integer'")
+
+
+def test_openapi31_integer_may_have_a_zero_fraction() -> None:
+    """In 3.1 (JSON Schema 2020-12) ``1.0`` is an integer; ``1.5`` is not."""
+    stage = body_stage({"type": "object", "properties": {"n": {"type": "integer"}}})
+    assert passes(stage, body=b'{"n": 1.0}', content_type="application/json")
+    assert detail(stage, body=b'{"n": 1.5}', content_type="application/json") == (
+        "body $.n: 1.5 is not of type 'integer'")
+
+
 def test_openapi31_type_arrays_and_ref_siblings() -> None:
     """3.1 schemas are JSON Schema 2020-12: type lists, and $ref siblings that do constrain."""
     components = {"schemas": {"Small": {"type": "integer", "maximum": 5}}}
@@ -397,7 +430,46 @@ def test_form_urlencoded_body_is_coerced_and_validated() -> None:
     assert detail(stage, body=b"n=6", content_type=form) == "body $.n: 6 is greater than the maximum of 5"
     assert detail(stage, body=b"n=1&tags=a&tags=b&tags=c", content_type=form).startswith("body $.tags:")
     assert "unexpected property" in detail(stage, body=b"n=1&zzz=1", content_type=form)
-    assert detail(stage, body=b"n=%ff", content_type=form) == "body: the form body is not valid percent-encoded UTF-8"
+    assert detail(stage, body=b"n=%ff", content_type=form) == (
+        "body: the form body has percent-escapes that do not decode to valid UTF-8")
+
+
+def test_form_body_accepts_raw_utf8_and_refuses_invalid_utf8() -> None:
+    """A form body with raw UTF-8 (as browsers send it) reads like its percent-encoded
+    spelling; invalid UTF-8 is refused, raw or percent-encoded, with a message saying which."""
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 3},
+                                               "qty": {"type": "integer", "maximum": 5}}}
+    stage = body_stage(schema, media="application/x-www-form-urlencoded")
+    form = "application/x-www-form-urlencoded"
+    raw = "name=Zoë&qty=3".encode()
+    assert passes(stage, body=raw, content_type=form)
+    assert passes(stage, body=b"name=Zo%C3%AB&qty=3", content_type=form)
+    assert detail(stage, body="name=Zoëy".encode(), content_type=form) == (
+        "body $.name: \"Zo\\u00eby\" is longer than 3 characters")  # 4 characters, not 5 bytes
+    assert detail(stage, body=b"name=Zo\xeb&qty=3", content_type=form) == (
+        "body: the form body contains bytes that are not valid UTF-8")
+    assert detail(stage, body=b"name=Zo%EB&qty=3", content_type=form) == (
+        "body: the form body has percent-escapes that do not decode to valid UTF-8")
+
+
+def test_repeated_form_field_is_refused_unless_an_array() -> None:
+    """A form (or multipart) field given twice is refused naming the field unless its schema
+    is an array, whatever ``allow_repeated_params`` says (it is about query parameters)."""
+    schema = {"type": "object", "properties": {"qty": {"type": "integer"}, "name": {"type": "string"},
+                                               "tags": {"type": "array", "items": {"type": "string"}}}}
+    form = "application/x-www-form-urlencoded"
+    for config in ({}, {"allow_repeated_params": True}):
+        stage = body_stage(schema, media=form, **config)
+        assert detail(stage, body=b"qty=1&qty=2", content_type=form) == (
+            "body: the field 'qty' is given more than once (only array fields may repeat)")
+        assert detail(stage, body=b"name=a&tags=x&name=a", content_type=form) == (
+            "body: the field 'name' is given more than once (only array fields may repeat)")
+        assert passes(stage, body=b"tags=x&tags=y&qty=1", content_type=form)
+    multipart = body_stage(schema, media="multipart/form-data")
+    twice = (b'--B\r\nContent-Disposition: form-data; name="qty"\r\n\r\n1\r\n'
+             b'--B\r\nContent-Disposition: form-data; name="qty"\r\n\r\n2\r\n--B--\r\n')
+    assert detail(multipart, body=twice, content_type="multipart/form-data; boundary=B") == (
+        "body: the field 'qty' is given more than once (only array fields may repeat)")
 
 
 def test_multipart_body_is_parsed_and_validated() -> None:
@@ -464,6 +536,32 @@ def test_query_array_styles() -> None:
         assert passes(stage, query=good), style
         bad = good.replace("3", "10")
         assert detail(stage, query=bad) == "query parameter 'id' $[2]: 10 is greater than the maximum of 9", style
+
+
+def test_empty_array_parameter_is_one_empty_item() -> None:
+    """An empty value (``ids=``, an empty header) is an array of one empty string, as RFC 6570
+    and OpenAPI's styles write it (an empty array is not sent at all): with integer items it
+    fails naming the parameter; with string items and no minLength it passes as ``[""]``."""
+    ints = {"type": "array", "items": {"type": "integer"}}
+    for style in ({"style": "form", "explode": False}, {"style": "form", "explode": True},
+                  {"style": "pipeDelimited", "explode": False}, {"style": "spaceDelimited", "explode": False}):
+        stage = param_stage([{"name": "ids", "in": "query", "schema": ints, **style}])
+        assert detail(stage, query="ids=") == "query parameter 'ids' $[0]: \"\" is not of type 'integer'", style
+    header = param_stage([{"name": "X-Codes", "in": "header", "schema": ints}])
+    assert detail(header, headers=[("x-codes", "")]) == "header 'X-Codes' $[0]: \"\" is not of type 'integer'"
+    cookie = param_stage([{"name": "ids", "in": "cookie", "schema": ints}])
+    assert detail(cookie, headers=[("cookie", "ids=")]) == "cookie 'ids' $[0]: \"\" is not of type 'integer'"
+    strings = {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 1}
+    stage = param_stage([{"name": "ids", "in": "query", "schema": strings, "explode": False},
+                         {"name": "X-Codes", "in": "header", "schema": strings}])
+    _, exchange = send(stage, query="ids=", headers=[("x-codes", "")])
+    assert "validation" not in exchange.context
+    short = {"type": "array", "items": {"type": "string", "minLength": 1}}
+    assert detail(param_stage([{"name": "ids", "in": "query", "schema": short}]), query="ids=") == (
+        "query parameter 'ids' $[0]: \"\" is shorter than 1 character")
+    form = body_stage({"type": "object", "properties": {"ids": ints}}, media="application/x-www-form-urlencoded")
+    assert detail(form, body=b"ids=", content_type="application/x-www-form-urlencoded") == (
+        "body $.ids[0]: \"\" is not of type 'integer'")
 
 
 def test_query_object_styles() -> None:
@@ -535,6 +633,36 @@ def test_path_parameter_styles() -> None:
     obj = {"type": "object", "properties": {"a": {"type": "integer"}}}
     assert passes(stage("simple", True, obj), path_params={"id": "a=1"})
     assert passes(stage("simple", False, obj), path_params={"id": "a,1"})
+
+
+def test_matrix_values_are_split_before_they_are_decoded() -> None:
+    """Matrix-style values arrive raw from the router: ``;``, ``=`` and ``,`` separate, and
+    their escaped forms are data; ``;name`` alone is the empty string (RFC 6570); names
+    must be the parameter's, and an exploded object may not give a property twice."""
+    def stage(explode: bool, schema: dict[str, Any]) -> ValidationStage:
+        p = {"name": "id", "in": "path", "required": True, "style": "matrix", "explode": explode, "schema": schema}
+        return param_stage([p], path="/things/{id}")
+
+    strings = {"type": "array", "items": {"type": "string", "maxLength": 3}, "maxItems": 2}
+    assert passes(stage(False, strings), path_params={"id": ";id=a%2Cb,c"})  # ["a,b", "c"]
+    assert detail(stage(False, strings), path_params={"id": ";id=a,b,c"}) == (
+        "path parameter 'id': the array has more than 2 items")
+    assert passes(stage(True, strings), path_params={"id": ";id=a%3Bb;id=%C3%BC"})  # ["a;b", "ü"]
+    assert detail(stage(True, strings), path_params={"id": ";id=a;id=b;id=c"}).endswith("has more than 2 items")
+    assert detail(stage(True, strings), path_params={"id": ";id=a;other=b"}).startswith(
+        "path parameter 'id': a matrix-style value must be ';name=' and the value")
+    assert detail(stage(False, {"type": "integer"}), path_params={"id": ";id=1;id=2"}).startswith(
+        "path parameter 'id': is given more than once")
+    assert detail(stage(False, {"type": "string"}), path_params={"id": ";id=%FF"}).startswith(
+        "path parameter 'id': is not valid percent-encoded UTF-8")
+    assert passes(stage(False, {"type": "string", "maxLength": 0}), path_params={"id": ";id"})
+    assert detail(stage(False, {"type": "integer"}), path_params={"id": "5"}).startswith(
+        "path parameter 'id': a matrix-style value must start with ';name='")
+    obj = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}}}
+    assert passes(stage(True, obj), path_params={"id": ";a=1;b=x%3Dy"})
+    assert detail(stage(True, obj), path_params={"id": ";a=1;a=2"}).startswith(
+        "path parameter 'id': gives a property more than once")
+    assert passes(stage(False, obj), path_params={"id": ";id=a,1,b,x"})
 
 
 def test_path_level_and_referenced_parameters() -> None:

@@ -167,28 +167,38 @@ def _depth(value: Any) -> int:
 
 def parse_form(body: bytes, shape: Shape, explode: dict[str, bool]) -> dict[str, Any]:
     """An ``application/x-www-form-urlencoded`` body as an object shaped by its schema."""
+    # Raw UTF-8 is read as browsers and parse_qsl read it (WHATWG urlencoded parsing);
+    # invalid UTF-8, raw or percent-encoded, is refused rather than replaced.
     try:
-        pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=False,
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BodyError("the form body contains bytes that are not valid UTF-8") from None
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False,
                           errors="strict", max_num_fields=MAX_PARTS)
     except UnicodeDecodeError:
-        raise BodyError("the form body is not valid percent-encoded UTF-8") from None
+        raise BodyError("the form body has percent-escapes that do not decode to valid UTF-8") from None
     except ValueError:
         raise BodyError(f"the form body has more than {MAX_PARTS} fields") from None
     fields: dict[str, list[str]] = {}
     for name, value in pairs:
         fields.setdefault(name, []).append(value)
-    return {name: field_value(values, shape.property(name), explode.get(name, True))
+    return {name: field_value(name, values, shape.property(name), explode.get(name, True))
             for name, values in fields.items()}
 
 
-def field_value(values: list[str], shape: Shape, explode: bool = True) -> Any:
-    """A form field (or multipart part) value as its property's shape wants it."""
+def field_value(name: str, values: list[str], shape: Shape, explode: bool = True) -> Any:
+    """A form field (or multipart part) value as its property's shape wants it.
+
+    A field given more than once is refused unless its schema is an array: backends
+    disagree on which value wins (first, last, all), as with repeated query parameters.
+    """
     if "array" in shape.types and "string" not in shape.types:
         item = shape.items or ANY
-        texts = values if explode else [p for v in values for p in v.split(",") if v]
+        texts = values if explode else [p for v in values for p in v.split(",")]
         return [coerce_scalar(v, item) for v in texts]
     if len(values) > 1:
-        raise BodyError("a field that is not an array is given more than once")
+        raise BodyError(f"the field {name_ref(name)} is given more than once (only array fields may repeat)")
     if "object" in shape.types and "string" not in shape.types:
         return _json_field(values[0])
     return coerce_scalar(values[0], shape)
@@ -245,7 +255,7 @@ def parse_multipart(body: bytes, params: dict[str, str], shape: Shape) -> dict[s
         if len(texts) == 1 and not isinstance(texts[0], str):
             out[name] = texts[0]
         elif all(isinstance(t, str) for t in texts):
-            out[name] = field_value(texts, prop)
+            out[name] = field_value(name, texts, prop)
         else:
             out[name] = texts
     return out

@@ -26,7 +26,13 @@ from bastion.stages.validation.body import BodyKind, kind_of
 from bastion.stages.validation.config import ValidationConfig
 from bastion.stages.validation.messages import name_ref
 from bastion.stages.validation.params import DEFAULT_STYLE, STYLES, Location, Param
-from bastion.stages.validation.schema import SchemaCompiler, SchemaError, resolve_object, shape_of
+from bastion.stages.validation.schema import (
+    OPENAPI30_KEYWORDS,
+    SchemaCompiler,
+    SchemaError,
+    resolve_object,
+    shape_of,
+)
 
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 #: Header parameters OpenAPI says are ignored (HTTP itself or security schemes define them).
@@ -239,9 +245,12 @@ def _validator(base: dict[str, Any], compiler: SchemaCompiler, config: Validatio
     if body is not None:
         props["body"] = body
     schema = {"type": "object", "properties": props, "$defs": compiler.defs}
+    # 3.0 schemas are translated to 2020-12, but for integers (see schema.WHOLE_INTEGER).
+    keywords = OPENAPI30_KEYWORDS if compiler.openapi30 else None
     try:
         return jsonschema_rs.Draft202012Validator(
-            schema, validate_formats=True, ignore_unknown_formats=True, pattern_options=jsonschema_rs.RegexOptions()
+            schema, validate_formats=True, ignore_unknown_formats=True, pattern_options=jsonschema_rs.RegexOptions(),
+            keywords=keywords,
         )
     except jsonschema_rs.ValidationError as exc:
         if not _is_pattern_error(exc):
@@ -254,7 +263,7 @@ def _validator(base: dict[str, Any], compiler: SchemaCompiler, config: Validatio
     try:
         return jsonschema_rs.Draft202012Validator(
             schema, validate_formats=True, ignore_unknown_formats=True,
-            pattern_options=jsonschema_rs.FancyRegexOptions(backtrack_limit=_BACKTRACK_LIMIT),
+            pattern_options=jsonschema_rs.FancyRegexOptions(backtrack_limit=_BACKTRACK_LIMIT), keywords=keywords,
         )
     except jsonschema_rs.ValidationError as exc:
         raise SchemaError(f"a schema is not valid JSON Schema: {exc.message}") from None

@@ -44,7 +44,8 @@ class ValidationConfig(StageConfig):
         False,
         description=(
             "Accept a query parameter that is not an array given more than once (?id=1&id=2). "
-            "Off by default: backends disagree on which value wins (parameter pollution)."
+            "Off by default: backends disagree on which value wins (parameter pollution). "
+            "Form and multipart body fields that are not arrays may never repeat."
         ),
     )
     reject_duplicate_keys: bool = Field(

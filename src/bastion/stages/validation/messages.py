@@ -14,6 +14,8 @@ from typing import Any
 
 import jsonschema_rs
 
+from bastion.stages.validation.schema import WHOLE_INTEGER
+
 MAX_SHOWN = 40
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,39}\Z")
 _UNSAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "'": "\\u0027"})
@@ -160,6 +162,8 @@ def rule_of(error: jsonschema_rs.ValidationError) -> str:
         return f"{value} has a property name that is not allowed"
     if name in ("UnevaluatedItems", "AdditionalItems"):
         return f"{value} has more items than the schema declares"
+    if name == "Custom" and k.get("keyword") == WHOLE_INTEGER:
+        return f"{value} is not of type 'integer' (in OpenAPI 3.0 an integer has no fraction or exponent)"
     if name in ("BacktrackLimitExceeded", "RegexEngineFailure"):
         return f"{value} could not be checked against the pattern"
     return f"{value} breaks the '{quote(name) or 'schema'}' rule"

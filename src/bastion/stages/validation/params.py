@@ -135,36 +135,68 @@ def _assignments(parts: list[str], shape: Shape) -> dict[str, Any]:
 
 
 def decode_path(param: Param, text: str) -> Any:
-    """A path parameter's (already percent-decoded) text in its style."""
-    style, explode = param.style, param.explode
-    if style == "label":
+    """A path parameter's text in its style: percent-decoded already, but for matrix style
+    (see :func:`_matrix`)."""
+    if param.style == "matrix":
+        return _matrix(param, text)
+    sep = ","
+    if param.style == "label":
         if not text.startswith("."):
             raise ParamError("a label-style value must start with '.'")
         text = text[1:]
-        sep = "." if explode else ","
-    elif style == "matrix":
-        prefix = ";" + param.name + "="
-        if param.is_object and explode:
-            parts = [p for p in text.split(";") if p]
-            return _assignments(parts, param.shape)
-        if param.is_array and explode:
-            if not text.startswith(prefix):
-                raise ParamError("a matrix-style value must start with ';name='")
-            return _items(text[len(prefix):].split(prefix), param.shape)
-        if not text.startswith(prefix):
-            raise ParamError("a matrix-style value must start with ';name='")
-        text = text[len(prefix):]
-        sep = ","
-    else:
-        sep = ","
+        sep = "." if param.explode else ","
     return _simple(param, text, sep)
+
+
+def _matrix(param: Param, text: str) -> Any:
+    """A matrix-style value as the router hands it over, raw: ``;name=a,b``, ``;name=a;name=b``
+    (exploded array), ``;a=1;b=2`` (exploded object). It is split on ``;``, ``=`` and ``,``
+    before its pieces are percent-decoded, so an escaped separator (``%3B``, ``%2C``) is data.
+    ``;name`` without ``=`` is the empty string (RFC 6570)."""
+    if not text.startswith(";"):
+        raise ParamError("a matrix-style value must start with ';name='")
+    pairs = [part.partition("=") for part in text[1:].split(";")]
+    if param.is_object and param.explode and not param.json_content:
+        out: dict[str, Any] = {}
+        for raw_name, _, value in pairs:
+            name = _unescape(raw_name)
+            if name in out:
+                raise ParamError("gives a property more than once")
+            out[name] = coerce_scalar(_unescape(value), param.shape.property(name))
+        return out
+    for raw_name, _, _ in pairs:
+        if _unescape(raw_name) != param.name:
+            raise ParamError("a matrix-style value must be ';name=' and the value")
+    if param.is_array and param.explode and not param.json_content:
+        return _items([_unescape(value) for _, _, value in pairs], param.shape)
+    if len(pairs) > 1:
+        raise ParamError("is given more than once")
+    value = pairs[0][2]
+    if param.json_content:
+        return parse_json_value(_unescape(value))
+    if param.is_array:
+        return _items([_unescape(v) for v in value.split(",")], param.shape)
+    if param.is_object:
+        parts = [_unescape(v) for v in value.split(",")] if value else []
+        return _pairs(parts, param.shape)
+    return coerce_scalar(_unescape(value), param.shape)
+
+
+def _unescape(text: str) -> str:
+    if "%" not in text:
+        return text
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        raise ParamError("is not valid percent-encoded UTF-8") from None
 
 
 def _simple(param: Param, text: str, sep: str) -> Any:
     if param.json_content:
         return parse_json_value(text)
     if param.is_array:
-        return _items(text.split(sep) if text else [], param.shape)
+        # An empty value is a list of one empty string (RFC 6570: an empty list is not sent).
+        return _items(text.split(sep), param.shape)
     if param.is_object:
         parts = text.split(sep) if text else []
         return _assignments(parts, param.shape) if param.explode else _pairs(parts, param.shape)
@@ -174,7 +206,8 @@ def _simple(param: Param, text: str, sep: str) -> Any:
 def decode_header(param: Param, values: list[str]) -> Any:
     """A header parameter (several fields with the name are one comma-separated list)."""
     if param.is_array and not param.json_content:
-        return _items([item.strip() for v in values for item in v.split(",") if v.strip()], param.shape)
+        # Several fields are one list (RFC 9110 5.3); an empty one is an empty item, as in _simple.
+        return _items([item.strip() for item in ",".join(values).split(",")], param.shape)
     text = ",".join(v.strip() for v in values) if len(values) > 1 else values[0].strip()
     return _simple(param, text, ",")
 
@@ -218,7 +251,7 @@ def decode_query(param: Param, query: dict[str, list[str]], allow_repeat: bool) 
         if param.style == "form" and param.explode:
             return True, _items(values, param.shape)
         text = _single(values, allow_repeat)
-        return True, _items(text.split(_DELIMITERS.get(param.style, ",")) if text else [], param.shape)
+        return True, _items(text.split(_DELIMITERS.get(param.style, ",")), param.shape)
     if param.is_object:
         text = _single(values, allow_repeat)
         return True, _pairs(text.split(_DELIMITERS.get(param.style, ",")) if text else [], param.shape)

@@ -13,8 +13,11 @@ the composing schema sees as evaluated: strictness applies to the composition as
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
+
+if TYPE_CHECKING:
+    from jsonschema_rs import KeywordValidator
 
 #: Keywords whose value is one subschema (the value's own position: strict applies).
 _ONE_SCHEMA = ("items", "additionalProperties", "unevaluatedProperties", "unevaluatedItems", "contains",
@@ -36,6 +39,13 @@ _DROPPED = frozenset(
 #: Keywords beside a 3.1 ``$ref`` that carry no constraint.
 _ANNOTATIONS = frozenset({"description", "summary", "title", "deprecated", "readOnly", "writeOnly",
                           "default", "examples", "example", "$comment"})
+
+#: The keyword the 3.0 translation puts beside ``type: integer``. OpenAPI 3.0 uses JSON
+#: Schema Wright-00, where an integer has no fraction or exponent part (``1.0`` and ``1e3``
+#: are numbers, not integers); 2020-12 calls any number with a zero fraction an integer.
+#: The JSON parser keeps the difference (``1.0`` is a float) and :class:`WholeInteger`
+#: checks it. Source keywords starting with ``x-`` are dropped, so no document can write it.
+WHOLE_INTEGER = "x-bastion-integer"
 
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
@@ -191,6 +201,25 @@ def _from_openapi30(out: dict[str, Any], node: dict[str, Any]) -> None:
         enum = out.get("enum")
         if isinstance(enum, list) and None not in enum:
             out["enum"] = [*enum, None]
+    kind = out.get("type")
+    if kind == "integer" or (isinstance(kind, list) and "integer" in kind and "number" not in kind):
+        out[WHOLE_INTEGER] = True
+
+
+class WholeInteger:
+    """The :data:`WHOLE_INTEGER` keyword for jsonschema-rs: a number written with a fraction
+    or an exponent (parsed as a float, whatever its value) is not a 3.0 integer."""
+
+    def __init__(self, parent_schema: dict[str, Any], value: Any, schema_path: list[str | int]) -> None:
+        pass
+
+    def validate(self, instance: Any) -> None:
+        if isinstance(instance, float):
+            raise ValueError("is not an integer (OpenAPI 3.0: no fraction or exponent)")
+
+
+#: Custom keywords the validators of 3.0 documents need.
+OPENAPI30_KEYWORDS: dict[str, type[KeywordValidator]] = {WHOLE_INTEGER: WholeInteger}
 
 
 def _integer_formats(out: dict[str, Any]) -> None:
