@@ -29,6 +29,8 @@ class RouteRuntime:
     id: str
     service: str
     max_body_bytes: int
+    #: Methods whose requests may carry a body on this route (``ResolvedRoute.body_methods``).
+    body_methods: frozenset[str]
 
 
 def _count_stage_error(stage: str) -> None:
@@ -51,7 +53,13 @@ class Runtime:
         for r in loaded.routes:
             # Stage objects were built (and their settings checked) by the loader.
             rt = RouteRuntime(
-                r, Chain(r.built, _count_stage_error), self.pools[r.service], r.id, r.service, r.max_body_bytes
+                r,
+                Chain(r.built, _count_stage_error),
+                self.pools[r.service],
+                r.id,
+                r.service,
+                r.max_body_bytes,
+                r.body_methods,
             )
             self.router.add(r.path, r.methods, rt, host=r.host, prefix=r.prefix)
         self.trusted = tuple(cfg.listen.trusted_proxies)

@@ -967,6 +967,13 @@ class ClientConnection(asyncio.Protocol):
         route = match.route
         record["route"] = route.id
         record["service"] = route.service
+        if (req.chunked or req.content_length) and req.method not in route.body_methods:
+            # CL.0 smuggling: a backend that never reads a GET's body would parse it as the
+            # next request on its pooled connection. Decided from the head (even an empty
+            # chunked body is refused), so nothing of the request is forwarded.
+            return record, _Refusal(
+                400, f"A {req.method} request on this route cannot have a body.", "http.body_not_allowed", request_id
+            )
         length = req.content_length if req.content_length is not None else req.buffered
         if length > route.max_body_bytes:
             return record, _Refusal(
