@@ -2,8 +2,9 @@
 
 A real gateway in front of :class:`BodylessBackend`, a backend that parses heads only and
 never reads the body of a GET (and the like): forwarded, such a body would be its next
-request. Bastion refuses those bodies before anything is forwarded, so no client ever gets
-an answer to someone else's request.
+request. Bastion refuses those bodies before anything is forwarded, and never reuses an
+upstream connection whose exchange was ambiguous (an early answer, bytes outside a
+response), so no client ever gets an answer to someone else's request.
 """
 
 from __future__ import annotations
@@ -293,3 +294,103 @@ def test_refusals_are_counted(fresh: tuple[BodylessBackend, GatewayProcess], tok
             _assert_refused(_read(conn, method), method)
     series = 'bastion_blocked_total{action="block",reason="http.body_not_allowed",stage="core"} 2.0'
     _wait(lambda: series in str(gateway.admin("GET", "/metrics")[1]), "the refusals in the metrics")
+
+
+# -- upstream connections whose exchange was ambiguous are not reused ----------------------------
+
+
+def _conn_of(backend: BodylessBackend, line: str) -> int:
+    matches = [s.conn for s in backend.seen() if s.line == line]
+    assert len(matches) == 1, (line, backend.seen())
+    return matches[0]
+
+
+def test_sequential_requests_reuse_one_connection(fresh: tuple[BodylessBackend, GatewayProcess],
+                                                  token: str) -> None:
+    """The control for the tests below: ordinary exchanges (a POST with a body the backend
+    reads included) go over one pooled upstream connection."""
+    backend, gateway = fresh
+    with keepalive(gateway) as conn:
+        conn.send(build("GET", f"/public/1?{token}"))
+        assert _echo(_read(conn))["conn"] == 1
+        conn.send(build("POST", f"/public/2?{token}", body=b"hello"))
+        assert _echo(_read(conn))["conn"] == 1
+        conn.send(build("GET", f"/public/3?{token}"))
+        assert _echo(_read(conn))["conn"] == 1
+    assert backend.connection_count == 1
+
+
+def test_upstream_answering_before_the_body_is_sent_is_not_reused(
+    fresh: tuple[BodylessBackend, GatewayProcess], token: str
+) -> None:
+    """A POST route (bodies allowed) to a backend that answers ``/early`` without reading
+    the body: the answer arrives while Bastion is still streaming the body, which the backend
+    will read as a request. The client gets its answer; the next request goes over a new
+    upstream connection and gets its own answer (reusing the first one would have sent it
+    behind the leftover body: ``helloworldGET ...``, a 501)."""
+    backend, gateway = fresh
+    with keepalive(gateway) as conn:
+        conn.send(build("POST", f"/early/x?{token}", [("Content-Length", "10")]) + b"hello")
+        _wait(lambda: backend.seen(token) != [] and backend.answered(backend.seen(token)[0].conn),
+              "the backend's early answer")
+        # The answer is in the gateway's socket before the rest of the body is sent.
+        conn.send(b"world")
+        early = _echo(_read(conn))
+        assert early["line"] == f"POST /early/x?{token} HTTP/1.1"
+        conn.send(build("GET", f"/public/next?{token}"))
+        nxt = _echo(_read(conn))
+    assert nxt["line"] == f"GET /public/next?{token} HTTP/1.1"
+    assert nxt["conn"] != early["conn"]
+    assert backend.connection_count == 2
+    _wait(lambda: backend.closed_by_peer(early["conn"]), "the gateway closing the first connection")
+
+
+def test_extra_bytes_after_a_response_close_the_connection(
+    fresh: tuple[BodylessBackend, GatewayProcess], token: str
+) -> None:
+    """A backend that writes a second response behind the first (``/extra``): the client
+    gets the first, the connection is closed, and the next request, from another client,
+    gets its own answer over a new connection, never the stray ``evil!``."""
+    backend, gateway = fresh
+    with keepalive(gateway) as conn:
+        conn.send(build("GET", f"/extra/x?{token}"))
+        first = _echo(_read(conn))
+        assert first["line"] == f"GET /extra/x?{token} HTTP/1.1"
+    with keepalive(gateway) as other:
+        other.send(build("GET", f"/public/next?{token}"))
+        resp = _read(other)
+        assert resp.body != b"evil!"
+        nxt = _echo(resp)
+    assert nxt["line"] == f"GET /public/next?{token} HTTP/1.1"
+    assert (first["conn"], nxt["conn"]) == (1, 2)
+    _wait(lambda: backend.closed_by_peer(1), "the gateway closing the first connection")
+
+
+def test_bytes_on_an_idle_connection_close_it(fresh: tuple[BodylessBackend, GatewayProcess], token: str) -> None:
+    """A backend that writes a response on a connection that is idle in the pool
+    (``/late``, after its answer was delivered): the gateway closes that connection, and
+    the next request gets its own answer over a new one."""
+    backend, gateway = fresh
+    with keepalive(gateway) as conn:
+        conn.send(build("GET", f"/late/x?{token}"))
+        assert _echo(_read(conn))["conn"] == 1
+        backend.release_stray()
+        _wait(lambda: backend.closed_by_peer(1), "the gateway closing the idle connection")
+        conn.send(build("GET", f"/public/next?{token}"))
+        nxt = _echo(_read(conn))
+    assert (nxt["line"], nxt["conn"]) == (f"GET /public/next?{token} HTTP/1.1", 2)
+
+
+def test_head_response_with_a_body_is_not_reused(fresh: tuple[BodylessBackend, GatewayProcess],
+                                                 token: str) -> None:
+    """A HEAD answered with a body (the backend sends one anyway, here the stray response of
+    ``/extra``): the client gets the head only; the bytes after it close the connection and
+    the next request gets its own answer over a new one."""
+    _, gateway = fresh
+    with keepalive(gateway) as conn:
+        conn.send(build("HEAD", f"/extra/x?{token}"))
+        head = _read(conn, "HEAD")
+        assert (head.status, head.body) == (200, b"")
+        conn.send(build("GET", f"/public/next?{token}"))
+        nxt = _echo(_read(conn))
+    assert (nxt["line"], nxt["conn"]) == (f"GET /public/next?{token} HTTP/1.1", 2)

@@ -601,6 +601,7 @@ class ClientConnection(asyncio.Protocol):
         conn.begin(ex.request.method, flight.deadline, cfg.timeouts.read, flight)
         self.flight = flight
         conn.write(self._upstream_head(ex, target, len(body)) + body)
+        conn.end_request()
         return None
 
     def _refuse(self, req: Incoming, record: dict[str, Any], refusal: _Refusal) -> bool:
@@ -1192,10 +1193,12 @@ class ClientConnection(asyncio.Protocol):
                 if body is not None:
                     conn.begin(request.method, deadline, cfg.timeouts.read)
                     conn.write(self._upstream_head(ex, target, len(body)) + body)
+                    conn.end_request()
                 else:
                     # The read timeout counts from the end of the upload, not its start.
                     conn.begin(request.method, deadline, cfg.timeouts.read, read_timer=False)
                     await self._stream_request_body(req, ex, target, conn, route.max_body_bytes)
+                    conn.end_request()
                     conn.start_read_timer()
                 head = await conn.response_head()
                 break
