@@ -63,6 +63,33 @@ def test_catch_all_route_accepts_every_method_but_trace(tmp_path: Path) -> None:
     assert "TRACE" not in route.methods and {"GET", "POST", "DELETE", "HEAD"} <= route.methods
 
 
+def test_request_body_methods_are_decided_at_load(tmp_path: Path) -> None:
+    """Which methods may carry a body is fixed per route when the config loads: POST, PUT
+    and PATCH on a hand-written route by default, every method with ``request_body:
+    allowed``, none with ``refused``; on an OpenAPI operation, its method if it declares a
+    ``requestBody`` and none otherwise."""
+    (tmp_path / "books.openapi.yaml").write_text(openapi_path().read_text())
+    path = write(
+        tmp_path,
+        """\
+        services:
+          - name: books
+            upstream: http://127.0.0.1:9001
+            openapi: books.openapi.yaml
+            routes:
+              - {path: /by-method, public: true}
+              - {path: /allowed, public: true, methods: [GET, DELETE], request_body: allowed}
+              - {path: /refused, public: true, methods: [POST], request_body: refused}
+        """,
+    )
+    routes = {r.id: r for r in load_config(path).routes}
+    assert routes["books:/by-method"].body_methods == {"POST", "PUT", "PATCH"}
+    assert routes["books:/allowed"].body_methods == {"GET", "HEAD", "DELETE"}
+    assert routes["books:/refused"].body_methods == frozenset()
+    assert routes["createOrder"].body_methods == {"POST"}  # declares a requestBody
+    assert routes["getBook"].body_methods == frozenset()
+
+
 BROKEN: list[tuple[str, str, list[str]]] = [
     (
         "unknown top-level key",
@@ -222,6 +249,16 @@ BROKEN: list[tuple[str, str, list[str]]] = [
           - {name: a, upstream: "http://127.0.0.1:1", routes: [{path: /}]}
         """,
         ["bastion.yaml:2: listen.tls.key: required field is missing"],
+    ),
+    (
+        "unknown request_body setting",
+        """\
+        services:
+          - name: a
+            upstream: http://127.0.0.1:9001
+            routes: [{path: /x, request_body: yes}]
+        """,
+        ["bastion.yaml:4: services[0].routes[0].request_body: Input should be 'by_method', 'allowed' or 'refused'"],
     ),
     (
         "empty file",

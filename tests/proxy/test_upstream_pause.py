@@ -32,6 +32,7 @@ async def _exchange(pool: UpstreamPool, conn_deadline: float) -> tuple[int, obje
     conn = pool.pooled(target) or await pool.acquire(target, conn_deadline)
     conn.begin("GET", conn_deadline, 1.0)
     conn.write(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n")
+    conn.end_request()
     head = await asyncio.wait_for(conn.response_head(), 5)
     body = await conn.read_body_into(None)
     return head.status, (conn, body)

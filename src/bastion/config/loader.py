@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from bastion.config.errors import ConfigError, ConfigIssue
-from bastion.config.model import DEFAULT_METHODS, GatewayConfig, Route, Service
+from bastion.config.model import BODY_METHODS, DEFAULT_METHODS, GatewayConfig, Route, Service
 from bastion.config.openapi import OpenAPIDocument, PolicyLayer, parse_openapi
 from bastion.config.yamlsrc import FieldPath, Source, load_source
 from bastion.pipeline.registry import BY_NAME, ORDER
@@ -34,6 +34,9 @@ class ResolvedRoute:
     public: bool
     operation_id: str | None
     max_body_bytes: int
+    #: Methods whose requests may carry a body here (any other gets 400 if it has one): from
+    #: ``request_body`` on a hand-declared route, from ``requestBody`` on an OpenAPI operation.
+    body_methods: frozenset[str]
     #: Enabled stages for this route, in registry order, with their validated settings.
     stages: tuple[tuple[StageSpec, StageConfig], ...]
     #: Where the route was declared, for messages ("bastion.yaml:12", "books.yaml#/paths/...").
@@ -111,6 +114,8 @@ def load_config(path: Path | str) -> LoadedConfig:
                             public=op.public,
                             operation_id=op.operation_id,
                             max_body_bytes=body_cap,
+                            # An operation that declares no requestBody takes none.
+                            body_methods=frozenset({op.method} if "requestBody" in op.spec else ()),
                             stages=stages,
                             origin=f"{doc.source.file}#/paths/{_pointer(op.path)}/{op.method.lower()}",
                             operation=op.spec,
@@ -183,21 +188,31 @@ def _hand_route(
     stages: tuple[tuple[StageSpec, StageConfig], ...],
     body_cap: int,
 ) -> ResolvedRoute:
-    methods = set(route.methods) if route.methods is not None else set(DEFAULT_METHODS)
+    methods = frozenset(_with_head(set(route.methods) if route.methods is not None else set(DEFAULT_METHODS)))
     line = src.line_of(rpath)
     return ResolvedRoute(
         id=route.operation_id or f"{svc.name}:{route.path}",
         service=svc.name,
         path=route.path,
-        methods=frozenset(_with_head(methods)),
+        methods=methods,
         host=route.host or svc.host,
         prefix=route.prefix,
         public=route.public,
         operation_id=route.operation_id,
         max_body_bytes=route.max_body_bytes if route.max_body_bytes is not None else body_cap,
+        body_methods=_body_methods(route, methods),
         stages=stages,
         origin=f"{src.file}:{line}" if line else src.file,
     )
+
+
+def _body_methods(route: Route, methods: frozenset[str]) -> frozenset[str]:
+    """The methods of a hand-declared route whose requests may carry a body."""
+    if route.request_body == "allowed":
+        return methods
+    if route.request_body == "refused":
+        return frozenset()
+    return methods & BODY_METHODS
 
 
 def _resolve_files(config: GatewayConfig, base: Path) -> GatewayConfig:

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 #: Methods a route without ``methods`` accepts. TRACE must be declared explicitly.
 DEFAULT_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+#: Methods whose requests may carry a body on a hand-declared route (``request_body: by_method``).
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 Policies = dict[str, dict[str, Any]]
 PositiveSeconds = Annotated[float, Field(gt=0, le=86400)]
@@ -192,6 +194,16 @@ class Route(Strict):
     public: bool = Field(False, description="Needs no authentication (routes require it otherwise).")
     operation_id: str | None = Field(None, description="Name of the route in logs and metrics.")
     max_body_bytes: int | None = Field(None, ge=0, description="Largest request body on this route.")
+    request_body: Literal["by_method", "allowed", "refused"] = Field(
+        "by_method",
+        description=(
+            "Which requests may carry a body. 'by_method': POST, PUT and PATCH; a body (a non-zero "
+            "Content-Length, or Transfer-Encoding: chunked) on GET, HEAD, OPTIONS, DELETE or TRACE is "
+            "refused with 400 before anything is forwarded, since a backend that does not read it "
+            "would take it for the next request on the connection. 'allowed': every method "
+            "(for a backend known to read such bodies). 'refused': none."
+        ),
+    )
     policies: Policies = Field(default_factory=dict, description="Stage settings for this route.")
 
     @field_validator("path")

@@ -31,6 +31,8 @@ class RouteRuntime:
     id: str
     service: str
     max_body_bytes: int
+    #: Methods whose requests may carry a body on this route (``ResolvedRoute.body_methods``).
+    body_methods: frozenset[str]
     #: Answered as soon as the request head is complete, before any body is read: the 401
     #: of a route that requires authentication nothing here can verify.
     auth_refusal: Block | None
@@ -67,6 +69,7 @@ class Runtime:
                 r.id,
                 r.service,
                 r.max_body_bytes,
+                r.body_methods,
                 auth.refusal if auth is not None else None,
                 auth is not None and auth.delegated,
             )

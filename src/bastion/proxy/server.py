@@ -601,6 +601,7 @@ class ClientConnection(asyncio.Protocol):
         conn.begin(ex.request.method, flight.deadline, cfg.timeouts.read, flight)
         self.flight = flight
         conn.write(self._upstream_head(ex, target, len(body)) + body)
+        conn.end_request()
         return None
 
     def _refuse(self, req: Incoming, record: dict[str, Any], refusal: _Refusal) -> bool:
@@ -981,6 +982,13 @@ class ClientConnection(asyncio.Protocol):
             )
         if route.auth_delegated:
             record["auth"] = "delegated"
+        if (req.chunked or req.content_length) and req.method not in route.body_methods:
+            # CL.0 smuggling: a backend that never reads a GET's body would parse it as the
+            # next request on its pooled connection. Decided from the head (even an empty
+            # chunked body is refused), so nothing of the request is forwarded.
+            return record, _Refusal(
+                400, f"A {req.method} request on this route cannot have a body.", "http.body_not_allowed", request_id
+            )
         length = req.content_length if req.content_length is not None else req.buffered
         if length > route.max_body_bytes:
             return record, _Refusal(
@@ -1199,10 +1207,12 @@ class ClientConnection(asyncio.Protocol):
                 if body is not None:
                     conn.begin(request.method, deadline, cfg.timeouts.read)
                     conn.write(self._upstream_head(ex, target, len(body)) + body)
+                    conn.end_request()
                 else:
                     # The read timeout counts from the end of the upload, not its start.
                     conn.begin(request.method, deadline, cfg.timeouts.read, read_timer=False)
                     await self._stream_request_body(req, ex, target, conn, route.max_body_bytes)
+                    conn.end_request()
                     conn.start_read_timer()
                 head = await conn.response_head()
                 break

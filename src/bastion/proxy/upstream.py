@@ -270,6 +270,7 @@ class UpstreamPool:
                 )
                 conn.begin("GET", time.monotonic() + hc.timeout, hc.timeout)
                 conn.write(head.encode("latin-1"))
+                conn.end_request()
                 resp = await conn.response_head()
                 await conn.read_body_into(None)
                 ok = resp.status in hc.expected_status
@@ -323,12 +324,21 @@ class UpstreamListener:
         """The exchange failed (timeout, connection lost, invalid response)."""
 
 
+class _StrayBytes(Exception):
+    """Raised in a parser callback: the upstream sent bytes after its complete response."""
+
+
 class UpstreamConnection(asyncio.Protocol):
     """One connection to an upstream target; one exchange at a time.
 
     Two ways to follow an exchange: awaiting :meth:`response_head` and :meth:`wait_done`
     (futures), or giving :meth:`begin` an :class:`UpstreamListener` (plain callbacks, no
     event-loop round trip: the proxy's fast path).
+
+    A connection is only reused when the exchange on it was unambiguous: an upstream that
+    answered before it had the whole request, or that sent bytes outside a response, may
+    read what is left of a request as the next one (or answer it), and that answer would go
+    to whichever client borrows the connection next. Such a connection is closed instead.
     """
 
     def __init__(self, target: TargetState) -> None:
@@ -363,6 +373,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._last_read = 0.0
         #: Reading is paused because the client is not taking the response as fast.
         self._read_paused = False
+        #: The request is still being written (``begin`` until ``end_request``).
+        self._sending = False
+        #: The response head came before the upstream had the whole request: never reuse.
+        self._early = False
 
     # -- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -379,9 +393,14 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamProtocolError(f"invalid response from {self.target.url}: {exc}"))
+            if not self._complete:
+                self._fail(UpstreamProtocolError(f"invalid response from {self.target.url}: {exc}"))
+                self.close()
+                return
+            # Bytes after the complete response (a second response, or garbage): the upstream
+            # is out of step with us. The exchange stands; the connection is not reused.
+            log.warning("upstream %s sent bytes after its response; connection closed", self.target.url)
             self.close()
-            return
         listener = self.listener
         if listener is not None and self._notify:
             if self._notify == 1:
@@ -419,6 +438,10 @@ class UpstreamConnection(asyncio.Protocol):
             self._drain_waiter.set_result(None)
 
     # -- httptools callbacks ----------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self._complete:
+            raise _StrayBytes()  # stops the parser: feed_data raises, data_received decides
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._raw_headers.append((name, value))
 
@@ -450,6 +473,11 @@ class UpstreamConnection(asyncio.Protocol):
                 headers = [(k, v) for k, v in headers if k not in named]
         head = ResponseHead(status, headers, parser.should_keep_alive())
         self._head = head
+        transport = self.transport
+        if self._sending or (transport is not None and transport.get_write_buffer_size()):
+            # Answered before the whole request was sent: whatever of it is still to come may
+            # be read by the upstream as a request of its own.
+            self._early = True
         self._close_delimited = self._method != "HEAD" and status not in (204, 304) and not self._framed
         if self._head_fut is not None and not self._head_fut.done():
             self._head_fut.set_result(head)
@@ -460,6 +488,8 @@ class UpstreamConnection(asyncio.Protocol):
             self._finish()
 
     def on_body(self, body: bytes) -> None:
+        if self._complete:
+            raise _StrayBytes()  # a body after a HEAD response (llhttp reads the announced length)
         if self._sink is not None:
             self._sink(body)
         else:
@@ -481,6 +511,7 @@ class UpstreamConnection(asyncio.Protocol):
             and self._head is not None
             and self._head.keep_alive
             and not self._close_delimited
+            and not self._early
         )
 
     def prepare_idle(self) -> None:
@@ -509,6 +540,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._method = method
         self.listener = listener
         self._notify = 0
+        self._sending = True
+        self._early = False
         self._head_fut = self._loop.create_future() if listener is None else None
         self._done_fut = None  # created only if someone has to wait for the body
         self._error = None
@@ -524,6 +557,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._last_read = self._loop.time()
         if read_timer:
             self._arm_timer()
+
+    def end_request(self) -> None:
+        """The whole request is written: a response from now on is not an early answer."""
+        self._sending = False
 
     def start_read_timer(self) -> None:
         """Start the read timeout now (after a streamed upload)."""
