@@ -181,6 +181,11 @@ class ClientConnection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
+        # llhttp refuses versions it does not know (HTTP/1.2) before Bastion sees them; RFC
+        # 9112 2.5 wants a higher HTTP/1 minor version served as 1.1. With this leniency
+        # llhttp only passes the version through: ``_check_framing`` decides, and refuses
+        # anything that is not HTTP/1.x.
+        self.parser.set_dangerous_leniencies(lenient_version=True)
         self.queue: deque[Incoming] = deque()
         self.current: Incoming | None = None
         self.task: asyncio.Task[None] | None = None
@@ -369,7 +374,9 @@ class ClientConnection(asyncio.Protocol):
         if te_seen > 1:
             raise _Reject(400, "Transfer-Encoding must appear once.")
         if req.version not in ("1.1", "1.0"):
-            raise _Reject(400, "The request line must end with HTTP/1.1 or HTTP/1.0.")
+            if not req.version.startswith("1."):  # 0.9, 2.0 and others: not HTTP/1 at all
+                raise _Reject(400, "The request line must end with HTTP/1.1 or HTTP/1.0.")
+            req.version = "1.1"  # HTTP/1.2 and up: served as 1.1 (RFC 9112 2.5)
         if req.chunked and req.version == "1.0":
             raise _Reject(400, "HTTP/1.0 requests cannot use Transfer-Encoding.")
         if host_seen != 1 and req.version == "1.1":
