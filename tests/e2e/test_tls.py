@@ -24,7 +24,8 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {}
     for name in ("gateway", "upstream", "other"):
         cert, key = folder / f"{name}.pem", folder / f"{name}.key"
-        generate_self_signed(cert, key, hosts=["localhost", "127.0.0.1"])
+        # Each also serves as a client certificate (mTLS) in these tests.
+        generate_self_signed(cert, key, hosts=["localhost", "127.0.0.1"], client_auth=True)
         out[name], out[name + "_key"] = cert, key
     return out
 
