@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import ssl
 import threading
@@ -15,7 +16,7 @@ import pytest
 from bastion.certs import generate_self_signed
 from bastion.demo.server import DemoServer
 from bastion.proxy.tls import server_context
-from bastion.testing import GatewayProcess
+from bastion.testing import GatewayProcess, RawConnection
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +208,38 @@ def test_listener_mtls_requires_client_certificates(demo_api: DemoServer, certs:
         conn.close()
         with pytest.raises((ssl.SSLError, ConnectionResetError, http.client.RemoteDisconnected)):
             https_get(gw.port, "/books", certs["gateway"])  # no client certificate
+
+
+def _client_hello() -> bytes:
+    """The bytes of a real TLS ClientHello (made in memory, never sent by ssl itself)."""
+    ctx = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def test_unfinished_tls_handshake_is_cut_at_the_handshake_timeout(
+    demo_api: DemoServer, certs: dict[str, Path]
+) -> None:
+    """listen.timeouts.handshake bounds the TLS handshake: a client that connects and sends
+    nothing, and one that sends half a ClientHello, are disconnected (after 0.5 s here; the
+    wait is bounded at 8 s, well under the event loop's own 60 s and the 10 s header
+    timeout), while a client that completes the handshake is served."""
+    cfg = {
+        "listen": {
+            "tls": {"cert": str(certs["gateway"]), "key": str(certs["gateway_key"])},
+            "timeouts": {"handshake": 0.5},
+        },
+        "services": [{"name": "books", "upstream": demo_api.url, "routes": [{"path": "/books", "methods": ["GET"]}]}],
+    }
+    hello = _client_hello()
+    assert hello[0] == 0x16  # a TLS handshake record
+    with GatewayProcess(cfg) as gw:
+        with RawConnection("127.0.0.1", gw.port) as silent, RawConnection("127.0.0.1", gw.port) as half:
+            half.send(hello[: len(hello) // 2])
+            assert silent.is_closed_by_peer(wait=8.0)
+            assert half.is_closed_by_peer(wait=8.0)
+        status, _, _ = https_get(gw.port, "/books", certs["gateway"])
+        assert status == 200

@@ -62,6 +62,13 @@ class Timeouts(Strict):
     header: PositiveSeconds = Field(10, description="From a request's first byte to the end of its head.")
     body: PositiveSeconds = Field(30, description="Longest wait for the next piece of a request body.")
     drain: PositiveSeconds = Field(20, description="Graceful shutdown: how long in-flight requests may finish.")
+    handshake: PositiveSeconds = Field(
+        10,
+        description=(
+            "TLS listener: from accepting a connection to the end of its TLS handshake; a client "
+            "that has not finished it by then is disconnected. Changes need a restart."
+        ),
+    )
 
 
 class Listen(Strict):

@@ -139,12 +139,19 @@ class GatewayServer:
         self.all_closed = asyncio.Event()
         self._server: asyncio.base_events.Server | None = None
 
-    async def start(self, sock: Any, ssl_context: Any = None) -> None:
+    async def start(self, sock: Any, ssl_context: Any = None, *, handshake_timeout: float = 10.0) -> None:
+        """Serve connections accepted on ``sock``; with ``ssl_context``, over TLS whose
+        handshake must end within ``handshake_timeout`` s (the header timeout only starts
+        once the handshake is done, and the event loop's own default is 60 s)."""
         loop = asyncio.get_running_loop()
+        if ssl_context is None:
+            self._server = await loop.create_server(lambda: ClientConnection(self), sock=sock, backlog=1024)
+            return
         self._server = await loop.create_server(
             lambda: ClientConnection(self),
             sock=sock,
             ssl=ssl_context,
+            ssl_handshake_timeout=handshake_timeout,
             backlog=1024,
         )
 
