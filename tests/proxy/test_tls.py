@@ -21,6 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from bastion.certs import generate_self_signed
 from bastion.proxy.tls import client_context, server_context
+from bastion.proxy.tlsgroups import set_groups
 
 REFUSED = (ssl.SSLError, ConnectionError)
 
@@ -444,3 +445,49 @@ def test_generate_rejects_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="days"):
         generate_self_signed(cert_path, key_path, days=0)
     assert list(tmp_path.iterdir()) == []
+
+
+def _client_with_group(pki: Pki, group: str) -> ssl.SSLContext:
+    """A TLS 1.3 client that offers only ``group`` for key exchange (``set_ecdh_curve``
+    sets the client's whole group list with OpenSSL 3). TLS 1.3, because in TLS 1.2 the
+    group list also limits the curve of the server's ECDSA key (P-256 here)."""
+    client = client_context(ca=pki.server_cert)
+    client.minimum_version = ssl.TLSVersion.TLSv1_3
+    client.set_ecdh_curve(group)
+    return client
+
+
+@pytest.mark.parametrize("group", ["X25519", "prime256v1", "secp384r1"])
+def test_mozilla_intermediate_groups_are_accepted(pki: Pki, group: str) -> None:
+    """A client offering only X25519, P-256 or P-384 completes the handshake."""
+    result = exchange(server_context(pki.server_cert, pki.server_key), _client_with_group(pki, group))
+    assert result.reply == b"PING\n"
+    assert result.version == "TLSv1.3"
+
+
+@pytest.mark.parametrize("group", ["secp521r1", "X448"])
+def test_other_groups_are_refused(pki: Pki, group: str) -> None:
+    """A client offering only P-521 or X448 (OpenSSL's defaults, not Mozilla
+    intermediate's) is refused, though a server with OpenSSL's default groups accepts it
+    (so the refusal is the listener's group list)."""
+    client = _client_with_group(pki, group)
+    default_server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    default_server.load_cert_chain(pki.server_cert, pki.server_key)
+    assert exchange(default_server, client).reply == b"PING\n"
+    with pytest.raises(REFUSED):
+        exchange(server_context(pki.server_cert, pki.server_key), client)
+
+
+def test_groups_are_set_without_a_warning(pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
+    """On this Python and OpenSSL the group list is applied (no fallback warning)."""
+    with caplog.at_level("WARNING", logger="bastion.tls"):
+        server_context(pki.server_cert, pki.server_key)
+    assert not caplog.records
+
+
+def test_unknown_group_name_is_refused_by_openssl(pki: Pki) -> None:
+    """set_groups hands the list to OpenSSL itself: a name OpenSSL does not know is a
+    ValueError naming the list, not silently ignored."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with pytest.raises(ValueError, match="no-such-group"):
+        set_groups(ctx, ["X25519", "no-such-group"])
