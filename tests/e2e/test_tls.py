@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import shutil
 import ssl
+import subprocess
 import threading
 import warnings
 from collections.abc import Iterator
@@ -243,3 +245,31 @@ def test_unfinished_tls_handshake_is_cut_at_the_handshake_timeout(
             assert half.is_closed_by_peer(wait=8.0)
         status, _, _ = https_get(gw.port, "/books", certs["gateway"])
         assert status == 200
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command-line tool")
+def test_listener_key_exchange_groups_with_openssl_s_client(
+    demo_api: DemoServer, certs: dict[str, Path]
+) -> None:
+    """The running listener accepts a client offering only X25519, P-256 or P-384 and refuses
+    one offering only P-521 or X448 (OpenSSL's own default list has them), over TLS 1.3 and,
+    for P-256, TLS 1.2 too; checked with ``openssl s_client -groups``."""
+    cfg = {
+        "listen": {"tls": {"cert": str(certs["gateway"]), "key": str(certs["gateway_key"])}},
+        "services": [{"name": "books", "upstream": demo_api.url, "routes": [{"path": "/books", "methods": ["GET"]}]}],
+    }
+
+    def handshake(port: int, group: str, version: str) -> bool:
+        result = subprocess.run(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", f"-{version}", "-groups", group,
+             "-CAfile", str(certs["gateway"]), "-verify_return_error", "-servername", "localhost"],
+            input=b"", capture_output=True, timeout=20, check=False,
+        )
+        return result.returncode == 0 and b"Verify return code: 0 (ok)" in result.stdout
+
+    with GatewayProcess(cfg) as gw:
+        for group in ("X25519", "P-256", "P-384"):
+            assert handshake(gw.port, group, "tls1_3"), group
+        assert handshake(gw.port, "P-256", "tls1_2")
+        for group in ("P-521", "X448"):
+            assert not handshake(gw.port, group, "tls1_3"), group
