@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import ssl
 import stat
+import subprocess
+import sys
 import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -491,3 +493,21 @@ def test_unknown_group_name_is_refused_by_openssl(pki: Pki) -> None:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     with pytest.raises(ValueError, match="no-such-group"):
         set_groups(ctx, ["X25519", "no-such-group"])
+
+
+def test_groups_are_set_beside_another_bundled_openssl() -> None:
+    """With another libssl in the process (libmodsecurity's wheel bundles OpenSSL 1.1, and
+    is loaded before the listener's context is made), the groups are still set, on the
+    OpenSSL the ssl module uses: the other copy is never picked."""
+    pytest.importorskip("libmodsecurity")
+    script = (
+        "import ssl, libmodsecurity\n"
+        "from bastion.proxy.tlsgroups import set_groups\n"
+        "maps = open('/proc/self/maps').read()\n"
+        "print(len({l.split()[-1] for l in maps.splitlines() if '/libssl' in l}))\n"
+        "print(set_groups(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), ['X25519', 'prime256v1']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    copies, applied = result.stdout.split()
+    assert int(copies) >= 2  # the situation this test is about
+    assert applied == "True"

@@ -12,7 +12,7 @@ mismatch means "not restricted", never a call on the wrong object.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import os
 import ssl
 from collections.abc import Sequence
 
@@ -32,25 +32,25 @@ def set_groups(ctx: ssl.SSLContext, groups: Sequence[str]) -> bool:
 
 
 def _libssl() -> ctypes.CDLL | None:
-    """The libssl the ``ssl`` module is linked with, or ``None`` when it cannot be told."""
-    path: str | None = None
-    try:
-        with open("/proc/self/maps", encoding="ascii", errors="replace") as maps:
-            for line in maps:
-                name = line.rsplit(None, 1)[-1]
-                if "/libssl." in name or "/libssl-" in name:
-                    path = name
-                    break
-    except OSError:
-        path = None
-    if path is None:
-        path = ctypes.util.find_library("ssl")
-    if path is None:
+    """The libssl the ``ssl`` module is linked with, or ``None`` when it cannot be told.
+
+    It is looked up by its soname without loading anything (``RTLD_NOLOAD``): that is the
+    copy the dynamic linker gave ``_ssl``. Other copies in the process (extension wheels
+    bundle their own, under mangled names) are never picked."""
+    major, minor = ssl.OPENSSL_VERSION_INFO[:2]
+    release = str(major) if major >= 3 else f"{major}.{minor}"
+    lib: ctypes.CDLL | None = None
+    for name in (f"libssl.so.{release}", f"libssl.{release}.dylib"):
+        try:
+            lib = ctypes.CDLL(name, mode=os.RTLD_NOLOAD)
+            break
+        except OSError:
+            continue
+    if lib is None:
         return None
     try:
-        lib = ctypes.CDLL(path)
         version = lib.OpenSSL_version_num
-    except (OSError, AttributeError):
+    except AttributeError:
         return None
     version.restype = ctypes.c_ulong
     version.argtypes = []
