@@ -98,6 +98,51 @@ def test_cert_writes_a_usable_pair(tmp_path: Path) -> None:
     assert again.returncode == 1 and "exists (use --force to overwrite)" in again.stderr
 
 
+def test_cert_with_ca_writes_a_leaf_that_verifies(tmp_path: Path) -> None:
+    """`bastion cert --ca` writes a CA certificate and a leaf issued by it: the leaf is
+    CA:FALSE with serverAuth only, and a client trusting the CA file (host names checked)
+    completes a real handshake with a server using the pair."""
+    import asyncio
+
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    cert, key, ca = tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "ca.pem"
+    result = bastion("cert", "--cert", str(cert), "--key", str(key), "--ca", str(ca), "--host", "localhost")
+    assert result.returncode == 0, result.stderr
+    assert f"clients trust {ca}" in result.stdout
+    leaf = x509.load_pem_x509_certificate(cert.read_bytes())
+    issuer = x509.load_pem_x509_certificate(ca.read_bytes())
+    assert not leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert issuer.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    leaf.verify_directly_issued_by(issuer)
+
+    async def handshake() -> bytes:
+        server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server_ctx.load_cert_chain(cert, key)
+
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"ok\n")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        client_ctx = ssl.create_default_context(cafile=str(ca))  # host name checked
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx,
+                                                           server_hostname="localhost")
+            line = await reader.readline()
+            writer.close()
+            return line
+        finally:
+            server.close()
+
+    assert asyncio.run(asyncio.wait_for(handshake(), 10)) == b"ok\n"
+
+
 def test_version_and_help() -> None:
     """`bastion version` prints the package version; `--help` lists every command."""
     from bastion import __version__

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
+import shutil
 import ssl
+import subprocess
 import threading
 import warnings
 from collections.abc import Iterator
@@ -15,7 +18,7 @@ import pytest
 from bastion.certs import generate_self_signed
 from bastion.demo.server import DemoServer
 from bastion.proxy.tls import server_context
-from bastion.testing import GatewayProcess
+from bastion.testing import GatewayProcess, RawConnection
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +27,8 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {}
     for name in ("gateway", "upstream", "other"):
         cert, key = folder / f"{name}.pem", folder / f"{name}.key"
-        generate_self_signed(cert, key, hosts=["localhost", "127.0.0.1"])
+        # Each also serves as a client certificate (mTLS) in these tests.
+        generate_self_signed(cert, key, hosts=["localhost", "127.0.0.1"], client_auth=True)
         out[name], out[name + "_key"] = cert, key
     return out
 
@@ -210,3 +214,66 @@ def test_listener_mtls_requires_client_certificates(demo_api: DemoServer, certs:
         conn.close()
         with pytest.raises((ssl.SSLError, ConnectionResetError, http.client.RemoteDisconnected)):
             https_get(gw.port, "/books", certs["gateway"])  # no client certificate
+
+
+def _client_hello() -> bytes:
+    """The bytes of a real TLS ClientHello (made in memory, never sent by ssl itself)."""
+    ctx = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def test_unfinished_tls_handshake_is_cut_at_the_handshake_timeout(
+    demo_api: DemoServer, certs: dict[str, Path]
+) -> None:
+    """listen.timeouts.handshake bounds the TLS handshake: a client that connects and sends
+    nothing, and one that sends half a ClientHello, are disconnected (after 0.5 s here; the
+    wait is bounded at 8 s, well under the event loop's own 60 s and the 10 s header
+    timeout), while a client that completes the handshake is served."""
+    cfg = {
+        "listen": {
+            "tls": {"cert": str(certs["gateway"]), "key": str(certs["gateway_key"])},
+            "timeouts": {"handshake": 0.5},
+        },
+        "services": [{"name": "books", "upstream": demo_api.url, "routes": [{"path": "/books", "methods": ["GET"]}]}],
+    }
+    hello = _client_hello()
+    assert hello[0] == 0x16  # a TLS handshake record
+    with GatewayProcess(cfg) as gw:
+        with RawConnection("127.0.0.1", gw.port) as silent, RawConnection("127.0.0.1", gw.port) as half:
+            half.send(hello[: len(hello) // 2])
+            assert silent.is_closed_by_peer(wait=8.0)
+            assert half.is_closed_by_peer(wait=8.0)
+        status, _, _ = https_get(gw.port, "/books", certs["gateway"])
+        assert status == 200
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command-line tool")
+def test_listener_key_exchange_groups_with_openssl_s_client(
+    demo_api: DemoServer, certs: dict[str, Path]
+) -> None:
+    """The running listener accepts a client offering only X25519, P-256 or P-384 and refuses
+    one offering only P-521 or X448 (OpenSSL's own default list has them), over TLS 1.3 and,
+    for P-256, TLS 1.2 too; checked with ``openssl s_client -groups``."""
+    cfg = {
+        "listen": {"tls": {"cert": str(certs["gateway"]), "key": str(certs["gateway_key"])}},
+        "services": [{"name": "books", "upstream": demo_api.url, "routes": [{"path": "/books", "methods": ["GET"]}]}],
+    }
+
+    def handshake(port: int, group: str, version: str) -> bool:
+        result = subprocess.run(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", f"-{version}", "-groups", group,
+             "-CAfile", str(certs["gateway"]), "-verify_return_error", "-servername", "localhost"],
+            input=b"", capture_output=True, timeout=20, check=False,
+        )
+        return result.returncode == 0 and b"Verify return code: 0 (ok)" in result.stdout
+
+    with GatewayProcess(cfg) as gw:
+        for group in ("X25519", "P-256", "P-384"):
+            assert handshake(gw.port, group, "tls1_3"), group
+        assert handshake(gw.port, "P-256", "tls1_2")
+        for group in ("P-521", "X448"):
+            assert not handshake(gw.port, group, "tls1_3"), group

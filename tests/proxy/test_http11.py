@@ -130,6 +130,43 @@ def test_http10_client(gateway: GatewayProcess, upstream: ScriptedUpstream, toke
     assert record.header("host") == f"127.0.0.1:{upstream.port}"
 
 
+def test_higher_http1_minor_version_is_served_as_http11(gateway: GatewayProcess,
+                                                        upstream: ScriptedUpstream, token: str) -> None:
+    """RFC 9112 2.5: a request line with ``HTTP/1.2`` (a higher minor version of HTTP/1)
+    is treated as HTTP/1.1: answered with ``HTTP/1.1 200``, kept alive like 1.1 (a second
+    request on the connection is answered too) and forwarded as HTTP/1.1."""
+    with keepalive(gateway) as conn:
+        conn.send(build("GET", f"/echo?{token}-a", version="HTTP/1.2"))
+        first = conn.read_response()
+        conn.send(build("GET", f"/echo?{token}-b", version="HTTP/1.9"))
+        second = conn.read_response()
+    assert conn.received.startswith(b"HTTP/1.1 200 ")
+    assert [first.status, second.status] == [200, 200]
+    assert first.header("connection") is None
+    assert [r.version for r in upstream.records(token)] == ["HTTP/1.1", "HTTP/1.1"]
+
+
+def test_higher_http1_minor_version_still_needs_a_host(gateway: GatewayProcess,
+                                                       upstream: ScriptedUpstream, token: str) -> None:
+    """An ``HTTP/1.2`` request is held to HTTP/1.1's rules: without a Host header it is
+    refused with 400 and never forwarded."""
+    responses = send_closing(gateway, build("GET", f"/echo?{token}", host=None, version="HTTP/1.2"))
+    assert len(responses) == 1
+    assert_problem(responses[0], 400, closes=True)
+    assert not upstream.saw(token)
+
+
+@pytest.mark.parametrize("version", ["HTTP/2.0", "HTTP/3.0", "HTTP/0.9", "HTTP/0.1"])
+def test_other_major_versions_are_refused(gateway: GatewayProcess, upstream: ScriptedUpstream,
+                                          token: str, version: str) -> None:
+    """HTTP/2.0 (or 3.0) in an HTTP/1 request line, and versions below 1.0, are not
+    HTTP/1.x: refused with 400 problem+json, the connection closed, nothing forwarded."""
+    responses = send_closing(gateway, build("GET", f"/echo?{token}", version=version))
+    assert len(responses) == 1
+    assert_problem(responses[0], 400, closes=True)
+    assert not upstream.saw(token)
+
+
 def test_http10_client_gets_unknown_length_body_close_delimited(gateway: GatewayProcess,
                                                                 token: str) -> None:
     """An HTTP/1.0 client cannot read chunked: a streamed upstream body of unknown length

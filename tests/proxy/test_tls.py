@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import ssl
 import stat
+import subprocess
+import sys
 import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from bastion.certs import generate_self_signed
 from bastion.proxy.tls import client_context, server_context
+from bastion.proxy.tlsgroups import set_groups
 
 REFUSED = (ssl.SSLError, ConnectionError)
 
@@ -45,7 +48,7 @@ def pki(tmp_path: Path) -> Pki:
         tmp_path / "client.key",
     )
     generate_self_signed(paths.server_cert, paths.server_key)
-    generate_self_signed(paths.client_cert, paths.client_key, hosts=["bastion-client"])
+    generate_self_signed(paths.client_cert, paths.client_key, hosts=["bastion-client"], client_auth=True)
     return paths
 
 
@@ -243,7 +246,9 @@ def test_mtls_requires_a_certificate_from_the_client_ca(pki: Pki) -> None:
     ctx = server_context(pki.server_cert, pki.server_key, client_ca=pki.client_cert)
     with pytest.raises(REFUSED):
         exchange(ctx, client_context(ca=pki.server_cert))
-    stranger = client_context(ca=pki.server_cert, cert=pki.server_cert, key=pki.server_key)
+    stranger_cert, stranger_key = pki.server_cert.with_name("stranger.pem"), pki.server_key.with_name("stranger.key")
+    generate_self_signed(stranger_cert, stranger_key, hosts=["bastion-client"], client_auth=True)
+    stranger = client_context(ca=pki.server_cert, cert=stranger_cert, key=stranger_key)
     with pytest.raises(REFUSED):
         exchange(ctx, stranger)
 
@@ -306,9 +311,34 @@ def test_client_context_names_the_bad_file(pki: Pki, tmp_path: Path) -> None:
         client_context(ca=pki.server_cert, key=pki.client_key)
 
 
+def _extension(cert: x509.Certificate, kind: type[Any]) -> tuple[Any, bool]:
+    ext = cert.extensions.get_extension_for_class(kind)
+    return ext.value, ext.critical
+
+
+def _assert_server_leaf(cert: x509.Certificate, issuer: x509.Certificate, *, client_auth: bool = False) -> None:
+    """``cert`` is an end-entity server certificate issued by ``issuer`` (maybe itself)."""
+    constraints, critical = _extension(cert, x509.BasicConstraints)
+    assert critical and not constraints.ca and constraints.path_length is None
+    usage, critical = _extension(cert, x509.KeyUsage)
+    assert critical and usage.digital_signature
+    assert not usage.key_cert_sign and not usage.crl_sign and not usage.key_encipherment
+    eku, _ = _extension(cert, x509.ExtendedKeyUsage)
+    expected = {ExtendedKeyUsageOID.SERVER_AUTH} | ({ExtendedKeyUsageOID.CLIENT_AUTH} if client_auth else set())
+    assert set(eku) == expected
+    ski, _ = _extension(cert, x509.SubjectKeyIdentifier)
+    assert ski.digest == x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
+    aki, _ = _extension(cert, x509.AuthorityKeyIdentifier)
+    issuer_ski, _ = _extension(issuer, x509.SubjectKeyIdentifier)
+    assert aki.key_identifier == issuer_ski.digest
+    assert cert.issuer == issuer.subject
+    cert.verify_directly_issued_by(issuer)
+
+
 def test_generated_certificate_contents(tmp_path: Path) -> None:
     """The certificate has a P-256 key, DNS and IP SANs for the given hosts, the requested
-    validity, and can act as its own CA and as server and client certificate."""
+    validity, and is a self-signed end entity: CA:FALSE (critical), key usage
+    digitalSignature only, extended key usage serverAuth, subject and authority key IDs."""
     cert_path, key_path = tmp_path / "c.pem", tmp_path / "c.key"
     generate_self_signed(cert_path, key_path, hosts=["gw.internal", "::1", "10.1.2.3"], days=30)
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
@@ -322,11 +352,63 @@ def test_generated_certificate_contents(tmp_path: Path) -> None:
     lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
     assert lifetime == timedelta(days=30)
     assert cert.not_valid_before_utc <= datetime.now(UTC) < cert.not_valid_after_utc
-    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    _assert_server_leaf(cert, cert)
     key = serialization.load_pem_private_key(key_path.read_bytes(), None)
     assert key.public_key() == public_key
+
+
+def test_client_auth_certificate_also_allows_client_use(tmp_path: Path) -> None:
+    """With client_auth the leaf's extended key usage is serverAuth and clientAuth, for an
+    mTLS client certificate; it stays an end entity."""
+    cert_path, key_path = tmp_path / "c.pem", tmp_path / "c.key"
+    generate_self_signed(cert_path, key_path, hosts=["bastion-client"], client_auth=True)
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    _assert_server_leaf(cert, cert, client_auth=True)
+
+
+def test_ca_issued_leaf_contents_and_no_ca_key(tmp_path: Path) -> None:
+    """With ca_path the leaf is issued by a throwaway CA written there (CA:TRUE with path
+    length 0, keyCertSign), the leaf names the CA's key as its authority key, and the CA's
+    private key is written nowhere: only the three requested files exist."""
+    cert_path, key_path, ca_path = tmp_path / "c.pem", tmp_path / "c.key", tmp_path / "ca.pem"
+    generate_self_signed(cert_path, key_path, hosts=["localhost", "127.0.0.1"], ca_path=ca_path)
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
+    _assert_server_leaf(cert, ca)
+    assert cert.subject != ca.subject
+    constraints, critical = _extension(ca, x509.BasicConstraints)
+    assert critical and constraints.ca and constraints.path_length == 0
+    usage, _ = _extension(ca, x509.KeyUsage)
+    assert usage.key_cert_sign
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.key", "c.pem", "ca.pem"]
+    assert b"PRIVATE KEY" not in cert_path.read_bytes() + ca_path.read_bytes()
+    assert stat.S_IMODE(ca_path.stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("hostname", ["localhost", "127.0.0.1"])
+@pytest.mark.parametrize("with_ca", [False, True])
+def test_leaf_verifies_in_a_real_handshake(tmp_path: Path, hostname: str, with_ca: bool) -> None:
+    """A client that checks host names and applies strict X.509 rules completes the
+    handshake trusting the CA file (with ca_path) or the self-signed leaf itself (without),
+    for the DNS name and for the IP address; it fails for a name not in the SANs."""
+    cert_path, key_path, ca_path = tmp_path / "c.pem", tmp_path / "c.key", tmp_path / "ca.pem"
+    generate_self_signed(cert_path, key_path, ca_path=ca_path if with_ca else None)
+    trust = ca_path if with_ca else cert_path
+    client = client_context(ca=trust)
+    assert client.check_hostname
+    client.verify_flags |= ssl.VERIFY_X509_STRICT
+    server = server_context(cert_path, key_path)
+    assert exchange(server, client, hostname).reply == b"PING\n"
+    with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
+        exchange(server, client, "other.example")
+
+
+def test_same_file_for_two_outputs_is_refused(tmp_path: Path) -> None:
+    """The CA file cannot be the certificate or key file (one would overwrite the other)."""
+    cert_path, key_path = tmp_path / "c.pem", tmp_path / "c.key"
+    with pytest.raises(ValueError, match="different files"):
+        generate_self_signed(cert_path, key_path, ca_path=cert_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_key_file_is_private(tmp_path: Path) -> None:
@@ -365,3 +447,67 @@ def test_generate_rejects_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="days"):
         generate_self_signed(cert_path, key_path, days=0)
     assert list(tmp_path.iterdir()) == []
+
+
+def _client_with_group(pki: Pki, group: str) -> ssl.SSLContext:
+    """A TLS 1.3 client that offers only ``group`` for key exchange (``set_ecdh_curve``
+    sets the client's whole group list with OpenSSL 3). TLS 1.3, because in TLS 1.2 the
+    group list also limits the curve of the server's ECDSA key (P-256 here)."""
+    client = client_context(ca=pki.server_cert)
+    client.minimum_version = ssl.TLSVersion.TLSv1_3
+    client.set_ecdh_curve(group)
+    return client
+
+
+@pytest.mark.parametrize("group", ["X25519", "prime256v1", "secp384r1"])
+def test_mozilla_intermediate_groups_are_accepted(pki: Pki, group: str) -> None:
+    """A client offering only X25519, P-256 or P-384 completes the handshake."""
+    result = exchange(server_context(pki.server_cert, pki.server_key), _client_with_group(pki, group))
+    assert result.reply == b"PING\n"
+    assert result.version == "TLSv1.3"
+
+
+@pytest.mark.parametrize("group", ["secp521r1", "X448"])
+def test_other_groups_are_refused(pki: Pki, group: str) -> None:
+    """A client offering only P-521 or X448 (OpenSSL's defaults, not Mozilla
+    intermediate's) is refused, though a server with OpenSSL's default groups accepts it
+    (so the refusal is the listener's group list)."""
+    client = _client_with_group(pki, group)
+    default_server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    default_server.load_cert_chain(pki.server_cert, pki.server_key)
+    assert exchange(default_server, client).reply == b"PING\n"
+    with pytest.raises(REFUSED):
+        exchange(server_context(pki.server_cert, pki.server_key), client)
+
+
+def test_groups_are_set_without_a_warning(pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
+    """On this Python and OpenSSL the group list is applied (no fallback warning)."""
+    with caplog.at_level("WARNING", logger="bastion.tls"):
+        server_context(pki.server_cert, pki.server_key)
+    assert not caplog.records
+
+
+def test_unknown_group_name_is_refused_by_openssl(pki: Pki) -> None:
+    """set_groups hands the list to OpenSSL itself: a name OpenSSL does not know is a
+    ValueError naming the list, not silently ignored."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with pytest.raises(ValueError, match="no-such-group"):
+        set_groups(ctx, ["X25519", "no-such-group"])
+
+
+def test_groups_are_set_beside_another_bundled_openssl() -> None:
+    """With another libssl in the process (libmodsecurity's wheel bundles OpenSSL 1.1, and
+    is loaded before the listener's context is made), the groups are still set, on the
+    OpenSSL the ssl module uses: the other copy is never picked."""
+    pytest.importorskip("libmodsecurity")
+    script = (
+        "import ssl, libmodsecurity\n"
+        "from bastion.proxy.tlsgroups import set_groups\n"
+        "maps = open('/proc/self/maps').read()\n"
+        "print(len({l.split()[-1] for l in maps.splitlines() if '/libssl' in l}))\n"
+        "print(set_groups(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), ['X25519', 'prime256v1']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    copies, applied = result.stdout.split()
+    assert int(copies) >= 2  # the situation this test is about
+    assert applied == "True"

@@ -129,18 +129,32 @@ def cert(
     key: Annotated[Path, typer.Option("--key", help="Private key file to write (PEM, mode 0600).")] = Path("key.pem"),
     host: Annotated[list[str] | None, typer.Option("--host", help="Host name or IP (repeatable).")] = None,
     days: Annotated[int, typer.Option(min=1, max=3650)] = 365,
+    ca: Annotated[
+        Path | None,
+        typer.Option("--ca", help="Also make a throwaway CA, write its certificate here, and issue the "
+                     "certificate from it (the CA's key is not kept)."),
+    ] = None,
+    client_auth: Annotated[
+        bool, typer.Option("--client-auth", help="Also allow the certificate as an mTLS client certificate.")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
 ) -> None:
-    """Write a self-signed certificate and key for local TLS."""
+    """Write a server certificate (self-signed, or issued by a throwaway CA) and key for local TLS."""
     from bastion.certs import generate_self_signed
 
     hosts = host or ["localhost", "127.0.0.1"]
     try:
-        generate_self_signed(cert, key, hosts=hosts, days=days, overwrite=force)
+        generate_self_signed(cert, key, hosts=hosts, days=days, overwrite=force, ca_path=ca, client_auth=client_auth)
     except FileExistsError as exc:
         err.print("[bold red]error:[/] " + escape(f"{exc.filename or exc} exists (use --force to overwrite)"))
         raise typer.Exit(1) from None
-    out.print(f"wrote {cert} and {key} for {', '.join(hosts)} (valid {days} days)")
+    except ValueError as exc:
+        err.print("[bold red]error:[/] " + escape(f"{exc}"))
+        raise typer.Exit(2) from None
+    written = f"{cert}, {key} and {ca}" if ca is not None else f"{cert} and {key}"
+    out.print(escape(f"wrote {written} for {', '.join(hosts)} (valid {days} days)"))
+    trust = f"clients trust {ca}" if ca is not None else f"it is self-signed: clients trust {cert} itself"
+    out.print(escape(trust))
 
 
 @app.command()

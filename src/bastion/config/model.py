@@ -63,7 +63,20 @@ class Timeouts(Strict):
     idle: PositiveSeconds = Field(60, description="Keep-alive connection with no request in flight.")
     header: PositiveSeconds = Field(10, description="From a request's first byte to the end of its head.")
     body: PositiveSeconds = Field(30, description="Longest wait for the next piece of a request body.")
-    drain: PositiveSeconds = Field(20, description="Graceful shutdown: how long in-flight requests may finish.")
+    drain: PositiveSeconds = Field(
+        20,
+        description=(
+            "Graceful shutdown: how long in-flight requests may finish (and requests arriving on open "
+            "connections are still answered, with Connection: close); what still runs then gets 503."
+        ),
+    )
+    handshake: PositiveSeconds = Field(
+        10,
+        description=(
+            "TLS listener: from accepting a connection to the end of its TLS handshake; a client "
+            "that has not finished it by then is disconnected. Changes need a restart."
+        ),
+    )
 
 
 class Listen(Strict):

@@ -51,6 +51,12 @@ BODY_BUFFER_HIGH = 1024 * 1024
 MAX_QUEUED = 16
 #: How long a refused client may go on sending before its connection is closed anyway.
 LINGER_SECONDS = 2.0
+#: Shutdown: how long an idle keep-alive connection stays open once draining began. A
+#: request the client sent at that moment is still answered (with ``Connection: close``)
+#: instead of meeting a closed socket.
+DRAIN_IDLE_SECONDS = 1.0
+#: Shutdown: how long the last answers (503s) may take to flush before connections are cut.
+SHUTDOWN_FLUSH_SECONDS = 1.0
 #: Incoming headers a gateway owns: dropped from clients, rewritten for the upstream.
 FORWARDING_HEADERS = frozenset(
     {
@@ -73,6 +79,9 @@ _FRAMING = frozenset({"transfer-encoding", "content-length", "host", "expect", "
 #: this set leaves nothing of a valid value: a set test in C, not a loop in Python.
 _HOST_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]_"
 _REQUEST_ID_CHARS = _HOST_CHARS.replace("[]", "")
+#: httptools 0.6.2 and later let llhttp pass unknown HTTP versions through (see
+#: ``ClientConnection.__init__``); with 0.6.1 HTTP/1.2 stays refused.
+_LENIENT_VERSION = hasattr(httptools.HttpRequestParser, "set_dangerous_leniencies")
 
 
 class ClientGone(Exception):
@@ -139,12 +148,19 @@ class GatewayServer:
         self.all_closed = asyncio.Event()
         self._server: asyncio.base_events.Server | None = None
 
-    async def start(self, sock: Any, ssl_context: Any = None) -> None:
+    async def start(self, sock: Any, ssl_context: Any = None, *, handshake_timeout: float = 10.0) -> None:
+        """Serve connections accepted on ``sock``; with ``ssl_context``, over TLS whose
+        handshake must end within ``handshake_timeout`` s (the header timeout only starts
+        once the handshake is done, and the event loop's own default is 60 s)."""
         loop = asyncio.get_running_loop()
+        if ssl_context is None:
+            self._server = await loop.create_server(lambda: ClientConnection(self), sock=sock, backlog=1024)
+            return
         self._server = await loop.create_server(
             lambda: ClientConnection(self),
             sock=sock,
             ssl=ssl_context,
+            ssl_handshake_timeout=handshake_timeout,
             backlog=1024,
         )
 
@@ -154,18 +170,33 @@ class GatewayServer:
         return old
 
     async def drain(self, grace: float) -> None:
-        """Stop accepting, let in-flight requests finish (up to ``grace`` s), close the rest."""
+        """Graceful shutdown: stop accepting connections; for up to ``grace`` s keep
+        answering what arrives on open ones (with ``Connection: close``, then closing),
+        closing idle ones between requests. Then requests still running get a 503 (or, when
+        their response is already streaming, are cut); each is logged as what happened."""
         self.draining = True
         if self._server is not None:
             self._server.close()
         for conn in list(self.connections):
-            conn.close_if_idle()
-        if self.connections:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(grace):
-                    await self.all_closed.wait()
+            conn.start_draining()
+        await self._wait_closed(grace)
+        tasks = [conn.task for conn in self.connections if conn.task is not None]
+        for conn in list(self.connections):
+            conn.shut_down()
+        await self._wait_closed(SHUTDOWN_FLUSH_SECONDS)
         for conn in list(self.connections):
             conn.abort()
+        # The access records of cut requests are written as their connections and tasks
+        # finish; the worker closes the access log right after this returns.
+        await self._wait_closed(SHUTDOWN_FLUSH_SECONDS)
+        if tasks:
+            await asyncio.wait(tasks, timeout=SHUTDOWN_FLUSH_SECONDS)
+
+    async def _wait_closed(self, seconds: float) -> None:
+        if self.connections:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self.all_closed.wait()
 
     def forget(self, conn: ClientConnection) -> None:
         self.connections.discard(conn)
@@ -181,12 +212,24 @@ class ClientConnection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
+        # llhttp refuses versions it does not know (HTTP/1.2) before Bastion sees them; RFC
+        # 9112 2.5 wants a higher HTTP/1 minor version served as 1.1. With this leniency
+        # llhttp only passes the version through: ``_check_framing`` decides, and refuses
+        # anything that is not HTTP/1.x.
+        if _LENIENT_VERSION:
+            self.parser.set_dangerous_leniencies(lenient_version=True)
         self.queue: deque[Incoming] = deque()
         self.current: Incoming | None = None
         self.task: asyncio.Task[None] | None = None
         self.flight: _Flight | None = None
         self.closed = False
         self.lingering = False
+        #: A request head is partly received (the connection is not idle).
+        self.receiving = False
+        #: A response said ``Connection: close``: the connection ends after it.
+        self.close_sent = False
+        #: The access record of the request being answered (``None`` between requests).
+        self.record: dict[str, Any] | None = None
         self.eof = False
         self.busy = False
         self.parser_dead = False
@@ -216,6 +259,8 @@ class ClientConnection(asyncio.Protocol):
         self.server.connections.add(self)
         METRICS.gauge_add("bastion_client_connections", 1)
         self._arm(self.server.runtime.timeouts.idle, "idle")
+        if self.server.draining:
+            self.start_draining()  # accepted just before the listener closed (or mid-handshake)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -289,6 +334,7 @@ class ClientConnection(asyncio.Protocol):
         self._framing = []
         self._head_bytes = 0
         self.current = None
+        self.receiving = True
         if not self.busy:
             self._arm(self.server.runtime.timeouts.header, "header")
 
@@ -319,6 +365,7 @@ class ClientConnection(asyncio.Protocol):
         self._check_framing(req, self._framing)
         if parser.should_upgrade():
             req.upgrade = True
+        self.receiving = False
         self.current = req
         self.queue.append(req)
         if len(self.queue) > MAX_QUEUED:
@@ -369,7 +416,9 @@ class ClientConnection(asyncio.Protocol):
         if te_seen > 1:
             raise _Reject(400, "Transfer-Encoding must appear once.")
         if req.version not in ("1.1", "1.0"):
-            raise _Reject(400, "The request line must end with HTTP/1.1 or HTTP/1.0.")
+            if not req.version.startswith("1."):  # 0.9, 2.0 and others: not HTTP/1 at all
+                raise _Reject(400, "The request line must end with HTTP/1.1 or HTTP/1.0.")
+            req.version = "1.1"  # HTTP/1.2 and up: served as 1.1 (RFC 9112 2.5)
         if req.chunked and req.version == "1.0":
             raise _Reject(400, "HTTP/1.0 requests cannot use Transfer-Encoding.")
         if host_seen != 1 and req.version == "1.1":
@@ -448,9 +497,49 @@ class ClientConnection(asyncio.Protocol):
                 self._wake(req)
 
     # -- connection lifecycle ---------------------------------------------------------------
-    def close_if_idle(self) -> None:
-        if not self.busy and not self.queue:
-            self._close()
+    def start_draining(self) -> None:
+        """Shutdown began. A connection answering a request closes after that answer (which
+        says ``Connection: close``); one receiving a request head is not idle and answers it
+        likewise; an idle one gets ``DRAIN_IDLE_SECONDS`` for a request already on its way."""
+        if not self.busy and not self.queue and not self.receiving:
+            self._arm(DRAIN_IDLE_SECONDS, "idle")
+
+    def shut_down(self) -> None:
+        """The drain period is over. A request whose response head is not sent yet gets a
+        503 (``Connection: close``) and is logged as such; a response already streaming is
+        cut and logged as cut by the shutdown (not as a client that left)."""
+        if self.closed or self.transport is None:
+            return
+        if not self.busy:
+            self.abort()  # idle, or a request head still arriving: nothing to answer yet
+            return
+        record = self.record
+        if record is not None and record["status"]:
+            # The answer's head is out (a refusal's own reason, if any, stays in the record).
+            record.setdefault("reason", "shutdown.response_cut")
+            self.abort()  # connection_lost abandons the exchange and logs its record
+            return
+        if not self.queue:
+            self.abort()
+            return
+        req = self.queue[0]
+        task_started = record is not None
+        if record is None:
+            record = self._new_record(req, _ids.next())  # its task has not run yet
+        record["reason"] = "shutdown.drain_timeout"
+        request_id = str(record["request_id"])
+        resp = problem_response(503, "The gateway is shutting down; retry the request.", request_id)
+        # Sent first (which sets the record's status), then the exchange is stopped: nothing
+        # else writes a response, and what logs the record now logs a 503, not a 499.
+        self._send_whole(resp, req, record, False, request_id)
+        flight = self.flight
+        if flight is not None:
+            self.flight = None
+            flight.abandon()  # drops the upstream connection and logs the record
+        elif self.task is not None:
+            self.task.cancel()  # the handler's ``finally`` logs the record
+        if not task_started:
+            self._finish_record(None, record, req)
 
     def _close(self) -> None:
         transport = self.transport
@@ -510,13 +599,21 @@ class ClientConnection(asyncio.Protocol):
         self.busy = False
         self.task = None
         self.flight = None
+        self.record = None
         if self.queue:
             self.queue.popleft()
-        if not keep or self.server.draining or self.closed:
+        if not keep or self.close_sent or self.closed:
             self._close()
             return False
         if not self.queue:
-            self._arm(self.server.runtime.timeouts.idle, "idle")
+            if self.receiving:
+                self._arm(self.server.runtime.timeouts.header, "header")
+            elif self.server.draining:
+                # The answer went out before the drain began and promised keep-alive: the
+                # client may be sending its next request right now.
+                self._arm(DRAIN_IDLE_SECONDS, "idle")
+            else:
+                self._arm(self.server.runtime.timeouts.idle, "idle")
         if len(self.queue) <= MAX_QUEUED // 2:
             self._resume_reading()
         return True
@@ -537,7 +634,7 @@ class ClientConnection(asyncio.Protocol):
 
     # -- the fast path ---------------------------------------------------------------------
     def _new_record(self, req: Incoming, request_id: str) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "ts": time.time(),
             "request_id": request_id,
             "client": self.peer_ip,
@@ -549,6 +646,8 @@ class ClientConnection(asyncio.Protocol):
             "bytes_in": 0,
             "bytes_out": 0,
         }
+        self.record = record  # the request being answered (a drain timeout must know it)
+        return record
 
     def _start(self, req: Incoming) -> bool | None:
         """Handle a complete request with plain calls as far as possible.
@@ -617,7 +716,13 @@ class ClientConnection(asyncio.Protocol):
         resp = problem_response(
             refusal.status, refusal.detail, refusal.request_id, title=refusal.title, headers=refusal.extra
         )
-        keep = req.keep_alive and not req.parse_error and not req.upgrade and self._body_discardable(req)
+        keep = (
+            req.keep_alive
+            and not req.parse_error
+            and not req.upgrade
+            and not self.server.draining
+            and self._body_discardable(req)
+        )
         self._send_whole(resp, req, record, keep, refusal.request_id)
         return keep
 
@@ -866,6 +971,8 @@ class ClientConnection(asyncio.Protocol):
         chunked = not forbidden and not has_length and req.version == "1.1"
         if not forbidden and not has_length and not chunked:
             keep = False  # HTTP/1.0 client, unknown length: the end of the body is the close
+        if self.server.draining:
+            keep = False  # shutting down: every answer ends its connection, and says so
         headers = resp.headers
         if chunked:
             headers.append(("transfer-encoding", "chunked"))
@@ -1343,6 +1450,7 @@ class ClientConnection(asyncio.Protocol):
             headers.append(("strict-transport-security", hsts))
         if not keep:
             headers.append(("connection", "close"))
+            self.close_sent = True
 
     def _send_whole(self, resp: Response, req: Incoming, record: dict[str, Any], keep: bool, request_id: str) -> None:
         """Write a response whose body is known in full, head and body in one write."""
@@ -1388,8 +1496,11 @@ class ClientConnection(asyncio.Protocol):
         tail += f"x-request-id: {request_id}\r\n"
         if self.scheme == "https" and self.server.runtime.hsts is not None:
             tail += f"strict-transport-security: {self.server.runtime.hsts}\r\n"
+        if self.server.draining:
+            keep = False  # shutting down: every answer ends its connection, and says so
         if not keep:
             tail += "connection: close\r\n"
+            self.close_sent = True
         record["status"] = status
         record["bytes_out"] = len(body)
         if self.transport is not None and not self.closed:

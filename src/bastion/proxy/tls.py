@@ -4,12 +4,21 @@ cipher suites (TLS 1.3's suites all are)."""
 
 from __future__ import annotations
 
+import logging
 import ssl
 from pathlib import Path
 from typing import Literal
 
+from bastion.proxy.tlsgroups import set_groups
+
+log = logging.getLogger("bastion.tls")
+
 #: TLS 1.2 suites: ECDHE key exchange with AES-GCM or ChaCha20-Poly1305, nothing else.
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!MD5:!DSS"
+#: Key-exchange groups of the listener, Mozilla's "intermediate" list, in preference order.
+#: OpenSSL's default also offers X448, P-521 and finite-field groups, which scanners flag
+#: and no mainstream client needs.
+SERVER_GROUPS = ("X25519", "prime256v1", "secp384r1")
 
 _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
@@ -70,14 +79,23 @@ def server_context(
     """An SSL context for Bastion's listener.
 
     It serves ``cert`` (a PEM chain, leaf first) with ``key``, speaks TLS ``min_version`` or
-    newer, offers ALPN ``http/1.1``, refuses compression and renegotiation, and prefers its
-    own cipher order. With ``client_ca`` every client must present a certificate issued by
-    one of the CAs in that PEM file (mTLS). Raises ``ValueError`` naming the file when a
+    newer, offers ALPN ``http/1.1``, refuses compression and renegotiation, prefers its
+    own cipher order and does key exchange over :data:`SERVER_GROUPS` only. With
+    ``client_ca`` every client must present a certificate issued by one of the CAs in that
+    PEM file (mTLS). Raises ``ValueError`` naming the file when a
     file is missing, unreadable or not a usable certificate, key or CA bundle.
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _harden(ctx, _VERSIONS[min_version])
     ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    if not set_groups(ctx, SERVER_GROUPS):
+        # Every group OpenSSL offers by default is sound; refusing to serve would be worse.
+        log.warning(
+            "TLS key-exchange groups could not be limited to %s with this Python and OpenSSL "
+            "(%s); OpenSSL's default groups apply",
+            ", ".join(SERVER_GROUPS),
+            ssl.OPENSSL_VERSION,
+        )
     _load_chain(ctx, cert, key)
     if client_ca is not None:
         _load_ca(ctx, client_ca, "client CA")

@@ -542,8 +542,12 @@ class UpstreamConnection(asyncio.Protocol):
         self._notify = 0
         self._sending = True
         self._early = False
-        self._head_fut = self._loop.create_future() if listener is None else None
-        self._done_fut = None  # created only if someone has to wait for the body
+        # Both futures are created only by someone about to await them: a future made here
+        # would be failed, unawaited, when the exchange breaks off before anyone waits for
+        # its head (the client's upload fails or the client leaves), and asyncio would log
+        # "Future exception was never retrieved" for an error nobody had to handle.
+        self._head_fut = None
+        self._done_fut = None
         self._error = None
         self._head = None
         self._raw_headers = []

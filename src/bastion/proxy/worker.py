@@ -68,7 +68,9 @@ class Worker:
         runtime.start()
         access = AccessLog(loaded.config.access_log.path if loaded.config.access_log.enabled else None)
         self.server = GatewayServer(runtime, access)
-        await self.server.start(listen_socket(listen.host, listen.port), tls_context(loaded))
+        await self.server.start(
+            listen_socket(listen.host, listen.port), tls_context(loaded), handshake_timeout=listen.timeouts.handshake
+        )
         METRICS.start(os.environ.get("BASTION_METRICS_DIR"))
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -101,10 +103,12 @@ class Worker:
             log.exception("reload failed, still serving the previous configuration")
             return
         old_listen = self.loaded.config.listen
-        if (loaded.config.listen.host, loaded.config.listen.port, loaded.config.listen.tls) != (
+        new_listen = loaded.config.listen
+        if (new_listen.host, new_listen.port, new_listen.tls, new_listen.timeouts.handshake) != (
             old_listen.host,
             old_listen.port,
             old_listen.tls,
+            old_listen.timeouts.handshake,
         ):
             log.warning("listen address and TLS changes take effect only after a restart")
         runtime.start()
