@@ -79,9 +79,6 @@ _FRAMING = frozenset({"transfer-encoding", "content-length", "host", "expect", "
 #: this set leaves nothing of a valid value: a set test in C, not a loop in Python.
 _HOST_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]_"
 _REQUEST_ID_CHARS = _HOST_CHARS.replace("[]", "")
-#: httptools 0.6.2 and later let llhttp pass unknown HTTP versions through (see
-#: ``ClientConnection.__init__``); with 0.6.1 HTTP/1.2 stays refused.
-_LENIENT_VERSION = hasattr(httptools.HttpRequestParser, "set_dangerous_leniencies")
 
 
 class ClientGone(Exception):
@@ -216,8 +213,7 @@ class ClientConnection(asyncio.Protocol):
         # 9112 2.5 wants a higher HTTP/1 minor version served as 1.1. With this leniency
         # llhttp only passes the version through: ``_check_framing`` decides, and refuses
         # anything that is not HTTP/1.x.
-        if _LENIENT_VERSION:
-            self.parser.set_dangerous_leniencies(lenient_version=True)
+        self.parser.set_dangerous_leniencies(lenient_version=True)
         self.queue: deque[Incoming] = deque()
         self.current: Incoming | None = None
         self.task: asyncio.Task[None] | None = None
