@@ -93,8 +93,9 @@ def check(config: ConfigOpt = Path("bastion.yaml")) -> None:
     if refused:
         out.print(
             f"[yellow]note:[/] {refused} route(s) require authentication that nothing here verifies: they answer "
-            "401 until an authentication method is configured, or `delegate: upstream` declares that their "
-            "backend authenticates requests itself."
+            "401 until an authentication method is configured, `delegate: upstream` declares that their "
+            "backend authenticates requests itself, or they are marked public (`security: []` on the OpenAPI "
+            "operation, `public: true` on a hand-written route)."
         )
 
 
