@@ -238,7 +238,9 @@ def test_unfinished_tls_handshake_is_cut_at_the_handshake_timeout(
             "tls": {"cert": str(certs["gateway"]), "key": str(certs["gateway_key"])},
             "timeouts": {"handshake": 0.5},
         },
-        "services": [{"name": "books", "upstream": demo_api.url, "routes": [{"path": "/books", "methods": ["GET"]}]}],
+        "services": [
+            {"name": "books", "upstream": demo_api.url, "routes": [{"path": "/books", "methods": ["GET"], "public": True}]}
+        ],
     }
     hello = _client_hello()
     assert hello[0] == 0x16  # a TLS handshake record
@@ -260,7 +262,9 @@ def test_listener_key_exchange_groups_with_openssl_s_client(
     for P-256, TLS 1.2 too; checked with ``openssl s_client -groups``."""
     cfg = {
         "listen": {"tls": {"cert": str(certs["gateway"]), "key": str(certs["gateway_key"])}},
-        "services": [{"name": "books", "upstream": demo_api.url, "routes": [{"path": "/books", "methods": ["GET"]}]}],
+        "services": [
+            {"name": "books", "upstream": demo_api.url, "routes": [{"path": "/books", "methods": ["GET"], "public": True}]}
+        ],
     }
 
     def handshake(port: int, group: str, version: str) -> bool:

@@ -110,6 +110,30 @@ def test_get_is_retried_when_a_reused_connection_is_dropped(
     assert tries[0].seq > 0 and tries[1].seq == 0
 
 
+def test_retry_after_a_dropped_pooled_connection_takes_a_fresh_one(
+    gateway: GatewayProcess, upstream: ScriptedUpstream, token: str
+) -> None:
+    """With two idle pooled connections, both past their first request, a GET the upstream
+    drops on one is retried on a new connection, not on the other pooled one (which would
+    drop it too: the failed retry was a 502)."""
+    import threading
+
+    def slow(i: int) -> None:
+        assert one(gateway, "GET", f"/slow?ms=300&{token}-warm{i}").status == 200
+
+    threads = [threading.Thread(target=slow, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    warm = upstream.records(f"{token}-warm")
+    assert len({r.conn_id for r in warm}) == 2  # two upstream connections, now idle in the pool
+    resp = one(gateway, "GET", f"/flaky?{token}-get")
+    assert resp.status == 200
+    tries = upstream.records(f"{token}-get")
+    assert [t.seq > 0 for t in tries] == [True, False]
+
+
 def test_post_is_not_retried(gateway: GatewayProcess, upstream: ScriptedUpstream, token: str) -> None:
     """The same dropped pooled connection with a POST: not retried (it is not idempotent),
     the client gets 502 problem+json and the upstream saw it exactly once."""

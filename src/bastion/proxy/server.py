@@ -1304,9 +1304,11 @@ class ClientConnection(asyncio.Protocol):
                 return self._upstream_failed(req, route, ex, record, exc)
             target.active += 1
             try:
-                conn = pool.pooled(target)
+                # A retry never takes a pooled connection: the one that failed was dropped by
+                # the upstream (the keep-alive race), and its idle siblings may be just as stale.
+                conn = pool.pooled(target) if attempt == 0 else None
                 if conn is None:
-                    conn = await pool.acquire(target, deadline)
+                    conn = await pool.acquire(target, deadline, fresh=attempt > 0)
                 if body is not None:
                     conn.begin(request.method, deadline, cfg.timeouts.read)
                     conn.write(self._upstream_head(ex, target, len(body)) + body)

@@ -206,9 +206,9 @@ class UpstreamPool:
             conn.close()
         return None
 
-    async def acquire(self, target: TargetState, deadline: float) -> UpstreamConnection:
-        """A connection to ``target``: a pooled one, or a new one."""
-        conn = self.pooled(target)
+    async def acquire(self, target: TargetState, deadline: float, fresh: bool = False) -> UpstreamConnection:
+        """A connection to ``target``: a pooled one (unless ``fresh``), or a new one."""
+        conn = None if fresh else self.pooled(target)
         if conn is not None:
             return conn
         loop = asyncio.get_running_loop()
