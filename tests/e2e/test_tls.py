@@ -239,7 +239,11 @@ def test_unfinished_tls_handshake_is_cut_at_the_handshake_timeout(
             "timeouts": {"handshake": 0.5},
         },
         "services": [
-            {"name": "books", "upstream": demo_api.url, "routes": [{"path": "/books", "methods": ["GET"], "public": True}]}
+            {
+                "name": "books",
+                "upstream": demo_api.url,
+                "routes": [{"path": "/books", "methods": ["GET"], "public": True}],
+            }
         ],
     }
     hello = _client_hello()
@@ -263,7 +267,11 @@ def test_listener_key_exchange_groups_with_openssl_s_client(
     cfg = {
         "listen": {"tls": {"cert": str(certs["gateway"]), "key": str(certs["gateway_key"])}},
         "services": [
-            {"name": "books", "upstream": demo_api.url, "routes": [{"path": "/books", "methods": ["GET"], "public": True}]}
+            {
+                "name": "books",
+                "upstream": demo_api.url,
+                "routes": [{"path": "/books", "methods": ["GET"], "public": True}],
+            }
         ],
     }
 
