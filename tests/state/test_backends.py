@@ -306,3 +306,51 @@ def test_redis_unreachable_is_dependency_unavailable_without_the_password() -> N
     for message in run(scenario):
         assert "s3cret-pw" not in message
         assert "redis://:***@127.0.0.1" in message
+
+
+def test_redis_sends_one_turns_commands_as_one_pipeline(redis_url: str) -> None:
+    """Commands issued in the same turn of the event loop (as concurrent requests do) reach
+    Redis as one pipeline, one round trip, each with its own answer; a lone command later
+    is one more."""
+
+    async def scenario() -> None:
+        s = RedisBackend(redis_url, timeout=2.0)
+        try:
+            await s.set("seed", 1)
+            before = s.round_trips
+            results = await asyncio.gather(*(s.incr(f"k{i % 4}", ttl=60) for i in range(32)), s.get("seed"))
+            assert s.round_trips == before + 1
+            assert sorted(results[:32]) == sorted([1, 2, 3, 4, 5, 6, 7, 8] * 4)  # type: ignore[type-var]
+            assert results[32] == b"1"
+            assert await s.delete("seed") is True
+            assert s.round_trips == before + 2
+        finally:
+            await s.close()
+
+    run(scenario)
+
+
+def test_redis_reloads_scripts_it_lost(redis_url: str, redis_server: object) -> None:
+    """After SCRIPT FLUSH (as after a Redis restart) counters and scripts still work: the
+    backend loads the scripts again and re-runs the commands that got NOSCRIPT."""
+    import socket
+
+    from .redisproc import RedisProcess
+
+    assert isinstance(redis_server, RedisProcess)
+
+    async def scenario() -> None:
+        s = RedisBackend(redis_url, timeout=2.0)
+        try:
+            await s.set("from", 5)
+            assert await s.incr("n") == 1
+            assert await s.run(MOVE, ["from", "to"], [2]) == [1, 2]
+            with socket.create_connection(("127.0.0.1", redis_server.port), timeout=2) as sock:
+                sock.sendall(b"SCRIPT FLUSH\r\n")
+                assert sock.recv(16).startswith(b"+OK")
+            both = await asyncio.gather(s.incr("n"), s.run(MOVE, ["from", "to"], [2]))
+            assert both == [2, [1, 4]]
+        finally:
+            await s.close()
+
+    run(scenario)
