@@ -94,7 +94,7 @@ class Services:
         try:
             await self.state.ping()
         except DependencyUnavailable as exc:
-            log.warning("%s; stages that keep state fail (503 where failure_mode is closed) until it is back", exc)
+            log.warning("%s (until it is back, stages that keep state fail: 503 where failure_mode is closed)", exc)
 
     async def close(self) -> None:
         """Release everything; once, when no stage uses these services any more."""
