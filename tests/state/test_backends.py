@@ -317,6 +317,7 @@ def test_redis_sends_one_turns_commands_as_one_pipeline(redis_url: str) -> None:
         s = RedisBackend(redis_url, timeout=2.0)
         try:
             await s.set("seed", 1)
+            await s.incr("warm")  # Redis knows the counter's script from here on (no NOSCRIPT)
             before = s.round_trips
             results = await asyncio.gather(*(s.incr(f"k{i % 4}", ttl=60) for i in range(32)), s.get("seed"))
             assert s.round_trips == before + 1
@@ -350,6 +351,25 @@ def test_redis_reloads_scripts_it_lost(redis_url: str, redis_server: object) -> 
                 assert sock.recv(16).startswith(b"+OK")
             both = await asyncio.gather(s.incr("n"), s.run(MOVE, ["from", "to"], [2]))
             assert both == [2, [1, 4]]
+        finally:
+            await s.close()
+
+    run(scenario)
+
+
+def test_redis_script_that_does_not_compile_is_a_bug_not_an_outage(redis_url: str) -> None:
+    """A script Redis cannot compile raises Redis' own error (the chain answers 500, a bug
+    to fix), not DependencyUnavailable (an outage); the commands sent with it still work."""
+    from redis.exceptions import ResponseError
+
+    broken = Script("broken", "return (", lambda store, keys, args: None)
+
+    async def scenario() -> None:
+        s = RedisBackend(redis_url, timeout=2.0)
+        try:
+            outcome, counted = await asyncio.gather(s.run(broken, ["k"]), s.incr("n"), return_exceptions=True)
+            assert isinstance(outcome, ResponseError) and not isinstance(outcome, DependencyUnavailable)
+            assert counted == 1
         finally:
             await s.close()
 

@@ -196,11 +196,20 @@ class _Batcher:
             missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if missing:
                 # Redis lost its scripts (a restart, SCRIPT FLUSH): load them, run those again.
+                refused: dict[str, ResponseError] = {}
                 for lua in {batch[i][2] for i in missing}:
                     if lua is not None:
-                        await self._backend._redis.script_load(lua)
-                again = await self._pipeline([batch[i][0] for i in missing])
-                for i, reply in zip(missing, again, strict=True):
+                        try:
+                            await self._backend._redis.script_load(lua)
+                        except ResponseError as exc:  # a script Redis cannot compile: a bug
+                            refused[lua] = exc
+                rerun = [i for i in missing if batch[i][2] not in refused]
+                for i in missing:
+                    lua = batch[i][2]
+                    if lua in refused:
+                        replies[i] = refused[lua]
+                again = await self._pipeline([batch[i][0] for i in rerun]) if rerun else []
+                for i, reply in zip(rerun, again, strict=True):
                     replies[i] = reply
         except (RedisError, OSError) as exc:
             for _, future, _ in batch:
