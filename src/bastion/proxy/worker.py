@@ -70,6 +70,13 @@ class WorkerStartError(Exception):
 
 
 class Worker:
+    """One worker: its services, the runtime it serves and the ones a reload replaced.
+
+    ``identity`` says which worker of which instance this is (the supervisor passes it);
+    ``load`` reads the configuration (tests pass a loader that adds a stage of their own);
+    ``clock`` is the services' clock (tests pass one they move).
+    """
+
     def __init__(
         self,
         config_path: str,
