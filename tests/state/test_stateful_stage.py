@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 import uvloop
 
 from bastion.config import ConfigError, load_config
+from bastion.control import supervisor as supervisor_module
 from bastion.proxy import worker as worker_module
 from bastion.proxy.metrics import METRICS
 from bastion.proxy.worker import Worker, WorkerStartError
@@ -316,3 +318,25 @@ def test_memory_backend_refused_with_several_workers(tmp_path: Path, upstream: S
     assert check_backends(load_config(path), 8) is None  # the shipped stages keep no state
     redis_path, _ = write_config(tmp_path, upstream, redis_backends(redis_url), "redis.yaml")
     Worker(str(redis_path), identity=identity(0, 2), load=ToyLoader())
+
+
+def test_supervisor_refuses_memory_backend_for_several_workers(tmp_path: Path, upstream: ScriptedUpstream,
+                                                               redis_url: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bastion serve --workers 2`` refuses to start on the memory backend when a stage
+    keeps state, and rejects a reload that would bring the memory backend back, keeping
+    the running configuration."""
+    monkeypatch.setattr(supervisor_module, "load_config", ToyLoader())
+    path, _ = write_config(tmp_path, upstream)
+    with pytest.raises(ConfigError, match="keeps state, and the memory backend"):
+        supervisor_module.Supervisor(path, workers=2)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "backends": redis_backends(redis_url)}))
+    sup = supervisor_module.Supervisor(path, workers=2)
+    try:
+        running = sup.loaded
+        path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "backends"}))
+        [error] = sup.reload()
+        assert "backends.state: the stage counter (route api:/) keeps state" in error
+        assert sup.loaded is running
+    finally:
+        shutil.rmtree(sup.metrics_dir, ignore_errors=True)
