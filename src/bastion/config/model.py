@@ -294,6 +294,85 @@ class AccessLog(Strict):
     path: str = Field("-", description="File to append to, or '-' for standard output.")
 
 
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``: safe for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
+def check_redis_url(value: str) -> str:
+    parts = urlsplit(value)
+    shown = redact_url(value)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got {shown!r}")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError(f"the URL {shown!r} has no socket path")
+        return value
+    if not parts.hostname:
+        raise ValueError(f"the URL {shown!r} has no host")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise ValueError(f"the URL {shown!r} has an invalid port") from None
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise ValueError(f"the URL {shown!r}: the path must be a database number (like /0), got {'/' + db!r}")
+    return value
+
+
+class RedisSettings(Strict):
+    """The Redis server the redis state backend uses (one connection pool per worker)."""
+
+    url: str = Field(
+        description=(
+            "redis://[user:password@]host[:port][/db], rediss:// for TLS, or unix:///path/to/socket. "
+            "Put a password in an environment variable: redis://:${REDIS_PASSWORD}@host/0 "
+            "(logs and messages never show it)."
+        )
+    )
+    timeout: PositiveSeconds = Field(
+        0.25,
+        description=(
+            "Longest wait for one command, connecting included. Beyond it the stage fails "
+            "(its failure_mode applies: 503 when closed), so keep it well under clients' patience."
+        ),
+    )
+    max_connections: int = Field(64, ge=1, le=10000, description="Connections per worker, at most.")
+    key_prefix: str = Field(
+        "bastion:", max_length=64, description="Prefix of every key and channel (to share one Redis database)."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_redis_url(value)
+
+
+class Backends(Strict):
+    """Shared resources of every worker, configured once for the whole gateway."""
+
+    state: Literal["memory", "redis"] = Field(
+        "memory",
+        description=(
+            "Where stages keep state (counters, revocations, blocks). 'memory': in each worker "
+            "process, exact with one worker only (a stage that keeps state refuses to start with "
+            "more); 'redis': shared by every worker of every instance (needs `redis`)."
+        ),
+    )
+    redis: RedisSettings | None = Field(None, description="The Redis server, for `state: redis`.")
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> Backends:
+        if self.state == "redis" and self.redis is None:
+            raise ValueError("state is 'redis' but no server is configured: add redis: {url: redis://host:6379/0}")
+        return self
+
+
 class GatewayConfig(Strict):
     """The whole ``bastion.yaml``."""
 
@@ -302,6 +381,9 @@ class GatewayConfig(Strict):
     services: list[Service] = Field(min_length=1, description="The APIs behind the gateway.")
     access_log: AccessLog = Field(default_factory=AccessLog, description="The structured access log.")
     policies: Policies = Field(default_factory=dict, description="Defaults for every service.")
+    backends: Backends = Field(
+        default_factory=Backends, description="Shared resources of the workers: the state backend and its server."
+    )
 
     @model_validator(mode="after")
     def _unique_services(self) -> GatewayConfig:

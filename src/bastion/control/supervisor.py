@@ -26,6 +26,7 @@ import uvicorn
 
 from bastion.config import ConfigError, LoadedConfig, load_config
 from bastion.control.metrics import SnapshotCollector
+from bastion.services import check_backends, new_instance_id
 
 log = logging.getLogger("bastion.supervisor")
 
@@ -54,8 +55,10 @@ class WorkerProcess:
 class Supervisor:
     def __init__(self, config_path: str | Path, workers: int, log_level: str = "info") -> None:
         self.config_path = str(config_path)
-        self.loaded: LoadedConfig = load_config(self.config_path)
         self.nworkers = workers
+        self.loaded: LoadedConfig = self._load()
+        #: Names this gateway instance to its workers (services.identity), e.g. in Redis keys.
+        self.instance = new_instance_id()
         self.log_level = log_level
         self.workers = [WorkerProcess(i) for i in range(workers)]
         self.stopping = False
@@ -64,6 +67,15 @@ class Supervisor:
         self.metrics_dir = tempfile.mkdtemp(prefix="bastion-metrics-")
         self.collector = SnapshotCollector(self.metrics_dir)
         self._reserve: socket.socket | None = None
+
+    def _load(self) -> LoadedConfig:
+        """Load the file and check it fits the worker count (a per-process state backend
+        is refused with several workers when a stage keeps state)."""
+        loaded = load_config(self.config_path)
+        issue = check_backends(loaded, self.nworkers)
+        if issue is not None:
+            raise ConfigError([issue])
+        return loaded
 
     # -- admin API hooks --------------------------------------------------------------
     def workers_alive(self) -> tuple[int, int]:
@@ -76,7 +88,7 @@ class Supervisor:
     def reload(self) -> list[str]:
         """Validate the file; if valid, tell every worker to reload. Returns the errors."""
         try:
-            loaded = load_config(self.config_path)
+            loaded = self._load()
         except ConfigError as exc:
             errors = [str(i) for i in exc.issues]
             log.error("reload rejected, the previous configuration keeps serving:\n%s", exc)
@@ -148,6 +160,12 @@ class Supervisor:
             self.log_level,
             "--ready-fd",
             str(write_fd),
+            "--instance",
+            self.instance,
+            "--index",
+            str(w.slot),
+            "--workers",
+            str(self.nworkers),
         ]
         env = {**os.environ, "BASTION_METRICS_DIR": self.metrics_dir}
         w.proc = subprocess.Popen(cmd, pass_fds=(write_fd,), env=env)

@@ -9,6 +9,14 @@ Hooks are plain functions that return their decision. A hook that must wait for 
 (Redis, a JWKS endpoint) returns an awaitable instead -- typically by calling one of its
 own ``async def`` methods -- and the proxy awaits it. Pure checks (most of them) thus
 cost a function call, not a trip through the event loop.
+
+A stage has two lives. Its *compile* step (``StageSpec.build``) turns settings into the
+stage object in every process that loads the configuration -- the supervisor, ``bastion
+check``, the tester -- so it is pure: no sockets, no tasks, errors raised as config
+errors. Only a worker then *starts* it (:meth:`Stage.start`, with the worker's
+:class:`~bastion.services.Services`) before it serves a request, and *closes* it
+(:meth:`Stage.close`) when it serves no more: after a reload replaced it, or when the
+worker stops. Stages without I/O keep the no-op defaults.
 """
 
 from __future__ import annotations
@@ -16,11 +24,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.types import Block, Exchange, Response
+
+if TYPE_CHECKING:
+    from bastion.services import Services
 
 
 class StageConfig(BaseModel):
@@ -56,10 +67,25 @@ class Stage:
     needs_request_body: bool = False
     #: Whether the stage needs the complete response body before its response hook runs.
     needs_response_body: bool = False
+    #: Whether the stage keeps state in ``services.state`` that every worker must share
+    #: (counters, blocks): the per-process memory backend is then refused with several workers.
+    uses_state: bool = False
 
     def __init__(self, name: str, config: StageConfig) -> None:
         self.name = name
         self.config = config
+
+    async def start(self, services: Services) -> None:
+        """Take what the stage needs from the worker (state, HTTP client, clock); open
+        connections, start refresh tasks. Called once per stage object, by the worker only,
+        before the stage serves a request. An exception stops the worker from starting (or
+        rejects the reload, which keeps the previous configuration)."""
+        return None
+
+    async def close(self) -> None:
+        """Release what :meth:`start` took. Called once, when the stage serves no more
+        requests; the worker's services themselves stay open (they are shared)."""
+        return None
 
 
 class RequestStage(Stage, ABC):

@@ -2,23 +2,37 @@
 
 Built from a :class:`LoadedConfig` once per (re)load. In-flight requests keep a reference
 to the runtime they started with, so a reload never changes a request half-way through.
+
+The stage objects come compiled from the loader; the worker starts them here
+(:meth:`Runtime.start_stages`, with its services) before the runtime serves, and
+:meth:`Runtime.close` closes them with the upstream pools once it serves no more.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import ssl
 from dataclasses import dataclass
 
 from bastion.config.loader import LoadedConfig, ResolvedRoute
 from bastion.config.model import GatewayConfig
+from bastion.errors import BastionError
 from bastion.pipeline.chain import Chain
+from bastion.pipeline.stage import Stage
 from bastion.proxy.metrics import METRICS
 from bastion.proxy.tls import client_context
 from bastion.proxy.upstream import UpstreamPool
 from bastion.routing import Router
+from bastion.services import Services
 from bastion.stages.auth import auth_stage
 from bastion.types import Block
+
+log = logging.getLogger("bastion.runtime")
+
+
+class StageStartError(BastionError):
+    """A stage could not start in this worker; the message names the stage and route."""
 
 
 @dataclass(slots=True)
@@ -57,6 +71,15 @@ class Runtime:
                 ctx = client_context(ca=t.ca, cert=t.cert, key=t.key, verify=t.verify)
             self.pools[svc.name] = UpstreamPool(svc.name, svc.upstream, ctx)
         self.router: Router[RouteRuntime] = Router()
+        #: Each stage object once, with the route it was built for (for messages).
+        self.stages: list[tuple[Stage, str]] = []
+        self._started: list[Stage] = []
+        seen: set[int] = set()
+        for r in loaded.routes:
+            for stage in r.built:
+                if id(stage) not in seen:
+                    seen.add(id(stage))
+                    self.stages.append((stage, r.id))
         for r in loaded.routes:
             # Stage objects were built (and their settings checked) by the loader.
             auth = auth_stage(r.built)
@@ -92,7 +115,34 @@ class Runtime:
         for pool in self.pools.values():
             pool.start()
 
+    async def start_stages(self, services: Services) -> None:
+        """Start every stage with the worker's ``services``, each once, in route order.
+
+        If one fails, those already started are closed again and :class:`StageStartError`
+        says which failed: a runtime is served with all its stages started or not at all.
+        """
+        for stage, route_id in self.stages:
+            try:
+                await stage.start(services)
+            except Exception as exc:
+                await self.close_stages()
+                raise StageStartError(
+                    f"stage {stage.name} (route {route_id}) could not start: {type(exc).__name__}: {exc}"
+                ) from exc
+            self._started.append(stage)
+
+    async def close_stages(self) -> None:
+        """Close the started stages (in reverse order); a failing close is logged, and the
+        others are closed all the same."""
+        started, self._started = self._started, []
+        for stage in reversed(started):
+            try:
+                await stage.close()
+            except Exception:
+                log.exception("stage %s failed to close", stage.name)
+
     async def close(self) -> None:
+        await self.close_stages()
         for pool in self.pools.values():
             await pool.close()
 

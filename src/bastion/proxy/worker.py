@@ -3,6 +3,12 @@
 The supervisor starts N of these (``python -m bastion.proxy.worker``). Each binds the
 data port with SO_REUSEPORT, so the kernel spreads connections over workers and one
 worker's crash leaves the others serving.
+
+A worker owns the services its stages share (:mod:`bastion.services`: the state backend,
+an HTTP client, a clock). It starts every stage of a configuration with them before the
+configuration serves, and closes the stages once it serves no more. A reload keeps the
+services -- counters in the memory backend, the Redis pool -- unless ``backends`` itself
+changed, which builds new ones for the new configuration.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import signal
 import socket
 import ssl
 import sys
+from collections.abc import Callable
 
 import uvloop
 
@@ -22,9 +29,10 @@ from bastion.config import ConfigError, LoadedConfig, load_config
 from bastion.logs import setup_logging
 from bastion.proxy.accesslog import AccessLog
 from bastion.proxy.metrics import METRICS
-from bastion.proxy.runtime import Runtime
+from bastion.proxy.runtime import Runtime, StageStartError
 from bastion.proxy.server import GatewayServer
 from bastion.proxy.tls import server_context
+from bastion.services import Clock, Services, WorkerIdentity, build_services, check_backends, new_instance_id
 
 log = logging.getLogger("bastion.worker")
 
@@ -52,56 +60,155 @@ def tls_context(loaded: LoadedConfig) -> ssl.SSLContext | None:
     return server_context(tls.cert, tls.key, min_version=tls.min_version, client_ca=tls.client_ca)
 
 
+#: How a worker reads its configuration: :func:`load_config`, or (in tests) a function
+#: that adds stages of their own to what it loads.
+Loader = Callable[[str], LoadedConfig]
+
+
+class WorkerStartError(Exception):
+    """The worker could not start serving (a stage failed to start)."""
+
+
 class Worker:
-    def __init__(self, config_path: str, ready_fd: int | None = None) -> None:
+    """One worker: its services, the runtime it serves and the ones a reload replaced.
+
+    ``identity`` says which worker of which instance this is (the supervisor passes it);
+    ``load`` reads the configuration (tests pass a loader that adds a stage of their own);
+    ``clock`` is the services' clock (tests pass one they move).
+    """
+
+    def __init__(
+        self,
+        config_path: str,
+        ready_fd: int | None = None,
+        *,
+        identity: WorkerIdentity | None = None,
+        load: Loader = load_config,
+        clock: Clock | None = None,
+    ) -> None:
         self.config_path = config_path
         self.ready_fd = ready_fd
-        self.loaded = load_config(config_path)
+        self.identity = identity if identity is not None else WorkerIdentity(new_instance_id(), 0, 1, os.getpid())
+        self._load = load
+        self.clock = clock
+        self.loaded = self._checked(load(config_path))
         self.stop_event = asyncio.Event()
         self.server: GatewayServer | None = None
-        self._old: list[asyncio.Task[None]] = []
+        self.access: AccessLog | None = None
+        self.services: Services | None = None
+        #: Runtimes replaced by a reload, closed after a grace (or at stop, whichever first).
+        self._retiring: dict[asyncio.Task[None], tuple[Runtime, Services | None]] = {}
+        self._reloads: list[asyncio.Task[bool]] = []
+        self._reloading = asyncio.Lock()
+
+    def _checked(self, loaded: LoadedConfig) -> LoadedConfig:
+        issue = check_backends(loaded, self.identity.workers)
+        if issue is not None:
+            raise ConfigError([issue])
+        return loaded
 
     async def run(self) -> None:
-        loaded = self.loaded
-        listen = loaded.config.listen
-        runtime = Runtime(loaded)
-        runtime.start()
-        access = AccessLog(loaded.config.access_log.path if loaded.config.access_log.enabled else None)
-        self.server = GatewayServer(runtime, access)
-        await self.server.start(
-            listen_socket(listen.host, listen.port), tls_context(loaded), handshake_timeout=listen.timeouts.handshake
-        )
-        METRICS.start(os.environ.get("BASTION_METRICS_DIR"))
+        """Serve until SIGTERM/SIGINT (SIGHUP reloads), then drain and stop."""
+        await self.start()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         loop.add_signal_handler(signal.SIGTERM, self.stop_event.set)
         loop.add_signal_handler(signal.SIGINT, self.stop_event.set)
-        log.info("worker ready on %s:%d", listen.host, listen.port)
         if self.ready_fd is not None:
             # Tell the supervisor this worker is listening (for /ready).
             os.write(self.ready_fd, b"1")
             os.close(self.ready_fd)
             self.ready_fd = None
         await self.stop_event.wait()
-        await self.server.drain(grace=listen.timeouts.drain)
-        await self.server.runtime.close()
-        access.close()
+        await self.stop()
+
+    async def start(self) -> None:
+        """Build the services, start the stages, then listen."""
+        loaded = self.loaded
+        listen = loaded.config.listen
+        services = self.services = build_services(loaded.config.backends, self.identity, self.clock)
+        await services.check()
+        runtime = Runtime(loaded)
+        try:
+            await runtime.start_stages(services)
+        except StageStartError as exc:
+            await services.close()
+            raise WorkerStartError(str(exc)) from None
+        runtime.start()
+        self.access = AccessLog(loaded.config.access_log.path if loaded.config.access_log.enabled else None)
+        self.server = GatewayServer(runtime, self.access)
+        await self.server.start(
+            listen_socket(listen.host, listen.port), tls_context(loaded), handshake_timeout=listen.timeouts.handshake
+        )
+        METRICS.start(os.environ.get("BASTION_METRICS_DIR"))
+        log.info("worker ready on %s:%d", listen.host, listen.port)
+
+    async def stop(self) -> None:
+        """Drain the listener, close every stage and pool, then the services."""
+        if self.server is not None:
+            await self.server.drain(grace=self.loaded.config.listen.timeouts.drain)
+        await self.shut_down()
+        if self.access is not None:
+            self.access.close()
         METRICS.stop()
 
+    async def shut_down(self) -> None:
+        """After the drain: close every runtime's stages and pools, then the services."""
+        for reload in self._reloads:
+            reload.cancel()
+        await asyncio.gather(*self._reloads, return_exceptions=True)
+        if self.server is not None:
+            await self.server.runtime.close()
+        retiring = list(self._retiring.items())
+        self._retiring.clear()
+        for task, (old, old_services) in retiring:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await old.close()
+            if old_services is not None:
+                await old_services.close()
+        if self.services is not None:
+            await self.services.close()
+
     def reload(self) -> None:
-        """Load the config again; on any error keep serving the current one."""
-        assert self.server is not None
+        """SIGHUP: load the config again, in a task (stages start asynchronously)."""
+        task = asyncio.get_running_loop().create_task(self.apply_reload())
+        self._reloads.append(task)
+        task.add_done_callback(self._reloads.remove)
+
+    async def apply_reload(self) -> bool:
+        """Load the config again; on any error keep serving the current one. Tell whether
+        the new configuration now serves."""
+        async with self._reloading:  # one at a time, in the order asked
+            return await self._apply_reload()
+
+    async def _apply_reload(self) -> bool:
+        assert self.server is not None and self.services is not None
         try:
-            loaded = load_config(self.config_path)
+            loaded = self._checked(self._load(self.config_path))
             runtime = Runtime(loaded)
         except ConfigError as exc:
             METRICS.inc("bastion_config_reloads", ("rejected",))
             log.error("reload rejected, still serving the previous configuration:\n%s", exc)
-            return
+            return False
         except Exception:
             METRICS.inc("bastion_config_reloads", ("rejected",))
             log.exception("reload failed, still serving the previous configuration")
-            return
+            return False
+        # The services outlive the configuration (state survives a reload), unless the
+        # backends themselves changed: then the new configuration gets the new backends.
+        new_services: Services | None = None
+        if loaded.config.backends != self.loaded.config.backends:
+            new_services = build_services(loaded.config.backends, self.identity, self.clock)
+            await new_services.check()
+        try:
+            await runtime.start_stages(new_services or self.services)
+        except StageStartError as exc:
+            if new_services is not None:
+                await new_services.close()
+            METRICS.inc("bastion_config_reloads", ("rejected",))
+            log.error("reload rejected, still serving the previous configuration: %s", exc)
+            return False
         old_listen = self.loaded.config.listen
         new_listen = loaded.config.listen
         if (new_listen.host, new_listen.port, new_listen.tls, new_listen.timeouts.handshake) != (
@@ -113,16 +220,28 @@ class Worker:
             log.warning("listen address and TLS changes take effect only after a restart")
         runtime.start()
         old = self.server.swap_runtime(runtime)
+        old_services: Services | None = None
+        if new_services is not None:
+            log.warning("backends changed: the new configuration uses new ones (memory state starts empty)")
+            old_services, self.services = self.services, new_services
         self.loaded = loaded
         METRICS.inc("bastion_config_reloads", ("applied",))
         log.info("configuration reloaded (%d routes)", len(loaded.routes))
-        self._old.append(asyncio.get_running_loop().create_task(self._retire(old)))
+        task = asyncio.get_running_loop().create_task(self._retire(old, old_services))
+        self._retiring[task] = (old, old_services)
+        task.add_done_callback(self._retired)
+        return True
+
+    def _retired(self, task: asyncio.Task[None]) -> None:
+        self._retiring.pop(task, None)
 
     @staticmethod
-    async def _retire(old: Runtime) -> None:
-        # Requests that started on the old runtime may still use its pools.
+    async def _retire(old: Runtime, old_services: Services | None) -> None:
+        # Requests that started on the old runtime may still use its stages and pools.
         await asyncio.sleep(RELOAD_GRACE)
         await old.close()
+        if old_services is not None:
+            await old_services.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,15 +249,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True)
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--ready-fd", type=int, default=None)
+    # Who this worker is (services.identity): set by the supervisor.
+    parser.add_argument("--instance", default=None)
+    parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
+    identity = WorkerIdentity(args.instance or new_instance_id(), args.index, args.workers, os.getpid())
     try:
-        worker = Worker(args.config, args.ready_fd)
+        worker = Worker(args.config, args.ready_fd, identity=identity)
     except ConfigError as exc:
         print(f"bastion: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
     try:
         uvloop.run(worker.run())
+    except WorkerStartError as exc:
+        print(f"bastion: cannot start: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"bastion: cannot listen: {exc}", file=sys.stderr)
         return 1

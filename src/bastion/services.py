@@ -1,0 +1,144 @@
+"""What a worker lends its stages: shared state, an HTTP client, a clock, its identity.
+
+A stage is compiled from its settings in every process that loads the configuration
+(``bastion check`` included), where it must do no I/O. Only a worker starts it, with
+``await stage.start(services)``, and that is where a stage takes what it needs from here.
+
+The services belong to the worker, not to one configuration: a hot reload starts the new
+stages with the same services, so a Redis pool, the memory backend's counters and the HTTP
+client live on. Only a change of ``backends`` builds new ones (see the worker).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, assert_never
+
+from bastion.config.errors import ConfigIssue
+from bastion.config.model import Backends
+from bastion.errors import DependencyUnavailable
+from bastion.state.interface import StateBackend
+from bastion.state.memory import MemoryBackend
+
+if TYPE_CHECKING:
+    import httpx
+
+    from bastion.config.loader import LoadedConfig
+
+log = logging.getLogger("bastion.services")
+
+#: Timeout of the shared HTTP client's requests (JWKS, introspection, webhooks) unless a
+#: stage passes its own: short, since a request may be waiting on it.
+HTTP_TIMEOUT = 5.0
+
+
+class Clock:
+    """Monotonic time (for durations and expiry) and wall time (for timestamps, tokens).
+
+    Stages read time through this, so tests can move it (subclass and override both).
+    """
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time()
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerIdentity:
+    """Which worker this is: of which instance, at which index, under which pid."""
+
+    #: The gateway instance (one supervisor and its workers), unique across a fleet that
+    #: shares a Redis: for keys and messages that belong to one instance.
+    instance: str
+    #: 0 .. workers-1, stable across a worker's restarts.
+    index: int
+    #: How many workers the instance runs.
+    workers: int
+    pid: int
+
+
+def new_instance_id() -> str:
+    """A fresh instance id: the host name and a random suffix."""
+    return f"{os.uname().nodename}-{os.urandom(4).hex()}"
+
+
+class Services:
+    """The worker's shared resources, handed to each stage's ``start``."""
+
+    def __init__(self, state: StateBackend, identity: WorkerIdentity, clock: Clock | None = None) -> None:
+        self.state = state
+        self.identity = identity
+        self.clock = clock if clock is not None else Clock()
+        self._http: httpx.AsyncClient | None = None
+        self.closed = False
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """An HTTP client on the worker's event loop, created on first use, closed with the worker."""
+        if self.closed:
+            raise RuntimeError("the worker's services are closed")
+        if self._http is None:
+            import httpx  # only workers whose stages call out pay for it
+
+            self._http = httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False)
+        return self._http
+
+    async def check(self) -> None:
+        """Tell, in the log, whether the state backend answers now (the worker starts anyway:
+        stages that need it fail by their ``failure_mode`` until it does)."""
+        try:
+            await self.state.ping()
+        except DependencyUnavailable as exc:
+            log.warning("%s (until it is back, stages that keep state fail: 503 where failure_mode is closed)", exc)
+
+    async def close(self) -> None:
+        """Release everything; once, when no stage uses these services any more."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._http is not None:
+            await self._http.aclose()
+        await self.state.close()
+
+
+def build_services(backends: Backends, identity: WorkerIdentity, clock: Clock | None = None) -> Services:
+    """The services ``backends`` describes (no I/O yet: connections open on first use)."""
+    clock = clock if clock is not None else Clock()
+    state: StateBackend
+    if backends.state == "memory":
+        state = MemoryBackend(clock.monotonic)
+    elif backends.state == "redis":
+        # The model guarantees it; the check keeps the type checker (and -O) honest.
+        if backends.redis is None:
+            raise ValueError("backends.state is 'redis' but backends.redis is not set")
+        from bastion.state.redis import RedisBackend  # redis-py only where it is used
+
+        r = backends.redis
+        state = RedisBackend(r.url, timeout=r.timeout, key_prefix=r.key_prefix, max_connections=r.max_connections)
+    else:
+        assert_never(backends.state)
+    return Services(state, identity, clock)
+
+
+def check_backends(loaded: LoadedConfig, workers: int) -> ConfigIssue | None:
+    """Refuse a per-process state backend when several workers would each keep their own
+    state for a stage that needs it shared (a limit of 100 would become 100 per worker)."""
+    if workers <= 1 or loaded.config.backends.state != "memory":
+        return None
+    for route in loaded.routes:
+        for stage in route.built:
+            if stage.uses_state:
+                return ConfigIssue(
+                    str(loaded.path),
+                    None,
+                    "backends.state",
+                    f"the stage {stage.name} (route {route.id}) keeps state, and the memory backend keeps it "
+                    f"in each worker process: {workers} workers would each count on their own. "
+                    "Set backends: {state: redis, redis: {url: ...}}, or run one worker (--workers 1).",
+                )
+    return None

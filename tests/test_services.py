@@ -1,0 +1,71 @@
+"""The services a worker hands its stages: built from ``backends``, closed once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from bastion.config.model import Backends
+from bastion.services import Clock, Services, WorkerIdentity, build_services
+from bastion.state.memory import MemoryBackend
+
+from .proxy.scripted import ScriptedUpstream
+
+IDENTITY = WorkerIdentity("test", 0, 1, os.getpid())
+
+
+class SteppedClock(Clock):
+    """A clock a test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 50.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return 1_700_000_000.0 + self.now
+
+
+def test_memory_state_follows_the_injected_clock() -> None:
+    """build_services gives the memory backend the services' clock, so a test that moves the
+    clock expires state without waiting."""
+    clock = SteppedClock()
+    services = build_services(Backends(), IDENTITY, clock)
+    assert isinstance(services.state, MemoryBackend)
+    assert services.clock is clock and services.clock.wall() == 1_700_000_050.0
+
+    async def scenario() -> tuple[bytes | None, bytes | None]:
+        await services.state.set("k", b"v", ttl=10)
+        clock.now += 9.9
+        before = await services.state.get("k")
+        clock.now += 0.2
+        after = await services.state.get("k")
+        await services.close()
+        return before, after
+
+    assert asyncio.run(scenario()) == (b"v", None)
+
+
+def test_http_client_is_lazy_shared_and_closed_with_the_services() -> None:
+    """The HTTP client is created on first use, on the running loop, the same object for
+    every stage, reaches a real server, and is closed with the services (it cannot be
+    taken again after that)."""
+    services = Services(MemoryBackend(), IDENTITY)
+    assert services._http is None
+
+    async def scenario() -> int:
+        with ScriptedUpstream() as upstream:
+            client = services.http
+            assert services.http is client
+            status = (await client.get(upstream.url + "/status/204")).status_code
+        await services.close()
+        assert client.is_closed
+        with pytest.raises(RuntimeError, match="services are closed"):
+            _ = services.http
+        await services.close()  # a second close is harmless
+        return status
+
+    assert asyncio.run(scenario()) == 204
