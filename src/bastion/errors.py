@@ -78,3 +78,8 @@ class DependencyUnavailable(BastionError):
 
     The runner turns it into 503 when the stage fails closed.
     """
+
+
+class DeadlineExceeded(DependencyUnavailable):
+    """A stage's hook waited longer than the stage's ``timeout`` (its dependency is too slow
+    to count on); treated as an unavailable dependency."""

@@ -6,23 +6,28 @@ parsed (and its body buffered, if :attr:`Chain.needs_request_body`), and
 
 Both run synchronously as long as the stages answer synchronously. When a stage returns
 an awaitable, they return a :class:`Pending` instead, and the proxy finishes the chain
-with :meth:`Chain.finish_request` / :meth:`Chain.finish_response` in a task.
+with :meth:`Chain.finish_request` / :meth:`Chain.finish_response` in a task. Only there is
+a stage timed: each awaited hook gets its stage's ``timeout``, and one that has not answered
+by then is a :class:`DeadlineExceeded` (a :class:`DependencyUnavailable`) under the stage's
+``failure_mode``. Synchronous hooks pay nothing for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from bastion.errors import DependencyUnavailable, block_response, problem_response
+from bastion.errors import DeadlineExceeded, DependencyUnavailable, block_response, problem_response
 from bastion.pipeline.stage import RequestStage, ResponseStage, Stage
 from bastion.types import Block, Decision, Exchange, Response
 
 log = logging.getLogger("bastion.pipeline")
 
-#: Called as ``on_stage_error(stage_name)`` whenever a stage raises; the proxy counts it.
+#: Called as ``on_stage_error(stage_name)`` whenever a stage fails (raises or misses its
+#: deadline); the proxy counts it.
 ErrorCounter = Callable[[str], None]
 
 
@@ -88,7 +93,7 @@ class Chain:
         while True:
             stage = self.request_stages[pending.index]
             try:
-                outcome = await pending.awaitable
+                outcome = await _settle(stage, pending.awaitable)
             except Exception as exc:
                 failed = self._failed(stage, exchange, exc)
                 if failed is not None:
@@ -141,7 +146,7 @@ class Chain:
         while True:
             stage = self.response_stages[pending.index]
             try:
-                outcome = await pending.awaitable
+                outcome = await _settle(stage, pending.awaitable)
             except Exception as exc:
                 failed = self._failed(stage, exchange, exc)
                 if failed is not None:
@@ -187,7 +192,7 @@ class Chain:
         return enforced
 
     def _failed(self, stage: Stage, exchange: Exchange, exc: Exception) -> Response | None:
-        """A stage raised: count it, log it, and deny unless the stage fails open."""
+        """A stage failed: count it, log it, and deny unless the stage fails open."""
         self.on_stage_error(stage.name)
         unavailable = isinstance(exc, DependencyUnavailable)
         log.error(
@@ -204,3 +209,27 @@ class Chain:
         status = 503 if unavailable else 500
         detail = "A security check could not be completed; the request was refused."
         return problem_response(status, detail, exchange.request_id)
+
+
+async def _settle(stage: Stage, awaitable: Awaitable[Any]) -> object:
+    """Await a hook's answer for at most the stage's ``timeout``.
+
+    A late hook is cancelled and its stage counts as failed, even when it swallows the
+    cancellation and answers anyway: an answer after the deadline is not used. A
+    ``TimeoutError`` the hook raises itself (its own client timing out) stays what it is.
+    """
+    deadline = asyncio.timeout(stage.config.timeout)
+    try:
+        async with deadline:
+            outcome: object = await awaitable
+    except TimeoutError:
+        if deadline.expired():
+            raise _late(stage) from None
+        raise
+    if deadline.expired():
+        raise _late(stage)
+    return outcome
+
+
+def _late(stage: Stage) -> DeadlineExceeded:
+    return DeadlineExceeded(f"stage {stage.name} gave no answer within its timeout of {stage.config.timeout:g} s")

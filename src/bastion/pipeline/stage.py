@@ -41,6 +41,16 @@ class StageConfig(BaseModel):
             "Either way the failure is logged and counted."
         ),
     )
+    timeout: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description=(
+            "Seconds a hook that waits for I/O (Redis, a key or token endpoint) may take before "
+            "the stage counts as failed (a DependencyUnavailable under 'failure_mode': 503 when "
+            "closed). Hooks that answer at once are never timed."
+        ),
+    )
 
 
 #: What a request hook decides: continue (None), refuse (Block) or answer (Response).
