@@ -348,3 +348,75 @@ def test_late_response_hook_replaces_the_response_with_503() -> None:
     assert ex.response.status == 503 and b"secret" not in (ex.response.body or b"")
     assert errors == ["slow"]
 
+
+class Wrong(RequestStage, ResponseStage):
+    """A stage whose hooks answer with ``answer`` (a wrong type), directly or through an awaitable."""
+
+    def __init__(self, answer: object, config: StageConfig | None = None, *, wait: bool = False) -> None:
+        super().__init__("wrong", config or StageConfig())
+        self.answer = answer
+        self.wait = wait
+
+    def on_request(self, exchange: Exchange) -> Block | Response | Awaitable[Block | Response | None] | None:
+        return self._later() if self.wait else self.answer  # type: ignore[return-value]
+
+    def on_response(self, exchange: Exchange) -> Block | Awaitable[Block | None] | None:
+        return self._later() if self.wait else self.answer  # type: ignore[return-value]
+
+    async def _later(self) -> object:
+        return self.answer
+
+
+async def _nothing() -> None:
+    return None
+
+
+@pytest.mark.parametrize("wait", [False, True], ids=["direct", "awaited"])
+@pytest.mark.parametrize("answer", ["ok", 403, True, {"status": 403}], ids=["str", "int", "bool", "dict"])
+def test_wrong_request_answer_is_a_stage_failure(answer: object, wait: bool) -> None:
+    """A request hook answering anything but None/Block/Response (directly or awaited) fails
+    closed with 500 and is counted, instead of raising into the proxy."""
+    log: Transcript = []
+    errors: list[str] = []
+    chain = Chain([Wrong(answer, wait=wait), Recorder("b", log)], errors.append)
+    ex = exchange()
+    resp = run(chain.run_request(ex))
+    assert isinstance(resp, Response) and resp.status == 500
+    assert resp.header("content-type") == "application/problem+json"
+    assert errors == ["wrong"]
+    assert log == []
+    assert [(d.stage, d.action, d.reason) for d in ex.decisions] == [("wrong", "error", "TypeError")]
+
+
+def test_wrong_request_answer_fails_open_when_asked() -> None:
+    """With failure_mode: open a wrongly typed answer is counted and the chain goes on."""
+    log: Transcript = []
+    errors: list[str] = []
+    chain = Chain([Wrong("ok", StageConfig(failure_mode="open")), Recorder("b", log)], errors.append)
+    assert chain.request(exchange()) is None
+    assert log == [">> b.on_request"]
+    assert errors == ["wrong"]
+
+
+def test_awaitable_resolving_to_an_awaitable_is_a_wrong_answer() -> None:
+    """An async hook that returns a coroutine (a forgotten await) fails, and the stray
+    coroutine is closed rather than left to warn that it was never awaited."""
+    stray = _nothing()
+    resp = run(Chain([Wrong(stray, wait=True)]).run_request(exchange()))
+    assert isinstance(resp, Response) and resp.status == 500
+    assert stray.cr_frame is None  # closed
+
+
+@pytest.mark.parametrize("wait", [False, True], ids=["direct", "awaited"])
+def test_response_hook_answering_a_response_is_a_stage_failure(wait: bool) -> None:
+    """A response hook may give only None or a Block: a Response (or anything else) replaces
+    the upstream's response with a 500 problem, counted, and stops the response chain."""
+    log: Transcript = []
+    errors: list[str] = []
+    chain = Chain([Recorder("a", log), Wrong(Response(200, [], b"other"), wait=wait)], errors.append)
+    ex = exchange()
+    ex.response = Response(200, [], b"upstream")
+    run(chain.run_response(ex))
+    assert ex.response.status == 500
+    assert errors == ["wrong"]
+    assert log == []  # "a" (earlier in order, later on the response side) never ran

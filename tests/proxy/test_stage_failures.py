@@ -1,6 +1,6 @@
-"""Stage failures through the real proxy: a hook that misses its deadline is a counted stage
-failure under its failure mode, answered with a problem document on a connection that stays
-usable -- never a request left hanging.
+"""Stage failures through the real proxy: a hook that answers with a wrong type or misses its
+deadline is a counted stage failure under its failure mode, answered with a problem document
+on a connection that stays usable -- never an aborted connection.
 
 The registry's stages never fail like this, so the gateway runs in this process (a real
 listener on a free loopback port, its own event loop in a thread) with hand-made chains put
@@ -20,7 +20,7 @@ import uvloop
 import yaml
 
 from bastion.config import load_config
-from bastion.pipeline import Chain, RequestStage, StageConfig
+from bastion.pipeline import Chain, RequestStage, ResponseStage, StageConfig
 from bastion.proxy.accesslog import AccessLog
 from bastion.proxy.metrics import METRICS
 from bastion.proxy.runtime import Runtime
@@ -31,6 +31,27 @@ from bastion.types import Block, Exchange, Response
 
 from .conftest import gateway_config
 from .scripted import ScriptedUpstream
+
+
+class WrongType(RequestStage):
+    """Answers every request with a string, at once or through an awaitable."""
+
+    def __init__(self, name: str, *, wait: bool) -> None:
+        super().__init__(name, StageConfig())
+        self.wait = wait
+
+    def on_request(self, exchange: Exchange) -> Block | Response | Awaitable[Block | Response | None] | None:
+        return self._later() if self.wait else "ok"  # type: ignore[return-value]
+
+    async def _later(self) -> object:
+        return "ok"
+
+
+class WrongResponse(ResponseStage):
+    """Answers every response with a Response, which a response hook may not give."""
+
+    def on_response(self, exchange: Exchange) -> Block | Awaitable[Block | None] | None:
+        return Response(200, [], b"replaced")  # type: ignore[return-value]
 
 
 class NeverAnswers(RequestStage):
@@ -45,6 +66,9 @@ class NeverAnswers(RequestStage):
 
 #: Route path -> the stage its chain runs instead of the configured ones.
 STAGES = {
+    "/wrong-now": lambda: WrongType("wrong-now", wait=False),
+    "/wrong-later": lambda: WrongType("wrong-later", wait=True),
+    "/wrong-response": lambda: WrongResponse("wrong-response", StageConfig()),
     "/late": lambda: NeverAnswers("late", StageConfig(timeout=0.05)),
     "/late-open": lambda: NeverAnswers("late-open", StageConfig(timeout=0.05, failure_mode="open")),
 }
@@ -100,6 +124,20 @@ def get_twice(port: int, path: str) -> list[tuple[int, str | None, bytes]]:
             resp = conn.read_response()
             out.append((resp.status, resp.header("content-type"), resp.body))
     return out
+
+
+@pytest.mark.parametrize("path", ["/wrong-now", "/wrong-later", "/wrong-response"])
+def test_wrong_answer_type_is_a_500_problem_on_a_live_connection(gateway_port: int, path: str) -> None:
+    """A hook answering with a type the chain does not take (synchronously, through an
+    awaitable, or a Response from a response hook) gets 500 problem+json, counted in
+    bastion_stage_errors_total, and the connection serves the next request."""
+    stage = path.lstrip("/")
+    before = errors_of(stage)
+    answers = get_twice(gateway_port, path)
+    for status, content_type, body in answers:
+        assert (status, content_type) == (500, "application/problem+json")
+        assert b"ok" not in body and b"replaced" not in body and b"TypeError" not in body
+    assert errors_of(stage) == before + 2
 
 
 def test_missed_deadline_is_503_and_fail_open_forwards(gateway_port: int, upstream: ScriptedUpstream) -> None:
