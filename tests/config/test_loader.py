@@ -497,3 +497,57 @@ def test_stage_build_errors_are_config_errors(tmp_path: Path) -> None:
     issues = errors_of(write(tmp_path, config))
     shown = [i.replace(str(tmp_path) + "/", "") for i in issues]
     assert any(s.startswith("api.yaml#/paths/~1a/post: validation (makeA): ") and "Missing" in s for s in shown), shown
+
+
+def test_deprecated_stage_setting_loads_with_a_located_warning(tmp_path: Path) -> None:
+    """detection's stage-wide 'mode' still loads, as the settings it meant ('monitor' is shadow
+    mode), and each place that sets it gives one warning with file, line, field and the
+    replacement -- also in an OpenAPI extension, where one document-level layer serves many
+    routes."""
+    (tmp_path / "api.yaml").write_text(textwrap.dedent("""\
+        openapi: 3.0.3
+        info: {title: t, version: '1'}
+        x-bastion-detection: {mode: 'off'}
+        paths:
+          /a: {get: {security: [], responses: {'200': {description: ok}}}}
+          /b: {get: {security: [], responses: {'200': {description: ok}}}}
+        """))
+    path = write(
+        tmp_path,
+        """\
+        policies:
+          detection:
+            mode: monitor
+        services:
+          - name: api
+            upstream: http://127.0.0.1:9001
+            routes: [{path: /x, public: true}, {path: /y, public: true}]
+          - name: docs
+            upstream: http://127.0.0.1:9002
+            openapi: api.yaml
+        """,
+    )
+    loaded = load_config(path)
+    replacement = "'mode' is deprecated: shadow mode is 'enforce: false', as for every stage"
+    warnings = [str(w) for w in loaded.warnings]
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith(f"{path}:3: policies.detection.mode: {replacement}")
+    assert warnings[1].startswith(f"{tmp_path / 'api.yaml'}:3: x-bastion-detection.mode: {replacement}")
+    x = next(r for r in loaded.routes if r.path == "/x")
+    detection = next(cfg for spec, cfg in x.stages if spec.name == "detection")
+    assert detection.enforce is False and detection.enabled is True
+    a = next(r for r in loaded.routes if r.path == "/a")
+    assert "detection" not in {spec.name for spec, _ in a.stages}  # 'mode: off' is enabled: false
+
+
+def test_current_settings_give_no_warning(tmp_path: Path) -> None:
+    """A configuration without deprecated settings loads without warnings."""
+    path = write(
+        tmp_path,
+        """\
+        policies: {detection: {enforce: false, categories: {recon: monitor}}}
+        services:
+          - {name: api, upstream: http://127.0.0.1:9001, routes: [{path: /x, public: true}]}
+        """,
+    )
+    assert load_config(path).warnings == ()

@@ -82,6 +82,8 @@ def check(config: ConfigOpt = Path("bastion.yaml")) -> None:
         raise typer.Exit(2) from None
     services = len(loaded.config.services)
     out.print(f"[green]ok:[/] {config} is valid: {services} service(s), {len(loaded.routes)} route(s)")
+    for issue in loaded.warnings:
+        err.print(f"[yellow]warning:[/] {escape(str(issue))}")
     refused = 0
     for r in loaded.routes:
         methods = ",".join(sorted(r.methods - {"HEAD"})) or "HEAD"

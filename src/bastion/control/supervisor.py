@@ -51,10 +51,17 @@ class WorkerProcess:
         self.started = 0.0
 
 
+def _warn(loaded: LoadedConfig) -> None:
+    """Log the deprecated settings a configuration uses (once per load, not per worker)."""
+    for issue in loaded.warnings:
+        log.warning("deprecated setting: %s", issue)
+
+
 class Supervisor:
     def __init__(self, config_path: str | Path, workers: int, log_level: str = "info") -> None:
         self.config_path = str(config_path)
         self.loaded: LoadedConfig = load_config(self.config_path)
+        _warn(self.loaded)
         self.nworkers = workers
         self.log_level = log_level
         self.workers = [WorkerProcess(i) for i in range(workers)]
@@ -82,6 +89,7 @@ class Supervisor:
             log.error("reload rejected, the previous configuration keeps serving:\n%s", exc)
             return errors
         self.loaded = loaded
+        _warn(loaded)
         self._mtimes = self._file_mtimes()
         for w in self.workers:
             if w.proc is not None and w.proc.poll() is None:

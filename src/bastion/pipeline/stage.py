@@ -16,7 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any, ClassVar, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,6 +27,10 @@ class StageConfig(BaseModel):
     """Settings every stage has, beside its own."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Fields a stage still accepts but no longer documents: field -> what replaces it. The
+    #: loader warns (file, line, field) wherever one is set; the stage maps it itself.
+    deprecated_fields: ClassVar[dict[str, str]] = {}
 
     enabled: bool = Field(True, description="Run this stage on the route at all.")
     enforce: bool = Field(

@@ -11,9 +11,9 @@ How Bastion's settings map (see also docs/config-reference.md):
   ``tx.inbound_anomaly_score_threshold`` before the rule files run (a ``crs-setup.conf``
   that sets them itself wins). CRS scores a critical rule 5, an error 4, a warning 3 and a
   notice 2, as Bastion's own rules do, so the threshold means the same.
-- ``mode``: the rule engine is always on; ``block`` refuses (403) what ModSecurity would
-  refuse, whatever status or redirect the rule asked for; ``monitor`` forwards it and logs
-  the decision; ``off`` skips inspection.
+- ``enforce``: the rule engine is always on; by default Bastion refuses (403) what
+  ModSecurity would refuse, whatever status or redirect the rule asked for; with
+  ``enforce: false`` (shadow mode) it forwards it and logs the decision.
 - ``max_inspected_chars``: a body longer than this is inspected up to it
   (``SecRequestBodyLimitAction ProcessPartial``) and the request counts as uninspected
   (``characters``); so does a query string with more than ``max_inputs`` parameters
@@ -253,10 +253,10 @@ class ModSecurityEngine:
 
     def __init__(self, config: DetectionConfig) -> None:
         self.config = config
-        self.active = config.enabled and config.mode != "off"
+        self.active = config.enabled
         self._engine = _engine()
         self._rules = shared_rules(config)
-        self._block = config.mode == "block"
+        self._block = config.enforce
         self._max_chars = config.max_inspected_chars
         self._max_inputs = config.max_inputs
 
