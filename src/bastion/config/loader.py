@@ -17,6 +17,7 @@ from bastion.config.errors import ConfigError, ConfigIssue
 from bastion.config.model import BODY_METHODS, DEFAULT_METHODS, GatewayConfig, Route, Service
 from bastion.config.openapi import OpenAPIDocument, PolicyLayer, parse_openapi
 from bastion.config.yamlsrc import FieldPath, Source, load_source
+from bastion.errors import PolicyError
 from bastion.pipeline.registry import BY_NAME, ORDER
 from bastion.pipeline.stage import RouteInfo, Stage, StageConfig, StageSpec
 
@@ -178,8 +179,8 @@ def _build_stages(route: ResolvedRoute, docs: dict[str, OpenAPIDocument], issues
             stage = spec.build(stage_config, info)
             if stage is not None:
                 built.append(stage)
-        except ConfigError as exc:
-            issues.extend(ConfigIssue(route.origin, None, f"{spec.name} ({route.id})", i.message) for i in exc.issues)
+        except PolicyError as exc:
+            issues.append(ConfigIssue(route.origin, None, f"{spec.name} ({route.id})", str(exc)))
         except Exception as exc:  # a stage that cannot be built must stop the load, visibly
             issues.append(
                 ConfigIssue(

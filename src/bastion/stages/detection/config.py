@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from bastion.pipeline.stage import StageConfig
 from bastion.stages.detection.rules import ALL_RULES, CATEGORIES, Category
+from bastion.stages.detection.secrules import rules_error
 
 #: What one category of rules does: refuse, only log what it would refuse, or not run.
 Mode = Literal["block", "monitor", "off"]
@@ -141,8 +142,6 @@ class ModSecuritySettings(BaseModel):
                 raise ValueError(f"{str(path)!r} is not a file")
         if modsecurity_installed():
             # Parse now, so a syntax error is reported with the configuration's other errors.
-            from bastion.stages.detection.modsec import rules_error
-
             problem = rules_error(files, self.directives)
             if problem is not None:
                 raise ValueError(f"ModSecurity cannot load the rules: {problem}")

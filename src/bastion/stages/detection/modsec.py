@@ -29,14 +29,13 @@ How Bastion's settings map (see also docs/config-reference.md):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bastion.stages.detection.config import DetectionConfig
 from bastion.stages.detection.engine import access_log_record
 from bastion.stages.detection.matcher import redact
+from bastion.stages.detection.secrules import load_rules
 from bastion.types import Request
 
 if TYPE_CHECKING:
@@ -153,23 +152,6 @@ def settings_rules(config: DetectionConfig) -> str:
     )
 
 
-def _load(rules: RulesSet, files: Sequence[Path], directives: str) -> str | None:
-    """Load the files then the directives into ``rules``; ModSecurity's error, if any."""
-    for path in files:
-        if rules.load_from_uri(str(path)) < 0:
-            return rules.get_parser_error().strip() or f"{path} could not be loaded"
-    if directives.strip() and rules.load(directives) < 0:
-        return "in 'directives': " + (rules.get_parser_error().strip() or "could not be loaded")
-    return None
-
-
-def rules_error(files: Sequence[Path], directives: str) -> str | None:
-    """Why ModSecurity cannot load these files and directives, or ``None`` if it can."""
-    from libmodsecurity import RulesSet
-
-    return _load(RulesSet(), files, directives)
-
-
 def shared_rules(config: DetectionConfig) -> RulesSet:
     """The parsed rules for ``config``, loaded once per process and shared by every route
     with the same settings (re-read when a file changes, e.g. before a reload)."""
@@ -184,7 +166,7 @@ def shared_rules(config: DetectionConfig) -> RulesSet:
         rules = RulesSet()
         problem = None if rules.load(key[0]) >= 0 else rules.get_parser_error()
         # Bastion's mode decides, whatever a rule file says about SecRuleEngine.
-        problem = problem or _load(rules, files, settings.directives + "\nSecRuleEngine On\n")
+        problem = problem or load_rules(rules, files, settings.directives + "\nSecRuleEngine On\n")
         if problem is not None:
             raise ValueError(f"ModSecurity cannot load the rules: {problem}")
         _RULES[key] = rules
