@@ -7,8 +7,8 @@
 Starts, on 127.0.0.1 and free ports, in a temporary folder:
 
 - the proxy benchmark's nginx upstream (200 + a small JSON body for every request);
-- ``bastion serve`` with a catch-all public route and ``detection: {mode: block,
-  paranoia: 1}``, plus the same Bastion with no detection (the throughput baseline);
+- ``bastion serve`` with a catch-all public route and ``detection: {paranoia: 1}``, plus the
+  same Bastion with no detection (the throughput baseline);
 - nginx + ModSecurity (the Debian module, loaded with ``load_module``) + OWASP CRS from the
   Debian package path, once with ``tx.paranoia_level=1`` and once with ``2``.
 
@@ -170,7 +170,7 @@ def _throughput_lines(throughput: Sequence[tuple[str, WrkResult]], duration: flo
 def run(args: argparse.Namespace, argv: Sequence[str], folder: Path, stack: contextlib.ExitStack) -> int:
     corpora = [p for p in (GOTESTWAF, BENIGN) if p.exists()]
     upstream = start_upstream(stack, folder, 1)
-    detection_policy = {"detection": {"mode": "block", "paranoia": 1}}
+    detection_policy = {"detection": {"paranoia": 1}}
     bastion = start_bastion(
         stack,
         "bastion-detection",
@@ -192,7 +192,7 @@ def run(args: argparse.Namespace, argv: Sequence[str], folder: Path, stack: cont
             upstream_port=upstream.port,
             workers=args.workers,
             access_log=False,
-            policies={"detection": {"mode": "block", "paranoia": 1, "engine": "modsecurity"}},
+            policies={"detection": {"paranoia": 1, "engine": "modsecurity"}},
             overrides={},
         )
         wafs.append(Waf("Bastion engine: modsecurity PL1", modsec_engine))

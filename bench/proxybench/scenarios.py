@@ -75,7 +75,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(INSPECT, "Bastion with input defense: the mix's three operations routed from an "
              "OpenAPI 3.1 document, request validation (on by default) and detection "
              "(block, paranoia 1); headers stage and access log off", "bastion",
-             policies={**NO_STAGES, "detection": {"mode": "block", "paranoia": 1}},
+             policies={**NO_STAGES, "detection": {"paranoia": 1}},
              openapi=mix.OPENAPI, mix_only=True,
              refuses=((mix.ATTACK, 403), (mix.INVALID, 400))),
     Scenario(MODSEC, "nginx + ModSecurity 3 + OWASP CRS at paranoia 1 (blocking, JSON bodies "

@@ -78,3 +78,16 @@ class DependencyUnavailable(BastionError):
 
     The runner turns it into 503 when the stage fails closed.
     """
+
+
+class DeadlineExceeded(DependencyUnavailable):
+    """A stage's hook waited longer than the stage's ``timeout`` (its dependency is too slow
+    to count on); treated as an unavailable dependency."""
+
+
+class PolicyError(BastionError):
+    """A stage cannot be built on a route from its settings and what it compiles there (an
+    unresolvable ``$ref``, a pattern that needs backtracking). The message says what; the
+    loader reports it as a configuration error with the route's origin. Stages raise this
+    rather than the loader's own ``ConfigError``, which they cannot import: the loader
+    imports the stage registry."""

@@ -56,6 +56,24 @@ def test_check_prints_what_each_route_really_gets(tmp_path: Path) -> None:
     assert "note: 7 route(s) require authentication that nothing here verifies: they answer 401" in result.stdout
 
 
+def test_check_warns_of_deprecated_settings(tmp_path: Path) -> None:
+    """`bastion check` accepts a deprecated setting (exit 0) and warns on stderr where it is
+    and what replaces it."""
+    (tmp_path / "bastion.yaml").write_text(
+        "services:\n"
+        "  - name: api\n"
+        "    upstream: http://127.0.0.1:9001\n"
+        "    policies: {detection: {mode: monitor}}\n"
+        "    routes: [{path: /x, public: true}]\n"
+    )
+    result = bastion("check", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "warning: bastion.yaml:4: services[0].policies.detection.mode: 'mode' is deprecated: shadow mode is "
+        "'enforce: false', as for every stage"
+    ) in result.stderr
+
+
 def test_check_invalid_config_exits_2_with_located_errors(tmp_path: Path) -> None:
     """`bastion check -c FILE` on a broken file exits 2 and prints file:line: field: reason."""
     config = tmp_path / "gw.yaml"

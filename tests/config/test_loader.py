@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bastion.config import ConfigError, load_config
+from bastion.config import load_config
 from bastion.demo.app import openapi_path
+
+from .util import errors_of, write
 
 MINIMAL = """\
 listen: {host: 127.0.0.1, port: 8080}
@@ -18,18 +20,6 @@ services:
     upstream: http://127.0.0.1:9001
     openapi: books.openapi.yaml
 """
-
-
-def write(tmp_path: Path, text: str, name: str = "bastion.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
-def errors_of(path: Path) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load_config(path)
-    return [str(i) for i in info.value.issues]
 
 
 def test_issue_minimal_config_verbatim(tmp_path: Path) -> None:
@@ -277,44 +267,6 @@ def test_broken_config_is_rejected_precisely(tmp_path: Path, name: str, text: st
         assert any(s.startswith(want) for s in shown), f"{want!r} not in {shown!r}"
 
 
-def test_secret_from_environment_is_never_echoed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A value that came from ${VAR} is not repeated in an error message (it may be a secret)."""
-    monkeypatch.setenv("BASTION_TEST_PORT", "hunter2-secret")
-    issues = errors_of(
-        write(
-            tmp_path,
-            """\
-        listen: {port: "${BASTION_TEST_PORT}"}
-        services:
-          - {name: a, upstream: "http://127.0.0.1:1", routes: [{path: /}]}
-        """,
-        )
-    )
-    assert any("listen.port" in i for i in issues)
-    assert not any("hunter2" in i for i in issues)
-
-
-def test_environment_interpolation_and_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """${VAR} is replaced from the environment, ${VAR:-default} falls back, $${ stays literal."""
-    monkeypatch.setenv("BASTION_TEST_UPSTREAM", "http://127.0.0.1:9555")
-    loaded = load_config(
-        write(
-            tmp_path,
-            """\
-        listen: {port: "${BASTION_TEST_UNSET_PORT:-8181}"}
-        access_log: {path: "/tmp/a$${x}"}
-        services:
-          - name: a
-            upstream: ${BASTION_TEST_UPSTREAM}
-            routes: [{path: /}]
-        """,
-        )
-    )
-    assert loaded.config.listen.port == 8181
-    assert loaded.config.services[0].upstream.targets[0].url == "http://127.0.0.1:9555"
-    assert loaded.config.access_log.path == "/tmp/a${x}"
-
-
 def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
     """openapi, TLS and access-log paths are relative to the config file, not the working directory."""
     sub = tmp_path / "conf"
@@ -338,112 +290,6 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
     assert tls is not None and tls.cert == sub / "certs/c.pem"
     assert loaded.config.access_log.path == str(sub / "logs/access.log")
     assert loaded.routes[0].path == "/ping"
-
-
-OPENAPI_WITH_POLICIES = """\
-openapi: 3.0.3
-info: {title: t, version: '1'}
-servers: [{url: "https://api.example.test/v2"}]
-x-bastion-headers: {set: {x-doc: doc}, add_if_missing: {cache-control: no-store}}
-security: [{key: []}]
-paths:
-  /items:
-    x-bastion-headers: {set: {x-doc: path}}
-    get:
-      operationId: listItems
-      security: []
-    post:
-      operationId: createItem
-      x-bastion-headers: {set: {x-doc: op}}
-  /health:
-    get:
-      operationId: health
-      x-bastion-headers: {enabled: false}
-"""
-
-
-def test_openapi_policies_nearest_wins_and_base_path(tmp_path: Path) -> None:
-    """x-bastion-* at document, path and operation level merge with the nearest winning, per field."""
-    (tmp_path / "api.yaml").write_text(OPENAPI_WITH_POLICIES)
-    loaded = load_config(
-        write(
-            tmp_path,
-            """\
-        services:
-          - name: a
-            upstream: http://127.0.0.1:1
-            openapi: api.yaml
-            policies:
-              headers: {remove: [server, x-debug]}
-        """,
-        )
-    )
-    routes = {r.id: r for r in loaded.routes}
-    assert routes["listItems"].path == "/v2/items"  # base path from servers[0]
-    assert routes["listItems"].public and not routes["createItem"].public
-
-    def headers_cfg(route_id: str) -> dict[str, object]:
-        (cfg,) = [cfg for spec, cfg in routes[route_id].stages if spec.name == "headers"]
-        return cfg.model_dump()
-
-    assert headers_cfg("listItems")["set"] == {"x-doc": "path"}
-    assert headers_cfg("createItem")["set"] == {"x-doc": "op"}
-    # Fields not overridden nearer come from farther layers (service in bastion.yaml, document).
-    assert headers_cfg("createItem")["remove"] == ["server", "x-debug"]
-    assert headers_cfg("createItem")["add_if_missing"] == {"cache-control": "no-store"}
-    assert "headers" not in [spec.name for spec, _ in routes["health"].stages]  # disabled at operation level
-
-
-def test_openapi_matrix_path_parameters_are_named_on_the_route(tmp_path: Path) -> None:
-    """The path parameters an operation declares ``style: matrix`` (on the path item, the
-    operation, or through a $ref; the operation's own declaration wins) are on its route,
-    for the router; other styles and locations are not."""
-    (tmp_path / "api.yaml").write_text(textwrap.dedent("""\
-        openapi: 3.1.0
-        info: {title: t, version: "1"}
-        components:
-          parameters:
-            Id: {name: id, in: path, required: true, style: matrix, schema: {type: integer}}
-        paths:
-          /items/{color}/{id}:
-            parameters:
-              - {name: color, in: path, required: true, style: matrix, schema: {type: string}}
-              - {$ref: "#/components/parameters/Id"}
-            get:
-              operationId: both
-              parameters: [{name: color, in: query, style: form, schema: {type: string}}]
-              responses: {"200": {description: ok}}
-            put:
-              operationId: idOnly
-              parameters: [{name: color, in: path, required: true, style: label, schema: {type: string}}]
-              responses: {"200": {description: ok}}
-        """))
-    loaded = load_config(write(tmp_path, "services: [{name: a, upstream: 'http://127.0.0.1:1', openapi: api.yaml}]"))
-    routes = {r.id: r for r in loaded.routes}
-    assert routes["both"].matrix_params == {"color", "id"}
-    assert routes["idOnly"].matrix_params == {"id"}
-
-
-def test_openapi_errors_name_the_document(tmp_path: Path) -> None:
-    """Problems inside the OpenAPI document are reported with its own file name and line."""
-    (tmp_path / "api.yaml").write_text(
-        "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get:\n      x-bastion-header: {}\n"
-        "  /b:\n    get:\n      x-bastion-headers: {enforce: 3}\n"
-    )
-    issues = errors_of(write(tmp_path, "services:\n  - {name: a, upstream: 'http://127.0.0.1:1', openapi: api.yaml}\n"))
-    shown = [i.replace(str(tmp_path) + "/", "") for i in issues]
-    assert any(s.startswith("api.yaml:6: paths./a.get.x-bastion-header: unknown Bastion extension") for s in shown)
-    assert any(
-        s.startswith("api.yaml:9: paths./b.get.x-bastion-headers.enforce: Input should be a valid boolean")
-        for s in shown
-    ), shown
-
-
-def test_swagger_2_is_refused_with_a_hint(tmp_path: Path) -> None:
-    """A Swagger 2.0 document is refused with a message saying to convert it."""
-    (tmp_path / "api.yaml").write_text("swagger: '2.0'\ninfo: {title: t, version: '1'}\npaths: {}\n")
-    issues = errors_of(write(tmp_path, "services:\n  - {name: a, upstream: 'http://127.0.0.1:1', openapi: api.yaml}\n"))
-    assert any("expected OpenAPI version 3.0.x or 3.1.x, got missing (Swagger 2.0" in i for i in issues)
 
 
 def test_missing_certificate_files_are_reported_by_check(tmp_path: Path) -> None:
@@ -478,14 +324,6 @@ def test_explicit_head_operation_wins_over_implied_head(tmp_path: Path) -> None:
     assert routes == {"getA": {"GET"}, "headA": {"HEAD"}}
 
 
-def test_config_reference_is_current() -> None:
-    """docs/config-reference.md is exactly what the schema generates (regenerate it when this fails)."""
-    from bastion.config.reference import render
-
-    committed = Path(__file__).parents[2] / "docs" / "config-reference.md"
-    assert committed.read_text() == render(), "run: python -m bastion.config.reference > docs/config-reference.md"
-
-
 def test_stage_build_errors_are_config_errors(tmp_path: Path) -> None:
     """A stage that cannot compile its operation (here: an unresolvable $ref) fails the load, naming the route."""
     (tmp_path / "api.yaml").write_text(
@@ -497,3 +335,57 @@ def test_stage_build_errors_are_config_errors(tmp_path: Path) -> None:
     issues = errors_of(write(tmp_path, config))
     shown = [i.replace(str(tmp_path) + "/", "") for i in issues]
     assert any(s.startswith("api.yaml#/paths/~1a/post: validation (makeA): ") and "Missing" in s for s in shown), shown
+
+
+def test_deprecated_stage_setting_loads_with_a_located_warning(tmp_path: Path) -> None:
+    """detection's stage-wide 'mode' still loads, as the settings it meant ('monitor' is shadow
+    mode), and each place that sets it gives one warning with file, line, field and the
+    replacement -- also in an OpenAPI extension, where one document-level layer serves many
+    routes."""
+    (tmp_path / "api.yaml").write_text(textwrap.dedent("""\
+        openapi: 3.0.3
+        info: {title: t, version: '1'}
+        x-bastion-detection: {mode: 'off'}
+        paths:
+          /a: {get: {security: [], responses: {'200': {description: ok}}}}
+          /b: {get: {security: [], responses: {'200': {description: ok}}}}
+        """))
+    path = write(
+        tmp_path,
+        """\
+        policies:
+          detection:
+            mode: monitor
+        services:
+          - name: api
+            upstream: http://127.0.0.1:9001
+            routes: [{path: /x, public: true}, {path: /y, public: true}]
+          - name: docs
+            upstream: http://127.0.0.1:9002
+            openapi: api.yaml
+        """,
+    )
+    loaded = load_config(path)
+    replacement = "'mode' is deprecated: shadow mode is 'enforce: false', as for every stage"
+    warnings = [str(w) for w in loaded.warnings]
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith(f"{path}:3: policies.detection.mode: {replacement}")
+    assert warnings[1].startswith(f"{tmp_path / 'api.yaml'}:3: x-bastion-detection.mode: {replacement}")
+    x = next(r for r in loaded.routes if r.path == "/x")
+    detection = next(cfg for spec, cfg in x.stages if spec.name == "detection")
+    assert detection.enforce is False and detection.enabled is True
+    a = next(r for r in loaded.routes if r.path == "/a")
+    assert "detection" not in {spec.name for spec, _ in a.stages}  # 'mode: off' is enabled: false
+
+
+def test_current_settings_give_no_warning(tmp_path: Path) -> None:
+    """A configuration without deprecated settings loads without warnings."""
+    path = write(
+        tmp_path,
+        """\
+        policies: {detection: {enforce: false, categories: {recon: monitor}}}
+        services:
+          - {name: api, upstream: http://127.0.0.1:9001, routes: [{path: /x, public: true}]}
+        """,
+    )
+    assert load_config(path).warnings == ()

@@ -72,14 +72,14 @@ def upstream() -> Iterator[Upstream]:
         up.server.server_close()
 
 
-def gateway_config(upstream_url: str, mode: str) -> dict[str, Any]:
+def gateway_config(upstream_url: str, enforce: bool) -> dict[str, Any]:
     return {
         "access_log": {"path": "access.log"},
         "services": [
             {
                 "name": "api",
                 "upstream": upstream_url,
-                "policies": {"detection": {"mode": mode, "paranoia": 1}},
+                "policies": {"detection": {"enforce": enforce, "paranoia": 1}},
                 "routes": [{"path": "/", "prefix": True, "public": True}],
             }
         ],
@@ -96,7 +96,7 @@ def get(gw: GatewayProcess, target: str, headers: dict[str, str] | None = None) 
 @pytest.fixture(scope="module")
 def blocking(upstream: Upstream) -> Iterator[GatewayProcess]:
     """The gateway with detection in block mode at paranoia 1 on a catch-all route."""
-    with GatewayProcess(gateway_config(upstream.url, "block")) as gw:
+    with GatewayProcess(gateway_config(upstream.url, True)) as gw:
         yield gw
 
 
@@ -150,9 +150,10 @@ def test_benign_apostrophe_passes(blocking: GatewayProcess, upstream: Upstream) 
     assert target in upstream.targets()
 
 
-def test_monitor_mode_forwards_and_logs(upstream: Upstream) -> None:
-    """In monitor mode the same SQL injection reaches the upstream, and the log says what would have blocked."""
-    with GatewayProcess(gateway_config(upstream.url, "monitor")) as gw:
+def test_shadow_mode_forwards_and_logs(upstream: Upstream) -> None:
+    """In shadow mode (``enforce: false``) the same SQL injection reaches the upstream, and the
+    log says what would have blocked."""
+    with GatewayProcess(gateway_config(upstream.url, False)) as gw:
         target = "/items?marker=mon1&id=1%27%20UNION%20SELECT%20password%20FROM%20users--"
         reply = get(gw, target)
         assert reply.status == 200
@@ -170,7 +171,7 @@ def test_openapi_extension_enables_detection(upstream: Upstream) -> None:
     spec = (
         "openapi: 3.0.3\n"
         "info: {title: t, version: '1'}\n"
-        "x-bastion-detection: {mode: block, paranoia: 1}\n"
+        "x-bastion-detection: {paranoia: 1}\n"
         "paths:\n"
         "  /search:\n"
         "    get:\n"
@@ -214,7 +215,7 @@ def test_inputs_vouched_for_by_validation_and_shadow_validation(upstream: Upstre
             "access_log": {"path": "access.log"},
             "services": [{"name": "api", "upstream": upstream.url, "openapi": "api.yaml",
                           "policies": {"validation": {"enforce": enforce},
-                                       "detection": {"mode": "block", "paranoia": 1}}}],
+                                       "detection": {"paranoia": 1}}}],
         }
         with GatewayProcess(config, files={"api.yaml": spec}) as gw:
             ok = get(gw, f"/items/{item}", {"Idempotency-Key": "7d3b1a2e-5c4f-4a8b-9e1d-2f3a4b5c6d7e"})

@@ -249,3 +249,174 @@ def test_awaiting_response_stage() -> None:
     assert isinstance(pending, Pending)
     run(chain.finish_response(ex, pending))
     assert log == ["<< c.on_response", "<< b.on_response", "<< a.on_response"]
+
+
+class Slow(RequestStage, ResponseStage):
+    """A stage doing I/O that never answers in time: its hooks wait for an event nobody sets.
+
+    With ``stubborn=True`` it swallows the cancellation and answers anyway (a badly written
+    client library); with ``raise_`` it fails by itself instead of waiting."""
+
+    def __init__(self, name: str, log: Transcript, config: StageConfig, *, stubborn: bool = False,
+                 raise_: Exception | None = None) -> None:
+        super().__init__(name, config)
+        self.log = log
+        self.stubborn = stubborn
+        self.raise_ = raise_
+
+    def on_request(self, exchange: Exchange) -> Awaitable[Block | Response | None]:
+        return self._wait()
+
+    def on_response(self, exchange: Exchange) -> Awaitable[Block | None]:
+        return self._wait()
+
+    async def _wait(self) -> None:
+        if self.raise_ is not None:
+            raise self.raise_
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.log.append(f"xx {self.name} cancelled")
+            if not self.stubborn:
+                raise
+        return None
+
+
+#: A deadline that a hook waiting for nothing misses at once.
+SHORT = StageConfig(timeout=0.01)
+
+
+def test_stage_timeout_default_and_bounds() -> None:
+    """Every stage has a timeout: 1 s by default, positive, at most a minute."""
+    assert StageConfig().timeout == 1.0
+    for bad in (0, -1, 61):
+        with pytest.raises(ValueError):
+            StageConfig(timeout=bad)
+
+
+def test_late_stage_is_an_unavailable_dependency() -> None:
+    """A hook that misses its stage's deadline is cancelled, counted, logged as
+    DeadlineExceeded and denied with 503 (fail closed); later stages never run."""
+    log: Transcript = []
+    errors: list[str] = []
+    chain = Chain([Slow("slow", log, SHORT), Recorder("b", log)], errors.append)
+    ex = exchange()
+    resp = run(chain.run_request(ex))
+    assert isinstance(resp, Response) and resp.status == 503
+    assert orjson.loads(resp.body or b"")["title"] == "Service Unavailable"
+    assert log == ["xx slow cancelled"]
+    assert errors == ["slow"]
+    assert ex.blocked_by == "slow"
+    assert [(d.stage, d.action, d.reason) for d in ex.decisions] == [("slow", "error", "DeadlineExceeded")]
+
+
+def test_late_stage_failing_open_lets_the_request_through() -> None:
+    """failure_mode: open applies to a missed deadline too: counted, then the chain goes on."""
+    log: Transcript = []
+    errors: list[str] = []
+    config = StageConfig(timeout=0.01, failure_mode="open")
+    chain = Chain([Slow("slow", log, config), Recorder("b", log)], errors.append)
+    assert run(chain.run_request(exchange())) is None
+    assert log == ["xx slow cancelled", ">> b.on_request"]
+    assert errors == ["slow"]
+
+
+def test_answer_after_the_deadline_is_not_used() -> None:
+    """A hook that swallows its cancellation and answers late still counts as failed."""
+    log: Transcript = []
+    chain = Chain([Slow("slow", log, SHORT, stubborn=True)])
+    resp = run(chain.run_request(exchange()))
+    assert isinstance(resp, Response) and resp.status == 503
+    assert log == ["xx slow cancelled"]
+
+
+def test_stages_own_timeout_error_is_not_a_missed_deadline() -> None:
+    """A TimeoutError the hook raises itself (before its deadline) is an ordinary failure: 500."""
+    ex = exchange()
+    resp = run(Chain([Slow("slow", [], StageConfig(), raise_=TimeoutError("client gave up"))]).run_request(ex))
+    assert isinstance(resp, Response) and resp.status == 500
+    assert [d.reason for d in ex.decisions] == ["TimeoutError"]
+
+
+def test_late_response_hook_replaces_the_response_with_503() -> None:
+    """On the response side a missed deadline replaces the upstream's response (fail closed)."""
+    errors: list[str] = []
+    chain = Chain([Recorder("a", []), Slow("slow", [], SHORT)], errors.append)
+    ex = exchange()
+    ex.response = Response(200, [], b"secret")
+    run(chain.run_response(ex))
+    assert ex.response.status == 503 and b"secret" not in (ex.response.body or b"")
+    assert errors == ["slow"]
+
+
+class Wrong(RequestStage, ResponseStage):
+    """A stage whose hooks answer with ``answer`` (a wrong type), directly or through an awaitable."""
+
+    def __init__(self, answer: object, config: StageConfig | None = None, *, wait: bool = False) -> None:
+        super().__init__("wrong", config or StageConfig())
+        self.answer = answer
+        self.wait = wait
+
+    def on_request(self, exchange: Exchange) -> Block | Response | Awaitable[Block | Response | None] | None:
+        return self._later() if self.wait else self.answer  # type: ignore[return-value]
+
+    def on_response(self, exchange: Exchange) -> Block | Awaitable[Block | None] | None:
+        return self._later() if self.wait else self.answer  # type: ignore[return-value]
+
+    async def _later(self) -> object:
+        return self.answer
+
+
+async def _nothing() -> None:
+    return None
+
+
+@pytest.mark.parametrize("wait", [False, True], ids=["direct", "awaited"])
+@pytest.mark.parametrize("answer", ["ok", 403, True, {"status": 403}], ids=["str", "int", "bool", "dict"])
+def test_wrong_request_answer_is_a_stage_failure(answer: object, wait: bool) -> None:
+    """A request hook answering anything but None/Block/Response (directly or awaited) fails
+    closed with 500 and is counted, instead of raising into the proxy."""
+    log: Transcript = []
+    errors: list[str] = []
+    chain = Chain([Wrong(answer, wait=wait), Recorder("b", log)], errors.append)
+    ex = exchange()
+    resp = run(chain.run_request(ex))
+    assert isinstance(resp, Response) and resp.status == 500
+    assert resp.header("content-type") == "application/problem+json"
+    assert errors == ["wrong"]
+    assert log == []
+    assert [(d.stage, d.action, d.reason) for d in ex.decisions] == [("wrong", "error", "TypeError")]
+
+
+def test_wrong_request_answer_fails_open_when_asked() -> None:
+    """With failure_mode: open a wrongly typed answer is counted and the chain goes on."""
+    log: Transcript = []
+    errors: list[str] = []
+    chain = Chain([Wrong("ok", StageConfig(failure_mode="open")), Recorder("b", log)], errors.append)
+    assert chain.request(exchange()) is None
+    assert log == [">> b.on_request"]
+    assert errors == ["wrong"]
+
+
+def test_awaitable_resolving_to_an_awaitable_is_a_wrong_answer() -> None:
+    """An async hook that returns a coroutine (a forgotten await) fails, and the stray
+    coroutine is closed rather than left to warn that it was never awaited."""
+    stray = _nothing()
+    resp = run(Chain([Wrong(stray, wait=True)]).run_request(exchange()))
+    assert isinstance(resp, Response) and resp.status == 500
+    assert stray.cr_frame is None  # closed
+
+
+@pytest.mark.parametrize("wait", [False, True], ids=["direct", "awaited"])
+def test_response_hook_answering_a_response_is_a_stage_failure(wait: bool) -> None:
+    """A response hook may give only None or a Block: a Response (or anything else) replaces
+    the upstream's response with a 500 problem, counted, and stops the response chain."""
+    log: Transcript = []
+    errors: list[str] = []
+    chain = Chain([Recorder("a", log), Wrong(Response(200, [], b"other"), wait=wait)], errors.append)
+    ex = exchange()
+    ex.response = Response(200, [], b"upstream")
+    run(chain.run_response(ex))
+    assert ex.response.status == 500
+    assert errors == ["wrong"]
+    assert log == []  # "a" (earlier in order, later on the response side) never ran

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from bastion import __version__
+from bastion.cli.output import err, out, print_config_error
 from bastion.cli.tester import register as register_tester
 
 if TYPE_CHECKING:
@@ -27,10 +27,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-# soft_wrap: never break a message across lines (errors must stay greppable, one per line).
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
-
 ConfigOpt = Annotated[
     Path,
     typer.Option("--config", "-c", help="Configuration file; relative paths inside it resolve against its folder."),
@@ -39,17 +35,6 @@ ConfigOpt = Annotated[
 
 def _default_workers() -> int:
     return os.cpu_count() or 1
-
-
-def print_config_error(exc: Exception) -> None:
-    from bastion.config import ConfigError
-
-    if isinstance(exc, ConfigError):
-        err.print(f"[bold red]error:[/] the configuration is invalid ({len(exc.issues)} problem(s)):")
-        for issue in exc.issues:
-            err.print(f"  {issue}", markup=False)
-    else:
-        err.print("[bold red]error:[/] " + escape(f"{exc}"))
 
 
 @app.command()
@@ -82,6 +67,8 @@ def check(config: ConfigOpt = Path("bastion.yaml")) -> None:
         raise typer.Exit(2) from None
     services = len(loaded.config.services)
     out.print(f"[green]ok:[/] {config} is valid: {services} service(s), {len(loaded.routes)} route(s)")
+    for issue in loaded.warnings:
+        err.print(f"[yellow]warning:[/] {escape(str(issue))}")
     refused = 0
     for r in loaded.routes:
         methods = ",".join(sorted(r.methods - {"HEAD"})) or "HEAD"

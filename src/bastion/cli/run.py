@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from bastion.cli.app import err, print_config_error
+from bastion.cli.output import err, print_config_error
 
 
 def run_gateway(config: Path, workers: int, log_level: str) -> int:

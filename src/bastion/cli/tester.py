@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from bastion.cli.output import err, out, print_config_error
+
 if TYPE_CHECKING:
     from bastion.tester.audit import AuditResult, Severity
     from bastion.tester.scan.engine import ScanResult
@@ -136,7 +138,6 @@ def audit(
     ] = FailOn.none,
 ) -> None:
     """Review an OpenAPI document (and a gateway config) for API security problems, without sending requests."""
-    from bastion.cli.app import err, out, print_config_error
     from bastion.config import ConfigError
     from bastion.tester.audit import Severity, audit_files
     from bastion.tester.audit.report import to_json, to_sarif, worst
@@ -179,7 +180,6 @@ def docs(
     ] = None,
 ) -> None:
     """Write security documentation for the API's consumers (Markdown and self-contained HTML)."""
-    from bastion.cli.app import err, out, print_config_error
     from bastion.config import ConfigError, load_config
     from bastion.tester.docs import build_site, write_site
 
@@ -287,7 +287,6 @@ def scan(
 
     from rich.markup import escape
 
-    from bastion.cli.app import err, out, print_config_error
     from bastion.config import ConfigError
     from bastion.tester.audit import Severity
     from bastion.tester.scan.engine import ScanError, run_scan

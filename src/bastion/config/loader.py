@@ -17,6 +17,7 @@ from bastion.config.errors import ConfigError, ConfigIssue
 from bastion.config.model import BODY_METHODS, DEFAULT_METHODS, GatewayConfig, Route, Service
 from bastion.config.openapi import OpenAPIDocument, PolicyLayer, parse_openapi
 from bastion.config.yamlsrc import FieldPath, Source, load_source
+from bastion.errors import PolicyError
 from bastion.pipeline.registry import BY_NAME, ORDER
 from bastion.pipeline.stage import RouteInfo, Stage, StageConfig, StageSpec
 
@@ -60,6 +61,8 @@ class LoadedConfig:
     #: Files the config was read from (itself and OpenAPI documents), watched for reload.
     files: tuple[Path, ...]
     openapi: dict[str, OpenAPIDocument]
+    #: Deprecated settings, still honoured: where each is and what replaces it.
+    warnings: tuple[ConfigIssue, ...] = ()
 
 
 def resolve_path(base: Path, value: Path) -> Path:
@@ -137,7 +140,26 @@ def load_config(path: Path | str) -> LoadedConfig:
     routes = [_build_stages(r, docs, issues) for r in routes]
     if issues:
         raise ConfigError(issues)
-    return LoadedConfig(config, path, tuple(routes), tuple(files), docs)
+    return LoadedConfig(config, path, tuple(routes), tuple(files), docs, _deprecations(config, src, docs))
+
+
+def _deprecations(config: GatewayConfig, src: Source, docs: dict[str, OpenAPIDocument]) -> tuple[ConfigIssue, ...]:
+    """A warning for each place a stage policy sets a field its stage deprecates."""
+    layers = _layers(config.policies, src, ("policies",))
+    for si, svc in enumerate(config.services):
+        layers += _layers(svc.policies, src, ("services", si, "policies"))
+        for ri, route in enumerate(svc.routes):
+            layers += _layers(route.policies, src, ("services", si, "routes", ri, "policies"))
+    for doc in docs.values():
+        for op in doc.operations:
+            layers += [(name, layer) for name, ls in op.policies.items() for layer in ls]
+    out: list[ConfigIssue] = []
+    for name, layer in layers:
+        for field, message in BY_NAME[name].config_model.deprecated_fields.items():
+            issue = layer.source.issue((*layer.path, field), message)
+            if field in layer.values and issue not in out:  # a document-level layer is shared
+                out.append(issue)
+    return tuple(out)
 
 
 def _build_stages(route: ResolvedRoute, docs: dict[str, OpenAPIDocument], issues: list[ConfigIssue]) -> ResolvedRoute:
@@ -157,8 +179,8 @@ def _build_stages(route: ResolvedRoute, docs: dict[str, OpenAPIDocument], issues
             stage = spec.build(stage_config, info)
             if stage is not None:
                 built.append(stage)
-        except ConfigError as exc:
-            issues.extend(ConfigIssue(route.origin, None, f"{spec.name} ({route.id})", i.message) for i in exc.issues)
+        except PolicyError as exc:
+            issues.append(ConfigIssue(route.origin, None, f"{spec.name} ({route.id})", str(exc)))
         except Exception as exc:  # a stage that cannot be built must stop the load, visibly
             issues.append(
                 ConfigIssue(

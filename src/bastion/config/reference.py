@@ -123,6 +123,11 @@ def render() -> str:
     out.append("")
     for spec in ORDER:
         _section(spec.config_model, f"policies.{spec.name}", out, set())
+        deprecated = spec.config_model.deprecated_fields
+        if deprecated:
+            out.append("Deprecated, still accepted with a warning:\n")
+            out.extend(f"- `{name}`: {message}." for name, message in deprecated.items())
+            out.append("")
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -52,11 +52,18 @@ class WorkerProcess:
         self.started = 0.0
 
 
+def _warn(loaded: LoadedConfig) -> None:
+    """Log the deprecated settings a configuration uses (once per load, not per worker)."""
+    for issue in loaded.warnings:
+        log.warning("deprecated setting: %s", issue)
+
+
 class Supervisor:
     def __init__(self, config_path: str | Path, workers: int, log_level: str = "info") -> None:
         self.config_path = str(config_path)
         self.nworkers = workers
         self.loaded: LoadedConfig = self._load()
+        _warn(self.loaded)
         #: Names this gateway instance to its workers (services.identity), e.g. in Redis keys.
         self.instance = new_instance_id()
         self.log_level = log_level
@@ -94,6 +101,7 @@ class Supervisor:
             log.error("reload rejected, the previous configuration keeps serving:\n%s", exc)
             return errors
         self.loaded = loaded
+        _warn(loaded)
         self._mtimes = self._file_mtimes()
         for w in self.workers:
             if w.proc is not None and w.proc.poll() is None:

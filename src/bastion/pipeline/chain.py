@@ -6,23 +6,32 @@ parsed (and its body buffered, if :attr:`Chain.needs_request_body`), and
 
 Both run synchronously as long as the stages answer synchronously. When a stage returns
 an awaitable, they return a :class:`Pending` instead, and the proxy finishes the chain
-with :meth:`Chain.finish_request` / :meth:`Chain.finish_response` in a task.
+with :meth:`Chain.finish_request` / :meth:`Chain.finish_response` in a task. Only there is
+a stage timed: each awaited hook gets its stage's ``timeout``, and one that has not answered
+by then is a :class:`DeadlineExceeded` (a :class:`DependencyUnavailable`) under the stage's
+``failure_mode``. Synchronous hooks pay nothing for it.
+
+A hook's answer is checked for its type where it is used: anything but ``None``, a
+:class:`Block` or (on the request side) a :class:`Response` is a stage failure like an
+exception, so the proxy only ever sees the types it handles.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from bastion.errors import DependencyUnavailable, block_response, problem_response
+from bastion.errors import DeadlineExceeded, DependencyUnavailable, block_response, problem_response
 from bastion.pipeline.stage import RequestStage, ResponseStage, Stage
 from bastion.types import Block, Decision, Exchange, Response
 
 log = logging.getLogger("bastion.pipeline")
 
-#: Called as ``on_stage_error(stage_name)`` whenever a stage raises; the proxy counts it.
+#: Called as ``on_stage_error(stage_name)`` whenever a stage fails (raises, misses its
+#: deadline or answers with a wrong type); the proxy counts it.
 ErrorCounter = Callable[[str], None]
 
 
@@ -88,7 +97,7 @@ class Chain:
         while True:
             stage = self.request_stages[pending.index]
             try:
-                outcome = await pending.awaitable
+                outcome = await _settle(stage, pending.awaitable)
             except Exception as exc:
                 failed = self._failed(stage, exchange, exc)
                 if failed is not None:
@@ -103,7 +112,7 @@ class Chain:
                 return result
             pending = result
 
-    def _request_outcome(self, stage: Stage, exchange: Exchange, outcome: Any) -> Response | None:
+    def _request_outcome(self, stage: Stage, exchange: Exchange, outcome: object) -> Response | None:
         if isinstance(outcome, Block):
             if self._record_block(stage, exchange, outcome):
                 return block_response(outcome, exchange.request_id)
@@ -112,7 +121,7 @@ class Chain:
             # A stage answered the request itself (it is not a block: no shadow mode).
             exchange.decisions.append(Decision(stage.name, "answer", "answered", outcome.status))
             return outcome
-        raise TypeError(f"stage {stage.name} returned {type(outcome).__name__}, not a Block or Response")
+        return self._failed(stage, exchange, _wrong_type(stage, "on_request", outcome, "None, a Block or a Response"))
 
     # -- response phase ---------------------------------------------------------------
     def response(self, exchange: Exchange, start: int = 0) -> Pending | None:
@@ -141,7 +150,7 @@ class Chain:
         while True:
             stage = self.response_stages[pending.index]
             try:
-                outcome = await pending.awaitable
+                outcome = await _settle(stage, pending.awaitable)
             except Exception as exc:
                 failed = self._failed(stage, exchange, exc)
                 if failed is not None:
@@ -155,10 +164,14 @@ class Chain:
                 return
             pending = result
 
-    def _response_outcome(self, stage: Stage, exchange: Exchange, outcome: Any) -> bool:
+    def _response_outcome(self, stage: Stage, exchange: Exchange, outcome: object) -> bool:
         """Apply a response hook's block; tell whether the chain stops here."""
         if not isinstance(outcome, Block):
-            raise TypeError(f"stage {stage.name} returned {type(outcome).__name__}, not a Block")
+            failed = self._failed(stage, exchange, _wrong_type(stage, "on_response", outcome, "None or a Block"))
+            if failed is not None:
+                exchange.response = failed
+                return True
+            return False
         if self._record_block(stage, exchange, outcome):
             exchange.response = block_response(outcome, exchange.request_id)
             return True
@@ -187,7 +200,7 @@ class Chain:
         return enforced
 
     def _failed(self, stage: Stage, exchange: Exchange, exc: Exception) -> Response | None:
-        """A stage raised: count it, log it, and deny unless the stage fails open."""
+        """A stage failed: count it, log it, and deny unless the stage fails open."""
         self.on_stage_error(stage.name)
         unavailable = isinstance(exc, DependencyUnavailable)
         log.error(
@@ -195,7 +208,8 @@ class Chain:
             stage.name,
             exchange.request_id,
             exc,
-            exc_info=not unavailable,
+            # The exception itself, not sys.exc_info(): a wrong answer type was never raised.
+            exc_info=None if unavailable else exc,
         )
         exchange.decisions.append(Decision(stage.name, "error", type(exc).__name__))
         if stage.config.failure_mode == "open":
@@ -204,3 +218,34 @@ class Chain:
         status = 503 if unavailable else 500
         detail = "A security check could not be completed; the request was refused."
         return problem_response(status, detail, exchange.request_id)
+
+
+async def _settle(stage: Stage, awaitable: Awaitable[Any]) -> object:
+    """Await a hook's answer for at most the stage's ``timeout``.
+
+    A late hook is cancelled and its stage counts as failed, even when it swallows the
+    cancellation and answers anyway: an answer after the deadline is not used. A
+    ``TimeoutError`` the hook raises itself (its own client timing out) stays what it is.
+    """
+    deadline = asyncio.timeout(stage.config.timeout)
+    try:
+        async with deadline:
+            outcome: object = await awaitable
+    except TimeoutError:
+        if deadline.expired():
+            raise _late(stage) from None
+        raise
+    if deadline.expired():
+        raise _late(stage)
+    return outcome
+
+
+def _late(stage: Stage) -> DeadlineExceeded:
+    return DeadlineExceeded(f"stage {stage.name} gave no answer within its timeout of {stage.config.timeout:g} s")
+
+
+def _wrong_type(stage: Stage, hook: str, outcome: object, expected: str) -> TypeError:
+    """The failure a hook's answer of the wrong type is (a bug in the stage, never the client's)."""
+    if inspect.iscoroutine(outcome):
+        outcome.close()  # never awaited, and never will be: no "never awaited" warning later
+    return TypeError(f"stage {stage.name}: {hook} gave {type(outcome).__name__}; it must give {expected}")

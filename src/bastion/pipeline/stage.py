@@ -24,7 +24,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,6 +39,10 @@ class StageConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    #: Fields a stage still accepts but no longer documents: field -> what replaces it. The
+    #: loader warns (file, line, field) wherever one is set; the stage maps it itself.
+    deprecated_fields: ClassVar[dict[str, str]] = {}
+
     enabled: bool = Field(True, description="Run this stage on the route at all.")
     enforce: bool = Field(
         True,
@@ -50,6 +54,16 @@ class StageConfig(BaseModel):
             "What happens when the stage itself fails (an exception, an unreachable "
             "dependency): 'closed' denies the request (500/503), 'open' lets it through. "
             "Either way the failure is logged and counted."
+        ),
+    )
+    timeout: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description=(
+            "Seconds a hook that waits for I/O (Redis, a key or token endpoint) may take before "
+            "the stage counts as failed (a DependencyUnavailable under 'failure_mode': 503 when "
+            "closed). Hooks that answer at once are never timed."
         ),
     )
 

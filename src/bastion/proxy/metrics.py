@@ -48,7 +48,12 @@ DEFINITIONS: tuple[MetricDef, ...] = (
         ("stage", "reason", "action"),
         "counter",
     ),
-    MetricDef("bastion_stage_errors", "Exceptions raised by stages.", ("stage",), "counter"),
+    MetricDef(
+        "bastion_stage_errors",
+        "Stage failures: exceptions, missed deadlines and answers of the wrong type.",
+        ("stage",),
+        "counter",
+    ),
     MetricDef("bastion_upstream_errors", "Failed upstream exchanges by kind.", ("service", "kind"), "counter"),
     MetricDef("bastion_config_reloads", "Configuration reloads in workers, by result.", ("result",), "counter"),
     MetricDef("bastion_client_connections", "Open client connections.", (), "gauge"),

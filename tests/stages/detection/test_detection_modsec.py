@@ -144,9 +144,9 @@ def test_native_default_never_reads_crs_files(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(detection_config, "modsecurity_installed", lambda: False)
     monkeypatch.setattr(detection_config, "DEBIAN_CRS_SETUP", f"{tmp_path}/no-crs/crs-setup.conf")
     monkeypatch.setattr(detection_config, "DEBIAN_CRS_RULES", f"{tmp_path}/no-crs/rules/*.conf")
-    config = DetectionConfig.model_validate({"mode": "block"})
+    config = DetectionConfig.model_validate({"paranoia": 1})
     assert config.engine == "native"
-    assert config_errors(tmp_path, "mode: block\nparanoia: 2\n") == []
+    assert config_errors(tmp_path, "enforce: true\nparanoia: 2\n") == []
 
 
 def test_modsecurity_without_the_crs_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -238,14 +238,14 @@ def test_unparsable_json_body_is_uninspectable() -> None:
 # -- through the real gateway ------------------------------------------------------------
 
 
-def gateway_config(upstream_url: str, mode: str) -> dict[str, object]:
+def gateway_config(upstream_url: str, enforce: bool) -> dict[str, object]:
     return {
         "access_log": {"path": "access.log"},
         "services": [
             {
                 "name": "api",
                 "upstream": upstream_url,
-                "policies": {"detection": {"engine": "modsecurity", "mode": mode, "paranoia": 1}},
+                "policies": {"detection": {"engine": "modsecurity", "enforce": enforce, "paranoia": 1}},
                 "routes": [{"path": "/", "prefix": True, "public": True}],
             }
         ],
@@ -307,7 +307,7 @@ def upstream() -> Iterator[type[Upstream]]:
 @pytest.fixture(scope="module")
 def blocking(upstream: type[Upstream]) -> Iterator[GatewayProcess]:
     """The gateway with CRS PL1 through ModSecurity in block mode on a catch-all route."""
-    with GatewayProcess(gateway_config(upstream.url, "block")) as gw:
+    with GatewayProcess(gateway_config(upstream.url, True)) as gw:
         yield gw
 
 
@@ -354,10 +354,10 @@ def test_gateway_forwards_benign_request(blocking: GatewayProcess, upstream: typ
 
 
 @needs_crs
-def test_gateway_monitor_mode_forwards_and_logs(upstream: type[Upstream]) -> None:
-    """In monitor mode the SQL injection reaches the upstream, and the access log records
-    the CRS hits and the decision that would have blocked it."""
-    with GatewayProcess(gateway_config(upstream.url, "monitor")) as gw:
+def test_gateway_shadow_mode_forwards_and_logs(upstream: type[Upstream]) -> None:
+    """In shadow mode (``enforce: false``) the SQL injection reaches the upstream, and the
+    access log records the CRS hits and the decision that would have blocked it."""
+    with GatewayProcess(gateway_config(upstream.url, False)) as gw:
         target = SQLI_TARGET + "&marker=ms-mon"
         reply = send(gw, "GET", target)
         assert reply.status == 200

@@ -49,18 +49,19 @@ def test_block_mode_returns_403_block_and_logs() -> None:
     assert {h["location"] for h in record["hits"]} >= {"query:q"}
 
 
-def test_monitor_mode_logs_but_passes() -> None:
-    """In monitor mode the request passes, the detection is logged and a monitor decision made."""
-    outcome, exchange = _run(DetectionStage(DetectionConfig(mode="monitor")))
+def test_shadow_mode_logs_but_passes() -> None:
+    """In shadow mode (enforce: false) the request passes, the detection is logged as not
+    blocked, and a monitor decision is made (with the status it would have had)."""
+    outcome, exchange = _run(DetectionStage(DetectionConfig(enforce=False)))
     assert outcome is None
     assert exchange.context["detection"]["category"] == "xss"
     assert exchange.context["detection"]["blocked"] is False
-    assert [(d.action, d.reason) for d in exchange.decisions] == [("monitor", "detection.xss")]
+    assert [(d.action, d.reason, d.status) for d in exchange.decisions] == [("monitor", "detection.xss", 403)]
 
 
-def test_off_mode_does_nothing() -> None:
-    """In off mode nothing is inspected or logged."""
-    outcome, exchange = _run(DetectionStage(DetectionConfig(mode="off")))
+def test_disabled_stage_does_nothing() -> None:
+    """With enabled: false (the loader leaves the stage out anyway) nothing is inspected or logged."""
+    outcome, exchange = _run(DetectionStage(DetectionConfig(enabled=False)))
     assert outcome is None
     assert "detection" not in exchange.context
 
@@ -71,7 +72,7 @@ def test_category_overrides() -> None:
     assert outcome is None and exchange.decisions[0].action == "monitor"
     outcome, exchange = _run(DetectionStage(DetectionConfig(categories={"xss": "off"})))
     assert outcome is None and "detection" not in exchange.context
-    outcome, _ = _run(DetectionStage(DetectionConfig(mode="monitor", categories={"xss": "block"})))
+    outcome, _ = _run(DetectionStage(DetectionConfig(categories={"xss": "block", "sqli": "monitor"})))
     assert isinstance(outcome, Block)
 
 
@@ -150,9 +151,9 @@ def test_routes_with_the_same_settings_share_one_compiled_matcher() -> None:
     and categories share one matcher (a 17-route service once took 29 s to start)."""
     from bastion.stages.detection import DetectionConfig, DetectionEngine
 
-    a = DetectionEngine(DetectionConfig(mode="block", paranoia=2))
-    b = DetectionEngine(DetectionConfig(mode="block", paranoia=2, threshold=7))
-    c = DetectionEngine(DetectionConfig(mode="block", paranoia=3))
+    a = DetectionEngine(DetectionConfig(paranoia=2))
+    b = DetectionEngine(DetectionConfig(paranoia=2, threshold=7))
+    c = DetectionEngine(DetectionConfig(paranoia=3))
     assert a.matcher is b.matcher
     assert a.matcher is not c.matcher
 
@@ -203,11 +204,11 @@ def test_uninspectable_is_blocked_where_any_category_blocks() -> None:
     """Monitoring by default but blocking SQL injection still refuses what cannot be
     inspected whole: a SQL injection could sit past the limit."""
     request = _uninspectable_requests()["characters"]
-    config = DetectionConfig(mode="monitor", categories={"sqli": "block"})
+    config = DetectionConfig(categories={**dict.fromkeys(CATEGORIES, "monitor"), "sqli": "block"})
     outcome = DetectionStage(config).on_request(Exchange(request, request_id="r1"))  # type: ignore[arg-type]
     assert isinstance(outcome, Block) and outcome.reason == "detection.uninspectable"
     monitored = Exchange(request, request_id="r2")  # type: ignore[arg-type]
-    assert DetectionStage(DetectionConfig(mode="monitor")).on_request(monitored) is None
+    assert DetectionStage(DetectionConfig(enforce=False)).on_request(monitored) is None
     assert [d.reason for d in monitored.decisions] == ["detection.uninspectable"]
 
 
@@ -219,3 +220,46 @@ def test_requests_within_the_limits_are_not_flagged() -> None:
                            body=json.dumps({"items": [{"sku": "A-1", "qty": 2}], "note": "leave at the door"}))
     verdict = DetectionEngine(DetectionConfig()).evaluate(request)
     assert verdict.uninspected is None and not verdict.hits
+
+
+# -- the deprecated stage-wide 'mode' ----------------------------------------------------
+
+
+def test_legacy_mode_reads_as_the_settings_it_meant() -> None:
+    """'mode' is still accepted: 'monitor' is shadow mode (enforce: false), 'off' is
+    enabled: false, 'block' is the default; with a category set to 'block', 'monitor' was
+    the mode of the other categories, and stays that (those categories keep blocking)."""
+    read = DetectionConfig.model_validate
+    assert read({"mode": "monitor", "paranoia": 2}) == read({"enforce": False, "paranoia": 2})
+    assert read({"mode": "off"}) == read({"enabled": False})
+    assert read({"mode": "block", "threshold": 7}) == read({"threshold": 7})
+    mixed = read({"mode": "monitor", "categories": {"xss": "block"}})
+    assert mixed.enforce is True
+    assert mixed.categories == {**dict.fromkeys(CATEGORIES, "monitor"), "xss": "block"}
+    outcome, _ = _run(DetectionStage(mixed))
+    assert isinstance(outcome, Block) and outcome.reason == "detection.xss"
+
+
+def test_legacy_monitor_mode_decides_and_logs_as_before() -> None:
+    """A route configured with the old 'mode: monitor' makes the decisions and writes the
+    detection record that shadow mode makes and writes, for attacks and for uninspectable
+    requests alike."""
+    uninspectable = _uninspectable_requests()["characters"]
+    for config in (DetectionConfig.model_validate({"mode": "monitor"}), DetectionConfig(enforce=False)):
+        outcome, exchange = _run(DetectionStage(config))
+        assert outcome is None
+        assert exchange.context["detection"]["blocked"] is False
+        assert exchange.context["detection"]["score"] == 0  # nothing blocking scored
+        assert [(d.action, d.reason, d.status) for d in exchange.decisions] == [("monitor", "detection.xss", 403)]
+        cut = Exchange(uninspectable, request_id="r2")  # type: ignore[arg-type]
+        assert DetectionStage(config).on_request(cut) is None
+        assert [(d.action, d.reason, d.status) for d in cut.decisions] == [("monitor", "detection.uninspectable", 413)]
+
+
+def test_legacy_mode_with_a_wrong_value_names_the_replacements() -> None:
+    """A wrong value of the deprecated 'mode' is refused with what to write instead."""
+    with pytest.raises(ValidationError) as err:
+        DetectionConfig.model_validate({"mode": "shadow"})
+    message = str(err.value)
+    assert "'mode' must be 'block', 'monitor' or 'off' (got 'shadow')" in message
+    assert "'enforce: false'" in message and "'enabled: false'" in message

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from bastion.config.errors import ConfigError
+from bastion.errors import PolicyError
 from bastion.pipeline.registry import ORDER
 from bastion.pipeline.stage import RouteInfo
 from bastion.stages.validation import SPEC, ValidationConfig, ValidationStage
@@ -346,7 +346,7 @@ def test_redos_pattern_runs_in_linear_time() -> None:
 def test_backtracking_pattern_is_a_load_error_unless_allowed() -> None:
     """A lookahead needs a backtracking engine: refused at load, or run with a step bound when allowed."""
     schema = {"type": "object", "properties": {"v": {"type": "string", "pattern": "^(?=.*[0-9]).{8,}$"}}}
-    with pytest.raises(ConfigError, match="allow_backtracking_patterns"):
+    with pytest.raises(PolicyError, match="allow_backtracking_patterns"):
         body_stage(schema)
     stage = body_stage(schema, allow_backtracking_patterns=True)
     assert passes(stage, json={"v": "abcdefg1"})
@@ -355,7 +355,7 @@ def test_backtracking_pattern_is_a_load_error_unless_allowed() -> None:
 
 def test_external_ref_is_a_load_error() -> None:
     """A $ref to another file cannot be compiled and is reported at load, naming the reference."""
-    with pytest.raises(ConfigError, match=r"other\.yaml"):
+    with pytest.raises(PolicyError, match=r"other\.yaml"):
         body_stage({"$ref": "other.yaml#/Thing"})
 
 
@@ -704,5 +704,5 @@ def test_disabled_locations_are_not_checked() -> None:
 
 def test_invalid_style_is_a_load_error() -> None:
     """A style that does not exist for the parameter's location is reported at load."""
-    with pytest.raises(ConfigError, match="style 'deepObject' is not allowed for header"):
+    with pytest.raises(PolicyError, match="style 'deepObject' is not allowed for header"):
         param_stage([{"name": "X", "in": "header", "style": "deepObject", "schema": {"type": "object"}}])

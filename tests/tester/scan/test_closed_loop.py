@@ -10,7 +10,7 @@ vulnapp. The gateway's configuration is what the checks' advice tells a user to 
   and Bastion has no authentication method yet; without it every secured operation would answer 401;
 - ``listen.tls`` (HTTPS, with HSTS by default) — :data:`GATEWAY_CONFIG`;
 - ``listen.limits.max_body_bytes: 65536``;
-- ``policies.detection: {mode: block, paranoia: 1}``;
+- ``policies.detection: {paranoia: 1}``;
 - ``policies.validation: {strict: true, reject_unknown_query_params: true}`` (``reject_read_only`` is on
   by default);
 - the default ``headers`` stage plus ``add_if_missing: {cache-control: no-store}``.
@@ -119,7 +119,7 @@ def gateway_config(upstream: str, cert: Path, key: Path) -> dict[str, Any]:
         "policies": {
             # The vulnapp authenticates requests itself; nothing in Bastion can verify its tokens yet.
             "auth": {"delegate": "upstream"},
-            "detection": {"mode": "block", "paranoia": 1},
+            "detection": {"paranoia": 1},
             "validation": {"strict": True, "reject_unknown_query_params": True},
             "headers": {"add_if_missing": {"cache-control": "no-store"}},
         },

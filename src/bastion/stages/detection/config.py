@@ -5,13 +5,15 @@ from __future__ import annotations
 import glob
 import importlib.util
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bastion.pipeline.stage import StageConfig
-from bastion.stages.detection.rules import ALL_RULES, Category
+from bastion.stages.detection.rules import ALL_RULES, CATEGORIES, Category
+from bastion.stages.detection.secrules import rules_error
 
+#: What one category of rules does: refuse, only log what it would refuse, or not run.
 Mode = Literal["block", "monitor", "off"]
 Engine = Literal["native", "modsecurity"]
 
@@ -140,8 +142,6 @@ class ModSecuritySettings(BaseModel):
                 raise ValueError(f"{str(path)!r} is not a file")
         if modsecurity_installed():
             # Parse now, so a syntax error is reported with the configuration's other errors.
-            from bastion.stages.detection.modsec import rules_error
-
             problem = rules_error(files, self.directives)
             if problem is not None:
                 raise ValueError(f"ModSecurity cannot load the rules: {problem}")
@@ -157,7 +157,7 @@ class DetectionConfig(StageConfig):
             "'native' is Bastion's own rules; 'modsecurity' runs SecRules (e.g. the OWASP CRS) through "
             f"libmodsecurity instead ({MODSECURITY_EXTRA}), far slower per request. With it, 'paranoia' "
             "and 'threshold' set the CRS's tx.paranoia_level and tx.inbound_anomaly_score_threshold, "
-            "'mode' applies to what ModSecurity would refuse (always answered 403), a body longer than "
+            "what ModSecurity would refuse is answered 403 ('enforce: false' only logs it), a body longer than "
             "max_inspected_chars or one it cannot parse (malformed, more than max_inputs arguments or "
             "deeper than max_json_depth) is uninspectable, and 'categories' and 'exclusions' are refused: "
             "tune with 'modsecurity.directives'."
@@ -169,13 +169,6 @@ class DetectionConfig(StageConfig):
         # engine 'modsecurity' is chosen.
         default_factory=lambda: ModSecuritySettings.model_construct(),
         description="The SecRules 'engine: modsecurity' loads.",
-    )
-    mode: Mode = Field(
-        "block",
-        description=(
-            "'block' refuses requests whose anomaly score reaches the threshold, 'monitor' "
-            "only logs what would have been blocked, 'off' skips inspection."
-        ),
     )
     paranoia: int = Field(
         1,
@@ -194,7 +187,11 @@ class DetectionConfig(StageConfig):
     )
     categories: dict[Category, Mode] = Field(
         default_factory=dict,
-        description="Per-category mode overriding 'mode' (e.g. {'recon': 'monitor'}).",
+        description=(
+            "What a category's rules do, where it is not 'block' (the default): 'monitor' counts "
+            "their hits but only logs what they would have blocked, 'off' does not run them "
+            "(e.g. {'recon': 'monitor'}). Shadow mode for the whole stage is 'enforce: false'."
+        ),
     )
     exclusions: list[Exclusion] = Field(
         default_factory=list,
@@ -219,6 +216,41 @@ class DetectionConfig(StageConfig):
             "the decision. Applies whenever some category blocks."
         ),
     )
+
+    #: Settings still accepted, with what replaces them (the loader warns where they are set).
+    deprecated_fields: ClassVar[dict[str, str]] = {
+        "mode": (
+            "'mode' is deprecated: shadow mode is 'enforce: false', as for every stage; 'mode: off' is "
+            "'enabled: false'; 'mode: block' is the default; per-category modes stay in 'categories'"
+        ),
+    }
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_mode(cls, data: Any) -> Any:
+        """Read the deprecated stage-wide ``mode`` as the settings that mean the same.
+
+        ``mode`` was the mode of every category not listed in ``categories``, so
+        ``monitor`` with a category set to ``block`` is those categories blocking and the
+        others monitored -- not shadow mode for the whole stage."""
+        if not isinstance(data, dict) or "mode" not in data:
+            return data
+        data = dict(data)
+        mode = data.pop("mode")
+        categories = data.get("categories")
+        if mode == "monitor":
+            if isinstance(categories, dict) and "block" in categories.values():
+                data["categories"] = {**dict.fromkeys(CATEGORIES, "monitor"), **categories}
+            else:
+                data["enforce"] = False
+        elif mode == "off":
+            data["enabled"] = False
+        elif mode != "block":
+            raise ValueError(
+                f"'mode' must be 'block', 'monitor' or 'off' (got {mode!r}); it is deprecated: "
+                "use 'enforce: false' for shadow mode and 'enabled: false' to turn the stage off"
+            )
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -247,7 +279,10 @@ class DetectionConfig(StageConfig):
         return self
 
     def category_mode(self, category: Category) -> Mode:
-        """The effective mode of ``category``."""
-        if self.mode == "off":
-            return "off"
-        return self.categories.get(category, self.mode)
+        """What ``category`` does on this route. In shadow mode (``enforce: false``) nothing
+        blocks: a blocking category is monitored, so the access log's detection record says
+        what would have been blocked, and ``blocked: false``."""
+        mode = self.categories.get(category, "block")
+        if mode == "block" and not self.enforce:
+            return "monitor"
+        return mode

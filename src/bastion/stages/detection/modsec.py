@@ -11,9 +11,9 @@ How Bastion's settings map (see also docs/config-reference.md):
   ``tx.inbound_anomaly_score_threshold`` before the rule files run (a ``crs-setup.conf``
   that sets them itself wins). CRS scores a critical rule 5, an error 4, a warning 3 and a
   notice 2, as Bastion's own rules do, so the threshold means the same.
-- ``mode``: the rule engine is always on; ``block`` refuses (403) what ModSecurity would
-  refuse, whatever status or redirect the rule asked for; ``monitor`` forwards it and logs
-  the decision; ``off`` skips inspection.
+- ``enforce``: the rule engine is always on; by default Bastion refuses (403) what
+  ModSecurity would refuse, whatever status or redirect the rule asked for; with
+  ``enforce: false`` (shadow mode) it forwards it and logs the decision.
 - ``max_inspected_chars``: a body longer than this is inspected up to it
   (``SecRequestBodyLimitAction ProcessPartial``) and the request counts as uninspected
   (``characters``); so does a query string with more than ``max_inputs`` parameters
@@ -29,14 +29,13 @@ How Bastion's settings map (see also docs/config-reference.md):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bastion.stages.detection.config import DetectionConfig
 from bastion.stages.detection.engine import access_log_record
 from bastion.stages.detection.matcher import redact
+from bastion.stages.detection.secrules import load_rules
 from bastion.types import Request
 
 if TYPE_CHECKING:
@@ -153,23 +152,6 @@ def settings_rules(config: DetectionConfig) -> str:
     )
 
 
-def _load(rules: RulesSet, files: Sequence[Path], directives: str) -> str | None:
-    """Load the files then the directives into ``rules``; ModSecurity's error, if any."""
-    for path in files:
-        if rules.load_from_uri(str(path)) < 0:
-            return rules.get_parser_error().strip() or f"{path} could not be loaded"
-    if directives.strip() and rules.load(directives) < 0:
-        return "in 'directives': " + (rules.get_parser_error().strip() or "could not be loaded")
-    return None
-
-
-def rules_error(files: Sequence[Path], directives: str) -> str | None:
-    """Why ModSecurity cannot load these files and directives, or ``None`` if it can."""
-    from libmodsecurity import RulesSet
-
-    return _load(RulesSet(), files, directives)
-
-
 def shared_rules(config: DetectionConfig) -> RulesSet:
     """The parsed rules for ``config``, loaded once per process and shared by every route
     with the same settings (re-read when a file changes, e.g. before a reload)."""
@@ -184,7 +166,7 @@ def shared_rules(config: DetectionConfig) -> RulesSet:
         rules = RulesSet()
         problem = None if rules.load(key[0]) >= 0 else rules.get_parser_error()
         # Bastion's mode decides, whatever a rule file says about SecRuleEngine.
-        problem = problem or _load(rules, files, settings.directives + "\nSecRuleEngine On\n")
+        problem = problem or load_rules(rules, files, settings.directives + "\nSecRuleEngine On\n")
         if problem is not None:
             raise ValueError(f"ModSecurity cannot load the rules: {problem}")
         _RULES[key] = rules
@@ -253,10 +235,10 @@ class ModSecurityEngine:
 
     def __init__(self, config: DetectionConfig) -> None:
         self.config = config
-        self.active = config.enabled and config.mode != "off"
+        self.active = config.enabled
         self._engine = _engine()
         self._rules = shared_rules(config)
-        self._block = config.mode == "block"
+        self._block = config.enforce
         self._max_chars = config.max_inspected_chars
         self._max_inputs = config.max_inputs
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import jsonschema_rs
 
+from bastion.errors import PolicyError
 from bastion.pipeline.stage import RouteInfo
 from bastion.stages.validation.body import BodyKind, kind_of
 from bastion.stages.validation.config import ValidationConfig
@@ -100,19 +101,15 @@ def _path_item(doc: dict[str, Any], operation: dict[str, Any]) -> dict[str, Any]
 
 
 def compile_operation(config: ValidationConfig, route: RouteInfo) -> CompiledOperation | None:
-    """Compile the route's operation; ``None`` when the route has none. ``ConfigError`` if it
-    cannot be compiled (an unresolvable ``$ref``, an unsupported pattern...)."""
+    """Compile the route's operation; ``None`` when the route has none. :class:`PolicyError`
+    if it cannot be compiled (an unresolvable ``$ref``, an unsupported pattern...)."""
     operation = route.operation
     if operation is None:
         return None
     try:
         return _compile(config, route, operation)
     except SchemaError as exc:
-        # Imported here: bastion.config imports the stage registry, which imports this stage.
-        from bastion.config.errors import ConfigError, ConfigIssue
-
-        where = operation.get("operationId") or route.route_id
-        raise ConfigError([ConfigIssue(f"OpenAPI operation {where}", None, "x-bastion-validation", str(exc))]) from None
+        raise PolicyError(str(exc)) from None
 
 
 def _compile(config: ValidationConfig, route: RouteInfo, operation: dict[str, Any]) -> CompiledOperation:

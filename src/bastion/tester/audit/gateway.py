@@ -165,9 +165,10 @@ DETECTION_MONITOR = RuleInfo(
     cwe=693,
     severity=Severity.MEDIUM,
     scope="config",
-    checks="The detection stage runs with `mode: monitor` or `mode: off`: injection attempts reach the upstream.",
-    fix="Set `policies.detection.mode: block` (the default), with `exclusions` for the inputs that cause false "
-    "positives.",
+    checks="The detection stage runs with the deprecated `mode: monitor` or `mode: off`: injection attempts reach "
+    "the upstream.",
+    fix="Remove `mode` (blocking is the default), with `exclusions` for the inputs that cause false positives; "
+    "shadow mode is `enforce: false` (BAST-GW-004).",
 )
 
 

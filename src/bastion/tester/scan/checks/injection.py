@@ -83,7 +83,7 @@ SQLI = CheckInfo(
     checks="Injects quotes, true/false condition pairs and sleep expressions into free-text inputs; database "
     "errors, consistent true/false answer differences or confirmed delays are findings.",
     advice="Use parameterised queries (bound parameters) everywhere; never build SQL from input. In front of the "
-    "API, Bastion's `policies.detection` with `mode: block` refuses SQL injection payloads (category `sqli`), "
+    "API, Bastion's `policies.detection` refuses SQL injection payloads (category `sqli`), "
     "and `maxLength`/`pattern` on parameters, enforced by `policies.validation`, narrow what can be sent.",
 )
 
@@ -98,7 +98,7 @@ NOSQLI = CheckInfo(
     "request that fails with random values but succeeds with operators is a finding.",
     advice="Check the type of every input (a string must be a string) and never pass request objects to the "
     "database as a query. Bastion's `policies.validation` (on by default for OpenAPI routes) refuses an object "
-    "where the schema declares a string; `policies.detection` with `mode: block` (category `nosqli`) refuses "
+    "where the schema declares a string; `policies.detection` (category `nosqli`) refuses "
     "operator payloads.",
 )
 
@@ -112,8 +112,8 @@ CMDI = CheckInfo(
     checks="Appends `sleep` commands after shell separators (; | && $() and backticks) to free-text inputs; a "
     "delay matching the sleep, confirmed with a second duration, is a finding.",
     advice="Never pass input to a shell; call programs with an argument list and validate the value (e.g. a "
-    "hostname `pattern`, enforced by Bastion's `policies.validation`). Bastion's `policies.detection` with "
-    "`mode: block` (category `cmdi`) refuses shell metacharacter payloads.",
+    "hostname `pattern`, enforced by Bastion's `policies.validation`). Bastion's `policies.detection` "
+    "(category `cmdi`) refuses shell metacharacter payloads.",
 )
 
 TRAVERSAL = CheckInfo(
@@ -127,7 +127,7 @@ TRAVERSAL = CheckInfo(
     "their content in the answer is a finding.",
     advice="Map names to files through an allow-list or resolve the path and check it stays inside the intended "
     "directory. Declare a strict `pattern` for file names (enforced by Bastion's `policies.validation`); "
-    "`policies.detection` with `mode: block` (category `path_traversal`) refuses ../ payloads.",
+    "`policies.detection` (category `path_traversal`) refuses ../ payloads.",
 )
 
 _SQL_ERROR = re.compile(

@@ -45,7 +45,7 @@ SSRF = CheckInfo(
     "runs on 127.0.0.1, also in decimal/hex/short loopback spellings, and reports when the API fetches it.",
     advice="Fetch only allow-listed hosts and schemes; resolve the name and refuse loopback, private, link-local "
     "and metadata addresses (after redirects too), and run fetches from an egress-restricted network. In front "
-    "of the API, Bastion's `policies.detection` with `mode: block` (category `ssrf`) refuses internal addresses "
+    "of the API, Bastion's `policies.detection` (category `ssrf`) refuses internal addresses "
     "in inputs; constrain URL fields with a `pattern` or `enum` that `policies.validation` enforces.",
 )
 

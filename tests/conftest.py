@@ -1,4 +1,4 @@
-"""Fixtures for end-to-end tests: the demo API as a real upstream on loopback."""
+"""Fixtures shared by the test packages: the demo API as a real upstream on loopback."""
 
 from __future__ import annotations
 

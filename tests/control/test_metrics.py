@@ -1,0 +1,72 @@
+"""The supervisor's Prometheus view of the workers' metric snapshots: summed across workers,
+and never going backwards when a worker exits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry, generate_latest
+
+from bastion.control.metrics import SnapshotCollector
+from bastion.proxy.metrics import LATENCY_BUCKETS
+
+
+def snapshot(requests: float, connections: float, fast: int, slow: int) -> dict[str, Any]:
+    """A worker's snapshot file as ``bastion.proxy.metrics`` writes it."""
+    counts = [0] * (len(LATENCY_BUCKETS) + 1)
+    counts[0], counts[-1] = fast, slow
+    return {
+        "counters": {"bastion_requests": [[["books", "listBooks", "200"], requests]]},
+        "gauges": {"bastion_client_connections": connections},
+        "histogram": {"books": {"counts": counts, "sum": fast * 0.001 + slow * 100.0}},
+    }
+
+
+def write(directory: Path, pid: int, snap: dict[str, Any]) -> None:
+    (directory / f"worker-{pid}.json").write_bytes(orjson.dumps(snap))
+
+
+def exposition(collector: SnapshotCollector) -> str:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return generate_latest(registry).decode()
+
+
+def test_workers_are_summed(tmp_path: Path) -> None:
+    """Counters, gauges and latency histograms of every live worker add up."""
+    write(tmp_path, 101, snapshot(5, 2, fast=4, slow=1))
+    write(tmp_path, 102, snapshot(7, 3, fast=6, slow=1))
+    text = exposition(SnapshotCollector(str(tmp_path)))
+    assert 'bastion_requests_total{code="200",route="listBooks",service="books"} 12.0' in text
+    assert "bastion_client_connections 5.0" in text
+    assert 'bastion_request_duration_seconds_bucket{le="+Inf",service="books"} 12.0' in text
+    assert f'bastion_request_duration_seconds_bucket{{le="{LATENCY_BUCKETS[0]!r}",service="books"}} 10.0' in text
+
+
+def test_a_retired_worker_keeps_its_counts_but_not_its_gauges(tmp_path: Path) -> None:
+    """When a worker exits its counters and histogram stay in the totals (counters never go
+    backwards), its gauges leave them, and its file is removed."""
+    collector = SnapshotCollector(str(tmp_path))
+    write(tmp_path, 101, snapshot(5, 2, fast=4, slow=1))
+    write(tmp_path, 102, snapshot(7, 3, fast=6, slow=1))
+    collector.retire(101)
+    assert not (tmp_path / "worker-101.json").exists()
+    totals = collector.totals()
+    assert totals["counters"]["bastion_requests"] == {("books", "listBooks", "200"): 12.0}
+    assert totals["gauges"] == {"bastion_client_connections": 3.0}
+    assert totals["histogram"]["books"]["counts"][-1] == 2
+    write(tmp_path, 103, snapshot(1, 1, fast=1, slow=0))  # the replacement worker
+    assert collector.totals()["counters"]["bastion_requests"] == {("books", "listBooks", "200"): 13.0}
+
+
+def test_unreadable_snapshots_are_skipped(tmp_path: Path) -> None:
+    """A snapshot being replaced or cut short is left out of this scrape rather than failing
+    it; retiring a worker that left no snapshot changes nothing."""
+    write(tmp_path, 101, snapshot(5, 2, fast=4, slow=1))
+    (tmp_path / "worker-102.json").write_bytes(b'{"counters": {')
+    collector = SnapshotCollector(str(tmp_path))
+    collector.retire(999)
+    assert collector.totals()["counters"]["bastion_requests"] == {("books", "listBooks", "200"): 5.0}
+    assert "bastion_requests_total" in exposition(collector)
