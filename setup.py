@@ -23,6 +23,7 @@ COMPILED = [
     "src/bastion/routing/router.py",
     "src/bastion/pipeline/chain.py",
     "src/bastion/proxy/http.py",
+    "src/bastion/proxy/http1.py",
     "src/bastion/proxy/metrics.py",
     "src/bastion/proxy/accesslog.py",
     "src/bastion/proxy/upstream.py",

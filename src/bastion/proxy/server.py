@@ -13,11 +13,8 @@ import contextlib
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, NamedTuple, cast
-
-import httptools
 
 from bastion.errors import problem_response
 from bastion.pipeline.chain import Chain, Pending
@@ -29,6 +26,21 @@ from bastion.proxy.http import (
     serialize_headers,
     status_line,
     strip_hop_by_hop,
+)
+from bastion.proxy.http1 import (
+    BODY_BUFFER_HIGH,
+    DATA,
+    FAILED,
+    HEAD,
+    HOST_CHARS,
+    MAX_QUEUED,
+    PAUSE,
+    STARTED,
+    Incoming,
+    RequestReader,
+    body_discardable,
+    keeps_alive_after_refusal,
+    streamed_framing,
 )
 from bastion.proxy.metrics import METRICS
 from bastion.proxy.runtime import RouteRuntime, Runtime
@@ -45,10 +57,6 @@ from bastion.types import Exchange, HeaderList, Request, Response, header_get
 
 log = logging.getLogger("bastion.proxy")
 
-#: Unread request body held per connection before reading from the client pauses.
-BODY_BUFFER_HIGH = 1024 * 1024
-#: Pipelined request heads queued before reading from the client pauses.
-MAX_QUEUED = 16
 #: How long a refused client may go on sending before its connection is closed anyway.
 LINGER_SECONDS = 2.0
 #: Shutdown: how long an idle keep-alive connection stays open once draining began. A
@@ -73,65 +81,11 @@ FORWARDING_HEADERS = frozenset(
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: Facts stages leave in ``exchange.context`` that belong in the access log.
 _LOGGED_CONTEXT = ("validation", "detection")
-#: Request headers that decide framing and routing: checked once the head is complete.
-_FRAMING = frozenset({"transfer-encoding", "content-length", "host", "expect", "connection"})
-#: Characters of a Host header value (a name or IP literal and a port). ``str.strip`` with
-#: this set leaves nothing of a valid value: a set test in C, not a loop in Python.
-_HOST_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]_"
-_REQUEST_ID_CHARS = _HOST_CHARS.replace("[]", "")
+_REQUEST_ID_CHARS = HOST_CHARS.replace("[]", "")
 
 
 class ClientGone(Exception):
     """The client closed the connection."""
-
-
-class Incoming:
-    """A request head parsed off the wire, with its body as it arrives."""
-
-    __slots__ = (
-        "buffered",
-        "chunked",
-        "chunks",
-        "complete",
-        "consumed",
-        "content_length",
-        "continue_sent",
-        "error",
-        "expect_continue",
-        "has_connection",
-        "headers",
-        "host",
-        "keep_alive",
-        "method",
-        "parse_error",
-        "started",
-        "upgrade",
-        "url",
-        "version",
-        "waiter",
-    )
-
-    def __init__(self) -> None:
-        self.method = "GET"
-        self.url = b""
-        self.headers: HeaderList = []
-        self.version = "1.1"
-        self.keep_alive = True
-        self.chunks: deque[bytes] = deque()
-        self.buffered = 0
-        self.consumed = 0
-        self.complete = False
-        self.waiter: asyncio.Future[None] | None = None
-        self.error: tuple[int, str] | None = None
-        self.parse_error = False
-        self.expect_continue = False
-        self.continue_sent = False
-        self.content_length: int | None = None
-        self.chunked = False
-        self.upgrade = False
-        self.has_connection = False
-        self.host = ""  # the Host header, checked while framing was
-        self.started = time.perf_counter()
 
 
 class GatewayServer:
@@ -208,27 +162,20 @@ class ClientConnection(asyncio.Protocol):
         self.server = server
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpRequestParser(self)
-        # llhttp refuses versions it does not know (HTTP/1.2) before Bastion sees them; RFC
-        # 9112 2.5 wants a higher HTTP/1 minor version served as 1.1. With this leniency
-        # llhttp only passes the version through: ``_check_framing`` decides, and refuses
-        # anything that is not HTTP/1.x.
-        self.parser.set_dangerous_leniencies(lenient_version=True)
-        self.queue: deque[Incoming] = deque()
-        self.current: Incoming | None = None
+        #: The HTTP/1.1 rules (no I/O); this class moves the bytes and runs the timers.
+        self.reader = RequestReader(server.runtime.limits)
+        #: The requests parsed and not answered yet (the reader's queue).
+        self.queue = self.reader.queue
         self.task: asyncio.Task[None] | None = None
         self.flight: _Flight | None = None
         self.closed = False
         self.lingering = False
-        #: A request head is partly received (the connection is not idle).
-        self.receiving = False
         #: A response said ``Connection: close``: the connection ends after it.
         self.close_sent = False
         #: The access record of the request being answered (``None`` between requests).
         self.record: dict[str, Any] | None = None
         self.eof = False
         self.busy = False
-        self.parser_dead = False
         self.read_paused = False
         self.write_paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
@@ -239,10 +186,6 @@ class ClientConnection(asyncio.Protocol):
         self.deadline = 0.0
         self.peer_ip = ""
         self.scheme = "http"
-        self._url = b""
-        self._headers: HeaderList = []
-        self._framing: HeaderList = []
-        self._head_bytes = 0
 
     # -- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -270,7 +213,7 @@ class ClientConnection(asyncio.Protocol):
         if flight is not None:
             self.flight = None
             flight.abandon()
-        for req in (self.current, *self.queue):
+        for req in (self.reader.current, *self.queue):
             if req is not None and req.waiter is not None and not req.waiter.done():
                 req.waiter.set_result(None)
         if self.drain_waiter is not None and not self.drain_waiter.done():
@@ -279,19 +222,9 @@ class ClientConnection(asyncio.Protocol):
             self.task.cancel()
 
     def data_received(self, data: bytes) -> None:
-        if self.parser_dead:
-            return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # The head of an Upgrade request is queued (marked); nothing after it is HTTP.
-            self._stop_parsing()
-        except httptools.HttpParserError as exc:
-            cause = exc.__context__
-            if isinstance(cause, _Reject):
-                self._parse_failed(cause.status, cause.detail)
-            else:
-                self._parse_failed(400, f"Malformed HTTP request: {_llhttp_reason(exc)}.")
+        reader = self.reader
+        reader.limits = self.server.runtime.limits
+        self._react(reader.feed(data))
         # After the parser returned (never inside its callbacks): small requests are complete
         # by now, and answering them cannot re-enter the parser.
         if not self.busy and self.queue:
@@ -302,10 +235,7 @@ class ClientConnection(asyncio.Protocol):
         if self.lingering:
             return None  # the client is done too: close now
         # Half-close: the client sent everything. Answer what is queued, then close.
-        if self.current is not None and not self.current.complete and self.current in self.queue:
-            self.current.error = (400, "The request body was cut short.")
-            self._wake(self.current)
-        self.parser_dead = True
+        self._react(self.reader.end_of_input())
         if not self.busy and not self.queue:
             return None  # nothing in flight: let the transport close
         if not self.busy:
@@ -323,121 +253,26 @@ class ClientConnection(asyncio.Protocol):
         if self.drain_waiter is not None and not self.drain_waiter.done():
             self.drain_waiter.set_result(None)
 
-    # -- httptools callbacks ----------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._url = b""
-        self._headers = []
-        self._framing = []
-        self._head_bytes = 0
-        self.current = None
-        self.receiving = True
-        if not self.busy:
-            self._arm(self.server.runtime.timeouts.header, "header")
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        if len(self._url) > self.server.runtime.limits.max_url_bytes:
-            raise _Reject(414, "The request target is too long.")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_bytes += len(name) + len(value) + 4
-        limits = self.server.runtime.limits
-        if self._head_bytes > limits.max_header_bytes or len(self._headers) >= limits.max_headers:
-            raise _Reject(431, "The request header fields are too large.")
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        self._headers.append((key, text))
-        if key in _FRAMING:
-            self._framing.append((key, text))
-
-    def on_headers_complete(self) -> None:
-        parser = self.parser
-        req = Incoming()
-        req.method = parser.get_method().decode("ascii")
-        req.url = self._url
-        req.headers = self._headers
-        req.version = parser.get_http_version()
-        req.keep_alive = parser.should_keep_alive()
-        self._check_framing(req, self._framing)
-        if parser.should_upgrade():
-            req.upgrade = True
-        self.receiving = False
-        self.current = req
-        self.queue.append(req)
-        if len(self.queue) > MAX_QUEUED:
-            self._pause_reading()
-        if self.timer_kind == "header":
-            self._cancel_timer()
-
-    def on_body(self, body: bytes) -> None:
-        req = self.current
-        if req is None:
+    # -- what the reader reports ------------------------------------------------------------
+    def _react(self, events: int) -> None:
+        """Act on the events of one call of the reader (see ``http1``)."""
+        if not events:
             return
-        req.chunks.append(body)
-        req.buffered += len(body)
-        if req.buffered > BODY_BUFFER_HIGH:
+        if events & PAUSE:
             self._pause_reading()
-        self._wake(req)
-
-    def on_message_complete(self) -> None:
-        req = self.current
-        if req is not None:
-            req.complete = True
-            self._wake(req)
-
-    # -- parsing helpers -----------------------------------------------------------------
-    def _check_framing(self, req: Incoming, framing: HeaderList) -> None:
-        """Refuse what llhttp accepts but a strict gateway must not (smuggling vectors)."""
-        te_seen = 0
-        host_seen = 0
-        for k, v in framing:
-            if k == "transfer-encoding":
-                te_seen += 1
-                if v.strip().lower() != "chunked":
-                    raise _Reject(400, "Transfer-Encoding must be exactly 'chunked'.")
-                req.chunked = True
-            elif k == "content-length":
-                req.content_length = int(v)  # llhttp already refused non-digits and duplicates
-            elif k == "host":
-                host_seen += 1
-                if not v or v.strip(_HOST_CHARS):
-                    raise _Reject(400, "The Host header is not a valid host name.")
-                req.host = v
-            elif k == "connection":
-                req.has_connection = True
-            elif k == "expect":
-                if v.strip().lower() != "100-continue":
-                    raise _Reject(417, "Only 'Expect: 100-continue' is supported.")
-                req.expect_continue = True
-        if te_seen > 1:
-            raise _Reject(400, "Transfer-Encoding must appear once.")
-        if req.version not in ("1.1", "1.0"):
-            if not req.version.startswith("1."):  # 0.9, 2.0 and others: not HTTP/1 at all
-                raise _Reject(400, "The request line must end with HTTP/1.1 or HTTP/1.0.")
-            req.version = "1.1"  # HTTP/1.2 and up: served as 1.1 (RFC 9112 2.5)
-        if req.chunked and req.version == "1.0":
-            raise _Reject(400, "HTTP/1.0 requests cannot use Transfer-Encoding.")
-        if host_seen != 1 and req.version == "1.1":
-            raise _Reject(400, "HTTP/1.1 requests need exactly one Host header.")
-
-    def _parse_failed(self, status: int, detail: str) -> None:
-        req = Incoming()
-        req.error = (status, detail)
-        req.parse_error = True
-        req.keep_alive = False
-        cur = self.current
-        if cur is not None and not cur.complete and cur in self.queue:
-            # The request being received is broken: its handler must not use its body.
-            cur.error = (status, detail)
-            self._wake(cur)
-        self.queue.append(req)
-        self._stop_parsing()
-        if not self.busy:
+        if events & STARTED and not self.busy:
+            # The header timeout runs from a head's first byte, unless a request is being
+            # answered (then it starts when that answer is done).
+            if self.reader.receiving:
+                self._arm(self.server.runtime.timeouts.header, "header")
+            else:
+                self._cancel_timer()  # the head began and ended within this read
+        elif events & HEAD and self.timer_kind == "header":
+            self._cancel_timer()
+        if events & DATA and self.queue:
+            self._wake(self.queue[0])  # only the request being answered reads its body
+        if events & FAILED and not self.busy:
             self.loop.call_soon(self._pump)
-
-    def _stop_parsing(self) -> None:
-        self.parser_dead = True
-        self._pause_reading()
 
     def _pause_reading(self) -> None:
         if not self.read_paused and self.transport is not None and not self.closed:
@@ -445,7 +280,7 @@ class ClientConnection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _resume_reading(self) -> None:
-        if self.read_paused and not self.parser_dead and self.transport is not None and not self.closed:
+        if self.read_paused and not self.reader.dead and self.transport is not None and not self.closed:
             self.read_paused = False
             self.transport.resume_reading()
 
@@ -485,7 +320,7 @@ class ClientConnection(asyncio.Protocol):
         if kind == "idle":
             self._close()
         elif kind == "header" and not self.busy:
-            self._parse_failed(408, "The request head was not received in time.")
+            self._react(self.reader.fail(408, "The request head was not received in time."))
         elif kind == "body":
             req = self.queue[0] if self.queue else None
             if req is not None:
@@ -497,7 +332,7 @@ class ClientConnection(asyncio.Protocol):
         """Shutdown began. A connection answering a request closes after that answer (which
         says ``Connection: close``); one receiving a request head is not idle and answers it
         likewise; an idle one gets ``DRAIN_IDLE_SECONDS`` for a request already on its way."""
-        if not self.busy and not self.queue and not self.receiving:
+        if not self.busy and not self.queue and not self.reader.receiving:
             self._arm(DRAIN_IDLE_SECONDS, "idle")
 
     def shut_down(self) -> None:
@@ -541,13 +376,14 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self.closed or self.lingering:
             return
-        unread = self.current is not None and not self.current.complete and not self.eof
+        current = self.reader.current
+        unread = current is not None and not current.complete and not self.eof
         if unread and transport.can_write_eof():
             # Lingering close: the client may still be sending a body we refused. Closing
             # with unread input makes the kernel send a reset, which can destroy the answer
             # before the client reads it; so end our side, drop what still comes, then close.
             self.lingering = True
-            self.parser_dead = True
+            self.reader.dead = True
             transport.write_eof()
             if self.read_paused:
                 self.read_paused = False
@@ -582,7 +418,7 @@ class ClientConnection(asyncio.Protocol):
                 return  # in flight: a callback or a task calls _complete
             if not self._after(keep):
                 return
-        if not self.busy and not self.queue and self.parser_dead:
+        if not self.busy and not self.queue and self.reader.dead:
             self._close()  # the client half-closed and everything is answered
 
     def _complete(self, keep: bool) -> None:
@@ -602,7 +438,7 @@ class ClientConnection(asyncio.Protocol):
             self._close()
             return False
         if not self.queue:
-            if self.receiving:
+            if self.reader.receiving:
                 self._arm(self.server.runtime.timeouts.header, "header")
             elif self.server.draining:
                 # The answer went out before the drain began and promised keep-alive: the
@@ -660,11 +496,7 @@ class ClientConnection(asyncio.Protocol):
             self._finish_record(None, record, req)
             return keep
         route, ex = outcome
-        chunks = req.chunks
-        body = b"".join(chunks) if len(chunks) != 1 else chunks[0]
-        req.consumed = req.buffered
-        req.buffered = 0
-        chunks.clear()
+        body = req.take_buffered()
         record["bytes_in"] = req.consumed
         chain = route.chain
         if chain.needs_request_body:
@@ -712,13 +544,7 @@ class ClientConnection(asyncio.Protocol):
         resp = problem_response(
             refusal.status, refusal.detail, refusal.request_id, title=refusal.title, headers=refusal.extra
         )
-        keep = (
-            req.keep_alive
-            and not req.parse_error
-            and not req.upgrade
-            and not self.server.draining
-            and self._body_discardable(req)
-        )
+        keep = keeps_alive_after_refusal(req, self.server.draining)
         self._send_whole(resp, req, record, keep, refusal.request_id)
         return keep
 
@@ -962,11 +788,8 @@ class ClientConnection(asyncio.Protocol):
         """Send the head of a response whose body streams from ``conn``, and route the body
         chunks to the client. Returns whether the connection stays open, and the stream
         (``None`` when the client is already gone)."""
-        forbidden = body_forbidden(resp.status, req.method)
         has_length = header_get(resp.headers, "content-length") is not None
-        chunked = not forbidden and not has_length and req.version == "1.1"
-        if not forbidden and not has_length and not chunked:
-            keep = False  # HTTP/1.0 client, unknown length: the end of the body is the close
+        forbidden, chunked, keep = streamed_framing(resp.status, req, has_length, keep)
         if self.server.draining:
             keep = False  # shutting down: every answer ends its connection, and says so
         headers = resp.headers
@@ -1110,19 +933,11 @@ class ClientConnection(asyncio.Protocol):
             return False
         return keep
 
-    @staticmethod
-    def _body_discardable(req: Incoming) -> bool:
-        if req.complete:
-            return req.error is None
-        if req.error is not None or (req.expect_continue and not req.continue_sent):
-            return False  # the client has not sent it; closing is cheaper than asking for it
-        return req.content_length is not None and req.content_length - req.consumed <= 64 * 1024
-
     async def _discard_body(self, req: Incoming) -> bool:
         """Read and drop an unwanted body, if small; tell whether the connection is reusable."""
         if req.complete and req.error is None:
             return True
-        if not self._body_discardable(req):
+        if not body_discardable(req):
             return False
         try:
             while (await self._next_chunk(req)) is not None:
@@ -1192,10 +1007,8 @@ class ClientConnection(asyncio.Protocol):
         while True:
             if req.error is not None:
                 raise _BodyError(*req.error)
-            if req.chunks:
-                chunk = req.chunks.popleft()
-                req.buffered -= len(chunk)
-                req.consumed += len(chunk)
+            chunk = req.pop_chunk()
+            if chunk is not None:
                 if self.read_paused and req.buffered < BODY_BUFFER_HIGH // 2 and len(self.queue) <= MAX_QUEUED:
                     self._resume_reading()
                 return chunk
@@ -1220,11 +1033,7 @@ class ClientConnection(asyncio.Protocol):
         # replayed on a retry); otherwise it streams.
         if req.complete and req.error is None and not req.expect_continue:
             # The whole body (often none) is already here; the prelude checked its size.
-            chunks = req.chunks
-            body = b"".join(chunks) if len(chunks) != 1 else chunks[0]
-            req.consumed += req.buffered
-            req.buffered = 0
-            chunks.clear()
+            body = req.take_buffered()
             if chain.needs_request_body:
                 request.body = body
         elif chain.needs_request_body or req.complete:
@@ -1592,29 +1401,11 @@ class _Refusal(NamedTuple):
     title: str | None = None
 
 
-class _Reject(Exception):
-    """Raised inside parser callbacks: llhttp stops and the request gets this status."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-
 class _BodyError(Exception):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
-
-
-def _llhttp_reason(exc: Exception) -> str:
-    cause = exc.__context__
-    if isinstance(cause, _Reject):
-        return cause.detail
-    text = str(exc).strip().rstrip(".")
-    # llhttp's reasons are fixed strings, never client bytes; keep them short anyway.
-    return text[:120] or "invalid syntax"
 
 
 class _RequestIds:
