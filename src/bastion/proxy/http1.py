@@ -363,6 +363,17 @@ def streamed_framing(status: int, req: Incoming, has_length: bool, keep: bool) -
     return forbidden, chunked, keep
 
 
+def whole_framing(status: int, method: str, declared_length: str | None, body: bytes) -> tuple[str, bytes]:
+    """How a response whose body is known in full is framed: its ``content-length`` line
+    and the body to send (none when the status or method forbids one; a HEAD answer still
+    tells the length the GET body would have)."""
+    if body_forbidden(status, method):
+        if method == "HEAD" and status not in (204, 304):
+            return f"content-length: {declared_length if declared_length is not None else len(body)}\r\n", b""
+        return "", b""
+    return f"content-length: {len(body)}\r\n", body
+
+
 __all__ = [
     "BODY_BUFFER_HIGH",
     "DATA",
@@ -378,4 +389,5 @@ __all__ = [
     "check_framing",
     "keeps_alive_after_refusal",
     "streamed_framing",
+    "whole_framing",
 ]
