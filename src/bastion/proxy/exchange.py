@@ -213,7 +213,7 @@ class Flight(UpstreamListener):
             return
         self.route, self.ex = outcome
         self.routed = True
-        self.step = self._read_body
+        self.step = self._head_stages if self.route.chain.head_stages else self._read_body
 
     def _refuse(self) -> Awaitable[None] | None:
         """Answer a refusal at once; then read and drop what is left of a small body."""
@@ -242,6 +242,22 @@ class Flight(UpstreamListener):
         if not await self.client._discard_body(self.req):
             self.client._close()
             self.keep = False
+
+    def _head_stages(self) -> Awaitable[None] | None:
+        """Stages that need only the head decide before any of the body is read (and
+        before ``100 Continue``): a client they refuse uploads nothing."""
+        self.step = self._read_body
+        answer = self.route.chain.head(self.ex)
+        if isinstance(answer, Pending):
+            return self._finish_head_stages(answer)
+        if answer is not None:
+            self._answered(answer)
+        return None
+
+    async def _finish_head_stages(self, pending: Pending) -> None:
+        answer = await self.route.chain.finish_head(self.ex, pending)
+        if answer is not None:
+            self._answered(answer)
 
     def _read_body(self) -> Awaitable[None] | None:
         """A body received in full goes in one write with the head (and can be replayed on
