@@ -102,7 +102,7 @@ def _config(upstream: StallingUpstream, drain: float) -> dict[str, Any]:
             {
                 "name": "s",
                 "upstream": {"targets": [upstream.url], "retries": 0},
-                "routes": [{"path": "/", "prefix": True}],
+                "routes": [{"path": "/", "prefix": True, "public": True}],  # the drain is tested, not auth
             }
         ],
     }
