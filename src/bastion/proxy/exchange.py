@@ -406,7 +406,7 @@ class Flight(UpstreamListener):
                     continue
                 self._upstream_failed(exc)
                 return
-            except BodyError as refused:  # (one name per exception type: mypyc types it)
+            except BodyError as refused:  # not ``exc``: mypyc gives a name one type per function
                 target.active -= 1
                 if conn is not None:
                     conn.abort()
