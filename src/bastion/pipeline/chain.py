@@ -1,8 +1,9 @@
 """The runner: one route's stages, in order, with shadow mode and failure modes applied.
 
-Nothing here touches a socket. The proxy calls :meth:`Chain.request` once the request is
-parsed (and its body buffered, if :attr:`Chain.needs_request_body`), and
-:meth:`Chain.response` once the upstream's response head (or body) is in.
+Nothing here touches a socket. The proxy calls :meth:`Chain.head` once the request head
+is parsed (before reading any of the body), :meth:`Chain.request` after that (with the body
+buffered, if :attr:`Chain.needs_request_body`), and :meth:`Chain.response` once the
+upstream's response head (or body) is in.
 
 Both run synchronously as long as the stages answer synchronously. When a stage returns
 an awaitable, they return a :class:`Pending` instead, and the proxy finishes the chain
@@ -25,7 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from bastion.errors import DeadlineExceeded, DependencyUnavailable, block_response, problem_response
-from bastion.pipeline.stage import RequestStage, ResponseStage, Stage
+from bastion.pipeline.stage import HeadStage, RequestStage, ResponseStage, Stage
 from bastion.types import Block, Decision, Exchange, Response
 
 log = logging.getLogger("bastion.pipeline")
@@ -53,6 +54,7 @@ class Chain:
     """The stages of one route, split by phase, built once at config load."""
 
     __slots__ = (
+        "head_stages",
         "needs_request_body",
         "needs_response_body",
         "on_stage_error",
@@ -61,6 +63,7 @@ class Chain:
     )
 
     def __init__(self, stages: Sequence[Stage], on_stage_error: ErrorCounter = _ignore) -> None:
+        self.head_stages: tuple[HeadStage, ...] = tuple(s for s in stages if isinstance(s, HeadStage))
         self.request_stages: tuple[RequestStage, ...] = tuple(s for s in stages if isinstance(s, RequestStage))
         # Response hooks run in reverse order, like unwinding a stack.
         self.response_stages: tuple[ResponseStage, ...] = tuple(
@@ -69,6 +72,49 @@ class Chain:
         self.needs_request_body = any(s.needs_request_body for s in self.request_stages)
         self.needs_response_body = any(s.needs_response_body for s in self.response_stages)
         self.on_stage_error = on_stage_error
+
+    # -- request-head phase -----------------------------------------------------------
+    def head(self, exchange: Exchange, start: int = 0) -> Response | Pending | None:
+        """Run head hooks from ``start``: the response to send instead of reading the body
+        and proxying, if any."""
+        stages = self.head_stages
+        for i in range(start, len(stages)):
+            stage = stages[i]
+            try:
+                outcome = stage.on_request_head(exchange)
+            except Exception as exc:
+                failed = self._failed(stage, exchange, exc)
+                if failed is not None:
+                    return failed
+                continue
+            if outcome is None:
+                continue
+            if inspect.isawaitable(outcome):
+                return Pending(i, outcome)
+            final = self._request_outcome(stage, exchange, outcome, "on_request_head")
+            if final is not None:
+                return final
+        return None
+
+    async def finish_head(self, exchange: Exchange, pending: Pending) -> Response | None:
+        """Await the pending head hook, then run the rest of the head hooks."""
+        while True:
+            stage = self.head_stages[pending.index]
+            try:
+                outcome = await _settle(stage, pending.awaitable)
+            except Exception as exc:
+                failed = self._failed(stage, exchange, exc)
+                if failed is not None:
+                    return failed
+            else:
+                if outcome is not None:
+                    final = self._request_outcome(stage, exchange, outcome, "on_request_head")
+                    if final is not None:
+                        return final
+            result = self.head(exchange, pending.index + 1)
+            if not isinstance(result, Pending):
+                return result
+            pending = result
 
     # -- request phase ----------------------------------------------------------------
     def request(self, exchange: Exchange, start: int = 0) -> Response | Pending | None:
@@ -112,7 +158,9 @@ class Chain:
                 return result
             pending = result
 
-    def _request_outcome(self, stage: Stage, exchange: Exchange, outcome: object) -> Response | None:
+    def _request_outcome(
+        self, stage: Stage, exchange: Exchange, outcome: object, hook: str = "on_request"
+    ) -> Response | None:
         if isinstance(outcome, Block):
             if self._record_block(stage, exchange, outcome):
                 return block_response(outcome, exchange.request_id)
@@ -121,7 +169,7 @@ class Chain:
             # A stage answered the request itself (it is not a block: no shadow mode).
             exchange.decisions.append(Decision(stage.name, "answer", "answered", outcome.status))
             return outcome
-        return self._failed(stage, exchange, _wrong_type(stage, "on_request", outcome, "None, a Block or a Response"))
+        return self._failed(stage, exchange, _wrong_type(stage, hook, outcome, "None, a Block or a Response"))
 
     # -- response phase ---------------------------------------------------------------
     def response(self, exchange: Exchange, start: int = 0) -> Pending | None:

@@ -1,8 +1,9 @@
 """What a stage is.
 
 A stage is a small object built once per route from its validated config. It takes part
-in the request phase by subclassing :class:`RequestStage`, in the response phase by
-subclassing :class:`ResponseStage`, or both. The abstract methods make a misspelt hook a
+in the request-head phase by subclassing :class:`HeadStage`, in the request phase by
+subclassing :class:`RequestStage`, in the response phase by subclassing
+:class:`ResponseStage`, or in several. The abstract methods make a misspelt hook a
 load-time error instead of a hook that is silently never called.
 
 Hooks are plain functions that return their decision. A hook that must wait for I/O
@@ -100,6 +101,19 @@ class Stage:
         """Release what :meth:`start` took. Called once, when the stage serves no more
         requests; the worker's services themselves stay open (they are shared)."""
         return None
+
+
+class HeadStage(Stage, ABC):
+    """A stage that decides on the request head alone, in registry order, before anything of
+    the body is read and before ``100 Continue`` is sent: a client it refuses uploads
+    nothing. Authentication, rate limits and parameter checks belong here. All head hooks
+    run before any request hook (:class:`RequestStage`)."""
+
+    @abstractmethod
+    def on_request_head(self, exchange: Exchange) -> RequestOutcome | Awaitable[RequestOutcome]:
+        """Like :meth:`RequestStage.on_request`, with ``exchange.request.body`` not read
+        (``None``): ``None`` to continue, a :class:`Block` to refuse, a :class:`Response`
+        to answer -- or an awaitable giving one of those."""
 
 
 class RequestStage(Stage, ABC):

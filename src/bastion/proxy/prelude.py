@@ -1,0 +1,221 @@
+"""Before the stages, and the request the upstream receives: no I/O.
+
+:func:`prelude` takes a parsed request to the :class:`Exchange` the stages see (request
+ID, the checks that need no stage, normalisation, routing, forwarding headers) or to the
+:class:`Refusal` that answers it; :func:`upstream_head` writes the head Bastion sends
+upstream with its own framing and forwarding headers.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+
+from bastion.proxy.http import HOP_BY_HOP, strip_hop_by_hop
+from bastion.proxy.http1 import HOST_CHARS, Incoming
+from bastion.proxy.record import new_record
+from bastion.proxy.runtime import RouteRuntime, Runtime
+from bastion.proxy.upstream import TargetState
+from bastion.routing import BadTarget, Match, split_absolute, split_target
+from bastion.types import Exchange, HeaderList, Request, header_get
+
+#: Incoming headers a gateway owns: dropped from clients, rewritten for the upstream.
+FORWARDING_HEADERS = frozenset(
+    {
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-real-ip",
+        "x-request-id",
+        "expect",
+    }
+)
+_REQUEST_ID_CHARS = HOST_CHARS.replace("[]", "")
+
+
+class Refusal(NamedTuple):
+    """A refusal decided before any stage ran (or on the body): what the client gets."""
+
+    status: int
+    detail: str
+    reason: str
+    request_id: str
+    extra: HeaderList | None = None
+    #: Who refused, for the access log and metrics: the core, or a stage decided at load
+    #: whose refusal needs only the head (auth).
+    stage: str = "core"
+    title: str | None = None
+
+
+Outcome = Refusal | tuple[RouteRuntime, Exchange]
+
+
+def prelude(runtime: Runtime, req: Incoming, peer_ip: str, scheme: str) -> tuple[dict[str, Any], Outcome]:
+    """The request ID, checks that need no route, normalisation, routing, and the Exchange
+    the stages will see; or the refusal. Fills the access record as it goes."""
+    trusted = runtime.is_trusted(peer_ip)
+    request_id = request_id_of(req.headers, trusted)
+    record = new_record(req, request_id, peer_ip)
+    if req.error is not None:
+        return record, Refusal(req.error[0], req.error[1], "http.malformed", request_id)
+    if req.upgrade:
+        if req.method == "CONNECT":
+            return record, Refusal(501, "CONNECT (tunnelling) is not supported.", "http.connect", request_id)
+        return record, Refusal(501, "Protocol upgrades (WebSocket) are not supported yet.", "http.upgrade", request_id)
+    url = req.url
+    host = req.host
+    if not url.startswith(b"/") and (url.startswith(b"http://") or url.startswith(b"https://")):
+        # Absolute form (RFC 9112 3.2.2): its authority is the host, the Host header is ignored.
+        try:
+            host, url = split_absolute(url)
+        except BadTarget as exc:
+            return record, Refusal(exc.status, exc.detail, "http.target", request_id)
+    try:
+        path, query, matrix_path = split_target(url, runtime.limits.max_url_bytes)
+    except BadTarget as exc:
+        return record, Refusal(exc.status, exc.detail, "http.target", request_id)
+    record["path"] = path
+    match = runtime.router.match(host, path, req.method, matrix_path)
+    if not isinstance(match, Match):
+        if match is None:
+            return record, Refusal(404, "No route matches this path.", "route.not_found", request_id)
+        return record, Refusal(
+            405,
+            "This method is not allowed on this path.",
+            "route.method_not_allowed",
+            request_id,
+            [("allow", ", ".join(match))],
+        )
+    if match.path is not None:  # a matrix-style route: forward its ;name=value segments
+        path = match.path
+        record["path"] = path
+    route = match.route
+    record["route"] = route.id
+    record["service"] = route.service
+    auth = route.auth_refusal
+    if auth is not None:  # decided on the head alone: the client uploads nothing
+        return record, Refusal(
+            auth.status, auth.detail, auth.reason, request_id, list(auth.headers), "auth", auth.title
+        )
+    if route.auth_delegated:
+        record["auth"] = "delegated"
+    if (req.chunked or req.content_length) and req.method not in route.body_methods:
+        # CL.0 smuggling: a backend that never reads a GET's body would parse it as the
+        # next request on its pooled connection. Decided from the head (even an empty
+        # chunked body is refused), so nothing of the request is forwarded.
+        return record, Refusal(
+            400, f"A {req.method} request on this route cannot have a body.", "http.body_not_allowed", request_id
+        )
+    length = req.content_length if req.content_length is not None else req.buffered
+    if length > route.max_body_bytes:
+        return record, Refusal(413, "The request body is too large for this route.", "http.body_too_large", request_id)
+    request = build_request(runtime, req, path, query, host, trusted, peer_ip, scheme)
+    request.path_params = match.params
+    record["client"] = request.client_ip
+    return record, (route, Exchange(request, request_id, route.service, route.id, req.started))
+
+
+def build_request(
+    runtime: Runtime, req: Incoming, path: str, query: str, host: str, trusted: bool, peer_ip: str, scheme: str
+) -> Request:
+    """The request as stages see it: hop-by-hop and forwarding headers dropped (the latter
+    believed, for the client address and scheme, only from a trusted proxy)."""
+    headers: HeaderList = []
+    xff: str | None = None
+    fproto: str | None = None
+    for k, v in strip_hop_by_hop(req.headers) if req.has_connection else req.headers:
+        if k in HOP_BY_HOP:
+            continue
+        if k in FORWARDING_HEADERS:
+            if trusted:
+                if k == "x-forwarded-for":
+                    xff = v if xff is None else f"{xff}, {v}"
+                elif k == "x-forwarded-proto" and v in ("http", "https"):
+                    fproto = v
+            continue
+        headers.append((k, v))
+    client_ip = peer_ip
+    chain = [peer_ip]
+    if xff:
+        hops = [h.strip() for h in xff.split(",") if h.strip()]
+        chain = [*hops, peer_ip]
+        # The client is the right-most address not belonging to a trusted proxy.
+        for hop in reversed(hops):
+            client_ip = hop
+            if not runtime.is_trusted(hop):
+                break
+    request = Request(
+        req.method,
+        req.url.decode("latin-1"),
+        path,
+        query,
+        headers,
+        client_ip=client_ip,
+        scheme=fproto or scheme,
+        host=host,
+        http_version=req.version,
+    )
+    request.forwarded_for = chain
+    return request
+
+
+def upstream_head(ex: Exchange, target: TargetState, body_len: int | None) -> bytes:
+    """The request head Bastion sends upstream: its own framing and forwarding headers
+    (``body_len`` ``None``: the body streams, chunked)."""
+    request = ex.request
+    query = request.query
+    client = request.client_ip
+    scheme = request.scheme
+    host = request.host
+    if body_len is None:
+        framing = "transfer-encoding: chunked\r\n"
+    elif body_len or request.method in ("POST", "PUT", "PATCH"):
+        framing = f"content-length: {body_len}\r\n"
+    else:
+        framing = ""
+    forwarded_host = f';host="{host}"\r\nx-forwarded-host: {host}\r\n' if host else "\r\n"
+    node = f'"[{client}]"' if ":" in client else client
+    headers = "".join([f"{k}: {v}\r\n" for k, v in request.headers if k != "host" and k != "content-length"])
+    return (
+        f"{request.method} {target.base_path}{request.path}{'?' if query else ''}{query} HTTP/1.1\r\n"
+        f"{target.host_line}{headers}"
+        f"x-forwarded-for: {', '.join(request.forwarded_for)}\r\nx-forwarded-proto: {scheme}\r\n"
+        f"forwarded: for={node};proto={scheme}{forwarded_host}"
+        f"x-request-id: {ex.request_id}\r\n{framing}\r\n"
+    ).encode("latin-1")
+
+
+class _RequestIds:
+    """Request IDs: unique, not secret. A random 64-bit prefix per worker process and a
+    counter give 32 hex digits with no system call and no random draw per request."""
+
+    def __init__(self) -> None:
+        # Workers are started as new interpreters (never forked), so each draws its own.
+        self.prefix = os.urandom(8).hex()
+        self.count = 0
+
+    def next(self) -> str:
+        self.count += 1
+        return f"{self.prefix}{self.count:016x}"
+
+
+_ids = _RequestIds()
+
+
+def next_request_id() -> str:
+    """A new request ID."""
+    return _ids.next()
+
+
+def request_id_of(headers: HeaderList, trusted: bool) -> str:
+    """The request's ID: a trusted proxy's ``X-Request-ID`` if it is sane, else a new one."""
+    if trusted:
+        incoming = header_get(headers, "x-request-id")
+        if incoming and len(incoming) <= 128 and not incoming.strip(_REQUEST_ID_CHARS):
+            return incoming
+    return _ids.next()
+
+
+__all__ = ["Refusal", "build_request", "next_request_id", "prelude", "request_id_of", "upstream_head"]

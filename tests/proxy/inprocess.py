@@ -1,0 +1,91 @@
+"""A gateway in the test's process, so a test can put stages of its own in a route's chain
+and look at its event loop; clients and upstreams are still real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from collections.abc import Awaitable, Coroutine, Generator
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from bastion.config import load_config
+from bastion.pipeline.chain import Chain
+from bastion.proxy.accesslog import AccessLog
+from bastion.proxy.runtime import Runtime
+from bastion.proxy.server import GatewayServer
+from bastion.routing import Match
+
+
+class InProcessGateway:
+    """A :class:`GatewayServer` on a uvloop event loop in a thread, the route matching
+    ``/`` running ``stages`` instead of its configured chain."""
+
+    def __init__(self, config: dict[str, Any], folder: Path, stages: list[Any]) -> None:
+        path = folder / "bastion.yaml"
+        config = {**config, "access_log": {"path": str(folder / "access.log")}}
+        path.write_text(json.dumps(config))
+        loaded = load_config(path)
+        self.runtime = Runtime(loaded)
+        match = self.runtime.router.match("", "/", "POST", None)
+        assert isinstance(match, Match)
+        match.route.chain = Chain(stages)
+        self.access_path = folder / "access.log"
+        self.loop = uvloop.new_event_loop()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.sock.setblocking(False)
+        self.port: int = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        #: Tasks created on the gateway's loop (by anything) since it started.
+        self.tasks_created = 0
+        self.loop.set_task_factory(self._count_task)
+
+    def _count_task(
+        self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any] | Generator[Any, None, Any], **kw: Any
+    ) -> asyncio.Task[Any]:
+        self.tasks_created += 1
+        return asyncio.Task(coro, loop=loop, **kw)
+
+    def __enter__(self) -> InProcessGateway:
+        self.thread.start()
+        self.run(self._start())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.run(self._stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+    def run(self, coro: Awaitable[Any]) -> Any:
+        async def wrapped() -> Any:
+            return await coro
+
+        return asyncio.run_coroutine_threadsafe(wrapped(), self.loop).result(10)
+
+    async def _start(self) -> None:
+        self.runtime.start()
+        self.access = AccessLog(str(self.access_path))
+        self.server = GatewayServer(self.runtime, self.access)
+        await self.server.start(self.sock)
+
+    async def _stop(self) -> None:
+        await self.server.drain(0.5)
+        self.access.close()
+        await self.runtime.close()
+
+    def access_records(self) -> list[dict[str, Any]]:
+        async def flush() -> None:
+            self.access.flush()
+
+        self.run(flush())
+        return [json.loads(line) for line in self.access_path.read_text().splitlines()]
+
+
+__all__ = ["InProcessGateway"]
