@@ -97,3 +97,47 @@ def test_awaiting_head_hook_pends_then_finishes() -> None:
     answer = asyncio.run(chain.finish_head(ex, pending))
     assert isinstance(answer, Response) and answer.status == 403
     assert log == [">> a.on_request_head body=None", ".. a awaited", ">> b.on_request_head body=None"]
+
+
+class Stuck(HeadStage):
+    """A head hook that waits far longer than its stage's timeout, or answers with ``answer``."""
+
+    def __init__(self, config: StageConfig, answer: object = None, *, sleep: float = 5.0) -> None:
+        super().__init__("stuck", config)
+        self.answer, self.sleep = answer, sleep
+
+    def on_request_head(self, exchange: Exchange) -> Awaitable[object]:
+        return self._wait()
+
+    async def _wait(self) -> object:
+        await asyncio.sleep(self.sleep)
+        return self.answer
+
+
+def _finish(chain: Chain, ex: Exchange) -> Response | None:
+    pending = chain.head(ex)
+    assert isinstance(pending, Pending)
+    return asyncio.run(chain.finish_head(ex, pending))
+
+
+def test_late_head_hook_is_an_unavailable_dependency() -> None:
+    """Head hooks get their stage's deadline like request hooks: a late one is a 503 (fail
+    closed) and counted, or lets the request on under failure_mode: open."""
+    errors: list[str] = []
+    ex = exchange()
+    resp = _finish(Chain([Stuck(StageConfig(timeout=0.01))], errors.append), ex)
+    assert isinstance(resp, Response) and resp.status == 503
+    assert errors == ["stuck"] and [d.reason for d in ex.decisions] == ["DeadlineExceeded"]
+    opened = Chain([Stuck(StageConfig(timeout=0.01, failure_mode="open"))], errors.append)
+    assert _finish(opened, exchange()) is None
+    assert errors == ["stuck", "stuck"]
+
+
+def test_head_hook_answering_a_wrong_type_is_a_stage_failure() -> None:
+    """An awaited head hook that gives something else than None, a Block or a Response is the
+    stage's failure (500, counted), named as on_request_head."""
+    errors: list[str] = []
+    ex = exchange()
+    resp = _finish(Chain([Stuck(StageConfig(), answer=403, sleep=0)], errors.append), ex)
+    assert isinstance(resp, Response) and resp.status == 500
+    assert errors == ["stuck"] and [d.reason for d in ex.decisions] == ["TypeError"]
