@@ -360,10 +360,19 @@ RULES: tuple[Rule, ...] = (
         "path_traversal",
         1,
         C,
-        r"(?:\.\.[\\/]+){2,}|[\\/]\.\.[\\/]+\.\.(?:[\\/]|" + EOL + ")",
+        # Up to four dots and a ";param" (Tomcat, Spring and Jetty drop it): "....//" is what
+        # a filter deleting "../" once leaves as "../", and "..;/" is read as "../".
+        r"(?:\.{2,4}(?:;[^\x00\\/]{0,16})?[\\/]+){2,}|[\\/]\.\.[\\/]+\.\.(?:[\\/]|" + EOL + ")",
         "repeated parent-directory traversal",
     ),
-    Rule(4002, "path_traversal", 1, W, r"(?:" + BOL + r"|[\\/=])\.\.[\\/]", "parent-directory traversal"),
+    Rule(
+        4002,
+        "path_traversal",
+        1,
+        W,
+        r"(?:" + BOL + r"|[\\/=])\.\.(?:;[^\x00\\/]{0,16})?[\\/]",
+        "parent-directory traversal",
+    ),
     Rule(
         4003,
         "path_traversal",
@@ -402,6 +411,21 @@ RULES: tuple[Rule, ...] = (
         E,
         r"\.\.[\\/].*\.(?:ini|conf|cfg|log|ssh|key|pem|env|db|sqlite|bak)\b",
         "traversal to a config file",
+    ),
+    Rule(
+        4008,
+        "path_traversal",
+        1,
+        N,
+        # No client writes a dot or a slash like this; old and lenient decoders read each as
+        # one (see normalize.path_view). On its own a hint; with a traversal it blocks.
+        r"%(?:c[01]%[0-9a-z]{2}|e0%[89][0-9a-f]%|f0%8[0-9a-f]%|f[89a-d]%[89ab][0-9a-f]"
+        r"|u(?:002[ef]|005c|2024|2044|2215|2216|29f[89]|fe52|fe68|ff0[ef]|ff3c)"
+        r"|25(?:2e|2f|5c|c[01]|e0|f0|u))"
+        r"|%[0-9a-z]{2}%(?:[g-z][0-9a-z]|[0-9a-z][g-z])|%(?:[g-z][0-9a-z]|[0-9a-z][g-z])%[0-9a-z]{2}"
+        # (Not U+2044, the fraction slash: NFKC writes the vulgar fraction "one half" with it.)
+        "|\u2215|\u2216|\u29f8|\u29f9",
+        "dot or slash in an evasive encoding",
     ),
     # ---------------------------------------------------------------------------- RFI 5xxx
     Rule(5001, "rfi", 1, C, r"\b(?:" + _SCHEMES_RFI + r")://", "stream wrapper or non-web URL scheme"),

@@ -1,0 +1,99 @@
+"""Attack classes rather than strings: each class is written several ways, of our own
+invention, and placed in every location a request has; benign look-alikes of each class
+must pass. (Issue 19: the held-out corpus showed these classes getting through.)"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+import pytest
+from detection_helpers import make_request
+
+from bastion.stages.detection import DetectionEngine
+from bastion.types import Request
+
+
+def placements(payload: str, *, encoded: bool = False) -> dict[str, Request]:
+    """``payload`` as a JSON field, a query value, a form field, a cookie, a custom header
+    and a path segment. ``encoded``: the payload is already URL-encoded (an evasion), so
+    it is sent as is where a URL or form carries it, and as text in JSON and headers."""
+    enc = payload if encoded else quote(payload, safe="")
+    return {
+        "json": make_request(
+            "/v1/notes", method="POST", body=json.dumps({"note": {"file": payload}}), content_type="application/json"
+        ),
+        "query": make_request(f"/v1/files?name={enc}&page=2"),
+        "form": make_request(
+            "/v1/notes", method="POST", body=f"title=x&file={enc}", content_type="application/x-www-form-urlencoded"
+        ),
+        "cookie": make_request("/v1/me", headers=[("Cookie", f"theme=dark; last={enc}")]),
+        "header": make_request("/v1/me", headers=[("X-Template", payload)]),
+        "path": make_request(f"/v1/files/{enc}/meta"),
+    }
+
+
+def blocked_everywhere(engine: DetectionEngine, payload: str, category: str, *, encoded: bool = False) -> None:
+    for where, request in placements(payload, encoded=encoded).items():
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == category, (payload, where, verdict.log_record())
+
+
+def passes_everywhere(engine: DetectionEngine, text: str, *, encoded: bool = False) -> None:
+    for where, request in placements(text, encoded=encoded).items():
+        if where in ("header", "cookie", "path") and ("\n" in text or ";" in text):
+            continue  # cannot be sent there as is
+        verdict = engine.evaluate(request)
+        assert verdict.block_category is None, (text, where, verdict.log_record())
+
+
+# ------------------------------------------------------------------ 1. encoded traversal
+#: A traversal whose dots and slashes are written the ways lenient decoders accept.
+ENCODED_TRAVERSALS = [
+    "%c0%2e%c0%2e%c0%2fconfig",  # overlong, lax continuation bytes
+    "%e0%80%ae%e0%80%ae%e0%80%afapp.yml",  # three-byte overlong
+    "..%f0%80%80%afsecrets",  # four-byte overlong slash
+    "%uff0e%uff0e%u2216web.config",  # %u: fullwidth dots, set minus
+    "%u002e%u002e/",  # %u of plain dots, a bare traversal
+    "..%bg%qfreports",  # IIS lax hex digits
+    "..%c0%9vuploads",  # lax hex continuation
+    "%25c0%25ae%25c0%25ae%25c0%25afdata",  # double-encoded overlong
+    "%252e%252e%255cboot",  # double-encoded, backslash
+    "..%c1%9c..%c1%9cinetpub",  # overlong backslash
+]
+
+
+@pytest.mark.parametrize("payload", ENCODED_TRAVERSALS)
+def test_encoded_traversal_is_blocked_in_every_location(engine: DetectionEngine, payload: str) -> None:
+    """A single parent-directory step is blocked however its dots and slashes are encoded
+    (overlong UTF-8 of any length, %u, IIS's lax hex, double encoding), in every location:
+    the encoding itself is the evasion, and with the traversal it decodes to, it blocks."""
+    blocked_everywhere(engine, payload, "path_traversal", encoded=True)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ["..\u2215..\u2215etc\u2215hostname", "....//....//var/log/app.log", "..;/..;/manager/html"],
+)
+def test_traversal_spellings_that_normalise_to_dot_dot_slash(engine: DetectionEngine, payload: str) -> None:
+    """Look-alike slashes as text, "....//" (what a filter deleting "../" once leaves as
+    "../") and "..;/" (servlet containers drop the ";param") are traversals too."""
+    blocked_everywhere(engine, payload, "path_traversal")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "50%off today only, 100%good",
+        "see ../docs/setup.md",
+        "caf%C3%A9 cr%C3%A8me br%C3%BBl%C3%A9e",
+        "1\u20442 cup of sugar, ¼ of the butter",
+        "redirect=https%3A%2F%2Fexample.com%2Fa%252Fb",
+        "..%2Fimages",
+    ],
+)
+def test_encoding_look_alikes_pass(engine: DetectionEngine, text: str) -> None:
+    """Percent signs in prose, a relative link, URL-encoded accents, a typographic fraction,
+    a nested encoded URL and one URL-encoded parent step (how clients encode a relative
+    path) are not traversals."""
+    passes_everywhere(engine, text, encoded=True)
