@@ -150,3 +150,90 @@ def test_commands_with_arguments_or_operators_are_blocked(engine: DetectionEngin
     for where in ("json", "query", "form"):
         verdict = engine.evaluate(placements(payload)[where])
         assert verdict.block_category == "cmdi", (payload, where, verdict.log_record())
+
+
+# ------------------------------------------------------ 3. command chains and SQL probes
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "|| /sbin/ip addr|",
+        "&& tasklist /svc",
+        "; netstat -tulpn",
+        "&&/usr/local/bin/node -e 1",
+        ";lsof -i :22",
+        "||C:\\Windows\\System32\\systeminfo.exe >x",
+        ";print_r(scandir('.'));//",
+        "');assert(getenv('HOME'));#",
+    ],
+)
+def test_command_chained_at_the_start_of_a_value_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A value that starts with a chain operator (``||``, ``&&``, ``;``) and then a program
+    with an argument or an operator, a program in a bin directory, or a statement break
+    and a function call, is command injection whatever the program's name."""
+    for where in ("json", "query", "form", "header"):
+        verdict = engine.evaluate(placements(payload)[where])
+        assert verdict.block_category is not None, (payload, where, verdict.log_record())
+        assert "cmdi" in {h.rule.category for h in verdict.hits}, (payload, where)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "7 or right(user(),2)='ot'",  # a word-named function compared, after a literal
+        "0' and count(1) > 0 and '1'='1",
+        "2 and hex(mid(database(),1,1))>30",
+        "1 or @@hostname is not null",  # a system variable as an operand
+        "select @@datadir",
+        "select pg_backend_pid()",
+        "select sqlite_version()",
+        "x' union select table_name from user_tables--",  # system catalogues
+        "select colname from syscat.columns",
+        "select rdb$relation_name from rdb$relations",
+        "select name from sys.sql_logins",
+        "'||dbms_xmlgen.getxml('select 1')||'",  # a package call concatenated into a string
+        "'||(select user from dual)||'",
+        "'||lower(version())||'",
+        "note');create view v as select * from users;--",  # stacked DDL after a quote
+        "x'; grant all on t to public;--",
+        "\" or id=id --",  # a comparison of identifiers, then a comment
+        "') or (pass<>pass)#",
+    ],
+)
+def test_sql_probes_are_blocked_as_classes(engine: DetectionEngine, payload: str) -> None:
+    """Short SQL probes, by class: a boolean whose operand is an SQL function call or a
+    system variable, SELECT of the server's identity, SELECT from a system catalogue of any
+    engine, a string concatenated with a call, a stacked DDL/DCL statement after a quote,
+    a quote break into any comparison followed by a comment. Each in JSON, query and form."""
+    for where in ("json", "query", "form", "cookie"):
+        verdict = engine.evaluate(placements(payload)[where])
+        assert verdict.block_category == "sqli", (payload, where, verdict.log_record())
+
+
+#: Prose and code that share words and shapes with the classes above.
+SQL_AND_SHELL_LOOK_ALIKES = [
+    "Turn left and right (carefully) at the second junction.",
+    "Add the app version and user (optional) to the report.",
+    "Or if (you prefer) we can call you back tomorrow.",
+    "Please select the commit from master.",
+    "Select a plan from dual-band routers or tri-band ones.",
+    "To select modules from sys.modules in Python, use a loop.",
+    "Select your database (Postgres or MySQL) from the list.",
+    "if x and len(items) > 3:\n    print('many')",
+    "def f(a, b):\n    return a and lower(b) == 'x'",
+    "const name = user.name || 'anonymous';",
+    "&& is the logical and of C; || is its or.",
+    "; comment line of an ini file\nkey = value",
+    "Use left(s, 3) to take the first three characters in Excel.",
+    "I said 'no'; creating tables is not my job",
+    "Wählen Sie links oder rechts (bitte) und dann die Version.",
+    "Choisissez la version (ou l'utilisateur) dans la liste.",
+    "Seleccione la base de datos (MySQL o Postgres) de la lista.",
+    ";-) see you",
+]
+
+
+@pytest.mark.parametrize("text", SQL_AND_SHELL_LOOK_ALIKES)
+def test_sql_and_shell_look_alikes_pass(engine: DetectionEngine, text: str) -> None:
+    """Function-like words in prose ("and right (carefully)"), Python and JavaScript
+    operators, SELECT ... FROM in English, a leading ';' in an ini file: not injections."""
+    passes_everywhere(engine, text)

@@ -88,6 +88,36 @@ _SHELL_SAFE_WORDS = (
 #: variable or quoted string, a number (an address, a count), a file or host name with an
 #: extension, host:port, a URL.
 _CMD_ARG = r"[ \t]+(?:-{1,2}[a-z]|[./~$'\"\\{]|\d|[\w-]+\.[a-z]{2,}|[\w.-]+:\d|[a-z]+://)"
+#: SQL functions an injection probes with, whose names are neither English words nor Python
+#: built-ins: after a boolean operator they are SQL (MySQL, PostgreSQL, SQL Server, Oracle,
+#: SQLite, DB2).
+_SQL_FUNCTIONS = (
+    "json_extract|json_depth|extractvalue|updatexml|ascii|substr(?:ing)?|length|char|concat|elt|"
+    "make_set|exp|floor|rand|row|exists|mid|unhex|instr|concat_ws|group_concat|ifnull|isnull|"
+    "nullif|coalesce|datalength|db_name|user_name|pg_sleep|load_file|current_setting|sys_context|"
+    "utl_inaddr\\.[a-z_]+|nchar|lcase|ucase|md5|sha1|conv"
+)
+#: SQL functions named like English words ("and left (the room)") or Python built-ins
+#: ("and len(x) > 3"): an operand only between a literal and a comparison.
+_SQL_WORD_FUNCTIONS = (
+    "left|right|user|version|database|schema|count|len|lower|upper|reverse|position|locate|cast|"
+    "convert|unicode|bin|hex|ord|chr|sleep|benchmark|if"
+)
+#: Functions that name the server, the session or the database.
+_SQL_IDENTITY = (
+    "version|user|database|schema|db_name|user_name|host_name|suser_s?name|connection_id|current_database|"
+    "current_schema|pg_backend_pid|sqlite_version|inet_server_addr|serverproperty|sys_context"
+)
+#: System catalogues: where an injection reads the tables and columns of a database.
+_SQL_CATALOGUES = (
+    "information_schema|mysql\\.\\w|performance_schema|sys\\.(?:\\w*tables|\\w*columns|\\w*objects|\\w*logins|"
+    "databases|schemas|\\w*users)|sysibm\\.|syscat\\.|sysobjects|syscolumns|"
+    "sysusers|sysdatabases|master\\.(?:\\.|dbo\\.|sys)|msysobjects|all_(?:tables|tab_columns|users|objects)|"
+    "user_(?:tables|tab_columns|objects|users)|dba_\\w+|v\\$\\w+|dual\\s*(?:[;)#]|--|/\\*|\\z|\\x00)|pg_\\w+|"
+    "sqlite_(?:master|schema)|rdb\\$\\w+|systables"
+)
+#: Objects a stacked DDL statement creates, alters or drops.
+_SQL_OBJECTS = "(?:table|database|schema|user|login|role|procedure|proc|function|view|index|trigger|sequence)"
 _JS_SINKS = "alert|confirm|prompt"
 _EVENT = "on[a-z]{3,30}"
 #: An event handler's value: anything but a JSX binding to a plain name (onClick={onClick}),
@@ -134,9 +164,18 @@ RULES: tuple[Rule, ...] = (
         "sqli",
         1,
         C,
-        r"\b(?:and|or)\s+(?:json_extract|json_depth|extractvalue|updatexml|ascii|substr(?:"
-        r"ing)?|length|char|concat|if|elt|make_set|exp|floor|rand|row|exists)\s*\(",
-        "boolean condition on an SQL function",
+        # ("if(" only unspaced: "or if (you prefer)" is prose.)
+        r"\b(?:and|or|xor)\s+(?:not\s+)?\(*\s*(?:@@[a-z_]\w*|if\(|(?:" + _SQL_FUNCTIONS + r")\s*\()",
+        "boolean condition on an SQL function or system variable",
+    ),
+    Rule(
+        1027,
+        "sqli",
+        1,
+        C,
+        r"(?:['\"\x60]|\b\d+)\s*\)*\s*(?:and|or|xor)\s+(?:not\s+)?\(*\s*(?:" + _SQL_WORD_FUNCTIONS
+        + r")\s*\([^\x00]{0,80}\)\s*(?:=|<>|!=|<|>|\blike\b|\bbetween\b|\bis\b|\bin\s*\()",
+        "literal, boolean operator, then a comparison of an SQL function's result",
     ),
     Rule(
         1011,
@@ -151,8 +190,7 @@ RULES: tuple[Rule, ...] = (
         "sqli",
         1,
         C,
-        r"\bselect\b[\s(]*[\w@*,`\"'\s]{0,80}[\s)]from[\s(]+(?:select\b|information_schema"
-        r"|mysql\.|sys\.|pg_catalog|dual\b|users?\b|master\.)",
+        r"\bselect\b[\s(]*[\w@*,`\"'\s]{0,80}[\s)]from[\s(]+(?:select\b|users?\b|" + _SQL_CATALOGUES + ")",
         "SELECT from a system table or subquery",
     ),
     Rule(
@@ -169,7 +207,8 @@ RULES: tuple[Rule, ...] = (
         "sqli",
         1,
         C,
-        r"['\"]\s*\)*\s*;\s*(?:select|insert|update|delete|drop|exec|declare|shutdown)\b",
+        r"['\"]\s*\)*\s*;\s*(?:select|insert|update|delete|drop|exec|declare|shutdown|(?:create|alter|tru"
+        r"ncate|rename)\s+(?:or\s+replace\s+)?(?:temp(?:orary)?\s+)?" + _SQL_OBJECTS + r"|grant\s|revoke\s)\b",
         "string break into a stacked query",
     ),
     Rule(1016, "sqli", 1, C, r"\b(?:order|group)\s+by\s+\d+\s*(?:--|#|/\*)", "column count probe"),
@@ -193,6 +232,43 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(1021, "sqli", 1, E, r"\)\s*(?:and|or)\s+\d+\s*(?:=|<|>)\s*\d+", "tautology after a closing parenthesis"),
     Rule(1022, "sqli", 1, C, r"\b(?:and|or)\s+\d+\s*=\s*\d+\s*(?:--|#|/\*|" + EOL + ")", "tautology then comment"),
+    Rule(
+        1023,
+        "sqli",
+        1,
+        C,
+        r"\bselect\b[^\x00;]{0,80}?\bfrom\s+[\[`\"]?(?:" + _SQL_CATALOGUES + r")",
+        "SELECT from a system catalogue",
+    ),
+    Rule(
+        1024,
+        "sqli",
+        1,
+        C,
+        r"\bselect\s+(?:@@[a-z_]\w*|(?:" + _SQL_IDENTITY + r")\s*\(\s*\)|(?:current|session|system)_user\b)",
+        "SELECT of the server's version or identity",
+    ),
+    Rule(
+        1025,
+        "sqli",
+        1,
+        C,
+        r"['\"]\s*\|\|\s*\(?\s*(?:select\b|[a-z_][\w$]*\.[a-z_][\w$.]*\s*\(|(?:"
+        + _SQL_FUNCTIONS
+        + "|"
+        + _SQL_WORD_FUNCTIONS
+        + r")\s*\()",
+        "string concatenated with a query, a package call or an SQL function",
+    ),
+    Rule(
+        1026,
+        "sqli",
+        1,
+        C,
+        r"['\"\x60]\s*\)*\s*(?:or|and|xor|\|\||&&)\s+\(*\s*[\w'\"]{1,30}\s*(?:=|<>|!=|<=?|>=?|\blike\b)\s*"
+        r"[\w'\"]{1,30}\s*\)*\s*(?:--|#|/\*)",
+        "string break into a comparison, then a comment",
+    ),
     # --------------------------------------------------------------------------- XSS 2xxx
     Rule(2001, "xss", 1, C, r"<\s*/?\s*script\b", "script element"),
     Rule(
@@ -372,6 +448,36 @@ RULES: tuple[Rule, ...] = (
         E,
         r"(?:" + BOL + r"|[;&|]\s*)(?:cat|ls|id|whoami|uname)(?:\s+-[a-z]+)*\s+/(?:etc|proc|var|tmp|home|root)\b",
         "file command on a system path",
+    ),
+    Rule(
+        3020,
+        "cmdi",
+        1,
+        C,
+        # A value that starts with a chain operator has nothing before it to chain: any
+        # word or path with an argument or an operator after it is a command there. (Not a
+        # word alone: ";MiAHBvFuKP" is a password; ";id" alone is rule 3001's.)
+        BOL + r"[ \t]*(?:\|\||&&|;)[ \t]*(?:[a-z][\w.-]{1,30}|(?:[a-z]:)?[/\\][\w./\\-]+)(?:"
+        + _CMD_ARG
+        + r"|[ \t]*[;&|\x60<>])",
+        "command chained at the start of a value",
+    ),
+    Rule(
+        3021,
+        "cmdi",
+        1,
+        C,
+        r"(?:[;&|\x60]|\$\()[ \t]*(?:/usr(?:/local)?)?/s?bin/[\w.-]+",
+        "separator then a program in a bin directory",
+    ),
+    Rule(
+        3022,
+        "cmdi",
+        1,
+        C,
+        # ";phpinfo();//", "');system('id');#": a statement break at the start, then a call.
+        BOL + r"[\s'\"\x60)]*;\s*[a-z_][\w\\]{1,40}\s*\([^\x00;]{0,120}\)\s*(?:;|//|#|" + END + r")",
+        "statement break then a function call at the start of a value",
     ),
     # -------------------------------------------------------------- path traversal / LFI 4xxx
     Rule(
