@@ -199,6 +199,8 @@ def test_command_chained_at_the_start_of_a_value_is_blocked(engine: DetectionEng
         "x'; grant all on t to public;--",
         "\" or id=id --",  # a comparison of identifiers, then a comment
         "') or (pass<>pass)#",
+        "x' and starts_with(passwd,'a')::int=1--",  # a PostgreSQL cast with another SQL signal
+        "1 or '{\"role\":\"admin\"}'::jsonb <@ '{}'::jsonb",
     ],
 )
 def test_sql_probes_are_blocked_as_classes(engine: DetectionEngine, payload: str) -> None:
@@ -231,6 +233,8 @@ SQL_AND_SHELL_LOOK_ALIKES = [
     "Choisissez la version (ou l'utilisateur) dans la liste.",
     "Seleccione la base de datos (MySQL o Postgres) de la lista.",
     ";-) see you",
+    "SELECT now()::date AS today;",
+    "std::string s; Foo::bar(); 'a'::b in Rust is not valid",
 ]
 
 

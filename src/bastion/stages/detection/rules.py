@@ -272,9 +272,21 @@ RULES: tuple[Rule, ...] = (
         "sqli",
         1,
         C,
-        r"['\"\x60]\s*\)*\s*(?:or|and|xor|\|\||&&)\s+\(*\s*[\w'\"]{1,30}\s*(?:=|<>|!=|<=?|>=?|\blike\b)\s*"
+        r"['\"\x60]\s*\)*\s*(?:or|and|xor|\|\||&&)\s+\(*\s*[\w'\"(),:.]{1,60}\s*(?:=|<>|!=|<=?|>=?|\blike\b)\s*"
         r"[\w'\"]{1,30}\s*\)*\s*(?:--|#|/\*)",
         "string break into a comparison, then a comment",
+    ),
+    Rule(
+        1028,
+        "sqli",
+        1,
+        E,
+        # PostgreSQL's cast of a string literal or a call's result ("'{}'::jsonb @> ...",
+        # "starts_with(password,'a')::int"): SQL syntax no prose or other language has. On its
+        # own a hint (a pasted query casts too); with another SQL signal it blocks.
+        r"(?:['\"]|\))\s*::\s*(?:jsonb?|int[248]?|integer|bigint|smallint|text|varchar|char|numeric|bool(?:ean)?"
+        r"|regclass|regproc|bytea|xml|oid|name)\b",
+        "PostgreSQL cast of a literal or a call's result",
     ),
     # --------------------------------------------------------------------------- XSS 2xxx
     Rule(2001, "xss", 1, C, r"<\s*/?\s*script\b", "script element"),
