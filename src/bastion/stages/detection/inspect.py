@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from bastion.stages.detection.normalize import contains_any, url_decode
+from bastion.stages.detection.normalize import url_decode
 from bastion.types import Request
 
 #: Headers whose values the proxy itself parses and validates; nothing else reads them.
@@ -432,9 +432,17 @@ def extract(
 
 
 _DEFAULT_LIMITS = Limits()
-#: Characters that an attack placed in a path segment starts with or carries, and an API
-#: path's names and IDs do not have (they use letters, digits and "-._~").
-_PATH_PAYLOAD_CHARS = "%;'\"()$&!*+,=:@|\\<>`{} "
+#: What an API path's names and IDs are made of: an attack placed in a segment carries
+#: something else ("%", ";", quotes, parentheses, "|", "&"...).
+_PLAIN_SEGMENT_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+
+
+def _payload_segment(seg: str) -> bool:
+    """Whether a path segment has a character names and IDs never have (two C calls for
+    the usual letters-and-digits segment, one translate for the rest)."""
+    if seg.isascii():
+        return not seg.isalnum() and bool(seg.encode("ascii").translate(None, _PLAIN_SEGMENT_BYTES))
+    return True
 
 
 def _path_segments(sink: _Sink, path: str, named: bool) -> None:
@@ -453,7 +461,7 @@ def _path_segments(sink: _Sink, path: str, named: bool) -> None:
     for i, seg in enumerate(segments):
         if len(seg) > 1:
             sink.add(f"path:{i}" if named else "path", seg, False, True)
-        if 0 < i < last and seg and contains_any(seg, _PATH_PAYLOAD_CHARS):
+        if 0 < i < last and seg and _payload_segment(seg):
             sink.add(f"path:{i}.." if named else "path", path[start:], False, True)
         start += len(seg) + 1
 
