@@ -197,8 +197,8 @@ RULES: tuple[Rule, ...] = (
         "sqli",
         1,
         C,
-        r"\bselect\b[\s(]*[\w@*,`\"'\s]{0,80}[\s)]from[\s(]+(?:select\b|users?\b|" + _SQL_CATALOGUES + ")",
-        "SELECT from a system table or subquery",
+        r"\bselect\b[\s(]*[\w@*,`\"'\s]{0,80}[\s)]from[\s(]+(?:select\b|users?\b)",
+        "SELECT from a users table or a subquery",
     ),
     Rule(
         1013,
@@ -244,7 +244,7 @@ RULES: tuple[Rule, ...] = (
         "sqli",
         1,
         C,
-        r"\bselect\b[^\x00;]{0,80}?\bfrom\s+[\[`\"]?(?:" + _SQL_CATALOGUES + r")",
+        r"\bselect\b[^\x00;]*\bfrom\s+[\[`\"]?(?:" + _SQL_CATALOGUES + r")",
         "SELECT from a system catalogue",
     ),
     Rule(
@@ -384,7 +384,7 @@ RULES: tuple[Rule, ...] = (
         C,
         r"(?:[;&|]|[^\x60\x00]\x60|\$\()[ \t]*(?:"
         + _SHELL_SAFE_WORDS
-        + r")(?:(?:[ \t]+[a-z][\w-]{0,20}){0,2}"
+        + r")(?:(?:[ \t]+[a-z][\w-]*){0,2}"
         + _CMD_ARG
         + r"|[ \t]*(?:[;&|\x60)<>\r\n]|\$\{?ifs|"
         + END
@@ -476,7 +476,7 @@ RULES: tuple[Rule, ...] = (
         # A value that starts with a chain operator has nothing before it to chain: any
         # word or path with an argument or an operator after it is a command there. (Not a
         # word alone: ";MiAHBvFuKP" is a password; ";id" alone is rule 3001's.)
-        BOL + r"[ \t]*(?:\|\||&&|;)[ \t]*(?:[a-z][\w.-]{1,30}|(?:[a-z]:)?[/\\][\w./\\-]+)(?:"
+        BOL + r"[ \t]*(?:\|\||&&|;)[ \t]*(?:[a-z][\w.-]+|(?:[a-z]:)?[/\\][\w./\\-]+)(?:"
         + _CMD_ARG
         + r"|[ \t]*[;&|\x60<>])",
         "command chained at the start of a value",
@@ -495,7 +495,7 @@ RULES: tuple[Rule, ...] = (
         1,
         C,
         # ";phpinfo();//", "');system('id');#": a statement break at the start, then a call.
-        BOL + r"[\s'\"\x60)]*;\s*[a-z_][\w\\]{1,40}\s*\([^\x00;]{0,120}\)\s*(?:;|//|#|" + END + r")",
+        BOL + r"[\s'\"\x60)]*;\s*[a-z_][\w\\]*\s*\([^\x00;]*\)\s*(?:;|//|#|" + END + r")",
         "statement break then a function call at the start of a value",
     ),
     # -------------------------------------------------------------- path traversal / LFI 4xxx
