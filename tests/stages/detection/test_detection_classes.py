@@ -192,6 +192,7 @@ def test_command_chained_at_the_start_of_a_value_is_blocked(engine: DetectionEng
         "select colname from syscat.columns",
         "select rdb$relation_name from rdb$relations",
         "select name from sys.sql_logins",
+        "1 union select * from(information_schema.columns)",
         "'||dbms_xmlgen.getxml('select 1')||'",  # a package call concatenated into a string
         "'||(select user from dual)||'",
         "'||lower(version())||'",

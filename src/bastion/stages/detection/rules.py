@@ -244,7 +244,7 @@ RULES: tuple[Rule, ...] = (
         "sqli",
         1,
         C,
-        r"\bselect\b[^\x00;]*\bfrom\s+[\[`\"]?(?:" + _SQL_CATALOGUES + r")",
+        r"\bselect\b[^\x00;]*\bfrom[\s(]+[\[`\"]?(?:" + _SQL_CATALOGUES + r")",
         "SELECT from a system catalogue",
     ),
     Rule(
