@@ -291,3 +291,34 @@ def test_plain_api_paths_add_no_inputs() -> None:
     assert plain == ["path", "path:0", "path:1", "path:2", "path:3", "path:4"]
     odd = [(i.location, i.value) for i in extract(make_request("/v1/x/;%20ls/tmp/y"))]
     assert ("path:2..", ";%20ls/tmp/y") in odd
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ["() { _; } >_[$($())] { id; }", "() { 0; }; uname -a", "(){ x;}; true", "()  {  :; } ; printenv"],
+)
+def test_value_starting_as_a_bash_function_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """Bash imports a variable whose value starts with "() {" as a function (Shellshock and
+    its parser variants), whatever the body: such a value is blocked in a header, a cookie,
+    a query and a JSON field."""
+    for where in ("header", "cookie", "query", "json"):
+        verdict = engine.evaluate(placements(payload)[where])
+        assert verdict.block_category == "cmdi", (payload, where, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "FROM debian:12\nRUN apt-get update \\\n    && rm -rf /var/lib/apt/lists/*",
+        "const f = () => { return 1; };",
+        "f() { echo hi; }",
+        "SELECT first_name\n  || ' '\n  || last_name AS name\nFROM people;",
+    ],
+)
+def test_chains_on_a_later_line_of_code_pass(engine: DetectionEngine, text: str) -> None:
+    """The start-of-value classes hold at the start of the value only, not of each line: a
+    Dockerfile continuing a RUN with "&& rm -rf", an arrow function, a shell function, SQL
+    concatenating on new lines are code, in a JSON field and a form field."""
+    for where in ("json", "form"):
+        verdict = engine.evaluate(placements(text)[where])
+        assert verdict.block_category is None, (text, where, verdict.log_record())

@@ -67,7 +67,9 @@ C, E, W, N = Severity.CRITICAL, Severity.ERROR, Severity.WARNING, Severity.NOTIC
 #: anchors must also accept a NUL (a NUL inside a value is itself an evasion marker).
 BOL = r"(?:^|\x00)"
 EOL = r"(?:$|\x00)"
-#: End of a value only (in multi-line mode ``$`` also matches at each line end).
+#: Start and end of a value only (in multi-line mode ``^`` and ``$`` also match at each
+#: line's start and end).
+START = r"(?:\A|\x00)"
 END = r"(?:\z|\x00)"
 
 # Shared pieces. Kept small and explicit; every alternation is a fixed word list.
@@ -421,6 +423,16 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(3005, "cmdi", 1, C, r"\$\{?ifs\b", "$IFS word splitting"),
     Rule(3006, "cmdi", 1, C, r"\(\s*\)\s*\{\s*:\s*;\s*\}\s*;", "Shellshock function definition"),
+    Rule(
+        3023,
+        "cmdi",
+        1,
+        C,
+        # Bash imports an environment variable whose value starts with "() {" as a function
+        # (Shellshock and its parser variants): whatever the body, no value starts so.
+        START + r"\s*\(\s*\)\s*\{",
+        "value starting as a bash function definition",
+    ),
     Rule(3007, "cmdi", 1, C, r"/(?:usr/)?bin/(?:ba|da|z|k|c|tc)?sh\b", "shell binary path"),
     Rule(3008, "cmdi", 1, C, r"\b(?:wget|curl)\s+(?:-[\w-]+\s+)*['\"]?(?:https?|ftp)://", "download command"),
     Rule(
@@ -476,7 +488,7 @@ RULES: tuple[Rule, ...] = (
         # A value that starts with a chain operator has nothing before it to chain: any
         # word or path with an argument or an operator after it is a command there. (Not a
         # word alone: ";MiAHBvFuKP" is a password; ";id" alone is rule 3001's.)
-        BOL + r"[ \t]*(?:\|\||&&|;)[ \t]*(?:[a-z][\w.-]+|(?:[a-z]:)?[/\\][\w./\\-]+)(?:"
+        START + r"[ \t]*(?:\|\||&&|;)[ \t]*(?:[a-z][\w.-]+|(?:[a-z]:)?[/\\][\w./\\-]+)(?:"
         + _CMD_ARG
         + r"|[ \t]*[;&|\x60<>])",
         "command chained at the start of a value",
@@ -495,7 +507,7 @@ RULES: tuple[Rule, ...] = (
         1,
         C,
         # ";phpinfo();//", "');system('id');#": a statement break at the start, then a call.
-        BOL + r"[\s'\"\x60)]*;\s*[a-z_][\w\\]*\s*\([^\x00;]*\)\s*(?:;|//|#|" + END + r")",
+        START + r"[\s'\"\x60)]*;\s*[a-z_][\w\\]*\s*\([^\x00;]*\)\s*(?:;|//|#|" + END + r")",
         "statement break then a function call at the start of a value",
     ),
     # -------------------------------------------------------------- path traversal / LFI 4xxx
