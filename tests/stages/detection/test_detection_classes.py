@@ -322,3 +322,15 @@ def test_chains_on_a_later_line_of_code_pass(engine: DetectionEngine, text: str)
     for where in ("json", "form"):
         verdict = engine.evaluate(placements(text)[where])
         assert verdict.block_category is None, (text, where, verdict.log_record())
+
+
+@pytest.mark.parametrize("payload", ["../.env", "..%c0%af.npmrc", "..\\.kube\\config", "../.psql_history"])
+def test_one_parent_step_to_a_credential_file_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """One parent step to a file that holds credentials (an env file, a shell or database
+    history, a registry or cluster config) is a traversal, however the step is encoded."""
+    blocked_everywhere(engine, payload, "path_traversal", encoded=True)
+
+
+def test_credential_file_names_in_prose_pass(engine: DetectionEngine) -> None:
+    """Naming such a file in text, even as a path, is not a traversal."""
+    passes_everywhere(engine, "Copy .env.example to .env, then see config/.env for the keys")

@@ -549,7 +549,8 @@ RULES: tuple[Rule, ...] = (
         r"(?:"
         + BOL
         + r"|[\\/])(?:\.ssh[\\/]|id_rsa\b|\.htaccess\b|\.htpasswd\b|web\.config\b|ntuser\.dat\b"
-        + r"|\.git[\\/](?:config|head)\b|\.aws[\\/]credentials)",
+        + r"|\.git[\\/](?:config|head)\b|\.aws[\\/]credentials|\.env\b|\.(?:bash|zsh|mysql|psql)_history\b"
+        + r"|\.(?:netrc|pgpass|npmrc|pypirc|git-credentials)\b|\.docker[\\/]config\.json|\.kube[\\/]config\b)",
         "sensitive dotfile or credential file",
     ),
     Rule(
