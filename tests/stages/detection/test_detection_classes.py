@@ -202,6 +202,10 @@ def test_command_chained_at_the_start_of_a_value_is_blocked(engine: DetectionEng
         "') or (pass<>pass)#",
         "x' and starts_with(passwd,'a')::int=1--",  # a PostgreSQL cast with another SQL signal
         "1 or '{\"role\":\"admin\"}'::jsonb <@ '{}'::jsonb",
+        "root'--",  # a quoted value cut off by a comment at its end
+        "') or true--",
+        "z' AND deleted_at IS NULL; --",
+        "' having 1=1 --",
     ],
 )
 def test_sql_probes_are_blocked_as_classes(engine: DetectionEngine, payload: str) -> None:
@@ -236,6 +240,9 @@ SQL_AND_SHELL_LOOK_ALIKES = [
     ";-) see you",
     "SELECT now()::date AS today;",
     "std::string s; Foo::bar(); 'a'::b in Rust is not valid",
+    "I'm learning C#",
+    "It's fine --",
+    "Don't forget -- use code SPRING24",
 ]
 
 

@@ -210,7 +210,15 @@ RULES: tuple[Rule, ...] = (
         r"\b(?:group_concat|load_file|sys\.fn_varbintohexstr|master\.\.|into\s+(?:out|dump)file)\b",
         "data exfiltration function",
     ),
-    Rule(1014, "sqli", 1, E, r"['\"\x60]\s*\)*\s*(?:;|--[\s\x00-\x1f]|#|/\*)", "string break followed by a terminator"),
+    Rule(
+        1014,
+        "sqli",
+        1,
+        E,
+        # ("--" ending the value is a comment too: only MySQL wants a space after it.)
+        r"['\"\x60]\s*\)*\s*(?:;|--(?:[\s\x00-\x1f]|\z)|#|/\*)",
+        "string break followed by a terminator",
+    ),
     Rule(
         1015,
         "sqli",
@@ -289,6 +297,17 @@ RULES: tuple[Rule, ...] = (
         r"(?:['\"]|\))\s*::\s*(?:jsonb?|int[248]?|integer|bigint|smallint|text|varchar|char|numeric|bool(?:ean)?"
         r"|regclass|regproc|bytea|xml|oid|name)\b",
         "PostgreSQL cast of a literal or a call's result",
+    ),
+    Rule(
+        1029,
+        "sqli",
+        1,
+        N,
+        # A value with a quote that ends in an SQL comment ("' or true--", "x' AND a IS NULL;
+        # --"): what cuts off the rest of the query. A hint; with libinjection's verdict it
+        # blocks. ("#" only after a space, a quote or a parenthesis: "C#" ends prose.)
+        r"['\"\x60][^\x00]*(?:--|[\s'\")]#|/\*)[\s+-]*" + END,
+        "quoted value ending in an SQL comment",
     ),
     # --------------------------------------------------------------------------- XSS 2xxx
     Rule(2001, "xss", 1, C, r"<\s*/?\s*script\b", "script element"),
