@@ -202,6 +202,8 @@ def test_command_chained_at_the_start_of_a_value_is_blocked(engine: DetectionEng
         "') or (pass<>pass)#",
         "x' and starts_with(passwd,'a')::int=1--",  # a PostgreSQL cast with another SQL signal
         "1 or '{\"role\":\"admin\"}'::jsonb <@ '{}'::jsonb",
+        "'+convert(varchar,@@servername)+'",  # SQL Server's "+" concatenation
+        "n' + @@language + '",
         "root'--",  # a quoted value cut off by a comment at its end
         "') or true--",
         "z' AND deleted_at IS NULL; --",
@@ -241,6 +243,7 @@ SQL_AND_SHELL_LOOK_ALIKES = [
     "SELECT now()::date AS today;",
     "std::string s; Foo::bar(); 'a'::b in Rust is not valid",
     "I'm learning C#",
+    "const s = 'Total: ' + count(items) + \" items\";",
     "It's fine --",
     "Don't forget -- use code SPRING24",
 ]

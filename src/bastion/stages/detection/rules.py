@@ -274,7 +274,9 @@ RULES: tuple[Rule, ...] = (
         + _SQL_FUNCTIONS
         + "|"
         + _SQL_WORD_FUNCTIONS
-        + r")\s*\()",
+        + r")\s*\()"
+        # SQL Server concatenates with "+", as JavaScript does: only what no script calls.
+        + r"|['\"]\s*\+\s*\(?\s*(?:select\b|@@[a-z_]\w*|(?:convert|cast|" + _SQL_FUNCTIONS + r")\s*\()",
         "string concatenated with a query, a package call or an SQL function",
     ),
     Rule(
