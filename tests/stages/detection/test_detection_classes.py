@@ -144,6 +144,14 @@ def test_words_on_their_own_line_are_not_commands(engine: DetectionEngine, text:
         "1;uname -a #",
         "a `id` b",
         "a $(whoami) b",
+        "x;sleep 7",  # time-based probes
+        "x & timeout 9 &",
+        "x|printf 1337",
+        "x; shred -u /var/log/auth.log",  # any program with shell arguments
+        "x && kill -9 1",
+        "x | xargs -0 -n1 rm",
+        "x; lsblk $HOME",
+        "x;grep -r secret /home/",
     ],
 )
 def test_commands_with_arguments_or_operators_are_blocked(engine: DetectionEngine, payload: str) -> None:
@@ -240,6 +248,8 @@ SQL_AND_SHELL_LOOK_ALIKES = [
     "Choisissez la version (ou l'utilisateur) dans la liste.",
     "Seleccione la base de datos (MySQL o Postgres) de la lista.",
     ";-) see you",
+    "Steps: clone the repo; run make --debug when it fails",
+    "Prices & rates -- see the table; page 5 has more",
     "SELECT now()::date AS today;",
     "std::string s; Foo::bar(); 'a'::b in Rust is not valid",
     "I'm learning C#",
@@ -319,16 +329,16 @@ def test_value_starting_as_a_bash_function_is_blocked(engine: DetectionEngine, p
 @pytest.mark.parametrize(
     "text",
     [
-        "FROM debian:12\nRUN apt-get update \\\n    && rm -rf /var/lib/apt/lists/*",
+        "Operators:\n&& chains on success\n|| chains on failure\n; always",
         "const f = () => { return 1; };",
         "f() { echo hi; }",
         "SELECT first_name\n  || ' '\n  || last_name AS name\nFROM people;",
     ],
 )
 def test_chains_on_a_later_line_of_code_pass(engine: DetectionEngine, text: str) -> None:
-    """The start-of-value classes hold at the start of the value only, not of each line: a
-    Dockerfile continuing a RUN with "&& rm -rf", an arrow function, a shell function, SQL
-    concatenating on new lines are code, in a JSON field and a form field."""
+    """The start-of-value classes hold at the start of the value only, not of each line:
+    notes listing shell operators line by line, an arrow function, a shell function, SQL
+    concatenating on new lines are text and code, in a JSON field and a form field."""
     for where in ("json", "form"):
         verdict = engine.evaluate(placements(text)[where])
         assert verdict.block_category is None, (text, where, verdict.log_record())
