@@ -86,9 +86,8 @@ _SHELL_SAFE_WORDS = (
     "uname|whoami|ifconfig|ipconfig|chmod|chown|powershell|pwsh|cmd|cmd\\.exe|certutil|busybox|"
     "systeminfo|tasklist|xxd|telnet|tftp|nohup|rev|id|ls|ping|socat|mkfifo|sudo|useradd|crontab"
 )
-#: A shell operator within a line (or at the value's start), a backtick or "$(": a line of a
-#: script or Dockerfile that starts with "&&" or "|" continues its own command.
-_OPERATOR_MID_LINE = r"(?:(?:\A|\x00|[^\s;&|])[ \t]*[;&|]{1,2}|[^\x60\x00]\x60|\$\()"
+#: A shell operator, a backtick (not the second of a pair) or "$(".
+_SHELL_OPERATOR = r"(?:[;&|]|[^\x60\x00]\x60|\$\()"
 #: What reads as a command's first argument, not a word of prose: an option, a path, a
 #: variable or quoted string, a number (an address, a count), a file or host name with an
 #: extension, host:port, a URL.
@@ -408,7 +407,7 @@ RULES: tuple[Rule, ...] = (
         "cmdi",
         1,
         C,
-        _OPERATOR_MID_LINE + r"[ \t]*(?:"
+        _SHELL_OPERATOR + r"[ \t]*(?:"
         + _SHELL_SAFE_WORDS
         + r"|sleep|timeout|printf|echo|rm)(?:(?:[ \t]+[a-z][\w-]*){0,2}"
         + _CMD_ARG
@@ -541,9 +540,8 @@ RULES: tuple[Rule, ...] = (
         C,
         # Whatever the program's name, its arguments can read as a shell's: an option then
         # another argument, a system path, a variable, a redirection to a path.
-        _OPERATOR_MID_LINE + r"[ \t]*[a-z][\w.-]*[ \t]+(?:-{1,2}[a-z0-9][\w-]*[ \t]+(?:-|/|\d|['\"$])|"
-        r"(?:[^\s\x00;&|<>]+[ \t]+){0,2}/(?:etc|bin|usr|tmp|var|dev|proc|home|root|opt|sbin|lib)/|\$\{?[a-z_]\w*"
-        r"|[<>]+[ \t]*/)",
+        _SHELL_OPERATOR + r"[ \t]*[a-z][\w.-]*[ \t]+(?:-{1,2}[a-z0-9][\w-]*[ \t]+(?:-|/|\d|['\"$]|[\w.-]+[ \t]+/)|"
+        r"/(?:etc|bin|usr|tmp|var|dev|proc|home|root|opt|sbin|lib)/|\$\{?[a-z_]\w*|[<>]+[ \t]*/)",
         "shell operator then a program with shell arguments",
     ),
     # -------------------------------------------------------------- path traversal / LFI 4xxx
