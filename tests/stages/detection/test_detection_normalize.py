@@ -268,3 +268,52 @@ def test_non_ascii_prose_takes_the_shortcut() -> None:
     assert libinj.is_sqli("É1 -- sp_password") and not libinj.is_sqli("É1 -- SP_PASSWORD")
     assert libinj.is_sqli("$a$ or 1=1 $a$ --") != libinj.is_sqli("$a$ or 1=1 $A$ --")
     assert views("É1 -- SP_PASSWORD") == _all_views("É1 -- SP_PASSWORD")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("%c0%2e%c0%2e%c0%2f", "../"),  # overlong with lax continuation bytes (IIS)
+        ("%e0%80%ae%e0%80%ae%e0%80%af", "../"),  # three-byte overlong
+        ("%f0%80%80%ae%f0%80%80%ae%f0%80%80%af", "../"),  # four-byte overlong
+        ("%f8%80%80%80%ae.%fc%80%80%80%80%af", "../"),  # five- and six-byte forms
+        ("%c1%9c%c1%1c", "\\\\"),  # overlong backslash, the second with a lax continuation
+        ("%bg%qf", "/"),  # IIS's lax hex: 'g' is 16, 'q' 26: C0 AF
+        ("..%c0%9v..", "../.."),  # 9v = 0xAF
+        ("%u002e%u002e%u2215", "../"),  # %u of a dot and a division slash
+        ("%uff0e%uff0e%u2216", "..\\"),  # fullwidth dots, set minus
+        ("..\u2215..\u2044x", "../../x"),  # look-alike slashes as text
+        ("%25c0%25ae%25c0%25ae%25c0%25af", "../"),  # double-encoded overlong
+        ("%2525bg%2525qf", "/"),  # double-encoded lax escape
+    ],
+)
+def test_hidden_path_separators_are_decoded(raw: str, expected: str) -> None:
+    """Every spelling of a dot, slash or backslash that some decoder on the way accepts
+    (overlong UTF-8 of any length, lax hex digits, %u, look-alike characters, each also
+    double-encoded) has a view with the ASCII character."""
+    assert any(expected in v for v in views(raw)), views(raw)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["50%off today, 100%good", "caf%C3%A9 cr%C3%A8me", "%E2%82%AC20", "a%2Bb%3Dc", "%ZZ%", "%u00e9t%u00e9", "%"],
+)
+def test_path_view_changes_only_separators(value: str) -> None:
+    """The path view of a value without a hidden separator is the value itself: it decodes
+    nothing else (accented letters, a euro sign, a stray '%'), so it adds no text for the
+    other rules to see."""
+    from bastion.stages.detection.normalize import path_view
+
+    assert path_view(value) == value
+
+
+@settings(max_examples=500)
+@given(st.lists(st.sampled_from([*"%uUcC0189aefgqvz.2/\\", "%c0", "%af", "%u2215"]), max_size=30).map("".join))
+def test_path_view_only_writes_separators(value: str) -> None:
+    """Whatever the input, the path view is never longer and brings no character but '.',
+    '/' and '\\' that the input did not have: it writes separators, nothing else."""
+    from bastion.stages.detection.normalize import path_view
+
+    out = path_view(value)
+    assert len(out) <= len(value)
+    assert set(out) <= set(value) | {".", "/", "\\"}

@@ -1,7 +1,8 @@
 """Extract every input of a request that a backend might interpret.
 
 Each input carries a location string for the access log and for exclusions:
-``path``, ``path:2`` (the third segment), ``query:id``, ``query-name:id``,
+``path``, ``path:2`` (the third segment), ``path:2..`` (the path from the third segment
+on), ``query:id``, ``query-name:id``,
 ``header:x-forwarded-host``, ``cookie:session``, ``form:comment``, ``json:$.user.name``,
 ``json-key:$.user``, ``multipart:avatar``, ``multipart-filename:avatar``, ``xml``,
 ``xml:text``, ``body``. Parsing is linear and bounded (depth, number of inputs, bytes).
@@ -403,9 +404,7 @@ def extract(
     if path:
         sink.add("path", path, False, True)
         if "/" in path:
-            for i, seg in enumerate(path.split("/")):
-                if len(seg) > 1:
-                    sink.add(f"path:{i}" if named else "path", seg, False, True)
+            _path_segments(sink, path, named)
     if raw_query:
         _pairs(sink, "query", raw_query, named, len(raw_query))
     inert = request.inert_headers
@@ -433,6 +432,38 @@ def extract(
 
 
 _DEFAULT_LIMITS = Limits()
+#: What an API path's names and IDs are made of: an attack placed in a segment carries
+#: something else ("%", ";", quotes, parentheses, "|", "&"...).
+_PLAIN_SEGMENT_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+
+
+def _payload_segment(seg: str) -> bool:
+    """Whether a path segment has a character names and IDs never have (two C calls for
+    the usual letters-and-digits segment, one translate for the rest)."""
+    if seg.isascii():
+        return not seg.isalnum() and bool(seg.encode("ascii").translate(None, _PLAIN_SEGMENT_BYTES))
+    return True
+
+
+def _path_segments(sink: _Sink, path: str, named: bool) -> None:
+    """Each segment of ``path`` as an input, and the rest of the path from each segment
+    that carries payload characters.
+
+    A payload placed in one segment keeps its own slashes (the target parser refuses an
+    encoded one), so it spans several segments: ``;mshta http://x/y`` is the segments
+    ``;mshta http:``, ``x`` and ``y``. Rules anchored at the start of a value see it
+    whole only from the segment where it starts to the end of the path
+    (``path:2..``). Only segments with characters a name or an ID never has start such
+    an input, so an ordinary API path costs nothing more."""
+    segments = path.split("/")
+    last = len(segments) - 1
+    start = 0
+    for i, seg in enumerate(segments):
+        if len(seg) > 1:
+            sink.add(f"path:{i}" if named else "path", seg, False, True)
+        if 0 < i < last and seg and _payload_segment(seg):
+            sink.add(f"path:{i}.." if named else "path", path[start:], False, True)
+        start += len(seg) + 1
 
 
 def _body(request: Request, lim: Limits, sink: _Sink, cut: Cut, named: bool = True) -> None:

@@ -168,6 +168,113 @@ def _decode_percent_u(value: str) -> str:
     return "".join(out)
 
 
+#: Characters some runtimes read as a dot, slash or backslash: NFKC folds the fullwidth and
+#: small forms, not these (IIS and Java's "best fit" code pages map them to ASCII).
+_PATH_LOOKALIKES = {
+    "\u2024": ".",  # one dot leader
+    "\ufe52": ".",  # small full stop
+    "\uff0e": ".",  # fullwidth full stop
+    "\u2215": "/",  # division slash
+    "\u2044": "/",  # fraction slash
+    "\u29f8": "/",  # big solidus
+    "\uff0f": "/",  # fullwidth solidus
+    "\u2216": "\\",  # set minus
+    "\u29f9": "\\",  # big reverse solidus
+    "\ufe68": "\\",  # small reverse solidus
+    "\uff3c": "\\",  # fullwidth reverse solidus
+}
+PATH_LOOKALIKE_CHARS = frozenset(_PATH_LOOKALIKES)
+_PATH_LOOKALIKE_TABLE = str.maketrans(_PATH_LOOKALIKES)
+_PATH_CODES = {0x2E: ".", 0x2F: "/", 0x5C: "\\"}
+#: A "hex digit" as IIS's old decoder read it: any letter, 'g' being 16 and 'z' 35, so
+#: ``%bg%qf`` is the bytes C0 AF (an overlong "/") and ``%c0%9v`` the same.
+_LAX_NIBBLE = {c: int(c, 36) for c in "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+#: Lead byte of a UTF-8 sequence (overlong forms included) -> (continuation bytes, payload mask).
+_UTF8_LEADS = {
+    **{b: (1, 0x1F) for b in range(0xC0, 0xE0)},
+    **{b: (2, 0x0F) for b in range(0xE0, 0xF0)},
+    **{b: (3, 0x07) for b in range(0xF0, 0xF8)},
+    **{b: (4, 0x03) for b in range(0xF8, 0xFC)},
+    **{b: (5, 0x01) for b in range(0xFC, 0xFE)},
+}
+
+
+def _lax_byte(value: str, j: int) -> int:
+    """The byte of the escape ``%XY`` at ``value[j]`` read as IIS did (-1 if none)."""
+    if j + 2 >= len(value) or value[j] != "%":
+        return -1
+    hi = _LAX_NIBBLE.get(value[j + 1], -1)
+    lo = _LAX_NIBBLE.get(value[j + 2], -1)
+    if hi < 0 or lo < 0:
+        return -1
+    return (hi * 16 + lo) & 0xFF
+
+
+def _escaped_path_char(value: str, j: int) -> tuple[str, int]:
+    """The dot, slash or backslash an escape at ``value[j]`` (a '%') stands for, however
+    it is written, and where the escape ends; ``("", j)`` when it is something else.
+
+    Written as ``%uXXXX`` (of the ASCII character or a look-alike), as a lax ``%XY``, or as
+    a UTF-8 sequence of such escapes, overlong or not (``%c0%ae``, ``%e0%80%af``,
+    ``%f0%80%80%af``, ``%fc%80%80%80%80%ae``): decoders of old and lenient servers mask
+    the bits of each byte without checking them, so neither do we."""
+    n = len(value)
+    if j + 5 < n and value[j + 1] in "uU":
+        digits = value[j + 2 : j + 6]
+        if all(h in _HEX for h in digits):
+            char = chr(int(digits, 16))
+            mapped = _PATH_CODES.get(ord(char)) or _PATH_LOOKALIKES.get(char, "")
+            return (mapped, j + 6) if mapped else ("", j)
+    lead = _lax_byte(value, j)
+    if lead < 0:
+        return "", j
+    if lead in _PATH_CODES:
+        return _PATH_CODES[lead], j + 3
+    shape = _UTF8_LEADS.get(lead)
+    if shape is None:
+        return "", j
+    count, mask = shape
+    code = lead & mask
+    pos = j + 3
+    for _ in range(count):
+        byte = _lax_byte(value, pos)
+        if byte < 0:
+            return "", j
+        code = (code << 6) | (byte & 0x3F)
+        pos += 3
+    mapped = _PATH_CODES.get(code, "")
+    return (mapped, pos) if mapped else ("", j)
+
+
+def path_view(value: str) -> str:
+    """``value`` with every encoded or look-alike dot, slash and backslash written as one.
+
+    A traversal needs only those three characters, and each has a dozen spellings that
+    some server on the way decodes (overlong UTF-8, ``%u``, IIS's lax hex digits, Unicode
+    look-alikes). Everything else stays as it is, so this view differs from the value
+    only where a path separator was hidden: it adds no other text for the rules to see.
+    One linear scan; escapes of anything else are copied, not decoded."""
+    if not value.isascii() and not PATH_LOOKALIKE_CHARS.isdisjoint(value):
+        value = value.translate(_PATH_LOOKALIKE_TABLE)
+    if "%" not in value:
+        return value
+    out: list[str] = []
+    i = 0
+    while True:
+        j = value.find("%", i)
+        if j < 0:
+            out.append(value[i:])
+            return "".join(out)
+        out.append(value[i:j])
+        char, end = _escaped_path_char(value, j)
+        if char:
+            out.append(char)
+            i = end
+        else:
+            out.append("%")
+            i = j + 1
+
+
 def js_unescape(value: str) -> str:
     """Decode JavaScript/JSON/C escapes: ``\\uXXXX``, ``\\u{X..}``, ``\\xXX``, octal ``\\NNN``.
 
@@ -500,6 +607,8 @@ def _folds_to_itself(value: str) -> bool:
     """
     if value[:1] == " " or value[-1:] == " " or "$" in value:
         return False  # whitespace collapsing would trim it; "$" for libinjection
+    if not PATH_LOOKALIKE_CHARS.isdisjoint(value):
+        return False  # a look-alike slash: the path view writes it as one
     if not unicodedata.is_normalized("NFKC", value):
         return False
     folded = value.casefold()
@@ -529,6 +638,10 @@ def _all_views(value: str, decode_base64: bool = True) -> list[str]:
             break
         decoded.extend(nxt)
         frontier = nxt
+    # Hidden path separators, in the value and in each decoding of it ("%25c0%25af").
+    for v in list(decoded):
+        if "%" in v or (not v.isascii() and not PATH_LOOKALIKE_CHARS.isdisjoint(v)):
+            _add(path_view(v), seen, decoded)
     # A fully decoded chain combines every decoder, whatever the order they were needed in.
     for v in decoded[1:]:
         _canonical_views(v, seen)

