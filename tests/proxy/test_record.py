@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bastion.pipeline.registry import ORDER
 from bastion.pipeline.stage import RequestStage, StageConfig
 from bastion.proxy.metrics import METRICS
 from bastion.testing import RawResponse, parse_responses, raw_request
@@ -184,3 +185,11 @@ def test_record_handed_to_sinks_is_complete_and_read_only(gateway: Setup) -> Non
     with pytest.raises(dataclasses.FrozenInstanceError):
         Decision("auth", "block", "auth.missing").reason = "changed"  # type: ignore[misc]
     assert isinstance(record.decisions, tuple)
+
+
+def test_no_stage_is_named_like_a_field_of_the_line() -> None:
+    """A stage's facts go into the access log line under the stage's name, after the core
+    fields: no registered stage is named like one of them (which it would overwrite), except
+    ``auth``, whose field (``auth: delegated``) is the auth stage's own fact."""
+    core = {*ExchangeRecord.__slots__, "latency_ms", "time"} - {"sealed", "seconds", "facts"}
+    assert {spec.name for spec in ORDER} & core == {"auth"}
