@@ -16,6 +16,8 @@ import uvloop
 from bastion.config import load_config
 from bastion.pipeline.chain import Chain
 from bastion.proxy.accesslog import AccessLog
+from bastion.proxy.metrics import CountMetrics
+from bastion.proxy.record import RecordSinks
 from bastion.proxy.runtime import Runtime
 from bastion.proxy.server import GatewayServer
 from bastion.routing import Match
@@ -23,9 +25,11 @@ from bastion.routing import Match
 
 class InProcessGateway:
     """A :class:`GatewayServer` on a uvloop event loop in a thread, the route matching
-    ``/`` running ``stages`` instead of its configured chain."""
+    ``/`` running ``stages`` instead of its configured chain; records go to the metrics,
+    the access log, then ``sinks``."""
 
-    def __init__(self, config: dict[str, Any], folder: Path, stages: list[Any]) -> None:
+    def __init__(self, config: dict[str, Any], folder: Path, stages: list[Any], sinks: list[Any] | None = None) -> None:
+        self.extra_sinks = sinks or []
         path = folder / "bastion.yaml"
         config = {**config, "access_log": {"path": str(folder / "access.log")}}
         path.write_text(json.dumps(config))
@@ -72,7 +76,7 @@ class InProcessGateway:
     async def _start(self) -> None:
         self.runtime.start()
         self.access = AccessLog(str(self.access_path))
-        self.server = GatewayServer(self.runtime, self.access)
+        self.server = GatewayServer(self.runtime, RecordSinks([CountMetrics(), self.access, *self.extra_sinks]))
         await self.server.start(self.sock)
 
     async def _stop(self) -> None:

@@ -22,7 +22,8 @@ import yaml
 from bastion.config import load_config
 from bastion.pipeline import Chain, RequestStage, ResponseStage, StageConfig
 from bastion.proxy.accesslog import AccessLog
-from bastion.proxy.metrics import METRICS
+from bastion.proxy.metrics import METRICS, CountMetrics
+from bastion.proxy.record import RecordSinks
 from bastion.proxy.runtime import Runtime
 from bastion.proxy.server import GatewayServer
 from bastion.proxy.worker import listen_socket
@@ -88,7 +89,7 @@ def gateway_port(upstream: ScriptedUpstream, tmp_path_factory: pytest.TempPathFa
         route.chain = Chain([make()], route.chain.on_stage_error)  # counted as the proxy counts
     loop = uvloop.new_event_loop()
     port = free_port()
-    server = GatewayServer(runtime, AccessLog(None))
+    server = GatewayServer(runtime, RecordSinks([CountMetrics(), AccessLog(None)]))
     started = threading.Event()
     stop = asyncio.Event()
 

@@ -1,8 +1,9 @@
 """The structured access log: JSON lines, batched and written off the request path.
 
-Requests append a dict to a list; a timer flushes the batch with one write. Batches are
-small and frequent (every 20 ms or 256 records) so that encoding one never stalls the event
-loop for long. A failing write is reported on stderr and retried at the next flush; only
+It is a sink of exchange records: each request's (read-only) record is appended to a list;
+a timer turns the batch into JSON lines and writes them with one write. Batches are small
+and frequent (every 20 ms or 256 records) so that encoding one never stalls the event loop
+for long. A failing write is reported on stderr and retried at the next flush; only
 if the disk stays broken beyond ``MAX_PENDING_BYTES`` is the backlog dropped, and the
 number of bytes lost is reported.
 """
@@ -18,12 +19,16 @@ from typing import Any
 
 import orjson
 
+from bastion.types import ExchangeRecord
+
 FLUSH_INTERVAL = 0.02
 MAX_BATCH = 256
 MAX_PENDING_BYTES = 64 * 1024 * 1024
 
 
 class AccessLog:
+    name = "access_log"
+
     def __init__(self, path: str | None) -> None:
         self._fd: int | None = None
         if path == "-":
@@ -31,13 +36,14 @@ class AccessLog:
         elif path:
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         self._owned = path not in (None, "-")
-        self._records: list[dict[str, Any]] = []
+        self._records: list[ExchangeRecord] = []
         self._pending = b""
         self._handle: asyncio.TimerHandle | None = None
         self._second = -1
         self._second_text = ""
 
-    def write(self, record: dict[str, Any]) -> None:
+    def __call__(self, record: ExchangeRecord) -> None:
+        """Queue ``record``; it is written with the next batch."""
         if self._fd is None:
             return
         self._records.append(record)
@@ -57,9 +63,10 @@ class AccessLog:
             dumps = orjson.dumps
             newline = orjson.OPT_APPEND_NEWLINE
             lines = []
-            for r in records:
-                # The ISO time is rendered here, in the batch, not on the request path.
-                ts = r["ts"]
+            for record in records:
+                # The line and its ISO time are built here, in the batch, not on the request path.
+                r: dict[str, Any] = record.as_dict()
+                ts = record.ts
                 second = int(ts)
                 if second != self._second:
                     self._second = second

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bastion.errors import problem_response
 from bastion.pipeline.chain import Pending
@@ -28,10 +28,10 @@ from bastion.proxy.http import IDEMPOTENT_METHODS
 from bastion.proxy.http1 import Incoming, keeps_alive_after_refusal
 from bastion.proxy.metrics import METRICS
 from bastion.proxy.prelude import Refusal, prelude, upstream_head
-from bastion.proxy.record import finish_record
+from bastion.proxy.record import RecordDraft, finish_record
 from bastion.proxy.runtime import RouteRuntime
 from bastion.proxy.upstream import TargetState, UpstreamConnection, UpstreamError, UpstreamListener
-from bastion.types import Exchange, Response
+from bastion.types import Decision, Exchange, Response
 
 if TYPE_CHECKING:
     from bastion.proxy.server import ClientConnection, Stream
@@ -84,11 +84,12 @@ class Flight(UpstreamListener):
     #: Set by the prelude when the request was routed (``routed``).
     route: RouteRuntime
     ex: Exchange
+    #: Set by the prelude, the first step.
+    record: RecordDraft
 
     def __init__(self, client: ClientConnection, req: Incoming) -> None:
         self.client = client
         self.req = req
-        self.record: dict[str, Any] = {}
         self.routed = False
         self.refusal: Refusal | None = None
         #: The request body, when known in full (``None``: it streams to the upstream).
@@ -164,7 +165,7 @@ class Flight(UpstreamListener):
     def _record(self) -> None:
         if not self.finished:
             self.finished = True
-            finish_record(self.client.server.access_log, self.ex if self.routed else None, self.record, self.req)
+            finish_record(self.client.server.sinks, self.ex if self.routed else None, self.record, self.req)
 
     def abandon(self) -> None:
         """The client went away (or the drain ended) while the exchange was parked on its
@@ -180,9 +181,9 @@ class Flight(UpstreamListener):
             self._drop_upstream()
             return
         record = self.record
-        record["status"] = record["status"] or 499
+        record.status = record.status or 499
         if self.stream is not None:
-            record["bytes_out"] = self.stream.sent
+            record.bytes_out = self.stream.sent
         self._drop_upstream()
         self._record()
 
@@ -221,11 +222,10 @@ class Flight(UpstreamListener):
         assert refusal is not None
         req = self.req
         record = self.record
-        record["blocked_by"] = refusal.stage
-        record["reason"] = refusal.reason
-        if refusal.stage != "core":  # a stage's decision, recorded as the chain records them
-            record["decisions"] = [{"stage": refusal.stage, "action": "block", "reason": refusal.reason}]
-        METRICS.inc("bastion_blocked", (refusal.stage, refusal.reason, "block"))
+        record.blocked_by = refusal.stage
+        record.reason = refusal.reason
+        if refusal.stage != "core":  # a stage's decision, recorded (and counted) as the chain's are
+            record.decisions = (Decision(refusal.stage, "block", refusal.reason, refusal.status),)
         resp = problem_response(
             refusal.status, refusal.detail, refusal.request_id, title=refusal.title, headers=refusal.extra
         )
@@ -271,7 +271,7 @@ class Flight(UpstreamListener):
             self.body = body
         elif chain.needs_request_body or req.complete:
             return self._read_whole_body()
-        self.record["bytes_in"] = req.consumed
+        self.record.bytes_in = req.consumed
         return None
 
     async def _read_whole_body(self) -> None:
@@ -283,7 +283,7 @@ class Flight(UpstreamListener):
             return
         self.ex.request.body = body if self.route.chain.needs_request_body else None
         self.body = body
-        self.record["bytes_in"] = req.consumed
+        self.record.bytes_in = req.consumed
 
     def _refuse_body(self, exc: BodyError) -> None:
         self.refusal = Refusal(exc.status, exc.detail, "http.body", self.ex.request_id)
@@ -447,7 +447,7 @@ class Flight(UpstreamListener):
         """Answer the upstream's failure with a 502, 503 or 504 problem document."""
         ex, req = self.ex, self.req
         log.warning("upstream failure for %s (request %s): %s", self.route.service, ex.request_id, exc)
-        self.record["upstream_error"] = exc.kind
+        self.record.upstream_error = exc.kind
         ex.response = problem_response(exc.status, _TITLES.get(exc.status, "Upstream failure."), ex.request_id)
         self._send_final(req.keep_alive and req.complete and req.error is None)
 
@@ -499,8 +499,8 @@ class Flight(UpstreamListener):
             target.record_failure(time.monotonic())
         METRICS.inc("bastion_upstream_errors", (self.route.service, exc.kind))
         log.warning("upstream body failed for %s (request %s): %s", self.route.service, self.ex.request_id, exc)
-        self.record["upstream_error"] = exc.kind
-        self.record["bytes_out"] = stream.sent
+        self.record.upstream_error = exc.kind
+        self.record.bytes_out = stream.sent
         self._drop_upstream()
         self.keep = False
         self._record()
@@ -514,7 +514,7 @@ class Flight(UpstreamListener):
         assert conn is not None and target is not None
         head = conn.head
         assert head is not None
-        self.record["upstream"] = target.url
+        self.record.upstream = target.url
         if head.status in (502, 503, 504):
             target.record_failure(time.monotonic())
         else:

@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from bastion.types import ExchangeRecord
+
 SNAPSHOT_INTERVAL = 1.0
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -52,6 +54,12 @@ DEFINITIONS: tuple[MetricDef, ...] = (
         "bastion_stage_errors",
         "Stage failures: exceptions, missed deadlines and answers of the wrong type.",
         ("stage",),
+        "counter",
+    ),
+    MetricDef(
+        "bastion_sink_errors",
+        "Exchange records a sink (access log, metrics, ...) failed to take, by sink.",
+        ("sink",),
         "counter",
     ),
     MetricDef("bastion_upstream_errors", "Failed upstream exchanges by kind.", ("service", "kind"), "counter"),
@@ -139,3 +147,22 @@ class Metrics:
 
 #: This process's metrics.
 METRICS = Metrics()
+
+
+class CountMetrics:
+    """The sink that counts each exchange record: requests, latency, and refusals (by the
+    core, or by a stage whether enforced or in shadow mode)."""
+
+    name = "metrics"
+
+    def __init__(self, metrics: Metrics = METRICS) -> None:
+        self._metrics = metrics
+
+    def __call__(self, record: ExchangeRecord) -> None:
+        metrics = self._metrics
+        metrics.count_request(record.service or "-", record.route or "-", record.status, record.seconds)
+        if record.blocked_by == "core":
+            metrics.inc("bastion_blocked", ("core", record.reason or "", "block"))
+        for d in record.decisions:
+            if d.action == "block" or d.action == "monitor":
+                metrics.inc("bastion_blocked", (d.stage, d.reason, d.action))

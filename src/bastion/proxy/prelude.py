@@ -9,11 +9,11 @@ upstream with its own framing and forwarding headers.
 from __future__ import annotations
 
 import os
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from bastion.proxy.http import HOP_BY_HOP, strip_hop_by_hop
 from bastion.proxy.http1 import HOST_CHARS, Incoming
-from bastion.proxy.record import new_record
+from bastion.proxy.record import RecordDraft, new_record
 from bastion.proxy.runtime import RouteRuntime, Runtime
 from bastion.proxy.upstream import TargetState
 from bastion.routing import BadTarget, Match, split_absolute, split_target
@@ -52,7 +52,7 @@ class Refusal(NamedTuple):
 Outcome = Refusal | tuple[RouteRuntime, Exchange]
 
 
-def prelude(runtime: Runtime, req: Incoming, peer_ip: str, scheme: str) -> tuple[dict[str, Any], Outcome]:
+def prelude(runtime: Runtime, req: Incoming, peer_ip: str, scheme: str) -> tuple[RecordDraft, Outcome]:
     """The request ID, checks that need no route, normalisation, routing, and the Exchange
     the stages will see; or the refusal. Fills the access record as it goes."""
     trusted = runtime.is_trusted(peer_ip)
@@ -76,7 +76,7 @@ def prelude(runtime: Runtime, req: Incoming, peer_ip: str, scheme: str) -> tuple
         path, query, matrix_path = split_target(url, runtime.limits.max_url_bytes)
     except BadTarget as exc:
         return record, Refusal(exc.status, exc.detail, "http.target", request_id)
-    record["path"] = path
+    record.path = path
     match = runtime.router.match(host, path, req.method, matrix_path)
     if not isinstance(match, Match):
         if match is None:
@@ -90,17 +90,17 @@ def prelude(runtime: Runtime, req: Incoming, peer_ip: str, scheme: str) -> tuple
         )
     if match.path is not None:  # a matrix-style route: forward its ;name=value segments
         path = match.path
-        record["path"] = path
+        record.path = path
     route = match.route
-    record["route"] = route.id
-    record["service"] = route.service
+    record.route = route.id
+    record.service = route.service
     auth = route.auth_refusal
     if auth is not None:  # decided on the head alone: the client uploads nothing
         return record, Refusal(
             auth.status, auth.detail, auth.reason, request_id, list(auth.headers), "auth", auth.title
         )
     if route.auth_delegated:
-        record["auth"] = "delegated"
+        record.auth = "delegated"
     if (req.chunked or req.content_length) and req.method not in route.body_methods:
         # CL.0 smuggling: a backend that never reads a GET's body would parse it as the
         # next request on its pooled connection. Decided from the head (even an empty
@@ -113,7 +113,7 @@ def prelude(runtime: Runtime, req: Incoming, peer_ip: str, scheme: str) -> tuple
         return record, Refusal(413, "The request body is too large for this route.", "http.body_too_large", request_id)
     request = build_request(runtime, req, path, query, host, trusted, peer_ip, scheme)
     request.path_params = match.params
-    record["client"] = request.client_ip
+    record.client = request.client_ip
     return record, (route, Exchange(request, request_id, route.service, route.id, req.started))
 
 

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from bastion.errors import problem_response
-from bastion.proxy.accesslog import AccessLog
 from bastion.proxy.exchange import BodyError, Flight
 from bastion.proxy.http import serialize_headers, status_line
 from bastion.proxy.http1 import (
@@ -37,7 +36,7 @@ from bastion.proxy.http1 import (
 )
 from bastion.proxy.metrics import METRICS
 from bastion.proxy.prelude import next_request_id
-from bastion.proxy.record import finish_record, new_record
+from bastion.proxy.record import RecordDraft, RecordSinks, finish_record, new_record
 from bastion.proxy.runtime import Runtime
 from bastion.proxy.upstream import ResponseHead, UpstreamConnection, UpstreamPool
 from bastion.types import HeaderList, Response, header_get
@@ -60,11 +59,12 @@ class ClientGone(Exception):
 
 
 class GatewayServer:
-    """The listener of one worker: its connections, current runtime and access log."""
+    """The listener of one worker: its connections, current runtime and record sinks."""
 
-    def __init__(self, runtime: Runtime, access_log: AccessLog) -> None:
+    def __init__(self, runtime: Runtime, sinks: RecordSinks) -> None:
         self.runtime = runtime
-        self.access_log = access_log
+        #: Where each exchange's record goes once complete (metrics, the access log).
+        self.sinks = sinks
         self.connections: set[ClientConnection] = set()
         self.draining = False
         self.all_closed = asyncio.Event()
@@ -147,7 +147,7 @@ class ClientConnection(asyncio.Protocol):
         #: A response said ``Connection: close``: the connection ends after it.
         self.close_sent = False
         #: The access record of the request being answered (``None`` between requests).
-        self.record: dict[str, Any] | None = None
+        self.record: RecordDraft | None = None
         self.eof = False
         self.busy = False
         self.read_paused = False
@@ -318,9 +318,10 @@ class ClientConnection(asyncio.Protocol):
             self.abort()  # idle, or a request head still arriving: nothing to answer yet
             return
         record = self.record
-        if record is not None and record["status"]:
+        if record is not None and record.status:
             # The answer's head is out (a refusal's own reason, if any, stays in the record).
-            record.setdefault("reason", "shutdown.response_cut")
+            if record.reason is None:
+                record.reason = "shutdown.response_cut"
             self.abort()  # connection_lost abandons the exchange and logs its record
             return
         if not self.queue:
@@ -331,8 +332,8 @@ class ClientConnection(asyncio.Protocol):
         if record is None:
             record = new_record(req, next_request_id(), self.peer_ip)  # not begun (never expected)
             self.record = record
-        record["reason"] = "shutdown.drain_timeout"
-        request_id = str(record["request_id"])
+        record.reason = "shutdown.drain_timeout"
+        request_id = record.request_id
         resp = problem_response(503, "The gateway is shutting down; retry the request.", request_id)
         # Sent first (which sets the record's status), then the exchange is stopped: nothing
         # else writes a response, and what logs the record now logs a 503, not a 499.
@@ -343,7 +344,7 @@ class ClientConnection(asyncio.Protocol):
         elif self.task is not None:
             self.task.cancel()  # the flight's task logs the record as it stops
         if not started:
-            finish_record(self.server.access_log, None, record, req)
+            finish_record(self.server.sinks, None, record, req)
 
     def _close(self) -> None:
         self.ending = True
@@ -425,7 +426,7 @@ class ClientConnection(asyncio.Protocol):
         self,
         req: Incoming,
         resp: Response,
-        record: dict[str, Any],
+        record: RecordDraft,
         request_id: str,
         keep: bool,
         conn: UpstreamConnection,
@@ -442,7 +443,7 @@ class ClientConnection(asyncio.Protocol):
             headers.append(("transfer-encoding", "chunked"))
         self._finish_headers(headers, keep, request_id)
         transport = self.transport
-        record["status"] = resp.status
+        record.status = resp.status
         if transport is None or self.closed:
             return False, None
         transport.write(status_line(resp.status) + serialize_headers(headers))
@@ -471,11 +472,11 @@ class ClientConnection(asyncio.Protocol):
 
         return sink
 
-    def _end_stream(self, stream: Stream, conn: UpstreamConnection, pool: UpstreamPool, record: dict[str, Any]) -> None:
+    def _end_stream(self, stream: Stream, conn: UpstreamConnection, pool: UpstreamPool, record: RecordDraft) -> None:
         """The upstream body ended: close the chunked body and give the connection back."""
         if stream.chunked and not self.closed and self.transport is not None:
             self.transport.write(b"0\r\n\r\n")
-        record["bytes_out"] = stream.sent
+        record.bytes_out = stream.sent
         if self.paused_upstream is conn:
             # The last piece arrived just as this client stopped reading: the connection
             # goes back to the pool, reading again (its next exchange must be read).
@@ -543,7 +544,7 @@ class ClientConnection(asyncio.Protocol):
             headers.append(("connection", "close"))
             self.close_sent = True
 
-    def _send_whole(self, resp: Response, req: Incoming, record: dict[str, Any], keep: bool, request_id: str) -> None:
+    def _send_whole(self, resp: Response, req: Incoming, record: RecordDraft, keep: bool, request_id: str) -> None:
         """Write a response whose body is known in full, head and body in one write."""
         block = "".join(
             [f"{k}: {v}\r\n" for k, v in resp.headers if k != "content-length" and k != "transfer-encoding"]
@@ -552,7 +553,7 @@ class ClientConnection(asyncio.Protocol):
         self._write_whole(resp.status, block, length, resp.body or b"", req, record, keep, request_id)
 
     def _send_upstream(
-        self, head: ResponseHead, body: bytes, req: Incoming, record: dict[str, Any], keep: bool, request_id: str
+        self, head: ResponseHead, body: bytes, req: Incoming, record: RecordDraft, keep: bool, request_id: str
     ) -> None:
         """Like ``_send_whole`` for an upstream response no stage looked at: its headers go
         out as the bytes they came in (names lower-cased), never decoded."""
@@ -572,7 +573,7 @@ class ClientConnection(asyncio.Protocol):
         declared_length: str | None,
         body: bytes,
         req: Incoming,
-        record: dict[str, Any],
+        record: RecordDraft,
         keep: bool,
         request_id: str,
     ) -> None:
@@ -585,8 +586,8 @@ class ClientConnection(asyncio.Protocol):
         if not keep:
             tail += "connection: close\r\n"
             self.close_sent = True
-        record["status"] = status
-        record["bytes_out"] = len(body)
+        record.status = status
+        record.bytes_out = len(body)
         if self.transport is not None and not self.closed:
             self.transport.write(status_line(status) + block + tail.encode("latin-1") + b"\r\n" + body)
         if not keep:

@@ -28,7 +28,8 @@ import uvloop
 from bastion.config import ConfigError, LoadedConfig, load_config
 from bastion.logs import setup_logging
 from bastion.proxy.accesslog import AccessLog
-from bastion.proxy.metrics import METRICS
+from bastion.proxy.metrics import METRICS, CountMetrics
+from bastion.proxy.record import RecordSinks
 from bastion.proxy.runtime import Runtime, StageStartError
 from bastion.proxy.server import GatewayServer
 from bastion.proxy.tls import server_context
@@ -136,7 +137,9 @@ class Worker:
             raise WorkerStartError(str(exc)) from None
         runtime.start()
         self.access = AccessLog(loaded.config.access_log.path if loaded.config.access_log.enabled else None)
-        self.server = GatewayServer(runtime, self.access)
+        # Every exchange's record goes to these, in this order (docs/concepts.md: record sinks).
+        sinks = RecordSinks([CountMetrics(), self.access])
+        self.server = GatewayServer(runtime, sinks)
         await self.server.start(
             listen_socket(listen.host, listen.port), tls_context(loaded), handshake_timeout=listen.timeouts.handshake
         )

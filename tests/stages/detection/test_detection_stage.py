@@ -44,7 +44,7 @@ def test_block_mode_returns_403_block_and_logs() -> None:
         "The request was blocked by the gateway's attack detection.",
         reason="detection.xss",
     )
-    record = exchange.context["detection"]
+    record = exchange.facts["detection"]
     assert record["blocked"] is True
     assert {h["location"] for h in record["hits"]} >= {"query:q"}
 
@@ -54,8 +54,8 @@ def test_shadow_mode_logs_but_passes() -> None:
     blocked, and a monitor decision is made (with the status it would have had)."""
     outcome, exchange = _run(DetectionStage(DetectionConfig(enforce=False)))
     assert outcome is None
-    assert exchange.context["detection"]["category"] == "xss"
-    assert exchange.context["detection"]["blocked"] is False
+    assert exchange.facts["detection"]["category"] == "xss"
+    assert exchange.facts["detection"]["blocked"] is False
     assert [(d.action, d.reason, d.status) for d in exchange.decisions] == [("monitor", "detection.xss", 403)]
 
 
@@ -63,7 +63,7 @@ def test_disabled_stage_does_nothing() -> None:
     """With enabled: false (the loader leaves the stage out anyway) nothing is inspected or logged."""
     outcome, exchange = _run(DetectionStage(DetectionConfig(enabled=False)))
     assert outcome is None
-    assert "detection" not in exchange.context
+    assert "detection" not in exchange.facts
 
 
 def test_category_overrides() -> None:
@@ -71,7 +71,7 @@ def test_category_overrides() -> None:
     outcome, exchange = _run(DetectionStage(DetectionConfig(categories={"xss": "monitor"})))
     assert outcome is None and exchange.decisions[0].action == "monitor"
     outcome, exchange = _run(DetectionStage(DetectionConfig(categories={"xss": "off"})))
-    assert outcome is None and "detection" not in exchange.context
+    assert outcome is None and "detection" not in exchange.facts
     outcome, _ = _run(DetectionStage(DetectionConfig(categories={"xss": "block", "sqli": "monitor"})))
     assert isinstance(outcome, Block)
 
@@ -79,7 +79,7 @@ def test_category_overrides() -> None:
 def test_benign_request_leaves_no_trace() -> None:
     """A clean request passes without a detection record."""
     outcome, exchange = _run(DetectionStage(DetectionConfig()), "/search?q=blue+shoes")
-    assert outcome is None and exchange.context == {} and exchange.decisions == []
+    assert outcome is None and exchange.facts == {} and exchange.decisions == []
 
 
 @pytest.mark.parametrize(
@@ -193,7 +193,7 @@ def test_an_attack_past_the_inspection_limits_is_not_let_through(limit: str) -> 
     outcome = DetectionStage(DetectionConfig()).on_request(exchange)
     assert isinstance(outcome, Block)
     assert (outcome.status, outcome.reason) == (413, "detection.uninspectable")
-    assert exchange.context["detection"]["uninspected"] == limit
+    assert exchange.facts["detection"]["uninspected"] == limit
     lenient = Exchange(request, request_id="r2")  # type: ignore[arg-type]
     assert DetectionStage(DetectionConfig(uninspectable="monitor")).on_request(lenient) is None
     assert [(d.stage, d.action, d.reason) for d in lenient.decisions] == [
@@ -248,8 +248,8 @@ def test_legacy_monitor_mode_decides_and_logs_as_before() -> None:
     for config in (DetectionConfig.model_validate({"mode": "monitor"}), DetectionConfig(enforce=False)):
         outcome, exchange = _run(DetectionStage(config))
         assert outcome is None
-        assert exchange.context["detection"]["blocked"] is False
-        assert exchange.context["detection"]["score"] == 0  # nothing blocking scored
+        assert exchange.facts["detection"]["blocked"] is False
+        assert exchange.facts["detection"]["score"] == 0  # nothing blocking scored
         assert [(d.action, d.reason, d.status) for d in exchange.decisions] == [("monitor", "detection.xss", 403)]
         cut = Exchange(uninspectable, request_id="r2")  # type: ignore[arg-type]
         assert DetectionStage(config).on_request(cut) is None

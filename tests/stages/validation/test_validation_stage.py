@@ -63,7 +63,7 @@ def test_valid_json_body_passes_and_records_nothing() -> None:
     """A body matching its schema passes, and leaves no problems in the context."""
     outcome, exchange = send(body_stage(ORDER_SCHEMA), json={"bookId": UUID, "quantity": 2})
     assert outcome is None
-    assert "validation" not in exchange.context
+    assert "validation" not in exchange.facts
 
 
 def test_bound_violation_names_field_and_rule_and_is_logged() -> None:
@@ -72,7 +72,7 @@ def test_bound_violation_names_field_and_rule_and_is_logged() -> None:
     assert outcome is not None
     assert (outcome.status, outcome.title, outcome.reason) == (400, "Bad Request", "validation.body")
     assert outcome.detail == "body $.quantity: 0 is less than the minimum of 1"
-    assert exchange.context["validation"] == [
+    assert exchange.facts["validation"] == [
         {"location": "body $.quantity", "rule": "0 is less than the minimum of 1"}]
 
 
@@ -87,7 +87,7 @@ def test_several_problems_are_listed_up_to_max_problems() -> None:
     text = detail(stage, json={"bookId": "nope", "quantity": 11})
     assert text.endswith("(and 1 more)")
     _, exchange = send(stage, json={"bookId": "nope", "quantity": 11})
-    assert len(exchange.context["validation"]) == 2
+    assert len(exchange.facts["validation"]) == 2
 
 
 def test_enum_and_type_errors() -> None:
@@ -385,7 +385,7 @@ def test_unknown_content_type_is_415_listing_accepted_types() -> None:
     assert outcome is not None
     assert (outcome.status, outcome.title, outcome.reason) == (415, "Unsupported Media Type", "validation.content_type")
     assert outcome.detail == 'Content-Type "text/plain" is not accepted here; expected one of: application/json'
-    assert exchange.context["validation"]
+    assert exchange.facts["validation"]
 
 
 def test_body_without_content_type_is_415() -> None:
@@ -494,7 +494,7 @@ def test_multipart_body_is_parsed_and_validated() -> None:
     assert passes(stage, body=good, content_type=ct)
     bad = multipart(("title", "", b"Hello"), ("count", "", b"x"), ("file", '; filename="a"', b"x" * 101))
     _, exchange = send(stage, body=bad, content_type=ct)
-    assert [p["location"] for p in exchange.context["validation"]] == ["body $.count", "body $.file"]
+    assert [p["location"] for p in exchange.facts["validation"]] == ["body $.count", "body $.file"]
     assert detail(stage, body=b"--XyZ\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\nno end",
                   content_type=ct) == "body: the multipart body is not terminated by its closing boundary"
     assert send(stage, body=good, content_type="multipart/form-data")[0].status == 400  # type: ignore[union-attr]
@@ -517,7 +517,7 @@ def test_required_parameters_missing() -> None:
                          {"name": "X-Tenant", "in": "header", "required": True, "schema": {"type": "string"}},
                          {"name": "session", "in": "cookie", "required": True, "schema": {"type": "string"}}])
     _, exchange = send(stage)
-    assert exchange.context["validation"] == [
+    assert exchange.facts["validation"] == [
         {"location": "query parameter 'q'", "rule": "is required"},
         {"location": "header 'X-Tenant'", "rule": "is required"},
         {"location": "cookie 'session'", "rule": "is required"},
@@ -555,7 +555,7 @@ def test_empty_array_parameter_is_one_empty_item() -> None:
     stage = param_stage([{"name": "ids", "in": "query", "schema": strings, "explode": False},
                          {"name": "X-Codes", "in": "header", "schema": strings}])
     _, exchange = send(stage, query="ids=", headers=[("x-codes", "")])
-    assert "validation" not in exchange.context
+    assert "validation" not in exchange.facts
     short = {"type": "array", "items": {"type": "string", "minLength": 1}}
     assert detail(param_stage([{"name": "ids", "in": "query", "schema": short}]), query="ids=") == (
         "query parameter 'ids' $[0]: \"\" is shorter than 1 character")

@@ -43,7 +43,7 @@ class DetectionStage(RequestStage):
         verdict = self.engine.evaluate(exchange.request)
         if not verdict.hits and verdict.uninspected is None:
             return None
-        exchange.context["detection"] = verdict.log_record()
+        exchange.facts[self.name] = verdict.log_record()
         if verdict.block_category is not None:
             return Block(403, BLOCK_TITLE, BLOCK_DETAIL, reason=f"detection.{verdict.block_category}")
         if verdict.uninspected is not None:

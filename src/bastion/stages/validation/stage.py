@@ -38,7 +38,7 @@ class ValidationStage(RequestStage):
 
     # -- outcomes --------------------------------------------------------------------------
     def _block(self, exchange: Exchange, problems: list[Problem]) -> Block:
-        exchange.context["validation"] = [p.as_dict() for p in problems[:MAX_LOGGED]]
+        exchange.facts[self.name] = [p.as_dict() for p in problems[:MAX_LOGGED]]
         shown = "; ".join(str(p) for p in problems[: self._max_problems])
         more = len(problems) - self._max_problems
         if more > 0:
@@ -48,5 +48,5 @@ class ValidationStage(RequestStage):
     def _unsupported(self, exchange: Exchange, op: CompiledOperation, why: str) -> Block:
         accepted = ", ".join(sorted(op.media or ())) or "none"
         detail = f"{why}; expected one of: {accepted}"
-        exchange.context["validation"] = [{"location": "header 'content-type'", "rule": detail}]
+        exchange.facts[self.name] = [{"location": "header 'content-type'", "rule": detail}]
         return Block(415, "Unsupported Media Type", detail, reason="validation.content_type")
