@@ -8,6 +8,7 @@ can prove that a refused request never reached it) and answers according to the 
 ``/slow?ms=N``      waits N ms, then echoes
 ``/close``          a body without Content-Length, delimited by closing the connection
 ``/big?n=N``        N bytes of :func:`pattern` with Content-Length, written in 64 KiB pieces
+``/bigchunked?n=N`` the same N bytes chunked (64 KiB chunks, no Content-Length)
 ``/status/N``       status N with a small JSON body
 ``/head-test``      ``hello world`` with Content-Length (none on HEAD, length kept)
 ``/drop``           closes the connection without answering
@@ -296,6 +297,15 @@ class ScriptedUpstream:
                 sock.sendall(data[i : i + 65536])
                 with self._lock:
                     self._sent[req.target] = i + len(data[i : i + 65536])
+            return keep
+        if path == "/bigchunked":
+            n = int(query.get("n", ["1048576"])[0])
+            sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n"
+                         b"transfer-encoding: chunked\r\n\r\n")
+            for i in range(0, n, 65536):
+                piece = _PATTERN[: min(65536, n - i)]  # pattern(n) sliced at 64 KiB is the ramp again
+                sock.sendall(b"%x\r\n%b\r\n" % (len(piece), piece))
+            sock.sendall(b"0\r\n\r\n")
             return keep
         if path.startswith("/status/"):
             status = int(path.rsplit("/", 1)[1])

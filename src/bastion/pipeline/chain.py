@@ -60,6 +60,7 @@ class Chain:
         "on_stage_error",
         "request_stages",
         "response_stages",
+        "uninspected_stages",
     )
 
     def __init__(self, stages: Sequence[Stage], on_stage_error: ErrorCounter = _ignore) -> None:
@@ -68,6 +69,12 @@ class Chain:
         # Response hooks run in reverse order, like unwinding a stack.
         self.response_stages: tuple[ResponseStage, ...] = tuple(
             s for s in reversed(stages) if isinstance(s, ResponseStage)
+        )
+        #: The response hooks that run on a body passed uninspected (over the route's
+        #: ``max_response_body_bytes`` with ``response_body_over_limit: pass``): those that
+        #: never needed it. A stage that needs the whole body is not shown a part of it.
+        self.uninspected_stages: tuple[ResponseStage, ...] = tuple(
+            s for s in self.response_stages if not s.needs_response_body
         )
         self.needs_request_body = any(s.needs_request_body for s in self.request_stages)
         self.needs_response_body = any(s.needs_response_body for s in self.response_stages)
@@ -174,9 +181,10 @@ class Chain:
         return self._failed(stage, exchange, _wrong_type(stage, hook, outcome, "None, a Block or a Response"))
 
     # -- response phase ---------------------------------------------------------------
-    def response(self, exchange: Exchange, start: int = 0) -> Pending | None:
-        """Run response hooks from ``start`` on ``exchange.response`` (a block replaces it)."""
-        stages = self.response_stages
+    def response(self, exchange: Exchange, start: int = 0, inspected: bool = True) -> Pending | None:
+        """Run response hooks from ``start`` on ``exchange.response`` (a block replaces it);
+        only :attr:`uninspected_stages` when the body was passed ``inspected=False``."""
+        stages = self.response_stages if inspected else self.uninspected_stages
         for i in range(start, len(stages)):
             stage = stages[i]
             try:
@@ -195,10 +203,11 @@ class Chain:
                 return None
         return None
 
-    async def finish_response(self, exchange: Exchange, pending: Pending) -> None:
+    async def finish_response(self, exchange: Exchange, pending: Pending, inspected: bool = True) -> None:
         """Await the pending stage, then run the rest of the response hooks."""
+        stages = self.response_stages if inspected else self.uninspected_stages
         while True:
-            stage = self.response_stages[pending.index]
+            stage = stages[pending.index]
             try:
                 outcome = await _settle(stage, pending.awaitable)
             except Exception as exc:
@@ -209,7 +218,7 @@ class Chain:
             else:
                 if outcome is not None and self._response_outcome(stage, exchange, outcome):
                     return
-            result = self.response(exchange, pending.index + 1)
+            result = self.response(exchange, pending.index + 1, inspected)
             if result is None:
                 return
             pending = result

@@ -41,6 +41,9 @@ log = logging.getLogger("bastion.proxy")
 #: A step: does its part, sets the next one, and returns what it waits for (if anything).
 Step = Callable[[], Awaitable[None] | None]
 
+#: The name under which the proxy records its decisions on response bodies.
+_RESPONSE_BODY = "http.response_body"
+
 _TITLES = {
     502: "The upstream service failed to answer.",
     503: "The upstream service is unavailable.",
@@ -531,24 +534,58 @@ class Flight(UpstreamListener):
         self.ex.response = resp
         self.resp = resp
         self.step = self._response_stages
-        if body is None and chain.needs_response_body:
-            return self._read_response_body(conn, resp)
+        if chain.needs_response_body:
+            if body is None:
+                return self._read_response_body(conn)
+            if len(body) > self.route.max_response_body_bytes:
+                self._over_limit(conn)
         return None
 
-    async def _read_response_body(self, conn: UpstreamConnection, resp: Response) -> None:
-        resp.body = await conn.read_body_into(self.route.max_body_bytes)
+    async def _read_response_body(self, conn: UpstreamConnection) -> None:
+        """Buffer the body for the stages that need it whole, up to the route's limit."""
+        resp = self.resp
+        assert resp is not None
+        body = await conn.read_body_upto(self.route.max_response_body_bytes)
+        if body is None:
+            self._over_limit(conn)
+        else:
+            resp.body = body
+
+    def _over_limit(self, conn: UpstreamConnection) -> None:
+        """The body is larger than the route may buffer for inspection: the route's named
+        decision, taken before the response head is sent (so never a cut connection).
+        'pass' forwards it with only the hooks that do not need the body, recorded as
+        uninspected; 'block' answers 502 and does not read the rest of the body."""
+        ex = self.ex
+        reason = "response body over max_response_body_bytes"
+        if self.route.pass_over_limit:
+            ex.decisions.append(Decision(_RESPONSE_BODY, "uninspected", reason))
+            self.step = self._uninspected_stages
+            return
+        ex.decisions.append(Decision(_RESPONSE_BODY, "block", reason, 502))
+        ex.blocked_by = _RESPONSE_BODY
+        if conn.reusable():  # the body was in already: the connection is clean
+            self._release(conn)
+        else:
+            self._drop_upstream()
+        detail = "The upstream response is larger than this route may inspect."
+        self._answered(problem_response(502, detail, ex.request_id, title=_TITLES[502]))
 
     def _response_stages(self) -> Awaitable[None] | None:
         self.step = self._send_response
         return self._response_hooks()
 
-    def _response_hooks(self) -> Awaitable[None] | None:
+    def _uninspected_stages(self) -> Awaitable[None] | None:
+        self.step = self._send_response
+        return self._response_hooks(inspected=False)
+
+    def _response_hooks(self, inspected: bool = True) -> Awaitable[None] | None:
         """Run the response hooks on ``ex.response`` (in reverse order; a block replaces it)."""
         chain = self.route.chain
         if chain.response_stages:
-            pending = chain.response(self.ex)
+            pending = chain.response(self.ex, 0, inspected)
             if pending is not None:
-                return chain.finish_response(self.ex, pending)
+                return chain.finish_response(self.ex, pending, inspected)
         return None
 
     def _send_response(self) -> Awaitable[None] | None:
