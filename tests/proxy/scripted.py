@@ -9,6 +9,7 @@ can prove that a refused request never reached it) and answers according to the 
 ``/close``          a body without Content-Length, delimited by closing the connection
 ``/big?n=N``        N bytes of :func:`pattern` with Content-Length, written in 64 KiB pieces
 ``/bigchunked?n=N`` the same N bytes chunked (64 KiB chunks, no Content-Length)
+``/parts?p=A&p=B``  a chunked response of one chunk per ``p``, each sent on its own (5 ms apart)
 ``/status/N``       status N with a small JSON body
 ``/head-test``      ``hello world`` with Content-Length (none on HEAD, length kept)
 ``/drop``           closes the connection without answering
@@ -297,6 +298,14 @@ class ScriptedUpstream:
                 sock.sendall(data[i : i + 65536])
                 with self._lock:
                     self._sent[req.target] = i + len(data[i : i + 65536])
+            return keep
+        if path == "/parts":
+            sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n")
+            for text in query.get("p", []):
+                part = text.encode()
+                sock.sendall(b"%x\r\n%b\r\n" % (len(part), part))
+                time.sleep(0.005)
+            sock.sendall(b"0\r\n\r\n")
             return keep
         if path == "/bigchunked":
             n = int(query.get("n", ["1048576"])[0])

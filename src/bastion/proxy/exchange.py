@@ -524,7 +524,7 @@ class Flight(UpstreamListener):
             target.record_success()
         chain = self.route.chain
         body = conn.take_complete_body()
-        if body is not None and not chain.response_stages:
+        if body is not None and chain.passes_responses:
             self._release(conn)
             self.keep = self._keep_after_response()
             self.client._send_upstream(head, body, self.req, self.record, self.keep, self.ex.request_id)
@@ -600,10 +600,18 @@ class Flight(UpstreamListener):
                 return self._read_rest_then_send(conn, keep)
             else:
                 self._release(conn)
+            if final is resp and self.route.chain.body_stages:
+                self._filter_whole(resp)
             self._send_final(keep)
             return None
-        # Stream the upstream body through.
-        self.keep, self.stream = self.client._stream_head(self.req, resp, self.record, self.ex.request_id, keep, conn)
+        # Stream the upstream body through (through the body hooks, if any).
+        body_filter = self.route.chain.body_filter(self.ex)
+        if body_filter is not None:
+            # The hooks may change the body's length: it goes re-framed (chunked).
+            resp.headers = [(k, v) for k, v in resp.headers if k.lower() != "content-length"]
+        self.keep, self.stream = self.client._stream_head(
+            self.req, resp, self.record, self.ex.request_id, keep, conn, body_filter
+        )
         if self.stream is None:  # the client is gone already
             self._drop_upstream()
             self.keep = False
@@ -615,6 +623,17 @@ class Flight(UpstreamListener):
         else:
             return self._wait_stream(conn)
         return None
+
+    def _filter_whole(self, resp: Response) -> None:
+        """Run the body hooks over a body known in full, as its one and last piece; a hook
+        failing closed turns the answer into its 500 (nothing is sent yet)."""
+        body_filter = self.route.chain.body_filter(self.ex)
+        assert body_filter is not None and resp.body is not None
+        out = body_filter.feed(resp.body, True)
+        if out is None:
+            self.ex.response = body_filter.refusal
+        else:
+            resp.body = out
 
     async def _read_rest_then_send(self, conn: UpstreamConnection, keep: bool) -> None:
         await conn.read_body_into(self.route.max_body_bytes)
@@ -635,7 +654,8 @@ class Flight(UpstreamListener):
         assert conn is not None and stream is not None
         self.up = None
         self._uncount()
-        self.client._end_stream(stream, conn, self.route.pool, self.record)
+        if not self.client._end_stream(stream, conn, self.route.pool, self.record):
+            self.keep = False  # a body hook failed closed on the last piece: the body is cut
         self.step = self._end
 
     def _release(self, conn: UpstreamConnection) -> None:
