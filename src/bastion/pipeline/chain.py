@@ -62,6 +62,7 @@ class Chain:
         "passes_responses",
         "request_stages",
         "response_stages",
+        "sees_response_body",
         "uninspected_stages",
     )
 
@@ -86,6 +87,8 @@ class Chain:
         self.passes_responses = not self.response_stages and not self.body_stages
         self.needs_request_body = any(s.needs_request_body for s in self.request_stages)
         self.needs_response_body = any(s.needs_response_body for s in self.response_stages)
+        #: Some stage sees the response body (whole or in pieces): it is decoded for them.
+        self.sees_response_body = self.needs_response_body or bool(self.body_stages)
         self.on_stage_error = on_stage_error
 
     # -- request-head phase -----------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from bastion.errors import problem_response
 from bastion.pipeline.chain import Pending
+from bastion.proxy.coding import DecodeError, Gunzip, coding_of, gunzip_whole, without_coding
 from bastion.proxy.http import IDEMPOTENT_METHODS
 from bastion.proxy.http1 import Incoming, keeps_alive_after_refusal
 from bastion.proxy.metrics import METRICS
@@ -31,7 +32,7 @@ from bastion.proxy.prelude import Refusal, prelude, upstream_head
 from bastion.proxy.record import RecordDraft, finish_record
 from bastion.proxy.runtime import RouteRuntime
 from bastion.proxy.upstream import TargetState, UpstreamConnection, UpstreamError, UpstreamListener
-from bastion.types import Decision, Exchange, Response
+from bastion.types import Decision, Exchange, Response, header_get
 
 if TYPE_CHECKING:
     from bastion.proxy.server import ClientConnection, Stream
@@ -43,6 +44,7 @@ Step = Callable[[], Awaitable[None] | None]
 
 #: The name under which the proxy records its decisions on response bodies.
 _RESPONSE_BODY = "http.response_body"
+_OVER_LIMIT = "response body over max_response_body_bytes"
 
 _TITLES = {
     502: "The upstream service failed to answer.",
@@ -66,6 +68,7 @@ class Flight(UpstreamListener):
     __slots__ = (
         "body",
         "client",
+        "coded",
         "deadline",
         "ex",
         "finished",
@@ -98,6 +101,8 @@ class Flight(UpstreamListener):
         #: The request body, when known in full (``None``: it streams to the upstream).
         self.body: bytes | None = None
         self.resp: Response | None = None
+        #: A gzip body decoded for the stages: (as it came, decoded, its Content-Encoding).
+        self.coded: tuple[bytes, bytes, str] | None = None
         #: The upstream target and connection in use; ``target.active`` counts us meanwhile.
         self.target: TargetState | None = None
         self.up: UpstreamConnection | None = None
@@ -534,11 +539,17 @@ class Flight(UpstreamListener):
         self.ex.response = resp
         self.resp = resp
         self.step = self._response_stages
-        if chain.needs_response_body:
+        if chain.sees_response_body:
             if body is None:
-                return self._read_response_body(conn)
-            if len(body) > self.route.max_response_body_bytes:
+                if chain.needs_response_body:
+                    return self._read_response_body(conn)
+                coding = coding_of(resp.headers)
+                if coding and coding != "gzip":  # the body hooks could not read it as it streams
+                    self._over_limit(conn, f"response body in content coding {coding!r}")
+            elif chain.needs_response_body and len(body) > self.route.max_response_body_bytes:
                 self._over_limit(conn)
+            else:
+                self._open_whole(conn, resp)
         return None
 
     async def _read_response_body(self, conn: UpstreamConnection) -> None:
@@ -550,14 +561,47 @@ class Flight(UpstreamListener):
             self._over_limit(conn)
         else:
             resp.body = body
+            self._open_whole(conn, resp)
 
-    def _over_limit(self, conn: UpstreamConnection) -> None:
-        """The body is larger than the route may buffer for inspection: the route's named
-        decision, taken before the response head is sent (so never a cut connection).
-        'pass' forwards it with only the hooks that do not need the body, recorded as
-        uninspected; 'block' answers 502 and does not read the rest of the body."""
+    def _open_whole(self, conn: UpstreamConnection, resp: Response) -> None:
+        """Decode a gzip body known in full for the stages that see it, held to the route's
+        limit once decoded (a decompression bomb is a body over the limit). The stages see
+        the plain body without Content-Encoding; :meth:`_send_response` sends the upstream's
+        own bytes again when they left it as it was."""
+        body = resp.body
+        coding = coding_of(resp.headers)
+        if not coding or not body:
+            return
+        if coding != "gzip":
+            self._over_limit(conn, f"response body in content coding {coding!r}")
+            return
+        try:
+            decoded = gunzip_whole(body, self.route.max_response_body_bytes)
+        except DecodeError as exc:
+            self._bad_coding(exc)
+            return
+        if decoded is None:
+            self._over_limit(conn, "response body over max_response_body_bytes once decoded")
+            return
+        self.coded = (body, decoded, header_get(resp.headers, "content-encoding") or "gzip")
+        resp.headers = without_coding(resp.headers)
+        resp.body = decoded
+
+    def _bad_coding(self, exc: DecodeError) -> None:
+        """The upstream's compressed body cannot be decoded: the upstream failed (502)."""
         ex = self.ex
-        reason = "response body over max_response_body_bytes"
+        log.warning("upstream body of %s (request %s) not decoded: %s", self.route.service, ex.request_id, exc)
+        self.record.upstream_error = "coding"
+        self._drop_upstream()
+        self._answered(problem_response(502, "The upstream's compressed response body is invalid.", ex.request_id))
+
+    def _over_limit(self, conn: UpstreamConnection, reason: str = _OVER_LIMIT) -> None:
+        """The body cannot be inspected: larger than the route may buffer, or in a content
+        coding the proxy does not decode. The route's named decision, taken before the
+        response head is sent (so never a cut connection): 'pass' forwards it with only the
+        hooks that do not need the body, recorded as uninspected; 'block' answers 502 and does
+        not read the rest of the body."""
+        ex = self.ex
         if self.route.pass_over_limit:
             ex.decisions.append(Decision(_RESPONSE_BODY, "uninspected", reason))
             self.step = self._uninspected_stages
@@ -600,17 +644,26 @@ class Flight(UpstreamListener):
                 return self._read_rest_then_send(conn, keep)
             else:
                 self._release(conn)
-            if final is resp and self.route.chain.body_stages:
-                self._filter_whole(resp)
+            if final is resp and self.route.chain.sees_response_body:
+                self._whole_body_out(resp)
             self._send_final(keep)
             return None
         # Stream the upstream body through (through the body hooks, if any).
         body_filter = self.route.chain.body_filter(self.ex)
+        decoder: Gunzip | None = None
         if body_filter is not None:
-            # The hooks may change the body's length: it goes re-framed (chunked).
-            resp.headers = [(k, v) for k, v in resp.headers if k.lower() != "content-length"]
+            coding = coding_of(resp.headers)
+            if coding == "gzip":
+                # Decoded for the hooks and sent plain: re-compressing costs CPU on every byte.
+                decoder = Gunzip(bounded=True)
+                resp.headers = without_coding(resp.headers)
+            elif coding:
+                body_filter = None  # passed uninspected (decided in _response)
+            else:
+                # The hooks may change the body's length: it goes re-framed (chunked).
+                resp.headers = [(k, v) for k, v in resp.headers if k != "content-length"]
         self.keep, self.stream = self.client._stream_head(
-            self.req, resp, self.record, self.ex.request_id, keep, conn, body_filter
+            self.req, resp, self.record, self.ex.request_id, keep, conn, body_filter, decoder
         )
         if self.stream is None:  # the client is gone already
             self._drop_upstream()
@@ -624,16 +677,22 @@ class Flight(UpstreamListener):
             return self._wait_stream(conn)
         return None
 
-    def _filter_whole(self, resp: Response) -> None:
-        """Run the body hooks over a body known in full, as its one and last piece; a hook
-        failing closed turns the answer into its 500 (nothing is sent yet)."""
+    def _whole_body_out(self, resp: Response) -> None:
+        """The upstream's body known in full, on its way out: run the body hooks over it as
+        its one and last piece (a hook failing closed turns the answer into its 500, nothing
+        being sent yet); a decoded body the stages left as it was goes as the upstream's own
+        compressed bytes, a changed one plain (without Content-Encoding)."""
         body_filter = self.route.chain.body_filter(self.ex)
-        assert body_filter is not None and resp.body is not None
-        out = body_filter.feed(resp.body, True)
-        if out is None:
-            self.ex.response = body_filter.refusal
-        else:
+        if body_filter is not None and resp.body is not None and not coding_of(resp.headers):
+            out = body_filter.feed(resp.body, True)
+            if out is None:
+                self.ex.response = body_filter.refusal
+                return
             resp.body = out
+        coded = self.coded
+        if coded is not None and resp.body == coded[1]:
+            resp.body = coded[0]
+            resp.headers.append(("content-encoding", coded[2]))
 
     async def _read_rest_then_send(self, conn: UpstreamConnection, keep: bool) -> None:
         await conn.read_body_into(self.route.max_body_bytes)

@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from bastion.errors import problem_response
 from bastion.pipeline.chain import BodyFilter
+from bastion.proxy.coding import DecodeError, Gunzip
 from bastion.proxy.exchange import BodyError, Flight
 from bastion.proxy.http import serialize_headers, status_line
 from bastion.proxy.http1 import (
@@ -432,9 +433,11 @@ class ClientConnection(asyncio.Protocol):
         keep: bool,
         conn: UpstreamConnection,
         body_filter: BodyFilter | None = None,
+        decoder: Gunzip | None = None,
     ) -> tuple[bool, Stream | None]:
         """Send the head of a response whose body streams from ``conn``, and route the body
-        chunks to the client (through ``body_filter``, the route's body hooks, if any).
+        chunks to the client (through ``body_filter``, the route's body hooks, if any, and
+        decoded by ``decoder`` for them first when the upstream sent it gzip).
         Returns whether the connection stays open, and the stream (``None`` when the client
         is already gone)."""
         has_length = header_get(resp.headers, "content-length") is not None
@@ -456,7 +459,8 @@ class ClientConnection(asyncio.Protocol):
                 conn.set_sink(self._make_sink(conn, stream))
             else:
                 stream.body_filter = body_filter
-                conn.set_sink(self._make_filtered_sink(conn, stream, body_filter))
+                stream.decoder = decoder
+                conn.set_sink(self._make_filtered_sink(conn, stream, body_filter, decoder))
         return keep, stream
 
     def _make_sink(self, conn: UpstreamConnection, stream: Stream) -> Callable[[bytes], None]:
@@ -480,21 +484,39 @@ class ClientConnection(asyncio.Protocol):
         return sink
 
     def _make_filtered_sink(
-        self, conn: UpstreamConnection, stream: Stream, body_filter: BodyFilter
+        self, conn: UpstreamConnection, stream: Stream, body_filter: BodyFilter, decoder: Gunzip | None
     ) -> Callable[[bytes], None]:
-        """Like ``_make_sink``, each piece going through the body hooks first; a hook failing
-        closed cuts the connection (the head is out: the only honest signal left)."""
+        """Like ``_make_sink``, each piece (decoded first, if gzip) going through the body
+        hooks; a hook failing closed, or a gzip body that cannot be decoded, cuts the
+        connection (the head is out: the only honest signal left)."""
         write = self._make_sink(conn, stream)
+
+        def through(piece: bytes) -> bool:
+            out = body_filter.feed(piece, False)
+            if out is None:
+                return False
+            if out:  # an empty piece would end a chunked body
+                write(out)
+            return True
 
         def sink(chunk: bytes) -> None:
             if self.closed or stream.cut:
                 return
-            out = body_filter.feed(chunk, False)
-            if out is None:
+            if decoder is None:
+                ok = through(chunk)
+            else:
+                ok = True
+                try:
+                    for piece in decoder.pieces(chunk):
+                        if not through(piece):
+                            ok = False
+                            break
+                except DecodeError as exc:
+                    log.warning("upstream gzip body cut: %s", exc)
+                    ok = False
+            if not ok:
                 stream.cut = True
                 self.abort()
-            elif out:  # an empty piece would end a chunked body
-                write(out)
 
         return sink
 
@@ -504,6 +526,13 @@ class ClientConnection(asyncio.Protocol):
         body_filter = stream.body_filter
         if body_filter is not None and not stream.cut and not self.closed and self.transport is not None:
             tail = body_filter.feed(b"", True)
+            decoder = stream.decoder
+            if decoder is not None:
+                try:
+                    decoder.end()
+                except DecodeError as exc:
+                    log.warning("upstream gzip body cut: %s", exc)
+                    tail = None
             if tail is None:
                 stream.cut = True
                 self.abort()
@@ -637,13 +666,15 @@ class ClientConnection(asyncio.Protocol):
 class Stream:
     """A response body streaming from the upstream to the client."""
 
-    __slots__ = ("body_filter", "chunked", "cut", "sent")
+    __slots__ = ("body_filter", "chunked", "cut", "decoder", "sent")
 
     def __init__(self, chunked: bool) -> None:
         self.chunked = chunked
         self.sent = 0
         #: The route's body hooks, when it has any.
         self.body_filter: BodyFilter | None = None
+        #: Decodes a gzip body for the body hooks.
+        self.decoder: Gunzip | None = None
         #: A body hook failed closed: nothing more of the body is sent.
         self.cut = False
 
