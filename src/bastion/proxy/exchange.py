@@ -649,7 +649,8 @@ class Flight(UpstreamListener):
             self._send_final(keep)
             return None
         # Stream the upstream body through (through the body hooks, if any).
-        body_filter = self.route.chain.body_filter(self.ex)
+        chain = self.route.chain
+        body_filter = chain.body_filter(self.ex) if chain.body_stages else None
         decoder: Gunzip | None = None
         if body_filter is not None:
             coding = coding_of(resp.headers)
