@@ -140,7 +140,9 @@ class Decision:
     """What a stage decided about an exchange, as recorded in the access log."""
 
     stage: str
-    action: str  # "block" (enforced), "monitor" (shadow mode), "error" (stage failed)
+    # "block" (enforced), "monitor" (shadow mode), "error" (stage failed), "uninspected" (a
+    # response body over the route's limit passed without the stages that need it)
+    action: str
     reason: str
     status: int = 0
 

@@ -80,6 +80,41 @@ def test_request_body_methods_are_decided_at_load(tmp_path: Path) -> None:
     assert routes["getBook"].body_methods == frozenset()
 
 
+def test_response_body_limit_is_resolved_per_route(tmp_path: Path) -> None:
+    """``max_response_body_bytes`` and ``response_body_over_limit`` resolve like
+    ``max_body_bytes``: a route's own setting, else its service's, else ``listen.limits``;
+    the secure default is 10 MiB and ``block``."""
+    (tmp_path / "books.openapi.yaml").write_text(openapi_path().read_text())
+    path = write(
+        tmp_path,
+        """\
+        listen: {limits: {max_response_body_bytes: 1000}}
+        services:
+          - name: books
+            upstream: http://127.0.0.1:9001
+            openapi: books.openapi.yaml
+            response_body_over_limit: pass
+            routes:
+              - {path: /own, public: true, max_response_body_bytes: 5, response_body_over_limit: block}
+              - {path: /inherited, public: true}
+          - name: plain
+            upstream: http://127.0.0.1:9002
+            routes: [{path: /plain, public: true}]
+        """,
+    )
+    routes = {r.id: r for r in load_config(path).routes}
+    own, inherited = routes["books:/own"], routes["books:/inherited"]
+    assert (own.max_response_body_bytes, own.response_body_over_limit) == (5, "block")
+    assert (inherited.max_response_body_bytes, inherited.response_body_over_limit) == (1000, "pass")
+    assert routes["getBook"].response_body_over_limit == "pass"  # an OpenAPI operation too
+    plain = routes["plain:/plain"]
+    assert (plain.max_response_body_bytes, plain.response_body_over_limit) == (1000, "block")
+    bare = "services: [{name: a, upstream: 'http://127.0.0.1:1', routes: [{path: /, public: true}]}]\n"
+    default = write(tmp_path, bare, "d.yaml")
+    (route,) = load_config(default).routes
+    assert (route.max_response_body_bytes, route.response_body_over_limit) == (10 * 1024 * 1024, "block")
+
+
 BROKEN: list[tuple[str, str, list[str]]] = [
     (
         "unknown top-level key",

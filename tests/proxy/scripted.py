@@ -8,6 +8,12 @@ can prove that a refused request never reached it) and answers according to the 
 ``/slow?ms=N``      waits N ms, then echoes
 ``/close``          a body without Content-Length, delimited by closing the connection
 ``/big?n=N``        N bytes of :func:`pattern` with Content-Length, written in 64 KiB pieces
+``/bigchunked?n=N`` the same N bytes chunked (64 KiB chunks, no Content-Length)
+``/parts?p=A&p=B``  a chunked response of one chunk per ``p``, each sent on its own (5 ms apart)
+``/gz?text=T&n=K``  :func:`gz_text` (T in K numbered lines; ``same=1``: T K times), gzip-encoded,
+                    with Content-Length; ``chunked=1``: chunked
+                    in 16 KiB pieces (``gap=MS`` apart); ``cut=1``: the gzip data loses its last 8 bytes (invalid);
+                    ``enc=E``: announced as Content-Encoding E instead of gzip
 ``/status/N``       status N with a small JSON body
 ``/head-test``      ``hello world`` with Content-Length (none on HEAD, length kept)
 ``/drop``           closes the connection without answering
@@ -25,6 +31,7 @@ anything else       echoes the request as JSON (method, target, headers, body di
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import socket
@@ -41,6 +48,11 @@ def pattern(n: int) -> bytes:
     """The ``n`` bytes ``/big?n=`` answers with (a repeating 0..255 ramp)."""
     reps, rest = divmod(n, len(_PATTERN))
     return _PATTERN * reps + _PATTERN[:rest]
+
+
+def gz_text(word: bytes, count: int) -> bytes:
+    """What ``/gz?text=word&n=count`` encodes: ``word`` in ``count`` numbered lines."""
+    return b"".join(b"%s %d\n" % (word, i) for i in range(count))
 
 
 def sha256(data: bytes) -> str:
@@ -296,6 +308,43 @@ class ScriptedUpstream:
                 sock.sendall(data[i : i + 65536])
                 with self._lock:
                     self._sent[req.target] = i + len(data[i : i + 65536])
+            return keep
+        if path == "/gz":
+            word, count = query.get("text", ["hello"])[0].encode(), int(query.get("n", ["1"])[0])
+            # Numbered lines compress like real text; same=1 repeats T alone (a bomb).
+            text = word * count if query.get("same") == ["1"] else gz_text(word, count)
+            data = gzip.compress(text, compresslevel=6)
+            if query.get("cut") == ["1"]:
+                data = data[:-8]
+            enc = query.get("enc", ["gzip"])[0].encode()
+            if query.get("chunked") == ["1"]:
+                sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-encoding: %b\r\n"
+                             b"transfer-encoding: chunked\r\n\r\n" % enc)
+                for i in range(0, len(data), 16384):
+                    piece = data[i : i + 16384]
+                    sock.sendall(b"%x\r\n%b\r\n" % (len(piece), piece))
+                    time.sleep(int(query.get("gap", ["0"])[0]) / 1000)
+                sock.sendall(b"0\r\n\r\n")
+            else:
+                sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-encoding: %b\r\n"
+                             b"content-length: %d\r\n\r\n%b" % (enc, len(data), data))
+            return keep
+        if path == "/parts":
+            sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n")
+            for text in query.get("p", []):
+                part = text.encode()
+                sock.sendall(b"%x\r\n%b\r\n" % (len(part), part))
+                time.sleep(0.005)
+            sock.sendall(b"0\r\n\r\n")
+            return keep
+        if path == "/bigchunked":
+            n = int(query.get("n", ["1048576"])[0])
+            sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n"
+                         b"transfer-encoding: chunked\r\n\r\n")
+            for i in range(0, n, 65536):
+                piece = _PATTERN[: min(65536, n - i)]  # pattern(n) sliced at 64 KiB is the ramp again
+                sock.sendall(b"%x\r\n%b\r\n" % (len(piece), piece))
+            sock.sendall(b"0\r\n\r\n")
             return keep
         if path.startswith("/status/"):
             status = int(path.rsplit("/", 1)[1])

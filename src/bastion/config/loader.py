@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
@@ -35,6 +35,9 @@ class ResolvedRoute:
     public: bool
     operation_id: str | None
     max_body_bytes: int
+    #: Largest response body buffered whole for a stage that needs it, and what a larger one gets.
+    max_response_body_bytes: int
+    response_body_over_limit: Literal["block", "pass"]
     #: Methods whose requests may carry a body here (any other gets 400 if it has one): from
     #: ``request_body`` on a hand-declared route, from ``requestBody`` on an OpenAPI operation.
     body_methods: frozenset[str]
@@ -95,6 +98,11 @@ def load_config(path: Path | str) -> LoadedConfig:
         _check_policy_names(svc.policies, src, (*spath, "policies"), issues)
         svc_layers = _layers(config.policies, src, ("policies",)) + _layers(svc.policies, src, (*spath, "policies"))
         body_cap = svc.max_body_bytes if svc.max_body_bytes is not None else config.listen.limits.max_body_bytes
+        limits = config.listen.limits
+        resp_cap = svc.max_response_body_bytes
+        if resp_cap is None:
+            resp_cap = limits.max_response_body_bytes
+        over_limit = svc.response_body_over_limit or limits.response_body_over_limit
         if svc.openapi is not None:
             files.append(svc.openapi)
             doc = _load_openapi(svc.openapi, src, (*spath, "openapi"), ext_names, issues)
@@ -117,6 +125,8 @@ def load_config(path: Path | str) -> LoadedConfig:
                             public=op.public,
                             operation_id=op.operation_id,
                             max_body_bytes=body_cap,
+                            max_response_body_bytes=resp_cap,
+                            response_body_over_limit=over_limit,
                             # An operation that declares no requestBody takes none.
                             body_methods=frozenset({op.method} if "requestBody" in op.spec else ()),
                             stages=stages,
@@ -132,7 +142,7 @@ def load_config(path: Path | str) -> LoadedConfig:
             stages = _stages(svc_layers, layers, issues, route.public)
             if route.methods is not None and "HEAD" in route.methods:
                 declared_head.add(len(routes))
-            routes.append(_hand_route(svc, route, rpath, src, stages, body_cap))
+            routes.append(_hand_route(svc, route, rpath, src, stages, body_cap, resp_cap, over_limit))
     routes = _drop_implied_head(routes, declared_head)
     _check_conflicts(routes, issues)
     if issues:
@@ -209,6 +219,8 @@ def _hand_route(
     src: Source,
     stages: tuple[tuple[StageSpec, StageConfig], ...],
     body_cap: int,
+    resp_cap: int,
+    over_limit: Literal["block", "pass"],
 ) -> ResolvedRoute:
     methods = frozenset(_with_head(set(route.methods) if route.methods is not None else set(DEFAULT_METHODS)))
     line = src.line_of(rpath)
@@ -222,6 +234,8 @@ def _hand_route(
         public=route.public,
         operation_id=route.operation_id,
         max_body_bytes=route.max_body_bytes if route.max_body_bytes is not None else body_cap,
+        max_response_body_bytes=resp_cap if route.max_response_body_bytes is None else route.max_response_body_bytes,
+        response_body_over_limit=route.response_body_over_limit or over_limit,
         body_methods=_body_methods(route, methods),
         stages=stages,
         origin=f"{src.file}:{line}" if line else src.file,

@@ -52,6 +52,23 @@ class Limits(Strict):
     """Bounds on what a client may send; beyond them the request is refused."""
 
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=0, description="Largest request body (413 beyond).")
+    max_response_body_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=0,
+        description=(
+            "Largest upstream response body buffered whole for a stage that inspects the whole "
+            "body (schema filtering); beyond it, 'response_body_over_limit' decides. Routes "
+            "without such a stage stream responses of any size and never buffer them."
+        ),
+    )
+    response_body_over_limit: Literal["block", "pass"] = Field(
+        "block",
+        description=(
+            "A response body larger than 'max_response_body_bytes' on a route that inspects "
+            "whole bodies: 'block' answers 502 problem+json (and closes the upstream connection), "
+            "'pass' forwards it uninspected, recorded in the exchange's record as 'uninspected'."
+        ),
+    )
     max_header_bytes: int = Field(32 * 1024, ge=1024, description="Largest request head (431 beyond).")
     max_headers: int = Field(100, ge=8, le=1000, description="Most header fields in a request.")
     max_url_bytes: int = Field(8192, ge=256, description="Longest request target (414 beyond).")
@@ -207,6 +224,12 @@ class Route(Strict):
     public: bool = Field(False, description="Needs no authentication (routes require it otherwise).")
     operation_id: str | None = Field(None, description="Name of the route in logs and metrics.")
     max_body_bytes: int | None = Field(None, ge=0, description="Largest request body on this route.")
+    max_response_body_bytes: int | None = Field(
+        None, ge=0, description="Largest response body buffered whole for inspection on this route."
+    )
+    response_body_over_limit: Literal["block", "pass"] | None = Field(
+        None, description="What a response body over the route's limit gets: 'block' (502) or 'pass' (uninspected)."
+    )
     request_body: Literal["by_method", "allowed", "refused"] = Field(
         "by_method",
         description=(
@@ -267,6 +290,12 @@ class Service(Strict):
     host: str | None = Field(None, description="Default Host for this service's routes.")
     routes: list[Route] = Field(default_factory=list, description="Routes declared by hand (besides OpenAPI).")
     max_body_bytes: int | None = Field(None, ge=0, description="Largest request body for the service.")
+    max_response_body_bytes: int | None = Field(
+        None, ge=0, description="Largest response body buffered whole for inspection, for the service."
+    )
+    response_body_over_limit: Literal["block", "pass"] | None = Field(
+        None, description="What a response body over the limit gets, for the service: 'block' or 'pass'."
+    )
     policies: Policies = Field(default_factory=dict, description="Stage settings for the whole service.")
 
     @model_validator(mode="before")

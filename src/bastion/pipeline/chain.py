@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from bastion.errors import DeadlineExceeded, DependencyUnavailable, block_response, problem_response
-from bastion.pipeline.stage import HeadStage, RequestStage, ResponseStage, Stage
+from bastion.pipeline.stage import HeadStage, RequestStage, ResponseBodyStage, ResponseStage, Stage
 from bastion.types import Block, Decision, Exchange, Response
 
 log = logging.getLogger("bastion.pipeline")
@@ -54,12 +54,16 @@ class Chain:
     """The stages of one route, split by phase, built once at config load."""
 
     __slots__ = (
+        "body_stages",
         "head_stages",
         "needs_request_body",
         "needs_response_body",
         "on_stage_error",
+        "passes_responses",
         "request_stages",
         "response_stages",
+        "sees_response_body",
+        "uninspected_stages",
     )
 
     def __init__(self, stages: Sequence[Stage], on_stage_error: ErrorCounter = _ignore) -> None:
@@ -69,8 +73,22 @@ class Chain:
         self.response_stages: tuple[ResponseStage, ...] = tuple(
             s for s in reversed(stages) if isinstance(s, ResponseStage)
         )
+        #: The response hooks that run on a body passed uninspected (over the route's
+        #: ``max_response_body_bytes`` with ``response_body_over_limit: pass``): those that
+        #: never needed it. A stage that needs the whole body is not shown a part of it.
+        self.uninspected_stages: tuple[ResponseStage, ...] = tuple(
+            s for s in self.response_stages if not s.needs_response_body
+        )
+        #: Response body hooks, in reverse order too (each sees what the one before made).
+        self.body_stages: tuple[ResponseBodyStage, ...] = tuple(
+            s for s in reversed(stages) if isinstance(s, ResponseBodyStage)
+        )
+        #: No stage looks at responses: the proxy forwards them as the bytes they came in.
+        self.passes_responses = not self.response_stages and not self.body_stages
         self.needs_request_body = any(s.needs_request_body for s in self.request_stages)
         self.needs_response_body = any(s.needs_response_body for s in self.response_stages)
+        #: Some stage sees the response body (whole or in pieces): it is decoded for them.
+        self.sees_response_body = self.needs_response_body or bool(self.body_stages)
         self.on_stage_error = on_stage_error
 
     # -- request-head phase -----------------------------------------------------------
@@ -174,9 +192,10 @@ class Chain:
         return self._failed(stage, exchange, _wrong_type(stage, hook, outcome, "None, a Block or a Response"))
 
     # -- response phase ---------------------------------------------------------------
-    def response(self, exchange: Exchange, start: int = 0) -> Pending | None:
-        """Run response hooks from ``start`` on ``exchange.response`` (a block replaces it)."""
-        stages = self.response_stages
+    def response(self, exchange: Exchange, start: int = 0, inspected: bool = True) -> Pending | None:
+        """Run response hooks from ``start`` on ``exchange.response`` (a block replaces it);
+        only :attr:`uninspected_stages` when the body was passed ``inspected=False``."""
+        stages = self.response_stages if inspected else self.uninspected_stages
         for i in range(start, len(stages)):
             stage = stages[i]
             try:
@@ -195,10 +214,11 @@ class Chain:
                 return None
         return None
 
-    async def finish_response(self, exchange: Exchange, pending: Pending) -> None:
+    async def finish_response(self, exchange: Exchange, pending: Pending, inspected: bool = True) -> None:
         """Await the pending stage, then run the rest of the response hooks."""
+        stages = self.response_stages if inspected else self.uninspected_stages
         while True:
-            stage = self.response_stages[pending.index]
+            stage = stages[pending.index]
             try:
                 outcome = await _settle(stage, pending.awaitable)
             except Exception as exc:
@@ -209,7 +229,7 @@ class Chain:
             else:
                 if outcome is not None and self._response_outcome(stage, exchange, outcome):
                     return
-            result = self.response(exchange, pending.index + 1)
+            result = self.response(exchange, pending.index + 1, inspected)
             if result is None:
                 return
             pending = result
@@ -226,6 +246,11 @@ class Chain:
             exchange.response = block_response(outcome, exchange.request_id)
             return True
         return False
+
+    # -- response body ------------------------------------------------------------------
+    def body_filter(self, exchange: Exchange) -> BodyFilter | None:
+        """What runs the body hooks over one response's body, if the route has any."""
+        return BodyFilter(self, exchange) if self.body_stages else None
 
     # -- both -------------------------------------------------------------------------
     async def run_request(self, exchange: Exchange) -> Response | None:
@@ -268,6 +293,76 @@ class Chain:
         status = 503 if unavailable else 500
         detail = "A security check could not be completed; the request was refused."
         return problem_response(status, detail, exchange.request_id)
+
+
+class BodyFilter:
+    """The body hooks of one response: each piece of the body goes through every hook in
+    turn (reverse registry order), and what comes out may go to the client.
+
+    Each hook's last :attr:`ResponseBodyStage.overlap` bytes of output are held back and put
+    in front of its next piece, so memory is bounded by the pieces (the upstream's reads)
+    plus the overlaps, whatever the body's size. A hook in shadow mode (``enforce: false``)
+    sees the bytes and changes none of them.
+    """
+
+    __slots__ = ("_chain", "_dropped", "_exchange", "_held", "refusal")
+
+    def __init__(self, chain: Chain, exchange: Exchange) -> None:
+        self._chain = chain
+        self._exchange = exchange
+        count = len(chain.body_stages)
+        self._held: list[bytes] = [b""] * count
+        #: Stages that failed open: they see no more of this body.
+        self._dropped: list[bool] = [False] * count
+        #: Set when a stage failed closed: the answer for a body not sent yet (500).
+        self.refusal: Response | None = None
+
+    def feed(self, chunk: bytes, final: bool) -> bytes | None:
+        """What may be sent of the body now that ``chunk`` came (all that is left when
+        ``final``); ``None`` once a stage failed closed: nothing more may be sent."""
+        if self.refusal is not None:
+            return None
+        data = chunk
+        stages = self._chain.body_stages
+        held = self._held
+        for i in range(len(stages)):
+            if self._dropped[i]:
+                continue
+            stage = stages[i]
+            if held[i]:
+                data = held[i] + data
+                held[i] = b""
+            if not data and not final:
+                continue
+            try:
+                out: object = stage.on_response_chunk(self._exchange, data, final)
+            except Exception as exc:
+                if self._fail(i, stage, exc):
+                    return None
+                continue  # failed open: its piece (and what it held) goes on unchanged
+            if not isinstance(out, bytes):
+                wrong = _wrong_type(stage, "on_response_chunk", out, "bytes")
+                if self._fail(i, stage, wrong):
+                    return None
+                continue
+            if stage.config.enforce:
+                data = out
+            keep = stage.overlap
+            if keep and not final:
+                if len(data) <= keep:
+                    held[i], data = data, b""
+                else:
+                    held[i], data = data[-keep:], data[:-keep]
+        return data
+
+    def _fail(self, i: int, stage: ResponseBodyStage, exc: Exception) -> bool:
+        """A body hook failed: tell whether the body must stop here (failing closed)."""
+        refusal = self._chain._failed(stage, self._exchange, exc)
+        if refusal is not None:
+            self.refusal = refusal
+            return True
+        self._dropped[i] = True
+        return False
 
 
 async def _settle(stage: Stage, awaitable: Awaitable[Any]) -> object:

@@ -1,11 +1,24 @@
-"""The one ordered list of stages.
+"""The one ordered list of stages, and the order in which their hooks really run.
 
-Request hooks run top to bottom, response hooks bottom to top. Order is security: a
-request is authenticated before it is rate-limited per consumer, validated before it is
-inspected for attacks, and the response is filtered before the audit stage records it.
-New stages are inserted here, at the place their dependencies dictate:
+    ORDER: auth -> validation -> detection -> headers
 
-    auth -> ratelimit -> validation -> detection -> response -> headers -> audit
+On the way in, top to bottom: every head hook (``on_request_head``) first, before any of
+the body is read, then every request hook (``on_request``). On the way out, bottom to top:
+every response hook (``on_response``: on the head, or on the whole body for a stage that
+needs it), then every body hook (``on_response_chunk``) on each piece of the body as it
+goes to the client; the exchange's record goes to the record sinks (metrics, the access
+log) last, once the answer is out. With today's stages:
+
+    request side:   auth (from the route, at the head) -> validation -> detection
+    response side:  headers -> the record
+
+Order is security. A request is authenticated before it is validated, and validated
+before it is inspected for attacks. On the way out a response is filtered before its
+headers are set, and recorded last, as it was sent: a stage that filters or redacts
+response bodies goes *below* ``headers`` in ``ORDER``, so that on the response side it
+runs first (filter, then headers, then the record). A new stage goes where its
+dependencies put it (a rate limit per consumer after ``auth``); there are no priorities.
+``tests/pipeline/test_order.py`` holds this text to ``ORDER`` and to what the chain runs.
 """
 
 from __future__ import annotations

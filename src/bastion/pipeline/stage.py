@@ -3,7 +3,8 @@
 A stage is a small object built once per route from its validated config. It takes part
 in the request-head phase by subclassing :class:`HeadStage`, in the request phase by
 subclassing :class:`RequestStage`, in the response phase by subclassing
-:class:`ResponseStage`, or in several. The abstract methods make a misspelt hook a
+:class:`ResponseStage` (the head, or the whole body) and :class:`ResponseBodyStage` (the
+body in bounded pieces as it streams), or in several. The abstract methods make a misspelt hook a
 load-time error instead of a hook that is silently never called.
 
 Hooks are plain functions that return their decision. A hook that must wait for I/O
@@ -132,6 +133,33 @@ class ResponseStage(Stage, ABC):
     def on_response(self, exchange: Exchange) -> ResponseOutcome | Awaitable[ResponseOutcome]:
         """Inspect or change ``exchange.response``; return a :class:`Block` to replace it
         (or an awaitable giving ``None`` or a :class:`Block`)."""
+
+
+class ResponseBodyStage(Stage, ABC):
+    """A stage that sees the upstream's response body as it streams, in bounded pieces, in
+    reverse registry order, and may change it (redaction of large or streamed responses).
+    Memory stays flat whatever the body's size: nothing is buffered but :attr:`overlap`.
+
+    A body known in full (small, or buffered for a :class:`ResponseStage` that needs it) is
+    one piece with ``final`` true. A changed body goes to the client re-framed: chunked (or
+    close-delimited to an HTTP/1.0 client) when it streams, with its new length when known
+    in full; on a route with such a stage, a streamed response never keeps the upstream's
+    ``Content-Length``. Hooks answer at once (no awaitable): a body cannot wait on I/O.
+    """
+
+    #: Trailing bytes of what the hook returned that are held back and given to it again at
+    #: the start of the next piece, so that anything up to ``overlap + 1`` bytes long that
+    #: straddles two pieces is seen whole once (a pattern split across chunks is still
+    #: found). The hook therefore sees part of its own output again, and must leave it as it
+    #: is (a redaction mark must not match what it replaces).
+    overlap: int = 0
+
+    @abstractmethod
+    def on_response_chunk(self, exchange: Exchange, chunk: bytes, final: bool) -> bytes:
+        """Return what to send in place of ``chunk`` (itself, when nothing changes);
+        ``final`` is true on the last piece of the body (which may be empty). Raising is a
+        stage failure under ``failure_mode``: closed, a body known in full is answered with
+        500, a streaming one is cut (its head is out); open, the stage sees no more of it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from bastion.errors import problem_response
 from bastion.pipeline.chain import Pending
+from bastion.proxy.coding import DecodeError, Gunzip, coding_of, gunzip_whole, without_coding
 from bastion.proxy.http import IDEMPOTENT_METHODS
 from bastion.proxy.http1 import Incoming, keeps_alive_after_refusal
 from bastion.proxy.metrics import METRICS
@@ -31,7 +32,7 @@ from bastion.proxy.prelude import Refusal, prelude, upstream_head
 from bastion.proxy.record import RecordDraft, finish_record
 from bastion.proxy.runtime import RouteRuntime
 from bastion.proxy.upstream import TargetState, UpstreamConnection, UpstreamError, UpstreamListener
-from bastion.types import Decision, Exchange, Response
+from bastion.types import Decision, Exchange, Response, header_get
 
 if TYPE_CHECKING:
     from bastion.proxy.server import ClientConnection, Stream
@@ -40,6 +41,10 @@ log = logging.getLogger("bastion.proxy")
 
 #: A step: does its part, sets the next one, and returns what it waits for (if anything).
 Step = Callable[[], Awaitable[None] | None]
+
+#: The name under which the proxy records its decisions on response bodies.
+_RESPONSE_BODY = "http.response_body"
+_OVER_LIMIT = "response body over max_response_body_bytes"
 
 _TITLES = {
     502: "The upstream service failed to answer.",
@@ -63,6 +68,7 @@ class Flight(UpstreamListener):
     __slots__ = (
         "body",
         "client",
+        "coded",
         "deadline",
         "ex",
         "finished",
@@ -95,6 +101,8 @@ class Flight(UpstreamListener):
         #: The request body, when known in full (``None``: it streams to the upstream).
         self.body: bytes | None = None
         self.resp: Response | None = None
+        #: A gzip body decoded for the stages: (as it came, decoded, its Content-Encoding).
+        self.coded: tuple[bytes, bytes, str] | None = None
         #: The upstream target and connection in use; ``target.active`` counts us meanwhile.
         self.target: TargetState | None = None
         self.up: UpstreamConnection | None = None
@@ -521,7 +529,7 @@ class Flight(UpstreamListener):
             target.record_success()
         chain = self.route.chain
         body = conn.take_complete_body()
-        if body is not None and not chain.response_stages:
+        if body is not None and chain.passes_responses:
             self._release(conn)
             self.keep = self._keep_after_response()
             self.client._send_upstream(head, body, self.req, self.record, self.keep, self.ex.request_id)
@@ -531,24 +539,97 @@ class Flight(UpstreamListener):
         self.ex.response = resp
         self.resp = resp
         self.step = self._response_stages
-        if body is None and chain.needs_response_body:
-            return self._read_response_body(conn, resp)
+        if chain.sees_response_body:
+            if body is None:
+                if chain.needs_response_body:
+                    return self._read_response_body(conn)
+                coding = coding_of(resp.headers)
+                if coding and coding != "gzip":  # the body hooks could not read it as it streams
+                    self._over_limit(conn, f"response body in content coding {coding!r}")
+            elif chain.needs_response_body and len(body) > self.route.max_response_body_bytes:
+                self._over_limit(conn)
+            else:
+                self._open_whole(conn, resp)
         return None
 
-    async def _read_response_body(self, conn: UpstreamConnection, resp: Response) -> None:
-        resp.body = await conn.read_body_into(self.route.max_body_bytes)
+    async def _read_response_body(self, conn: UpstreamConnection) -> None:
+        """Buffer the body for the stages that need it whole, up to the route's limit."""
+        resp = self.resp
+        assert resp is not None
+        body = await conn.read_body_upto(self.route.max_response_body_bytes)
+        if body is None:
+            self._over_limit(conn)
+        else:
+            resp.body = body
+            self._open_whole(conn, resp)
+
+    def _open_whole(self, conn: UpstreamConnection, resp: Response) -> None:
+        """Decode a gzip body known in full for the stages that see it, held to the route's
+        limit once decoded (a decompression bomb is a body over the limit). The stages see
+        the plain body without Content-Encoding; :meth:`_send_response` sends the upstream's
+        own bytes again when they left it as it was."""
+        body = resp.body
+        coding = coding_of(resp.headers)
+        if not coding or not body:
+            return
+        if coding != "gzip":
+            self._over_limit(conn, f"response body in content coding {coding!r}")
+            return
+        try:
+            decoded = gunzip_whole(body, self.route.max_response_body_bytes)
+        except DecodeError as exc:
+            self._bad_coding(exc)
+            return
+        if decoded is None:
+            self._over_limit(conn, "response body over max_response_body_bytes once decoded")
+            return
+        self.coded = (body, decoded, header_get(resp.headers, "content-encoding") or "gzip")
+        resp.headers = without_coding(resp.headers)
+        resp.body = decoded
+
+    def _bad_coding(self, exc: DecodeError) -> None:
+        """The upstream's compressed body cannot be decoded: the upstream failed (502)."""
+        ex = self.ex
+        log.warning("upstream body of %s (request %s) not decoded: %s", self.route.service, ex.request_id, exc)
+        self.record.upstream_error = "coding"
+        self._drop_upstream()
+        self._answered(problem_response(502, "The upstream's compressed response body is invalid.", ex.request_id))
+
+    def _over_limit(self, conn: UpstreamConnection, reason: str = _OVER_LIMIT) -> None:
+        """The body cannot be inspected: larger than the route may buffer, or in a content
+        coding the proxy does not decode. The route's named decision, taken before the
+        response head is sent (so never a cut connection): 'pass' forwards it with only the
+        hooks that do not need the body, recorded as uninspected; 'block' answers 502 and does
+        not read the rest of the body."""
+        ex = self.ex
+        if self.route.pass_over_limit:
+            ex.decisions.append(Decision(_RESPONSE_BODY, "uninspected", reason))
+            self.step = self._uninspected_stages
+            return
+        ex.decisions.append(Decision(_RESPONSE_BODY, "block", reason, 502))
+        ex.blocked_by = _RESPONSE_BODY
+        if conn.reusable():  # the body was in already: the connection is clean
+            self._release(conn)
+        else:
+            self._drop_upstream()
+        detail = "The upstream response is larger than this route may inspect."
+        self._answered(problem_response(502, detail, ex.request_id, title=_TITLES[502]))
 
     def _response_stages(self) -> Awaitable[None] | None:
         self.step = self._send_response
         return self._response_hooks()
 
-    def _response_hooks(self) -> Awaitable[None] | None:
+    def _uninspected_stages(self) -> Awaitable[None] | None:
+        self.step = self._send_response
+        return self._response_hooks(inspected=False)
+
+    def _response_hooks(self, inspected: bool = True) -> Awaitable[None] | None:
         """Run the response hooks on ``ex.response`` (in reverse order; a block replaces it)."""
         chain = self.route.chain
         if chain.response_stages:
-            pending = chain.response(self.ex)
+            pending = chain.response(self.ex, 0, inspected)
             if pending is not None:
-                return chain.finish_response(self.ex, pending)
+                return chain.finish_response(self.ex, pending, inspected)
         return None
 
     def _send_response(self) -> Awaitable[None] | None:
@@ -563,10 +644,28 @@ class Flight(UpstreamListener):
                 return self._read_rest_then_send(conn, keep)
             else:
                 self._release(conn)
+            if final is resp and self.route.chain.sees_response_body:
+                self._whole_body_out(resp)
             self._send_final(keep)
             return None
-        # Stream the upstream body through.
-        self.keep, self.stream = self.client._stream_head(self.req, resp, self.record, self.ex.request_id, keep, conn)
+        # Stream the upstream body through (through the body hooks, if any).
+        chain = self.route.chain
+        body_filter = chain.body_filter(self.ex) if chain.body_stages else None
+        decoder: Gunzip | None = None
+        if body_filter is not None:
+            coding = coding_of(resp.headers)
+            if coding == "gzip":
+                # Decoded for the hooks and sent plain: re-compressing costs CPU on every byte.
+                decoder = Gunzip(bounded=True)
+                resp.headers = without_coding(resp.headers)
+            elif coding:
+                body_filter = None  # passed uninspected (decided in _response)
+            else:
+                # The hooks may change the body's length: it goes re-framed (chunked).
+                resp.headers = [(k, v) for k, v in resp.headers if k != "content-length"]
+        self.keep, self.stream = self.client._stream_head(
+            self.req, resp, self.record, self.ex.request_id, keep, conn, body_filter, decoder
+        )
         if self.stream is None:  # the client is gone already
             self._drop_upstream()
             self.keep = False
@@ -578,6 +677,23 @@ class Flight(UpstreamListener):
         else:
             return self._wait_stream(conn)
         return None
+
+    def _whole_body_out(self, resp: Response) -> None:
+        """The upstream's body known in full, on its way out: run the body hooks over it as
+        its one and last piece (a hook failing closed turns the answer into its 500, nothing
+        being sent yet); a decoded body the stages left as it was goes as the upstream's own
+        compressed bytes, a changed one plain (without Content-Encoding)."""
+        body_filter = self.route.chain.body_filter(self.ex)
+        if body_filter is not None and resp.body is not None and not coding_of(resp.headers):
+            out = body_filter.feed(resp.body, True)
+            if out is None:
+                self.ex.response = body_filter.refusal
+                return
+            resp.body = out
+        coded = self.coded
+        if coded is not None and resp.body == coded[1]:
+            resp.body = coded[0]
+            resp.headers.append(("content-encoding", coded[2]))
 
     async def _read_rest_then_send(self, conn: UpstreamConnection, keep: bool) -> None:
         await conn.read_body_into(self.route.max_body_bytes)
@@ -598,7 +714,8 @@ class Flight(UpstreamListener):
         assert conn is not None and stream is not None
         self.up = None
         self._uncount()
-        self.client._end_stream(stream, conn, self.route.pool, self.record)
+        if not self.client._end_stream(stream, conn, self.route.pool, self.record):
+            self.keep = False  # a body hook failed closed on the last piece: the body is cut
         self.step = self._end
 
     def _release(self, conn: UpstreamConnection) -> None:

@@ -45,6 +45,10 @@ class RouteRuntime:
     id: str
     service: str
     max_body_bytes: int
+    #: Largest response body buffered whole for a stage that needs it (``needs_response_body``).
+    max_response_body_bytes: int
+    #: A larger one is refused with 502 (``False``) or passed on uninspected (``True``).
+    pass_over_limit: bool
     #: Methods whose requests may carry a body on this route (``ResolvedRoute.body_methods``).
     body_methods: frozenset[str]
     #: Answered as soon as the request head is complete, before any body is read: the 401
@@ -92,6 +96,8 @@ class Runtime:
                 r.id,
                 r.service,
                 r.max_body_bytes,
+                r.max_response_body_bytes,
+                r.response_body_over_limit == "pass",
                 r.body_methods,
                 auth.refusal if auth is not None else None,
                 auth is not None and auth.delegated,

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from bastion.errors import problem_response
+from bastion.pipeline.chain import BodyFilter
+from bastion.proxy.coding import DecodeError, Gunzip
 from bastion.proxy.exchange import BodyError, Flight
 from bastion.proxy.http import serialize_headers, status_line
 from bastion.proxy.http1 import (
@@ -430,10 +432,14 @@ class ClientConnection(asyncio.Protocol):
         request_id: str,
         keep: bool,
         conn: UpstreamConnection,
+        body_filter: BodyFilter | None = None,
+        decoder: Gunzip | None = None,
     ) -> tuple[bool, Stream | None]:
         """Send the head of a response whose body streams from ``conn``, and route the body
-        chunks to the client. Returns whether the connection stays open, and the stream
-        (``None`` when the client is already gone)."""
+        chunks to the client (through ``body_filter``, the route's body hooks, if any, and
+        decoded by ``decoder`` for them first when the upstream sent it gzip).
+        Returns whether the connection stays open, and the stream (``None`` when the client
+        is already gone)."""
         has_length = header_get(resp.headers, "content-length") is not None
         forbidden, chunked, keep = streamed_framing(resp.status, req, has_length, keep)
         if self.server.draining:
@@ -449,7 +455,12 @@ class ClientConnection(asyncio.Protocol):
         transport.write(status_line(resp.status) + serialize_headers(headers))
         stream = Stream(chunked)
         if not forbidden:
-            conn.set_sink(self._make_sink(conn, stream))
+            if body_filter is None:
+                conn.set_sink(self._make_sink(conn, stream))
+            else:
+                stream.body_filter = body_filter
+                stream.decoder = decoder
+                conn.set_sink(self._make_filtered_sink(conn, stream, body_filter, decoder))
         return keep, stream
 
     def _make_sink(self, conn: UpstreamConnection, stream: Stream) -> Callable[[bytes], None]:
@@ -472,8 +483,65 @@ class ClientConnection(asyncio.Protocol):
 
         return sink
 
-    def _end_stream(self, stream: Stream, conn: UpstreamConnection, pool: UpstreamPool, record: RecordDraft) -> None:
-        """The upstream body ended: close the chunked body and give the connection back."""
+    def _make_filtered_sink(
+        self, conn: UpstreamConnection, stream: Stream, body_filter: BodyFilter, decoder: Gunzip | None
+    ) -> Callable[[bytes], None]:
+        """Like ``_make_sink``, each piece (decoded first, if gzip) going through the body
+        hooks; a hook failing closed, or a gzip body that cannot be decoded, cuts the
+        connection (the head is out: the only honest signal left)."""
+        write = self._make_sink(conn, stream)
+
+        def through(piece: bytes) -> bool:
+            out = body_filter.feed(piece, False)
+            if out is None:
+                return False
+            if out:  # an empty piece would end a chunked body
+                write(out)
+            return True
+
+        def sink(chunk: bytes) -> None:
+            if self.closed or stream.cut:
+                return
+            if decoder is None:
+                ok = through(chunk)
+            else:
+                ok = True
+                try:
+                    for piece in decoder.pieces(chunk):
+                        if not through(piece):
+                            ok = False
+                            break
+                except DecodeError as exc:
+                    log.warning("upstream gzip body cut: %s", exc)
+                    ok = False
+            if not ok:
+                stream.cut = True
+                self.abort()
+
+        return sink
+
+    def _end_stream(self, stream: Stream, conn: UpstreamConnection, pool: UpstreamPool, record: RecordDraft) -> bool:
+        """The upstream body ended: send what the body hooks held back, close the chunked
+        body and give the connection back. Returns whether the body went out whole."""
+        body_filter = stream.body_filter
+        if body_filter is not None and not stream.cut and not self.closed and self.transport is not None:
+            tail = body_filter.feed(b"", True)
+            decoder = stream.decoder
+            if decoder is not None:
+                try:
+                    decoder.end()
+                except DecodeError as exc:
+                    log.warning("upstream gzip body cut: %s", exc)
+                    tail = None
+            if tail is None:
+                stream.cut = True
+                self.abort()
+            elif tail:
+                self._make_sink(conn, stream)(tail)
+        if stream.cut:
+            record.bytes_out = stream.sent
+            conn.close()  # the exchange was broken off: never pooled
+            return False
         if stream.chunked and not self.closed and self.transport is not None:
             self.transport.write(b"0\r\n\r\n")
         record.bytes_out = stream.sent
@@ -483,6 +551,7 @@ class ClientConnection(asyncio.Protocol):
             self.paused_upstream = None
             conn.resume_reading()
         pool.release(conn)
+        return True
 
     async def _discard_body(self, req: Incoming) -> bool:
         """Read and drop an unwanted body, if small; tell whether the connection is reusable."""
@@ -597,11 +666,17 @@ class ClientConnection(asyncio.Protocol):
 class Stream:
     """A response body streaming from the upstream to the client."""
 
-    __slots__ = ("chunked", "sent")
+    __slots__ = ("body_filter", "chunked", "cut", "decoder", "sent")
 
     def __init__(self, chunked: bool) -> None:
         self.chunked = chunked
         self.sent = 0
+        #: The route's body hooks, when it has any.
+        self.body_filter: BodyFilter | None = None
+        #: Decodes a gzip body for the body hooks.
+        self.decoder: Gunzip | None = None
+        #: A body hook failed closed: nothing more of the body is sent.
+        self.cut = False
 
 
 __all__ = ["ClientConnection", "GatewayServer"]

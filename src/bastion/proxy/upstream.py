@@ -653,6 +653,37 @@ class UpstreamConnection(asyncio.Protocol):
         await self.wait_done()
         return b"".join(chunks)
 
+    async def read_body_upto(self, limit: int) -> bytes | None:
+        """The whole body, if it is at most ``limit`` bytes; else ``None`` as soon as it is
+        larger, with what was read put back in order (the next sink gets it first), so the
+        caller can still refuse the response or stream it on -- never a failed connection."""
+        chunks: list[bytes] = []
+        size = 0
+        over = False
+
+        def sink(chunk: bytes) -> None:
+            nonlocal size, over
+            if over:  # the rest of a flush (set_sink) in progress when the limit was crossed
+                self._pending.append(chunk)
+                return
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                over = True
+                self._sink = None
+                self._pending = chunks + self._pending
+                done = self._done_fut
+                if done is not None and not done.done():
+                    done.set_result(None)  # wake the reader below; the body is not done
+
+        self.set_sink(sink)
+        if not over:
+            await self.wait_done()
+        if over:
+            self._done_fut = None  # a later wait_done waits for the real end
+            return None
+        return b"".join(chunks)
+
     def pause_reading(self) -> None:
         if self.transport is not None and not self._lost:
             self._read_paused = True
