@@ -118,23 +118,7 @@ class Chain:
 
     async def finish_head(self, exchange: Exchange, pending: Pending) -> Response | None:
         """Await the pending head hook, then run the rest of the head hooks."""
-        while True:
-            stage = self.head_stages[pending.index]
-            try:
-                outcome = await _settle(stage, pending.awaitable)
-            except Exception as exc:
-                failed = self._failed(stage, exchange, exc)
-                if failed is not None:
-                    return failed
-            else:
-                if outcome is not None:
-                    final = self._request_outcome(stage, exchange, outcome, "on_request_head")
-                    if final is not None:
-                        return final
-            result = self.head(exchange, pending.index + 1)
-            if not isinstance(result, Pending):
-                return result
-            pending = result
+        return await self._finish_before_upstream(exchange, pending, True)
 
     # -- request phase ----------------------------------------------------------------
     def request(self, exchange: Exchange, start: int = 0) -> Response | Pending | None:
@@ -160,8 +144,15 @@ class Chain:
 
     async def finish_request(self, exchange: Exchange, pending: Pending) -> Response | None:
         """Await the pending stage, then run the rest of the request hooks."""
+        return await self._finish_before_upstream(exchange, pending, False)
+
+    async def _finish_before_upstream(self, exchange: Exchange, pending: Pending, head: bool) -> Response | None:
+        """The awaiting side of :meth:`head` (``head``) or :meth:`request`: one loop for both
+        phases, since only the stage list and the hook's name differ. (The synchronous loops
+        stay apart: they call a different method each, on every request.)"""
+        hook = "on_request_head" if head else "on_request"
         while True:
-            stage = self.request_stages[pending.index]
+            stage: Stage = self.head_stages[pending.index] if head else self.request_stages[pending.index]
             try:
                 outcome = await _settle(stage, pending.awaitable)
             except Exception as exc:
@@ -170,10 +161,10 @@ class Chain:
                     return failed
             else:
                 if outcome is not None:
-                    final = self._request_outcome(stage, exchange, outcome)
+                    final = self._request_outcome(stage, exchange, outcome, hook)
                     if final is not None:
                         return final
-            result = self.request(exchange, pending.index + 1)
+            result = self.head(exchange, pending.index + 1) if head else self.request(exchange, pending.index + 1)
             if not isinstance(result, Pending):
                 return result
             pending = result

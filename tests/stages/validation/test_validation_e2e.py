@@ -8,27 +8,14 @@ from __future__ import annotations
 
 import http.client
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from bastion.demo.app import openapi_path
 from bastion.demo.server import DemoServer
 from bastion.testing import GatewayProcess
-
-
-@pytest.fixture(scope="module")
-def demo_api() -> Iterator[DemoServer]:
-    """The demo bookstore API on a free loopback port."""
-    server = DemoServer("127.0.0.1", 0)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def call(port: int, method: str, path: str, body: Any = None) -> tuple[int, dict[str, str], Any]:
