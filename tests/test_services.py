@@ -69,3 +69,35 @@ def test_http_client_is_lazy_shared_and_closed_with_the_services() -> None:
         return status
 
     assert asyncio.run(scenario()) == 204
+
+
+def test_shared_objects_are_made_once_and_closed_with_the_worker() -> None:
+    """``shared`` hands every caller the same object for a key (made once), and closing the
+    services awaits each shared object's ``aclose``, even after one of them fails."""
+    import asyncio
+
+    from bastion.services import Services, WorkerIdentity
+    from bastion.state.memory import MemoryBackend
+
+    closed: list[str] = []
+
+    class Thing:
+        def __init__(self, name: str, fail: bool = False) -> None:
+            self.name, self.fail = name, fail
+
+        async def aclose(self) -> None:
+            closed.append(self.name)
+            if self.fail:
+                raise RuntimeError("boom")
+
+    async def main() -> None:
+        services = Services(MemoryBackend(), WorkerIdentity("i", 0, 1, 1))
+        made: list[int] = []
+        first = services.shared("jwks:a", lambda: made.append(1) or Thing("a", fail=True))
+        assert services.shared("jwks:a", lambda: made.append(1) or Thing("x")) is first
+        services.shared("jwks:b", lambda: Thing("b"))
+        assert made == [1]
+        await services.close()
+        assert sorted(closed) == ["a", "b"]
+
+    asyncio.run(main())

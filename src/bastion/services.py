@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, assert_never
+from typing import TYPE_CHECKING, Any, TypeVar, assert_never
 
 from bastion.config.errors import ConfigIssue
 from bastion.config.model import Backends
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from bastion.config.loader import LoadedConfig
 
 log = logging.getLogger("bastion.services")
+
+T = TypeVar("T")
 
 #: Timeout of the shared HTTP client's requests (JWKS, introspection, webhooks) unless a
 #: stage passes its own: short, since a request may be waiting on it.
@@ -75,7 +78,23 @@ class Services:
         self.identity = identity
         self.clock = clock if clock is not None else Clock()
         self._http: httpx.AsyncClient | None = None
+        self._shared: dict[str, Any] = {}
         self.closed = False
+
+    def shared(self, key: str, factory: Callable[[], T]) -> T:
+        """The worker-wide object kept under ``key``, made by ``factory`` on first ask.
+
+        For what several stages (or routes) use and a reload must not rebuild: a JWKS cache
+        per URL, the snapshot of API keys. Keys are namespaced by their user
+        (``"jwks:" + url``). An object with an ``aclose()`` coroutine is closed with the
+        worker, after the stages.
+        """
+        if self.closed:
+            raise RuntimeError("the worker's services are closed")
+        if key not in self._shared:
+            self._shared[key] = factory()
+        found: T = self._shared[key]
+        return found
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -101,6 +120,14 @@ class Services:
         if self.closed:
             return
         self.closed = True
+        for key, obj in list(self._shared.items()):
+            aclose = getattr(obj, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:  # one failing close must not keep the others open
+                    log.exception("closing the worker's shared %s failed", key)
+        self._shared.clear()
         if self._http is not None:
             await self._http.aclose()
         await self.state.close()
