@@ -172,6 +172,8 @@ class JwtIssuer(Strict):
     def _algorithms(cls, value: list[Algorithm], info: ValidationInfo) -> list[Algorithm]:
         if len(set(value)) != len(value):
             raise ValueError("an algorithm is listed twice")
+        if any(name not in info.data for name in ("jwks_url", "keys", "secret_env", "secret_file")):
+            return value  # an earlier field is wrong (and reported): checking against it would mislead
         has_secret = info.data.get("secret_env") is not None or info.data.get("secret_file") is not None
         if "HS256" in value:
             if info.data.get("jwks_url") is not None:
@@ -196,6 +198,7 @@ class JwtIssuer(Strict):
 
     @model_validator(mode="after")
     def _keys_match_algorithms(self) -> JwtIssuer:
+        # Runs only when every field is valid, so the keys load.
         if self.keys is not None:
             families = {load_key(k, "key").family for k in self.keys}
             usable = {a for a in self.algorithms if a != "HS256"}
