@@ -237,9 +237,7 @@ def test_malformed_tokens(token: str) -> None:
                                                   algorithms=["EdDSA"]))
 
     async def scenario(_: Services) -> None:
-        assert reason(settle(verifier.verify(token))) in ("auth.malformed", "auth.issuer")
-        if token.count(".") != 2 or token in ("!!!.e30.", "e30=.e30.", "W10.e30."):
-            assert reason(settle(verifier.verify(token))) == "auth.malformed"
+        assert reason(settle(verifier.verify(token))) == "auth.malformed"
 
     run(verifier, scenario)
 

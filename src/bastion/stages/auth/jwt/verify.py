@@ -169,10 +169,11 @@ class JwtVerifier:
             url = issuer.jwks_url
             if url is not None:
                 cache = services.shared("jwks:" + url, _jwks_factory(url, services))
-                await cache.acquire(self.timing)
-                self._jwks.append(cache)
+                if cache not in self._jwks:
+                    self._jwks.append(cache)
                 issuer.jwks = cache
-        await revocations.start()
+        # The first fetches run together: a slow provider delays the start once, not once per issuer.
+        await asyncio.gather(*(cache.acquire(self.timing) for cache in self._jwks), revocations.start())
         self._revocations = revocations
 
     async def close(self) -> None:
