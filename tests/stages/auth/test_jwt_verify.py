@@ -164,8 +164,8 @@ def test_leeway_accepts_small_skew(keys: dict[str, SigningKey], jwks_url: str) -
 
 def test_forgeries_are_refused(keys: dict[str, SigningKey], jwks_url: str) -> None:
     """alg none, a tampered payload, a signature by a key not in the JWKS under a known kid,
-    and an RS256 kid used with HS256 (the public key as HMAC secret) all fail; none of them
-    is ever accepted."""
+    an RS256 kid used with HS256 (the public key as HMAC secret), an ES256 signature under
+    the RSA kid, and PS256 with a key the JWKS binds to RS256 all fail; none is accepted."""
     verifier = JwtVerifier.from_settings(settings(jwks_url))
     rsa_key = keys["RS256"]
 
@@ -186,6 +186,11 @@ def test_forgeries_are_refused(keys: dict[str, SigningKey], jwks_url: str) -> No
         # ES256 signature under an RSA kid: the key's family decides, not the header.
         es_as_rs = keys["ES256"].sign(claims(), kid=rsa_key.kid)
         assert reason(settle(verifier.verify(es_as_rs))) == "auth.algorithm"
+
+        # The JWKS binds the RSA key to RS256 (its `alg`): a PS256 signature by the very same
+        # private key is still refused.
+        ps_by_rs_key = SigningKey("PS256", rsa_key.kid, rsa_key.private).sign(claims())
+        assert reason(settle(verifier.verify(ps_by_rs_key))) == "auth.algorithm"
 
     run(verifier, scenario)
 
