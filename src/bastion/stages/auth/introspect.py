@@ -70,6 +70,7 @@ class IntrospectionVerifier:
         self._inflight: dict[bytes, asyncio.Future[Verdict]] = {}
         self._wall: Callable[[], float] = time.time
         self._http: httpx.AsyncClient | None = None
+        self._starts = 0
 
     @classmethod
     def from_settings(cls, settings: IntrospectionSettings) -> IntrospectionVerifier:
@@ -77,10 +78,15 @@ class IntrospectionVerifier:
         return cls(settings)
 
     async def start(self, services: Services) -> None:
+        # Counted like JwtVerifier's: one verifier may serve several routes.
+        self._starts += 1
         self._wall = services.clock.wall
         self._http = services.http
 
     async def close(self) -> None:
+        self._starts -= 1
+        if self._starts > 0:
+            return
         for pending in self._inflight.values():
             pending.cancel()
         self._inflight.clear()

@@ -137,7 +137,12 @@ class _Verified:
 
 
 class JwtVerifier:
-    """Verifies JWTs of the configured issuers (a :class:`~bastion.stages.auth.methods.CredentialVerifier`)."""
+    """Verifies JWTs of the configured issuers (a :class:`~bastion.stages.auth.methods.CredentialVerifier`).
+
+    One verifier may serve several routes with the same settings (their tokens then share
+    one verified-token cache): ``start`` and ``close`` are counted, and only the first start
+    and the last close do anything.
+    """
 
     def __init__(self, settings: JwtSettings) -> None:
         self.settings = settings
@@ -154,6 +159,7 @@ class JwtVerifier:
         self._wall: Callable[[], float] = time.time
         self._revocations: Revocations | None = None
         self._jwks: list[JwksCache] = []
+        self._starts = 0
 
     @classmethod
     def from_settings(cls, settings: JwtSettings) -> JwtVerifier:
@@ -163,6 +169,9 @@ class JwtVerifier:
     async def start(self, services: Services) -> None:
         """Load the JWKS of each issuer (a failure is logged, and its tokens get 503 until the
         keys load) and follow the worker's revocations."""
+        self._starts += 1
+        if self._starts > 1:
+            return
         self._wall = services.clock.wall
         revocations = services.shared(SHARED_KEY, lambda: Revocations(services))
         for issuer in self.issuers.values():
@@ -177,6 +186,10 @@ class JwtVerifier:
         self._revocations = revocations
 
     async def close(self) -> None:
+        self._starts -= 1
+        if self._starts > 0:
+            return
+        self._starts = 0
         jwks, self._jwks = self._jwks, []
         for cache in jwks:
             await cache.release()
