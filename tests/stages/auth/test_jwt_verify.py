@@ -129,10 +129,11 @@ def test_claim_mapping_scp_list_custom_consumer_and_dotted_roles(keys: dict[str,
         ({"aud": "other-api"}, "auth.audience"),
         ({"aud": ["other-api", "third"]}, "auth.audience"),
         ({"aud": None}, "auth.audience"),
+        ({"aud": [{"x": 1}, [AUDIENCE]]}, "auth.audience"),
         ({"sub": None}, "auth.claims"),
     ],
     ids=["expired", "no-exp", "exp-not-number", "nbf-future", "iat-future", "wrong-iss", "no-iss",
-         "wrong-aud", "wrong-aud-list", "no-aud", "no-sub"],
+         "wrong-aud", "wrong-aud-list", "no-aud", "aud-objects", "no-sub"],
 )
 def test_invalid_claims_are_refused(
     keys: dict[str, SigningKey], jwks_url: str, changes: dict[str, Any], expected: str
@@ -358,3 +359,11 @@ def test_padding_variants_of_a_valid_token_are_refused(keys: dict[str, SigningKe
         assert reason(settle(verifier.verify(f"{head}.{body}.{sig}=="))) == "auth.malformed"
 
     run(verifier, scenario)
+
+
+def test_a_jwks_issuer_before_start_fails_closed(keys: dict[str, SigningKey], jwks_url: str) -> None:
+    """A verifier that was never started has no JWKS: its tokens get 503, not 401 or a pass."""
+    verifier = JwtVerifier.from_settings(settings(jwks_url))
+    refused = settle(verifier.verify(keys["ES256"].sign(claims())))
+    assert isinstance(refused, AuthFailure) and (refused.reason, refused.status) == ("auth.jwks_unavailable", 503)
+

@@ -24,7 +24,7 @@ import orjson
 
 from bastion.stages.auth.jwt.cache import BoundedCache
 from bastion.stages.auth.jwt.config import IntrospectionSettings, read_secret
-from bastion.stages.auth.jwt.verify import read_claim, string_set
+from bastion.stages.auth.jwt.verify import audiences_of, read_claim, string_set
 from bastion.stages.auth.methods import AuthFailure, Verdict
 from bastion.types import Principal
 
@@ -167,11 +167,8 @@ class IntrospectionVerifier:
             until = min(until, float(exp))
         if s.issuer is not None and answer.get("iss") != s.issuer:
             return BAD_ISSUER, negative_until
-        if s.audiences:
-            aud = answer.get("aud")
-            audiences = {aud} if isinstance(aud, str) else set(aud) if isinstance(aud, list) else set()
-            if audiences.isdisjoint(s.audiences):
-                return BAD_AUDIENCE, negative_until
+        if s.audiences and audiences_of(answer.get("aud")).isdisjoint(s.audiences):
+            return BAD_AUDIENCE, negative_until
         consumer = read_claim(answer, s.consumer_claim)
         if not isinstance(consumer, str) or not consumer:
             return BAD_CLAIMS, negative_until

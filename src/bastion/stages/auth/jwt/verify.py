@@ -62,6 +62,15 @@ def string_set(value: object) -> frozenset[str]:
     return frozenset()
 
 
+def audiences_of(aud: object) -> frozenset[str]:
+    """The audiences an ``aud`` claim names: one string or a list of them (RFC 7519 4.1.3)."""
+    if isinstance(aud, str):
+        return frozenset((aud,))
+    if isinstance(aud, list):
+        return frozenset(a for a in aud if isinstance(a, str))
+    return frozenset()
+
+
 def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -240,11 +249,10 @@ class JwtVerifier:
         keys = issuer.static if source is None else source.current()
         key = keys.find(kid, alg) if keys is not None else None
         if key is None:
-            if source is None:
-                return KID_UNKNOWN
-            pending = source.refetch() if may_refetch else None
+            pending = source.refetch() if source is not None and may_refetch else None
             if pending is not None:
                 return self._after_refetch(pending, token, digest)
+            # No keys at all: a JWKS never loaded, stale, or not started (fail closed).
             return KEYS_UNAVAILABLE if keys is None else KID_UNKNOWN
         if not key.accepts(alg):
             return BAD_ALGORITHM  # e.g. HS256 naming an RSA key: a key verifies its own family only
@@ -278,9 +286,7 @@ class JwtVerifier:
                     return BAD_CLAIMS
                 if float(value) > now + leeway:  # type: ignore[arg-type]
                     return NOT_YET_VALID
-        aud = payload.get("aud")
-        audiences = {aud} if isinstance(aud, str) else set(aud) if isinstance(aud, list) else set()
-        if issuer.audiences.isdisjoint(audiences):
+        if issuer.audiences.isdisjoint(audiences_of(payload.get("aud"))):
             return BAD_AUDIENCE
         jti = payload.get("jti")
         if jti is not None and not isinstance(jti, str):
