@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 
 from bastion.services import Services
 from bastion.stages.auth.jwt.config import JwtSettings
@@ -367,3 +370,29 @@ def test_a_jwks_issuer_before_start_fails_closed(keys: dict[str, SigningKey], jw
     refused = settle(verifier.verify(keys["ES256"].sign(claims())))
     assert isinstance(refused, AuthFailure) and (refused.reason, refused.status) == ("auth.jwks_unavailable", 503)
 
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+_CLAIM_NAMES = st.sampled_from(["iss", "aud", "exp", "nbf", "iat", "sub", "jti", "scope", "scp", "roles", "kid",
+                                "alg", "crit", "x"])
+_OBJECTS = st.dictionaries(_CLAIM_NAMES, _JSON | st.just(ISSUER) | st.just(AUDIENCE) | st.sampled_from(ALGS),
+                           max_size=8)
+
+
+@settings_(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=_OBJECTS, payload=_OBJECTS, signature=st.binary(max_size=300))
+def test_arbitrary_tokens_never_raise_and_never_pass(
+    keys: dict[str, SigningKey], header: dict[str, Any], payload: dict[str, Any], signature: bytes
+) -> None:
+    """Any header and payload JSON (claims of every type, the right issuer and audience
+    included) with any signature bytes gives a refusal: never an exception, never a
+    principal. Static keys, so no network is involved."""
+    verifier = JwtVerifier.from_settings(settings(None, keys=[k.jwk() for k in keys.values()]))
+    token = ".".join((b64url(json.dumps(header).encode()), b64url(json.dumps(payload).encode()), b64url(signature)))
+    verdict = settle(verifier.verify(token))
+    assert isinstance(verdict, AuthFailure)
