@@ -11,6 +11,7 @@ import base64
 import json
 import time
 from collections.abc import Awaitable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,13 @@ def provider(keys: dict[str, SigningKey]) -> Provider:
 def jwks_url(provider: Provider) -> Iterator[str]:
     with serve(provider) as url:
         yield url + "/.well-known/jwks.json"
+
+
+@dataclass(frozen=True)
+class In:
+    """A time ``seconds`` from when the test runs."""
+
+    seconds: int
 
 
 def settings(jwks_url: str | None = None, **issuer: Any) -> JwtSettings:
@@ -122,11 +130,11 @@ def test_claim_mapping_scp_list_custom_consumer_and_dotted_roles(keys: dict[str,
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
-        ({"exp": int(time.time()) - 31}, "auth.token_expired"),
+        ({"exp": In(-31)}, "auth.token_expired"),
         ({"exp": None}, "auth.claims"),
         ({"exp": "tomorrow"}, "auth.claims"),
-        ({"nbf": int(time.time()) + 120}, "auth.token_not_yet_valid"),
-        ({"iat": int(time.time()) + 120}, "auth.token_not_yet_valid"),
+        ({"nbf": In(120)}, "auth.token_not_yet_valid"),
+        ({"iat": In(120)}, "auth.token_not_yet_valid"),
         ({"iss": "https://evil.test"}, "auth.issuer"),
         ({"iss": None}, "auth.issuer"),
         ({"aud": "other-api"}, "auth.audience"),
@@ -146,7 +154,9 @@ def test_invalid_claims_are_refused(
     verifier = JwtVerifier.from_settings(settings(jwks_url))
 
     async def scenario(_: Services) -> None:
-        verdict = settle(verifier.verify(keys["RS256"].sign(claims(**changes))))
+        now = int(time.time())  # at run time: parameters are made when tests are collected
+        resolved = {k: now + v.seconds if isinstance(v, In) else v for k, v in changes.items()}
+        verdict = settle(verifier.verify(keys["RS256"].sign(claims(**resolved))))
         assert reason(verdict) == expected
         assert isinstance(verdict, AuthFailure) and verdict.status == 401
 
