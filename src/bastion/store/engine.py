@@ -100,14 +100,45 @@ class Store:
                 return
             self._check_sqlite_folder()
             try:
-                self._migrate()
-                from bastion.store.consumers import sync_declared
-
-                with self._writing() as session:
-                    sync_declared(session, self.declared)
+                with self._locked() as conn:
+                    config = Config()
+                    config.set_main_option("script_location", str(MIGRATIONS))
+                    config.attributes["connection"] = conn
+                    command.upgrade(config, "head")
+                    self._sync(conn, self.declared)
             except SQLAlchemyError as exc:
                 raise StoreUnavailable(f"the store {self.shown} cannot be opened: {_cause(exc)}") from None
             self._ready = True
+
+    def sync_declared(self, declared: Sequence[DeclaredConsumerSettings]) -> bool:
+        """Make the store's consumers match a (reloaded) configuration's; tell whether
+        anything changed."""
+        self.ready()
+        self.declared = tuple(declared)
+        try:
+            with self._locked() as conn:
+                return self._sync(conn, self.declared)
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"the store {self.shown} cannot be written: {_cause(exc)}") from None
+
+    @staticmethod
+    def _sync(conn: Connection, declared: Sequence[DeclaredConsumerSettings]) -> bool:
+        from bastion.store.consumers import sync_declared
+
+        # The session joins the connection's transaction: committed with the migration.
+        with Session(bind=conn, expire_on_commit=False) as session:
+            changed = sync_declared(session, declared)
+            session.flush()
+        return changed
+
+    @contextmanager
+    def _locked(self) -> Iterator[Connection]:
+        """A write transaction no other process's migration or sync runs beside (two
+        workers syncing the same new consumer would otherwise both insert it)."""
+        with self.engine.connect().execution_options(bastion_write=True) as conn, conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+            yield conn
 
     def _check_sqlite_folder(self) -> None:
         """Name what is wrong with a SQLite path before SQLite says 'unable to open database file'."""
@@ -122,15 +153,6 @@ class Store:
         path = Path(database)
         if path.exists() and not path.is_file():
             raise StoreUnavailable(f"the store {self.shown} cannot be opened: {str(path)!r} is not a file")
-
-    def _migrate(self) -> None:
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.connect().execution_options(bastion_write=True) as conn, conn.begin():
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
 
     @contextmanager
     def read(self) -> Iterator[Session]:
