@@ -109,15 +109,17 @@ def running(*args: str, cwd: Path, ready_port: int, ready_path: str = "/ready") 
 
 def commands() -> dict[str, Any]:
     """The command objects typer builds for ``bastion`` (its own click, vendored since typer 0.2x),
-    a group's commands under "group command"."""
-    found: dict[str, Any] = {}
-    for name, command in typer.main.get_command(app).commands.items():  # type: ignore[attr-defined]
-        subcommands = getattr(command, "commands", None)
-        if subcommands:
-            found.update({f"{name} {sub}": cmd for sub, cmd in subcommands.items()})
-        else:
-            found[name] = command
-    return found
+    a group's commands by their full name (``oauth clients create``)."""
+    return dict(_leaves(typer.main.get_command(app), ""))
+
+
+def _leaves(command: Any, name: str) -> Iterator[tuple[str, Any]]:
+    subcommands = getattr(command, "commands", None)
+    if not subcommands:
+        yield name, command
+        return
+    for sub_name, sub in subcommands.items():
+        yield from _leaves(sub, f"{name} {sub_name}".strip())
 
 
 def test_every_command_is_listed_here() -> None:
@@ -130,7 +132,7 @@ def test_defaults_pass_the_option_checks(name: str) -> None:
     """Parsing only the required arguments applies every default through its option's own type and
     range check, as click does for a user; an invalid default raises here (serve's did)."""
     command = commands()[name]
-    with command.make_context(name.split()[-1], list(REQUIRED[name])) as ctx:
+    with command.make_context(name, list(REQUIRED[name])) as ctx:
         assert set(ctx.params) == {p.name for p in command.params}
 
 
