@@ -145,3 +145,31 @@ def test_deleting_a_consumer_deletes_its_keys(store: Store) -> None:
     with store.write() as session:
         assert consumers.delete_by_name(session, "alice") == 1
     assert active_ids(store) == set()
+
+
+def test_two_rotations_of_one_key_at_once_make_one_new_key(store: Store) -> None:
+    """Two rotations of the same key racing (two admins, two terminals): the key is locked
+    while one rotates it, so exactly one succeeds and the other is told it was rotated."""
+    import threading
+
+    old = make_key(store)
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def rotate() -> None:
+        barrier.wait()
+        try:
+            with store.write() as session:
+                keys.rotate(session, store.pepper, old.record.id, timedelta(hours=1), None)
+            outcomes.append("rotated")
+        except StoreError as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=rotate) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("rotated") == 1
+    assert any("was rotated already" in outcome for outcome in outcomes)
+    assert len(active_ids(store)) == 2  # the old key (in its overlap) and one new key

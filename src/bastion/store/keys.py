@@ -79,8 +79,10 @@ def create(
     return _insert(session, pepper, consumers.get(session, consumer_name), scopes, expires_at)
 
 
-def get(session: Session, key_id: str) -> ApiKey:
-    key = session.get(ApiKey, key_id)
+def get(session: Session, key_id: str, *, for_update: bool = False) -> ApiKey:
+    """The key ``key_id`` (locked until the transaction ends when ``for_update``, so two
+    rotations of one key cannot both succeed); :class:`UnknownKey` if there is none."""
+    key = session.get(ApiKey, key_id, with_for_update=for_update)
     if key is None:
         raise UnknownKey(key_id)
     return key
@@ -97,7 +99,7 @@ def list_keys(session: Session, consumer_name: str | None = None) -> list[tuple[
 
 def revoke(session: Session, key_id: str) -> bool:
     """Revoke the key at once; false if it was revoked already."""
-    key = get(session, key_id)
+    key = get(session, key_id, for_update=True)
     if key.revoked_at is not None:
         return False
     key.revoked_at = utcnow()
@@ -110,7 +112,7 @@ def rotate(
 ) -> NewKey:
     """A new key replacing ``key_id``, with its consumer and scopes; the old one keeps
     working for ``overlap`` (so clients can switch), then expires (sooner if it would anyway)."""
-    old = get(session, key_id)
+    old = get(session, key_id, for_update=True)
     now = utcnow()
     if old.revoked_at is not None:
         raise StoreError(f"the key {key_id!r} is revoked: create a new key instead of rotating it")
