@@ -44,6 +44,9 @@ class ActiveKey:
     scopes: tuple[str, ...]
     roles: tuple[str, ...]
     expires_at: datetime | None
+    #: The consumer's own client networks (CIDRs as written), for the access stage.
+    ip_allow: tuple[str, ...] = ()
+    ip_deny: tuple[str, ...] = ()
 
 
 def _insert(
@@ -136,13 +139,23 @@ def active(session: Session) -> list[ActiveKey]:
     """Every key usable now, with what a gateway needs to verify it without the store."""
     now = utcnow()
     query = (
-        select(ApiKey.hash, ApiKey.id, Consumer.id, Consumer.name, ApiKey.scopes, Consumer.roles, ApiKey.expires_at)
+        select(
+            ApiKey.hash,
+            ApiKey.id,
+            Consumer.id,
+            Consumer.name,
+            ApiKey.scopes,
+            Consumer.roles,
+            ApiKey.expires_at,
+            Consumer.ip_allow,
+            Consumer.ip_deny,
+        )
         .join(Consumer, ApiKey.consumer_id == Consumer.id)
         .where(ApiKey.revoked_at.is_(None), or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now))
     )
     return [
-        ActiveKey(bytes(h), kid, cid, name, tuple(scopes), tuple(roles), expires)
-        for h, kid, cid, name, scopes, roles, expires in session.execute(query)
+        ActiveKey(bytes(h), kid, cid, name, tuple(scopes), tuple(roles), expires, tuple(allow), tuple(deny))
+        for h, kid, cid, name, scopes, roles, expires, allow, deny in session.execute(query)
     ]
 
 
