@@ -116,7 +116,7 @@ class KeySnapshot:
                     "API keys: the store %s cannot be read (%s); keys are refused with 503 once the snapshot "
                     "is older than its limit",
                     self.store.shown,
-                    exc,
+                    (str(exc).strip().splitlines() or [type(exc).__name__])[0],  # not the SQL that failed
                 )
             return
         if loaded is not None:
@@ -137,7 +137,7 @@ class KeySnapshot:
         if generation == known:
             return None
         # The counter is read first: a write after it bumps it again, and the next poll
-        # sees that, so the snapshot is never newer than the generation it is filed under.
+        # sees that, so the snapshot is never older than the generation it is filed under.
         with self.store.read() as session:
             active = keys.active(session)
         hasher = self.hasher if self.hasher is not None else keyformat.KeyHasher(self.store.pepper)
