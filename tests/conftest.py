@@ -1,12 +1,17 @@
-"""Fixtures shared by the test packages: the demo API as a real upstream on loopback."""
+"""Fixtures shared by the test packages: the demo API as a real upstream on loopback, and
+the durable store on SQLite and on a real PostgreSQL server."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from bastion.config.model import StoreSettings
 from bastion.demo.server import DemoServer
+from tests.pgproc import PostgresProcess, require_postgres
 
 
 @pytest.fixture(scope="module")
@@ -18,3 +23,29 @@ def demo_api() -> Iterator[DemoServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresProcess]:
+    """One PostgreSQL server for the session (each test takes a database of its own); skipped,
+    or failed under BASTION_REQUIRE_POSTGRES=1, when PostgreSQL is not installed."""
+    server = PostgresProcess(require_postgres()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a new, empty store: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'bastion.db'}"
+    server: PostgresProcess = request.getfixturevalue("postgres")
+    return server.create_database(f"t_{uuid.uuid4().hex[:16]}")
+
+
+@pytest.fixture
+def store_settings(store_url: str, tmp_path: Path) -> StoreSettings:
+    """Settings of a new, empty store (either kind) with its pepper file in the test's folder."""
+    return StoreSettings(url=store_url, pepper_file=tmp_path / "bastion.pepper")

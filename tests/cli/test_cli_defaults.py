@@ -44,6 +44,13 @@ REQUIRED: dict[str, list[str]] = {
     "audit": [SPEC],
     "scan": ["--spec", SPEC, "--url", "http://127.0.0.1:9"],
     "docs": [],
+    "consumers create": ["bob"],
+    "consumers list": [],
+    "consumers delete": ["bob"],
+    "keys create": ["alice"],
+    "keys list": [],
+    "keys revoke": ["KEYID"],
+    "keys rotate": ["KEYID"],
 }
 
 
@@ -101,8 +108,18 @@ def running(*args: str, cwd: Path, ready_port: int, ready_path: str = "/ready") 
 
 
 def commands() -> dict[str, Any]:
-    """The command objects typer builds for ``bastion`` (its own click, vendored since typer 0.2x)."""
-    return dict(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    """The command objects typer builds for ``bastion`` (its own click, vendored since typer 0.2x),
+    a group's commands by their full name (``oauth clients create``)."""
+    return dict(_leaves(typer.main.get_command(app), ""))
+
+
+def _leaves(command: Any, name: str) -> Iterator[tuple[str, Any]]:
+    subcommands = getattr(command, "commands", None)
+    if not subcommands:
+        yield name, command
+        return
+    for sub_name, sub in subcommands.items():
+        yield from _leaves(sub, f"{name} {sub_name}".strip())
 
 
 def test_every_command_is_listed_here() -> None:
@@ -201,3 +218,28 @@ def test_demo_on_its_default_ports(tmp_path: Path) -> None:
     with running("demo", cwd=tmp_path, ready_port=9090):
         status, body = get_json(8080, "/books?limit=1")
         assert status == 200 and isinstance(body, dict) and "items" in body
+
+
+def test_store_commands_with_their_defaults(tmp_path: Path) -> None:
+    """`bastion consumers` and `bastion keys`, each with only its required arguments, work on
+    the store ./bastion.yaml configures by default (./bastion.db, pepper ./bastion.pepper): a
+    key made with no scopes and no expiry is the last line of `keys create`, listed by id,
+    rotated with the default 24h overlap and revoked."""
+    write_config(tmp_path)
+    with (tmp_path / "bastion.yaml").open("a") as f:
+        f.write("consumers: [{name: alice, roles: [user]}]\n")
+    for args in (["consumers", "create", "bob"], ["consumers", "list"], ["consumers", "delete", "bob"]):
+        result = run(*args, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    created = run("keys", "create", "alice", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.splitlines()[-1]
+    assert key.startswith("bst_") and len(key) == 54
+    assert (tmp_path / "bastion.db").is_file() and (tmp_path / "bastion.pepper").stat().st_mode & 0o777 == 0o600
+    listed = run("keys", "list", cwd=tmp_path)
+    assert listed.returncode == 0 and key[4:12] in listed.stdout and key not in listed.stdout
+    rotated = run("keys", "rotate", key[4:12], cwd=tmp_path)
+    assert rotated.returncode == 0, rotated.stderr
+    assert rotated.stdout.splitlines()[-1].startswith("bst_")
+    revoked = run("keys", "revoke", key[4:12], cwd=tmp_path)
+    assert revoked.returncode == 0 and f"revoked API key {key[4:12]}" in revoked.stdout

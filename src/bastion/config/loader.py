@@ -7,6 +7,7 @@ the data plane then works from :class:`LoadedConfig` and never parses config aga
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -14,7 +15,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from bastion.config.errors import ConfigError, ConfigIssue
-from bastion.config.model import BODY_METHODS, DEFAULT_METHODS, GatewayConfig, Route, Service
+from bastion.config.model import (
+    BODY_METHODS,
+    DEFAULT_METHODS,
+    PEPPER_ENV,
+    GatewayConfig,
+    Route,
+    Service,
+    StoreSettings,
+)
 from bastion.config.openapi import OpenAPIDocument, PolicyLayer, parse_openapi
 from bastion.config.yamlsrc import FieldPath, Source, load_source
 from bastion.errors import PolicyError
@@ -87,6 +96,7 @@ def load_config(path: Path | str) -> LoadedConfig:
     config = _resolve_files(config, base)
     issues: list[ConfigIssue] = []
     _check_files(config, src, issues)
+    _check_store(config, src, issues)
     routes: list[ResolvedRoute] = []
     declared_head: set[int] = set()  # indexes of routes that list HEAD themselves
     files = [path]
@@ -285,7 +295,42 @@ def _resolve_files(config: GatewayConfig, base: Path) -> GatewayConfig:
     log = config.access_log
     if log.path != "-":
         log = log.model_copy(update={"path": str(resolve_path(base, Path(log.path)))})
-    return config.model_copy(update={"listen": listen, "services": services, "access_log": log})
+    store = _resolve_store(config.store, base)
+    return config.model_copy(update={"listen": listen, "services": services, "access_log": log, "store": store})
+
+
+#: The store's files beside the configuration, unless it names others.
+DEFAULT_STORE_FILE = "bastion.db"
+DEFAULT_PEPPER_FILE = "bastion.pepper"
+
+
+def _resolve_store(store: StoreSettings, base: Path) -> StoreSettings:
+    """The store's URL and pepper file with their defaults, paths absolute (a worker and the
+    CLI, started from different folders, must open the same SQLite file)."""
+    url = store.url if store.url is not None else f"sqlite:///{DEFAULT_STORE_FILE}"
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        url = f"sqlite:///{(base / url.removeprefix('sqlite:///')).resolve()}"
+    pepper = store.pepper_file
+    if pepper is not None:
+        pepper = resolve_path(base, pepper)
+    elif url.startswith("sqlite:"):
+        pepper = base.resolve() / DEFAULT_PEPPER_FILE
+    return store.model_copy(update={"url": url, "pepper_file": pepper})
+
+
+def _check_store(config: GatewayConfig, src: Source, issues: list[ConfigIssue]) -> None:
+    """Several instances share a PostgreSQL store, so they must share its pepper: one made up
+    by each would make every key valid on one instance only."""
+    store = config.store
+    shared = store.url is not None and store.url.startswith("postgresql")
+    if shared and store.pepper_file is None and not os.environ.get(PEPPER_ENV):
+        issues.append(
+            src.issue(
+                ("store", "pepper_file"),
+                f"a PostgreSQL store needs a pepper every instance shares: set pepper_file, or the "
+                f"environment variable {PEPPER_ENV}",
+            )
+        )
 
 
 def _check_files(config: GatewayConfig, src: Source, issues: list[ConfigIssue]) -> None:

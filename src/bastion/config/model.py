@@ -402,6 +402,98 @@ class Backends(Strict):
         return self
 
 
+#: Consumer names: what the CLI, logs and the access record call a consumer.
+CONSUMER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$"
+STORE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
+#: The environment variable that holds the store's pepper (overrides ``store.pepper_file``).
+PEPPER_ENV = "BASTION_PEPPER"
+
+
+def check_store_url(value: str) -> str:
+    parts = urlsplit(value)
+    shown = redact_url(value)
+    if parts.scheme not in STORE_SCHEMES:
+        raise ValueError(f"expected a sqlite:///path or postgresql://user@host/db URL, got {shown!r}")
+    if parts.scheme == "sqlite":
+        if parts.netloc or not parts.path.lstrip("/"):
+            raise ValueError(
+                f"a SQLite URL is sqlite:///relative/file.db or sqlite:////absolute/file.db, got {shown!r}"
+            )
+        if parts.path.lstrip("/") == ":memory:":
+            raise ValueError("an in-memory SQLite database forgets every key when the process ends; name a file")
+        return value
+    if not parts.hostname and "host=" not in parts.query:
+        raise ValueError(f"the URL {shown!r} has no host")
+    if not parts.path.strip("/"):
+        raise ValueError(f"the URL {shown!r} names no database (postgresql://user@host/bastion)")
+    return value
+
+
+class StoreSettings(Strict):
+    """The durable store: consumers, API keys, OAuth clients, signing keys, learned ownership."""
+
+    url: str | None = Field(
+        None,
+        description=(
+            "sqlite:///file.db (relative to the config file's folder) or postgresql://user:pass@host/db "
+            "(several gateway instances share one). Default: the SQLite file `bastion.db` beside the "
+            "config file. Put a password in an environment variable: postgresql://bastion:${PGPASSWORD}@db/bastion."
+        ),
+    )
+    pepper_file: Path | None = Field(
+        None,
+        description=(
+            "File holding the secret pepper every API key and client secret hash is keyed with "
+            "(HMAC-SHA-256); at least 32 bytes. The environment variable BASTION_PEPPER, when set, "
+            "is used instead. Default with SQLite: `bastion.pepper` beside the config file, created "
+            "(mode 0600, 32 random bytes) the first time it is needed. With PostgreSQL it must be "
+            "given (this file or BASTION_PEPPER): every instance must use the same one."
+        ),
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else check_store_url(value)
+
+
+class ConsumerCertificate(Strict):
+    """How a client certificate (mTLS) is recognised as a consumer's: exactly one of the fields."""
+
+    fingerprint: str | None = Field(
+        None,
+        pattern=r"^sha256:[0-9A-Fa-f:]{64,95}$",
+        description="The certificate's SHA-256 fingerprint, 'sha256:' and hex (colons allowed).",
+    )
+    subject: str | None = Field(None, min_length=1, description="The certificate's subject, e.g. 'CN=svc,O=Example'.")
+    san: str | None = Field(None, min_length=1, description="A DNS name, URI or IP of its subjectAltName.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ConsumerCertificate:
+        given = [f for f in ("fingerprint", "subject", "san") if getattr(self, f) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of fingerprint, subject or san")
+        return self
+
+
+class Consumer(Strict):
+    """A consumer declared in the configuration: synced into the store, read-only there."""
+
+    name: str = Field(pattern=CONSUMER_NAME, description="Unique name (letters, digits, _ . @ -).")
+    roles: list[str] = Field(default_factory=list, description="Roles it holds (for `access: {roles: [...]}`).")
+    plan: str | None = Field(None, description="Its plan (for rate limits and quotas by plan).")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Free-form data about it (team, contact).")
+    ip_allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+        default_factory=list, description="Only from these CIDRs may it call (empty: from anywhere)."
+    )
+    ip_deny: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+        default_factory=list, description="Never from these CIDRs."
+    )
+    certificates: list[ConsumerCertificate] = Field(
+        default_factory=list, description="Client certificates (mTLS) that identify it."
+    )
+
+
 class GatewayConfig(Strict):
     """The whole ``bastion.yaml``."""
 
@@ -413,6 +505,13 @@ class GatewayConfig(Strict):
     backends: Backends = Field(
         default_factory=Backends, description="Shared resources of the workers: the state backend and its server."
     )
+    store: StoreSettings = Field(
+        default_factory=StoreSettings,
+        description="The durable store of consumers and credentials (SQLite beside the config by default).",
+    )
+    consumers: list[Consumer] = Field(
+        default_factory=list, description="Consumers declared here (read-only in the store and the CLI)."
+    )
 
     @model_validator(mode="after")
     def _unique_services(self) -> GatewayConfig:
@@ -422,3 +521,13 @@ class GatewayConfig(Strict):
                 raise ValueError(f"two services are named {svc.name!r}; names must be unique")
             seen.add(svc.name)
         return self
+
+    @field_validator("consumers")
+    @classmethod
+    def _unique_consumers(cls, value: list[Consumer]) -> list[Consumer]:
+        names: set[str] = set()
+        for consumer in value:
+            if consumer.name in names:
+                raise ValueError(f"two consumers are named {consumer.name!r}; names must be unique")
+            names.add(consumer.name)
+        return value

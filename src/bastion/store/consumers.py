@@ -1,0 +1,108 @@
+"""Consumers: create, find, list, delete, and the sync of those declared in the configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, delete, select
+from sqlalchemy.orm import Session
+
+from bastion.config.model import Consumer as DeclaredConsumerSettings
+from bastion.store.errors import ConsumerExists, DeclaredConsumer, UnknownConsumer
+from bastion.store.generation import bump
+from bastion.store.models import ApiKey, Consumer, utcnow
+
+
+def find(session: Session, name: str) -> Consumer | None:
+    return session.execute(select(Consumer).where(Consumer.name == name)).scalar_one_or_none()
+
+
+def get(session: Session, name: str) -> Consumer:
+    """The consumer named ``name``; :class:`UnknownConsumer` if there is none."""
+    consumer = find(session, name)
+    if consumer is None:
+        raise UnknownConsumer(name)
+    return consumer
+
+
+def list_all(session: Session) -> list[Consumer]:
+    return list(session.execute(select(Consumer).order_by(Consumer.name)).scalars())
+
+
+def create(
+    session: Session,
+    name: str,
+    *,
+    roles: Sequence[str] = (),
+    plan: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Consumer:
+    """A new consumer managed in the store (not declared in the configuration)."""
+    if find(session, name) is not None:
+        raise ConsumerExists(name)
+    consumer = Consumer(name=name, roles=list(roles), plan=plan, meta=dict(metadata or {}), declared=False)
+    session.add(consumer)
+    session.flush()
+    bump(session)
+    return consumer
+
+
+def delete_by_name(session: Session, name: str) -> int:
+    """Delete the consumer ``name`` and its credentials; how many API keys went with it.
+    A declared consumer is refused (:class:`DeclaredConsumer`)."""
+    consumer = get(session, name)
+    if consumer.declared:
+        raise DeclaredConsumer(name)
+    # Explicit rather than trusting ON DELETE CASCADE (SQLite honours it only per connection).
+    deleted = cast("CursorResult[Any]", session.execute(delete(ApiKey).where(ApiKey.consumer_id == consumer.id)))
+    keys = deleted.rowcount
+    session.delete(consumer)
+    bump(session)
+    return keys
+
+
+def _declared_fields(settings: DeclaredConsumerSettings) -> dict[str, Any]:
+    return {
+        "roles": list(settings.roles),
+        "plan": settings.plan,
+        "meta": dict(settings.metadata),
+        "ip_allow": [str(n) for n in settings.ip_allow],
+        "ip_deny": [str(n) for n in settings.ip_deny],
+        "certificates": [c.model_dump(exclude_none=True) for c in settings.certificates],
+        "declared": True,
+    }
+
+
+def sync_declared(session: Session, declared: Sequence[DeclaredConsumerSettings]) -> bool:
+    """Make the store's consumers match the configuration's ``consumers:``; tell whether
+    anything changed (and the generation was bumped).
+
+    A declared consumer is created, or updated to what the configuration says (taking over
+    one the CLI made with the same name). One no longer declared stays, with its keys, as a
+    consumer the CLI manages: removing it from the file must not silently delete keys;
+    ``bastion consumers delete`` ends its access.
+    """
+    changed = False
+    wanted = {c.name: c for c in declared}
+    existing = {c.name: c for c in session.execute(select(Consumer)).scalars()}
+    for name, settings in wanted.items():
+        fields = _declared_fields(settings)
+        consumer = existing.get(name)
+        if consumer is None:
+            session.add(Consumer(name=name, **fields))
+            changed = True
+            continue
+        for field, value in fields.items():
+            if getattr(consumer, field) != value:
+                setattr(consumer, field, value)
+                changed = True
+    for name, consumer in existing.items():
+        if consumer.declared and name not in wanted:
+            consumer.declared = False
+            consumer.updated_at = utcnow()
+            changed = True
+    if changed:
+        session.flush()
+        bump(session)
+    return changed

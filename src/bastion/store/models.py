@@ -1,0 +1,144 @@
+"""The store's tables, as typed SQLAlchemy models.
+
+The schema itself is created by the migrations (``migrations/versions``), never from these
+classes: a test checks that the two agree. Timestamps are UTC and timezone-aware on the
+Python side whatever the database keeps (SQLite keeps no zone).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A point in time, stored in UTC, read back timezone-aware."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("the store takes timezone-aware datetimes only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON, bytes: LargeBinary}
+
+
+class Consumer(Base):
+    """Who calls the APIs: holds credentials, roles and a plan."""
+
+    __tablename__ = "consumers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    roles: Mapped[list[str]] = mapped_column(default=list)
+    plan: Mapped[str | None] = mapped_column(String(64))
+    # "metadata" is taken by SQLAlchemy's declarative base: the attribute is meta.
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    #: CIDRs it may call from / never from, and the client certificates that identify it
+    #: (mTLS), as the configuration writes them.
+    ip_allow: Mapped[list[str]] = mapped_column(default=list)
+    ip_deny: Mapped[list[str]] = mapped_column(default=list)
+    certificates: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    #: Declared in the configuration: synced from it, read-only to the CLI and admin API.
+    declared: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ApiKey(Base):
+    """An API key: only its keyed hash is kept, never the key."""
+
+    __tablename__ = "api_keys"
+
+    #: The key's public id: the first characters of its random part (see keyformat).
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    consumer_id: Mapped[str] = mapped_column(String(36), ForeignKey("consumers.id", ondelete="CASCADE"), index=True)
+    #: HMAC-SHA-256 of the whole key under the pepper.
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    #: What is shown of it (``bst_AbCd1234…``).
+    prefix: Mapped[str] = mapped_column(String(32))
+    scopes: Mapped[list[str]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    #: The key that replaced this one by rotation (this one works until its expires_at).
+    replaced_by: Mapped[str | None] = mapped_column(String(16))
+
+
+class OAuthClient(Base):
+    """A machine client of the built-in OAuth server (client credentials grant)."""
+
+    __tablename__ = "oauth_clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    consumer_id: Mapped[str] = mapped_column(String(36), ForeignKey("consumers.id", ondelete="CASCADE"), index=True)
+    #: HMAC-SHA-256 of the client secret under the pepper (None: private_key_jwt only).
+    secret_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    #: The client's public keys for private_key_jwt.
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    scopes: Mapped[list[str]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class SigningKey(Base):
+    """A key the built-in OAuth server signs tokens with (rotated; old ones verify until not_after)."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(16))
+    private_pem: Mapped[str] = mapped_column(Text)
+    public_jwk: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: No new token is signed with it after this.
+    retire_after: Mapped[datetime] = mapped_column()
+    #: It is no longer published (no token it signed is still valid).
+    not_after: Mapped[datetime] = mapped_column()
+
+
+class Ownership(Base):
+    """Learned ownership: which consumer created an object behind a route."""
+
+    __tablename__ = "ownership"
+
+    route_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    object_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    consumer_id: Mapped[str] = mapped_column(String(36), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Generation(Base):
+    """One row (id 1): a counter bumped by every write the data plane must notice, so that a
+    worker polls one integer to know whether its snapshot is current."""
+
+    __tablename__ = "generation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)
