@@ -34,11 +34,21 @@ from bastion.proxy.runtime import Runtime, StageStartError
 from bastion.proxy.server import GatewayServer
 from bastion.proxy.tls import server_context
 from bastion.services import Clock, Services, WorkerIdentity, build_services, check_backends, new_instance_id
+from bastion.stages.access import uses_ownership
 
 log = logging.getLogger("bastion.worker")
 
 #: How long an old runtime (and its upstream connections) lives on after a reload.
 RELOAD_GRACE = 30.0
+
+
+def _provide_ownership(services: Services, loaded: LoadedConfig) -> None:
+    """Give the access stages that learn or check ownership their ledger over the store
+    (SQLAlchemy is imported only where a route needs it)."""
+    if uses_ownership(stage for route in loaded.routes for stage in route.built):
+        from bastion.store.ownership import provide_ledger
+
+        provide_ledger(services, loaded)
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
@@ -129,6 +139,7 @@ class Worker:
         listen = loaded.config.listen
         services = self.services = build_services(loaded.config.backends, self.identity, self.clock)
         await services.check()
+        _provide_ownership(services, loaded)
         runtime = Runtime(loaded)
         try:
             await runtime.start_stages(services)
@@ -204,6 +215,7 @@ class Worker:
         if loaded.config.backends != self.loaded.config.backends:
             new_services = build_services(loaded.config.backends, self.identity, self.clock)
             await new_services.check()
+        _provide_ownership(new_services or self.services, loaded)
         try:
             await runtime.start_stages(new_services or self.services)
         except StageStartError as exc:

@@ -252,3 +252,38 @@ def test_a_head_hook_before_start_fails_closed() -> None:
     """Used without being started (never in a worker), the hook raises rather than allows."""
     with pytest.raises(DependencyUnavailable):
         reader().on_request_head(exchange(path="/books/b-1", who=ALICE, params={"id": "b-1"}))
+
+
+def test_long_consumer_and_object_ids() -> None:
+    """A consumer id longer than the store's column (a token's ``sub``) is recorded as its
+    digest and still recognised; an object id longer than the column is not learned, and
+    such an object is unknown (refused by default)."""
+    from bastion.types import Principal
+
+    long_sub = Principal("auth0|" + "7" * 60, "carol", roles=frozenset({"user"}))
+    repository = MemoryOwnership()
+
+    async def run() -> None:
+        svc = services(repository)
+        make, use = creator("path:id"), reader()
+        await make.start(svc)
+        await use.start(svc)
+        created(make, long_sub, Response(201, [], b""), {"id": "b-1"})
+        ex = created(make, ALICE, Response(201, [], b""), {"id": "y" * 256})
+        assert ex.facts["access"]["learned"] is None  # type: ignore[index]
+        await svc.close()
+
+    asyncio.run(run())
+    (stored,) = repository.rows.values()
+    assert len(stored) == 36 and stored.startswith("sha256:")
+
+    async def again() -> None:
+        svc = services(repository)  # a fresh worker: decided from the store
+        use = reader()
+        await use.start(svc)
+        assert await decide(use, "b-1", long_sub) is None
+        assert refused(await decide(use, "b-1", ALICE)) == "access.owner"
+        assert refused(await decide(use, "y" * 256, ALICE)) == "access.owner"
+        await svc.close()
+
+    asyncio.run(again())

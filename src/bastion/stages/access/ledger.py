@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Sequence
 from typing import Protocol
@@ -35,8 +36,22 @@ MAX_PENDING = 100_000
 #: Seconds between attempts while the repository fails.
 RETRY_SECONDS = 1.0
 
-#: One ownership record: (key, object id, consumer id); the key is ``service/kind``.
+#: Longest object id remembered (the store's column); a longer one is never learned.
+MAX_OBJECT_ID = 255
+#: Longest consumer id the store's column holds; a longer one (a token's ``sub`` can be) is
+#: kept as a digest of that length.
+MAX_CONSUMER_ID = 36
+
+#: One ownership record: (key, object id, consumer key); the key is ``service/kind``.
 Entry = tuple[str, str, str]
+
+
+def consumer_key(consumer_id: str) -> str:
+    """How a consumer is written in an ownership record: its id, or for an id longer than the
+    store holds, ``sha256:`` and the start of its digest (same length, no collision in practice)."""
+    if len(consumer_id) <= MAX_CONSUMER_ID:
+        return consumer_id
+    return "sha256:" + hashlib.sha256(consumer_id.encode()).hexdigest()[: MAX_CONSUMER_ID - 7]
 
 
 class OwnershipRepository(Protocol):
@@ -49,6 +64,10 @@ class OwnershipRepository(Protocol):
 
     def record(self, entries: Sequence[Entry]) -> None:
         """Store ``entries``; an object already recorded keeps its first creator."""
+        ...
+
+    def close(self) -> None:
+        """Release connections (the worker stops)."""
         ...
 
 
@@ -70,6 +89,9 @@ class MemoryOwnership:
             raise ConnectionError("the ownership store is down")
         for key, object_id, consumer in entries:
             self.rows.setdefault((key, object_id), consumer)
+
+    def close(self) -> None:
+        return None
 
 
 class OwnershipLedger:
@@ -156,3 +178,4 @@ class OwnershipLedger:
             self._writer = None
         if self._pending and not await self.flush():
             log.error("%d ownership record(s) could not be written before the worker stopped", len(self._pending))
+        self.repository.close()

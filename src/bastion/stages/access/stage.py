@@ -13,15 +13,15 @@ that needs a consumer answers 401 when there is none (normally auth has refused 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from bastion.errors import DependencyUnavailable
-from bastion.pipeline.stage import HeadStage, RequestOutcome, RequestStage, ResponseStage, RouteInfo
+from bastion.pipeline.stage import HeadStage, RequestOutcome, RequestStage, ResponseStage, RouteInfo, Stage
 from bastion.stages.access.config import AccessConfig
 from bastion.stages.access.ip import AddressRule, allowed, parse_client
-from bastion.stages.access.ledger import LEDGER_KEY, OwnershipLedger
+from bastion.stages.access.ledger import LEDGER_KEY, MAX_OBJECT_ID, OwnershipLedger, consumer_key
 from bastion.stages.access.owner import PrincipalValue, body_value, request_value
 from bastion.stages.access.properties import (
     MAX_DEPTH,
@@ -194,8 +194,14 @@ class AccessStage(HeadStage):
             parts.append("ip lists")
         return ", ".join(parts) or "override guard"
 
+    @property
+    def uses_ownership(self) -> bool:
+        """Whether the stage learns or checks learned ownership (the worker then provides the
+        ledger over its store)."""
+        return bool(self._learned_key or self._learn_key)
+
     async def start(self, services: Services) -> None:
-        if self._learned_key or self._learn_key:
+        if self.uses_ownership:
             self._ledger = services.shared(LEDGER_KEY, _no_store)
 
     # -- head ---------------------------------------------------------------------------
@@ -231,13 +237,16 @@ class AccessStage(HeadStage):
         object_id = request_value(exchange.request, self._learned_param, self._learned_in)
         if object_id is None:
             return self._refuse(exchange, OWNER, "learned_owner")
+        if len(object_id) > MAX_OBJECT_ID:  # never learned: unknown
+            return None if self._learned_unknown_ok else self._refuse(exchange, OWNER, "learned_owner")
         ledger = self._ledger
         if ledger is None:
             raise DependencyUnavailable("the ownership ledger is not started")
+        me = consumer_key(principal.consumer_id)
         owner = ledger.cached(self._learned_key, object_id)
         if owner is not None:
-            return None if owner == principal.consumer_id else self._refuse(exchange, OWNER, "learned_owner")
-        return self._learned_later(exchange, ledger, object_id, principal.consumer_id)
+            return None if owner == me else self._refuse(exchange, OWNER, "learned_owner")
+        return self._learned_later(exchange, ledger, object_id, me)
 
     async def _learned_later(
         self, exchange: Exchange, ledger: OwnershipLedger, object_id: str, consumer: str
@@ -316,10 +325,11 @@ class AccessStage(HeadStage):
                 object_id = body_value(parse_json(response.body, MAX_DEPTH, False), where)
             except BodyError:
                 object_id = None
-        if object_id is None:
-            exchange.facts[self.name] = {"learned": None, "why": f"no object id at {source}:{where}"}
+        if object_id is None or len(object_id) > MAX_OBJECT_ID:
+            why = "no object id" if object_id is None else f"an object id longer than {MAX_OBJECT_ID}"
+            exchange.facts[self.name] = {"learned": None, "why": f"{why} at {source}:{where}"}
             return None
-        ledger.remember(self._learn_key, object_id, principal.consumer_id)
+        ledger.remember(self._learn_key, object_id, consumer_key(principal.consumer_id))
         exchange.facts[self.name] = {"learned": self._learn_key, "object": object_id[:200]}
         return None
 
@@ -352,6 +362,12 @@ class AccessBodyLearnStage(AccessBodyStage, ResponseStage):
     def __init__(self, config: AccessConfig, route: RouteInfo) -> None:
         super().__init__(config, route)
         self.needs_response_body = self._learn_source == "body"
+
+
+def uses_ownership(stages: Iterable[Stage]) -> bool:
+    """Whether any of ``stages`` learns or checks learned ownership (its worker must then
+    provide the ledger, over the store, before starting it)."""
+    return any(isinstance(s, AccessStage) and s.uses_ownership for s in stages)
 
 
 def _no_store() -> OwnershipLedger:
