@@ -49,20 +49,20 @@ def post(stage: AccessStage, body: object, *, who: Any = None, headers: list[tup
     return stage.on_request(ex)
 
 
-def registration() -> AccessStage:
-    return compile_stage({}, route(REGISTER, path="/users", methods=frozenset({"POST"}), public=True, doc=DOC))
+def registration(settings: dict[str, Any] | None = None) -> AccessStage:
+    info = route(REGISTER, path="/users", methods=frozenset({"POST"}), public=True, doc=DOC)
+    return compile_stage({"property_check": True} if settings is None else settings, info)
 
 
-def test_read_only_in_the_schema_turns_the_check_on() -> None:
-    """An operation whose request schema marks a property readOnly gets the body hook by
-    itself (it needs the body); one without, and a hand-written route, do not."""
+def test_the_check_is_on_only_where_configured() -> None:
+    """The body hook (which makes the proxy read the whole body) exists where the check is
+    turned on or the privileged properties are listed; not by default, not even on an
+    operation with readOnly properties (validation refuses those, 400), and not when off."""
     stage = registration()
     assert isinstance(stage, RequestStage) and stage.needs_request_body
-    plain = {"requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}}, "responses": {}}
-    assert not isinstance(compile_stage({}, route(plain, path="/users")), RequestStage)
-    assert isinstance(compile_stage({"privileged_properties": ["role"]}), RequestStage)  # set: on
-    assert isinstance(compile_stage({"property_check": True}), RequestStage)
-    assert not isinstance(compile_stage({"property_check": False}, route(REGISTER, doc=DOC)), RequestStage)
+    assert not isinstance(registration({}), RequestStage)
+    assert isinstance(registration({"privileged_properties": ["role"]}), RequestStage)
+    assert not isinstance(registration({"property_check": False, "privileged_properties": ["role"]}), RequestStage)
 
 
 @pytest.mark.parametrize(
@@ -174,7 +174,7 @@ def test_a_recursive_schema_compiles() -> None:
     doc = {"openapi": "3.1.0", "components": {"schemas": {"Node": node}}}
     op = {"requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Node"}}}},
           "responses": {}}
-    stage = AccessStage.from_config(AccessConfig(), route(op, path="/nodes", doc=doc))
+    stage = AccessStage.from_config(AccessConfig(property_check=True), route(op, path="/nodes", doc=doc))
     assert stage is not None
     assert post(stage, {"children": [{"children": [{}]}]}) is None
     assert refused(post(stage, {"children": [{"children": [{"id": "x"}]}]})) == "access.property"

@@ -45,10 +45,9 @@ DOC: dict[str, Any] = {
         },
         "/admin/users": {"get": {"operationId": "listAllUsers", "tags": ["admin"], "responses": OK}},
         "/register": {"post": {"operationId": "register", "security": [], "requestBody": JSON_BODY,
-                               "responses": OK}},
+                               "responses": OK, "x-bastion-access": {"property_check": True}}},
         "/books": {"post": {"operationId": "createBook", "requestBody": JSON_BODY, "responses": OK,
-                            "x-bastion-access": {"learn_ownership": {"kind": "books", "id_from": "body:$.id"},
-                                                 "property_check": False}}},
+                            "x-bastion-access": {"learn_ownership": {"kind": "books", "id_from": "body:$.id"}}}},
         "/books/{id}": {
             "parameters": [ID],
             "get": {"operationId": "getBook", "responses": OK,

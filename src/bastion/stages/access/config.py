@@ -207,9 +207,8 @@ class AccessConfig(StageConfig):
         description=(
             "Refuse request bodies that set privileged properties (`privileged_properties`, anywhere in the "
             "body, and those the operation's schema marks readOnly) unless the consumer has one of "
-            "`privilege_roles`; anonymous callers (a public registration) never do. Unset: on where the "
-            "operation's request schema marks a property readOnly or `privileged_properties` is set. The "
-            "check needs the whole body (JSON or a form)."
+            "`privilege_roles`; anonymous callers (a public registration) never do. Unset: on where "
+            "`privileged_properties` is set. The check needs the whole body (JSON or a form)."
         ),
     )
     privileged_properties: list[str] = Field(

@@ -135,13 +135,11 @@ class AccessStage(HeadStage):
         self._privilege_roles = frozenset(config.privilege_roles)
         self._shape: Shape | None = None
         check = config.property_check
-        if check is not False:
-            self._shape = compile_shape(request_schemas(route.operation, route.openapi), route.openapi)
-        if check is None:
-            check = self._shape is not None or "privileged_properties" in config.model_fields_set
+        if check is None:  # on where a layer lists the privileged properties
+            check = "privileged_properties" in config.model_fields_set
         self._property_check = check
-        if not check:
-            self._shape = None
+        if check:
+            self._shape = compile_shape(request_schemas(route.operation, route.openapi), route.openapi)
 
         #: Rules that need a principal: an anonymous request is refused with 401.
         self.needs_principal = bool(
