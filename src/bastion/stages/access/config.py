@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from ipaddress import IPv4Network, IPv6Network
-from typing import Literal
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from bastion.pipeline.stage import StageConfig
 
@@ -46,6 +46,23 @@ _PRINCIPAL_VALUE = re.compile(r"^(principal\.(sub|consumer|consumer_id)|claim:[A
 _FIELD_PATH = re.compile(r"^(\$\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 #: An object kind: a short name shared by the operation that creates objects and those that use them.
 _KIND = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _network(value: object) -> object:
+    """One message for a network that is not one (pydantic's union would give one per family)."""
+    if isinstance(value, str):
+        try:
+            return ip_network(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a network in CIDR notation with its host bits zero "
+                "(such as 10.0.0.0/8 or 2001:db8::/32)"
+            ) from None
+    return value
+
+
+#: A client network, IPv4 or IPv6 (a bare address is a /32 or /128).
+Network = Annotated[IPv4Network | IPv6Network, BeforeValidator(_network)]
 
 
 class _Part(BaseModel):
@@ -218,14 +235,14 @@ class AccessConfig(StageConfig):
     privilege_roles: list[str] = Field(
         default_factory=lambda: ["admin"], description="Roles that may set privileged properties."
     )
-    ip_allow: list[IPv4Network | IPv6Network] = Field(
+    ip_allow: list[Network] = Field(
         default_factory=list,
         description=(
             "Client networks (CIDR, IPv4 or IPv6) the route may be called from; empty: any. The client is "
             "the peer, or the first hop before trusted proxies."
         ),
     )
-    ip_deny: list[IPv4Network | IPv6Network] = Field(
+    ip_deny: list[Network] = Field(
         default_factory=list, description="Client networks refused on the route, whatever `ip_allow` says."
     )
     method_override: Literal["refuse", "allow"] = Field(
