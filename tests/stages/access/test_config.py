@@ -3,6 +3,8 @@ the file, the line and the field."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from bastion.config import load_config
@@ -70,3 +72,24 @@ def test_errors_name_the_document_and_field(tmp_path: Path) -> None:
     networks = [e for e in errors if "policies.access.ip_allow" in e]
     assert len(networks) == 1 and "bastion.yaml:3" in networks[0], errors
     assert "'10.0.0.1/8' is not a network in CIDR notation" in networks[0]
+
+
+def test_check_prints_what_access_checks(tmp_path: Path) -> None:
+    """`bastion check` names, per route, what the access stage checks beyond its override
+    guard (public routes here, so that the stages are listed)."""
+    write(tmp_path, OPENAPI.replace("paths:", "security: []\npaths:"), "shop.yaml")
+    write(tmp_path, """\
+        services:
+          - name: shop
+            upstream: http://127.0.0.1:9
+            openapi: shop.yaml
+            routes:
+              - {path: /health, public: true}
+        """)
+    result = subprocess.run([sys.executable, "-m", "bastion", "check"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "getUser (public; stages: access(owner path:username = principal.sub),validation,headers)" in (
+        result.stdout), result.stdout
+    assert "deleteUser (public; stages: access(admin (ops)),validation,headers)" in result.stdout, result.stdout
+    assert "shop:/health (public; stages: access,headers)" in result.stdout, result.stdout

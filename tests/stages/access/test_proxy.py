@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bastion.testing import RawResponse, parse_responses, raw_request
+from bastion.testing import RawConnection, RawResponse, parse_responses, raw_request
 from tests.proxy.util import assert_problem, build
 
 from .gateway import AccessGateway, Shop
@@ -43,7 +43,9 @@ DOC: dict[str, Any] = {
                     "x-bastion-access": {"owner": {"param": "username"}}},
             "delete": {"operationId": "deleteUser", "tags": ["Admin"], "responses": OK},
         },
-        "/admin/users": {"get": {"operationId": "listAllUsers", "tags": ["admin"], "responses": OK}},
+        "/admin/users": {"get": {"operationId": "listAllUsers", "tags": ["admin"], "responses": OK},
+                         "post": {"operationId": "importUsers", "tags": ["admin"], "responses": OK,
+                                  "requestBody": {"content": {"application/octet-stream": {}}}}},
         "/register": {"post": {"operationId": "register", "security": [], "requestBody": JSON_BODY,
                                "responses": OK, "x-bastion-access": {"property_check": True}}},
         "/books": {"post": {"operationId": "createBook", "requestBody": JSON_BODY, "responses": OK,
@@ -237,3 +239,17 @@ def test_anonymous_request_to_an_owned_object_is_401(gw: AccessGateway, shop: Sh
     resp = call(gw, "GET", "/users/alice")
     refused(gw, shop, resp, 401, "access.unauthenticated")
     assert resp.header("www-authenticate") == 'Bearer realm="shop"'
+
+
+def test_an_admin_refusal_comes_before_the_body(gw: AccessGateway, shop: Shop) -> None:
+    """The admin check is a head hook: a user announcing a 512 KiB upload to an admin operation
+    is refused as soon as the head is read, without sending a byte of the body."""
+    head = build("POST", "/admin/users", [("X-Test-User", "alice"), ("X-Test-Roles", "user"),
+                                          ("X-Test-Mark", "upload"), ("Content-Type", "application/octet-stream"),
+                                          ("Content-Length", str(512 * 1024))])
+    with RawConnection(gw.host, gw.port) as conn:
+        conn.send(head)
+        resp = conn.read_response("POST")
+    gw.last_mark = "upload"
+    refused(gw, shop, resp, 403, "access.admin")
+    assert resp.header("connection") == "close"  # the unread body cannot be skipped
