@@ -93,3 +93,19 @@ def test_check_prints_what_access_checks(tmp_path: Path) -> None:
         result.stdout), result.stdout
     assert "deleteUser (public; stages: access(admin (ops)),validation,headers)" in result.stdout, result.stdout
     assert "shop:/health (public; stages: access,headers)" in result.stdout, result.stdout
+
+
+def test_a_rule_on_a_path_parameter_the_route_lacks_is_a_load_error(tmp_path: Path) -> None:
+    """An owner rule naming a path parameter the route does not have would refuse every
+    request; it is a load error naming the route, the parameter and the path instead."""
+    path = write(tmp_path, """\
+        services:
+          - name: shop
+            upstream: http://127.0.0.1:9
+            routes:
+              - path: /users/{name}
+                policies: {access: {owner: {param: username}}}
+        """)
+    (error,) = errors_of(path)
+    assert "bastion.yaml:5" in error and "access (shop:/users/{name})" in error, error
+    assert "owner.param names the path parameter 'username', which /users/{name} does not have" in error

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from bastion.errors import DependencyUnavailable
+from bastion.errors import DependencyUnavailable, PolicyError
 from bastion.pipeline.stage import HeadStage, RequestOutcome, RequestStage, ResponseStage, RouteInfo, Stage
 from bastion.stages.access.config import AccessConfig
 from bastion.stages.access.ip import AddressRule, allowed, parse_client
@@ -94,7 +94,7 @@ class AccessStage(HeadStage):
 
     def __init__(self, config: AccessConfig, route: RouteInfo) -> None:
         super().__init__("access", config)
-        self.route_id = route.route_id
+        _check_path_params(config, route)
         self._guard = config.method_override == "refuse"
         rule = AddressRule(config.ip_allow, config.ip_deny)
         self._ip: AddressRule | None = rule if rule else None
@@ -133,12 +133,9 @@ class AccessStage(HeadStage):
             privileged.discard(fold(self._owner_param.split(".")[0]))
         self._privileged = frozenset(privileged)
         self._privilege_roles = frozenset(config.privilege_roles)
+        self._property_check = _checks_properties(config)
         self._shape: Shape | None = None
-        check = config.property_check
-        if check is None:  # on where a layer lists the privileged properties
-            check = "privileged_properties" in config.model_fields_set
-        self._property_check = check
-        if check:
+        if self._property_check:
             self._shape = compile_shape(request_schemas(route.operation, route.openapi), route.openapi)
 
         #: Rules that need a principal: an anonymous request is refused with 401.
@@ -151,12 +148,11 @@ class AccessStage(HeadStage):
     def from_config(cls, config: AccessConfig, route: RouteInfo) -> AccessStage | None:
         """The stage the route needs (with a body hook, a response hook, both or neither);
         ``None`` when it has nothing to check."""
-        body = config.owner is not None and config.owner.in_ == "body"
+        body = (config.owner is not None and config.owner.in_ == "body") or _checks_properties(config)
         learn = config.learn_ownership is not None
-        probe = AccessStage(config, route)
-        body = body or probe._property_check
         if not body and not learn:
-            return probe if probe._has_head_rules() else None
+            stage = AccessStage(config, route)
+            return stage if stage._has_head_rules() else None
         kind: type[AccessStage]
         if body and learn:
             kind = AccessBodyLearnStage
@@ -360,6 +356,28 @@ class AccessBodyLearnStage(AccessBodyStage, ResponseStage):
     def __init__(self, config: AccessConfig, route: RouteInfo) -> None:
         super().__init__(config, route)
         self.needs_response_body = self._learn_source == "body"
+
+
+def _checks_properties(config: AccessConfig) -> bool:
+    """Whether the route checks body properties: as set, or where a layer lists them."""
+    if config.property_check is not None:
+        return config.property_check
+    return "privileged_properties" in config.model_fields_set
+
+
+def _check_path_params(config: AccessConfig, route: RouteInfo) -> None:
+    """A rule naming a path parameter the route's template does not have would refuse every
+    request: a load error instead, naming the parameter and the path."""
+    named: list[tuple[str, str]] = []
+    if config.owner is not None and config.owner.in_ == "path":
+        named.append(("owner.param", config.owner.param))
+    if config.learned_owner is not None and config.learned_owner.in_ == "path":
+        named.append(("learned_owner.param", config.learned_owner.param))
+    if config.learn_ownership is not None and config.learn_ownership.id_from.startswith("path:"):
+        named.append(("learn_ownership.id_from", config.learn_ownership.id_from.removeprefix("path:")))
+    for field, param in named:
+        if "{" + param + "}" not in route.path:
+            raise PolicyError(f"access: {field} names the path parameter {param!r}, which {route.path} does not have")
 
 
 def uses_ownership(stages: Iterable[Stage]) -> bool:
