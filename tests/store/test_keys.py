@@ -48,6 +48,7 @@ def test_a_new_key_is_well_formed_and_stored_as_its_keyed_hash(store: Store) -> 
         assert row.scopes == ["books:read", "books:write"]
         (snapshot,) = keys.active(session)
     assert snapshot.consumer_name == "alice" and snapshot.roles == ("user",)
+    assert (snapshot.ip_allow, snapshot.ip_deny) == ((), ())
     assert snapshot.scopes == ("books:read", "books:write")
 
 
@@ -145,3 +146,48 @@ def test_deleting_a_consumer_deletes_its_keys(store: Store) -> None:
     with store.write() as session:
         assert consumers.delete_by_name(session, "alice") == 1
     assert active_ids(store) == set()
+
+
+def test_two_rotations_of_one_key_at_once_make_one_new_key(store: Store) -> None:
+    """Two rotations of the same key racing (two admins, two terminals): the key is locked
+    while one rotates it, so exactly one succeeds and the other is told it was rotated."""
+    import threading
+
+    old = make_key(store)
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def rotate() -> None:
+        barrier.wait()
+        try:
+            with store.write() as session:
+                keys.rotate(session, store.pepper, old.record.id, timedelta(hours=1), None)
+            outcomes.append("rotated")
+        except StoreError as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=rotate) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("rotated") == 1
+    assert any("was rotated already" in outcome for outcome in outcomes)
+    assert len(active_ids(store)) == 2  # the old key (in its overlap) and one new key
+
+
+def test_the_snapshot_carries_a_declared_consumers_networks(store_settings: StoreSettings) -> None:
+    """A declared consumer's ip_allow and ip_deny reach the active-key snapshot as written,
+    for the access stage to enforce on every route."""
+    from bastion.config.model import Consumer as DeclaredSettings
+
+    declared = DeclaredSettings.model_validate({"name": "svc", "ip_allow": ["10.0.0.0/8"], "ip_deny": ["10.9.0.0/16"]})
+    store = open_store(store_settings, [declared])
+    try:
+        with store.write() as session:
+            keys.create(session, store.pepper, "svc", [])
+        with store.read() as session:
+            (active,) = keys.active(session)
+        assert (active.ip_allow, active.ip_deny) == (("10.0.0.0/8",), ("10.9.0.0/16",))
+    finally:
+        store.close()

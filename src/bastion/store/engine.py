@@ -9,6 +9,7 @@ PostgreSQL: an advisory lock), so a fleet starting at once migrates once.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -98,7 +99,7 @@ class Store:
         with self._lock:
             if self._ready:
                 return
-            self._check_sqlite_folder()
+            self._prepare_sqlite_file()
             try:
                 with self._locked() as conn:
                     config = Config()
@@ -140,19 +141,26 @@ class Store:
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
             yield conn
 
-    def _check_sqlite_folder(self) -> None:
-        """Name what is wrong with a SQLite path before SQLite says 'unable to open database file'."""
+    def _prepare_sqlite_file(self) -> None:
+        """Name what is wrong with a SQLite path before SQLite says 'unable to open database
+        file', and create a new database file readable by its owner only (SQLite gives its
+        journal files the same mode)."""
         database = make_url(self.url).database
         if not self.url.startswith("sqlite") or not database:
             return
-        folder = Path(database).parent
-        if not folder.is_dir():
-            raise StoreUnavailable(
-                f"the store {self.shown} cannot be opened: the folder {str(folder)!r} does not exist"
-            )
         path = Path(database)
+        if not path.parent.is_dir():
+            raise StoreUnavailable(
+                f"the store {self.shown} cannot be opened: the folder {str(path.parent)!r} does not exist"
+            )
         if path.exists() and not path.is_file():
             raise StoreUnavailable(f"the store {self.shown} cannot be opened: {str(path)!r} is not a file")
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StoreUnavailable(f"the store {self.shown} cannot be created: {exc.strerror}") from None
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -44,6 +44,9 @@ class ActiveKey:
     scopes: tuple[str, ...]
     roles: tuple[str, ...]
     expires_at: datetime | None
+    #: The consumer's own client networks (CIDRs as written), for the access stage.
+    ip_allow: tuple[str, ...] = ()
+    ip_deny: tuple[str, ...] = ()
 
 
 def _insert(
@@ -79,8 +82,10 @@ def create(
     return _insert(session, pepper, consumers.get(session, consumer_name), scopes, expires_at)
 
 
-def get(session: Session, key_id: str) -> ApiKey:
-    key = session.get(ApiKey, key_id)
+def get(session: Session, key_id: str, *, for_update: bool = False) -> ApiKey:
+    """The key ``key_id`` (locked until the transaction ends when ``for_update``, so two
+    rotations of one key cannot both succeed); :class:`UnknownKey` if there is none."""
+    key = session.get(ApiKey, key_id, with_for_update=for_update)
     if key is None:
         raise UnknownKey(key_id)
     return key
@@ -97,7 +102,7 @@ def list_keys(session: Session, consumer_name: str | None = None) -> list[tuple[
 
 def revoke(session: Session, key_id: str) -> bool:
     """Revoke the key at once; false if it was revoked already."""
-    key = get(session, key_id)
+    key = get(session, key_id, for_update=True)
     if key.revoked_at is not None:
         return False
     key.revoked_at = utcnow()
@@ -110,7 +115,7 @@ def rotate(
 ) -> NewKey:
     """A new key replacing ``key_id``, with its consumer and scopes; the old one keeps
     working for ``overlap`` (so clients can switch), then expires (sooner if it would anyway)."""
-    old = get(session, key_id)
+    old = get(session, key_id, for_update=True)
     now = utcnow()
     if old.revoked_at is not None:
         raise StoreError(f"the key {key_id!r} is revoked: create a new key instead of rotating it")
@@ -134,13 +139,23 @@ def active(session: Session) -> list[ActiveKey]:
     """Every key usable now, with what a gateway needs to verify it without the store."""
     now = utcnow()
     query = (
-        select(ApiKey.hash, ApiKey.id, Consumer.id, Consumer.name, ApiKey.scopes, Consumer.roles, ApiKey.expires_at)
+        select(
+            ApiKey.hash,
+            ApiKey.id,
+            Consumer.id,
+            Consumer.name,
+            ApiKey.scopes,
+            Consumer.roles,
+            ApiKey.expires_at,
+            Consumer.ip_allow,
+            Consumer.ip_deny,
+        )
         .join(Consumer, ApiKey.consumer_id == Consumer.id)
         .where(ApiKey.revoked_at.is_(None), or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now))
     )
     return [
-        ActiveKey(bytes(h), kid, cid, name, tuple(scopes), tuple(roles), expires)
-        for h, kid, cid, name, scopes, roles, expires in session.execute(query)
+        ActiveKey(bytes(h), kid, cid, name, tuple(scopes), tuple(roles), expires, tuple(allow), tuple(deny))
+        for h, kid, cid, name, scopes, roles, expires, allow, deny in session.execute(query)
     ]
 
 
