@@ -14,13 +14,12 @@ from sqlalchemy import select
 from bastion.config import load_config
 from bastion.config.model import StoreSettings
 from bastion.errors import DependencyUnavailable
-from bastion.services import Services, WorkerIdentity
+from bastion.services import WorkerIdentity, build_services
 from bastion.stages.access import LEDGER_KEY, OwnershipLedger
 from bastion.stages.access.ledger import consumer_key
-from bastion.state.memory import MemoryBackend
 from bastion.store import Store, open_store, ownership
 from bastion.store.models import Ownership
-from bastion.store.ownership import StoreOwnership, provide_ledger
+from bastion.store.ownership import StoreOwnership
 from bastion.testing import GatewayProcess
 from tests.proxy.util import assert_problem, one
 
@@ -67,10 +66,10 @@ def test_ids_longer_than_the_table_holds_are_not_recorded(store: Store) -> None:
 def test_two_workers_share_what_they_learned(store_settings: StoreSettings) -> None:
     """Worker A learns a creator (cached at once, written in the background); worker B, with
     its own store connection and an empty cache, reads it from the store."""
+    stores = [open_store(store_settings), open_store(store_settings)]
 
     async def run() -> tuple[str | None, str | None]:
-        first = OwnershipLedger(StoreOwnership(open_store(store_settings)))
-        second = OwnershipLedger(StoreOwnership(open_store(store_settings)))
+        first, second = (OwnershipLedger(StoreOwnership(s)) for s in stores)
         first.remember(KEY, "b-1", "id-alice")
         assert first.cached(KEY, "b-1") == "id-alice"
         assert await first.flush()
@@ -79,7 +78,11 @@ def test_two_workers_share_what_they_learned(store_settings: StoreSettings) -> N
         await second.aclose()
         return found
 
-    assert asyncio.run(run()) == ("id-alice", None)
+    try:
+        assert asyncio.run(run()) == ("id-alice", None)
+    finally:
+        for store in stores:
+            store.close()
 
 
 def test_a_store_that_cannot_be_opened_fails_closed(tmp_path: Path) -> None:
@@ -112,26 +115,35 @@ LEARNING = {
 }
 
 
-def test_a_worker_provides_the_ledger_over_the_configured_store(tmp_path: Path) -> None:
-    """Loaded from a configuration, the ledger is built over its `store:` (nothing opened
-    until used) and kept in the worker's services, where the access stage finds it."""
+def test_the_stage_takes_its_ledger_over_the_workers_store(tmp_path: Path) -> None:
+    """Started with a worker's services, a stage that learns ownership gets one ledger per
+    worker, over the worker's store (``store:`` of the configuration), which nothing opens
+    until the ledger reads or writes; closing the services writes what is pending first."""
     (tmp_path / "bastion.yaml").write_text(json.dumps(LEARNING))
     loaded = load_config(tmp_path / "bastion.yaml")
+    config = loaded.config
 
     async def run() -> None:
-        services = Services(MemoryBackend(), WorkerIdentity("test", 0, 1, 0))
-        ledger = provide_ledger(services, loaded)
-        assert services.shared(LEDGER_KEY, lambda: None) is ledger
-        repository = ledger.repository
-        assert isinstance(repository, StoreOwnership)
-        assert repository.store.url == f"sqlite:///{tmp_path / 'bastion.db'}"
-        assert not (tmp_path / "bastion.db").exists()
+        services = build_services(config.backends, WorkerIdentity("test", 0, 1, 0), None, config.store,
+                                  config.consumers)
         for route in loaded.routes:
             for stage in route.built:
                 await stage.start(services)
+        ledger = services.shared(LEDGER_KEY, lambda: None)
+        assert isinstance(ledger, OwnershipLedger) and isinstance(ledger.repository, StoreOwnership)
+        assert ledger.repository.store is services.store
+        assert services.store.url == f"sqlite:///{tmp_path / 'bastion.db'}"
+        assert not (tmp_path / "bastion.db").exists()
+        ledger.remember(KEY, "b-1", "id-alice")
         await services.close()
 
     asyncio.run(run())
+    store = open_store(config.store)
+    try:
+        with store.read() as session:
+            assert ownership.owner_of(session, KEY, "b-1") == "id-alice"
+    finally:
+        store.close()
 
 
 def test_a_real_worker_starts_its_ownership_routes(tmp_path: Path) -> None:

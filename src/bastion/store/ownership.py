@@ -9,19 +9,14 @@ an object already recorded keeps its first creator, whichever worker or instance
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from bastion.stages.access.ledger import LEDGER_KEY, Entry, OwnershipLedger
+from bastion.stages.access.ledger import Entry
 from bastion.store.engine import Store
 from bastion.store.models import Ownership
-
-if TYPE_CHECKING:
-    from bastion.config.loader import LoadedConfig
-    from bastion.services import Services
 
 #: Longest key and object id the table holds (``String(255)``); the stage learns no longer id.
 MAX_ID = 255
@@ -53,8 +48,8 @@ def record(session: Session, entries: Sequence[Entry]) -> None:
 
 
 class StoreOwnership:
-    """The access stage's ownership repository over a store (blocking: the ledger calls it in
-    a thread). It owns ``store`` and closes it."""
+    """The access stage's ownership repository over the worker's store (blocking: the ledger
+    calls it in a thread). The store is the worker's: the services close it, not this."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -68,14 +63,5 @@ class StoreOwnership:
             record(session, entries)
 
     def close(self) -> None:
-        self.store.close()
+        return None
 
-
-def provide_ledger(services: Services, loaded: LoadedConfig) -> OwnershipLedger:
-    """The worker's ownership ledger over the configured store, kept in ``services`` (a
-    reload keeps it). Nothing is opened here: the store opens, and migrates, on the ledger's
-    first read or write, in its thread."""
-    config = loaded.config
-    return services.shared(
-        LEDGER_KEY, lambda: OwnershipLedger(StoreOwnership(Store(config.store, config.consumers)))
-    )

@@ -26,7 +26,7 @@ def test_spec_registry_position_and_public_api() -> None:
     assert ORDER[0] is auth.SPEC and ORDER[1] is SPEC
     assert sorted(access.__all__) == sorted(
         ["LEDGER_KEY", "SPEC", "AccessConfig", "AccessStage", "MemoryOwnership", "OwnershipLedger",
-         "OwnershipRepository", "uses_ownership"]
+         "OwnershipRepository"]
     )
 
 

@@ -236,12 +236,12 @@ def test_writes_are_retried_and_the_first_creator_wins() -> None:
 
 
 def test_without_a_store_a_learning_stage_cannot_start() -> None:
-    """A worker that opened no store refuses to start a stage that needs one (clear message)
-    instead of learning nothing."""
+    """Services without a store refuse to start a stage that needs one (a clear message)
+    instead of letting it learn nothing."""
 
     async def run() -> None:
         svc = Services(MemoryBackend(), WorkerIdentity("test", 0, 1, 0))
-        with pytest.raises(RuntimeError, match="durable store"):
+        with pytest.raises(RuntimeError, match="without a store"):
             await reader().start(svc)
         await svc.close()
 

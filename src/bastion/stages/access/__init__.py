@@ -9,7 +9,7 @@ properties (property level), and client networks per route and per consumer.
 from bastion.pipeline.stage import StageSpec
 from bastion.stages.access.config import AccessConfig
 from bastion.stages.access.ledger import LEDGER_KEY, MemoryOwnership, OwnershipLedger, OwnershipRepository
-from bastion.stages.access.stage import AccessStage, uses_ownership
+from bastion.stages.access.stage import AccessStage
 
 SPEC = StageSpec(
     name="access",
@@ -33,5 +33,4 @@ __all__ = [
     "MemoryOwnership",
     "OwnershipLedger",
     "OwnershipRepository",
-    "uses_ownership",
 ]

@@ -13,12 +13,12 @@ that needs a consumer answers 401 when there is none (normally auth has refused 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from bastion.errors import DependencyUnavailable, PolicyError
-from bastion.pipeline.stage import HeadStage, RequestOutcome, RequestStage, ResponseStage, RouteInfo, Stage
+from bastion.pipeline.stage import HeadStage, RequestOutcome, RequestStage, ResponseStage, RouteInfo
 from bastion.stages.access.config import AccessConfig
 from bastion.stages.access.ip import AddressRule, allowed, parse_client
 from bastion.stages.access.ledger import LEDGER_KEY, MAX_OBJECT_ID, OwnershipLedger, consumer_key
@@ -190,13 +190,13 @@ class AccessStage(HeadStage):
 
     @property
     def uses_ownership(self) -> bool:
-        """Whether the stage learns or checks learned ownership (the worker then provides the
-        ledger over its store)."""
+        """Whether the stage learns or checks learned ownership (it then takes the worker's
+        ledger over the store when it starts)."""
         return bool(self._learned_key or self._learn_key)
 
     async def start(self, services: Services) -> None:
         if self.uses_ownership:
-            self._ledger = services.shared(LEDGER_KEY, _no_store)
+            self._ledger = services.shared(LEDGER_KEY, lambda: _store_ledger(services))
 
     # -- head ---------------------------------------------------------------------------
     def on_request_head(self, exchange: Exchange) -> RequestOutcome | Awaitable[RequestOutcome]:
@@ -380,16 +380,12 @@ def _check_path_params(config: AccessConfig, route: RouteInfo) -> None:
             raise PolicyError(f"access: {field} names the path parameter {param!r}, which {route.path} does not have")
 
 
-def uses_ownership(stages: Iterable[Stage]) -> bool:
-    """Whether any of ``stages`` learns or checks learned ownership (its worker must then
-    provide the ledger, over the store, before starting it)."""
-    return any(isinstance(s, AccessStage) and s.uses_ownership for s in stages)
+def _store_ledger(services: Services) -> OwnershipLedger:
+    """The worker's ledger over its store (made once per worker; nothing is opened until the
+    first read or write, in the ledger's thread)."""
+    from bastion.store.ownership import StoreOwnership  # SQLAlchemy only where a route needs it
 
-
-def _no_store() -> OwnershipLedger:
-    raise RuntimeError(
-        "learned ownership needs the durable store (`store` in bastion.yaml), which this worker has not opened"
-    )
+    return OwnershipLedger(StoreOwnership(services.store))
 
 
 def _malformed(why: str) -> Block:
