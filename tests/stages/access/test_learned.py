@@ -287,3 +287,25 @@ def test_long_consumer_and_object_ids() -> None:
         await svc.close()
 
     asyncio.run(again())
+
+
+def test_a_learned_object_named_in_the_query() -> None:
+    """``in: query`` reads the id from the (decoded) query string; a second, different value
+    of it is refused rather than guessed."""
+
+    async def run() -> None:
+        svc = services(MemoryOwnership())
+        make = creator("path:id")
+        use = compile_stage({"learned_owner": {"kind": "books", "param": "book", "in": "query"}}, route(path="/loans"))
+        await make.start(svc)
+        await use.start(svc)
+        created(make, ALICE, Response(201, [], b""), {"id": "b 1"})
+        mine = exchange(path="/loans", query="book=b%201", who=ALICE, params={})
+        assert use.on_request_head(mine) is None
+        theirs = exchange(path="/loans", query="book=b%201", who=BOB, params={})
+        assert refused(use.on_request_head(theirs)) == "access.owner"
+        polluted = exchange(path="/loans", query="book=b%201&book=other", who=ALICE, params={})
+        assert refused(use.on_request_head(polluted)) == "access.owner"
+        await svc.close()
+
+    asyncio.run(run())
