@@ -37,7 +37,7 @@ BASTION_NONE = "bastion-none"
 INSPECT = "bastion-inspect"
 MODSEC = "nginx-modsec-pl1"
 #: Top-level policies that switch off every stage enabled by default.
-NO_STAGES: Mapping[str, Any] = {"headers": {"enabled": False}}
+NO_STAGES: Mapping[str, Any] = {"access": {"enabled": False}, "headers": {"enabled": False}}
 
 Kind = Literal["direct", "nginx", "bastion", "modsecurity"]
 

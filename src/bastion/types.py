@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
 from types import MappingProxyType
 from typing import Any, Final, Protocol
 
@@ -164,6 +165,10 @@ class Principal:
     scopes: frozenset[str] = _NOTHING
     roles: frozenset[str] = _NOTHING
     claims: Mapping[str, object] = field(default_factory=_no_fields)
+    #: The consumer's own client networks (its ``ip_allow`` / ``ip_deny``), parsed when the
+    #: consumer was loaded; empty: no list of its own. The access stage enforces them.
+    ip_allow: tuple[IPv4Network | IPv6Network, ...] = ()
+    ip_deny: tuple[IPv4Network | IPv6Network, ...] = ()
 
 
 class Exchange:

@@ -46,12 +46,12 @@ def test_check_prints_what_each_route_really_gets(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     wanted = {"listBooks", "listOrders", "hooks"}
     by_route = {word: line for line in result.stdout.splitlines() for word in line.split() if word in wanted}
-    assert by_route["listBooks"].endswith("listBooks (public; stages: validation,headers)")
+    assert by_route["listBooks"].endswith("listBooks (public; stages: access,validation,headers)")
     assert by_route["listOrders"].endswith(
         "listOrders (401: requires apiKey or bearerAuth, which nothing here verifies; never forwarded)"
     )
     assert by_route["hooks"].endswith(
-        "hooks (authentication delegated to upstream; shadow mode, nothing to observe; stages: headers)"
+        "hooks (authentication delegated to upstream; shadow mode, nothing to observe; stages: access,headers)"
     )
     assert "note: 7 route(s) require authentication that nothing here verifies: they answer 401" in result.stdout
 

@@ -21,6 +21,7 @@ from bastion.cli.tester import register as register_tester
 
 if TYPE_CHECKING:
     from bastion.config import ResolvedRoute
+    from bastion.pipeline.stage import Stage
 
 app = typer.Typer(
     name="bastion",
@@ -95,9 +96,18 @@ def _enforced(route: ResolvedRoute) -> str:
     auth = auth_stage(route.built)
     if auth is not None and auth.refusal is not None:
         return f"{auth.summary}; never forwarded"  # no other stage ever runs
-    stages = ",".join(s.name for s in route.built if not isinstance(s, AuthStage)) or "-"
+    stages = ",".join(_stage_label(s) for s in route.built if not isinstance(s, AuthStage)) or "-"
     who = "public" if auth is None else auth.summary
     return f"{who}; stages: {stages}"
+
+
+def _stage_label(stage: Stage) -> str:
+    """A stage's name, with what the access stage checks on the route beyond its override guard."""
+    from bastion.stages.access import AccessStage
+
+    if isinstance(stage, AccessStage) and stage.summary != "override guard":
+        return f"access({stage.summary})"
+    return stage.name
 
 
 @app.command()

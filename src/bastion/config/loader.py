@@ -559,7 +559,8 @@ def _allowed_fields(model: type[BaseModel], path: FieldPath) -> list[str]:
         if current is None:
             return []
     fields = getattr(current, "model_fields", None)
-    return list(fields) if fields else []
+    # A field spelt by its alias in the file (``in``, a keyword in Python) is named so.
+    return [f.alias or name for name, f in fields.items()] if fields else []
 
 
 def _model_of(annotation: Any) -> Any:

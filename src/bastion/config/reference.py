@@ -84,10 +84,11 @@ def _section(model: type[BaseModel], path: str, out: list[str], seen: set[str]) 
     nested: list[tuple[type[BaseModel], str]] = []
     for name, field in model.model_fields.items():
         desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
-        out.append(f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {desc} |")
+        shown = field.alias or name  # `in`, a keyword, is the field `in_` written as `in`
+        out.append(f"| `{shown}` | {_type_name(field.annotation)} | {_default(field)} | {desc} |")
         for sub in _models_in(field.annotation):
             suffix = "[]" if typing.get_origin(field.annotation) is list else ""
-            nested.append((sub, f"{path}.{name}{suffix}" if path else f"{name}{suffix}"))
+            nested.append((sub, f"{path}.{shown}{suffix}" if path else f"{shown}{suffix}"))
     out.append("")
     for sub, sub_path in nested:
         _section(sub, sub_path, out, seen)

@@ -57,6 +57,8 @@ BLOCKED: dict[str, str] = {
     "API8-PLAIN-HTTP": "listen.tls",
     "API8-SECURITY-HEADERS": "policies.headers on routed responses; Bastion's own problem responses carry them too",
     "API8-NOSQL-INJECTION": "validation (an object where a string is declared)",
+    "API5-BFLA": "access (operations tagged admin need a consumer with role admin; with authentication delegated "
+                 "to the API no request carries one, so they are refused to everyone, 401)",
     "API8-COMMAND-INJECTION": "validation (format hostname) and detection (category cmdi)",
     "API8-PATH-TRAVERSAL": "validation (file-name pattern) and detection (category path_traversal)",
     "API9-OLD-VERSION": "routes from the OpenAPI document (/v1 is not declared: 404)",
@@ -84,7 +86,6 @@ NOT_YET_BLOCKED: dict[str, str] = {
     "API3-UNDECLARED-FIELDS": "response stage (response filtering)",
     "API3-SENSITIVE-DATA": "response stage (response filtering)",
     "API4-NO-RATE-LIMIT": "ratelimit stage",
-    "API5-BFLA": "auth stage (scopes per operation)",
     "API8-CORS-CREDENTIALS": "no stage: Bastion forwards the API's CORS headers",
 }
 
