@@ -221,3 +221,22 @@ def test_unknown_delegate_is_refused(tmp_path: Path) -> None:
     assert len(errors) == 1, errors
     assert "bastion.yaml:5: services[0].policies.auth.delegate: " in errors[0]
     assert "'upstream'" in errors[0]
+
+
+def test_failing_open_without_delegation_is_a_load_error(tmp_path: Path) -> None:
+    """`failure_mode: open` would forward, as if authenticated, requests whose credentials
+    could not be checked (key store or JWKS endpoint down): refused at its line."""
+    errors = errors_of(
+        write(
+            tmp_path,
+            """\
+            services:
+              - name: shop
+                upstream: http://127.0.0.1:9001
+                openapi: shop.yaml
+                policies: {auth: {failure_mode: open}}
+            """,
+        )
+    )
+    assert len(errors) == 1, errors
+    assert "bastion.yaml:5: services[0].policies.auth.failure_mode: failure_mode: open would forward" in errors[0]

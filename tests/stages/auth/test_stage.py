@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+from collections.abc import Awaitable
 from typing import Any
 
 import pytest
 
 from bastion.pipeline.registry import ORDER
-from bastion.pipeline.stage import RequestStage, ResponseStage, RouteInfo
+from bastion.pipeline.stage import HeadStage, RequestStage, ResponseStage, RouteInfo
 from bastion.stages import auth
 from bastion.stages.auth import SPEC, AuthConfig, AuthStage
+from bastion.stages.auth.dispatch import Verifiers, bearer_verifier
+from bastion.stages.auth.methods import AuthFailure, Verdict
 from bastion.stages.auth.stage import DETAIL_UNCONFIGURED, REASON_UNCONFIGURED, challenge
+from bastion.types import Block, Exchange, Principal, Request
 
 KEY = 'ApiKey realm="shop", in="header", name="X-API-Key"'
 SCHEMES: dict[str, Any] = {
@@ -44,12 +50,13 @@ def challenges(stage: AuthStage | None) -> list[str]:
 def test_spec_and_public_api() -> None:
     """The package exposes its spec and exactly the names in ``__all__``; auth is on by default
     and first in the registry (a request is authenticated before anything else looks at it);
-    it has no request or response hook (its decision is taken from the head, by the proxy)."""
+    it is a head stage only (it decides before any of the body is read)."""
     assert (SPEC.name, SPEC.extension, SPEC.default_on) == ("auth", "x-bastion-auth", True)
     assert SPEC.config_model is AuthConfig and SPEC.route_check is not None
     assert ORDER[0] is SPEC
     assert sorted(auth.__all__) == ["AuthConfig", "AuthStage", "SPEC", "auth_stage"]
     stage = AuthStage.from_config(AuthConfig(), route([{"bearerAuth": []}]))
+    assert isinstance(stage, HeadStage)
     assert not isinstance(stage, (RequestStage, ResponseStage))
 
 
@@ -119,3 +126,104 @@ def test_summary_says_what_nothing_verifies() -> None:
     assert hand.summary == "401: requires authentication, which nothing here verifies"
     delegated = AuthStage.from_config(AuthConfig(delegate="upstream"), route(None, hand=True))
     assert delegated is not None and delegated.summary == "authentication delegated to upstream"
+
+
+class Table:
+    """A verifier over a fixed table; answers through an awaitable when ``later``."""
+
+    def __init__(self, table: dict[str, Principal], later: bool = False) -> None:
+        self.table, self.later = table, later
+        self.seen: list[str] = []
+
+    def verify(self, credential: str) -> Verdict | Awaitable[Verdict]:
+        self.seen.append(credential)
+        verdict = self.table.get(credential) or AuthFailure("auth.key_unknown")
+        return self._later(verdict) if self.later else verdict
+
+    async def _later(self, verdict: Verdict) -> Verdict:
+        return verdict
+
+    async def start(self, services: Any) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+KEYS = Verifiers(api_key=Table({}))
+KEYS_AND_JWT = Verifiers(api_key=Table({}), jwt=Table({}))
+
+
+def test_summary_says_what_each_alternative_takes() -> None:
+    """`bastion check` prints, per route, where each alternative's credential is read, which
+    kinds of bearer token are verified, the scopes required, and the alternatives nothing here
+    verifies (never accepted)."""
+    stage = AuthStage(
+        AuthConfig(), route([{"apiKey": []}, {"bearerAuth": ["books:read"]}, {"mtls": []}]), KEYS_AND_JWT
+    )
+    assert stage.authenticates and stage.refusal is None
+    assert stage.summary == (
+        "api key (header X-API-Key) or bearer API key or JWT with scopes books:read "
+        "(not verified here, so never accepted: mtls)"
+    )
+    query = AuthStage(AuthConfig(), route([{"queryKey": []}]), KEYS)
+    assert query.summary == (
+        "api key (Authorization: Bearer bst_...; the query parameter api_key is ignored: api_keys.query is off)"
+    )
+    allowed = AuthStage(AuthConfig.model_validate({"api_keys": {"query": True}}), route([{"queryKey": []}]), KEYS)
+    assert allowed.summary == "api key (query api_key)"
+    mtls = AuthStage(AuthConfig(), route([{"mtls": []}]), KEYS_AND_JWT)
+    assert mtls.refusal is not None and mtls.summary == "401: requires mtls, which nothing here verifies"
+
+
+def test_a_hand_written_route_takes_a_bearer_token() -> None:
+    """A private route that declares no scheme (hand-written) takes `Authorization: Bearer`
+    credentials the route can verify; with none configured it keeps the load-time 401."""
+    hand = AuthStage(AuthConfig(), route(None, hand=True), KEYS)
+    assert hand.authenticates and hand.summary == "bearer API key"
+    assert AuthStage(AuthConfig(), route(None, hand=True), Verifiers()).refusal is not None
+
+
+def test_api_keys_can_be_turned_off_and_basic_is_never_verified() -> None:
+    """With API keys off and no other verifier, an apiKey or bearer route keeps the 401; a
+    Basic scheme is never verified here (no password store), whatever is configured."""
+    off = AuthConfig.model_validate({"api_keys": {"enabled": False}})
+    assert AuthStage(off, route([{"apiKey": []}]), Verifiers()).refusal is not None
+    basic = AuthStage(AuthConfig(), route([{"basicAuth": []}]), KEYS_AND_JWT)
+    assert basic.refusal is not None
+
+
+def test_bearer_tokens_go_to_the_verifier_of_their_shape() -> None:
+    """`bst_` keys to the API key verifier, three base64url segments to the JWT verifier,
+    anything else to introspection; a kind the route does not verify has none."""
+    keys, jwt, intro = Table({}), Table({}), Table({})
+    every = Verifiers(api_key=keys, jwt=jwt, introspection=intro)
+    assert bearer_verifier("bst_abcdefgh_xyz", every) is keys
+    assert bearer_verifier("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", every) is jwt
+    assert bearer_verifier("eyJh.bGci.Oi.J9", every) is intro
+    assert bearer_verifier("2YotnFZFEjr1zCsicMWpAA", every) is intro
+    assert bearer_verifier("2YotnFZFEjr1zCsicMWpAA", Verifiers(api_key=keys, jwt=jwt)) is None
+
+
+def exchange(*headers: tuple[str, str]) -> Exchange:
+    return Exchange(Request("GET", "/orders", "/orders", "", list(headers)), "rid")
+
+
+def test_a_credential_named_by_two_alternatives_is_verified_once() -> None:
+    """`[{bearer: [a]}, {bearer: [b]}]`: the token is verified once, even through an
+    awaitable, and the second alternative's scopes decide; without either scope: 403."""
+    alice = Principal("c-alice", scopes=frozenset({"b"}))
+    jwt = Table({"x.y.z": alice}, later=True)
+    stage = AuthStage(AuthConfig(), route([{"bearerAuth": ["a"]}, {"bearerAuth": ["b"]}]), Verifiers(jwt=jwt))
+    ex = exchange(("authorization", "Bearer x.y.z"))
+    pending = stage.on_request_head(ex)
+    assert inspect.isawaitable(pending)
+    assert asyncio.run(_settle(pending)) is None
+    assert ex.principal is alice and jwt.seen == ["x.y.z"]
+    other = AuthStage(AuthConfig(), route([{"bearerAuth": ["c"]}]), Verifiers(jwt=Table({"x.y.z": alice})))
+    refused = other.on_request_head(exchange(("authorization", "Bearer x.y.z")))
+    assert isinstance(refused, Block) and (refused.status, refused.reason) == (403, "auth.scope")
+
+
+async def _settle(awaitable: Any) -> Any:
+    return await awaitable
