@@ -14,12 +14,13 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bastion.config.loader import LoadedConfig
-from bastion.services import Services
+from bastion.services import Clock, Services
 from bastion.stages.auth import AuthStage, auth_stage
 from bastion.stages.auth.dispatch import Verifiers
 from bastion.stages.auth.methods import AuthFailure, Verdict
@@ -94,6 +95,11 @@ BOB_KEY = "bst_bob00001_" + "b" * 43
 #: Alice's key id with another secret: a wrong key, where an unknown one has an unknown id.
 WRONG_KEY = "bst_alice001_" + "z" * 43
 UNKNOWN_KEY = "bst_nobody01_" + "c" * 43
+
+
+def unknown_key(i: int) -> str:
+    """Unknown keys with distinct ids (counted per address only, not per credential)."""
+    return f"bst_nobody{i:02d}_" + "d" * 43
 CAROL_JWT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJjYXJvbCJ9.c2lnLWNhcm9s"
 DAVE_JWT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJkYXZlIn0.c2lnLWRhdmU"
 FORGED_JWT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJkYXZlIn0.Zm9yZ2Vk"
@@ -171,7 +177,8 @@ def with_verifiers(verifiers: Verifiers) -> Callable[[LoadedConfig], LoadedConfi
 
 def shop_config(upstream: ScriptedUpstream, policies: dict[str, Any] | None = None) -> dict[str, Any]:
     """The shop service (bodies up to 100 MB), behind a listener that believes loopback's
-    X-Request-ID (so a test can name the record of a request it sends raw)."""
+    X-Forwarded-For (so a test can speak from several client addresses) and X-Request-ID (so
+    it can name the record of a request it sends raw)."""
     return {
         "listen": {"host": "127.0.0.1", "trusted_proxies": ["127.0.0.1/32"]},
         "policies": policies or {},
@@ -411,3 +418,88 @@ def test_a_refused_small_body_is_dropped_and_the_connection_goes_on(
         conn.send(build("GET", f"/orders?{token}", [("X-API-Key", ALICE_KEY)]))
         assert conn.read_response().status == 200
     assert [r.method for r in upstream.records(token)] == ["GET"]
+
+
+# -- lockout ------------------------------------------------------------------------------
+
+
+class ManualClock(Clock):
+    """Time that moves only when the test says so (the memory backend expires by it too)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return 1_700_000_000.0 + self.now
+
+
+LOCKOUT = {"enabled": True, "max_failures_per_ip": 3, "max_failures_per_credential": 4,
+           "window": 300, "backoff": 60, "max_backoff": 600}
+
+
+@pytest.fixture
+def locking(upstream: ScriptedUpstream, tmp_path: Path) -> Iterator[tuple[Shop, ManualClock]]:
+    keys, tokens, clock = KeyTable(), TokenTable(), ManualClock()
+    config = shop_config(upstream, {"auth": {"lockout": LOCKOUT}})
+    with InProcessGateway(
+        config, tmp_path, None, adjust=with_verifiers(Verifiers(api_key=keys, jwt=tokens)), clock=clock,
+        files={"shop.yaml": OPENAPI},
+    ) as gw:
+        yield Shop(gw, keys, tokens), clock
+
+
+def from_ip(shop: Shop, ip: str, path: str, *headers: tuple[str, str]) -> Any:
+    return get(shop, path, ("X-Forwarded-For", ip), *headers)
+
+
+def test_failures_from_one_address_lock_it_out_with_growing_back_off(
+    locking: tuple[Shop, ManualClock], upstream: ScriptedUpstream, token: str
+) -> None:
+    """The third failed authentication from an address within the window locks it out: 429
+    `auth.locked` with Retry-After, for every request from it, even with a right key (which
+    is not even checked), while the same key from another address passes. Once the lockout
+    is over, three more failures lock it out again for twice as long."""
+    shop, clock = locking
+    path = f"/orders?{token}"
+    for i in range(2):
+        assert_problem(from_ip(shop, "198.51.100.7", path, ("X-API-Key", unknown_key(i))), 401)
+    tripped = from_ip(shop, "198.51.100.7", path, ("X-API-Key", unknown_key(2)))
+    doc = assert_problem(tripped, 429)
+    assert tripped.header("retry-after") == "60"
+    assert shop.record(doc["request_id"])["decisions"][0]["reason"] == "auth.locked"
+    seen = len(shop.keys.seen)
+    locked = from_ip(shop, "198.51.100.7", path, ("X-API-Key", ALICE_KEY))
+    assert_problem(locked, 429)
+    assert len(shop.keys.seen) == seen  # refused before any verifier ran
+    assert from_ip(shop, "203.0.113.9", path, ("X-API-Key", ALICE_KEY)).status == 200
+    clock.now += 61
+    assert from_ip(shop, "198.51.100.7", path, ("X-API-Key", ALICE_KEY)).status == 200
+    for i in range(3, 5):
+        assert_problem(from_ip(shop, "198.51.100.7", path, ("X-API-Key", unknown_key(i))), 401)
+    again = from_ip(shop, "198.51.100.7", path, ("X-API-Key", unknown_key(5)))
+    assert_problem(again, 429)
+    assert again.header("retry-after") == "120"
+    assert len(upstream.records(token)) == 2
+
+
+def test_a_locked_out_credential_never_shuts_its_owner_out(
+    locking: tuple[Shop, ManualClock], upstream: ScriptedUpstream, token: str
+) -> None:
+    """Failures naming Alice's key id from many addresses lock that id out: further wrong
+    tries with it get 429, from any address; Alice's right key, from an address that did
+    not fail, still passes. A missing credential or a missing scope is never counted."""
+    shop, _ = locking
+    path = f"/orders?{token}"
+    for i in range(4):
+        resp = from_ip(shop, f"192.0.2.{i + 1}", path, ("X-API-Key", WRONG_KEY))
+        assert resp.status == (429 if i == 3 else 401)
+    assert_problem(from_ip(shop, "192.0.2.50", path, ("X-API-Key", WRONG_KEY)), 429)
+    assert from_ip(shop, "192.0.2.51", path, ("X-API-Key", ALICE_KEY)).status == 200
+    for _ in range(5):
+        assert_problem(from_ip(shop, "192.0.2.60", path), 401)
+        assert_problem(from_ip(shop, "192.0.2.60", f"/reports?{token}", ("X-API-Key", ALICE_KEY)), 403)
+    assert from_ip(shop, "192.0.2.60", path, ("X-API-Key", ALICE_KEY)).status == 200
+    assert len(upstream.records(token)) == 2

@@ -240,3 +240,18 @@ def test_failing_open_without_delegation_is_a_load_error(tmp_path: Path) -> None
     )
     assert len(errors) == 1, errors
     assert "bastion.yaml:5: services[0].policies.auth.failure_mode: failure_mode: open would forward" in errors[0]
+
+
+def test_lockout_bounds_are_checked(tmp_path: Path) -> None:
+    """A lockout whose longest back-off is shorter than its first is refused."""
+    errors = errors_of(
+        write(
+            tmp_path,
+            """\
+            policies: {auth: {lockout: {enabled: true, backoff: 600, max_backoff: 60}}}
+            services:
+              - {name: shop, upstream: "http://127.0.0.1:9001", openapi: shop.yaml}
+            """,
+        )
+    )
+    assert len(errors) == 1 and "max_backoff must be at least backoff" in errors[0], errors

@@ -193,6 +193,17 @@ def test_api_keys_can_be_turned_off_and_basic_is_never_verified() -> None:
     assert basic.refusal is not None
 
 
+def test_the_stage_keeps_state_only_with_a_lockout() -> None:
+    """`uses_state` (which makes several workers require a shared backend) is set only where
+    the lockout is on, and never on a route that refuses or delegates everything."""
+    info = route([{"apiKey": []}])
+    assert not AuthStage(AuthConfig(), info, KEYS).uses_state
+    locking = AuthConfig.model_validate({"lockout": {"enabled": True}})
+    assert AuthStage(locking, info, KEYS).uses_state
+    assert not AuthStage(locking, info, Verifiers()).uses_state
+    assert not AuthStage(locking.model_copy(update={"delegate": "upstream"}), info, KEYS).uses_state
+
+
 def test_bearer_tokens_go_to_the_verifier_of_their_shape() -> None:
     """`bst_` keys to the API key verifier, three base64url segments to the JWT verifier,
     anything else to introspection; a kind the route does not verify has none."""

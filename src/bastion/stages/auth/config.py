@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bastion.pipeline.stage import StageConfig
 
@@ -36,6 +36,46 @@ class ApiKeysConfig(BaseModel):
             "there proves nothing) and `bastion check` says so."
         ),
     )
+
+
+class LockoutConfig(BaseModel):
+    """``policies.auth.lockout``: brute force protection for the credentials this route checks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(
+        False,
+        description=(
+            "Count failed authentications per client IP and per credential id in the state backend, and lock "
+            "out past the thresholds (429, reason `auth.locked`, with `Retry-After`). Off by default: Bastion's "
+            "own credentials cannot be guessed (256-bit keys, signed tokens), and a lockout needs a state backend "
+            "every worker shares (`backends.state: redis` with several workers). Turn it on where credentials "
+            "can be guessed or each try costs (opaque tokens checked by introspection) and to slow scanners."
+        ),
+    )
+    max_failures_per_ip: int = Field(
+        10, ge=1, description="Failed authentications from one client IP within `window` that lock the IP out."
+    )
+    max_failures_per_credential: int = Field(
+        20,
+        ge=1,
+        description=(
+            "Failed authentications naming one credential id (an API key's public prefix) within `window` that "
+            "lock that credential out: further failing tries with it get 429, while the right key, from any "
+            "address not locked out, still gets through (a lockout is never a way to shut a consumer out)."
+        ),
+    )
+    window: float = Field(300.0, gt=0, le=86400, description="Seconds over which failures are counted.")
+    backoff: float = Field(
+        60.0, gt=0, le=86400, description="Seconds of the first lockout; each new lockout doubles it."
+    )
+    max_backoff: float = Field(3600.0, gt=0, le=7 * 86400, description="The longest a lockout lasts.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> LockoutConfig:
+        if self.max_backoff < self.backoff:
+            raise ValueError("max_backoff must be at least backoff")
+        return self
 
 
 class AuthConfig(StageConfig):
@@ -74,6 +114,9 @@ class AuthConfig(StageConfig):
     )
     # ``jwt`` (tokens of external identity providers, stages/auth/jwt/) sits here, beside the
     # other methods; compile_verifiers (dispatch.py) builds its verifier.
+    lockout: LockoutConfig = Field(
+        default_factory=LockoutConfig, description="Brute force protection (off by default, see `enabled`)."
+    )
 
 
 def route_check(config: AuthConfig, public: bool) -> tuple[str, str] | None:

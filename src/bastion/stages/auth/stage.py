@@ -21,12 +21,14 @@ scopes; a verifier that cannot answer (key store, JWKS endpoint down) a 503: fai
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
+from math import ceil
 from typing import TYPE_CHECKING, Any
 
 from bastion.pipeline.stage import HeadStage, RequestOutcome, RouteInfo, Stage
 from bastion.stages.auth.config import AuthConfig
 from bastion.stages.auth.credentials import ANY_BEARER, KEY_BEARER, NO_BEARER, Malformed, SchemeSource
-from bastion.stages.auth.dispatch import NO_VERIFIERS, Verifiers, bearer_verifier, compile_verifiers
+from bastion.stages.auth.dispatch import NO_VERIFIERS, Verifiers, bearer_verifier, compile_verifiers, credential_handle
+from bastion.stages.auth.lockout import KnownLocks, Lockout
 from bastion.stages.auth.methods import AuthFailure, Verdict
 from bastion.types import Block, Exchange, Principal
 
@@ -43,6 +45,7 @@ DETAIL_UNAUTHORIZED = "This operation requires authentication: the request carri
 DETAIL_MALFORMED = "The request's credentials are malformed: repeated, in two places at once, or badly formed."
 DETAIL_FORBIDDEN = "The credential is valid but lacks a scope this operation requires."
 DETAIL_UNAVAILABLE = "The credential could not be verified right now; try again later."
+DETAIL_LOCKED = "Too many failed authentication attempts: try again later."
 
 #: No credential at all (RFC 6750 3.1: the challenge carries no error).
 MISSING = AuthFailure("auth.missing")
@@ -232,10 +235,12 @@ class _Attempt:
     """One request's verdicts, per scheme of the route (``None``: not read yet), so a scheme
     several alternatives name is verified once."""
 
-    __slots__ = ("verdicts",)
+    __slots__ = ("handle", "verdicts")
 
     def __init__(self, count: int) -> None:
         self.verdicts: list[Verdict | None] = [None] * count
+        #: The failing credential's public id (an API key's prefix), for the lockout.
+        self.handle = ""
 
 
 class AuthStage(HeadStage):
@@ -253,6 +258,7 @@ class AuthStage(HeadStage):
         #: The schemes the route verifies, and each alternative as (scheme index, scopes).
         self.sources: tuple[SchemeSource, ...] = ()
         self.alternatives: tuple[tuple[tuple[int, frozenset[str]], ...], ...] = ()
+        self.lockout: Lockout | None = None
         #: Refusals built at load: no credential; a missing scope, per alternative; and
         #: those of each reason a verifier gives (same body and challenges per status).
         self._challenges: tuple[str, ...] = ()
@@ -315,6 +321,9 @@ class AuthStage(HeadStage):
             MISSING.reason,
             tuple(("www-authenticate", c) for c in self._challenges),
         )
+        if config.lockout.enabled:
+            self.lockout = Lockout(config.lockout)
+            self.uses_state = True
 
     @classmethod
     def from_config(cls, config: AuthConfig, route: RouteInfo) -> AuthStage | None:
@@ -339,6 +348,8 @@ class AuthStage(HeadStage):
         text = " or ".join(self._described)
         if self._unverified:
             text += f" (not verified here, so never accepted: {describe(self._unverified)})"
+        if self.lockout is not None:
+            text += "; lockout on"
         return text
 
     # -- start and stop -------------------------------------------------------------------
@@ -347,6 +358,9 @@ class AuthStage(HeadStage):
             return
         for verifier in self.verifiers.all():
             await verifier.start(services)
+        if self.lockout is not None:
+            known = services.shared("auth:lockout", KnownLocks)
+            self.lockout.start(services.state, known, services.clock.monotonic)
 
     async def close(self) -> None:
         for verifier in self.verifiers.all():
@@ -354,13 +368,18 @@ class AuthStage(HeadStage):
 
     # -- per request ----------------------------------------------------------------------
     def on_request_head(self, exchange: Exchange) -> RequestOutcome | Awaitable[RequestOutcome]:
+        lockout = self.lockout
+        if lockout is not None:
+            left = lockout.ip_locked(exchange.request.client_ip)
+            if left > 0:
+                return _locked(left)
         attempt = _Attempt(len(self.sources))
         decided = self._decide(exchange, attempt)
         if decided is None:
             return None
         if isinstance(decided, _Wait):
             return self._finish(exchange, attempt, decided)
-        return decided
+        return self._counted(exchange, attempt, decided)
 
     def _decide(self, exchange: Exchange, attempt: _Attempt) -> Block | _Wait | None:
         """Try the alternatives in order: ``None`` once one succeeds (the principal set),
@@ -401,6 +420,8 @@ class AuthStage(HeadStage):
         verifier = bearer_verifier(credential, verifiers) if source.bearer == ANY_BEARER else verifiers.api_key
         if verifier is None:
             return UNSUPPORTED
+        if self.lockout is not None and not attempt.handle:
+            attempt.handle = credential_handle(credential)
         return verifier.verify(credential)
 
     def _refusal(self, verdicts: list[Verdict | None], scope_failed: int) -> Block:
@@ -454,6 +475,20 @@ class AuthStage(HeadStage):
             self._cached[key] = block
         return block
 
+    def _counted(self, exchange: Exchange, attempt: _Attempt, block: Block) -> Block | Awaitable[Block]:
+        """``block``, once the failure it answers is counted against the client (a lockout
+        it trips answers instead). Only a credential that was there and proved nothing
+        counts: not a missing one, a missing scope or a verifier that could not answer."""
+        if self.lockout is None or block.status not in (400, 401) or block is self._missing:
+            return block
+        return self._count(exchange.request.client_ip, attempt.handle, block)
+
+    async def _count(self, ip: str, handle: str, block: Block) -> Block:
+        lockout = self.lockout
+        assert lockout is not None
+        left = await lockout.count(ip, handle)
+        return _locked(left) if left > 0 else block
+
     async def _finish(self, exchange: Exchange, attempt: _Attempt, wait: _Wait) -> Block | None:
         """Await verifier answers (the chain times this), then decide as :meth:`_decide` does."""
         while True:
@@ -465,7 +500,14 @@ class AuthStage(HeadStage):
             if not isinstance(decided, _Wait):
                 break
             wait = decided
-        return decided
+        if decided is None:
+            return None
+        counted = self._counted(exchange, attempt, decided)
+        return counted if isinstance(counted, Block) else await counted
+
+
+def _locked(seconds: float) -> Block:
+    return Block(429, "Too Many Requests", DETAIL_LOCKED, "auth.locked", (("retry-after", str(ceil(seconds))),))
 
 
 def auth_stage(built: Sequence[Stage]) -> AuthStage | None:
