@@ -62,7 +62,12 @@ def compile_verifiers(config: AuthConfig, route: RouteInfo) -> Verifiers:
     verifier reads the key store's snapshot (``apikey.py``). JWTs are verified where
     ``jwt`` names issuers (``jwt/``), opaque tokens where ``introspection`` is set.
     """
-    return Verifiers(api_key=None, jwt=None, introspection=None)
+    introspection: CredentialVerifier | None = None
+    if config.introspection is not None:
+        from bastion.stages.auth.introspection import IntrospectionVerifier
+
+        introspection = IntrospectionVerifier(config.introspection)
+    return Verifiers(api_key=None, jwt=None, introspection=introspection)
 
 
 def bearer_verifier(token: str, verifiers: Verifiers) -> CredentialVerifier | None:
