@@ -186,5 +186,5 @@ def test_check_names_the_kinds_of_token_verified(gw: GatewayProcess, monkeypatch
     monkeypatch.setenv("SHOP_INTROSPECTION_SECRET", SECRET)
     route = next(r for r in load_config(gw.config_path).routes if r.id == "listOrders")
     stage = auth_stage(route.built)
-    assert stage is not None and stage.summary.startswith("bearer ")
-    assert stage.summary.endswith("introspected token with scopes orders:read")
+    assert stage is not None and stage.summary.startswith("bearer token (")
+    assert stage.summary.endswith("introspected token) with scopes orders:read")

@@ -163,7 +163,7 @@ def test_summary_says_what_each_alternative_takes() -> None:
     )
     assert stage.authenticates and stage.refusal is None
     assert stage.summary == (
-        "api key (header X-API-Key) or bearer API key or JWT with scopes books:read "
+        "api key (header X-API-Key) or bearer token (API key or JWT) with scopes books:read "
         "(not verified here, so never accepted: mtls)"
     )
     query = AuthStage(AuthConfig(), route([{"queryKey": []}]), KEYS)
@@ -180,7 +180,7 @@ def test_a_hand_written_route_takes_a_bearer_token() -> None:
     """A private route that declares no scheme (hand-written) takes `Authorization: Bearer`
     credentials the route can verify; with none configured it keeps the load-time 401."""
     hand = AuthStage(AuthConfig(), route(None, hand=True), KEYS)
-    assert hand.authenticates and hand.summary == "bearer API key"
+    assert hand.authenticates and hand.summary == "bearer token (API key)"
     assert AuthStage(AuthConfig(), route(None, hand=True), Verifiers()).refusal is not None
 
 

@@ -203,7 +203,9 @@ def compile_source(name: str, scheme: Any, config: AuthConfig, verifiers: Verifi
         kind == "http" and str(scheme.get("scheme", "")).lower() == "bearer"
     )
     if bearer and verifiers.takes_bearer:
-        return SchemeSource(name, bearer=ANY_BEARER), "bearer " + " or ".join(verifiers.bearer_kinds())
+        kinds = verifiers.bearer_kinds()
+        label = ", ".join(kinds[:-1]) + (" or " if len(kinds) > 1 else "") + kinds[-1]
+        return SchemeSource(name, bearer=ANY_BEARER), f"bearer token ({label})"
     return None  # basic, digest, mutualTLS (no certificate mapping yet), undeclared schemes
 
 
