@@ -34,6 +34,10 @@ paths:
     get:
       operationId: listOrders
       responses: {"200": {description: ok}}
+  /invoices:
+    get:
+      operationId: listInvoices
+      responses: {"200": {description: ok}}
 components:
   securitySchemes:
     oauth:
@@ -51,6 +55,7 @@ class Introspector:
             "opaque-alice": {"active": True, "sub": "c-alice", "username": "alice", "scope": "orders:read",
                              "exp": int(NOW) + 3600},
             "opaque-bob": {"active": True, "sub": "c-bob", "scope": "profile", "exp": int(NOW) + 3600},
+            "opaque-carol": {"active": True, "sub": "c-carol", "scope": "orders:read", "exp": int(NOW) + 3600},
             "opaque-old": {"active": True, "sub": "c-old", "scope": "orders:read", "exp": int(NOW) - 10},
         }
         self.broken = {"opaque-broken"}
@@ -140,6 +145,14 @@ def test_an_active_token_passes_once_asked_and_then_from_the_cache(
     expected = "Basic " + b64encode(f"gateway:{SECRET}".encode()).decode()
     assert all(auth == expected for _, auth in introspector.calls)
     assert len(upstream.records(tag)) == 2
+
+
+def test_routes_share_what_the_endpoint_answered(gw: GatewayProcess, introspector: Introspector) -> None:
+    """The answers belong to the worker, not to one route: a token checked on one operation
+    is not asked about again on another."""
+    assert one(gw, "GET", "/orders", bearer("opaque-carol")).status == 200
+    assert one(gw, "GET", "/invoices", bearer("opaque-carol")).status == 200
+    assert introspector.calls_for("opaque-carol") == 1
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,8 @@
 introspection endpoint (``policies.auth.introspection``).
 
 A token asked about once is remembered (by its SHA-256, never as itself) for at most
-``cache_seconds``, and an active one never beyond its own ``exp``: the next request with it
-is answered at once, with no call out. Only a token not in the cache waits for the endpoint;
+``cache_seconds``, and an active one never beyond its own ``exp``: the next request with it,
+on any route of the worker, is answered at once, with no call out. Only a token not in the cache waits for the endpoint;
 an endpoint that fails or does not answer makes the verdict a 503 (fail closed), never a
 pass, and is not cached.
 """
@@ -34,23 +34,33 @@ UNAVAILABLE = AuthFailure("auth.introspection_unavailable", status=503)
 CACHE_LIMIT = 10_000
 
 
+class Answers:
+    """Introspection answers by token hash, with the monotonic time each may be reused until:
+    one per endpoint and client in a worker (``services.shared``), so every route asks once
+    per token and a reload keeps what was learnt."""
+
+    def __init__(self) -> None:
+        self.entries: dict[bytes, tuple[Verdict, float]] = {}
+
+
 class IntrospectionVerifier:
     """A :class:`~bastion.stages.auth.methods.CredentialVerifier` over one introspection endpoint."""
 
     def __init__(self, config: IntrospectionConfig) -> None:
         self.config = config
-        self._cache: dict[bytes, tuple[Verdict, float]] = {}
+        self._cache = Answers().entries
         self._http: httpx.AsyncClient | None = None
         self._clock: Clock | None = None
         self._auth: tuple[str, str] = (config.client_id, "")
 
     async def start(self, services: Services) -> None:
         self._http = services.http
+        self._cache = services.shared(f"auth.introspection:{self.config.url} {self.config.client_id}", Answers).entries
         self._clock = services.clock
         self._auth = (self.config.client_id, os.environ.get(self.config.client_secret_env, ""))
 
     async def close(self) -> None:
-        self._cache.clear()
+        return None  # the answers are the worker's (shared), the HTTP client too
 
     def verify(self, credential: str) -> Verdict | Awaitable[Verdict]:
         clock = self._clock
