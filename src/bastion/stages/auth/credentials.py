@@ -55,9 +55,11 @@ class SchemeSource:
     #: (``api_keys.query`` is off): said by ``bastion check``.
     ignored_query: str = ""
 
-    def read(self, request: Request) -> str | None:
+    def read(self, request: Request, token: str | None) -> str | None:
         """The credential this scheme finds in ``request``, or ``None``; raises
-        :class:`Malformed` when it is there in a form no client should send."""
+        :class:`Malformed` when it is there in a form no client should send. ``token`` is
+        the request's bearer token (:func:`bearer_token`, read once per request by the
+        caller; ignored by a scheme that takes none)."""
         found: str | None = None
         if self.header:
             found = _single_header(request, self.header)
@@ -69,7 +71,6 @@ class SchemeSource:
             found = _query(request.query, self.query)
         if self.bearer == NO_BEARER:
             return found
-        token = bearer_token(request)
         if token is None or (self.bearer == KEY_BEARER and not token.startswith(API_KEY_PREFIX)):
             return found
         if found is not None:

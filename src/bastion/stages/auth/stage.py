@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from bastion.pipeline.stage import HeadStage, RequestOutcome, RouteInfo, Stage
 from bastion.stages.auth.config import AuthConfig
-from bastion.stages.auth.credentials import ANY_BEARER, KEY_BEARER, NO_BEARER, Malformed, SchemeSource
+from bastion.stages.auth.credentials import ANY_BEARER, KEY_BEARER, NO_BEARER, Malformed, SchemeSource, bearer_token
 from bastion.stages.auth.dispatch import NO_VERIFIERS, Verifiers, bearer_verifier, compile_verifiers, credential_handle
 from bastion.stages.auth.lockout import KnownLocks, Lockout
 from bastion.stages.auth.methods import AuthFailure, Verdict
@@ -237,10 +237,14 @@ class _Attempt:
     """One request's verdicts, per scheme of the route (``None``: not read yet), so a scheme
     several alternatives name is verified once."""
 
-    __slots__ = ("handle", "verdicts")
+    __slots__ = ("bearer", "handle", "token", "verdicts")
 
     def __init__(self, count: int) -> None:
         self.verdicts: list[Verdict | None] = [None] * count
+        #: The ``Authorization: Bearer`` token, read at most once: 0 not yet, 1 read (in
+        #: ``token``, ``None`` if absent), 2 malformed.
+        self.bearer = 0
+        self.token: str | None = None
         #: The failing credential's public id (an API key's prefix), for the lockout.
         self.handle = ""
 
@@ -412,8 +416,19 @@ class AuthStage(HeadStage):
 
     def _verify(self, index: int, exchange: Exchange, attempt: _Attempt) -> Verdict | Awaitable[Verdict]:
         source = self.sources[index]
+        request = exchange.request
+        if source.bearer != NO_BEARER and attempt.bearer != 1:
+            if attempt.bearer == 0:
+                try:
+                    attempt.token = bearer_token(request)
+                    attempt.bearer = 1
+                except Malformed:
+                    attempt.bearer = 2
+                    return MALFORMED
+            else:
+                return MALFORMED
         try:
-            credential = source.read(exchange.request)
+            credential = source.read(request, attempt.token)
         except Malformed:
             return MALFORMED
         if credential is None:
