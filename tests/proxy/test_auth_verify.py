@@ -407,6 +407,17 @@ def test_refused_before_a_50_mb_upload_is_read(
     assert not upstream.saw(tag)
 
 
+def test_refused_before_100_continue(shop: Shop, upstream: ScriptedUpstream, token: str) -> None:
+    """With `Expect: 100-continue` and a forged token (checked through an awaitable), the
+    first thing the client reads is the 401, never `100 Continue`: it uploads nothing."""
+    with keepalive(shop) as conn:  # type: ignore[arg-type]
+        conn.send(build("POST", f"/orders?{token}", [("Content-Length", "5000000"), ("Expect", "100-continue"),
+                                                     ("Authorization", f"Bearer {FORGED_JWT}")]))
+        resp = conn.read_response("POST", skip_informational=False)
+        assert_problem(resp, 401)
+    assert not upstream.saw(token)
+
+
 def test_a_refused_small_body_is_dropped_and_the_connection_goes_on(
     shop: Shop, upstream: ScriptedUpstream, token: str
 ) -> None:
@@ -503,3 +514,18 @@ def test_a_locked_out_credential_never_shuts_its_owner_out(
         assert_problem(from_ip(shop, "192.0.2.60", f"/reports?{token}", ("X-API-Key", ALICE_KEY)), 403)
     assert from_ip(shop, "192.0.2.60", path, ("X-API-Key", ALICE_KEY)).status == 200
     assert len(upstream.records(token)) == 2
+
+
+def test_a_credential_that_verified_is_never_counted(
+    locking: tuple[Shop, ManualClock], upstream: ScriptedUpstream, token: str
+) -> None:
+    """On an operation that requires a key and a token together, a right key beside a forged
+    token fails, but only the failing credential counts: Alice's key id is never locked out
+    by failures it took no part in."""
+    shop, _ = locking
+    for i in range(6):
+        resp = from_ip(shop, f"192.0.2.{100 + i}", f"/both?{token}", ("X-API-Key", ALICE_KEY),
+                       ("Authorization", f"Bearer {FORGED_JWT}"))
+        assert_problem(resp, 401)
+    assert_problem(from_ip(shop, "192.0.2.120", f"/orders?{token}", ("X-API-Key", WRONG_KEY)), 401)
+    assert not upstream.saw(token)

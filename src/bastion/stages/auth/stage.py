@@ -233,20 +233,23 @@ class _Wait:
         self.awaitable = awaitable
 
 
+_NO_HANDLES: list[str] = []
+
+
 class _Attempt:
     """One request's verdicts, per scheme of the route (``None``: not read yet), so a scheme
     several alternatives name is verified once."""
 
-    __slots__ = ("bearer", "handle", "token", "verdicts")
+    __slots__ = ("bearer", "handles", "token", "verdicts")
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, counted: bool) -> None:
         self.verdicts: list[Verdict | None] = [None] * count
         #: The ``Authorization: Bearer`` token, read at most once: 0 not yet, 1 read (in
         #: ``token``, ``None`` if absent), 2 malformed.
         self.bearer = 0
         self.token: str | None = None
-        #: The failing credential's public id (an API key's prefix), for the lockout.
-        self.handle = ""
+        #: Each scheme's credential's public id (an API key's prefix), where a lockout counts.
+        self.handles: list[str] = [""] * count if counted else _NO_HANDLES
 
 
 class AuthStage(HeadStage):
@@ -379,7 +382,7 @@ class AuthStage(HeadStage):
             left = lockout.ip_locked(exchange.request.client_ip)
             if left > 0:
                 return _locked(left)
-        attempt = _Attempt(len(self.sources))
+        attempt = _Attempt(len(self.sources), lockout is not None)
         decided = self._decide(exchange, attempt)
         if decided is None:
             return None
@@ -437,8 +440,8 @@ class AuthStage(HeadStage):
         verifier = bearer_verifier(credential, verifiers) if source.bearer == ANY_BEARER else verifiers.api_key
         if verifier is None:
             return UNSUPPORTED
-        if self.lockout is not None and not attempt.handle:
-            attempt.handle = credential_handle(credential)
+        if self.lockout is not None:
+            attempt.handles[index] = credential_handle(credential)
         return verifier.verify(credential)
 
     def _refusal(self, verdicts: list[Verdict | None], scope_failed: int) -> Block:
@@ -498,7 +501,13 @@ class AuthStage(HeadStage):
         counts: not a missing one, a missing scope or a verifier that could not answer."""
         if self.lockout is None or block.status not in (400, 401) or block is self._missing:
             return block
-        return self._count(exchange.request.client_ip, attempt.handle, block)
+        # The credential counted is the first that failed (never one that verified, beside it).
+        handle = ""
+        for verdict, found in zip(attempt.verdicts, attempt.handles, strict=True):
+            if isinstance(verdict, AuthFailure) and verdict is not MISSING:
+                handle = found
+                break
+        return self._count(exchange.request.client_ip, handle, block)
 
     async def _count(self, ip: str, handle: str, block: Block) -> Block:
         lockout = self.lockout
