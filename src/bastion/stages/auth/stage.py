@@ -253,7 +253,11 @@ class _Attempt:
 
 
 class AuthStage(HeadStage):
-    """Authentication of a route that is not public (public routes get no auth stage)."""
+    """Authentication of a route that is not public (public routes get no auth stage).
+
+    ``verifiers`` defaults to what the route's settings name (:func:`compile_verifiers`);
+    tests pass their own, as a worker never does.
+    """
 
     def __init__(self, config: AuthConfig, route: RouteInfo, verifiers: Verifiers | None = None) -> None:
         super().__init__("auth", config)
