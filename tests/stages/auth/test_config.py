@@ -242,36 +242,6 @@ def test_failing_open_without_delegation_is_a_load_error(tmp_path: Path) -> None
     assert "bastion.yaml:5: services[0].policies.auth.failure_mode: failure_mode: open would forward" in errors[0]
 
 
-@pytest.mark.parametrize(
-    ("setting", "expected"),
-    [
-        ("{url: 'http://idp.example/introspect', client_id: gw, client_secret_env: BASTION_TEST_SECRET}",
-         "must be an https:// URL (http:// only on loopback)"),
-        ("{url: 'https://idp.example/introspect', client_id: gw, client_secret_env: BASTION_NOT_SET_ANYWHERE}",
-         "the environment variable 'BASTION_NOT_SET_ANYWHERE' is not set"),
-    ],
-)
-def test_introspection_settings_are_checked_at_load(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str, expected: str
-) -> None:
-    """The introspection endpoint must be https (the token and the client secret travel to
-    it; plain http only on loopback), and the secret's environment variable must be set."""
-    monkeypatch.setenv("BASTION_TEST_SECRET", "s3cret")
-    monkeypatch.delenv("BASTION_NOT_SET_ANYWHERE", raising=False)
-    errors = errors_of(
-        write(
-            tmp_path,
-            f"""\
-            policies: {{auth: {{introspection: {setting}}}}}
-            services:
-              - {{name: shop, upstream: "http://127.0.0.1:9001", openapi: shop.yaml}}
-            """,
-        )
-    )
-    assert len(errors) == 1, errors
-    assert "policies.auth.introspection" in errors[0] and expected in errors[0], errors
-
-
 def test_lockout_bounds_are_checked(tmp_path: Path) -> None:
     """A lockout whose longest back-off is shorter than its first is refused."""
     errors = errors_of(

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bastion.pipeline.stage import StageConfig
 
@@ -37,46 +36,6 @@ class ApiKeysConfig(BaseModel):
             "there proves nothing) and `bastion check` says so."
         ),
     )
-
-
-class IntrospectionConfig(BaseModel):
-    """``policies.auth.introspection``: opaque bearer tokens of an external OAuth 2.0 server,
-    checked at its RFC 7662 introspection endpoint."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    url: str = Field(description="The introspection endpoint (https://, or http:// on loopback only).")
-    client_id: str = Field(description="The client id the gateway authenticates to the endpoint with (HTTP Basic).")
-    client_secret_env: str = Field(
-        description="The environment variable holding the client secret (never written in the file)."
-    )
-    cache_seconds: float = Field(
-        60.0,
-        gt=0,
-        le=3600,
-        description=(
-            "How long an answer is reused: an active token never beyond its own `exp`, an inactive one for at "
-            "most this long."
-        ),
-    )
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(value)
-        loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
-        if parts.hostname and (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
-            return value
-        raise ValueError("must be an https:// URL (http:// only on loopback): the token and the secret travel in it")
-
-    @field_validator("client_secret_env")
-    @classmethod
-    def _secret(cls, value: str) -> str:
-        if not value or os.environ.get(value) is None:
-            raise ValueError(f"the environment variable {value!r} is not set")
-        return value
 
 
 class LockoutConfig(BaseModel):
@@ -153,15 +112,9 @@ class AuthConfig(StageConfig):
     api_keys: ApiKeysConfig = Field(
         default_factory=ApiKeysConfig, description="Bastion's own API keys (on by default)."
     )
-    # ``jwt`` (tokens of external identity providers, stages/auth/jwt/) sits here, beside the
-    # other methods; compile_verifiers (dispatch.py) builds its verifier.
-    introspection: IntrospectionConfig | None = Field(
-        None,
-        description=(
-            "Opaque bearer tokens (neither `bst_` keys nor JWTs) checked at an external server's RFC 7662 "
-            "introspection endpoint; unset: such tokens are refused."
-        ),
-    )
+    # ``jwt`` (tokens of external identity providers) and ``introspection`` (opaque tokens,
+    # RFC 7662) sit here, beside the other methods; compile_verifiers (dispatch.py) builds
+    # their verifiers.
     lockout: LockoutConfig = Field(
         default_factory=LockoutConfig, description="Brute force protection (off by default, see `enabled`)."
     )

@@ -59,15 +59,12 @@ def compile_verifiers(config: AuthConfig, route: RouteInfo) -> Verifiers:
     """The verifiers ``config`` names for ``route``; pure (no I/O: they start with the stage).
 
     API keys are Bastion's own credentials, on unless ``api_keys.enabled`` is false: their
-    verifier reads the key store's snapshot (``apikey.py``). JWTs are verified where
-    ``jwt`` names issuers (``jwt/``), opaque tokens where ``introspection`` is set.
+    verifier reads the key store's snapshot (``ApiKeyVerifier``, ``apikey.py``). JWTs are
+    verified where ``jwt`` names issuers (``JwtVerifier.from_settings``, ``jwt/verify.py``),
+    opaque tokens where ``introspection`` is set (``IntrospectionVerifier.from_settings``,
+    ``introspect.py``). Each is built here and nowhere else.
     """
-    introspection: CredentialVerifier | None = None
-    if config.introspection is not None:
-        from bastion.stages.auth.introspection import IntrospectionVerifier
-
-        introspection = IntrospectionVerifier(config.introspection)
-    return Verifiers(api_key=None, jwt=None, introspection=introspection)
+    return Verifiers(api_key=None, jwt=None, introspection=None)
 
 
 def bearer_verifier(token: str, verifiers: Verifiers) -> CredentialVerifier | None:
