@@ -50,11 +50,13 @@ def stage_of(path: Path, route_id: str) -> AuthStage | None:
 
 
 def test_auth_runs_on_private_routes_only(tmp_path: Path) -> None:
-    """With no settings, every route that is not public gets the auth stage (refusing, not
-    delegated); public ones (`security: []`, `public: true`) get none."""
+    """With no method that could verify a credential (API keys off), every route that is not
+    public gets the auth stage (refusing, not delegated); public ones (`security: []`,
+    `public: true`) get none."""
     path = write(
         tmp_path,
         """\
+        policies: {auth: {api_keys: {enabled: false}}}
         services:
           - name: shop
             upstream: http://127.0.0.1:9001
@@ -167,10 +169,12 @@ def test_shadow_mode_without_delegation_is_a_load_error(tmp_path: Path) -> None:
 
 def test_delegation_layers_like_any_policy(tmp_path: Path) -> None:
     """`delegate: upstream` set per service applies to its private routes, a route may take it
-    back (`delegate: null`), and shadow mode is accepted together with delegation."""
+    back (`delegate: null`), and shadow mode is accepted together with delegation (nothing
+    verifies credentials here: API keys are off)."""
     path = write(
         tmp_path,
         """\
+        policies: {auth: {api_keys: {enabled: false}}}
         services:
           - name: shop
             upstream: http://127.0.0.1:9001

@@ -42,6 +42,12 @@ def route(security: list[dict[str, list[str]]] | None, *, public: bool = False, 
     )
 
 
+def unverified(config: AuthConfig, info: RouteInfo) -> AuthStage | None:
+    """The route's stage (none on a public route) where nothing is configured that could
+    verify a credential: the refusal decided at load."""
+    return None if info.public else AuthStage(config, info, Verifiers())
+
+
 def challenges(stage: AuthStage | None) -> list[str]:
     assert stage is not None and stage.refusal is not None
     return [v for k, v in stage.refusal.headers if k == "www-authenticate"]
@@ -55,7 +61,7 @@ def test_spec_and_public_api() -> None:
     assert SPEC.config_model is AuthConfig and SPEC.route_check is not None
     assert ORDER[0] is SPEC
     assert sorted(auth.__all__) == ["AuthConfig", "AuthStage", "SPEC", "auth_stage"]
-    stage = AuthStage.from_config(AuthConfig(), route([{"bearerAuth": []}]))
+    stage = unverified(AuthConfig(), route([{"bearerAuth": []}]))
     assert isinstance(stage, HeadStage)
     assert not isinstance(stage, (RequestStage, ResponseStage))
 
@@ -63,7 +69,7 @@ def test_spec_and_public_api() -> None:
 def test_refusal_is_a_401_problem_with_a_stable_reason() -> None:
     """A private route's refusal is 401 Unauthorized with the reason the access log and
     metrics use, and a detail that names no internals."""
-    stage = AuthStage.from_config(AuthConfig(), route([{"bearerAuth": []}]))
+    stage = unverified(AuthConfig(), route([{"bearerAuth": []}]))
     assert stage is not None and stage.refusal is not None
     assert (stage.refusal.status, stage.refusal.title) == (401, "Unauthorized")
     assert stage.refusal.reason == REASON_UNCONFIGURED == "auth.unconfigured"
@@ -86,7 +92,7 @@ def test_refusal_is_a_401_problem_with_a_stable_reason() -> None:
 def test_challenges_follow_the_declared_schemes(security: list[dict[str, list[str]]], expected: list[str]) -> None:
     """Each declared scheme gives its RFC 9110 challenge once: Bearer for bearer tokens,
     OAuth 2 and OpenID Connect, Basic for basic, an ApiKey challenge saying where the key goes."""
-    assert challenges(AuthStage.from_config(AuthConfig(), route(security))) == expected
+    assert challenges(unverified(AuthConfig(), route(security))) == expected
 
 
 @pytest.mark.parametrize(
@@ -97,7 +103,7 @@ def test_challenges_follow_the_declared_schemes(security: list[dict[str, list[st
 def test_a_401_always_carries_a_challenge(info: RouteInfo) -> None:
     """When no challenge can be derived (mTLS only, no scheme declared, a hand-written route,
     a scheme missing from components), the 401 still carries one (RFC 9110): Bearer."""
-    assert challenges(AuthStage.from_config(AuthConfig(), info)) == ['Bearer realm="shop"']
+    assert challenges(unverified(AuthConfig(), info)) == ['Bearer realm="shop"']
 
 
 def test_unsafe_text_from_the_document_never_reaches_the_header() -> None:
@@ -110,7 +116,7 @@ def test_unsafe_text_from_the_document_never_reaches_the_header() -> None:
 def test_public_routes_get_no_stage_and_delegated_ones_no_refusal() -> None:
     """A public route builds no auth stage at all; a delegated one builds a stage that refuses nothing."""
     assert AuthStage.from_config(AuthConfig(), route([], public=True)) is None
-    delegated = AuthStage.from_config(AuthConfig(delegate="upstream"), route([{"bearerAuth": []}]))
+    delegated = unverified(AuthConfig(delegate="upstream"), route([{"bearerAuth": []}]))
     assert delegated is not None and delegated.delegated and delegated.refusal is None
     assert delegated.summary == "authentication (bearerAuth) delegated to upstream"
 
@@ -118,13 +124,13 @@ def test_public_routes_get_no_stage_and_delegated_ones_no_refusal() -> None:
 def test_summary_says_what_nothing_verifies() -> None:
     """`bastion check` prints, per refused route, which schemes it requires (alternatives with
     'or', schemes required together with '+')."""
-    stage = AuthStage.from_config(AuthConfig(), route([{"apiKey": [], "basicAuth": []}, {"bearerAuth": []}]))
+    stage = unverified(AuthConfig(), route([{"apiKey": [], "basicAuth": []}, {"bearerAuth": []}]))
     assert stage is not None
     assert stage.summary == "401: requires apiKey + basicAuth or bearerAuth, which nothing here verifies"
-    hand = AuthStage.from_config(AuthConfig(), route(None, hand=True))
+    hand = unverified(AuthConfig(), route(None, hand=True))
     assert hand is not None
     assert hand.summary == "401: requires authentication, which nothing here verifies"
-    delegated = AuthStage.from_config(AuthConfig(delegate="upstream"), route(None, hand=True))
+    delegated = unverified(AuthConfig(delegate="upstream"), route(None, hand=True))
     assert delegated is not None and delegated.summary == "authentication delegated to upstream"
 
 
