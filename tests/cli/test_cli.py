@@ -34,6 +34,7 @@ def test_check_prints_what_each_route_really_gets(tmp_path: Path) -> None:
     the upstream (with shadow mode called out), then a note counting the refused routes."""
     (tmp_path / "books.openapi.yaml").write_text(openapi_path().read_text())
     (tmp_path / "bastion.yaml").write_text(
+        "policies: {auth: {api_keys: {enabled: false}}}\n"  # nothing verifies credentials
         "services:\n"
         "  - name: books\n"
         "    upstream: http://127.0.0.1:9001\n"

@@ -16,12 +16,12 @@ def bastion(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
     )
 
 
-def demo_config(tmp_path: Path) -> Path:
+def demo_config(tmp_path: Path, extra: str = "") -> Path:
     (tmp_path / "books.openapi.yaml").write_text(openapi_path().read_text())
     config = tmp_path / "bastion.yaml"
     config.write_text(
         "listen: {host: 127.0.0.1, port: 8080}\n"
-        "services:\n  - {name: books, upstream: 'http://127.0.0.1:9001', openapi: books.openapi.yaml}\n"
+        "services:\n  - {name: books, upstream: 'http://127.0.0.1:9001', openapi: books.openapi.yaml}\n" + extra
     )
     return config
 
@@ -51,10 +51,20 @@ def test_audit_with_config_json_to_file(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     data = json.loads(report.read_text())
     assert data["skipped"] == []
-    # The demo's seven secured operations answer 401 (nothing verifies their credentials).
-    gw = [f for f in data["findings"] if f["rule_id"] == "BAST-GW-017"]
-    assert len(gw) == 7 and all(f["location"]["line"] for f in gw)
+    # The demo's secured operations take Bastion's API keys (on by default): none answers 401 unverified.
+    assert not [f for f in data["findings"] if f["rule_id"] == "BAST-GW-017"]
     assert not [f for f in data["findings"] if f["rule_id"] == "BAST-GW-002"]
+
+
+def test_audit_names_operations_nothing_can_verify(tmp_path: Path) -> None:
+    """With API keys turned off and no other method, the demo's seven secured operations can
+    only answer 401: the audit names each, with its line in the document."""
+    config = demo_config(tmp_path, "policies: {auth: {api_keys: {enabled: false}}}\n")
+    report = tmp_path / "audit.json"
+    result = bastion("audit", str(tmp_path / "books.openapi.yaml"), "-c", str(config), "-f", "json", "-o", str(report))
+    assert result.returncode == 0, result.stderr
+    gw = [f for f in json.loads(report.read_text())["findings"] if f["rule_id"] == "BAST-GW-017"]
+    assert len(gw) == 7 and all(f["location"]["line"] for f in gw)
 
 
 def test_audit_sarif_to_stdout() -> None:

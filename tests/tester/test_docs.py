@@ -86,6 +86,8 @@ def test_operations_the_gateway_refuses_or_delegates_say_so(tmp_path: Path) -> N
     (table, section and a note), so the guide does not promise what the gateway refuses; a
     delegated one says the API checks the credentials."""
     path = site_for(tmp_path, baseline())
+    # Nothing verifies credentials: Bastion's API keys (on by default) are off.
+    Path(path).write_text("policies: {auth: {api_keys: {enabled: false}}}\n" + Path(path).read_text())
     md = render_markdown(build_site(load_config(path)))
     assert "| apiKey (not available yet: 401) |" in md
     assert "- **Not available yet:** the gateway answers every request with 401" in md

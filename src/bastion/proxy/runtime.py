@@ -52,7 +52,8 @@ class RouteRuntime:
     #: Methods whose requests may carry a body on this route (``ResolvedRoute.body_methods``).
     body_methods: frozenset[str]
     #: Answered as soon as the request head is complete, before any body is read: the 401
-    #: of a route that requires authentication nothing here can verify.
+    #: of a route that requires authentication nothing here can verify (decided at load;
+    #: a route that verifies credentials does so in its chain's head phase instead).
     auth_refusal: Block | None
     #: The route's backend authenticates requests itself (``delegate: upstream``); logged.
     auth_delegated: bool
@@ -89,9 +90,12 @@ class Runtime:
             auth = auth_stage(r.built)
             if auth is None and not r.public:  # the loader guarantees it; never forward unchecked
                 raise RuntimeError(f"route {r.id!r} requires authentication but has no auth stage")
+            # The auth stage's hook runs only where it checks credentials: a refusal decided at
+            # load is the prelude's (before the body checks), and a delegated route has none.
+            stages = r.built if auth is None or auth.authenticates else [s for s in r.built if s is not auth]
             rt = RouteRuntime(
                 r,
-                Chain(r.built, _count_stage_error),
+                Chain(stages, _count_stage_error),
                 self.pools[r.service],
                 r.id,
                 r.service,

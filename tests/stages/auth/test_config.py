@@ -50,11 +50,13 @@ def stage_of(path: Path, route_id: str) -> AuthStage | None:
 
 
 def test_auth_runs_on_private_routes_only(tmp_path: Path) -> None:
-    """With no settings, every route that is not public gets the auth stage (refusing, not
-    delegated); public ones (`security: []`, `public: true`) get none."""
+    """With no method that could verify a credential (API keys off), every route that is not
+    public gets the auth stage (refusing, not delegated); public ones (`security: []`,
+    `public: true`) get none."""
     path = write(
         tmp_path,
         """\
+        policies: {auth: {api_keys: {enabled: false}}}
         services:
           - name: shop
             upstream: http://127.0.0.1:9001
@@ -167,10 +169,12 @@ def test_shadow_mode_without_delegation_is_a_load_error(tmp_path: Path) -> None:
 
 def test_delegation_layers_like_any_policy(tmp_path: Path) -> None:
     """`delegate: upstream` set per service applies to its private routes, a route may take it
-    back (`delegate: null`), and shadow mode is accepted together with delegation."""
+    back (`delegate: null`), and shadow mode is accepted together with delegation (nothing
+    verifies credentials here: API keys are off)."""
     path = write(
         tmp_path,
         """\
+        policies: {auth: {api_keys: {enabled: false}}}
         services:
           - name: shop
             upstream: http://127.0.0.1:9001
@@ -221,3 +225,37 @@ def test_unknown_delegate_is_refused(tmp_path: Path) -> None:
     assert len(errors) == 1, errors
     assert "bastion.yaml:5: services[0].policies.auth.delegate: " in errors[0]
     assert "'upstream'" in errors[0]
+
+
+def test_failing_open_without_delegation_is_a_load_error(tmp_path: Path) -> None:
+    """`failure_mode: open` would forward, as if authenticated, requests whose credentials
+    could not be checked (key store or JWKS endpoint down): refused at its line."""
+    errors = errors_of(
+        write(
+            tmp_path,
+            """\
+            services:
+              - name: shop
+                upstream: http://127.0.0.1:9001
+                openapi: shop.yaml
+                policies: {auth: {failure_mode: open}}
+            """,
+        )
+    )
+    assert len(errors) == 1, errors
+    assert "bastion.yaml:5: services[0].policies.auth.failure_mode: failure_mode: open would forward" in errors[0]
+
+
+def test_lockout_bounds_are_checked(tmp_path: Path) -> None:
+    """A lockout whose longest back-off is shorter than its first is refused."""
+    errors = errors_of(
+        write(
+            tmp_path,
+            """\
+            policies: {auth: {lockout: {enabled: true, backoff: 600, max_backoff: 60}}}
+            services:
+              - {name: shop, upstream: "http://127.0.0.1:9001", openapi: shop.yaml}
+            """,
+        )
+    )
+    assert len(errors) == 1 and "max_backoff must be at least backoff" in errors[0], errors

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+from collections.abc import Awaitable
 from typing import Any
 
 import pytest
 
 from bastion.pipeline.registry import ORDER
-from bastion.pipeline.stage import RequestStage, ResponseStage, RouteInfo
+from bastion.pipeline.stage import HeadStage, RequestStage, ResponseStage, RouteInfo
 from bastion.stages import auth
 from bastion.stages.auth import SPEC, AuthConfig, AuthStage
+from bastion.stages.auth.dispatch import Verifiers, bearer_verifier
+from bastion.stages.auth.methods import AuthFailure, Verdict
 from bastion.stages.auth.stage import DETAIL_UNCONFIGURED, REASON_UNCONFIGURED, challenge
+from bastion.types import Block, Exchange, Principal, Request
 
 KEY = 'ApiKey realm="shop", in="header", name="X-API-Key"'
 SCHEMES: dict[str, Any] = {
@@ -36,6 +42,12 @@ def route(security: list[dict[str, list[str]]] | None, *, public: bool = False, 
     )
 
 
+def unverified(config: AuthConfig, info: RouteInfo) -> AuthStage | None:
+    """The route's stage (none on a public route) where nothing is configured that could
+    verify a credential: the refusal decided at load."""
+    return None if info.public else AuthStage(config, info, Verifiers())
+
+
 def challenges(stage: AuthStage | None) -> list[str]:
     assert stage is not None and stage.refusal is not None
     return [v for k, v in stage.refusal.headers if k == "www-authenticate"]
@@ -44,19 +56,20 @@ def challenges(stage: AuthStage | None) -> list[str]:
 def test_spec_and_public_api() -> None:
     """The package exposes its spec and exactly the names in ``__all__``; auth is on by default
     and first in the registry (a request is authenticated before anything else looks at it);
-    it has no request or response hook (its decision is taken from the head, by the proxy)."""
+    it is a head stage only (it decides before any of the body is read)."""
     assert (SPEC.name, SPEC.extension, SPEC.default_on) == ("auth", "x-bastion-auth", True)
     assert SPEC.config_model is AuthConfig and SPEC.route_check is not None
     assert ORDER[0] is SPEC
     assert sorted(auth.__all__) == ["AuthConfig", "AuthStage", "SPEC", "auth_stage"]
-    stage = AuthStage.from_config(AuthConfig(), route([{"bearerAuth": []}]))
+    stage = unverified(AuthConfig(), route([{"bearerAuth": []}]))
+    assert isinstance(stage, HeadStage)
     assert not isinstance(stage, (RequestStage, ResponseStage))
 
 
 def test_refusal_is_a_401_problem_with_a_stable_reason() -> None:
     """A private route's refusal is 401 Unauthorized with the reason the access log and
     metrics use, and a detail that names no internals."""
-    stage = AuthStage.from_config(AuthConfig(), route([{"bearerAuth": []}]))
+    stage = unverified(AuthConfig(), route([{"bearerAuth": []}]))
     assert stage is not None and stage.refusal is not None
     assert (stage.refusal.status, stage.refusal.title) == (401, "Unauthorized")
     assert stage.refusal.reason == REASON_UNCONFIGURED == "auth.unconfigured"
@@ -79,7 +92,7 @@ def test_refusal_is_a_401_problem_with_a_stable_reason() -> None:
 def test_challenges_follow_the_declared_schemes(security: list[dict[str, list[str]]], expected: list[str]) -> None:
     """Each declared scheme gives its RFC 9110 challenge once: Bearer for bearer tokens,
     OAuth 2 and OpenID Connect, Basic for basic, an ApiKey challenge saying where the key goes."""
-    assert challenges(AuthStage.from_config(AuthConfig(), route(security))) == expected
+    assert challenges(unverified(AuthConfig(), route(security))) == expected
 
 
 @pytest.mark.parametrize(
@@ -90,7 +103,7 @@ def test_challenges_follow_the_declared_schemes(security: list[dict[str, list[st
 def test_a_401_always_carries_a_challenge(info: RouteInfo) -> None:
     """When no challenge can be derived (mTLS only, no scheme declared, a hand-written route,
     a scheme missing from components), the 401 still carries one (RFC 9110): Bearer."""
-    assert challenges(AuthStage.from_config(AuthConfig(), info)) == ['Bearer realm="shop"']
+    assert challenges(unverified(AuthConfig(), info)) == ['Bearer realm="shop"']
 
 
 def test_unsafe_text_from_the_document_never_reaches_the_header() -> None:
@@ -103,7 +116,7 @@ def test_unsafe_text_from_the_document_never_reaches_the_header() -> None:
 def test_public_routes_get_no_stage_and_delegated_ones_no_refusal() -> None:
     """A public route builds no auth stage at all; a delegated one builds a stage that refuses nothing."""
     assert AuthStage.from_config(AuthConfig(), route([], public=True)) is None
-    delegated = AuthStage.from_config(AuthConfig(delegate="upstream"), route([{"bearerAuth": []}]))
+    delegated = unverified(AuthConfig(delegate="upstream"), route([{"bearerAuth": []}]))
     assert delegated is not None and delegated.delegated and delegated.refusal is None
     assert delegated.summary == "authentication (bearerAuth) delegated to upstream"
 
@@ -111,11 +124,123 @@ def test_public_routes_get_no_stage_and_delegated_ones_no_refusal() -> None:
 def test_summary_says_what_nothing_verifies() -> None:
     """`bastion check` prints, per refused route, which schemes it requires (alternatives with
     'or', schemes required together with '+')."""
-    stage = AuthStage.from_config(AuthConfig(), route([{"apiKey": [], "basicAuth": []}, {"bearerAuth": []}]))
+    stage = unverified(AuthConfig(), route([{"apiKey": [], "basicAuth": []}, {"bearerAuth": []}]))
     assert stage is not None
     assert stage.summary == "401: requires apiKey + basicAuth or bearerAuth, which nothing here verifies"
-    hand = AuthStage.from_config(AuthConfig(), route(None, hand=True))
+    hand = unverified(AuthConfig(), route(None, hand=True))
     assert hand is not None
     assert hand.summary == "401: requires authentication, which nothing here verifies"
-    delegated = AuthStage.from_config(AuthConfig(delegate="upstream"), route(None, hand=True))
+    delegated = unverified(AuthConfig(delegate="upstream"), route(None, hand=True))
     assert delegated is not None and delegated.summary == "authentication delegated to upstream"
+
+
+class Table:
+    """A verifier over a fixed table; answers through an awaitable when ``later``."""
+
+    def __init__(self, table: dict[str, Principal], later: bool = False) -> None:
+        self.table, self.later = table, later
+        self.seen: list[str] = []
+
+    def verify(self, credential: str) -> Verdict | Awaitable[Verdict]:
+        self.seen.append(credential)
+        verdict = self.table.get(credential) or AuthFailure("auth.key_unknown")
+        return self._later(verdict) if self.later else verdict
+
+    async def _later(self, verdict: Verdict) -> Verdict:
+        return verdict
+
+    async def start(self, services: Any) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+KEYS = Verifiers(api_key=Table({}))
+KEYS_AND_JWT = Verifiers(api_key=Table({}), jwt=Table({}))
+
+
+def test_summary_says_what_each_alternative_takes() -> None:
+    """`bastion check` prints, per route, where each alternative's credential is read, which
+    kinds of bearer token are verified, the scopes required, and the alternatives nothing here
+    verifies (never accepted)."""
+    stage = AuthStage(
+        AuthConfig(), route([{"apiKey": []}, {"bearerAuth": ["books:read"]}, {"mtls": []}]), KEYS_AND_JWT
+    )
+    assert stage.authenticates and stage.refusal is None
+    assert stage.summary == (
+        "api key (header X-API-Key) or bearer token (API key or JWT) with scopes books:read "
+        "(not verified here, so never accepted: mtls)"
+    )
+    query = AuthStage(AuthConfig(), route([{"queryKey": []}]), KEYS)
+    assert query.summary == (
+        "api key (Authorization: Bearer bst_...; the query parameter api_key is ignored: api_keys.query is off)"
+    )
+    allowed = AuthStage(AuthConfig.model_validate({"api_keys": {"query": True}}), route([{"queryKey": []}]), KEYS)
+    assert allowed.summary == "api key (query api_key)"
+    mtls = AuthStage(AuthConfig(), route([{"mtls": []}]), KEYS_AND_JWT)
+    assert mtls.refusal is not None and mtls.summary == "401: requires mtls, which nothing here verifies"
+
+
+def test_a_hand_written_route_takes_a_bearer_token() -> None:
+    """A private route that declares no scheme (hand-written) takes `Authorization: Bearer`
+    credentials the route can verify; with none configured it keeps the load-time 401."""
+    hand = AuthStage(AuthConfig(), route(None, hand=True), KEYS)
+    assert hand.authenticates and hand.summary == "bearer token (API key)"
+    assert AuthStage(AuthConfig(), route(None, hand=True), Verifiers()).refusal is not None
+
+
+def test_api_keys_can_be_turned_off_and_basic_is_never_verified() -> None:
+    """With API keys off and no other verifier, an apiKey or bearer route keeps the 401; a
+    Basic scheme is never verified here (no password store), whatever is configured."""
+    off = AuthConfig.model_validate({"api_keys": {"enabled": False}})
+    assert AuthStage(off, route([{"apiKey": []}]), Verifiers()).refusal is not None
+    basic = AuthStage(AuthConfig(), route([{"basicAuth": []}]), KEYS_AND_JWT)
+    assert basic.refusal is not None
+
+
+def test_the_stage_keeps_state_only_with_a_lockout() -> None:
+    """`uses_state` (which makes several workers require a shared backend) is set only where
+    the lockout is on, and never on a route that refuses or delegates everything."""
+    info = route([{"apiKey": []}])
+    assert not AuthStage(AuthConfig(), info, KEYS).uses_state
+    locking = AuthConfig.model_validate({"lockout": {"enabled": True}})
+    assert AuthStage(locking, info, KEYS).uses_state
+    assert not AuthStage(locking, info, Verifiers()).uses_state
+    assert not AuthStage(locking.model_copy(update={"delegate": "upstream"}), info, KEYS).uses_state
+
+
+def test_bearer_tokens_go_to_the_verifier_of_their_shape() -> None:
+    """`bst_` keys to the API key verifier, three base64url segments to the JWT verifier,
+    anything else to introspection; a kind the route does not verify has none."""
+    keys, jwt, intro = Table({}), Table({}), Table({})
+    every = Verifiers(api_key=keys, jwt=jwt, introspection=intro)
+    assert bearer_verifier("bst_abcdefgh_xyz", every) is keys
+    assert bearer_verifier("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", every) is jwt
+    assert bearer_verifier("eyJh.bGci.Oi.J9", every) is intro
+    assert bearer_verifier("2YotnFZFEjr1zCsicMWpAA", every) is intro
+    assert bearer_verifier("2YotnFZFEjr1zCsicMWpAA", Verifiers(api_key=keys, jwt=jwt)) is None
+
+
+def exchange(*headers: tuple[str, str]) -> Exchange:
+    return Exchange(Request("GET", "/orders", "/orders", "", list(headers)), "rid")
+
+
+def test_a_credential_named_by_two_alternatives_is_verified_once() -> None:
+    """`[{bearer: [a]}, {bearer: [b]}]`: the token is verified once, even through an
+    awaitable, and the second alternative's scopes decide; without either scope: 403."""
+    alice = Principal("c-alice", scopes=frozenset({"b"}))
+    jwt = Table({"x.y.z": alice}, later=True)
+    stage = AuthStage(AuthConfig(), route([{"bearerAuth": ["a"]}, {"bearerAuth": ["b"]}]), Verifiers(jwt=jwt))
+    ex = exchange(("authorization", "Bearer x.y.z"))
+    pending = stage.on_request_head(ex)
+    assert inspect.isawaitable(pending)
+    assert asyncio.run(_settle(pending)) is None
+    assert ex.principal is alice and jwt.seen == ["x.y.z"]
+    other = AuthStage(AuthConfig(), route([{"bearerAuth": ["c"]}]), Verifiers(jwt=Table({"x.y.z": alice})))
+    refused = other.on_request_head(exchange(("authorization", "Bearer x.y.z")))
+    assert isinstance(refused, Block) and (refused.status, refused.reason) == (403, "auth.scope")
+
+
+async def _settle(awaitable: Any) -> Any:
+    return await awaitable

@@ -66,7 +66,8 @@ class OperationDoc:
     max_body_bytes: int
     curl: str
     #: What the gateway does about authentication: "unavailable" (every request gets 401:
-    #: nothing here can verify its credentials), "delegated" (the API checks them) or "".
+    #: nothing here can verify its credentials), "delegated" (the API checks them),
+    #: "verified" (the gateway checks them) or "" (public).
     gateway_auth: str = ""
 
     @property
@@ -407,7 +408,9 @@ def _gateway_auth(route: ResolvedRoute) -> str:
     auth = auth_stage(route.built)
     if auth is None:
         return ""
-    return "delegated" if auth.delegated else "unavailable"
+    if auth.delegated:
+        return "delegated"
+    return "unavailable" if auth.refusal is not None else "verified"
 
 
 def human_size(n: int) -> str:

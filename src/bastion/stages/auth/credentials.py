@@ -1,0 +1,139 @@
+"""Where a security scheme's credential is in a request, decided at load and read per request.
+
+Each OpenAPI security scheme a route names becomes a :class:`SchemeSource`: the header,
+cookie or query parameter an ``apiKey`` scheme names (the query only where the route
+allows it), and whether an ``Authorization: Bearer`` token counts for it -- any token for
+``http bearer``, ``oauth2`` and ``openIdConnect``, a Bastion API key (``bst_...``) for an
+``apiKey`` scheme. Reading one is a few header lookups; nothing is parsed at load twice.
+
+A request that carries a credential badly (two ``Authorization`` headers, the same key
+twice, a key both in its header and as a bearer token, a bearer token with characters RFC
+6750 does not allow) raises :class:`Malformed`: RFC 6750 3.1 answers it ``400
+invalid_request``. An ``Authorization`` header of another scheme (``Basic``) is not a bearer
+token at all, as if absent: RFC 6750 3.1 answers a request "using an unsupported
+authentication method" like one with no credential.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import unquote
+
+from bastion.stages.auth.dispatch import API_KEY_PREFIX
+from bastion.types import Request
+
+#: How a scheme takes an ``Authorization: Bearer`` token.
+NO_BEARER: Final = 0
+#: Only a Bastion API key (an ``apiKey`` scheme: Bastion's keys are bearer tokens too).
+KEY_BEARER: Final = 1
+#: Any token, dispatched to a verifier by its shape.
+ANY_BEARER: Final = 2
+
+#: RFC 6750 2.1 b64token.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+class Malformed(Exception):
+    """A credential is present but not in a form any scheme allows (RFC 6750 invalid_request)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SchemeSource:
+    """Where one security scheme's credential may be, on one route."""
+
+    #: The scheme's name in ``components.securitySchemes`` (for messages).
+    name: str
+    #: ``apiKey`` schemes: the lower-case header, the cookie, the query parameter ("" if none).
+    header: str = ""
+    cookie: str = ""
+    query: str = ""
+    #: NO_BEARER, KEY_BEARER or ANY_BEARER.
+    bearer: int = NO_BEARER
+    #: The query parameter an ``apiKey`` scheme names that the route does not read
+    #: (``api_keys.query`` is off): said by ``bastion check``.
+    ignored_query: str = ""
+
+    def read(self, request: Request, token: str | None) -> str | None:
+        """The credential this scheme finds in ``request``, or ``None``; raises
+        :class:`Malformed` when it is there in a form no client should send. ``token`` is
+        the request's bearer token (:func:`bearer_token`, read once per request by the
+        caller; ignored by a scheme that takes none)."""
+        found: str | None = None
+        if self.header:
+            found = _single_header(request, self.header)
+            if found is not None and self.header == "authorization" and found[:7].lower() == "bearer ":
+                found = found[7:].strip(" ")  # an apiKey scheme named Authorization: either form
+        elif self.cookie:
+            found = _cookie(request, self.cookie)
+        elif self.query:
+            found = _query(request.query, self.query)
+        if self.bearer == NO_BEARER:
+            return found
+        if token is None or (self.bearer == KEY_BEARER and not token.startswith(API_KEY_PREFIX)):
+            return found
+        if found is not None:
+            raise Malformed("the credential is given in two places")
+        return token
+
+
+def _single_header(request: Request, name: str) -> str | None:
+    found: str | None = None
+    for key, value in request.headers:
+        if key == name:
+            if found is not None:
+                raise Malformed("a credential header is repeated")
+            found = value
+    if found is not None and not found:
+        raise Malformed("a credential header is empty")
+    return found
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of ``Authorization: Bearer <token>``; ``None`` without one (or with another
+    scheme, such as Basic)."""
+    value = _single_header(request, "authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip(" ")
+    if _B64TOKEN.fullmatch(token) is None:
+        raise Malformed("the bearer token is empty or not a b64token")
+    return token
+
+
+def _cookie(request: Request, name: str) -> str | None:
+    found: str | None = None
+    for key, value in request.headers:
+        if key != "cookie":
+            continue
+        for pair in value.split(";"):
+            cname, sep, cvalue = pair.strip(" ").partition("=")
+            if sep and cname == name:
+                if found is not None:
+                    raise Malformed("a credential cookie is repeated")
+                found = cvalue.strip('"')
+    if found is not None and not found:
+        raise Malformed("a credential cookie is empty")
+    return found
+
+
+def _query(query: str, name: str) -> str | None:
+    if not query:
+        return None
+    found: str | None = None
+    for pair in query.split("&"):
+        key, sep, value = pair.partition("=")
+        if sep and unquote(key) == name:
+            if found is not None:
+                raise Malformed("a credential parameter is repeated")
+            found = unquote(value)
+    if found is not None and not found:
+        raise Malformed("a credential parameter is empty")
+    return found
+
+
+__all__ = ["ANY_BEARER", "KEY_BEARER", "NO_BEARER", "Malformed", "SchemeSource", "bearer_token"]

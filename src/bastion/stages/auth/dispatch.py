@@ -1,0 +1,106 @@
+"""Which verifier checks a credential: built once per route, chosen per request by shape.
+
+:func:`compile_verifiers` is the one place that turns a route's ``policies.auth`` into the
+verifier of each kind of credential; :func:`bearer_verifier` is the one place that picks,
+for an ``Authorization: Bearer`` token, the kind it is. A new method (mTLS, say) is added
+in these two functions and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bastion.pipeline.stage import RouteInfo
+from bastion.stages.auth.apikey import ApiKeyVerifier
+from bastion.stages.auth.config import AuthConfig
+from bastion.stages.auth.introspect import IntrospectionVerifier
+from bastion.stages.auth.jwt.verify import JwtVerifier
+from bastion.stages.auth.methods import CredentialVerifier
+
+#: What every Bastion API key starts with (secret scanners recognise it too).
+API_KEY_PREFIX = "bst_"
+#: The characters of base64url (RFC 4648 section 5), what a compact JWS's parts are made of.
+_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def looks_like_jwt(token: str) -> bool:
+    """A compact JWS: header and payload, then a signature (empty with ``alg: none``, which
+    the JWT verifier refuses by name rather than leaving it to introspection). A character
+    test, not a regular expression: this runs on request data."""
+    header, dot, rest = token.partition(".")
+    payload, dot2, signature = rest.partition(".")
+    if not (dot and dot2 and header and payload):
+        return False
+    return _B64URL.issuperset(header) and _B64URL.issuperset(payload) and _B64URL.issuperset(signature)
+
+
+@dataclass(frozen=True, slots=True)
+class Verifiers:
+    """A route's verifiers, one per kind of credential; ``None`` where the route has none."""
+
+    #: Bastion's own keys (``bst_...``), from a header, a cookie, the query or a bearer token.
+    api_key: CredentialVerifier | None = None
+    #: Signed tokens (``header.payload.signature``) of the issuers the route trusts.
+    jwt: CredentialVerifier | None = None
+    #: Any other bearer token, asked of an external server's introspection endpoint.
+    introspection: CredentialVerifier | None = None
+
+    @property
+    def takes_bearer(self) -> bool:
+        """Whether some ``Authorization: Bearer`` token can be verified on the route."""
+        return self.api_key is not None or self.jwt is not None or self.introspection is not None
+
+    def bearer_kinds(self) -> list[str]:
+        """The kinds of bearer token the route verifies, for ``bastion check``."""
+        kinds = [("API key", self.api_key), ("JWT", self.jwt), ("introspected token", self.introspection)]
+        return [name for name, verifier in kinds if verifier is not None]
+
+    def all(self) -> tuple[CredentialVerifier, ...]:
+        """Each verifier once (to start and close them)."""
+        out: list[CredentialVerifier] = []
+        for verifier in (self.api_key, self.jwt, self.introspection):
+            if verifier is not None and not any(v is verifier for v in out):
+                out.append(verifier)
+        return tuple(out)
+
+
+NO_VERIFIERS = Verifiers()
+
+
+def compile_verifiers(config: AuthConfig, route: RouteInfo) -> Verifiers:
+    """The verifiers ``config`` names for ``route``; pure (no I/O: they start with the stage).
+
+    API keys are Bastion's own credentials, on unless ``api_keys.enabled`` is false: their
+    verifier reads the key store's snapshot (``ApiKeyVerifier``, ``apikey.py``). JWTs are
+    verified where ``jwt`` names issuers (``JwtVerifier.from_settings``, ``jwt/verify.py``),
+    opaque tokens where ``introspection`` is set (``IntrospectionVerifier.from_settings``,
+    ``introspect.py``). Each is built here and nowhere else.
+    """
+    return Verifiers(
+        api_key=ApiKeyVerifier() if config.api_keys.enabled else None,
+        jwt=JwtVerifier.from_settings(config.jwt) if config.jwt is not None else None,
+        introspection=(
+            IntrospectionVerifier.from_settings(config.introspection) if config.introspection is not None else None
+        ),
+    )
+
+
+def bearer_verifier(token: str, verifiers: Verifiers) -> CredentialVerifier | None:
+    """The verifier of a bearer token's kind, by its shape; ``None`` when the route verifies
+    no token of that kind (the token is then refused: nothing may guess what it is)."""
+    if token.startswith(API_KEY_PREFIX):
+        return verifiers.api_key
+    if looks_like_jwt(token):
+        return verifiers.jwt
+    return verifiers.introspection
+
+
+def credential_handle(credential: str) -> str:
+    """What names a credential in counters without revealing it: an API key's public
+    prefix (``bst_`` and the 8 characters of its id); ``""`` for anything else."""
+    if credential.startswith(API_KEY_PREFIX) and len(credential) > 12:
+        return credential[:12]
+    return ""
+
+
+__all__ = ["API_KEY_PREFIX", "NO_VERIFIERS", "Verifiers", "bearer_verifier", "compile_verifiers", "credential_handle"]
