@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 
 from bastion import __version__
+from bastion.cli.oauth import register as register_oauth
 from bastion.cli.output import err, out, print_config_error
 from bastion.cli.tester import register as register_tester
 
@@ -77,6 +78,9 @@ def check(config: ConfigOpt = Path("bastion.yaml")) -> None:
         out.print(
             f"  {methods:<28} {r.path}{'*' if r.prefix else '':<2} -> {r.service}  [dim]{r.id} ({escape(enforced)})[/]"
         )
+    for r in loaded.builtin_routes:
+        methods = ",".join(sorted(r.methods - {"HEAD"}))
+        out.print(f"  {methods:<28} {r.path}   -> built-in OAuth server  [dim]{r.id} (answered, not forwarded)[/]")
     if refused:
         out.print(
             f"[yellow]note:[/] {refused} route(s) require authentication that nothing here verifies: they answer "
@@ -151,6 +155,7 @@ def version() -> None:
     out.print(__version__)
 
 
+register_oauth(app)  # oauth clients ..., oauth revoke
 register_tester(app)  # audit, docs: the tester's commands, listed after the gateway's
 
 
