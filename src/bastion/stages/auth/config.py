@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from bastion.pipeline.stage import StageConfig
+from bastion.stages.auth.jwt.config import IntrospectionSettings, JwtSettings
 
 #: Why a route that requires authentication cannot simply have it switched off.
 EXPLICIT_WAYS = (
@@ -45,6 +46,10 @@ class AuthConfig(StageConfig):
             "`bastion audit`). Unset: a route that requires authentication answers 401 until an "
             "authentication method is configured."
         ),
+    )
+    jwt: JwtSettings | None = Field(None, description="JWTs of external identity providers (docs/jwt.md).")
+    introspection: IntrospectionSettings | None = Field(
+        None, description="Opaque tokens of an external authorization server, checked by RFC 7662 introspection."
     )
 
 
