@@ -5,6 +5,7 @@ the worker's key ring (the adapter the auth stage uses), revocation included."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,14 +13,14 @@ import jwt
 import pytest
 
 from bastion.config.model import ClientAuthLimit, StoreSettings
-from bastion.oauth import revocation
-from bastion.oauth.keys import UnusableKey, load_key
+from bastion.oauth.keys import SigningKey, UnusableKey, load_key, new_key
 from bastion.oauth.server import DELETE_AFTER, PUBLISH_AHEAD, OAuthServer, ServerSettings
 from bastion.oauth.sqlstore import SqlOAuthStore
 from bastion.oauth.tokens import issue
 from bastion.oauth.verify import OwnTokenVerifier
 from bastion.services import Clock, Services, WorkerIdentity
 from bastion.stages.auth.methods import AuthFailure
+from bastion.stages.auth.revocations import publish_revocation
 from bastion.state.memory import MemoryBackend
 from bastion.store import open_store
 from bastion.types import Principal
@@ -131,10 +132,12 @@ def test_a_second_instance_signs_with_the_key_the_first_made(store_settings: Sto
     asyncio.run(scenario())
 
 
-def test_own_tokens_verify_with_the_key_ring_until_revoked_or_expired(tmp_path: Path) -> None:
-    """The verifier of the gateway's own tokens (for the auth stage) gives the consumer,
-    client and scopes of a valid token; refuses it once revoked through the state backend,
-    once expired, when signed by a key this server does not have, and when tampered with."""
+def test_own_tokens_verify_through_the_jwt_verifier_across_rotation_until_revoked(tmp_path: Path) -> None:
+    """The gateway's own tokens, checked by the JWT verifier with the worker's keys: a valid
+    token gives its consumer and scopes; after a rotation the new key's tokens verify too;
+    a revocation (published through the state backend) refuses it; an expired one, a
+    tampered one, one signed by a stranger's key and an HS256 one keyed with nothing of
+    ours are refused with their reasons."""
     store_settings = StoreSettings(url=f"sqlite:///{tmp_path / 'bastion.db'}", pepper_file=tmp_path / "pepper")
 
     async def scenario() -> None:
@@ -145,10 +148,9 @@ def test_own_tokens_verify_with_the_key_ring_until_revoked_or_expired(tmp_path: 
         verifier = OwnTokenVerifier()
         await verifier.start(services)
         try:
-            def mint(key_ttl: int = 300) -> tuple[str, str]:
-                issued = issue(server.signing_key(), issuer=ISSUER, audience=ISSUER, subject="billing-svc",
-                               client_id="billing", scopes=("books:read", "books:write"), ttl=key_ttl,
-                               now=clock.now)
+            def mint(ttl: int = 300, key: SigningKey | None = None) -> tuple[str, str]:
+                issued = issue(key or server.signing_key(), issuer=ISSUER, audience=ISSUER, subject="billing-svc",
+                               client_id="billing", scopes=("books:read", "books:write"), ttl=ttl, now=clock.now)
                 return issued.token, issued.jti
 
             async def verdict(token: str) -> Principal | AuthFailure:
@@ -160,23 +162,35 @@ def test_own_tokens_verify_with_the_key_ring_until_revoked_or_expired(tmp_path: 
             token, jti = mint()
             principal = await verdict(token)
             assert isinstance(principal, Principal)
-            assert (principal.consumer_name, principal.credential_id) == ("billing-svc", "billing")
+            assert (principal.consumer_name, principal.credential_id) == ("billing-svc", jti)
             assert principal.scopes == frozenset({"books:read", "books:write"})
-            await revocation.revoke(services.state, jti, 300)
-            assert await verdict(token) == AuthFailure("auth.revoked")
-            token, _ = mint()
-            clock.now += 300 + 60
-            assert await verdict(token) == AuthFailure("auth.token_expired")
+            first = server.signing_key()
+            clock.now = first.retire_after.timestamp() + 1
+            await server.refresh()
+            assert server.signing_key().kid != first.kid
+            rotated, rotated_jti = mint()
+            assert isinstance(await verdict(rotated), Principal)
+            await publish_revocation(services.state, rotated_jti, clock.now + 600, clock.now)
+            deadline = time.monotonic() + 5
+            while await verdict(rotated) != AuthFailure("auth.revoked"):  # pub/sub: delivered soon
+                assert time.monotonic() < deadline, "the revocation never reached the verifier"
+                await asyncio.sleep(0.01)
+            expiring, _ = mint(ttl=60)
+            clock.now += 60 + 31
+            assert await verdict(expiring) == AuthFailure("auth.token_expired")
             head, body, sig = mint()[0].split(".")
-            tampered_body = jwt.utils.base64url_encode(
+            tampered = jwt.utils.base64url_encode(
                 jwt.utils.base64url_decode(body).replace(b"books:read", b"books:rite")).decode()
-            assert await verdict(f"{head}.{tampered_body}.{sig}") == AuthFailure("auth.signature")
-            other = jwt.encode({"iss": ISSUER}, "x" * 32, algorithm="HS256", headers={"kid": "unknown"})
-            assert await verdict(other) == AuthFailure("auth.kid_unknown")
+            assert await verdict(f"{head}.{tampered}.{sig}") == AuthFailure("auth.signature")
+            stranger = new_key("ES256", datetime.fromtimestamp(clock.now, UTC), timedelta(hours=1),
+                               timedelta(minutes=5), b"p" * 32)
+            assert await verdict(mint(key=load_key(stranger, b"p" * 32))[0]) == AuthFailure("auth.kid_unknown")
+            hs = jwt.encode({"iss": ISSUER, "sub": "x", "aud": ISSUER, "exp": int(clock.now) + 60}, "k" * 32,
+                            algorithm="HS256")
+            assert await verdict(hs) == AuthFailure("auth.algorithm")
         finally:
             await verifier.close()
             await server.close()
             await services.close()
 
     asyncio.run(scenario())
-

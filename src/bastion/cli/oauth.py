@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -140,22 +141,21 @@ def revoke_token(
         raise _fail("revocation reaches the running gateways through a shared state backend: set "
                     "backends: {state: redis, redis: {url: ...}} (the memory backend lives inside each worker)", 2)
     settings = settings_of(cfg)
-    ttl = float(settings.token_ttl + LEEWAY_SECONDS)
     jti = token
+    # A bare jti: kept as long as any token of this server may live.
+    expires = time.time() + settings.token_ttl + LEEWAY_SECONDS
     if token.count(".") == 2:
         found = _jti_of(config, token)
         if found is None:
             out.print("the token is not a valid token of this server (or has expired): nothing to revoke")
             return
-        jti, ttl = found
-    asyncio.run(_publish(loaded, jti, ttl))
+        jti, expires = found
+    asyncio.run(_publish(loaded, jti, expires))
     out.print(escape(f"revoked token {jti}"))
 
 
 def _jti_of(config: Path, token: str) -> tuple[str, float] | None:
-    """The jti of a token of ours and how long it has to live."""
-    import time
-
+    """The jti of a token of ours and until when it must be refused."""
     from bastion.oauth.keys import KeySet, load_key
     from bastion.oauth.server import settings_of
     from bastion.oauth.tokens import LEEWAY_SECONDS, decode
@@ -167,17 +167,17 @@ def _jti_of(config: Path, token: str) -> tuple[str, float] | None:
     claims = decode(token, keys, issuer=settings.issuer, audience=settings.audience, now=now)
     if not isinstance(claims, dict):
         return None
-    return str(claims["jti"]), float(claims["exp"]) - now + LEEWAY_SECONDS
+    return str(claims["jti"]), float(claims["exp"]) + LEEWAY_SECONDS
 
 
-async def _publish(loaded: LoadedConfig, jti: str, ttl: float) -> None:
+async def _publish(loaded: LoadedConfig, jti: str, expires: float) -> None:
     from bastion.errors import DependencyUnavailable
-    from bastion.oauth.revocation import revoke
     from bastion.services import WorkerIdentity, build_services, new_instance_id
+    from bastion.stages.auth.revocations import publish_revocation
 
     services = build_services(loaded.config.backends, WorkerIdentity(new_instance_id(), 0, 1, os.getpid()))
     try:
-        await revoke(services.state, jti, ttl)
+        await publish_revocation(services.state, jti, expires, time.time())
     except DependencyUnavailable as exc:
         raise _fail(str(exc)) from None
     finally:

@@ -9,6 +9,7 @@ through the state backend. One small module per concern:
 - ``endpoints``: the stage answering them; ``server``: settings, store and keys per worker;
 - ``clientauth``, ``secrets``, ``assertion``, ``guard``: who the client is, and how hard it
   is to guess;
-- ``keys``, ``tokens``: signing keys and access tokens; ``revocation``: revoked tokens;
+- ``keys``, ``tokens``: signing keys and access tokens; ``verify``: the gateway's own tokens
+  checked by the JWT verifier (revocations: ``stages/auth/revocations``);
 - ``store``, ``sqlstore``: what it keeps in the durable store.
 """

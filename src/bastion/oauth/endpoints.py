@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from bastion.oauth import assertion as assertions
-from bastion.oauth import revocation
 from bastion.oauth.clientauth import METHODS, Malformed, presented
 from bastion.oauth.guard import AuthGuard
 from bastion.oauth.paths import INTROSPECT_PATH, JWKS_PATH, METADATA_PATH, REVOKE_PATH, TOKEN_PATH
@@ -26,6 +25,7 @@ from bastion.oauth.server import OAuthServer
 from bastion.oauth.store import ClientRecord
 from bastion.oauth.tokens import LEEWAY_SECONDS, Invalid, decode, issue
 from bastion.pipeline.stage import RequestOutcome, RequestStage, StageConfig
+from bastion.stages.auth.revocations import load_revoked, publish_revocation
 from bastion.types import Decision, Exchange, Response, header_get
 
 STAGE_NAME = "oauth_server"
@@ -157,7 +157,11 @@ class OAuthEndpoints(RequestStage):
         claims = self._decode(token)
         if isinstance(claims, Invalid):
             return None
-        if await revocation.is_revoked(self.server.services.state, str(claims["jti"])):
+        # The backend's set itself, not this worker's copy fed by pub/sub: a revocation made
+        # on another instance a moment ago is seen here at once. Revoked tokens are few and
+        # leave the set when they expire, so reading it whole stays small.
+        revoked = await load_revoked(self.server.services.state, self.server.now())
+        if str(claims["jti"]) in revoked:
             return None
         client = await asyncio.to_thread(self.server.store.find_client, str(claims["client_id"]))
         if client is None or client.revoked_at is not None:
@@ -189,8 +193,9 @@ class OAuthEndpoints(RequestStage):
                 oauth_error(400, "unauthorized_client", "The token was not issued to this client."),
                 "oauth.not_owner",
             )
-        ttl = float(claims["exp"]) - self.server.now() + LEEWAY_SECONDS
-        await revocation.revoke(self.server.services.state, str(claims["jti"]), ttl)
+        # Kept until the token's expiry plus the verifiers' leeway: accepted until then.
+        expires = float(claims["exp"]) + LEEWAY_SECONDS
+        await publish_revocation(self.server.services.state, str(claims["jti"]), expires, self.server.now())
         return json_response(200, {})
 
     # -- client authentication ----------------------------------------------------------------

@@ -75,6 +75,8 @@ class KeyRing:
 
     def __init__(self) -> None:
         self.keys = KeySet([])
+        #: Bumped whenever ``keys`` changes (verifiers reload theirs when it moves).
+        self.generation = 0
         #: Issuer and audience of the tokens these keys sign (set by the server that fills it).
         self.issuer = ""
         self.audience = ""
@@ -155,7 +157,9 @@ class OAuthServer:
             store.add_signing_key(new_key(s.algorithm, current.retire_after, s.rotation, ttl, store.pepper))
             keys = self._load(store)
         store.drop_signing_keys(now - DELETE_AFTER)
-        self.ring.keys = keys
+        if set(keys.by_kid) != set(self.ring.keys.by_kid):
+            self.ring.keys = keys
+            self.ring.generation += 1
 
     @staticmethod
     def _load(store: OAuthStore) -> KeySet:

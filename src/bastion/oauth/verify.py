@@ -1,68 +1,72 @@
-"""Verifying the gateway's own access tokens on protected routes: a
-:class:`~bastion.stages.auth.methods.CredentialVerifier` over the server's key ring.
+"""Verifying the gateway's own access tokens on protected routes, through the JWT verifier.
 
-The auth stage hands it bearer tokens whose issuer is this server's. It needs no JWKS
-round trip: the keys are the ones the worker's OAuth server loaded (``services.shared``),
-so a token is checked with keys already parsed. Revocation is checked on every token.
+The built-in server is one more issuer of :class:`~bastion.stages.auth.jwt.verify.JwtVerifier`,
+with static keys: the public halves of the keys the worker's OAuth server holds (its
+:class:`~bastion.oauth.server.KeyRing`), given to the verifier in process, never fetched over
+HTTP. When the ring changes (a rotation, a key made by another instance), the issuer's keys
+are replaced before the next token is checked. Everything else is the JWT verifier's: the
+checks, the verified-token cache, and the worker-wide revoked set that a revocation reaches
+within a second on every instance.
 
-This is the minimal adapter until the JWT verifier (``stages/auth/jwt``) takes the key
-ring as one more issuer with static keys and the worker-wide revoked set
-(``stages/auth/revocations.py``) replaces the state look-up here.
+The auth stage uses it for bearer tokens whose ``iss`` is this server's issuer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from bastion.oauth import revocation
 from bastion.oauth.server import KEYRING, KeyRing
-from bastion.oauth.tokens import Invalid, decode
-from bastion.stages.auth.methods import AuthFailure, Verdict
-from bastion.types import Principal
+from bastion.stages.auth.jwt.config import JwtIssuer, JwtSettings
+from bastion.stages.auth.jwt.keys import KeySet, load_jwk
+from bastion.stages.auth.jwt.verify import JwtVerifier
+from bastion.stages.auth.methods import Verdict
 
 if TYPE_CHECKING:
     from bastion.services import Services
 
 
 class OwnTokenVerifier:
-    """Access tokens of the built-in OAuth server."""
+    """Access tokens of the built-in OAuth server (a ``CredentialVerifier``)."""
 
-    def __init__(self) -> None:
-        self._services: Services | None = None
+    def __init__(self, leeway: float = 30.0, cache_size: int = 10_000) -> None:
+        self.leeway = leeway
+        self.cache_size = cache_size
         self._ring: KeyRing | None = None
+        self._inner: JwtVerifier | None = None
+        self._generation = -1
 
     async def start(self, services: Services) -> None:
-        self._services = services
-        self._ring = services.shared(KEYRING, KeyRing)
+        """Take the worker's key ring (the OAuth server, started before, filled it)."""
+        ring = services.shared(KEYRING, KeyRing)
+        if not ring.issuer or not ring.keys.keys:
+            raise RuntimeError("the built-in OAuth server does not run in this worker (oauth_server.enabled)")
+        issuer = JwtIssuer(
+            issuer=ring.issuer,
+            keys=[dict(k.public_jwk) for k in ring.keys.keys],
+            algorithms=["ES256", "EdDSA"],  # each key is bound to its own by its JWK's alg
+            audiences=[ring.audience],
+            consumer_claim="sub",
+            scopes_claim="scope",
+        )
+        inner = JwtVerifier(JwtSettings(issuers=[issuer], leeway=self.leeway, cache_size=self.cache_size))
+        await inner.start(services)
+        self._ring, self._inner, self._generation = ring, inner, ring.generation
 
     async def close(self) -> None:
-        return None
+        if self._inner is not None:
+            await self._inner.close()
 
     def verify(self, credential: str) -> Verdict | Awaitable[Verdict]:
-        ring, services = self._ring, self._services
-        if ring is None or services is None:
+        ring, inner = self._ring, self._inner
+        if ring is None or inner is None:
             raise RuntimeError("the OAuth token verifier is not started")
-        claims = decode(credential, ring.keys, issuer=ring.issuer, audience=ring.audience, now=services.clock.wall())
-        if isinstance(claims, Invalid):
-            return AuthFailure(claims.reason)
-        return self._unless_revoked(services, claims)
+        if ring.generation != self._generation:
+            self._reload(ring, inner)
+        return inner.verify(credential)
 
-    @staticmethod
-    async def _unless_revoked(services: Services, claims: dict[str, Any]) -> Verdict:
-        if await revocation.is_revoked(services.state, str(claims["jti"])):
-            return AuthFailure("auth.revoked")
-        return principal_of(claims)
-
-
-def principal_of(claims: dict[str, Any]) -> Principal:
-    """Who a token of ours proves: its consumer (``sub``), the client as the credential."""
-    subject = str(claims["sub"])
-    scope = claims.get("scope")
-    return Principal(
-        consumer_id=subject,
-        consumer_name=subject,
-        credential_id=str(claims["client_id"]),
-        scopes=frozenset(scope.split()) if isinstance(scope, str) else frozenset(),
-        claims=claims,
-    )
+    def _reload(self, ring: KeyRing, inner: JwtVerifier) -> None:
+        """Give the issuer the ring's keys (loaded once here, not per token)."""
+        issuer = inner.issuers[ring.issuer]
+        issuer.static = KeySet([load_jwk(k.public_jwk, "OAuth signing key") for k in ring.keys.keys])
+        self._generation = ring.generation
