@@ -27,6 +27,7 @@ from bastion.config.model import (
 from bastion.config.openapi import OpenAPIDocument, PolicyLayer, parse_openapi
 from bastion.config.yamlsrc import FieldPath, Source, load_source
 from bastion.errors import PolicyError
+from bastion.oauth.paths import ROUTES as BUILTIN_PATHS
 from bastion.pipeline.registry import BY_NAME, ORDER
 from bastion.pipeline.stage import RouteInfo, Stage, StageConfig, StageSpec
 
@@ -503,10 +504,8 @@ def _check_conflicts(routes: list[ResolvedRoute], issues: list[ConfigIssue]) -> 
 def _check_builtin_conflicts(routes: list[ResolvedRoute], issues: list[ConfigIssue]) -> None:
     """A route declared on a path the built-in OAuth server answers would never be reached:
     say so rather than shadow it silently (prefix routes above it are fine)."""
-    from bastion.oauth.paths import ROUTES
-
     for r in routes:
-        if not r.prefix and r.path in ROUTES:
+        if not r.prefix and r.path in BUILTIN_PATHS:
             issues.append(
                 ConfigIssue(
                     r.origin,
