@@ -499,11 +499,11 @@ class KeyRotation(Strict):
 
     interval_hours: float = Field(
         24,
-        gt=0,
+        ge=0.1,
         le=24 * 365,
         description=(
-            "A new signing key is made every this many hours. A replaced key stays in the JWKS "
-            "until every token it signed has expired (token_ttl later), then it is deleted."
+            "A new signing key is made every this many hours (at least 0.1). A replaced key stays in "
+            "the JWKS until every token it signed has expired (token_ttl later), then it is deleted."
         ),
     )
 

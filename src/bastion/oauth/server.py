@@ -156,7 +156,8 @@ class OAuthServer:
         elif keys.signing(s.algorithm, now + PUBLISH_AHEAD) is None:
             store.add_signing_key(new_key(s.algorithm, current.retire_after, s.rotation, ttl, store.pepper))
             keys = self._load(store)
-        store.drop_signing_keys(now - DELETE_AFTER)
+        if any(k.not_after < now - DELETE_AFTER for k in keys.keys):
+            store.drop_signing_keys(now - DELETE_AFTER)  # a write only when one is due
         if set(keys.by_kid) != set(self.ring.keys.by_kid):
             self.ring.keys = keys
             self.ring.generation += 1
