@@ -7,9 +7,10 @@ import os
 
 import pytest
 
-from bastion.config.model import Backends
+from bastion.config.model import Backends, Consumer, StoreSettings
 from bastion.services import Clock, Services, WorkerIdentity, build_services
 from bastion.state.memory import MemoryBackend
+from bastion.store import consumers
 
 from .proxy.scripted import ScriptedUpstream
 
@@ -101,3 +102,35 @@ def test_shared_objects_are_made_once_and_closed_with_the_worker() -> None:
         assert sorted(closed) == ["a", "b"]
 
     asyncio.run(main())
+
+
+def test_the_store_is_made_on_first_use_and_closed_with_the_services(store_settings: StoreSettings) -> None:
+    """Services built with the configuration's store make it on first use (the same object
+    after), with the declared consumers, which a reload's sync_consumers updates in the
+    store; closing the services closes it, and it cannot be taken again."""
+    services = build_services(Backends(), IDENTITY, None, store_settings, [Consumer(name="alice", roles=["user"])])
+    assert services._store is None
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        store = services.store
+        assert services.store is store and store.url == store_settings.url
+
+        def roles() -> list[str]:
+            with store.read() as session:
+                return consumers.get(session, "alice").roles
+
+        before = await asyncio.to_thread(roles)
+        await services.sync_consumers([Consumer(name="alice", roles=["admin"])])
+        after = await asyncio.to_thread(roles)
+        await services.close()
+        return before, after
+
+    assert asyncio.run(scenario()) == (["user"], ["admin"])
+    with pytest.raises(RuntimeError, match="closed"):
+        _ = services.store
+
+
+def test_services_without_a_store_say_so() -> None:
+    """Services built without store settings refuse to hand one out, with a reason."""
+    with pytest.raises(RuntimeError, match="without a store"):
+        _ = Services(MemoryBackend(), IDENTITY).store

@@ -11,15 +11,16 @@ client live on. Only a change of ``backends`` builds new ones (see the worker).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, assert_never
 
 from bastion.config.errors import ConfigIssue
-from bastion.config.model import Backends
+from bastion.config.model import Backends, Consumer, StoreSettings
 from bastion.errors import DependencyUnavailable
 from bastion.state.interface import StateBackend
 from bastion.state.memory import MemoryBackend
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     import httpx
 
     from bastion.config.loader import LoadedConfig
+    from bastion.store import Store
 
 log = logging.getLogger("bastion.services")
 
@@ -73,10 +75,21 @@ def new_instance_id() -> str:
 class Services:
     """The worker's shared resources, handed to each stage's ``start``."""
 
-    def __init__(self, state: StateBackend, identity: WorkerIdentity, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        state: StateBackend,
+        identity: WorkerIdentity,
+        clock: Clock | None = None,
+        store: StoreSettings | None = None,
+        consumers: Sequence[Consumer] = (),
+    ) -> None:
         self.state = state
         self.identity = identity
         self.clock = clock if clock is not None else Clock()
+        #: The configuration's ``store:`` (resolved by the loader) and ``consumers:``.
+        self.store_settings = store
+        self._consumers = tuple(consumers)
+        self._store: Store | None = None
         self._http: httpx.AsyncClient | None = None
         self._shared: dict[str, Any] = {}
         self.closed = False
@@ -107,6 +120,28 @@ class Services:
             self._http = httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False)
         return self._http
 
+    @property
+    def store(self) -> Store:
+        """The durable store the configuration names, made on first use without I/O: its
+        first query connects, migrates and syncs the declared consumers, so call it in a
+        thread (``asyncio.to_thread``), never on the request path. Closed with the worker."""
+        if self.closed:
+            raise RuntimeError("the worker's services are closed")
+        if self._store is None:
+            if self.store_settings is None:
+                raise RuntimeError("these services were built without a store")
+            from bastion.store import Store  # SQLAlchemy only in workers that use the store
+
+            self._store = Store(self.store_settings, self._consumers)
+        return self._store
+
+    async def sync_consumers(self, consumers: Sequence[Consumer]) -> None:
+        """A reloaded configuration's ``consumers:``: synced into the store at once if it
+        is open (in a thread), else when it opens. Raises ``StoreError`` if it cannot be."""
+        self._consumers = tuple(consumers)
+        if self._store is not None:
+            await asyncio.to_thread(self._store.sync_declared, self._consumers)
+
     async def check(self) -> None:
         """Tell, in the log, whether the state backend answers now (the worker starts anyway:
         stages that need it fail by their ``failure_mode`` until it does)."""
@@ -130,11 +165,19 @@ class Services:
         self._shared.clear()
         if self._http is not None:
             await self._http.aclose()
+        if self._store is not None:
+            await asyncio.to_thread(self._store.close)
         await self.state.close()
 
 
-def build_services(backends: Backends, identity: WorkerIdentity, clock: Clock | None = None) -> Services:
-    """The services ``backends`` describes (no I/O yet: connections open on first use)."""
+def build_services(
+    backends: Backends,
+    identity: WorkerIdentity,
+    clock: Clock | None = None,
+    store: StoreSettings | None = None,
+    consumers: Sequence[Consumer] = (),
+) -> Services:
+    """The services ``backends`` and ``store`` describe (no I/O yet: connections open on first use)."""
     clock = clock if clock is not None else Clock()
     state: StateBackend
     if backends.state == "memory":
@@ -149,7 +192,7 @@ def build_services(backends: Backends, identity: WorkerIdentity, clock: Clock | 
         state = RedisBackend(r.url, timeout=r.timeout, key_prefix=r.key_prefix, max_connections=r.max_connections)
     else:
         assert_never(backends.state)
-    return Services(state, identity, clock)
+    return Services(state, identity, clock, store, consumers)
 
 
 def check_backends(loaded: LoadedConfig, workers: int) -> ConfigIssue | None:

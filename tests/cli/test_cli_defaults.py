@@ -48,6 +48,13 @@ REQUIRED: dict[str, list[str]] = {
     "oauth clients list": [],
     "oauth clients revoke": ["billing"],
     "oauth revoke": ["some-jti"],
+    "consumers create": ["bob"],
+    "consumers list": [],
+    "consumers delete": ["bob"],
+    "keys create": ["alice"],
+    "keys list": [],
+    "keys revoke": ["KEYID"],
+    "keys rotate": ["KEYID"],
 }
 
 
@@ -245,3 +252,28 @@ def test_oauth_revoke_needs_a_shared_state_backend(tmp_path: Path) -> None:
     result = run("oauth", "revoke", "some-jti", cwd=tmp_path)
     assert result.returncode == 2
     assert "backends: {state: redis" in result.stderr
+
+
+def test_store_commands_with_their_defaults(tmp_path: Path) -> None:
+    """`bastion consumers` and `bastion keys`, each with only its required arguments, work on
+    the store ./bastion.yaml configures by default (./bastion.db, pepper ./bastion.pepper): a
+    key made with no scopes and no expiry is the last line of `keys create`, listed by id,
+    rotated with the default 24h overlap and revoked."""
+    write_config(tmp_path)
+    with (tmp_path / "bastion.yaml").open("a") as f:
+        f.write("consumers: [{name: alice, roles: [user]}]\n")
+    for args in (["consumers", "create", "bob"], ["consumers", "list"], ["consumers", "delete", "bob"]):
+        result = run(*args, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    created = run("keys", "create", "alice", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.splitlines()[-1]
+    assert key.startswith("bst_") and len(key) == 54
+    assert (tmp_path / "bastion.db").is_file() and (tmp_path / "bastion.pepper").stat().st_mode & 0o777 == 0o600
+    listed = run("keys", "list", cwd=tmp_path)
+    assert listed.returncode == 0 and key[4:12] in listed.stdout and key not in listed.stdout
+    rotated = run("keys", "rotate", key[4:12], cwd=tmp_path)
+    assert rotated.returncode == 0, rotated.stderr
+    assert rotated.stdout.splitlines()[-1].startswith("bst_")
+    revoked = run("keys", "revoke", key[4:12], cwd=tmp_path)
+    assert revoked.returncode == 0 and f"revoked API key {key[4:12]}" in revoked.stdout

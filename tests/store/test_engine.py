@@ -34,6 +34,8 @@ def test_open_creates_every_table_as_the_models_describe(store_settings: StoreSe
             diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
         assert diff == []
         assert store.generation() == 0
+        if store.url.startswith("sqlite"):  # the file holds hashes and consumers: its owner's only
+            assert Path(store.url.removeprefix("sqlite:///")).stat().st_mode & 0o777 == 0o600
     finally:
         store.close()
 

@@ -14,6 +14,8 @@ import typer
 from rich.markup import escape
 
 from bastion import __version__
+from bastion.cli.consumers import consumers_app
+from bastion.cli.keys import keys_app
 from bastion.cli.oauth import register as register_oauth
 from bastion.cli.output import err, out, print_config_error
 from bastion.cli.tester import register as register_tester
@@ -155,8 +157,10 @@ def version() -> None:
     out.print(__version__)
 
 
-register_oauth(app)  # oauth clients ..., oauth revoke
 register_tester(app)  # audit, docs: the tester's commands, listed after the gateway's
+app.add_typer(consumers_app)  # the store's: consumers, then their keys
+app.add_typer(keys_app)
+register_oauth(app)  # oauth clients ..., oauth revoke: the built-in OAuth server's
 
 
 def main() -> None:

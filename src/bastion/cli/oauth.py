@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from bastion.cli.output import err, out, print_config_error
+from bastion.cli.output import out, print_config_error
+from bastion.cli.storeaccess import configured_store, fail
 
 if TYPE_CHECKING:
     from bastion.config import LoadedConfig
@@ -31,11 +32,6 @@ clients_app = typer.Typer(help="OAuth clients (client credentials grant).", no_a
 oauth_app.add_typer(clients_app, name="clients")
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print("[bold red]error:[/] " + escape(message))
-    return typer.Exit(code)
-
-
 def _load(config: Path) -> LoadedConfig:
     from bastion.config import ConfigError, load_config
 
@@ -48,20 +44,11 @@ def _load(config: Path) -> LoadedConfig:
 
 @contextmanager
 def _store(config: Path) -> Iterator[OAuthStore]:
+    """The configured store's OAuth side (errors exit as the store's commands do)."""
     from bastion.oauth.sqlstore import SqlOAuthStore
-    from bastion.store import StoreError, open_store
 
-    cfg = _load(config).config
-    try:
-        store = SqlOAuthStore(open_store(cfg.store, cfg.consumers))
-    except StoreError as exc:
-        raise _fail(str(exc)) from None
-    try:
-        yield store
-    except StoreError as exc:
-        raise _fail(str(exc)) from None
-    finally:
-        store.close()
+    with configured_store(config) as store:
+        yield SqlOAuthStore(store)
 
 
 @clients_app.command("create")
@@ -84,12 +71,12 @@ def create(
         try:
             keys = json.loads(jwks.read_text())
         except (OSError, ValueError) as exc:
-            raise _fail(f"cannot read the JWKS {jwks}: {exc}", 2) from None
+            raise fail(f"cannot read the JWKS {jwks}: {exc}", 2) from None
     with _store(config) as store:
         try:
             created = create_client(store, name, consumer, parse_scopes(scopes), keys)
         except (BadClient, ClientExists) as exc:
-            raise _fail(str(exc), 2) from None
+            raise fail(str(exc), 2) from None
     client = created.client
     method = "private_key_jwt" if created.secret is None else "client_secret_basic or client_secret_post"
     out.print(escape(f"created OAuth client {client.client_id} for consumer {client.consumer_name} "
@@ -122,7 +109,7 @@ def revoke_client(
 
     with _store(config) as store:
         if not revoke(store, name):
-            raise _fail(f"no active OAuth client {name!r} (`bastion oauth clients list` shows them)")
+            raise fail(f"no active OAuth client {name!r} (`bastion oauth clients list` shows them)")
     out.print(escape(f"revoked OAuth client {name}"))
 
 
@@ -138,7 +125,7 @@ def revoke_token(
     loaded = _load(config)
     cfg = loaded.config
     if cfg.backends.state != "redis":
-        raise _fail("revocation reaches the running gateways through a shared state backend: set "
+        raise fail("revocation reaches the running gateways through a shared state backend: set "
                     "backends: {state: redis, redis: {url: ...}} (the memory backend lives inside each worker)", 2)
     settings = settings_of(cfg)
     jti = token
@@ -179,7 +166,7 @@ async def _publish(loaded: LoadedConfig, jti: str, expires: float) -> None:
     try:
         await publish_revocation(services.state, jti, expires, time.time())
     except DependencyUnavailable as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         await services.close()
 

@@ -7,8 +7,8 @@ worker's crash leaves the others serving.
 A worker owns the services its stages share (:mod:`bastion.services`: the state backend,
 an HTTP client, a clock). It starts every stage of a configuration with them before the
 configuration serves, and closes the stages once it serves no more. A reload keeps the
-services -- counters in the memory backend, the Redis pool -- unless ``backends`` itself
-changed, which builds new ones for the new configuration.
+services -- counters in the memory backend, the Redis pool, the store -- unless ``backends``
+or ``store`` changed, which builds new ones for the new configuration.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class Worker:
         """Build the services, start the stages, then listen."""
         loaded = self.loaded
         listen = loaded.config.listen
-        services = self.services = build_services(loaded.config.backends, self.identity, self.clock)
+        services = self.services = self._build_services(loaded)
         await services.check()
         runtime = Runtime(loaded)
         try:
@@ -173,6 +173,10 @@ class Worker:
         if self.services is not None:
             await self.services.close()
 
+    def _build_services(self, loaded: LoadedConfig) -> Services:
+        config = loaded.config
+        return build_services(config.backends, self.identity, self.clock, config.store, config.consumers)
+
     def reload(self) -> None:
         """SIGHUP: load the config again, in a task (stages start asynchronously)."""
         task = asyncio.get_running_loop().create_task(self.apply_reload())
@@ -201,9 +205,17 @@ class Worker:
         # The services outlive the configuration (state survives a reload), unless the
         # backends themselves changed: then the new configuration gets the new backends.
         new_services: Services | None = None
-        if loaded.config.backends != self.loaded.config.backends:
-            new_services = build_services(loaded.config.backends, self.identity, self.clock)
+        old_config = self.loaded.config
+        if (loaded.config.backends, loaded.config.store) != (old_config.backends, old_config.store):
+            new_services = self._build_services(loaded)
             await new_services.check()
+        elif loaded.config.consumers != old_config.consumers:
+            try:
+                await self.services.sync_consumers(loaded.config.consumers)
+            except Exception as exc:  # StoreError, or the driver's: the consumers must not drift
+                METRICS.inc("bastion_config_reloads", ("rejected",))
+                log.error("reload rejected, still serving the previous configuration: consumers: %s", exc)
+                return False
         try:
             await runtime.start_stages(new_services or self.services)
         except StageStartError as exc:

@@ -6,6 +6,7 @@ share it; SQLAlchemy 2 with the Alembic migrations shipped in ``migrations/``, a
 in a thread and poll its generation counter.
 """
 
+from bastion.store import consumers, keys
 from bastion.store.engine import Store, open_store
 from bastion.store.errors import (
     ConsumerExists,
@@ -24,5 +25,7 @@ __all__ = [
     "StoreUnavailable",
     "UnknownConsumer",
     "UnknownKey",
+    "consumers",
+    "keys",
     "open_store",
 ]

@@ -9,6 +9,7 @@ PostgreSQL: an advisory lock), so a fleet starting at once migrates once.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -98,39 +99,68 @@ class Store:
         with self._lock:
             if self._ready:
                 return
-            self._check_sqlite_folder()
+            self._prepare_sqlite_file()
             try:
-                self._migrate()
-                from bastion.store.consumers import sync_declared
-
-                with self._writing() as session:
-                    sync_declared(session, self.declared)
+                with self._locked() as conn:
+                    config = Config()
+                    config.set_main_option("script_location", str(MIGRATIONS))
+                    config.attributes["connection"] = conn
+                    command.upgrade(config, "head")
+                    self._sync(conn, self.declared)
             except SQLAlchemyError as exc:
                 raise StoreUnavailable(f"the store {self.shown} cannot be opened: {_cause(exc)}") from None
             self._ready = True
 
-    def _check_sqlite_folder(self) -> None:
-        """Name what is wrong with a SQLite path before SQLite says 'unable to open database file'."""
-        database = make_url(self.url).database
-        if not self.url.startswith("sqlite") or not database:
-            return
-        folder = Path(database).parent
-        if not folder.is_dir():
-            raise StoreUnavailable(
-                f"the store {self.shown} cannot be opened: the folder {str(folder)!r} does not exist"
-            )
-        path = Path(database)
-        if path.exists() and not path.is_file():
-            raise StoreUnavailable(f"the store {self.shown} cannot be opened: {str(path)!r} is not a file")
+    def sync_declared(self, declared: Sequence[DeclaredConsumerSettings]) -> bool:
+        """Make the store's consumers match a (reloaded) configuration's; tell whether
+        anything changed."""
+        self.ready()
+        self.declared = tuple(declared)
+        try:
+            with self._locked() as conn:
+                return self._sync(conn, self.declared)
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable(f"the store {self.shown} cannot be written: {_cause(exc)}") from None
 
-    def _migrate(self) -> None:
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
+    @staticmethod
+    def _sync(conn: Connection, declared: Sequence[DeclaredConsumerSettings]) -> bool:
+        from bastion.store.consumers import sync_declared
+
+        # The session joins the connection's transaction: committed with the migration.
+        with Session(bind=conn, expire_on_commit=False) as session:
+            changed = sync_declared(session, declared)
+            session.flush()
+        return changed
+
+    @contextmanager
+    def _locked(self) -> Iterator[Connection]:
+        """A write transaction no other process's migration or sync runs beside (two
+        workers syncing the same new consumer would otherwise both insert it)."""
         with self.engine.connect().execution_options(bastion_write=True) as conn, conn.begin():
             if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+            yield conn
+
+    def _prepare_sqlite_file(self) -> None:
+        """Name what is wrong with a SQLite path before SQLite says 'unable to open database
+        file', and create a new database file readable by its owner only (SQLite gives its
+        journal files the same mode)."""
+        database = make_url(self.url).database
+        if not self.url.startswith("sqlite") or not database:
+            return
+        path = Path(database)
+        if not path.parent.is_dir():
+            raise StoreUnavailable(
+                f"the store {self.shown} cannot be opened: the folder {str(path.parent)!r} does not exist"
+            )
+        if path.exists() and not path.is_file():
+            raise StoreUnavailable(f"the store {self.shown} cannot be opened: {str(path)!r} is not a file")
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StoreUnavailable(f"the store {self.shown} cannot be created: {exc.strerror}") from None
 
     @contextmanager
     def read(self) -> Iterator[Session]:

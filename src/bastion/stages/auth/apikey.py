@@ -1,0 +1,226 @@
+"""API keys verified from a snapshot of the store, without touching it on the request path.
+
+A worker loads every active key -- its HMAC under the pepper, mapped to the principal it
+proves -- from the store in a thread when the first verifier starts, and polls the store's
+generation counter about every second: a change (a key created, revoked or rotated, a
+consumer changed) loads the snapshot again, so a revocation is honoured within a second.
+Every route shares that one snapshot (``services.shared("apikeys:" + store url)``).
+
+Verifying a key is then a checksum test (a mistyped or made-up key is refused without
+hashing), one HMAC and one dictionary lookup, and an expiry test: a few microseconds,
+synchronous. When the snapshot has never loaded, or the store has not answered for longer
+than ``max_staleness``, every key is refused with 503: revocations could be missed, so
+the gateway fails closed rather than trust what it last knew.
+
+When a key was last used is noted in memory and written to the store in batches, off the
+request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Final
+
+from bastion.stages.auth import keyformat
+from bastion.stages.auth.methods import AuthFailure, Verdict
+from bastion.types import Principal
+
+if TYPE_CHECKING:
+    from bastion.services import Clock, Services
+    from bastion.store import Store
+    from bastion.store.keys import ActiveKey
+
+log = logging.getLogger("bastion.auth.apikey")
+
+#: Seconds between two polls of the store's generation counter.
+REFRESH_INTERVAL: Final = 1.0
+#: Seconds between two writes of last-use times.
+LAST_USED_FLUSH_INTERVAL: Final = 10.0
+#: Default seconds a snapshot is trusted without the store answering: beyond, 503.
+DEFAULT_MAX_STALENESS: Final = 30.0
+
+#: The failures a key can get (built once: the request path allocates nothing to refuse).
+STORE_UNAVAILABLE: Final = AuthFailure("auth.store_unavailable", "invalid_token", 503)
+MALFORMED: Final = AuthFailure("auth.malformed")
+KEY_UNKNOWN: Final = AuthFailure("auth.key_unknown")
+KEY_EXPIRED: Final = AuthFailure("auth.key_expired")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    """A usable key in the snapshot: whom it proves, and until when (wall clock, seconds)."""
+
+    principal: Principal
+    expires_at: float
+
+
+def _entry(active: ActiveKey) -> tuple[bytes, KeyEntry]:
+    principal = Principal(
+        consumer_id=active.consumer_id,
+        consumer_name=active.consumer_name,
+        credential_id=active.key_id,
+        scopes=frozenset(active.scopes),
+        roles=frozenset(active.roles),
+    )
+    expires = math.inf if active.expires_at is None else active.expires_at.timestamp()
+    return active.hash, KeyEntry(principal, expires)
+
+
+class KeySnapshot:
+    """The worker's view of the store's active keys, kept current by a polling task.
+
+    ``entries``, ``hasher`` and ``loaded_at`` are replaced whole, never changed in place,
+    so a verification on the event loop always sees one consistent snapshot.
+    """
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self.entries: dict[bytes, KeyEntry] = {}
+        self.hasher: keyformat.KeyHasher | None = None
+        #: Monotonic time the store last answered (-inf: never).
+        self.loaded_at = -math.inf
+        self.generation = -1
+        #: Polls that failed in a row (for tests and the log).
+        self.failures = 0
+        #: Key id -> wall time of its last use since the last flush.
+        self.used: dict[str, float] = {}
+        self._started: asyncio.Task[None] | None = None
+        self._poller: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Load the keys once (every verifier's start waits for the same first load), then
+        poll. A store that cannot be read leaves the snapshot empty and failing closed
+        until it can; the worker still starts."""
+        if self._started is None:
+            self._started = asyncio.get_running_loop().create_task(self._first_load())
+        await asyncio.shield(self._started)
+
+    async def _first_load(self) -> None:
+        await self.refresh()
+        self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    async def refresh(self) -> None:
+        """Ask the store whether anything changed, and load the keys again if so."""
+        try:
+            loaded = await asyncio.to_thread(self._load_if_changed, self.generation)
+        except Exception as exc:
+            self.failures += 1
+            if self.failures == 1 or self.failures % 60 == 0:
+                log.error(
+                    "API keys: the store %s cannot be read (%s); keys are refused with 503 once the snapshot "
+                    "is older than its limit",
+                    self.store.shown,
+                    (str(exc).strip().splitlines() or [type(exc).__name__])[0],  # not the SQL that failed
+                )
+            return
+        if loaded is not None:
+            self.generation, self.hasher, self.entries = loaded
+            log.info("API keys: %d active key(s) loaded (generation %d)", len(self.entries), self.generation)
+        if self.failures:
+            log.warning("API keys: the store %s answers again", self.store.shown)
+        self.failures = 0
+        self.loaded_at = self.clock.monotonic()
+
+    def _load_if_changed(
+        self, known: int
+    ) -> tuple[int, keyformat.KeyHasher, dict[bytes, KeyEntry]] | None:
+        """In a thread: the new snapshot, or None when the generation is still ``known``."""
+        from bastion.store import keys
+
+        generation = self.store.generation()
+        if generation == known:
+            return None
+        # The counter is read first: a write after it bumps it again, and the next poll
+        # sees that, so the snapshot is never older than the generation it is filed under.
+        with self.store.read() as session:
+            active = keys.active(session)
+        hasher = self.hasher if self.hasher is not None else keyformat.KeyHasher(self.store.pepper)
+        return generation, hasher, dict(_entry(a) for a in active)
+
+    async def _poll(self) -> None:
+        flush_every = max(1, round(LAST_USED_FLUSH_INTERVAL / REFRESH_INTERVAL))
+        polls = 0
+        while True:
+            await asyncio.sleep(REFRESH_INTERVAL)
+            await self.refresh()
+            polls += 1
+            if polls % flush_every == 0:
+                await self.flush_last_used()
+
+    async def flush_last_used(self) -> None:
+        """Write the last-use times noted since the previous flush (in a thread)."""
+        if not self.used:
+            return
+        used, self.used = self.used, {}
+        from bastion.store import keys
+
+        stamps = {key_id: datetime.fromtimestamp(t, UTC) for key_id, t in used.items()}
+
+        def write() -> None:
+            with self.store.write() as session:
+                keys.record_last_used(session, stamps)
+
+        try:
+            await asyncio.to_thread(write)
+        except Exception as exc:  # a lost batch of last-use times is not worth failing for
+            log.warning("API keys: last-use times could not be written to %s: %s", self.store.shown, exc)
+
+    async def aclose(self) -> None:
+        """Stop polling and write the last-use times still held (the worker's shutdown)."""
+        for task in (self._poller, self._started):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self.flush_last_used()
+
+
+class ApiKeyVerifier:
+    """Verifies ``bst_…`` API keys against the worker's shared snapshot of the store.
+
+    Built from settings without I/O (``bastion check`` builds it too); :meth:`start` takes
+    the store from the worker's services.
+    """
+
+    def __init__(self, max_staleness: float = DEFAULT_MAX_STALENESS) -> None:
+        if not max_staleness > 0:
+            raise ValueError("max_staleness must be positive")
+        self.max_staleness = max_staleness
+        self.snapshot: KeySnapshot | None = None
+
+    async def start(self, services: Services) -> None:
+        store = services.store
+        clock = services.clock
+        self.snapshot = services.shared("apikeys:" + store.url, lambda: KeySnapshot(store, clock))
+        await self.snapshot.start()
+
+    async def close(self) -> None:
+        # The snapshot is the worker's (shared by every route, kept across reloads): the
+        # services close it.
+        self.snapshot = None
+
+    def verify(self, credential: str) -> Verdict:
+        snapshot = self.snapshot
+        if snapshot is None:
+            return STORE_UNAVAILABLE
+        if not keyformat.is_valid(credential):
+            return MALFORMED
+        hasher = snapshot.hasher
+        clock = snapshot.clock
+        if hasher is None or clock.monotonic() - snapshot.loaded_at > self.max_staleness:
+            return STORE_UNAVAILABLE
+        entry = snapshot.entries.get(hasher(credential))
+        if entry is None:
+            return KEY_UNKNOWN
+        now = clock.wall()
+        if now >= entry.expires_at:
+            return KEY_EXPIRED
+        principal = entry.principal
+        snapshot.used[principal.credential_id] = now
+        return principal
