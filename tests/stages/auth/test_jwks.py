@@ -275,3 +275,25 @@ def test_services_close_stops_the_refresh() -> None:
 
     with serve(provider) as base:
         asyncio.run(scenario(base + "/jwks"))
+
+
+def test_one_verifier_shared_by_routes_is_started_and_closed_by_count() -> None:
+    """A verifier started by two routes keeps its JWKS refresh until both closed it."""
+    provider = Provider(keys=[SigningKey.generate("ES256")])
+
+    async def scenario(url: str) -> None:
+        svc = services()
+        v = verifier(url)
+        await v.start(svc)
+        await v.start(svc)
+        cache = svc.shared("jwks:" + url, lambda: None)
+        assert isinstance(cache, JwksCache) and provider.jwks_hits == 1
+        await v.close()
+        assert cache._task is not None and not cache._task.done()
+        await v.close()
+        assert cache._task is None
+        await svc.close()
+
+    with serve(provider) as base:
+        asyncio.run(scenario(base + "/jwks"))
+

@@ -11,10 +11,14 @@ import base64
 import json
 import time
 from collections.abc import Awaitable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 
 from bastion.services import Services
 from bastion.stages.auth.jwt.config import JwtSettings
@@ -43,6 +47,13 @@ def provider(keys: dict[str, SigningKey]) -> Provider:
 def jwks_url(provider: Provider) -> Iterator[str]:
     with serve(provider) as url:
         yield url + "/.well-known/jwks.json"
+
+
+@dataclass(frozen=True)
+class In:
+    """A time ``seconds`` from when the test runs."""
+
+    seconds: int
 
 
 def settings(jwks_url: str | None = None, **issuer: Any) -> JwtSettings:
@@ -119,20 +130,21 @@ def test_claim_mapping_scp_list_custom_consumer_and_dotted_roles(keys: dict[str,
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
-        ({"exp": int(time.time()) - 31}, "auth.token_expired"),
+        ({"exp": In(-31)}, "auth.token_expired"),
         ({"exp": None}, "auth.claims"),
         ({"exp": "tomorrow"}, "auth.claims"),
-        ({"nbf": int(time.time()) + 120}, "auth.token_not_yet_valid"),
-        ({"iat": int(time.time()) + 120}, "auth.token_not_yet_valid"),
+        ({"nbf": In(120)}, "auth.token_not_yet_valid"),
+        ({"iat": In(120)}, "auth.token_not_yet_valid"),
         ({"iss": "https://evil.test"}, "auth.issuer"),
         ({"iss": None}, "auth.issuer"),
         ({"aud": "other-api"}, "auth.audience"),
         ({"aud": ["other-api", "third"]}, "auth.audience"),
         ({"aud": None}, "auth.audience"),
+        ({"aud": [{"x": 1}, [AUDIENCE]]}, "auth.audience"),
         ({"sub": None}, "auth.claims"),
     ],
     ids=["expired", "no-exp", "exp-not-number", "nbf-future", "iat-future", "wrong-iss", "no-iss",
-         "wrong-aud", "wrong-aud-list", "no-aud", "no-sub"],
+         "wrong-aud", "wrong-aud-list", "no-aud", "aud-objects", "no-sub"],
 )
 def test_invalid_claims_are_refused(
     keys: dict[str, SigningKey], jwks_url: str, changes: dict[str, Any], expected: str
@@ -142,7 +154,9 @@ def test_invalid_claims_are_refused(
     verifier = JwtVerifier.from_settings(settings(jwks_url))
 
     async def scenario(_: Services) -> None:
-        verdict = settle(verifier.verify(keys["RS256"].sign(claims(**changes))))
+        now = int(time.time())  # at run time: parameters are made when tests are collected
+        resolved = {k: now + v.seconds if isinstance(v, In) else v for k, v in changes.items()}
+        verdict = settle(verifier.verify(keys["RS256"].sign(claims(**resolved))))
         assert reason(verdict) == expected
         assert isinstance(verdict, AuthFailure) and verdict.status == 401
 
@@ -358,3 +372,37 @@ def test_padding_variants_of_a_valid_token_are_refused(keys: dict[str, SigningKe
         assert reason(settle(verifier.verify(f"{head}.{body}.{sig}=="))) == "auth.malformed"
 
     run(verifier, scenario)
+
+
+def test_a_jwks_issuer_before_start_fails_closed(keys: dict[str, SigningKey], jwks_url: str) -> None:
+    """A verifier that was never started has no JWKS: its tokens get 503, not 401 or a pass."""
+    verifier = JwtVerifier.from_settings(settings(jwks_url))
+    refused = settle(verifier.verify(keys["ES256"].sign(claims())))
+    assert isinstance(refused, AuthFailure) and (refused.reason, refused.status) == ("auth.jwks_unavailable", 503)
+
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+_CLAIM_NAMES = st.sampled_from(["iss", "aud", "exp", "nbf", "iat", "sub", "jti", "scope", "scp", "roles", "kid",
+                                "alg", "crit", "x"])
+_OBJECTS = st.dictionaries(_CLAIM_NAMES, _JSON | st.just(ISSUER) | st.just(AUDIENCE) | st.sampled_from(ALGS),
+                           max_size=8)
+
+
+@settings_(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=_OBJECTS, payload=_OBJECTS, signature=st.binary(max_size=300))
+def test_arbitrary_tokens_never_raise_and_never_pass(
+    keys: dict[str, SigningKey], header: dict[str, Any], payload: dict[str, Any], signature: bytes
+) -> None:
+    """Any header and payload JSON (claims of every type, the right issuer and audience
+    included) with any signature bytes gives a refusal: never an exception, never a
+    principal. Static keys, so no network is involved."""
+    verifier = JwtVerifier.from_settings(settings(None, keys=[k.jwk() for k in keys.values()]))
+    token = ".".join((b64url(json.dumps(header).encode()), b64url(json.dumps(payload).encode()), b64url(signature)))
+    verdict = settle(verifier.verify(token))
+    assert isinstance(verdict, AuthFailure)

@@ -24,7 +24,7 @@ import orjson
 
 from bastion.stages.auth.jwt.cache import BoundedCache
 from bastion.stages.auth.jwt.config import IntrospectionSettings, read_secret
-from bastion.stages.auth.jwt.verify import read_claim, string_set
+from bastion.stages.auth.jwt.verify import audiences_of, read_claim, string_set
 from bastion.stages.auth.methods import AuthFailure, Verdict
 from bastion.types import Principal
 
@@ -70,6 +70,7 @@ class IntrospectionVerifier:
         self._inflight: dict[bytes, asyncio.Future[Verdict]] = {}
         self._wall: Callable[[], float] = time.time
         self._http: httpx.AsyncClient | None = None
+        self._starts = 0
 
     @classmethod
     def from_settings(cls, settings: IntrospectionSettings) -> IntrospectionVerifier:
@@ -77,10 +78,15 @@ class IntrospectionVerifier:
         return cls(settings)
 
     async def start(self, services: Services) -> None:
+        # Counted like JwtVerifier's: one verifier may serve several routes.
+        self._starts += 1
         self._wall = services.clock.wall
         self._http = services.http
 
     async def close(self) -> None:
+        self._starts -= 1
+        if self._starts > 0:
+            return
         for pending in self._inflight.values():
             pending.cancel()
         self._inflight.clear()
@@ -161,11 +167,8 @@ class IntrospectionVerifier:
             until = min(until, float(exp))
         if s.issuer is not None and answer.get("iss") != s.issuer:
             return BAD_ISSUER, negative_until
-        if s.audiences:
-            aud = answer.get("aud")
-            audiences = {aud} if isinstance(aud, str) else set(aud) if isinstance(aud, list) else set()
-            if audiences.isdisjoint(s.audiences):
-                return BAD_AUDIENCE, negative_until
+        if s.audiences and audiences_of(answer.get("aud")).isdisjoint(s.audiences):
+            return BAD_AUDIENCE, negative_until
         consumer = read_claim(answer, s.consumer_claim)
         if not isinstance(consumer, str) or not consumer:
             return BAD_CLAIMS, negative_until

@@ -62,6 +62,15 @@ def string_set(value: object) -> frozenset[str]:
     return frozenset()
 
 
+def audiences_of(aud: object) -> frozenset[str]:
+    """The audiences an ``aud`` claim names: one string or a list of them (RFC 7519 4.1.3)."""
+    if isinstance(aud, str):
+        return frozenset((aud,))
+    if isinstance(aud, list):
+        return frozenset(a for a in aud if isinstance(a, str))
+    return frozenset()
+
+
 def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -137,7 +146,12 @@ class _Verified:
 
 
 class JwtVerifier:
-    """Verifies JWTs of the configured issuers (a :class:`~bastion.stages.auth.methods.CredentialVerifier`)."""
+    """Verifies JWTs of the configured issuers (a :class:`~bastion.stages.auth.methods.CredentialVerifier`).
+
+    One verifier may serve several routes with the same settings (their tokens then share
+    one verified-token cache): ``start`` and ``close`` are counted, and only the first start
+    and the last close do anything.
+    """
 
     def __init__(self, settings: JwtSettings) -> None:
         self.settings = settings
@@ -154,6 +168,7 @@ class JwtVerifier:
         self._wall: Callable[[], float] = time.time
         self._revocations: Revocations | None = None
         self._jwks: list[JwksCache] = []
+        self._starts = 0
 
     @classmethod
     def from_settings(cls, settings: JwtSettings) -> JwtVerifier:
@@ -163,6 +178,9 @@ class JwtVerifier:
     async def start(self, services: Services) -> None:
         """Load the JWKS of each issuer (a failure is logged, and its tokens get 503 until the
         keys load) and follow the worker's revocations."""
+        self._starts += 1
+        if self._starts > 1:
+            return
         self._wall = services.clock.wall
         revocations = services.shared(SHARED_KEY, lambda: Revocations(services))
         for issuer in self.issuers.values():
@@ -177,6 +195,10 @@ class JwtVerifier:
         self._revocations = revocations
 
     async def close(self) -> None:
+        self._starts -= 1
+        if self._starts > 0:
+            return
+        self._starts = 0
         jwks, self._jwks = self._jwks, []
         for cache in jwks:
             await cache.release()
@@ -227,11 +249,10 @@ class JwtVerifier:
         keys = issuer.static if source is None else source.current()
         key = keys.find(kid, alg) if keys is not None else None
         if key is None:
-            if source is None:
-                return KID_UNKNOWN
-            pending = source.refetch() if may_refetch else None
+            pending = source.refetch() if source is not None and may_refetch else None
             if pending is not None:
                 return self._after_refetch(pending, token, digest)
+            # No keys at all: a JWKS never loaded, stale, or not started (fail closed).
             return KEYS_UNAVAILABLE if keys is None else KID_UNKNOWN
         if not key.accepts(alg):
             return BAD_ALGORITHM  # e.g. HS256 naming an RSA key: a key verifies its own family only
@@ -265,9 +286,7 @@ class JwtVerifier:
                     return BAD_CLAIMS
                 if float(value) > now + leeway:  # type: ignore[arg-type]
                     return NOT_YET_VALID
-        aud = payload.get("aud")
-        audiences = {aud} if isinstance(aud, str) else set(aud) if isinstance(aud, list) else set()
-        if issuer.audiences.isdisjoint(audiences):
+        if issuer.audiences.isdisjoint(audiences_of(payload.get("aud"))):
             return BAD_AUDIENCE
         jti = payload.get("jti")
         if jti is not None and not isinstance(jti, str):
