@@ -142,9 +142,13 @@ class OAuthServer:
     async def refresh(self) -> None:
         """Read the keys again; make the current or next one if missing; drop dead ones."""
         async with self._refreshing:
-            await asyncio.to_thread(self._refresh_sync, datetime.fromtimestamp(self.now(), UTC))
+            keys = await asyncio.to_thread(self._refresh_sync, datetime.fromtimestamp(self.now(), UTC))
+        # Applied here, on the worker's loop, where verifiers read the ring.
+        if set(keys.by_kid) != set(self.ring.keys.by_kid):
+            self.ring.keys = keys
+            self.ring.generation += 1
 
-    def _refresh_sync(self, now: datetime) -> None:
+    def _refresh_sync(self, now: datetime) -> KeySet:
         store = self.store
         keys = self._load(store)
         s = self.settings
@@ -158,9 +162,7 @@ class OAuthServer:
             keys = self._load(store)
         if any(k.not_after < now - DELETE_AFTER for k in keys.keys):
             store.drop_signing_keys(now - DELETE_AFTER)  # a write only when one is due
-        if set(keys.by_kid) != set(self.ring.keys.by_kid):
-            self.ring.keys = keys
-            self.ring.generation += 1
+        return keys
 
     @staticmethod
     def _load(store: OAuthStore) -> KeySet:
