@@ -119,7 +119,11 @@ def introspect(gw: GatewayProcess, fleet: Fleet, ip: str, tok: str) -> dict[str,
 def test_token_introspect_revoke_across_two_instances(fleet: Fleet) -> None:
     """A token from A verifies with the JWKS B serves (keys come from the shared store), has
     the claims it should, introspects active on B; once revoked at A it introspects
-    inactive on both instances (revocations live in the shared Redis)."""
+    inactive on both instances (revocations live in the shared Redis).
+
+    Calling a protected route with it (200, then 401 once revoked) waits for the auth stage
+    to verify this issuer's tokens on routes: until then it is checked here with PyJWT
+    against the served JWKS, as any resource server would."""
     ip = "198.51.100.1"
     resp = post(fleet.a, "/oauth/token", ip, {"grant_type": "client_credentials", "scope": "books:read"},
                 auth=("billing", fleet.secret))
