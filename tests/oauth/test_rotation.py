@@ -11,14 +11,18 @@ from pathlib import Path
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
 
 from bastion.config.model import ClientAuthLimit, StoreSettings
 from bastion.oauth.keys import SigningKey, UnusableKey, load_key, new_key
 from bastion.oauth.server import DELETE_AFTER, PUBLISH_AHEAD, OAuthServer, ServerSettings
 from bastion.oauth.sqlstore import SqlOAuthStore
 from bastion.oauth.tokens import issue
-from bastion.oauth.verify import OwnTokenVerifier
+from bastion.oauth.verify import OwnTokenVerifier, WithOwnTokens
 from bastion.services import Clock, Services, WorkerIdentity
+from bastion.stages.auth.jwt.config import JwtIssuer, JwtSettings
+from bastion.stages.auth.jwt.verify import JwtVerifier
 from bastion.stages.auth.methods import AuthFailure
 from bastion.stages.auth.revocations import publish_revocation
 from bastion.state.memory import MemoryBackend
@@ -190,6 +194,54 @@ def test_own_tokens_verify_through_the_jwt_verifier_across_rotation_until_revoke
             assert await verdict(hs) == AuthFailure("auth.algorithm")
         finally:
             await verifier.close()
+            await server.close()
+            await services.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_route_takes_the_servers_tokens_beside_an_external_issuers(tmp_path: Path) -> None:
+    """WithOwnTokens in a route's JWT slot: a token of the built-in server (its kid is one of
+    the server's keys) is verified with the server's keys, a token of the route's external
+    issuer by the route's JWT verifier, a forged token naming the server's key is refused
+    for its signature, and without an external verifier another issuer's token is refused."""
+    store_settings = StoreSettings(url=f"sqlite:///{tmp_path / 'bastion.db'}", pepper_file=tmp_path / "pepper")
+    idp_key = ec.generate_private_key(ec.SECP256R1())
+    idp_jwk = {**ECAlgorithm.to_jwk(idp_key.public_key(), as_dict=True), "kid": "idp-1"}
+    external = JwtVerifier(JwtSettings(issuers=[JwtIssuer(
+        issuer="https://idp.example", keys=[idp_jwk], algorithms=["ES256"], audiences=["books"])]))
+
+    async def scenario() -> None:
+        clock = MovableClock()
+        services = make_services(clock)
+        server = OAuthServer(settings(), lambda: SqlOAuthStore(open_store(store_settings)))
+        await server.start(services)
+        route = WithOwnTokens(external)
+        alone = WithOwnTokens(None)
+        await route.start(services)
+        await alone.start(services)
+        try:
+            async def verdict(verifier: WithOwnTokens, token: str) -> Principal | AuthFailure:
+                found = verifier.verify(token)
+                return found if isinstance(found, (Principal, AuthFailure)) else await found
+
+            own = issue(server.signing_key(), issuer=ISSUER, audience=ISSUER, subject="billing-svc",
+                        client_id="billing", scopes=("books:read",), ttl=300, now=clock.now).token
+            theirs = jwt.encode({"iss": "https://idp.example", "sub": "alice", "aud": "books",
+                                 "exp": int(clock.now) + 300, "jti": "t1"}, idp_key, algorithm="ES256",
+                                headers={"kid": "idp-1"})
+            mine = await verdict(route, own)
+            assert isinstance(mine, Principal) and mine.consumer_name == "billing-svc"
+            other = await verdict(route, theirs)
+            assert isinstance(other, Principal) and other.consumer_name == "alice"
+            forged = jwt.encode(jwt.decode(own, options={"verify_signature": False}), idp_key, algorithm="ES256",
+                                headers={"kid": server.signing_key().kid})
+            assert await verdict(route, forged) == AuthFailure("auth.signature")
+            assert isinstance(await verdict(alone, own), Principal)
+            assert await verdict(alone, theirs) == AuthFailure("auth.issuer")
+        finally:
+            await route.close()
+            await alone.close()
             await server.close()
             await services.close()
 

@@ -8,7 +8,7 @@ are replaced before the next token is checked. Everything else is the JWT verifi
 checks, the verified-token cache, and the worker-wide revoked set that a revocation reaches
 within a second on every instance.
 
-The auth stage uses it for bearer tokens whose ``iss`` is this server's issuer.
+The auth stage takes it through :class:`WithOwnTokens`, beside a route's external issuers.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
+import orjson
+
 from bastion.oauth.server import KEYRING, KeyRing
 from bastion.stages.auth.jwt.config import JwtIssuer, JwtSettings
-from bastion.stages.auth.jwt.keys import KeySet, load_jwk
+from bastion.stages.auth.jwt.keys import KeySet, b64url_decode, load_jwk
 from bastion.stages.auth.jwt.verify import JwtVerifier
-from bastion.stages.auth.methods import Verdict
+from bastion.stages.auth.methods import AuthFailure, CredentialVerifier, Verdict
 
 if TYPE_CHECKING:
     from bastion.services import Services
@@ -57,6 +59,11 @@ class OwnTokenVerifier:
         if self._inner is not None:
             await self._inner.close()
 
+    @property
+    def ring(self) -> KeyRing | None:
+        """The worker's key ring, once started."""
+        return self._ring
+
     def verify(self, credential: str) -> Verdict | Awaitable[Verdict]:
         ring, inner = self._ring, self._inner
         if ring is None or inner is None:
@@ -70,3 +77,54 @@ class OwnTokenVerifier:
         issuer = inner.issuers[ring.issuer]
         issuer.static = KeySet([load_jwk(k.public_jwk, "OAuth signing key") for k in ring.keys.keys])
         self._generation = ring.generation
+
+
+class WithOwnTokens:
+    """A route's JWT verifier that also takes the built-in server's tokens.
+
+    A token whose header names one of the server's keys (``kid``: an RFC 7638 thumbprint, so
+    no other issuer's key has it) goes to :class:`OwnTokenVerifier`; any other to the route's
+    own JWT verifier (external issuers), or is refused as another issuer's when the route has
+    none. Reading the header is the only cost added to other issuers' tokens. This is what the
+    auth stage puts in its JWT slot on a route when ``oauth_server`` is enabled.
+    """
+
+    def __init__(self, other: CredentialVerifier | None, own: OwnTokenVerifier | None = None) -> None:
+        self.other = other
+        self.own = own if own is not None else OwnTokenVerifier()
+
+    async def start(self, services: Services) -> None:
+        await self.own.start(services)
+        if self.other is not None:
+            await self.other.start(services)
+
+    async def close(self) -> None:
+        await self.own.close()
+        if self.other is not None:
+            await self.other.close()
+
+    def verify(self, credential: str) -> Verdict | Awaitable[Verdict]:
+        ring = self.own.ring
+        kid = _header_kid(credential)
+        if ring is not None and kid is not None and kid in ring.keys.by_kid:
+            return self.own.verify(credential)
+        if self.other is None:
+            return OTHER_ISSUER
+        return self.other.verify(credential)
+
+
+#: A JWT that is not the server's, on a route that trusts no other issuer.
+OTHER_ISSUER = AuthFailure("auth.issuer")
+
+
+def _header_kid(token: str) -> str | None:
+    """The ``kid`` of a compact JWS's header, or ``None`` (not one, or none named)."""
+    head = token.partition(".")[0]
+    if not head or len(head) > 1024:
+        return None
+    try:
+        header = orjson.loads(b64url_decode(head))
+    except ValueError:
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) else None
