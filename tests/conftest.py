@@ -1,5 +1,6 @@
-"""Fixtures shared by the test packages: the demo API as a real upstream on loopback, and
-the durable store on SQLite and on a real PostgreSQL server."""
+"""Fixtures shared by the test packages: the demo API as a real upstream on loopback, the
+durable store on SQLite and on a real PostgreSQL server, and a real redis-server for tests
+that run several gateway instances against one."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from bastion.config.model import StoreSettings
 from bastion.demo.server import DemoServer
 from tests.pgproc import PostgresProcess, require_postgres
+from tests.state.redisproc import RedisProcess, require_redis
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +51,15 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def store_settings(store_url: str, tmp_path: Path) -> StoreSettings:
     """Settings of a new, empty store (either kind) with its pepper file in the test's folder."""
     return StoreSettings(url=store_url, pepper_file=tmp_path / "bastion.pepper")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisProcess]:
+    """One redis-server on a free loopback port for the session (skipped without
+    redis-server unless BASTION_REQUIRE_REDIS=1); tests flush what they use."""
+    require_redis()
+    server = RedisProcess().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -200,7 +200,7 @@ def check_backends(loaded: LoadedConfig, workers: int) -> ConfigIssue | None:
     state for a stage that needs it shared (a limit of 100 would become 100 per worker)."""
     if workers <= 1 or loaded.config.backends.state != "memory":
         return None
-    for route in loaded.routes:
+    for route in (*loaded.builtin_routes, *loaded.routes):
         for stage in route.built:
             if stage.uses_state:
                 return ConfigIssue(

@@ -44,6 +44,10 @@ REQUIRED: dict[str, list[str]] = {
     "audit": [SPEC],
     "scan": ["--spec", SPEC, "--url", "http://127.0.0.1:9"],
     "docs": [],
+    "oauth clients create": ["billing", "--consumer", "svc"],
+    "oauth clients list": [],
+    "oauth clients revoke": ["billing"],
+    "oauth revoke": ["some-jti"],
     "consumers create": ["bob"],
     "consumers list": [],
     "consumers delete": ["bob"],
@@ -218,6 +222,36 @@ def test_demo_on_its_default_ports(tmp_path: Path) -> None:
     with running("demo", cwd=tmp_path, ready_port=9090):
         status, body = get_json(8080, "/books?limit=1")
         assert status == 200 and isinstance(body, dict) and "items" in body
+
+
+def test_oauth_clients_create_list_revoke_with_bastion_yaml(tmp_path: Path) -> None:
+    """`bastion oauth clients create/list/revoke` use ./bastion.yaml and its default store (a
+    SQLite file and a 0600 pepper beside it): create prints the secret as its last line, list
+    shows the client and never the secret, revoke marks it revoked."""
+    write_config(tmp_path)
+    with (tmp_path / "bastion.yaml").open("a") as f:
+        f.write("consumers: [{name: svc}]\n")
+    created = run("oauth", "clients", "create", "billing", "--consumer", "svc", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip().splitlines()[-1]
+    assert secret.startswith("bcs_") and len(secret) > 40
+    assert (tmp_path / "bastion.db").is_file()
+    assert (tmp_path / "bastion.pepper").stat().st_mode & 0o777 == 0o600
+    listed = run("oauth", "clients", "list", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "billing" in listed.stdout and "consumer=svc" in listed.stdout and secret not in listed.stdout
+    revoked = run("oauth", "clients", "revoke", "billing", cwd=tmp_path)
+    assert revoked.returncode == 0, revoked.stderr
+    assert "revoked" in run("oauth", "clients", "list", cwd=tmp_path).stdout
+
+
+def test_oauth_revoke_needs_a_shared_state_backend(tmp_path: Path) -> None:
+    """`bastion oauth revoke JTI` on ./bastion.yaml with the default (memory) state backend
+    refuses with exit code 2 and says what to configure: it could reach no running gateway."""
+    write_config(tmp_path)
+    result = run("oauth", "revoke", "some-jti", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "backends: {state: redis" in result.stderr
 
 
 def test_store_commands_with_their_defaults(tmp_path: Path) -> None:

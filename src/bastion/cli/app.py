@@ -16,6 +16,7 @@ from rich.markup import escape
 from bastion import __version__
 from bastion.cli.consumers import consumers_app
 from bastion.cli.keys import keys_app
+from bastion.cli.oauth import register as register_oauth
 from bastion.cli.output import err, out, print_config_error
 from bastion.cli.tester import register as register_tester
 
@@ -80,6 +81,9 @@ def check(config: ConfigOpt = Path("bastion.yaml")) -> None:
         out.print(
             f"  {methods:<28} {r.path}{'*' if r.prefix else '':<2} -> {r.service}  [dim]{r.id} ({escape(enforced)})[/]"
         )
+    for r in loaded.builtin_routes:
+        methods = ",".join(sorted(r.methods - {"HEAD"}))
+        out.print(f"  {methods:<28} {r.path}   -> built-in OAuth server  [dim]{r.id} (answered, not forwarded)[/]")
     if refused:
         out.print(
             f"[yellow]note:[/] {refused} route(s) require authentication that nothing here verifies: they answer "
@@ -166,6 +170,7 @@ def version() -> None:
 register_tester(app)  # audit, docs: the tester's commands, listed after the gateway's
 app.add_typer(consumers_app)  # the store's: consumers, then their keys
 app.add_typer(keys_app)
+register_oauth(app)  # oauth clients ..., oauth revoke: the built-in OAuth server's
 
 
 def main() -> None:

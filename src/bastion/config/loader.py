@@ -27,6 +27,7 @@ from bastion.config.model import (
 from bastion.config.openapi import OpenAPIDocument, PolicyLayer, parse_openapi
 from bastion.config.yamlsrc import FieldPath, Source, load_source
 from bastion.errors import PolicyError
+from bastion.oauth.paths import ROUTES as BUILTIN_PATHS
 from bastion.pipeline.registry import BY_NAME, ORDER
 from bastion.pipeline.stage import RouteInfo, Stage, StageConfig, StageSpec
 
@@ -75,6 +76,9 @@ class LoadedConfig:
     openapi: dict[str, OpenAPIDocument]
     #: Deprecated settings, still honoured: where each is and what replaces it.
     warnings: tuple[ConfigIssue, ...] = ()
+    #: Routes the gateway answers itself (the OAuth server's), matched before ``routes``
+    #: and never forwarded (see ``bastion.oauth.routes``).
+    builtin_routes: tuple[ResolvedRoute, ...] = ()
 
 
 def resolve_path(base: Path, value: Path) -> Path:
@@ -155,12 +159,19 @@ def load_config(path: Path | str) -> LoadedConfig:
             routes.append(_hand_route(svc, route, rpath, src, stages, body_cap, resp_cap, over_limit))
     routes = _drop_implied_head(routes, declared_head)
     _check_conflicts(routes, issues)
+    if config.oauth_server.enabled:
+        _check_builtin_conflicts(routes, issues)
     if issues:
         raise ConfigError(issues)
     routes = [_build_stages(r, docs, issues) for r in routes]
     if issues:
         raise ConfigError(issues)
-    return LoadedConfig(config, path, tuple(routes), tuple(files), docs, _deprecations(config, src, docs))
+    # Imported here: the OAuth package builds on this module's ResolvedRoute.
+    from bastion.oauth.routes import builtin_routes
+
+    return LoadedConfig(
+        config, path, tuple(routes), tuple(files), docs, _deprecations(config, src, docs), builtin_routes(config)
+    )
 
 
 def _deprecations(config: GatewayConfig, src: Source, docs: dict[str, OpenAPIDocument]) -> tuple[ConfigIssue, ...]:
@@ -488,6 +499,22 @@ def _check_conflicts(routes: list[ResolvedRoute], issues: list[ConfigIssue]) -> 
                 )
                 break
             seen[(shape, m)] = r
+
+
+def _check_builtin_conflicts(routes: list[ResolvedRoute], issues: list[ConfigIssue]) -> None:
+    """A route declared on a path the built-in OAuth server answers would never be reached:
+    say so rather than shadow it silently (prefix routes above it are fine)."""
+    for r in routes:
+        if not r.prefix and r.path in BUILTIN_PATHS:
+            issues.append(
+                ConfigIssue(
+                    r.origin,
+                    None,
+                    f"route {r.id!r}",
+                    f"{r.path} is answered by the built-in OAuth server (oauth_server.enabled): "
+                    "move the route, or disable the server",
+                )
+            )
 
 
 def pydantic_issues(

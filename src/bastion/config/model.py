@@ -494,6 +494,86 @@ class Consumer(Strict):
     )
 
 
+class KeyRotation(Strict):
+    """How often the OAuth server's signing key is replaced."""
+
+    interval_hours: float = Field(
+        24,
+        ge=0.1,
+        le=24 * 365,
+        description=(
+            "A new signing key is made every this many hours (at least 0.1). A replaced key stays in "
+            "the JWKS until every token it signed has expired (token_ttl later), then it is deleted."
+        ),
+    )
+
+
+class ClientAuthLimit(Strict):
+    """Brute force on the OAuth endpoints: failed client authentications, counted in the state backend."""
+
+    failures: int = Field(
+        10, ge=1, le=10000, description="Failed client authentications allowed per client id and per client IP."
+    )
+    window: PositiveSeconds = Field(
+        300, description="Seconds the failures are counted over; beyond the limit the client gets 429 until then."
+    )
+
+
+class OAuthServerSettings(Strict):
+    """The built-in OAuth 2.0 authorization server for machine clients (client credentials).
+
+    Enabled, the gateway itself answers ``/.well-known/oauth-authorization-server``,
+    ``/.well-known/jwks.json``, ``/oauth/token``, ``/oauth/introspect`` and ``/oauth/revoke``
+    on its own port (before any service's routes; never forwarded). Clients are created with
+    ``bastion oauth clients create`` and kept in the store.
+    """
+
+    enabled: bool = Field(False, description="Serve the authorization server's endpoints on the gateway's port.")
+    issuer: str | None = Field(
+        None,
+        description=(
+            "The `iss` of issued tokens and the base of the endpoint URLs in the metadata: "
+            "https://host[:port] (no path). Default: derived from `listen` (http, or https with "
+            "listen.tls). Set it when clients reach the gateway under another name."
+        ),
+    )
+    audience: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="The `aud` of issued tokens (what protected routes' jwt issuers expect). Default: the issuer.",
+    )
+    token_ttl: int = Field(300, ge=30, le=86400, description="Lifetime of an access token, in seconds.")
+    algorithm: Literal["ES256", "EdDSA"] = Field(
+        "ES256", description="Signature of access tokens: ES256 (P-256) or EdDSA (Ed25519)."
+    )
+    key_rotation: KeyRotation = Field(default_factory=KeyRotation, description="Rotation of the signing keys.")
+    client_auth_limit: ClientAuthLimit = Field(
+        default_factory=ClientAuthLimit, description="Limit on failed client authentications (secret guessing)."
+    )
+
+    @field_validator("issuer")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return value if value is None else check_issuer(value)
+
+
+def check_issuer(value: str) -> str:
+    """An issuer (RFC 8414 2): an http(s) URL without query, fragment or path."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an https:// (or http://) URL with a host, got {value!r}")
+    if parts.query or parts.fragment or parts.path.rstrip("/"):
+        raise ValueError(
+            f"the URL {value!r} must have no path, query or fragment: the endpoints are served at the gateway's root"
+        )
+    try:
+        _ = parts.port
+    except ValueError as exc:
+        raise ValueError(f"the URL {value!r} has an invalid port") from exc
+    return value.rstrip("/")
+
+
 class GatewayConfig(Strict):
     """The whole ``bastion.yaml``."""
 
@@ -511,6 +591,10 @@ class GatewayConfig(Strict):
     )
     consumers: list[Consumer] = Field(
         default_factory=list, description="Consumers declared here (read-only in the store and the CLI)."
+    )
+    oauth_server: OAuthServerSettings = Field(
+        default_factory=OAuthServerSettings,
+        description="The built-in OAuth 2.0 authorization server (client credentials, JWT access tokens).",
     )
 
     @model_validator(mode="after")

@@ -31,7 +31,7 @@ from bastion.proxy.metrics import METRICS
 from bastion.proxy.prelude import Refusal, prelude, upstream_head
 from bastion.proxy.record import RecordDraft, finish_record
 from bastion.proxy.runtime import RouteRuntime
-from bastion.proxy.upstream import TargetState, UpstreamConnection, UpstreamError, UpstreamListener
+from bastion.proxy.upstream import TargetState, UpstreamConnection, UpstreamError, UpstreamListener, UpstreamPool
 from bastion.types import Decision, Exchange, Response, header_get
 
 if TYPE_CHECKING:
@@ -344,10 +344,13 @@ class Flight(UpstreamListener):
     def _forward(self) -> Awaitable[None] | None:
         """On an idle pooled connection with the body known, with plain calls (the upstream's
         callbacks go on); otherwise in a task (a new connection, a streamed upload)."""
+        pool = self.route.pool
+        if pool is None:  # a built-in route whose stage did not answer: never forwarded
+            self._answered(problem_response(500, "The gateway's endpoint gave no answer.", self.ex.request_id))
+            return None
         body = self.body
         if body is None:
             return self._forward_waiting(None)
-        pool = self.route.pool
         try:
             target = pool.choose()
         except UpstreamError as exc:
@@ -371,7 +374,7 @@ class Flight(UpstreamListener):
     ) -> None:
         """Forward, opening connections and retrying as the upstream's config allows, up
         to the response head; ``first`` is the target already chosen, if any."""
-        pool = self.route.pool
+        pool = self._pool()
         cfg = pool.config
         deadline = time.monotonic() + cfg.timeouts.total
         request = self.ex.request
@@ -483,7 +486,7 @@ class Flight(UpstreamListener):
         self.up = None
         conn.abort()
         METRICS.inc("bastion_upstream_errors", (self.route.service, exc.kind))
-        cfg = self.route.pool.config
+        cfg = self._pool().config
         if (
             exc.retryable
             and cfg.retries
@@ -714,14 +717,21 @@ class Flight(UpstreamListener):
         assert conn is not None and stream is not None
         self.up = None
         self._uncount()
-        if not self.client._end_stream(stream, conn, self.route.pool, self.record):
+        if not self.client._end_stream(stream, conn, self._pool(), self.record):
             self.keep = False  # a body hook failed closed on the last piece: the body is cut
         self.step = self._end
 
     def _release(self, conn: UpstreamConnection) -> None:
         self.up = None
         self._uncount()
-        self.route.pool.release(conn)
+        self._pool().release(conn)
+
+    def _pool(self) -> UpstreamPool:
+        """The route's upstream pool, once forwarding (built-in routes never reach this)."""
+        pool = self.route.pool
+        if pool is None:
+            raise RuntimeError(f"route {self.route.id} has no upstream")
+        return pool
 
     def _keep_after_response(self) -> bool:
         req = self.req

@@ -77,7 +77,11 @@ def prelude(runtime: Runtime, req: Incoming, peer_ip: str, scheme: str) -> tuple
     except BadTarget as exc:
         return record, Refusal(exc.status, exc.detail, "http.target", request_id)
     record.path = path
-    match = runtime.router.match(host, path, req.method, matrix_path)
+    builtin = runtime.builtin
+    # The gateway's own endpoints first, on the normalised path, exact paths only.
+    match = builtin.match(host, path, req.method) if builtin is not None else None
+    if match is None:
+        match = runtime.router.match(host, path, req.method, matrix_path)
     if not isinstance(match, Match):
         if match is None:
             return record, Refusal(404, "No route matches this path.", "route.not_found", request_id)

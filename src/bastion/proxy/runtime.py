@@ -41,7 +41,8 @@ class RouteRuntime:
 
     resolved: ResolvedRoute
     chain: Chain
-    pool: UpstreamPool
+    #: ``None`` on a built-in route: its stage answers every request, nothing is forwarded.
+    pool: UpstreamPool | None
     id: str
     service: str
     max_body_bytes: int
@@ -80,7 +81,9 @@ class Runtime:
         self.stages: list[tuple[Stage, str]] = []
         self._started: list[Stage] = []
         seen: set[int] = set()
-        for r in loaded.routes:
+        # Built-in routes' stages first: what they start (the OAuth server's keys) is what
+        # services' routes may verify against.
+        for r in (*loaded.builtin_routes, *loaded.routes):
             for stage in r.built:
                 if id(stage) not in seen:
                     seen.add(id(stage))
@@ -107,6 +110,16 @@ class Runtime:
                 auth is not None and auth.delegated,
             )
             self.router.add(r.path, r.methods, rt, host=r.host, prefix=r.prefix, matrix=r.matrix_params)
+        #: The routes the gateway answers itself, matched before services' (``None``: none).
+        self.builtin: Router[RouteRuntime] | None = None
+        for r in loaded.builtin_routes:
+            if self.builtin is None:
+                self.builtin = Router()
+            rt = RouteRuntime(
+                r, Chain(r.built, _count_stage_error), None, r.id, r.service, r.max_body_bytes,
+                r.max_response_body_bytes, False, r.body_methods, None, False,
+            )
+            self.builtin.add(r.path, r.methods, rt)
         self.trusted = tuple(cfg.listen.trusted_proxies)
         self._trusted_cache: dict[str, bool] = {}
         self.limits = cfg.listen.limits
