@@ -163,7 +163,7 @@ def load_config(path: Path | str) -> LoadedConfig:
         _check_builtin_conflicts(routes, issues)
     if issues:
         raise ConfigError(issues)
-    routes = [_build_stages(r, docs, issues) for r in routes]
+    routes = [_build_stages(r, docs, issues, config.oauth_server.enabled) for r in routes]
     if issues:
         raise ConfigError(issues)
     # Imported here: the OAuth package builds on this module's ResolvedRoute.
@@ -193,7 +193,9 @@ def _deprecations(config: GatewayConfig, src: Source, docs: dict[str, OpenAPIDoc
     return tuple(out)
 
 
-def _build_stages(route: ResolvedRoute, docs: dict[str, OpenAPIDocument], issues: list[ConfigIssue]) -> ResolvedRoute:
+def _build_stages(
+    route: ResolvedRoute, docs: dict[str, OpenAPIDocument], issues: list[ConfigIssue], own_tokens: bool = False
+) -> ResolvedRoute:
     doc = docs.get(route.service)
     info = RouteInfo(
         route.id,
@@ -203,6 +205,7 @@ def _build_stages(route: ResolvedRoute, docs: dict[str, OpenAPIDocument], issues
         route.public,
         route.operation,
         doc.data if doc is not None else None,
+        own_tokens,
     )
     built: list[Stage] = []
     for spec, stage_config in route.stages:

@@ -175,6 +175,9 @@ class RouteInfo:
     operation: dict[str, Any] | None = None
     #: The whole OpenAPI document (for ``$ref`` resolution), when there is one.
     openapi: dict[str, Any] | None = None
+    #: The built-in OAuth server is on (``oauth_server.enabled``): the route's bearer tokens
+    #: may also be the server's own.
+    own_tokens: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,11 +74,18 @@ def compile_verifiers(config: AuthConfig, route: RouteInfo) -> Verifiers:
     verifier reads the key store's snapshot (``ApiKeyVerifier``, ``apikey.py``). JWTs are
     verified where ``jwt`` names issuers (``JwtVerifier.from_settings``, ``jwt/verify.py``),
     opaque tokens where ``introspection`` is set (``IntrospectionVerifier.from_settings``,
-    ``introspect.py``). Each is built here and nowhere else.
+    ``introspect.py``); where the built-in OAuth server is on, the JWT slot also takes its
+    tokens (``WithOwnTokens``, ``oauth/verify.py``). Each is built here and nowhere else.
     """
+    jwt: CredentialVerifier | None = JwtVerifier.from_settings(config.jwt) if config.jwt is not None else None
+    if route.own_tokens:
+        # Imported here: only gateways that run the OAuth server load it.
+        from bastion.oauth.verify import WithOwnTokens
+
+        jwt = WithOwnTokens(jwt)
     return Verifiers(
         api_key=ApiKeyVerifier() if config.api_keys.enabled else None,
-        jwt=JwtVerifier.from_settings(config.jwt) if config.jwt is not None else None,
+        jwt=jwt,
         introspection=(
             IntrospectionVerifier.from_settings(config.introspection) if config.introspection is not None else None
         ),
