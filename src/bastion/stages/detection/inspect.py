@@ -5,7 +5,8 @@ Each input carries a location string for the access log and for exclusions:
 on), ``query:id``, ``query-name:id``,
 ``header:x-forwarded-host``, ``cookie:session``, ``form:comment``, ``json:$.user.name``,
 ``json-key:$.user``, ``multipart:avatar``, ``multipart-filename:avatar``, ``xml``,
-``xml:text``, ``body``. Parsing is linear and bounded (depth, number of inputs, bytes).
+``xml:text``, ``graphql`` (a string value or comment of an ``application/graphql`` body),
+``body``. Parsing is linear and bounded (depth, number of inputs, bytes).
 
 Most requests match nothing, and then nobody reads a location. ``extract(..., named=False)``
 gives the same inputs in the same order, but with only the location's kind (``json``,
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from bastion.stages.detection.content import ContentMap
+from bastion.stages.detection.graphql import graphql_texts, looks_like_graphql
 from bastion.stages.detection.normalize import url_decode
 from bastion.types import Request
 
@@ -48,24 +51,30 @@ class Input:
     A plain class rather than a NamedTuple: compiled, it is a native object, several
     times cheaper to build, and a request can have hundreds of inputs."""
 
-    __slots__ = ("is_key", "location", "markup", "value")
+    __slots__ = ("content", "is_key", "location", "markup", "value")
 
-    def __init__(self, location: str, value: str, is_key: bool = False, markup: bool = False) -> None:
+    def __init__(
+        self, location: str, value: str, is_key: bool = False, markup: bool = False, content: str = ""
+    ) -> None:
         self.location = location
         self.value = value
         self.is_key = is_key
         #: Categories-only restriction: raw markup is inspected only for XML-specific attacks.
         self.markup = markup
+        #: The content kind the API's schema declares for this value ("": none), which
+        #: turns some categories off for it (see :mod:`.content`).
+        self.content = content
 
     def __repr__(self) -> str:
-        return f"Input({self.location!r}, {self.value!r}, is_key={self.is_key}, markup={self.markup})"
+        extra = f", content={self.content!r}" if self.content else ""
+        return f"Input({self.location!r}, {self.value!r}, is_key={self.is_key}, markup={self.markup}{extra})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Input) and (self.location, self.value, self.is_key, self.markup) == (
-            other.location, other.value, other.is_key, other.markup)
+        return isinstance(other, Input) and (self.location, self.value, self.is_key, self.markup, self.content) == (
+            other.location, other.value, other.is_key, other.markup, other.content)
 
     def __hash__(self) -> int:
-        return hash((self.location, self.value, self.is_key, self.markup))
+        return hash((self.location, self.value, self.is_key, self.markup, self.content))
 
 
 class Cut:
@@ -135,14 +144,14 @@ class _Sink:
         """Whether no further input can be taken (the walks stop there)."""
         return self.count >= self.max_inputs
 
-    def add(self, location: str, value: str, is_key: bool = False, line: bool = False) -> None:
+    def add(self, location: str, value: str, is_key: bool = False, line: bool = False, content: str = "") -> None:
         """Take an input (``line``: where a line break is suspicious), unless it is known."""
         if not self._within_limits(value):
             return
         known = self.known
         if known is not None and len(value) <= KNOWN_MAX_CHARS and value in known.bucket(is_key, line):
             return
-        self.out.append(Input(location, value, is_key))
+        self.out.append(Input(location, value, is_key, False, content))
 
     def add_markup(self, location: str, value: str) -> None:
         """Take raw markup (inspected for markup attacks only, never left out as known)."""
@@ -162,6 +171,9 @@ class _Sink:
         return True
 
 
+#: The shape of a GraphQL request's ``query``: a GraphQL document.
+GRAPHQL = ContentMap()
+GRAPHQL.kind = "graphql"
 #: A placeholder input where JSON nests deeper than the walk goes.
 TOO_DEEP = "<too deep>"
 
@@ -221,11 +233,33 @@ def _plain_key(key: str) -> bool:
     return True
 
 
-def _json_walk(obj: object, path: str, depth: int, limits: Limits, sink: _Sink, cut: Cut) -> None:
+def _json_string(sink: _Sink, location: str, value: str, kind: str) -> None:
+    """A JSON string of content ``kind`` ("": none declared); a GraphQL document is its
+    string values and comments (whole when it does not parse: see :mod:`.graphql`)."""
+    if kind == "graphql":
+        texts = graphql_texts(value)
+        if texts is None:
+            sink.add(location, value)
+        else:
+            for text in texts:
+                sink.add(location, text)
+        return
+    sink.add(location, value, False, False, kind)
+
+
+def _graphql_request(key: str, value: object, depth: int) -> bool:
+    """Whether ``key: value`` is the document of a GraphQL request: the ``query`` of the
+    body's object, or of an object of a batch (a list of them); the first test is cheap."""
+    return key == "query" and depth <= 1 and isinstance(value, str) and looks_like_graphql(value)
+
+
+def _json_walk(
+    obj: object, path: str, depth: int, limits: Limits, sink: _Sink, cut: Cut, shape: ContentMap | None = None
+) -> None:
     if sink.full:
         return
     if isinstance(obj, str):
-        sink.add("json:" + path, obj)
+        _json_string(sink, "json:" + path, obj, shape.kind if shape is not None else "")
     elif isinstance(obj, dict):
         if depth >= limits.max_json_depth:
             sink.add("json:" + path, TOO_DEEP)
@@ -239,22 +273,28 @@ def _json_walk(obj: object, path: str, depth: int, limits: Limits, sink: _Sink, 
                 sink.add("json-key:" + child, k, True)
             if k == "constructor" and isinstance(val, dict) and "prototype" in val:
                 sink.add("json-key:" + child, "constructor.prototype", True)
-            _json_walk(val, child, depth + 1, limits, sink, cut)
+            sub = shape.properties.get(k) if shape is not None else None
+            if sub is None and _graphql_request(k, val, depth):
+                sub = GRAPHQL
+            _json_walk(val, child, depth + 1, limits, sink, cut, sub)
     elif isinstance(obj, list):
         if depth >= limits.max_json_depth:
             sink.add("json:" + path, TOO_DEEP)
             cut.note("json_depth")
             return
+        items = shape.items if shape is not None else None
         for i, val in enumerate(obj):
-            _json_walk(val, f"{path}[{i}]", depth + 1, limits, sink, cut)
+            _json_walk(val, f"{path}[{i}]", depth + 1, limits, sink, cut, items)
 
 
-def _json_values(obj: object, depth: int, limits: Limits, sink: _Sink, cut: Cut) -> None:
+def _json_values(
+    obj: object, depth: int, limits: Limits, sink: _Sink, cut: Cut, shape: ContentMap | None = None
+) -> None:
     """:func:`_json_walk` without the locations (``named=False``): same inputs, same order."""
     if sink.full:
         return
     if isinstance(obj, str):
-        sink.add("json", obj)
+        _json_string(sink, "json", obj, shape.kind if shape is not None else "")
     elif isinstance(obj, dict):
         if depth >= limits.max_json_depth:
             sink.add("json", TOO_DEEP)
@@ -266,7 +306,12 @@ def _json_values(obj: object, depth: int, limits: Limits, sink: _Sink, cut: Cut)
                 sink.add("json-key", key, True)
             if key == "constructor" and isinstance(val, dict) and "prototype" in val:
                 sink.add("json-key", "constructor.prototype", True)
-            if isinstance(val, str):
+            sub = shape.properties.get(key) if shape is not None else None
+            if sub is None and _graphql_request(key, val, depth):
+                sub = GRAPHQL
+            if sub is not None:
+                _json_values(val, depth + 1, limits, sink, cut, sub)
+            elif isinstance(val, str):
                 sink.add("json", val)
             elif isinstance(val, (dict, list)):
                 _json_values(val, depth + 1, limits, sink, cut)
@@ -275,8 +320,11 @@ def _json_values(obj: object, depth: int, limits: Limits, sink: _Sink, cut: Cut)
             sink.add("json", TOO_DEEP)
             cut.note("json_depth")
             return
+        items = shape.items if shape is not None else None
         for val in obj:
-            if isinstance(val, str):
+            if items is not None:
+                _json_values(val, depth + 1, limits, sink, cut, items)
+            elif isinstance(val, str):
                 sink.add("json", val)
             elif isinstance(val, (dict, list)):
                 _json_values(val, depth + 1, limits, sink, cut)
@@ -325,16 +373,18 @@ def _multipart(body: str, boundary: str, limits: Limits, sink: _Sink, cut: Cut) 
             sink.add(f"multipart:{label}", content)
 
 
-def _json_body(text: str, fallback: str, limits: Limits, sink: _Sink, cut: Cut, named: bool = True) -> None:
+def _json_body(
+    text: str, fallback: str, limits: Limits, sink: _Sink, cut: Cut, named: bool = True, shape: ContentMap | None = None
+) -> None:
     try:
         doc = orjson.loads(text)
     except orjson.JSONDecodeError:
         sink.add(fallback, text)
         return
     if named:
-        _json_walk(doc, "$", 0, limits, sink, cut)
+        _json_walk(doc, "$", 0, limits, sink, cut, shape)
     else:
-        _json_values(doc, 0, limits, sink, cut)
+        _json_values(doc, 0, limits, sink, cut, shape)
 
 
 def _xml_texts(body: str) -> Iterator[str]:
@@ -382,6 +432,7 @@ def extract(
     named: bool = True,
     cut: Cut | None = None,
     known: Known | None = None,
+    content: ContentMap | None = None,
 ) -> list[Input]:
     """All inputs of ``request``, in wire order: path, query, headers, cookies, body.
 
@@ -389,7 +440,8 @@ def extract(
     ``header``, ``json``...): the same inputs for a fraction of the work. What the limits
     leave out is noted in ``cut`` (more inputs or characters than allowed, JSON nested too
     deep, a body that inflates past the limit): the caller decides what that means. Values
-    in ``known`` are left out (see :class:`Known`).
+    in ``known`` are left out (see :class:`Known`). ``content`` says what the JSON body's
+    fields hold, as the API's schema declares (see :mod:`.content`).
     """
     lim = limits or _DEFAULT_LIMITS
     if cut is None:
@@ -421,7 +473,7 @@ def extract(
         else:
             sink.add(f"header:{_name(name.lower())}" if named else "header", value, False, True)
     if request.body:
-        _body(request, lim, sink, cut, named)
+        _body(request, lim, sink, cut, named, content)
     # The global bounds (number of inputs, characters inspected) were applied as the inputs
     # came: reaching the number means something may have been left.
     if sink.full:
@@ -466,16 +518,18 @@ def _path_segments(sink: _Sink, path: str, named: bool) -> None:
         start += len(seg) + 1
 
 
-def _body(request: Request, lim: Limits, sink: _Sink, cut: Cut, named: bool = True) -> None:
+def _body(
+    request: Request, lim: Limits, sink: _Sink, cut: Cut, named: bool = True, shape: ContentMap | None = None
+) -> None:
     ctype_full = request.header("content-type") or ""
     ctype = ctype_full.split(";", 1)[0].strip().lower()
     parsed = request.parsed_json
     if parsed is not None and "json" in ctype and request.header("content-encoding") is None:
         # Validation parsed these very bytes already (strictly: it refuses invalid UTF-8).
         if named:
-            _json_walk(parsed[0], "$", 0, lim, sink, cut)
+            _json_walk(parsed[0], "$", 0, lim, sink, cut, shape)
         else:
-            _json_values(parsed[0], 0, lim, sink, cut)
+            _json_values(parsed[0], 0, lim, sink, cut, shape)
         return
     text = _decode_body(request, lim, cut)
     head = text.lstrip()[:1]
@@ -488,7 +542,9 @@ def _body(request: Request, lim: Limits, sink: _Sink, cut: Cut, named: bool = Tr
         else:
             sink.add("body", text)
     elif "json" in ctype or (not ctype and head in ("{", "[")):
-        _json_body(text, "body", lim, sink, cut, named)
+        _json_body(text, "body", lim, sink, cut, named, shape)
+    elif ctype == "application/graphql":
+        _json_string(sink, "graphql", text, "graphql")
     elif "xml" in ctype or text.lstrip()[:5] in ("<?xml", "<!DOC", "<!doc"):
         sink.add_markup("xml", text)
         for t in _xml_texts(text):
