@@ -195,11 +195,13 @@ QUERY = 'query Order($id: ID!) {\n  order(id: $id) {\n    id\n    type\n    cat:
 
 
 def test_graphql_texts_are_strings_and_comments() -> None:
-    """An executable document gives its string values and comments; SDL, malformed text
-    and non-GraphQL give None (inspected whole)."""
+    """An executable document gives its string values, comments and introspection
+    meta-fields; SDL, malformed text and non-GraphQL give None (inspected whole)."""
     doc = 'query { a(x: "one", y: """two\nlines""") @d(z: "three") { id } } # four'
     assert graphql_texts(doc) == ["one", "two\nlines", "three", " four"]
     assert graphql_texts(QUERY) == []
+    assert graphql_texts("{ __schema { types { name } } }") == ["__schema { types {"]
+    assert graphql_texts("{ a { __typename } }") == []
     assert graphql_texts("type Query { a: Int }") is None
     assert graphql_texts("{ a(") is None
     assert graphql_texts("1' OR 1=1--") is None
@@ -215,8 +217,9 @@ def test_graphql_texts_are_strings_and_comments() -> None:
         (QUERY, "application/graphql"),
         ('mutation {\n  addComment(body: "I\'d like to cancel: order 4521 never arrived") {\n    id\n  }\n}',
          "application/graphql"),
+        ("{\n  search(text: \"lamp\") {\n    __typename\n    ... on Product { id }\n  }\n}", "application/graphql"),
     ],
-    ids=["json", "batched", "application-graphql", "mutation-with-prose"],
+    ids=["json", "batched", "application-graphql", "mutation-with-prose", "typename"],
 )
 def test_graphql_syntax_is_not_inspected(engine: DetectionEngine, body: str, content_type: str) -> None:
     """Selection sets with ``id``/``type``/``cat`` on their own lines, aliases and prose
@@ -238,8 +241,12 @@ def test_graphql_syntax_is_not_inspected(engine: DetectionEngine, body: str, con
         ("query {\n  me { id }\n}\n# ${jndi:ldap://203.0.113.9/a}\n", "application/graphql", "jndi", "graphql"),
         (json.dumps({"query": "{ a(x: \"1' OR 1=1--\") "}), "application/json", "sqli", "json:$.query"),
         (json.dumps({"query": "1' OR 1=1--"}), "application/json", "sqli", "json:$.query"),
+        (json.dumps({"query": "query IntrospectionQuery { __schema { types { name } } }"}),
+         "application/json", "recon", "json:$.query"),
+        ('{\n  __type(name: "User") {\n    fields { name }\n  }\n}', "application/graphql", "recon", "graphql"),
     ],
-    ids=["argument", "variable", "batched", "application-graphql", "comment", "malformed", "not-graphql"],
+    ids=["argument", "variable", "batched", "application-graphql", "comment", "malformed", "not-graphql",
+         "introspection", "type-introspection"],
 )
 def test_graphql_values_are_inspected(
     engine: DetectionEngine, body: str, content_type: str, category: str, location: str

@@ -7,7 +7,8 @@ document's string literals (argument values, variable defaults, directive argume
 its variables (inspected with the rest of a JSON body); names and numbers are made of
 letters, digits and ``_`` only. So an executable document is inspected as its strings,
 plus its comments (which carry nothing for GraphQL, but may for whatever else reads the
-text).
+text), plus the one piece of syntax that is itself a sign of reconnaissance: a meta-field
+of introspection (``__schema {``, ``__type(name:``), written as the document has it.
 
 Anything that does not parse as an executable document (operations and fragments only)
 is inspected whole, as any other value: refusing malformed GraphQL is the GraphQL
@@ -24,6 +25,10 @@ MAX_TOKENS = 20_000
 #: The first word of an executable document that does not start with a selection set.
 _KEYWORDS = ("query", "mutation", "subscription", "fragment")
 _TEXT_TOKENS = (TokenKind.STRING, TokenKind.BLOCK_STRING, TokenKind.COMMENT)
+#: Meta-fields that read the schema (``__typename``, which clients add everywhere, does not).
+_INTROSPECTION = frozenset({"__schema", "__type"})
+#: How many tokens after an introspection meta-field are kept with it (``__type(name:``).
+_META_TOKENS = 3
 
 
 def looks_like_graphql(text: str) -> bool:
@@ -51,5 +56,12 @@ def graphql_texts(text: str) -> list[str] | None:
     while token is not None:
         if token.kind in _TEXT_TOKENS and token.value:
             texts.append(token.value)
+        elif token.kind == TokenKind.NAME and token.value in _INTROSPECTION:
+            end = token
+            for _ in range(_META_TOKENS):
+                if end.next is None or end.next.kind == TokenKind.EOF:
+                    break
+                end = end.next
+            texts.append(text[token.start : end.end])
         token = token.next
     return texts
