@@ -247,10 +247,14 @@ def _json_string(sink: _Sink, location: str, value: str, kind: str) -> None:
     sink.add(location, value, False, False, kind)
 
 
-def _graphql_request(key: str, value: object, depth: int) -> bool:
-    """Whether ``key: value`` is the document of a GraphQL request: the ``query`` of the
-    body's object, or of an object of a batch (a list of them); the first test is cheap."""
-    return key == "query" and depth <= 1 and isinstance(value, str) and looks_like_graphql(value)
+def _shape_of(shape: ContentMap | None, key: str, value: object, depth: int) -> ContentMap | None:
+    """What the value of ``key`` holds: as declared under ``shape``, else a GraphQL document
+    when it is the ``query`` of the body's object or of an object of a batch (a list of
+    them) and starts like one; ``None`` for nothing in particular."""
+    sub = shape.properties.get(key) if shape is not None else None
+    if sub is None and key == "query" and depth <= 1 and isinstance(value, str) and looks_like_graphql(value):
+        return GRAPHQL
+    return sub
 
 
 def _json_walk(
@@ -273,9 +277,9 @@ def _json_walk(
                 sink.add("json-key:" + child, k, True)
             if k == "constructor" and isinstance(val, dict) and "prototype" in val:
                 sink.add("json-key:" + child, "constructor.prototype", True)
-            sub = shape.properties.get(k) if shape is not None else None
-            if sub is None and _graphql_request(k, val, depth):
-                sub = GRAPHQL
+            sub = None
+            if shape is not None or k == "query":  # (one comparison for an undeclared key)
+                sub = _shape_of(shape, k, val, depth)
             _json_walk(val, child, depth + 1, limits, sink, cut, sub)
     elif isinstance(obj, list):
         if depth >= limits.max_json_depth:
@@ -306,12 +310,12 @@ def _json_values(
                 sink.add("json-key", key, True)
             if key == "constructor" and isinstance(val, dict) and "prototype" in val:
                 sink.add("json-key", "constructor.prototype", True)
-            sub = shape.properties.get(key) if shape is not None else None
-            if sub is None and _graphql_request(key, val, depth):
-                sub = GRAPHQL
-            if sub is not None:
-                _json_values(val, depth + 1, limits, sink, cut, sub)
-            elif isinstance(val, str):
+            if shape is not None or key == "query":  # (one comparison for an undeclared key)
+                sub = _shape_of(shape, key, val, depth)
+                if sub is not None:
+                    _json_values(val, depth + 1, limits, sink, cut, sub)
+                    continue
+            if isinstance(val, str):
                 sink.add("json", val)
             elif isinstance(val, (dict, list)):
                 _json_values(val, depth + 1, limits, sink, cut)
