@@ -438,6 +438,14 @@ CODE_EXECUTION_LOOK_ALIKES = [
     "cd into the folder, then run make",
     "An alias is another name",
     "Caused by: java.lang.NullPointerException at java.lang.Thread.run(Thread.java:833)",
+    "java.lang.IllegalStateException: Failed to load ApplicationContext\n"
+    "\tat org.springframework.beans.factory.support.AbstractBeanFactory.getBean(AbstractBeanFactory.java:208)\n"
+    "\tat org.springframework.context.support.AbstractApplicationContext.refresh(AbstractApplicationContext.java:583)\n"
+    "\tat java.base/java.lang.ClassLoader.loadClass(ClassLoader.java:521)\n"
+    "\tat java.net.URLClassLoader.findClass(URLClassLoader.java:445)\n"
+    "\tat com.sun.org.apache.xerces.internal.parsers.DOMParser.parse(DOMParser.java:247)\n"
+    "\tat com.zaxxer.hikari.pool.HikariPool.createPoolEntry(HikariPool.java:476)\n"
+    "\tat groovy.lang.MetaClassImpl.invokeMethod(MetaClassImpl.java:1254)\n",
     "java.io.IOException: Broken pipe",
     "function f(a)(b) { return a + b }",
     "0x2e is the code of a dot",

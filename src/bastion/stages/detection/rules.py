@@ -153,17 +153,19 @@ _PHP_VAR_FUNCTIONS = (
     "readfile|fopen|file|fwrite|fputs|opendir|scandir|glob|copy|rename|unlink|mkdir|chmod|header|mail|extract|"
     "parse_str|array_map|array_filter|usort|uasort|uksort|base64_decode|gzinflate|str_rot13|urldecode|rawurldecode"
 )
-#: Java classes that run programs, script engines, load classes, look up names or decode
-#: objects: what deserialisation gadget chains and expression injections name (not the
-#: classes of an ordinary stack trace: java.lang.Thread, java.lang.reflect.Method).
+#: Java classes that run programs, script engines, look up names or decode objects: what
+#: deserialisation gadget chains and expression injections name. Not the classes of an
+#: ordinary stack trace pasted into a support message (java.lang.Thread, ClassLoader,
+#: URLClassLoader, java.lang.reflect, Spring's bean factory, Xerces, HikariCP).
 _JAVA_DANGEROUS_CLASSES = (
-    "java\\.lang\\.(?:runtime|processbuilder|processimpl|unixprocess|classloader)|java\\.net\\.urlclassloader|"
-    "javax\\.script\\.|javax\\.naming\\.(?:initialcontext|ldap)|javax\\.management\\.|java\\.beans\\.(?:xmldecoder|eventhandler)|"
-    "java\\.rmi\\.|sun\\.rmi\\.|com\\.sun\\.(?:rowset|jndi|org\\.apache)|org\\.apache\\.commons\\.(?:collections|beanutils)|"
-    "org\\.apache\\.xalan\\.|org\\.apache\\.naming|org\\.apache\\.tomcat\\.dbcp|com\\.opensymphony\\.xwork2|ognl\\.|"
-    "org\\.springframework\\.(?:context\\.support|beans\\.factory|expression|jndi)|org\\.codehaus\\.groovy\\.runtime|"
-    "groovy\\.lang\\.|bsh\\.interpreter|com\\.mchange\\.v2\\.c3p0|com\\.alibaba\\.fastjson|org\\.hibernate\\.jmx|"
-    "com\\.thoughtworks\\.xstream|org\\.mozilla\\.javascript|jdk\\.nashorn|com\\.zaxxer\\.hikari|java\\.io\\.objectinputstream"
+    "java\\.lang\\.(?:runtime|processbuilder)\\b|javax\\.script\\.|javax\\.naming\\.(?:initialcontext|ldap)|"
+    "javax\\.management\\.(?:loading|remote)|java\\.beans\\.(?:xmldecoder|eventhandler)|java\\.rmi\\.(?:server|registry)|"
+    "com\\.sun\\.(?:rowset|jndi)|com\\.sun\\.org\\.apache\\.xalan\\.internal\\.xsltc|org\\.apache\\.xalan\\.xsltc|"
+    "org\\.apache\\.commons\\.(?:collections\\d?\\.functors|beanutils\\.beancomparator)|org\\.apache\\.naming\\.factory|"
+    "org\\.apache\\.tomcat\\.dbcp|com\\.opensymphony\\.xwork2|ognl\\.ognl(?:context|util)|"
+    "org\\.springframework\\.(?:expression\\.spel|jndi)|groovy\\.lang\\.groovy(?:shell|classloader)|bsh\\.interpreter|"
+    "com\\.mchange\\.v2\\.c3p0|com\\.alibaba\\.fastjson|com\\.thoughtworks\\.xstream|jdk\\.nashorn|"
+    "java\\.io\\.objectinputstream"
 )
 
 RULES: tuple[Rule, ...] = (
