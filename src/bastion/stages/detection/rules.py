@@ -142,16 +142,18 @@ _PHP_ONLY_FUNCTIONS = (
     "shell_exec|passthru|proc_open|pcntl_exec|fsockopen|pfsockopen|base64_decode|gzinflate|gzuncompress|"
     "str_rot13|create_function|call_user_func(?:_array)?|phpinfo|get_defined_(?:functions|vars|constants)|"
     "file_put_contents|file_get_contents|highlight_file|show_source|php_uname|posix_\\w+|move_uploaded_file|"
-    "assert_options|ini_set|ini_get_all|ini_restore|putenv|apache_setenv|dl|preg_replace_callback|"
+    "assert_options|ini_set|ini_get_all|ini_restore|putenv|apache_setenv|preg_replace_callback|"
     "register_shutdown_function|register_tick_function|array_walk_recursive|hex2bin|strrev|escapeshellcmd"
 )
 #: Functions an injected PHP payload calls on one of the request's variables ($_GET['x'],
-#: $foo): with a "$" right after the parenthesis they are PHP, whatever else shares the name.
+#: $foo): with a "$" right after the parenthesis they are PHP, whatever else shares the name
+#: (not copy, file, rename, header...: Vue and AngularJS templates call handlers so named
+#: on $event).
 _PHP_VAR_FUNCTIONS = (
     "eval|assert|system|exec|passthru|shell_exec|popen|proc_open|include|include_once|require|require_once|"
     "unpack|pack|substr|chr|ord|str_replace|preg_replace|unserialize|serialize|print_r|var_dump|var_export|"
-    "readfile|fopen|file|fwrite|fputs|opendir|scandir|glob|copy|rename|unlink|mkdir|chmod|header|mail|extract|"
-    "parse_str|array_map|array_filter|usort|uasort|uksort|base64_decode|gzinflate|str_rot13|urldecode|rawurldecode"
+    "readfile|fopen|fwrite|fputs|opendir|scandir|parse_str|array_map|array_filter|usort|uasort|uksort|base64_decode|"
+    "gzinflate|str_rot13|urldecode|rawurldecode"
 )
 #: Java classes that run programs, script engines, look up names or decode objects: what
 #: deserialisation gadget chains and expression injections name. Not the classes of an
