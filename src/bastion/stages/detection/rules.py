@@ -840,7 +840,8 @@ RULES: tuple[Rule, ...] = (
         1,
         C,
         # A value closing a filter and opening the next: "printer)(uid=*)", "x)(|(cn=*", "bar)(&)".
-        r"[\w*]\s*\)\s*\((?:\s*[&|!]\s*\)|\s*[&|!]?\s*\(?\s*[a-z][\w.-]*\s*[~<>]?=\s*[\w*])",
+        # (Starting at the ")": a leading character class made it the costliest rule to scan.)
+        r"\)\s*\((?:\s*[&|!]\s*\)|\s*[&|!]?\s*\(?\s*[a-z][\w.-]*\s*[~<>]?=\s*[\w*])",
         "LDAP filter closed and another opened",
     ),
     # ------------------------------------------------------------------------------ XXE 9xxx
