@@ -5,7 +5,7 @@ Each input carries a location string for the access log and for exclusions:
 on), ``query:id``, ``query-name:id``,
 ``header:x-forwarded-host``, ``cookie:session``, ``form:comment``, ``json:$.user.name``,
 ``json-key:$.user``, ``multipart:avatar``, ``multipart-filename:avatar``, ``xml``,
-``xml:text``, ``graphql`` (a string value or comment of an ``application/graphql`` body),
+``xml:text``, ``xml:attribute``, ``graphql`` (a string value or comment of an ``application/graphql`` body),
 ``body``. Parsing is linear and bounded (depth, number of inputs, bytes).
 
 Most requests match nothing, and then nobody reads a location. ``extract(..., named=False)``
@@ -391,27 +391,62 @@ def _json_body(
         _json_values(doc, 0, limits, sink, cut, shape)
 
 
-def _xml_texts(body: str) -> Iterator[str]:
-    """Text nodes and CDATA sections of an XML document, by a linear scan of its markup."""
+def _xml_texts(body: str) -> Iterator[tuple[bool, str]]:
+    """Text nodes, CDATA sections (``False``) and quoted attribute values (``True``) of an
+    XML document, by one linear scan of its markup. An attribute carries a value as a text
+    node does (``<item name="...">``), and a ``>`` inside its quotes does not end the tag."""
     i = 0
     n = len(body)
     while i < n:
         lt = body.find("<", i)
         text = body[i : n if lt < 0 else lt].strip()
         if text:
-            yield text
+            yield False, text
         if lt < 0:
             return
         if body.startswith("<![CDATA[", lt):
             end = body.find("]]>", lt + 9)
             stop = n if end < 0 else end
-            yield body[lt + 9 : stop]
+            yield False, body[lt + 9 : stop]
             i = n if end < 0 else end + 3
             continue
-        gt = body.find(">", lt + 1)
-        if gt < 0:
+        if body.startswith("<!--", lt):
+            end = body.find("-->", lt + 4)
+            if end < 0:
+                return
+            i = end + 3
+            continue
+        values: list[str] = []
+        i = _xml_tag(body, lt + 1, values)
+        for value in values:
+            yield True, value
+        if i < 0:
             return
-        i = gt + 1
+
+
+def _xml_tag(body: str, i: int, values: list[str]) -> int:
+    """Scan a tag from ``i`` (after its ``<``), adding its quoted values to ``values``: the
+    index after its ``>``, or -1 when the document ends first."""
+    n = len(body)
+    gt = body.find(">", i)
+    while True:
+        if gt < 0:
+            gt = n
+        # The first quote before the tag's apparent end; none: that is its end.
+        dq = body.find('"', i, gt)
+        sq = body.find("'", i, gt)
+        quote = dq if sq < 0 or (0 <= dq < sq) else sq
+        if quote < 0:
+            return gt + 1 if gt < n else -1
+        close = body.find(body[quote], quote + 1)
+        if close < 0:
+            values.append(body[quote + 1 :])
+            return -1
+        if close > quote + 1:
+            values.append(body[quote + 1 : close])
+        i = close + 1
+        if close > gt:  # the '>' was inside the quotes: look for the next one (never back)
+            gt = body.find(">", i)
 
 
 def _decode_body(request: Request, limits: Limits, cut: Cut) -> str:
@@ -551,7 +586,7 @@ def _body(
         _json_string(sink, "graphql", text, "graphql")
     elif "xml" in ctype or text.lstrip()[:5] in ("<?xml", "<!DOC", "<!doc"):
         sink.add_markup("xml", text)
-        for t in _xml_texts(text):
-            sink.add("xml:text", t)
+        for attribute, t in _xml_texts(text):
+            sink.add("xml:attribute" if attribute else "xml:text", t)
     else:
         sink.add("body", text)
