@@ -23,9 +23,10 @@ def status_of(url: str) -> int:
 
 
 def test_demo_command_prints_working_examples() -> None:
-    """The four printed curl examples give 200 (a public operation), 401 (a private one: nothing
-    verifies its credentials, so it is refused, never forwarded), 404 (undeclared) and 400
-    (encoded slash)."""
+    """The five printed curl examples give 200 (a public operation), 401 (a private one: nothing
+    verifies its credentials, so it is refused, never forwarded), 404 (undeclared), 400
+    (encoded slash) and 403 (an SQL injection in a search the OpenAPI document accepts:
+    detection runs in block mode)."""
     port, admin, api = free_port(), free_port(), free_port()
     cmd = [
         sys.executable,
@@ -50,7 +51,7 @@ def test_demo_command_prints_working_examples() -> None:
         text = "".join(banner)
         assert f"gateway:                          http://127.0.0.1:{port}" in text
         examples = re.findall(r"curl -i '?(\S+?)'?\s+# (\w+)", text)
-        assert [kind for _, kind in examples] == ["allowed", "blocked", "blocked", "blocked"]
+        assert [kind for _, kind in examples] == ["allowed", "blocked", "blocked", "blocked", "blocked"]
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -60,7 +61,7 @@ def test_demo_command_prints_working_examples() -> None:
                 pass
             assert time.monotonic() < deadline, "the demo did not become ready"
             time.sleep(0.1)
-        assert [status_of(url) for url, _ in examples] == [200, 401, 404, 400]
+        assert [status_of(url) for url, _ in examples] == [200, 401, 404, 400, 403]
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=20)

@@ -6,6 +6,7 @@ request target and header it received, so each test can prove what got through.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -246,3 +247,74 @@ def test_inputs_vouched_for_by_validation_and_shadow_validation(upstream: Upstre
             assert attack.status == (400 if enforce else 403), attack.body
             record = gw.wait_for_access_record(lambda r: r.get("status") in (400, 403))
             assert record["blocked_by"] == ("validation" if enforce else "detection")
+
+
+def post_json(gw: GatewayProcess, target: str, doc: object, content_type: str = "application/json") -> RawResponse:
+    body = doc.encode() if isinstance(doc, str) else json.dumps(doc).encode()
+    head = (f"POST {target} HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return parse_one_response(raw_request("127.0.0.1", gw.port, head.encode() + body))[0]
+
+
+SNIPPETS_API = (
+    "openapi: 3.1.0\n"
+    "info: {title: snippets, version: '1'}\n"
+    "paths:\n"
+    "  /snippets:\n"
+    "    post:\n"
+    "      operationId: createSnippet\n"
+    "      security: []\n"
+    "      requestBody:\n"
+    "        content:\n"
+    "          application/json:\n"
+    "            schema:\n"
+    "              type: object\n"
+    "              properties:\n"
+    "                title: {type: string}\n"
+    "                code: {type: string, x-bastion-content: code}\n"
+    "                readme: {type: string, format: commonmark}\n"
+    "      responses: {'200': {description: ok}}\n"
+)
+
+
+def test_declared_code_fields_pass_and_other_fields_are_still_inspected(upstream: Upstream) -> None:
+    """Through the gateway, a snippet API whose OpenAPI document declares ``code`` as code and
+    ``readme`` as markdown gets its Dockerfile, SQL paste and ``ls -la`` forwarded, while an
+    injection in ``title`` is refused before the upstream."""
+    config = {
+        "access_log": {"path": "access.log"},
+        "services": [{"name": "api", "upstream": upstream.url, "openapi": "api.yaml",
+                      "policies": {"detection": {"paranoia": 1}}}],
+    }
+    with GatewayProcess(config, files={"api.yaml": SNIPPETS_API}) as gw:
+        benign = [
+            {"title": "mark-e2e1",
+             "code": "FROM alpine:3.20\nRUN apk add --no-cache curl && rm -rf /var/cache/apk/*\n"},
+            {"title": "mark-e2e2", "code": "DROP TABLE IF EXISTS t;\nSELECT * FROM t WHERE a = '' OR 1=1; -- all\n"},
+            {"title": "mark-e2e3", "readme": "Check the logs:\n\n```\nls -la /var/log; cat ../app.log\n```\n"},
+        ]
+        for doc in benign:
+            reply = post_json(gw, "/snippets", doc)
+            assert reply.status == 200, (doc, reply.body)
+        assert len([t for t in upstream.targets() if t == "/snippets"]) >= len(benign)
+        before = len(upstream.targets())
+        attack = post_json(gw, "/snippets", {"title": "x' UNION SELECT password FROM users--", "code": "print(1)"})
+        assert attack.status == 403, attack.body
+        assert len(upstream.targets()) == before
+        record = gw.wait_for_access_record(lambda r: r.get("status") == 403)
+        assert {h["location"] for h in record["detection"]["hits"]} == {"json:$.title"}
+
+
+def test_graphql_query_syntax_passes_and_its_arguments_are_inspected(blocking: GatewayProcess,
+                                                                       upstream: Upstream) -> None:
+    """A GraphQL query with ``id`` and ``type`` on their own lines passes as JSON and as
+    application/graphql; an injection in an argument is refused."""
+    query = "query {\n  order(id: \"ord_1\") {\n    id\n    type\n    cat: category\n  }\n}"
+    assert post_json(blocking, "/graphql?marker=gql1", {"query": query}).status == 200
+    assert post_json(blocking, "/graphql?marker=gql2", query, "application/graphql").status == 200
+    attack = query.replace("ord_1", "1' UNION SELECT password FROM users--")
+    assert post_json(blocking, "/graphql?marker=gql3", {"query": attack}).status == 403
+    assert post_json(blocking, "/graphql?marker=gql4", attack, "application/graphql").status == 403
+    targets = upstream.targets()
+    assert "/graphql?marker=gql1" in targets and "/graphql?marker=gql2" in targets
+    assert not any("gql3" in t or "gql4" in t for t in targets)

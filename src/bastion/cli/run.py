@@ -43,6 +43,8 @@ services:
   - name: books
     upstream: http://127.0.0.1:{api_port}
     openapi: {openapi}
+    policies:
+      detection: {{paranoia: 1}}  # block mode: injections are refused with 403
 """
 
 
@@ -81,6 +83,7 @@ Try:
   curl -i {gw}/orders                         # blocked: 401, needs credentials nothing here verifies yet
   curl -i {gw}/admin/users                    # blocked: 404, no route declares it (deny by default)
   curl -i '{gw}/books/..%2f..%2fetc/passwd'   # blocked: 400, encoded slash in the path
+  curl -i '{gw}/books?q=1%27%20OR%201=1--'    # blocked: 403, SQL injection (q=1' OR 1=1--)
 Press Ctrl-C to stop.
 """,
         file=sys.stderr,

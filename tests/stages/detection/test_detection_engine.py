@@ -132,6 +132,26 @@ def test_xml_body_is_scanned_for_xxe_only_in_markup(engine: DetectionEngine) -> 
     )
 
 
+@pytest.mark.parametrize(
+    ("attribute", "category"),
+    [
+        ("../../../../etc/passwd", "path_traversal"),
+        ("1' UNION SELECT password FROM users--", "sqli"),
+        ("x > y; cat /etc/shadow", "cmdi"),  # a '>' inside the quotes does not end the tag
+    ],
+)
+def test_xml_attribute_values_are_inputs(engine: DetectionEngine, attribute: str, category: str) -> None:
+    """A quoted XML attribute value is inspected like a text node and named xml:attribute;
+    ordinary attributes (ids, versions, URLs of a namespace) pass."""
+    body = f'<?xml version="1.0"?><order xmlns="http://example.com/ns"><item sku="{attribute}">2</item></order>'
+    verdict = engine.evaluate(make_request("/", method="POST", body=body, content_type="application/xml"))
+    assert verdict.block_category == category
+    assert "xml:attribute" in {h.location for h in verdict.hits if h.rule.category == category}
+    ok = ('<?xml version="1.0" encoding="UTF-8"?><order xmlns="http://example.com/ns" id="ord-42">'
+          "<item sku='A-1' note=\"O'Brien &amp; sons\" qty=\"2\"/></order>")
+    assert engine.evaluate(make_request("/", method="POST", body=ok, content_type="application/xml")).hits == []
+
+
 def test_gzip_body_is_inflated(engine: DetectionEngine) -> None:
     """A gzip-encoded body is inspected after (bounded) decompression."""
     import gzip

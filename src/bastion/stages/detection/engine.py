@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.stages.detection.config import DetectionConfig
+from bastion.stages.detection.content import OFF, ContentMap
 from bastion.stages.detection.inspect import Cut, Limits, extract
 from bastion.stages.detection.matcher import Hit, Matcher
 from bastion.stages.detection.rules import CATEGORIES, Category
@@ -102,8 +103,13 @@ def shared_matcher(paranoia: int, categories: list[Category], prefer: str = "hyp
 class DetectionEngine:
     """Config-bound detector, compiled once; :meth:`evaluate` is the per-request work."""
 
-    def __init__(self, config: DetectionConfig, *, prefer: str = "hyperscan") -> None:
+    def __init__(
+        self, config: DetectionConfig, *, prefer: str = "hyperscan", content: ContentMap | None = None
+    ) -> None:
         self.config = config
+        #: What the route's JSON body fields hold, from its OpenAPI operation (see
+        #: :mod:`.content`); ``None`` when it declares nothing.
+        self._content = content
         self._modes = {c: config.category_mode(c) for c in CATEGORIES}
         active = [c for c, m in self._modes.items() if m != "off"]
         self.matcher = shared_matcher(config.paranoia, active, prefer)
@@ -125,12 +131,15 @@ class DetectionEngine:
         # inputs' locations, and build them (extract again) only when something matched.
         cut = Cut()
         matcher = self.matcher
-        inputs = extract(request, self._limits, named=False, cut=cut, known=matcher.known)
+        content = self._content
+        inputs = extract(request, self._limits, named=False, cut=cut, known=matcher.known, content=content)
         verdict.uninspected = cut.reason
         if not matcher.probe(inputs):
             return verdict
         best: dict[int, Hit] = {}
-        for hit in matcher.match_inputs(extract(request, self._limits, known=matcher.known)):
+        for hit in matcher.match_inputs(extract(request, self._limits, known=matcher.known, content=content)):
+            if hit.content and hit.rule.category in OFF[hit.content]:
+                continue  # the field's declared content makes this category moot there
             seen = best.get(hit.rule.id)
             if (seen is not None and seen.location not in _WHOLE) or self._excluded(hit):
                 continue

@@ -5,7 +5,8 @@ Each input carries a location string for the access log and for exclusions:
 on), ``query:id``, ``query-name:id``,
 ``header:x-forwarded-host``, ``cookie:session``, ``form:comment``, ``json:$.user.name``,
 ``json-key:$.user``, ``multipart:avatar``, ``multipart-filename:avatar``, ``xml``,
-``xml:text``, ``body``. Parsing is linear and bounded (depth, number of inputs, bytes).
+``xml:text``, ``xml:attribute``, ``graphql`` (a string value or comment of an ``application/graphql`` body),
+``body``. Parsing is linear and bounded (depth, number of inputs, bytes).
 
 Most requests match nothing, and then nobody reads a location. ``extract(..., named=False)``
 gives the same inputs in the same order, but with only the location's kind (``json``,
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from bastion.stages.detection.content import ContentMap
+from bastion.stages.detection.graphql import graphql_texts, looks_like_graphql
 from bastion.stages.detection.normalize import url_decode
 from bastion.types import Request
 
@@ -48,24 +51,30 @@ class Input:
     A plain class rather than a NamedTuple: compiled, it is a native object, several
     times cheaper to build, and a request can have hundreds of inputs."""
 
-    __slots__ = ("is_key", "location", "markup", "value")
+    __slots__ = ("content", "is_key", "location", "markup", "value")
 
-    def __init__(self, location: str, value: str, is_key: bool = False, markup: bool = False) -> None:
+    def __init__(
+        self, location: str, value: str, is_key: bool = False, markup: bool = False, content: str = ""
+    ) -> None:
         self.location = location
         self.value = value
         self.is_key = is_key
         #: Categories-only restriction: raw markup is inspected only for XML-specific attacks.
         self.markup = markup
+        #: The content kind the API's schema declares for this value ("": none), which
+        #: turns some categories off for it (see :mod:`.content`).
+        self.content = content
 
     def __repr__(self) -> str:
-        return f"Input({self.location!r}, {self.value!r}, is_key={self.is_key}, markup={self.markup})"
+        extra = f", content={self.content!r}" if self.content else ""
+        return f"Input({self.location!r}, {self.value!r}, is_key={self.is_key}, markup={self.markup}{extra})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Input) and (self.location, self.value, self.is_key, self.markup) == (
-            other.location, other.value, other.is_key, other.markup)
+        return isinstance(other, Input) and (self.location, self.value, self.is_key, self.markup, self.content) == (
+            other.location, other.value, other.is_key, other.markup, other.content)
 
     def __hash__(self) -> int:
-        return hash((self.location, self.value, self.is_key, self.markup))
+        return hash((self.location, self.value, self.is_key, self.markup, self.content))
 
 
 class Cut:
@@ -135,14 +144,14 @@ class _Sink:
         """Whether no further input can be taken (the walks stop there)."""
         return self.count >= self.max_inputs
 
-    def add(self, location: str, value: str, is_key: bool = False, line: bool = False) -> None:
+    def add(self, location: str, value: str, is_key: bool = False, line: bool = False, content: str = "") -> None:
         """Take an input (``line``: where a line break is suspicious), unless it is known."""
         if not self._within_limits(value):
             return
         known = self.known
         if known is not None and len(value) <= KNOWN_MAX_CHARS and value in known.bucket(is_key, line):
             return
-        self.out.append(Input(location, value, is_key))
+        self.out.append(Input(location, value, is_key, False, content))
 
     def add_markup(self, location: str, value: str) -> None:
         """Take raw markup (inspected for markup attacks only, never left out as known)."""
@@ -162,6 +171,9 @@ class _Sink:
         return True
 
 
+#: The shape of a GraphQL request's ``query``: a GraphQL document.
+GRAPHQL = ContentMap()
+GRAPHQL.kind = "graphql"
 #: A placeholder input where JSON nests deeper than the walk goes.
 TOO_DEEP = "<too deep>"
 
@@ -221,11 +233,37 @@ def _plain_key(key: str) -> bool:
     return True
 
 
-def _json_walk(obj: object, path: str, depth: int, limits: Limits, sink: _Sink, cut: Cut) -> None:
+def _json_string(sink: _Sink, location: str, value: str, kind: str) -> None:
+    """A JSON string of content ``kind`` ("": none declared); a GraphQL document is its
+    string values and comments (whole when it does not parse: see :mod:`.graphql`)."""
+    if kind == "graphql":
+        texts = graphql_texts(value)
+        if texts is None:
+            sink.add(location, value)
+        else:
+            for text in texts:
+                sink.add(location, text)
+        return
+    sink.add(location, value, False, False, kind)
+
+
+def _shape_of(shape: ContentMap | None, key: str, value: object, depth: int) -> ContentMap | None:
+    """What the value of ``key`` holds: as declared under ``shape``, else a GraphQL document
+    when it is the ``query`` of the body's object or of an object of a batch (a list of
+    them) and starts like one; ``None`` for nothing in particular."""
+    sub = shape.properties.get(key) if shape is not None else None
+    if sub is None and key == "query" and depth <= 1 and isinstance(value, str) and looks_like_graphql(value):
+        return GRAPHQL
+    return sub
+
+
+def _json_walk(
+    obj: object, path: str, depth: int, limits: Limits, sink: _Sink, cut: Cut, shape: ContentMap | None = None
+) -> None:
     if sink.full:
         return
     if isinstance(obj, str):
-        sink.add("json:" + path, obj)
+        _json_string(sink, "json:" + path, obj, shape.kind if shape is not None else "")
     elif isinstance(obj, dict):
         if depth >= limits.max_json_depth:
             sink.add("json:" + path, TOO_DEEP)
@@ -239,22 +277,28 @@ def _json_walk(obj: object, path: str, depth: int, limits: Limits, sink: _Sink, 
                 sink.add("json-key:" + child, k, True)
             if k == "constructor" and isinstance(val, dict) and "prototype" in val:
                 sink.add("json-key:" + child, "constructor.prototype", True)
-            _json_walk(val, child, depth + 1, limits, sink, cut)
+            sub = None
+            if shape is not None or k == "query":  # (one comparison for an undeclared key)
+                sub = _shape_of(shape, k, val, depth)
+            _json_walk(val, child, depth + 1, limits, sink, cut, sub)
     elif isinstance(obj, list):
         if depth >= limits.max_json_depth:
             sink.add("json:" + path, TOO_DEEP)
             cut.note("json_depth")
             return
+        items = shape.items if shape is not None else None
         for i, val in enumerate(obj):
-            _json_walk(val, f"{path}[{i}]", depth + 1, limits, sink, cut)
+            _json_walk(val, f"{path}[{i}]", depth + 1, limits, sink, cut, items)
 
 
-def _json_values(obj: object, depth: int, limits: Limits, sink: _Sink, cut: Cut) -> None:
+def _json_values(
+    obj: object, depth: int, limits: Limits, sink: _Sink, cut: Cut, shape: ContentMap | None = None
+) -> None:
     """:func:`_json_walk` without the locations (``named=False``): same inputs, same order."""
     if sink.full:
         return
     if isinstance(obj, str):
-        sink.add("json", obj)
+        _json_string(sink, "json", obj, shape.kind if shape is not None else "")
     elif isinstance(obj, dict):
         if depth >= limits.max_json_depth:
             sink.add("json", TOO_DEEP)
@@ -266,6 +310,11 @@ def _json_values(obj: object, depth: int, limits: Limits, sink: _Sink, cut: Cut)
                 sink.add("json-key", key, True)
             if key == "constructor" and isinstance(val, dict) and "prototype" in val:
                 sink.add("json-key", "constructor.prototype", True)
+            if shape is not None or key == "query":  # (one comparison for an undeclared key)
+                sub = _shape_of(shape, key, val, depth)
+                if sub is not None:
+                    _json_values(val, depth + 1, limits, sink, cut, sub)
+                    continue
             if isinstance(val, str):
                 sink.add("json", val)
             elif isinstance(val, (dict, list)):
@@ -275,8 +324,11 @@ def _json_values(obj: object, depth: int, limits: Limits, sink: _Sink, cut: Cut)
             sink.add("json", TOO_DEEP)
             cut.note("json_depth")
             return
+        items = shape.items if shape is not None else None
         for val in obj:
-            if isinstance(val, str):
+            if items is not None:
+                _json_values(val, depth + 1, limits, sink, cut, items)
+            elif isinstance(val, str):
                 sink.add("json", val)
             elif isinstance(val, (dict, list)):
                 _json_values(val, depth + 1, limits, sink, cut)
@@ -325,39 +377,76 @@ def _multipart(body: str, boundary: str, limits: Limits, sink: _Sink, cut: Cut) 
             sink.add(f"multipart:{label}", content)
 
 
-def _json_body(text: str, fallback: str, limits: Limits, sink: _Sink, cut: Cut, named: bool = True) -> None:
+def _json_body(
+    text: str, fallback: str, limits: Limits, sink: _Sink, cut: Cut, named: bool = True, shape: ContentMap | None = None
+) -> None:
     try:
         doc = orjson.loads(text)
     except orjson.JSONDecodeError:
         sink.add(fallback, text)
         return
     if named:
-        _json_walk(doc, "$", 0, limits, sink, cut)
+        _json_walk(doc, "$", 0, limits, sink, cut, shape)
     else:
-        _json_values(doc, 0, limits, sink, cut)
+        _json_values(doc, 0, limits, sink, cut, shape)
 
 
-def _xml_texts(body: str) -> Iterator[str]:
-    """Text nodes and CDATA sections of an XML document, by a linear scan of its markup."""
+def _xml_texts(body: str) -> Iterator[tuple[bool, str]]:
+    """Text nodes, CDATA sections (``False``) and quoted attribute values (``True``) of an
+    XML document, by one linear scan of its markup. An attribute carries a value as a text
+    node does (``<item name="...">``), and a ``>`` inside its quotes does not end the tag."""
     i = 0
     n = len(body)
     while i < n:
         lt = body.find("<", i)
         text = body[i : n if lt < 0 else lt].strip()
         if text:
-            yield text
+            yield False, text
         if lt < 0:
             return
         if body.startswith("<![CDATA[", lt):
             end = body.find("]]>", lt + 9)
             stop = n if end < 0 else end
-            yield body[lt + 9 : stop]
+            yield False, body[lt + 9 : stop]
             i = n if end < 0 else end + 3
             continue
-        gt = body.find(">", lt + 1)
-        if gt < 0:
+        if body.startswith("<!--", lt):
+            end = body.find("-->", lt + 4)
+            if end < 0:
+                return
+            i = end + 3
+            continue
+        values: list[str] = []
+        i = _xml_tag(body, lt + 1, values)
+        for value in values:
+            yield True, value
+        if i < 0:
             return
-        i = gt + 1
+
+
+def _xml_tag(body: str, i: int, values: list[str]) -> int:
+    """Scan a tag from ``i`` (after its ``<``), adding its quoted values to ``values``: the
+    index after its ``>``, or -1 when the document ends first."""
+    n = len(body)
+    gt = body.find(">", i)
+    while True:
+        if gt < 0:
+            gt = n
+        # The first quote before the tag's apparent end; none: that is its end.
+        dq = body.find('"', i, gt)
+        sq = body.find("'", i, gt)
+        quote = dq if sq < 0 or (0 <= dq < sq) else sq
+        if quote < 0:
+            return gt + 1 if gt < n else -1
+        close = body.find(body[quote], quote + 1)
+        if close < 0:
+            values.append(body[quote + 1 :])
+            return -1
+        if close > quote + 1:
+            values.append(body[quote + 1 : close])
+        i = close + 1
+        if close > gt:  # the '>' was inside the quotes: look for the next one (never back)
+            gt = body.find(">", i)
 
 
 def _decode_body(request: Request, limits: Limits, cut: Cut) -> str:
@@ -382,6 +471,7 @@ def extract(
     named: bool = True,
     cut: Cut | None = None,
     known: Known | None = None,
+    content: ContentMap | None = None,
 ) -> list[Input]:
     """All inputs of ``request``, in wire order: path, query, headers, cookies, body.
 
@@ -389,7 +479,8 @@ def extract(
     ``header``, ``json``...): the same inputs for a fraction of the work. What the limits
     leave out is noted in ``cut`` (more inputs or characters than allowed, JSON nested too
     deep, a body that inflates past the limit): the caller decides what that means. Values
-    in ``known`` are left out (see :class:`Known`).
+    in ``known`` are left out (see :class:`Known`). ``content`` says what the JSON body's
+    fields hold, as the API's schema declares (see :mod:`.content`).
     """
     lim = limits or _DEFAULT_LIMITS
     if cut is None:
@@ -421,7 +512,7 @@ def extract(
         else:
             sink.add(f"header:{_name(name.lower())}" if named else "header", value, False, True)
     if request.body:
-        _body(request, lim, sink, cut, named)
+        _body(request, lim, sink, cut, named, content)
     # The global bounds (number of inputs, characters inspected) were applied as the inputs
     # came: reaching the number means something may have been left.
     if sink.full:
@@ -466,16 +557,18 @@ def _path_segments(sink: _Sink, path: str, named: bool) -> None:
         start += len(seg) + 1
 
 
-def _body(request: Request, lim: Limits, sink: _Sink, cut: Cut, named: bool = True) -> None:
+def _body(
+    request: Request, lim: Limits, sink: _Sink, cut: Cut, named: bool = True, shape: ContentMap | None = None
+) -> None:
     ctype_full = request.header("content-type") or ""
     ctype = ctype_full.split(";", 1)[0].strip().lower()
     parsed = request.parsed_json
     if parsed is not None and "json" in ctype and request.header("content-encoding") is None:
         # Validation parsed these very bytes already (strictly: it refuses invalid UTF-8).
         if named:
-            _json_walk(parsed[0], "$", 0, lim, sink, cut)
+            _json_walk(parsed[0], "$", 0, lim, sink, cut, shape)
         else:
-            _json_values(parsed[0], 0, lim, sink, cut)
+            _json_values(parsed[0], 0, lim, sink, cut, shape)
         return
     text = _decode_body(request, lim, cut)
     head = text.lstrip()[:1]
@@ -488,10 +581,12 @@ def _body(request: Request, lim: Limits, sink: _Sink, cut: Cut, named: bool = Tr
         else:
             sink.add("body", text)
     elif "json" in ctype or (not ctype and head in ("{", "[")):
-        _json_body(text, "body", lim, sink, cut, named)
+        _json_body(text, "body", lim, sink, cut, named, shape)
+    elif ctype == "application/graphql":
+        _json_string(sink, "graphql", text, "graphql")
     elif "xml" in ctype or text.lstrip()[:5] in ("<?xml", "<!DOC", "<!doc"):
         sink.add_markup("xml", text)
-        for t in _xml_texts(text):
-            sink.add("xml:text", t)
+        for attribute, t in _xml_texts(text):
+            sink.add("xml:attribute" if attribute else "xml:text", t)
     else:
         sink.add("body", text)

@@ -181,6 +181,8 @@ class Hit:
     rule: Rule
     location: str
     snippet: str
+    #: The content kind of the input (see :mod:`.content`; "": none declared).
+    content: str = ""
 
 
 def redact(view: str, end: int, width: int = 40) -> str:
@@ -241,7 +243,7 @@ class Matcher:
                 data = view.encode("utf-8", "surrogatepass")
                 for rule_id, end in backend.scan(data):
                     if rule_id not in seen:
-                        seen[rule_id] = Hit(ALL_RULES[rule_id], inp.location, redact(view, end))
+                        seen[rule_id] = Hit(ALL_RULES[rule_id], inp.location, redact(view, end), inp.content)
                 if not inp.markup:
                     self._detect(view, inp, seen)
         return list(seen.values())
@@ -420,12 +422,12 @@ class Matcher:
             for view in views(window):
                 for rule_id, end in self._backend.scan(view.encode("utf-8", "surrogatepass")):
                     if rule_id not in seen:
-                        seen[rule_id] = Hit(ALL_RULES[rule_id], inp.location, redact(view, end))
+                        seen[rule_id] = Hit(ALL_RULES[rule_id], inp.location, redact(view, end), inp.content)
         return list(seen.values())
 
     def _add(self, seen: dict[int, Hit], rule_id: int, inp: Input, view: str) -> None:
         if rule_id in self._detectors and rule_id not in seen:
-            seen[rule_id] = Hit(self._detectors[rule_id], inp.location, redact(view, 0))
+            seen[rule_id] = Hit(self._detectors[rule_id], inp.location, redact(view, 0), inp.content)
 
     def _detect(self, view: str, inp: Input, seen: dict[int, Hit]) -> None:
         """The rules implemented in code."""

@@ -136,6 +136,40 @@ _EVENT = "on[a-z]{3,30}"
 _HANDLER = r"\s*=\s*(?:[^\s{\x00]|\{[^}\x00]*[^\w.}\s\x00])"
 _SCHEMES_RFI = "php|expect|phar|zip|glob|ssh2|rar|ogg|netdoc|jar|gopher|dict|tftp|ldap|rmi"
 
+#: PHP functions that read, write or run something, and exist in no other language an API
+#: receives code in (JavaScript has atob, Python base64.b64decode): called, they are PHP.
+_PHP_ONLY_FUNCTIONS = (
+    "shell_exec|passthru|proc_open|pcntl_exec|fsockopen|pfsockopen|base64_decode|gzinflate|gzuncompress|"
+    "str_rot13|create_function|call_user_func(?:_array)?|phpinfo|get_defined_(?:functions|vars|constants)|"
+    "file_put_contents|file_get_contents|highlight_file|show_source|php_uname|posix_\\w+|move_uploaded_file|"
+    "assert_options|ini_set|ini_get_all|ini_restore|putenv|apache_setenv|preg_replace_callback|"
+    "register_shutdown_function|register_tick_function|array_walk_recursive|hex2bin|strrev|escapeshellcmd"
+)
+#: Functions an injected PHP payload calls on one of the request's variables ($_GET['x'],
+#: $foo): with a "$" right after the parenthesis they are PHP, whatever else shares the name
+#: (not copy, file, rename, header...: Vue and AngularJS templates call handlers so named
+#: on $event).
+_PHP_VAR_FUNCTIONS = (
+    "eval|assert|system|exec|passthru|shell_exec|popen|proc_open|include|include_once|require|require_once|"
+    "unpack|pack|substr|chr|ord|str_replace|preg_replace|unserialize|serialize|print_r|var_dump|var_export|"
+    "readfile|fopen|fwrite|fputs|opendir|scandir|parse_str|array_map|array_filter|usort|uasort|uksort|base64_decode|"
+    "gzinflate|str_rot13|urldecode|rawurldecode"
+)
+#: Java classes that run programs, script engines, look up names or decode objects: what
+#: deserialisation gadget chains and expression injections name. Not the classes of an
+#: ordinary stack trace pasted into a support message (java.lang.Thread, ClassLoader,
+#: URLClassLoader, java.lang.reflect, Spring's bean factory, Xerces, HikariCP).
+_JAVA_DANGEROUS_CLASSES = (
+    "java\\.lang\\.(?:runtime|processbuilder)\\b|javax\\.script\\.|javax\\.naming\\.(?:initialcontext|ldap)|"
+    "javax\\.management\\.(?:loading|remote)|java\\.beans\\.(?:xmldecoder|eventhandler)|java\\.rmi\\.(?:server|registry)|"
+    "com\\.sun\\.(?:rowset|jndi)|com\\.sun\\.org\\.apache\\.xalan\\.internal\\.xsltc|org\\.apache\\.xalan\\.xsltc|"
+    "org\\.apache\\.commons\\.(?:collections\\d?\\.functors|beanutils\\.beancomparator)|org\\.apache\\.naming\\.factory|"
+    "org\\.apache\\.tomcat\\.dbcp|com\\.opensymphony\\.xwork2|ognl\\.ognl(?:context|util)|"
+    "org\\.springframework\\.(?:expression\\.spel|jndi)|groovy\\.lang\\.groovy(?:shell|classloader)|bsh\\.interpreter|"
+    "com\\.mchange\\.v2\\.c3p0|com\\.alibaba\\.fastjson|com\\.thoughtworks\\.xstream|jdk\\.nashorn|"
+    "java\\.io\\.objectinputstream"
+)
+
 RULES: tuple[Rule, ...] = (
     # ---------------------------------------------------------------- SQL injection 1xxx
     Rule(1001, "sqli", 1, C, r"\bunion\b[\s(]*(?:all\b|distinct\b)?[\s(]*select\b", "UNION SELECT query merge"),
@@ -544,6 +578,108 @@ RULES: tuple[Rule, ...] = (
         r"/(?:etc|bin|usr|tmp|var|dev|proc|home|root|opt|sbin|lib)/|\$\{?[a-z_]\w*|[<>]+[ \t]*/)",
         "shell operator then a program with shell arguments",
     ),
+    Rule(
+        3025,
+        "cmdi",
+        1,
+        C,
+        # cmd.exe's loop over a set, files, lines or numbers: "for /f %i in (...) do ...".
+        r"\bfor\s+(?:/[dflr]\b[^\x00%]{0,48})?%%?~?[^\s\x00%]{1,32}\s+in\s*\("
+        # and its IF on a variable: 'if "%n1%" gtr "%n2%"', 'if /i %x%==y'.
+        r"|\bif\s+(?:/i\s+)?(?:not\s+)?\"?%[^%\s\x00]{1,32}%\"?\s*(?:==|equ\b|neq\b|lss\b|leq\b|gtr\b|geq\b)",
+        "Windows FOR loop or IF on a variable",
+    ),
+    Rule(
+        3026,
+        "cmdi",
+        1,
+        C,
+        # A PHP-only function called, with whitespace, a comment or a line comment before "(".
+        r"\b(?:" + _PHP_ONLY_FUNCTIONS + r")\s*(?:/\*[^\x00]*\*/\s*|#[^\x00\n]*\n\s*)?\(",
+        "PHP file, network or code function call",
+    ),
+    Rule(
+        3027,
+        "cmdi",
+        1,
+        C,
+        # A function called on a PHP variable ($_GET['c'], $x), with or without comments between.
+        r"\b(?:" + _PHP_VAR_FUNCTIONS + r")\s*(?:/\*[^\x00]*\*/\s*|#[^\x00\n]*\n\s*)?\(\s*@?\$[a-z_]"
+        r"|\b(?:system|exec|passthru|shell_exec|popen)\s*\(\s*(?:" + _SHELL_SAFE_WORDS + r")\b",
+        "PHP function called on a variable, or a command function on a command",
+    ),
+    Rule(
+        3028,
+        "cmdi",
+        1,
+        C,
+        # PHP calls a string or a parenthesised name as a function: "(system)('id')",
+        # "(string)"system"('id')", "'sys'.'tem'('id')", "$f('id')" at the start of a value.
+        r"(?:\(\s*|[\"'])(?:system|exec|passthru|shell_exec|eval|assert|phpinfo|popen|proc_open|pcntl_exec)"
+        r"\s*(?:\)|[\"'])\s*\(|[\"']\s*\.\s*[\"'][a-z_]*[\"']\s*\(|" + START
+        + r"\s*(?:\$+[a-z_]\w*\s*=\s*)?@?\$+(?:\{[^}\x00]{1,32}\}|[a-z_]\w*)"
+        r"(?:\s*(?:\[[^\x00()]{1,64}\]|\{[^}\x00]{1,16}\}))*\s*\(",
+        "PHP string or variable called as a function",
+    ),
+    Rule(
+        3029,
+        "cmdi",
+        1,
+        C,
+        r"\$_(?:get|post|request|cookie|server|files|env|session)\b|\$globals\s*\[|\$http_raw_post_data\b",
+        "PHP request superglobal",
+    ),
+    Rule(
+        3030,
+        "cmdi",
+        1,
+        C,
+        # PHP's short open tag before a statement ("<? echo"; "<?xml" is XML), BBCode and Smarty PHP blocks, and
+        # php.ini directives an injected "-d" or ini_set turns a request into code with.
+        r"<\?[\s\x00]+(?:\$|[a-z_]\w*\s*[(;'\"$])|\[/?php\]|\{/?php\}|\b(?:allow_url_include|allow_url_fopen|auto_prepend_file"
+        r"|auto_append_file|disable_functions|open_basedir|safe_mode|enable_dl)\s*=",
+        "PHP short tag, template PHP block or php.ini directive",
+    ),
+    Rule(
+        3031,
+        "cmdi",
+        1,
+        C,
+        # Shell globbing spells a system path without its letters: "/???/??t /e??/p?sswd",
+        # "/bi[n]/ba?h". Both segments carry a wildcard; a glob like "/*/*.json" has no letter.
+        r"(?:" + START + r"|[\s;|&(\x60'\"=]|\$\()"
+        r"/[a-z?*\[\]]{0,5}[?*\[][a-z?*\[\]]{0,5}/[a-z?*\[\]]*[?*\[][a-z?*\[\]]*"
+        r"(?:[\s;|&)\x60'\"]|" + END + r")"
+        # or a bracket expression inside a system file's name: "/etc/pas[s]wd", "/etc/[!q]asswd".
+        r"|/(?:etc|proc|bin|sbin|dev|sys|root|boot)/[\w.-]*\[[^\]\x00/]{1,8}\][\w.\[\]-]*",
+        "system path spelt with shell wildcards",
+    ),
+    Rule(
+        3032,
+        "cmdi",
+        1,
+        C,
+        # A whole value that is a command line: a program (a bin directory's, or any name)
+        # with an option and a system path, a shell given a script (-c), a directory change
+        # chained to a command, an alias definition.
+        START + r"[ \t]*(?:(?:/usr(?:/local)?)?/s?bin/[\w.-]+[ \t]+[^\x00\s]"
+        r"|[a-z][\w.-]*(?:[ \t]+-{1,2}[a-z][\w-]*)+[ \t]+['\"]?"
+        r"/(?:etc|var|proc|dev|root|home|tmp|bin|usr|sys|boot|opt)/"
+        r"|cd[ \t]+[^\x00\s;|&]+[ \t]*(?:;|&&|\|\|)[ \t]*[a-z]"
+        r"|(?:time|strace|ltrace|nohup|nice|sudo|doas|exec|watch|xargs|env)[ \t;]+(?:" + _SHELL_SAFE_WORDS + r")\b)"
+        r"|\b(?:ba|da|z|k|c|tc|fi)?sh[ \t]+-[a-z]*c[ \t]+['\"]?[a-z$]|\balias[ \t]+['\"]?[\w-]+['\"]?=",
+        "command line as a value, shell script option or alias",
+    ),
+    Rule(
+        3033,
+        "cmdi",
+        1,
+        C,
+        # Classes that run programs, load code or decode objects (gadget chains, OGNL, SpEL),
+        # and a Java serialised object (its magic, as base64 or hex, starting the value).
+        r"\b(?:" + _JAVA_DANGEROUS_CLASSES + r")|" + START + r"[ \t]*(?:ro0ab|aced0005)",
+        "Java class that executes or deserialises, or a serialised object",
+    ),
     # -------------------------------------------------------------- path traversal / LFI 4xxx
     Rule(
         4001,
@@ -570,8 +706,10 @@ RULES: tuple[Rule, ...] = (
         C,
         r"(?:"
         + BOL
-        + r"|[\\/.=:'\"\s])(?:etc[\\/]+(?:\.?[\\/]+)*(?:passwd|shadow|group|hosts|issue|sudoers)"
-        + r"|proc[\\/]+self[\\/]|windows[\\/]+(?:win\.ini|system32)|boot\.ini\b)",
+        + r"|[\\/.=:'\"\s])(?:etc[\\/]+(?:\.?[\\/]+)*(?:passwd|shadow|group|hosts|issue|sudoers|subuid|subgid|gshadow"
+        + r"|crontab|fstab|machine-id)"
+        + r"|proc[\\/]+(?:self|thread-self|\d+)[\\/]|proc[\\/]+(?:version|cpuinfo|meminfo|interrupts|mounts|kcore)\b"
+        + r"|sys[\\/]+(?:class|kernel|devices|firmware)[\\/]?\b|windows[\\/]+(?:win\.ini|system32)|boot\.ini\b)",
         "sensitive system file",
     ),
     Rule(4004, "path_traversal", 1, C, BOL + r"\\\\[^\x00\\]+\\[a-z]\$", "UNC path to an administrative share"),
@@ -617,6 +755,15 @@ RULES: tuple[Rule, ...] = (
         # (Not U+2044, the fraction slash: NFKC writes the vulgar fraction "one half" with it.)
         "|\u2215|\u2216|\u29f8|\u29f9",
         "dot or slash in an evasive encoding",
+    ),
+    Rule(
+        4009,
+        "path_traversal",
+        1,
+        C,
+        # Dots and slashes written as C hex literals: "0x2e0x2e0x2f", "0x5c0x2e.".
+        r"0x(?:2e|2f|5c)(?:\.|0x(?:2e|2f|5c))",
+        "dot or slash as a hex literal",
     ),
     # ---------------------------------------------------------------------------- RFI 5xxx
     Rule(5001, "rfi", 1, C, r"\b(?:" + _SCHEMES_RFI + r")://", "stream wrapper or non-web URL scheme"),
@@ -686,6 +833,16 @@ RULES: tuple[Rule, ...] = (
         E,
         r"\)\s*\(\s*(?:uid|cn|sn|mail|userpassword|objectclass|samaccountname)\s*=",
         "LDAP attribute filter chain",
+    ),
+    Rule(
+        8006,
+        "ldapi",
+        1,
+        C,
+        # A value closing a filter and opening the next: "printer)(uid=*)", "x)(|(cn=*", "bar)(&)".
+        # (Starting at the ")": a leading character class made it the costliest rule to scan.)
+        r"\)\s*\((?:\s*[&|!]\s*\)|\s*[&|!]?\s*\(?\s*[a-z][\w.-]*\s*[~<>]?=\s*[\w*])",
+        "LDAP filter closed and another opened",
     ),
     # ------------------------------------------------------------------------------ XXE 9xxx
     Rule(
@@ -773,6 +930,25 @@ RULES: tuple[Rule, ...] = (
         "header injection after a line break",
     ),
     Rule(12002, "crlf", 1, C, r"[\r\n]\s*http/\d", "response splitting"),
+    Rule(
+        12003,
+        "crlf",
+        1,
+        C,
+        # A second request smuggled in a value: a line break, then a request line.
+        r"[\r\n]\s*(?:get|post|head|put|patch|delete|options|trace|connect)\s+[^\x00\s]+\s+http/\d",
+        "request line after a line break",
+    ),
+    Rule(
+        12004,
+        "crlf",
+        1,
+        C,
+        # A script or a page setting a cookie: session fixation through an injected value.
+        r"\bdocument\s*\.\s*cookie\s*=[^=]|<\s*meta\b[^>\x00]*http-equiv\s*=\s*['\"]?set-cookie"
+        r"|\.cookie\s*;\s*(?:expires|domain|path|max-age)\s*=",
+        "cookie set by an injected script or meta tag",
+    ),
     # ------------------------------------------------------------------------------ SSI 13xxx
     Rule(
         13001,

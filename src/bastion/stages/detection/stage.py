@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bastion.pipeline.stage import RequestStage, RouteInfo
 from bastion.stages.detection.config import DetectionConfig
+from bastion.stages.detection.content import ContentMap, content_map
 from bastion.stages.detection.engine import DetectionEngine, Verdict, shared_matcher
 from bastion.stages.detection.modsec import ModSecurityEngine
 from bastion.stages.detection.rules import CATEGORIES
@@ -22,10 +23,10 @@ class DetectionStage(RequestStage):
 
     needs_request_body = True
 
-    def __init__(self, config: DetectionConfig) -> None:
+    def __init__(self, config: DetectionConfig, content: ContentMap | None = None) -> None:
         super().__init__("detection", config)
         self.engine: DetectionEngine | ModSecurityEngine = (
-            ModSecurityEngine(config) if config.engine == "modsecurity" else DetectionEngine(config)
+            ModSecurityEngine(config) if config.engine == "modsecurity" else DetectionEngine(config, content=content)
         )
         # Whatever blocks somewhere must not be let through half-inspected: an attack of
         # that category could sit past the limit.
@@ -35,7 +36,10 @@ class DetectionStage(RequestStage):
 
     @classmethod
     def from_config(cls, config: DetectionConfig, route: RouteInfo | None = None) -> DetectionStage:
-        return cls(config)
+        """The stage for ``route``; the content kinds its OpenAPI operation declares on JSON
+        body properties (``x-bastion-content``, see :mod:`.content`) apply there."""
+        content = content_map(route.operation, route.openapi) if route is not None else None
+        return cls(config, content)
 
     def on_request(self, exchange: Exchange) -> Block | Response | None:
         if not self.engine.active:
