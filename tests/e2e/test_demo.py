@@ -13,9 +13,9 @@ import urllib.request
 from bastion.testing import free_port
 
 
-def status_of(url: str) -> int:
+def status_of(url: str, headers: dict[str, str] | None = None) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as resp:
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         exc.close()
@@ -23,10 +23,11 @@ def status_of(url: str) -> int:
 
 
 def test_demo_command_prints_working_examples() -> None:
-    """The five printed curl examples give 200 (a public operation), 401 (a private one: nothing
-    verifies its credentials, so it is refused, never forwarded), 404 (undeclared), 400
-    (encoded slash) and 403 (an SQL injection in a search the OpenAPI document accepts:
-    detection runs in block mode)."""
+    """The five printed curl examples give 200 (a public operation), 401 (a private one without
+    a credential: refused, never forwarded), 404 (undeclared), 400 (encoded slash) and 403 (an
+    SQL injection in a search the OpenAPI document accepts: detection runs in block mode); the
+    sixth, with the demo consumer's API key the demo made, gets the private operation (200),
+    and the same key with one character changed is refused (401)."""
     port, admin, api = free_port(), free_port(), free_port()
     cmd = [
         sys.executable,
@@ -62,6 +63,12 @@ def test_demo_command_prints_working_examples() -> None:
             assert time.monotonic() < deadline, "the demo did not become ready"
             time.sleep(0.1)
         assert [status_of(url) for url, _ in examples] == [200, 401, 404, 400, 403]
+        keyed = re.search(r"curl -i -H 'X-API-Key: (bst_\S+)' (\S+)", text)
+        assert keyed is not None, text
+        key, url = keyed.groups()
+        assert status_of(url, {"X-API-Key": key}) == 200
+        typo = key[:10] + ("A" if key[10] != "A" else "B") + key[11:]
+        assert status_of(url, {"X-API-Key": typo}) == 401
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=20)

@@ -39,6 +39,8 @@ DEMO_CONFIG = """\
 listen: {{host: 127.0.0.1, port: {port}}}
 admin: {{host: 127.0.0.1, port: {admin_port}}}
 access_log: {{path: access.log}}
+consumers:
+  - {{name: demo, roles: [user]}}  # its API key is made when the demo starts (bastion keys create demo)
 services:
   - name: books
     upstream: http://127.0.0.1:{api_port}
@@ -57,11 +59,33 @@ def write_demo_config(folder: Path, port: int, admin_port: int, api_port: int) -
     return path
 
 
+def demo_key(config: Path) -> str:
+    """A new API key for the demo's consumer, in the store beside ``config`` (what
+    ``bastion keys create demo -c CONFIG`` does)."""
+    from bastion.config import load_config
+    from bastion.store import keys, open_store
+
+    loaded = load_config(config)
+    store = open_store(loaded.config.store, loaded.config.consumers)
+    try:
+        with store.write() as session:
+            return keys.create(session, store.pepper, "demo", (), None).secret
+    finally:
+        store.close()
+
+
 def run_demo(port: int, admin_port: int, api_port: int, workers: int) -> int:
     from bastion.demo.server import DemoServer
 
     folder = Path(tempfile.mkdtemp(prefix="bastion-demo-"))
     config = write_demo_config(folder, port, admin_port, api_port)
+    from bastion.store import StoreError
+
+    try:
+        key = demo_key(config)
+    except StoreError as exc:
+        err.print("[bold red]error:[/] " + escape(f"the demo's key store could not be made: {exc}"))
+        return 1
     api = DemoServer("127.0.0.1", api_port)
     try:
         api.start()
@@ -80,7 +104,9 @@ Bastion demo
 
 Try:
   curl -i {gw}/books                          # allowed: a declared, public operation
-  curl -i {gw}/orders                         # blocked: 401, needs credentials nothing here verifies yet
+  curl -i {gw}/orders                         # blocked: 401, no credential
+  curl -i -H 'X-API-Key: {key}' {gw}/orders
+                                              # allowed: the demo consumer's API key (made for this run)
   curl -i {gw}/admin/users                    # blocked: 404, no route declares it (deny by default)
   curl -i '{gw}/books/..%2f..%2fetc/passwd'   # blocked: 400, encoded slash in the path
   curl -i '{gw}/books?q=1%27%20OR%201=1--'    # blocked: 403, SQL injection (q=1' OR 1=1--)
