@@ -340,12 +340,13 @@ def test_skips_carry_reasons(spec_path: Path, origin: str) -> None:
 
 
 def test_failed_login_is_a_scan_error(spec_path: Path, origin: str) -> None:
-    """A login flow that is refused stops the scan with a message naming the identity and the status; an
-    unreachable URL stops it before any check."""
+    """A login flow that is refused stops the scan with a message naming the identity, the status and what the
+    API answered; an unreachable URL stops it before any check."""
     with pytest.raises(ScanError, match=r"cannot reach http://127.0.0.1:9/api: ConnectError"):
         run_scan(spec_path, ScanOptions(base_url="http://127.0.0.1:9/api", max_rps=200), [], checks=[])
     bad = IdentityConfig("mallory", login=LoginFlow("POST /login", {"username": "alice", "password": "nope"}))
-    with pytest.raises(ScanError, match=r"identity mallory: login with POST /login failed \(HTTP 401\)"):
+    refused = r'identity mallory: login with POST /login failed \(HTTP 401: \{"detail":"bad credentials"\}\)'
+    with pytest.raises(ScanError, match=refused):
         run_scan(spec_path, ScanOptions(base_url=origin + "/api", max_rps=200), [bad], checks=[])
     missing = IdentityConfig("x", login=LoginFlow("nosuchop", {}))
     with pytest.raises(ScanError, match="'nosuchop' is not in the OpenAPI document"):

@@ -186,6 +186,12 @@ class ScanOptions:
     max_retry_wait: float = 30.0
     #: Run the local canary listener (SSRF callbacks) on 127.0.0.1.
     canary: bool = True
+    #: Operations (operationId or "METHOD /path") the user opted into although the safety classifier
+    #: holds them back, and operations never to call (see ``bastion.tester.scan.safety``).
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    #: Stop the scan when the health watch sees the target break (else warn and carry on).
+    stop_when_broken: bool = True
 
 
 class ScanContext(Protocol):
