@@ -15,7 +15,8 @@ nothing. What it has whatever the flaws, because real APIs do:
 Flaws (:data:`ALL_FLAWS`): ``bola`` (any user reads any book, secret included), ``user_enumeration``
 (the failure message says whether the user exists), ``login_no_rate_limit`` (no lockout after 5
 failures), ``mass_assignment`` (``PUT /me`` stores ``role`` and ``admin`` too),
-``register_mass_assignment`` (sign-up stores an undeclared ``admin`` or ``role``), ``revealing_headers``
+``register_mass_assignment`` (sign-up stores an undeclared ``admin`` or ``role``), ``redos`` (sign-up checks
+the e-mail address with a backtracking pattern), ``revealing_headers``
 (``X-Powered-By`` with a version), ``weak_jwt_secret`` (tokens signed with a six-digit number).
 The secure twin is served over TLS with security headers and rate limits, by the vulnapp's ``Guard``.
 """
@@ -23,6 +24,7 @@ The secure twin is served over TLS with security headers and rate limits, by the
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from collections import deque
@@ -44,7 +46,7 @@ from tests.tester.vulnapp.app import Guard, problem
 __all__ = ["ALL_FLAWS", "ROLES", "SEED_USERS", "SPEC_PATH", "Library", "create_app"]
 
 ALL_FLAWS = frozenset({"bola", "user_enumeration", "login_no_rate_limit", "mass_assignment", "revealing_headers",
-                       "weak_jwt_secret", "register_mass_assignment"})
+                       "weak_jwt_secret", "register_mass_assignment", "redos"})
 SPEC_PATH = Path(__file__).resolve().with_name("openapi.yaml")
 #: The only values the role column accepts (like a database enum).
 ROLES = ("reader", "editor", "librarian")
@@ -57,6 +59,9 @@ WEAK_SECRET = b"493817"
 RATE_LIMIT = 50  # requests per identity and path within RATE_WINDOW (the scan's burst is 60)
 RATE_WINDOW = 2.0
 LOGIN_MAX_FAILURES = 5
+#: E-mail validation: a linear pattern, and the nested quantifier ``redos`` uses instead.
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,4}")
+EVIL_EMAIL = re.compile(r"([A-Za-z0-9]+)*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 
 
 @dataclass
@@ -168,6 +173,9 @@ def create_app(flaws: Iterable[str] = ()) -> Starlette:
         if not isinstance(body, dict) or not required <= set(body) or \
                 (set(body) != required and "register_mass_assignment" not in chosen):
             return problem(400, "username, password and email, nothing else.")
+        email = str(body["email"])
+        if not (EVIL_EMAIL if "redos" in chosen else EMAIL).fullmatch(email[:128]):
+            return problem(400, "That is not an e-mail address.")
         name = str(body["username"])
         if not 3 <= len(name) <= 32 or name in lib.accounts:
             return problem(400, "That user name cannot be used.")

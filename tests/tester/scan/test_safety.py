@@ -36,6 +36,7 @@ TRAIT_CHECKS = {
     "revealing_headers": "API8-REVEALING-HEADERS",
     "weak_jwt_secret": "API2-JWT-WEAK-SECRET",
     "register_mass_assignment": "API3-MASS-ASSIGNMENT",
+    "redos": "API4-REGEX-DOS",
 }
 
 
@@ -138,8 +139,8 @@ def test_secure_twin_yields_nothing_and_is_left_as_it_was() -> None:
 def test_every_trait_is_found_and_the_app_is_left_as_it_was() -> None:
     """With every flaw on, each trait's check finds it — BOLA on a title the scan chose, under a `Books` list,
     with no ID in the create answer; user enumeration and no login limit behind 200 answers; mass assignment
-    (restored) on an update and on the public sign-up; a revealing header; a six-digit JWT secret — and the
-    seeded accounts are intact afterwards."""
+    (restored) on an update and on the public sign-up; a backtracking e-mail pattern in a body; a revealing
+    header; a six-digit JWT secret — and the seeded accounts are intact afterwards."""
     with serve_library(ALL_FLAWS) as lib:
         result = scan(lib, sorted(TRAIT_CHECKS.values()))
         assert_intact(lib)
@@ -149,6 +150,7 @@ def test_every_trait_is_found_and_the_app_is_left_as_it_was() -> None:
     assert "The scan restored `admin` to false." in found["API3-MASS-ASSIGNMENT", "PUT /me"].message
     signup = found["API3-MASS-ASSIGNMENT", "POST /users/register"].message
     assert 'Signing up with `admin: true`, `role: "librarian"`' in signup and "No login is needed" in signup
+    assert "The body field `email` (an e-mail address) with " in found["API4-REGEX-DOS", "POST /users/register"].message
     found = {f.check.id: f for f in result.findings}
     assert "x-powered-by: express 4.17.1" in found["API8-REVEALING-HEADERS"].message.lower()
     assert result.health == []
