@@ -16,7 +16,8 @@ Flaws (:data:`ALL_FLAWS`): ``bola`` (any user reads any book, secret included), 
 (the failure message says whether the user exists), ``login_no_rate_limit`` (no lockout after 5
 failures), ``mass_assignment`` (``PUT /me`` stores ``role`` and ``admin`` too),
 ``register_mass_assignment`` (sign-up stores an undeclared ``admin`` or ``role``), ``redos`` (sign-up checks
-the e-mail address with a backtracking pattern), ``revealing_headers``
+the e-mail address with a backtracking pattern), ``debug_leak`` (``GET /admin/users``, for librarians, answers
+anyone, plaintext passwords included), ``revealing_headers``
 (``X-Powered-By`` with a version), ``weak_jwt_secret`` (tokens signed with a six-digit number).
 The secure twin is served over TLS with security headers and rate limits, by the vulnapp's ``Guard``.
 """
@@ -46,7 +47,7 @@ from tests.tester.vulnapp.app import Guard, problem
 __all__ = ["ALL_FLAWS", "ROLES", "SEED_USERS", "SPEC_PATH", "Library", "create_app"]
 
 ALL_FLAWS = frozenset({"bola", "user_enumeration", "login_no_rate_limit", "mass_assignment", "revealing_headers",
-                       "weak_jwt_secret", "register_mass_assignment", "redos"})
+                       "weak_jwt_secret", "register_mass_assignment", "redos", "debug_leak"})
 SPEC_PATH = Path(__file__).resolve().with_name("openapi.yaml")
 #: The only values the role column accepts (like a database enum).
 ROLES = ("reader", "editor", "librarian")
@@ -232,6 +233,14 @@ def create_app(flaws: Iterable[str] = ()) -> Starlette:
             return problem(404, "No such book.")
         return JSONResponse({"book_title": book.title, "owner": book.owner, "secret": book.secret})
 
+    async def all_users(request: Request, account: Account | None) -> Response:
+        if "debug_leak" in chosen:
+            return JSONResponse([{"username": a.username, "role": a.role, "password": a.password}
+                                 for a in lib.accounts.values()])
+        if account is None or account.role != "librarian":
+            return problem(403, "Librarians only.")
+        return JSONResponse([{"username": a.username, "role": a.role} for a in lib.accounts.values()])
+
     async def reset(request: Request, _: Account | None) -> Response:
         lib.resets += 1
         lib.seed()
@@ -247,6 +256,7 @@ def create_app(flaws: Iterable[str] = ()) -> Starlette:
             Route("/books", guarded(add_book), methods=["POST"]),
             Route("/books/{book_title}", guarded(get_book), methods=["GET"]),
             Route("/reset-db", guarded(reset, public=True), methods=["GET"]),
+            Route("/admin/users", guarded(all_users, public="debug_leak" in chosen), methods=["GET"]),
         ],
         middleware=[Middleware(Guard, flaws=frozenset())],
     )

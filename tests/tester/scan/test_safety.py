@@ -37,6 +37,7 @@ TRAIT_CHECKS = {
     "weak_jwt_secret": "API2-JWT-WEAK-SECRET",
     "register_mass_assignment": "API3-MASS-ASSIGNMENT",
     "redos": "API4-REGEX-DOS",
+    "debug_leak": "API5-BFLA",
 }
 
 
@@ -140,7 +141,8 @@ def test_every_trait_is_found_and_the_app_is_left_as_it_was() -> None:
     """With every flaw on, each trait's check finds it — BOLA on a title the scan chose, under a `Books` list,
     with no ID in the create answer; user enumeration and no login limit behind 200 answers; mass assignment
     (restored) on an update and on the public sign-up; a backtracking e-mail pattern in a body; a revealing
-    header; a six-digit JWT secret — and the seeded accounts are intact afterwards."""
+    header; a six-digit JWT secret; an administrative list that answers anyone with every password — and the
+    seeded accounts are intact afterwards."""
     with serve_library(ALL_FLAWS) as lib:
         result = scan(lib, sorted(TRAIT_CHECKS.values()))
         assert_intact(lib)
@@ -151,6 +153,9 @@ def test_every_trait_is_found_and_the_app_is_left_as_it_was() -> None:
     signup = found["API3-MASS-ASSIGNMENT", "POST /users/register"].message
     assert 'Signing up with `admin: true`, `role: "librarian"`' in signup and "No login is needed" in signup
     assert "The body field `email` (an e-mail address) with " in found["API4-REGEX-DOS", "POST /users/register"].message
+    assert found["API5-BFLA", "GET /admin/users"].message == (
+        "GET /admin/users answered 200 without any login, although the document declares it secured. The answer "
+        "exposes `[].password` (3 values).")
     found = {f.check.id: f for f in result.findings}
     assert "x-powered-by: express 4.17.1" in found["API8-REVEALING-HEADERS"].message.lower()
     assert result.health == []
@@ -178,6 +183,34 @@ def test_an_included_reset_is_caught_by_the_health_watch() -> None:
     assert sarif["executionSuccessful"] is False
     assert sarif["toolExecutionNotifications"][0]["level"] == "error"
     assert 'type="target-broken"' in to_junit(result)
+
+
+class _BreaksTheRole(Check):
+    """A careless probe: stores a role the app's enum column does not know (every later request of the user
+    then answers 500)."""
+
+    info = CheckInfo(id="API3-TEST-CARELESS", title="careless", category="API3:2023", cwe=1, severity=Severity.LOW,
+                     phase="properties", checks="-", advice="-")
+
+    async def run(self, ctx: ScanContext) -> list[ScanFinding | Skip]:
+        answer = await ctx.raw("PUT", "/me", ctx.users[0], headers={"Content-Type": "application/json"},
+                               body=b'{"role": "admin"}', check=self.info)
+        assert answer.status == 200
+        return []
+
+
+def test_health_watch_stops_the_scan_when_the_target_answers_5xx() -> None:
+    """After a check leaves a user's row unreadable, the health watch sees that user's baseline answer 500 where
+    it answered 200, stops the scan, and the later checks are skipped with the reason."""
+    with serve_library({"mass_assignment"}) as lib:
+        result = run_scan(lib.spec_path, ScanOptions(base_url=lib.base_url, max_rps=500, ca_file=str(lib.ca_file)),
+                          identities(), checks=[_BreaksTheRole(), BY_ID["API8-REVEALING-HEADERS"]])
+        assert lib.state.accounts["alice"].role == "admin"
+    stopped = result.stopped
+    assert stopped is not None and stopped.after == "API3-TEST-CARELESS"
+    assert stopped.message == "GET /me as alice now answers 500; it answered 200 at the start"
+    assert [(s.check.id, s.reason.split(" (")[0]) for s in result.skips] == [
+        ("API8-REVEALING-HEADERS", "not run: the target broke after API3-TEST-CARELESS")]
 
 
 def test_dry_run_lists_the_plan_and_sends_nothing(tmp_path: Path) -> None:
