@@ -17,7 +17,9 @@ Flaws (:data:`ALL_FLAWS`): ``bola`` (any user reads any book, secret included), 
 failures), ``mass_assignment`` (``PUT /me`` stores ``role`` and ``admin`` too),
 ``register_mass_assignment`` (sign-up stores an undeclared ``admin`` or ``role``), ``redos`` (sign-up checks
 the e-mail address with a backtracking pattern), ``debug_leak`` (``GET /admin/users``, for librarians, answers
-anyone, plaintext passwords included), ``revealing_headers``
+anyone, plaintext passwords included), ``body_reference`` (``PUT /users/profile`` changes the account its body
+names, not the caller's), ``role_change`` (``PUT /users/{username}/role``, for librarians, lets anyone set any
+role), ``revealing_headers``
 (``X-Powered-By`` with a version), ``weak_jwt_secret`` (tokens signed with a six-digit number).
 The secure twin is served over TLS with security headers and rate limits, by the vulnapp's ``Guard``.
 """
@@ -47,7 +49,8 @@ from tests.tester.vulnapp.app import Guard, problem
 __all__ = ["ALL_FLAWS", "ROLES", "SEED_USERS", "SPEC_PATH", "Library", "create_app"]
 
 ALL_FLAWS = frozenset({"bola", "user_enumeration", "login_no_rate_limit", "mass_assignment", "revealing_headers",
-                       "weak_jwt_secret", "register_mass_assignment", "redos", "debug_leak"})
+                       "weak_jwt_secret", "register_mass_assignment", "redos", "debug_leak",
+                       "body_reference", "role_change"})
 SPEC_PATH = Path(__file__).resolve().with_name("openapi.yaml")
 #: The only values the role column accepts (like a database enum).
 ROLES = ("reader", "editor", "librarian")
@@ -72,6 +75,7 @@ class Account:
     role: str
     display_name: str
     admin: bool = False
+    email: str = ""
 
 
 @dataclass
@@ -94,7 +98,8 @@ class Library:
     hits: dict[str, deque[float]] = field(default_factory=dict)
 
     def seed(self) -> None:
-        self.accounts = {name: Account(name, pw, role, name.title()) for name, pw, role in SEED_USERS}
+        self.accounts = {name: Account(name, pw, role, name.title(), email=f"{name}@library.test")
+                         for name, pw, role in SEED_USERS}
         self.books = {"Dune": Book("Dune", "alice", "alice's note"), "Emma": Book("Emma", "bob", "bob's note")}
         self.secret = WEAK_SECRET if "weak_jwt_secret" in self.flaws else secrets.token_bytes(32)
         self.failures.clear()
@@ -188,7 +193,7 @@ def create_app(flaws: Iterable[str] = ()) -> Starlette:
 
     def account_json(account: Account) -> dict[str, Any]:
         return {"username": account.username, "display_name": account.display_name, "role": account.role,
-                "admin": account.admin}
+                "admin": account.admin, "email": account.email}
 
     async def get_me(request: Request, account: Account | None) -> Response:
         assert account is not None
@@ -233,6 +238,31 @@ def create_app(flaws: Iterable[str] = ()) -> Starlette:
             return problem(404, "No such book.")
         return JSONResponse({"book_title": book.title, "owner": book.owner, "secret": book.secret})
 
+    async def change_profile(request: Request, account: Account | None) -> Response:
+        assert account is not None
+        body = await _json(request)
+        if not isinstance(body, dict) or set(body) != {"username", "display_name"} or \
+                not isinstance(body["display_name"], str) or not 0 < len(body["display_name"]) <= 64:
+            return problem(400, "username and display_name.")
+        target = lib.accounts.get(str(body["username"]))
+        if target is None or (target is not account and "body_reference" not in chosen):
+            return problem(403, "You can only change your own profile.")
+        target.display_name = body["display_name"]
+        return _ok("Profile changed.")
+
+    async def change_role(request: Request, account: Account | None) -> Response:
+        assert account is not None
+        body = await _json(request)
+        if not isinstance(body, dict) or set(body) != {"role"} or body["role"] not in ROLES:
+            return problem(400, f"role: one of {', '.join(ROLES)}.")
+        if account.role != "librarian" and "role_change" not in chosen:
+            return problem(403, "Librarians only.")
+        target = lib.accounts.get(request.path_params["username"])
+        if target is None:
+            return problem(404, "No such account.")
+        target.role = body["role"]
+        return JSONResponse(account_json(target))
+
     async def all_users(request: Request, account: Account | None) -> Response:
         if "debug_leak" in chosen:
             return JSONResponse([{"username": a.username, "role": a.role, "password": a.password}
@@ -256,6 +286,8 @@ def create_app(flaws: Iterable[str] = ()) -> Starlette:
             Route("/books", guarded(add_book), methods=["POST"]),
             Route("/books/{book_title}", guarded(get_book), methods=["GET"]),
             Route("/reset-db", guarded(reset, public=True), methods=["GET"]),
+            Route("/users/profile", guarded(change_profile), methods=["PUT"]),
+            Route("/users/{username}/role", guarded(change_role), methods=["PUT"]),
             Route("/admin/users", guarded(all_users, public="debug_leak" in chosen), methods=["GET"]),
         ],
         middleware=[Middleware(Guard, flaws=frozenset())],

@@ -38,6 +38,8 @@ TRAIT_CHECKS = {
     "register_mass_assignment": "API3-MASS-ASSIGNMENT",
     "redos": "API4-REGEX-DOS",
     "debug_leak": "API5-BFLA",
+    "body_reference": "API1-BOLA-BODY-REF",
+    "role_change": "API5-ROLE-CHANGE",
 }
 
 
@@ -60,7 +62,8 @@ def assert_intact(lib: RunningLibrary) -> None:
     assert lib.state.resets == 0
     for name, _, role in SEED_USERS:
         account = lib.state.accounts[name]
-        assert (account.role, account.admin) == (role, False), name
+        assert (account.role, account.admin, account.email, account.display_name) == (
+            role, False, f"{name}@library.test", name.title()), name
     assert all(a.role in ROLES for a in lib.state.accounts.values())
 
 
@@ -141,8 +144,9 @@ def test_every_trait_is_found_and_the_app_is_left_as_it_was() -> None:
     """With every flaw on, each trait's check finds it — BOLA on a title the scan chose, under a `Books` list,
     with no ID in the create answer; user enumeration and no login limit behind 200 answers; mass assignment
     (restored) on an update and on the public sign-up; a backtracking e-mail pattern in a body; a revealing
-    header; a six-digit JWT secret; an administrative list that answers anyone with every password — and the
-    seeded accounts are intact afterwards."""
+    header; a six-digit JWT secret; an administrative list that answers anyone with every password; another
+    user's profile changed through a user name in the body; a user raising its own role through a declared
+    role operation (both set back) — and the seeded accounts are intact afterwards."""
     with serve_library(ALL_FLAWS) as lib:
         result = scan(lib, sorted(TRAIT_CHECKS.values()))
         assert_intact(lib)
@@ -153,6 +157,12 @@ def test_every_trait_is_found_and_the_app_is_left_as_it_was() -> None:
     signup = found["API3-MASS-ASSIGNMENT", "POST /users/register"].message
     assert 'Signing up with `admin: true`, `role: "librarian"`' in signup and "No login is needed" in signup
     assert "The body field `email` (an e-mail address) with " in found["API4-REGEX-DOS", "POST /users/register"].message
+    assert found["API1-BOLA-BODY-REF", "PUT /users/profile"].message == (
+        "bob changed alice's `display_name` by naming alice in the body's `username`. The scan wrote the old values "
+        "back.")
+    assert found["API5-ROLE-CHANGE", "PUT /users/{username}/role"].message == (
+        'alice raised its own `role` from "reader" to "librarian" through PUT /users/{username}/role. The scan set '
+        'it back to "reader".')
     assert found["API5-BFLA", "GET /admin/users"].message == (
         "GET /admin/users answered 200 without any login, although the document declares it secured. The answer "
         "exposes `[].password` (3 values).")
@@ -211,6 +221,29 @@ def test_health_watch_stops_the_scan_when_the_target_answers_5xx() -> None:
     assert stopped.message == "GET /me as alice now answers 500; it answered 200 at the start"
     assert [(s.check.id, s.reason.split(" (")[0]) for s in result.skips] == [
         ("API8-REVEALING-HEADERS", "not run: the target broke after API3-TEST-CARELESS")]
+
+
+class _RenamesAlice(Check):
+    """A probe that changes the identity's own profile and does not put it back."""
+
+    info = CheckInfo(id="API4-TEST-CARELESS", title="careless", category="API4:2023", cwe=1, severity=Severity.LOW,
+                     phase="resources", checks="-", advice="-")
+
+    async def run(self, ctx: ScanContext) -> list[ScanFinding | Skip]:
+        answer = await ctx.raw("PUT", "/me", ctx.users[0], headers={"Content-Type": "application/json"},
+                               body=b'{"display_name": "probe"}', check=self.info)
+        assert answer.status == 200
+        return []
+
+
+def test_the_identities_own_profiles_are_put_back_after_the_scan() -> None:
+    """A profile field a check changed on an identity's own "me" resource is written back when the scan ends,
+    and the report's notes say so."""
+    with serve_library() as lib:
+        result = run_scan(lib.spec_path, ScanOptions(base_url=lib.base_url, max_rps=500, ca_file=str(lib.ca_file)),
+                          identities(), checks=[_RenamesAlice()])
+        assert lib.state.accounts["alice"].display_name == "Alice"
+    assert "alice's display_name on /me changed during the scan and were written back" in result.notes
 
 
 def test_dry_run_lists_the_plan_and_sends_nothing(tmp_path: Path) -> None:

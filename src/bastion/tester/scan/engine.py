@@ -63,6 +63,9 @@ PHASES: tuple[Phase, ...] = (
     "misconfiguration",
     "inventory",
 )
+#: Last path segment of an identity's own profile ("me", "profile"...).
+SELF_PATH = re.compile(r"^(?:me|self|my|myself|current|current[-_]?user|whoami|profile|account|userinfo)$",
+                       re.IGNORECASE)
 LIST_KEYS = ("items", "data", "results", "records", "content", "values", "list")
 
 #: ``progress(phase, done, total, label)`` is called as the scan advances.
@@ -495,6 +498,58 @@ class Scan:
             return None
         return Baseline(op, identity, plan, answer.status, len(list_items(answer.json())))
 
+    # -- the identities' own profiles, put back as they were -------------------------------------
+    def _profile_ops(self) -> list[tuple[Operation, Operation]]:
+        """(GET, PUT/PATCH) pairs on a "me"-like path without parameters: the identities' own profiles."""
+        pairs = []
+        for op in self._ops:
+            if op.method != "get" or _path_params(op.template) or op.public:
+                continue
+            if not SELF_PATH.search(op.template.rstrip("/").rsplit("/", 1)[-1]):
+                continue
+            writer = next((w for w in self._ops if w.template == op.template and w.method in ("put", "patch")), None)
+            if writer is not None:
+                pairs.append((op, writer))
+        return pairs
+
+    async def profiles(self) -> list[tuple[Identity, Operation, Operation, dict[str, Any]]]:
+        """Each identity's own profile now (read before the checks, so it can be put back after)."""
+        out = []
+        for identity in [*self.users, *([self.admin] if self.admin else [])]:
+            for reader, writer in self._profile_ops():
+                answer = await self.send(self.plan(reader, identity), identity)
+                body = answer.json()
+                if 200 <= answer.status < 300 and isinstance(body, dict):
+                    out.append((identity, reader, writer, body))
+        return out
+
+    async def put_back(self, snapshots: Sequence[tuple[Identity, Operation, Operation, dict[str, Any]]]) -> list[str]:
+        """Write back the writable profile fields checks changed; what was restored (or could not be)."""
+        notes: list[str] = []
+        for identity, reader, writer, before in snapshots:
+            answer = await self.send(self.plan(reader, identity), identity)
+            now = answer.json()
+            if not 200 <= answer.status < 300 or not isinstance(now, dict):
+                continue
+            plan = self.plan(writer, identity)
+            writable = plan.json if isinstance(plan.json, dict) else {}
+            changed = {k: before[k] for k in writable if k in before and now.get(k) != before[k]}
+            if not changed:
+                continue
+            body = changed if writer.method == "patch" else {**writable, **{k: now.get(k, v) for k, v in
+                                                                            writable.items() if k in now}, **changed}
+            await self.send(plan.copy(json=body), identity)
+            again = await self.send(self.plan(reader, identity), identity)
+            check = again.json() if 200 <= again.status < 300 else None
+            fields = ", ".join(sorted(changed))
+            if isinstance(check, dict) and all(check.get(k) == v for k, v in changed.items()):
+                notes.append(f"{identity.name}'s {fields} on {reader.template} changed during the scan and were "
+                             "written back")
+            else:
+                notes.append(f"{identity.name}'s {fields} on {reader.template} changed during the scan and could NOT "
+                             "be written back: restore them by hand")
+        return notes
+
     async def health(self, baselines: Sequence[Baseline]) -> str | None:
         """What broke since the baselines were taken (confirmed by a second try), or None."""
         for baseline in baselines:
@@ -671,7 +726,9 @@ async def scan_async(
         result.secrets = secrets_of([*users, *([admin] if admin else [])])
         await scan.discover(progress)
         baselines = await scan.baselines()
+        snapshots = await scan.profiles()
         await _run_checks(scan, result, checks, baselines, progress)
+        result.notes.extend(await scan.put_back(snapshots))
     finally:
         result.exchanges = client.sent
         result.refused = dict(scan.refused) if "scan" in locals() else {}

@@ -88,8 +88,9 @@ class FunctionLevel(Check):
         id="API5-BFLA", title="Administrative function callable by a normal user", category="API5:2023", cwe=285,
         severity=Severity.HIGH, phase="authorization",
         checks="Calls operations that look administrative (admin/internal/manage path segments or tags, admin "
-        "scopes, x-bastion-admin) as a normal user: a 2xx on a read, or the admin's own answer on a write aimed "
-        "at a nonexistent ID, is a finding.",
+        "scopes, x-bastion-admin) without a login, then as a normal user: a 2xx on a read (the finding names "
+        "credential fields and secrets the answer exposes), or the admin's own answer on a write aimed at a "
+        "nonexistent ID, is a finding.",
         advice=ADVICE,
         needs_users=1,
     )
