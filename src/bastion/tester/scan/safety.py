@@ -4,7 +4,7 @@ Every operation of the document gets one :class:`Verdict`:
 
 * **held back** — never sent, by any check, in any form: the user excluded it (``--exclude``), or its
   operationId, path, summary or description says it resets, reseeds, drops, wipes, shuts down, logs out
-  or otherwise changes the application as a whole (:data:`DANGEROUS_WORDS`, :data:`DANGEROUS_PROSE`),
+  or otherwise changes the application as a whole (``bastion.tester.audit.methods.state_change_words``),
   whatever its method — a ``GET /reset-db`` is the textbook case. Only ``--include`` brings such an
   operation back; ``--allow-destructive`` does not.
 * **destructive** — DELETE, and writes that change passwords or e-mail addresses: checks call them only
@@ -25,29 +25,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bastion.tester.audit.context import Operation, Spec
+from bastion.tester.audit.methods import state_change_words
 
 __all__ = ["Gate", "SafetyClass", "Verdict", "classify", "find_operation", "resolve_refs"]
 
 SafetyClass = Literal["read", "write", "destructive", "held"]
 
-#: Words in an operationId, path or summary that mark an operation changing the application as a whole.
-DANGEROUS_WORDS = re.compile(
-    r"(?:^|[^a-z])(?:re-?seed|seed|reset|re-?init|init(?:iali[sz]e)?|setup|set-?up|install|drop|purge|wipe|"
-    r"truncate|flush|shutdown|shut-?down|restart|reboot|kill|destroy|factory|populate|migrate|"
-    r"delete-?all|remove-?all|clear-?all|logout|log-?out|sign-?out|signout|revoke-?all)(?:$|[^a-z])",
-    re.IGNORECASE,
-)
-#: Phrases in a description that say the same in prose ("drops and reseeds the database").
-DANGEROUS_PROSE = re.compile(
-    r"(?:re-?seed|drops?\b|wipes?\b|truncates?\b|purges?\b|shuts? down|restarts?\b|"
-    r"(?:deletes?|removes?|clears?) (?:all|every)\b|"
-    r"resets? (?:the )?(?:whole |entire )?(?:database|db|data|application|app|state|server|system)|"
-    r"(?:logs?|signs?) (?:the (?:user|caller) )?out\b|invalidates? (?:the |all )?(?:session|token)s?)",
-    re.IGNORECASE,
-)
 #: Path or operationId words that mark a write changing credentials or contact data.
 SENSITIVE_CHANGE = re.compile(r"password|passwd|email|credential", re.IGNORECASE)
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,25 +44,14 @@ class Verdict:
     reason: str
 
 
-def _words(text: str) -> str:
-    """``resetDatabase`` -> ``reset-Database``: camelCase split so word boundaries apply."""
-    return _CAMEL.sub("-", text)
-
-
 def dangerous_reason(op: Operation) -> str | None:
-    """Why ``op``'s own words say it changes the whole application, or None."""
-    op_id = str(op.node.get("operationId", ""))
-    summary = str(op.node.get("summary", ""))
-    description = str(op.node.get("description", ""))
-    for where, text in (("operationId", op_id), ("path", op.template), ("summary", summary)):
-        match = DANGEROUS_WORDS.search(_words(text))
-        if match:
-            word = match.group(0).strip("/-_ {}.").lower()
-            return f"its {where} says {word!r} (state-changing by name; pass --include to call it)"
-    match = DANGEROUS_PROSE.search(description) or DANGEROUS_PROSE.search(summary)
-    if match:
-        return f"its description says {match.group(0).lower()!r} (pass --include to call it)"
-    return None
+    """Why ``op``'s own words say it changes the whole application (and how to call it anyway), or None."""
+    said = state_change_words(op)
+    if said is None:
+        return None
+    if said.startswith("its description"):
+        return f"{said} (pass --include to call it)"
+    return f"{said} (state-changing by name; pass --include to call it)"
 
 
 def method_destructive(op: Operation) -> bool:
