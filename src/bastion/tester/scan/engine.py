@@ -18,7 +18,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -741,9 +741,35 @@ async def scan_async(
         await client.aclose()
         if canary is not None:
             await canary.stop()
+    result.findings = group_root_causes(result.findings)
     result.findings.sort(key=lambda f: (-f.severity, f.check.category, f.check.id, f.target))
     result.duration = time.monotonic() - started
     return result
+
+
+#: A finding of the key check explains the findings of the listed checks: one flaw, several symptoms.
+ROOT_CAUSES: dict[str, tuple[str, str]] = {
+    "API2-JWT-WRONG-KEY": ("API2-JWT-NONE API2-JWT-ALG-SWAP API2-JWT-EXPIRED",
+                           "the API does not verify token signatures at all"),
+}
+
+
+def group_root_causes(findings: Sequence[ScanFinding]) -> list[ScanFinding]:
+    """Findings whose cause another finding already shows say so (the root one lists its consequences), so a
+    reader fixes one flaw instead of chasing three."""
+    out = list(findings)
+    for root_id, (followers, cause) in ROOT_CAUSES.items():
+        roots = [i for i, f in enumerate(out) if f.check.id == root_id]
+        follow = [i for i, f in enumerate(out) if f.check.id in followers.split()]
+        if not roots or not follow:
+            continue
+        names = ", ".join(sorted({out[i].check.id for i in follow}))
+        for i in roots:
+            out[i] = replace(out[i], message=f"{out[i].message} Root cause: {cause}; the {names} finding(s) "
+                                             "follow from it and go away with this fix.")
+        for i in follow:
+            out[i] = replace(out[i], message=f"{out[i].message} (Follows from {root_id}: {cause}.)")
+    return out
 
 
 async def _run_checks(scan: Scan, result: ScanResult, checks: Sequence[Check], baselines: Sequence[Baseline],
