@@ -224,7 +224,7 @@ def looks_like_production(host: str) -> bool:
 
 def render_scan_text(result: ScanResult, console: Console) -> None:
     """Findings by severity (one line each, then the curl command), per-check counts, skips and a summary."""
-    from bastion.tester.scan.report import Redactor, curl, severity_counts
+    from bastion.tester.scan.report import Redactor, curl, reproducer, severity_counts
 
     redactor = Redactor(result.secrets)
     console.print(f"bastion scan of {result.base_url} ({result.spec_file})", markup=False, highlight=False)
@@ -236,7 +236,7 @@ def render_scan_text(result: ScanResult, console: Console) -> None:
             line.append(redactor.text(f.message))
             console.print(line)
             if f.evidence:
-                console.print("    " + curl(f.evidence[-1], redactor), style="dim", markup=False, highlight=False)
+                console.print("    " + curl(reproducer(f), redactor), style="dim", markup=False, highlight=False)
     console.print()
     if result.findings:
         console.print("Fix advice:", style="bold")

@@ -166,6 +166,11 @@ def test_every_trait_is_found_and_the_app_is_left_as_it_was() -> None:
     assert found["API5-BFLA", "GET /admin/users"].message == (
         "GET /admin/users answered 200 without any login, although the document declares it secured. The answer "
         "exposes `[].password` (3 values).")
+    # The curl command repeats the request that shows the flaw, not the read-back that confirmed it.
+    curls = {(f["check_id"], f["target"]): f["curl"] for f in to_json(result)["findings"]}
+    assert curls["API3-MASS-ASSIGNMENT", "PUT /me"].startswith("curl -sS -i -X PUT ")
+    assert curls["API1-BOLA-BODY-REF", "PUT /users/profile"].startswith("curl -sS -i -X PUT ")
+    assert "$BOB_TOKEN" in curls["API1-BOLA-BODY-REF", "PUT /users/profile"]
     found = {f.check.id: f for f in result.findings}
     assert "x-powered-by: express 4.17.1" in found["API8-REVEALING-HEADERS"].message.lower()
     assert result.health == []

@@ -125,6 +125,18 @@ def _large_body(body: bytes) -> str:
     return f"@request-body.bin  # {len(body)} bytes, starting {body[:80]!r}"
 
 
+def reproducer(finding: ScanFinding) -> Exchange:
+    """The request that shows the flaw: the last one, unless it only reads back what an earlier write did (a
+    mass assignment's read-back, a deleted object's 404), then that write."""
+    evidence = finding.evidence
+    last = evidence[-1]
+    if last.method in ("GET", "HEAD"):
+        writes = [e for e in evidence[:-1] if e.method in ("POST", "PUT", "PATCH", "DELETE")]
+        if writes:
+            return writes[-1]
+    return last
+
+
 def exchange_json(exchange: Exchange, redactor: Redactor) -> dict[str, Any]:
     return {
         "identity": exchange.identity,
@@ -219,7 +231,7 @@ def to_json(result: ScanResult) -> dict[str, Any]:
                 "message": redactor.text(f.message),
                 "advice": f.check.advice,
                 "evidence": [exchange_json(e, redactor) for e in f.evidence],
-                "curl": curl(f.evidence[-1], redactor) if f.evidence else None,
+                "curl": curl(reproducer(f), redactor) if f.evidence else None,
             }
             for f in result.findings
         ],
@@ -268,7 +280,7 @@ def to_sarif(result: ScanResult) -> dict[str, Any]:
     ]
     results: list[dict[str, Any]] = []
     for f in result.findings:
-        url = redactor.url(f.evidence[-1].url) if f.evidence else result.base_url
+        url = redactor.url(reproducer(f).url) if f.evidence else result.base_url
         entry: dict[str, Any] = {
             "ruleId": f.check.id,
             "ruleIndex": index[f.check.id],
@@ -287,7 +299,7 @@ def to_sarif(result: ScanResult) -> dict[str, Any]:
             },
         }
         if f.evidence:
-            entry["properties"]["curl"] = curl(f.evidence[-1], redactor)
+            entry["properties"]["curl"] = curl(reproducer(f), redactor)
         results.append(entry)
     return {
         "$schema": SARIF_SCHEMA,
@@ -331,7 +343,7 @@ def to_junit(result: ScanResult) -> str:
             lines = [f"{info.title} ({info.category} {OWASP_API_2023[info.category]}, {info.cwe_id})",
                      redactor.text(f.message), f"Fix: {info.advice}"]
             if f.evidence:
-                lines.append("Reproduce: " + curl(f.evidence[-1], redactor))
+                lines.append("Reproduce: " + curl(reproducer(f), redactor))
             failure.text = "\n".join(lines)
             cases += 1
             failures += 1
