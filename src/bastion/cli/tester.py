@@ -331,6 +331,9 @@ def scan(
     = False,
     keep_going: Annotated[bool, typer.Option(
         "--keep-going", help="Warn instead of stopping when the target breaks during the scan.")] = False,
+    no_register: Annotated[bool, typer.Option(
+        "--no-register", help="With a single user identity, do not register a throwaway second user through the "
+        "API's sign-up.")] = False,
 ) -> None:
     """Attack a running API from its OpenAPI document and report OWASP API Top 10 findings (active testing)."""
     import sys
@@ -376,7 +379,8 @@ def scan(
         raise fail(str(exc)) from None
     options = ScanOptions(base_url=url.rstrip("/"), max_rps=max_rps, allow_destructive=allow_destructive,
                           timeout=timeout, ca_file=str(ca_file) if ca_file else None, insecure=insecure,
-                          include=tuple(included), exclude=tuple(excluded), stop_when_broken=not keep_going)
+                          include=tuple(included), exclude=tuple(excluded), stop_when_broken=not keep_going,
+                          register_users=not no_register)
     if dry_run:
         try:
             plan = plan_scan(load_spec(spec), options, identities, selected)

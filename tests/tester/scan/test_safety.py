@@ -251,6 +251,26 @@ def test_the_identities_own_profiles_are_put_back_after_the_scan() -> None:
     assert "alice's display_name on /me changed during the scan and were written back" in result.notes
 
 
+def test_a_single_user_gets_a_registered_user_b_for_the_cross_user_checks() -> None:
+    """With only alice configured, the scan registers a throwaway user through the API's sign-up, logs it in with
+    alice's login flow (the form), and runs BOLA with it as user B — which finds the flaw; --no-register (the
+    option) leaves the check skipped for want of a second user."""
+    only_alice = [i for i in identities() if i.name == "alice"]
+    with serve_library({"bola"}) as lib:
+        options = ScanOptions(base_url=lib.base_url, max_rps=500, ca_file=str(lib.ca_file))
+        result = run_scan(lib.spec_path, options, only_alice, checks=[BY_ID["API1-BOLA-READ"]])
+        alone = run_scan(lib.spec_path, ScanOptions(base_url=lib.base_url, max_rps=500, ca_file=str(lib.ca_file),
+                                                    register_users=False), only_alice,
+                         checks=[BY_ID["API1-BOLA-READ"]])
+    assert len(result.identities) == 2 and result.identities[1].startswith("bscan")
+    assert any(n.startswith(f"registered the throwaway user {result.identities[1]} through POST /users/register")
+               for n in result.notes)
+    assert [f.check.id for f in result.findings] == ["API1-BOLA-READ"]
+    assert "read alice's object" in result.findings[0].message
+    assert alone.identities == ["alice"] and alone.findings == []
+    assert [s.reason for s in alone.skips] == ["needs 2 user identities (--auth with 2 users), got 1"]
+
+
 def test_dry_run_lists_the_plan_and_sends_nothing(tmp_path: Path) -> None:
     """`bastion scan --dry-run` prints each operation's safety verdict (the reset held back with its reason),
     the form login, the discovery requests and the checks, against a URL where nothing listens."""
@@ -266,6 +286,7 @@ def test_dry_run_lists_the_plan_and_sends_nothing(tmp_path: Path) -> None:
     assert "held        GET /books/{book_title}  (excluded by the user (--exclude))" in proc.stdout
     assert "alice: POST /token (application/x-www-form-urlencoded)" in proc.stdout
     assert "POST /books as each identity" in proc.stdout
+    assert "POST /users/register as anonymous  a throwaway user B (--no-register turns this off)" in proc.stdout
     assert "API1-BOLA-READ" in proc.stdout  # skipped: needs two users
     bad = subprocess.run([sys.executable, "-m", "bastion", "scan", "--spec", str(SPEC_PATH), "--url",
                           "http://127.0.0.1:9", "--exclude", "nosuch", "--dry-run"],

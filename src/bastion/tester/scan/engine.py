@@ -625,6 +625,57 @@ async def login(scan: Scan, config: IdentityConfig) -> Identity:
     return identity
 
 
+def signup_operation(scan: Scan, login_op: Operation | None) -> tuple[Operation, str, str] | None:
+    """A public sign-up in scope: a POST with a JSON body holding a user name and a password (not the login)."""
+    for op in scan.operations():
+        if op.method != "post" or not op.public or op is login_op:
+            continue
+        names: list[str] = []
+        for node in scan.spec.request_schemas(op):
+            props = node.schema.get("properties")
+            if isinstance(props, dict):
+                names += [str(k) for k in props]
+        user_field, password_field = credential_fields(names)
+        words = f"{op.template} {op.node.get('operationId', '')}".lower()
+        if user_field and password_field and re.search(r"regist|sign-?up|signup|users?/?$|accounts?/?$|join", words):
+            return op, user_field, password_field
+    return None
+
+
+async def register_identity(scan: Scan, template: IdentityConfig) -> Identity | str | None:
+    """A second user made through the API's own sign-up, logged in like ``template``; a reason when that
+    failed, None when the API has no sign-up (or ``template`` no login flow to copy)."""
+    flow = template.login
+    login_op = find_operation(scan.spec, flow.operation) if flow is not None else None
+    found = signup_operation(scan, login_op)
+    if flow is None or found is None:
+        return None
+    op, user_field, password_field = found
+    name = "bscan" + secrets.token_hex(4)
+    password = "Bscan-" + secrets.token_hex(8) + "!7a"
+    plan = scan.plan(op, scan.anonymous)
+    body = dict(plan.json) if isinstance(plan.json, dict) else {}
+    for key in list(body):
+        if "mail" in key.lower():
+            body[key] = f"{name}@example.com"
+    body[user_field] = f"{name}@example.com" if "mail" in user_field.lower() else name
+    body[password_field] = password
+    made = await scan.send(plan.copy(json=body), scan.anonymous)
+    if not 200 <= made.status < 300:
+        return f"registering through {op.label} answered {made.status} ({_excerpt(made)})"
+    login_user, login_password = credential_fields(flow.body.keys())
+    if not (login_user and login_password):
+        return f"{template.name}'s login body has no user name and password fields to fill for the new account"
+    config = IdentityConfig(name, "user", login=replace(flow, body={**flow.body, login_user: body[user_field],
+                                                                    login_password: password}))
+    try:
+        identity = await login(scan, config)
+    except ScanError as exc:
+        return f"the account registered through {op.label} could not log in: {exc}"
+    identity.registered_with = op.label
+    return identity
+
+
 def login_media_type(scan: Scan, op: Operation) -> str:
     """The media type the login operation declares (JSON preferred; the OAuth2 password form if only that)."""
     body, _ = scan.spec.resolve(op.node.get("requestBody"), ())
@@ -721,6 +772,16 @@ async def scan_async(
                 raise ScanError(f"identity {config.name}: only one admin identity is supported")
             if progress:
                 progress("login", i + 1, max(1, len(identities)), config.name)
+        if len(users) == 1 and options.register_users:
+            template = next(c for c in identities if c.name == users[0].name)
+            second = await register_identity(scan, template)
+            if isinstance(second, Identity):
+                users.append(second)
+                result.notes.append(f"registered the throwaway user {second.name} through "
+                                    f"{second.registered_with} and logged it in: it is user B of the cross-user "
+                                    "checks (--no-register turns this off)")
+            elif second is not None:
+                result.notes.append(f"no second user: {second}")
         scan.users, scan.admin = users, admin
         result.identities = [i.name for i in [*users, *([admin] if admin else [])]]
         result.secrets = secrets_of([*users, *([admin] if admin else [])])
@@ -876,6 +937,12 @@ async def _plan(spec: Spec, options: ScanOptions, identities: Sequence[IdentityC
                                 "OpenAPI document")
             logins.append((config.name, op.label, login_media_type(scan, op)))
         discovery: list[tuple[str, str, str, str]] = []
+        users = [c for c in identities if c.role == "user"]
+        if len(users) == 1 and options.register_users and users[0].login is not None:
+            signup = signup_operation(scan, find_operation(spec, users[0].login.operation))
+            if signup is not None:
+                discovery.append(("anonymous", "POST", scan.plan(signup[0], scan.anonymous).path,
+                                  "a throwaway user B (--no-register turns this off)"))
         who = "each identity" if people else "nobody (no identities)"
         for op in scan.create_operations():
             plan = scan.plan(op, scan.anonymous)
