@@ -177,9 +177,10 @@ def test_every_trait_is_found_and_the_app_is_left_as_it_was() -> None:
 
 
 def test_an_included_reset_is_caught_by_the_health_watch() -> None:
-    """Opting into the reset GET (--include) lets a check call it; the reset rotates the token key, the health
-    watch sees the identities' credentials stop working, stops the scan, skips the remaining checks with the
-    reason, and every report format says so."""
+    """Opting into the reset GET (--include) lets a check call it; the reset rotates the token key and drops the
+    data: the health watch sees the identities' credentials stop working (it logs them in again) and the book the
+    scan created gone, stops the scan, skips the remaining checks with the reason, and every report format says
+    so."""
     checks = ["API1-BOLA-READ", "API3-UNDECLARED-FIELDS", "API8-REVEALING-HEADERS", "API8-SECURITY-HEADERS"]
     with serve_library() as lib:
         result = scan(lib, checks, include=("resetDatabase",))
@@ -187,7 +188,9 @@ def test_an_included_reset_is_caught_by_the_health_watch() -> None:
     assert result.held_back == []
     stopped = result.stopped
     assert stopped is not None and stopped.after == "API3-UNDECLARED-FIELDS"
-    assert "credentials stopped working" in stopped.message
+    assert "alice's credentials stopped working: GET /me answers 401" in stopped.message
+    assert "the scan logged alice in again" in stopped.message
+    assert stopped.message.endswith("(created by the scan) answers 404: data vanished")
     assert [s.check.id for s in result.skips if s.reason.startswith("not run: the target broke after "
                                                                     "API3-UNDECLARED-FIELDS")] == checks[2:]
     assert [i.id for i in result.ran] == checks[:2]
@@ -322,3 +325,34 @@ def test_a_large_probe_body_is_generated_not_embedded_in_curl() -> None:
     noise = bytes(range(256)) * 40
     assert "@request-body.bin  # 10240 bytes" in curl(exchange.__class__(
         "POST", "https://x.test/b", (), noise, 413, (), b"", 0.1, "alice"), Redactor({}))
+
+
+class _LogsAliceOut(Check):
+    """A check whose requests end alice's session (the app rotates its token key), and nothing else."""
+
+    info = CheckInfo(id="API2-TEST-LOGOUT", title="logout", category="API2:2023", cwe=1, severity=Severity.LOW,
+                     phase="authentication", checks="-", advice="-")
+
+    def __init__(self, lib: RunningLibrary) -> None:
+        self.lib = lib
+
+    async def run(self, ctx: ScanContext) -> list[ScanFinding | Skip]:
+        self.lib.state.secret = b"another-key-" + self.lib.state.secret
+        return []
+
+
+def test_an_ended_session_is_a_warning_and_the_scan_logs_in_again() -> None:
+    """When the identities' sessions end but their accounts and data are intact, the health watch logs them in
+    again and warns; the scan goes on (the next check runs with the new sessions and finds its flaw)."""
+    with serve_library({"revealing_headers"}) as lib:
+        result = scan_with(lib, [_LogsAliceOut(lib), BY_ID["API8-REVEALING-HEADERS"]])
+    assert result.stopped is None
+    assert [e.after for e in result.health] == ["API2-TEST-LOGOUT"]
+    assert "the scan logged alice in again" in result.health[0].message
+    assert [f.check.id for f in result.findings] == ["API8-REVEALING-HEADERS"]
+    assert to_json(result)["health"]["status"] == "degraded"
+
+
+def scan_with(lib: RunningLibrary, checks: Sequence[Check]) -> ScanResult:
+    return run_scan(lib.spec_path, ScanOptions(base_url=lib.base_url, max_rps=500, ca_file=str(lib.ca_file)),
+                    identities(), checks=checks)

@@ -210,6 +210,8 @@ class Scan:
         self._callable = [v.op for v in self.verdicts if v.safety != "held"]
         #: Called with (check ID, operation label) before each request: the engine's progress display.
         self.on_request: Callable[[str, str], None] | None = None
+        #: How each identity logs in (to log it in again when its session ends during the scan).
+        self.configs: dict[str, IdentityConfig] = {}
 
     # -- ScanContext --------------------------------------------------------------------
     def operations(self) -> Sequence[Operation]:
@@ -489,6 +491,14 @@ class Scan:
             if found is not None:
                 out.append(found)
                 break
+        # One object each identity created: an object that disappears is data the target lost.
+        for identity in [*self.users, *([self.admin] if self.admin else [])]:
+            mine = next(((o.op, o.values) for o in self._objects.get(identity.name, []) if o.created), None)
+            if mine is not None:
+                plan = self.plan(mine[0], identity, path_values=mine[1])
+                answer = await self.send(plan, identity)
+                if 200 <= answer.status < 300:
+                    out.append(Baseline(mine[0], identity, plan, answer.status, 0, created=True))
         return out
 
     async def _baseline(self, op: Operation, identity: Identity) -> Baseline | None:
@@ -550,17 +560,37 @@ class Scan:
                              "be written back: restore them by hand")
         return notes
 
-    async def health(self, baselines: Sequence[Baseline]) -> str | None:
-        """What broke since the baselines were taken (confirmed by a second try), or None."""
+    async def health(self, baselines: Sequence[Baseline]) -> tuple[str, bool] | None:
+        """What broke since the baselines were taken (confirmed by a second try) and whether the scan must stop,
+        or None. An identity whose credentials stopped working is logged in again when it has a login flow:
+        that is a warning (its session ended) unless the new login fails too."""
+        warnings: list[str] = []
         for baseline in baselines:
-            for attempt in range(2):
+            for attempt in range(3):
                 answer = await self.send(baseline.plan, baseline.identity)
                 problem = judge(baseline, answer, len(list_items(answer.json())))
                 if problem is None:
                     break
-                if attempt == 1:
-                    return problem
-        return None
+                if attempt == 0:
+                    continue  # confirm before acting
+                relogged = attempt == 1 and answer.status in (401, 403) and await self._relogin(baseline.identity)
+                if relogged:
+                    warnings.append(f"{problem}; the scan logged {baseline.identity.name} in again")
+                    continue
+                return "; ".join([*warnings, problem]), True
+        return ("; ".join(warnings), False) if warnings else None
+
+    async def _relogin(self, identity: Identity) -> bool:
+        """Log ``identity`` in again with its flow, replacing its credentials in place; whether that worked."""
+        config = self.configs.get(identity.name)
+        if config is None or config.login is None or identity.role == "anonymous":
+            return False
+        try:
+            fresh = await login(self, config)
+        except ScanError:
+            return False
+        identity.headers, identity.cookies, identity.token = fresh.headers, fresh.cookies, fresh.token
+        return True
 
 
 def _unique_key(plan: RequestPlan, param: str, identity: Identity) -> str | None:
@@ -673,6 +703,7 @@ async def register_identity(scan: Scan, template: IdentityConfig) -> Identity | 
     except ScanError as exc:
         return f"the account registered through {op.label} could not log in: {exc}"
     identity.registered_with = op.label
+    scan.configs[name] = config
     return identity
 
 
@@ -783,6 +814,7 @@ async def scan_async(
             elif second is not None:
                 result.notes.append(f"no second user: {second}")
         scan.users, scan.admin = users, admin
+        scan.configs.update({c.name: c for c in identities})
         result.identities = [i.name for i in [*users, *([admin] if admin else [])]]
         result.secrets = secrets_of([*users, *([admin] if admin else [])])
         await scan.discover(progress)
@@ -849,7 +881,7 @@ async def _run_checks(scan: Scan, result: ScanResult, checks: Sequence[Check], b
     broken = await scan.health(baselines) if baselines else None
     result.health_checks += 1
     if broken is not None:
-        result.health.append(HealthEvent("discovery", broken, scan.options.stop_when_broken))
+        result.health.append(HealthEvent("discovery", broken[0], broken[1] and scan.options.stop_when_broken))
     for index, check in enumerate(ordered):
         current.clear()
         current[check.info.id] = index
@@ -889,7 +921,8 @@ async def _run_checks(scan: Scan, result: ScanResult, checks: Sequence[Check], b
             broken = await scan.health(baselines)
             result.health_checks += 1
             if broken is not None:
-                result.health.append(HealthEvent(check.info.id, broken, scan.options.stop_when_broken))
+                result.health.append(HealthEvent(check.info.id, broken[0],
+                                                 broken[1] and scan.options.stop_when_broken))
     if progress:
         progress("done", len(ordered), len(ordered), "")
 
