@@ -94,6 +94,7 @@ def test_classifier_holds_back_operations_that_say_they_change_the_whole_app() -
     assert gate.refusal("GET", "/v2/createdb") is not None
     assert gate.refusal("POST", "/v2/createdb/") is not None  # held by name: every method on the path
     assert gate.refusal("GET", "/v2/things/7/initial-state") is None
+    assert gate.refusal("GET", "/v2/CreateDB") is not None and gate.refusal("GET", "/v2/create%64b") is not None
     changed = {v.op.label: v.safety for v in classify(spec, include=["createDb"], exclude=["GET /things/{thingId}"])}
     assert changed["GET /createdb"] == "read" and changed["GET /things/{thingId}"] == "held"
     with pytest.raises(ValueError, match="--exclude: no operation 'nope' in the OpenAPI document"):

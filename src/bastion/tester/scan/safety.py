@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import unquote
 
 from bastion.tester.audit.context import Operation, Spec
 from bastion.tester.audit.methods import state_change_words
@@ -116,8 +117,9 @@ def classify(spec: Spec, *, include: Sequence[str] = (), exclude: Sequence[str] 
 
 
 def _template_regex(template: str) -> re.Pattern[str]:
+    # Case-insensitive: some servers route /Reset-DB to /reset-db, and refusing too much is the safe side.
     parts = re.split(r"\{[^}]+\}", template.rstrip("/"))
-    return re.compile("^" + "[^/]+".join(re.escape(p) for p in parts) + "/?$")
+    return re.compile("^" + "[^/]+".join(re.escape(p) for p in parts) + "/?$", re.IGNORECASE)
 
 
 class Gate:
@@ -129,7 +131,9 @@ class Gate:
         self._by_name = {id(v.op) for v in verdicts if v.safety == "held" and dangerous_reason(v.op) is not None}
 
     def refusal(self, method: str, path: str) -> str | None:
-        """Why a ``method`` request to ``path`` (without query) must not be sent, or None."""
+        """Why a ``method`` request to ``path`` (without query) must not be sent, or None. The path is
+        percent-decoded first (``/reset%2Ddb`` is ``/reset-db`` to the server)."""
+        path = unquote(path)
         for op, pattern, reason in self._held:
             if not pattern.match(path):
                 continue
