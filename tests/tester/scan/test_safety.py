@@ -74,9 +74,12 @@ def test_classifier_holds_back_operations_that_say_they_change_the_whole_app() -
     doc = baseline()
     ok = {"200": {"description": "ok"}}
     doc["paths"].update({
-        "/createdb": {"get": {"operationId": "createDb", "description": "Drops and reseeds the database.",
+        "/createdb": {"get": {"operationId": "createDb", "responses": ok}},
+        "/fixtures": {"get": {"operationId": "loadFixtures", "description": "Drops and reseeds the database.",
                               "responses": ok}},
         "/session": {"get": {"operationId": "logoutUser", "responses": ok}},
+        "/v1/create_db": {"get": {"summary": "Creates and populates the database with dummy data",
+                                  "responses": ok}},
         "/system/setup": {"post": {"summary": "Initial setup", "responses": ok}},
         "/things/{thingId}/initial-state": {"get": {"operationId": "getInitialState", "responses": ok}},
         "/things/{thingId}/password": {"put": {"operationId": "setPassword", "responses": ok}},
@@ -84,9 +87,10 @@ def test_classifier_holds_back_operations_that_say_they_change_the_whole_app() -
     spec = spec_of(doc)
     verdicts = {v.op.label: v for v in classify(spec)}
     assert verdicts["GET /createdb"].safety == "held"
-    assert "drops" in verdicts["GET /createdb"].reason
+    assert verdicts["GET /fixtures"].reason.startswith("its description says 'drops'")
     assert verdicts["GET /session"].safety == "held" and "logout" in verdicts["GET /session"].reason
     assert verdicts["POST /system/setup"].safety == "held"
+    assert verdicts["GET /v1/create_db"].reason.startswith("its path says 'create-db'")
     assert verdicts["GET /things/{thingId}/initial-state"].safety == "read"
     assert verdicts["PUT /things/{thingId}/password"].safety == "destructive"
     assert verdicts["POST /things"].safety == "write"

@@ -21,7 +21,8 @@ from bastion.tester.audit.interface import Hit, Rule, RuleInfo, Severity
 DANGEROUS_WORDS = re.compile(
     r"(?:^|[^a-z])(?:re-?seed|seed|reset|re-?init|init(?:iali[sz]e)?|setup|set-?up|install|drop|purge|wipe|"
     r"truncate|flush|shutdown|shut-?down|restart|reboot|kill|destroy|factory|populate|migrate|"
-    r"delete-?all|remove-?all|clear-?all|logout|log-?out|sign-?out|signout|revoke-?all)(?:$|[^a-z])",
+    r"(?:re-?)?create-?(?:db|database|schema|tables?)|"
+    r"delete-?all|remove-?all|clear-?all|logout|log-?out|sign-?out|signout|revoke-?all)(?:e?s)?(?:$|[^a-z])",
     re.IGNORECASE,
 )
 #: Phrases in a description that say the same in prose ("drops and reseeds the database").
@@ -29,6 +30,9 @@ DANGEROUS_PROSE = re.compile(
     r"(?:re-?seed|drops?\b|wipes?\b|truncates?\b|purges?\b|shuts? down|restarts?\b|"
     r"(?:deletes?|removes?|clears?) (?:all|every)\b|"
     r"resets? (?:the )?(?:whole |entire )?(?:database|db|data|application|app|state|server|system)|"
+    r"(?:re)?(?:creates?|builds?|populates?|initiali[sz]es?) (?:and populates )?(?:the |a )?(?:new |whole )?"
+    r"(?:database|db|schema|tables)\b|"
+    r"(?:loads?|populates?|fills?|inserts?|with) (?:the |some )?(?:dummy|sample|demo|seed|fake|test) data|"
     r"(?:logs?|signs?) (?:the (?:user|caller) )?out\b|invalidates? (?:the |all )?(?:session|token)s?)",
     re.IGNORECASE,
 )
@@ -37,12 +41,13 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 def state_change_words(op: Operation) -> str | None:
     """Where ``op``'s own words say it changes the application as a whole ("its operationId says 'reset'"),
-    or None. ``resetDatabase`` is split at its capitals so word boundaries apply."""
+    or None. ``resetDatabase`` is split at its capitals and ``create_db`` read as ``create-db`` so word
+    boundaries apply."""
     op_id = str(op.node.get("operationId", ""))
     summary = str(op.node.get("summary", ""))
     description = str(op.node.get("description", ""))
     for where, text in (("operationId", op_id), ("path", op.template), ("summary", summary)):
-        match = DANGEROUS_WORDS.search(_CAMEL.sub("-", text))
+        match = DANGEROUS_WORDS.search(_CAMEL.sub("-", text).replace("_", "-"))
         if match:
             return f"its {where} says {match.group(0).strip('/-_ {}.').lower()!r}"
     match = DANGEROUS_PROSE.search(description) or DANGEROUS_PROSE.search(summary)
