@@ -63,6 +63,8 @@ PHASES: tuple[Phase, ...] = (
     "misconfiguration",
     "inventory",
 )
+#: Path parameters naming an account by user name: filled with the identity's own when nothing else is known.
+NAME_PARAMS = frozenset({"username", "user", "login", "userlogin", "accountname"})
 #: Last path segment of an identity's own profile ("me", "profile"...).
 SELF_PATH = re.compile(r"^(?:me|self|my|myself|current|current[-_]?user|whoami|profile|account|userinfo)$",
                        re.IGNORECASE)
@@ -234,6 +236,9 @@ class Scan:
             same = exact or [o for o in known if name in o.values]
             if same:
                 values[name] = same[0].values[name]
+                continue
+            if identity.username and _norm(name) in NAME_PARAMS:
+                values[name] = identity.username  # /users/{username}: the identity's own account
                 continue
             param = next((p for p in op.parameters if p.location == "path" and p.name == name), None)
             value: Any = "1"

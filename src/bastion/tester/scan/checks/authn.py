@@ -726,17 +726,34 @@ async def own_profile(ctx: ScanContext, identity: Identity, info: CheckInfo) -> 
     if identity.name in cache:
         return cache[identity.name]
     found: dict[str, Any] | None = None
-    ops = [op for op in ctx.all_operations() if op.method == "get" and op.secured and "{" not in op.template
-           and (SELF_SEGMENT.match(op.template.rstrip("/").rsplit("/", 1)[-1])
-                or re.search(r"current|whoami", str(op.node.get("operationId", "")), re.IGNORECASE))]
-    for op in sorted(ops, key=lambda o: len(o.template))[:3]:
-        answer = await ctx.send(ctx.plan(op, identity), identity, check=info)
+    for op, values in profile_reads(ctx, identity)[:3]:
+        answer = await ctx.send(ctx.plan(op, identity, path_values=values), identity, check=info)
         body = answer.json()
         if success(answer) and isinstance(body, dict):
             found = body
             break
     cache[identity.name] = found
     return found
+
+
+#: Path parameters that name an account by its user name.
+NAME_SELECTORS = frozenset({"username", "user", "login", "userlogin", "account", "accountname"})
+
+
+def profile_reads(ctx: ScanContext, identity: Identity) -> list[tuple[Operation, dict[str, str]]]:
+    """GETs that return ``identity``'s own profile: "me"-like paths (secured, no parameters) first, then a GET
+    whose only path parameter names an account by user name (``/users/{username}``), filled with its own."""
+    me = [op for op in ctx.all_operations() if op.method == "get" and op.secured and "{" not in op.template
+          and (SELF_SEGMENT.match(op.template.rstrip("/").rsplit("/", 1)[-1])
+               or re.search(r"current|whoami", str(op.node.get("operationId", "")), re.IGNORECASE))]
+    out: list[tuple[Operation, dict[str, str]]] = [(op, {}) for op in sorted(me, key=lambda o: len(o.template))]
+    if identity.username:
+        for op in ctx.all_operations():
+            params = re.findall(r"\{([^}]+)\}", op.template)
+            if op.method == "get" and len(params) == 1 and op.template.endswith("{" + params[0] + "}") \
+                    and _squash(params[0]) in NAME_SELECTORS:
+                out.append((op, {params[0]: identity.username}))
+    return out
 
 
 async def user_reference(ctx: ScanContext, identity: Identity, selector: UserSelector,

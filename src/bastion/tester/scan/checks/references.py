@@ -15,13 +15,12 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 from typing import Any
 
 from bastion.tester.audit.context import Operation, types_of
 from bastion.tester.audit.interface import Severity
-from bastion.tester.scan.checks.authn import SELF_SEGMENT, _typed, user_reference, user_selector
+from bastion.tester.scan.checks.authn import _typed, profile_reads, user_reference, user_selector
 from bastion.tester.scan.checks.probing import body_fields, finding, skip, success
 from bastion.tester.scan.checks.properties import _PRIVILEGED, _free_string, _json, escalated_value, snake
 from bastion.tester.scan.interface import (
@@ -44,11 +43,8 @@ MAX_OPERATIONS = 6
 async def fresh_profile(ctx: ScanContext, identity: Identity, info: CheckInfo) -> tuple[dict[str, Any] | None,
                                                                                       Exchange | None]:
     """``identity``'s own profile read now (not cached) from a "me"-like GET, and the exchange."""
-    ops = [op for op in ctx.operations() if op.method == "get" and op.secured and "{" not in op.template
-           and (SELF_SEGMENT.match(op.template.rstrip("/").rsplit("/", 1)[-1])
-                or re.search(r"current|whoami", str(op.node.get("operationId", "")), re.IGNORECASE))]
-    for op in sorted(ops, key=lambda o: len(o.template))[:2]:
-        answer = await ctx.send(ctx.plan(op, identity), identity, check=info)
+    for op, values in profile_reads(ctx, identity)[:2]:
+        answer = await ctx.send(ctx.plan(op, identity, path_values=values), identity, check=info)
         body = answer.json()
         if success(answer) and isinstance(body, dict):
             return body, answer
