@@ -110,9 +110,11 @@ class FunctionLevel(Check):
                 # Anonymous first: an administrative read that needs no login at all is the worse flaw.
                 anonymous = await ctx.send(plan, ctx.anonymous, check=self.info)
                 if success(anonymous):
+                    declared = ("although the document declares it secured" if op.secured else
+                                "and the document declares no security for it")
                     out.append(finding(self.info, op.label,
-                                       f"{op.label} answered {anonymous.status} without any login, although the "
-                                       f"document declares it secured.{leaked(anonymous)}", anonymous))
+                                       f"{op.label} answered {anonymous.status} without any login, {declared}."
+                                       f"{leaked(anonymous)}", anonymous))
                     continue
                 answer = await ctx.send(plan, user, check=self.info)
                 if success(answer):
