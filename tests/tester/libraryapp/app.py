@@ -12,15 +12,21 @@ nothing. What it has whatever the flaws, because real APIs do:
 * a role column that only accepts :data:`ROLES`: a user whose stored role is anything else makes
   every request as that user answer 500 (a mass-assignment probe writing ``role: "admin"`` breaks it).
 
-Flaws (:data:`ALL_FLAWS`): ``bola`` (any user reads any book, secret included), ``user_enumeration``
-(the failure message says whether the user exists), ``login_no_rate_limit`` (no lockout after 5
-failures), ``mass_assignment`` (``PUT /me`` stores ``role`` and ``admin`` too),
-``register_mass_assignment`` (sign-up stores an undeclared ``admin`` or ``role``), ``redos`` (sign-up checks
-the e-mail address with a backtracking pattern), ``debug_leak`` (``GET /admin/users``, for librarians, answers
-anyone, plaintext passwords included), ``body_reference`` (``PUT /users/profile`` changes the account its body
-names, not the caller's), ``role_change`` (``PUT /users/{username}/role``, for librarians, lets anyone set any
-role), ``revealing_headers``
-(``X-Powered-By`` with a version), ``weak_jwt_secret`` (tokens signed with a six-digit number).
+Flaws (:data:`ALL_FLAWS`):
+
+* ``bola``: any user reads any book, secret included;
+* ``user_enumeration``: the failure message says whether the user exists;
+* ``login_no_rate_limit``: no lockout after 5 failures;
+* ``mass_assignment``: ``PUT /me`` stores ``role`` and ``admin`` too;
+* ``register_mass_assignment``: sign-up stores an undeclared ``admin`` or ``role``;
+* ``redos``: sign-up checks the e-mail address with a backtracking pattern; ``redos_update``: so does
+  ``PUT /users/{username}/email``;
+* ``debug_leak``: ``GET /admin/users`` (for librarians) answers anyone, plaintext passwords included;
+* ``body_reference``: ``PUT /users/profile`` changes the account its body names, not the caller's;
+* ``role_change``: ``PUT /users/{username}/role`` (for librarians) lets anyone set any role;
+* ``revealing_headers``: ``X-Powered-By`` with a version;
+* ``weak_jwt_secret``: tokens signed with a six-digit number.
+
 The secure twin is served over TLS with security headers and rate limits, by the vulnapp's ``Guard``.
 """
 
@@ -50,7 +56,7 @@ __all__ = ["ALL_FLAWS", "ROLES", "SEED_USERS", "SPEC_PATH", "Library", "create_a
 
 ALL_FLAWS = frozenset({"bola", "user_enumeration", "login_no_rate_limit", "mass_assignment", "revealing_headers",
                        "weak_jwt_secret", "register_mass_assignment", "redos", "debug_leak",
-                       "body_reference", "role_change"})
+                       "body_reference", "role_change", "redos_update"})
 SPEC_PATH = Path(__file__).resolve().with_name("openapi.yaml")
 #: The only values the role column accepts (like a database enum).
 ROLES = ("reader", "editor", "librarian")
@@ -250,6 +256,26 @@ def create_app(flaws: Iterable[str] = ()) -> Starlette:
         target.display_name = body["display_name"]
         return _ok("Profile changed.")
 
+    async def get_user(request: Request, account: Account | None) -> Response:
+        assert account is not None
+        target = lib.accounts.get(request.path_params["username"])
+        if target is None or (target is not account and account.role != "librarian"):
+            return problem(404, "No such account.")
+        return JSONResponse(account_json(target))
+
+    async def change_email(request: Request, account: Account | None) -> Response:
+        assert account is not None
+        target = lib.accounts.get(request.path_params["username"])
+        if target is None or target is not account:
+            return problem(404, "No such account.")
+        body = await _json(request)
+        if not isinstance(body, dict) or set(body) != {"email"} or not isinstance(body["email"], str):
+            return problem(400, "email, an address.")
+        if not (EVIL_EMAIL if "redos_update" in chosen else EMAIL).fullmatch(body["email"][:128]):
+            return problem(400, "That is not an e-mail address.")
+        target.email = body["email"]
+        return JSONResponse(account_json(target))
+
     async def change_role(request: Request, account: Account | None) -> Response:
         assert account is not None
         body = await _json(request)
@@ -288,6 +314,8 @@ def create_app(flaws: Iterable[str] = ()) -> Starlette:
             Route("/reset-db", guarded(reset, public=True), methods=["GET"]),
             Route("/users/profile", guarded(change_profile), methods=["PUT"]),
             Route("/users/{username}/role", guarded(change_role), methods=["PUT"]),
+            Route("/users/{username}", guarded(get_user), methods=["GET"]),
+            Route("/users/{username}/email", guarded(change_email), methods=["PUT"]),
             Route("/admin/users", guarded(all_users, public="debug_leak" in chosen), methods=["GET"]),
         ],
         middleware=[Middleware(Guard, flaws=frozenset())],

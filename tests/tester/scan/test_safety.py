@@ -279,6 +279,17 @@ def test_a_single_user_gets_a_registered_user_b_for_the_cross_user_checks() -> N
     assert [s.reason for s in alone.skips] == ["needs 2 user identities (--auth with 2 users), got 1"]
 
 
+def test_redos_in_an_email_change_is_found_and_the_address_kept() -> None:
+    """An e-mail change is destructive by the classifier, yet its body field is probed for ReDoS because the old
+    address can be read back (GET /users/{username}, filled with the identity's own name) and a probe is never a
+    valid address; the slow pattern is found on the update, and every address is as it was."""
+    with serve_library({"redos_update"}) as lib:
+        result = scan_with(lib, [BY_ID["API4-REGEX-DOS"]])
+        assert_intact(lib)
+    assert [(f.check.id, f.target) for f in result.findings] == [("API4-REGEX-DOS", "PUT /users/{username}/email")]
+    assert "/users/alice/email" in result.findings[0].evidence[-1].url
+
+
 def test_dry_run_lists_the_plan_and_sends_nothing(tmp_path: Path) -> None:
     """`bastion scan --dry-run` prints each operation's safety verdict (the reset held back with its reason),
     the form login, the discovery requests and the checks, against a URL where nothing listens."""

@@ -30,8 +30,9 @@ Heuristics:
   inputs of growing length (:data:`REDOS_LENGTHS`, short steps, stopping at the first slow one)
   built from the pattern's repeated character classes (``a`` for e-mail addresses), ending with a
   character that breaks the match; a response time more than :data:`REDOS_DELAY` seconds over
-  the short input's, twice, is a finding. A probed update field is read before and written back
-  after when it changed.
+  the short input's, twice, is a finding. A probed update field is read before (from the GET on
+  the same path, or on the path it belongs to) and written back after when it changed; e-mail
+  changes, destructive to the safety classifier, are probed only when that read works.
 """
 
 from __future__ import annotations
@@ -457,6 +458,8 @@ class _Input:
     location: str  # query, path or body
     name: str
     pattern: str | None  # None: an e-mail address (validated by a pattern the document does not show)
+    #: An e-mail change (destructive by the safety classifier): probed only when the value can be written back.
+    needs_restore: bool = False
 
     @property
     def label(self) -> str:
@@ -464,12 +467,17 @@ class _Input:
 
 
 def redos_targets(ctx: ScanContext) -> list[_Input]:
-    """String inputs with a ``pattern`` or holding an e-mail address, in parameters and JSON bodies."""
+    """String inputs with a ``pattern`` or holding an e-mail address, in parameters and JSON bodies; e-mail
+    changes the safety classifier calls destructive are included, to be probed only when restorable (a probe is
+    never a valid address, so a validating API refuses it before storing anything)."""
     out: list[_Input] = []
-    for op in ctx.operations():
+    in_scope = {id(op) for op in ctx.operations()}
+    extra = [op for op in ctx.all_operations() if id(op) not in in_scope and op.method in ("put", "patch")
+             and "password" not in f"{op.template} {op.node.get('operationId', '')}".lower()]
+    for op in [*ctx.operations(), *extra]:
         for param in op.parameters:
             # Parameters of reads only: a PUT to a path built from a probe could create an object there.
-            if param.location not in ("query", "path") or op.method not in ("get", "head"):
+            if param.location not in ("query", "path") or op.method not in ("get", "head") or id(op) not in in_scope:
                 continue
             node = ctx.spec.parameter_schema(param)
             schema = node.schema if node is not None else {}
@@ -484,7 +492,8 @@ def redos_targets(ctx: ScanContext) -> list[_Input]:
             if field.read_only or (kinds and "string" not in kinds):
                 continue
             if isinstance(pattern, str) or field.schema.get("format") == "email" or _EMAIL_NAME.search(field.name):
-                out.append(_Input(op, "body", field.name, pattern if isinstance(pattern, str) else None))
+                out.append(_Input(op, "body", field.name, pattern if isinstance(pattern, str) else None,
+                                  needs_restore=id(op) not in in_scope))
     return out
 
 
@@ -507,6 +516,8 @@ class RegexDos(Check):
         ident = caller(ctx, target.op)
         plan = ctx.plan(target.op, ident)
         restore = await _Restorer.before(ctx, target, plan, ident, self.info)
+        if target.needs_restore and restore is _nothing:
+            return None  # an e-mail change whose old value cannot be read back: not probed
         try:
             chars = redos_inputs(target.pattern, 1) if target.pattern is not None else ["a!"]
             for char in [c[0] for c in chars]:
@@ -559,9 +570,12 @@ class _Restorer:
             return _nothing
         reader_op = next((o for o in ctx.operations() if o.method == "get" and o.template == target.op.template),
                          None)
+        path = plan.path
+        if reader_op is None:
+            reader_op, path = _owner_reader(ctx, target.op), plan.path.rsplit("/", 1)[0]
         if reader_op is None:
             return _nothing
-        reader = ctx.plan(reader_op, ident).copy(path=plan.path)
+        reader = ctx.plan(reader_op, ident).copy(path=path)
         answer = await ctx.send(reader, ident, check=info)
         body = answer.json() if success(answer) else None
         if not isinstance(body, dict) or target.name not in body:
@@ -579,6 +593,15 @@ class _Restorer:
 
 async def _nothing() -> None:
     return None
+
+
+def _owner_reader(ctx: ScanContext, op: Operation) -> Operation | None:
+    """The GET of the resource an update's path belongs to: ``/users/{username}`` for
+    ``PUT /users/{username}/email``."""
+    parent = op.template.rsplit("/", 1)[0]
+    if "{" not in parent:
+        return None
+    return next((o for o in ctx.operations() if o.method == "get" and o.template == parent), None)
 
 
 #: The burst goes last: it exhausts the limit of one operation for a while.
