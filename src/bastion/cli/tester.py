@@ -244,6 +244,12 @@ def render_scan_text(result: ScanResult, console: Console) -> None:
             console.print(f"  {check_id}: {advice}", markup=False)
     else:
         console.print("No findings.", style="green")
+    # Every check ends as a finding, a pass or a skip with its reason: say which passed.
+    found = {f.check.id for f in result.findings}
+    skipped = {s.check.id for s in result.skips}
+    passed = [c.id for c in result.ran if c.id not in found and c.id not in skipped]
+    if passed:
+        console.print(f"passed (ran, nothing found): {', '.join(passed)}", style="dim", markup=False)
     for skip in result.skips:
         console.print(f"skipped {skip.check.id}: {skip.reason}", style="dim", markup=False)
     for verdict in result.held_back:

@@ -372,3 +372,24 @@ def test_an_ended_session_is_a_warning_and_the_scan_logs_in_again() -> None:
 def scan_with(lib: RunningLibrary, checks: Sequence[Check]) -> ScanResult:
     return run_scan(lib.spec_path, ScanOptions(base_url=lib.base_url, max_rps=500, ca_file=str(lib.ca_file)),
                     identities(), checks=checks)
+
+
+def test_text_report_says_what_passed_what_was_held_back_who_scanned_and_the_health(tmp_path: Path) -> None:
+    """`bastion scan` in text: checks that ran without finding are listed as passed, the held-back reset with its
+    reason, the identities used, the target's health; with standard error not a terminal, no progress is shown."""
+    ids = tmp_path / "ids.yaml"
+    ids.write_text("identities:\n" + "".join(
+        f"  - {{name: {n}, login: {{operation: login, body: {{username: {n}, password: {p}}}}}}}\n"
+        for n, p, _ in SEED_USERS[:2]))
+    with serve_library() as lib:
+        proc = subprocess.run([sys.executable, "-m", "bastion", "scan", "--spec", str(lib.spec_path), "--url",
+                               lib.base_url, "--ca-file", str(lib.ca_file), "--auth", str(ids), "--max-rps", "300",
+                               "--check", "API1-BOLA-READ", "--check", "API8-REVEALING-HEADERS"],
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert lib.state.resets == 0
+    assert proc.returncode == 0, proc.stderr
+    assert "passed (ran, nothing found): API1-BOLA-READ, API8-REVEALING-HEADERS" in proc.stdout
+    assert "held back GET /reset-db: its operationId says 'reset'" in proc.stdout
+    assert "identities: alice, bob" in proc.stdout
+    assert "target health: healthy" in proc.stdout
+    assert proc.stderr == ""
