@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -78,6 +79,29 @@ def admin_path(security: list[Doc]) -> Mutation:
         d["paths"]["/admin/things/{thingId}"] = {"get": op}
 
     return mutate
+
+
+def add_op(path: str, method: str, fields: Doc) -> Mutation:
+    """A new operation (the baseline's responses unless given) at ``path``."""
+
+    def mutate(d: Doc) -> None:
+        op = {"responses": copy.deepcopy(get_op(d)["responses"]), **fields}
+        if "{thingId}" in path:
+            op["parameters"] = copy.deepcopy(get_op(d)["parameters"])
+        d["paths"].setdefault(path, {})[method] = op
+
+    return mutate
+
+
+def password_body(*names: str) -> Doc:
+    props = {n: {"type": "string", "maxLength": 128, "format": "password", "writeOnly": True} for n in names}
+    schema = {"type": "object", "additionalProperties": False, "required": list(names), "properties": props}
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def token_response() -> Doc:
+    schema = {"type": "object", "properties": {"access_token": {"type": "string", "maxLength": 2000}}}
+    return {"description": "A token.", "content": {"application/json": {"schema": schema}}}
 
 
 def oauth(flows: Doc) -> Doc:
@@ -257,6 +281,28 @@ CASES: list[tuple[str, Mutation, Mutation]] = [
         lambda d: d["paths"].update({"/v2/new": d["paths"]["/things"]}),
     ),
     ("BAST-INV-005", lambda d: get_op(d).update(deprecated=True), lambda d: get_op(d).update(deprecated=False)),
+    (
+        "BAST-MTH-001",
+        add_op("/seed", "get", {"operationId": "reseedDatabase"}),
+        add_op("/seed", "post", {"operationId": "reseedDatabase"}),
+    ),
+    (
+        "BAST-MTH-001",
+        add_op("/maintenance", "get", {"operationId": "runMaintenance",
+                                       "description": "Drops and reseeds the database."}),
+        add_op("/things/{thingId}/initial-state", "get", {"operationId": "getInitialState"}),
+    ),
+    (
+        "BAST-MTH-002",
+        add_op("/me/password", "put", {"operationId": "setPassword", "requestBody": password_body("newPassword")}),
+        add_op("/me/password", "put", {"operationId": "setPassword",
+                                       "requestBody": password_body("newPassword", "currentPassword")}),
+    ),
+    (
+        "BAST-OBJ-003",
+        add_op("/session", "get", {"operationId": "getSession", "responses": {"200": token_response()}}),
+        add_op("/auth/login", "post", {"operationId": "login", "responses": {"200": token_response()}}),
+    ),
     (
         "BAST-INV-006",
         lambda d: body(d)["properties"].update(extra={"$ref": "other.yaml#/Extra"}),

@@ -21,7 +21,7 @@ from bastion.cli.output import err, out, print_config_error
 
 if TYPE_CHECKING:
     from bastion.tester.audit import AuditResult, Severity
-    from bastion.tester.scan.engine import ScanResult
+    from bastion.tester.scan.engine import ScanPlan, ScanResult
 
 
 class Format(enum.StrEnum):
@@ -224,7 +224,7 @@ def looks_like_production(host: str) -> bool:
 
 def render_scan_text(result: ScanResult, console: Console) -> None:
     """Findings by severity (one line each, then the curl command), per-check counts, skips and a summary."""
-    from bastion.tester.scan.report import Redactor, curl, severity_counts
+    from bastion.tester.scan.report import Redactor, curl, reproducer, severity_counts
 
     redactor = Redactor(result.secrets)
     console.print(f"bastion scan of {result.base_url} ({result.spec_file})", markup=False, highlight=False)
@@ -236,7 +236,7 @@ def render_scan_text(result: ScanResult, console: Console) -> None:
             line.append(redactor.text(f.message))
             console.print(line)
             if f.evidence:
-                console.print("    " + curl(f.evidence[-1], redactor), style="dim", markup=False, highlight=False)
+                console.print("    " + curl(reproducer(f), redactor), style="dim", markup=False, highlight=False)
     console.print()
     if result.findings:
         console.print("Fix advice:", style="bold")
@@ -244,10 +244,21 @@ def render_scan_text(result: ScanResult, console: Console) -> None:
             console.print(f"  {check_id}: {advice}", markup=False)
     else:
         console.print("No findings.", style="green")
+    # Every check ends as a finding, a pass or a skip with its reason: say which passed.
+    found = {f.check.id for f in result.findings}
+    skipped = {s.check.id for s in result.skips}
+    passed = [c.id for c in result.ran if c.id not in found and c.id not in skipped]
+    if passed:
+        console.print(f"passed (ran, nothing found): {', '.join(passed)}", style="dim", markup=False)
     for skip in result.skips:
         console.print(f"skipped {skip.check.id}: {skip.reason}", style="dim", markup=False)
+    for verdict in result.held_back:
+        console.print(f"held back {verdict.op.label}: {verdict.reason}", style="dim", markup=False)
     for note in result.notes:
         console.print(f"note: {note}", style="dim", markup=False)
+    console.print(f"identities: {', '.join(result.identities) or 'none (anonymous requests only)'}",
+                  markup=False, highlight=False)
+    render_health(result, console)
     summary = ", ".join(f"{n} {label}" for label, n in severity_counts(result.findings).items() if n)
     console.print(
         f"{len(result.findings)} finding(s){': ' if summary else ''}{summary}; {len(result.ran)} check(s) ran, "
@@ -255,6 +266,42 @@ def render_scan_text(result: ScanResult, console: Console) -> None:
         style="bold",
         markup=False,
     )
+
+
+def render_health(result: ScanResult, console: Console) -> None:
+    """The health watch's verdict: one green line, or what broke and after which check, in bold red."""
+    from bastion.tester.scan.health import summary
+
+    if not result.health:
+        console.print(f"target health: {summary(result.health)} ({result.health_checks} check(s))", style="green",
+                      markup=False, highlight=False)
+        return
+    for event in result.health:
+        stopped = " - the scan stopped; the remaining checks did not run" if event.stopped else ""
+        console.print(f"TARGET BROKEN after {event.after}: {event.message}{stopped}", style="bold red",
+                      markup=False, highlight=False)
+
+
+def render_plan(plan: ScanPlan, console: Console) -> None:
+    """``--dry-run``: the safety verdict of every operation, the logins, the discovery requests and the checks."""
+    console.print(f"bastion scan plan for {plan.base_url} ({plan.spec_file}); nothing was sent", markup=False,
+                  highlight=False)
+    console.print()
+    console.print("Operations:", style="bold")
+    for verdict in plan.verdicts:
+        console.print(f"  {verdict.safety:<12}{verdict.op.label}  ({verdict.reason})", markup=False, highlight=False)
+    if plan.logins:
+        console.print("Logins:", style="bold")
+        for name, label, media in plan.logins:
+            console.print(f"  {name}: {label} ({media})", markup=False, highlight=False)
+    console.print("Discovery requests:", style="bold")
+    for who, method, path, body in plan.discovery:
+        console.print(f"  {method} {path} as {who}" + (f"  {body}" if body else ""), markup=False, highlight=False)
+    console.print("Checks that would run:", style="bold")
+    for info in plan.checks:
+        console.print(f"  {info.id}: {info.checks}", markup=False, highlight=False)
+    for skip in plan.skips:
+        console.print(f"skipped {skip.check.id}: {skip.reason}", style="dim", markup=False)
 
 
 def scan(
@@ -280,6 +327,19 @@ def scan(
     fail_on: Annotated[FailOn, typer.Option(
         "--fail-on", help="Exit 1 when a finding of this severity or worse exists.")] = FailOn.info,
     check: Annotated[list[str] | None, typer.Option("--check", help="Run only this check ID (repeatable).")] = None,
+    include: Annotated[list[str] | None, typer.Option(
+        "--include", help="Call this held-back operation after all: an operationId or 'METHOD /path' (repeatable).")]
+    = None,
+    exclude: Annotated[list[str] | None, typer.Option(
+        "--exclude", help="Never call this operation: an operationId or 'METHOD /path' (repeatable).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print what the scan would call (operations, logins, discovery, checks) and send nothing.")]
+    = False,
+    keep_going: Annotated[bool, typer.Option(
+        "--keep-going", help="Warn instead of stopping when the target breaks during the scan.")] = False,
+    no_register: Annotated[bool, typer.Option(
+        "--no-register", help="With a single user identity, do not register a throwaway second user through the "
+        "API's sign-up.")] = False,
 ) -> None:
     """Attack a running API from its OpenAPI document and report OWASP API Top 10 findings (active testing)."""
     import sys
@@ -289,8 +349,9 @@ def scan(
 
     from bastion.config import ConfigError
     from bastion.tester.audit import Severity
-    from bastion.tester.scan.engine import ScanError, run_scan
-    from bastion.tester.scan.identities import IdentityConfig, identity_from_headers, load_identities
+    from bastion.tester.audit.context import load_spec
+    from bastion.tester.scan.engine import ScanError, plan_scan, run_scan
+    from bastion.tester.scan.identities import IdentityConfig, identity_from_headers, load_identities, load_scope
     from bastion.tester.scan.interface import ScanOptions
     from bastion.tester.scan.registry import ALL_CHECKS, BY_ID
     from bastion.tester.scan.report import to_html, to_json, to_junit, to_sarif, worst
@@ -309,9 +370,12 @@ def scan(
             raise fail(f"unknown check(s): {', '.join(unknown)}; known: {', '.join(BY_ID)}")
         selected = [BY_ID[c] for c in check]
     identities: list[IdentityConfig] = []
+    included, excluded = list(include or []), list(exclude or [])
     try:
         if auth is not None:
             identities = load_identities(auth)
+            file_include, file_exclude = load_scope(auth)
+            included, excluded = [*file_include, *included], [*file_exclude, *excluded]
         if header:
             identities.append(identity_from_headers(header, name="user" if not identities else "header-user"))
     except ConfigError as exc:
@@ -319,23 +383,36 @@ def scan(
         raise typer.Exit(2) from None
     except ValueError as exc:
         raise fail(str(exc)) from None
+    options = ScanOptions(base_url=url.rstrip("/"), max_rps=max_rps, allow_destructive=allow_destructive,
+                          timeout=timeout, ca_file=str(ca_file) if ca_file else None, insecure=insecure,
+                          include=tuple(included), exclude=tuple(excluded), stop_when_broken=not keep_going,
+                          register_users=not no_register)
+    if dry_run:
+        try:
+            plan = plan_scan(load_spec(spec), options, identities, selected)
+        except ConfigError as exc:
+            print_config_error(exc)
+            raise typer.Exit(2) from None
+        except ScanError as exc:
+            raise fail(str(exc)) from None
+        render_plan(plan, out)
+        return
     if looks_like_production(parts.hostname) and not yes:
         if not sys.stdin.isatty():
             raise fail(f"{parts.hostname} looks like a production host; pass --yes to scan it (standard input is "
                        "not interactive, so the scan cannot ask)")
         if not typer.confirm(f"{parts.hostname} looks like a production host. Scan it?", default=False, err=True):
             raise typer.Exit(2)
-    options = ScanOptions(base_url=url.rstrip("/"), max_rps=max_rps, allow_destructive=allow_destructive,
-                          timeout=timeout, ca_file=str(ca_file) if ca_file else None, insecure=insecure)
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    # Progress on a terminal only: piped or redirected stderr stays quiet.
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as bar:
+                  console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("starting", total=1)
 
         def progress(phase: str, done: int, total: int, label: str) -> None:
-            bar.update(task, description=f"{phase}: {label}" if label else phase, completed=done, total=total)
+            bar.update(task, description=escape(f"{phase}: {label}" if label else phase), completed=done,
+                       total=total)
 
         try:
             result = run_scan(spec, options, identities, checks=selected, progress=progress)
@@ -368,6 +445,10 @@ def scan(
             output.write_text(text, encoding="utf-8")
     if output is not None:
         err.print(f"wrote {output} ({len(result.findings)} finding(s))", markup=False)
+    stopped = result.stopped
+    if stopped is not None and (output is not None or fmt is not ScanFormat.text):
+        err.print(f"warning: the target broke after {stopped.after} ({stopped.message}); the scan stopped",
+                  style="bold red", markup=False, highlight=False)
     if fail_on is not FailOn.none:
         highest = worst(result.findings)
         if highest is not None and highest >= Severity.parse(fail_on.value):

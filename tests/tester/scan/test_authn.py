@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bastion.tester.scan.checks.authn import CHECKS, find_login
-from bastion.tester.scan.jwt import crack, decode, encode, wordlist
+from bastion.tester.scan.jwt import candidates, crack, decode, encode, wordlist
 from tests.tester.scan.vulnscan import describe, found, scan_vulnapp
 
 #: Each switch (or set of switches) and exactly the API2 checks it must trigger.
@@ -93,10 +93,13 @@ def test_password_change_for_another_user_needs_two_users_and_destructive() -> N
 
 
 def test_jwt_helpers_crack_and_forge() -> None:
-    """The wordlist has the well-known secrets; a token signed with one is cracked, one with a random key is not."""
+    """The wordlist has the well-known secrets; a token signed with one is cracked, one with a random key is not;
+    the candidates go on with every number of up to six digits, leading zeros included."""
     words = wordlist()
-    assert {"secret", "changeme", "password", "123456", "your-256-bit-secret"} <= set(words)
-    assert 100 <= len(words) <= 200
+    assert {"secret", "changeme", "password", "123456", "your-256-bit-secret", "random"} <= set(words)
+    assert 200 <= len(words) <= 400 and len(set(words)) == len(words)
+    numeric = decode(encode({"alg": "HS256", "typ": "JWT"}, {"sub": "1"}, b"0042"))
+    assert numeric is not None and crack(numeric, candidates()) == "0042"
     token = decode(encode({"alg": "HS256", "typ": "JWT"}, {"sub": "1"}, b"your-256-bit-secret"))
     assert token is not None and crack(token, words) == "your-256-bit-secret"
     other = decode(encode({"alg": "HS256"}, {"sub": "1"}, b"k" * 32))

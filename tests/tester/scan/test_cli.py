@@ -117,7 +117,8 @@ def test_failed_login_exits_2(tmp_path: Path) -> None:
         proc = bastion("--spec", str(app.spec_path), "--url", app.base_url, "--auth", str(ids), "--check",
                        "API2-NO-AUTH")
     assert proc.returncode == 2
-    assert "identity eve: login with POST /auth/login failed (HTTP 401)" in proc.stderr
+    assert "identity eve: login with POST /auth/login failed (HTTP 401: " in proc.stderr
+    assert "Invalid username or password." in proc.stderr
 
 
 def test_docs_list_every_check() -> None:

@@ -340,12 +340,13 @@ def test_skips_carry_reasons(spec_path: Path, origin: str) -> None:
 
 
 def test_failed_login_is_a_scan_error(spec_path: Path, origin: str) -> None:
-    """A login flow that is refused stops the scan with a message naming the identity and the status; an
-    unreachable URL stops it before any check."""
+    """A login flow that is refused stops the scan with a message naming the identity, the status and what the
+    API answered; an unreachable URL stops it before any check."""
     with pytest.raises(ScanError, match=r"cannot reach http://127.0.0.1:9/api: ConnectError"):
         run_scan(spec_path, ScanOptions(base_url="http://127.0.0.1:9/api", max_rps=200), [], checks=[])
     bad = IdentityConfig("mallory", login=LoginFlow("POST /login", {"username": "alice", "password": "nope"}))
-    with pytest.raises(ScanError, match=r"identity mallory: login with POST /login failed \(HTTP 401\)"):
+    refused = r'identity mallory: login with POST /login failed \(HTTP 401: \{"detail":"bad credentials"\}\)'
+    with pytest.raises(ScanError, match=refused):
         run_scan(spec_path, ScanOptions(base_url=origin + "/api", max_rps=200), [bad], checks=[])
     missing = IdentityConfig("x", login=LoginFlow("nosuchop", {}))
     with pytest.raises(ScanError, match="'nosuchop' is not in the OpenAPI document"):
@@ -393,3 +394,23 @@ def test_identities_file_expands_env_and_reports_precise_errors(tmp_path: Path,
         "Authorization": "Bearer x", "X-K": "v"}
     with pytest.raises(ValueError, match="expected 'Name: value'"):
         identity_from_headers(["no colon"])
+
+
+def test_findings_with_one_root_cause_say_so() -> None:
+    """A token accepted with any signature explains the unsigned and algorithm-swapped ones: the root finding names
+    its consequences and each consequence names its root; findings without a root are left alone."""
+    from bastion.tester.scan.engine import group_root_causes
+    from bastion.tester.scan.interface import ScanFinding
+    from bastion.tester.scan.registry import BY_ID
+
+    def made(check_id: str) -> ScanFinding:
+        return ScanFinding(BY_ID[check_id].info, "GET /orders", "Accepted.")
+
+    grouped = group_root_causes([made("API2-JWT-NONE"), made("API2-JWT-WRONG-KEY"), made("API2-JWT-ALG-SWAP")])
+    assert grouped[1].message == (
+        "Accepted. Root cause: the API does not verify token signatures at all; the API2-JWT-ALG-SWAP, "
+        "API2-JWT-NONE finding(s) follow from it and go away with this fix.")
+    assert grouped[0].message == grouped[2].message == (
+        "Accepted. (Follows from API2-JWT-WRONG-KEY: the API does not verify token signatures at all.)")
+    alone = [made("API2-JWT-NONE")]
+    assert group_root_causes(alone) == alone

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from itertools import pairwise
 
 from bastion.config.yamlsrc import FieldPath
-from bastion.tester.audit.context import Spec, types_of
+from bastion.tester.audit.context import Operation, Spec, types_of
 from bastion.tester.audit.interface import Hit, Rule, RuleInfo, Severity
 
 DIGITS_ONLY = re.compile(r"^\^?(\\d|\[0-9\])(\+|\*|\{[0-9,]+\})\$?$")
@@ -133,15 +133,26 @@ SENSITIVE_FIELD = RuleInfo(
     severity=Severity.HIGH,
     scope="openapi",
     checks="A response schema has a property named like a secret (password, hash, token, API key, card number, "
-    "CVV, SSN): the API documents that it sends it to clients.",
+    "CVV, SSN): the API documents that it sends it to clients. Tokens in the answers of login and token "
+    "operations are their purpose and not reported.",
     fix="Remove the property from the response schema (and from what the API returns); if it is input-only, "
     "mark it `writeOnly: true`. Bastion's response filtering removes properties the schema does not declare.",
 )
 
 
+#: Paths and operationIds of operations whose job is to hand out tokens (login, OAuth token endpoints).
+ISSUES_TOKENS = re.compile(r"login|log-in|signin|sign-in|token|oauth|authenticate|session", re.IGNORECASE)
+
+
+def issues_tokens(spec: Spec, op: Operation) -> bool:
+    """A login or token operation: a token in its answer is the point, not a leak."""
+    return op.method == "post" and bool(ISSUES_TOKENS.search(f"{op.template} {op.node.get('operationId', '')}"))
+
+
 def sensitive_field(spec: Spec) -> Iterator[Hit]:
     seen: set[FieldPath] = set()
     for op in spec.operations:
+        login = issues_tokens(spec, op)
         for status, root in spec.response_schemas(op):
             if not status.startswith("2"):
                 continue
@@ -152,6 +163,8 @@ def sensitive_field(spec: Spec) -> Iterator[Hit]:
                 for name, raw in props.items():
                     prop, ppath = spec.resolve(raw, (*node.path, "properties", name))
                     if isinstance(prop, dict) and prop.get("writeOnly") is True:
+                        continue
+                    if login and "token" in str(name).lower():
                         continue
                     if is_sensitive_name(str(name)) and ppath not in seen:
                         seen.add(ppath)

@@ -6,12 +6,24 @@ import the interface.
 
 from __future__ import annotations
 
-from bastion.tester.audit import auth, gateway, inventory, objects, ratelimit, responses, schemas, ssrf, transport
+from bastion.tester.audit import (
+    auth,
+    gateway,
+    inventory,
+    methods,
+    objects,
+    ratelimit,
+    responses,
+    schemas,
+    ssrf,
+    transport,
+)
 from bastion.tester.audit.context import Gateway, Spec
 from bastion.tester.audit.interface import Rule, RuleInfo
 
 SPEC_RULES: tuple[Rule[Spec], ...] = (
     *auth.RULES,
+    *methods.RULES,
     *objects.RULES,
     *schemas.RULES,
     *ratelimit.RULES,

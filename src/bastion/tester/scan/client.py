@@ -88,6 +88,8 @@ class ScanClient:
         self.per_check: Counter[str] = Counter()
         #: Requests each check sent at full speed (``unthrottled=True``, within the ceiling).
         self.bursts: Counter[str] = Counter()
+        #: 5xx answers each check received (the report shows them; a health baseline turning 5xx stops the scan).
+        self.server_errors: Counter[str] = Counter()
         verify: ssl.SSLContext | bool = True
         if options.insecure:
             verify = False
@@ -166,6 +168,8 @@ class ScanClient:
                 elapsed,
                 identity,
             )
+            if response.status_code >= 500:
+                self.server_errors[check_id] += 1
             if response.status_code != 429 or not retry_429 or attempts >= 2:
                 return exchange
             wait = retry_after_seconds(exchange.header("retry-after"))

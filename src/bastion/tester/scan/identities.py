@@ -17,6 +17,12 @@ The file (YAML or JSON) is a list under ``identities:`` (a bare list also works)
         query: {}                        # optional (credentials in the URL)
         expired_token: "${BOB_EXPIRED}"  # optional: lets the JWT expiry check run
 
+Next to ``identities:`` the file may name operations the scan must never call, and held-back
+operations it may call after all (operationIds or ``"METHOD /path"``; see ``bastion.tester.scan.safety``)::
+
+    exclude: [deleteAllBooks, "POST /users/{id}/deactivate"]
+    include: ["GET /reset-password/{token}"]
+
 ``${ENV}`` (and ``${ENV:-default}``) are expanded from the environment. Every problem is
 reported with the file, line, field and what is wrong (:class:`bastion.config.ConfigError`).
 """
@@ -113,8 +119,8 @@ def parse_identities(src: Source) -> list[IdentityConfig]:
     base: FieldPath = ()
     if isinstance(data, dict):
         for key in data:
-            if key != "identities":
-                issues.append(src.issue((key,), "unknown field; expected: identities"))
+            if key not in ("identities", "include", "exclude"):
+                issues.append(src.issue((key,), "unknown field; expected: identities, include, exclude"))
         data, base = data.get("identities"), ("identities",)
     if not isinstance(data, list) or not data:
         issues.append(src.issue(base, "expected a non-empty list of identities"))
@@ -154,6 +160,29 @@ def parse_identities(src: Source) -> list[IdentityConfig]:
     if issues:
         raise ConfigError(issues)
     return out
+
+
+def parse_scope(src: Source) -> tuple[list[str], list[str]]:
+    """The file's ``include`` and ``exclude`` lists of operation references; raise ConfigError on a bad one."""
+    issues: list[ConfigIssue] = []
+    out: dict[str, list[str]] = {"include": [], "exclude": []}
+    if isinstance(src.data, dict):
+        for key in out:
+            raw = src.data.get(key)
+            if raw is None:
+                continue
+            if not isinstance(raw, list) or not all(isinstance(r, str) and r.strip() for r in raw):
+                issues.append(src.issue((key,), 'expected a list of operationIds or "METHOD /path" strings'))
+                continue
+            out[key] = [r.strip() for r in raw]
+    if issues:
+        raise ConfigError(issues)
+    return out["include"], out["exclude"]
+
+
+def load_scope(path: Path) -> tuple[list[str], list[str]]:
+    """``include`` and ``exclude`` of an identities file (empty when it has none)."""
+    return parse_scope(load_source(path, display=str(path)))
 
 
 def load_identities(path: Path) -> list[IdentityConfig]:

@@ -84,6 +84,8 @@ class Identity:
     password_field: str | None = None
     #: A token of this identity that has expired (optional, from the identities file), for the expiry check.
     expired_token: str | None = None
+    #: The sign-up operation the scan created this identity through (a throwaway user B), if it did.
+    registered_with: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +188,14 @@ class ScanOptions:
     max_retry_wait: float = 30.0
     #: Run the local canary listener (SSRF callbacks) on 127.0.0.1.
     canary: bool = True
+    #: Operations (operationId or "METHOD /path") the user opted into although the safety classifier
+    #: holds them back, and operations never to call (see ``bastion.tester.scan.safety``).
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    #: Stop the scan when the health watch sees the target break (else warn and carry on).
+    stop_when_broken: bool = True
+    #: With one user identity, register a throwaway second user through the API's sign-up (for cross-user checks).
+    register_users: bool = True
 
 
 class ScanContext(Protocol):

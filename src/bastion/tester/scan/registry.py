@@ -15,6 +15,7 @@ MODULES: tuple[str, ...] = (
     "authn",
     "bola",
     "bfla",
+    "references",
     "properties",
     "resources",
     "ssrf",

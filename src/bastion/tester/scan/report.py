@@ -8,6 +8,7 @@ JWT signatures, and password/secret/token/hash-named values in bodies and URLs a
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -18,9 +19,12 @@ from bastion import __version__
 from bastion.tester.audit.interface import OWASP_API_2023, Severity
 from bastion.tester.audit.report import SARIF_LEVEL, SARIF_SCHEMA, SECURITY_SEVERITY
 from bastion.tester.scan.engine import ScanResult
+from bastion.tester.scan.health import summary as health_summary
 from bastion.tester.scan.interface import CheckInfo, Exchange, ScanFinding
 
 EXCERPT = 2000
+#: Request bodies larger than this are not embedded in curl commands (they are generated or named instead).
+MAX_CURL_BODY = 8192
 MASK = "<redacted>"
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
                             "x-auth-token", "x-access-token"})
@@ -100,10 +104,37 @@ def curl(exchange: Exchange, redactor: Redactor) -> str:
         if name.lower() in ("user-agent", "content-length", "host"):
             continue
         parts += ["-H", _dq(f"{name}: {redactor.header(name, value)}")]
-    if exchange.request_body:
+    if len(exchange.request_body) > MAX_CURL_BODY:
+        parts += ["--data-binary", _large_body(exchange.request_body)]
+    elif exchange.request_body:
         parts += ["--data-binary", _dq(redactor.text(exchange.request_body.decode("utf-8", "replace")))]
     parts.append(_dq(redactor.url(exchange.url)))
     return " ".join(parts)
+
+
+def _large_body(body: bytes) -> str:
+    """A body too large to embed (a probe of 1 MiB): a command that generates it when it repeats a short
+    pattern, else a file name for the reader to fill, with its size and start."""
+    for period in range(1, 65):
+        pattern = body[:period]
+        if (pattern * (len(body) // period + 1))[: len(body)] == body and pattern.isascii() \
+                and pattern.decode().isprintable() and "'" not in pattern.decode():
+            count, rest = divmod(len(body), period)
+            tail = f"+{json.dumps(pattern[:rest].decode())}" if rest else ""
+            return f"\"$(python3 -c 'import sys; sys.stdout.write({json.dumps(pattern.decode())}*{count}{tail})')\""
+    return f"@request-body.bin  # {len(body)} bytes, starting {body[:80]!r}"
+
+
+def reproducer(finding: ScanFinding) -> Exchange:
+    """The request that shows the flaw: the last one, unless it only reads back what an earlier write did (a
+    mass assignment's read-back, a deleted object's 404), then that write."""
+    evidence = finding.evidence
+    last = evidence[-1]
+    if last.method in ("GET", "HEAD"):
+        writes = [e for e in evidence[:-1] if e.method in ("POST", "PUT", "PATCH", "DELETE")]
+        if writes:
+            return writes[-1]
+    return last
 
 
 def exchange_json(exchange: Exchange, redactor: Redactor) -> dict[str, Any]:
@@ -150,6 +181,27 @@ def _check_json(info: CheckInfo) -> dict[str, Any]:
     }
 
 
+def safety_json(result: ScanResult) -> dict[str, Any]:
+    """What the scan held back (never called) and what the safety gate refused, for every report format."""
+    return {
+        "held_back": [{"operation": v.op.label, "operation_id": v.op.node.get("operationId"), "reason": v.reason}
+                      for v in result.held_back],
+        "destructive": [v.op.label for v in result.verdicts if v.safety == "destructive"],
+        "refused_requests": dict(result.refused),
+    }
+
+
+def health_json(result: ScanResult) -> dict[str, Any]:
+    """The health watch's verdict: healthy, or what broke after which check and whether the scan stopped."""
+    status = "stopped" if result.stopped else ("degraded" if result.health else "healthy")
+    return {
+        "status": status,
+        "summary": health_summary(result.health),
+        "checks": result.health_checks,
+        "events": [{"after": e.after, "message": e.message, "stopped": e.stopped} for e in result.health],
+    }
+
+
 def to_json(result: ScanResult) -> dict[str, Any]:
     """The scan as a JSON-ready mapping (evidence redacted)."""
     redactor = Redactor(result.secrets)
@@ -165,6 +217,8 @@ def to_json(result: ScanResult) -> dict[str, Any]:
         "checks": [{**_check_json(c), "count": counts.get(c.id, 0)} for c in result.ran],
         "skipped": [{"id": s.check.id, "reason": s.reason} for s in result.skips],
         "notes": list(result.notes),
+        "health": health_json(result),
+        "safety": safety_json(result),
         "findings": [
             {
                 "check_id": f.check.id,
@@ -177,7 +231,7 @@ def to_json(result: ScanResult) -> dict[str, Any]:
                 "message": redactor.text(f.message),
                 "advice": f.check.advice,
                 "evidence": [exchange_json(e, redactor) for e in f.evidence],
-                "curl": curl(f.evidence[-1], redactor) if f.evidence else None,
+                "curl": curl(reproducer(f), redactor) if f.evidence else None,
             }
             for f in result.findings
         ],
@@ -226,7 +280,7 @@ def to_sarif(result: ScanResult) -> dict[str, Any]:
     ]
     results: list[dict[str, Any]] = []
     for f in result.findings:
-        url = redactor.url(f.evidence[-1].url) if f.evidence else result.base_url
+        url = redactor.url(reproducer(f).url) if f.evidence else result.base_url
         entry: dict[str, Any] = {
             "ruleId": f.check.id,
             "ruleIndex": index[f.check.id],
@@ -245,7 +299,7 @@ def to_sarif(result: ScanResult) -> dict[str, Any]:
             },
         }
         if f.evidence:
-            entry["properties"]["curl"] = curl(f.evidence[-1], redactor)
+            entry["properties"]["curl"] = curl(reproducer(f), redactor)
         results.append(entry)
     return {
         "$schema": SARIF_SCHEMA,
@@ -258,10 +312,15 @@ def to_sarif(result: ScanResult) -> dict[str, Any]:
                 "taxonomies": [{"name": "CWE", "organization": "MITRE",
                                 "taxa": [{"id": str(c), "name": f"CWE-{c}"} for c in cwes]}],
                 "results": results,
-                "invocations": [{"executionSuccessful": True,
+                "invocations": [{"executionSuccessful": result.stopped is None,
                                  "toolExecutionNotifications": [
+                                     {"level": "error" if e.stopped else "warning",
+                                      "message": {"text": f"target health: after {e.after}: {e.message}"}}
+                                     for e in result.health] + [
                                      {"level": "note", "message": {"text": f"{s.check.id} skipped: {s.reason}"}}
                                      for s in result.skips] + [
+                                     {"level": "note", "message": {"text": f"held back {v.op.label}: {v.reason}"}}
+                                     for v in result.held_back] + [
                                      {"level": "note", "message": {"text": note}} for note in result.notes]}],
                 "properties": {"target": result.base_url, "requests": result.exchanges},
             }
@@ -284,7 +343,7 @@ def to_junit(result: ScanResult) -> str:
             lines = [f"{info.title} ({info.category} {OWASP_API_2023[info.category]}, {info.cwe_id})",
                      redactor.text(f.message), f"Fix: {info.advice}"]
             if f.evidence:
-                lines.append("Reproduce: " + curl(f.evidence[-1], redactor))
+                lines.append("Reproduce: " + curl(reproducer(f), redactor))
             failure.text = "\n".join(lines)
             cases += 1
             failures += 1
@@ -297,13 +356,24 @@ def to_junit(result: ScanResult) -> str:
         ET.SubElement(case, "skipped", message=skip.reason)
         cases += 1
         skipped += 1
+    for verdict in result.held_back:
+        case = ET.SubElement(suite, "testcase", classname="safety.held-back", name=verdict.op.label)
+        ET.SubElement(case, "skipped", message=verdict.reason)
+        cases += 1
+        skipped += 1
+    errors = 0
+    health = ET.SubElement(suite, "testcase", classname="health", name="target health")
+    cases += 1
+    if result.health:
+        ET.SubElement(health, "error", message=health_summary(result.health), type="target-broken")
+        errors += 1
     suite.set("tests", str(cases))
     suite.set("failures", str(failures))
-    suite.set("errors", "0")
+    suite.set("errors", str(errors))
     suite.set("skipped", str(skipped))
     suite.set("time", f"{result.duration:.3f}")
     root = ET.Element("testsuites", name="bastion scan", tests=str(cases), failures=str(failures),
-                      errors="0", skipped=str(skipped), time=f"{result.duration:.3f}")
+                      errors=str(errors), skipped=str(skipped), time=f"{result.duration:.3f}")
     root.append(suite)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
@@ -332,6 +402,9 @@ word-break:break-all;font-size:13px} details{margin:.4em 0} .ok{color:#1e8449;fo
 <p class="meta">Target <code>{{ data.target }}</code> &middot; document <code>{{ data.spec }}</code> &middot;
 identities: {{ data.identities | join(", ") or "none (anonymous only)" }} &middot; {{ data.requests }} requests in
 {{ data.duration_s }} s &middot; bastion {{ data.tool.version }}</p>
+{% if data.health.events %}<div class="finding"><h3><span class="sev high">target health</span>
+{{ data.health.status }}</h3><ul>{% for e in data.health.events %}<li>after <code>{{ e.after }}</code>: {{ e.message }}
+{% if e.stopped %}<strong>(the scan stopped here)</strong>{% endif %}</li>{% endfor %}</ul></div>{% endif %}
 <h2>Summary</h2>
 <table><tr>{% for sev, n in data.summary.items() %}<th><span class="sev {{ sev }}">{{ sev }}</span></th>{% endfor %}
 </tr><tr>{% for sev, n in data.summary.items() %}<td>{{ n }}</td>{% endfor %}</tr></table>
@@ -371,6 +444,14 @@ identities: {{ data.identities | join(", ") or "none (anonymous only)" }} &middo
 {% for c in data.checks %}<tr><td><code>{{ c.id }}</code></td><td>{{ c.category }}</td><td>{{ c.cwe }}</td>
 <td>{{ c.severity }}</td><td>{{ c.count }}</td><td>{{ c.checks }}</td></tr>
 {% endfor %}</table>
+<h2>Target health</h2>
+<p>{{ data.health.summary }} ({{ data.health.checks }} health check(s)).</p>
+<h2>Identities</h2>
+<p>{{ data.identities | join(", ") or "none: anonymous requests only" }}</p>
+{% if data.safety.held_back %}<h2>Held back: never called ({{ data.safety.held_back | length }})</h2>
+<table><tr><th>Operation</th><th>Why</th></tr>
+{% for h in data.safety.held_back %}<tr><td><code>{{ h.operation }}</code></td><td>{{ h.reason }}</td></tr>
+{% endfor %}</table>{% endif %}
 {% if data.notes %}<h2>Notes</h2>
 <ul>{% for n in data.notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
 {% if data.skipped %}<h2>Skipped ({{ data.skipped | length }})</h2>

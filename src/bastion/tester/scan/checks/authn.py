@@ -29,6 +29,7 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode
 
 from bastion.tester.audit.context import Operation
 from bastion.tester.audit.interface import Severity
@@ -274,7 +275,7 @@ class AlgSwap(Check):
 def cracked_secret(ctx: ScanContext, token: jwt.Jwt) -> str | None:
     """The HMAC secret of the user's token from the bundled wordlist (cracked once per scan)."""
     if ctx not in _CRACKED:
-        _CRACKED[ctx] = jwt.crack(token, jwt.wordlist())
+        _CRACKED[ctx] = jwt.crack(token, jwt.candidates())
     return _CRACKED[ctx]
 
 
@@ -285,8 +286,9 @@ def mask(secret: str) -> str:
 class WeakSecret(Check):
     info = _info(
         "API2-JWT-WEAK-SECRET", "JWT HMAC secret is a well-known weak value", 1391, Severity.CRITICAL,
-        "Tries each secret of a bundled wordlist (~120 well-known values) against the user's HS256/384/512 token "
-        "offline; a match is proven by forging a new token with it that the API accepts.",
+        "Tries each secret of a bundled wordlist of well-known values, then every number of up to six digits, "
+        "against the user's HS256/384/512 token offline; a match is proven by forging a new token with it that the "
+        "API accepts.",
         "Sign tokens with a random secret of at least 32 bytes (or an asymmetric key) kept in a secret manager, "
         "and rotate it now: anyone can mint tokens for any user. Bastion's planned `auth` stage will "
         "verify tokens against a JWKS so the API never needs the secret.",
@@ -407,12 +409,19 @@ def find_login(ctx: ScanContext) -> Login | None:
 
 
 async def attempt(ctx: ScanContext, login: Login, info: CheckInfo, username: str, password: str) -> Exchange:
+    """One login as ``username``, in the media type the operation declares (JSON, or the OAuth2 form)."""
     plan = ctx.plan(login.op, ctx.anonymous)
+    if plan.json is None and plan.content_type == "application/x-www-form-urlencoded":
+        fields = dict(parse_qsl((plan.body or b"").decode(), keep_blank_values=True))
+        fields[login.user_field] = username
+        fields[login.password_field] = password
+        return await ctx.send(plan.copy(body=urlencode(fields).encode()), ctx.anonymous, check=info,
+                              retry_429=False)
     body = dict(plan.json) if isinstance(plan.json, dict) else {}
     body[login.user_field] = username
     body[login.password_field] = password
-    return await ctx.send(plan.copy(json=body, content_type="application/json"), ctx.anonymous, check=info,
-                          retry_429=False)
+    return await ctx.send(plan.copy(json=body, content_type=plan.content_type or "application/json"),
+                          ctx.anonymous, check=info, retry_429=False)
 
 
 def looks_logged_in(answer: Exchange) -> bool:
@@ -496,7 +505,8 @@ class UserEnumeration(Check):
         known = await attempt(ctx, login, self.info, username, wrong)
         unknown2 = await attempt(ctx, login, self.info, ghost2, wrong)
         answers = (unknown1, known, unknown2)
-        if any(a.status in (0, 429) or success(a) for a in answers):
+        # A 2xx without a token is a failed login too (APIs that answer {"status": "fail"} with 200).
+        if any(a.status in (0, 429) or looks_logged_in(a) for a in answers):
             return [skip(self.info, "inconclusive: a failed login was rate limited, errored or succeeded "
                                     f"({', '.join(str(a.status) for a in answers)})")]
         if unknown1.status != unknown2.status:
@@ -588,8 +598,14 @@ class NoLoginLimit(Check):
         for _ in range(self.attempts):
             answer = await attempt(ctx, login, self.info, ghost, "Wrong-" + secrets.token_hex(6))
             answers.append(answer)
-            if answer.status in (0, 423, 429) or answer.header("retry-after") or success(answer):
+            # Every way out says why: a pass (limited, or the answer changed: a lockout) or a skip.
+            if answer.status == 0:
+                return [skip(self.info, f"the login operation did not answer ({answer.error})")]
+            if answer.status in (423, 429) or answer.header("retry-after"):
                 return []
+            if looks_logged_in(answer):
+                return [skip(self.info, f"inconclusive: a login with a random user name got {answer.status} with "
+                                        "a token or a cookie")]
             if answer.status != answers[0].status:
                 return []
             if len(answers) == 1 and not _failed_login(answer):
@@ -604,8 +620,12 @@ _REFUSAL_WORDS = re.compile(r"invalid|incorrect|wrong|unknown|bad|fail|credentia
 
 
 def _failed_login(answer: Exchange) -> bool:
-    """A refused login: 401/403/404, or a 400 whose body says the credentials were wrong."""
-    return answer.status in (401, 403, 404) or (answer.status == 400 and bool(_REFUSAL_WORDS.search(answer.text)))
+    """A refused login: 401/403/404, or a 400 (or a 2xx without a token) whose body says the credentials were
+    wrong."""
+    if answer.status in (401, 403, 404):
+        return True
+    refused = bool(_REFUSAL_WORDS.search(answer.text))
+    return refused and (answer.status == 400 or (success(answer) and not looks_logged_in(answer)))
 
 
 class PasswordChangeWithoutOld(Check):
@@ -706,17 +726,34 @@ async def own_profile(ctx: ScanContext, identity: Identity, info: CheckInfo) -> 
     if identity.name in cache:
         return cache[identity.name]
     found: dict[str, Any] | None = None
-    ops = [op for op in ctx.all_operations() if op.method == "get" and op.secured and "{" not in op.template
-           and (SELF_SEGMENT.match(op.template.rstrip("/").rsplit("/", 1)[-1])
-                or re.search(r"current|whoami", str(op.node.get("operationId", "")), re.IGNORECASE))]
-    for op in sorted(ops, key=lambda o: len(o.template))[:3]:
-        answer = await ctx.send(ctx.plan(op, identity), identity, check=info)
+    for op, values in profile_reads(ctx, identity)[:3]:
+        answer = await ctx.send(ctx.plan(op, identity, path_values=values), identity, check=info)
         body = answer.json()
         if success(answer) and isinstance(body, dict):
             found = body
             break
     cache[identity.name] = found
     return found
+
+
+#: Path parameters that name an account by its user name.
+NAME_SELECTORS = frozenset({"username", "user", "login", "userlogin", "account", "accountname"})
+
+
+def profile_reads(ctx: ScanContext, identity: Identity) -> list[tuple[Operation, dict[str, str]]]:
+    """GETs that return ``identity``'s own profile: "me"-like paths (secured, no parameters) first, then a GET
+    whose only path parameter names an account by user name (``/users/{username}``), filled with its own."""
+    me = [op for op in ctx.all_operations() if op.method == "get" and op.secured and "{" not in op.template
+          and (SELF_SEGMENT.match(op.template.rstrip("/").rsplit("/", 1)[-1])
+               or re.search(r"current|whoami", str(op.node.get("operationId", "")), re.IGNORECASE))]
+    out: list[tuple[Operation, dict[str, str]]] = [(op, {}) for op in sorted(me, key=lambda o: len(o.template))]
+    if identity.username:
+        for op in ctx.all_operations():
+            params = re.findall(r"\{([^}]+)\}", op.template)
+            if op.method == "get" and len(params) == 1 and op.template.endswith("{" + params[0] + "}") \
+                    and _squash(params[0]) in NAME_SELECTORS:
+                out.append((op, {params[0]: identity.username}))
+    return out
 
 
 async def user_reference(ctx: ScanContext, identity: Identity, selector: UserSelector,

@@ -23,7 +23,16 @@ from bastion.tester.audit.auth import ADMIN_SEGMENT
 from bastion.tester.audit.context import Operation
 from bastion.tester.audit.interface import Severity
 from bastion.tester.scan.checks.probing import finding, skip, success
-from bastion.tester.scan.interface import Check, CheckInfo, Identity, RequestPlan, ScanContext, ScanFinding, Skip
+from bastion.tester.scan.interface import (
+    Check,
+    CheckInfo,
+    Exchange,
+    Identity,
+    RequestPlan,
+    ScanContext,
+    ScanFinding,
+    Skip,
+)
 
 Outcome = ScanFinding | Skip
 ADVICE = (
@@ -79,8 +88,9 @@ class FunctionLevel(Check):
         id="API5-BFLA", title="Administrative function callable by a normal user", category="API5:2023", cwe=285,
         severity=Severity.HIGH, phase="authorization",
         checks="Calls operations that look administrative (admin/internal/manage path segments or tags, admin "
-        "scopes, x-bastion-admin) as a normal user: a 2xx on a read, or the admin's own answer on a write aimed "
-        "at a nonexistent ID, is a finding.",
+        "scopes, x-bastion-admin) without a login, then as a normal user: a 2xx on a read (the finding names "
+        "credential fields and secrets the answer exposes), or the admin's own answer on a write aimed at a "
+        "nonexistent ID, is a finding.",
         advice=ADVICE,
         needs_users=1,
     )
@@ -97,10 +107,20 @@ class FunctionLevel(Check):
             if method in ("GET", "HEAD"):
                 source = ctx.admin if ctx.admin is not None else user
                 plan = ctx.plan(op, source)
+                # Anonymous first: an administrative read that needs no login at all is the worse flaw.
+                anonymous = await ctx.send(plan, ctx.anonymous, check=self.info)
+                if success(anonymous):
+                    declared = ("although the document declares it secured" if op.secured else
+                                "and the document declares no security for it")
+                    out.append(finding(self.info, op.label,
+                                       f"{op.label} answered {anonymous.status} without any login, {declared}."
+                                       f"{leaked(anonymous)}", anonymous))
+                    continue
                 answer = await ctx.send(plan, user, check=self.info)
                 if success(answer):
                     out.append(finding(self.info, op.label,
-                                       f"{user.name} (role user) called {op.label} and got {answer.status}.", answer))
+                                       f"{user.name} (role user) called {op.label} and got {answer.status}."
+                                       f"{leaked(answer)}", answer))
                 continue
             has_params = any(p.location == "path" for p in op.parameters)
             if has_params:
@@ -128,6 +148,30 @@ class FunctionLevel(Check):
                 out.append(finding(self.info, op.label,
                                    f"{user.name} (role user) called {op.label} and got {answer.status}.", answer))
         return out
+
+
+def leaked(answer: Exchange) -> str:
+    """What an answer exposes that it should not: credential-named fields and secret-looking values, counted."""
+    from bastion.tester.scan.checks.properties import credential_name, sensitive_value
+
+    counts: dict[str, int] = {}
+    stack: list[tuple[str, Any]] = [("", answer.json())]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                path = f"{where}.{key}" if where else str(key)
+                if isinstance(value, str) and value and (credential_name(str(key))
+                                                         or sensitive_value(str(key), value, frozenset())):
+                    counts[path] = counts.get(path, 0) + 1
+                else:
+                    stack.append((path, value))
+        elif isinstance(node, list):
+            stack.extend((f"{where}[]", item) for item in node[:200])
+    if not counts:
+        return ""
+    shown = ", ".join(f"`{k}` ({n} value{'s' if n > 1 else ''})" for k, n in sorted(counts.items())[:5])
+    return f" The answer exposes {shown}."
 
 
 class MethodSwitch(Check):

@@ -139,12 +139,27 @@ class BolaWrite(_CrossUser):
                 answer = await ctx.send(plan, b, check=self.info)
                 if success(answer):
                     reported.add(op.label)
+                    restored = await self._restore(ctx, a, read_op, op, values, current, plan)
                     out.append(finding(self.info, op.label,
-                                       f"{b.name} modified {a.name}'s object at {plan.path} ({answer.status}).",
-                                       answer))
+                                       f"{b.name} modified {a.name}'s object at {plan.path} ({answer.status}). "
+                                       f"{restored}", answer))
         if not tried:
             return [skip(self.info, "no PUT/PATCH operation on an object user A owns")]
         return out
+
+
+    async def _restore(self, ctx: ScanContext, a: Identity, read_op: Operation, op: Operation,
+                       values: dict[str, str], current: Any, sent: Any) -> str:
+        """A writes its object's old fields back; say whether the object reads as before."""
+        if not isinstance(current, dict) or not isinstance(sent.json, dict):
+            return "The scan could not restore it (no earlier representation to write back)."
+        old = {k: current[k] for k in sent.json if k in current}
+        await ctx.send(ctx.plan(op, a, path_values=values).copy(json={**sent.json, **old}), a, check=self.info)
+        again = await ctx.send(ctx.plan(read_op, a, path_values=values), a, check=self.info)
+        body = again.json() if success(again) else None
+        if isinstance(body, dict) and all(body.get(k) == v for k, v in old.items()):
+            return "The scan restored it."
+        return f"The scan could NOT restore it (it now reads {again.status}): check {a.name}'s object."
 
 
 class BolaDelete(_CrossUser):

@@ -41,7 +41,7 @@ from bastion.tester.scan.checks.probing import (
 from bastion.tester.scan.interface import Check, CheckInfo, Exchange, ScanContext, ScanFinding, Skip
 
 __all__ = ["CHECKS", "STACK_TRACE", "CorsCredentials", "CorsReflect", "DebugEndpoints", "PlainHttp",
-           "SecurityHeaders", "TraceEnabled", "VerboseErrors", "error_signature"]
+           "RevealingHeaders", "SecurityHeaders", "TraceEnabled", "VerboseErrors", "error_signature"]
 
 MAX_SAMPLED = 6
 MAX_ERROR_PROBES = 12
@@ -141,6 +141,24 @@ PLAIN_HTTP = CheckInfo(
     advice="Serve the API over HTTPS only. Bastion terminates TLS with `listen.tls` (cert, key, "
     "`min_version`) and sends HSTS (`listen.tls.hsts`).",
 )
+
+REVEALING = CheckInfo(
+    id="API8-REVEALING-HEADERS",
+    title="Response headers reveal the backend's software",
+    category="API8:2023",
+    cwe=200,
+    severity=Severity.LOW,
+    phase="misconfiguration",
+    checks="Looks at the sampled responses for X-Powered-By, X-AspNet-Version, X-AspNetMvc-Version, "
+    "X-Generator and X-Runtime, and a Server header naming a version: each tells an attacker which "
+    "vulnerabilities to try.",
+    advice="Stop the framework from sending these headers. Bastion's `policies.headers` stage removes "
+    "`Server`, `X-Powered-By`, `X-AspNet-Version` and `X-AspNetMvc-Version` from responses by default "
+    "(`remove`).",
+)
+#: Headers that name the software behind the API whatever their value.
+REVEALING_HEADERS = ("x-powered-by", "x-aspnet-version", "x-aspnetmvc-version", "x-generator", "x-runtime")
+_VERSION = re.compile(r"\d+\.\d+")
 
 #: Stack traces, exception names and database errors; each a sign of an unhandled error shown to clients.
 STACK_TRACE: list[tuple[str, re.Pattern[str]]] = [
@@ -268,6 +286,29 @@ class CorsReflect(_Cors):
     credentials = False
 
 
+class RevealingHeaders(Check):
+    """Headers naming the backend's software (and its version)."""
+
+    info = REVEALING
+
+    async def run(self, ctx: ScanContext) -> list[ScanFinding | Skip]:
+        samples = await _samples(ctx, self.info)
+        if not samples:
+            return [skip(self.info, "no response to look at")]
+        found: dict[str, Exchange] = {}
+        for ex in samples:
+            for name, value in ex.response_headers:
+                lname = name.lower()
+                if lname in REVEALING_HEADERS or (lname == "server" and _VERSION.search(value)):
+                    found.setdefault(f"{name}: {value}", ex)
+        if not found:
+            return []
+        first = next(iter(found.values()))
+        return [finding(self.info, "response headers",
+                        f"Responses carry {', '.join(f'`{h}`' for h in found)}: the backend names its software.",
+                        first)]
+
+
 class VerboseErrors(Check):
     """Error responses that show internals."""
 
@@ -373,5 +414,5 @@ class PlainHttp(Check):
                         f"{ex.url}); credentials and data can be read and changed on the network.", ex)]
 
 
-CHECKS: list[Check] = [SecurityHeaders(), CorsCredentials(), CorsReflect(), VerboseErrors(), DebugEndpoints(),
-                       TraceEnabled(), PlainHttp()]
+CHECKS: list[Check] = [SecurityHeaders(), RevealingHeaders(), CorsCredentials(), CorsReflect(), VerboseErrors(),
+                       DebugEndpoints(), TraceEnabled(), PlainHttp()]

@@ -16,16 +16,24 @@ Heuristics (all from the OpenAPI document and the responses, nothing API-specifi
   properties the request schema marks ``readOnly``, and privileged-looking properties (role,
   is_admin, admin, permissions, scopes, verified, balance, credits, tier, plan...) that the
   resource's representation has but the request schema does not let the client write. The
-  value sent is an escalation derived from the property's schema (an ``enum`` value like admin,
-  ``true``, a large number); the resource is read back with the GET operation on the same path
-  and the finding is made only when the value took effect. The old value is written back.
+  value sent is one the target is known to accept, so the probe cannot leave a row the
+  application can no longer read: an ``enum`` value like admin, ``true``, a number within the
+  schema's bounds, or — for a free-form string such as ``role`` — a value another scan identity's
+  own representation shows (the admin's role); a free-form string no identity shows is not sent
+  (the skip says so). The resource is read back with the GET operation on the same path and the
+  finding is made only when the value took effect. The old value is written back and read again;
+  a value that could not be restored, or a write after which the resource answers 5xx, is said
+  in the finding.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterator
 from typing import Any
+
+import orjson
 
 from bastion.tester.audit.context import Operation, Spec, types_of
 from bastion.tester.audit.interface import Severity
@@ -41,6 +49,7 @@ from bastion.tester.scan.checks.probing import (
     skip,
     success,
 )
+from bastion.tester.scan.identities import credential_fields
 from bastion.tester.scan.interface import (
     Check,
     CheckInfo,
@@ -309,6 +318,38 @@ def escalated_value(spec: Spec, schema: dict[str, Any], current: Any) -> Any:
     return None if current == "admin" else "admin"
 
 
+#: Undeclared boolean properties a sign-up is tried with (a privileged role is taken from the admin's profile).
+SIGNUP_FLAGS = ("admin", "is_admin", "isAdmin")
+
+
+def _json(value: Any) -> str:
+    """A value as the API's JSON shows it (``true``, ``"admin"``), for messages."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return repr(value)
+
+
+def _token_in(body: Any) -> str | None:
+    """The first token-named string in a login answer."""
+    stack = [body]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if "token" in str(key).lower() and isinstance(value, str) and len(value) >= 8:
+                    return value
+                stack.append(value)
+    return None
+
+
+def _free_string(schema: dict[str, Any]) -> bool:
+    """A string (or untyped) property without an enum: a guessed value may be one the target's storage refuses."""
+    kinds = types_of(schema)
+    return (not kinds or "string" in kinds) and not isinstance(schema.get("enum"), list) and \
+        not ({"boolean", "integer", "number", "array", "object"} & kinds)
+
+
 def _read_back_op(ctx: ScanContext, op: Operation) -> Operation | None:
     for other in ctx.spec.operations:
         if other.method == "get" and other.template == op.template:
@@ -345,12 +386,19 @@ class MassAssignment(Check):
     async def run(self, ctx: ScanContext) -> list[ScanFinding | Skip]:
         out: list[ScanFinding | Skip] = []
         tried = 0
+        self._unsent: list[str] = []
         writes = [o for o in ctx.operations() if o.method in ("patch", "put", "post")
                   and "password" not in o.template.lower() and json_request_schema(ctx.spec, o) is not None]
         for op in writes[:MAX_WRITE_OPERATIONS]:
             ident = caller(ctx, op)
             if op.public:
-                continue  # a public write (login, sign-up) has no resource of the caller's to escalate
+                # A sign-up is the one public write with a resource to escalate: the account it creates.
+                signup = await self._probe_signup(ctx, op)
+                if signup is not None:
+                    tried += 1
+                    if isinstance(signup, ScanFinding):
+                        out.append(signup)
+                continue
             candidates = self._candidates(ctx, op)
             if not candidates:
                 continue
@@ -360,7 +408,88 @@ class MassAssignment(Check):
                 out.append(result)
         if not tried:
             out.append(skip(self.info, "no authenticated write operation with readOnly or privileged properties"))
+        for unsent in dict.fromkeys(self._unsent):
+            out.append(skip(self.info, unsent))
         return out
+
+    async def _probe_signup(self, ctx: ScanContext, op: Operation) -> ScanFinding | bool | None:
+        """Register two throwaway accounts — one with undeclared privileged properties, a control without —,
+        log each in and read its profile: a property that took effect only on the first is mass assignment.
+        None when ``op`` is not a sign-up the scan can follow through (no login, no profile operation)."""
+        from bastion.tester.scan.checks.authn import find_login, looks_logged_in, own_profile
+
+        names = {f.name for f in body_fields(ctx.spec, op)}
+        user_field, password_field = credential_fields(names)
+        login = find_login(ctx)
+        if not (user_field and password_field) or login is None or login.op is op or not ctx.users:
+            return None
+        declared = {snake(n) for n in names}
+        extra: dict[str, Any] = {k: True for k in SIGNUP_FLAGS if snake(k) not in declared}
+        admin_profile = await own_profile(ctx, ctx.admin, self.info) if ctx.admin else None
+        for key in ("role", "roles"):
+            value = admin_profile.get(key) if isinstance(admin_profile, dict) else None
+            if key not in declared and isinstance(value, str | list) and value:
+                extra[key] = value  # the admin's own value: one the target surely stores
+        if not extra:
+            return None
+        accounts: list[tuple[dict[str, Any] | None, list[Exchange]]] = []
+        for props in (extra, {}):
+            accounts.append(await self._signup(ctx, op, login, user_field, password_field, props,
+                                               looks_logged_in, own_profile))
+        (probe, evidence), (control, _) = accounts
+        if probe is None or control is None:
+            return True
+        took = {k: v for k, v in extra.items() if probe.get(k) == v and control.get(k) != v}
+        if not took:
+            return True
+        shown = ", ".join(f"`{k}: {_json(v)}`" for k, v in took.items())
+        control_shows = ", ".join(f"{k}: {_json(control.get(k))}" for k in took)
+        return finding(self.info, op.label,
+                       f"Signing up with {shown} (not in the request schema) created an account that has "
+                       f"{'it' if len(took) == 1 else 'them'}; a control sign-up without got "
+                       f"{control_shows}. No login is needed to become "
+                       "privileged. (The scan's two throwaway accounts remain.)", *evidence)
+
+    async def _signup(self, ctx: ScanContext, op: Operation, login: Any, user_field: str, password_field: str,
+                      props: dict[str, Any], logged_in: Any, profile_of: Any) -> tuple[dict[str, Any] | None,
+                                                                                   list[Exchange]]:
+        """Register a throwaway account with ``props``, log it in, and return its profile and the exchanges."""
+        plan = ctx.plan(op, ctx.anonymous)
+        name = "bscan" + secrets.token_hex(5)
+        password = "Bscan-" + secrets.token_hex(8) + "!9a"
+        body = dict(plan.json) if isinstance(plan.json, dict) else {}
+        for key in list(body):
+            if "mail" in key.lower():
+                body[key] = name + "@example.com"
+        body.update({user_field: name + "@example.com" if "mail" in user_field.lower() else name,
+                     password_field: password, **props})
+        made = await ctx.send(plan.copy(json=body), ctx.anonymous, check=self.info)
+        if not success(made):
+            return None, [made]
+        from bastion.tester.scan.checks.authn import attempt
+
+        answer = await attempt(ctx, login, self.info, str(body[user_field]), password)
+        token = _token_in(answer.json()) if logged_in(answer) else None
+        template = ctx.users[0]
+        if token is None or not template.token:
+            return None, [made, answer]
+        headers = {k: v.replace(template.token, token) for k, v in template.headers.items() if template.token in v}
+        fresh = Identity(name, headers=headers, token=token)
+        return await profile_of(ctx, fresh, self.info), [made, answer]
+
+    async def _observed(self, ctx: ScanContext, read_plan: RequestPlan | None, ident: Identity, name: str,
+                        current: Any) -> Any:
+        """A value of ``name`` another identity's own representation shows (the admin's first), or None."""
+        if read_plan is None:
+            return None
+        others = [*([ctx.admin] if ctx.admin else []), *[u for u in ctx.users if u is not ident]]
+        for other in others:
+            answer = await ctx.send(read_plan, other, check=self.info)
+            body = answer.json() if success(answer) else None
+            value = body.get(name) if isinstance(body, dict) else None
+            if isinstance(value, str) and value and value != current:
+                return value
+        return None
 
     def _candidates(self, ctx: ScanContext, op: Operation) -> list[tuple[str, dict[str, Any]]]:
         fields = body_fields(ctx.spec, op)
@@ -392,9 +521,19 @@ class MassAssignment(Check):
         before = before_ex.json() if before_ex is not None and success(before_ex) else None
         if read_plan is not None and not isinstance(before, dict):
             return None  # cannot tell whether anything changed
-        for name, schema in candidates:
+        # Values the schema constrains first (an enum, a boolean, a number): the target surely stores them.
+        ordered = sorted(candidates, key=lambda kv: _free_string(kv[1]))
+        for name, schema in ordered:
             current = before.get(name) if isinstance(before, dict) else None
-            value = escalated_value(ctx.spec, schema, current)
+            if _free_string(schema):
+                value = await self._observed(ctx, read_plan, ident, name, current)
+                if value is None:
+                    self._unsent.append(f"{op.label}: `{name}` is a free-form string and no other identity shows a "
+                                        "value for it; a guessed value (\"admin\") could break the account, so none "
+                                        "was sent (add an admin identity to test it)")
+                    continue
+            else:
+                value = escalated_value(ctx.spec, schema, current)
             if value is None:
                 continue
             sent = await ctx.send(plan.copy(json=self._body(ctx, op, plan, before, name, value)), ident,
@@ -407,6 +546,12 @@ class MassAssignment(Check):
                 after_ex = await ctx.send(read_plan, ident, check=self.info)
                 evidence.append(after_ex)
                 after = after_ex.json() if success(after_ex) else None
+                if after_ex.status >= 500 or after_ex.status == 0:
+                    restored = await self._restore(ctx, op, plan, read_plan, ident, before, name, current)
+                    return finding(self.info, op.label,
+                                   f"`{name}` set to {value!r} was accepted ({sent.status}), and {plan.path} then "
+                                   f"answered {after_ex.status}: the API stores a property clients must not "
+                                   f"control, and the value broke the resource. {restored}", *evidence)
             else:
                 item = _item_op(ctx, op)
                 created = _created_id(sent.json())
@@ -418,14 +563,26 @@ class MassAssignment(Check):
                 else:
                     after = sent.json()
             if isinstance(after, dict) and after.get(name) == value and current != value:
+                restored = ""
                 if read_plan is not None:
-                    await ctx.send(plan.copy(json=self._body(ctx, op, plan, before, name, current)), ident,
-                                   check=self.info)
+                    restored = " " + await self._restore(ctx, op, plan, read_plan, ident, before, name, current)
                 was = "" if read_plan is None else f" (it was {current!r})"
                 return finding(self.info, op.label,
                                f"`{name}` set to {value!r} in the request took effect{was}: the API lets "
-                               f"clients write a property they must not control.", *evidence)
+                               f"clients write a property they must not control.{restored}", *evidence)
         return None
+
+    async def _restore(self, ctx: ScanContext, op: Operation, plan: RequestPlan, read_plan: RequestPlan,
+                       ident: Identity, before: Any, name: str, current: Any) -> str:
+        """Write the old value back and read it again; say whether that worked."""
+        await ctx.send(plan.copy(json=self._body(ctx, op, plan, before, name, current)), ident, check=self.info)
+        check = await ctx.send(read_plan, ident, check=self.info)
+        body = check.json() if success(check) else None
+        if isinstance(body, dict) and body.get(name) == current:
+            return f"The scan restored `{name}` to {_json(current)}."
+        now = _json(body.get(name)) if isinstance(body, dict) else f"HTTP {check.status}"
+        return (f"The scan could NOT restore `{name}` to {_json(current)} (it reads {now}): restore it by hand "
+                f"for {ident.name}.")
 
     @staticmethod
     def _body(ctx: ScanContext, op: Operation, plan: RequestPlan, before: Any, name: str, value: Any) -> Any:

@@ -25,10 +25,14 @@ Heuristics:
   declares none; the rest of the body stays valid. A 2xx is a finding (an echoed array longer
   than ``maxItems`` is stated as proof). Arrays with ``uniqueItems`` are left alone (copies
   would be refused for that reason), as are operations on passwords, e-mail addresses or URLs.
-* *Regex DoS*: only for string parameters with a ``pattern``: inputs of growing length built
-  from the pattern's repeated character classes, ending with a character that breaks the
-  match; a response time that grows by more than :data:`REDOS_DELAY` seconds over the baseline,
-  twice, is a finding.
+* *Regex DoS*: string inputs with a ``pattern`` or holding an e-mail address (``format: email`` or
+  a name saying e-mail), in query and path parameters and in top-level fields of JSON bodies:
+  inputs of growing length (:data:`REDOS_LENGTHS`, short steps, stopping at the first slow one)
+  built from the pattern's repeated character classes (``a`` for e-mail addresses), ending with a
+  character that breaks the match; a response time more than :data:`REDOS_DELAY` seconds over
+  the short input's, twice, is a finding. A probed update field is read before (from the GET on
+  the same path, or on the path it belongs to) and written back after when it changed; e-mail
+  changes, destructive to the safety classifier, are probed only when that read works.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -43,6 +48,7 @@ import orjson
 from bastion.tester.audit.context import Operation, Parameter, types_of
 from bastion.tester.audit.interface import Severity
 from bastion.tester.scan.checks.probing import (
+    body_fields,
     caller,
     finding,
     json_request_schema,
@@ -50,7 +56,16 @@ from bastion.tester.scan.checks.probing import (
     skip,
     success,
 )
-from bastion.tester.scan.interface import Check, CheckInfo, Exchange, ScanContext, ScanFinding, Skip
+from bastion.tester.scan.interface import (
+    Check,
+    CheckInfo,
+    Exchange,
+    Identity,
+    RequestPlan,
+    ScanContext,
+    ScanFinding,
+    Skip,
+)
 from bastion.tester.scan.samples import sample_value
 
 __all__ = ["CHECKS", "LargePayload", "NoRateLimit", "PageSize", "RegexDos", "UnboundedArray"]
@@ -129,8 +144,9 @@ REGEX_DOS = CheckInfo(
     cwe=1333,
     severity=Severity.MEDIUM,
     phase="resources",
-    checks="For string parameters with a `pattern`, sends inputs of growing length that make backtracking "
-    "regex engines explode; response time growing well above the baseline, twice, is a finding.",
+    checks="For string inputs with a `pattern` or holding an e-mail address (parameters and JSON body fields), "
+    "sends inputs of growing length that make backtracking regex engines explode, stopping at the first slow "
+    "one; response time well above a short input's, twice, is a finding.",
     advice="Use linear-time patterns (no nested quantifiers) and bound `maxLength`. Bastion's "
     "`policies.validation` checks patterns on a linear-time engine and enforces `maxLength` before the API "
     "runs its own regex.",
@@ -427,54 +443,165 @@ def redos_inputs(pattern: str, length: int) -> list[str]:
     return list(dict.fromkeys(out))[:2]
 
 
+#: Lengths of the growing inputs, short steps so that an exponential pattern is caught after a few seconds of
+#: backtracking at most (the probe must not hang the target's worker for minutes).
+REDOS_LENGTHS = (12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32)
+MAX_REDOS_TARGETS = 6
+_EMAIL_NAME = re.compile(r"e-?mail", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Input:
+    """A string input a regex may validate: a parameter, or a top-level field of a JSON body."""
+
+    op: Operation
+    location: str  # query, path or body
+    name: str
+    pattern: str | None  # None: an e-mail address (validated by a pattern the document does not show)
+    #: An e-mail change (destructive by the safety classifier): probed only when the value can be written back.
+    needs_restore: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.location} {'parameter' if self.location != 'body' else 'field'} `{self.name}`"
+
+
+def redos_targets(ctx: ScanContext) -> list[_Input]:
+    """String inputs with a ``pattern`` or holding an e-mail address, in parameters and JSON bodies; e-mail
+    changes the safety classifier calls destructive are included, to be probed only when restorable (a probe is
+    never a valid address, so a validating API refuses it before storing anything)."""
+    out: list[_Input] = []
+    in_scope = {id(op) for op in ctx.operations()}
+    extra = [op for op in ctx.all_operations() if id(op) not in in_scope and op.method in ("put", "patch")
+             and "password" not in f"{op.template} {op.node.get('operationId', '')}".lower()]
+    for op in [*ctx.operations(), *extra]:
+        for param in op.parameters:
+            # Parameters of reads only: a PUT to a path built from a probe could create an object there.
+            if param.location not in ("query", "path") or op.method not in ("get", "head") or id(op) not in in_scope:
+                continue
+            node = ctx.spec.parameter_schema(param)
+            schema = node.schema if node is not None else {}
+            pattern = schema.get("pattern")
+            if isinstance(pattern, str) or schema.get("format") == "email":
+                out.append(_Input(op, param.location, param.name, pattern if isinstance(pattern, str) else None))
+        if op.method not in ("post", "put", "patch"):
+            continue
+        for field in body_fields(ctx.spec, op):
+            pattern = field.schema.get("pattern")
+            kinds = types_of(field.schema)
+            if field.read_only or (kinds and "string" not in kinds):
+                continue
+            if isinstance(pattern, str) or field.schema.get("format") == "email" or _EMAIL_NAME.search(field.name):
+                out.append(_Input(op, "body", field.name, pattern if isinstance(pattern, str) else None,
+                                  needs_restore=id(op) not in in_scope))
+    return out
+
+
 class RegexDos(Check):
-    """Patterned parameters whose validation slows down with input length."""
+    """Inputs whose validation slows down with their length."""
 
     info = REGEX_DOS
 
     async def run(self, ctx: ScanContext) -> list[ScanFinding | Skip]:
-        tried = 0
-        for op in ctx.operations():
-            if op.method not in ("get", "head"):
-                continue
-            for param in op.parameters:
-                if param.location not in ("query", "path"):
-                    continue
-                node = ctx.spec.parameter_schema(param)
-                pattern = node.schema.get("pattern") if node is not None else None
-                if not isinstance(pattern, str) or tried >= 4:
-                    continue
-                tried += 1
-                result = await self._probe(ctx, op, param, pattern)
-                if result is not None:
-                    return [result]
-        return [] if tried else [skip(self.info, "no GET parameter declares a `pattern`")]
+        targets = redos_targets(ctx)
+        if not targets:
+            return [skip(self.info, "no string input declares a `pattern` or holds an e-mail address")]
+        for target in targets[:MAX_REDOS_TARGETS]:
+            result = await self._probe(ctx, target)
+            if result is not None:
+                return [result]
+        return []
 
-    async def _probe(self, ctx: ScanContext, op: Operation, param: Parameter, pattern: str) -> ScanFinding | None:
-        ident = caller(ctx, op)
-        plan = ctx.plan(op, ident)
-        for text in redos_inputs(pattern, 40):
-            short = await self._send(ctx, op, plan, ident, param, text[:10] + "!")
-            long = await self._send(ctx, op, plan, ident, param, text)
-            if long.status == 0 and "Timeout" not in (long.error or ""):
-                continue
-            if long.elapsed - short.elapsed < REDOS_DELAY:
-                continue
-            again = await self._send(ctx, op, plan, ident, param, text)
-            if again.elapsed - short.elapsed >= REDOS_DELAY:
-                return finding(self.info, op.label,
-                               f"`{param.name}` with {len(text)} characters took {long.elapsed:.1f} s and "
-                               f"{again.elapsed:.1f} s against {short.elapsed:.2f} s for a short input "
-                               f"(pattern {pattern!r}).", short, long, again)
-        return None
+    async def _probe(self, ctx: ScanContext, target: _Input) -> ScanFinding | None:
+        ident = caller(ctx, target.op)
+        plan = ctx.plan(target.op, ident)
+        restore = await _Restorer.before(ctx, target, plan, ident, self.info)
+        if target.needs_restore and restore is _nothing:
+            return None  # an e-mail change whose old value cannot be read back: not probed
+        try:
+            chars = redos_inputs(target.pattern, 1) if target.pattern is not None else ["a!"]
+            for char in [c[0] for c in chars]:
+                short = await self._send(ctx, target, plan, ident, char * 4 + "!")
+                if short.status == 0:
+                    return None
+                for length in REDOS_LENGTHS:
+                    text = char * length + "!"
+                    long = await self._send(ctx, target, plan, ident, text)
+                    if long.status == 0 and "Timeout" not in (long.error or ""):
+                        break
+                    if long.elapsed - short.elapsed < REDOS_DELAY:
+                        continue
+                    again = await self._send(ctx, target, plan, ident, text)
+                    if again.elapsed - short.elapsed >= REDOS_DELAY:
+                        what = f"pattern {target.pattern!r}" if target.pattern else "an e-mail address"
+                        return finding(self.info, target.op.label,
+                                       f"The {target.label} ({what}) with {len(text)} characters took "
+                                       f"{long.elapsed:.1f} s and {again.elapsed:.1f} s against {short.elapsed:.2f} s "
+                                       f"for a short input: its validation backtracks (the scan stopped growing the "
+                                       f"input there).", short, long, again)
+                    break  # one slow answer that did not repeat: noise, not a pattern
+            return None
+        finally:
+            await restore()
 
-    async def _send(self, ctx: ScanContext, op: Operation, plan: Any, ident: Any, param: Parameter,
-                    value: str) -> Exchange:
-        if param.location == "path":
-            p = ctx.plan(op, ident, path_values={param.name: value})
+    async def _send(self, ctx: ScanContext, target: _Input, plan: Any, ident: Any, value: str) -> Exchange:
+        if target.location == "path":
+            p = ctx.plan(target.op, ident, path_values={target.name: value})
+        elif target.location == "query":
+            p = plan.copy(query=[(k, v) for k, v in plan.query if k != target.name] + [(target.name, value)])
         else:
-            p = plan.copy(query=[(k, v) for k, v in plan.query if k != param.name] + [(param.name, value)])
+            body = dict(plan.json) if isinstance(plan.json, dict) else {}
+            p = plan.copy(json={**body, target.name: value})
         return await ctx.send(p, ident, check=self.info, timeout=ctx.options.timeout)
+
+
+class _Restorer:
+    """For a probe of an update's body field: the field's value before, written back after if it changed."""
+
+    def __init__(self, ctx: ScanContext, reader: RequestPlan | None, writer: RequestPlan, ident: Identity,
+                 name: str, before: Any, info: CheckInfo) -> None:
+        self.ctx, self.reader, self.writer, self.ident = ctx, reader, writer, ident
+        self.name, self.value, self.info = name, before, info
+
+    @classmethod
+    async def before(cls, ctx: ScanContext, target: _Input, plan: RequestPlan, ident: Identity,
+                     info: CheckInfo) -> Any:
+        if target.location != "body" or target.op.method == "post":
+            return _nothing
+        reader_op = next((o for o in ctx.operations() if o.method == "get" and o.template == target.op.template),
+                         None)
+        path = plan.path
+        if reader_op is None:
+            reader_op, path = _owner_reader(ctx, target.op), plan.path.rsplit("/", 1)[0]
+        if reader_op is None:
+            return _nothing
+        reader = ctx.plan(reader_op, ident).copy(path=path)
+        answer = await ctx.send(reader, ident, check=info)
+        body = answer.json() if success(answer) else None
+        if not isinstance(body, dict) or target.name not in body:
+            return _nothing
+        return cls(ctx, reader, plan, ident, target.name, body[target.name], info)
+
+    async def __call__(self) -> None:
+        assert self.reader is not None
+        now = await self.ctx.send(self.reader, self.ident, check=self.info)
+        body = now.json() if success(now) else None
+        if isinstance(body, dict) and body.get(self.name) != self.value:
+            base = dict(self.writer.json) if isinstance(self.writer.json, dict) else {}
+            await self.ctx.send(self.writer.copy(json={**base, self.name: self.value}), self.ident, check=self.info)
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _owner_reader(ctx: ScanContext, op: Operation) -> Operation | None:
+    """The GET of the resource an update's path belongs to: ``/users/{username}`` for
+    ``PUT /users/{username}/email``."""
+    parent = op.template.rsplit("/", 1)[0]
+    if "{" not in parent:
+        return None
+    return next((o for o in ctx.operations() if o.method == "get" and o.template == parent), None)
 
 
 #: The burst goes last: it exhausts the limit of one operation for a while.
