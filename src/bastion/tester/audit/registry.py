@@ -6,7 +6,18 @@ import the interface.
 
 from __future__ import annotations
 
-from bastion.tester.audit import auth, gateway, inventory, objects, ratelimit, responses, schemas, ssrf, transport
+from bastion.tester.audit import (
+    auth,
+    gateway,
+    identity,
+    inventory,
+    objects,
+    ratelimit,
+    responses,
+    schemas,
+    ssrf,
+    transport,
+)
 from bastion.tester.audit.context import Gateway, Spec
 from bastion.tester.audit.interface import Rule, RuleInfo
 
@@ -20,7 +31,7 @@ SPEC_RULES: tuple[Rule[Spec], ...] = (
     *transport.RULES,
     *inventory.RULES,
 )
-CONFIG_RULES: tuple[Rule[Gateway], ...] = gateway.RULES
+CONFIG_RULES: tuple[Rule[Gateway], ...] = (*gateway.RULES, *identity.RULES)
 
 ALL_RULES: tuple[RuleInfo, ...] = (*(r.info for r in SPEC_RULES), *(r.info for r in CONFIG_RULES))
 BY_ID: dict[str, RuleInfo] = {r.id: r for r in ALL_RULES}
