@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bastion.config import ConfigError
 from bastion.tester.audit import load_gateway, run_audit
 from bastion.tester.audit.identity import RULES
 from tests.tester.test_gateway_rules import PUBLIC_API, config, gateway_ids, service
@@ -251,3 +252,27 @@ def test_object_ids_by_name_and_admin_operations_spared(tmp_path: Path) -> None:
     owned = copy.deepcopy(api)
     owned["paths"]["/users/{username}"]["get"]["x-bastion-access"] = {"owner": {"param": "username"}}
     assert len(findings(tmp_path, config(), owned, "BAST-GW-025")) == 1
+
+
+def test_admin_tag_outside_custom_admin_tags_is_named(tmp_path: Path) -> None:
+    """GW-024 says why a tagged operation is unguarded: `admin_tags` was changed to other
+    tags, and the access stage is on."""
+    found = findings(tmp_path, config(policies={"access": {"admin_tags": ["staff"]}}), ADMIN_API, "BAST-GW-024")
+    assert [m for m, _, _ in found] == [
+        "route 'listUsers' looks administrative (tag 'Admin') but any authenticated consumer may call it: "
+        "`admin_tags` (staff) does not name its tag and no `admin` or `roles` rule applies"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("issuer", "leeway", "field"),
+    [({"audiences": []}, 30, r"issuers\[0\]\.audiences"), ({}, 301, r"jwt\.leeway")],
+    ids=["issuer-without-audiences", "leeway-over-five-minutes"],
+)
+def test_what_the_loader_refuses_needs_no_rule(tmp_path: Path, issuer: dict[str, Any], leeway: int, field: str) -> None:
+    """An issuer without audiences and a leeway above five minutes never reach the audit: the
+    configuration does not load (so there is no rule for them, and this fails if that changes)."""
+    policies = jwt_policy(**EC_KEYS, **issuer)
+    policies["auth"]["jwt"]["leeway"] = leeway
+    with pytest.raises(ConfigError, match=field):
+        gateway_ids(tmp_path, config(policies=policies), PUBLIC_API)

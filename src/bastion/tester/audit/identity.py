@@ -61,7 +61,7 @@ ADMIN_WORDS = frozenset(
 #: Last words of a path parameter that names one object ("id", "userId", "order_id", "uuid").
 OBJECT_ID_WORDS = frozenset({"id", "uuid", "guid"})
 #: Whole parameter names that name one consumer's object.
-OBJECT_NAMES = frozenset({"username", "userid"})
+OBJECT_NAMES = frozenset({"username"})
 _WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
 _PATH_VAR = re.compile(r"\{([^{}]+)\}")
 _PROTECTED_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -300,21 +300,32 @@ def introspection_cache(gw: Gateway) -> Iterator[Hit]:
             yield Hit(f"introspection answers are reused for {ttl:g} seconds after a revocation", source, where)
 
 
-def _admin_trait(route: ResolvedRoute) -> str | None:
-    """What makes the route look administrative, or ``None``."""
+def _admin_trait(route: ResolvedRoute) -> tuple[str, str] | None:
+    """What makes the route look administrative, ``(kind, as written)``, or ``None``."""
     op = route.operation or {}
     tags = op.get("tags")
     for tag in tags if isinstance(tags, list) else []:
         if isinstance(tag, str) and tag.strip("_ ").casefold() in ADMIN_WORDS:
-            return f"tag {tag!r}"
+            return "tag", tag
     for segment in route.path.split("/"):
         if segment.lstrip("_").casefold() in ADMIN_WORDS:
-            return f"path segment {segment!r}"
+            return "path segment", segment
     op_id = op.get("operationId")
     words = _words(op_id) if isinstance(op_id, str) else []
-    if words and words[0] in ADMIN_WORDS:
-        return f"operationId {op_id!r}"
+    if isinstance(op_id, str) and words and words[0] in ADMIN_WORDS:
+        return "operationId", op_id
     return None
+
+
+def _unguarded_because(config: AccessConfig | None, trait: tuple[str, str]) -> str:
+    if config is None:
+        return "the access stage is off"
+    if not config.admin_tags:
+        return "`admin_tags` is empty and no `admin` or `roles` rule applies"
+    if trait[0] == "tag":
+        listed = ", ".join(config.admin_tags)
+        return f"`admin_tags` ({listed}) does not name its tag and no `admin` or `roles` rule applies"
+    return "no `admin` or `roles` rule applies"
 
 
 UNGUARDED_ADMIN = RuleInfo(
@@ -342,15 +353,11 @@ def unguarded_admin(gw: Gateway) -> Iterator[Hit]:
         stage, config = _access_stage(route), _access_config(route)
         if stage is not None and config is not None and (stage.admin or config.roles):
             continue
-        if config is None:
-            reason = "the access stage is off"
-        elif not config.admin_tags:
-            reason = "`admin_tags` is empty and no `admin` or `roles` rule applies"
-        else:
-            reason = "no `admin` or `roles` rule applies"
         who = "anyone" if route.public else "any authenticated consumer"
+        why = f"{trait[0]} {trait[1]!r}"
+        reason = _unguarded_because(config, trait)
         source, path = gw.where(route)
-        yield Hit(f"route {route.id!r} looks administrative ({trait}) but {who} may call it: {reason}", source, path)
+        yield Hit(f"route {route.id!r} looks administrative ({why}) but {who} may call it: {reason}", source, path)
 
 
 def _object_params(route: ResolvedRoute) -> list[str]:
