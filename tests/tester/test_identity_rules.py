@@ -89,6 +89,13 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], dict[str,
         PUBLIC_API,
     ),
     (
+        "BAST-GW-020",
+        config(policies={"auth": {"introspection": {**INTROSPECTION, "url": "http://localhost:9/introspect"}}}),
+        PUBLIC_API,
+        config(policies={"auth": {"introspection": INTROSPECTION}}),
+        PUBLIC_API,
+    ),
+    (
         "BAST-GW-021",
         config(policies={"auth": {"api_keys": {"query": True}}}),
         QUERY_KEY_API,
@@ -181,9 +188,9 @@ def test_shared_secret_finding_points_at_the_algorithm(tmp_path: Path) -> None:
 
 
 def test_login_traits_and_what_protects_them(tmp_path: Path) -> None:
-    """GW-022 recognises logins by operationId, path or summary (not plain object operations
-    or reads), says that a lockout cannot help a public login, and is silenced on an
-    authenticated one by the lockout."""
+    """GW-022 recognises logins by operationId, path or summary (not plain object operations,
+    a summary that mentions a token in passing, or reads), says that a lockout cannot help a
+    public login, and is silenced on an authenticated one by the lockout."""
     api = api_with(
         {
             "/login": {"post": operation("logIn", security=[], requestBody=LOGIN_BODY)},
@@ -196,7 +203,7 @@ def test_login_traits_and_what_protects_them(tmp_path: Path) -> None:
                     parameters=[{**ID_PARAM[0], "name": "userId"}],
                 )
             },
-            "/things": {"post": operation("createThing", requestBody=LOGIN_BODY)},
+            "/things": {"post": operation("createThing", requestBody=LOGIN_BODY, summary="Needs a token")},
             "/session": {"get": operation("showSession")},
         }
     )

@@ -52,6 +52,8 @@ LOGIN_WORDS = frozenset(
         "mfa",
     }
 )
+#: Login words too common in a summary's prose to mark a login there.
+PROSE_WORDS = frozenset({"token", "session", "sessions"})
 #: Two words that make one ("sign in", "log-in", "2fa").
 LOGIN_PAIRS = frozenset({"signin", "login", "logon", "2fa"})
 #: Tags, path segments and first words of an operationId that mark an administrative operation.
@@ -174,25 +176,31 @@ def short_hmac_secret(gw: Gateway) -> Iterator[Hit]:
             )
 
 
-PLAIN_JWKS = RuleInfo(
+PLAIN_IDENTITY_ENDPOINT = RuleInfo(
     id="BAST-GW-020",
-    title="JWKS fetched over plain HTTP",
+    title="Identity endpoint over plain HTTP",
     category="API8:2023",
     cwe=319,
     severity=Severity.INFO,
     scope="config",
-    checks="An issuer's `jwks_url` is http:// (allowed only to a loopback address): fine for a sidecar or a "
-    "test, but whoever can answer on that port chooses the keys every token is checked against.",
-    fix="Use the identity provider's https:// JWKS URL in production; keep http only for a local sidecar "
-    "that no other user of the host can replace.",
+    checks="An issuer's `jwks_url` or the introspection `url` is http:// (allowed only to a loopback address): "
+    "fine for a sidecar or a test, but whoever can answer on that port chooses the keys every token is checked "
+    "against, or reads the tokens and client secret sent for introspection.",
+    fix="Use the identity provider's https:// URL in production; keep http only for a local sidecar that no "
+    "other user of the host can replace.",
 )
 
 
-def plain_jwks(gw: Gateway) -> Iterator[Hit]:
+def plain_identity_endpoint(gw: Gateway) -> Iterator[Hit]:
     for source, issuer, path in _issuers(gw):
         url = issuer.get("jwks_url")
         if isinstance(url, str) and urlsplit(url).scheme == "http":
             yield Hit(f"JWT issuer {_issuer_name(issuer)} fetches its keys from {url}", source, (*path, "jwks_url"))
+    for source, stage, values, path in policy_layers(gw):
+        settings = values.get("introspection") if stage == "auth" else None
+        url = settings.get("url") if isinstance(settings, dict) else None
+        if isinstance(url, str) and urlsplit(url).scheme == "http":
+            yield Hit(f"tokens are introspected at {url}", source, (*path, "introspection", "url"))
 
 
 QUERY_API_KEY = RuleInfo(
@@ -228,7 +236,9 @@ def _login_trait(route: ResolvedRoute) -> str | None:
         if not isinstance(text, str):
             continue
         words = _words(text)
-        if LOGIN_WORDS & set(words) or LOGIN_PAIRS & {a + b for a, b in pairwise(words)}:
+        # Prose mentions tokens and sessions in passing ("requires a token"); names do not.
+        vocabulary = LOGIN_WORDS - PROSE_WORDS if label == "summary" else LOGIN_WORDS
+        if vocabulary & set(words) or LOGIN_PAIRS & {a + b for a, b in pairwise(words)}:
             return f"{label} {text!r}"
     return None
 
@@ -410,7 +420,7 @@ def unowned_object(gw: Gateway) -> Iterator[Hit]:
 RULES: tuple[Rule[Gateway], ...] = (
     Rule(HS256_ISSUER, hs256_issuer),
     Rule(SHORT_HMAC_SECRET, short_hmac_secret),
-    Rule(PLAIN_JWKS, plain_jwks),
+    Rule(PLAIN_IDENTITY_ENDPOINT, plain_identity_endpoint),
     Rule(QUERY_API_KEY, query_api_key),
     Rule(UNLIMITED_LOGIN, unlimited_login),
     Rule(INTROSPECTION_CACHE, introspection_cache),
