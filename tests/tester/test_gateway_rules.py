@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from bastion.config.yamlsrc import parse_source
-from bastion.tester.audit import ALL_RULES, Gateway, load_gateway, run_audit
+from bastion.tester.audit import ALL_RULES, Gateway, identity, load_gateway, run_audit
 from tests.tester.util import baseline, spec_of
 
 #: Only public reads: no GW-001 (public write) and no GW-017 (secured route nothing verifies).
@@ -108,9 +108,11 @@ def test_the_baseline_config_is_clean(tmp_path: Path) -> None:
 
 
 def test_every_config_rule_has_cases() -> None:
-    """Every gateway rule has a triggering and a clean case (GW-002, GW-005 and GW-017 have their own tests)."""
+    """Every gateway rule has a triggering and a clean case (GW-002, GW-005 and GW-017 have their own tests;
+    the identity and access rules have theirs in test_identity_rules.py)."""
     config_rules = {r.id for r in ALL_RULES if r.scope == "config"}
-    assert config_rules == {rule for rule, _, _ in CASES} | {"BAST-GW-002", "BAST-GW-005", "BAST-GW-017"}
+    own_tests = {"BAST-GW-002", "BAST-GW-005", "BAST-GW-017"} | {r.info.id for r in identity.RULES}
+    assert config_rules == {rule for rule, _, _ in CASES} | own_tests
 
 
 @pytest.mark.parametrize(("rule", "bad", "good"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])

@@ -9,6 +9,7 @@ from __future__ import annotations
 from bastion.tester.audit import (
     auth,
     gateway,
+    identity,
     inventory,
     methods,
     objects,
@@ -32,7 +33,7 @@ SPEC_RULES: tuple[Rule[Spec], ...] = (
     *transport.RULES,
     *inventory.RULES,
 )
-CONFIG_RULES: tuple[Rule[Gateway], ...] = gateway.RULES
+CONFIG_RULES: tuple[Rule[Gateway], ...] = (*gateway.RULES, *identity.RULES)
 
 ALL_RULES: tuple[RuleInfo, ...] = (*(r.info for r in SPEC_RULES), *(r.info for r in CONFIG_RULES))
 BY_ID: dict[str, RuleInfo] = {r.id: r for r in ALL_RULES}
