@@ -29,6 +29,8 @@ COMPILED = [
     "src/bastion/proxy/exchange.py",
     "src/bastion/proxy/metrics.py",
     "src/bastion/proxy/accesslog.py",
+    "src/bastion/proxy/upstream_errors.py",
+    "src/bastion/proxy/upstream_connection.py",
     "src/bastion/proxy/upstream.py",
     "src/bastion/proxy/server.py",
     # Detection runs over every input of every request when it is on.

@@ -31,7 +31,9 @@ from bastion.proxy.metrics import METRICS
 from bastion.proxy.prelude import Refusal, prelude, upstream_head
 from bastion.proxy.record import RecordDraft, finish_record
 from bastion.proxy.runtime import RouteRuntime, Runtime
-from bastion.proxy.upstream import TargetState, UpstreamConnection, UpstreamError, UpstreamListener
+from bastion.proxy.upstream import TargetState
+from bastion.proxy.upstream_connection import UpstreamConnection, UpstreamListener
+from bastion.proxy.upstream_errors import UpstreamError
 from bastion.types import Decision, Exchange, Response, header_get
 
 if TYPE_CHECKING:
