@@ -1,7 +1,7 @@
 """What one Redis command per request costs the gateway, through the real data plane.
 
     python bench/redis.py [--rounds 3] [--duration 5] [--connections 32] [--workers 2]
-                          [--python .venv/bin/python]
+                          [--python .venv/bin/python] [--before OTHER/bin/python]
 
 Starts on 127.0.0.1 and free ports the nginx upstream of ``run.py``, a ``redis-server``
 (no persistence) and, with ``proxybench/stategateway.py``, Bastion's workers twice on the
@@ -11,7 +11,9 @@ same config (``backends: {state: redis}``, no stages, access log off): once as t
 proxy runs too, for scale. The rounds interleave the targets (``run.py``'s ``measure``);
 the gateway's CPU µs per request with the stage minus without it is what the Redis round
 trip costs the gateway (issue 13's target: at most 40 µs at 32 connections). Redis's own
-CPU is reported apart (it is not the gateway's). Prints only; docs/benchmarks.md quotes it.
+CPU is reported apart (it is not the gateway's). ``--before`` runs both gateways of another
+install too, in the same rounds (a before/after of a change). Prints only;
+docs/benchmarks.md quotes it.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="nginx proxy and Bastion workers")
     parser.add_argument("--python", type=Path, default=ROOT / ".venv" / "bin" / "python",
                         help="the Python of the Bastion install under test")
+    parser.add_argument("--before", type=Path, metavar="PYTHON",
+                        help="also run both gateways with this other install's Python (e.g. a build "
+                        "before a change), in the same interleaved rounds")
     parser.add_argument("--wrk-timeout", type=float, default=10, help="wrk --timeout in seconds")
     args = parser.parse_args(argv)
     if shutil.which("redis-server") is None:
@@ -73,8 +78,8 @@ def start_redis(stack: contextlib.ExitStack, folder: Path) -> tuple[ManagedProce
     return process, port
 
 
-def start_gateway(stack: contextlib.ExitStack, name: str, folder: Path, args: argparse.Namespace,
-                  upstream_port: int, redis_port: int, stage: str) -> RunningServer:
+def start_gateway(stack: contextlib.ExitStack, name: str, folder: Path, python: Path,
+                  args: argparse.Namespace, upstream_port: int, redis_port: int, stage: str) -> RunningServer:
     port = free_port()
     config = bastion_config(
         port=port, admin_port=free_port(), upstream_port=upstream_port, access_log=None,
@@ -84,7 +89,7 @@ def start_gateway(stack: contextlib.ExitStack, name: str, folder: Path, args: ar
     )
     path = folder / f"{name}.yaml"
     path.write_text(json.dumps(config, indent=2) + "\n")
-    process = ManagedProcess(name, [str(args.python), str(GATEWAY), "--config", str(path),
+    process = ManagedProcess(name, [str(python), str(GATEWAY), "--config", str(path),
                                     "--workers", str(args.workers), "--stage", stage],
                              folder / f"{name}.out")
     stack.callback(process.stop)
@@ -103,27 +108,34 @@ def run(args: argparse.Namespace, folder: Path, stack: contextlib.ExitStack) -> 
         (Scenario(DIRECT, "the upstream itself", "direct"), upstream),
         (Scenario(NGINX, "nginx as a plain reverse proxy", "nginx"),
          start_nginx_proxy(stack, NGINX, folder, upstream.port, args.workers)),
-        (Scenario(NONE, "Bastion workers, Redis backend configured, no stage", "bastion"),
-         start_gateway(stack, NONE, folder, args, upstream.port, redis_port, "none")),
-        (Scenario(INCR, "the same with one Redis incr (EVALSHA) per request", "bastion"),
-         start_gateway(stack, INCR, folder, args, upstream.port, redis_port, "incr")),
     ]
+    pairs = [("", args.python)] + ([("-before", args.before)] if args.before else [])
+    for suffix, python in pairs:
+        servers += [
+            (Scenario(NONE + suffix, f"Bastion workers ({python}), Redis backend configured, no stage",
+                      "bastion"),
+             start_gateway(stack, NONE + suffix, folder, python, args, upstream.port, redis_port, "none")),
+            (Scenario(INCR + suffix, "the same with one Redis incr (EVALSHA) per request", "bastion"),
+             start_gateway(stack, INCR + suffix, folder, python, args, upstream.port, redis_port, "incr")),
+        ]
     for scenario, _ in servers:
         log(f"started {scenario.name}")
     redis_before = procs.cpu_seconds([redis.pid])
     runs = measure(servers, args)
     redis_cpu = procs.cpu_seconds([redis.pid]) - redis_before
     rows = report.summarize(runs)
-    incr_runs = next(r for r in runs if r.name == INCR)
-    commands = sum(s.wrk.requests for s in incr_runs.throughput) + sum(m.requests for m in incr_runs.moderate)
+    commands = sum(sum(s.wrk.requests for s in r.throughput) + sum(m.requests for m in r.moderate)
+                   for r in runs if r.name.startswith(INCR))
     print()
     print(report.text_table(report.HEADERS, report.table_cells(rows)))
     by_name = {r.name: r for r in rows}
-    added = by_name[INCR].cpu_us - by_name[NONE].cpu_us
-    print(f"\n  gateway CPU for one Redis command per request: {added:.1f} µs/req "
-          f"({by_name[INCR].cpu_us:.1f} - {by_name[NONE].cpu_us:.1f}); target <= 40: "
-          f"{'met' if added <= 40 else 'NOT MET'}")
-    print(f"  throughput with the command: {by_name[INCR].rps / by_name[NONE].rps:.2f}x without it")
+    print()
+    for suffix, python in pairs:
+        incr, none = by_name[INCR + suffix], by_name[NONE + suffix]
+        added = incr.cpu_us - none.cpu_us
+        print(f"  {python}: gateway CPU for one Redis command per request: {added:.1f} µs/req "
+              f"({incr.cpu_us:.1f} - {none.cpu_us:.1f}), target <= 40 {'met' if added <= 40 else 'NOT MET'}; "
+              f"throughput {incr.rps / none.rps:.2f}x without it")
     print(f"  redis-server CPU: {redis_cpu:.2f} s for {commands:,} commands "
           f"({redis_cpu * 1e6 / max(commands, 1):.1f} µs each; not the gateway's)")
     return 0
