@@ -60,9 +60,12 @@ def split_target(raw: bytes, max_length: int = 8192) -> tuple[str, str, str | No
     if path.translate(None, _PATH_CHARS):
         raise BadTarget(400, "The path contains characters that must be percent-encoded.")
     # Fast path: nothing to decode, no dot segments, no empty segments, no parameters.
-    if b"%" not in path and b";" not in path and b"//" not in path and b"/." not in path:
+    # (find, not ``in``: CPython's bytes ``in`` first tries the operand as an integer and
+    # builds and clears a TypeError for a bytes one, about 2,000 instructions a test.)
+    params = path.find(b";") >= 0
+    if path.find(b"%") < 0 and not params and path.find(b"//") < 0 and path.find(b"/.") < 0:
         return path.decode("ascii"), query.decode("ascii"), None
-    if b";" not in path:
+    if not params:
         return _normalize_path(path), query.decode("ascii"), None
     normalised, matrix = _normalize_with_params(path)
     return normalised, query.decode("ascii"), matrix
