@@ -33,6 +33,8 @@ COMPILED = [
     "src/bastion/proxy/upstream_connection.py",
     "src/bastion/proxy/upstream.py",
     "src/bastion/proxy/server.py",
+    # The headers stage is on by default: its per-response rewrite.
+    "src/bastion/stages/headers/rewrite.py",
     # Detection runs over every input of every request when it is on.
     "src/bastion/stages/detection/normalize.py",
     "src/bastion/stages/detection/ssrf.py",
