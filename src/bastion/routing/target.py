@@ -153,7 +153,7 @@ def _join(segments: list[str], trailing: bool) -> str:
 
 def _decode_unreserved(seg: bytes) -> tuple[str, bool]:
     """Decode escapes of unreserved characters; keep (upper-cased) the others."""
-    if b"%" not in seg:
+    if seg.find(b"%") < 0:
         return seg.decode("ascii"), False
     parts = seg.split(b"%")
     out = [parts[0].decode("ascii")]
