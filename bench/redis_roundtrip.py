@@ -1,6 +1,6 @@
 """What one Redis command per request costs the gateway, through the real data plane.
 
-    python bench/redis.py [--rounds 3] [--duration 5] [--connections 32] [--workers 2]
+    python bench/redis_roundtrip.py [--rounds 3] [--duration 5] [--connections 32] [--workers 2]
                           [--python .venv/bin/python] [--before OTHER/bin/python]
 
 Starts on 127.0.0.1 and free ports the nginx upstream of ``run.py``, a ``redis-server``
@@ -43,7 +43,7 @@ NONE, INCR = "redis-none", "redis-incr"
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bench/redis.py", description=(__doc__ or "").splitlines()[0],
+    parser = argparse.ArgumentParser(prog="bench/redis_roundtrip.py", description=(__doc__ or "").splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--duration", type=float, default=5, help="seconds of each wrk run")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (throughput)")
