@@ -29,8 +29,12 @@ COMPILED = [
     "src/bastion/proxy/exchange.py",
     "src/bastion/proxy/metrics.py",
     "src/bastion/proxy/accesslog.py",
+    "src/bastion/proxy/upstream_errors.py",
+    "src/bastion/proxy/upstream_connection.py",
     "src/bastion/proxy/upstream.py",
     "src/bastion/proxy/server.py",
+    # The headers stage is on by default: its per-response rewrite.
+    "src/bastion/stages/headers/rewrite.py",
     # Detection runs over every input of every request when it is on.
     "src/bastion/stages/detection/normalize.py",
     "src/bastion/stages/detection/ssrf.py",

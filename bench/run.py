@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import shlex
 import signal
@@ -75,6 +76,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="run only this scenario (repeatable; baselines always run)")
     parser.add_argument("--bastion", type=Path, default=ROOT / ".venv" / "bin" / "bastion",
                         help="the bastion executable")
+    parser.add_argument("--before", type=Path, metavar="PATH",
+                        help="also run every Bastion scenario with this other bastion executable (a "
+                        "build before a change), as '<scenario>@before', in the same interleaved rounds")
     parser.add_argument("--mix", action="store_true",
                         help="send the JSON API mix (proxybench/mix.py) instead of GET /, add the "
                         "bastion-inspect and nginx-modsec-pl1 scenarios, write the mix section")
@@ -180,6 +184,13 @@ def run_benchmark(args: argparse.Namespace, argv: Sequence[str], folder: Path,
         check_scenario(scenario, server, args.mix)
         servers.append((scenario, server))
         log(f"started {scenario.name} on {server.url}")
+        if args.before is not None and scenario.kind == "bastion":
+            before = dataclasses.replace(scenario, name=f"{scenario.name}@before",
+                                         description=f"{scenario.description} ({args.before})")
+            server = start_scenario(before, dataclasses.replace(ctx, bastion_bin=args.before))
+            check_scenario(before, server, args.mix)
+            servers.append((before, server))
+            log(f"started {before.name} on {server.url}")
     if args.mix:
         log(f"every request of the mix answered 200 through every target ({len(mix.MIX)} requests)")
     machine = report.machine_description(args.bastion.parent / "python")

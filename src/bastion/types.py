@@ -326,7 +326,9 @@ class ExchangeRecord:
             out["upstream"] = self.upstream
         if self.upstream_error is not None:
             out["upstream_error"] = self.upstream_error
-        out["latency_ms"] = round(self.seconds * 1000, 3)
+        # Milliseconds to the microsecond: round(x, 3) goes through a decimal conversion
+        # (about 1,500 instructions); an integer division by 1000 gives the same float.
+        out["latency_ms"] = int(self.seconds * 1_000_000 + 0.5) / 1000
         if self.blocked_by is not None:
             out["blocked_by"] = self.blocked_by
         if self.reason is not None:

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from bastion.config.model import Upstream
-from bastion.proxy.upstream import UpstreamPool, UpstreamUnavailable
+from bastion.proxy.upstream import UpstreamPool
+from bastion.proxy.upstream_errors import UpstreamUnavailable
 
 
 def pool(**settings: object) -> UpstreamPool:

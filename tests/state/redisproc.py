@@ -32,7 +32,9 @@ def require_redis() -> None:
 class RedisProcess:
     """One redis-server on 127.0.0.1:``port``, which a test may kill and start again."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra: tuple[str, ...] = ()) -> None:
+        #: More redis-server arguments (e.g. ``("--requirepass", "...")``).
+        self.extra = extra
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -44,7 +46,7 @@ class RedisProcess:
         assert REDIS_SERVER is not None
         self.proc = subprocess.Popen(
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--protected-mode", "yes"],
+             "--protected-mode", "yes", *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
@@ -61,7 +63,8 @@ class RedisProcess:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
                 sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                # A server with a password answers NOAUTH: it is up all the same.
+                return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 

@@ -355,7 +355,7 @@ def check_redis_url(value: str) -> str:
 
 
 class RedisSettings(Strict):
-    """The Redis server the redis state backend uses (one connection pool per worker)."""
+    """The Redis server the redis state backend uses (one pipelined connection per worker)."""
 
     url: str = Field(
         description=(
@@ -371,7 +371,9 @@ class RedisSettings(Strict):
             "(its failure_mode applies: 503 when closed), so keep it well under clients' patience."
         ),
     )
-    max_connections: int = Field(64, ge=1, le=10000, description="Connections per worker, at most.")
+    max_connections: int = Field(
+        64, ge=1, le=10000, description="Connections per worker for publish/subscribe, at most (commands share one)."
+    )
     key_prefix: str = Field(
         "bastion:", max_length=64, description="Prefix of every key and channel (to share one Redis database)."
     )

@@ -30,8 +30,10 @@ from bastion.proxy.http1 import Incoming, keeps_alive_after_refusal
 from bastion.proxy.metrics import METRICS
 from bastion.proxy.prelude import Refusal, prelude, upstream_head
 from bastion.proxy.record import RecordDraft, finish_record
-from bastion.proxy.runtime import RouteRuntime
-from bastion.proxy.upstream import TargetState, UpstreamConnection, UpstreamError, UpstreamListener, UpstreamPool
+from bastion.proxy.runtime import RouteRuntime, Runtime
+from bastion.proxy.upstream import TargetState, UpstreamPool
+from bastion.proxy.upstream_connection import UpstreamConnection, UpstreamListener
+from bastion.proxy.upstream_errors import UpstreamError
 from bastion.types import Decision, Exchange, Response, header_get
 
 if TYPE_CHECKING:
@@ -81,6 +83,7 @@ class Flight(UpstreamListener):
         "resp",
         "route",
         "routed",
+        "runtime",
         "step",
         "stream",
         "target",
@@ -97,6 +100,8 @@ class Flight(UpstreamListener):
         self.client = client
         self.req = req
         self.routed = False
+        #: The runtime this exchange started on, counted in until the exchange ends.
+        self.runtime: Runtime | None = None
         self.refusal: Refusal | None = None
         #: The request body, when known in full (``None``: it streams to the upstream).
         self.body: bytes | None = None
@@ -174,6 +179,10 @@ class Flight(UpstreamListener):
         if not self.finished:
             self.finished = True
             finish_record(self.client.server.sinks, self.ex if self.routed else None, self.record, self.req)
+            runtime = self.runtime
+            if runtime is not None:
+                self.runtime = None
+                runtime.leave()
 
     def abandon(self) -> None:
         """The client went away (or the drain ended) while the exchange was parked on its
@@ -213,7 +222,9 @@ class Flight(UpstreamListener):
     # -- the request side ------------------------------------------------------------------
     def _prelude(self) -> None:
         client = self.client
-        record, outcome = prelude(client.server.runtime, self.req, client.peer_ip, client.scheme)
+        runtime = self.runtime = client.server.runtime
+        runtime.enter()  # its stages and pools stay open until this exchange ends
+        record, outcome = prelude(runtime, self.req, client.peer_ip, client.scheme)
         self.record = record
         client.record = record  # the request being answered (a drain timeout must know it)
         if isinstance(outcome, Refusal):

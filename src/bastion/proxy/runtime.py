@@ -5,11 +5,14 @@ to the runtime they started with, so a reload never changes a request half-way t
 
 The stage objects come compiled from the loader; the worker starts them here
 (:meth:`Runtime.start_stages`, with its services) before the runtime serves, and
-:meth:`Runtime.close` closes them with the upstream pools once it serves no more.
+:meth:`Runtime.close` closes them with the upstream pools once it serves no more: after a
+reload, as soon as the last exchange that started on it has ended
+(:meth:`Runtime.wait_idle`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import ssl
@@ -133,6 +136,32 @@ class Runtime:
             if tls.hsts.preload:
                 value += "; preload"
             self.hsts = value
+        #: Exchanges that started on this runtime and have not ended: a replaced runtime
+        #: is closed when this comes to 0 (see :meth:`wait_idle`).
+        self.exchanges = 0
+        self._idle: asyncio.Event | None = None
+
+    def enter(self) -> None:
+        """An exchange starts on this runtime (its stages and pools are in use)."""
+        self.exchanges += 1
+
+    def leave(self) -> None:
+        """An exchange that started here has ended (answered, refused or cut)."""
+        self.exchanges -= 1
+        if self.exchanges == 0 and self._idle is not None:
+            self._idle.set()
+
+    async def wait_idle(self, limit: float) -> bool:
+        """Once no new exchange can start here (a reload replaced this runtime): wait until
+        those in flight have ended, at most ``limit`` seconds. Tell whether they all did."""
+        if self.exchanges == 0:
+            return True
+        idle = self._idle = asyncio.Event()
+        try:
+            await asyncio.wait_for(idle.wait(), limit)
+        except TimeoutError:
+            return self.exchanges == 0
+        return True
 
     def start(self) -> None:
         for pool in self.pools.values():

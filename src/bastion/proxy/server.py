@@ -40,7 +40,8 @@ from bastion.proxy.metrics import METRICS
 from bastion.proxy.prelude import next_request_id
 from bastion.proxy.record import RecordDraft, RecordSinks, finish_record, new_record
 from bastion.proxy.runtime import Runtime
-from bastion.proxy.upstream import ResponseHead, UpstreamConnection, UpstreamPool
+from bastion.proxy.upstream import UpstreamPool
+from bastion.proxy.upstream_connection import ResponseHead, UpstreamConnection
 from bastion.types import HeaderList, Response, header_get
 
 log = logging.getLogger("bastion.proxy")

@@ -37,7 +37,8 @@ from bastion.services import Clock, Services, WorkerIdentity, build_services, ch
 
 log = logging.getLogger("bastion.worker")
 
-#: How long an old runtime (and its upstream connections) lives on after a reload.
+#: The longest an old runtime (its stages and upstream connections) lives on after a reload,
+#: for requests that started on it and are stuck: it is closed as soon as they end.
 RELOAD_GRACE = 30.0
 
 
@@ -97,7 +98,8 @@ class Worker:
         self.server: GatewayServer | None = None
         self.access: AccessLog | None = None
         self.services: Services | None = None
-        #: Runtimes replaced by a reload, closed after a grace (or at stop, whichever first).
+        #: Runtimes replaced by a reload, closed when their last exchange ends (at most
+        #: RELOAD_GRACE later, or at stop, whichever first).
         self._retiring: dict[asyncio.Task[None], tuple[Runtime, Services | None]] = {}
         self._reloads: list[asyncio.Task[bool]] = []
         self._reloading = asyncio.Lock()
@@ -252,8 +254,15 @@ class Worker:
 
     @staticmethod
     async def _retire(old: Runtime, old_services: Services | None) -> None:
-        # Requests that started on the old runtime may still use its stages and pools.
-        await asyncio.sleep(RELOAD_GRACE)
+        # Requests that started on the old runtime still use its stages and pools: close it
+        # when the last of them ends, or after RELOAD_GRACE for one that never does.
+        if not await old.wait_idle(RELOAD_GRACE):
+            log.warning(
+                "%d requests still ran on the replaced configuration after %.0f s; closing its stages and "
+                "upstream connections",
+                old.exchanges,
+                RELOAD_GRACE,
+            )
         await old.close()
         if old_services is not None:
             await old_services.close()

@@ -44,6 +44,8 @@ _TRIGGER_CHARS = "%+&\\<'\""
 _TRIGGER_CHARS_BUT_APOSTROPHE = "%+&\\<\""
 #: Shell syntax that is not a trigger, and the apostrophe: all the shortcuts of views() allow.
 _QUIET_MARKS = b"';|`$/("
+#: The apostrophe as a byte value (tested with ``in`` on bytes).
+_QUOTE = ord("'")
 #: Every byte but those views() looks at: triggers, shell syntax, "*" and "{" (of "/*" and
 #: "${"), control characters (the value is then not printable) and DEL.
 _UNREMARKABLE = bytes(
@@ -546,7 +548,7 @@ def views(value: str, *, decode_base64: bool = True) -> list[str]:
         # apply, decided here at once; anything else takes those tests.
         marks = value.encode("ascii").translate(None, _UNREMARKABLE)
         if not marks.translate(None, _QUIET_MARKS):
-            if b"'" not in marks:
+            if _QUOTE not in marks:  # a byte's value: bytes 'in' bytes costs a TypeError (routing/target.py)
                 return _plain_views(value, decode_base64)
             if marks.count(b"'") != len(marks):
                 return [value, value.replace("'", "")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bastion.pipeline.stage import ResponseStage, RouteInfo
 from bastion.stages.headers.config import HeadersConfig
+from bastion.stages.headers.rewrite import rewrite_headers
 from bastion.types import Block, Exchange
 
 
@@ -25,11 +26,5 @@ class HeadersStage(ResponseStage):
         response = exchange.response
         if response is None:
             return None
-        drop = self._drop
-        headers = [(k, v) for k, v in response.headers if k not in drop]
-        if self._add_if_missing:
-            present = {k for k, _ in headers}
-            headers.extend((k, v) for k, v in self._add_if_missing if k not in present)
-        headers.extend(self._set)
-        response.headers = headers
+        response.headers = rewrite_headers(response.headers, self._drop, self._set, self._add_if_missing)
         return None

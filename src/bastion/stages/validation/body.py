@@ -119,7 +119,7 @@ def duplicate_key(body: bytes, value: Any) -> str | None:
     dumped = orjson.dumps(value)
     if dumped == body:
         return None
-    if b"\\u003" not in body and body.count(b":") == dumped.count(b":"):
+    if body.find(b"\\u003") < 0 and body.count(b":") == dumped.count(b":"):
         return None
     return _first_duplicate(body)
 

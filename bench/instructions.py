@@ -1,0 +1,180 @@
+"""Instructions per request of one Bastion worker, counted by callgrind (no timing noise).
+
+    python bench/instructions.py [--python .venv/bin/python] [--scenario none|default|inspect] [--mix]
+                                 [--hashseed N] [--gc default|freeze|off] [--requests 2000]
+
+Starts the nginx upstream of ``run.py`` and one worker (``python -m bastion.proxy.worker``,
+no supervisor) under ``valgrind --tool=callgrind``, warms it up, zeroes the counters, sends
+``--requests`` keep-alive ``GET /`` (``--mix``: run.py's JSON API mix, with its sequence
+numbers) over 4 connections, and prints the instructions the
+worker executed per request (``Ir``) and the garbage collections it ran meanwhile.
+``--scenario inspect`` is run.py's bastion-inspect (validation and detection, routes from
+the mix's OpenAPI document) and sends the mix. Instruction counts do not depend on the
+load of the machine, so two settings can be compared on a busy machine: ``--hashseed``
+fixes ``PYTHONHASHSEED`` (string hashes decide dict and set layouts), ``--gc freeze``
+calls ``gc.freeze()`` once the worker has started (the configuration's objects leave the
+collector's generations), ``--gc off`` disables the
+collector. Needs valgrind (Debian package). Slow: about a minute per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from proxybench import mix
+from proxybench.procs import free_port
+from proxybench.scenarios import NO_STAGES
+from proxybench.servers import bastion_config, start_upstream
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Run as the worker's main: optional GC setting applied once the worker listens, and
+#: the number of collections per generation reported on SIGUSR2 (to stderr).
+WRAPPER = """
+import gc, signal, sys
+from bastion.proxy import worker
+mode = sys.argv.pop(1)
+def report(*_):
+    print("GCSTATS " + repr([s["collections"] for s in gc.get_stats()]), file=sys.stderr, flush=True)
+signal.signal(signal.SIGUSR2, report)
+start = worker.Worker.start
+async def started(self):
+    await start(self)
+    if mode == "freeze":
+        gc.collect()
+        gc.freeze()
+    elif mode == "off":
+        gc.disable()
+worker.Worker.start = started
+sys.exit(worker.main())
+"""
+
+
+def mix_request(i: int) -> bytes:
+    """The mix's request ``i % 3`` as bytes, its sequence number ``i`` (as wrk's script does)."""
+    req = mix.MIX[i % len(mix.MIX)]
+    seq = f"{i % 100000:05d}"
+    body = req.body.replace(mix.SEQ_PLACEHOLDER.encode(), seq.encode())
+    head = [f"{req.method} {req.target} HTTP/1.1"]
+    head += [f"{k}: {v.replace(mix.SEQ_PLACEHOLDER, seq)}" for k, v in req.headers]
+    if body:
+        head.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def send(port: int, count: int, connections: int = 4, use_mix: bool = False) -> None:
+    """``count`` keep-alive requests (``GET /``, or the JSON API mix) over ``connections``
+    sockets, one at a time per socket."""
+    plain = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=60) for _ in range(connections)]
+    try:
+        for i in range(count):
+            sock = socks[i % connections]
+            sock.sendall(mix_request(i) if use_mix else plain)
+            data = b""
+            while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 4 + _length(data):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise RuntimeError("the worker closed the connection")
+                data += chunk
+            if not data.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"unexpected answer: {data[:200]!r}")
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _length(data: bytes) -> int:
+    match = re.search(rb"(?i)content-length: *(\d+)", data)
+    return int(match.group(1)) if match else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench/instructions.py")
+    parser.add_argument("--python", type=Path, default=ROOT / ".venv" / "bin" / "python")
+    parser.add_argument("--scenario", choices=("none", "default", "inspect"), default="none",
+                        help="inspect: run.py's bastion-inspect (validation + detection; implies --mix)")
+    parser.add_argument("--mix", action="store_true", help="send the JSON API mix instead of GET /")
+    parser.add_argument("--hashseed", default="0")
+    parser.add_argument("--gc", choices=("default", "freeze", "off"), default="default")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--keep", type=Path, help="copy the callgrind dump here (for callgrind_annotate)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bastion-callgrind-") as tmp, contextlib.ExitStack() as stack:
+        folder = Path(tmp)
+        upstream = start_upstream(stack, folder, 1)
+        port = free_port()
+        use_mix = args.mix or args.scenario == "inspect"
+        openapi = None
+        policies: dict[str, object] | None = dict(NO_STAGES) if args.scenario == "none" else None
+        if args.scenario == "inspect":
+            openapi = folder / "openapi.json"
+            openapi.write_text(json.dumps(mix.OPENAPI))
+            policies = {**NO_STAGES, "detection": {"paranoia": 1}}
+        config = bastion_config(port=port, admin_port=free_port(), upstream_port=upstream.port,
+                                access_log=folder / "access.log" if args.scenario == "default" else None,
+                                policies=policies, overrides={}, openapi=openapi)
+        path = folder / "bastion.yaml"
+        path.write_text(json.dumps(config))
+        out = folder / "callgrind.out"
+        env = {**os.environ, "PYTHONHASHSEED": args.hashseed}
+        log = (folder / "worker.log").open("wb")
+        proc = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--collect-atstart=yes",
+             str(args.python), "-c", WRAPPER, args.gc, "--config", str(path), "--log-level", "warning"],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        stack.callback(lambda: proc.poll() is None and proc.kill())
+        deadline = time.monotonic() + 300
+        while True:
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                print((folder / "worker.log").read_text()[-2000:], file=sys.stderr)
+                return 1
+            time.sleep(1)
+        send(port, args.warmup, use_mix=use_mix)
+        subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True, stdout=subprocess.DEVNULL)
+        proc.send_signal(__import__("signal").SIGUSR2)
+        time.sleep(1)
+        send(port, args.requests, use_mix=use_mix)
+        proc.send_signal(__import__("signal").SIGUSR2)
+        time.sleep(1)
+        subprocess.run(["callgrind_control", "--dump", str(proc.pid)], check=True, stdout=subprocess.DEVNULL)
+        time.sleep(1)
+        proc.terminate()
+        proc.wait(60)
+        # The dump asked for after the load (``callgrind.out.1``): from the zeroing to then.
+        dumped = folder / "callgrind.out.1"
+        match = re.search(r"^(?:summary|totals): (\d+)", dumped.read_text(), re.M)
+        if match is None:
+            raise RuntimeError(f"no totals in {dumped}")
+        ir = int(match.group(1))
+        if args.keep is not None:
+            shutil.copyfile(dumped, args.keep)
+        stats = re.findall(r"GCSTATS (\[.*\])", (folder / "worker.log").read_text())
+        gcs = [b - a for a, b in zip(eval(stats[0]), eval(stats[1]), strict=True)] if len(stats) >= 2 else "?"
+        what = f"scenario={args.scenario}{' mix' if use_mix else ''} hashseed={args.hashseed} gc={args.gc}"
+        print(f"{what}: {ir / args.requests:,.0f} "
+              f"instructions per request ({args.requests} requests); "
+              f"GC collections per generation meanwhile {gcs}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
