@@ -16,6 +16,9 @@ whose challenges carry no error; a credential that proves nothing a 401 with
 look alike; the reason goes to the access record only); a malformed one a 400
 ``invalid_request``; a valid one lacking a scope a 403 ``insufficient_scope`` naming the
 scopes; a verifier that cannot answer (key store, JWKS endpoint down) a 503: fail closed.
+
+Bastion's own API keys never reach the upstream: once the stage has decided, every ``bst_...``
+value is removed from where the route reads keys (:class:`~bastion.stages.auth.credentials.KeyPlaces`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,15 @@ from typing import TYPE_CHECKING, Any
 
 from bastion.pipeline.stage import HeadStage, RequestOutcome, RouteInfo, Stage
 from bastion.stages.auth.config import AuthConfig
-from bastion.stages.auth.credentials import ANY_BEARER, KEY_BEARER, NO_BEARER, Malformed, SchemeSource, bearer_token
+from bastion.stages.auth.credentials import (
+    ANY_BEARER,
+    KEY_BEARER,
+    NO_BEARER,
+    KeyPlaces,
+    Malformed,
+    SchemeSource,
+    bearer_token,
+)
 from bastion.stages.auth.dispatch import NO_VERIFIERS, Verifiers, bearer_verifier, compile_verifiers, credential_handle
 from bastion.stages.auth.lockout import KnownLocks, Lockout
 from bastion.stages.auth.methods import AuthFailure, Verdict
@@ -272,6 +283,8 @@ class AuthStage(HeadStage):
         self.sources: tuple[SchemeSource, ...] = ()
         self.alternatives: tuple[tuple[tuple[int, frozenset[str]], ...], ...] = ()
         self.lockout: Lockout | None = None
+        #: Where the route's requests may carry Bastion API keys, removed before forwarding.
+        self.key_places = KeyPlaces()
         #: Refusals built at load: no credential; a missing scope, per alternative; and
         #: those of each reason a verifier gives (same body and challenges per status).
         self._challenges: tuple[str, ...] = ()
@@ -325,6 +338,7 @@ class AuthStage(HeadStage):
         self.verifiers = verifiers
         self.sources = tuple(sources)
         self.alternatives = tuple(alternatives)
+        self.key_places = KeyPlaces.of(self.sources)
         self._scope_refusals = tuple(scope_refusals)
         self._challenges = challenges_of(route, verifiable)
         self._missing = Block(
@@ -385,6 +399,7 @@ class AuthStage(HeadStage):
         if lockout is not None:
             left = lockout.ip_locked(exchange.request.client_ip)
             if left > 0:
+                self.key_places.strip(exchange.request)  # shadow mode forwards it
                 return _locked(left)
         attempt = _Attempt(len(self.sources), lockout is not None)
         decided = self._decide(exchange, attempt)
@@ -418,7 +433,10 @@ class AuthStage(HeadStage):
                     first = verdict  # schemes required together: the first one's principal
             else:
                 exchange.principal = first
+                self.key_places.strip(exchange.request)
                 return None
+        # Refused, but forwarded all the same in shadow mode: without Bastion's keys too.
+        self.key_places.strip(exchange.request)
         return self._refusal(verdicts, scope_failed)
 
     def _verify(self, index: int, exchange: Exchange, attempt: _Attempt) -> Verdict | Awaitable[Verdict]:
