@@ -171,11 +171,26 @@ class Principal:
     ip_deny: tuple[IPv4Network | IPv6Network, ...] = ()
 
 
+@dataclass(slots=True, frozen=True)
+class ClientCertificate:
+    """The certificate a client presented in its TLS handshake, verified against
+    ``listen.tls.client_ca``: read once per connection, shared by its exchanges."""
+
+    #: SHA-256 of the certificate's DER, lower-case hex without colons.
+    fingerprint: str
+    #: The subject as RFC 4514 writes it (``CN=svc,O=Example``: most specific first).
+    subject: str
+    #: subjectAltName entries: DNS names and e-mail addresses lower-cased, URIs as written,
+    #: IP addresses in their normal form.
+    sans: tuple[str, ...] = ()
+
+
 class Exchange:
     """One request/response pair travelling through the pipeline."""
 
     __slots__ = (
         "blocked_by",
+        "client_cert",
         "decisions",
         "facts",
         "principal",
@@ -198,6 +213,8 @@ class Exchange:
         #: Who sent the request, set by the auth stage once a credential is verified; ``None``
         #: while (or when) the request is anonymous.
         self.principal: Principal | None = None
+        #: The client's verified TLS certificate (mTLS), ``None`` when it presented none.
+        self.client_cert: ClientCertificate | None = None
         #: What a stage found that belongs in the exchange's record, under the stage's own
         #: name (``exchange.facts[self.name] = ...``), a JSON-serialisable value: the access
         #: log writes each as a top-level field. The proxy knows no stage names.

@@ -55,6 +55,8 @@ class SchemeSource:
     query: str = ""
     #: NO_BEARER, KEY_BEARER or ANY_BEARER.
     bearer: int = NO_BEARER
+    #: A ``mutualTLS`` scheme: the credential is the connection's client certificate.
+    certificate: bool = False
     #: The query parameter an ``apiKey`` scheme names that the route does not read
     #: (``api_keys.query`` is off): said by ``bastion check``.
     ignored_query: str = ""

@@ -24,6 +24,7 @@ value is removed from where the route reads keys (:class:`~bastion.stages.auth.c
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
+from dataclasses import replace
 from math import ceil
 from typing import TYPE_CHECKING, Any
 
@@ -217,7 +218,9 @@ def compile_source(name: str, scheme: Any, config: AuthConfig, verifiers: Verifi
         kinds = verifiers.bearer_kinds()
         label = ", ".join(kinds[:-1]) + (" or " if len(kinds) > 1 else "") + kinds[-1]
         return SchemeSource(name, bearer=ANY_BEARER), f"bearer token ({label})"
-    return None  # basic, digest, mutualTLS (no certificate mapping yet), undeclared schemes
+    if kind == "mutualTLS" and verifiers.mtls is not None:
+        return SchemeSource(name, certificate=True), "client certificate (mTLS)"
+    return None  # basic, digest, undeclared schemes
 
 
 def _with_error(challenges: Sequence[str], error: str, scope: str = "") -> tuple[tuple[str, str], ...]:
@@ -335,6 +338,8 @@ class AuthStage(HeadStage):
             self._described.append(" + ".join(parts))
         if not alternatives:
             return
+        if not any(s.certificate for s in sources):
+            verifiers = replace(verifiers, mtls=None)  # not started where nothing uses it
         self.verifiers = verifiers
         self.sources = tuple(sources)
         self.alternatives = tuple(alternatives)
@@ -441,6 +446,8 @@ class AuthStage(HeadStage):
 
     def _verify(self, index: int, exchange: Exchange, attempt: _Attempt) -> Verdict | Awaitable[Verdict]:
         source = self.sources[index]
+        if source.certificate:
+            return self._verify_certificate(exchange)
         request = exchange.request
         if source.bearer != NO_BEARER and attempt.bearer != 1:
             if attempt.bearer == 0:
@@ -465,6 +472,14 @@ class AuthStage(HeadStage):
         if self.lockout is not None:
             attempt.handles[index] = credential_handle(credential)
         return verifier.verify(credential)
+
+    def _verify_certificate(self, exchange: Exchange) -> Verdict:
+        """The consumer the connection's client certificate (verified by TLS) identifies."""
+        cert = exchange.client_cert
+        if cert is None:
+            return MISSING
+        verifier = self.verifiers.mtls
+        return UNSUPPORTED if verifier is None else verifier.verify_certificate(cert)
 
     def _refusal(self, verdicts: list[Verdict | None], scope_failed: int) -> Block:
         """The answer when no alternative succeeded, by precedence: a verifier that could not
