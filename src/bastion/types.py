@@ -169,6 +169,10 @@ class Principal:
     #: consumer was loaded; empty: no list of its own. The access stage enforces them.
     ip_allow: tuple[IPv4Network | IPv6Network, ...] = ()
     ip_deny: tuple[IPv4Network | IPv6Network, ...] = ()
+    #: A certificate-bound token's (RFC 8705 ``cnf: {"x5t#S256": ...}``) certificate: its
+    #: SHA-256 in hex, as :attr:`ClientCertificate.fingerprint`; "" for a bearer credential.
+    #: The auth stage accepts the principal only on a connection with that certificate.
+    bound_certificate: str = ""
 
 
 @dataclass(slots=True, frozen=True)

@@ -8,6 +8,7 @@ configuration and read by the gateway from its store (SQLite beside the config).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.client
 import ipaddress
@@ -22,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -47,9 +49,15 @@ paths:
       operationId: certOrKey
       security: [{mtls: []}, {apiKey: []}]
       responses: {"200": {description: ok}}
+  /token:
+    get:
+      operationId: token
+      security: [{bearerAuth: []}]
+      responses: {"200": {description: ok}}
 components:
   securitySchemes:
     apiKey: {type: apiKey, in: header, name: X-API-Key}
+    bearerAuth: {type: http, scheme: bearer, bearerFormat: JWT}
     mtls: {type: mutualTLS}
 """
 
@@ -111,11 +119,25 @@ def client(stem: str, ca: Ca, cn: str, *sans: x509.GeneralName, org: str | None 
     return ca.issue(stem, subject, list(sans), ExtendedKeyUsageOID.CLIENT_AUTH)
 
 
+ISSUER = "https://idp.test"
+
+
 @dataclass
 class Mtls:
     gw: GatewayProcess
     ca: Ca
     certs: dict[str, Issued]
+    #: The identity provider's signing key (its public key is the issuer's static key).
+    idp: ec.EllipticCurvePrivateKey
+
+    def token(self, bound_to: str | None = None) -> str:
+        """A JWT of the issuer, bound (RFC 8705) to ``bound_to``'s certificate if given."""
+        now = int(time.time())
+        claims: dict[str, Any] = {"iss": ISSUER, "aud": "shop", "sub": "carol", "iat": now, "exp": now + 300}
+        if bound_to is not None:
+            digest = bytes.fromhex(self.certs[bound_to].fingerprint)
+            claims["cnf"] = {"x5t#S256": base64.urlsafe_b64encode(digest).rstrip(b"=").decode()}
+        return jwt.encode(claims, self.idp, algorithm="ES256")
 
     def get(self, who: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any], str]:
         """GET ``path`` over a new TLS connection presenting ``who``'s certificate: the
@@ -155,6 +177,9 @@ def mtls(upstream: ScriptedUpstream, tmp_path_factory: pytest.TempPathFactory) -
         "twins": client("twins", ca, "twins", dns("shared.internal")),
         "stranger": client("stranger", ca, "stranger", dns("stranger.internal")),
     }
+    idp = ec.generate_private_key(ec.SECP256R1())
+    idp_pem = idp.public_key().public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     fp = certs["alice"].fingerprint.upper()
     # Written as `openssl x509 -fingerprint -sha256` prints it: upper case, colons.
     alice_fingerprint = "sha256:" + ":".join(fp[i:i + 2] for i in range(0, 64, 2))
@@ -162,6 +187,9 @@ def mtls(upstream: ScriptedUpstream, tmp_path_factory: pytest.TempPathFactory) -
         "listen": {"host": "127.0.0.1", "tls": {"cert": str(server.cert), "key": str(server.key),
                                                  "client_ca": str(ca.path)}},
         "access_log": {"path": "access.log"},
+        "policies": {"auth": {"jwt": {"issuers": [
+            {"issuer": ISSUER, "keys": [idp_pem], "audiences": ["shop"], "algorithms": ["ES256"]}
+        ]}}},
         "consumers": [
             {"name": "alice", "certificates": [{"fingerprint": alice_fingerprint}]},
             {"name": "svc", "certificates": [{"subject": "CN=svc,O=Example"}]},
@@ -173,7 +201,7 @@ def mtls(upstream: ScriptedUpstream, tmp_path_factory: pytest.TempPathFactory) -
                       "openapi": "shop.yaml"}],
     }
     with GatewayProcess(config, folder=folder, files={"shop.yaml": OPENAPI}) as gw:
-        yield Mtls(gw, ca, certs)
+        yield Mtls(gw, ca, certs, idp)
 
 
 def test_a_certificate_maps_to_its_consumer_by_fingerprint_subject_or_san(
@@ -233,3 +261,21 @@ def test_a_certificate_and_a_key_prove_the_same_consumer(mtls: Mtls, upstream: S
     assert by_key["consumer"] == by_cert["consumer"]
     assert by_key["credential"] != by_cert["credential"]
     assert all(r.header("x-api-key") is None for r in upstream.records(token))
+
+
+def test_a_certificate_bound_token_works_only_with_its_certificate(
+    mtls: Mtls, upstream: ScriptedUpstream, token: str
+) -> None:
+    """RFC 8705: a JWT whose `cnf.x5t#S256` is alice's certificate's thumbprint passes on
+    a connection presenting that certificate, and is refused 401 invalid_token
+    (`auth.cert_binding`) on one presenting another (a stolen token is useless), also once
+    the token is in the verified cache; an unbound token passes with any certificate."""
+    bound = mtls.token(bound_to="alice")
+    auth = {"Authorization": f"Bearer {bound}"}
+    assert mtls.get("alice", f"/token?{token}&n=1", auth)[0] == 200
+    status, body, _ = mtls.get("robot", f"/token?{token}&n=2", auth)
+    assert status == 401
+    assert mtls.record(body["request_id"])["decisions"][0]["reason"] == "auth.cert_binding"
+    assert mtls.get("alice", f"/token?{token}&n=3", auth)[0] == 200
+    assert mtls.get("robot", f"/token?{token}&n=4", {"Authorization": f"Bearer {mtls.token()}"})[0] == 200
+    assert sorted(r.target[-1] for r in upstream.records(token)) == ["1", "3", "4"]

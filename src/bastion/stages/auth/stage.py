@@ -65,6 +65,8 @@ MISSING = AuthFailure("auth.missing")
 MALFORMED = AuthFailure("auth.malformed", "invalid_request", 400)
 #: A bearer token of a kind the route verifies nothing of (an opaque token, no introspection).
 UNSUPPORTED = AuthFailure("auth.unsupported")
+#: A certificate-bound token (RFC 8705) on a connection without that client certificate.
+CERT_BINDING = AuthFailure("auth.cert_binding")
 
 #: Characters of an HTTP token (RFC 9110 5.6.2): what may appear unquoted, or be quoted safely.
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -427,7 +429,7 @@ class AuthStage(HeadStage):
                     found = self._verify(index, exchange, attempt)
                     if not isinstance(found, (Principal, AuthFailure)):
                         return _Wait(index, found)
-                    verdicts[index] = verdict = found
+                    verdicts[index] = verdict = _bound(found, exchange)
                 if isinstance(verdict, AuthFailure):
                     break
                 if scopes and not scopes <= verdict.scopes:
@@ -558,7 +560,7 @@ class AuthStage(HeadStage):
             answer: object = await wait.awaitable
             if not isinstance(answer, (Principal, AuthFailure)):
                 raise TypeError(f"a verifier answered {type(answer).__name__}, not a Principal or an AuthFailure")
-            attempt.verdicts[wait.index] = answer
+            attempt.verdicts[wait.index] = _bound(answer, exchange)
             decided = self._decide(exchange, attempt)
             if not isinstance(decided, _Wait):
                 break
@@ -567,6 +569,16 @@ class AuthStage(HeadStage):
             return None
         counted = self._counted(exchange, attempt, decided)
         return counted if isinstance(counted, Block) else await counted
+
+
+def _bound(verdict: Verdict, exchange: Exchange) -> Verdict:
+    """RFC 8705 3: a certificate-bound token proves its principal only over a connection
+    whose client certificate is the one it names (a stolen token is useless elsewhere)."""
+    if isinstance(verdict, Principal) and verdict.bound_certificate:
+        cert = exchange.client_cert
+        if cert is None or cert.fingerprint != verdict.bound_certificate:
+            return CERT_BINDING
+    return verdict
 
 
 def _locked(seconds: float) -> Block:
