@@ -169,6 +169,24 @@ class Principal:
     #: consumer was loaded; empty: no list of its own. The access stage enforces them.
     ip_allow: tuple[IPv4Network | IPv6Network, ...] = ()
     ip_deny: tuple[IPv4Network | IPv6Network, ...] = ()
+    #: A certificate-bound token's (RFC 8705 ``cnf: {"x5t#S256": ...}``) certificate: its
+    #: SHA-256 in hex, as :attr:`ClientCertificate.fingerprint`; "" for a bearer credential.
+    #: The auth stage accepts the principal only on a connection with that certificate.
+    bound_certificate: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class ClientCertificate:
+    """The certificate a client presented in its TLS handshake, verified against
+    ``listen.tls.client_ca``: read once per connection, shared by its exchanges."""
+
+    #: SHA-256 of the certificate's DER, lower-case hex without colons.
+    fingerprint: str
+    #: The subject as RFC 4514 writes it (``CN=svc,O=Example``: most specific first).
+    subject: str
+    #: subjectAltName entries: DNS names and e-mail addresses lower-cased, URIs as written,
+    #: IP addresses in their normal form.
+    sans: tuple[str, ...] = ()
 
 
 class Exchange:
@@ -176,6 +194,7 @@ class Exchange:
 
     __slots__ = (
         "blocked_by",
+        "client_cert",
         "decisions",
         "facts",
         "principal",
@@ -198,6 +217,8 @@ class Exchange:
         #: Who sent the request, set by the auth stage once a credential is verified; ``None``
         #: while (or when) the request is anonymous.
         self.principal: Principal | None = None
+        #: The client's verified TLS certificate (mTLS), ``None`` when it presented none.
+        self.client_cert: ClientCertificate | None = None
         #: What a stage found that belongs in the exchange's record, under the stage's own
         #: name (``exchange.facts[self.name] = ...``), a JSON-serialisable value: the access
         #: log writes each as a top-level field. The proxy knows no stage names.

@@ -72,6 +72,11 @@ paths:
       security: [{queryKey: []}]
       x-bastion-auth: {api_keys: {query: true}}
       responses: {"200": {description: ok}}
+  /session:
+    get:
+      operationId: session
+      security: [{cookieKey: []}, {bearerAuth: []}]
+      responses: {"200": {description: ok}}
   /cert:
     get:
       operationId: cert
@@ -87,6 +92,7 @@ components:
     apiKey: {type: apiKey, in: header, name: X-API-Key}
     bearerAuth: {type: http, scheme: bearer, bearerFormat: JWT}
     queryKey: {type: apiKey, in: query, name: api_key}
+    cookieKey: {type: apiKey, in: cookie, name: session}
     mtls: {type: mutualTLS}
 """
 
@@ -362,6 +368,36 @@ def test_a_query_key_is_read_only_where_the_route_allows_it(
     assert get(shop, f"/search?{token}", ("Authorization", f"Bearer {ALICE_KEY}")).status == 200
     assert get(shop, f"/search-open?api_key={ALICE_KEY}&{token}").status == 200
     assert [r.path for r in upstream.records(token)] == ["/search", "/search-open"]
+
+
+def test_bastion_keys_never_reach_the_upstream(shop: Shop, upstream: ScriptedUpstream, token: str) -> None:
+    """A Bastion API key the stage accepted is removed from what the upstream receives,
+    wherever it was (its header, a bearer token, a cookie, the query string, percent-encoded
+    too), leaving everything else of the request as it was; so is one carried beside the
+    credential that verified (an alternative never tried), while a JWT is forwarded."""
+    cases: list[tuple[str, list[tuple[str, str]]]] = [
+        (f"/orders?{token}&n=1", [("X-API-Key", ALICE_KEY), ("X-Other", "kept")]),
+        (f"/orders?{token}&n=2", [("Authorization", f"Bearer {BOB_KEY}")]),
+        (f"/session?{token}&n=3", [("Cookie", f"theme=dark; session={ALICE_KEY}; lang=en")]),
+        (f"/session?{token}&n=4", [("Cookie", f"session={ALICE_KEY}")]),
+        (f"/search-open?a=1&api_key={ALICE_KEY}&{token}&n=5", []),
+        (f"/search-open?api_key=%62st_{ALICE_KEY[4:]}&{token}&n=6", []),
+        (f"/orders?{token}&n=7", [("Authorization", f"Bearer {CAROL_JWT}"), ("X-API-Key", BOB_KEY)]),
+    ]
+    for path, headers in cases:
+        assert get(shop, path, *headers).status == 200, path
+    seen = {r.target.rpartition("&n=")[2]: r for r in upstream.records(token)}
+    assert sorted(seen) == ["1", "2", "3", "4", "5", "6", "7"]
+    for n, rec in seen.items():
+        received = rec.target + "".join(f"{k}: {v}\n" for k, v in rec.headers)
+        assert "bst_" not in received and "%62st_" not in received, (n, received)
+    assert seen["1"].header("x-api-key") is None and seen["1"].header("x-other") == "kept"
+    assert seen["2"].header("authorization") is None
+    assert seen["3"].header_all("cookie") == ["theme=dark; lang=en"]
+    assert seen["4"].header("cookie") is None
+    assert seen["5"].target == f"/search-open?a=1&{token}&n=5"
+    assert seen["6"].target == f"/search-open?{token}&n=6"
+    assert seen["7"].header("authorization") == f"Bearer {CAROL_JWT}" and seen["7"].header("x-api-key") is None
 
 
 def test_a_verifier_that_cannot_answer_fails_closed(shop: Shop, upstream: ScriptedUpstream, token: str) -> None:

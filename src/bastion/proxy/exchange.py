@@ -232,6 +232,7 @@ class Flight(UpstreamListener):
             self.step = self._refuse
             return
         self.route, self.ex = outcome
+        self.ex.client_cert = client.client_cert
         self.routed = True
         self.step = self._head_stages if self.route.chain.head_stages else self._read_body
 

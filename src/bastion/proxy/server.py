@@ -40,9 +40,10 @@ from bastion.proxy.metrics import METRICS
 from bastion.proxy.prelude import next_request_id
 from bastion.proxy.record import RecordDraft, RecordSinks, finish_record, new_record
 from bastion.proxy.runtime import Runtime
+from bastion.proxy.tls import client_certificate
 from bastion.proxy.upstream import UpstreamPool
 from bastion.proxy.upstream_connection import ResponseHead, UpstreamConnection
-from bastion.types import HeaderList, Response, header_get
+from bastion.types import ClientCertificate, HeaderList, Response, header_get
 
 log = logging.getLogger("bastion.proxy")
 
@@ -163,6 +164,8 @@ class ClientConnection(asyncio.Protocol):
         self.deadline = 0.0
         self.peer_ip = ""
         self.scheme = "http"
+        #: The client's TLS certificate (mTLS), read once at the handshake.
+        self.client_cert: ClientCertificate | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -172,6 +175,7 @@ class ClientConnection(asyncio.Protocol):
         self.peer_ip = peer[0] if isinstance(peer, tuple) else "unix"
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
+            self.client_cert = client_certificate(transport.get_extra_info("ssl_object"))
         self.server.connections.add(self)
         METRICS.gauge_add("bastion_client_connections", 1)
         self._arm(self.server.runtime.timeouts.idle, "idle")

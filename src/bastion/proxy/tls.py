@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from bastion.proxy.tlsgroups import set_groups
+from bastion.types import ClientCertificate
 
 log = logging.getLogger("bastion.tls")
 
@@ -132,3 +133,35 @@ def client_context(
     if cert is not None:
         _load_chain(ctx, cert, key)
     return ctx
+
+
+def client_certificate(ssl_object: ssl.SSLObject | None) -> ClientCertificate | None:
+    """The certificate the client of a TLS connection presented (verified by the handshake,
+    which ``client_ca`` makes require one), read once per connection; ``None`` without one."""
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der:
+        return None
+    import hashlib
+
+    from cryptography import x509
+
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        try:
+            names: x509.SubjectAlternativeName | None = cert.extensions.get_extension_for_class(
+                x509.SubjectAlternativeName
+            ).value
+        except x509.ExtensionNotFound:
+            names = None
+        subject = cert.subject.rfc4514_string()
+    except ValueError as exc:
+        # OpenSSL accepted what cryptography cannot read: the connection proves no identity.
+        log.warning("a client certificate cannot be read (%s): treated as none", exc)
+        return None
+    sans: list[str] = []
+    if names is not None:
+        sans += [n.lower() for n in names.get_values_for_type(x509.DNSName)]
+        sans += [n.lower() for n in names.get_values_for_type(x509.RFC822Name)]
+        sans += names.get_values_for_type(x509.UniformResourceIdentifier)
+        sans += [str(a) for a in names.get_values_for_type(x509.IPAddress)]
+    return ClientCertificate(hashlib.sha256(der).hexdigest(), subject, tuple(sans))

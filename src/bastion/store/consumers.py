@@ -106,3 +106,8 @@ def sync_declared(session: Session, declared: Sequence[DeclaredConsumerSettings]
         session.flush()
         bump(session)
     return changed
+
+
+def with_certificates(session: Session) -> list[Consumer]:
+    """The consumers some client certificate identifies (mTLS), for a gateway's snapshot."""
+    return [c for c in session.execute(select(Consumer).order_by(Consumer.name)).scalars() if c.certificates]

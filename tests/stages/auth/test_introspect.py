@@ -20,7 +20,7 @@ from bastion.stages.auth.methods import AuthFailure, Verdict
 from bastion.testing import free_port
 from bastion.types import Principal
 
-from .idp import MovableClock, Provider, serve, services
+from .idp import MovableClock, Provider, b64url, serve, services
 
 
 @pytest.fixture
@@ -216,5 +216,23 @@ def test_unsendable_tokens_are_malformed(url: str, secret_file: Path, provider: 
         refused = v.verify(token)
         assert isinstance(refused, AuthFailure) and refused.reason == "auth.malformed"
         assert provider.introspection_hits == 0
+
+    run(v, scenario)
+
+
+def test_a_certificate_bound_answer_names_its_certificate(provider: Provider, url: str, secret_file: Path) -> None:
+    """RFC 8705 3.2: an active token whose introspection answer carries `cnf.x5t#S256` gives
+    a principal bound to that certificate (SHA-256 hex; the auth stage checks the connection);
+    a `cnf` of another confirmation method is refused, not taken as a bearer token."""
+    digest = bytes(range(32))
+    provider.introspection["bound"] = active(cnf={"x5t#S256": b64url(digest)})
+    provider.introspection["dpop"] = active(cnf={"jkt": b64url(digest)})
+    v = make(url, secret_file)
+
+    async def scenario() -> None:
+        bound = await settle(v.verify("bound"))
+        assert isinstance(bound, Principal) and bound.bound_certificate == digest.hex()
+        refused = await settle(v.verify("dpop"))
+        assert isinstance(refused, AuthFailure) and refused.reason == "auth.claims"
 
     run(v, scenario)

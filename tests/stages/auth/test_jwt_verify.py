@@ -406,3 +406,25 @@ def test_arbitrary_tokens_never_raise_and_never_pass(
     token = ".".join((b64url(json.dumps(header).encode()), b64url(json.dumps(payload).encode()), b64url(signature)))
     verdict = settle(verifier.verify(token))
     assert isinstance(verdict, AuthFailure)
+
+
+def test_a_certificate_bound_token_names_its_certificate(keys: dict[str, SigningKey]) -> None:
+    """RFC 8705: a token with `cnf: {"x5t#S256": ...}` gives a principal naming that
+    certificate's SHA-256 (hex, as the proxy computes it; the stage checks the connection);
+    an unbound token names none; a `cnf` this gateway cannot check (another confirmation
+    method, a thumbprint that is not base64url of 32 bytes) is refused, never taken as a
+    bearer token."""
+    verifier = JwtVerifier.from_settings(settings(None, keys=[keys["ES256"].public_pem()], algorithms=["ES256"]))
+    digest = bytes(range(32))
+
+    async def scenario(_: Services) -> None:
+        bound = settle(verifier.verify(keys["ES256"].sign(claims(cnf={"x5t#S256": b64url(digest)}), kid=None)))
+        assert isinstance(bound, Principal) and bound.bound_certificate == digest.hex()
+        plain = settle(verifier.verify(keys["ES256"].sign(claims(), kid=None)))
+        assert isinstance(plain, Principal) and plain.bound_certificate == ""
+        for cnf in ({"jkt": b64url(digest)}, {"x5t#S256": b64url(digest[:20])}, {"x5t#S256": "not base64!"},
+                    {"x5t#S256": b64url(digest), "jkt": "x"}, "x5t"):
+            refused = settle(verifier.verify(keys["ES256"].sign(claims(cnf=cnf), kid=None)))
+            assert reason(refused) == "auth.claims", cnf
+
+    run(verifier, scenario)

@@ -6,6 +6,10 @@ allows it), and whether an ``Authorization: Bearer`` token counts for it -- any 
 ``http bearer``, ``oauth2`` and ``openIdConnect``, a Bastion API key (``bst_...``) for an
 ``apiKey`` scheme. Reading one is a few header lookups; nothing is parsed at load twice.
 
+Bastion's own API keys are its secrets, not the upstream's: once the stage has decided,
+:meth:`KeyPlaces.strip` removes every ``bst_...`` value from the places the route reads
+keys from (:class:`KeyPlaces`, built at load), so the upstream never receives one.
+
 A request that carries a credential badly (two ``Authorization`` headers, the same key
 twice, a key both in its header and as a bearer token, a bearer token with characters RFC
 6750 does not allow) raises :class:`Malformed`: RFC 6750 3.1 answers it ``400
@@ -22,7 +26,7 @@ from typing import Final
 from urllib.parse import unquote
 
 from bastion.stages.auth.dispatch import API_KEY_PREFIX
-from bastion.types import Request
+from bastion.types import HeaderList, Request
 
 #: How a scheme takes an ``Authorization: Bearer`` token.
 NO_BEARER: Final = 0
@@ -51,6 +55,8 @@ class SchemeSource:
     query: str = ""
     #: NO_BEARER, KEY_BEARER or ANY_BEARER.
     bearer: int = NO_BEARER
+    #: A ``mutualTLS`` scheme: the credential is the connection's client certificate.
+    certificate: bool = False
     #: The query parameter an ``apiKey`` scheme names that the route does not read
     #: (``api_keys.query`` is off): said by ``bastion check``.
     ignored_query: str = ""
@@ -76,6 +82,65 @@ class SchemeSource:
         if found is not None:
             raise Malformed("the credential is given in two places")
         return token
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPlaces:
+    """Where a route may carry Bastion API keys (every place one of its schemes reads), so
+    that none reaches the upstream, whether it verified, failed or was never read (another
+    alternative succeeded first)."""
+
+    #: Lower-case header names (``authorization`` for a bearer token: only ``Bearer bst_...``).
+    headers: frozenset[str] = frozenset()
+    cookies: frozenset[str] = frozenset()
+    queries: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, sources: tuple[SchemeSource, ...]) -> KeyPlaces:
+        headers = {s.header for s in sources if s.header}
+        if any(s.bearer != NO_BEARER for s in sources):
+            headers.add("authorization")
+        return cls(
+            frozenset(headers),
+            frozenset(s.cookie for s in sources if s.cookie),
+            frozenset(s.query for s in sources if s.query),
+        )
+
+    def strip(self, request: Request) -> None:
+        """Remove every Bastion API key from ``request`` (headers, cookies, query string)."""
+        headers = request.headers
+        for key, value in headers:
+            if (key in self.headers or (key == "cookie" and self.cookies)) and API_KEY_PREFIX in value:
+                request.headers = self._stripped_headers(headers)
+                break
+        if self.queries and request.query:  # may be percent-encoded: look at each pair
+            request.query = "&".join(
+                pair for pair in request.query.split("&") if not _key_pair(pair, self.queries, True)
+            )
+
+    def _stripped_headers(self, headers: HeaderList) -> HeaderList:
+        out: HeaderList = []
+        for key, value in headers:
+            if key == "cookie" and self.cookies:
+                kept = [p for p in value.split(";") if not _key_pair(p.strip(" "), self.cookies, False)]
+                if kept:
+                    out.append((key, ";".join(kept).strip(" ")))
+                continue
+            if key in self.headers:
+                token = value[7:].strip(" ") if value[:7].lower() == "bearer " else value
+                if token.startswith(API_KEY_PREFIX):
+                    continue
+            out.append((key, value))
+        return out
+
+
+def _key_pair(pair: str, names: frozenset[str], encoded: bool) -> bool:
+    """Whether ``name=value`` (a cookie, or a percent-``encoded`` query pair) carries an API
+    key under one of ``names``, read as :func:`_cookie` and :func:`_query` read it."""
+    name, sep, value = pair.partition("=")
+    if encoded:
+        name, value = unquote(name), unquote(value)
+    return bool(sep) and name in names and value.strip('"').startswith(API_KEY_PREFIX)
 
 
 def _single_header(request: Request, name: str) -> str | None:
@@ -136,4 +201,4 @@ def _query(query: str, name: str) -> str | None:
     return found
 
 
-__all__ = ["ANY_BEARER", "KEY_BEARER", "NO_BEARER", "Malformed", "SchemeSource", "bearer_token"]
+__all__ = ["ANY_BEARER", "KEY_BEARER", "NO_BEARER", "KeyPlaces", "Malformed", "SchemeSource", "bearer_token"]

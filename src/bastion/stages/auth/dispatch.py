@@ -3,12 +3,14 @@
 :func:`compile_verifiers` is the one place that turns a route's ``policies.auth`` into the
 verifier of each kind of credential; :func:`bearer_verifier` is the one place that picks,
 for an ``Authorization: Bearer`` token, the kind it is. A new method (mTLS, say) is added
-in these two functions and nowhere else.
+in these two functions and nowhere else (mTLS was: its credential is the connection's
+certificate, never a bearer token).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from bastion.pipeline.stage import RouteInfo
 from bastion.stages.auth.apikey import ApiKeyVerifier
@@ -16,6 +18,10 @@ from bastion.stages.auth.config import AuthConfig
 from bastion.stages.auth.introspect import IntrospectionVerifier
 from bastion.stages.auth.jwt.verify import JwtVerifier
 from bastion.stages.auth.methods import CredentialVerifier
+from bastion.stages.auth.mtls import CertificateVerifier
+
+if TYPE_CHECKING:
+    from bastion.services import Services
 
 #: What every Bastion API key starts with (secret scanners recognise it too).
 API_KEY_PREFIX = "bst_"
@@ -34,6 +40,14 @@ def looks_like_jwt(token: str) -> bool:
     return _B64URL.issuperset(header) and _B64URL.issuperset(payload) and _B64URL.issuperset(signature)
 
 
+class Startable(Protocol):
+    """What the stage starts and closes with itself: every verifier."""
+
+    async def start(self, services: Services) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Verifiers:
     """A route's verifiers, one per kind of credential; ``None`` where the route has none."""
@@ -44,6 +58,8 @@ class Verifiers:
     jwt: CredentialVerifier | None = None
     #: Any other bearer token, asked of an external server's introspection endpoint.
     introspection: CredentialVerifier | None = None
+    #: Client certificates (``mutualTLS``), mapped to the consumers they identify.
+    mtls: CertificateVerifier | None = None
 
     @property
     def takes_bearer(self) -> bool:
@@ -55,10 +71,10 @@ class Verifiers:
         kinds = [("API key", self.api_key), ("JWT", self.jwt), ("introspected token", self.introspection)]
         return [name for name, verifier in kinds if verifier is not None]
 
-    def all(self) -> tuple[CredentialVerifier, ...]:
+    def all(self) -> tuple[Startable, ...]:
         """Each verifier once (to start and close them)."""
-        out: list[CredentialVerifier] = []
-        for verifier in (self.api_key, self.jwt, self.introspection):
+        out: list[Startable] = []
+        for verifier in (self.api_key, self.jwt, self.introspection, self.mtls):
             if verifier is not None and not any(v is verifier for v in out):
                 out.append(verifier)
         return tuple(out)
@@ -75,7 +91,9 @@ def compile_verifiers(config: AuthConfig, route: RouteInfo) -> Verifiers:
     verified where ``jwt`` names issuers (``JwtVerifier.from_settings``, ``jwt/verify.py``),
     opaque tokens where ``introspection`` is set (``IntrospectionVerifier.from_settings``,
     ``introspect.py``); where the built-in OAuth server is on, the JWT slot also takes its
-    tokens (``WithOwnTokens``, ``oauth/verify.py``). Each is built here and nowhere else.
+    tokens (``WithOwnTokens``, ``oauth/verify.py``); client certificates by the consumers'
+    ``certificates`` matchers in the store (``CertificateVerifier``, ``mtls.py``: the stage
+    starts it only on a route with a ``mutualTLS`` scheme). Each is built here and nowhere else.
     """
     jwt: CredentialVerifier | None = JwtVerifier.from_settings(config.jwt) if config.jwt is not None else None
     if route.own_tokens:
@@ -89,6 +107,7 @@ def compile_verifiers(config: AuthConfig, route: RouteInfo) -> Verifiers:
         introspection=(
             IntrospectionVerifier.from_settings(config.introspection) if config.introspection is not None else None
         ),
+        mtls=CertificateVerifier(),
     )
 
 

@@ -24,7 +24,7 @@ import orjson
 
 from bastion.stages.auth.jwt.cache import BoundedCache
 from bastion.stages.auth.jwt.config import IntrospectionSettings, read_secret
-from bastion.stages.auth.jwt.verify import audiences_of, read_claim, string_set
+from bastion.stages.auth.jwt.verify import audiences_of, bound_certificate, read_claim, string_set
 from bastion.stages.auth.methods import AuthFailure, Verdict
 from bastion.types import Principal
 
@@ -172,6 +172,9 @@ class IntrospectionVerifier:
         consumer = read_claim(answer, s.consumer_claim)
         if not isinstance(consumer, str) or not consumer:
             return BAD_CLAIMS, negative_until
+        bound = bound_certificate(answer.get("cnf"))  # RFC 8705 3.2
+        if bound is None:
+            return BAD_CLAIMS, negative_until
         jti = answer.get("jti")
         principal = Principal(
             consumer_id=consumer,
@@ -180,5 +183,6 @@ class IntrospectionVerifier:
             scopes=string_set(answer.get(s.scopes_claim)),
             roles=string_set(read_claim(answer, s.roles_claim)) if s.roles_claim is not None else frozenset(),
             claims=MappingProxyType(answer),
+            bound_certificate=bound,
         )
         return principal, until

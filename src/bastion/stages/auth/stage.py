@@ -16,17 +16,29 @@ whose challenges carry no error; a credential that proves nothing a 401 with
 look alike; the reason goes to the access record only); a malformed one a 400
 ``invalid_request``; a valid one lacking a scope a 403 ``insufficient_scope`` naming the
 scopes; a verifier that cannot answer (key store, JWKS endpoint down) a 503: fail closed.
+
+Bastion's own API keys never reach the upstream: once the stage has decided, every ``bst_...``
+value is removed from where the route reads keys (:class:`~bastion.stages.auth.credentials.KeyPlaces`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
+from dataclasses import replace
 from math import ceil
 from typing import TYPE_CHECKING, Any
 
 from bastion.pipeline.stage import HeadStage, RequestOutcome, RouteInfo, Stage
 from bastion.stages.auth.config import AuthConfig
-from bastion.stages.auth.credentials import ANY_BEARER, KEY_BEARER, NO_BEARER, Malformed, SchemeSource, bearer_token
+from bastion.stages.auth.credentials import (
+    ANY_BEARER,
+    KEY_BEARER,
+    NO_BEARER,
+    KeyPlaces,
+    Malformed,
+    SchemeSource,
+    bearer_token,
+)
 from bastion.stages.auth.dispatch import NO_VERIFIERS, Verifiers, bearer_verifier, compile_verifiers, credential_handle
 from bastion.stages.auth.lockout import KnownLocks, Lockout
 from bastion.stages.auth.methods import AuthFailure, Verdict
@@ -53,6 +65,8 @@ MISSING = AuthFailure("auth.missing")
 MALFORMED = AuthFailure("auth.malformed", "invalid_request", 400)
 #: A bearer token of a kind the route verifies nothing of (an opaque token, no introspection).
 UNSUPPORTED = AuthFailure("auth.unsupported")
+#: A certificate-bound token (RFC 8705) on a connection without that client certificate.
+CERT_BINDING = AuthFailure("auth.cert_binding")
 
 #: Characters of an HTTP token (RFC 9110 5.6.2): what may appear unquoted, or be quoted safely.
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -206,7 +220,9 @@ def compile_source(name: str, scheme: Any, config: AuthConfig, verifiers: Verifi
         kinds = verifiers.bearer_kinds()
         label = ", ".join(kinds[:-1]) + (" or " if len(kinds) > 1 else "") + kinds[-1]
         return SchemeSource(name, bearer=ANY_BEARER), f"bearer token ({label})"
-    return None  # basic, digest, mutualTLS (no certificate mapping yet), undeclared schemes
+    if kind == "mutualTLS" and verifiers.mtls is not None:
+        return SchemeSource(name, certificate=True), "client certificate (mTLS)"
+    return None  # basic, digest, undeclared schemes
 
 
 def _with_error(challenges: Sequence[str], error: str, scope: str = "") -> tuple[tuple[str, str], ...]:
@@ -272,6 +288,8 @@ class AuthStage(HeadStage):
         self.sources: tuple[SchemeSource, ...] = ()
         self.alternatives: tuple[tuple[tuple[int, frozenset[str]], ...], ...] = ()
         self.lockout: Lockout | None = None
+        #: Where the route's requests may carry Bastion API keys, removed before forwarding.
+        self.key_places = KeyPlaces()
         #: Refusals built at load: no credential; a missing scope, per alternative; and
         #: those of each reason a verifier gives (same body and challenges per status).
         self._challenges: tuple[str, ...] = ()
@@ -322,9 +340,12 @@ class AuthStage(HeadStage):
             self._described.append(" + ".join(parts))
         if not alternatives:
             return
+        if not any(s.certificate for s in sources):
+            verifiers = replace(verifiers, mtls=None)  # not started where nothing uses it
         self.verifiers = verifiers
         self.sources = tuple(sources)
         self.alternatives = tuple(alternatives)
+        self.key_places = KeyPlaces.of(self.sources)
         self._scope_refusals = tuple(scope_refusals)
         self._challenges = challenges_of(route, verifiable)
         self._missing = Block(
@@ -385,6 +406,7 @@ class AuthStage(HeadStage):
         if lockout is not None:
             left = lockout.ip_locked(exchange.request.client_ip)
             if left > 0:
+                self.key_places.strip(exchange.request)  # shadow mode forwards it
                 return _locked(left)
         attempt = _Attempt(len(self.sources), lockout is not None)
         decided = self._decide(exchange, attempt)
@@ -407,7 +429,7 @@ class AuthStage(HeadStage):
                     found = self._verify(index, exchange, attempt)
                     if not isinstance(found, (Principal, AuthFailure)):
                         return _Wait(index, found)
-                    verdicts[index] = verdict = found
+                    verdicts[index] = verdict = _bound(found, exchange)
                 if isinstance(verdict, AuthFailure):
                     break
                 if scopes and not scopes <= verdict.scopes:
@@ -418,11 +440,16 @@ class AuthStage(HeadStage):
                     first = verdict  # schemes required together: the first one's principal
             else:
                 exchange.principal = first
+                self.key_places.strip(exchange.request)
                 return None
+        # Refused, but forwarded all the same in shadow mode: without Bastion's keys too.
+        self.key_places.strip(exchange.request)
         return self._refusal(verdicts, scope_failed)
 
     def _verify(self, index: int, exchange: Exchange, attempt: _Attempt) -> Verdict | Awaitable[Verdict]:
         source = self.sources[index]
+        if source.certificate:
+            return self._verify_certificate(exchange)
         request = exchange.request
         if source.bearer != NO_BEARER and attempt.bearer != 1:
             if attempt.bearer == 0:
@@ -447,6 +474,14 @@ class AuthStage(HeadStage):
         if self.lockout is not None:
             attempt.handles[index] = credential_handle(credential)
         return verifier.verify(credential)
+
+    def _verify_certificate(self, exchange: Exchange) -> Verdict:
+        """The consumer the connection's client certificate (verified by TLS) identifies."""
+        cert = exchange.client_cert
+        if cert is None:
+            return MISSING
+        verifier = self.verifiers.mtls
+        return UNSUPPORTED if verifier is None else verifier.verify_certificate(cert)
 
     def _refusal(self, verdicts: list[Verdict | None], scope_failed: int) -> Block:
         """The answer when no alternative succeeded, by precedence: a verifier that could not
@@ -525,7 +560,7 @@ class AuthStage(HeadStage):
             answer: object = await wait.awaitable
             if not isinstance(answer, (Principal, AuthFailure)):
                 raise TypeError(f"a verifier answered {type(answer).__name__}, not a Principal or an AuthFailure")
-            attempt.verdicts[wait.index] = answer
+            attempt.verdicts[wait.index] = _bound(answer, exchange)
             decided = self._decide(exchange, attempt)
             if not isinstance(decided, _Wait):
                 break
@@ -534,6 +569,16 @@ class AuthStage(HeadStage):
             return None
         counted = self._counted(exchange, attempt, decided)
         return counted if isinstance(counted, Block) else await counted
+
+
+def _bound(verdict: Verdict, exchange: Exchange) -> Verdict:
+    """RFC 8705 3: a certificate-bound token proves its principal only over a connection
+    whose client certificate is the one it names (a stolen token is useless elsewhere)."""
+    if isinstance(verdict, Principal) and verdict.bound_certificate:
+        cert = exchange.client_cert
+        if cert is None or cert.fingerprint != verdict.bound_certificate:
+            return CERT_BINDING
+    return verdict
 
 
 def _locked(seconds: float) -> Block:

@@ -9,7 +9,10 @@ which waits for a refetch -- at most one per ``jwks_unknown_kid_interval`` per U
 Checks, in order: shape (three base64url parts of JSON objects, no ``crit``), issuer (``iss``
 is a configured one), algorithm (in that issuer's list), key (by ``kid``, of the
 algorithm's own family), signature, then ``exp`` (required), ``nbf`` and ``iat`` (with
-leeway), ``aud``, the consumer claim, and the revocation of ``jti``.
+leeway), ``aud``, the consumer claim, ``cnf``, and the revocation of ``jti``. A token bound
+to a client certificate (RFC 8705 ``cnf: {"x5t#S256": ...}``) gives a principal naming that
+certificate (``bound_certificate``); the stage checks it against the request's connection,
+so a cached token is checked on every request too.
 """
 
 from __future__ import annotations
@@ -75,6 +78,24 @@ def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def bound_certificate(cnf: object) -> str | None:
+    """The certificate an RFC 8705 ``cnf`` claim binds the token to (SHA-256, hex); "" for
+    a token bound to nothing; ``None`` for a ``cnf`` this gateway cannot check (another
+    confirmation method, a malformed thumbprint): such a token must not pass as a bearer one."""
+    if cnf is None:
+        return ""
+    if not isinstance(cnf, dict) or set(cnf) != {"x5t#S256"}:
+        return None
+    thumbprint = cnf["x5t#S256"]
+    if not isinstance(thumbprint, str) or not thumbprint:
+        return None
+    try:
+        digest = b64url_decode(thumbprint)
+    except ValueError:
+        return None
+    return digest.hex() if len(digest) == 32 else None
+
+
 def read_claim(payload: Mapping[str, object], name: str) -> object:
     """A claim by name; a dotted name not present as such is followed into objects."""
     if name in payload or "." not in name:
@@ -115,6 +136,9 @@ class CompiledIssuer:
         consumer = read_claim(payload, self.consumer_claim)
         if not isinstance(consumer, str) or not consumer:
             return None
+        bound = bound_certificate(payload.get("cnf"))
+        if bound is None:
+            return None
         scopes_value = payload.get(self.scopes_claim)
         if scopes_value is None and self.scopes_claim == "scope":
             scopes_value = payload.get("scp")
@@ -126,6 +150,7 @@ class CompiledIssuer:
             scopes=string_set(scopes_value),
             roles=roles,
             claims=MappingProxyType(payload),
+            bound_certificate=bound,
         )
 
 
