@@ -127,7 +127,7 @@ def measure(
     def wrk_for(scenario: Scenario, server: RunningServer, threads: int, conns: int,
                 seconds: float) -> list[str]:
         return wrk_command(server.url, threads=threads, connections=conns, duration_s=seconds,
-                           headers=scenario.wrk_headers, script=script, timeout_s=args.wrk_timeout)
+                           headers=(*scenario.wrk_headers, *server.headers), script=script, timeout_s=args.wrk_timeout)
 
     log(f"warm-up: {WARMUP_SECONDS:.0f} s per target")
     for scenario, server in servers:

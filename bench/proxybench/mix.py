@@ -317,13 +317,17 @@ def write_lua(folder: Path) -> Path:
 # -- Sending the mix once ----------------------------------------------------------------------
 
 
-def send(port: int, req: MixRequest, timeout: float = 10.0) -> tuple[int, bytes]:
-    """Send one request of the mix to 127.0.0.1:port on a fresh connection; (status, body)."""
+def send(port: int, req: MixRequest, timeout: float = 10.0, extra: Sequence[str] = ()) -> tuple[int, bytes]:
+    """Send one request of the mix to 127.0.0.1:port on a fresh connection, with ``extra``
+    headers (``"Name: value"``); (status, body)."""
     conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
     try:
         # http.client adds no Host or Accept-Encoding of its own when the request has them.
         seq = "00000"
-        headers: Mapping[str, str] = {k: v.replace(SEQ_PLACEHOLDER, seq) for k, v in req.headers}
+        headers: Mapping[str, str] = {
+            **{k: v.replace(SEQ_PLACEHOLDER, seq) for k, v in req.headers},
+            **dict(h.split(": ", 1) for h in extra),
+        }
         body = req.body.replace(SEQ_PLACEHOLDER.encode(), seq.encode()) or None
         conn.request(req.method, req.target, body=body, headers=headers)
         resp = conn.getresponse()

@@ -33,11 +33,13 @@ def free_port() -> int:
         return port
 
 
-def http_get(port: int, path: str = "/", timeout: float = 2.0) -> tuple[int, bytes]:
-    """One GET on a fresh connection to 127.0.0.1:port; returns (status, body)."""
+def http_get(port: int, path: str = "/", timeout: float = 2.0,
+             headers: Sequence[str] = ()) -> tuple[int, bytes]:
+    """One GET on a fresh connection to 127.0.0.1:port, with ``headers`` (``"Name: value"``
+    lines, as wrk takes them); returns (status, body)."""
     conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=dict(h.split(": ", 1) for h in headers))
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:

@@ -63,6 +63,9 @@ class Scenario:
     #: Requests it must refuse with the given status before it is measured: proof that
     #: the inspection being measured is on.
     refuses: tuple[tuple[MixRequest, int], ...] = ()
+    #: The catch-all route requires authentication and every request carries an API key
+    #: (made by ``bastion keys create`` in the scenario's own SQLite store).
+    api_key: bool = False
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -72,6 +75,10 @@ SCENARIOS: tuple[Scenario, ...] = (
              policies=NO_STAGES),
     Scenario("bastion-default", "Bastion with the default pipeline (headers stage) and the "
              "access log written to a file", "bastion", access_log=True),
+    Scenario("bastion-apikey", "Bastion with API-key authentication: the catch-all route "
+             "requires it, every request carries a valid key (Authorization: Bearer) checked by the auth "
+             "stage against the store's snapshot, and the key is removed before forwarding; "
+             "other stages and the access log off", "bastion", policies=NO_STAGES, api_key=True),
     Scenario(INSPECT, "Bastion with input defense: the mix's three operations routed from an "
              "OpenAPI 3.1 document, request validation (on by default) and detection "
              "(block, paranoia 1); headers stage and access log off", "bastion",
@@ -110,7 +117,7 @@ def start_scenario(scenario: Scenario, ctx: StartContext) -> RunningServer:
             ctx.stack, scenario.name, ctx.folder, bastion_bin=ctx.bastion_bin,
             upstream_port=ctx.upstream.port, workers=ctx.workers,
             access_log=scenario.access_log, policies=scenario.policies,
-            overrides=scenario.overrides, openapi=openapi,
+            overrides=scenario.overrides, openapi=openapi, api_key=scenario.api_key,
         )
     if scenario.kind == "modsecurity":
         return start_modsecurity(ctx.stack, ctx.folder, scenario.paranoia, ctx.upstream.port,

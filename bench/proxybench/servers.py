@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import pwd
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,8 @@ class RunningServer:
     process: ManagedProcess
     #: nginx's error log (where ModSecurity writes why it refused a request).
     error_log: Path | None = None
+    #: Headers every request to it must carry, known only once it was set up (a credential).
+    headers: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -151,9 +154,9 @@ class RunningServer:
         """Fail unless each request (``GET /`` when none are given) sent through this server
         returns the upstream's 200 and body: a refusal would be measured as a fast answer."""
         if not requests:
-            answers = [("GET /", *http_get(self.port))]
+            answers = [("GET /", *http_get(self.port, headers=self.headers))]
         else:
-            answers = [(req.label, *send(self.port, req)) for req in requests]
+            answers = [(req.label, *send(self.port, req, extra=self.headers)) for req in requests]
         for label, status, body in answers:
             if status != 200 or body != UPSTREAM_BODY.encode():
                 raise ServerFailed(
@@ -220,16 +223,30 @@ def start_bastion(
     policies: Mapping[str, Any] | None,
     overrides: Mapping[str, Any],
     openapi: Path | None = None,
+    api_key: bool = False,
 ) -> RunningServer:
-    """Start ``bastion serve`` with a generated config; ``stack`` stops it."""
+    """Start ``bastion serve`` with a generated config; ``stack`` stops it. With ``api_key``,
+    the catch-all route requires authentication, a consumer ``bench`` gets an API key made by
+    ``bastion keys create`` in the store beside the config, and the server's ``headers``
+    carry it (as a bearer token: what a hand-written private route takes)."""
     port, admin_port = free_port(), free_port()
     config = bastion_config(
         port=port, admin_port=admin_port, upstream_port=upstream_port,
         access_log=folder / f"{name}-access.log" if access_log else None,
         policies=policies, overrides=overrides, openapi=openapi,
     )
+    headers: tuple[str, ...] = ()
+    if api_key:
+        config["consumers"] = [{"name": "bench", "roles": ["user"]}]
+        config["store"] = {"url": f"sqlite:///{folder / (name + '.db')}"}
+        for route in config["services"][0].get("routes", []):
+            route["public"] = False
     path = folder / f"{name}.yaml"
     path.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML
+    if api_key:
+        made = subprocess.run([str(bastion_bin), "keys", "create", "bench", "-c", str(path)],
+                              capture_output=True, text=True, timeout=60, check=True)
+        headers = (f"Authorization: Bearer {made.stdout.strip().splitlines()[-1]}",)
     process = ManagedProcess(
         name,
         [str(bastion_bin), "serve", "-c", str(path), "--workers", str(workers),
@@ -239,4 +256,6 @@ def start_bastion(
     _launch(stack, process)
     process.wait_until(lambda: http_get(admin_port, "/ready")[0] == 200, READY_TIMEOUT,
                        "GET /ready = 200 on the admin port")
-    return RunningServer(name, port, process)
+    if api_key and http_get(port)[0] != 401:
+        raise ServerFailed(f"{name}: GET / without the API key was not refused with 401: authentication is not on")
+    return RunningServer(name, port, process, headers=headers)

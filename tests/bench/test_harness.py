@@ -176,3 +176,44 @@ def test_nginx_configs_stay_on_loopback_inside_the_run_folder(tmp_path: Path) ->
         paths = [line.split()[1].rstrip(";") for line in config.splitlines()
                  if line.strip().startswith(("pid ", "error_log ")) or "_temp_path" in line]
         assert paths and all(p.startswith(str(tmp_path)) for p in paths)
+
+
+def test_the_api_key_scenario_sends_a_key_the_gateway_accepts(tmp_path: Path) -> None:
+    """``bastion-apikey`` starts a real gateway whose catch-all route requires authentication,
+    with a key made by ``bastion keys create``: without the key a request gets 401 (checked
+    before any load, or the figures would measure refusals), with the server's headers the
+    upstream answers 200."""
+    import contextlib
+    import http.server
+    import threading
+
+    from proxybench.procs import http_get
+    from proxybench.servers import start_bastion
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    try:
+        with contextlib.ExitStack() as stack:
+            server = start_bastion(
+                stack, "bastion-apikey", tmp_path, bastion_bin=Path(sys.executable).with_name("bastion"),
+                upstream_port=upstream.server_address[1], workers=1, access_log=False,
+                policies={"access": {"enabled": False}, "headers": {"enabled": False}}, overrides={},
+                api_key=True,
+            )
+            (header,) = server.headers
+            assert header.startswith("Authorization: Bearer bst_")
+            assert http_get(server.port)[0] == 401
+            assert http_get(server.port, headers=server.headers) == (200, b"ok")
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
