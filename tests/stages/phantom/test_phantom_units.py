@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
+from bastion.config import load_config
 from bastion.stages.phantom.config import PhantomConfig
 from bastion.stages.phantom.tokens import PHANTOM_PREFIX, Record, jwt_claims, new_token, state_key
+
+from ...config.util import errors_of, write
 
 
 def test_failing_open_is_refused() -> None:
@@ -39,3 +44,26 @@ def test_jwt_claims_are_read_only_from_a_jwt() -> None:
     assert jwt_claims("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln") == {"sub": "alice"}
     assert jwt_claims("opaque-token") is None
     assert jwt_claims("a.!!!.c") is None
+
+
+LOGIN_ROUTE = """\
+services:
+  - name: app
+    upstream: http://127.0.0.1:9
+    routes:
+      - path: /login
+        methods: [POST]
+        public: true
+        response_body_over_limit: {over}
+        policies: {{phantom: {{issue: {{token_field: access_token}}}}}}
+"""
+
+
+def test_a_login_route_cannot_pass_large_responses_unseen(tmp_path: Path) -> None:
+    """``response_body_over_limit: pass`` on a route that issues phantom tokens is a load
+    error naming the file, the route's line and the field: a login response over the limit would reach the
+    client with the upstream's token. ``block`` loads."""
+    (error,) = errors_of(write(tmp_path, LOGIN_ROUTE.format(over="pass")))
+    assert error.startswith(f"{tmp_path / 'bastion.yaml'}:5: response_body_over_limit (app:/login): 'pass'")
+    assert "phantom stage" in error
+    assert load_config(write(tmp_path, LOGIN_ROUTE.format(over="block"))).routes

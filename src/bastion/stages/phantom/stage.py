@@ -35,6 +35,8 @@ class PhantomStage(ResponseStage):
     """Issues phantom tokens on one login route."""
 
     needs_response_body = True
+    #: A login response it did not see would hand out the upstream's token.
+    response_body_required = True
     uses_state = True
 
     def __init__(self, config: PhantomConfig, issue: IssueSettings) -> None:
