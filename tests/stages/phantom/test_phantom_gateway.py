@@ -104,7 +104,10 @@ def config(upstream: str, state: dict[str, Any]) -> dict[str, Any]:
             "routes": [
                 {"path": "/login", "methods": ["POST"], "public": True,
                  "policies": {"phantom": {"issue": {"token_field": "access_token"}}}},
-                {"path": "/me", "methods": ["GET"], "policies": {"auth": {"phantom_tokens": True}}},
+                {"path": "/me", "methods": ["GET"],
+                 "policies": {"auth": {"phantom_tokens": True}, "access": {"roles": ["user"]}}},
+                {"path": "/admin", "methods": ["GET"],
+                 "policies": {"auth": {"phantom_tokens": True}, "access": {"roles": ["admin"]}}},
                 # The same upstream token verified as a JWT: the contrast for /me.
                 {"path": "/profile", "methods": ["GET"]},
             ],
@@ -156,6 +159,18 @@ def test_login_returns_a_phantom_and_the_upstream_sees_its_jwt(gateway: GatewayP
     record = gateway.wait_for_access_record(lambda r: r.get("path") == "/me" and r.get("status") == 200)
     assert record.get("consumer") == "alice"
     assert phantom not in json.dumps(record)
+
+
+def test_authorization_knows_the_caller_from_the_phantom(gateway: GatewayProcess) -> None:
+    """The roles the upstream's JWT named reach the access stage: ``/me`` (role ``user``)
+    lets alice's phantom through, ``/admin`` (role ``admin``) refuses it 403 without
+    calling the upstream."""
+    phantom = login(gateway, "alice").json()["access_token"]
+    assert me(gateway, phantom).status_code == 200
+    LoginApi.seen.clear()
+    refused = httpx.get(f"{gateway.url}/admin", headers={"authorization": f"Bearer {phantom}"}, timeout=10)
+    assert refused.status_code == 403, refused.text
+    assert LoginApi.seen == []
 
 
 def test_the_upstream_token_and_a_forged_one_are_refused(gateway: GatewayProcess) -> None:
