@@ -224,6 +224,18 @@ def _build_stages(
                     f"the stage could not be built: {type(exc).__name__}: {exc}",
                 )
             )
+    if route.response_body_over_limit == "pass":
+        for stage in built:
+            if stage.response_body_required:
+                issues.append(
+                    ConfigIssue(
+                        route.origin,
+                        None,
+                        f"response_body_over_limit ({route.id})",
+                        f"'pass' would forward a response over max_response_body_bytes without the {stage.name} "
+                        "stage seeing it; use 'block' (the default) on this route",
+                    )
+                )
     return replace(route, built=tuple(built))
 
 

@@ -1,6 +1,6 @@
 """The one ordered list of stages, and the order in which their hooks really run.
 
-    ORDER: auth -> access -> validation -> detection -> headers
+    ORDER: auth -> access -> validation -> detection -> headers -> phantom
 
 On the way in, top to bottom: every head hook (``on_request_head``) first, before any of
 the body is read, then every request hook (``on_request``). On the way out, bottom to top:
@@ -11,7 +11,8 @@ log) last, once the answer is out. With today's stages:
 
     request side:   auth (from the route, at the head) -> access (head, then body) -> validation
                     -> detection
-    response side:  headers -> access (where it learns who created an object) -> the record
+    response side:  phantom (a login's token replaced) -> headers -> access (where it learns who
+                    created an object) -> the record
 
 Order is security. A request is authenticated, then authorized (``access`` reads the
 principal ``auth`` proved), before it is validated, and validated before it is inspected
@@ -26,9 +27,9 @@ dependencies put it (a rate limit per consumer after ``auth``); there are no pri
 from __future__ import annotations
 
 from bastion.pipeline.stage import StageSpec
-from bastion.stages import access, auth, detection, headers, validation
+from bastion.stages import access, auth, detection, headers, phantom, validation
 
-ORDER: tuple[StageSpec, ...] = (auth.SPEC, access.SPEC, validation.SPEC, detection.SPEC, headers.SPEC)
+ORDER: tuple[StageSpec, ...] = (auth.SPEC, access.SPEC, validation.SPEC, detection.SPEC, headers.SPEC, phantom.SPEC)
 
 BY_NAME: dict[str, StageSpec] = {spec.name: spec for spec in ORDER}
 BY_EXTENSION: dict[str, StageSpec] = {spec.extension: spec for spec in ORDER}

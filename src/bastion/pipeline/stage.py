@@ -83,6 +83,10 @@ class Stage:
     needs_request_body: bool = False
     #: Whether the stage needs the complete response body before its response hook runs.
     needs_response_body: bool = False
+    #: Whether skipping the stage's response hook would leak what it exists to hide (a
+    #: phantom stage's upstream token): ``response_body_over_limit: pass`` is then a load
+    #: error on its route, since a body over the limit would go out unseen.
+    response_body_required: bool = False
     #: Whether the stage keeps state in ``services.state`` that every worker must share
     #: (counters, blocks): the per-process memory backend is then refused with several workers.
     uses_state: bool = False

@@ -117,6 +117,15 @@ class AuthConfig(StageConfig):
     introspection: IntrospectionSettings | None = Field(
         None, description="Opaque tokens of an external authorization server, checked by RFC 7662 introspection."
     )
+    phantom_tokens: bool = Field(
+        False,
+        description=(
+            "Accept phantom tokens (`Authorization: Bearer bpt_...`, issued where `policies.phantom.issue` is "
+            "set) and forward the upstream token each stands for in its place. No other bearer token is then "
+            "accepted on the route (no JWT, introspected or built-in OAuth server token; Bastion's API keys "
+            "still are): the upstream's own tokens, and any forged with its signing key, are refused with 401."
+        ),
+    )
     lockout: LockoutConfig = Field(
         default_factory=LockoutConfig, description="Brute force protection (off by default, see `enabled`)."
     )

@@ -19,6 +19,8 @@ from bastion.stages.auth.introspect import IntrospectionVerifier
 from bastion.stages.auth.jwt.verify import JwtVerifier
 from bastion.stages.auth.methods import CredentialVerifier
 from bastion.stages.auth.mtls import CertificateVerifier
+from bastion.stages.auth.phantom import PhantomVerifier
+from bastion.stages.phantom.tokens import PHANTOM_PREFIX
 
 if TYPE_CHECKING:
     from bastion.services import Services
@@ -60,21 +62,33 @@ class Verifiers:
     introspection: CredentialVerifier | None = None
     #: Client certificates (``mutualTLS``), mapped to the consumers they identify.
     mtls: CertificateVerifier | None = None
+    #: Phantom tokens (``bpt_...``): then the only other bearer tokens taken are API keys.
+    phantom: PhantomVerifier | None = None
 
     @property
     def takes_bearer(self) -> bool:
         """Whether some ``Authorization: Bearer`` token can be verified on the route."""
-        return self.api_key is not None or self.jwt is not None or self.introspection is not None
+        return (
+            self.api_key is not None
+            or self.jwt is not None
+            or self.introspection is not None
+            or self.phantom is not None
+        )
 
     def bearer_kinds(self) -> list[str]:
         """The kinds of bearer token the route verifies, for ``bastion check``."""
-        kinds = [("API key", self.api_key), ("JWT", self.jwt), ("introspected token", self.introspection)]
+        kinds = [
+            ("API key", self.api_key),
+            ("JWT", self.jwt),
+            ("introspected token", self.introspection),
+            ("phantom token", self.phantom),
+        ]
         return [name for name, verifier in kinds if verifier is not None]
 
     def all(self) -> tuple[Startable, ...]:
         """Each verifier once (to start and close them)."""
         out: list[Startable] = []
-        for verifier in (self.api_key, self.jwt, self.introspection, self.mtls):
+        for verifier in (self.api_key, self.jwt, self.introspection, self.mtls, self.phantom):
             if verifier is not None and not any(v is verifier for v in out):
                 out.append(verifier)
         return tuple(out)
@@ -94,7 +108,15 @@ def compile_verifiers(config: AuthConfig, route: RouteInfo) -> Verifiers:
     tokens (``WithOwnTokens``, ``oauth/verify.py``); client certificates by the consumers'
     ``certificates`` matchers in the store (``CertificateVerifier``, ``mtls.py``: the stage
     starts it only on a route with a ``mutualTLS`` scheme). Each is built here and nowhere else.
+    With ``phantom_tokens``, phantom tokens (``PhantomVerifier``, ``phantom.py``) take the place
+    of every other bearer token but API keys: the upstream's own tokens are never accepted.
     """
+    if config.phantom_tokens:
+        return Verifiers(
+            api_key=ApiKeyVerifier() if config.api_keys.enabled else None,
+            mtls=CertificateVerifier(),
+            phantom=PhantomVerifier(),
+        )
     jwt: CredentialVerifier | None = JwtVerifier.from_settings(config.jwt) if config.jwt is not None else None
     if route.own_tokens:
         # Imported here: only gateways that run the OAuth server load it.
@@ -116,6 +138,8 @@ def bearer_verifier(token: str, verifiers: Verifiers) -> CredentialVerifier | No
     no token of that kind (the token is then refused: nothing may guess what it is)."""
     if token.startswith(API_KEY_PREFIX):
         return verifiers.api_key
+    if verifiers.phantom is not None:
+        return verifiers.phantom if token.startswith(PHANTOM_PREFIX) else None
     if looks_like_jwt(token):
         return verifiers.jwt
     return verifiers.introspection

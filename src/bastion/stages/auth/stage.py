@@ -42,6 +42,7 @@ from bastion.stages.auth.credentials import (
 from bastion.stages.auth.dispatch import NO_VERIFIERS, Verifiers, bearer_verifier, compile_verifiers, credential_handle
 from bastion.stages.auth.lockout import KnownLocks, Lockout
 from bastion.stages.auth.methods import AuthFailure, Verdict
+from bastion.stages.auth.phantom import PhantomVerifier
 from bastion.types import Block, Exchange, Principal
 
 if TYPE_CHECKING:
@@ -256,7 +257,7 @@ class _Attempt:
     """One request's verdicts, per scheme of the route (``None``: not read yet), so a scheme
     several alternatives name is verified once."""
 
-    __slots__ = ("bearer", "handles", "token", "verdicts")
+    __slots__ = ("bearer", "handles", "token", "upstream", "verdicts")
 
     def __init__(self, count: int, counted: bool) -> None:
         self.verdicts: list[Verdict | None] = [None] * count
@@ -266,6 +267,8 @@ class _Attempt:
         self.token: str | None = None
         #: Each scheme's credential's public id (an API key's prefix), where a lockout counts.
         self.handles: list[str] = [""] * count if counted else _NO_HANDLES
+        #: The upstream token a verified phantom token stands for, forwarded in its place.
+        self.upstream: str | None = None
 
 
 class AuthStage(HeadStage):
@@ -358,6 +361,8 @@ class AuthStage(HeadStage):
         if config.lockout.enabled:
             self.lockout = Lockout(config.lockout)
             self.uses_state = True
+        if verifiers.phantom is not None:
+            self.uses_state = True  # phantom tokens' records: every worker must see them
 
     @classmethod
     def from_config(cls, config: AuthConfig, route: RouteInfo) -> AuthStage | None:
@@ -441,6 +446,8 @@ class AuthStage(HeadStage):
             else:
                 exchange.principal = first
                 self.key_places.strip(exchange.request)
+                if attempt.upstream is not None:
+                    _forward_upstream_token(exchange, attempt.upstream)
                 return None
         # Refused, but forwarded all the same in shadow mode: without Bastion's keys too.
         self.key_places.strip(exchange.request)
@@ -473,6 +480,9 @@ class AuthStage(HeadStage):
             return UNSUPPORTED
         if self.lockout is not None:
             attempt.handles[index] = credential_handle(credential)
+        phantom = verifiers.phantom
+        if verifier is phantom and phantom is not None:
+            return _resolve_phantom(phantom, credential, attempt)
         return verifier.verify(credential)
 
     def _verify_certificate(self, exchange: Exchange) -> Verdict:
@@ -579,6 +589,22 @@ def _bound(verdict: Verdict, exchange: Exchange) -> Verdict:
         if cert is None or cert.fingerprint != verdict.bound_certificate:
             return CERT_BINDING
     return verdict
+
+
+async def _resolve_phantom(verifier: PhantomVerifier, token: str, attempt: _Attempt) -> Verdict:
+    """The phantom token's verdict; the upstream token it stands for is kept on ``attempt``."""
+    verdict, upstream = await verifier.resolve(token)
+    if upstream is not None:
+        attempt.upstream = upstream
+    return verdict
+
+
+def _forward_upstream_token(exchange: Exchange, upstream: str) -> None:
+    """Put the upstream's token where the phantom was (``Authorization``, read once: single)."""
+    request = exchange.request
+    request.headers = [
+        (key, "Bearer " + upstream if key == "authorization" else value) for key, value in request.headers
+    ]
 
 
 def _locked(seconds: float) -> Block:
