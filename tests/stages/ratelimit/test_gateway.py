@@ -26,7 +26,7 @@ from bastion.pipeline.stage import HeadStage, StageConfig
 from bastion.proxy.worker import Worker
 from bastion.services import Clock, WorkerIdentity, check_backends
 from bastion.stages.auth import AuthStage
-from bastion.testing import free_port
+from bastion.testing import GatewayProcess, free_port
 from bastion.types import Exchange, Principal
 from tests.proxy.scripted import ScriptedUpstream
 from tests.state.redisproc import RedisProcess
@@ -234,3 +234,28 @@ def test_the_memory_backend_is_refused_with_several_workers(tmp_path: Path, upst
     assert issue is not None and "the stage ratelimit (route api:/)" in issue.message
     assert "Set backends: {state: redis" in issue.message
     assert check_backends(load_config(path), 1) is None
+
+
+def test_two_instances_of_two_worker_processes_admit_exactly_the_limit(upstream: ScriptedUpstream,
+                                                                       redis_url: str) -> None:
+    """The deployment the limit is for: two ``bastion serve`` instances, each with two worker
+    processes, on one Redis, a limit of 30 per hour: of 100 concurrent requests (each on its
+    own connection, so the kernel spreads them over the workers) exactly 30 get 200."""
+    config = {
+        "access_log": {"enabled": False},
+        "backends": redis_backends(redis_url),
+        "services": [{"name": "api", "upstream": upstream.url,
+                      "policies": {"ratelimit": {"limit": 30, "window": "1h", "by": "global"}},
+                      "routes": [{"path": "/", "prefix": True, "public": True}]}],
+    }
+    with GatewayProcess(config, workers=2) as one, GatewayProcess(config, workers=2) as two:
+
+        async def scenario() -> list[int]:
+            async def get(url: str) -> int:
+                async with httpx.AsyncClient() as client:  # a connection of its own
+                    return (await client.get(url + "/x")).status_code
+
+            return sorted(await asyncio.gather(*(get(g.url) for _ in range(50) for g in (one, two))))
+
+        codes = run(scenario)
+    assert codes == [200] * 30 + [429] * 70
