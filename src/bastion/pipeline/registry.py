@@ -1,6 +1,6 @@
 """The one ordered list of stages, and the order in which their hooks really run.
 
-    ORDER: auth -> access -> validation -> detection -> headers -> phantom
+    ORDER: auth -> access -> ratelimit -> validation -> detection -> headers -> phantom
 
 On the way in, top to bottom: every head hook (``on_request_head``) first, before any of
 the body is read, then every request hook (``on_request``). On the way out, bottom to top:
@@ -9,9 +9,10 @@ needs it), then every body hook (``on_response_chunk``) on each piece of the bod
 goes to the client; the exchange's record goes to the record sinks (metrics, the access
 log) last, once the answer is out. With today's stages:
 
-    request side:   auth (from the route, at the head) -> access (head, then body) -> validation
-                    -> detection
-    response side:  phantom (a login's token replaced) -> headers -> access (where it learns who
+    request side:   auth (from the route, at the head) -> access (head, then body) -> ratelimit
+                    (head) -> validation -> detection
+    response side:  phantom (a login's token replaced) -> headers -> ratelimit (its RateLimit
+                    fields) -> access (where it learns who
                     created an object) -> the record
 
 Order is security. A request is authenticated, then authorized (``access`` reads the
@@ -20,16 +21,25 @@ for attacks: nothing works on a request its caller may not make. On the way out 
 response is filtered before its headers are set, and recorded last, as it was sent: a stage that filters or redacts
 response bodies goes *below* ``headers`` in ``ORDER``, so that on the response side it
 runs first (filter, then headers, then the record). A new stage goes where its
-dependencies put it (a rate limit per consumer after ``auth``); there are no priorities.
+dependencies put it (a rate limit per consumer after ``auth``; after ``access`` too, so a
+request that may not be made at all spends no budget); there are no priorities.
 ``tests/pipeline/test_order.py`` holds this text to ``ORDER`` and to what the chain runs.
 """
 
 from __future__ import annotations
 
 from bastion.pipeline.stage import StageSpec
-from bastion.stages import access, auth, detection, headers, phantom, validation
+from bastion.stages import access, auth, detection, headers, phantom, ratelimit, validation
 
-ORDER: tuple[StageSpec, ...] = (auth.SPEC, access.SPEC, validation.SPEC, detection.SPEC, headers.SPEC, phantom.SPEC)
+ORDER: tuple[StageSpec, ...] = (
+    auth.SPEC,
+    access.SPEC,
+    ratelimit.SPEC,
+    validation.SPEC,
+    detection.SPEC,
+    headers.SPEC,
+    phantom.SPEC,
+)
 
 BY_NAME: dict[str, StageSpec] = {spec.name: spec for spec in ORDER}
 BY_EXTENSION: dict[str, StageSpec] = {spec.extension: spec for spec in ORDER}

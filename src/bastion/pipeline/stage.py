@@ -200,8 +200,11 @@ class StageSpec:
     #: whether the route is public: ``(field, message)`` when those settings are not allowed
     #: there (auth cannot be turned off where authentication is required).
     route_check: Callable[[Any, bool], tuple[str, str] | None] | None = None
+    #: The OpenAPI extension's name when it is not derived from ``name`` (which stays the
+    #: ``policies`` key): ``x-bastion-rate-limit`` for ``ratelimit``.
+    extension_name: str = ""
 
     @property
     def extension(self) -> str:
         """The OpenAPI extension that carries this stage's policy."""
-        return "x-bastion-" + self.name.replace("_", "-")
+        return self.extension_name or "x-bastion-" + self.name.replace("_", "-")

@@ -1,0 +1,141 @@
+"""Settings of the ``ratelimit`` stage: how many requests a client may make in a window."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from bastion.pipeline.stage import StageConfig
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+#: What a limit counts by: a fixed key, or a header or claim whose value is the key.
+_BY = re.compile(
+    r"^(consumer|credential|ip|route|global"
+    r"|header:[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}|claim:[A-Za-z0-9_.:/-]{1,100})$"
+)
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+#: At most a year: a longer window is a quota's business (persisted, per plan), not a rate limit's.
+_MAX_WINDOW = 366 * 86400.0
+
+
+def _seconds(value: object) -> object:
+    """``10s``, ``500ms``, ``1m``, ``1h``, ``1d``, or a number of seconds."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(
+                f"{value!r} is not a duration: write a number of seconds, or one such as 500ms, 10s, 1m, 1h, 1d"
+            )
+        return float(match.group(1)) * _UNITS[match.group(2)]
+    return value
+
+
+#: A window: a positive duration of at most a year, in seconds once parsed.
+Window = Annotated[float, BeforeValidator(_seconds), Field(gt=0, le=_MAX_WINDOW)]
+
+
+def _check_by(value: str) -> str:
+    if not _BY.match(value):
+        raise ValueError(
+            f"{value!r} is not a rate limit key: expected consumer, credential, ip, route, global, "
+            "header:NAME or claim:NAME"
+        )
+    return "header:" + value[7:].lower() if value.startswith("header:") else value
+
+
+def _check_name(value: str | None) -> str | None:
+    if value is not None and not _NAME.match(value):
+        raise ValueError(f"{value!r} is not a policy name: 1 to 64 letters, digits, '_', '.' or '-'")
+    return value
+
+
+class LimitRule(BaseModel):
+    """One limit: ``limit`` requests per ``window``, counted separately for each value of ``by``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    limit: int = Field(gt=0, le=1_000_000_000, description="Requests allowed per window (also the largest burst).")
+    window: Window = Field(description="The window, such as `10s`, `1m`, `1h`, `1d` (or a number of seconds).")
+    by: str = Field(
+        "consumer",
+        description=(
+            "What is counted separately: `consumer`, `credential`, `ip`, `route`, `global`, `header:NAME` or "
+            "`claim:NAME`. A request without a consumer, credential, header or claim is counted by client IP."
+        ),
+    )
+    name: str | None = Field(
+        None,
+        description="The policy's name in the `RateLimit` headers (default: `<by>-<limit>-per-<window>`).",
+    )
+
+    @field_validator("by")
+    @classmethod
+    def _by(cls, value: str) -> str:
+        return _check_by(value)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return _check_name(value)
+
+    @property
+    def policy_name(self) -> str:
+        if self.name is not None:
+            return self.name
+        key = self.by.replace(":", "-").replace("/", "-")
+        return f"{key}-{self.limit}-per-{self.window:g}s"
+
+
+class RateLimitConfig(StageConfig):
+    """``policies.ratelimit`` / ``x-bastion-rate-limit``: exact rate limits, shared by every
+    worker and instance.
+
+    One limit inline (``{limit: 20, window: 10s, by: consumer}``), several under ``limits``
+    (a request must be within all of them, and counts against all of them only when it is).
+    """
+
+    limit: int | None = Field(
+        None, gt=0, le=1_000_000_000, description="Requests allowed per `window` (one limit inline)."
+    )
+    window: Window | None = Field(None, description="The inline limit's window, such as `10s`, `1m`, `1h`, `1d`.")
+    by: str = Field("consumer", description="What the inline limit counts separately (see `limits[].by`).")
+    name: str | None = Field(None, description="The inline limit's name in the `RateLimit` headers.")
+    limits: list[LimitRule] = Field(
+        default_factory=list,
+        description="Several limits, each `{limit, window, by, name}`; a request must be within all of them.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inline_pair(cls, data: Any) -> Any:
+        if isinstance(data, dict) and ("limit" in data) != ("window" in data):
+            raise ValueError("an inline rate limit needs both `limit` and `window` (or use `limits: [...]`)")
+        return data
+
+    @field_validator("by")
+    @classmethod
+    def _by(cls, value: str) -> str:
+        return _check_by(value)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return _check_name(value)
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> RateLimitConfig:
+        names = [rule.policy_name for rule in self.rules()]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"two limits share the name {repeated[0]!r}: give each a distinct `name`")
+        return self
+
+    def rules(self) -> list[LimitRule]:
+        """Every limit of the route: the inline one first, then ``limits``."""
+        inline: list[LimitRule] = []
+        if self.limit is not None and self.window is not None:
+            inline.append(LimitRule(limit=self.limit, window=self.window, by=self.by, name=self.name))
+        return inline + list(self.limits)

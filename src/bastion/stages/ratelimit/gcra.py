@@ -1,0 +1,103 @@
+"""The rate limit itself: GCRA over every limit of a request, in one atomic script.
+
+GCRA (the generic cell rate algorithm) keeps one number per key: the *theoretical arrival
+time* (TAT), when the client's budget would be whole again. A limit of ``limit`` per
+``window`` admits one request every ``T = window / limit``; a request is admitted while
+``TAT - now <= (limit - 1) * T``, and then moves TAT on by ``T``. So a fresh client may
+send ``limit`` requests at once (the burst is the limit), after which requests are admitted
+smoothly, one per ``T`` -- never the double burst a fixed window allows at its edge. One
+read and one write per key, and the key expires by itself when the budget is whole.
+
+Why it is exact: the check and the update of every limit of a request happen in one
+script, which Redis (or the memory backend, under its lock) runs atomically; concurrent
+requests from any worker of any instance are serialised there, so a limit of N admits N.
+All times are whole microseconds and ``T`` is rounded *up* to one, so the arithmetic is
+exact and never admits more than the limit. A request is admitted only if *every* limit
+admits it, and a refused request writes nothing: refusals consume no budget, and a client
+that keeps hammering gets back in as soon as its budget allows.
+
+Time comes from Redis itself (``TIME``) on a shared backend, so instances whose clocks
+differ still agree; the memory backend is given the worker's clock (``services.clock``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bastion.state.interface import Script, ScriptArg, ScriptResult, ScriptStore
+
+# KEYS: one per limit. ARGV[1]: now in microseconds, or '' for Redis's own clock; then for
+# each limit its T and its tolerance (limit - 1) * T, in microseconds. Answer: 1 (admitted)
+# or 0, then per limit its remaining requests and microseconds: until the budget is whole,
+# or, for a limit that refused, until its next request is admitted.
+_LUA = """
+local now
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[1])
+end
+local diffs, admit = {}, 1
+for i = 1, #KEYS do
+  local tat = redis.call('GET', KEYS[i])
+  tat = tat and tonumber(tat) or now
+  if tat < now then tat = now end
+  diffs[i] = tat - now
+  if diffs[i] > tonumber(ARGV[2 * i + 1]) then admit = 0 end
+end
+local out = {admit}
+for i = 1, #KEYS do
+  local t, tau, diff = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1]), diffs[i]
+  if admit == 1 then
+    redis.call('SET', KEYS[i], string.format('%.0f', now + diff + t), 'PX', math.ceil((diff + t) / 1000))
+    out[2 * i] = math.floor((tau - diff) / t)
+    out[2 * i + 1] = diff + t
+  elseif diff > tau then
+    out[2 * i] = 0
+    out[2 * i + 1] = diff - tau
+  else
+    out[2 * i] = math.floor((tau - diff) / t) + 1
+    out[2 * i + 1] = diff
+  end
+end
+return out
+"""
+
+
+def _gcra_local(store: ScriptStore, keys: Sequence[str], args: Sequence[ScriptArg]) -> ScriptResult:
+    """The memory backend's copy of :data:`_LUA` (same keys, arguments and answer); the
+    caller always gives ``now`` (the memory backend has no clock of its own to offer)."""
+    now = int(args[0])
+    diffs: list[int] = []
+    admit = 1
+    for i, key in enumerate(keys):
+        stored = store.get(key)
+        tat = max(int(stored), now) if stored is not None else now
+        diffs.append(tat - now)
+        if tat - now > int(args[2 * i + 2]):
+            admit = 0
+    out: list[int | bytes | None] = [admit]
+    for i, key in enumerate(keys):
+        t, tau, diff = int(args[2 * i + 1]), int(args[2 * i + 2]), diffs[i]
+        if admit:
+            store.set(key, now + diff + t, -(-(diff + t) // 1000) / 1000)
+            out += [(tau - diff) // t, diff + t]
+        elif diff > tau:
+            out += [0, diff - tau]
+        else:
+            out += [(tau - diff) // t + 1, diff]
+    return out
+
+
+#: Check every limit of one request and, only if all admit it, count it against each.
+GCRA = Script("ratelimit-gcra", _LUA, _gcra_local)
+
+
+def interval_us(limit: int, window: float) -> int:
+    """``T``: microseconds between two requests at the limit's steady rate, rounded up."""
+    window_us = round(window * 1_000_000)
+    return max(1, -(-window_us // limit))
+
+
+__all__ = ["GCRA", "interval_us"]

@@ -1,0 +1,157 @@
+"""The ``ratelimit`` stage's hooks: one script call per request, on the request head.
+
+The head hook names each limit's key (who is counted) and runs :data:`GCRA` once for all
+the route's limits: one Redis round trip at most, before any of the body is read, so a
+refused client uploads nothing. A refusal is a 429 problem document with ``Retry-After``;
+every answer the limit let through carries the IETF ``RateLimit`` and ``RateLimit-Policy``
+fields (draft-ietf-httpapi-ratelimit-headers), set by the response hook from what the head
+hook left in ``exchange.facts``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from bastion.errors import DependencyUnavailable
+from bastion.pipeline.stage import HeadStage, RequestOutcome, ResponseStage, RouteInfo
+from bastion.stages.ratelimit.config import LimitRule, RateLimitConfig
+from bastion.stages.ratelimit.gcra import GCRA, interval_us
+from bastion.state.interface import ScriptArg, StateBackend
+from bastion.types import Block, Exchange
+
+if TYPE_CHECKING:
+    from bastion.services import Services
+
+#: A key value longer than this (a header's) is stored as its hash: keys stay small.
+_MAX_VALUE = 128
+
+
+class _Limit:
+    """One limit compiled for a route: its key prefix, GCRA's numbers and its header text."""
+
+    __slots__ = ("by", "limit", "name", "name_field", "prefix", "t", "tau", "what")
+
+    def __init__(self, rule: LimitRule, route: RouteInfo) -> None:
+        self.name = rule.policy_name
+        self.limit = rule.limit
+        self.t = interval_us(rule.limit, rule.window)
+        self.tau = (rule.limit - 1) * self.t
+        kind, _, what = rule.by.partition(":")
+        self.by = kind
+        self.what = what
+        # The numbers are in the key: a changed limit starts afresh instead of reading a
+        # TAT computed with another T. A `route` limit is the route's own.
+        scope = route.route_id if kind == "route" else ""
+        self.prefix = f"ratelimit:{self.name}:{rule.limit}:{self.t}:{scope}:"
+        self.name_field = '"' + self.name + '"'
+
+    def subject(self, exchange: Exchange) -> str:
+        """Who this request is counted as; by client IP where the key's value is missing."""
+        by = self.by
+        request = exchange.request
+        principal = exchange.principal
+        value: str | None = None
+        if by == "global" or by == "route":
+            return "*"
+        if by == "ip":
+            return "ip:" + request.client_ip
+        if by == "consumer":
+            value = principal.consumer_id if principal is not None else None
+        elif by == "credential":
+            value = principal.credential_id if principal is not None else None
+        elif by == "header":
+            value = request.header(self.what)
+        elif principal is not None:  # claim
+            claim = principal.claims.get(self.what)
+            if isinstance(claim, str | int) and not isinstance(claim, bool):
+                value = str(claim)
+        if not value:
+            return "ip:" + request.client_ip
+        if len(value) > _MAX_VALUE:
+            value = hashlib.sha256(value.encode()).hexdigest()
+        return "=" + value
+
+
+def _seconds(us: int) -> int:
+    """Whole seconds, rounded up: a client told to wait never comes back too early."""
+    return -(-us // 1_000_000)
+
+
+class RateLimitStage(HeadStage, ResponseStage):
+    """Counts each request against the route's limits; refuses with 429 past any of them."""
+
+    uses_state = True
+
+    def __init__(self, config: RateLimitConfig, route: RouteInfo) -> None:
+        super().__init__("ratelimit", config)
+        self.limits = tuple(_Limit(rule, route) for rule in config.rules())
+        self._tail: list[ScriptArg] = []
+        for limit in self.limits:
+            self._tail += [limit.t, limit.tau]
+        #: RateLimit-Policy: the same on every answer, so written once.
+        self.policy_header = ", ".join(
+            f'"{rule.policy_name}";q={rule.limit};w={max(1, -int(-rule.window // 1))}' for rule in config.rules()
+        )
+        self._state: StateBackend | None = None
+        self._clock: Callable[[], float] | None = None
+
+    @classmethod
+    def from_config(cls, config: RateLimitConfig, route: RouteInfo) -> RateLimitStage | None:
+        """The stage, or ``None`` where the settings name no limit (layers that only set
+        ``failure_mode`` or ``enforce`` for the routes that have one)."""
+        return cls(config, route) if config.rules() else None
+
+    async def start(self, services: Services) -> None:
+        self._state = services.state
+        # A shared backend answers with its own clock (one clock for every instance); the
+        # memory backend is this process only, timed by the worker's (settable) clock.
+        self._clock = None if services.state.shared else services.clock.monotonic
+
+    def on_request_head(self, exchange: Exchange) -> Awaitable[RequestOutcome]:
+        keys = [limit.prefix + limit.subject(exchange) for limit in self.limits]
+        clock = self._clock
+        now: ScriptArg = "" if clock is None else int(clock() * 1_000_000)
+        return self._check(exchange, keys, [now, *self._tail])
+
+    async def _check(self, exchange: Exchange, keys: list[str], args: list[ScriptArg]) -> RequestOutcome:
+        state = self._state
+        if state is None:
+            raise DependencyUnavailable("the ratelimit stage was used before its worker started it")
+        answer = await state.run(GCRA, keys, args)
+        if not isinstance(answer, list) or len(answer) != 1 + 2 * len(self.limits):
+            raise RuntimeError(f"the rate limit script answered {answer!r}")
+        fields: list[str] = []
+        wait = 0
+        for i, limit in enumerate(self.limits):
+            remaining, us = answer[1 + 2 * i], answer[2 + 2 * i]
+            if not isinstance(remaining, int) or not isinstance(us, int):
+                raise RuntimeError(f"the rate limit script answered {answer!r}")
+            fields.append(f"{limit.name_field};r={remaining};t={_seconds(us)}")
+            if answer[0] != 1 and remaining == 0:
+                wait = max(wait, us)
+        current = ", ".join(fields)
+        if answer[0] == 1:
+            exchange.facts[self.name] = current
+            return None
+        return Block(
+            429,
+            "Too Many Requests",
+            "This client has made too many requests; retry after the number of seconds in Retry-After.",
+            "ratelimit.exceeded",
+            (
+                ("retry-after", str(max(1, _seconds(wait)))),
+                ("ratelimit-policy", self.policy_header),
+                ("ratelimit", current),
+            ),
+        )
+
+    def on_response(self, exchange: Exchange) -> Block | None:
+        """The remaining quota on an answer the limit let through."""
+        current = exchange.facts.get(self.name)
+        response = exchange.response
+        if response is not None and isinstance(current, str):
+            response.headers.append(("ratelimit-policy", self.policy_header))
+            response.headers.append(("ratelimit", current))
+        return None

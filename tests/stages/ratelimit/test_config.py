@@ -1,0 +1,103 @@
+"""Rate limits as users write them: inline or several, in bastion.yaml or OpenAPI, and
+errors that name the file, the line and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bastion.config import load_config
+from bastion.stages.ratelimit import RateLimitStage
+from tests.config.util import errors_of, write
+
+OPENAPI = """\
+openapi: 3.1.0
+info: {title: shop, version: "1"}
+paths:
+  /books:
+    get:
+      operationId: listBooks
+      x-bastion-rate-limit: {limit: 20, window: 10s, by: consumer}
+      responses: {"200": {description: ok}}
+  /authors:
+    get:
+      operationId: listAuthors
+      responses: {"200": {description: ok}}
+"""
+
+
+def stages(path: Path) -> dict[str, RateLimitStage]:
+    loaded = load_config(path)
+    return {r.id: s for r in loaded.routes for s in r.built if isinstance(s, RateLimitStage)}
+
+
+def test_the_openapi_extension_and_several_limits(tmp_path: Path) -> None:
+    """``x-bastion-rate-limit`` on an operation limits that operation only; ``limits`` in
+    bastion.yaml gives several, each named in ``RateLimit-Policy`` with its quota and window."""
+    write(tmp_path, OPENAPI, "shop.yaml")
+    path = write(tmp_path, """\
+        services:
+          - name: shop
+            upstream: http://127.0.0.1:9
+            openapi: shop.yaml
+          - name: search
+            upstream: http://127.0.0.1:9
+            policies:
+              ratelimit:
+                limits:
+                  - {limit: 10, window: 1s, by: ip, name: burst}
+                  - {limit: 10000, window: 1d, by: "header:X-Tenant"}
+            routes: [{path: /search, public: true}]
+        """)
+    built = stages(path)
+    assert set(built) == {"listBooks", "search:/search"}
+    assert built["listBooks"].policy_header == '"consumer-20-per-10s";q=20;w=10'
+    assert built["search:/search"].policy_header == (
+        '"burst";q=10;w=1, "header-x-tenant-10000-per-86400s";q=10000;w=86400')
+    assert built["search:/search"].uses_state
+
+
+def test_a_layer_without_a_limit_adds_none(tmp_path: Path) -> None:
+    """A service-wide layer that only sets ``failure_mode`` puts the stage on no route that
+    has no limit of its own, and applies to the one that has."""
+    path = write(tmp_path, """\
+        services:
+          - name: api
+            upstream: http://127.0.0.1:9
+            policies: {ratelimit: {failure_mode: open}}
+            routes:
+              - {path: /free, public: true}
+              - {path: /paid, public: true, policies: {ratelimit: {limit: 5, window: 1m}}}
+        """)
+    built = stages(path)
+    assert list(built) == ["api:/paid"]
+    assert built["api:/paid"].config.failure_mode == "open"
+
+
+def test_mistakes_are_reported_with_file_line_and_field(tmp_path: Path) -> None:
+    """A window that is not a duration, an unknown key, a limit without a window, two limits
+    with one name: each is an error naming where and what."""
+    path = write(tmp_path, """\
+        services:
+          - name: api
+            upstream: http://127.0.0.1:9
+            routes:
+              - path: /a
+                public: true
+                policies: {ratelimit: {limit: 5, window: 10 minutes}}
+              - path: /b
+                public: true
+                policies: {ratelimit: {limit: 5, window: 10s, by: user}}
+              - path: /c
+                public: true
+                policies: {ratelimit: {limit: 5}}
+              - path: /d
+                public: true
+                policies: {ratelimit: {limits: [{limit: 1, window: 1s, name: x}, {limit: 2, window: 1h, name: x}]}}
+        """)
+    errors = errors_of(path)
+    assert len(errors) == 4, errors
+    assert any("bastion.yaml:7" in e and "window" in e and "'10 minutes' is not a duration" in e
+               for e in errors), errors
+    assert any("bastion.yaml:10" in e and "by" in e and "'user' is not a rate limit key" in e for e in errors), errors
+    assert any("bastion.yaml:13" in e and "needs both `limit` and `window`" in e for e in errors), errors
+    assert any("bastion.yaml:16" in e and "two limits share the name 'x'" in e for e in errors), errors
