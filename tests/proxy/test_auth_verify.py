@@ -107,6 +107,7 @@ def unknown_key(i: int) -> str:
     """Unknown keys with distinct ids (counted per address only, not per credential)."""
     return f"bst_nobody{i:02d}_" + "d" * 43
 CAROL_JWT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJjYXJvbCJ9.c2lnLWNhcm9s"
+ALICE_JWT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnLWFsaWNl"
 DAVE_JWT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJkYXZlIn0.c2lnLWRhdmU"
 FORGED_JWT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJkYXZlIn0.Zm9yZ2Vk"
 #: A token whose issuer's JWKS endpoint is down: the verifier answers 503.
@@ -151,6 +152,9 @@ class TokenTable(KeyTable):
         super().__init__()
         self.table = {
             CAROL_JWT: Principal("c-carol", "carol", "jwt-carol", frozenset({"orders:read", "reports:read"})),
+            # Alice's own token: a JWT names its consumer by ``sub`` (the id differs from the
+            # key's store id), the name is the same.
+            ALICE_JWT: Principal("alice", "alice", "jwt-alice", frozenset({"orders:read"})),
             DAVE_JWT: Principal("c-dave", "dave", "jwt-dave", frozenset({"orders:write"})),
         }
 
@@ -288,13 +292,19 @@ def test_unknown_and_wrong_keys_get_the_same_answer(shop: Shop, upstream: Script
 def test_schemes_required_together_need_every_credential(
     shop: Shop, upstream: ScriptedUpstream, token: str
 ) -> None:
-    """`{apiKey: [], bearerAuth: []}` requires both: either alone is a 401, both together
-    pass, and the principal is the first scheme's (the API key's consumer)."""
+    """`{apiKey: [], bearerAuth: []}` requires both: either alone is a 401, both of one
+    consumer together pass, and the principal is the first scheme's (the API key's consumer).
+    A key and a token of two consumers never add up to one (alice's key would borrow carol's
+    token's scopes): 401 invalid_token, recorded as auth.consumer_mismatch."""
     assert_problem(get(shop, f"/both?{token}", ("X-API-Key", ALICE_KEY)), 401)
-    assert_problem(get(shop, f"/both?{token}", ("Authorization", f"Bearer {CAROL_JWT}")), 401)
-    resp = get(shop, f"/both?{token}", ("X-API-Key", ALICE_KEY), ("Authorization", f"Bearer {CAROL_JWT}"))
+    assert_problem(get(shop, f"/both?{token}", ("Authorization", f"Bearer {ALICE_JWT}")), 401)
+    resp = get(shop, f"/both?{token}", ("X-API-Key", ALICE_KEY), ("Authorization", f"Bearer {ALICE_JWT}"))
     assert resp.status == 200
     assert shop.record(resp.header("x-request-id"))["consumer"] == "c-alice"
+    mixed = get(shop, f"/both?{token}", ("X-API-Key", ALICE_KEY), ("Authorization", f"Bearer {CAROL_JWT}"))
+    doc = assert_problem(mixed, 401)
+    assert 'error="invalid_token"' in mixed.header("www-authenticate")
+    assert shop.record(doc["request_id"])["decisions"][0]["reason"] == "auth.consumer_mismatch"
     bad = get(shop, f"/both?{token}", ("X-API-Key", ALICE_KEY), ("Authorization", f"Bearer {FORGED_JWT}"))
     assert_problem(bad, 401)
     assert 'error="invalid_token"' in bad.header("www-authenticate")

@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from bastion.services import Services
 
 REASON_UNCONFIGURED = "auth.unconfigured"
+#: Schemes required together were met by credentials of different consumers.
+REASON_MISMATCH = "auth.consumer_mismatch"
 DETAIL_UNCONFIGURED = (
     "This operation requires authentication, which this gateway cannot verify yet: "
     "its requests are refused until an authentication method is configured."
@@ -426,6 +428,7 @@ class AuthStage(HeadStage):
         the refusal when none can, or the verifier answer to wait for."""
         verdicts = attempt.verdicts
         scope_failed = -1
+        mismatched = False
         for a, alternative in enumerate(self.alternatives):
             first: Principal | None = None
             for index, scopes in alternative:
@@ -443,6 +446,11 @@ class AuthStage(HeadStage):
                     break
                 if first is None:
                     first = verdict  # schemes required together: the first one's principal
+                elif verdict.consumer_name != first.consumer_name:
+                    # Credentials of two consumers never add up to one: alice's key beside
+                    # bob's token would lend alice the scopes of bob's token.
+                    mismatched = True
+                    break
             else:
                 exchange.principal = first
                 self.key_places.strip(exchange.request)
@@ -451,7 +459,7 @@ class AuthStage(HeadStage):
                 return None
         # Refused, but forwarded all the same in shadow mode: without Bastion's keys too.
         self.key_places.strip(exchange.request)
-        return self._refusal(verdicts, scope_failed)
+        return self._refusal(verdicts, scope_failed, mismatched)
 
     def _verify(self, index: int, exchange: Exchange, attempt: _Attempt) -> Verdict | Awaitable[Verdict]:
         source = self.sources[index]
@@ -493,10 +501,11 @@ class AuthStage(HeadStage):
         verifier = self.verifiers.mtls
         return UNSUPPORTED if verifier is None else verifier.verify_certificate(cert)
 
-    def _refusal(self, verdicts: list[Verdict | None], scope_failed: int) -> Block:
+    def _refusal(self, verdicts: list[Verdict | None], scope_failed: int, mismatched: bool = False) -> Block:
         """The answer when no alternative succeeded, by precedence: a verifier that could not
         answer (503, fail closed), a missing scope (403), a malformed credential (400), a
-        credential that proves nothing (401 invalid_token), no credential (401)."""
+        credential that proves nothing (401 invalid_token), credentials required together
+        that prove different consumers (401 invalid_token), no credential (401)."""
         unavailable: AuthFailure | None = None
         forbidden: AuthFailure | None = None
         malformed: AuthFailure | None = None
@@ -522,6 +531,8 @@ class AuthStage(HeadStage):
             return self._refusal_for(400, malformed.reason)
         if invalid is not None:
             return self._refusal_for(401, invalid.reason)
+        if mismatched:
+            return self._refusal_for(401, REASON_MISMATCH)
         return self._missing
 
     def _refusal_for(self, status: int, reason: str) -> Block:
