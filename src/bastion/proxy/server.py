@@ -478,9 +478,15 @@ class ClientConnection(asyncio.Protocol):
 
     def _send_whole(self, resp: Response, req: Incoming, record: RecordDraft, keep: bool, request_id: str) -> None:
         """Write a response whose body is known in full, head and body in one write."""
-        block = "".join(
-            [f"{k}: {v}\r\n" for k, v in resp.headers if k != "content-length" and k != "transfer-encoding"]
-        ).encode("latin-1")
+        # One join over the pieces: a formatted string per header cost ~500 instructions.
+        parts: list[str] = []
+        for k, v in resp.headers:
+            if k != "content-length" and k != "transfer-encoding":
+                parts.append(k)
+                parts.append(": ")
+                parts.append(v)
+                parts.append("\r\n")
+        block = "".join(parts).encode("latin-1")
         length = header_get(resp.headers, "content-length")
         self._write_whole(resp.status, block, length, resp.body or b"", req, record, keep, request_id)
 
