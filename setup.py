@@ -56,6 +56,7 @@ COMPILED = [
     "src/bastion/stages/auth/jwt/verify.py",
     "src/bastion/stages/access/ip.py",
     "src/bastion/stages/access/owner.py",
+    "src/bastion/stages/access/override.py",
     # So does validation, on every route with an OpenAPI operation.
     "src/bastion/stages/validation/params.py",
     "src/bastion/stages/validation/body.py",
