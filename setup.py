@@ -49,6 +49,7 @@ COMPILED = [
     # not what isinstance and the chain expect.)
     "src/bastion/stages/auth/credentials.py",
     "src/bastion/stages/auth/dispatch.py",
+    "src/bastion/stages/auth/decide.py",
     "src/bastion/stages/auth/keyformat.py",
     "src/bastion/stages/auth/apikey.py",
     "src/bastion/stages/auth/jwt/cache.py",
