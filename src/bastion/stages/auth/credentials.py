@@ -36,7 +36,7 @@ ANY_BEARER: Final = 2
 
 #: RFC 6750 2.1 b64token.
 #: The characters of an RFC 6750 b64token, before its "=" padding.
-_B64TOKEN_CHARS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
+_B64TOKEN_CHARS: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
 
 
 class Malformed(Exception):
@@ -165,10 +165,12 @@ def bearer_token(request: Request) -> str | None:
     if scheme.lower() != "bearer":
         return None
     token = token.strip(" ")
-    # b64token (RFC 6750 2.1): one or more of its characters, then any "=" padding. A test
-    # of the characters, not a regular expression: this runs on every request with a token.
+    # b64token (RFC 6750 2.1): one or more of its characters, then any "=" padding. Its
+    # characters deleted in C (bytes.translate) must leave nothing: this runs on every request
+    # with a token, and the regular expression it replaces cost ~4,500 instructions (str.strip
+    # with the 66 characters, which searches them for each character, ~8,000).
     body = token.rstrip("=")
-    if not body or body.strip(_B64TOKEN_CHARS):
+    if not body or not body.isascii() or body.encode("ascii").translate(None, _B64TOKEN_CHARS):
         raise Malformed("the bearer token is empty or not a b64token")
     return token
 
