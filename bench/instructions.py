@@ -130,6 +130,8 @@ def main() -> int:
     parser.add_argument("--gc", choices=("default", "freeze", "off"), default="default")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--start-timeout", type=float, default=300,
+                        help="seconds the worker may take to listen under valgrind (more on a loaded machine)")
     parser.add_argument("--keep", type=Path, help="copy the callgrind dump here (for callgrind_annotate)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bastion-callgrind-") as tmp, contextlib.ExitStack() as stack:
@@ -161,7 +163,7 @@ def main() -> int:
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         stack.callback(lambda: proc.poll() is None and proc.kill())
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + args.start_timeout
         while True:
             with contextlib.suppress(OSError):
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
