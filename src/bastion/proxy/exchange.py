@@ -61,7 +61,6 @@ class Flight(ResponseSteps):
         self.step = self._prelude
 
     # -- the request side ------------------------------------------------------------------
-
     def _prelude(self) -> None:
         client = self.client
         runtime = self.runtime = client.server.runtime
@@ -168,7 +167,6 @@ class Flight(ResponseSteps):
             self._answered(answer)
 
     # -- forwarding ------------------------------------------------------------------------
-
     def _forward(self) -> Awaitable[None] | None:
         """On an idle pooled connection with the body known, with plain calls (the upstream's
         callbacks go on); otherwise in a task (a new connection, a streamed upload)."""
@@ -291,7 +289,6 @@ class Flight(ResponseSteps):
         self._send_final(req.keep_alive and req.complete and req.error is None)
 
     # -- upstream callbacks (a parked exchange) -----------------------------------------------
-
     def upstream_head(self, conn: UpstreamConnection) -> None:
         self.parked = False
         self.step = self._response

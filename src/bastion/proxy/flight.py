@@ -95,7 +95,6 @@ class FlightBase(UpstreamListener):
         self.finished = False
 
     # -- running the steps ---------------------------------------------------------------
-
     def start(self) -> bool | None:
         """Run the steps as far as they go without waiting. Returns whether the connection
         stays open when the exchange ended here, or ``None`` when it goes on later."""

@@ -40,7 +40,6 @@ class ResponseSteps(FlightBase):
     __slots__ = ()
 
     # -- a stage's answer ------------------------------------------------------------------
-
     def _answered(self, answer: Response) -> None:
         """A stage answered (or refused) the request: it is not forwarded."""
         self.ex.response = answer
@@ -86,7 +85,6 @@ class ResponseSteps(FlightBase):
         self.client.abort()
 
     # -- the response side -----------------------------------------------------------------
-
     def _response(self) -> Awaitable[None] | None:
         """The upstream's response head is in: pass the response through as bytes when no
         stage looks at it and it is complete, else build it for the stages."""
