@@ -26,7 +26,10 @@ COMPILED = [
     "src/bastion/proxy/http1.py",
     "src/bastion/proxy/prelude.py",
     "src/bastion/proxy/record.py",
+    "src/bastion/proxy/flight.py",
+    "src/bastion/proxy/respond.py",
     "src/bastion/proxy/exchange.py",
+    "src/bastion/proxy/stream.py",
     "src/bastion/proxy/metrics.py",
     "src/bastion/proxy/accesslog.py",
     "src/bastion/proxy/upstream_errors.py",
@@ -46,6 +49,7 @@ COMPILED = [
     # not what isinstance and the chain expect.)
     "src/bastion/stages/auth/credentials.py",
     "src/bastion/stages/auth/dispatch.py",
+    "src/bastion/stages/auth/decide.py",
     "src/bastion/stages/auth/keyformat.py",
     "src/bastion/stages/auth/apikey.py",
     "src/bastion/stages/auth/jwt/cache.py",
@@ -53,6 +57,7 @@ COMPILED = [
     "src/bastion/stages/auth/jwt/verify.py",
     "src/bastion/stages/access/ip.py",
     "src/bastion/stages/access/owner.py",
+    "src/bastion/stages/access/override.py",
     # So does validation, on every route with an OpenAPI operation.
     "src/bastion/stages/validation/params.py",
     "src/bastion/stages/validation/body.py",

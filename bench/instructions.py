@@ -1,15 +1,18 @@
 """Instructions per request of one Bastion worker, counted by callgrind (no timing noise).
 
-    python bench/instructions.py [--python .venv/bin/python] [--scenario none|default|inspect] [--mix]
+    python bench/instructions.py [--python .venv/bin/python] [--scenario none|default|apikey|inspect] [--mix]
                                  [--hashseed N] [--gc default|freeze|off] [--requests 2000]
 
 Starts the nginx upstream of ``run.py`` and one worker (``python -m bastion.proxy.worker``,
 no supervisor) under ``valgrind --tool=callgrind``, warms it up, zeroes the counters, sends
 ``--requests`` keep-alive ``GET /`` (``--mix``: run.py's JSON API mix, with its sequence
 numbers) over 4 connections, and prints the instructions the
-worker executed per request (``Ir``) and the garbage collections it ran meanwhile.
+worker executed per request (``Ir``: all threads, and the event loop's thread alone) and
+the garbage collections it ran meanwhile.
 ``--scenario inspect`` is run.py's bastion-inspect (validation and detection, routes from
-the mix's OpenAPI document) and sends the mix. Instruction counts do not depend on the
+the mix's OpenAPI document) and sends the mix; ``--scenario apikey`` is run.py's
+bastion-apikey (the catch-all route behind API-key authentication, a key made by
+``bastion keys create`` sent as a bearer token with every request). Instruction counts do not depend on the
 load of the machine, so two settings can be compared on a busy machine: ``--hashseed``
 fixes ``PYTHONHASHSEED`` (string hashes decide dict and set layouts), ``--gc freeze``
 calls ``gc.freeze()`` once the worker has started (the configuration's objects leave the
@@ -31,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -75,10 +79,10 @@ def mix_request(i: int) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-def send(port: int, count: int, connections: int = 4, use_mix: bool = False) -> None:
+def send(port: int, count: int, connections: int = 4, use_mix: bool = False, extra: bytes = b"") -> None:
     """``count`` keep-alive requests (``GET /``, or the JSON API mix) over ``connections``
-    sockets, one at a time per socket."""
-    plain = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+    sockets, one at a time per socket; ``extra`` header lines go with each ``GET /``."""
+    plain = b"GET / HTTP/1.1\r\nHost: bench\r\n" + extra + b"\r\n"
     socks = [socket.create_connection(("127.0.0.1", port), timeout=60) for _ in range(connections)]
     try:
         for i in range(count):
@@ -102,16 +106,32 @@ def _length(data: bytes) -> int:
     return int(match.group(1)) if match else 0
 
 
+def api_key_header(python: Path, config: dict[str, Any], path: Path, folder: Path) -> bytes:
+    """As run.py's bastion-apikey: the catch-all route requires authentication, a consumer
+    ``bench`` gets a key made by ``bastion keys create`` in a SQLite store beside the config
+    (written to ``path``); the header line that sends it."""
+    config["consumers"] = [{"name": "bench", "roles": ["user"]}]
+    config["store"] = {"url": f"sqlite:///{folder / 'bench.db'}"}
+    for route in config["services"][0].get("routes", []):
+        route["public"] = False
+    path.write_text(json.dumps(config))
+    made = subprocess.run([str(python), "-m", "bastion", "keys", "create", "bench", "-c", str(path)],
+                          capture_output=True, text=True, timeout=120, check=True)
+    return f"Authorization: Bearer {made.stdout.strip().splitlines()[-1]}\r\n".encode()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/instructions.py")
     parser.add_argument("--python", type=Path, default=ROOT / ".venv" / "bin" / "python")
-    parser.add_argument("--scenario", choices=("none", "default", "inspect"), default="none",
+    parser.add_argument("--scenario", choices=("none", "default", "apikey", "inspect"), default="none",
                         help="inspect: run.py's bastion-inspect (validation + detection; implies --mix)")
     parser.add_argument("--mix", action="store_true", help="send the JSON API mix instead of GET /")
     parser.add_argument("--hashseed", default="0")
     parser.add_argument("--gc", choices=("default", "freeze", "off"), default="default")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--start-timeout", type=float, default=300,
+                        help="seconds the worker may take to listen under valgrind (more on a loaded machine)")
     parser.add_argument("--keep", type=Path, help="copy the callgrind dump here (for callgrind_annotate)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bastion-callgrind-") as tmp, contextlib.ExitStack() as stack:
@@ -120,7 +140,7 @@ def main() -> int:
         port = free_port()
         use_mix = args.mix or args.scenario == "inspect"
         openapi = None
-        policies: dict[str, object] | None = dict(NO_STAGES) if args.scenario == "none" else None
+        policies: dict[str, object] | None = dict(NO_STAGES) if args.scenario in ("none", "apikey") else None
         if args.scenario == "inspect":
             openapi = folder / "openapi.json"
             openapi.write_text(json.dumps(mix.OPENAPI))
@@ -129,17 +149,21 @@ def main() -> int:
                                 access_log=folder / "access.log" if args.scenario == "default" else None,
                                 policies=policies, overrides={}, openapi=openapi)
         path = folder / "bastion.yaml"
+        extra = b""
+        if args.scenario == "apikey":
+            extra = api_key_header(args.python, config, path, folder)
         path.write_text(json.dumps(config))
         out = folder / "callgrind.out"
         env = {**os.environ, "PYTHONHASHSEED": args.hashseed}
         log = (folder / "worker.log").open("wb")
         proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--collect-atstart=yes",
+             "--separate-threads=yes",
              str(args.python), "-c", WRAPPER, args.gc, "--config", str(path), "--log-level", "warning"],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         stack.callback(lambda: proc.poll() is None and proc.kill())
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + args.start_timeout
         while True:
             with contextlib.suppress(OSError):
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -148,30 +172,40 @@ def main() -> int:
                 print((folder / "worker.log").read_text()[-2000:], file=sys.stderr)
                 return 1
             time.sleep(1)
-        send(port, args.warmup, use_mix=use_mix)
+        send(port, args.warmup, use_mix=use_mix, extra=extra)
         subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True, stdout=subprocess.DEVNULL)
         proc.send_signal(__import__("signal").SIGUSR2)
         time.sleep(1)
-        send(port, args.requests, use_mix=use_mix)
+        send(port, args.requests, use_mix=use_mix, extra=extra)
         proc.send_signal(__import__("signal").SIGUSR2)
         time.sleep(1)
         subprocess.run(["callgrind_control", "--dump", str(proc.pid)], check=True, stdout=subprocess.DEVNULL)
         time.sleep(1)
         proc.terminate()
         proc.wait(60)
-        # The dump asked for after the load (``callgrind.out.1``): from the zeroing to then.
-        dumped = folder / "callgrind.out.1"
-        match = re.search(r"^(?:summary|totals): (\d+)", dumped.read_text(), re.M)
-        if match is None:
-            raise RuntimeError(f"no totals in {dumped}")
-        ir = int(match.group(1))
+        # The dump asked for after the load (``callgrind.out.1``, one file per thread with
+        # --separate-threads): from the zeroing to then. Thread 1 runs the event loop; the
+        # others are asyncio.to_thread's (the API key store's polls and last-use writes),
+        # whose work follows the clock, not the load: under valgrind a request takes ~50x
+        # longer, so a poll per second weighs ~50x more per request than in a real run.
+        per_thread: dict[int, int] = {}
+        for dumped in folder.glob("callgrind.out.1-*"):
+            match = re.search(r"^(?:summary|totals): (\d+)", dumped.read_text(), re.M)
+            if match is None:
+                raise RuntimeError(f"no totals in {dumped}")
+            per_thread[int(dumped.name.rsplit("-", 1)[1])] = int(match.group(1))
+        if 1 not in per_thread:
+            raise RuntimeError(f"no dump of the main thread in {folder}")
+        ir = sum(per_thread.values())
+        loop_ir = per_thread[1]
         if args.keep is not None:
-            shutil.copyfile(dumped, args.keep)
+            shutil.copyfile(folder / "callgrind.out.1-01", args.keep)
         stats = re.findall(r"GCSTATS (\[.*\])", (folder / "worker.log").read_text())
         gcs = [b - a for a, b in zip(eval(stats[0]), eval(stats[1]), strict=True)] if len(stats) >= 2 else "?"
         what = f"scenario={args.scenario}{' mix' if use_mix else ''} hashseed={args.hashseed} gc={args.gc}"
         print(f"{what}: {ir / args.requests:,.0f} "
-              f"instructions per request ({args.requests} requests); "
+              f"instructions per request ({args.requests} requests), "
+              f"{loop_ir / args.requests:,.0f} of them on the event loop's thread; "
               f"GC collections per generation meanwhile {gcs}")
     return 0
 

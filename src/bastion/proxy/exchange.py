@@ -10,49 +10,36 @@ which resume it. So an ordinary request (body received, stages answering at once
 upstream connection in the pool) is answered with plain calls and no task, and every
 request runs the same steps: a new phase is added once.
 
-The connection (``server.py``) owns the socket: it reads bodies, writes responses and
-writes the access record; this module decides what happens, in which order.
+An exchange is a :class:`Flight`: the state and the loop that runs the steps are in
+``flight.py``, the request side (prelude, body, request stages, forwarding) here, the
+response side in ``respond.py``. The connection (``server.py``) owns the socket: it reads
+bodies, writes responses and writes the access record; these modules decide what happens,
+in which order.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from bastion.errors import problem_response
 from bastion.pipeline.chain import Pending
-from bastion.proxy.coding import DecodeError, Gunzip, coding_of, gunzip_whole, without_coding
 from bastion.proxy.http import IDEMPOTENT_METHODS
 from bastion.proxy.http1 import Incoming, keeps_alive_after_refusal
 from bastion.proxy.metrics import METRICS
 from bastion.proxy.prelude import Refusal, prelude, upstream_head
-from bastion.proxy.record import RecordDraft, finish_record
-from bastion.proxy.runtime import RouteRuntime, Runtime
-from bastion.proxy.upstream import TargetState, UpstreamPool
-from bastion.proxy.upstream_connection import UpstreamConnection, UpstreamListener
+from bastion.proxy.respond import TITLES, ResponseSteps
+from bastion.proxy.upstream import TargetState
+from bastion.proxy.upstream_connection import UpstreamConnection
 from bastion.proxy.upstream_errors import UpstreamError
-from bastion.types import Decision, Exchange, Response, header_get
+from bastion.types import Decision
 
 if TYPE_CHECKING:
-    from bastion.proxy.server import ClientConnection, Stream
+    from bastion.proxy.server import ClientConnection
 
 log = logging.getLogger("bastion.proxy")
-
-#: A step: does its part, sets the next one, and returns what it waits for (if anything).
-Step = Callable[[], Awaitable[None] | None]
-
-#: The name under which the proxy records its decisions on response bodies.
-_RESPONSE_BODY = "http.response_body"
-_OVER_LIMIT = "response body over max_response_body_bytes"
-
-_TITLES = {
-    502: "The upstream service failed to answer.",
-    503: "The upstream service is unavailable.",
-    504: "The upstream service did not answer in time.",
-}
 
 
 class BodyError(Exception):
@@ -64,160 +51,14 @@ class BodyError(Exception):
         self.detail = detail
 
 
-class Flight(UpstreamListener):
+class Flight(ResponseSteps):
     """One request, from its parsed head to its access record."""
 
-    __slots__ = (
-        "body",
-        "client",
-        "coded",
-        "deadline",
-        "ex",
-        "finished",
-        "keep",
-        "live",
-        "parked",
-        "record",
-        "refusal",
-        "req",
-        "resp",
-        "route",
-        "routed",
-        "runtime",
-        "step",
-        "stream",
-        "target",
-        "up",
-    )
-
-    #: Set by the prelude when the request was routed (``routed``).
-    route: RouteRuntime
-    ex: Exchange
-    #: Set by the prelude, the first step.
-    record: RecordDraft
+    __slots__ = ()
 
     def __init__(self, client: ClientConnection, req: Incoming) -> None:
-        self.client = client
-        self.req = req
-        self.routed = False
-        #: The runtime this exchange started on, counted in until the exchange ends.
-        self.runtime: Runtime | None = None
-        self.refusal: Refusal | None = None
-        #: The request body, when known in full (``None``: it streams to the upstream).
-        self.body: bytes | None = None
-        self.resp: Response | None = None
-        #: A gzip body decoded for the stages: (as it came, decoded, its Content-Encoding).
-        self.coded: tuple[bytes, bytes, str] | None = None
-        #: The upstream target and connection in use; ``target.active`` counts us meanwhile.
-        self.target: TargetState | None = None
-        self.up: UpstreamConnection | None = None
-        self.deadline = 0.0
-        self.keep = False
-        #: Set once the response head is sent and the body streams through.
-        self.stream: Stream | None = None
-        self.step: Step | None = self._prelude
-        #: Waiting on the upstream connection's callbacks (no task).
-        self.parked = False
-        #: ``start`` returned: the end of the exchange is reported to the connection.
-        self.live = False
-        self.finished = False
-
-    # -- running the steps ---------------------------------------------------------------
-    def start(self) -> bool | None:
-        """Run the steps as far as they go without waiting. Returns whether the connection
-        stays open when the exchange ended here, or ``None`` when it goes on later."""
-        self._run()
-        if self.finished:
-            return self.keep
-        self.live = True
-        return None
-
-    def _run(self) -> None:
-        """Run steps while they finish at once; the first that waits goes on in a task."""
-        while True:
-            step = self.step
-            if step is None:
-                return  # ended, or parked on the upstream's callbacks
-            self.step = None
-            waiting = step()
-            if waiting is not None:
-                up = self.up
-                if up is not None and up.listener is self:
-                    up.detach()  # the task follows the upstream with futures from now on
-                client = self.client
-                client.task = client.loop.create_task(self._continue(waiting))
-                return
-
-    async def _continue(self, waiting: Awaitable[None]) -> None:
-        try:
-            await waiting
-            while True:
-                step = self.step
-                if step is None:
-                    return
-                self.step = None
-                waiting_next = step()
-                if waiting_next is not None:
-                    await waiting_next
-        except asyncio.CancelledError:
-            self._cut()  # the client went away, or the drain ended: no more steps
-        except Exception:  # a bug in the proxy: never take the worker down with it
-            log.exception("request handler failed")
-            self._drop_upstream()
-            self._record()
-            self.client.abort()
-
-    def _end(self) -> None:
-        """The last step: write the access record, let the connection go on."""
-        if self.finished:
-            return
-        self._record()
-        if self.live:
-            self.client._complete(self.keep)
-
-    def _record(self) -> None:
-        if not self.finished:
-            self.finished = True
-            finish_record(self.client.server.sinks, self.ex if self.routed else None, self.record, self.req)
-            runtime = self.runtime
-            if runtime is not None:
-                self.runtime = None
-                runtime.leave()
-
-    def abandon(self) -> None:
-        """The client went away (or the drain ended) while the exchange was parked on its
-        upstream's callbacks: drop the upstream connection, log the record (499 unless an
-        answer went out). An exchange running in a task is stopped by cancelling it."""
-        if not self.parked:
-            return
-        self.parked = False
-        self._cut()
-
-    def _cut(self) -> None:
-        if self.finished:  # its record is written (and may be waiting in the log's batch)
-            self._drop_upstream()
-            return
-        record = self.record
-        record.status = record.status or 499
-        if self.stream is not None:
-            record.bytes_out = self.stream.sent
-        self._drop_upstream()
-        self._record()
-
-    def _drop_upstream(self) -> None:
-        """Never pool a connection whose exchange was interrupted."""
-        up = self.up
-        if up is not None:
-            self.up = None
-            up.detach()
-            up.abort()
-            self._uncount()
-
-    def _uncount(self) -> None:
-        target = self.target
-        if target is not None:
-            self.target = None
-            target.active -= 1
+        super().__init__(client, req)
+        self.step = self._prelude
 
     # -- the request side ------------------------------------------------------------------
     def _prelude(self) -> None:
@@ -324,33 +165,6 @@ class Flight(UpstreamListener):
         answer = await self.route.chain.finish_request(self.ex, pending)
         if answer is not None:
             self._answered(answer)
-
-    def _answered(self, answer: Response) -> None:
-        """A stage answered (or refused) the request: it is not forwarded."""
-        self.ex.response = answer
-        self.step = self._answer_stages
-
-    def _answer_stages(self) -> Awaitable[None] | None:
-        self.step = self._send_answer
-        return self._response_hooks()
-
-    def _send_answer(self) -> Awaitable[None] | None:
-        req = self.req
-        if req.keep_alive and not (req.complete and req.error is None):
-            return self._discard_then_send_answer()
-        self._send_final(req.keep_alive)
-        return None
-
-    async def _discard_then_send_answer(self) -> None:
-        self._send_final(await self.client._discard_body(self.req))
-
-    def _send_final(self, keep: bool) -> None:
-        """Send ``ex.response`` whole, and end."""
-        response = self.ex.response
-        assert response is not None
-        self.keep = keep
-        self.client._send_whole(response, self.req, self.record, keep, self.ex.request_id)
-        self.step = self._end
 
     # -- forwarding ------------------------------------------------------------------------
     def _forward(self) -> Awaitable[None] | None:
@@ -471,7 +285,7 @@ class Flight(UpstreamListener):
         ex, req = self.ex, self.req
         log.warning("upstream failure for %s (request %s): %s", self.route.service, ex.request_id, exc)
         self.record.upstream_error = exc.kind
-        ex.response = problem_response(exc.status, _TITLES.get(exc.status, "Upstream failure."), ex.request_id)
+        ex.response = problem_response(exc.status, TITLES.get(exc.status, "Upstream failure."), ex.request_id)
         self._send_final(req.keep_alive and req.complete and req.error is None)
 
     # -- upstream callbacks (a parked exchange) -----------------------------------------------
@@ -511,243 +325,6 @@ class Flight(UpstreamListener):
             return
         self._upstream_failed(exc)
         self._run()
-
-    def _body_failed(self, exc: UpstreamError) -> None:
-        """The upstream failed in the middle of a body already streaming to the client:
-        the head is out, so the only honest signal left is to cut the connection."""
-        stream = self.stream
-        assert stream is not None
-        target = self.target
-        if target is not None:
-            target.record_failure(time.monotonic())
-        METRICS.inc("bastion_upstream_errors", (self.route.service, exc.kind))
-        log.warning("upstream body failed for %s (request %s): %s", self.route.service, self.ex.request_id, exc)
-        self.record.upstream_error = exc.kind
-        self.record.bytes_out = stream.sent
-        self._drop_upstream()
-        self.keep = False
-        self._record()
-        self.client.abort()
-
-    # -- the response side -----------------------------------------------------------------
-    def _response(self) -> Awaitable[None] | None:
-        """The upstream's response head is in: pass the response through as bytes when no
-        stage looks at it and it is complete, else build it for the stages."""
-        conn, target = self.up, self.target
-        assert conn is not None and target is not None
-        head = conn.head
-        assert head is not None
-        self.record.upstream = target.url
-        if head.status in (502, 503, 504):
-            target.record_failure(time.monotonic())
-        else:
-            target.record_success()
-        chain = self.route.chain
-        body = conn.take_complete_body()
-        if body is not None and chain.passes_responses:
-            self._release(conn)
-            self.keep = self._keep_after_response()
-            self.client._send_upstream(head, body, self.req, self.record, self.keep, self.ex.request_id)
-            self.step = self._end
-            return None
-        resp = Response(head.status, head.headers, body)  # hop-by-hop already dropped
-        self.ex.response = resp
-        self.resp = resp
-        self.step = self._response_stages
-        if chain.sees_response_body:
-            if body is None:
-                if chain.needs_response_body:
-                    return self._read_response_body(conn)
-                coding = coding_of(resp.headers)
-                if coding and coding != "gzip":  # the body hooks could not read it as it streams
-                    self._over_limit(conn, f"response body in content coding {coding!r}")
-            elif chain.needs_response_body and len(body) > self.route.max_response_body_bytes:
-                self._over_limit(conn)
-            else:
-                self._open_whole(conn, resp)
-        return None
-
-    async def _read_response_body(self, conn: UpstreamConnection) -> None:
-        """Buffer the body for the stages that need it whole, up to the route's limit."""
-        resp = self.resp
-        assert resp is not None
-        body = await conn.read_body_upto(self.route.max_response_body_bytes)
-        if body is None:
-            self._over_limit(conn)
-        else:
-            resp.body = body
-            self._open_whole(conn, resp)
-
-    def _open_whole(self, conn: UpstreamConnection, resp: Response) -> None:
-        """Decode a gzip body known in full for the stages that see it, held to the route's
-        limit once decoded (a decompression bomb is a body over the limit). The stages see
-        the plain body without Content-Encoding; :meth:`_send_response` sends the upstream's
-        own bytes again when they left it as it was."""
-        body = resp.body
-        coding = coding_of(resp.headers)
-        if not coding or not body:
-            return
-        if coding != "gzip":
-            self._over_limit(conn, f"response body in content coding {coding!r}")
-            return
-        try:
-            decoded = gunzip_whole(body, self.route.max_response_body_bytes)
-        except DecodeError as exc:
-            self._bad_coding(exc)
-            return
-        if decoded is None:
-            self._over_limit(conn, "response body over max_response_body_bytes once decoded")
-            return
-        self.coded = (body, decoded, header_get(resp.headers, "content-encoding") or "gzip")
-        resp.headers = without_coding(resp.headers)
-        resp.body = decoded
-
-    def _bad_coding(self, exc: DecodeError) -> None:
-        """The upstream's compressed body cannot be decoded: the upstream failed (502)."""
-        ex = self.ex
-        log.warning("upstream body of %s (request %s) not decoded: %s", self.route.service, ex.request_id, exc)
-        self.record.upstream_error = "coding"
-        self._drop_upstream()
-        self._answered(problem_response(502, "The upstream's compressed response body is invalid.", ex.request_id))
-
-    def _over_limit(self, conn: UpstreamConnection, reason: str = _OVER_LIMIT) -> None:
-        """The body cannot be inspected: larger than the route may buffer, or in a content
-        coding the proxy does not decode. The route's named decision, taken before the
-        response head is sent (so never a cut connection): 'pass' forwards it with only the
-        hooks that do not need the body, recorded as uninspected; 'block' answers 502 and does
-        not read the rest of the body."""
-        ex = self.ex
-        if self.route.pass_over_limit:
-            ex.decisions.append(Decision(_RESPONSE_BODY, "uninspected", reason))
-            self.step = self._uninspected_stages
-            return
-        ex.decisions.append(Decision(_RESPONSE_BODY, "block", reason, 502))
-        ex.blocked_by = _RESPONSE_BODY
-        if conn.reusable():  # the body was in already: the connection is clean
-            self._release(conn)
-        else:
-            self._drop_upstream()
-        detail = "The upstream response is larger than this route may inspect."
-        self._answered(problem_response(502, detail, ex.request_id, title=_TITLES[502]))
-
-    def _response_stages(self) -> Awaitable[None] | None:
-        self.step = self._send_response
-        return self._response_hooks()
-
-    def _uninspected_stages(self) -> Awaitable[None] | None:
-        self.step = self._send_response
-        return self._response_hooks(inspected=False)
-
-    def _response_hooks(self, inspected: bool = True) -> Awaitable[None] | None:
-        """Run the response hooks on ``ex.response`` (in reverse order; a block replaces it)."""
-        chain = self.route.chain
-        if chain.response_stages:
-            pending = chain.response(self.ex, 0, inspected)
-            if pending is not None:
-                return chain.finish_response(self.ex, pending, inspected)
-        return None
-
-    def _send_response(self) -> Awaitable[None] | None:
-        conn, resp, final = self.up, self.resp, self.ex.response
-        assert conn is not None and resp is not None and final is not None
-        keep = self._keep_after_response()
-        if final is not resp or resp.body is not None:
-            # The body is known in full (buffered, or replaced by a stage).
-            if final is not resp and not conn.reusable():
-                self._drop_upstream()  # we will not read the rest of the upstream body
-            elif resp.body is None:
-                return self._read_rest_then_send(conn, keep)
-            else:
-                self._release(conn)
-            if final is resp and self.route.chain.sees_response_body:
-                self._whole_body_out(resp)
-            self._send_final(keep)
-            return None
-        # Stream the upstream body through (through the body hooks, if any).
-        chain = self.route.chain
-        body_filter = chain.body_filter(self.ex) if chain.body_stages else None
-        decoder: Gunzip | None = None
-        if body_filter is not None:
-            coding = coding_of(resp.headers)
-            if coding == "gzip":
-                # Decoded for the hooks and sent plain: re-compressing costs CPU on every byte.
-                decoder = Gunzip(bounded=True)
-                resp.headers = without_coding(resp.headers)
-            elif coding:
-                body_filter = None  # passed uninspected (decided in _response)
-            else:
-                # The hooks may change the body's length: it goes re-framed (chunked).
-                resp.headers = [(k, v) for k, v in resp.headers if k != "content-length"]
-        self.keep, self.stream = self.client._stream_head(
-            self.req, resp, self.record, self.ex.request_id, keep, conn, body_filter, decoder
-        )
-        if self.stream is None:  # the client is gone already
-            self._drop_upstream()
-            self.keep = False
-            self.step = self._end
-        elif conn.complete:
-            self.step = self._stream_done
-        elif conn.listener is self:
-            self.parked = True  # upstream_done goes on
-        else:
-            return self._wait_stream(conn)
-        return None
-
-    def _whole_body_out(self, resp: Response) -> None:
-        """The upstream's body known in full, on its way out: run the body hooks over it as
-        its one and last piece (a hook failing closed turns the answer into its 500, nothing
-        being sent yet); a decoded body the stages left as it was goes as the upstream's own
-        compressed bytes, a changed one plain (without Content-Encoding)."""
-        body_filter = self.route.chain.body_filter(self.ex)
-        if body_filter is not None and resp.body is not None and not coding_of(resp.headers):
-            out = body_filter.feed(resp.body, True)
-            if out is None:
-                self.ex.response = body_filter.refusal
-                return
-            resp.body = out
-        coded = self.coded
-        if coded is not None and resp.body == coded[1]:
-            resp.body = coded[0]
-            resp.headers.append(("content-encoding", coded[2]))
-
-    async def _read_rest_then_send(self, conn: UpstreamConnection, keep: bool) -> None:
-        await conn.read_body_into(self.route.max_body_bytes)
-        self._release(conn)
-        self._send_final(keep)
-
-    async def _wait_stream(self, conn: UpstreamConnection) -> None:
-        try:
-            await conn.wait_done()
-        except UpstreamError as exc:
-            self._body_failed(exc)
-            return
-        self.step = self._stream_done
-
-    def _stream_done(self) -> None:
-        """The upstream body ended: end the client's body, give the connection back."""
-        conn, stream = self.up, self.stream
-        assert conn is not None and stream is not None
-        self.up = None
-        self._uncount()
-        if not self.client._end_stream(stream, conn, self._pool(), self.record):
-            self.keep = False  # a body hook failed closed on the last piece: the body is cut
-        self.step = self._end
-
-    def _release(self, conn: UpstreamConnection) -> None:
-        self.up = None
-        self._uncount()
-        self._pool().release(conn)
-
-    def _pool(self) -> UpstreamPool:
-        """The route's upstream pool, once forwarding (built-in routes never reach this)."""
-        pool = self.route.pool
-        if pool is None:
-            raise RuntimeError(f"route {self.route.id} has no upstream")
-        return pool
-
-    def _keep_after_response(self) -> bool:
-        req = self.req
-        return req.keep_alive and not self.client.server.draining and req.complete and req.error is None
 
 
 __all__ = ["BodyError", "Flight"]

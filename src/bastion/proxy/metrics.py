@@ -20,7 +20,12 @@ from bastion.types import ExchangeRecord
 
 SNAPSHOT_INTERVAL = 1.0
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: A tuple of any length, not ``tuple[float, float, ...]`` as inferred: mypyc keeps a
+#: fixed-length tuple unboxed and boxed all 14 floats into a new tuple on every
+#: ``bisect`` call (callgrind: ~2,000 instructions per request).
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
+)
 
 
 @dataclass(frozen=True)

@@ -191,7 +191,8 @@ def upstream_head(ex: Exchange, target: TargetState, body_len: int | None) -> by
     ).encode("latin-1")
 
 
-_PAD = 1 << 64
+#: The last three hex digits of a request ID, looked up: "000" to "fff".
+_LOW_DIGITS: tuple[str, ...] = tuple(f"{n:03x}" for n in range(4096))
 
 
 class _RequestIds:
@@ -202,12 +203,18 @@ class _RequestIds:
         # Workers are started as new interpreters (never forked), so each draws its own.
         self.prefix = os.urandom(8).hex()
         self.count = 0
+        self.high = self.prefix + "0" * 13
 
     def next(self) -> str:
-        self.count += 1
-        # hex() of 2**64 + count is "0x1" and the count in 16 hex digits: the same text as
-        # a "016x" format spec at a tenth of its cost (callgrind: ~5,000 instructions).
-        return self.prefix + hex(_PAD + self.count)[3:]
+        count = self.count + 1
+        self.count = count
+        low = count & 0xFFF
+        if low == 0:
+            # The counter's 16 hex digits: the first 13 change once in 4,096 IDs, the last
+            # three are a table lookup (formatting the count each time costs ~2,000
+            # instructions, callgrind; a string concatenation a tenth of that).
+            self.high = self.prefix + f"{count >> 12:013x}"
+        return self.high + _LOW_DIGITS[low]
 
 
 _ids = _RequestIds()

@@ -4,8 +4,9 @@ A connection moves bytes and runs timers. What it reads goes to its request read
 HTTP/1.1 rules, ``http1.py``), which queues the requests; they are answered strictly in
 order (so pipelined requests are answered in order), each by a :class:`Flight` running the
 exchange's steps (``exchange.py``), which calls back here to read bodies and write
-answers. Request and response bodies stream through with back-pressure in both directions
-unless a stage asked for the body.
+answers (a response body streaming from the upstream goes through ``stream.py``). Request
+and response bodies stream through with back-pressure in both directions unless a stage
+asked for the body.
 """
 
 from __future__ import annotations
@@ -13,14 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from typing import Any, cast
 
 from bastion.errors import problem_response
-from bastion.pipeline.chain import BodyFilter
-from bastion.proxy.coding import DecodeError, Gunzip
 from bastion.proxy.exchange import BodyError, Flight
-from bastion.proxy.http import serialize_headers, status_line
+from bastion.proxy.http import status_line
 from bastion.proxy.http1 import (
     BODY_BUFFER_HIGH,
     DATA,
@@ -33,7 +31,6 @@ from bastion.proxy.http1 import (
     Incoming,
     RequestReader,
     body_discardable,
-    streamed_framing,
     whole_framing,
 )
 from bastion.proxy.metrics import METRICS
@@ -41,9 +38,8 @@ from bastion.proxy.prelude import next_request_id
 from bastion.proxy.record import RecordDraft, RecordSinks, finish_record, new_record
 from bastion.proxy.runtime import Runtime
 from bastion.proxy.tls import client_certificate
-from bastion.proxy.upstream import UpstreamPool
 from bastion.proxy.upstream_connection import ResponseHead, UpstreamConnection
-from bastion.types import ClientCertificate, HeaderList, Response, header_get
+from bastion.types import ClientCertificate, Response, header_get
 
 log = logging.getLogger("bastion.proxy")
 
@@ -429,135 +425,6 @@ class ClientConnection(asyncio.Protocol):
         return True
 
     # -- reading bodies, writing answers (for the Flight) ------------------------------------
-    def _stream_head(
-        self,
-        req: Incoming,
-        resp: Response,
-        record: RecordDraft,
-        request_id: str,
-        keep: bool,
-        conn: UpstreamConnection,
-        body_filter: BodyFilter | None = None,
-        decoder: Gunzip | None = None,
-    ) -> tuple[bool, Stream | None]:
-        """Send the head of a response whose body streams from ``conn``, and route the body
-        chunks to the client (through ``body_filter``, the route's body hooks, if any, and
-        decoded by ``decoder`` for them first when the upstream sent it gzip).
-        Returns whether the connection stays open, and the stream (``None`` when the client
-        is already gone)."""
-        has_length = header_get(resp.headers, "content-length") is not None
-        forbidden, chunked, keep = streamed_framing(resp.status, req, has_length, keep)
-        if self.server.draining:
-            keep = False  # shutting down: every answer ends its connection, and says so
-        headers = resp.headers
-        if chunked:
-            headers.append(("transfer-encoding", "chunked"))
-        self._finish_headers(headers, keep, request_id)
-        transport = self.transport
-        record.status = resp.status
-        if transport is None or self.closed:
-            return False, None
-        transport.write(status_line(resp.status) + serialize_headers(headers))
-        stream = Stream(chunked)
-        if not forbidden:
-            if body_filter is None:
-                conn.set_sink(self._make_sink(conn, stream))
-            else:
-                stream.body_filter = body_filter
-                stream.decoder = decoder
-                conn.set_sink(self._make_filtered_sink(conn, stream, body_filter, decoder))
-        return keep, stream
-
-    def _make_sink(self, conn: UpstreamConnection, stream: Stream) -> Callable[[bytes], None]:
-        transport = self.transport
-        assert transport is not None
-        chunked = stream.chunked
-
-        def sink(chunk: bytes) -> None:
-            stream.sent += len(chunk)
-            if self.closed:
-                return
-            if chunked:
-                transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-            else:
-                transport.write(chunk)
-            if self.write_paused and self.paused_upstream is None:
-                # Back-pressure: stop reading the upstream until the client catches up.
-                conn.pause_reading()
-                self.paused_upstream = conn
-
-        return sink
-
-    def _make_filtered_sink(
-        self, conn: UpstreamConnection, stream: Stream, body_filter: BodyFilter, decoder: Gunzip | None
-    ) -> Callable[[bytes], None]:
-        """Like ``_make_sink``, each piece (decoded first, if gzip) going through the body
-        hooks; a hook failing closed, or a gzip body that cannot be decoded, cuts the
-        connection (the head is out: the only honest signal left)."""
-        write = self._make_sink(conn, stream)
-
-        def through(piece: bytes) -> bool:
-            out = body_filter.feed(piece, False)
-            if out is None:
-                return False
-            if out:  # an empty piece would end a chunked body
-                write(out)
-            return True
-
-        def sink(chunk: bytes) -> None:
-            if self.closed or stream.cut:
-                return
-            if decoder is None:
-                ok = through(chunk)
-            else:
-                ok = True
-                try:
-                    for piece in decoder.pieces(chunk):
-                        if not through(piece):
-                            ok = False
-                            break
-                except DecodeError as exc:
-                    log.warning("upstream gzip body cut: %s", exc)
-                    ok = False
-            if not ok:
-                stream.cut = True
-                self.abort()
-
-        return sink
-
-    def _end_stream(self, stream: Stream, conn: UpstreamConnection, pool: UpstreamPool, record: RecordDraft) -> bool:
-        """The upstream body ended: send what the body hooks held back, close the chunked
-        body and give the connection back. Returns whether the body went out whole."""
-        body_filter = stream.body_filter
-        if body_filter is not None and not stream.cut and not self.closed and self.transport is not None:
-            tail = body_filter.feed(b"", True)
-            decoder = stream.decoder
-            if decoder is not None:
-                try:
-                    decoder.end()
-                except DecodeError as exc:
-                    log.warning("upstream gzip body cut: %s", exc)
-                    tail = None
-            if tail is None:
-                stream.cut = True
-                self.abort()
-            elif tail:
-                self._make_sink(conn, stream)(tail)
-        if stream.cut:
-            record.bytes_out = stream.sent
-            conn.close()  # the exchange was broken off: never pooled
-            return False
-        if stream.chunked and not self.closed and self.transport is not None:
-            self.transport.write(b"0\r\n\r\n")
-        record.bytes_out = stream.sent
-        if self.paused_upstream is conn:
-            # The last piece arrived just as this client stopped reading: the connection
-            # goes back to the pool, reading again (its next exchange must be read).
-            self.paused_upstream = None
-            conn.resume_reading()
-        pool.release(conn)
-        return True
-
     async def _discard_body(self, req: Incoming) -> bool:
         """Read and drop an unwanted body, if small; tell whether the connection is reusable."""
         if req.complete and req.error is None:
@@ -609,20 +476,12 @@ class ClientConnection(asyncio.Protocol):
                 if self.timer_kind == "body":
                     self._cancel_timer()
 
-    def _finish_headers(self, headers: HeaderList, keep: bool, request_id: str) -> None:
-        headers.append(("x-request-id", request_id))
-        hsts = self.server.runtime.hsts
-        if hsts is not None and self.scheme == "https":
-            headers.append(("strict-transport-security", hsts))
-        if not keep:
-            headers.append(("connection", "close"))
-            self.close_sent = True
-
     def _send_whole(self, resp: Response, req: Incoming, record: RecordDraft, keep: bool, request_id: str) -> None:
         """Write a response whose body is known in full, head and body in one write."""
-        block = "".join(
-            [f"{k}: {v}\r\n" for k, v in resp.headers if k != "content-length" and k != "transfer-encoding"]
-        ).encode("latin-1")
+        # Joined in C (``map`` over ``": ".join``, then one join of the lines): a formatted
+        # string per header cost ~500 instructions, appending each piece to one list ~330.
+        kept = [h for h in resp.headers if h[0] != "content-length" and h[0] != "transfer-encoding"]
+        block = ("\r\n".join(map(": ".join, kept)) + "\r\n").encode("latin-1") if kept else b""
         length = header_get(resp.headers, "content-length")
         self._write_whole(resp.status, block, length, resp.body or b"", req, record, keep, request_id)
 
@@ -666,22 +525,6 @@ class ClientConnection(asyncio.Protocol):
             self.transport.write(status_line(status) + block + tail.encode("latin-1") + b"\r\n" + body)
         if not keep:
             self._close()
-
-
-class Stream:
-    """A response body streaming from the upstream to the client."""
-
-    __slots__ = ("body_filter", "chunked", "cut", "decoder", "sent")
-
-    def __init__(self, chunked: bool) -> None:
-        self.chunked = chunked
-        self.sent = 0
-        #: The route's body hooks, when it has any.
-        self.body_filter: BodyFilter | None = None
-        #: Decodes a gzip body for the body hooks.
-        self.decoder: Gunzip | None = None
-        #: A body hook failed closed: nothing more of the body is sent.
-        self.cut = False
 
 
 __all__ = ["ClientConnection", "GatewayServer"]

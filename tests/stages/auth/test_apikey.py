@@ -4,6 +4,7 @@ store's own functions (what `bastion keys` calls): verified, refused, and failin
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -17,6 +18,7 @@ from bastion.config.model import StoreSettings
 from bastion.services import Clock, Services, WorkerIdentity
 from bastion.stages.auth import keyformat
 from bastion.stages.auth.apikey import (
+    HASH_CACHE_SIZE,
     KEY_EXPIRED,
     KEY_UNKNOWN,
     MALFORMED,
@@ -146,6 +148,35 @@ def test_unknown_and_mistyped_keys_are_refused(store: Store, store_settings: Sto
         assert verifier.verify(keyformat.generate()) is KEY_UNKNOWN
         assert verifier.verify(typo) is MALFORMED
         assert KEY_UNKNOWN.status == MALFORMED.status == 401
+
+    run(store_settings, scenario)
+
+
+def test_a_key_presented_again_comes_from_a_bounded_cache_that_holds_no_key(
+    store: Store, store_settings: StoreSettings
+) -> None:
+    """A key presented again gets the same answer (alice's principal, unknown, malformed)
+    as the first time; what is remembered is each well-formed key's HMAC under its SHA-256,
+    never the key itself, and a malformed key is not remembered at all; a flood of new
+    keys empties the cache instead of growing it, and the real key still verifies."""
+    made = new_key(store)
+    unknown = keyformat.generate()
+    typo = made.secret[:30] + ("Z" if made.secret[30] != "Z" else "Y") + made.secret[31:]
+
+    async def scenario(verifier: ApiKeyVerifier, services: Services, clock: MovableClock) -> None:
+        first = verifier.verify(made.secret)
+        assert isinstance(first, Principal)
+        for _ in range(2):
+            assert verifier.verify(made.secret) == first
+            assert verifier.verify(unknown) is KEY_UNKNOWN
+            assert verifier.verify(typo) is MALFORMED
+        remembered = verifier._hashes
+        assert set(remembered) == {hashlib.sha256(k.encode()).digest() for k in (made.secret, unknown)}
+        assert not any(made.secret.encode() in value for value in remembered.values())
+        for _ in range(HASH_CACHE_SIZE + 1):
+            verifier.verify(keyformat.generate())
+        assert len(verifier._hashes) <= HASH_CACHE_SIZE
+        assert verifier.verify(made.secret) == first
 
     run(store_settings, scenario)
 

@@ -15,7 +15,8 @@ from bastion.stages import auth
 from bastion.stages.auth import SPEC, AuthConfig, AuthStage
 from bastion.stages.auth.dispatch import Verifiers, bearer_verifier
 from bastion.stages.auth.methods import AuthFailure, Verdict
-from bastion.stages.auth.stage import DETAIL_UNCONFIGURED, REASON_UNCONFIGURED, challenge
+from bastion.stages.auth.schemes import challenge
+from bastion.stages.auth.stage import DETAIL_UNCONFIGURED, REASON_UNCONFIGURED
 from bastion.types import Block, Exchange, Principal, Request
 
 KEY = 'ApiKey realm="shop", in="header", name="X-API-Key"'

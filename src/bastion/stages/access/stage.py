@@ -22,6 +22,7 @@ from bastion.pipeline.stage import HeadStage, RequestOutcome, RequestStage, Resp
 from bastion.stages.access.config import AccessConfig
 from bastion.stages.access.ip import AddressRule, allowed, parse_client
 from bastion.stages.access.ledger import LEDGER_KEY, MAX_OBJECT_ID, OwnershipLedger, consumer_key
+from bastion.stages.access.override import overridden
 from bastion.stages.access.owner import PrincipalValue, body_value, request_value
 from bastion.stages.access.properties import (
     MAX_DEPTH,
@@ -34,15 +35,10 @@ from bastion.stages.access.properties import (
     request_schemas,
 )
 from bastion.stages.validation.body import BodyError, media_type, parse_json
-from bastion.types import Block, Exchange, Principal, Request
+from bastion.types import Block, Exchange, Principal
 
 if TYPE_CHECKING:
     from bastion.services import Services
-
-#: Headers that make some backends run another method than the request line's.
-_METHOD_OVERRIDES = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
-#: Headers that make some backends (IIS, Symfony, Zend) serve another path than the request line's.
-_URL_OVERRIDES = frozenset({"x-original-url", "x-rewrite-url"})
 
 OVERRIDE = Block(
     403,
@@ -201,7 +197,7 @@ class AccessStage(HeadStage):
     # -- head ---------------------------------------------------------------------------
     def on_request_head(self, exchange: Exchange) -> RequestOutcome | Awaitable[RequestOutcome]:
         request = exchange.request
-        if self._guard and _overridden(request):
+        if self._guard and overridden(request):
             return self._refuse(exchange, OVERRIDE, "override")
         ip = self._ip
         if ip is not None and not ip.allows(request.client_ip):
@@ -390,24 +386,6 @@ def _store_ledger(services: Services) -> OwnershipLedger:
 
 def _malformed(why: str) -> Block:
     return Block(400, "Bad Request", f"The request body cannot be checked: {why}.", "access.malformed")
-
-
-def _overridden(request: Request) -> bool:
-    """Whether the request asks the backend for another method or path than the gateway checked."""
-    method = request.method
-    for name, value in request.headers:
-        if name in _METHOD_OVERRIDES:
-            if value.strip().upper() != method:
-                return True
-        elif name in _URL_OVERRIDES:
-            return True
-    query = request.query
-    lowered = query.lower()
-    if "_method" in lowered or "%5f" in lowered:
-        for key, value in parse_qsl(query, keep_blank_values=True):
-            if key.lower() == "_method" and value.strip().upper() != method:
-                return True
-    return False
 
 
 def _consumer_allows(principal: Principal, client: str) -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import math
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ REFRESH_INTERVAL: Final = 1.0
 LAST_USED_FLUSH_INTERVAL: Final = 10.0
 #: Default seconds a snapshot is trusted without the store answering: beyond, 503.
 DEFAULT_MAX_STALENESS: Final = 30.0
+#: Most key hashes a verifier remembers (emptied when full).
+HASH_CACHE_SIZE: Final = 4096
 
 #: The failures a key can get (built once: the request path allocates nothing to refuse).
 STORE_UNAVAILABLE: Final = AuthFailure("auth.store_unavailable", "invalid_token", 503)
@@ -193,6 +196,12 @@ class ApiKeyVerifier:
             raise ValueError("max_staleness must be positive")
         self.max_staleness = max_staleness
         self.snapshot: KeySnapshot | None = None
+        #: The HMACs of well-formed keys presented before, keyed by each key's SHA-256 (the
+        #: cache holds no key, as the JWT cache holds no token): a key presented again costs
+        #: one SHA-256 instead of its checksum and the HMAC's two (callgrind: ~12,000
+        #: instructions less per request). Valid for the hasher that made them.
+        self._hashes: dict[bytes, bytes] = {}
+        self._hashed_by: keyformat.KeyHasher | None = None
 
     async def start(self, services: Services) -> None:
         store = services.store
@@ -209,13 +218,14 @@ class ApiKeyVerifier:
         snapshot = self.snapshot
         if snapshot is None:
             return STORE_UNAVAILABLE
-        if not keyformat.is_valid(credential):
-            return MALFORMED
         hasher = snapshot.hasher
         clock = snapshot.clock
         if hasher is None or clock.monotonic() - snapshot.loaded_at > self.max_staleness:
-            return STORE_UNAVAILABLE
-        entry = snapshot.entries.get(hasher(credential))
+            return STORE_UNAVAILABLE if keyformat.is_valid(credential) else MALFORMED
+        digest = self._key_hash(credential, hasher)
+        if digest is None:
+            return MALFORMED
+        entry = snapshot.entries.get(digest)
         if entry is None:
             return KEY_UNKNOWN
         now = clock.wall()
@@ -224,3 +234,21 @@ class ApiKeyVerifier:
         principal = entry.principal
         snapshot.used[principal.credential_id] = now
         return principal
+
+    def _key_hash(self, credential: str, hasher: keyformat.KeyHasher) -> bytes | None:
+        """The key's HMAC under the pepper, from the cache when it was presented before;
+        ``None`` for a malformed key (refused without hashing)."""
+        hashes = self._hashes
+        if self._hashed_by is not hasher:  # a new snapshot's pepper: start again
+            hashes.clear()
+            self._hashed_by = hasher
+        seen = hashlib.sha256(credential.encode()).digest()
+        digest = hashes.get(seen)
+        if digest is None:
+            if not keyformat.is_valid(credential):
+                return None
+            digest = hasher(credential)
+            if len(hashes) >= HASH_CACHE_SIZE:
+                hashes.clear()  # bounded: a flood of new keys costs hashing, never memory
+            hashes[seen] = digest
+        return digest

@@ -26,23 +26,26 @@ from __future__ import annotations
 from collections.abc import Awaitable, Sequence
 from dataclasses import replace
 from math import ceil
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bastion.pipeline.stage import HeadStage, RequestOutcome, RouteInfo, Stage
 from bastion.stages.auth.config import AuthConfig
-from bastion.stages.auth.credentials import (
-    ANY_BEARER,
-    KEY_BEARER,
-    NO_BEARER,
-    KeyPlaces,
-    Malformed,
-    SchemeSource,
-    bearer_token,
-)
-from bastion.stages.auth.dispatch import NO_VERIFIERS, Verifiers, bearer_verifier, compile_verifiers, credential_handle
+from bastion.stages.auth.credentials import KeyPlaces, SchemeSource
+from bastion.stages.auth.decide import MISSING, Attempt, Decider, Wait, bound
+from bastion.stages.auth.dispatch import NO_VERIFIERS, Verifiers, compile_verifiers
 from bastion.stages.auth.lockout import KnownLocks, Lockout
 from bastion.stages.auth.methods import AuthFailure, Verdict
-from bastion.stages.auth.phantom import PhantomVerifier
+from bastion.stages.auth.schemes import (
+    IMPLICIT_BEARER,
+    Requirement,
+    ScopedRequirement,
+    challenges_of,
+    compile_source,
+    describe,
+    requirements_of,
+    scheme_of,
+    security_of,
+)
 from bastion.types import Block, Exchange, Principal
 
 if TYPE_CHECKING:
@@ -62,170 +65,10 @@ DETAIL_FORBIDDEN = "The credential is valid but lacks a scope this operation req
 DETAIL_UNAVAILABLE = "The credential could not be verified right now; try again later."
 DETAIL_LOCKED = "Too many failed authentication attempts: try again later."
 
-#: No credential at all (RFC 6750 3.1: the challenge carries no error).
-MISSING = AuthFailure("auth.missing")
-#: A credential in a form no scheme allows (RFC 6750 3.1: 400 invalid_request).
-MALFORMED = AuthFailure("auth.malformed", "invalid_request", 400)
-#: A bearer token of a kind the route verifies nothing of (an opaque token, no introspection).
-UNSUPPORTED = AuthFailure("auth.unsupported")
-#: A certificate-bound token (RFC 8705) on a connection without that client certificate.
-CERT_BINDING = AuthFailure("auth.cert_binding")
-
-#: Characters of an HTTP token (RFC 9110 5.6.2): what may appear unquoted, or be quoted safely.
-_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 #: RFC 6749 3.3 scope-token characters (no quote, no backslash): safe in a quoted string.
 _SCOPE_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}
-_HTTP_SCHEMES = {"bearer": "Bearer", "basic": "Basic", "digest": "Digest", "negotiate": "Negotiate"}
 #: Cached refusals per route (one per reason a verifier gives); beyond it, built each time.
 _MAX_CACHED = 64
-
-#: One way to authenticate: all these schemes together (an OpenAPI security requirement).
-Requirement = tuple[str, ...]
-#: A requirement with the scopes each of its schemes lists.
-ScopedRequirement = tuple[tuple[str, tuple[str, ...]], ...]
-#: The scheme a route with no security requirement declared (a hand-written route) takes.
-IMPLICIT_BEARER = "bearer"
-
-
-def _token(text: str) -> bool:
-    return bool(text) and all(c in _TOKEN_CHARS for c in text)
-
-
-def security_of(route: RouteInfo) -> tuple[ScopedRequirement, ...]:
-    """The route's security requirements (alternatives) with their scopes, from its OpenAPI
-    operation or the document's global ``security``; empty for a hand-written route."""
-    op = route.operation
-    if op is None:
-        return ()
-    doc = route.openapi or {}
-    security = op.get("security", doc.get("security"))
-    if not isinstance(security, list):
-        return ()
-    out: list[ScopedRequirement] = []
-    for req in security:
-        if isinstance(req, dict) and req:
-            out.append(
-                tuple(
-                    (str(name), tuple(str(s) for s in scopes) if isinstance(scopes, list) else ())
-                    for name, scopes in req.items()
-                )
-            )
-    return tuple(out)
-
-
-def requirements_of(route: RouteInfo) -> tuple[Requirement, ...]:
-    """The route's security requirements (alternatives), scheme names only."""
-    return tuple(tuple(name for name, _ in req) for req in security_of(route))
-
-
-def _schemes(doc: dict[str, Any] | None) -> dict[str, Any]:
-    components = doc.get("components") if isinstance(doc, dict) else None
-    schemes = components.get("securitySchemes") if isinstance(components, dict) else None
-    return schemes if isinstance(schemes, dict) else {}
-
-
-def _resolve(doc: dict[str, Any], node: Any) -> Any:
-    """Follow a local ``$ref`` (one scheme pointing at another), at most a few hops."""
-    for _ in range(8):
-        if not (isinstance(node, dict) and isinstance(node.get("$ref"), str) and node["$ref"].startswith("#/")):
-            return node
-        target: Any = doc
-        for part in node["$ref"][2:].split("/"):
-            part = part.replace("~1", "/").replace("~0", "~")
-            target = target.get(part) if isinstance(target, dict) else None
-        node = target
-    return None
-
-
-def scheme_of(route: RouteInfo, name: str) -> Any:
-    """The security scheme object ``name`` stands for on ``route`` (``None`` if undeclared)."""
-    if name == IMPLICIT_BEARER and route.operation is None:
-        return {"type": "http", "scheme": "bearer"}
-    return _resolve(route.openapi or {}, _schemes(route.openapi).get(name))
-
-
-def challenge(scheme: Any, realm: str) -> str | None:
-    """The ``WWW-Authenticate`` challenge for an OpenAPI security scheme object, if HTTP has one.
-
-    Only token characters from the document reach the header (no quoting or CR/LF tricks).
-    """
-    if not isinstance(scheme, dict):
-        return None
-    kind = scheme.get("type")
-    quoted_realm = f'realm="{realm}"'
-    if kind in ("oauth2", "openIdConnect"):
-        return f"Bearer {quoted_realm}"  # RFC 6750: OAuth 2 access tokens are bearer tokens
-    if kind == "http":
-        name = str(scheme.get("scheme", ""))
-        http = _HTTP_SCHEMES.get(name.lower(), name if _token(name) else "")
-        return f"{http} {quoted_realm}" if http else None
-    if kind == "apiKey":
-        # No registered HTTP scheme for API keys; say where the key goes, as auth-params.
-        where, pname = str(scheme.get("in", "")), str(scheme.get("name", ""))
-        params = [quoted_realm]
-        if where in ("header", "query", "cookie") and _token(pname):
-            params += [f'in="{where}"', f'name="{pname}"']
-        return "ApiKey " + ", ".join(params)
-    return None  # mutualTLS: the certificate is asked for by TLS, not by a challenge
-
-
-def challenges_of(route: RouteInfo, requirements: Sequence[Requirement]) -> tuple[str, ...]:
-    """Every distinct challenge of the route's schemes; ``Bearer`` when none can be derived
-    (RFC 9110 requires at least one challenge on a 401)."""
-    realm = route.service  # service names are tokens: safe inside a quoted string
-    out: list[str] = []
-    for requirement in requirements:
-        for name in requirement:
-            found = challenge(scheme_of(route, name), realm)
-            if found is not None and found not in out:
-                out.append(found)
-    return tuple(out) or (f'Bearer realm="{realm}"',)
-
-
-def describe(requirements: Sequence[Requirement]) -> str:
-    """``apiKey or bearerAuth``; ``apiKey + signature`` for schemes required together."""
-    if not requirements:
-        return "authentication"
-    return " or ".join(" + ".join(req) for req in requirements)
-
-
-def compile_source(name: str, scheme: Any, config: AuthConfig, verifiers: Verifiers) -> tuple[SchemeSource, str] | None:
-    """Where scheme ``name``'s credential is on a route with ``verifiers``, and how
-    ``bastion check`` says it; ``None`` when nothing here can verify that scheme."""
-    if not isinstance(scheme, dict):
-        return None
-    kind = scheme.get("type")
-    if kind == "apiKey":
-        if verifiers.api_key is None:
-            return None
-        where, pname = str(scheme.get("in", "")), str(scheme.get("name", ""))
-        if not pname:
-            return SchemeSource(name, bearer=KEY_BEARER), "api key (Authorization: Bearer bst_...)"
-        if where == "header":
-            header = pname.lower()
-            bearer = NO_BEARER if header == "authorization" else KEY_BEARER
-            return SchemeSource(name, header=header, bearer=bearer), f"api key (header {pname})"
-        if where == "cookie":
-            return SchemeSource(name, cookie=pname, bearer=KEY_BEARER), f"api key (cookie {pname})"
-        if where == "query":
-            if config.api_keys.query:
-                return SchemeSource(name, query=pname, bearer=KEY_BEARER), f"api key (query {pname})"
-            return (
-                SchemeSource(name, bearer=KEY_BEARER, ignored_query=pname),
-                f"api key (Authorization: Bearer bst_...; the query parameter {pname} is ignored: "
-                "api_keys.query is off)",
-            )
-        return SchemeSource(name, bearer=KEY_BEARER), "api key (Authorization: Bearer bst_...)"
-    bearer = kind in ("oauth2", "openIdConnect") or (
-        kind == "http" and str(scheme.get("scheme", "")).lower() == "bearer"
-    )
-    if bearer and verifiers.takes_bearer:
-        kinds = verifiers.bearer_kinds()
-        label = ", ".join(kinds[:-1]) + (" or " if len(kinds) > 1 else "") + kinds[-1]
-        return SchemeSource(name, bearer=ANY_BEARER), f"bearer token ({label})"
-    if kind == "mutualTLS" and verifiers.mtls is not None:
-        return SchemeSource(name, certificate=True), "client certificate (mTLS)"
-    return None  # basic, digest, undeclared schemes
 
 
 def _with_error(challenges: Sequence[str], error: str, scope: str = "") -> tuple[tuple[str, str], ...]:
@@ -240,37 +83,6 @@ def _scope_refusal(route: RouteInfo, requirement: ScopedRequirement) -> Block:
     return Block(
         403, "Forbidden", DETAIL_FORBIDDEN, "auth.scope", _with_error(challenges, "insufficient_scope", scopes)
     )
-
-
-class _Wait:
-    """A verifier's awaitable answer for one scheme, on its way to the chain's awaiting loop."""
-
-    __slots__ = ("awaitable", "index")
-
-    def __init__(self, index: int, awaitable: Awaitable[Verdict]) -> None:
-        self.index = index
-        self.awaitable = awaitable
-
-
-_NO_HANDLES: list[str] = []
-
-
-class _Attempt:
-    """One request's verdicts, per scheme of the route (``None``: not read yet), so a scheme
-    several alternatives name is verified once."""
-
-    __slots__ = ("bearer", "handles", "token", "upstream", "verdicts")
-
-    def __init__(self, count: int, counted: bool) -> None:
-        self.verdicts: list[Verdict | None] = [None] * count
-        #: The ``Authorization: Bearer`` token, read at most once: 0 not yet, 1 read (in
-        #: ``token``, ``None`` if absent), 2 malformed.
-        self.bearer = 0
-        self.token: str | None = None
-        #: Each scheme's credential's public id (an API key's prefix), where a lockout counts.
-        self.handles: list[str] = [""] * count if counted else _NO_HANDLES
-        #: The upstream token a verified phantom token stands for, forwarded in its place.
-        self.upstream: str | None = None
 
 
 class AuthStage(HeadStage):
@@ -303,6 +115,8 @@ class AuthStage(HeadStage):
         self._cached: dict[tuple[int, str], Block] = {}
         self._described: list[str] = []
         self._unverified: list[Requirement] = []
+        #: The per-request decision (compiled), over what ``_compile`` finds.
+        self._decider = Decider((), (), NO_VERIFIERS, self.key_places, False, self._refusal)
         if self.delegated:
             return
         self._compile(config, route, verifiers if verifiers is not None else compile_verifiers(config, route))
@@ -365,6 +179,9 @@ class AuthStage(HeadStage):
             self.uses_state = True
         if verifiers.phantom is not None:
             self.uses_state = True  # phantom tokens' records: every worker must see them
+        self._decider = Decider(
+            self.sources, self.alternatives, verifiers, self.key_places, self.lockout is not None, self._refusal
+        )
 
     @classmethod
     def from_config(cls, config: AuthConfig, route: RouteInfo) -> AuthStage | None:
@@ -415,91 +232,13 @@ class AuthStage(HeadStage):
             if left > 0:
                 self.key_places.strip(exchange.request)  # shadow mode forwards it
                 return _locked(left)
-        attempt = _Attempt(len(self.sources), lockout is not None)
-        decided = self._decide(exchange, attempt)
+        attempt = Attempt(len(self.sources), lockout is not None)
+        decided = self._decider.decide(exchange, attempt)
         if decided is None:
             return None
-        if isinstance(decided, _Wait):
+        if isinstance(decided, Wait):
             return self._finish(exchange, attempt, decided)
         return self._counted(exchange, attempt, decided)
-
-    def _decide(self, exchange: Exchange, attempt: _Attempt) -> Block | _Wait | None:
-        """Try the alternatives in order: ``None`` once one succeeds (the principal set),
-        the refusal when none can, or the verifier answer to wait for."""
-        verdicts = attempt.verdicts
-        scope_failed = -1
-        mismatched = False
-        for a, alternative in enumerate(self.alternatives):
-            first: Principal | None = None
-            for index, scopes in alternative:
-                verdict = verdicts[index]
-                if verdict is None:
-                    found = self._verify(index, exchange, attempt)
-                    if not isinstance(found, (Principal, AuthFailure)):
-                        return _Wait(index, found)
-                    verdicts[index] = verdict = _bound(found, exchange)
-                if isinstance(verdict, AuthFailure):
-                    break
-                if scopes and not scopes <= verdict.scopes:
-                    if scope_failed < 0:
-                        scope_failed = a
-                    break
-                if first is None:
-                    first = verdict  # schemes required together: the first one's principal
-                elif verdict.consumer_name != first.consumer_name:
-                    # Credentials of two consumers never add up to one: alice's key beside
-                    # bob's token would lend alice the scopes of bob's token.
-                    mismatched = True
-                    break
-            else:
-                exchange.principal = first
-                self.key_places.strip(exchange.request)
-                if attempt.upstream is not None:
-                    _forward_upstream_token(exchange, attempt.upstream)
-                return None
-        # Refused, but forwarded all the same in shadow mode: without Bastion's keys too.
-        self.key_places.strip(exchange.request)
-        return self._refusal(verdicts, scope_failed, mismatched)
-
-    def _verify(self, index: int, exchange: Exchange, attempt: _Attempt) -> Verdict | Awaitable[Verdict]:
-        source = self.sources[index]
-        if source.certificate:
-            return self._verify_certificate(exchange)
-        request = exchange.request
-        if source.bearer != NO_BEARER and attempt.bearer != 1:
-            if attempt.bearer == 0:
-                try:
-                    attempt.token = bearer_token(request)
-                    attempt.bearer = 1
-                except Malformed:
-                    attempt.bearer = 2
-                    return MALFORMED
-            else:
-                return MALFORMED
-        try:
-            credential = source.read(request, attempt.token)
-        except Malformed:
-            return MALFORMED
-        if credential is None:
-            return MISSING
-        verifiers = self.verifiers
-        verifier = bearer_verifier(credential, verifiers) if source.bearer == ANY_BEARER else verifiers.api_key
-        if verifier is None:
-            return UNSUPPORTED
-        if self.lockout is not None:
-            attempt.handles[index] = credential_handle(credential)
-        phantom = verifiers.phantom
-        if verifier is phantom and phantom is not None:
-            return _resolve_phantom(phantom, credential, attempt)
-        return verifier.verify(credential)
-
-    def _verify_certificate(self, exchange: Exchange) -> Verdict:
-        """The consumer the connection's client certificate (verified by TLS) identifies."""
-        cert = exchange.client_cert
-        if cert is None:
-            return MISSING
-        verifier = self.verifiers.mtls
-        return UNSUPPORTED if verifier is None else verifier.verify_certificate(cert)
 
     def _refusal(self, verdicts: list[Verdict | None], scope_failed: int, mismatched: bool = False) -> Block:
         """The answer when no alternative succeeded, by precedence: a verifier that could not
@@ -555,7 +294,7 @@ class AuthStage(HeadStage):
             self._cached[key] = block
         return block
 
-    def _counted(self, exchange: Exchange, attempt: _Attempt, block: Block) -> Block | Awaitable[Block]:
+    def _counted(self, exchange: Exchange, attempt: Attempt, block: Block) -> Block | Awaitable[Block]:
         """``block``, once the failure it answers is counted against the client (a lockout
         it trips answers instead). Only a credential that was there and proved nothing
         counts: not a missing one, a missing scope or a verifier that could not answer."""
@@ -575,47 +314,21 @@ class AuthStage(HeadStage):
         left = await lockout.count(ip, handle)
         return _locked(left) if left > 0 else block
 
-    async def _finish(self, exchange: Exchange, attempt: _Attempt, wait: _Wait) -> Block | None:
-        """Await verifier answers (the chain times this), then decide as :meth:`_decide` does."""
+    async def _finish(self, exchange: Exchange, attempt: Attempt, wait: Wait) -> Block | None:
+        """Await verifier answers (the chain times this), then decide as :meth:`Decider.decide` does."""
         while True:
             answer: object = await wait.awaitable
             if not isinstance(answer, (Principal, AuthFailure)):
                 raise TypeError(f"a verifier answered {type(answer).__name__}, not a Principal or an AuthFailure")
-            attempt.verdicts[wait.index] = _bound(answer, exchange)
-            decided = self._decide(exchange, attempt)
-            if not isinstance(decided, _Wait):
+            attempt.verdicts[wait.index] = bound(answer, exchange)
+            decided = self._decider.decide(exchange, attempt)
+            if not isinstance(decided, Wait):
                 break
             wait = decided
         if decided is None:
             return None
         counted = self._counted(exchange, attempt, decided)
         return counted if isinstance(counted, Block) else await counted
-
-
-def _bound(verdict: Verdict, exchange: Exchange) -> Verdict:
-    """RFC 8705 3: a certificate-bound token proves its principal only over a connection
-    whose client certificate is the one it names (a stolen token is useless elsewhere)."""
-    if isinstance(verdict, Principal) and verdict.bound_certificate:
-        cert = exchange.client_cert
-        if cert is None or cert.fingerprint != verdict.bound_certificate:
-            return CERT_BINDING
-    return verdict
-
-
-async def _resolve_phantom(verifier: PhantomVerifier, token: str, attempt: _Attempt) -> Verdict:
-    """The phantom token's verdict; the upstream token it stands for is kept on ``attempt``."""
-    verdict, upstream = await verifier.resolve(token)
-    if upstream is not None:
-        attempt.upstream = upstream
-    return verdict
-
-
-def _forward_upstream_token(exchange: Exchange, upstream: str) -> None:
-    """Put the upstream's token where the phantom was (``Authorization``, read once: single)."""
-    request = exchange.request
-    request.headers = [
-        (key, "Bearer " + upstream if key == "authorization" else value) for key, value in request.headers
-    ]
 
 
 def _locked(seconds: float) -> Block:
