@@ -27,6 +27,7 @@ from bastion.pipeline.chain import Pending
 from bastion.proxy.coding import DecodeError, Gunzip, coding_of, gunzip_whole, without_coding
 from bastion.proxy.http import IDEMPOTENT_METHODS
 from bastion.proxy.http1 import Incoming, keeps_alive_after_refusal
+from bastion.proxy.limits import BODY_TOO_LARGE
 from bastion.proxy.metrics import METRICS
 from bastion.proxy.prelude import Refusal, prelude, upstream_head
 from bastion.proxy.record import RecordDraft, finish_record
@@ -58,10 +59,12 @@ _TITLES = {
 class BodyError(Exception):
     """The request body cannot be used (cut short, too large, too slow): its refusal."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, reason: str = "http.body") -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        #: For the record and metrics (a limit's, see ``bastion.proxy.limits``).
+        self.reason = reason
 
 
 class Flight(UpstreamListener):
@@ -306,7 +309,7 @@ class Flight(UpstreamListener):
         self.record.bytes_in = req.consumed
 
     def _refuse_body(self, exc: BodyError) -> None:
-        self.refusal = Refusal(exc.status, exc.detail, "http.body", self.ex.request_id)
+        self.refusal = Refusal(exc.status, exc.detail, exc.reason, self.ex.request_id)
         self.step = self._refuse
 
     def _request_stages(self) -> Awaitable[None] | None:
@@ -456,7 +459,7 @@ class Flight(UpstreamListener):
             if chunk is None:
                 break
             if req.consumed > limit:
-                raise BodyError(413, "The request body is too large for this route.")
+                raise BodyError(413, "The request body is too large for this route.", BODY_TOO_LARGE)
             if length is None:
                 conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
             else:

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from bastion.proxy.http import HOP_BY_HOP, strip_hop_by_hop
 from bastion.proxy.http1 import HOST_CHARS, Incoming
+from bastion.proxy.limits import BODY_TOO_LARGE
 from bastion.proxy.record import RecordDraft, new_record
 from bastion.proxy.runtime import RouteRuntime, Runtime
 from bastion.proxy.upstream import TargetState
@@ -59,7 +60,7 @@ def prelude(runtime: Runtime, req: Incoming, peer_ip: str, scheme: str) -> tuple
     request_id = request_id_of(req.headers, trusted)
     record = new_record(req, request_id, peer_ip)
     if req.error is not None:
-        return record, Refusal(req.error[0], req.error[1], "http.malformed", request_id)
+        return record, Refusal(req.error[0], req.error[1], req.reason, request_id)
     if req.upgrade:
         if req.method == "CONNECT":
             return record, Refusal(501, "CONNECT (tunnelling) is not supported.", "http.connect", request_id)
@@ -114,7 +115,7 @@ def prelude(runtime: Runtime, req: Incoming, peer_ip: str, scheme: str) -> tuple
         )
     length = req.content_length if req.content_length is not None else req.buffered
     if length > route.max_body_bytes:
-        return record, Refusal(413, "The request body is too large for this route.", "http.body_too_large", request_id)
+        return record, Refusal(413, "The request body is too large for this route.", BODY_TOO_LARGE, request_id)
     request = build_request(runtime, req, path, query, host, trusted, peer_ip, scheme)
     request.path_params = match.params
     record.client = request.client_ip

@@ -36,6 +36,7 @@ from bastion.proxy.http1 import (
     streamed_framing,
     whole_framing,
 )
+from bastion.proxy.limits import BODY_TIMEOUT, BODY_TOO_LARGE, HEADER_TIMEOUT
 from bastion.proxy.metrics import METRICS
 from bastion.proxy.prelude import next_request_id
 from bastion.proxy.record import RecordDraft, RecordSinks, finish_record, new_record
@@ -300,11 +301,12 @@ class ClientConnection(asyncio.Protocol):
         if kind == "idle":
             self._close()
         elif kind == "header" and not self.busy:
-            self._react(self.reader.fail(408, "The request head was not received in time."))
+            self._react(self.reader.fail(408, "The request head was not received in time.", HEADER_TIMEOUT))
         elif kind == "body":
             req = self.queue[0] if self.queue else None
             if req is not None:
                 req.error = (408, "The request body was not received in time.")
+                req.reason = BODY_TIMEOUT
                 self._wake(req)
 
     # -- connection lifecycle ---------------------------------------------------------------
@@ -580,7 +582,7 @@ class ClientConnection(asyncio.Protocol):
                 return b"".join(parts)
             parts.append(chunk)
             if req.consumed > limit:
-                raise BodyError(413, "The request body is too large for this route.")
+                raise BodyError(413, "The request body is too large for this route.", BODY_TOO_LARGE)
 
     async def _next_chunk(self, req: Incoming) -> bytes | None:
         """The next piece of the request body; ``None`` at its end."""
@@ -590,7 +592,7 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.write(_CONTINUE)
         while True:
             if req.error is not None:
-                raise BodyError(*req.error)
+                raise BodyError(req.error[0], req.error[1], req.reason)
             chunk = req.pop_chunk()
             if chunk is not None:
                 if self.read_paused and req.buffered < BODY_BUFFER_HIGH // 2 and len(self.queue) <= MAX_QUEUED:

@@ -1,0 +1,44 @@
+"""The reasons a request is refused for crossing a resource limit (OWASP API4).
+
+Each names one limit: it is the ``reason`` of the exchange's record (the access log) and
+the label of ``bastion_limit_rejections_total``, so an operator sees which bound clients
+hit. ``docs/limits.md`` lists every limit with its reason.
+"""
+
+from __future__ import annotations
+
+#: The request body is larger than the route's ``max_body_bytes`` (413).
+BODY_TOO_LARGE = "http.body_too_large"
+#: The request head's header fields are larger than ``max_header_bytes`` (431).
+HEADER_TOO_LARGE = "http.header_too_large"
+#: The request has more header fields than ``max_headers`` (431).
+TOO_MANY_HEADERS = "http.too_many_headers"
+#: The request target is longer than ``max_url_bytes`` (414).
+URL_TOO_LONG = "http.url_too_long"
+#: The request head did not arrive within ``timeouts.header`` of its first byte (408).
+HEADER_TIMEOUT = "http.header_timeout"
+#: No piece of the request body arrived within ``timeouts.body`` (408).
+BODY_TIMEOUT = "http.body_timeout"
+
+#: Every reason above: a record refused for one of them is counted by reason in
+#: ``bastion_limit_rejections_total``.
+LIMIT_REASONS = frozenset(
+    {
+        BODY_TOO_LARGE,
+        HEADER_TOO_LARGE,
+        TOO_MANY_HEADERS,
+        URL_TOO_LONG,
+        HEADER_TIMEOUT,
+        BODY_TIMEOUT,
+    }
+)
+
+__all__ = [
+    "BODY_TIMEOUT",
+    "BODY_TOO_LARGE",
+    "HEADER_TIMEOUT",
+    "HEADER_TOO_LARGE",
+    "LIMIT_REASONS",
+    "TOO_MANY_HEADERS",
+    "URL_TOO_LONG",
+]

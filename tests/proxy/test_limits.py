@@ -1,0 +1,129 @@
+"""Resource limits (OWASP API4) through a real gateway: each bound answers its problem+json
+status, names its reason in the access record, and is counted by reason in
+``bastion_limit_rejections_total``."""
+
+from __future__ import annotations
+
+import select
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from bastion.testing import GatewayProcess, parse_responses
+
+from .conftest import SHARED_UPSTREAM, gateway_config
+from .scripted import ScriptedUpstream
+from .util import assert_problem, build, keepalive, send_closing
+
+#: The listener's limits in these tests: the smallest the schema allows, short timeouts.
+LISTEN = {
+    "limits": {"max_headers": 8, "max_header_bytes": 1024, "max_url_bytes": 256, "max_body_bytes": 1000},
+    "timeouts": {"header": 0.5, "body": 0.5},
+}
+
+
+@pytest.fixture(scope="module")
+def limited(upstream: ScriptedUpstream) -> Iterator[GatewayProcess]:
+    """A gateway in front of the scripted upstream with :data:`LISTEN`'s limits."""
+    config = gateway_config(upstream.url, upstream_options=SHARED_UPSTREAM, listen=LISTEN)
+    with GatewayProcess(config) as gw:
+        yield gw
+
+
+def _wait(predicate: Callable[[], bool], what: str, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"never saw {what}")
+
+
+def _refused(gw: GatewayProcess, data: bytes, status: int) -> dict[str, Any]:
+    """Send ``data``; its one answer is a ``status`` problem: the request's access record."""
+    responses = send_closing(gw, data)
+    assert len(responses) == 1, responses
+    doc = assert_problem(responses[0], status)
+    return gw.wait_for_access_record(lambda r: r["request_id"] == doc["request_id"])
+
+
+HEAD_CASES = [
+    ("target", lambda t: build("GET", f"/echo?{t}&{'a' * 300}"), 414, "http.url_too_long"),
+    ("head bytes", lambda t: build("GET", f"/echo?{t}", [("X-Big", "b" * 1100)]), 431, "http.header_too_large"),
+    ("header count", lambda t: build("GET", f"/echo?{t}", [(f"X-{i}", "1") for i in range(9)]), 431,
+     "http.too_many_headers"),
+    ("declared body", lambda t: build("POST", f"/echo?{t}", [("Connection", "close")], b"x" * 1001), 413,
+     "http.body_too_large"),
+    ("chunked body", lambda t: build("POST", f"/echo?{t}", [("Connection", "close"), ("Transfer-Encoding", "chunked")],
+                                     b"%x\r\n%s\r\n0\r\n\r\n" % (1001, b"x" * 1001)), 413, "http.body_too_large"),
+]
+
+
+@pytest.mark.parametrize(("case", "request_bytes", "status", "reason"), HEAD_CASES, ids=[c[0] for c in HEAD_CASES])
+def test_each_limit_answers_its_status_and_reason(
+    limited: GatewayProcess, upstream: ScriptedUpstream, token: str, case: str,
+    request_bytes: Callable[[str], bytes], status: int, reason: str,
+) -> None:
+    """A request over one limit gets that limit's status as problem+json, its record says
+    ``blocked_by: core`` with the limit's own reason, and nothing reaches the upstream."""
+    record = _refused(limited, request_bytes(token), status)
+    assert (record["status"], record["blocked_by"], record["reason"]) == (status, "core", reason)
+    assert not upstream.saw(token)
+
+
+def test_limit_rejections_are_counted_by_reason(limited: GatewayProcess, token: str) -> None:
+    """Two refusals for header count and one for the target's length are counted under
+    their own reasons in ``bastion_limit_rejections_total``; a refusal that is no resource
+    limit (an encoded slash) is not counted there."""
+    def series(reason: str) -> float:
+        text = str(limited.admin("GET", "/metrics")[1])
+        prefix = f'bastion_limit_rejections_total{{reason="{reason}"}} '
+        for line in text.splitlines():
+            if line.startswith(prefix):
+                return float(line[len(prefix):])
+        return 0.0
+
+    time.sleep(1.2)  # the metrics snapshot of earlier tests is written once a second
+    before = {r: series(r) for r in ("http.too_many_headers", "http.url_too_long")}
+    for _ in range(2):
+        _refused(limited, build("GET", f"/echo?{token}", [(f"X-{i}", "1") for i in range(9)]), 431)
+    _refused(limited, build("GET", f"/echo?{token}&{'a' * 300}"), 414)
+    _refused(limited, build("GET", f"/a%2fb?{token}", [("Connection", "close")]), 400)
+    _wait(lambda: series("http.too_many_headers") == before["http.too_many_headers"] + 2
+          and series("http.url_too_long") == before["http.url_too_long"] + 1, "the refusals counted")
+    assert 'bastion_limit_rejections_total{reason="http.target"}' not in str(limited.admin("GET", "/metrics")[1])
+
+
+def test_slowloris_head_is_cut_with_408(limited: GatewayProcess, upstream: ScriptedUpstream, token: str) -> None:
+    """A head trickled a byte at a time (each byte well within any per-read timeout) is cut
+    once the head timeout from its first byte is over: 408 problem+json, the connection
+    closed, recorded as ``http.header_timeout``, nothing forwarded. The trickle would go on
+    for 20 s; the gateway ends it first."""
+    with keepalive(limited, timeout=10) as conn:
+        conn.send(f"GET /echo?{token} HTTP/1.1\r\nHost: a\r\nX-Slow: ".encode())
+        for _ in range(200):
+            readable, _, _ = select.select([conn.sock], [], [], 0.1)
+            if readable:
+                break
+            conn.send(b"a")
+        responses = parse_responses(conn.read_until_close())
+    assert len(responses) == 1
+    doc = assert_problem(responses[0], 408, closes=True)
+    record = limited.wait_for_access_record(lambda r: r["request_id"] == doc["request_id"])
+    assert (record["blocked_by"], record["reason"]) == ("core", "http.header_timeout")
+    assert not upstream.saw(token)
+
+
+def test_stalled_body_is_cut_with_408(limited: GatewayProcess, upstream: ScriptedUpstream, token: str) -> None:
+    """A body that stops half-way gets 408 after the body timeout, recorded as
+    ``http.body_timeout``; the upstream never gets a complete request."""
+    with keepalive(limited, timeout=10) as conn:
+        conn.send(build("POST", f"/echo?{token}", [("Content-Length", "10")], b"01234"))
+        responses = parse_responses(conn.read_until_close())
+    assert len(responses) == 1
+    doc = assert_problem(responses[0], 408, closes=True)
+    record = limited.wait_for_access_record(lambda r: r["request_id"] == doc["request_id"])
+    assert (record["blocked_by"], record["reason"]) == ("core", "http.body_timeout")
+    assert upstream.records(token) == []
