@@ -20,7 +20,7 @@ from .util import assert_problem, build, keepalive, send_closing
 #: The listener's limits in these tests: the smallest the schema allows, short timeouts.
 LISTEN = {
     "limits": {"max_headers": 8, "max_header_bytes": 1024, "max_url_bytes": 256, "max_body_bytes": 1000},
-    "timeouts": {"header": 0.5, "body": 0.5},
+    "timeouts": {"header": 0.5, "body": 0.5, "body_total": 1.5},
 }
 
 
@@ -126,4 +126,28 @@ def test_stalled_body_is_cut_with_408(limited: GatewayProcess, upstream: Scripte
     doc = assert_problem(responses[0], 408, closes=True)
     record = limited.wait_for_access_record(lambda r: r["request_id"] == doc["request_id"])
     assert (record["blocked_by"], record["reason"]) == ("core", "http.body_timeout")
+    assert upstream.records(token) == []
+
+
+def test_trickled_body_is_cut_with_408(limited: GatewayProcess, upstream: ScriptedUpstream, token: str) -> None:
+    """Slowloris on the body: a byte every 0.1 s never lets the per-piece body timeout
+    (0.5 s) expire, but the whole body must arrive within ``body_total`` (1.5 s) of the
+    head: the 100-byte body, which would take 10 s, is cut with 408 problem+json, the
+    connection closed, recorded as ``http.body_total_timeout``; the upstream never gets a
+    complete request."""
+    with keepalive(limited, timeout=15) as conn:
+        conn.send(build("POST", f"/echo?{token}", [("Content-Length", "100")]))
+        sent = 0
+        while sent < 100:
+            readable, _, _ = select.select([conn.sock], [], [], 0.1)
+            if readable:
+                break
+            conn.send(b"x")
+            sent += 1
+        responses = parse_responses(conn.read_until_close())
+    assert sent < 100, "the gateway let the whole trickled body in"
+    assert len(responses) == 1
+    doc = assert_problem(responses[0], 408, closes=True)
+    record = limited.wait_for_access_record(lambda r: r["request_id"] == doc["request_id"])
+    assert (record["blocked_by"], record["reason"]) == ("core", "http.body_total_timeout")
     assert upstream.records(token) == []

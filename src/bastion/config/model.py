@@ -80,6 +80,15 @@ class Timeouts(Strict):
     idle: PositiveSeconds = Field(60, description="Keep-alive connection with no request in flight.")
     header: PositiveSeconds = Field(10, description="From a request's first byte to the end of its head.")
     body: PositiveSeconds = Field(30, description="Longest wait for the next piece of a request body.")
+    body_total: PositiveSeconds = Field(
+        60,
+        description=(
+            "Longest time a request body may take to arrive in full, from the end of its head; "
+            "beyond it the request gets 408 and its connection is closed. Bounds a body trickled "
+            "just fast enough to beat 'body' (slowloris). Raise it on gateways that take large "
+            "uploads over slow links."
+        ),
+    )
     drain: PositiveSeconds = Field(
         20,
         description=(

@@ -19,6 +19,8 @@ URL_TOO_LONG = "http.url_too_long"
 HEADER_TIMEOUT = "http.header_timeout"
 #: No piece of the request body arrived within ``timeouts.body`` (408).
 BODY_TIMEOUT = "http.body_timeout"
+#: The request body did not arrive in full within ``timeouts.body_total`` of its head (408).
+BODY_TOTAL_TIMEOUT = "http.body_total_timeout"
 
 #: Every reason above: a record refused for one of them is counted by reason in
 #: ``bastion_limit_rejections_total``.
@@ -30,12 +32,14 @@ LIMIT_REASONS = frozenset(
         URL_TOO_LONG,
         HEADER_TIMEOUT,
         BODY_TIMEOUT,
+        BODY_TOTAL_TIMEOUT,
     }
 )
 
 __all__ = [
     "BODY_TIMEOUT",
     "BODY_TOO_LARGE",
+    "BODY_TOTAL_TIMEOUT",
     "HEADER_TIMEOUT",
     "HEADER_TOO_LARGE",
     "LIMIT_REASONS",

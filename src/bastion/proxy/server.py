@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -36,7 +37,7 @@ from bastion.proxy.http1 import (
     streamed_framing,
     whole_framing,
 )
-from bastion.proxy.limits import BODY_TIMEOUT, BODY_TOO_LARGE, HEADER_TIMEOUT
+from bastion.proxy.limits import BODY_TIMEOUT, BODY_TOO_LARGE, BODY_TOTAL_TIMEOUT, HEADER_TIMEOUT
 from bastion.proxy.metrics import METRICS
 from bastion.proxy.prelude import next_request_id
 from bastion.proxy.record import RecordDraft, RecordSinks, finish_record, new_record
@@ -302,11 +303,11 @@ class ClientConnection(asyncio.Protocol):
             self._close()
         elif kind == "header" and not self.busy:
             self._react(self.reader.fail(408, "The request head was not received in time.", HEADER_TIMEOUT))
-        elif kind == "body":
+        elif kind == "body" or kind == "body_total":
             req = self.queue[0] if self.queue else None
             if req is not None:
                 req.error = (408, "The request body was not received in time.")
-                req.reason = BODY_TIMEOUT
+                req.reason = BODY_TIMEOUT if kind == "body" else BODY_TOTAL_TIMEOUT
                 self._wake(req)
 
     # -- connection lifecycle ---------------------------------------------------------------
@@ -603,13 +604,24 @@ class ClientConnection(asyncio.Protocol):
             if self.closed:
                 raise ClientGone()
             req.waiter = self.loop.create_future()
-            self._arm(self.server.runtime.timeouts.body, "body")
+            self._arm_body(req)
             try:
                 await req.waiter
             finally:
                 req.waiter = None
-                if self.timer_kind == "body":
+                if self.timer_kind == "body" or self.timer_kind == "body_total":
                     self._cancel_timer()
+
+    def _arm_body(self, req: Incoming) -> None:
+        """Wait for the next piece of a body at most ``timeouts.body``, and never past
+        ``timeouts.body_total`` from the end of its head: a body trickled just fast enough
+        to beat the first is cut by the second (slowloris)."""
+        timeouts = self.server.runtime.timeouts
+        left = timeouts.body_total - (time.perf_counter() - req.started)
+        if left < timeouts.body:
+            self._arm(max(left, 0.0), "body_total")
+        else:
+            self._arm(timeouts.body, "body")
 
     def _finish_headers(self, headers: HeaderList, keep: bool, request_id: str) -> None:
         headers.append(("x-request-id", request_id))
