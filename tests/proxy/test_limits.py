@@ -15,7 +15,7 @@ from bastion.testing import GatewayProcess, parse_responses
 
 from .conftest import SHARED_UPSTREAM, gateway_config
 from .scripted import ScriptedUpstream
-from .util import assert_problem, build, keepalive, send_closing
+from .util import assert_problem, build, keepalive
 
 #: The listener's limits in these tests: the smallest the schema allows, short timeouts.
 LISTEN = {
@@ -43,9 +43,9 @@ def _wait(predicate: Callable[[], bool], what: str, seconds: float = 5.0) -> Non
 
 def _refused(gw: GatewayProcess, data: bytes, status: int) -> dict[str, Any]:
     """Send ``data``; its one answer is a ``status`` problem: the request's access record."""
-    responses = send_closing(gw, data)
-    assert len(responses) == 1, responses
-    doc = assert_problem(responses[0], status)
+    with keepalive(gw) as conn:
+        conn.send(data)
+        doc = assert_problem(conn.read_response(), status)
     return gw.wait_for_access_record(lambda r: r["request_id"] == doc["request_id"])
 
 
@@ -151,3 +151,65 @@ def test_trickled_body_is_cut_with_408(limited: GatewayProcess, upstream: Script
     record = limited.wait_for_access_record(lambda r: r["request_id"] == doc["request_id"])
     assert (record["blocked_by"], record["reason"]) == ("core", "http.body_total_timeout")
     assert upstream.records(token) == []
+
+
+@pytest.fixture(scope="module")
+def per_route(upstream: ScriptedUpstream) -> Iterator[GatewayProcess]:
+    """The default listener limits; the service allows 10 query parameters, and ``/tight``
+    takes at most 4 header fields, 64-byte targets and 3 query parameters."""
+    config = gateway_config(upstream.url, upstream_options=SHARED_UPSTREAM, routes=[
+        {"path": "/", "prefix": True, "public": True},
+        {"path": "/tight", "prefix": True, "public": True,
+         "limits": {"max_headers": 4, "max_url_bytes": 64, "max_query_params": 3}},
+    ])
+    config["services"][0]["limits"] = {"max_query_params": 10}
+    with GatewayProcess(config) as gw:
+        yield gw
+
+
+ROUTE_CASES = [
+    ("header count", lambda t, p: build("GET", f"{p}?{t}", [(f"X-{i}", "1") for i in range(4)]), 431,
+     "http.too_many_headers"),
+    ("target", lambda t, p: build("GET", f"{p}?{t}&pad={'a' * 64}"), 414, "http.url_too_long"),
+    ("query parameters", lambda t, p: build("GET", f"{p}?{t}&a=1&b=2&c=3"), 414, "http.too_many_query_params"),
+]
+
+
+@pytest.mark.parametrize(("case", "request_bytes", "status", "reason"), ROUTE_CASES, ids=[c[0] for c in ROUTE_CASES])
+def test_a_route_tightens_the_listener_limits(
+    per_route: GatewayProcess, upstream: ScriptedUpstream, token: str, case: str,
+    request_bytes: Callable[[str, str], bytes], status: int, reason: str,
+) -> None:
+    """The same request is forwarded on the catch-all route and refused on ``/tight``, whose
+    own limit it is over: the limit's status as problem+json, its reason in the record."""
+    with keepalive(per_route) as conn:
+        conn.send(request_bytes(f"{token}-ok", "/echo"))
+        assert conn.read_response().status == 200
+    record = _refused(per_route, request_bytes(token, "/tight"), status)
+    assert (record["route"], record["blocked_by"], record["reason"]) == ("api:/tight", "core", reason)
+    assert [r.target.split("?")[1].split("&")[0] for r in upstream.records(token)] == [f"{token}-ok"]
+
+
+def test_the_service_limit_applies_to_its_routes(per_route: GatewayProcess, token: str) -> None:
+    """The service's ``max_query_params: 10`` holds on a route that sets none of its own:
+    10 parameters pass, 11 are refused with 414."""
+    params = "&".join(f"p{i}=1" for i in range(9))
+    with keepalive(per_route) as conn:
+        conn.send(build("GET", f"/echo?{token}&{params}"))
+        assert conn.read_response().status == 200
+    record = _refused(per_route, build("GET", f"/echo?{token}&{params}&p9=1"), 414)
+    assert record["reason"] == "http.too_many_query_params"
+
+
+def test_route_limits_refuse_before_the_body(per_route: GatewayProcess, upstream: ScriptedUpstream,
+                                             token: str) -> None:
+    """A head over the route's limit that announces a body is refused at once from the head
+    (431, not a body timeout): the client is never asked for its body, nothing is forwarded."""
+    head = build("POST", f"/tight?{token}", [("Content-Length", "500"), ("X-1", "1"), ("X-2", "1"), ("X-3", "1")])
+    with keepalive(per_route, timeout=10) as conn:
+        conn.send(head)
+        resp = conn.read_response()
+    doc = assert_problem(resp, 431)
+    record = per_route.wait_for_access_record(lambda r: r["request_id"] == doc["request_id"])
+    assert (record["reason"], record["bytes_in"]) == ("http.too_many_headers", 0)
+    assert not upstream.saw(token)

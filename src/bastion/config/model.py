@@ -72,6 +72,39 @@ class Limits(Strict):
     max_header_bytes: int = Field(32 * 1024, ge=1024, description="Largest request head (431 beyond).")
     max_headers: int = Field(100, ge=8, le=1000, description="Most header fields in a request.")
     max_url_bytes: int = Field(8192, ge=256, description="Longest request target (414 beyond).")
+    max_query_bytes: int = Field(
+        8192, ge=0, description="Longest query string (414 beyond); at most max_url_bytes in effect."
+    )
+    max_query_params: int = Field(
+        256,
+        ge=0,
+        le=100_000,
+        description="Most query parameters ('&'-separated pieces of the query string; 414 beyond).",
+    )
+
+
+#: The limits the listener applies while it reads a head, before any route is known: a
+#: service or route (``RequestLimits``) may only tighten them.
+HEAD_LIMITS = ("max_headers", "max_header_bytes", "max_url_bytes")
+
+
+class RequestLimits(Strict):
+    """Limits on a service's or route's requests, checked once the request is routed and
+    before any of its body is read. Unset ones are the service's, then ``listen.limits``."""
+
+    max_headers: int | None = Field(
+        None, ge=1, description="Most header fields (431 beyond); at most listen.limits.max_headers."
+    )
+    max_header_bytes: int | None = Field(
+        None, ge=1, description="Largest header fields, all together (431 beyond); at most listen.limits'."
+    )
+    max_url_bytes: int | None = Field(
+        None, ge=1, description="Longest request target (414 beyond); at most listen.limits.max_url_bytes."
+    )
+    max_query_bytes: int | None = Field(None, ge=0, description="Longest query string (414 beyond).")
+    max_query_params: int | None = Field(
+        None, ge=0, le=100_000, description="Most query parameters (414 beyond)."
+    )
 
 
 class Timeouts(Strict):
@@ -236,6 +269,10 @@ class Route(Strict):
     max_response_body_bytes: int | None = Field(
         None, ge=0, description="Largest response body buffered whole for inspection on this route."
     )
+    limits: RequestLimits = Field(
+        default_factory=RequestLimits,
+        description="Header, target and query limits of this route, over the service's (see docs/limits.md).",
+    )
     response_body_over_limit: Literal["block", "pass"] | None = Field(
         None, description="What a response body over the route's limit gets: 'block' (502) or 'pass' (uninspected)."
     )
@@ -301,6 +338,10 @@ class Service(Strict):
     max_body_bytes: int | None = Field(None, ge=0, description="Largest request body for the service.")
     max_response_body_bytes: int | None = Field(
         None, ge=0, description="Largest response body buffered whole for inspection, for the service."
+    )
+    limits: RequestLimits = Field(
+        default_factory=RequestLimits,
+        description="Header, target and query limits of the service's routes, over listen.limits.",
     )
     response_body_over_limit: Literal["block", "pass"] | None = Field(
         None, description="What a response body over the limit gets, for the service: 'block' or 'pass'."

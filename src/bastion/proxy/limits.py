@@ -15,6 +15,10 @@ HEADER_TOO_LARGE = "http.header_too_large"
 TOO_MANY_HEADERS = "http.too_many_headers"
 #: The request target is longer than ``max_url_bytes`` (414).
 URL_TOO_LONG = "http.url_too_long"
+#: The query string is longer than the route's ``max_query_bytes`` (414).
+QUERY_TOO_LONG = "http.query_too_long"
+#: The query string has more parameters than the route's ``max_query_params`` (414).
+TOO_MANY_QUERY_PARAMS = "http.too_many_query_params"
 #: The request head did not arrive within ``timeouts.header`` of its first byte (408).
 HEADER_TIMEOUT = "http.header_timeout"
 #: No piece of the request body arrived within ``timeouts.body`` (408).
@@ -30,6 +34,8 @@ LIMIT_REASONS = frozenset(
         HEADER_TOO_LARGE,
         TOO_MANY_HEADERS,
         URL_TOO_LONG,
+        QUERY_TOO_LONG,
+        TOO_MANY_QUERY_PARAMS,
         HEADER_TIMEOUT,
         BODY_TIMEOUT,
         BODY_TOTAL_TIMEOUT,
@@ -43,6 +49,8 @@ __all__ = [
     "HEADER_TIMEOUT",
     "HEADER_TOO_LARGE",
     "LIMIT_REASONS",
+    "QUERY_TOO_LONG",
     "TOO_MANY_HEADERS",
+    "TOO_MANY_QUERY_PARAMS",
     "URL_TOO_LONG",
 ]
