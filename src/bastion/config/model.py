@@ -81,6 +81,21 @@ class Limits(Strict):
         le=100_000,
         description="Most query parameters ('&'-separated pieces of the query string; 414 beyond).",
     )
+    max_json_depth: int = Field(
+        64, ge=1, le=10_000, description="Deepest nesting of a JSON request body a stage parses (413 beyond)."
+    )
+    max_json_keys: int = Field(
+        100_000, ge=0, description="Most object keys in a JSON request body, all objects together (413 beyond)."
+    )
+    max_json_array_items: int = Field(
+        100_000, ge=0, description="Most array elements in a JSON request body, all arrays together (413 beyond)."
+    )
+    max_json_string_bytes: int = Field(
+        1024 * 1024, ge=0, description="Longest string in a JSON request body, in bytes as sent (413 beyond)."
+    )
+    max_json_number_chars: int = Field(
+        100, ge=1, le=100_000, description="Longest number in a JSON request body, in characters (413 beyond)."
+    )
 
 
 #: The limits the listener applies while it reads a head, before any route is known: a
@@ -104,6 +119,13 @@ class RequestLimits(Strict):
     max_query_bytes: int | None = Field(None, ge=0, description="Longest query string (414 beyond).")
     max_query_params: int | None = Field(
         None, ge=0, le=100_000, description="Most query parameters (414 beyond)."
+    )
+    max_json_depth: int | None = Field(None, ge=1, le=10_000, description="Deepest nesting of a JSON body.")
+    max_json_keys: int | None = Field(None, ge=0, description="Most object keys in a JSON body.")
+    max_json_array_items: int | None = Field(None, ge=0, description="Most array elements in a JSON body.")
+    max_json_string_bytes: int | None = Field(None, ge=0, description="Longest string in a JSON body, in bytes.")
+    max_json_number_chars: int | None = Field(
+        None, ge=1, le=100_000, description="Longest number in a JSON body, in characters."
     )
 
 

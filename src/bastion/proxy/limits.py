@@ -7,6 +7,8 @@ hit. ``docs/limits.md`` lists every limit with its reason.
 
 from __future__ import annotations
 
+from bastion.proxy.jsonscan import NUMBER_TOO_LONG, STRING_TOO_LONG, TOO_DEEP, TOO_MANY_ITEMS, TOO_MANY_KEYS
+
 #: The request body is larger than the route's ``max_body_bytes`` (413).
 BODY_TOO_LARGE = "http.body_too_large"
 #: The request head's header fields are larger than ``max_header_bytes`` (431).
@@ -39,6 +41,11 @@ LIMIT_REASONS = frozenset(
         HEADER_TIMEOUT,
         BODY_TIMEOUT,
         BODY_TOTAL_TIMEOUT,
+        TOO_DEEP,
+        TOO_MANY_KEYS,
+        TOO_MANY_ITEMS,
+        STRING_TOO_LONG,
+        NUMBER_TOO_LONG,
     }
 )
 
