@@ -48,7 +48,10 @@ def _refused(gw: GatewayProcess, data: bytes, status: int) -> dict[str, Any]:
     """Send ``data``; its one answer is a ``status`` problem: the request's access record."""
     with keepalive(gw) as conn:
         conn.send(data)
-        doc = assert_problem(conn.read_response(), status)
+        resp = conn.read_response()
+    doc = assert_problem(resp, status)
+    if status in (429, 503):
+        assert resp.header("retry-after") == "1"
     return gw.wait_for_access_record(lambda r: r["request_id"] == doc["request_id"])
 
 
@@ -271,3 +274,22 @@ def test_a_compressed_json_body_is_not_measured_as_sent(per_route: GatewayProces
         conn.send(build("POST", f"/inspected?{token}", headers, body))
         assert conn.read_response().status == 200
     assert [r.body for r in upstream.records(token)] == [body]
+
+
+def test_a_worker_at_capacity_answers_503(upstream: ScriptedUpstream, token: str) -> None:
+    """With ``max_in_flight: 2``, two slow requests in flight fill the worker: a third gets
+    503 problem+json with ``Retry-After`` at once (recorded as ``http.too_many_in_flight``)
+    and never reaches the upstream; once the two are answered, requests pass again."""
+    patient = {**SHARED_UPSTREAM, "timeouts": {"connect": 1, "read": 10, "total": 20}}
+    config = gateway_config(upstream.url, upstream_options=patient, listen={"limits": {"max_in_flight": 2}})
+    with GatewayProcess(config) as gw, keepalive(gw, timeout=10) as one, keepalive(gw, timeout=10) as two:
+        one.send(build("GET", f"/slow?ms=1500&{token}-1"))
+        two.send(build("GET", f"/slow?ms=1500&{token}-2"))
+        _wait(lambda: upstream.saw(f"{token}-1") and upstream.saw(f"{token}-2"), "both slow requests upstream")
+        record = _refused(gw, build("GET", f"/echo?{token}-3"), 503)
+        assert (record["blocked_by"], record["reason"]) == ("core", "http.too_many_in_flight")
+        assert not upstream.saw(f"{token}-3")
+        assert one.read_response().status == 200 and two.read_response().status == 200
+        with keepalive(gw) as conn:
+            conn.send(build("GET", f"/echo?{token}-4"))
+            assert conn.read_response().status == 200

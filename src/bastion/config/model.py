@@ -81,6 +81,15 @@ class Limits(Strict):
         le=100_000,
         description="Most query parameters ('&'-separated pieces of the query string; 414 beyond).",
     )
+    max_in_flight: int = Field(
+        1024,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "Most requests one worker process handles at once, from head to answer; beyond it a new "
+            "request gets 503 with Retry-After (per worker: with --workers N the host takes N times this)."
+        ),
+    )
     max_json_depth: int = Field(
         64, ge=1, le=10_000, description="Deepest nesting of a JSON request body a stage parses (413 beyond)."
     )

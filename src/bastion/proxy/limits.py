@@ -21,6 +21,8 @@ URL_TOO_LONG = "http.url_too_long"
 QUERY_TOO_LONG = "http.query_too_long"
 #: The query string has more parameters than the route's ``max_query_params`` (414).
 TOO_MANY_QUERY_PARAMS = "http.too_many_query_params"
+#: The worker already handles ``max_in_flight`` requests (503).
+TOO_MANY_IN_FLIGHT = "http.too_many_in_flight"
 #: The request head did not arrive within ``timeouts.header`` of its first byte (408).
 HEADER_TIMEOUT = "http.header_timeout"
 #: No piece of the request body arrived within ``timeouts.body`` (408).
@@ -38,6 +40,7 @@ LIMIT_REASONS = frozenset(
         URL_TOO_LONG,
         QUERY_TOO_LONG,
         TOO_MANY_QUERY_PARAMS,
+        TOO_MANY_IN_FLIGHT,
         HEADER_TIMEOUT,
         BODY_TIMEOUT,
         BODY_TOTAL_TIMEOUT,
@@ -58,6 +61,7 @@ __all__ = [
     "LIMIT_REASONS",
     "QUERY_TOO_LONG",
     "TOO_MANY_HEADERS",
+    "TOO_MANY_IN_FLIGHT",
     "TOO_MANY_QUERY_PARAMS",
     "URL_TOO_LONG",
 ]

@@ -19,6 +19,7 @@ from bastion.proxy.limits import (
     HEADER_TOO_LARGE,
     QUERY_TOO_LONG,
     TOO_MANY_HEADERS,
+    TOO_MANY_IN_FLIGHT,
     TOO_MANY_QUERY_PARAMS,
     URL_TOO_LONG,
 )
@@ -42,6 +43,8 @@ FORWARDING_HEADERS = frozenset(
     }
 )
 _REQUEST_ID_CHARS = HOST_CHARS.replace("[]", "")
+#: A refusal for load that passes: the client may retry in a second.
+_RETRY_SOON: HeaderList = [("retry-after", "1")]
 
 
 class Refusal(NamedTuple):
@@ -73,6 +76,10 @@ def prelude(runtime: Runtime, req: Incoming, peer_ip: str, scheme: str) -> tuple
         if req.method == "CONNECT":
             return record, Refusal(501, "CONNECT (tunnelling) is not supported.", "http.connect", request_id)
         return record, Refusal(501, "Protocol upgrades (WebSocket) are not supported yet.", "http.upgrade", request_id)
+    if runtime.exchanges > runtime.limits.max_in_flight:  # this exchange counted in already
+        return record, Refusal(
+            503, "The gateway is at capacity; retry the request.", TOO_MANY_IN_FLIGHT, request_id, _RETRY_SOON
+        )
     url = req.url
     host = req.host
     if not url.startswith(b"/") and (url.startswith(b"http://") or url.startswith(b"https://")):
