@@ -23,6 +23,8 @@ QUERY_TOO_LONG = "http.query_too_long"
 TOO_MANY_QUERY_PARAMS = "http.too_many_query_params"
 #: The worker already handles ``max_in_flight`` requests (503).
 TOO_MANY_IN_FLIGHT = "http.too_many_in_flight"
+#: The consumer already has the route's ``concurrency.max_in_flight`` requests in flight (429).
+CONSUMER_IN_FLIGHT = "concurrency.exceeded"
 #: The request head did not arrive within ``timeouts.header`` of its first byte (408).
 HEADER_TIMEOUT = "http.header_timeout"
 #: No piece of the request body arrived within ``timeouts.body`` (408).
@@ -41,6 +43,7 @@ LIMIT_REASONS = frozenset(
         QUERY_TOO_LONG,
         TOO_MANY_QUERY_PARAMS,
         TOO_MANY_IN_FLIGHT,
+        CONSUMER_IN_FLIGHT,
         HEADER_TIMEOUT,
         BODY_TIMEOUT,
         BODY_TOTAL_TIMEOUT,
@@ -56,6 +59,7 @@ __all__ = [
     "BODY_TIMEOUT",
     "BODY_TOO_LARGE",
     "BODY_TOTAL_TIMEOUT",
+    "CONSUMER_IN_FLIGHT",
     "HEADER_TIMEOUT",
     "HEADER_TOO_LARGE",
     "LIMIT_REASONS",

@@ -176,3 +176,5 @@ class CountMetrics:
         for d in record.decisions:
             if d.action == "block" or d.action == "monitor":
                 metrics.inc("bastion_blocked", (d.stage, d.reason, d.action))
+                if d.action == "block" and d.reason in LIMIT_REASONS:
+                    metrics.inc("bastion_limit_rejections", (d.reason,))
