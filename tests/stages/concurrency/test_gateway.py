@@ -89,8 +89,9 @@ def test_a_consumer_over_its_requests_in_flight_gets_429(
     shop: tuple[GatewayProcess, dict[str, str]], upstream: ScriptedUpstream, token: str
 ) -> None:
     """Alice's two slow requests in flight fill her share: her third is refused with 429
-    problem+json and ``Retry-After`` (reason ``concurrency.exceeded``) and never forwarded,
-    while bob's request passes at the same moment; once hers are answered, she passes again."""
+    problem+json and ``Retry-After`` (reason ``concurrency.exceeded``, counted in
+    ``bastion_limit_rejections_total``) and never forwarded, while bob's request passes at
+    the same moment; once hers are answered, she passes again."""
     gw, keys = shop
     alice = [("X-API-Key", keys["alice"])]
     with keepalive(gw, timeout=10) as one, keepalive(gw, timeout=10) as two:
@@ -112,6 +113,8 @@ def test_a_consumer_over_its_requests_in_flight_gets_429(
     with keepalive(gw) as conn:
         conn.send(build("GET", f"/echo?{token}-4", alice))
         assert conn.read_response().status == 200
+    series = 'bastion_limit_rejections_total{reason="concurrency.exceeded"} '
+    _wait(lambda: series in str(gw.admin("GET", "/metrics")[1]), "the refusal counted as a limit's")
 
 
 def test_a_request_cut_by_its_client_frees_its_place(
