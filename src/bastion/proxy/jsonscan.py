@@ -25,6 +25,7 @@ _WINDOW = 64 * 1024
 _WHITESPACE = b" \t\r\n"
 #: Every byte but brackets: deleting them leaves the document's nesting.
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_NOT_QUOTES_OR_BRACKETS = bytes(b for b in range(256) if b not in b'[]{}"')
 #: An empty pair of brackets: removing every one in one pass takes one level off the nesting.
 _INNERMOST = re.compile(rb"\[\]|\{\}")
 
@@ -36,10 +37,20 @@ STRING_TOO_LONG = "json.string_too_long"
 NUMBER_TOO_LONG = "json.number_too_long"
 
 
+#: Number characters to ``0``, every other byte to a space: a number longer than N is then
+#: a run of N + 1 zeros, found by a substring search.
+_AS_DIGITS = bytes(0x30 if b in b"0123456789.eE+-" else 0x20 for b in range(256))
+
+
 @lru_cache(maxsize=64)
-def _number_run(longest: int) -> re.Pattern[bytes]:
-    """A run of number characters longer than ``longest`` (compiled once per limit)."""
-    return re.compile(rb"[0-9.eE+-]{%d}" % (longest + 1))
+def _zeros(longest: int) -> bytes:
+    return b"0" * (longest + 1)
+
+
+def _has_long_number(data: bytes, longest: int) -> bool:
+    """Whether ``data`` has a run of number characters longer than ``longest`` (two C passes,
+    where a regular expression would try a match at every byte)."""
+    return len(data) > longest and _zeros(longest) in data.translate(_AS_DIGITS)
 
 
 def is_json(content_type: str | None, body: bytes) -> bool:
@@ -61,15 +72,22 @@ def over_json_limits(body: bytes, limits: Limits) -> tuple[str, str] | None:
     colons = body.count(b":")
     commas = body.count(b",")
     max_string = limits.max_json_string_bytes
-    number = _number_run(limits.max_json_number_chars)
+    longest_number = limits.max_json_number_chars
+    depth_checked = opens <= limits.max_json_depth
+    if not depth_checked:
+        brackets = _structural_brackets(body)
+        if brackets is not None:
+            if _deeper_than(brackets, limits.max_json_depth):
+                return TOO_DEEP, f"The JSON body is nested more than {limits.max_json_depth} levels deep."
+            depth_checked = True
     if (
-        opens <= limits.max_json_depth
+        depth_checked
         and colons <= limits.max_json_keys
         and commas + opens <= limits.max_json_array_items
         and len(body) <= max_string + 2
-        and number.search(body) is None
+        and not _has_long_number(body, longest_number)
     ):
-        return None  # every bound holds even counting inside strings
+        return None  # every bound holds, even counting what is inside strings
     bare, longest = _without_strings(body)
     keys = bare.count(b":")
     if keys > limits.max_json_keys:
@@ -81,11 +99,12 @@ def over_json_limits(body: bytes, limits: Limits) -> tuple[str, str] | None:
     items = bare.count(b",") + containers - empty - keys
     if items > limits.max_json_array_items:
         return TOO_MANY_ITEMS, f"The JSON body has more than {limits.max_json_array_items} array elements."
-    if containers > limits.max_json_depth and _deeper_than(bare, limits.max_json_depth):
+    depth = limits.max_json_depth
+    if not depth_checked and containers > depth and _deeper_than(bare.translate(None, _NOT_BRACKETS), depth):
         return TOO_DEEP, f"The JSON body is nested more than {limits.max_json_depth} levels deep."
     if longest > max_string:
         return STRING_TOO_LONG, f"A string of the JSON body is longer than {max_string} bytes."
-    if number.search(bare) is not None:
+    if _has_long_number(bare, longest_number):
         return NUMBER_TOO_LONG, f"A number of the JSON body is longer than {limits.max_json_number_chars} characters."
     return None
 
@@ -119,11 +138,22 @@ def _without_strings(body: bytes) -> tuple[bytes, int]:
     return b"".join(outside), longest
 
 
-def _deeper_than(bare: bytes, depth: int) -> bool:
-    """Whether the brackets of ``bare`` nest deeper than ``depth``: each round removes the
-    innermost pairs, so what is left after ``depth`` rounds is deeper (or unbalanced, which
-    the parser would refuse anyway)."""
-    brackets = bare.translate(None, _NOT_BRACKETS)
+def _structural_brackets(body: bytes) -> bytes | None:
+    """The brackets of ``body`` outside its strings, in order, when no string holds one (as
+    in nearly every document); ``None`` otherwise.
+
+    Kept are quotes (escapes overwritten first) and brackets. A string without brackets is
+    then two adjacent quotes, and removing adjacent pairs from the left pairs every opening
+    quote with its own closing one; a quote left means some string holds a bracket."""
+    clean = body.replace(b"\\\\", b"__").replace(b'\\"', b"__")
+    skeleton = clean.translate(None, _NOT_QUOTES_OR_BRACKETS).replace(b'""', b"")
+    return None if b'"' in skeleton else skeleton
+
+
+def _deeper_than(brackets: bytes, depth: int) -> bool:
+    """Whether ``brackets`` (a document's brackets alone) nest deeper than ``depth``: each
+    round removes the innermost pairs, so what is left after ``depth`` rounds is deeper (or
+    unbalanced, which the parser would refuse anyway)."""
     for _ in range(depth):
         if not brackets:
             return False
