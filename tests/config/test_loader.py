@@ -115,7 +115,46 @@ def test_response_body_limit_is_resolved_per_route(tmp_path: Path) -> None:
     assert (route.max_response_body_bytes, route.response_body_over_limit) == (10 * 1024 * 1024, "block")
 
 
+
+def test_request_limits_are_resolved_per_route(tmp_path: Path) -> None:
+    """Header, target and query limits resolve field by field: a route's own ``limits``,
+    else its service's, else ``listen.limits``; OpenAPI operations take the service's."""
+    (tmp_path / "books.openapi.yaml").write_text(openapi_path().read_text())
+    path = write(
+        tmp_path,
+        """\
+        listen: {limits: {max_query_params: 50}}
+        services:
+          - name: books
+            upstream: http://127.0.0.1:9001
+            openapi: books.openapi.yaml
+            limits: {max_headers: 40, max_query_bytes: 1000}
+            routes:
+              - {path: /own, public: true, limits: {max_headers: 20, max_url_bytes: 512, max_query_params: 500}}
+              - {path: /inherited, public: true}
+        """,
+    )
+    routes = {r.id: r.limits for r in load_config(path).routes}
+    own, inherited, op = routes["books:/own"], routes["books:/inherited"], routes["getBook"]
+    assert own is not None and inherited is not None and op is not None
+    got = [(x.max_headers, x.max_url_bytes, x.max_query_bytes, x.max_query_params) for x in (own, inherited, op)]
+    assert got == [(20, 512, 1000, 500), (40, 8192, 1000, 50), (40, 8192, 1000, 50)]
+    assert own.max_header_bytes == 32 * 1024  # never set: the listener's
+
+
 BROKEN: list[tuple[str, str, list[str]]] = [
+    (
+        "route head limit above the listener's",
+        """\
+        listen: {limits: {max_headers: 50}}
+        services:
+          - name: a
+            upstream: "http://127.0.0.1:1"
+            routes:
+              - {path: /, public: true, limits: {max_headers: 60}}
+        """,
+        ["bastion.yaml:6: services[0].routes[0].limits.max_headers: 60 is above listen.limits.max_headers (50)"],
+    ),
     (
         "unknown top-level key",
         """\

@@ -161,7 +161,9 @@ def test_limits_refuse_long_targets_and_large_heads() -> None:
     limits = Limits(max_url_bytes=256, max_header_bytes=1024, max_headers=8)
     assert refusal(b"GET /" + b"a" * 300 + b" HTTP/1.1\r\n", limits) == (414, "The request target is too long.")
     many = b"".join(b"X-%d: v\r\n" % i for i in range(9))
-    assert refusal(b"GET / HTTP/1.1\r\n" + many + b"\r\n", limits) == (431, "The request header fields are too large.")
+    assert refusal(b"GET / HTTP/1.1\r\n" + many + b"\r\n", limits) == (431, "The request has too many header fields.")
+    big = b"X-Big: " + b"b" * 1100 + b"\r\n"
+    assert refusal(b"GET / HTTP/1.1\r\n" + big + b"\r\n", limits) == (431, "The request header fields are too large.")
 
 
 def test_higher_minor_version_is_served_as_1_1() -> None:
@@ -197,8 +199,10 @@ def test_timeout_failure_queues_a_408() -> None:
     """The owner's header timeout becomes a queued 408 that ends the connection."""
     t = Transcript()
     assert t.feed(b"GET / HTT") == "started"
-    assert named(t.reader.fail(408, "The request head was not received in time.")) == "failed pause"
+    events = t.reader.fail(408, "The request head was not received in time.", "http.header_timeout")
+    assert named(events) == "failed pause"
     assert t.queue[-1].error == (408, "The request head was not received in time.")
+    assert t.queue[-1].reason == "http.header_timeout"
 
 
 def test_upgrade_stops_parsing_after_its_head() -> None:

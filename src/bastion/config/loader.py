@@ -18,8 +18,11 @@ from bastion.config.errors import ConfigError, ConfigIssue
 from bastion.config.model import (
     BODY_METHODS,
     DEFAULT_METHODS,
+    HEAD_LIMITS,
     PEPPER_ENV,
     GatewayConfig,
+    Limits,
+    RequestLimits,
     Route,
     Service,
     StoreSettings,
@@ -62,6 +65,9 @@ class ResolvedRoute:
     built: tuple[Stage, ...] = ()
     #: Path parameters the OpenAPI operation declares ``style: matrix``.
     matrix_params: frozenset[str] = frozenset()
+    #: The route's head and query limits: ``listen.limits`` tightened by the service's and
+    #: the route's ``limits`` (``None``: the listener's, as on the built-in routes).
+    limits: Limits | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,7 @@ def load_config(path: Path | str) -> LoadedConfig:
         if resp_cap is None:
             resp_cap = limits.max_response_body_bytes
         over_limit = svc.response_body_over_limit or limits.response_body_over_limit
+        svc_limits = _tightened(limits, limits, svc.limits, src, (*spath, "limits"), issues)
         if svc.openapi is not None:
             files.append(svc.openapi)
             doc = _load_openapi(svc.openapi, src, (*spath, "openapi"), ext_names, issues)
@@ -147,6 +154,7 @@ def load_config(path: Path | str) -> LoadedConfig:
                             origin=f"{doc.source.file}#/paths/{_pointer(op.path)}/{op.method.lower()}",
                             operation=op.spec,
                             matrix_params=op.matrix_params,
+                            limits=svc_limits,
                         )
                     )
         for ri, route in enumerate(svc.routes):
@@ -156,7 +164,8 @@ def load_config(path: Path | str) -> LoadedConfig:
             stages = _stages(svc_layers, layers, issues, route.public)
             if route.methods is not None and "HEAD" in route.methods:
                 declared_head.add(len(routes))
-            routes.append(_hand_route(svc, route, rpath, src, stages, body_cap, resp_cap, over_limit))
+            route_limits = _tightened(limits, svc_limits, route.limits, src, (*rpath, "limits"), issues)
+            routes.append(_hand_route(svc, route, rpath, src, stages, body_cap, resp_cap, over_limit, route_limits))
     routes = _drop_implied_head(routes, declared_head)
     _check_conflicts(routes, issues)
     if config.oauth_server.enabled:
@@ -257,6 +266,7 @@ def _hand_route(
     body_cap: int,
     resp_cap: int,
     over_limit: Literal["block", "pass"],
+    limits: Limits,
 ) -> ResolvedRoute:
     methods = frozenset(_with_head(set(route.methods) if route.methods is not None else set(DEFAULT_METHODS)))
     line = src.line_of(rpath)
@@ -275,7 +285,31 @@ def _hand_route(
         body_methods=_body_methods(route, methods),
         stages=stages,
         origin=f"{src.file}:{line}" if line else src.file,
+        limits=limits,
     )
+
+
+def _tightened(
+    listen: Limits, base: Limits, own: RequestLimits, src: Source, path: FieldPath, issues: list[ConfigIssue]
+) -> Limits:
+    """``base`` with the limits ``own`` sets. Head limits above the listener's are an error:
+    the listener applies its own while it reads the head, before any route is known, so a
+    looser route value could never take effect."""
+    update = own.model_dump(exclude_none=True)
+    if not update:
+        return base
+    for name in HEAD_LIMITS:
+        value = update.get(name)
+        ceiling = getattr(listen, name)
+        if value is not None and value > ceiling:
+            issues.append(
+                src.issue(
+                    (*path, name),
+                    f"{value} is above listen.limits.{name} ({ceiling}), which applies first, while the "
+                    "head is read: lower this, or raise listen.limits too",
+                )
+            )
+    return base.model_copy(update=update)
 
 
 def _body_methods(route: Route, methods: frozenset[str]) -> frozenset[str]:

@@ -72,6 +72,70 @@ class Limits(Strict):
     max_header_bytes: int = Field(32 * 1024, ge=1024, description="Largest request head (431 beyond).")
     max_headers: int = Field(100, ge=8, le=1000, description="Most header fields in a request.")
     max_url_bytes: int = Field(8192, ge=256, description="Longest request target (414 beyond).")
+    max_query_bytes: int = Field(
+        8192, ge=0, description="Longest query string (414 beyond); at most max_url_bytes in effect."
+    )
+    max_query_params: int = Field(
+        256,
+        ge=0,
+        le=100_000,
+        description="Most query parameters ('&'-separated pieces of the query string; 414 beyond).",
+    )
+    max_in_flight: int = Field(
+        1024,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "Most requests one worker process handles at once, from head to answer; beyond it a new "
+            "request gets 503 with Retry-After (per worker: with --workers N the host takes N times this)."
+        ),
+    )
+    max_json_depth: int = Field(
+        64, ge=1, le=10_000, description="Deepest nesting of a JSON request body a stage parses (413 beyond)."
+    )
+    max_json_keys: int = Field(
+        100_000, ge=0, description="Most object keys in a JSON request body, all objects together (413 beyond)."
+    )
+    max_json_array_items: int = Field(
+        100_000, ge=0, description="Most array elements in a JSON request body, all arrays together (413 beyond)."
+    )
+    max_json_string_bytes: int = Field(
+        1024 * 1024, ge=0, description="Longest string in a JSON request body, in bytes as sent (413 beyond)."
+    )
+    max_json_number_chars: int = Field(
+        100, ge=1, le=100_000, description="Longest number in a JSON request body, in characters (413 beyond)."
+    )
+
+
+#: The limits the listener applies while it reads a head, before any route is known: a
+#: service or route (``RequestLimits``) may only tighten them.
+HEAD_LIMITS = ("max_headers", "max_header_bytes", "max_url_bytes")
+
+
+class RequestLimits(Strict):
+    """Limits on a service's or route's requests, checked once the request is routed and
+    before any of its body is read. Unset ones are the service's, then ``listen.limits``."""
+
+    max_headers: int | None = Field(
+        None, ge=1, description="Most header fields (431 beyond); at most listen.limits.max_headers."
+    )
+    max_header_bytes: int | None = Field(
+        None, ge=1, description="Largest header fields, all together (431 beyond); at most listen.limits'."
+    )
+    max_url_bytes: int | None = Field(
+        None, ge=1, description="Longest request target (414 beyond); at most listen.limits.max_url_bytes."
+    )
+    max_query_bytes: int | None = Field(None, ge=0, description="Longest query string (414 beyond).")
+    max_query_params: int | None = Field(
+        None, ge=0, le=100_000, description="Most query parameters (414 beyond)."
+    )
+    max_json_depth: int | None = Field(None, ge=1, le=10_000, description="Deepest nesting of a JSON body.")
+    max_json_keys: int | None = Field(None, ge=0, description="Most object keys in a JSON body.")
+    max_json_array_items: int | None = Field(None, ge=0, description="Most array elements in a JSON body.")
+    max_json_string_bytes: int | None = Field(None, ge=0, description="Longest string in a JSON body, in bytes.")
+    max_json_number_chars: int | None = Field(
+        None, ge=1, le=100_000, description="Longest number in a JSON body, in characters."
+    )
 
 
 class Timeouts(Strict):
@@ -80,6 +144,15 @@ class Timeouts(Strict):
     idle: PositiveSeconds = Field(60, description="Keep-alive connection with no request in flight.")
     header: PositiveSeconds = Field(10, description="From a request's first byte to the end of its head.")
     body: PositiveSeconds = Field(30, description="Longest wait for the next piece of a request body.")
+    body_total: PositiveSeconds = Field(
+        60,
+        description=(
+            "Longest time a request body may take to arrive in full, from the end of its head; "
+            "beyond it the request gets 408 and its connection is closed. Bounds a body trickled "
+            "just fast enough to beat 'body' (slowloris). Raise it on gateways that take large "
+            "uploads over slow links."
+        ),
+    )
     drain: PositiveSeconds = Field(
         20,
         description=(
@@ -227,6 +300,10 @@ class Route(Strict):
     max_response_body_bytes: int | None = Field(
         None, ge=0, description="Largest response body buffered whole for inspection on this route."
     )
+    limits: RequestLimits = Field(
+        default_factory=RequestLimits,
+        description="Header, target and query limits of this route, over the service's (see docs/limits.md).",
+    )
     response_body_over_limit: Literal["block", "pass"] | None = Field(
         None, description="What a response body over the route's limit gets: 'block' (502) or 'pass' (uninspected)."
     )
@@ -292,6 +369,10 @@ class Service(Strict):
     max_body_bytes: int | None = Field(None, ge=0, description="Largest request body for the service.")
     max_response_body_bytes: int | None = Field(
         None, ge=0, description="Largest response body buffered whole for inspection, for the service."
+    )
+    limits: RequestLimits = Field(
+        default_factory=RequestLimits,
+        description="Header, target and query limits of the service's routes, over listen.limits.",
     )
     response_body_over_limit: Literal["block", "pass"] | None = Field(
         None, description="What a response body over the limit gets, for the service: 'block' or 'pass'."

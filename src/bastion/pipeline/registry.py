@@ -1,6 +1,6 @@
 """The one ordered list of stages, and the order in which their hooks really run.
 
-    ORDER: auth -> access -> ratelimit -> validation -> detection -> headers -> phantom
+    ORDER: auth -> access -> concurrency -> ratelimit -> validation -> detection -> headers -> phantom
 
 On the way in, top to bottom: every head hook (``on_request_head``) first, before any of
 the body is read, then every request hook (``on_request``). On the way out, bottom to top:
@@ -9,8 +9,8 @@ needs it), then every body hook (``on_response_chunk``) on each piece of the bod
 goes to the client; the exchange's record goes to the record sinks (metrics, the access
 log) last, once the answer is out. With today's stages:
 
-    request side:   auth (from the route, at the head) -> access (head, then body) -> ratelimit
-                    (head) -> validation -> detection
+    request side:   auth (from the route, at the head) -> access (head, then body) -> concurrency
+                    (head) -> ratelimit (head) -> validation -> detection
     response side:  phantom (a login's token replaced) -> headers -> ratelimit (its RateLimit
                     fields) -> access (where it learns who
                     created an object) -> the record
@@ -29,11 +29,12 @@ request that may not be made at all spends no budget); there are no priorities.
 from __future__ import annotations
 
 from bastion.pipeline.stage import StageSpec
-from bastion.stages import access, auth, detection, headers, phantom, ratelimit, validation
+from bastion.stages import access, auth, concurrency, detection, headers, phantom, ratelimit, validation
 
 ORDER: tuple[StageSpec, ...] = (
     auth.SPEC,
     access.SPEC,
+    concurrency.SPEC,
     ratelimit.SPEC,
     validation.SPEC,
     detection.SPEC,

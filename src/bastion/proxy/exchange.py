@@ -28,6 +28,8 @@ from bastion.errors import problem_response
 from bastion.pipeline.chain import Pending
 from bastion.proxy.http import IDEMPOTENT_METHODS
 from bastion.proxy.http1 import Incoming, keeps_alive_after_refusal
+from bastion.proxy.jsonscan import is_json, over_json_limits
+from bastion.proxy.limits import BODY_TOO_LARGE
 from bastion.proxy.metrics import METRICS
 from bastion.proxy.prelude import Refusal, prelude, upstream_head
 from bastion.proxy.respond import TITLES, ResponseSteps
@@ -45,10 +47,12 @@ log = logging.getLogger("bastion.proxy")
 class BodyError(Exception):
     """The request body cannot be used (cut short, too large, too slow): its refusal."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, reason: str = "http.body") -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        #: For the record and metrics (a limit's, see ``bastion.proxy.limits``).
+        self.reason = reason
 
 
 class Flight(ResponseSteps):
@@ -147,12 +151,22 @@ class Flight(ResponseSteps):
         self.record.bytes_in = req.consumed
 
     def _refuse_body(self, exc: BodyError) -> None:
-        self.refusal = Refusal(exc.status, exc.detail, "http.body", self.ex.request_id)
+        self.refusal = Refusal(exc.status, exc.detail, exc.reason, self.ex.request_id)
         self.step = self._refuse
 
     def _request_stages(self) -> Awaitable[None] | None:
         chain = self.route.chain
         self.step = self._forward
+        request = self.ex.request
+        body = request.body
+        if body and is_json(request.header("content-type"), body) and request.header("content-encoding") is None:
+            # A stage will parse it: bounded on its bytes first, whatever the stage allows
+            # (a compressed body's bytes say nothing; the stage that inflates it bounds it).
+            over = over_json_limits(body, self.route.limits)
+            if over is not None:
+                self.refusal = Refusal(413, over[1], over[0], self.ex.request_id)
+                self.step = self._refuse
+                return None
         if chain.request_stages:
             answer = chain.request(self.ex)
             if isinstance(answer, Pending):
@@ -270,7 +284,7 @@ class Flight(ResponseSteps):
             if chunk is None:
                 break
             if req.consumed > limit:
-                raise BodyError(413, "The request body is too large for this route.")
+                raise BodyError(413, "The request body is too large for this route.", BODY_TOO_LARGE)
             if length is None:
                 conn.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
             else:

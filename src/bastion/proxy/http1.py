@@ -24,6 +24,7 @@ import httptools
 
 from bastion.config.model import Limits
 from bastion.proxy.http import body_forbidden
+from bastion.proxy.limits import HEADER_TOO_LARGE, TOO_MANY_HEADERS, URL_TOO_LONG
 from bastion.types import HeaderList
 
 #: Unread request body held per connection before reading from the client pauses.
@@ -66,11 +67,13 @@ class Incoming:
         "error",
         "expect_continue",
         "has_connection",
+        "head_bytes",
         "headers",
         "host",
         "keep_alive",
         "method",
         "parse_error",
+        "reason",
         "started",
         "upgrade",
         "url",
@@ -91,6 +94,9 @@ class Incoming:
         #: Set by a task waiting for more of the body (the connection wakes it).
         self.waiter: asyncio.Future[None] | None = None
         self.error: tuple[int, str] | None = None
+        #: Why ``error`` was set, for the access record and metrics (``http.*``, see
+        #: ``bastion.proxy.limits``).
+        self.reason = "http.malformed"
         self.parse_error = False
         self.expect_continue = False
         self.continue_sent = False
@@ -99,6 +105,8 @@ class Incoming:
         self.upgrade = False
         self.has_connection = False
         self.host = ""  # the Host header, checked while framing was
+        #: Bytes of the header fields as counted against ``max_header_bytes``.
+        self.head_bytes = 0
         self.started = time.perf_counter()
 
     def take_buffered(self) -> bytes:
@@ -123,10 +131,11 @@ class Incoming:
 class Reject(Exception):
     """Raised inside parser callbacks: llhttp stops and the request gets this status."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, reason: str = "http.malformed") -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.reason = reason
 
 
 class RequestReader:
@@ -184,27 +193,29 @@ class RequestReader:
         except httptools.HttpParserError as exc:
             cause = exc.__context__
             if isinstance(cause, Reject):
-                self._fail(cause.status, cause.detail)
+                self._fail(cause.status, cause.detail, cause.reason)
             else:
-                self._fail(400, f"Malformed HTTP request: {llhttp_reason(exc)}.")
+                self._fail(400, f"Malformed HTTP request: {llhttp_reason(exc)}.", "http.malformed")
         return self.events
 
-    def fail(self, status: int, detail: str) -> int:
+    def fail(self, status: int, detail: str, reason: str) -> int:
         """Queue a request that is answered ``status`` and ends the connection (a timeout,
-        say); stop parsing. Returns what happened."""
+        say; ``reason`` goes to its record); stop parsing. Returns what happened."""
         self.events = 0
-        self._fail(status, detail)
+        self._fail(status, detail, reason)
         return self.events
 
-    def _fail(self, status: int, detail: str) -> None:
+    def _fail(self, status: int, detail: str, reason: str) -> None:
         req = Incoming()
         req.error = (status, detail)
+        req.reason = reason
         req.parse_error = True
         req.keep_alive = False
         cur = self.current
         if cur is not None and not cur.complete and cur in self.queue:
             # The request being received is broken: its handler must not use its body.
             cur.error = (status, detail)
+            cur.reason = reason
             self.events |= DATA
         self.queue.append(req)
         self.dead = True
@@ -217,6 +228,7 @@ class RequestReader:
         cur = self.current
         if cur is not None and not cur.complete and cur in self.queue:
             cur.error = (400, "The request body was cut short.")
+            cur.reason = "http.body"
             self.events |= DATA
         self.dead = True
         return self.events
@@ -239,13 +251,15 @@ class RequestReader:
     def on_url(self, url: bytes) -> None:
         self._url += url
         if len(self._url) > self.limits.max_url_bytes:
-            raise Reject(414, "The request target is too long.")
+            raise Reject(414, "The request target is too long.", URL_TOO_LONG)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_bytes += len(name) + len(value) + 4
         limits = self.limits
-        if self._head_bytes > limits.max_header_bytes or len(self._headers) >= limits.max_headers:
-            raise Reject(431, "The request header fields are too large.")
+        if self._head_bytes > limits.max_header_bytes:
+            raise Reject(431, "The request header fields are too large.", HEADER_TOO_LARGE)
+        if len(self._headers) >= limits.max_headers:
+            raise Reject(431, "The request has too many header fields.", TOO_MANY_HEADERS)
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         self._headers.append((key, text))
@@ -258,6 +272,7 @@ class RequestReader:
         req.method = parser.get_method().decode("ascii")
         req.url = self._url
         req.headers = self._headers
+        req.head_bytes = self._head_bytes
         req.version = parser.get_http_version()
         req.keep_alive = parser.should_keep_alive()
         check_framing(req, self._framing)

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from bastion.proxy.limits import LIMIT_REASONS
 from bastion.types import ExchangeRecord
 
 SNAPSHOT_INTERVAL = 1.0
@@ -53,6 +54,12 @@ DEFINITIONS: tuple[MetricDef, ...] = (
         "bastion_blocked",
         "Requests refused (or flagged in shadow mode) by a stage or the core.",
         ("stage", "reason", "action"),
+        "counter",
+    ),
+    MetricDef(
+        "bastion_limit_rejections",
+        "Requests refused for crossing a resource limit (body, head, target, time), by reason.",
+        ("reason",),
         "counter",
     ),
     MetricDef(
@@ -167,7 +174,12 @@ class CountMetrics:
         metrics = self._metrics
         metrics.count_request(record.service or "-", record.route or "-", record.status, record.seconds)
         if record.blocked_by == "core":
-            metrics.inc("bastion_blocked", ("core", record.reason or "", "block"))
+            reason = record.reason or ""
+            metrics.inc("bastion_blocked", ("core", reason, "block"))
+            if reason in LIMIT_REASONS:
+                metrics.inc("bastion_limit_rejections", (reason,))
         for d in record.decisions:
             if d.action == "block" or d.action == "monitor":
                 metrics.inc("bastion_blocked", (d.stage, d.reason, d.action))
+                if d.action == "block" and d.reason in LIMIT_REASONS:
+                    metrics.inc("bastion_limit_rejections", (d.reason,))

@@ -11,8 +11,18 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
+from bastion.config.model import Limits
 from bastion.proxy.http import HOP_BY_HOP, strip_hop_by_hop
 from bastion.proxy.http1 import HOST_CHARS, Incoming
+from bastion.proxy.limits import (
+    BODY_TOO_LARGE,
+    HEADER_TOO_LARGE,
+    QUERY_TOO_LONG,
+    TOO_MANY_HEADERS,
+    TOO_MANY_IN_FLIGHT,
+    TOO_MANY_QUERY_PARAMS,
+    URL_TOO_LONG,
+)
 from bastion.proxy.record import RecordDraft, new_record
 from bastion.proxy.runtime import RouteRuntime, Runtime
 from bastion.proxy.upstream import TargetState
@@ -33,6 +43,8 @@ FORWARDING_HEADERS = frozenset(
     }
 )
 _REQUEST_ID_CHARS = HOST_CHARS.replace("[]", "")
+#: A refusal for load that passes: the client may retry in a second.
+_RETRY_SOON: HeaderList = [("retry-after", "1")]
 
 
 class Refusal(NamedTuple):
@@ -59,11 +71,15 @@ def prelude(runtime: Runtime, req: Incoming, peer_ip: str, scheme: str) -> tuple
     request_id = request_id_of(req.headers, trusted)
     record = new_record(req, request_id, peer_ip)
     if req.error is not None:
-        return record, Refusal(req.error[0], req.error[1], "http.malformed", request_id)
+        return record, Refusal(req.error[0], req.error[1], req.reason, request_id)
     if req.upgrade:
         if req.method == "CONNECT":
             return record, Refusal(501, "CONNECT (tunnelling) is not supported.", "http.connect", request_id)
         return record, Refusal(501, "Protocol upgrades (WebSocket) are not supported yet.", "http.upgrade", request_id)
+    if runtime.exchanges > runtime.limits.max_in_flight:  # this exchange counted in already
+        return record, Refusal(
+            503, "The gateway is at capacity; retry the request.", TOO_MANY_IN_FLIGHT, request_id, _RETRY_SOON
+        )
     url = req.url
     host = req.host
     if not url.startswith(b"/") and (url.startswith(b"http://") or url.startswith(b"https://")):
@@ -98,6 +114,9 @@ def prelude(runtime: Runtime, req: Incoming, peer_ip: str, scheme: str) -> tuple
     route = match.route
     record.route = route.id
     record.service = route.service
+    over = over_route_limits(route.limits, req, query)
+    if over is not None:
+        return record, Refusal(over[0], over[1], over[2], request_id)
     auth = route.auth_refusal
     if auth is not None:  # decided on the head alone: the client uploads nothing
         return record, Refusal(
@@ -114,11 +133,29 @@ def prelude(runtime: Runtime, req: Incoming, peer_ip: str, scheme: str) -> tuple
         )
     length = req.content_length if req.content_length is not None else req.buffered
     if length > route.max_body_bytes:
-        return record, Refusal(413, "The request body is too large for this route.", "http.body_too_large", request_id)
+        return record, Refusal(413, "The request body is too large for this route.", BODY_TOO_LARGE, request_id)
     request = build_request(runtime, req, path, query, host, trusted, peer_ip, scheme)
     request.path_params = match.params
     record.client = request.client_ip
     return record, (route, Exchange(request, request_id, route.service, route.id, req.started))
+
+
+def over_route_limits(limits: Limits, req: Incoming, query: str) -> tuple[int, str, str] | None:
+    """The status, detail and reason of the route's first limit the request's head is over,
+    or ``None``. Checked from the head alone: a refused client uploads nothing."""
+    if len(req.headers) > limits.max_headers:
+        return 431, "The request has too many header fields for this route.", TOO_MANY_HEADERS
+    if req.head_bytes > limits.max_header_bytes:
+        return 431, "The request header fields are too large for this route.", HEADER_TOO_LARGE
+    if len(req.url) > limits.max_url_bytes:
+        return 414, "The request target is too long for this route.", URL_TOO_LONG
+    if query:
+        if len(query) > limits.max_query_bytes:
+            return 414, "The query string is too long for this route.", QUERY_TOO_LONG
+        # Each '&' starts a parameter: an upper bound on what any parser makes of it, in C.
+        if query.count("&") >= limits.max_query_params:
+            return 414, "The query string has too many parameters for this route.", TOO_MANY_QUERY_PARAMS
+    return None
 
 
 def build_request(
@@ -234,4 +271,12 @@ def request_id_of(headers: HeaderList, trusted: bool) -> str:
     return _ids.next()
 
 
-__all__ = ["Refusal", "build_request", "next_request_id", "prelude", "request_id_of", "upstream_head"]
+__all__ = [
+    "Refusal",
+    "build_request",
+    "next_request_id",
+    "over_route_limits",
+    "prelude",
+    "request_id_of",
+    "upstream_head",
+]

@@ -19,7 +19,7 @@ import ssl
 from dataclasses import dataclass
 
 from bastion.config.loader import LoadedConfig, ResolvedRoute
-from bastion.config.model import GatewayConfig
+from bastion.config.model import GatewayConfig, Limits
 from bastion.errors import BastionError
 from bastion.pipeline.chain import Chain
 from bastion.pipeline.stage import Stage
@@ -61,6 +61,9 @@ class RouteRuntime:
     auth_refusal: Block | None
     #: The route's backend authenticates requests itself (``delegate: upstream``); logged.
     auth_delegated: bool
+    #: Header, target and query limits checked once the request is routed (the listener's,
+    #: tightened by the service and route).
+    limits: Limits
 
 
 def _count_stage_error(stage: str) -> None:
@@ -111,6 +114,7 @@ class Runtime:
                 r.body_methods,
                 auth.refusal if auth is not None else None,
                 auth is not None and auth.delegated,
+                r.limits if r.limits is not None else cfg.listen.limits,
             )
             self.router.add(r.path, r.methods, rt, host=r.host, prefix=r.prefix, matrix=r.matrix_params)
         #: The routes the gateway answers itself, matched before services' (``None``: none).
@@ -121,6 +125,7 @@ class Runtime:
             rt = RouteRuntime(
                 r, Chain(r.built, _count_stage_error), None, r.id, r.service, r.max_body_bytes,
                 r.max_response_body_bytes, False, r.body_methods, None, False,
+                r.limits if r.limits is not None else cfg.listen.limits,
             )
             self.builtin.add(r.path, r.methods, rt)
         self.trusted = tuple(cfg.listen.trusted_proxies)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any, cast
 
 from bastion.errors import problem_response
@@ -33,6 +34,7 @@ from bastion.proxy.http1 import (
     body_discardable,
     whole_framing,
 )
+from bastion.proxy.limits import BODY_TIMEOUT, BODY_TOO_LARGE, BODY_TOTAL_TIMEOUT, HEADER_TIMEOUT
 from bastion.proxy.metrics import METRICS
 from bastion.proxy.prelude import next_request_id
 from bastion.proxy.record import RecordDraft, RecordSinks, finish_record, new_record
@@ -296,11 +298,12 @@ class ClientConnection(asyncio.Protocol):
         if kind == "idle":
             self._close()
         elif kind == "header" and not self.busy:
-            self._react(self.reader.fail(408, "The request head was not received in time."))
-        elif kind == "body":
+            self._react(self.reader.fail(408, "The request head was not received in time.", HEADER_TIMEOUT))
+        elif kind == "body" or kind == "body_total":
             req = self.queue[0] if self.queue else None
             if req is not None:
                 req.error = (408, "The request body was not received in time.")
+                req.reason = BODY_TIMEOUT if kind == "body" else BODY_TOTAL_TIMEOUT
                 self._wake(req)
 
     # -- connection lifecycle ---------------------------------------------------------------
@@ -447,7 +450,7 @@ class ClientConnection(asyncio.Protocol):
                 return b"".join(parts)
             parts.append(chunk)
             if req.consumed > limit:
-                raise BodyError(413, "The request body is too large for this route.")
+                raise BodyError(413, "The request body is too large for this route.", BODY_TOO_LARGE)
 
     async def _next_chunk(self, req: Incoming) -> bytes | None:
         """The next piece of the request body; ``None`` at its end."""
@@ -457,7 +460,7 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.write(_CONTINUE)
         while True:
             if req.error is not None:
-                raise BodyError(*req.error)
+                raise BodyError(req.error[0], req.error[1], req.reason)
             chunk = req.pop_chunk()
             if chunk is not None:
                 if self.read_paused and req.buffered < BODY_BUFFER_HIGH // 2 and len(self.queue) <= MAX_QUEUED:
@@ -468,13 +471,24 @@ class ClientConnection(asyncio.Protocol):
             if self.closed:
                 raise ClientGone()
             req.waiter = self.loop.create_future()
-            self._arm(self.server.runtime.timeouts.body, "body")
+            self._arm_body(req)
             try:
                 await req.waiter
             finally:
                 req.waiter = None
-                if self.timer_kind == "body":
+                if self.timer_kind == "body" or self.timer_kind == "body_total":
                     self._cancel_timer()
+
+    def _arm_body(self, req: Incoming) -> None:
+        """Wait for the next piece of a body at most ``timeouts.body``, and never past
+        ``timeouts.body_total`` from the end of its head: a body trickled just fast enough
+        to beat the first is cut by the second (slowloris)."""
+        timeouts = self.server.runtime.timeouts
+        left = timeouts.body_total - (time.perf_counter() - req.started)
+        if left < timeouts.body:
+            self._arm(max(left, 0.0), "body_total")
+        else:
+            self._arm(timeouts.body, "body")
 
     def _send_whole(self, resp: Response, req: Incoming, record: RecordDraft, keep: bool, request_id: str) -> None:
         """Write a response whose body is known in full, head and body in one write."""
