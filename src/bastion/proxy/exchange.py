@@ -225,6 +225,7 @@ class Flight(UpstreamListener):
         runtime = self.runtime = client.server.runtime
         runtime.enter()  # its stages and pools stay open until this exchange ends
         record, outcome = prelude(runtime, self.req, client.peer_ip, client.scheme)
+        record.tls = client.tls_version
         self.record = record
         client.record = record  # the request being answered (a drain timeout must know it)
         if isinstance(outcome, Refusal):
@@ -360,6 +361,7 @@ class Flight(UpstreamListener):
         if pool is None:  # a built-in route whose stage did not answer: never forwarded
             self._answered(problem_response(500, "The gateway's endpoint gave no answer.", self.ex.request_id))
             return None
+        self.record.forwarded = time.perf_counter()  # the upstream latency runs from here
         body = self.body
         if body is None:
             return self._forward_waiting(None)
@@ -537,7 +539,9 @@ class Flight(UpstreamListener):
         assert conn is not None and target is not None
         head = conn.head
         assert head is not None
-        self.record.upstream = target.url
+        record = self.record
+        record.upstream = target.url
+        record.upstream_seconds = time.perf_counter() - record.forwarded
         if head.status in (502, 503, 504):
             target.record_failure(time.monotonic())
         else:
