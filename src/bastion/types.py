@@ -384,8 +384,8 @@ class ExchangeRecord:
 
 
 class Sink(Protocol):
-    """Where complete exchange records go (the access log, metrics; later the audit store
-    and detectors). Called on the request path once per exchange, in the configured order:
+    """Where complete exchange records go (the access log, metrics, the audit log; later
+    detectors). Called on the request path once per exchange, in the configured order:
     it must return at once (queue, and do any I/O off the request path, on a timer) and keep
     nothing it would change. An exception is caught, counted and logged; it never reaches
     the request or the sinks after it.

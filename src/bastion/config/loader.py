@@ -322,7 +322,16 @@ def _resolve_files(config: GatewayConfig, base: Path) -> GatewayConfig:
     if log.path != "-":
         log = log.model_copy(update={"path": str(resolve_path(base, Path(log.path)))})
     store = _resolve_store(config.store, base)
-    return config.model_copy(update={"listen": listen, "services": services, "access_log": log, "store": store})
+    audit = config.audit
+    audit = audit.model_copy(
+        update={
+            "output": audit.output if audit.output in (None, "-") else str(resolve_path(base, Path(audit.output))),
+            "spool_dir": resolve_path(base, audit.spool_dir).resolve(),
+        }
+    )
+    return config.model_copy(
+        update={"listen": listen, "services": services, "access_log": log, "store": store, "audit": audit}
+    )
 
 
 #: The store's files beside the configuration, unless it names others.

@@ -1,0 +1,131 @@
+"""Each worker's spool: the audit records on their way to the store, in a local file.
+
+The writer thread appends every batch here (and to the output) as soon as it takes it from
+the queue; the store thread inserts what the spool holds into the store and empties the
+file once the store has taken all of it. The file is fsynced at most once a second. So a
+worker killed with SIGKILL loses only what was still in its queue, and a store that is
+down or slow loses nothing: the records wait in the spool, and are written to the store
+(each once: the store ignores a record id it has) when it is back, or when a worker next
+starts.
+
+A spool belongs to a worker index (``worker-0.spool``) and is held with an exclusive
+``flock`` while its worker runs. At start a worker also replays the spools no running
+worker holds (those of an index the instance no longer runs).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+log = logging.getLogger("bastion.audit")
+
+#: The spool is fsynced at most this often (seconds): what a crash of the machine may lose.
+FSYNC_INTERVAL = 1.0
+
+
+class Spool:
+    """The spool file of worker ``index`` in ``folder``, held locked until :meth:`close`.
+
+    Two threads share it: the writer appends batches, the store thread reads what follows
+    its offset and, once the store took everything, empties the file (under :attr:`lock`,
+    so that no batch is appended between its last read and the truncation)."""
+
+    def __init__(self, folder: Path, index: int) -> None:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.folder = folder
+        self.path = folder / f"worker-{index}.spool"
+        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        # Waits while a starting worker replays it (briefly): one writer per spool.
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self.lock = threading.Lock()
+        self._synced = time.monotonic()
+        self._dirty = False
+
+    def append(self, data: bytes) -> None:
+        with self.lock:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            self._dirty = True
+        self.sync_if_due()
+
+    def sync_if_due(self) -> None:
+        if self._dirty and time.monotonic() - self._synced >= FSYNC_INTERVAL:
+            self.sync()
+
+    def sync(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            os.fsync(self._fd)
+        self._synced = time.monotonic()
+
+    def read_from(self, offset: int) -> bytes:
+        """What the spool holds past ``offset``."""
+        with self.lock:
+            return os.pread(self._fd, os.fstat(self._fd).st_size - offset, offset)
+
+    def stored(self, end: int) -> int:
+        """The store took everything up to ``end``: empty the file if nothing came after
+        it. Returns the offset the next read starts at."""
+        with self.lock:
+            if os.fstat(self._fd).st_size != end:
+                return end
+            os.ftruncate(self._fd, 0)
+            self._dirty = False
+            return 0
+
+    def close(self) -> None:
+        self.sync()
+        os.close(self._fd)  # releases the lock
+
+    @contextmanager
+    def orphans(self) -> Iterator[list[tuple[Path, int]]]:
+        """The other spools in the folder that no running worker holds, locked (and
+        released at the end): their records are this worker's to replay."""
+        held: list[tuple[Path, int]] = []
+        try:
+            for path in sorted(self.folder.glob("worker-*.spool")):
+                if path == self.path or path.stat().st_size == 0:
+                    continue
+                fd = os.open(path, os.O_RDWR)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)  # its worker is running
+                    continue
+                held.append((path, fd))
+            yield held
+        finally:
+            for _, fd in held:
+                os.close(fd)
+
+
+def parse(data: bytes, source: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    skipped = 0
+    for line in data.split(b"\n"):
+        if not line:
+            continue
+        try:
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            skipped += 1
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    if skipped:
+        log.warning("skipped %d unreadable line(s) of the audit spool %s (cut short by a crash)", skipped, source)
+    return rows
+
+
+__all__ = ["FSYNC_INTERVAL", "Spool", "parse"]
