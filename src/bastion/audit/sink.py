@@ -217,9 +217,10 @@ class AuditSink:
         with spool.orphans() as held:
             for path, fd in held:
                 rows = parse(os.pread(fd, os.fstat(fd).st_size, 0), path)
-                insert_rows(engine, rows)
+                if rows:
+                    insert_rows(engine, rows)
+                    log.info("replayed %d audit record(s) from %s", len(rows), path)
                 os.ftruncate(fd, 0)
-                log.info("replayed %d audit record(s) from %s", len(rows), path)
 
     def _retain(self, engine: Any) -> None:
         from bastion.audit.storage import enforce_retention

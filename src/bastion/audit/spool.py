@@ -9,8 +9,9 @@ down or slow loses nothing: the records wait in the spool, and are written to th
 starts.
 
 A spool belongs to a worker index (``worker-0.spool``) and is held with an exclusive
-``flock`` while its worker runs. At start a worker also replays the spools no running
-worker holds (those of an index the instance no longer runs).
+``flock`` while its worker runs (a worker that finds its index's spool held by another
+process uses ``worker-<index>-<pid>.spool``). At start a worker also replays the spools no
+running worker holds (those of an index the instance no longer runs, or of a process gone).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +31,8 @@ import orjson
 
 log = logging.getLogger("bastion.audit")
 
+#: The name of a spool a worker made for itself when its index's was held.
+_PROCESS_SPOOL = re.compile(r"^worker-\d+-\d+\.spool$")
 #: The spool is fsynced at most this often (seconds): what a crash of the machine may lose.
 FSYNC_INTERVAL = 1.0
 
@@ -44,9 +48,17 @@ class Spool:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.folder = folder
         self.path = folder / f"worker-{index}.spool"
-        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-        # Waits while a starting worker replays it (briefly): one writer per spool.
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self._fd = self._open_locked(self.path)
+        self._own_name = False
+        if self._fd < 0:
+            # Held by another instance's worker on the same folder (a restart that overlaps
+            # the old instance's drain), or being replayed: a spool of this process's own,
+            # replayed as an orphan by a later start if anything is left in it.
+            self.path = folder / f"worker-{index}-{os.getpid()}.spool"
+            self._fd = self._open_locked(self.path)
+            self._own_name = True
+            if self._fd < 0:
+                raise OSError(f"the audit spool {self.path} is locked by another process")
         self.lock = threading.Lock()
         self._synced = time.monotonic()
         self._dirty = False
@@ -84,8 +96,21 @@ class Spool:
             self._dirty = False
             return 0
 
+    @staticmethod
+    def _open_locked(path: Path) -> int:
+        """``path`` opened and locked for this process alone; -1 if another holds it."""
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return -1
+        return fd
+
     def close(self) -> None:
         self.sync()
+        if self._own_name and os.fstat(self._fd).st_size == 0:
+            self.path.unlink(missing_ok=True)
         os.close(self._fd)  # releases the lock
 
     @contextmanager
@@ -95,9 +120,12 @@ class Spool:
         held: list[tuple[Path, int]] = []
         try:
             for path in sorted(self.folder.glob("worker-*.spool")):
-                if path == self.path or path.stat().st_size == 0:
+                if path == self.path:
                     continue
-                fd = os.open(path, os.O_RDWR)
+                try:
+                    fd = os.open(path, os.O_RDWR)
+                except FileNotFoundError:  # a process's own spool, removed as it stopped
+                    continue
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -106,7 +134,9 @@ class Spool:
                 held.append((path, fd))
             yield held
         finally:
-            for _, fd in held:
+            for path, fd in held:
+                if _PROCESS_SPOOL.match(path.name) and os.fstat(fd).st_size == 0:
+                    path.unlink(missing_ok=True)  # replayed: nobody will write it again
                 os.close(fd)
 
 

@@ -1,0 +1,71 @@
+"""The spool with a real AuditSink and a real SQLite store: what a dead worker left is
+replayed into the store at start (once, however often), a spool held by another process is
+not shared, and a graceful close leaves every record stored and the spool empty."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import orjson
+
+from bastion.audit import AuditSink
+from bastion.audit.spool import Spool
+from bastion.audit.storage import count
+from bastion.config.audit import AuditSettings
+from bastion.config.model import StoreSettings
+from bastion.services import WorkerIdentity
+from bastion.store import open_store
+from bastion.types import ExchangeRecord
+
+
+def _sink(folder: Path, index: int = 0) -> AuditSink:
+    settings = AuditSettings(enabled=True, spool_dir=folder / "spool", flush_interval=0.05)
+    store = StoreSettings(url=f"sqlite:///{folder / 'bastion.db'}", pepper_file=folder / "pepper")
+    return AuditSink(settings, store, WorkerIdentity("test", index, 2, os.getpid()))
+
+
+def _record(path: str) -> ExchangeRecord:
+    return ExchangeRecord(time.time(), "rid", "127.0.0.1", "GET", path, "api:/", "api", 200, 0, 1, 0.001)
+
+
+def _stored(folder: Path) -> int:
+    store = open_store(StoreSettings(url=f"sqlite:///{folder / 'bastion.db'}", pepper_file=folder / "pepper"))
+    try:
+        return count(store.engine)
+    finally:
+        store.close()
+
+
+def test_a_dead_workers_spool_is_replayed_once(tmp_path: Path) -> None:
+    """Records a worker spooled but never stored (it was killed) -- its own index's spool and
+    the spool of an index no longer running -- are in the store after the next start, each
+    once, including a line cut short by the crash being skipped; both spools end empty."""
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    writer = _sink(tmp_path)
+    lines = [orjson.dumps(writer._row(_record(f"/{i}"))) for i in range(6)]
+    (spool_dir / "worker-0.spool").write_bytes(b"\n".join(lines[:3]) + b"\n")
+    (spool_dir / "worker-1.spool").write_bytes(b"\n".join(lines[2:]) + b'\n{"id": "cut sh')
+    sink = _sink(tmp_path)
+    sink.start()
+    sink.close()
+    assert _stored(tmp_path) == 6
+    assert [p.stat().st_size for p in sorted(spool_dir.iterdir())] == [0, 0]
+
+
+def test_a_held_spool_is_not_shared(tmp_path: Path) -> None:
+    """A worker whose index's spool another process holds (an overlapping instance) writes a
+    spool of its own, stores through it, and removes it when it closes empty."""
+    held = Spool(tmp_path / "spool", 0)
+    try:
+        sink = _sink(tmp_path)
+        sink.start()
+        for i in range(5):
+            sink(_record(f"/{i}"))
+        sink.close()
+        assert _stored(tmp_path) == 5
+        assert sorted(p.name for p in (tmp_path / "spool").iterdir()) == ["worker-0.spool"]
+    finally:
+        held.close()
