@@ -69,3 +69,25 @@ def test_a_held_spool_is_not_shared(tmp_path: Path) -> None:
         assert sorted(p.name for p in (tmp_path / "spool").iterdir()) == ["worker-0.spool"]
     finally:
         held.close()
+
+
+def test_worker_zero_enforces_retention_off_the_request_path(tmp_path: Path) -> None:
+    """The store thread of worker 0 applies the retention as soon as it has the store: a
+    record older than ``max_age`` is deleted, a recent one kept; worker 1 leaves it to 0."""
+    from bastion.audit.storage import insert_rows
+
+    sink = _sink(tmp_path, index=1)
+    old = sink._row(_record("/old"))
+    old["ts"] = time.time() - 40 * 86400
+    store = open_store(StoreSettings(url=f"sqlite:///{tmp_path / 'bastion.db'}", pepper_file=tmp_path / "pepper"))
+    try:
+        insert_rows(store.engine, [old, sink._row(_record("/new"))])
+    finally:
+        store.close()
+    sink.start()
+    sink.close()
+    assert _stored(tmp_path) == 2
+    zero = _sink(tmp_path, index=0)
+    zero.start()
+    zero.close()
+    assert _stored(tmp_path) == 1

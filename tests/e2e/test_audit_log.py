@@ -10,6 +10,7 @@ import http.client
 import os
 import signal
 import sqlite3
+import ssl
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from typing import Any
 import orjson
 import pytest
 
+from bastion.certs import generate_self_signed
 from bastion.testing import GatewayProcess
 from tests.proxy.scripted import ScriptedUpstream
 
@@ -99,6 +101,30 @@ def test_every_request_is_in_the_store_and_the_output_after_a_sigterm(
     lines = [orjson.loads(line) for line in (tmp_path / "audit.log").read_bytes().splitlines()]
     assert sorted(r["path"] for r in lines if r["path"].startswith(f"/{run}/")) == sorted(r["path"] for r in rows)
     assert {line["id"] for line in lines} == {r["id"] for r in rows}
+
+
+def test_a_request_over_tls_records_its_version(upstream: ScriptedUpstream, tmp_path: Path) -> None:
+    """Over HTTPS the record names the connection's TLS version (TLS 1.3 between Python's
+    client and the gateway's defaults); a refusal by the core is recorded too, blocked by
+    ``core`` with its reason."""
+    cert, key = tmp_path / "gw.pem", tmp_path / "gw.key"
+    generate_self_signed(cert, key, hosts=["127.0.0.1"])
+    config = _config(upstream)
+    config["listen"] = {"tls": {"cert": str(cert), "key": str(key)}}
+    config["services"][0]["routes"] = [{"path": "/known", "prefix": True, "public": True}]
+    with GatewayProcess(config, folder=tmp_path) as gw:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        for path in ("/known/a", "/unknown"):
+            conn = http.client.HTTPSConnection("127.0.0.1", gw.port, context=ctx, timeout=10)
+            conn.request("GET", path)
+            conn.getresponse().read()
+            conn.close()
+    with sqlite3.connect(tmp_path / "bastion.db") as db:
+        rows = db.execute("SELECT path, status, tls, decision, stage, rule FROM audit_records ORDER BY ts").fetchall()
+    assert rows == [
+        ("/known/a", 200, "TLSv1.3", "allowed", None, None),
+        ("/unknown", 404, "TLSv1.3", "blocked", "core", "route.not_found"),
+    ]
 
 
 def test_a_sigkill_loses_at_most_the_last_second(upstream: ScriptedUpstream, tmp_path: Path) -> None:
