@@ -50,3 +50,17 @@ def test_a_bad_retention_age_is_named(tmp_path: Path) -> None:
         """)
     (error,) = errors_of(path)
     assert "audit.retention.max_age" in error and "'a month' is not a duration" in error
+
+
+def test_audit_and_access_log_cannot_share_standard_output(tmp_path: Path) -> None:
+    """The access log writes to standard output by default: an audit output of '-' beside it
+    is refused (their lines would interleave), naming the field and the ways out; with the
+    access log in a file it loads."""
+    text = """\
+        services: [{name: a, upstream: 'http://127.0.0.1:9', routes: [{path: /, public: true}]}]
+        audit: {enabled: true, output: '-'}
+        """
+    (error,) = errors_of(write(tmp_path, text))
+    assert "audit.output" in error and "their lines would interleave" in error
+    loaded = load_config(write(tmp_path, text + "access_log: {path: access.log}\n"))
+    assert loaded.config.audit.output == "-"

@@ -101,6 +101,7 @@ def load_config(path: Path | str) -> LoadedConfig:
     issues: list[ConfigIssue] = []
     _check_files(config, src, issues)
     _check_store(config, src, issues)
+    _check_audit(config, src, issues)
     routes: list[ResolvedRoute] = []
     declared_head: set[int] = set()  # indexes of routes that list HEAD themselves
     files = [path]
@@ -351,6 +352,20 @@ def _resolve_store(store: StoreSettings, base: Path) -> StoreSettings:
     elif url.startswith("sqlite:"):
         pepper = base.resolve() / DEFAULT_PEPPER_FILE
     return store.model_copy(update={"url": url, "pepper_file": pepper})
+
+
+def _check_audit(config: GatewayConfig, src: Source, issues: list[ConfigIssue]) -> None:
+    """Two writers of JSON lines on one standard output would interleave their lines (a
+    pipe keeps only small writes whole): the access log and the audit log cannot share it."""
+    audit, access = config.audit, config.access_log
+    if audit.enabled and audit.output == "-" and access.enabled and access.path == "-":
+        issues.append(
+            src.issue(
+                ("audit", "output"),
+                "the access log already writes to standard output ('-'), and their lines would interleave: "
+                "give one of them a file (audit.output or access_log.path), or turn the access log off",
+            )
+        )
 
 
 def _check_store(config: GatewayConfig, src: Source, issues: list[ConfigIssue]) -> None:

@@ -260,8 +260,9 @@ class Worker:
             old_listen.timeouts.handshake,
         ):
             log.warning("listen address and TLS changes take effect only after a restart")
-        if loaded.config.audit != self.loaded.config.audit:
-            log.warning("audit log changes take effect only after a restart")
+        audit = loaded.config.audit
+        if audit != old_config.audit or (audit.enabled and loaded.config.store != old_config.store):
+            log.warning("audit log changes (and its store's) take effect only after a restart")
         runtime.start()
         old = self.server.swap_runtime(runtime)
         old_services: Services | None = None
