@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 
 from bastion.audit import AuditSink
-from bastion.audit.spool import Spool
+from bastion.audit.spool import Spool, parse
 from bastion.audit.storage import count
 from bastion.config.audit import AuditSettings
 from bastion.config.model import StoreSettings
@@ -53,6 +53,39 @@ def test_a_dead_workers_spool_is_replayed_once(tmp_path: Path) -> None:
     sink.close()
     assert _stored(tmp_path) == 6
     assert [p.stat().st_size for p in sorted(spool_dir.iterdir())] == [0, 0]
+
+
+def test_records_after_a_line_cut_by_a_crash_are_kept(tmp_path: Path) -> None:
+    """A worker's spool whose last line a crash cut short: the records spooled after the
+    restart are not glued to it (each is stored), only the cut line is skipped."""
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    writer = _sink(tmp_path)
+    kept = orjson.dumps(writer._row(_record("/before")))
+    (spool_dir / "worker-0.spool").write_bytes(kept + b'\n{"id": "cut sh')
+    sink = _sink(tmp_path)
+    sink.start()
+    for i in range(3):
+        sink(_record(f"/after/{i}"))
+    sink.close()
+    assert _stored(tmp_path) == 4
+    assert (spool_dir / "worker-0.spool").stat().st_size == 0
+
+
+def test_a_cut_line_stays_a_line_of_its_own(tmp_path: Path) -> None:
+    """Reopening a spool whose last line was cut ends that line, so the next batch appended
+    reads back whole (the cut line alone is skipped)."""
+    folder = tmp_path / "spool"
+    folder.mkdir()
+    (folder / "worker-0.spool").write_bytes(b'{"id": "a"}\n{"id": "cut sh')
+    spool = Spool(folder, 0)
+    try:
+        with spool.lock:
+            spool.append(b'{"id": "b"}\n')
+            data = spool.read_from(0)
+    finally:
+        spool.close()
+    assert [row["id"] for row in parse(data, folder)] == ["a", "b"]
 
 
 def test_a_held_spool_is_not_shared(tmp_path: Path) -> None:

@@ -73,6 +73,14 @@ class AuditSink:
         self._logged_at: dict[str, float] = {}
         self._prefix = os.urandom(6).hex()
         self._seq = 0
+        self._second = -1
+        self._second_text = ""
+        #: Batches spooled and not yet stored, handed from the writer to the store thread
+        #: (rows, start and end in the spool), and how many rows they hold.
+        self._handoff: deque[tuple[list[dict[str, Any]], int, int]] = deque()
+        self._handed = 0
+        #: The store thread reads the spool itself (at start, and after a failed insert).
+        self._replay = True
 
     # -- the request path -------------------------------------------------------------------
     def __call__(self, record: ExchangeRecord) -> None:
@@ -137,19 +145,38 @@ class AuditSink:
                 spool.sync_if_due()
             return
         newline = orjson.OPT_APPEND_NEWLINE
-        lines = b"".join(orjson.dumps(self._row(queue.popleft()), option=newline) for _ in range(n))
+        rows = [self._row(queue.popleft()) for _ in range(n)]
+        lines = b"".join([orjson.dumps(r, option=newline) for r in rows])
         if spool is not None:
-            spool.append(lines)
+            with spool.lock:
+                start, end = spool.append(lines)
+                self._hand_over(rows, start, end)
+            spool.sync_if_due()
         if self._output is not None:
             try:
                 self._output.write(lines)
             except OSError as exc:
                 self._error("output", "cannot write the audit output %s: %s", self.settings.output, exc)
 
+    def _hand_over(self, rows: list[dict[str, Any]], start: int, end: int) -> None:
+        """Give a spooled batch to the store thread (under the spool's lock). Beyond
+        ``queue_size`` rows waiting (a store down for long) the oldest batches leave memory:
+        the store thread finds the gap and reads them from the spool."""
+        handoff = self._handoff
+        handoff.append((rows, start, end))
+        self._handed += len(rows)
+        while self._handed > self._capacity and len(handoff) > 1:
+            self._handed -= len(handoff.popleft()[0])
+
     def _row(self, record: ExchangeRecord) -> dict[str, Any]:
         self._seq += 1
         row = audit_row(record, f"{self._prefix}{self._seq:x}", self.identity.instance, self.identity.index)
-        row["time"] = iso_time(record.ts)
+        ts = record.ts
+        second = int(ts)
+        if second != self._second:  # the time's text, once a second (as the access log does)
+            self._second = second
+            self._second_text = iso_time(second)[:-5]
+        row["time"] = f"{self._second_text}.{int(ts * 1000) % 1000:03d}Z"
         return row
 
     def _report_drops(self) -> None:
@@ -184,19 +211,46 @@ class AuditSink:
                 return
 
     def _store_spool(self, engine: Any, offset: int) -> int:
-        """Insert what the spool holds past ``offset``; the offset to read from next."""
+        """Insert the batches the spool holds past ``offset``: those the writer handed over,
+        or (after a failure, at start, or past a gap) what the file holds. Returns the
+        offset to go on from (0 once the store has everything and the file is emptied)."""
         from bastion.audit.storage import insert_rows
 
         spool = self._spool
         assert spool is not None
-        data = spool.read_from(offset)
+        with spool.lock:
+            batches = list(self._handoff)
+            self._handoff.clear()
+            self._handed = 0
+            if self._replay or (batches and batches[0][1] != offset):
+                data = spool.read_from(offset)
+                batches = []
+            else:
+                data = b""
+        if batches:
+            self._replay = True  # until the store took them: a failure re-reads the file
+            insert_rows(engine, [row for rows, _, _ in batches for row in rows])
+            self._replay = False
+            return self._stored(batches[-1][2])
         if not data:
+            self._replay = False
             return offset
-        # A line being appended right now is read whole next time: take whole lines only.
-        whole = data.rfind(b"\n") + 1
-        insert_rows(engine, parse(data[:whole], spool.path))
-        return spool.stored(offset + whole)
+        # Appends happen under the lock, so the file holds whole batches past ``offset``
+        # (but for a line a crash cut short, ended with a newline when the spool opened).
+        insert_rows(engine, parse(data, spool.path))
+        self._replay = False
+        return self._stored(offset + len(data))
 
+    def _stored(self, end: int) -> int:
+        """The store has the spool up to ``end``: drop batches handed over meanwhile that it
+        holds (read from the file), and empty the file if nothing came after ``end``."""
+        spool = self._spool
+        assert spool is not None
+        with spool.lock:
+            handoff = self._handoff
+            while handoff and handoff[0][2] <= end:
+                self._handed -= len(handoff.popleft()[0])
+            return spool.stored(end)
     def _open_store(self) -> Any:
         if self._engine is None:
             from bastion.store import Store

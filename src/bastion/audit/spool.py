@@ -1,12 +1,13 @@
 """Each worker's spool: the audit records on their way to the store, in a local file.
 
 The writer thread appends every batch here (and to the output) as soon as it takes it from
-the queue; the store thread inserts what the spool holds into the store and empties the
-file once the store has taken all of it. The file is fsynced at most once a second. So a
-worker killed with SIGKILL loses only what was still in its queue, and a store that is
-down or slow loses nothing: the records wait in the spool, and are written to the store
-(each once: the store ignores a record id it has) when it is back, or when a worker next
-starts.
+the queue, and hands the batch's rows to the store thread in memory; the store thread
+inserts them and empties the file once the store has everything it holds. When the store
+failed, or at start, the store thread reads the spool itself instead. The file is fsynced
+at most once a second. So a worker killed with SIGKILL loses only what was still in its
+queue, and a store that is down or slow loses nothing: the records wait in the spool, and
+are written to the store (each once: the store ignores a record id it has) when it is
+back, or when a worker next starts.
 
 A spool belongs to a worker index (``worker-0.spool``) and is held with an exclusive
 ``flock`` while its worker runs (a worker that finds its index's spool held by another
@@ -62,14 +63,24 @@ class Spool:
         self.lock = threading.Lock()
         self._synced = time.monotonic()
         self._dirty = False
+        self._end_last_line()
 
-    def append(self, data: bytes) -> None:
-        with self.lock:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
-            self._dirty = True
-        self.sync_if_due()
+    def _end_last_line(self) -> None:
+        """A line a crash cut short stays a line of its own (skipped when read), instead of
+        swallowing the first record appended after it."""
+        size = os.fstat(self._fd).st_size
+        if size and os.pread(self._fd, 1, size - 1) != b"\n":
+            os.write(self._fd, b"\n")
+
+    def append(self, data: bytes) -> tuple[int, int]:
+        """Append ``data`` (whole lines); where it starts and ends in the file. The caller
+        holds :attr:`lock`, so that what it notes of the batch goes with the bytes."""
+        start = os.fstat(self._fd).st_size
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        self._dirty = True
+        return start, start + len(data)
 
     def sync_if_due(self) -> None:
         if self._dirty and time.monotonic() - self._synced >= FSYNC_INTERVAL:
@@ -82,19 +93,17 @@ class Spool:
         self._synced = time.monotonic()
 
     def read_from(self, offset: int) -> bytes:
-        """What the spool holds past ``offset``."""
-        with self.lock:
-            return os.pread(self._fd, os.fstat(self._fd).st_size - offset, offset)
+        """What the spool holds past ``offset`` (the caller holds :attr:`lock`)."""
+        return os.pread(self._fd, os.fstat(self._fd).st_size - offset, offset)
 
     def stored(self, end: int) -> int:
         """The store took everything up to ``end``: empty the file if nothing came after
-        it. Returns the offset the next read starts at."""
-        with self.lock:
-            if os.fstat(self._fd).st_size != end:
-                return end
-            os.ftruncate(self._fd, 0)
-            self._dirty = False
-            return 0
+        it (the caller holds :attr:`lock`). Returns the offset the next read starts at."""
+        if os.fstat(self._fd).st_size != end:
+            return end
+        os.ftruncate(self._fd, 0)
+        self._dirty = False
+        return 0
 
     @staticmethod
     def _open_locked(path: Path) -> int:
