@@ -4,11 +4,14 @@ not shared, and a graceful close leaves every record stored and the spool empty.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
+from types import MappingProxyType
 
 import orjson
+import pytest
 
 from bastion.audit import AuditSink
 from bastion.audit.spool import Spool, parse
@@ -124,3 +127,24 @@ def test_worker_zero_enforces_retention_off_the_request_path(tmp_path: Path) -> 
     zero.start()
     zero.close()
     assert _stored(tmp_path) == 1
+
+
+def test_a_failing_batch_does_not_stop_the_writer(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A batch the writer cannot encode (a stage left a fact that is not JSON) is logged
+    with its traceback, and the writer goes on: the records after it are stored."""
+    sink = _sink(tmp_path)
+    sink.start()
+    try:
+        bad = ExchangeRecord(time.time(), "rid", "127.0.0.1", "GET", "/bad", "api:/", "api", 200, 0, 1, 0.001,
+                             facts=MappingProxyType({"stage": object()}))
+        with caplog.at_level(logging.ERROR, logger="bastion.audit"):
+            sink(bad)
+            deadline = time.monotonic() + 10
+            while not any("failed a batch" in r.getMessage() for r in caplog.records):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        for i in range(3):
+            sink(_record(f"/after/{i}"))
+    finally:
+        sink.close()
+    assert _stored(tmp_path) == 3

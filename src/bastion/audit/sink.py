@@ -17,6 +17,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -124,15 +125,22 @@ class AuditSink:
 
     # -- the writer thread: queue -> rows -> spool and output -----------------------------------
     def _run(self) -> None:
+        while not self._stop.wait(self.settings.flush_interval):
+            self._guarded(self._batch)
+        self._guarded(self._batch)
+        if self._spool is not None:
+            self._guarded(self._spool.sync)
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """Run a step of the writer; a failure is logged (once a minute) and the writer goes
+        on: a writer that stopped would leave the queue to fill and every record dropped."""
         try:
-            while not self._stop.wait(self.settings.flush_interval):
-                self._batch()
-            self._batch()
-            if self._spool is not None:
-                self._spool.sync()
-        except BaseException:  # never silent; what reached the spool is safe
-            log.exception("the audit writer stopped")
-            raise
+            step()
+        except Exception:
+            now = time.monotonic()
+            if now - self._logged_at.get("writer", -ERROR_LOG_INTERVAL) >= ERROR_LOG_INTERVAL:
+                self._logged_at["writer"] = now
+                log.exception("the audit writer failed a batch (it goes on)")
 
     def _batch(self) -> None:
         queue = self._queue
@@ -148,10 +156,14 @@ class AuditSink:
         rows = [self._row(queue.popleft()) for _ in range(n)]
         lines = b"".join([orjson.dumps(r, option=newline) for r in rows])
         if spool is not None:
-            with spool.lock:
-                start, end = spool.append(lines)
-                self._hand_over(rows, start, end)
-            spool.sync_if_due()
+            try:
+                with spool.lock:
+                    start, end = spool.append(lines)
+                    self._hand_over(rows, start, end)
+                spool.sync_if_due()
+            except OSError as exc:  # a full disk: these may not reach the store; say so
+                self._metrics.inc("bastion_audit_dropped", (), float(n))
+                self._error("spool", "cannot write the audit spool %s (%d record(s) dropped): %s", spool.path, n, exc)
         if self._output is not None:
             try:
                 self._output.write(lines)
