@@ -250,6 +250,7 @@ class ExchangeRecord:
         "credential",
         "decisions",
         "facts",
+        "host",
         "method",
         "path",
         "reason",
@@ -259,9 +260,12 @@ class ExchangeRecord:
         "seconds",
         "service",
         "status",
+        "tls",
         "ts",
         "upstream",
         "upstream_error",
+        "upstream_seconds",
+        "user_agent",
     )
 
     def __init__(
@@ -286,6 +290,10 @@ class ExchangeRecord:
         facts: Mapping[str, object] = NO_FIELDS,
         consumer: str | None = None,
         credential: str | None = None,
+        host: str = "",
+        user_agent: str | None = None,
+        tls: str | None = None,
+        upstream_seconds: float | None = None,
     ) -> None:
         #: Wall-clock time the request head arrived (epoch seconds).
         self.ts: Final = ts
@@ -314,6 +322,14 @@ class ExchangeRecord:
         #: The principal's ids, when a stage signed the request in.
         self.consumer: Final = consumer
         self.credential: Final = credential
+        #: The Host the client asked for (the authority of an absolute-form target).
+        self.host: Final = host
+        self.user_agent: Final = user_agent
+        #: The client connection's TLS version (``"TLSv1.3"``); ``None`` over plain HTTP.
+        self.tls: Final = tls
+        #: Seconds from forwarding the request to the upstream's response head (retries
+        #: included); ``None`` when nothing was forwarded.
+        self.upstream_seconds: Final = upstream_seconds
         self.sealed = True
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -368,8 +384,8 @@ class ExchangeRecord:
 
 
 class Sink(Protocol):
-    """Where complete exchange records go (the access log, metrics; later the audit store
-    and detectors). Called on the request path once per exchange, in the configured order:
+    """Where complete exchange records go (the access log, metrics, the audit log; later
+    detectors). Called on the request path once per exchange, in the configured order:
     it must return at once (queue, and do any I/O off the request path, on a timer) and keep
     nothing it would change. An exception is caught, counted and logged; it never reaches
     the request or the sinks after it.

@@ -55,6 +55,8 @@ REQUIRED: dict[str, list[str]] = {
     "keys list": [],
     "keys revoke": ["KEYID"],
     "keys rotate": ["KEYID"],
+    "logs query": [],
+    "logs tail": [],
 }
 
 

@@ -201,3 +201,19 @@ def test_no_stage_is_named_like_a_field_of_the_line() -> None:
     core = {*full.as_dict(), "time"}
     assert {"latency_ms", "consumer", "decisions", "upstream_error"} <= core
     assert {spec.name for spec in ORDER} & core == {"auth"}
+
+
+def test_record_has_host_user_agent_tls_and_upstream_latency(gateway: Setup) -> None:
+    """The record carries what the audit log needs beyond the access line: the Host asked
+    for, the User-Agent, the connection's TLS version (none over plain HTTP) and the wait on
+    the upstream, which is part of the total; a refusal before forwarding has no upstream wait."""
+    gw, first, _, _ = gateway
+    token = uuid.uuid4().hex
+    assert _get(gw, f"/{token}", "User-Agent: audit-test/1.0").status == 200
+    assert _get(gw, f"/{token}/%2e%2e%00").status == 400
+    gw.access_records()
+    forwarded, refused = [r for r in first.records if token in (r.path or "") or r.status == 400][-2:]
+    assert (forwarded.host, forwarded.user_agent, forwarded.tls) == ("gw.test", "audit-test/1.0", None)
+    assert forwarded.upstream_seconds is not None
+    assert 0 < forwarded.upstream_seconds <= forwarded.seconds
+    assert (refused.status, refused.host, refused.user_agent, refused.upstream_seconds) == (400, "gw.test", None, None)

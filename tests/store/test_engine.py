@@ -16,16 +16,19 @@ from bastion.store import Store, StoreUnavailable, open_store
 from bastion.store.engine import MIGRATIONS
 from bastion.store.models import Base
 
-TABLES = {"consumers", "api_keys", "oauth_clients", "signing_keys", "ownership", "generation", "alembic_version"}
+TABLES = {
+    "consumers", "api_keys", "oauth_clients", "signing_keys", "ownership", "generation", "audit_records",
+    "alembic_version",
+}
 
 
 def test_one_head() -> None:
     """The shipped migrations have exactly one head (parallel work must chain, not branch)."""
-    assert ScriptDirectory(str(MIGRATIONS)).get_heads() == ["0001"]
+    assert ScriptDirectory(str(MIGRATIONS)).get_heads() == ["0002"]
 
 
 def test_open_creates_every_table_as_the_models_describe(store_settings: StoreSettings) -> None:
-    """Opening an empty store creates every table of issue 14, and the migrated schema is the
+    """Opening an empty store creates every table of issues 14 and 17, and the migrated schema is the
     one the typed models describe (autogenerate finds nothing to add or change)."""
     store = open_store(store_settings)
     try:

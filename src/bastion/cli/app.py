@@ -16,6 +16,7 @@ from rich.markup import escape
 from bastion import __version__
 from bastion.cli.consumers import consumers_app
 from bastion.cli.keys import keys_app
+from bastion.cli.logs import logs_app
 from bastion.cli.oauth import register as register_oauth
 from bastion.cli.output import err, out, print_config_error
 from bastion.cli.tester import register as register_tester
@@ -170,6 +171,7 @@ def version() -> None:
 register_tester(app)  # audit, docs: the tester's commands, listed after the gateway's
 app.add_typer(consumers_app)  # the store's: consumers, then their keys
 app.add_typer(keys_app)
+app.add_typer(logs_app)  # the audit log, read from the store
 register_oauth(app)  # oauth clients ..., oauth revoke: the built-in OAuth server's
 
 

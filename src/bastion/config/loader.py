@@ -107,6 +107,7 @@ def load_config(path: Path | str) -> LoadedConfig:
     issues: list[ConfigIssue] = []
     _check_files(config, src, issues)
     _check_store(config, src, issues)
+    _check_audit(config, src, issues)
     routes: list[ResolvedRoute] = []
     declared_head: set[int] = set()  # indexes of routes that list HEAD themselves
     files = [path]
@@ -356,7 +357,16 @@ def _resolve_files(config: GatewayConfig, base: Path) -> GatewayConfig:
     if log.path != "-":
         log = log.model_copy(update={"path": str(resolve_path(base, Path(log.path)))})
     store = _resolve_store(config.store, base)
-    return config.model_copy(update={"listen": listen, "services": services, "access_log": log, "store": store})
+    audit = config.audit
+    audit = audit.model_copy(
+        update={
+            "output": audit.output if audit.output in (None, "-") else str(resolve_path(base, Path(audit.output))),
+            "spool_dir": resolve_path(base, audit.spool_dir).resolve(),
+        }
+    )
+    return config.model_copy(
+        update={"listen": listen, "services": services, "access_log": log, "store": store, "audit": audit}
+    )
 
 
 #: The store's files beside the configuration, unless it names others.
@@ -376,6 +386,20 @@ def _resolve_store(store: StoreSettings, base: Path) -> StoreSettings:
     elif url.startswith("sqlite:"):
         pepper = base.resolve() / DEFAULT_PEPPER_FILE
     return store.model_copy(update={"url": url, "pepper_file": pepper})
+
+
+def _check_audit(config: GatewayConfig, src: Source, issues: list[ConfigIssue]) -> None:
+    """Two writers of JSON lines on one standard output would interleave their lines (a
+    pipe keeps only small writes whole): the access log and the audit log cannot share it."""
+    audit, access = config.audit, config.access_log
+    if audit.enabled and audit.output == "-" and access.enabled and access.path == "-":
+        issues.append(
+            src.issue(
+                ("audit", "output"),
+                "the access log already writes to standard output ('-'), and their lines would interleave: "
+                "give one of them a file (audit.output or access_log.path), or turn the access log off",
+            )
+        )
 
 
 def _check_store(config: GatewayConfig, src: Source, issues: list[ConfigIssue]) -> None:

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bastion.config.audit import AuditSettings
+
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 #: Methods a route without ``methods`` accepts. TRACE must be declared explicitly.
 DEFAULT_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -664,6 +666,9 @@ class GatewayConfig(Strict):
     admin: Admin = Field(default_factory=Admin, description="The admin API's listener.")
     services: list[Service] = Field(min_length=1, description="The APIs behind the gateway.")
     access_log: AccessLog = Field(default_factory=AccessLog, description="The structured access log.")
+    audit: AuditSettings = Field(
+        default_factory=AuditSettings, description="The audit log: one record per request, kept in the store."
+    )
     policies: Policies = Field(default_factory=dict, description="Defaults for every service.")
     backends: Backends = Field(
         default_factory=Backends, description="Shared resources of the workers: the state backend and its server."

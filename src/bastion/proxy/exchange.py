@@ -70,6 +70,7 @@ class Flight(ResponseSteps):
         runtime = self.runtime = client.server.runtime
         runtime.enter()  # its stages and pools stay open until this exchange ends
         record, outcome = prelude(runtime, self.req, client.peer_ip, client.scheme)
+        record.tls = client.tls_version
         self.record = record
         client.record = record  # the request being answered (a drain timeout must know it)
         if isinstance(outcome, Refusal):
@@ -188,6 +189,7 @@ class Flight(ResponseSteps):
         if pool is None:  # a built-in route whose stage did not answer: never forwarded
             self._answered(problem_response(500, "The gateway's endpoint gave no answer.", self.ex.request_id))
             return None
+        self.record.forwarded = time.perf_counter()  # the upstream latency runs from here
         body = self.body
         if body is None:
             return self._forward_waiting(None)

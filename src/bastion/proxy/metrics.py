@@ -77,6 +77,19 @@ DEFINITIONS: tuple[MetricDef, ...] = (
     MetricDef("bastion_upstream_errors", "Failed upstream exchanges by kind.", ("service", "kind"), "counter"),
     MetricDef("bastion_config_reloads", "Configuration reloads in workers, by result.", ("result",), "counter"),
     MetricDef("bastion_client_connections", "Open client connections.", (), "gauge"),
+    MetricDef(
+        "bastion_audit_dropped",
+        "Audit records dropped because the audit queue was full (each is also logged).",
+        (),
+        "counter",
+    ),
+    MetricDef("bastion_audit_queue_depth", "Audit records waiting to be written, at the last batch.", (), "gauge"),
+    MetricDef(
+        "bastion_audit_store_errors",
+        "Audit batches the store did not take (kept in the spool and written again).",
+        (),
+        "counter",
+    ),
 )
 
 
@@ -100,6 +113,9 @@ class Metrics:
 
     def gauge_add(self, name: str, amount: float) -> None:
         self.gauges[name] += amount
+
+    def gauge_set(self, name: str, value: float) -> None:
+        self.gauges[name] = value
 
     def count_request(self, service: str, route: str, status: int, seconds: float) -> None:
         """One answered request: the requests counter and the latency histogram, inlined."""

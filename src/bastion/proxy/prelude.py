@@ -88,6 +88,7 @@ def prelude(runtime: Runtime, req: Incoming, peer_ip: str, scheme: str) -> tuple
             host, url = split_absolute(url)
         except BadTarget as exc:
             return record, Refusal(exc.status, exc.detail, "http.target", request_id)
+        record.host = host
     try:
         path, query, matrix_path = split_target(url, runtime.limits.max_url_bytes)
     except BadTarget as exc:

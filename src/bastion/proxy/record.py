@@ -11,7 +11,7 @@ from types import MappingProxyType
 
 from bastion.proxy.http1 import Incoming
 from bastion.proxy.metrics import METRICS
-from bastion.types import NO_FIELDS, Decision, Exchange, ExchangeRecord, Sink
+from bastion.types import NO_FIELDS, Decision, Exchange, ExchangeRecord, Sink, header_get
 
 log = logging.getLogger("bastion.proxy")
 
@@ -30,6 +30,8 @@ class RecordDraft:
         "bytes_out",
         "client",
         "decisions",
+        "forwarded",
+        "host",
         "method",
         "path",
         "reason",
@@ -37,16 +39,25 @@ class RecordDraft:
         "route",
         "service",
         "status",
+        "tls",
         "ts",
         "upstream",
         "upstream_error",
+        "upstream_seconds",
     )
 
-    def __init__(self, method: str, request_id: str, client: str) -> None:
+    def __init__(self, method: str, request_id: str, client: str, host: str = "") -> None:
         self.ts = time.time()
         self.request_id = request_id
         self.client = client
         self.method = method
+        self.host = host
+        #: The client connection's TLS version, set by the proxy (``None``: plain HTTP).
+        self.tls: str | None = None
+        #: ``perf_counter()`` when forwarding began, and the wait until the upstream's
+        #: response head (``None``: nothing was forwarded).
+        self.forwarded = 0.0
+        self.upstream_seconds: float | None = None
         self.path: str | None = None
         self.route: str | None = None
         self.service: str | None = None
@@ -93,7 +104,7 @@ class RecordSinks:
 
 def new_record(req: Incoming, request_id: str, client: str) -> RecordDraft:
     """The record of a request, before anything is known but its head."""
-    return RecordDraft(req.method, request_id, client)
+    return RecordDraft(req.method, request_id, client, req.host)
 
 
 def finish_record(sinks: RecordSinks, ex: Exchange | None, draft: RecordDraft, req: Incoming) -> None:
@@ -136,6 +147,10 @@ def finish_record(sinks: RecordSinks, ex: Exchange | None, draft: RecordDraft, r
             facts,
             consumer,
             credential,
+            draft.host,
+            header_get(req.headers, "user-agent"),
+            draft.tls,
+            draft.upstream_seconds,
         )
     )
 

@@ -92,7 +92,9 @@ class ResponseSteps(FlightBase):
         assert conn is not None and target is not None
         head = conn.head
         assert head is not None
-        self.record.upstream = target.url
+        record = self.record
+        record.upstream = target.url
+        record.upstream_seconds = time.perf_counter() - record.forwarded
         if head.status in (502, 503, 504):
             target.record_failure(time.monotonic())
         else:

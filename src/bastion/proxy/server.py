@@ -164,6 +164,8 @@ class ClientConnection(asyncio.Protocol):
         self.scheme = "http"
         #: The client's TLS certificate (mTLS), read once at the handshake.
         self.client_cert: ClientCertificate | None = None
+        #: The TLS version of the connection (``"TLSv1.3"``), for the exchange records.
+        self.tls_version: str | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -173,7 +175,9 @@ class ClientConnection(asyncio.Protocol):
         self.peer_ip = peer[0] if isinstance(peer, tuple) else "unix"
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
-            self.client_cert = client_certificate(transport.get_extra_info("ssl_object"))
+            ssl_object = transport.get_extra_info("ssl_object")
+            self.client_cert = client_certificate(ssl_object)
+            self.tls_version = ssl_object.version() if ssl_object is not None else None
         self.server.connections.add(self)
         METRICS.gauge_add("bastion_client_connections", 1)
         self._arm(self.server.runtime.timeouts.idle, "idle")

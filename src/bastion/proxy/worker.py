@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import uvloop
 
+from bastion.audit import AuditSink
 from bastion.config import ConfigError, LoadedConfig, load_config
 from bastion.logs import setup_logging
 from bastion.proxy.accesslog import AccessLog
@@ -98,6 +99,7 @@ class Worker:
         self.stop_event = asyncio.Event()
         self.server: GatewayServer | None = None
         self.access: AccessLog | None = None
+        self.audit: AuditSink | None = None
         self.services: Services | None = None
         #: Runtimes replaced by a reload, closed when their last exchange ends (at most
         #: RELOAD_GRACE later, or at stop, whichever first).
@@ -132,16 +134,23 @@ class Worker:
         listen = loaded.config.listen
         services = self.services = self._build_services(loaded)
         await services.check()
+        try:
+            self.audit = self._start_audit(loaded)
+        except OSError as exc:
+            await services.close()
+            raise WorkerStartError(f"the audit log cannot start: {exc}") from None
         runtime = Runtime(loaded)
         try:
             await runtime.start_stages(services)
         except StageStartError as exc:
+            await self._stop_audit()
             await services.close()
             raise WorkerStartError(str(exc)) from None
         runtime.start()
         self.access = AccessLog(loaded.config.access_log.path if loaded.config.access_log.enabled else None)
         # Every exchange's record goes to these, in this order (docs/concepts.md: record sinks).
-        sinks = RecordSinks([ReleaseInFlight(), CountMetrics(), self.access])
+        audit = [self.audit] if self.audit is not None else []
+        sinks = RecordSinks([ReleaseInFlight(), CountMetrics(), self.access, *audit])
         self.server = GatewayServer(runtime, sinks)
         await self.server.start(
             listen_socket(listen.host, listen.port), tls_context(loaded), handshake_timeout=listen.timeouts.handshake
@@ -156,7 +165,23 @@ class Worker:
         await self.shut_down()
         if self.access is not None:
             self.access.close()
+        await self._stop_audit()
         METRICS.stop()
+
+    def _start_audit(self, loaded: LoadedConfig) -> AuditSink | None:
+        """The audit sink, its files open and its writer started (``None``: no audit log)."""
+        config = loaded.config
+        if not config.audit.enabled:
+            return None
+        audit = AuditSink(config.audit, config.store, self.identity)
+        audit.start()
+        return audit
+
+    async def _stop_audit(self) -> None:
+        """Every queued audit record written (to the spool, the output and the store)."""
+        if self.audit is not None:
+            audit, self.audit = self.audit, None
+            await asyncio.to_thread(audit.close)
 
     async def shut_down(self) -> None:
         """After the drain: close every runtime's stages and pools, then the services."""
@@ -236,6 +261,9 @@ class Worker:
             old_listen.timeouts.handshake,
         ):
             log.warning("listen address and TLS changes take effect only after a restart")
+        audit = loaded.config.audit
+        if audit != old_config.audit or (audit.enabled and loaded.config.store != old_config.store):
+            log.warning("audit log changes (and its store's) take effect only after a restart")
         runtime.start()
         old = self.server.swap_runtime(runtime)
         old_services: Services | None = None

@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -142,3 +142,52 @@ class Generation(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AuditRecord(Base):
+    """One request as the audit log keeps it (issue 17): who, what, and what was decided.
+
+    Written in batches by each worker's audit writer, never on the request path; ``id`` is
+    the writer's (unique, kept in its spool), so a spool replayed after a crash inserts
+    each record once. Identifiers only: never a credential's secret.
+    """
+
+    __tablename__ = "audit_records"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    #: When the request head arrived.
+    ts: Mapped[datetime] = mapped_column(index=True)
+    request_id: Mapped[str] = mapped_column(String(128))
+    #: The gateway instance and worker index that served it.
+    instance: Mapped[str] = mapped_column(String(128))
+    worker: Mapped[int] = mapped_column(Integer)
+    consumer: Mapped[str | None] = mapped_column(String(128), index=True)
+    credential: Mapped[str | None] = mapped_column(String(128))
+    client: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(32))
+    host: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str | None] = mapped_column(Text)
+    #: The route's id: its OpenAPI operationId when it has one.
+    route: Mapped[str | None] = mapped_column(String(255), index=True)
+    service: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[int] = mapped_column(Integer)
+    bytes_in: Mapped[int] = mapped_column(BigInteger)
+    bytes_out: Mapped[int] = mapped_column(BigInteger)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    upstream_ms: Mapped[float | None] = mapped_column(Float)
+    #: ``allowed``, ``monitored`` (a stage in shadow mode flagged it) or ``blocked``.
+    decision: Mapped[str] = mapped_column(String(16), index=True)
+    #: Who blocked it (a stage, or ``core``), the rule (a detection rule id, else the reason
+    #: code) and its category.
+    stage: Mapped[str | None] = mapped_column(String(64))
+    rule: Mapped[str | None] = mapped_column(String(128))
+    category: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(String(128))
+    #: The rate limits' state after this request (``RateLimit`` header form).
+    ratelimit: Mapped[str | None] = mapped_column(Text)
+    tls: Mapped[str | None] = mapped_column(String(16))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    upstream: Mapped[str | None] = mapped_column(String(255))
+    upstream_error: Mapped[str | None] = mapped_column(String(64))
+    #: Every stage's decision and the stages' own (redacted) evidence.
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)

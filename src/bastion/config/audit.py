@@ -1,0 +1,105 @@
+"""Settings of the audit log (``audit:``): where every exchange's record is kept, and for how long.
+
+A module of its own beside :mod:`bastion.config.model`, which holds the one field that
+refers to it: the audit log is a record sink of the worker, not a stage of a route.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+
+
+def _seconds(value: object) -> object:
+    """``30d``, ``12h``, ``90m``, ``45s``, or a number of seconds."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(
+                f"{value!r} is not a duration: write a number of seconds, or one such as 45s, 90m, 12h, 30d"
+            )
+        return float(match.group(1)) * _UNITS[match.group(2)]
+    return value
+
+
+#: A retention age: at least a minute, at most ten years, in seconds once parsed.
+Age = Annotated[float, BeforeValidator(_seconds), Field(ge=60, le=3650 * 86400.0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AuditRetention(_Strict):
+    """How long the store keeps audit records; enforced off the request path, once a minute."""
+
+    max_age: Age = Field(30 * 86400.0, description="Records older than this are deleted, such as `30d` or `12h`.")
+    max_rows: int = Field(
+        10_000_000, ge=1000, le=10_000_000_000, description="At most this many records are kept; the oldest go first."
+    )
+
+
+class AuditSettings(_Strict):
+    """The audit log: one record per request (who, what, the decision and why), written off
+    the request path through a bounded queue, in batches, to JSON lines and the store."""
+
+    enabled: bool = Field(False, description="Keep an audit record of every request.")
+    store: bool = Field(
+        True,
+        description=(
+            "Write the records into the store's `audit_records` table (what `bastion logs` reads), "
+            "through a local spool file that survives a crash."
+        ),
+    )
+    output: str | None = Field(
+        None,
+        description=(
+            "Also write each record as a JSON line: '-' for standard output, or a file (relative to the "
+            "config file's folder) rotated by size, for Fluent Bit, Loki or ELK."
+        ),
+    )
+    rotate_bytes: int = Field(
+        100 * 1024 * 1024, ge=4096, description="The output file is rotated once it is larger than this many bytes."
+    )
+    keep_files: int = Field(5, ge=1, le=1000, description="Rotated output files kept (`audit.log.1` is the newest).")
+    queue_size: int = Field(
+        100_000,
+        ge=100,
+        le=10_000_000,
+        description=(
+            "Records waiting to be written, per worker. A request never waits for the log: beyond this, "
+            "records are dropped, counted in `bastion_audit_dropped_total` and logged."
+        ),
+    )
+    flush_interval: float = Field(
+        0.2,
+        gt=0,
+        le=1.0,
+        description=(
+            "Seconds between batches: records reach the spool, the output and the store this often. "
+            "A worker killed with SIGKILL loses at most its last interval (the spool is fsynced each second)."
+        ),
+    )
+    spool_dir: Path = Field(
+        Path("audit-spool"),
+        description=(
+            "Folder of the workers' spool files (relative to the config file's folder): records on their "
+            "way to the store, replayed into it at start after a crash or while the store was down."
+        ),
+    )
+    retention: AuditRetention = Field(default_factory=AuditRetention, description="Limits of the store's records.")
+
+    @model_validator(mode="after")
+    def _writes_somewhere(self) -> AuditSettings:
+        if self.enabled and not self.store and self.output is None:
+            raise ValueError("the audit log is enabled but writes nowhere: set output, or store: true")
+        return self
+
+
+__all__ = ["AuditRetention", "AuditSettings"]
