@@ -4,7 +4,10 @@ check (in Python, on the candidate alone) that decides whether a candidate is on
 Patterns go to hyperscan (see :mod:`bastion.sensitive.scanner`), which reports every end
 offset of every pattern with its leftmost start; a pattern cannot look around, so each
 check also looks at the byte before and the byte after the candidate (a card number inside
-a longer number is not a card number). A check reads nothing outside
+a longer number is not a card number). The patterns of the kinds made of digits start and
+end with ``\b`` and leave out first digits no value of theirs has: JSON is full of digits
+(timestamps, IDs, prices), and every candidate costs a check in Python, so the fewer the
+faster (a card pattern without them halves the scan's throughput on a typical API body). A check reads nothing outside
 ``data[start - 1 : start + max_length + CONTEXT]``: that is what lets the streaming scanner
 decide a value once, whatever the chunking.
 """
@@ -164,9 +167,9 @@ DETECTORS: Final[dict[str, Detector]] = {
         Detector(
             "card",
             (
-                r"[0-9]{13,19}",
-                r"[0-9]{4}[ -][0-9]{4}[ -][0-9]{4}[ -][0-9]{4}([ -][0-9]{3})?",
-                r"[0-9]{4}[ -][0-9]{6}[ -][0-9]{4,5}",
+                r"\b[2-6][0-9]{12,18}\b",
+                r"\b[2-6][0-9]{3}[ -][0-9]{4}[ -][0-9]{4}[ -][0-9]{4}([ -][0-9]{3})?\b",
+                r"\b3[0-9]{3}[ -][0-9]{6}[ -][0-9]{4,5}\b",
             ),
             _card,
             23,
@@ -174,14 +177,14 @@ DETECTORS: Final[dict[str, Detector]] = {
         ),
         Detector(
             "ssn",
-            (r"[0-9]{3}-[0-9]{2}-[0-9]{4}",),
+            (r"\b[0-8][0-9]{2}-[0-9]{2}-[0-9]{4}\b",),
             _ssn,
             11,
             "US Social Security numbers written NNN-NN-NNNN, in issued ranges.",
         ),
         Detector(
             "iban",
-            (r"[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}", r"[A-Z]{2}[0-9]{2}( [A-Z0-9]{4}){2,7}( [A-Z0-9]{1,4})?"),
+            (r"\b[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}\b", r"\b[A-Z]{2}[0-9]{2}( [A-Z0-9]{4}){2,7}( [A-Z0-9]{1,4})?\b"),
             _iban,
             42,
             "IBANs, compact or in groups of four, with their country's length and mod-97 checksum.",
@@ -206,7 +209,7 @@ DETECTORS: Final[dict[str, Detector]] = {
         ),
         Detector(
             "jwt",
-            (r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*",),
+            (r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*",),
             _jwt,
             4096,
             "JSON Web Tokens (signed or not).",
@@ -232,7 +235,7 @@ DETECTORS: Final[dict[str, Detector]] = {
         ),
         Detector(
             "aws_key",
-            (r"(AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}",),
+            (r"\b(AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b",),
             _alnum_token,
             20,
             "AWS access key IDs.",
