@@ -33,6 +33,7 @@ from bastion.proxy.record import RecordSinks
 from bastion.proxy.runtime import Runtime, StageStartError
 from bastion.proxy.server import GatewayServer
 from bastion.proxy.tls import server_context
+from bastion.sensitive.evidence import EvidenceRedactor
 from bastion.services import Clock, Services, WorkerIdentity, build_services, check_backends, new_instance_id
 
 log = logging.getLogger("bastion.worker")
@@ -140,7 +141,7 @@ class Worker:
         runtime.start()
         self.access = AccessLog(loaded.config.access_log.path if loaded.config.access_log.enabled else None)
         # Every exchange's record goes to these, in this order (docs/concepts.md: record sinks).
-        sinks = RecordSinks([CountMetrics(), self.access])
+        sinks = RecordSinks([CountMetrics(), self.access], EvidenceRedactor(loaded.config.access_log.redact_fields))
         self.server = GatewayServer(runtime, sinks)
         await self.server.start(
             listen_socket(listen.host, listen.port), tls_context(loaded), handshake_timeout=listen.timeouts.handshake

@@ -42,3 +42,10 @@ def test_the_types_table_lists_every_type_and_group() -> None:
         assert f"| `{kind}` |" in DOC, kind
     for group in GROUPS:
         assert f"`{group}` is" in DOC, group
+
+
+def test_the_record_example_loads(tmp_path: Path) -> None:
+    """The access_log.redact_fields example loads as written."""
+    path = tmp_path / "bastion.yaml"
+    path.write_text(_yaml_blocks()[2])
+    assert load_config(path).config.access_log.redact_fields == ["pin", "user.ssn"]
