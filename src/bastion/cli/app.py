@@ -18,6 +18,7 @@ from bastion.cli.consumers import consumers_app
 from bastion.cli.keys import keys_app
 from bastion.cli.oauth import register as register_oauth
 from bastion.cli.output import err, out, print_config_error
+from bastion.cli.secrets import secrets_app
 from bastion.cli.tester import register as register_tester
 
 if TYPE_CHECKING:
@@ -171,6 +172,7 @@ register_tester(app)  # audit, docs: the tester's commands, listed after the gat
 app.add_typer(consumers_app)  # the store's: consumers, then their keys
 app.add_typer(keys_app)
 register_oauth(app)  # oauth clients ..., oauth revoke: the built-in OAuth server's
+app.add_typer(secrets_app)  # secrets new-key, secrets encrypt: values for bastion.yaml
 
 
 def main() -> None:

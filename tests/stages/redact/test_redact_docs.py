@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from bastion.config import load_config
+from bastion.config.secrets import MASTER_KEY_ENV, encrypt, new_master_key
 from bastion.sensitive import DETECTORS, GROUPS
 from bastion.stages.redact import RedactConfig, RedactStage
 
@@ -49,3 +51,18 @@ def test_the_record_example_loads(tmp_path: Path) -> None:
     path = tmp_path / "bastion.yaml"
     path.write_text(_yaml_blocks()[2])
     assert load_config(path).config.access_log.redact_fields == ["pin", "user.ssn"]
+
+
+def test_the_secrets_example_loads_with_an_encrypted_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The secrets-at-rest example, its `enc:v1:...` replaced by what `bastion secrets
+    encrypt` prints for the URL shown (the same function), loads with the master key set;
+    the shell example uses the commands that exist."""
+    shell = re.findall(r"```sh\n(.*?)```", DOC, flags=re.S)[0]
+    assert "bastion secrets new-key" in shell and "bastion secrets encrypt" in shell
+    key = new_master_key()
+    monkeypatch.setenv(MASTER_KEY_ENV, key)
+    value = encrypt(key.encode(), "redis://:s3cret@cache:6379/0")
+    path = tmp_path / "bastion.yaml"
+    path.write_text(_yaml_blocks()[3].replace("enc:v1:...", value))
+    redis = load_config(path).config.backends.redis
+    assert redis is not None and redis.url == "redis://:s3cret@cache:6379/0"
