@@ -5,11 +5,14 @@ upstream's reads cut it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from bastion.config import ConfigError, load_config
 from bastion.pipeline.chain import Chain
 from bastion.stages.redact import RedactConfig, RedactStage
 from bastion.types import Block, Exchange, Request, Response
@@ -115,3 +118,19 @@ def test_header_values_are_masked_unless_in_shadow_mode() -> None:
     RedactStage(RedactConfig(types=["secrets"], enforce=False)).on_response(shadow)
     assert shadow.response is not None and shadow.response.headers == [("x-key", "AKIAIOSFODNN7EXAMPLE")]
     assert shadow.facts["redact"] == {"found": {"aws_key": 1}}
+
+
+def test_a_route_that_would_pass_bodies_unseen_is_a_load_error(tmp_path: Path) -> None:
+    """``response_body_over_limit: pass`` would forward a body the stage cannot see (over the
+    limit, or in a coding the proxy does not decode): refused at load on a redact route."""
+    path = tmp_path / "bastion.yaml"
+    path.write_text(
+        "services:\n"
+        "  - name: api\n"
+        "    upstream: http://127.0.0.1:9\n"
+        "    response_body_over_limit: pass\n"
+        "    routes: [{path: /, public: true, policies: {redact: {types: [card]}}}]\n"
+    )
+    with pytest.raises(ConfigError, match="'pass' would forward a response over max_response_body_bytes without "
+                                          "the redact stage seeing it"):
+        load_config(path)
