@@ -53,16 +53,24 @@ def test_the_record_example_loads(tmp_path: Path) -> None:
     assert load_config(path).config.access_log.redact_fields == ["pin", "user.ssn"]
 
 
-def test_the_secrets_example_loads_with_an_encrypted_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The secrets-at-rest example, its `enc:v1:...` replaced by what `bastion secrets
-    encrypt` prints for the URL shown (the same function), loads with the master key set;
-    the shell example uses the commands that exist."""
+def test_the_secrets_example_loads_with_a_reference_or_encrypted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The secrets-at-rest example loads with its variable set; with its URL replaced by what
+    `bastion secrets encrypt` prints for the URL shown (the same function), it loads with the
+    master key set; the shell example uses the commands that exist."""
     shell = re.findall(r"```sh\n(.*?)```", DOC, flags=re.S)[0]
     assert "bastion secrets new-key" in shell and "bastion secrets encrypt" in shell
+    example = _yaml_blocks()[3]
+    path = tmp_path / "bastion.yaml"
+    monkeypatch.setenv("REDIS_PASSWORD", "s3cret")
+    path.write_text(example)
+    redis = load_config(path).config.backends.redis
+    assert redis is not None and redis.url == "redis://:s3cret@cache:6379/0"
     key = new_master_key()
     monkeypatch.setenv(MASTER_KEY_ENV, key)
+    monkeypatch.delenv("REDIS_PASSWORD")
     value = encrypt(key.encode(), "redis://:s3cret@cache:6379/0")
-    path = tmp_path / "bastion.yaml"
-    path.write_text(_yaml_blocks()[3].replace("enc:v1:...", value))
+    path.write_text(example.replace("redis://:${REDIS_PASSWORD}@cache:6379/0", value))
     redis = load_config(path).config.backends.redis
     assert redis is not None and redis.url == "redis://:s3cret@cache:6379/0"
