@@ -57,6 +57,8 @@ REQUIRED: dict[str, list[str]] = {
     "keys rotate": ["KEYID"],
     "logs query": [],
     "logs tail": [],
+    "secrets new-key": [],
+    "secrets encrypt": [],
 }
 
 
@@ -279,3 +281,15 @@ def test_store_commands_with_their_defaults(tmp_path: Path) -> None:
     assert rotated.stdout.splitlines()[-1].startswith("bst_")
     revoked = run("keys", "revoke", key[4:12], cwd=tmp_path)
     assert revoked.returncode == 0 and f"revoked API key {key[4:12]}" in revoked.stdout
+
+
+def test_secrets_new_key_then_encrypt(tmp_path: Path) -> None:
+    """`bastion secrets new-key` prints a master key; `bastion secrets encrypt`, with it in
+    BASTION_MASTER_KEY and the secret on stdin, prints an enc:v1: value without the secret."""
+    key = run("secrets", "new-key", cwd=tmp_path)
+    assert key.returncode == 0 and len(key.stdout.strip()) == 43
+    encrypted = subprocess.run([BASTION, "secrets", "encrypt"], input="hunter2-value\n", capture_output=True,
+                               text=True, cwd=tmp_path, timeout=60, check=False,
+                               env={**os.environ, "BASTION_MASTER_KEY": key.stdout.strip()})
+    assert encrypted.returncode == 0, encrypted.stderr
+    assert encrypted.stdout.startswith("enc:v1:") and "hunter2" not in encrypted.stdout

@@ -3,6 +3,7 @@ against a SQLite store and a real PostgreSQL server."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -101,9 +102,10 @@ def test_a_store_that_cannot_be_opened(tmp_path: Path) -> None:
     assert f"the folder '{tmp_path.resolve()}/missing' does not exist" in result.stderr
     port = free_port()
     (tmp_path / "bastion.yaml").write_text(
-        f"store: {{url: 'postgresql://gw:hunter2-pw@127.0.0.1:{port}/gw', pepper_file: p}}\n" + SERVICE
+        f"store: {{url: 'postgresql://gw:${{BASTION_TEST_PGPASSWORD}}@127.0.0.1:{port}/gw', pepper_file: p}}\n"
+        + SERVICE
     )
-    result = bastion("consumers", "list", cwd=tmp_path)
+    result = bastion("consumers", "list", cwd=tmp_path, env={**os.environ, "BASTION_TEST_PGPASSWORD": "hunter2-pw"})
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"error: the store postgresql://gw:***@127.0.0.1:{port}/gw cannot be opened" in result.stderr
     assert "hunter2-pw" not in result.stderr

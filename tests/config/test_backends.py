@@ -59,14 +59,15 @@ def test_redis_chosen_without_a_server(tmp_path: Path) -> None:
     ("url", "message"),
     [
         ("http://cache:6379", "expected a redis://, rediss:// or unix:// URL, got 'http://cache:6379'"),
-        ("redis://:pw@cache:99999/0", "the URL 'redis://:***@cache:99999/0' has an invalid port"),
+        ("redis://:${BASTION_TEST_REDIS_PW}@cache:99999/0", "the URL 'redis://:***@cache:99999/0' has an invalid port"),
         ("redis:///0", "the URL 'redis:///0' has no host"),
         ("redis://cache/db1", "the URL 'redis://cache/db1': the path must be a database number (like /0), got '/db1'"),
         ("unix://", "the URL 'unix://' has no socket path"),
     ],
 )
-def test_bad_redis_urls(tmp_path: Path, url: str, message: str) -> None:
+def test_bad_redis_urls(tmp_path: Path, url: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A bad Redis URL is refused with the field and the reason, its password masked."""
+    monkeypatch.setenv("BASTION_TEST_REDIS_PW", "pw")
     path = write(tmp_path, f"backends:\n  state: redis\n  redis:\n    url: '{url}'\n")
     assert errors_of(path) == [f"bastion.yaml:4: backends.redis.url: {message}"]
 

@@ -62,11 +62,12 @@ def test_postgresql_without_a_pepper_is_an_error(tmp_path: Path, monkeypatch: py
     [
         ("mysql://db/bastion", "expected a sqlite:///path or postgresql://user@host/db URL, got 'mysql://db/bastion'"),
         ("sqlite:///:memory:", "an in-memory SQLite database forgets every key when the process ends; name a file"),
-        ("postgresql://u:pw@db", "the URL 'postgresql://u:***@db' names no database (postgresql://user@host/bastion)"),
+        ("postgresql://u:${BASTION_TEST_PGPASSWORD}@db", "the URL 'postgresql://u:***@db' names no database (postgresql://user@host/bastion)"),
     ],
 )
-def test_bad_store_urls(tmp_path: Path, url: str, message: str) -> None:
+def test_bad_store_urls(tmp_path: Path, url: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A store URL Bastion cannot use is refused with what is wrong (a password never shown)."""
+    monkeypatch.setenv("BASTION_TEST_PGPASSWORD", "pw")
     assert errors_of(write(tmp_path, f"store: {{url: '{url}', pepper_file: p}}\n")) == [
         f"bastion.yaml:1: store.url: {message}"
     ]

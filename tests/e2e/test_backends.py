@@ -16,11 +16,11 @@ def test_workers_start_and_serve_while_redis_is_unreachable_without_logging_its_
     with DemoServer() as api:
         config = {
             "backends": {"state": "redis",
-                         "redis": {"url": f"redis://:pw-hunter2@127.0.0.1:{free_port()}/0", "timeout": 0.2}},
+                         "redis": {"url": f"redis://:${{REDIS_PASSWORD}}@127.0.0.1:{free_port()}/0", "timeout": 0.2}},
             "services": [{"name": "api", "upstream": api.url,
                           "routes": [{"path": "/", "prefix": True, "public": True}]}],
         }
-        with GatewayProcess(config, workers=2) as gw:
+        with GatewayProcess(config, workers=2, env={"REDIS_PASSWORD": "pw-hunter2"}) as gw:
             conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
             conn.request("GET", "/health")
             assert conn.getresponse().status == 200

@@ -19,6 +19,7 @@ from bastion.cli.keys import keys_app
 from bastion.cli.logs import logs_app
 from bastion.cli.oauth import register as register_oauth
 from bastion.cli.output import err, out, print_config_error
+from bastion.cli.secrets import secrets_app
 from bastion.cli.tester import register as register_tester
 
 if TYPE_CHECKING:
@@ -173,6 +174,7 @@ app.add_typer(consumers_app)  # the store's: consumers, then their keys
 app.add_typer(keys_app)
 app.add_typer(logs_app)  # the audit log, read from the store
 register_oauth(app)  # oauth clients ..., oauth revoke: the built-in OAuth server's
+app.add_typer(secrets_app)  # secrets new-key, secrets encrypt: values for bastion.yaml
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ the data plane then works from :class:`LoadedConfig` and never parses config aga
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from bastion.config.model import (
     StoreSettings,
 )
 from bastion.config.openapi import OpenAPIDocument, PolicyLayer, parse_openapi
+from bastion.config.secrets import plaintext_secrets
 from bastion.config.yamlsrc import FieldPath, Source, load_source
 from bastion.errors import PolicyError
 from bastion.oauth.paths import ROUTES as BUILTIN_PATHS
@@ -98,13 +100,14 @@ def load_config(path: Path | str) -> LoadedConfig:
     src = load_source(path, display=str(path))
     if not isinstance(src.data, dict):
         raise ConfigError([src.issue((), "expected a mapping at the top level (listen, admin, services...)")])
+    plaintext = _plaintext_secrets(src)
     try:
         config = GatewayConfig.model_validate(src.data)
     except ValidationError as exc:
-        raise ConfigError(pydantic_issues(exc, src, GatewayConfig)) from None
+        raise ConfigError(plaintext + pydantic_issues(exc, src, GatewayConfig)) from None
     base = path.parent
     config = _resolve_files(config, base)
-    issues: list[ConfigIssue] = []
+    issues: list[ConfigIssue] = plaintext
     _check_files(config, src, issues)
     _check_store(config, src, issues)
     _check_audit(config, src, issues)
@@ -590,6 +593,15 @@ def _check_builtin_conflicts(routes: list[ResolvedRoute], issues: list[ConfigIss
             )
 
 
+def _plaintext_secrets(src: Source) -> list[ConfigIssue]:
+    """Secrets written in plain text in the file (see :mod:`bastion.config.secrets`)."""
+    found = sorted(
+        plaintext_secrets(src.data, src.written, _schema_fields()), key=lambda item: src.line_of(item[0]) or 0
+    )
+    advice = "write it as an ${ENV_VAR} reference or an encrypted value (bastion secrets encrypt)"
+    return [src.issue(path, f"{what}: {advice}") for path, what in found]
+
+
 def pydantic_issues(
     exc: ValidationError, src: Source, model: type[BaseModel], prefix: FieldPath = ()
 ) -> list[ConfigIssue]:
@@ -661,6 +673,31 @@ def _allowed_fields(model: type[BaseModel], path: FieldPath) -> list[str]:
     fields = getattr(current, "model_fields", None)
     # A field spelt by its alias in the file (``in``, a keyword in Python) is named so.
     return [f.alias or name for name, f in fields.items()] if fields else []
+
+
+@functools.cache
+def _schema_fields() -> frozenset[str]:
+    """Every field name of the configuration's schema, the stages' included (a key of a
+    free-form mapping, such as a type named in ``redact.actions``, is none)."""
+    names: set[str] = set()
+    todo: list[Any] = [GatewayConfig, *(spec.config_model for spec in ORDER)]
+    seen: set[Any] = set()
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, info in model.model_fields.items():
+            names.add(name)
+            todo.extend(_models_in(info.annotation))
+    return frozenset(names)
+
+
+def _models_in(annotation: Any) -> list[Any]:
+    """Every model class an annotation names (``list[Route]``, ``A | B | None``...)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in getattr(annotation, "__args__", ()) or () for m in _models_in(arg)]
 
 
 def _model_of(annotation: Any) -> Any:

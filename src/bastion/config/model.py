@@ -404,6 +404,16 @@ class AccessLog(Strict):
 
     enabled: bool = Field(True, description="Write the access log.")
     path: str = Field("-", description="File to append to, or '-' for standard output.")
+    redact_fields: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Field names or JSON paths (`pin`, `user.ssn`) whose values the stages' evidence in the exchange's "
+            "record (a detection snippet, a validation message) never shows, in the access log and every other "
+            "record sink; beside the ones always hidden: credential headers, cookies, secret-named parameters "
+            "(`password`, `token`, `client_secret`...), and keys, tokens and card numbers anywhere (masked). "
+            "Takes effect on restart, like `path`."
+        ),
+    )
 
 
 def redact_url(url: str) -> str:

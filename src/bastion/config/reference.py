@@ -100,13 +100,16 @@ def render() -> str:
         "",
         "Generated from the schema by `python -m bastion.config.reference`; do not edit by hand.",
         "Unknown keys are errors. Strings may use `${ENV_VAR}` or `${ENV_VAR:-default}`; write `$${` for a",
-        "literal `${`. Relative paths resolve against the folder of the configuration file.",
+        "literal `${`. A string written `enc:v1:...` (`bastion secrets encrypt`) is decrypted with the master",
+        "key (`BASTION_MASTER_KEY` or `BASTION_MASTER_KEY_FILE`); secrets in plain text (fields named like",
+        "`password` or `client_secret`, passwords in URLs) are errors. Relative paths resolve against the",
+        "folder of the configuration file.",
         "",
         "## bastion.yaml",
         "",
     ]
     _section(GatewayConfig, "", out, set())
-    out[8] = "### top level"
+    out[11] = "### top level"
     out += [
         "## Stage policies",
         "",

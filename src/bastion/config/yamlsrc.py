@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from bastion.config import secrets
 from bastion.config.errors import ConfigError, ConfigIssue
 
 FieldPath = tuple[str | int, ...]
@@ -32,8 +33,14 @@ class Source:
     file: str
     data: Any
     lines: dict[FieldPath, int] = field(default_factory=dict)
-    #: Field paths whose value came from an environment variable (never echoed in errors).
+    #: Field paths whose value came from an environment variable or was decrypted (never
+    #: echoed in errors).
     secret_paths: set[FieldPath] = field(default_factory=set)
+    #: The master key, once an encrypted value needed it (b"": there is none).
+    master_key: bytes | None = None
+    #: What was written at paths whose value was expanded or decrypted (for the check that
+    #: a secret is not in the file: ``${PW:-hunter2}`` is).
+    written: dict[FieldPath, str] = field(default_factory=dict)
 
     def line_of(self, path: FieldPath) -> int | None:
         """The line of ``path``, or of its nearest parent that has one."""
@@ -80,7 +87,8 @@ def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: FieldPath, src: Source
 
 
 def load_source(path: Path, *, interpolate: bool = True, display: str | None = None) -> Source:
-    """Parse ``path`` with line tracking; ``${VAR}`` and ``${VAR:-default}`` are expanded."""
+    """Parse ``path`` with line tracking; ``${VAR}`` and ``${VAR:-default}`` are expanded,
+    ``enc:v1:`` values decrypted with the master key (:mod:`bastion.config.secrets`)."""
     name = display or str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -128,10 +136,30 @@ def _interpolate(value: Any, path: FieldPath, src: Source, issues: list[ConfigIs
         return [_interpolate(v, (*path, i), src, issues) for i, v in enumerate(value)]
     if isinstance(value, str) and "${" in value:
         return _expand(value, path, src, issues)
+    if isinstance(value, str) and value.startswith(secrets.PREFIX):
+        return _decrypt(value, path, src, issues)
     return value
 
 
+def _decrypt(value: str, path: FieldPath, src: Source, issues: list[ConfigIssue]) -> str:
+    """An ``enc:v1:`` value decrypted with the master key (read once per file)."""
+    try:
+        if src.master_key is None:
+            src.master_key = secrets.load_master_key() or b""
+        if not src.master_key:
+            where = f"{secrets.MASTER_KEY_ENV} or {secrets.MASTER_KEY_FILE_ENV}"
+            raise secrets.MasterKeyError(f"an encrypted value needs the master key: set {where}")
+        plain = secrets.decrypt(src.master_key, value)
+    except secrets.MasterKeyError as exc:
+        issues.append(src.issue(path, str(exc)))
+        return value
+    src.secret_paths.add(path)
+    src.written[path] = value
+    return plain
+
+
 def _expand(text: str, path: FieldPath, src: Source, issues: list[ConfigIssue]) -> str:
+    src.written[path] = text
     out: list[str] = []
     i = 0
     while i < len(text):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,8 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm
+
+from bastion.config.secrets import derive
 
 Algorithm = Literal["ES256", "EdDSA"]
 PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
@@ -62,8 +63,9 @@ class SigningKey:
 
 
 def _password(pepper: bytes) -> bytes:
-    # A distinct derivation: the pepper itself also keys the secret hashes.
-    return hmac.new(pepper, b"bastion oauth signing keys", hashlib.sha256).hexdigest().encode("ascii")
+    # A distinct derivation: the pepper itself also keys the secret hashes. The same scheme
+    # as the configuration's encrypted values (bastion.config.secrets), another label.
+    return derive(pepper, b"bastion oauth signing keys").hex().encode("ascii")
 
 
 def thumbprint(jwk: dict[str, Any]) -> str:

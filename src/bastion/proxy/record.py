@@ -11,6 +11,7 @@ from types import MappingProxyType
 
 from bastion.proxy.http1 import Incoming
 from bastion.proxy.metrics import METRICS
+from bastion.sensitive.evidence import EvidenceRedactor
 from bastion.types import NO_FIELDS, Decision, Exchange, ExchangeRecord, Sink, header_get
 
 log = logging.getLogger("bastion.proxy")
@@ -79,11 +80,14 @@ class RecordSinks:
     in ``bastion_sink_errors_total`` and logged (once per ``SINK_ERROR_LOG_INTERVAL``), and
     the request and the other sinks go on as if it had not been there."""
 
-    __slots__ = ("_logged_at", "_sinks")
+    __slots__ = ("_logged_at", "_sinks", "evidence")
 
-    def __init__(self, sinks: Sequence[Sink]) -> None:
+    def __init__(self, sinks: Sequence[Sink], evidence: EvidenceRedactor | None = None) -> None:
         self._sinks = tuple(sinks)
         self._logged_at: dict[str, float] = {}
+        #: Cleans the stages' evidence before any sink sees it (credentials, secrets, the
+        #: configured fields): the record is built once, redacted, for all of them.
+        self.evidence = evidence if evidence is not None else EvidenceRedactor()
 
     def __call__(self, record: ExchangeRecord) -> None:
         for sink in self._sinks:
@@ -120,7 +124,7 @@ def finish_record(sinks: RecordSinks, ex: Exchange | None, draft: RecordDraft, r
         if ex.decisions:
             decisions = tuple(ex.decisions)
         if ex.facts:
-            facts = MappingProxyType(dict(ex.facts))
+            facts = MappingProxyType(sinks.evidence.facts(ex.facts))
         principal = ex.principal
         if principal is not None:
             consumer = principal.consumer_id

@@ -34,6 +34,7 @@ from bastion.proxy.record import RecordSinks
 from bastion.proxy.runtime import Runtime, StageStartError
 from bastion.proxy.server import GatewayServer
 from bastion.proxy.tls import server_context
+from bastion.sensitive.evidence import EvidenceRedactor
 from bastion.services import Clock, Services, WorkerIdentity, build_services, check_backends, new_instance_id
 from bastion.stages.concurrency import ReleaseInFlight
 
@@ -150,7 +151,10 @@ class Worker:
         self.access = AccessLog(loaded.config.access_log.path if loaded.config.access_log.enabled else None)
         # Every exchange's record goes to these, in this order (docs/concepts.md: record sinks).
         audit = [self.audit] if self.audit is not None else []
-        sinks = RecordSinks([ReleaseInFlight(), CountMetrics(), self.access, *audit])
+        sinks = RecordSinks(
+            [ReleaseInFlight(), CountMetrics(), self.access, *audit],
+            EvidenceRedactor(loaded.config.access_log.redact_fields),
+        )
         self.server = GatewayServer(runtime, sinks)
         await self.server.start(
             listen_socket(listen.host, listen.port), tls_context(loaded), handshake_timeout=listen.timeouts.handshake

@@ -1,0 +1,142 @@
+"""What an exchange's record may say about the request: stages leave evidence in it (a
+detection hit's snippet of the input, a validation message), and the record goes to every
+sink (the access log, the audit log). :class:`EvidenceRedactor` cleans that evidence once,
+as the record is built, so that no sink ever sees:
+
+* the value of a credential header (``Authorization``, ``Proxy-Authorization``, ``Cookie``,
+  ``Set-Cookie``, ``X-API-Key``), of any cookie, or of a parameter or field whose name says
+  it is a secret (``password``, ``token``, ``client_secret``, ...: :data:`SECRET_NAMES`), in
+  the query string, a form, a JSON body or anywhere else;
+* the value of a field the configuration names (``access_log.redact_fields``: names or JSON
+  paths such as ``user.ssn``);
+* a secret, key, token, card number or other sensitive value (:mod:`bastion.sensitive`) in
+  any text the evidence carries, wherever it came from: masked to its last four characters.
+
+The record never carries request headers or the query string themselves (only the path);
+this covers what the stages quote from them. Work is done only for records with evidence
+(most have none), off no hot path but the record's own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Final
+
+from bastion.sensitive.replace import mask
+from bastion.sensitive.scanner import Scanner
+
+#: What a value at a secret location becomes in the record.
+REDACTED: Final = "[REDACTED]"
+#: Request and response headers whose values are credentials.
+CREDENTIAL_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"})
+#: Names of parameters and fields whose values are secrets wherever they appear.
+SECRET_NAMES: Final = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "passphrase",
+        "secret",
+        "client_secret",
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "api_key",
+        "apikey",
+        "api-key",
+        "x-api-key",
+        "code",
+        "code_verifier",
+        "otp",
+        "session",
+        "sessionid",
+        "private_key",
+        "credentials",
+        *CREDENTIAL_HEADERS,
+    }
+)
+#: Keys of an evidence entry that describe where or what, never the value itself.
+_DESCRIPTIVE: Final = frozenset({"location", "category", "severity"})
+#: The kinds masked in any evidence text.
+EVIDENCE_TYPES: Final = ("secrets", "phantom_token", "jwt", "password_hash", "card", "ssn", "iban")
+#: Splits a location (``json:user.password``, ``header 'authorization'``) into its names.
+_NAMES: Final = re.compile(r"[^a-z0-9_\-]+")
+#: ``name=value`` in a query string or form quoted whole.
+_PAIR: Final = re.compile(r"([A-Za-z0-9_\-.\[\]]+)=([^&;\s\"']*)")
+
+
+def _names(text: str) -> list[str]:
+    return [n for n in _NAMES.split(text.lower()) if n]
+
+
+class EvidenceRedactor:
+    """Built once from the configured field names and paths; :meth:`facts` per record."""
+
+    def __init__(self, fields: list[str] | tuple[str, ...] = ()) -> None:
+        self._paths: tuple[tuple[str, ...], ...] = tuple(tuple(_names(f)) for f in fields if _names(f))
+        self._single: frozenset[str] = SECRET_NAMES | frozenset(p[0] for p in self._paths if len(p) == 1)
+        self._scanner = Scanner(list(EVIDENCE_TYPES))
+        #: Whether a location is secret, by location (names repeat: a bounded memo).
+        self._memo: dict[str, bool] = {}
+
+    def facts(self, facts: Mapping[str, object]) -> dict[str, object]:
+        """The stages' facts with every secret value replaced (a new dict; ``facts`` is not changed)."""
+        return {name: self._value(value, False) for name, value in facts.items()}
+
+    def secret_location(self, location: str) -> bool:
+        """Whether a value found at ``location`` (as the stages name it) is a secret."""
+        known = self._memo.get(location)
+        if known is not None:
+            return known
+        names = _names(location)
+        secret = bool(names) and (
+            names[0] == "cookie"  # a cookie's value ('cookie-name' is its name)
+            or any(n in self._single for n in names[1:] or names)
+            or any(_contains(names, path) for path in self._paths if len(path) > 1)
+        )
+        if len(self._memo) < 4096:
+            self._memo[location] = secret
+        return secret
+
+    def _value(self, value: object, secret: bool) -> object:
+        if isinstance(value, str):
+            return REDACTED if secret else self.text(value)
+        if isinstance(value, dict):
+            location = value.get("location")
+            inner = secret or (isinstance(location, str) and self.secret_location(location))
+            return {k: (v if k in _DESCRIPTIVE else self._value(v, inner)) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._value(v, secret) for v in value]
+        return value
+
+    def text(self, text: str) -> str:
+        """``text`` with sensitive values masked and the values of secret-named pairs
+        (``token=...`` in a quoted query string) replaced."""
+        if "=" in text:
+            text = _PAIR.sub(self._pair, text)
+        raw = text.encode("utf-8", "surrogatepass")
+        found = self._scanner.find(raw)
+        if not found:
+            return text
+        out: list[bytes] = []
+        pos = 0
+        for f in found:
+            out.append(raw[pos : f.start])
+            out.append(mask(raw[f.start : f.end]))
+            pos = f.end
+        out.append(raw[pos:])
+        return b"".join(out).decode("utf-8", "surrogatepass")
+
+    def _pair(self, match: re.Match[str]) -> str:
+        name = match.group(1)
+        if self.secret_location(name) and match.group(2):
+            return f"{name}={REDACTED}"
+        return match.group(0)
+
+
+def _contains(names: list[str], path: tuple[str, ...]) -> bool:
+    """Whether ``path`` occurs in ``names`` as consecutive names."""
+    n = len(path)
+    return any(tuple(names[i : i + n]) == path for i in range(len(names) - n + 1))
