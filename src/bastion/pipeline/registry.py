@@ -1,6 +1,6 @@
 """The one ordered list of stages, and the order in which their hooks really run.
 
-    ORDER: auth -> access -> ratelimit -> validation -> detection -> headers -> phantom
+    ORDER: auth -> access -> ratelimit -> validation -> detection -> headers -> response -> phantom
 
 On the way in, top to bottom: every head hook (``on_request_head``) first, before any of
 the body is read, then every request hook (``on_request``). On the way out, bottom to top:
@@ -11,9 +11,9 @@ log) last, once the answer is out. With today's stages:
 
     request side:   auth (from the route, at the head) -> access (head, then body) -> ratelimit
                     (head) -> validation -> detection
-    response side:  phantom (a login's token replaced) -> headers -> ratelimit (its RateLimit
-                    fields) -> access (where it learns who
-                    created an object) -> the record
+    response side:  phantom (a login's token replaced) -> response (filtered, errors masked)
+                    -> headers -> ratelimit (its RateLimit fields) -> access (where it learns
+                    who created an object) -> the record
 
 Order is security. A request is authenticated, then authorized (``access`` reads the
 principal ``auth`` proved), before it is validated, and validated before it is inspected
@@ -29,7 +29,7 @@ request that may not be made at all spends no budget); there are no priorities.
 from __future__ import annotations
 
 from bastion.pipeline.stage import StageSpec
-from bastion.stages import access, auth, detection, headers, phantom, ratelimit, validation
+from bastion.stages import access, auth, detection, headers, phantom, ratelimit, response, validation
 
 ORDER: tuple[StageSpec, ...] = (
     auth.SPEC,
@@ -38,6 +38,7 @@ ORDER: tuple[StageSpec, ...] = (
     validation.SPEC,
     detection.SPEC,
     headers.SPEC,
+    response.SPEC,
     phantom.SPEC,
 )
 
