@@ -12,6 +12,8 @@ from typing import Any
 import yaml
 
 from bastion.config import load_config
+from bastion.config.model import Route
+from bastion.stages.headers import HeadersConfig
 from bastion.stages.response import ResponseFilterStage
 from bastion.stages.response.stage import _MASKED_DETAIL
 
@@ -26,7 +28,7 @@ def test_the_yaml_examples_load(tmp_path: Path) -> None:
     """The service example with the login operation example as its OpenAPI document loads;
     the login route gets the uniform answer and padding the example sets, every route the
     never_return list it names."""
-    service, login = (yaml.safe_load(b) for b in blocks("yaml"))
+    service, login = (yaml.safe_load(b) for b in blocks("yaml")[:2])
     api: dict[str, Any] = {"openapi": "3.1.0", "info": {"title": "users", "version": "1"}, **login}
     (tmp_path / "users.yaml").write_text(yaml.safe_dump(api))
     (tmp_path / "bastion.yaml").write_text(yaml.safe_dump(service))
@@ -42,3 +44,9 @@ def test_the_masked_error_example_is_what_the_stage_sends() -> None:
     """The problem document shown for a masked 5xx has the stage's own detail text."""
     shown = json.loads(blocks("json")[0].replace('"0f3c..."', '"x"'))
     assert shown["detail"] == _MASKED_DETAIL
+
+
+def test_the_headers_example_is_a_route() -> None:
+    """The Cache-Control override example is a valid route whose headers policy takes it."""
+    route = Route.model_validate(yaml.safe_load(blocks("yaml")[2])["routes"][0])
+    assert HeadersConfig.model_validate(route.policies["headers"]).authenticated_cache_control == "private, max-age=60"
