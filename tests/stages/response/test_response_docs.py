@@ -13,6 +13,8 @@ import yaml
 
 from bastion.config import load_config
 from bastion.config.model import Route
+from bastion.stages.cors import CorsConfig
+from bastion.stages.cors.origins import Origins
 from bastion.stages.headers import HeadersConfig
 from bastion.stages.response import ResponseFilterStage
 from bastion.stages.response.stage import _MASKED_DETAIL
@@ -50,3 +52,11 @@ def test_the_headers_example_is_a_route() -> None:
     """The Cache-Control override example is a valid route whose headers policy takes it."""
     route = Route.model_validate(yaml.safe_load(blocks("yaml")[2])["routes"][0])
     assert HeadersConfig.model_validate(route.policies["headers"]).authenticated_cache_control == "private, max-age=60"
+
+
+def test_the_cors_example_is_valid() -> None:
+    """The CORS example's policy is valid as written, and allows the origins it says."""
+    policy = CorsConfig.model_validate(yaml.safe_load(blocks("yaml")[3])["policies"]["cors"])
+    origins = Origins(policy.allow_origins)
+    assert origins.allows("https://shop.example.com") and not origins.allows("https://example.org")
+    assert policy.allow_credentials and policy.max_age == 600
