@@ -209,3 +209,28 @@ def test_config_errors_name_the_field() -> None:
         ResponseConfig.model_validate({"schema": "strip"})
     with pytest.raises(PolicyError, match="does not resolve"):
         build(operation({"$ref": "#/components/schemas/Missing"}), {})
+
+
+def test_shadow_mode_records_everything_and_changes_nothing() -> None:
+    """``enforce: false``: a 500 is recorded as masked but sent as it came; a failure of a
+    uniform operation is recorded but not replaced; undeclared and never_return members are
+    counted but stay; nothing waits."""
+    shadow = build(operation(USER), enforce=False, uniform_failures={"min_latency": 0.5})
+    outcome, ex = respond(shadow, b"Traceback", status=500, content_type="text/plain")
+    assert outcome is None and ex.response is not None and ex.response.body == b"Traceback"
+    assert ex.facts["response"] == {"masked": {"status": 500, "content_type": "text/plain", "body": "Traceback",
+                                               "truncated": False}}
+    outcome, ex = respond(shadow, {"error": "no such user"}, status=404)
+    assert outcome is None and ex.response is not None and ex.response.status == 404
+    assert ex.facts["response"] == {"uniform": 404, "undeclared_status": 404}
+    body = {"id": 1, "extra": 2, "password": "p"}
+    outcome, ex = respond(shadow, body)
+    assert outcome is None and sent(ex) == body
+    assert ex.facts["response"] == {"undeclared": 1, "paths": ["/extra"], "hidden": 1}
+
+
+def test_a_pointer_ending_in_a_wildcard_is_always_applied() -> None:
+    """``/data/*`` empties ``data`` whatever its members are called (no byte search can rule
+    it out beforehand)."""
+    _, ex = respond(build(None, never_return=["/data/*"]), {"data": {"a": 1, "b": 2}, "ok": True})
+    assert sent(ex) == {"data": {}, "ok": True}

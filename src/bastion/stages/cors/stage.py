@@ -15,7 +15,7 @@ from __future__ import annotations
 from bastion.pipeline.stage import HeadStage, ResponseStage, RouteInfo
 from bastion.stages.cors.config import CorsConfig
 from bastion.stages.cors.origins import Origins
-from bastion.types import Block, Exchange, HeaderList, Response
+from bastion.types import Block, Decision, Exchange, HeaderList, Response
 
 _VARY = ("vary", "origin")
 _PREFLIGHT_VARY = ("vary", "origin, access-control-request-method, access-control-request-headers")
@@ -64,13 +64,13 @@ class CorsStage(HeadStage, ResponseStage):
             return None  # a plain OPTIONS request, for the route to take or refuse
         origin = origin.lower()
         if not self.origins.allows(origin):
-            return _refuse("This origin may not call this API from a browser.", "cors.origin")
+            return self._refuse(exchange, "This origin may not call this API from a browser.", "cors.origin")
         if not self.any_method and wanted not in self.methods:
-            return _refuse("This method is not allowed for cross-origin requests.", "cors.method")
+            return self._refuse(exchange, "This method is not allowed for cross-origin requests.", "cors.method")
         asked = request.header("access-control-request-headers") or ""
         names = [n.strip().lower() for n in asked.split(",") if n.strip()]
         if not self.any_header and any(n not in self.headers for n in names):
-            return _refuse("A requested header is not allowed for cross-origin requests.", "cors.header")
+            return self._refuse(exchange, "A requested header is not allowed for cross-origin requests.", "cors.header")
         headers: HeaderList = [
             ("access-control-allow-origin", "*" if self._wildcard else origin),
             ("access-control-allow-methods", self._methods_value),
@@ -81,6 +81,16 @@ class CorsStage(HeadStage, ResponseStage):
             headers.append(("access-control-allow-headers", ", ".join(names)))
         headers.extend(self._preflight_extra)
         return Response(204, headers, b"")
+
+    def _refuse(self, exchange: Exchange, detail: str, reason: str) -> Block | Response:
+        """403 for a preflight that is not allowed. In shadow mode (``enforce: false``) a
+        block would let the preflight go on to the upstream, which may not even route
+        OPTIONS: it is answered ``204`` without any CORS header instead (the browser refuses
+        the request all the same), and recorded as a ``monitor`` decision."""
+        if self.config.enforce:
+            return Block(403, "Forbidden", detail, reason=reason)
+        exchange.decisions.append(Decision(self.name, "monitor", reason, 403))
+        return Response(204, [_PREFLIGHT_VARY], b"")
 
     # -- every response: the actual request's CORS headers ---------------------------------
     def on_response(self, exchange: Exchange) -> None:
@@ -102,6 +112,3 @@ class CorsStage(HeadStage, ResponseStage):
         response.headers = out
         return None
 
-
-def _refuse(detail: str, reason: str) -> Block:
-    return Block(403, "Forbidden", detail, reason=reason)

@@ -58,6 +58,11 @@ class ResponseFilterStage(ResponseStage):
         self.pointers = tuple(pointers)
         #: The names as bytes: a body that holds none of them (and has no schema) is not parsed.
         self._needles = tuple(n.encode() for n in self.names) + tuple(p[-1].lower().encode() for p in self.pointers)
+        #: A pointer ending in ``*`` names whatever is there: no byte search can rule it out.
+        self._always_parse = any(p[-1] == "*" for p in self.pointers)
+        #: Shadow mode (``enforce: false``): everything is decided and recorded, nothing sent
+        #: differs from what the upstream sent.
+        self._enforce = config.enforce
         self.uniform = config.uniform_failures
         self._uniform_body = b"" if self.uniform is None else orjson.dumps(self.uniform.body)
         self._uniform_headers: HeaderList = [] if self.uniform is None else _uniform_headers(self.uniform)
@@ -79,7 +84,7 @@ class ResponseFilterStage(ResponseStage):
         if response is None or not _from_upstream(exchange):
             return None
         outcome = self._inspect(exchange, response)
-        if self.uniform is not None and self.uniform.min_latency > 0:
+        if self._enforce and self.uniform is not None and self.uniform.min_latency > 0:
             wait = self.uniform.min_latency - (self._clock() - exchange.started)
             if wait > 0:
                 return _pad(wait, outcome)
@@ -93,9 +98,10 @@ class ResponseFilterStage(ResponseStage):
             return None
         uniform = self.uniform
         if uniform is not None and self._is_failure(response):
-            exchange.response = Response(uniform.status, list(self._uniform_headers), self._uniform_body)
             _fact(exchange)["uniform"] = status
-            return None
+            if self._enforce:
+                exchange.response = Response(uniform.status, list(self._uniform_headers), self._uniform_body)
+                return None
         schemas = self.schemas
         keep: Keep | None = None
         if schemas is not None:
@@ -116,6 +122,8 @@ class ResponseFilterStage(ResponseStage):
 
     # -- schema filtering and the names that never leave ------------------------------------
     def _mentions_hidden(self, body: bytes) -> bool:
+        if self._always_parse:
+            return True
         lowered = body.lower()
         return any(needle in lowered for needle in self._needles)
 
@@ -145,7 +153,7 @@ class ResponseFilterStage(ResponseStage):
                 exchange.decisions.append(Decision(self.name, "monitor", "response.undeclared_property"))
         if removal.hidden:
             _fact(exchange)["hidden"] = removal.hidden
-        if removal.hidden or (removal.undeclared and removal.apply):
+        if self._enforce and (removal.hidden or (removal.undeclared and removal.apply)):
             response.body = orjson.dumps(doc)
             response.headers = [(k, v) for k, v in response.headers if k not in _STALE]
         return None
@@ -177,6 +185,8 @@ class ResponseFilterStage(ResponseStage):
             original["body"] = body[:kept].decode("utf-8", "replace")
             original["truncated"] = len(body) > kept
         _fact(exchange)["masked"] = original
+        if not self._enforce:
+            return
         extra = [(k, v) for k, v in response.headers if k in _KEPT_ON_MASK]
         exchange.response = problem_response(response.status, _MASKED_DETAIL, exchange.request_id, headers=extra)
 
