@@ -196,6 +196,8 @@ def test_login_failures_are_indistinguishable(gateway: GatewayProcess) -> None:
     status, headers, body = answers[0]
     assert status == 401 and json.loads(body) == {"error": "invalid_credentials"}
     assert "x-attempts-left" not in headers and headers["cache-control"] == "no-store"
+    # The headers stage ran after the response stage (its answer has the security headers).
+    assert headers["x-content-type-options"] == "nosniff" and headers["x-frame-options"] == "DENY"
     resp = get(gateway, "/login/eve", "POST")
     assert resp.status_code == 200 and resp.json() == {"token": "t0k"}
 

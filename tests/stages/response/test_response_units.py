@@ -234,3 +234,17 @@ def test_a_pointer_ending_in_a_wildcard_is_always_applied() -> None:
     it out beforehand)."""
     _, ex = respond(build(None, never_return=["/data/*"]), {"data": {"a": 1, "b": 2}, "ok": True})
     assert sent(ex) == {"data": {}, "ok": True}
+
+
+def test_a_body_that_should_be_json_and_is_not() -> None:
+    """Where the status declares a JSON schema, an HTML page or broken JSON cannot be filtered:
+    ``block`` refuses it (response.not_json), ``filter`` lets it through and records it; on a
+    route without a schema, broken JSON naming a hidden property passes as it came."""
+    for content_type, raw in (("text/html", b"<pre>debug</pre>"), ("application/json", b'{"id": 1,')):
+        outcome, ex = respond(build(operation(USER), schema="block"), raw, content_type=content_type)
+        assert isinstance(outcome, Block) and outcome.reason == "response.not_json"
+        outcome, ex = respond(build(operation(USER)), raw, content_type=content_type)
+        assert outcome is None and ex.response is not None and ex.response.body == raw
+        assert ex.facts["response"] == {"not_json": True}
+    outcome, ex = respond(build(None), b'{"password": ', content_type="application/json")
+    assert outcome is None and "response" not in ex.facts

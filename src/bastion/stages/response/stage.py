@@ -114,8 +114,12 @@ class ResponseFilterStage(ResponseStage):
         if config.schema_ == "off":
             keep = None
         body = response.body
-        if not body or status in _NO_BODY or exchange.request.method == "HEAD" or not _json_response(response):
+        if not body or status in _NO_BODY or exchange.request.method == "HEAD":
             return None
+        if not _json_response(response):
+            # A body the schema describes as JSON came as something else: nothing can be
+            # filtered from it, so 'block' refuses it and 'filter' records it.
+            return None if keep is None else self._not_json(exchange)
         if keep is None and not self._mentions_hidden(body):
             return None  # nothing to filter by schema, and no name that never leaves: not parsed
         return self._filter(exchange, response, body, keep)
@@ -131,8 +135,7 @@ class ResponseFilterStage(ResponseStage):
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError:
-            _fact(exchange)["unparsed"] = True  # labelled JSON but not: nothing to filter by
-            return None
+            return None if keep is None else self._not_json(exchange)
         mode = self.settings.schema_
         removal = Removal(apply=mode == "filter")
         prune(doc, keep if keep is not None else _ANY_SCHEMA, self.names, removal)
@@ -157,6 +160,17 @@ class ResponseFilterStage(ResponseStage):
             response.body = orjson.dumps(doc)
             response.headers = [(k, v) for k, v in response.headers if k not in _STALE]
         return None
+
+    def _not_json(self, exchange: Exchange) -> Block | None:
+        _fact(exchange)["not_json"] = True
+        if self.settings.schema_ != "block":
+            return None
+        return Block(
+            502,
+            "Bad Gateway",
+            "The upstream's response does not match the API's description.",
+            reason="response.not_json",
+        )
 
     def _undeclared(self, exchange: Exchange, status: int) -> Block | None:
         policy = self.settings.undeclared_status
