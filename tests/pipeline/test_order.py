@@ -53,8 +53,14 @@ class Answers(ResponseStage):
 def test_the_documented_order_is_the_registry() -> None:
     """The ``ORDER:`` line of the registry's docstring names the registry's stages, in order."""
     doc = registry.__doc__ or ""
-    (line,) = [ln.strip() for ln in doc.splitlines() if ln.strip().startswith("ORDER:")]
-    assert line.removeprefix("ORDER:").strip().split(" -> ") == [spec.name for spec in registry.ORDER]
+    lines = [ln.strip() for ln in doc.splitlines()]
+    (start,) = [i for i, ln in enumerate(lines) if ln.startswith("ORDER:")]
+    text = lines[start]
+    for more in lines[start + 1:]:  # the line may go on, each next line starting with "->"
+        if not more.startswith("->"):
+            break
+        text += " " + more
+    assert text.removeprefix("ORDER:").strip().split(" -> ") == [spec.name for spec in registry.ORDER]
 
 
 def test_the_chain_runs_each_side_in_its_documented_order() -> None:

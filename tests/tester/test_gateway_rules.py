@@ -94,6 +94,11 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         config(policies={"headers": {"set": {"Access-Control-Allow-Origin": "https://app.example.com"}}}),
     ),
     (
+        "BAST-GW-014",
+        config(policies={"cors": {"allow_origins": ["https://app.example.com", "*"]}}),
+        config(policies={"cors": {"allow_origins": ["https://app.example.com", "https://*.example.com"]}}),
+    ),
+    (
         "BAST-GW-015",
         config(listen={"trusted_proxies": ["0.0.0.0/0"]}),
         config(listen={"trusted_proxies": ["10.1.2.3/32"]}),

@@ -54,6 +54,7 @@ class Chain:
     """The stages of one route, split by phase, built once at config load."""
 
     __slots__ = (
+        "answers_preflight",
         "body_stages",
         "head_stages",
         "needs_request_body",
@@ -89,6 +90,8 @@ class Chain:
         self.needs_response_body = any(s.needs_response_body for s in self.response_stages)
         #: Some stage sees the response body (whole or in pieces): it is decoded for them.
         self.sees_response_body = self.needs_response_body or bool(self.body_stages)
+        #: A stage answers CORS preflights on this route (see ``Stage.answers_preflight``).
+        self.answers_preflight = any(s.answers_preflight for s in self.head_stages)
         self.on_stage_error = on_stage_error
 
     # -- request-head phase -----------------------------------------------------------

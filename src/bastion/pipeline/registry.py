@@ -1,6 +1,7 @@
 """The one ordered list of stages, and the order in which their hooks really run.
 
-    ORDER: auth -> access -> concurrency -> ratelimit -> validation -> detection -> headers -> redact -> phantom
+    ORDER: cors -> auth -> access -> concurrency -> ratelimit -> validation -> detection -> headers
+           -> redact -> response -> phantom
 
 On the way in, top to bottom: every head hook (``on_request_head``) first, before any of
 the body is read, then every request hook (``on_request``). On the way out, bottom to top:
@@ -9,12 +10,14 @@ needs it), then every body hook (``on_response_chunk``) on each piece of the bod
 goes to the client; the exchange's record goes to the record sinks (metrics, the access
 log) last, once the answer is out. With today's stages:
 
-    request side:   auth (from the route, at the head) -> access (head, then body) -> concurrency
-                    (head) -> ratelimit (head) -> validation -> detection
-    response side:  phantom (a login's token replaced) -> redact (sensitive data in headers, and
-                    the whole body where a type blocks) -> headers -> ratelimit (its RateLimit
-                    fields) -> access (where it learns who created an object) -> redact's body
-                    hook (each piece of the body as it streams) -> the record
+    request side:   cors (a preflight answered, at the head) -> auth (from the route, at the
+                    head) -> access (head, then body) -> concurrency (head) -> ratelimit (head)
+                    -> validation -> detection
+    response side:  phantom (a login's token replaced) -> response (filtered, errors masked)
+                    -> redact (sensitive data in headers, and the whole body where a type
+                    blocks) -> headers -> ratelimit (its RateLimit fields) -> access (where it
+                    learns who created an object) -> cors (its Access-Control-* headers) ->
+                    redact's body hook (each piece of the body as it streams) -> the record
 
 Order is security. A request is authenticated, then authorized (``access`` reads the
 principal ``auth`` proved), before it is validated, and validated before it is inspected
@@ -23,16 +26,30 @@ response is filtered before its headers are set, and recorded last, as it was se
 response bodies goes *below* ``headers`` in ``ORDER``, so that on the response side it
 runs first (filter, then headers, then the record). A new stage goes where its
 dependencies put it (a rate limit per consumer after ``auth``; after ``access`` too, so a
-request that may not be made at all spends no budget); there are no priorities.
+request that may not be made at all spends no budget; ``cors`` before ``auth``, since a
+preflight carries no credentials); there are no priorities.
 ``tests/pipeline/test_order.py`` holds this text to ``ORDER`` and to what the chain runs.
 """
 
 from __future__ import annotations
 
 from bastion.pipeline.stage import StageSpec
-from bastion.stages import access, auth, concurrency, detection, headers, phantom, ratelimit, redact, validation
+from bastion.stages import (
+    access,
+    auth,
+    concurrency,
+    cors,
+    detection,
+    headers,
+    phantom,
+    ratelimit,
+    redact,
+    response,
+    validation,
+)
 
 ORDER: tuple[StageSpec, ...] = (
+    cors.SPEC,
     auth.SPEC,
     access.SPEC,
     concurrency.SPEC,
@@ -41,6 +58,7 @@ ORDER: tuple[StageSpec, ...] = (
     detection.SPEC,
     headers.SPEC,
     redact.SPEC,
+    response.SPEC,
     phantom.SPEC,
 )
 

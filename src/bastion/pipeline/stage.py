@@ -90,6 +90,10 @@ class Stage:
     #: Whether the stage keeps state in ``services.state`` that every worker must share
     #: (counters, blocks): the per-process memory backend is then refused with several workers.
     uses_state: bool = False
+    #: Whether the stage's head hook answers CORS preflights (``OPTIONS`` with
+    #: ``Access-Control-Request-Method``): the proxy then routes a preflight to the route of
+    #: the method it asks for, even where that route does not list OPTIONS.
+    answers_preflight: bool = False
 
     def __init__(self, name: str, config: StageConfig) -> None:
         self.name = name

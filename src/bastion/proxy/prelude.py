@@ -99,6 +99,8 @@ def prelude(runtime: Runtime, req: Incoming, peer_ip: str, scheme: str) -> tuple
     match = builtin.match(host, path, req.method) if builtin is not None else None
     if match is None:
         match = runtime.router.match(host, path, req.method, matrix_path)
+    if not isinstance(match, Match) and match is not None and req.method == "OPTIONS":
+        match = _preflight_match(runtime, req, host, path, matrix_path, match)
     if not isinstance(match, Match):
         if match is None:
             return record, Refusal(404, "No route matches this path.", "route.not_found", request_id)
@@ -157,6 +159,20 @@ def over_route_limits(limits: Limits, req: Incoming, query: str) -> tuple[int, s
         if query.count("&") >= limits.max_query_params:
             return 414, "The query string has too many parameters for this route.", TOO_MANY_QUERY_PARAMS
     return None
+
+def _preflight_match(
+    runtime: Runtime, req: Incoming, host: str, path: str, matrix_path: str | None, allowed: list[str]
+) -> Match[RouteRuntime] | list[str]:
+    """A CORS preflight on a path whose routes do not list OPTIONS goes to the route of the
+    method it asks for, when that route's chain answers preflights (its ``cors`` stage);
+    otherwise it stays the 405 it was."""
+    wanted = header_get(req.headers, "access-control-request-method")
+    if wanted is None or header_get(req.headers, "origin") is None:
+        return allowed
+    found = runtime.router.match(host, path, wanted, matrix_path)
+    if isinstance(found, Match) and found.route.chain.answers_preflight:
+        return found
+    return allowed
 
 
 def build_request(

@@ -23,7 +23,7 @@ def test_spec_registry_position_and_public_api() -> None:
     """The stage is on by default, right after auth (authorization reads the principal auth
     proved, before anything else works on the request), and exports exactly ``__all__``."""
     assert (SPEC.name, SPEC.extension, SPEC.default_on) == ("access", "x-bastion-access", True)
-    assert ORDER[0] is auth.SPEC and ORDER[1] is SPEC
+    assert ORDER[1] is auth.SPEC and ORDER[2] is SPEC  # ORDER[0]: cors, which only answers preflights
     assert sorted(access.__all__) == sorted(
         ["LEDGER_KEY", "SPEC", "AccessConfig", "AccessStage", "MemoryOwnership", "OwnershipLedger",
          "OwnershipRepository"]

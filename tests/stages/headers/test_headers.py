@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from bastion.stages.headers import HeadersConfig, HeadersStage
-from bastion.types import Exchange, Request, Response
+from bastion.types import Exchange, Principal, Request, Response
 
 
 def respond(config: HeadersConfig, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -41,3 +41,45 @@ def test_invalid_header_config_rejected(bad: dict[str, str]) -> None:
     """Header names must be tokens and values must not allow response splitting."""
     with pytest.raises(ValidationError):
         HeadersConfig(set=bad)
+
+
+def test_leaking_headers_and_prefixes_removed_by_default() -> None:
+    """X-Runtime, X-AspNetMvc-Version, X-Generator and every X-Debug-* header go by default;
+    a header that merely resembles one stays."""
+    out = dict(respond(HeadersConfig(), [("x-runtime", "0.012"), ("x-aspnetmvc-version", "5.2"),
+                                         ("x-debug-token", "a1"), ("x-debug-token-link", "/_profiler/a1"),
+                                         ("x-generator", "Drupal 7"), ("x-debugger", "kept")]))
+    assert set(out) >= {"x-debugger"}
+    for gone in ("x-runtime", "x-aspnetmvc-version", "x-debug-token", "x-debug-token-link", "x-generator"):
+        assert gone not in out
+
+
+def signed_in(config: HeadersConfig, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    ex = Exchange(Request("GET", "/", "/", "", []), "id")
+    ex.principal = Principal("alice")
+    ex.response = Response(200, list(headers), b"")
+    assert HeadersStage(config).on_response(ex) is None
+    return ex.response.headers
+
+
+def test_authenticated_responses_are_not_cached() -> None:
+    """A response to a signed-in request gets exactly one ``Cache-Control: no-store``, replacing
+    the upstream's (and an add_if_missing one); an anonymous one keeps the upstream's; a route
+    may set another value, or null to leave the upstream's."""
+    upstream = [("cache-control", "public, max-age=3600")]
+    cfg = HeadersConfig(add_if_missing={"cache-control": "max-age=5"})
+    assert [v for k, v in signed_in(cfg, upstream) if k == "cache-control"] == ["no-store"]
+    assert [v for k, v in signed_in(cfg, []) if k == "cache-control"] == ["no-store"]
+    assert [v for k, v in respond(cfg, upstream) if k == "cache-control"] == ["public, max-age=3600"]
+    private = HeadersConfig(authenticated_cache_control="private, max-age=60")
+    assert [v for k, v in signed_in(private, upstream) if k == "cache-control"] == ["private, max-age=60"]
+    untouched = HeadersConfig(authenticated_cache_control=None)
+    assert [v for k, v in signed_in(untouched, upstream) if k == "cache-control"] == ["public, max-age=3600"]
+
+
+@pytest.mark.parametrize("bad", [{"remove": ["x debug*"]}, {"authenticated_cache_control": "no-store\r\nx: 1"},
+                                 {"authenticated_cache_control": ""}])
+def test_invalid_removals_and_cache_control_rejected(bad: dict[str, object]) -> None:
+    """A removal must be a header name or a prefix ending in ``*``; the cache value one line."""
+    with pytest.raises(ValidationError):
+        HeadersConfig.model_validate(bad)

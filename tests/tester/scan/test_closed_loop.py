@@ -13,7 +13,11 @@ vulnapp. The gateway's configuration is what the checks' advice tells a user to 
 - ``policies.detection: {paranoia: 1}``;
 - ``policies.validation: {strict: true, reject_unknown_query_params: true}`` (``reject_read_only`` is on
   by default);
-- the default ``headers`` stage plus ``add_if_missing: {cache-control: no-store}``.
+- the default ``headers`` stage plus ``add_if_missing: {cache-control: no-store}``;
+- ``policies.response: {}`` (undeclared response properties filtered, ``never_return`` names removed,
+  upstream 5xx bodies masked) and ``policies.cors`` allowing one front-end origin, with credentials;
+- ``x-bastion-response: {uniform_failures: ...}`` on the login operation (added to the gateway's copy of the
+  document, :func:`gateway_document`): every failed login gets one answer.
 
 Every check ID of the registry is in exactly one of :data:`BLOCKED` (found directly, gone behind
 Bastion), :data:`NOT_YET_BLOCKED` (found both ways: no gateway stage covers it yet),
@@ -32,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bastion.certs import generate_self_signed
 from bastion.tester.scan.checks.injection import SqlInjection
@@ -57,6 +62,12 @@ BLOCKED: dict[str, str] = {
     "API8-PLAIN-HTTP": "listen.tls",
     "API8-SECURITY-HEADERS": "policies.headers on routed responses; Bastion's own problem responses carry them too",
     "API8-NOSQL-INJECTION": "validation (an object where a string is declared)",
+    "API2-USER-ENUM": "response (uniform_failures on the login operation: 401 and 404 become one answer)",
+    "API3-UNDECLARED-FIELDS": "response (schema: filter removes what the response schema does not declare)",
+    "API3-SENSITIVE-DATA": "response (credential-named fields are undeclared, and never_return names go anyway)",
+    "API8-CORS-CREDENTIALS": "cors (the origin is not on allow_origins: no CORS header, the API's own dropped)",
+    "API8-SQL-INJECTION": "detection refuses the boolean and time payloads; the error probe (a lone quote, legitimate "
+                          "text) reaches the upstream, whose 500 traceback the response stage masks",
     "API5-BFLA": "access (operations tagged admin need a consumer with role admin; with authentication delegated "
                  "to the API no request carries one, so they are refused to everyone, 401)",
     "API8-COMMAND-INJECTION": "validation (format hostname) and detection (category cmdi)",
@@ -78,26 +89,16 @@ NOT_YET_BLOCKED: dict[str, str] = {
     "API2-JWT-ALG-SWAP": "auth stage (JWT provider)",
     "API2-JWT-WEAK-SECRET": "auth stage (JWT provider; the secret itself must change)",
     "API2-JWT-EXPIRED": "auth stage (JWT provider)",
-    "API2-USER-ENUM": "ratelimit stage on the login route (the messages are the API's)",
     "API2-DEFAULT-CREDS": "the API's accounts (the ratelimit stage slows guessing)",
     "API2-LOGIN-NO-LIMIT": "ratelimit stage on the login route",
     "API2-PASSWORD-OTHER-USER": "object-level authorization is the API's to check (auth stage passes the verified "
                                 "user); the request itself is valid",
-    "API3-UNDECLARED-FIELDS": "response stage (response filtering)",
-    "API3-SENSITIVE-DATA": "response stage (response filtering)",
     "API4-NO-RATE-LIMIT": "ratelimit stage",
-    "API8-CORS-CREDENTIALS": "no stage: Bastion forwards the API's CORS headers",
 }
 
 #: Found directly AND behind Bastion although the configured stages are meant to cover the class: gaps in the
 #: gateway, reported to its owners. Each entry says exactly what still gets through (asserted below).
-GATEWAY_GAPS: dict[str, str] = {
-    # Error-based on GET /v2/products?search=`<value>'`: a lone quote is legitimate text (O'Brien), so detection
-    # rightly lets it through, and the upstream's 500 with its sqlite3.OperationalError traceback reaches the
-    # client verbatim. Closes when a response stage replaces upstream 5xx bodies. (Boolean pairs, including those
-    # closing a LIKE pattern, and the sleep payloads are blocked: test_sql_exploitation_is_blocked.)
-    "API8-SQL-INJECTION": "the error probe (one quote) reaches the upstream, whose 500 traceback is passed on",
-}
+GATEWAY_GAPS: dict[str, str] = {}
 
 #: The vulnapp seeds no such flaw: found neither directly nor behind Bastion (so the gateway adds no false finding).
 NOT_SEEDED: frozenset[str] = frozenset({
@@ -110,6 +111,9 @@ NOT_SEEDED: frozenset[str] = frozenset({
     "API8-REVEALING-HEADERS",  # seeded in the library app instead (tests/tester/scan/test_safety.py)
     "API9-SPEC-MISMATCH",
 })
+
+#: The one front-end origin the CORS policy allows (the scanner's probe comes from another).
+APP_ORIGIN = "https://app.vulnapp.test"
 
 #: The body limit the advice recommends for this API (the vulnapp itself refuses more than 64 KiB when secure).
 MAX_BODY = 64 * 1024
@@ -126,9 +130,20 @@ def gateway_config(upstream: str, cert: Path, key: Path) -> dict[str, Any]:
             "detection": {"paranoia": 1},
             "validation": {"strict": True, "reject_unknown_query_params": True},
             "headers": {"add_if_missing": {"cache-control": "no-store"}},
+            "response": {},
+            "cors": {"allow_origins": [APP_ORIGIN], "allow_credentials": True},
         },
         "services": [{"name": "vulnapp", "upstream": upstream, "openapi": "openapi.yaml"}],
     }
+
+
+def gateway_document(spec: Path) -> str:
+    """The API's document as the gateway gets it: the login operation marked for uniform failures."""
+    doc = yaml.safe_load(spec.read_text(encoding="utf-8"))
+    doc["paths"]["/auth/login"]["post"]["x-bastion-response"] = {
+        "uniform_failures": {"status": 401, "body": {"title": "Unauthorized", "detail": "Wrong username or password."},
+                             "headers": {"content-type": "application/problem+json"}}}
+    return str(yaml.safe_dump(doc, sort_keys=False))
 
 
 def scan(base_url: str, spec: Path, ca_file: Path | None) -> ScanResult:
@@ -166,7 +181,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
     with serve_vulnapp(ALL_FLAWS) as direct_app, serve_vulnapp(ALL_FLAWS) as upstream:
         (folder / "gateway").mkdir()
         gateway = GatewayProcess(gateway_config(upstream.origin, cert, key), folder=folder / "gateway",
-                                 files={"openapi.yaml": upstream.spec_path.read_text(encoding="utf-8")},
+                                 files={"openapi.yaml": gateway_document(upstream.spec_path)},
                                  ready_timeout=120.0)
         failure: list[BaseException] = []
         starter = threading.Thread(target=_start, args=(gateway, failure), daemon=True)
@@ -228,12 +243,14 @@ def test_nothing_unexpected_either_way(loop: Loop) -> None:
     assert ids(loop.behind) == set(NOT_YET_BLOCKED) | set(GATEWAY_GAPS), describe(loop.behind)
 
 
-def test_sql_injection_gap_is_only_the_error_probe(loop: Loop) -> None:
-    """Behind Bastion the SQL finding is the error-based one (a lone quote the detection stage rightly lets
-    through, answered by the upstream's 500 traceback), never a boolean- or time-based exploitation."""
-    found = [f for f in loop.behind.findings if f.check.id == "API8-SQL-INJECTION"]
-    assert len(found) == 1 and "makes the database fail" in found[0].message, describe(loop.behind)
-    assert found[0].evidence[1].status == 500
+def test_the_sql_error_probe_meets_a_masked_error(loop: Loop) -> None:
+    """Behind Bastion the error-based SQL probe (a lone quote, which detection rightly lets through) still makes
+    the upstream fail, but the client gets problem+json with the request ID: no SQL finding. The traceback is in
+    the access record only (``response.masked``)."""
+    assert not [f for f in loop.behind.findings if f.check.id == "API8-SQL-INJECTION"], describe(loop.behind)
+    masked = [r for r in loop.gateway.access_log_records()
+              if r.get("path") == "/v2/products" and r.get("status") == 500 and "masked" in r.get("response", {})]
+    assert masked and any("sqlite3" in str(r["response"]["masked"].get("body", "")) for r in masked)
 
 
 def test_sql_exploitation_is_blocked(loop: Loop) -> None:

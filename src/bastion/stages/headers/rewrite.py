@@ -14,13 +14,17 @@ def rewrite_headers(
     drop: frozenset[str],
     replace: list[tuple[str, str]],
     add_if_missing: list[tuple[str, str]],
+    drop_prefixes: tuple[str, ...] = (),
 ) -> HeaderList:
-    """``headers`` without the names in ``drop``, then ``add_if_missing`` for names absent,
-    then ``replace`` (whose names are in ``drop``, so they appear once)."""
+    """``headers`` without the names in ``drop`` or starting with one of ``drop_prefixes``,
+    then ``add_if_missing`` for names absent, then ``replace`` (whose names are in ``drop``,
+    so they appear once)."""
     out: HeaderList = []
     for header in headers:
-        if header[0] not in drop:
-            out.append(header)
+        name = header[0]
+        if name in drop or (drop_prefixes and name.startswith(drop_prefixes)):
+            continue
+        out.append(header)
     if add_if_missing:
         present = {k for k, _ in out}
         for header in add_if_missing:

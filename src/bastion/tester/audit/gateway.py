@@ -382,15 +382,20 @@ WILDCARD_CORS = RuleInfo(
     cwe=942,
     severity=Severity.MEDIUM,
     scope="config",
-    checks="The headers stage sets `access-control-allow-origin: *` (worse with "
-    "`access-control-allow-credentials: true`).",
-    fix="Set `access-control-allow-origin` to your front-end's origin in `policies.headers.set`, never `*` "
-    "with credentials.",
+    checks="The cors stage allows origin `*` (`policies.cors.allow_origins`), or the headers stage sets "
+    "`access-control-allow-origin: *` (worse with `access-control-allow-credentials: true`).",
+    fix="List your front-ends' origins in `policies.cors.allow_origins` (exact, or `https://*.example.com`) "
+    "instead of `*`, and set CORS there rather than as fixed headers in `policies.headers`.",
 )
 
 
 def wildcard_cors(gw: Gateway) -> Iterator[Hit]:
     for source, stage, values, path in policy_layers(gw):
+        if stage == "cors":
+            origins = values.get("allow_origins")
+            if isinstance(origins, list) and "*" in origins:
+                yield Hit("CORS allows every origin", source, (*path, "allow_origins"))
+            continue
         if stage != "headers":
             continue
         for key in ("set", "add_if_missing"):

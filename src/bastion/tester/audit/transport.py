@@ -122,7 +122,7 @@ WILDCARD_CORS = RuleInfo(
     checks="A response declares `Access-Control-Allow-Origin: *`: any web page may read the API's responses from "
     "a visitor's browser.",
     fix="Allow only the origins of your own front-ends (an explicit list), never `*` for authenticated APIs; "
-    "with Bastion, set the header in `policies.headers.set` to a fixed origin.",
+    "with Bastion, list them in `policies.cors.allow_origins` (the API's own CORS headers are then dropped).",
 )
 
 

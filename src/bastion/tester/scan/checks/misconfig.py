@@ -59,7 +59,7 @@ HEADERS = CheckInfo(
     "per missing header.",
     advice="Bastion's `policies.headers` stage (on by default) sets `X-Content-Type-Options: nosniff`, "
     "`X-Frame-Options: DENY`, a `Content-Security-Policy` with `frame-ancestors 'none'` and more on every "
-    "response of a declared route; add `cache-control: no-store` with `policies.headers.add_if_missing`; "
+    "response of a declared route, and `Cache-Control: no-store` on every authenticated one; "
     "HSTS comes with `listen.tls.hsts` when Bastion terminates TLS.",
 )
 
@@ -73,8 +73,9 @@ CORS_CREDENTIALS = CheckInfo(
     checks=f"Sends a request and a preflight with `Origin: {EVIL_ORIGIN}`; the origin echoed in "
     "Access-Control-Allow-Origin together with Access-Control-Allow-Credentials: true is a finding.",
     advice="Allow-list the origins that may call the API with credentials; never echo the Origin header. "
-    "Bastion adds no CORS headers of its own and passes the API's through: remove the reflection in the API "
-    "(or its framework's CORS middleware configuration), and prefer bearer tokens over cookies.",
+    "With Bastion, list them in `policies.cors.allow_origins`: its cors stage answers preflights itself and "
+    "drops the API's own CORS headers; otherwise remove the reflection in the API (or its framework's CORS "
+    "middleware configuration). Prefer bearer tokens over cookies.",
 )
 
 CORS_REFLECT = CheckInfo(

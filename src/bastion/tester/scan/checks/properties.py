@@ -79,9 +79,9 @@ UNDECLARED = CheckInfo(
     checks="Calls each readable operation and compares the JSON response with its declared response schema; "
     "fields the schema does not declare are data the API's contract never meant to expose.",
     advice="Return only the fields the response schema declares (serialise through an explicit view model). "
-    "Declare `additionalProperties: false` on response schemas so the contract is exact; Bastion's "
-    "`policies.validation` checks requests against the OpenAPI document (response filtering is planned), "
-    "so the fix belongs in the API.",
+    "Declare `additionalProperties: false` on response schemas so the contract is exact. Bastion's "
+    "`policies.response` (`schema: filter`, the default) removes undeclared properties at the gateway "
+    "meanwhile.",
 )
 
 SENSITIVE = CheckInfo(

@@ -1,0 +1,126 @@
+"""What the ``response`` stage does to each JSON response: remove what may not leave.
+
+Compiled with mypyc (``setup.py``): it walks every member of every filtered response. The
+trees it walks by (:class:`Keep`) are built once per route at load
+(:mod:`~bastion.stages.response.schema`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Deeper than this a response is refused rather than walked (a stage failure, fail closed):
+#: what is hidden that deep would otherwise leave unseen.
+MAX_DEPTH = 256
+#: Paths of removed properties kept for the record (names only, never values).
+MAX_PATHS = 10
+
+
+class Keep:
+    """What of a JSON value may leave, as one schema declares it.
+
+    An object keeps the members :attr:`members` declares (each by its own :class:`Keep`);
+    its other members are removed when :attr:`closed`, else kept by :attr:`other`. An
+    array's items are kept by :attr:`items`. Members named in :attr:`hidden` (``writeOnly``)
+    never leave.
+    """
+
+    __slots__ = ("closed", "hidden", "items", "members", "other")
+
+    def __init__(self) -> None:
+        self.members: dict[str, Keep] = {}
+        self.closed = False
+        self.other: Keep | None = None
+        self.items: Keep | None = None
+        self.hidden: frozenset[str] = frozenset()
+
+
+#: Keeps everything (but the names that never leave).
+ANYTHING = Keep()
+
+
+class Removal:
+    """What one walk removed (or, in monitor mode, would have removed)."""
+
+    __slots__ = ("apply", "hidden", "paths", "undeclared")
+
+    def __init__(self, apply: bool) -> None:
+        #: Whether undeclared members are removed, or only counted (monitor, block).
+        self.apply = apply
+        self.undeclared = 0
+        #: writeOnly members and ``never_return`` names: always removed.
+        self.hidden = 0
+        self.paths: list[str] = []
+
+    def note(self, path: str, key: str) -> None:
+        if len(self.paths) < MAX_PATHS:
+            self.paths.append(path + "/" + key.replace("~", "~0").replace("/", "~1"))
+
+
+def prune(value: Any, keep: Keep, names: frozenset[str], out: Removal, path: str = "", depth: int = 0) -> None:
+    """Remove from ``value`` (in place) what ``keep`` does not declare, and every member
+    named in ``names`` (lower-case) or in a ``hidden`` set, counting into ``out``."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"a JSON response nested deeper than {MAX_DEPTH} levels is not inspected")
+    if isinstance(value, dict):
+        _prune_object(value, keep, names, out, path, depth)
+    elif isinstance(value, list):
+        items = keep.items
+        child = items if items is not None else ANYTHING
+        for i, item in enumerate(value):
+            if isinstance(item, (dict, list)):
+                prune(item, child, names, out, f"{path}/{i}", depth + 1)
+
+
+def _prune_object(
+    value: dict[str, Any], keep: Keep, names: frozenset[str], out: Removal, path: str, depth: int
+) -> None:
+    members = keep.members
+    hidden = keep.hidden
+    doomed: list[str] = []
+    for key, member in value.items():
+        if key.lower() in names or key in hidden:
+            doomed.append(key)
+            out.hidden += 1
+            continue
+        child = members.get(key)
+        if child is None:
+            if keep.closed:
+                out.undeclared += 1
+                out.note(path, key)
+                if out.apply:
+                    doomed.append(key)
+                    continue
+            child = keep.other if keep.other is not None else ANYTHING
+        if isinstance(member, (dict, list)):
+            prune(member, child, names, out, path + "/" + key, depth + 1)
+    for key in doomed:
+        del value[key]
+
+
+def remove_pointer(value: Any, parts: tuple[str, ...], out: Removal) -> None:
+    """Remove what the JSON pointer ``parts`` (``*``: any member or item) names."""
+    if not parts:
+        return
+    head, rest = parts[0], parts[1:]
+    if isinstance(value, dict):
+        keys = list(value) if head == "*" else ([head] if head in value else [])
+        for key in keys:
+            if rest:
+                remove_pointer(value[key], rest, out)
+            else:
+                del value[key]
+                out.hidden += 1
+    elif isinstance(value, list):
+        if head == "*":
+            indexes = list(range(len(value)))
+        elif head.isdigit() and int(head) < len(value):
+            indexes = [int(head)]
+        else:
+            indexes = []
+        for i in reversed(indexes):
+            if rest:
+                remove_pointer(value[i], rest, out)
+            else:
+                del value[i]
+                out.hidden += 1
