@@ -398,23 +398,33 @@ def _load_openapi(
             else:
                 issues.append(issue)
         return None
-    return parse_openapi(doc_src, ext_names, issues)
+    list_fields = {spec.extension: spec.list_field for spec in ORDER if spec.list_field}
+    return parse_openapi(doc_src, ext_names, issues, list_fields)
 
 
 def _check_policy_names(policies: dict[str, Any], src: Source, path: FieldPath, issues: list[ConfigIssue]) -> None:
-    for name in policies:
+    for name, values in policies.items():
         if name not in BY_NAME:
             hint = difflib.get_close_matches(name, list(BY_NAME), n=1)
             did = f" (did you mean {hint[0]!r}?)" if hint else ""
             issues.append(src.issue((*path, name), f"unknown stage{did}; expected one of: {', '.join(BY_NAME)}"))
+        elif isinstance(values, list) and not BY_NAME[name].list_field:
+            issues.append(src.issue((*path, name), "expected a mapping of stage settings, not a list"))
 
 
 def _layers(policies: dict[str, Any], src: Source, path: FieldPath) -> list[tuple[str, PolicyLayer]]:
-    return [
-        (name, PolicyLayer(values, src, (*path, name)))
-        for name, values in policies.items()
-        if name in BY_NAME and isinstance(values, dict)
-    ]
+    out: list[tuple[str, PolicyLayer]] = []
+    for name, values in policies.items():
+        spec = BY_NAME.get(name)
+        if spec is None:
+            continue
+        if isinstance(values, list) and spec.list_field:
+            # The bare-list form: errors still point into the list (pydantic's location
+            # ``limits.0.by`` drops ``limits``, which the file does not have).
+            values = {spec.list_field: values}
+        if isinstance(values, dict):
+            out.append((name, PolicyLayer(values, src, (*path, name))))
+    return out
 
 
 def _by_stage(layers: list[tuple[str, PolicyLayer]]) -> dict[str, list[PolicyLayer]]:

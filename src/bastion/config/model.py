@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 #: Methods a route without ``methods`` accepts. TRACE must be declared explicitly.
@@ -21,7 +21,16 @@ DEFAULT_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 #: Methods whose requests may carry a body on a hand-declared route (``request_body: by_method``).
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
-Policies = dict[str, dict[str, Any]]
+
+def _policy_shape(value: Any) -> Any:
+    # One clear error instead of one per member of the union below.
+    if not isinstance(value, dict | list):
+        raise ValueError("expected a mapping of stage settings (or, for ratelimit, a list of limits)")
+    return value
+
+
+#: A stage's settings, or a bare list where its stage takes one (``ratelimit: [{...}]``).
+Policies = dict[str, Annotated[dict[str, Any] | list[Any], BeforeValidator(_policy_shape)]]
 PositiveSeconds = Annotated[float, Field(gt=0, le=86400)]
 
 

@@ -101,3 +101,82 @@ def test_mistakes_are_reported_with_file_line_and_field(tmp_path: Path) -> None:
     assert any("bastion.yaml:10" in e and "by" in e and "'user' is not a rate limit key" in e for e in errors), errors
     assert any("bastion.yaml:13" in e and "needs both `limit` and `window`" in e for e in errors), errors
     assert any("bastion.yaml:16" in e and "two limits share the name 'x'" in e for e in errors), errors
+
+
+def test_the_bare_list_form_in_bastion_yaml_and_openapi(tmp_path: Path) -> None:
+    """A bare list in place of the settings is ``limits``: in ``x-bastion-rate-limit`` and in
+    ``policies.ratelimit``, with a broader layer's ``failure_mode`` still applied to it."""
+    write(tmp_path, """\
+        openapi: 3.1.0
+        info: {title: shop, version: "1"}
+        paths:
+          /login:
+            post:
+              operationId: login
+              x-bastion-rate-limit: [{limit: 10, window: 1s, by: ip}, {limit: 10000, window: 1d, by: global}]
+              responses: {"200": {description: ok}}
+        """, "shop.yaml")
+    path = write(tmp_path, """\
+        policies: {ratelimit: {failure_mode: open}}
+        services:
+          - name: shop
+            upstream: http://127.0.0.1:9
+            openapi: shop.yaml
+          - name: search
+            upstream: http://127.0.0.1:9
+            routes:
+              - path: /search
+                public: true
+                policies:
+                  ratelimit:
+                    - {limit: 10, window: 1s, by: consumer}
+                    - {limit: 10000, window: 1d}
+        """)
+    built = stages(path)
+    assert built["login"].policy_header == '"ip-10-per-1s";q=10;w=1, "global-10000-per-86400s";q=10000;w=86400'
+    assert built["search:/search"].policy_header == (
+        '"consumer-10-per-1s";q=10;w=1, "consumer-10000-per-86400s";q=10000;w=86400')
+    assert built["login"].config.failure_mode == "open"
+    assert built["search:/search"].config.failure_mode == "open"
+
+
+def test_mistakes_in_the_bare_list_form_point_into_the_list(tmp_path: Path) -> None:
+    """An unknown key in the second item of a bare list is reported at that item's line and
+    as ``...ratelimit[1].by``; an item that is not a mapping, and a bare list given to a stage
+    that takes none, are errors too."""
+    write(tmp_path, """\
+        openapi: 3.1.0
+        info: {title: shop, version: "1"}
+        paths:
+          /login:
+            post:
+              x-bastion-rate-limit:
+                - {limit: 10, window: 1s}
+                - {limit: 10, window: 1s, by: username}
+              responses: {"200": {description: ok}}
+        """, "shop.yaml")
+    path = write(tmp_path, """\
+        services:
+          - name: shop
+            upstream: http://127.0.0.1:9
+            openapi: shop.yaml
+          - name: api
+            upstream: http://127.0.0.1:9
+            routes:
+              - path: /a
+                public: true
+                policies:
+                  ratelimit:
+                    - {limit: 10, window: 1s}
+                    - 10/s
+              - path: /b
+                public: true
+                policies: {headers: [{limit: 1, window: 1s}]}
+        """)
+    errors = errors_of(path)
+    assert len(errors) == 3, errors
+    assert any("shop.yaml:8" in e and "x-bastion-rate-limit[1].by" in e and "'username' is not a rate limit key" in e
+               for e in errors), errors
+    assert any("bastion.yaml:13" in e and "ratelimit[1]" in e for e in errors), errors
+    assert any("bastion.yaml:16" in e and "policies.headers" in e and "expected a mapping of stage settings, not a list"
+               in e for e in errors), errors

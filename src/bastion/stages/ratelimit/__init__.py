@@ -10,6 +10,7 @@ SPEC = StageSpec(
     config_model=RateLimitConfig,
     build=RateLimitStage.from_config,
     extension_name="x-bastion-rate-limit",
+    list_field="limits",
     description=(
         "Exact rate limits (GCRA: a burst of up to the limit, then smooth) per consumer, credential, client IP, "
         "route, header or claim value, or globally; several limits at once. Checked on the request head in one "

@@ -94,7 +94,9 @@ class RateLimitConfig(StageConfig):
     worker and instance.
 
     One limit inline (``{limit: 20, window: 10s, by: consumer}``), several under ``limits``
-    (a request must be within all of them, and counts against all of them only when it is).
+    (a request must be within all of them, and counts against all of them only when it is),
+    or several as a bare list in place of the settings (``[{limit: 10, window: 1s}, ...]``,
+    which is ``limits`` with every other setting left to its default or a broader layer).
     """
 
     limit: int | None = Field(

@@ -1,0 +1,42 @@
+"""The configuration examples of docs/ratelimit.md load as written, and give the limits the
+page says they give."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from bastion.config import load_config
+from bastion.stages.ratelimit import RateLimitStage
+
+DOC = Path(__file__).parents[3] / "docs" / "ratelimit.md"
+
+
+def examples() -> dict[str, str]:
+    """The page's YAML blocks whose first line names their file (``# bastion.yaml``)."""
+    out: dict[str, str] = {}
+    for block in re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.S):
+        first = block.splitlines()[0]
+        if first.startswith("# ") and first.split()[1].endswith(".yaml"):
+            out[first.split()[1]] = block
+    return out
+
+
+def test_the_examples_load_and_limit_what_they_say(tmp_path: Path) -> None:
+    """bastion.yaml and shop.yaml from the page load together; the inline limit, ``limits``
+    and the bare list (in bastion.yaml and as ``x-bastion-rate-limit``) each become the
+    route's limits, in order, after the service's inline limit that the page says still applies."""
+    files = examples()
+    assert {"bastion.yaml", "shop.yaml"} <= set(files)
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    loaded = load_config(tmp_path / "bastion.yaml")
+    policies = {r.id: s.policy_header for r in loaded.routes for s in r.built if isinstance(s, RateLimitStage)}
+    service = '"consumer-20-per-10s";q=20;w=10, '  # the service's inline limit, merged into each route's
+    assert policies["shop:/search"] == (
+        service + '"burst";q=10;w=1, "header-x-tenant-10000-per-86400s";q=10000;w=86400')
+    assert policies["shop:/export"] == (
+        service + '"consumer-10-per-1s";q=10;w=1, "consumer-10000-per-86400s";q=10000;w=86400')
+    assert policies["shop:POST /orders"] == '"consumer-5-per-3600s";q=5;w=3600'
+    assert policies["shop:GET /reports"] == (
+        service + '"consumer-1-per-1s";q=1;w=1, "consumer-100-per-86400s";q=100;w=86400')
