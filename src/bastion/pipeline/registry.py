@@ -10,7 +10,7 @@ goes to the client; the exchange's record goes to the record sinks (metrics, the
 log) last, once the answer is out. With today's stages:
 
     request side:   auth (from the route, at the head) -> access (head, then body) -> ratelimit
-                    (head) -> validation -> detection
+                    (head; limits keyed on a body member, body) -> validation -> detection
     response side:  phantom (a login's token replaced) -> headers -> ratelimit (its RateLimit
                     fields) -> access (where it learns who
                     created an object) -> the record

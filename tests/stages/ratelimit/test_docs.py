@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from bastion.config import load_config
-from bastion.stages.ratelimit import RateLimitStage
+from bastion.stages.ratelimit import RateLimitBodyStage, RateLimitStage
 
 DOC = Path(__file__).parents[3] / "docs" / "ratelimit.md"
 
@@ -40,3 +40,17 @@ def test_the_examples_load_and_limit_what_they_say(tmp_path: Path) -> None:
     assert policies["shop:POST /orders"] == '"consumer-5-per-3600s";q=5;w=3600'
     assert policies["shop:GET /reports"] == (
         service + '"consumer-1-per-1s";q=1;w=1, "consumer-100-per-86400s";q=100;w=86400')
+
+
+def test_the_login_example_limits_per_address_then_per_account(tmp_path: Path) -> None:
+    """login.yaml from the page, behind a service: the login route gets the body stage, its
+    IP limit decided on the head and its account limit (``$.username`` read as
+    ``/username``) on the body."""
+    (tmp_path / "login.yaml").write_text(examples()["login.yaml"])
+    (tmp_path / "bastion.yaml").write_text(
+        "services: [{name: accounts, upstream: 'http://127.0.0.1:9', openapi: login.yaml}]\n")
+    [stage] = [s for r in load_config(tmp_path / "bastion.yaml").routes for s in r.built
+               if isinstance(s, RateLimitBodyStage)]
+    assert [limit.by for limit in stage.head_limits] == ["ip"]
+    assert [(limit.by, limit.what) for limit in stage.body_limits] == [("body", "/username")]
+    assert stage.policy_header == '"ip-20-per-60s";q=20;w=60, "body-username-5-per-900s";q=5;w=900'

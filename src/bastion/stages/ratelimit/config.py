@@ -16,6 +16,13 @@ _BY = re.compile(
     r"^(consumer|credential|ip|route|global"
     r"|header:[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}|claim:[A-Za-z0-9_.:/-]{1,100})$"
 )
+#: A member of the request body: a JSON pointer (``/user/name``) or a dotted JSONPath
+#: (``$.user.name``, ``$.users[0].name``). Names are kept to characters that need no
+#: escaping anywhere, since the pointer also goes into a header's policy name.
+_SEGMENT = r"[A-Za-z0-9_@-]{1,64}"
+_POINTER = re.compile(rf"^(/{_SEGMENT}){{1,8}}$")
+_JSONPATH = re.compile(rf"^\$(\.{_SEGMENT}|\[\d{{1,6}}\]){{1,8}}$")
+_JSONPATH_PART = re.compile(rf"\.({_SEGMENT})|\[(\d+)\]")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 #: At most a year: a longer window is a quota's business (persisted, per plan), not a rate limit's.
 _MAX_WINDOW = 366 * 86400.0
@@ -38,12 +45,27 @@ Window = Annotated[float, BeforeValidator(_seconds), Field(gt=0, le=_MAX_WINDOW)
 
 
 def _check_by(value: str) -> str:
+    if value.startswith("body:"):
+        return "body:" + _body_pointer(value[5:])
     if not _BY.match(value):
         raise ValueError(
             f"{value!r} is not a rate limit key: expected consumer, credential, ip, route, global, "
-            "header:NAME or claim:NAME"
+            "header:NAME, claim:NAME or body:/POINTER"
         )
     return "header:" + value[7:].lower() if value.startswith("header:") else value
+
+
+def _body_pointer(where: str) -> str:
+    """``/user/name`` as it is, ``$.user.name`` as ``/user/name``: one form for keys and names."""
+    if _POINTER.match(where):
+        return where
+    if _JSONPATH.match(where):
+        return "".join("/" + (name or index) for name, index in _JSONPATH_PART.findall(where))
+    raise ValueError(
+        f"{where!r} is not a body member: write a JSON pointer such as /username or /user/name, or a "
+        "JSONPath such as $.username or $.users[0].name (letters, digits, '_', '@' or '-' in names; "
+        "at most 8 steps)"
+    )
 
 
 def _check_name(value: str | None) -> str | None:
@@ -62,8 +84,10 @@ class LimitRule(BaseModel):
     by: str = Field(
         "consumer",
         description=(
-            "What is counted separately: `consumer`, `credential`, `ip`, `route`, `global`, `header:NAME` or "
-            "`claim:NAME`. A request without a consumer, credential, header or claim is counted by client IP."
+            "What is counted separately: `consumer`, `credential`, `ip`, `route`, `global`, `header:NAME`, "
+            "`claim:NAME` or `body:/POINTER` (also `body:$.name`: a member of the JSON or form body, such as "
+            "the account a login names; checked once the body is read). A request without a consumer, "
+            "credential, header, claim or body member is counted by client IP."
         ),
     )
     name: str | None = Field(
@@ -85,7 +109,7 @@ class LimitRule(BaseModel):
     def policy_name(self) -> str:
         if self.name is not None:
             return self.name
-        key = self.by.replace(":", "-").replace("/", "-")
+        key = self.by.replace(":/", "-").replace(":", "-").replace("/", "-")
         return f"{key}-{self.limit}-per-{self.window:g}s"
 
 

@@ -1,11 +1,14 @@
-"""The ``ratelimit`` stage's hooks: one script call per request, on the request head.
+"""The ``ratelimit`` stage's hooks: one script call per request phase that has limits.
 
-The head hook names each limit's key (who is counted) and runs :data:`GCRA` once for all
-the route's limits: one Redis round trip at most, before any of the body is read, so a
-refused client uploads nothing. A refusal is a 429 problem document with ``Retry-After``;
-every answer the limit let through carries the IETF ``RateLimit`` and ``RateLimit-Policy``
-fields (draft-ietf-httpapi-ratelimit-headers), set by the response hook from what the head
-hook left in ``exchange.facts``.
+The head hook names each head-keyed limit's key (who is counted) and runs :data:`GCRA` once
+for all of them: one Redis round trip at most, before any of the body is read, so a
+refused client uploads nothing. Limits keyed on a body member (``by: body:/username``)
+cannot be decided before the body is read: on a route that has them the stage is a
+:class:`RateLimitBodyStage`, whose request hook runs :data:`GCRA` once more, for those. A
+refusal is a 429 problem document with ``Retry-After``; every answer the limits let through
+carries the IETF ``RateLimit`` and ``RateLimit-Policy`` fields
+(draft-ietf-httpapi-ratelimit-headers), set by the response hook from what the request
+hooks left in ``exchange.facts``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from bastion.errors import DependencyUnavailable
-from bastion.pipeline.stage import HeadStage, RequestOutcome, ResponseStage, RouteInfo
+from bastion.pipeline.stage import HeadStage, RequestOutcome, RequestStage, ResponseStage, RouteInfo
+from bastion.stages.ratelimit.body import body_member, pointer_steps
 from bastion.stages.ratelimit.config import LimitRule, RateLimitConfig
 from bastion.stages.ratelimit.gcra import GCRA, interval_us
 from bastion.state.interface import ScriptArg, StateBackend
@@ -31,7 +35,7 @@ _MAX_VALUE = 128
 class _Limit:
     """One limit compiled for a route: its key prefix, GCRA's numbers and its header text."""
 
-    __slots__ = ("by", "limit", "name", "name_field", "prefix", "t", "tau", "what")
+    __slots__ = ("by", "limit", "name", "name_field", "prefix", "steps", "t", "tau", "what")
 
     def __init__(self, rule: LimitRule, route: RouteInfo) -> None:
         self.name = rule.policy_name
@@ -41,6 +45,7 @@ class _Limit:
         kind, _, what = rule.by.partition(":")
         self.by = kind
         self.what = what
+        self.steps = pointer_steps(what) if kind == "body" else ()
         # The numbers are in the key: a changed limit starts afresh instead of reading a
         # TAT computed with another T. A `route` limit is the route's own.
         scope = route.route_id if kind == "route" else ""
@@ -63,6 +68,8 @@ class _Limit:
             value = principal.credential_id if principal is not None else None
         elif by == "header":
             value = request.header(self.what)
+        elif by == "body":
+            value = body_member(request, self.steps)
         elif principal is not None:  # claim
             claim = principal.claims.get(self.what)
             if isinstance(claim, str | int) and not isinstance(claim, bool):
@@ -86,13 +93,17 @@ class RateLimitStage(HeadStage, ResponseStage):
 
     def __init__(self, config: RateLimitConfig, route: RouteInfo) -> None:
         super().__init__("ratelimit", config)
-        self.limits = tuple(_Limit(rule, route) for rule in config.rules())
-        self._tail: list[ScriptArg] = []
-        for limit in self.limits:
-            self._tail += [limit.t, limit.tau]
+        rules = config.rules()
+        # Head-keyed limits first: they are decided (and written in the fields) first.
+        ordered = [r for r in rules if not _on_body(r)] + [r for r in rules if _on_body(r)]
+        self.limits = tuple(_Limit(rule, route) for rule in ordered)
+        self.head_limits = tuple(limit for limit in self.limits if limit.by != "body")
+        self.body_limits = tuple(limit for limit in self.limits if limit.by == "body")
+        self._head_tail = _tail(self.head_limits)
+        self._body_tail = _tail(self.body_limits)
         #: RateLimit-Policy: the same on every answer, so written once.
         self.policy_header = ", ".join(
-            f'"{rule.policy_name}";q={rule.limit};w={max(1, -int(-rule.window // 1))}' for rule in config.rules()
+            f'"{rule.policy_name}";q={rule.limit};w={max(1, -int(-rule.window // 1))}' for rule in ordered
         )
         self._state: StateBackend | None = None
         self._clock: Callable[[], float] | None = None
@@ -100,8 +111,12 @@ class RateLimitStage(HeadStage, ResponseStage):
     @classmethod
     def from_config(cls, config: RateLimitConfig, route: RouteInfo) -> RateLimitStage | None:
         """The stage, or ``None`` where the settings name no limit (layers that only set
-        ``failure_mode`` or ``enforce`` for the routes that have one)."""
-        return cls(config, route) if config.rules() else None
+        ``failure_mode`` or ``enforce`` for the routes that have one); a
+        :class:`RateLimitBodyStage` where a limit counts by a body member."""
+        rules = config.rules()
+        if not rules:
+            return None
+        return RateLimitBodyStage(config, route) if any(_on_body(r) for r in rules) else cls(config, route)
 
     async def start(self, services: Services) -> None:
         self._state = services.state
@@ -109,29 +124,41 @@ class RateLimitStage(HeadStage, ResponseStage):
         # memory backend is this process only, timed by the worker's (settable) clock.
         self._clock = None if services.state.shared else services.clock.monotonic
 
-    def on_request_head(self, exchange: Exchange) -> Awaitable[RequestOutcome]:
-        keys = [limit.prefix + limit.subject(exchange) for limit in self.limits]
+    def on_request_head(self, exchange: Exchange) -> Awaitable[RequestOutcome] | None:
+        limits = self.head_limits
+        if not limits:
+            return None
+        return self._check(exchange, limits, self._head_tail)
+
+    def _check(
+        self, exchange: Exchange, limits: tuple[_Limit, ...], tail: list[ScriptArg]
+    ) -> Awaitable[RequestOutcome]:
+        keys = [limit.prefix + limit.subject(exchange) for limit in limits]
         clock = self._clock
         now: ScriptArg = "" if clock is None else int(clock() * 1_000_000)
-        return self._check(exchange, keys, [now, *self._tail])
+        return self._run(exchange, limits, keys, [now, *tail])
 
-    async def _check(self, exchange: Exchange, keys: list[str], args: list[ScriptArg]) -> RequestOutcome:
+    async def _run(
+        self, exchange: Exchange, limits: tuple[_Limit, ...], keys: list[str], args: list[ScriptArg]
+    ) -> RequestOutcome:
         state = self._state
         if state is None:
             raise DependencyUnavailable("the ratelimit stage was used before its worker started it")
         answer = await state.run(GCRA, keys, args)
-        if not isinstance(answer, list) or len(answer) != 1 + 2 * len(self.limits):
+        if not isinstance(answer, list) or len(answer) != 1 + 2 * len(limits):
             raise RuntimeError(f"the rate limit script answered {answer!r}")
         fields: list[str] = []
         wait = 0
-        for i, limit in enumerate(self.limits):
+        for i, limit in enumerate(limits):
             remaining, us = answer[1 + 2 * i], answer[2 + 2 * i]
             if not isinstance(remaining, int) or not isinstance(us, int):
                 raise RuntimeError(f"the rate limit script answered {answer!r}")
             fields.append(f"{limit.name_field};r={remaining};t={_seconds(us)}")
             if answer[0] != 1 and remaining == 0:
                 wait = max(wait, us)
-        current = ", ".join(fields)
+        # The head phase's fields, when this is the body phase: one RateLimit for both.
+        earlier = exchange.facts.get(self.name)
+        current = ", ".join(fields) if not isinstance(earlier, str) else earlier + ", " + ", ".join(fields)
         if answer[0] == 1:
             exchange.facts[self.name] = current
             return None
@@ -155,3 +182,27 @@ class RateLimitStage(HeadStage, ResponseStage):
             response.headers.append(("ratelimit-policy", self.policy_header))
             response.headers.append(("ratelimit", current))
         return None
+
+
+class RateLimitBodyStage(RateLimitStage, RequestStage):
+    """The stage on a route with a limit keyed on a body member: those limits are checked and
+    counted once the body is read (head-keyed ones still at the head, so a client they refuse
+    uploads nothing). A request the body limits refuse has counted against the head limits,
+    as one that a later stage refuses has."""
+
+    needs_request_body = True
+
+    def on_request(self, exchange: Exchange) -> Awaitable[RequestOutcome]:
+        return self._check(exchange, self.body_limits, self._body_tail)
+
+
+def _on_body(rule: LimitRule) -> bool:
+    return rule.by.startswith("body:")
+
+
+def _tail(limits: tuple[_Limit, ...]) -> list[ScriptArg]:
+    """GCRA's arguments after ``now``: each limit's T and tolerance."""
+    out: list[ScriptArg] = []
+    for limit in limits:
+        out += [limit.t, limit.tau]
+    return out
