@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,6 @@ from tests.proxy.scripted import ScriptedUpstream
 from tests.stages.ratelimit.test_gateway import ManualClock, identity, run, serving, signed_in, write_config
 
 LOGIN = [{"limit": 3, "window": "1h", "by": "body:$.username", "name": "per-account"}]
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[ScriptedUpstream]:
-    with ScriptedUpstream() as server:
-        yield server
 
 
 async def post_from(address: str, url: str, body: bytes, content_type: str = "application/json") -> int:

@@ -4,6 +4,7 @@ page says they give."""
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 from bastion.config import load_config
@@ -54,3 +55,17 @@ def test_the_login_example_limits_per_address_then_per_account(tmp_path: Path) -
     assert [limit.by for limit in stage.head_limits] == ["ip"]
     assert [(limit.by, limit.what) for limit in stage.body_limits] == [("body", "/username")]
     assert stage.policy_header == '"ip-20-per-60s";q=20;w=60, "body-username-5-per-900s";q=5;w=900'
+
+
+def test_the_policies_snippets_load(tmp_path: Path) -> None:
+    """Every ``policies:`` snippet of the page (the failure_mode: open one among them) is
+    valid at the top of a bastion.yaml, and gives its route a rate limit."""
+    snippets = [textwrap.dedent(b) for b in re.findall(r"```yaml\n(.*?)\s*```", DOC.read_text(), re.S)
+                if textwrap.dedent(b).startswith("policies:")]
+    assert snippets and any("failure_mode: open" in s for s in snippets)
+    for snippet in snippets:
+        (tmp_path / "bastion.yaml").write_text(
+            snippet + "\nservices: [{name: api, upstream: 'http://127.0.0.1:9', routes: [{path: /, public: true}]}]\n")
+        built = [s for r in load_config(tmp_path / "bastion.yaml").routes for s in r.built
+                 if isinstance(s, RateLimitStage)]
+        assert len(built) == 1, snippet

@@ -133,6 +133,16 @@ class RateLimitConfig(StageConfig):
         default_factory=list,
         description="Several limits, each `{limit, window, by, name}`; a request must be within all of them.",
     )
+    instances: int = Field(
+        1,
+        ge=1,
+        le=10_000,
+        description=(
+            "How many Bastion instances share these limits. With `failure_mode: open`, while the state backend "
+            "does not answer, each worker limits locally to `limit // (workers * instances)` (at least 1) of "
+            "each limit, so that all of them together admit no more than the limit."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -21,8 +21,9 @@ from bastion.errors import DependencyUnavailable
 from bastion.pipeline.stage import HeadStage, RequestOutcome, RequestStage, ResponseStage, RouteInfo
 from bastion.stages.ratelimit.body import body_member, pointer_steps
 from bastion.stages.ratelimit.config import LimitRule, RateLimitConfig
+from bastion.stages.ratelimit.fallback import SHARED_KEY, LocalFallback, local_share
 from bastion.stages.ratelimit.gcra import GCRA, interval_us
-from bastion.state.interface import ScriptArg, StateBackend
+from bastion.state.interface import ScriptArg, ScriptResult, StateBackend
 from bastion.types import Block, Exchange
 
 if TYPE_CHECKING:
@@ -35,11 +36,12 @@ _MAX_VALUE = 128
 class _Limit:
     """One limit compiled for a route: its key prefix, GCRA's numbers and its header text."""
 
-    __slots__ = ("by", "limit", "name", "name_field", "prefix", "steps", "t", "tau", "what")
+    __slots__ = ("by", "limit", "name", "name_field", "prefix", "steps", "t", "tau", "what", "window")
 
     def __init__(self, rule: LimitRule, route: RouteInfo) -> None:
         self.name = rule.policy_name
         self.limit = rule.limit
+        self.window = rule.window
         self.t = interval_us(rule.limit, rule.window)
         self.tau = (rule.limit - 1) * self.t
         kind, _, what = rule.by.partition(":")
@@ -107,6 +109,11 @@ class RateLimitStage(HeadStage, ResponseStage):
         )
         self._state: StateBackend | None = None
         self._clock: Callable[[], float] | None = None
+        #: With ``failure_mode: open`` on a shared backend: the worker's local limit, and
+        #: each phase's GCRA arguments for this worker's share (set by ``start``).
+        self._fallback: LocalFallback | None = None
+        self._local_head_tail: list[ScriptArg] = []
+        self._local_body_tail: list[ScriptArg] = []
 
     @classmethod
     def from_config(cls, config: RateLimitConfig, route: RouteInfo) -> RateLimitStage | None:
@@ -123,28 +130,46 @@ class RateLimitStage(HeadStage, ResponseStage):
         # A shared backend answers with its own clock (one clock for every instance); the
         # memory backend is this process only, timed by the worker's (settable) clock.
         self._clock = None if services.state.shared else services.clock.monotonic
+        config = self.config
+        if services.state.shared and config.failure_mode == "open" and isinstance(config, RateLimitConfig):
+            clock = services.clock.monotonic
+            self._fallback = services.shared(SHARED_KEY, lambda: LocalFallback(clock))
+            workers, instances = services.identity.workers, config.instances
+            self._local_head_tail = _local_tail(self.head_limits, workers, instances)
+            self._local_body_tail = _local_tail(self.body_limits, workers, instances)
 
     def on_request_head(self, exchange: Exchange) -> Awaitable[RequestOutcome] | None:
         limits = self.head_limits
         if not limits:
             return None
-        return self._check(exchange, limits, self._head_tail)
+        return self._check(exchange, limits, self._head_tail, self._local_head_tail)
 
     def _check(
-        self, exchange: Exchange, limits: tuple[_Limit, ...], tail: list[ScriptArg]
+        self, exchange: Exchange, limits: tuple[_Limit, ...], tail: list[ScriptArg], local_tail: list[ScriptArg]
     ) -> Awaitable[RequestOutcome]:
+        """Run GCRA over ``limits``; ``tail`` and ``local_tail`` are their arguments after
+        ``now`` for the shared limit and for this worker's share (the fallback's)."""
         keys = [limit.prefix + limit.subject(exchange) for limit in limits]
         clock = self._clock
         now: ScriptArg = "" if clock is None else int(clock() * 1_000_000)
-        return self._run(exchange, limits, keys, [now, *tail])
+        return self._run(exchange, limits, keys, [now, *tail], local_tail)
 
     async def _run(
-        self, exchange: Exchange, limits: tuple[_Limit, ...], keys: list[str], args: list[ScriptArg]
+        self,
+        exchange: Exchange,
+        limits: tuple[_Limit, ...],
+        keys: list[str],
+        args: list[ScriptArg],
+        local_tail: list[ScriptArg],
     ) -> RequestOutcome:
         state = self._state
         if state is None:
             raise DependencyUnavailable("the ratelimit stage was used before its worker started it")
-        answer = await state.run(GCRA, keys, args)
+        fallback = self._fallback
+        if fallback is None:
+            answer = await state.run(GCRA, keys, args)
+        else:
+            answer = await self._run_or_fall_back(fallback, state, keys, args, local_tail)
         if not isinstance(answer, list) or len(answer) != 1 + 2 * len(limits):
             raise RuntimeError(f"the rate limit script answered {answer!r}")
         fields: list[str] = []
@@ -174,6 +199,26 @@ class RateLimitStage(HeadStage, ResponseStage):
             ),
         )
 
+    async def _run_or_fall_back(
+        self,
+        fallback: LocalFallback,
+        state: StateBackend,
+        keys: list[str],
+        args: list[ScriptArg],
+        local_tail: list[ScriptArg],
+    ) -> ScriptResult:
+        """GCRA on the shared backend, or this worker's share of the limits while it is down."""
+        if not fallback.skip_shared():
+            try:
+                answer = await state.run(GCRA, keys, args)
+            except DependencyUnavailable as exc:
+                fallback.failed(exc)
+            else:
+                fallback.answered()
+                return answer
+        now = int(fallback.clock() * 1_000_000)
+        return await fallback.run(keys, [now, *local_tail])
+
     def on_response(self, exchange: Exchange) -> Block | None:
         """The remaining quota on an answer the limit let through."""
         current = exchange.facts.get(self.name)
@@ -193,11 +238,21 @@ class RateLimitBodyStage(RateLimitStage, RequestStage):
     needs_request_body = True
 
     def on_request(self, exchange: Exchange) -> Awaitable[RequestOutcome]:
-        return self._check(exchange, self.body_limits, self._body_tail)
+        return self._check(exchange, self.body_limits, self._body_tail, self._local_body_tail)
 
 
 def _on_body(rule: LimitRule) -> bool:
     return rule.by.startswith("body:")
+
+
+def _local_tail(limits: tuple[_Limit, ...], workers: int, instances: int) -> list[ScriptArg]:
+    """GCRA's arguments after ``now`` for one worker's share of each limit."""
+    out: list[ScriptArg] = []
+    for limit in limits:
+        share = local_share(limit.limit, workers, instances)
+        t = interval_us(share, limit.window)
+        out += [t, (share - 1) * t]
+    return out
 
 
 def _tail(limits: tuple[_Limit, ...]) -> list[ScriptArg]:
