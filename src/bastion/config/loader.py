@@ -110,7 +110,11 @@ def load_config(path: Path | str) -> LoadedConfig:
     for si, svc in enumerate(config.services):
         spath: FieldPath = ("services", si)
         _check_policy_names(svc.policies, src, (*spath, "policies"), issues)
-        svc_layers = _layers(config.policies, src, ("policies",)) + _layers(svc.policies, src, (*spath, "policies"))
+        svc_layers = (
+            _plan_layers(config, src)
+            + _layers(config.policies, src, ("policies",))
+            + _layers(svc.policies, src, (*spath, "policies"))
+        )
         body_cap = svc.max_body_bytes if svc.max_body_bytes is not None else config.listen.limits.max_body_bytes
         limits = config.listen.limits
         resp_cap = svc.max_response_body_bytes
@@ -425,6 +429,13 @@ def _layers(policies: dict[str, Any], src: Source, path: FieldPath) -> list[tupl
         if isinstance(values, dict):
             out.append((name, PolicyLayer(values, src, (*path, name))))
     return out
+
+
+def _plan_layers(config: GatewayConfig, src: Source) -> list[tuple[str, PolicyLayer]]:
+    """The top-level ``plans``, as the broadest ``ratelimit`` layer of every route: a signed-in
+    consumer's plan applies wherever it calls. The layer's path is the file's root, so an
+    error in a plan is reported at ``plans.<name>...``, where it is written."""
+    return [("ratelimit", PolicyLayer({"plans": config.plans}, src, ()))] if config.plans else []
 
 
 def _by_stage(layers: list[tuple[str, PolicyLayer]]) -> dict[str, list[PolicyLayer]]:

@@ -603,6 +603,13 @@ class GatewayConfig(Strict):
     consumers: list[Consumer] = Field(
         default_factory=list, description="Consumers declared here (read-only in the store and the CLI)."
     )
+    plans: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description=(
+            "Plans a consumer's `plan` picks: `{free: {quotas: [{limit: 1000, window: 1d}], rate_limits: "
+            "[{limit: 5, window: 1s}]}}`, held per consumer over every route (see `policies.ratelimit.plans`)."
+        ),
+    )
     oauth_server: OAuthServerSettings = Field(
         default_factory=OAuthServerSettings,
         description="The built-in OAuth 2.0 authorization server (client credentials, JWT access tokens).",
@@ -615,6 +622,18 @@ class GatewayConfig(Strict):
             if svc.name in seen:
                 raise ValueError(f"two services are named {svc.name!r}; names must be unique")
             seen.add(svc.name)
+        return self
+
+    @model_validator(mode="after")
+    def _known_plans(self) -> GatewayConfig:
+        # Only once plans are defined: before, `plan` was a label with no effect.
+        if self.plans:
+            for consumer in self.consumers:
+                if consumer.plan is not None and consumer.plan not in self.plans:
+                    raise ValueError(
+                        f"consumer {consumer.name!r} is on the plan {consumer.plan!r}, which `plans` does not "
+                        f"define (it defines: {', '.join(sorted(self.plans))})"
+                    )
         return self
 
     @field_validator("consumers")

@@ -69,3 +69,14 @@ def test_the_policies_snippets_load(tmp_path: Path) -> None:
         built = [s for r in load_config(tmp_path / "bastion.yaml").routes for s in r.built
                  if isinstance(s, RateLimitStage)]
         assert len(built) == 1, snippet
+
+
+def test_the_plans_example_loads(tmp_path: Path) -> None:
+    """plans.yaml from the page loads; its route (with no limit of its own) gets the stage,
+    holding free consumers to 5 per second, 1000 per day and 20000 per 30 days."""
+    (tmp_path / "bastion.yaml").write_text(examples()["plans.yaml"])
+    [stage] = [s for r in load_config(tmp_path / "bastion.yaml").routes for s in r.built
+               if isinstance(s, RateLimitStage)]
+    assert not stage.limits
+    assert [rule.policy_name for rule in stage.config.plans["free"].rules_of("free")] == [
+        "free-rate-5-per-1s", "free-quota-1000-per-86400s", "free-quota-20000-per-2592000s"]

@@ -44,6 +44,11 @@ def _seconds(value: object) -> object:
 Window = Annotated[float, BeforeValidator(_seconds), Field(gt=0, le=_MAX_WINDOW)]
 
 
+def seconds_text(window: float) -> str:
+    """``86400.0`` -> ``86400``, ``2592000.0`` -> ``2592000`` (never ``2.592e+06``), ``0.5`` -> ``0.5``."""
+    return str(int(window)) if window.is_integer() else f"{window:g}"
+
+
 def _check_by(value: str) -> str:
     if value.startswith("body:"):
         return "body:" + _body_pointer(value[5:])
@@ -110,7 +115,48 @@ class LimitRule(BaseModel):
         if self.name is not None:
             return self.name
         key = self.by.replace(":/", "-").replace(":", "-").replace("/", "-")
-        return f"{key}-{self.limit}-per-{self.window:g}s"
+        return f"{key}-{self.limit}-per-{seconds_text(self.window)}s"
+
+
+class PlanLimits(BaseModel):
+    """What one plan (``plans.<name>``) allows each consumer on it, over every route."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    quotas: list[LimitRule] = Field(
+        default_factory=list,
+        description=(
+            "Long windows, per consumer: `{limit: 1000, window: 1d}`, `{limit: 20000, window: 30d}`. Rolling "
+            "(GCRA), kept in the state backend."
+        ),
+    )
+    rate_limits: list[LimitRule] = Field(
+        default_factory=list, description="Short windows, per consumer: `{limit: 10, window: 1s}`."
+    )
+
+    def rules_of(self, plan: str) -> list[LimitRule]:
+        """The plan's rate limits then quotas, named after the plan unless they have a name."""
+        out: list[LimitRule] = []
+        for kind, rules in (("rate", self.rate_limits), ("quota", self.quotas)):
+            for rule in rules:
+                name = rule.name or f"{plan}-{kind}-{rule.limit}-per-{seconds_text(rule.window)}s"
+                out.append(rule.model_copy(update={"name": name}))
+        return out
+
+    @field_validator("quotas", "rate_limits")
+    @classmethod
+    def _per_consumer(cls, value: list[LimitRule]) -> list[LimitRule]:
+        for rule in value:
+            if rule.by != "consumer":
+                raise ValueError(f"a plan's limits count per consumer: leave `by` out (got {rule.by!r})")
+        return value
+
+
+def _check_plans(value: dict[str, PlanLimits]) -> dict[str, PlanLimits]:
+    for name in value:
+        if not _NAME.match(name):
+            raise ValueError(f"{name!r} is not a plan name: 1 to 64 letters, digits, '_', '.' or '-'")
+    return value
 
 
 class RateLimitConfig(StageConfig):
@@ -132,6 +178,13 @@ class RateLimitConfig(StageConfig):
     limits: list[LimitRule] = Field(
         default_factory=list,
         description="Several limits, each `{limit, window, by, name}`; a request must be within all of them.",
+    )
+    plans: dict[str, PlanLimits] = Field(
+        default_factory=dict,
+        description=(
+            "The top-level `plans` of bastion.yaml (set there, not here): each signed-in consumer whose `plan` "
+            "names one is also held to its quotas and rate limits, counted per consumer over every route."
+        ),
     )
     instances: int = Field(
         1,
@@ -160,6 +213,11 @@ class RateLimitConfig(StageConfig):
     @classmethod
     def _name(cls, value: str | None) -> str | None:
         return _check_name(value)
+
+    @field_validator("plans")
+    @classmethod
+    def _plans(cls, value: dict[str, PlanLimits]) -> dict[str, PlanLimits]:
+        return _check_plans(value)
 
     @model_validator(mode="after")
     def _distinct_names(self) -> RateLimitConfig:

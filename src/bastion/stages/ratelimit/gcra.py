@@ -94,10 +94,46 @@ def _gcra_local(store: ScriptStore, keys: Sequence[str], args: Sequence[ScriptAr
 GCRA = Script("ratelimit-gcra", _LUA, _gcra_local)
 
 
+_PEEK_LUA = """
+local t = redis.call('TIME')
+local out = {tonumber(t[1]) * 1000000 + tonumber(t[2])}
+for i = 1, #KEYS do
+  local tat = redis.call('GET', KEYS[i])
+  out[i + 1] = tat and tonumber(tat) or -1
+end
+return out
+"""
+
+
+def _peek_local(store: ScriptStore, keys: Sequence[str], args: Sequence[ScriptArg]) -> ScriptResult:
+    out: list[int | bytes | None] = [int(args[0])]
+    for key in keys:
+        stored = store.get(key)
+        out.append(int(stored) if stored is not None else -1)
+    return out
+
+
+#: Read, without counting anything, the clock (Redis's own; the memory backend is given
+#: ``now``) and each key's TAT (-1 where it has none): for an operator to see a consumer's
+#: quota left.
+PEEK = Script("ratelimit-peek", _PEEK_LUA, _peek_local)
+
+
+def remaining(limit: int, window: float, tat: int, now: int) -> tuple[int, int]:
+    """What a limit has left for a key whose TAT is ``tat`` (-1: none), and the microseconds
+    until its budget is whole: as the GCRA script would answer a request now, before counting it."""
+    t = interval_us(limit, window)
+    tau = (limit - 1) * t
+    diff = max(0, tat - now) if tat >= 0 else 0
+    if diff > tau:
+        return 0, diff
+    return (tau - diff) // t + 1, diff
+
+
 def interval_us(limit: int, window: float) -> int:
     """``T``: microseconds between two requests at the limit's steady rate, rounded up."""
     window_us = round(window * 1_000_000)
     return max(1, -(-window_us // limit))
 
 
-__all__ = ["GCRA", "interval_us"]
+__all__ = ["GCRA", "PEEK", "interval_us", "remaining"]
