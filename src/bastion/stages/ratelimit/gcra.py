@@ -67,22 +67,25 @@ return out
 
 def _gcra_local(store: ScriptStore, keys: Sequence[str], args: Sequence[ScriptArg]) -> ScriptResult:
     """The memory backend's copy of :data:`_LUA` (same keys, arguments and answer); the
-    caller always gives ``now`` (the memory backend has no clock of its own to offer)."""
+    caller always gives ``now`` (the memory backend has no clock of its own to offer).
+    Written for speed: it runs on every request of a rate-limited route."""
     now = int(args[0])
     diffs: list[int] = []
     admit = 1
     for i, key in enumerate(keys):
-        stored = store.get(key)
-        tat = max(int(stored), now) if stored is not None else now
-        diffs.append(tat - now)
-        if tat - now > int(args[2 * i + 2]):
+        tat = store.get_int(key)
+        diff = tat - now if tat is not None and tat > now else 0
+        diffs.append(diff)
+        if diff > int(args[2 * i + 2]):
             admit = 0
     out: list[int | bytes | None] = [admit]
     for i, key in enumerate(keys):
         t, tau, diff = int(args[2 * i + 1]), int(args[2 * i + 2]), diffs[i]
         if admit:
-            store.set(key, now + diff + t, -(-(diff + t) // 1000) / 1000)
-            out += [(tau - diff) // t, diff + t]
+            ahead = diff + t
+            # Expiry in whole milliseconds, rounded up, as the Lua's PX.
+            store.set_int(key, now + ahead, -(-ahead // 1000) / 1000)
+            out += [(tau - diff) // t, ahead]
         elif diff > tau:
             out += [0, diff - tau]
         else:

@@ -201,7 +201,7 @@ class RateLimitStage(HeadStage, ResponseStage):
         plan = book.plan_of(principal.consumer_name)
         return self._plans.get(plan) if plan is not None else None
 
-    def on_request_head(self, exchange: Exchange) -> Awaitable[RequestOutcome] | None:
+    def on_request_head(self, exchange: Exchange) -> RequestOutcome | Awaitable[RequestOutcome]:
         limit_set = self._plan_set(exchange) if self._plans else None
         if limit_set is None:
             limit_set = self._head
@@ -209,39 +209,53 @@ class RateLimitStage(HeadStage, ResponseStage):
                 return None
         return self._check(exchange, limit_set)
 
-    def _check(self, exchange: Exchange, limit_set: _LimitSet) -> Awaitable[RequestOutcome]:
+    def _check(self, exchange: Exchange, limit_set: _LimitSet) -> RequestOutcome | Awaitable[RequestOutcome]:
         keys = [limit.prefix + limit.subject(exchange) for limit in limit_set.limits]
         clock = self._clock
         now: ScriptArg = "" if clock is None else int(clock() * 1_000_000)
-        return self._run(exchange, limit_set, keys, [now, *limit_set.tail])
-
-    async def _run(
-        self, exchange: Exchange, limit_set: _LimitSet, keys: list[str], args: list[ScriptArg]
-    ) -> RequestOutcome:
         state = self._state
         if state is None:
             raise DependencyUnavailable("the ratelimit stage was used before its worker started it")
-        limits = limit_set.limits
+        if state.immediate:
+            # The memory backend answers at once: decide now, with no awaitable for the chain
+            # to time (its deadline timer cost more than the script).
+            return self._decide(exchange, limit_set, state.run_now(GCRA, keys, [now, *limit_set.tail]))
+        return self._run(exchange, state, limit_set, keys, [now, *limit_set.tail])
+
+    async def _run(
+        self, exchange: Exchange, state: StateBackend, limit_set: _LimitSet, keys: list[str], args: list[ScriptArg]
+    ) -> RequestOutcome:
         fallback = self._fallback
         if fallback is None:
             answer = await state.run(GCRA, keys, args)
         else:
             answer = await self._run_or_fall_back(fallback, state, keys, args, limit_set.local_tail)
+        return self._decide(exchange, limit_set, answer)
+
+    def _decide(self, exchange: Exchange, limit_set: _LimitSet, answer: ScriptResult) -> RequestOutcome:
+        """Admit (noting the fields for the answer) or refuse, from the script's answer."""
+        limits = limit_set.limits
         if not isinstance(answer, list) or len(answer) != 1 + 2 * len(limits):
             raise RuntimeError(f"the rate limit script answered {answer!r}")
+        admitted = answer[0] == 1
         fields: list[str] = []
         wait = 0
-        for i, limit in enumerate(limits):
-            remaining, us = answer[1 + 2 * i], answer[2 + 2 * i]
+        i = 1
+        for limit in limits:
+            remaining, us = answer[i], answer[i + 1]
+            i += 2
             if not isinstance(remaining, int) or not isinstance(us, int):
                 raise RuntimeError(f"the rate limit script answered {answer!r}")
-            fields.append(f"{limit.name_field};r={remaining};t={_seconds(us)}")
-            if answer[0] != 1 and remaining == 0:
-                wait = max(wait, us)
+            # t: whole seconds, rounded up (a client told to wait never comes back too early).
+            fields.append(f"{limit.name_field};r={remaining};t={-(-us // 1_000_000)}")
+            if not admitted and remaining == 0 and us > wait:
+                wait = us
+        current = fields[0] if len(fields) == 1 else ", ".join(fields)
         # The head phase's fields, when this is the body phase: one RateLimit for both.
         earlier = exchange.facts.get(self.name)
-        current = ", ".join(fields) if not isinstance(earlier, str) else earlier + ", " + ", ".join(fields)
-        if answer[0] == 1:
+        if isinstance(earlier, str):
+            current = earlier + ", " + current
+        if admitted:
             exchange.facts[self.name] = current
             return None
         return Block(
@@ -298,7 +312,7 @@ class RateLimitBodyStage(RateLimitStage, RequestStage):
 
     needs_request_body = True
 
-    def on_request(self, exchange: Exchange) -> Awaitable[RequestOutcome]:
+    def on_request(self, exchange: Exchange) -> RequestOutcome | Awaitable[RequestOutcome]:
         return self._check(exchange, self._body)
 
 
