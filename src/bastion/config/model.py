@@ -345,8 +345,23 @@ def redact_url(url: str) -> str:
 def check_redis_url(value: str) -> str:
     parts = urlsplit(value)
     shown = redact_url(value)
+    if "cluster" in parts.scheme:
+        raise ValueError(
+            f"Redis Cluster is not supported yet (got {shown!r}): use a standalone Redis (redis://) or one "
+            "behind Sentinel (redis+sentinel://host:26379/mastername/0)"
+        )
+    if parts.scheme == "redis+sentinel":
+        from bastion.state.sentinel import parse_sentinel_url
+
+        try:
+            parse_sentinel_url(value)
+        except ValueError as exc:
+            raise ValueError(f"the URL {shown!r}: {exc}") from None
+        return value
     if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got {shown!r}")
+        raise ValueError(
+            f"expected a redis://, rediss://, unix:// or redis+sentinel://host:port/mastername URL, got {shown!r}"
+        )
     if parts.scheme == "unix":
         if not parts.path:
             raise ValueError(f"the URL {shown!r} has no socket path")
@@ -368,7 +383,9 @@ class RedisSettings(Strict):
 
     url: str = Field(
         description=(
-            "redis://[user:password@]host[:port][/db], rediss:// for TLS, or unix:///path/to/socket. "
+            "redis://[user:password@]host[:port][/db], rediss:// for TLS, unix:///path/to/socket, or "
+            "redis+sentinel://[:password@]sentinel:26379[,sentinel2:26379]/mastername[/db] (the master asked of "
+            "the Sentinels on every connection; Redis Cluster is not supported yet). "
             "Put a password in an environment variable: redis://:${REDIS_PASSWORD}@host/0 "
             "(logs and messages never show it)."
         )

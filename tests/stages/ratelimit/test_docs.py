@@ -7,6 +7,8 @@ import re
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from bastion.config import load_config
 from bastion.stages.ratelimit import RateLimitBodyStage, RateLimitStage
 
@@ -80,3 +82,17 @@ def test_the_plans_example_loads(tmp_path: Path) -> None:
     assert not stage.limits
     assert [rule.policy_name for rule in stage.config.plans["free"].rules_of("free")] == [
         "free-rate-5-per-1s", "free-quota-1000-per-86400s", "free-quota-20000-per-2592000s"]
+
+
+def test_the_scaling_example_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """instances.yaml from docs/scaling.md (Redis behind Sentinel, PostgreSQL, a rate limit
+    with failure_mode open for 3 instances) is a valid configuration as written."""
+    text = (DOC.parent / "scaling.md").read_text()
+    [block] = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if b.startswith("# instances.yaml")]
+    monkeypatch.setenv("PGPASSWORD", "example")
+    (tmp_path / "bastion.yaml").write_text(block)
+    loaded = load_config(tmp_path / "bastion.yaml")
+    assert loaded.config.backends.redis is not None
+    assert loaded.config.backends.redis.url.startswith("redis+sentinel://")
+    [stage] = [s for r in loaded.routes for s in r.built if isinstance(s, RateLimitStage)]
+    assert stage.config.failure_mode == "open" and stage.config.instances == 3
