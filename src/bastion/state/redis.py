@@ -74,8 +74,11 @@ class RedisBackend(StateBackend):
         self._conn = RespConnection(url, timeout)
         # redis-py, for publish/subscribe only (each subscription holds a connection of its
         # own). A blocking pool: beyond max_connections one waits (up to ``timeout``).
+        #: The Sentinels' own clients (closed with the backend), for a redis+sentinel URL.
+        self._sentinel: Sentinel | None = None
+        self._redis: Redis
         if url.startswith(SENTINEL_SCHEME + "://"):
-            self._redis: Redis = _sentinel_client(url, timeout=timeout, max_connections=max_connections)
+            self._sentinel, self._redis = _sentinel_client(url, timeout=timeout, max_connections=max_connections)
         else:
             pool = BlockingConnectionPool.from_url(
                 url,
@@ -176,11 +179,14 @@ class RedisBackend(StateBackend):
     async def close(self) -> None:
         await self._conn.close()
         await self._redis.aclose()
+        if self._sentinel is not None:
+            for client in self._sentinel.sentinels:
+                await client.aclose()
 
 
-def _sentinel_client(url: str, *, timeout: float, max_connections: int) -> Redis:
+def _sentinel_client(url: str, *, timeout: float, max_connections: int) -> tuple[Sentinel, Redis]:
     """redis-py's client of the master the Sentinels of ``url`` name (asked again whenever it
-    connects), for publish/subscribe."""
+    connects), for publish/subscribe, and the Sentinels' clients (to close)."""
     target = parse_sentinel_url(url)
     sentinel = Sentinel(list(target.sentinels), socket_timeout=timeout, socket_connect_timeout=timeout)
     client: Redis = sentinel.master_for(
@@ -193,7 +199,7 @@ def _sentinel_client(url: str, *, timeout: float, max_connections: int) -> Redis
         max_connections=max_connections,
         decode_responses=False,
     )
-    return client
+    return sentinel, client
 
 
 class _RedisSubscription(Subscription):

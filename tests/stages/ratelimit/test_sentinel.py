@@ -143,3 +143,42 @@ def test_sentinel_urls_are_parsed_and_checked(tmp_path: Path) -> None:
         text = str(info.value.issues[0])
         assert "backends.redis.url" in text and message in text, text
         assert "s3cret" not in text
+
+
+def test_publish_and_subscribe_go_to_the_master_the_sentinel_names(
+        tmp_path: Path, two_masters: tuple[RedisProcess, RedisProcess]) -> None:
+    """The backend's publish/subscribe (redis-py, not the lean client) also finds the master
+    through the Sentinel: a message published through one backend reaches a subscriber of
+    another, both on ``redis+sentinel://``, and the master the Sentinel names saw them."""
+    from bastion.state.redis import RedisBackend
+
+    one, _ = two_masters
+    sentinel = SentinelProcess(tmp_path, one.port)
+    url = f"redis+sentinel://127.0.0.1:{sentinel.port}/mymaster/0"
+
+    async def scenario() -> bytes:
+        sender, receiver = RedisBackend(url, timeout=2), RedisBackend(url, timeout=2)
+        try:
+            subscription = await receiver.subscribe("news")
+
+            async def first() -> bytes:
+                async for message in subscription:
+                    return message
+                raise AssertionError("the subscription ended without a message")
+
+            await sender.publish("news", b"revoked:abc")
+            try:
+                return await asyncio.wait_for(first(), 10)  # a bound, so a failure cannot hang
+            finally:
+                await subscription.close()
+        finally:
+            await sender.close()
+            await receiver.close()
+
+    try:
+        message = run(scenario)
+        channels = ask(one.port, "PUBSUB", "NUMSUB", "bastion:news")
+    finally:
+        sentinel.stop()
+    assert message == b"revoked:abc"
+    assert b"bastion:news" in channels
