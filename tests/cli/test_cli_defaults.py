@@ -50,6 +50,7 @@ REQUIRED: dict[str, list[str]] = {
     "oauth revoke": ["some-jti"],
     "consumers create": ["bob"],
     "consumers list": [],
+    "consumers show": ["bob"],
     "consumers delete": ["bob"],
     "keys create": ["alice"],
     "keys list": [],
@@ -266,7 +267,8 @@ def test_store_commands_with_their_defaults(tmp_path: Path) -> None:
     write_config(tmp_path)
     with (tmp_path / "bastion.yaml").open("a") as f:
         f.write("consumers: [{name: alice, roles: [user]}]\n")
-    for args in (["consumers", "create", "bob"], ["consumers", "list"], ["consumers", "delete", "bob"]):
+    for args in (["consumers", "create", "bob"], ["consumers", "list"], ["consumers", "show", "bob"],
+                 ["consumers", "delete", "bob"]):
         result = run(*args, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
     created = run("keys", "create", "alice", cwd=tmp_path)

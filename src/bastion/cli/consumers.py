@@ -1,4 +1,4 @@
-"""``bastion consumers create|list|delete``: the consumers kept in the store.
+"""``bastion consumers create|list|show|delete``: the consumers kept in the store.
 
 Consumers declared in the configuration (``consumers:``) are listed too, marked as such,
 and cannot be changed or deleted here: the file is their source.
@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from bastion.cli.output import out
 from bastion.cli.storeaccess import configured_store, fail, when
+
+if TYPE_CHECKING:
+    from bastion.stages.ratelimit.config import PlanLimits
 
 ConfigOpt = Annotated[
     Path,
@@ -74,6 +77,105 @@ def list_(config: ConfigOpt = Path("bastion.yaml")) -> None:
         out.print(f"no consumers in {store.shown}", markup=False)
         return
     table(("NAME", "ROLES", "PLAN", "SOURCE", "CREATED"), rows)
+
+
+@consumers_app.command("show")
+def show(
+    name: Annotated[str, typer.Argument(help="The consumer to show.")],
+    config: ConfigOpt = Path("bastion.yaml"),
+) -> None:
+    """Show a consumer: roles, plan, and its plan's quotas and rate limits with what is left
+    (read from the state backend: Redis; the memory backend's counts live in each worker)."""
+    from bastion.config import load_config
+    from bastion.stages.ratelimit.config import PlanLimits
+    from bastion.store import consumers
+
+    with configured_store(config) as store, store.read() as session:
+        found = consumers.find(session, name)
+        if found is None:
+            raise fail(f"no consumer named {name!r} in {store.shown}")
+        rows = [
+            ("name", found.name),
+            ("roles", ",".join(found.roles) or "-"),
+            ("plan", found.plan or "-"),
+            ("source", "config" if found.declared else "store"),
+            ("created", when(found.created_at)),
+        ]
+        plan = found.plan
+    for key, value in rows:
+        out.print(f"{key + ':':<9}{value}", markup=False)
+    plans = load_config(config).config.plans  # valid: configured_store loaded it
+    if plan is None:
+        out.print("no plan: only the routes' own rate limits apply", markup=False)
+        return
+    if plan not in plans:
+        out.print(f"the plan {plan!r} is not defined in `plans`: only the routes' own rate limits apply", markup=False)
+        return
+    limits = PlanLimits.model_validate(plans[plan])
+    _show_usage(config, plan, limits, name)
+
+
+def _show_usage(config: Path, plan: str, limits: PlanLimits, name: str) -> None:
+    import asyncio
+
+    from bastion.config import load_config
+    from bastion.errors import DependencyUnavailable
+    from bastion.stages.ratelimit.stage import plan_keys
+
+    keyed = plan_keys(plan, limits, name)
+    backends = load_config(config).config.backends
+    left: list[tuple[str, str]] = [("-", "-")] * len(keyed)
+    if backends.state == "redis":
+        try:
+            left = asyncio.run(_read_usage(backends, keyed))
+        except DependencyUnavailable as exc:
+            raise fail(str(exc)) from None
+    table(
+        ("LIMIT", "KIND", "ALLOWED", "WINDOW", "LEFT", "WHOLE IN"),
+        [
+            (rule.policy_name, kind, str(rule.limit), _duration(rule.window), *usage)
+            for (rule, _), kind, usage in zip(keyed, _kinds(limits), left, strict=True)
+        ],
+    )
+    if backends.state != "redis":
+        out.print(
+            "left: not shown with backends.state: memory (each worker counts in its own memory); "
+            "use redis to share and see the counts",
+            markup=False,
+        )
+
+
+def _kinds(limits: PlanLimits) -> list[str]:
+    return ["rate limit"] * len(limits.rate_limits) + ["quota"] * len(limits.quotas)
+
+
+async def _read_usage(backends: Any, keyed: Sequence[tuple[Any, str]]) -> list[tuple[str, str]]:
+    """Each limit's requests left and the time until whole, read from Redis with its clock."""
+    from bastion.stages.ratelimit.gcra import PEEK, remaining
+    from bastion.state.redis import RedisBackend
+
+    r = backends.redis
+    state = RedisBackend(r.url, timeout=r.timeout, key_prefix=r.key_prefix, max_connections=1)
+    try:
+        answer = await state.run(PEEK, [key for _, key in keyed], [""])
+    finally:
+        await state.close()
+    if not isinstance(answer, list) or len(answer) != 1 + len(keyed):
+        raise RuntimeError(f"the quota read answered {answer!r}")
+    now = int(answer[0] or 0)
+    out: list[tuple[str, str]] = []
+    for (rule, _), tat in zip(keyed, answer[1:], strict=True):
+        count, us = remaining(rule.limit, rule.window, int(tat or 0), now)
+        out.append((str(count), _duration(-(-us // 1_000_000)) if us else "now"))
+    return out
+
+
+def _duration(seconds: float) -> str:
+    """``86400`` -> ``1d``, ``90`` -> ``90s``: the largest unit that divides it."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 @consumers_app.command("delete")

@@ -120,7 +120,11 @@ def load_config(path: Path | str) -> LoadedConfig:
     for si, svc in enumerate(config.services):
         spath: FieldPath = ("services", si)
         _check_policy_names(svc.policies, src, (*spath, "policies"), issues)
-        svc_layers = _layers(config.policies, src, ("policies",)) + _layers(svc.policies, src, (*spath, "policies"))
+        svc_layers = (
+            _plan_layers(config, src)
+            + _layers(config.policies, src, ("policies",))
+            + _layers(svc.policies, src, (*spath, "policies"))
+        )
         body_cap = svc.max_body_bytes if svc.max_body_bytes is not None else config.listen.limits.max_body_bytes
         limits = config.listen.limits
         resp_cap = svc.max_response_body_bytes
@@ -459,23 +463,40 @@ def _load_openapi(
             else:
                 issues.append(issue)
         return None
-    return parse_openapi(doc_src, ext_names, issues)
+    list_fields = {spec.extension: spec.list_field for spec in ORDER if spec.list_field}
+    return parse_openapi(doc_src, ext_names, issues, list_fields)
 
 
 def _check_policy_names(policies: dict[str, Any], src: Source, path: FieldPath, issues: list[ConfigIssue]) -> None:
-    for name in policies:
+    for name, values in policies.items():
         if name not in BY_NAME:
             hint = difflib.get_close_matches(name, list(BY_NAME), n=1)
             did = f" (did you mean {hint[0]!r}?)" if hint else ""
             issues.append(src.issue((*path, name), f"unknown stage{did}; expected one of: {', '.join(BY_NAME)}"))
+        elif isinstance(values, list) and not BY_NAME[name].list_field:
+            issues.append(src.issue((*path, name), "expected a mapping of stage settings, not a list"))
 
 
 def _layers(policies: dict[str, Any], src: Source, path: FieldPath) -> list[tuple[str, PolicyLayer]]:
-    return [
-        (name, PolicyLayer(values, src, (*path, name)))
-        for name, values in policies.items()
-        if name in BY_NAME and isinstance(values, dict)
-    ]
+    out: list[tuple[str, PolicyLayer]] = []
+    for name, values in policies.items():
+        spec = BY_NAME.get(name)
+        if spec is None:
+            continue
+        if isinstance(values, list) and spec.list_field:
+            # The bare-list form: errors still point into the list (pydantic's location
+            # ``limits.0.by`` drops ``limits``, which the file does not have).
+            values = {spec.list_field: values}
+        if isinstance(values, dict):
+            out.append((name, PolicyLayer(values, src, (*path, name))))
+    return out
+
+
+def _plan_layers(config: GatewayConfig, src: Source) -> list[tuple[str, PolicyLayer]]:
+    """The top-level ``plans``, as the broadest ``ratelimit`` layer of every route: a signed-in
+    consumer's plan applies wherever it calls. The layer's path is the file's root, so an
+    error in a plan is reported at ``plans.<name>...``, where it is written."""
+    return [("ratelimit", PolicyLayer({"plans": config.plans}, src, ()))] if config.plans else []
 
 
 def _by_stage(layers: list[tuple[str, PolicyLayer]]) -> dict[str, list[PolicyLayer]]:

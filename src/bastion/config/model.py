@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from bastion.config.audit import AuditSettings
 
@@ -23,7 +23,16 @@ DEFAULT_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 #: Methods whose requests may carry a body on a hand-declared route (``request_body: by_method``).
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
-Policies = dict[str, dict[str, Any]]
+
+def _policy_shape(value: Any) -> Any:
+    # One clear error instead of one per member of the union below.
+    if not isinstance(value, dict | list):
+        raise ValueError("expected a mapping of stage settings (or, for ratelimit, a list of limits)")
+    return value
+
+
+#: A stage's settings, or a bare list where its stage takes one (``ratelimit: [{...}]``).
+Policies = dict[str, Annotated[dict[str, Any] | list[Any], BeforeValidator(_policy_shape)]]
 PositiveSeconds = Annotated[float, Field(gt=0, le=86400)]
 
 
@@ -429,8 +438,23 @@ def redact_url(url: str) -> str:
 def check_redis_url(value: str) -> str:
     parts = urlsplit(value)
     shown = redact_url(value)
+    if "cluster" in parts.scheme:
+        raise ValueError(
+            f"Redis Cluster is not supported yet (got {shown!r}): use a standalone Redis (redis://) or one "
+            "behind Sentinel (redis+sentinel://host:26379/mastername/0)"
+        )
+    if parts.scheme == "redis+sentinel":
+        from bastion.state.sentinel import parse_sentinel_url
+
+        try:
+            parse_sentinel_url(value)
+        except ValueError as exc:
+            raise ValueError(f"the URL {shown!r}: {exc}") from None
+        return value
     if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got {shown!r}")
+        raise ValueError(
+            f"expected a redis://, rediss://, unix:// or redis+sentinel://host:port/mastername URL, got {shown!r}"
+        )
     if parts.scheme == "unix":
         if not parts.path:
             raise ValueError(f"the URL {shown!r} has no socket path")
@@ -452,7 +476,9 @@ class RedisSettings(Strict):
 
     url: str = Field(
         description=(
-            "redis://[user:password@]host[:port][/db], rediss:// for TLS, or unix:///path/to/socket. "
+            "redis://[user:password@]host[:port][/db], rediss:// for TLS, unix:///path/to/socket, or "
+            "redis+sentinel://[:password@]sentinel:26379[,sentinel2:26379]/mastername[/db] (the master asked of "
+            "the Sentinels on every connection; Redis Cluster is not supported yet). "
             "Put a password in an environment variable: redis://:${REDIS_PASSWORD}@host/0 "
             "(logs and messages never show it)."
         )
@@ -690,6 +716,13 @@ class GatewayConfig(Strict):
     consumers: list[Consumer] = Field(
         default_factory=list, description="Consumers declared here (read-only in the store and the CLI)."
     )
+    plans: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description=(
+            "Plans a consumer's `plan` picks: `{free: {quotas: [{limit: 1000, window: 1d}], rate_limits: "
+            "[{limit: 5, window: 1s}]}}`, held per consumer over every route (see `policies.ratelimit.plans`)."
+        ),
+    )
     oauth_server: OAuthServerSettings = Field(
         default_factory=OAuthServerSettings,
         description="The built-in OAuth 2.0 authorization server (client credentials, JWT access tokens).",
@@ -702,6 +735,18 @@ class GatewayConfig(Strict):
             if svc.name in seen:
                 raise ValueError(f"two services are named {svc.name!r}; names must be unique")
             seen.add(svc.name)
+        return self
+
+    @model_validator(mode="after")
+    def _known_plans(self) -> GatewayConfig:
+        # Only once plans are defined: before, `plan` was a label with no effect.
+        if self.plans:
+            for consumer in self.consumers:
+                if consumer.plan is not None and consumer.plan not in self.plans:
+                    raise ValueError(
+                        f"consumer {consumer.name!r} is on the plan {consumer.plan!r}, which `plans` does not "
+                        f"define (it defines: {', '.join(sorted(self.plans))})"
+                    )
         return self
 
     @field_validator("consumers")

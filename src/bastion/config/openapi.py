@@ -56,7 +56,12 @@ class OpenAPIDocument:
 
 
 def _extensions(
-    obj: dict[str, Any], src: Source, path: FieldPath, known: set[str], issues: list[ConfigIssue]
+    obj: dict[str, Any],
+    src: Source,
+    path: FieldPath,
+    known: set[str],
+    issues: list[ConfigIssue],
+    list_fields: dict[str, str],
 ) -> dict[str, PolicyLayer]:
     out: dict[str, PolicyLayer] = {}
     for key, value in obj.items():
@@ -67,6 +72,8 @@ def _extensions(
                 src.issue((*path, key), f"unknown Bastion extension; expected one of: {', '.join(sorted(known))}")
             )
             continue
+        if isinstance(value, list) and key in list_fields:
+            value = {list_fields[key]: value}  # the bare-list form (errors still point into the list)
         if not isinstance(value, dict):
             issues.append(src.issue((*path, key), "expected a mapping of stage settings"))
             continue
@@ -117,10 +124,13 @@ def _resolve_local(doc: dict[str, Any], node: Any) -> Any:
     return node
 
 
-def parse_openapi(src: Source, extension_names: dict[str, str], issues: list[ConfigIssue]) -> OpenAPIDocument | None:
+def parse_openapi(
+    src: Source, extension_names: dict[str, str], issues: list[ConfigIssue], list_fields: dict[str, str] | None = None
+) -> OpenAPIDocument | None:
     """Read operations from ``src``; problems are appended to ``issues``.
 
-    ``extension_names`` maps ``x-bastion-<stage>`` to the stage name.
+    ``extension_names`` maps ``x-bastion-<stage>`` to the stage name; ``list_fields`` maps
+    an extension that may be a bare list to the field the list fills (``limits``).
     """
     doc = src.data
     if not isinstance(doc, dict):
@@ -139,11 +149,12 @@ def parse_openapi(src: Source, extension_names: dict[str, str], issues: list[Con
         issues.append(src.issue(("paths",), "expected a mapping of paths"))
         return None
     known = set(extension_names)
+    lists = list_fields or {}
 
     def layers(ext: dict[str, PolicyLayer]) -> dict[str, PolicyLayer]:
         return {extension_names[k]: v for k, v in ext.items()}
 
-    doc_ext = layers(_extensions(doc, src, (), known, issues))
+    doc_ext = layers(_extensions(doc, src, (), known, issues, lists))
     global_security = doc.get("security")
     operations: list[Operation] = []
     seen_ids: dict[str, FieldPath] = {}
@@ -157,7 +168,7 @@ def parse_openapi(src: Source, extension_names: dict[str, str], issues: list[Con
         if not isinstance(item, dict):
             issues.append(src.issue(ppath, "expected a path item mapping"))
             continue
-        path_ext = layers(_extensions(item, src, ppath, known, issues))
+        path_ext = layers(_extensions(item, src, ppath, known, issues, lists))
         for method in OPERATION_METHODS:
             op = item.get(method)
             if op is None:
@@ -166,7 +177,7 @@ def parse_openapi(src: Source, extension_names: dict[str, str], issues: list[Con
             if not isinstance(op, dict):
                 issues.append(src.issue(opath, "expected an operation mapping"))
                 continue
-            op_ext = layers(_extensions(op, src, opath, known, issues))
+            op_ext = layers(_extensions(op, src, opath, known, issues, lists))
             op_id = op.get("operationId")
             if op_id is not None and not isinstance(op_id, str):
                 issues.append(src.issue((*opath, "operationId"), "expected a string"))

@@ -11,8 +11,8 @@ goes to the client; the exchange's record goes to the record sinks (metrics, the
 log) last, once the answer is out. With today's stages:
 
     request side:   cors (a preflight answered, at the head) -> auth (from the route, at the
-                    head) -> access (head, then body) -> concurrency (head) -> ratelimit (head)
-                    -> validation -> detection
+                    head) -> access (head, then body) -> concurrency (head) -> ratelimit (head;
+                    limits keyed on a body member, body) -> validation -> detection
     response side:  phantom (a login's token replaced) -> response (filtered, errors masked)
                     -> redact (sensitive data in headers, and the whole body where a type
                     blocks) -> headers -> ratelimit (its RateLimit fields) -> access (where it

@@ -207,6 +207,9 @@ class StageSpec:
     #: The OpenAPI extension's name when it is not derived from ``name`` (which stays the
     #: ``policies`` key): ``x-bastion-rate-limit`` for ``ratelimit``.
     extension_name: str = ""
+    #: The field a bare list written in place of the settings fills (``limits`` for
+    #: ``ratelimit``: ``x-bastion-rate-limit: [{...}, {...}]``); '' when a list is an error.
+    list_field: str = ""
 
     @property
     def extension(self) -> str:

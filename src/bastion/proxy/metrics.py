@@ -76,6 +76,13 @@ DEFINITIONS: tuple[MetricDef, ...] = (
     ),
     MetricDef("bastion_upstream_errors", "Failed upstream exchanges by kind.", ("service", "kind"), "counter"),
     MetricDef("bastion_config_reloads", "Configuration reloads in workers, by result.", ("result",), "counter"),
+    MetricDef(
+        "bastion_ratelimit_fallback",
+        "Rate limits switching between the shared state backend and the local fallback (failure_mode: open), "
+        "by what they switched to: 'local' or 'shared'.",
+        ("to",),
+        "counter",
+    ),
     MetricDef("bastion_client_connections", "Open client connections.", (), "gauge"),
     MetricDef(
         "bastion_audit_dropped",

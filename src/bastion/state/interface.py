@@ -44,6 +44,15 @@ class ScriptStore(ABC):
     def ttl(self, key: str) -> float | None:
         """Seconds left before ``key`` expires; ``None`` if it is missing or never expires."""
 
+    def get_int(self, key: str) -> int | None:
+        """``int(get(key))``: what a script reads on every request, which a store may do faster."""
+        value = self.get(key)
+        return None if value is None else int(value)
+
+    def set_int(self, key: str, value: int, ttl: float) -> None:
+        """``set(key, value, ttl)`` for an integer and a positive ``ttl`` (checked by the caller)."""
+        self.set(key, value, ttl)
+
 
 @dataclass(frozen=True, slots=True)
 class Script:
@@ -82,6 +91,13 @@ class StateBackend(ABC):
     #: process does (memory). The supervisor refuses a per-process backend with more than
     #: one worker when a stage keeps state.
     shared: bool = False
+    #: Whether :meth:`run_now` answers at once, without I/O (the memory backend): a stage
+    #: on the request path may then decide without handing the chain an awaitable.
+    immediate: bool = False
+
+    def run_now(self, script: Script, keys: Sequence[str], args: Sequence[ScriptArg] = ()) -> ScriptResult:
+        """:meth:`run`, answered at once; only where :attr:`immediate` is true."""
+        raise NotImplementedError(f"{type(self).__name__} cannot run a script without waiting")
 
     @abstractmethod
     async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:

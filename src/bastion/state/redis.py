@@ -26,6 +26,7 @@ from typing import Any
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
@@ -42,6 +43,8 @@ from bastion.state.interface import (
     validate_ttl,
 )
 from bastion.state.resp import RedisGone, RespConnection
+from bastion.state.sentinel import SCHEME as SENTINEL_SCHEME
+from bastion.state.sentinel import parse_sentinel_url
 
 #: INCRBY, and PEXPIRE on the counter this call created (a key without expiry gets one:
 #: a counter must never outlive its window because a PEXPIRE was lost).
@@ -71,16 +74,22 @@ class RedisBackend(StateBackend):
         self._conn = RespConnection(url, timeout)
         # redis-py, for publish/subscribe only (each subscription holds a connection of its
         # own). A blocking pool: beyond max_connections one waits (up to ``timeout``).
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=timeout,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-            decode_responses=False,
-        )
-        self._redis: Redis = Redis.from_pool(pool)
+        #: The Sentinels' own clients (closed with the backend), for a redis+sentinel URL.
+        self._sentinel: Sentinel | None = None
+        self._redis: Redis
+        if url.startswith(SENTINEL_SCHEME + "://"):
+            self._sentinel, self._redis = _sentinel_client(url, timeout=timeout, max_connections=max_connections)
+        else:
+            pool = BlockingConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                timeout=timeout,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+                decode_responses=False,
+            )
+            self._redis = Redis.from_pool(pool)
         self._shas: dict[str, str] = {}
         self._incr_sha = self._sha(_INCR)
 
@@ -170,6 +179,27 @@ class RedisBackend(StateBackend):
     async def close(self) -> None:
         await self._conn.close()
         await self._redis.aclose()
+        if self._sentinel is not None:
+            for client in self._sentinel.sentinels:
+                await client.aclose()
+
+
+def _sentinel_client(url: str, *, timeout: float, max_connections: int) -> tuple[Sentinel, Redis]:
+    """redis-py's client of the master the Sentinels of ``url`` name (asked again whenever it
+    connects), for publish/subscribe, and the Sentinels' clients (to close)."""
+    target = parse_sentinel_url(url)
+    sentinel = Sentinel(list(target.sentinels), socket_timeout=timeout, socket_connect_timeout=timeout)
+    client: Redis = sentinel.master_for(
+        target.master,
+        db=target.db,
+        username=target.username,
+        password=target.password,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        max_connections=max_connections,
+        decode_responses=False,
+    )
+    return sentinel, client
 
 
 class _RedisSubscription(Subscription):

@@ -31,6 +31,9 @@ from urllib.parse import unquote, urlsplit
 
 from redis.exceptions import NoScriptError, ResponseError
 
+from bastion.state.sentinel import SCHEME as SENTINEL_SCHEME
+from bastion.state.sentinel import SentinelURL, parse_sentinel_url
+
 #: One reply: an integer, bytes (bulk or status), None (null), a list of replies (array),
 #: or the error Redis answered.
 Reply = Any
@@ -106,29 +109,74 @@ def parse(buf: bytes | bytearray, pos: int) -> tuple[Reply, int]:
     raise RedisGone(f"unexpected reply type from Redis: {bytes([kind])!r}")
 
 
+async def _ask_sentinels(target: SentinelURL) -> tuple[str, int]:
+    """The master's address, from the first Sentinel that knows it (in the URL's order)."""
+    problems: list[str] = []
+    for host, port in target.sentinels:
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+        except OSError as exc:
+            problems.append(f"{host}:{port}: {exc.strerror or exc}")
+            continue
+        try:
+            writer.write(encode(("SENTINEL", "get-master-addr-by-name", target.master)))
+            buf = bytearray()
+            while True:
+                chunk = await reader.read(4096)
+                if not chunk:
+                    raise RedisGone("the Sentinel closed the connection")
+                buf += chunk
+                try:
+                    reply, _ = parse(buf, 0)
+                    break
+                except IncompleteReply:
+                    continue
+        except (OSError, RedisGone) as exc:
+            problems.append(f"{host}:{port}: {exc}")
+            continue
+        finally:
+            writer.close()
+        if isinstance(reply, list) and len(reply) == 2 and all(isinstance(p, bytes) for p in reply):
+            return reply[0].decode(), int(reply[1])
+        problems.append(f"{host}:{port} does not know a master named {target.master!r}")
+    raise RedisGone(f"no Sentinel gave the address of the master {target.master!r} ({'; '.join(problems)})")
+
+
 #: A command written and not yet answered: the future its caller awaits, and the loop
 #: time by which the answer must come.
 _Pending = tuple["asyncio.Future[Reply]", float]
 
 
 class RespConnection(asyncio.Protocol):
-    """Redis at ``url`` (redis://, rediss:// or unix://), one connection, pipelined."""
+    """Redis at ``url`` (redis://, rediss://, unix:// or redis+sentinel://), one connection,
+    pipelined."""
 
     def __init__(self, url: str, timeout: float) -> None:
         self.timeout = timeout
         parts = urlsplit(url)
         self._unix = unquote(parts.path) if parts.scheme == "unix" else None
-        self._host = parts.hostname or "127.0.0.1"
-        self._port = parts.port or 6379
         self._ssl = ssl.create_default_context() if parts.scheme == "rediss" else None
         self._hello: list[tuple[Any, ...]] = []
-        if parts.password is not None:
+        #: Through Sentinel: the master's name and the Sentinels to ask for its address on
+        #: every connection (so a failover's new master is found by the next one).
+        self._sentinel: SentinelURL | None = None
+        if parts.scheme == SENTINEL_SCHEME:
+            self._sentinel = parse_sentinel_url(url)
+            self._host, self._port = "", 0
+            user, password, db = self._sentinel.username, self._sentinel.password, str(self._sentinel.db)
+        else:
+            self._host = parts.hostname or "127.0.0.1"
+            self._port = parts.port or 6379
             user = unquote(parts.username) if parts.username else None
-            password = unquote(parts.password)
+            password = unquote(parts.password) if parts.password is not None else None
+            db = parts.path.strip("/") if self._unix is None else ""
+        if password is not None:
             self._hello.append(("AUTH", user, password) if user else ("AUTH", password))
-        db = parts.path.strip("/") if self._unix is None else ""
         if db and db != "0":
             self._hello.append(("SELECT", db))
+        if self._sentinel is not None:
+            # A Sentinel may name a master that has just been demoted: make sure.
+            self._hello.append(("ROLE",))
         self._transport: asyncio.Transport | None = None
         #: Commands queued in this turn of the event loop, and their futures.
         self._out: list[bytes] = []
@@ -213,6 +261,8 @@ class RespConnection(asyncio.Protocol):
     async def _connect(self) -> None:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.timeout):
+            if self._sentinel is not None:
+                self._host, self._port = await _ask_sentinels(self._sentinel)
             if self._unix is not None:
                 await loop.create_unix_connection(lambda: self, self._unix)
             else:
@@ -226,9 +276,11 @@ class RespConnection(asyncio.Protocol):
             self._write(b"".join([encode([a for a in c if a is not None]) for c in self._hello]), futures)
             for command, future in zip(self._hello, futures, strict=True):
                 try:
-                    await future
+                    reply = await future
                 except ResponseError as exc:
                     raise RedisGone(f"Redis refused {command[0]}: {exc}") from None
+                if command[0] == "ROLE" and not (isinstance(reply, list) and reply and reply[0] == b"master"):
+                    raise RedisGone(f"the Sentinels named {self._host}:{self._port}, which is not a master")
 
     def _fail_waiting(self, reason: str) -> None:
         waiting, self._waiting = self._waiting, []

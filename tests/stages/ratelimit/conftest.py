@@ -1,4 +1,5 @@
-"""Redis for the rate limit tests: the session's server (emptied per test), or a test's own."""
+"""Redis for the rate limit tests: the session's server (emptied per test), or a test's own;
+and the scripted upstream behind their gateways."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.proxy.scripted import ScriptedUpstream
 from tests.state.redisproc import RedisProcess, require_redis
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[ScriptedUpstream]:
+    """A scripted upstream (it echoes and records what reaches it)."""
+    with ScriptedUpstream() as server:
+        yield server
 
 
 @pytest.fixture

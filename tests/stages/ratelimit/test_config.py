@@ -98,6 +98,123 @@ def test_mistakes_are_reported_with_file_line_and_field(tmp_path: Path) -> None:
     assert len(errors) == 4, errors
     assert any("bastion.yaml:7" in e and "window" in e and "'10 minutes' is not a duration" in e
                for e in errors), errors
-    assert any("bastion.yaml:10" in e and "by" in e and "'user' is not a rate limit key" in e for e in errors), errors
+    assert any("bastion.yaml:10" in e and "by" in e and "'user' is not a rate limit key" in e
+               and "body:/POINTER" in e for e in errors), errors
     assert any("bastion.yaml:13" in e and "needs both `limit` and `window`" in e for e in errors), errors
     assert any("bastion.yaml:16" in e and "two limits share the name 'x'" in e for e in errors), errors
+
+
+def test_the_bare_list_form_in_bastion_yaml_and_openapi(tmp_path: Path) -> None:
+    """A bare list in place of the settings is ``limits``: in ``x-bastion-rate-limit`` and in
+    ``policies.ratelimit``, with a broader layer's ``failure_mode`` still applied to it."""
+    write(tmp_path, """\
+        openapi: 3.1.0
+        info: {title: shop, version: "1"}
+        paths:
+          /login:
+            post:
+              operationId: login
+              x-bastion-rate-limit: [{limit: 10, window: 1s, by: ip}, {limit: 10000, window: 1d, by: global}]
+              responses: {"200": {description: ok}}
+        """, "shop.yaml")
+    path = write(tmp_path, """\
+        policies: {ratelimit: {failure_mode: open}}
+        services:
+          - name: shop
+            upstream: http://127.0.0.1:9
+            openapi: shop.yaml
+          - name: search
+            upstream: http://127.0.0.1:9
+            routes:
+              - path: /search
+                public: true
+                policies:
+                  ratelimit:
+                    - {limit: 10, window: 1s, by: consumer}
+                    - {limit: 10000, window: 1d}
+        """)
+    built = stages(path)
+    assert built["login"].policy_header == '"ip-10-per-1s";q=10;w=1, "global-10000-per-86400s";q=10000;w=86400'
+    assert built["search:/search"].policy_header == (
+        '"consumer-10-per-1s";q=10;w=1, "consumer-10000-per-86400s";q=10000;w=86400')
+    assert built["login"].config.failure_mode == "open"
+    assert built["search:/search"].config.failure_mode == "open"
+
+
+def test_mistakes_in_the_bare_list_form_point_into_the_list(tmp_path: Path) -> None:
+    """An unknown key in the second item of a bare list is reported at that item's line and
+    as ``...ratelimit[1].by``; an item that is not a mapping, and a bare list given to a stage
+    that takes none, are errors too."""
+    write(tmp_path, """\
+        openapi: 3.1.0
+        info: {title: shop, version: "1"}
+        paths:
+          /login:
+            post:
+              x-bastion-rate-limit:
+                - {limit: 10, window: 1s}
+                - {limit: 10, window: 1s, by: username}
+              responses: {"200": {description: ok}}
+        """, "shop.yaml")
+    path = write(tmp_path, """\
+        services:
+          - name: shop
+            upstream: http://127.0.0.1:9
+            openapi: shop.yaml
+          - name: api
+            upstream: http://127.0.0.1:9
+            routes:
+              - path: /a
+                public: true
+                policies:
+                  ratelimit:
+                    - {limit: 10, window: 1s}
+                    - 10/s
+              - path: /b
+                public: true
+                policies: {headers: [{limit: 1, window: 1s}]}
+        """)
+    errors = errors_of(path)
+    assert len(errors) == 3, errors
+    assert any("shop.yaml:8" in e and "x-bastion-rate-limit[1].by" in e and "'username' is not a rate limit key" in e
+               for e in errors), errors
+    assert any("bastion.yaml:13" in e and "ratelimit[1]" in e for e in errors), errors
+    assert any("bastion.yaml:16" in e and "policies.headers" in e and "expected a mapping of stage settings, not a list"
+               in e for e in errors), errors
+
+
+def test_a_body_member_is_a_pointer_or_a_plain_jsonpath(tmp_path: Path) -> None:
+    """``body:$.user.name`` is ``body:/user/name``; a recursive JSONPath, a pointer without
+    its leading slash or with a space is an error saying what to write."""
+    path = write(tmp_path, """\
+        services:
+          - name: api
+            upstream: http://127.0.0.1:9
+            routes:
+              - path: /a
+                public: true
+                policies: {ratelimit: [{limit: 5, window: 1m, by: "body:$.user.name"}]}
+              - path: /b
+                public: true
+                policies:
+                  ratelimit:
+                    - {limit: 5, window: 1m, by: "body:$..name"}
+                    - {limit: 5, window: 1m, by: "body:username"}
+                    - {limit: 5, window: 1m, by: "body:/user name"}
+        """)
+    errors = errors_of(path)
+    assert len(errors) == 3, errors
+    for line, item, where in ((12, 0, "$..name"), (13, 1, "username"), (14, 2, "/user name")):
+        assert any(f"bastion.yaml:{line}" in e and f"ratelimit[{item}].by" in e
+                   and f"{where!r} is not a body member: write a JSON pointer such as /username" in e
+                   for e in errors), errors
+    fine = write(tmp_path, """\
+        services:
+          - name: api
+            upstream: http://127.0.0.1:9
+            routes:
+              - path: /a
+                public: true
+                policies: {ratelimit: [{limit: 5, window: 1m, by: "body:$.user.name"}]}
+        """, "fine.yaml")
+    assert stages(fine)["api:/a"].policy_header == '"body-user-name-5-per-60s";q=5;w=60'

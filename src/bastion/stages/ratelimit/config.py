@@ -16,6 +16,13 @@ _BY = re.compile(
     r"^(consumer|credential|ip|route|global"
     r"|header:[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}|claim:[A-Za-z0-9_.:/-]{1,100})$"
 )
+#: A member of the request body: a JSON pointer (``/user/name``) or a dotted JSONPath
+#: (``$.user.name``, ``$.users[0].name``). Names are kept to characters that need no
+#: escaping anywhere, since the pointer also goes into a header's policy name.
+_SEGMENT = r"[A-Za-z0-9_@-]{1,64}"
+_POINTER = re.compile(rf"^(/{_SEGMENT}){{1,8}}$")
+_JSONPATH = re.compile(rf"^\$(\.{_SEGMENT}|\[\d{{1,6}}\]){{1,8}}$")
+_JSONPATH_PART = re.compile(rf"\.({_SEGMENT})|\[(\d+)\]")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 #: At most a year: a longer window is a quota's business (persisted, per plan), not a rate limit's.
 _MAX_WINDOW = 366 * 86400.0
@@ -37,13 +44,33 @@ def _seconds(value: object) -> object:
 Window = Annotated[float, BeforeValidator(_seconds), Field(gt=0, le=_MAX_WINDOW)]
 
 
+def seconds_text(window: float) -> str:
+    """``86400.0`` -> ``86400``, ``2592000.0`` -> ``2592000`` (never ``2.592e+06``), ``0.5`` -> ``0.5``."""
+    return str(int(window)) if window.is_integer() else f"{window:g}"
+
+
 def _check_by(value: str) -> str:
+    if value.startswith("body:"):
+        return "body:" + _body_pointer(value[5:])
     if not _BY.match(value):
         raise ValueError(
             f"{value!r} is not a rate limit key: expected consumer, credential, ip, route, global, "
-            "header:NAME or claim:NAME"
+            "header:NAME, claim:NAME or body:/POINTER"
         )
     return "header:" + value[7:].lower() if value.startswith("header:") else value
+
+
+def _body_pointer(where: str) -> str:
+    """``/user/name`` as it is, ``$.user.name`` as ``/user/name``: one form for keys and names."""
+    if _POINTER.match(where):
+        return where
+    if _JSONPATH.match(where):
+        return "".join("/" + (name or index) for name, index in _JSONPATH_PART.findall(where))
+    raise ValueError(
+        f"{where!r} is not a body member: write a JSON pointer such as /username or /user/name, or a "
+        "JSONPath such as $.username or $.users[0].name (letters, digits, '_', '@' or '-' in names; "
+        "at most 8 steps)"
+    )
 
 
 def _check_name(value: str | None) -> str | None:
@@ -62,8 +89,10 @@ class LimitRule(BaseModel):
     by: str = Field(
         "consumer",
         description=(
-            "What is counted separately: `consumer`, `credential`, `ip`, `route`, `global`, `header:NAME` or "
-            "`claim:NAME`. A request without a consumer, credential, header or claim is counted by client IP."
+            "What is counted separately: `consumer`, `credential`, `ip`, `route`, `global`, `header:NAME`, "
+            "`claim:NAME` or `body:/POINTER` (also `body:$.name`: a member of the JSON or form body, such as "
+            "the account a login names; checked once the body is read). A request without a consumer, "
+            "credential, header, claim or body member is counted by client IP."
         ),
     )
     name: str | None = Field(
@@ -85,8 +114,49 @@ class LimitRule(BaseModel):
     def policy_name(self) -> str:
         if self.name is not None:
             return self.name
-        key = self.by.replace(":", "-").replace("/", "-")
-        return f"{key}-{self.limit}-per-{self.window:g}s"
+        key = self.by.replace(":/", "-").replace(":", "-").replace("/", "-")
+        return f"{key}-{self.limit}-per-{seconds_text(self.window)}s"
+
+
+class PlanLimits(BaseModel):
+    """What one plan (``plans.<name>``) allows each consumer on it, over every route."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    quotas: list[LimitRule] = Field(
+        default_factory=list,
+        description=(
+            "Long windows, per consumer: `{limit: 1000, window: 1d}`, `{limit: 20000, window: 30d}`. Rolling "
+            "(GCRA), kept in the state backend."
+        ),
+    )
+    rate_limits: list[LimitRule] = Field(
+        default_factory=list, description="Short windows, per consumer: `{limit: 10, window: 1s}`."
+    )
+
+    def rules_of(self, plan: str) -> list[LimitRule]:
+        """The plan's rate limits then quotas, named after the plan unless they have a name."""
+        out: list[LimitRule] = []
+        for kind, rules in (("rate", self.rate_limits), ("quota", self.quotas)):
+            for rule in rules:
+                name = rule.name or f"{plan}-{kind}-{rule.limit}-per-{seconds_text(rule.window)}s"
+                out.append(rule.model_copy(update={"name": name}))
+        return out
+
+    @field_validator("quotas", "rate_limits")
+    @classmethod
+    def _per_consumer(cls, value: list[LimitRule]) -> list[LimitRule]:
+        for rule in value:
+            if rule.by != "consumer":
+                raise ValueError(f"a plan's limits count per consumer: leave `by` out (got {rule.by!r})")
+        return value
+
+
+def _check_plans(value: dict[str, PlanLimits]) -> dict[str, PlanLimits]:
+    for name in value:
+        if not _NAME.match(name):
+            raise ValueError(f"{name!r} is not a plan name: 1 to 64 letters, digits, '_', '.' or '-'")
+    return value
 
 
 class RateLimitConfig(StageConfig):
@@ -94,7 +164,9 @@ class RateLimitConfig(StageConfig):
     worker and instance.
 
     One limit inline (``{limit: 20, window: 10s, by: consumer}``), several under ``limits``
-    (a request must be within all of them, and counts against all of them only when it is).
+    (a request must be within all of them, and counts against all of them only when it is),
+    or several as a bare list in place of the settings (``[{limit: 10, window: 1s}, ...]``,
+    which is ``limits`` with every other setting left to its default or a broader layer).
     """
 
     limit: int | None = Field(
@@ -106,6 +178,23 @@ class RateLimitConfig(StageConfig):
     limits: list[LimitRule] = Field(
         default_factory=list,
         description="Several limits, each `{limit, window, by, name}`; a request must be within all of them.",
+    )
+    plans: dict[str, PlanLimits] = Field(
+        default_factory=dict,
+        description=(
+            "The top-level `plans` of bastion.yaml (set there, not here): each signed-in consumer whose `plan` "
+            "names one is also held to its quotas and rate limits, counted per consumer over every route."
+        ),
+    )
+    instances: int = Field(
+        1,
+        ge=1,
+        le=10_000,
+        description=(
+            "How many Bastion instances share these limits. With `failure_mode: open`, while the state backend "
+            "does not answer, each worker limits locally to `limit // (workers * instances)` (at least 1) of "
+            "each limit, so that all of them together admit no more than the limit."
+        ),
     )
 
     @model_validator(mode="before")
@@ -124,6 +213,11 @@ class RateLimitConfig(StageConfig):
     @classmethod
     def _name(cls, value: str | None) -> str | None:
         return _check_name(value)
+
+    @field_validator("plans")
+    @classmethod
+    def _plans(cls, value: dict[str, PlanLimits]) -> dict[str, PlanLimits]:
+        return _check_plans(value)
 
     @model_validator(mode="after")
     def _distinct_names(self) -> RateLimitConfig:
