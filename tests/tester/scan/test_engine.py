@@ -21,9 +21,10 @@ from bastion.config import ConfigError
 from bastion.config.yamlsrc import parse_source
 from bastion.tester.audit import Spec
 from bastion.tester.audit.interface import Severity
-from bastion.tester.scan.engine import ScanError, remove_dot_segments, run_scan
+from bastion.tester.scan.engine import ScanError, run_scan
 from bastion.tester.scan.identities import IdentityConfig, LoginFlow, identity_from_headers, load_identities
 from bastion.tester.scan.interface import Check, CheckInfo, RequestPlan, ScanContext, ScanFinding, ScanOptions, Skip
+from bastion.tester.scan.objects import remove_dot_segments
 from bastion.tester.scan.samples import sample_value
 from tests.tester.scan.servers import serve
 

@@ -4,7 +4,7 @@ What is injected into: free-text inputs of in-scope operations — query, path a
 parameters whose schema is a string (or untyped, without ``enum``), and top-level string fields
 of JSON request bodies. URL inputs are left to the SSRF check. Bodies of PUT/PATCH operations
 (which change existing objects) are only injected with ``--allow-destructive``. Operations that
-change a password or an e-mail address (see ``engine.is_destructive``) are never injected, even
+change a password or an e-mail address (see ``context.is_destructive``) are never injected, even
 then: every probe would set the scan user's password or address to a payload that cannot be
 restored, locking the identity out of the rest of the scan (and its owner out of the account). At most
 :data:`MAX_INPUTS` inputs, with a handful of requests each; payloads are harmless (quotes,
@@ -53,7 +53,7 @@ from bastion.tester.scan.checks.probing import (
     success,
 )
 from bastion.tester.scan.checks.ssrf import url_like
-from bastion.tester.scan.engine import is_destructive
+from bastion.tester.scan.context import is_destructive
 from bastion.tester.scan.interface import (
     Check,
     CheckInfo,
