@@ -39,6 +39,19 @@ class FailOn(enum.StrEnum):
     critical = "critical"
 
 
+#: One exit rule for ``audit`` and ``scan``: a finding that is a flaw (low or worse) fails the run; info
+#: findings are advice and fail it only when asked (``--fail-on info``). Fail closed in CI without a flag.
+DEFAULT_FAIL_ON = FailOn.low
+FAIL_ON_HELP = "Exit 1 when a finding of this severity or worse exists ('none': never)."
+
+
+def fails(highest: Severity | None, fail_on: FailOn) -> bool:
+    """Whether a run whose worst finding is ``highest`` (None: no finding) exits 1 under ``fail_on``."""
+    from bastion.tester.audit import Severity
+
+    return fail_on is not FailOn.none and highest is not None and highest >= Severity.parse(fail_on.value)
+
+
 SEVERITY_STYLE = {
     "critical": "bold white on red",
     "high": "bold red",
@@ -133,13 +146,11 @@ def audit(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the report here (default: stdout).")
     ] = None,
-    fail_on: Annotated[
-        FailOn, typer.Option("--fail-on", help="Exit 1 when a finding of this severity or worse exists.")
-    ] = FailOn.none,
+    fail_on: Annotated[FailOn, typer.Option("--fail-on", help=FAIL_ON_HELP)] = DEFAULT_FAIL_ON,
 ) -> None:
     """Review an OpenAPI document (and a gateway config) for API security problems, without sending requests."""
     from bastion.config import ConfigError
-    from bastion.tester.audit import Severity, audit_files
+    from bastion.tester.audit import audit_files
     from bastion.tester.audit.report import to_json, to_sarif, worst
 
     try:
@@ -162,11 +173,8 @@ def audit(
             output.write_text(text, encoding="utf-8")
     if output is not None:
         err.print(f"wrote {output} ({len(result.findings)} finding(s))", markup=False)
-    if fail_on is not FailOn.none:
-        threshold = Severity.parse(fail_on.value)
-        highest = worst(result.findings)
-        if highest is not None and highest >= threshold:
-            raise typer.Exit(1)
+    if fails(worst(result.findings), fail_on):
+        raise typer.Exit(1)
 
 
 def docs(
@@ -324,8 +332,7 @@ def scan(
     fmt: Annotated[ScanFormat, typer.Option("--format", "-f", help="Report format.")] = ScanFormat.text,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here (default: stdout).")]
     = None,
-    fail_on: Annotated[FailOn, typer.Option(
-        "--fail-on", help="Exit 1 when a finding of this severity or worse exists.")] = FailOn.info,
+    fail_on: Annotated[FailOn, typer.Option("--fail-on", help=FAIL_ON_HELP)] = DEFAULT_FAIL_ON,
     check: Annotated[list[str] | None, typer.Option("--check", help="Run only this check ID (repeatable).")] = None,
     include: Annotated[list[str] | None, typer.Option(
         "--include", help="Call this held-back operation after all: an operationId or 'METHOD /path' (repeatable).")]
@@ -348,7 +355,6 @@ def scan(
     from rich.markup import escape
 
     from bastion.config import ConfigError
-    from bastion.tester.audit import Severity
     from bastion.tester.audit.context import load_spec
     from bastion.tester.scan.engine import ScanError, plan_scan, run_scan
     from bastion.tester.scan.identities import IdentityConfig, identity_from_headers, load_identities, load_scope
@@ -449,10 +455,8 @@ def scan(
     if stopped is not None and (output is not None or fmt is not ScanFormat.text):
         err.print(f"warning: the target broke after {stopped.after} ({stopped.message}); the scan stopped",
                   style="bold red", markup=False, highlight=False)
-    if fail_on is not FailOn.none:
-        highest = worst(result.findings)
-        if highest is not None and highest >= Severity.parse(fail_on.value):
-            raise typer.Exit(1)
+    if fails(worst(result.findings), fail_on):
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
