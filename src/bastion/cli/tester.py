@@ -232,7 +232,7 @@ def looks_like_production(host: str) -> bool:
 
 def render_scan_text(result: ScanResult, console: Console) -> None:
     """Findings by severity (one line each, then the curl command), per-check counts, skips and a summary."""
-    from bastion.tester.scan.report import Redactor, curl, reproducer, severity_counts
+    from bastion.tester.scan.report import Redactor, curl, reproducers, severity_counts
 
     redactor = Redactor(result.secrets)
     console.print(f"bastion scan of {result.base_url} ({result.spec_file})", markup=False, highlight=False)
@@ -244,7 +244,13 @@ def render_scan_text(result: ScanResult, console: Console) -> None:
             line.append(redactor.text(f.message))
             console.print(line)
             if f.evidence:
-                console.print("    " + curl(reproducer(f), redactor), style="dim", markup=False, highlight=False)
+                for shown in reproducers(f):  # two for a comparison (a true/false pair)
+                    console.print("    " + curl(shown, redactor), style="dim", markup=False, highlight=False)
+            for proof in f.proofs:  # the same flaw shown by another check (one root cause)
+                console.print(f"    also shown by {proof.check.id} on {proof.target}: {redactor.text(proof.message)}",
+                              markup=False, highlight=False)
+                for shown in reproducers(proof) if proof.evidence else []:
+                    console.print("      " + curl(shown, redactor), style="dim", markup=False, highlight=False)
     console.print()
     if result.findings:
         console.print("Fix advice:", style="bold")
@@ -253,7 +259,7 @@ def render_scan_text(result: ScanResult, console: Console) -> None:
     else:
         console.print("No findings.", style="green")
     # Every check ends as a finding, a pass or a skip with its reason: say which passed.
-    found = {f.check.id for f in result.findings}
+    found = {f.check.id for f in result.every_finding}
     skipped = {s.check.id for s in result.skips}
     passed = [c.id for c in result.ran if c.id not in found and c.id not in skipped]
     if passed:

@@ -397,21 +397,27 @@ def test_identities_file_expands_env_and_reports_precise_errors(tmp_path: Path,
         identity_from_headers(["no colon"])
 
 
-def test_findings_with_one_root_cause_say_so() -> None:
-    """A token accepted with any signature explains the unsigned and algorithm-swapped ones: the root finding names
-    its consequences and each consequence names its root; findings without a root are left alone."""
+def test_findings_with_one_root_cause_are_one_finding() -> None:
+    """A token accepted with any signature explains the unsigned and algorithm-swapped ones: they are folded into
+    the root finding as its proofs (the one on the same target when there are several), the root's message names
+    them, and findings without a root are left alone."""
     from bastion.tester.scan.engine import group_root_causes
     from bastion.tester.scan.interface import ScanFinding
     from bastion.tester.scan.registry import BY_ID
 
-    def made(check_id: str) -> ScanFinding:
-        return ScanFinding(BY_ID[check_id].info, "GET /orders", "Accepted.")
+    def made(check_id: str, target: str = "GET /orders") -> ScanFinding:
+        return ScanFinding(BY_ID[check_id].info, target, "Accepted.")
 
-    grouped = group_root_causes([made("API2-JWT-NONE"), made("API2-JWT-WRONG-KEY"), made("API2-JWT-ALG-SWAP")])
-    assert grouped[1].message == (
-        "Accepted. Root cause: the API does not verify token signatures at all; the API2-JWT-ALG-SWAP, "
-        "API2-JWT-NONE finding(s) follow from it and go away with this fix.")
-    assert grouped[0].message == grouped[2].message == (
-        "Accepted. (Follows from API2-JWT-WRONG-KEY: the API does not verify token signatures at all.)")
+    none, wrong, swap, other = (made("API2-JWT-NONE"), made("API2-JWT-WRONG-KEY"), made("API2-JWT-ALG-SWAP"),
+                                made("API1-BOLA-READ"))
+    grouped = group_root_causes([none, wrong, other, swap])
+    assert [f.check.id for f in grouped] == ["API2-JWT-WRONG-KEY", "API1-BOLA-READ"]
+    assert grouped[0].proofs == (none, swap) and grouped[1] == other
+    assert grouped[0].message == (
+        "Accepted. Root cause: the API does not verify token signatures at all; the same flaw also shows as "
+        "API2-JWT-NONE on GET /orders, API2-JWT-ALG-SWAP on GET /orders (proofs below), which this fix closes too.")
+    on_files, on_orders = made("API2-JWT-WRONG-KEY", "GET /files"), made("API2-JWT-WRONG-KEY")
+    two = group_root_causes([on_files, on_orders, made("API2-JWT-NONE")])
+    assert [len(f.proofs) for f in two] == [0, 1]
     alone = [made("API2-JWT-NONE")]
     assert group_root_causes(alone) == alone

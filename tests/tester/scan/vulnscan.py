@@ -45,8 +45,8 @@ def targets(result: ScanResult) -> set[tuple[str, str]]:
 
 
 def found(result: ScanResult, check_id: str) -> list[ScanFinding]:
-    """The findings of one check."""
-    return [f for f in result.findings if f.check.id == check_id]
+    """The findings of one check, those folded into another check's finding (one root cause) included."""
+    return [f for f in result.every_finding if f.check.id == check_id]
 
 
 def describe(result: ScanResult) -> str:

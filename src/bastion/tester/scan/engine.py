@@ -75,6 +75,11 @@ class ScanResult:
         return [v for v in self.verdicts if v.safety == "held"]
 
     @property
+    def every_finding(self) -> list[ScanFinding]:
+        """Each finding followed by the findings folded into it (its proofs): what every check found."""
+        return [g for f in self.findings for g in (f, *f.proofs)]
+
+    @property
     def stopped(self) -> HealthEvent | None:
         """The health event that stopped the scan, if one did."""
         return next((e for e in self.health if e.stopped), None)
@@ -166,27 +171,38 @@ async def scan_async(
 
 
 #: A finding of the key check explains the findings of the listed checks: one flaw, several symptoms.
-ROOT_CAUSES: dict[str, tuple[str, str]] = {
-    "API2-JWT-WRONG-KEY": ("API2-JWT-NONE API2-JWT-ALG-SWAP API2-JWT-EXPIRED",
+ROOT_CAUSES: dict[str, tuple[tuple[str, ...], str]] = {
+    "API2-JWT-WRONG-KEY": (("API2-JWT-NONE", "API2-JWT-ALG-SWAP", "API2-JWT-EXPIRED"),
                            "the API does not verify token signatures at all"),
 }
 
 
 def group_root_causes(findings: Sequence[ScanFinding]) -> list[ScanFinding]:
-    """Findings whose cause another finding already shows say so (the root one lists its consequences), so a
-    reader fixes one flaw instead of chasing three."""
+    """One finding per root cause: the findings another finding's flaw explains are folded into it as its
+    proofs (on the same target when there is a root there, else the first root), so a reader fixes one flaw
+    instead of chasing three."""
     out = list(findings)
     for root_id, (followers, cause) in ROOT_CAUSES.items():
-        roots = [i for i, f in enumerate(out) if f.check.id == root_id]
-        follow = [i for i, f in enumerate(out) if f.check.id in followers.split()]
+        roots = [f for f in out if f.check.id == root_id]
+        follow = [f for f in out if f.check.id in followers]
         if not roots or not follow:
             continue
-        names = ", ".join(sorted({out[i].check.id for i in follow}))
-        for i in roots:
-            out[i] = replace(out[i], message=f"{out[i].message} Root cause: {cause}; the {names} finding(s) "
-                                             "follow from it and go away with this fix.")
-        for i in follow:
-            out[i] = replace(out[i], message=f"{out[i].message} (Follows from {root_id}: {cause}.)")
+        folded: dict[int, list[ScanFinding]] = {id(r): [] for r in roots}
+        for f in follow:
+            root = next((r for r in roots if r.target == f.target), roots[0])
+            folded[id(root)].append(f)
+        grouped: list[ScanFinding] = []
+        for f in out:
+            if f.check.id in followers:
+                continue
+            proofs = folded.get(id(f)) if f.check.id == root_id else None
+            if proofs:
+                names = ", ".join(f"{p.check.id} on {p.target}" for p in proofs)
+                f = replace(f, message=f"{f.message} Root cause: {cause}; the same flaw also shows as {names} "
+                                       "(proofs below), which this fix closes too.",
+                            proofs=(*f.proofs, *proofs))
+            grouped.append(f)
+        out = grouped
     return out
 
 

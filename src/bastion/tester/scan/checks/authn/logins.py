@@ -17,7 +17,7 @@ from bastion.tester.audit.context import Operation
 from bastion.tester.audit.interface import Severity
 from bastion.tester.scan.checks.authn.common import Outcome, api2_info
 from bastion.tester.scan.checks.authn.tokens import mask
-from bastion.tester.scan.checks.probing import finding, skip, success
+from bastion.tester.scan.checks.probing import finding, pair_finding, skip, success
 from bastion.tester.scan.identities import credential_fields
 from bastion.tester.scan.interface import (
     Check,
@@ -167,25 +167,25 @@ class UserEnumeration(Check):
         base = _stable(_normalised(unknown1, names), _normalised(unknown2, names))
         mine = _stable(_normalised(known, names), _normalised(known, names))
         if known.status != unknown1.status:
-            return [finding(self.info, login.op.label,
-                            f"A wrong password for an existing user gets {known.status}; an unknown user name gets "
-                            f"{unknown1.status}.", unknown1, known)]
+            return [pair_finding(self.info, login.op.label,
+                                 f"A wrong password for an existing user gets {known.status}; an unknown user name "
+                                 f"gets {unknown1.status}.", unknown1, known)]
         if isinstance(base, dict) and isinstance(mine, dict):
             differs = any(k in mine and mine[k] != v for k, v in base.items() if v is not None)
         else:
             differs = base is not None and base != mine
         if differs:
-            return [finding(self.info, login.op.label,
-                            f"A wrong password for an existing user and an unknown user name both get "
-                            f"{known.status}, with different bodies.", unknown1, known)]
+            return [pair_finding(self.info, login.op.label,
+                                 f"A wrong password for an existing user and an unknown user name both get "
+                                 f"{known.status}, with different bodies.", unknown1, known)]
         if known.elapsed - max(unknown1.elapsed, unknown2.elapsed) > 0.2:
             again_known = await attempt(ctx, login, self.info, username, wrong)
             again_ghost = await attempt(ctx, login, self.info, throwaway_user(login, username), wrong)
             if again_known.status not in (0, 429) and again_known.elapsed - again_ghost.elapsed > 0.2:
-                return [finding(self.info, login.op.label,
-                                f"A wrong password for an existing user takes {known.elapsed:.2f}s and "
-                                f"{again_known.elapsed:.2f}s; unknown user names take {unknown1.elapsed:.2f}s and "
-                                f"{again_ghost.elapsed:.2f}s.", unknown1, known, again_ghost, again_known)]
+                return [pair_finding(self.info, login.op.label,
+                                     f"A wrong password for an existing user takes {known.elapsed:.2f}s and "
+                                     f"{again_known.elapsed:.2f}s; unknown user names take {unknown1.elapsed:.2f}s and "
+                                     f"{again_ghost.elapsed:.2f}s.", unknown1, known, again_ghost, again_known)]
         return []
 
 
