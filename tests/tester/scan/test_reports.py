@@ -244,3 +244,22 @@ def test_a_comparison_is_reproduced_by_both_requests() -> None:
     render_scan_text(res, console)
     lines = [line.strip() for line in console.export_text().splitlines()]
     assert lines[lines.index(pair[0]) + 1] == pair[1]
+
+
+def test_a_megabyte_probe_leaves_every_report_small() -> None:
+    """A finding whose request and response bodies are 1 MiB each (an oversized-payload probe) yields reports of a
+    few kilobytes in every format: bodies are excerpted and the curl command generates the body instead of
+    embedding it."""
+    from rich.console import Console
+
+    from bastion.cli.tester import render_scan_text
+
+    res = result()
+    big = exchange(method="POST", request_body=b'{"a":1}' * 149796, response_body=b"x" * (1 << 20))
+    res.findings = [ScanFinding(BOLA, "POST /orders", "a 1 MiB body was accepted", (big,))]
+    console = Console(record=True, width=200, no_color=True)
+    render_scan_text(res, console)
+    sizes = {"json": len(json.dumps(to_json(res))), "sarif": len(json.dumps(to_sarif(res))),
+             "junit": len(to_junit(res)), "html": len(to_html(res)), "text": len(console.export_text())}
+    assert all(size < 32_768 for size in sizes.values()), sizes
+    assert "sys.stdout.write" in to_json(res)["findings"][0]["curl"]
