@@ -421,3 +421,31 @@ def test_findings_with_one_root_cause_are_one_finding() -> None:
     assert [len(f.proofs) for f in two] == [0, 1]
     alone = [made("API2-JWT-NONE")]
     assert group_root_causes(alone) == alone
+
+
+def test_an_anonymous_admin_read_is_one_finding_only_on_its_own_target() -> None:
+    """An administrative operation answering anonymously (API5-BFLA) explains API2-NO-AUTH on the same operation,
+    which is folded into it; API2-NO-AUTH on another operation stays a finding of its own."""
+    from bastion.tester.scan.engine import group_root_causes
+    from bastion.tester.scan.interface import ScanFinding
+    from bastion.tester.scan.registry import BY_ID
+
+    def made(check_id: str, target: str) -> ScanFinding:
+        return ScanFinding(BY_ID[check_id].info, target, "Answered.")
+
+    admin, other = made("API2-NO-AUTH", "GET /admin/users"), made("API2-NO-AUTH", "GET /reports")
+    grouped = group_root_causes([admin, made("API5-BFLA", "GET /admin/users"), other])
+    assert [(f.check.id, f.target) for f in grouped] == [("API5-BFLA", "GET /admin/users"),
+                                                         ("API2-NO-AUTH", "GET /reports")]
+    assert grouped[0].proofs == (admin,) and grouped[1] == other
+    assert "Root cause: the administrative operation checks no login at all" in grouped[0].message
+
+
+def test_a_root_is_never_less_severe_than_what_it_explains() -> None:
+    """Every root-cause rule names registered checks, and the root's severity is at least each follower's, so
+    folding a finding never lowers the worst severity --fail-on sees."""
+    from bastion.tester.scan.engine import ROOT_CAUSES
+    from bastion.tester.scan.registry import BY_ID
+
+    for rule in ROOT_CAUSES:
+        assert all(BY_ID[rule.root].info.severity >= BY_ID[f].info.severity for f in rule.followers), rule

@@ -40,8 +40,8 @@ def scan_vulnapp(flaws: Iterable[str], checks: Sequence[Check], *, tls: bool = F
 
 
 def targets(result: ScanResult) -> set[tuple[str, str]]:
-    """``(check ID, target)`` of every finding."""
-    return {(f.check.id, f.target) for f in result.findings}
+    """``(check ID, target)`` of every finding, those folded into another as proofs of one root cause included."""
+    return {(f.check.id, f.target) for f in result.every_finding}
 
 
 def found(result: ScanResult, check_id: str) -> list[ScanFinding]:

@@ -170,11 +170,25 @@ async def scan_async(
     return result
 
 
-#: A finding of the key check explains the findings of the listed checks: one flaw, several symptoms.
-ROOT_CAUSES: dict[str, tuple[tuple[str, ...], str]] = {
-    "API2-JWT-WRONG-KEY": (("API2-JWT-NONE", "API2-JWT-ALG-SWAP", "API2-JWT-EXPIRED"),
-                           "the API does not verify token signatures at all"),
-}
+@dataclass(frozen=True, slots=True)
+class RootCause:
+    """A finding of ``root`` explains the findings of ``followers``: one flaw, several symptoms."""
+
+    root: str
+    followers: tuple[str, ...]
+    cause: str
+    #: Fold only followers on the root's own target (else any target, into the root on theirs or the first).
+    same_target: bool = False
+
+
+#: Each root check's severity is at least its followers', so folding never hides a worse one from --fail-on.
+ROOT_CAUSES: tuple[RootCause, ...] = (
+    RootCause("API2-JWT-WRONG-KEY", ("API2-JWT-NONE", "API2-JWT-ALG-SWAP", "API2-JWT-EXPIRED"),
+              "the API does not verify token signatures at all"),
+    # An administrative operation that answers anonymous requests: one missing check, found by both checks.
+    RootCause("API5-BFLA", ("API2-NO-AUTH",), "the administrative operation checks no login at all",
+              same_target=True),
+)
 
 
 def group_root_causes(findings: Sequence[ScanFinding]) -> list[ScanFinding]:
@@ -182,24 +196,28 @@ def group_root_causes(findings: Sequence[ScanFinding]) -> list[ScanFinding]:
     proofs (on the same target when there is a root there, else the first root), so a reader fixes one flaw
     instead of chasing three."""
     out = list(findings)
-    for root_id, (followers, cause) in ROOT_CAUSES.items():
-        roots = [f for f in out if f.check.id == root_id]
-        follow = [f for f in out if f.check.id in followers]
-        if not roots or not follow:
-            continue
+    for rule in ROOT_CAUSES:
+        roots = [f for f in out if f.check.id == rule.root]
         folded: dict[int, list[ScanFinding]] = {id(r): [] for r in roots}
-        for f in follow:
-            root = next((r for r in roots if r.target == f.target), roots[0])
-            folded[id(root)].append(f)
+        kept: set[int] = set()  # followers with no root to go to (same_target rules)
+        for f in out:
+            if f.check.id not in rule.followers:
+                continue
+            root = next((r for r in roots if r.target == f.target), None if rule.same_target or not roots
+                        else roots[0])
+            if root is None:
+                kept.add(id(f))
+            else:
+                folded[id(root)].append(f)
         grouped: list[ScanFinding] = []
         for f in out:
-            if f.check.id in followers:
+            if f.check.id in rule.followers and id(f) not in kept:
                 continue
-            proofs = folded.get(id(f)) if f.check.id == root_id else None
+            proofs = folded.get(id(f)) if f.check.id == rule.root else None
             if proofs:
                 names = ", ".join(f"{p.check.id} on {p.target}" for p in proofs)
-                f = replace(f, message=f"{f.message} Root cause: {cause}; the same flaw also shows as {names} "
-                                       "(proofs below), which this fix closes too.",
+                f = replace(f, message=f"{f.message} Root cause: {rule.cause}; the same flaw also shows as "
+                                       f"{names} (proofs below), which this fix closes too.",
                             proofs=(*f.proofs, *proofs))
             grouped.append(f)
         out = grouped
