@@ -39,6 +39,19 @@ class FailOn(enum.StrEnum):
     critical = "critical"
 
 
+#: One exit rule for ``audit`` and ``scan``: a finding that is a flaw (low or worse) fails the run; info
+#: findings are advice and fail it only when asked (``--fail-on info``). Fail closed in CI without a flag.
+DEFAULT_FAIL_ON = FailOn.low
+FAIL_ON_HELP = "Exit 1 when a finding of this severity or worse exists ('none': never)."
+
+
+def fails(highest: Severity | None, fail_on: FailOn) -> bool:
+    """Whether a run whose worst finding is ``highest`` (None: no finding) exits 1 under ``fail_on``."""
+    from bastion.tester.audit import Severity
+
+    return fail_on is not FailOn.none and highest is not None and highest >= Severity.parse(fail_on.value)
+
+
 SEVERITY_STYLE = {
     "critical": "bold white on red",
     "high": "bold red",
@@ -133,13 +146,11 @@ def audit(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the report here (default: stdout).")
     ] = None,
-    fail_on: Annotated[
-        FailOn, typer.Option("--fail-on", help="Exit 1 when a finding of this severity or worse exists.")
-    ] = FailOn.none,
+    fail_on: Annotated[FailOn, typer.Option("--fail-on", help=FAIL_ON_HELP)] = DEFAULT_FAIL_ON,
 ) -> None:
     """Review an OpenAPI document (and a gateway config) for API security problems, without sending requests."""
     from bastion.config import ConfigError
-    from bastion.tester.audit import Severity, audit_files
+    from bastion.tester.audit import audit_files
     from bastion.tester.audit.report import to_json, to_sarif, worst
 
     try:
@@ -162,11 +173,8 @@ def audit(
             output.write_text(text, encoding="utf-8")
     if output is not None:
         err.print(f"wrote {output} ({len(result.findings)} finding(s))", markup=False)
-    if fail_on is not FailOn.none:
-        threshold = Severity.parse(fail_on.value)
-        highest = worst(result.findings)
-        if highest is not None and highest >= threshold:
-            raise typer.Exit(1)
+    if fails(worst(result.findings), fail_on):
+        raise typer.Exit(1)
 
 
 def docs(
@@ -224,7 +232,7 @@ def looks_like_production(host: str) -> bool:
 
 def render_scan_text(result: ScanResult, console: Console) -> None:
     """Findings by severity (one line each, then the curl command), per-check counts, skips and a summary."""
-    from bastion.tester.scan.report import Redactor, curl, reproducer, severity_counts
+    from bastion.tester.scan.report import Redactor, curl, reproducers, severity_counts
 
     redactor = Redactor(result.secrets)
     console.print(f"bastion scan of {result.base_url} ({result.spec_file})", markup=False, highlight=False)
@@ -236,7 +244,13 @@ def render_scan_text(result: ScanResult, console: Console) -> None:
             line.append(redactor.text(f.message))
             console.print(line)
             if f.evidence:
-                console.print("    " + curl(reproducer(f), redactor), style="dim", markup=False, highlight=False)
+                for shown in reproducers(f):  # two for a comparison (a true/false pair)
+                    console.print("    " + curl(shown, redactor), style="dim", markup=False, highlight=False)
+            for proof in f.proofs:  # the same flaw shown by another check (one root cause)
+                console.print(f"    also shown by {proof.check.id} on {proof.target}: {redactor.text(proof.message)}",
+                              markup=False, highlight=False)
+                for shown in reproducers(proof) if proof.evidence else []:
+                    console.print("      " + curl(shown, redactor), style="dim", markup=False, highlight=False)
     console.print()
     if result.findings:
         console.print("Fix advice:", style="bold")
@@ -245,7 +259,7 @@ def render_scan_text(result: ScanResult, console: Console) -> None:
     else:
         console.print("No findings.", style="green")
     # Every check ends as a finding, a pass or a skip with its reason: say which passed.
-    found = {f.check.id for f in result.findings}
+    found = {f.check.id for f in result.every_finding}
     skipped = {s.check.id for s in result.skips}
     passed = [c.id for c in result.ran if c.id not in found and c.id not in skipped]
     if passed:
@@ -324,8 +338,7 @@ def scan(
     fmt: Annotated[ScanFormat, typer.Option("--format", "-f", help="Report format.")] = ScanFormat.text,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here (default: stdout).")]
     = None,
-    fail_on: Annotated[FailOn, typer.Option(
-        "--fail-on", help="Exit 1 when a finding of this severity or worse exists.")] = FailOn.info,
+    fail_on: Annotated[FailOn, typer.Option("--fail-on", help=FAIL_ON_HELP)] = DEFAULT_FAIL_ON,
     check: Annotated[list[str] | None, typer.Option("--check", help="Run only this check ID (repeatable).")] = None,
     include: Annotated[list[str] | None, typer.Option(
         "--include", help="Call this held-back operation after all: an operationId or 'METHOD /path' (repeatable).")]
@@ -348,7 +361,6 @@ def scan(
     from rich.markup import escape
 
     from bastion.config import ConfigError
-    from bastion.tester.audit import Severity
     from bastion.tester.audit.context import load_spec
     from bastion.tester.scan.engine import ScanError, plan_scan, run_scan
     from bastion.tester.scan.identities import IdentityConfig, identity_from_headers, load_identities, load_scope
@@ -449,10 +461,8 @@ def scan(
     if stopped is not None and (output is not None or fmt is not ScanFormat.text):
         err.print(f"warning: the target broke after {stopped.after} ({stopped.message}); the scan stopped",
                   style="bold red", markup=False, highlight=False)
-    if fail_on is not FailOn.none:
-        highest = worst(result.findings)
-        if highest is not None and highest >= Severity.parse(fail_on.value):
-            raise typer.Exit(1)
+    if fails(worst(result.findings), fail_on):
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -20,7 +20,8 @@ Flaws (:data:`ALL_FLAWS`):
 * ``mass_assignment``: ``PUT /me`` stores ``role`` and ``admin`` too;
 * ``register_mass_assignment``: sign-up stores an undeclared ``admin`` or ``role``;
 * ``redos``: sign-up checks the e-mail address with a backtracking pattern; ``redos_update``: so does
-  ``PUT /users/{username}/email``;
+  ``PUT /users/{username}/email``; ``redos_path``: ``GET /books/{book_title}`` checks the title's format
+  with one (the document declares a plain string, no pattern);
 * ``debug_leak``: ``GET /admin/users`` (for librarians) answers anyone, plaintext passwords included;
 * ``body_reference``: ``PUT /users/profile`` changes the account its body names, not the caller's;
 * ``role_change``: ``PUT /users/{username}/role`` (for librarians) lets anyone set any role;
@@ -56,7 +57,7 @@ __all__ = ["ALL_FLAWS", "ROLES", "SEED_USERS", "SPEC_PATH", "Library", "create_a
 
 ALL_FLAWS = frozenset({"bola", "user_enumeration", "login_no_rate_limit", "mass_assignment", "revealing_headers",
                        "weak_jwt_secret", "register_mass_assignment", "redos", "debug_leak",
-                       "body_reference", "role_change", "redos_update"})
+                       "body_reference", "role_change", "redos_update", "redos_path"})
 SPEC_PATH = Path(__file__).resolve().with_name("openapi.yaml")
 #: The only values the role column accepts (like a database enum).
 ROLES = ("reader", "editor", "librarian")
@@ -72,6 +73,10 @@ LOGIN_MAX_FAILURES = 5
 #: E-mail validation: a linear pattern, and the nested quantifier ``redos`` uses instead.
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,4}")
 EVIL_EMAIL = re.compile(r"([A-Za-z0-9]+)*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+#: Book titles: words of letters, digits and dashes separated by single spaces. The linear form, and the
+#: nested quantifier ``redos_path`` uses instead (the same language, matched by backtracking).
+TITLE = re.compile(r"[\w-]+(?: [\w-]+)*")
+EVIL_TITLE = re.compile(r"(?:[\w-]+ ?)*")
 
 
 @dataclass
@@ -239,7 +244,10 @@ def create_app(flaws: Iterable[str] = ()) -> Starlette:
 
     async def get_book(request: Request, account: Account | None) -> Response:
         assert account is not None
-        book = lib.books.get(request.path_params["book_title"])
+        title = request.path_params["book_title"]
+        if not (EVIL_TITLE if "redos_path" in chosen else TITLE).fullmatch(title[:64]):
+            return problem(400, "A title is words of letters, digits and dashes.")
+        book = lib.books.get(title)
         if book is None or (book.owner != account.username and "bola" not in chosen):
             return problem(404, "No such book.")
         return JSONResponse({"book_title": book.title, "owner": book.owner, "secret": book.secret})

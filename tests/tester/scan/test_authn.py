@@ -29,10 +29,24 @@ CASES: list[tuple[set[str], set[tuple[str, str]]]] = [
 
 @pytest.mark.parametrize(("flaws", "expected"), CASES, ids=["+".join(sorted(f)) for f, _ in CASES])
 def test_each_flaw_is_found_and_nothing_else(flaws: set[str], expected: set[tuple[str, str]]) -> None:
-    """With only these switches on, the API2 checks report exactly the seeded flaws (target included)."""
+    """With only these switches on, the API2 checks find exactly the seeded flaws (target included; a finding
+    folded into another as a proof of the same root cause counts as found)."""
     result = scan_vulnapp(flaws, CHECKS, users=2, admin=True, allow_destructive=True)
-    assert {(f.check.id, f.target) for f in result.findings} == expected, describe(result)
-    assert all(f.evidence for f in result.findings)
+    assert {(f.check.id, f.target) for f in result.every_finding} == expected, describe(result)
+    assert all(f.evidence for f in result.every_finding)
+
+
+def test_unverified_signatures_are_one_finding_with_its_proofs() -> None:
+    """A token accepted with any signature is one flaw: one API2-JWT-WRONG-KEY finding that names its root cause
+    and carries the algorithm-swap finding (with its own evidence) as a proof, not two findings to fix."""
+    result = scan_vulnapp({"jwt_signature_ignored"}, CHECKS, users=2, admin=True, allow_destructive=True)
+    assert [(f.check.id, f.target) for f in result.findings] == [("API2-JWT-WRONG-KEY", "GET /files")], \
+        describe(result)
+    root = result.findings[0]
+    assert [(p.check.id, p.target) for p in root.proofs] == [("API2-JWT-ALG-SWAP", "GET /files")]
+    assert root.proofs[0].evidence and root.proofs[0].evidence != root.evidence
+    assert "Root cause: the API does not verify token signatures at all" in root.message
+    assert "API2-JWT-ALG-SWAP on GET /files" in root.message
 
 
 def test_secure_app_has_no_authentication_findings() -> None:

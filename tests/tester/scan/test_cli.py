@@ -129,3 +129,40 @@ def test_docs_list_every_check() -> None:
     for check in ALL_CHECKS:
         info = check.info
         assert f"| `{info.id}` | {info.category} | {info.cwe_id} |" in text, info.id
+
+
+def test_progress_is_shown_on_a_terminal(tmp_path: Path) -> None:
+    """With standard error on a terminal (a pseudo-terminal here), the scan shows its progress there — the
+    running check with the requests sent and findings so far — while the report still goes to standard output."""
+    import os
+    import pty
+    import select
+
+    master, terminal = pty.openpty()
+    env = {"ALICE_PASSWORD": "alice-pass-8f3k", "PATH": "/usr/bin:/bin", "BASTION_PURE_PYTHON": "1",
+           "TERM": "xterm", "COLUMNS": "200"}
+    shown = b""
+    with serve_vulnapp({"bola"}) as app:
+        proc = subprocess.Popen([sys.executable, "-m", "bastion", "scan", "--spec", str(app.spec_path), "--url",
+                                 app.base_url, "--auth", str(identities(tmp_path)), "--max-rps", "10", "--check",
+                                 "API1-BOLA-READ", "--fail-on", "none"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal, env=env)
+        os.close(terminal)
+        try:
+            while select.select([master], [], [], 120)[0]:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the scan exited and closed the terminal
+                    break
+                if not data:
+                    break
+                shown += data
+            report = proc.communicate(timeout=60)[0].decode()
+        finally:
+            os.close(master)
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0
+    text = shown.decode("utf-8", "replace")
+    assert "API1-BOLA-READ (" in text and " requests, " in text and " findings)" in text, text
+    assert "API1-BOLA-READ" in report and "API1-BOLA-READ (" not in report

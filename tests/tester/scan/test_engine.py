@@ -21,9 +21,10 @@ from bastion.config import ConfigError
 from bastion.config.yamlsrc import parse_source
 from bastion.tester.audit import Spec
 from bastion.tester.audit.interface import Severity
-from bastion.tester.scan.engine import ScanError, remove_dot_segments, run_scan
+from bastion.tester.scan.engine import ScanError, run_scan
 from bastion.tester.scan.identities import IdentityConfig, LoginFlow, identity_from_headers, load_identities
 from bastion.tester.scan.interface import Check, CheckInfo, RequestPlan, ScanContext, ScanFinding, ScanOptions, Skip
+from bastion.tester.scan.objects import remove_dot_segments
 from bastion.tester.scan.samples import sample_value
 from tests.tester.scan.servers import serve
 
@@ -396,21 +397,55 @@ def test_identities_file_expands_env_and_reports_precise_errors(tmp_path: Path,
         identity_from_headers(["no colon"])
 
 
-def test_findings_with_one_root_cause_say_so() -> None:
-    """A token accepted with any signature explains the unsigned and algorithm-swapped ones: the root finding names
-    its consequences and each consequence names its root; findings without a root are left alone."""
+def test_findings_with_one_root_cause_are_one_finding() -> None:
+    """A token accepted with any signature explains the unsigned and algorithm-swapped ones: they are folded into
+    the root finding as its proofs (the one on the same target when there are several), the root's message names
+    them, and findings without a root are left alone."""
     from bastion.tester.scan.engine import group_root_causes
     from bastion.tester.scan.interface import ScanFinding
     from bastion.tester.scan.registry import BY_ID
 
-    def made(check_id: str) -> ScanFinding:
-        return ScanFinding(BY_ID[check_id].info, "GET /orders", "Accepted.")
+    def made(check_id: str, target: str = "GET /orders") -> ScanFinding:
+        return ScanFinding(BY_ID[check_id].info, target, "Accepted.")
 
-    grouped = group_root_causes([made("API2-JWT-NONE"), made("API2-JWT-WRONG-KEY"), made("API2-JWT-ALG-SWAP")])
-    assert grouped[1].message == (
-        "Accepted. Root cause: the API does not verify token signatures at all; the API2-JWT-ALG-SWAP, "
-        "API2-JWT-NONE finding(s) follow from it and go away with this fix.")
-    assert grouped[0].message == grouped[2].message == (
-        "Accepted. (Follows from API2-JWT-WRONG-KEY: the API does not verify token signatures at all.)")
+    none, wrong, swap, other = (made("API2-JWT-NONE"), made("API2-JWT-WRONG-KEY"), made("API2-JWT-ALG-SWAP"),
+                                made("API1-BOLA-READ"))
+    grouped = group_root_causes([none, wrong, other, swap])
+    assert [f.check.id for f in grouped] == ["API2-JWT-WRONG-KEY", "API1-BOLA-READ"]
+    assert grouped[0].proofs == (none, swap) and grouped[1] == other
+    assert grouped[0].message == (
+        "Accepted. Root cause: the API does not verify token signatures at all; the same flaw also shows as "
+        "API2-JWT-NONE on GET /orders, API2-JWT-ALG-SWAP on GET /orders (proofs below), which this fix closes too.")
+    on_files, on_orders = made("API2-JWT-WRONG-KEY", "GET /files"), made("API2-JWT-WRONG-KEY")
+    two = group_root_causes([on_files, on_orders, made("API2-JWT-NONE")])
+    assert [len(f.proofs) for f in two] == [0, 1]
     alone = [made("API2-JWT-NONE")]
     assert group_root_causes(alone) == alone
+
+
+def test_an_anonymous_admin_read_is_one_finding_only_on_its_own_target() -> None:
+    """An administrative operation answering anonymously (API5-BFLA) explains API2-NO-AUTH on the same operation,
+    which is folded into it; API2-NO-AUTH on another operation stays a finding of its own."""
+    from bastion.tester.scan.engine import group_root_causes
+    from bastion.tester.scan.interface import ScanFinding
+    from bastion.tester.scan.registry import BY_ID
+
+    def made(check_id: str, target: str) -> ScanFinding:
+        return ScanFinding(BY_ID[check_id].info, target, "Answered.")
+
+    admin, other = made("API2-NO-AUTH", "GET /admin/users"), made("API2-NO-AUTH", "GET /reports")
+    grouped = group_root_causes([admin, made("API5-BFLA", "GET /admin/users"), other])
+    assert [(f.check.id, f.target) for f in grouped] == [("API5-BFLA", "GET /admin/users"),
+                                                         ("API2-NO-AUTH", "GET /reports")]
+    assert grouped[0].proofs == (admin,) and grouped[1] == other
+    assert "Root cause: the administrative operation checks no login at all" in grouped[0].message
+
+
+def test_a_root_is_never_less_severe_than_what_it_explains() -> None:
+    """Every root-cause rule names registered checks, and the root's severity is at least each follower's, so
+    folding a finding never lowers the worst severity --fail-on sees."""
+    from bastion.tester.scan.engine import ROOT_CAUSES
+    from bastion.tester.scan.registry import BY_ID
+
+    for rule in ROOT_CAUSES:
+        assert all(BY_ID[rule.root].info.severity >= BY_ID[f].info.severity for f in rule.followers), rule

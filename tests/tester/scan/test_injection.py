@@ -13,6 +13,7 @@ from bastion.tester.scan.checks.injection import (
     PathTraversal,
     SqlInjection,
 )
+from bastion.tester.scan.report import Redactor, curl, to_json
 from tests.tester.scan.vulnscan import describe, scan_vulnapp, targets
 
 #: The time-based checks are restricted to the operations that matter here (2-3 s sleeps each).
@@ -37,10 +38,16 @@ def test_each_flaw_is_found_and_nothing_else(flaw: str, expected: set[tuple[str,
 
 def test_boolean_based_sql_injection_alone_finds_the_flaw() -> None:
     """Without the error messages (boolean technique only), `search%' OR 'b%'='b` vs `... 'c%'='b` answer
-    differently and consistently while the false condition answers like the normal value."""
+    differently and consistently while the false condition answers like the normal value; the report's
+    reproduce commands are that true/false pair, in that order, not the last request alone."""
     result = scan_vulnapp({"sqli"}, [SqlInjection(["listProducts"], techniques=("boolean",))])
     assert targets(result) == {("API8-SQL-INJECTION", "GET /products")}, describe(result)
     assert "consistently over two rounds" in result.findings[0].message
+    normal, true_ex, false_ex = result.findings[0].evidence
+    redactor = Redactor(result.secrets)
+    commands = to_json(result)["findings"][0]["curl"].splitlines()
+    assert commands == [curl(true_ex, redactor), curl(false_ex, redactor)]
+    assert true_ex.url != false_ex.url != normal.url
 
 
 def test_time_based_command_injection_is_confirmed() -> None:

@@ -168,3 +168,98 @@ def test_notes_reach_every_report() -> None:
     notifications = to_sarif(res)["runs"][0]["invocations"][0]["toolExecutionNotifications"]
     assert {"level": "note", "message": {"text": note}} in notifications
     assert f"<li>{note}</li>" in to_html(res)
+
+
+WRONG_KEY = CheckInfo(id="API2-JWT-WRONG-KEY", title="Any signature", category="API2:2023", cwe=347,
+                      severity=Severity.CRITICAL, phase="authentication", checks="Re-signed tokens.",
+                      advice="Verify signatures.")
+
+
+def folded() -> ScanResult:
+    """One root finding (any signature accepted) with the unsigned-token finding folded in as its proof."""
+    res = result()
+    proof = ScanFinding(NONE, "GET /files", "unsigned token accepted",
+                        (exchange(url="https://shop.test/v2/files?proof=none"),))
+    res.ran = [NONE, WRONG_KEY]
+    res.findings = [ScanFinding(WRONG_KEY, "GET /files", "re-signed token accepted. Root cause: ...",
+                                (exchange(url="https://shop.test/v2/files?proof=wrong-key"),), proofs=(proof,))]
+    res.skips = []
+    return res
+
+
+def test_every_format_shows_a_root_findings_proofs() -> None:
+    """A finding folded into another (one root cause) is not a separate finding in any format, yet its message and
+    its own reproducing request appear under the root in JSON, SARIF, HTML and text, and JUnit still fails its check
+    (naming the root), so no check that found the flaw is reported as passed."""
+    from rich.console import Console
+
+    from bastion.cli.tester import render_scan_text
+
+    res = folded()
+    data = to_json(res)
+    assert [f["check_id"] for f in data["findings"]] == ["API2-JWT-WRONG-KEY"]
+    proof = data["findings"][0]["proofs"][0]
+    assert (proof["check_id"], proof["target"], proof["message"]) == ("API2-JWT-NONE", "GET /files",
+                                                                     "unsigned token accepted")
+    assert "proof=none" in proof["curl"] and "proof=wrong-key" in data["findings"][0]["curl"]
+    assert {c["id"]: c["count"] for c in data["checks"]} == {"API2-JWT-NONE": 1, "API2-JWT-WRONG-KEY": 1}
+    sarif = to_sarif(res)["runs"][0]["results"]
+    assert [r["ruleId"] for r in sarif] == ["API2-JWT-WRONG-KEY"]
+    assert sarif[0]["properties"]["proofs"][0]["check"] == "API2-JWT-NONE"
+    assert "proof=none" in sarif[0]["properties"]["proofs"][0]["curl"]
+    html = to_html(res)
+    assert "Also shown by <code>API2-JWT-NONE</code>" in html and "proof=none" in html
+    cases = ET.fromstring(to_junit(res)).findall("testsuite/testcase")
+    failed = {c.get("classname"): c.find("failure") for c in cases if c.find("failure") is not None}
+    assert set(failed) == {"API2:2023.API2-JWT-NONE", "API2:2023.API2-JWT-WRONG-KEY"}
+    assert "Same flaw as API2-JWT-WRONG-KEY on GET /files" in (failed["API2:2023.API2-JWT-NONE"].text or "")
+    console = Console(record=True, width=400, no_color=True)
+    render_scan_text(res, console)
+    text = console.export_text()
+    assert "also shown by API2-JWT-NONE on GET /files: unsigned token accepted" in text
+    assert "passed (ran, nothing found)" not in text and "1 finding(s): 1 critical" in text
+
+
+def test_a_comparison_is_reproduced_by_both_requests() -> None:
+    """A finding proven by comparing two answers (reproduce=2, e.g. an unknown and a known user name) gives both
+    requests as its reproduce commands, in order, in every format; other findings keep their one command."""
+    from rich.console import Console
+
+    from bastion.cli.tester import render_scan_text
+
+    res = result()
+    unknown = exchange(method="POST", url="https://shop.test/v2/login?who=ghost")
+    known = exchange(method="POST", url="https://shop.test/v2/login?who=alice")
+    res.findings = [ScanFinding(ENUM, "POST /login", "different answers", (exchange(), unknown, known), reproduce=2),
+                    res.findings[0]]
+    redactor = Redactor(res.secrets)
+    pair = [curl(unknown, redactor), curl(known, redactor)]
+    data = to_json(res)["findings"]
+    assert data[0]["curl"].splitlines() == pair and len(data[1]["curl"].splitlines()) == 1
+    assert to_sarif(res)["runs"][0]["results"][0]["properties"]["curl"].splitlines() == pair
+    failures = [c.find("failure") for c in ET.fromstring(to_junit(res)).findall("testsuite/testcase")
+                if c.get("classname") == "API2:2023.API2-USER-ENUM" and c.find("failure") is not None]
+    assert len(failures) == 1 and "Reproduce: " + "\n".join(pair) in (failures[0].text or "")  # type: ignore[union-attr]
+    console = Console(record=True, width=1000, no_color=True)
+    render_scan_text(res, console)
+    lines = [line.strip() for line in console.export_text().splitlines()]
+    assert lines[lines.index(pair[0]) + 1] == pair[1]
+
+
+def test_a_megabyte_probe_leaves_every_report_small() -> None:
+    """A finding whose request and response bodies are 1 MiB each (an oversized-payload probe) yields reports of a
+    few kilobytes in every format: bodies are excerpted and the curl command generates the body instead of
+    embedding it."""
+    from rich.console import Console
+
+    from bastion.cli.tester import render_scan_text
+
+    res = result()
+    big = exchange(method="POST", request_body=b'{"a":1}' * 149796, response_body=b"x" * (1 << 20))
+    res.findings = [ScanFinding(BOLA, "POST /orders", "a 1 MiB body was accepted", (big,))]
+    console = Console(record=True, width=200, no_color=True)
+    render_scan_text(res, console)
+    sizes = {"json": len(json.dumps(to_json(res))), "sarif": len(json.dumps(to_sarif(res))),
+             "junit": len(to_junit(res)), "html": len(to_html(res)), "text": len(console.export_text())}
+    assert all(size < 32_768 for size in sizes.values()), sizes
+    assert "sys.stdout.write" in to_json(res)["findings"][0]["curl"]

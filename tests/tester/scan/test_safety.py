@@ -37,6 +37,7 @@ TRAIT_CHECKS = {
     "weak_jwt_secret": "API2-JWT-WEAK-SECRET",
     "register_mass_assignment": "API3-MASS-ASSIGNMENT",
     "redos": "API4-REGEX-DOS",
+    "redos_path": "API4-REGEX-DOS",
     "debug_leak": "API5-BFLA",
     "body_reference": "API1-BOLA-BODY-REF",
     "role_change": "API5-ROLE-CHANGE",
@@ -393,3 +394,32 @@ def test_text_report_says_what_passed_what_was_held_back_who_scanned_and_the_hea
     assert "identities: alice, bob" in proc.stdout
     assert "target health: healthy" in proc.stdout
     assert proc.stderr == ""
+
+
+def test_a_leaking_admin_list_is_one_finding_saying_no_login_was_needed_and_what_leaked() -> None:
+    """With `debug_leak`, the administrative user list answers anonymously with every password: API5-BFLA and
+    API2-NO-AUTH both see it, and the report has one finding for it, saying that no login was needed and what
+    leaked, with the missing-authentication finding as its proof."""
+    with serve_library({"debug_leak"}) as lib:
+        result = scan_with(lib, [BY_ID["API2-NO-AUTH"], BY_ID["API5-BFLA"]])
+    assert [(f.check.id, f.target) for f in result.findings] == [("API5-BFLA", "GET /admin/users")]
+    leak = result.findings[0]
+    assert leak.message.startswith("GET /admin/users answered 200 without any login, although the document declares "
+                                   "it secured. The answer exposes `[].password` (3 values). Root cause: the "
+                                   "administrative operation checks no login at all")
+    assert [(p.check.id, p.target) for p in leak.proofs] == [("API2-NO-AUTH", "GET /admin/users")]
+
+
+def test_redos_in_a_path_parameter_without_a_pattern_is_found() -> None:
+    """A book title the document declares as a plain string (no pattern) but the API checks with a backtracking
+    regex is probed through the read's path and found; the secure twin, checking the same format with a linear
+    pattern, yields nothing for the same probes."""
+    with serve_library({"redos_path"}) as lib:
+        result = scan_with(lib, [BY_ID["API4-REGEX-DOS"]])
+        assert_intact(lib)
+    with serve_library() as twin:
+        secure = scan_with(twin, [BY_ID["API4-REGEX-DOS"]])
+    assert [(f.check.id, f.target) for f in result.findings] == [("API4-REGEX-DOS", "GET /books/{book_title}")]
+    assert "The path parameter `book_title` (a plain string, no pattern declared) with " in result.findings[0].message
+    assert "/books/aaaaaaaaaaaa" in result.findings[0].evidence[-1].url
+    assert secure.findings == []

@@ -40,13 +40,13 @@ def scan_vulnapp(flaws: Iterable[str], checks: Sequence[Check], *, tls: bool = F
 
 
 def targets(result: ScanResult) -> set[tuple[str, str]]:
-    """``(check ID, target)`` of every finding."""
-    return {(f.check.id, f.target) for f in result.findings}
+    """``(check ID, target)`` of every finding, those folded into another as proofs of one root cause included."""
+    return {(f.check.id, f.target) for f in result.every_finding}
 
 
 def found(result: ScanResult, check_id: str) -> list[ScanFinding]:
-    """The findings of one check."""
-    return [f for f in result.findings if f.check.id == check_id]
+    """The findings of one check, those folded into another check's finding (one root cause) included."""
+    return [f for f in result.every_finding if f.check.id == check_id]
 
 
 def describe(result: ScanResult) -> str:

@@ -156,6 +156,12 @@ class ScanFinding:
     target: str
     message: str
     evidence: tuple[Exchange, ...] = ()
+    #: Findings of other checks that show this same flaw (one root cause), folded into this one: each is a proof
+    #: with its own evidence, not a separate problem to fix.
+    proofs: tuple[ScanFinding, ...] = ()
+    #: How many of the last evidence exchanges a reader must send to see the flaw: 1, or 2 for a comparison (a
+    #: true/false condition pair, a known and an unknown user name), where one request alone proves nothing.
+    reproduce: int = 1
 
     @property
     def severity(self) -> Severity:

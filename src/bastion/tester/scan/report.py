@@ -137,6 +137,18 @@ def reproducer(finding: ScanFinding) -> Exchange:
     return last
 
 
+def reproducers(finding: ScanFinding) -> list[Exchange]:
+    """The requests that show the flaw: both of a comparison (``finding.reproduce``), else :func:`reproducer`."""
+    if finding.reproduce > 1 and len(finding.evidence) >= finding.reproduce:
+        return list(finding.evidence[-finding.reproduce:])
+    return [reproducer(finding)]
+
+
+def reproduce_commands(finding: ScanFinding, redactor: Redactor) -> str:
+    """The curl command(s) that reproduce ``finding``, one a line (a pair for a comparison)."""
+    return "\n".join(curl(e, redactor) for e in reproducers(finding))
+
+
 def exchange_json(exchange: Exchange, redactor: Redactor) -> dict[str, Any]:
     return {
         "identity": exchange.identity,
@@ -205,7 +217,7 @@ def health_json(result: ScanResult) -> dict[str, Any]:
 def to_json(result: ScanResult) -> dict[str, Any]:
     """The scan as a JSON-ready mapping (evidence redacted)."""
     redactor = Redactor(result.secrets)
-    counts = Counter(f.check.id for f in result.findings)
+    counts = Counter(f.check.id for f in result.every_finding)
     return {
         "tool": {"name": "bastion scan", "version": __version__},
         "target": result.base_url,
@@ -231,10 +243,23 @@ def to_json(result: ScanResult) -> dict[str, Any]:
                 "message": redactor.text(f.message),
                 "advice": f.check.advice,
                 "evidence": [exchange_json(e, redactor) for e in f.evidence],
-                "curl": curl(reproducer(f), redactor) if f.evidence else None,
+                "curl": reproduce_commands(f, redactor) if f.evidence else None,
+                "proofs": [proof_json(p, redactor) for p in f.proofs],
             }
             for f in result.findings
         ],
+    }
+
+
+def proof_json(proof: ScanFinding, redactor: Redactor) -> dict[str, Any]:
+    """A finding folded into another (same root cause): what it showed, its evidence and its curl command."""
+    return {
+        "check_id": proof.check.id,
+        "title": proof.check.title,
+        "target": proof.target,
+        "message": redactor.text(proof.message),
+        "evidence": [exchange_json(e, redactor) for e in proof.evidence],
+        "curl": reproduce_commands(proof, redactor) if proof.evidence else None,
     }
 
 
@@ -299,7 +324,11 @@ def to_sarif(result: ScanResult) -> dict[str, Any]:
             },
         }
         if f.evidence:
-            entry["properties"]["curl"] = curl(reproducer(f), redactor)
+            entry["properties"]["curl"] = reproduce_commands(f, redactor)
+        if f.proofs:
+            entry["properties"]["proofs"] = [
+                {"check": p.check.id, "target": p.target, "message": redactor.text(p.message),
+                 "curl": reproduce_commands(p, redactor) if p.evidence else None} for p in f.proofs]
         results.append(entry)
     return {
         "$schema": SARIF_SCHEMA,
@@ -335,15 +364,20 @@ def to_junit(result: ScanResult) -> str:
     cases = 0
     failures = 0
     skipped = 0
+    # A check whose finding was folded into another's (one root cause) still fails, naming its root.
+    root_of = {id(p): f for f in result.findings for p in f.proofs}  # proof -> the finding it is folded into
     for info in result.ran:
-        found = [f for f in result.findings if f.check.id == info.id]
+        found = [f for f in result.every_finding if f.check.id == info.id]
         for f in found:
             case = ET.SubElement(suite, "testcase", classname=f"{info.category}.{info.id}", name=f.target)
             failure = ET.SubElement(case, "failure", message=redactor.text(f.message), type=f.severity.label)
             lines = [f"{info.title} ({info.category} {OWASP_API_2023[info.category]}, {info.cwe_id})",
                      redactor.text(f.message), f"Fix: {info.advice}"]
+            folded_into = root_of.get(id(f))
+            if folded_into is not None:
+                lines.insert(2, f"Same flaw as {folded_into.check.id} on {folded_into.target} (one root cause).")
             if f.evidence:
-                lines.append("Reproduce: " + curl(reproducer(f), redactor))
+                lines.append("Reproduce: " + reproduce_commands(f, redactor))
             failure.text = "\n".join(lines)
             cases += 1
             failures += 1
@@ -423,6 +457,10 @@ identities: {{ data.identities | join(", ") or "none (anonymous only)" }} &middo
 </table>
 {% if f.curl %}<p>Reproduce (export the <code>$…</code> variables with your own credentials first):</p>
 <pre>{{ f.curl }}</pre>{% endif %}
+{% for p in f.proofs %}
+<details><summary>Also shown by <code>{{ p.check_id }}</code> ({{ p.title }}) on <code>{{ p.target }}</code></summary>
+<p>{{ p.message }}</p>{% if p.curl %}<pre>{{ p.curl }}</pre>{% endif %}</details>
+{% endfor %}
 {% for e in f.evidence %}
 <details{% if loop.last %} open{% endif %}><summary>Evidence {{ loop.index }}: {{ e.request.method }}
 {{ e.request.url }} as {{ e.identity }} &rarr; {{ e.response.status }}{% if e.error %} ({{ e.error }}){% endif %}

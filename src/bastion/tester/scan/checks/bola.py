@@ -172,7 +172,7 @@ class BolaDelete(_CrossUser):
     )
 
     async def run(self, ctx: ScanContext) -> list[Outcome]:
-        from bastion.tester.scan.engine import extract_id
+        from bastion.tester.scan.objects import extract_id
 
         a, b, objects = await self.pairs(ctx)
         out: list[Outcome] = []

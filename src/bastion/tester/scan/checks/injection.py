@@ -4,7 +4,7 @@ What is injected into: free-text inputs of in-scope operations — query, path a
 parameters whose schema is a string (or untyped, without ``enum``), and top-level string fields
 of JSON request bodies. URL inputs are left to the SSRF check. Bodies of PUT/PATCH operations
 (which change existing objects) are only injected with ``--allow-destructive``. Operations that
-change a password or an e-mail address (see ``engine.is_destructive``) are never injected, even
+change a password or an e-mail address (see ``context.is_destructive``) are never injected, even
 then: every probe would set the scan user's password or address to a payload that cannot be
 restored, locking the identity out of the rest of the scan (and its owner out of the account). At most
 :data:`MAX_INPUTS` inputs, with a handful of requests each; payloads are harmless (quotes,
@@ -48,12 +48,13 @@ from bastion.tester.scan.checks.probing import (
     finding,
     json_request_schema,
     object_properties,
+    pair_finding,
     random_marker,
     skip,
     success,
 )
 from bastion.tester.scan.checks.ssrf import url_like
-from bastion.tester.scan.engine import is_destructive
+from bastion.tester.scan.context import is_destructive
 from bastion.tester.scan.interface import (
     Check,
     CheckInfo,
@@ -337,10 +338,10 @@ class SqlInjection(_InjectionCheck):
         if error is not None and not _SQL_ERROR.search(normal.text):
             escaped = await inj.send(self.info, inj.original + "''")
             if not _SQL_ERROR.search(escaped.text):
-                return finding(self.info, inj.inp.op.label,
-                               f"A quote in {inj.inp.label} makes the database fail (`{error.group(0)}`, status "
-                               f"{broken.status}); an escaped quote does not: the input is pasted into SQL.",
-                               normal, broken, escaped)
+                return pair_finding(self.info, inj.inp.op.label,
+                                    f"A quote in {inj.inp.label} makes the database fail (`{error.group(0)}`, status "
+                                    f"{broken.status}); an escaped quote does not: the input is pasted into SQL.",
+                                    normal, broken, escaped)
         return None
 
     async def _time(self, inj: _Injector, normal: Exchange, slowest: float) -> ScanFinding | None:
@@ -372,12 +373,13 @@ class SqlInjection(_InjectionCheck):
             if _inconclusive(t2, f2) or not excerpt_equal(t1, t2, echoes) or not excerpt_equal(f1, f2, echoes):
                 continue
             if self._decides(normal, t2, f2, family, echoes):
-                return finding(self.info, inj.inp.op.label,
-                               f"{inj.inp.label.capitalize()} is evaluated as SQL: `{true_v}` and `{false_v}` "
-                               f"answer differently ({t1.status}, {len(t1.response_body)} bytes vs {f1.status}, "
-                               f"{len(f1.response_body)} bytes), consistently over two rounds, and the "
-                               f"{'true' if family == 'and' else 'false'} condition answers like the normal value.",
-                               normal, t1, f1)
+                return pair_finding(self.info, inj.inp.op.label,
+                                    f"{inj.inp.label.capitalize()} is evaluated as SQL: `{true_v}` and "
+                                    f"`{false_v}` answer differently ({t1.status}, {len(t1.response_body)} bytes vs "
+                                    f"{f1.status}, {len(f1.response_body)} bytes), consistently over two rounds, and "
+                                    f"the {'true' if family == 'and' else 'false'} condition answers like the normal "
+                                    "value.",
+                                    normal, t1, f1)
         return None
 
     @staticmethod
@@ -425,11 +427,11 @@ class NoSqlInjection(_InjectionCheck):
             ex = await ctx.send(inj.plan.copy(query=[*rest, (f"{inp.name}[{operator}]", random_marker("x"))]),
                                 inj.ident, check=self.info)
             if success(ex):
-                return finding(self.info, inp.op.label,
-                               f"`{inp.name}` fails with a random value ({failed.status}) but "
-                               f"`{inp.name}[{operator}]=` succeeds ({ex.status}): the query parameter becomes a "
-                               "database operator.",
-                               failed, ex)
+                return pair_finding(self.info, inp.op.label,
+                                    f"`{inp.name}` fails with a random value ({failed.status}) but "
+                                    f"`{inp.name}[{operator}]=` succeeds ({ex.status}): the query parameter becomes a "
+                                    "database operator.",
+                                    failed, ex)
         return None
 
     async def _body(self, ctx: ScanContext, fields: list[Input]) -> ScanFinding | None:
@@ -456,9 +458,10 @@ class NoSqlInjection(_InjectionCheck):
             if ex.status == 429:
                 return None
             if success(ex):
-                return finding(self.info, op.label,
-                               f"The request fails with random values ({failed.status}) but succeeds ({ex.status}) "
-                               f"with {what}: request values reach the database as query operators.", failed, ex)
+                return pair_finding(self.info, op.label,
+                                    f"The request fails with random values ({failed.status}) but succeeds "
+                                    f"({ex.status}) with {what}: request values reach the database as query "
+                                    "operators.", failed, ex)
         return None
 
 

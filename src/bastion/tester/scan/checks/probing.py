@@ -43,6 +43,11 @@ def finding(info: CheckInfo, target: str, message: str, *evidence: Exchange) -> 
     return ScanFinding(check=info, target=target, message=message, evidence=tuple(evidence))
 
 
+def pair_finding(info: CheckInfo, target: str, message: str, *evidence: Exchange) -> ScanFinding:
+    """A finding proven by comparing its last two exchanges: both are its reproduce commands."""
+    return ScanFinding(check=info, target=target, message=message, evidence=tuple(evidence), reproduce=2)
+
+
 def skip(info: CheckInfo, reason: str) -> Skip:
     return Skip(check=info, reason=reason)
 

@@ -416,7 +416,8 @@ class MassAssignment(Check):
         """Register two throwaway accounts — one with undeclared privileged properties, a control without —,
         log each in and read its profile: a property that took effect only on the first is mass assignment.
         None when ``op`` is not a sign-up the scan can follow through (no login, no profile operation)."""
-        from bastion.tester.scan.checks.authn import find_login, looks_logged_in, own_profile
+        from bastion.tester.scan.checks.authn.logins import find_login, looks_logged_in
+        from bastion.tester.scan.checks.authn.passwords import own_profile
 
         names = {f.name for f in body_fields(ctx.spec, op)}
         user_field, password_field = credential_fields(names)
@@ -466,7 +467,7 @@ class MassAssignment(Check):
         made = await ctx.send(plan.copy(json=body), ctx.anonymous, check=self.info)
         if not success(made):
             return None, [made]
-        from bastion.tester.scan.checks.authn import attempt
+        from bastion.tester.scan.checks.authn.logins import attempt
 
         answer = await attempt(ctx, login, self.info, str(body[user_field]), password)
         token = _token_in(answer.json()) if logged_in(answer) else None

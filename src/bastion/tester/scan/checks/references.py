@@ -20,7 +20,7 @@ from typing import Any
 
 from bastion.tester.audit.context import Operation, types_of
 from bastion.tester.audit.interface import Severity
-from bastion.tester.scan.checks.authn import _typed, profile_reads, user_reference, user_selector
+from bastion.tester.scan.checks.authn.passwords import _typed, profile_reads, user_reference, user_selector
 from bastion.tester.scan.checks.probing import body_fields, finding, skip, success
 from bastion.tester.scan.checks.properties import _PRIVILEGED, _free_string, _json, escalated_value, snake
 from bastion.tester.scan.interface import (

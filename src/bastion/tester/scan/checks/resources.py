@@ -26,7 +26,9 @@ Heuristics:
   than ``maxItems`` is stated as proof). Arrays with ``uniqueItems`` are left alone (copies
   would be refused for that reason), as are operations on passwords, e-mail addresses or URLs.
 * *Regex DoS*: string inputs with a ``pattern`` or holding an e-mail address (``format: email`` or
-  a name saying e-mail), in query and path parameters and in top-level fields of JSON bodies:
+  a name saying e-mail), in query and path parameters and in top-level fields of JSON bodies, then
+  plain string parameters of reads (no pattern, enum or format: the API may still check their
+  format with a regex the document does not show; reads only, so a probe stores nothing):
   inputs of growing length (:data:`REDOS_LENGTHS`, short steps, stopping at the first slow one)
   built from the pattern's repeated character classes (``a`` for e-mail addresses), ending with a
   character that breaks the match; a response time more than :data:`REDOS_DELAY` seconds over
@@ -145,8 +147,8 @@ REGEX_DOS = CheckInfo(
     severity=Severity.MEDIUM,
     phase="resources",
     checks="For string inputs with a `pattern` or holding an e-mail address (parameters and JSON body fields), "
-    "sends inputs of growing length that make backtracking regex engines explode, stopping at the first slow "
-    "one; response time well above a short input's, twice, is a finding.",
+    "then plain string parameters of reads, sends inputs of growing length that make backtracking regex engines "
+    "explode, stopping at the first slow one; response time well above a short input's, twice, is a finding.",
     advice="Use linear-time patterns (no nested quantifiers) and bound `maxLength`. Bastion's "
     "`policies.validation` checks patterns on a linear-time engine and enforces `maxLength` before the API "
     "runs its own regex.",
@@ -457,9 +459,18 @@ class _Input:
     op: Operation
     location: str  # query, path or body
     name: str
-    pattern: str | None  # None: an e-mail address (validated by a pattern the document does not show)
+    #: None: an e-mail address or a plain string (validated by a pattern the document may not show).
+    pattern: str | None
     #: An e-mail change (destructive by the safety classifier): probed only when the value can be written back.
     needs_restore: bool = False
+    #: A plain string: nothing in the document says a regex checks it.
+    plain: bool = False
+
+    @property
+    def what(self) -> str:
+        if self.pattern is not None:
+            return f"pattern {self.pattern!r}"
+        return "a plain string, no pattern declared" if self.plain else "an e-mail address"
 
     @property
     def label(self) -> str:
@@ -469,8 +480,10 @@ class _Input:
 def redos_targets(ctx: ScanContext) -> list[_Input]:
     """String inputs with a ``pattern`` or holding an e-mail address, in parameters and JSON bodies; e-mail
     changes the safety classifier calls destructive are included, to be probed only when restorable (a probe is
-    never a valid address, so a validating API refuses it before storing anything)."""
+    never a valid address, so a validating API refuses it before storing anything). Then plain string
+    parameters of reads: last, as nothing says a regex checks them."""
     out: list[_Input] = []
+    plain: list[_Input] = []
     in_scope = {id(op) for op in ctx.operations()}
     extra = [op for op in ctx.all_operations() if id(op) not in in_scope and op.method in ("put", "patch")
              and "password" not in f"{op.template} {op.node.get('operationId', '')}".lower()]
@@ -484,6 +497,8 @@ def redos_targets(ctx: ScanContext) -> list[_Input]:
             pattern = schema.get("pattern")
             if isinstance(pattern, str) or schema.get("format") == "email":
                 out.append(_Input(op, param.location, param.name, pattern if isinstance(pattern, str) else None))
+            elif types_of(schema) == {"string"} and not {"enum", "const", "format"} & schema.keys():
+                plain.append(_Input(op, param.location, param.name, None, plain=True))
         if op.method not in ("post", "put", "patch"):
             continue
         for field in body_fields(ctx.spec, op):
@@ -494,7 +509,7 @@ def redos_targets(ctx: ScanContext) -> list[_Input]:
             if isinstance(pattern, str) or field.schema.get("format") == "email" or _EMAIL_NAME.search(field.name):
                 out.append(_Input(op, "body", field.name, pattern if isinstance(pattern, str) else None,
                                   needs_restore=id(op) not in in_scope))
-    return out
+    return out + plain
 
 
 class RegexDos(Check):
@@ -505,7 +520,8 @@ class RegexDos(Check):
     async def run(self, ctx: ScanContext) -> list[ScanFinding | Skip]:
         targets = redos_targets(ctx)
         if not targets:
-            return [skip(self.info, "no string input declares a `pattern` or holds an e-mail address")]
+            return [skip(self.info, "no string input declares a `pattern` or holds an e-mail address, and no read "
+                                    "takes a plain string parameter")]
         for target in targets[:MAX_REDOS_TARGETS]:
             result = await self._probe(ctx, target)
             if result is not None:
@@ -533,9 +549,8 @@ class RegexDos(Check):
                         continue
                     again = await self._send(ctx, target, plan, ident, text)
                     if again.elapsed - short.elapsed >= REDOS_DELAY:
-                        what = f"pattern {target.pattern!r}" if target.pattern else "an e-mail address"
                         return finding(self.info, target.op.label,
-                                       f"The {target.label} ({what}) with {len(text)} characters took "
+                                       f"The {target.label} ({target.what}) with {len(text)} characters took "
                                        f"{long.elapsed:.1f} s and {again.elapsed:.1f} s against {short.elapsed:.2f} s "
                                        f"for a short input: its validation backtracks (the scan stopped growing the "
                                        f"input there).", short, long, again)
