@@ -3,7 +3,7 @@
 Each fenced ```yaml block is parsed, recognised by its top-level keys and checked the way
 Bastion itself reads such a file:
 
-- a piece of ``bastion.yaml`` is completed into a whole configuration (a service and the
+- a piece of ``bastion.yaml`` (or of one service in it) is completed into a whole configuration (a service and the
   files it names, created in a temporary folder) and loaded by ``load_config``, the same
   loader ``bastion check`` runs, with every stage's compile step;
 - a piece of an OpenAPI document (``paths``, ``components`` or an ``x-bastion-*`` extension)
@@ -28,7 +28,7 @@ import yaml
 from bastion.certs import generate_self_signed
 from bastion.config.errors import ConfigError
 from bastion.config.loader import load_config
-from bastion.config.model import GatewayConfig
+from bastion.config.model import GatewayConfig, Service
 from bastion.config.yamlsrc import Source
 from bastion.tester.scan.identities import parse_identities, parse_scope
 
@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```yaml[ \t]*\n(.*?)^```", re.S | re.M)
 CONFIG_KEYS = set(GatewayConfig.model_fields)
+SERVICE_KEYS = set(Service.model_fields)
 OPENAPI_KEYS = {"openapi", "info", "paths", "components", "servers", "security", "tags"}
 TESTER_KEYS = {"identities", "include", "exclude"}
 # Environment variables the examples reference as ${NAME}.
@@ -47,6 +48,7 @@ EXAMPLE_ENV = {
     "ROOT_PASSWORD": "r",
     "LEGACY_HS256_SECRET": "x" * 32,
     "INTROSPECTION_SECRET": "s",
+    "PGPASSWORD": "example-password",
 }
 
 
@@ -172,6 +174,9 @@ def check(example: Example, folder: Path) -> None:
         parse_scope(src)
     elif keys <= CONFIG_KEYS:
         _load_config_piece(folder, data)
+    elif keys <= SERVICE_KEYS:  # a piece of one service (its routes, say)
+        service = {"name": "example", "upstream": "http://127.0.0.1:9", **data}
+        _load_config_piece(folder, {"services": [service]})
     elif keys <= OPENAPI_KEYS:
         _write_openapi(folder / "piece.openapi.yaml", data)
         _load_config_piece(folder, {"services": [
