@@ -122,17 +122,18 @@ def test_the_master_is_asked_of_the_sentinel_on_every_connection(
     assert b"ratelimit" in ask(two.port, "KEYS", "*")
 
 
-def test_sentinel_urls_are_parsed_and_checked(tmp_path: Path) -> None:
+def test_sentinel_urls_are_parsed_and_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Several Sentinels, a password and a database parse; a URL without the master's name,
     with a database that is not a number, or for Redis Cluster is a configuration error
     naming the field and the fix, never showing the password."""
     parsed = parse_sentinel_url("redis+sentinel://:s3cret@10.0.0.1:26380,10.0.0.2/orders/2")
     assert parsed.sentinels == (("10.0.0.1", 26380), ("10.0.0.2", 26379))
     assert (parsed.master, parsed.db, parsed.password) == ("orders", 2, "s3cret")
+    monkeypatch.setenv("SENTINEL_PW", "s3cret")  # a password in plain text is refused first
     cases = {
-        "redis+sentinel://:s3cret@10.0.0.1:26379": "the path must be /mastername or /mastername/db",
+        "redis+sentinel://:${SENTINEL_PW}@10.0.0.1:26379": "the path must be /mastername or /mastername/db",
         "redis+sentinel://10.0.0.1:26379/orders/x": "the database must be a number, got 'x'",
-        "redis+cluster://:s3cret@10.0.0.1:7000": "Redis Cluster is not supported yet",
+        "redis+cluster://:${SENTINEL_PW}@10.0.0.1:7000": "Redis Cluster is not supported yet",
     }
     for url, message in cases.items():
         (tmp_path / "bastion.yaml").write_text(
