@@ -464,7 +464,12 @@ def _load_openapi(
                 issues.append(issue)
         return None
     list_fields = {spec.extension: spec.list_field for spec in ORDER if spec.list_field}
-    return parse_openapi(doc_src, ext_names, issues, list_fields)
+    lent = {
+        spec.extension: tuple((field, BY_NAME[target].extension) for field, target in spec.lends)
+        for spec in ORDER
+        if spec.lends
+    }
+    return parse_openapi(doc_src, ext_names, issues, list_fields, lent)
 
 
 def _check_policy_names(policies: dict[str, Any], src: Source, path: FieldPath, issues: list[ConfigIssue]) -> None:
@@ -488,8 +493,28 @@ def _layers(policies: dict[str, Any], src: Source, path: FieldPath) -> list[tupl
             # ``limits.0.by`` drops ``limits``, which the file does not have).
             values = {spec.list_field: values}
         if isinstance(values, dict):
+            for field, target in spec.lends:
+                if field in values:
+                    lent = values[field]
+                    values = {k: v for k, v in values.items() if k != field}
+                    out.extend(_lent_layer(policies, src, (*path, name, field), lent, target))
             out.append((name, PolicyLayer(values, src, (*path, name))))
     return out
+
+
+def _lent_layer(
+    policies: dict[str, Any], src: Source, path: FieldPath, value: Any, target: str
+) -> list[tuple[str, PolicyLayer]]:
+    """Another stage's settings written inside a stage's (``response: {redact: [...]}`` is the
+    ``redact`` stage's), as that stage's layer, unless that stage is also set beside it."""
+    if target in policies:
+        raise ConfigError([src.issue(path, f"policies.{target} is also set here: write these settings in one place")])
+    spec = BY_NAME[target]
+    if isinstance(value, list) and spec.list_field:
+        value = {spec.list_field: value}
+    if not isinstance(value, dict):
+        raise ConfigError([src.issue(path, "expected a mapping of stage settings (or a list)")])
+    return [(target, PolicyLayer(value, src, path))]
 
 
 def _plan_layers(config: GatewayConfig, src: Source) -> list[tuple[str, PolicyLayer]]:

@@ -15,6 +15,10 @@ from bastion.config.errors import ConfigIssue
 from bastion.config.model import check_route_path
 from bastion.config.yamlsrc import FieldPath, Source
 
+#: Per extension, its fields that hold another extension's settings: ``x-bastion-response``'s
+#: ``redact`` is ``x-bastion-redact`` (``StageSpec.lends``).
+Lent = dict[str, tuple[tuple[str, str], ...]]
+
 OPERATION_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -62,6 +66,7 @@ def _extensions(
     known: set[str],
     issues: list[ConfigIssue],
     list_fields: dict[str, str],
+    lent: Lent,
 ) -> dict[str, PolicyLayer]:
     out: dict[str, PolicyLayer] = {}
     for key, value in obj.items():
@@ -77,8 +82,36 @@ def _extensions(
         if not isinstance(value, dict):
             issues.append(src.issue((*path, key), "expected a mapping of stage settings"))
             continue
+        for lent_field, target in lent.get(key, ()):
+            if lent_field in value:
+                lent_value = value[lent_field]
+                value = {k: v for k, v in value.items() if k != lent_field}
+                _lend(obj, src, (*path, key, lent_field), lent_value, target, list_fields, issues, out)
         out[key] = PolicyLayer(value, src, (*path, key))
     return out
+
+
+def _lend(
+    obj: dict[str, Any],
+    src: Source,
+    path: FieldPath,
+    value: Any,
+    target: str,
+    list_fields: dict[str, str],
+    issues: list[ConfigIssue],
+    out: dict[str, PolicyLayer],
+) -> None:
+    """Another extension's settings written inside this one (``x-bastion-response: {redact:
+    [...]}``), as that extension's layer; errors point where they are written."""
+    if target in obj:
+        issues.append(src.issue(path, f"{target} is also set here: write these settings in one place"))
+        return
+    if isinstance(value, list) and target in list_fields:
+        value = {list_fields[target]: value}
+    if not isinstance(value, dict):
+        issues.append(src.issue(path, "expected a mapping of stage settings (or a list)"))
+        return
+    out[target] = PolicyLayer(value, src, path)
 
 
 def base_path_of(doc: dict[str, Any]) -> str:
@@ -125,12 +158,17 @@ def _resolve_local(doc: dict[str, Any], node: Any) -> Any:
 
 
 def parse_openapi(
-    src: Source, extension_names: dict[str, str], issues: list[ConfigIssue], list_fields: dict[str, str] | None = None
+    src: Source,
+    extension_names: dict[str, str],
+    issues: list[ConfigIssue],
+    list_fields: dict[str, str] | None = None,
+    lent: Lent | None = None,
 ) -> OpenAPIDocument | None:
     """Read operations from ``src``; problems are appended to ``issues``.
 
     ``extension_names`` maps ``x-bastion-<stage>`` to the stage name; ``list_fields`` maps
-    an extension that may be a bare list to the field the list fills (``limits``).
+    an extension that may be a bare list to the field the list fills (``limits``); ``lent``
+    maps an extension to its fields that hold another extension's settings.
     """
     doc = src.data
     if not isinstance(doc, dict):
@@ -150,11 +188,12 @@ def parse_openapi(
         return None
     known = set(extension_names)
     lists = list_fields or {}
+    lends = lent or {}
 
     def layers(ext: dict[str, PolicyLayer]) -> dict[str, PolicyLayer]:
         return {extension_names[k]: v for k, v in ext.items()}
 
-    doc_ext = layers(_extensions(doc, src, (), known, issues, lists))
+    doc_ext = layers(_extensions(doc, src, (), known, issues, lists, lends))
     global_security = doc.get("security")
     operations: list[Operation] = []
     seen_ids: dict[str, FieldPath] = {}
@@ -168,7 +207,7 @@ def parse_openapi(
         if not isinstance(item, dict):
             issues.append(src.issue(ppath, "expected a path item mapping"))
             continue
-        path_ext = layers(_extensions(item, src, ppath, known, issues, lists))
+        path_ext = layers(_extensions(item, src, ppath, known, issues, lists, lends))
         for method in OPERATION_METHODS:
             op = item.get(method)
             if op is None:
@@ -177,7 +216,7 @@ def parse_openapi(
             if not isinstance(op, dict):
                 issues.append(src.issue(opath, "expected an operation mapping"))
                 continue
-            op_ext = layers(_extensions(op, src, opath, known, issues, lists))
+            op_ext = layers(_extensions(op, src, opath, known, issues, lists, lends))
             op_id = op.get("operationId")
             if op_id is not None and not isinstance(op_id, str):
                 issues.append(src.issue((*opath, "operationId"), "expected a string"))

@@ -210,6 +210,10 @@ class StageSpec:
     #: The field a bare list written in place of the settings fills (``limits`` for
     #: ``ratelimit``: ``x-bastion-rate-limit: [{...}, {...}]``); '' when a list is an error.
     list_field: str = ""
+    #: Fields of this stage's settings that hold another stage's settings, as a shorthand
+    #: (field, that stage's name): the ``response`` stage's ``redact: [card, ssn]`` is the
+    #: ``redact`` stage's settings, written where a reader looks for response protection.
+    lends: tuple[tuple[str, str], ...] = ()
 
     @property
     def extension(self) -> str:

@@ -193,3 +193,37 @@ def test_a_clean_response_passes_unchanged_and_uncounted(gateway: GatewayProcess
     resp = _get(gateway, "/clean")
     assert resp.body == CLEAN
     assert "redact" not in _record(gateway, "/clean")
+
+
+#: The issue's form: redaction written with response protection, on one operation.
+LENT_OPENAPI = """
+openapi: 3.1.0
+info: {title: orders, version: "1"}
+paths:
+  /card:
+    get:
+      operationId: getOrder
+      security: []
+      x-bastion-response: {schema: filter, redact: [card, ssn, secrets]}
+      responses:
+        "200":
+          description: an order
+          content:
+            application/json:
+              schema:
+                type: object
+                properties:
+                  order: {type: string}
+                  card: {type: string}
+"""
+
+
+def test_redaction_written_inside_x_bastion_response_masks_and_filters(leaking_api: str) -> None:
+    """``x-bastion-response: {schema: filter, redact: [card, ssn, secrets]}`` turns on both
+    stages on the operation: the card number split across chunks arrives masked, and the
+    member the schema does not declare (``total``) is gone."""
+    config = {"services": [{"name": "orders", "upstream": leaking_api, "openapi": "orders.yaml"}]}
+    with GatewayProcess(config, files={"orders.yaml": LENT_OPENAPI}) as gw:
+        resp = _get(gw, "/card")
+    assert resp.status == 200
+    assert resp.json() == {"order": "ORD-2024-000123", "card": "**** **** **** 1111"}

@@ -10,6 +10,7 @@ SPEC = StageSpec(
     name="redact",
     config_model=RedactConfig,
     build=RedactStage.from_config,
+    list_field="types",  # x-bastion-redact: [card, ssn] is {types: [card, ssn]}
     description=(
         "Finds sensitive data (card numbers, SSNs, IBANs, cloud and SaaS secrets, private keys, password "
         "hashes; e-mail, phone and JWTs when listed) in response bodies, as they stream, and headers; masks, "

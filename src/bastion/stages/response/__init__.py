@@ -13,6 +13,7 @@ SPEC = StageSpec(
     name="response",
     config_model=ResponseConfig,
     build=ResponseFilterStage.from_config,
+    lends=(("redact", "redact"),),  # x-bastion-response: {redact: [card, ssn]}: the redact stage's settings
     description=(
         "Runs on the whole body of upstream responses: masks 5xx bodies as problem+json with the request ID, "
         "removes JSON properties the operation's response schema does not declare (or answers 502, or records "
