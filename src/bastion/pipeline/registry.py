@@ -1,6 +1,6 @@
 """The one ordered list of stages, and the order in which their hooks really run.
 
-    ORDER: auth -> access -> ratelimit -> validation -> detection -> headers -> phantom
+    ORDER: auth -> access -> ratelimit -> validation -> detection -> login -> headers -> phantom
 
 On the way in, top to bottom: every head hook (``on_request_head``) first, before any of
 the body is read, then every request hook (``on_request``). On the way out, bottom to top:
@@ -10,10 +10,10 @@ goes to the client; the exchange's record goes to the record sinks (metrics, the
 log) last, once the answer is out. With today's stages:
 
     request side:   auth (from the route, at the head) -> access (head, then body) -> ratelimit
-                    (head) -> validation -> detection
-    response side:  phantom (a login's token replaced) -> headers -> ratelimit (its RateLimit
-                    fields) -> access (where it learns who
-                    created an object) -> the record
+                    (head) -> validation -> detection -> login (a login's account counted)
+    response side:  phantom (a login's token replaced) -> headers -> login (the try settled by
+                    the answer) -> ratelimit (its RateLimit fields) -> access (where it learns
+                    who created an object) -> the record
 
 Order is security. A request is authenticated, then authorized (``access`` reads the
 principal ``auth`` proved), before it is validated, and validated before it is inspected
@@ -22,14 +22,15 @@ response is filtered before its headers are set, and recorded last, as it was se
 response bodies goes *below* ``headers`` in ``ORDER``, so that on the response side it
 runs first (filter, then headers, then the record). A new stage goes where its
 dependencies put it (a rate limit per consumer after ``auth``; after ``access`` too, so a
-request that may not be made at all spends no budget); there are no priorities.
+request that may not be made at all spends no budget; ``login`` last on the way in, so that
+only a try the upstream will answer is counted against its account); there are no priorities.
 ``tests/pipeline/test_order.py`` holds this text to ``ORDER`` and to what the chain runs.
 """
 
 from __future__ import annotations
 
 from bastion.pipeline.stage import StageSpec
-from bastion.stages import access, auth, detection, headers, phantom, ratelimit, validation
+from bastion.stages import access, auth, detection, headers, login, phantom, ratelimit, validation
 
 ORDER: tuple[StageSpec, ...] = (
     auth.SPEC,
@@ -37,6 +38,7 @@ ORDER: tuple[StageSpec, ...] = (
     ratelimit.SPEC,
     validation.SPEC,
     detection.SPEC,
+    login.SPEC,
     headers.SPEC,
     phantom.SPEC,
 )
