@@ -42,8 +42,10 @@ from bastion.stages.auth.credentials import (
 from bastion.stages.auth.dispatch import NO_VERIFIERS, Verifiers, bearer_verifier, compile_verifiers, credential_handle
 from bastion.stages.auth.lockout import KnownLocks, Lockout
 from bastion.stages.auth.methods import AuthFailure, Verdict
+from bastion.stages.auth.phantom import UNKNOWN as PHANTOM_UNKNOWN
 from bastion.stages.auth.phantom import PhantomVerifier
-from bastion.types import Block, Exchange, Principal
+from bastion.stages.phantom.tokens import PHANTOM_PREFIX
+from bastion.types import Block, Exchange, HeaderList, Principal, Request
 
 if TYPE_CHECKING:
     from bastion.services import Services
@@ -85,6 +87,8 @@ Requirement = tuple[str, ...]
 ScopedRequirement = tuple[tuple[str, tuple[str, ...]], ...]
 #: The scheme a route with no security requirement declared (a hand-written route) takes.
 IMPLICIT_BEARER = "bearer"
+#: The alternative ``phantom_cookie`` adds where no declared scheme reads that cookie.
+PHANTOM_COOKIE_SCHEME = "phantom cookie"
 
 
 def _token(text: str) -> bool:
@@ -137,10 +141,12 @@ def _resolve(doc: dict[str, Any], node: Any) -> Any:
     return None
 
 
-def scheme_of(route: RouteInfo, name: str) -> Any:
+def scheme_of(route: RouteInfo, name: str, config: AuthConfig | None = None) -> Any:
     """The security scheme object ``name`` stands for on ``route`` (``None`` if undeclared)."""
     if name == IMPLICIT_BEARER and route.operation is None:
         return {"type": "http", "scheme": "bearer"}
+    if name == PHANTOM_COOKIE_SCHEME and config is not None and config.phantom_cookie:
+        return {"type": "apiKey", "in": "cookie", "name": config.phantom_cookie}
     return _resolve(route.openapi or {}, _schemes(route.openapi).get(name))
 
 
@@ -196,9 +202,11 @@ def compile_source(name: str, scheme: Any, config: AuthConfig, verifiers: Verifi
         return None
     kind = scheme.get("type")
     if kind == "apiKey":
+        where, pname = str(scheme.get("in", "")), str(scheme.get("name", ""))
+        if where == "cookie" and pname and pname == config.phantom_cookie and verifiers.phantom is not None:
+            return SchemeSource(name, cookie=pname, phantom=True), f"phantom token (cookie {pname})"
         if verifiers.api_key is None:
             return None
-        where, pname = str(scheme.get("in", "")), str(scheme.get("name", ""))
         if not pname:
             return SchemeSource(name, bearer=KEY_BEARER), "api key (Authorization: Bearer bst_...)"
         if where == "header":
@@ -259,7 +267,7 @@ class _Attempt:
     """One request's verdicts, per scheme of the route (``None``: not read yet), so a scheme
     several alternatives name is verified once."""
 
-    __slots__ = ("bearer", "handles", "token", "upstream", "verdicts")
+    __slots__ = ("bearer", "handles", "token", "upstream", "upstream_cookie", "verdicts")
 
     def __init__(self, count: int, counted: bool) -> None:
         self.verdicts: list[Verdict | None] = [None] * count
@@ -269,8 +277,10 @@ class _Attempt:
         self.token: str | None = None
         #: Each scheme's credential's public id (an API key's prefix), where a lockout counts.
         self.handles: list[str] = [""] * count if counted else _NO_HANDLES
-        #: The upstream token a verified phantom token stands for, forwarded in its place.
+        #: The upstream token a verified phantom token stands for, forwarded in its place,
+        #: and the cookie the phantom came in ("": ``Authorization``).
         self.upstream: str | None = None
+        self.upstream_cookie = ""
 
 
 class AuthStage(HeadStage):
@@ -293,6 +303,10 @@ class AuthStage(HeadStage):
         self.sources: tuple[SchemeSource, ...] = ()
         self.alternatives: tuple[tuple[tuple[int, frozenset[str]], ...], ...] = ()
         self.lockout: Lockout | None = None
+        #: The cookie that carries phantom tokens ("": none), never forwarded as it came.
+        self.phantom_cookie = config.phantom_cookie or ""
+        #: A logout: the phantom token used is deleted before the request is forwarded.
+        self.phantom_logout = config.phantom_logout
         #: Where the route's requests may carry Bastion API keys, removed before forwarding.
         self.key_places = KeyPlaces()
         #: Refusals built at load: no credential; a missing scope, per alternative; and
@@ -321,9 +335,10 @@ class AuthStage(HeadStage):
         alternatives: list[tuple[tuple[int, frozenset[str]], ...]] = []
         scope_refusals: list[Block] = []
         verifiable: list[Requirement] = []
-        for requirement in security_of(route) or (((IMPLICIT_BEARER, ()),),):
+        requirements = security_of(route) or (((IMPLICIT_BEARER, ()),),)
+        for requirement in (*requirements, *_phantom_cookie_alternative(config, route, requirements)):
             names = tuple(name for name, _ in requirement)
-            compiled = [compile_source(name, scheme_of(route, name), config, verifiers) for name in names]
+            compiled = [compile_source(name, scheme_of(route, name, config), config, verifiers) for name in names]
             if any(found is None for found in compiled):
                 self._unverified.append(names)
                 continue
@@ -455,7 +470,9 @@ class AuthStage(HeadStage):
                 exchange.principal = first
                 self.key_places.strip(exchange.request)
                 if attempt.upstream is not None:
-                    _forward_upstream_token(exchange, attempt.upstream)
+                    _forward_upstream_token(exchange, attempt.upstream, attempt.upstream_cookie)
+                if self.phantom_cookie:
+                    _forward_cookie(exchange.request, self.phantom_cookie, attempt)
                 return None
         # Refused, but forwarded all the same in shadow mode: without Bastion's keys too.
         self.key_places.strip(exchange.request)
@@ -483,14 +500,18 @@ class AuthStage(HeadStage):
         if credential is None:
             return MISSING
         verifiers = self.verifiers
+        phantom = verifiers.phantom
+        if source.phantom:
+            if phantom is None or not credential.startswith(PHANTOM_PREFIX):
+                return PHANTOM_UNKNOWN  # the upstream's own token, or anything else: never forwarded
+            return _resolve_phantom(phantom, credential, attempt, source.cookie, self.phantom_logout)
         verifier = bearer_verifier(credential, verifiers) if source.bearer == ANY_BEARER else verifiers.api_key
         if verifier is None:
             return UNSUPPORTED
         if self.lockout is not None:
             attempt.handles[index] = credential_handle(credential)
-        phantom = verifiers.phantom
         if verifier is phantom and phantom is not None:
-            return _resolve_phantom(phantom, credential, attempt)
+            return _resolve_phantom(phantom, credential, attempt, "", self.phantom_logout)
         return verifier.verify(credential)
 
     def _verify_certificate(self, exchange: Exchange) -> Verdict:
@@ -602,20 +623,68 @@ def _bound(verdict: Verdict, exchange: Exchange) -> Verdict:
     return verdict
 
 
-async def _resolve_phantom(verifier: PhantomVerifier, token: str, attempt: _Attempt) -> Verdict:
-    """The phantom token's verdict; the upstream token it stands for is kept on ``attempt``."""
-    verdict, upstream = await verifier.resolve(token)
+async def _resolve_phantom(
+    verifier: PhantomVerifier, token: str, attempt: _Attempt, cookie: str, logout: bool
+) -> Verdict:
+    """The phantom token's verdict; the upstream token it stands for is kept on ``attempt``
+    with the cookie it came in ("": ``Authorization``). On a logout the phantom is deleted."""
+    verdict, upstream = await verifier.resolve(token, end=logout)
     if upstream is not None:
         attempt.upstream = upstream
+        attempt.upstream_cookie = cookie
     return verdict
 
 
-def _forward_upstream_token(exchange: Exchange, upstream: str) -> None:
-    """Put the upstream's token where the phantom was (``Authorization``, read once: single)."""
+def _forward_upstream_token(exchange: Exchange, upstream: str, cookie: str) -> None:
+    """Put the upstream's token where the phantom was: ``Authorization`` (read once: single),
+    or the phantom cookie (:func:`_forward_cookie` puts it there)."""
+    if cookie:
+        return
     request = exchange.request
     request.headers = [
         (key, "Bearer " + upstream if key == "authorization" else value) for key, value in request.headers
     ]
+
+
+def _forward_cookie(request: Request, name: str, attempt: _Attempt) -> None:
+    """The phantom cookie as forwarded: the upstream's token when the phantom in it proved
+    the caller, and removed otherwise (a phantom, or a token the client should not hold,
+    never reaches the upstream). A bearer token beside a cookie that proved the caller
+    (refused, or it would have proved the caller first) is removed too."""
+    upstream = attempt.upstream if attempt.upstream_cookie == name else None
+    out: HeaderList = []
+    for key, value in request.headers:
+        if key == "cookie":
+            pairs: list[str] = []
+            for pair in value.split(";"):
+                if pair.strip(" ").partition("=")[0] == name:
+                    if upstream is not None:
+                        pairs.append(f" {name}={upstream}" if pairs else f"{name}={upstream}")
+                    continue
+                pairs.append(pair)
+            value = ";".join(pairs).strip(" ")
+            if not value:
+                continue
+        elif key == "authorization" and upstream is not None and value[:7].lower() == "bearer ":
+            continue  # the caller is the cookie's: no other bearer token rides along
+        out.append((key, value))
+    request.headers = out
+
+
+def _phantom_cookie_alternative(
+    config: AuthConfig, route: RouteInfo, requirements: Sequence[ScopedRequirement]
+) -> tuple[ScopedRequirement, ...]:
+    """The alternative a ``phantom_cookie`` adds: none where a declared ``apiKey`` scheme
+    already reads that cookie (it then takes the phantom tokens itself)."""
+    name = config.phantom_cookie
+    if not name or not config.phantom_tokens:
+        return ()
+    for requirement in requirements:
+        for scheme_name, _ in requirement:
+            scheme = scheme_of(route, scheme_name)
+            if isinstance(scheme, dict) and scheme.get("in") == "cookie" and scheme.get("name") == name:
+                return ()
+    return (((PHANTOM_COOKIE_SCHEME, ()),),)
 
 
 def _locked(seconds: float) -> Block:
