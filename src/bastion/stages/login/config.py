@@ -59,7 +59,8 @@ class LoginConfig(StageConfig):
         min_length=1,
         description=(
             "The upstream's answers that mean the login failed. A 2xx answer resets the account's count and "
-            "back-off; any other answer (an error, a malformed request) is neither, and is not counted."
+            "back-off; any other answer (an error, a malformed request) is neither, and is not counted. A try "
+            "the upstream never answers (the gateway's own 502 or 504) stays counted."
         ),
     )
     max_failures: int = Field(
