@@ -54,6 +54,11 @@ def test_the_account_is_read_where_the_route_says_and_never_guessed() -> None:
         (b"", "application/json"),
     ]:
         assert flat.account_of(request(body, media)) is None, body
+    # A body validation parsed letting a duplicate through (orjson kept the last) is parsed
+    # again here, duplicates refused: the backend might read the first.
+    duplicated = request(b'{"username": "victim", "username": "decoy"}')
+    duplicated.parsed_json = ({"username": "decoy"},)
+    assert flat.account_of(duplicated) is None
     nested = stage("body:/user/a~1b")
     assert nested.account_of(request(b'{"user": {"a/b": "carol"}}')) == "carol"
     assert nested.account_of(request(b"user=carol", "application/x-www-form-urlencoded")) is None

@@ -143,16 +143,12 @@ def _body_account(request: Request, pointer: tuple[str, ...]) -> str | None:
     content_type = request.header("content-type")
     media = media_type(content_type)[0] if content_type is not None else ""
     if media == "application/json" or media.endswith("+json"):
-        parsed = request.parsed_json
-        if parsed is not None:
-            value: Any = parsed[0]
-        else:
-            try:
-                # Duplicate keys refused: the backend might read the other one.
-                value = parse_json(body, MAX_DEPTH, True)
-            except BodyError:
-                return None
-            request.parsed_json = (value,)
+        try:
+            # Parsed here even where validation parsed it: that parse may have let duplicate
+            # keys through (orjson keeps the last), and the backend might read the other one.
+            value: Any = parse_json(body, MAX_DEPTH, True)
+        except BodyError:
+            return None
         for part in pointer:
             if isinstance(value, dict):
                 value = value.get(part)
