@@ -674,17 +674,36 @@ def _forward_cookie(request: Request, name: str, attempt: _Attempt) -> None:
 def _phantom_cookie_alternative(
     config: AuthConfig, route: RouteInfo, requirements: Sequence[ScopedRequirement]
 ) -> tuple[ScopedRequirement, ...]:
-    """The alternative a ``phantom_cookie`` adds: none where a declared ``apiKey`` scheme
-    already reads that cookie (it then takes the phantom tokens itself)."""
+    """The alternatives a ``phantom_cookie`` adds: each alternative that takes a bearer token,
+    with the cookie in the bearer scheme's place and the same scopes (the cookie is one more
+    place for the same phantom, never a way around a scope). None where a declared ``apiKey``
+    scheme already reads that cookie (it then takes the phantom tokens itself)."""
     name = config.phantom_cookie
     if not name or not config.phantom_tokens:
         return ()
+    bearer: set[str] = set()
     for requirement in requirements:
         for scheme_name, _ in requirement:
             scheme = scheme_of(route, scheme_name)
-            if isinstance(scheme, dict) and scheme.get("in") == "cookie" and scheme.get("name") == name:
+            if not isinstance(scheme, dict):
+                continue
+            if scheme.get("type") == "apiKey" and scheme.get("in") == "cookie" and scheme.get("name") == name:
                 return ()
-    return (((PHANTOM_COOKIE_SCHEME, ()),),)
+            kind = scheme.get("type")
+            if kind in ("oauth2", "openIdConnect") or (
+                kind == "http" and str(scheme.get("scheme", "")).lower() == "bearer"
+            ):
+                bearer.add(scheme_name)
+    out: list[ScopedRequirement] = []
+    for requirement in requirements:
+        if any(scheme_name in bearer for scheme_name, _ in requirement):
+            swapped = tuple(
+                (PHANTOM_COOKIE_SCHEME if scheme_name in bearer else scheme_name, scopes)
+                for scheme_name, scopes in requirement
+            )
+            if swapped not in out:
+                out.append(swapped)
+    return tuple(out)
 
 
 def _locked(seconds: float) -> Block:
