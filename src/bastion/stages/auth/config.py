@@ -132,8 +132,8 @@ class AuthConfig(StageConfig):
             "With `phantom_tokens`: the cookie that also carries phantom tokens (the login's `issue.cookie`). Its "
             "`bpt_...` value is verified like a bearer phantom and replaced by the upstream's token in the "
             "forwarded `Cookie` header; any other value (the upstream's own token) is refused with 401. Where an "
-            "OpenAPI `apiKey` scheme names this cookie, that scheme takes phantom tokens; otherwise the cookie is "
-            "one more way to authenticate on the route."
+            "OpenAPI `apiKey` scheme names this cookie, that scheme takes phantom tokens; otherwise every "
+            "alternative that takes a bearer token is also met by the cookie, with the same scopes required."
         ),
     )
     phantom_logout: bool = Field(
