@@ -52,6 +52,9 @@ REQUIRED: dict[str, list[str]] = {
     "consumers list": [],
     "consumers show": ["bob"],
     "consumers delete": ["bob"],
+    "consumers certs add": ["bob", "--san", "bob.internal"],
+    "consumers certs list": [],
+    "consumers certs remove": ["bob", "--san", "bob.internal"],
     "keys create": ["alice"],
     "keys list": [],
     "keys revoke": ["KEYID"],
@@ -261,7 +264,7 @@ def test_oauth_revoke_needs_a_shared_state_backend(tmp_path: Path) -> None:
 
 
 def test_store_commands_with_their_defaults(tmp_path: Path) -> None:
-    """`bastion consumers` and `bastion keys`, each with only its required arguments, work on
+    """`bastion consumers` (with `consumers certs`) and `bastion keys`, each with only its required arguments, work on
     the store ./bastion.yaml configures by default (./bastion.db, pepper ./bastion.pepper): a
     key made with no scopes and no expiry is the last line of `keys create`, listed by id,
     rotated with the default 24h overlap and revoked."""
@@ -269,9 +272,13 @@ def test_store_commands_with_their_defaults(tmp_path: Path) -> None:
     with (tmp_path / "bastion.yaml").open("a") as f:
         f.write("consumers: [{name: alice, roles: [user]}]\n")
     for args in (["consumers", "create", "bob"], ["consumers", "list"], ["consumers", "show", "bob"],
-                 ["consumers", "delete", "bob"]):
+                 ["consumers", "certs", "add", "bob", "--san", "bob.internal"], ["consumers", "certs", "list"],
+                 ["consumers", "certs", "remove", "bob", "--san", "bob.internal"], ["consumers", "delete", "bob"]):
         result = run(*args, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
+        if args[1:3] == ["certs", "list"]:
+            assert result.stdout.split()[:4] == ["CONSUMER", "MATCHER", "VALUE", "SOURCE"]
+            assert result.stdout.split()[4:] == ["bob", "san", "bob.internal", "store"]
     created = run("keys", "create", "alice", cwd=tmp_path)
     assert created.returncode == 0, created.stderr
     key = created.stdout.splitlines()[-1]

@@ -73,6 +73,61 @@ def test_consumers_list_shows_where_each_comes_from(folder: Path) -> None:
     assert deleted.returncode == 0 and "deleted consumer bob and its 1 API key(s)" in deleted.stdout
 
 
+FINGERPRINT = "sha256:" + ":".join(["AB"] * 32)
+
+
+def test_certificates_of_a_store_consumer(folder: Path) -> None:
+    """`consumers certs add` maps a fingerprint, a subject and a SAN to bob (one of each,
+    listed as the store's); the same fingerprint spelt another way is already his; `remove`
+    takes one away by any spelling the gateway would match, and the list shows the rest."""
+    for option, value in (("--fingerprint", FINGERPRINT), ("--subject", "CN=bob,O=Example"), ("--san", "Bob.Internal")):
+        added = bastion("consumers", "certs", "add", "bob", option, value, cwd=folder)
+        assert added.returncode == 0, added.stderr
+        assert "added certificate" in added.stdout and "to consumer bob" in added.stdout
+    again = bastion("consumers", "certs", "add", "bob", "--fingerprint", "sha256:" + "ab" * 32, cwd=folder)
+    assert again.returncode == 0 and f"consumer bob already has certificate fingerprint {'sha256:' + 'ab' * 32}" in (
+        again.stdout
+    )
+    listed = bastion("consumers", "certs", "list", "bob", cwd=folder).stdout.splitlines()
+    assert [line.split() for line in listed] == [
+        ["CONSUMER", "MATCHER", "VALUE", "SOURCE"],
+        ["bob", "fingerprint", FINGERPRINT, "store"],
+        ["bob", "subject", "CN=bob,O=Example", "store"],
+        ["bob", "san", "Bob.Internal", "store"],
+    ]
+    removed = bastion("consumers", "certs", "remove", "bob", "--san", "bob.internal", cwd=folder)
+    assert removed.returncode == 0 and "removed certificate san 'Bob.Internal' from consumer bob" in removed.stdout
+    listed = bastion("consumers", "certs", "list", cwd=folder).stdout.splitlines()
+    assert [line.split()[1] for line in listed[1:]] == ["fingerprint", "subject"]
+
+
+def test_certificate_mistakes_are_refused_clearly(folder: Path) -> None:
+    """A declared consumer's certificates are read-only here (its file is their source); a
+    certificate another consumer has is refused (it would identify nobody); a matcher that is
+    not one, none or two of them, an unknown consumer or certificate: one message each, exit
+    1 or 2, no traceback, nothing changed."""
+    assert bastion("consumers", "certs", "add", "bob", "--subject", "CN=shared", cwd=folder).returncode == 0
+    assert bastion("consumers", "create", "carol", cwd=folder).returncode == 0
+    for args, code, message in (
+        (["add", "alice", "--san", "a.internal"], 1,
+         "error: the consumer 'alice' is declared in the configuration (consumers:); change it there, not here"),
+        (["remove", "alice", "--san", "a.internal"], 1, "the consumer 'alice' is declared in the configuration"),
+        (["add", "carol", "--subject", "CN=shared"], 1,
+         "error: subject 'CN=shared' already identifies the consumer 'bob'"),
+        (["add", "bob", "--fingerprint", "ab12"], 2, "'ab12' is not a certificate fingerprint"),
+        (["add", "bob"], 2, "give exactly one of --fingerprint, --subject or --san"),
+        (["add", "bob", "--san", "x", "--subject", "CN=x"], 2, "give exactly one of"),
+        (["add", "mallory", "--san", "x"], 1, "error: no consumer is named 'mallory'"),
+        (["remove", "bob", "--san", "nowhere"], 1, "error: the consumer 'bob' has no certificate san 'nowhere'"),
+    ):
+        result = bastion("consumers", "certs", *args, cwd=folder)
+        assert result.returncode == code, (args, result.stderr)
+        assert message in " ".join(result.stderr.split()), (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    listed = bastion("consumers", "certs", "list", cwd=folder).stdout.splitlines()
+    assert [line.split() for line in listed[1:]] == [["bob", "subject", "CN=shared", "store"]]
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [

@@ -279,3 +279,37 @@ def test_a_certificate_bound_token_works_only_with_its_certificate(
     assert mtls.get("alice", f"/token?{token}&n=3", auth)[0] == 200
     assert mtls.get("robot", f"/token?{token}&n=4", {"Authorization": f"Bearer {mtls.token()}"})[0] == 200
     assert sorted(r.target[-1] for r in upstream.records(token)) == ["1", "3", "4"]
+
+
+def test_a_certificate_mapped_with_the_cli_is_accepted_within_the_poll_interval(
+    mtls: Mtls, upstream: ScriptedUpstream, token: str
+) -> None:
+    """A new client certificate (issued by the CA, named by no consumer) is 401; once
+    `bastion consumers certs add` maps its SAN to a consumer made with `bastion consumers
+    create`, the running gateway accepts it as that consumer at its next poll of the store
+    (1 s; waited for up to 10 s here, never timed); after `certs remove`, it is 401 again."""
+    mtls.certs["newcomer"] = client("newcomer", mtls.ca, "newcomer", x509.DNSName("newcomer.internal"))
+    assert mtls.get("newcomer", f"/cert?{token}")[0] == 401
+
+    def cli(*args: str) -> None:
+        result = subprocess.run([sys.executable, "-m", "bastion", "consumers", *args, "-c",
+                                 str(mtls.gw.config_path)], capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+
+    def wait_for(status: int) -> tuple[int, dict[str, Any], str]:
+        answer = mtls.get("newcomer", f"/cert?{token}")
+        for _ in range(100):
+            if answer[0] == status:
+                break
+            time.sleep(0.1)
+            answer = mtls.get("newcomer", f"/cert?{token}")
+        return answer
+
+    cli("create", "newcomer")
+    cli("certs", "add", "newcomer", "--san", "NewComer.internal")
+    status, body, request_id = wait_for(200)
+    assert status == 200, body
+    record = mtls.record(request_id)
+    assert record["credential"] == "cert:NewComer.internal"
+    cli("certs", "remove", "newcomer", "--san", "newcomer.internal")
+    assert wait_for(401)[0] == 401

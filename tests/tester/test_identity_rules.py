@@ -221,6 +221,17 @@ def test_login_traits_and_what_protects_them(tmp_path: Path) -> None:
     ]
 
 
+def test_a_public_login_marked_with_its_account_is_protected(tmp_path: Path) -> None:
+    """GW-022 is silenced on a public login by `policies.login` naming where its account is
+    (failed logins counted per account), and only there: with `login` set but no `account`,
+    the stage does nothing and the finding stays."""
+    marked = copy.deepcopy(PUBLIC_LOGIN)
+    marked["paths"]["/login"]["post"]["x-bastion-login"] = {"account": "body:/name"}
+    assert findings(tmp_path, config(), marked, "BAST-GW-022") == []
+    marked["paths"]["/login"]["post"]["x-bastion-login"] = {"max_failures": 3}
+    assert len(findings(tmp_path, config(), marked, "BAST-GW-022")) == 1
+
+
 def test_admin_operation_by_path_and_what_guards_it(tmp_path: Path) -> None:
     """GW-024 finds administrative operations by path segment too, and is silenced by a role
     requirement or `admin: true` as well as by the default admin tag."""

@@ -1,7 +1,8 @@
-"""``bastion consumers create|list|show|delete``: the consumers kept in the store.
+"""``bastion consumers create|list|show|delete`` and ``bastion consumers certs add|list|remove``:
+the consumers kept in the store, and the client certificates (mTLS) that identify them.
 
 Consumers declared in the configuration (``consumers:``) are listed too, marked as such,
-and cannot be changed or deleted here: the file is their source.
+and cannot be changed or deleted here (nor their certificates): the file is their source.
 """
 
 from __future__ import annotations
@@ -191,9 +192,140 @@ def delete(
     out.print(f"deleted consumer {name} and its {deleted} API key(s)", markup=False)
 
 
+certs_app = typer.Typer(
+    name="certs",
+    help="Map client certificates (mTLS) to the consumers kept in the store.",
+    no_args_is_help=True,
+)
+consumers_app.add_typer(certs_app)
+
+FingerprintOpt = Annotated[
+    str | None,
+    typer.Option("--fingerprint", help="The certificate's SHA-256 fingerprint: sha256:HEX (colons allowed)."),
+]
+SubjectOpt = Annotated[
+    str | None, typer.Option("--subject", help="The certificate's subject, e.g. 'CN=svc,O=Example'.")
+]
+SanOpt = Annotated[str | None, typer.Option("--san", help="A DNS name, URI or IP address of its subjectAltName.")]
+
+
+def _matcher(fingerprint: str | None, subject: str | None, san: str | None) -> dict[str, str]:
+    """The matcher the options give (exactly one), checked as the configuration checks it."""
+    from pydantic import ValidationError
+
+    from bastion.config.model import ConsumerCertificate
+
+    given = {k: v for k, v in (("fingerprint", fingerprint), ("subject", subject), ("san", san)) if v is not None}
+    if len(given) != 1:
+        raise typer.BadParameter("give exactly one of --fingerprint, --subject or --san")
+    try:
+        checked = ConsumerCertificate.model_validate(given)
+    except ValidationError:
+        (kind,) = given
+        what = "sha256: and 64 hex digits (colons allowed)" if kind == "fingerprint" else "a non-empty value"
+        raise typer.BadParameter(f"{given[kind]!r} is not a certificate {kind}: write {what}",
+                                 param_hint=f"--{kind}") from None
+    return checked.model_dump(exclude_none=True)
+
+
+def _matcher_key(matcher: dict[str, str]) -> tuple[str, str]:
+    """A matcher as the gateway compares it (a fingerprint's hex in lower case without colons, a
+    SAN normalised), so that two spellings of one certificate are one matcher here too."""
+    from bastion.stages.auth.mtls import fingerprint_key, san_key
+
+    (kind, value), = matcher.items()
+    if kind == "fingerprint":
+        return kind, fingerprint_key(value)
+    return kind, san_key(value) if kind == "san" else value
+
+
+def _label(matcher: dict[str, str]) -> str:
+    (kind, value), = matcher.items()
+    return f"{kind} {value}" if kind == "fingerprint" else f"{kind} {value!r}"
+
+
+@certs_app.command("add")
+def certs_add(
+    name: Annotated[str, typer.Argument(help="The store consumer the certificate identifies.")],
+    fingerprint: FingerprintOpt = None,
+    subject: SubjectOpt = None,
+    san: SanOpt = None,
+    config: ConfigOpt = Path("bastion.yaml"),
+) -> None:
+    """Map client certificates (by fingerprint, subject or SAN) to a store consumer; running
+    gateways accept them as its within a second (their next poll of the store)."""
+    from bastion.store import consumers
+    from bastion.store.errors import CertificateTaken, DeclaredConsumer
+
+    matcher = _matcher(fingerprint, subject, san)
+    key = _matcher_key(matcher)
+    with configured_store(config) as store, store.write() as session:
+        consumer = consumers.get(session, name)
+        if consumer.declared:
+            raise DeclaredConsumer(name)
+        for other in consumers.with_certificates(session):
+            if any(_matcher_key(m) == key for m in other.certificates):
+                if other.name != name:
+                    raise CertificateTaken(_label(matcher), other.name)
+                out.print(f"consumer {name} already has certificate {_label(matcher)}", markup=False, emoji=False)
+                return
+        consumers.add_certificate(session, name, matcher)
+    out.print(f"added certificate {_label(matcher)} to consumer {name} in {store.shown}", markup=False, emoji=False)
+
+
+@certs_app.command("list")
+def certs_list(
+    name: Annotated[str | None, typer.Argument(help="Only this consumer's certificates.")] = None,
+    config: ConfigOpt = Path("bastion.yaml"),
+) -> None:
+    """List the certificate matchers of every consumer (or of one), declared ones included."""
+    from bastion.store import consumers
+
+    with configured_store(config) as store, store.read() as session:
+        found = [consumers.get(session, name)] if name is not None else consumers.with_certificates(session)
+        rows = [
+            (c.name, *next(iter(m.items())), "config" if c.declared else "store")
+            for c in found
+            for m in c.certificates
+        ]
+    if not rows:
+        what = f"consumer {name} has no certificates" if name is not None else "no consumer has certificates"
+        out.print(f"{what} in {store.shown}", markup=False, emoji=False)
+        return
+    table(("CONSUMER", "MATCHER", "VALUE", "SOURCE"), rows)
+
+
+@certs_app.command("remove")
+def certs_remove(
+    name: Annotated[str, typer.Argument(help="The store consumer to take the certificate from.")],
+    fingerprint: FingerprintOpt = None,
+    subject: SubjectOpt = None,
+    san: SanOpt = None,
+    config: ConfigOpt = Path("bastion.yaml"),
+) -> None:
+    """Unmap client certificates from a store consumer; running gateways refuse them (401)
+    within a second."""
+    from bastion.store import consumers
+    from bastion.store.errors import DeclaredConsumer, UnknownCertificate
+
+    matcher = _matcher(fingerprint, subject, san)
+    key = _matcher_key(matcher)
+    with configured_store(config) as store, store.write() as session:
+        consumer = consumers.get(session, name)
+        if consumer.declared:
+            raise DeclaredConsumer(name)
+        stored = next((m for m in consumer.certificates if _matcher_key(m) == key), None)
+        if stored is None:
+            raise UnknownCertificate(name, _label(matcher))
+        consumers.remove_certificate(session, name, stored)
+    out.print(f"removed certificate {_label(stored)} from consumer {name}", markup=False, emoji=False)
+
+
 def table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
     """Aligned columns, one line per row, never wrapped (so they stay greppable)."""
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        out.print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip(), markup=False)
+        # No emoji codes: a fingerprint's ``:ab:`` must print as written.
+        line = "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+        out.print(line, markup=False, emoji=False)
 

@@ -111,3 +111,32 @@ def sync_declared(session: Session, declared: Sequence[DeclaredConsumerSettings]
 def with_certificates(session: Session) -> list[Consumer]:
     """The consumers some client certificate identifies (mTLS), for a gateway's snapshot."""
     return [c for c in session.execute(select(Consumer).order_by(Consumer.name)).scalars() if c.certificates]
+
+
+def add_certificate(session: Session, name: str, matcher: dict[str, str]) -> bool:
+    """Map the client certificates ``matcher`` names (one of ``fingerprint``, ``subject``,
+    ``san``) to the store consumer ``name``; ``False`` when it already had it. A declared
+    consumer is refused (:class:`DeclaredConsumer`): the configuration is its source."""
+    consumer = get(session, name)
+    if consumer.declared:
+        raise DeclaredConsumer(name)
+    if matcher in consumer.certificates:
+        return False
+    # A new list: SQLAlchemy sees a JSON column change only when it is assigned.
+    consumer.certificates = [*consumer.certificates, dict(matcher)]
+    consumer.updated_at = utcnow()
+    session.flush()
+    bump(session)
+    return True
+
+
+def remove_certificate(session: Session, name: str, matcher: dict[str, str]) -> None:
+    """Unmap ``matcher`` (as stored) from the store consumer ``name``; gateways stop
+    accepting those certificates as its at their next poll of the generation counter."""
+    consumer = get(session, name)
+    if consumer.declared:
+        raise DeclaredConsumer(name)
+    consumer.certificates = [m for m in consumer.certificates if m != matcher]
+    consumer.updated_at = utcnow()
+    session.flush()
+    bump(session)

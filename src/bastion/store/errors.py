@@ -37,6 +37,26 @@ class DeclaredConsumer(StoreError):
         self.name = name
 
 
+class CertificateTaken(StoreError):
+    """Another consumer is already identified by that certificate matcher."""
+
+    def __init__(self, matcher: str, owner: str) -> None:
+        super().__init__(
+            f"{matcher} already identifies the consumer {owner!r}: a certificate two consumers claim "
+            "identifies nobody; remove it there first"
+        )
+        self.owner = owner
+
+
+class UnknownCertificate(StoreError):
+    """The consumer has no such certificate matcher."""
+
+    def __init__(self, name: str, matcher: str) -> None:
+        super().__init__(
+            f"the consumer {name!r} has no certificate {matcher} (`bastion consumers certs list {name}` shows them)"
+        )
+
+
 class UnknownKey(StoreError):
     """No API key has that id."""
 

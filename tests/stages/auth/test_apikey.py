@@ -130,7 +130,8 @@ def test_a_typo_is_refused_by_its_checksum_without_a_lookup(tmp_path: Path) -> N
     typo = key[:20] + ("a" if key[20] != "a" else "b") + key[21:]
 
     async def scenario(verifier: ApiKeyVerifier, services: Services, clock: MovableClock) -> None:
-        assert verifier.snapshot is not None and verifier.snapshot.failures >= 1
+        assert verifier.snapshot is not None and verifier.snapshot.poller is not None
+        assert verifier.snapshot.poller.failures >= 1
         assert verifier.verify(typo) is MALFORMED
         assert verifier.verify("bst_short") is MALFORMED
         assert verifier.verify(key) is STORE_UNAVAILABLE and STORE_UNAVAILABLE.status == 503
@@ -237,7 +238,9 @@ def test_fails_closed_when_the_snapshot_is_too_old(store: Store, store_settings:
         assert snapshot is not None
         with store.engine.begin() as conn:  # the store breaks: its counter is gone
             conn.execute(text("DROP TABLE generation"))
-        await until(lambda: snapshot.failures >= 1, "a failed poll")
+        poller = snapshot.poller
+        assert poller is not None
+        await until(lambda: poller.failures >= 1, "a failed poll")
         assert isinstance(verifier.verify(made.secret), Principal)
         clock.monotonic_ahead = 31
         assert verifier.verify(made.secret) is STORE_UNAVAILABLE
@@ -254,5 +257,59 @@ def test_every_route_shares_one_snapshot(store: Store, store_settings: StoreSett
         await other.start(services)
         assert other.snapshot is verifier.snapshot
         assert services.shared("apikeys:" + str(store_settings.url), lambda: None) is verifier.snapshot
+
+    run(store_settings, scenario)
+
+
+def test_api_keys_and_certificates_follow_the_store_with_one_poller(
+    store: Store, store_settings: StoreSettings
+) -> None:
+    """API keys and the mTLS certificate map started on one worker share one store poller
+    (under store-poller:<url>): one poll reads the generation counter once and, after a key
+    was created and a certificate mapped, brings both to the worker; a poll that finds no
+    change reads the counter only. When the store breaks, the failure is counted once and
+    both fail closed (503) past their limit."""
+    from bastion.stages.auth.mtls import STORE_UNAVAILABLE as CERT_STORE_UNAVAILABLE
+    from bastion.stages.auth.mtls import CertificateVerifier
+    from bastion.stages.auth.poller import StorePoller
+    from bastion.types import ClientCertificate
+
+    certificate = ClientCertificate(fingerprint="ab" * 32, subject="CN=alice", sans=())
+    reads: list[int] = []
+    counter = store.generation
+
+    def counted() -> int:
+        reads.append(1)
+        return counter()
+
+    async def scenario(verifier: ApiKeyVerifier, services: Services, clock: MovableClock) -> None:
+        mtls = CertificateVerifier(max_staleness=30)
+        await mtls.start(services)
+        try:
+            snapshot = verifier.snapshot
+            poller = services.shared("store-poller:" + str(store_settings.url), lambda: None)
+            assert isinstance(poller, StorePoller) and snapshot is not None and snapshot.poller is poller
+            await poller.aclose()  # no background polls: each refresh below is one poll
+            poller.store.generation = counted  # type: ignore[method-assign]
+            made = new_key(store)
+            with store.write() as session:
+                consumers.add_certificate(session, "alice", {"fingerprint": "sha256:" + "AB" * 32})
+            assert verifier.verify(made.secret) is KEY_UNKNOWN
+            await poller.refresh()
+            assert len(reads) == 1
+            assert isinstance(verifier.verify(made.secret), Principal)
+            assert isinstance(mtls.verify_certificate(certificate), Principal)
+            await poller.refresh()
+            assert len(reads) == 2 and poller.failures == 0
+            with store.engine.begin() as conn:  # the store breaks: its counter is gone
+                conn.execute(text("DROP TABLE generation"))
+            await poller.refresh()
+            assert poller.failures == 1
+            assert isinstance(verifier.verify(made.secret), Principal)  # within its limit
+            clock.monotonic_ahead = 31
+            assert verifier.verify(made.secret) is STORE_UNAVAILABLE
+            assert mtls.verify_certificate(certificate) is CERT_STORE_UNAVAILABLE
+        finally:
+            await mtls.close()
 
     run(store_settings, scenario)

@@ -428,3 +428,43 @@ def test_a_certificate_bound_token_names_its_certificate(keys: dict[str, Signing
             assert reason(refused) == "auth.claims", cnf
 
     run(verifier, scenario)
+
+
+def test_routes_with_equal_settings_share_one_verified_token_cache(
+    keys: dict[str, SigningKey], tmp_path: Path
+) -> None:
+    """Two verifiers built from equal settings (two routes) and started in one worker share
+    one cache: a token verified by the first is a hit on the second (the same principal
+    object, no signature check). Settings that differ (an audience), or equal settings whose
+    HS256 secret file now holds another secret, get caches of their own, so a token verified
+    under the old secret is refused under the new one."""
+    secret = tmp_path / "hs.secret"
+    secret.write_bytes(SECRET)
+    es = keys["ES256"]
+    common = {"keys": [es.jwk()], "algorithms": ["ES256", "HS256"], "secret_file": str(secret)}
+    first = JwtVerifier.from_settings(settings(None, **common))
+    second = JwtVerifier.from_settings(settings(None, **common))
+    other_audience = JwtVerifier.from_settings(settings(None, **common, audiences=[AUDIENCE, "other"]))
+    secret.write_bytes(b"another-secret-of-at-least-32-bytes!!")
+    rotated = JwtVerifier.from_settings(settings(None, **common))
+    assert first.cache_key == second.cache_key
+    assert len({first.cache_key, other_audience.cache_key, rotated.cache_key}) == 3
+    token, hs_token = es.sign(claims()), hs256(claims(), SECRET)
+
+    async def main() -> None:
+        svc = services()
+        for verifier in (first, second, other_audience, rotated):
+            await verifier.start(svc)
+        try:
+            verified = settle(first.verify(token))
+            assert isinstance(verified, Principal)
+            assert settle(second.verify(token)) is verified
+            assert settle(other_audience.verify(token)) is not verified
+            assert isinstance(settle(first.verify(hs_token)), Principal)
+            assert reason(settle(rotated.verify(hs_token))) == "auth.signature"
+        finally:
+            for verifier in (first, second, other_audience, rotated):
+                await verifier.close()
+            await svc.close()
+
+    asyncio.run(main())

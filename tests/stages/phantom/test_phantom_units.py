@@ -67,3 +67,19 @@ def test_a_login_route_cannot_pass_large_responses_unseen(tmp_path: Path) -> Non
     assert error.startswith(f"{tmp_path / 'bastion.yaml'}:5: response_body_over_limit (app:/login): 'pass'")
     assert "phantom stage" in error
     assert load_config(write(tmp_path, LOGIN_ROUTE.format(over="block"))).routes
+
+
+def test_cookie_settings_need_phantom_tokens_and_a_cookie_name() -> None:
+    """``phantom_cookie`` and ``phantom_logout`` on a route that does not take phantom tokens,
+    and a cookie name that is no RFC 6265 token (on the route or the login), are config
+    errors that say what is missing."""
+    from bastion.stages.auth.config import AuthConfig
+
+    for bad in ({"phantom_cookie": "session"}, {"phantom_logout": True}):
+        with pytest.raises(ValidationError, match="needs phantom_tokens: true"):
+            AuthConfig.model_validate(bad)
+    with pytest.raises(ValidationError, match="is not a cookie name"):
+        AuthConfig.model_validate({"phantom_tokens": True, "phantom_cookie": "a b"})
+    with pytest.raises(ValidationError, match="is not a cookie name"):
+        PhantomConfig.model_validate({"issue": {"cookie": "sid;x"}})
+    assert AuthConfig.model_validate({"phantom_tokens": True, "phantom_cookie": "sid"}).phantom_cookie == "sid"

@@ -1,9 +1,10 @@
 """API keys verified from a snapshot of the store, without touching it on the request path.
 
 A worker loads every active key -- its HMAC under the pepper, mapped to the principal it
-proves -- from the store in a thread when the first verifier starts, and polls the store's
-generation counter about every second: a change (a key created, revoked or rotated, a
-consumer changed) loads the snapshot again, so a revocation is honoured within a second.
+proves -- from the store in a thread when the first verifier starts, and its store poller
+(``poller.py``, shared with the certificate map) reads the store's generation counter about
+every second: a change (a key created, revoked or rotated, a consumer changed) loads the
+snapshot again, so a revocation is honoured within a second.
 Every route shares that one snapshot (``services.shared("apikeys:" + store url)``).
 
 Verifying a key is then a checksum test (a mistyped or made-up key is refused without
@@ -23,12 +24,14 @@ import contextlib
 import hashlib
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
 from bastion.stages.auth import keyformat
 from bastion.stages.auth.methods import AuthFailure, Verdict
+from bastion.stages.auth.poller import StorePoller, store_poller
 from bastion.types import Principal
 
 if TYPE_CHECKING:
@@ -38,8 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bastion.auth.apikey")
 
-#: Seconds between two polls of the store's generation counter.
-REFRESH_INTERVAL: Final = 1.0
 #: Seconds between two writes of last-use times.
 LAST_USED_FLUSH_INTERVAL: Final = 10.0
 #: Default seconds a snapshot is trusted without the store answering: beyond, 503.
@@ -75,11 +76,14 @@ def _entry(active: ActiveKey) -> tuple[bytes, KeyEntry]:
 
 
 class KeySnapshot:
-    """The worker's view of the store's active keys, kept current by a polling task.
+    """The worker's view of the store's active keys, kept current by the worker's
+    :class:`~bastion.stages.auth.poller.StorePoller` (a :class:`~bastion.stages.auth.poller.StoreView`).
 
     ``entries``, ``hasher`` and ``loaded_at`` are replaced whole, never changed in place,
     so a verification on the event loop always sees one consistent snapshot.
     """
+
+    what = "API keys"
 
     def __init__(self, store: Store, clock: Clock) -> None:
         self.store = store
@@ -88,73 +92,42 @@ class KeySnapshot:
         self.hasher: keyformat.KeyHasher | None = None
         #: Monotonic time the store last answered (-inf: never).
         self.loaded_at = -math.inf
-        self.generation = -1
-        #: Polls that failed in a row (for tests and the log).
-        self.failures = 0
+        #: The poller that keeps it current, once started.
+        self.poller: StorePoller | None = None
         #: Key id -> wall time of its last use since the last flush.
         self.used: dict[str, float] = {}
         self._started: asyncio.Task[None] | None = None
-        self._poller: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    async def start(self, poller: StorePoller) -> None:
         """Load the keys once (every verifier's start waits for the same first load), then
-        poll. A store that cannot be read leaves the snapshot empty and failing closed
-        until it can; the worker still starts."""
+        follow the store with ``poller``. A store that cannot be read leaves the snapshot
+        empty and failing closed until it can; the worker still starts."""
         if self._started is None:
-            self._started = asyncio.get_running_loop().create_task(self._first_load())
+            self.poller = poller
+            self._started = asyncio.get_running_loop().create_task(poller.attach(self))
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_every())
         await asyncio.shield(self._started)
 
-    async def _first_load(self) -> None:
-        await self.refresh()
-        self._poller = asyncio.get_running_loop().create_task(self._poll())
-
-    async def refresh(self) -> None:
-        """Ask the store whether anything changed, and load the keys again if so."""
-        try:
-            loaded = await asyncio.to_thread(self._load_if_changed, self.generation)
-        except Exception as exc:
-            self.failures += 1
-            if self.failures == 1 or self.failures % 60 == 0:
-                log.error(
-                    "API keys: the store %s cannot be read (%s); keys are refused with 503 once the snapshot "
-                    "is older than its limit",
-                    self.store.shown,
-                    (str(exc).strip().splitlines() or [type(exc).__name__])[0],  # not the SQL that failed
-                )
-            return
-        if loaded is not None:
-            self.generation, self.hasher, self.entries = loaded
-            log.info("API keys: %d active key(s) loaded (generation %d)", len(self.entries), self.generation)
-        if self.failures:
-            log.warning("API keys: the store %s answers again", self.store.shown)
-        self.failures = 0
-        self.loaded_at = self.clock.monotonic()
-
-    def _load_if_changed(
-        self, known: int
-    ) -> tuple[int, keyformat.KeyHasher, dict[bytes, KeyEntry]] | None:
-        """In a thread: the new snapshot, or None when the generation is still ``known``."""
+    def load(self, store: Store) -> Callable[[], None]:
+        """In the poller's thread: the active keys; swapped in on the event loop."""
         from bastion.store import keys
 
-        generation = self.store.generation()
-        if generation == known:
-            return None
-        # The counter is read first: a write after it bumps it again, and the next poll
-        # sees that, so the snapshot is never older than the generation it is filed under.
-        with self.store.read() as session:
+        with store.read() as session:
             active = keys.active(session)
-        hasher = self.hasher if self.hasher is not None else keyformat.KeyHasher(self.store.pepper)
-        return generation, hasher, dict(_entry(a) for a in active)
+        hasher = self.hasher if self.hasher is not None else keyformat.KeyHasher(store.pepper)
+        entries = dict(_entry(a) for a in active)
 
-    async def _poll(self) -> None:
-        flush_every = max(1, round(LAST_USED_FLUSH_INTERVAL / REFRESH_INTERVAL))
-        polls = 0
+        def commit() -> None:
+            self.hasher, self.entries = hasher, entries
+            log.info("API keys: %d active key(s) loaded", len(entries))
+
+        return commit
+
+    async def _flush_every(self) -> None:
         while True:
-            await asyncio.sleep(REFRESH_INTERVAL)
-            await self.refresh()
-            polls += 1
-            if polls % flush_every == 0:
-                await self.flush_last_used()
+            await asyncio.sleep(LAST_USED_FLUSH_INTERVAL)
+            await self.flush_last_used()
 
     async def flush_last_used(self) -> None:
         """Write the last-use times noted since the previous flush (in a thread)."""
@@ -175,8 +148,9 @@ class KeySnapshot:
             log.warning("API keys: last-use times could not be written to %s: %s", self.store.shown, exc)
 
     async def aclose(self) -> None:
-        """Stop polling and write the last-use times still held (the worker's shutdown)."""
-        for task in (self._poller, self._started):
+        """Stop flushing and write the last-use times still held (the worker's shutdown;
+        the poller is the worker's too, closed with it)."""
+        for task in (self._flusher, self._started):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -207,7 +181,7 @@ class ApiKeyVerifier:
         store = services.store
         clock = services.clock
         self.snapshot = services.shared("apikeys:" + store.url, lambda: KeySnapshot(store, clock))
-        await self.snapshot.start()
+        await self.snapshot.start(store_poller(services))
 
     async def close(self) -> None:
         # The snapshot is the worker's (shared by every route, kept across reloads): the

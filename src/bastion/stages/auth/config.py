@@ -126,9 +126,43 @@ class AuthConfig(StageConfig):
             "still are): the upstream's own tokens, and any forged with its signing key, are refused with 401."
         ),
     )
+    phantom_cookie: str | None = Field(
+        None,
+        description=(
+            "With `phantom_tokens`: the cookie that also carries phantom tokens (the login's `issue.cookie`). Its "
+            "`bpt_...` value is verified like a bearer phantom and replaced by the upstream's token in the "
+            "forwarded `Cookie` header; any other value (the upstream's own token) is refused with 401. Where an "
+            "OpenAPI `apiKey` scheme names this cookie, that scheme takes phantom tokens; otherwise every "
+            "alternative that takes a bearer token is also met by the cookie, with the same scopes required."
+        ),
+    )
+    phantom_logout: bool = Field(
+        False,
+        description=(
+            "With `phantom_tokens`: this operation ends a session (a logout). The phantom token it is called "
+            "with is deleted from the state backend before the request is forwarded (with the upstream's "
+            "token, so the upstream can end its own session), so it stops working at once on every worker "
+            "and instance."
+        ),
+    )
     lockout: LockoutConfig = Field(
         default_factory=LockoutConfig, description="Brute force protection (off by default, see `enabled`)."
     )
+
+    @model_validator(mode="after")
+    def _phantom_settings(self) -> AuthConfig:
+        if not self.phantom_tokens:
+            for name, value in (("phantom_cookie", self.phantom_cookie), ("phantom_logout", self.phantom_logout)):
+                if value:
+                    raise ValueError(f"{name} needs phantom_tokens: true (the route must accept phantom tokens)")
+        if self.phantom_cookie is not None and not _cookie_name(self.phantom_cookie):
+            raise ValueError(f"phantom_cookie {self.phantom_cookie!r} is not a cookie name (RFC 6265 token)")
+        return self
+
+
+def _cookie_name(name: str) -> bool:
+    """Whether ``name`` is an RFC 6265 cookie name (an HTTP token)."""
+    return bool(name) and all(c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in name)
 
 
 def route_check(config: AuthConfig, public: bool) -> tuple[str, str] | None:

@@ -60,6 +60,8 @@ class SchemeSource:
     #: The query parameter an ``apiKey`` scheme names that the route does not read
     #: (``api_keys.query`` is off): said by ``bastion check``.
     ignored_query: str = ""
+    #: The cookie carries phantom tokens (``phantom_cookie``), not API keys.
+    phantom: bool = False
 
     def read(self, request: Request, token: str | None) -> str | None:
         """The credential this scheme finds in ``request``, or ``None``; raises
@@ -102,7 +104,7 @@ class KeyPlaces:
             headers.add("authorization")
         return cls(
             frozenset(headers),
-            frozenset(s.cookie for s in sources if s.cookie),
+            frozenset(s.cookie for s in sources if s.cookie and not s.phantom),
             frozenset(s.query for s in sources if s.query),
         )
 

@@ -15,8 +15,10 @@ from collections.abc import Awaitable, Callable
 from bastion.stages.auth.credentials import ANY_BEARER, NO_BEARER, KeyPlaces, Malformed, SchemeSource, bearer_token
 from bastion.stages.auth.dispatch import Verifiers, bearer_verifier, credential_handle
 from bastion.stages.auth.methods import AuthFailure, Verdict
+from bastion.stages.auth.phantom import UNKNOWN as PHANTOM_UNKNOWN
 from bastion.stages.auth.phantom import PhantomVerifier
-from bastion.types import Block, Exchange, Principal
+from bastion.stages.phantom.tokens import PHANTOM_PREFIX
+from bastion.types import Block, Exchange, HeaderList, Principal, Request
 
 #: No credential at all (RFC 6750 3.1: the challenge carries no error).
 MISSING = AuthFailure("auth.missing")
@@ -58,8 +60,10 @@ class Attempt:
         self.token: str | None = None
         #: Each scheme's credential's public id (an API key's prefix), where a lockout counts.
         self.handles: list[str] = [""] * count if counted else _NO_HANDLES
-        #: The upstream token a verified phantom token stands for, forwarded in its place.
+        #: The upstream token a verified phantom token stands for, forwarded in its place,
+        #: and the cookie the phantom came in ("": ``Authorization``).
         self.upstream: str | None = None
+        self.upstream_cookie = ""
 
 
 class Decider:
@@ -73,6 +77,8 @@ class Decider:
         key_places: KeyPlaces,
         counted: bool,
         refuse: Refuse,
+        phantom_cookie: str = "",
+        phantom_logout: bool = False,
     ) -> None:
         self.sources = sources
         self.alternatives = alternatives
@@ -81,6 +87,10 @@ class Decider:
         #: A lockout counts failures: note each credential's public id.
         self.counted = counted
         self.refuse = refuse
+        #: The cookie that carries phantom tokens ("": none), never forwarded as it came.
+        self.phantom_cookie = phantom_cookie
+        #: A logout: the phantom token used is deleted before the request is forwarded.
+        self.phantom_logout = phantom_logout
 
     def decide(self, exchange: Exchange, attempt: Attempt) -> Block | Wait | None:
         """Try the alternatives in order: ``None`` once one succeeds (the principal set),
@@ -119,7 +129,9 @@ class Decider:
                 exchange.principal = first
                 self.key_places.strip(exchange.request)
                 if attempt.upstream is not None:
-                    forward_upstream_token(exchange, attempt.upstream)
+                    forward_upstream_token(exchange, attempt.upstream, attempt.upstream_cookie)
+                if self.phantom_cookie:
+                    forward_cookie(exchange.request, self.phantom_cookie, attempt)
                 return None
         # Refused, but forwarded all the same in shadow mode: without Bastion's keys too.
         self.key_places.strip(exchange.request)
@@ -147,14 +159,18 @@ class Decider:
         if credential is None:
             return MISSING
         verifiers = self.verifiers
+        phantom = verifiers.phantom
+        if source.phantom:
+            if phantom is None or not credential.startswith(PHANTOM_PREFIX):
+                return PHANTOM_UNKNOWN  # the upstream's own token, or anything else: never forwarded
+            return resolve_phantom(phantom, credential, attempt, source.cookie, self.phantom_logout)
         verifier = bearer_verifier(credential, verifiers) if source.bearer == ANY_BEARER else verifiers.api_key
         if verifier is None:
             return UNSUPPORTED
         if self.counted:
             attempt.handles[index] = credential_handle(credential)
-        phantom = verifiers.phantom
         if verifier is phantom and phantom is not None:
-            return resolve_phantom(phantom, credential, attempt)
+            return resolve_phantom(phantom, credential, attempt, "", self.phantom_logout)
         return verifier.verify(credential)
 
     def verify_certificate(self, exchange: Exchange) -> Verdict:
@@ -176,20 +192,53 @@ def bound(verdict: Verdict, exchange: Exchange) -> Verdict:
     return verdict
 
 
-async def resolve_phantom(verifier: PhantomVerifier, token: str, attempt: Attempt) -> Verdict:
-    """The phantom token's verdict; the upstream token it stands for is kept on ``attempt``."""
-    verdict, upstream = await verifier.resolve(token)
+async def resolve_phantom(
+    verifier: PhantomVerifier, token: str, attempt: Attempt, cookie: str, logout: bool
+) -> Verdict:
+    """The phantom token's verdict; the upstream token it stands for is kept on ``attempt``
+    with the cookie it came in ("": ``Authorization``). On a logout the phantom is deleted."""
+    verdict, upstream = await verifier.resolve(token, end=logout)
     if upstream is not None:
         attempt.upstream = upstream
+        attempt.upstream_cookie = cookie
     return verdict
 
 
-def forward_upstream_token(exchange: Exchange, upstream: str) -> None:
-    """Put the upstream's token where the phantom was (``Authorization``, read once: single)."""
+def forward_upstream_token(exchange: Exchange, upstream: str, cookie: str) -> None:
+    """Put the upstream's token where the phantom was: ``Authorization`` (read once: single),
+    or the phantom cookie (:func:`forward_cookie` puts it there)."""
+    if cookie:
+        return
     request = exchange.request
     request.headers = [
         (key, "Bearer " + upstream if key == "authorization" else value) for key, value in request.headers
     ]
+
+
+
+def forward_cookie(request: Request, name: str, attempt: Attempt) -> None:
+    """The phantom cookie as forwarded: the upstream's token when the phantom in it proved
+    the caller, and removed otherwise (a phantom, or a token the client should not hold,
+    never reaches the upstream). A bearer token beside a cookie that proved the caller
+    (refused, or it would have proved the caller first) is removed too."""
+    upstream = attempt.upstream if attempt.upstream_cookie == name else None
+    out: HeaderList = []
+    for key, value in request.headers:
+        if key == "cookie":
+            pairs: list[str] = []
+            for pair in value.split(";"):
+                if pair.strip(" ").partition("=")[0] == name:
+                    if upstream is not None:
+                        pairs.append(f" {name}={upstream}" if pairs else f"{name}={upstream}")
+                    continue
+                pairs.append(pair)
+            value = ";".join(pairs).strip(" ")
+            if not value:
+                continue
+        elif key == "authorization" and upstream is not None and value[:7].lower() == "bearer ":
+            continue  # the caller is the cookie's: no other bearer token rides along
+        out.append((key, value))
+    request.headers = out
 
 
 __all__ = ["CERT_BINDING", "MALFORMED", "MISSING", "UNSUPPORTED", "Attempt", "Decider", "Wait", "bound"]

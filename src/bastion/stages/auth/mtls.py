@@ -11,8 +11,9 @@ though that is where they are written: declared consumers are synced into the st
 opens, and only the store knows their ids, the ids their API keys prove. A principal must be
 the same consumer whichever credential it used (ownership records, rate limits and the
 access log name consumers by id). Like the API key snapshot, the map is loaded in a thread,
-reloaded when the store's generation counter moves, shared by every route of a worker, and
-fails closed (503) when it has never loaded or the store has not answered for too long.
+reloaded when the store's generation counter moves (the worker's one store poller,
+``poller.py``, polls for both), shared by every route of a worker, and fails closed (503)
+when it has never loaded or the store has not answered for too long.
 
 A certificate maps by its fingerprint first, then its subject, then its subjectAltNames; a
 matcher two consumers claim, or SANs naming two consumers, identify nobody (401, reason
@@ -26,10 +27,12 @@ import contextlib
 import ipaddress
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from bastion.stages.auth.methods import AuthFailure, Verdict
+from bastion.stages.auth.poller import StorePoller, store_poller
 from bastion.types import ClientCertificate, Principal
 
 if TYPE_CHECKING:
@@ -38,8 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bastion.auth.mtls")
 
-#: Seconds between two polls of the store's generation counter.
-REFRESH_INTERVAL: Final = 1.0
 #: Seconds the map is trusted without the store answering: beyond, 503.
 DEFAULT_MAX_STALENESS: Final = 30.0
 
@@ -125,7 +126,10 @@ def build_map(rows: list[tuple[str, str, list[str], list[str], list[str], list[d
 
 
 class CertificateSnapshot:
-    """The worker's certificate map, kept current by polling the store's generation."""
+    """The worker's certificate map, kept current by the worker's store poller (a
+    :class:`~bastion.stages.auth.poller.StoreView`)."""
+
+    what = "client certificates"
 
     def __init__(self, store: Store, clock: Clock) -> None:
         self.store = store
@@ -133,65 +137,36 @@ class CertificateSnapshot:
         self.map = CertificateMap()
         #: Monotonic time the store last answered (-inf: never).
         self.loaded_at = -math.inf
-        self.generation = -1
-        self.failures = 0
         self._started: asyncio.Task[None] | None = None
-        self._poller: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        """Load once (every verifier's start waits for the same first load), then poll; a
-        store that cannot be read leaves the map failing closed until it can."""
+    async def start(self, poller: StorePoller) -> None:
+        """Load once (every verifier's start waits for the same first load), then follow the
+        store with ``poller``; a store that cannot be read leaves the map failing closed."""
         if self._started is None:
-            self._started = asyncio.get_running_loop().create_task(self._first_load())
+            self._started = asyncio.get_running_loop().create_task(poller.attach(self))
         await asyncio.shield(self._started)
 
-    async def _first_load(self) -> None:
-        await self.refresh()
-        self._poller = asyncio.get_running_loop().create_task(self._poll())
-
-    async def refresh(self) -> None:
-        try:
-            loaded = await asyncio.to_thread(self._load_if_changed, self.generation)
-        except Exception as exc:
-            self.failures += 1
-            if self.failures == 1 or self.failures % 60 == 0:
-                log.error(
-                    "mTLS: the store %s cannot be read (%s); certificates are refused with 503 once the map "
-                    "is older than its limit",
-                    self.store.shown,
-                    (str(exc).strip().splitlines() or [type(exc).__name__])[0],
-                )
-            return
-        if loaded is not None:
-            self.generation, self.map = loaded
-        self.failures = 0
-        self.loaded_at = self.clock.monotonic()
-
-    def _load_if_changed(self, known: int) -> tuple[int, CertificateMap] | None:
-        """In a thread: the new map, or ``None`` when the generation is still ``known``."""
+    def load(self, store: Store) -> Callable[[], None]:
+        """In the poller's thread: the consumers' matchers; swapped in on the event loop."""
         from bastion.store import consumers
 
-        generation = self.store.generation()
-        if generation == known:
-            return None
-        with self.store.read() as session:
+        with store.read() as session:
             rows = [
                 (c.id, c.name, list(c.roles), list(c.ip_allow), list(c.ip_deny), list(c.certificates))
                 for c in consumers.with_certificates(session)
             ]
-        return generation, build_map(rows)
+        loaded = build_map(rows)
 
-    async def _poll(self) -> None:
-        while True:
-            await asyncio.sleep(REFRESH_INTERVAL)
-            await self.refresh()
+        def commit() -> None:
+            self.map = loaded
+
+        return commit
 
     async def aclose(self) -> None:
-        for task in (self._poller, self._started):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._started is not None:
+            self._started.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._started
 
 
 class CertificateVerifier:
@@ -208,7 +183,7 @@ class CertificateVerifier:
         store = services.store
         clock = services.clock
         self.snapshot = services.shared("mtls:" + store.url, lambda: CertificateSnapshot(store, clock))
-        await self.snapshot.start()
+        await self.snapshot.start(store_poller(services))
 
     async def close(self) -> None:
         self.snapshot = None  # the worker's services close the shared snapshot

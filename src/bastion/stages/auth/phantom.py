@@ -48,18 +48,23 @@ class PhantomVerifier:
         verdict, _ = await self.resolve(credential)
         return verdict
 
-    async def resolve(self, credential: str) -> tuple[Verdict, str | None]:
-        """What ``credential`` proves, and the upstream token to forward when it proves a caller."""
+    async def resolve(self, credential: str, end: bool = False) -> tuple[Verdict, str | None]:
+        """What ``credential`` proves, and the upstream token to forward when it proves a
+        caller. ``end`` (a logout): a phantom that proves one is deleted first, so it stops
+        working at once wherever the state backend is shared."""
         state, wall = self._state, self._wall
         if state is None or wall is None:
             raise RuntimeError("the phantom token verifier was not started")
+        key = state_key(credential)
         try:
-            raw = await state.get(state_key(credential))
+            raw = await state.get(key)
+            record = Record.decode(raw) if raw is not None else None
+            if record is None:
+                return UNKNOWN, None
+            if record.expires <= wall():
+                return EXPIRED, None
+            if end:
+                await state.delete(key)
         except DependencyUnavailable:
             return UNAVAILABLE, None
-        record = Record.decode(raw) if raw is not None else None
-        if record is None:
-            return UNKNOWN, None
-        if record.expires <= wall():
-            return EXPIRED, None
         return record.principal(credential), record.upstream_token

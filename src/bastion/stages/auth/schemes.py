@@ -25,6 +25,8 @@ Requirement = tuple[str, ...]
 ScopedRequirement = tuple[tuple[str, tuple[str, ...]], ...]
 #: The scheme a route with no security requirement declared (a hand-written route) takes.
 IMPLICIT_BEARER = "bearer"
+#: The alternative ``phantom_cookie`` adds where no declared scheme reads that cookie.
+PHANTOM_COOKIE_SCHEME = "phantom cookie"
 
 
 def _token(text: str) -> bool:
@@ -77,10 +79,12 @@ def _resolve(doc: dict[str, Any], node: Any) -> Any:
     return None
 
 
-def scheme_of(route: RouteInfo, name: str) -> Any:
+def scheme_of(route: RouteInfo, name: str, config: AuthConfig | None = None) -> Any:
     """The security scheme object ``name`` stands for on ``route`` (``None`` if undeclared)."""
     if name == IMPLICIT_BEARER and route.operation is None:
         return {"type": "http", "scheme": "bearer"}
+    if name == PHANTOM_COOKIE_SCHEME and config is not None and config.phantom_cookie:
+        return {"type": "apiKey", "in": "cookie", "name": config.phantom_cookie}
     return _resolve(route.openapi or {}, _schemes(route.openapi).get(name))
 
 
@@ -136,9 +140,11 @@ def compile_source(name: str, scheme: Any, config: AuthConfig, verifiers: Verifi
         return None
     kind = scheme.get("type")
     if kind == "apiKey":
+        where, pname = str(scheme.get("in", "")), str(scheme.get("name", ""))
+        if where == "cookie" and pname and pname == config.phantom_cookie and verifiers.phantom is not None:
+            return SchemeSource(name, cookie=pname, phantom=True), f"phantom token (cookie {pname})"
         if verifiers.api_key is None:
             return None
-        where, pname = str(scheme.get("in", "")), str(scheme.get("name", ""))
         if not pname:
             return SchemeSource(name, bearer=KEY_BEARER), "api key (Authorization: Bearer bst_...)"
         if where == "header":
@@ -168,14 +174,52 @@ def compile_source(name: str, scheme: Any, config: AuthConfig, verifiers: Verifi
     return None  # basic, digest, undeclared schemes
 
 
+
+def phantom_cookie_alternatives(
+    config: AuthConfig, route: RouteInfo, requirements: Sequence[ScopedRequirement]
+) -> tuple[ScopedRequirement, ...]:
+    """The alternatives a ``phantom_cookie`` adds: each alternative that takes a bearer token,
+    with the cookie in the bearer scheme's place and the same scopes (the cookie is one more
+    place for the same phantom, never a way around a scope). None where a declared ``apiKey``
+    scheme already reads that cookie (it then takes the phantom tokens itself)."""
+    name = config.phantom_cookie
+    if not name or not config.phantom_tokens:
+        return ()
+    bearer: set[str] = set()
+    for requirement in requirements:
+        for scheme_name, _ in requirement:
+            scheme = scheme_of(route, scheme_name)
+            if not isinstance(scheme, dict):
+                continue
+            if scheme.get("type") == "apiKey" and scheme.get("in") == "cookie" and scheme.get("name") == name:
+                return ()
+            kind = scheme.get("type")
+            if kind in ("oauth2", "openIdConnect") or (
+                kind == "http" and str(scheme.get("scheme", "")).lower() == "bearer"
+            ):
+                bearer.add(scheme_name)
+    out: list[ScopedRequirement] = []
+    for requirement in requirements:
+        if any(scheme_name in bearer for scheme_name, _ in requirement):
+            swapped = tuple(
+                (PHANTOM_COOKIE_SCHEME if scheme_name in bearer else scheme_name, scopes)
+                for scheme_name, scopes in requirement
+            )
+            if swapped not in out:
+                out.append(swapped)
+    return tuple(out)
+
+
 __all__ = [
     "IMPLICIT_BEARER",
+    "PHANTOM_COOKIE_SCHEME",
     "Requirement",
     "ScopedRequirement",
     "challenge",
     "challenges_of",
     "compile_source",
     "describe",
+    "phantom_cookie_alternatives",
     "requirements_of",
     "scheme_of",
     "security_of",

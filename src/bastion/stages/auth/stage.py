@@ -42,6 +42,7 @@ from bastion.stages.auth.schemes import (
     challenges_of,
     compile_source,
     describe,
+    phantom_cookie_alternatives,
     requirements_of,
     scheme_of,
     security_of,
@@ -135,9 +136,10 @@ class AuthStage(HeadStage):
         alternatives: list[tuple[tuple[int, frozenset[str]], ...]] = []
         scope_refusals: list[Block] = []
         verifiable: list[Requirement] = []
-        for requirement in security_of(route) or (((IMPLICIT_BEARER, ()),),):
+        requirements = security_of(route) or (((IMPLICIT_BEARER, ()),),)
+        for requirement in (*requirements, *phantom_cookie_alternatives(config, route, requirements)):
             names = tuple(name for name, _ in requirement)
-            compiled = [compile_source(name, scheme_of(route, name), config, verifiers) for name in names]
+            compiled = [compile_source(name, scheme_of(route, name, config), config, verifiers) for name in names]
             if any(found is None for found in compiled):
                 self._unverified.append(names)
                 continue
@@ -180,7 +182,14 @@ class AuthStage(HeadStage):
         if verifiers.phantom is not None:
             self.uses_state = True  # phantom tokens' records: every worker must see them
         self._decider = Decider(
-            self.sources, self.alternatives, verifiers, self.key_places, self.lockout is not None, self._refusal
+            self.sources,
+            self.alternatives,
+            verifiers,
+            self.key_places,
+            self.lockout is not None,
+            self._refusal,
+            config.phantom_cookie or "",
+            config.phantom_logout,
         )
 
     @classmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bastion.pipeline.stage import StageConfig
 
@@ -20,6 +20,15 @@ class IssueSettings(BaseModel):
             "members (`data.token`). A successful (2xx) response without it passes unchanged."
         ),
     )
+    cookie: str | None = Field(
+        None,
+        description=(
+            "The cookie the upstream sets its token in (`Set-Cookie: NAME=...`), on any answer of the login: "
+            "its value is replaced by a phantom token, its attributes kept, with `HttpOnly` added and, when the "
+            "client came over TLS, `Secure`. Routes take it back with `policies.auth.phantom_cookie`. Unset: "
+            "only `token_field` is replaced."
+        ),
+    )
     ttl: float = Field(
         3600.0,
         gt=0,
@@ -33,6 +42,14 @@ class IssueSettings(BaseModel):
         "sub", min_length=1, description="The claim of the upstream's JWT that names the consumer."
     )
     roles_claim: str = Field("roles", min_length=1, description="The claim that lists the consumer's roles.")
+
+    @field_validator("cookie")
+    @classmethod
+    def _cookie_name(cls, value: str | None) -> str | None:
+        if value is not None and not (value and all(c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~")
+                                                    for c in value)):
+            raise ValueError(f"{value!r} is not a cookie name (RFC 6265 token)")
+        return value
 
 
 class PhantomConfig(StageConfig):

@@ -5,8 +5,11 @@ A response hook over the whole body (JSON, decoded by the proxy when gzipped): a
 response whose ``token_field`` holds a string has it replaced by a fresh phantom token, and
 the record of what it stands for (:mod:`~bastion.stages.phantom.tokens`) is stored in the
 state backend first, with the token's lifetime as TTL. A state backend that cannot store
-it makes the login a 503 (fail closed): the upstream's token never reaches the client. The
-auth stage swaps phantom tokens back on the routes that accept them (``phantom_tokens``).
+it makes the login a 503 (fail closed): the upstream's token never reaches the client. With
+``cookie`` set, a ``Set-Cookie`` of that cookie, on any answer of the login, gets a phantom
+token in its value the same way (attributes kept, ``HttpOnly`` forced, ``Secure`` over TLS).
+The auth stage swaps phantom tokens back on the routes that accept them (``phantom_tokens``,
+``phantom_cookie``) and deletes one on a logout (``phantom_logout``).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class PhantomStage(ResponseStage):
         super().__init__("phantom", config)
         self.issue = issue
         self.path = tuple(issue.token_field.split("."))
+        #: The cookie the upstream's token comes in ("": none).
+        self.cookie = issue.cookie or ""
         self._state: StateBackend | None = None
         self._wall = _no_clock
 
@@ -56,31 +61,75 @@ class PhantomStage(ResponseStage):
 
     def on_response(self, exchange: Exchange) -> ResponseOutcome | Awaitable[ResponseOutcome]:
         response = exchange.response
-        if response is None or not 200 <= response.status < 300 or not response.body:
+        if response is None:
             return None
+        # A cookie is replaced on any answer (a login form's 302 sets it too): the upstream's
+        # token never reaches the client, whatever the status.
+        cookies = self._token_cookies(response) if self.cookie else []
+        found: tuple[Any, dict[str, Any], str] | None = None
+        if 200 <= response.status < 300 and response.body:
+            found = self._token_field(response.body)
+        if found is None and not cookies:
+            return None
+        return self._replace(response, found, cookies, exchange.request.scheme == "https")
+
+    def _token_field(self, body: bytes) -> tuple[Any, dict[str, Any], str] | None:
+        """The JSON body, the object holding the token and the token; ``None`` without one."""
         try:
-            doc = orjson.loads(response.body)
+            doc = orjson.loads(body)
         except orjson.JSONDecodeError:
             return None  # not JSON: no token field to replace
         holder = _holder(doc, self.path)
         token = holder.get(self.path[-1]) if holder is not None else None
         if holder is None or not isinstance(token, str) or not token:
             return None
-        return self._replace(response, doc, holder, token)
+        return doc, holder, token
 
-    async def _replace(self, response: Response, doc: Any, holder: dict[str, Any], token: str) -> Block | None:
+    def _token_cookies(self, response: Response) -> list[tuple[int, str, str]]:
+        """``(header index, token, attributes)`` of each ``Set-Cookie`` of the token cookie
+        with a value (one that deletes the cookie carries no token and passes)."""
+        out: list[tuple[int, str, str]] = []
+        for i, (key, value) in enumerate(response.headers):
+            if key.lower() != "set-cookie":
+                continue
+            pair, _, attributes = value.partition(";")
+            name, sep, token = pair.partition("=")
+            token = token.strip(" \t").strip('"')
+            if sep and name.strip(" \t") == self.cookie and token:
+                out.append((i, token, attributes))
+        return out
+
+    async def _replace(
+        self,
+        response: Response,
+        field: tuple[Any, dict[str, Any], str] | None,
+        cookies: list[tuple[int, str, str]],
+        tls: bool,
+    ) -> Block | None:
+        if cookies:
+            headers = list(response.headers)
+            for index, token, attributes in cookies:
+                phantom = await self._issue(token)
+                headers[index] = ("set-cookie", _cookie_header(self.cookie, phantom, attributes, tls))
+            response.headers = headers
+        if field is not None:
+            doc, holder, token = field
+            holder[self.path[-1]] = await self._issue(token)
+            response.body = orjson.dumps(doc)
+            response.headers = [(k, v) for k, v in response.headers if k.lower() not in _STALE]
+        return None
+
+    async def _issue(self, token: str) -> str:
+        """A new phantom token for the upstream's ``token``, stored before the client can hold
+        it; DependencyUnavailable fails the stage closed (503)."""
         state = self._state
         if state is None:
             raise RuntimeError("the phantom stage was not started")
         record = self._record(token)
         phantom = new_token()
         ttl = max(record.expires - self._wall(), _MIN_TTL)
-        # Stored before the client can hold it; DependencyUnavailable fails the stage closed (503).
         await state.set(state_key(phantom), record.encode(), ttl=ttl)
-        holder[self.path[-1]] = phantom
-        response.body = orjson.dumps(doc)
-        response.headers = [(k, v) for k, v in response.headers if k.lower() not in _STALE]
-        return None
+        return phantom
 
     def _record(self, token: str) -> Record:
         issue = self.issue
@@ -110,3 +159,16 @@ def _holder(doc: Any, path: tuple[str, ...]) -> dict[str, Any] | None:
 
 def _no_clock() -> float:
     raise RuntimeError("the phantom stage was not started")
+
+
+def _cookie_header(name: str, phantom: str, attributes: str, tls: bool) -> str:
+    """``Set-Cookie`` for the phantom, with the upstream's attributes (``attributes``: what
+    followed its first ``;``), plus ``HttpOnly`` (no script reads a phantom) and, over TLS,
+    ``Secure`` (never sent back in clear), where the upstream left them out."""
+    have = {part.strip(" \t").partition("=")[0].lower() for part in attributes.split(";")}
+    text = f"{name}={phantom}" + (";" + attributes if attributes.strip(" \t") else "")
+    if "httponly" not in have:
+        text += "; HttpOnly"
+    if tls and "secure" not in have:
+        text += "; Secure"
+    return text

@@ -33,6 +33,8 @@ RECOMMENDED_HMAC_BYTES = 64
 MAX_INTROSPECTION_CACHE = 300.0
 #: Names of a rate-limiting stage, should the registry have one: it protects a login as a lockout does.
 RATE_LIMIT_STAGES = frozenset({"ratelimit", "rate_limit"})
+#: The stage that counts a login operation's failures per account (``policies.login``).
+ACCOUNT_LOCKOUT_STAGE = "login"
 #: Words of an operation that checks a secret a client can guess or try again (a login, a token
 #: exchange, a password reset, a one-time code), compared lower case.
 LOGIN_WORDS = frozenset(
@@ -251,13 +253,14 @@ UNLIMITED_LOGIN = RuleInfo(
     severity=Severity.MEDIUM,
     scope="config",
     checks="An operation that looks like a login, token exchange, password reset or one-time-code check "
-    "(by its operationId, path or summary) accepts POST/PUT/PATCH with neither the auth stage's `lockout` "
-    "nor a rate limit: passwords and codes can be guessed as fast as the backend answers. A `lockout` counts "
-    "only the credentials the gateway itself verifies, so it cannot protect a public or delegated login.",
-    fix="Where the gateway verifies the credentials, set `policies.auth.lockout: {enabled: true}` on the "
-    "operation (with `backends.state: redis` when several workers or instances run); where the backend "
-    "checks a password (a public login), limit tries per client and per account in the backend or in front "
-    "of the gateway.",
+    "(by its operationId, path or summary) accepts POST/PUT/PATCH with neither a lockout nor a rate limit: "
+    "passwords and codes can be guessed as fast as the backend answers. The auth stage's `lockout` counts "
+    "only the credentials the gateway itself verifies, so it cannot protect a public or delegated login; "
+    "`policies.login` counts the backend's failed logins per target account.",
+    fix="Where the backend checks a password (a public login), mark the operation as a login with "
+    "`policies.login: {account: body:/username}` (where its requests name the account); where the gateway "
+    "verifies the credentials, set `policies.auth.lockout: {enabled: true}` on the operation. Either needs "
+    "`backends.state: redis` when several workers or instances run.",
 )
 
 
@@ -266,6 +269,8 @@ def unlimited_login(gw: Gateway) -> Iterator[Hit]:
         trait = _login_trait(route) if route.methods & _PROTECTED_METHODS else None
         if trait is None or any(spec.name in RATE_LIMIT_STAGES for spec, _ in route.stages):
             continue
+        if any(stage.name == ACCOUNT_LOCKOUT_STAGE for stage in route.built):
+            continue  # failed logins counted per account, whoever checks the password
         auth = auth_stage(route.built)
         if auth is not None and auth.refusal is not None:
             continue  # unreachable (BAST-GW-017): nothing to guess

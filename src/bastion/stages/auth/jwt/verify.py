@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -113,7 +113,7 @@ class CompiledIssuer:
 
     __slots__ = (
         "algorithms", "audiences", "consumer_claim", "jwks", "jwks_url", "name", "roles_claim", "scopes_claim",
-        "static",
+        "secret_digest", "static",
     )
 
     def __init__(self, issuer: JwtIssuer) -> None:
@@ -125,8 +125,13 @@ class CompiledIssuer:
         self.roles_claim = issuer.roles_claim
         self.jwks_url = issuer.jwks_url
         keys: list[VerifyingKey] = [load_key(k, f"key {i}") for i, k in enumerate(issuer.keys or ())]
+        #: A SHA-256 of the HS256 secret read at load (b"" without one): equal settings
+        #: naming a secret that changed since (its file, its variable) verify differently.
+        self.secret_digest = b""
         if "HS256" in self.algorithms:
-            keys.append(hmac_key(read_secret(issuer.secret_env, issuer.secret_file, "the HS256 secret")))
+            secret = read_secret(issuer.secret_env, issuer.secret_file, "the HS256 secret")
+            self.secret_digest = hashlib.sha256(secret).digest()
+            keys.append(hmac_key(secret))
         #: Keys known at load (static keys, the HS256 secret); None for a JWKS issuer.
         self.static: KeySet | None = KeySet(keys) if issuer.jwks_url is None else None
         #: The worker's cache of ``jwks_url``, once started.
@@ -158,6 +163,19 @@ def _jwks_factory(url: str, services: Services) -> Callable[[], JwksCache]:
     return lambda: JwksCache(url, services)
 
 
+def _cache_factory(size: int) -> Callable[[], BoundedCache[_Verified]]:
+    return lambda: BoundedCache(size)
+
+
+def _cache_key(settings: JwtSettings, issuers: Iterable[CompiledIssuer]) -> str:
+    """``jwt:verified:`` and a SHA-256 of the settings and of each HS256 secret's digest:
+    equal only where every verdict would be equal (the secrets themselves are not kept)."""
+    digest = hashlib.sha256(settings.model_dump_json().encode())
+    for issuer in issuers:
+        digest.update(issuer.secret_digest)
+    return "jwt:verified:" + digest.hexdigest()
+
+
 class _Verified:
     """A cache entry: the principal, and what must still hold when the token is used again."""
 
@@ -173,9 +191,11 @@ class _Verified:
 class JwtVerifier:
     """Verifies JWTs of the configured issuers (a :class:`~bastion.stages.auth.methods.CredentialVerifier`).
 
-    One verifier may serve several routes with the same settings (their tokens then share
-    one verified-token cache): ``start`` and ``close`` are counted, and only the first start
-    and the last close do anything.
+    Routes with equal settings (issuers, claims, leeway, the keys and secrets they load)
+    share one verified-token cache per worker (``services.shared`` under :attr:`cache_key`),
+    across reloads too: a token verified on one route is a cache hit on the others. One
+    verifier may also serve several routes: ``start`` and ``close`` are counted, and only
+    the first start and the last close do anything.
     """
 
     def __init__(self, settings: JwtSettings) -> None:
@@ -189,6 +209,10 @@ class JwtVerifier:
             max_stale=settings.jwks_max_stale,
             unknown_kid_interval=settings.jwks_unknown_kid_interval,
         )
+        #: What the worker's shared cache is kept under: a digest of everything that decides
+        #: a verdict (the settings, with static keys in them, and each HS256 secret read).
+        self.cache_key = _cache_key(settings, self.issuers.values())
+        #: This verifier's own cache until :meth:`start` takes the worker's shared one.
         self._cache: BoundedCache[_Verified] = BoundedCache(settings.cache_size)
         self._wall: Callable[[], float] = time.time
         self._revocations: Revocations | None = None
@@ -207,6 +231,7 @@ class JwtVerifier:
         if self._starts > 1:
             return
         self._wall = services.clock.wall
+        self._cache = services.shared(self.cache_key, _cache_factory(self.settings.cache_size))
         revocations = services.shared(SHARED_KEY, lambda: Revocations(services))
         for issuer in self.issuers.values():
             url = issuer.jwks_url
