@@ -199,7 +199,9 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         reader = self.reader
-        reader.limits = self.server.runtime.limits
+        limits = self.server.runtime.limits
+        if reader.limits is not limits:  # a reload changed them
+            reader.use_limits(limits)
         self._react(reader.feed(data))
         # After the parser returned (never inside its callbacks): small requests are complete
         # by now, and answering them cannot re-enter the parser.
