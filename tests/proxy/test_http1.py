@@ -166,6 +166,24 @@ def test_limits_refuse_long_targets_and_large_heads() -> None:
     assert refusal(b"GET / HTTP/1.1\r\n" + big + b"\r\n", limits) == (431, "The request header fields are too large.")
 
 
+def test_new_limits_bound_the_next_head() -> None:
+    """Limits given between two requests (a reload) bound the next head: a head the old
+    limits let through is refused under tighter ones, on the same connection's reader."""
+    many = b"".join(b"X-%d: v\r\n" % i for i in range(9))
+    head = b"GET / HTTP/1.1\r\nHost: h\r\n" + many + b"\r\n"
+    t = Transcript(Limits(max_headers=16))
+    assert t.feed(head) == "started head data"
+    t.reader.use_limits(Limits(max_headers=8))
+    assert t.feed(head).endswith("failed pause")
+    assert t.queue[-1].error == (431, "The request header fields are too large.")
+    target = b"GET /" + b"a" * 300 + b" HTTP/1.1\r\nHost: h\r\n\r\n"
+    t = Transcript(Limits(max_url_bytes=1024))
+    assert t.feed(target) == "started head data"
+    t.reader.use_limits(Limits(max_url_bytes=256))
+    assert t.feed(target).endswith("failed pause")
+    assert t.queue[-1].error == (414, "The request target is too long.")
+
+
 def test_higher_minor_version_is_served_as_1_1() -> None:
     """HTTP/1.2 is an HTTP/1 request served as 1.1 (RFC 9112 2.5), not refused."""
     t = Transcript()

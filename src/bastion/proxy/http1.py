@@ -145,6 +145,9 @@ class RequestReader:
         "_framing",
         "_head_bytes",
         "_headers",
+        "_max_header_bytes",
+        "_max_headers",
+        "_max_url_bytes",
         "_url",
         "current",
         "dead",
@@ -158,8 +161,12 @@ class RequestReader:
     def __init__(self, limits: Limits) -> None:
         #: What happened during the current call (flags), returned by it.
         self.events = 0
-        #: Bounds on heads; the owner may replace them between requests (a reload).
+        #: Bounds on heads; the owner may replace them between requests (a reload), with
+        #: :meth:`use_limits`.
         self.limits = limits
+        self._max_url_bytes = limits.max_url_bytes
+        self._max_header_bytes = limits.max_header_bytes
+        self._max_headers = limits.max_headers
         self.parser = httptools.HttpRequestParser(self)
         # llhttp refuses versions it does not know (HTTP/1.2) before Bastion sees them; RFC
         # 9112 2.5 wants a higher HTTP/1 minor version served as 1.1. With this leniency
@@ -178,6 +185,15 @@ class RequestReader:
         self._headers: HeaderList = []
         self._framing: HeaderList = []
         self._head_bytes = 0
+
+    def use_limits(self, limits: Limits) -> None:
+        """Bound the next heads by ``limits``. The bounds are copied as plain integers: a
+        read of the (interpreted) settings model costs 350-1,000 instructions, and the head's
+        callbacks check them once for the target and twice for every header."""
+        self.limits = limits
+        self._max_url_bytes = limits.max_url_bytes
+        self._max_header_bytes = limits.max_header_bytes
+        self._max_headers = limits.max_headers
 
     def feed(self, data: bytes) -> int:
         """Parse ``data``; return what happened. A protocol error queues a request carrying
@@ -250,15 +266,14 @@ class RequestReader:
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        if len(self._url) > self.limits.max_url_bytes:
+        if len(self._url) > self._max_url_bytes:
             raise Reject(414, "The request target is too long.", URL_TOO_LONG)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_bytes += len(name) + len(value) + 4
-        limits = self.limits
-        if self._head_bytes > limits.max_header_bytes:
+        if self._head_bytes > self._max_header_bytes:
             raise Reject(431, "The request header fields are too large.", HEADER_TOO_LARGE)
-        if len(self._headers) >= limits.max_headers:
+        if len(self._headers) >= self._max_headers:
             raise Reject(431, "The request has too many header fields.", TOO_MANY_HEADERS)
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
