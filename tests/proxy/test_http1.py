@@ -175,7 +175,7 @@ def test_new_limits_bound_the_next_head() -> None:
     assert t.feed(head) == "started head data"
     t.reader.use_limits(Limits(max_headers=8))
     assert t.feed(head).endswith("failed pause")
-    assert t.queue[-1].error == (431, "The request header fields are too large.")
+    assert t.queue[-1].error == (431, "The request has too many header fields.")
     target = b"GET /" + b"a" * 300 + b" HTTP/1.1\r\nHost: h\r\n\r\n"
     t = Transcript(Limits(max_url_bytes=1024))
     assert t.feed(target) == "started head data"
