@@ -49,6 +49,8 @@ EXAMPLE_ENV = {
     "LEGACY_HS256_SECRET": "x" * 32,
     "INTROSPECTION_SECRET": "s",
     "PGPASSWORD": "example-password",
+    "BILLING_API_KEY": "k",
+    "BILLING_PASSWORD": "p",
 }
 
 

@@ -8,6 +8,7 @@ because the same policy can also come from the OpenAPI document.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -274,6 +275,65 @@ def check_upstream_url(value: str) -> str:
     return value.rstrip("/")
 
 
+class BasicCredentials(Strict):
+    """HTTP Basic credentials the gateway sends upstream."""
+
+    username: str = Field(min_length=1, description="The user name (no ':').")
+    password: str = Field(description="The password: an ${ENV} reference or an enc:v1: value, never plain text.")
+
+    @field_validator("username")
+    @classmethod
+    def _no_colon(cls, value: str) -> str:
+        if ":" in value or any(c in value for c in "\r\n\x00"):
+            raise ValueError("a Basic user name cannot hold ':', CR, LF or NUL")
+        return value
+
+
+class UpstreamCredentials(Strict):
+    """Credentials the gateway adds to every request it forwards, so that clients never hold
+    them (and a client's own value for those headers is dropped, never forwarded)."""
+
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Header name -> value (secrets: ${ENV} references or enc:v1: values), e.g. X-Api-Key.",
+    )
+    basic: BasicCredentials | None = Field(None, description="HTTP Basic credentials (sets Authorization).")
+    bearer_token: str | None = Field(None, description="A bearer token (sets Authorization: Bearer ...).")
+
+    @field_validator("headers")
+    @classmethod
+    def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name, val in value.items():
+            if not name or not all(c.isalnum() or c in "!#$%&'*+-.^_`|~" for c in name):
+                raise ValueError(f"{name!r} is not a valid header name")
+            if name.lower() in ("host", "content-length", "transfer-encoding", "connection", "x-request-id"):
+                raise ValueError(f"{name!r} is the gateway's to set, not a credential")
+            if any(c in val for c in "\r\n\x00"):
+                raise ValueError(f"the value of {name!r} contains CR, LF or NUL")
+            out[name.lower()] = val
+        return out
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> UpstreamCredentials:
+        given = (self.basic is not None) + (self.bearer_token is not None) + ("authorization" in self.headers)
+        if given > 1:
+            raise ValueError("basic, bearer_token and an Authorization header each set Authorization: give one")
+        if self.bearer_token is not None and any(c in self.bearer_token for c in "\r\n\x00 "):
+            raise ValueError("bearer_token contains a space, CR, LF or NUL")
+        return self
+
+    def header_lines(self) -> tuple[frozenset[str], str]:
+        """The names the gateway sets (a client's own are dropped) and their lines, as sent."""
+        headers = dict(self.headers)
+        if self.basic is not None:
+            pair = f"{self.basic.username}:{self.basic.password}".encode()
+            headers["authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        if self.bearer_token is not None:
+            headers["authorization"] = "Bearer " + self.bearer_token
+        return frozenset(headers), "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+
+
 class Upstream(Strict):
     """Where a service's requests go."""
 
@@ -288,6 +348,10 @@ class Upstream(Strict):
     health_check: HealthCheck | None = Field(None, description="Active health checks (off when unset).")
     circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker, description="Passive failure detection.")
     tls: UpstreamTLS = Field(default_factory=UpstreamTLS, description="TLS settings for https:// targets.")
+    credentials: UpstreamCredentials | None = Field(
+        None,
+        description="Credentials added to every forwarded request (header, Basic, bearer); clients never hold them.",
+    )
 
     @model_validator(mode="before")
     @classmethod

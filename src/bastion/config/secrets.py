@@ -55,6 +55,11 @@ class MasterKeyError(ValueError):
     """No usable master key, or a value it cannot decrypt: the message says which and why."""
 
 
+#: Mappings whose every value is a secret, by the last two fields of their path: an
+#: upstream credential header's value (``upstream.credentials.headers.X-Api-Key``).
+SECRET_MAPS: Final = frozenset({("credentials", "headers")})
+
+
 def derive(root: bytes, label: bytes) -> bytes:
     """A 256-bit key for one use (``label``) from a root secret: HMAC-SHA-256(root, label)."""
     return hmac.new(root, label, hashlib.sha256).digest()
@@ -163,7 +168,7 @@ def plaintext_secrets(
             if text.startswith(PREFIX):
                 continue  # decrypted: the file holds only ciphertext
             name = path[-1] if path and isinstance(path[-1], str) else ""
-            if name in fields and is_secret_field(name):
+            if (name in fields and is_secret_field(name)) or path[-3:-1] in SECRET_MAPS:
                 if not is_reference(text.strip()):
                     yield path, "a secret in plain text"
             elif url_password(node) and not is_reference(url_password(text)):

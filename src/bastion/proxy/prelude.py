@@ -235,7 +235,15 @@ def upstream_head(ex: Exchange, target: TargetState, body_len: int | None) -> by
         framing = ""
     forwarded_host = f';host="{host}"\r\nx-forwarded-host: {host}\r\n' if host else "\r\n"
     node = f'"[{client}]"' if ":" in client else client
-    headers = "".join([f"{k}: {v}\r\n" for k, v in request.headers if k != "host" and k != "content-length"])
+    pool = target.pool
+    if pool.credential_lines:  # the gateway's credentials, never a client's value for them
+        names = pool.credential_names
+        headers = "".join(
+            [f"{k}: {v}\r\n" for k, v in request.headers if k != "host" and k != "content-length" and k not in names]
+        )
+        headers += pool.credential_lines
+    else:
+        headers = "".join([f"{k}: {v}\r\n" for k, v in request.headers if k != "host" and k != "content-length"])
     return (
         f"{request.method} {target.base_path}{request.path}{'?' if query else ''}{query} HTTP/1.1\r\n"
         f"{target.host_line}{headers}"

@@ -98,6 +98,12 @@ class UpstreamPool:
         self.service = service
         self.config = config
         self.ssl_context = ssl_context
+        #: Upstream credentials (``upstream.credentials``): the header names the gateway sets,
+        #: a client's own dropped, and their lines as sent ('': none).
+        self.credential_names: frozenset[str] = frozenset()
+        self.credential_lines = ""
+        if config.credentials is not None:
+            self.credential_names, self.credential_lines = config.credentials.header_lines()
         self.targets = [TargetState(t.url, t.weight, self) for t in config.targets]
         # Weighted round robin: each target appears `weight` times in the cycle.
         self._cycle = [t for t in self.targets for _ in range(t.weight)]
@@ -232,7 +238,7 @@ class UpstreamPool:
                 conn = await self.acquire(target, deadline)
                 head = (
                     f"GET {target.base_path}{hc.path} HTTP/1.1\r\n"
-                    f"host: {target.host_header}\r\nuser-agent: bastion-health\r\n\r\n"
+                    f"host: {target.host_header}\r\nuser-agent: bastion-health\r\n{self.credential_lines}\r\n"
                 )
                 conn.begin("GET", time.monotonic() + hc.timeout, hc.timeout)
                 conn.write(head.encode("latin-1"))
