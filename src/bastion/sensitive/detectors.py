@@ -2,7 +2,8 @@
 check (in Python, on the candidate alone) that decides whether a candidate is one.
 
 Patterns go to hyperscan (see :mod:`bastion.sensitive.scanner`), which reports every end
-offset of every pattern with its leftmost start; a pattern cannot look around, so each
+offset of every pattern with its leftmost start (or, where tracking starts costs much, the
+detector's :attr:`Detector.start` finds it from the end); a pattern cannot look around, so each
 check also looks at the byte before and the byte after the candidate (a card number inside
 a longer number is not a card number). The patterns of the kinds made of digits start and
 end with ``\b`` and leave out first digits no value of theirs has: JSON is full of digits
