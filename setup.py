@@ -66,6 +66,13 @@ COMPILED = [
     # the Origin of every cross-origin request.
     "src/bastion/stages/response/prune.py",
     "src/bastion/stages/cors/origins.py",
+    # Redaction scans every byte of every response body on the routes that have it: the
+    # candidates' checks, the scan's bookkeeping and the masking run per value found.
+    "src/bastion/sensitive/checks.py",
+    "src/bastion/sensitive/detectors.py",
+    "src/bastion/sensitive/replace.py",
+    "src/bastion/sensitive/scanner.py",
+    "src/bastion/stages/redact/apply.py",
 ]
 
 ext_modules = []

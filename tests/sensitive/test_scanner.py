@@ -169,3 +169,27 @@ def test_re2_finds_what_hyperscan_finds() -> None:
     assert EVERYTHING.backend == "hyperscan" and fallback.backend == "re2"
     assert fallback.find(body) == EVERYTHING.find(body)
     assert len(EVERYTHING.find(body)) == sum(len(vs) for vs in POSITIVES.values())
+
+
+def test_email_start_found_without_hyperscan_tracking_it() -> None:
+    """Hyperscan runs the e-mail pattern without start-of-match tracking; the start the
+    detector finds from the end gives exactly the addresses RE2 (which knows the start)
+    gives, at the limits too: a 64-byte local part is one, 65 is not; a 254-byte address
+    is one, 255 is not; a second ``@`` starts a new local part; a long run of letters
+    before the ``@`` is looked at no further than an address reaches."""
+    domain_251 = b"d" * 60 + b"." + b"e" * 60 + b"." + b"f" * 60 + b"." + b"g" * 60 + b".example"
+    cases = [
+        (b'{"to": "' + b"a" * 64 + b'@mail.example.com"}', 1),
+        (b'{"to": "' + b"a" * 65 + b'@mail.example.com"}', 0),
+        (b'{"to": "ab@' + domain_251 + b'"}', 1),
+        (b'{"to": "abc@' + domain_251 + b'"}', 0),
+        (b'{"to": "x@y@mail.example.com"}', 1),
+        (b'{"to": "' + b"q" * 10_000 + b'@mail.example.com, jo@mail.example.org"}', 1),
+    ]
+    fallback = Scanner(["email"], prefer="re2")
+    scanner = Scanner(["email"])
+    assert scanner.backend == "hyperscan"
+    for body, count in cases:
+        found = scanner.find(body)
+        assert found == fallback.find(body)
+        assert len(found) == count, body[:80]

@@ -22,7 +22,7 @@ def mask(value: bytes) -> bytes:
     out = bytearray(value)
     escaped = 0
     maskable: list[int] = []
-    for i, c in enumerate(out):
+    for i, c in enumerate(value):
         if escaped:
             escaped -= 1
             if escaped == 4 and c != 0x75:  # not \u: a one-character escape

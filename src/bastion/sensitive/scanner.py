@@ -41,7 +41,8 @@ class Finding:
 
 
 class _Candidates:
-    """Every (pattern, start, end) of the patterns in some data."""
+    """Every (pattern, start, end) of the patterns in some data; start -1 where the backend
+    was told not to track it (the detector's :attr:`~Detector.start` finds it)."""
 
     name: str
 
@@ -52,22 +53,25 @@ class _Candidates:
 class _Hyperscan(_Candidates):
     name = "hyperscan"
 
-    def __init__(self, patterns: list[str]) -> None:
+    def __init__(self, patterns: list[str], som: list[bool]) -> None:
         self._db: Any = _hs.Database(mode=_hs.HS_MODE_BLOCK)
         self._db.compile(
             expressions=[p.encode() for p in patterns],
             ids=list(range(len(patterns))),
             elements=len(patterns),
-            # Leftmost start of every match; no other flag: the kinds are case-sensitive.
-            flags=[_hs.HS_FLAG_SOM_LEFTMOST] * len(patterns),
+            # Leftmost start of a match only where no check can find it more cheaply; no
+            # other flag: the kinds are case-sensitive.
+            flags=[_hs.HS_FLAG_SOM_LEFTMOST if s else 0 for s in som],
         )
         self._scratch: Any = _hs.Scratch(self._db)
+        self._som = som
 
     def scan(self, data: bytes) -> list[tuple[int, int, int]]:
         found: list[tuple[int, int, int]] = []
+        som = self._som
 
         def on_match(pattern: int, start: int, end: int, flags: int, context: object) -> None:
-            found.append((pattern, start, end))
+            found.append((pattern, start if som[pattern] else -1, end))
 
         self._db.scan(data, match_event_handler=on_match, scratch=self._scratch)
         return found
@@ -91,10 +95,10 @@ class _Re2(_Candidates):
         return found
 
 
-def _candidates(patterns: list[str], prefer: str) -> _Candidates:
+def _candidates(patterns: list[str], som: list[bool], prefer: str) -> _Candidates:
     if prefer == "hyperscan" and _hs is not None:
         try:
-            return _Hyperscan(patterns)
+            return _Hyperscan(patterns, som)
         except Exception as exc:  # pragma: no cover - e.g. a CPU without SSSE3
             # Not fail-open: the same patterns run on RE2, only slower; say so once.
             logging.getLogger("bastion.sensitive").warning("hyperscan unavailable (%s); using RE2", exc)
@@ -111,12 +115,14 @@ class Scanner:
         self.kinds: Final = expand(types)
         detectors: list[Detector] = [DETECTORS[k] for k in self.kinds]
         patterns: list[str] = []
+        som: list[bool] = []
         self._owner: list[Detector] = []
         for detector in detectors:
             for pattern in detector.patterns:
                 patterns.append(pattern)
+                som.append(detector.start is None)
                 self._owner.append(detector)
-        self._candidates = _candidates(patterns, prefer)
+        self._candidates = _candidates(patterns, som, prefer)
         self.backend: Final = self._candidates.name
         #: The longest value any of the kinds can be.
         self.max_length: Final = max((d.max_length for d in detectors), default=0)
@@ -131,9 +137,11 @@ class Scanner:
         valid: list[tuple[int, int, str]] = []
         owner = self._owner
         for pattern, start, end in self._candidates.scan(data):
+            detector = owner[pattern]
+            if start < 0 and detector.start is not None:
+                start = detector.start(data, end)
             if start < first or start >= last:
                 continue
-            detector = owner[pattern]
             stop = detector.check(data, start, end)
             if stop >= 0:
                 valid.append((start, -stop, detector.kind))

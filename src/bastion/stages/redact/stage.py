@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from bastion.errors import BastionError
 from bastion.pipeline.stage import ResponseBodyStage, ResponseStage, RouteInfo
-from bastion.sensitive import Finding, Scanner, mask, removal_mark
-from bastion.stages.redact.config import Action, RedactConfig
+from bastion.sensitive import Finding, Scanner
+from bastion.stages.redact.apply import apply_actions, count
+from bastion.stages.redact.config import RedactConfig
 from bastion.types import Block, Exchange, HeaderList
 
 _BLOCK = Block(
@@ -44,7 +45,7 @@ class RedactStage(ResponseStage, ResponseBodyStage):
 
     def __init__(self, config: RedactConfig) -> None:
         super().__init__("redact", config)
-        self._actions: dict[str, Action] = config.action_of()
+        self._actions: dict[str, str] = dict(config.action_of())
         self._scanner = Scanner(list(self._actions))
         self._hold = self._scanner.hold
         self.overlap = self._hold + 1
@@ -67,7 +68,7 @@ class RedactStage(ResponseStage, ResponseBodyStage):
         if self._blocking and body:
             for finding in self._scanner.find(body):
                 if self._actions[finding.kind] == "block":
-                    _count(exchange, finding.kind)
+                    count(exchange, finding.kind)
                     return _BLOCK
         return None
 
@@ -82,24 +83,11 @@ class RedactStage(ResponseStage, ResponseBodyStage):
 
     def _apply(self, exchange: Exchange, data: bytes, found: list[Finding]) -> bytes:
         """``data`` with each finding's action applied (and counted)."""
-        out: list[bytes] = []
-        pos = 0
-        for finding in found:
-            action = self._actions[finding.kind]
-            _count(exchange, finding.kind)
-            if action == "alert":
-                continue
-            if action == "block":
-                # Only reached when the head is out (on_response decides otherwise).
-                raise SensitiveDataInStream(f"a {finding.kind} value in a response body already being sent")
-            out.append(data[pos : finding.start])
-            value = data[finding.start : finding.end]
-            out.append(mask(value) if action == "mask" else removal_mark(finding.kind))
-            pos = finding.end
-        if pos == 0:
-            return data
-        out.append(data[pos:])
-        return b"".join(out)
+        out = apply_actions(exchange, self._actions, data, found)
+        if isinstance(out, Finding):
+            # Only reached when the head is out (on_response decides otherwise).
+            raise SensitiveDataInStream(f"a {out.kind} value in a response body already being sent")
+        return out
 
     def _redact_headers(self, exchange: Exchange, headers: HeaderList) -> bool:
         """Apply the actions to the header values in place; whether one must block."""
@@ -115,21 +103,10 @@ class RedactStage(ResponseStage, ResponseBodyStage):
                 continue
             if any(self._actions[f.kind] == "block" for f in found):
                 for f in found:
-                    _count(exchange, f.kind)
+                    count(exchange, f.kind)
                 return True
             changed = self._apply(exchange, raw, found)
             if enforce:
                 headers[i] = (name, changed.decode("latin-1"))
         return False
 
-
-def _count(exchange: Exchange, kind: str) -> None:
-    """Count a value found in the exchange's record (``redact: {"found": {kind: n}}``)."""
-    facts = exchange.facts.get("redact")
-    found: dict[str, int]
-    if isinstance(facts, dict):
-        found = facts["found"]
-    else:
-        found = {}
-        exchange.facts["redact"] = {"found": found}
-    found[kind] = found.get(kind, 0) + 1
