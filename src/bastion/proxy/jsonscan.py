@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from bastion.config.model import Limits
+if TYPE_CHECKING:  # only a type here: importing bastion.config would import every stage
+    from bastion.config.model import Limits
 
 #: Bytes of the body split on quotes at once (the pieces of one window are alive together).
 _WINDOW = 64 * 1024
