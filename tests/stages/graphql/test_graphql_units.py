@@ -5,12 +5,15 @@ suggestions removed. Through a real gateway in ``test_graphql_gateway.py``."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from urllib.parse import urlencode
 
 import orjson
 import pytest
+import yaml
 from pydantic import ValidationError
 
+from bastion.config import ConfigError, load_config
 from bastion.stages.graphql import GraphQLConfig, GraphQLStage
 from bastion.stages.graphql.document import measure
 from bastion.types import Block, Exchange, Principal, Request, Response
@@ -100,7 +103,8 @@ def test_cost_uses_field_costs_and_the_request_variables() -> None:
 
 def test_every_request_form_is_read() -> None:
     """JSON (single and batched), ``application/graphql`` and ``GET ?query=`` are read;
-    anything else is refused as malformed or of the wrong media type."""
+    anything else is refused as malformed or of the wrong media type, and so is a POST that
+    also has a ``query`` in its URL (which of the two would the upstream run?)."""
     stage = GraphQLStage(GraphQLConfig())
     ok = "{ user(id: 1) { name } }"
     assert stage.on_request(_post({"query": ok})) is None
@@ -116,6 +120,9 @@ def test_every_request_form_is_read() -> None:
     assert _reason(stage.on_request(_get())) == "graphql.malformed"
     assert _reason(stage.on_request(_get(query=ok, variables="[1"))) == "graphql.malformed"
     assert _reason(stage.on_request(_post(ok.encode(), "text/plain"))) == "graphql.media_type"
+    smuggled = _post({"query": ok})
+    smuggled.request.query = urlencode({"query": "{ __schema { types { name } } }"})
+    assert _reason(stage.on_request(smuggled)) == "graphql.malformed"
 
 
 def test_introspection_and_admin_operations_need_a_role() -> None:
@@ -184,3 +191,18 @@ def test_settings_are_checked_at_load() -> None:
         GraphQLConfig(persisted_queries=["abc"])
     with pytest.raises(ValidationError, match="is not a field name"):
         GraphQLConfig(admin_fields=["a.b.c"])
+
+
+def test_a_bad_setting_is_a_load_error_naming_file_and_field(tmp_path: Path) -> None:
+    """In bastion.yaml, a persisted hash that is not one is refused with the file and
+    ``policies.graphql.persisted_queries``."""
+    config = {"services": [{"name": "app", "upstream": "http://127.0.0.1:9", "routes": [
+        {"path": "/graphql", "methods": ["POST"], "public": True,
+         "policies": {"graphql": {"persisted_queries": ["not-a-hash"]}}}]}]}
+    path = tmp_path / "bastion.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    text = str(caught.value)
+    assert str(path) in text and "policies.graphql.persisted_queries" in text
+    assert "'not-a-hash' is not a SHA-256 in hex" in text

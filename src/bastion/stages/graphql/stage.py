@@ -19,6 +19,8 @@ from bastion.types import Block, Exchange, Principal, Request
 _SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 _SUGGESTION_BYTES = b"Did you mean"
 _STALE = frozenset(("content-length", "etag", "content-md5", "digest"))
+#: Parameters of a GraphQL request over GET.
+_GRAPHQL_PARAMS = frozenset(("query", "variables", "operationName", "extensions"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +155,10 @@ def _operations(request: Request) -> list[Operation] | Block:
     """The GraphQL requests an HTTP request carries, or why it carries none Bastion can read."""
     if request.method in ("GET", "HEAD"):
         return _from_query_string(request.query)
+    if request.query and _GRAPHQL_PARAMS & parse_qs(request.query, keep_blank_values=True).keys():
+        # Some servers read a POST's document from the URL, others from the body: with both,
+        # the gateway could check one and the upstream run the other.
+        return malformed("A GraphQL POST request carries its query in the body, not in the URL.")
     media = (request.header("content-type") or "").split(";", 1)[0].strip().lower()
     body = request.body or b""
     if media == "application/graphql":
