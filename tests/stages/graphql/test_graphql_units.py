@@ -65,6 +65,15 @@ def test_each_limit_refuses_with_its_own_reason(query: str, reason: str | None) 
     assert _reason(measure(query, GraphQLConfig()).block) == reason
 
 
+def test_a_document_nested_beyond_the_parser_is_refused_as_too_deep() -> None:
+    """5,000 nested selection sets (within the token limit here) exhaust the parser: the
+    answer is the depth limit, not a stage failure and not "does not parse"."""
+    bomb = "{" + "a{" * 5000 + "b" + "}" * 5001
+    measured = measure(bomb, GraphQLConfig(max_tokens=1_000_000))
+    assert measured.block is not None and measured.block.reason == "graphql.depth"
+    assert measured.block.detail == "The GraphQL document is nested deeper than 10 (max_depth)."
+
+
 def test_depth_and_aliases_follow_fragments_each_time_they_are_spread() -> None:
     """A fragment adds its own depth where it is spread, and its aliases as many times as it
     is spread: 4 spreads of a fragment with 4 aliases are 16 aliases (over 15), and 5

@@ -41,8 +41,10 @@ _ROOT_TYPES = {
     OperationType.SUBSCRIPTION: "Subscription",
 }
 _INTROSPECTION = frozenset({"__schema", "__type"})
-#: graphql-core's message when a document has more tokens than ``max_tokens``.
+#: graphql-core's messages when a document has more tokens than ``max_tokens``, and when it
+#: is nested deeper than the parser's recursion allows (over any depth limit we accept).
 _TOO_MANY_TOKENS = "Document contains more than"
+_TOO_DEEP = "nested too deeply"
 
 
 def limit_block(what: str, found: int, allowed: int, setting: str) -> Block:
@@ -52,6 +54,16 @@ def limit_block(what: str, found: int, allowed: int, setting: str) -> Block:
         "Bad Request",
         f"The GraphQL document's {what} is {found}; at most {allowed} is allowed ({setting}).",
         reason="graphql." + setting.removeprefix("max_"),
+    )
+
+
+def _too_deep(config: GraphQLConfig) -> Block:
+    """A document nested beyond what the parser follows: over any depth limit."""
+    return Block(
+        400,
+        "Bad Request",
+        f"The GraphQL document is nested deeper than {config.max_depth} (max_depth).",
+        reason="graphql.depth",
     )
 
 
@@ -243,17 +255,11 @@ def measure(text: str, config: GraphQLConfig) -> Measured:
                 reason="graphql.tokens",
             )
             return Measured(block, digest)
+        if _TOO_DEEP in error.message:
+            return Measured(_too_deep(config), digest)
         return Measured(malformed("The GraphQL document does not parse."), digest)
-    except RecursionError:  # nesting deep enough to exhaust the parser is over any depth limit
-        return Measured(
-            Block(
-                400,
-                "Bad Request",
-                f"The GraphQL document is nested deeper than {config.max_depth} (max_depth).",
-                reason="graphql.depth",
-            ),
-            digest,
-        )
+    except RecursionError:
+        return Measured(_too_deep(config), digest)
     fragments = _fragments(document)
     if isinstance(fragments, Block):
         return Measured(fragments, digest)
