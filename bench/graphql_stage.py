@@ -9,7 +9,7 @@ sized by ``first``), for:
 
 - ``none``: a chain with no stage (the baseline);
 - ``cached``: the stage with its defaults, the document seen before (the usual case: the
-  JSON read, the document found in the cache, its cost worked out from the variables);
+  JSON read, the document found in the cache, its cost for these list sizes too);
 - ``uncached``: the same with ``cache_size: 0`` (parsed and measured on every request: what
   a client sending a new document each time costs).
 

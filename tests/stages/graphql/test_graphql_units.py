@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from bastion.config import ConfigError, load_config
 from bastion.stages.graphql import GraphQLConfig, GraphQLStage
-from bastion.stages.graphql.document import measure
+from bastion.stages.graphql.document import COSTS_KEPT, measure
 from bastion.types import Block, Exchange, Principal, Request, Response
 
 
@@ -215,3 +215,18 @@ def test_a_bad_setting_is_a_load_error_naming_file_and_field(tmp_path: Path) -> 
     text = str(caught.value)
     assert str(path) in text and "policies.graphql.persisted_queries" in text
     assert "'not-a-hash' is not a SHA-256 in hex" in text
+
+
+def test_the_cost_by_variables_is_kept_per_list_size_and_bounded() -> None:
+    """A document paged by variables is walked once per distinct list size, and keeps at
+    most ``COSTS_KEPT`` of them; a size kept still gives the same verdict."""
+    stage = GraphQLStage(GraphQLConfig())
+    paged = "query($n: Int, $q: String) { users(first: $n) { id name } }"
+    for n in range(COSTS_KEPT + 5):
+        assert stage.on_request(_post({"query": paged, "variables": {"n": n, "q": str(n)}})) is None
+    measured = stage._cache[paged]
+    assert measured.size_variables == ("n",)
+    assert 0 < len(measured.costs) <= COSTS_KEPT
+    for _ in range(2):
+        assert _reason(stage.on_request(_post({"query": paged, "variables": {"n": 600}}))) == "graphql.cost"
+    assert measured.costs[(600,)] == 1201

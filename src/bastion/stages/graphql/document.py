@@ -15,7 +15,7 @@ plain ``field`` matches a field of that name anywhere.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from graphql import GraphQLSyntaxError, parse
 from graphql.language import (
@@ -84,10 +84,22 @@ class Measured:
     mutation: bool = False
     #: It selects a field of ``admin_fields``.
     admin_field: bool = False
-    #: Its cost depends on the request's variables (a list size given by a variable): then
-    #: :func:`variable_cost` is worked out per request.
-    variable_cost: bool = False
+    #: The variables that give list sizes: when there are any, the cost depends on the
+    #: request and :func:`variable_cost` works it out (once per distinct set of sizes).
+    size_variables: tuple[str, ...] = ()
     document: DocumentNode | None = None
+    #: Cost by the values of ``size_variables`` (bounded by :data:`COSTS_KEPT`): clients
+    #: page with a few sizes, so a repeated query is not walked again.
+    costs: dict[tuple[int | None, ...], int] = field(default_factory=dict, compare=False)
+
+
+#: Distinct sets of list sizes whose cost is kept per document (then the set is emptied).
+COSTS_KEPT = 32
+
+
+def _size(value: object) -> int | None:
+    """A variable's value as a list size: an integer (not a boolean), else ``None``."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class _Walk:
@@ -110,7 +122,7 @@ class _Walk:
         self.directives = 0
         self.introspection = False
         self.admin_field = False
-        self.variable_cost = False
+        self.size_variables: dict[str, None] = {}  # ordered set
 
     def selection_set(self, node: SelectionSetNode, parent: str) -> tuple[int, int, int]:
         """(depth, aliases, cost) of ``node``, whose fields belong to the type ``parent``
@@ -169,10 +181,9 @@ class _Walk:
             if isinstance(value, IntValueNode):
                 size = max(size, int(value.value))
             elif isinstance(value, VariableNode):
-                self.variable_cost = True
-                given = (self.variables or {}).get(value.name.value)
-                given_int = given if isinstance(given, int) and not isinstance(given, bool) else None
-                size = max(size, given_int if given_int is not None else self.config.default_list_size)
+                self.size_variables[value.name.value] = None
+                given = _size((self.variables or {}).get(value.name.value))
+                size = max(size, given if given is not None else self.config.default_list_size)
             else:
                 size = max(size, self.config.default_list_size)
         return size if node.arguments and size else 1
@@ -284,9 +295,9 @@ def measure(text: str, config: GraphQLConfig) -> Measured:
     for what, found, allowed, setting in checks:
         if found > allowed:
             return Measured(limit_block(what, found, allowed, setting), digest)
-    if not walk.variable_cost and cost > config.max_cost:
+    if not walk.size_variables and cost > config.max_cost:
         return Measured(limit_block("cost", cost, config.max_cost, "max_cost"), digest)
-    return Measured(None, digest, walk.introspection, mutation, walk.admin_field, walk.variable_cost, document)
+    return Measured(None, digest, walk.introspection, mutation, walk.admin_field, tuple(walk.size_variables), document)
 
 
 def _operations(walk: _Walk, document: DocumentNode) -> tuple[int, int, int, bool]:
@@ -304,11 +315,18 @@ def _operations(walk: _Walk, document: DocumentNode) -> tuple[int, int, int, boo
 
 def variable_cost(measured: Measured, config: GraphQLConfig, variables: dict[str, object] | None) -> Block | None:
     """The cost limit for a document whose list sizes come from the request's variables."""
-    document = measured.document
-    if document is None:
-        return None
-    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-    _, _, cost, _ = _operations(_Walk(config, fragments, variables), document)
+    given = variables or {}
+    key = tuple(_size(given.get(name)) for name in measured.size_variables)
+    cost = measured.costs.get(key)
+    if cost is None:
+        document = measured.document
+        if document is None:
+            return None
+        fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+        _, _, cost, _ = _operations(_Walk(config, fragments, variables), document)
+        if len(measured.costs) >= COSTS_KEPT:
+            measured.costs.clear()
+        measured.costs[key] = cost
     if cost > config.max_cost:
         return limit_block("cost", cost, config.max_cost, "max_cost")
     return None

@@ -82,7 +82,7 @@ class GraphQLStage(RequestStage, ResponseStage):
             )
         if measured.block is not None:
             return measured.block
-        if measured.variable_cost:
+        if measured.size_variables:
             over = variable_cost(measured, self.settings, operation.variables)
             if over is not None:
                 return over
