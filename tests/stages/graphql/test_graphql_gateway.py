@@ -4,11 +4,13 @@ by consumers with API keys: alice (no role) and root (``admin``).
 
 Each attack is refused with 400/403 problem+json naming what it broke, and never reaches
 the server (its login resolver is not called, its request log holds no trace of it); the
-same requests within the limits pass and are answered by the server.
+same requests within the limits pass and are answered by the server. A second gateway, on a
+hand-written public route (`policies.graphql`), runs the persisted-query allow-list.
 """
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import time
@@ -225,3 +227,35 @@ def test_a_costly_query_is_refused_with_its_variables(social: tuple[GatewayProce
     doc = _refused(gw, _post(gw, keys["alice"], {"query": query, "variables": {"n": 1000}}), 400, "graphql.cost")
     assert doc["detail"] == "The GraphQL document's cost is 2001001; at most 1000 is allowed (max_cost)."
     assert len(upstream.bodies) == before
+
+
+PERSISTED = "query Profile { me { id name } }"
+
+
+@pytest.fixture(scope="module")
+def persisted(upstream: GraphQLUpstream) -> Iterator[GatewayProcess]:
+    """A hand-written public route with ``policies.graphql`` in allow-list mode: only
+    :data:`PERSISTED` may run."""
+    digest = hashlib.sha256(PERSISTED.encode()).hexdigest()
+    config = {
+        "access_log": {"path": "access.log"},
+        "services": [{"name": "app", "upstream": upstream.url, "routes": [
+            {"path": "/graphql", "methods": ["GET", "POST"], "public": True,
+             "policies": {"graphql": {"persisted_queries": [digest]}}}]}],
+    }
+    with GatewayProcess(config) as gw:
+        yield gw
+
+
+def test_only_persisted_documents_run_in_allow_list_mode(persisted: GatewayProcess, token: str,
+                                                         upstream: GraphQLUpstream) -> None:
+    """The listed document runs (POST and GET); any other, even a harmless one, is refused
+    with 403 ``graphql.not_persisted`` and never reaches the server."""
+    gw = persisted
+    expected = {"data": {"me": {"id": "0", "name": "user0"}}}
+    assert httpx.post(gw.url + "/graphql", json={"query": PERSISTED}, timeout=10).json() == expected
+    assert httpx.get(gw.url + "/graphql", params={"query": PERSISTED}, timeout=10).json() == expected
+    other = httpx.post(gw.url + "/graphql", json={"query": f"query {token} {{ me {{ id }} }}"}, timeout=10)
+    doc = _refused(gw, other, 403, "graphql.not_persisted")
+    assert doc["detail"] == "Only persisted GraphQL documents may run on this route."
+    assert not upstream.saw(token)
