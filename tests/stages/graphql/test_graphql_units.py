@@ -155,11 +155,13 @@ def test_introspection_and_admin_operations_need_a_role() -> None:
 
 def test_persisted_query_mode_lets_only_known_documents_through() -> None:
     """With ``persisted_queries``, a document whose SHA-256 is listed passes and any other is
-    refused with 403, however small."""
+    refused with 403, however small, by its hash alone (not parsed, not cached)."""
     known = "query Me { me { name } }"
     stage = GraphQLStage(GraphQLConfig(persisted_queries=[hashlib.sha256(known.encode()).hexdigest().upper()]))
     assert stage.on_request(_post({"query": known})) is None
     assert _reason(stage.on_request(_post({"query": "{ me { name } }"}))) == "graphql.not_persisted"
+    assert _reason(stage.on_request(_post({"query": "{ me { name "}))) == "graphql.not_persisted"
+    assert list(stage._cache) == [known]  # the unknown ones were neither parsed nor kept
 
 
 def test_the_cache_is_bounded_and_keeps_the_verdict() -> None:

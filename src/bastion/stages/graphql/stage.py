@@ -3,6 +3,7 @@ limits before it goes upstream; suggestions stripped from what comes back."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs
@@ -19,6 +20,9 @@ from bastion.types import Block, Exchange, Principal, Request
 _SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 _SUGGESTION_BYTES = b"Did you mean"
 _STALE = frozenset(("content-length", "etag", "content-md5", "digest"))
+_NOT_PERSISTED = Block(
+    403, "Forbidden", "Only persisted GraphQL documents may run on this route.", reason="graphql.not_persisted"
+)
 #: Parameters of a GraphQL request over GET.
 _GRAPHQL_PARAMS = frozenset(("query", "variables", "operationName", "extensions"))
 
@@ -72,14 +76,15 @@ class GraphQLStage(RequestStage, ResponseStage):
         return None
 
     def _check(self, principal: Principal | None, operation: Operation) -> Block | None:
-        measured = self._measured(operation.query)
+        measured = self._cache.get(operation.query)
+        if measured is None:
+            # In allow-list mode an unknown document is refused by its hash alone: neither
+            # parsed nor cached, so a client sending new ones costs a hash each.
+            if self._persisted and _digest(operation.query) not in self._persisted:
+                return _NOT_PERSISTED
+            measured = self._measure(operation.query)
         if self._persisted and measured.digest not in self._persisted:
-            return Block(
-                403,
-                "Forbidden",
-                "Only persisted GraphQL documents may run on this route.",
-                reason="graphql.not_persisted",
-            )
+            return _NOT_PERSISTED
         if measured.block is not None:
             return measured.block
         if measured.size_variables:
@@ -96,12 +101,9 @@ class GraphQLStage(RequestStage, ResponseStage):
             )
         return None
 
-    def _measured(self, query: str) -> Measured:
-        """The document measured, from the cache when it was seen before (bounded: the oldest
-        entry goes when it is full)."""
-        known = self._cache.get(query)
-        if known is not None:
-            return known
+    def _measure(self, query: str) -> Measured:
+        """The document measured, and kept in the cache (bounded: the oldest entry goes when
+        it is full)."""
         measured = measure(query, self.settings)
         size = self.settings.cache_size
         if size:
@@ -132,6 +134,10 @@ class GraphQLStage(RequestStage, ResponseStage):
             response.headers = [(k, v) for k, v in response.headers if k not in _STALE]
             exchange.facts[self.name] = {"suggestions_removed": True}
         return None
+
+
+def _digest(query: str) -> str:
+    return hashlib.sha256(query.encode()).hexdigest()
 
 
 def _strip(doc: object) -> bool:
