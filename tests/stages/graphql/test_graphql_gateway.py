@@ -103,7 +103,8 @@ def token() -> str:
 
 def test_queries_within_the_limits_pass_in_every_form(social: tuple[GatewayProcess, dict[str, str]]) -> None:
     """A nested query with fragments, the same as ``application/graphql`` and as ``GET
-    ?query=``, and a batch of two are answered by the GraphQL server."""
+    ?query=``, and a batch of two are answered by the GraphQL server; the access record
+    names the batch's operations and their cost."""
     gw, keys = social
     query = "query Me { me { ...U friends(first: 1) { ...U } } } fragment U on User { id name }"
     expected = {"data": {"me": {"id": "0", "name": "user0", "friends": [{"id": "0", "name": "user0"}]}}}
@@ -113,8 +114,10 @@ def test_queries_within_the_limits_pass_in_every_form(social: tuple[GatewayProce
     assert as_graphql.json() == expected
     as_get = httpx.get(gw.url + "/graphql", params={"query": query}, headers={"X-API-Key": keys["alice"]}, timeout=10)
     assert as_get.json() == expected
-    assert _post(gw, keys["alice"], [{"query": query}, {"query": "{ user(id: 2) { name } }"}]).json() == [
-        expected, {"data": {"user": {"name": "user2"}}}]
+    batch = _post(gw, keys["alice"], [{"query": query}, {"query": "{ user(id: 2) { name } }"}])
+    assert batch.json() == [expected, {"data": {"user": {"name": "user2"}}}]
+    record = gw.wait_for_access_record(lambda r: r["request_id"] == batch.headers["x-request-id"])
+    assert record["graphql"] == {"operations": ["query Me", "query"], "cost": 8}
 
 
 def test_a_malformed_document_is_refused(social: tuple[GatewayProcess, dict[str, str]], token: str,

@@ -232,3 +232,13 @@ def test_the_cost_by_variables_is_kept_per_list_size_and_bounded() -> None:
     for _ in range(2):
         assert _reason(stage.on_request(_post({"query": paged, "variables": {"n": 600}}))) == "graphql.cost"
     assert measured.costs[(600,)] == 1201
+
+
+def test_the_record_names_the_operations_that_ran_and_their_cost() -> None:
+    """A request that passes leaves its operations (kind and name) and their summed cost in
+    the exchange's facts, for the access record."""
+    stage = GraphQLStage(GraphQLConfig())
+    exchange = _post([{"query": "query Me { me { id } } mutation Rename { rename }"},
+                      {"query": "query($n: Int) { users(first: $n) { id } }", "variables": {"n": 20}}])
+    assert stage.on_request(exchange) is None
+    assert exchange.facts["graphql"] == {"operations": ["query Me", "mutation Rename", "query"], "cost": 2 + 21}

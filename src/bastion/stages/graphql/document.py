@@ -87,6 +87,10 @@ class Measured:
     #: The variables that give list sizes: when there are any, the cost depends on the
     #: request and :func:`variable_cost` works it out (once per distinct set of sizes).
     size_variables: tuple[str, ...] = ()
+    #: The cost of its costliest operation (with no list size given by a variable: 1 each).
+    cost: int = 0
+    #: Its operations, as the access record names them: ``query ProfilePage``, ``mutation``.
+    operations: tuple[str, ...] = ()
     document: DocumentNode | None = None
     #: Cost by the values of ``size_variables`` (bounded by :data:`COSTS_KEPT`): clients
     #: page with a few sizes, so a repeated query is not walked again.
@@ -297,7 +301,27 @@ def measure(text: str, config: GraphQLConfig) -> Measured:
             return Measured(limit_block(what, found, allowed, setting), digest)
     if not walk.size_variables and cost > config.max_cost:
         return Measured(limit_block("cost", cost, config.max_cost, "max_cost"), digest)
-    return Measured(None, digest, walk.introspection, mutation, walk.admin_field, tuple(walk.size_variables), document)
+    return Measured(
+        None,
+        digest,
+        introspection=walk.introspection,
+        mutation=mutation,
+        admin_field=walk.admin_field,
+        size_variables=tuple(walk.size_variables),
+        document=document,
+        cost=cost,
+        operations=tuple(_names(document)),
+    )
+
+
+def _names(document: DocumentNode) -> list[str]:
+    """``query Name`` (or just ``query``) for each operation of ``document``."""
+    out: list[str] = []
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            kind = definition.operation.value
+            out.append(f"{kind} {definition.name.value}" if definition.name else kind)
+    return out
 
 
 def _operations(walk: _Walk, document: DocumentNode) -> tuple[int, int, int, bool]:
@@ -313,20 +337,18 @@ def _operations(walk: _Walk, document: DocumentNode) -> tuple[int, int, int, boo
     return depth, aliases, cost, mutation
 
 
-def variable_cost(measured: Measured, config: GraphQLConfig, variables: dict[str, object] | None) -> Block | None:
-    """The cost limit for a document whose list sizes come from the request's variables."""
+def variable_cost(measured: Measured, config: GraphQLConfig, variables: dict[str, object] | None) -> int:
+    """The cost of a document whose list sizes come from the request's variables."""
     given = variables or {}
     key = tuple(_size(given.get(name)) for name in measured.size_variables)
     cost = measured.costs.get(key)
     if cost is None:
         document = measured.document
         if document is None:
-            return None
+            return measured.cost
         fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
         _, _, cost, _ = _operations(_Walk(config, fragments, variables), document)
         if len(measured.costs) >= COSTS_KEPT:
             measured.costs.clear()
         measured.costs[key] = cost
-    if cost > config.max_cost:
-        return limit_block("cost", cost, config.max_cost, "max_cost")
-    return None
+    return cost

@@ -12,7 +12,7 @@ import orjson
 
 from bastion.pipeline.stage import RequestStage, ResponseStage, RouteInfo
 from bastion.stages.graphql.config import GraphQLConfig
-from bastion.stages.graphql.document import Measured, malformed, measure, variable_cost
+from bastion.stages.graphql.document import Measured, limit_block, malformed, measure, variable_cost
 from bastion.types import Block, Exchange, Principal, Request
 
 #: "Did you mean ...?" as graphql-core and graphql-js write it after an unknown field,
@@ -69,13 +69,20 @@ class GraphQLStage(RequestStage, ResponseStage):
                 f"{self.settings.max_batch} are allowed (max_batch).",
                 reason="graphql.batch",
             )
+        names: list[str] = []
+        costs: list[int] = []
         for operation in operations:
-            refused = self._check(exchange.principal, operation)
+            refused = self._check(exchange.principal, operation, names, costs)
             if refused is not None:
                 return refused
+        # What ran, for the access record: one route hides every operation otherwise.
+        exchange.facts[self.name] = {"operations": names, "cost": sum(costs)}
         return None
 
-    def _check(self, principal: Principal | None, operation: Operation) -> Block | None:
+    def _check(
+        self, principal: Principal | None, operation: Operation, names: list[str], costs: list[int]
+    ) -> Block | None:
+        """Refuse ``operation``, or note its names and cost."""
         measured = self._cache.get(operation.query)
         if measured is None:
             # In allow-list mode an unknown document is refused by its hash alone: neither
@@ -87,10 +94,11 @@ class GraphQLStage(RequestStage, ResponseStage):
             return _NOT_PERSISTED
         if measured.block is not None:
             return measured.block
+        cost = measured.cost
         if measured.size_variables:
-            over = variable_cost(measured, self.settings, operation.variables)
-            if over is not None:
-                return over
+            cost = variable_cost(measured, self.settings, operation.variables)
+            if cost > self.settings.max_cost:
+                return limit_block("cost", cost, self.settings.max_cost, "max_cost")
         roles = principal.roles if principal is not None else frozenset()
         if measured.introspection and not roles & self._introspection_roles:
             return Block(403, "Forbidden", "Introspection is not allowed on this API.", reason="graphql.introspection")
@@ -99,6 +107,8 @@ class GraphQLStage(RequestStage, ResponseStage):
             return Block(
                 403, "Forbidden", "This GraphQL operation requires an administrator.", reason="graphql.forbidden"
             )
+        names.extend(measured.operations)
+        costs.append(cost)
         return None
 
     def _measure(self, query: str) -> Measured:
