@@ -48,6 +48,8 @@ def _nested(depth: int) -> str:
         ("{ " + " ".join(f"a{i}: login(user: \"ann\", password: \"p{i}\")" for i in range(16)) + " }",
          "graphql.aliases"),
         ("{ id id id id }", "graphql.duplicate_fields"),
+        ("{ id ... on Query { id } ... { id ... { id } } }", "graphql.duplicate_fields"),
+        ("{ id ... on Query { id } ... { id } }", None),
         ("{ a @skip(if: true) " + " ".join(f"b{i}: b @include(if: true)" for i in range(10)) + " }",
          "graphql.directives"),
         ("{ users(first: 100) { friends(first: 100) { id } } }", "graphql.cost"),

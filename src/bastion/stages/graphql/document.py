@@ -128,11 +128,15 @@ class _Walk:
         self.admin_field = False
         self.size_variables: dict[str, None] = {}  # ordered set
 
-    def selection_set(self, node: SelectionSetNode, parent: str) -> tuple[int, int, int]:
+    def selection_set(
+        self, node: SelectionSetNode, parent: str, seen: dict[str, int] | None = None
+    ) -> tuple[int, int, int]:
         """(depth, aliases, cost) of ``node``, whose fields belong to the type ``parent``
-        ("" when unknown)."""
+        ("" when unknown). ``seen`` counts the fields selected in the enclosing selection set,
+        which an inline fragment's fields are part of (the server merges them)."""
         depth = aliases = cost = 0
-        seen: dict[str, int] = {}
+        if seen is None:
+            seen = {}
         for selection in node.selections:
             self.directives += len(selection.directives or ())
             if isinstance(selection, FieldNode):
@@ -143,7 +147,7 @@ class _Walk:
                 depth, aliases, cost = max(depth, d), aliases + a, cost + c
             elif isinstance(selection, InlineFragmentNode):
                 condition = selection.type_condition.name.value if selection.type_condition else parent
-                d, a, c = self.selection_set(selection.selection_set, condition)
+                d, a, c = self.selection_set(selection.selection_set, condition, seen)
                 depth, aliases, cost = max(depth, d), aliases + a, cost + c
             elif isinstance(selection, FragmentSpreadNode):
                 d, a, c = self.fragment(selection.name.value)
@@ -190,7 +194,7 @@ class _Walk:
                 size = max(size, given if given is not None else self.config.default_list_size)
             else:
                 size = max(size, self.config.default_list_size)
-        return size if node.arguments and size else 1
+        return size or 1
 
 
 def _fragments(document: DocumentNode) -> dict[str, FragmentDefinitionNode] | Block:
