@@ -1,7 +1,7 @@
 """The one ordered list of stages, and the order in which their hooks really run.
 
-    ORDER: cors -> auth -> access -> concurrency -> ratelimit -> validation -> detection -> headers
-           -> redact -> response -> login -> phantom
+    ORDER: cors -> auth -> access -> concurrency -> ratelimit -> validation -> graphql -> detection
+           -> headers -> redact -> response -> login -> phantom
 
 On the way in, top to bottom: every head hook (``on_request_head``) first, before any of
 the body is read, then every request hook (``on_request``). On the way out, bottom to top:
@@ -12,14 +12,16 @@ log) last, once the answer is out. With today's stages:
 
     request side:   cors (a preflight answered, at the head) -> auth (from the route, at the
                     head) -> access (head, then body) -> concurrency (head) -> ratelimit (head;
-                    limits keyed on a body member, body) -> validation -> detection -> login
-                    (a login's account counted)
+                    limits keyed on a body member, body) -> validation -> graphql (a GraphQL
+                    route's documents parsed and limited) -> detection -> login (a login's
+                    account counted)
     response side:  phantom (a login's token replaced) -> login (the try settled by the
                     upstream's own answer) -> response (filtered, errors masked) -> redact
                     (sensitive data in headers, and the whole body where a type blocks) ->
-                    headers -> ratelimit (its RateLimit fields) -> access (where it learns who
-                    created an object) -> cors (its Access-Control-* headers) -> redact's body
-                    hook (each piece of the body as it streams) -> the record
+                    headers -> graphql (field suggestions removed from errors) -> ratelimit
+                    (its RateLimit fields) -> access (where it learns who created an object)
+                    -> cors (its Access-Control-* headers) -> redact's body hook (each piece
+                    of the body as it streams) -> the record
 
 Order is security. A request is authenticated, then authorized (``access`` reads the
 principal ``auth`` proved), before it is validated, and validated before it is inspected
@@ -29,10 +31,12 @@ response bodies goes *below* ``headers`` in ``ORDER``, so that on the response s
 runs first (filter, then headers, then the record). A new stage goes where its
 dependencies put it (a rate limit per consumer after ``auth``; after ``access`` too, so a
 request that may not be made at all spends no budget; ``cors`` before ``auth``, since a
-preflight carries no credentials; ``login`` last on the way in, so that only a try the
-upstream will answer is counted against its account, and below ``response``, so that it
-settles the try on the upstream's own answer, not on a uniform failure that replaced it);
-there are no priorities.
+preflight carries no credentials; ``graphql`` after ``validation``, which proved the body
+is the JSON the route declares, and before ``detection``, which need not inspect a document
+that is refused anyway; ``login`` last on the way in, so that only a try the upstream will
+answer is counted against its account, and below ``response``, so that it settles the try
+on the upstream's own answer, not on a uniform failure that replaced it); there are no
+priorities.
 ``tests/pipeline/test_order.py`` holds this text to ``ORDER`` and to what the chain runs.
 """
 
@@ -45,6 +49,7 @@ from bastion.stages import (
     concurrency,
     cors,
     detection,
+    graphql,
     headers,
     login,
     phantom,
@@ -61,6 +66,7 @@ ORDER: tuple[StageSpec, ...] = (
     concurrency.SPEC,
     ratelimit.SPEC,
     validation.SPEC,
+    graphql.SPEC,
     detection.SPEC,
     headers.SPEC,
     redact.SPEC,

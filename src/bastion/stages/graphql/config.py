@@ -1,0 +1,162 @@
+"""Settings of the ``graphql`` stage (``policies.graphql`` / ``x-bastion-graphql``)."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator
+
+from bastion.pipeline.stage import StageConfig
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
+
+
+class GraphQLConfig(StageConfig):
+    """``policies.graphql``: the route is a GraphQL endpoint; every document it receives is
+    parsed and held to these limits before it goes upstream."""
+
+    max_depth: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="Deepest nesting of fields in an operation, fragments followed (`graphql.depth`).",
+    )
+    max_aliases: int = Field(
+        15,
+        ge=0,
+        le=100_000,
+        description=(
+            "Most aliased fields in a document, fragments counted each time they are spread "
+            "(`graphql.aliases`): 1,000 aliased `login` calls in one request are 1,000 password guesses."
+        ),
+    )
+    max_batch: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="Most operations in one batched (JSON array) request (`graphql.batch`).",
+    )
+    max_duplicate_fields: int = Field(
+        3,
+        ge=1,
+        le=100_000,
+        description="Most times one field is selected in one selection set (`graphql.duplicate_fields`).",
+    )
+    max_directives: int = Field(
+        10,
+        ge=0,
+        le=100_000,
+        description="Most directives (`@include`, `@skip`, ...) in a document (`graphql.directives`).",
+    )
+    max_tokens: int = Field(
+        2000,
+        ge=10,
+        le=1_000_000,
+        description="Most lexical tokens in a document; parsing stops past it (`graphql.tokens`).",
+    )
+    max_cost: int = Field(
+        1000,
+        ge=1,
+        le=10**12,
+        description=(
+            "Highest cost of an operation (`graphql.cost`): each field costs its `field_costs` entry (or "
+            "`default_field_cost`), times the list sizes asked for above it (`list_arguments`)."
+        ),
+    )
+    default_field_cost: int = Field(1, ge=0, le=1_000_000, description="Cost of a field not in `field_costs`.")
+    field_costs: dict[str, int] = Field(
+        default_factory=dict,
+        description="Cost of a field by name (`login: 10`, or `Mutation.login: 10` for a root field of one type).",
+    )
+    list_arguments: list[str] = Field(
+        default_factory=lambda: ["first", "last", "limit"],
+        description=(
+            "Arguments that ask for a list's size: a field with one costs that many times what it selects. "
+            "Given by a variable, the request's variable is used."
+        ),
+    )
+    default_list_size: int = Field(
+        1,
+        ge=1,
+        le=1_000_000,
+        description="List size of a field whose list argument is not an integer (missing variable, null).",
+    )
+    introspection_roles: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Consumer roles that may use introspection (`__schema`, `__type`) and see the upstream's field "
+            "suggestions; empty: nobody (`graphql.introspection`, 403)."
+        ),
+    )
+    strip_suggestions: bool = Field(
+        True,
+        description=(
+            'Remove field suggestions ("Did you mean ...?") from the upstream\'s error messages for '
+            "consumers without an `introspection_roles` role: they reveal the schema piece by piece."
+        ),
+    )
+    admin_mutations: bool = Field(
+        False, description="Every mutation requires one of `admin_roles` (`graphql.forbidden`, 403)."
+    )
+    admin_fields: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Fields (by name at any level, `deleteUser`, or `Mutation.deleteUser`) that require one of `admin_roles`."
+        ),
+    )
+    admin_roles: list[str] = Field(
+        default_factory=lambda: ["admin"], description="Consumer roles that may run admin operations."
+    )
+    persisted_queries: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Allow-list mode: the SHA-256 (hex) of every document that may run; any other is refused "
+            "(`graphql.not_persisted`, 403). Empty: any document within the limits."
+        ),
+    )
+    cache_size: int = Field(
+        512,
+        ge=0,
+        le=1_000_000,
+        description="Parsed and measured documents kept per route, by hash (a repeated query is not parsed again).",
+    )
+
+    @field_validator("persisted_queries")
+    @classmethod
+    def _hashes(cls, value: list[str]) -> list[str]:
+        out = [v.lower() for v in value]
+        for digest in out:
+            if not _SHA256.fullmatch(digest):
+                raise ValueError(f"{digest!r} is not a SHA-256 in hex (64 hex digits)")
+        return out
+
+    @field_validator("field_costs")
+    @classmethod
+    def _costs(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, cost in value.items():
+            _check_field_name(name)
+            if cost < 0:
+                raise ValueError(f"the cost of {name!r} is negative")
+        return value
+
+    @field_validator("admin_fields")
+    @classmethod
+    def _fields(cls, value: list[str]) -> list[str]:
+        for name in value:
+            _check_field_name(name)
+        return value
+
+    @field_validator("list_arguments")
+    @classmethod
+    def _arguments(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a GraphQL argument name")
+        return value
+
+
+def _check_field_name(name: str) -> None:
+    parts = name.split(".")
+    if len(parts) > 2 or not all(_NAME.fullmatch(p) for p in parts):
+        raise ValueError(f"{name!r} is not a field name (`login`) or a root type's field (`Mutation.login`)")
