@@ -1,7 +1,7 @@
 """Proxy benchmark: the upstream direct, nginx as a proxy and Bastion, in one invocation.
 
     python bench/run.py [--duration 10] [--connections 32] [--rounds 3] [--workers 2]
-                        [--out docs/benchmarks.md] [--mix] [--soak N]
+                        [--out docs/benchmarks.md] [--mix] [--soak N] [--path PATH]
 
 Starts, on 127.0.0.1 and free ports, an nginx upstream returning a 109-byte JSON body,
 nginx as a plain reverse proxy and Bastion in each configuration of
@@ -9,7 +9,9 @@ nginx as a plain reverse proxy and Bastion in each configuration of
 medians of RPS, p50, p99 and CPU µs per request with the ratios to nginx and to the
 upstream, and writes them to the proxy section of ``docs/benchmarks.md``.
 
-Every request is ``GET /``. ``--mix`` instead sends a small JSON API mix (two GETs and a
+Every request is ``GET /``, or ``GET PATH`` with ``--path`` (``/orders-1k`` and
+``/orders-100k``: JSON documents of about 1 KB and 100 KB, ``proxybench/documents.py``),
+the same for every scenario of the run, baselines included. ``--mix`` instead sends a small JSON API mix (two GETs and a
 1 KB JSON POST, ``proxybench/mix.py``) to every scenario, adds Bastion with validation and
 detection (``bastion-inspect``) and nginx + ModSecurity + CRS PL1 (``nginx-modsec-pl1``),
 and writes its own section (ratios to Bastion with no stages and to ModSecurity too).
@@ -34,9 +36,10 @@ from types import FrameType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from proxybench import mix, procs, report
+from proxybench import documents, mix, procs, report
 from proxybench.modsecurity import INSTALL_HINT, missing_files
 from proxybench.scenarios import (
+    BASTION_NONE,
     MODSEC,
     NO_STAGES,
     Scenario,
@@ -44,7 +47,7 @@ from proxybench.scenarios import (
     select,
     start_scenario,
 )
-from proxybench.servers import RunningServer, start_bastion, start_upstream
+from proxybench.servers import UPSTREAM_BODY, RunningServer, start_bastion, start_upstream
 from proxybench.wrk import run_wrk, wrk_command
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,6 +87,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         "bastion-inspect and nginx-modsec-pl1 scenarios, write the mix section")
     parser.add_argument("--wrk-timeout", type=float, default=10,
                         help="wrk --timeout in seconds: slower responses count as errors")
+    parser.add_argument("--path", default="/", choices=("/", *documents.SIZES),
+                        help="the path every scenario is loaded with: / answers a 109-byte JSON, "
+                        "the others JSON documents of about that size")
     parser.add_argument("--soak", type=int, metavar="N",
                         help="send N requests to Bastion with no stages and watch worker RSS")
     args = parser.parse_args(argv)
@@ -95,6 +101,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("--soak must be positive")
     if args.soak is not None and args.mix:
         parser.error("--soak and --mix do not go together")
+    if args.path != "/" and (args.mix or args.soak is not None):
+        parser.error("--path does not go with --mix or --soak (they send their own requests)")
     try:
         args.scenarios = select(args.only, args.mix)
     except ValueError as exc:
@@ -126,7 +134,7 @@ def measure(
 
     def wrk_for(scenario: Scenario, server: RunningServer, threads: int, conns: int,
                 seconds: float) -> list[str]:
-        return wrk_command(server.url, threads=threads, connections=conns, duration_s=seconds,
+        return wrk_command(server.url_for(args.path), threads=threads, connections=conns, duration_s=seconds,
                            headers=(*scenario.wrk_headers, *server.headers), script=script, timeout_s=args.wrk_timeout)
 
     log(f"warm-up: {WARMUP_SECONDS:.0f} s per target")
@@ -159,10 +167,18 @@ def command_line(argv: Sequence[str]) -> str:
     return shlex.join(["python", str(script), *argv])
 
 
-def check_scenario(scenario: Scenario, server: RunningServer, use_mix: bool) -> None:
+def expected_body(path: str) -> bytes:
+    """What the upstream answers ``GET path`` with."""
+    return UPSTREAM_BODY.encode() if path == "/" else documents.document(documents.SIZES[path])
+
+
+def check_scenario(scenario: Scenario, server: RunningServer, args: argparse.Namespace) -> None:
     """Before any load: the requests of the run pass through the server to the upstream
-    (200 and its body), and the requests the scenario must refuse are refused."""
-    server.check_proxies_upstream(mix.MIX if use_mix else ())
+    (200 and its body), the requests the scenario must refuse are refused, and the leaks it
+    must stop are stopped."""
+    server.check_proxies_upstream(mix.MIX if args.mix else (), args.path, expected_body(args.path))
+    if scenario.protects:
+        check_protects(scenario, server)
     for request, expected in scenario.refuses:
         status, body = mix.send(server.port, request)
         if status != expected:
@@ -170,6 +186,20 @@ def check_scenario(scenario: Scenario, server: RunningServer, use_mix: bool) -> 
                 f"{scenario.name}: {request.label} returned {status} ({body[:200]!r}), not "
                 f"{expected}: the inspection this scenario measures is not on"
             )
+
+
+def check_protects(scenario: Scenario, server: RunningServer) -> None:
+    """``GET /leak`` (an undeclared property, a card number in a declared one) comes back
+    200 with the property removed and the number masked, the rest of the order kept."""
+    status, body = procs.http_get(server.port, documents.LEAK_PATH, headers=server.headers)
+    leaked = [text for text in (documents.LEAK_CARD, documents.LEAK_UNDECLARED)
+              if text.encode() in body]
+    if status != 200 or leaked or b'"note"' not in body:
+        raise procs.ServerFailed(
+            f"{scenario.name}: GET {documents.LEAK_PATH} returned {status} with {body[:300]!r}"
+            f"{f' (still carrying {leaked})' if leaked else ''}: the response protection this "
+            "scenario measures is not on"
+        )
 
 
 def run_benchmark(args: argparse.Namespace, argv: Sequence[str], folder: Path,
@@ -181,14 +211,14 @@ def run_benchmark(args: argparse.Namespace, argv: Sequence[str], folder: Path,
     servers: list[tuple[Scenario, RunningServer]] = []
     for scenario in scenarios:
         server = start_scenario(scenario, ctx)
-        check_scenario(scenario, server, args.mix)
+        check_scenario(scenario, server, args)
         servers.append((scenario, server))
         log(f"started {scenario.name} on {server.url}")
         if args.before is not None and scenario.kind == "bastion":
             before = dataclasses.replace(scenario, name=f"{scenario.name}@before",
                                          description=f"{scenario.description} ({args.before})")
             server = start_scenario(before, dataclasses.replace(ctx, bastion_bin=args.before))
-            check_scenario(before, server, args.mix)
+            check_scenario(before, server, args)
             servers.append((before, server))
             log(f"started {before.name} on {server.url}")
     if args.mix:
@@ -196,12 +226,16 @@ def run_benchmark(args: argparse.Namespace, argv: Sequence[str], folder: Path,
     machine = report.machine_description(args.bastion.parent / "python")
     date = _now()
 
-    references = report.MIX_REFERENCES if args.mix else ()
+    references: tuple[str, ...] = report.MIX_REFERENCES if args.mix else ()
+    if any(s.protects for s in scenarios):
+        references = (BASTION_NONE,)  # bastion-protect's ratio (not with --mix)
     rows = report.summarize(measure(servers, args, script), references)
     cells = report.table_cells(rows, references)
     print()
     print(report.text_table(report.headers_with(references), cells))
-    for text, ok in report.mix_checks(rows) if args.mix else report.target_checks(rows):
+    checks = report.mix_checks(rows) if args.mix else [*report.target_checks(rows),
+                                                        *report.protect_checks(rows)]
+    for text, ok in checks:
         print(f"  {'met' if ok else 'NOT MET'}: {text}")
     if any(r.errors for r in rows):
         print("  warning: some runs had socket errors or non-2xx responses (see 'errors')")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from proxybench import mix
-from proxybench.scenarios import BASTION_NONE, DIRECT, INSPECT, MODSEC, NGINX
+from proxybench.scenarios import BASTION_NONE, DIRECT, INSPECT, MODSEC, NGINX, PROTECT
 from proxybench.wrk import WrkResult
 
 PROXY_START = "<!-- bench:proxy:start -->"
@@ -32,6 +32,9 @@ TARGET_MAX_ADDED_P50_MS = 0.3
 MIX_REFERENCES = (BASTION_NONE, MODSEC)
 TARGET_MIN_INSPECT_VS_NONE = 0.7
 TARGET_MIN_INSPECT_VS_MODSEC = 10.0
+#: Issue 16's target: response filtering + redaction against no stages, same path, same rounds
+#: (stated for the 1 KB document).
+TARGET_MIN_PROTECT_VS_NONE = 0.8
 
 
 @dataclass
@@ -183,6 +186,16 @@ def target_checks(rows: Sequence[Row]) -> list[tuple[str, bool]]:
         checks.append((f"added p50 at moderate load ≤ {TARGET_MAX_ADDED_P50_MS} ms: "
                        f"{row.added_p50_ms:+.3f} ms", row.added_p50_ms <= TARGET_MAX_ADDED_P50_MS))
     return checks
+
+
+def protect_checks(rows: Sequence[Row]) -> list[tuple[str, bool]]:
+    """Issue 16's target for ``bastion-protect`` against ``bastion-none``, if both ran."""
+    row = next((r for r in rows if r.name == PROTECT), None)
+    vs_none = None if row is None else row.rps_vs.get(BASTION_NONE)
+    if vs_none is None:
+        return []
+    return [(f"response protection throughput ≥ {TARGET_MIN_PROTECT_VS_NONE}x Bastion with no "
+             f"stages: {vs_none:.2f}x", vs_none >= TARGET_MIN_PROTECT_VS_NONE)]
 
 
 def mix_checks(rows: Sequence[Row]) -> list[tuple[str, bool]]:

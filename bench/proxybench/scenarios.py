@@ -10,8 +10,9 @@ defaults); ``overrides`` is merged into the generated ``bastion.yaml`` for anyth
 else (routes, an OpenAPI document...); ``wrk_headers`` are sent with every request
 (a credential, once authentication exists).
 
-Every scenario is loaded with the same requests: ``GET /`` by default, or with ``--mix``
-the small JSON API mix of :mod:`proxybench.mix`. Scenarios marked ``mix_only`` (those
+Every scenario is loaded with the same requests: ``GET /`` by default (``GET <path>``
+with ``--path``, e.g. one of the JSON documents of :mod:`proxybench.documents`), or with
+``--mix`` the small JSON API mix of :mod:`proxybench.mix`. Scenarios marked ``mix_only`` (those
 that route or inspect by the mix's API) run only with ``--mix``.
 """
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, assert_never
 
-from proxybench import mix
+from proxybench import documents, mix
 from proxybench.mix import MixRequest
 from proxybench.modsecurity import start_modsecurity
 from proxybench.servers import RunningServer, start_bastion, start_nginx_proxy
@@ -36,6 +37,8 @@ NGINX = "nginx"
 BASTION_NONE = "bastion-none"
 INSPECT = "bastion-inspect"
 MODSEC = "nginx-modsec-pl1"
+#: Issue 16's response protection (schema filter + redaction), best read with --path.
+PROTECT = "bastion-protect"
 #: Top-level policies that switch off every stage enabled by default.
 NO_STAGES: Mapping[str, Any] = {"access": {"enabled": False}, "headers": {"enabled": False}}
 
@@ -66,6 +69,9 @@ class Scenario:
     #: The catch-all route requires authentication and every request carries an API key
     #: (made by ``bastion keys create`` in the scenario's own SQLite store).
     api_key: bool = False
+    #: Before it is measured, ``GET /leak`` must come back with its card number masked and
+    #: its undeclared property removed: proof that response protection is on.
+    protects: bool = False
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -88,6 +94,13 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(MODSEC, "nginx + ModSecurity 3 + OWASP CRS at paranoia 1 (blocking, JSON bodies "
              "parsed), the nginx proxy's keep-alive pool to the upstream", "modsecurity",
              paranoia=1, mix_only=True, refuses=((mix.ATTACK, 403),)),
+    Scenario(PROTECT, "Bastion with response protection: routes from an OpenAPI 3.1 document "
+             "declaring the documents' fields, response schema filtering and redaction of card "
+             "numbers, SSNs and secrets (nothing to mask: the whole body is scanned); headers "
+             "stage and access log off", "bastion",
+             policies={**NO_STAGES, "response": {"schema": "filter"},
+                       "redact": {"types": ["card", "ssn", "secrets"]}},
+             openapi=documents.OPENAPI, protects=True),
 )
 
 
@@ -144,4 +157,6 @@ def select(names: list[str] | None, use_mix: bool = False) -> tuple[Scenario, ..
     if need_mix:
         raise ValueError(f"scenario(s) {', '.join(need_mix)} only run with --mix")
     wanted = {*names, *baselines(use_mix)}
+    if PROTECT in wanted:
+        wanted.add(BASTION_NONE)  # what its ratio is taken against
     return tuple(s for s in runnable if s.name in wanted)

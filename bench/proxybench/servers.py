@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from proxybench import documents
 from proxybench.mix import MixRequest, send
 from proxybench.procs import ManagedProcess, ServerFailed, free_port, http_get
 
@@ -57,12 +58,19 @@ def _nginx_common(folder: Path, name: str, workers: int) -> str:
     )
 
 
-def upstream_nginx_config(folder: Path, port: int, workers: int) -> str:
+def upstream_nginx_config(folder: Path, port: int, workers: int,
+                          files: Mapping[str, Path] | None = None) -> str:
     """nginx answering every request with :data:`UPSTREAM_BODY`: any method (``return``
     runs before the static module, which would refuse a POST with 405), any path; a
-    request body (the mix's 1 KB order) is read and discarded."""
-    if "'" in UPSTREAM_BODY or "$" in UPSTREAM_BODY:
-        raise ValueError("the upstream body must not contain ' or $ (nginx string syntax)")
+    request body (the mix's 1 KB order) is read and discarded. Besides, each path of
+    ``files`` (exactly) answers that file, and ``/leak`` :data:`documents.LEAK_BODY`."""
+    for body in (UPSTREAM_BODY, documents.LEAK_BODY):
+        if "'" in body or "$" in body:
+            raise ValueError("an upstream body must not contain ' or $ (nginx string syntax)")
+    served = "".join(
+        f"    location = {path} {{ default_type application/json; alias {file}; }}\n"
+        for path, file in (files or {}).items()
+    )
     return _nginx_common(folder, "upstream", workers) + (
         f"  server {{\n"
         f"    listen 127.0.0.1:{port};\n"
@@ -70,6 +78,11 @@ def upstream_nginx_config(folder: Path, port: int, workers: int) -> str:
         f"      default_type application/json;\n"
         f"      return 200 '{UPSTREAM_BODY}';\n"
         f"    }}\n"
+        f"    location = {documents.LEAK_PATH} {{\n"
+        f"      default_type application/json;\n"
+        f"      return 200 '{documents.LEAK_BODY}';\n"
+        f"    }}\n"
+        f"{served}"
         f"  }}\n"
         f"}}\n"
     )
@@ -150,15 +163,20 @@ class RunningServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    def check_proxies_upstream(self, requests: Sequence[MixRequest] = ()) -> None:
-        """Fail unless each request (``GET /`` when none are given) sent through this server
-        returns the upstream's 200 and body: a refusal would be measured as a fast answer."""
+    def url_for(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def check_proxies_upstream(self, requests: Sequence[MixRequest] = (), path: str = "/",
+                               expected: bytes = UPSTREAM_BODY.encode()) -> None:
+        """Fail unless each request (``GET path`` when none are given) sent through this server
+        returns the upstream's 200 and body (``expected``): a refusal would be measured as a
+        fast answer."""
         if not requests:
-            answers = [("GET /", *http_get(self.port, headers=self.headers))]
+            answers = [(f"GET {path}", *http_get(self.port, path, headers=self.headers))]
         else:
             answers = [(req.label, *send(self.port, req, extra=self.headers)) for req in requests]
         for label, status, body in answers:
-            if status != 200 or body != UPSTREAM_BODY.encode():
+            if status != 200 or body != expected:
                 raise ServerFailed(
                     f"{self.name}: {label} returned {status} with {body[:300]!r}, not the upstream's "
                     f"200 JSON body; the figures would be meaningless{self._error_log_tail()}"
@@ -196,10 +214,12 @@ def _start_nginx(
 
 
 def start_upstream(stack: contextlib.ExitStack, folder: Path, workers: int) -> RunningServer:
-    """Start the upstream nginx; ``stack`` stops it."""
+    """Start the upstream nginx, with the JSON documents written into ``folder`` first;
+    ``stack`` stops it."""
     port = free_port()
-    return _start_nginx(stack, "upstream", folder, upstream_nginx_config(folder, port, workers),
-                        port)
+    files = documents.write_documents(folder)
+    return _start_nginx(stack, "upstream", folder,
+                        upstream_nginx_config(folder, port, workers, files), port)
 
 
 def start_nginx_proxy(
