@@ -49,6 +49,7 @@ EXAMPLE_ENV = {
     "LEGACY_HS256_SECRET": "x" * 32,
     "INTROSPECTION_SECRET": "s",
     "PGPASSWORD": "example-password",
+    "ALERT_WEBHOOK_SECRET": "example-secret",
 }
 
 
