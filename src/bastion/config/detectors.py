@@ -24,15 +24,21 @@ class _Strict(BaseModel):
 Window = Annotated[float, BeforeValidator(_seconds), Field(ge=1, le=86400)]
 
 
+#: How long a block lasts: a second to a week.
+BlockTTL = Annotated[float, BeforeValidator(_seconds), Field(ge=1, le=7 * 86400)]
+
+
 class _Detector(_Strict):
     enabled: bool = Field(True, description="Run this detector.")
-    action: Literal["alert"] = Field(
+    action: Literal["alert", "block"] = Field(
         "alert",
         description=(
-            "What happens when the detector fires: `alert` (an alert goes to every webhook). "
-            "Blocking is not available yet."
+            "What happens when the detector fires: `alert` (an alert goes to every webhook), or `block`: "
+            "the alert, and what it names (the client IP; the credential for `token_sharing`, the consumer "
+            "for `enumeration`) is refused with 403 `blocked.<detector>` on every route for `block_ttl`."
         ),
     )
+    block_ttl: BlockTTL = Field(900.0, description="How long `action: block` blocks, such as `15m` or `1h`.")
 
 
 class BruteForce(_Detector):
@@ -181,6 +187,12 @@ class DetectorsSettings(_Strict):
         default_factory=Enumeration, description="One consumer probing many objects of a route."
     )
     webhooks: tuple[Webhook, ...] = Field((), description="Where alerts are delivered.")
+    @property
+    def blocks(self) -> bool:
+        """Whether a detector may block (the ``blocklist`` stage is then on every route)."""
+        detectors = (self.brute_force, self.scanner, self.token_sharing, self.injection, self.enumeration)
+        return self.enabled and any(d.enabled and d.action == "block" for d in detectors)
+
     queue_size: int = Field(
         100_000,
         ge=100,

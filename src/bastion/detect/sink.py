@@ -22,6 +22,7 @@ from bastion.config.detectors import DetectorsSettings
 from bastion.detect.alerts import Alert, AlertDelivery, new_alert_id
 from bastion.proxy.metrics import METRICS, Metrics
 from bastion.services import Services
+from bastion.stages.blocklist import block_key
 from bastion.state.interface import StateBackend
 from bastion.types import ExchangeRecord
 
@@ -110,25 +111,25 @@ class Detectors:
             d = s.brute_force
             await self._threshold(
                 "brute_force", f"bf:{ip}", {"ip": ip}, record.ts, d.threshold, d.window, d.severity, d.action,
-                f"{{n}} failed authentications from {ip} within {d.window:g} s",
+                f"{{n}} failed authentications from {ip} within {d.window:g} s", d.block_ttl,
             )
         if s.scanner.enabled:
             d2 = s.scanner
             if self._is_probe(record):
                 await self._threshold(
                     "scanner", f"sp:{ip}", {"ip": ip}, record.ts, d2.probe_threshold, d2.window, d2.severity,
-                    d2.action, f"{{n}} scanner probes (probe paths, scanner user agents) from {ip}",
+                    d2.action, f"{{n}} scanner probes (probe paths, scanner user agents) from {ip}", d2.block_ttl,
                 )
             if status in (404, 405):
                 await self._threshold(
                     "scanner", f"se:{ip}", {"ip": ip}, record.ts, d2.error_threshold, d2.window, d2.severity,
-                    d2.action, f"{{n}} answers 404/405 to {ip} within {d2.window:g} s",
+                    d2.action, f"{{n}} answers 404/405 to {ip} within {d2.window:g} s", d2.block_ttl,
                 )
         if s.injection.enabled and record.blocked_by == "detection":
             d3 = s.injection
             await self._threshold(
                 "injection", f"in:{ip}", {"ip": ip}, record.ts, d3.threshold, d3.window, d3.severity, d3.action,
-                f"{{n}} requests from {ip} blocked as attacks by the detection stage",
+                f"{{n}} requests from {ip} blocked as attacks by the detection stage", d3.block_ttl,
             )
         if s.token_sharing.enabled and record.credential is not None:
             await self._token_sharing(record, record.credential)
@@ -165,10 +166,13 @@ class Detectors:
         severity: str,
         action: str,
         summary: str,
+        block_ttl: float,
     ) -> None:
         n = await self._counted(key, ts, window)
         if n >= threshold:
-            await self._incident(detector, key, subject, n, ts, window, severity, action, summary.format(n=n))
+            await self._incident(
+                detector, key, subject, n, ts, window, severity, action, summary.format(n=n), block_ttl
+            )
 
     async def _incident(
         self,
@@ -181,11 +185,18 @@ class Detectors:
         severity: str,
         action: str,
         summary: str,
+        block_ttl: float = 0.0,
     ) -> None:
-        """Raise the alert, unless this incident (detector and key, within the window) already has one."""
+        """Raise the alert (and, with ``action: block``, block its subject for ``block_ttl``),
+        unless this incident (detector and key, within the window) already has one."""
         state = self._state
         if await state.incr(PREFIX + "inc:" + key, 1, window) != 1:
             return
+        if action == "block":
+            # The subject's one entry names what it is: {"ip": ...}, {"credential": ...}, or
+            # {"consumer": ..., "route": ...} (the consumer is blocked, on every route).
+            kind, value = next(iter(subject.items()))
+            await state.set(block_key(kind, value), detector, block_ttl)
         first = await state.get(PREFIX + "t0:" + key)
         first_seen = float(first) if first is not None else ts
         alert = Alert(
@@ -215,6 +226,7 @@ class Detectors:
             await self._incident(
                 "token_sharing", base, {"credential": credential}, n, record.ts, d.window, d.severity, d.action,
                 f"credential {credential} used from {n} client IPs within {d.window:g} s (at most {d.max_ips})",
+                d.block_ttl,
             )
 
     async def _enumeration(self, record: ExchangeRecord, consumer: str, route: str) -> None:
@@ -238,6 +250,7 @@ class Detectors:
                 d.severity, d.action,
                 f"consumer {consumer} asked route {route} for {distinct} distinct objects, {denied} of {total} "
                 "answered 403/404",
+                d.block_ttl,
             )
 
 

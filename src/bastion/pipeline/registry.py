@@ -1,6 +1,6 @@
 """The one ordered list of stages, and the order in which their hooks really run.
 
-    ORDER: cors -> auth -> access -> concurrency -> ratelimit -> validation -> detection -> headers
+    ORDER: cors -> blocklist -> auth -> access -> concurrency -> ratelimit -> validation -> detection -> headers
            -> redact -> response -> phantom
 
 On the way in, top to bottom: every head hook (``on_request_head``) first, before any of
@@ -10,9 +10,10 @@ needs it), then every body hook (``on_response_chunk``) on each piece of the bod
 goes to the client; the exchange's record goes to the record sinks (metrics, the access
 log) last, once the answer is out. With today's stages:
 
-    request side:   cors (a preflight answered, at the head) -> auth (from the route, at the
-                    head) -> access (head, then body) -> concurrency (head) -> ratelimit (head;
-                    limits keyed on a body member, body) -> validation -> detection
+    request side:   cors (a preflight answered, at the head) -> blocklist (a blocked client IP,
+                    at the head; a blocked consumer or credential, once signed in) -> auth (from
+                    the route, at the head) -> access (head, then body) -> concurrency (head)
+                    -> ratelimit (head; limits keyed on a body member, body) -> validation -> detection
     response side:  phantom (a login's token replaced) -> response (filtered, errors masked)
                     -> redact (sensitive data in headers, and the whole body where a type
                     blocks) -> headers -> ratelimit (its RateLimit fields) -> access (where it
@@ -27,7 +28,8 @@ response bodies goes *below* ``headers`` in ``ORDER``, so that on the response s
 runs first (filter, then headers, then the record). A new stage goes where its
 dependencies put it (a rate limit per consumer after ``auth``; after ``access`` too, so a
 request that may not be made at all spends no budget; ``cors`` before ``auth``, since a
-preflight carries no credentials); there are no priorities.
+preflight carries no credentials; ``blocklist`` right after it, so a blocked client costs
+no key lookup or token check); there are no priorities.
 ``tests/pipeline/test_order.py`` holds this text to ``ORDER`` and to what the chain runs.
 """
 
@@ -37,6 +39,7 @@ from bastion.pipeline.stage import StageSpec
 from bastion.stages import (
     access,
     auth,
+    blocklist,
     concurrency,
     cors,
     detection,
@@ -50,6 +53,7 @@ from bastion.stages import (
 
 ORDER: tuple[StageSpec, ...] = (
     cors.SPEC,
+    blocklist.SPEC,
     auth.SPEC,
     access.SPEC,
     concurrency.SPEC,
