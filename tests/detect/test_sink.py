@@ -26,10 +26,12 @@ def hook() -> Iterator[WebhookServer]:
 
 
 def record(client: str, path: str, status: int = 200, *, consumer: str | None = None,
-           credential: str | None = None, route: str = "api:/orders/{id}") -> ExchangeRecord:
+           credential: str | None = None, route: str = "api:/orders/{id}",
+           blocked_by: str | None = None) -> ExchangeRecord:
     return ExchangeRecord(
         ts=1_765_000_000.0, request_id="r", client=client, method="GET", path=path, route=route, service="api",
         status=status, bytes_in=0, bytes_out=10, seconds=0.001, consumer=consumer, credential=credential,
+        blocked_by=blocked_by,
     )
 
 
@@ -129,3 +131,13 @@ def test_slack_format(hook: WebhookServer) -> None:
     body = alerts[0].json()
     assert list(body) == ["text"]
     assert body["text"].startswith("*[MEDIUM] Bastion: scanner* (ip `203.0.113.9`)")
+
+
+def test_repeated_detection_blocks_raise_an_injection_campaign(hook: WebhookServer) -> None:
+    """Five requests from one IP that the detection stage blocked (403) raise an injection
+    alert; the same IP's 403s from another stage (access) do not count."""
+    attacks = [record("198.51.100.4", f"/search?q={n}", 403, blocked_by="detection") for n in range(5)]
+    denied = [record("198.51.100.5", "/admin", 403, blocked_by="access") for _ in range(10)]
+    run({"webhooks": [{"url": hook.url}]}, [attacks + denied])
+    alerts = hook.wait(1)
+    assert [(a.json()["detector"], a.json()["subject"]) for a in alerts] == [("injection", {"ip": "198.51.100.4"})]
