@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -150,3 +155,25 @@ def test_benign_traffic_of_similar_volume_raises_nothing(gw: GatewayProcess, hoo
     send(gw, ip, "/environment")  # starts like no probe path: /.env is not /environment
     # An alert about the attacks above arrives within 2 s: one about this IP would have too.
     assert alerts_for(hook, ip, wait=2.5) == []
+
+
+def test_bastion_alerts_lists_the_history(gw: GatewayProcess, hook: WebhookServer) -> None:
+    """Every alert the webhook received is kept in the store; `bastion alerts --json` (on the
+    gateway's configuration) lists it with the same id, detector, subject and count."""
+    ip = "203.0.113.20"
+    for target in ("/.env", "/.env", "/.env"):
+        send(gw, ip, target)
+    (sent,) = alerts_for(hook, ip)
+    bastion = str(Path(sys.executable).with_name("bastion"))
+    deadline = time.monotonic() + 10
+    while True:
+        result = subprocess.run([bastion, "alerts", "--json", "-c", str(gw.config_path)], capture_output=True,
+                                text=True, timeout=60, cwd=gw.folder, env={**os.environ, "ALERT_SECRET": SECRET})
+        assert result.returncode == 0, result.stderr
+        listed = {d["id"]: d for d in map(json.loads, result.stdout.splitlines())}
+        if sent.json()["id"] in listed or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    kept = listed[sent.json()["id"]]
+    assert (kept["detector"], kept["subject"], kept["count"], kept["action"]) == ("scanner", {"ip": ip}, 3, "alert")
+    assert kept["first_seen"] == sent.json()["first_seen"] and kept["last_seen"] == sent.json()["last_seen"]

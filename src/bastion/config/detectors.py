@@ -187,6 +187,9 @@ class DetectorsSettings(_Strict):
         default_factory=Enumeration, description="One consumer probing many objects of a route."
     )
     webhooks: tuple[Webhook, ...] = Field((), description="Where alerts are delivered.")
+    history: bool = Field(
+        True, description="Keep every alert in the store's `alerts` table (what `bastion alerts` lists)."
+    )
     @property
     def blocks(self) -> bool:
         """Whether a detector may block (the ``blocklist`` stage is then on every route)."""

@@ -20,6 +20,7 @@ from collections import deque
 
 from bastion.config.detectors import DetectorsSettings
 from bastion.detect.alerts import Alert, AlertDelivery, new_alert_id
+from bastion.detect.history import save_alert
 from bastion.proxy.metrics import METRICS, Metrics
 from bastion.services import Services
 from bastion.stages.blocklist import block_key
@@ -57,6 +58,9 @@ class Detectors:
         http = services.http if settings.webhooks else None
         self.delivery = AlertDelivery(settings.webhooks, http, metrics)
         self._task: asyncio.Task[None] | None = None
+        #: Where alerts are kept (``None``: no history), and the inserts under way.
+        self._services: Services | None = services if settings.history and services.store_settings else None
+        self._saving: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._logged_at = 0.0
         scanner = settings.scanner
@@ -81,6 +85,8 @@ class Detectors:
             await self._task
             self._task = None
         await self.delivery.close()
+        if self._saving:
+            await asyncio.gather(*self._saving)
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
@@ -213,6 +219,17 @@ class Detectors:
             instance=self._instance,
         )
         self.delivery.send(alert)
+        if self._services is not None:
+            task = asyncio.get_running_loop().create_task(self._save(self._services, alert))
+            self._saving.add(task)
+            task.add_done_callback(self._saving.discard)
+
+    async def _save(self, services: Services, alert: Alert) -> None:
+        """Keep ``alert`` in the store (in a thread: the store's driver blocks)."""
+        try:
+            await asyncio.to_thread(save_alert, services.store, alert)
+        except Exception as exc:  # the store down: the alert went out, its history misses it
+            log.error("alert %s could not be kept in the store (%s: %s)", alert.id, type(exc).__name__, exc)
 
     async def _token_sharing(self, record: ExchangeRecord, credential: str) -> None:
         d = self.settings.token_sharing
