@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from bastion.config import load_config
-from bastion.services import Clock, Services, WorkerIdentity
+from bastion.services import Clock, Services, WorkerIdentity, check_backends
 from bastion.stages.blocklist import BlocklistConfig, BlocklistStage, block_key
 from bastion.stages.blocklist.stage import CACHE_SECONDS
 from bastion.state.memory import MemoryBackend
@@ -95,3 +95,14 @@ def test_the_stage_is_on_every_route_exactly_when_a_detector_blocks(tmp_path: Pa
     blocking = load_config(write(tmp_path, service + "detectors: {enabled: true, brute_force: {action: block}}\n"))
     for route in blocking.routes:
         assert route.built[0].name == "blocklist"
+
+
+def test_blocking_with_the_memory_backend_needs_one_worker(tmp_path: Path) -> None:
+    """A block kept in one worker's memory would not hold in the others: with a detector that
+    blocks and the memory backend, several workers are refused, naming the fix."""
+    path = write(tmp_path, "services: [{name: a, upstream: 'http://127.0.0.1:9', routes: [{path: /, public: true}]}]\n"
+                           "detectors: {enabled: true, scanner: {action: block}}\n")
+    loaded = load_config(path)
+    issue = check_backends(loaded, 2)
+    assert issue is not None and "the stage blocklist" in str(issue) and "--workers 1" in str(issue)
+    assert check_backends(loaded, 1) is None
