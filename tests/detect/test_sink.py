@@ -141,3 +141,29 @@ def test_repeated_detection_blocks_raise_an_injection_campaign(hook: WebhookServ
     run({"webhooks": [{"url": hook.url}]}, [attacks + denied])
     alerts = hook.wait(1)
     assert [(a.json()["detector"], a.json()["subject"]) for a in alerts] == [("injection", {"ip": "198.51.100.4"})]
+
+
+def test_after_a_reload_with_new_backends_the_sink_counts_in_the_new_one(hook: WebhookServer) -> None:
+    """A reload that changed ``backends`` hands the sink new services (the old ones close):
+    from then on it counts in the new state backend, not the closed one, and still alerts."""
+
+    async def go() -> None:
+        old_state, new_state = MemoryBackend(), MemoryBackend()
+        old = Services(old_state, WorkerIdentity("test", 0, 1, os.getpid()))
+        new = Services(new_state, WorkerIdentity("test", 0, 1, os.getpid()))
+        settings = DetectorsSettings.model_validate({"enabled": True, "webhooks": [{"url": hook.url}]})
+        sink = Detectors(settings, old)
+        sink.start()
+        sink(record("203.0.113.9", "/.env"))
+        await sink.drain()
+        sink.use(new)
+        await old.close()
+        for _ in range(3):
+            sink(record("203.0.113.9", "/.env"))
+        await sink.drain()
+        assert await new_state.get("det:sp:203.0.113.9") == b"3"
+        await sink.close()
+        await new.close()
+
+    asyncio.run(go())
+    assert [a.json()["count"] for a in hook.wait(1)] == [3]

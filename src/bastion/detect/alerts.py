@@ -108,7 +108,7 @@ class AlertDelivery:
         delays: tuple[float, ...] = RETRY_DELAYS,
     ) -> None:
         self.webhooks = webhooks
-        self._http = http
+        self.http = http
         self._metrics = metrics
         self._delays = delays
         self._tasks: set[asyncio.Task[None]] = set()
@@ -117,15 +117,15 @@ class AlertDelivery:
         """Start delivering ``alert`` to every webhook (returns at once)."""
         log.warning("alert %s: %s %s (%d events)", alert.id, alert.detector, alert.subject, alert.count)
         self._metrics.inc("bastion_alerts", (alert.detector,))
-        if self._http is None:
+        http = self.http
+        if http is None:
             return
         for hook in self.webhooks:
-            task = asyncio.get_running_loop().create_task(self._deliver(hook, alert))
+            task = asyncio.get_running_loop().create_task(self._deliver(http, hook, alert))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, hook: Webhook, alert: Alert) -> None:
-        assert self._http is not None
+    async def _deliver(self, http: httpx.AsyncClient, hook: Webhook, alert: Alert) -> None:
         body = orjson.dumps(alert.slack() if hook.format == "slack" else alert.document())
         headers = {"Content-Type": "application/json", "User-Agent": "Bastion-Alerts"}
         if hook.secret is not None:
@@ -134,7 +134,7 @@ class AlertDelivery:
             if delay:
                 await asyncio.sleep(delay)
             try:
-                response = await self._http.post(hook.url, content=body, headers=headers)
+                response = await http.post(hook.url, content=body, headers=headers)
             except Exception as exc:  # httpx's transport errors: retry
                 problem = f"{type(exc).__name__}: {exc}"
             else:

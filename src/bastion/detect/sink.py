@@ -50,17 +50,14 @@ class Detectors:
 
     def __init__(self, settings: DetectorsSettings, services: Services, metrics: Metrics = METRICS) -> None:
         self.settings = settings
-        self._state: StateBackend = services.state
         self._instance = services.identity.instance
         self._metrics = metrics
         self._queue: deque[ExchangeRecord] = deque()
         self._capacity = settings.queue_size
-        http = services.http if settings.webhooks else None
-        self.delivery = AlertDelivery(settings.webhooks, http, metrics)
+        self.delivery = AlertDelivery(settings.webhooks, None, metrics)
         self._task: asyncio.Task[None] | None = None
-        #: Where alerts are kept (``None``: no history), and the inserts under way.
-        self._services: Services | None = services if settings.history and services.store_settings else None
         self._saving: set[asyncio.Task[None]] = set()
+        self.use(services)
         self._stopping = asyncio.Event()
         self._logged_at = 0.0
         scanner = settings.scanner
@@ -74,6 +71,15 @@ class Detectors:
             queue.append(record)
         else:
             self._metrics.inc("bastion_detectors_dropped", ())
+
+    def use(self, services: Services) -> None:
+        """Count in ``services``' state backend, deliver with its HTTP client and keep alerts in
+        its store from now on (a reload that changed the backends gives new services)."""
+        settings = self.settings
+        self._state: StateBackend = services.state
+        self.delivery.http = services.http if settings.webhooks else None
+        #: Where alerts are kept (``None``: no history).
+        self._services: Services | None = services if settings.history and services.store_settings else None
 
     # -- the worker's start and stop ----------------------------------------------------------
     def start(self) -> None:

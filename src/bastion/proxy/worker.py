@@ -288,6 +288,8 @@ class Worker:
         if new_services is not None:
             log.warning("backends changed: the new configuration uses new ones (memory state starts empty)")
             old_services, self.services = self.services, new_services
+            if self.detectors is not None:  # the old services close once retired
+                self.detectors.use(new_services)
         self.loaded = loaded
         METRICS.inc("bastion_config_reloads", ("applied",))
         log.info("configuration reloaded (%d routes)", len(loaded.routes))
