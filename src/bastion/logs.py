@@ -29,3 +29,6 @@ def setup_logging(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs each request's full URL at INFO; a URL may be a secret (a Slack webhook's
+    # path is its credential), so its lines show only from WARNING, and ours name the host.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

@@ -61,6 +61,7 @@ REQUIRED: dict[str, list[str]] = {
     "keys rotate": ["KEYID"],
     "logs query": [],
     "logs tail": [],
+    "alerts": [],
     "secrets new-key": [],
     "secrets encrypt": [],
 }
@@ -291,6 +292,15 @@ def test_store_commands_with_their_defaults(tmp_path: Path) -> None:
     assert rotated.stdout.splitlines()[-1].startswith("bst_")
     revoked = run("keys", "revoke", key[4:12], cwd=tmp_path)
     assert revoked.returncode == 0 and f"revoked API key {key[4:12]}" in revoked.stdout
+
+
+def test_alerts_with_its_defaults(tmp_path: Path) -> None:
+    """`bastion alerts` with no option reads ./bastion.yaml's store (creating it, migrated
+    to the alerts table) and lists the last day's alerts: none yet."""
+    write_config(tmp_path)
+    result = run("alerts", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "0 alert(s)"
 
 
 def test_secrets_new_key_then_encrypt(tmp_path: Path) -> None:

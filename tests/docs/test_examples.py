@@ -51,6 +51,7 @@ EXAMPLE_ENV = {
     "PGPASSWORD": "example-password",
     "BILLING_API_KEY": "k",
     "BILLING_PASSWORD": "p",
+    "ALERT_WEBHOOK_SECRET": "example-secret",
 }
 
 

@@ -17,14 +17,14 @@ from bastion.store.engine import MIGRATIONS
 from bastion.store.models import Base
 
 TABLES = {
-    "consumers", "api_keys", "oauth_clients", "signing_keys", "ownership", "generation", "audit_records",
+    "consumers", "api_keys", "oauth_clients", "signing_keys", "ownership", "generation", "audit_records", "alerts",
     "alembic_version",
 }
 
 
 def test_one_head() -> None:
     """The shipped migrations have exactly one head (parallel work must chain, not branch)."""
-    assert ScriptDirectory(str(MIGRATIONS)).get_heads() == ["0002"]
+    assert ScriptDirectory(str(MIGRATIONS)).get_heads() == ["0003"]
 
 
 def test_open_creates_every_table_as_the_models_describe(store_settings: StoreSettings) -> None:

@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 
 from bastion import __version__
+from bastion.cli.alerts import alerts
 from bastion.cli.consumers import consumers_app
 from bastion.cli.keys import keys_app
 from bastion.cli.logs import logs_app
@@ -173,6 +174,7 @@ register_tester(app)  # audit, docs: the tester's commands, listed after the gat
 app.add_typer(consumers_app)  # the store's: consumers, then their keys
 app.add_typer(keys_app)
 app.add_typer(logs_app)  # the audit log, read from the store
+app.command("alerts")(alerts)  # the detectors' alert history, read from the store
 register_oauth(app)  # oauth clients ..., oauth revoke: the built-in OAuth server's
 app.add_typer(secrets_app)  # secrets new-key, secrets encrypt: values for bastion.yaml
 

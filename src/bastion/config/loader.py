@@ -121,7 +121,8 @@ def load_config(path: Path | str) -> LoadedConfig:
         spath: FieldPath = ("services", si)
         _check_policy_names(svc.policies, src, (*spath, "policies"), issues)
         svc_layers = (
-            _plan_layers(config, src)
+            _blocklist_layers(config, src)
+            + _plan_layers(config, src)
             + _layers(config.policies, src, ("policies",))
             + _layers(svc.policies, src, (*spath, "policies"))
         )
@@ -515,6 +516,12 @@ def _lent_layer(
     if not isinstance(value, dict):
         raise ConfigError([src.issue(path, "expected a mapping of stage settings (or a list)")])
     return [(target, PolicyLayer(value, src, path))]
+
+
+def _blocklist_layers(config: GatewayConfig, src: Source) -> list[tuple[str, PolicyLayer]]:
+    """The ``blocklist`` stage on every route once a detector blocks (``action: block``): a
+    block must hold wherever the blocked client calls. Its settings come from ``policies``."""
+    return [("blocklist", PolicyLayer({}, src, ()))] if config.detectors.blocks else []
 
 
 def _plan_layers(config: GatewayConfig, src: Source) -> list[tuple[str, PolicyLayer]]:

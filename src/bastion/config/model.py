@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from bastion.config.audit import AuditSettings
+from bastion.config.detectors import DetectorsSettings
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 #: Methods a route without ``methods`` accepts. TRACE must be declared explicitly.
@@ -768,6 +769,10 @@ class GatewayConfig(Strict):
     access_log: AccessLog = Field(default_factory=AccessLog, description="The structured access log.")
     audit: AuditSettings = Field(
         default_factory=AuditSettings, description="The audit log: one record per request, kept in the store."
+    )
+    detectors: DetectorsSettings = Field(
+        default_factory=DetectorsSettings,
+        description="Threat detectors over every request's record (brute force, scanners...), and their alerts.",
     )
     policies: Policies = Field(default_factory=dict, description="Defaults for every service.")
     backends: Backends = Field(

@@ -1,7 +1,7 @@
 """The one ordered list of stages, and the order in which their hooks really run.
 
-    ORDER: cors -> auth -> access -> concurrency -> ratelimit -> validation -> graphql -> detection
-           -> headers -> redact -> response -> login -> phantom
+    ORDER: cors -> blocklist -> auth -> access -> concurrency -> ratelimit -> validation -> graphql
+           -> detection -> headers -> redact -> response -> login -> phantom
 
 On the way in, top to bottom: every head hook (``on_request_head``) first, before any of
 the body is read, then every request hook (``on_request``). On the way out, bottom to top:
@@ -10,11 +10,12 @@ needs it), then every body hook (``on_response_chunk``) on each piece of the bod
 goes to the client; the exchange's record goes to the record sinks (metrics, the access
 log) last, once the answer is out. With today's stages:
 
-    request side:   cors (a preflight answered, at the head) -> auth (from the route, at the
-                    head) -> access (head, then body) -> concurrency (head) -> ratelimit (head;
-                    limits keyed on a body member, body) -> validation -> graphql (a GraphQL
-                    route's documents parsed and limited) -> detection -> login (a login's
-                    account counted)
+    request side:   cors (a preflight answered, at the head) -> blocklist (a blocked client IP,
+                    at the head; a blocked consumer or credential, once signed in) -> auth (from
+                    the route, at the head) -> access (head, then body) -> concurrency (head)
+                    -> ratelimit (head; limits keyed on a body member, body) -> validation ->
+                    graphql (a GraphQL route's documents parsed and limited) -> detection ->
+                    login (a login's account counted)
     response side:  phantom (a login's token replaced) -> login (the try settled by the
                     upstream's own answer) -> response (filtered, errors masked) -> redact
                     (sensitive data in headers, and the whole body where a type blocks) ->
@@ -31,8 +32,9 @@ response bodies goes *below* ``headers`` in ``ORDER``, so that on the response s
 runs first (filter, then headers, then the record). A new stage goes where its
 dependencies put it (a rate limit per consumer after ``auth``; after ``access`` too, so a
 request that may not be made at all spends no budget; ``cors`` before ``auth``, since a
-preflight carries no credentials; ``graphql`` after ``validation``, which proved the body
-is the JSON the route declares, and before ``detection``, which need not inspect a document
+preflight carries no credentials; ``blocklist`` right after it, so a blocked client costs
+no key lookup or token check; ``graphql`` after ``validation``, which proved the body is
+the JSON the route declares, and before ``detection``, which need not inspect a document
 that is refused anyway; ``login`` last on the way in, so that only a try the upstream will
 answer is counted against its account, and below ``response``, so that it settles the try
 on the upstream's own answer, not on a uniform failure that replaced it); there are no
@@ -46,6 +48,7 @@ from bastion.pipeline.stage import StageSpec
 from bastion.stages import (
     access,
     auth,
+    blocklist,
     concurrency,
     cors,
     detection,
@@ -61,6 +64,7 @@ from bastion.stages import (
 
 ORDER: tuple[StageSpec, ...] = (
     cors.SPEC,
+    blocklist.SPEC,
     auth.SPEC,
     access.SPEC,
     concurrency.SPEC,

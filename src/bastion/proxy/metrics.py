@@ -90,6 +90,19 @@ DEFINITIONS: tuple[MetricDef, ...] = (
         (),
         "counter",
     ),
+    MetricDef(
+        "bastion_detectors_dropped",
+        "Exchange records the detectors did not read because their queue was full.",
+        (),
+        "counter",
+    ),
+    MetricDef("bastion_alerts", "Alerts raised by the threat detectors, by detector.", ("detector",), "counter"),
+    MetricDef(
+        "bastion_alert_delivery_errors",
+        "Alerts a webhook did not take after every retry, by detector.",
+        ("detector",),
+        "counter",
+    ),
     MetricDef("bastion_audit_queue_depth", "Audit records waiting to be written, at the last batch.", (), "gauge"),
     MetricDef(
         "bastion_audit_store_errors",

@@ -27,6 +27,7 @@ import uvloop
 
 from bastion.audit import AuditSink
 from bastion.config import ConfigError, LoadedConfig, load_config
+from bastion.detect import Detectors
 from bastion.logs import setup_logging
 from bastion.proxy.accesslog import AccessLog
 from bastion.proxy.metrics import METRICS, CountMetrics
@@ -101,6 +102,7 @@ class Worker:
         self.server: GatewayServer | None = None
         self.access: AccessLog | None = None
         self.audit: AuditSink | None = None
+        self.detectors: Detectors | None = None
         self.services: Services | None = None
         #: Runtimes replaced by a reload, closed when their last exchange ends (at most
         #: RELOAD_GRACE later, or at stop, whichever first).
@@ -151,8 +153,9 @@ class Worker:
         self.access = AccessLog(loaded.config.access_log.path if loaded.config.access_log.enabled else None)
         # Every exchange's record goes to these, in this order (docs/concepts.md: record sinks).
         audit = [self.audit] if self.audit is not None else []
+        detectors = [self._start_detectors(loaded, services)] if loaded.config.detectors.enabled else []
         sinks = RecordSinks(
-            [ReleaseInFlight(), CountMetrics(), self.access, *audit],
+            [ReleaseInFlight(), CountMetrics(), self.access, *audit, *detectors],
             EvidenceRedactor(loaded.config.access_log.redact_fields),
         )
         self.server = GatewayServer(runtime, sinks)
@@ -166,11 +169,20 @@ class Worker:
         """Drain the listener, close every stage and pool, then the services."""
         if self.server is not None:
             await self.server.drain(grace=self.loaded.config.listen.timeouts.drain)
+        if self.detectors is not None:  # before the services close: it counts in their state backend
+            detectors, self.detectors = self.detectors, None
+            await detectors.close()
         await self.shut_down()
         if self.access is not None:
             self.access.close()
         await self._stop_audit()
         METRICS.stop()
+
+    def _start_detectors(self, loaded: LoadedConfig, services: Services) -> Detectors:
+        """The detectors' sink, its task started on this loop."""
+        self.detectors = Detectors(loaded.config.detectors, services)
+        self.detectors.start()
+        return self.detectors
 
     def _start_audit(self, loaded: LoadedConfig) -> AuditSink | None:
         """The audit sink, its files open and its writer started (``None``: no audit log)."""
@@ -268,12 +280,16 @@ class Worker:
         audit = loaded.config.audit
         if audit != old_config.audit or (audit.enabled and loaded.config.store != old_config.store):
             log.warning("audit log changes (and its store's) take effect only after a restart")
+        if loaded.config.detectors != old_config.detectors:
+            log.warning("detectors changes take effect only after a restart")
         runtime.start()
         old = self.server.swap_runtime(runtime)
         old_services: Services | None = None
         if new_services is not None:
             log.warning("backends changed: the new configuration uses new ones (memory state starts empty)")
             old_services, self.services = self.services, new_services
+            if self.detectors is not None:  # the old services close once retired
+                self.detectors.use(new_services)
         self.loaded = loaded
         METRICS.inc("bastion_config_reloads", ("applied",))
         log.info("configuration reloaded (%d routes)", len(loaded.routes))

@@ -191,3 +191,27 @@ class AuditRecord(Base):
     upstream_error: Mapped[str | None] = mapped_column(String(64))
     #: Every stage's decision and the stages' own (redacted) evidence.
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class AlertRecord(Base):
+    """One incident a threat detector raised (issue 17): the alert its webhooks received.
+
+    Written by the worker that raised it, off the request path; listed by ``bastion alerts``.
+    """
+
+    __tablename__ = "alerts"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    #: The incident's first and last events (its time span when the alert was raised).
+    first_seen: Mapped[datetime] = mapped_column()
+    last_seen: Mapped[datetime] = mapped_column(index=True)
+    detector: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    #: ``alert``, or ``block`` when the subject was put on the block list.
+    action: Mapped[str] = mapped_column(String(16))
+    count: Mapped[int] = mapped_column(Integer)
+    window_seconds: Mapped[float] = mapped_column(Float)
+    summary: Mapped[str] = mapped_column(Text)
+    #: Who: ``{"ip": ...}``, ``{"credential": ...}`` or ``{"consumer": ..., "route": ...}``.
+    subject: Mapped[dict[str, Any]] = mapped_column()
+    instance: Mapped[str] = mapped_column(String(128))

@@ -23,7 +23,8 @@ def test_spec_registry_position_and_public_api() -> None:
     """The stage is on by default, right after auth (authorization reads the principal auth
     proved, before anything else works on the request), and exports exactly ``__all__``."""
     assert (SPEC.name, SPEC.extension, SPEC.default_on) == ("access", "x-bastion-access", True)
-    assert ORDER[1] is auth.SPEC and ORDER[2] is SPEC  # ORDER[0]: cors, which only answers preflights
+    # ORDER[0]: cors, which only answers preflights; ORDER[1]: blocklist, which only refuses blocked clients.
+    assert ORDER[2] is auth.SPEC and ORDER[3] is SPEC
     assert sorted(access.__all__) == sorted(
         ["LEDGER_KEY", "SPEC", "AccessConfig", "AccessStage", "MemoryOwnership", "OwnershipLedger",
          "OwnershipRepository"]

@@ -1,0 +1,207 @@
+"""Settings of the threat detectors (``detectors:``) and where their alerts go.
+
+A module of its own beside :mod:`bastion.config.model`, which holds the one field that
+refers to it: detectors are a record sink of the worker (they read every exchange's record
+after the answer is out), not a stage of a route.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from bastion.config.audit import _seconds
+
+Severity = Literal["low", "medium", "high", "critical"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+#: A counting window: a second to a day, such as `60s` or `10m`, in seconds once parsed.
+Window = Annotated[float, BeforeValidator(_seconds), Field(ge=1, le=86400)]
+
+
+#: How long a block lasts: a second to a week.
+BlockTTL = Annotated[float, BeforeValidator(_seconds), Field(ge=1, le=7 * 86400)]
+
+
+class _Detector(_Strict):
+    enabled: bool = Field(True, description="Run this detector.")
+    action: Literal["alert", "block"] = Field(
+        "alert",
+        description=(
+            "What happens when the detector fires: `alert` (an alert goes to every webhook), or `block`: "
+            "the alert, and what it names (the client IP; the credential for `token_sharing`, the consumer "
+            "for `enumeration`) is refused with 403 `blocked.<detector>` on every route for `block_ttl`."
+        ),
+    )
+    block_ttl: BlockTTL = Field(900.0, description="How long `action: block` blocks, such as `15m` or `1h`.")
+
+
+class BruteForce(_Detector):
+    """Failed logins and authentication failures (401) from one client IP."""
+
+    threshold: int = Field(20, ge=2, le=1_000_000, description="Failures from one IP within the window that fire.")
+    window: Window = Field(60.0, description="The counting window, such as `60s` or `10m`.")
+    severity: Severity = Field("high", description="The alert's severity.")
+
+
+#: Paths only a scanner asks for on an API: secrets, source control, admin consoles.
+DEFAULT_PROBE_PATHS = (
+    "/.env",
+    "/.git/",
+    "/.git/config",
+    "/.aws/credentials",
+    "/.ssh/",
+    "/.DS_Store",
+    "/wp-admin",
+    "/wp-login.php",
+    "/xmlrpc.php",
+    "/phpmyadmin",
+    "/actuator",
+    "/server-status",
+    "/config.json",
+    "/.htaccess",
+    "/web.config",
+)
+#: Substrings of the User-Agent of well-known scanners (matched case-insensitively).
+DEFAULT_SCANNER_AGENTS = (
+    "sqlmap",
+    "nikto",
+    "nuclei",
+    "masscan",
+    "zgrab",
+    "gobuster",
+    "dirbuster",
+    "wpscan",
+    "nmap",
+    "acunetix",
+    "feroxbuster",
+    "ffuf",
+)
+
+
+class Scanner(_Detector):
+    """Scanners: probe paths, scanner user agents, and spikes of 404/405 from one client IP."""
+
+    probe_paths: tuple[str, ...] = Field(
+        DEFAULT_PROBE_PATHS,
+        description="A request whose path starts with one of these is a probe.",
+    )
+    user_agents: tuple[str, ...] = Field(
+        DEFAULT_SCANNER_AGENTS,
+        description="A request whose User-Agent contains one of these (any case) is a probe.",
+    )
+    probe_threshold: int = Field(3, ge=1, le=1_000_000, description="Probes from one IP within the window that fire.")
+    error_threshold: int = Field(
+        50, ge=2, le=1_000_000, description="404 and 405 answers to one IP within the window that fire."
+    )
+    window: Window = Field(60.0, description="The counting window, such as `60s` or `10m`.")
+    severity: Severity = Field("medium", description="The alert's severity.")
+
+    @field_validator("probe_paths")
+    @classmethod
+    def _absolute(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            if not path.startswith("/"):
+                raise ValueError(f"a probe path starts with '/', got {path!r}")
+        return value
+
+    @field_validator("user_agents")
+    @classmethod
+    def _lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for agent in value:
+            if not agent.strip():
+                raise ValueError("a scanner user agent may not be empty (it would match every request)")
+        return tuple(agent.lower() for agent in value)
+
+
+class TokenSharing(_Detector):
+    """One credential (API key, token) used from more than ``max_ips`` client IPs."""
+
+    max_ips: int = Field(5, ge=1, le=100_000, description="Distinct client IPs a credential may use within the window.")
+    window: Window = Field(600.0, description="The counting window, such as `60s` or `10m`.")
+    severity: Severity = Field("high", description="The alert's severity.")
+
+
+class Injection(_Detector):
+    """An injection campaign: requests from one IP that the detection stage blocked."""
+
+    threshold: int = Field(
+        5, ge=1, le=1_000_000, description="Blocked requests from one IP within the window that fire."
+    )
+    window: Window = Field(300.0, description="The counting window, such as `60s` or `10m`.")
+    severity: Severity = Field("high", description="The alert's severity.")
+
+
+class Enumeration(_Detector):
+    """Object enumeration (BOLA probing): one consumer asking a route for many distinct
+    objects (paths), most of which answer 403 or 404."""
+
+    distinct: int = Field(
+        30, ge=2, le=1_000_000, description="Distinct paths of one route asked by one consumer within the window."
+    )
+    denied_ratio: float = Field(
+        0.5, gt=0, le=1, description="The share of those requests answered 403 or 404 that fires, from 0 to 1."
+    )
+    window: Window = Field(300.0, description="The counting window, such as `60s` or `10m`.")
+    severity: Severity = Field("high", description="The alert's severity.")
+
+
+class Webhook(_Strict):
+    """A URL every alert is POSTed to."""
+
+    url: str = Field(description="The webhook's http(s) URL.")
+    format: Literal["json", "slack"] = Field(
+        "json", description="`json` (Bastion's alert document) or `slack` (an incoming-webhook `{text: ...}`)."
+    )
+    secret: str | None = Field(
+        None,
+        description=(
+            "Signs each body: `X-Bastion-Signature: sha256=<hex HMAC-SHA256 of the body>`. Write it as "
+            "`${ENV_VAR}` (or encrypted); a plain value is refused."
+        ),
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"a webhook URL starts with http:// or https://, got {value!r}")
+        return value
+
+
+class DetectorsSettings(_Strict):
+    """Threat detectors over every exchange's record, off the request path, counting in the
+    state backend (so instances sharing Redis count together), and where their alerts go."""
+
+    enabled: bool = Field(False, description="Run the detectors.")
+    brute_force: BruteForce = Field(default_factory=BruteForce, description="Failed logins from one IP.")
+    scanner: Scanner = Field(default_factory=Scanner, description="Probe paths, scanner user agents, 404/405 spikes.")
+    token_sharing: TokenSharing = Field(default_factory=TokenSharing, description="One credential from many IPs.")
+    injection: Injection = Field(default_factory=Injection, description="Repeated detection-stage blocks from one IP.")
+    enumeration: Enumeration = Field(
+        default_factory=Enumeration, description="One consumer probing many objects of a route."
+    )
+    webhooks: tuple[Webhook, ...] = Field((), description="Where alerts are delivered.")
+    history: bool = Field(
+        True, description="Keep every alert in the store's `alerts` table (what `bastion alerts` lists)."
+    )
+    @property
+    def blocks(self) -> bool:
+        """Whether a detector may block (the ``blocklist`` stage is then on every route)."""
+        detectors = (self.brute_force, self.scanner, self.token_sharing, self.injection, self.enumeration)
+        return self.enabled and any(d.enabled and d.action == "block" for d in detectors)
+
+    queue_size: int = Field(
+        100_000,
+        ge=100,
+        le=10_000_000,
+        description=(
+            "Records waiting for the detectors, per worker. A request never waits: beyond this, records "
+            "are dropped and counted in `bastion_detectors_dropped_total`."
+        ),
+    )
