@@ -783,3 +783,18 @@ def test_concurrent_clients_do_not_mix(gateway: GatewayProcess, token: str) -> N
         t.join(10)
     assert sorted(results) == list(range(8))
     assert b"mismatch" not in results.values()
+
+
+def test_a_refusal_before_the_request_is_built_records_the_forwarded_client(
+    trusting_gateway: GatewayProcess, token: str
+) -> None:
+    """A request refused from its head alone (a GET with a body, before the request the stages
+    see is built) is recorded with the client the trusted proxy forwarded for, not the
+    proxy's own address: the detectors count refusals by that client."""
+    data = build("GET", f"/echo?{token}", [("X-Forwarded-For", "203.0.113.9"), ("Content-Length", "2")], b"{}")
+    resp = one_raw(trusting_gateway, data)
+    assert resp.status == 400
+    request_id = resp.header("x-request-id")
+    record = trusting_gateway.wait_for_access_record(lambda r: r.get("request_id") == request_id)
+    assert record["reason"] == "http.body_not_allowed"
+    assert record["client"] == "203.0.113.9"

@@ -70,14 +70,25 @@ def prelude(runtime: Runtime, req: Incoming, peer_ip: str, scheme: str) -> tuple
     trusted = runtime.is_trusted(peer_ip)
     request_id = request_id_of(req.headers, trusted)
     record = new_record(req, request_id, peer_ip)
+    record_outcome = _prelude(runtime, req, peer_ip, scheme, trusted, request_id, record)
+    if trusted and isinstance(record_outcome, Refusal):
+        # Refused before the request was built: the record names the client the trusted
+        # proxy forwarded for, not the proxy (the detectors count by it).
+        record.client = _forwarded_client(runtime, req.headers, peer_ip)
+    return record, record_outcome
+
+
+def _prelude(
+    runtime: Runtime, req: Incoming, peer_ip: str, scheme: str, trusted: bool, request_id: str, record: RecordDraft
+) -> Outcome:
     if req.error is not None:
-        return record, Refusal(req.error[0], req.error[1], req.reason, request_id)
+        return Refusal(req.error[0], req.error[1], req.reason, request_id)
     if req.upgrade:
         if req.method == "CONNECT":
-            return record, Refusal(501, "CONNECT (tunnelling) is not supported.", "http.connect", request_id)
-        return record, Refusal(501, "Protocol upgrades (WebSocket) are not supported yet.", "http.upgrade", request_id)
+            return Refusal(501, "CONNECT (tunnelling) is not supported.", "http.connect", request_id)
+        return Refusal(501, "Protocol upgrades (WebSocket) are not supported yet.", "http.upgrade", request_id)
     if runtime.exchanges > runtime.limits.max_in_flight:  # this exchange counted in already
-        return record, Refusal(
+        return Refusal(
             503, "The gateway is at capacity; retry the request.", TOO_MANY_IN_FLIGHT, request_id, _RETRY_SOON
         )
     url = req.url
@@ -87,12 +98,12 @@ def prelude(runtime: Runtime, req: Incoming, peer_ip: str, scheme: str) -> tuple
         try:
             host, url = split_absolute(url)
         except BadTarget as exc:
-            return record, Refusal(exc.status, exc.detail, "http.target", request_id)
+            return Refusal(exc.status, exc.detail, "http.target", request_id)
         record.host = host
     try:
         path, query, matrix_path = split_target(url, runtime.limits.max_url_bytes)
     except BadTarget as exc:
-        return record, Refusal(exc.status, exc.detail, "http.target", request_id)
+        return Refusal(exc.status, exc.detail, "http.target", request_id)
     record.path = path
     builtin = runtime.builtin
     # The gateway's own endpoints first, on the normalised path, exact paths only.
@@ -103,8 +114,8 @@ def prelude(runtime: Runtime, req: Incoming, peer_ip: str, scheme: str) -> tuple
         match = _preflight_match(runtime, req, host, path, matrix_path, match)
     if not isinstance(match, Match):
         if match is None:
-            return record, Refusal(404, "No route matches this path.", "route.not_found", request_id)
-        return record, Refusal(
+            return Refusal(404, "No route matches this path.", "route.not_found", request_id)
+        return Refusal(
             405,
             "This method is not allowed on this path.",
             "route.method_not_allowed",
@@ -119,10 +130,10 @@ def prelude(runtime: Runtime, req: Incoming, peer_ip: str, scheme: str) -> tuple
     record.service = route.service
     over = over_route_limits(route.limits, req, query)
     if over is not None:
-        return record, Refusal(over[0], over[1], over[2], request_id)
+        return Refusal(over[0], over[1], over[2], request_id)
     auth = route.auth_refusal
     if auth is not None:  # decided on the head alone: the client uploads nothing
-        return record, Refusal(
+        return Refusal(
             auth.status, auth.detail, auth.reason, request_id, list(auth.headers), "auth", auth.title
         )
     if route.auth_delegated:
@@ -131,16 +142,16 @@ def prelude(runtime: Runtime, req: Incoming, peer_ip: str, scheme: str) -> tuple
         # CL.0 smuggling: a backend that never reads a GET's body would parse it as the
         # next request on its pooled connection. Decided from the head (even an empty
         # chunked body is refused), so nothing of the request is forwarded.
-        return record, Refusal(
+        return Refusal(
             400, f"A {req.method} request on this route cannot have a body.", "http.body_not_allowed", request_id
         )
     length = req.content_length if req.content_length is not None else req.buffered
     if length > route.max_body_bytes:
-        return record, Refusal(413, "The request body is too large for this route.", BODY_TOO_LARGE, request_id)
+        return Refusal(413, "The request body is too large for this route.", BODY_TOO_LARGE, request_id)
     request = build_request(runtime, req, path, query, host, trusted, peer_ip, scheme)
     request.path_params = match.params
     record.client = request.client_ip
-    return record, (route, Exchange(request, request_id, route.service, route.id, req.started))
+    return (route, Exchange(request, request_id, route.service, route.id, req.started))
 
 
 def over_route_limits(limits: Limits, req: Incoming, query: str) -> tuple[int, str, str] | None:
@@ -194,16 +205,7 @@ def build_request(
                     fproto = v
             continue
         headers.append((k, v))
-    client_ip = peer_ip
-    chain = [peer_ip]
-    if xff:
-        hops = [h.strip() for h in xff.split(",") if h.strip()]
-        chain = [*hops, peer_ip]
-        # The client is the right-most address not belonging to a trusted proxy.
-        for hop in reversed(hops):
-            client_ip = hop
-            if not runtime.is_trusted(hop):
-                break
+    client_ip, chain = _client_of(runtime, xff, peer_ip)
     request = Request(
         req.method,
         req.url.decode("latin-1"),
@@ -217,6 +219,27 @@ def build_request(
     )
     request.forwarded_for = chain
     return request
+
+
+def _client_of(runtime: Runtime, xff: str | None, peer_ip: str) -> tuple[str, list[str]]:
+    """The client's address and the chain of addresses, from a trusted peer's
+    X-Forwarded-For: the right-most address not belonging to a trusted proxy."""
+    if not xff:
+        return peer_ip, [peer_ip]
+    hops = [h.strip() for h in xff.split(",") if h.strip()]
+    client_ip = peer_ip
+    for hop in reversed(hops):
+        client_ip = hop
+        if not runtime.is_trusted(hop):
+            break
+    return client_ip, [*hops, peer_ip]
+
+
+def _forwarded_client(runtime: Runtime, headers: HeaderList, peer_ip: str) -> str:
+    """The client a trusted peer forwarded for (its X-Forwarded-For), as :func:`build_request`
+    finds it; for a request refused before it was built."""
+    xff = ", ".join(v for k, v in headers if k == "x-forwarded-for") or None
+    return _client_of(runtime, xff, peer_ip)[0]
 
 
 def upstream_head(ex: Exchange, target: TargetState, body_len: int | None) -> bytes:
