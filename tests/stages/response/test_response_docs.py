@@ -50,13 +50,15 @@ def test_the_masked_error_example_is_what_the_stage_sends() -> None:
 
 def test_the_headers_example_is_a_route() -> None:
     """The Cache-Control override example is a valid route whose headers policy takes it."""
-    route = Route.model_validate(yaml.safe_load(blocks("yaml")[2])["routes"][0])
+    (example,) = [b for b in blocks("yaml") if "authenticated_cache_control" in b]
+    route = Route.model_validate(yaml.safe_load(example)["routes"][0])
     assert HeadersConfig.model_validate(route.policies["headers"]).authenticated_cache_control == "private, max-age=60"
 
 
 def test_the_cors_example_is_valid() -> None:
     """The CORS example's policy is valid as written, and allows the origins it says."""
-    policy = CorsConfig.model_validate(yaml.safe_load(blocks("yaml")[3])["policies"]["cors"])
+    (example,) = [b for b in blocks("yaml") if "cors:" in b]
+    policy = CorsConfig.model_validate(yaml.safe_load(example)["policies"]["cors"])
     origins = Origins(policy.allow_origins)
     assert origins.allows("https://shop.example.com") and not origins.allows("https://example.org")
     assert policy.allow_credentials and policy.max_age == 600
