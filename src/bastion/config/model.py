@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from bastion.config.audit import AuditSettings
 from bastion.config.detectors import DetectorsSettings
+from bastion.headernames import checked_fields
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 #: Methods a route without ``methods`` accepts. TRACE must be declared explicitly.
@@ -304,15 +305,10 @@ class UpstreamCredentials(Strict):
     @field_validator("headers")
     @classmethod
     def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for name, val in value.items():
-            if not name or not all(c.isalnum() or c in "!#$%&'*+-.^_`|~" for c in name):
-                raise ValueError(f"{name!r} is not a valid header name")
-            if name.lower() in ("host", "content-length", "transfer-encoding", "connection", "x-request-id"):
+        out = checked_fields(value)
+        for name in out:
+            if name in ("host", "content-length", "transfer-encoding", "connection", "x-request-id"):
                 raise ValueError(f"{name!r} is the gateway's to set, not a credential")
-            if any(c in val for c in "\r\n\x00"):
-                raise ValueError(f"the value of {name!r} contains CR, LF or NUL")
-            out[name.lower()] = val
         return out
 
     @model_validator(mode="after")

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bastion.headernames import is_token
 from bastion.pipeline.stage import StageConfig
 from bastion.stages.auth.jwt.config import IntrospectionSettings, JwtSettings
 
@@ -162,7 +163,7 @@ class AuthConfig(StageConfig):
 
 def _cookie_name(name: str) -> bool:
     """Whether ``name`` is an RFC 6265 cookie name (an HTTP token)."""
-    return bool(name) and all(c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in name)
+    return is_token(name)
 
 
 def route_check(config: AuthConfig, public: bool) -> tuple[str, str] | None:

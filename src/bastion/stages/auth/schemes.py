@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bastion.headernames import is_token
 from bastion.pipeline.stage import RouteInfo
 from bastion.stages.auth.config import AuthConfig
 from bastion.stages.auth.credentials import ANY_BEARER, KEY_BEARER, NO_BEARER, SchemeSource
 from bastion.stages.auth.dispatch import Verifiers
 
-#: Characters of an HTTP token (RFC 9110 5.6.2): what may appear unquoted, or be quoted safely.
-_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _HTTP_SCHEMES = {"bearer": "Bearer", "basic": "Basic", "digest": "Digest", "negotiate": "Negotiate"}
 
 #: One way to authenticate: all these schemes together (an OpenAPI security requirement).
@@ -27,10 +26,6 @@ ScopedRequirement = tuple[tuple[str, tuple[str, ...]], ...]
 IMPLICIT_BEARER = "bearer"
 #: The alternative ``phantom_cookie`` adds where no declared scheme reads that cookie.
 PHANTOM_COOKIE_SCHEME = "phantom cookie"
-
-
-def _token(text: str) -> bool:
-    return bool(text) and all(c in _TOKEN_CHARS for c in text)
 
 
 def security_of(route: RouteInfo) -> tuple[ScopedRequirement, ...]:
@@ -101,13 +96,13 @@ def challenge(scheme: Any, realm: str) -> str | None:
         return f"Bearer {quoted_realm}"  # RFC 6750: OAuth 2 access tokens are bearer tokens
     if kind == "http":
         name = str(scheme.get("scheme", ""))
-        http = _HTTP_SCHEMES.get(name.lower(), name if _token(name) else "")
+        http = _HTTP_SCHEMES.get(name.lower(), name if is_token(name) else "")
         return f"{http} {quoted_realm}" if http else None
     if kind == "apiKey":
         # No registered HTTP scheme for API keys; say where the key goes, as auth-params.
         where, pname = str(scheme.get("in", "")), str(scheme.get("name", ""))
         params = [quoted_realm]
-        if where in ("header", "query", "cookie") and _token(pname):
+        if where in ("header", "query", "cookie") and is_token(pname):
             params += [f'in="{where}"', f'name="{pname}"']
         return "ApiKey " + ", ".join(params)
     return None  # mutualTLS: the certificate is asked for by TLS, not by a challenge

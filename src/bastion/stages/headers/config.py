@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
+from bastion.headernames import checked_fields, is_token
 from bastion.pipeline.stage import StageConfig
 
 DEFAULT_SET: dict[str, str] = {
@@ -27,10 +28,6 @@ DEFAULT_REMOVE: list[str] = [
     "x-backend-server",
     "x-sourcefiles",
 ]
-
-
-def _valid_token(name: str) -> bool:
-    return bool(name) and all(c.isalnum() or c in "!#$%&'*+-.^_`|~" for c in name)
 
 
 class HeadersConfig(StageConfig):
@@ -63,20 +60,13 @@ class HeadersConfig(StageConfig):
     @field_validator("set", "add_if_missing")
     @classmethod
     def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for name, val in value.items():
-            if not _valid_token(name):
-                raise ValueError(f"{name!r} is not a valid header name")
-            if any(c in val for c in "\r\n\x00"):
-                raise ValueError(f"the value of {name!r} contains CR, LF or NUL")
-            out[name.lower()] = val
-        return out
+        return checked_fields(value)
 
     @field_validator("remove")
     @classmethod
     def _lower(cls, value: list[str]) -> list[str]:
         for name in value:
-            if not _valid_token(name.removesuffix("*")):
+            if not is_token(name.removesuffix("*")):
                 raise ValueError(f"{name!r} is not a header name (or a prefix ending in '*')")
         return [v.lower() for v in value]
 

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bastion.headernames import checked_fields
 from bastion.pipeline.stage import StageConfig
 
 #: Property names that never leave, whatever a schema says (matched case-insensitively).
@@ -19,10 +20,6 @@ DEFAULT_NEVER_RETURN: list[str] = [
     "private_key",
     "totp_secret",
 ]
-
-
-def _valid_header_name(name: str) -> bool:
-    return bool(name) and all(c.isalnum() or c in "!#$%&'*+-.^_`|~" for c in name)
 
 
 class UniformFailures(BaseModel):
@@ -63,14 +60,7 @@ class UniformFailures(BaseModel):
     @field_validator("headers")
     @classmethod
     def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for name, val in value.items():
-            if not _valid_header_name(name):
-                raise ValueError(f"{name!r} is not a valid header name")
-            if any(c in val for c in "\r\n\x00"):
-                raise ValueError(f"the value of {name!r} contains CR, LF or NUL")
-            out[name.lower()] = val
-        return out
+        return checked_fields(value)
 
     @field_validator("match_body")
     @classmethod
