@@ -63,3 +63,21 @@ def redis_server() -> Iterator[RedisProcess]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisProcess) -> str:
+    """The session's redis-server (the nearest ``redis_server``), emptied for this test."""
+    redis_server.flush()
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisProcess]:
+    """A redis-server of this test alone (it may kill and restart it)."""
+    require_redis()
+    server = RedisProcess().start()
+    try:
+        yield server
+    finally:
+        server.stop()
