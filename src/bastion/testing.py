@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -356,10 +357,20 @@ class GatewayError(RuntimeError):
 
 
 def _admin_call(host: str, port: int, method: str, path: str,
-                timeout: float = 2.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+                timeout: float = 2.0, headers: Mapping[str, str] | None = None,
+                body: bytes | None = None, tls: bool = False) -> tuple[int, bytes]:
+    conn: http.client.HTTPConnection
+    if tls:
+        # A test gateway's own self-signed certificate, on loopback: not verified here
+        # (the admin TLS test verifies it).
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request(method, path)
+        conn.request(method, path, body=body, headers=dict(headers or {}))
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:
@@ -404,7 +415,8 @@ class GatewayProcess:
         self.admin_port: int = int(admin["port"])
         scheme = "https" if listen.get("tls") else "http"
         self.url = f"{scheme}://{self.host}:{self.port}"
-        self.admin_url = f"http://{self.admin_host}:{self.admin_port}"
+        self.admin_tls = bool(admin.get("tls"))
+        self.admin_url = f"{'https' if self.admin_tls else 'http'}://{self.admin_host}:{self.admin_port}"
         self.workers = workers
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
@@ -415,6 +427,7 @@ class GatewayProcess:
             folder = tempfile.mkdtemp(prefix="bastion-test-")
         self.folder = Path(folder)
         self.config_path = self.folder / "bastion.yaml"
+        self._admin_tokens: dict[str, str] = {}
         if text is None:
             text = yaml.safe_dump(data, sort_keys=False)
         self.config_path.write_text(text)
@@ -447,7 +460,8 @@ class GatewayProcess:
                 raise GatewayError(f"the gateway exited with {code} before it was ready; stderr:\n"
                                    f"{self.stderr_text()}")
             with contextlib.suppress(OSError, http.client.HTTPException):
-                status, _ = _admin_call(self.admin_host, self.admin_port, "GET", "/ready", 1.0)
+                status, _ = _admin_call(self.admin_host, self.admin_port, "GET", "/ready", 1.0,
+                                           tls=self.admin_tls)
                 if status == 200:
                     return self
             if time.monotonic() > deadline:
@@ -537,19 +551,49 @@ class GatewayProcess:
                 raise GatewayError(f"no matching access log record within {timeout}s")
             time.sleep(0.05)
 
-    def admin(self, method: str, path: str, timeout: float = 5.0) -> tuple[int, Any]:
-        """Call the admin API; return the status and the decoded JSON body."""
-        status, body = _admin_call(self.admin_host, self.admin_port, method, path, timeout)
+    def admin(self, method: str, path: str, timeout: float = 5.0, *, token: str | None = None,
+              json_body: Any = None) -> tuple[int, Any]:
+        """Call the admin API (with ``Authorization: Bearer token`` when given); return the
+        status and the decoded JSON body."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        body = None
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers["Content-Type"] = "application/json"
+        status, raw = _admin_call(self.admin_host, self.admin_port, method, path, timeout, headers, body,
+                                  self.admin_tls)
         try:
-            return status, json.loads(body)
+            return status, json.loads(raw)
         except ValueError:
-            return status, body.decode("latin-1")
+            return status, raw.decode("latin-1")
+
+    def admin_token(self, role: str = "admin") -> str:
+        """An admin API token of ``role`` (its user made on first use, in the gateway's store)."""
+        if role not in self._admin_tokens:
+            from bastion.config import load_config
+            from bastion.control.accounts.roles import Role
+            from bastion.store import admins, open_store
+
+            loaded = load_config(self.config_path)
+            store = open_store(loaded.config.store, loaded.config.consumers)
+            try:
+                with store.write() as session:
+                    user = admins.get(session, f"test-{role}") or admins.create(session, f"test-{role}",
+                                                                               Role.parse(role))[0]
+                    self._admin_tokens[role] = admins.create_token(session, store.pepper, user, "tests")[1]
+            finally:
+                store.close()
+        return self._admin_tokens[role]
 
     def reload(self) -> tuple[int, Any]:
-        """``POST /reload`` on the admin API."""
-        return self.admin("POST", "/reload")
+        """``POST /reload`` on the admin API, with an operator's token."""
+        return self.admin("POST", "/reload", token=self.admin_token("operator"))
 
     def write_config(self, config: Mapping[str, Any] | str) -> None:
         """Replace the config file (call :meth:`reload` afterwards, or let the watcher see it)."""
         text = config if isinstance(config, str) else yaml.safe_dump(dict(config), sort_keys=False)
+        if self.proc is not None and self.proc.poll() is None:
+            # reload() needs a token from the store the current file names; the new file may
+            # be broken on purpose.
+            self.admin_token("operator")
         self.config_path.write_text(text)

@@ -62,6 +62,12 @@ REQUIRED: dict[str, list[str]] = {
     "logs query": [],
     "logs tail": [],
     "alerts": [],
+    "admin create": ["root"],
+    "admin list": [],
+    "admin reset-password": ["root"],
+    "admin token create": ["root"],
+    "admin token list": [],
+    "admin token revoke": ["TOKENID"],
     "secrets new-key": [],
     "secrets encrypt": [],
 }
@@ -292,6 +298,33 @@ def test_store_commands_with_their_defaults(tmp_path: Path) -> None:
     assert rotated.stdout.splitlines()[-1].startswith("bst_")
     revoked = run("keys", "revoke", key[4:12], cwd=tmp_path)
     assert revoked.returncode == 0 and f"revoked API key {key[4:12]}" in revoked.stdout
+
+
+def test_admin_commands_with_their_defaults(tmp_path: Path) -> None:
+    """`bastion admin` on ./bastion.yaml's store: `create` makes an admin (the default role) whose
+    one-time password is the last line; `token create` prints a `bsa_` token last, listed by id
+    only and revoked by id; `reset-password` prints a new one-time password; a second user of
+    the same name is refused with exit 1 and one line."""
+    write_config(tmp_path)
+    created = run("admin", "create", "root", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    assert "created admin user root (admin)" in created.stdout
+    password = created.stdout.splitlines()[-1]
+    assert len(password) >= 20 and " " not in password
+    again = run("admin", "create", "root", cwd=tmp_path)
+    assert again.returncode == 1 and "already exists" in again.stderr and "Traceback" not in again.stderr
+    listed = run("admin", "list", cwd=tmp_path)
+    assert listed.returncode == 0 and "root" in listed.stdout and password not in listed.stdout
+    token = run("admin", "token", "create", "root", cwd=tmp_path)
+    assert token.returncode == 0, token.stderr
+    secret = token.stdout.splitlines()[-1]
+    assert secret.startswith("bsa_") and len(secret) == 56
+    tokens = run("admin", "token", "list", cwd=tmp_path)
+    assert tokens.returncode == 0 and secret[4:12] in tokens.stdout and secret not in tokens.stdout
+    revoked = run("admin", "token", "revoke", secret[4:12], cwd=tmp_path)
+    assert revoked.returncode == 0 and f"revoked admin token {secret[4:12]}" in revoked.stdout
+    reset = run("admin", "reset-password", "root", cwd=tmp_path)
+    assert reset.returncode == 0 and reset.stdout.splitlines()[-1] not in (password, "")
 
 
 def test_alerts_with_its_defaults(tmp_path: Path) -> None:

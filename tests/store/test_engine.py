@@ -18,13 +18,13 @@ from bastion.store.models import Base
 
 TABLES = {
     "consumers", "api_keys", "oauth_clients", "signing_keys", "ownership", "generation", "audit_records", "alerts",
-    "alembic_version",
+    "admin_users", "admin_tokens", "portal_accounts", "web_sessions", "admin_audit", "alembic_version",
 }
 
 
 def test_one_head() -> None:
     """The shipped migrations have exactly one head (parallel work must chain, not branch)."""
-    assert ScriptDirectory(str(MIGRATIONS)).get_heads() == ["0003"]
+    assert ScriptDirectory(str(MIGRATIONS)).get_heads() == ["0004"]
 
 
 def test_open_creates_every_table_as_the_models_describe(store_settings: StoreSettings) -> None:

@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 
 from bastion import __version__
+from bastion.cli.admin import admin_app
 from bastion.cli.alerts import alerts
 from bastion.cli.consumers import consumers_app
 from bastion.cli.keys import keys_app
@@ -176,6 +177,7 @@ app.add_typer(keys_app)
 app.add_typer(logs_app)  # the audit log, read from the store
 app.command("alerts")(alerts)  # the detectors' alert history, read from the store
 register_oauth(app)  # oauth clients ..., oauth revoke: the built-in OAuth server's
+app.add_typer(admin_app)  # admin create, admin token create ...: the control plane's accounts
 app.add_typer(secrets_app)  # secrets new-key, secrets encrypt: values for bastion.yaml
 
 

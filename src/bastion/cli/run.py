@@ -25,8 +25,13 @@ def run_gateway(config: Path, workers: int, log_level: str) -> int:
     except ConfigError as exc:
         print_config_error(exc)
         return 2
+    from bastion.control.exposure import ExposureRefused
+
     try:
         return uvloop.run(sup.run())
+    except ExposureRefused as exc:
+        err.print("[bold red]error:[/] " + escape(f"cannot start: {exc}"))
+        return 1
     except OSError as exc:
         err.print("[bold red]error:[/] " + escape(f"cannot start: {exc.strerror or exc}"))
         return 1

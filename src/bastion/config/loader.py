@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import ipaddress
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -110,6 +111,7 @@ def load_config(path: Path | str) -> LoadedConfig:
     issues: list[ConfigIssue] = plaintext
     _check_files(config, src, issues)
     _check_store(config, src, issues)
+    _check_admin(config, src, issues)
     _check_audit(config, src, issues)
     routes: list[ResolvedRoute] = []
     declared_head: set[int] = set()  # indexes of routes that list HEAD themselves
@@ -364,6 +366,10 @@ def _resolve_files(config: GatewayConfig, base: Path) -> GatewayConfig:
     log = config.access_log
     if log.path != "-":
         log = log.model_copy(update={"path": str(resolve_path(base, Path(log.path)))})
+    admin = config.admin
+    if admin.tls is not None:
+        admin = admin.model_copy(update={"tls": admin.tls.model_copy(
+            update={"cert": resolve_path(base, admin.tls.cert), "key": resolve_path(base, admin.tls.key)})})
     store = _resolve_store(config.store, base)
     audit = config.audit
     audit = audit.model_copy(
@@ -373,7 +379,8 @@ def _resolve_files(config: GatewayConfig, base: Path) -> GatewayConfig:
         }
     )
     return config.model_copy(
-        update={"listen": listen, "services": services, "access_log": log, "store": store, "audit": audit}
+        update={"listen": listen, "services": services, "access_log": log, "store": store, "audit": audit,
+                "admin": admin}
     )
 
 
@@ -410,6 +417,25 @@ def _check_audit(config: GatewayConfig, src: Source, issues: list[ConfigIssue]) 
         )
 
 
+def _check_admin(config: GatewayConfig, src: Source, issues: list[ConfigIssue]) -> None:
+    """The admin listener holds the keys to everything: off loopback, only over TLS (that it
+    also has an admin user is checked at start, against the store)."""
+    admin = config.admin
+    if admin.tls is None and not is_loopback_host(admin.host):
+        issues.append(src.issue(("admin", "host"), f"the admin listener on {admin.host!r} is not on loopback: "
+                                "configure admin.tls (cert and key), or keep it on 127.0.0.1"))
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` names only loopback (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_store(config: GatewayConfig, src: Source, issues: list[ConfigIssue]) -> None:
     """Several instances share a PostgreSQL store, so they must share its pepper: one made up
     by each would make every key valid on one instance only."""
@@ -435,6 +461,8 @@ def _check_files(config: GatewayConfig, src: Source, issues: list[ConfigIssue]) 
             (("listen", "tls", "key"), tls.key),
             (("listen", "tls", "client_ca"), tls.client_ca),
         ]
+    if config.admin.tls is not None:
+        wanted += [(("admin", "tls", "cert"), config.admin.tls.cert), (("admin", "tls", "key"), config.admin.tls.key)]
     for i, svc in enumerate(config.services):
         t = svc.upstream.tls
         base: FieldPath = ("services", i, "upstream", "tls")

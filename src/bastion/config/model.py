@@ -200,11 +200,54 @@ class Listen(Strict):
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Client-side timeouts.")
 
 
+class AdminTLS(Strict):
+    """TLS on the admin listener: required on any address but loopback."""
+
+    cert: Path = Field(description="PEM certificate chain of the admin listener.")
+    key: Path = Field(description="PEM private key of `cert`.")
+
+
+class AdminSessions(Strict):
+    """Browser sessions of the dashboard and the developer portal."""
+
+    ttl: int = Field(28800, ge=300, le=7 * 86400, description="Seconds a session lasts at most after sign-in.")
+    idle: int = Field(1800, ge=60, le=86400, description="Seconds without a request after which a session ends.")
+
+
+class AdminLogin(Strict):
+    """Password logins (dashboard and portal): lockout after repeated failures."""
+
+    max_failures: int = Field(5, ge=1, le=100, description="Failed passwords or codes in a row that lock an account.")
+    lockout: int = Field(900, ge=10, le=86400, description="Seconds an account stays locked.")
+
+
+class Portal(Strict):
+    """The self-service developer portal, served by the admin listener under `/portal`."""
+
+    enabled: bool = Field(False, description="Serve the portal (consumers sign in with an invitation link).")
+    registration: bool = Field(False, description="Let anyone register a new consumer from the portal's sign-up page.")
+    plan: str | None = Field(None, description="Plan given to consumers who register themselves.")
+
+
 class Admin(Strict):
-    """The admin listener (health, readiness, reload, metrics)."""
+    """The admin listener: the admin API, the dashboard, the developer portal, health and metrics.
+
+    Everything but `/health`, `/ready`, `/version` (and `/metrics` while `public_metrics`
+    holds) needs an admin token or a dashboard session. There are no default credentials:
+    `bastion admin create` makes the first admin user."""
 
     host: str = Field("127.0.0.1", description="Keep it on loopback or a private interface.")
     port: int = Field(9090, ge=0, le=65535, description="TCP port of the admin API.")
+    tls: AdminTLS | None = Field(
+        None, description="Serve the admin listener over HTTPS; required when `host` is not a loopback address."
+    )
+    dashboard: bool = Field(True, description="Serve the web dashboard under `/ui`.")
+    portal: Portal = Field(default_factory=Portal, description="The developer portal.")
+    sessions: AdminSessions = Field(default_factory=AdminSessions, description="Dashboard and portal sessions.")
+    login: AdminLogin = Field(default_factory=AdminLogin, description="Password login lockout.")
+    public_metrics: bool = Field(
+        True, description="Serve `/metrics` without a token (for Prometheus); false: a viewer token is needed."
+    )
 
 
 class UpstreamTLS(Strict):

@@ -1,31 +1,33 @@
-"""The admin API (Starlette): health, readiness, reload, version and Prometheus metrics."""
+"""The admin listener (Starlette): health, readiness, version and metrics, then the parts of
+the control plane, each behind :func:`bastion.control.auth.requires` with the least role it
+needs: the admin API, the dashboard, the developer portal."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion import __version__
+from bastion.control.accounts.roles import Role
+from bastion.control.auth import authenticate, requires
+from bastion.control.context import AdminContext, Supervised
 from bastion.control.metrics import SnapshotCollector
+from bastion.control.problem import problem
+
+#: The parts of the control plane, each a function of the context giving its routes.
+Part = Callable[[AdminContext], list[BaseRoute]]
+PARTS: list[Part] = []
 
 
-class Supervised(Protocol):
-    """What the admin API needs from the supervisor."""
-
-    def workers_alive(self) -> tuple[int, int]: ...
-    def ready(self) -> bool: ...
-    def reload(self) -> list[str]: ...
-
-
-def create_admin_app(sup: Supervised, collector: SnapshotCollector) -> Starlette:
-    """The admin application for one supervisor."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
+def _core_routes(ctx: AdminContext, registry: CollectorRegistry) -> list[BaseRoute]:
+    sup = ctx.sup
 
     async def health(_: Request) -> Response:
         alive, wanted = sup.workers_alive()
@@ -38,34 +40,78 @@ def create_admin_app(sup: Supervised, collector: SnapshotCollector) -> Starlette
         ok = sup.ready()
         return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
+    @requires(Role.OPERATOR)
     async def reload(_: Request) -> Response:
         errors = sup.reload()
         if errors:
-            return JSONResponse(
-                {
-                    "type": "about:blank",
-                    "title": "Configuration rejected",
-                    "status": 422,
-                    "detail": "The new configuration is invalid; the previous one keeps serving.",
-                    "errors": errors,
-                },
-                status_code=422,
-                media_type="application/problem+json",
-            )
+            return problem(422, "The new configuration is invalid; the previous one keeps serving.",
+                           title="Configuration rejected", errors=errors)
         return JSONResponse({"reloaded": True})
 
     async def version(_: Request) -> Response:
         return JSONResponse({"name": "bastion", "version": __version__})
 
-    async def metrics(_: Request) -> Response:
+    async def metrics(request: Request) -> Response:
+        if not ctx.settings.public_metrics:
+            principal = await authenticate(ctx, request)
+            if principal is None:
+                return problem(401, "Metrics need an admin token (admin.public_metrics is false).",
+                               headers={"WWW-Authenticate": 'Bearer realm="bastion-admin"'})
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    return Starlette(
-        routes=[
-            Route("/health", health, methods=["GET"]),
-            Route("/ready", ready, methods=["GET"]),
-            Route("/reload", reload, methods=["POST"]),
-            Route("/version", version, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
-        ]
-    )
+    return [
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/reload", reload, methods=["POST"]),
+        Route("/version", version, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+
+
+class _Hardening:
+    """Headers every control-plane response carries: nothing is cached, sniffed or framed,
+    and no referrer leaks a path (the pages set their own Content-Security-Policy)."""
+
+    HEADERS = ((b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+               (b"referrer-policy", b"no-referrer"), (b"cache-control", b"no-store"))
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_hardened(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [
+                    (name, value) for name, value in self.HEADERS if name not in present]
+            await send(message)
+
+        await self.app(scope, receive, send_hardened)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return problem(exc.status_code, exc.detail or "", headers=dict(exc.headers) if exc.headers else None)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    # Never a stack trace to the client; the supervisor's log has it (Starlette logs it).
+    return problem(500, "The admin server failed on this request; see its log.", title="Internal error")
+
+
+def create_admin_app(sup: Supervised, collector: SnapshotCollector) -> Starlette:
+    """The admin application for one supervisor."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    ctx = AdminContext(sup, collector)
+    routes = _core_routes(ctx, registry)
+    for part in PARTS:
+        routes += part(ctx)
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error})
+    app.state.ctx = ctx
+    app.add_middleware(_Hardening)
+    return app

@@ -113,6 +113,9 @@ class Supervisor:
     async def run(self) -> int:
         listen = self.loaded.config.listen
         admin = self.loaded.config.admin
+        from bastion.control.exposure import check_exposure
+
+        check_exposure(self.loaded)
         # Bind once here, so "address in use" is one clear error instead of N worker crashes.
         try:
             self._reserve = _reserve_port(listen.host, listen.port)
@@ -132,14 +135,16 @@ class Supervisor:
         from bastion.control.admin import create_admin_app
 
         app = create_admin_app(self, self.collector)
+        tls = admin.tls
         server = _AdminServer(
-            uvicorn.Config(app, host=admin.host, port=admin.port, log_level="warning", access_log=False, lifespan="off")
+            uvicorn.Config(app, host=admin.host, port=admin.port, log_level="warning", access_log=False, lifespan="off",
+                           ssl_certfile=str(tls.cert) if tls else None, ssl_keyfile=str(tls.key) if tls else None)
         )
         admin_task = loop.create_task(server.serve(sockets=[admin_sock]))
         watch_task = loop.create_task(self._watch())
         print(
             f"bastion: gateway on {'https' if listen.tls else 'http'}://{listen.host}:{listen.port} "
-            f"({self.nworkers} workers), admin on http://{admin.host}:{admin.port}",
+            f"({self.nworkers} workers), admin on {'https' if admin.tls else 'http'}://{admin.host}:{admin.port}",
             file=sys.stderr,
             flush=True,
         )
@@ -151,6 +156,7 @@ class Supervisor:
         with contextlib.suppress(asyncio.CancelledError):
             await watch_task
         await admin_task
+        app.state.ctx.close()
         if self._reserve is not None:
             self._reserve.close()
         shutil.rmtree(self.metrics_dir, ignore_errors=True)

@@ -6,7 +6,7 @@ share it; SQLAlchemy 2 with the Alembic migrations shipped in ``migrations/``, a
 in a thread and poll its generation counter.
 """
 
-from bastion.store import consumers, keys
+from bastion.store import adminaudit, admins, consumers, keys, websessions
 from bastion.store.engine import Store, open_store
 from bastion.store.errors import (
     ConsumerExists,
@@ -25,7 +25,10 @@ __all__ = [
     "StoreUnavailable",
     "UnknownConsumer",
     "UnknownKey",
+    "adminaudit",
+    "admins",
     "consumers",
     "keys",
     "open_store",
+    "websessions",
 ]

@@ -215,3 +215,106 @@ class AlertRecord(Base):
     #: Who: ``{"ip": ...}``, ``{"credential": ...}`` or ``{"consumer": ..., "route": ...}``.
     subject: Mapped[dict[str, Any]] = mapped_column()
     instance: Mapped[str] = mapped_column(String(128))
+    #: ``open``, ``acknowledged`` (someone is on it) or ``resolved``, set from the dashboard,
+    #: the admin API or the CLI, with who did it and when.
+    status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    handled_by: Mapped[str | None] = mapped_column(String(128))
+    handled_at: Mapped[datetime | None] = mapped_column()
+
+
+class _LoginMixin:
+    """What admin users and portal accounts share: a password hash (argon2id), an optional
+    TOTP second factor (its secret encrypted, see :mod:`bastion.control.accounts.totp`), and a
+    lockout after repeated failures."""
+
+    password_hash: Mapped[str] = mapped_column(String(255))
+    #: Set for a one-time password: the next login must choose a new one.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=True)
+    totp_secret: Mapped[str | None] = mapped_column(Text)
+    #: The last TOTP time step accepted: a code is never accepted twice.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column()
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column()
+
+
+class AdminUser(_LoginMixin, Base):
+    """A person or machine that administers Bastion, with one role: ``admin``, ``operator``
+    or ``viewer`` (see :mod:`bastion.control.accounts.roles`)."""
+
+    __tablename__ = "admin_users"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+
+
+class AdminToken(Base):
+    """An admin API token (``bsa_…``), for scripts and the CLI: only its keyed hash is kept.
+    Its role is at most its user's."""
+
+    __tablename__ = "admin_tokens"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(36), ForeignKey("admin_users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    last_used_at: Mapped[datetime | None] = mapped_column()
+
+
+class PortalAccount(_LoginMixin, Base):
+    """A developer-portal login of one consumer: signs in to manage that consumer's own keys."""
+
+    __tablename__ = "portal_accounts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    consumer_id: Mapped[str] = mapped_column(String(36), ForeignKey("consumers.id", ondelete="CASCADE"), index=True)
+    login: Mapped[str] = mapped_column(String(255), unique=True)
+    #: HMAC of a pending invitation's token (the link is shown once), and when it lapses.
+    invite_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
+    invite_expires_at: Mapped[datetime | None] = mapped_column()
+
+
+class WebSession(Base):
+    """A signed-in browser (dashboard or portal). ``id`` is the keyed hash of the cookie's
+    value, so a copy of the table cannot be replayed as cookies."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    #: ``admin`` (dashboard) or ``portal``.
+    kind: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[str] = mapped_column(String(36), index=True)
+    #: The session's CSRF token, sent back by every form and unsafe request.
+    csrf: Mapped[str] = mapped_column(String(64))
+    #: Whether the second factor was given (a session without it can only finish the login).
+    mfa: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    source: Mapped[str] = mapped_column(String(64))
+
+
+class AdminAuditEntry(Base):
+    """One write action on the control plane: who, what, before and after, from where."""
+
+    __tablename__ = "admin_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ts: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    #: The admin user's name (or ``portal:<login>``, or ``cli`` for a command on the store).
+    actor: Mapped[str] = mapped_column(String(128))
+    #: ``token``, ``session`` or ``cli``.
+    via: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(255))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: The client address, or ``cli``.
+    source: Mapped[str] = mapped_column(String(64))
