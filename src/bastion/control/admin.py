@@ -15,15 +15,17 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion import __version__
+from bastion.control import api
 from bastion.control.accounts.roles import Role
 from bastion.control.auth import authenticate, requires
 from bastion.control.context import AdminContext, Supervised
 from bastion.control.metrics import SnapshotCollector
 from bastion.control.problem import problem
 
-#: The parts of the control plane, each a function of the context giving its routes.
+#: The parts of the control plane, each a function of the context giving its routes: the
+#: admin API (then the dashboard and the developer portal).
 Part = Callable[[AdminContext], list[BaseRoute]]
-PARTS: list[Part] = []
+PARTS: list[Part] = [api.routes]
 
 
 def _core_routes(ctx: AdminContext, registry: CollectorRegistry) -> list[BaseRoute]:
