@@ -60,6 +60,8 @@ class Detectors:
         self.use(services)
         self._stopping = asyncio.Event()
         self._logged_at = 0.0
+        #: The blocks this worker placed: state key -> when it expires (monotonic seconds).
+        self._blocks: dict[str, float] = {}
         scanner = settings.scanner
         self._probe_paths = scanner.probe_paths
         self._agents = scanner.user_agents
@@ -108,10 +110,20 @@ class Detectors:
             try:
                 await self.evaluate(record)
             except Exception as exc:  # the state backend unreachable: the record is not counted
+                self._metrics.inc("bastion_detector_errors", ())
                 now = time.monotonic()
                 if now - self._logged_at >= ERROR_LOG_INTERVAL:
                     self._logged_at = now
                     log.error("the detectors could not count a record (%s: %s)", type(exc).__name__, exc)
+        self._count_blocks(time.monotonic())
+
+    def _count_blocks(self, now: float) -> None:
+        """Forget the blocks that expired; the gauge of active blocks is how many are left."""
+        blocks = self._blocks
+        expired = [key for key, until in blocks.items() if until <= now]
+        for key in expired:
+            del blocks[key]
+        self._metrics.gauge_set("bastion_blocks_active", float(len(blocks)))
 
     # -- the detectors ------------------------------------------------------------------------
     async def evaluate(self, record: ExchangeRecord) -> None:
@@ -208,7 +220,10 @@ class Detectors:
             # The subject's one entry names what it is: {"ip": ...}, {"credential": ...}, or
             # {"consumer": ..., "route": ...} (the consumer is blocked, on every route).
             kind, value = next(iter(subject.items()))
-            await state.set(block_key(kind, value), detector, block_ttl)
+            key = block_key(kind, value)
+            await state.set(key, detector, block_ttl)
+            self._metrics.inc("bastion_detector_blocks", (detector, kind))
+            self._blocks[key] = time.monotonic() + block_ttl
         first = await state.get(PREFIX + "t0:" + key)
         first_seen = float(first) if first is not None else ts
         alert = Alert(

@@ -96,7 +96,31 @@ DEFINITIONS: tuple[MetricDef, ...] = (
         (),
         "counter",
     ),
-    MetricDef("bastion_alerts", "Alerts raised by the threat detectors, by detector.", ("detector",), "counter"),
+    MetricDef(
+        "bastion_alerts",
+        "Alerts raised by the threat detectors, by detector and severity.",
+        ("detector", "severity"),
+        "counter",
+    ),
+    MetricDef(
+        "bastion_detector_blocks",
+        "Blocks a detector with action: block put on the block list, by detector and what it blocked "
+        "(ip, credential or consumer).",
+        ("detector", "kind"),
+        "counter",
+    ),
+    MetricDef(
+        "bastion_blocks_active",
+        "Blocks this instance's detectors put on the block list that have not expired yet.",
+        (),
+        "gauge",
+    ),
+    MetricDef(
+        "bastion_detector_errors",
+        "Exchange records the detectors could not count (the state backend failed; logged at most once a minute).",
+        (),
+        "counter",
+    ),
     MetricDef(
         "bastion_alert_delivery_errors",
         "Alerts a webhook did not take after every retry, by detector.",
