@@ -129,6 +129,12 @@ DEFINITIONS: tuple[MetricDef, ...] = (
     ),
     MetricDef("bastion_audit_queue_depth", "Audit records waiting to be written, at the last batch.", (), "gauge"),
     MetricDef(
+        "bastion_audit_syslog_errors",
+        "Audit records the syslog receiver did not take (down, slow, or a record too large for a datagram).",
+        (),
+        "counter",
+    ),
+    MetricDef(
         "bastion_audit_store_errors",
         "Audit batches the store did not take (kept in the spool and written again).",
         (),
