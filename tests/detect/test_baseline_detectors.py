@@ -41,21 +41,27 @@ def record(ts: float, status: int = 200, *, client: str = "10.0.0.1", consumer: 
     )
 
 
-def run(settings: dict[str, Any], records: list[ExchangeRecord]) -> None:
-    """Feed ``records``, in order, to one sink over a memory backend, then close it. Only the
-    detectors named in ``settings`` run."""
+def run(settings: dict[str, Any], records: list[ExchangeRecord], workers: int = 1) -> None:
+    """Feed ``records``, in order, to sinks over one memory backend (record ``i`` to worker
+    ``i % workers``), then close them. Only the detectors named in ``settings`` run."""
     names = ("brute_force", "scanner", "token_sharing", "injection", "enumeration", "account_brute_force",
              "traffic_spike", "error_spike")
     off = {name: {"enabled": False} for name in names if name not in settings}
 
     async def go() -> None:
-        services = Services(MemoryBackend(), WorkerIdentity("test", 0, 1, os.getpid()))
-        sink = Detectors(DetectorsSettings.model_validate({"enabled": True, **off, **settings}), services)
-        for r in records:
+        state = MemoryBackend()
+        sinks = []
+        for index in range(workers):
+            services = Services(state, WorkerIdentity("test", index, workers, os.getpid()))
+            settings_ = DetectorsSettings.model_validate({"enabled": True, **off, **settings})
+            sinks.append((Detectors(settings_, services), services))
+        for n, r in enumerate(records):
+            sink = sinks[n % workers][0]
             sink(r)
             await sink.drain()
-        await sink.close()
-        await services.close()
+        for sink, services in sinks:
+            await sink.close()
+            await services.close()
 
     asyncio.run(go())
 
@@ -97,6 +103,16 @@ def test_a_consumer_far_above_its_own_baseline_raises_a_traffic_spike(hook: Webh
         "traffic_spike", {"consumer": "c-7", "route": "api:/orders"}, 30
     )
     assert doc["summary"] == "consumer c-7 called route api:/orders 30 times within 10 s (usually 10.0)"
+
+
+def test_three_workers_share_one_baseline(hook: WebhookServer) -> None:
+    """The same traffic spread over three workers sharing a state backend raises the same one
+    alert at the same count: each interval is folded once, by whichever worker saw its
+    successor's first request, and the others read it."""
+    traffic = steady("c-7", 10, 5) + steady("c-7", 50, 1, start=5)
+    run({**SPIKE, "webhooks": [{"url": hook.url}]}, traffic, workers=3)
+    alerts = hook.wait(1)
+    assert [(a.json()["detector"], a.json()["count"]) for a in alerts] == [("traffic_spike", 30)]
 
 
 def test_a_busy_consumer_at_its_usual_rate_is_no_spike(hook: WebhookServer) -> None:

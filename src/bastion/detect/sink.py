@@ -40,6 +40,8 @@ ERROR_LOG_INTERVAL = 60.0
 PREFIX = "det:"
 #: A baseline not updated for this many intervals is forgotten (its key expires).
 BASELINE_INTERVALS = 100
+#: Most baselines a worker keeps in memory; past it the cache starts again.
+BASELINE_CACHE = 100_000
 
 
 def _login_failure(record: ExchangeRecord) -> str | None:
@@ -80,6 +82,8 @@ class Detectors:
         self._logged_at = 0.0
         #: The blocks this worker placed: state key -> when it expires (monotonic seconds).
         self._blocks: dict[str, float] = {}
+        #: The baselines read this interval (a state read per interval, not per record).
+        self._baselines: dict[str, Baseline] = {}
         scanner = settings.scanner
         self._probe_paths = scanner.probe_paths
         self._agents = scanner.user_agents
@@ -336,6 +340,9 @@ class Detectors:
                         previous: Callable[[], Awaitable[float | None]], *, gaps: bool) -> Baseline:
         """The baseline under ``key`` as of ``bucket``; the first event of an interval (``first``)
         folds the previous interval's number (``previous``, ``None``: nothing to fold) into it."""
+        cached = self._baselines.get(key)
+        if cached is not None and cached.last == bucket - 1 and not first:
+            return cached
         state = self._state
         baseline = Baseline.decode(await state.get(PREFIX + key))
         if first:
@@ -343,6 +350,12 @@ class Detectors:
             if sample is not None:
                 baseline = baseline.fold(bucket - 1, sample, alpha, gaps=gaps)
                 await state.set(PREFIX + key, baseline.encode(), ttl)
+        # Kept for the rest of the interval once it includes the previous one (the worker that
+        # folds it may not have written it yet: a baseline older than that is read again).
+        if baseline.last == bucket - 1:
+            if len(self._baselines) >= BASELINE_CACHE:
+                self._baselines.clear()
+            self._baselines[key] = baseline
         return baseline
 
     async def _traffic(self, record: ExchangeRecord, consumer: str, route: str) -> None:
