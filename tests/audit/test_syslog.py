@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from bastion.audit import AuditSink
+from bastion.audit.syslog import SyslogOutput
 from bastion.config.audit import AuditSettings, SyslogSettings
 from bastion.proxy.metrics import Metrics
 from bastion.services import WorkerIdentity
@@ -133,6 +134,24 @@ def test_a_receiver_that_is_down_is_counted_not_waited_for() -> None:
     metrics = Metrics()
     _write(f"tcp://127.0.0.1:{free_port()}", [_record(n) for n in range(5)], metrics)
     assert metrics.counters["bastion_audit_syslog_errors"] == {(): 5.0}
+
+
+def test_after_a_failure_the_receiver_is_left_alone_for_a_while() -> None:
+    """A send to a TCP receiver that is down fails; one that comes up on that port right
+    after is not connected to by the next send, which fails at once (the back-off), so a
+    receiver that is down costs the writer one timeout per back-off, not one per batch."""
+    port = free_port()
+    output = SyslogOutput(SyslogSettings(address=f"tcp://127.0.0.1:{port}", hostname="gw-1"))
+    row = {"time": "2025-12-07T09:33:21.123Z", "decision": "allowed", "request_id": "r-1"}
+    with pytest.raises(ConnectionRefusedError):
+        output.send([row])
+    with socket.create_server(("127.0.0.1", port)) as receiver:
+        receiver.setblocking(False)
+        with pytest.raises(ConnectionError, match="tried again in"):
+            output.send([row])
+        with pytest.raises(BlockingIOError):  # nothing connected
+            receiver.accept()
+    output.close()
 
 
 def test_a_bad_address_is_named(tmp_path: Path) -> None:

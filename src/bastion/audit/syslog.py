@@ -3,8 +3,9 @@ record) or TCP (RFC 6587 octet counting: ``<length> <message>``).
 
 Written by the audit writer thread only, with a socket timeout: a receiver that is slow or
 down costs the writer at most that long per batch, and the batch's records are then not
-sent to syslog (counted and logged; the store and the JSON lines still have them). A TCP
-connection that failed is opened again at the next batch.
+sent to syslog (counted and logged; the store and the JSON lines still have them). After a
+failure the receiver is tried again ``RETRY_SECONDS`` later; the batches meanwhile are not
+sent (and counted).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +23,9 @@ from bastion.config.audit import FACILITIES, SyslogSettings
 
 #: Seconds a connect or a send may take before the batch is given up.
 TIMEOUT = 1.0
+#: After a failure, seconds before the receiver is tried again: a receiver that is down
+#: costs the writer one timeout per this many seconds, not one per batch.
+RETRY_SECONDS = 5.0
 #: The RFC 5424 severity of a record, by its decision: a block is a warning, a flag a notice.
 SEVERITIES = {"blocked": 4, "monitored": 5, "allowed": 6}
 #: MSG is UTF-8, so it starts with a byte order mark (RFC 5424, section 6.4).
@@ -49,6 +54,8 @@ class SyslogOutput:
             "-",  # no STRUCTURED-DATA: the message is the record
         )).encode()
         self._sock: socket.socket | None = None
+        #: When the receiver may be tried again after a failure (monotonic seconds).
+        self._retry_at = 0.0
 
     def message(self, row: dict[str, Any]) -> bytes:
         """The RFC 5424 message of one audit row: its JSON line as the MSG."""
@@ -57,8 +64,8 @@ class SyslogOutput:
 
     def send(self, rows: Sequence[dict[str, Any]]) -> int:
         """Send every row; how many were too large for a datagram (over UDP). ``OSError`` when
-        the receiver could not take them (the connection is closed then, and opened again at
-        the next call)."""
+        the receiver could not take them, or failed less than ``RETRY_SECONDS`` ago (the
+        connection is closed then, and opened again at the first call after that)."""
         too_large = 0
         try:
             sock = self._connected()
@@ -78,12 +85,16 @@ class SyslogOutput:
                 sock.sendall(b"".join(frames))
         except OSError:
             self.close()
+            self._retry_at = time.monotonic() + RETRY_SECONDS
             raise
         return too_large
 
     def _connected(self) -> socket.socket:
         sock = self._sock
         if sock is None:
+            wait = self._retry_at - time.monotonic()
+            if wait > 0:
+                raise ConnectionError(f"the receiver failed; tried again in {wait:.1f} s")
             kind = socket.SOCK_DGRAM if self.transport == "udp" else socket.SOCK_STREAM
             family, _, _, _, address = socket.getaddrinfo(self.host, self.port, type=kind)[0]
             sock = socket.socket(family, kind)
