@@ -68,6 +68,7 @@ REQUIRED: dict[str, list[str]] = {
     "admin token create": ["root"],
     "admin token list": [],
     "admin token revoke": ["TOKENID"],
+    "discover": [],
     "secrets new-key": [],
     "secrets encrypt": [],
 }
@@ -334,6 +335,22 @@ def test_alerts_with_its_defaults(tmp_path: Path) -> None:
     result = run("alerts", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "0 alert(s)"
+
+
+def test_discover_with_its_defaults(tmp_path: Path) -> None:
+    """`bastion discover` with no option reads ./bastion.yaml's audit log in its store: no
+    traffic yet, so no undeclared endpoint, and every declared route of the demo API is
+    listed as not called; without the audit log it refuses, saying what to turn on."""
+    write_config(tmp_path)
+    refused = run("discover", cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "audit: {enabled: true}" in refused.stderr
+    with (tmp_path / "bastion.yaml").open("a") as f:
+        f.write("audit: {enabled: true}\n")
+    result = run("discover", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "0 undeclared endpoint(s)" in result.stdout
+    assert "listBooks" in result.stdout and "route(s) not called" in result.stdout.splitlines()[-1]
 
 
 def test_secrets_new_key_then_encrypt(tmp_path: Path) -> None:

@@ -177,3 +177,21 @@ def test_bastion_alerts_lists_the_history(gw: GatewayProcess, hook: WebhookServe
     kept = listed[sent.json()["id"]]
     assert (kept["detector"], kept["subject"], kept["count"], kept["action"]) == ("scanner", {"ip": ip}, 3, "alert")
     assert kept["first_seen"] == sent.json()["first_seen"] and kept["last_seen"] == sent.json()["last_seen"]
+
+
+def test_alerts_are_counted_in_the_metrics_by_detector_and_severity(gw: GatewayProcess, hook: WebhookServer) -> None:
+    """Once a scanner alert went out, the admin API's /metrics counts it under its detector
+    and severity (summed from the worker's snapshot)."""
+    ip = "203.0.113.30"
+    for target in ("/.env", "/.env", "/.env"):
+        send(gw, ip, target)
+    assert alerts_for(hook, ip)
+    deadline = time.monotonic() + 5
+    while True:
+        text = str(gw.admin("GET", "/metrics")[1])
+        counted = [line for line in text.splitlines() if line.startswith(
+            'bastion_alerts_total{detector="scanner",severity="medium"}')]
+        if counted or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert counted and float(counted[0].rsplit(" ", 1)[1]) >= 1

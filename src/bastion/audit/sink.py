@@ -25,6 +25,7 @@ import orjson
 from bastion.audit.entry import audit_row, iso_time
 from bastion.audit.output import JsonLinesOutput
 from bastion.audit.spool import Spool, parse
+from bastion.audit.syslog import SyslogOutput
 from bastion.config.audit import AuditSettings
 from bastion.config.model import StoreSettings
 from bastion.proxy.metrics import METRICS, Metrics
@@ -67,6 +68,7 @@ class AuditSink:
         #: Set once the writer wrote its last batch: the store thread makes its last pass.
         self._written = threading.Event()
         self._output: JsonLinesOutput | None = None
+        self._syslog: SyslogOutput | None = None
         self._spool: Spool | None = None
         self._engine: Any = None
         self._store: Any = None
@@ -99,6 +101,8 @@ class AuditSink:
         settings = self.settings
         if settings.output is not None:
             self._output = JsonLinesOutput(settings.output, settings.rotate_bytes, settings.keep_files)
+        if settings.syslog is not None:
+            self._syslog = SyslogOutput(settings.syslog)
         if self._store_settings is not None:
             self._spool = Spool(settings.spool_dir, self.identity.index)
             self._storer = threading.Thread(target=self._run_store, name="bastion-audit-store", daemon=True)
@@ -120,6 +124,8 @@ class AuditSink:
             self._spool.close()
         if self._output is not None:
             self._output.close()
+        if self._syslog is not None:
+            self._syslog.close()
         if self._store is not None:
             self._store.close()
 
@@ -169,6 +175,22 @@ class AuditSink:
                 self._output.write(lines)
             except OSError as exc:
                 self._error("output", "cannot write the audit output %s: %s", self.settings.output, exc)
+        if self._syslog is not None:
+            self._send_syslog(self._syslog, rows)
+
+    def _send_syslog(self, syslog: SyslogOutput, rows: list[dict[str, Any]]) -> None:
+        """Send the batch to the syslog receiver; what it did not take is counted and logged."""
+        try:
+            lost = syslog.send(rows)
+        except OSError as exc:
+            lost = len(rows)
+            self._error("syslog", "the syslog receiver %s did not take %d audit record(s): %s",
+                        syslog.settings.address, lost, exc)
+        else:
+            if lost:
+                self._error("syslog", "%d audit record(s) too large for a syslog datagram were not sent", lost)
+        if lost:
+            self._metrics.inc("bastion_audit_syslog_errors", (), float(lost))
 
     def _hand_over(self, rows: list[dict[str, Any]], start: int, end: int) -> None:
         """Give a spooled batch to the store thread (under the spool's lock). Beyond

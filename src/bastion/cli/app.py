@@ -17,6 +17,7 @@ from bastion import __version__
 from bastion.cli.admin import admin_app
 from bastion.cli.alerts import alerts
 from bastion.cli.consumers import consumers_app
+from bastion.cli.discover import discover
 from bastion.cli.keys import keys_app
 from bastion.cli.logs import logs_app
 from bastion.cli.oauth import register as register_oauth
@@ -176,6 +177,7 @@ app.add_typer(consumers_app)  # the store's: consumers, then their keys
 app.add_typer(keys_app)
 app.add_typer(logs_app)  # the audit log, read from the store
 app.command("alerts")(alerts)  # the detectors' alert history, read from the store
+app.command("discover")(discover)  # undeclared and unused endpoints, from the audit log
 register_oauth(app)  # oauth clients ..., oauth revoke: the built-in OAuth server's
 app.add_typer(admin_app)  # admin create, admin token create ...: the control plane's accounts
 app.add_typer(secrets_app)  # secrets new-key, secrets encrypt: values for bastion.yaml

@@ -16,6 +16,7 @@ from rich.markup import escape
 from bastion.cli.output import err, print_config_error
 
 if TYPE_CHECKING:
+    from bastion.config import LoadedConfig
     from bastion.store import Store
 
 _DURATION = re.compile(r"^(\d{1,6})([smhdw])$")
@@ -61,6 +62,13 @@ def configured_store(config: Path) -> Iterator[Store]:
     """The store ``config`` configures, migrated and with its declared consumers synced.
     An invalid configuration exits 2, a store that cannot be opened or used exits 1,
     each with one clear message and no traceback."""
+    with loaded_store(config) as (_, store):
+        yield store
+
+
+@contextmanager
+def loaded_store(config: Path) -> Iterator[tuple[LoadedConfig, Store]]:
+    """The loaded configuration and its store, as :func:`configured_store` opens it."""
     from bastion.config import ConfigError, load_config
     from bastion.store import StoreError, open_store
 
@@ -74,7 +82,7 @@ def configured_store(config: Path) -> Iterator[Store]:
     except StoreError as exc:
         raise fail(str(exc)) from None
     try:
-        yield store
+        yield loaded, store
     except StoreError as exc:
         raise fail(str(exc)) from None
     finally:

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
@@ -43,6 +43,54 @@ class AuditRetention(_Strict):
     max_rows: int = Field(
         10_000_000, ge=1000, le=10_000_000_000, description="At most this many records are kept; the oldest go first."
     )
+
+
+#: RFC 5424 facility codes by name.
+FACILITIES: dict[str, int] = {
+    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7, "uucp": 8,
+    "cron": 9, "authpriv": 10, "ftp": 11, "ntp": 12, "security": 13, "console": 14, "solaris-cron": 15,
+    "local0": 16, "local1": 17, "local2": 18, "local3": 19, "local4": 20, "local5": 21, "local6": 22, "local7": 23,
+}
+_ADDRESS = re.compile(r"^(udp|tcp)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
+
+
+class SyslogSettings(_Strict):
+    """A syslog receiver every audit record is also sent to, as an RFC 5424 message whose
+    text is the record's JSON line."""
+
+    address: str = Field(
+        description=(
+            "The receiver: `udp://host:port` (RFC 5426, a datagram a record) or `tcp://host:port` "
+            "(RFC 6587, octet-counted frames), such as `udp://127.0.0.1:514`; an IPv6 host in brackets."
+        )
+    )
+    facility: str = Field("local0", description="The RFC 5424 facility, by name: `local0` to `local7`, `auth`...")
+    app_name: str = Field("bastion", min_length=1, max_length=48, description="The messages' APP-NAME.")
+    hostname: str | None = Field(
+        None, max_length=255, description="The messages' HOSTNAME (default: this machine's host name)."
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        match = _ADDRESS.match(value)
+        if match is None or not 0 < int(match.group(3)) < 65536:
+            raise ValueError(f"a syslog address is udp://host:port or tcp://host:port, got {value!r}")
+        return value
+
+    @field_validator("facility")
+    @classmethod
+    def _facility(cls, value: str) -> str:
+        if value not in FACILITIES:
+            raise ValueError(f"{value!r} is not a syslog facility; use one of {', '.join(FACILITIES)}")
+        return value
+
+    def parts(self) -> tuple[str, str, int]:
+        """The transport (``udp`` or ``tcp``), the host (without brackets) and the port."""
+        match = _ADDRESS.match(self.address)
+        if match is None:  # the validator refused it already
+            raise ValueError(f"not a syslog address: {self.address!r}")
+        return match.group(1), match.group(2).strip("[]"), int(match.group(3))
 
 
 class AuditSettings(_Strict):
@@ -94,12 +142,19 @@ class AuditSettings(_Strict):
         ),
     )
     retention: AuditRetention = Field(default_factory=AuditRetention, description="Limits of the store's records.")
+    syslog: SyslogSettings | None = Field(
+        None,
+        description=(
+            "Also send each record to a syslog receiver (best effort: a record the receiver does not take "
+            "is counted in `bastion_audit_syslog_errors_total`, never waited for)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _writes_somewhere(self) -> AuditSettings:
-        if self.enabled and not self.store and self.output is None:
-            raise ValueError("the audit log is enabled but writes nowhere: set output, or store: true")
+        if self.enabled and not self.store and self.output is None and self.syslog is None:
+            raise ValueError("the audit log is enabled but writes nowhere: set output or syslog, or store: true")
         return self
 
 
-__all__ = ["AuditRetention", "AuditSettings"]
+__all__ = ["FACILITIES", "AuditRetention", "AuditSettings", "SyslogSettings"]

@@ -35,14 +35,15 @@ class _Detector(_Strict):
         description=(
             "What happens when the detector fires: `alert` (an alert goes to every webhook), or `block`: "
             "the alert, and what it names (the client IP; the credential for `token_sharing`, the consumer "
-            "for `enumeration`) is refused with 403 `blocked.<detector>` on every route for `block_ttl`."
+            "for `enumeration` and `traffic_spike`) is refused with 403 `blocked.<detector>` on every route "
+            "for `block_ttl`."
         ),
     )
     block_ttl: BlockTTL = Field(900.0, description="How long `action: block` blocks, such as `15m` or `1h`.")
 
 
 class BruteForce(_Detector):
-    """Failed logins and authentication failures (401) from one client IP."""
+    """Failed logins (401, or a failure the ``login`` stage saw) from one client IP."""
 
     threshold: int = Field(20, ge=2, le=1_000_000, description="Failures from one IP within the window that fire.")
     window: Window = Field(60.0, description="The counting window, such as `60s` or `10m`.")
@@ -151,6 +152,77 @@ class Enumeration(_Detector):
     severity: Severity = Field("high", description="The alert's severity.")
 
 
+class _AlertOnly(_Detector):
+    action: Literal["alert"] = Field(
+        "alert", description="`alert` only: what this detector names cannot be blocked by the block list."
+    )
+
+
+class AccountBruteForce(_AlertOnly):
+    """Failed logins on one account from many client IPs (credential stuffing, password
+    spraying from a botnet): the tries the ``login`` stage counts (``policies.login``)."""
+
+    threshold: int = Field(
+        10, ge=2, le=1_000_000, description="Failed logins on one account within the window that fire (from `min_ips`)."
+    )
+    min_ips: int = Field(
+        3, ge=1, le=100_000, description="Distinct client IPs the failures come from, at least (one IP: `brute_force`)."
+    )
+    window: Window = Field(600.0, description="The counting window, such as `60s` or `10m`.")
+    severity: Severity = Field("high", description="The alert's severity.")
+
+
+#: A baseline's interval: ten seconds to a day.
+Interval = Annotated[float, BeforeValidator(_seconds), Field(ge=10, le=86400)]
+
+
+class _Baselined(_Detector):
+    interval: Interval = Field(60.0, description="The interval counted and averaged, such as `60s` or `5m`.")
+    alpha: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description=(
+            "The weight of the last interval in the baseline (EWMA), from 0 to 1: higher forgets the past faster."
+        ),
+    )
+    factor: float = Field(
+        3.0, ge=1, le=1000, description="Fires at this many times the baseline (and at least the floor below)."
+    )
+
+
+class TrafficSpike(_Baselined):
+    """Scraping and abuse: a consumer calling a route far more, within an interval, than it
+    usually does (its own baseline: the EWMA of its past intervals)."""
+
+    min_requests: int = Field(
+        100, ge=2, le=100_000_000, description="The floor: fewer requests in an interval never fire."
+    )
+    learn: int = Field(
+        3,
+        ge=1,
+        le=1000,
+        description=(
+            "Intervals of a consumer's traffic on a route before it is judged: a baseline needs a history "
+            "(a consumer busy from its first request is for rate limits)."
+        ),
+    )
+    severity: Severity = Field("medium", description="The alert's severity.")
+
+
+class ErrorSpike(_AlertOnly, _Baselined):
+    """A route's share of 5xx answers within an interval far above its usual share (an
+    upstream failing, or requests crafted to break it)."""
+
+    ratio: float = Field(
+        0.2, gt=0, le=1, description="The floor: a smaller share of 5xx in an interval never fires, from 0 to 1."
+    )
+    min_requests: int = Field(
+        20, ge=1, le=100_000_000, description="Requests of the route in the interval before its share counts."
+    )
+    severity: Severity = Field("high", description="The alert's severity.")
+
+
 class Webhook(_Strict):
     """A URL every alert is POSTed to."""
 
@@ -186,6 +258,13 @@ class DetectorsSettings(_Strict):
     enumeration: Enumeration = Field(
         default_factory=Enumeration, description="One consumer probing many objects of a route."
     )
+    account_brute_force: AccountBruteForce = Field(
+        default_factory=AccountBruteForce, description="Failed logins on one account from many IPs."
+    )
+    traffic_spike: TrafficSpike = Field(
+        default_factory=TrafficSpike, description="A consumer far above its own baseline on a route."
+    )
+    error_spike: ErrorSpike = Field(default_factory=ErrorSpike, description="A route's 5xx share far above usual.")
     webhooks: tuple[Webhook, ...] = Field((), description="Where alerts are delivered.")
     history: bool = Field(
         True, description="Keep every alert in the store's `alerts` table (what `bastion alerts` lists)."
@@ -193,7 +272,8 @@ class DetectorsSettings(_Strict):
     @property
     def blocks(self) -> bool:
         """Whether a detector may block (the ``blocklist`` stage is then on every route)."""
-        detectors = (self.brute_force, self.scanner, self.token_sharing, self.injection, self.enumeration)
+        detectors = (self.brute_force, self.scanner, self.token_sharing, self.injection, self.enumeration,
+                     self.traffic_spike)
         return self.enabled and any(d.enabled and d.action == "block" for d in detectors)
 
     queue_size: int = Field(

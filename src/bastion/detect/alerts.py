@@ -116,7 +116,7 @@ class AlertDelivery:
     def send(self, alert: Alert) -> None:
         """Start delivering ``alert`` to every webhook (returns at once)."""
         log.warning("alert %s: %s %s (%d events)", alert.id, alert.detector, alert.subject, alert.count)
-        self._metrics.inc("bastion_alerts", (alert.detector,))
+        self._metrics.inc("bastion_alerts", (alert.detector, alert.severity))
         http = self.http
         if http is None:
             return

@@ -17,9 +17,12 @@ import hashlib
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
+from functools import partial
 
 from bastion.config.detectors import DetectorsSettings
 from bastion.detect.alerts import Alert, AlertDelivery, new_alert_id
+from bastion.detect.baseline import Baseline
 from bastion.detect.history import save_alert
 from bastion.proxy.metrics import METRICS, Metrics
 from bastion.services import Services
@@ -35,6 +38,23 @@ TICK = 0.05
 ERROR_LOG_INTERVAL = 60.0
 #: Where the detectors' keys live in the state backend.
 PREFIX = "det:"
+#: A baseline not updated for this many intervals is forgotten (its key expires).
+BASELINE_INTERVALS = 100
+#: Most baselines a worker keeps in memory; past it the cache starts again.
+BASELINE_CACHE = 100_000
+
+
+def _login_failure(record: ExchangeRecord) -> str | None:
+    """The account (its hash, as the ``login`` stage records it) of a failed or locked-out
+    login, else ``None``."""
+    fact = record.facts.get("login")
+    if not isinstance(fact, dict):
+        return None
+    account = fact.get("account")
+    if not isinstance(account, str):
+        return None
+    # A try refused because the account is locked is one more try of the attack.
+    return account if fact.get("failed") is True or record.blocked_by == "login" else None
 
 
 def _digest(text: str) -> str:
@@ -60,6 +80,10 @@ class Detectors:
         self.use(services)
         self._stopping = asyncio.Event()
         self._logged_at = 0.0
+        #: The blocks this worker placed: state key -> when it expires (monotonic seconds).
+        self._blocks: dict[str, float] = {}
+        #: The baselines read this interval (a state read per interval, not per record).
+        self._baselines: dict[str, Baseline] = {}
         scanner = settings.scanner
         self._probe_paths = scanner.probe_paths
         self._agents = scanner.user_agents
@@ -108,10 +132,20 @@ class Detectors:
             try:
                 await self.evaluate(record)
             except Exception as exc:  # the state backend unreachable: the record is not counted
+                self._metrics.inc("bastion_detector_errors", ())
                 now = time.monotonic()
                 if now - self._logged_at >= ERROR_LOG_INTERVAL:
                     self._logged_at = now
                     log.error("the detectors could not count a record (%s: %s)", type(exc).__name__, exc)
+        self._count_blocks(time.monotonic())
+
+    def _count_blocks(self, now: float) -> None:
+        """Forget the blocks that expired; the gauge of active blocks is how many are left."""
+        blocks = self._blocks
+        expired = [key for key, until in blocks.items() if until <= now]
+        for key in expired:
+            del blocks[key]
+        self._metrics.gauge_set("bastion_blocks_active", float(len(blocks)))
 
     # -- the detectors ------------------------------------------------------------------------
     async def evaluate(self, record: ExchangeRecord) -> None:
@@ -119,7 +153,8 @@ class Detectors:
         s = self.settings
         ip = record.client
         status = record.status
-        if s.brute_force.enabled and (status == 401 or record.blocked_by == "auth"):
+        login = _login_failure(record)
+        if s.brute_force.enabled and (status == 401 or record.blocked_by == "auth" or login is not None):
             d = s.brute_force
             await self._threshold(
                 "brute_force", f"bf:{ip}", {"ip": ip}, record.ts, d.threshold, d.window, d.severity, d.action,
@@ -147,6 +182,12 @@ class Detectors:
             await self._token_sharing(record, record.credential)
         if s.enumeration.enabled and record.consumer is not None and record.route is not None:
             await self._enumeration(record, record.consumer, record.route)
+        if s.account_brute_force.enabled and login is not None:
+            await self._account(record, login)
+        if s.traffic_spike.enabled and record.consumer is not None and record.route is not None:
+            await self._traffic(record, record.consumer, record.route)
+        if s.error_spike.enabled and record.route is not None:
+            await self._errors(record, record.route)
 
     def _is_probe(self, record: ExchangeRecord) -> bool:
         path = record.path
@@ -208,7 +249,10 @@ class Detectors:
             # The subject's one entry names what it is: {"ip": ...}, {"credential": ...}, or
             # {"consumer": ..., "route": ...} (the consumer is blocked, on every route).
             kind, value = next(iter(subject.items()))
-            await state.set(block_key(kind, value), detector, block_ttl)
+            key = block_key(kind, value)
+            await state.set(key, detector, block_ttl)
+            self._metrics.inc("bastion_detector_blocks", (detector, kind))
+            self._blocks[key] = time.monotonic() + block_ttl
         first = await state.get(PREFIX + "t0:" + key)
         first_seen = float(first) if first is not None else ts
         alert = Alert(
@@ -276,4 +320,103 @@ class Detectors:
                 d.block_ttl,
             )
 
+    async def _account(self, record: ExchangeRecord, account: str) -> None:
+        d = self.settings.account_brute_force
+        state = self._state
+        base = f"ab:{account}"
+        failures = await self._counted(base, record.ts, d.window)
+        ips_key = f"{PREFIX}{base}:ips"
+        if await state.incr(f"{PREFIX}{base}:{record.client}", 1, d.window) == 1:
+            ips = await state.incr(ips_key, 1, d.window)
+        else:
+            ips = await self._int(ips_key)
+        if failures >= d.threshold and ips >= d.min_ips:
+            await self._incident(
+                "account_brute_force", base, {"account": account}, failures, record.ts, d.window, d.severity,
+                d.action, f"{failures} failed logins on one account from {ips} client IPs within {d.window:g} s",
+            )
 
+    async def _baseline(self, key: str, bucket: int, first: bool, alpha: float, ttl: float,
+                        previous: Callable[[], Awaitable[float | None]], *, gaps: bool) -> Baseline:
+        """The baseline under ``key`` as of ``bucket``; the first event of an interval (``first``)
+        folds the previous interval's number (``previous``, ``None``: nothing to fold) into it."""
+        cached = self._baselines.get(key)
+        if cached is not None and cached.last == bucket - 1 and not first:
+            return cached
+        state = self._state
+        baseline = Baseline.decode(await state.get(PREFIX + key))
+        if first:
+            sample = await previous()
+            if sample is not None:
+                baseline = baseline.fold(bucket - 1, sample, alpha, gaps=gaps)
+                await state.set(PREFIX + key, baseline.encode(), ttl)
+        # Kept for the rest of the interval once it includes the previous one (the worker that
+        # folds it may not have written it yet: a baseline older than that is read again).
+        if baseline.last == bucket - 1:
+            if len(self._baselines) >= BASELINE_CACHE:
+                self._baselines.clear()
+            self._baselines[key] = baseline
+        return baseline
+
+    async def _traffic(self, record: ExchangeRecord, consumer: str, route: str) -> None:
+        d = self.settings.traffic_spike
+        state = self._state
+        base = f"tr:{_digest(consumer + chr(0) + route)}"
+        bucket = int(record.ts // d.interval)
+        n = await state.incr(f"{PREFIX}{base}:{bucket}", 1, d.interval * 2)
+        baseline = await self._baseline(
+            f"{base}:avg", bucket, n == 1, d.alpha, d.interval * BASELINE_INTERVALS,
+            partial(self._number, f"{PREFIX}{base}:{bucket - 1}"), gaps=True,
+        )
+        usual = baseline.expected(d.alpha)
+        if baseline.samples >= d.learn and n >= max(d.min_requests, d.factor * usual):
+            await self._incident(
+                "traffic_spike", base, {"consumer": consumer, "route": route}, n, record.ts, d.interval,
+                d.severity, d.action,
+                f"consumer {consumer} called route {route} {n} times within {d.interval:g} s "
+                f"(usually {usual:.1f})",
+                d.block_ttl,
+            )
+
+    async def _errors(self, record: ExchangeRecord, route: str) -> None:
+        d = self.settings.error_spike
+        state = self._state
+        base = f"er:{_digest(route)}"
+        bucket = int(record.ts // d.interval)
+        ttl = d.interval * 2
+        n = await state.incr(f"{PREFIX}{base}:{bucket}", 1, ttl)
+        errors = await state.incr(f"{PREFIX}{base}:{bucket}:5xx", 1, ttl) if record.status >= 500 else 0
+        if n != 1 and not errors:
+            return  # nothing to fold, and no error to judge by
+        baseline = await self._baseline(
+            f"{base}:avg", bucket, n == 1, d.alpha, d.interval * BASELINE_INTERVALS,
+            partial(self._ratio, f"{PREFIX}{base}:{bucket - 1}", d.min_requests), gaps=False,
+        )
+        if not errors or n < d.min_requests:
+            return
+        usual = baseline.expected(d.alpha)
+        share = errors / n
+        if share >= max(d.ratio, d.factor * usual):
+            await self._incident(
+                "error_spike", base, {"route": route}, errors, record.ts, d.interval, d.severity, d.action,
+                f"route {route} answered {errors} of {n} requests with 5xx within {d.interval:g} s "
+                f"({share:.0%}; usually {usual:.0%})",
+            )
+
+    async def _int(self, key: str) -> int:
+        value = await self._state.get(key)
+        return 0 if value is None else int(value)
+
+    async def _number(self, key: str) -> float | None:
+        """An interval's count, ``None`` when it had no event: a quiet interval is folded as a
+        zero with the next busy one (a gap), and none is folded before the first busy one."""
+        count = await self._int(key)
+        return float(count) if count else None
+
+    async def _ratio(self, key: str, least: int) -> float | None:
+        """An interval's share of 5xx, ``None`` when it had fewer than ``least`` requests (too
+        few to say what is usual)."""
+        requests = await self._int(key)
+        if requests < least:
+            return None
+        return await self._int(key + ":5xx") / requests

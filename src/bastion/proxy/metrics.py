@@ -96,7 +96,31 @@ DEFINITIONS: tuple[MetricDef, ...] = (
         (),
         "counter",
     ),
-    MetricDef("bastion_alerts", "Alerts raised by the threat detectors, by detector.", ("detector",), "counter"),
+    MetricDef(
+        "bastion_alerts",
+        "Alerts raised by the threat detectors, by detector and severity.",
+        ("detector", "severity"),
+        "counter",
+    ),
+    MetricDef(
+        "bastion_detector_blocks",
+        "Blocks a detector with action: block put on the block list, by detector and what it blocked "
+        "(ip, credential or consumer).",
+        ("detector", "kind"),
+        "counter",
+    ),
+    MetricDef(
+        "bastion_blocks_active",
+        "Blocks this instance's detectors put on the block list that have not expired yet.",
+        (),
+        "gauge",
+    ),
+    MetricDef(
+        "bastion_detector_errors",
+        "Exchange records the detectors could not count (the state backend failed; logged at most once a minute).",
+        (),
+        "counter",
+    ),
     MetricDef(
         "bastion_alert_delivery_errors",
         "Alerts a webhook did not take after every retry, by detector.",
@@ -104,6 +128,12 @@ DEFINITIONS: tuple[MetricDef, ...] = (
         "counter",
     ),
     MetricDef("bastion_audit_queue_depth", "Audit records waiting to be written, at the last batch.", (), "gauge"),
+    MetricDef(
+        "bastion_audit_syslog_errors",
+        "Audit records the syslog receiver did not take (down, slow, or a record too large for a datagram).",
+        (),
+        "counter",
+    ),
     MetricDef(
         "bastion_audit_store_errors",
         "Audit batches the store did not take (kept in the spool and written again).",
