@@ -61,11 +61,12 @@ def configured_store(config: Path) -> Iterator[Store]:
     """The store ``config`` configures, migrated and with its declared consumers synced.
     An invalid configuration exits 2, a store that cannot be opened or used exits 1,
     each with one clear message and no traceback."""
-    from bastion.config import ConfigError, load_config
+    from bastion.asgi.config import load_any
+    from bastion.config import ConfigError
     from bastion.store import StoreError, open_store
 
     try:
-        loaded = load_config(config)
+        loaded = load_any(config)  # a gateway's configuration, or an embedded mode's
     except ConfigError as exc:
         print_config_error(exc)
         raise typer.Exit(2) from None
