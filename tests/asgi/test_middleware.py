@@ -4,6 +4,7 @@ what the application is given, what reaches the client, and what never reaches e
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -381,3 +382,35 @@ def test_api_key_is_verified_and_not_passed_on(tmp_path: Path) -> None:
         resp = httpx.get(base + "/private/x", headers={"Authorization": f"Bearer {secret}"})
     assert resp.status_code == 200, resp.text
     assert "authorization" not in SEEN[-1]["headers"]
+
+
+async def gzipped_item(request: Request) -> Response:
+    body = gzip.compress(b'{"id": 1, "name": "a", "secret": "s3cr3t"}')
+    return Response(body, media_type="application/json", headers={"content-encoding": "gzip"})
+
+
+def test_gzip_response_is_decoded_for_the_stages(tmp_path: Path) -> None:
+    """A gzip response the response stage must read whole is decoded for it, filtered, and
+    sent plain (without Content-Encoding), since the stage changed it."""
+    app = Starlette(routes=[Route("/items/{id}", gzipped_item)])
+    with Served(protect(app, config=write_config(tmp_path))) as base:
+        resp = httpx.get(base + "/items/1", headers={"accept-encoding": "identity"})
+    assert resp.status_code == 200
+    assert "content-encoding" not in resp.headers
+    assert resp.json() == {"id": 1, "name": "a"}
+
+
+def test_over_limit_passes_uninspected_when_the_route_says_so(tmp_path: Path) -> None:
+    """With ``response_body_over_limit: pass`` a body over the inspection limit goes out whole,
+    uninspected, and the access record says so (``http.response_body`` ``uninspected``)."""
+    config = json.loads(json.dumps(CONFIG))
+    config["services"][0]["routes"][1]["response_body_over_limit"] = "pass"
+    config["access_log"] = {"path": "access.log"}
+    with Served(protect(APP, config=write_config(tmp_path, config))) as base:
+        resp = httpx.get(base + "/big")
+    assert resp.status_code == 200 and resp.content == b"x" * 5000
+    [record] = [json.loads(line) for line in (tmp_path / "access.log").read_text().splitlines()]
+    assert record["decisions"] == [
+        {"stage": "http.response_body", "action": "uninspected", "reason": "response body over max_response_body_bytes"}
+    ]
+    assert record["bytes_out"] == 5000
