@@ -414,3 +414,41 @@ def test_over_limit_passes_uninspected_when_the_route_says_so(tmp_path: Path) ->
         {"stage": "http.response_body", "action": "uninspected", "reason": "response body over max_response_body_bytes"}
     ]
     assert record["bytes_out"] == 5000
+
+
+def test_body_extensions_are_not_offered(tmp_path: Path) -> None:
+    """The application is not offered ASGI extensions that send a body outside
+    ``http.response.body`` (a file path, a descriptor), which the body hooks would never
+    see; other extensions are left as the server gave them."""
+    offered: list[set[str]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        offered.append(set(scope.get("extensions", {})))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"card 4111 1111 1111 1111"})
+
+    middleware = BastionMiddleware(app, config=write_config(tmp_path))
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "method": "GET", "path": "/cards", "raw_path": b"/cards", "query_string": b"",
+        "headers": [(b"host", b"example")], "client": ("127.0.0.1", 1), "scheme": "http",
+        "extensions": {"http.response.pathsend": {}, "http.response.zerocopy": {}, "http.response.trailers": {}},
+    }
+
+    async def run() -> None:
+        await middleware.startup()
+        try:
+            await middleware(scope, receive, send)
+        finally:
+            await middleware.shutdown()
+
+    asyncio.run(run())
+    assert offered == [{"http.response.trailers"}]
+    assert sent[-1]["body"] == b"card **** **** **** 1111"

@@ -46,6 +46,8 @@ log = logging.getLogger("bastion.asgi")
 _RESPONSE_BODY = "http.response_body"
 _OVER_LIMIT = "response body over max_response_body_bytes"
 _DISCONNECT: dict[str, str] = {"type": "http.disconnect"}
+#: ASGI extensions whose messages carry a response body outside ``http.response.body``.
+_BODY_ELSEWHERE = ("http.response.pathsend", "http.response.zerocopy")
 
 
 class Cut(Exception):
@@ -246,6 +248,11 @@ class EmbeddedExchange:
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
         headers.append((b"x-request-id", ex.request_id.encode("latin-1")))
         scope["headers"] = headers
+        extensions = scope.get("extensions")
+        if extensions and any(name in extensions for name in _BODY_ELSEWHERE):
+            # A body sent as a file path or descriptor would pass by the body hooks and the
+            # count of bytes sent: the application sends it as http.response.body instead.
+            scope["extensions"] = {k: v for k, v in extensions.items() if k not in _BODY_ELSEWHERE}
         try:
             await self.app(scope, self._app_receive, self._app_send)
         except Exception:
@@ -297,7 +304,7 @@ class EmbeddedExchange:
         elif kind == "http.response.body":
             await self._response_body(message.get("body", b""), bool(message.get("more_body", False)))
         else:
-            await self._send(message)  # an extension's message (trailers, pathsend...)
+            await self._send(message)  # an extension's message (trailers, early hints)
 
     # -- the response side -----------------------------------------------------------------
     async def _response_start(self, message: Message) -> None:
