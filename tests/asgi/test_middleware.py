@@ -4,6 +4,7 @@ what the application is given, what reaches the client, and what never reaches e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -452,3 +453,34 @@ def test_body_extensions_are_not_offered(tmp_path: Path) -> None:
     asyncio.run(run())
     assert offered == [{"http.response.trailers"}]
     assert sent[-1]["body"] == b"card **** **** **** 1111"
+
+
+def test_starlette_middleware_entry(tmp_path: Path) -> None:
+    """``Middleware(BastionMiddleware, config=...)`` in a FastAPI application: the stages run
+    (deny-by-default refuses FastAPI's own /docs, validation refuses a bad id) and start with
+    the application's lifespan, beside its own startup code."""
+    from fastapi import FastAPI
+    from starlette.middleware import Middleware
+
+    started: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        started.append("app")
+        yield
+
+    api = FastAPI(lifespan=lifespan, middleware=[Middleware(BastionMiddleware, config=write_config(tmp_path))])
+
+    @api.get("/items/{id}")
+    async def item(id: int) -> dict[str, Any]:
+        return {"id": id, "name": "a", "secret": "s3cr3t"}
+
+    with Served(api) as base:
+        assert started == ["app"]
+        layer: Any = api.middleware_stack  # built by Starlette on the lifespan's start
+        while not isinstance(layer, BastionMiddleware):
+            layer = layer.app
+        assert layer._serving is not None  # started on lifespan.startup, before any request
+        assert httpx.get(base + "/items/1").json() == {"id": 1, "name": "a"}  # filtered
+        problem(httpx.get(base + "/items/abc"), 400)
+        problem(httpx.get(base + "/docs"), 404)
