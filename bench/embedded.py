@@ -2,6 +2,7 @@
 
     python bench/embedded.py                          # --duration 10 --rounds 3 --connections 16
     python bench/embedded.py --duration 4 --rounds 1  # a short check (about 15 s)
+    python bench/embedded.py --in-process 2000         # no server: CPU µs per request, in process
 
 examples/fastapi is copied into a temporary folder and served twice by uvicorn (one process,
 uvloop and httptools, uvicorn's own access log off), on 127.0.0.1 and a free port each:
@@ -14,6 +15,11 @@ application answers with 200. Printed per target: the median requests/s over rou
 ratio protected/alone (issue 21's target: >= 0.8), and the CPU µs per request the server
 process spent (user + system, from /proc). Needs ``wrk``; every process it starts is stopped
 when it ends.
+
+``--in-process N`` needs no server and no wrk: the same request's ASGI messages go straight
+to the applications, N times per round, and each one's CPU time per request is printed:
+the example alone and protected, and a trivial application alone and behind the same
+protect() (the difference is what Bastion itself adds: its steps and its stages).
 """
 
 from __future__ import annotations
@@ -50,12 +56,85 @@ def serve(folder: Path, name: str, target: str) -> tuple[ManagedProcess, int]:
     return proc, port
 
 
+def in_process(requests: int, rounds: int) -> None:
+    """CPU µs per request with no server and no socket: the example's ASGI applications
+    called with the same request's messages, and a trivial application alone and behind
+    the same protect(), which isolates what Bastion adds (its steps and stages)."""
+    import asyncio
+    import importlib.util
+
+    from bastion.asgi import protect
+
+    folder = Path(tempfile.mkdtemp(prefix="bastion-bench-embedded-"))
+    for name in ("app.py", "bastion.yaml", "openapi.json"):
+        shutil.copy(EXAMPLE / name, folder / name)
+    spec = importlib.util.spec_from_file_location("bench_embedded_app", folder / "app.py")
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    path, _, query = PATH.partition("?")
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+        "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
+        "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk"), (b"accept", b"*/*")],
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+    }
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: object) -> None:
+        return None
+
+    async def trivial(scope: dict[str, object], receive: object, send: object) -> None:
+        await send({"type": "http.response.start", "status": 200,  # type: ignore[operator]
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"[]"})  # type: ignore[operator]
+
+    guarded = protect(trivial, config=folder / "bastion.yaml")
+    apps = {"alone": example.api, "protected": example.app, "trivial": trivial, "trivial+protect": guarded}
+
+    async def measure() -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {name: [] for name in apps}
+        await example.app.startup()
+        await guarded.startup()
+        try:
+            for _ in range(rounds):
+                for name, app in apps.items():
+                    for _ in range(requests // 10):  # warm
+                        await app(dict(scope), receive, send)
+                    start = time.process_time()
+                    for _ in range(requests):
+                        await app(dict(scope), receive, send)
+                    out[name].append((time.process_time() - start) / requests * 1e6)
+        finally:
+            await example.app.shutdown()
+            await guarded.shutdown()
+        return out
+
+    try:
+        found = asyncio.run(measure())
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"in process, GET {PATH}, {requests} requests x {rounds} rounds, median CPU µs per request")
+    for name, values in found.items():
+        print(f"{name:<16} {statistics.median(values):>8.1f}")
+    alone, protected = statistics.median(found["alone"]), statistics.median(found["protected"])
+    added = statistics.median(found["trivial+protect"]) - statistics.median(found["trivial"])
+    print(f"Bastion adds {added:.1f} µs per request; the example alone / protected: {alone / protected:.2f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--in-process", type=int, metavar="N", default=0,
+                        help="no server: N requests per round through the ASGI applications themselves")
     args = parser.parse_args()
+    if args.in_process:
+        in_process(args.in_process, args.rounds)
+        return 0
     if shutil.which("wrk") is None:
         print("wrk is not on the PATH (Debian package 'wrk')", file=sys.stderr)
         return 2

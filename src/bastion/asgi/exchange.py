@@ -94,6 +94,30 @@ def incoming_of(scope: Scope) -> Incoming:
 class EmbeddedExchange:
     """One request, from its scope to its record."""
 
+    __slots__ = (
+        "_receive",
+        "_send",
+        "app",
+        "body",
+        "body_filter",
+        "body_refusal",
+        "buffered",
+        "buffered_size",
+        "cut",
+        "decoder",
+        "dropping",
+        "ex",
+        "forwarded",
+        "head_sent",
+        "record",
+        "req",
+        "resp",
+        "route",
+        "runtime",
+        "scope",
+        "sinks",
+    )
+
     def __init__(
         self, runtime: Runtime, sinks: RecordSinks, app: ASGIApp, scope: Scope, receive: Receive, send: Send
     ) -> None:
