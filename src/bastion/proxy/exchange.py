@@ -158,12 +158,14 @@ class Flight(ResponseSteps):
     def _request_stages(self) -> Awaitable[None] | None:
         chain = self.route.chain
         self.step = self._forward
-        # A stage will parse it: bounded on its bytes first, whatever the stage allows.
-        over = over_body_json_limits(self.ex.request, self.route.limits)
-        if over is not None:
-            self.refusal = Refusal(413, over[1], over[0], self.ex.request_id)
-            self.step = self._refuse
-            return None
+        request = self.ex.request
+        if request.body:  # most requests have none: no call at all (jsonscan is interpreted)
+            # A stage will parse it: bounded on its bytes first, whatever the stage allows.
+            over = over_body_json_limits(request, self.route.limits)
+            if over is not None:
+                self.refusal = Refusal(413, over[1], over[0], self.ex.request_id)
+                self.step = self._refuse
+                return None
         if chain.request_stages:
             answer = chain.request(self.ex)
             if isinstance(answer, Pending):
