@@ -5,7 +5,8 @@ Bastion itself reads such a file:
 
 - a piece of ``bastion.yaml`` (or of one service in it) is completed into a whole configuration (a service and the
   files it names, created in a temporary folder) and loaded by ``load_config``, the same
-  loader ``bastion check`` runs, with every stage's compile step;
+  loader ``bastion check`` runs, with every stage's compile step (``load_embedded`` when
+  its services name no upstream: the embedded mode's, which ``bastion check`` also reads);
 - a piece of an OpenAPI document (``paths``, ``components`` or an ``x-bastion-*`` extension)
   is put into a document that a service imports, and loaded the same way;
 - a scanner identities file is read by the scanner's own parser.
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
+from bastion.asgi.config import load_embedded
 from bastion.certs import generate_self_signed
 from bastion.config.errors import ConfigError
 from bastion.config.loader import load_config
@@ -151,7 +153,9 @@ def _load_config_piece(folder: Path, piece: dict[str, Any]) -> None:
     _create_files(folder, config)
     path = folder / "bastion.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    load_config(path)
+    # A piece whose services name no upstream is the embedded mode's (docs/embedded.md).
+    embedded = all("upstream" not in service for service in config["services"])
+    (load_embedded if embedded else load_config)(path)
 
 
 def _operation_piece(piece: dict[str, Any]) -> dict[str, Any]:

@@ -67,15 +67,18 @@ def serve(
 @app.command()
 def check(config: ConfigOpt = Path("bastion.yaml")) -> None:
     """Validate a configuration (and its OpenAPI documents) without starting anything."""
+    from bastion.asgi.config import is_embedded, load_embedded
     from bastion.config import ConfigError, load_config
 
     try:
-        loaded = load_config(config)
+        embedded = is_embedded(config)
+        loaded = load_embedded(config) if embedded else load_config(config)
     except ConfigError as exc:
         print_config_error(exc)
         raise typer.Exit(2) from None
     services = len(loaded.config.services)
-    out.print(f"[green]ok:[/] {config} is valid: {services} service(s), {len(loaded.routes)} route(s)")
+    mode = " for the embedded mode (bastion.asgi)" if embedded else ""
+    out.print(f"[green]ok:[/] {config} is valid{mode}: {services} service(s), {len(loaded.routes)} route(s)")
     for issue in loaded.warnings:
         err.print(f"[yellow]warning:[/] {escape(str(issue))}")
     refused = 0

@@ -69,11 +69,12 @@ def configured_store(config: Path) -> Iterator[Store]:
 @contextmanager
 def loaded_store(config: Path) -> Iterator[tuple[LoadedConfig, Store]]:
     """The loaded configuration and its store, as :func:`configured_store` opens it."""
-    from bastion.config import ConfigError, load_config
+    from bastion.asgi.config import load_any
+    from bastion.config import ConfigError
     from bastion.store import StoreError, open_store
 
     try:
-        loaded = load_config(config)
+        loaded = load_any(config)  # a gateway's configuration, or an embedded mode's
     except ConfigError as exc:
         print_config_error(exc)
         raise typer.Exit(2) from None

@@ -98,7 +98,12 @@ def resolve_path(base: Path, value: Path) -> Path:
 def load_config(path: Path | str) -> LoadedConfig:
     """Load and validate ``path``; raise :class:`ConfigError` listing every problem."""
     path = Path(path)
-    src = load_source(path, display=str(path))
+    return load_parsed(load_source(path, display=str(path)), path)
+
+
+def load_parsed(src: Source, path: Path) -> LoadedConfig:
+    """:func:`load_config` on a file already read into ``src`` (the embedded mode checks and
+    completes what it reads first: ``bastion.asgi.config``)."""
     if not isinstance(src.data, dict):
         raise ConfigError([src.issue((), "expected a mapping at the top level (listen, admin, services...)")])
     plaintext = _plaintext_secrets(src)

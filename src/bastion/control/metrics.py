@@ -21,7 +21,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from bastion.proxy.metrics import DEFINITIONS, LATENCY_BUCKETS
+from bastion.proxy.metrics import DEFINITIONS, LATENCY_BUCKETS, METRICS, Metrics
 
 
 def _empty() -> dict[str, Any]:
@@ -73,23 +73,39 @@ class SnapshotCollector(Collector):
         return total
 
     def collect(self) -> Iterator[Metric]:
-        total = self.totals()
-        for d in DEFINITIONS:
-            name = d.name
-            family: Metric
-            if d.kind == "counter":
-                family = CounterMetricFamily(name, d.help, labels=list(d.labels))
-                for labels, value in sorted(total["counters"].get(name, {}).items()):
-                    family.add_metric(list(labels), value)
-            elif d.kind == "gauge":
-                family = GaugeMetricFamily(name, d.help, value=total["gauges"].get(name, 0.0))
-            else:
-                family = HistogramMetricFamily(name, d.help, labels=list(d.labels))
-                for service, h in sorted(total["histogram"].items()):
-                    cumulative = 0
-                    buckets = []
-                    for bound, count in zip((*LATENCY_BUCKETS, float("inf")), h["counts"], strict=True):
-                        cumulative += count
-                        buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-                    family.add_metric([service], buckets, h["sum"])
-            yield family
+        return families(self.totals())
+
+
+class ProcessCollector(Collector):
+    """This process's own metrics, read live (the embedded mode: one process, no snapshots)."""
+
+    def __init__(self, metrics: Metrics = METRICS) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        total = _empty()
+        _merge(total, self.metrics.snapshot(), gauges=True)
+        return families(total)
+
+
+def families(total: dict[str, Any]) -> Iterator[Metric]:
+    """The Prometheus metric families of summed snapshots (:meth:`SnapshotCollector.totals`)."""
+    for d in DEFINITIONS:
+        name = d.name
+        family: Metric
+        if d.kind == "counter":
+            family = CounterMetricFamily(name, d.help, labels=list(d.labels))
+            for labels, value in sorted(total["counters"].get(name, {}).items()):
+                family.add_metric(list(labels), value)
+        elif d.kind == "gauge":
+            family = GaugeMetricFamily(name, d.help, value=total["gauges"].get(name, 0.0))
+        else:
+            family = HistogramMetricFamily(name, d.help, labels=list(d.labels))
+            for service, h in sorted(total["histogram"].items()):
+                cumulative = 0
+                buckets = []
+                for bound, count in zip((*LATENCY_BUCKETS, float("inf")), h["counts"], strict=True):
+                    cumulative += count
+                    buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+                family.add_metric([service], buckets, h["sum"])
+        yield family

@@ -28,7 +28,7 @@ from bastion.errors import problem_response
 from bastion.pipeline.chain import Pending
 from bastion.proxy.http import IDEMPOTENT_METHODS
 from bastion.proxy.http1 import Incoming, keeps_alive_after_refusal
-from bastion.proxy.jsonscan import is_json, over_json_limits
+from bastion.proxy.jsonscan import over_body_json_limits
 from bastion.proxy.limits import BODY_TOO_LARGE
 from bastion.proxy.metrics import METRICS
 from bastion.proxy.prelude import Refusal, prelude, upstream_head
@@ -159,11 +159,9 @@ class Flight(ResponseSteps):
         chain = self.route.chain
         self.step = self._forward
         request = self.ex.request
-        body = request.body
-        if body and is_json(request.header("content-type"), body) and request.header("content-encoding") is None:
-            # A stage will parse it: bounded on its bytes first, whatever the stage allows
-            # (a compressed body's bytes say nothing; the stage that inflates it bounds it).
-            over = over_json_limits(body, self.route.limits)
+        if request.body:  # most requests have none: no call at all (jsonscan is interpreted)
+            # A stage will parse it: bounded on its bytes first, whatever the stage allows.
+            over = over_body_json_limits(request, self.route.limits)
             if over is not None:
                 self.refusal = Refusal(413, over[1], over[0], self.ex.request_id)
                 self.step = self._refuse

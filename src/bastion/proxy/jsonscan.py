@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # only a type here: importing bastion.config would import every stage
     from bastion.config.model import Limits
+    from bastion.types import Request
 
 #: Bytes of the body split on quotes at once (the pieces of one window are alive together).
 _WINDOW = 64 * 1024
@@ -62,6 +63,16 @@ def is_json(content_type: str | None, body: bytes) -> bool:
         return body.lstrip(_WHITESPACE)[:1] in (b"{", b"[")
     media = content_type.partition(";")[0].strip().lower()
     return media == "application/json" or media.endswith("+json")
+
+
+def over_body_json_limits(request: Request, limits: Limits) -> tuple[str, str] | None:
+    """The reason and detail of the first JSON limit ``request``'s buffered body is over, if
+    a stage will parse it as JSON; measured on its bytes before any stage builds a document
+    (a compressed body's bytes say nothing: the stage that inflates it bounds it)."""
+    body = request.body
+    if body and is_json(request.header("content-type"), body) and request.header("content-encoding") is None:
+        return over_json_limits(body, limits)
+    return None
 
 
 def over_json_limits(body: bytes, limits: Limits) -> tuple[str, str] | None:
