@@ -10,7 +10,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,7 +29,7 @@ from bastion.control.dashboard import charts
 from bastion.control.dashboard.web import PREFIX, form_text, render
 from bastion.store import adminaudit, alertstate, consumers, keys
 from bastion.store.errors import StoreError
-from bastion.store.models import AlertRecord, AuditRecord, utcnow
+from bastion.store.models import AlertRecord, AuditRecord, Consumer, utcnow
 
 DECISIONS = ("allowed", "monitored", "blocked")
 #: The feed looks this far back at each poll: each worker writes its records in its own
@@ -82,8 +82,17 @@ class Pages:
         query = AuditQuery(consumer=filters["consumer"] or None, route=filters["route"] or None,
                            status=int(filters["status"]) if filters["status"] else None,
                            decision=filters["decision"] or None)
+        if query.consumer is not None:
+            query = replace(query, consumer=await self.ctx.call(self._consumer_id, query.consumer))
         resume = _float(request.headers.get("last-event-id"))
         return StreamingResponse(self._events(query, resume), media_type="text/event-stream")
+
+    def _consumer_id(self, name: str) -> str:
+        """The id the audit log keeps of the consumer ``name`` (the text itself if no consumer
+        has that name: it may be an id already)."""
+        with self.ctx.store().read() as session:
+            consumer = consumers.find(session, name)
+            return consumer.id if consumer is not None else name
 
     async def _events(self, query: AuditQuery, resume: float | None) -> AsyncIterator[bytes]:
         yield b"retry: 2000\n\n"
@@ -94,13 +103,12 @@ class Pages:
         while True:
             since = None if first else datetime.fromtimestamp(newest - FEED_LOOKBACK, UTC)
             rows = await self.ctx.call(self._feed_rows, query, since, first)
-            for row in rows:
-                ts = row.ts.timestamp()
-                if row.id in seen or (resume is not None and ts <= resume):
+            for ts, row in rows:
+                if row["id"] in seen or (resume is not None and ts <= resume):
                     continue
-                seen[row.id] = ts
+                seen[row["id"]] = ts
                 newest = max(newest, ts)
-                data = orjson.dumps(_feed_record(row)).decode()
+                data = orjson.dumps(row).decode()
                 yield f"id: {ts:.6f}\nevent: record\ndata: {data}\n\n".encode()
             first = False
             horizon = newest - 2 * FEED_LOOKBACK
@@ -110,7 +118,7 @@ class Pages:
             yield b": keep-alive\n\n"
             await asyncio.sleep(FEED_POLL)
 
-    def _feed_rows(self, query: AuditQuery, since: datetime | None, first: bool) -> list[AuditRecord]:
+    def _feed_rows(self, query: AuditQuery, since: datetime | None, first: bool) -> list[tuple[float, dict[str, Any]]]:
         if not self._audit_on():
             return []
         store = self.ctx.store()
@@ -119,8 +127,9 @@ class Pages:
         limit = 20 if first else 500
         with store.read() as session:
             rows = list(session.scalars(selection.order_by(AuditRecord.ts.desc(), AuditRecord.id.desc()).limit(limit)))
+            names = _consumer_names(session, rows)
         rows.reverse()
-        return rows
+        return [(r.ts.timestamp(), _feed_record(r, names)) for r in rows]
 
     # -- blocked requests ----------------------------------------------------------------------
     async def blocked(self, request: Request) -> Response:
@@ -132,8 +141,9 @@ class Pages:
         query = (select(AuditRecord).where(AuditRecord.decision == "blocked")
                  .order_by(AuditRecord.ts.desc(), AuditRecord.id.desc()).limit(200))
         with store.read() as session:
-            return [dict(_feed_record(r), evidence=_evidence(r.details), reason=r.reason)
-                    for r in session.scalars(query)]
+            rows = list(session.scalars(query))
+            names = _consumer_names(session, rows)
+            return [dict(_feed_record(r, names), evidence=_evidence(r.details), reason=r.reason) for r in rows]
 
     # -- alerts ----------------------------------------------------------------------------------
     async def alerts(self, request: Request) -> Response:
@@ -292,10 +302,19 @@ def _feed_filters(params: Mapping[str, str]) -> dict[str, str]:
             "route": params.get("route", "").strip()[:255], "consumer": params.get("consumer", "").strip()[:128]}
 
 
-def _feed_record(r: AuditRecord) -> dict[str, Any]:
+def _consumer_names(session: Session, rows: list[AuditRecord]) -> dict[str, str]:
+    """The names of the consumers ``rows`` name (the audit log keeps their ids)."""
+    ids = {r.consumer for r in rows if r.consumer is not None}
+    if not ids:
+        return {}
+    return {cid: name for cid, name in session.execute(select(Consumer.id, Consumer.name).where(Consumer.id.in_(ids)))}
+
+
+def _feed_record(r: AuditRecord, names: Mapping[str, str]) -> dict[str, Any]:
     return {"id": r.id, "time": r.ts.astimezone(UTC).strftime("%H:%M:%S.") + f"{r.ts.microsecond // 1000:03d}",
             "status": r.status, "decision": r.decision, "method": r.method, "path": r.path or "-",
-            "route": r.route or "-", "consumer": r.consumer or "-", "client": r.client,
+            "route": r.route or "-", "consumer": names.get(r.consumer, r.consumer) if r.consumer else "-",
+            "client": r.client,
             "latency_ms": round(r.latency_ms, 1), "stage": r.stage or "", "rule": r.rule or "",
             "category": r.category or ""}
 
