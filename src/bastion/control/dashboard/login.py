@@ -187,14 +187,16 @@ class LoginFlow:
                           source=source)
         return cookie
 
-    def _pending(self, session: Any, pepper: bytes, cookie: str) -> tuple[WebSession, AdminUser] | None:
+    def _pending(self, session: Any, pepper: bytes, cookie: str) -> tuple[WebSession, AdminUser, Step] | None:
+        """The browser's pending session, its account and the step it is at."""
         row = websessions.find(session, pepper, "admin", cookie, utcnow(), PENDING)
         if row is None or row.mfa:
             return None
         user = session.get(AdminUser, row.subject_id)
-        if user is None or user.disabled or next_step(user) is None:
+        step = next_step(user) if user is not None and not user.disabled else None
+        if user is None or step is None:
             return None
-        return row, user
+        return row, user, step
 
     def _view(self, cookie: str, sealed: str | None) -> StepView | None:
         store = self.ctx.store()
@@ -202,13 +204,10 @@ class LoginFlow:
             found = self._pending(session, store.pepper, cookie)
             if found is None:
                 return None
-            row, user = found
-            return self._make_view(store.pepper, row, user, sealed)
+            return self._make_view(store.pepper, *found, sealed)
 
     @staticmethod
-    def _make_view(pepper: bytes, row: WebSession, user: AdminUser, sealed: str | None) -> StepView:
-        step = next_step(user)
-        assert step is not None  # _pending returns only accounts with a step to go
+    def _make_view(pepper: bytes, row: WebSession, user: AdminUser, step: Step, sealed: str | None) -> StepView:
         if step is not Step.ENROL:
             return StepView(step, user.name, row.csrf, with_code=user.totp_secret is not None)
         secret = totp.new_secret() if not sealed else totp.unseal(pepper, sealed)
@@ -223,15 +222,14 @@ class LoginFlow:
             found = self._pending(session, store.pepper, cookie)
             if found is None:
                 return Advance(refused=True)
-            row, user = found
+            row, user, step = found
             if not login_csrf_matches(row.csrf, form["csrf_token"]):
                 return Advance(csrf_failed=True)
-            step = next_step(user)
             sealed = form["sealed"] if step is Step.ENROL else None
             try:
-                view = self._make_view(store.pepper, row, user, sealed)
+                view = self._make_view(store.pepper, row, user, step, sealed)
             except MasterKeyError:
-                view = self._make_view(store.pepper, row, user, None)
+                view = self._make_view(store.pepper, row, user, step, None)
                 return Advance(error="The enrolment form was altered: scan the new secret.", view=view)
             if step is Step.PASSWORD or step is Step.TOTP:
                 if user.totp_secret is not None:

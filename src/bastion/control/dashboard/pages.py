@@ -39,6 +39,9 @@ FEED_LOOKBACK = 30.0
 #: itself, from the last event's id): each reconnection checks the session again.
 FEED_LIFETIME = 60.0
 FEED_POLL = 1.0
+#: The overview reads at most this many records of its window (the newest): the charts of a
+#: busy gateway's 24 hours then cover its last part, and the page says so.
+OVERVIEW_ROWS = 200_000
 _SCOPE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$")
 
 
@@ -60,13 +63,13 @@ class Pages:
         rows = await self.ctx.call(self._overview_rows, since) if self._audit_on() else []
         buckets, totals = charts.bucketize(rows, since, until)
         return render(request, "overview.html", principal=principal_of(request), audit_on=self._audit_on(),
-                      window=window, windows=list(charts.WINDOWS), totals=totals,
-                      charts=charts.overview_charts(buckets))
+                      window=window, windows=list(charts.WINDOWS), capped=len(rows) >= OVERVIEW_ROWS,
+                      cap=OVERVIEW_ROWS, totals=totals, charts=charts.overview_charts(buckets))
 
     def _overview_rows(self, since: datetime) -> list[tuple[datetime, int, str, float]]:
         store = self.ctx.store()
         query = (select(AuditRecord.ts, AuditRecord.status, AuditRecord.decision, AuditRecord.latency_ms)
-                 .where(AuditRecord.ts >= since).limit(500_000))
+                 .where(AuditRecord.ts >= since).order_by(AuditRecord.ts.desc()).limit(OVERVIEW_ROWS))
         with store.read() as session:
             return [(ts, status, decision, latency) for ts, status, decision, latency in session.execute(query)]
 
@@ -99,7 +102,7 @@ class Pages:
         deadline = time.monotonic() + FEED_LIFETIME
         seen: dict[str, float] = {}
         first = resume is None
-        newest = resume if resume is not None else 0.0
+        newest = resume if resume is not None else time.time()
         while True:
             since = None if first else datetime.fromtimestamp(newest - FEED_LOOKBACK, UTC)
             rows = await self.ctx.call(self._feed_rows, query, since, first)

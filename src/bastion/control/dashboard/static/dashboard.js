@@ -17,7 +17,11 @@
     state.textContent = "Live: new requests appear at the top.";
   });
   source.addEventListener("error", function () {
-    state.textContent = "Reconnecting…";
+    // CLOSED: the stream answered with something else than events (the session ended and
+    // the sign-in page came back): the browser does not retry then.
+    state.textContent = source.readyState === EventSource.CLOSED
+      ? "Disconnected: reload the page (your session may have ended)."
+      : "Reconnecting…";
   });
   source.addEventListener("record", function (event) {
     const record = JSON.parse(event.data);
