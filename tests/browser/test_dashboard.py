@@ -2,7 +2,8 @@
 gateway in front of the demo API, with the audit log and the detectors on: an admin's first
 sign-in (one-time password, new password, TOTP enrolment), a consumer and an API key made in
 the UI and used by an HTTP client, that request in the live feed, an injection on the blocked
-page with its reason, a scanner's alert acknowledged, and signing out. Every page is saved as
+page with its reason, a scanner's alert acknowledged, every page at a phone's width, and
+signing out. Every page is saved as
 a screenshot under test-artifacts/screenshots/."""
 
 from __future__ import annotations
@@ -137,6 +138,14 @@ def test_dashboard_end_to_end(page, demo_api: DemoServer) -> None:  # type: igno
         assert int(page.locator("#total-requests").inner_text()) >= 4
         assert page.locator("figure.chart svg polyline").count() >= 6
         screenshot(page, "dashboard-overview")
+
+        # On a phone's width no page is wider than the screen (wide tables scroll by themselves).
+        page.set_viewport_size({"width": 390, "height": 844})
+        for name in ("", "feed", "blocked", "alerts", "consumers", "routes"):
+            page.goto(f"{ui}/{name}")
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), name
+            screenshot(page, f"dashboard-phone-{name or 'overview'}")
+        page.set_viewport_size({"width": 1280, "height": 900})
 
         # Signing out ends the session.
         page.get_by_role("button", name="Sign out").click()
