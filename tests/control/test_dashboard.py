@@ -15,7 +15,7 @@ from sqlalchemy import select
 from bastion.control.accounts.roles import Role
 from bastion.demo.server import DemoServer
 from bastion.store import adminaudit
-from bastion.store.models import AdminUser, AlertRecord, WebSession, utcnow
+from bastion.store.models import AdminUser, AlertRecord, AuditRecord, WebSession, utcnow
 from bastion.testing import GatewayProcess
 from tests.control.dashboard_client import (
     NEW_PASSWORD,
@@ -211,3 +211,79 @@ def test_viewers_read_operators_change_and_the_change_is_audited(demo_api: DemoS
             entry = adminaudit.query(session, action="alert.status")[0]
             assert (entry.actor, entry.via, entry.target) == ("opal", "session", "alert:a1")
             assert entry.before == {"status": "open"} and entry.after == {"status": "acknowledged"}
+
+
+def _events(client: httpx.Client, path: str, wanted: int, headers: dict[str, str] | None = None,
+            within: float = 20.0) -> list[tuple[str, dict[str, Any]]]:
+    """The first ``wanted`` record events (id, data) of the feed's stream at ``path``."""
+    import json
+    import time
+
+    found: list[tuple[str, dict[str, Any]]] = []
+    deadline = time.monotonic() + within
+    event_id = ""
+    with client.stream("GET", path, headers=headers) as stream:
+        assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
+        for line in stream.iter_lines():  # a keep-alive comes every second: the deadline is checked
+            if line.startswith("id: "):
+                event_id = line[4:]
+            elif line.startswith("data: "):
+                found.append((event_id, json.loads(line[6:])))
+                if len(found) == wanted:
+                    break
+            assert time.monotonic() < deadline, f"only {len(found)} of {wanted} events within {within}s"
+    return found
+
+
+def test_live_feed_streams_filtered_records_and_pages_escape_them(demo_api: DemoServer) -> None:
+    """The feed's stream needs a session, sends the audit records that match its filters as
+    JSON events, resumes after the Last-Event-ID it is given, and the blocked page shows a
+    record's path as text, never as markup."""
+    cfg = dict(_config(demo_api), audit={"enabled": True, "flush_interval": 0.2})
+    with GatewayProcess(cfg) as gw, _client(gw) as client:
+        assert httpx.get(gw.admin_url + "/ui/feed/stream").status_code == 303
+        sign_in(client, "fay", make_admin(gw, "fay", Role.VIEWER), enrol=False)
+        assert httpx.get(gw.url + "/books", timeout=5).status_code == 200
+        # The gateway refuses a raw "<" in a target (and records it percent-encoded): a record
+        # holding markup is put in the store directly, as a faulty writer might.
+        with gateway_store(gw) as store, store.write() as session:
+            session.add(AuditRecord(id="markup", ts=utcnow(), request_id="r", instance="i", worker=0, consumer=None,
+                                    credential=None, client="10.0.0.7", method="GET", host="x",
+                                    path="/<script>alert(1)</script>", route=None, service=None, status=404,
+                                    bytes_in=0, bytes_out=0, latency_ms=0.1, upstream_ms=None, decision="blocked",
+                                    stage=None, rule=None, category=None, reason="no_route", details={}))
+        assert httpx.get(gw.url + "/nothing-here", timeout=5).status_code == 404
+        blocked = _events(client, "/ui/feed/stream?decision=blocked", 2)
+        assert {data["decision"] for _, data in blocked} == {"blocked"}
+        assert [data["path"] for _, data in blocked] == ["/<script>alert(1)</script>", "/nothing-here"]
+        resumed = _events(client, "/ui/feed/stream?decision=blocked", 1, headers={"Last-Event-ID": blocked[0][0]})
+        assert resumed[0][1]["path"] == "/nothing-here"
+        allowed = _events(client, "/ui/feed/stream?status=200", 1)
+        assert allowed[0][1]["path"] == "/books" and allowed[0][1]["route"] != "-"
+        page = client.get("/ui/blocked").text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
+
+
+def test_an_api_key_made_in_the_dashboard_is_shown_once(demo_api: DemoServer) -> None:
+    """POST /ui/keys answers the new key once; the consumers page then shows its prefix and
+    id only, and the admin audit entry records the key's id and consumer, never the key."""
+    with GatewayProcess(_config(demo_api)) as gw, _client(gw) as client:
+        sign_in(client, "kim", make_admin(gw, "kim", Role.OPERATOR), enrol=False)
+        assert client.post("/ui/consumers", data={"name": "shop", "roles": "user, buyer", "plan": "gold",
+                                                  "csrf_token": csrf_of(client)}).status_code == 303
+        refused = client.post("/ui/keys", data={"consumer": "shop", "scopes": "read", "expires_days": "0",
+                                                "csrf_token": csrf_of(client)})
+        assert refused.status_code == 422 and "1 to 3650" in refused.text
+        made = client.post("/ui/keys", data={"consumer": "shop", "scopes": "read, write", "expires_days": "30",
+                                             "csrf_token": csrf_of(client)})
+        assert made.status_code == 200 and "shown this once" in made.text
+        key = made.text.split('id="new-key" class="secret-value" readonly value="')[1].split('"')[0]
+        assert key.startswith("bst_")
+        listing = client.get("/ui/consumers").text
+        assert key not in listing and key[:12] in listing and "read write" in listing
+        with gateway_store(gw) as store, store.read() as session:
+            entry = adminaudit.query(session, action="key.create")[0]
+            assert entry.actor == "kim" and entry.after is not None and entry.after["consumer"] == "shop"
+            assert key not in str(adminaudit.as_dict(entry))
+            created = adminaudit.query(session, action="consumer.create")[0]
+            assert created.after == {"name": "shop", "roles": ["user", "buyer"], "plan": "gold"}
