@@ -125,8 +125,7 @@ class Pages:
         if not self._audit_on():
             return []
         store = self.ctx.store()
-        selection = query.select() if since is None else AuditQuery(
-            since, None, query.consumer, query.route, query.status, query.decision).select()
+        selection = (query if since is None else replace(query, since=since)).select()
         limit = 20 if first else 500
         with store.read() as session:
             rows = list(session.scalars(selection.order_by(AuditRecord.ts.desc(), AuditRecord.id.desc()).limit(limit)))
