@@ -287,3 +287,11 @@ def test_an_api_key_made_in_the_dashboard_is_shown_once(demo_api: DemoServer) ->
             assert key not in str(adminaudit.as_dict(entry))
             created = adminaudit.query(session, action="consumer.create")[0]
             assert created.after == {"name": "shop", "roles": ["user", "buyer"], "plan": "gold"}
+
+
+def test_the_dashboard_can_be_turned_off(demo_api: DemoServer) -> None:
+    """admin.dashboard: false serves no page under /ui (404), the admin API stays."""
+    with GatewayProcess(_config(demo_api, dashboard=False)) as gw, _client(gw) as client:
+        for path in ("/ui/login", "/ui/", "/ui/static/dashboard.css"):
+            assert client.get(path).status_code == 404, path
+        assert client.get("/version").status_code == 200
