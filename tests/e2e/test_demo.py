@@ -10,7 +10,10 @@ import time
 import urllib.error
 import urllib.request
 
+import httpx
+
 from bastion.testing import free_port
+from tests.control.dashboard_client import post_login
 
 
 def status_of(url: str, headers: dict[str, str] | None = None) -> int:
@@ -27,7 +30,8 @@ def test_demo_command_prints_working_examples() -> None:
     a credential: refused, never forwarded), 404 (undeclared), 400 (encoded slash) and 403 (an
     SQL injection in a search the OpenAPI document accepts: detection runs in block mode); the
     sixth, with the demo consumer's API key the demo made, gets the private operation (200),
-    and the same key with one character changed is refused (401)."""
+    and the same key with one character changed is refused (401). The printed dashboard URL
+    and one-time password start the dashboard's sign-in (a new password is asked next)."""
     port, admin, api = free_port(), free_port(), free_port()
     cmd = [
         sys.executable,
@@ -69,6 +73,14 @@ def test_demo_command_prints_working_examples() -> None:
         assert status_of(url, {"X-API-Key": key}) == 200
         typo = key[:10] + ("A" if key[10] != "A" else "B") + key[11:]
         assert status_of(url, {"X-API-Key": typo}) == 401
+        dashboard = re.search(r"dashboard: +(\S+)\n +sign in as (\S+) with the one-time password (\S+)", text)
+        assert dashboard is not None, text
+        ui, name, password = dashboard.groups()
+        assert ui == f"http://127.0.0.1:{admin}/ui/"
+        with httpx.Client(base_url=f"http://127.0.0.1:{admin}", timeout=10) as browser:
+            answer = post_login(browser, name, password)
+            assert answer.status_code == 303 and answer.headers["location"] == "/ui/login/step"
+            assert "Choose a new password" in browser.get("/ui/login/step").text
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=20)

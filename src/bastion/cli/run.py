@@ -44,6 +44,7 @@ DEMO_CONFIG = """\
 listen: {{host: 127.0.0.1, port: {port}}}
 admin: {{host: 127.0.0.1, port: {admin_port}}}
 access_log: {{path: access.log}}
+audit: {{enabled: true}}  # every request's record in the store: the dashboard's charts, live feed and blocked page
 consumers:
   - {{name: demo, roles: [user]}}  # its API key is made when the demo starts (bastion keys create demo)
 services:
@@ -79,6 +80,22 @@ def demo_key(config: Path) -> str:
         store.close()
 
 
+def demo_admin(config: Path, name: str = "admin") -> str:
+    """An admin user for the dashboard in the store beside ``config`` (what ``bastion admin
+    create admin -c CONFIG`` does); its one-time password. The demo's store is temporary."""
+    from bastion.config import load_config
+    from bastion.control.accounts.roles import Role
+    from bastion.store import admins, open_store
+
+    loaded = load_config(config)
+    store = open_store(loaded.config.store, loaded.config.consumers)
+    try:
+        with store.write() as session:
+            return admins.create(session, name, Role.ADMIN)[1]
+    finally:
+        store.close()
+
+
 def run_demo(port: int, admin_port: int, api_port: int, workers: int) -> int:
     from bastion.demo.server import DemoServer
 
@@ -88,6 +105,7 @@ def run_demo(port: int, admin_port: int, api_port: int, workers: int) -> int:
 
     try:
         key = demo_key(config)
+        password = demo_admin(config)
     except StoreError as exc:
         err.print("[bold red]error:[/] " + escape(f"the demo's key store could not be made: {exc}"))
         return 1
@@ -104,6 +122,9 @@ Bastion demo
   demo API (direct, do not expose): http://127.0.0.1:{api_port}
   gateway:                          {gw}
   admin:                            http://127.0.0.1:{admin_port}/health  /metrics
+  dashboard:                        http://127.0.0.1:{admin_port}/ui/
+    sign in as admin with the one-time password {password}
+    (then choose your own password and set up a TOTP app: admins sign in with a code too)
   config:                           {config}
   access log:                       {folder / "access.log"}
 

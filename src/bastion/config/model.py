@@ -219,6 +219,9 @@ class AdminLogin(Strict):
 
     max_failures: int = Field(5, ge=1, le=100, description="Failed passwords or codes in a row that lock an account.")
     lockout: int = Field(900, ge=10, le=86400, description="Seconds an account stays locked.")
+    attempts_per_minute: int = Field(
+        20, ge=1, le=10_000, description="Sign-in attempts (passwords and codes) one client address may make a minute."
+    )
 
 
 class Portal(Strict):
@@ -244,7 +247,7 @@ class Admin(Strict):
     dashboard: bool = Field(True, description="Serve the web dashboard under `/ui`.")
     portal: Portal = Field(default_factory=Portal, description="The developer portal.")
     sessions: AdminSessions = Field(default_factory=AdminSessions, description="Dashboard and portal sessions.")
-    login: AdminLogin = Field(default_factory=AdminLogin, description="Password login lockout.")
+    login: AdminLogin = Field(default_factory=AdminLogin, description="Password login lockout and rate limit.")
     public_metrics: bool = Field(
         True, description="Serve `/metrics` without a token (for Prometheus); false: a viewer token is needed."
     )
