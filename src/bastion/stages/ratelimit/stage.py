@@ -189,8 +189,7 @@ class RateLimitStage(HeadStage, ResponseStage):
             for limit_set in (self._head, self._body, *self._plans.values()):
                 limit_set.local_tail = _local_tail(limit_set.limits, workers, instances)
         if self._plans:
-            self._book = plan_book(services)
-            await self._book.start()
+            self._book = await plan_book(services)
 
     def _plan_set(self, exchange: Exchange) -> _LimitSet | None:
         """The signed-in consumer's plan's limits (with the route's), if it is on a plan."""
