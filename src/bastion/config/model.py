@@ -63,7 +63,8 @@ class ServerTLS(Strict):
 
 
 class Limits(Strict):
-    """Bounds on what a client may send; beyond them the request is refused."""
+    """Bounds on what a client may send (beyond them the request is refused) and on what an
+    upstream may answer."""
 
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=0, description="Largest request body (413 beyond).")
     max_response_body_bytes: int = Field(
@@ -81,6 +82,16 @@ class Limits(Strict):
             "A response body larger than 'max_response_body_bytes' on a route that inspects "
             "whole bodies: 'block' answers 502 problem+json (and closes the upstream connection), "
             "'pass' forwards it uninspected, recorded in the exchange's record as 'uninspected'."
+        ),
+    )
+    max_upstream_response_bytes: int = Field(
+        1024 * 1024 * 1024,
+        ge=0,
+        description=(
+            "Largest upstream response body forwarded, streamed or buffered. An upstream that "
+            "announces more (Content-Length) gets its client a 502 problem+json; one that sends "
+            "more once the answer is streaming has the client's connection cut before the body's "
+            "end, so the client sees a truncated answer, never a complete one."
         ),
     )
     max_header_bytes: int = Field(32 * 1024, ge=1024, description="Largest request head (431 beyond).")
@@ -128,7 +139,8 @@ HEAD_LIMITS = ("max_headers", "max_header_bytes", "max_url_bytes")
 
 class RequestLimits(Strict):
     """Limits on a service's or route's requests, checked once the request is routed and
-    before any of its body is read. Unset ones are the service's, then ``listen.limits``."""
+    before any of its body is read (and on its upstream's response). Unset ones are the
+    service's, then ``listen.limits``."""
 
     max_headers: int | None = Field(
         None, ge=1, description="Most header fields (431 beyond); at most listen.limits.max_headers."
@@ -149,6 +161,9 @@ class RequestLimits(Strict):
     max_json_string_bytes: int | None = Field(None, ge=0, description="Longest string in a JSON body, in bytes.")
     max_json_number_chars: int | None = Field(
         None, ge=1, le=100_000, description="Longest number in a JSON body, in characters."
+    )
+    max_upstream_response_bytes: int | None = Field(
+        None, ge=0, description="Largest upstream response body forwarded (502, or the answer cut, beyond)."
     )
 
 
