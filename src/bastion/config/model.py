@@ -514,11 +514,14 @@ def redact_url(url: str) -> str:
 def check_redis_url(value: str) -> str:
     parts = urlsplit(value)
     shown = redact_url(value)
-    if "cluster" in parts.scheme:
-        raise ValueError(
-            f"Redis Cluster is not supported yet (got {shown!r}): use a standalone Redis (redis://) or one "
-            "behind Sentinel (redis+sentinel://host:26379/mastername/0)"
-        )
+    if parts.scheme == "redis+cluster":
+        from bastion.state.cluster import parse_cluster_url
+
+        try:
+            parse_cluster_url(value)
+        except ValueError as exc:
+            raise ValueError(f"the URL {shown!r}: {exc}") from None
+        return value
     if parts.scheme == "redis+sentinel":
         from bastion.state.sentinel import parse_sentinel_url
 
@@ -529,7 +532,8 @@ def check_redis_url(value: str) -> str:
         return value
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ValueError(
-            f"expected a redis://, rediss://, unix:// or redis+sentinel://host:port/mastername URL, got {shown!r}"
+            f"expected a redis://, rediss://, unix://, redis+sentinel://host:port/mastername or "
+            f"redis+cluster://host:port[,host:port] URL, got {shown!r}"
         )
     if parts.scheme == "unix":
         if not parts.path:
@@ -554,7 +558,8 @@ class RedisSettings(Strict):
         description=(
             "redis://[user:password@]host[:port][/db], rediss:// for TLS, unix:///path/to/socket, or "
             "redis+sentinel://[:password@]sentinel:26379[,sentinel2:26379]/mastername[/db] (the master asked of "
-            "the Sentinels on every connection; Redis Cluster is not supported yet). "
+            "the Sentinels on every connection), or redis+cluster://[:password@]node:6379[,node2:6379] (Redis "
+            "Cluster: every key of Bastion in the one hash slot of key_prefix, so scripts stay atomic). "
             "Put a password in an environment variable: redis://:${REDIS_PASSWORD}@host/0 "
             "(logs and messages never show it)."
         )
