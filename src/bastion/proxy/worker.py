@@ -155,7 +155,7 @@ class Worker:
         audit = [self.audit] if self.audit is not None else []
         detectors = [self._start_detectors(loaded, services)] if loaded.config.detectors.enabled else []
         sinks = RecordSinks(
-            [ReleaseInFlight(services), CountMetrics(), self.access, *audit, *detectors],
+            [ReleaseInFlight(), CountMetrics(), self.access, *audit, *detectors],
             EvidenceRedactor(loaded.config.access_log.redact_fields),
         )
         self.server = GatewayServer(runtime, sinks)

@@ -197,3 +197,38 @@ def test_the_memory_backend_is_refused_with_several_workers(tmp_path: Path, upst
     assert issue is not None and "the stage concurrency (route api:/)" in issue.message
     assert "Set backends: {state: redis" in issue.message
     assert check_backends(load_config(path), 1) is None
+
+
+def test_places_taken_after_a_reload_onto_redis_are_given_back(tmp_path: Path, upstream: ScriptedUpstream,
+                                                               redis_url: str) -> None:
+    """A worker started on the memory backend is reloaded onto Redis: alice's requests from
+    then on take their places in Redis, and each is given back once answered (the record sink
+    follows the backend that took the place, not the one the worker started with), before
+    any request read after it takes one: with max 1, requests one after the other all pass,
+    and Redis holds no place of hers afterwards."""
+    path, port = write(tmp_path, upstream, {"max_in_flight": 1}, None)
+    worker = Worker(str(path), identity=identity(), load=signed_in)
+
+    async def scenario(client: httpx.AsyncClient) -> list[int]:
+        write(tmp_path, upstream, {"max_in_flight": 1}, redis_backends(redis_url))
+        config = json.loads(path.read_text())
+        config["listen"]["port"] = port
+        path.write_text(json.dumps(config))
+        assert await worker.apply_reload()
+
+        async def get() -> int:
+            return (await client.get(f"http://127.0.0.1:{port}/echo", headers={"x-test-user": "alice"})).status_code
+
+        inspect = aioredis.from_url(redis_url)
+        try:
+            codes = [await get()]
+            # The first give-back also loads its script into Redis: let it land before the pair.
+            await until(lambda: _places(inspect, "id-alice", 0), "alice's first place given back")
+            codes += [await get(), await get()]
+            await until(lambda: _places(inspect, "id-alice", 0), "alice's places given back")
+            assert await inspect.exists("bastion:" + KEY_PREFIX + "id-alice") == 0
+        finally:
+            await inspect.aclose()
+        return codes
+
+    assert run(lambda: serving([worker], scenario)) == [200, 200, 200]

@@ -11,8 +11,10 @@ nothing, so its places free themselves within one lease, while a live worker's l
 keeps its place however long it lasts.
 
 Places are given back in batches (one script per event-loop iteration, whatever the number
-of requests that ended in it), and renewed in one script per worker: the request path pays
-one round trip, to take its place.
+of requests that ended in it), sent before any request read after them takes a place (one
+connection, answered in order: a client that sends its next request once answered finds its
+place free), and renewed in one script per worker: the request path pays one round trip, to
+take its place.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ log = logging.getLogger("bastion.concurrency")
 KEY_PREFIX = "concurrency:"
 #: The key of the worker's leases in ``services.shared``.
 SHARED_KEY = "concurrency:leases"
+
+#: Which worker's leases hold a place for each request of this process (by request id), for
+#: the record sink to give it back to whichever state backend took it: a reload that changes
+#: the backends leaves the requests still in flight with the old one.
+HOLDERS: dict[str, SharedInFlight] = {}
 
 _NOW = """
 local now
@@ -154,6 +161,8 @@ class SharedInFlight:
         self._returning: list[tuple[str, str]] = []
         self._flush: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
+        #: Closed with its services: what is still held then ends with its lease.
+        self.closed = False
 
     def member(self, request_id: str) -> str:
         return self.token + request_id
@@ -167,11 +176,13 @@ class SharedInFlight:
         key = KEY_PREFIX + consumer
         member = self.member(request_id)
         self.held[member] = key
+        HOLDERS[request_id] = self
         answer = await self.state.run(ACQUIRE, [key], ["", most, self.lease_ms, member])
         if not isinstance(answer, list) or len(answer) != 2 or not isinstance(answer[1], int):
             raise RuntimeError(f"the concurrency script answered {answer!r}")
         if answer[0] != 1:
             self.held.pop(member, None)
+            HOLDERS.pop(request_id, None)
             return 0
         if self._renewer is None:
             self._renewer = asyncio.get_running_loop().create_task(self._renew_every())
@@ -181,14 +192,16 @@ class SharedInFlight:
         """Give the request's place back (from the record sink): batched, off the request path."""
         member = self.member(request_id)
         key = self.held.pop(member, None)
-        if key is None:
+        if key is None or self.closed:
             return
         self._returning.append((key, member))
         if self._flush is None:
             self._flush = asyncio.get_running_loop().create_task(self._give_back())
 
     async def _give_back(self) -> None:
-        await asyncio.sleep(0)  # the other records of this loop iteration join the batch
+        # Runs at the next turn of the event loop, before the requests that turn reads (its
+        # step was scheduled first): a client's next request, on the same Redis connection,
+        # comes after this. The records completed in this turn join the batch.
         batch, self._returning = self._returning, []
         self._flush = None
         try:
@@ -210,6 +223,7 @@ class SharedInFlight:
 
     async def aclose(self) -> None:
         """Stop renewing, and give back what was still to be (the worker's shutdown)."""
+        self.closed = True
         for task in (self._renewer, self._flush):
             if task is not None:
                 task.cancel()
@@ -222,9 +236,19 @@ class SharedInFlight:
                 await self.state.run(RELEASE, [k for k, _ in batch], [m for _, m in batch])
 
 
+def release_lease(request_id: str) -> bool:
+    """Give back the place a request holds in a shared count, if it holds one (the record
+    sink, once the request's exchange ended)."""
+    holder = HOLDERS.pop(request_id, None)
+    if holder is None:
+        return False
+    holder.release(request_id)
+    return True
+
+
 def shared_in_flight(services: Services, lease: float) -> SharedInFlight:
-    """The worker's places in the shared counts (one per worker, kept across reloads), with
-    the shortest lease any of its users asks for (renewals follow it)."""
+    """The worker's places in the shared counts (one per worker and state backend, kept
+    across reloads), with the shortest lease any stage asks for (renewals follow it)."""
     identity = services.identity
     token = f"{identity.instance}:{identity.index}:{identity.pid}:"
     shared = services.shared(SHARED_KEY, lambda: SharedInFlight(services.state, token, lease))
@@ -232,4 +256,14 @@ def shared_in_flight(services: Services, lease: float) -> SharedInFlight:
     return shared
 
 
-__all__ = ["ACQUIRE", "KEY_PREFIX", "RELEASE", "RENEW", "SHARED_KEY", "SharedInFlight", "shared_in_flight"]
+__all__ = [
+    "ACQUIRE",
+    "HOLDERS",
+    "KEY_PREFIX",
+    "RELEASE",
+    "RENEW",
+    "SHARED_KEY",
+    "SharedInFlight",
+    "release_lease",
+    "shared_in_flight",
+]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from bastion.pipeline.stage import HeadStage, RequestOutcome, RouteInfo
 from bastion.stages.concurrency.config import ConcurrencyConfig
-from bastion.stages.concurrency.leases import SharedInFlight, shared_in_flight
+from bastion.stages.concurrency.leases import SharedInFlight, release_lease, shared_in_flight
 from bastion.types import Block, Exchange, ExchangeRecord
 
 if TYPE_CHECKING:
@@ -92,24 +92,13 @@ class ReleaseInFlight:
 
     name = "concurrency"
 
-    def __init__(self, services: Services | None = None) -> None:
-        #: The worker's places in the shared counts, with a shared backend (made here if no
-        #: stage made them yet: a reload may add the stage; the stages' own leases are shorter
-        #: or the same).
-        self._shared = (
-            shared_in_flight(services, ConcurrencyConfig().lease)
-            if services is not None and services.state.shared
-            else None
-        )
-
     def __call__(self, record: ExchangeRecord) -> None:
         consumer = record.consumer
         if consumer is None:
             return
-        shared = self._shared
-        if shared is not None:
-            # Whether or not the stage answered (the client may have left while it waited).
-            shared.release(record.request_id)
+        # A place in a shared count, whether or not the stage had its answer (the client may
+        # have left while it waited); else this process's count.
+        if release_lease(record.request_id):
             return
         if FACT not in record.facts:
             return
