@@ -59,7 +59,8 @@ def test_redis_chosen_without_a_server(tmp_path: Path) -> None:
     ("url", "message"),
     [
         ("http://cache:6379",
-         "expected a redis://, rediss://, unix:// or redis+sentinel://host:port/mastername URL, got 'http://cache:6379'"),
+         "expected a redis://, rediss://, unix://, redis+sentinel://host:port/mastername or "
+         "redis+cluster://host:port[,host:port] URL, got 'http://cache:6379'"),
         ("redis://:${BASTION_TEST_REDIS_PW}@cache:99999/0", "the URL 'redis://:***@cache:99999/0' has an invalid port"),
         ("redis:///0", "the URL 'redis:///0' has no host"),
         ("redis://cache/db1", "the URL 'redis://cache/db1': the path must be a database number (like /0), got '/db1'"),

@@ -374,3 +374,25 @@ def test_redis_script_that_does_not_compile_is_a_bug_not_an_outage(redis_url: st
             await s.close()
 
     run(scenario)
+
+
+def test_a_scripts_integers_read_back_as_redis_would_answer(backends: Backends) -> None:
+    """The rate limit script's TATs (kept as integers by the memory backend, so a request
+    neither parses nor formats them) read back through ``get`` as their decimal bytes, the
+    same on both backends, and are found by the next run of the script."""
+    from bastion.stages.ratelimit.gcra import GCRA
+
+    async def scenario() -> tuple[object, object, bytes | None]:
+        s = backends.make()
+        try:
+            # Two limits (T = 1000 µs, tolerance 1000; T = 10, tolerance 0) at now = 5000 µs.
+            first = await s.run(GCRA, ["a", "b"], [5000, 1000, 1000, 10, 0])
+            second = await s.run(GCRA, ["a", "b"], [5000, 1000, 1000, 10, 0])
+            return first, second, await s.get("a")
+        finally:
+            await closing(s)
+
+    first, second, stored = run(scenario)
+    assert first == [1, 1, 1000, 0, 10]
+    assert second == [0, 1, 1000, 0, 10]  # b's tolerance is spent: refused, nothing counted
+    assert stored == b"6000"

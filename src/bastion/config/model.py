@@ -63,7 +63,8 @@ class ServerTLS(Strict):
 
 
 class Limits(Strict):
-    """Bounds on what a client may send; beyond them the request is refused."""
+    """Bounds on what a client may send (beyond them the request is refused) and on what an
+    upstream may answer."""
 
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=0, description="Largest request body (413 beyond).")
     max_response_body_bytes: int = Field(
@@ -81,6 +82,16 @@ class Limits(Strict):
             "A response body larger than 'max_response_body_bytes' on a route that inspects "
             "whole bodies: 'block' answers 502 problem+json (and closes the upstream connection), "
             "'pass' forwards it uninspected, recorded in the exchange's record as 'uninspected'."
+        ),
+    )
+    max_upstream_response_bytes: int = Field(
+        1024 * 1024 * 1024,
+        ge=0,
+        description=(
+            "Largest upstream response body forwarded, streamed or buffered. An upstream that "
+            "announces more (Content-Length) gets its client a 502 problem+json; one that sends "
+            "more once the answer is streaming has the client's connection cut before the body's "
+            "end, so the client sees a truncated answer, never a complete one."
         ),
     )
     max_header_bytes: int = Field(32 * 1024, ge=1024, description="Largest request head (431 beyond).")
@@ -128,7 +139,8 @@ HEAD_LIMITS = ("max_headers", "max_header_bytes", "max_url_bytes")
 
 class RequestLimits(Strict):
     """Limits on a service's or route's requests, checked once the request is routed and
-    before any of its body is read. Unset ones are the service's, then ``listen.limits``."""
+    before any of its body is read (and on its upstream's response). Unset ones are the
+    service's, then ``listen.limits``."""
 
     max_headers: int | None = Field(
         None, ge=1, description="Most header fields (431 beyond); at most listen.limits.max_headers."
@@ -149,6 +161,9 @@ class RequestLimits(Strict):
     max_json_string_bytes: int | None = Field(None, ge=0, description="Longest string in a JSON body, in bytes.")
     max_json_number_chars: int | None = Field(
         None, ge=1, le=100_000, description="Longest number in a JSON body, in characters."
+    )
+    max_upstream_response_bytes: int | None = Field(
+        None, ge=0, description="Largest upstream response body forwarded (502, or the answer cut, beyond)."
     )
 
 
@@ -545,11 +560,14 @@ def redact_url(url: str) -> str:
 def check_redis_url(value: str) -> str:
     parts = urlsplit(value)
     shown = redact_url(value)
-    if "cluster" in parts.scheme:
-        raise ValueError(
-            f"Redis Cluster is not supported yet (got {shown!r}): use a standalone Redis (redis://) or one "
-            "behind Sentinel (redis+sentinel://host:26379/mastername/0)"
-        )
+    if parts.scheme == "redis+cluster":
+        from bastion.state.cluster import parse_cluster_url
+
+        try:
+            parse_cluster_url(value)
+        except ValueError as exc:
+            raise ValueError(f"the URL {shown!r}: {exc}") from None
+        return value
     if parts.scheme == "redis+sentinel":
         from bastion.state.sentinel import parse_sentinel_url
 
@@ -560,7 +578,8 @@ def check_redis_url(value: str) -> str:
         return value
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ValueError(
-            f"expected a redis://, rediss://, unix:// or redis+sentinel://host:port/mastername URL, got {shown!r}"
+            f"expected a redis://, rediss://, unix://, redis+sentinel://host:port/mastername or "
+            f"redis+cluster://host:port[,host:port] URL, got {shown!r}"
         )
     if parts.scheme == "unix":
         if not parts.path:
@@ -585,7 +604,8 @@ class RedisSettings(Strict):
         description=(
             "redis://[user:password@]host[:port][/db], rediss:// for TLS, unix:///path/to/socket, or "
             "redis+sentinel://[:password@]sentinel:26379[,sentinel2:26379]/mastername[/db] (the master asked of "
-            "the Sentinels on every connection; Redis Cluster is not supported yet). "
+            "the Sentinels on every connection), or redis+cluster://[:password@]node:6379[,node2:6379] (Redis "
+            "Cluster: every key of Bastion in the one hash slot of key_prefix, so scripts stay atomic). "
             "Put a password in an environment variable: redis://:${REDIS_PASSWORD}@host/0 "
             "(logs and messages never show it)."
         )

@@ -32,7 +32,7 @@ from bastion.proxy.jsonscan import over_body_json_limits
 from bastion.proxy.limits import BODY_TOO_LARGE
 from bastion.proxy.metrics import METRICS
 from bastion.proxy.prelude import Refusal, prelude, upstream_head
-from bastion.proxy.respond import TITLES, ResponseSteps
+from bastion.proxy.respond import ResponseSteps
 from bastion.proxy.upstream import TargetState
 from bastion.proxy.upstream_connection import UpstreamConnection
 from bastion.proxy.upstream_errors import UpstreamError
@@ -203,7 +203,13 @@ class Flight(ResponseSteps):
         self.target, self.up = target, conn
         cfg = pool.config
         self.deadline = time.monotonic() + cfg.timeouts.total
-        conn.begin(self.ex.request.method, self.deadline, cfg.timeouts.read, self)
+        conn.begin(
+            self.ex.request.method,
+            self.deadline,
+            cfg.timeouts.read,
+            self,
+            max_body=self.route.limits.max_upstream_response_bytes,
+        )
         self.parked = True
         conn.write(upstream_head(self.ex, target, len(body)) + body)
         conn.end_request()
@@ -219,6 +225,7 @@ class Flight(ResponseSteps):
         deadline = time.monotonic() + cfg.timeouts.total
         request = self.ex.request
         body = self.body
+        max_body = self.route.limits.max_upstream_response_bytes
         attempts = 1 + cfg.retries if (request.method in IDEMPOTENT_METHODS and body is not None) else 1
         target: TargetState | None = exclude
         for attempt in range(attempts_used, attempts):
@@ -239,19 +246,20 @@ class Flight(ResponseSteps):
                 if conn is None:
                     conn = await pool.acquire(target, deadline, fresh=attempt > 0)
                 if body is not None:
-                    conn.begin(request.method, deadline, cfg.timeouts.read)
+                    conn.begin(request.method, deadline, cfg.timeouts.read, max_body=max_body)
                     conn.write(upstream_head(self.ex, target, len(body)) + body)
                     conn.end_request()
                 else:
                     # The read timeout counts from the end of the upload, not its start.
-                    conn.begin(request.method, deadline, cfg.timeouts.read, read_timer=False)
+                    conn.begin(request.method, deadline, cfg.timeouts.read, read_timer=False, max_body=max_body)
                     await self._stream_request_body(target, conn)
                     conn.end_request()
                     conn.start_read_timer()
                 await conn.response_head()
             except UpstreamError as exc:
                 target.active -= 1
-                target.record_failure(time.monotonic())
+                if not exc.limit:  # a response over the route's limit says nothing of the target's health
+                    target.record_failure(time.monotonic())
                 if conn is not None:
                     conn.abort()
                 METRICS.inc("bastion_upstream_errors", (self.route.service, exc.kind))
@@ -294,14 +302,6 @@ class Flight(ResponseSteps):
             conn.write(b"0\r\n\r\n")
         self.ex.request.body = None
 
-    def _upstream_failed(self, exc: UpstreamError) -> None:
-        """Answer the upstream's failure with a 502, 503 or 504 problem document."""
-        ex, req = self.ex, self.req
-        log.warning("upstream failure for %s (request %s): %s", self.route.service, ex.request_id, exc)
-        self.record.upstream_error = exc.kind
-        ex.response = problem_response(exc.status, TITLES.get(exc.status, "Upstream failure."), ex.request_id)
-        self._send_final(req.keep_alive and req.complete and req.error is None)
-
     # -- upstream callbacks (a parked exchange) -----------------------------------------------
     def upstream_head(self, conn: UpstreamConnection) -> None:
         self.parked = False
@@ -322,7 +322,8 @@ class Flight(ResponseSteps):
             self._body_failed(exc)
             return
         self._uncount()
-        target.record_failure(time.monotonic())
+        if not exc.limit:
+            target.record_failure(time.monotonic())
         self.up = None
         conn.abort()
         METRICS.inc("bastion_upstream_errors", (self.route.service, exc.kind))

@@ -8,6 +8,7 @@ hit. ``docs/limits.md`` lists every limit with its reason.
 from __future__ import annotations
 
 from bastion.proxy.jsonscan import NUMBER_TOO_LONG, STRING_TOO_LONG, TOO_DEEP, TOO_MANY_ITEMS, TOO_MANY_KEYS
+from bastion.proxy.upstream_errors import RESPONSE_TOO_LARGE
 
 #: The request body is larger than the route's ``max_body_bytes`` (413).
 BODY_TOO_LARGE = "http.body_too_large"
@@ -32,6 +33,10 @@ BODY_TIMEOUT = "http.body_timeout"
 #: The request body did not arrive in full within ``timeouts.body_total`` of its head (408).
 BODY_TOTAL_TIMEOUT = "http.body_total_timeout"
 
+# RESPONSE_TOO_LARGE: the upstream's response body is larger than the route's
+# ``max_upstream_response_bytes`` (502 before the answer's head, else the answer is cut);
+# defined with the upstream's errors, which carry it.
+
 #: Every reason above: a record refused for one of them is counted by reason in
 #: ``bastion_limit_rejections_total``.
 LIMIT_REASONS = frozenset(
@@ -47,6 +52,7 @@ LIMIT_REASONS = frozenset(
         HEADER_TIMEOUT,
         BODY_TIMEOUT,
         BODY_TOTAL_TIMEOUT,
+        RESPONSE_TOO_LARGE,
         TOO_DEEP,
         TOO_MANY_KEYS,
         TOO_MANY_ITEMS,
@@ -64,6 +70,7 @@ __all__ = [
     "HEADER_TOO_LARGE",
     "LIMIT_REASONS",
     "QUERY_TOO_LONG",
+    "RESPONSE_TOO_LARGE",
     "TOO_MANY_HEADERS",
     "TOO_MANY_IN_FLIGHT",
     "TOO_MANY_QUERY_PARAMS",

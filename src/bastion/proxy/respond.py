@@ -67,18 +67,35 @@ class ResponseSteps(FlightBase):
         self.client._send_whole(response, self.req, self.record, keep, self.ex.request_id)
         self.step = self._end
 
+    def _upstream_failed(self, exc: UpstreamError) -> None:
+        """Answer the upstream's failure with a 502, 503 or 504 problem document."""
+        ex, req, record = self.ex, self.req, self.record
+        log.warning("upstream failure for %s (request %s): %s", self.route.service, ex.request_id, exc)
+        record.upstream_error = exc.kind
+        title = TITLES.get(exc.status, "Upstream failure.")
+        if exc.limit:
+            record.blocked_by, record.reason = "core", exc.limit
+            detail = "The upstream response is larger than this route allows."
+            ex.response = problem_response(exc.status, detail, ex.request_id, title=title)
+        else:
+            ex.response = problem_response(exc.status, title, ex.request_id)
+        self._send_final(req.keep_alive and req.complete and req.error is None)
+
     def _body_failed(self, exc: UpstreamError) -> None:
         """The upstream failed in the middle of a body already streaming to the client:
         the head is out, so the only honest signal left is to cut the connection."""
         stream = self.stream
         assert stream is not None
         target = self.target
-        if target is not None:
+        record = self.record
+        if target is not None and not exc.limit:
             target.record_failure(time.monotonic())
         METRICS.inc("bastion_upstream_errors", (self.route.service, exc.kind))
         log.warning("upstream body failed for %s (request %s): %s", self.route.service, self.ex.request_id, exc)
-        self.record.upstream_error = exc.kind
-        self.record.bytes_out = stream.sent
+        record.upstream_error = exc.kind
+        if exc.limit:  # the gateway cut it: recorded (and counted) as the limit's refusal
+            record.blocked_by, record.reason = "core", exc.limit
+        record.bytes_out = stream.sent
         self._drop_upstream()
         self.keep = False
         self._record()
@@ -128,7 +145,11 @@ class ResponseSteps(FlightBase):
         """Buffer the body for the stages that need it whole, up to the route's limit."""
         resp = self.resp
         assert resp is not None
-        body = await conn.read_body_upto(self.route.max_response_body_bytes)
+        try:
+            body = await conn.read_body_upto(self.route.max_response_body_bytes)
+        except UpstreamError as exc:
+            self._failed_before_head(exc)
+            return
         if body is None:
             self._over_limit(conn)
         else:
@@ -268,9 +289,23 @@ class ResponseSteps(FlightBase):
             resp.headers.append(("content-encoding", coded[2]))
 
     async def _read_rest_then_send(self, conn: UpstreamConnection, keep: bool) -> None:
-        await conn.read_body_into(self.route.max_body_bytes)
+        try:
+            await conn.read_body_into(self.route.max_body_bytes)
+        except UpstreamError as exc:
+            self._failed_before_head(exc)
+            return
         self._release(conn)
         self._send_final(keep)
+
+    def _failed_before_head(self, exc: UpstreamError) -> None:
+        """The upstream failed while its body was read, before any answer went out: the
+        connection is dropped and the client gets the failure's problem document."""
+        target = self.target
+        if target is not None and not exc.limit:
+            target.record_failure(time.monotonic())
+        METRICS.inc("bastion_upstream_errors", (self.route.service, exc.kind))
+        self._drop_upstream()
+        self._upstream_failed(exc)
 
     async def _wait_stream(self, conn: UpstreamConnection) -> None:
         try:

@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any, cast
 import httptools
 
 from bastion.proxy.http import HOP_BY_HOP
-from bastion.proxy.upstream_errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout
+from bastion.proxy.upstream_errors import (
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamResponseTooLarge,
+    UpstreamTimeout,
+)
 from bastion.types import HeaderList
 
 if TYPE_CHECKING:
@@ -27,6 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("bastion.upstream")
 
 _HOP_BY_HOP_BYTES = frozenset(name.encode("latin-1") for name in HOP_BY_HOP)
+#: An exchange begun without a bound on its response body (a health check).
+UNBOUNDED = 1 << 62
 
 
 class ResponseHead:
@@ -74,6 +81,11 @@ class UpstreamListener:
 
 class _StrayBytes(Exception):
     """Raised in a parser callback: the upstream sent bytes after its complete response."""
+
+
+class _TooLarge(Exception):
+    """Raised in a parser callback: the response body is (or announces) more than the
+    exchange's bound; ``data_received`` fails the exchange once the parser has stopped."""
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -125,6 +137,11 @@ class UpstreamConnection(asyncio.Protocol):
         self._sending = False
         #: The response head came before the upstream had the whole request: never reuse.
         self._early = False
+        #: The most response body bytes this exchange may read, and how many it has read.
+        self._max_body = UNBOUNDED
+        self._body_read = 0
+        #: The response crossed ``_max_body`` (the parser was stopped for it).
+        self._too_large = False
 
     # -- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -141,6 +158,12 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
+            if self._too_large:
+                self._fail(UpstreamResponseTooLarge(
+                    f"{self.target.url} answered a body larger than the route's limit of {self._max_body} bytes"
+                ))
+                self.close()
+                return
             if not self._complete:
                 self._fail(UpstreamProtocolError(f"invalid response from {self.target.url}: {exc}"))
                 self.close()
@@ -203,6 +226,7 @@ class UpstreamConnection(asyncio.Protocol):
         # One pass over the head: hop-by-hop headers are dropped here, once.
         headers: list[tuple[bytes, bytes]] = []
         tokens = b""
+        length = b""
         for raw_name, raw_value in self._raw_headers:
             key = raw_name.lower()
             if key in _HOP_BY_HOP_BYTES:
@@ -213,6 +237,7 @@ class UpstreamConnection(asyncio.Protocol):
                 continue
             if key == b"content-length":
                 self._framed = True
+                length = raw_value
             headers.append((key, raw_value))
         self._raw_headers = []
         if tokens and tokens.lower() not in (b"keep-alive,", b"close,"):
@@ -226,7 +251,12 @@ class UpstreamConnection(asyncio.Protocol):
             # Answered before the whole request was sent: whatever of it is still to come may
             # be read by the upstream as a request of its own.
             self._early = True
-        self._close_delimited = self._method != "HEAD" and status not in (204, 304) and not self._framed
+        has_body = self._method != "HEAD" and status not in (204, 304)
+        self._close_delimited = has_body and not self._framed
+        if has_body and length.isdigit() and int(length) > self._max_body:
+            # Announced too large: refused before anyone sends a head for it, none of it read.
+            self._too_large = True
+            raise _TooLarge()
         if self._head_fut is not None and not self._head_fut.done():
             self._head_fut.set_result(head)
         elif self.listener is not None:
@@ -238,6 +268,12 @@ class UpstreamConnection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         if self._complete:
             raise _StrayBytes()  # a body after a HEAD response (llhttp reads the announced length)
+        read = self._body_read + len(body)
+        self._body_read = read
+        if read > self._max_body:
+            # Counted before the sink sees it: what crosses the bound is never forwarded.
+            self._too_large = True
+            raise _TooLarge()
         if self._sink is not None:
             self._sink(body)
         else:
@@ -276,8 +312,10 @@ class UpstreamConnection(asyncio.Protocol):
         listener: UpstreamListener | None = None,
         *,
         read_timer: bool = True,
+        max_body: int = UNBOUNDED,
     ) -> None:
-        """Start an exchange: fresh parser state, and futures unless a listener is given."""
+        """Start an exchange: fresh parser state, and futures unless a listener is given.
+        A response body over ``max_body`` bytes fails it (:class:`UpstreamResponseTooLarge`)."""
         if self._read_paused:
             self.resume_reading()  # an exchange is always read, whoever paused the last one
         # llhttp resets itself after a complete message; a HEAD exchange (whose announced
@@ -304,6 +342,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._pending = []
         self._complete = False
         self._received = 0
+        self._max_body = max_body
+        self._body_read = 0
+        self._too_large = False
         self._deadline = deadline
         self._read_timeout = read_timeout
         self._last_read = self._loop.time()

@@ -53,6 +53,15 @@ class ScriptStore(ABC):
         """``set(key, value, ttl)`` for an integer and a positive ``ttl`` (checked by the caller)."""
         self.set(key, value, ttl)
 
+    def get_ints(self, keys: Sequence[str]) -> list[int | None]:
+        """:meth:`get_int` of each key: what a script reads on every request, in one call."""
+        return [self.get_int(key) for key in keys]
+
+    def set_ints(self, items: Sequence[tuple[str, int, float]]) -> None:
+        """:meth:`set_int` of each ``(key, value, ttl)``, in one call."""
+        for key, value, ttl in items:
+            self.set_int(key, value, ttl)
+
 
 @dataclass(frozen=True, slots=True)
 class Script:

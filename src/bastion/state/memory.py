@@ -38,14 +38,18 @@ def _as_bytes(value: Value) -> bytes:
 
 
 class _Table(ScriptStore):
-    """The keys, with their expiry on ``clock``; the caller holds the lock."""
+    """The keys, with their expiry on ``clock``; the caller holds the lock.
+
+    An integer is kept as an ``int`` (a counter, a rate limit's TAT: read and written on
+    every request, so neither parsed nor formatted there) and read back as its decimal
+    bytes by :meth:`get`, as Redis would answer."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
-        self.values: dict[str, tuple[bytes, float]] = {}
+        self.values: dict[str, tuple[bytes | int, float]] = {}
         self._sweep_at = _MIN_SWEEP
 
-    def _live(self, key: str) -> tuple[bytes, float] | None:
+    def _live(self, key: str) -> tuple[bytes | int, float] | None:
         entry = self.values.get(key)
         if entry is None:
             return None
@@ -54,7 +58,7 @@ class _Table(ScriptStore):
             return None
         return entry
 
-    def _store(self, key: str, value: bytes, expires: float) -> None:
+    def _store(self, key: str, value: bytes | int, expires: float) -> None:
         self.values[key] = (value, expires)
         if len(self.values) >= self._sweep_at:
             now = self.clock()
@@ -67,7 +71,10 @@ class _Table(ScriptStore):
 
     def get(self, key: str) -> bytes | None:
         entry = self._live(key)
-        return None if entry is None else entry[0]
+        if entry is None:
+            return None
+        value = entry[0]
+        return b"%d" % value if isinstance(value, int) else value
 
     def set(self, key: str, value: Value, ttl: float | None = None) -> None:
         self._store(key, _as_bytes(value), self._expiry(ttl))
@@ -82,7 +89,7 @@ class _Table(ScriptStore):
             except ValueError:
                 raise ValueError(f"state key {key!r} does not hold an integer") from None
             expires = entry[1]
-        self._store(key, str(new).encode(), expires)
+        self._store(key, new, expires)
         return new
 
     def delete(self, key: str) -> bool:
@@ -99,7 +106,29 @@ class _Table(ScriptStore):
         return int(entry[0])
 
     def set_int(self, key: str, value: int, ttl: float) -> None:
-        self._store(key, b"%d" % value, self.clock() + ttl)
+        self._store(key, value, self.clock() + ttl)
+
+    def get_ints(self, keys: Sequence[str]) -> list[int | None]:
+        # get_int of each, with the clock read once (a rate limit's keys, on every request).
+        now = self.clock()
+        values = self.values
+        out: list[int | None] = []
+        for key in keys:
+            entry = values.get(key)
+            if entry is None:
+                out.append(None)
+            elif entry[1] <= now:
+                del values[key]
+                out.append(None)
+            else:
+                value = entry[0]
+                out.append(value if isinstance(value, int) else int(value))
+        return out
+
+    def set_ints(self, items: Sequence[tuple[str, int, float]]) -> None:
+        now = self.clock()
+        for key, value, ttl in items:
+            self._store(key, value, now + ttl)
 
     def ttl(self, key: str) -> float | None:
         entry = self._live(key)

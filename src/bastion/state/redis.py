@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
@@ -33,6 +34,8 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from bastion.config.model import redact_url
 from bastion.errors import DependencyUnavailable
+from bastion.state.cluster import SCHEME as CLUSTER_SCHEME
+from bastion.state.cluster import hash_tagged, moved_to, parse_cluster_url
 from bastion.state.interface import (
     Script,
     ScriptArg,
@@ -70,8 +73,10 @@ class RedisBackend(StateBackend):
 
     def __init__(self, url: str, *, timeout: float, key_prefix: str = "bastion:", max_connections: int = 64) -> None:
         self.where = redact_url(url)
-        self.prefix = key_prefix
-        self._conn = RespConnection(url, timeout)
+        #: On a cluster the prefix is a hash tag: every key in one slot (``cluster.py``).
+        self.cluster = url.startswith(CLUSTER_SCHEME + "://")
+        self.prefix = hash_tagged(key_prefix) if self.cluster else key_prefix
+        self._conn = RespConnection(url, timeout, self.prefix if self.cluster else "")
         # redis-py, for publish/subscribe only (each subscription holds a connection of its
         # own). A blocking pool: beyond max_connections one waits (up to ``timeout``).
         #: The Sentinels' own clients (closed with the backend), for a redis+sentinel URL.
@@ -81,7 +86,7 @@ class RedisBackend(StateBackend):
             self._sentinel, self._redis = _sentinel_client(url, timeout=timeout, max_connections=max_connections)
         else:
             pool = BlockingConnectionPool.from_url(
-                url,
+                _first_node(url) if self.cluster else url,
                 max_connections=max_connections,
                 timeout=timeout,
                 socket_timeout=timeout,
@@ -100,8 +105,9 @@ class RedisBackend(StateBackend):
             sha = self._shas[lua] = hashlib.sha1(lua.encode(), usedforsecurity=False).hexdigest()
         return sha
 
-    async def _command(self, args: tuple[Any, ...], lua: str | None = None) -> Any:
-        """One command's reply; ``lua`` is the script an EVALSHA runs, loaded if Redis lost it."""
+    async def _command(self, args: tuple[Any, ...], lua: str | None = None, moved: bool = False) -> Any:
+        """One command's reply; ``lua`` is the script an EVALSHA runs, loaded if Redis lost it;
+        ``moved``: sent again after a cluster's ``MOVED`` (a second one is an outage)."""
         conn = self._conn
         try:
             try:
@@ -109,6 +115,11 @@ class RedisBackend(StateBackend):
             except NoScriptError:
                 if lua is None:
                     raise
+            except ResponseError as exc:
+                if not self.cluster:
+                    raise
+                self._follow_cluster(exc, moved)
+                return await self._command(args, lua, True)  # not run where it was refused: once more, there
             # Redis lost its scripts (a restart, SCRIPT FLUSH): load this one, run it again.
             # A script Redis cannot compile raises its ResponseError here: a bug, not an outage.
             await conn.command(("SCRIPT", "LOAD", lua))
@@ -117,6 +128,20 @@ class RedisBackend(StateBackend):
             raise
         except OSError as exc:
             raise self._unavailable(exc) from None
+
+    def _follow_cluster(self, exc: ResponseError, moved: bool) -> None:
+        """A cluster's refusal: ``MOVED`` sends the connection to the master it names (the
+        caller sends the command again, once: a second ``MOVED`` is an outage); a cluster that
+        cannot serve the slot (``CLUSTERDOWN``, ``TRYAGAIN``) is unavailable; anything else is
+        the bug it was."""
+        message = str(exc)
+        target = moved_to(message)
+        if target is not None and not moved:
+            self._conn.redirect(*target)
+            return
+        if target is not None or message.startswith(("CLUSTERDOWN", "TRYAGAIN")):
+            raise self._unavailable(RedisGone(message.split("\n")[0]))
+        raise exc
 
     def _unavailable(self, exc: Exception) -> DependencyUnavailable:
         # The message names the server without its password, and the error, not its traceback.
@@ -182,6 +207,17 @@ class RedisBackend(StateBackend):
         if self._sentinel is not None:
             for client in self._sentinel.sentinels:
                 await client.aclose()
+
+
+def _first_node(url: str) -> str:
+    """A ``redis://`` URL of a cluster's first seed node (publish/subscribe: a message
+    published on any node reaches the subscribers of every node)."""
+    cluster = parse_cluster_url(url)
+    host, port = cluster.seeds[0]
+    credentials = ""
+    if cluster.password is not None:
+        credentials = f"{quote(cluster.username or '', safe='')}:{quote(cluster.password, safe='')}@"
+    return f"redis://{credentials}{host}:{port}/0"
 
 
 def _sentinel_client(url: str, *, timeout: float, max_connections: int) -> tuple[Sentinel, Redis]:

@@ -31,6 +31,8 @@ from urllib.parse import unquote, urlsplit
 
 from redis.exceptions import NoScriptError, ResponseError
 
+from bastion.state.cluster import SCHEME as CLUSTER_SCHEME
+from bastion.state.cluster import parse_cluster_url
 from bastion.state.sentinel import SCHEME as SENTINEL_SCHEME
 from bastion.state.sentinel import SentinelURL, parse_sentinel_url
 
@@ -142,17 +144,62 @@ async def _ask_sentinels(target: SentinelURL) -> tuple[str, int]:
     raise RedisGone(f"no Sentinel gave the address of the master {target.master!r} ({'; '.join(problems)})")
 
 
+async def _ask_node(host: str, port: int, commands: Sequence[Sequence[Any]]) -> list[Reply]:
+    """The replies of one node to ``commands``, on a connection of their own."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(b"".join(encode(c) for c in commands))
+        buf = bytearray()
+        replies: list[Reply] = []
+        pos = 0
+        while len(replies) < len(commands):
+            try:
+                reply, pos = parse(buf, pos)
+            except IncompleteReply:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    raise RedisGone(f"{host}:{port} closed the connection") from None
+                buf += chunk
+                continue
+            if isinstance(reply, ResponseError):
+                raise RedisGone(f"{host}:{port} refused {commands[len(replies)][0]}: {reply}")
+            replies.append(reply)
+        return replies
+    finally:
+        writer.close()
+
+
+async def _ask_cluster(seeds: Sequence[tuple[str, int]], tag: str, hello: Sequence[Sequence[Any]]) -> tuple[str, int]:
+    """The address of the master holding ``tag``'s slot, from the first seed that answers (in
+    the URL's order): commands sent there never meet a ``MOVED`` but after a failover."""
+    problems: list[str] = []
+    for host, port in seeds:
+        try:
+            *_, slot, slots = await _ask_node(host, port, [*hello, ("CLUSTER", "KEYSLOT", tag), ("CLUSTER", "SLOTS")])
+        except (OSError, RedisGone) as exc:
+            problems.append(f"{host}:{port}: {exc}")
+            continue
+        for start, end, master, *_ in slots:
+            if start <= slot <= end:
+                master_host = master[0].decode() if master[0] else host  # empty: the node that answered
+                return master_host, int(master[1])
+        problems.append(f"{host}:{port} knows no master of slot {slot}")
+    raise RedisGone(f"no node of the cluster named the master of Bastion's keys ({'; '.join(problems)})")
+
+
 #: A command written and not yet answered: the future its caller awaits, and the loop
 #: time by which the answer must come.
 _Pending = tuple["asyncio.Future[Reply]", float]
 
 
 class RespConnection(asyncio.Protocol):
-    """Redis at ``url`` (redis://, rediss://, unix:// or redis+sentinel://), one connection,
-    pipelined."""
+    """Redis at ``url`` (redis://, rediss://, unix://, redis+sentinel:// or redis+cluster://),
+    one connection, pipelined."""
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, cluster_tag: str = "") -> None:
+        """``cluster_tag``: on a cluster, the hash tag of every key sent (whose master to use)."""
         self.timeout = timeout
+        self._cluster_tag = cluster_tag
         parts = urlsplit(url)
         self._unix = unquote(parts.path) if parts.scheme == "unix" else None
         self._ssl = ssl.create_default_context() if parts.scheme == "rediss" else None
@@ -160,7 +207,17 @@ class RespConnection(asyncio.Protocol):
         #: Through Sentinel: the master's name and the Sentinels to ask for its address on
         #: every connection (so a failover's new master is found by the next one).
         self._sentinel: SentinelURL | None = None
-        if parts.scheme == SENTINEL_SCHEME:
+        #: On a cluster: the seed nodes, tried in order after the node last connected to
+        #: (the master a ``MOVED`` named, see :meth:`redirect`).
+        self._seeds: tuple[tuple[str, int], ...] = ()
+        #: The next connection goes where a ``MOVED`` said (not asked of the seeds).
+        self._moved = False
+        if parts.scheme == CLUSTER_SCHEME:
+            cluster = parse_cluster_url(url)
+            self._seeds = cluster.seeds
+            self._host, self._port = cluster.seeds[0]
+            user, password, db = cluster.username, cluster.password, ""
+        elif parts.scheme == SENTINEL_SCHEME:
             self._sentinel = parse_sentinel_url(url)
             self._host, self._port = "", 0
             user, password, db = self._sentinel.username, self._sentinel.password, str(self._sentinel.db)
@@ -265,6 +322,8 @@ class RespConnection(asyncio.Protocol):
                 self._host, self._port = await _ask_sentinels(self._sentinel)
             if self._unix is not None:
                 await loop.create_unix_connection(lambda: self, self._unix)
+            elif self._seeds:
+                await self._connect_to_a_node()
             else:
                 await loop.create_connection(
                     lambda: self, self._host, self._port, ssl=self._ssl,
@@ -281,6 +340,28 @@ class RespConnection(asyncio.Protocol):
                     raise RedisGone(f"Redis refused {command[0]}: {exc}") from None
                 if command[0] == "ROLE" and not (isinstance(reply, list) and reply and reply[0] == b"master"):
                     raise RedisGone(f"the Sentinels named {self._host}:{self._port}, which is not a master")
+
+    async def _connect_to_a_node(self) -> None:
+        """The master of the cluster tag's slot: the one a ``MOVED`` named, else the one the
+        seeds name (asked again on every connection, as Sentinels are)."""
+        if not self._moved:
+            hello = [c for c in self._hello if c[0] == "AUTH"]
+            auth = [[a for a in c if a is not None] for c in hello]
+            self._host, self._port = await _ask_cluster(self._seeds, self._cluster_tag, auth)
+        self._moved = False
+        await asyncio.get_running_loop().create_connection(lambda: self, self._host, self._port)
+
+    def redirect(self, host: str, port: int) -> None:
+        """A cluster node answered ``MOVED``: the next connection goes to ``host:port``. This
+        one is dropped, failing the commands it still owes (none is sent again, so none runs
+        twice)."""
+        host = host or self._host
+        if (host, port) == (self._host, self._port):
+            return  # another command's MOVED got here first: the connection is going there
+        self._host, self._port = host, port
+        self._moved = True
+        if self._transport is not None:
+            self._drop(RedisGone(f"the cluster moved Bastion's keys to {host}:{port}"))
 
     def _fail_waiting(self, reason: str) -> None:
         waiting, self._waiting = self._waiting, []

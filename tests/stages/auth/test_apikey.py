@@ -271,7 +271,7 @@ def test_api_keys_and_certificates_follow_the_store_with_one_poller(
     both fail closed (503) past their limit."""
     from bastion.stages.auth.mtls import STORE_UNAVAILABLE as CERT_STORE_UNAVAILABLE
     from bastion.stages.auth.mtls import CertificateVerifier
-    from bastion.stages.auth.poller import StorePoller
+    from bastion.state.poller import StorePoller
     from bastion.types import ClientCertificate
 
     certificate = ClientCertificate(fingerprint="ab" * 32, subject="CN=alice", sans=())

@@ -7,6 +7,7 @@ the memory backend (the worker's settable clock) or a real redis-server.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -89,6 +90,45 @@ def test_a_plan_holds_its_consumers_over_every_route(tmp_path: Path, upstream: S
     assert [a.status_code for a in answers["carol"]] == [200, 200, 429]
     assert [a.status_code for a in answers["others"]] == [200] * 6
     assert all("ratelimit" not in a.headers for a in answers["others"])
+
+
+def test_a_consumer_put_on_a_plan_is_held_once_the_store_poller_sees_it(tmp_path: Path,
+                                                                       upstream: ScriptedUpstream) -> None:
+    """The plans are a view kept by the worker's one store poller (under store-poller:<url>,
+    shared with the API keys and certificates): dave, created on plan free with the CLI while
+    the worker runs, is not held before the poller's next poll and is held after it (2 per
+    second, then 429 with the plan's policy)."""
+    from bastion.stages.ratelimit.plans import SHARED_KEY, PlanBook
+    from bastion.state.poller import StorePoller
+
+    path, port = write(tmp_path, upstream)
+    clock = ManualClock()
+    worker = Worker(str(path), identity=identity(), load=signed_in, clock=clock)
+
+    async def scenario(client: httpx.AsyncClient) -> tuple[list[int], list[httpx.Response]]:
+        async def get() -> httpx.Response:
+            return await client.get(f"http://127.0.0.1:{port}/a", headers={"x-test-user": "dave"})
+
+        services = worker.services
+        assert services is not None
+        poller = services.shared("store-poller:" + services.store.url, lambda: None)
+        book = services.shared(SHARED_KEY, lambda: None)
+        assert isinstance(poller, StorePoller) and isinstance(book, PlanBook)
+        await poller.aclose()  # no background polls: the refresh below is the poll
+        created = await asyncio.to_thread(
+            bastion, "consumers", "create", "dave", "--plan", "free", "-c", str(path), cwd=tmp_path
+        )
+        assert created.returncode == 0, created.stderr
+        before = [(await get()).status_code for _ in range(3)]
+        await poller.refresh()
+        assert book.plan_of("dave") == "free"
+        clock.now += 1
+        return before, [await get() for _ in range(3)]
+
+    before, after = run(lambda: serving([worker], scenario))
+    assert before == [200, 200, 200]
+    assert [a.status_code for a in after] == [200, 200, 429]
+    assert after[2].headers["ratelimit-policy"] == FREE_POLICY
 
 
 def test_consumers_show_with_the_defaults(tmp_path: Path, upstream: ScriptedUpstream) -> None:

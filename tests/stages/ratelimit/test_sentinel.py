@@ -1,7 +1,7 @@
 """``redis+sentinel://`` through a real ``redis-server --sentinel``: the worker asks the
 Sentinel for the master on every connection, so when the Sentinel names another master and
 the old one dies, the next connection goes to the new one. Also: the URL's mistakes, and
-Redis Cluster refused with a precise error."""
+Redis Cluster URLs checked with precise errors (the cluster itself: ``test_cluster.py``)."""
 
 from __future__ import annotations
 
@@ -124,8 +124,8 @@ def test_the_master_is_asked_of_the_sentinel_on_every_connection(
 
 def test_sentinel_urls_are_parsed_and_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Several Sentinels, a password and a database parse; a URL without the master's name,
-    with a database that is not a number, or for Redis Cluster is a configuration error
-    naming the field and the fix, never showing the password."""
+    with a database that is not a number, or a Redis Cluster URL with a database or a bad
+    port is a configuration error naming the field and the fix, never showing the password."""
     parsed = parse_sentinel_url("redis+sentinel://:s3cret@10.0.0.1:26380,10.0.0.2/orders/2")
     assert parsed.sentinels == (("10.0.0.1", 26380), ("10.0.0.2", 26379))
     assert (parsed.master, parsed.db, parsed.password) == ("orders", 2, "s3cret")
@@ -133,7 +133,8 @@ def test_sentinel_urls_are_parsed_and_checked(tmp_path: Path, monkeypatch: pytes
     cases = {
         "redis+sentinel://:${SENTINEL_PW}@10.0.0.1:26379": "the path must be /mastername or /mastername/db",
         "redis+sentinel://10.0.0.1:26379/orders/x": "the database must be a number, got 'x'",
-        "redis+cluster://:${SENTINEL_PW}@10.0.0.1:7000": "Redis Cluster is not supported yet",
+        "redis+cluster://:${SENTINEL_PW}@10.0.0.1:7000/2": "Redis Cluster has only database 0, got '/2'",
+        "redis+cluster://:${SENTINEL_PW}@10.0.0.1:x": "the node '10.0.0.1:x' has an invalid port",
     }
     for url, message in cases.items():
         (tmp_path / "bastion.yaml").write_text(

@@ -2,9 +2,9 @@
 
 A worker loads every active key -- its HMAC under the pepper, mapped to the principal it
 proves -- from the store in a thread when the first verifier starts, and its store poller
-(``poller.py``, shared with the certificate map) reads the store's generation counter about
-every second: a change (a key created, revoked or rotated, a consumer changed) loads the
-snapshot again, so a revocation is honoured within a second.
+(``bastion.state.poller``, shared with the certificate map and the consumer plans) reads the
+store's generation counter about every second: a change (a key created, revoked or rotated,
+a consumer changed) loads the snapshot again, so a revocation is honoured within a second.
 Every route shares that one snapshot (``services.shared("apikeys:" + store url)``).
 
 Verifying a key is then a checksum test (a mistyped or made-up key is refused without
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Final
 
 from bastion.stages.auth import keyformat
 from bastion.stages.auth.methods import AuthFailure, Verdict
-from bastion.stages.auth.poller import StorePoller, store_poller
+from bastion.state.poller import StorePoller, store_poller
 from bastion.types import Principal
 
 if TYPE_CHECKING:
@@ -77,13 +77,14 @@ def _entry(active: ActiveKey) -> tuple[bytes, KeyEntry]:
 
 class KeySnapshot:
     """The worker's view of the store's active keys, kept current by the worker's
-    :class:`~bastion.stages.auth.poller.StorePoller` (a :class:`~bastion.stages.auth.poller.StoreView`).
+    :class:`~bastion.state.poller.StorePoller` (a :class:`~bastion.state.poller.StoreView`).
 
     ``entries``, ``hasher`` and ``loaded_at`` are replaced whole, never changed in place,
     so a verification on the event loop always sees one consistent snapshot.
     """
 
     what = "API keys"
+    when_unread = "refused with 503 once older than their staleness limit"
 
     def __init__(self, store: Store, clock: Clock) -> None:
         self.store = store

@@ -12,8 +12,8 @@ opens, and only the store knows their ids, the ids their API keys prove. A princ
 the same consumer whichever credential it used (ownership records, rate limits and the
 access log name consumers by id). Like the API key snapshot, the map is loaded in a thread,
 reloaded when the store's generation counter moves (the worker's one store poller,
-``poller.py``, polls for both), shared by every route of a worker, and fails closed (503)
-when it has never loaded or the store has not answered for too long.
+``bastion.state.poller``, polls for every such view), shared by every route of a worker,
+and fails closed (503) when it has never loaded or the store has not answered for too long.
 
 A certificate maps by its fingerprint first, then its subject, then its subjectAltNames; a
 matcher two consumers claim, or SANs naming two consumers, identify nobody (401, reason
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from bastion.stages.auth.methods import AuthFailure, Verdict
-from bastion.stages.auth.poller import StorePoller, store_poller
+from bastion.state.poller import StorePoller, store_poller
 from bastion.types import ClientCertificate, Principal
 
 if TYPE_CHECKING:
@@ -127,9 +127,10 @@ def build_map(rows: list[tuple[str, str, list[str], list[str], list[str], list[d
 
 class CertificateSnapshot:
     """The worker's certificate map, kept current by the worker's store poller (a
-    :class:`~bastion.stages.auth.poller.StoreView`)."""
+    :class:`~bastion.state.poller.StoreView`)."""
 
     what = "client certificates"
+    when_unread = "refused with 503 once older than their staleness limit"
 
     def __init__(self, store: Store, clock: Clock) -> None:
         self.store = store

@@ -9,7 +9,8 @@ SPEC = StageSpec(
     config_model=ConcurrencyConfig,
     build=ConcurrencyStage.from_config,
     description=(
-        "Bounds the requests one consumer has in flight at once (per worker process), from its head to the end "
+        "Bounds the requests one consumer has in flight at once (in Redis for every worker of every instance, "
+        "or in the one worker with the memory backend), from its head to the end "
         "of its answer; one more is refused with 429 (`concurrency.exceeded`) and `Retry-After` before any of "
         "its body is read."
     ),

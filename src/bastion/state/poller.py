@@ -1,16 +1,17 @@
 """One poll of the store per worker, for every view of it the data plane keeps.
 
-The API key snapshot (``apikey.py``) and the certificate map (``mtls.py``) are views of the
-store that requests read without touching it. Both must follow it: load once when the
-worker starts, notice a change (the store's generation counter, bumped by every write the
-data plane must see) within about a second, say so when the store stops answering, and
-know how old their data is so that a verifier fails closed (503) past its limit.
+The API key snapshot (``stages/auth/apikey.py``), the certificate map (``stages/auth/mtls.py``)
+and the consumers' plans (``stages/ratelimit/plans.py``) are views of the store that requests
+read without touching it. Each must follow it: load once when the worker starts, notice a
+change (the store's generation counter, bumped by every write the data plane must see) within
+about a second, say so when the store stops answering, and know how old its data is so that
+a verifier can fail closed (503) past its limit.
 
 :class:`StorePoller` does that once per worker and store (``services.shared``): every
 ``interval`` it reads the generation counter in a thread and, when it moved, has every
 attached view load itself again in that same thread, then applies what they loaded on the
 event loop, all at once. A view holds the poller (composition, not a base class: ``apikey.py``
-is compiled with mypyc and ``mtls.py`` is not) and implements :class:`StoreView`.
+is compiled with mypyc and the others are not) and implements :class:`StoreView`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from bastion.services import Clock, Services
     from bastion.store import Store
 
-log = logging.getLogger("bastion.auth.store")
+log = logging.getLogger("bastion.store.poll")
 
 #: Seconds between two polls of the store's generation counter.
 REFRESH_INTERVAL: Final = 1.0
@@ -36,6 +37,9 @@ class StoreView(Protocol):
 
     #: What it holds, for the log ("API keys").
     what: str
+    #: What requests get while the store cannot be read, for the log ("refused with 503 once
+    #: older than their limit").
+    when_unread: str
     #: Monotonic time the store last answered for this view (-inf: never loaded).
     loaded_at: float
 
@@ -81,10 +85,10 @@ class StorePoller:
                 self.failures += 1
                 if self.failures == 1 or self.failures % 60 == 0:
                     log.error(
-                        "the store %s cannot be read (%s); %s are refused with 503 once older than their limit",
+                        "the store %s cannot be read (%s); %s",
                         self.store.shown,
                         (str(exc).strip().splitlines() or [type(exc).__name__])[0],  # not the SQL that failed
-                        " and ".join(v.what for v in views),
+                        "; ".join(f"{v.what}: {v.when_unread}" for v in views),
                     )
                 return
             if loaded is not None:

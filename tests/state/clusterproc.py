@@ -1,0 +1,119 @@
+"""A real Redis Cluster for the tests: three ``redis-server --cluster-enabled yes`` masters on
+free loopback ports (client and bus ports both chosen free), joined by
+``redis-cli --cluster create``; stopped by PID."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from bastion.testing import free_port
+from tests.state.redisproc import REDIS_SERVER, require_redis
+
+REDIS_CLI = shutil.which("redis-cli")
+
+
+class RedisCluster:
+    """Three masters, no replicas, every slot covered."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.ports = [free_port() for _ in range(3)]
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def url(self, *ports: int) -> str:
+        """A redis+cluster:// URL naming ``ports`` as its seeds (all the nodes by default)."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in (ports or self.ports))
+
+    def start(self) -> RedisCluster:
+        assert REDIS_SERVER is not None and REDIS_CLI is not None
+        for port in self.ports:
+            node = self.folder / f"node-{port}"
+            node.mkdir()
+            self.procs.append(subprocess.Popen(
+                [REDIS_SERVER, "--port", str(port), "--cluster-port", str(free_port()), "--bind", "127.0.0.1",
+                 "--cluster-enabled", "yes", "--cluster-config-file", str(node / "nodes.conf"), "--dir", str(node),
+                 "--save", "", "--appendonly", "no"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))
+        self._wait(lambda: all(self._answers(p) for p in self.ports), "the nodes to answer")
+        made = subprocess.run(
+            [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports), "--cluster-replicas", "0",
+             "--cluster-yes"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        if made.returncode != 0:
+            self.stop()
+            raise RuntimeError(f"redis-cli --cluster create failed: {made.stdout[-500:]} {made.stderr[-500:]}")
+        self._wait(lambda: all(self._ok(p) for p in self.ports), "cluster_state:ok on every node")
+        return self
+
+    def _answers(self, port: int) -> bool:
+        try:
+            return bool(self.node(port).ping())
+        except redis.RedisError:
+            return False
+
+    def _ok(self, port: int) -> bool:
+        return bool(self.node(port).cluster("info")["cluster_state"] == "ok")
+
+    def _wait(self, ready: object, what: str) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if ready():  # type: ignore[operator]
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"Redis Cluster: timed out waiting for {what}")
+
+    def node(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, socket_timeout=2)
+
+    def owner_of(self, key: str) -> int:
+        """The port of the master holding ``key``'s slot."""
+        slot = int(self.node(self.ports[0]).execute_command("CLUSTER", "KEYSLOT", key))
+        for start, end, master, *_ in self.node(self.ports[0]).execute_command("CLUSTER", "SLOTS"):
+            if start <= slot <= end:
+                return int(master[1])
+        raise AssertionError(f"no master holds slot {slot}")
+
+    def move_slot(self, key: str) -> None:
+        """Move ``key``'s slot, with its keys, to another master (as ``redis-cli --cluster
+        reshard`` does): importing and migrating, MIGRATE, then every node told the new owner."""
+        source = self.owner_of(key)
+        target = next(p for p in self.ports if p != source)
+        slot = int(self.node(source).execute_command("CLUSTER", "KEYSLOT", key))
+        source_id = self.node(source).execute_command("CLUSTER", "MYID").decode()
+        target_id = self.node(target).execute_command("CLUSTER", "MYID").decode()
+        self.node(target).execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        self.node(source).execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        keys = self.node(source).execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)
+        if keys:
+            self.node(source).execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+        for port in self.ports:
+            self.node(port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        self.procs = []
+
+
+def require_cluster() -> None:
+    """Skip (or fail under BASTION_REQUIRE_REDIS=1) without redis-server and redis-cli."""
+    require_redis()
+    if REDIS_CLI is None:
+        import pytest
+
+        pytest.skip("redis-cli is not installed (it comes with redis-server: apt-get install redis-server)")
