@@ -1,0 +1,238 @@
+"""The admin API's contract: its OpenAPI 3.1 document describes exactly the routes the admin
+listener mounts, each with the least role it needs; and the RBAC matrix (no credentials,
+viewer, operator, admin, against every endpoint) answers 401, 403 or success exactly as a table
+written here by hand says, so a declaration that weakens (or changes) a role fails."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from starlette.routing import Route
+
+from bastion.config import load_config
+from bastion.control.admin import create_admin_app
+from bastion.control.api.openapi import document
+from bastion.control.metrics import SnapshotCollector
+from bastion.demo.server import DemoServer
+from bastion.testing import GatewayProcess
+
+ROLES = ("none", "viewer", "operator", "admin")
+#: The least role of every operation, by hand. Changing a role in a declaration must be
+#: done here too, on purpose.
+EXPECTED: dict[tuple[str, str], str] = {
+    ("GET", "/health"): "none",
+    ("GET", "/ready"): "none",
+    ("GET", "/version"): "none",
+    ("GET", "/metrics"): "none",
+    ("POST", "/reload"): "operator",
+    ("GET", "/openapi.json"): "viewer",
+    ("GET", "/api/v1/consumers"): "viewer",
+    ("POST", "/api/v1/consumers"): "operator",
+    ("GET", "/api/v1/consumers/{name}"): "viewer",
+    ("PATCH", "/api/v1/consumers/{name}"): "operator",
+    ("DELETE", "/api/v1/consumers/{name}"): "operator",
+    ("GET", "/api/v1/keys"): "viewer",
+    ("POST", "/api/v1/keys"): "operator",
+    ("POST", "/api/v1/keys/{key_id}/revoke"): "operator",
+    ("POST", "/api/v1/keys/{key_id}/rotate"): "operator",
+    ("GET", "/api/v1/oauth-clients"): "viewer",
+    ("POST", "/api/v1/oauth-clients"): "operator",
+    ("POST", "/api/v1/oauth-clients/{client_id}/revoke"): "operator",
+}
+
+_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+
+
+class _Sup:
+    """Just enough of a supervisor to build the admin application in this process."""
+
+    def __init__(self, config: Path) -> None:
+        self.loaded = load_config(config)
+
+    def workers_alive(self) -> tuple[int, int]:
+        return 1, 1
+
+    def ready(self) -> bool:
+        return True
+
+    def reload(self) -> list[str]:
+        return []
+
+
+def _operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            assert method in _METHODS, f"{path}: {method} is not an HTTP method"
+            yield method.upper(), path, operation
+
+
+def _schemas(node: Any) -> Iterator[dict[str, Any]]:
+    """Every JSON Schema a media type of the document holds."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "schema" and isinstance(value, dict):
+                yield value
+            else:
+                yield from _schemas(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _schemas(value)
+
+
+def test_the_document_is_openapi_3_1() -> None:
+    """The document has OpenAPI 3.1's required shape: info, paths of operations with unique
+    operationIds, responses for each, a bearer security scheme; every schema in it is a valid
+    JSON Schema 2020-12, every $ref resolves, and every operation states its role in
+    x-bastion-role and in its description."""
+    doc = document()
+    assert doc["openapi"] == "3.1.0" and doc["info"]["title"] and doc["info"]["version"]
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
+    ids: list[str] = []
+    for method, path, operation in _operations(doc):
+        assert path.startswith("/"), path
+        ids.append(operation["operationId"])
+        assert operation["responses"], f"{method} {path} has no responses"
+        for status in operation["responses"]:
+            assert status.isdigit() and 100 <= int(status) <= 599, (method, path, status)
+        role = operation["x-bastion-role"]
+        assert role in ROLES and f"**{role}**" in operation["description"], (method, path)
+        for parameter in operation.get("parameters", []):
+            assert parameter["in"] in ("path", "query") and "schema" in parameter
+            if parameter["in"] == "path":
+                assert "{" + parameter["name"] + "}" in path and parameter["required"] is True
+        if role == "none":
+            assert operation["security"] == []
+        else:
+            assert {"bearer": []} in operation["security"] and "401" in operation["responses"]
+    assert len(ids) == len(set(ids)), "operationIds must be unique"
+    for schema in _schemas(doc["paths"]):
+        Draft202012Validator.check_schema(schema)
+        for ref in _refs(schema):
+            target: Any = doc
+            for part in ref.removeprefix("#/").split("/"):
+                target = target[part]
+            Draft202012Validator.check_schema(target)
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        if isinstance(node.get("$ref"), str):
+            yield node["$ref"]
+        for value in node.values():
+            yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+def test_the_document_lists_exactly_the_mounted_routes(tmp_path: Path) -> None:
+    """Every API route the admin application mounts (under /api/, the listener's own JSON
+    routes and /openapi.json) is in the document with its methods, and every operation of the
+    document is mounted; the roles match the hand-written table."""
+    (tmp_path / "bastion.yaml").write_text(
+        "services: [{name: a, upstream: 'http://127.0.0.1:9', routes: [{path: /a, methods: [GET], public: true}]}]\n")
+    app = create_admin_app(_Sup(tmp_path / "bastion.yaml"), SnapshotCollector(str(tmp_path)))
+    described = {(method, path) for method, path, _ in _operations(document())}
+    ours = {path for _, path in EXPECTED}
+    mounted = {(method, route.path) for route in app.routes if isinstance(route, Route)
+               for method in (route.methods or ()) if method != "HEAD"
+               if route.path.startswith("/api/") or route.path in ours}
+    assert mounted == described
+    roles = {(method, path): op["x-bastion-role"] for method, path, op in _operations(document())}
+    assert roles == EXPECTED
+
+
+# -- the matrix against a real gateway ---------------------------------------------------------------
+
+_tags = itertools.count()
+Sample = Callable[[GatewayProcess, str], tuple[str, Any]]
+
+
+def _made(gw: GatewayProcess, admin: str, path: str, body: Any) -> Any:
+    status, answer = gw.admin("POST", path, token=admin, json_body=body)
+    assert status == 201, answer
+    return answer
+
+
+def _new_consumer(gw: GatewayProcess, admin: str) -> str:
+    name = f"rbac-{next(_tags)}"
+    _made(gw, admin, "/api/v1/consumers", {"name": name})
+    return name
+
+
+def _new_key(gw: GatewayProcess, admin: str) -> str:
+    key_id: str = _made(gw, admin, "/api/v1/keys", {"consumer": "rbac-base"})["key"]["id"]
+    return key_id
+
+
+def _new_client(gw: GatewayProcess, admin: str) -> str:
+    client_id = f"rbac-app-{next(_tags)}"
+    _made(gw, admin, "/api/v1/oauth-clients", {"client_id": client_id, "consumer": "rbac-base"})
+    return client_id
+
+
+#: For each operation: the path and body of a request that succeeds for a role allowed to
+#: make it (making what it needs first, with the admin's token).
+SAMPLES: dict[tuple[str, str], Sample] = {
+    ("GET", "/health"): lambda gw, a: ("/health", None),
+    ("GET", "/ready"): lambda gw, a: ("/ready", None),
+    ("GET", "/version"): lambda gw, a: ("/version", None),
+    ("GET", "/metrics"): lambda gw, a: ("/metrics", None),
+    ("POST", "/reload"): lambda gw, a: ("/reload", None),
+    ("GET", "/openapi.json"): lambda gw, a: ("/openapi.json", None),
+    ("GET", "/api/v1/consumers"): lambda gw, a: ("/api/v1/consumers", None),
+    ("POST", "/api/v1/consumers"): lambda gw, a: ("/api/v1/consumers", {"name": f"rbac-{next(_tags)}"}),
+    ("GET", "/api/v1/consumers/{name}"): lambda gw, a: ("/api/v1/consumers/rbac-base", None),
+    ("PATCH", "/api/v1/consumers/{name}"): lambda gw, a: (f"/api/v1/consumers/{_new_consumer(gw, a)}",
+                                                          {"roles": ["x"]}),
+    ("DELETE", "/api/v1/consumers/{name}"): lambda gw, a: (f"/api/v1/consumers/{_new_consumer(gw, a)}", None),
+    ("GET", "/api/v1/keys"): lambda gw, a: ("/api/v1/keys", None),
+    ("POST", "/api/v1/keys"): lambda gw, a: ("/api/v1/keys", {"consumer": "rbac-base"}),
+    ("POST", "/api/v1/keys/{key_id}/revoke"): lambda gw, a: (f"/api/v1/keys/{_new_key(gw, a)}/revoke", None),
+    ("POST", "/api/v1/keys/{key_id}/rotate"): lambda gw, a: (f"/api/v1/keys/{_new_key(gw, a)}/rotate", {}),
+    ("GET", "/api/v1/oauth-clients"): lambda gw, a: ("/api/v1/oauth-clients", None),
+    ("POST", "/api/v1/oauth-clients"): lambda gw, a: (
+        "/api/v1/oauth-clients", {"client_id": f"rbac-app-{next(_tags)}", "consumer": "rbac-base"}),
+    ("POST", "/api/v1/oauth-clients/{client_id}/revoke"): lambda gw, a: (
+        f"/api/v1/oauth-clients/{_new_client(gw, a)}/revoke", None),
+}
+
+
+@pytest.fixture(scope="module")
+def gw(demo_api: DemoServer) -> Iterator[GatewayProcess]:
+    cfg = {"admin": {"public_metrics": True},
+           "services": [{"name": "books", "upstream": demo_api.url,
+                         "routes": [{"path": "/books", "methods": ["GET"], "public": True}]}]}
+    with GatewayProcess(cfg) as gateway:
+        _made(gateway, gateway.admin_token("admin"), "/api/v1/consumers", {"name": "rbac-base"})
+        yield gateway
+
+
+def test_every_operation_has_a_sample() -> None:
+    """The matrix below covers every operation of the table (so none escapes it)."""
+    assert set(SAMPLES) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("operation", sorted(EXPECTED), ids=lambda o: f"{o[0]} {o[1]}")
+def test_rbac_matrix(gw: GatewayProcess, operation: tuple[str, str]) -> None:
+    """Each role against this operation: without credentials 401 (unless it is open), a
+    role below the table's 403 naming the role needed, the table's role and above success."""
+    method, _ = operation
+    needed = ROLES.index(EXPECTED[operation])
+    admin = gw.admin_token("admin")
+    for rank, role in enumerate(ROLES):
+        path, body = SAMPLES[operation](gw, admin)
+        token = None if role == "none" else gw.admin_token(role)
+        status, answer = gw.admin(method, path, token=token, json_body=body)
+        if rank >= needed:
+            assert 200 <= status < 300, (role, status, answer)
+        elif role == "none":
+            assert status == 401 and answer["status"] == 401, (role, answer)
+        else:
+            assert status == 403 and EXPECTED[operation] in answer["detail"], (role, answer)

@@ -1,0 +1,208 @@
+"""The admin API's resources against a real gateway and its store: consumers, API keys and
+OAuth clients made over HTTP reach the data plane, the file's consumers stay read-only,
+lists page with cursors, bodies are checked against their schema, every write leaves an
+admin audit entry with before/after, and one-time secrets are shown exactly once."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bastion.config import load_config
+from bastion.demo.server import DemoServer
+from bastion.store import adminaudit, open_store
+from bastion.testing import GatewayProcess
+
+
+def _config(demo_api: DemoServer) -> dict[str, Any]:
+    return {
+        "consumers": [{"name": "declared-alice", "roles": ["user"]}],
+        "services": [{"name": "books", "upstream": demo_api.url,
+                      "routes": [{"path": "/books", "methods": ["GET"]}]}],
+    }
+
+
+@pytest.fixture(scope="module")
+def gw(demo_api: DemoServer) -> Iterator[GatewayProcess]:
+    with GatewayProcess(_config(demo_api)) as gateway:
+        yield gateway
+
+
+def _gateway_get(gw: GatewayProcess, path: str, key: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {key}"})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def _until(gw: GatewayProcess, path: str, key: str, wanted: int) -> int:
+    """Poll the data plane until it answers ``wanted`` (workers poll the store's generation
+    about every second) or 15 s pass; the last status."""
+    deadline = time.monotonic() + 15
+    status = _gateway_get(gw, path, key)
+    while status != wanted and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status = _gateway_get(gw, path, key)
+    return status
+
+
+def _audit(gw: GatewayProcess) -> list[dict[str, Any]]:
+    loaded = load_config(gw.config_path)
+    store = open_store(loaded.config.store, loaded.config.consumers)
+    try:
+        with store.read() as session:
+            return [adminaudit.as_dict(e) for e in adminaudit.query(session, limit=1000)]
+    finally:
+        store.close()
+
+
+def test_key_made_over_the_api_reaches_the_gateway(gw: GatewayProcess) -> None:
+    """An operator creates a consumer and a key over the API: the gateway accepts the key
+    (the workers see the store's bumped generation), refuses it once revoked over the API,
+    and the admin audit trail has both writes with who did them and before/after."""
+    op = gw.admin_token("operator")
+    status, made = gw.admin("POST", "/api/v1/consumers", token=op, json_body={"name": "e2e-bob", "roles": ["r"]})
+    assert status == 201 and made["name"] == "e2e-bob" and made["source"] == "store"
+    status, new = gw.admin("POST", "/api/v1/keys", token=op, json_body={"consumer": "e2e-bob", "scopes": ["a"]})
+    assert status == 201 and new["secret"].startswith("bst_") and new["key"]["state"] == "active"
+    assert _until(gw, "/books", new["secret"], 200) == 200
+    status, revoked = gw.admin("POST", f"/api/v1/keys/{new['key']['id']}/revoke", token=op)
+    assert status == 200 and revoked["changed"] is True and revoked["key"]["state"] == "revoked"
+    assert _until(gw, "/books", new["secret"], 401) == 401
+    again = gw.admin("POST", f"/api/v1/keys/{new['key']['id']}/revoke", token=op)
+    assert again[0] == 200 and again[1]["changed"] is False
+    entries = {(e["action"], e["target"]): e for e in _audit(gw)}
+    created = entries[("key.create", f"key:{new['key']['id']}")]
+    assert created["actor"].startswith("test-operator (token ") and created["via"] == "token"
+    assert created["source"] == "127.0.0.1" and created["before"] is None
+    assert created["after"]["consumer"] == "e2e-bob" and created["after"]["scopes"] == ["a"]
+    revoke = entries[("key.revoke", f"key:{new['key']['id']}")]
+    assert revoke["before"]["state"] == "active" and revoke["after"]["state"] == "revoked"
+    assert entries[("consumer.create", "consumer:e2e-bob")]["after"]["roles"] == ["r"]
+
+
+def test_declared_consumers_are_read_only(gw: GatewayProcess) -> None:
+    """A consumer declared in bastion.yaml is listed (source config) but PATCH and DELETE
+    answer 409 naming the file; the store is unchanged and no audit entry is written."""
+    op = gw.admin_token("operator")
+    status, shown = gw.admin("GET", "/api/v1/consumers/declared-alice", token=op)
+    assert status == 200 and shown["source"] == "config" and shown["roles"] == ["user"]
+    for method, body in (("PATCH", {"roles": ["admin"]}), ("DELETE", None)):
+        status, refused = gw.admin(method, "/api/v1/consumers/declared-alice", token=op, json_body=body)
+        assert status == 409, refused
+        assert str(gw.config_path) in refused["detail"] and "change it there" in refused["detail"]
+    assert gw.admin("GET", "/api/v1/consumers/declared-alice", token=op)[1]["roles"] == ["user"]
+    assert not [e for e in _audit(gw) if e["target"] == "consumer:declared-alice"]
+    status, taken = gw.admin("POST", "/api/v1/consumers", token=op, json_body={"name": "declared-alice"})
+    assert status == 409 and "exists already" in taken["detail"]
+
+
+def test_update_and_delete_a_store_consumer(gw: GatewayProcess) -> None:
+    """PATCH changes only what it is given and records before and after; DELETE removes the
+    consumer with its keys (the audit entry says how many); a second DELETE is 404."""
+    op = gw.admin_token("operator")
+    gw.admin("POST", "/api/v1/consumers", token=op, json_body={"name": "upd-carol", "plan": "free"})
+    gw.admin("POST", "/api/v1/keys", token=op, json_body={"consumer": "upd-carol"})
+    status, after = gw.admin("PATCH", "/api/v1/consumers/upd-carol", token=op, json_body={"roles": ["x", "y"]})
+    assert status == 200 and after["roles"] == ["x", "y"] and after["plan"] == "free"
+    status, cleared = gw.admin("PATCH", "/api/v1/consumers/upd-carol", token=op, json_body={"plan": None})
+    assert status == 200 and cleared["plan"] is None and cleared["roles"] == ["x", "y"]
+    status, deleted = gw.admin("DELETE", "/api/v1/consumers/upd-carol", token=op)
+    assert (status, deleted) == (200, {"deleted": "upd-carol", "api_keys_deleted": 1})
+    assert gw.admin("DELETE", "/api/v1/consumers/upd-carol", token=op)[0] == 404
+    entries = [e for e in _audit(gw) if e["target"] == "consumer:upd-carol"]
+    updates = [(e["before"], e["after"]) for e in entries if e["action"] == "consumer.update"]
+    assert [(b["roles"], b["plan"], a["roles"], a["plan"]) for b, a in reversed(updates)] == [
+        ([], "free", ["x", "y"], "free"), (["x", "y"], "free", ["x", "y"], None)]
+    delete = next(e for e in entries if e["action"] == "consumer.delete")
+    assert delete["before"]["api_keys"] == 1 and delete["after"] is None
+
+
+def test_lists_page_with_cursors(gw: GatewayProcess) -> None:
+    """limit/cursor walk a list page by page: every consumer exactly once, in name order,
+    and the last page's next_cursor is null; a forged cursor or a bad limit is 400."""
+    op = gw.admin_token("operator")
+    for i in range(5):
+        gw.admin("POST", "/api/v1/consumers", token=op, json_body={"name": f"page-{i}"})
+    seen: list[str] = []
+    path = "/api/v1/consumers?limit=2"
+    pages = 0
+    while True:
+        status, body = gw.admin("GET", path, token=op)
+        assert status == 200 and len(body["items"]) <= 2
+        seen += [c["name"] for c in body["items"]]
+        pages += 1
+        if body["next_cursor"] is None:
+            break
+        path = f"/api/v1/consumers?limit=2&cursor={body['next_cursor']}"
+    assert seen == sorted(seen) and len(seen) == len(set(seen)) and pages == -(-len(seen) // 2)
+    assert {f"page-{i}" for i in range(5)} <= set(seen)
+    assert gw.admin("GET", "/api/v1/consumers?cursor=%%%", token=op)[0] == 400
+    assert gw.admin("GET", "/api/v1/consumers?limit=0", token=op)[0] == 400
+    status, body = gw.admin("GET", "/api/v1/consumers?limt=2", token=op)
+    assert status == 400 and "limt" in body["detail"] and "cursor, limit" in body["detail"]
+
+
+def test_bodies_are_checked_against_their_schema(gw: GatewayProcess) -> None:
+    """A body that is not JSON is 415, malformed JSON 400, and one off the declared schema
+    422 listing where and why, as problem+json; nothing is written."""
+    op = gw.admin_token("operator")
+    status, body = gw.admin("POST", "/api/v1/consumers", token=op, json_body={"name": "bad name!", "extra": 1})
+    assert status == 422 and body["status"] == 422 and len(body["errors"]) == 2
+    assert any("extra" in e for e in body["errors"]) and any(e.startswith("/name") for e in body["errors"])
+    never = {"consumer": "declared-alice", "expires_in": 0}
+    assert gw.admin("POST", "/api/v1/keys", token=op, json_body=never)[0] == 422
+    conn = http.client.HTTPConnection("127.0.0.1", gw.admin_port, timeout=5)
+    for ctype, raw, wanted in (("text/plain", b"name=x", 415), ("application/json", b"{nope", 400)):
+        conn.request("POST", "/api/v1/consumers", body=raw,
+                     headers={"Authorization": f"Bearer {op}", "Content-Type": ctype})
+        resp = conn.getresponse()
+        answer = json.loads(resp.read())
+        assert resp.status == wanted and resp.getheader("Content-Type") == "application/problem+json", answer
+    conn.close()
+    assert gw.admin("GET", "/api/v1/consumers/bad%20name!", token=op)[0] == 404
+
+
+def test_one_time_secrets_appear_once(gw: GatewayProcess) -> None:
+    """A key made by create or rotate and an OAuth client secret are each in exactly one
+    response; no list, no admin audit entry, no store table and no gateway log holds them.
+    The rotated key keeps working during its overlap, then the new one works too."""
+    op = gw.admin_token("operator")
+    responses: list[str] = []
+
+    def call(method: str, path: str, body: Any = None) -> Any:
+        status, answer = gw.admin(method, path, token=op, json_body=body)
+        assert status < 300, answer
+        responses.append(json.dumps(answer))
+        return answer
+
+    call("POST", "/api/v1/consumers", {"name": "once-dave"})
+    made = call("POST", "/api/v1/keys", {"consumer": "once-dave", "scopes": ["s"], "expires_in": 3600})
+    rotated = call("POST", f"/api/v1/keys/{made['key']['id']}/rotate", {"overlap": 600})
+    assert rotated["old_key"]["state"] == "rotated" and rotated["key"]["scopes"] == ["s"]
+    assert rotated["key"]["expires_at"] is not None  # the old key's lifetime carried over
+    client = call("POST", "/api/v1/oauth-clients", {"client_id": "once-app", "consumer": "once-dave"})
+    assert client["secret"].startswith("bcs_") and client["client"]["auth_method"] == "client_secret"
+    for path in ("/api/v1/keys", "/api/v1/keys?consumer=once-dave", "/api/v1/oauth-clients",
+                 "/api/v1/consumers/once-dave"):
+        call("GET", path)
+    secrets = [made["secret"], rotated["secret"], client["secret"]]
+    for secret in secrets:
+        assert sum(secret in r for r in responses) == 1, secret
+    assert _until(gw, "/books", made["secret"], 200) == 200  # still in its overlap
+    assert _until(gw, "/books", rotated["secret"], 200) == 200
+    trail = json.dumps(_audit(gw))
+    assert made["key"]["id"] in trail and "once-app" in trail
+    logs = gw.stderr_text() + gw.stdout_text()
+    db = (gw.folder / "bastion.db").read_bytes()
+    for secret in secrets:
+        assert secret not in trail and secret not in logs and secret.encode() not in db
