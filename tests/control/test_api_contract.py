@@ -20,6 +20,7 @@ from bastion.control.api.openapi import document
 from bastion.control.metrics import SnapshotCollector
 from bastion.demo.server import DemoServer
 from bastion.testing import GatewayProcess
+from tests.control.test_api_resources import add_alert
 
 ROLES = ("none", "viewer", "operator", "admin")
 #: The least role of every operation, by hand. Changing a role in a declaration must be
@@ -43,6 +44,13 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/oauth-clients"): "viewer",
     ("POST", "/api/v1/oauth-clients"): "operator",
     ("POST", "/api/v1/oauth-clients/{client_id}/revoke"): "operator",
+    ("GET", "/api/v1/routes"): "viewer",
+    ("GET", "/api/v1/alerts"): "viewer",
+    ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): "operator",
+    ("POST", "/api/v1/alerts/{alert_id}/resolve"): "operator",
+    ("GET", "/api/v1/audit-log"): "viewer",
+    ("GET", "/api/v1/admin-audit"): "admin",
+    ("GET", "/api/v1/metrics/summary"): "viewer",
 }
 
 _METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
@@ -177,6 +185,12 @@ def _new_client(gw: GatewayProcess, admin: str) -> str:
     return client_id
 
 
+def _new_alert(gw: GatewayProcess) -> str:
+    alert_id = f"rbac-alert-{next(_tags)}"
+    add_alert(gw, alert_id)
+    return alert_id
+
+
 #: For each operation: the path and body of a request that succeeds for a role allowed to
 #: make it (making what it needs first, with the admin's token).
 SAMPLES: dict[tuple[str, str], Sample] = {
@@ -201,6 +215,14 @@ SAMPLES: dict[tuple[str, str], Sample] = {
         "/api/v1/oauth-clients", {"client_id": f"rbac-app-{next(_tags)}", "consumer": "rbac-base"}),
     ("POST", "/api/v1/oauth-clients/{client_id}/revoke"): lambda gw, a: (
         f"/api/v1/oauth-clients/{_new_client(gw, a)}/revoke", None),
+    ("GET", "/api/v1/routes"): lambda gw, a: ("/api/v1/routes", None),
+    ("GET", "/api/v1/alerts"): lambda gw, a: ("/api/v1/alerts", None),
+    ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): lambda gw, a: (
+        f"/api/v1/alerts/{_new_alert(gw)}/acknowledge", None),
+    ("POST", "/api/v1/alerts/{alert_id}/resolve"): lambda gw, a: (f"/api/v1/alerts/{_new_alert(gw)}/resolve", None),
+    ("GET", "/api/v1/audit-log"): lambda gw, a: ("/api/v1/audit-log", None),
+    ("GET", "/api/v1/admin-audit"): lambda gw, a: ("/api/v1/admin-audit", None),
+    ("GET", "/api/v1/metrics/summary"): lambda gw, a: ("/api/v1/metrics/summary", None),
 }
 
 
@@ -236,3 +258,24 @@ def test_rbac_matrix(gw: GatewayProcess, operation: tuple[str, str]) -> None:
             assert status == 401 and answer["status"] == 401, (role, answer)
         else:
             assert status == 403 and EXPECTED[operation] in answer["detail"], (role, answer)
+
+
+def test_metrics_summary_without_the_audit_log(gw: GatewayProcess) -> None:
+    """Without the audit log in the store, GET /metrics/summary reads the workers' counters:
+    source metrics, no window, and it counts the requests the gateway answered."""
+    import http.client
+    import time
+
+    for _ in range(4):
+        conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
+        conn.request("GET", "/books?limit=1")
+        assert conn.getresponse().status == 200
+        conn.close()
+    viewer = gw.admin_token("viewer")
+    deadline = time.monotonic() + 15
+    summary = gw.admin("GET", "/api/v1/metrics/summary", token=viewer)[1]
+    while summary["requests"] < 4 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        summary = gw.admin("GET", "/api/v1/metrics/summary", token=viewer)[1]
+    assert summary["source"] == "metrics" and summary["minutes"] is None and summary["requests"] >= 4
+    assert summary["error_rate"] == 0.0 and summary["latency_ms"]["p50"] is not None

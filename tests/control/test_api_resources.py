@@ -5,22 +5,26 @@ admin audit entry with before/after, and one-time secrets are shown exactly once
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from bastion.config import load_config
 from bastion.demo.server import DemoServer
-from bastion.store import adminaudit, open_store
+from bastion.store import Store, adminaudit, open_store
+from bastion.store.models import AlertRecord, utcnow
 from bastion.testing import GatewayProcess
 
 
 def _config(demo_api: DemoServer) -> dict[str, Any]:
     return {
+        "audit": {"enabled": True},
         "consumers": [{"name": "declared-alice", "roles": ["user"]}],
         "services": [{"name": "books", "upstream": demo_api.url,
                       "routes": [{"path": "/books", "methods": ["GET"]}]}],
@@ -55,14 +59,29 @@ def _until(gw: GatewayProcess, path: str, key: str, wanted: int) -> int:
     return status
 
 
-def _audit(gw: GatewayProcess) -> list[dict[str, Any]]:
+@contextlib.contextmanager
+def _store(gw: GatewayProcess) -> Iterator[Store]:
+    """The gateway's store, opened as the gateway opens it (its declared consumers kept)."""
     loaded = load_config(gw.config_path)
     store = open_store(loaded.config.store, loaded.config.consumers)
     try:
-        with store.read() as session:
-            return [adminaudit.as_dict(e) for e in adminaudit.query(session, limit=1000)]
+        yield store
     finally:
         store.close()
+
+
+def _audit(gw: GatewayProcess) -> list[dict[str, Any]]:
+    with _store(gw) as store, store.read() as session:
+        return [adminaudit.as_dict(e) for e in adminaudit.query(session, limit=1000)]
+
+
+def add_alert(gw: GatewayProcess, alert_id: str, detector: str = "scanner", minutes_ago: float = 1) -> None:
+    """An open alert in the gateway's store, as a detector raises it."""
+    seen = utcnow() - timedelta(minutes=minutes_ago)
+    with _store(gw) as store, store.write() as session:
+        session.add(AlertRecord(id=alert_id, first_seen=seen, last_seen=seen, detector=detector, severity="high",
+                                action="alert", count=3, window_seconds=60.0, summary="3 scanner probes",
+                                subject={"ip": "192.0.2.7"}, instance="test"))
 
 
 def test_key_made_over_the_api_reaches_the_gateway(gw: GatewayProcess) -> None:
@@ -206,3 +225,63 @@ def test_one_time_secrets_appear_once(gw: GatewayProcess) -> None:
     db = (gw.folder / "bastion.db").read_bytes()
     for secret in secrets:
         assert secret not in trail and secret not in logs and secret.encode() not in db
+
+
+def test_routes_show_their_effective_policy(gw: GatewayProcess) -> None:
+    """GET /routes lists the served route as `bastion check` does: its service, methods,
+    path, who may call it and the stages that run, with their settings."""
+    status, body = gw.admin("GET", "/api/v1/routes", token=gw.admin_token("viewer"))
+    assert status == 200 and body["next_cursor"] is None
+    (route,) = [r for r in body["items"] if r["path"] == "/books"]
+    assert route["service"] == "books" and route["methods"] == ["GET"] and route["builtin"] is False
+    assert route["public"] is False and "api key" in route["auth"].lower(), route["auth"]
+    assert "auth" in route["stages"] and route["policies"]["auth"]["enabled"] is True
+    assert gw.admin("GET", "/api/v1/routes?service=nope", token=gw.admin_token("viewer"))[1]["items"] == []
+
+
+def test_alerts_filter_acknowledge_and_resolve(gw: GatewayProcess) -> None:
+    """GET /alerts lists the recent alerts newest first with filters (an alert older than
+    `since` is left out); acknowledge and resolve record who did it, on the alert and in the
+    admin audit trail; an unknown alert is 404."""
+    add_alert(gw, "al-old", minutes_ago=3 * 24 * 60)
+    add_alert(gw, "al-new", detector="brute_force")
+    viewer, op = gw.admin_token("viewer"), gw.admin_token("operator")
+    status, body = gw.admin("GET", "/api/v1/alerts", token=viewer)
+    ids = [a["id"] for a in body["items"]]
+    assert status == 200 and "al-new" in ids and "al-old" not in ids
+    only = gw.admin("GET", "/api/v1/alerts?detector=brute_force&status=open", token=viewer)[1]["items"]
+    assert [a["id"] for a in only] == ["al-new"]
+    status, acked = gw.admin("POST", "/api/v1/alerts/al-new/acknowledge", token=op)
+    assert status == 200 and acked["status"] == "acknowledged" and acked["handled_by"] == "test-operator"
+    assert gw.admin("GET", "/api/v1/alerts?status=open&detector=brute_force", token=viewer)[1]["items"] == []
+    assert gw.admin("POST", "/api/v1/alerts/al-new/resolve", token=op)[1]["status"] == "resolved"
+    assert gw.admin("POST", "/api/v1/alerts/nope/resolve", token=op)[0] == 404
+    assert gw.admin("GET", "/api/v1/alerts?status=closed", token=viewer)[0] == 400
+    changes = [(e["action"], e["before"], e["after"]) for e in _audit(gw) if e["target"] == "alert:al-new"]
+    assert changes == [("alert.resolve", {"status": "acknowledged"}, {"status": "resolved"}),
+                       ("alert.acknowledge", {"status": "open"}, {"status": "acknowledged"})]
+
+
+def test_audit_log_and_metrics_summary(gw: GatewayProcess) -> None:
+    """With the audit log in the store, GET /audit-log finds the gateway's requests with the
+    filters of `bastion logs query`, and GET /metrics/summary counts them over the window with
+    their rates and latency percentiles; GET /admin-audit is for admins only."""
+    for _ in range(3):
+        assert _gateway_get(gw, "/books", "bst_not_a_key") == 401
+    viewer = gw.admin_token("viewer")
+    deadline = time.monotonic() + 15
+    items: list[dict[str, Any]] = []
+    while len(items) < 3 and time.monotonic() < deadline:
+        items = gw.admin("GET", "/api/v1/audit-log?status=401&limit=50", token=viewer)[1]["items"]
+        time.sleep(0.2)
+    assert len(items) >= 3 and all(r["status"] == 401 and r["path"] == "/books" for r in items)
+    assert gw.admin("GET", "/api/v1/audit-log?status=200&route=nothing", token=viewer)[1]["items"] == []
+    assert gw.admin("GET", "/api/v1/audit-log?decision=maybe", token=viewer)[0] == 400
+    status, summary = gw.admin("GET", "/api/v1/metrics/summary?minutes=60", token=viewer)
+    assert status == 200 and summary["source"] == "audit" and summary["minutes"] == 60
+    assert summary["requests"] >= 3 and 0 <= summary["error_rate"] <= 1 and 0 < summary["blocked_rate"] <= 1
+    p50, p95, p99 = (summary["latency_ms"][p] for p in ("p50", "p95", "p99"))
+    assert 0 <= p50 <= p95 <= p99
+    assert gw.admin("GET", "/api/v1/admin-audit", token=gw.admin_token("operator"))[0] == 403
+    status, trail = gw.admin("GET", "/api/v1/admin-audit?action=consumer.create&limit=5", token=gw.admin_token("admin"))
+    assert status == 200 and trail["items"] and all(e["action"] == "consumer.create" for e in trail["items"])

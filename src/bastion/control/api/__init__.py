@@ -154,6 +154,8 @@ OPENAPI_ENDPOINT = Endpoint(
 
 
 # The resources, imported last: each imports Endpoint from here.
-from bastion.control.api import consumers, keys, oauthclients  # noqa: E402
+# (``/routes`` lives in routetable: a submodule named ``routes`` would hide :func:`routes`.)
+from bastion.control.api import alerts, auditlog, consumers, keys, oauthclients, routetable, summary  # noqa: E402
 
-MODULES.extend([consumers.ENDPOINTS, keys.ENDPOINTS, oauthclients.ENDPOINTS])
+MODULES.extend([consumers.ENDPOINTS, keys.ENDPOINTS, oauthclients.ENDPOINTS, routetable.ENDPOINTS,
+                alerts.ENDPOINTS, auditlog.ENDPOINTS, summary.ENDPOINTS])

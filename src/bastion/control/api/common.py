@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -148,3 +149,45 @@ def list_schema(item: dict[str, Any]) -> dict[str, Any]:
 
 def timestamp(description: str, *, nullable: bool = True) -> dict[str, Any]:
     return {"type": ["string", "null"] if nullable else "string", "format": "date-time", "description": description}
+
+
+#: Setting names whose values are secrets (or may hold one): masked in what the API shows.
+_SECRET_NAME = re.compile(r"secret|password|passwd|token|credential|private|api_?key|authorization|cookie|pepper",
+                          re.IGNORECASE)
+MASK = "********"
+
+
+def masked(value: Any, name: str = "") -> Any:
+    """``value`` (settings as JSON) with every secret replaced by :data:`MASK`: the values of
+    fields named like secrets, and every encrypted (``enc:v1:``) value."""
+    if isinstance(value, dict):
+        return {k: masked(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v, name) for v in value]
+    if isinstance(value, str) and (value.startswith("enc:v1:") or (value and _SECRET_NAME.search(name))):
+        return MASK
+    return value
+
+
+def query_time(request: Request, name: str) -> datetime | None:
+    """An ISO 8601 timestamp query parameter (UTC when it names no offset)."""
+    text = request.query_params.get(name)
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"The query parameter {name} must be an ISO 8601 time, such as "
+                            "2026-12-07T13:00:00Z.") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def time_cursor(after: str | None) -> tuple[datetime, str] | None:
+    """A cursor made of ``"<iso time> <id>"`` (lists ordered by time, then id)."""
+    if after is None:
+        return None
+    when, _, row_id = after.partition(" ")
+    try:
+        return datetime.fromisoformat(when), row_id
+    except ValueError:
+        raise ApiError(400, "The cursor is not one this API gave; start again without it.") from None
