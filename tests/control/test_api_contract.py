@@ -51,7 +51,12 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/audit-log"): "viewer",
     ("GET", "/api/v1/admin-audit"): "admin",
     ("GET", "/api/v1/metrics/summary"): "viewer",
+    ("GET", "/api/v1/blocks"): "viewer",
+    ("DELETE", "/api/v1/blocks/{kind}/{value}"): "operator",
 }
+#: What an allowed role gets where it is not a success: the blocks are out of reach with the
+#: memory backend of this gateway (409), which proves the role check let the caller through.
+ALLOWED_STATUS = {("GET", "/api/v1/blocks"): 409, ("DELETE", "/api/v1/blocks/{kind}/{value}"): 409}
 
 _METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
@@ -223,6 +228,8 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", "/api/v1/audit-log"): lambda gw, a: ("/api/v1/audit-log", None),
     ("GET", "/api/v1/admin-audit"): lambda gw, a: ("/api/v1/admin-audit", None),
     ("GET", "/api/v1/metrics/summary"): lambda gw, a: ("/api/v1/metrics/summary", None),
+    ("GET", "/api/v1/blocks"): lambda gw, a: ("/api/v1/blocks", None),
+    ("DELETE", "/api/v1/blocks/{kind}/{value}"): lambda gw, a: ("/api/v1/blocks/ip/192.0.2.1", None),
 }
 
 
@@ -244,7 +251,8 @@ def test_every_operation_has_a_sample() -> None:
 @pytest.mark.parametrize("operation", sorted(EXPECTED), ids=lambda o: f"{o[0]} {o[1]}")
 def test_rbac_matrix(gw: GatewayProcess, operation: tuple[str, str]) -> None:
     """Each role against this operation: without credentials 401 (unless it is open), a
-    role below the table's 403 naming the role needed, the table's role and above success."""
+    role below the table's 403 naming the role needed, the table's role and above success
+    (or the answer of ALLOWED_STATUS, past the role check)."""
     method, _ = operation
     needed = ROLES.index(EXPECTED[operation])
     admin = gw.admin_token("admin")
@@ -252,7 +260,9 @@ def test_rbac_matrix(gw: GatewayProcess, operation: tuple[str, str]) -> None:
         path, body = SAMPLES[operation](gw, admin)
         token = None if role == "none" else gw.admin_token(role)
         status, answer = gw.admin(method, path, token=token, json_body=body)
-        if rank >= needed:
+        if rank >= needed and operation in ALLOWED_STATUS:
+            assert status == ALLOWED_STATUS[operation], (role, status, answer)
+        elif rank >= needed:
             assert 200 <= status < 300, (role, status, answer)
         elif role == "none":
             assert status == 401 and answer["status"] == 401, (role, answer)

@@ -155,7 +155,16 @@ OPENAPI_ENDPOINT = Endpoint(
 
 # The resources, imported last: each imports Endpoint from here.
 # (``/routes`` lives in routetable: a submodule named ``routes`` would hide :func:`routes`.)
-from bastion.control.api import alerts, auditlog, consumers, keys, oauthclients, routetable, summary  # noqa: E402
+from bastion.control.api import (  # noqa: E402
+    alerts,
+    auditlog,
+    blocks,
+    consumers,
+    keys,
+    oauthclients,
+    routetable,
+    summary,
+)
 
 MODULES.extend([consumers.ENDPOINTS, keys.ENDPOINTS, oauthclients.ENDPOINTS, routetable.ENDPOINTS,
-                alerts.ENDPOINTS, auditlog.ENDPOINTS, summary.ENDPOINTS])
+                alerts.ENDPOINTS, blocks.ENDPOINTS, auditlog.ENDPOINTS, summary.ENDPOINTS])
