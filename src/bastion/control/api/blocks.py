@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from starlette.requests import Request
@@ -25,9 +25,14 @@ from bastion.control.api import Endpoint
 from bastion.control.api.common import ApiError, audited, iso
 from bastion.control.auth import principal_of
 from bastion.control.context import AdminContext
+from bastion.errors import DependencyUnavailable
 from bastion.stages.blocklist import block_key
 from bastion.state.interface import Script, ScriptArg, ScriptResult, ScriptStore
 from bastion.store.models import AlertRecord, utcnow
+
+if TYPE_CHECKING:
+    from bastion.config.model import Backends, RedisSettings
+    from bastion.store import Store
 
 #: ``block_ttl``'s upper bound: no block outlives an alert older than this.
 LOOKBACK = timedelta(days=7)
@@ -61,36 +66,39 @@ BLOCK = {"type": "object", "required": ["kind", "value", "detector", "expires_in
     "alert": {"type": "object", "description": "The latest alert that set it (id, summary, last_seen)."}}}
 
 
-def _require_shared(ctx: AdminContext) -> None:
-    if ctx.config.config.backends.state != "redis":
-        raise ApiError(409, "Blocks live in each worker's memory with backends.state: memory, out of the admin "
-                            "process's reach; use backends: {state: redis} to list and lift them (they end by "
-                            "themselves after the detector's block_ttl).")
+class BlocksUnreachable(Exception):
+    """The blocks cannot be read or lifted from here (the message says why and what to do)."""
 
 
-async def _backend_call(ctx: AdminContext, fn: Any) -> Any:
-    """``fn(backend)`` on a short-lived connection to the gateway's Redis."""
-    from bastion.errors import DependencyUnavailable
+def require_shared(backends: Backends) -> RedisSettings:
+    """The Redis the blocks live in; :class:`BlocksUnreachable` with the memory backend."""
+    if backends.state != "redis" or backends.redis is None:
+        raise BlocksUnreachable(
+            "Blocks live in each worker's memory with backends.state: memory, out of this process's reach; use "
+            "backends: {state: redis} to list and lift them (they end by themselves after the detector's block_ttl).")
+    return backends.redis
+
+
+async def _peek(r: RedisSettings, keys: list[str]) -> list[Any]:
+    """Each key's value and milliseconds left, on a short-lived connection to the gateway's Redis."""
     from bastion.state.redis import RedisBackend
 
-    r = ctx.config.config.backends.redis
-    if r is None:  # the configuration's own check makes this impossible
-        raise ApiError(409, "backends.redis is not set.")
     state = RedisBackend(r.url, timeout=r.timeout, key_prefix=r.key_prefix, max_connections=1)
     try:
-        return await fn(state)
-    except DependencyUnavailable as exc:
-        raise ApiError(503, str(exc)) from None
+        answer = await state.run(PEEK, keys)
     finally:
         await state.close()
+    if not isinstance(answer, list) or len(answer) != 2 * len(keys):
+        raise DependencyUnavailable(f"redis at {state.where} answered the block read with {answer!r}")
+    return answer
 
 
-def _candidates(ctx: AdminContext) -> dict[tuple[str, str], AlertRecord]:
+def candidates(store: Store) -> dict[tuple[str, str], AlertRecord]:
     """The subject of every blocking alert of the lookback, with its latest alert."""
     query = (select(AlertRecord).where(AlertRecord.action == "block", AlertRecord.last_seen >= utcnow() - LOOKBACK)
              .order_by(AlertRecord.last_seen))
     found: dict[tuple[str, str], AlertRecord] = {}
-    with ctx.store().read() as session:
+    with store.read() as session:
         for alert in session.scalars(query):
             kind, value = next(iter(alert.subject.items()))
             found[(str(kind), str(value))] = alert
@@ -98,36 +106,73 @@ def _candidates(ctx: AdminContext) -> dict[tuple[str, str], AlertRecord]:
     return found
 
 
-async def list_blocks(ctx: AdminContext, request: Request) -> Response:
-    _require_shared(ctx)
-    candidates = await ctx.call(_candidates, ctx)
-    subjects = list(candidates)
+async def current(r: RedisSettings, found: dict[tuple[str, str], AlertRecord]) -> list[dict[str, Any]]:
+    """The blocks among ``found``'s subjects that hold now."""
+    subjects = list(found)
     if not subjects:
-        return JSONResponse({"items": [], "next_cursor": None})
-    answer = await _backend_call(ctx, lambda s: s.run(PEEK, [block_key(k, v) for k, v in subjects]))
+        return []
+    answer = await _peek(r, [block_key(k, v) for k, v in subjects])
     items = []
     for i, (kind, value) in enumerate(subjects):
         detector, ms = answer[2 * i], int(answer[2 * i + 1])
         if not detector:
             continue  # ended, or lifted
-        alert = candidates[(kind, value)]
+        alert = found[(kind, value)]
         items.append({"kind": kind, "value": value, "detector": bytes(detector).decode(),
                       "expires_in": ms / 1000 if ms >= 0 else None,
                       "alert": {"id": alert.id, "summary": alert.summary, "last_seen": iso(alert.last_seen)}})
+    return items
+
+
+async def peek_one(r: RedisSettings, kind: str, value: str) -> dict[str, Any] | None:
+    """The block of ``kind``/``value`` if one holds now."""
+    if kind not in KINDS:
+        raise LookupError(f"{kind!r} is not a kind of block; they are {', '.join(KINDS)}.")
+    answer = await _peek(r, [block_key(kind, value)])
+    if not answer[0]:
+        return None
+    return {"kind": kind, "value": value, "detector": bytes(answer[0]).decode(),
+            "expires_in": int(answer[1]) / 1000 if int(answer[1]) >= 0 else None}
+
+
+async def lift(r: RedisSettings, kind: str, value: str) -> None:
+    from bastion.state.redis import RedisBackend
+
+    state = RedisBackend(r.url, timeout=r.timeout, key_prefix=r.key_prefix, max_connections=1)
+    try:
+        await state.delete(block_key(kind, value))
+    finally:
+        await state.close()
+
+
+def _redis(ctx: AdminContext) -> RedisSettings:
+    try:
+        return require_shared(ctx.config.config.backends)
+    except BlocksUnreachable as exc:
+        raise ApiError(409, str(exc)) from None
+
+
+async def list_blocks(ctx: AdminContext, request: Request) -> Response:
+    r = _redis(ctx)
+    found = await ctx.call(candidates, ctx.store())
+    try:
+        items = await current(r, found)
+    except DependencyUnavailable as exc:
+        raise ApiError(503, str(exc)) from None
     return JSONResponse({"items": items, "next_cursor": None})
 
 
 async def lift_block(ctx: AdminContext, request: Request) -> Response:
-    _require_shared(ctx)
+    r = _redis(ctx)
     kind, value, who = request.path_params["kind"], request.path_params["value"], principal_of(request)
-    if kind not in KINDS:
-        raise ApiError(404, f"{kind!r} is not a kind of block; they are {', '.join(KINDS)}.")
-    key = block_key(kind, value)
-    answer = await _backend_call(ctx, lambda s: s.run(PEEK, [key]))
-    if not answer[0]:
+    try:
+        before = await peek_one(r, kind, value)
+    except LookupError as exc:
+        raise ApiError(404, str(exc)) from None
+    except DependencyUnavailable as exc:
+        raise ApiError(503, str(exc)) from None
+    if before is None:
         raise ApiError(404, f"No {kind} {value!r} is blocked now.")
-    before = {"kind": kind, "value": value, "detector": bytes(answer[0]).decode(),
-              "expires_in": int(answer[1]) / 1000 if int(answer[1]) >= 0 else None}
 
     def note() -> None:
         # The audit entry first: a lift that cannot be recorded is not made.
@@ -135,7 +180,10 @@ async def lift_block(ctx: AdminContext, request: Request) -> Response:
             record("block.lift", f"block:{kind}:{value}", before=before, after=None)
 
     await ctx.call(note)
-    await _backend_call(ctx, lambda s: s.delete(key))
+    try:
+        await lift(r, kind, value)
+    except DependencyUnavailable as exc:
+        raise ApiError(503, str(exc)) from None
     return JSONResponse({"lifted": before})
 
 
