@@ -53,6 +53,13 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/metrics/summary"): "viewer",
     ("GET", "/api/v1/blocks"): "viewer",
     ("DELETE", "/api/v1/blocks/{kind}/{value}"): "operator",
+    ("GET", "/api/v1/admin-users"): "admin",
+    ("POST", "/api/v1/admin-users"): "admin",
+    ("POST", "/api/v1/admin-users/{name}/disable"): "admin",
+    ("DELETE", "/api/v1/admin-users/{name}"): "admin",
+    ("GET", "/api/v1/admin-tokens"): "admin",
+    ("POST", "/api/v1/admin-tokens"): "admin",
+    ("POST", "/api/v1/admin-tokens/{token_id}/revoke"): "admin",
 }
 #: What an allowed role gets where it is not a success: the blocks are out of reach with the
 #: memory backend of this gateway (409), which proves the role check let the caller through.
@@ -190,6 +197,18 @@ def _new_client(gw: GatewayProcess, admin: str) -> str:
     return client_id
 
 
+def _new_user(gw: GatewayProcess, admin: str) -> str:
+    name = f"rbac-u{next(_tags)}"
+    _made(gw, admin, "/api/v1/admin-users", {"name": name, "role": "viewer"})
+    return name
+
+
+def _new_token(gw: GatewayProcess, admin: str) -> str:
+    gw.admin_token("viewer")  # its user exists
+    token_id: str = _made(gw, admin, "/api/v1/admin-tokens", {"user": "test-viewer"})["token"]["id"]
+    return token_id
+
+
 def _new_alert(gw: GatewayProcess) -> str:
     alert_id = f"rbac-alert-{next(_tags)}"
     add_alert(gw, alert_id)
@@ -230,6 +249,15 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", "/api/v1/metrics/summary"): lambda gw, a: ("/api/v1/metrics/summary", None),
     ("GET", "/api/v1/blocks"): lambda gw, a: ("/api/v1/blocks", None),
     ("DELETE", "/api/v1/blocks/{kind}/{value}"): lambda gw, a: ("/api/v1/blocks/ip/192.0.2.1", None),
+    ("GET", "/api/v1/admin-users"): lambda gw, a: ("/api/v1/admin-users", None),
+    ("POST", "/api/v1/admin-users"): lambda gw, a: ("/api/v1/admin-users", {"name": f"rbac-u{next(_tags)}"}),
+    ("POST", "/api/v1/admin-users/{name}/disable"): lambda gw, a: (
+        f"/api/v1/admin-users/{_new_user(gw, a)}/disable", None),
+    ("DELETE", "/api/v1/admin-users/{name}"): lambda gw, a: (f"/api/v1/admin-users/{_new_user(gw, a)}", None),
+    ("GET", "/api/v1/admin-tokens"): lambda gw, a: ("/api/v1/admin-tokens", None),
+    ("POST", "/api/v1/admin-tokens"): lambda gw, a: ("/api/v1/admin-tokens", {"user": "test-viewer"}),
+    ("POST", "/api/v1/admin-tokens/{token_id}/revoke"): lambda gw, a: (
+        f"/api/v1/admin-tokens/{_new_token(gw, a)}/revoke", None),
 }
 
 

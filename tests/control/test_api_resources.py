@@ -285,3 +285,56 @@ def test_audit_log_and_metrics_summary(gw: GatewayProcess) -> None:
     assert gw.admin("GET", "/api/v1/admin-audit", token=gw.admin_token("operator"))[0] == 403
     status, trail = gw.admin("GET", "/api/v1/admin-audit?action=consumer.create&limit=5", token=gw.admin_token("admin"))
     assert status == 200 and trail["items"] and all(e["action"] == "consumer.create" for e in trail["items"])
+
+
+def test_admin_users_and_tokens(gw: GatewayProcess) -> None:
+    """An admin creates a user (its one-time password in that response only) and a token for
+    it (the token in that response only, listed by id): the token works with the user's role
+    and no more; a token above the user's role is refused; revoking it, or disabling the
+    user, refuses it at once; nobody disables or deletes themselves; every change is in the
+    admin audit trail without the password or the token."""
+    admin = gw.admin_token("admin")
+    responses: list[str] = []
+
+    def call(method: str, path: str, body: Any = None, token: str = admin) -> tuple[int, Any]:
+        status, answer = gw.admin(method, path, token=token, json_body=body)
+        responses.append(json.dumps(answer))
+        return status, answer
+
+    status, made = call("POST", "/api/v1/admin-users", {"name": "ops-frank", "role": "operator"})
+    assert status == 201 and made["user"]["role"] == "operator" and made["user"]["must_change_password"] is True
+    password = made["password"]
+    assert call("POST", "/api/v1/admin-users", {"name": "ops-frank"})[0] == 409
+    status, issued = call("POST", "/api/v1/admin-tokens", {"user": "ops-frank", "name": "ci"})
+    assert status == 201 and issued["token"]["role"] == "operator" and issued["secret"].startswith("bsa_")
+    token = issued["secret"]
+    assert call("POST", "/api/v1/admin-tokens", {"user": "ops-frank", "role": "admin"})[0] == 409
+    assert call("GET", "/api/v1/consumers", token=token)[0] == 200
+    assert call("POST", "/api/v1/consumers", {"name": "by-frank"}, token=token)[0] == 201
+    assert call("GET", "/api/v1/admin-users", token=token)[0] == 403
+    users = call("GET", "/api/v1/admin-users")[1]["items"]
+    assert [u["role"] for u in users if u["name"] == "ops-frank"] == ["operator"]
+    tokens = call("GET", "/api/v1/admin-tokens")[1]["items"]
+    assert [(t["user"], t["name"], t["state"]) for t in tokens if t["id"] == issued["token"]["id"]] == [
+        ("ops-frank", "ci", "active")]
+    status, revoked = call("POST", f"/api/v1/admin-tokens/{issued['token']['id']}/revoke")
+    assert status == 200 and revoked["changed"] is True and revoked["token"]["state"] == "revoked"
+    assert call("GET", "/api/v1/consumers", token=token)[0] == 401
+    second = call("POST", "/api/v1/admin-tokens", {"user": "ops-frank"})[1]["secret"]
+    assert call("GET", "/api/v1/consumers", token=second)[0] == 200
+    status, disabled = call("POST", "/api/v1/admin-users/ops-frank/disable")
+    assert status == 200 and disabled["disabled"] is True
+    assert call("GET", "/api/v1/consumers", token=second)[0] == 401
+    assert call("POST", "/api/v1/admin-users/test-admin/disable")[0] == 409
+    assert call("DELETE", "/api/v1/admin-users/test-admin")[0] == 409
+    assert call("DELETE", "/api/v1/admin-users/ops-frank") == (200, {"deleted": "ops-frank"})
+    assert call("DELETE", "/api/v1/admin-users/ops-frank")[0] == 404
+    for secret in (password, token, second):
+        assert sum(secret in r for r in responses) == 1
+    trail = [e for e in _audit(gw) if e["target"].startswith(("admin_user:ops-frank", "admin_token:"))]
+    assert {e["action"] for e in trail} >= {"admin_user.create", "admin_token.create", "admin_token.revoke",
+                                            "admin_user.disable", "admin_user.delete"}
+    text = json.dumps(trail) + gw.stderr_text() + gw.stdout_text()
+    assert password not in text and token not in text and second not in text
+    by_frank = [e for e in _audit(gw) if e["target"] == "consumer:by-frank"]
+    assert by_frank[0]["actor"].startswith("ops-frank (token ")

@@ -25,6 +25,7 @@ from bastion.control.context import AdminContext
 from bastion.control.problem import problem
 from bastion.oauth.clients import BadClient
 from bastion.oauth.store import ClientExists
+from bastion.store.admins import UnknownAdmin
 from bastion.store.errors import (
     ConsumerExists,
     DeclaredConsumer,
@@ -123,7 +124,7 @@ def _guard(ctx: AdminContext, endpoint: Endpoint) -> Callable[[Request], Awaitab
 def _store_problem(ctx: AdminContext, exc: Exception) -> JSONResponse:
     """A store refusal as problem+json: what is missing is 404, what conflicts (a name taken,
     a consumer the configuration file declares) is 409, a store that cannot be reached is 503."""
-    if isinstance(exc, UnknownConsumer | UnknownKey):
+    if isinstance(exc, UnknownConsumer | UnknownKey | UnknownAdmin):
         return problem(404, str(exc))
     if isinstance(exc, DeclaredConsumer):
         # The file is the source of truth: say which one, and that the change belongs there.
@@ -156,6 +157,7 @@ OPENAPI_ENDPOINT = Endpoint(
 # The resources, imported last: each imports Endpoint from here.
 # (``/routes`` lives in routetable: a submodule named ``routes`` would hide :func:`routes`.)
 from bastion.control.api import (  # noqa: E402
+    adminusers,
     alerts,
     auditlog,
     blocks,
@@ -167,4 +169,4 @@ from bastion.control.api import (  # noqa: E402
 )
 
 MODULES.extend([consumers.ENDPOINTS, keys.ENDPOINTS, oauthclients.ENDPOINTS, routetable.ENDPOINTS,
-                alerts.ENDPOINTS, blocks.ENDPOINTS, auditlog.ENDPOINTS, summary.ENDPOINTS])
+                alerts.ENDPOINTS, blocks.ENDPOINTS, auditlog.ENDPOINTS, summary.ENDPOINTS, adminusers.ENDPOINTS])
