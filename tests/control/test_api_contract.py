@@ -60,10 +60,14 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/admin-tokens"): "admin",
     ("POST", "/api/v1/admin-tokens"): "admin",
     ("POST", "/api/v1/admin-tokens/{token_id}/revoke"): "admin",
+    ("GET", "/api/v1/config"): "operator",
+    ("POST", "/api/v1/config"): "admin",
 }
 #: What an allowed role gets where it is not a success: the blocks are out of reach with the
 #: memory backend of this gateway (409), which proves the role check let the caller through.
-ALLOWED_STATUS = {("GET", "/api/v1/blocks"): 409, ("DELETE", "/api/v1/blocks/{kind}/{value}"): 409}
+ALLOWED_STATUS = {("GET", "/api/v1/blocks"): 409, ("DELETE", "/api/v1/blocks/{kind}/{value}"): 409,
+                  # and the file is the source of truth (admin.config_writable is false)
+                  ("POST", "/api/v1/config"): 409}
 
 _METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
@@ -258,6 +262,8 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/api/v1/admin-tokens"): lambda gw, a: ("/api/v1/admin-tokens", {"user": "test-viewer"}),
     ("POST", "/api/v1/admin-tokens/{token_id}/revoke"): lambda gw, a: (
         f"/api/v1/admin-tokens/{_new_token(gw, a)}/revoke", None),
+    ("GET", "/api/v1/config"): lambda gw, a: ("/api/v1/config", None),
+    ("POST", "/api/v1/config"): lambda gw, a: ("/api/v1/config", {"yaml": gw.config_path.read_text()}),
 }
 
 

@@ -161,6 +161,7 @@ from bastion.control.api import (  # noqa: E402
     alerts,
     auditlog,
     blocks,
+    configfile,
     consumers,
     keys,
     oauthclients,
@@ -169,4 +170,5 @@ from bastion.control.api import (  # noqa: E402
 )
 
 MODULES.extend([consumers.ENDPOINTS, keys.ENDPOINTS, oauthclients.ENDPOINTS, routetable.ENDPOINTS,
-                alerts.ENDPOINTS, blocks.ENDPOINTS, auditlog.ENDPOINTS, summary.ENDPOINTS, adminusers.ENDPOINTS])
+                alerts.ENDPOINTS, blocks.ENDPOINTS, auditlog.ENDPOINTS, summary.ENDPOINTS, adminusers.ENDPOINTS,
+                configfile.ENDPOINTS])
