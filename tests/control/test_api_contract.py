@@ -277,6 +277,17 @@ def gw(demo_api: DemoServer) -> Iterator[GatewayProcess]:
         yield gateway
 
 
+#: Writes that change nothing the admin audit trail holds: a reload re-reads the file (whose
+#: changes are the file's own history).
+UNAUDITED = {("POST", "/reload")}
+
+
+def _newest_audit_entry(gw: GatewayProcess) -> dict[str, Any] | None:
+    status, body = gw.admin("GET", "/api/v1/admin-audit?limit=1", token=gw.admin_token("admin"))
+    assert status == 200, body
+    return body["items"][0] if body["items"] else None
+
+
 def test_every_operation_has_a_sample() -> None:
     """The matrix below covers every operation of the table (so none escapes it)."""
     assert set(SAMPLES) == set(EXPECTED)
@@ -286,18 +297,24 @@ def test_every_operation_has_a_sample() -> None:
 def test_rbac_matrix(gw: GatewayProcess, operation: tuple[str, str]) -> None:
     """Each role against this operation: without credentials 401 (unless it is open), a
     role below the table's 403 naming the role needed, the table's role and above success
-    (or the answer of ALLOWED_STATUS, past the role check)."""
+    (or the answer of ALLOWED_STATUS, past the role check); every successful write leaves a
+    new admin audit entry naming the caller, with a before or an after."""
     method, _ = operation
     needed = ROLES.index(EXPECTED[operation])
     admin = gw.admin_token("admin")
     for rank, role in enumerate(ROLES):
         path, body = SAMPLES[operation](gw, admin)
         token = None if role == "none" else gw.admin_token(role)
+        newest = _newest_audit_entry(gw)
         status, answer = gw.admin(method, path, token=token, json_body=body)
         if rank >= needed and operation in ALLOWED_STATUS:
             assert status == ALLOWED_STATUS[operation], (role, status, answer)
         elif rank >= needed:
             assert 200 <= status < 300, (role, status, answer)
+            if method != "GET" and operation not in UNAUDITED:
+                entry = _newest_audit_entry(gw)
+                assert entry is not None and entry["id"] != (newest or {}).get("id"), f"{operation} left no entry"
+                assert entry["actor"].startswith(f"test-{role} (token ") and (entry["before"] or entry["after"])
         elif role == "none":
             assert status == 401 and answer["status"] == 401, (role, answer)
         else:
