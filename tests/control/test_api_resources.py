@@ -338,3 +338,36 @@ def test_admin_users_and_tokens(gw: GatewayProcess) -> None:
     assert password not in text and token not in text and second not in text
     by_frank = [e for e in _audit(gw) if e["target"] == "consumer:by-frank"]
     assert by_frank[0]["actor"].startswith("ops-frank (token ")
+
+
+def test_session_writes_need_their_csrf_token(gw: GatewayProcess) -> None:
+    """With a dashboard session cookie (signed in with its second factor), the API reads
+    without more, but a write without the session's X-CSRF-Token (or with another one) is 403
+    and changes nothing; with it, the write succeeds and is audited as made via the session."""
+    from bastion.store import admins, websessions
+
+    gw.admin_token("operator")  # its user exists
+    with _store(gw) as store, store.write() as session:
+        user = admins.require(session, "test-operator")
+        row, cookie = websessions.open_session(session, store.pepper, "admin", user.id, "127.0.0.1", True,
+                                               utcnow(), websessions.SessionPolicy())
+        csrf = row.csrf
+
+    def call(method: str, path: str, body: Any = None, token: str | None = None) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", gw.admin_port, timeout=5)
+        headers = {"Cookie": f"bastion_session={cookie}", "Content-Type": "application/json"}
+        if token is not None:
+            headers["X-CSRF-Token"] = token
+        conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+        return resp.status
+
+    assert call("GET", "/api/v1/consumers") == 200
+    assert call("POST", "/api/v1/consumers", {"name": "csrf-gina"}) == 403
+    assert call("POST", "/api/v1/consumers", {"name": "csrf-gina"}, token="x" * len(csrf)) == 403
+    assert gw.admin("GET", "/api/v1/consumers/csrf-gina", token=gw.admin_token("viewer"))[0] == 404
+    assert call("POST", "/api/v1/consumers", {"name": "csrf-gina"}, token=csrf) == 201
+    (entry,) = [e for e in _audit(gw) if e["target"] == "consumer:csrf-gina"]
+    assert entry["actor"] == "test-operator" and entry["via"] == "session"
