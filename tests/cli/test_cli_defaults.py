@@ -61,7 +61,12 @@ REQUIRED: dict[str, list[str]] = {
     "keys rotate": ["KEYID"],
     "logs query": [],
     "logs tail": [],
-    "alerts": [],
+    "alerts list": [],
+    "alerts ack": ["ALERTID"],
+    "alerts resolve": ["ALERTID"],
+    "blocks list": [],
+    "blocks lift": ["ip", "192.0.2.1"],
+    "routes": [],
     "admin create": ["root"],
     "admin list": [],
     "admin reset-password": ["root"],
@@ -363,3 +368,23 @@ def test_secrets_new_key_then_encrypt(tmp_path: Path) -> None:
                                env={**os.environ, "BASTION_MASTER_KEY": key.stdout.strip()})
     assert encrypted.returncode == 0, encrypted.stderr
     assert encrypted.stdout.startswith("enc:v1:") and "hunter2" not in encrypted.stdout
+
+
+def test_routes_blocks_and_alert_status_with_their_defaults(tmp_path: Path) -> None:
+    """`bastion routes` lists ./bastion.yaml's routes with their policy; `bastion blocks list`
+    and `blocks lift` on its default memory backend exit 1 saying the blocks are out of reach
+    and what to configure; `bastion alerts ack|resolve` of an unknown alert exit 1 naming it,
+    and `bastion alerts list` lists as `bastion alerts` does."""
+    write_config(tmp_path)
+    listed = run("routes", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split()[:6] == ["METHODS", "PATH", "SERVICE", "ID", "AUTH", "STAGES"]
+    assert "listBooks" in listed.stdout or "/books" in listed.stdout
+    for args in (["blocks", "list"], ["blocks", "lift", "ip", "192.0.2.1"]):
+        result = run(*args, cwd=tmp_path)
+        assert result.returncode == 1 and "backends: {state: redis}" in result.stderr, result.stderr
+    for verb in ("ack", "resolve"):
+        result = run("alerts", verb, "ALERTID", cwd=tmp_path)
+        assert result.returncode == 1 and "no alert has the id 'ALERTID'" in result.stderr
+    result = run("alerts", "list", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.splitlines()[-1] == "0 alert(s)"

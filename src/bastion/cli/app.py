@@ -15,13 +15,15 @@ from rich.markup import escape
 
 from bastion import __version__
 from bastion.cli.admin import admin_app
-from bastion.cli.alerts import alerts
+from bastion.cli.alerts import alerts_app
+from bastion.cli.blocks import blocks_app
 from bastion.cli.consumers import consumers_app
 from bastion.cli.discover import discover
 from bastion.cli.keys import keys_app
 from bastion.cli.logs import logs_app
 from bastion.cli.oauth import register as register_oauth
 from bastion.cli.output import err, out, print_config_error
+from bastion.cli.routes import routes
 from bastion.cli.secrets import secrets_app
 from bastion.cli.tester import register as register_tester
 
@@ -179,7 +181,9 @@ register_tester(app)  # audit, docs: the tester's commands, listed after the gat
 app.add_typer(consumers_app)  # the store's: consumers, then their keys
 app.add_typer(keys_app)
 app.add_typer(logs_app)  # the audit log, read from the store
-app.command("alerts")(alerts)  # the detectors' alert history, read from the store
+app.add_typer(alerts_app)  # the detectors' alerts: list (the default), ack, resolve
+app.add_typer(blocks_app)  # the detectors' blocks, in the state backend
+app.command("routes")(routes)  # every route and its effective policy
 app.command("discover")(discover)  # undeclared and unused endpoints, from the audit log
 register_oauth(app)  # oauth clients ..., oauth revoke: the built-in OAuth server's
 app.add_typer(admin_app)  # admin create, admin token create ...: the control plane's accounts

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from bastion.cli.output import out
+from bastion.cli.remote import AdminUrlOpt, JsonOpt, TokenOpt, print_json, remote
 from bastion.cli.storeaccess import configured_store, fail, when
 
 if TYPE_CHECKING:
@@ -48,6 +49,9 @@ def create(
         list[str] | None, typer.Option("--metadata", help="KEY=VALUE about it (repeatable).")
     ] = None,
     config: ConfigOpt = Path("bastion.yaml"),
+    admin_url: AdminUrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create a consumer in the store (then give it keys with `bastion keys create`)."""
     import re
@@ -59,16 +63,44 @@ def create(
         raise fail(f"{name!r} is not a consumer name (letters, digits and _ . @ -, at most 128)", 2)
     role_list = [r.strip() for r in roles.split(",") if r.strip()]
     meta = _metadata(metadata or [])
+    api = remote(admin_url, token)
+    if api is not None:
+        made = api.call("POST", "/api/v1/consumers", {"name": name, "roles": role_list, "plan": plan,
+                                                       "metadata": meta})
+        if as_json:
+            print_json(made)
+        else:
+            out.print(f"created consumer {name} (roles: {', '.join(role_list) or '-'}) via {api.url}", markup=False)
+        return
     with configured_store(config) as store, store.write() as session:
         consumers.create(session, name, roles=role_list, plan=plan, metadata=meta)
     out.print(f"created consumer {name} (roles: {', '.join(role_list) or '-'}) in {store.shown}", markup=False)
 
 
 @consumers_app.command("list")
-def list_(config: ConfigOpt = Path("bastion.yaml")) -> None:
+def list_(
+    config: ConfigOpt = Path("bastion.yaml"),
+    admin_url: AdminUrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """List the consumers: name, roles, plan, where they come from, when they were made."""
     from bastion.store import consumers
 
+    api = remote(admin_url, token)
+    if api is not None:
+        found = api.items("/api/v1/consumers")
+        if as_json:
+            for item in found:
+                print_json(item)
+            return
+        remote_rows = [(c["name"], ",".join(c["roles"]) or "-", c["plan"] or "-", c["source"],
+                        c["created_at"][:19] + "Z") for c in found]
+        if not remote_rows:
+            out.print(f"no consumers at {api.url}", markup=False)
+            return
+        table(("NAME", "ROLES", "PLAN", "SOURCE", "CREATED"), remote_rows)
+        return
     with configured_store(config) as store, store.read() as session:
         rows = [
             (c.name, ",".join(c.roles) or "-", c.plan or "-", "config" if c.declared else "store", when(c.created_at))
@@ -84,13 +116,30 @@ def list_(config: ConfigOpt = Path("bastion.yaml")) -> None:
 def show(
     name: Annotated[str, typer.Argument(help="The consumer to show.")],
     config: ConfigOpt = Path("bastion.yaml"),
+    admin_url: AdminUrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Show a consumer: roles, plan, and its plan's quotas and rate limits with what is left
-    (read from the state backend: Redis; the memory backend's counts live in each worker)."""
+    (read from the state backend: Redis; the memory backend's counts live in each worker).
+    Through --admin-url: the consumer as the admin API shows it."""
     from bastion.config import load_config
     from bastion.stages.ratelimit.config import PlanLimits
     from bastion.store import consumers
 
+    api = remote(admin_url, token)
+    if api is not None:
+        from urllib.parse import quote
+
+        shown = api.call("GET", f"/api/v1/consumers/{quote(name, safe='')}")
+        if as_json:
+            print_json(shown)
+            return
+        for key in ("name", "roles", "plan", "source", "created_at"):
+            value = shown[key]
+            text = (",".join(value) or "-") if isinstance(value, list) else (value or "-")
+            out.print(f"{(key if key != 'created_at' else 'created') + ':':<9}{text}", markup=False)
+        return
     with configured_store(config) as store, store.read() as session:
         found = consumers.find(session, name)
         if found is None:
@@ -183,10 +232,19 @@ def _duration(seconds: float) -> str:
 def delete(
     name: Annotated[str, typer.Argument(help="The consumer to delete, with its keys.")],
     config: ConfigOpt = Path("bastion.yaml"),
+    admin_url: AdminUrlOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Delete a consumer and every key it holds (their requests are refused from then on)."""
     from bastion.store import consumers
 
+    api = remote(admin_url, token)
+    if api is not None:
+        from urllib.parse import quote
+
+        gone = api.call("DELETE", f"/api/v1/consumers/{quote(name, safe='')}")
+        out.print(f"deleted consumer {name} and its {gone['api_keys_deleted']} API key(s)", markup=False)
+        return
     with configured_store(config) as store, store.write() as session:
         deleted = consumers.delete_by_name(session, name)
     out.print(f"deleted consumer {name} and its {deleted} API key(s)", markup=False)

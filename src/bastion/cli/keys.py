@@ -15,6 +15,7 @@ import typer
 
 from bastion.cli.consumers import table
 from bastion.cli.output import err, out
+from bastion.cli.remote import AdminUrlOpt, JsonOpt, TokenOpt, print_json, remote
 from bastion.cli.storeaccess import configured_store, parse_duration, parse_scopes, when
 
 ConfigOpt = Annotated[
@@ -51,12 +52,28 @@ def create(
         str | None, typer.Option("--expires", help="Lifetime: 90d, 24h, 30m, 2w (default: none).")
     ] = None,
     config: ConfigOpt = Path("bastion.yaml"),
+    admin_url: AdminUrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Create an API key for a consumer; the key is the last line of the output, shown once."""
+    """Create an API key for a consumer; the key is the last line of the output, shown once
+    (with --json: one JSON object, the key in `secret`)."""
     from bastion.store import keys
     from bastion.store.models import utcnow
 
     scope_list = parse_scopes(scopes)
+    api = remote(admin_url, token)
+    if api is not None:
+        lifetime = int(parse_duration(expires, "--expires").total_seconds()) if expires else None
+        made = api.call("POST", "/api/v1/keys", {"consumer": consumer, "scopes": scope_list, "expires_in": lifetime})
+        if as_json:
+            print_json(made)
+            return
+        shown = made["key"]
+        out.print(f"created API key {shown['id']} for {consumer} (scopes: {' '.join(shown['scopes']) or '-'}; "
+                  f"expires: {shown['expires_at'] or '-'})", markup=False)
+        _show_new_key(made["secret"])
+        return
     expires_at = utcnow() + parse_duration(expires, "--expires") if expires else None
     with configured_store(config) as store:
         pepper = store.pepper
@@ -75,11 +92,33 @@ def create(
 def list_(
     consumer: Annotated[str | None, typer.Argument(help="Only this consumer's keys.")] = None,
     config: ConfigOpt = Path("bastion.yaml"),
+    admin_url: AdminUrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """List API keys by id and prefix (never the keys themselves), with their state."""
     from bastion.store import keys
     from bastion.store.models import utcnow
 
+    api = remote(admin_url, token)
+    if api is not None:
+        found = api.items("/api/v1/keys", {"consumer": consumer})
+        if as_json:
+            for item in found:
+                print_json(item)
+            return
+        if not found:
+            out.print("no API keys" + (f" for {consumer}" if consumer else ""), markup=False)
+            return
+
+        def day(value: str | None) -> str:
+            return "-" if value is None else value[:19] + "Z"
+
+        table(("ID", "PREFIX", "CONSUMER", "SCOPES", "STATE", "CREATED", "EXPIRES", "LAST USED"),
+              [(k["id"], k["prefix"], k["consumer"], ",".join(k["scopes"]) or "-",
+                f"rotated->{k['replaced_by']}" if k["state"] == "rotated" else k["state"], day(k["created_at"]),
+                day(k["expires_at"]), day(k["last_used_at"])) for k in found])
+        return
     now = utcnow()
     with configured_store(config) as store, store.read() as session:
         found = keys.list_keys(session, consumer)
@@ -102,11 +141,17 @@ def list_(
 
 
 @keys_app.command("revoke")
-def revoke(key: KeyArg, config: ConfigOpt = Path("bastion.yaml")) -> None:
+def revoke(key: KeyArg, config: ConfigOpt = Path("bastion.yaml"), admin_url: AdminUrlOpt = None,
+           token: TokenOpt = None) -> None:
     """Revoke an API key: gateways refuse it within about a second."""
     from bastion.store import keys
 
     key_id = _key_id(key)
+    api = remote(admin_url, token)
+    if api is not None:
+        changed = api.call("POST", f"/api/v1/keys/{key_id}/revoke")["changed"]
+        out.print(f"revoked API key {key_id}" if changed else f"API key {key_id} was revoked already", markup=False)
+        return
     with configured_store(config) as store, store.write() as session:
         changed = keys.revoke(session, key_id)
     out.print(f"revoked API key {key_id}" if changed else f"API key {key_id} was revoked already", markup=False)
@@ -122,6 +167,9 @@ def rotate(
         str | None, typer.Option("--expires", help="Lifetime of the new key (default: as long as the old one's).")
     ] = None,
     config: ConfigOpt = Path("bastion.yaml"),
+    admin_url: AdminUrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Replace an API key by a new one with the same consumer and scopes; the old one works
     until the overlap ends. The new key is the last line of the output, shown once."""
@@ -131,6 +179,19 @@ def rotate(
     window = _overlap(overlap)
     lifetime = parse_duration(expires, "--expires") if expires else None
     key_id = _key_id(key)
+    api = remote(admin_url, token)
+    if api is not None:
+        body: dict[str, int] = {"overlap": int(window.total_seconds())}
+        if lifetime is not None:
+            body["expires_in"] = int(lifetime.total_seconds())
+        made = api.call("POST", f"/api/v1/keys/{key_id}/rotate", body)
+        if as_json:
+            print_json(made)
+            return
+        out.print(f"rotated API key {key_id} (works until {made['old_key']['expires_at'] or '-'}) to "
+                  f"{made['key']['id']} (expires: {made['key']['expires_at'] or '-'})", markup=False)
+        _show_new_key(made["secret"])
+        return
     with configured_store(config) as store:
         pepper = store.pepper
         with store.write() as session:

@@ -12,11 +12,12 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from bastion.cli.output import out
+from bastion.cli.remote import AdminUrlOpt, TokenOpt, remote
 from bastion.cli.storeaccess import configured_store, parse_duration
 
 if TYPE_CHECKING:
@@ -93,6 +94,25 @@ def _print(records: Sequence[AuditRecord], as_json: bool, *, header: bool) -> No
     out.file.flush()
 
 
+def _print_dicts(records: Sequence[dict[str, Any]], as_json: bool) -> None:
+    """Records as the admin API gives them (the JSON lines' fields), as :func:`_print` prints."""
+    if as_json:
+        import orjson
+
+        for record in records:
+            out.print(orjson.dumps(record).decode(), markup=False, highlight=False, soft_wrap=True)
+        out.file.flush()
+        return
+    rows = [(r["time"], str(r["status"]), r["decision"], r["method"], r["path"] or "-", r["route"] or "-",
+             r["consumer"] or "-", r["client"], f"{r['latency_ms']:.1f}",
+             f"{r['stage']}/{r['rule']}" if r["stage"] else (r["reason"] or "-")) for r in records]
+    shown = [_COLUMNS, *rows]
+    widths = [max(len(row[i]) for row in shown) for i in range(len(_COLUMNS))]
+    for row in shown:
+        out.print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip(), markup=False)
+    out.file.flush()
+
+
 @logs_app.command("query")
 def query(
     since: Annotated[str, typer.Option("--since", help="From this long ago: 1h, 30m, 7d, 2w.")] = "1h",
@@ -107,6 +127,8 @@ def query(
     limit: Annotated[int, typer.Option("--limit", min=1, max=100_000, help="At most this many (the newest).")] = 100,
     as_json: JsonOpt = False,
     config: ConfigOpt = Path("bastion.yaml"),
+    admin_url: AdminUrlOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """The audit records of a time range (the last hour by default), oldest first."""
     from bastion.store.models import AuditRecord
@@ -115,6 +137,16 @@ def query(
     start = now - parse_duration(since, "--since")
     end = now - parse_duration(until, "--until") if until else None
     selection = _query(consumer, route, status, decision, rule, start, end).select()
+    api = remote(admin_url, token)
+    if api is not None:
+        found = api.items("/api/v1/audit-log", {
+            "since": start.isoformat(), "until": end.isoformat() if end else None, "consumer": consumer,
+            "route": route, "status": status, "decision": decision, "rule": rule}, limit=limit)
+        found.reverse()
+        _print_dicts(found, as_json)
+        if not as_json:
+            out.print(f"{len(found)} record(s)", markup=False, style="dim")
+        return
     with configured_store(config) as store, store.read() as session:
         newest = list(session.scalars(selection.order_by(AuditRecord.ts.desc(), AuditRecord.id.desc()).limit(limit)))
     newest.reverse()

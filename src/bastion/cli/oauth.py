@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 
 from bastion.cli.output import out, print_config_error
+from bastion.cli.remote import AdminUrlOpt, JsonOpt, TokenOpt, print_json, remote
 from bastion.cli.storeaccess import configured_store, fail
 
 if TYPE_CHECKING:
@@ -61,6 +62,9 @@ def create(
         typer.Option("--jwks", help="The client's public keys (a JWK Set file): private_key_jwt, no secret."),
     ] = None,
     config: ConfigOpt = Path("bastion.yaml"),
+    admin_url: AdminUrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Register a client. Prints its secret once, as the last line (none with --jwks)."""
     from bastion.oauth.clients import BadClient, create_client, parse_scopes
@@ -72,6 +76,26 @@ def create(
             keys = json.loads(jwks.read_text())
         except (OSError, ValueError) as exc:
             raise fail(f"cannot read the JWKS {jwks}: {exc}", 2) from None
+    api = remote(admin_url, token)
+    if api is not None:
+        try:
+            wanted = list(parse_scopes(scopes))
+        except BadClient as exc:
+            raise fail(str(exc), 2) from None
+        body: dict[str, object] = {"client_id": name, "consumer": consumer, "scopes": wanted}
+        if keys is not None:
+            body["jwks"] = keys
+        made = api.call("POST", "/api/v1/oauth-clients", body)
+        if as_json:
+            print_json(made)
+            return
+        shown = made["client"]
+        out.print(escape(f"created OAuth client {shown['client_id']} for consumer {shown['consumer']} "
+                         f"(scopes: {' '.join(shown['scopes']) or '-'}; authenticates with {shown['auth_method']})"))
+        if made["secret"] is not None:
+            out.print("client secret (shown once, keep it safe):")
+            out.print(made["secret"], markup=False)
+        return
     with _store(config) as store:
         try:
             created = create_client(store, name, consumer, parse_scopes(scopes), keys)
@@ -87,8 +111,22 @@ def create(
 
 
 @clients_app.command("list")
-def list_clients(config: ConfigOpt = Path("bastion.yaml")) -> None:
+def list_clients(config: ConfigOpt = Path("bastion.yaml"), admin_url: AdminUrlOpt = None, token: TokenOpt = None,
+                 as_json: JsonOpt = False) -> None:
     """List the clients (never their secrets)."""
+    api = remote(admin_url, token)
+    if api is not None:
+        found = api.items("/api/v1/oauth-clients")
+        for c in found:
+            if as_json:
+                print_json(c)
+                continue
+            state = f"revoked {c['revoked_at'][:16]}" if c["revoked_at"] else "active"
+            out.print(escape(f"{c['client_id']:<24} consumer={c['consumer']:<16} auth={c['auth_method']:<16} "
+                             f"scopes={' '.join(c['scopes']) or '-'}  created {c['created_at'][:16]}  {state}"))
+        if not found and not as_json:
+            out.print("no OAuth clients (bastion oauth clients create NAME --consumer C)")
+        return
     with _store(config) as store:
         clients = store.list_clients()
     if not clients:
@@ -102,11 +140,20 @@ def list_clients(config: ConfigOpt = Path("bastion.yaml")) -> None:
 
 @clients_app.command("revoke")
 def revoke_client(
-    name: Annotated[str, typer.Argument(help="The client id.")], config: ConfigOpt = Path("bastion.yaml")
+    name: Annotated[str, typer.Argument(help="The client id.")], config: ConfigOpt = Path("bastion.yaml"),
+    admin_url: AdminUrlOpt = None, token: TokenOpt = None,
 ) -> None:
     """Revoke a client: no more tokens for it, and its tokens introspect as inactive."""
     from bastion.oauth.clients import revoke_client as revoke
 
+    api = remote(admin_url, token)
+    if api is not None:
+        from urllib.parse import quote
+
+        if not api.call("POST", f"/api/v1/oauth-clients/{quote(name, safe='')}/revoke")["changed"]:
+            raise fail(f"no active OAuth client {name!r} (`bastion oauth clients list` shows them)")
+        out.print(escape(f"revoked OAuth client {name}"))
+        return
     with _store(config) as store:
         if not revoke(store, name):
             raise fail(f"no active OAuth client {name!r} (`bastion oauth clients list` shows them)")

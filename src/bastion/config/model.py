@@ -266,6 +266,10 @@ class Admin(Strict):
     public_metrics: bool = Field(
         True, description="Serve `/metrics` without a token (for Prometheus); false: a viewer token is needed."
     )
+    config_writable: bool = Field(
+        False, description="Let admins replace this file through `POST /api/v1/config` (validated, then reloaded); "
+        "false: the file is the source of truth and the API only exports it."
+    )
 
 
 class UpstreamTLS(Strict):

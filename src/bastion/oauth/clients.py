@@ -41,6 +41,15 @@ def create_client(
     store: OAuthStore, client_id: str, consumer: str, scopes: tuple[str, ...], jwks: Any | None = None
 ) -> Created:
     """Register ``client_id`` for ``consumer``; with ``jwks``, for private_key_jwt."""
+    secret_hash, checked, secret = credentials(store.pepper, client_id, jwks)
+    return Created(store.add_client(client_id, consumer, scopes, secret_hash, checked), secret)
+
+
+def credentials(
+    pepper: bytes, client_id: str, jwks: Any | None
+) -> tuple[bytes | None, dict[str, Any] | None, str | None]:
+    """What registering ``client_id`` stores (a secret's hash, or the checked JWKS) and the
+    secret to show once (``None`` with a JWKS); :class:`BadClient` when either is invalid."""
     if not valid_client_id(client_id):
         raise BadClient(
             f"{client_id!r} is not a valid client id: 1 to {MAX_ID_LENGTH} of A-Z a-z 0-9 . _ ~ -"
@@ -50,9 +59,9 @@ def create_client(
             checked = check_client_jwks(jwks)
         except ValueError as exc:
             raise BadClient(f"the JWKS cannot be registered: {exc}") from None
-        return Created(store.add_client(client_id, consumer, scopes, None, checked), None)
+        return None, checked, None
     secret = new_secret()
-    return Created(store.add_client(client_id, consumer, scopes, hash_secret(store.pepper, secret), None), secret)
+    return hash_secret(pepper, secret), None, secret
 
 
 def revoke_client(store: OAuthStore, client_id: str) -> bool:

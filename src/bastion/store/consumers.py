@@ -48,6 +48,32 @@ def create(
     return consumer
 
 
+def update(
+    session: Session,
+    name: str,
+    *,
+    roles: Sequence[str] | None = None,
+    plan: str | None = None,
+    clear_plan: bool = False,
+    metadata: dict[str, Any] | None = None,
+) -> Consumer:
+    """Change what is given of the store consumer ``name`` (``None``: unchanged; ``clear_plan``
+    removes its plan). A declared consumer is refused (:class:`DeclaredConsumer`)."""
+    consumer = get(session, name)
+    if consumer.declared:
+        raise DeclaredConsumer(name)
+    if roles is not None:
+        consumer.roles = list(roles)
+    if plan is not None or clear_plan:
+        consumer.plan = plan
+    if metadata is not None:
+        consumer.meta = dict(metadata)
+    consumer.updated_at = utcnow()
+    session.flush()
+    bump(session)
+    return consumer
+
+
 def delete_by_name(session: Session, name: str) -> int:
     """Delete the consumer ``name`` and its credentials; how many API keys went with it.
     A declared consumer is refused (:class:`DeclaredConsumer`)."""
