@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bastion import __version__
 from bastion.control import api, dashboard
 from bastion.control.accounts.roles import Role
-from bastion.control.auth import authenticate, requires
+from bastion.control.auth import Principal, authenticate, principal_of, requires
 from bastion.control.context import AdminContext, Supervised
 from bastion.control.metrics import SnapshotCollector
 from bastion.control.problem import problem
@@ -43,8 +43,9 @@ def _core_routes(ctx: AdminContext, registry: CollectorRegistry) -> list[BaseRou
         return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
     @requires(Role.OPERATOR)
-    async def reload(_: Request) -> Response:
+    async def reload(request: Request) -> Response:
         errors = sup.reload()
+        await ctx.call(_audit_reload, ctx, principal_of(request), errors)
         if errors:
             return problem(422, "The new configuration is invalid; the previous one keeps serving.",
                            title="Configuration rejected", errors=errors)
@@ -68,6 +69,20 @@ def _core_routes(ctx: AdminContext, registry: CollectorRegistry) -> list[BaseRou
         Route("/version", version, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
+
+
+def _audit_reload(ctx: AdminContext, principal: Principal, errors: list[str]) -> None:
+    """A reload is a write: who asked for it, and what came of it (the file's own changes are
+    its history; the trail keeps the outcome)."""
+    from bastion.store import adminaudit
+
+    outcome: dict[str, object] = {"accepted": not errors, "routes": len(ctx.config.routes)}
+    if errors:
+        outcome["errors"] = errors[:20]
+    with ctx.store().write() as session:
+        who = principal.audit()
+        adminaudit.record(session, actor=who["actor"], via=who["via"], source=who["source"], action="config.reload",
+                          target="config", after=outcome)
 
 
 class _Hardening:
