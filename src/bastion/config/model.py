@@ -828,7 +828,8 @@ class GatewayConfig(Strict):
         default_factory=dict,
         description=(
             "Plans a consumer's `plan` picks: `{free: {quotas: [{limit: 1000, window: 1d}], rate_limits: "
-            "[{limit: 5, window: 1s}]}}`, held per consumer over every route (see `policies.ratelimit.plans`)."
+            "[{limit: 5, window: 1s}], scopes: [books:read]}}`, held per consumer over every route (see "
+            "`policies.ratelimit.plans`); `scopes` bounds the keys its developers create in the portal."
         ),
     )
     oauth_server: OAuthServerSettings = Field(
