@@ -856,6 +856,12 @@ class GatewayConfig(Strict):
                         f"consumer {consumer.name!r} is on the plan {consumer.plan!r}, which `plans` does not "
                         f"define (it defines: {', '.join(sorted(self.plans))})"
                     )
+            plan = self.admin.portal.plan
+            if plan is not None and plan not in self.plans:
+                raise ValueError(
+                    f"admin.portal.plan is {plan!r}, which `plans` does not define (it defines: "
+                    f"{', '.join(sorted(self.plans))})"
+                )
         return self
 
     @field_validator("consumers")
