@@ -260,3 +260,20 @@ services: [{name: api, upstream: 'http://127.0.0.1:9', routes: [{path: /, public
     with pytest.raises(ConfigError) as raised:
         load_config(tmp_path / "bastion.yaml")
     assert "admin.portal.plan is 'gold', which `plans` does not define (it defines: free)" in str(raised.value)
+
+
+def test_quotas_show_what_is_left_with_redis(demo_api: DemoServer, redis_url: str) -> None:
+    """With a shared state backend the overview reads what is left of the plan's quota from
+    Redis, as `bastion consumers show` does: below the limit once the key was used."""
+    cfg = portal_config(demo_api)
+    cfg["backends"] = {"state": "redis", "redis": {"url": redis_url}}
+    with GatewayProcess(cfg, ready_timeout=READY) as gw:
+        client = signed_in(gw, "acme", "dev@acme.test")
+        key = create_key(client, "orders:read")
+        assert wait_status(gw, key, 200) == 200
+        assert call_api(gw, key) == 200
+        html = client.get("/portal/")[2]
+        row = re.search(r'<td data-label="Limit">starter-quota-10000-per-86400s</td>.*?'
+                        r'<td data-label="Left">(\d+)</td>', html, re.S)
+        assert row is not None, html
+        assert 0 < int(row.group(1)) <= 10000 - 2
