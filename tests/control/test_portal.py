@@ -277,3 +277,37 @@ def test_quotas_show_what_is_left_with_redis(demo_api: DemoServer, redis_url: st
                         r'<td data-label="Left">(\d+)</td>', html, re.S)
         assert row is not None, html
         assert 0 < int(row.group(1)) <= 10000 - 2
+
+
+def test_sessions_are_new_at_sign_in_and_end_with_a_password_change(demo_api: DemoServer) -> None:
+    """Session fixation: a cookie planted before sign-in is not what the signed-in browser
+    holds, and opens nothing. A password change needs the current password, ends the
+    account's other sessions (another browser is signed out), keeps this browser signed in
+    with a new cookie, and the new password is the one that signs in."""
+    with GatewayProcess(portal_config(demo_api), ready_timeout=READY) as gw:
+        link = invite(gw, "acme", "dev@acme.test")
+        client = PortalClient(gw)
+        client.accept(link)
+        planted = "attacker-chosen-value-" + "x" * 20
+        client.cookies["bastion_portal"] = planted
+        assert client.sign_in("dev@acme.test")[0] == 303
+        assert client.cookies["bastion_portal"] != planted
+        attacker = PortalClient(gw)
+        attacker.cookies["bastion_portal"] = planted
+        assert attacker.get("/portal/keys")[0] == 303
+        other = PortalClient(gw)
+        assert other.sign_in("dev@acme.test")[0] == 303 and other.get("/portal/keys")[0] == 200
+        new = "another long passphrase"
+        wrong = client.submit("/portal/account/password", {"current": "not it at all", "password": new,
+                                                           "confirm": new}, "/portal/account")
+        assert wrong[0] == 422 and "current password is wrong" in wrong[2]
+        before = client.cookies["bastion_portal"]
+        status, headers, _ = client.submit("/portal/account/password", {"current": PASSWORD, "password": new,
+                                                                        "confirm": new}, "/portal/account")
+        assert status == 303 and headers["location"] == "/portal/account?changed=1"
+        assert client.cookies["bastion_portal"] != before
+        assert "Your password is changed" in client.get("/portal/account?changed=1")[2]
+        assert other.get("/portal/keys")[0] == 303
+        assert PortalClient(gw).sign_in("dev@acme.test")[0] == 401
+        assert PortalClient(gw).sign_in("dev@acme.test", new)[0] == 303
+        assert audit_entries(gw, "portal:dev@acme.test")[0]["action"] == "portal.password"

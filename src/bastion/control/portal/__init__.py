@@ -67,6 +67,7 @@ def routes(ctx: AdminContext) -> list[BaseRoute]:
         ("/invite/{token}", _public(ctx, signin.invite_page), ["GET", "POST"]),
         ("/register", _public(ctx, signin.register_page), ["GET", "POST"]),
         ("/account", signed_in(ctx, signin.account_page), ["GET", "POST"]),
+        ("/account/password", signed_in(ctx, signin.password_page), ["POST"]),
         ("/keys", signed_in(ctx, keys.list_page), ["GET"]),
         ("/keys/new", signed_in(ctx, keys.create), ["POST"]),
         ("/keys/{key_id}/rotate", signed_in(ctx, keys.rotate), ["POST"]),

@@ -235,27 +235,67 @@ def _register(ctx: AdminContext, name: str, password: str, source: str) -> str |
     return None
 
 
-# -- the account: second factor ----------------------------------------------------------------
+# -- the account: second factor and password ---------------------------------------------------
+
+def _account(request: Request, developer: Developer, status: int = 200, *, secret: str | None = None,
+             totp_error: str | None = None, totp_done: bool = False, pw_error: str | None = None,
+             pw_done: bool = False) -> Response:
+    """The account page; a developer without a second factor is offered one (a new secret,
+    unless a failed attempt's is shown again)."""
+    offer = None if developer.totp or totp_done else (secret if secret and _base32(secret) else totp.new_secret())
+    uri = totp.provisioning_uri(offer, developer.login) if offer else None
+    return page(request, "account.html", status, secret=offer, uri=uri, totp_error=totp_error, totp_done=totp_done,
+                pw_error=pw_error, pw_done=pw_done)
+
 
 async def account_page(ctx: AdminContext, request: Request, developer: Developer) -> Response:
-    """Enrol a TOTP second factor: the secret is shown (and carried by the form) until a code
-    from the app proves it was saved."""
+    """The account page; its POST enrols a TOTP second factor: the secret is shown (and carried
+    by the form) until a code from the app proves it was saved."""
     if request.method == "GET":
-        if developer.totp:
-            return page(request, "account.html", secret=None, uri=None, error=None, done=False)
-        secret = totp.new_secret()
-        return page(request, "account.html", secret=secret, uri=totp.provisioning_uri(secret, developer.login),
-                    error=None, done=False)
+        return _account(request, developer, pw_done=request.query_params.get("changed") == "1")
     form = await form_of(request)
     if form is None:  # signed_in read it already
         return message(request, 400, "Form refused", "This is not a form.")
     secret = field(form, "secret", 64)
-    enrolled = await ctx.call(_enrol, ctx, developer, secret, field(form, "code", 16))
-    if not enrolled:
-        return page(request, "account.html", 422, secret=secret, uri=totp.provisioning_uri(secret, developer.login)
-                    if _base32(secret) else None, error="That code does not match: check the app's clock and retry.",
-                    done=False)
-    return page(request, "account.html", secret=None, uri=None, error=None, done=True)
+    if not await ctx.call(_enrol, ctx, developer, secret, field(form, "code", 16)):
+        return _account(request, developer, 422, secret=secret,
+                        totp_error="That code does not match: check the app's clock and retry.")
+    return _account(request, developer, totp_done=True)
+
+
+async def password_page(ctx: AdminContext, request: Request, developer: Developer) -> Response:
+    """Change the password (the current one is asked again): every other session of the
+    account ends, this browser gets a new one."""
+    form = await form_of(request)
+    if form is None:  # signed_in read it already
+        return message(request, 400, "Form refused", "This is not a form.")
+    new = field(form, "password")
+    if new != field(form, "confirm"):
+        return _account(request, developer, 422, pw_error="The two new passwords differ.")
+    error = await ctx.call(_change_password, ctx, developer, field(form, "current"), new)
+    if error is not None:
+        return _account(request, developer, 423 if error == _LOCKED else 422, pw_error=error)
+    cookie = await ctx.call(_start_session, ctx, developer.account_id, developer.source, True, "")
+    # A redirect, so that the next page's forms carry the new session's CSRF token.
+    response = redirect("/account?changed=1")
+    set_session_cookie(ctx, response, cookie, kind="portal")
+    return response
+
+
+def _change_password(ctx: AdminContext, developer: Developer, current: str, new: str) -> str | None:
+    store = ctx.store()
+    with store.write() as session:
+        account = accounts.get(session, developer.account_id)
+        outcome = logins.check_password(account, current, utcnow(), ctx.login_policy)
+        if account is None or outcome in (logins.Outcome.REFUSED, logins.Outcome.LOCKED):
+            return _LOCKED if outcome is logins.Outcome.LOCKED else "The current password is wrong."
+        problem = logins.set_password(account, new, developer.login.split("@")[0])
+        if problem is not None:
+            return problem[0].upper() + problem[1:] + "."
+        websessions.close_all(session, "portal", account.id)
+        adminaudit.record(session, action="portal.password", target=f"portal:{developer.login}",
+                          actor=developer.actor, via="session", source=developer.source)
+    return None
 
 
 def _base32(secret: str) -> bool:
