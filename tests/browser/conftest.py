@@ -29,9 +29,11 @@ def _require_chromium() -> None:
         pytest.skip(f"{CHROMIUM} is not installed")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """One headless Chromium for the session."""
+    """One headless Chromium per test module. Not per session: Playwright's sync API keeps its
+    event loop running in this thread while it is open, and the tests after the browser tests
+    that call asyncio.run() would fail."""
     _require_chromium()
     from playwright.sync_api import sync_playwright
 
