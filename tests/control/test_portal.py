@@ -33,7 +33,7 @@ def call_api(gw: GatewayProcess, key: str, path: str = "/orders") -> int:
         conn.close()
 
 
-def wait_status(gw: GatewayProcess, key: str, wanted: int, path: str = "/orders", timeout: float = 10.0) -> int:
+def wait_status(gw: GatewayProcess, key: str, wanted: int, path: str = "/orders", timeout: float = 30.0) -> int:
     """The API's answer to ``key``, once it is ``wanted`` (a new key reaches the workers at
     their next poll of the store) or the time is up."""
     deadline = time.monotonic() + timeout

@@ -1,5 +1,6 @@
 """Getting in: invitation links, registration (when enabled), sign-in with password and, where
-the developer enrolled one, a TOTP code; sign-out; enrolling the second factor.
+the developer enrolled one, a TOTP code; sign-out; enrolling the second factor; changing the
+password.
 
 The same machinery as the dashboard's (:mod:`bastion.control.accounts.login`): argon2id
 passwords, lockout after repeated failures, TOTP codes accepted once. A session is opened
@@ -9,13 +10,11 @@ promoted), and replaced by another once the second factor is given.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from starlette.requests import Request
 from starlette.responses import Response
 
 from bastion.control.accounts import login as logins
-from bastion.control.accounts import totp
+from bastion.control.accounts import tokens, totp
 from bastion.control.auth import clear_session_cookie, client_address, set_session_cookie
 from bastion.control.context import AdminContext
 from bastion.control.portal.web import (
@@ -59,18 +58,12 @@ def _start_session(ctx: AdminContext, account_id: str, source: str, mfa: bool, o
     store = ctx.store()
     with store.write() as session:
         if old_cookie:
-            old = session.get(WebSession, _hash(store.pepper, old_cookie))
+            old = session.get(WebSession, tokens.keyed_hash(store.pepper, old_cookie))
             if old is not None and old.kind == "portal":
                 websessions.close(session, old)
         _, cookie = websessions.open_session(session, store.pepper, "portal", account_id, source, mfa, utcnow(),
                                              ctx.session_policy)
         return cookie
-
-
-def _hash(pepper: bytes, value: str) -> bytes:
-    from bastion.control.accounts import tokens
-
-    return tokens.keyed_hash(pepper, value)
 
 
 # -- sign-in -----------------------------------------------------------------------------------
@@ -148,7 +141,7 @@ async def logout(ctx: AdminContext, request: Request, developer: Developer) -> R
 def _close(ctx: AdminContext, cookie: str) -> None:
     store = ctx.store()
     with store.write() as session:
-        row = session.get(WebSession, _hash(store.pepper, cookie))
+        row = session.get(WebSession, tokens.keyed_hash(store.pepper, cookie))
         if row is not None:
             websessions.close(session, row)
 
@@ -310,8 +303,7 @@ def _enrol(ctx: AdminContext, developer: Developer, secret: str, code: str) -> b
         account: PortalAccount | None = accounts.get(session, developer.account_id)
         if account is None or account.totp_secret is not None:
             return False
-        now: datetime = utcnow()
-        if not logins.enrol_totp(account, store.pepper, secret, code, now):
+        if not logins.enrol_totp(account, store.pepper, secret, code, utcnow()):
             return False
         adminaudit.record(session, target=f"portal:{developer.login}", action="portal.totp.enrol",
                           actor=developer.actor, via="session", source=developer.source)
