@@ -52,6 +52,7 @@ REQUIRED: dict[str, list[str]] = {
     "consumers list": [],
     "consumers show": ["bob"],
     "consumers delete": ["bob"],
+    "consumers invite": ["alice"],
     "consumers certs add": ["bob", "--san", "bob.internal"],
     "consumers certs list": [],
     "consumers certs remove": ["bob", "--san", "bob.internal"],
@@ -304,6 +305,24 @@ def test_store_commands_with_their_defaults(tmp_path: Path) -> None:
     assert rotated.stdout.splitlines()[-1].startswith("bst_")
     revoked = run("keys", "revoke", key[4:12], cwd=tmp_path)
     assert revoked.returncode == 0 and f"revoked API key {key[4:12]}" in revoked.stdout
+
+
+def test_consumers_invite_with_its_defaults(tmp_path: Path) -> None:
+    """`bastion consumers invite NAME` on ./bastion.yaml: the last line is a one-time link to the
+    admin listener's /portal/invite/ (login NAME, 7 days by default), the store keeps only its
+    hash, a second invitation replaces the first, and an unknown consumer exits 1 in one line."""
+    _, admin_port = write_config(tmp_path)
+    with (tmp_path / "bastion.yaml").open("a") as f:
+        f.write("consumers: [{name: alice}]\n")
+    invited = run("consumers", "invite", "alice", cwd=tmp_path)
+    assert invited.returncode == 0, invited.stderr
+    link = invited.stdout.splitlines()[-1]
+    prefix = f"http://127.0.0.1:{admin_port}/portal/invite/"
+    assert link.startswith(prefix) and len(link) > len(prefix) + 40
+    assert "admin.portal.enabled is false" in invited.stderr
+    assert link[len(prefix):].encode() not in (tmp_path / "bastion.db").read_bytes()
+    unknown = run("consumers", "invite", "nobody", cwd=tmp_path)
+    assert unknown.returncode == 1 and "nobody" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
 def test_admin_commands_with_their_defaults(tmp_path: Path) -> None:

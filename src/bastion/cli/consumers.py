@@ -200,24 +200,11 @@ def _kinds(limits: PlanLimits) -> list[str]:
 
 
 async def _read_usage(backends: Any, keyed: Sequence[tuple[Any, str]]) -> list[tuple[str, str]]:
-    """Each limit's requests left and the time until whole, read from Redis with its clock."""
-    from bastion.stages.ratelimit.gcra import PEEK, remaining
-    from bastion.state.redis import RedisBackend
+    """Each limit's requests left and the time until whole, as the table shows them."""
+    from bastion.stages.ratelimit.usage import read_left
 
-    r = backends.redis
-    state = RedisBackend(r.url, timeout=r.timeout, key_prefix=r.key_prefix, max_connections=1)
-    try:
-        answer = await state.run(PEEK, [key for _, key in keyed], [""])
-    finally:
-        await state.close()
-    if not isinstance(answer, list) or len(answer) != 1 + len(keyed):
-        raise RuntimeError(f"the quota read answered {answer!r}")
-    now = int(answer[0] or 0)
-    out: list[tuple[str, str]] = []
-    for (rule, _), tat in zip(keyed, answer[1:], strict=True):
-        count, us = remaining(rule.limit, rule.window, int(tat or 0), now)
-        out.append((str(count), _duration(-(-us // 1_000_000)) if us else "now"))
-    return out
+    left = await read_left(backends, keyed)
+    return [(str(count), _duration(seconds) if seconds else "now") for count, seconds in left]
 
 
 def _duration(seconds: float) -> str:
@@ -248,6 +235,48 @@ def delete(
     with configured_store(config) as store, store.write() as session:
         deleted = consumers.delete_by_name(session, name)
     out.print(f"deleted consumer {name} and its {deleted} API key(s)", markup=False)
+
+
+@consumers_app.command("invite")
+def invite(
+    name: Annotated[str, typer.Argument(help="The consumer whose developer is invited.")],
+    login: Annotated[
+        str | None, typer.Option("--login", help="The developer's portal login, e.g. an e-mail (default: NAME).")
+    ] = None,
+    expires: Annotated[str, typer.Option("--expires", help="How long the link works: 7d, 24h, 30m.")] = "7d",
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="Base URL developers reach the admin listener at (default: from `admin:`)."),
+    ] = None,
+    config: ConfigOpt = Path("bastion.yaml"),
+) -> None:
+    """Invite a developer to the portal to manage NAME's keys; the one-time link is the last line."""
+    import getpass
+
+    from bastion.cli.output import err
+    from bastion.cli.storeaccess import parse_duration
+    from bastion.config import load_config
+    from bastion.store import adminaudit
+    from bastion.store import portal as accounts
+
+    ttl = parse_duration(expires, "--expires")
+    with configured_store(config) as store, store.write() as session:
+        account, token = accounts.invite(session, store.pepper, name, login or name, ttl)
+        adminaudit.record(session, actor=f"cli:{getpass.getuser()}", via="cli", action="portal.invite",
+                          target=f"portal:{account.login}", source="cli",
+                          after={"consumer": name, "login": account.login, "expires": when(account.invite_expires_at)})
+    settings = load_config(config).config.admin  # valid: configured_store loaded it
+    base = (url or _admin_url(settings.host, settings.port, settings.tls is not None)).rstrip("/")
+    if not settings.portal.enabled:
+        err.print("warning: admin.portal.enabled is false: the link works once the portal is enabled", markup=False)
+    err.print(f"invited {account.login} to manage {name}'s keys; the link works once, until "
+              f"{when(account.invite_expires_at)}:", markup=False)
+    out.print(f"{base}/portal/invite/{token}", markup=False, soft_wrap=True)
+
+
+def _admin_url(host: str, port: int, tls: bool) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
 certs_app = typer.Typer(

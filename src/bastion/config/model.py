@@ -855,7 +855,8 @@ class GatewayConfig(Strict):
         default_factory=dict,
         description=(
             "Plans a consumer's `plan` picks: `{free: {quotas: [{limit: 1000, window: 1d}], rate_limits: "
-            "[{limit: 5, window: 1s}]}}`, held per consumer over every route (see `policies.ratelimit.plans`)."
+            "[{limit: 5, window: 1s}], scopes: [books:read]}}`, held per consumer over every route (see "
+            "`policies.ratelimit.plans`); `scopes` bounds the keys its developers create in the portal."
         ),
     )
     oauth_server: OAuthServerSettings = Field(
@@ -882,6 +883,12 @@ class GatewayConfig(Strict):
                         f"consumer {consumer.name!r} is on the plan {consumer.plan!r}, which `plans` does not "
                         f"define (it defines: {', '.join(sorted(self.plans))})"
                     )
+            plan = self.admin.portal.plan
+            if plan is not None and plan not in self.plans:
+                raise ValueError(
+                    f"admin.portal.plan is {plan!r}, which `plans` does not define (it defines: "
+                    f"{', '.join(sorted(self.plans))})"
+                )
         return self
 
     @field_validator("consumers")

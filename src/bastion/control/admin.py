@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion import __version__
-from bastion.control import api, dashboard
+from bastion.control import api, dashboard, portal
 from bastion.control.accounts.roles import Role
 from bastion.control.auth import Principal, authenticate, principal_of, requires
 from bastion.control.context import AdminContext, Supervised
@@ -25,7 +25,7 @@ from bastion.control.problem import problem
 #: The parts of the control plane, each a function of the context giving its routes: the
 #: admin API (then the dashboard and the developer portal).
 Part = Callable[[AdminContext], list[BaseRoute]]
-PARTS: list[Part] = [api.routes, dashboard.routes]
+PARTS: list[Part] = [api.routes, dashboard.routes, portal.routes]
 
 
 def _core_routes(ctx: AdminContext, registry: CollectorRegistry) -> list[BaseRoute]:

@@ -18,6 +18,7 @@ import httpx
 
 from bastion.config import ConfigError, load_config
 from bastion.proxy.worker import Worker
+from bastion.stages.ratelimit.config import PlanLimits
 from bastion.testing import free_port
 from tests.proxy.scripted import ScriptedUpstream
 from tests.stages.ratelimit.test_gateway import ManualClock, identity, redis_backends, run, serving, signed_in
@@ -213,3 +214,31 @@ services:
         errors = [str(i) for i in exc.issues]
     assert len(errors) == 1, errors
     assert "the plan 'free' has a limit named 'per-ip', like one of the route's; rename one" in errors[0]
+
+
+def test_a_plans_scopes_are_scope_tokens(tmp_path: Path) -> None:
+    """``plans.<name>.scopes`` (what the developer portal lets keys carry) loads alone, sorted
+    and without repeats; a scope that is not an RFC 6749 scope token is an error naming the
+    field and its line."""
+    (tmp_path / "bastion.yaml").write_text("""\
+plans:
+  free: {scopes: [orders:read, books:read, books:read]}
+services: [{name: api, upstream: 'http://127.0.0.1:9', routes: [{path: /, public: true}]}]
+""")
+    loaded = load_config(tmp_path / "bastion.yaml")
+    assert PlanLimits.model_validate(loaded.config.plans["free"]).scopes == ["books:read", "orders:read"]
+    (tmp_path / "bastion.yaml").write_text("""\
+plans:
+  free:
+    scopes: ['books read']
+services: [{name: api, upstream: 'http://127.0.0.1:9', routes: [{path: /, public: true}]}]
+""")
+    try:
+        load_config(tmp_path / "bastion.yaml")
+    except ConfigError as exc:
+        errors = [str(i) for i in exc.issues]
+    else:
+        raise AssertionError("the configuration loaded")
+    assert len(errors) == 1, errors
+    assert "bastion.yaml:3" in errors[0] and "plans.free.scopes" in errors[0]
+    assert "'books read' is not a scope" in errors[0]

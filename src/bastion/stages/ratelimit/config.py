@@ -24,6 +24,8 @@ _POINTER = re.compile(rf"^(/{_SEGMENT}){{1,8}}$")
 _JSONPATH = re.compile(rf"^\$(\.{_SEGMENT}|\[\d{{1,6}}\]){{1,8}}$")
 _JSONPATH_PART = re.compile(rf"\.({_SEGMENT})|\[(\d+)\]")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+#: An RFC 6749 scope token: printable ASCII but space, quote and backslash.
+_SCOPE = re.compile(r'^[\x21\x23-\x5b\x5d-\x7e]{1,128}$')
 #: At most a year: a longer window is a quota's business (persisted, per plan), not a rate limit's.
 _MAX_WINDOW = 366 * 86400.0
 
@@ -133,6 +135,13 @@ class PlanLimits(BaseModel):
     rate_limits: list[LimitRule] = Field(
         default_factory=list, description="Short windows, per consumer: `{limit: 10, window: 1s}`."
     )
+    scopes: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Scopes the developers of consumers on this plan may give the keys they create in the developer "
+            "portal (none listed: portal keys carry no scope). Not a limit on keys an operator creates."
+        ),
+    )
 
     def rules_of(self, plan: str) -> list[LimitRule]:
         """The plan's rate limits then quotas, named after the plan unless they have a name."""
@@ -142,6 +151,14 @@ class PlanLimits(BaseModel):
                 name = rule.name or f"{plan}-{kind}-{rule.limit}-per-{seconds_text(rule.window)}s"
                 out.append(rule.model_copy(update={"name": name}))
         return out
+
+    @field_validator("scopes")
+    @classmethod
+    def _scope_tokens(cls, value: list[str]) -> list[str]:
+        for scope in value:
+            if not _SCOPE.match(scope):
+                raise ValueError(f"{scope!r} is not a scope: printable ASCII without space, quote or backslash")
+        return sorted(set(value))
 
     @field_validator("quotas", "rate_limits")
     @classmethod
