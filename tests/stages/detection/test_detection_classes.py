@@ -466,3 +466,51 @@ CODE_EXECUTION_LOOK_ALIKES = [
 def test_code_execution_look_alikes_pass(engine: DetectionEngine, text: str) -> None:
     """Prose and code that share words or characters with the new classes pass everywhere."""
     passes_everywhere(engine, text)
+
+
+# ------------------------------------------------- 8. a class name as the whole value (Java)
+#: A value or a name that is only a class a polymorphic deserialiser would load.
+JAVA_TYPE_NAMES = [
+    "java.lang.reflect.Method",
+    "javax.management.MBeanServerInvocationHandler",
+    "sun.misc.Unsafe",
+    "java.net.URLClassLoader",
+    "org.springframework.context.support.FileSystemXmlApplicationContext",
+    "java.util.PriorityQueue",
+    " org.apache.commons.io.output.DeferredFileOutputStream ",
+    "java.io.FileOutputStream[]",
+    "org.omg.CORBA.portable.InputStream",
+    "com.sun.jndi.toolkit.url.GenericURLContext",
+]
+
+
+@pytest.mark.parametrize("payload", JAVA_TYPE_NAMES)
+def test_a_value_that_is_only_a_java_class_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A Java platform or gadget library class name as a whole value is refused in every location."""
+    blocked_everywhere(engine, payload, "cmdi")
+
+
+def test_a_json_key_that_is_only_a_java_class_is_blocked(engine: DetectionEngine) -> None:
+    """Names are inputs too: a class name as a JSON key (XStream's and fastjson's shape) is refused."""
+    body = json.dumps({"java.util.PriorityQueue": {"comparator": "x"}})
+    request = make_request("/v1/notes", method="POST", body=body, content_type="application/json")
+    assert engine.evaluate(request).block_category == "cmdi"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "java.com",
+        "sun.example.com",
+        "clojure.org",
+        "jdk.java.net",
+        "The javadoc of java.io.File says it is immutable",
+        "at java.io.FileInputStream.open0(Native Method)",
+        "java.lang.OutOfMemoryError: Java heap space",
+        "com.example.orders.OrderService",
+        "org.apache",
+    ],
+)
+def test_java_names_with_more_around_them_pass(engine: DetectionEngine, text: str) -> None:
+    """Domains, application classes, and platform classes inside prose or a stack trace pass."""
+    passes_everywhere(engine, text)

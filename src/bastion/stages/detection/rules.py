@@ -170,6 +170,20 @@ _JAVA_DANGEROUS_CLASSES = (
     "java\\.io\\.objectinputstream"
 )
 
+#: The packages a polymorphic deserialiser (Jackson's default typing, fastjson's
+#: "@type", XStream's element names) is asked to load from when an attacker names a
+#: class: the Java platform's own (I/O, processes, reflection, naming, scripting, RMI,
+#: CORBA) and the libraries gadget chains are built from.
+_JAVA_TYPE_ROOTS = (
+    "java\\.(?:io|lang|net|nio|rmi|beans|util|security|sql)|javax\\.[a-z]+|com\\.sun\\.[a-z]+"
+    "|sun\\.(?:misc|reflect|rmi|net|nio|security|tools|corba|org)|jdk\\.(?:internal|nashorn|jshell|jfr)|org\\.omg"
+    "|org\\.apache\\.(?:commons|xalan|xerces|xbean|tomcat|naming|catalina|struts2?|bcel|log4j|wicket|myfaces|velocity"
+    "|shiro|ibatis)|org\\.springframework|org\\.codehaus\\.groovy|groovy\\.(?:lang|util|ui|xml|json|sql)"
+    "|clojure\\.(?:lang|core|main)|com\\.opensymphony|ognl\\.[a-z]+|bsh\\.[a-z]+|org\\.mozilla\\.javascript"
+    "|org\\.python\\.core|javassist\\.[a-z]+|com\\.alibaba\\.fastjson|com\\.thoughtworks\\.xstream|com\\.mchange"
+    "|org\\.hibernate|oracle\\.jdbc|net\\.sf\\.json"
+)
+
 RULES: tuple[Rule, ...] = (
     # ---------------------------------------------------------------- SQL injection 1xxx
     Rule(1001, "sqli", 1, C, r"\bunion\b[\s(]*(?:all\b|distinct\b)?[\s(]*select\b", "UNION SELECT query merge"),
@@ -679,6 +693,18 @@ RULES: tuple[Rule, ...] = (
         # and a Java serialised object (its magic, as base64 or hex, starting the value).
         r"\b(?:" + _JAVA_DANGEROUS_CLASSES + r")|" + START + r"[ \t]*(?:ro0ab|aced0005)",
         "Java class that executes or deserialises, or a serialised object",
+    ),
+    Rule(
+        3034,
+        "cmdi",
+        1,
+        C,
+        # A value or a name that is nothing but a class of the Java platform or of a
+        # gadget library ("java.io.FileOutputStream", "org.apache.commons.collections",
+        # "com.sun.org.apache"): what a polymorphic deserialiser loads when the request
+        # names the type. A stack trace or prose that mentions one has more around it.
+        START + r"[ \t]*(?:" + _JAVA_TYPE_ROOTS + r")(?:\.[a-z_$][\w$]*)*(?:\[\])?[ \t]*" + END,
+        "value that is only a Java platform or gadget library class name",
     ),
     # -------------------------------------------------------------- path traversal / LFI 4xxx
     Rule(
