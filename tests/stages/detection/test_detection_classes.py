@@ -514,3 +514,46 @@ def test_a_json_key_that_is_only_a_java_class_is_blocked(engine: DetectionEngine
 def test_java_names_with_more_around_them_pass(engine: DetectionEngine, text: str) -> None:
     """Domains, application classes, and platform classes inside prose or a stack trace pass."""
     passes_everywhere(engine, text)
+
+
+# ------------------------------------------------------ 9. cmd.exe's IF and FOR, every form
+WINDOWS_CONDITIONALS = [
+    "if exist C:\\inetpub\\web.config type C:\\inetpub\\web.config",
+    "IF /I NOT EXIST backup.zip (copy db.mdf backup.zip)",
+    "if not defined TOKEN set TOKEN=stolen",
+    "if errorlevel 1 goto retry",
+    "IF CMDEXTVERSION 2 call run.bat",
+    'if /i "%USERNAME%"=="administrator" net user x y /add',
+    "if [%2]==[] echo missing",
+    "if not (5 gtr 3) echo no",
+    "for /f \"usebackq delims=\" %% in (`whoami`) do echo %%",
+]
+
+
+@pytest.mark.parametrize("payload", WINDOWS_CONDITIONALS)
+def test_windows_conditionals_and_loops_are_blocked(engine: DetectionEngine, payload: str) -> None:
+    """cmd.exe's IF tests (a file, a variable, an exit code, a comparison) followed by a
+    command, and FOR over an unnamed %% variable, are refused wherever they are."""
+    for where, request in placements(payload).items():
+        if where in ("header", "cookie", "path") and ('"' in payload or "`" in payload or ";" in payload):
+            continue
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "cmdi", (payload, where, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "If not defined yet, set it in the settings page",
+        "if defined, call the handler",
+        "if (argc == 1) exit(1);",
+        "if (ptr == NULL) goto fail;",
+        "if x == 1 then print(x) end",
+        "if a == b: return None",
+        "If errorlevels rise, call us",
+        "Check if exist is spelled right",
+    ],
+)
+def test_if_in_prose_and_other_languages_passes(engine: DetectionEngine, text: str) -> None:
+    """Prose about what is defined and conditionals of C, Lua and Python pass."""
+    passes_everywhere(engine, text)

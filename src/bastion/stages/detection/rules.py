@@ -184,6 +184,15 @@ _JAVA_TYPE_ROOTS = (
     "|org\\.hibernate|oracle\\.jdbc|net\\.sf\\.json"
 )
 
+#: An operand of cmd.exe's IF comparison: quoted, bracketed or a bare token.
+_CMD_OPERAND = r"(?:\"[^\"\x00]{0,32}\"|\([^)\x00]{0,32}\)|\[[^\]\x00]{0,32}\]|\{[^}\x00]{0,32}\}|[^\s\x00=()\"]{1,32})"
+_CMD_COMPARE = r"(?:==|\b(?:equ|neq|lss|leq|gtr|geq)\b)"
+#: What cmd.exe runs when an IF holds: a block, a silenced command, or one of its builtins.
+_CMD_BUILTINS = (
+    r"(?:[(@]|(?:echo|goto|set|call|exit|cd|chdir|cmd|start|del|erase|copy|move|type|dir|ren|md|mkdir|rd|pushd|popd"
+    r"|net|ping|powershell|shift|pause|title)\b)"
+)
+
 RULES: tuple[Rule, ...] = (
     # ---------------------------------------------------------------- SQL injection 1xxx
     Rule(1001, "sqli", 1, C, r"\bunion\b[\s(]*(?:all\b|distinct\b)?[\s(]*select\b", "UNION SELECT query merge"),
@@ -598,10 +607,25 @@ RULES: tuple[Rule, ...] = (
         1,
         C,
         # cmd.exe's loop over a set, files, lines or numbers: "for /f %i in (...) do ...".
-        r"\bfor\s+(?:/[dflr]\b[^\x00%]{0,48})?%%?~?[^\s\x00%]{1,32}\s+in\s*\("
+        r"\bfor\s+(?:/[dflr]\b[^\x00%]{0,48})?(?:%%~?[^\s\x00%]{0,32}|%~?[^\s\x00%]{1,32})\s+in\s*\("
         # and its IF on a variable: 'if "%n1%" gtr "%n2%"', 'if /i %x%==y'.
         r"|\bif\s+(?:/i\s+)?(?:not\s+)?\"?%[^%\s\x00]{1,32}%\"?\s*(?:==|equ\b|neq\b|lss\b|leq\b|gtr\b|geq\b)",
         "Windows FOR loop or IF on a variable",
+    ),
+    Rule(
+        3035,
+        "cmdi",
+        1,
+        C,
+        # cmd.exe's IF with its own tests (a file exists, a variable is defined, an exit
+        # code) or a comparison of two operands, followed by what it runs: "if exist
+        # a.txt del a.txt", 'if /i "a"=="b" goto x', "if not (2 equ 2) echo". Prose that
+        # says "if not defined" goes on with words, not with a command or a block; C's
+        # "if (argc == 1) exit(1)" wraps an "==" in parentheses, which cmd.exe does not need.
+        r"\bif\s*(?:/i\s*)?(?:not\s+)?(?:(?:exist|defined)\s+[\w%!.:\\~-]+|(?:errorlevel|cmdextversion)\s+\d+"
+        r"|" + _CMD_OPERAND + r"\s*" + _CMD_COMPARE + r"\s*" + _CMD_OPERAND
+        + r"|\(\s*" + _CMD_OPERAND + r"\s+(?:equ|neq|lss|leq|gtr|geq)\s+" + _CMD_OPERAND + r"\s*\))\s+" + _CMD_BUILTINS,
+        "Windows IF test followed by a command",
     ),
     Rule(
         3026,
