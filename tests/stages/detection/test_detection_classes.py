@@ -557,3 +557,76 @@ def test_windows_conditionals_and_loops_are_blocked(engine: DetectionEngine, pay
 def test_if_in_prose_and_other_languages_passes(engine: DetectionEngine, text: str) -> None:
     """Prose about what is defined and conditionals of C, Lua and Python pass."""
     passes_everywhere(engine, text)
+
+
+# ------------------------- 10. server-side JavaScript, PHP objects, JSON in SQL, internal hosts
+@pytest.mark.parametrize(
+    ("payload", "category"),
+    [
+        ('{"run":"_$$ND_FUNC$$_function(){return 1}()"}', "cmdi"),  # 3036
+        ("new Function ('return this')()", "cmdi"),
+        ("[].constructor.constructor('return process')()", "cmdi"),
+        ("$3:constructor:constructor", "cmdi"),
+        ("global.process.mainModule.require('fs')", "cmdi"),
+        ("process['binding']('spawn_sync')", "cmdi"),
+        ("require.main.constructor._load('os')", "cmdi"),
+        ("while (!null) {}", "cmdi"),  # 3037
+        ("while(!!{}) x++", "cmdi"),
+        ("while (1);", "cmdi"),
+        ('O:6:"Logger":1:{s:4:"file";s:9:"/tmp/x.ph";}', "cmdi"),  # 3038
+        ('a:1:{i:0;C:11:"ArrayObject":21:{x:i:0;a:0:{};m:a:0:{}}}', "cmdi"),
+        ("and '{\"role\":1}'::json @> '{}'", "sqli"),  # 1030
+        ("x' or '[3]' ? '3", "sqli"),
+        ("1 AND '{\"k\":[2]}' -> '$.k[0]' = 2", "sqli"),
+        ("localhost:6379/", "ssrf"),  # 6003
+        ("host.docker.internal/v1.41/containers/json", "ssrf"),
+        ("metadata.google.internal/computeMetadata/v1/", "ssrf"),
+    ],
+)
+def test_code_loops_objects_json_sql_and_internal_hosts_are_blocked(
+    engine: DetectionEngine, payload: str, category: str
+) -> None:
+    """Server-side JavaScript, constant infinite loops, PHP serialised objects, JSON
+    literals compared in SQL and scheme-less internal hosts are refused wherever they are."""
+    for where, request in placements(payload).items():
+        if where in ("header", "cookie", "path") and any(c in payload for c in "\";\n"):
+            continue
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == category, (payload, where, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "while (true) { poll(); }",
+        "    n = next();\n} while (true);\nreturn n;",  # the end of a do-while
+        "while (!done) { step(); }",
+        "const fn = function () { return 1 }",
+        "Read process.env.PORT before listening",
+        "The constructor's constructor argument is optional",
+        "O:3 in the second half",
+        "SELECT data->>'name' FROM users WHERE data @> '{\"active\": true}'",
+        "localhost",
+        "Try localhost:8080 in your browser",
+        "https://localhost.example.com/",
+        "an image: data:image/png;base64,iVBORw0KGgo=",
+    ],
+)
+def test_look_alikes_of_code_objects_and_hosts_pass(engine: DetectionEngine, text: str) -> None:
+    """Ordinary loops, function expressions, prose about process.env, a query that
+    compares a column with JSON, and a host named in prose pass."""
+    passes_everywhere(engine, text)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [" rO0ABXNyABFqYXZh", " java.io.File ", " localhost:2375/", "  while (1);", " /usr/bin/id -a"],
+)
+def test_whole_value_rules_hold_after_any_other_input(engine: DetectionEngine, payload: str) -> None:
+    """Rules anchored at a value's start still match when the value, with leading spaces,
+    follows other inputs in the one buffer the engine scans (a hyperscan database with two
+    such rules written with an unbounded leading ``[ \\t]*`` once missed them after
+    ``application/json``)."""
+    body = json.dumps({"kind": "application/json", "ref": "json", "value": payload})
+    request = make_request("/v1/notes", method="POST", body=body, content_type="application/json")
+    assert engine.evaluate(request).block_category is not None, payload

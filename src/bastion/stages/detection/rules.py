@@ -370,6 +370,18 @@ RULES: tuple[Rule, ...] = (
         r"['\"\x60][^\x00]*(?:--|[\s'\")]#|/\*)[\s+-]*" + END,
         "quoted value ending in an SQL comment",
     ),
+    Rule(
+        1030,
+        "sqli",
+        1,
+        C,
+        # A boolean operator then a JSON literal in quotes then one of PostgreSQL's or
+        # MySQL's JSON operators ("OR '{\"b\":2}'::jsonb <@ '{...}'", "or '[1,2]' ? '1'",
+        # "and '{...}' -> '$.a' = 1"): a comparison of two literals, which only a tautology
+        # needs; a pasted query compares a column.
+        r"\b(?:or|and|not|xor)\s+'[\[{][^'\x00]{0,256}'\s*(?:::\s*jsonb?\b|<@|@>|\?[|&]?\s*(?:'|array\b)|->>?\s*'|#>>?\s*')",
+        "JSON literal compared with a JSON operator after a boolean",
+    ),
     # --------------------------------------------------------------------------- XSS 2xxx
     Rule(2001, "xss", 1, C, r"<\s*/?\s*script\b", "script element"),
     Rule(
@@ -628,6 +640,44 @@ RULES: tuple[Rule, ...] = (
         "Windows IF test followed by a command",
     ),
     Rule(
+        3036,
+        "cmdi",
+        1,
+        C,
+        # Server-side JavaScript: node-serialize's and funcster's function markers (also as
+        # the start of their base64), the Function constructor, a walk to a constructor's
+        # constructor (also React Server Components' "$1:constructor:constructor"
+        # references), and the process object's ways to a module loader or native code.
+        r"_\$\$nd_func\$\$_|\b__js_function\b|" + START + r"xyqktkrfrlvoqyqk|\bnew\s+function\s*\("
+        r"|\bconstructor\s*(?:\.|\[\s*['\"]?)\s*constructor\b|\$[0-9a-z]{1,8}:(?:constructor|__proto__|module):"
+        r"|\bprocess\s*(?:\.\s*|\[\s*['\"\x60]?)(?:mainmodule|binding|dlopen)\b|\bprocess\s*\[\s*(?:req|request)\."
+        r"|\brequire\s*(?:\.\s*main\s*\.\s*constructor|\[\s*(?:req|request)\.)",
+        "server-side JavaScript execution",
+    ),
+    Rule(
+        3037,
+        "cmdi",
+        1,
+        C,
+        # A loop whose condition is a negated falsy constant, or a value that is nothing but
+        # a loop on a constant with no body: only a denial of service writes either.
+        # ("do { ... } while (true);" has more before it; "while (true) {" has a body.)
+        r"\bwhile\s*\(+\s*(?:!\s*(?:false|[-+]?0|\"\"|''|\x60\x60|null|undefined|nan)|!!\s*(?:\{\s*\}|\[\s*\]|\"\"|''|\x60\x60))\s*\)"
+        r"|" + START + r"[ \t]{0,8}while\s*\(+\s*(?:true|[-+]?infinity|[-+]?[1-9]\d*|new\s+date|this|string)\s*\)+"
+        r"\s*;?[ \t]{0,8}" + END,
+        "infinite loop on a constant",
+    ),
+    Rule(
+        3038,
+        "cmdi",
+        1,
+        C,
+        # A PHP serialised object or custom-serialised class ('O:8:"stdClass":1:{'): what
+        # unserialize() turns into an object whose magic methods run.
+        r"\b[oc]:\+?\d{1,4}:\"[a-z_\\][\w\\]{0,127}\":\d{1,6}:\{",
+        "PHP serialised object",
+    ),
+    Rule(
         3026,
         "cmdi",
         1,
@@ -727,7 +777,7 @@ RULES: tuple[Rule, ...] = (
         # gadget library ("java.io.FileOutputStream", "org.apache.commons.collections",
         # "com.sun.org.apache"): what a polymorphic deserialiser loads when the request
         # names the type. A stack trace or prose that mentions one has more around it.
-        START + r"[ \t]*(?:" + _JAVA_TYPE_ROOTS + r")(?:\.[a-z_$][\w$]*)*(?:\[\])?[ \t]*" + END,
+        START + r"[ \t]{0,8}(?:" + _JAVA_TYPE_ROOTS + r")(?:\.[a-z_$][\w$]*)*(?:\[\])?[ \t]{0,8}" + END,
         "value that is only a Java platform or gadget library class name",
     ),
     # -------------------------------------------------------------- path traversal / LFI 4xxx
@@ -825,6 +875,20 @@ RULES: tuple[Rule, ...] = (
         E,
         BOL + r"(?:https?|ftp)://[^\x00\s?#]+\.(?:txt|php\d?|phtml|sh|pl|py|jsp|asp|aspx|cgi)\?+" + EOL,
         "remote script URL with a trailing query marker",
+    ),
+    Rule(
+        6003,
+        "ssrf",
+        1,
+        C,
+        # A whole value that is an internal host name without a scheme, followed by a path
+        # or a port ("localhost/", "host.docker.internal:2375/"): a fetcher that adds
+        # "http://" reaches the machine or the cluster itself.
+        START + r"[ \t]{0,8}(?:localhost(?:\.localdomain)?|localhost[46](?:\.localdomain[46])?"
+        r"|ip(?:v)?6-(?:localhost|loopback)"
+        r"|(?:host|gateway|kubernetes)\.docker\.internal|host\.containers\.internal|metadata\.google\.internal"
+        r"|kubernetes\.default(?:\.svc(?:\.cluster\.local)?)?|localtest\.me|lvh\.me)\.?(?::\d{1,5})?/",
+        "internal host name without a scheme",
     ),
     # ---------------------------------------------------------------------------- NoSQL 7xxx
     Rule(
