@@ -630,3 +630,72 @@ def test_whole_value_rules_hold_after_any_other_input(engine: DetectionEngine, p
     body = json.dumps({"kind": "application/json", "ref": "json", "value": payload})
     request = make_request("/v1/notes", method="POST", body=body, content_type="application/json")
     assert engine.evaluate(request).block_category is not None, payload
+
+
+# ------------- 11. SQL-only functions and catalogues, evasive markup, PHP and shell evasions
+EVASION_CLASSES = [
+    ("1 and sqlite_compileoption_used ('ENABLE_JSON1')", "sqli"),  # 1031
+    ("x' || utl_inaddr.get_host_name((select user from dual)) || '", "sqli"),
+    ("find_in_set('7', roles)", "sqli"),
+    ("jsonb_object_keys(profile)", "sqli"),
+    ("PG_CATALOG", "sqli"),  # 1032
+    ("`information_schema`", "sqli"),
+    ("2; INSERT /*x*/ INTO accounts (name, role) VALUES ('m', 'admin')", "sqli"),
+    ("9 procedure analyse(extractvalue(1,1),1)", "sqli"),
+    ("<s c r i p t>", "xss"),  # 2025
+    ("< svg: script src=//x>", "xss"),
+    ("abc' onfocusin=", "xss"),
+    ("[1].map.call`${eval}x`", "xss"),
+    ("passthru /* run */ ('id')", "cmdi"),  # 3039
+    ("assert#\n($_POST[1])", "cmdi"),
+    ("<? php echo 1;", "cmdi"),
+    ("<?xml :print 2;", "cmdi"),
+    ("${\"_SERVER\"}", "cmdi"),
+    ("['exec'][0]('id')", "cmdi"),
+    ("<(curl -s x.example)", "cmdi"),  # 3040
+    ("${SHELL} -c id", "cmdi"),
+    ("|$x curl x.example", "cmdi"),
+    (";printenv", "cmdi"),
+    ("&& netstat", "cmdi"),
+    ("\\whoami", "cmdi"),
+    ("~-2", "cmdi"),
+    ("{,uname,-a}", "cmdi"),
+]
+
+
+@pytest.mark.parametrize(("payload", "category"), EVASION_CLASSES)
+def test_sql_markup_php_and_shell_evasions_are_blocked(engine: DetectionEngine, payload: str, category: str) -> None:
+    """SQL-only functions, catalogue names, stacked INSERTs, split or namespaced tags,
+    PHP's and the shell's own syntax evasions are refused wherever they can be sent."""
+    for where, request in placements(payload).items():
+        if where in ("header", "cookie", "path") and any(c in payload for c in "\";\n"):
+            continue
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == category, (payload, where, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Benchmarks are in docs/benchmarks.md",
+        "The schema_name field is required",
+        "see information_schema in the MySQL manual",
+        "Insert into the form; values are saved",
+        "I'm so mad >( but fine",
+        "x => (a) + b",
+        "total = $ { amount }",
+        "Price: $ {total}",
+        "file (the one I sent) is attached",
+        "<?xml version=\"1.0\"?><note>hi</note>",
+        "the online=true flag",
+        "a { display: none }",
+        "{a,b}",
+        "~ 5 km",
+        "; see above",
+        "use `set -e` in scripts",
+        "const t = `${user.name} joined`",
+    ],
+)
+def test_look_alikes_of_the_evasion_classes_pass(engine: DetectionEngine, text: str) -> None:
+    """Prose, templates, CSS, emoticons and XML that share characters with these classes pass."""
+    passes_everywhere(engine, text)

@@ -127,6 +127,16 @@ _SQL_CATALOGUES = (
     "user_(?:tables|tab_columns|objects|users)|dba_\\w+|v\\$\\w+|dual\\s*(?:[;)#]|--|/\\*|\\z|\\x00)|pg_\\w+|"
     "sqlite_(?:master|schema)|rdb\\$\\w+|systables"
 )
+#: Functions that exist only in SQL engines (MySQL, PostgreSQL, SQL Server, Oracle, SQLite,
+#: DB2): no programming language an API receives code in, and no word, has these names.
+_SQL_ONLY_FUNCTIONS = (
+    "benchmark|concat_ws|group_concat|find_in_set|extractvalue|updatexml|xmltype|make_set|substring_index|"
+    "char_length|octet_length|load_file|uncompress|uncompressed_length|sqlite_compileoption_(?:used|get)|"
+    "sqlite_version|jsonb_\\w+|json_build_object|json_agg|unistr|is_srvrolemember|has_dbaccess|openrowset|"
+    "opendatasource|sp_executesql|sp_oacreate|xp_\\w+|dbms_\\w+\\.\\w+|utl_\\w+\\.\\w+|sys_context|pg_read_file|"
+    "pg_ls_dir|pg_read_binary_file|lo_import|lo_export|lo_get|lo_put|lo_from_bytea|current_setting|db_name|"
+    "schema_name|suser_s?name|host_name|inet_server_addr|pg_backend_pid"
+)
 #: Objects a stacked DDL statement creates, alters or drops.
 _SQL_OBJECTS = "(?:table|database|schema|user|login|role|procedure|proc|function|view|index|trigger|sequence)"
 _JS_SINKS = "alert|confirm|prompt"
@@ -382,6 +392,33 @@ RULES: tuple[Rule, ...] = (
         r"\b(?:or|and|not|xor)\s+'[\[{][^'\x00]{0,256}'\s*(?:::\s*jsonb?\b|<@|@>|\?[|&]?\s*(?:'|array\b)|->>?\s*'|#>>?\s*')",
         "JSON literal compared with a JSON operator after a boolean",
     ),
+    Rule(
+        1031,
+        "sqli",
+        1,
+        C,
+        # Functions only SQL engines have (their names are neither words nor functions of a
+        # language an API receives code in), called: "benchmark (", "concat_ws(",
+        # "sqlite_compileoption_used (id)", "jsonb_pretty(", "utl_http.request(".
+        r"\b(?:" + _SQL_ONLY_FUNCTIONS + r")\s*\(",
+        "SQL-only function called",
+    ),
+    Rule(
+        1032,
+        "sqli",
+        1,
+        C,
+        # The system catalogue as a whole value ("information_schema", "pg_catalog",
+        # "mysql.user") or read from after FROM in any spelling; a row inserted by a
+        # statement stacked after ";" ("; insert /**/ into t (c) values"); MySQL's
+        # PROCEDURE ANALYSE.
+        START + r"[ \t]{0,8}[\x60\"\[]?(?:information_schema|pg_catalog|performance_schema|mysql\.(?:user|db)"
+        r"|sysobjects|msysaccessobjects|msysobjects|sqlite_master)[\x60\"\]]?[ \t]{0,8}" + END
+        + r"|\bfrom\s+[\x60\"\[]?information_schema\b"
+        r"|;\s*insert\s+(?:/\*[^\x00]*?\*/\s*)?into\s+[\w\x60\"\[\].]+\s*(?:\([^)\x00]{0,256}\)\s*)?(?:values|select)\b"
+        r"|;\s*truncate\b|\bprocedure\s+analyse\s*\(",
+        "system catalogue named, stacked INSERT, PROCEDURE ANALYSE",
+    ),
     # --------------------------------------------------------------------------- XSS 2xxx
     Rule(2001, "xss", 1, C, r"<\s*/?\s*script\b", "script element"),
     Rule(
@@ -469,6 +506,23 @@ RULES: tuple[Rule, ...] = (
     Rule(2021, "xss", 1, E, r"\bsrcdoc\s*=|\bformaction\s*=|\bxlink:href\s*=", "attribute loading code"),
     Rule(2022, "xss", 1, C, r"\b(?:" + _JS_SINKS + r")\s*\(\s*\d+\s*\)", "dialog call with a number"),
     Rule(2023, "xss", 1, C, r"'\s*-\s*(?:alert|confirm|prompt)\s*\(", "quote break arithmetic call"),
+    Rule(
+        2025,
+        "xss",
+        1,
+        C,
+        # Markup that only an evasion writes: an active tag's name split by spaces ("<f o r m",
+        # "<s c r i p t"), a script tag in a namespace ("< x: script"), an event handler or
+        # formaction attribute opened after a quote or a tag at the end of the value
+        # ('"onzoom=', "<x onend="), and a function called by a tagged template through
+        # call or apply ("[].sort.call`${alert}1`", "Reflect.apply.call``").
+        r"<\s*(?:f\s+o\s+r\s+m|d\s+i\s+a\s+l\s+o\s+g|s\s+c\s+r\s+i\s+p\s+t|i\s+f\s+r\s+a\s+m\s+e|s\s+v\s+g|i\s+m\s+g"
+        r"|o\s+b\s+j\s+e\s+c\s+t|e\s+m\s+b\s+e\s+d|b\s+o\s+d\s+y|s\s+t\s+y\s+l\s+e|d\s+e\s+t\s+a\s+i\s+l\s+s)\b"
+        r"|<\s*[a-z]+\s*:\s*script\b"
+        r"|(?:[\"'\x60]|<[a-z][^\s>\x00]*)\s*(?:on[a-z]{3,40}|formaction)\s*=\s*" + END
+        + r"|\.\s*(?:/\*[^\x00]*?\*/\s*)?(?:call|apply)\s*\x60",
+        "split or namespaced tag, handler opened at the end, call by tagged template",
+    ),
     Rule(2024, "xss", 2, W, r"<\s*[a-z]+[\s/]", "tag opening"),
     # ------------------------------------------------------------- OS command injection 3xxx
     Rule(
@@ -676,6 +730,43 @@ RULES: tuple[Rule, ...] = (
         # unserialize() turns into an object whose magic methods run.
         r"\b[oc]:\+?\d{1,4}:\"[a-z_\\][\w\\]{0,127}\":\d{1,6}:\{",
         "PHP serialised object",
+    ),
+    Rule(
+        3039,
+        "cmdi",
+        1,
+        C,
+        # PHP's own evasions: a code or file function split from its parenthesis by a
+        # comment or a line break ("exec //x\r\n (", "FILE\r\n()"), an open tag with nothing
+        # after it or "php" after a space ("test<?", "<? php echo"), the XML/PHP polyglot
+        # ("<?xml :echo 1;"), a variable named by an expression ("${'_GET'}", "$ {$a}"; not
+        # a template's "$ {total}"), and a function taken from an array ("[system][0](ls)").
+        r"\b(?:" + _PHP_VAR_FUNCTIONS + r"|file|fopen|chr)\s*(?:(?:/\*[^\x00]*?\*/|(?://|#)[^\x00\n]*\n)\s*|[\r\n]+\s*)\("
+        r"|<\?\s*(?:php\s*)?" + END + r"|<\?\s+php\b|<\?xml[\s:]*:\s*[a-z_]\w*[\s(;'\"]"
+        r"|\$\s*\{\s*['\"$]"
+        r"|\[\s*['\"]?(?:system|exec|passthru|shell_exec|popen|proc_open|eval|assert)['\"]?\s*\]\s*\)?\s*"
+        r"(?:\[\s*\d+\s*\]|\{[^}\x00]{0,32}\})",
+        "PHP function split from its call, bare open tag, variable variable, function from an array",
+    ),
+    Rule(
+        3040,
+        "cmdi",
+        1,
+        C,
+        # The shell's own expansions: process substitution ("<(cat f)", ">(tee log)"), the
+        # shell named by a variable ("$SHELL -c"), an empty variable as a spacer before a
+        # command ("|$u wget"), and a value that is only a separator and a command ("; ps",
+        # "&aptitude", "\\ls"), a tilde expansion ("~+", "~-1") or a brace expansion with
+        # an empty or option element ("{,ip,a}", "{l,-lh}s").
+        r"(?:" + START + r"|[\s;|&\x60])[<>]\(\s*[a-z][\w.-]*(?:\s[^()\x00]{0,64})?\)"
+        r"|\$\{?(?:shell|bash)\}?\s+-[a-z]*c\b"
+        r"|" + _SHELL_OPERATOR + r"\s*\$\{?[a-z_]\w*\}?\s+(?:" + _SHELL_SAFE_WORDS + r")\b"
+        r"|" + START + r"[ \t]{0,8}['\"]?(?:[;&|\x60]{1,2}|\\)[ \t]{0,8}(?:" + _SHELL_SAFE_WORDS
+        + r"|ps|env|set|who|w|pwd|top|htop|lastlog|last|aptitude|apt|apt-get|yum|dnf|netstat|df|free|reboot|halt"
+        r"|shutdown|history|printenv|groups|users|lsof|mount|visudo)['\"]?[ \t]{0,8}" + END
+        + r"|" + START + r"[ \t]{0,8}~[+-]\d{0,3}[ \t]{0,8}" + END
+        + r"|" + START + r"[a-z]{0,8}\{(?:,[\w-]*|[\w-]+,-[\w-]*|[\w-]+,)(?:,[\w-]*)*\}[a-z]{0,8}" + END,
+        "shell process substitution, variable shell, spacer, separator and command alone, tilde or brace",
     ),
     Rule(
         3026,
