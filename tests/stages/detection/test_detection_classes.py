@@ -699,3 +699,44 @@ def test_sql_markup_php_and_shell_evasions_are_blocked(engine: DetectionEngine, 
 def test_look_alikes_of_the_evasion_classes_pass(engine: DetectionEngine, text: str) -> None:
     """Prose, templates, CSS, emoticons and XML that share characters with these classes pass."""
     passes_everywhere(engine, text)
+
+
+# -------------------------------------- 12. a line break where none can be: path and names
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/v1/files/report%0Ainfo.php",  # a segment (FastCGI's PATH_INFO split)
+        "/v1/items?id=7&%0d%0aX-Forwarded-For:%20127.0.0.1=1",  # a parameter name
+        "/v1/items?%0Dnext=2",
+    ],
+)
+def test_a_line_break_in_the_path_or_a_name_is_blocked(engine: DetectionEngine, target: str) -> None:
+    """A decoded CR or LF in the path or in a parameter name (header injection through a
+    name, a path split for a FastCGI backend) is refused at the default paranoia."""
+    verdict = engine.evaluate(make_request(target))
+    assert verdict.block_category == "crlf", verdict.log_record()
+    assert 12902 in {h.rule.id for h in verdict.hits}
+
+
+def test_a_line_break_in_a_value_is_not_a_name_one(engine: DetectionEngine) -> None:
+    """Multi-line text in a query value, a form field, a JSON string or a cookie value passes."""
+    text = "first line\nsecond line"
+    enc = quote(text, safe="")
+    for request in (
+        make_request(f"/v1/search?q={enc}"),
+        make_request("/v1/notes", method="POST", body=f"note={enc}", content_type="application/x-www-form-urlencoded"),
+        make_request("/v1/notes", method="POST", body=json.dumps({"note": text}), content_type="application/json"),
+    ):
+        assert engine.evaluate(request).block_category is None
+
+
+def test_a_line_break_seen_clean_in_a_value_is_still_checked_in_a_name() -> None:
+    """A value remembered as clean in a JSON body is still refused when it arrives as a
+    parameter name, where a line break never belongs."""
+    from bastion.stages.detection import DetectionConfig
+
+    fresh = DetectionEngine(DetectionConfig())
+    text = "a\nb"
+    body = make_request("/n", method="POST", body=json.dumps({"note": text}), content_type="application/json")
+    assert fresh.evaluate(body).block_category is None
+    assert fresh.evaluate(make_request(f"/n?{quote(text, safe='')}=1")).block_category == "crlf"

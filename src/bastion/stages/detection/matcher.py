@@ -82,6 +82,9 @@ CLEAN_CACHE_ENTRIES = 8192
 CLEAN_CACHE_TOTAL_CHARS = 1 << 20
 #: Locations where a decoded line break is suspicious at paranoia 2.
 _LINE_LOCATIONS = ("path", "query", "header", "cookie")
+#: Locations that never hold a line break, decoded or not: the path and the names of
+#: parameters and cookies (a subset of the above, so their values are remembered apart).
+_NO_LINE_LOCATIONS = ("path", "query-name", "cookie-name")
 #: A printable value with none of these has a single view and cannot trigger the gated detectors
 #: (libinjection, SSRF URLs, line breaks): see :meth:`Matcher.match_inputs`.
 _PLAIN_CHARS = "%+&\\<'\"`#"
@@ -226,7 +229,9 @@ class Matcher:
         self._lib_sqli = libinj.AVAILABLE and 1901 in self._detectors
         self._lib_xss = libinj.AVAILABLE and 2901 in self._detectors
         self._packed_ip = 6002 in self._detectors
-        self._line_rule = 12901 in self._detectors
+        #: Whether a value's verdict may depend on its location's kind (the line-break
+        #: detectors), so that values seen clean are remembered apart by location.
+        self._line_rule = 12901 in self._detectors or 12902 in self._detectors
         #: Values already seen clean, by kind (see :meth:`_run`); extraction can leave
         #: them out (``extract(..., known=matcher.known)``).
         self.known = Known(lines_apart=self._line_rule)
@@ -465,5 +470,8 @@ class Matcher:
                 self._add(seen, 7901, inp, view)
             if 15901 in det and view == "constructor.prototype":
                 self._add(seen, 15901, inp, view)
-        if 12901 in det and ("\n" in view or "\r" in view) and inp.location.startswith(_LINE_LOCATIONS):
-            self._add(seen, 12901, inp, view)
+        if "\n" in view or "\r" in view:
+            if 12901 in det and inp.location.startswith(_LINE_LOCATIONS):
+                self._add(seen, 12901, inp, view)
+            if 12902 in det and inp.location.startswith(_NO_LINE_LOCATIONS):
+                self._add(seen, 12902, inp, view)

@@ -1241,6 +1241,7 @@ DETECTORS: tuple[Rule, ...] = (
     Rule(6002, "ssrf", 2, E, "", "bare host in a non-canonical numeric encoding of an internal address"),
     Rule(7901, "nosqli", 1, C, "", "MongoDB query operator as a JSON key"),
     Rule(12901, "crlf", 2, E, "", "line break in a path, query or header value"),
+    Rule(12902, "crlf", 1, C, "", "line break in the path or in a parameter or cookie name"),
     Rule(15901, "prototype_pollution", 1, C, "", "constructor.prototype key path"),
 )
 
