@@ -740,3 +740,41 @@ def test_a_line_break_seen_clean_in_a_value_is_still_checked_in_a_name() -> None
     body = make_request("/n", method="POST", body=json.dumps({"note": text}), content_type="application/json")
     assert fresh.evaluate(body).block_category is None
     assert fresh.evaluate(make_request(f"/n?{quote(text, safe='')}=1")).block_category == "crlf"
+
+
+# ----------------------------------------- 13. session fixation: a session cookie in a link
+@pytest.mark.parametrize(
+    "request_",
+    [
+        make_request("/v1/login?PHPSESSID=0123abcd", headers=[("Referer", "https://evil.example/")]),
+        make_request("/v1/login?laravel_session=eyJpdiI6"),
+        make_request("/v1/cart?ASPSESSIONIDQQGGQGPB=KLMNOPQR&item=3"),
+        make_request(
+            "/v1/login",
+            method="POST",
+            body="connect.sid=s%3Aabc&user=a",
+            content_type="application/x-www-form-urlencoded",
+        ),
+    ],
+    ids=["php", "laravel", "asp", "form"],
+)
+def test_a_session_cookie_sent_as_a_parameter_is_blocked(engine: DetectionEngine, request_: Request) -> None:
+    """A framework's session cookie named as a query or form parameter, with another site's
+    Referer or none, is refused: that is how a link fixes a victim's session."""
+    verdict = engine.evaluate(request_)
+    assert verdict.block_category == "crlf", verdict.log_record()
+    assert 12005 in {h.rule.id for h in verdict.hits}
+
+
+def test_session_cookies_as_cookies_and_own_links_pass(engine: DetectionEngine) -> None:
+    """The cookie itself, the site's own rewritten link (same-host Referer) and an API's
+    own session resource (Stripe's session_id) pass; the cookie seen clean first does not
+    let the parameter through."""
+    as_cookie = make_request("/v1/me", headers=[("Cookie", "PHPSESSID=0123abcd; theme=dark")])
+    own_link = make_request(
+        "/v1/orders;x?jsessionid=74B0CB41", headers=[("Referer", "https://api.example.com/v1/cart")]
+    )
+    stripe = make_request("/v1/checkout/done?session_id=cs_test_a1b2c3")
+    for request in (as_cookie, own_link, stripe):
+        assert engine.evaluate(request).block_category is None, request.raw_target
+    assert engine.evaluate(make_request("/v1/login?phpsessid=0123abcd")).block_category == "crlf"

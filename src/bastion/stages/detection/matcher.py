@@ -82,6 +82,49 @@ CLEAN_CACHE_ENTRIES = 8192
 CLEAN_CACHE_TOTAL_CHARS = 1 << 20
 #: Locations where a decoded line break is suspicious at paranoia 2.
 _LINE_LOCATIONS = ("path", "query", "header", "cookie")
+#: The session cookies of web frameworks and servers. A request that carries one as a query
+#: or form parameter sets the session through a link another site made: session fixation.
+#: (Not "sessionid", "session_id" or "sid": APIs name their own resources so, as Stripe's
+#: checkout redirect does.)
+SESSION_PARAMS = frozenset(
+    {
+        "jsessionid",
+        "phpsessid",
+        "asp.net_sessionid",
+        "aspsessionid",
+        "laravel_session",
+        "connect.sid",
+        "sails.sid",
+        "koa.sess",
+        "koa:sess",
+        "_rails_session",
+        "_session_id",
+        "rack.session",
+        "ci_session",
+        "cakephp",
+        "zend_session_id",
+        "play_session",
+        "_flask_session",
+        "jservsession",
+        "weblogicsession",
+        "cfid",
+        "cftoken",
+        "next-auth.session-token",
+        "__secure-next-auth.session-token",
+        "__host-next-auth.session-token",
+        "meteor_login_token",
+    }
+)
+#: Where a session cookie's name is a parameter (see :data:`SESSION_PARAMS`).
+_PARAM_NAME_LOCATIONS = ("query-name", "form-name")
+
+
+def session_param(name: str) -> bool:
+    """Whether ``name`` is a framework's session cookie (ASP's carries a random suffix)."""
+    lowered = name.lower()
+    return lowered in SESSION_PARAMS or lowered.startswith("aspsessionid")
+
+
 #: Locations that never hold a line break, decoded or not: the path and the names of
 #: parameters and cookies (a subset of the above, so their values are remembered apart).
 _NO_LINE_LOCATIONS = ("path", "query-name", "cookie-name")
@@ -234,6 +277,7 @@ class Matcher:
         self._line_rule = 12901 in self._detectors or 12902 in self._detectors
         #: Values already seen clean, by kind (see :meth:`_run`); extraction can leave
         #: them out (``extract(..., known=matcher.known)``).
+        self._session_rule = 12005 in self._detectors
         self.known = Known(lines_apart=self._line_rule)
         self._clean_count = 0
         self._clean_chars = 0
@@ -284,6 +328,7 @@ class Matcher:
         fresh: list[tuple[set[str], str]] = []
         known = self.known
         line_rule = self._line_rule
+        session = self._session_rule
         for inp in inputs:
             value = inp.value
             if inp.markup:
@@ -301,7 +346,10 @@ class Matcher:
                 bucket = known.bucket(inp.is_key, line_rule and inp.location.startswith(_LINE_LOCATIONS))
                 if value in bucket:
                     continue
-                fresh.append((bucket, value))
+                if not (inp.is_key and session and session_param(value)):
+                    # (A session cookie's name is never remembered: as a cookie it is
+                    # clean, as a parameter it is not, and both are names of line locations.)
+                    fresh.append((bucket, value))
             pending.append(inp)
             if value.isalnum() and value.isascii():
                 # Letters and digits only (words, numbers, IDs): nothing to decode, no
@@ -318,7 +366,7 @@ class Matcher:
                         hits.extend(seen.values())
                         continue
                 lines.append(value)
-                if self._packed_ip and value[0] in _HOST_START:
+                if (self._packed_ip and value[0] in _HOST_START) or (inp.is_key and session and session_param(value)):
                     seen = {}
                     self._detect(value, inp, seen)
                     if probe and seen:
@@ -361,7 +409,13 @@ class Matcher:
                 # fire: the packed IP (values starting like a host), SQL comments ("--",
                 # checked for such values and keys) and the NoSQL and prototype keys.
                 if (value[:1] in _HOST_START and (self._packed_ip or "--" in value)) or (
-                    inp.is_key and (value[:1] == "$" or value == "constructor.prototype" or "--" in value)
+                    inp.is_key
+                    and (
+                        value[:1] == "$"
+                        or value == "constructor.prototype"
+                        or "--" in value
+                        or (session and session_param(value))
+                    )
                 ):
                     seen = {}
                     self._detect(value, inp, seen)
@@ -470,6 +524,8 @@ class Matcher:
                 self._add(seen, 7901, inp, view)
             if 15901 in det and view == "constructor.prototype":
                 self._add(seen, 15901, inp, view)
+            if 12005 in det and inp.location.startswith(_PARAM_NAME_LOCATIONS) and session_param(view):
+                self._add(seen, 12005, inp, view)
         if "\n" in view or "\r" in view:
             if 12901 in det and inp.location.startswith(_LINE_LOCATIONS):
                 self._add(seen, 12901, inp, view)

@@ -1242,6 +1242,7 @@ DETECTORS: tuple[Rule, ...] = (
     Rule(7901, "nosqli", 1, C, "", "MongoDB query operator as a JSON key"),
     Rule(12901, "crlf", 2, E, "", "line break in a path, query or header value"),
     Rule(12902, "crlf", 1, C, "", "line break in the path or in a parameter or cookie name"),
+    Rule(12005, "crlf", 1, C, "", "a framework's session cookie sent as a query or form parameter"),
     Rule(15901, "prototype_pollution", 1, C, "", "constructor.prototype key path"),
 )
 
