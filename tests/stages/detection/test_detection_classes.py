@@ -778,3 +778,50 @@ def test_session_cookies_as_cookies_and_own_links_pass(engine: DetectionEngine) 
     for request in (as_cookie, own_link, stripe):
         assert engine.evaluate(request).block_category is None, request.raw_target
     assert engine.evaluate(make_request("/v1/login?phpsessid=0123abcd")).block_category == "crlf"
+
+
+# ---------------------------------------- 14. an upload named as something the server runs
+def _upload(filename: str) -> Request:
+    body = (
+        "--b0undary\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+        "GIF89a\r\n"
+        "--b0undary--\r\n"
+    )
+    return make_request("/v1/uploads", method="POST", body=body, content_type="multipart/form-data; boundary=b0undary")
+
+
+@pytest.mark.parametrize(
+    "filename",
+    ["avatar.pHp5", "shell.phtml...", "img.asp;.jpg", "x.jspx ", "uploads\\.htaccess", ".user.ini", "a.php%00.png",
+     "sess_9f8e7d6c5b4a3f2e"],
+)
+def test_an_upload_named_as_a_script_or_server_file_is_blocked(engine: DetectionEngine, filename: str) -> None:
+    """A multipart part's file name and an X-File-Name header that a web server would run
+    (PHP, JSP, ASP, with the tricks servers strip: trailing dots, ';', a NUL), a server's
+    own configuration file or a PHP session file are refused."""
+    verdict = engine.evaluate(_upload(filename))
+    assert verdict.block_category is not None, (filename, verdict.log_record())
+    assert 3041 in {h.rule.id for h in verdict.hits} or "%" in filename
+    header = engine.evaluate(make_request("/v1/uploads", method="PUT", headers=[("X-File-Name", filename)]))
+    assert header.block_category is not None, (filename, header.log_record())
+
+
+@pytest.mark.parametrize("filename", ["photo.jpg", "report.php.md", "cert.cer", "session_notes.txt", "php", "README"])
+def test_ordinary_upload_names_pass(engine: DetectionEngine, filename: str) -> None:
+    """Images, documents, certificates and names that only mention PHP pass as uploads."""
+    assert engine.evaluate(_upload(filename)).block_category is None
+    header = make_request("/v1/u", method="PUT", headers=[("X-Filename", filename)])
+    assert engine.evaluate(header).block_category is None
+
+
+def test_a_script_name_is_only_an_upload_name_in_an_upload() -> None:
+    """"index.php" in a JSON field is text (it passes), and remembering it clean there does
+    not let it through as an upload's name."""
+    from bastion.stages.detection import DetectionConfig
+
+    fresh = DetectionEngine(DetectionConfig())
+    text = make_request("/v1/n", method="POST", body=json.dumps({"page": "index.php"}), content_type="application/json")
+    assert fresh.evaluate(text).block_category is None
+    assert fresh.evaluate(make_request("/v1/u", method="PUT", headers=[("X-Filename", "index.php")])).block_category

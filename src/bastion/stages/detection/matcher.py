@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bastion.stages.detection import libinj, ssrf
+from bastion.stages.detection.content import FILE_NAME
 from bastion.stages.detection.inspect import KNOWN_MAX_CHARS, Input, Known
 from bastion.stages.detection.normalize import (
     MAX_VIEW_CHARS,
@@ -123,6 +124,36 @@ def session_param(name: str) -> bool:
     """Whether ``name`` is a framework's session cookie (ASP's carries a random suffix)."""
     lowered = name.lower()
     return lowered in SESSION_PARAMS or lowered.startswith("aspsessionid")
+
+
+#: Extensions a web server runs as a program (PHP, JSP, ASP, ColdFusion, CGI, SSI) rather
+#: than serve: an upload named so becomes a web shell where uploads are served.
+_SCRIPT_EXTENSIONS = frozenset(
+    {
+        "php", "php3", "php4", "php5", "php7", "php8", "phtml", "pht", "phar", "phps", "pgif",
+        "jsp", "jspx", "jspf", "jsw", "jsv", "asp", "aspx", "asa", "asax", "ascx", "ashx", "asmx",
+        "cfm", "cfml", "cgi", "shtml",
+    }
+)  # fmt: skip
+#: A web server's own files: an upload so named reconfigures the server (or its PHP).
+_SERVER_FILES = frozenset({".htaccess", ".htpasswd", "web.config", ".user.ini", "php.ini", "wp-config.php"})
+
+
+def script_upload(name: str) -> bool:
+    """Whether an upload's file name is a server-side script, a web server's own file or a
+    PHP session file, as the server that stores it will read the name: the directory is
+    dropped, and so is what follows a NUL, IIS's ";" and NTFS's "::" ("a.asp;.jpg"), and
+    trailing dots and spaces (Windows: "a.php...")."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    for cut in ("\x00", ";", "::"):
+        base = base.split(cut, 1)[0]
+    base = base.rstrip(". ")
+    if base in _SERVER_FILES:
+        return True
+    if base.startswith("sess_") and len(base) >= 13 and base[5:].replace("-", "").replace(",", "").isalnum():
+        return True
+    stem, dot, ext = base.rpartition(".")
+    return bool(dot) and bool(stem) and ext in _SCRIPT_EXTENSIONS
 
 
 #: Locations that never hold a line break, decoded or not: the path and the names of
@@ -331,7 +362,8 @@ class Matcher:
         session = self._session_rule
         for inp in inputs:
             value = inp.value
-            if inp.markup:
+            if inp.markup or inp.content == FILE_NAME:
+                # (An upload's name: few, and checked whole by the upload-name detector too.)
                 found = self.match_input(inp)
                 if probe and found:
                     return None
@@ -526,6 +558,8 @@ class Matcher:
                 self._add(seen, 15901, inp, view)
             if 12005 in det and inp.location.startswith(_PARAM_NAME_LOCATIONS) and session_param(view):
                 self._add(seen, 12005, inp, view)
+        if inp.content == FILE_NAME and 3041 in det and script_upload(view):
+            self._add(seen, 3041, inp, view)
         if "\n" in view or "\r" in view:
             if 12901 in det and inp.location.startswith(_LINE_LOCATIONS):
                 self._add(seen, 12901, inp, view)
