@@ -825,3 +825,39 @@ def test_a_script_name_is_only_an_upload_name_in_an_upload() -> None:
     text = make_request("/v1/n", method="POST", body=json.dumps({"page": "index.php"}), content_type="application/json")
     assert fresh.evaluate(text).block_category is None
     assert fresh.evaluate(make_request("/v1/u", method="PUT", headers=[("X-Filename", "index.php")])).block_category
+
+
+# ------------------------- 15. call probes, and paths into coding assistants' configuration
+@pytest.mark.parametrize(
+    ("payload", "category"),
+    [
+        ("pg_read_file (", "sqli"),  # 1033
+        ("Floor(", "sqli"),
+        (".claude/settings.local.json", "path_traversal"),  # 4010
+        ("srv/app/.cursor/mcp.json", "path_traversal"),
+        ("~/.codex/auth.json", "path_traversal"),
+        (".aiignore", "path_traversal"),
+    ],
+)
+def test_call_probes_and_assistant_configuration_paths_are_blocked(
+    engine: DetectionEngine, payload: str, category: str
+) -> None:
+    """A value that is only a function name and "(", and a path into a coding assistant's
+    configuration (API keys, MCP tokens), are refused in every location."""
+    blocked_everywhere(engine, payload, category)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "See the note (attached)",
+        "f(x) = x + 1",
+        "Add your rules to .cursor/rules in the repo root, then restart",
+        "I keep my prompts in ~/.claude because it is handy",
+        "https://docs.example.com/.well-known/openid-configuration",
+        ".gitignore",
+    ],
+)
+def test_calls_in_prose_and_tool_names_in_sentences_pass(engine: DetectionEngine, text: str) -> None:
+    """Parentheses with something in them, and a sentence naming a tool's directory, pass."""
+    passes_everywhere(engine, text)

@@ -419,6 +419,16 @@ RULES: tuple[Rule, ...] = (
         r"|;\s*truncate\b|\bprocedure\s+analyse\s*\(",
         "system catalogue named, stacked INSERT, PROCEDURE ANALYSE",
     ),
+    Rule(
+        1033,
+        "sqli",
+        1,
+        C,
+        # A value that is only a function's name and an opening parenthesis ("benchmark (",
+        # "rand(", "md5\("): no field's value ends so; a probe for which calls get through.
+        START + r"[ \t]{0,8}[a-z_][\w.]{1,40}[ \t]{0,8}\\?=?\([ \t]{0,8}" + END,
+        "value that is only a function name and an opening parenthesis",
+    ),
     # --------------------------------------------------------------------------- XSS 2xxx
     Rule(2001, "xss", 1, C, r"<\s*/?\s*script\b", "script element"),
     Rule(
@@ -955,6 +965,20 @@ RULES: tuple[Rule, ...] = (
         # Dots and slashes written as C hex literals: "0x2e0x2e0x2f", "0x5c0x2e.".
         r"0x(?:2e|2f|5c)(?:\.|0x(?:2e|2f|5c))",
         "dot or slash as a hex literal",
+    ),
+    Rule(
+        4010,
+        "path_traversal",
+        1,
+        C,
+        # A value that is a path into a coding assistant's or an automation tool's hidden
+        # directory, or one of their ignore files: where their API keys, MCP servers' tokens
+        # and hooks live ("/.claude/settings.json", "app/.cursor/mcp.json", ".aiignore").
+        # A sentence that names one has spaces in it.
+        START + r"[ \t]{0,8}(?:[\w.@~-]*[\\/])*(?:\.(?:claude|cursor|continue|aider|roo|zed|cline|kiro|windsurf"
+        r"|rovodev|codex|opencode|a0proj|plandex|fabric|n8n|junie|gemini|codeium|copilot|amazonq)[\\/][^\s\x00]*"
+        r"|\.(?:ai|cursor|codeium|aider|claude|gemini)ignore)[ \t]{0,8}" + END,
+        "path into a coding assistant's or automation tool's configuration",
     ),
     # ---------------------------------------------------------------------------- RFI 5xxx
     Rule(5001, "rfi", 1, C, r"\b(?:" + _SCHEMES_RFI + r")://", "stream wrapper or non-web URL scheme"),
