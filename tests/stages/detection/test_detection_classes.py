@@ -861,3 +861,43 @@ def test_call_probes_and_assistant_configuration_paths_are_blocked(
 def test_calls_in_prose_and_tool_names_in_sentences_pass(engine: DetectionEngine, text: str) -> None:
     """Parentheses with something in them, and a sentence naming a tool's directory, pass."""
     passes_everywhere(engine, text)
+
+
+# ------------------------------------------- 16. script that reaches globals without a name
+@pytest.mark.parametrize(
+    "payload",
+    [
+        'window["con"+"firm"](1)',
+        "globalThis /*x*/ ['document']",
+        "(window)['location']='//x.example'",
+        "(![]+[])[+!+[]]",
+        "background:url( 'javascript:run()')",
+        "<?import implementation=\"#default#time2\">",
+        "document.body.appendChild(x)",
+        "<v:vmlframe src=\"x.example/a.fml\"/>",
+    ],
+)
+def test_script_reaching_browser_globals_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A global's member taken by a string, JSFuck, CSS url(javascript:), IE's import and
+    DOM writes are refused wherever they can be sent."""
+    for where, request in placements(payload).items():
+        if where in ("header", "cookie", "path") and any(c in payload for c in "\";\n"):
+            continue
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "xss", (payload, where, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Open a new window [see the screenshot]",
+        "top ['a', 'b'] results",
+        "return self['name']",
+        "+[] is an empty list in my notes",
+        "background: url('/img/bg.png')",
+        "the document (PDF) is attached",
+    ],
+)
+def test_prose_about_windows_and_documents_passes(engine: DetectionEngine, text: str) -> None:
+    """Windows, documents, lists and CSS background images in text pass."""
+    passes_everywhere(engine, text)

@@ -528,10 +528,28 @@ RULES: tuple[Rule, ...] = (
         # call or apply ("[].sort.call`${alert}1`", "Reflect.apply.call``").
         r"<\s*(?:f\s+o\s+r\s+m|d\s+i\s+a\s+l\s+o\s+g|s\s+c\s+r\s+i\s+p\s+t|i\s+f\s+r\s+a\s+m\s+e|s\s+v\s+g|i\s+m\s+g"
         r"|o\s+b\s+j\s+e\s+c\s+t|e\s+m\s+b\s+e\s+d|b\s+o\s+d\s+y|s\s+t\s+y\s+l\s+e|d\s+e\s+t\s+a\s+i\s+l\s+s)\b"
-        r"|<\s*[a-z]+\s*:\s*script\b"
+        r"|<\s*[a-z]*\s*:\s*(?:script|vmlframe|imagedata)\b"
         r"|(?:[\"'\x60]|<[a-z][^\s>\x00]*)\s*(?:on[a-z]{3,40}|formaction)\s*=\s*" + END
         + r"|\.\s*(?:/\*[^\x00]*?\*/\s*)?(?:call|apply)\s*\x60",
         "split or namespaced tag, handler opened at the end, call by tagged template",
+    ),
+    Rule(
+        2026,
+        "xss",
+        1,
+        C,
+        # Script that reaches the browser's globals without naming a function: a global's
+        # member taken by a string ('window["alert"]', "window [/**/ 'ev'+'al']",
+        # "(document)['cookie']"), JSFuck's building blocks ("(![]+[])", "+!![]", "[+[]]"),
+        # a CSS url() to javascript:, IE's "<?import implementation", and DOM writes
+        # ("document.body.appendChild(", "document.createElement(").
+        # ("top", "parent", "frames" and "self" are words of prose and Python's "self['x']".)
+        r"\b(?:window|globalthis|document)\s*(?:/\*[^\x00]*?\*/\s*)*\[\s*(?:/\*[^\x00]*?\*/\s*)*['\"\x60]"
+        r"|\(\s*(?:window|self|top|document)\s*(?:/\*[^\x00]*?\*/\s*)*\)\s*\[\s*['\"\x60]"
+        r"|\(\s*!!?\s*\[\s*\]\s*\+\s*\[\s*\]\s*\)|\+\s*!!\s*\[\s*\]|\[\s*\+\s*\[\s*\]\s*\]|\+\s*!\s*\+\s*\[\s*\]"
+        r"|\burl\s*\(\s*['\"]?\s*(?:java|vb)script\b|<\?\s*import\s*implementation"
+        r"|\bdocument\s*\.\s*(?:body\s*\.\s*appendchild|createelement)\s*\(",
+        "browser global by string, JSFuck, url(javascript:), DOM write",
     ),
     Rule(2024, "xss", 2, W, r"<\s*[a-z]+[\s/]", "tag opening"),
     # ------------------------------------------------------------- OS command injection 3xxx
