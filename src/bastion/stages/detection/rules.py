@@ -196,10 +196,10 @@ _JAVA_TYPE_ROOTS = (
 
 #: An operand of cmd.exe's IF comparison: quoted, bracketed or a bare token.
 _CMD_OPERAND = r"(?:\"[^\"\x00]{0,32}\"|\([^)\x00]{0,32}\)|\[[^\]\x00]{0,32}\]|\{[^}\x00]{0,32}\}|[^\s\x00=()\"]{1,32})"
-_CMD_COMPARE = r"(?:==|\b(?:equ|neq|lss|leq|gtr|geq)\b)"
+_CMD_COMPARE = r"(?:===?|\b(?:equ|neq|lss|leq|gtr|geq)\b)"
 #: What cmd.exe runs when an IF holds: a block, a silenced command, or one of its builtins.
 _CMD_BUILTINS = (
-    r"(?:[(@]|(?:echo|goto|set|call|exit|cd|chdir|cmd|start|del|erase|copy|move|type|dir|ren|md|mkdir|rd|pushd|popd"
+    r"(?:[(@]|(?:if|echo|goto|set|call|exit|cd|chdir|cmd|start|del|erase|copy|move|type|dir|ren|md|mkdir|rd|pushd|popd"
     r"|net|ping|powershell|shift|pause|title)\b)"
 )
 
@@ -716,7 +716,8 @@ RULES: tuple[Rule, ...] = (
         # a.txt del a.txt", 'if /i "a"=="b" goto x', "if not (2 equ 2) echo". Prose that
         # says "if not defined" goes on with words, not with a command or a block; C's
         # "if (argc == 1) exit(1)" wraps an "==" in parentheses, which cmd.exe does not need.
-        r"\bif\s*(?:/i\s*)?(?:not\s+)?(?:(?:exist|defined)\s+[\w%!.:\\~-]+|(?:errorlevel|cmdextversion)\s+\d+"
+        r"\bif\s*(?:/i\s*)?(?:not\s+)?(?:(?:exist|defined)\s+(?:\"[^\"\x00]{0,64}\"|\([^)\x00]{0,64}\)|[\w%!.:\\~-]+)"
+        r"|(?:errorlevel|cmdextversion)\s+\d+"
         r"|" + _CMD_OPERAND + r"\s*" + _CMD_COMPARE + r"\s*" + _CMD_OPERAND
         + r"|\(\s*" + _CMD_OPERAND + r"\s+(?:equ|neq|lss|leq|gtr|geq)\s+" + _CMD_OPERAND + r"\s*\))\s+" + _CMD_BUILTINS,
         "Windows IF test followed by a command",
@@ -787,7 +788,7 @@ RULES: tuple[Rule, ...] = (
         # "&aptitude", "\\ls"), a tilde expansion ("~+", "~-1") or a brace expansion with
         # an empty or option element ("{,ip,a}", "{l,-lh}s").
         r"(?:" + START + r"|[\s;|&\x60])[<>]\(\s*[a-z][\w.-]*(?:\s[^()\x00]{0,64})?\)"
-        r"|\$\{?(?:shell|bash)\}?\s+-[a-z]*c\b"
+        r"|\$\{?(?:shell|bash)\}?\s+-[a-z]*c\b|\b(?:ba|da|z|k)?sh\$\{?[a-z_]\w*\}?\s+-[a-z]*c\b"
         r"|" + _SHELL_OPERATOR + r"\s*\$\{?[a-z_]\w*\}?\s+(?:" + _SHELL_SAFE_WORDS + r")\b"
         r"|" + START + r"[ \t]{0,8}['\"]?(?:[;&|\x60]{1,2}|\\)[ \t]{0,8}(?:" + _SHELL_SAFE_WORDS
         + r"|ps|env|set|who|w|pwd|top|htop|lastlog|last|aptitude|apt|apt-get|yum|dnf|netstat|df|free|reboot|halt"
@@ -795,6 +796,25 @@ RULES: tuple[Rule, ...] = (
         + r"|" + START + r"[ \t]{0,8}~[+-]\d{0,3}[ \t]{0,8}" + END
         + r"|" + START + r"[a-z]{0,8}\{(?:,[\w-]*|[\w-]+,-[\w-]*|[\w-]+,)(?:,[\w-]*)*\}[a-z]{0,8}" + END,
         "shell process substitution, variable shell, spacer, separator and command alone, tilde or brace",
+    ),
+    Rule(
+        3042,
+        "cmdi",
+        1,
+        C,
+        # PowerShell: cmdlets that fetch, run or disarm, given an argument (an option, a
+        # string, a variable, a URL, a program), Invoke-Expression's alias on an expression,
+        # WebClient downloads, the shell started with its script-running options, and a
+        # base64 payload decoded by .NET.
+        r"\b(?:invoke-(?:webrequest|restmethod|expression|command|item|wmimethod|shellcode|mimikatz)|start-process"
+        r"|start-bitstransfer|set-mppreference|add-mppreference|set-executionpolicy|get-wmiobject|get-ciminstance)"
+        r"\s+(?:-[a-z]|['\"$(]|[a-z]+://|[\w.\\/:-]+\.(?:exe|ps1|bat|cmd|dll|vbs|hta)\b)"
+        r"|\bnew-object\s+(?:-typename\s+)?(?:system\.)?net\.(?:webclient|sockets\.tcpclient)"
+        r"|\biex\s*(?:\(|\s['\"$(])|\.\s*download(?:string|file|data)\s*\("
+        r"|\bpowershell(?:\.exe)?(?:\s+-[a-z]+(?:\s+[a-z]+\b)?)*\s+-(?:e|ec|enc|encodedcommand|c|command|nop|noprofile"
+        r"|w|windowstyle|exec|executionpolicy|ep)\b"
+        r"|\[(?:system\.)?convert\]::frombase64string\s*\(",
+        "PowerShell download, execution or defence change",
     ),
     Rule(
         3026,
@@ -858,7 +878,11 @@ RULES: tuple[Rule, ...] = (
         r"/[a-z?*\[\]]{0,5}[?*\[][a-z?*\[\]]{0,5}/[a-z?*\[\]]*[?*\[][a-z?*\[\]]*"
         r"(?:[\s;|&)\x60'\"]|" + END + r")"
         # or a bracket expression inside a system file's name: "/etc/pas[s]wd", "/etc/[!q]asswd".
-        r"|/(?:etc|proc|bin|sbin|dev|sys|root|boot)/[\w.-]*\[[^\]\x00/]{1,8}\][\w.\[\]-]*",
+        r"|/(?:etc|proc|bin|sbin|dev|sys|root|boot)/[\w.-]*\[[^\]\x00/]{1,8}\][\w.\[\]-]*"
+        # or a bracket expression glued to a path's letters with a slash or a range in it,
+        # which no file name has ("/[e//]tc/[p//]asswd", "/usr/[a-z]in/bash", "/bi[n]/sh").
+        r"|/[a-z]{0,8}\[[a-z]?/+[a-z]?\][a-z]{0,8}(?:/|[\s;|&)\x60'\"]|" + END + r")"
+        r"|/[a-z]{0,8}\[[a-z]-[a-z]\][a-z]{0,8}/[a-z]|/[a-z]{1,8}\[[a-z]\]/[a-z]",
         "system path spelt with shell wildcards",
     ),
     Rule(
@@ -874,7 +898,8 @@ RULES: tuple[Rule, ...] = (
         r"/(?:etc|var|proc|dev|root|home|tmp|bin|usr|sys|boot|opt)/"
         r"|cd[ \t]+[^\x00\s;|&]+[ \t]*(?:;|&&|\|\|)[ \t]*[a-z]"
         r"|(?:time|strace|ltrace|nohup|nice|sudo|doas|exec|watch|xargs|env)[ \t;]+(?:" + _SHELL_SAFE_WORDS + r")\b)"
-        r"|\b(?:ba|da|z|k|c|tc|fi)?sh[ \t]+-[a-z]*c[ \t]+['\"]?[a-z$]|\balias[ \t]+['\"]?[\w-]+['\"]?=",
+        r"|\b(?:ba|da|z|k|c|tc|fi)?sh[ \t]+-[a-z]*c[ \t]+['\"]?[a-z$]"
+        r"|\balias(?:[ \t]+[-+][a-z+]*)*[ \t]+['\"]?[\w.-]+['\"]?=",
         "command line as a value, shell script option or alias",
     ),
     Rule(
