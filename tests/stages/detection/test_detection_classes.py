@@ -947,3 +947,24 @@ def test_powershell_and_more_shell_spellings_are_blocked(engine: DetectionEngine
 def test_prose_about_powershell_and_brackets_passes(engine: DetectionEngine, text: str) -> None:
     """Sentences about PowerShell cmdlets, character classes and bracketed route names pass."""
     passes_everywhere(engine, text)
+
+
+# ------------------------------------------------------ 18. remote includes, by their shape
+@pytest.mark.parametrize(
+    "payload",
+    ["https://x.example/shell.txt?", "ftps?", "http://93.184.216.34/k.php", "http://[2a00:1450:4001::7]/a.jsp",
+     "ftp://93.184.216.34"],
+)
+def test_remote_include_shapes_are_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A URL ending in '?' as a whole value, a script on a bare IP address and an FTP URL
+    to an IP address are refused wherever they are."""
+    blocked_everywhere(engine, payload, "rfi")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Is it http?", "https://shop.example/cart?item=3", "http://93.184.216.34/status", "see https://x.example/"],
+)
+def test_ordinary_urls_pass(engine: DetectionEngine, text: str) -> None:
+    """Questions, URLs with a query, and a page (not a script) on an IP address pass."""
+    passes_everywhere(engine, text)

@@ -1035,6 +1035,20 @@ RULES: tuple[Rule, ...] = (
         "remote script URL with a trailing query marker",
     ),
     Rule(
+        5004,
+        "rfi",
+        1,
+        C,
+        # What an include of a remote file looks like besides 5003: a whole value that is a
+        # URL (or a bare scheme) ending in "?", which turns the rest of the include path into
+        # a query ("https://x.example?", "ftp?"), and a script or an FTP URL on a bare IP
+        # address ("http://203.0.113.9/x.php", "ftp://198.51.100.4").
+        START + r"[ \t]{0,8}(?:https?|ftps?|file)(?::/{1,3}[^\s\x00?]*)?\?+[ \t]{0,8}" + END
+        + r"|\b(?:https?|ftp)://(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-f:]{2,39}\])(?::\d{1,5})?/[^\s\x00?#]*"
+        r"\.(?:php\d?|phtml|txt|jsp|aspx?|cgi|pl|sh)\b|\bftps?://\d{1,3}(?:\.\d{1,3}){3}\b",
+        "URL ending in '?' as a whole value, or a script or FTP URL on an IP address",
+    ),
+    Rule(
         6003,
         "ssrf",
         1,
