@@ -560,8 +560,8 @@ class Matcher:
                 self._add(seen, 12005, inp, view)
         if inp.content == FILE_NAME and 3041 in det and script_upload(view):
             self._add(seen, 3041, inp, view)
-        if "\n" in view or "\r" in view:
-            if 12901 in det and inp.location.startswith(_LINE_LOCATIONS):
-                self._add(seen, 12901, inp, view)
-            if 12902 in det and inp.location.startswith(_NO_LINE_LOCATIONS):
-                self._add(seen, 12902, inp, view)
+        # (The location first: most views are a body's, where neither applies.)
+        if 12902 in det and inp.location.startswith(_NO_LINE_LOCATIONS) and ("\n" in view or "\r" in view):
+            self._add(seen, 12902, inp, view)
+        if 12901 in det and ("\n" in view or "\r" in view) and inp.location.startswith(_LINE_LOCATIONS):
+            self._add(seen, 12901, inp, view)
