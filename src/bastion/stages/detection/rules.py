@@ -195,7 +195,7 @@ _JAVA_TYPE_ROOTS = (
 )
 
 #: An operand of cmd.exe's IF comparison: quoted, bracketed or a bare token.
-_CMD_OPERAND = r"(?:\"[^\"\x00]{0,32}\"|\([^)\x00]{0,32}\)|\[[^\]\x00]{0,32}\]|\{[^}\x00]{0,32}\}|[^\s\x00=()\"]{1,32})"
+_CMD_OPERAND = r"(?:\"[^\"\x00]*\"|\([^)\x00]*\)|\[[^\]\x00]*\]|\{[^}\x00]*\}|[^\s\x00=()\"]+)"
 _CMD_COMPARE = r"(?:===?|\b(?:equ|neq|lss|leq|gtr|geq)\b)"
 #: What cmd.exe runs when an IF holds: a block, a silenced command, or one of its builtins.
 _CMD_BUILTINS = (
@@ -389,7 +389,7 @@ RULES: tuple[Rule, ...] = (
         # MySQL's JSON operators ("OR '{\"b\":2}'::jsonb <@ '{...}'", "or '[1,2]' ? '1'",
         # "and '{...}' -> '$.a' = 1"): a comparison of two literals, which only a tautology
         # needs; a pasted query compares a column.
-        r"\b(?:or|and|not|xor)\s+'[\[{][^'\x00]{0,256}'\s*(?:::\s*jsonb?\b|<@|@>|\?[|&]?\s*(?:'|array\b)|->>?\s*'|#>>?\s*')",
+        r"\b(?:or|and|not|xor)\s+'[\[{][^'\x00]*'\s*(?:::\s*jsonb?\b|<@|@>|\?[|&]?\s*(?:'|array\b)|->>?\s*'|#>>?\s*')",
         "JSON literal compared with a JSON operator after a boolean",
     ),
     Rule(
@@ -415,7 +415,7 @@ RULES: tuple[Rule, ...] = (
         START + r"[ \t]{0,8}[\x60\"\[]?(?:information_schema|pg_catalog|performance_schema|mysql\.(?:user|db)"
         r"|sysobjects|msysaccessobjects|msysobjects|sqlite_master)[\x60\"\]]?[ \t]{0,8}" + END
         + r"|\bfrom\s+[\x60\"\[]?information_schema\b"
-        r"|;\s*insert\s+(?:/\*[^\x00]*?\*/\s*)?into\s+[\w\x60\"\[\].]+\s*(?:\([^)\x00]{0,256}\)\s*)?(?:values|select)\b"
+        r"|;\s*insert\s+(?:/\*[^\x00]*?\*/\s*)?into\s+[\w\x60\"\[\].]+\s*(?:\([^)\x00]*\)\s*)?(?:values|select)\b"
         r"|;\s*truncate\b|\bprocedure\s+analyse\s*\(",
         "system catalogue named, stacked INSERT, PROCEDURE ANALYSE",
     ),
@@ -426,7 +426,7 @@ RULES: tuple[Rule, ...] = (
         C,
         # A value that is only a function's name and an opening parenthesis ("benchmark (",
         # "rand(", "md5\("): no field's value ends so; a probe for which calls get through.
-        START + r"[ \t]{0,8}[a-z_][\w.]{1,40}[ \t]{0,8}\\?=?\([ \t]{0,8}" + END,
+        START + r"[ \t]{0,8}[a-z_][\w.]+[ \t]{0,8}\\?=?\([ \t]{0,8}" + END,
         "value that is only a function name and an opening parenthesis",
     ),
     # --------------------------------------------------------------------------- XSS 2xxx
@@ -716,7 +716,7 @@ RULES: tuple[Rule, ...] = (
         # a.txt del a.txt", 'if /i "a"=="b" goto x', "if not (2 equ 2) echo". Prose that
         # says "if not defined" goes on with words, not with a command or a block; C's
         # "if (argc == 1) exit(1)" wraps an "==" in parentheses, which cmd.exe does not need.
-        r"\bif\s*(?:/i\s*)?(?:not\s+)?(?:(?:exist|defined)\s+(?:\"[^\"\x00]{0,64}\"|\([^)\x00]{0,64}\)|[\w%!.:\\~-]+)"
+        r"\bif\s*(?:/i\s*)?(?:not\s+)?(?:(?:exist|defined)\s+(?:\"[^\"\x00]*\"|\([^)\x00]*\)|[\w%!.:\\~-]+)"
         r"|(?:errorlevel|cmdextversion)\s+\d+"
         r"|" + _CMD_OPERAND + r"\s*" + _CMD_COMPARE + r"\s*" + _CMD_OPERAND
         + r"|\(\s*" + _CMD_OPERAND + r"\s+(?:equ|neq|lss|leq|gtr|geq)\s+" + _CMD_OPERAND + r"\s*\))\s+" + _CMD_BUILTINS,
@@ -774,7 +774,7 @@ RULES: tuple[Rule, ...] = (
         r"|<\?\s*(?:php\s*)?" + END + r"|<\?\s+php\b|<\?xml[\s:]*:\s*[a-z_]\w*[\s(;'\"]"
         r"|\$\s*\{\s*['\"$]"
         r"|\[\s*['\"]?(?:system|exec|passthru|shell_exec|popen|proc_open|eval|assert)['\"]?\s*\]\s*\)?\s*"
-        r"(?:\[\s*\d+\s*\]|\{[^}\x00]{0,32}\})",
+        r"(?:\[\s*\d+\s*\]|\{[^}\x00]*\})",
         "PHP function split from its call, bare open tag, variable variable, function from an array",
     ),
     Rule(
@@ -787,7 +787,7 @@ RULES: tuple[Rule, ...] = (
         # command ("|$u wget"), and a value that is only a separator and a command ("; ps",
         # "&aptitude", "\\ls"), a tilde expansion ("~+", "~-1") or a brace expansion with
         # an empty or option element ("{,ip,a}", "{l,-lh}s").
-        r"(?:" + START + r"|[\s;|&\x60])[<>]\(\s*[a-z][\w.-]*(?:\s[^()\x00]{0,64})?\)"
+        r"(?:" + START + r"|[\s;|&\x60])[<>]\(\s*[a-z][\w.-]*(?:\s[^()\x00]*)?\)"
         r"|\$\{?(?:shell|bash)\}?\s+-[a-z]*c\b|\b(?:ba|da|z|k)?sh\$\{?[a-z_]\w*\}?\s+-[a-z]*c\b"
         r"|" + _SHELL_OPERATOR + r"\s*\$\{?[a-z_]\w*\}?\s+(?:" + _SHELL_SAFE_WORDS + r")\b"
         r"|" + START + r"[ \t]{0,8}['\"]?(?:[;&|\x60]{1,2}|\\)[ \t]{0,8}(?:" + _SHELL_SAFE_WORDS
