@@ -10,6 +10,7 @@ import atheris
 
 with atheris.instrument_imports(include=["bastion"]):
     from bastion.stages.detection import DetectionConfig, DetectionEngine, Verdict
+    from bastion.stages.detection.content import FILE_NAME
     from bastion.stages.detection.inspect import KNOWN_MAX_CHARS, Cut, Known, Limits, extract
     from bastion.types import Request
 
@@ -59,12 +60,13 @@ def check_known(request: Request, tight: bool) -> None:
     everything = extract(request, limits, named=False, cut=full_cut)
     known = Known(lines_apart=True)
     for inp in everything[::2]:
-        if not inp.markup and len(inp.value) <= KNOWN_MAX_CHARS:
+        if not inp.markup and inp.content != FILE_NAME and len(inp.value) <= KNOWN_MAX_CHARS:
             known.bucket(inp.is_key, inp.location in _LINE_KINDS).add(inp.value)
     kept = extract(request, limits, named=False, cut=known_cut, known=known)
     expected = [
         i for i in everything
-        if i.markup or len(i.value) > KNOWN_MAX_CHARS
+        # (Markup and an upload's file name are never left out.)
+        if i.markup or i.content == FILE_NAME or len(i.value) > KNOWN_MAX_CHARS
         or i.value not in known.bucket(i.is_key, i.location in _LINE_KINDS)
     ]
     if kept != expected or known_cut.reason != full_cut.reason:

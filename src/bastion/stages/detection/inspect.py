@@ -22,13 +22,15 @@ from dataclasses import dataclass
 
 import orjson
 
-from bastion.stages.detection.content import ContentMap
+from bastion.stages.detection.content import FILE_NAME, ContentMap
 from bastion.stages.detection.graphql import graphql_texts, looks_like_graphql
 from bastion.stages.detection.normalize import url_decode
 from bastion.types import Request
 
 #: Headers whose values the proxy itself parses and validates; nothing else reads them.
 SKIPPED_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "te"})
+#: Headers that name an uploaded file (what upload widgets and some APIs send).
+UPLOAD_NAME_HEADERS = frozenset({"x-filename", "x_filename", "x-file-name", "x.filename", "x-file_name"})
 #: Form bodies up to this size are also inspected whole (see the query string case).
 FORM_WHOLE_MAX = 16_384
 #: Longest location name kept (field names are attacker-controlled).
@@ -149,7 +151,12 @@ class _Sink:
         if not self._within_limits(value):
             return
         known = self.known
-        if known is not None and len(value) <= KNOWN_MAX_CHARS and value in known.bucket(is_key, line):
+        if (
+            known is not None
+            and len(value) <= KNOWN_MAX_CHARS
+            and content != FILE_NAME  # a name clean as text may not be as an upload's
+            and value in known.bucket(is_key, line)
+        ):
             return
         self.out.append(Input(location, value, is_key, False, content))
 
@@ -370,7 +377,7 @@ def _multipart(body: str, boundary: str, limits: Limits, sink: _Sink, cut: Cut) 
         if name:
             sink.add(f"multipart-name:{label}", name, True)
         if filename:
-            sink.add(f"multipart-filename:{label}", filename)
+            sink.add(f"multipart-filename:{label}", filename, False, False, FILE_NAME)
         if "json" in ctype:
             _json_body(content, f"multipart:{label}", limits, sink, cut)
         elif content and not (filename and not content.isprintable() and "\x00" in content[:512]):
@@ -510,7 +517,8 @@ def extract(
                 if eq and cval:
                     sink.add(f"cookie:{label}" if named else "cookie", cval, False, True)
         else:
-            sink.add(f"header:{_name(name.lower())}" if named else "header", value, False, True)
+            kind = FILE_NAME if name in UPLOAD_NAME_HEADERS else ""
+            sink.add(f"header:{_name(name.lower())}" if named else "header", value, False, True, kind)
     if request.body:
         _body(request, lim, sink, cut, named, content)
     # The global bounds (number of inputs, characters inspected) were applied as the inputs

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bastion.stages.detection import libinj, ssrf
+from bastion.stages.detection.content import FILE_NAME
 from bastion.stages.detection.inspect import KNOWN_MAX_CHARS, Input, Known
 from bastion.stages.detection.normalize import (
     MAX_VIEW_CHARS,
@@ -82,6 +83,82 @@ CLEAN_CACHE_ENTRIES = 8192
 CLEAN_CACHE_TOTAL_CHARS = 1 << 20
 #: Locations where a decoded line break is suspicious at paranoia 2.
 _LINE_LOCATIONS = ("path", "query", "header", "cookie")
+#: The session cookies of web frameworks and servers. A request that carries one as a query
+#: or form parameter sets the session through a link another site made: session fixation.
+#: (Not "sessionid", "session_id" or "sid": APIs name their own resources so, as Stripe's
+#: checkout redirect does.)
+SESSION_PARAMS = frozenset(
+    {
+        "jsessionid",
+        "phpsessid",
+        "asp.net_sessionid",
+        "aspsessionid",
+        "laravel_session",
+        "connect.sid",
+        "sails.sid",
+        "koa.sess",
+        "koa:sess",
+        "_rails_session",
+        "_session_id",
+        "rack.session",
+        "ci_session",
+        "cakephp",
+        "zend_session_id",
+        "play_session",
+        "_flask_session",
+        "jservsession",
+        "weblogicsession",
+        "cfid",
+        "cftoken",
+        "next-auth.session-token",
+        "__secure-next-auth.session-token",
+        "__host-next-auth.session-token",
+        "meteor_login_token",
+    }
+)
+#: Where a session cookie's name is a parameter (see :data:`SESSION_PARAMS`).
+_PARAM_NAME_LOCATIONS = ("query-name", "form-name")
+
+
+def session_param(name: str) -> bool:
+    """Whether ``name`` is a framework's session cookie (ASP's carries a random suffix)."""
+    lowered = name.lower()
+    return lowered in SESSION_PARAMS or lowered.startswith("aspsessionid")
+
+
+#: Extensions a web server runs as a program (PHP, JSP, ASP, ColdFusion, CGI, SSI) rather
+#: than serve: an upload named so becomes a web shell where uploads are served.
+_SCRIPT_EXTENSIONS = frozenset(
+    {
+        "php", "php3", "php4", "php5", "php7", "php8", "phtml", "pht", "phar", "phps", "pgif",
+        "jsp", "jspx", "jspf", "jsw", "jsv", "asp", "aspx", "asa", "asax", "ascx", "ashx", "asmx",
+        "cfm", "cfml", "cgi", "shtml",
+    }
+)  # fmt: skip
+#: A web server's own files: an upload so named reconfigures the server (or its PHP).
+_SERVER_FILES = frozenset({".htaccess", ".htpasswd", "web.config", ".user.ini", "php.ini", "wp-config.php"})
+
+
+def script_upload(name: str) -> bool:
+    """Whether an upload's file name is a server-side script, a web server's own file or a
+    PHP session file, as the server that stores it will read the name: the directory is
+    dropped, and so is what follows a NUL, IIS's ";" and NTFS's "::" ("a.asp;.jpg"), and
+    trailing dots and spaces (Windows: "a.php...")."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    for cut in ("\x00", ";", "::"):
+        base = base.split(cut, 1)[0]
+    base = base.rstrip(". ")
+    if base in _SERVER_FILES:
+        return True
+    if base.startswith("sess_") and len(base) >= 13 and base[5:].replace("-", "").replace(",", "").isalnum():
+        return True
+    stem, dot, ext = base.rpartition(".")
+    return bool(dot) and bool(stem) and ext in _SCRIPT_EXTENSIONS
+
+
+#: Locations that never hold a line break, decoded or not: the path and the names of
+#: parameters and cookies (a subset of the above, so their values are remembered apart).
+_NO_LINE_LOCATIONS = ("path", "query-name", "cookie-name")
 #: A printable value with none of these has a single view and cannot trigger the gated detectors
 #: (libinjection, SSRF URLs, line breaks): see :meth:`Matcher.match_inputs`.
 _PLAIN_CHARS = "%+&\\<'\"`#"
@@ -226,9 +303,12 @@ class Matcher:
         self._lib_sqli = libinj.AVAILABLE and 1901 in self._detectors
         self._lib_xss = libinj.AVAILABLE and 2901 in self._detectors
         self._packed_ip = 6002 in self._detectors
-        self._line_rule = 12901 in self._detectors
+        #: Whether a value's verdict may depend on its location's kind (the line-break
+        #: detectors), so that values seen clean are remembered apart by location.
+        self._line_rule = 12901 in self._detectors or 12902 in self._detectors
         #: Values already seen clean, by kind (see :meth:`_run`); extraction can leave
         #: them out (``extract(..., known=matcher.known)``).
+        self._session_rule = 12005 in self._detectors
         self.known = Known(lines_apart=self._line_rule)
         self._clean_count = 0
         self._clean_chars = 0
@@ -279,9 +359,11 @@ class Matcher:
         fresh: list[tuple[set[str], str]] = []
         known = self.known
         line_rule = self._line_rule
+        session = self._session_rule
         for inp in inputs:
             value = inp.value
-            if inp.markup:
+            if inp.markup or inp.content == FILE_NAME:
+                # (An upload's name: few, and checked whole by the upload-name detector too.)
                 found = self.match_input(inp)
                 if probe and found:
                     return None
@@ -296,7 +378,10 @@ class Matcher:
                 bucket = known.bucket(inp.is_key, line_rule and inp.location.startswith(_LINE_LOCATIONS))
                 if value in bucket:
                     continue
-                fresh.append((bucket, value))
+                if not (inp.is_key and session and session_param(value)):
+                    # (A session cookie's name is never remembered: as a cookie it is
+                    # clean, as a parameter it is not, and both are names of line locations.)
+                    fresh.append((bucket, value))
             pending.append(inp)
             if value.isalnum() and value.isascii():
                 # Letters and digits only (words, numbers, IDs): nothing to decode, no
@@ -313,7 +398,7 @@ class Matcher:
                         hits.extend(seen.values())
                         continue
                 lines.append(value)
-                if self._packed_ip and value[0] in _HOST_START:
+                if (self._packed_ip and value[0] in _HOST_START) or (inp.is_key and session and session_param(value)):
                     seen = {}
                     self._detect(value, inp, seen)
                     if probe and seen:
@@ -356,7 +441,13 @@ class Matcher:
                 # fire: the packed IP (values starting like a host), SQL comments ("--",
                 # checked for such values and keys) and the NoSQL and prototype keys.
                 if (value[:1] in _HOST_START and (self._packed_ip or "--" in value)) or (
-                    inp.is_key and (value[:1] == "$" or value == "constructor.prototype" or "--" in value)
+                    inp.is_key
+                    and (
+                        value[:1] == "$"
+                        or value == "constructor.prototype"
+                        or "--" in value
+                        or (session and session_param(value))
+                    )
                 ):
                     seen = {}
                     self._detect(value, inp, seen)
@@ -465,5 +556,12 @@ class Matcher:
                 self._add(seen, 7901, inp, view)
             if 15901 in det and view == "constructor.prototype":
                 self._add(seen, 15901, inp, view)
+            if 12005 in det and inp.location.startswith(_PARAM_NAME_LOCATIONS) and session_param(view):
+                self._add(seen, 12005, inp, view)
+        if inp.content == FILE_NAME and 3041 in det and script_upload(view):
+            self._add(seen, 3041, inp, view)
+        # (The location first: most views are a body's, where neither applies.)
+        if 12902 in det and inp.location.startswith(_NO_LINE_LOCATIONS) and ("\n" in view or "\r" in view):
+            self._add(seen, 12902, inp, view)
         if 12901 in det and ("\n" in view or "\r" in view) and inp.location.startswith(_LINE_LOCATIONS):
             self._add(seen, 12901, inp, view)

@@ -127,6 +127,16 @@ _SQL_CATALOGUES = (
     "user_(?:tables|tab_columns|objects|users)|dba_\\w+|v\\$\\w+|dual\\s*(?:[;)#]|--|/\\*|\\z|\\x00)|pg_\\w+|"
     "sqlite_(?:master|schema)|rdb\\$\\w+|systables"
 )
+#: Functions that exist only in SQL engines (MySQL, PostgreSQL, SQL Server, Oracle, SQLite,
+#: DB2): no programming language an API receives code in, and no word, has these names.
+_SQL_ONLY_FUNCTIONS = (
+    "benchmark|concat_ws|group_concat|find_in_set|extractvalue|updatexml|xmltype|make_set|substring_index|"
+    "char_length|octet_length|load_file|uncompress|uncompressed_length|sqlite_compileoption_(?:used|get)|"
+    "sqlite_version|jsonb_\\w+|json_build_object|json_agg|unistr|is_srvrolemember|has_dbaccess|openrowset|"
+    "opendatasource|sp_executesql|sp_oacreate|xp_\\w+|dbms_\\w+\\.\\w+|utl_\\w+\\.\\w+|sys_context|pg_read_file|"
+    "pg_ls_dir|pg_read_binary_file|lo_import|lo_export|lo_get|lo_put|lo_from_bytea|current_setting|db_name|"
+    "schema_name|suser_s?name|host_name|inet_server_addr|pg_backend_pid"
+)
 #: Objects a stacked DDL statement creates, alters or drops.
 _SQL_OBJECTS = "(?:table|database|schema|user|login|role|procedure|proc|function|view|index|trigger|sequence)"
 _JS_SINKS = "alert|confirm|prompt"
@@ -168,6 +178,29 @@ _JAVA_DANGEROUS_CLASSES = (
     "org\\.springframework\\.(?:expression\\.spel|jndi)|groovy\\.lang\\.groovy(?:shell|classloader)|bsh\\.interpreter|"
     "com\\.mchange\\.v2\\.c3p0|com\\.alibaba\\.fastjson|com\\.thoughtworks\\.xstream|jdk\\.nashorn|"
     "java\\.io\\.objectinputstream"
+)
+
+#: The packages a polymorphic deserialiser (Jackson's default typing, fastjson's
+#: "@type", XStream's element names) is asked to load from when an attacker names a
+#: class: the Java platform's own (I/O, processes, reflection, naming, scripting, RMI,
+#: CORBA) and the libraries gadget chains are built from.
+_JAVA_TYPE_ROOTS = (
+    "java\\.(?:io|lang|net|nio|rmi|beans|util|security|sql)|javax\\.[a-z]+|com\\.sun\\.[a-z]+"
+    "|sun\\.(?:misc|reflect|rmi|net|nio|security|tools|corba|org)|jdk\\.(?:internal|nashorn|jshell|jfr)|org\\.omg"
+    "|org\\.apache\\.(?:commons|xalan|xerces|xbean|tomcat|naming|catalina|struts2?|bcel|log4j|wicket|myfaces|velocity"
+    "|shiro|ibatis)|org\\.springframework|org\\.codehaus\\.groovy|groovy\\.(?:lang|util|ui|xml|json|sql)"
+    "|clojure\\.(?:lang|core|main)|com\\.opensymphony|ognl\\.[a-z]+|bsh\\.[a-z]+|org\\.mozilla\\.javascript"
+    "|org\\.python\\.core|javassist\\.[a-z]+|com\\.alibaba\\.fastjson|com\\.thoughtworks\\.xstream|com\\.mchange"
+    "|org\\.hibernate|oracle\\.jdbc|net\\.sf\\.json"
+)
+
+#: An operand of cmd.exe's IF comparison: quoted, bracketed or a bare token.
+_CMD_OPERAND = r"(?:\"[^\"\x00]*\"|\([^)\x00]*\)|\[[^\]\x00]*\]|\{[^}\x00]*\}|[^\s\x00=()\"]+)"
+_CMD_COMPARE = r"(?:===?|\b(?:equ|neq|lss|leq|gtr|geq)\b)"
+#: What cmd.exe runs when an IF holds: a block, a silenced command, or one of its builtins.
+_CMD_BUILTINS = (
+    r"(?:[(@]|(?:if|echo|goto|set|call|exit|cd|chdir|cmd|start|del|erase|copy|move|type|dir|ren|md|mkdir|rd|pushd|popd"
+    r"|net|ping|powershell|shift|pause|title)\b)"
 )
 
 RULES: tuple[Rule, ...] = (
@@ -347,6 +380,55 @@ RULES: tuple[Rule, ...] = (
         r"['\"\x60][^\x00]*(?:--|[\s'\")]#|/\*)[\s+-]*" + END,
         "quoted value ending in an SQL comment",
     ),
+    Rule(
+        1030,
+        "sqli",
+        1,
+        C,
+        # A boolean operator then a JSON literal in quotes then one of PostgreSQL's or
+        # MySQL's JSON operators ("OR '{\"b\":2}'::jsonb <@ '{...}'", "or '[1,2]' ? '1'",
+        # "and '{...}' -> '$.a' = 1"): a comparison of two literals, which only a tautology
+        # needs; a pasted query compares a column.
+        r"\b(?:or|and|not|xor)\s+'[\[{][^'\x00]*'\s*(?:::\s*jsonb?\b|<@|@>|\?[|&]?\s*(?:'|array\b)|->>?\s*'|#>>?\s*')",
+        "JSON literal compared with a JSON operator after a boolean",
+    ),
+    Rule(
+        1031,
+        "sqli",
+        1,
+        C,
+        # Functions only SQL engines have (their names are neither words nor functions of a
+        # language an API receives code in), called: "benchmark (", "concat_ws(",
+        # "sqlite_compileoption_used (id)", "jsonb_pretty(", "utl_http.request(".
+        r"\b(?:" + _SQL_ONLY_FUNCTIONS + r")\s*\(",
+        "SQL-only function called",
+    ),
+    Rule(
+        1032,
+        "sqli",
+        1,
+        C,
+        # The system catalogue as a whole value ("information_schema", "pg_catalog",
+        # "mysql.user") or read from after FROM in any spelling; a row inserted by a
+        # statement stacked after ";" ("; insert /**/ into t (c) values"); MySQL's
+        # PROCEDURE ANALYSE.
+        START + r"[ \t]{0,8}[\x60\"\[]?(?:information_schema|pg_catalog|performance_schema|mysql\.(?:user|db)"
+        r"|sysobjects|msysaccessobjects|msysobjects|sqlite_master)[\x60\"\]]?[ \t]{0,8}" + END
+        + r"|\bfrom\s+[\x60\"\[]?information_schema\b"
+        r"|;\s*insert\s+(?:/\*[^\x00]*?\*/\s*)?into\s+[\w\x60\"\[\].]+\s*(?:\([^)\x00]*\)\s*)?(?:values|select)\b"
+        r"|;\s*truncate\b|\bprocedure\s+analyse\s*\(",
+        "system catalogue named, stacked INSERT, PROCEDURE ANALYSE",
+    ),
+    Rule(
+        1033,
+        "sqli",
+        1,
+        C,
+        # A value that is only a function's name and an opening parenthesis ("benchmark (",
+        # "rand(", "md5\("): no field's value ends so; a probe for which calls get through.
+        START + r"[ \t]{0,8}[a-z_][\w.]+[ \t]{0,8}\\?=?\([ \t]{0,8}" + END,
+        "value that is only a function name and an opening parenthesis",
+    ),
     # --------------------------------------------------------------------------- XSS 2xxx
     Rule(2001, "xss", 1, C, r"<\s*/?\s*script\b", "script element"),
     Rule(
@@ -434,6 +516,41 @@ RULES: tuple[Rule, ...] = (
     Rule(2021, "xss", 1, E, r"\bsrcdoc\s*=|\bformaction\s*=|\bxlink:href\s*=", "attribute loading code"),
     Rule(2022, "xss", 1, C, r"\b(?:" + _JS_SINKS + r")\s*\(\s*\d+\s*\)", "dialog call with a number"),
     Rule(2023, "xss", 1, C, r"'\s*-\s*(?:alert|confirm|prompt)\s*\(", "quote break arithmetic call"),
+    Rule(
+        2025,
+        "xss",
+        1,
+        C,
+        # Markup that only an evasion writes: an active tag's name split by spaces ("<f o r m",
+        # "<s c r i p t"), a script tag in a namespace ("< x: script"), an event handler or
+        # formaction attribute opened after a quote or a tag at the end of the value
+        # ('"onzoom=', "<x onend="), and a function called by a tagged template through
+        # call or apply ("[].sort.call`${alert}1`", "Reflect.apply.call``").
+        r"<\s*(?:f\s+o\s+r\s+m|d\s+i\s+a\s+l\s+o\s+g|s\s+c\s+r\s+i\s+p\s+t|i\s+f\s+r\s+a\s+m\s+e|s\s+v\s+g|i\s+m\s+g"
+        r"|o\s+b\s+j\s+e\s+c\s+t|e\s+m\s+b\s+e\s+d|b\s+o\s+d\s+y|s\s+t\s+y\s+l\s+e|d\s+e\s+t\s+a\s+i\s+l\s+s)\b"
+        r"|<\s*[a-z]*\s*:\s*(?:script|vmlframe|imagedata)\b"
+        r"|(?:[\"'\x60]|<[a-z][^\s>\x00]*)\s*(?:on[a-z]{3,40}|formaction)\s*=\s*" + END
+        + r"|\.\s*(?:/\*[^\x00]*?\*/\s*)?(?:call|apply)\s*\x60",
+        "split or namespaced tag, handler opened at the end, call by tagged template",
+    ),
+    Rule(
+        2026,
+        "xss",
+        1,
+        C,
+        # Script that reaches the browser's globals without naming a function: a global's
+        # member taken by a string ('window["alert"]', "window [/**/ 'ev'+'al']",
+        # "(document)['cookie']"), JSFuck's building blocks ("(![]+[])", "+!![]", "[+[]]"),
+        # a CSS url() to javascript:, IE's "<?import implementation", and DOM writes
+        # ("document.body.appendChild(", "document.createElement(").
+        # ("top", "parent", "frames" and "self" are words of prose and Python's "self['x']".)
+        r"\b(?:window|globalthis|document)\s*(?:/\*[^\x00]*?\*/\s*)*\[\s*(?:/\*[^\x00]*?\*/\s*)*['\"\x60]"
+        r"|\(\s*(?:window|self|top|document)\s*(?:/\*[^\x00]*?\*/\s*)*\)\s*\[\s*['\"\x60]"
+        r"|\(\s*!!?\s*\[\s*\]\s*\+\s*\[\s*\]\s*\)|\+\s*!!\s*\[\s*\]|\[\s*\+\s*\[\s*\]\s*\]|\+\s*!\s*\+\s*\[\s*\]"
+        r"|\burl\s*\(\s*['\"]?\s*(?:java|vb)script\b|<\?\s*import\s*implementation"
+        r"|\bdocument\s*\.\s*(?:body\s*\.\s*appendchild|createelement)\s*\(",
+        "browser global by string, JSFuck, url(javascript:), DOM write",
+    ),
     Rule(2024, "xss", 2, W, r"<\s*[a-z]+[\s/]", "tag opening"),
     # ------------------------------------------------------------- OS command injection 3xxx
     Rule(
@@ -584,10 +701,120 @@ RULES: tuple[Rule, ...] = (
         1,
         C,
         # cmd.exe's loop over a set, files, lines or numbers: "for /f %i in (...) do ...".
-        r"\bfor\s+(?:/[dflr]\b[^\x00%]{0,48})?%%?~?[^\s\x00%]{1,32}\s+in\s*\("
+        r"\bfor\s+(?:/[dflr]\b[^\x00%]{0,48})?(?:%%~?[^\s\x00%]{0,32}|%~?[^\s\x00%]{1,32})\s+in\s*\("
         # and its IF on a variable: 'if "%n1%" gtr "%n2%"', 'if /i %x%==y'.
         r"|\bif\s+(?:/i\s+)?(?:not\s+)?\"?%[^%\s\x00]{1,32}%\"?\s*(?:==|equ\b|neq\b|lss\b|leq\b|gtr\b|geq\b)",
         "Windows FOR loop or IF on a variable",
+    ),
+    Rule(
+        3035,
+        "cmdi",
+        1,
+        C,
+        # cmd.exe's IF with its own tests (a file exists, a variable is defined, an exit
+        # code) or a comparison of two operands, followed by what it runs: "if exist
+        # a.txt del a.txt", 'if /i "a"=="b" goto x', "if not (2 equ 2) echo". Prose that
+        # says "if not defined" goes on with words, not with a command or a block; C's
+        # "if (argc == 1) exit(1)" wraps an "==" in parentheses, which cmd.exe does not need.
+        r"\bif\s*(?:/i\s*)?(?:not\s+)?(?:(?:exist|defined)\s+(?:\"[^\"\x00]*\"|\([^)\x00]*\)|[\w%!.:\\~-]+)"
+        r"|(?:errorlevel|cmdextversion)\s+\d+"
+        r"|" + _CMD_OPERAND + r"\s*" + _CMD_COMPARE + r"\s*" + _CMD_OPERAND
+        + r"|\(\s*" + _CMD_OPERAND + r"\s+(?:equ|neq|lss|leq|gtr|geq)\s+" + _CMD_OPERAND + r"\s*\))\s+" + _CMD_BUILTINS,
+        "Windows IF test followed by a command",
+    ),
+    Rule(
+        3036,
+        "cmdi",
+        1,
+        C,
+        # Server-side JavaScript: node-serialize's and funcster's function markers (also as
+        # the start of their base64), the Function constructor, a walk to a constructor's
+        # constructor (also React Server Components' "$1:constructor:constructor"
+        # references), and the process object's ways to a module loader or native code.
+        r"_\$\$nd_func\$\$_|\b__js_function\b|" + START + r"xyqktkrfrlvoqyqk|\bnew\s+function\s*\("
+        r"|\bconstructor\s*(?:\.|\[\s*['\"]?)\s*constructor\b|\$[0-9a-z]{1,8}:(?:constructor|__proto__|module):"
+        r"|\bprocess\s*(?:\.\s*|\[\s*['\"\x60]?)(?:mainmodule|binding|dlopen)\b|\bprocess\s*\[\s*(?:req|request)\."
+        r"|\brequire\s*(?:\.\s*main\s*\.\s*constructor|\[\s*(?:req|request)\.)",
+        "server-side JavaScript execution",
+    ),
+    Rule(
+        3037,
+        "cmdi",
+        1,
+        C,
+        # A loop whose condition is a negated falsy constant, or a value that is nothing but
+        # a loop on a constant with no body: only a denial of service writes either.
+        # ("do { ... } while (true);" has more before it; "while (true) {" has a body.)
+        r"\bwhile\s*\(+\s*(?:!\s*(?:false|[-+]?0|\"\"|''|\x60\x60|null|undefined|nan)|!!\s*(?:\{\s*\}|\[\s*\]|\"\"|''|\x60\x60))\s*\)"
+        r"|" + START + r"[ \t]{0,8}while\s*\(+\s*(?:true|[-+]?infinity|[-+]?[1-9]\d*|new\s+date|this|string)\s*\)+"
+        r"\s*;?[ \t]{0,8}" + END,
+        "infinite loop on a constant",
+    ),
+    Rule(
+        3038,
+        "cmdi",
+        1,
+        C,
+        # A PHP serialised object or custom-serialised class ('O:8:"stdClass":1:{'): what
+        # unserialize() turns into an object whose magic methods run.
+        r"\b[oc]:\+?\d{1,4}:\"[a-z_\\][\w\\]{0,127}\":\d{1,6}:\{",
+        "PHP serialised object",
+    ),
+    Rule(
+        3039,
+        "cmdi",
+        1,
+        C,
+        # PHP's own evasions: a code or file function split from its parenthesis by a
+        # comment or a line break ("exec //x\r\n (", "FILE\r\n()"), an open tag with nothing
+        # after it or "php" after a space ("test<?", "<? php echo"), the XML/PHP polyglot
+        # ("<?xml :echo 1;"), a variable named by an expression ("${'_GET'}", "$ {$a}"; not
+        # a template's "$ {total}"), and a function taken from an array ("[system][0](ls)").
+        r"\b(?:" + _PHP_VAR_FUNCTIONS + r"|file|fopen|chr)\s*(?:(?:/\*[^\x00]*?\*/|(?://|#)[^\x00\n]*\n)\s*|[\r\n]+\s*)\("
+        r"|<\?\s*(?:php\s*)?" + END + r"|<\?\s+php\b|<\?xml[\s:]*:\s*[a-z_]\w*[\s(;'\"]"
+        r"|\$\s*\{\s*['\"$]"
+        r"|\[\s*['\"]?(?:system|exec|passthru|shell_exec|popen|proc_open|eval|assert)['\"]?\s*\]\s*\)?\s*"
+        r"(?:\[\s*\d+\s*\]|\{[^}\x00]*\})",
+        "PHP function split from its call, bare open tag, variable variable, function from an array",
+    ),
+    Rule(
+        3040,
+        "cmdi",
+        1,
+        C,
+        # The shell's own expansions: process substitution ("<(cat f)", ">(tee log)"), the
+        # shell named by a variable ("$SHELL -c"), an empty variable as a spacer before a
+        # command ("|$u wget"), and a value that is only a separator and a command ("; ps",
+        # "&aptitude", "\\ls"), a tilde expansion ("~+", "~-1") or a brace expansion with
+        # an empty or option element ("{,ip,a}", "{l,-lh}s").
+        r"(?:" + START + r"|[\s;|&\x60])[<>]\(\s*[a-z][\w.-]*(?:\s[^()\x00]*)?\)"
+        r"|\$\{?(?:shell|bash)\}?\s+-[a-z]*c\b|\b(?:ba|da|z|k)?sh\$\{?[a-z_]\w*\}?\s+-[a-z]*c\b"
+        r"|" + _SHELL_OPERATOR + r"\s*\$\{?[a-z_]\w*\}?\s+(?:" + _SHELL_SAFE_WORDS + r")\b"
+        r"|" + START + r"[ \t]{0,8}['\"]?(?:[;&|\x60]{1,2}|\\)[ \t]{0,8}(?:" + _SHELL_SAFE_WORDS
+        + r"|ps|env|set|who|w|pwd|top|htop|lastlog|last|aptitude|apt|apt-get|yum|dnf|netstat|df|free|reboot|halt"
+        r"|shutdown|history|printenv|groups|users|lsof|mount|visudo)['\"]?[ \t]{0,8}" + END
+        + r"|" + START + r"[ \t]{0,8}~[+-]\d{0,3}[ \t]{0,8}" + END
+        + r"|" + START + r"[a-z]{0,8}\{(?:,[\w-]*|[\w-]+,-[\w-]*|[\w-]+,)(?:,[\w-]*)*\}[a-z]{0,8}" + END,
+        "shell process substitution, variable shell, spacer, separator and command alone, tilde or brace",
+    ),
+    Rule(
+        3042,
+        "cmdi",
+        1,
+        C,
+        # PowerShell: cmdlets that fetch, run or disarm, given an argument (an option, a
+        # string, a variable, a URL, a program), Invoke-Expression's alias on an expression,
+        # WebClient downloads, the shell started with its script-running options, and a
+        # base64 payload decoded by .NET.
+        r"\b(?:invoke-(?:webrequest|restmethod|expression|command|item|wmimethod|shellcode|mimikatz)|start-process"
+        r"|start-bitstransfer|set-mppreference|add-mppreference|set-executionpolicy|get-wmiobject|get-ciminstance)"
+        r"\s+(?:-[a-z]|['\"$(]|[a-z]+://|[\w.\\/:-]+\.(?:exe|ps1|bat|cmd|dll|vbs|hta)\b)"
+        r"|\bnew-object\s+(?:-typename\s+)?(?:system\.)?net\.(?:webclient|sockets\.tcpclient)"
+        r"|\biex\s*(?:\(|\s['\"$(])|\.\s*download(?:string|file|data)\s*\("
+        r"|\bpowershell(?:\.exe)?(?:\s+-[a-z]+(?:\s+[a-z]+\b)?)*\s+-(?:e|ec|enc|encodedcommand|c|command|nop|noprofile"
+        r"|w|windowstyle|exec|executionpolicy|ep)\b"
+        r"|\[(?:system\.)?convert\]::frombase64string\s*\(",
+        "PowerShell download, execution or defence change",
     ),
     Rule(
         3026,
@@ -651,7 +878,11 @@ RULES: tuple[Rule, ...] = (
         r"/[a-z?*\[\]]{0,5}[?*\[][a-z?*\[\]]{0,5}/[a-z?*\[\]]*[?*\[][a-z?*\[\]]*"
         r"(?:[\s;|&)\x60'\"]|" + END + r")"
         # or a bracket expression inside a system file's name: "/etc/pas[s]wd", "/etc/[!q]asswd".
-        r"|/(?:etc|proc|bin|sbin|dev|sys|root|boot)/[\w.-]*\[[^\]\x00/]{1,8}\][\w.\[\]-]*",
+        r"|/(?:etc|proc|bin|sbin|dev|sys|root|boot)/[\w.-]*\[[^\]\x00/]{1,8}\][\w.\[\]-]*"
+        # or a bracket expression glued to a path's letters with a slash or a range in it,
+        # which no file name has ("/[e//]tc/[p//]asswd", "/usr/[a-z]in/bash", "/bi[n]/sh").
+        r"|/[a-z]{0,8}\[[a-z]?/+[a-z]?\][a-z]{0,8}(?:/|[\s;|&)\x60'\"]|" + END + r")"
+        r"|/[a-z]{0,8}\[[a-z]-[a-z]\][a-z]{0,8}/[a-z]|/[a-z]{1,8}\[[a-z]\]/[a-z]",
         "system path spelt with shell wildcards",
     ),
     Rule(
@@ -667,7 +898,8 @@ RULES: tuple[Rule, ...] = (
         r"/(?:etc|var|proc|dev|root|home|tmp|bin|usr|sys|boot|opt)/"
         r"|cd[ \t]+[^\x00\s;|&]+[ \t]*(?:;|&&|\|\|)[ \t]*[a-z]"
         r"|(?:time|strace|ltrace|nohup|nice|sudo|doas|exec|watch|xargs|env)[ \t;]+(?:" + _SHELL_SAFE_WORDS + r")\b)"
-        r"|\b(?:ba|da|z|k|c|tc|fi)?sh[ \t]+-[a-z]*c[ \t]+['\"]?[a-z$]|\balias[ \t]+['\"]?[\w-]+['\"]?=",
+        r"|\b(?:ba|da|z|k|c|tc|fi)?sh[ \t]+-[a-z]*c[ \t]+['\"]?[a-z$]"
+        r"|\balias(?:[ \t]+[-+][a-z+]*)*[ \t]+['\"]?[\w.-]+['\"]?=",
         "command line as a value, shell script option or alias",
     ),
     Rule(
@@ -679,6 +911,18 @@ RULES: tuple[Rule, ...] = (
         # and a Java serialised object (its magic, as base64 or hex, starting the value).
         r"\b(?:" + _JAVA_DANGEROUS_CLASSES + r")|" + START + r"[ \t]*(?:ro0ab|aced0005)",
         "Java class that executes or deserialises, or a serialised object",
+    ),
+    Rule(
+        3034,
+        "cmdi",
+        1,
+        C,
+        # A value or a name that is nothing but a class of the Java platform or of a
+        # gadget library ("java.io.FileOutputStream", "org.apache.commons.collections",
+        # "com.sun.org.apache"): what a polymorphic deserialiser loads when the request
+        # names the type. A stack trace or prose that mentions one has more around it.
+        START + r"[ \t]{0,8}(?:" + _JAVA_TYPE_ROOTS + r")(?:\.[a-z_$][\w$]*)*(?:\[\])?[ \t]{0,8}" + END,
+        "value that is only a Java platform or gadget library class name",
     ),
     # -------------------------------------------------------------- path traversal / LFI 4xxx
     Rule(
@@ -765,6 +1009,20 @@ RULES: tuple[Rule, ...] = (
         r"0x(?:2e|2f|5c)(?:\.|0x(?:2e|2f|5c))",
         "dot or slash as a hex literal",
     ),
+    Rule(
+        4010,
+        "path_traversal",
+        1,
+        C,
+        # A value that is a path into a coding assistant's or an automation tool's hidden
+        # directory, or one of their ignore files: where their API keys, MCP servers' tokens
+        # and hooks live ("/.claude/settings.json", "app/.cursor/mcp.json", ".aiignore").
+        # A sentence that names one has spaces in it.
+        START + r"[ \t]{0,8}(?:[\w.@~-]*[\\/])*(?:\.(?:claude|cursor|continue|aider|roo|zed|cline|kiro|windsurf"
+        r"|rovodev|codex|opencode|a0proj|plandex|fabric|n8n|junie|gemini|codeium|copilot|amazonq)[\\/][^\s\x00]*"
+        r"|\.(?:ai|cursor|codeium|aider|claude|gemini)ignore)[ \t]{0,8}" + END,
+        "path into a coding assistant's or automation tool's configuration",
+    ),
     # ---------------------------------------------------------------------------- RFI 5xxx
     Rule(5001, "rfi", 1, C, r"\b(?:" + _SCHEMES_RFI + r")://", "stream wrapper or non-web URL scheme"),
     Rule(5002, "rfi", 1, C, r"\bphp://(?:filter|input|stdin|fd|memory|temp)", "PHP stream wrapper"),
@@ -775,6 +1033,34 @@ RULES: tuple[Rule, ...] = (
         E,
         BOL + r"(?:https?|ftp)://[^\x00\s?#]+\.(?:txt|php\d?|phtml|sh|pl|py|jsp|asp|aspx|cgi)\?+" + EOL,
         "remote script URL with a trailing query marker",
+    ),
+    Rule(
+        5004,
+        "rfi",
+        1,
+        C,
+        # What an include of a remote file looks like besides 5003: a whole value that is a
+        # URL (or a bare scheme) ending in "?", which turns the rest of the include path into
+        # a query ("https://x.example?", "ftp?"), and a script or an FTP URL on a bare IP
+        # address ("http://203.0.113.9/x.php", "ftp://198.51.100.4").
+        START + r"[ \t]{0,8}(?:https?|ftps?|file)(?::/{1,3}[^\s\x00?]*)?\?+[ \t]{0,8}" + END
+        + r"|\b(?:https?|ftp)://(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-f:]{2,39}\])(?::\d{1,5})?/[^\s\x00?#]*"
+        r"\.(?:php\d?|phtml|txt|jsp|aspx?|cgi|pl|sh)\b|\bftps?://\d{1,3}(?:\.\d{1,3}){3}\b",
+        "URL ending in '?' as a whole value, or a script or FTP URL on an IP address",
+    ),
+    Rule(
+        6003,
+        "ssrf",
+        1,
+        C,
+        # A whole value that is an internal host name without a scheme, followed by a path
+        # or a port ("localhost/", "host.docker.internal:2375/"): a fetcher that adds
+        # "http://" reaches the machine or the cluster itself.
+        START + r"[ \t]{0,8}(?:localhost(?:\.localdomain)?|localhost[46](?:\.localdomain[46])?"
+        r"|ip(?:v)?6-(?:localhost|loopback)"
+        r"|(?:host|gateway|kubernetes)\.docker\.internal|host\.containers\.internal|metadata\.google\.internal"
+        r"|kubernetes\.default(?:\.svc(?:\.cluster\.local)?)?|localtest\.me|lvh\.me)\.?(?::\d{1,5})?/",
+        "internal host name without a scheme",
     ),
     # ---------------------------------------------------------------------------- NoSQL 7xxx
     Rule(
@@ -1035,7 +1321,10 @@ DETECTORS: tuple[Rule, ...] = (
     Rule(6001, "ssrf", 1, C, "", "URL to a loopback, private, link-local or metadata address"),
     Rule(6002, "ssrf", 2, E, "", "bare host in a non-canonical numeric encoding of an internal address"),
     Rule(7901, "nosqli", 1, C, "", "MongoDB query operator as a JSON key"),
+    Rule(3041, "cmdi", 1, C, "", "upload named as a server-side script, a web server's own file or a PHP session"),
     Rule(12901, "crlf", 2, E, "", "line break in a path, query or header value"),
+    Rule(12902, "crlf", 1, C, "", "line break in the path or in a parameter or cookie name"),
+    Rule(12005, "crlf", 1, C, "", "a framework's session cookie sent as a query or form parameter"),
     Rule(15901, "prototype_pollution", 1, C, "", "constructor.prototype key path"),
 )
 
