@@ -42,7 +42,7 @@ ANYTHING = Keep()
 class Removal:
     """What one walk removed (or, in monitor mode, would have removed)."""
 
-    __slots__ = ("apply", "hidden", "paths", "undeclared")
+    __slots__ = ("apply", "hidden", "paths", "trail", "undeclared")
 
     def __init__(self, apply: bool) -> None:
         #: Whether undeclared members are removed, or only counted (monitor, block).
@@ -51,35 +51,58 @@ class Removal:
         #: writeOnly members and ``never_return`` names: always removed.
         self.hidden = 0
         self.paths: list[str] = []
+        #: The keys and indexes from the root to the value being walked. The walk keeps this
+        #: one list instead of a path string per value: the string is only needed for a
+        #: removed member, and building it for each of them cost more than the walk itself.
+        self.trail: list[str | int] = []
 
-    def note(self, path: str, key: str) -> None:
+    def note(self, key: str) -> None:
         if len(self.paths) < MAX_PATHS:
-            self.paths.append(path + "/" + key.replace("~", "~0").replace("/", "~1"))
+            parent = "".join(["/" + str(part) for part in self.trail])
+            self.paths.append(parent + "/" + key.replace("~", "~0").replace("/", "~1"))
 
 
-def prune(value: Any, keep: Keep, names: frozenset[str], out: Removal, path: str = "", depth: int = 0) -> None:
+class NeverReturn:
+    """Property names that never leave (lower-case), matched case-insensitively, built once
+    per route: most members are ruled out by their length, without lower-casing them."""
+
+    __slots__ = ("lengths", "names")
+
+    def __init__(self, names: frozenset[str]) -> None:
+        self.names = frozenset(n.lower() for n in names)
+        self.lengths = frozenset(len(n) for n in self.names)
+
+    def has(self, key: str) -> bool:
+        # Lower-casing keeps an ASCII key's length; any other key is lower-cased and looked up.
+        if len(key) not in self.lengths and key.isascii():
+            return False
+        return key.lower() in self.names
+
+
+def prune(value: Any, keep: Keep, names: NeverReturn, out: Removal, depth: int = 0) -> None:
     """Remove from ``value`` (in place) what ``keep`` does not declare, and every member
-    named in ``names`` (lower-case) or in a ``hidden`` set, counting into ``out``."""
+    named in ``names`` or in a ``hidden`` set, counting into ``out``."""
     if depth > MAX_DEPTH:
         raise ValueError(f"a JSON response nested deeper than {MAX_DEPTH} levels is not inspected")
     if isinstance(value, dict):
-        _prune_object(value, keep, names, out, path, depth)
+        _prune_object(value, keep, names, out, depth)
     elif isinstance(value, list):
         items = keep.items
         child = items if items is not None else ANYTHING
+        trail = out.trail
         for i, item in enumerate(value):
             if isinstance(item, (dict, list)):
-                prune(item, child, names, out, f"{path}/{i}", depth + 1)
+                trail.append(i)
+                prune(item, child, names, out, depth + 1)
+                trail.pop()
 
 
-def _prune_object(
-    value: dict[str, Any], keep: Keep, names: frozenset[str], out: Removal, path: str, depth: int
-) -> None:
+def _prune_object(value: dict[str, Any], keep: Keep, names: NeverReturn, out: Removal, depth: int) -> None:
     members = keep.members
     hidden = keep.hidden
     doomed: list[str] = []
     for key, member in value.items():
-        if key.lower() in names or key in hidden:
+        if names.has(key) or key in hidden:
             doomed.append(key)
             out.hidden += 1
             continue
@@ -87,13 +110,15 @@ def _prune_object(
         if child is None:
             if keep.closed:
                 out.undeclared += 1
-                out.note(path, key)
+                out.note(key)
                 if out.apply:
                     doomed.append(key)
                     continue
             child = keep.other if keep.other is not None else ANYTHING
         if isinstance(member, (dict, list)):
-            prune(member, child, names, out, path + "/" + key, depth + 1)
+            out.trail.append(key)
+            prune(member, child, names, out, depth + 1)
+            out.trail.pop()
     for key in doomed:
         del value[key]
 

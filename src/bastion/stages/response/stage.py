@@ -25,7 +25,7 @@ import orjson
 from bastion.errors import PolicyError, problem_response
 from bastion.pipeline.stage import ResponseOutcome, ResponseStage, RouteInfo
 from bastion.stages.response.config import ResponseConfig, UniformFailures
-from bastion.stages.response.prune import Keep, Removal, prune, remove_pointer
+from bastion.stages.response.prune import Keep, NeverReturn, Removal, prune, remove_pointer
 from bastion.stages.response.schema import ResponseSchemas, is_json, response_schemas
 from bastion.stages.validation.schema import SchemaError
 from bastion.types import Block, Decision, Exchange, HeaderList, Response
@@ -55,6 +55,7 @@ class ResponseFilterStage(ResponseStage):
             else:
                 names.append(entry.lower())
         self.names = frozenset(names)
+        self._never_return = NeverReturn(self.names)
         self.pointers = tuple(pointers)
         #: The names as bytes: a body that holds none of them (and has no schema) is not parsed.
         self._needles = tuple(n.encode() for n in self.names) + tuple(p[-1].lower().encode() for p in self.pointers)
@@ -138,7 +139,7 @@ class ResponseFilterStage(ResponseStage):
             return None if keep is None else self._not_json(exchange)
         mode = self.settings.schema_
         removal = Removal(apply=mode == "filter")
-        prune(doc, keep if keep is not None else _ANY_SCHEMA, self.names, removal)
+        prune(doc, keep if keep is not None else _ANY_SCHEMA, self._never_return, removal)
         for pointer in self.pointers:
             remove_pointer(doc, pointer, removal)
         if removal.undeclared:
