@@ -100,9 +100,12 @@ def prune(value: Any, keep: Keep, names: NeverReturn, out: Removal, depth: int =
 def _prune_object(value: dict[str, Any], keep: Keep, names: NeverReturn, out: Removal, depth: int) -> None:
     members = keep.members
     hidden = keep.hidden
-    doomed: list[str] = []
+    # Most objects lose nothing: the list of members to delete is made for the first one.
+    doomed: list[str] | None = None
     for key, member in value.items():
-        if names.has(key) or key in hidden:
+        if names.has(key) or (hidden and key in hidden):
+            if doomed is None:
+                doomed = []
             doomed.append(key)
             out.hidden += 1
             continue
@@ -112,6 +115,8 @@ def _prune_object(value: dict[str, Any], keep: Keep, names: NeverReturn, out: Re
                 out.undeclared += 1
                 out.note(key)
                 if out.apply:
+                    if doomed is None:
+                        doomed = []
                     doomed.append(key)
                     continue
             child = keep.other if keep.other is not None else ANYTHING
@@ -119,8 +124,9 @@ def _prune_object(value: dict[str, Any], keep: Keep, names: NeverReturn, out: Re
             out.trail.append(key)
             prune(member, child, names, out, depth + 1)
             out.trail.pop()
-    for key in doomed:
-        del value[key]
+    if doomed is not None:
+        for key in doomed:
+            del value[key]
 
 
 def remove_pointer(value: Any, parts: tuple[str, ...], out: Removal) -> None:
