@@ -64,6 +64,10 @@ class ResponseFilterStage(ResponseStage):
         #: Shadow mode (``enforce: false``): everything is decided and recorded, nothing sent
         #: differs from what the upstream sent.
         self._enforce = config.enforce
+        # Read on every response: plain attributes, not the settings model's (whose reads go
+        # through pydantic's __getattr__ hook, ~330 instructions each).
+        self._mask_errors = config.errors == "mask"
+        self._schema_mode = config.schema_
         self.uniform = config.uniform_failures
         self._uniform_body = b"" if self.uniform is None else orjson.dumps(self.uniform.body)
         self._uniform_headers: HeaderList = [] if self.uniform is None else _uniform_headers(self.uniform)
@@ -93,8 +97,7 @@ class ResponseFilterStage(ResponseStage):
 
     def _inspect(self, exchange: Exchange, response: Response) -> Block | None:
         status = response.status
-        config = self.settings
-        if status >= 500 and config.errors == "mask":
+        if status >= 500 and self._mask_errors:
             self._mask(exchange, response)
             return None
         uniform = self.uniform
@@ -112,7 +115,7 @@ class ResponseFilterStage(ResponseStage):
                     return refused
             else:
                 keep = schemas.keep_for(status)
-        if config.schema_ == "off":
+        if self._schema_mode == "off":
             keep = None
         body = response.body
         if not body or status in _NO_BODY or exchange.request.method == "HEAD":
@@ -137,7 +140,7 @@ class ResponseFilterStage(ResponseStage):
             doc = orjson.loads(body)
         except orjson.JSONDecodeError:
             return None if keep is None else self._not_json(exchange)
-        mode = self.settings.schema_
+        mode = self._schema_mode
         removal = Removal(apply=mode == "filter")
         prune(doc, keep if keep is not None else _ANY_SCHEMA, self._never_return, removal)
         for pointer in self.pointers:
