@@ -1,6 +1,6 @@
 """Instructions per request of one Bastion worker, counted by callgrind (no timing noise).
 
-    python bench/instructions.py [--python .venv/bin/python] [--scenario none|default|apikey|inspect] [--mix]
+    python bench/instructions.py [--python .venv/bin/python] [--scenario none|default|apikey|inspect|protect] [--mix]
                                  [--hashseed N] [--gc default|freeze|off] [--requests 2000]
 
 Starts the nginx upstream of ``run.py`` and one worker (``python -m bastion.proxy.worker``,
@@ -12,7 +12,10 @@ the garbage collections it ran meanwhile.
 ``--scenario inspect`` is run.py's bastion-inspect (validation and detection, routes from
 the mix's OpenAPI document) and sends the mix; ``--scenario apikey`` is run.py's
 bastion-apikey (the catch-all route behind API-key authentication, a key made by
-``bastion keys create`` sent as a bearer token with every request). Instruction counts do not depend on the
+``bastion keys create`` sent as a bearer token with every request); ``--scenario protect`` is run.py's
+bastion-protect (response schema filtering and redaction, routes from the documents' OpenAPI
+document) and sends ``GET /orders-1k`` (``--path`` for another path, with any scenario).
+Instruction counts do not depend on the
 load of the machine, so two settings can be compared on a busy machine: ``--hashseed``
 fixes ``PYTHONHASHSEED`` (string hashes decide dict and set layouts), ``--gc freeze``
 calls ``gc.freeze()`` once the worker has started (the configuration's objects leave the
@@ -38,7 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from proxybench import mix
+from proxybench import documents, mix
 from proxybench.procs import free_port
 from proxybench.scenarios import NO_STAGES
 from proxybench.servers import bastion_config, start_upstream
@@ -79,10 +82,11 @@ def mix_request(i: int) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-def send(port: int, count: int, connections: int = 4, use_mix: bool = False, extra: bytes = b"") -> None:
-    """``count`` keep-alive requests (``GET /``, or the JSON API mix) over ``connections``
-    sockets, one at a time per socket; ``extra`` header lines go with each ``GET /``."""
-    plain = b"GET / HTTP/1.1\r\nHost: bench\r\n" + extra + b"\r\n"
+def send(port: int, count: int, connections: int = 4, use_mix: bool = False, extra: bytes = b"",
+         path: str = "/") -> None:
+    """``count`` keep-alive requests (``GET path``, or the JSON API mix) over ``connections``
+    sockets, one at a time per socket; ``extra`` header lines go with each ``GET path``."""
+    plain = f"GET {path} HTTP/1.1\r\nHost: bench\r\n".encode() + extra + b"\r\n"
     socks = [socket.create_connection(("127.0.0.1", port), timeout=60) for _ in range(connections)]
     try:
         for i in range(count):
@@ -123,9 +127,13 @@ def api_key_header(python: Path, config: dict[str, Any], path: Path, folder: Pat
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/instructions.py")
     parser.add_argument("--python", type=Path, default=ROOT / ".venv" / "bin" / "python")
-    parser.add_argument("--scenario", choices=("none", "default", "apikey", "inspect"), default="none",
-                        help="inspect: run.py's bastion-inspect (validation + detection; implies --mix)")
+    parser.add_argument("--scenario", choices=("none", "default", "apikey", "inspect", "protect"),
+                        default="none",
+                        help="inspect: run.py's bastion-inspect (validation + detection; implies --mix); "
+                             "protect: run.py's bastion-protect (response filtering + redaction; "
+                             "path /orders-1k unless --path)")
     parser.add_argument("--mix", action="store_true", help="send the JSON API mix instead of GET /")
+    parser.add_argument("--path", help="the path of every GET (default /, /orders-1k for protect)")
     parser.add_argument("--hashseed", default="0")
     parser.add_argument("--gc", choices=("default", "freeze", "off"), default="default")
     parser.add_argument("--requests", type=int, default=2000)
@@ -145,6 +153,12 @@ def main() -> int:
             openapi = folder / "openapi.json"
             openapi.write_text(json.dumps(mix.OPENAPI))
             policies = {**NO_STAGES, "detection": {"paranoia": 1}}
+        if args.scenario == "protect":
+            openapi = folder / "openapi.json"
+            openapi.write_text(json.dumps(documents.OPENAPI))
+            policies = {**NO_STAGES, "response": {"schema": "filter"},
+                        "redact": {"types": ["card", "ssn", "secrets"]}}
+        path_wanted = args.path or ("/orders-1k" if args.scenario == "protect" else "/")
         config = bastion_config(port=port, admin_port=free_port(), upstream_port=upstream.port,
                                 access_log=folder / "access.log" if args.scenario == "default" else None,
                                 policies=policies, overrides={}, openapi=openapi)
@@ -172,11 +186,11 @@ def main() -> int:
                 print((folder / "worker.log").read_text()[-2000:], file=sys.stderr)
                 return 1
             time.sleep(1)
-        send(port, args.warmup, use_mix=use_mix, extra=extra)
+        send(port, args.warmup, use_mix=use_mix, extra=extra, path=path_wanted)
         subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True, stdout=subprocess.DEVNULL)
         proc.send_signal(__import__("signal").SIGUSR2)
         time.sleep(1)
-        send(port, args.requests, use_mix=use_mix, extra=extra)
+        send(port, args.requests, use_mix=use_mix, extra=extra, path=path_wanted)
         proc.send_signal(__import__("signal").SIGUSR2)
         time.sleep(1)
         subprocess.run(["callgrind_control", "--dump", str(proc.pid)], check=True, stdout=subprocess.DEVNULL)
@@ -202,7 +216,8 @@ def main() -> int:
             shutil.copyfile(folder / "callgrind.out.1-01", args.keep)
         stats = re.findall(r"GCSTATS (\[.*\])", (folder / "worker.log").read_text())
         gcs = [b - a for a, b in zip(eval(stats[0]), eval(stats[1]), strict=True)] if len(stats) >= 2 else "?"
-        what = f"scenario={args.scenario}{' mix' if use_mix else ''} hashseed={args.hashseed} gc={args.gc}"
+        load = " mix" if use_mix else " GET " + path_wanted
+        what = f"scenario={args.scenario}{load} hashseed={args.hashseed} gc={args.gc}"
         print(f"{what}: {ir / args.requests:,.0f} "
               f"instructions per request ({args.requests} requests), "
               f"{loop_ir / args.requests:,.0f} of them on the event loop's thread; "

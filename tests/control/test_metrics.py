@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from bastion.control.metrics import SnapshotCollector
-from bastion.proxy.metrics import LATENCY_BUCKETS
+from bastion.proxy.metrics import LATENCY_BUCKETS, Metrics
 
 
 def snapshot(requests: float, connections: float, fast: int, slow: int) -> dict[str, Any]:
@@ -70,3 +71,21 @@ def test_unreadable_snapshots_are_skipped(tmp_path: Path) -> None:
     collector.retire(999)
     assert collector.totals()["counters"]["bastion_requests"] == {("books", "listBooks", "200"): 5.0}
     assert "bastion_requests_total" in exposition(collector)
+
+
+def test_a_worker_counts_each_request_into_its_code_and_the_first_bucket_not_below_its_latency() -> None:
+    """A worker's snapshot (what this collector reads) counts requests per service, route and
+    code, an unusual code included, and puts a latency in the first bucket whose bound is not
+    below it, as Prometheus's ``le`` buckets mean it: exactly on a bound counts in that bound's
+    bucket, past the last bound in +Inf; the sum is the latencies' sum."""
+    metrics = Metrics()
+    for seconds in (0.0, LATENCY_BUCKETS[0], LATENCY_BUCKETS[0] * 1.5, LATENCY_BUCKETS[-1], 99.0):
+        metrics.count_request("books", "listBooks", 200, seconds)
+    metrics.count_request("books", "listBooks", 799, 0.0)
+    snap = metrics.snapshot()
+    assert sorted((*k, v) for k, v in snap["counters"]["bastion_requests"]) == [
+        ("books", "listBooks", "200", 5.0), ("books", "listBooks", "799", 1.0)]
+    expected = [0] * (len(LATENCY_BUCKETS) + 1)
+    expected[0], expected[1], expected[-2], expected[-1] = 3, 1, 1, 1
+    assert snap["histogram"]["books"]["counts"] == expected
+    assert snap["histogram"]["books"]["sum"] == pytest.approx(LATENCY_BUCKETS[0] * 2.5 + LATENCY_BUCKETS[-1] + 99.0)

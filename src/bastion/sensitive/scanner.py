@@ -73,7 +73,10 @@ class _Hyperscan(_Candidates):
         def on_match(pattern: int, start: int, end: int, flags: int, context: object) -> None:
             found.append((pattern, start if som[pattern] else -1, end))
 
-        self._db.scan(data, match_event_handler=on_match, scratch=self._scratch)
+        # Positional (match_event_handler, flags, context, scratch): the binding parses
+        # keyword arguments by name on every call, which cost ~3,400 instructions a scan
+        # (callgrind), twice a response on a route that redacts headers and body.
+        self._db.scan(data, on_match, 0, None, self._scratch)
         return found
 
 

@@ -248,3 +248,17 @@ def test_a_body_that_should_be_json_and_is_not() -> None:
         assert ex.facts["response"] == {"not_json": True}
     outcome, ex = respond(build(None), b'{"password": ', content_type="application/json")
     assert outcome is None and "response" not in ex.facts
+
+
+def test_never_return_names_match_any_case_in_every_response() -> None:
+    """A ``never_return`` name is removed whatever the case of the member (``PassWord``), a
+    non-ASCII member whose lower-case form is longer than itself (``İD``, lower-cased to three
+    characters) still matches its name, and a member of another name and the same length
+    stays; the stage remembers the answer per member name, and the second response with the
+    same names is filtered the same way."""
+    stage = build(None, never_return=["password", "i\u0307d"])
+    for _ in range(2):
+        outcome, ex = respond(stage, {"PassWord": "p", "\u0130D": "x", "passport": "kept", "nested": [{"PASSWORD": 1}]})
+        assert outcome is None
+        assert sent(ex) == {"passport": "kept", "nested": [{}]}
+        assert ex.facts["response"] == {"hidden": 3}

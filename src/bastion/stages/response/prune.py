@@ -42,7 +42,7 @@ ANYTHING = Keep()
 class Removal:
     """What one walk removed (or, in monitor mode, would have removed)."""
 
-    __slots__ = ("apply", "hidden", "paths", "undeclared")
+    __slots__ = ("apply", "hidden", "paths", "trail", "undeclared")
 
     def __init__(self, apply: bool) -> None:
         #: Whether undeclared members are removed, or only counted (monitor, block).
@@ -51,35 +51,75 @@ class Removal:
         #: writeOnly members and ``never_return`` names: always removed.
         self.hidden = 0
         self.paths: list[str] = []
+        #: The keys and indexes from the root to the value being walked. The walk keeps this
+        #: one list instead of a path string per value: the string is only needed for a
+        #: removed member, and building it for each of them cost more than the walk itself.
+        self.trail: list[str | int] = []
 
-    def note(self, path: str, key: str) -> None:
+    def note(self, key: str) -> None:
         if len(self.paths) < MAX_PATHS:
-            self.paths.append(path + "/" + key.replace("~", "~0").replace("/", "~1"))
+            parent = "".join(["/" + str(part) for part in self.trail])
+            self.paths.append(parent + "/" + key.replace("~", "~0").replace("/", "~1"))
 
 
-def prune(value: Any, keep: Keep, names: frozenset[str], out: Removal, path: str = "", depth: int = 0) -> None:
+#: Member names remembered per route by :class:`NeverReturn` (then forgotten all at once),
+#: and the longest one remembered: bounded memory whatever the upstream sends.
+MAX_REMEMBERED = 4096
+MAX_REMEMBERED_LENGTH = 64
+
+
+class NeverReturn:
+    """Property names that never leave (lower-case), matched case-insensitively, built once
+    per route. The answer for each member name is remembered: a JSON API repeats its few
+    names in every response (orjson even hands back the same string objects), and
+    lower-casing each member of each response to look it up cost ~500 instructions a member
+    (callgrind), more than the rest of the walk."""
+
+    __slots__ = ("_known", "names")
+
+    def __init__(self, names: frozenset[str]) -> None:
+        self.names = frozenset(n.lower() for n in names)
+        self._known: dict[str, bool] = {}
+
+    def has(self, key: str) -> bool:
+        known = self._known.get(key)
+        if known is not None:
+            return known
+        found = key.lower() in self.names
+        if len(key) <= MAX_REMEMBERED_LENGTH:
+            if len(self._known) >= MAX_REMEMBERED:
+                self._known.clear()
+            self._known[key] = found
+        return found
+
+
+def prune(value: Any, keep: Keep, names: NeverReturn, out: Removal, depth: int = 0) -> None:
     """Remove from ``value`` (in place) what ``keep`` does not declare, and every member
-    named in ``names`` (lower-case) or in a ``hidden`` set, counting into ``out``."""
+    named in ``names`` or in a ``hidden`` set, counting into ``out``."""
     if depth > MAX_DEPTH:
         raise ValueError(f"a JSON response nested deeper than {MAX_DEPTH} levels is not inspected")
     if isinstance(value, dict):
-        _prune_object(value, keep, names, out, path, depth)
+        _prune_object(value, keep, names, out, depth)
     elif isinstance(value, list):
         items = keep.items
         child = items if items is not None else ANYTHING
+        trail = out.trail
         for i, item in enumerate(value):
             if isinstance(item, (dict, list)):
-                prune(item, child, names, out, f"{path}/{i}", depth + 1)
+                trail.append(i)
+                prune(item, child, names, out, depth + 1)
+                trail.pop()
 
 
-def _prune_object(
-    value: dict[str, Any], keep: Keep, names: frozenset[str], out: Removal, path: str, depth: int
-) -> None:
+def _prune_object(value: dict[str, Any], keep: Keep, names: NeverReturn, out: Removal, depth: int) -> None:
     members = keep.members
     hidden = keep.hidden
-    doomed: list[str] = []
+    # Most objects lose nothing: the list of members to delete is made for the first one.
+    doomed: list[str] | None = None
     for key, member in value.items():
-        if key.lower() in names or key in hidden:
+        if names.has(key) or (hidden and key in hidden):
+            if doomed is None:
+                doomed = []
             doomed.append(key)
             out.hidden += 1
             continue
@@ -87,15 +127,20 @@ def _prune_object(
         if child is None:
             if keep.closed:
                 out.undeclared += 1
-                out.note(path, key)
+                out.note(key)
                 if out.apply:
+                    if doomed is None:
+                        doomed = []
                     doomed.append(key)
                     continue
             child = keep.other if keep.other is not None else ANYTHING
         if isinstance(member, (dict, list)):
-            prune(member, child, names, out, path + "/" + key, depth + 1)
-    for key in doomed:
-        del value[key]
+            out.trail.append(key)
+            prune(member, child, names, out, depth + 1)
+            out.trail.pop()
+    if doomed is not None:
+        for key in doomed:
+            del value[key]
 
 
 def remove_pointer(value: Any, parts: tuple[str, ...], out: Removal) -> None:

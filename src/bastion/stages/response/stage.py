@@ -25,7 +25,7 @@ import orjson
 from bastion.errors import PolicyError, problem_response
 from bastion.pipeline.stage import ResponseOutcome, ResponseStage, RouteInfo
 from bastion.stages.response.config import ResponseConfig, UniformFailures
-from bastion.stages.response.prune import Keep, Removal, prune, remove_pointer
+from bastion.stages.response.prune import Keep, NeverReturn, Removal, prune, remove_pointer
 from bastion.stages.response.schema import ResponseSchemas, is_json, response_schemas
 from bastion.stages.validation.schema import SchemaError
 from bastion.types import Block, Decision, Exchange, HeaderList, Response
@@ -55,6 +55,7 @@ class ResponseFilterStage(ResponseStage):
             else:
                 names.append(entry.lower())
         self.names = frozenset(names)
+        self._never_return = NeverReturn(self.names)
         self.pointers = tuple(pointers)
         #: The names as bytes: a body that holds none of them (and has no schema) is not parsed.
         self._needles = tuple(n.encode() for n in self.names) + tuple(p[-1].lower().encode() for p in self.pointers)
@@ -63,6 +64,10 @@ class ResponseFilterStage(ResponseStage):
         #: Shadow mode (``enforce: false``): everything is decided and recorded, nothing sent
         #: differs from what the upstream sent.
         self._enforce = config.enforce
+        # Read on every response: plain attributes, not the settings model's (whose reads go
+        # through pydantic's __getattr__ hook, ~330 instructions each).
+        self._mask_errors = config.errors == "mask"
+        self._schema_mode = config.schema_
         self.uniform = config.uniform_failures
         self._uniform_body = b"" if self.uniform is None else orjson.dumps(self.uniform.body)
         self._uniform_headers: HeaderList = [] if self.uniform is None else _uniform_headers(self.uniform)
@@ -92,8 +97,7 @@ class ResponseFilterStage(ResponseStage):
 
     def _inspect(self, exchange: Exchange, response: Response) -> Block | None:
         status = response.status
-        config = self.settings
-        if status >= 500 and config.errors == "mask":
+        if status >= 500 and self._mask_errors:
             self._mask(exchange, response)
             return None
         uniform = self.uniform
@@ -111,7 +115,7 @@ class ResponseFilterStage(ResponseStage):
                     return refused
             else:
                 keep = schemas.keep_for(status)
-        if config.schema_ == "off":
+        if self._schema_mode == "off":
             keep = None
         body = response.body
         if not body or status in _NO_BODY or exchange.request.method == "HEAD":
@@ -136,9 +140,9 @@ class ResponseFilterStage(ResponseStage):
             doc = orjson.loads(body)
         except orjson.JSONDecodeError:
             return None if keep is None else self._not_json(exchange)
-        mode = self.settings.schema_
+        mode = self._schema_mode
         removal = Removal(apply=mode == "filter")
-        prune(doc, keep if keep is not None else _ANY_SCHEMA, self.names, removal)
+        prune(doc, keep if keep is not None else _ANY_SCHEMA, self._never_return, removal)
         for pointer in self.pointers:
             remove_pointer(doc, pointer, removal)
         if removal.undeclared:
