@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -26,10 +26,6 @@ from bastion.cli.output import err, out, print_config_error
 from bastion.cli.routes import routes
 from bastion.cli.secrets import secrets_app
 from bastion.cli.tester import register as register_tester
-
-if TYPE_CHECKING:
-    from bastion.config import ResolvedRoute
-    from bastion.pipeline.stage import Stage
 
 app = typer.Typer(
     name="bastion",
@@ -70,7 +66,7 @@ def serve(
 def check(config: ConfigOpt = Path("bastion.yaml")) -> None:
     """Validate a configuration (and its OpenAPI documents) without starting anything."""
     from bastion.asgi.config import is_embedded, load_embedded
-    from bastion.config import ConfigError, load_config
+    from bastion.config import ConfigError, effective, load_config
 
     try:
         embedded = is_embedded(config)
@@ -86,7 +82,7 @@ def check(config: ConfigOpt = Path("bastion.yaml")) -> None:
     refused = 0
     for r in loaded.routes:
         methods = ",".join(sorted(r.methods - {"HEAD"})) or "HEAD"
-        enforced = _enforced(r)
+        enforced = effective.enforced(r)
         refused += enforced.startswith("401")
         out.print(
             f"  {methods:<28} {r.path}{'*' if r.prefix else '':<2} -> {r.service}  [dim]{r.id} ({escape(enforced)})[/]"
@@ -101,27 +97,6 @@ def check(config: ConfigOpt = Path("bastion.yaml")) -> None:
             "backend authenticates requests itself, or they are marked public (`security: []` on the OpenAPI "
             "operation, `public: true` on a hand-written route)."
         )
-
-
-def _enforced(route: ResolvedRoute) -> str:
-    """What the gateway really does on a route: its authentication, then the stages that run."""
-    from bastion.stages.auth import AuthStage, auth_stage
-
-    auth = auth_stage(route.built)
-    if auth is not None and auth.refusal is not None:
-        return f"{auth.summary}; never forwarded"  # no other stage ever runs
-    stages = ",".join(_stage_label(s) for s in route.built if not isinstance(s, AuthStage)) or "-"
-    who = "public" if auth is None else auth.summary
-    return f"{who}; stages: {stages}"
-
-
-def _stage_label(stage: Stage) -> str:
-    """A stage's name, with what the access stage checks on the route beyond its override guard."""
-    from bastion.stages.access import AccessStage
-
-    if isinstance(stage, AccessStage) and stage.summary != "override guard":
-        return f"access({stage.summary})"
-    return stage.name
 
 
 @app.command()

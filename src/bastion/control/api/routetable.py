@@ -9,6 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from bastion.config.effective import who_may_call
 from bastion.config.loader import ResolvedRoute
 from bastion.control.accounts.roles import Role
 from bastion.control.api import Endpoint
@@ -38,22 +39,11 @@ ROUTE = {
 }
 
 
-def _auth(route: ResolvedRoute) -> str:
-    from bastion.stages.auth import auth_stage
-
-    auth = auth_stage(route.built)
-    if auth is None:
-        return "public"
-    if auth.refusal is not None:
-        return f"{auth.summary}; never forwarded"
-    return auth.summary
-
-
 def view(route: ResolvedRoute, *, builtin: bool = False) -> dict[str, Any]:
     return {
         "id": route.id, "service": route.service, "methods": sorted(route.methods - {"HEAD"}) or ["HEAD"],
         "path": route.path, "prefix": route.prefix, "host": route.host, "operation_id": route.operation_id,
-        "public": route.public, "auth": "built-in" if builtin else _auth(route),
+        "public": route.public, "auth": "built-in" if builtin else who_may_call(route),
         "stages": [stage.name for stage in route.built],
         "policies": {spec.name: masked(config.model_dump(mode="json")) for spec, config in route.stages},
         "max_body_bytes": route.max_body_bytes, "origin": route.origin, "builtin": builtin,

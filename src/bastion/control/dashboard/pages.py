@@ -256,12 +256,12 @@ class Pages:
     # -- routes --------------------------------------------------------------------------------
     async def routes(self, request: Request) -> Response:
         # What `bastion check` prints for each route: its authentication and the stages that run.
-        from bastion.cli.app import _enforced
+        from bastion.config.effective import enforced
 
         loaded = self.ctx.config
         rows = [{"methods": ", ".join(sorted(r.methods - {"HEAD"})) or "HEAD",
                  "path": r.path + ("*" if r.prefix else ""), "service": r.service, "id": r.id,
-                 "policy": _enforced(r), "origin": r.origin}
+                 "policy": enforced(r), "origin": r.origin}
                 for r in loaded.routes]
         builtin = [{"methods": ", ".join(sorted(r.methods - {"HEAD"})), "path": r.path, "id": r.id}
                    for r in loaded.builtin_routes]
