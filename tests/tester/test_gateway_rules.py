@@ -60,7 +60,8 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         config(services=service(policies={"headers": {"enforce": False}})),
         config(services=service(policies={"headers": {"enforce": True}})),
     ),
-    ("BAST-GW-006", config(admin={"host": "0.0.0.0"}), config(admin={"host": "::1"})),
+    # Off loopback the admin listener must have TLS (a config error otherwise): the finding remains.
+    ("BAST-GW-006", config(admin={"host": "0.0.0.0", "tls": TLS}), config(admin={"host": "::1", "tls": TLS})),
     ("BAST-GW-007", config(listen={"host": "0.0.0.0"}), config(listen={"host": "0.0.0.0", "tls": TLS})),
     ("BAST-GW-008", config(listen={"tls": {**TLS, "hsts": {"enabled": False}}}), config(listen={"tls": TLS})),
     (

@@ -187,12 +187,14 @@ PUBLIC_ADMIN = RuleInfo(
     title="Admin API on a non-loopback address",
     category="API8:2023",
     cwe=668,
-    severity=Severity.HIGH,
+    severity=Severity.MEDIUM,
     scope="config",
-    checks="`admin.host` is not a loopback address: the admin API (reload, metrics) is served without TLS or "
-    "authentication to whoever can reach that interface.",
-    fix="Set `admin.host: 127.0.0.1` and reach it through SSH or a private sidecar; if another host must scrape "
-    "metrics, bind a private interface and firewall it.",
+    checks="`admin.host` is not a loopback address: the control plane (admin API, dashboard, portal, and the "
+    "unauthenticated health and metrics endpoints) is reachable from that interface. Bastion only allows it "
+    "with `admin.tls` and an admin user, but every admin password and token is then one guess away from the "
+    "network.",
+    fix="Set `admin.host: 127.0.0.1` and reach it through SSH or a private sidecar; if another host must reach it, "
+    "bind a private interface, firewall it, and set `admin.public_metrics: false` if the metrics need not be open.",
 )
 
 
