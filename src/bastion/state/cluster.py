@@ -22,7 +22,8 @@ Only the URL's syntax and the redirections' parsing live here (no I/O).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import unquote
+
+from bastion.state.multihost import parse_multi_host
 
 SCHEME = "redis+cluster"
 DEFAULT_PORT = 6379
@@ -38,28 +39,11 @@ class ClusterURL:
 def parse_cluster_url(url: str) -> ClusterURL:
     """The parts of a ``redis+cluster://`` URL; ``ValueError`` saying what is wrong (without
     the password)."""
-    scheme, sep, rest = url.partition("://")
-    if scheme != SCHEME or not sep:
-        raise ValueError(f"expected a {SCHEME}:// URL")
-    netloc, _, path = rest.partition("/")
-    username: str | None = None
-    password: str | None = None
-    if "@" in netloc:
-        credentials, _, netloc = netloc.rpartition("@")
-        user, has_password, secret = credentials.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if has_password else None
-    seeds: list[tuple[str, int]] = []
-    for item in netloc.split(","):
-        host, _, port = item.strip().rpartition(":") if ":" in item else (item.strip(), "", "")
-        if not host:
-            raise ValueError("each seed node needs a host (host:port, separated by commas)")
-        if port and not (port.isdigit() and 0 < int(port) < 65536):
-            raise ValueError(f"the node {item.strip()!r} has an invalid port")
-        seeds.append((host.strip("[]"), int(port) if port else DEFAULT_PORT))
+    parts = parse_multi_host(url, SCHEME, DEFAULT_PORT, each="each seed node", node="the node")
+    path = parts.path
     if path.strip("/") not in ("", "0"):
         raise ValueError(f"Redis Cluster has only database 0, got {'/' + path.strip('/')!r}")
-    return ClusterURL(tuple(seeds), username, password)
+    return ClusterURL(parts.hosts, parts.username, parts.password)
 
 
 def hash_tagged(prefix: str) -> str:

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from bastion.state.multihost import parse_multi_host
+
 SCHEME = "redis+sentinel"
 DEFAULT_PORT = 26379
 
@@ -30,31 +32,15 @@ class SentinelURL:
 def parse_sentinel_url(url: str) -> SentinelURL:
     """The parts of a ``redis+sentinel://`` URL; ``ValueError`` saying what is wrong (without
     the password)."""
-    scheme, sep, rest = url.partition("://")
-    if scheme != SCHEME or not sep:
-        raise ValueError(f"expected a {SCHEME}:// URL")
-    netloc, _, path = rest.partition("/")
-    username: str | None = None
-    password: str | None = None
-    if "@" in netloc:
-        credentials, _, netloc = netloc.rpartition("@")
-        user, has_password, secret = credentials.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if has_password else None
-    sentinels: list[tuple[str, int]] = []
-    for item in netloc.split(","):
-        host, _, port = item.strip().rpartition(":") if ":" in item else (item.strip(), "", "")
-        if not host:
-            raise ValueError("each Sentinel needs a host (host:port, separated by commas)")
-        if port and not (port.isdigit() and 0 < int(port) < 65536):
-            raise ValueError(f"the Sentinel {item.strip()!r} has an invalid port")
-        sentinels.append((host.strip("[]"), int(port) if port else DEFAULT_PORT))
+    url_parts = parse_multi_host(url, SCHEME, DEFAULT_PORT, each="each Sentinel", node="the Sentinel")
+    path = url_parts.path
     parts = [p for p in path.split("/") if p]
     if not parts or len(parts) > 2:
         raise ValueError("the path must be /mastername or /mastername/db (the name Sentinel monitors the master by)")
     if len(parts) == 2 and not parts[1].isdigit():
         raise ValueError(f"the database must be a number, got {parts[1]!r}")
-    return SentinelURL(tuple(sentinels), unquote(parts[0]), int(parts[1]) if len(parts) == 2 else 0, username, password)
+    return SentinelURL(url_parts.hosts, unquote(parts[0]), int(parts[1]) if len(parts) == 2 else 0,
+                       url_parts.username, url_parts.password)
 
 
 __all__ = ["DEFAULT_PORT", "SCHEME", "SentinelURL", "parse_sentinel_url"]
