@@ -1,6 +1,10 @@
 """A real Redis Cluster for the tests: three ``redis-server --cluster-enabled yes`` masters on
 free loopback ports (client and bus ports both chosen free), joined by
-``redis-cli --cluster create``; stopped by PID."""
+``redis-cli --cluster create``; stopped by PID.
+
+A free port can be taken by someone else between the choice and the server's bind, so a
+node that exits at start is started again on new ports (three tries); each node logs to a
+file in its folder, and a failure quotes the end of those logs."""
 
 from __future__ import annotations
 
@@ -31,15 +35,13 @@ class RedisCluster:
 
     def start(self) -> RedisCluster:
         assert REDIS_SERVER is not None and REDIS_CLI is not None
-        for port in self.ports:
-            node = self.folder / f"node-{port}"
-            node.mkdir()
-            self.procs.append(subprocess.Popen(
-                [REDIS_SERVER, "--port", str(port), "--cluster-port", str(free_port()), "--bind", "127.0.0.1",
-                 "--cluster-enabled", "yes", "--cluster-config-file", str(node / "nodes.conf"), "--dir", str(node),
-                 "--save", "", "--appendonly", "no"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            ))
+        for attempt in range(3):
+            if self._start_nodes(attempt):
+                break
+            self.stop()
+            self.ports = [free_port() for _ in range(3)]
+        else:
+            raise RuntimeError(f"Redis Cluster: a node exited at start three times; logs: {self._logs()}")
         self._wait(lambda: all(self._answers(p) for p in self.ports), "the nodes to answer")
         made = subprocess.run(
             [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports), "--cluster-replicas", "0",
@@ -52,6 +54,38 @@ class RedisCluster:
         self._wait(lambda: all(self._ok(p) for p in self.ports), "cluster_state:ok on every node")
         return self
 
+    def _start_nodes(self, attempt: int) -> bool:
+        """Start the three nodes; False when one of them exits within its first moments."""
+        assert REDIS_SERVER is not None
+        bus_ports = set()
+        while len(bus_ports) < 3:
+            port = free_port()
+            if port not in self.ports:
+                bus_ports.add(port)
+        for port, bus in zip(self.ports, sorted(bus_ports), strict=True):
+            node = self.folder / f"try{attempt}-node-{port}"
+            node.mkdir()
+            self.procs.append(subprocess.Popen(
+                [REDIS_SERVER, "--port", str(port), "--cluster-port", str(bus), "--bind", "127.0.0.1",
+                 "--cluster-enabled", "yes", "--cluster-config-file", str(node / "nodes.conf"), "--dir", str(node),
+                 "--logfile", str(node / "redis.log"), "--save", "", "--appendonly", "no"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if any(proc.poll() is not None for proc in self.procs):
+                return False
+            if all(self._answers(p) for p in self.ports):
+                return True
+            time.sleep(0.05)
+        return True  # slow, not dead: _wait below gives it more time, then quotes the logs
+
+    def _logs(self) -> str:
+        tails = []
+        for log in sorted(self.folder.glob("*/redis.log")):
+            tails.append(f"{log.parent.name}: {log.read_text(errors='replace')[-300:]!r}")
+        return "; ".join(tails) or "(no log written)"
+
     def _answers(self, port: int) -> bool:
         try:
             return bool(self.node(port).ping())
@@ -62,16 +96,16 @@ class RedisCluster:
         return bool(self.node(port).cluster("info")["cluster_state"] == "ok")
 
     def _wait(self, ready: object, what: str) -> None:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if ready():  # type: ignore[operator]
                 return
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"Redis Cluster: timed out waiting for {what}")
+        raise RuntimeError(f"Redis Cluster: timed out waiting for {what}; logs: {self._logs()}")
 
     def node(self, port: int) -> redis.Redis:
-        return redis.Redis(port=port, socket_timeout=2)
+        return redis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
 
     def owner_of(self, key: str) -> int:
         """The port of the master holding ``key``'s slot."""
