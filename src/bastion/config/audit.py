@@ -51,7 +51,7 @@ FACILITIES: dict[str, int] = {
     "cron": 9, "authpriv": 10, "ftp": 11, "ntp": 12, "security": 13, "console": 14, "solaris-cron": 15,
     "local0": 16, "local1": 17, "local2": 18, "local3": 19, "local4": 20, "local5": 21, "local6": 22, "local7": 23,
 }
-_ADDRESS = re.compile(r"^(udp|tcp)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
+_ADDRESS = re.compile(r"^(udp|tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
 
 
 class SyslogSettings(_Strict):
@@ -61,8 +61,17 @@ class SyslogSettings(_Strict):
     address: str = Field(
         description=(
             "The receiver: `udp://host:port` (RFC 5426, a datagram a record) or `tcp://host:port` "
-            "(RFC 6587, octet-counted frames), such as `udp://127.0.0.1:514`; an IPv6 host in brackets."
+            "(RFC 6587, octet-counted frames) or `tls://host:port` (RFC 5425: octet-counted frames over TLS, "
+            "the receiver's certificate verified against `ca_file` and its host name), such as "
+            "`udp://127.0.0.1:514` or `tls://logs.example.com:6514`; an IPv6 host in brackets."
         )
+    )
+    ca_file: Path | None = Field(
+        None,
+        description=(
+            "With `tls://`: the PEM file of the CA(s) the receiver's certificate must chain to "
+            "(relative to the config file's folder; default: the system's trusted CAs)."
+        ),
     )
     facility: str = Field("local0", description="The RFC 5424 facility, by name: `local0` to `local7`, `auth`...")
     app_name: str = Field("bastion", min_length=1, max_length=48, description="The messages' APP-NAME.")
@@ -75,8 +84,16 @@ class SyslogSettings(_Strict):
     def _address(cls, value: str) -> str:
         match = _ADDRESS.match(value)
         if match is None or not 0 < int(match.group(3)) < 65536:
-            raise ValueError(f"a syslog address is udp://host:port or tcp://host:port, got {value!r}")
+            raise ValueError(
+                f"a syslog address is udp://host:port, tcp://host:port or tls://host:port, got {value!r}"
+            )
         return value
+
+    @model_validator(mode="after")
+    def _ca_file_with_tls(self) -> SyslogSettings:
+        if self.ca_file is not None and not self.address.startswith("tls://"):
+            raise ValueError(f"ca_file is for a tls:// receiver, and the address is {self.address!r}")
+        return self
 
     @field_validator("facility")
     @classmethod
@@ -86,7 +103,7 @@ class SyslogSettings(_Strict):
         return value
 
     def parts(self) -> tuple[str, str, int]:
-        """The transport (``udp`` or ``tcp``), the host (without brackets) and the port."""
+        """The transport (``udp``, ``tcp`` or ``tls``), the host (without brackets) and the port."""
         match = _ADDRESS.match(self.address)
         if match is None:  # the validator refused it already
             raise ValueError(f"not a syslog address: {self.address!r}")

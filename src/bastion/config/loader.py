@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from bastion.config.audit import SyslogSettings
 from bastion.config.errors import ConfigError, ConfigIssue
 from bastion.config.model import (
     BODY_METHODS,
@@ -381,12 +382,19 @@ def _resolve_files(config: GatewayConfig, base: Path) -> GatewayConfig:
         update={
             "output": audit.output if audit.output in (None, "-") else str(resolve_path(base, Path(audit.output))),
             "spool_dir": resolve_path(base, audit.spool_dir).resolve(),
+            "syslog": _resolve_syslog(audit.syslog, base),
         }
     )
     return config.model_copy(
         update={"listen": listen, "services": services, "access_log": log, "store": store, "audit": audit,
                 "admin": admin}
     )
+
+
+def _resolve_syslog(syslog: SyslogSettings | None, base: Path) -> SyslogSettings | None:
+    if syslog is None or syslog.ca_file is None:
+        return syslog
+    return syslog.model_copy(update={"ca_file": resolve_path(base, syslog.ca_file)})
 
 
 #: The store's files beside the configuration, unless it names others.
@@ -472,6 +480,8 @@ def _check_files(config: GatewayConfig, src: Source, issues: list[ConfigIssue]) 
         t = svc.upstream.tls
         base: FieldPath = ("services", i, "upstream", "tls")
         wanted += [((*base, "ca"), t.ca), ((*base, "cert"), t.cert), ((*base, "key"), t.key)]
+    if config.audit.syslog is not None:
+        wanted.append((("audit", "syslog", "ca_file"), config.audit.syslog.ca_file))
     for field_path, file in wanted:
         if file is None:
             continue
