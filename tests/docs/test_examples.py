@@ -54,6 +54,7 @@ EXAMPLE_ENV = {
     "BILLING_API_KEY": "k",
     "BILLING_PASSWORD": "p",
     "ALERT_WEBHOOK_SECRET": "example-secret",
+    "SMTP_PASSWORD": "example-password",
 }
 
 

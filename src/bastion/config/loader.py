@@ -385,9 +385,13 @@ def _resolve_files(config: GatewayConfig, base: Path) -> GatewayConfig:
             "syslog": _resolve_syslog(audit.syslog, base),
         }
     )
+    detectors = config.detectors
+    if detectors.email is not None and detectors.email.ca_file is not None:
+        email = detectors.email.model_copy(update={"ca_file": resolve_path(base, detectors.email.ca_file)})
+        detectors = detectors.model_copy(update={"email": email})
     return config.model_copy(
         update={"listen": listen, "services": services, "access_log": log, "store": store, "audit": audit,
-                "admin": admin}
+                "admin": admin, "detectors": detectors}
     )
 
 
@@ -482,6 +486,8 @@ def _check_files(config: GatewayConfig, src: Source, issues: list[ConfigIssue]) 
         wanted += [((*base, "ca"), t.ca), ((*base, "cert"), t.cert), ((*base, "key"), t.key)]
     if config.audit.syslog is not None:
         wanted.append((("audit", "syslog", "ca_file"), config.audit.syslog.ca_file))
+    if config.detectors.email is not None:
+        wanted.append((("detectors", "email", "ca_file"), config.detectors.email.ca_file))
     for field_path, file in wanted:
         if file is None:
             continue

@@ -24,6 +24,7 @@ from bastion.config.detectors import DetectorsSettings
 from bastion.detect.alerts import Alert, AlertDelivery, new_alert_id
 from bastion.detect.baseline import Baseline
 from bastion.detect.history import save_alert
+from bastion.detect.mail import Mailer
 from bastion.proxy.metrics import METRICS, Metrics
 from bastion.services import Services
 from bastion.stages.blocklist import block_key
@@ -74,7 +75,8 @@ class Detectors:
         self._metrics = metrics
         self._queue: deque[ExchangeRecord] = deque()
         self._capacity = settings.queue_size
-        self.delivery = AlertDelivery(settings.webhooks, None, metrics)
+        mailer = Mailer(settings.email) if settings.email is not None else None
+        self.delivery = AlertDelivery(settings.webhooks, None, metrics, mailer=mailer)
         self._task: asyncio.Task[None] | None = None
         self._saving: set[asyncio.Task[None]] = set()
         self.use(services)
