@@ -39,7 +39,8 @@ def test_an_audit_log_that_writes_nowhere_is_refused(tmp_path: Path) -> None:
           store: false
         """)
     (error,) = errors_of(path)
-    assert error.startswith(f"{path}:2: audit:") and "writes nowhere: set output or syslog, or store: true" in error
+    assert error.startswith(f"{path}:2: audit:")
+    assert "writes nowhere: set output, syslog or otel, or store: true" in error
 
 
 def test_a_bad_retention_age_is_named(tmp_path: Path) -> None:

@@ -55,6 +55,7 @@ EXAMPLE_ENV = {
     "BILLING_PASSWORD": "p",
     "ALERT_WEBHOOK_SECRET": "example-secret",
     "SMTP_PASSWORD": "example-password",
+    "OTEL_TOKEN": "Bearer example-token",
 }
 
 

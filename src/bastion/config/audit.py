@@ -110,6 +110,56 @@ class SyslogSettings(_Strict):
         return match.group(1), match.group(2).strip("[]"), int(match.group(3))
 
 
+class OtelSettings(_Strict):
+    """OpenTelemetry: a span per request (trace ID, span and parent, HTTP semantic conventions
+    and Bastion's decision), exported over OTLP/HTTP with its JSON encoding."""
+
+    endpoint: str = Field(
+        description=(
+            "The collector's OTLP/HTTP traces URL, such as `http://127.0.0.1:4318/v1/traces` "
+            "(an OpenTelemetry Collector, Jaeger, Tempo...)."
+        )
+    )
+    service_name: str = Field(
+        "bastion", min_length=1, max_length=255, description="The spans' `service.name` resource attribute."
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Headers of each export request, such as a collector's credentials: "
+            "`{authorization: '${OTEL_TOKEN}'}`."
+        ),
+    )
+    queue_size: int = Field(
+        10_000,
+        ge=100,
+        le=1_000_000,
+        description=(
+            "Spans waiting for export, per worker. A request never waits: beyond this, spans are "
+            "dropped and counted in `bastion_otel_dropped_total`."
+        ),
+    )
+    batch_size: int = Field(512, ge=1, le=10_000, description="Most spans one export request carries.")
+    flush_interval: float = Field(
+        1.0, gt=0, le=30, description="Seconds between exports (sooner when a batch is full)."
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"an OTLP/HTTP endpoint starts with http:// or https://, got {value!r}")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name) or "\r" in text or "\n" in text:
+                raise ValueError(f"{name!r} is not a valid header (name: a token; value: one line)")
+        return value
+
+
 class AuditSettings(_Strict):
     """The audit log: one record per request (who, what, the decision and why), written off
     the request path through a bounded queue, in batches, to JSON lines and the store."""
@@ -167,11 +217,23 @@ class AuditSettings(_Strict):
         ),
     )
 
+    otel: OtelSettings | None = Field(
+        None,
+        description=(
+            "Also export a span per request to an OpenTelemetry collector (OTLP/HTTP, JSON), continuing the "
+            "client's W3C `traceparent` and sending the gateway's span upstream (the `tracing` stage)."
+        ),
+    )
+
     @model_validator(mode="after")
     def _writes_somewhere(self) -> AuditSettings:
-        if self.enabled and not self.store and self.output is None and self.syslog is None:
-            raise ValueError("the audit log is enabled but writes nowhere: set output or syslog, or store: true")
+        if self.enabled and not self.store and self.output is None and self.syslog is None and self.otel is None:
+            raise ValueError(
+                "the audit log is enabled but writes nowhere: set output, syslog or otel, or store: true"
+            )
+        if self.otel is not None and not self.enabled:
+            raise ValueError("otel exports the audit log's requests as spans: it needs enabled: true")
         return self
 
 
-__all__ = ["FACILITIES", "AuditRetention", "AuditSettings", "SyslogSettings"]
+__all__ = ["FACILITIES", "AuditRetention", "AuditSettings", "OtelSettings", "SyslogSettings"]

@@ -129,7 +129,8 @@ def load_parsed(src: Source, path: Path) -> LoadedConfig:
         spath: FieldPath = ("services", si)
         _check_policy_names(svc.policies, src, (*spath, "policies"), issues)
         svc_layers = (
-            _blocklist_layers(config, src)
+            _tracing_layers(config, src)
+            + _blocklist_layers(config, src)
             + _plan_layers(config, src)
             + _layers(config.policies, src, ("policies",))
             + _layers(svc.policies, src, (*spath, "policies"))
@@ -565,6 +566,13 @@ def _lent_layer(
     if not isinstance(value, dict):
         raise ConfigError([src.issue(path, "expected a mapping of stage settings (or a list)")])
     return [(target, PolicyLayer(value, src, path))]
+
+
+def _tracing_layers(config: GatewayConfig, src: Source) -> list[tuple[str, PolicyLayer]]:
+    """The ``tracing`` stage on every route once ``audit.otel`` exports spans: each request's
+    span continues its client's trace, and the upstream's continue the gateway's."""
+    audit = config.audit
+    return [("tracing", PolicyLayer({}, src, ()))] if audit.enabled and audit.otel is not None else []
 
 
 def _blocklist_layers(config: GatewayConfig, src: Source) -> list[tuple[str, PolicyLayer]]:

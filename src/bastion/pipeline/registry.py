@@ -1,6 +1,6 @@
 """The one ordered list of stages, and the order in which their hooks really run.
 
-    ORDER: cors -> blocklist -> auth -> access -> concurrency -> ratelimit -> validation -> graphql
+    ORDER: tracing -> cors -> blocklist -> auth -> access -> concurrency -> ratelimit -> validation -> graphql
            -> detection -> headers -> redact -> response -> login -> phantom
 
 On the way in, top to bottom: every head hook (``on_request_head``) first, before any of
@@ -10,8 +10,9 @@ needs it), then every body hook (``on_response_chunk``) on each piece of the bod
 goes to the client; the exchange's record goes to the record sinks (metrics, the access
 log) last, once the answer is out. With today's stages:
 
-    request side:   cors (a preflight answered, at the head) -> blocklist (a blocked client IP,
-                    at the head; a blocked consumer or credential, once signed in) -> auth (from
+    request side:   tracing (the trace context, at the head) -> cors (a preflight answered,
+                    at the head) -> blocklist (a blocked client IP, at the head; a blocked
+                    consumer or credential, once signed in) -> auth (from
                     the route, at the head) -> access (head, then body) -> concurrency (head)
                     -> ratelimit (head; limits keyed on a body member, body) -> validation ->
                     graphql (a GraphQL route's documents parsed and limited) -> detection ->
@@ -33,7 +34,8 @@ runs first (filter, then headers, then the record). A new stage goes where its
 dependencies put it (a rate limit per consumer after ``auth``; after ``access`` too, so a
 request that may not be made at all spends no budget; ``cors`` before ``auth``, since a
 preflight carries no credentials; ``blocklist`` right after it, so a blocked client costs
-no key lookup or token check; ``graphql`` after ``validation``, which proved the body is
+no key lookup or token check; ``tracing`` first of all, so that a request any stage refuses
+is still a span of its client's trace; ``graphql`` after ``validation``, which proved the body is
 the JSON the route declares, and before ``detection``, which need not inspect a document
 that is refused anyway; ``login`` last on the way in, so that only a try the upstream will
 answer is counted against its account, and below ``response``, so that it settles the try
@@ -59,10 +61,12 @@ from bastion.stages import (
     ratelimit,
     redact,
     response,
+    tracing,
     validation,
 )
 
 ORDER: tuple[StageSpec, ...] = (
+    tracing.SPEC,
     cors.SPEC,
     blocklist.SPEC,
     auth.SPEC,
