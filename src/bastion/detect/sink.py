@@ -107,6 +107,19 @@ class Detectors:
         #: Where alerts are kept (``None``: no history).
         self._services: Services | None = services if settings.history and services.store_settings else None
 
+    def audit_loss(self, lost: int) -> None:
+        """Raise an alert for ``lost`` audit records dropped (the audit queue was full): one per
+        instance and minute, however many batches lost records meanwhile. Called on the loop
+        (the audit writer thread hands it over with ``call_soon_threadsafe``)."""
+        instance = self._instance
+        task = asyncio.get_running_loop().create_task(self._incident(
+            "audit_loss", f"audit:{instance}", {"instance": instance}, lost, time.time(), 60.0, "high", "alert",
+            f"{lost} audit record(s) dropped on instance {instance}: the audit queue was full "
+            "(bastion_audit_dropped_total)",
+        ))
+        self._saving.add(task)
+        task.add_done_callback(self._saving.discard)
+
     # -- the worker's start and stop ----------------------------------------------------------
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="bastion-detectors")

@@ -173,6 +173,8 @@ class Worker:
         if self.server is not None:
             await self.server.drain(grace=self.loaded.config.listen.timeouts.drain)
         if self.detectors is not None:  # before the services close: it counts in their state backend
+            if self.audit is not None:  # the last losses are logged and counted, not alerted
+                self.audit.on_loss = None
             detectors, self.detectors = self.detectors, None
             await detectors.close()
         if self.otel is not None:  # before the services close: it exports with their HTTP client
@@ -185,10 +187,17 @@ class Worker:
         METRICS.stop()
 
     def _start_detectors(self, loaded: LoadedConfig, services: Services) -> Detectors:
-        """The detectors' sink, its task started on this loop."""
-        self.detectors = Detectors(loaded.config.detectors, services)
-        self.detectors.start()
-        return self.detectors
+        """The detectors' sink, its task started on this loop (and told of audit records lost)."""
+        detectors = self.detectors = Detectors(loaded.config.detectors, services)
+        detectors.start()
+        if self.audit is not None:
+            loop = asyncio.get_running_loop()
+
+            def lost(count: int) -> None:
+                loop.call_soon_threadsafe(detectors.audit_loss, count)
+
+            self.audit.on_loss = lost
+        return detectors
 
     def _start_otel(self, loaded: LoadedConfig, services: Services) -> OtelExporter:
         """The OpenTelemetry exporter's sink, its task started on this loop."""
