@@ -1,6 +1,7 @@
 """Instructions per request of one Bastion worker, counted by callgrind (no timing noise).
 
-    python bench/instructions.py [--python .venv/bin/python] [--scenario none|default|apikey|inspect|protect] [--mix]
+    python bench/instructions.py [--python .venv/bin/python]
+                                 [--scenario none|default|apikey|inspect|protect|audit|monitor] [--mix]
                                  [--hashseed N] [--gc default|freeze|off] [--requests 2000]
 
 Starts the nginx upstream of ``run.py`` and one worker (``python -m bastion.proxy.worker``,
@@ -15,6 +16,9 @@ bastion-apikey (the catch-all route behind API-key authentication, a key made by
 ``bastion keys create`` sent as a bearer token with every request); ``--scenario protect`` is run.py's
 bastion-protect (response schema filtering and redaction, routes from the documents' OpenAPI
 document) and sends ``GET /orders-1k`` (``--path`` for another path, with any scenario).
+``--scenario audit`` is ``none`` with the audit log on (to the store, SQLite); ``--scenario
+monitor`` adds the threat detectors: the issue's "audit log + metrics + detectors" (metrics
+are always on), compared with ``none``.
 Instruction counts do not depend on the
 load of the machine, so two settings can be compared on a busy machine: ``--hashseed``
 fixes ``PYTHONHASHSEED`` (string hashes decide dict and set layouts), ``--gc freeze``
@@ -127,7 +131,7 @@ def api_key_header(python: Path, config: dict[str, Any], path: Path, folder: Pat
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/instructions.py")
     parser.add_argument("--python", type=Path, default=ROOT / ".venv" / "bin" / "python")
-    parser.add_argument("--scenario", choices=("none", "default", "apikey", "inspect", "protect"),
+    parser.add_argument("--scenario", choices=("none", "default", "apikey", "inspect", "protect", "audit", "monitor"),
                         default="none",
                         help="inspect: run.py's bastion-inspect (validation + detection; implies --mix); "
                              "protect: run.py's bastion-protect (response filtering + redaction; "
@@ -148,7 +152,14 @@ def main() -> int:
         port = free_port()
         use_mix = args.mix or args.scenario == "inspect"
         openapi = None
-        policies: dict[str, object] | None = dict(NO_STAGES) if args.scenario in ("none", "apikey") else None
+        policies: dict[str, object] | None = (
+            dict(NO_STAGES) if args.scenario in ("none", "apikey", "audit", "monitor") else None
+        )
+        overrides: dict[str, object] = {}
+        if args.scenario in ("audit", "monitor"):
+            overrides["audit"] = {"enabled": True, "spool_dir": str(folder / "spool")}
+        if args.scenario == "monitor":
+            overrides["detectors"] = {"enabled": True}
         if args.scenario == "inspect":
             openapi = folder / "openapi.json"
             openapi.write_text(json.dumps(mix.OPENAPI))
@@ -161,7 +172,7 @@ def main() -> int:
         path_wanted = args.path or ("/orders-1k" if args.scenario == "protect" else "/")
         config = bastion_config(port=port, admin_port=free_port(), upstream_port=upstream.port,
                                 access_log=folder / "access.log" if args.scenario == "default" else None,
-                                policies=policies, overrides={}, openapi=openapi)
+                                policies=policies, overrides=overrides, openapi=openapi)
         path = folder / "bastion.yaml"
         extra = b""
         if args.scenario == "apikey":

@@ -165,7 +165,7 @@ def test_a_bad_address_is_named(tmp_path: Path) -> None:
         """)
     (error,) = errors_of(path)
     assert error.startswith(f"{path}:4: audit.syslog.address:")
-    assert "udp://host:port or tcp://host:port, got 'syslog.example.com:514'" in error
+    assert "udp://host:port, tcp://host:port or tls://host:port, got 'syslog.example.com:514'" in error
 
 
 def test_a_gateway_sends_every_request_to_syslog() -> None:
@@ -190,3 +190,102 @@ def test_a_gateway_sends_every_request_to_syslog() -> None:
     assert sorted((doc["path"], doc["status"], pri % 8) for pri, _, doc in received) == [
         ("/nowhere", 404, 4), ("/orders/1", 200, 6), ("/orders/2", 200, 6),
     ]
+
+
+@pytest.fixture
+def tls_receiver(tmp_path: Path) -> Iterator[tuple[int, Path, list[bytes]]]:
+    """A TLS receiver on a free port with a certificate for 127.0.0.1 issued by a throwaway
+    CA: its port, the CA file, and what each connection sent once it closed."""
+    import ssl
+
+    from bastion.certs import generate_self_signed
+
+    cert, key, ca = tmp_path / "receiver.pem", tmp_path / "receiver.key", tmp_path / "ca.pem"
+    generate_self_signed(cert, key, hosts=("127.0.0.1",), ca_path=ca)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            try:
+                with context.wrap_socket(conn, server_side=True) as tls:
+                    data = b""
+                    while chunk := tls.recv(65536):
+                        data += chunk
+                    received.append(data)
+            except (ssl.SSLError, OSError):
+                received.append(b"<handshake failed>")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1], ca, received
+    finally:
+        server.close()
+        thread.join(5)
+
+
+def _write_tls(port: int, ca_file: Path | None, records: list[ExchangeRecord], metrics: Metrics) -> None:
+    settings = AuditSettings(enabled=True, store=False, flush_interval=0.05, syslog=SyslogSettings(
+        address=f"tls://127.0.0.1:{port}", ca_file=ca_file, facility="local3", hostname="gw-1"))
+    sink = AuditSink(settings, None, WorkerIdentity("test", 0, 1, os.getpid()), metrics)
+    sink.start()
+    for r in records:
+        sink(r)
+    sink.close()
+
+
+def _wait_for(received: list[bytes]) -> bytes:
+    deadline = time.monotonic() + 5
+    while not received and time.monotonic() < deadline:  # the receiver's thread sees the close
+        time.sleep(0.05)
+    return b"".join(received)
+
+
+def test_tls_octet_counted_frames_to_a_verified_receiver(tls_receiver: tuple[int, Path, list[bytes]]) -> None:
+    """Over ``tls://`` (RFC 5425) with the receiver's CA file, 20 records arrive decrypted at a
+    real TLS listener as 20 octet-counted RFC 5424 frames, in order, none counted as lost."""
+    port, ca, received = tls_receiver
+    metrics = Metrics()
+    _write_tls(port, ca, [_record(n) for n in range(20)], metrics)
+    frames = _frames(_wait_for(received))
+    assert [_parse(f)[2]["request_id"] for f in frames] == [f"r-{n}" for n in range(20)]
+    assert not metrics.counters.get("bastion_audit_syslog_errors")
+
+
+def test_tls_refuses_a_receiver_its_ca_did_not_issue(tls_receiver: tuple[int, Path, list[bytes]]) -> None:
+    """Without the receiver's CA (the system's CAs do not know the throwaway one), the
+    handshake fails: no record is sent in clear or to an unverified peer, and all are counted."""
+    port, _, received = tls_receiver
+    metrics = Metrics()
+    _write_tls(port, None, [_record(n) for n in range(3)], metrics)
+    assert b"r-0" not in _wait_for(received)
+    assert metrics.counters["bastion_audit_syslog_errors"] == {(): 3.0}
+
+
+def test_a_ca_file_needs_tls_and_must_exist(tmp_path: Path) -> None:
+    """``ca_file`` with a tcp:// address is refused (it would protect nothing), and a ca_file
+    that does not exist is a load error naming the field, not a worker that fails to start."""
+    (tmp_path / "ca.pem").write_text("")
+    path = write(tmp_path, """\
+        services: [{name: a, upstream: 'http://127.0.0.1:9', routes: [{path: /, public: true}]}]
+        audit:
+          enabled: true
+          syslog: {address: 'tcp://127.0.0.1:514', ca_file: ca.pem}
+        """)
+    (error,) = errors_of(path)
+    assert error.startswith(f"{path}:4: audit.syslog:") and "ca_file is for a tls:// receiver" in error
+    path = write(tmp_path, """\
+        services: [{name: a, upstream: 'http://127.0.0.1:9', routes: [{path: /, public: true}]}]
+        audit:
+          enabled: true
+          syslog: {address: 'tls://127.0.0.1:6514', ca_file: missing.pem}
+        """)
+    (error,) = errors_of(path)
+    assert error.startswith(f"{path}:4: audit.syslog.ca_file:") and "missing.pem' not found" in error

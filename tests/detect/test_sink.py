@@ -167,3 +167,43 @@ def test_after_a_reload_with_new_backends_the_sink_counts_in_the_new_one(hook: W
 
     asyncio.run(go())
     assert [a.json()["count"] for a in hook.wait(1)] == [3]
+
+
+def test_lost_audit_records_raise_one_alert_per_minute(hook: WebhookServer) -> None:
+    """Audit records dropped for a full queue raise a high-severity ``audit_loss`` alert naming
+    the instance and how many were lost; a second loss within the minute is the same incident."""
+
+    async def go() -> None:
+        services = Services(MemoryBackend(), WorkerIdentity("gw-test", 0, 1, os.getpid()))
+        sink = Detectors(DetectorsSettings.model_validate({"enabled": True, "webhooks": [{"url": hook.url}]}),
+                         services)
+        sink.start()
+        sink.audit_loss(250)
+        sink.audit_loss(40)
+        await asyncio.sleep(0)
+        await sink.close()
+        await services.close()
+
+    asyncio.run(go())
+    (alert,) = [a.json() for a in hook.wait(1)]
+    assert (alert["detector"], alert["severity"], alert["count"]) == ("audit_loss", "high", 250)
+    assert alert["subject"] == {"instance": "gw-test"}
+    assert alert["summary"].startswith("250 audit record(s) dropped on instance gw-test")
+
+
+def test_the_audit_writer_reports_each_loss() -> None:
+    """The audit sink tells ``on_loss`` how many records its full queue dropped since the last
+    batch, once, from its writer."""
+    from bastion.audit import AuditSink
+    from bastion.config.audit import AuditSettings
+    from bastion.proxy.metrics import Metrics
+
+    settings = AuditSettings(enabled=True, store=False, output="-", queue_size=100, flush_interval=0.05)
+    audit = AuditSink(settings, None, WorkerIdentity("gw-test", 0, 1, os.getpid()), Metrics())
+    losses: list[int] = []
+    audit.on_loss = losses.append
+    for n in range(130):  # the writer is not started yet: 30 find the queue full
+        audit(record("203.0.113.9", f"/orders/{n}"))
+    audit.start()
+    audit.close()
+    assert losses == [30]

@@ -54,6 +54,8 @@ EXAMPLE_ENV = {
     "BILLING_API_KEY": "k",
     "BILLING_PASSWORD": "p",
     "ALERT_WEBHOOK_SECRET": "example-secret",
+    "SMTP_PASSWORD": "example-password",
+    "OTEL_TOKEN": "Bearer example-token",
 }
 
 
@@ -108,12 +110,16 @@ def _write_openapi(path: Path, fragment: dict[str, Any] | None = None) -> None:
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
 
 
+#: The configuration fields that name a file.
+FILE_FIELDS = {"cert", "key", "client_ca", "ca", "ca_file", "openapi", "pepper_file"}
+
+
 def _files_named(node: Any) -> list[str]:
     """Every relative file name a configuration piece mentions (certificates, OpenAPI documents)."""
     found: list[str] = []
     if isinstance(node, dict):
         for key, value in node.items():
-            if isinstance(value, str) and key in {"cert", "key", "client_ca", "ca", "openapi", "pepper_file"}:
+            if isinstance(value, str) and key in FILE_FIELDS:
                 found.append(value)
             found.extend(_files_named(value))
     elif isinstance(node, list):

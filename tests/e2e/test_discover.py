@@ -101,3 +101,55 @@ def test_discover_prints_tables(gw: GatewayProcess) -> None:
     assert lines[1].split() == ["method", "path", "requests", "clients", "status", "first", "seen", "last", "seen"]
     assert any(line.split()[:5] == ["GET", "/v2/shelves/{id}", "1", "1", "404"] for line in lines)
     assert any(line.endswith("route(s) not called") for line in lines)
+
+
+def test_discovery_stage_observes_parameters_and_sensitive_data(tmp_path: Path) -> None:
+    """Behind a catch-all route with the ``discovery`` stage (every response sampled), the
+    echoing upstream returns what the client sent: ``bastion discover`` then lists
+    ``GET /customers/{id}`` with its query parameters typed from the values seen (page an
+    integer, active a boolean, email a string) and the e-mail address its responses carried,
+    and ``GET /orders`` returning a card number; ``--export`` (the issue's spelling of
+    ``--openapi``) writes them into a draft that loads as a service's OpenAPI document."""
+    from bastion.config.loader import load_config
+    from tests.proxy.scripted import ScriptedUpstream
+
+    with ScriptedUpstream() as upstream:
+        config = {
+            "access_log": {"enabled": False},
+            "audit": {"enabled": True},
+            "services": [{"name": "legacy", "upstream": upstream.url, "policies": {"discovery": {"sample": 1.0}},
+                          "routes": [{"path": "/", "prefix": True, "public": True}]}],
+        }
+        with GatewayProcess(config) as gw:
+            calls = ["/customers/12?page=2&email=alice@example.com", "/customers/13?page=3&active=true",
+                     "/orders?card=4111111111111111"]
+            assert [_call(gw, "GET", path) for path in calls] == [200, 200, 200]
+            deadline = time.monotonic() + 15
+            while _stored(gw.folder) < len(calls) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            draft = tmp_path / "draft.yaml"
+            result = subprocess.run([BASTION, "discover", "--json", "--export", str(draft), "-c", str(gw.config_path)],
+                                    capture_output=True, text=True, timeout=60, cwd=gw.folder, check=False)
+            tables = subprocess.run([BASTION, "discover", "-c", str(gw.config_path)], capture_output=True, text=True,
+                                    timeout=60, cwd=gw.folder, check=False)
+    assert result.returncode == 0, result.stderr
+    seen = {(o["method"], o["path"]): o for o in json.loads(result.stdout)["observed"]}
+    customers = seen["GET", "/customers/{id}"]
+    assert (customers["requests"], customers["sampled"]) == (2, 2)
+    assert customers["query"] == {"active": "boolean", "email": "string", "page": "integer"}
+    assert "email" in customers["returns"] and "card" not in customers["returns"]
+    assert "card" in seen["GET", "/orders"]["returns"]
+    assert any(line.startswith("GET") and "/customers/{id}" in line and "page:integer" in line and "email" in line
+               for line in tables.stdout.splitlines()), tables.stdout
+
+    document = yaml.safe_load(draft.read_text())
+    operation = document["paths"]["/customers/{id}"]["get"]
+    assert "email" in operation["x-sensitive-data"]
+    assert {(p["name"], p["in"], p["schema"]["type"]) for p in operation["parameters"]} == {
+        ("id", "path", "integer"), ("page", "query", "integer"), ("active", "query", "boolean"),
+        ("email", "query", "string"),
+    }
+    (tmp_path / "adopt.yaml").write_text(
+        f"services: [{{name: adopted, upstream: 'http://127.0.0.1:9', openapi: {draft}}}]\n")
+    routes = {r.path for r in load_config(tmp_path / "adopt.yaml").routes}
+    assert {"/customers/{id}", "/orders"} <= routes

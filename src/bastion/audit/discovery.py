@@ -7,6 +7,11 @@ reduced to a template -- a numeric, UUID or long hexadecimal segment becomes a p
 (``/v1/orders/1234`` -> ``/v1/orders/{id}``) -- so one endpoint called with many object ids
 is one line, with how often, by how many clients, and when. Synchronous: run by ``bastion
 discover``, never on the request path.
+
+Routes with the ``discovery`` stage (a catch-all, a service whose API is not declared yet)
+leave what it observed in their requests' records: the query parameters with the type of
+each value, and on a sample of responses the sensitive data types the body carried. Those
+are grouped the same way (:func:`observed`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Text, cast, func, select
 
 from bastion.store.models import AuditRecord
 
@@ -37,6 +42,8 @@ _SCHEMAS: dict[str, dict[str, str]] = {
     "uuid": {"type": "string", "format": "uuid"},
     "hex": {"type": "string", "pattern": "^[0-9a-fA-F]+$"},
     "string": {"type": "string"},
+    "number": {"type": "number"},
+    "boolean": {"type": "boolean"},
 }
 
 
@@ -167,7 +174,74 @@ def unused(engine: Engine, since: datetime, routes: Iterable[DeclaredRoute]) -> 
     return result
 
 
-def openapi_fragment(endpoints: Sequence[Undeclared]) -> tuple[dict[str, Any], list[Undeclared]]:
+@dataclass
+class Observed:
+    """One endpoint (method and path template) of a route with the ``discovery`` stage."""
+
+    method: str
+    path: str
+    route: str
+    requests: int = 0
+    #: Responses whose body was scanned (the sample).
+    sampled: int = 0
+    #: Query parameter -> the kinds of value seen (``integer``, ``uuid``, ``string``...).
+    query: dict[str, set[str]] = field(default_factory=dict)
+    #: The sensitive data types the sampled responses carried.
+    returns: set[str] = field(default_factory=set)
+    #: Per path parameter, the kinds of segment seen in its place.
+    kinds: list[set[str]] = field(default_factory=list)
+
+    def parameters(self) -> dict[str, str]:
+        """Each query parameter's type: the one kind seen, or ``string`` when they differ."""
+        return {name: next(iter(k)) if len(k) == 1 else "string" for name, k in sorted(self.query.items())}
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "route": self.route,
+            "requests": self.requests,
+            "query": self.parameters(),
+            "sampled": self.sampled,
+            "returns": sorted(self.returns),
+        }
+
+
+def observed(engine: Engine, since: datetime) -> list[Observed]:
+    """The endpoints the ``discovery`` stage observed since ``since``, the most called first."""
+    a = AuditRecord
+    query = (
+        select(a.method, a.path, a.route, a.details)
+        .where(a.ts >= since, a.route.is_not(None), cast(a.details, Text).like('%"discovery"%'))
+        .execution_options(yield_per=1000)
+    )
+    found: dict[tuple[str, str], Observed] = {}
+    with engine.connect() as conn:
+        for method, path, route, details in conn.execute(query):
+            seen = (details or {}).get("evidence", {}).get("discovery")
+            if path is None or not isinstance(seen, dict):
+                continue
+            shape, kinds = template(path)
+            entry = found.get((method, shape))
+            if entry is None:
+                entry = found[(method, shape)] = Observed(method, shape, route, kinds=[set() for _ in kinds])
+            entry.requests += 1
+            for place, kind in zip(entry.kinds, kinds, strict=True):
+                place.add(kind)
+            params = seen.get("query")
+            if isinstance(params, dict):
+                for name, kind in params.items():
+                    entry.query.setdefault(str(name), set()).add(str(kind) if kind in _SCHEMAS else "string")
+            returns = seen.get("returns")
+            if isinstance(returns, list):
+                entry.sampled += 1
+                entry.returns.update(str(r) for r in returns)
+    return sorted(found.values(), key=lambda e: (-e.requests, e.path, e.method))
+
+
+def openapi_fragment(
+    endpoints: Sequence[Undeclared], seen: Sequence[Observed] = ()
+) -> tuple[dict[str, Any], list[Undeclared]]:
     """A draft OpenAPI 3.1 document declaring ``endpoints``, to review and adopt, and the
     endpoints it could not declare (a method OpenAPI 3.1 has no place for)."""
     paths: dict[str, dict[str, Any]] = {}
@@ -190,13 +264,45 @@ def openapi_fragment(endpoints: Sequence[Undeclared]) -> tuple[dict[str, Any], l
                 for i, name in enumerate(names)
             ]
         paths.setdefault(entry.path, {})[entry.method.lower()] = operation
+    for obs in sorted(seen, key=lambda e: (e.path, e.method)):
+        item = paths.setdefault(obs.path, {})
+        if obs.method not in OPENAPI_METHODS or obs.path.count("{") != len(obs.kinds) or obs.method.lower() in item:
+            continue
+        item[obs.method.lower()] = _observed_operation(obs)
     document = {
         "openapi": "3.1.0",
         "info": {
             "title": "Endpoints discovered in traffic",
             "version": "draft",
-            "description": "Requests Bastion refused because no route declares them. Review before adopting.",
+            "description": (
+                "Requests Bastion refused because no route declares them, and what the discovery stage "
+                "observed behind catch-all routes. Review before adopting."
+            ),
         },
         "paths": paths,
     }
     return document, skipped
+
+
+def _observed_operation(obs: Observed) -> dict[str, Any]:
+    """The draft operation of an observed endpoint: its path and query parameters, typed
+    from what was seen, and the sensitive data types its responses carried."""
+    operation: dict[str, Any] = {
+        "summary": f"Discovered by Bastion: {obs.requests} request(s) through route {obs.route}",
+        "x-discovered": obs.document(),
+        "responses": {"default": {"description": "Observed; describe it before adopting."}},
+    }
+    if obs.returns:
+        # Which sensitive data the responses carried: what the response stage should filter.
+        operation["x-sensitive-data"] = sorted(obs.returns)
+    parameters = [
+        {"name": "id" if n == 0 else f"id{n + 1}", "in": "path", "required": True,
+         "schema": dict(_SCHEMAS[next(iter(k)) if len(k) == 1 else "string"])}
+        for n, k in enumerate(obs.kinds)
+    ]
+    parameters += [
+        {"name": name, "in": "query", "schema": dict(_SCHEMAS[kind])} for name, kind in obs.parameters().items()
+    ]
+    if parameters:
+        operation["parameters"] = parameters
+    return operation

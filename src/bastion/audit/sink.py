@@ -84,6 +84,9 @@ class AuditSink:
         self._handed = 0
         #: The store thread reads the spool itself (at start, and after a failed insert).
         self._replay = True
+        #: Told, from the writer thread, how many records were just dropped (the worker
+        #: raises an alert with it when the detectors run): a loss is never silent.
+        self.on_loss: Callable[[int], None] | None = None
 
     # -- the request path -------------------------------------------------------------------
     def __call__(self, record: ExchangeRecord) -> None:
@@ -221,7 +224,9 @@ class AuditSink:
                 self._capacity,
                 dropped - self._dropped_logged,
             )
-            self._dropped_logged = dropped
+            lost, self._dropped_logged = dropped - self._dropped_logged, dropped
+            if self.on_loss is not None:
+                self.on_loss(lost)
 
     # -- the store thread: spool -> store, retention ----------------------------------------------
     def _run_store(self) -> None:

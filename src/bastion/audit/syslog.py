@@ -1,5 +1,7 @@
 """The audit log to a syslog receiver: RFC 5424 messages over UDP (RFC 5426, one datagram a
-record) or TCP (RFC 6587 octet counting: ``<length> <message>``).
+record), TCP (RFC 6587 octet counting: ``<length> <message>``) or TLS (RFC 5425: the same
+octet-counted frames, over a TLS connection whose certificate is verified: chained to the
+configured CA file, or the system's CAs, and issued for the receiver's host name).
 
 Written by the audit writer thread only, with a socket timeout: a receiver that is slow or
 down costs the writer at most that long per batch, and the batch's records are then not
@@ -13,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import ssl
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -38,6 +41,14 @@ def _header_field(text: str, limit: int) -> str:
     return cleaned or "-"
 
 
+def _client_context(settings: SyslogSettings) -> ssl.SSLContext:
+    """A TLS 1.2+ client context that verifies the receiver (RFC 5425, section 5.1)."""
+    cafile = str(settings.ca_file) if settings.ca_file is not None else None
+    context = ssl.create_default_context(cafile=cafile)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
 class SyslogOutput:
     """Sends audit rows to the receiver ``settings.address`` names."""
 
@@ -54,6 +65,7 @@ class SyslogOutput:
             "-",  # no STRUCTURED-DATA: the message is the record
         )).encode()
         self._sock: socket.socket | None = None
+        self._tls = _client_context(settings) if self.transport == "tls" else None
         #: When the receiver may be tried again after a failure (monotonic seconds).
         self._retry_at = 0.0
 
@@ -101,7 +113,9 @@ class SyslogOutput:
             sock.settimeout(TIMEOUT)
             try:
                 sock.connect(address)
-            except OSError:
+                if self._tls is not None:  # the handshake, within the same timeout
+                    sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+            except OSError:  # ssl.SSLError included: a receiver we cannot verify gets nothing
                 sock.close()
                 raise
             self._sock = sock

@@ -14,10 +14,11 @@ from bastion.cli.output import err, out
 from bastion.cli.storeaccess import fail, loaded_store, parse_duration
 
 if TYPE_CHECKING:
-    from bastion.audit.discovery import Undeclared, Unused
+    from bastion.audit.discovery import Observed, Undeclared, Unused
 
 _UNDECLARED = ("method", "path", "requests", "clients", "status", "first seen", "last seen")
 _UNUSED = ("methods", "path", "route", "service")
+_OBSERVED = ("method", "path", "route", "requests", "query parameters", "sensitive data returned (sampled)")
 
 
 def _table(rows: list[tuple[str, ...]]) -> None:
@@ -27,7 +28,7 @@ def _table(rows: list[tuple[str, ...]]) -> None:
         out.print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip(), markup=False)
 
 
-def _print(found: list[Undeclared], never: list[Unused], since: str) -> None:
+def _print(found: list[Undeclared], never: list[Unused], seen: list[Observed], since: str) -> None:
     out.print(f"Undeclared endpoints called in the last {since} (refused 404/405: no route declares them)",
               markup=False, style="bold")
     if found:
@@ -41,13 +42,25 @@ def _print(found: list[Undeclared], never: list[Unused], since: str) -> None:
     if never:
         _table([_UNUSED, *((",".join(u.methods), u.path, u.route, u.service) for u in never)])
     out.print(f"{len(never)} route(s) not called", markup=False, style="dim")
+    if seen:
+        out.print(f"\nEndpoints observed by the discovery stage in the last {since}", markup=False, style="bold")
+        _table([_OBSERVED, *(
+            (o.method, o.path, o.route, str(o.requests),
+             ",".join(f"{k}:{v}" for k, v in o.parameters().items()) or "-",
+             (",".join(sorted(o.returns)) or "none") + f" ({o.sampled} sampled)")
+            for o in seen
+        )])
+        out.print(f"{len(seen)} observed endpoint(s)", markup=False, style="dim")
 
 
 def discover(
     since: Annotated[str, typer.Option("--since", help="From this long ago: 1h, 30m, 7d, 2w.")] = "24h",
     openapi: Annotated[
         Path | None,
-        typer.Option("--openapi", help="Also write the undeclared endpoints as a draft OpenAPI document here."),
+        typer.Option(
+            "--export", "--openapi",
+            help="Also write the undeclared and observed endpoints as a draft OpenAPI document here.",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document instead of tables.")] = False,
     config: Annotated[
@@ -56,7 +69,7 @@ def discover(
 ) -> None:
     """Endpoints clients called that no route declares (shadow and zombie endpoints, probes),
     and declared routes nobody called, from the audit log of a time range (the last 24 hours)."""
-    from bastion.audit.discovery import DeclaredRoute, undeclared, unused
+    from bastion.audit.discovery import DeclaredRoute, observed, undeclared, unused
 
     start = datetime.now(UTC) - parse_duration(since, "--since")
     with loaded_store(config) as (loaded, store):
@@ -69,24 +82,26 @@ def discover(
         routes = [DeclaredRoute(r.id, r.service, r.methods, r.path) for r in loaded.routes]
         found = undeclared(store.engine, start)
         never = unused(store.engine, start, routes)
+        seen = observed(store.engine, start)
     if openapi is not None:
-        _write_openapi(openapi, found)
+        _write_openapi(openapi, found, seen)
     if as_json:
         import orjson
 
-        document = {"undeclared": [e.document() for e in found], "unused": [u.document() for u in never]}
+        document = {"undeclared": [e.document() for e in found], "unused": [u.document() for u in never],
+                    "observed": [o.document() for o in seen]}
         out.print(orjson.dumps(document).decode(), markup=False, highlight=False, soft_wrap=True)
     else:
-        _print(found, never, since)
+        _print(found, never, seen, since)
     out.file.flush()
 
 
-def _write_openapi(path: Path, found: list[Undeclared]) -> None:
+def _write_openapi(path: Path, found: list[Undeclared], seen: list[Observed]) -> None:
     import yaml
 
     from bastion.audit.discovery import openapi_fragment
 
-    document, skipped = openapi_fragment(found)
+    document, skipped = openapi_fragment(found, seen)
     try:
         path.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True))
     except OSError as exc:
@@ -94,4 +109,5 @@ def _write_openapi(path: Path, found: list[Undeclared]) -> None:
     for entry in skipped:
         err.print(f"[yellow]warning:[/] {escape(entry.method)} {escape(entry.path)} is not in {escape(str(path))}: "
                   "an OpenAPI 3.1 document cannot declare this method or path", highlight=False)
-    err.print(f"wrote {len(found) - len(skipped)} endpoint(s) to {path}", markup=False)
+    written = sum(len(item) for item in document["paths"].values())
+    err.print(f"wrote {written} endpoint(s) to {path}", markup=False)

@@ -51,7 +51,7 @@ FACILITIES: dict[str, int] = {
     "cron": 9, "authpriv": 10, "ftp": 11, "ntp": 12, "security": 13, "console": 14, "solaris-cron": 15,
     "local0": 16, "local1": 17, "local2": 18, "local3": 19, "local4": 20, "local5": 21, "local6": 22, "local7": 23,
 }
-_ADDRESS = re.compile(r"^(udp|tcp)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
+_ADDRESS = re.compile(r"^(udp|tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$")
 
 
 class SyslogSettings(_Strict):
@@ -61,8 +61,17 @@ class SyslogSettings(_Strict):
     address: str = Field(
         description=(
             "The receiver: `udp://host:port` (RFC 5426, a datagram a record) or `tcp://host:port` "
-            "(RFC 6587, octet-counted frames), such as `udp://127.0.0.1:514`; an IPv6 host in brackets."
+            "(RFC 6587, octet-counted frames) or `tls://host:port` (RFC 5425: octet-counted frames over TLS, "
+            "the receiver's certificate verified against `ca_file` and its host name), such as "
+            "`udp://127.0.0.1:514` or `tls://logs.example.com:6514`; an IPv6 host in brackets."
         )
+    )
+    ca_file: Path | None = Field(
+        None,
+        description=(
+            "With `tls://`: the PEM file of the CA(s) the receiver's certificate must chain to "
+            "(relative to the config file's folder; default: the system's trusted CAs)."
+        ),
     )
     facility: str = Field("local0", description="The RFC 5424 facility, by name: `local0` to `local7`, `auth`...")
     app_name: str = Field("bastion", min_length=1, max_length=48, description="The messages' APP-NAME.")
@@ -75,8 +84,16 @@ class SyslogSettings(_Strict):
     def _address(cls, value: str) -> str:
         match = _ADDRESS.match(value)
         if match is None or not 0 < int(match.group(3)) < 65536:
-            raise ValueError(f"a syslog address is udp://host:port or tcp://host:port, got {value!r}")
+            raise ValueError(
+                f"a syslog address is udp://host:port, tcp://host:port or tls://host:port, got {value!r}"
+            )
         return value
+
+    @model_validator(mode="after")
+    def _ca_file_with_tls(self) -> SyslogSettings:
+        if self.ca_file is not None and not self.address.startswith("tls://"):
+            raise ValueError(f"ca_file is for a tls:// receiver, and the address is {self.address!r}")
+        return self
 
     @field_validator("facility")
     @classmethod
@@ -86,11 +103,61 @@ class SyslogSettings(_Strict):
         return value
 
     def parts(self) -> tuple[str, str, int]:
-        """The transport (``udp`` or ``tcp``), the host (without brackets) and the port."""
+        """The transport (``udp``, ``tcp`` or ``tls``), the host (without brackets) and the port."""
         match = _ADDRESS.match(self.address)
         if match is None:  # the validator refused it already
             raise ValueError(f"not a syslog address: {self.address!r}")
         return match.group(1), match.group(2).strip("[]"), int(match.group(3))
+
+
+class OtelSettings(_Strict):
+    """OpenTelemetry: a span per request (trace ID, span and parent, HTTP semantic conventions
+    and Bastion's decision), exported over OTLP/HTTP with its JSON encoding."""
+
+    endpoint: str = Field(
+        description=(
+            "The collector's OTLP/HTTP traces URL, such as `http://127.0.0.1:4318/v1/traces` "
+            "(an OpenTelemetry Collector, Jaeger, Tempo...)."
+        )
+    )
+    service_name: str = Field(
+        "bastion", min_length=1, max_length=255, description="The spans' `service.name` resource attribute."
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Headers of each export request, such as a collector's credentials: "
+            "`{authorization: '${OTEL_TOKEN}'}`."
+        ),
+    )
+    queue_size: int = Field(
+        10_000,
+        ge=100,
+        le=1_000_000,
+        description=(
+            "Spans waiting for export, per worker. A request never waits: beyond this, spans are "
+            "dropped and counted in `bastion_otel_dropped_total`."
+        ),
+    )
+    batch_size: int = Field(512, ge=1, le=10_000, description="Most spans one export request carries.")
+    flush_interval: float = Field(
+        1.0, gt=0, le=30, description="Seconds between exports (sooner when a batch is full)."
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"an OTLP/HTTP endpoint starts with http:// or https://, got {value!r}")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name) or "\r" in text or "\n" in text:
+                raise ValueError(f"{name!r} is not a valid header (name: a token; value: one line)")
+        return value
 
 
 class AuditSettings(_Strict):
@@ -150,11 +217,23 @@ class AuditSettings(_Strict):
         ),
     )
 
+    otel: OtelSettings | None = Field(
+        None,
+        description=(
+            "Also export a span per request to an OpenTelemetry collector (OTLP/HTTP, JSON), continuing the "
+            "client's W3C `traceparent` and sending the gateway's span upstream (the `tracing` stage)."
+        ),
+    )
+
     @model_validator(mode="after")
     def _writes_somewhere(self) -> AuditSettings:
-        if self.enabled and not self.store and self.output is None and self.syslog is None:
-            raise ValueError("the audit log is enabled but writes nowhere: set output or syslog, or store: true")
+        if self.enabled and not self.store and self.output is None and self.syslog is None and self.otel is None:
+            raise ValueError(
+                "the audit log is enabled but writes nowhere: set output, syslog or otel, or store: true"
+            )
+        if self.otel is not None and not self.enabled:
+            raise ValueError("otel exports the audit log's requests as spans: it needs enabled: true")
         return self
 
 
-__all__ = ["FACILITIES", "AuditRetention", "AuditSettings", "SyslogSettings"]
+__all__ = ["FACILITIES", "AuditRetention", "AuditSettings", "OtelSettings", "SyslogSettings"]

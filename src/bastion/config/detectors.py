@@ -7,9 +7,11 @@ after the answer is out), not a stage of a route.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from bastion.config.audit import _seconds
 
@@ -246,6 +248,67 @@ class Webhook(_Strict):
         return value
 
 
+#: An e-mail address as SMTP takes it: local part, @, domain; no spaces, angle brackets or commas.
+_ADDRESS = re.compile(r"^[^\s@<>,;]+@[^\s@<>,;]+$")
+
+
+def _address(value: str) -> str:
+    if not _ADDRESS.match(value):
+        raise ValueError(f"{value!r} is not an e-mail address (such as alerts@example.com)")
+    return value
+
+
+class EmailAlerts(_Strict):
+    """Alerts by e-mail: one message per alert, sent through an SMTP server (a relay or your
+    provider's submission port), off the request path, with retries."""
+
+    host: str = Field(min_length=1, max_length=255, description="The SMTP server's host name or address.")
+    port: int = Field(587, gt=0, lt=65536, description="Its port: 587 (submission, STARTTLS), 465 (`tls`) or 25.")
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls",
+        description=(
+            "`starttls` (the default: plain connection upgraded to TLS, refused if the server does not offer it), "
+            "`tls` (TLS from the first byte, port 465), or `none` (no encryption: a relay on this machine only, "
+            "and never with credentials)."
+        ),
+    )
+    ca_file: Path | None = Field(
+        None,
+        description=(
+            "The PEM file of the CA(s) the server's certificate must chain to (relative to the config file's "
+            "folder; default: the system's trusted CAs). The certificate must also name `host`."
+        ),
+    )
+    username: str | None = Field(None, description="Signs in (SMTP AUTH) with this user name, over TLS only.")
+    password: str | None = Field(
+        None, description="The password of `username`: `${ENV_VAR}` or an encrypted value; a plain value is refused."
+    )
+    from_address: str = Field(description="The sender, such as `bastion@example.com`.")
+    to: tuple[str, ...] = Field(min_length=1, max_length=100, description="The recipients.")
+    min_severity: Severity = Field("low", description="Only alerts of this severity or higher are mailed.")
+
+    @field_validator("from_address")
+    @classmethod
+    def _from(cls, value: str) -> str:
+        return _address(value)
+
+    @field_validator("to")
+    @classmethod
+    def _to(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_address(v) for v in value)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> EmailAlerts:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together: set both, or neither")
+        if self.username is not None and self.security == "none":
+            raise ValueError("credentials over an unencrypted connection would be readable on the way: "
+                             "use security: starttls or tls")
+        if self.ca_file is not None and self.security == "none":
+            raise ValueError("ca_file is for a TLS connection, and security is none")
+        return self
+
+
 class DetectorsSettings(_Strict):
     """Threat detectors over every exchange's record, off the request path, counting in the
     state backend (so instances sharing Redis count together), and where their alerts go."""
@@ -266,6 +329,7 @@ class DetectorsSettings(_Strict):
     )
     error_spike: ErrorSpike = Field(default_factory=ErrorSpike, description="A route's 5xx share far above usual.")
     webhooks: tuple[Webhook, ...] = Field((), description="Where alerts are delivered.")
+    email: EmailAlerts | None = Field(None, description="Also send each alert by e-mail (optional).")
     history: bool = Field(
         True, description="Keep every alert in the store's `alerts` table (what `bastion alerts` lists)."
     )

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from bastion.config.audit import SyslogSettings
 from bastion.config.errors import ConfigError, ConfigIssue
 from bastion.config.model import (
     BODY_METHODS,
@@ -128,7 +129,8 @@ def load_parsed(src: Source, path: Path) -> LoadedConfig:
         spath: FieldPath = ("services", si)
         _check_policy_names(svc.policies, src, (*spath, "policies"), issues)
         svc_layers = (
-            _blocklist_layers(config, src)
+            _tracing_layers(config, src)
+            + _blocklist_layers(config, src)
             + _plan_layers(config, src)
             + _layers(config.policies, src, ("policies",))
             + _layers(svc.policies, src, (*spath, "policies"))
@@ -381,12 +383,23 @@ def _resolve_files(config: GatewayConfig, base: Path) -> GatewayConfig:
         update={
             "output": audit.output if audit.output in (None, "-") else str(resolve_path(base, Path(audit.output))),
             "spool_dir": resolve_path(base, audit.spool_dir).resolve(),
+            "syslog": _resolve_syslog(audit.syslog, base),
         }
     )
+    detectors = config.detectors
+    if detectors.email is not None and detectors.email.ca_file is not None:
+        email = detectors.email.model_copy(update={"ca_file": resolve_path(base, detectors.email.ca_file)})
+        detectors = detectors.model_copy(update={"email": email})
     return config.model_copy(
         update={"listen": listen, "services": services, "access_log": log, "store": store, "audit": audit,
-                "admin": admin}
+                "admin": admin, "detectors": detectors}
     )
+
+
+def _resolve_syslog(syslog: SyslogSettings | None, base: Path) -> SyslogSettings | None:
+    if syslog is None or syslog.ca_file is None:
+        return syslog
+    return syslog.model_copy(update={"ca_file": resolve_path(base, syslog.ca_file)})
 
 
 #: The store's files beside the configuration, unless it names others.
@@ -472,6 +485,10 @@ def _check_files(config: GatewayConfig, src: Source, issues: list[ConfigIssue]) 
         t = svc.upstream.tls
         base: FieldPath = ("services", i, "upstream", "tls")
         wanted += [((*base, "ca"), t.ca), ((*base, "cert"), t.cert), ((*base, "key"), t.key)]
+    if config.audit.syslog is not None:
+        wanted.append((("audit", "syslog", "ca_file"), config.audit.syslog.ca_file))
+    if config.detectors.email is not None:
+        wanted.append((("detectors", "email", "ca_file"), config.detectors.email.ca_file))
     for field_path, file in wanted:
         if file is None:
             continue
@@ -549,6 +566,13 @@ def _lent_layer(
     if not isinstance(value, dict):
         raise ConfigError([src.issue(path, "expected a mapping of stage settings (or a list)")])
     return [(target, PolicyLayer(value, src, path))]
+
+
+def _tracing_layers(config: GatewayConfig, src: Source) -> list[tuple[str, PolicyLayer]]:
+    """The ``tracing`` stage on every route once ``audit.otel`` exports spans: each request's
+    span continues its client's trace, and the upstream's continue the gateway's."""
+    audit = config.audit
+    return [("tracing", PolicyLayer({}, src, ()))] if audit.enabled and audit.otel is not None else []
 
 
 def _blocklist_layers(config: GatewayConfig, src: Source) -> list[tuple[str, PolicyLayer]]:

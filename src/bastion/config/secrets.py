@@ -56,8 +56,9 @@ class MasterKeyError(ValueError):
 
 
 #: Mappings whose every value is a secret, by the last two fields of their path: an
-#: upstream credential header's value (``upstream.credentials.headers.X-Api-Key``).
-SECRET_MAPS: Final = frozenset({("credentials", "headers")})
+#: upstream credential header's value (``upstream.credentials.headers.X-Api-Key``), and an
+#: OpenTelemetry collector's (``audit.otel.headers.authorization``).
+SECRET_MAPS: Final = frozenset({("credentials", "headers"), ("otel", "headers")})
 
 
 def derive(root: bytes, label: bytes) -> bytes:

@@ -1,4 +1,5 @@
-"""Alerts: one per incident, signed and delivered to every configured webhook with retries.
+"""Alerts: one per incident, signed and delivered to every configured webhook (and by
+e-mail, when configured) with retries.
 
 An alert is built once, when a detector's counter reaches its threshold; the body sent to
 a webhook is Bastion's JSON document or a Slack-compatible ``{"text": ...}``. With a
@@ -13,8 +14,10 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import smtplib
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -22,6 +25,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from bastion.config.detectors import Webhook
+from bastion.detect.mail import Mailer
 from bastion.proxy.metrics import METRICS, Metrics
 
 if TYPE_CHECKING:
@@ -77,6 +81,15 @@ class Alert:
             )
         }
 
+    def text(self) -> str:
+        """The alert in plain text (an e-mail's opening lines)."""
+        who = ", ".join(f"{k} {v}" for k, v in self.subject.items())
+        return (
+            f"[{self.severity.upper()}] Bastion: {self.detector} ({who})\n{self.summary}\n"
+            f"{self.count} events from {_iso(self.first_seen)} to {_iso(self.last_seen)}, "
+            f"instance {self.instance}, action {self.action}."
+        )
+
 
 def new_alert_id() -> str:
     return uuid.uuid4().hex
@@ -98,7 +111,7 @@ def signature(secret: str, body: bytes) -> str:
 
 
 class AlertDelivery:
-    """Sends alerts to the webhooks, each in a task of its own, retrying with back-off."""
+    """Sends alerts to the webhooks and the mailer, each in a task of its own, retrying with back-off."""
 
     def __init__(
         self,
@@ -106,9 +119,11 @@ class AlertDelivery:
         http: httpx.AsyncClient | None,
         metrics: Metrics = METRICS,
         delays: tuple[float, ...] = RETRY_DELAYS,
+        mailer: Mailer | None = None,
     ) -> None:
         self.webhooks = webhooks
         self.http = http
+        self.mailer = mailer
         self._metrics = metrics
         self._delays = delays
         self._tasks: set[asyncio.Task[None]] = set()
@@ -118,12 +133,34 @@ class AlertDelivery:
         log.warning("alert %s: %s %s (%d events)", alert.id, alert.detector, alert.subject, alert.count)
         self._metrics.inc("bastion_alerts", (alert.detector, alert.severity))
         http = self.http
-        if http is None:
-            return
-        for hook in self.webhooks:
-            task = asyncio.get_running_loop().create_task(self._deliver(http, hook, alert))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if http is not None:
+            for hook in self.webhooks:
+                self._start(self._deliver(http, hook, alert))
+        mailer = self.mailer
+        if mailer is not None and mailer.wants(alert.severity):
+            self._start(self._mail(mailer, alert))
+
+    def _start(self, delivery: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(delivery)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _mail(self, mailer: Mailer, alert: Alert) -> None:
+        """Send the alert's e-mail in a thread (smtplib blocks), retrying with back-off."""
+        message = mailer.message(alert.document(), alert.text())
+        where = f"smtp://{mailer.settings.host}:{mailer.settings.port}"
+        for attempt, delay in enumerate((0.0, *self._delays)):
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                await asyncio.to_thread(mailer.send, message)
+            except (smtplib.SMTPException, OSError) as exc:  # ssl.SSLError is an OSError
+                log.info("alert %s to %s: attempt %d failed (%s: %s)", alert.id, where, attempt + 1,
+                         type(exc).__name__, exc)
+            else:
+                return
+        self._metrics.inc("bastion_alert_delivery_errors", (alert.detector,))
+        log.error("alert %s could not be mailed through %s after %d attempts", alert.id, where, len(self._delays) + 1)
 
     async def _deliver(self, http: httpx.AsyncClient, hook: Webhook, alert: Alert) -> None:
         body = orjson.dumps(alert.slack() if hook.format == "slack" else alert.document())

@@ -24,6 +24,7 @@ from bastion.config.detectors import DetectorsSettings
 from bastion.detect.alerts import Alert, AlertDelivery, new_alert_id
 from bastion.detect.baseline import Baseline
 from bastion.detect.history import save_alert
+from bastion.detect.mail import Mailer
 from bastion.proxy.metrics import METRICS, Metrics
 from bastion.services import Services
 from bastion.stages.blocklist import block_key
@@ -74,7 +75,8 @@ class Detectors:
         self._metrics = metrics
         self._queue: deque[ExchangeRecord] = deque()
         self._capacity = settings.queue_size
-        self.delivery = AlertDelivery(settings.webhooks, None, metrics)
+        mailer = Mailer(settings.email) if settings.email is not None else None
+        self.delivery = AlertDelivery(settings.webhooks, None, metrics, mailer=mailer)
         self._task: asyncio.Task[None] | None = None
         self._saving: set[asyncio.Task[None]] = set()
         self.use(services)
@@ -104,6 +106,19 @@ class Detectors:
         self.delivery.http = services.http if settings.webhooks else None
         #: Where alerts are kept (``None``: no history).
         self._services: Services | None = services if settings.history and services.store_settings else None
+
+    def audit_loss(self, lost: int) -> None:
+        """Raise an alert for ``lost`` audit records dropped (the audit queue was full): one per
+        instance and minute, however many batches lost records meanwhile. Called on the loop
+        (the audit writer thread hands it over with ``call_soon_threadsafe``)."""
+        instance = self._instance
+        task = asyncio.get_running_loop().create_task(self._incident(
+            "audit_loss", f"audit:{instance}", {"instance": instance}, lost, time.time(), 60.0, "high", "alert",
+            f"{lost} audit record(s) dropped on instance {instance}: the audit queue was full "
+            "(bastion_audit_dropped_total)",
+        ))
+        self._saving.add(task)
+        task.add_done_callback(self._saving.discard)
 
     # -- the worker's start and stop ----------------------------------------------------------
     def start(self) -> None:

@@ -134,6 +134,18 @@ DEFINITIONS: tuple[MetricDef, ...] = (
         "counter",
     ),
     MetricDef(
+        "bastion_otel_dropped",
+        "Spans not exported because the OpenTelemetry exporter's queue was full.",
+        (),
+        "counter",
+    ),
+    MetricDef(
+        "bastion_otel_export_errors",
+        "Spans the OpenTelemetry collector did not take (down, slow, or an error answer).",
+        (),
+        "counter",
+    ),
+    MetricDef(
         "bastion_audit_store_errors",
         "Audit batches the store did not take (kept in the spool and written again).",
         (),

@@ -26,6 +26,7 @@ from collections.abc import Callable
 import uvloop
 
 from bastion.audit import AuditSink
+from bastion.audit.otel import OtelExporter, route_templates
 from bastion.config import ConfigError, LoadedConfig, load_config
 from bastion.detect import Detectors
 from bastion.logs import setup_logging
@@ -103,6 +104,7 @@ class Worker:
         self.access: AccessLog | None = None
         self.audit: AuditSink | None = None
         self.detectors: Detectors | None = None
+        self.otel: OtelExporter | None = None
         self.services: Services | None = None
         #: Runtimes replaced by a reload, closed when their last exchange ends (at most
         #: RELOAD_GRACE later, or at stop, whichever first).
@@ -154,8 +156,9 @@ class Worker:
         # Every exchange's record goes to these, in this order (docs/concepts.md: record sinks).
         audit = [self.audit] if self.audit is not None else []
         detectors = [self._start_detectors(loaded, services)] if loaded.config.detectors.enabled else []
+        otel = [self._start_otel(loaded, services)] if self.audit is not None and loaded.config.audit.otel else []
         sinks = RecordSinks(
-            [ReleaseInFlight(), CountMetrics(), self.access, *audit, *detectors],
+            [ReleaseInFlight(), CountMetrics(), self.access, *audit, *detectors, *otel],
             EvidenceRedactor(loaded.config.access_log.redact_fields),
         )
         self.server = GatewayServer(runtime, sinks)
@@ -170,8 +173,13 @@ class Worker:
         if self.server is not None:
             await self.server.drain(grace=self.loaded.config.listen.timeouts.drain)
         if self.detectors is not None:  # before the services close: it counts in their state backend
+            if self.audit is not None:  # the last losses are logged and counted, not alerted
+                self.audit.on_loss = None
             detectors, self.detectors = self.detectors, None
             await detectors.close()
+        if self.otel is not None:  # before the services close: it exports with their HTTP client
+            otel, self.otel = self.otel, None
+            await otel.close()
         await self.shut_down()
         if self.access is not None:
             self.access.close()
@@ -179,10 +187,25 @@ class Worker:
         METRICS.stop()
 
     def _start_detectors(self, loaded: LoadedConfig, services: Services) -> Detectors:
-        """The detectors' sink, its task started on this loop."""
-        self.detectors = Detectors(loaded.config.detectors, services)
-        self.detectors.start()
-        return self.detectors
+        """The detectors' sink, its task started on this loop (and told of audit records lost)."""
+        detectors = self.detectors = Detectors(loaded.config.detectors, services)
+        detectors.start()
+        if self.audit is not None:
+            loop = asyncio.get_running_loop()
+
+            def lost(count: int) -> None:
+                loop.call_soon_threadsafe(detectors.audit_loss, count)
+
+            self.audit.on_loss = lost
+        return detectors
+
+    def _start_otel(self, loaded: LoadedConfig, services: Services) -> OtelExporter:
+        """The OpenTelemetry exporter's sink, its task started on this loop."""
+        settings = loaded.config.audit.otel
+        assert settings is not None
+        self.otel = OtelExporter(settings, self.identity, services.http, route_templates(loaded.routes))
+        self.otel.start()
+        return self.otel
 
     def _start_audit(self, loaded: LoadedConfig) -> AuditSink | None:
         """The audit sink, its files open and its writer started (``None``: no audit log)."""
