@@ -968,3 +968,34 @@ def test_remote_include_shapes_are_blocked(engine: DetectionEngine, payload: str
 def test_ordinary_urls_pass(engine: DetectionEngine, text: str) -> None:
     """Questions, URLs with a query, and a page (not a script) on an IP address pass."""
     passes_everywhere(engine, text)
+
+
+# ---------------------------------------- 19. a form sent under another content type
+@pytest.mark.parametrize("content_type", ["text/plain", "application/octet-stream", "application/x-custom", None])
+@pytest.mark.parametrize(
+    ("body", "category"),
+    [("loader=org.apache.commons.collections", "cmdi"), ("page=2&sort=name&cmd=%3Bcat%20%2Fetc%2Fshadow", "cmdi")],
+)
+def test_a_form_shaped_body_of_another_type_is_inspected_as_a_form(
+    engine: DetectionEngine, content_type: str | None, body: str, category: str
+) -> None:
+    """A body that reads as ``name=value&...`` is inspected field by field whatever type it
+    declares: lenient servers parse it as a form, and whole-value rules see each value."""
+    verdict = engine.evaluate(make_request("/v1/jobs", method="POST", body=body, content_type=content_type))
+    assert verdict.block_category == category, verdict.log_record()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "loader = org.apache.commons.collections is the package we use",
+        "HOST=db\nPORT=5432\nCLASS=java.io.File\n",
+        "a,b,c\n1,2,java.io.File\n",
+        "sort=name&page=2&q=blue%20shoes",
+    ],
+)
+def test_text_bodies_that_are_not_forms_or_are_benign_forms_pass(engine: DetectionEngine, body: str) -> None:
+    """Prose, a multi-line configuration file, CSV and an ordinary form sent as text/plain
+    pass: only a one-line ``name=value`` body is read as a form."""
+    verdict = engine.evaluate(make_request("/v1/notes", method="POST", body=body, content_type="text/plain"))
+    assert verdict.block_category is None, verdict.log_record()
