@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bastion.stages.detection import libinj, ssrf
+from bastion.stages.detection import dbcache, libinj, ssrf
 from bastion.stages.detection.content import FILE_NAME
 from bastion.stages.detection.inspect import KNOWN_MAX_CHARS, Input, Known
 from bastion.stages.detection.normalize import (
@@ -190,14 +190,23 @@ class HyperscanBackend:
         selected = list(rules)
         self._db: Any = _hs.Database(mode=_hs.HS_MODE_BLOCK)
         self._empty = not selected
+        #: Whether the database came from the on-disk cache rather than a compile.
+        self.from_cache = False
         if selected:
             flags = _hs.HS_FLAG_CASELESS | _hs.HS_FLAG_SINGLEMATCH | _hs.HS_FLAG_DOTALL | _hs.HS_FLAG_MULTILINE
-            self._db.compile(
-                expressions=[r.pattern.encode() for r in selected],
-                ids=[r.id for r in selected],
-                elements=len(selected),
-                flags=flags,
-            )
+            expressions = [r.pattern.encode() for r in selected]
+            ids = [r.id for r in selected]
+            key = dbcache.database_key(expressions, ids, flags, _hs.HS_MODE_BLOCK, str(_hs.__version__))
+            cached = dbcache.read(key)
+            if cached is not None:
+                try:
+                    self._db = _hs.loadb(cached, _hs.HS_MODE_BLOCK)
+                    self.from_cache = True
+                except Exception:  # any bytes hyperscan refuses mean compiling, as without a cache
+                    self._db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+            if not self.from_cache:
+                self._db.compile(expressions=expressions, ids=ids, elements=len(selected), flags=flags)
+                dbcache.write(key, _hs.dumpb(self._db))
             self._scratch: Any = _hs.Scratch(self._db)
 
     def scan(self, data: bytes) -> list[tuple[int, int]]:
