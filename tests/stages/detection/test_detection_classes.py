@@ -999,3 +999,45 @@ def test_text_bodies_that_are_not_forms_or_are_benign_forms_pass(engine: Detecti
     pass: only a one-line ``name=value`` body is read as a form."""
     verdict = engine.evaluate(make_request("/v1/notes", method="POST", body=body, content_type="text/plain"))
     assert verdict.block_category is None, verdict.log_record()
+
+
+# ------------------------------------------------------- 20. a value that is only a call
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "mb_send_mail()",
+        "proc_nice(priority)",
+        "app.config.update(debug)",
+        "Runtime.getRuntime().exec(cmd)",
+        "readfile (uploads)",
+        "getattr(os, 'system')",
+        "assert(chr(115).chr(121))",
+        "render('home');",
+        "lookup(concat(a,b))",
+    ],
+)
+def test_a_value_that_is_only_a_function_call_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A snake_case or dotted callee, a builtin that runs, reads or decodes, or any call
+    passed a string or another call, as a whole value, is refused wherever it is."""
+    blocked_everywhere(engine, payload, "cmdi")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Copy (2)",
+        "Apple(US)",
+        "IMG_2041(1)",
+        "report.v2(3)",
+        "user_name (admin)",
+        "ecosystem()",
+        "max(a, b) is the larger",
+        "call print_r() to debug",
+        "Size(XL)",
+        "SUM(A1:A3)",
+    ],
+)
+def test_names_with_a_parenthesis_and_calls_in_prose_pass(engine: DetectionEngine, text: str) -> None:
+    """Product and file names with a copy number or a note in parentheses, a word with an
+    empty call, formulas and calls inside a sentence pass."""
+    passes_everywhere(engine, text)

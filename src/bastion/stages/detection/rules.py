@@ -165,6 +165,13 @@ _PHP_VAR_FUNCTIONS = (
     "readfile|fopen|fwrite|fputs|opendir|scandir|parse_str|array_map|array_filter|usort|uasort|uksort|base64_decode|"
     "gzinflate|str_rot13|urldecode|rawurldecode"
 )
+#: Builtins that run code, reach files or the network, or decode, in PHP, JavaScript and
+#: Python: called alone as a whole value, they are a probe of what an eval() runs.
+_CALLABLE_BUILTINS = (
+    "eval|exec|execfile|system|assert|popen|chr|ord|intval|printf|sprintf|substr|unpack|fopen|fread|fwrite|"
+    "readfile|filegroup|fileowner|unlink|rmdir|mkdir|settimeout|setinterval|atob|btoa|require|"
+    "__import__|globals|getattr|phpinfo"
+)
 #: Java classes that run programs, script engines, look up names or decode objects: what
 #: deserialisation gadget chains and expression injections name. Not the classes of an
 #: ordinary stack trace pasted into a support message (java.lang.Thread, ClassLoader,
@@ -796,6 +803,27 @@ RULES: tuple[Rule, ...] = (
         + r"|" + START + r"[ \t]{0,8}~[+-]\d{0,3}[ \t]{0,8}" + END
         + r"|" + START + r"[a-z]{0,8}\{(?:,[\w-]*|[\w-]+,-[\w-]*|[\w-]+,)(?:,[\w-]*)*\}[a-z]{0,8}" + END,
         "shell process substitution, variable shell, spacer, separator and command alone, tilde or brace",
+    ),
+    Rule(
+        3043,
+        "cmdi",
+        1,
+        C,
+        # A value that is only a function call: what a payload for an eval() or a template
+        # that calls what it is given looks like, and no field's value looks like. The
+        # callee has a snake_case or dotted name (curl_init, console.info), or is a
+        # builtin that runs, reads or decodes something in the languages servers run; or
+        # the call passes a string or another call. (Any word with an empty "()" or a
+        # variable is not enough: "ecosystem()", "cheval($x)".) Product and
+        # file names with a parenthesis ("Copy (2)", "Apple(US)", "IMG_2041(1)",
+        # "report.v2(3)") pass: a copy's number is not an argument.
+        START + r"[ \t]{0,8}(?:"
+        r"(?:[a-z]+(?:_[a-z]+)+|[a-z_]\w*(?:\.[a-z_]\w*)+)\("
+        r"(?:[ \t]*|[^()\x00\n]*[^\d\s()\x00][^()\x00\n]*(?:\([^()\x00\n]*\)[^()\x00\n]*)*)\)?"
+        r"|(?:" + _CALLABLE_BUILTINS + r")[ \t]*\((?:[^()\x00\n]*(?:\([^()\x00\n]*\))?)*\)?"
+        r"|[a-z_]\w{2,40}[ \t]*\([ \t]*(?:['\"]|[a-z_]\w*[ \t]*\()[^\x00\n]*"
+        r")[ \t]*;?[ \t]{0,8}" + END,
+        "value that is only a function call",
     ),
     Rule(
         3042,
