@@ -1041,3 +1041,43 @@ def test_names_with_a_parenthesis_and_calls_in_prose_pass(engine: DetectionEngin
     """Product and file names with a copy number or a note in parentheses, a word with an
     empty call, formulas and calls inside a sentence pass."""
     passes_everywhere(engine, text)
+
+
+# ----------------------------------------- 21. a value that starts a SQL probe or fragment
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "SELECT SLEEP(5)",
+        "select  pg_sleep (3)",
+        "SELECT IF(1=1, 'a', 'b')",
+        "select version()",
+        "'select current_user()",
+        "SELECT id GROUP BY id HAVING count(id) > 1",
+        "') SELECT password FROM accounts",
+        "\") UNION SELECT 1",
+    ],
+)
+def test_a_value_that_starts_a_sql_probe_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A value that opens with a SELECT of a timing, branching or identity function, a
+    SELECT of one item straight to GROUP BY or HAVING, or a SELECT or UNION after a
+    parenthesis that closes the query's own, is refused wherever it is."""
+    blocked_everywhere(engine, payload, "sqli")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT name, email FROM customers WHERE country = 'IE' ORDER BY name;",
+        "SELECT count(*) FROM orders GROUP BY status",
+        "Select items from the list",
+        "Select size, colour",
+        "Delete from cart",
+        "Create table for 4 people",
+        "select a plan",
+        "(see above) select one",
+    ],
+)
+def test_whole_queries_and_labels_pass(engine: DetectionEngine, text: str) -> None:
+    """A whole query as a snippet API carries it, and labels and sentences that start
+    with SELECT, DELETE or CREATE, pass: only a probe's or a fragment's start is refused."""
+    passes_everywhere(engine, text)
