@@ -1081,3 +1081,25 @@ def test_whole_queries_and_labels_pass(engine: DetectionEngine, text: str) -> No
     """A whole query as a snippet API carries it, and labels and sentences that start
     with SELECT, DELETE or CREATE, pass: only a probe's or a fragment's start is refused."""
     passes_everywhere(engine, text)
+
+
+# ------------------------------------------- 22. the sending page's address is not a fetch
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("Referer", "http://localhost:3000/app/orders"),
+        ("Origin", "http://localhost:5173"),
+        ("Referer", "http://192.168.1.20:8080/dashboard"),
+    ],
+)
+def test_the_sending_pages_address_is_not_a_server_side_request(engine: DetectionEngine, name: str, value: str) -> None:
+    """A front-end served from localhost or a LAN address (development) sends its address in
+    Referer and Origin; no server fetches it, so it is not refused as SSRF, while the same
+    URL in a parameter or another header still is, and other rules still read those headers."""
+    assert engine.evaluate(make_request("/v1/orders", headers=[(name, value)])).block_category is None
+    in_a_parameter = make_request(f"/v1/fetch?url={quote(value, safe='')}", headers=[(name, value)])
+    assert engine.evaluate(in_a_parameter).block_category == "ssrf"
+    in_a_callback = make_request("/v1/hooks", headers=[("X-Callback-Url", value)])
+    assert engine.evaluate(in_a_callback).block_category == "ssrf"
+    script = make_request("/v1/orders", headers=[(name, value + "/<script>alert(1)</script>")])
+    assert engine.evaluate(script).block_category == "xss"

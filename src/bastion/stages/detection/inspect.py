@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from bastion.stages.detection.content import FILE_NAME, ContentMap
+from bastion.stages.detection.content import FILE_NAME, PAGE_ADDRESS, PAGE_ADDRESS_HEADERS, ContentMap
 from bastion.stages.detection.graphql import graphql_texts, looks_like_graphql
 from bastion.stages.detection.normalize import url_decode
 from bastion.types import Request
@@ -517,7 +517,7 @@ def extract(
                 if eq and cval:
                     sink.add(f"cookie:{label}" if named else "cookie", cval, False, True)
         else:
-            kind = FILE_NAME if name in UPLOAD_NAME_HEADERS else ""
+            kind = FILE_NAME if name in UPLOAD_NAME_HEADERS else PAGE_ADDRESS if name in PAGE_ADDRESS_HEADERS else ""
             sink.add(f"header:{_name(name.lower())}" if named else "header", value, False, True, kind)
     if request.body:
         _body(request, lim, sink, cut, named, content)
