@@ -1103,3 +1103,19 @@ def test_the_sending_pages_address_is_not_a_server_side_request(engine: Detectio
     assert engine.evaluate(in_a_callback).block_category == "ssrf"
     script = make_request("/v1/orders", headers=[(name, value + "/<script>alert(1)</script>")])
     assert engine.evaluate(script).block_category == "xss"
+
+
+# ------------------------------------------ 23. an LDAP filter closed, joined and reopened
+@pytest.mark.parametrize(
+    "payload", ["jdoe)!(mail=*", "svc)&(memberOf=cn=admins", "printer)|(cn=*", "guest)(&", "x) ( | "]
+)
+def test_ldap_filters_joined_by_an_operator_or_left_open_are_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A value that closes the application's filter and opens another joined by an
+    operator, or leaves an operator open at its end, is refused wherever it is."""
+    blocked_everywhere(engine, payload, "ldapi")
+
+
+@pytest.mark.parametrize("text", ["(see above)!(really)", "Team (EU) & (US)", "done :) (finally)", "call me (maybe)!"])
+def test_parentheses_in_prose_are_not_ldap_filters(engine: DetectionEngine, text: str) -> None:
+    """Asides, lists and emoticons in parentheses pass."""
+    passes_everywhere(engine, text)

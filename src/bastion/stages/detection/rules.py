@@ -1170,9 +1170,13 @@ RULES: tuple[Rule, ...] = (
         "ldapi",
         1,
         C,
-        # A value closing a filter and opening the next: "printer)(uid=*)", "x)(|(cn=*", "bar)(&)".
-        # (Starting at the ")": a leading character class made it the costliest rule to scan.)
-        r"\)\s*\((?:\s*[&|!]\s*\)|\s*[&|!]?\s*\(?\s*[a-z][\w.-]*\s*[~<>]?=\s*[\w*])",
+        # A value closing a filter and opening the next: "printer)(uid=*)", "x)(|(cn=*", "bar)(&)",
+        # with the operator between them ("x)!(sn=*", "x)&(cn=a") or left open at the
+        # value's end ("admin)(|", "x) ( & "): what a filter built by pasting the value in
+        # reads as two. (Starting at the ")": a leading character class made it the costliest
+        # rule to scan.)
+        r"\)\s*[&|!]?\s*\((?:\s*[&|!]\s*\)|\s*[&|!]?\s*\(?\s*[a-z][\w.-]*\s*[~<>]?=\s*[\w*])"
+        r"|\)\s*\(\s*[&|!][ \t]{0,8}" + END,
         "LDAP filter closed and another opened",
     ),
     # ------------------------------------------------------------------------------ XXE 9xxx
