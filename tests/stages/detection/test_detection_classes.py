@@ -1014,11 +1014,18 @@ def test_text_bodies_that_are_not_forms_or_are_benign_forms_pass(engine: Detecti
         "assert(chr(115).chr(121))",
         "render('home');",
         "lookup(concat(a,b))",
+        "console.warn(2)",
+        'console["log"](1)',
+        "process.env",
+        "process['env']",
+        "module.exports = ",
+        "function () {",
     ],
 )
 def test_a_value_that_is_only_a_function_call_is_blocked(engine: DetectionEngine, payload: str) -> None:
     """A snake_case or dotted callee, a builtin that runs, reads or decodes, or any call
-    passed a string or another call, as a whole value, is refused wherever it is."""
+    passed a string or another call, as a whole value, is refused wherever it is; so are
+    Node's environment, exports and an opened function as a whole value."""
     blocked_everywhere(engine, payload, "cmdi")
 
 
@@ -1035,6 +1042,8 @@ def test_a_value_that_is_only_a_function_call_is_blocked(engine: DetectionEngine
         "call print_r() to debug",
         "Size(XL)",
         "SUM(A1:A3)",
+        "set process.env.PORT before you start",
+        "module exports",
     ],
 )
 def test_names_with_a_parenthesis_and_calls_in_prose_pass(engine: DetectionEngine, text: str) -> None:

@@ -758,7 +758,11 @@ RULES: tuple[Rule, ...] = (
         r"_\$\$nd_func\$\$_|\b__js_function\b|" + START + r"xyqktkrfrlvoqyqk|\bnew\s+function\s*\("
         r"|\bconstructor\s*(?:\.|\[\s*['\"]?)\s*constructor\b|\$[0-9a-z]{1,8}:(?:constructor|__proto__|module):"
         r"|\bprocess\s*(?:\.\s*|\[\s*['\"\x60]?)(?:mainmodule|binding|dlopen)\b|\bprocess\s*\[\s*(?:req|request)\."
-        r"|\brequire\s*(?:\.\s*main\s*\.\s*constructor|\[\s*(?:req|request)\.)",
+        r"|\brequire\s*(?:\.\s*main\s*\.\s*constructor|\[\s*(?:req|request)\.)"
+        # A value that is only a probe of Node's globals: the environment, the module's
+        # exports, a function opened ("process.env", "module.exports=", "function() {").
+        r"|" + START + r"\s{0,8}(?:process\s*(?:\.\s*env|\[\s*['\"\x60]env['\"\x60]\s*\])"
+        r"|module\s*\.\s*exports\s*=|function\s*\(\s*\)\s*\{)\s{0,8}" + END,
         "server-side JavaScript execution",
     ),
     Rule(
@@ -833,13 +837,16 @@ RULES: tuple[Rule, ...] = (
         # the call passes a string or another call. (Any word with an empty "()" or a
         # variable is not enough: "ecosystem()", "cheval($x)".) Product and
         # file names with a parenthesis ("Copy (2)", "Apple(US)", "IMG_2041(1)",
-        # "report.v2(3)") pass: a copy's number is not an argument.
+        # "report.v2(3)") pass: a copy's number is not an argument, except to a callee
+        # whose dotted parts are all letters (console.info(1), console["info"](1)).
         START + r"[ \t]{0,8}(?:"
         r"(?:[a-z]+(?:_[a-z]+)+|[a-z_]\w*(?:\.[a-z_]\w*)+)\("
         r"(?:[ \t]*|[^()\x00\n]*[^\d\s()\x00][^()\x00\n]*(?:\([^()\x00\n]*\)[^()\x00\n]*)*)\)?"
+        r"|[a-z_]+(?:(?:\.[a-z_]+)+\s*(?:\[\s*['\"][a-z_]+['\"]\s*\]\s*)?|\s*\[\s*['\"][a-z_]+['\"]\s*\]\s*)"
+        r"\([^()\x00\n]*\)"
         r"|(?:" + _CALLABLE_BUILTINS + r")[ \t]*\((?:[^()\x00\n]*(?:\([^()\x00\n]*\))?)*\)?"
         r"|[a-z_]\w{2,40}[ \t]*\([ \t]*(?:['\"]|[a-z_]\w*[ \t]*\()[^\x00\n]*"
-        r")[ \t]*;?[ \t]{0,8}" + END,
+        r")[ \t]*;?\s{0,8}" + END,
         "value that is only a function call",
     ),
     Rule(
