@@ -1128,3 +1128,22 @@ def test_ldap_filters_joined_by_an_operator_or_left_open_are_blocked(engine: Det
 def test_parentheses_in_prose_are_not_ldap_filters(engine: DetectionEngine, text: str) -> None:
     """Asides, lists and emoticons in parentheses pass."""
     passes_everywhere(engine, text)
+
+
+# ------------------------------------------------- 24. an upload named out of its folder
+@pytest.mark.parametrize("filename", ["../avatar.png", "..\\report.pdf", "a/../../cron.d/job", ".. /x.txt"])
+def test_an_upload_named_with_a_parent_folder_is_blocked(engine: DetectionEngine, filename: str) -> None:
+    """An upload's file name (a multipart part's, an X-File-Name header) with a parent-folder
+    segment is refused as path traversal: joined to the upload folder, or kept by an archive
+    tool, it writes outside it."""
+    verdict = engine.evaluate(_upload(filename))
+    assert verdict.block_category == "path_traversal", verdict.log_record()
+    assert 4011 in {h.rule.id for h in verdict.hits}
+    header = engine.evaluate(make_request("/v1/uploads", method="PUT", headers=[("X-File-Name", filename)]))
+    assert header.block_category == "path_traversal", header.log_record()
+
+
+@pytest.mark.parametrize("filename", ["report..final.pdf", "..hidden-notes.txt", "photos/2026/beach.png", "v1.2.3.zip"])
+def test_upload_names_with_dots_pass(engine: DetectionEngine, filename: str) -> None:
+    """Names with double dots inside a name, a folder path going down and version numbers pass."""
+    assert engine.evaluate(_upload(filename)).block_category is None

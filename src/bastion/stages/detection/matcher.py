@@ -156,6 +156,15 @@ def script_upload(name: str) -> bool:
     return bool(dot) and bool(stem) and ext in _SCRIPT_EXTENSIONS
 
 
+def upload_climbs(name: str) -> bool:
+    """Whether an upload's file name has a parent-folder segment (``../x``, ``..\\x``, a
+    ``..`` written with Windows' trailing dots or spaces): a server that joins it to its
+    upload folder, or an archive tool that keeps it, writes outside that folder."""
+    if ".." not in name:
+        return False
+    return any(seg.count(".") >= 2 and not seg.strip(" .") for seg in name.replace("\\", "/").split("/"))
+
+
 #: Locations that never hold a line break, decoded or not: the path and the names of
 #: parameters and cookies (a subset of the above, so their values are remembered apart).
 _NO_LINE_LOCATIONS = ("path", "query-name", "cookie-name")
@@ -567,8 +576,11 @@ class Matcher:
                 self._add(seen, 15901, inp, view)
             if 12005 in det and inp.location.startswith(_PARAM_NAME_LOCATIONS) and session_param(view):
                 self._add(seen, 12005, inp, view)
-        if inp.content == FILE_NAME and 3041 in det and script_upload(view):
-            self._add(seen, 3041, inp, view)
+        if inp.content == FILE_NAME:
+            if 3041 in det and script_upload(view):
+                self._add(seen, 3041, inp, view)
+            if 4011 in det and upload_climbs(view):
+                self._add(seen, 4011, inp, view)
         # (The location first: most views are a body's, where neither applies.)
         if 12902 in det and inp.location.startswith(_NO_LINE_LOCATIONS) and ("\n" in view or "\r" in view):
             self._add(seen, 12902, inp, view)

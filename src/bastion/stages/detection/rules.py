@@ -1378,6 +1378,7 @@ DETECTORS: tuple[Rule, ...] = (
     Rule(6002, "ssrf", 2, E, "", "bare host in a non-canonical numeric encoding of an internal address"),
     Rule(7901, "nosqli", 1, C, "", "MongoDB query operator as a JSON key"),
     Rule(3041, "cmdi", 1, C, "", "upload named as a server-side script, a web server's own file or a PHP session"),
+    Rule(4011, "path_traversal", 1, C, "", "upload named with a parent folder (../, ..\\): stored outside its folder"),
     Rule(12901, "crlf", 2, E, "", "line break in a path, query or header value"),
     Rule(12902, "crlf", 1, C, "", "line break in the path or in a parameter or cookie name"),
     Rule(12005, "crlf", 1, C, "", "a framework's session cookie sent as a query or form parameter"),
