@@ -1064,12 +1064,15 @@ def test_names_with_a_parenthesis_and_calls_in_prose_pass(engine: DetectionEngin
         "SELECT id GROUP BY id HAVING count(id) > 1",
         "') SELECT password FROM accounts",
         "\") UNION SELECT 1",
+        "'{\"role\": \"admin\"}'::jsonb <@ '{}'",
+        "'[1, 2]'::json ->> 0",
     ],
 )
 def test_a_value_that_starts_a_sql_probe_is_blocked(engine: DetectionEngine, payload: str) -> None:
     """A value that opens with a SELECT of a timing, branching or identity function, a
-    SELECT of one item straight to GROUP BY or HAVING, or a SELECT or UNION after a
-    parenthesis that closes the query's own, is refused wherever it is."""
+    SELECT of one item straight to GROUP BY or HAVING, a SELECT or UNION after a
+    parenthesis that closes the query's own, or a quoted JSON literal cast to json and
+    given to a JSON operator, is refused wherever it is."""
     blocked_everywhere(engine, payload, "sqli")
 
 
@@ -1084,6 +1087,8 @@ def test_a_value_that_starts_a_sql_probe_is_blocked(engine: DetectionEngine, pay
         "Create table for 4 people",
         "select a plan",
         "(see above) select one",
+        "'{\"a\": 1}'::jsonb",
+        '{"filter": "a - b"}',
     ],
 )
 def test_whole_queries_and_labels_pass(engine: DetectionEngine, text: str) -> None:

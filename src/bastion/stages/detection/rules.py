@@ -434,13 +434,17 @@ RULES: tuple[Rule, ...] = (
         # A value that is the start of a probe, not a query: SELECT of a function that
         # times, branches or names the server (SELECT SLEEP(, SELECT IF(, SELECT VERSION(),
         # SELECT of one item straight to GROUP BY or HAVING (no FROM: a fragment completing
-        # the application's own query), or a SELECT or UNION after a parenthesis that
-        # closes the query's own. Whole queries as a paste or snippet API carries them
-        # ("SELECT name FROM customers WHERE ...", CREATE TABLE, UPDATE ... SET) pass.
+        # the application's own query), a SELECT or UNION after a parenthesis that
+        # closes the query's own, or a quoted JSON literal cast and operated on. Whole
+        # queries as a paste or snippet API carries them ("SELECT name FROM customers
+        # WHERE ...", CREATE TABLE, UPDATE ... SET) pass.
         START + r"[ \t]{0,8}(?:['\"\x60]?[ \t]{0,8}select\s+(?:all\s+|distinct\s+)?"
         r"(?:(?:sleep|benchmark|pg_sleep|if|iif|version|user|database|current_user|char|chr|load_file"
         r"|extractvalue|updatexml)\s*\(|[\w.*]+\s+(?:group\s+by|having)\b)"
-        r"|['\"\x60]?[ \t]{0,8}\)[ \t]{0,8}(?:select|union)\b)",
+        r"|['\"\x60]?[ \t]{0,8}\)[ \t]{0,8}(?:select|union)\b"
+        # A quoted JSON literal cast to PostgreSQL's json and given to a JSON operator:
+        # the value is the operand of an expression, not a document.
+        r"|'[\[{][^'\x00]*'\s*::\s*jsonb?\s*(?:#>>?|#-|@[?@>]|<@|->>?|\?[|&]?|-|\|\|))",
         "value that starts a SQL probe or a fragment",
     ),
     Rule(
