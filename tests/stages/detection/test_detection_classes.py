@@ -1152,3 +1152,41 @@ def test_an_upload_named_with_a_parent_folder_is_blocked(engine: DetectionEngine
 def test_upload_names_with_dots_pass(engine: DetectionEngine, filename: str) -> None:
     """Names with double dots inside a name, a folder path going down and version numbers pass."""
     assert engine.evaluate(_upload(filename)).block_category is None
+
+
+# ------------------------ 25. a request line as a value; a handler after an attribute's end
+@pytest.mark.parametrize(
+    "payload", ["GET http://intranet.example/ HTTP/1.1", "DELETE /v1/users/7 HTTP/1.0", "head / http/2"]
+)
+def test_a_value_that_is_a_request_line_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A value that is an HTTP request line (what smuggling and splitting payloads make a
+    server read as its next request) is refused wherever it can be sent."""
+    for where, request in placements(payload).items():
+        if where == "path":
+            continue  # a slash-split request line is a path, not a value
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "crlf", (where, verdict.log_record())
+
+
+@pytest.mark.parametrize("payload", [" onfocus=", "  onpointerenter = ", "\tformaction="])
+def test_a_handler_opened_after_an_unquoted_attributes_end_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A value that starts with the spaces ending an unquoted attribute and opens an event
+    handler is refused in a query value, a form field, a JSON field and a parameter name."""
+    enc = quote(payload, safe="")
+    for request in (
+        make_request(f"/v1/items?q={enc}"),
+        make_request(f"/v1/items?{enc}=1"),
+        make_request("/v1/items", method="POST", body=f"q={enc}", content_type="application/x-www-form-urlencoded"),
+        make_request("/v1/items", method="POST", body=json.dumps({"q": payload}), content_type="application/json"),
+    ):
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "xss", verdict.log_record()
+
+
+@pytest.mark.parametrize(
+    "text", ["Send GET /users HTTP/1.1 to list them", "GET it done", " online=true", "onload=init", "HTTP/1.1 200 OK"]
+)
+def test_request_lines_in_sentences_and_handler_words_pass(engine: DetectionEngine, text: str) -> None:
+    """A request line inside a sentence, words starting with "on", a handler name without
+    the leading spaces and a status line pass."""
+    passes_everywhere(engine, text)

@@ -558,6 +558,8 @@ RULES: tuple[Rule, ...] = (
         r"|o\s+b\s+j\s+e\s+c\s+t|e\s+m\s+b\s+e\s+d|b\s+o\s+d\s+y|s\s+t\s+y\s+l\s+e|d\s+e\s+t\s+a\s+i\s+l\s+s)\b"
         r"|<\s*[a-z]*\s*:\s*(?:script|vmlframe|imagedata)\b"
         r"|(?:[\"'\x60]|<[a-z][^\s>\x00]*)\s*(?:on[a-z]{3,40}|formaction)\s*=\s*" + END
+        # (or after the spaces that end an unquoted attribute, at the value's start: " onload=")
+        + r"|" + START + r"[ \t\r\n]{1,8}(?:on[a-z]{3,40}|formaction)[ \t]*=[ \t]{0,8}" + END
         + r"|\.\s*(?:/\*[^\x00]*?\*/\s*)?(?:call|apply)\s*\x60",
         "split or namespaced tag, handler opened at the end, call by tagged template",
     ),
@@ -1276,6 +1278,17 @@ RULES: tuple[Rule, ...] = (
         "header injection after a line break",
     ),
     Rule(12002, "crlf", 1, C, r"[\r\n]\s*http/\d", "response splitting"),
+    Rule(
+        12006,
+        "crlf",
+        1,
+        C,
+        # A value that is an HTTP request line ("GET http://host/ HTTP/1.1"): the request a
+        # smuggling or splitting payload makes a server or a proxy read as its own next one.
+        START + r"[ \t]{0,8}(?:get|post|put|patch|delete|head|options|connect|trace)[ \t]+[^\s\x00]+[ \t]+"
+        r"http/\d(?:\.\d)?[ \t]{0,8}" + END,
+        "value that is an HTTP request line",
+    ),
     Rule(
         12003,
         "crlf",
