@@ -1190,3 +1190,24 @@ def test_request_lines_in_sentences_and_handler_words_pass(engine: DetectionEngi
     """A request line inside a sentence, words starting with "on", a handler name without
     the leading spaces and a status line pass."""
     passes_everywhere(engine, text)
+
+
+# -------------------------------------------------- 26. a value that is a PHP configuration line
+@pytest.mark.parametrize(
+    "payload",
+    ["auto_prepend_file = /tmp/x", "allow_url_include=On", "opcache.file_cache=/tmp", "disable_functions=none",
+     "mbstring.func_overload=7", "memory_limit=-1"],
+)
+def test_a_value_that_is_a_php_configuration_line_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A value that sets a directive changing what PHP runs, includes, loads or limits, or
+    one of the namespaces only PHP has, is refused wherever it is."""
+    blocked_everywhere(engine, payload, "cmdi")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["engine=v8", "extension=.png", "session.timeout=30", "precision = high", "set memory_limit to 512M in php.ini"],
+)
+def test_settings_shared_with_other_software_pass(engine: DetectionEngine, text: str) -> None:
+    """Generic setting names other software uses, and a sentence about a PHP directive, pass."""
+    passes_everywhere(engine, text)

@@ -856,6 +856,23 @@ RULES: tuple[Rule, ...] = (
         "value that is only a function call",
     ),
     Rule(
+        3044,
+        "cmdi",
+        1,
+        C,
+        # A value that is a PHP configuration line ("directive = value"): what a FastCGI
+        # PHP_VALUE injection, an uploaded .user.ini or an ini_set() reached through a
+        # parameter writes. Only directives that change what PHP runs, includes, loads or
+        # limits, and the namespaces only PHP has (opcache., mbstring., phar., zend.); not
+        # the generic names other software shares ("engine=", "extension=", "session.").
+        START + r"[ \t]{0,8}(?:(?:opcache|mbstring|zend|phar|xdebug)\.[a-z_]+"
+        r"|auto_(?:prepend|append)_file|allow_url_(?:include|fopen)|disable_(?:functions|classes)|open_basedir"
+        r"|include_path|extension_dir|sendmail_path|memory_limit|upload_tmp_dir|unserialize_max_depth"
+        r"|short_open_tag|register_argc_argv|cgi\.force_redirect)"
+        r"[ \t]*=[ \t]*[^\s\x00;&][^\x00\n]{0,255}" + END,
+        "value that is a PHP configuration line",
+    ),
+    Rule(
         3042,
         "cmdi",
         1,
