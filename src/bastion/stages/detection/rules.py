@@ -869,7 +869,7 @@ RULES: tuple[Rule, ...] = (
         r"|auto_(?:prepend|append)_file|allow_url_(?:include|fopen)|disable_(?:functions|classes)|open_basedir"
         r"|include_path|extension_dir|sendmail_path|memory_limit|upload_tmp_dir|unserialize_max_depth"
         r"|short_open_tag|register_argc_argv|cgi\.force_redirect)"
-        r"[ \t]*=[ \t]*[^\s\x00;&][^\x00\n]{0,255}" + END,
+        r"[ \t]*=[ \t]*[^\s\x00;&][^\x00\n]*" + END,
         "value that is a PHP configuration line",
     ),
     Rule(
