@@ -968,3 +968,246 @@ def test_remote_include_shapes_are_blocked(engine: DetectionEngine, payload: str
 def test_ordinary_urls_pass(engine: DetectionEngine, text: str) -> None:
     """Questions, URLs with a query, and a page (not a script) on an IP address pass."""
     passes_everywhere(engine, text)
+
+
+# ---------------------------------------- 19. a form sent under another content type
+@pytest.mark.parametrize("content_type", ["text/plain", "application/octet-stream", "application/x-custom", None])
+@pytest.mark.parametrize(
+    ("body", "category"),
+    [("loader=org.apache.commons.collections", "cmdi"), ("page=2&sort=name&cmd=%3Bcat%20%2Fetc%2Fshadow", "cmdi")],
+)
+def test_a_form_shaped_body_of_another_type_is_inspected_as_a_form(
+    engine: DetectionEngine, content_type: str | None, body: str, category: str
+) -> None:
+    """A body that reads as ``name=value&...`` is inspected field by field whatever type it
+    declares: lenient servers parse it as a form, and whole-value rules see each value."""
+    verdict = engine.evaluate(make_request("/v1/jobs", method="POST", body=body, content_type=content_type))
+    assert verdict.block_category == category, verdict.log_record()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "loader = org.apache.commons.collections is the package we use",
+        "HOST=db\nPORT=5432\nCLASS=java.io.File\n",
+        "a,b,c\n1,2,java.io.File\n",
+        "sort=name&page=2&q=blue%20shoes",
+    ],
+)
+def test_text_bodies_that_are_not_forms_or_are_benign_forms_pass(engine: DetectionEngine, body: str) -> None:
+    """Prose, a multi-line configuration file, CSV and an ordinary form sent as text/plain
+    pass: only a one-line ``name=value`` body is read as a form."""
+    verdict = engine.evaluate(make_request("/v1/notes", method="POST", body=body, content_type="text/plain"))
+    assert verdict.block_category is None, verdict.log_record()
+
+
+# ------------------------------------------------------- 20. a value that is only a call
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "mb_send_mail()",
+        "proc_nice(priority)",
+        "app.config.update(debug)",
+        "Runtime.getRuntime().exec(cmd)",
+        "readfile (uploads)",
+        "getattr(os, 'system')",
+        "assert(chr(115).chr(121))",
+        "render('home');",
+        "lookup(concat(a,b))",
+        "console.warn(2)",
+        'console["log"](1)',
+        "process.env",
+        "process['env']",
+        "module.exports = ",
+        "function () {",
+    ],
+)
+def test_a_value_that_is_only_a_function_call_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A snake_case or dotted callee, a builtin that runs, reads or decodes, or any call
+    passed a string or another call, as a whole value, is refused wherever it is; so are
+    Node's environment, exports and an opened function as a whole value."""
+    blocked_everywhere(engine, payload, "cmdi")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Copy (2)",
+        "Apple(US)",
+        "IMG_2041(1)",
+        "report.v2(3)",
+        "user_name (admin)",
+        "ecosystem()",
+        "max(a, b) is the larger",
+        "call print_r() to debug",
+        "Size(XL)",
+        "SUM(A1:A3)",
+        "set process.env.PORT before you start",
+        "module exports",
+    ],
+)
+def test_names_with_a_parenthesis_and_calls_in_prose_pass(engine: DetectionEngine, text: str) -> None:
+    """Product and file names with a copy number or a note in parentheses, a word with an
+    empty call, formulas and calls inside a sentence pass."""
+    passes_everywhere(engine, text)
+
+
+# ----------------------------------------- 21. a value that starts a SQL probe or fragment
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "SELECT SLEEP(5)",
+        "select  pg_sleep (3)",
+        "SELECT IF(1=1, 'a', 'b')",
+        "select version()",
+        "'select current_user()",
+        "SELECT id GROUP BY id HAVING count(id) > 1",
+        "') SELECT password FROM accounts",
+        "\") UNION SELECT 1",
+        "'{\"role\": \"admin\"}'::jsonb <@ '{}'",
+        "'[1, 2]'::json ->> 0",
+    ],
+)
+def test_a_value_that_starts_a_sql_probe_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A value that opens with a SELECT of a timing, branching or identity function, a
+    SELECT of one item straight to GROUP BY or HAVING, a SELECT or UNION after a
+    parenthesis that closes the query's own, or a quoted JSON literal cast to json and
+    given to a JSON operator, is refused wherever it is."""
+    blocked_everywhere(engine, payload, "sqli")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT name, email FROM customers WHERE country = 'IE' ORDER BY name;",
+        "SELECT count(*) FROM orders GROUP BY status",
+        "Select items from the list",
+        "Select size, colour",
+        "Delete from cart",
+        "Create table for 4 people",
+        "select a plan",
+        "(see above) select one",
+        "'{\"a\": 1}'::jsonb",
+        '{"filter": "a - b"}',
+    ],
+)
+def test_whole_queries_and_labels_pass(engine: DetectionEngine, text: str) -> None:
+    """A whole query as a snippet API carries it, and labels and sentences that start
+    with SELECT, DELETE or CREATE, pass: only a probe's or a fragment's start is refused."""
+    passes_everywhere(engine, text)
+
+
+# ------------------------------------------- 22. the sending page's address is not a fetch
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("Referer", "http://localhost:3000/app/orders"),
+        ("Origin", "http://localhost:5173"),
+        ("Referer", "http://192.168.1.20:8080/dashboard"),
+    ],
+)
+def test_the_sending_pages_address_is_not_a_server_side_request(engine: DetectionEngine, name: str, value: str) -> None:
+    """A front-end served from localhost or a LAN address (development) sends its address in
+    Referer and Origin; no server fetches it, so it is not refused as SSRF, while the same
+    URL in a parameter or another header still is, and other rules still read those headers."""
+    assert engine.evaluate(make_request("/v1/orders", headers=[(name, value)])).block_category is None
+    in_a_parameter = make_request(f"/v1/fetch?url={quote(value, safe='')}", headers=[(name, value)])
+    assert engine.evaluate(in_a_parameter).block_category == "ssrf"
+    in_a_callback = make_request("/v1/hooks", headers=[("X-Callback-Url", value)])
+    assert engine.evaluate(in_a_callback).block_category == "ssrf"
+    script = make_request("/v1/orders", headers=[(name, value + "/<script>alert(1)</script>")])
+    assert engine.evaluate(script).block_category == "xss"
+
+
+# ------------------------------------------ 23. an LDAP filter closed, joined and reopened
+@pytest.mark.parametrize(
+    "payload", ["jdoe)!(mail=*", "svc)&(memberOf=cn=admins", "printer)|(cn=*", "guest)(&", "x) ( | "]
+)
+def test_ldap_filters_joined_by_an_operator_or_left_open_are_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A value that closes the application's filter and opens another joined by an
+    operator, or leaves an operator open at its end, is refused wherever it is."""
+    blocked_everywhere(engine, payload, "ldapi")
+
+
+@pytest.mark.parametrize("text", ["(see above)!(really)", "Team (EU) & (US)", "done :) (finally)", "call me (maybe)!"])
+def test_parentheses_in_prose_are_not_ldap_filters(engine: DetectionEngine, text: str) -> None:
+    """Asides, lists and emoticons in parentheses pass."""
+    passes_everywhere(engine, text)
+
+
+# ------------------------------------------------- 24. an upload named out of its folder
+@pytest.mark.parametrize("filename", ["../avatar.png", "..\\report.pdf", "a/../../cron.d/job", ".. /x.txt"])
+def test_an_upload_named_with_a_parent_folder_is_blocked(engine: DetectionEngine, filename: str) -> None:
+    """An upload's file name (a multipart part's, an X-File-Name header) with a parent-folder
+    segment is refused as path traversal: joined to the upload folder, or kept by an archive
+    tool, it writes outside it."""
+    verdict = engine.evaluate(_upload(filename))
+    assert verdict.block_category == "path_traversal", verdict.log_record()
+    assert 4011 in {h.rule.id for h in verdict.hits}
+    header = engine.evaluate(make_request("/v1/uploads", method="PUT", headers=[("X-File-Name", filename)]))
+    assert header.block_category == "path_traversal", header.log_record()
+
+
+@pytest.mark.parametrize("filename", ["report..final.pdf", "..hidden-notes.txt", "photos/2026/beach.png", "v1.2.3.zip"])
+def test_upload_names_with_dots_pass(engine: DetectionEngine, filename: str) -> None:
+    """Names with double dots inside a name, a folder path going down and version numbers pass."""
+    assert engine.evaluate(_upload(filename)).block_category is None
+
+
+# ------------------------ 25. a request line as a value; a handler after an attribute's end
+@pytest.mark.parametrize(
+    "payload", ["GET http://intranet.example/ HTTP/1.1", "DELETE /v1/users/7 HTTP/1.0", "head / http/2"]
+)
+def test_a_value_that_is_a_request_line_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A value that is an HTTP request line (what smuggling and splitting payloads make a
+    server read as its next request) is refused wherever it can be sent."""
+    for where, request in placements(payload).items():
+        if where == "path":
+            continue  # a slash-split request line is a path, not a value
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "crlf", (where, verdict.log_record())
+
+
+@pytest.mark.parametrize("payload", [" onfocus=", "  onpointerenter = ", "\tformaction="])
+def test_a_handler_opened_after_an_unquoted_attributes_end_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A value that starts with the spaces ending an unquoted attribute and opens an event
+    handler is refused in a query value, a form field, a JSON field and a parameter name."""
+    enc = quote(payload, safe="")
+    for request in (
+        make_request(f"/v1/items?q={enc}"),
+        make_request(f"/v1/items?{enc}=1"),
+        make_request("/v1/items", method="POST", body=f"q={enc}", content_type="application/x-www-form-urlencoded"),
+        make_request("/v1/items", method="POST", body=json.dumps({"q": payload}), content_type="application/json"),
+    ):
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "xss", verdict.log_record()
+
+
+@pytest.mark.parametrize(
+    "text", ["Send GET /users HTTP/1.1 to list them", "GET it done", " online=true", "onload=init", "HTTP/1.1 200 OK"]
+)
+def test_request_lines_in_sentences_and_handler_words_pass(engine: DetectionEngine, text: str) -> None:
+    """A request line inside a sentence, words starting with "on", a handler name without
+    the leading spaces and a status line pass."""
+    passes_everywhere(engine, text)
+
+
+# -------------------------------------------------- 26. a value that is a PHP configuration line
+@pytest.mark.parametrize(
+    "payload",
+    ["auto_prepend_file = /tmp/x", "allow_url_include=On", "opcache.file_cache=/tmp", "disable_functions=none",
+     "mbstring.func_overload=7", "memory_limit=-1"],
+)
+def test_a_value_that_is_a_php_configuration_line_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A value that sets a directive changing what PHP runs, includes, loads or limits, or
+    one of the namespaces only PHP has, is refused wherever it is."""
+    blocked_everywhere(engine, payload, "cmdi")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["engine=v8", "extension=.png", "session.timeout=30", "precision = high", "set memory_limit to 512M in php.ini"],
+)
+def test_settings_shared_with_other_software_pass(engine: DetectionEngine, text: str) -> None:
+    """Generic setting names other software uses, and a sentence about a PHP directive, pass."""
+    passes_everywhere(engine, text)

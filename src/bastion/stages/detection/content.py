@@ -56,10 +56,19 @@ OFF: dict[str, frozenset[Category]] = {
     "graphql": frozenset(),
     # Not a schema's kind: the inspector marks an upload's file name so (see FILE_NAME).
     "file-name": frozenset(),
+    # Nor this one: the browser's own page address (see PAGE_ADDRESS).
+    "page-address": frozenset({"ssrf"}),
 }
 #: The content of an upload's file name (a multipart part's ``filename``, an ``X-Filename``
 #: header), set by the inspector: every rule applies, and the upload-name rule too.
 FILE_NAME = "file-name"
+#: The content of the ``Referer`` and ``Origin`` headers, set by the inspector: the address
+#: of the page that sent the request, which the browser writes and no server fetches. A page
+#: served from ``http://localhost:3000`` (every front-end in development) is not a request
+#: to reach the gateway's loopback, so ``ssrf`` is off there; every other rule applies.
+PAGE_ADDRESS = "page-address"
+#: The headers whose value is the sending page's address.
+PAGE_ADDRESS_HEADERS = frozenset({"referer", "origin"})
 #: Standard hints: the OpenAPI format registry's ``commonmark`` and ``html`` formats, and
 #: JSON Schema's ``contentMediaType``.
 _FORMATS: dict[str, ContentKind] = {"commonmark": "markdown", "html": "html"}

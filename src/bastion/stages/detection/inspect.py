@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from bastion.stages.detection.content import FILE_NAME, ContentMap
+from bastion.stages.detection.content import FILE_NAME, PAGE_ADDRESS, PAGE_ADDRESS_HEADERS, ContentMap
 from bastion.stages.detection.graphql import graphql_texts, looks_like_graphql
 from bastion.stages.detection.normalize import url_decode
 from bastion.types import Request
@@ -517,7 +517,7 @@ def extract(
                 if eq and cval:
                     sink.add(f"cookie:{label}" if named else "cookie", cval, False, True)
         else:
-            kind = FILE_NAME if name in UPLOAD_NAME_HEADERS else ""
+            kind = FILE_NAME if name in UPLOAD_NAME_HEADERS else PAGE_ADDRESS if name in PAGE_ADDRESS_HEADERS else ""
             sink.add(f"header:{_name(name.lower())}" if named else "header", value, False, True, kind)
     if request.body:
         _body(request, lim, sink, cut, named, content)
@@ -598,3 +598,22 @@ def _body(
             sink.add("xml:attribute" if attribute else "xml:text", t)
     else:
         sink.add("body", text)
+        if _form_shaped(text):
+            # Servers that read a form whatever the declared type (PHP's php://input parsers,
+            # frameworks' lenient body parsers) see these pairs: inspect them as a form's.
+            _pairs(sink, "form", text, named, 0)
+
+
+#: The characters of a form field's name as clients encode it (letters, digits, "%XX",
+#: brackets for arrays, the punctuation of dotted and dashed names).
+_FORM_NAME_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~%[]+*"
+
+
+def _form_shaped(text: str) -> bool:
+    """Whether a body of a type the inspector does not parse reads as ``name=value&...``:
+    one line, a name of form-name characters before the first ``=``. Prose, code, CSV and
+    multi-line configuration files do not."""
+    eq = text.find("=", 0, 256)
+    if eq <= 0 or "\n" in text or not text[:eq].isascii():
+        return False
+    return not text[:eq].encode("ascii").translate(None, _FORM_NAME_BYTES)

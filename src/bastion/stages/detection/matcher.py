@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bastion.stages.detection import libinj, ssrf
+from bastion.stages.detection import dbcache, libinj, ssrf
 from bastion.stages.detection.content import FILE_NAME
 from bastion.stages.detection.inspect import KNOWN_MAX_CHARS, Input, Known
 from bastion.stages.detection.normalize import (
@@ -156,6 +156,15 @@ def script_upload(name: str) -> bool:
     return bool(dot) and bool(stem) and ext in _SCRIPT_EXTENSIONS
 
 
+def upload_climbs(name: str) -> bool:
+    """Whether an upload's file name has a parent-folder segment (``../x``, ``..\\x``, a
+    ``..`` written with Windows' trailing dots or spaces): a server that joins it to its
+    upload folder, or an archive tool that keeps it, writes outside that folder."""
+    if ".." not in name:
+        return False
+    return any(seg.count(".") >= 2 and not seg.strip(" .") for seg in name.replace("\\", "/").split("/"))
+
+
 #: Locations that never hold a line break, decoded or not: the path and the names of
 #: parameters and cookies (a subset of the above, so their values are remembered apart).
 _NO_LINE_LOCATIONS = ("path", "query-name", "cookie-name")
@@ -190,14 +199,23 @@ class HyperscanBackend:
         selected = list(rules)
         self._db: Any = _hs.Database(mode=_hs.HS_MODE_BLOCK)
         self._empty = not selected
+        #: Whether the database came from the on-disk cache rather than a compile.
+        self.from_cache = False
         if selected:
             flags = _hs.HS_FLAG_CASELESS | _hs.HS_FLAG_SINGLEMATCH | _hs.HS_FLAG_DOTALL | _hs.HS_FLAG_MULTILINE
-            self._db.compile(
-                expressions=[r.pattern.encode() for r in selected],
-                ids=[r.id for r in selected],
-                elements=len(selected),
-                flags=flags,
-            )
+            expressions = [r.pattern.encode() for r in selected]
+            ids = [r.id for r in selected]
+            key = dbcache.database_key(expressions, ids, flags, _hs.HS_MODE_BLOCK, str(_hs.__version__))
+            cached = dbcache.read(key)
+            if cached is not None:
+                try:
+                    self._db = _hs.loadb(cached, _hs.HS_MODE_BLOCK)
+                    self.from_cache = True
+                except Exception:  # any bytes hyperscan refuses mean compiling, as without a cache
+                    self._db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+            if not self.from_cache:
+                self._db.compile(expressions=expressions, ids=ids, elements=len(selected), flags=flags)
+                dbcache.write(key, _hs.dumpb(self._db))
             self._scratch: Any = _hs.Scratch(self._db)
 
     def scan(self, data: bytes) -> list[tuple[int, int]]:
@@ -558,8 +576,11 @@ class Matcher:
                 self._add(seen, 15901, inp, view)
             if 12005 in det and inp.location.startswith(_PARAM_NAME_LOCATIONS) and session_param(view):
                 self._add(seen, 12005, inp, view)
-        if inp.content == FILE_NAME and 3041 in det and script_upload(view):
-            self._add(seen, 3041, inp, view)
+        if inp.content == FILE_NAME:
+            if 3041 in det and script_upload(view):
+                self._add(seen, 3041, inp, view)
+            if 4011 in det and upload_climbs(view):
+                self._add(seen, 4011, inp, view)
         # (The location first: most views are a body's, where neither applies.)
         if 12902 in det and inp.location.startswith(_NO_LINE_LOCATIONS) and ("\n" in view or "\r" in view):
             self._add(seen, 12902, inp, view)

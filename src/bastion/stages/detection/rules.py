@@ -165,6 +165,13 @@ _PHP_VAR_FUNCTIONS = (
     "readfile|fopen|fwrite|fputs|opendir|scandir|parse_str|array_map|array_filter|usort|uasort|uksort|base64_decode|"
     "gzinflate|str_rot13|urldecode|rawurldecode"
 )
+#: Builtins that run code, reach files or the network, or decode, in PHP, JavaScript and
+#: Python: called alone as a whole value, they are a probe of what an eval() runs.
+_CALLABLE_BUILTINS = (
+    "eval|exec|execfile|system|assert|popen|chr|ord|intval|printf|sprintf|substr|unpack|fopen|fread|fwrite|"
+    "readfile|filegroup|fileowner|unlink|rmdir|mkdir|settimeout|setinterval|atob|btoa|require|"
+    "__import__|globals|getattr|phpinfo"
+)
 #: Java classes that run programs, script engines, look up names or decode objects: what
 #: deserialisation gadget chains and expression injections name. Not the classes of an
 #: ordinary stack trace pasted into a support message (java.lang.Thread, ClassLoader,
@@ -420,6 +427,27 @@ RULES: tuple[Rule, ...] = (
         "system catalogue named, stacked INSERT, PROCEDURE ANALYSE",
     ),
     Rule(
+        1034,
+        "sqli",
+        1,
+        C,
+        # A value that is the start of a probe, not a query: SELECT of a function that
+        # times, branches or names the server (SELECT SLEEP(, SELECT IF(, SELECT VERSION(),
+        # SELECT of one item straight to GROUP BY or HAVING (no FROM: a fragment completing
+        # the application's own query), a SELECT or UNION after a parenthesis that
+        # closes the query's own, or a quoted JSON literal cast and operated on. Whole
+        # queries as a paste or snippet API carries them ("SELECT name FROM customers
+        # WHERE ...", CREATE TABLE, UPDATE ... SET) pass.
+        START + r"[ \t]{0,8}(?:['\"\x60]?[ \t]{0,8}select\s+(?:all\s+|distinct\s+)?"
+        r"(?:(?:sleep|benchmark|pg_sleep|if|iif|version|user|database|current_user|char|chr|load_file"
+        r"|extractvalue|updatexml)\s*\(|[\w.*]+\s+(?:group\s+by|having)\b)"
+        r"|['\"\x60]?[ \t]{0,8}\)[ \t]{0,8}(?:select|union)\b"
+        # A quoted JSON literal cast to PostgreSQL's json and given to a JSON operator:
+        # the value is the operand of an expression, not a document.
+        r"|'[\[{][^'\x00]*'\s*::\s*jsonb?\s*(?:#>>?|#-|@[?@>]|<@|->>?|\?[|&]?|-|\|\|))",
+        "value that starts a SQL probe or a fragment",
+    ),
+    Rule(
         1033,
         "sqli",
         1,
@@ -530,6 +558,8 @@ RULES: tuple[Rule, ...] = (
         r"|o\s+b\s+j\s+e\s+c\s+t|e\s+m\s+b\s+e\s+d|b\s+o\s+d\s+y|s\s+t\s+y\s+l\s+e|d\s+e\s+t\s+a\s+i\s+l\s+s)\b"
         r"|<\s*[a-z]*\s*:\s*(?:script|vmlframe|imagedata)\b"
         r"|(?:[\"'\x60]|<[a-z][^\s>\x00]*)\s*(?:on[a-z]{3,40}|formaction)\s*=\s*" + END
+        # (or after the spaces that end an unquoted attribute, at the value's start: " onload=")
+        + r"|" + START + r"[ \t\r\n]{1,8}(?:on[a-z]{3,40}|formaction)[ \t]*=[ \t]{0,8}" + END
         + r"|\.\s*(?:/\*[^\x00]*?\*/\s*)?(?:call|apply)\s*\x60",
         "split or namespaced tag, handler opened at the end, call by tagged template",
     ),
@@ -734,7 +764,11 @@ RULES: tuple[Rule, ...] = (
         r"_\$\$nd_func\$\$_|\b__js_function\b|" + START + r"xyqktkrfrlvoqyqk|\bnew\s+function\s*\("
         r"|\bconstructor\s*(?:\.|\[\s*['\"]?)\s*constructor\b|\$[0-9a-z]{1,8}:(?:constructor|__proto__|module):"
         r"|\bprocess\s*(?:\.\s*|\[\s*['\"\x60]?)(?:mainmodule|binding|dlopen)\b|\bprocess\s*\[\s*(?:req|request)\."
-        r"|\brequire\s*(?:\.\s*main\s*\.\s*constructor|\[\s*(?:req|request)\.)",
+        r"|\brequire\s*(?:\.\s*main\s*\.\s*constructor|\[\s*(?:req|request)\.)"
+        # A value that is only a probe of Node's globals: the environment, the module's
+        # exports, a function opened ("process.env", "module.exports=", "function() {").
+        r"|" + START + r"\s{0,8}(?:process\s*(?:\.\s*env|\[\s*['\"\x60]env['\"\x60]\s*\])"
+        r"|module\s*\.\s*exports\s*=|function\s*\(\s*\)\s*\{)\s{0,8}" + END,
         "server-side JavaScript execution",
     ),
     Rule(
@@ -796,6 +830,47 @@ RULES: tuple[Rule, ...] = (
         + r"|" + START + r"[ \t]{0,8}~[+-]\d{0,3}[ \t]{0,8}" + END
         + r"|" + START + r"[a-z]{0,8}\{(?:,[\w-]*|[\w-]+,-[\w-]*|[\w-]+,)(?:,[\w-]*)*\}[a-z]{0,8}" + END,
         "shell process substitution, variable shell, spacer, separator and command alone, tilde or brace",
+    ),
+    Rule(
+        3043,
+        "cmdi",
+        1,
+        C,
+        # A value that is only a function call: what a payload for an eval() or a template
+        # that calls what it is given looks like, and no field's value looks like. The
+        # callee has a snake_case or dotted name (curl_init, console.info), or is a
+        # builtin that runs, reads or decodes something in the languages servers run; or
+        # the call passes a string or another call. (Any word with an empty "()" or a
+        # variable is not enough: "ecosystem()", "cheval($x)".) Product and
+        # file names with a parenthesis ("Copy (2)", "Apple(US)", "IMG_2041(1)",
+        # "report.v2(3)") pass: a copy's number is not an argument, except to a callee
+        # whose dotted parts are all letters (console.info(1), console["info"](1)).
+        START + r"[ \t]{0,8}(?:"
+        r"(?:[a-z]+(?:_[a-z]+)+|[a-z_]\w*(?:\.[a-z_]\w*)+)\("
+        r"(?:[ \t]*|[^()\x00\n]*[^\d\s()\x00][^()\x00\n]*(?:\([^()\x00\n]*\)[^()\x00\n]*)*)\)?"
+        r"|[a-z_]+(?:(?:\.[a-z_]+)+\s*(?:\[\s*['\"][a-z_]+['\"]\s*\]\s*)?|\s*\[\s*['\"][a-z_]+['\"]\s*\]\s*)"
+        r"\([^()\x00\n]*\)"
+        r"|(?:" + _CALLABLE_BUILTINS + r")[ \t]*\((?:[^()\x00\n]*(?:\([^()\x00\n]*\))?)*\)?"
+        r"|[a-z_]\w{2,40}[ \t]*\([ \t]*(?:['\"]|[a-z_]\w*[ \t]*\()[^\x00\n]*"
+        r")[ \t]*;?\s{0,8}" + END,
+        "value that is only a function call",
+    ),
+    Rule(
+        3044,
+        "cmdi",
+        1,
+        C,
+        # A value that is a PHP configuration line ("directive = value"): what a FastCGI
+        # PHP_VALUE injection, an uploaded .user.ini or an ini_set() reached through a
+        # parameter writes. Only directives that change what PHP runs, includes, loads or
+        # limits, and the namespaces only PHP has (opcache., mbstring., phar., zend.); not
+        # the generic names other software shares ("engine=", "extension=", "session.").
+        START + r"[ \t]{0,8}(?:(?:opcache|mbstring|zend|phar|xdebug)\.[a-z_]+"
+        r"|auto_(?:prepend|append)_file|allow_url_(?:include|fopen)|disable_(?:functions|classes)|open_basedir"
+        r"|include_path|extension_dir|sendmail_path|memory_limit|upload_tmp_dir|unserialize_max_depth"
+        r"|short_open_tag|register_argc_argv|cgi\.force_redirect)"
+        r"[ \t]*=[ \t]*[^\s\x00;&][^\x00\n]*" + END,
+        "value that is a PHP configuration line",
     ),
     Rule(
         3042,
@@ -1125,9 +1200,13 @@ RULES: tuple[Rule, ...] = (
         "ldapi",
         1,
         C,
-        # A value closing a filter and opening the next: "printer)(uid=*)", "x)(|(cn=*", "bar)(&)".
-        # (Starting at the ")": a leading character class made it the costliest rule to scan.)
-        r"\)\s*\((?:\s*[&|!]\s*\)|\s*[&|!]?\s*\(?\s*[a-z][\w.-]*\s*[~<>]?=\s*[\w*])",
+        # A value closing a filter and opening the next: "printer)(uid=*)", "x)(|(cn=*", "bar)(&)",
+        # with the operator between them ("x)!(sn=*", "x)&(cn=a") or left open at the
+        # value's end ("admin)(|", "x) ( & "): what a filter built by pasting the value in
+        # reads as two. (Starting at the ")": a leading character class made it the costliest
+        # rule to scan.)
+        r"\)\s*[&|!]?\s*\((?:\s*[&|!]\s*\)|\s*[&|!]?\s*\(?\s*[a-z][\w.-]*\s*[~<>]?=\s*[\w*])"
+        r"|\)\s*\(\s*[&|!][ \t]{0,8}" + END,
         "LDAP filter closed and another opened",
     ),
     # ------------------------------------------------------------------------------ XXE 9xxx
@@ -1216,6 +1295,17 @@ RULES: tuple[Rule, ...] = (
         "header injection after a line break",
     ),
     Rule(12002, "crlf", 1, C, r"[\r\n]\s*http/\d", "response splitting"),
+    Rule(
+        12006,
+        "crlf",
+        1,
+        C,
+        # A value that is an HTTP request line ("GET http://host/ HTTP/1.1"): the request a
+        # smuggling or splitting payload makes a server or a proxy read as its own next one.
+        START + r"[ \t]{0,8}(?:get|post|put|patch|delete|head|options|connect|trace)[ \t]+[^\s\x00]+[ \t]+"
+        r"http/\d(?:\.\d)?[ \t]{0,8}" + END,
+        "value that is an HTTP request line",
+    ),
     Rule(
         12003,
         "crlf",
@@ -1322,6 +1412,7 @@ DETECTORS: tuple[Rule, ...] = (
     Rule(6002, "ssrf", 2, E, "", "bare host in a non-canonical numeric encoding of an internal address"),
     Rule(7901, "nosqli", 1, C, "", "MongoDB query operator as a JSON key"),
     Rule(3041, "cmdi", 1, C, "", "upload named as a server-side script, a web server's own file or a PHP session"),
+    Rule(4011, "path_traversal", 1, C, "", "upload named with a parent folder (../, ..\\): stored outside its folder"),
     Rule(12901, "crlf", 2, E, "", "line break in a path, query or header value"),
     Rule(12902, "crlf", 1, C, "", "line break in the path or in a parameter or cookie name"),
     Rule(12005, "crlf", 1, C, "", "a framework's session cookie sent as a query or form parameter"),
