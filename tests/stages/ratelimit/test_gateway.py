@@ -109,12 +109,14 @@ async def serving(workers: list[Worker], scenario: Callable[[httpx.AsyncClient],
             await w.stop()
 
 
+@pytest.mark.parametrize("algorithm", ["gcra", "sliding-window"])
 def test_two_gateways_on_one_redis_admit_exactly_the_limit(tmp_path: Path, upstream: ScriptedUpstream,
-                                                           redis_url: str) -> None:
+                                                           redis_url: str, algorithm: str) -> None:
     """Two gateways (two workers, each its own services and Redis connection) share one
-    limit of 25 per hour: of 80 concurrent requests spread over both, exactly 25 get 200 and
-    the other 55 get 429; a second wave gets 80 refusals (the next request is due in 144 s)."""
-    limit = {"limit": 25, "window": "1h", "by": "global"}
+    limit of 25 per hour, with either algorithm: of 80 concurrent requests spread over both,
+    exactly 25 get 200 and the other 55 get 429; a second wave gets 80 refusals (the next
+    request is due in 144 s, or, for the sliding window, in an hour)."""
+    limit = {"limit": 25, "window": "1h", "by": "global", "algorithm": algorithm}
     path_a, port_a = write_config(tmp_path, upstream, limit, redis_backends(redis_url), "a.yaml")
     path_b, port_b = write_config(tmp_path, upstream, limit, redis_backends(redis_url), "b.yaml")
     workers = [Worker(str(p), identity=identity(i, 2), load=signed_in) for i, p in enumerate((path_a, path_b))]
