@@ -139,9 +139,10 @@ def _numbers(limit: int, window: float, sliding: bool) -> tuple[int, int]:
 def _prefix(rule: LimitRule, scope: str) -> str:
     # The numbers are in the key: a changed limit starts afresh instead of reading a TAT
     # computed with another T (or a sliding window's log as a TAT).
-    numbers = f"sw{window_us(rule.window)}" if rule.algorithm == "sliding-window" else str(
-        interval_us(rule.limit, rule.window)
-    )
+    if rule.algorithm == "sliding-window":
+        numbers = f"sw{window_us(rule.window)}"
+    else:
+        numbers = str(interval_us(rule.limit, rule.window))
     return f"ratelimit:{rule.policy_name}:{rule.limit}:{numbers}:{scope}:"
 
 
