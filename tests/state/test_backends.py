@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -355,6 +356,45 @@ def test_redis_reloads_scripts_it_lost(redis_url: str, redis_server: object) -> 
             await s.close()
 
     run(scenario)
+
+
+def test_a_restarted_redis_gets_the_lost_script_within_the_same_call(tmp_path: Path) -> None:
+    """redis-server killed and started again with its data (append-only file) but an empty
+    script cache: the first script call after it is answered in that same call, from the
+    counts Redis kept, in two round trips (EVALSHA refused with NOSCRIPT, then the script
+    itself by EVAL, nothing in between that a second flush could break), and Redis has the
+    script cached again: the next call is one round trip."""
+    from .redisproc import RedisProcess, require_redis
+
+    require_redis()
+    data = tmp_path / "redis-data"
+    data.mkdir()
+    redis = RedisProcess(("--appendonly", "yes", "--appendfsync", "always", "--dir", str(data))).start()
+
+    async def scenario() -> tuple[list[ScriptResult], list[int]]:
+        s = RedisBackend(redis.url, timeout=2.0)
+        try:
+            await s.set("from", 9)
+            answers = [await s.run(MOVE, ["from", "to"], [2])]
+            redis.kill()
+            with pytest.raises(DependencyUnavailable):
+                await s.run(MOVE, ["from", "to"], [2])
+            redis.start()
+            trips = [s.round_trips]
+            answers.append(await s.run(MOVE, ["from", "to"], [2]))
+            trips.append(s.round_trips)
+            answers.append(await s.run(MOVE, ["from", "to"], [2]))
+            trips.append(s.round_trips)
+            return answers, [trips[1] - trips[0], trips[2] - trips[1]]
+        finally:
+            await s.close()
+
+    try:
+        answers, trips = run(scenario)
+    finally:
+        redis.stop()
+    assert answers == [[1, 2], [1, 4], [1, 6]]
+    assert trips == [2, 1]
 
 
 def test_redis_script_that_does_not_compile_is_a_bug_not_an_outage(redis_url: str) -> None:

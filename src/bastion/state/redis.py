@@ -14,7 +14,8 @@ raises :class:`~bastion.errors.DependencyUnavailable`, never a hang: the stage's
 ``failure_mode`` then decides (closed: 503). A connection Redis closed (a restart) is
 noticed when it closes and opened again by the next command, so the first request after a
 recovery does not fail; a command that timed out is not retried, so nothing is counted twice.
-A script Redis lost (a restart, ``SCRIPT FLUSH``) is loaded again and the command re-run.
+A script Redis lost (a restart, ``SCRIPT FLUSH``, a replica promoted) is sent itself
+(``EVAL``) by the same request, whose answer is then as if nothing had been lost.
 """
 
 from __future__ import annotations
@@ -106,8 +107,8 @@ class RedisBackend(StateBackend):
         return sha
 
     async def _command(self, args: tuple[Any, ...], lua: str | None = None, moved: bool = False) -> Any:
-        """One command's reply; ``lua`` is the script an EVALSHA runs, loaded if Redis lost it;
-        ``moved``: sent again after a cluster's ``MOVED`` (a second one is an outage)."""
+        """One command's reply; ``lua`` is the script an EVALSHA runs, sent itself if Redis
+        lost it; ``moved``: sent again after a cluster's ``MOVED`` (a second one is an outage)."""
         conn = self._conn
         try:
             try:
@@ -120,10 +121,12 @@ class RedisBackend(StateBackend):
                     raise
                 self._follow_cluster(exc, moved)
                 return await self._command(args, lua, True)  # not run where it was refused: once more, there
-            # Redis lost its scripts (a restart, SCRIPT FLUSH): load this one, run it again.
-            # A script Redis cannot compile raises its ResponseError here: a bug, not an outage.
-            await conn.command(("SCRIPT", "LOAD", lua))
-            return await conn.command(args)
+            # Redis lost its scripts (a restart, SCRIPT FLUSH, a replica promoted): the same
+            # request sends the script itself. EVAL runs it and caches it for the next EVALSHA,
+            # in one round trip; a SCRIPT LOAD then EVALSHA would take two, and a second flush
+            # between them would make the rerun fail. A script Redis cannot compile raises its
+            # ResponseError here: a bug, not an outage.
+            return await self._command(("EVAL", lua, *args[2:]), None, moved)
         except ResponseError:
             raise
         except OSError as exc:

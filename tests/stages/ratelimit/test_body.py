@@ -173,3 +173,38 @@ def test_body_member_reuses_a_body_an_earlier_stage_parsed() -> None:
     """Where ``access`` already parsed the JSON body (refusing repeated keys), its value is
     used as it is: the body is not parsed twice."""
     assert body_member(request(b"{}", parsed=({"username": "Dave"},)), ("username",)) == "dave"
+
+
+def test_a_login_limit_as_a_sliding_window_admits_the_limit_in_any_hour(tmp_path: Path,
+                                                                        upstream: ScriptedUpstream) -> None:
+    """The login limit as a sliding window (3 per hour per account) on the memory backend,
+    the worker's clock moved by the test: 3 attempts on alice's account are admitted, the
+    fourth is refused with Retry-After 3600 (when the first leaves the hour); 40 minutes
+    later still refused (a GCRA limit would have let one in every 20 minutes); one hour
+    after them, the three have left the window together: 3 more admitted, then refused
+    again; bob's account is apart throughout."""
+    rule = [{**LOGIN[0], "algorithm": "sliding-window"}]
+    path, port = write_config(tmp_path, upstream, rule)
+    clock = ManualClock()
+    worker = Worker(str(path), identity=identity(), load=signed_in, clock=clock)
+    url = f"http://127.0.0.1:{port}/login-sliding"
+
+    async def scenario(client: httpx.AsyncClient) -> tuple[list[int], str, list[int]]:
+        async def attempt(user: str) -> httpx.Response:
+            return await client.post(url, content=login(user), headers={"content-type": "application/json"})
+
+        codes = [(await attempt("alice")).status_code for _ in range(3)]
+        refused = await attempt("alice")
+        codes.append(refused.status_code)
+        codes.append((await attempt("bob")).status_code)
+        later = []
+        clock.now += 40 * 60
+        later.append((await attempt("alice")).status_code)
+        clock.now += 20 * 60
+        later += [(await attempt("alice")).status_code for _ in range(4)]
+        return codes, refused.headers.get("retry-after", ""), later
+
+    codes, retry_after, later = run(lambda: serving([worker], scenario))
+    assert codes == [200, 200, 200, 429, 200]
+    assert retry_after == "3600"
+    assert later == [429, 200, 200, 200, 429]

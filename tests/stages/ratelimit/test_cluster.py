@@ -112,3 +112,52 @@ def test_a_slot_moved_to_another_master_is_followed(cluster: RedisCluster) -> No
     assert run(scenario) == (3, 4)
     new = cluster.owner_of("{moving:}hits")
     assert new != old and cluster.node(new).get("{moving:}hits") == b"4"
+
+
+def test_a_master_killed_its_replica_promoted_the_limit_goes_on(tmp_path: Path,
+                                                                upstream: ScriptedUpstream) -> None:
+    """Three masters with a replica each. Two gateways count one limit of 10 per hour; 4 are
+    admitted, the replica of the master holding Bastion's slot catches up, and that master is
+    killed (SIGKILL). Until its replica is promoted every request is refused with 503
+    (failure_mode closed: nothing is admitted uncounted); once it is, the same gateways, not
+    restarted, count on from the replica's copy (the script the new master never saw is sent
+    again): the first answer after the failover says 5 are left, and of 8 concurrent requests
+    then exactly 5 are admitted: 10 in all, as without a failover."""
+    require_cluster()
+    (tmp_path / "cluster").mkdir()
+    cluster = RedisCluster(tmp_path / "cluster", replicas=1).start()
+    try:
+        owner = cluster.owner_of(hash_tagged("bastion:") + "x")
+        replica = cluster.replica_of(owner)
+        backends = {"state": "redis", "redis": {"url": cluster.url(*cluster.ports), "timeout": 0.5}}
+        limit = {"limit": 10, "window": "1h", "by": "global"}
+        path_a, port_a = write_config(tmp_path, upstream, limit, backends, "a.yaml")
+        path_b, port_b = write_config(tmp_path, upstream, limit, backends, "b.yaml")
+        workers = [Worker(str(p), identity=identity(i, 2), load=signed_in) for i, p in enumerate((path_a, path_b))]
+
+        async def scenario(client: httpx.AsyncClient) -> tuple[list[int], list[int], str, list[int], bool]:
+            before = [(await client.get(f"http://127.0.0.1:{port}/x")).status_code
+                      for port in (port_a, port_b, port_a, port_b)]
+            await asyncio.to_thread(cluster.wait_replicated, owner, replica)
+            await asyncio.to_thread(cluster.kill, owner)
+            during: list[int] = []
+            for _ in range(600):  # the same request, until the promoted replica answers it (at most a minute)
+                answer = await client.get(f"http://127.0.0.1:{port_a}/x")
+                during.append(answer.status_code)
+                if answer.status_code != 503:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.to_thread(cluster.wait_promoted, replica)
+            wave = await asyncio.gather(*(client.get(f"http://127.0.0.1:{port}/x")
+                                          for _ in range(4) for port in (port_a, port_b)))
+            resent = "cmdstat_eval" in cluster.node(replica).info("commandstats")
+            return before, during, answer.headers.get("ratelimit", ""), sorted(r.status_code for r in wave), resent
+
+        before, during, fields, after, resent = run(lambda: serving(workers, scenario))
+    finally:
+        cluster.stop()
+    assert before == [200] * 4
+    assert resent  # the promoted replica had no script cached: it was sent with EVAL
+    assert during[-1] == 200 and set(during[:-1]) <= {503}
+    assert fields.split(";")[1] == "r=5"
+    assert after == [200] * 5 + [429] * 3

@@ -218,3 +218,49 @@ def test_a_body_member_is_a_pointer_or_a_plain_jsonpath(tmp_path: Path) -> None:
                 policies: {ratelimit: [{limit: 5, window: 1m, by: "body:$.user.name"}]}
         """, "fine.yaml")
     assert stages(fine)["api:/a"].policy_header == '"body-user-name-5-per-60s";q=5;w=60'
+
+
+def test_a_sliding_window_is_chosen_per_limit_and_kept_small(tmp_path: Path) -> None:
+    """``algorithm: sliding-window`` inline, in ``limits`` and in the OpenAPI extension builds
+    sliding limits beside GCRA ones; a sliding window over 10,000 and one in a plan (whose
+    quotas are GCRA) are errors naming the line and the fix, as is an unknown algorithm."""
+    good = write(tmp_path, """\
+        services:
+          - name: api
+            upstream: http://127.0.0.1:9
+            routes:
+              - path: /login
+                public: true
+                policies:
+                  ratelimit: {limit: 5, window: 1h, by: "body:$.username", algorithm: sliding-window}
+              - path: /orders
+                public: true
+                policies:
+                  ratelimit:
+                    limits:
+                      - {limit: 10, window: 1s, by: ip}
+                      - {limit: 100, window: 1h, by: ip, algorithm: sliding-window}
+        """)
+    built = stages(good)
+    assert [limit.sliding for limit in built["api:/login"].limits] == [True]
+    assert [limit.sliding for limit in built["api:/orders"].limits] == [False, True]
+    bad = write(tmp_path, """\
+        plans:
+          gold: {quotas: [{limit: 1000, window: 1d, algorithm: sliding-window}]}
+        services:
+          - name: api
+            upstream: http://127.0.0.1:9
+            routes:
+              - path: /a
+                public: true
+                policies: {ratelimit: {limit: 10001, window: 1h, algorithm: sliding-window}}
+              - path: /b
+                public: true
+                policies: {ratelimit: {limits: [{limit: 5, window: 1h, algorithm: sliding}]}}
+        """, "bad.yaml")
+    errors = errors_of(bad)
+    assert len(errors) == 3, errors
+    assert any("bad.yaml:2" in e and "a plan's limits are rolling GCRA quotas" in e for e in errors), errors
+    assert any("bad.yaml:9" in e and "its limit is at most 10,000 (got 10,001)" in e
+               and "algorithm: gcra" in e for e in errors), errors
+    assert any("bad.yaml:12" in e and "algorithm" in e and "sliding-window" in e for e in errors), errors

@@ -109,12 +109,14 @@ async def serving(workers: list[Worker], scenario: Callable[[httpx.AsyncClient],
             await w.stop()
 
 
+@pytest.mark.parametrize("algorithm", ["gcra", "sliding-window"])
 def test_two_gateways_on_one_redis_admit_exactly_the_limit(tmp_path: Path, upstream: ScriptedUpstream,
-                                                           redis_url: str) -> None:
+                                                           redis_url: str, algorithm: str) -> None:
     """Two gateways (two workers, each its own services and Redis connection) share one
-    limit of 25 per hour: of 80 concurrent requests spread over both, exactly 25 get 200 and
-    the other 55 get 429; a second wave gets 80 refusals (the next request is due in 144 s)."""
-    limit = {"limit": 25, "window": "1h", "by": "global"}
+    limit of 25 per hour, with either algorithm: of 80 concurrent requests spread over both,
+    exactly 25 get 200 and the other 55 get 429; a second wave gets 80 refusals (the next
+    request is due in 144 s, or, for the sliding window, in an hour)."""
+    limit = {"limit": 25, "window": "1h", "by": "global", "algorithm": algorithm}
     path_a, port_a = write_config(tmp_path, upstream, limit, redis_backends(redis_url), "a.yaml")
     path_b, port_b = write_config(tmp_path, upstream, limit, redis_backends(redis_url), "b.yaml")
     workers = [Worker(str(p), identity=identity(i, 2), load=signed_in) for i, p in enumerate((path_a, path_b))]
@@ -224,6 +226,39 @@ def test_redis_down_is_503_by_default_and_recovers(tmp_path: Path, upstream: Scr
     assert down.headers["content-type"] == "application/problem+json"
     assert "redis" not in down.text.lower() and "ratelimit" not in down.headers
     assert back.status_code == 200 and back.headers["ratelimit"].endswith(";r=99;t=1")
+
+
+def test_a_redis_restarted_with_its_data_but_no_scripts_goes_on_counting(tmp_path: Path,
+                                                                          upstream: ScriptedUpstream) -> None:
+    """A redis-server that keeps its data on disk (append-only file) is killed and started
+    again: the limit's counts survive, its scripts do not. The first requests after the
+    restart, concurrent, get neither a 429 nor an error for the lost script (the same
+    requests send it again): of 4, exactly the 1 the limit has left is admitted, with
+    ``r=0``, and 3 are refused as the count says."""
+    data = tmp_path / "redis-data"
+    data.mkdir()
+    redis = RedisProcess(("--appendonly", "yes", "--appendfsync", "always", "--dir", str(data))).start()
+    try:
+        path, port = write_config(tmp_path, upstream, {"limit": 3, "window": "1h", "by": "global"},
+                                  redis_backends(redis.url))
+        worker = Worker(str(path), identity=identity(), load=signed_in)
+
+        async def scenario(client: httpx.AsyncClient) -> tuple[list[httpx.Response], int, list[httpx.Response]]:
+            url = f"http://127.0.0.1:{port}/x"
+            before = [await client.get(url), await client.get(url)]
+            redis.kill()
+            down = (await client.get(url)).status_code
+            redis.start()
+            return before, down, list(await asyncio.gather(*(client.get(url) for _ in range(4))))
+
+        before, down, after = run(lambda: serving([worker], scenario))
+    finally:
+        redis.stop()
+    assert [r.headers["ratelimit"].split(";")[1] for r in before] == ["r=2", "r=1"]
+    assert down == 503
+    assert sorted(r.status_code for r in after) == [200, 429, 429, 429]
+    [admitted] = [r for r in after if r.status_code == 200]
+    assert admitted.headers["ratelimit"].split(";")[1] == "r=0"
 
 
 def test_the_memory_backend_is_refused_with_several_workers(tmp_path: Path, upstream: ScriptedUpstream) -> None:

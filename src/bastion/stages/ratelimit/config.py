@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -28,6 +28,18 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _SCOPE = re.compile(r'^[\x21\x23-\x5b\x5d-\x7e]{1,128}$')
 #: At most a year: a longer window is a quota's business (persisted, per plan), not a rate limit's.
 _MAX_WINDOW = 366 * 86400.0
+#: A sliding window keeps the time of each request it admitted: its limit stays small.
+MAX_SLIDING_LIMIT = 10_000
+
+#: How a limit counts: GCRA (a burst of ``limit``, then one per ``window / limit``; one number
+#: per key) or a sliding window (never more than ``limit`` in any ``window``; one entry per
+#: request admitted).
+Algorithm = Literal["gcra", "sliding-window"]
+_ALGORITHM_TEXT = (
+    "`gcra` (default): a burst of up to `limit`, then one request every `window / limit`, one number per key, "
+    "for any limit. `sliding-window`: never more than `limit` requests in any interval of `window`, one entry "
+    f"per admitted request, so `limit` at most {MAX_SLIDING_LIMIT:,}: for small limits such as a login's."
+)
 
 
 def _seconds(value: object) -> object:
@@ -101,6 +113,7 @@ class LimitRule(BaseModel):
         None,
         description="The policy's name in the `RateLimit` headers (default: `<by>-<limit>-per-<window>`).",
     )
+    algorithm: Algorithm = Field("gcra", description=_ALGORITHM_TEXT)
 
     @field_validator("by")
     @classmethod
@@ -112,12 +125,25 @@ class LimitRule(BaseModel):
     def _name(cls, value: str | None) -> str | None:
         return _check_name(value)
 
+    @model_validator(mode="after")
+    def _sliding_is_small(self) -> LimitRule:
+        _check_sliding(self.algorithm, self.limit)
+        return self
+
     @property
     def policy_name(self) -> str:
         if self.name is not None:
             return self.name
         key = self.by.replace(":/", "-").replace(":", "-").replace("/", "-")
         return f"{key}-{self.limit}-per-{seconds_text(self.window)}s"
+
+
+def _check_sliding(algorithm: str, limit: int | None) -> None:
+    if algorithm == "sliding-window" and limit is not None and limit > MAX_SLIDING_LIMIT:
+        raise ValueError(
+            f"a sliding window keeps the time of every request it admits: its limit is at most "
+            f"{MAX_SLIDING_LIMIT:,} (got {limit:,}); use algorithm: gcra for larger limits"
+        )
 
 
 class PlanLimits(BaseModel):
@@ -166,6 +192,8 @@ class PlanLimits(BaseModel):
         for rule in value:
             if rule.by != "consumer":
                 raise ValueError(f"a plan's limits count per consumer: leave `by` out (got {rule.by!r})")
+            if rule.algorithm != "gcra":
+                raise ValueError("a plan's limits are rolling GCRA quotas: leave `algorithm` out")
         return value
 
 
@@ -192,9 +220,12 @@ class RateLimitConfig(StageConfig):
     window: Window | None = Field(None, description="The inline limit's window, such as `10s`, `1m`, `1h`, `1d`.")
     by: str = Field("consumer", description="What the inline limit counts separately (see `limits[].by`).")
     name: str | None = Field(None, description="The inline limit's name in the `RateLimit` headers.")
+    algorithm: Algorithm = Field("gcra", description="How the inline limit counts (see `limits[].algorithm`).")
     limits: list[LimitRule] = Field(
         default_factory=list,
-        description="Several limits, each `{limit, window, by, name}`; a request must be within all of them.",
+        description=(
+            "Several limits, each `{limit, window, by, name, algorithm}`; a request must be within all of them."
+        ),
     )
     plans: dict[str, PlanLimits] = Field(
         default_factory=dict,
@@ -237,6 +268,11 @@ class RateLimitConfig(StageConfig):
         return _check_plans(value)
 
     @model_validator(mode="after")
+    def _inline_sliding_is_small(self) -> RateLimitConfig:
+        _check_sliding(self.algorithm, self.limit)
+        return self
+
+    @model_validator(mode="after")
     def _distinct_names(self) -> RateLimitConfig:
         names = [rule.policy_name for rule in self.rules()]
         repeated = sorted({n for n in names if names.count(n) > 1})
@@ -248,5 +284,7 @@ class RateLimitConfig(StageConfig):
         """Every limit of the route: the inline one first, then ``limits``."""
         inline: list[LimitRule] = []
         if self.limit is not None and self.window is not None:
-            inline.append(LimitRule(limit=self.limit, window=self.window, by=self.by, name=self.name))
+            inline.append(
+                LimitRule(limit=self.limit, window=self.window, by=self.by, name=self.name, algorithm=self.algorithm)
+            )
         return inline + list(self.limits)

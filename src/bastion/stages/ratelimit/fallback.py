@@ -23,8 +23,7 @@ from collections.abc import Callable, Sequence
 
 from bastion.errors import DependencyUnavailable
 from bastion.proxy.metrics import METRICS
-from bastion.stages.ratelimit.gcra import GCRA
-from bastion.state.interface import ScriptArg, ScriptResult
+from bastion.state.interface import Script, ScriptArg, ScriptResult
 from bastion.state.memory import MemoryBackend
 
 log = logging.getLogger("bastion.ratelimit")
@@ -72,9 +71,9 @@ class LocalFallback:
             log.warning("rate limits: the state backend answers again; limits are shared again")
             self.local = MemoryBackend(self.clock)
 
-    async def run(self, keys: Sequence[str], args: Sequence[ScriptArg]) -> ScriptResult:
-        """GCRA on the local table; ``args`` carry the local shares' numbers."""
-        return await self.local.run(GCRA, keys, args)
+    async def run(self, script: Script, keys: Sequence[str], args: Sequence[ScriptArg]) -> ScriptResult:
+        """The limits' ``script`` on the local table; ``args`` carry the local shares' numbers."""
+        return await self.local.run(script, keys, args)
 
 
 def local_share(limit: int, workers: int, instances: int) -> int:

@@ -16,6 +16,15 @@ exact and never admits more than the limit. A request is admitted only if *every
 admits it, and a refused request writes nothing: refusals consume no budget, and a client
 that keeps hammering gets back in as soon as its budget allows.
 
+A limit may instead be a *sliding window* (``algorithm: sliding-window``): a log of the
+times of the requests it admitted (a Redis list, newest first), from which those older
+than the window are dropped; a request is admitted while fewer than ``limit`` remain, and
+then logged. So no interval of ``window`` ever holds more than ``limit`` admitted
+requests, where GCRA, after its burst, goes on admitting one per ``T`` (up to
+``2 * limit - 1`` in one window); it costs one entry per admitted request, so it is for
+small limits (a login's 5 per hour). It is checked and counted in the same script as the
+GCRA limits of the request (one round trip, all or nothing): its arguments say which it is.
+
 Time comes from Redis itself (``TIME``) on a shared backend, so instances whose clocks
 differ still agree; the memory backend is given the worker's clock (``services.clock``).
 """
@@ -27,9 +36,10 @@ from collections.abc import Sequence
 from bastion.state.interface import Script, ScriptArg, ScriptResult, ScriptStore
 
 # KEYS: one per limit. ARGV[1]: now in microseconds, or '' for Redis's own clock; then for
-# each limit its T and its tolerance (limit - 1) * T, in microseconds. Answer: 1 (admitted)
-# or 0, then per limit its remaining requests and microseconds: until the budget is whole,
-# or, for a limit that refused, until its next request is admitted.
+# each limit two numbers: a GCRA limit's T and its tolerance (limit - 1) * T, in
+# microseconds; a sliding window's -window (negative: that is how it is told apart) and its
+# limit. Answer: 1 (admitted) or 0, then per limit its remaining requests and microseconds:
+# until the budget is whole, or, for a limit that refused, until its next request is admitted.
 _LUA = """
 local now
 if ARGV[1] == '' then
@@ -38,18 +48,44 @@ if ARGV[1] == '' then
 else
   now = tonumber(ARGV[1])
 end
-local diffs, admit = {}, 1
+local seen, admit = {}, 1
 for i = 1, #KEYS do
-  local tat = redis.call('GET', KEYS[i])
-  tat = tat and tonumber(tat) or now
-  if tat < now then tat = now end
-  diffs[i] = tat - now
-  if diffs[i] > tonumber(ARGV[2 * i + 1]) then admit = 0 end
+  local t, tau = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  if t < 0 then
+    -- a sliding window: drop the times that have left it (oldest last), count the rest
+    local last = redis.call('LINDEX', KEYS[i], -1)
+    while last and tonumber(last) <= now + t do
+      redis.call('RPOP', KEYS[i])
+      last = redis.call('LINDEX', KEYS[i], -1)
+    end
+    seen[i] = redis.call('LLEN', KEYS[i])
+    if seen[i] >= tau then admit = 0 end
+  else
+    local tat = redis.call('GET', KEYS[i])
+    tat = tat and tonumber(tat) or now
+    if tat < now then tat = now end
+    seen[i] = tat - now
+    if seen[i] > tau then admit = 0 end
+  end
 end
 local out = {admit}
 for i = 1, #KEYS do
-  local t, tau, diff = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1]), diffs[i]
-  if admit == 1 then
+  local t, tau, diff = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1]), seen[i]
+  if t < 0 then
+    if admit == 1 then
+      redis.call('LPUSH', KEYS[i], string.format('%.0f', now))
+      redis.call('PEXPIRE', KEYS[i], math.ceil(-t / 1000))
+      out[2 * i] = tau - diff - 1
+      out[2 * i + 1] = -t
+    elseif diff >= tau then
+      -- full: a place opens when the entry that makes it full leaves the window
+      out[2 * i] = 0
+      out[2 * i + 1] = tonumber(redis.call('LINDEX', KEYS[i], tau - diff - 1)) - t - now
+    else
+      out[2 * i] = tau - diff
+      out[2 * i + 1] = diff == 0 and 0 or tonumber(redis.call('LINDEX', KEYS[i], 0)) - t - now
+    end
+  elseif admit == 1 then
     redis.call('SET', KEYS[i], string.format('%.0f', now + diff + t), 'PX', math.ceil((diff + t) / 1000))
     out[2 * i] = math.floor((tau - diff) / t)
     out[2 * i + 1] = diff + t
@@ -108,8 +144,66 @@ def _gcra_local(store: ScriptStore, keys: Sequence[str], args: Sequence[ScriptAr
     return out
 
 
+def _window_log(stored: bytes | None, after: int) -> list[int]:
+    """A sliding window's admitted times (oldest first) still later than ``after``."""
+    if not stored:
+        return []
+    times = [int(t) for t in stored.split(b",")]
+    first = 0
+    while first < len(times) and times[first] <= after:
+        first += 1
+    return times[first:]
+
+
+def _limits_local(store: ScriptStore, keys: Sequence[str], args: Sequence[ScriptArg]) -> ScriptResult:
+    """The memory backend's copy of :data:`_LUA` for limits that include a sliding window
+    (its log kept as the times joined by commas, oldest first); the GCRA-only sets use the
+    faster :func:`_gcra_local`."""
+    now = int(args[0])
+    logs: list[list[int]] = []
+    diffs: list[int] = []
+    admit = 1
+    for n, key in enumerate(keys):
+        t, tau = int(args[2 * n + 1]), int(args[2 * n + 2])
+        if t < 0:
+            log = _window_log(store.get(key), now + t)
+            logs.append(log)
+            diffs.append(len(log))
+            if len(log) >= tau:
+                admit = 0
+        else:
+            tat = store.get_int(key)
+            logs.append([])
+            diffs.append(tat - now if tat is not None and tat > now else 0)
+            if diffs[-1] > tau:
+                admit = 0
+    out: list[int | bytes | None] = [admit]
+    for n, key in enumerate(keys):
+        t, tau, diff, log = int(args[2 * n + 1]), int(args[2 * n + 2]), diffs[n], logs[n]
+        if t < 0:
+            if admit:
+                log.append(now)
+                store.set(key, b",".join(b"%d" % time for time in log), -t / 1_000_000)
+                out += [tau - diff - 1, -t]
+            elif diff >= tau:
+                out += [0, log[diff - tau] - t - now]
+            else:
+                out += [tau - diff, log[-1] - t - now if log else 0]
+        elif admit:
+            store.set_int(key, now + diff + t, -(-(diff + t) // 1000) / 1000)
+            out += [(tau - diff) // t, diff + t]
+        elif diff > tau:
+            out += [0, diff - tau]
+        else:
+            out += [(tau - diff) // t + 1, diff]
+    return out
+
+
 #: Check every limit of one request and, only if all admit it, count it against each.
 GCRA = Script("ratelimit-gcra", _LUA, _gcra_local)
+#: The same script, for limits of which one at least is a sliding window (on Redis it is
+#: :data:`GCRA` itself; the memory backend's copy differs, to keep GCRA's own fast).
+LIMITS = Script("ratelimit-limits", _LUA, _limits_local)
 
 
 _PEEK_LUA = """
@@ -154,4 +248,9 @@ def interval_us(limit: int, window: float) -> int:
     return max(1, -(-window_us // limit))
 
 
-__all__ = ["GCRA", "PEEK", "interval_us", "remaining"]
+def window_us(window: float) -> int:
+    """A sliding window's length in whole microseconds."""
+    return max(1, round(window * 1_000_000))
+
+
+__all__ = ["GCRA", "LIMITS", "PEEK", "interval_us", "remaining", "window_us"]

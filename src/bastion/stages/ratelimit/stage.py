@@ -22,9 +22,9 @@ from bastion.pipeline.stage import HeadStage, RequestOutcome, RequestStage, Resp
 from bastion.stages.ratelimit.body import body_member, pointer_steps
 from bastion.stages.ratelimit.config import LimitRule, PlanLimits, RateLimitConfig
 from bastion.stages.ratelimit.fallback import SHARED_KEY, LocalFallback, local_share
-from bastion.stages.ratelimit.gcra import GCRA, interval_us
+from bastion.stages.ratelimit.gcra import GCRA, LIMITS, interval_us, window_us
 from bastion.stages.ratelimit.plans import PlanBook, plan_book
-from bastion.state.interface import ScriptArg, ScriptResult, StateBackend
+from bastion.state.interface import Script, ScriptArg, ScriptResult, StateBackend
 from bastion.types import Block, Exchange, header_get
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ _MAX_VALUE = 128
 
 
 class _Limit:
-    """One limit compiled for a route: its key prefix, GCRA's numbers and its header text."""
+    """One limit compiled for a route: its key prefix, the script's numbers and its header text."""
 
     __slots__ = (
         "by",
@@ -46,6 +46,7 @@ class _Limit:
         "name",
         "name_field",
         "prefix",
+        "sliding",
         "steps",
         "t",
         "tau",
@@ -59,8 +60,9 @@ class _Limit:
         self.name = rule.policy_name
         self.limit = rule.limit
         self.window = rule.window
-        self.t = interval_us(rule.limit, rule.window)
-        self.tau = (rule.limit - 1) * self.t
+        self.sliding = rule.algorithm == "sliding-window"
+        # The script's two numbers: GCRA's T and tolerance, or a sliding window's -window and limit.
+        self.t, self.tau = _numbers(rule.limit, rule.window, self.sliding)
         kind, _, what = rule.by.partition(":")
         self.by = kind if route is not None else "plan"
         self.what = what
@@ -125,10 +127,23 @@ def _valued(value: str) -> str:
     return "=" + value
 
 
+def _numbers(limit: int, window: float, sliding: bool) -> tuple[int, int]:
+    """What the script is given for a limit: GCRA's ``T`` and tolerance ``(limit - 1) * T``,
+    or, for a sliding window, ``-window`` (negative: so the script tells it apart) and ``limit``."""
+    if sliding:
+        return -window_us(window), limit
+    t = interval_us(limit, window)
+    return t, (limit - 1) * t
+
+
 def _prefix(rule: LimitRule, scope: str) -> str:
     # The numbers are in the key: a changed limit starts afresh instead of reading a TAT
-    # computed with another T.
-    return f"ratelimit:{rule.policy_name}:{rule.limit}:{interval_us(rule.limit, rule.window)}:{scope}:"
+    # computed with another T (or a sliding window's log as a TAT).
+    if rule.algorithm == "sliding-window":
+        numbers = f"sw{window_us(rule.window)}"
+    else:
+        numbers = str(interval_us(rule.limit, rule.window))
+    return f"ratelimit:{rule.policy_name}:{rule.limit}:{numbers}:{scope}:"
 
 
 def plan_keys(plan: str, limits: PlanLimits, consumer_name: str) -> list[tuple[LimitRule, str]]:
@@ -147,11 +162,13 @@ class _LimitSet:
     shared limit (``tail``) and for this worker's share of it (``local_tail``, the fallback's,
     known once the worker starts the stage)."""
 
-    __slots__ = ("limits", "local_tail", "policy", "tail")
+    __slots__ = ("limits", "local_tail", "policy", "script", "tail")
 
     def __init__(self, limits: tuple[_Limit, ...], rules: list[LimitRule]) -> None:
         self.limits = limits
         self.tail = _tail(limits)
+        #: The same Lua either way; the memory backend's copy for GCRA alone is the faster.
+        self.script = LIMITS if any(limit.sliding for limit in limits) else GCRA
         self.local_tail: list[ScriptArg] = []
         #: RateLimit-Policy for an answer these limits decided: written once.
         self.policy = ", ".join(
@@ -252,7 +269,7 @@ class RateLimitStage(HeadStage, ResponseStage):
         if state.immediate:
             # The memory backend answers at once: decide now, with no awaitable for the chain
             # to time (its deadline timer cost more than the script).
-            return self._decide(exchange, limit_set, state.run_now(GCRA, keys, [now, *limit_set.tail]))
+            return self._decide(exchange, limit_set, state.run_now(limit_set.script, keys, [now, *limit_set.tail]))
         return self._run(exchange, state, limit_set, keys, [now, *limit_set.tail])
 
     async def _run(
@@ -260,9 +277,9 @@ class RateLimitStage(HeadStage, ResponseStage):
     ) -> RequestOutcome:
         fallback = self._fallback
         if fallback is None:
-            answer = await state.run(GCRA, keys, args)
+            answer = await state.run(limit_set.script, keys, args)
         else:
-            answer = await self._run_or_fall_back(fallback, state, keys, args, limit_set.local_tail)
+            answer = await self._run_or_fall_back(fallback, state, limit_set.script, keys, args, limit_set.local_tail)
         return self._decide(exchange, limit_set, answer)
 
     def _decide(self, exchange: Exchange, limit_set: _LimitSet, answer: ScriptResult) -> RequestOutcome:
@@ -311,21 +328,22 @@ class RateLimitStage(HeadStage, ResponseStage):
         self,
         fallback: LocalFallback,
         state: StateBackend,
+        script: Script,
         keys: list[str],
         args: list[ScriptArg],
         local_tail: list[ScriptArg],
     ) -> ScriptResult:
-        """GCRA on the shared backend, or this worker's share of the limits while it is down."""
+        """The limits on the shared backend, or this worker's share of them while it is down."""
         if not fallback.skip_shared():
             try:
-                answer = await state.run(GCRA, keys, args)
+                answer = await state.run(script, keys, args)
             except DependencyUnavailable as exc:
                 fallback.failed(exc)
             else:
                 fallback.answered()
                 return answer
         now = int(fallback.clock() * 1_000_000)
-        return await fallback.run(keys, [now, *local_tail])
+        return await fallback.run(script, keys, [now, *local_tail])
 
     def on_response(self, exchange: Exchange) -> Block | None:
         """The remaining quota on an answer the limit let through."""
@@ -354,17 +372,15 @@ def _on_body(rule: LimitRule) -> bool:
 
 
 def _local_tail(limits: tuple[_Limit, ...], workers: int, instances: int) -> list[ScriptArg]:
-    """GCRA's arguments after ``now`` for one worker's share of each limit."""
+    """The script's arguments after ``now`` for one worker's share of each limit."""
     out: list[ScriptArg] = []
     for limit in limits:
-        share = local_share(limit.limit, workers, instances)
-        t = interval_us(share, limit.window)
-        out += [t, (share - 1) * t]
+        out += _numbers(local_share(limit.limit, workers, instances), limit.window, limit.sliding)
     return out
 
 
 def _tail(limits: tuple[_Limit, ...]) -> list[ScriptArg]:
-    """GCRA's arguments after ``now``: each limit's T and tolerance."""
+    """The script's arguments after ``now``: each limit's two numbers (:func:`_numbers`)."""
     out: list[ScriptArg] = []
     for limit in limits:
         out += [limit.t, limit.tau]
