@@ -91,6 +91,9 @@ class Scan:
         self.on_request: Callable[[str, str], None] | None = None
         #: How each identity logs in (to log it in again when its session ends during the scan).
         self.configs: dict[str, IdentityConfig] = {}
+        #: The statuses each (identity name, operation label) was answered with: the escalation chain re-runs
+        #: checks on the operations the first user was only ever refused (see ``escalation``).
+        self.statuses: dict[tuple[str, str], set[int]] = {}
 
     # -- ScanContext --------------------------------------------------------------------
     def operations(self) -> Sequence[Operation]:
@@ -204,7 +207,7 @@ class Scan:
             return refused
         if self.on_request is not None:
             self.on_request(check.id if check else "engine", plan.operation.label if plan.operation else plan.path)
-        return await self.client.request(
+        answer = await self.client.request(
             plan.method,
             self.url_for(plan.path),
             identity=identity.name,
@@ -216,6 +219,9 @@ class Scan:
             retry_429=retry_429,
             unthrottled=unthrottled and check is not None,
         )
+        if plan.operation is not None and plan.method == plan.operation.method.upper():
+            self.statuses.setdefault((identity.name, plan.operation.label), set()).add(answer.status)
+        return answer
 
     async def raw(self, method: str, path: str, identity: Identity, *, headers: Mapping[str, str] | None = None,
                   body: bytes | None = None, query: Sequence[tuple[str, str]] = (),
