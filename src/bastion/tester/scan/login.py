@@ -47,6 +47,16 @@ async def login(scan: Scan, config: IdentityConfig) -> Identity:
     if not 200 <= exchange.status < 300:
         detail = exchange.error or f"HTTP {exchange.status}: {_excerpt(exchange)}"
         raise ScanError(f"identity {config.name}: login with {op.label} failed ({detail})")
+    if flow.cookie is not None:
+        token = set_cookie(exchange, flow.cookie)
+        if token is None:
+            raise ScanError(f"identity {config.name}: login with {op.label} answered {exchange.status} without "
+                            f"setting the cookie {flow.cookie!r} (the login failed, or cookie: names another); the "
+                            f"answer was: {_excerpt(exchange)}")
+        identity.cookies[flow.cookie] = token
+        identity.token = token
+        _remember_credentials(identity, op, flow.body)
+        return identity
     try:
         token = json_pointer_get(exchange.json(), flow.token)
     except KeyError:
@@ -60,14 +70,31 @@ async def login(scan: Scan, config: IdentityConfig) -> Identity:
                         f"(the answer was: {_excerpt(exchange)})")
     identity.token = token
     identity.headers[flow.header] = f"{flow.scheme} {token}".strip()
-    user_field, password_field = credential_fields(flow.body.keys())
+    _remember_credentials(identity, op, flow.body)
+    return identity
+
+
+def _remember_credentials(identity: Identity, op: Operation, body: Mapping[str, Any]) -> None:
+    """The login operation and the user name and password of ``body`` (for the login checks)."""
+    user_field, password_field = credential_fields(body.keys())
     identity.login_operation = op
     identity.username_field, identity.password_field = user_field, password_field
-    if user_field and isinstance(flow.body.get(user_field), str):
-        identity.username = flow.body[user_field]
-    if password_field and isinstance(flow.body.get(password_field), str):
-        identity.password = flow.body[password_field]
-    return identity
+    if user_field and isinstance(body.get(user_field), str):
+        identity.username = body[user_field]
+    if password_field and isinstance(body.get(password_field), str):
+        identity.password = body[password_field]
+
+
+def set_cookie(exchange: Exchange, name: str) -> str | None:
+    """The value the answer's Set-Cookie headers give the cookie ``name`` (None when none sets it)."""
+    for key, value in exchange.response_headers:
+        if key.lower() != "set-cookie":
+            continue
+        cookie_name, sep, rest = value.partition("=")
+        if sep and cookie_name.strip() == name:
+            cookie_value = rest.split(";", 1)[0].strip().strip('"')
+            return cookie_value or None
+    return None
 
 
 def signup_operation(scan: Scan, login_op: Operation | None) -> tuple[Operation, str, str] | None:
