@@ -30,6 +30,10 @@ __all__ = ["Progress", "Scan", "ScanError", "is_destructive"]
 
 #: Path parameters naming an account by user name: filled with the identity's own when nothing else is known.
 NAME_PARAMS = frozenset({"username", "user", "login", "userlogin", "accountname"})
+#: Path parameters naming an account by ID: as a parent (``/users/{user_id}/orders``), the identity's own.
+OWNER_ID_PARAMS = frozenset({"userid", "uid", "accountid", "customerid", "memberid", "ownerid", "profileid"})
+#: Profile properties holding the account's own ID, most specific first.
+OWN_ID_KEYS = ("userid", "uid", "accountid", "customerid", "memberid", "id", "uuid")
 #: Last path segment of an identity's own profile ("me", "profile"...).
 SELF_PATH = re.compile(r"^(?:me|self|my|myself|current|current[-_]?user|whoami|profile|account|userinfo)$",
                        re.IGNORECASE)
@@ -119,6 +123,9 @@ class Scan:
                 continue
             if identity.username and norm(name) in NAME_PARAMS:
                 values[name] = identity.username  # /users/{username}: the identity's own account
+                continue
+            if identity.user_id and norm(name) in OWNER_ID_PARAMS and not op.template.endswith("{" + name + "}"):
+                values[name] = identity.user_id  # /users/{user_id}/orders: a client lists its own
                 continue
             param = next((p for p in op.parameters if p.location == "path" and p.name == name), None)
             value: Any = "1"
@@ -278,6 +285,26 @@ class Scan:
         if not any(o.op.template == op.template and o.values == values for o in known):
             known.append(_Object(op, values, created))
 
+    async def learn_own_ids(self, identities: Sequence[Identity]) -> None:
+        """Each identity's own account ID from its profile, when the document nests resources under an account
+        (``/users/{user_id}/orders``): no request otherwise."""
+        nested = any(norm(p) in OWNER_ID_PARAMS and not op.template.endswith("{" + p + "}")
+                     for op in self._ops for p in path_params(op.template))
+        reads = [op for op in self._ops if op.method == "get" and not op.public and not path_params(op.template)
+                 and SELF_PATH.search(op.template.rstrip("/").rsplit("/", 1)[-1])]
+        if not nested or not reads:
+            return
+        for identity in identities:
+            answer = await self.send(self.plan(reads[0], identity), identity)
+            body = answer.json()
+            if not 200 <= answer.status < 300 or not isinstance(body, dict):
+                continue
+            keys = {norm(str(k)): v for k, v in body.items()}
+            found = next((keys[k] for k in OWN_ID_KEYS if isinstance(keys.get(k), str | int)
+                          and not isinstance(keys.get(k), bool)), None)
+            if found is not None:
+                identity.user_id = str(found)
+
     # -- discovery ------------------------------------------------------------------------
     def item_operations(self, collection: str) -> list[Operation]:
         """Operations on ``collection/{param}`` (GET first)."""
@@ -342,9 +369,10 @@ class Scan:
                 if new_id is not None:
                     self.remember(identity, reader, {**values, param: new_id}, created=True)
             for op in lists:
-                if path_params(op.template):
+                parents = self._own_parents(op, identity)
+                if parents is None:
                     continue
-                exchange = await self.send(self.plan(op, identity), identity)
+                exchange = await self.send(self.plan(op, identity, path_values=parents), identity)
                 done += 1
                 if progress:
                     progress("discovery", done, total, op.label)
@@ -357,7 +385,17 @@ class Scan:
                 for item in list_items(exchange.json())[:5]:
                     item_id = extract_id(item, param)
                     if item_id is not None:
-                        self.remember(identity, reader, {param: item_id}, created=False)
+                        self.remember(identity, reader, {**parents, param: item_id}, created=False)
+
+    def _own_parents(self, op: Operation, identity: Identity) -> dict[str, str] | None:
+        """The path values of a list nested under ``identity``'s own account (``/users/{userId}/orders``): {} for
+        a top-level list, None when a parameter is not the identity's own account ID."""
+        values: dict[str, str] = {}
+        for name in path_params(op.template):
+            if identity.user_id is None or norm(name) not in OWNER_ID_PARAMS:
+                return None
+            values[name] = identity.user_id
+        return values
 
 
     # -- health watch ---------------------------------------------------------------------

@@ -148,6 +148,7 @@ async def scan_async(
         scan.configs.update({c.name: c for c in identities})
         result.identities = [i.name for i in [*users, *([admin] if admin else [])]]
         result.secrets = secrets_of([*users, *([admin] if admin else [])])
+        await scan.learn_own_ids([*users, *([admin] if admin else [])])
         await scan.discover(progress)
         baselines = await scan.baselines()
         snapshots = await scan.profiles()
