@@ -180,8 +180,8 @@ def test_every_trait_is_found_and_the_app_is_left_as_it_was() -> None:
     assert curls["API3-MASS-ASSIGNMENT", "PUT /me"].startswith("curl -sS -i -X PUT ")
     assert curls["API1-BOLA-BODY-REF", "PUT /users/profile"].startswith("curl -sS -i -X PUT ")
     assert "$BOB_TOKEN" in curls["API1-BOLA-BODY-REF", "PUT /users/profile"]
-    found = {f.check.id: f for f in result.findings}
-    assert "x-powered-by: express 4.17.1" in found["API8-REVEALING-HEADERS"].message.lower()
+    by_check = {f.check.id: f for f in result.findings}
+    assert "x-powered-by: express 4.17.1" in by_check["API8-REVEALING-HEADERS"].message.lower()
     assert result.health == []
 
 
