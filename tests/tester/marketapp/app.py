@@ -18,7 +18,10 @@ Flaws (:data:`ALL_FLAWS`):
 * ``mass_assignment``: ``PATCH /users/me`` stores an undeclared ``role`` (any value of the enum);
 * ``user_enumeration``: the 401 says whether the e-mail address has an account;
 * ``revealing_headers``: ``Server: uvicorn/0.29.0`` and ``X-Powered-By: FastAPI/0.110.0``;
-* ``weak_jwt_secret``: session tokens signed with ``changeme``.
+* ``weak_jwt_secret``: session tokens signed with ``changeme``;
+* ``webhook_ssrf``: ``POST /webhooks`` (sellers and admins only) pings whatever ``callbackUrl`` it is given (the
+  secure twin accepts only its own hooks host). A scan with customer identities reaches it through the
+  role-escalation chain when ``mass_assignment`` lets a customer make itself an admin.
 
 The secure twin is served over TLS with security headers and rate limits, by the vulnapp's ``Guard``.
 """
@@ -34,8 +37,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
+import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -47,7 +51,8 @@ from tests.tester.vulnapp.app import Guard
 
 __all__ = ["ALL_FLAWS", "COOKIE", "ROLES", "SEED_USERS", "SPEC_PATH", "Market", "create_app"]
 
-ALL_FLAWS = frozenset({"bola", "mass_assignment", "user_enumeration", "revealing_headers", "weak_jwt_secret"})
+ALL_FLAWS = frozenset({"bola", "mass_assignment", "user_enumeration", "revealing_headers", "weak_jwt_secret",
+                       "webhook_ssrf"})
 SPEC_PATH = Path(__file__).resolve().with_name("openapi.yaml")
 ROLES = ("customer", "seller", "admin")
 #: (e-mail, password, role) of the seeded accounts.
@@ -60,8 +65,10 @@ COOKIE = "mkt_session"
 WEAK_SECRET = b"changeme"
 LOGIN_MAX_FAILURES = 5
 RATE_LIMIT = 50  # requests per identity and path within RATE_WINDOW (the scan's burst is 60)
-RATE_WINDOW = 2.0
+RATE_WINDOW = 5.0  # long enough that a burst of 60 fills it even on a loaded machine
 MAX_PAGE_SIZE = 50
+#: The only host the secure twin sends webhooks to (it never resolves: the ping is refused before that).
+HOOKS_HOST = "hooks.market.test"
 
 
 @dataclass
@@ -268,6 +275,25 @@ def create_app(flaws: Iterable[str] = ()) -> Starlette:
             return _detail(404, "Not found")
         return JSONResponse(_order_json(order))
 
+    async def add_webhook(request: Request, account: Account | None) -> Response:
+        assert account is not None
+        if account.role not in ("seller", "admin"):
+            return _detail(403, "Sellers only")
+        body = await _json(request)
+        _only(body, {"callbackUrl"})
+        url = _string(body, "callbackUrl", max_length=2048)
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or \
+                ("webhook_ssrf" not in chosen and parts.hostname != HOOKS_HOST):
+            raise Invalid("body", "callbackUrl", f"must be an https URL on {HOOKS_HOST}", "value_error.url")
+        try:
+            async with httpx.AsyncClient(timeout=5.0, follow_redirects=False, trust_env=False) as client:
+                ping = await client.post(url, json={"event": "ping"})
+            status: int | None = ping.status_code
+        except httpx.HTTPError:
+            status = None
+        return JSONResponse({"webhookId": str(uuid.uuid4()), "pingStatus": status}, status_code=201)
+
     app = Starlette(
         routes=[
             Route("/auth/token", route(token, public=True), methods=["POST"]),
@@ -277,6 +303,7 @@ def create_app(flaws: Iterable[str] = ()) -> Starlette:
             Route("/users/{userId}/orders", route(list_orders), methods=["GET"]),
             Route("/users/{userId}/orders", route(create_order), methods=["POST"]),
             Route("/users/{userId}/orders/{orderId}", route(get_order), methods=["GET"]),
+            Route("/webhooks", route(add_webhook), methods=["POST"]),
         ],
         middleware=[Middleware(Guard, flaws=frozenset())],
     )

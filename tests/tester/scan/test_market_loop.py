@@ -26,7 +26,11 @@ TRAIT_CHECKS = {
     "user_enumeration": ("API2-USER-ENUM", "POST /auth/token"),
     "revealing_headers": ("API8-REVEALING-HEADERS", "response headers"),
     "weak_jwt_secret": ("API2-JWT-WEAK-SECRET", "GET /users/me"),
+    # Sellers only: reached through the role-escalation chain, which ``mass_assignment`` opens.
+    "webhook_ssrf": ("API7-SSRF", "POST /webhooks"),
 }
+#: Flaws a check finds on their own (the webhook's SSRF needs a way to become a seller, see below).
+ALONE = sorted(set(TRAIT_CHECKS) - {"webhook_ssrf"})
 LOGIN = "login_for_access_token_auth_token_post"
 
 
@@ -66,8 +70,9 @@ def test_secure_twin_yields_nothing_and_is_left_as_it_was() -> None:
 def test_every_flaw_is_found_and_nothing_else() -> None:
     """With every flaw on, a full scan finds exactly one finding per flaw, on the operation that has it: BOLA on
     an order nested under its owner (the create answered 201 with only a Location), mass assignment of the enum
-    role (restored), enumeration through 401 details, the revealing headers, and the weak key of a JWT that
-    travels in a cookie; the seeded accounts are intact afterwards."""
+    role (restored), enumeration through 401 details, the revealing headers, the weak key of a JWT that
+    travels in a cookie, and the sellers' SSRF through the role-escalation chain; the seeded accounts are intact
+    afterwards."""
     with serve_market(ALL_FLAWS) as market:
         result = scan(market)
         assert_intact(market)
@@ -78,7 +83,7 @@ def test_every_flaw_is_found_and_nothing_else() -> None:
     assert result.health == []
 
 
-@pytest.mark.parametrize("flaw", sorted(TRAIT_CHECKS))
+@pytest.mark.parametrize("flaw", ALONE)
 def test_each_flaw_alone_is_found_by_its_check(flaw: str) -> None:
     """Each flaw on its own is found by its check, and by nothing else of that check."""
     check, target = TRAIT_CHECKS[flaw]
@@ -100,3 +105,23 @@ def test_orders_listed_under_the_owner_are_learned_without_creating_any() -> Non
         assert len(market.state.orders) == len(SEED_USERS)  # nothing was created
     [bola] = result.findings
     assert bola.message.startswith(f"bob read alice's object at /users/{alice.id}/orders/{seeded} (200)")
+
+
+def test_a_customer_who_can_make_itself_an_admin_reaches_the_sellers_ssrf() -> None:
+    """The chain through a mass assignment: a throwaway customer registers (201 + Location), sets its own
+    undeclared `role` to the enum's `admin` through PATCH /users/me, logs in again for a fresh cookie, and the SSRF
+    check run again as it finds the sellers' webhook ping; it is a customer again at the end. With the SSRF alone
+    (no way to become a seller) nothing is found and the notes say the webhook went unprobed and why."""
+    with serve_market({"mass_assignment", "webhook_ssrf"}) as market:
+        chained = scan(market, ["API7-SSRF"])
+        assert_intact(market)
+        assert {a.role for a in market.state.accounts.values() if a.email.startswith("bscan")} == {"customer"}
+    [ssrf] = chained.findings
+    assert (ssrf.check.id, ssrf.target) == ("API7-SSRF", "POST /webhooks")
+    assert 'raised its own `role` from "customer" to "admin" through PATCH /users/me' in ssrf.message
+    with serve_market({"webhook_ssrf"}) as market:
+        alone = scan(market, ["API7-SSRF"])
+        assert_intact(market)
+    assert alone.findings == []
+    note = next(n for n in alone.notes if n.startswith("role-escalation chain: "))
+    assert "refused alice (POST /webhooks)" in note and "PATCH /users/me with `role: \"admin\"` answered 422" in note

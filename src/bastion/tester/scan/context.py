@@ -435,7 +435,7 @@ class Scan:
         return Baseline(op, identity, plan, answer.status, len(list_items(answer.json())))
 
     # -- the identities' own profiles, put back as they were -------------------------------------
-    def _profile_ops(self) -> list[tuple[Operation, Operation]]:
+    def profile_operations(self) -> list[tuple[Operation, Operation]]:
         """(GET, PUT/PATCH) pairs on a "me"-like path without parameters: the identities' own profiles."""
         pairs = []
         for op in self._ops:
@@ -452,7 +452,7 @@ class Scan:
         """Each identity's own profile now (read before the checks, so it can be put back after)."""
         out = []
         for identity in [*self.users, *([self.admin] if self.admin else [])]:
-            for reader, writer in self._profile_ops():
+            for reader, writer in self.profile_operations():
                 answer = await self.send(self.plan(reader, identity), identity)
                 body = answer.json()
                 if 200 <= answer.status < 300 and isinstance(body, dict):

@@ -9,7 +9,8 @@ engine follows that chain, after every check ran, the way an attacker would:
    there are none);
 2. **obtain** — a throwaway user registered through the API's own sign-up and logged in (never a configured
    account, whose privileges must not change);
-3. **escalate** — on each secured write declaring a privileged property (role, is_admin...), that user sets its
+3. **escalate** — on each secured write declaring a privileged property (role, is_admin...), and on each
+   profile write whose profile shows such a property it does not declare (a mass assignment), that user sets its
    own value to a privileged one (the admin identity's own, then an enum value named like admin, then the
    enum's last, then ``true``), logs in again (a token may carry the role) and must see the value in its
    profile;
@@ -27,7 +28,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bastion.tester.audit.context import Operation, Spec, types_of
-from bastion.tester.scan.checks.properties import _HIGH_VALUES, _json
+from bastion.tester.scan.checks.probing import body_fields, object_properties, response_schema
+from bastion.tester.scan.checks.properties import _HIGH_VALUES, _PRIVILEGED, _json, snake
 from bastion.tester.scan.checks.references import RoleChange, fresh_profile, own_account_plan, privileged_fields
 from bastion.tester.scan.context import Scan, ScanError
 from bastion.tester.scan.interface import (
@@ -51,6 +53,7 @@ __all__ = [
     "gated_operations",
     "privileged_values",
     "rerun_gated",
+    "undeclared_privileges",
 ]
 
 #: Checks of these phases run again as the escalated user (probes of inputs, not of identities or limits).
@@ -107,11 +110,24 @@ def privileged_values(spec: Spec, schema: Mapping[str, Any], current: Any, admin
     return unique
 
 
+def undeclared_privileges(scan: Scan) -> list[tuple[Operation, str, dict[str, Any]]]:
+    """(profile write, property, its schema in the profile read) for each privileged property a "me"-like read
+    shows that its write does not declare: a mass assignment there raises one's own role."""
+    out: list[tuple[Operation, str, dict[str, Any]]] = []
+    for reader, writer in scan.profile_operations():
+        declared = {f.name for f in body_fields(scan.spec, writer)}
+        shown = object_properties(scan.spec, response_schema(scan.spec, reader, 200) or {}) or {}
+        out += [(writer, name, schema) for name, schema in shown.items()
+                if name not in declared and _PRIVILEGED.match(snake(name))]
+    return out
+
+
 async def escalate(scan: Scan) -> Escalation | str:
     """A throwaway user with raised privileges, or why none could be obtained."""
-    candidates = privileged_fields(scan)
+    candidates = [*privileged_fields(scan), *undeclared_privileges(scan)]
     if not candidates:
-        return "no secured write declares a privileged property (role, is_admin...) to raise"
+        return ("no secured write declares a privileged property (role, is_admin...) and no profile shows one to "
+                "raise")
     template = next((scan.configs[u.name] for u in scan.users if u.name in scan.configs
                      and scan.configs[u.name].login is not None), None)
     if template is None:
