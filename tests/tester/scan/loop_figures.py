@@ -70,9 +70,11 @@ def _market() -> Figures:
 
 
 def _shop() -> Figures:
-    """The shop: each check the closed loop expects to find there (every registered check but NOT_SEEDED)."""
+    """The shop: each check the closed loop expects to find there (every registered check but NOT_SEEDED). The
+    flawed shop is served over plain HTTP as in the closed loop (one seeded flaw is the lack of TLS), the secure
+    twin over HTTPS."""
     expected = {c.info.id for c in ALL_CHECKS} - NOT_SEEDED
-    flawed = scan_vulnapp(SHOP_FLAWS, ALL_CHECKS, tls=True, users=2, admin=True, allow_destructive=True)
+    flawed = scan_vulnapp(SHOP_FLAWS, ALL_CHECKS, users=2, admin=True, allow_destructive=True)
     twin = scan_vulnapp((), ALL_CHECKS, tls=True, users=2, admin=True, allow_destructive=True)
     return Figures("shop", len(expected & _ids(flawed)), len(expected), _unexplained(flawed, expected),
                    _labels(twin.findings), True)

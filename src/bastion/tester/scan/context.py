@@ -32,8 +32,6 @@ __all__ = ["Progress", "Scan", "ScanError", "is_destructive"]
 NAME_PARAMS = frozenset({"username", "user", "login", "userlogin", "accountname"})
 #: Path parameters naming an account by ID: as a parent (``/users/{user_id}/orders``), the identity's own.
 OWNER_ID_PARAMS = frozenset({"userid", "uid", "accountid", "customerid", "memberid", "ownerid", "profileid"})
-#: Profile properties holding the account's own ID, most specific first.
-OWN_ID_KEYS = ("userid", "uid", "accountid", "customerid", "memberid", "id", "uuid")
 #: Last path segment of an identity's own profile ("me", "profile"...).
 SELF_PATH = re.compile(r"^(?:me|self|my|myself|current|current[-_]?user|whoami|profile|account|userinfo)$",
                        re.IGNORECASE)
@@ -284,26 +282,6 @@ class Scan:
         known = self._objects.setdefault(owner.name, [])
         if not any(o.op.template == op.template and o.values == values for o in known):
             known.append(_Object(op, values, created))
-
-    async def learn_own_ids(self, identities: Sequence[Identity]) -> None:
-        """Each identity's own account ID from its profile, when the document nests resources under an account
-        (``/users/{user_id}/orders``): no request otherwise."""
-        nested = any(norm(p) in OWNER_ID_PARAMS and not op.template.endswith("{" + p + "}")
-                     for op in self._ops for p in path_params(op.template))
-        reads = [op for op in self._ops if op.method == "get" and not op.public and not path_params(op.template)
-                 and SELF_PATH.search(op.template.rstrip("/").rsplit("/", 1)[-1])]
-        if not nested or not reads:
-            return
-        for identity in identities:
-            answer = await self.send(self.plan(reads[0], identity), identity)
-            body = answer.json()
-            if not 200 <= answer.status < 300 or not isinstance(body, dict):
-                continue
-            keys = {norm(str(k)): v for k, v in body.items()}
-            found = next((keys[k] for k in OWN_ID_KEYS if isinstance(keys.get(k), str | int)
-                          and not isinstance(keys.get(k), bool)), None)
-            if found is not None:
-                identity.user_id = str(found)
 
     # -- discovery ------------------------------------------------------------------------
     def item_operations(self, collection: str) -> list[Operation]:

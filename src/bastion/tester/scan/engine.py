@@ -30,7 +30,14 @@ from bastion.tester.scan.escalation import rerun_gated
 from bastion.tester.scan.health import Baseline, HealthEvent
 from bastion.tester.scan.identities import IdentityConfig
 from bastion.tester.scan.interface import Check, CheckInfo, Identity, Phase, ScanFinding, ScanOptions, Skip
-from bastion.tester.scan.login import login, login_media_type, register_identity, secrets_of, signup_operation
+from bastion.tester.scan.login import (
+    learn_own_ids,
+    login,
+    login_media_type,
+    register_identity,
+    secrets_of,
+    signup_operation,
+)
 from bastion.tester.scan.objects import path_params
 from bastion.tester.scan.safety import Verdict, find_operation
 
@@ -148,7 +155,7 @@ async def scan_async(
         scan.configs.update({c.name: c for c in identities})
         result.identities = [i.name for i in [*users, *([admin] if admin else [])]]
         result.secrets = secrets_of([*users, *([admin] if admin else [])])
-        await scan.learn_own_ids([*users, *([admin] if admin else [])])
+        await learn_own_ids(scan, [*users, *([admin] if admin else [])])
         await scan.discover(progress)
         baselines = await scan.baselines()
         snapshots = await scan.profiles()

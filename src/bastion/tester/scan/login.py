@@ -15,12 +15,17 @@ from typing import Any
 import orjson
 
 from bastion.tester.audit.context import Operation
-from bastion.tester.scan.context import Scan, ScanError
+from bastion.tester.scan.context import OWNER_ID_PARAMS, SELF_PATH, Scan, ScanError
 from bastion.tester.scan.identities import IdentityConfig, credential_fields, json_pointer_get
 from bastion.tester.scan.interface import Exchange, Identity, RequestPlan
+from bastion.tester.scan.objects import norm, path_params
 from bastion.tester.scan.safety import find_operation
 
-__all__ = ["login", "login_media_type", "login_plan", "register_identity", "secrets_of", "signup_operation"]
+__all__ = ["learn_own_ids", "login", "login_media_type", "login_plan", "register_identity", "secrets_of",
+           "signup_operation"]
+
+#: Profile properties holding the account's own ID, most specific first.
+OWN_ID_KEYS = ("userid", "uid", "accountid", "customerid", "memberid", "id", "uuid")
 
 
 async def login(scan: Scan, config: IdentityConfig) -> Identity:
@@ -194,3 +199,25 @@ def secrets_of(identities: Sequence[Identity]) -> dict[str, str]:
         if ident.expired_token:
             out[ident.expired_token] = f"${base}_EXPIRED_TOKEN"
     return out
+
+
+async def learn_own_ids(scan: Scan, identities: Sequence[Identity]) -> None:
+    """Each identity's own account ID from its profile, when the document nests resources under an account
+    (``/users/{user_id}/orders``): no request otherwise."""
+    ops = scan.operations()
+    nested = any(norm(p) in OWNER_ID_PARAMS and not op.template.endswith("{" + p + "}")
+                 for op in ops for p in path_params(op.template))
+    reads = [op for op in ops if op.method == "get" and not op.public and not path_params(op.template)
+             and SELF_PATH.search(op.template.rstrip("/").rsplit("/", 1)[-1])]
+    if not nested or not reads:
+        return
+    for identity in identities:
+        answer = await scan.send(scan.plan(reads[0], identity), identity)
+        body = answer.json()
+        if not 200 <= answer.status < 300 or not isinstance(body, dict):
+            continue
+        keys = {norm(str(k)): v for k, v in body.items()}
+        found = next((keys[k] for k in OWN_ID_KEYS if isinstance(keys.get(k), str | int)
+                      and not isinstance(keys.get(k), bool)), None)
+        if found is not None:
+            identity.user_id = str(found)
