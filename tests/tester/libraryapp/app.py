@@ -26,7 +26,10 @@ Flaws (:data:`ALL_FLAWS`):
 * ``body_reference``: ``PUT /users/profile`` changes the account its body names, not the caller's;
 * ``role_change``: ``PUT /users/{username}/role`` (for librarians) lets anyone set any role;
 * ``revealing_headers``: ``X-Powered-By`` with a version;
-* ``weak_jwt_secret``: tokens signed with a six-digit number.
+* ``weak_jwt_secret``: tokens signed with a six-digit number;
+* ``import_ssrf``: ``POST /catalogue/import`` (for librarians) fetches whatever ``source_url`` it is given
+  (the secure twin only fetches from its own catalogue host). Only a librarian reaches it: a scan with reader
+  identities finds it through the role-escalation chain when ``role_change`` lets a reader become one.
 
 The secure twin is served over TLS with security headers and rate limits, by the vulnapp's ``Guard``.
 """
@@ -42,8 +45,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
+import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -57,7 +61,7 @@ __all__ = ["ALL_FLAWS", "ROLES", "SEED_USERS", "SPEC_PATH", "Library", "create_a
 
 ALL_FLAWS = frozenset({"bola", "user_enumeration", "login_no_rate_limit", "mass_assignment", "revealing_headers",
                        "weak_jwt_secret", "register_mass_assignment", "redos", "debug_leak",
-                       "body_reference", "role_change", "redos_update", "redos_path"})
+                       "body_reference", "role_change", "redos_update", "redos_path", "import_ssrf"})
 SPEC_PATH = Path(__file__).resolve().with_name("openapi.yaml")
 #: The only values the role column accepts (like a database enum).
 ROLES = ("reader", "editor", "librarian")
@@ -70,6 +74,8 @@ WEAK_SECRET = b"493817"
 RATE_LIMIT = 50  # requests per identity and path within RATE_WINDOW (the scan's burst is 60)
 RATE_WINDOW = 2.0
 LOGIN_MAX_FAILURES = 5
+#: The only host the secure twin imports catalogues from (it never resolves: the import is refused elsewhere).
+CATALOGUE_HOST = "catalogue.library.test"
 #: E-mail validation: a linear pattern, and the nested quantifier ``redos`` uses instead.
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,4}")
 EVIL_EMAIL = re.compile(r"([A-Za-z0-9]+)*@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
@@ -297,6 +303,25 @@ def create_app(flaws: Iterable[str] = ()) -> Starlette:
         target.role = body["role"]
         return JSONResponse(account_json(target))
 
+    async def import_catalogue(request: Request, account: Account | None) -> Response:
+        assert account is not None
+        if account.role != "librarian":
+            return problem(403, "Librarians only.")
+        body = await _json(request)
+        if not isinstance(body, dict) or set(body) != {"source_url"} or not isinstance(body["source_url"], str):
+            return problem(400, "source_url, the catalogue's address.")
+        parts = urlsplit(body["source_url"])
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return problem(400, "source_url must be an http or https URL.")
+        if "import_ssrf" not in chosen and parts.hostname != CATALOGUE_HOST:
+            return problem(400, f"Catalogues are imported from {CATALOGUE_HOST} only.")
+        try:
+            async with httpx.AsyncClient(timeout=5.0, follow_redirects=False, trust_env=False) as client:
+                answer = await client.get(body["source_url"])
+        except httpx.HTTPError:
+            return JSONResponse({"imported": 0, "status": "unreachable"})
+        return JSONResponse({"imported": 0, "status": f"HTTP {answer.status_code}"})
+
     async def all_users(request: Request, account: Account | None) -> Response:
         if "debug_leak" in chosen:
             return JSONResponse([{"username": a.username, "role": a.role, "password": a.password}
@@ -324,6 +349,7 @@ def create_app(flaws: Iterable[str] = ()) -> Starlette:
             Route("/users/{username}/role", guarded(change_role), methods=["PUT"]),
             Route("/users/{username}", guarded(get_user), methods=["GET"]),
             Route("/users/{username}/email", guarded(change_email), methods=["PUT"]),
+            Route("/catalogue/import", guarded(import_catalogue), methods=["POST"]),
             Route("/admin/users", guarded(all_users, public="debug_leak" in chosen), methods=["GET"]),
         ],
         middleware=[Middleware(Guard, flaws=frozenset())],

@@ -397,6 +397,29 @@ def test_identities_file_expands_env_and_reports_precise_errors(tmp_path: Path,
         identity_from_headers(["no colon"])
 
 
+def test_a_login_flow_may_take_its_token_from_a_cookie(tmp_path: Path) -> None:
+    """``cookie:`` in a login flow names the cookie the login answer sets; a value that cannot be a cookie name
+    is refused with the file, line and field."""
+    ids = tmp_path / "ids.yaml"
+    ids.write_text(
+        "identities:\n"
+        "  - name: alice\n"
+        "    login: {operation: login, body: {username: a, password: p}, cookie: mkt_session}\n"
+        "  - name: bob\n"
+        "    login: {operation: login, body: {username: b, password: p}, cookie: 'two words'}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_identities(ids)
+    assert [str(i) for i in info.value.issues] == [
+        f"{ids}:5: identities[1].login.cookie: expected a cookie name (the cookie the login answer sets)"]
+    ids.write_text("identities:\n  - name: alice\n"
+                   "    login: {operation: login, body: {username: a, password: p}, cookie: mkt_session}\n",
+                   encoding="utf-8")
+    [alice] = load_identities(ids)
+    assert alice.login is not None and alice.login.cookie == "mkt_session"
+
+
 def test_findings_with_one_root_cause_are_one_finding() -> None:
     """A token accepted with any signature explains the unsigned and algorithm-swapped ones: they are folded into
     the root finding as its proofs (the one on the same target when there are several), the root's message names

@@ -41,6 +41,7 @@ TRAIT_CHECKS = {
     "debug_leak": "API5-BFLA",
     "body_reference": "API1-BOLA-BODY-REF",
     "role_change": "API5-ROLE-CHANGE",
+    "import_ssrf": "API7-SSRF",  # a librarian's operation: reached through the role-escalation chain
 }
 
 
@@ -152,7 +153,8 @@ def test_every_trait_is_found_and_the_app_is_left_as_it_was() -> None:
     (restored) on an update and on the public sign-up; a backtracking e-mail pattern in a body; a revealing
     header; a six-digit JWT secret; an administrative list that answers anyone with every password; another
     user's profile changed through a user name in the body; a user raising its own role through a declared
-    role operation (both set back) — and the seeded accounts are intact afterwards."""
+    role operation (both set back); the librarians' SSRF, reached by a throwaway user that made itself a
+    librarian — and the seeded accounts are intact afterwards."""
     with serve_library(ALL_FLAWS) as lib:
         result = scan(lib, sorted(TRAIT_CHECKS.values()))
         assert_intact(lib)
@@ -169,6 +171,7 @@ def test_every_trait_is_found_and_the_app_is_left_as_it_was() -> None:
     assert found["API5-ROLE-CHANGE", "PUT /users/{username}/role"].message == (
         'alice raised its own `role` from "reader" to "librarian" through PUT /users/{username}/role. The scan set '
         'it back to "reader".')
+    assert "Reached through a role-escalation chain: bscan" in found["API7-SSRF", "POST /catalogue/import"].message
     assert found["API5-BFLA", "GET /admin/users"].message == (
         "GET /admin/users answered 200 without any login, although the document declares it secured. The answer "
         "exposes `[].password` (3 values).")
@@ -177,8 +180,8 @@ def test_every_trait_is_found_and_the_app_is_left_as_it_was() -> None:
     assert curls["API3-MASS-ASSIGNMENT", "PUT /me"].startswith("curl -sS -i -X PUT ")
     assert curls["API1-BOLA-BODY-REF", "PUT /users/profile"].startswith("curl -sS -i -X PUT ")
     assert "$BOB_TOKEN" in curls["API1-BOLA-BODY-REF", "PUT /users/profile"]
-    found = {f.check.id: f for f in result.findings}
-    assert "x-powered-by: express 4.17.1" in found["API8-REVEALING-HEADERS"].message.lower()
+    by_check = {f.check.id: f for f in result.findings}
+    assert "x-powered-by: express 4.17.1" in by_check["API8-REVEALING-HEADERS"].message.lower()
     assert result.health == []
 
 

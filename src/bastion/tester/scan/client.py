@@ -20,6 +20,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -101,6 +102,9 @@ class ScanClient:
             timeout=httpx.Timeout(options.timeout),
             headers={"User-Agent": USER_AGENT},
             trust_env=False,
+            # No cookie jar: a cookie one identity's login set must never ride along on another identity's (or
+            # the anonymous) requests; each identity sends exactly the cookies it holds.
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         )
 
     async def aclose(self) -> None:

@@ -30,6 +30,8 @@ __all__ = ["Progress", "Scan", "ScanError", "is_destructive"]
 
 #: Path parameters naming an account by user name: filled with the identity's own when nothing else is known.
 NAME_PARAMS = frozenset({"username", "user", "login", "userlogin", "accountname"})
+#: Path parameters naming an account by ID: as a parent (``/users/{user_id}/orders``), the identity's own.
+OWNER_ID_PARAMS = frozenset({"userid", "uid", "accountid", "customerid", "memberid", "ownerid", "profileid"})
 #: Last path segment of an identity's own profile ("me", "profile"...).
 SELF_PATH = re.compile(r"^(?:me|self|my|myself|current|current[-_]?user|whoami|profile|account|userinfo)$",
                        re.IGNORECASE)
@@ -91,6 +93,9 @@ class Scan:
         self.on_request: Callable[[str, str], None] | None = None
         #: How each identity logs in (to log it in again when its session ends during the scan).
         self.configs: dict[str, IdentityConfig] = {}
+        #: The statuses each (identity name, operation label) was answered with: the escalation chain re-runs
+        #: checks on the operations the first user was only ever refused (see ``escalation``).
+        self.statuses: dict[tuple[str, str], set[int]] = {}
 
     # -- ScanContext --------------------------------------------------------------------
     def operations(self) -> Sequence[Operation]:
@@ -116,6 +121,9 @@ class Scan:
                 continue
             if identity.username and norm(name) in NAME_PARAMS:
                 values[name] = identity.username  # /users/{username}: the identity's own account
+                continue
+            if identity.user_id and norm(name) in OWNER_ID_PARAMS and not op.template.endswith("{" + name + "}"):
+                values[name] = identity.user_id  # /users/{user_id}/orders: a client lists its own
                 continue
             param = next((p for p in op.parameters if p.location == "path" and p.name == name), None)
             value: Any = "1"
@@ -204,7 +212,7 @@ class Scan:
             return refused
         if self.on_request is not None:
             self.on_request(check.id if check else "engine", plan.operation.label if plan.operation else plan.path)
-        return await self.client.request(
+        answer = await self.client.request(
             plan.method,
             self.url_for(plan.path),
             identity=identity.name,
@@ -216,6 +224,9 @@ class Scan:
             retry_429=retry_429,
             unthrottled=unthrottled and check is not None,
         )
+        if plan.operation is not None and plan.method == plan.operation.method.upper():
+            self.statuses.setdefault((identity.name, plan.operation.label), set()).add(answer.status)
+        return answer
 
     async def raw(self, method: str, path: str, identity: Identity, *, headers: Mapping[str, str] | None = None,
                   body: bytes | None = None, query: Sequence[tuple[str, str]] = (),
@@ -336,9 +347,10 @@ class Scan:
                 if new_id is not None:
                     self.remember(identity, reader, {**values, param: new_id}, created=True)
             for op in lists:
-                if path_params(op.template):
+                parents = self._own_parents(op, identity)
+                if parents is None:
                     continue
-                exchange = await self.send(self.plan(op, identity), identity)
+                exchange = await self.send(self.plan(op, identity, path_values=parents), identity)
                 done += 1
                 if progress:
                     progress("discovery", done, total, op.label)
@@ -351,7 +363,17 @@ class Scan:
                 for item in list_items(exchange.json())[:5]:
                     item_id = extract_id(item, param)
                     if item_id is not None:
-                        self.remember(identity, reader, {param: item_id}, created=False)
+                        self.remember(identity, reader, {**parents, param: item_id}, created=False)
+
+    def _own_parents(self, op: Operation, identity: Identity) -> dict[str, str] | None:
+        """The path values of a list nested under ``identity``'s own account (``/users/{userId}/orders``): {} for
+        a top-level list, None when a parameter is not the identity's own account ID."""
+        values: dict[str, str] = {}
+        for name in path_params(op.template):
+            if identity.user_id is None or norm(name) not in OWNER_ID_PARAMS:
+                return None
+            values[name] = identity.user_id
+        return values
 
 
     # -- health watch ---------------------------------------------------------------------
@@ -391,7 +413,7 @@ class Scan:
         return Baseline(op, identity, plan, answer.status, len(list_items(answer.json())))
 
     # -- the identities' own profiles, put back as they were -------------------------------------
-    def _profile_ops(self) -> list[tuple[Operation, Operation]]:
+    def profile_operations(self) -> list[tuple[Operation, Operation]]:
         """(GET, PUT/PATCH) pairs on a "me"-like path without parameters: the identities' own profiles."""
         pairs = []
         for op in self._ops:
@@ -408,7 +430,7 @@ class Scan:
         """Each identity's own profile now (read before the checks, so it can be put back after)."""
         out = []
         for identity in [*self.users, *([self.admin] if self.admin else [])]:
-            for reader, writer in self._profile_ops():
+            for reader, writer in self.profile_operations():
                 answer = await self.send(self.plan(reader, identity), identity)
                 body = answer.json()
                 if 200 <= answer.status < 300 and isinstance(body, dict):

@@ -26,10 +26,18 @@ from bastion.tester.audit.context import Spec, load_spec
 from bastion.tester.scan.canary import CanaryListener
 from bastion.tester.scan.client import ScanClient
 from bastion.tester.scan.context import Progress, Scan, ScanError, is_destructive
+from bastion.tester.scan.escalation import rerun_gated
 from bastion.tester.scan.health import Baseline, HealthEvent
 from bastion.tester.scan.identities import IdentityConfig
 from bastion.tester.scan.interface import Check, CheckInfo, Identity, Phase, ScanFinding, ScanOptions, Skip
-from bastion.tester.scan.login import login, login_media_type, register_identity, secrets_of, signup_operation
+from bastion.tester.scan.login import (
+    learn_own_ids,
+    login,
+    login_media_type,
+    register_identity,
+    secrets_of,
+    signup_operation,
+)
 from bastion.tester.scan.objects import path_params
 from bastion.tester.scan.safety import Verdict, find_operation
 
@@ -147,10 +155,13 @@ async def scan_async(
         scan.configs.update({c.name: c for c in identities})
         result.identities = [i.name for i in [*users, *([admin] if admin else [])]]
         result.secrets = secrets_of([*users, *([admin] if admin else [])])
+        await learn_own_ids(scan, [*users, *([admin] if admin else [])])
         await scan.discover(progress)
         baselines = await scan.baselines()
         snapshots = await scan.profiles()
         await _run_checks(scan, result, checks, baselines, progress)
+        if result.stopped is None:
+            await _run_chain(scan, result, checks, baselines)
         result.notes.extend(await scan.put_back(snapshots))
     finally:
         result.exchanges = client.sent
@@ -284,6 +295,19 @@ async def _run_checks(scan: Scan, result: ScanResult, checks: Sequence[Check], b
                                                  broken[1] and scan.options.stop_when_broken))
     if progress:
         progress("done", len(ordered), len(ordered), "")
+
+
+async def _run_chain(scan: Scan, result: ScanResult, checks: Sequence[Check], baselines: Sequence[Baseline]) -> None:
+    """The role-escalation chain (``escalation``) after the checks, then the health watch once more."""
+    chain = await rerun_gated(scan, checks)
+    result.findings.extend(chain.findings)
+    result.notes.extend(chain.notes)
+    if chain.escalated and baselines:  # the chain wrote to the target: look at its health again
+        broken = await scan.health(baselines)
+        result.health_checks += 1
+        if broken is not None:
+            result.health.append(HealthEvent("role-escalation chain", broken[0],
+                                             broken[1] and scan.options.stop_when_broken))
 
 
 @dataclass

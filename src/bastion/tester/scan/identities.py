@@ -11,6 +11,7 @@ The file (YAML or JSON) is a list under ``identities:`` (a bare list also works)
           token: /access_token           # JSON pointer into the login response
           header: Authorization          # default
           scheme: Bearer                 # default; "" sends the bare token
+          cookie: session                # instead of token/header: the login sets this cookie
       - name: bob
         headers: {Authorization: "Bearer ${BOB_TOKEN}"}   # static credentials
         cookies: {}                      # optional
@@ -29,6 +30,7 @@ reported with the file, line, field and what is wrong (:class:`bastion.config.Co
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -38,18 +40,21 @@ from bastion.config.yamlsrc import FieldPath, Source, load_source
 
 Role = Literal["user", "admin"]
 _KNOWN = {"name", "role", "headers", "cookies", "query", "login", "expired_token"}
-_LOGIN_KNOWN = {"operation", "body", "token", "header", "scheme"}
+_LOGIN_KNOWN = {"operation", "body", "token", "header", "scheme", "cookie"}
 
 
 @dataclass(frozen=True, slots=True)
 class LoginFlow:
-    """How to obtain a token: call ``operation`` with ``body``; the token is at ``token`` (a JSON pointer)."""
+    """How to obtain a token: call ``operation`` with ``body``; the token is at ``token`` (a JSON pointer) and
+    sent in ``header``, or, when ``cookie`` is set, it is the cookie of that name the answer sets (Set-Cookie)
+    and is sent back as that cookie."""
 
     operation: str
     body: dict[str, Any]
     token: str = "/access_token"  # noqa: S105 (a JSON pointer, not a secret)
     header: str = "Authorization"
     scheme: str = "Bearer"
+    cookie: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +114,11 @@ def _login(src: Source, raw: Any, path: FieldPath, issues: list[ConfigIssue]) ->
     if not isinstance(scheme, str):
         issues.append(src.issue((*path, "scheme"), 'expected a string such as "Bearer" (or "" for none)'))
         return None
-    return LoginFlow(operation.strip(), body, token, header, scheme)
+    cookie = raw.get("cookie")
+    if cookie is not None and (not isinstance(cookie, str) or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", cookie)):
+        issues.append(src.issue((*path, "cookie"), "expected a cookie name (the cookie the login answer sets)"))
+        return None
+    return LoginFlow(operation.strip(), body, token, header, scheme, cookie)
 
 
 def parse_identities(src: Source) -> list[IdentityConfig]:

@@ -86,6 +86,8 @@ class Identity:
     expired_token: str | None = None
     #: The sign-up operation the scan created this identity through (a throwaway user B), if it did.
     registered_with: str | None = None
+    #: The identity's own account ID as its profile shows it (``/users/{user_id}/orders`` is filled with it).
+    user_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,12 +15,17 @@ from typing import Any
 import orjson
 
 from bastion.tester.audit.context import Operation
-from bastion.tester.scan.context import Scan, ScanError
+from bastion.tester.scan.context import OWNER_ID_PARAMS, SELF_PATH, Scan, ScanError
 from bastion.tester.scan.identities import IdentityConfig, credential_fields, json_pointer_get
 from bastion.tester.scan.interface import Exchange, Identity, RequestPlan
+from bastion.tester.scan.objects import norm, path_params
 from bastion.tester.scan.safety import find_operation
 
-__all__ = ["login", "login_media_type", "login_plan", "register_identity", "secrets_of", "signup_operation"]
+__all__ = ["learn_own_ids", "login", "login_media_type", "login_plan", "register_identity", "secrets_of",
+           "signup_operation"]
+
+#: Profile properties holding the account's own ID, most specific first.
+OWN_ID_KEYS = ("userid", "uid", "accountid", "customerid", "memberid", "id", "uuid")
 
 
 async def login(scan: Scan, config: IdentityConfig) -> Identity:
@@ -47,6 +52,16 @@ async def login(scan: Scan, config: IdentityConfig) -> Identity:
     if not 200 <= exchange.status < 300:
         detail = exchange.error or f"HTTP {exchange.status}: {_excerpt(exchange)}"
         raise ScanError(f"identity {config.name}: login with {op.label} failed ({detail})")
+    if flow.cookie is not None:
+        token = set_cookie(exchange, flow.cookie)
+        if token is None:
+            raise ScanError(f"identity {config.name}: login with {op.label} answered {exchange.status} without "
+                            f"setting the cookie {flow.cookie!r} (the login failed, or cookie: names another); the "
+                            f"answer was: {_excerpt(exchange)}")
+        identity.cookies[flow.cookie] = token
+        identity.token = token
+        _remember_credentials(identity, op, flow.body)
+        return identity
     try:
         token = json_pointer_get(exchange.json(), flow.token)
     except KeyError:
@@ -60,14 +75,31 @@ async def login(scan: Scan, config: IdentityConfig) -> Identity:
                         f"(the answer was: {_excerpt(exchange)})")
     identity.token = token
     identity.headers[flow.header] = f"{flow.scheme} {token}".strip()
-    user_field, password_field = credential_fields(flow.body.keys())
+    _remember_credentials(identity, op, flow.body)
+    return identity
+
+
+def _remember_credentials(identity: Identity, op: Operation, body: Mapping[str, Any]) -> None:
+    """The login operation and the user name and password of ``body`` (for the login checks)."""
+    user_field, password_field = credential_fields(body.keys())
     identity.login_operation = op
     identity.username_field, identity.password_field = user_field, password_field
-    if user_field and isinstance(flow.body.get(user_field), str):
-        identity.username = flow.body[user_field]
-    if password_field and isinstance(flow.body.get(password_field), str):
-        identity.password = flow.body[password_field]
-    return identity
+    if user_field and isinstance(body.get(user_field), str):
+        identity.username = body[user_field]
+    if password_field and isinstance(body.get(password_field), str):
+        identity.password = body[password_field]
+
+
+def set_cookie(exchange: Exchange, name: str) -> str | None:
+    """The value the answer's Set-Cookie headers give the cookie ``name`` (None when none sets it)."""
+    for key, value in exchange.response_headers:
+        if key.lower() != "set-cookie":
+            continue
+        cookie_name, sep, rest = value.partition("=")
+        if sep and cookie_name.strip() == name:
+            cookie_value = rest.split(";", 1)[0].strip().strip('"')
+            return cookie_value or None
+    return None
 
 
 def signup_operation(scan: Scan, login_op: Operation | None) -> tuple[Operation, str, str] | None:
@@ -167,3 +199,25 @@ def secrets_of(identities: Sequence[Identity]) -> dict[str, str]:
         if ident.expired_token:
             out[ident.expired_token] = f"${base}_EXPIRED_TOKEN"
     return out
+
+
+async def learn_own_ids(scan: Scan, identities: Sequence[Identity]) -> None:
+    """Each identity's own account ID from its profile, when the document nests resources under an account
+    (``/users/{user_id}/orders``): no request otherwise."""
+    ops = scan.operations()
+    nested = any(norm(p) in OWNER_ID_PARAMS and not op.template.endswith("{" + p + "}")
+                 for op in ops for p in path_params(op.template))
+    reads = [op for op in ops if op.method == "get" and not op.public and not path_params(op.template)
+             and SELF_PATH.search(op.template.rstrip("/").rsplit("/", 1)[-1])]
+    if not nested or not reads:
+        return
+    for identity in identities:
+        answer = await scan.send(scan.plan(reads[0], identity), identity)
+        body = answer.json()
+        if not 200 <= answer.status < 300 or not isinstance(body, dict):
+            continue
+        keys = {norm(str(k)): v for k, v in body.items()}
+        found = next((keys[k] for k in OWN_ID_KEYS if isinstance(keys.get(k), str | int)
+                      and not isinstance(keys.get(k), bool)), None)
+        if found is not None:
+            identity.user_id = str(found)

@@ -72,7 +72,17 @@ def list_items(body: Any) -> list[Any]:
         arrays = [v for v in body.values() if isinstance(v, list) and v and all(isinstance(i, dict) for i in v)]
         if len(arrays) == 1:
             return list(arrays[0])
+        # One level down: HAL's ``{"_embedded": {"orders": [...]}, "page": {...}}`` and the like.
+        nested = [items for v in body.values() if isinstance(v, dict) and (items := _only_array(v))]
+        if len(nested) == 1:
+            return nested[0]
     return []
+
+
+def _only_array(body: dict[str, Any]) -> list[Any]:
+    """The only non-empty array of objects among ``body``'s values, else an empty list."""
+    arrays = [v for v in body.values() if isinstance(v, list) and v and all(isinstance(i, dict) for i in v)]
+    return list(arrays[0]) if len(arrays) == 1 else []
 
 
 def unique_key(plan: RequestPlan, param: str, identity: Identity) -> str | None:

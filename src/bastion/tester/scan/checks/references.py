@@ -34,7 +34,7 @@ from bastion.tester.scan.interface import (
     Skip,
 )
 
-__all__ = ["CHECKS", "BodyReference", "RoleChange"]
+__all__ = ["CHECKS", "BodyReference", "RoleChange", "fresh_profile", "own_account_plan", "privileged_fields"]
 
 Outcome = ScanFinding | Skip
 MAX_OPERATIONS = 6
@@ -65,6 +65,28 @@ def _marked(name: str, schema: dict[str, Any]) -> Any:
     if "mail" in name.lower() or schema.get("format") == "email":
         return f"bscan{token}@example.com"
     return None if schema.get("format") or schema.get("pattern") else f"bscan-{token}"
+
+
+async def own_account_plan(ctx: ScanContext, op: Operation, who: Identity, info: CheckInfo) -> RequestPlan | None:
+    """The request ``op`` on ``who``'s own account: a path parameter or body field naming an account gets its
+    reference (None when that reference is unknown)."""
+    selector = user_selector(ctx, op)
+    if selector is None or selector.location == "body":
+        plan = ctx.plan(op, who)
+        if selector is not None and isinstance(plan.json, dict):
+            ref = await user_reference(ctx, who, selector, info)
+            if ref is None:
+                return None
+            plan.json = {**plan.json, selector.name: _typed(ref, selector.schema)}
+        return plan
+    ref = await user_reference(ctx, who, selector, info)
+    return None if ref is None else ctx.plan(op, who, path_values={selector.name: ref})
+
+
+def privileged_fields(ctx: ScanContext) -> list[tuple[Operation, str, dict[str, Any]]]:
+    """(operation, property, schema) of each secured write whose JSON body declares a privileged property."""
+    return [(op, f.name, f.schema) for op in _writes(ctx) for f in body_fields(ctx.spec, op)
+            if not f.read_only and _PRIVILEGED.match(snake(f.name))]
 
 
 class BodyReference(Check):
@@ -144,8 +166,7 @@ class RoleChange(Check):
 
     async def run(self, ctx: ScanContext) -> list[Outcome]:
         a = ctx.users[0]
-        candidates = [(op, f.name, f.schema) for op in _writes(ctx) for f in body_fields(ctx.spec, op)
-                      if not f.read_only and _PRIVILEGED.match(snake(f.name))]
+        candidates = privileged_fields(ctx)
         if not candidates:
             return [skip(self.info, "no secured write declares a privileged property (role, is_admin...)")]
         before, _ = await fresh_profile(ctx, a, self.info)
@@ -171,7 +192,7 @@ class RoleChange(Check):
                     shown_by_admin != current else escalated_value(ctx.spec, schema, current)
                 if value is None:
                     continue
-            plan = await self._plan(ctx, op, a)
+            plan = await own_account_plan(ctx, op, a, self.info)
             if plan is None:
                 continue
             sent = await ctx.send(plan.copy(json={**(plan.json if isinstance(plan.json, dict) else {}),
@@ -186,20 +207,6 @@ class RoleChange(Check):
                                f"{a.name} raised its own `{name}` from {_json(current)} to {_json(value)} through "
                                f"{op.label}. {restored}", sent, *([shown] if shown else [])))
         return out
-
-    async def _plan(self, ctx: ScanContext, op: Operation, who: Identity) -> RequestPlan | None:
-        """The request on ``who``'s own account: a path parameter naming an account gets its reference."""
-        selector = user_selector(ctx, op)
-        if selector is None or selector.location == "body":
-            plan = ctx.plan(op, who)
-            if selector is not None and isinstance(plan.json, dict):
-                ref = await user_reference(ctx, who, selector, self.info)
-                if ref is None:
-                    return None
-                plan.json = {**plan.json, selector.name: _typed(ref, selector.schema)}
-            return plan
-        ref = await user_reference(ctx, who, selector, self.info)
-        return None if ref is None else ctx.plan(op, who, path_values={selector.name: ref})
 
     async def _restore(self, ctx: ScanContext, op: Operation, a: Identity, plan: RequestPlan, name: str,
                        current: Any) -> str:
