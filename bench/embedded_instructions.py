@@ -1,6 +1,7 @@
 """Instructions per request of the embedded mode, counted by callgrind (no timing noise).
 
     python bench/embedded_instructions.py [--python .venv/bin/python] [--requests 1000] [--hashseed 0]
+                                          [--keep DIR]
 
 One process under ``valgrind --tool=callgrind`` imports the FastAPI example (examples/fastapi),
 builds the same applications as ``bench/embedded.py --in-process`` (the example alone,
@@ -112,6 +113,7 @@ def main() -> int:
     parser.add_argument("--python", type=Path, default=ROOT / ".venv" / "bin" / "python")
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--hashseed", default="0")
+    parser.add_argument("--keep", type=Path, help="copy the dumps here (callgrind.out.1 to .4, for callgrind_annotate)")
     parser.add_argument("--driver", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.driver:
@@ -135,6 +137,9 @@ def main() -> int:
             if match is None:
                 raise RuntimeError(f"no totals in {out}.{i}")
             totals.append(int(match.group(1)))
+            if args.keep is not None:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f"{out}.{i}", args.keep / f"callgrind.out.{i}")
     per = {name: total / args.requests for name, total in zip(NAMES, totals, strict=True)}
     print(f"in process, GET {PATH}, {args.requests} requests each, instructions per request "
           f"(callgrind, {time.monotonic() - started:.0f} s)")
