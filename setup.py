@@ -73,6 +73,11 @@ COMPILED = [
     "src/bastion/sensitive/replace.py",
     "src/bastion/sensitive/scanner.py",
     "src/bastion/stages/redact/apply.py",
+    # The embedded mode runs the same steps per request in the application's process: its
+    # exchange (the ASGI messages through the prelude, the chain and the sinks) and the
+    # middleware's entry point.
+    "src/bastion/asgi/exchange.py",
+    "src/bastion/asgi/middleware.py",
 ]
 
 ext_modules = []

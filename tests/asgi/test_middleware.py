@@ -484,3 +484,37 @@ def test_starlette_middleware_entry(tmp_path: Path) -> None:
         assert httpx.get(base + "/items/1").json() == {"id": 1, "name": "a"}  # filtered
         problem(httpx.get(base + "/items/abc"), 400)
         problem(httpx.get(base + "/docs"), 404)
+
+
+def test_an_encoded_path_and_the_headers_reach_the_application_as_sent(url: str) -> None:
+    """A path Bastion did not change reaches the application as the server decoded it (its
+    ``raw_path`` as sent), and the client's own header fields with it, beside the request
+    ID; a forwarding header from an untrusted client does not."""
+    resp = httpx.get(url + "/echo/a%20b", headers=[("X-Custom", "v1"), ("X-Forwarded-Proto", "https")])
+    assert resp.status_code == 200
+    seen = SEEN[-1]
+    assert seen["path"] == "/echo/a b" and seen["raw_path"] == "/echo/a%20b"
+    assert seen["headers"]["x-custom"] == "v1"
+    assert seen["headers"]["x-request-id"] == resp.headers["x-request-id"]
+    assert "x-forwarded-proto" not in seen["headers"]
+
+
+async def headed(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers with header fields in mixed case, one the headers stage removes among them."""
+    headers = [(b"X-First", b"1"), (b"Server", b"app/1.0"), (b"Content-Type", b"text/plain"), (b"x-last", b"2")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"hi"})
+
+
+def test_response_headers_the_stages_keep_go_out_once_with_their_additions(tmp_path: Path) -> None:
+    """The application's header fields that the headers stage keeps go to the client once
+    each, with their values, beside what the stage adds (``X-Content-Type-Options``) and the
+    request ID; the ``Server`` field it removes does not."""
+    with Served(protect(headed, config=write_config(tmp_path)), server_header=False) as base:
+        resp = httpx.get(base + "/echo/x")
+    assert resp.status_code == 200 and resp.text == "hi"
+    names = [name for name, _ in resp.headers.multi_items()]
+    assert "server" not in names
+    for name, value in (("x-first", "1"), ("content-type", "text/plain"), ("x-last", "2")):
+        assert names.count(name) == 1 and resp.headers[name] == value
+    assert names.count("x-request-id") == 1 and resp.headers["x-content-type-options"] == "nosniff"

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote, unquote
 
 from bastion.errors import problem_response
@@ -98,6 +98,8 @@ class EmbeddedExchange:
         "_receive",
         "_send",
         "app",
+        "app_headers",
+        "app_raw_headers",
         "body",
         "body_filter",
         "body_refusal",
@@ -148,6 +150,10 @@ class EmbeddedExchange:
         #: A body hook failed closed, or the body was refused, after the head went out.
         self.cut = False
         self.forwarded = 0.0
+        #: The application's response header fields as it sent them, and decoded for the
+        #: stages (same order): what the stages kept goes out as sent, not encoded again.
+        self.app_raw_headers: list[Any] = []  # ASGI pairs: tuples or lists
+        self.app_headers: HeaderList = []
 
     # -- the request side ----------------------------------------------------------------
     async def run(self) -> None:
@@ -266,10 +272,17 @@ class EmbeddedExchange:
         self.forwarded = time.perf_counter()
         scope = dict(self.scope)
         request = ex.request
-        scope["path"] = unquote(request.path)
-        scope["raw_path"] = request.path.encode("latin-1")
+        # What the stages left as it came is passed on as the server gave it (bytes, not
+        # encoded again): the usual case, where no stage rewrote the path or a header.
+        raw_path = request.path.encode("latin-1")
+        if raw_path != scope.get("raw_path"):  # normalised by the prelude, or not given
+            scope["path"] = unquote(request.path)
+        scope["raw_path"] = raw_path
         scope["query_string"] = request.query.encode("latin-1")
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
+        if request.headers == self.req.headers:
+            headers = list(scope.get("headers", ()))
+        else:
+            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
         headers.append((b"x-request-id", ex.request_id.encode("latin-1")))
         scope["headers"] = headers
         extensions = scope.get("extensions")
@@ -344,9 +357,10 @@ class EmbeddedExchange:
             self.head_sent = True
             await self._send({"type": "http.response.start", "status": status, "headers": raw})
             return
-        headers: HeaderList = [
-            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in message.get("headers", ())
-        ]
+        raw_headers: list[Any] = list(message.get("headers", ()))
+        headers: HeaderList = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in raw_headers]
+        self.app_raw_headers = raw_headers
+        self.app_headers = list(headers)
         resp = Response(status, headers, None)
         ex.response = resp
         self.resp = resp
@@ -513,17 +527,35 @@ class EmbeddedExchange:
         record, ex = self.record, self.ex
         assert record is not None
         request_id = ex.request_id if ex is not None else record.request_id
-        raw = [
-            (k.encode("latin-1"), v.encode("latin-1"))
-            for k, v in headers
-            if k != "transfer-encoding" and (length is None or k != "content-length")
-        ]
+        raw = self._encoded(headers, length is not None)
         if length is not None:
             raw.append((b"content-length", str(length).encode("ascii")))
         raw.append((b"x-request-id", request_id.encode("latin-1")))
         record.status = status
         self.head_sent = True
         await self._send({"type": "http.response.start", "status": status, "headers": raw})
+
+    def _encoded(self, headers: HeaderList, own_length: bool) -> list[Any]:
+        """``headers`` as the server takes them, without the framing Bastion sets. A field the
+        stages kept from the application's response (the same object, in the same order) is
+        passed as the application sent it; only what they added is encoded."""
+        sent, raw = self.app_headers, self.app_raw_headers
+        known = len(sent)
+        out: list[Any] = []
+        at = 0
+        for header in headers:
+            name = header[0]
+            if name == "transfer-encoding" or (own_length and name == "content-length"):
+                continue
+            found = at
+            while found < known and sent[found] is not header:
+                found += 1
+            if found < known:
+                out.append(raw[found])
+                at = found + 1
+            else:
+                out.append((name.encode("latin-1"), header[1].encode("latin-1")))
+        return out
 
     async def _body_out(self, chunk: bytes, more: bool) -> None:
         record = self.record

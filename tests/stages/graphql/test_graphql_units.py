@@ -155,6 +155,50 @@ def test_introspection_and_admin_operations_need_a_role() -> None:
         assert stage.on_request(exchange) is None
 
 
+def test_field_and_operation_access_need_their_roles_and_scopes() -> None:
+    """``field_access`` guards a field wherever it is selected (by name, or ``Type.field``
+    where the type is known, fragments followed) and ``operation_access`` every operation of
+    a kind: a principal needs one of the rule's roles and all of its scopes, an anonymous
+    request is refused (403 ``graphql.forbidden`` naming the field); other fields pass."""
+    stage = GraphQLStage(GraphQLConfig(
+        field_access={"salary": {"roles": ["hr", "payroll"]}, "Mutation.refund": {"scopes": ["pay:write", "pay"]}},
+        operation_access={"subscription": {"roles": ["live"], "scopes": ["stream"]}},
+    ))
+    hr = Principal("c1", roles=frozenset({"payroll"}))
+    payer = Principal("c2", scopes=frozenset({"pay", "pay:write", "other"}))
+    half = Principal("c3", roles=frozenset({"live"}), scopes=frozenset({"pay"}))
+    cases: list[tuple[str, Principal | None, str | None]] = [
+        ("{ me { name } }", None, None),
+        ("{ me { salary } }", None, "graphql.forbidden"),
+        ("{ me { ...Pay } } fragment Pay on User { salary }", payer, "graphql.forbidden"),
+        ("{ me { ...Pay } } fragment Pay on User { salary }", hr, None),
+        ("mutation { refund(id: 1) }", half, "graphql.forbidden"),
+        ("mutation { refund(id: 1) }", payer, None),
+        ("{ refund(id: 1) }", None, None),  # a query's refund is not Mutation.refund
+        ("subscription { ticks }", Principal("c4", roles=frozenset({"live"})), "graphql.forbidden"),
+        ("subscription { ticks }", Principal("c5", roles=frozenset({"live"}), scopes=frozenset({"stream"})), None),
+    ]
+    for query, principal, reason in cases:
+        exchange = _post({"query": query})
+        exchange.principal = principal
+        outcome = stage.on_request(exchange)
+        assert _reason(outcome) == reason, (query, principal)
+    refused = _post({"query": "{ me { salary } }"})
+    outcome = stage.on_request(refused)
+    assert outcome is not None and outcome.status == 403 and "'salary'" in outcome.detail
+
+
+def test_an_access_rule_without_roles_or_scopes_is_refused() -> None:
+    """A ``field_access`` entry that names neither roles nor scopes (which would read as
+    "anyone") is a load error, as is an operation kind GraphQL does not have."""
+    with pytest.raises(ValidationError, match="give roles, scopes or both"):
+        GraphQLConfig(field_access={"salary": {}})
+    with pytest.raises(ValidationError, match="is not a field name"):
+        GraphQLConfig(field_access={"a.b.c": {"roles": ["x"]}})
+    with pytest.raises(ValidationError, match="operation_access"):
+        GraphQLConfig(operation_access={"mutations": {"roles": ["x"]}})
+
+
 def test_persisted_query_mode_lets_only_known_documents_through() -> None:
     """With ``persisted_queries``, a document whose SHA-256 is listed passes and any other is
     refused with 403, however small, by its hash alone (not parsed, not cached)."""

@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bastion.pipeline.stage import StageConfig
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
+
+
+class GraphQLAccess(BaseModel):
+    """Who may select a field, or run an operation of a kind: one of ``roles`` (when given)
+    and every one of ``scopes`` (when given), from the request's principal."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    roles: list[str] = Field(default_factory=list, description="The consumer needs one of these roles.")
+    scopes: list[str] = Field(
+        default_factory=list, description="The credential needs every one of these scopes (a token's `scope`)."
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> GraphQLAccess:
+        if not self.roles and not self.scopes:
+            raise ValueError("give roles, scopes or both: an empty rule would let nobody through by accident")
+        return self
 
 
 class GraphQLConfig(StageConfig):
@@ -108,6 +127,21 @@ class GraphQLConfig(StageConfig):
     admin_roles: list[str] = Field(
         default_factory=lambda: ["admin"], description="Consumer roles that may run admin operations."
     )
+    field_access: dict[str, GraphQLAccess] = Field(
+        default_factory=dict,
+        description=(
+            "Per-field authorization: a field (by name at any level, `salary`, or `User.salary`, "
+            "`Mutation.deleteUser`) selected anywhere in a document needs the rule's roles and scopes "
+            "(`graphql.forbidden`, 403). `{salary: {roles: [hr]}, Mutation.refund: {scopes: [payments:write]}}`."
+        ),
+    )
+    operation_access: dict[Literal["query", "mutation", "subscription"], GraphQLAccess] = Field(
+        default_factory=dict,
+        description=(
+            "Per-operation authorization: every operation of a kind needs the rule's roles and scopes "
+            "(`graphql.forbidden`, 403). `{mutation: {scopes: [write]}}`."
+        ),
+    )
     persisted_queries: list[str] = Field(
         default_factory=list,
         description=(
@@ -143,6 +177,13 @@ class GraphQLConfig(StageConfig):
     @field_validator("admin_fields")
     @classmethod
     def _fields(cls, value: list[str]) -> list[str]:
+        for name in value:
+            _check_field_name(name)
+        return value
+
+    @field_validator("field_access")
+    @classmethod
+    def _access(cls, value: dict[str, GraphQLAccess]) -> dict[str, GraphQLAccess]:
         for name in value:
             _check_field_name(name)
         return value

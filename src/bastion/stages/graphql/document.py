@@ -84,6 +84,10 @@ class Measured:
     mutation: bool = False
     #: It selects a field of ``admin_fields``.
     admin_field: bool = False
+    #: The ``field_access`` entries it selects (names as the settings write them).
+    guarded: tuple[str, ...] = ()
+    #: Its operations' kinds (``query``, ``mutation``, ``subscription``), each once.
+    kinds: tuple[str, ...] = ()
     #: The variables that give list sizes: when there are any, the cost depends on the
     #: request and :func:`variable_cost` works it out (once per distinct set of sizes).
     size_variables: tuple[str, ...] = ()
@@ -119,6 +123,7 @@ class _Walk:
         self.fragments = fragments
         self.variables = variables
         self.admin = frozenset(config.admin_fields)
+        self.access = frozenset(config.field_access)
         self.list_arguments = frozenset(config.list_arguments)
         # name -> (depth, aliases, cost) of a fragment's selection set, once walked.
         self.memo: dict[str, tuple[int, int, int]] = {}
@@ -126,6 +131,7 @@ class _Walk:
         self.directives = 0
         self.introspection = False
         self.admin_field = False
+        self.guarded: dict[str, None] = {}  # ordered set
         self.size_variables: dict[str, None] = {}  # ordered set
 
     def selection_set(
@@ -161,6 +167,11 @@ class _Walk:
             self.introspection = True
         if name in self.admin or qualified in self.admin:
             self.admin_field = True
+        if self.access:
+            if name in self.access:
+                self.guarded[name] = None
+            if qualified in self.access:
+                self.guarded[qualified] = None
         costs = self.config.field_costs
         own = costs.get(qualified, costs.get(name, self.config.default_field_cost))
         aliases = 1 if node.alias is not None else 0
@@ -289,6 +300,7 @@ def measure(text: str, config: GraphQLConfig) -> Measured:
         return Measured(problem, digest)
     walk = _Walk(config, fragments, None)
     depth, aliases, cost, mutation = _operations(walk, document)
+    names = _names(document)
     checks = (
         ("depth", depth, config.max_depth, "max_depth"),
         ("number of aliases", aliases, config.max_aliases, "max_aliases"),
@@ -311,10 +323,12 @@ def measure(text: str, config: GraphQLConfig) -> Measured:
         introspection=walk.introspection,
         mutation=mutation,
         admin_field=walk.admin_field,
+        guarded=tuple(walk.guarded),
+        kinds=tuple(dict.fromkeys(n.split(" ", 1)[0] for n in names)),
         size_variables=tuple(walk.size_variables),
         document=document,
         cost=cost,
-        operations=tuple(_names(document)),
+        operations=tuple(names),
     )
 
 

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from bastion.pipeline.stage import RequestStage, ResponseStage, RouteInfo
-from bastion.stages.graphql.config import GraphQLConfig
+from bastion.stages.graphql.config import GraphQLAccess, GraphQLConfig
 from bastion.stages.graphql.document import Measured, limit_block, malformed, measure, variable_cost
 from bastion.types import Block, Exchange, Principal, Request
 
@@ -23,8 +23,34 @@ _STALE = frozenset(("content-length", "etag", "content-md5", "digest"))
 _NOT_PERSISTED = Block(
     403, "Forbidden", "Only persisted GraphQL documents may run on this route.", reason="graphql.not_persisted"
 )
+_FORBIDDEN = Block(403, "Forbidden", "This GraphQL operation requires an administrator.", reason="graphql.forbidden")
 #: Parameters of a GraphQL request over GET.
 _GRAPHQL_PARAMS = frozenset(("query", "variables", "operationName", "extensions"))
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A ``field_access`` or ``operation_access`` entry, as sets, and its refusal."""
+
+    roles: frozenset[str]
+    scopes: frozenset[str]
+    refusal: Block
+
+    @classmethod
+    def of(cls, access: GraphQLAccess, what: str) -> Rule:
+        detail = f"The credentials of this request may not run {what}."
+        return cls(
+            frozenset(access.roles),
+            frozenset(access.scopes),
+            Block(403, "Forbidden", detail, reason="graphql.forbidden"),
+        )
+
+    def allows(self, principal: Principal | None) -> bool:
+        if principal is None:
+            return False
+        if self.roles and not principal.roles & self.roles:
+            return False
+        return self.scopes <= principal.scopes
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +77,10 @@ class GraphQLStage(RequestStage, ResponseStage):
         self._introspection_roles = frozenset(config.introspection_roles)
         self._admin_roles = frozenset(config.admin_roles)
         self._persisted = frozenset(config.persisted_queries)
+        self._field_rules = {name: Rule.of(a, f"the GraphQL field {name!r}") for name, a in config.field_access.items()}
+        self._kind_rules: dict[str, Rule] = {
+            kind: Rule.of(a, f"a GraphQL {kind}") for kind, a in config.operation_access.items()
+        }
 
     @classmethod
     def from_config(cls, config: GraphQLConfig, route: RouteInfo) -> GraphQLStage:
@@ -104,11 +134,26 @@ class GraphQLStage(RequestStage, ResponseStage):
             return Block(403, "Forbidden", "Introspection is not allowed on this API.", reason="graphql.introspection")
         admin = measured.admin_field or (measured.mutation and self.settings.admin_mutations)
         if admin and not roles & self._admin_roles:
-            return Block(
-                403, "Forbidden", "This GraphQL operation requires an administrator.", reason="graphql.forbidden"
-            )
+            return _FORBIDDEN
+        refused = self._authorize(principal, measured)
+        if refused is not None:
+            return refused
         names.extend(measured.operations)
         costs.append(cost)
+        return None
+
+    def _authorize(self, principal: Principal | None, measured: Measured) -> Block | None:
+        """The refusal of the first ``operation_access`` or ``field_access`` rule the
+        document meets and the principal does not satisfy."""
+        if self._kind_rules:
+            for kind in measured.kinds:
+                rule = self._kind_rules.get(kind)
+                if rule is not None and not rule.allows(principal):
+                    return rule.refusal
+        for name in measured.guarded:
+            rule = self._field_rules[name]
+            if not rule.allows(principal):
+                return rule.refusal
         return None
 
     def _measure(self, query: str) -> Measured:
