@@ -201,14 +201,13 @@ class Flight(ResponseSteps):
             return self._forward_waiting(target)
         target.active += 1
         self.target, self.up = target, conn
-        cfg = pool.config
-        self.deadline = time.monotonic() + cfg.timeouts.total
+        self.deadline = time.monotonic() + pool.total_timeout
         conn.begin(
             self.ex.request.method,
             self.deadline,
-            cfg.timeouts.read,
+            pool.read_timeout,
             self,
-            max_body=self.route.limits.max_upstream_response_bytes,
+            max_body=self.route.bounds.max_upstream_response_bytes,
         )
         self.parked = True
         conn.write(upstream_head(self.ex, target, len(body)) + body)
@@ -222,10 +221,10 @@ class Flight(ResponseSteps):
         to the response head; ``first`` is the target already chosen, if any."""
         pool = self._pool()
         cfg = pool.config
-        deadline = time.monotonic() + cfg.timeouts.total
+        deadline = time.monotonic() + pool.total_timeout
         request = self.ex.request
         body = self.body
-        max_body = self.route.limits.max_upstream_response_bytes
+        max_body = self.route.bounds.max_upstream_response_bytes
         attempts = 1 + cfg.retries if (request.method in IDEMPOTENT_METHODS and body is not None) else 1
         target: TargetState | None = exclude
         for attempt in range(attempts_used, attempts):
@@ -246,12 +245,12 @@ class Flight(ResponseSteps):
                 if conn is None:
                     conn = await pool.acquire(target, deadline, fresh=attempt > 0)
                 if body is not None:
-                    conn.begin(request.method, deadline, cfg.timeouts.read, max_body=max_body)
+                    conn.begin(request.method, deadline, pool.read_timeout, max_body=max_body)
                     conn.write(upstream_head(self.ex, target, len(body)) + body)
                     conn.end_request()
                 else:
                     # The read timeout counts from the end of the upload, not its start.
-                    conn.begin(request.method, deadline, cfg.timeouts.read, read_timer=False, max_body=max_body)
+                    conn.begin(request.method, deadline, pool.read_timeout, read_timer=False, max_body=max_body)
                     await self._stream_request_body(target, conn)
                     conn.end_request()
                     conn.start_read_timer()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from bastion.config.model import Limits
+from bastion.proxy.bounds import Bounds
 from bastion.proxy.http import HOP_BY_HOP, strip_hop_by_hop
 from bastion.proxy.http1 import HOST_CHARS, Incoming
 from bastion.proxy.limits import (
@@ -87,7 +87,7 @@ def _prelude(
         if req.method == "CONNECT":
             return Refusal(501, "CONNECT (tunnelling) is not supported.", "http.connect", request_id)
         return Refusal(501, "Protocol upgrades (WebSocket) are not supported yet.", "http.upgrade", request_id)
-    if runtime.exchanges > runtime.limits.max_in_flight:  # this exchange counted in already
+    if runtime.exchanges > runtime.bounds.max_in_flight:  # this exchange counted in already
         return Refusal(
             503, "The gateway is at capacity; retry the request.", TOO_MANY_IN_FLIGHT, request_id, _RETRY_SOON
         )
@@ -101,7 +101,7 @@ def _prelude(
             return Refusal(exc.status, exc.detail, "http.target", request_id)
         record.host = host
     try:
-        path, query, matrix_path = split_target(url, runtime.limits.max_url_bytes)
+        path, query, matrix_path = split_target(url, runtime.bounds.max_url_bytes)
     except BadTarget as exc:
         return Refusal(exc.status, exc.detail, "http.target", request_id)
     record.path = path
@@ -128,7 +128,7 @@ def _prelude(
     route = match.route
     record.route = route.id
     record.service = route.service
-    over = over_route_limits(route.limits, req, query)
+    over = over_route_limits(route.bounds, req, query)
     if over is not None:
         return Refusal(over[0], over[1], over[2], request_id)
     auth = route.auth_refusal
@@ -154,7 +154,7 @@ def _prelude(
     return (route, Exchange(request, request_id, route.service, route.id, req.started))
 
 
-def over_route_limits(limits: Limits, req: Incoming, query: str) -> tuple[int, str, str] | None:
+def over_route_limits(limits: Bounds, req: Incoming, query: str) -> tuple[int, str, str] | None:
     """The status, detail and reason of the route's first limit the request's head is over,
     or ``None``. Checked from the head alone: a refused client uploads nothing."""
     if len(req.headers) > limits.max_headers:

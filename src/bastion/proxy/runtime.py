@@ -23,6 +23,7 @@ from bastion.config.model import GatewayConfig, Limits
 from bastion.errors import BastionError
 from bastion.pipeline.chain import Chain
 from bastion.pipeline.stage import Stage
+from bastion.proxy.bounds import Bounds
 from bastion.proxy.metrics import METRICS
 from bastion.proxy.tls import client_context
 from bastion.proxy.upstream import UpstreamPool
@@ -64,6 +65,8 @@ class RouteRuntime:
     #: Header, target and query limits checked once the request is routed (the listener's,
     #: tightened by the service and route).
     limits: Limits
+    #: The same limits as the proxy reads them per request (plain integers).
+    bounds: Bounds
 
 
 def _count_stage_error(stage: str) -> None:
@@ -102,6 +105,7 @@ class Runtime:
             # The auth stage's hook runs only where it checks credentials: a refusal decided at
             # load is the prelude's (before the body checks), and a delegated route has none.
             stages = r.built if auth is None or auth.authenticates else [s for s in r.built if s is not auth]
+            limits = r.limits if r.limits is not None else cfg.listen.limits
             rt = RouteRuntime(
                 r,
                 Chain(stages, _count_stage_error),
@@ -114,7 +118,8 @@ class Runtime:
                 r.body_methods,
                 auth.refusal if auth is not None else None,
                 auth is not None and auth.delegated,
-                r.limits if r.limits is not None else cfg.listen.limits,
+                limits,
+                Bounds(limits),
             )
             self.router.add(r.path, r.methods, rt, host=r.host, prefix=r.prefix, matrix=r.matrix_params)
         #: The routes the gateway answers itself, matched before services' (``None``: none).
@@ -122,15 +127,16 @@ class Runtime:
         for r in loaded.builtin_routes:
             if self.builtin is None:
                 self.builtin = Router()
+            limits = r.limits if r.limits is not None else cfg.listen.limits
             rt = RouteRuntime(
                 r, Chain(r.built, _count_stage_error), None, r.id, r.service, r.max_body_bytes,
-                r.max_response_body_bytes, False, r.body_methods, None, False,
-                r.limits if r.limits is not None else cfg.listen.limits,
+                r.max_response_body_bytes, False, r.body_methods, None, False, limits, Bounds(limits),
             )
             self.builtin.add(r.path, r.methods, rt)
         self.trusted = tuple(cfg.listen.trusted_proxies)
         self._trusted_cache: dict[str, bool] = {}
         self.limits = cfg.listen.limits
+        self.bounds = Bounds(self.limits)
         self.timeouts = cfg.listen.timeouts
         tls = cfg.listen.tls
         self.hsts: str | None = None

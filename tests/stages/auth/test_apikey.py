@@ -157,7 +157,7 @@ def test_a_key_presented_again_comes_from_a_bounded_cache_that_holds_no_key(
     store: Store, store_settings: StoreSettings
 ) -> None:
     """A key presented again gets the same answer (alice's principal, unknown, malformed)
-    as the first time; what is remembered is each well-formed key's HMAC under its SHA-256,
+    as the first time; what is remembered is each well-formed key's HMAC under its BLAKE2s,
     never the key itself, and a malformed key is not remembered at all; a flood of new
     keys empties the cache instead of growing it, and the real key still verifies."""
     made = new_key(store)
@@ -172,7 +172,7 @@ def test_a_key_presented_again_comes_from_a_bounded_cache_that_holds_no_key(
             assert verifier.verify(unknown) is KEY_UNKNOWN
             assert verifier.verify(typo) is MALFORMED
         remembered = verifier._hashes
-        assert set(remembered) == {hashlib.sha256(k.encode()).digest() for k in (made.secret, unknown)}
+        assert set(remembered) == {hashlib.blake2s(k.encode()).digest() for k in (made.secret, unknown)}
         assert not any(made.secret.encode() in value for value in remembered.values())
         for _ in range(HASH_CACHE_SIZE + 1):
             verifier.verify(keyformat.generate())
