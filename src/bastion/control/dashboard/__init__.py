@@ -17,7 +17,7 @@ from bastion.control.auth import requires
 from bastion.control.context import AdminContext
 from bastion.control.dashboard.login import LoginFlow
 from bastion.control.dashboard.pages import Pages
-from bastion.control.dashboard.web import LOGIN_PAGE, PREFIX, static_file
+from bastion.control.dashboard.web import LOGIN_PAGE, PREFIX, refusal_page, static_file
 
 
 def routes(ctx: AdminContext) -> list[BaseRoute]:
@@ -26,8 +26,8 @@ def routes(ctx: AdminContext) -> list[BaseRoute]:
         return []
     flow = LoginFlow(ctx)
     pages = Pages(ctx)
-    viewer = requires(Role.VIEWER, login_page=LOGIN_PAGE)
-    operator = requires(Role.OPERATOR, login_page=LOGIN_PAGE)
+    viewer = requires(Role.VIEWER, login_page=LOGIN_PAGE, html_refusal=refusal_page)
+    operator = requires(Role.OPERATOR, login_page=LOGIN_PAGE, html_refusal=refusal_page)
 
     async def home(_: Request) -> Response:
         return RedirectResponse(PREFIX + "/", status_code=307)
