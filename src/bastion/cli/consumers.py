@@ -416,3 +416,9 @@ def table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
         line = "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
         out.print(line, markup=False, emoji=False)
 
+
+
+# In its own module (this one is long); registered here, with the other portal command (invite).
+from bastion.cli.portalreset import reset_password  # noqa: E402
+
+consumers_app.command("reset-password")(reset_password)

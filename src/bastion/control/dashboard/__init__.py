@@ -17,6 +17,7 @@ from bastion.control.auth import requires
 from bastion.control.context import AdminContext
 from bastion.control.dashboard.login import LoginFlow
 from bastion.control.dashboard.pages import Pages
+from bastion.control.dashboard.portalreset import PortalReset
 from bastion.control.dashboard.web import LOGIN_PAGE, PREFIX, refusal_page, static_file
 
 
@@ -26,6 +27,7 @@ def routes(ctx: AdminContext) -> list[BaseRoute]:
         return []
     flow = LoginFlow(ctx)
     pages = Pages(ctx)
+    reset = PortalReset(ctx, pages)
     viewer = requires(Role.VIEWER, login_page=LOGIN_PAGE, html_refusal=refusal_page)
     operator = requires(Role.OPERATOR, login_page=LOGIN_PAGE, html_refusal=refusal_page)
 
@@ -52,5 +54,6 @@ def routes(ctx: AdminContext) -> list[BaseRoute]:
         Route(PREFIX + "/consumers", viewer(pages.consumers), methods=["GET"]),
         Route(PREFIX + "/consumers", operator(pages.create_consumer), methods=["POST"]),
         Route(PREFIX + "/keys", operator(pages.create_key), methods=["POST"]),
+        Route(PREFIX + "/portal-reset", operator(reset.submit), methods=["POST"]),
         Route(PREFIX + "/routes", viewer(pages.routes), methods=["GET"]),
     ]
