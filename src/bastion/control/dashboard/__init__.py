@@ -18,6 +18,7 @@ from bastion.control.context import AdminContext
 from bastion.control.dashboard.login import LoginFlow
 from bastion.control.dashboard.pages import Pages
 from bastion.control.dashboard.portalreset import PortalReset
+from bastion.control.dashboard.reports import Reports
 from bastion.control.dashboard.web import LOGIN_PAGE, PREFIX, refusal_page, static_file
 
 
@@ -28,6 +29,7 @@ def routes(ctx: AdminContext) -> list[BaseRoute]:
     flow = LoginFlow(ctx)
     pages = Pages(ctx)
     reset = PortalReset(ctx, pages)
+    reports = Reports(ctx)
     viewer = requires(Role.VIEWER, login_page=LOGIN_PAGE, html_refusal=refusal_page)
     operator = requires(Role.OPERATOR, login_page=LOGIN_PAGE, html_refusal=refusal_page)
 
@@ -56,4 +58,8 @@ def routes(ctx: AdminContext) -> list[BaseRoute]:
         Route(PREFIX + "/keys", operator(pages.create_key), methods=["POST"]),
         Route(PREFIX + "/portal-reset", operator(reset.submit), methods=["POST"]),
         Route(PREFIX + "/routes", viewer(pages.routes), methods=["GET"]),
+        Route(PREFIX + "/reports", viewer(reports.index), methods=["GET"]),
+        Route(PREFIX + "/reports/audit", viewer(reports.audit), methods=["GET"]),
+        Route(PREFIX + "/reports/audit", operator(reports.rerun), methods=["POST"]),
+        Route(PREFIX + "/reports/scans/{name}", viewer(reports.scan), methods=["GET"]),
     ]
