@@ -72,6 +72,8 @@ REQUIRED: dict[str, list[str]] = {
     "admin create": ["root"],
     "admin list": [],
     "admin reset-password": ["root"],
+    "admin disable": ["root"],
+    "admin delete": ["root"],
     "admin token create": ["root"],
     "admin token list": [],
     "admin token revoke": ["TOKENID"],
@@ -357,6 +359,20 @@ def test_admin_commands_with_their_defaults(tmp_path: Path) -> None:
     assert revoked.returncode == 0 and f"revoked admin token {secret[4:12]}" in revoked.stdout
     reset = run("admin", "reset-password", "root", cwd=tmp_path)
     assert reset.returncode == 0 and reset.stdout.splitlines()[-1] not in (password, "")
+
+
+def test_admin_disable_and_delete_with_their_defaults(tmp_path: Path) -> None:
+    """`bastion admin disable|delete NAME` on ./bastion.yaml's store refuse to leave no active
+    admin user (exit 1, saying why), and otherwise do what they say."""
+    write_config(tmp_path)
+    assert run("admin", "create", "root", cwd=tmp_path).returncode == 0
+    last = run("admin", "disable", "root", cwd=tmp_path)
+    assert last.returncode == 1 and "root is the last active admin user" in last.stderr
+    assert run("admin", "create", "spare", cwd=tmp_path).returncode == 0
+    disabled = run("admin", "disable", "root", cwd=tmp_path)
+    assert disabled.returncode == 0 and "disabled admin user root" in disabled.stdout
+    deleted = run("admin", "delete", "root", cwd=tmp_path)
+    assert deleted.returncode == 0 and "deleted admin user root" in deleted.stdout
 
 
 def test_alerts_with_its_defaults(tmp_path: Path) -> None:

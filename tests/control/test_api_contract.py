@@ -66,6 +66,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/config"): "operator",
     ("POST", "/api/v1/config"): "admin",
     ("POST", "/api/v1/portal-accounts/{login}/reset-link"): "operator",
+    ("POST", "/api/v1/admin-users/{name}/reset-password"): "admin",
 }
 #: What an allowed role gets where it is not a success: the blocks are out of reach with the
 #: memory backend of this gateway (409), which proves the role check let the caller through.
@@ -270,6 +271,8 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/api/v1/config"): lambda gw, a: ("/api/v1/config", {"yaml": gw.config_path.read_text()}),
     ("POST", "/api/v1/portal-accounts/{login}/reset-link"): lambda gw, a: (
         "/api/v1/portal-accounts/rbac-dev/reset-link", {"expires_in": 600}),
+    ("POST", "/api/v1/admin-users/{name}/reset-password"): lambda gw, a: (
+        f"/api/v1/admin-users/{_new_user(gw, a)}/reset-password", None),
 }
 
 
