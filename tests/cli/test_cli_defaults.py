@@ -74,6 +74,8 @@ REQUIRED: dict[str, list[str]] = {
     "admin reset-password": ["root"],
     "admin disable": ["root"],
     "admin delete": ["root"],
+    "config export": [],
+    "config import": [SPEC],
     "admin token create": ["root"],
     "admin token list": [],
     "admin token revoke": ["TOKENID"],

@@ -139,9 +139,13 @@ def query(
     selection = _query(consumer, route, status, decision, rule, start, end).select()
     api = remote(admin_url, token)
     if api is not None:
-        found = api.items("/api/v1/audit-log", {
-            "since": start.isoformat(), "until": end.isoformat() if end else None, "consumer": consumer,
-            "route": route, "status": status, "decision": decision, "rule": rule}, limit=limit)
+        from bastion.cli.progress import counting
+
+        with counting("reading the audit log", limit, quiet=as_json) as advance:
+            found = api.items("/api/v1/audit-log", {
+                "since": start.isoformat(), "until": end.isoformat() if end else None, "consumer": consumer,
+                "route": route, "status": status, "decision": decision, "rule": rule}, limit=limit,
+                progress=advance)
         found.reverse()
         _print_dicts(found, as_json)
         if not as_json:

@@ -16,6 +16,7 @@ process list). An HTTPS admin listener with its own certificate authority: its C
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -75,8 +76,10 @@ class Remote:
             message += " (" + "; ".join(str(e) for e in answer["errors"]) + ")"
         raise fail(message, EXIT_AUTH if resp.status_code in (401, 403) else EXIT_FAILED)
 
-    def items(self, path: str, params: dict[str, Any] | None = None, *, limit: int | None = None) -> list[Any]:
-        """Every item of a paginated list (following ``next_cursor``), at most ``limit``."""
+    def items(self, path: str, params: dict[str, Any] | None = None, *, limit: int | None = None,
+              progress: Callable[[int], None] | None = None) -> list[Any]:
+        """Every item of a paginated list (following ``next_cursor``), at most ``limit``;
+        ``progress`` is told how many items each page brought."""
         found: list[Any] = []
         query = dict(params or {})
         while True:
@@ -84,6 +87,8 @@ class Remote:
                 query["limit"] = min(1000, limit - len(found))
             page = self.call("GET", path, params=query)
             found += page["items"]
+            if progress is not None:
+                progress(len(page["items"]))
             cursor = page.get("next_cursor")
             if not cursor or (limit is not None and len(found) >= limit):
                 return found
