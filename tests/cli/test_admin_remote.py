@@ -68,3 +68,43 @@ def test_admin_commands_through_the_admin_api(demo_api: DemoServer) -> None:
         for action in ("admin_user.create", "admin_user.reset_password", "admin_token.create",
                        "admin_token.revoke", "admin_user.disable", "admin_user.delete"):
             assert action in actions, (action, actions)
+
+
+def _certs(gw: GatewayProcess, role: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BASTION_ADMIN_URL": gw.admin_url, "BASTION_ADMIN_TOKEN": gw.admin_token(role)}
+    return subprocess.run([BASTION, "consumers", "certs", *args], capture_output=True, text=True, timeout=60,
+                          check=False, env=env)
+
+
+@pytest.mark.timeout(300)
+def test_consumer_certificates_through_the_admin_api(demo_api: DemoServer) -> None:
+    """`bastion consumers certs add|list|remove --admin-url`: a fingerprint mapped (and a
+    second spelling of it recognised as the same), listed with its source, one another
+    consumer claims refused (exit 1, naming the owner), a declared consumer refused, a viewer
+    refused (exit 3), and the removal by another spelling; each write in the trail."""
+    fingerprint = "sha256:" + "ab" * 32
+    config = {"consumers": [{"name": "declared"}],
+              "services": [{"name": "books", "upstream": demo_api.url,
+                            "routes": [{"path": "/books", "methods": ["GET"], "public": True}]}]}
+    with GatewayProcess(config) as gw:
+        admin = gw.admin_token("admin")
+        for name in ("bob", "eve"):
+            assert gw.admin("POST", "/api/v1/consumers", token=admin, json_body={"name": name})[0] == 201
+        added = _certs(gw, "operator", "add", "bob", "--fingerprint", fingerprint)
+        assert added.returncode == 0 and "consumer bob added certificate fingerprint" in added.stdout, added.stderr
+        again = _certs(gw, "operator", "add", "bob", "--fingerprint", fingerprint.upper().replace("SHA256", "sha256"))
+        assert again.returncode == 0 and "already had" in again.stdout, again.stderr
+        taken = _certs(gw, "operator", "add", "eve", "--fingerprint", fingerprint)
+        assert taken.returncode == 1 and "identifies the consumer 'bob'" in taken.stderr
+        declared = _certs(gw, "operator", "add", "declared", "--san", "x.internal")
+        assert declared.returncode == 1 and "declared in" in declared.stderr
+        assert _certs(gw, "viewer", "add", "bob", "--san", "y.internal").returncode == 3
+        listed = _certs(gw, "viewer", "list", "--json")
+        assert [json.loads(line) for line in listed.stdout.splitlines()] == [
+            {"consumer": "bob", "kind": "fingerprint", "value": fingerprint, "source": "store"}]
+        removed = _certs(gw, "operator", "remove", "bob", "--fingerprint", "sha256:" + ":".join(["ab"] * 32))
+        assert removed.returncode == 0 and "removed certificate fingerprint" in removed.stdout, removed.stderr
+        assert "bob has no certificates" in _certs(gw, "viewer", "list", "bob").stdout
+        trail = gw.admin("GET", "/api/v1/admin-audit?limit=20", token=admin)[1]["items"]
+        assert [e["action"] for e in trail if e["action"].startswith("consumer.certificate")] == [
+            "consumer.certificate.remove", "consumer.certificate.add"]

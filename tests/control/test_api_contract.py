@@ -67,6 +67,9 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/config"): "admin",
     ("POST", "/api/v1/portal-accounts/{login}/reset-link"): "operator",
     ("POST", "/api/v1/admin-users/{name}/reset-password"): "admin",
+    ("GET", "/api/v1/certificates"): "viewer",
+    ("POST", "/api/v1/consumers/{name}/certificates"): "operator",
+    ("POST", "/api/v1/consumers/{name}/certificates/remove"): "operator",
 }
 #: What an allowed role gets where it is not a success: the blocks are out of reach with the
 #: memory backend of this gateway (409), which proves the role check let the caller through.
@@ -218,6 +221,12 @@ def _new_token(gw: GatewayProcess, admin: str) -> str:
     return token_id
 
 
+def _new_certificate(gw: GatewayProcess, admin: str) -> str:
+    san = f"svc-{next(_tags)}.internal"
+    _made(gw, admin, "/api/v1/consumers/rbac-base/certificates", {"san": san})
+    return san
+
+
 def _new_alert(gw: GatewayProcess) -> str:
     alert_id = f"rbac-alert-{next(_tags)}"
     add_alert(gw, alert_id)
@@ -273,6 +282,11 @@ SAMPLES: dict[tuple[str, str], Sample] = {
         "/api/v1/portal-accounts/rbac-dev/reset-link", {"expires_in": 600}),
     ("POST", "/api/v1/admin-users/{name}/reset-password"): lambda gw, a: (
         f"/api/v1/admin-users/{_new_user(gw, a)}/reset-password", None),
+    ("GET", "/api/v1/certificates"): lambda gw, a: ("/api/v1/certificates", None),
+    ("POST", "/api/v1/consumers/{name}/certificates"): lambda gw, a: (
+        "/api/v1/consumers/rbac-base/certificates", {"san": f"svc-{next(_tags)}.internal"}),
+    ("POST", "/api/v1/consumers/{name}/certificates/remove"): lambda gw, a: (
+        "/api/v1/consumers/rbac-base/certificates/remove", {"san": _new_certificate(gw, a)}),
 }
 
 

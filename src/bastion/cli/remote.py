@@ -1,5 +1,6 @@
-"""The CLI's remote mode: the store's commands (consumers, keys, OAuth clients, alerts, logs)
-and routes and blocks, run through a gateway's admin API instead of opening the store.
+"""The CLI's remote mode: the store's commands (consumers and their certificates, keys, OAuth
+clients, alerts, logs, admin users and tokens) and routes and blocks, run through a gateway's
+admin API instead of opening the store; ``bastion config`` runs only this way.
 
 ``--admin-url URL`` (or ``BASTION_ADMIN_URL``) selects it, with an admin token from
 ``BASTION_ADMIN_TOKEN`` (or ``--token``, which other users of the machine may see in the

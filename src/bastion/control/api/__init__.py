@@ -31,6 +31,7 @@ from bastion.store.errors import (
     DeclaredConsumer,
     StoreError,
     StoreUnavailable,
+    UnknownCertificate,
     UnknownConsumer,
     UnknownKey,
 )
@@ -125,7 +126,7 @@ def _guard(ctx: AdminContext, endpoint: Endpoint) -> Callable[[Request], Awaitab
 def _store_problem(ctx: AdminContext, exc: Exception) -> JSONResponse:
     """A store refusal as problem+json: what is missing is 404, what conflicts (a name taken,
     a consumer the configuration file declares) is 409, a store that cannot be reached is 503."""
-    if isinstance(exc, UnknownConsumer | UnknownKey | UnknownAdmin | UnknownAccount):
+    if isinstance(exc, UnknownConsumer | UnknownKey | UnknownAdmin | UnknownAccount | UnknownCertificate):
         return problem(404, str(exc))
     if isinstance(exc, DeclaredConsumer):
         # The file is the source of truth: say which one, and that the change belongs there.
@@ -162,6 +163,7 @@ from bastion.control.api import (  # noqa: E402
     alerts,
     auditlog,
     blocks,
+    certificates,
     configfile,
     consumers,
     keys,
@@ -173,4 +175,5 @@ from bastion.control.api import (  # noqa: E402
 
 MODULES.extend([consumers.ENDPOINTS, keys.ENDPOINTS, oauthclients.ENDPOINTS, routetable.ENDPOINTS,
                 alerts.ENDPOINTS, blocks.ENDPOINTS, auditlog.ENDPOINTS, summary.ENDPOINTS, adminusers.ENDPOINTS,
-                configfile.ENDPOINTS, portalaccounts.ENDPOINTS])
+                configfile.ENDPOINTS, portalaccounts.ENDPOINTS,
+                certificates.ENDPOINTS])
