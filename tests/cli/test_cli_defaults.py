@@ -76,6 +76,7 @@ REQUIRED: dict[str, list[str]] = {
     "admin delete": ["root"],
     "config export": [],
     "config import": [SPEC],
+    "summary": [],
     "admin token create": ["root"],
     "admin token list": [],
     "admin token revoke": ["TOKENID"],

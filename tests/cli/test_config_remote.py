@@ -2,10 +2,12 @@
 the API gives (an operator may), an import replaces the file and reloads it (an admin, where
 admin.config_writable allows), an operator's import exits 3, and without --admin-url the
 command says what it needs (exit 2). The import's progress shows on a terminal (a real pty)
-and nowhere else: piped output stays exactly the result line."""
+and nowhere else: piped output stays exactly the result line. `bastion summary` reads the
+same gateway's traffic summary."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import subprocess
@@ -83,3 +85,12 @@ def test_export_then_import_through_the_admin_api(demo_api: DemoServer, tmp_path
         assert code == 0 and "checking, writing and reloading" in terminal, terminal
         code, quiet = _on_a_terminal([BASTION, "config", "import", str(changed), "--json"], _env(gw, "admin"))
         assert code == 0 and "checking" not in quiet, quiet
+
+        # bastion summary: this gateway keeps no audit log, so its counters since start.
+        told = subprocess.run([BASTION, "summary", "--json"], capture_output=True, text=True, timeout=60,
+                              check=False, env=_env(gw, "viewer"))
+        assert told.returncode == 0, told.stderr
+        assert json.loads(told.stdout)["source"] == "metrics"
+        line = subprocess.run([BASTION, "summary"], capture_output=True, text=True, timeout=60, check=False,
+                              env=_env(gw, "viewer"))
+        assert line.returncode == 0 and f"{gw.admin_url}, since start:" in line.stdout and "latency p50" in line.stdout

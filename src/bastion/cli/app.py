@@ -26,6 +26,7 @@ from bastion.cli.oauth import register as register_oauth
 from bastion.cli.output import err, out, print_config_error
 from bastion.cli.routes import routes
 from bastion.cli.secrets import secrets_app
+from bastion.cli.summary import summary
 from bastion.cli.tester import register as register_tester
 
 app = typer.Typer(
@@ -164,6 +165,7 @@ app.command("discover")(discover)  # undeclared and unused endpoints, from the a
 register_oauth(app)  # oauth clients ..., oauth revoke: the built-in OAuth server's
 app.add_typer(admin_app)  # admin create, admin token create ...: the control plane's accounts
 app.add_typer(config_app)  # config export|import: a gateway's configuration, through its admin API
+app.command("summary")(summary)  # a running gateway's traffic in one line, through its admin API
 app.add_typer(secrets_app)  # secrets new-key, secrets encrypt: values for bastion.yaml
 
 
