@@ -53,6 +53,7 @@ REQUIRED: dict[str, list[str]] = {
     "consumers show": ["bob"],
     "consumers delete": ["bob"],
     "consumers invite": ["alice"],
+    "consumers reset-password": ["alice"],
     "consumers certs add": ["bob", "--san", "bob.internal"],
     "consumers certs list": [],
     "consumers certs remove": ["bob", "--san", "bob.internal"],
@@ -71,6 +72,11 @@ REQUIRED: dict[str, list[str]] = {
     "admin create": ["root"],
     "admin list": [],
     "admin reset-password": ["root"],
+    "admin disable": ["root"],
+    "admin delete": ["root"],
+    "config export": [],
+    "config import": [SPEC],
+    "summary": [],
     "admin token create": ["root"],
     "admin token list": [],
     "admin token revoke": ["TOKENID"],
@@ -310,7 +316,8 @@ def test_store_commands_with_their_defaults(tmp_path: Path) -> None:
 def test_consumers_invite_with_its_defaults(tmp_path: Path) -> None:
     """`bastion consumers invite NAME` on ./bastion.yaml: the last line is a one-time link to the
     admin listener's /portal/invite/ (login NAME, 7 days by default), the store keeps only its
-    hash, a second invitation replaces the first, and an unknown consumer exits 1 in one line."""
+    hash, a second invitation replaces the first, and an unknown consumer exits 1 in one line.
+    `bastion consumers reset-password LOGIN` then prints a /portal/reset/ link, hashed too."""
     _, admin_port = write_config(tmp_path)
     with (tmp_path / "bastion.yaml").open("a") as f:
         f.write("consumers: [{name: alice}]\n")
@@ -323,6 +330,11 @@ def test_consumers_invite_with_its_defaults(tmp_path: Path) -> None:
     assert link[len(prefix):].encode() not in (tmp_path / "bastion.db").read_bytes()
     unknown = run("consumers", "invite", "nobody", cwd=tmp_path)
     assert unknown.returncode == 1 and "nobody" in unknown.stderr and "Traceback" not in unknown.stderr
+    reset = run("consumers", "reset-password", "alice", cwd=tmp_path)
+    assert reset.returncode == 0, reset.stderr
+    reset_link = reset.stdout.splitlines()[-1]
+    assert reset_link.startswith(f"http://127.0.0.1:{admin_port}/portal/reset/") and "works once" in reset.stderr
+    assert reset_link.rsplit("/", 1)[1].encode() not in (tmp_path / "bastion.db").read_bytes()
 
 
 def test_admin_commands_with_their_defaults(tmp_path: Path) -> None:
@@ -350,6 +362,20 @@ def test_admin_commands_with_their_defaults(tmp_path: Path) -> None:
     assert revoked.returncode == 0 and f"revoked admin token {secret[4:12]}" in revoked.stdout
     reset = run("admin", "reset-password", "root", cwd=tmp_path)
     assert reset.returncode == 0 and reset.stdout.splitlines()[-1] not in (password, "")
+
+
+def test_admin_disable_and_delete_with_their_defaults(tmp_path: Path) -> None:
+    """`bastion admin disable|delete NAME` on ./bastion.yaml's store refuse to leave no active
+    admin user (exit 1, saying why), and otherwise do what they say."""
+    write_config(tmp_path)
+    assert run("admin", "create", "root", cwd=tmp_path).returncode == 0
+    last = run("admin", "disable", "root", cwd=tmp_path)
+    assert last.returncode == 1 and "root is the last active admin user" in last.stderr
+    assert run("admin", "create", "spare", cwd=tmp_path).returncode == 0
+    disabled = run("admin", "disable", "root", cwd=tmp_path)
+    assert disabled.returncode == 0 and "disabled admin user root" in disabled.stdout
+    deleted = run("admin", "delete", "root", cwd=tmp_path)
+    assert deleted.returncode == 0 and "deleted admin user root" in deleted.stdout
 
 
 def test_alerts_with_its_defaults(tmp_path: Path) -> None:

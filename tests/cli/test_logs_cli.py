@@ -104,14 +104,30 @@ def test_tail_with_its_defaults_prints_new_requests(served: tuple[GatewayProcess
     """`bastion logs tail` prints the last records, then a request made after it started, as
     soon as the worker stores it, and runs until stopped."""
     gw, folder = served
-    proc = subprocess.Popen([BASTION, "logs", "tail"], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    _follow(gw, folder, [BASTION, "logs", "tail"], "fresh", None)
+
+
+def test_tail_through_the_admin_api(served: tuple[GatewayProcess, Path]) -> None:
+    """`bastion logs tail --admin-url` (a viewer token) does the same through the admin API,
+    without the store: the last records, then a new request once, still following; a bad
+    token exits 3 at once."""
+    gw, folder = served
+    _follow(gw, folder, [BASTION, "logs", "tail", "--admin-url", gw.admin_url], "remote",
+            {**os.environ, "BASTION_ADMIN_TOKEN": gw.admin_token("viewer")})
+    refused = subprocess.run([BASTION, "logs", "tail", "--admin-url", gw.admin_url], cwd=folder, capture_output=True,
+                             text=True, timeout=60, check=False, env={**os.environ, "BASTION_ADMIN_TOKEN": "bsa_x"})
+    assert refused.returncode == 3 and "401" in refused.stderr
+
+
+def _follow(gw: GatewayProcess, folder: Path, command: list[str], name: str, env: dict[str, str] | None) -> None:
+    proc = subprocess.Popen(command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, env=env)
     assert proc.stdout is not None
     seen = b""
     try:
         with selectors.DefaultSelector() as sel:
             sel.register(proc.stdout, selectors.EVENT_READ)
-            fresh = f"/{RUN}/fresh"
+            fresh = f"/{RUN}/{name}"
             asked = False
             deadline = time.monotonic() + 30
             while fresh.encode() not in seen:

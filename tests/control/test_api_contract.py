@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ from bastion.control.admin import create_admin_app
 from bastion.control.api.openapi import document
 from bastion.control.metrics import SnapshotCollector
 from bastion.demo.server import DemoServer
+from bastion.store import portal
 from bastion.testing import GatewayProcess
+from tests.control.dashboard_client import gateway_store
 from tests.control.test_api_resources import add_alert
 
 ROLES = ("none", "viewer", "operator", "admin")
@@ -62,6 +65,11 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/admin-tokens/{token_id}/revoke"): "admin",
     ("GET", "/api/v1/config"): "operator",
     ("POST", "/api/v1/config"): "admin",
+    ("POST", "/api/v1/portal-accounts/{login}/reset-link"): "operator",
+    ("POST", "/api/v1/admin-users/{name}/reset-password"): "admin",
+    ("GET", "/api/v1/certificates"): "viewer",
+    ("POST", "/api/v1/consumers/{name}/certificates"): "operator",
+    ("POST", "/api/v1/consumers/{name}/certificates/remove"): "operator",
 }
 #: What an allowed role gets where it is not a success: the blocks are out of reach with the
 #: memory backend of this gateway (409), which proves the role check let the caller through.
@@ -213,6 +221,12 @@ def _new_token(gw: GatewayProcess, admin: str) -> str:
     return token_id
 
 
+def _new_certificate(gw: GatewayProcess, admin: str) -> str:
+    san = f"svc-{next(_tags)}.internal"
+    _made(gw, admin, "/api/v1/consumers/rbac-base/certificates", {"san": san})
+    return san
+
+
 def _new_alert(gw: GatewayProcess) -> str:
     alert_id = f"rbac-alert-{next(_tags)}"
     add_alert(gw, alert_id)
@@ -264,6 +278,15 @@ SAMPLES: dict[tuple[str, str], Sample] = {
         f"/api/v1/admin-tokens/{_new_token(gw, a)}/revoke", None),
     ("GET", "/api/v1/config"): lambda gw, a: ("/api/v1/config", None),
     ("POST", "/api/v1/config"): lambda gw, a: ("/api/v1/config", {"yaml": gw.config_path.read_text()}),
+    ("POST", "/api/v1/portal-accounts/{login}/reset-link"): lambda gw, a: (
+        "/api/v1/portal-accounts/rbac-dev/reset-link", {"expires_in": 600}),
+    ("POST", "/api/v1/admin-users/{name}/reset-password"): lambda gw, a: (
+        f"/api/v1/admin-users/{_new_user(gw, a)}/reset-password", None),
+    ("GET", "/api/v1/certificates"): lambda gw, a: ("/api/v1/certificates", None),
+    ("POST", "/api/v1/consumers/{name}/certificates"): lambda gw, a: (
+        "/api/v1/consumers/rbac-base/certificates", {"san": f"svc-{next(_tags)}.internal"}),
+    ("POST", "/api/v1/consumers/{name}/certificates/remove"): lambda gw, a: (
+        "/api/v1/consumers/rbac-base/certificates/remove", {"san": _new_certificate(gw, a)}),
 }
 
 
@@ -274,6 +297,8 @@ def gw(demo_api: DemoServer) -> Iterator[GatewayProcess]:
                          "routes": [{"path": "/books", "methods": ["GET"], "public": True}]}]}
     with GatewayProcess(cfg) as gateway:
         _made(gateway, gateway.admin_token("admin"), "/api/v1/consumers", {"name": "rbac-base"})
+        with gateway_store(gateway) as store, store.write() as session:
+            portal.invite(session, store.pepper, "rbac-base", "rbac-dev", timedelta(hours=1))
         yield gateway
 
 

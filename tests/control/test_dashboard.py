@@ -295,3 +295,35 @@ def test_the_dashboard_can_be_turned_off(demo_api: DemoServer) -> None:
         for path in ("/ui/login", "/ui/", "/ui/static/dashboard.css"):
             assert client.get(path).status_code == 404, path
         assert client.get("/version").status_code == 200
+
+
+def test_refusals_are_pages_for_browsers_and_problems_for_scripts(demo_api: DemoServer) -> None:
+    """A wrong role, a missing CSRF token and an expired session answer a browser (Accept:
+    text/html) with an HTML page giving the reason and where to go next, and a script with
+    problem+json carrying the same reason; neither answer carries the page the request wanted."""
+    html = {"Accept": "text/html,application/xhtml+xml"}
+    with GatewayProcess(_config(demo_api)) as gw, _client(gw) as viewer:
+        sign_in(viewer, "vera", make_admin(gw, "vera", Role.VIEWER), enrol=False)
+        token = csrf_of(viewer)
+
+        role = viewer.post("/ui/consumers", data={"name": "acme", "csrf_token": token}, headers=html)
+        assert role.status_code == 403 and role.headers["content-type"].startswith("text/html")
+        assert "needs the role operator; vera is viewer" in role.text and 'href="/ui/"' in role.text
+        assert role.headers["content-security-policy"].startswith("default-src 'self'")
+        scripted = viewer.post("/ui/consumers", data={"name": "acme", "csrf_token": token})
+        assert scripted.status_code == 403 and scripted.headers["content-type"] == "application/problem+json"
+        assert scripted.json()["detail"] == "This needs the role operator; vera is viewer."
+
+        forged = viewer.post("/ui/logout", data={"csrf_token": "nope"}, headers=html)
+        assert forged.status_code == 403 and forged.headers["content-type"].startswith("text/html")
+        assert "CSRF token" in forged.text and "reload the page" in forged.text
+
+        with gateway_store(gw) as store, store.write() as session:
+            for row in session.scalars(select(WebSession)):
+                session.delete(row)
+        expired = viewer.post("/ui/logout", data={"csrf_token": token}, headers=html)
+        assert expired.status_code == 401 and expired.headers["content-type"].startswith("text/html")
+        assert "session has expired" in expired.text and 'href="/ui/login"' in expired.text
+        as_json = viewer.post("/ui/logout", data={"csrf_token": token})
+        assert as_json.status_code == 401 and "session has expired" in as_json.json()["detail"]
+        assert viewer.get("/ui/consumers", headers=html).headers["location"] == "/ui/login"

@@ -5,21 +5,38 @@ keys, forms without their CSRF token, guessing passwords past the lockout)."""
 
 from __future__ import annotations
 
+import getpass
 import http.client
+import json
+import os
 import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pyotp
 import pytest
 
 from bastion.config import ConfigError, load_config
+from bastion.control.accounts.roles import Role
 from bastion.demo.server import DemoServer
 from bastion.store import adminaudit, open_store
 from bastion.testing import GatewayProcess
-from tests.control.portal_helpers import PASSWORD, READY, PortalClient, csrf_of, invite, new_key_of, portal_config
+from tests.control.dashboard_client import csrf_of as dashboard_csrf
+from tests.control.dashboard_client import make_admin, sign_in
+from tests.control.portal_helpers import (
+    BASTION,
+    PASSWORD,
+    READY,
+    PortalClient,
+    csrf_of,
+    invite,
+    new_key_of,
+    portal_config,
+)
 
 
 def call_api(gw: GatewayProcess, key: str, path: str = "/orders") -> int:
@@ -311,3 +328,75 @@ def test_sessions_are_new_at_sign_in_and_end_with_a_password_change(demo_api: De
         assert PortalClient(gw).sign_in("dev@acme.test")[0] == 401
         assert PortalClient(gw).sign_in("dev@acme.test", new)[0] == 303
         assert audit_entries(gw, "portal:dev@acme.test")[0]["action"] == "portal.password"
+
+
+def _reset_password(gw: GatewayProcess, login: str, *extra: str, token: str | None = None
+                    ) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BASTION_ADMIN_TOKEN": token} if token else None
+    return subprocess.run([BASTION, "consumers", "reset-password", login, "-c", str(gw.config_path), *extra],
+                          capture_output=True, text=True, timeout=60, check=False, env=env)
+
+
+def test_a_password_reset_link_works_once_and_signs_the_account_out(demo_api: DemoServer) -> None:
+    """An operator's reset link (CLI in the store, or the admin API with an operator token):
+    the developer's current password keeps working until the link is used; the link sets a
+    new password once (then 404), ends every session of the account, and the old password no
+    longer signs in. A viewer token is refused (exit 3), an unknown login fails (exit 1), a
+    newer link replaces an older one, and the link's secret is in no audit entry."""
+    with GatewayProcess(portal_config(demo_api), ready_timeout=READY) as gw:
+        browser = signed_in(gw, "acme", "dev@acme.test")
+        local = _reset_password(gw, "dev@acme.test", "--expires", "1h")
+        assert local.returncode == 0, local.stderr
+        older = local.stdout.strip().splitlines()[-1]
+        assert older.startswith(gw.admin_url + "/portal/reset/") and "works once" in local.stderr
+
+        remote = _reset_password(gw, "Dev@Acme.test", "--admin-url", gw.admin_url, "--json",
+                                 token=gw.admin_token("operator"))
+        assert remote.returncode == 0, remote.stderr
+        answer = json.loads(remote.stdout)
+        link = answer["link"]
+        assert answer["login"] == "dev@acme.test" and answer["consumer"] == "acme" and answer["portal_enabled"]
+        assert link.startswith(gw.admin_url + "/portal/reset/") and link != older
+        assert PortalClient(gw).get(urlsplit(older).path)[0] == 404, "a newer link replaces the older one"
+
+        refused = _reset_password(gw, "dev@acme.test", "--admin-url", gw.admin_url, token=gw.admin_token("viewer"))
+        assert refused.returncode == 3 and "needs the role operator" in refused.stderr
+        unknown = _reset_password(gw, "nobody@acme.test")
+        assert unknown.returncode == 1 and "no portal account has the login 'nobody@acme.test'" in unknown.stderr
+
+        assert PortalClient(gw).sign_in("dev@acme.test")[0] == 303, "the old password works until the reset"
+        developer = PortalClient(gw)
+        status, _, page = developer.get(urlsplit(link).path)
+        assert status == 200 and "New password for dev@acme.test" in page
+        new = "a brand new long passphrase"
+        developer.accept(link, new)
+        assert developer.get(urlsplit(link).path)[0] == 404
+        assert browser.get("/portal/keys")[0] == 303, "the reset ends the account's sessions"
+        assert PortalClient(gw).sign_in("dev@acme.test")[0] == 401
+        assert PortalClient(gw).sign_in("dev@acme.test", new)[0] == 303
+
+        entries = audit_entries(gw, "portal:dev@acme.test")
+        assert entries[0]["action"] == "portal.password.reset"
+        loaded = load_config(gw.config_path)
+        store = open_store(loaded.config.store, loaded.config.consumers)
+        try:
+            with store.read() as session:
+                everything = [adminaudit.as_dict(e) for e in adminaudit.query(session, limit=1000)]
+        finally:
+            store.close()
+        issued = [(e["actor"].split(" ")[0], e["via"]) for e in everything if e["action"] == "portal.reset_link"]
+        assert sorted(issued) == [("cli:" + getpass.getuser(), "cli"), ("test-operator", "token")]
+        secrets = {urlsplit(u).path.rsplit("/", 1)[1] for u in (older, link)}
+        assert not any(secret in str(everything) for secret in secrets)
+
+        with httpx.Client(base_url=gw.admin_url, follow_redirects=False, timeout=10) as dashboard:
+            sign_in(dashboard, "opal", make_admin(gw, "opal", Role.OPERATOR), enrol=False)
+            shown = dashboard.post("/ui/portal-reset", data={"login": "dev@acme.test",
+                                                             "csrf_token": dashboard_csrf(dashboard)})
+            assert shown.status_code == 200, shown.text
+            found = re.search(r'id="reset-link" class="secret-value" readonly value="([^"]+)"', shown.text)
+            assert found is not None and found.group(1).startswith(gw.admin_url + "/portal/reset/")
+            assert PortalClient(gw).get(urlsplit(found.group(1)).path)[0] == 200
+            missing = dashboard.post("/ui/portal-reset", data={"login": "ghost",
+                                                               "csrf_token": dashboard_csrf(dashboard)})
+            assert missing.status_code == 422 and "no portal account has the login" in missing.text

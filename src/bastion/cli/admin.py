@@ -1,5 +1,6 @@
 """``bastion admin ...``: the control plane's own accounts, on the store the configuration
-names (these bootstrap the admin API, so they do not go through it).
+names (the first admin and token bootstrap the admin API, so by default these do not go
+through it), or with ``--admin-url`` through a gateway's admin API (an admin token needed).
 
 There are no default credentials anywhere: ``bastion admin create`` makes a user and prints
 a one-time password (the dashboard's first login replaces it, and enrols TOTP for admins);
@@ -16,6 +17,7 @@ import typer
 from rich.table import Table
 
 from bastion.cli.output import err, out
+from bastion.cli.remote import AdminUrlOpt, JsonOpt, TokenOpt, print_json, remote
 from bastion.cli.storeaccess import configured_store, fail, parse_duration, when
 
 if TYPE_CHECKING:
@@ -61,6 +63,9 @@ def create(
     name: Annotated[str, typer.Argument(help="The new admin user's name.")],
     role: RoleOpt = "admin",
     config: ConfigOpt = Path("bastion.yaml"),
+    admin_url: AdminUrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create an admin user; its one-time password is the last line of the output."""
     from bastion.control.accounts.roles import Role
@@ -68,6 +73,15 @@ def create(
 
     chosen = _role(role)
     assert isinstance(chosen, Role)
+    api = remote(admin_url, token)
+    if api is not None:
+        made = api.call("POST", "/api/v1/admin-users", {"name": name, "role": chosen.label})
+        if as_json:
+            print_json(made)
+            return
+        out.print(f"created admin user {made['user']['name']} ({made['user']['role']}) via {api.url}", markup=False)
+        _secret_last("One-time password (shown once; the first dashboard login replaces it):", made["password"])
+        return
     with configured_store(config) as store, store.write() as session:
         try:
             user, password = admins.create(session, name, chosen)
@@ -80,11 +94,30 @@ def create(
 
 
 @admin_app.command("list")
-def list_(config: ConfigOpt = Path("bastion.yaml")) -> None:
+def list_(
+    config: ConfigOpt = Path("bastion.yaml"),
+    admin_url: AdminUrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """List admin users, their roles and state."""
     from bastion.store import admins
     from bastion.store.models import utcnow
 
+    api = remote(admin_url, token)
+    if api is not None:
+        users = api.call("GET", "/api/v1/admin-users")["items"]
+        if as_json:
+            for user in users:
+                print_json(user)
+            return
+        remote_table = Table("name", "role", "totp", "state", "last login")
+        for u in users:
+            state = "disabled" if u["disabled"] else ("locked" if u.get("locked_until") else "active")
+            remote_table.add_row(u["name"], u["role"], "yes" if u.get("totp") else "no", state,
+                                 u.get("last_login_at") or "-")
+        out.print(remote_table)
+        return
     with configured_store(config) as store, store.read() as session:
         users = admins.list_all(session)
     now = utcnow()
@@ -99,10 +132,22 @@ def list_(config: ConfigOpt = Path("bastion.yaml")) -> None:
 def reset_password(
     name: Annotated[str, typer.Argument(help="The admin user.")],
     config: ConfigOpt = Path("bastion.yaml"),
+    admin_url: AdminUrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Give an admin user a new one-time password (and lift a lockout); ends their sessions."""
     from bastion.store import StoreError, admins, websessions
 
+    api = remote(admin_url, token)
+    if api is not None:
+        done = api.call("POST", f"/api/v1/admin-users/{name}/reset-password")
+        if as_json:
+            print_json(done)
+            return
+        out.print(f"reset the password of {name} via {api.url}", markup=False)
+        _secret_last("One-time password (shown once):", done["password"])
+        return
     with configured_store(config) as store, store.write() as session:
         try:
             password = admins.reset_password(session, name)
@@ -115,6 +160,68 @@ def reset_password(
     _secret_last("One-time password (shown once):", password)
 
 
+@admin_app.command("disable")
+def disable(
+    name: Annotated[str, typer.Argument(help="The admin user.")],
+    config: ConfigOpt = Path("bastion.yaml"),
+    admin_url: AdminUrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Disable an admin user: their sessions end and their tokens stop working at once."""
+    _remove(name, config, admin_url, token, as_json, delete=False)
+
+
+@admin_app.command("delete")
+def delete(
+    name: Annotated[str, typer.Argument(help="The admin user.")],
+    config: ConfigOpt = Path("bastion.yaml"),
+    admin_url: AdminUrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete an admin user with their tokens and sessions."""
+    _remove(name, config, admin_url, token, as_json, delete=True)
+
+
+def _remove(name: str, config: Path, admin_url: str | None, token: str | None, as_json: bool, *,
+            delete: bool) -> None:
+    """Disable or delete ``name``; never the last active admin user (nobody could then manage
+    the control plane but through the store), as the admin API never lets a caller lock
+    themselves out."""
+    from bastion.control.accounts.roles import Role
+    from bastion.store import StoreError, admins, websessions
+
+    verb = "deleted" if delete else "disabled"
+    api = remote(admin_url, token)
+    if api is not None:
+        done = api.call("DELETE", f"/api/v1/admin-users/{name}") if delete else \
+            api.call("POST", f"/api/v1/admin-users/{name}/disable")
+        if as_json:
+            print_json(done)
+        else:
+            out.print(f"{verb} admin user {name} via {api.url}", markup=False)
+        return
+    with configured_store(config) as store, store.write() as session:
+        try:
+            user = admins.require(session, name)
+        except StoreError as exc:
+            raise fail(str(exc)) from None
+        admins_left = [u for u in admins.list_all(session)
+                       if not u.disabled and u.id != user.id and Role.parse(u.role) is Role.ADMIN]
+        if not admins_left:
+            raise fail(f"{name} is the last active admin user: create another first (bastion admin create)")
+        websessions.close_all(session, "admin", user.id)
+        if delete:
+            for row in admins.list_tokens(session, user):  # explicit: SQLite's cascade is per connection
+                session.delete(row)
+            session.delete(user)
+        else:
+            user.disabled = True
+        _audit(session, f"admin.{'delete' if delete else 'disable'}", f"admin:{name}")
+    out.print(f"{verb} admin user {name}", markup=False)
+
+
 @token_app.command("create")
 def token_create(
     user: Annotated[str, typer.Argument(help="The admin user the token acts as.")],
@@ -122,6 +229,9 @@ def token_create(
     role: Annotated[str | None, typer.Option("--role", help="A lower role than the user's (default: theirs).")] = None,
     expires: Annotated[str | None, typer.Option("--expires", help="Lifetime: 90d, 24h, 30m (default: none).")] = None,
     config: ConfigOpt = Path("bastion.yaml"),
+    admin_url: AdminUrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create an admin API token; the token is the last line of the output, shown once."""
     from bastion.control.accounts.roles import Role
@@ -130,6 +240,23 @@ def token_create(
     chosen = _role(role) if role is not None else None
     assert chosen is None or isinstance(chosen, Role)
     ttl = parse_duration(expires, "--expires") if expires else None
+    api = remote(admin_url, token)
+    if api is not None:
+        body: dict[str, object] = {"user": user, "name": name}
+        if chosen is not None:
+            body["role"] = chosen.label
+        if ttl is not None:
+            body["expires_in"] = int(ttl.total_seconds())
+        made = api.call("POST", "/api/v1/admin-tokens", body)
+        if as_json:
+            print_json(made)
+            return
+        shown = made["token"]
+        out.print(f"created admin token {shown['id']} for {user} ({shown['role']}; expires: "
+                  f"{shown.get('expires_at') or '-'}) via {api.url}", markup=False)
+        _secret_last("Store it now: it is shown only this once. Use it as: Authorization: Bearer <token>",
+                     made["secret"])
+        return
     with configured_store(config) as store, store.write() as session:
         try:
             owner = admins.require(session, user)
@@ -142,11 +269,29 @@ def token_create(
 
 
 @token_app.command("list")
-def token_list(config: ConfigOpt = Path("bastion.yaml")) -> None:
+def token_list(
+    config: ConfigOpt = Path("bastion.yaml"),
+    admin_url: AdminUrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """List admin API tokens by id (never the tokens themselves)."""
     from bastion.store import admins
     from bastion.store.models import AdminUser
 
+    api = remote(admin_url, token)
+    if api is not None:
+        tokens = api.call("GET", "/api/v1/admin-tokens")["items"]
+        if as_json:
+            for item in tokens:
+                print_json(item)
+            return
+        remote_table = Table("id", "user", "name", "role", "created", "expires", "last used", "state")
+        for t in tokens:
+            remote_table.add_row(t["id"], t["user"], t["name"], t["role"], t.get("created_at") or "-",
+                                 t.get("expires_at") or "-", t.get("last_used_at") or "-", t.get("state", "-"))
+        out.print(remote_table)
+        return
     with configured_store(config) as store, store.read() as session:
         rows = admins.list_tokens(session)
         names = {u.id: u.name for u in session.query(AdminUser).all()}
@@ -161,10 +306,21 @@ def token_list(config: ConfigOpt = Path("bastion.yaml")) -> None:
 def token_revoke(
     token_id: Annotated[str, typer.Argument(help="The token's id (from `bastion admin token list`).")],
     config: ConfigOpt = Path("bastion.yaml"),
+    admin_url: AdminUrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Revoke an admin API token (at once)."""
     from bastion.store import StoreError, admins
 
+    api = remote(admin_url, token)
+    if api is not None:
+        done = api.call("POST", f"/api/v1/admin-tokens/{token_id}/revoke")
+        if as_json:
+            print_json(done)
+        else:
+            out.print(f"revoked admin token {token_id} via {api.url}", markup=False)
+        return
     with configured_store(config) as store, store.write() as session:
         try:
             row = admins.revoke_token(session, token_id)

@@ -17,6 +17,7 @@ from bastion import __version__
 from bastion.cli.admin import admin_app
 from bastion.cli.alerts import alerts_app
 from bastion.cli.blocks import blocks_app
+from bastion.cli.configcmd import config_app
 from bastion.cli.consumers import consumers_app
 from bastion.cli.discover import discover
 from bastion.cli.keys import keys_app
@@ -25,6 +26,7 @@ from bastion.cli.oauth import register as register_oauth
 from bastion.cli.output import err, out, print_config_error
 from bastion.cli.routes import routes
 from bastion.cli.secrets import secrets_app
+from bastion.cli.summary import summary
 from bastion.cli.tester import register as register_tester
 
 app = typer.Typer(
@@ -162,6 +164,8 @@ app.command("routes")(routes)  # every route and its effective policy
 app.command("discover")(discover)  # undeclared and unused endpoints, from the audit log
 register_oauth(app)  # oauth clients ..., oauth revoke: the built-in OAuth server's
 app.add_typer(admin_app)  # admin create, admin token create ...: the control plane's accounts
+app.add_typer(config_app)  # config export|import: a gateway's configuration, through its admin API
+app.command("summary")(summary)  # a running gateway's traffic in one line, through its admin API
 app.add_typer(secrets_app)  # secrets new-key, secrets encrypt: values for bastion.yaml
 
 

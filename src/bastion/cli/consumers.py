@@ -298,37 +298,16 @@ SanOpt = Annotated[str | None, typer.Option("--san", help="A DNS name, URI or IP
 
 def _matcher(fingerprint: str | None, subject: str | None, san: str | None) -> dict[str, str]:
     """The matcher the options give (exactly one), checked as the configuration checks it."""
-    from pydantic import ValidationError
-
-    from bastion.config.model import ConsumerCertificate
+    from bastion.control import certificates
+    from bastion.store.errors import StoreError
 
     given = {k: v for k, v in (("fingerprint", fingerprint), ("subject", subject), ("san", san)) if v is not None}
-    if len(given) != 1:
-        raise typer.BadParameter("give exactly one of --fingerprint, --subject or --san")
     try:
-        checked = ConsumerCertificate.model_validate(given)
-    except ValidationError:
-        (kind,) = given
-        what = "sha256: and 64 hex digits (colons allowed)" if kind == "fingerprint" else "a non-empty value"
-        raise typer.BadParameter(f"{given[kind]!r} is not a certificate {kind}: write {what}",
-                                 param_hint=f"--{kind}") from None
-    return checked.model_dump(exclude_none=True)
-
-
-def _matcher_key(matcher: dict[str, str]) -> tuple[str, str]:
-    """A matcher as the gateway compares it (a fingerprint's hex in lower case without colons, a
-    SAN normalised), so that two spellings of one certificate are one matcher here too."""
-    from bastion.stages.auth.mtls import fingerprint_key, san_key
-
-    (kind, value), = matcher.items()
-    if kind == "fingerprint":
-        return kind, fingerprint_key(value)
-    return kind, san_key(value) if kind == "san" else value
-
-
-def _label(matcher: dict[str, str]) -> str:
-    (kind, value), = matcher.items()
-    return f"{kind} {value}" if kind == "fingerprint" else f"{kind} {value!r}"
+        return certificates.checked(given)
+    except StoreError as exc:
+        hint = f"--{next(iter(given))}" if len(given) == 1 else None
+        message = str(exc).replace("one of fingerprint, subject or san", "one of --fingerprint, --subject or --san")
+        raise typer.BadParameter(message, param_hint=hint) from None
 
 
 @certs_app.command("add")
@@ -338,36 +317,59 @@ def certs_add(
     subject: SubjectOpt = None,
     san: SanOpt = None,
     config: ConfigOpt = Path("bastion.yaml"),
+    admin_url: AdminUrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Map client certificates (by fingerprint, subject or SAN) to a store consumer; running
     gateways accept them as its within a second (their next poll of the store)."""
-    from bastion.store import consumers
-    from bastion.store.errors import CertificateTaken, DeclaredConsumer
+    from bastion.control import certificates
 
     matcher = _matcher(fingerprint, subject, san)
-    key = _matcher_key(matcher)
+    api = remote(admin_url, token)
+    if api is not None:
+        done = api.call("POST", f"/api/v1/consumers/{name}/certificates", matcher)
+        if as_json:
+            print_json(done)
+        else:
+            verb = "added" if done["added"] else "already had"
+            out.print(f"consumer {name} {verb} certificate {certificates.label(matcher)} via {api.url}",
+                      markup=False, emoji=False)
+        return
     with configured_store(config) as store, store.write() as session:
-        consumer = consumers.get(session, name)
-        if consumer.declared:
-            raise DeclaredConsumer(name)
-        for other in consumers.with_certificates(session):
-            if any(_matcher_key(m) == key for m in other.certificates):
-                if other.name != name:
-                    raise CertificateTaken(_label(matcher), other.name)
-                out.print(f"consumer {name} already has certificate {_label(matcher)}", markup=False, emoji=False)
-                return
-        consumers.add_certificate(session, name, matcher)
-    out.print(f"added certificate {_label(matcher)} to consumer {name} in {store.shown}", markup=False, emoji=False)
+        added = certificates.add(session, name, matcher)
+    if not added:
+        out.print(f"consumer {name} already has certificate {certificates.label(matcher)}", markup=False,
+                  emoji=False)
+        return
+    out.print(f"added certificate {certificates.label(matcher)} to consumer {name} in {store.shown}", markup=False,
+              emoji=False)
 
 
 @certs_app.command("list")
 def certs_list(
     name: Annotated[str | None, typer.Argument(help="Only this consumer's certificates.")] = None,
     config: ConfigOpt = Path("bastion.yaml"),
+    admin_url: AdminUrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """List the certificate matchers of every consumer (or of one), declared ones included."""
     from bastion.store import consumers
 
+    api = remote(admin_url, token)
+    if api is not None:
+        found = api.call("GET", "/api/v1/certificates", params={"consumer": name})["items"]
+        if as_json:
+            for item in found:
+                print_json(item)
+        elif found:
+            table(("CONSUMER", "MATCHER", "VALUE", "SOURCE"),
+                  [(c["consumer"], c["kind"], c["value"], c["source"]) for c in found])
+        else:
+            out.print(f"consumer {name} has no certificates" if name is not None else "no consumer has certificates",
+                      markup=False, emoji=False)
+        return
     with configured_store(config) as store, store.read() as session:
         found = [consumers.get(session, name)] if name is not None else consumers.with_certificates(session)
         rows = [
@@ -389,23 +391,27 @@ def certs_remove(
     subject: SubjectOpt = None,
     san: SanOpt = None,
     config: ConfigOpt = Path("bastion.yaml"),
+    admin_url: AdminUrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Unmap client certificates from a store consumer; running gateways refuse them (401)
     within a second."""
-    from bastion.store import consumers
-    from bastion.store.errors import DeclaredConsumer, UnknownCertificate
+    from bastion.control import certificates
 
     matcher = _matcher(fingerprint, subject, san)
-    key = _matcher_key(matcher)
+    api = remote(admin_url, token)
+    if api is not None:
+        done = api.call("POST", f"/api/v1/consumers/{name}/certificates/remove", matcher)
+        if as_json:
+            print_json(done)
+        else:
+            out.print(f"removed certificate {certificates.label(done['removed'])} from consumer {name} via {api.url}",
+                      markup=False, emoji=False)
+        return
     with configured_store(config) as store, store.write() as session:
-        consumer = consumers.get(session, name)
-        if consumer.declared:
-            raise DeclaredConsumer(name)
-        stored = next((m for m in consumer.certificates if _matcher_key(m) == key), None)
-        if stored is None:
-            raise UnknownCertificate(name, _label(matcher))
-        consumers.remove_certificate(session, name, stored)
-    out.print(f"removed certificate {_label(stored)} from consumer {name}", markup=False, emoji=False)
+        stored = certificates.remove(session, name, matcher)
+    out.print(f"removed certificate {certificates.label(stored)} from consumer {name}", markup=False, emoji=False)
 
 
 def table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
@@ -416,3 +422,9 @@ def table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
         line = "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
         out.print(line, markup=False, emoji=False)
 
+
+
+# In its own module (this one is long); registered here, with the other portal command (invite).
+from bastion.cli.portalreset import reset_password  # noqa: E402
+
+consumers_app.command("reset-password")(reset_password)

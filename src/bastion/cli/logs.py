@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from bastion.cli.output import out
-from bastion.cli.remote import AdminUrlOpt, TokenOpt, remote
+from bastion.cli.remote import AdminUrlOpt, Remote, TokenOpt, remote
 from bastion.cli.storeaccess import configured_store, parse_duration
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def _print(records: Sequence[AuditRecord], as_json: bool, *, header: bool) -> No
     out.file.flush()
 
 
-def _print_dicts(records: Sequence[dict[str, Any]], as_json: bool) -> None:
+def _print_dicts(records: Sequence[dict[str, Any]], as_json: bool, *, header: bool = True) -> None:
     """Records as the admin API gives them (the JSON lines' fields), as :func:`_print` prints."""
     if as_json:
         import orjson
@@ -108,7 +108,7 @@ def _print_dicts(records: Sequence[dict[str, Any]], as_json: bool) -> None:
              f"{r['stage']}/{r['rule']}" if r["stage"] else (r["reason"] or "-")) for r in records]
     shown = [_COLUMNS, *rows]
     widths = [max(len(row[i]) for row in shown) for i in range(len(_COLUMNS))]
-    for row in shown:
+    for row in shown if header else rows:
         out.print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip(), markup=False)
     out.file.flush()
 
@@ -139,9 +139,13 @@ def query(
     selection = _query(consumer, route, status, decision, rule, start, end).select()
     api = remote(admin_url, token)
     if api is not None:
-        found = api.items("/api/v1/audit-log", {
-            "since": start.isoformat(), "until": end.isoformat() if end else None, "consumer": consumer,
-            "route": route, "status": status, "decision": decision, "rule": rule}, limit=limit)
+        from bastion.cli.progress import counting
+
+        with counting("reading the audit log", limit, quiet=as_json) as advance:
+            found = api.items("/api/v1/audit-log", {
+                "since": start.isoformat(), "until": end.isoformat() if end else None, "consumer": consumer,
+                "route": route, "status": status, "decision": decision, "rule": rule}, limit=limit,
+                progress=advance)
         found.reverse()
         _print_dicts(found, as_json)
         if not as_json:
@@ -168,12 +172,19 @@ def tail(
     ] = 0.5,
     as_json: JsonOpt = False,
     config: ConfigOpt = Path("bastion.yaml"),
+    admin_url: AdminUrlOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """The last records, then every new one as it is stored, until interrupted (Ctrl-C)."""
     from datetime import timedelta
 
     from bastion.store.models import AuditRecord
 
+    api = remote(admin_url, token)
+    if api is not None:
+        filters = {"consumer": consumer, "route": route, "status": status, "decision": decision, "rule": rule}
+        _tail_remote(api, filters, lines, interval, as_json)
+        return
     selection = _query(consumer, route, status, decision, rule).select()
     order = (AuditRecord.ts, AuditRecord.id)
     seen: dict[str, datetime] = {}
@@ -197,3 +208,30 @@ def tail(
                 seen = {k: v for k, v in seen.items() if v >= cursor}
         except KeyboardInterrupt:
             raise typer.Exit(0) from None
+
+
+def _tail_remote(api: Remote, filters: dict[str, Any], lines: int, interval: float, as_json: bool) -> None:
+    """``logs tail`` through the admin API: the last ``lines`` records of the retention (the
+    API's ``since`` reaches back as far as asked), then each poll's records newer than the
+    look-back window that were not printed yet."""
+    from datetime import timedelta
+
+    def since(moment: datetime) -> dict[str, Any]:
+        return {**filters, "since": moment.isoformat()}
+
+    last = api.items("/api/v1/audit-log", since(datetime(1970, 1, 1, tzinfo=UTC)), limit=lines) if lines else []
+    last.reverse()
+    _print_dicts(last, as_json)
+    seen: dict[str, float] = {str(r["id"]): float(r["ts"]) for r in last}
+    cursor = datetime.now(UTC) - timedelta(seconds=TAIL_LOOKBACK)
+    try:
+        while True:
+            time.sleep(interval)
+            fresh = [r for r in reversed(api.items("/api/v1/audit-log", since(cursor))) if str(r["id"]) not in seen]
+            if fresh:
+                _print_dicts(fresh, as_json, header=False)
+                seen.update((str(r["id"]), float(r["ts"])) for r in fresh)
+            cursor = datetime.now(UTC) - timedelta(seconds=TAIL_LOOKBACK)
+            seen = {k: v for k, v in seen.items() if v >= cursor.timestamp()}
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None

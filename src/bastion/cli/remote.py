@@ -1,5 +1,6 @@
-"""The CLI's remote mode: the store's commands (consumers, keys, OAuth clients, alerts, logs)
-and routes and blocks, run through a gateway's admin API instead of opening the store.
+"""The CLI's remote mode: the store's commands (consumers and their certificates, keys, OAuth
+clients, alerts, logs, admin users and tokens) and routes and blocks, run through a gateway's
+admin API instead of opening the store; ``bastion config`` runs only this way.
 
 ``--admin-url URL`` (or ``BASTION_ADMIN_URL``) selects it, with an admin token from
 ``BASTION_ADMIN_TOKEN`` (or ``--token``, which other users of the machine may see in the
@@ -16,6 +17,7 @@ process list). An HTTPS admin listener with its own certificate authority: its C
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -75,8 +77,10 @@ class Remote:
             message += " (" + "; ".join(str(e) for e in answer["errors"]) + ")"
         raise fail(message, EXIT_AUTH if resp.status_code in (401, 403) else EXIT_FAILED)
 
-    def items(self, path: str, params: dict[str, Any] | None = None, *, limit: int | None = None) -> list[Any]:
-        """Every item of a paginated list (following ``next_cursor``), at most ``limit``."""
+    def items(self, path: str, params: dict[str, Any] | None = None, *, limit: int | None = None,
+              progress: Callable[[int], None] | None = None) -> list[Any]:
+        """Every item of a paginated list (following ``next_cursor``), at most ``limit``;
+        ``progress`` is told how many items each page brought."""
         found: list[Any] = []
         query = dict(params or {})
         while True:
@@ -84,6 +88,8 @@ class Remote:
                 query["limit"] = min(1000, limit - len(found))
             page = self.call("GET", path, params=query)
             found += page["items"]
+            if progress is not None:
+                progress(len(page["items"]))
             cursor = page.get("next_cursor")
             if not cursor or (limit is not None and len(found) >= limit):
                 return found

@@ -260,6 +260,9 @@ class Admin(Strict):
         None, description="Serve the admin listener over HTTPS; required when `host` is not a loopback address."
     )
     dashboard: bool = Field(True, description="Serve the web dashboard under `/ui`.")
+    reports_dir: Path | None = Field(
+        None, description="Folder of scan reports (`bastion scan --format json --output DIR/NAME.json`) "
+                          "the dashboard's reports page lists (relative to this file).")
     portal: Portal = Field(default_factory=Portal, description="The developer portal.")
     sessions: AdminSessions = Field(default_factory=AdminSessions, description="Dashboard and portal sessions.")
     login: AdminLogin = Field(default_factory=AdminLogin, description="Password login lockout and rate limit.")

@@ -28,6 +28,8 @@ from bastion.store import admins, websessions
 from bastion.store.models import AdminToken, AdminUser, utcnow
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+#: How pages answer a refusal to a browser: (request, status, title, reason) -> an HTML page.
+HtmlRefusal = Callable[[Request, int, str, str], Response]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
@@ -135,10 +137,26 @@ async def csrf_ok(request: Request, expected: str | None) -> bool:
     return sent is not None and hmac.compare_digest(sent.encode(), expected.encode())
 
 
-def requires(role: Role, *, login_page: str | None = None) -> Callable[[Endpoint], Endpoint]:
+def wants_html(request: Request) -> bool:
+    """Whether the caller is a browser navigating (``Accept`` names HTML) rather than a script."""
+    return "text/html" in request.headers.get("accept", "")
+
+
+def requires(role: Role, *, login_page: str | None = None,
+             html_refusal: HtmlRefusal | None = None) -> Callable[[Endpoint], Endpoint]:
     """Wrap an endpoint: 401 without credentials (or a redirect to ``login_page`` for pages),
     403 when the role is too low or a session's unsafe request lacks its CSRF token. The
-    endpoint finds the caller in ``request.state.principal``."""
+    endpoint finds the caller in ``request.state.principal``.
+
+    Refusals are problem+json, except to a browser (``Accept: text/html``) of an endpoint
+    given ``html_refusal`` (the dashboard's pages): it gets a page saying why, since a
+    browser shows JSON as a wall of text."""
+
+    def refuse(request: Request, status: int, title: str, detail: str,
+               headers: dict[str, str] | None = None) -> Response:
+        if html_refusal is not None and wants_html(request):
+            return html_refusal(request, status, title, detail)
+        return problem(status, detail, headers=headers)
 
     def wrap(endpoint: Endpoint) -> Endpoint:
         @functools.wraps(endpoint)
@@ -148,13 +166,21 @@ def requires(role: Role, *, login_page: str | None = None) -> Callable[[Endpoint
             if principal is None:
                 if login_page is not None and request.method in SAFE_METHODS:
                     return RedirectResponse(login_page, status_code=303)
-                return problem(401, "Sign in, or send an admin token: Authorization: Bearer bsa_...",
-                               headers={"WWW-Authenticate": 'Bearer realm="bastion-admin"'})
+                if request.cookies.get(session_cookie_name(ctx)):
+                    return refuse(request, 401, "Session expired",
+                                  "Your session has expired or was closed: sign in again, then retry.",
+                                  headers={"WWW-Authenticate": 'Bearer realm="bastion-admin"'})
+                return refuse(request, 401, "Sign-in required",
+                              "Sign in, or send an admin token: Authorization: Bearer bsa_...",
+                              headers={"WWW-Authenticate": 'Bearer realm="bastion-admin"'})
             if not principal.role.allows(role):
-                return problem(403, f"This needs the role {role.label}; {principal.name} is {principal.role.label}.")
+                return refuse(request, 403, "Not allowed",
+                              f"This needs the role {role.label}; {principal.name} is {principal.role.label}.")
             unsafe = principal.via == "session" and request.method not in SAFE_METHODS
             if unsafe and not await csrf_ok(request, principal.csrf):
-                return problem(403, "The request lacks this session's CSRF token (X-CSRF-Token or csrf_token).")
+                return refuse(request, 403, "Form refused",
+                              "The request lacks this session's CSRF token (X-CSRF-Token or csrf_token): "
+                              "reload the page and try again.")
             request.state.principal = principal
             return await endpoint(request)
 

@@ -29,6 +29,10 @@ class AccountExists(StoreError):
     pass
 
 
+class UnknownAccount(StoreError):
+    pass
+
+
 def check_login(login: str) -> str:
     """``login`` normalised (lower case, trimmed), or :class:`StoreError` saying what is wrong."""
     value = login.strip().lower()
@@ -76,6 +80,38 @@ def invite(session: Session, pepper: bytes, consumer_name: str, login: str, ttl:
     account.invite_expires_at = now + ttl
     session.flush()
     return account, token
+
+
+#: A password-reset link lasts at most this long (it opens an account that is in use).
+MAX_RESET_TTL = timedelta(days=7)
+
+
+def reset_link(session: Session, pepper: bytes, login: str, ttl: timedelta,
+               now: datetime | None = None) -> tuple[PortalAccount, str]:
+    """A one-time link for ``login``'s developer to choose a new password (issued by an
+    operator: the developer forgot theirs): the account and the token, shown once.
+
+    It uses the invitation's columns (a keyed hash and an expiry), so a newer link replaces an
+    older one and setting the password spends it. Unlike an invitation's, the account's
+    current password keeps working until then: issuing a link locks nobody out."""
+    if ttl <= timedelta(0) or ttl > MAX_RESET_TTL:
+        raise StoreError(f"a password-reset link lasts more than 0 seconds and at most {MAX_RESET_TTL.days} days")
+    account = by_login(session, login)
+    if account is None:
+        raise UnknownAccount(f"no portal account has the login {login.strip().lower()!r}")
+    if account.disabled:
+        raise StoreError(f"the portal account {account.login!r} is disabled")
+    token = tokens.new_secret_value()
+    account.invite_hash = tokens.keyed_hash(pepper, token)
+    account.invite_expires_at = (now or utcnow()) + ttl
+    session.flush()
+    return account, token
+
+
+def password_usable(account: PortalAccount) -> bool:
+    """Whether the account's password may sign in: not while an invitation is pending (nobody
+    knows the placeholder), but still while a reset link is (the developer may remember it)."""
+    return account.invite_hash is None or not account.must_change_password
 
 
 def by_invitation(session: Session, pepper: bytes, token: str, now: datetime) -> PortalAccount | None:

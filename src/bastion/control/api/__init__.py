@@ -31,9 +31,11 @@ from bastion.store.errors import (
     DeclaredConsumer,
     StoreError,
     StoreUnavailable,
+    UnknownCertificate,
     UnknownConsumer,
     UnknownKey,
 )
+from bastion.store.portal import UnknownAccount
 
 PREFIX = "/api/v1"
 Handler = Callable[[AdminContext, Request], Awaitable[Response]]
@@ -124,7 +126,7 @@ def _guard(ctx: AdminContext, endpoint: Endpoint) -> Callable[[Request], Awaitab
 def _store_problem(ctx: AdminContext, exc: Exception) -> JSONResponse:
     """A store refusal as problem+json: what is missing is 404, what conflicts (a name taken,
     a consumer the configuration file declares) is 409, a store that cannot be reached is 503."""
-    if isinstance(exc, UnknownConsumer | UnknownKey | UnknownAdmin):
+    if isinstance(exc, UnknownConsumer | UnknownKey | UnknownAdmin | UnknownAccount | UnknownCertificate):
         return problem(404, str(exc))
     if isinstance(exc, DeclaredConsumer):
         # The file is the source of truth: say which one, and that the change belongs there.
@@ -161,14 +163,17 @@ from bastion.control.api import (  # noqa: E402
     alerts,
     auditlog,
     blocks,
+    certificates,
     configfile,
     consumers,
     keys,
     oauthclients,
+    portalaccounts,
     routetable,
     summary,
 )
 
 MODULES.extend([consumers.ENDPOINTS, keys.ENDPOINTS, oauthclients.ENDPOINTS, routetable.ENDPOINTS,
                 alerts.ENDPOINTS, blocks.ENDPOINTS, auditlog.ENDPOINTS, summary.ENDPOINTS, adminusers.ENDPOINTS,
-                configfile.ENDPOINTS])
+                configfile.ENDPOINTS, portalaccounts.ENDPOINTS,
+                certificates.ENDPOINTS])

@@ -114,6 +114,22 @@ async def disable_user(ctx: AdminContext, request: Request) -> Response:
     return JSONResponse(await ctx.call(write))
 
 
+async def reset_user_password(ctx: AdminContext, request: Request) -> Response:
+    name, who = request.path_params["name"], principal_of(request)
+
+    def write() -> dict[str, Any]:
+        with audited(ctx, who) as (session, note):
+            user = _user(session, name)
+            before = user_view(user)
+            password = admins.reset_password(session, name)
+            websessions.close_all(session, "admin", user.id)
+            after = user_view(user)
+            note("admin_user.reset_password", f"admin_user:{name}", before=before, after=after)
+            return {"user": after, "password": password}
+
+    return JSONResponse(await ctx.call(write))
+
+
 async def delete_user(ctx: AdminContext, request: Request) -> Response:
     name, who = request.path_params["name"], principal_of(request)
 
@@ -193,6 +209,11 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("POST", "/admin-users/{name}/disable", disable_user, Role.ADMIN,
              "Disable an admin user: their sessions end and their tokens stop working at once.", "disableAdminUser",
              "admin", response_schema=USER, responses={**_NO_USER, 409: _LOCKOUT}),
+    Endpoint("POST", "/admin-users/{name}/reset-password", reset_user_password, Role.ADMIN,
+             "Give an admin user a new one-time password (in this response only) and lift a lockout; their "
+             "sessions end, their tokens and second factor stay.", "resetAdminPassword", "admin",
+             response_schema={"type": "object", "properties": {"user": USER, "password": {"type": "string"}}},
+             responses=_NO_USER),
     Endpoint("DELETE", "/admin-users/{name}", delete_user, Role.ADMIN,
              "Delete an admin user with their tokens and sessions.", "deleteAdminUser", "admin",
              response_schema={"type": "object", "properties": {"deleted": {"type": "string"}}},

@@ -17,7 +17,9 @@ from bastion.control.auth import requires
 from bastion.control.context import AdminContext
 from bastion.control.dashboard.login import LoginFlow
 from bastion.control.dashboard.pages import Pages
-from bastion.control.dashboard.web import LOGIN_PAGE, PREFIX, static_file
+from bastion.control.dashboard.portalreset import PortalReset
+from bastion.control.dashboard.reports import Reports
+from bastion.control.dashboard.web import LOGIN_PAGE, PREFIX, refusal_page, static_file
 
 
 def routes(ctx: AdminContext) -> list[BaseRoute]:
@@ -26,8 +28,10 @@ def routes(ctx: AdminContext) -> list[BaseRoute]:
         return []
     flow = LoginFlow(ctx)
     pages = Pages(ctx)
-    viewer = requires(Role.VIEWER, login_page=LOGIN_PAGE)
-    operator = requires(Role.OPERATOR, login_page=LOGIN_PAGE)
+    reset = PortalReset(ctx, pages)
+    reports = Reports(ctx)
+    viewer = requires(Role.VIEWER, login_page=LOGIN_PAGE, html_refusal=refusal_page)
+    operator = requires(Role.OPERATOR, login_page=LOGIN_PAGE, html_refusal=refusal_page)
 
     async def home(_: Request) -> Response:
         return RedirectResponse(PREFIX + "/", status_code=307)
@@ -52,5 +56,10 @@ def routes(ctx: AdminContext) -> list[BaseRoute]:
         Route(PREFIX + "/consumers", viewer(pages.consumers), methods=["GET"]),
         Route(PREFIX + "/consumers", operator(pages.create_consumer), methods=["POST"]),
         Route(PREFIX + "/keys", operator(pages.create_key), methods=["POST"]),
+        Route(PREFIX + "/portal-reset", operator(reset.submit), methods=["POST"]),
         Route(PREFIX + "/routes", viewer(pages.routes), methods=["GET"]),
+        Route(PREFIX + "/reports", viewer(reports.index), methods=["GET"]),
+        Route(PREFIX + "/reports/audit", viewer(reports.audit), methods=["GET"]),
+        Route(PREFIX + "/reports/audit", operator(reports.rerun), methods=["POST"]),
+        Route(PREFIX + "/reports/scans/{name}", viewer(reports.scan), methods=["GET"]),
     ]

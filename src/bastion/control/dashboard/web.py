@@ -40,6 +40,15 @@ def render(request: Request, template: str, status: int = 200, *, principal: Pri
     return HTMLResponse(html, status_code=status, headers={"Content-Security-Policy": CSP})
 
 
+def refusal_page(request: Request, status: int, title: str, reason: str) -> HTMLResponse:
+    """A refusal (:func:`bastion.control.auth.requires`) as a page: why, and where to go next
+    (sign in again after a 401, the dashboard's front page otherwise)."""
+    signed_out = status == 401
+    return render(request, "message.html", status, title=title, message=reason,
+                  link=LOGIN_PAGE if signed_out else PREFIX + "/",
+                  link_text="Sign in" if signed_out else "Back to the dashboard")
+
+
 def static_file(name: str) -> Response:
     """A file of the package's ``static`` folder (named, never a path: no traversal)."""
     target = STATIC / name

@@ -65,6 +65,7 @@ def routes(ctx: AdminContext) -> list[BaseRoute]:
         ("/totp", _public(ctx, signin.totp_page), ["GET", "POST"]),
         ("/logout", signed_in(ctx, signin.logout), ["POST"]),
         ("/invite/{token}", _public(ctx, signin.invite_page), ["GET", "POST"]),
+        ("/reset/{token}", _public(ctx, signin.reset_page), ["GET", "POST"]),
         ("/register", _public(ctx, signin.register_page), ["GET", "POST"]),
         ("/account", signed_in(ctx, signin.account_page), ["GET", "POST"]),
         ("/account/password", signed_in(ctx, signin.password_page), ["POST"]),

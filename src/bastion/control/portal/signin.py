@@ -96,7 +96,7 @@ def _check_password(ctx: AdminContext, name: str, password: str) -> tuple[logins
     with store.write() as session:
         account = accounts.by_login(session, name) if name.strip() else None
         # An account whose invitation is not yet accepted has no password anyone knows.
-        usable = account if account is not None and account.invite_hash is None else None
+        usable = account if account is not None and accounts.password_usable(account) else None
         outcome = logins.check_password(usable, password, utcnow(), ctx.login_policy)
         return outcome, usable.id if usable is not None else None
 
@@ -150,21 +150,37 @@ def _close(ctx: AdminContext, cookie: str) -> None:
 
 async def invite_page(ctx: AdminContext, request: Request) -> Response:
     """An invitation link: choose the first password (the link then stops working)."""
+    return await _link_page(ctx, request, "invite.html", "portal.invite.accept", "Invitation not found",
+                            "This invitation link is unknown, was used already or has expired: ask for a new one.")
+
+
+async def reset_page(ctx: AdminContext, request: Request) -> Response:
+    """A password-reset link (issued by an operator): choose a new password; the link then
+    stops working and every session of the account ends. A second factor stays enrolled and
+    is still asked at the next sign-in."""
+    return await _link_page(ctx, request, "reset.html", "portal.password.reset", "Reset link not found",
+                            "This password-reset link is unknown, was used already or has expired: "
+                            "ask the API's operators for a new one.")
+
+
+async def _link_page(ctx: AdminContext, request: Request, template: str, action: str, missing: str,
+                     why: str) -> Response:
+    """A one-time link's page: the form to set the password, then its use (``action`` in the
+    admin audit trail)."""
     token = str(request.path_params["token"])
     found = await ctx.call(_invited, ctx, token)
     if found is None:
-        return message(request, 404, "Invitation not found",
-                       "This invitation link is unknown, was used already or has expired: ask for a new one.")
+        return message(request, 404, missing, why)
     login_name, consumer = found
     if request.method == "GET":
-        return _form_page(ctx, request, "invite.html", login=login_name, consumer=consumer, error=None)
+        return _form_page(ctx, request, template, login=login_name, consumer=consumer, error=None)
     values, refused = await _pre_form(ctx, request)
     if refused is not None:
         return refused
     error = await ctx.call(_accept, ctx, token, values.get("password", ""), values.get("confirm", ""),
-                           client_address(request))
+                           client_address(request), action)
     if error is not None:
-        return _form_page(ctx, request, "invite.html", 422, login=login_name, consumer=consumer, error=error)
+        return _form_page(ctx, request, template, 422, login=login_name, consumer=consumer, error=error)
     return redirect("/login?ready=1")
 
 
@@ -177,21 +193,21 @@ def _invited(ctx: AdminContext, token: str) -> tuple[str, str] | None:
         return account.login, accounts.consumer_of(session, account).name
 
 
-def _accept(ctx: AdminContext, token: str, password: str, confirm: str, source: str) -> str | None:
+def _accept(ctx: AdminContext, token: str, password: str, confirm: str, source: str, action: str) -> str | None:
     if password != confirm:
         return "The two passwords differ."
     store = ctx.store()
     with store.write() as session:
         account = accounts.by_invitation(session, store.pepper, token, utcnow())
         if account is None:
-            return "This invitation was used already or has expired."
+            return "This link was used already or has expired."
         problem = logins.set_password(account, password, account.login.split("@")[0])
         if problem is not None:  # nothing was changed
             return problem[0].upper() + problem[1:] + "."
         accounts.spend_invitation(account)
         account.failed_logins, account.locked_until = 0, None
         websessions.close_all(session, "portal", account.id)
-        adminaudit.record(session, actor=f"portal:{account.login}", via="session", action="portal.invite.accept",
+        adminaudit.record(session, actor=f"portal:{account.login}", via="session", action=action,
                           target=f"portal:{account.login}", source=source)
     return None
 

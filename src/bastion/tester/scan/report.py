@@ -503,7 +503,13 @@ identities: {{ data.identities | join(", ") or "none (anonymous only)" }} &middo
 
 def to_html(result: ScanResult) -> str:
     """One self-contained page (inline CSS, no scripts, no external assets); everything escaped."""
+    return html_from_json(to_json(result))
+
+
+def html_from_json(data: dict[str, Any]) -> str:
+    """The HTML page of a scan's JSON report (:func:`to_json`, as ``--format json`` writes it):
+    how the dashboard shows a report read back from a file."""
     import jinja2
 
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    return env.from_string(HTML_TEMPLATE).render(data=to_json(result))
+    return env.from_string(HTML_TEMPLATE).render(data=data)
