@@ -23,8 +23,10 @@ def test_spec_registry_position_and_public_api() -> None:
     """The stage is on by default, right after auth (authorization reads the principal auth
     proved, before anything else works on the request), and exports exactly ``__all__``."""
     assert (SPEC.name, SPEC.extension, SPEC.default_on) == ("access", "x-bastion-access", True)
-    # ORDER[0]: cors, which only answers preflights; ORDER[1]: blocklist, which only refuses blocked clients.
-    assert ORDER[2] is auth.SPEC and ORDER[3] is SPEC
+    # Before auth: tracing (only notes the trace context), cors (only answers preflights) and
+    # blocklist (only refuses blocked clients).
+    assert [spec.name for spec in ORDER[:3]] == ["tracing", "cors", "blocklist"]
+    assert ORDER[3] is auth.SPEC and ORDER[4] is SPEC
     assert sorted(access.__all__) == sorted(
         ["LEDGER_KEY", "SPEC", "AccessConfig", "AccessStage", "MemoryOwnership", "OwnershipLedger",
          "OwnershipRepository"]

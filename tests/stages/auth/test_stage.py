@@ -56,13 +56,14 @@ def challenges(stage: AuthStage | None) -> list[str]:
 
 def test_spec_and_public_api() -> None:
     """The package exposes its spec and exactly the names in ``__all__``; auth is on by default
-    and first in the registry after ``cors`` and ``blocklist`` (a request is authenticated
-    before anything else looks at it; ``cors`` only answers preflights, which carry no
-    credentials, and ``blocklist`` only refuses clients a detector blocked); it is a head
+    and first in the registry after ``tracing``, ``cors`` and ``blocklist`` (a request is
+    authenticated before anything else looks at it; ``tracing`` only notes the trace context,
+    ``cors`` only answers preflights, which carry no credentials, and ``blocklist`` only
+    refuses clients a detector blocked); it is a head
     stage only (it decides before any of the body is read)."""
     assert (SPEC.name, SPEC.extension, SPEC.default_on) == ("auth", "x-bastion-auth", True)
     assert SPEC.config_model is AuthConfig and SPEC.route_check is not None
-    assert [spec.name for spec in ORDER[:2]] == ["cors", "blocklist"] and ORDER[2] is SPEC
+    assert [spec.name for spec in ORDER[:3]] == ["tracing", "cors", "blocklist"] and ORDER[3] is SPEC
     assert sorted(auth.__all__) == ["AuthConfig", "AuthStage", "SPEC", "auth_stage"]
     stage = unverified(AuthConfig(), route([{"bearerAuth": []}]))
     assert isinstance(stage, HeadStage)
