@@ -134,6 +134,10 @@ def test_dashboard_end_to_end(page, demo_api: DemoServer) -> None:  # type: igno
         assert page.locator("table.routes", has_text="/orders").count() == 1
         assert "api key" in page.locator("table.routes tr", has_text="/orders").first.inner_text().lower()
         screenshot(page, "dashboard-routes")
+        # The scanner's probes are undeclared endpoints: discovery lists them.
+        page.get_by_role("link", name="Discovery").click()
+        assert page.locator("table.discovery-undeclared tr", has_text="GET /.git/config").count() == 1
+        screenshot(page, "dashboard-discovery")
         page.get_by_role("link", name="Overview").click()
         assert int(page.locator("#total-requests").inner_text()) >= 4
         assert page.locator("figure.chart svg polyline").count() >= 6

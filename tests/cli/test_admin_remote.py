@@ -68,6 +68,15 @@ def test_admin_commands_through_the_admin_api(demo_api: DemoServer) -> None:
         for action in ("admin_user.create", "admin_user.reset_password", "admin_token.create",
                        "admin_token.revoke", "admin_user.disable", "admin_user.delete"):
             assert action in actions, (action, actions)
+        # The same trail from the terminal: `bastion admin audit`, filtered, as JSON lines and a table.
+        audited = _admin(gw, "admin", "audit", "--action", "admin_user.delete", "--json")
+        assert audited.returncode == 0, audited.stderr
+        entries = [json.loads(line) for line in audited.stdout.splitlines()]
+        assert [(e["action"], e["target"]) for e in entries] == [("admin_user.delete", entries[0]["target"])]
+        assert "olga" in entries[0]["target"]
+        table = _admin(gw, "admin", "audit", "--since", "1h")
+        assert table.returncode == 0 and table.stdout.count("test-admin") == 6, table.stdout
+        assert _admin(gw, "operator", "audit").returncode == 3
 
 
 def _certs(gw: GatewayProcess, role: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -48,6 +48,9 @@ REQUIRED: dict[str, list[str]] = {
     "oauth clients list": [],
     "oauth clients revoke": ["billing"],
     "oauth revoke": ["some-jti"],
+    "clients create": ["billing", "--consumer", "svc"],
+    "clients list": [],
+    "clients revoke": ["billing"],
     "consumers create": ["bob"],
     "consumers list": [],
     "consumers show": ["bob"],
@@ -71,6 +74,7 @@ REQUIRED: dict[str, list[str]] = {
     "routes": [],
     "admin create": ["root"],
     "admin list": [],
+    "admin audit": [],
     "admin reset-password": ["root"],
     "admin disable": ["root"],
     "admin delete": ["root"],
@@ -256,7 +260,8 @@ def test_demo_on_its_default_ports(tmp_path: Path) -> None:
 def test_oauth_clients_create_list_revoke_with_bastion_yaml(tmp_path: Path) -> None:
     """`bastion oauth clients create/list/revoke` use ./bastion.yaml and its default store (a
     SQLite file and a 0600 pepper beside it): create prints the secret as its last line, list
-    shows the client and never the secret, revoke marks it revoked."""
+    shows the client and never the secret, revoke marks it revoked; `bastion clients` is the
+    same group under its short name."""
     write_config(tmp_path)
     with (tmp_path / "bastion.yaml").open("a") as f:
         f.write("consumers: [{name: svc}]\n")
@@ -271,7 +276,7 @@ def test_oauth_clients_create_list_revoke_with_bastion_yaml(tmp_path: Path) -> N
     assert "billing" in listed.stdout and "consumer=svc" in listed.stdout and secret not in listed.stdout
     revoked = run("oauth", "clients", "revoke", "billing", cwd=tmp_path)
     assert revoked.returncode == 0, revoked.stderr
-    assert "revoked" in run("oauth", "clients", "list", cwd=tmp_path).stdout
+    assert "revoked" in run("clients", "list", cwd=tmp_path).stdout
 
 
 def test_oauth_revoke_needs_a_shared_state_backend(tmp_path: Path) -> None:
@@ -362,6 +367,12 @@ def test_admin_commands_with_their_defaults(tmp_path: Path) -> None:
     assert revoked.returncode == 0 and f"revoked admin token {secret[4:12]}" in revoked.stdout
     reset = run("admin", "reset-password", "root", cwd=tmp_path)
     assert reset.returncode == 0 and reset.stdout.splitlines()[-1] not in (password, "")
+    audit = run("admin", "audit", "--json", cwd=tmp_path)
+    assert audit.returncode == 0, audit.stderr
+    trail = [json.loads(line) for line in audit.stdout.splitlines()]
+    assert [e["action"] for e in trail] == ["admin.reset_password", "token.revoke", "token.create", "admin.create"]
+    assert all(e["via"] == "cli" and e["actor"].startswith("cli:") for e in trail)
+    assert password not in audit.stdout and secret not in audit.stdout
 
 
 def test_admin_disable_and_delete_with_their_defaults(tmp_path: Path) -> None:

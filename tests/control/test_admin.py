@@ -47,3 +47,6 @@ def test_admin_endpoints(demo_api: DemoServer) -> None:
         assert re.search(r'bastion_requests_total\{code="404",route="-",service="-"\} 3\.0', text)
         assert 'bastion_blocked_total{action="block",reason="route.not_found",stage="core"} 3.0' in text
         assert "bastion_request_duration_seconds_bucket" in text
+        # The five forwarded requests, timed to the upstream's answer; the 404s never left.
+        assert 'bastion_upstream_duration_seconds_count{service="books"} 5.0' in text, text
+        assert 'bastion_upstream_duration_seconds_bucket{le="+Inf",service="books"} 5.0' in text

@@ -86,7 +86,8 @@ def test_pages_carry_a_strict_content_security_policy(demo_api: DemoServer) -> N
     framing; the static files are served from the package, anything else there is 404."""
     with GatewayProcess(_config(demo_api)) as gw, _client(gw) as client:
         sign_in(client, "vera", make_admin(gw, "vera", Role.VIEWER), enrol=False)
-        for path in ("/ui/login", "/ui/", "/ui/feed", "/ui/blocked", "/ui/alerts", "/ui/consumers", "/ui/routes"):
+        for path in ("/ui/login", "/ui/", "/ui/feed", "/ui/blocked", "/ui/alerts", "/ui/consumers", "/ui/routes",
+                     "/ui/discovery"):
             page = client.get(path) if path != "/ui/login" else httpx.get(gw.admin_url + path)
             assert page.status_code == 200, path
             csp = page.headers["content-security-policy"]

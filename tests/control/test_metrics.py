@@ -89,3 +89,40 @@ def test_a_worker_counts_each_request_into_its_code_and_the_first_bucket_not_bel
     expected[0], expected[1], expected[-2], expected[-1] = 3, 1, 1, 1
     assert snap["histogram"]["books"]["counts"] == expected
     assert snap["histogram"]["books"]["sum"] == pytest.approx(LATENCY_BUCKETS[0] * 2.5 + LATENCY_BUCKETS[-1] + 99.0)
+
+
+def test_upstream_state_is_a_live_workers_gauge_and_upstream_latency_a_histogram(tmp_path: Path) -> None:
+    """The upstream-unavailable gauge carries labels and sums the live workers (two hold a
+    target out, one of them exits: one left); the upstream latency histogram is kept per
+    service like the request histogram, a retired worker's counts included."""
+    target = ("books", "http://10.0.0.7:8000", "circuit_open")
+
+    def worker(out: float, fast: int) -> dict[str, Any]:
+        snap = snapshot(1, 0, fast=fast, slow=0)
+        snap["labeled_gauges"] = {"bastion_upstream_unavailable": [[list(target), out]]}
+        snap["upstream_histogram"] = {"books": {"counts": snap["histogram"]["books"]["counts"], "sum": 0.001}}
+        return snap
+
+    collector = SnapshotCollector(str(tmp_path))
+    write(tmp_path, 101, worker(1.0, fast=2))
+    write(tmp_path, 102, worker(1.0, fast=3))
+    gauge = 'bastion_upstream_unavailable{service="books",target="http://10.0.0.7:8000",why="circuit_open"}'
+    assert f"{gauge} 2.0" in exposition(collector)
+    collector.retire(101)
+    text = exposition(SnapshotCollector(str(tmp_path)))  # a fresh view: only worker 102 is live
+    assert f"{gauge} 1.0" in text
+    assert collector.totals()["labeled_gauges"]["bastion_upstream_unavailable"] == {target: 1.0}
+    assert collector.totals()["upstream_histogram"]["books"]["counts"][0] == 5  # 101's counts stay
+
+
+def test_a_worker_snapshots_its_upstream_latency_and_labelled_gauges() -> None:
+    """A worker's snapshot carries the upstream histogram per service and the labelled gauges
+    as label/value rows (an upstream back in rotation reads 0, not absent)."""
+    metrics = Metrics()
+    metrics.observe_upstream("books", 0.0002)
+    labels = ("books", "http://10.0.0.7:8000", "unhealthy")
+    metrics.labeled_gauge_add("bastion_upstream_unavailable", labels, 1.0)
+    metrics.labeled_gauge_add("bastion_upstream_unavailable", labels, -1.0)
+    snap = metrics.snapshot()
+    assert snap["upstream_histogram"]["books"]["counts"][0] == 1
+    assert snap["labeled_gauges"] == {"bastion_upstream_unavailable": [[list(labels), 0.0]]}

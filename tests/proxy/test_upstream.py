@@ -260,6 +260,18 @@ def test_circuit_breaker_opens_when_all_targets_fail(multi: GatewayProcess) -> N
     record = multi.wait_for_access_record(lambda r: r["request_id"] == doc["request_id"])
     assert record["upstream_error"] == "unavailable"
     assert record["latency_ms"] < 50
+    # /metrics says so: each dead target is out of rotation in the one worker, by its breaker.
+    down: list[str] = multi.config["services"][1]["upstream"]["targets"]
+    wanted = [f'bastion_upstream_unavailable{{service="down",target="{t}",why="circuit_open"}} 1.0' for t in down]
+    assert _eventually(lambda: all(w in _metrics(multi) for w in wanted)), _metrics(multi)
+    assert f'bastion_upstream_transitions_total{{service="down",target="{down[0]}",to="circuit_open"}} 1.0' \
+        in _metrics(multi)
+
+
+def _metrics(gw: GatewayProcess) -> str:
+    status, text = gw.admin("GET", "/metrics")
+    assert status == 200
+    return str(text)
 
 
 def test_health_check_marks_target_down_and_up(multi: GatewayProcess, extra: Upstreams,
@@ -275,9 +287,15 @@ def test_health_check_marks_target_down_and_up(multi: GatewayProcess, extra: Ups
         resp = _get(multi, "hc.test", f"/echo?{token}-down")
         assert_problem(resp, 503)
         assert extra.health.records(f"{token}-down") == []
+        unhealthy = f'bastion_upstream_unavailable{{service="hc",target="{extra.health.url}",why="unhealthy"}}'
+        assert _eventually(lambda: f"{unhealthy} 1.0" in _metrics(multi)), _metrics(multi)
     finally:
         extra.health.healthy = True
     assert _eventually(lambda: _get(multi, "hc.test", f"/echo?{token}-after").status == 200)
+    # Back in rotation: the gauge is 0 again, and the counter saw it leave and return.
+    assert _eventually(lambda: f"{unhealthy} 0.0" in _metrics(multi)), _metrics(multi)
+    back = f'bastion_upstream_transitions_total{{service="hc",target="{extra.health.url}",to="healthy"}}'
+    assert back in _metrics(multi)
     health = [r for r in extra.health.records() if r.path == "/health"]
     assert health[-1].header("user-agent") == "bastion-health"
 

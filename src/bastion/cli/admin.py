@@ -128,6 +128,47 @@ def list_(
     out.print(table)
 
 
+@admin_app.command("audit")
+def audit(
+    config: ConfigOpt = Path("bastion.yaml"),
+    since: Annotated[str, typer.Option("--since", help="From this long ago: 24h, 7d, 2w.")] = "7d",
+    actor: Annotated[str | None, typer.Option("--actor", help="Only this actor's entries (as recorded).")] = None,
+    action: Annotated[str | None, typer.Option("--action", help="Only this action (key.revoke...).")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="At most this many entries.")] = 100,
+    admin_url: AdminUrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The admin audit trail, newest first: every write on the control plane, who made it,
+    through what (cli, api, dashboard), from where, and what it changed."""
+    from datetime import UTC, datetime
+
+    from bastion.store import adminaudit
+
+    start = datetime.now(UTC) - parse_duration(since, "--since")
+    api = remote(admin_url, token)
+    if api is not None:
+        params: dict[str, object] = {"since": start.isoformat(), "limit": limit}
+        params.update({k: v for k, v in (("actor", actor), ("action", action)) if v is not None})
+        entries = api.call("GET", "/api/v1/admin-audit", params=params)["items"]
+    else:
+        with configured_store(config) as store, store.read() as session:
+            found = adminaudit.query(session, since=start, actor=actor, action=action, limit=limit)
+            entries = [adminaudit.as_dict(e) for e in found]
+    if as_json:
+        for entry in entries:
+            print_json(entry)
+        return
+    table = Table("time", "actor", "via")
+    table.add_column("action", overflow="fold")  # folded, never cut: "admin_token.revoke" must read whole
+    table.add_column("target", overflow="fold")
+    table.add_column("from")
+    for e in entries:
+        table.add_row(str(e["ts"])[:19].replace("T", " "), e["actor"], e["via"], e["action"], e["target"],
+                      e["source"])
+    out.print(table)
+
+
 @admin_app.command("reset-password")
 def reset_password(
     name: Annotated[str, typer.Argument(help="The admin user.")],

@@ -219,5 +219,7 @@ async def _publish(loaded: LoadedConfig, jti: str, expires: float) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``oauth`` (clients, revoke) to the command line."""
+    """Add ``oauth`` (clients, revoke) to the command line, and ``clients`` as a short name for
+    ``oauth clients`` (the control plane's nouns: consumers, keys, clients, routes...)."""
     app.add_typer(oauth_app, name="oauth")
+    app.add_typer(clients_app, name="clients")

@@ -23,9 +23,22 @@ from prometheus_client.registry import Collector
 
 from bastion.proxy.metrics import DEFINITIONS, LATENCY_BUCKETS, METRICS, Metrics
 
+#: Where each histogram's per-service counts are in a snapshot.
+HISTOGRAM_KEYS = {
+    "bastion_request_duration_seconds": "histogram",
+    "bastion_upstream_duration_seconds": "upstream_histogram",
+}
+
 
 def _empty() -> dict[str, Any]:
-    return {"counters": {}, "gauges": {}, "histogram": {}}
+    return {"counters": {}, "gauges": {}, "labeled_gauges": {}, "histogram": {}, "upstream_histogram": {}}
+
+
+def _add_histograms(into: dict[str, Any], histograms: dict[str, Any]) -> None:
+    for service, h in histograms.items():
+        cur = into.setdefault(service, {"counts": [0] * (len(LATENCY_BUCKETS) + 1), "sum": 0.0})
+        cur["counts"] = [a + b for a, b in zip(cur["counts"], h["counts"], strict=True)]
+        cur["sum"] += h["sum"]
 
 
 def _merge(into: dict[str, Any], snap: dict[str, Any], *, gauges: bool) -> None:
@@ -34,13 +47,16 @@ def _merge(into: dict[str, Any], snap: dict[str, Any], *, gauges: bool) -> None:
         for labels, value in rows:
             key = tuple(labels)
             table[key] = table.get(key, 0.0) + value
-    if gauges:
+    if gauges:  # a gauge is a live worker's state: a retired worker's is gone with it
         for name, value in snap.get("gauges", {}).items():
             into["gauges"][name] = into["gauges"].get(name, 0.0) + value
-    for service, h in snap.get("histogram", {}).items():
-        cur = into["histogram"].setdefault(service, {"counts": [0] * (len(LATENCY_BUCKETS) + 1), "sum": 0.0})
-        cur["counts"] = [a + b for a, b in zip(cur["counts"], h["counts"], strict=True)]
-        cur["sum"] += h["sum"]
+        for name, rows in snap.get("labeled_gauges", {}).items():
+            table = into["labeled_gauges"].setdefault(name, {})
+            for labels, value in rows:
+                key = tuple(labels)
+                table[key] = table.get(key, 0.0) + value
+    for where in HISTOGRAM_KEYS.values():
+        _add_histograms(into[where], snap.get(where, {}))
 
 
 class SnapshotCollector(Collector):
@@ -62,8 +78,8 @@ class SnapshotCollector(Collector):
         total = _empty()
         for name, table in self.retired["counters"].items():
             total["counters"][name] = dict(table)
-        for service, h in self.retired["histogram"].items():
-            total["histogram"][service] = {"counts": list(h["counts"]), "sum": h["sum"]}
+        for where in HISTOGRAM_KEYS.values():
+            _add_histograms(total[where], self.retired[where])
         for path in self.directory.glob("worker-*.json"):
             try:
                 snap = orjson.loads(path.read_bytes())
@@ -97,11 +113,15 @@ def families(total: dict[str, Any]) -> Iterator[Metric]:
             family = CounterMetricFamily(name, d.help, labels=list(d.labels))
             for labels, value in sorted(total["counters"].get(name, {}).items()):
                 family.add_metric(list(labels), value)
+        elif d.kind == "gauge" and d.labels:
+            family = GaugeMetricFamily(name, d.help, labels=list(d.labels))
+            for labels, value in sorted(total["labeled_gauges"].get(name, {}).items()):
+                family.add_metric(list(labels), value)
         elif d.kind == "gauge":
             family = GaugeMetricFamily(name, d.help, value=total["gauges"].get(name, 0.0))
         else:
             family = HistogramMetricFamily(name, d.help, labels=list(d.labels))
-            for service, h in sorted(total["histogram"].items()):
+            for service, h in sorted(total[HISTOGRAM_KEYS[name]].items()):
                 cumulative = 0
                 buckets = []
                 for bound, count in zip((*LATENCY_BUCKETS, float("inf")), h["counts"], strict=True):

@@ -50,6 +50,27 @@ DEFINITIONS: tuple[MetricDef, ...] = (
         "histogram",
     ),
     MetricDef(
+        "bastion_upstream_duration_seconds",
+        "Time from forwarding a request to the upstream's complete response head, by service.",
+        ("service",),
+        "histogram",
+    ),
+    MetricDef(
+        "bastion_upstream_unavailable",
+        "Workers holding an upstream target out of rotation, by why: 'unhealthy' (its active health "
+        "check failed) or 'circuit_open' (its circuit breaker opened; open or half-open). 0 when every "
+        "worker sends it traffic.",
+        ("service", "target", "why"),
+        "gauge",
+    ),
+    MetricDef(
+        "bastion_upstream_transitions",
+        "Changes of an upstream target's state in a worker, by what it became: unhealthy, healthy, "
+        "circuit_open or circuit_closed.",
+        ("service", "target", "to"),
+        "counter",
+    ),
+    MetricDef(
         "bastion_blocked",
         "Requests refused (or flagged in shadow mode) by a stage or the core.",
         ("stage", "reason", "action"),
@@ -187,9 +208,15 @@ class Metrics:
         self.counters: dict[str, dict[tuple[str, ...], float]] = {
             d.name: {} for d in DEFINITIONS if d.kind == "counter"
         }
-        self.gauges: dict[str, float] = {d.name: 0.0 for d in DEFINITIONS if d.kind == "gauge"}
-        #: service -> its latency histogram
+        self.gauges: dict[str, float] = {d.name: 0.0 for d in DEFINITIONS if d.kind == "gauge" and not d.labels}
+        #: Gauges with labels: name -> labels -> value (summed over workers, like the counters).
+        self.labeled_gauges: dict[str, dict[tuple[str, ...], float]] = {
+            d.name: {} for d in DEFINITIONS if d.kind == "gauge" and d.labels
+        }
+        #: service -> its latency histogram (request head to the end of the response)
         self._latency: dict[str, _Latency] = {}
+        #: service -> its upstream latency histogram (forwarded to the upstream's response head)
+        self._upstream_latency: dict[str, _Latency] = {}
         self._requests = self.counters["bastion_requests"]
         self._dir: str | None = None
         self._handle: asyncio.TimerHandle | None = None
@@ -204,6 +231,10 @@ class Metrics:
     def gauge_set(self, name: str, value: float) -> None:
         self.gauges[name] = value
 
+    def labeled_gauge_add(self, name: str, labels: tuple[str, ...], amount: float) -> None:
+        table = self.labeled_gauges[name]
+        table[labels] = table.get(labels, 0.0) + amount
+
     def count_request(self, service: str, route: str, status: int, seconds: float) -> None:
         """One answered request: the requests counter and the latency histogram, inlined."""
         table = self._requests
@@ -217,11 +248,19 @@ class Metrics:
             latency = self._latency[service] = _Latency()
         latency.observe(seconds)
 
+    def observe_upstream(self, service: str, seconds: float) -> None:
+        latency = self._upstream_latency.get(service)
+        if latency is None:
+            latency = self._upstream_latency[service] = _Latency()
+        latency.observe(seconds)
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "counters": {n: [[list(k), v] for k, v in t.items()] for n, t in self.counters.items()},
             "gauges": self.gauges,
+            "labeled_gauges": {n: [[list(k), v] for k, v in t.items()] for n, t in self.labeled_gauges.items()},
             "histogram": {s: {"counts": h.counts, "sum": h.total} for s, h in self._latency.items()},
+            "upstream_histogram": {s: {"counts": h.counts, "sum": h.total} for s, h in self._upstream_latency.items()},
         }
 
     def start(self, directory: str | None) -> None:
@@ -269,6 +308,9 @@ class CountMetrics:
     def __call__(self, record: ExchangeRecord) -> None:
         metrics = self._metrics
         metrics.count_request(record.service or "-", record.route or "-", record.status, record.seconds)
+        upstream_seconds = record.upstream_seconds
+        if upstream_seconds is not None:
+            metrics.observe_upstream(record.service or "-", upstream_seconds)
         if record.blocked_by == "core":
             reason = record.reason or ""
             metrics.inc("bastion_blocked", ("core", reason, "block"))

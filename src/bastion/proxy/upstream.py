@@ -19,6 +19,7 @@ from collections import deque
 from urllib.parse import urlsplit
 
 from bastion.config.model import Upstream
+from bastion.proxy.metrics import METRICS
 from bastion.proxy.upstream_connection import UpstreamConnection
 from bastion.proxy.upstream_errors import UpstreamConnectError, UpstreamError, UpstreamUnavailable
 
@@ -62,8 +63,17 @@ class TargetState:
 
     def record_success(self) -> None:
         self.failures = 0
+        if self.open_until:
+            self._changed("circuit_closed", "circuit_open", -1.0)
         self.open_until = 0.0
         self.half_open_trial = False
+
+    def _changed(self, to: str, why: str, amount: float) -> None:
+        """Count a change of state, and the worker in or out of the unavailable gauge (rare:
+        never on a request that finds the target as it was)."""
+        service = self.pool.service
+        METRICS.inc("bastion_upstream_transitions", (service, self.url, to))
+        METRICS.labeled_gauge_add("bastion_upstream_unavailable", (service, self.url, why), amount)
 
     def record_failure(self, now: float) -> None:
         breaker = self.pool.config.circuit_breaker
@@ -73,6 +83,7 @@ class TargetState:
         if self.open_until or self.failures >= breaker.failures:
             if not self.open_until:
                 log.warning("circuit opened for upstream %s after %d failures", self.url, self.failures)
+                self._changed("circuit_open", "circuit_open", 1.0)
             self.open_until = now + breaker.cooldown
             self.half_open_trial = False
 
@@ -89,6 +100,7 @@ class TargetState:
             self.healthy = ok
             self._health_streak = 0
             log.warning("upstream %s is now %s", self.url, "healthy" if ok else "unhealthy")
+            self._changed("healthy" if ok else "unhealthy", "unhealthy", -1.0 if ok else 1.0)
 
 
 class UpstreamPool:

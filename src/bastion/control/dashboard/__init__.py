@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 from bastion.control.accounts.roles import Role
 from bastion.control.auth import requires
 from bastion.control.context import AdminContext
+from bastion.control.dashboard.discovery import Discovery
 from bastion.control.dashboard.login import LoginFlow
 from bastion.control.dashboard.pages import Pages
 from bastion.control.dashboard.portalreset import PortalReset
@@ -30,6 +31,7 @@ def routes(ctx: AdminContext) -> list[BaseRoute]:
     pages = Pages(ctx)
     reset = PortalReset(ctx, pages)
     reports = Reports(ctx)
+    discovery = Discovery(ctx)
     viewer = requires(Role.VIEWER, login_page=LOGIN_PAGE, html_refusal=refusal_page)
     operator = requires(Role.OPERATOR, login_page=LOGIN_PAGE, html_refusal=refusal_page)
 
@@ -58,6 +60,8 @@ def routes(ctx: AdminContext) -> list[BaseRoute]:
         Route(PREFIX + "/keys", operator(pages.create_key), methods=["POST"]),
         Route(PREFIX + "/portal-reset", operator(reset.submit), methods=["POST"]),
         Route(PREFIX + "/routes", viewer(pages.routes), methods=["GET"]),
+        Route(PREFIX + "/discovery", viewer(discovery.page), methods=["GET"]),
+        Route(PREFIX + "/discovery/draft.yaml", viewer(discovery.draft), methods=["GET"]),
         Route(PREFIX + "/reports", viewer(reports.index), methods=["GET"]),
         Route(PREFIX + "/reports/audit", viewer(reports.audit), methods=["GET"]),
         Route(PREFIX + "/reports/audit", operator(reports.rerun), methods=["POST"]),
