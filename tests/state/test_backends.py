@@ -425,14 +425,16 @@ def test_a_scripts_integers_read_back_as_redis_would_answer(backends: Backends) 
     async def scenario() -> tuple[object, object, bytes | None]:
         s = backends.make()
         try:
-            # Two limits (T = 1000 µs, tolerance 1000; T = 10, tolerance 0) at now = 5000 µs.
-            first = await s.run(GCRA, ["a", "b"], [5000, 1000, 1000, 10, 0])
-            second = await s.run(GCRA, ["a", "b"], [5000, 1000, 1000, 10, 0])
+            # Two limits (T = 10 s, tolerance 10 s; T = 0.1 s, tolerance 0) at now = 50 s, in µs.
+            # The keys live until their TAT: 10 s, so the read below cannot find one expired
+            # however loaded the machine (with T = 1 ms it did, under load).
+            first = await s.run(GCRA, ["a", "b"], [50_000_000, 10_000_000, 10_000_000, 100_000, 0])
+            second = await s.run(GCRA, ["a", "b"], [50_000_000, 10_000_000, 10_000_000, 100_000, 0])
             return first, second, await s.get("a")
         finally:
             await closing(s)
 
     first, second, stored = run(scenario)
-    assert first == [1, 1, 1000, 0, 10]
-    assert second == [0, 1, 1000, 0, 10]  # b's tolerance is spent: refused, nothing counted
-    assert stored == b"6000"
+    assert first == [1, 1, 10_000_000, 0, 100_000]
+    assert second == [0, 1, 10_000_000, 0, 100_000]  # b's tolerance is spent: refused, nothing counted
+    assert stored == b"60000000"
