@@ -6,6 +6,7 @@ answers.
 from __future__ import annotations
 
 import asyncio
+import enum
 import socket
 from collections.abc import Iterator
 
@@ -75,6 +76,35 @@ def test_encode_is_resp_bulk_strings() -> None:
     )
     with pytest.raises(TypeError):
         encode(("SET", "k", True))
+
+
+def test_encode_takes_subclasses_as_their_values() -> None:
+    """A subclass of str, bytes or int (an enum member, say) goes as the value it holds, the
+    same bytes as the plain type; a bool, though an int, is still refused."""
+
+    class Kind(enum.IntEnum):
+        SEVEN = 7
+
+    class Name(str):
+        pass
+
+    class Raw(bytes):
+        pass
+
+    assert encode((Name("GET"), Raw(b"k"), Kind.SEVEN)) == encode(("GET", b"k", 7))
+    with pytest.raises(TypeError):
+        encode((False,))
+
+
+def test_integer_arrays_parse_like_any_array() -> None:
+    """An array of integers (a rate limit's answer: read item by item in place) gives the
+    same as integers alone, mixed with other kinds, negative or large, and waits when cut
+    inside any of its items."""
+    data = b"*5\r\n:1\r\n:-5\r\n$2\r\nok\r\n:99999999999999\r\n*1\r\n:0\r\n"
+    assert parse(data, 0) == ([1, -5, b"ok", 99999999999999, [0]], len(data))
+    for cut in range(len(data)):
+        with pytest.raises(IncompleteReply):
+            parse(data[:cut], 0)
 
 
 @pytest.fixture
