@@ -428,9 +428,9 @@ class RespConnection(asyncio.Protocol):
             self._drop(RedisGone(str(exc)))
             return
         del buf[:pos]
-        if not pending and self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        # The deadline timer stays armed when nothing is pending: the next batch (on a busy
+        # worker, the next request's) needs one anyway, and a timer made and cancelled per
+        # batch was a cost of every request. When it fires it looks at what is pending then.
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -473,6 +473,9 @@ class RespConnection(asyncio.Protocol):
             await asyncio.gather(self._opening, return_exceptions=True)
         if self._pending:
             await asyncio.gather(*(f for f, _ in list(self._pending)), return_exceptions=True)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.close()
