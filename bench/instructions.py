@@ -1,7 +1,8 @@
 """Instructions per request of one Bastion worker, counted by callgrind (no timing noise).
 
     python bench/instructions.py [--python .venv/bin/python]
-                                 [--scenario none|default|apikey|inspect|protect|audit|monitor] [--mix]
+                                 [--scenario none|default|apikey|inspect|protect|audit|monitor|
+                                             redis-none|redis-ratelimit|memory-ratelimit] [--mix]
                                  [--hashseed N] [--gc default|freeze|off] [--requests 2000]
 
 Starts the nginx upstream of ``run.py`` and one worker (``python -m bastion.proxy.worker``,
@@ -18,7 +19,11 @@ bastion-protect (response schema filtering and redaction, routes from the docume
 document) and sends ``GET /orders-1k`` (``--path`` for another path, with any scenario).
 ``--scenario audit`` is ``none`` with the audit log on (to the store, SQLite); ``--scenario
 monitor`` adds the threat detectors: the issue's "audit log + metrics + detectors" (metrics
-are always on), compared with ``none``.
+are always on), compared with ``none``. ``--scenario redis-ratelimit`` is
+``redis_roundtrip.py``'s redis-ratelimit (the ``ratelimit`` stage, two limits, one ``EVALSHA``
+per request) against a ``redis-server`` the script starts on a free port; ``redis-none`` is
+the same worker and backend without the stage, ``memory-ratelimit`` the stage on the memory
+backend (what the Redis round trip adds, apart from the stage's own work).
 Instruction counts do not depend on the
 load of the machine, so two settings can be compared on a busy machine: ``--hashseed``
 fixes ``PYTHONHASHSEED`` (string hashes decide dict and set layouts), ``--gc freeze``
@@ -49,8 +54,11 @@ from proxybench import documents, mix
 from proxybench.procs import free_port
 from proxybench.scenarios import NO_STAGES
 from proxybench.servers import bastion_config, start_upstream
+from redis_roundtrip import RATELIMIT_POLICIES, start_redis
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The scenarios whose worker keeps its state in a redis-server started for the run.
+REDIS_SCENARIOS = ("redis-none", "redis-ratelimit")
 
 #: Run as the worker's main: optional GC setting applied once the worker listens, and
 #: the number of collections per generation reported on SIGUSR2 (to stderr).
@@ -131,7 +139,8 @@ def api_key_header(python: Path, config: dict[str, Any], path: Path, folder: Pat
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/instructions.py")
     parser.add_argument("--python", type=Path, default=ROOT / ".venv" / "bin" / "python")
-    parser.add_argument("--scenario", choices=("none", "default", "apikey", "inspect", "protect", "audit", "monitor"),
+    parser.add_argument("--scenario", choices=("none", "default", "apikey", "inspect", "protect", "audit", "monitor",
+                                               *REDIS_SCENARIOS, "memory-ratelimit"),
                         default="none",
                         help="inspect: run.py's bastion-inspect (validation + detection; implies --mix); "
                              "protect: run.py's bastion-protect (response filtering + redaction; "
@@ -153,7 +162,7 @@ def main() -> int:
         use_mix = args.mix or args.scenario == "inspect"
         openapi = None
         policies: dict[str, object] | None = (
-            dict(NO_STAGES) if args.scenario in ("none", "apikey", "audit", "monitor") else None
+            dict(NO_STAGES) if args.scenario in ("none", "apikey", "audit", "monitor", "redis-none") else None
         )
         overrides: dict[str, object] = {}
         if args.scenario in ("audit", "monitor"):
@@ -169,6 +178,12 @@ def main() -> int:
             openapi.write_text(json.dumps(documents.OPENAPI))
             policies = {**NO_STAGES, "response": {"schema": "filter"},
                         "redact": {"types": ["card", "ssn", "secrets"]}}
+        if args.scenario.endswith("-ratelimit"):
+            policies = dict(RATELIMIT_POLICIES)
+        if args.scenario in REDIS_SCENARIOS:
+            _, redis_port = start_redis(stack, folder)
+            overrides["backends"] = {"state": "redis", "redis": {"url": f"redis://127.0.0.1:{redis_port}/0",
+                                                                 "timeout": 1.0}}
         path_wanted = args.path or ("/orders-1k" if args.scenario == "protect" else "/")
         config = bastion_config(port=port, admin_port=free_port(), upstream_port=upstream.port,
                                 access_log=folder / "access.log" if args.scenario == "default" else None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable
 
 import orjson
@@ -336,6 +337,32 @@ def test_stages_own_timeout_error_is_not_a_missed_deadline() -> None:
     resp = run(Chain([Slow("slow", [], StageConfig(), raise_=TimeoutError("client gave up"))]).run_request(ex))
     assert isinstance(resp, Response) and resp.status == 500
     assert [d.reason for d in ex.decisions] == ["TimeoutError"]
+
+
+def test_a_cancellation_from_elsewhere_is_not_a_missed_deadline() -> None:
+    """A hook cancelled before its deadline (the client went away, the drain ended) stops the
+    chain as a cancellation: no 503, no stage failure counted, and the task's cancel count
+    is left to whoever cancelled it; a later deadline in the same task still works."""
+    errors: list[str] = []
+    log: Transcript = []
+    chain = Chain([Slow("slow", log, StageConfig(timeout=30))], errors.append)
+    ex = exchange()
+
+    async def scenario() -> tuple[bool, int, object]:
+        inner = asyncio.get_running_loop().create_task(chain.run_request(ex))
+        await asyncio.sleep(0.05)
+        inner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await inner
+        later = await Chain([Slow("slow2", [], SHORT)], errors.append).run_request(exchange())
+        return inner.cancelled(), inner.cancelling(), later
+
+    cancelled, cancelling, later = run(scenario())
+    assert cancelled and cancelling == 1
+    assert log == ["xx slow cancelled"]
+    assert ex.decisions == []
+    assert errors == ["slow2"]
+    assert isinstance(later, Response) and later.status == 503
 
 
 def test_late_response_hook_replaces_the_response_with_503() -> None:

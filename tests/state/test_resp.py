@@ -6,6 +6,7 @@ answers.
 from __future__ import annotations
 
 import asyncio
+import enum
 import socket
 from collections.abc import Iterator
 
@@ -75,6 +76,35 @@ def test_encode_is_resp_bulk_strings() -> None:
     )
     with pytest.raises(TypeError):
         encode(("SET", "k", True))
+
+
+def test_encode_takes_subclasses_as_their_values() -> None:
+    """A subclass of str, bytes or int (an enum member, say) goes as the value it holds, the
+    same bytes as the plain type; a bool, though an int, is still refused."""
+
+    class Kind(enum.IntEnum):
+        SEVEN = 7
+
+    class Name(str):
+        pass
+
+    class Raw(bytes):
+        pass
+
+    assert encode((Name("GET"), Raw(b"k"), Kind.SEVEN)) == encode(("GET", b"k", 7))
+    with pytest.raises(TypeError):
+        encode((False,))
+
+
+def test_integer_arrays_parse_like_any_array() -> None:
+    """An array of integers (a rate limit's answer: read item by item in place) gives the
+    same as integers alone, mixed with other kinds, negative or large, and waits when cut
+    inside any of its items."""
+    data = b"*5\r\n:1\r\n:-5\r\n$2\r\nok\r\n:99999999999999\r\n*1\r\n:0\r\n"
+    assert parse(data, 0) == ([1, -5, b"ok", 99999999999999, [0]], len(data))
+    for cut in range(len(data)):
+        with pytest.raises(IncompleteReply):
+            parse(data[:cut], 0)
 
 
 @pytest.fixture
@@ -171,3 +201,42 @@ def test_a_server_that_never_answers_times_out() -> None:
         listener.close()
     assert all("no answer within 0.3 s" in m for m in messages)
     assert len(accepted) == 2  # the timed-out connection was dropped, a new one opened
+
+
+def test_a_server_that_stops_answering_times_out() -> None:
+    """A server that answers one command, then none: a command sent while the first one's
+    deadline timer is still armed (it stays armed once nothing is pending) fails after its
+    own timeout, not never, and not at the first one's deadline with a reply still due."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[socket.socket] = []
+
+    async def scenario() -> str:
+        loop = asyncio.get_running_loop()
+        listener.setblocking(False)
+
+        async def serve() -> None:
+            conn, _ = await loop.sock_accept(listener)
+            accepted.append(conn)
+            await loop.sock_recv(conn, 65536)
+            await loop.sock_sendall(conn, b"+PONG\r\n")  # the first command's answer, then silence
+
+        server = loop.create_task(serve())
+        s = RedisBackend(f"redis://127.0.0.1:{port}/0", timeout=0.3)
+        try:
+            await s.ping()
+            await asyncio.sleep(0.2)  # within the first command's 0.3 s: its timer is still armed
+            with pytest.raises(DependencyUnavailable) as caught:
+                await s.get("b")
+        finally:
+            await s.close()
+            server.cancel()
+        return str(caught.value)
+
+    try:
+        message = uvloop.run(scenario())
+    finally:
+        for conn in accepted:
+            conn.close()
+        listener.close()
+    assert "no answer within 0.3 s" in message
