@@ -613,16 +613,17 @@ def _stages(
         values: dict[str, Any] = {}
         ok = True
         for layer in layers:
+            layer_values = _with_files_resolved(spec.config_model.file_fields, layer)
             # Validate each layer alone first, so an error points at the file that has it.
             try:
-                spec.config_model.model_validate(layer.values)
+                spec.config_model.model_validate(layer_values)
             except ValidationError as exc:
                 # A service-wide layer is validated for each route: report each problem once.
                 issues.extend(
                     i for i in pydantic_issues(exc, layer.source, spec.config_model, layer.path) if i not in issues
                 )
                 ok = False
-            values.update(layer.values)
+            values.update(layer_values)
         if not ok:
             continue
         try:
@@ -639,6 +640,17 @@ def _stages(
         if cfg.enabled:
             out.append((spec, cfg))
     return tuple(out)
+
+
+def _with_files_resolved(fields: tuple[str, ...], layer: PolicyLayer) -> dict[str, Any]:
+    """``layer``'s values with its relative file names (``fields``) resolved against the
+    folder of the file that sets them (``bastion.yaml``, or an OpenAPI document)."""
+    values = layer.values
+    for name in fields:
+        value = values.get(name)
+        if isinstance(value, str) and value:
+            values = {**values, name: str(resolve_path(Path(layer.source.file).parent, Path(value)))}
+    return values
 
 
 def _route_check_issue(layers: list[PolicyLayer], refused: tuple[str, str], issues: list[ConfigIssue]) -> None:

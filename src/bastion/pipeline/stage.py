@@ -44,6 +44,9 @@ class StageConfig(BaseModel):
     #: Fields a stage still accepts but no longer documents: field -> what replaces it. The
     #: loader warns (file, line, field) wherever one is set; the stage maps it itself.
     deprecated_fields: ClassVar[dict[str, str]] = {}
+    #: Fields (as written in the file) that name a file: the loader resolves a relative one
+    #: against the folder of the file that sets it, before the stage validates it.
+    file_fields: ClassVar[tuple[str, ...]] = ()
 
     enabled: bool = Field(True, description="Run this stage on the route at all.")
     enforce: bool = Field(

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from bastion.testing import GatewayProcess
-from tests.stages.graphql.upstream import GraphQLUpstream
+from tests.stages.graphql.upstream import SDL, GraphQLUpstream
 
 #: The defaults, but for the roles, and a token limit high enough that a 1,000-alias
 #: document (12,000 tokens) is refused by the alias limit itself (by default ``max_tokens``,
@@ -262,3 +262,49 @@ def test_only_persisted_documents_run_in_allow_list_mode(persisted: GatewayProce
     doc = _refused(gw, other, 403, "graphql.not_persisted")
     assert doc["detail"] == "Only persisted GraphQL documents may run on this route."
     assert not upstream.saw(token)
+
+
+@pytest.fixture(scope="module")
+def schema_checked(upstream: GraphQLUpstream) -> Iterator[GatewayProcess]:
+    """A public route whose OpenAPI document (in a sub-folder) names the server's schema as
+    ``schema: schema.graphql``, a file beside the document."""
+    api = {
+        "openapi": "3.1.0",
+        "info": {"title": "social", "version": "1"},
+        "paths": {"/graphql": {"post": {
+            "operationId": "graphql",
+            "security": [],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}},
+            "responses": {"200": {"description": "ok"}},
+            "x-bastion-graphql": {"schema": "schema.graphql"},
+        }}},
+    }
+    config = {
+        "access_log": {"path": "access.log"},
+        "services": [{"name": "social", "openapi": "api/api.yaml", "upstream": upstream.url}],
+    }
+    files = {"api/api.yaml": yaml.safe_dump(api), "api/schema.graphql": SDL}
+    with GatewayProcess(config, files=files) as gw:
+        yield gw
+
+
+def test_a_document_the_schema_refuses_never_reaches_the_server(schema_checked: GatewayProcess, token: str,
+                                                                 upstream: GraphQLUpstream) -> None:
+    """With the server's schema, a valid query is answered by the server; one with an
+    unknown field or a missing argument is refused with 400 ``graphql.invalid`` naming the
+    error, without the "Did you mean" that would map the schema, and the server never sees
+    it."""
+    gw = schema_checked
+    logins = upstream.logins
+    ok = httpx.post(gw.url + "/graphql", json={"query": f"query {token}Ok {{ me {{ id name }} }}"}, timeout=10)
+    assert ok.json() == {"data": {"me": {"id": "0", "name": "user0"}}}
+    typo = httpx.post(gw.url + "/graphql", json={"query": f"query {token} {{ me {{ nme }} }}"}, timeout=10)
+    doc = _refused(gw, typo, 400, "graphql.invalid")
+    assert doc["detail"] == (
+        "The GraphQL document does not match the API's schema: Cannot query field 'nme' on type 'User'.")
+    missing = httpx.post(gw.url + "/graphql", json={"query": f"mutation {token}Login {{ login(user: \"ann\") }}"},
+                         timeout=10)
+    doc = _refused(gw, missing, 400, "graphql.invalid")
+    assert doc["detail"].endswith(
+        "Argument 'Mutation.login(password:)' of type 'String!' is required, but it was not provided.")
+    assert not upstream.saw(token + " ") and not upstream.saw(token + "Login") and upstream.logins == logins

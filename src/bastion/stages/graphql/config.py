@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from pathlib import Path
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bastion.pipeline.stage import StageConfig
+from bastion.stages.graphql.schema import load_schema
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
@@ -35,6 +37,18 @@ class GraphQLConfig(StageConfig):
     """``policies.graphql``: the route is a GraphQL endpoint; every document it receives is
     parsed and held to these limits before it goes upstream."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    file_fields: ClassVar[tuple[str, ...]] = ("schema",)
+
+    schema_file: Path | None = Field(
+        None,
+        alias="schema",
+        description=(
+            "The upstream's schema, an SDL file (relative to the file that names it): every document is "
+            "also validated against it, and one the schema refuses is answered 400 (`graphql.invalid`) "
+            "without reaching the upstream. Without it, only the limits apply."
+        ),
+    )
     max_depth: int = Field(
         10,
         ge=1,
@@ -155,6 +169,13 @@ class GraphQLConfig(StageConfig):
         le=1_000_000,
         description="Parsed and measured documents kept per route, by hash (a repeated query is not parsed again).",
     )
+
+    @field_validator("schema_file")
+    @classmethod
+    def _schema(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            load_schema(value)  # a missing or invalid file stops the load, naming file, line and column
+        return value
 
     @field_validator("persisted_queries")
     @classmethod

@@ -15,9 +15,10 @@ plain ``field`` matches a field of that name anywhere.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
-from graphql import GraphQLSyntaxError, parse
+from graphql import GraphQLSchema, GraphQLSyntaxError, parse, validate
 from graphql.language import (
     DocumentNode,
     FieldNode,
@@ -45,6 +46,9 @@ _INTROSPECTION = frozenset({"__schema", "__type"})
 #: is nested deeper than the parser's recursion allows (over any depth limit we accept).
 _TOO_MANY_TOKENS = "Document contains more than"
 _TOO_DEEP = "nested too deeply"
+#: "Did you mean ...?" as graphql-core and graphql-js write it after an unknown field,
+#: argument or type: the names it offers are the schema's.
+SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 
 
 def limit_block(what: str, found: int, allowed: int, setting: str) -> Block:
@@ -99,6 +103,9 @@ class Measured:
     #: Cost by the values of ``size_variables`` (bounded by :data:`COSTS_KEPT`): clients
     #: page with a few sizes, so a repeated query is not walked again.
     costs: dict[tuple[int | None, ...], int] = field(default_factory=dict, compare=False)
+    #: ``block`` with the field suggestions the schema's validation offered, for a caller
+    #: allowed to see them (``None`` when ``block`` has none to remove).
+    suggesting: Block | None = None
 
 
 #: Distinct sets of list sizes whose cost is kept per document (then the set is emptied).
@@ -271,8 +278,30 @@ def _fragment_problem(document: DocumentNode, fragments: dict[str, FragmentDefin
     return None
 
 
-def measure(text: str, config: GraphQLConfig) -> Measured:
-    """Parse ``text`` and hold it to the limits of ``config`` that do not depend on the sender."""
+def _invalid(message: str) -> Block:
+    """The 400 answer to a document the upstream's schema refuses, with graphql-core's reason."""
+    return Block(
+        400,
+        "Bad Request",
+        f"The GraphQL document does not match the API's schema: {message}",
+        reason="graphql.invalid",
+    )
+
+
+def _validated(document: DocumentNode, schema: GraphQLSchema, digest: str) -> Measured | None:
+    """The refusal of a document ``schema`` does not accept (its first error, with and
+    without suggestions), or ``None``."""
+    errors = validate(schema, document, max_errors=1)
+    if not errors:
+        return None
+    message = errors[0].message
+    plain = SUGGESTION.sub("", message)
+    return Measured(_invalid(plain), digest, suggesting=_invalid(message) if plain != message else None)
+
+
+def measure(text: str, config: GraphQLConfig, schema: GraphQLSchema | None = None) -> Measured:
+    """Parse ``text`` and hold it to the limits of ``config`` that do not depend on the
+    sender, then (when there is one) to the upstream's ``schema``."""
     digest = hashlib.sha256(text.encode()).hexdigest()
     try:
         document = parse(text, no_location=True, max_tokens=config.max_tokens)
@@ -317,6 +346,12 @@ def measure(text: str, config: GraphQLConfig) -> Measured:
             return Measured(limit_block(what, found, allowed, setting), digest)
     if not walk.size_variables and cost > config.max_cost:
         return Measured(limit_block("cost", cost, config.max_cost, "max_cost"), digest)
+    # Validation runs last: the limits above bound its work (some of graphql-core's rules
+    # compare every pair of fields of a selection set).
+    if schema is not None:
+        refused = _validated(document, schema, digest)
+        if refused is not None:
+            return refused
     return Measured(
         None,
         digest,

@@ -4,7 +4,6 @@ limits before it goes upstream; suggestions stripped from what comes back."""
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
@@ -12,12 +11,10 @@ import orjson
 
 from bastion.pipeline.stage import RequestStage, ResponseStage, RouteInfo
 from bastion.stages.graphql.config import GraphQLAccess, GraphQLConfig
-from bastion.stages.graphql.document import Measured, limit_block, malformed, measure, variable_cost
+from bastion.stages.graphql.document import SUGGESTION, Measured, limit_block, malformed, measure, variable_cost
+from bastion.stages.graphql.schema import load_schema
 from bastion.types import Block, Exchange, Principal, Request
 
-#: "Did you mean ...?" as graphql-core and graphql-js write it after an unknown field,
-#: argument or type: the names it offers are the schema's.
-_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 _SUGGESTION_BYTES = b"Did you mean"
 _STALE = frozenset(("content-length", "etag", "content-md5", "digest"))
 _NOT_PERSISTED = Block(
@@ -74,6 +71,8 @@ class GraphQLStage(RequestStage, ResponseStage):
         # Only a response that may carry suggestions needs its body read.
         self.needs_response_body = config.strip_suggestions
         self._cache: dict[str, Measured] = {}
+        # Read at config load (cached per file version); the config validated it already.
+        self._schema = load_schema(config.schema_file) if config.schema_file is not None else None
         self._introspection_roles = frozenset(config.introspection_roles)
         self._admin_roles = frozenset(config.admin_roles)
         self._persisted = frozenset(config.persisted_queries)
@@ -123,6 +122,8 @@ class GraphQLStage(RequestStage, ResponseStage):
         if self._persisted and measured.digest not in self._persisted:
             return _NOT_PERSISTED
         if measured.block is not None:
+            if measured.suggesting is not None and self._sees_suggestions(principal):
+                return measured.suggesting
             return measured.block
         cost = measured.cost
         if measured.size_variables:
@@ -142,6 +143,13 @@ class GraphQLStage(RequestStage, ResponseStage):
         costs.append(cost)
         return None
 
+    def _sees_suggestions(self, principal: Principal | None) -> bool:
+        """Whether field suggestions may reach ``principal``: they map the schema as
+        introspection does, so the same roles see them."""
+        return not self.settings.strip_suggestions or (
+            principal is not None and bool(principal.roles & self._introspection_roles)
+        )
+
     def _authorize(self, principal: Principal | None, measured: Measured) -> Block | None:
         """The refusal of the first ``operation_access`` or ``field_access`` rule the
         document meets and the principal does not satisfy."""
@@ -159,7 +167,7 @@ class GraphQLStage(RequestStage, ResponseStage):
     def _measure(self, query: str) -> Measured:
         """The document measured, and kept in the cache (bounded: the oldest entry goes when
         it is full)."""
-        measured = measure(query, self.settings)
+        measured = measure(query, self.settings, self._schema)
         size = self.settings.cache_size
         if size:
             if len(self._cache) >= size:
@@ -177,8 +185,7 @@ class GraphQLStage(RequestStage, ResponseStage):
             or _SUGGESTION_BYTES not in response.body
         ):
             return None
-        principal = exchange.principal
-        if principal is not None and principal.roles & self._introspection_roles:
+        if self._sees_suggestions(exchange.principal):
             return None
         try:
             doc = orjson.loads(response.body)
@@ -206,7 +213,7 @@ def _strip(doc: object) -> bool:
         for error in errors:
             message = error.get("message") if isinstance(error, dict) else None
             if isinstance(message, str) and "Did you mean" in message:
-                error["message"] = _SUGGESTION.sub("", message)
+                error["message"] = SUGGESTION.sub("", message)
                 changed = True
     return changed
 
