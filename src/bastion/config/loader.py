@@ -196,6 +196,7 @@ def load_parsed(src: Source, path: Path) -> LoadedConfig:
     # Imported here: the OAuth package builds on this module's ResolvedRoute.
     from bastion.oauth.routes import builtin_routes
 
+    files.extend(f for f in _stage_files(routes) if f not in files)
     return LoadedConfig(
         config, path, tuple(routes), tuple(files), docs, _deprecations(config, src, docs), builtin_routes(config)
     )
@@ -651,6 +652,21 @@ def _with_files_resolved(fields: tuple[str, ...], layer: PolicyLayer) -> dict[st
         if isinstance(value, str) and value:
             values = {**values, name: str(resolve_path(Path(layer.source.file).parent, Path(value)))}
     return values
+
+
+def _stage_files(routes: list[ResolvedRoute]) -> list[Path]:
+    """The files the routes' stage settings name (``file_fields``), each once: watched for
+    reload like the config itself, since a stage reads them at load."""
+    out: dict[Path, None] = {}
+    for route in routes:
+        for _spec, cfg in route.stages:
+            fields = type(cfg).model_fields
+            for name, info in fields.items():
+                if (info.alias or name) in cfg.file_fields:
+                    value = getattr(cfg, name)
+                    if isinstance(value, Path):
+                        out[value] = None
+    return list(out)
 
 
 def _route_check_issue(layers: list[PolicyLayer], refused: tuple[str, str], issues: list[ConfigIssue]) -> None:

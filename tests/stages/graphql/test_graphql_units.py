@@ -305,13 +305,16 @@ def _schema_config(tmp_path: Path, sdl: str | None, schema: str = "schema.graphq
 
 def test_a_schema_file_is_read_relative_to_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``schema: schema.graphql`` is the file beside bastion.yaml, wherever the gateway runs
-    from, and the stage built from it validates against it."""
+    from; the stage built from it validates against it, and the file is among those watched
+    for reload."""
     monkeypatch.chdir(tmp_path)
     loaded = load_config(_schema_config(tmp_path, SDL))
     (stage,) = [s for s in loaded.routes[0].built if isinstance(s, GraphQLStage)]
     assert stage.settings.schema_file == tmp_path / "conf" / "schema.graphql"
     assert stage.on_request(_post({"query": "{ me { name } }"})) is None
     assert _reason(stage.on_request(_post({"query": "{ me { nme } }"}))) == "graphql.invalid"
+    # Watched for reload with the config: an edited schema is read again.
+    assert loaded.files.count(tmp_path / "conf" / "schema.graphql") == 1
 
 
 @pytest.mark.parametrize(
