@@ -366,3 +366,36 @@ def test_a_document_the_schema_refuses_is_refused_without_suggestions(tmp_path: 
     assert _reason(stage.on_request(_post({"query": 'mutation { login(user: "a") }'}))) == "graphql.invalid"
     assert _reason(stage.on_request(_post({"query": _nested(11)}))) == "graphql.depth"
     assert stage._cache["{ me { nme } }"].block is refused
+
+
+TYPED_SDL = """
+schema { query: Root }
+interface Node { id: ID! }
+type Root { me: User  node(id: ID!): Node  all: [User!]!  secret: String }
+type User implements Node { id: ID!  name: String!  salary: Int }
+"""
+
+
+def test_the_schema_gives_every_field_its_type(tmp_path: Path) -> None:
+    """With a schema, ``User.salary`` guards a user's salary wherever it is selected (through
+    a field's type, an inline fragment or an interface), where without one only ``... on
+    User`` names the type; the root type is the schema's own (``Root.secret``); a list field
+    without a size argument costs ``default_list_size`` times what it selects."""
+    (tmp_path / "s.graphql").write_text(TYPED_SDL)
+    settings = {"field_access": {"User.salary": {"roles": ["hr"]}}, "admin_fields": ["Root.secret"],
+                "default_list_size": 10}
+    typed = GraphQLStage(GraphQLConfig(schema=tmp_path / "s.graphql", **settings))
+    untyped = GraphQLStage(GraphQLConfig(**settings))
+    hr = Principal("c1", roles=frozenset({"hr"}))
+    for query in ("{ me { salary } }", "{ node(id: 1) { ... on User { salary } } }", "{ all { id salary } }"):
+        assert _reason(typed.on_request(_post({"query": query}))) == "graphql.forbidden", query
+        allowed = _post({"query": query})
+        allowed.principal = hr
+        assert typed.on_request(allowed) is None, query
+    assert untyped.on_request(_post({"query": "{ me { salary } }"})) is None
+    assert _reason(typed.on_request(_post({"query": "{ secret }"}))) == "graphql.forbidden"
+    assert measure("{ all { id name } }", typed.settings, typed._schema).cost == 1 + 10 * 2
+    assert measure("{ all { id name } }", untyped.settings).cost == 1 + 2
+    # A field of an interface is the field of every type that implements it.
+    ids = GraphQLStage(GraphQLConfig(schema=tmp_path / "s.graphql", field_access={"User.id": {"roles": ["hr"]}}))
+    assert _reason(ids.on_request(_post({"query": "{ node(id: 1) { id } }"}))) == "graphql.forbidden"

@@ -113,7 +113,10 @@ class GraphQLConfig(StageConfig):
         1,
         ge=1,
         le=1_000_000,
-        description="List size of a field whose list argument is not an integer (missing variable, null).",
+        description=(
+            "List size of a field whose list argument is not an integer (missing variable, null), and, "
+            "with a `schema`, of a list field without a list argument."
+        ),
     )
     introspection_roles: list[str] = Field(
         default_factory=list,

@@ -9,7 +9,10 @@ for introspection and admin fields) is recorded as facts the stage checks per re
 Without the upstream's schema, a field's type is known only where the document says it:
 the root of an operation (``Query``, ``Mutation``, ``Subscription``) and a fragment's type
 condition (``... on User``). ``Type.field`` names in the settings match fields there; a
-plain ``field`` matches a field of that name anywhere.
+plain ``field`` matches a field of that name anywhere. With the schema, every field's type
+is known: ``User.salary`` matches wherever a ``User``'s ``salary`` is selected (through an
+interface or union ``User`` belongs to too), and a list field without a size argument costs
+``default_list_size`` times what it selects.
 """
 
 from __future__ import annotations
@@ -18,7 +21,17 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-from graphql import GraphQLSchema, GraphQLSyntaxError, parse, validate
+from graphql import (
+    GraphQLInterfaceType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    GraphQLSyntaxError,
+    GraphQLUnionType,
+    parse,
+    validate,
+)
 from graphql.language import (
     DocumentNode,
     FieldNode,
@@ -125,8 +138,10 @@ class _Walk:
         config: GraphQLConfig,
         fragments: dict[str, FragmentDefinitionNode],
         variables: dict[str, object] | None,
+        schema: GraphQLSchema | None = None,
     ) -> None:
         self.config = config
+        self.schema = schema
         self.fragments = fragments
         self.variables = variables
         self.admin = frozenset(config.admin_fields)
@@ -169,23 +184,49 @@ class _Walk:
 
     def field(self, node: FieldNode, parent: str) -> tuple[int, int, int]:
         name = node.name.value
-        qualified = f"{parent}.{name}" if parent else name
+        qualified = [f"{owner}.{name}" for owner in self.owners(parent)]
         if name in _INTROSPECTION:
             self.introspection = True
-        if name in self.admin or qualified in self.admin:
+        if name in self.admin or any(q in self.admin for q in qualified):
             self.admin_field = True
         if self.access:
-            if name in self.access:
-                self.guarded[name] = None
-            if qualified in self.access:
-                self.guarded[qualified] = None
+            for key in (name, *qualified):
+                if key in self.access:
+                    self.guarded[key] = None
         costs = self.config.field_costs
-        own = costs.get(qualified, costs.get(name, self.config.default_field_cost))
+        own = next((costs[q] for q in qualified if q in costs), costs.get(name, self.config.default_field_cost))
         aliases = 1 if node.alias is not None else 0
         if node.selection_set is None:
             return 1, aliases, own
-        d, a, c = self.selection_set(node.selection_set, "")
-        return d + 1, aliases + a, own + self.list_size(node) * c
+        child, listed = self.field_type(parent, name)
+        d, a, c = self.selection_set(node.selection_set, child)
+        multiplier = self.list_size(node) or (self.config.default_list_size if listed else 1)
+        return d + 1, aliases + a, own + multiplier * c
+
+    def owners(self, parent: str) -> tuple[str, ...]:
+        """The types a field selected on ``parent`` belongs to: ``parent`` itself and, for an
+        interface or a union (known from the schema), every object type it may be."""
+        if not parent:
+            return ()
+        if self.schema is None:
+            return (parent,)
+        named = self.schema.get_type(parent)
+        if isinstance(named, (GraphQLInterfaceType, GraphQLUnionType)):
+            return (parent, *(t.name for t in self.schema.get_possible_types(named)))
+        return (parent,)
+
+    def field_type(self, parent: str, name: str) -> tuple[str, bool]:
+        """The name of the type field ``name`` of ``parent`` selects ("" without a schema
+        that knows it), and whether it is a list."""
+        owner = self.schema.get_type(parent) if self.schema is not None and parent else None
+        if not isinstance(owner, (GraphQLObjectType, GraphQLInterfaceType)) or name not in owner.fields:
+            return "", False
+        kind = owner.fields[name].type
+        listed = False
+        while isinstance(kind, (GraphQLNonNull, GraphQLList)):
+            listed = listed or isinstance(kind, GraphQLList)
+            kind = kind.of_type
+        return kind.name, listed
 
     def fragment(self, name: str) -> tuple[int, int, int]:
         known = self.memo.get(name)
@@ -198,7 +239,7 @@ class _Walk:
         return measured
 
     def list_size(self, node: FieldNode) -> int:
-        """How many items the field asks for: its largest list argument, or 1."""
+        """How many items the field asks for: its largest list argument, or 0 when it has none."""
         size = 0
         for argument in node.arguments or ():
             if argument.name.value not in self.list_arguments:
@@ -212,7 +253,7 @@ class _Walk:
                 size = max(size, given if given is not None else self.config.default_list_size)
             else:
                 size = max(size, self.config.default_list_size)
-        return size or 1
+        return size
 
 
 def _fragments(document: DocumentNode) -> dict[str, FragmentDefinitionNode] | Block:
@@ -327,7 +368,7 @@ def measure(text: str, config: GraphQLConfig, schema: GraphQLSchema | None = Non
     problem = _fragment_problem(document, fragments)
     if problem is not None:
         return Measured(problem, digest)
-    walk = _Walk(config, fragments, None)
+    walk = _Walk(config, fragments, None, schema)
     depth, aliases, cost, mutation = _operations(walk, document)
     names = _names(document)
     checks = (
@@ -385,12 +426,24 @@ def _operations(walk: _Walk, document: DocumentNode) -> tuple[int, int, int, boo
         if isinstance(definition, OperationDefinitionNode):
             walk.directives += len(definition.directives or ())
             mutation = mutation or definition.operation == OperationType.MUTATION
-            d, a, c = walk.selection_set(definition.selection_set, _ROOT_TYPES[definition.operation])
+            d, a, c = walk.selection_set(definition.selection_set, _root(walk.schema, definition.operation))
             depth, aliases, cost = max(depth, d), aliases + a, max(cost, c)
     return depth, aliases, cost, mutation
 
 
-def variable_cost(measured: Measured, config: GraphQLConfig, variables: dict[str, object] | None) -> int:
+def _root(schema: GraphQLSchema | None, operation: OperationType) -> str:
+    """The name of an operation's root type: the schema's (``schema { query: Root }``), else
+    the conventional one."""
+    root = schema.get_root_type(operation) if schema is not None else None
+    return root.name if root is not None else _ROOT_TYPES[operation]
+
+
+def variable_cost(
+    measured: Measured,
+    config: GraphQLConfig,
+    variables: dict[str, object] | None,
+    schema: GraphQLSchema | None = None,
+) -> int:
     """The cost of a document whose list sizes come from the request's variables."""
     given = variables or {}
     key = tuple(_size(given.get(name)) for name in measured.size_variables)
@@ -400,7 +453,7 @@ def variable_cost(measured: Measured, config: GraphQLConfig, variables: dict[str
         if document is None:
             return measured.cost
         fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-        _, _, cost, _ = _operations(_Walk(config, fragments, variables), document)
+        _, _, cost, _ = _operations(_Walk(config, fragments, variables, schema), document)
         if len(measured.costs) >= COSTS_KEPT:
             measured.costs.clear()
         measured.costs[key] = cost

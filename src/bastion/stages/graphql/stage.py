@@ -127,7 +127,7 @@ class GraphQLStage(RequestStage, ResponseStage):
             return measured.block
         cost = measured.cost
         if measured.size_variables:
-            cost = variable_cost(measured, self.settings, operation.variables)
+            cost = variable_cost(measured, self.settings, operation.variables, self._schema)
             if cost > self.settings.max_cost:
                 return limit_block("cost", cost, self.settings.max_cost, "max_cost")
         roles = principal.roles if principal is not None else frozenset()
