@@ -5,6 +5,7 @@ suggestions removed. Through a real gateway in ``test_graphql_gateway.py``."""
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -399,3 +400,20 @@ def test_the_schema_gives_every_field_its_type(tmp_path: Path) -> None:
     # A field of an interface is the field of every type that implements it.
     ids = GraphQLStage(GraphQLConfig(schema=tmp_path / "s.graphql", field_access={"User.id": {"roles": ["hr"]}}))
     assert _reason(ids.on_request(_post({"query": "{ node(id: 1) { id } }"}))) == "graphql.forbidden"
+
+
+def test_settings_must_name_fields_the_schema_has(tmp_path: Path) -> None:
+    """With a schema, a ``Type.field`` in ``admin_fields``, ``field_access`` or
+    ``field_costs`` that the schema lacks is a load error (the rule would never apply); the
+    conventional ``Mutation``/``Query`` names stand for a schema's own root types, so
+    ``Query.secret`` guards ``Root.secret``."""
+    (tmp_path / "s.graphql").write_text(TYPED_SDL)
+    schema = tmp_path / "s.graphql"
+    with pytest.raises(ValidationError, match=re.escape("'User.salry': the schema's type 'User' has no field 'salry'")):
+        GraphQLConfig(schema=schema, field_access={"User.salry": {"roles": ["hr"]}})
+    with pytest.raises(ValidationError, match=re.escape("'Usr.id': the schema has no object or interface type 'Usr'")):
+        GraphQLConfig(schema=schema, admin_fields=["Usr.id"])
+    with pytest.raises(ValidationError, match=re.escape("'Query.nope'")):
+        GraphQLConfig(schema=schema, field_costs={"Query.nope": 5})
+    stage = GraphQLStage(GraphQLConfig(schema=schema, admin_fields=["Query.secret", "salary"]))
+    assert _reason(stage.on_request(_post({"query": "{ secret }"}))) == "graphql.forbidden"

@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bastion.pipeline.stage import StageConfig
-from bastion.stages.graphql.schema import load_schema
+from bastion.stages.graphql.schema import load_schema, unknown_field
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
@@ -179,6 +179,18 @@ class GraphQLConfig(StageConfig):
         if value is not None:
             load_schema(value)  # a missing or invalid file stops the load, naming file, line and column
         return value
+
+    @model_validator(mode="after")
+    def _names_in_schema(self) -> GraphQLConfig:
+        """With a schema, every ``Type.field`` the settings name must exist in it."""
+        if self.schema_file is None:
+            return self
+        schema = load_schema(self.schema_file)
+        for name in (*self.admin_fields, *self.field_access, *self.field_costs):
+            problem = unknown_field(schema, name)
+            if problem is not None:
+                raise ValueError(problem)
+        return self
 
     @field_validator("persisted_queries")
     @classmethod

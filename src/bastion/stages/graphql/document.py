@@ -46,14 +46,9 @@ from graphql.language import (
 )
 
 from bastion.stages.graphql.config import GraphQLConfig
+from bastion.stages.graphql.schema import CONVENTIONAL_ROOTS, root_aliases
 from bastion.types import Block
 
-#: The root types' names as a schema without a ``schema {...}`` definition has them.
-_ROOT_TYPES = {
-    OperationType.QUERY: "Query",
-    OperationType.MUTATION: "Mutation",
-    OperationType.SUBSCRIPTION: "Subscription",
-}
 _INTROSPECTION = frozenset({"__schema", "__type"})
 #: graphql-core's messages when a document has more tokens than ``max_tokens``, and when it
 #: is nested deeper than the parser's recursion allows (over any depth limit we accept).
@@ -142,6 +137,9 @@ class _Walk:
     ) -> None:
         self.config = config
         self.schema = schema
+        # A schema whose root types have other names (``schema { mutation: Writes }``):
+        # settings written with the conventional ``Mutation.field`` still apply there.
+        self.root_aliases = root_aliases(schema)
         self.fragments = fragments
         self.variables = variables
         self.admin = frozenset(config.admin_fields)
@@ -210,6 +208,9 @@ class _Walk:
             return ()
         if self.schema is None:
             return (parent,)
+        alias = self.root_aliases.get(parent)
+        if alias is not None:
+            return (parent, alias)
         named = self.schema.get_type(parent)
         if isinstance(named, (GraphQLInterfaceType, GraphQLUnionType)):
             return (parent, *(t.name for t in self.schema.get_possible_types(named)))
@@ -435,7 +436,7 @@ def _root(schema: GraphQLSchema | None, operation: OperationType) -> str:
     """The name of an operation's root type: the schema's (``schema { query: Root }``), else
     the conventional one."""
     root = schema.get_root_type(operation) if schema is not None else None
-    return root.name if root is not None else _ROOT_TYPES[operation]
+    return root.name if root is not None else CONVENTIONAL_ROOTS[operation]
 
 
 def variable_cost(

@@ -10,7 +10,18 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from graphql import GraphQLError, GraphQLSchema, GraphQLSyntaxError, Source, build_ast_schema, parse, validate_schema
+from graphql import (
+    GraphQLError,
+    GraphQLInterfaceType,
+    GraphQLObjectType,
+    GraphQLSchema,
+    GraphQLSyntaxError,
+    Source,
+    build_ast_schema,
+    parse,
+    validate_schema,
+)
+from graphql.language import OperationType
 from graphql.validation.validate import validate_sdl
 
 
@@ -56,3 +67,38 @@ def _where(path: Path, error: GraphQLError) -> str:
         first = error.locations[0]
         return f"{path}:{first.line}:{first.column}: {error.message}"
     return f"{path}: {error.message}"
+
+
+#: The root types' names by convention (a schema without a ``schema {...}`` definition).
+CONVENTIONAL_ROOTS = {
+    OperationType.QUERY: "Query",
+    OperationType.MUTATION: "Mutation",
+    OperationType.SUBSCRIPTION: "Subscription",
+}
+
+
+def root_aliases(schema: GraphQLSchema | None) -> dict[str, str]:
+    """The schema's root types that are not named ``Query``, ``Mutation`` or
+    ``Subscription``, each to the conventional name of its kind."""
+    out: dict[str, str] = {}
+    for operation, conventional in CONVENTIONAL_ROOTS.items():
+        root = schema.get_root_type(operation) if schema is not None else None
+        if root is not None and root.name != conventional:
+            out[root.name] = conventional
+    return out
+
+
+def unknown_field(schema: GraphQLSchema, name: str) -> str | None:
+    """Why the setting's field name ``Type.field`` (or a plain ``field``, which any type may
+    have) names nothing in ``schema``, or ``None``: a rule for a field that does not exist
+    would never apply."""
+    if "." not in name:
+        return None
+    type_name, field_name = name.split(".", 1)
+    conventional = {v: k for k, v in root_aliases(schema).items()}
+    owner = schema.get_type(conventional.get(type_name, type_name))
+    if not isinstance(owner, (GraphQLObjectType, GraphQLInterfaceType)):
+        return f"{name!r}: the schema has no object or interface type {type_name!r}"
+    if field_name not in owner.fields:
+        return f"{name!r}: the schema's type {type_name!r} has no field {field_name!r}"
+    return None
