@@ -190,7 +190,8 @@ def load_parsed(src: Source, path: Path) -> LoadedConfig:
         _check_builtin_conflicts(routes, issues)
     if issues:
         raise ConfigError(issues)
-    routes = [_build_stages(r, docs, issues, config.oauth_server.enabled) for r in routes]
+    upstreams = {svc.name: svc.upstream.targets[0].url for svc in config.services}
+    routes = [_build_stages(r, docs, issues, config.oauth_server.enabled, upstreams) for r in routes]
     if issues:
         raise ConfigError(issues)
     # Imported here: the OAuth package builds on this module's ResolvedRoute.
@@ -222,7 +223,11 @@ def _deprecations(config: GatewayConfig, src: Source, docs: dict[str, OpenAPIDoc
 
 
 def _build_stages(
-    route: ResolvedRoute, docs: dict[str, OpenAPIDocument], issues: list[ConfigIssue], own_tokens: bool = False
+    route: ResolvedRoute,
+    docs: dict[str, OpenAPIDocument],
+    issues: list[ConfigIssue],
+    own_tokens: bool = False,
+    upstreams: dict[str, str] | None = None,
 ) -> ResolvedRoute:
     doc = docs.get(route.service)
     info = RouteInfo(
@@ -234,6 +239,7 @@ def _build_stages(
         route.operation,
         doc.data if doc is not None else None,
         own_tokens,
+        (upstreams or {}).get(route.service),
     )
     built: list[Stage] = []
     for spec, stage_config in route.stages:
@@ -614,7 +620,7 @@ def _stages(
         values: dict[str, Any] = {}
         ok = True
         for layer in layers:
-            layer_values = _with_files_resolved(spec.config_model.file_fields, layer)
+            layer_values = _with_files_resolved(spec.config_model, layer)
             # Validate each layer alone first, so an error points at the file that has it.
             try:
                 spec.config_model.model_validate(layer_values)
@@ -643,13 +649,13 @@ def _stages(
     return tuple(out)
 
 
-def _with_files_resolved(fields: tuple[str, ...], layer: PolicyLayer) -> dict[str, Any]:
-    """``layer``'s values with its relative file names (``fields``) resolved against the
-    folder of the file that sets them (``bastion.yaml``, or an OpenAPI document)."""
+def _with_files_resolved(model: type[StageConfig], layer: PolicyLayer) -> dict[str, Any]:
+    """``layer``'s values with its relative file names (``model.file_fields``) resolved
+    against the folder of the file that sets them (``bastion.yaml``, or an OpenAPI document)."""
     values = layer.values
-    for name in fields:
+    for name in model.file_fields:
         value = values.get(name)
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and value and value not in model.file_keywords:
             values = {**values, name: str(resolve_path(Path(layer.source.file).parent, Path(value)))}
     return values
 

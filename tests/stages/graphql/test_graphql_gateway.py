@@ -11,6 +11,7 @@ hand-written public route (`policies.graphql`), runs the persisted-query allow-l
 from __future__ import annotations
 
 import hashlib
+import socket
 import subprocess
 import sys
 import time
@@ -308,3 +309,47 @@ def test_a_document_the_schema_refuses_never_reaches_the_server(schema_checked: 
     assert doc["detail"].endswith(
         "Argument 'Mutation.login(password:)' of type 'String!' is required, but it was not provided.")
     assert not upstream.saw(token + " ") and not upstream.saw(token + "Login") and upstream.logins == logins
+
+
+def _introspecting(upstream_url: str) -> GatewayProcess:
+    """A gateway whose public GraphQL route has ``schema: introspect``, in front of ``upstream_url``."""
+    config = {
+        "access_log": {"path": "access.log"},
+        "services": [{"name": "app", "upstream": upstream_url, "routes": [
+            {"path": "/graphql", "methods": ["POST"], "public": True,
+             "policies": {"graphql": {"schema": "introspect"}}}]}],
+    }
+    return GatewayProcess(config)
+
+
+def test_an_introspected_schema_validates_documents(upstream: GraphQLUpstream, token: str) -> None:
+    """``schema: introspect`` asks the server for its schema once the worker starts; then a
+    valid query is answered by the server and one with an unknown field is refused with 400
+    ``graphql.invalid`` without reaching it."""
+    with _introspecting(upstream.url) as gw:
+        deadline = time.monotonic() + 20
+        while (ok := httpx.post(gw.url + "/graphql", json={"query": "{ me { id } }"}, timeout=10)).status_code == 503:
+            assert time.monotonic() < deadline, "the schema was never introspected"
+            time.sleep(0.1)
+        assert ok.json() == {"data": {"me": {"id": "0"}}}
+        typo = httpx.post(gw.url + "/graphql", json={"query": f"query {token} {{ me {{ nme }} }}"}, timeout=10)
+        doc = _refused(gw, typo, 400, "graphql.invalid")
+        assert doc["detail"].endswith("Cannot query field 'nme' on type 'User'.")
+        assert not upstream.saw(token)
+
+
+def test_without_an_introspected_schema_the_route_fails_closed() -> None:
+    """When the upstream cannot be introspected (here nothing listens), the route answers
+    503 ``graphql.schema_unavailable`` problem+json and the log says why, naming the URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with _introspecting(f"http://127.0.0.1:{port}") as gw:
+        refused = httpx.post(gw.url + "/graphql", json={"query": "{ me { id } }"}, timeout=10)
+        doc = _refused(gw, refused, 503, "graphql.schema_unavailable")
+        assert doc["detail"] == "The GraphQL schema of this API is not known yet; try again shortly."
+        deadline = time.monotonic() + 10
+        expected = f"no schema yet, the route answers 503 until introspection succeeds: http://127.0.0.1:{port}/graphql"
+        while expected not in gw.stderr_text():
+            assert time.monotonic() < deadline, gw.stderr_text()
+            time.sleep(0.1)

@@ -39,14 +39,16 @@ class GraphQLConfig(StageConfig):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     file_fields: ClassVar[tuple[str, ...]] = ("schema",)
+    file_keywords: ClassVar[frozenset[str]] = frozenset({"introspect"})
 
-    schema_file: Path | None = Field(
+    schema_file: Literal["introspect"] | Path | None = Field(
         None,
         alias="schema",
         description=(
-            "The upstream's schema, an SDL file (relative to the file that names it): every document is "
-            "also validated against it, and one the schema refuses is answered 400 (`graphql.invalid`) "
-            "without reaching the upstream. Without it, only the limits apply."
+            "The upstream's schema, an SDL file (relative to the file that names it), or `introspect`: "
+            "asked of the upstream once when a worker starts (the route answers 503 until it is known). "
+            "Every document is also validated against it, and one the schema refuses is answered 400 "
+            "(`graphql.invalid`) without reaching the upstream. Without it, only the limits apply."
         ),
     )
     max_depth: int = Field(
@@ -175,15 +177,15 @@ class GraphQLConfig(StageConfig):
 
     @field_validator("schema_file")
     @classmethod
-    def _schema(cls, value: Path | None) -> Path | None:
-        if value is not None:
+    def _schema(cls, value: Path | str | None) -> Path | str | None:
+        if isinstance(value, Path):
             load_schema(value)  # a missing or invalid file stops the load, naming file, line and column
         return value
 
     @model_validator(mode="after")
     def _names_in_schema(self) -> GraphQLConfig:
         """With a schema, every ``Type.field`` the settings name must exist in it."""
-        if self.schema_file is None:
+        if not isinstance(self.schema_file, Path):
             return self
         schema = load_schema(self.schema_file)
         for name in (*self.admin_fields, *self.field_access, *self.field_costs):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from graphql import (
     GraphQLError,
@@ -18,10 +19,16 @@ from graphql import (
     GraphQLSyntaxError,
     Source,
     build_ast_schema,
+    build_client_schema,
+    get_introspection_query,
     parse,
     validate_schema,
 )
 from graphql.language import OperationType
+from graphql.utilities import IntrospectionQuery
+
+if TYPE_CHECKING:
+    import httpx
 from graphql.validation.validate import validate_sdl
 
 
@@ -102,3 +109,26 @@ def unknown_field(schema: GraphQLSchema, name: str) -> str | None:
     if field_name not in owner.fields:
         return f"{name!r}: the schema's type {type_name!r} has no field {field_name!r}"
     return None
+
+
+async def introspect(client: httpx.AsyncClient, url: str) -> GraphQLSchema:
+    """The schema the GraphQL server at ``url`` describes when asked (one POST of the
+    introspection query); :class:`SchemaFileError` saying why when it does not."""
+    response = await client.post(url, json={"query": get_introspection_query(descriptions=False)})
+    if response.status_code != 200:
+        raise SchemaFileError(f"{url} answered {response.status_code} to the introspection query")
+    try:
+        body: Any = response.json()
+    except ValueError:
+        raise SchemaFileError(f"{url} answered the introspection query with something other than JSON") from None
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict) or "__schema" not in data:
+        raise SchemaFileError(f"{url} answered the introspection query without a schema (introspection is off?)")
+    try:
+        schema = build_client_schema(cast(IntrospectionQuery, data))
+    except (TypeError, ValueError) as exc:
+        raise SchemaFileError(f"{url} described a schema graphql-core cannot build: {exc}") from None
+    errors = validate_schema(schema)
+    if errors:
+        raise SchemaFileError(f"{url} described an invalid schema: {errors[0].message}")
+    return schema

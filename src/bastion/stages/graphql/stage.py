@@ -3,23 +3,44 @@ limits before it goes upstream; suggestions stripped from what comes back."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 import orjson
 
+from bastion.errors import PolicyError
 from bastion.pipeline.stage import RequestStage, ResponseStage, RouteInfo
 from bastion.stages.graphql.config import GraphQLAccess, GraphQLConfig
 from bastion.stages.graphql.document import SUGGESTION, Measured, limit_block, malformed, measure, variable_cost
-from bastion.stages.graphql.schema import load_schema
+from bastion.stages.graphql.schema import SchemaFileError, introspect, load_schema
 from bastion.types import Block, Exchange, Principal, Request
+
+if TYPE_CHECKING:
+    import httpx
+    from graphql import GraphQLSchema
+
+    from bastion.services import Services
+
+log = logging.getLogger("bastion.graphql")
 
 _SUGGESTION_BYTES = b"Did you mean"
 _STALE = frozenset(("content-length", "etag", "content-md5", "digest"))
 _NOT_PERSISTED = Block(
     403, "Forbidden", "Only persisted GraphQL documents may run on this route.", reason="graphql.not_persisted"
 )
+_NO_SCHEMA = Block(
+    503,
+    "Service Unavailable",
+    "The GraphQL schema of this API is not known yet; try again shortly.",
+    reason="graphql.schema_unavailable",
+)
+#: Seconds between introspection attempts while the upstream does not answer (doubling).
+_RETRY_FIRST, _RETRY_MOST = 1.0, 30.0
 _FORBIDDEN = Block(403, "Forbidden", "This GraphQL operation requires an administrator.", reason="graphql.forbidden")
 #: Parameters of a GraphQL request over GET.
 _GRAPHQL_PARAMS = frozenset(("query", "variables", "operationName", "extensions"))
@@ -65,14 +86,19 @@ class GraphQLStage(RequestStage, ResponseStage):
 
     needs_request_body = True
 
-    def __init__(self, config: GraphQLConfig) -> None:
+    def __init__(self, config: GraphQLConfig, introspect_url: str | None = None) -> None:
         super().__init__("graphql", config)
         self.settings = config
         # Only a response that may carry suggestions needs its body read.
         self.needs_response_body = config.strip_suggestions
         self._cache: dict[str, Measured] = {}
         # Read at config load (cached per file version); the config validated it already.
-        self._schema = load_schema(config.schema_file) if config.schema_file is not None else None
+        # With ``schema: introspect`` it is asked of the upstream at start; until then the
+        # route fails closed.
+        file = config.schema_file
+        self._schema: GraphQLSchema | None = load_schema(file) if isinstance(file, Path) else None
+        self._introspect_url = introspect_url if file == "introspect" else None
+        self._introspection: asyncio.Task[None] | None = None
         self._introspection_roles = frozenset(config.introspection_roles)
         self._admin_roles = frozenset(config.admin_roles)
         self._persisted = frozenset(config.persisted_queries)
@@ -83,10 +109,44 @@ class GraphQLStage(RequestStage, ResponseStage):
 
     @classmethod
     def from_config(cls, config: GraphQLConfig, route: RouteInfo) -> GraphQLStage:
-        return cls(config)
+        if config.schema_file != "introspect":
+            return cls(config)
+        if route.upstream is None:
+            raise PolicyError("schema: introspect needs the service's upstream; name an SDL file instead")
+        return cls(config, route.upstream.rstrip("/") + route.path)
+
+    async def start(self, services: Services) -> None:
+        if self._introspect_url is not None and self._schema is None:
+            # In the background: the worker serves other routes meanwhile, this one 503s.
+            self._introspection = asyncio.get_running_loop().create_task(self._learn_schema(services.http))
+
+    async def close(self) -> None:
+        if self._introspection is not None:
+            self._introspection.cancel()
+            self._introspection = None
+
+    async def _learn_schema(self, client: httpx.AsyncClient) -> None:
+        """Ask the upstream for its schema until it answers, waiting longer each time."""
+        url = self._introspect_url or ""
+        delay = _RETRY_FIRST
+        while True:
+            try:
+                self._schema = await introspect(client, url)
+            except SchemaFileError as exc:
+                reason = str(exc)
+            except Exception as exc:  # an unreachable upstream: keep failing closed, say why
+                reason = f"{url}: {type(exc).__name__}: {exc}"
+            else:
+                log.info("graphql: the schema of %s is known (introspected); its route serves requests", url)
+                return
+            log.error("graphql: no schema yet, the route answers 503 until introspection succeeds: %s", reason)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MOST)
 
     # -- request side ------------------------------------------------------------------------
     def on_request(self, exchange: Exchange) -> Block | None:
+        if self._introspect_url is not None and self._schema is None:
+            return _NO_SCHEMA
         operations = _operations(exchange.request)
         if isinstance(operations, Block):
             return operations
