@@ -353,3 +353,24 @@ def test_without_an_introspected_schema_the_route_fails_closed() -> None:
         while expected not in gw.stderr_text():
             assert time.monotonic() < deadline, gw.stderr_text()
             time.sleep(0.1)
+
+
+
+def test_an_introspected_schema_outlives_a_reload(token: str) -> None:
+    """Once learnt, the schema stays with the worker: after a reload, with the server gone
+    (so it cannot be asked again), the route still validates (400 ``graphql.invalid``, not
+    503) and the log says the known schema stays."""
+    server = GraphQLUpstream().__enter__()
+    with _introspecting(server.url) as gw:
+        deadline = time.monotonic() + 20
+        while httpx.post(gw.url + "/graphql", json={"query": "{ me { id } }"}, timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, "the schema was never introspected"
+            time.sleep(0.1)
+        server.__exit__()
+        assert gw.reload()[0] == 200
+        typo = httpx.post(gw.url + "/graphql", json={"query": f"query {token} {{ me {{ nme }} }}"}, timeout=10)
+        _refused(gw, typo, 400, "graphql.invalid")
+        deadline = time.monotonic() + 10
+        while "introspecting again failed, the schema known before stays" not in gw.stderr_text():
+            assert time.monotonic() < deadline, gw.stderr_text()
+            time.sleep(0.1)

@@ -79,6 +79,13 @@ class Operation:
     variables: dict[str, object] | None
 
 
+class LearntSchema:
+    """The schema introspected from one upstream URL, kept by the worker across reloads."""
+
+    def __init__(self) -> None:
+        self.schema: GraphQLSchema | None = None
+
+
 class GraphQLStage(RequestStage, ResponseStage):
     """Reads every request as GraphQL (``application/json``, single or batched;
     ``application/graphql``; ``GET ?query=``) and refuses it with 400 when it does not
@@ -116,28 +123,36 @@ class GraphQLStage(RequestStage, ResponseStage):
         return cls(config, route.upstream.rstrip("/") + route.path)
 
     async def start(self, services: Services) -> None:
-        if self._introspect_url is not None and self._schema is None:
-            # In the background: the worker serves other routes meanwhile, this one 503s.
-            self._introspection = asyncio.get_running_loop().create_task(self._learn_schema(services.http))
+        url = self._introspect_url
+        if url is not None and self._schema is None:
+            # What an earlier configuration of this worker learnt serves at once (a reload
+            # does not 503); it is asked again in the background, in case it changed.
+            learnt = services.shared("graphql.schema:" + url, LearntSchema)
+            self._schema = learnt.schema
+            self._introspection = asyncio.get_running_loop().create_task(self._learn_schema(services.http, learnt))
 
     async def close(self) -> None:
         if self._introspection is not None:
             self._introspection.cancel()
             self._introspection = None
 
-    async def _learn_schema(self, client: httpx.AsyncClient) -> None:
+    async def _learn_schema(self, client: httpx.AsyncClient, learnt: LearntSchema) -> None:
         """Ask the upstream for its schema until it answers, waiting longer each time."""
         url = self._introspect_url or ""
         delay = _RETRY_FIRST
         while True:
             try:
-                self._schema = await introspect(client, url)
+                self._schema = learnt.schema = await introspect(client, url)
+                self._cache.clear()  # verdicts of the schema it replaces
             except SchemaFileError as exc:
                 reason = str(exc)
             except Exception as exc:  # an unreachable upstream: keep failing closed, say why
                 reason = f"{url}: {type(exc).__name__}: {exc}"
             else:
                 log.info("graphql: the schema of %s is known (introspected); its route serves requests", url)
+                return
+            if self._schema is not None:
+                log.warning("graphql: introspecting again failed, the schema known before stays: %s", reason)
                 return
             log.error("graphql: no schema yet, the route answers 503 until introspection succeeds: %s", reason)
             await asyncio.sleep(delay)
