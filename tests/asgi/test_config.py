@@ -91,6 +91,17 @@ def test_client_certificate_routes_are_refused(tmp_path: Path) -> None:
     assert issue.file.endswith("openapi.yaml#/paths/~1items/get")
 
 
+def test_graphql_schema_introspection_is_refused(tmp_path: Path) -> None:
+    """``schema: introspect`` on a GraphQL route is refused at load, naming the route: the
+    embedded mode has no upstream to ask, so the route could only ever answer 503."""
+    config = {"services": [service(policies={"graphql": {"schema": "introspect"}})]}
+    with pytest.raises(ConfigError) as caught:
+        load_embedded(write(tmp_path, config))
+    [issue] = caught.value.issues
+    assert issue.field == "graphql.schema (listItems)"
+    assert "the embedded mode has no upstream" in issue.message
+
+
 def test_gateway_errors_are_still_reported(tmp_path: Path) -> None:
     """Everything else is the gateway's schema: an unknown field is the loader's own error."""
     with pytest.raises(ConfigError, match="listn"):

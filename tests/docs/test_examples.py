@@ -111,7 +111,9 @@ def _write_openapi(path: Path, fragment: dict[str, Any] | None = None) -> None:
 
 
 #: The configuration fields that name a file.
-FILE_FIELDS = {"cert", "key", "client_ca", "ca", "ca_file", "openapi", "pepper_file"}
+FILE_FIELDS = {"cert", "key", "client_ca", "ca", "ca_file", "openapi", "pepper_file", "schema"}
+#: What a GraphQL schema file an example names holds (``policies.graphql.schema``).
+EXAMPLE_SDL = "type Query { me: User }\ntype User { id: ID!  name: String! }\n"
 
 
 def _files_named(node: Any) -> list[str]:
@@ -142,6 +144,8 @@ def _create_files(folder: Path, config: dict[str, Any]) -> None:
     for name in _files_named(config):
         if name.endswith((".yaml", ".yml", ".json")) and not (folder / name).exists():
             _write_openapi(folder / name)
+        if name.endswith(".graphql") and not (folder / name).exists():
+            (folder / name).write_text(EXAMPLE_SDL, encoding="utf-8")
 
 
 def _load_config_piece(folder: Path, piece: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ from bastion.config.errors import ConfigError, ConfigIssue
 from bastion.config.loader import LoadedConfig, load_config, load_parsed
 from bastion.config.yamlsrc import Source, load_source
 from bastion.stages.auth import auth_stage
+from bastion.stages.graphql import GraphQLStage
 
 #: Stands in for the upstream the embedded mode has not got (never connected to).
 NO_UPSTREAM = "http://embedded.invalid"
@@ -51,7 +52,7 @@ def load_embedded(path: Path | str) -> LoadedConfig:
         warnings = _ignored(src)
         _without_upstreams(src, warnings)
     loaded = load_parsed(src, path)
-    refused = _certificate_routes(loaded)
+    refused = _certificate_routes(loaded) + _introspecting_routes(loaded)
     if refused:
         raise ConfigError(refused)
     return replace(loaded, warnings=(*loaded.warnings, *warnings))
@@ -147,6 +148,22 @@ def _certificate_routes(loaded: LoadedConfig) -> list[ConfigIssue]:
                 )
             )
     return issues
+
+
+def _introspecting_routes(loaded: LoadedConfig) -> list[ConfigIssue]:
+    """GraphQL routes that would ask an upstream for their schema: the embedded mode has none."""
+    return [
+        ConfigIssue(
+            route.origin,
+            None,
+            f"graphql.schema ({route.id})",
+            "'introspect' asks the upstream for its schema, and the embedded mode has no upstream: "
+            "name the schema's SDL file instead",
+        )
+        for route in loaded.routes
+        for stage in route.built
+        if isinstance(stage, GraphQLStage) and stage.settings.schema_file == "introspect"
+    ]
 
 
 __all__ = ["NO_UPSTREAM", "is_embedded", "load_any", "load_embedded"]

@@ -190,12 +190,14 @@ def load_parsed(src: Source, path: Path) -> LoadedConfig:
         _check_builtin_conflicts(routes, issues)
     if issues:
         raise ConfigError(issues)
-    routes = [_build_stages(r, docs, issues, config.oauth_server.enabled) for r in routes]
+    upstreams = {svc.name: svc.upstream.targets[0].url for svc in config.services}
+    routes = [_build_stages(r, docs, issues, config.oauth_server.enabled, upstreams) for r in routes]
     if issues:
         raise ConfigError(issues)
     # Imported here: the OAuth package builds on this module's ResolvedRoute.
     from bastion.oauth.routes import builtin_routes
 
+    files.extend(f for f in _stage_files(routes) if f not in files)
     return LoadedConfig(
         config, path, tuple(routes), tuple(files), docs, _deprecations(config, src, docs), builtin_routes(config)
     )
@@ -221,7 +223,11 @@ def _deprecations(config: GatewayConfig, src: Source, docs: dict[str, OpenAPIDoc
 
 
 def _build_stages(
-    route: ResolvedRoute, docs: dict[str, OpenAPIDocument], issues: list[ConfigIssue], own_tokens: bool = False
+    route: ResolvedRoute,
+    docs: dict[str, OpenAPIDocument],
+    issues: list[ConfigIssue],
+    own_tokens: bool = False,
+    upstreams: dict[str, str] | None = None,
 ) -> ResolvedRoute:
     doc = docs.get(route.service)
     info = RouteInfo(
@@ -233,6 +239,7 @@ def _build_stages(
         route.operation,
         doc.data if doc is not None else None,
         own_tokens,
+        (upstreams or {}).get(route.service),
     )
     built: list[Stage] = []
     for spec, stage_config in route.stages:
@@ -613,16 +620,17 @@ def _stages(
         values: dict[str, Any] = {}
         ok = True
         for layer in layers:
+            layer_values = _with_files_resolved(spec.config_model, layer)
             # Validate each layer alone first, so an error points at the file that has it.
             try:
-                spec.config_model.model_validate(layer.values)
+                spec.config_model.model_validate(layer_values)
             except ValidationError as exc:
                 # A service-wide layer is validated for each route: report each problem once.
                 issues.extend(
                     i for i in pydantic_issues(exc, layer.source, spec.config_model, layer.path) if i not in issues
                 )
                 ok = False
-            values.update(layer.values)
+            values.update(layer_values)
         if not ok:
             continue
         try:
@@ -639,6 +647,32 @@ def _stages(
         if cfg.enabled:
             out.append((spec, cfg))
     return tuple(out)
+
+
+def _with_files_resolved(model: type[StageConfig], layer: PolicyLayer) -> dict[str, Any]:
+    """``layer``'s values with its relative file names (``model.file_fields``) resolved
+    against the folder of the file that sets them (``bastion.yaml``, or an OpenAPI document)."""
+    values = layer.values
+    for name in model.file_fields:
+        value = values.get(name)
+        if isinstance(value, str) and value and value not in model.file_keywords:
+            values = {**values, name: str(resolve_path(Path(layer.source.file).parent, Path(value)))}
+    return values
+
+
+def _stage_files(routes: list[ResolvedRoute]) -> list[Path]:
+    """The files the routes' stage settings name (``file_fields``), each once: watched for
+    reload like the config itself, since a stage reads them at load."""
+    out: dict[Path, None] = {}
+    for route in routes:
+        for _spec, cfg in route.stages:
+            fields = type(cfg).model_fields
+            for name, info in fields.items():
+                if (info.alias or name) in cfg.file_fields:
+                    value = getattr(cfg, name)
+                    if isinstance(value, Path):
+                        out[value] = None
+    return list(out)
 
 
 def _route_check_issue(layers: list[PolicyLayer], refused: tuple[str, str], issues: list[ConfigIssue]) -> None:

@@ -44,6 +44,11 @@ class StageConfig(BaseModel):
     #: Fields a stage still accepts but no longer documents: field -> what replaces it. The
     #: loader warns (file, line, field) wherever one is set; the stage maps it itself.
     deprecated_fields: ClassVar[dict[str, str]] = {}
+    #: Fields (as written in the file) that name a file: the loader resolves a relative one
+    #: against the folder of the file that sets it, before the stage validates it.
+    file_fields: ClassVar[tuple[str, ...]] = ()
+    #: Values of ``file_fields`` that are words, not files (``schema: introspect``).
+    file_keywords: ClassVar[frozenset[str]] = frozenset()
 
     enabled: bool = Field(True, description="Run this stage on the route at all.")
     enforce: bool = Field(
@@ -186,6 +191,9 @@ class RouteInfo:
     #: The built-in OAuth server is on (``oauth_server.enabled``): the route's bearer tokens
     #: may also be the server's own.
     own_tokens: bool = False
+    #: The URL of the service's first upstream target (``None`` in embedded mode), for a
+    #: stage that asks the upstream something once at start (a GraphQL schema).
+    upstream: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ hand-written public route (`policies.graphql`), runs the persisted-query allow-l
 from __future__ import annotations
 
 import hashlib
+import socket
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ import pytest
 import yaml
 
 from bastion.testing import GatewayProcess
-from tests.stages.graphql.upstream import GraphQLUpstream
+from tests.stages.graphql.upstream import SDL, GraphQLUpstream
 
 #: The defaults, but for the roles, and a token limit high enough that a 1,000-alias
 #: document (12,000 tokens) is refused by the alias limit itself (by default ``max_tokens``,
@@ -262,3 +263,114 @@ def test_only_persisted_documents_run_in_allow_list_mode(persisted: GatewayProce
     doc = _refused(gw, other, 403, "graphql.not_persisted")
     assert doc["detail"] == "Only persisted GraphQL documents may run on this route."
     assert not upstream.saw(token)
+
+
+@pytest.fixture(scope="module")
+def schema_checked(upstream: GraphQLUpstream) -> Iterator[GatewayProcess]:
+    """A public route whose OpenAPI document (in a sub-folder) names the server's schema as
+    ``schema: schema.graphql``, a file beside the document."""
+    api = {
+        "openapi": "3.1.0",
+        "info": {"title": "social", "version": "1"},
+        "paths": {"/graphql": {"post": {
+            "operationId": "graphql",
+            "security": [],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}},
+            "responses": {"200": {"description": "ok"}},
+            "x-bastion-graphql": {"schema": "schema.graphql"},
+        }}},
+    }
+    config = {
+        "access_log": {"path": "access.log"},
+        "services": [{"name": "social", "openapi": "api/api.yaml", "upstream": upstream.url}],
+    }
+    files = {"api/api.yaml": yaml.safe_dump(api), "api/schema.graphql": SDL}
+    with GatewayProcess(config, files=files) as gw:
+        yield gw
+
+
+def test_a_document_the_schema_refuses_never_reaches_the_server(schema_checked: GatewayProcess, token: str,
+                                                                 upstream: GraphQLUpstream) -> None:
+    """With the server's schema, a valid query is answered by the server; one with an
+    unknown field or a missing argument is refused with 400 ``graphql.invalid`` naming the
+    error, without the "Did you mean" that would map the schema, and the server never sees
+    it."""
+    gw = schema_checked
+    logins = upstream.logins
+    ok = httpx.post(gw.url + "/graphql", json={"query": f"query {token}Ok {{ me {{ id name }} }}"}, timeout=10)
+    assert ok.json() == {"data": {"me": {"id": "0", "name": "user0"}}}
+    typo = httpx.post(gw.url + "/graphql", json={"query": f"query {token} {{ me {{ nme }} }}"}, timeout=10)
+    doc = _refused(gw, typo, 400, "graphql.invalid")
+    assert doc["detail"] == (
+        "The GraphQL document does not match the API's schema: Cannot query field 'nme' on type 'User'.")
+    missing = httpx.post(gw.url + "/graphql", json={"query": f"mutation {token}Login {{ login(user: \"ann\") }}"},
+                         timeout=10)
+    doc = _refused(gw, missing, 400, "graphql.invalid")
+    assert doc["detail"].endswith(
+        "Argument 'Mutation.login(password:)' of type 'String!' is required, but it was not provided.")
+    assert not upstream.saw(token + " ") and not upstream.saw(token + "Login") and upstream.logins == logins
+
+
+def _introspecting(upstream_url: str) -> GatewayProcess:
+    """A gateway whose public GraphQL route has ``schema: introspect``, in front of ``upstream_url``."""
+    config = {
+        "access_log": {"path": "access.log"},
+        "services": [{"name": "app", "upstream": upstream_url, "routes": [
+            {"path": "/graphql", "methods": ["POST"], "public": True,
+             "policies": {"graphql": {"schema": "introspect"}}}]}],
+    }
+    return GatewayProcess(config)
+
+
+def test_an_introspected_schema_validates_documents(upstream: GraphQLUpstream, token: str) -> None:
+    """``schema: introspect`` asks the server for its schema once the worker starts; then a
+    valid query is answered by the server and one with an unknown field is refused with 400
+    ``graphql.invalid`` without reaching it."""
+    with _introspecting(upstream.url) as gw:
+        deadline = time.monotonic() + 20
+        while (ok := httpx.post(gw.url + "/graphql", json={"query": "{ me { id } }"}, timeout=10)).status_code == 503:
+            assert time.monotonic() < deadline, "the schema was never introspected"
+            time.sleep(0.1)
+        assert ok.json() == {"data": {"me": {"id": "0"}}}
+        typo = httpx.post(gw.url + "/graphql", json={"query": f"query {token} {{ me {{ nme }} }}"}, timeout=10)
+        doc = _refused(gw, typo, 400, "graphql.invalid")
+        assert doc["detail"].endswith("Cannot query field 'nme' on type 'User'.")
+        assert not upstream.saw(token)
+
+
+def test_without_an_introspected_schema_the_route_fails_closed() -> None:
+    """When the upstream cannot be introspected (here nothing listens), the route answers
+    503 ``graphql.schema_unavailable`` problem+json and the log says why, naming the URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with _introspecting(f"http://127.0.0.1:{port}") as gw:
+        refused = httpx.post(gw.url + "/graphql", json={"query": "{ me { id } }"}, timeout=10)
+        doc = _refused(gw, refused, 503, "graphql.schema_unavailable")
+        assert doc["detail"] == "The GraphQL schema of this API is not known yet; try again shortly."
+        deadline = time.monotonic() + 10
+        expected = f"no schema yet, the route answers 503 until introspection succeeds: http://127.0.0.1:{port}/graphql"
+        while expected not in gw.stderr_text():
+            assert time.monotonic() < deadline, gw.stderr_text()
+            time.sleep(0.1)
+
+
+
+def test_an_introspected_schema_outlives_a_reload(token: str) -> None:
+    """Once learnt, the schema stays with the worker: after a reload, with the server gone
+    (so it cannot be asked again), the route still validates (400 ``graphql.invalid``, not
+    503) and the log says the known schema stays."""
+    server = GraphQLUpstream().__enter__()
+    with _introspecting(server.url) as gw:
+        deadline = time.monotonic() + 20
+        while httpx.post(gw.url + "/graphql", json={"query": "{ me { id } }"}, timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, "the schema was never introspected"
+            time.sleep(0.1)
+        server.__exit__()
+        assert gw.reload()[0] == 200
+        typo = httpx.post(gw.url + "/graphql", json={"query": f"query {token} {{ me {{ nme }} }}"}, timeout=10)
+        _refused(gw, typo, 400, "graphql.invalid")
+        deadline = time.monotonic() + 10
+        while "introspecting again failed, the schema known before stays" not in gw.stderr_text():
+            assert time.monotonic() < deadline, gw.stderr_text()
+            time.sleep(0.1)

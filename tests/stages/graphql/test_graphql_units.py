@@ -5,6 +5,7 @@ suggestions removed. Through a real gateway in ``test_graphql_gateway.py``."""
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -288,3 +289,131 @@ def test_the_record_names_the_operations_that_ran_and_their_cost() -> None:
                       {"query": "query($n: Int) { users(first: $n) { id } }", "variables": {"n": 20}}])
     assert stage.on_request(exchange) is None
     assert exchange.facts["graphql"] == {"operations": ["query Me", "mutation Rename", "query"], "cost": 2 + 21}
+
+
+def _schema_config(tmp_path: Path, sdl: str | None, schema: str = "schema.graphql") -> Path:
+    """A bastion.yaml in ``tmp_path/conf`` whose route names ``schema`` (``sdl`` written there)."""
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    if sdl is not None:
+        (folder / "schema.graphql").write_text(sdl)
+    config = {"services": [{"name": "app", "upstream": "http://127.0.0.1:9", "routes": [
+        {"path": "/graphql", "methods": ["POST"], "public": True, "policies": {"graphql": {"schema": schema}}}]}]}
+    path = folder / "bastion.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def test_a_schema_file_is_read_relative_to_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``schema: schema.graphql`` is the file beside bastion.yaml, wherever the gateway runs
+    from; the stage built from it validates against it, and the file is among those watched
+    for reload."""
+    monkeypatch.chdir(tmp_path)
+    loaded = load_config(_schema_config(tmp_path, SDL))
+    (stage,) = [s for s in loaded.routes[0].built if isinstance(s, GraphQLStage)]
+    assert stage.settings.schema_file == tmp_path / "conf" / "schema.graphql"
+    assert stage.on_request(_post({"query": "{ me { name } }"})) is None
+    assert _reason(stage.on_request(_post({"query": "{ me { nme } }"}))) == "graphql.invalid"
+    # Watched for reload with the config: an edited schema is read again.
+    assert loaded.files.count(tmp_path / "conf" / "schema.graphql") == 1
+
+
+@pytest.mark.parametrize(
+    ("sdl", "message"),
+    [
+        (None, ": cannot read the GraphQL schema (No such file or directory)"),
+        ("tpye Query { me: User }", ":1:1: Syntax Error: Unexpected Name 'tpye'."),
+        ("type Query {\n  me: Usr\n}", ":2:7: Unknown type 'Usr'."),
+        ("type Foo { id: ID }", ": Query root type must be provided."),
+    ],
+)
+def test_a_missing_or_invalid_schema_is_a_load_error(tmp_path: Path, sdl: str | None, message: str) -> None:
+    """A schema file that is missing, does not parse or is not a valid schema stops the load
+    with the config file, the field and graphql-core's message at the schema file's line and
+    column."""
+    path = _schema_config(tmp_path, sdl)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    text = str(caught.value)
+    assert str(path) in text and "policies.graphql.schema" in text
+    assert str(tmp_path / "conf" / "schema.graphql") + message in text
+
+
+SDL = """
+type Query { me: User  users(first: Int): [User!]! }
+type User { id: ID!  name: String!  friends(first: Int): [User!]! }
+type Mutation { login(user: String!, password: String!): String }
+"""
+
+
+def test_a_document_the_schema_refuses_is_refused_without_suggestions(tmp_path: Path) -> None:
+    """With a schema, an unknown field or argument is refused with 400 ``graphql.invalid``
+    naming graphql-core's first error, without "Did you mean ...?" unless the caller holds
+    an introspection role; the refusal is cached with the document; valid documents and the
+    limits are unchanged."""
+    (tmp_path / "s.graphql").write_text(SDL)
+    stage = GraphQLStage(GraphQLConfig(schema=tmp_path / "s.graphql", introspection_roles=["schema"]))
+    assert stage.on_request(_post({"query": "query Me { me { id name friends(first: 2) { id } } }"})) is None
+    typo = _post({"query": "{ me { nme } }"})
+    refused = stage.on_request(typo)
+    assert refused is not None and refused.status == 400 and refused.reason == "graphql.invalid"
+    assert refused.detail == (
+        "The GraphQL document does not match the API's schema: Cannot query field 'nme' on type 'User'.")
+    reader = _post({"query": "{ me { nme } }"})
+    reader.principal = Principal("c1", roles=frozenset({"schema"}))
+    shown = stage.on_request(reader)
+    assert shown is not None and shown.detail.endswith("Did you mean 'name'?")
+    assert _reason(stage.on_request(_post({"query": "{ users(frist: 3) { id } }"}))) == "graphql.invalid"
+    assert _reason(stage.on_request(_post({"query": 'mutation { login(user: "a") }'}))) == "graphql.invalid"
+    assert _reason(stage.on_request(_post({"query": _nested(11)}))) == "graphql.depth"
+    assert stage._cache["{ me { nme } }"].block is refused
+
+
+TYPED_SDL = """
+schema { query: Root }
+interface Node { id: ID! }
+type Root { me: User  node(id: ID!): Node  all: [User!]!  secret: String }
+type User implements Node { id: ID!  name: String!  salary: Int }
+"""
+
+
+def test_the_schema_gives_every_field_its_type(tmp_path: Path) -> None:
+    """With a schema, ``User.salary`` guards a user's salary wherever it is selected (through
+    a field's type, an inline fragment or an interface), where without one only ``... on
+    User`` names the type; the root type is the schema's own (``Root.secret``); a list field
+    without a size argument costs ``default_list_size`` times what it selects."""
+    (tmp_path / "s.graphql").write_text(TYPED_SDL)
+    settings = {"field_access": {"User.salary": {"roles": ["hr"]}}, "admin_fields": ["Root.secret"],
+                "default_list_size": 10}
+    typed = GraphQLStage(GraphQLConfig(schema=tmp_path / "s.graphql", **settings))
+    untyped = GraphQLStage(GraphQLConfig(**settings))
+    hr = Principal("c1", roles=frozenset({"hr"}))
+    for query in ("{ me { salary } }", "{ node(id: 1) { ... on User { salary } } }", "{ all { id salary } }"):
+        assert _reason(typed.on_request(_post({"query": query}))) == "graphql.forbidden", query
+        allowed = _post({"query": query})
+        allowed.principal = hr
+        assert typed.on_request(allowed) is None, query
+    assert untyped.on_request(_post({"query": "{ me { salary } }"})) is None
+    assert _reason(typed.on_request(_post({"query": "{ secret }"}))) == "graphql.forbidden"
+    assert measure("{ all { id name } }", typed.settings, typed._schema).cost == 1 + 10 * 2
+    assert measure("{ all { id name } }", untyped.settings).cost == 1 + 2
+    # A field of an interface is the field of every type that implements it.
+    ids = GraphQLStage(GraphQLConfig(schema=tmp_path / "s.graphql", field_access={"User.id": {"roles": ["hr"]}}))
+    assert _reason(ids.on_request(_post({"query": "{ node(id: 1) { id } }"}))) == "graphql.forbidden"
+
+
+def test_settings_must_name_fields_the_schema_has(tmp_path: Path) -> None:
+    """With a schema, a ``Type.field`` in ``admin_fields``, ``field_access`` or
+    ``field_costs`` that the schema lacks is a load error (the rule would never apply); the
+    conventional ``Mutation``/``Query`` names stand for a schema's own root types, so
+    ``Query.secret`` guards ``Root.secret``."""
+    (tmp_path / "s.graphql").write_text(TYPED_SDL)
+    schema = tmp_path / "s.graphql"
+    with pytest.raises(ValidationError, match=re.escape("'User.salry': the schema's type 'User' has no field 'salry'")):
+        GraphQLConfig(schema=schema, field_access={"User.salry": {"roles": ["hr"]}})
+    with pytest.raises(ValidationError, match=re.escape("'Usr.id': the schema has no object or interface type 'Usr'")):
+        GraphQLConfig(schema=schema, admin_fields=["Usr.id"])
+    with pytest.raises(ValidationError, match=re.escape("'Query.nope'")):
+        GraphQLConfig(schema=schema, field_costs={"Query.nope": 5})
+    stage = GraphQLStage(GraphQLConfig(schema=schema, admin_fields=["Query.secret", "salary"]))
+    assert _reason(stage.on_request(_post({"query": "{ secret }"}))) == "graphql.forbidden"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from pathlib import Path
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bastion.pipeline.stage import StageConfig
+from bastion.stages.graphql.schema import load_schema, unknown_field
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
@@ -35,6 +37,20 @@ class GraphQLConfig(StageConfig):
     """``policies.graphql``: the route is a GraphQL endpoint; every document it receives is
     parsed and held to these limits before it goes upstream."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    file_fields: ClassVar[tuple[str, ...]] = ("schema",)
+    file_keywords: ClassVar[frozenset[str]] = frozenset({"introspect"})
+
+    schema_file: Literal["introspect"] | Path | None = Field(
+        None,
+        alias="schema",
+        description=(
+            "The upstream's schema, an SDL file (relative to the file that names it), or `introspect`: "
+            "asked of the upstream once when a worker starts (the route answers 503 until it is known). "
+            "Every document is also validated against it, and one the schema refuses is answered 400 "
+            "(`graphql.invalid`) without reaching the upstream. Without it, only the limits apply."
+        ),
+    )
     max_depth: int = Field(
         10,
         ge=1,
@@ -99,7 +115,10 @@ class GraphQLConfig(StageConfig):
         1,
         ge=1,
         le=1_000_000,
-        description="List size of a field whose list argument is not an integer (missing variable, null).",
+        description=(
+            "List size of a field whose list argument is not an integer (missing variable, null), and, "
+            "with a `schema`, of a list field without a list argument."
+        ),
     )
     introspection_roles: list[str] = Field(
         default_factory=list,
@@ -155,6 +174,25 @@ class GraphQLConfig(StageConfig):
         le=1_000_000,
         description="Parsed and measured documents kept per route, by hash (a repeated query is not parsed again).",
     )
+
+    @field_validator("schema_file")
+    @classmethod
+    def _schema(cls, value: Path | str | None) -> Path | str | None:
+        if isinstance(value, Path):
+            load_schema(value)  # a missing or invalid file stops the load, naming file, line and column
+        return value
+
+    @model_validator(mode="after")
+    def _names_in_schema(self) -> GraphQLConfig:
+        """With a schema, every ``Type.field`` the settings name must exist in it."""
+        if not isinstance(self.schema_file, Path):
+            return self
+        schema = load_schema(self.schema_file)
+        for name in (*self.admin_fields, *self.field_access, *self.field_costs):
+            problem = unknown_field(schema, name)
+            if problem is not None:
+                raise ValueError(problem)
+        return self
 
     @field_validator("persisted_queries")
     @classmethod

@@ -9,15 +9,29 @@ for introspection and admin fields) is recorded as facts the stage checks per re
 Without the upstream's schema, a field's type is known only where the document says it:
 the root of an operation (``Query``, ``Mutation``, ``Subscription``) and a fragment's type
 condition (``... on User``). ``Type.field`` names in the settings match fields there; a
-plain ``field`` matches a field of that name anywhere.
+plain ``field`` matches a field of that name anywhere. With the schema, every field's type
+is known: ``User.salary`` matches wherever a ``User``'s ``salary`` is selected (through an
+interface or union ``User`` belongs to too), and a list field without a size argument costs
+``default_list_size`` times what it selects.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
-from graphql import GraphQLSyntaxError, parse
+from graphql import (
+    GraphQLInterfaceType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    GraphQLSyntaxError,
+    GraphQLUnionType,
+    parse,
+    validate,
+)
 from graphql.language import (
     DocumentNode,
     FieldNode,
@@ -32,19 +46,17 @@ from graphql.language import (
 )
 
 from bastion.stages.graphql.config import GraphQLConfig
+from bastion.stages.graphql.schema import CONVENTIONAL_ROOTS, root_aliases
 from bastion.types import Block
 
-#: The root types' names as a schema without a ``schema {...}`` definition has them.
-_ROOT_TYPES = {
-    OperationType.QUERY: "Query",
-    OperationType.MUTATION: "Mutation",
-    OperationType.SUBSCRIPTION: "Subscription",
-}
 _INTROSPECTION = frozenset({"__schema", "__type"})
 #: graphql-core's messages when a document has more tokens than ``max_tokens``, and when it
 #: is nested deeper than the parser's recursion allows (over any depth limit we accept).
 _TOO_MANY_TOKENS = "Document contains more than"
 _TOO_DEEP = "nested too deeply"
+#: "Did you mean ...?" as graphql-core and graphql-js write it after an unknown field,
+#: argument or type: the names it offers are the schema's.
+SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 
 
 def limit_block(what: str, found: int, allowed: int, setting: str) -> Block:
@@ -99,6 +111,9 @@ class Measured:
     #: Cost by the values of ``size_variables`` (bounded by :data:`COSTS_KEPT`): clients
     #: page with a few sizes, so a repeated query is not walked again.
     costs: dict[tuple[int | None, ...], int] = field(default_factory=dict, compare=False)
+    #: ``block`` with the field suggestions the schema's validation offered, for a caller
+    #: allowed to see them (``None`` when ``block`` has none to remove).
+    suggesting: Block | None = None
 
 
 #: Distinct sets of list sizes whose cost is kept per document (then the set is emptied).
@@ -118,8 +133,13 @@ class _Walk:
         config: GraphQLConfig,
         fragments: dict[str, FragmentDefinitionNode],
         variables: dict[str, object] | None,
+        schema: GraphQLSchema | None = None,
     ) -> None:
         self.config = config
+        self.schema = schema
+        # A schema whose root types have other names (``schema { mutation: Writes }``):
+        # settings written with the conventional ``Mutation.field`` still apply there.
+        self.root_aliases = root_aliases(schema)
         self.fragments = fragments
         self.variables = variables
         self.admin = frozenset(config.admin_fields)
@@ -162,23 +182,52 @@ class _Walk:
 
     def field(self, node: FieldNode, parent: str) -> tuple[int, int, int]:
         name = node.name.value
-        qualified = f"{parent}.{name}" if parent else name
+        qualified = [f"{owner}.{name}" for owner in self.owners(parent)]
         if name in _INTROSPECTION:
             self.introspection = True
-        if name in self.admin or qualified in self.admin:
+        if name in self.admin or any(q in self.admin for q in qualified):
             self.admin_field = True
         if self.access:
-            if name in self.access:
-                self.guarded[name] = None
-            if qualified in self.access:
-                self.guarded[qualified] = None
+            for key in (name, *qualified):
+                if key in self.access:
+                    self.guarded[key] = None
         costs = self.config.field_costs
-        own = costs.get(qualified, costs.get(name, self.config.default_field_cost))
+        own = next((costs[q] for q in qualified if q in costs), costs.get(name, self.config.default_field_cost))
         aliases = 1 if node.alias is not None else 0
         if node.selection_set is None:
             return 1, aliases, own
-        d, a, c = self.selection_set(node.selection_set, "")
-        return d + 1, aliases + a, own + self.list_size(node) * c
+        child, listed = self.field_type(parent, name)
+        d, a, c = self.selection_set(node.selection_set, child)
+        multiplier = self.list_size(node) or (self.config.default_list_size if listed else 1)
+        return d + 1, aliases + a, own + multiplier * c
+
+    def owners(self, parent: str) -> tuple[str, ...]:
+        """The types a field selected on ``parent`` belongs to: ``parent`` itself and, for an
+        interface or a union (known from the schema), every object type it may be."""
+        if not parent:
+            return ()
+        if self.schema is None:
+            return (parent,)
+        alias = self.root_aliases.get(parent)
+        if alias is not None:
+            return (parent, alias)
+        named = self.schema.get_type(parent)
+        if isinstance(named, (GraphQLInterfaceType, GraphQLUnionType)):
+            return (parent, *(t.name for t in self.schema.get_possible_types(named)))
+        return (parent,)
+
+    def field_type(self, parent: str, name: str) -> tuple[str, bool]:
+        """The name of the type field ``name`` of ``parent`` selects ("" without a schema
+        that knows it), and whether it is a list."""
+        owner = self.schema.get_type(parent) if self.schema is not None and parent else None
+        if not isinstance(owner, (GraphQLObjectType, GraphQLInterfaceType)) or name not in owner.fields:
+            return "", False
+        kind = owner.fields[name].type
+        listed = False
+        while isinstance(kind, (GraphQLNonNull, GraphQLList)):
+            listed = listed or isinstance(kind, GraphQLList)
+            kind = kind.of_type
+        return kind.name, listed
 
     def fragment(self, name: str) -> tuple[int, int, int]:
         known = self.memo.get(name)
@@ -191,7 +240,7 @@ class _Walk:
         return measured
 
     def list_size(self, node: FieldNode) -> int:
-        """How many items the field asks for: its largest list argument, or 1."""
+        """How many items the field asks for: its largest list argument, or 0 when it has none."""
         size = 0
         for argument in node.arguments or ():
             if argument.name.value not in self.list_arguments:
@@ -205,7 +254,7 @@ class _Walk:
                 size = max(size, given if given is not None else self.config.default_list_size)
             else:
                 size = max(size, self.config.default_list_size)
-        return size or 1
+        return size
 
 
 def _fragments(document: DocumentNode) -> dict[str, FragmentDefinitionNode] | Block:
@@ -271,8 +320,30 @@ def _fragment_problem(document: DocumentNode, fragments: dict[str, FragmentDefin
     return None
 
 
-def measure(text: str, config: GraphQLConfig) -> Measured:
-    """Parse ``text`` and hold it to the limits of ``config`` that do not depend on the sender."""
+def _invalid(message: str) -> Block:
+    """The 400 answer to a document the upstream's schema refuses, with graphql-core's reason."""
+    return Block(
+        400,
+        "Bad Request",
+        f"The GraphQL document does not match the API's schema: {message}",
+        reason="graphql.invalid",
+    )
+
+
+def _validated(document: DocumentNode, schema: GraphQLSchema, digest: str) -> Measured | None:
+    """The refusal of a document ``schema`` does not accept (its first error, with and
+    without suggestions), or ``None``."""
+    errors = validate(schema, document, max_errors=1)
+    if not errors:
+        return None
+    message = errors[0].message
+    plain = SUGGESTION.sub("", message)
+    return Measured(_invalid(plain), digest, suggesting=_invalid(message) if plain != message else None)
+
+
+def measure(text: str, config: GraphQLConfig, schema: GraphQLSchema | None = None) -> Measured:
+    """Parse ``text`` and hold it to the limits of ``config`` that do not depend on the
+    sender, then (when there is one) to the upstream's ``schema``."""
     digest = hashlib.sha256(text.encode()).hexdigest()
     try:
         document = parse(text, no_location=True, max_tokens=config.max_tokens)
@@ -298,7 +369,7 @@ def measure(text: str, config: GraphQLConfig) -> Measured:
     problem = _fragment_problem(document, fragments)
     if problem is not None:
         return Measured(problem, digest)
-    walk = _Walk(config, fragments, None)
+    walk = _Walk(config, fragments, None, schema)
     depth, aliases, cost, mutation = _operations(walk, document)
     names = _names(document)
     checks = (
@@ -317,6 +388,12 @@ def measure(text: str, config: GraphQLConfig) -> Measured:
             return Measured(limit_block(what, found, allowed, setting), digest)
     if not walk.size_variables and cost > config.max_cost:
         return Measured(limit_block("cost", cost, config.max_cost, "max_cost"), digest)
+    # Validation runs last: the limits above bound its work (some of graphql-core's rules
+    # compare every pair of fields of a selection set).
+    if schema is not None:
+        refused = _validated(document, schema, digest)
+        if refused is not None:
+            return refused
     return Measured(
         None,
         digest,
@@ -350,12 +427,24 @@ def _operations(walk: _Walk, document: DocumentNode) -> tuple[int, int, int, boo
         if isinstance(definition, OperationDefinitionNode):
             walk.directives += len(definition.directives or ())
             mutation = mutation or definition.operation == OperationType.MUTATION
-            d, a, c = walk.selection_set(definition.selection_set, _ROOT_TYPES[definition.operation])
+            d, a, c = walk.selection_set(definition.selection_set, _root(walk.schema, definition.operation))
             depth, aliases, cost = max(depth, d), aliases + a, max(cost, c)
     return depth, aliases, cost, mutation
 
 
-def variable_cost(measured: Measured, config: GraphQLConfig, variables: dict[str, object] | None) -> int:
+def _root(schema: GraphQLSchema | None, operation: OperationType) -> str:
+    """The name of an operation's root type: the schema's (``schema { query: Root }``), else
+    the conventional one."""
+    root = schema.get_root_type(operation) if schema is not None else None
+    return root.name if root is not None else CONVENTIONAL_ROOTS[operation]
+
+
+def variable_cost(
+    measured: Measured,
+    config: GraphQLConfig,
+    variables: dict[str, object] | None,
+    schema: GraphQLSchema | None = None,
+) -> int:
     """The cost of a document whose list sizes come from the request's variables."""
     given = variables or {}
     key = tuple(_size(given.get(name)) for name in measured.size_variables)
@@ -365,7 +454,7 @@ def variable_cost(measured: Measured, config: GraphQLConfig, variables: dict[str
         if document is None:
             return measured.cost
         fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-        _, _, cost, _ = _operations(_Walk(config, fragments, variables), document)
+        _, _, cost, _ = _operations(_Walk(config, fragments, variables, schema), document)
         if len(measured.costs) >= COSTS_KEPT:
             measured.costs.clear()
         measured.costs[key] = cost

@@ -3,26 +3,44 @@ limits before it goes upstream; suggestions stripped from what comes back."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import re
+import logging
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 import orjson
 
+from bastion.errors import PolicyError
 from bastion.pipeline.stage import RequestStage, ResponseStage, RouteInfo
 from bastion.stages.graphql.config import GraphQLAccess, GraphQLConfig
-from bastion.stages.graphql.document import Measured, limit_block, malformed, measure, variable_cost
+from bastion.stages.graphql.document import SUGGESTION, Measured, limit_block, malformed, measure, variable_cost
+from bastion.stages.graphql.schema import SchemaFileError, introspect, load_schema
 from bastion.types import Block, Exchange, Principal, Request
 
-#: "Did you mean ...?" as graphql-core and graphql-js write it after an unknown field,
-#: argument or type: the names it offers are the schema's.
-_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+if TYPE_CHECKING:
+    import httpx
+    from graphql import GraphQLSchema
+
+    from bastion.services import Services
+
+log = logging.getLogger("bastion.graphql")
+
 _SUGGESTION_BYTES = b"Did you mean"
 _STALE = frozenset(("content-length", "etag", "content-md5", "digest"))
 _NOT_PERSISTED = Block(
     403, "Forbidden", "Only persisted GraphQL documents may run on this route.", reason="graphql.not_persisted"
 )
+_NO_SCHEMA = Block(
+    503,
+    "Service Unavailable",
+    "The GraphQL schema of this API is not known yet; try again shortly.",
+    reason="graphql.schema_unavailable",
+)
+#: Seconds between introspection attempts while the upstream does not answer (doubling).
+_RETRY_FIRST, _RETRY_MOST = 1.0, 30.0
 _FORBIDDEN = Block(403, "Forbidden", "This GraphQL operation requires an administrator.", reason="graphql.forbidden")
 #: Parameters of a GraphQL request over GET.
 _GRAPHQL_PARAMS = frozenset(("query", "variables", "operationName", "extensions"))
@@ -61,6 +79,13 @@ class Operation:
     variables: dict[str, object] | None
 
 
+class LearntSchema:
+    """The schema introspected from one upstream URL, kept by the worker across reloads."""
+
+    def __init__(self) -> None:
+        self.schema: GraphQLSchema | None = None
+
+
 class GraphQLStage(RequestStage, ResponseStage):
     """Reads every request as GraphQL (``application/json``, single or batched;
     ``application/graphql``; ``GET ?query=``) and refuses it with 400 when it does not
@@ -68,12 +93,19 @@ class GraphQLStage(RequestStage, ResponseStage):
 
     needs_request_body = True
 
-    def __init__(self, config: GraphQLConfig) -> None:
+    def __init__(self, config: GraphQLConfig, introspect_url: str | None = None) -> None:
         super().__init__("graphql", config)
         self.settings = config
         # Only a response that may carry suggestions needs its body read.
         self.needs_response_body = config.strip_suggestions
         self._cache: dict[str, Measured] = {}
+        # Read at config load (cached per file version); the config validated it already.
+        # With ``schema: introspect`` it is asked of the upstream at start; until then the
+        # route fails closed.
+        file = config.schema_file
+        self._schema: GraphQLSchema | None = load_schema(file) if isinstance(file, Path) else None
+        self._introspect_url = introspect_url if file == "introspect" else None
+        self._introspection: asyncio.Task[None] | None = None
         self._introspection_roles = frozenset(config.introspection_roles)
         self._admin_roles = frozenset(config.admin_roles)
         self._persisted = frozenset(config.persisted_queries)
@@ -84,10 +116,52 @@ class GraphQLStage(RequestStage, ResponseStage):
 
     @classmethod
     def from_config(cls, config: GraphQLConfig, route: RouteInfo) -> GraphQLStage:
-        return cls(config)
+        if config.schema_file != "introspect":
+            return cls(config)
+        if route.upstream is None:
+            raise PolicyError("schema: introspect needs the service's upstream; name an SDL file instead")
+        return cls(config, route.upstream.rstrip("/") + route.path)
+
+    async def start(self, services: Services) -> None:
+        url = self._introspect_url
+        if url is not None and self._schema is None:
+            # What an earlier configuration of this worker learnt serves at once (a reload
+            # does not 503); it is asked again in the background, in case it changed.
+            learnt = services.shared("graphql.schema:" + url, LearntSchema)
+            self._schema = learnt.schema
+            self._introspection = asyncio.get_running_loop().create_task(self._learn_schema(services.http, learnt))
+
+    async def close(self) -> None:
+        if self._introspection is not None:
+            self._introspection.cancel()
+            self._introspection = None
+
+    async def _learn_schema(self, client: httpx.AsyncClient, learnt: LearntSchema) -> None:
+        """Ask the upstream for its schema until it answers, waiting longer each time."""
+        url = self._introspect_url or ""
+        delay = _RETRY_FIRST
+        while True:
+            try:
+                self._schema = learnt.schema = await introspect(client, url)
+                self._cache.clear()  # verdicts of the schema it replaces
+            except SchemaFileError as exc:
+                reason = str(exc)
+            except Exception as exc:  # an unreachable upstream: keep failing closed, say why
+                reason = f"{url}: {type(exc).__name__}: {exc}"
+            else:
+                log.info("graphql: the schema of %s is known (introspected); its route serves requests", url)
+                return
+            if self._schema is not None:
+                log.warning("graphql: introspecting again failed, the schema known before stays: %s", reason)
+                return
+            log.error("graphql: no schema yet, the route answers 503 until introspection succeeds: %s", reason)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MOST)
 
     # -- request side ------------------------------------------------------------------------
     def on_request(self, exchange: Exchange) -> Block | None:
+        if self._introspect_url is not None and self._schema is None:
+            return _NO_SCHEMA
         operations = _operations(exchange.request)
         if isinstance(operations, Block):
             return operations
@@ -123,10 +197,12 @@ class GraphQLStage(RequestStage, ResponseStage):
         if self._persisted and measured.digest not in self._persisted:
             return _NOT_PERSISTED
         if measured.block is not None:
+            if measured.suggesting is not None and self._sees_suggestions(principal):
+                return measured.suggesting
             return measured.block
         cost = measured.cost
         if measured.size_variables:
-            cost = variable_cost(measured, self.settings, operation.variables)
+            cost = variable_cost(measured, self.settings, operation.variables, self._schema)
             if cost > self.settings.max_cost:
                 return limit_block("cost", cost, self.settings.max_cost, "max_cost")
         roles = principal.roles if principal is not None else frozenset()
@@ -141,6 +217,13 @@ class GraphQLStage(RequestStage, ResponseStage):
         names.extend(measured.operations)
         costs.append(cost)
         return None
+
+    def _sees_suggestions(self, principal: Principal | None) -> bool:
+        """Whether field suggestions may reach ``principal``: they map the schema as
+        introspection does, so the same roles see them."""
+        return not self.settings.strip_suggestions or (
+            principal is not None and bool(principal.roles & self._introspection_roles)
+        )
 
     def _authorize(self, principal: Principal | None, measured: Measured) -> Block | None:
         """The refusal of the first ``operation_access`` or ``field_access`` rule the
@@ -159,7 +242,7 @@ class GraphQLStage(RequestStage, ResponseStage):
     def _measure(self, query: str) -> Measured:
         """The document measured, and kept in the cache (bounded: the oldest entry goes when
         it is full)."""
-        measured = measure(query, self.settings)
+        measured = measure(query, self.settings, self._schema)
         size = self.settings.cache_size
         if size:
             if len(self._cache) >= size:
@@ -177,8 +260,7 @@ class GraphQLStage(RequestStage, ResponseStage):
             or _SUGGESTION_BYTES not in response.body
         ):
             return None
-        principal = exchange.principal
-        if principal is not None and principal.roles & self._introspection_roles:
+        if self._sees_suggestions(exchange.principal):
             return None
         try:
             doc = orjson.loads(response.body)
@@ -206,7 +288,7 @@ def _strip(doc: object) -> bool:
         for error in errors:
             message = error.get("message") if isinstance(error, dict) else None
             if isinstance(message, str) and "Did you mean" in message:
-                error["message"] = _SUGGESTION.sub("", message)
+                error["message"] = SUGGESTION.sub("", message)
                 changed = True
     return changed
 
