@@ -5,10 +5,7 @@ downloads the draft OpenAPI document that declares what was found."""
 
 from __future__ import annotations
 
-import http.client
-import sqlite3
 import time
-from pathlib import Path
 
 import httpx
 import yaml
@@ -18,25 +15,7 @@ from bastion.demo.app import openapi_path
 from bastion.demo.server import DemoServer
 from bastion.testing import GatewayProcess
 from tests.control.dashboard_client import make_admin, sign_in
-
-
-def _call(gw: GatewayProcess, method: str, path: str) -> int:
-    conn = http.client.HTTPConnection(gw.host, gw.port, timeout=10)
-    try:
-        conn.request(method, path, headers={"Connection": "close"})
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    finally:
-        conn.close()
-
-
-def _stored(folder: Path) -> int:
-    try:
-        with sqlite3.connect(folder / "bastion.db", timeout=10) as conn:
-            return int(conn.execute("SELECT count(*) FROM audit_records").fetchone()[0])
-    except sqlite3.OperationalError:  # not created or not migrated yet
-        return 0
+from tests.e2e.test_discover import call, stored_records
 
 
 def test_discovery_page_and_its_draft(demo_api: DemoServer) -> None:
@@ -49,9 +28,9 @@ def test_discovery_page_and_its_draft(demo_api: DemoServer) -> None:
     with GatewayProcess(config) as gw:
         calls = [("GET", "/v1/books/12"), ("GET", "/v1/books/13"), ("GET", "/v1/books/12"), ("DELETE", "/books"),
                  ("GET", "/books")]
-        assert [_call(gw, m, p) for m, p in calls] == [404, 404, 404, 405, 200]
+        assert [call(gw, m, p) for m, p in calls] == [404, 404, 404, 405, 200]
         deadline = time.monotonic() + 15
-        while _stored(gw.folder) < len(calls) and time.monotonic() < deadline:
+        while stored_records(gw.folder) < len(calls) and time.monotonic() < deadline:
             time.sleep(0.1)
         with httpx.Client(base_url=gw.admin_url, follow_redirects=False, timeout=60) as viewer:
             sign_in(viewer, "vic", make_admin(gw, "vic", Role.VIEWER), enrol=False)

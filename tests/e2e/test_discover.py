@@ -37,7 +37,7 @@ def gw() -> Iterator[GatewayProcess]:
         yield process
 
 
-def _call(gw: GatewayProcess, method: str, path: str) -> int:
+def call(gw: GatewayProcess, method: str, path: str) -> int:
     conn = http.client.HTTPConnection(gw.host, gw.port, timeout=10)
     try:
         conn.request(method, path, headers={"Connection": "close"})
@@ -48,7 +48,7 @@ def _call(gw: GatewayProcess, method: str, path: str) -> int:
         conn.close()
 
 
-def _stored(folder: Path) -> int:
+def stored_records(folder: Path) -> int:
     try:
         with sqlite3.connect(folder / "bastion.db", timeout=10) as conn:
             return int(conn.execute("SELECT count(*) FROM audit_records").fetchone()[0])
@@ -63,10 +63,10 @@ def test_discover_lists_undeclared_and_unused_endpoints(gw: GatewayProcess, tmp_
     The draft document declares both endpoints."""
     calls = [("GET", "/v1/books/12"), ("GET", "/v1/books/13"), ("GET", "/v1/books/12"), ("DELETE", "/books"),
              ("GET", "/books")]
-    statuses = [_call(gw, method, path) for method, path in calls]
+    statuses = [call(gw, method, path) for method, path in calls]
     assert statuses[:4] == [404, 404, 404, 405]
     deadline = time.monotonic() + 15
-    while _stored(gw.folder) < len(calls) and time.monotonic() < deadline:
+    while stored_records(gw.folder) < len(calls) and time.monotonic() < deadline:
         time.sleep(0.1)
     draft = tmp_path / "draft.yaml"
     result = subprocess.run([BASTION, "discover", "--json", "--openapi", str(draft), "-c", str(gw.config_path)],
@@ -88,7 +88,7 @@ def test_discover_lists_undeclared_and_unused_endpoints(gw: GatewayProcess, tmp_
 
 def test_discover_prints_tables(gw: GatewayProcess) -> None:
     """Without --json the same findings are two aligned tables, each with its count."""
-    _call(gw, "GET", "/v2/shelves/41")
+    call(gw, "GET", "/v2/shelves/41")
     deadline = time.monotonic() + 15
     while True:
         result = subprocess.run([BASTION, "discover", "-c", str(gw.config_path)], capture_output=True, text=True,
@@ -123,9 +123,9 @@ def test_discovery_stage_observes_parameters_and_sensitive_data(tmp_path: Path) 
         with GatewayProcess(config) as gw:
             calls = ["/customers/12?page=2&email=alice@example.com", "/customers/13?page=3&active=true",
                      "/orders?card=4111111111111111"]
-            assert [_call(gw, "GET", path) for path in calls] == [200, 200, 200]
+            assert [call(gw, "GET", path) for path in calls] == [200, 200, 200]
             deadline = time.monotonic() + 15
-            while _stored(gw.folder) < len(calls) and time.monotonic() < deadline:
+            while stored_records(gw.folder) < len(calls) and time.monotonic() < deadline:
                 time.sleep(0.1)
             draft = tmp_path / "draft.yaml"
             result = subprocess.run([BASTION, "discover", "--json", "--export", str(draft), "-c", str(gw.config_path)],
