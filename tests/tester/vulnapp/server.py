@@ -78,6 +78,24 @@ class _Thread:
 
 
 @contextmanager
+def serve_https(app: object, name: str) -> Iterator[tuple[str, Path]]:
+    """Serve an ASGI ``app`` on a free 127.0.0.1 port over HTTPS (a throwaway self-signed
+    certificate) until exit: its base URL and the certificate to trust."""
+    with tempfile.TemporaryDirectory(prefix=f"{name}-tls-") as directory:
+        cert, key = Path(directory) / "cert.pem", Path(directory) / "key.pem"
+        generate_self_signed(cert, key, hosts=(HOST, "localhost"), days=2)
+        config = uvicorn.Config(app, host=HOST, port=0, log_level="critical", access_log=False, lifespan="off",
+                                ws="none", server_header=False, timeout_graceful_shutdown=2,
+                                ssl_certfile=str(cert), ssl_keyfile=str(key))
+        runner = _Thread(uvicorn.Server(config))
+        port = runner.start(10.0)
+        try:
+            yield f"https://{HOST}:{port}", cert
+        finally:
+            runner.stop()
+
+
+@contextmanager
 def serve_vulnapp(
     flaws: Iterable[str] = (), *, tls: bool = False, port: int | None = None, start_timeout: float = 10.0
 ) -> Iterator[VulnApp]:
