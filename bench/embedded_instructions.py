@@ -14,6 +14,17 @@ process, without the server's own share, the ratio is the stricter of the two), 
 ``protect()`` adds to the trivial application (Bastion's own steps and stages). Instruction
 counts do not depend on the machine's load, so two builds can be compared on a busy
 machine. Needs valgrind (Debian package). Slow: a few minutes.
+
+``--served`` counts what the server process spends instead, socket and server included:
+uvicorn (uvloop, httptools, its access log off, as ``bench/embedded.py`` runs it) serves
+``app:api`` (the example alone), then ``app:app`` (behind ``protect()``), each under
+callgrind with its instrumentation off until the server listens (so that the imports and
+the start do not take many minutes). This script, outside valgrind, sends ``--requests``
+keep-alive requests over 4 connections between a zero and a dump of the counters (after a
+warm-up), and prints both counts per request and their ratio: the served ratio, which
+``bench/embedded.py`` measures in requests per second. Work that follows the clock
+(uvicorn's 0.1 s tick, the access log's 20 ms flush timer) weighs more under valgrind, where
+a request takes ~50x longer, than in a real run.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import asyncio
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -108,12 +120,81 @@ def drive(requests: int) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def served(python: Path, requests: int, hashseed: str, keep: Path | None, start_timeout: float) -> int:
+    """``--served``: uvicorn under callgrind, alone then protected (see the module's doc)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from instructions import send
+    from proxybench.procs import free_port
+
+    per: dict[str, float] = {}
+    for name, target in (("alone", "app:api"), ("protected", "app:app")):
+        with tempfile.TemporaryDirectory(prefix="bastion-callgrind-") as tmp:
+            folder = Path(tmp)
+            for file in ("app.py", "bastion.yaml", "openapi.json"):
+                shutil.copy(EXAMPLE / file, folder / file)
+            port = free_port()
+            out = folder / "callgrind.out"
+            argv = [
+                "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--instr-atstart=no",
+                "--separate-threads=yes",
+                str(python), "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
+                "--no-access-log", "--log-level", "warning", "--loop", "uvloop", "--http", "httptools",
+            ]
+            with (folder / "server.log").open("wb") as log:
+                proc = subprocess.Popen(argv, cwd=folder, stdout=log, stderr=subprocess.STDOUT,
+                                        env={**os.environ, "PYTHONHASHSEED": hashseed})
+            try:
+                deadline = time.monotonic() + start_timeout
+                while True:
+                    try:
+                        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                        break
+                    except OSError:
+                        if proc.poll() is not None or time.monotonic() > deadline:
+                            print((folder / "server.log").read_text()[-2000:], file=sys.stderr)
+                            return 1
+                        time.sleep(1)
+                # uvicorn's 0.1 s tick runs code while it waits: callgrind reads its commands then.
+                subprocess.run(["callgrind_control", "--instr=on", str(proc.pid)], check=True,
+                               stdout=subprocess.DEVNULL)
+                send(port, max(100, requests // 5), path=PATH)
+                subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True, stdout=subprocess.DEVNULL)
+                send(port, requests, path=PATH)
+                subprocess.run(["callgrind_control", "--dump", str(proc.pid)], check=True, stdout=subprocess.DEVNULL)
+            finally:
+                proc.terminate()
+                proc.wait(120)
+            # One dump per thread (``.1-01`` is the event loop's): the others are
+            # asyncio.to_thread's, the store poller's reads once a second, whose work follows
+            # the clock (under valgrind ~50x more of it per request than in a real run).
+            for dumped in sorted(folder.glob("callgrind.out.1-*")):
+                match = re.search(r"^(?:summary|totals): (\d+)", dumped.read_text(), re.M)
+                if match is None:
+                    raise RuntimeError(f"no totals in {dumped}")
+                thread = "loop" if dumped.name.endswith("-01") else "threads"
+                per[f"{name} ({thread})"] = per.get(f"{name} ({thread})", 0.0) + int(match.group(1)) / requests
+                if keep is not None:
+                    keep.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(dumped, keep / f"callgrind.served.{name}.{dumped.name.rsplit('-', 1)[1]}")
+    print(f"served by uvicorn, GET {PATH}, {requests} requests each, instructions per request of the server")
+    for name, value in per.items():
+        print(f"{name:<16} {value:>12,.0f}")
+    alone, protected = per["alone (loop)"], per["protected (loop)"]
+    print(f"on the event loop's thread, protect() adds {protected - alone:,.0f} instructions per request; "
+          f"alone / protected: {alone / protected:.2f}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--python", type=Path, default=ROOT / ".venv" / "bin" / "python")
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--hashseed", default="0")
     parser.add_argument("--keep", type=Path, help="copy the dumps here (callgrind.out.1 to .4, for callgrind_annotate)")
+    parser.add_argument("--served", action="store_true",
+                        help="count uvicorn's process serving the example, alone and protected")
+    parser.add_argument("--start-timeout", type=float, default=900,
+                        help="seconds uvicorn may take to listen under valgrind (--served)")
     parser.add_argument("--driver", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.driver:
@@ -122,6 +203,8 @@ def main() -> int:
     if shutil.which("valgrind") is None:
         print("valgrind is not on the PATH (Debian package 'valgrind')", file=sys.stderr)
         return 2
+    if args.served:
+        return served(args.python, args.requests, args.hashseed, args.keep, args.start_timeout)
     with tempfile.TemporaryDirectory(prefix="bastion-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
         started = time.monotonic()
