@@ -518,3 +518,40 @@ def test_response_headers_the_stages_keep_go_out_once_with_their_additions(tmp_p
     for name, value in (("x-first", "1"), ("content-type", "text/plain"), ("x-last", "2")):
         assert names.count(name) == 1 and resp.headers[name] == value
     assert names.count("x-request-id") == 1 and resp.headers["x-content-type-options"] == "nosniff"
+
+
+def raw_config(folder: Path) -> Path:
+    """One public GET route whose stages read the request body (detection looks into it)."""
+    path = folder / "bastion.yaml"
+    route = {"path": "/raw", "public": True, "methods": ["GET"], "policies": {"detection": {"paranoia": 1}}}
+    config = {"services": [{"name": "raw", "routes": [route]}], "access_log": {"enabled": False}}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_request_without_a_body_gives_the_application_one_empty_message(tmp_path: Path) -> None:
+    """A GET without Content-Length or Transfer-Encoding, on a route whose stages read the
+    body: Bastion does not wait for the server's empty body message, and the application
+    still sees what uvicorn alone would give it: one empty ``http.request``, then (asked
+    again while it answers) ``http.disconnect`` once the response is out, never a second
+    body message."""
+    got: list[Message] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        got.append(await receive())
+        later = asyncio.ensure_future(receive())
+        await asyncio.sleep(0)  # it asks before the response starts
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+        got.append(await asyncio.wait_for(later, 10))
+
+    with Served(protect(app, config=raw_config(tmp_path))) as base:
+        resp = httpx.get(base + "/raw", params={"q": "dune"})
+    assert resp.status_code == 200 and resp.text == "ok"
+    assert got[0] == {"type": "http.request", "body": b"", "more_body": False}
+    assert [message["type"] for message in got] == ["http.request", "http.disconnect"]

@@ -46,6 +46,8 @@ log = logging.getLogger("bastion.asgi")
 _RESPONSE_BODY = "http.response_body"
 _OVER_LIMIT = "response body over max_response_body_bytes"
 _DISCONNECT: dict[str, str] = {"type": "http.disconnect"}
+#: HTTP versions whose request bodies are framed by their head (no framing header: no body).
+_FRAMED = ("1.0", "1.1")
 #: ASGI extensions whose messages carry a response body outside ``http.response.body``.
 _BODY_ELSEWHERE = ("http.response.pathsend", "http.response.zerocopy")
 
@@ -118,6 +120,7 @@ class EmbeddedExchange:
         "runtime",
         "scope",
         "sinks",
+        "unread",
     )
 
     def __init__(
@@ -135,6 +138,8 @@ class EmbeddedExchange:
         self.ex: Exchange | None = None
         #: The body when a stage needed it: given to the application in one message.
         self.body: bytes | None = None
+        #: The server's message for an empty body was not received (no framing announced one).
+        self.unread = False
         #: A refusal decided on the body while the application read it (over the limit).
         self.body_refusal: Refusal | None = None
         #: The response: the head the application sent, as the stages see it.
@@ -211,6 +216,13 @@ class EmbeddedExchange:
 
     async def _read_body(self, route: RouteRuntime) -> bytes | None:
         """The whole body, for a stage that needs it; ``None`` once refused (or the client left)."""
+        req = self.req
+        if req.version in _FRAMED and not req.chunked and not req.content_length:
+            # HTTP/1.x without Content-Length or Transfer-Encoding (or with a length of 0) has
+            # no body (RFC 9112, 6.3): nothing to wait for from the server. Its (empty) message
+            # is still due, and is skipped when the application asks past the body.
+            self.unread = True
+            return b""
         parts: list[bytes] = []
         size = 0
         while True:
@@ -314,6 +326,10 @@ class EmbeddedExchange:
         if self.body_refusal is not None:
             return dict(_DISCONNECT)
         message = await self._receive()
+        if self.unread:  # the server's own message for the body Bastion knew was empty
+            self.unread = False
+            if message["type"] == "http.request":
+                message = await self._receive()
         if message["type"] == "http.request" and self.route is not None and self.ex is not None:
             if self.ex.request.body is not None:
                 return message  # after the whole body: nothing more to count
