@@ -162,7 +162,7 @@ class _LimitSet:
     shared limit (``tail``) and for this worker's share of it (``local_tail``, the fallback's,
     known once the worker starts the stage)."""
 
-    __slots__ = ("limits", "local_tail", "policy", "script", "tail")
+    __slots__ = ("limits", "local_tail", "policy", "policy_line", "script", "tail")
 
     def __init__(self, limits: tuple[_Limit, ...], rules: list[LimitRule]) -> None:
         self.limits = limits
@@ -174,6 +174,8 @@ class _LimitSet:
         self.policy = ", ".join(
             f'"{rule.policy_name}";q={rule.limit};w={max(1, -int(-rule.window // 1))}' for rule in rules
         )
+        #: The same as the header line the proxy appends to a head it forwards as bytes.
+        self.policy_line = b"ratelimit-policy: " + self.policy.encode("latin-1") + b"\r\n"
 
 
 class RateLimitStage(HeadStage, ResponseStage):
@@ -181,6 +183,8 @@ class RateLimitStage(HeadStage, ResponseStage):
     plan's; refuses with 429 past any of them."""
 
     uses_state = True
+    #: Its response hook only adds the two RateLimit fields (:meth:`response_fields`).
+    adds_fields_only = True
 
     def __init__(self, config: RateLimitConfig, route: RouteInfo) -> None:
         super().__init__("ratelimit", config)
@@ -195,6 +199,7 @@ class RateLimitStage(HeadStage, ResponseStage):
         self._body = _LimitSet(self.body_limits, ordered)
         #: RateLimit-Policy of a request without a plan: the same on every answer.
         self.policy_header = self._head.policy
+        self.policy_line = self._head.policy_line
         #: Per plan: the route's head limits, then the plan's (checked in one call).
         self._plans: dict[str, _LimitSet] = {}
         names = {rule.policy_name for rule in rules}
@@ -353,6 +358,16 @@ class RateLimitStage(HeadStage, ResponseStage):
             response.headers.append(("ratelimit-policy", self._policy(exchange)))
             response.headers.append(("ratelimit", current))
         return None
+
+    def response_fields(self, exchange: Exchange) -> bytes:
+        """:meth:`on_response`'s two fields as the lines the proxy appends to a head it
+        forwards as bytes (the policy's line encoded once, at load)."""
+        current = exchange.facts.get(self.name)
+        if not isinstance(current, str):
+            return b""
+        plan_set = self._plan_set(exchange) if self._plans else None
+        policy = self.policy_line if plan_set is None else plan_set.policy_line
+        return policy + b"ratelimit: " + current.encode("latin-1") + b"\r\n"
 
 
 class RateLimitBodyStage(RateLimitStage, RequestStage):
