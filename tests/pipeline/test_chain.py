@@ -447,3 +447,53 @@ def test_response_hook_answering_a_response_is_a_stage_failure(wait: bool) -> No
     assert ex.response.status == 500
     assert errors == ["wrong"]
     assert log == []  # "a" (earlier in order, later on the response side) never ran
+
+
+class Fields(ResponseStage):
+    """A stage whose response hook only adds a field (``adds_fields_only``): the same line
+    through ``on_response`` and ``response_fields``, or a failure from both."""
+
+    adds_fields_only = True
+
+    def __init__(self, name: str, raise_: Exception | None = None) -> None:
+        super().__init__(name, StageConfig())
+        self.raise_ = raise_
+
+    def on_response(self, exchange: Exchange) -> None:
+        if self.raise_ is not None:
+            raise self.raise_
+        assert exchange.response is not None
+        exchange.response.headers.append(("x-field", self.name))
+
+    def response_fields(self, exchange: Exchange) -> bytes:
+        if self.raise_ is not None:
+            raise self.raise_
+        return b"x-field: " + self.name.encode() + b"\r\n"
+
+
+def test_only_field_stages_let_the_proxy_forward_heads() -> None:
+    """A chain whose response hooks only add fields forwards heads (``forwards_heads``),
+    with the fields in response-hook order; another response hook or a body hook turns
+    that off, and a chain without response stages forwards heads with no fields."""
+    both = Chain([Fields("a"), Fields("b")])
+    assert both.forwards_heads and not both.passes_responses
+    assert both.fields(exchange()) == b"x-field: b\r\nx-field: a\r\n"
+    one = Chain([Fields("a")])
+    assert one.fields(exchange()) == b"x-field: a\r\n"
+    assert not Chain([Fields("a"), Recorder("r", [])]).forwards_heads
+    bare = Chain([])
+    assert bare.forwards_heads and bare.passes_responses and bare.field_stages == ()
+
+
+def test_a_failing_field_stage_leaves_its_failure_to_the_response_hooks() -> None:
+    """``fields`` gives ``None`` when a field stage raises, counting nothing; the response
+    hooks the caller then runs fail the stage as any hook (500, counted once)."""
+    errors: list[str] = []
+    chain = Chain([Fields("a", raise_=RuntimeError("broken"))], errors.append)
+    ex = exchange()
+    assert chain.fields(ex) is None
+    assert errors == []
+    ex.response = Response(200, [], b"upstream")
+    run(chain.run_response(ex))
+    assert ex.response.status == 500
+    assert errors == ["a"]

@@ -56,6 +56,8 @@ class Chain:
     __slots__ = (
         "answers_preflight",
         "body_stages",
+        "field_stages",
+        "forwards_heads",
         "head_stages",
         "needs_request_body",
         "needs_response_body",
@@ -86,6 +88,11 @@ class Chain:
         )
         #: No stage looks at responses: the proxy forwards them as the bytes they came in.
         self.passes_responses = not self.response_stages and not self.body_stages
+        #: The response hooks that only add header fields (``adds_fields_only``).
+        self.field_stages: tuple[ResponseStage, ...] = tuple(s for s in self.response_stages if s.adds_fields_only)
+        #: No stage looks at responses but to add fields: the proxy may forward the
+        #: upstream's head as bytes, with :meth:`fields` after it.
+        self.forwards_heads = len(self.field_stages) == len(self.response_stages) and not self.body_stages
         self.needs_request_body = any(s.needs_request_body for s in self.request_stages)
         self.needs_response_body = any(s.needs_response_body for s in self.response_stages)
         #: Some stage sees the response body (whole or in pieces): it is decoded for them.
@@ -207,6 +214,18 @@ class Chain:
             if self._response_outcome(stage, exchange, outcome):
                 return None
         return None
+
+    def fields(self, exchange: Exchange) -> bytes | None:
+        """The header lines the :attr:`field_stages` add to this response, in their order;
+        ``None`` when one of them raised: the caller then runs the response hooks instead
+        (:meth:`response`), which count and handle that failure as any hook's."""
+        stages = self.field_stages
+        try:
+            if len(stages) == 1:
+                return stages[0].response_fields(exchange)
+            return b"".join([stage.response_fields(exchange) for stage in stages])
+        except Exception:
+            return None
 
     async def finish_response(self, exchange: Exchange, pending: Pending, inspected: bool = True) -> None:
         """Await the pending stage, then run the rest of the response hooks."""

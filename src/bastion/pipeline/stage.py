@@ -142,10 +142,21 @@ class RequestStage(Stage, ABC):
 class ResponseStage(Stage, ABC):
     """A stage that sees responses, in reverse registry order, before they go to the client."""
 
+    #: Whether the response hook does nothing but add header fields, which
+    #: :meth:`response_fields` also gives as bytes: where no other stage looks at responses,
+    #: the proxy then sends the upstream's head as the bytes it came in with those lines
+    #: after it, instead of decoding it for the hook and writing it again.
+    adds_fields_only: bool = False
+
     @abstractmethod
     def on_response(self, exchange: Exchange) -> ResponseOutcome | Awaitable[ResponseOutcome]:
         """Inspect or change ``exchange.response``; return a :class:`Block` to replace it
         (or an awaitable giving ``None`` or a :class:`Block`)."""
+
+    def response_fields(self, exchange: Exchange) -> bytes:
+        """With :attr:`adds_fields_only`: the header lines (``name: value\\r\\n`` each,
+        names lower-case, latin-1) that :meth:`on_response` would add, in its order."""
+        return b""
 
 
 class ResponseBodyStage(Stage, ABC):

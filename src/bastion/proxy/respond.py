@@ -118,12 +118,16 @@ class ResponseSteps(FlightBase):
             target.record_success()
         chain = self.route.chain
         body = conn.take_complete_body()
-        if body is not None and chain.passes_responses:
-            self._release(conn)
-            self.keep = self._keep_after_response()
-            self.client._send_upstream(head, body, self.req, self.record, self.keep, self.ex.request_id)
-            self.step = self._end
-            return None
+        if body is not None and chain.forwards_heads:
+            # No stage looks at it, or only to add fields: its head goes as it came, the
+            # fields after it (None: a field stage failed, left to the hooks to handle).
+            fields = chain.fields(self.ex) if chain.field_stages else b""
+            if fields is not None:
+                self._release(conn)
+                self.keep = self._keep_after_response()
+                self.client._send_upstream(head, body, self.req, self.record, self.keep, self.ex.request_id, fields)
+                self.step = self._end
+                return None
         resp = Response(head.status, head.headers, body)  # hop-by-hop already dropped
         self.ex.response = resp
         self.resp = resp

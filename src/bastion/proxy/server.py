@@ -511,10 +511,18 @@ class ClientConnection(asyncio.Protocol):
         self._write_whole(resp.status, block, length, resp.body or b"", req, record, keep, request_id)
 
     def _send_upstream(
-        self, head: ResponseHead, body: bytes, req: Incoming, record: RecordDraft, keep: bool, request_id: str
+        self,
+        head: ResponseHead,
+        body: bytes,
+        req: Incoming,
+        record: RecordDraft,
+        keep: bool,
+        request_id: str,
+        fields: bytes = b"",
     ) -> None:
         """Like ``_send_whole`` for an upstream response no stage looked at: its headers go
-        out as the bytes they came in (names lower-cased), never decoded."""
+        out as the bytes they came in (names lower-cased), never decoded, then ``fields``
+        (header lines a stage adds: ``Chain.fields``)."""
         length: str | None = None
         parts = []
         for k, v in head.raw:
@@ -522,6 +530,7 @@ class ClientConnection(asyncio.Protocol):
                 length = v.decode("latin-1")
                 continue
             parts.append(b"%b: %b\r\n" % (k, v))
+        parts.append(fields)
         self._write_whole(head.status, b"".join(parts), length, body, req, record, keep, request_id)
 
     def _write_whole(

@@ -4,11 +4,21 @@ Stages reach the backend through ``services.state`` (see :mod:`bastion.services`
 program against :class:`StateBackend` only.
 """
 
-from bastion.state.interface import Script, ScriptArg, ScriptResult, ScriptStore, StateBackend, Subscription, Value
+from bastion.state.interface import (
+    PreparedScript,
+    Script,
+    ScriptArg,
+    ScriptResult,
+    ScriptStore,
+    StateBackend,
+    Subscription,
+    Value,
+)
 from bastion.state.memory import MemoryBackend
 
 __all__ = [
     "MemoryBackend",
+    "PreparedScript",
     "Script",
     "ScriptArg",
     "ScriptResult",

@@ -12,7 +12,7 @@ cannot be reached in time; the chain then applies the stage's ``failure_mode`` (
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 #: A value as a backend stores it; text is stored as its UTF-8 bytes.
@@ -78,6 +78,20 @@ class Script:
     local: Callable[[ScriptStore, Sequence[str], Sequence[ScriptArg]], ScriptResult]
 
 
+class PreparedScript:
+    """A script whose arguments after the first are fixed, made once by a backend
+    (:meth:`StateBackend.prepare`) for :meth:`StateBackend.run_prepared`: what a stage runs on
+    every request (a rate limit's numbers never change), so a backend can encode the fixed
+    part of the command once (Redis: the ``EVALSHA`` frame around the keys and ``now``)."""
+
+    __slots__ = ("key_count", "script", "tail")
+
+    def __init__(self, script: Script, key_count: int, tail: Sequence[ScriptArg]) -> None:
+        self.script = script
+        self.key_count = key_count
+        self.tail = tuple(tail)
+
+
 class Subscription(ABC):
     """Messages published on one channel after :meth:`StateBackend.subscribe` returned."""
 
@@ -128,6 +142,15 @@ class StateBackend(ABC):
     @abstractmethod
     async def run(self, script: Script, keys: Sequence[str], args: Sequence[ScriptArg] = ()) -> ScriptResult:
         """Run ``script`` atomically over ``keys``: no other command sees a state half-way."""
+
+    def prepare(self, script: Script, key_count: int, tail: Sequence[ScriptArg]) -> PreparedScript:
+        """``script`` over ``key_count`` keys, its arguments after the first always ``tail``."""
+        return PreparedScript(script, key_count, tail)
+
+    def run_prepared(self, prepared: PreparedScript, keys: Sequence[str], first: ScriptArg) -> Awaitable[ScriptResult]:
+        """:meth:`run` of ``prepared.script`` over ``keys`` (``prepared.key_count`` of them),
+        with ``first`` and then ``prepared.tail`` as its arguments."""
+        return self.run(prepared.script, keys, (first, *prepared.tail))
 
     @abstractmethod
     async def publish(self, channel: str, message: bytes) -> None:

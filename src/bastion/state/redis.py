@@ -20,8 +20,9 @@ A script Redis lost (a restart, ``SCRIPT FLUSH``, a replica promoted) is sent it
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -38,6 +39,7 @@ from bastion.errors import DependencyUnavailable
 from bastion.state.cluster import SCHEME as CLUSTER_SCHEME
 from bastion.state.cluster import hash_tagged, moved_to, parse_cluster_url
 from bastion.state.interface import (
+    PreparedScript,
     Script,
     ScriptArg,
     ScriptResult,
@@ -46,7 +48,7 @@ from bastion.state.interface import (
     Value,
     validate_ttl,
 )
-from bastion.state.resp import RedisGone, RespConnection
+from bastion.state.resp import RedisGone, Reply, RespConnection, bulk
 from bastion.state.sentinel import SCHEME as SENTINEL_SCHEME
 from bastion.state.sentinel import parse_sentinel_url
 
@@ -106,13 +108,20 @@ class RedisBackend(StateBackend):
             sha = self._shas[lua] = hashlib.sha1(lua.encode(), usedforsecurity=False).hexdigest()
         return sha
 
-    async def _command(self, args: tuple[Any, ...], lua: str | None = None, moved: bool = False) -> Any:
+    async def _command(
+        self,
+        args: tuple[Any, ...],
+        lua: str | None = None,
+        moved: bool = False,
+        sent: asyncio.Future[Reply] | None = None,
+    ) -> Any:
         """One command's reply; ``lua`` is the script an EVALSHA runs, sent itself if Redis
-        lost it; ``moved``: sent again after a cluster's ``MOVED`` (a second one is an outage)."""
+        lost it; ``moved``: sent again after a cluster's ``MOVED`` (a second one is an outage);
+        ``sent``: the reply of ``args`` already queued, encoded beforehand (:meth:`run_prepared`)."""
         conn = self._conn
         try:
             try:
-                return await conn.command(args)
+                return await (conn.command(args) if sent is None else sent)
             except NoScriptError:
                 if lua is None:
                     raise
@@ -189,6 +198,27 @@ class RedisBackend(StateBackend):
         result: ScriptResult = await self._command(command, script.lua)
         return result
 
+    def prepare(self, script: Script, key_count: int, tail: Sequence[ScriptArg]) -> PreparedScript:
+        return _PreparedEvalsha(script, key_count, tail, self._sha(script.lua))
+
+    def run_prepared(self, prepared: PreparedScript, keys: Sequence[str], first: ScriptArg) -> Awaitable[ScriptResult]:
+        if not isinstance(prepared, _PreparedEvalsha):  # prepared by another backend
+            return super().run_prepared(prepared, keys, first)
+        # The EVALSHA as run() would encode it, but only the keys and ``first`` encoded now;
+        # the same command as a tuple too, for a NOSCRIPT's EVAL or a cluster's MOVED.
+        if len(keys) != prepared.key_count:  # a frame of another length would desynchronise the connection
+            raise ValueError(f"{prepared.script.name} was prepared for {prepared.key_count} keys, given {len(keys)}")
+        prefix = self.prefix
+        named = [prefix + key for key in keys]
+        frame = [prepared.head]
+        for key in named:
+            frame.append(bulk(key))
+        frame.append(bulk(first))
+        frame.append(prepared.frame_tail)
+        sent = self._conn.send(b"".join(frame))
+        args = ("EVALSHA", prepared.sha, prepared.key_count, *named, first, *prepared.tail)
+        return self._command(args, prepared.script.lua, False, sent)
+
     async def publish(self, channel: str, message: bytes) -> None:
         await self._command(("PUBLISH", self.prefix + channel, message))
 
@@ -210,6 +240,20 @@ class RedisBackend(StateBackend):
         if self._sentinel is not None:
             for client in self._sentinel.sentinels:
                 await client.aclose()
+
+
+class _PreparedEvalsha(PreparedScript):
+    """A script's ``EVALSHA`` with its fixed parts in RESP: the array's length, the command,
+    the SHA and the key count before the keys, the fixed arguments after ``now``."""
+
+    __slots__ = ("frame_tail", "head", "sha")
+
+    def __init__(self, script: Script, key_count: int, tail: Sequence[ScriptArg], sha: str) -> None:
+        super().__init__(script, key_count, tail)
+        self.sha = sha
+        size = 3 + key_count + 1 + len(self.tail)
+        self.head = b"*%d\r\n" % size + bulk("EVALSHA") + bulk(sha) + bulk(key_count)
+        self.frame_tail = b"".join([bulk(arg) for arg in self.tail])
 
 
 def _first_node(url: str) -> str:

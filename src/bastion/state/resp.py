@@ -66,6 +66,21 @@ def encode(args: Sequence[Any]) -> bytes:
     return b"".join(out)
 
 
+def bulk(arg: Any) -> bytes:
+    """One argument as a RESP bulk string: a piece of a command :func:`encode` would write
+    (for a command whose other pieces are encoded once, see ``RedisBackend.prepare``)."""
+    kind = type(arg)
+    if kind is str:
+        data = arg.encode()
+    elif kind is int:
+        data = b"%d" % arg
+    elif kind is bytes:
+        data = arg
+    else:
+        data = _encode_other(arg)
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
 def _encode_other(arg: Any) -> bytes:
     """An argument of a rarer type (a float, a subclass of bytes, str or int); a boolean or
     anything else is refused (a bug to see, not a value to guess)."""
@@ -281,11 +296,15 @@ class RespConnection(asyncio.Protocol):
     def command(self, args: Sequence[Any]) -> asyncio.Future[Reply]:
         """Queue one command; it is written with every other command queued in this turn
         of the event loop, in one write. The future gets its reply."""
+        return self.send(encode(args))
+
+    def send(self, frame: bytes) -> asyncio.Future[Reply]:
+        """:meth:`command` for a command already in RESP (one array of bulk strings)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Reply] = loop.create_future()
         if not self._out:
             loop.call_soon(self._flush)
-        self._out.append(encode(args))
+        self._out.append(frame)
         self._out_futures.append(future)
         return future
 

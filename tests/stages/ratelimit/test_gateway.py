@@ -71,12 +71,14 @@ def upstream() -> Iterator[ScriptedUpstream]:
 
 
 def write_config(folder: Path, upstream: ScriptedUpstream, ratelimit: dict[str, Any],
-                 backends: dict[str, Any] | None = None, name: str = "bastion.yaml") -> tuple[Path, int]:
+                 backends: dict[str, Any] | None = None, name: str = "bastion.yaml",
+                 others: dict[str, Any] | None = None) -> tuple[Path, int]:
+    """A gateway config with the ``ratelimit`` policy (and the ``others``, by stage name)."""
     port = free_port()
     config: dict[str, Any] = {
         "listen": {"host": "127.0.0.1", "port": port},
         "access_log": {"enabled": False},
-        "services": [{"name": "api", "upstream": upstream.url, "policies": {"ratelimit": ratelimit},
+        "services": [{"name": "api", "upstream": upstream.url, "policies": {"ratelimit": ratelimit, **(others or {})},
                       "routes": [{"path": "/", "prefix": True, "public": True}]}],
     }
     if backends is not None:
@@ -155,6 +157,31 @@ def test_answers_carry_the_ratelimit_fields_and_a_refusal_is_a_problem(tmp_path:
     assert refused.headers["ratelimit"] == '"per-ip";r=0;t=10'
     assert refused.json()["status"] == 429 and refused.json()["title"] == "Too Many Requests"
     assert len(upstream.records("/items-headers")) == 3
+
+
+@pytest.mark.parametrize("headers_stage", [False, True], ids=["fields-only", "with-headers-stage"])
+def test_each_answer_carries_the_fields_once_however_it_is_sent(tmp_path: Path, upstream: ScriptedUpstream,
+                                                                headers_stage: bool) -> None:
+    """The RateLimit fields are on a complete answer the proxy forwards as the upstream's own
+    bytes (no other stage looks at responses: the fields appended to its head) and on one
+    whose head is rebuilt (the ``headers`` stage on too), on a streamed (chunked) answer as
+    well: once each, with the count of that request, and the upstream's own headers intact."""
+    others = {"access": {"enabled": False}, "headers": {"enabled": headers_stage}}
+    path, port = write_config(tmp_path, upstream, {"limit": 4, "window": "40s", "by": "ip", "name": "ip"},
+                              others=others)
+    worker = Worker(str(path), identity=identity(), load=signed_in, clock=ManualClock())
+
+    async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:
+        return [await client.get(f"http://127.0.0.1:{port}/{where}") for where in ("x", "chunked", "x", "chunked")]
+
+    answers = run(lambda: serving([worker], scenario))
+    assert [a.status_code for a in answers] == [200, 200, 200, 200]
+    assert [a.headers.get_list("ratelimit") for a in answers] == [
+        ['"ip";r=3;t=10'], ['"ip";r=2;t=20'], ['"ip";r=1;t=30'], ['"ip";r=0;t=40']]
+    assert all(a.headers.get_list("ratelimit-policy") == ['"ip";q=4;w=40'] for a in answers)
+    assert [a.json()["target"] for a in answers[::2]] == ["/x", "/x"]  # the upstream's echo, whole
+    assert all(a.headers.get("transfer-encoding") == "chunked" for a in answers[1::2])
+    assert all(("x-frame-options" in a.headers) is headers_stage for a in answers)
 
 
 def test_by_consumer_counts_each_consumer_and_by_ip_counts_the_address(tmp_path: Path,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from bastion.config import ConfigError, load_config
 from bastion.proxy.worker import Worker
@@ -27,8 +28,11 @@ PLANS = {"free": {"rate_limits": [{"limit": 2, "window": "1s"}], "quotas": [{"li
 FREE_POLICY = '"free-rate-2-per-1s";q=2;w=1, "free-quota-3-per-86400s";q=3;w=86400'
 
 
-def write(folder: Path, upstream: ScriptedUpstream, backends: dict[str, Any] | None = None) -> tuple[Path, int]:
-    """alice (declared, plan free), bob (no plan); /a has no limit of its own, /b one by IP."""
+def write(folder: Path, upstream: ScriptedUpstream, backends: dict[str, Any] | None = None,
+          headers_stage: bool = True) -> tuple[Path, int]:
+    """alice (declared, plan free), bob (no plan); /a has no limit of its own, /b one by IP.
+    Without the ``headers`` stage (and ``access``) the rate limit is the only response stage:
+    a complete answer's head is forwarded as bytes with its fields appended."""
     port = free_port()
     config: dict[str, Any] = {
         "listen": {"host": "127.0.0.1", "port": port},
@@ -43,6 +47,8 @@ def write(folder: Path, upstream: ScriptedUpstream, backends: dict[str, Any] | N
     }
     if backends is not None:
         config["backends"] = backends
+    if not headers_stage:
+        config["policies"] = {"headers": {"enabled": False}, "access": {"enabled": False}}
     path = folder / "bastion.yaml"
     path.write_text(json.dumps(config))
     return path, port
@@ -53,13 +59,16 @@ def bastion(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           timeout=60, check=False)
 
 
-def test_a_plan_holds_its_consumers_over_every_route(tmp_path: Path, upstream: ScriptedUpstream) -> None:
+@pytest.mark.parametrize("headers_stage", [True, False], ids=["with-headers-stage", "fields-only"])
+def test_a_plan_holds_its_consumers_over_every_route(tmp_path: Path, upstream: ScriptedUpstream,
+                                                     headers_stage: bool) -> None:
     """Plan free (2 per second, 3 per day): alice gets 2 then 429 on /a; a second later her
     third request of the day passes on /b (the quota counts over every route, after /b's own
     limit by IP), and the next is refused by the quota with ``r=0`` for it. Every answer
     shows the plan's policies. carol, put on the plan with the CLI, is held too; bob (no
-    plan) and anonymous requests are not, and get no fields on a route without limits."""
-    path, port = write(tmp_path, upstream)
+    plan) and anonymous requests are not, and get no fields on a route without limits. The
+    same whether the answer's head is rebuilt or forwarded with the fields appended."""
+    path, port = write(tmp_path, upstream, headers_stage=headers_stage)
     created = bastion("consumers", "create", "carol", "--plan", "free", "-c", str(path), cwd=tmp_path)
     assert created.returncode == 0, created.stderr
     clock = ManualClock()

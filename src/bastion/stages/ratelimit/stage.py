@@ -24,7 +24,7 @@ from bastion.stages.ratelimit.config import LimitRule, PlanLimits, RateLimitConf
 from bastion.stages.ratelimit.fallback import SHARED_KEY, LocalFallback, local_share
 from bastion.stages.ratelimit.gcra import GCRA, LIMITS, interval_us, window_us
 from bastion.stages.ratelimit.plans import PlanBook, plan_book
-from bastion.state.interface import Script, ScriptArg, ScriptResult, StateBackend
+from bastion.state.interface import PreparedScript, ScriptArg, ScriptResult, StateBackend
 from bastion.types import Block, Exchange, header_get
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ class _LimitSet:
     shared limit (``tail``) and for this worker's share of it (``local_tail``, the fallback's,
     known once the worker starts the stage)."""
 
-    __slots__ = ("limits", "local_tail", "policy", "script", "tail")
+    __slots__ = ("limits", "local_tail", "policy", "policy_line", "prepared", "script", "tail")
 
     def __init__(self, limits: tuple[_Limit, ...], rules: list[LimitRule]) -> None:
         self.limits = limits
@@ -170,10 +170,14 @@ class _LimitSet:
         #: The same Lua either way; the memory backend's copy for GCRA alone is the faster.
         self.script = LIMITS if any(limit.sliding for limit in limits) else GCRA
         self.local_tail: list[ScriptArg] = []
+        #: The script and ``tail`` as the worker's backend prepared them (once it starts the stage).
+        self.prepared: PreparedScript | None = None
         #: RateLimit-Policy for an answer these limits decided: written once.
         self.policy = ", ".join(
             f'"{rule.policy_name}";q={rule.limit};w={max(1, -int(-rule.window // 1))}' for rule in rules
         )
+        #: The same as the header line the proxy appends to a head it forwards as bytes.
+        self.policy_line = b"ratelimit-policy: " + self.policy.encode("latin-1") + b"\r\n"
 
 
 class RateLimitStage(HeadStage, ResponseStage):
@@ -181,6 +185,8 @@ class RateLimitStage(HeadStage, ResponseStage):
     plan's; refuses with 429 past any of them."""
 
     uses_state = True
+    #: Its response hook only adds the two RateLimit fields (:meth:`response_fields`).
+    adds_fields_only = True
 
     def __init__(self, config: RateLimitConfig, route: RouteInfo) -> None:
         super().__init__("ratelimit", config)
@@ -195,6 +201,7 @@ class RateLimitStage(HeadStage, ResponseStage):
         self._body = _LimitSet(self.body_limits, ordered)
         #: RateLimit-Policy of a request without a plan: the same on every answer.
         self.policy_header = self._head.policy
+        self.policy_line = self._head.policy_line
         #: Per plan: the route's head limits, then the plan's (checked in one call).
         self._plans: dict[str, _LimitSet] = {}
         names = {rule.policy_name for rule in rules}
@@ -233,6 +240,8 @@ class RateLimitStage(HeadStage, ResponseStage):
         config = self.config
         if not isinstance(config, RateLimitConfig):
             raise TypeError("the ratelimit stage was built with another stage's settings")
+        for limit_set in (self._head, self._body, *self._plans.values()):
+            limit_set.prepared = services.state.prepare(limit_set.script, len(limit_set.limits), limit_set.tail)
         if services.state.shared and config.failure_mode == "open":
             clock = services.clock.monotonic
             self._fallback = services.shared(SHARED_KEY, lambda: LocalFallback(clock))
@@ -270,16 +279,19 @@ class RateLimitStage(HeadStage, ResponseStage):
             # The memory backend answers at once: decide now, with no awaitable for the chain
             # to time (its deadline timer cost more than the script).
             return self._decide(exchange, limit_set, state.run_now(limit_set.script, keys, [now, *limit_set.tail]))
-        return self._run(exchange, state, limit_set, keys, [now, *limit_set.tail])
+        return self._run(exchange, state, limit_set, keys, now)
 
     async def _run(
-        self, exchange: Exchange, state: StateBackend, limit_set: _LimitSet, keys: list[str], args: list[ScriptArg]
+        self, exchange: Exchange, state: StateBackend, limit_set: _LimitSet, keys: list[str], now: ScriptArg
     ) -> RequestOutcome:
+        prepared = limit_set.prepared
+        if prepared is None:
+            raise DependencyUnavailable("the ratelimit stage was used before its worker started it")
         fallback = self._fallback
         if fallback is None:
-            answer = await state.run(limit_set.script, keys, args)
+            answer = await state.run_prepared(prepared, keys, now)
         else:
-            answer = await self._run_or_fall_back(fallback, state, limit_set.script, keys, args, limit_set.local_tail)
+            answer = await self._run_or_fall_back(fallback, state, prepared, keys, now, limit_set.local_tail)
         return self._decide(exchange, limit_set, answer)
 
     def _decide(self, exchange: Exchange, limit_set: _LimitSet, answer: ScriptResult) -> RequestOutcome:
@@ -328,22 +340,22 @@ class RateLimitStage(HeadStage, ResponseStage):
         self,
         fallback: LocalFallback,
         state: StateBackend,
-        script: Script,
+        prepared: PreparedScript,
         keys: list[str],
-        args: list[ScriptArg],
+        now: ScriptArg,
         local_tail: list[ScriptArg],
     ) -> ScriptResult:
         """The limits on the shared backend, or this worker's share of them while it is down."""
         if not fallback.skip_shared():
             try:
-                answer = await state.run(script, keys, args)
+                answer = await state.run_prepared(prepared, keys, now)
             except DependencyUnavailable as exc:
                 fallback.failed(exc)
             else:
                 fallback.answered()
                 return answer
-        now = int(fallback.clock() * 1_000_000)
-        return await fallback.run(script, keys, [now, *local_tail])
+        local_now = int(fallback.clock() * 1_000_000)
+        return await fallback.run(prepared.script, keys, [local_now, *local_tail])
 
     def on_response(self, exchange: Exchange) -> Block | None:
         """The remaining quota on an answer the limit let through."""
@@ -353,6 +365,16 @@ class RateLimitStage(HeadStage, ResponseStage):
             response.headers.append(("ratelimit-policy", self._policy(exchange)))
             response.headers.append(("ratelimit", current))
         return None
+
+    def response_fields(self, exchange: Exchange) -> bytes:
+        """:meth:`on_response`'s two fields as the lines the proxy appends to a head it
+        forwards as bytes (the policy's line encoded once, at load)."""
+        current = exchange.facts.get(self.name)
+        if not isinstance(current, str):
+            return b""
+        plan_set = self._plan_set(exchange) if self._plans else None
+        policy = self.policy_line if plan_set is None else plan_set.policy_line
+        return policy + b"ratelimit: " + current.encode("latin-1") + b"\r\n"
 
 
 class RateLimitBodyStage(RateLimitStage, RequestStage):
