@@ -2,7 +2,7 @@
 
     python bench/instructions.py [--python .venv/bin/python]
                                  [--scenario none|default|apikey|inspect|protect|audit|monitor|
-                                             redis-none|redis-ratelimit|memory-ratelimit] [--mix]
+                                             redis-none|redis-ratelimit|memory-ratelimit|noop-head] [--mix]
                                  [--hashseed N] [--gc default|freeze|off] [--requests 2000]
 
 Starts the nginx upstream of ``run.py`` and one worker (``python -m bastion.proxy.worker``,
@@ -24,6 +24,9 @@ are always on), compared with ``none``. ``--scenario redis-ratelimit`` is
 per request) against a ``redis-server`` the script starts on a free port; ``redis-none`` is
 the same worker and backend without the stage, ``memory-ratelimit`` the stage on the memory
 backend (what the Redis round trip adds, apart from the stage's own work).
+``--scenario noop-head`` is ``none`` plus a bench-only head stage whose hook returns ``None``
+(added to every route by the worker's loader, as the tests' toy stages are): what the chain
+charges for a stage that does nothing, compared with ``none``.
 Instruction counts do not depend on the
 load of the machine, so two settings can be compared on a busy machine: ``--hashseed``
 fixes ``PYTHONHASHSEED`` (string hashes decide dict and set layouts), ``--gc freeze``
@@ -64,8 +67,26 @@ REDIS_SCENARIOS = ("redis-none", "redis-ratelimit")
 #: the number of collections per generation reported on SIGUSR2 (to stderr).
 WRAPPER = """
 import gc, signal, sys
+from dataclasses import replace
 from bastion.proxy import worker
 mode = sys.argv.pop(1)
+noop_head = sys.argv.pop(1) == "noop-head"
+if noop_head:
+    from bastion.config import load_config
+    from bastion.pipeline.stage import HeadStage, StageConfig
+    class NoopHead(HeadStage):
+        def __init__(self):
+            super().__init__("bench_noop", StageConfig())
+        def on_request_head(self, exchange):
+            return None
+    def load(path):
+        loaded = load_config(path)
+        routes = tuple(replace(r, built=(*r.built, NoopHead())) for r in loaded.routes)
+        return replace(loaded, routes=routes)
+    init = worker.Worker.__init__
+    def with_noop(self, *args, **kwargs):
+        init(self, *args, load=load, **kwargs)
+    worker.Worker.__init__ = with_noop
 def report(*_):
     print("GCSTATS " + repr([s["collections"] for s in gc.get_stats()]), file=sys.stderr, flush=True)
 signal.signal(signal.SIGUSR2, report)
@@ -140,7 +161,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/instructions.py")
     parser.add_argument("--python", type=Path, default=ROOT / ".venv" / "bin" / "python")
     parser.add_argument("--scenario", choices=("none", "default", "apikey", "inspect", "protect", "audit", "monitor",
-                                               *REDIS_SCENARIOS, "memory-ratelimit"),
+                                               *REDIS_SCENARIOS, "memory-ratelimit", "noop-head"),
                         default="none",
                         help="inspect: run.py's bastion-inspect (validation + detection; implies --mix); "
                              "protect: run.py's bastion-protect (response filtering + redaction; "
@@ -162,7 +183,8 @@ def main() -> int:
         use_mix = args.mix or args.scenario == "inspect"
         openapi = None
         policies: dict[str, object] | None = (
-            dict(NO_STAGES) if args.scenario in ("none", "apikey", "audit", "monitor", "redis-none") else None
+            dict(NO_STAGES) if args.scenario in ("none", "apikey", "audit", "monitor", "redis-none", "noop-head")
+            else None
         )
         overrides: dict[str, object] = {}
         if args.scenario in ("audit", "monitor"):
@@ -199,7 +221,8 @@ def main() -> int:
         proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--collect-atstart=yes",
              "--separate-threads=yes",
-             str(args.python), "-c", WRAPPER, args.gc, "--config", str(path), "--log-level", "warning"],
+             str(args.python), "-c", WRAPPER, args.gc, args.scenario,
+             "--config", str(path), "--log-level", "warning"],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         stack.callback(lambda: proc.poll() is None and proc.kill())

@@ -36,6 +36,12 @@ log = logging.getLogger("bastion.pipeline")
 ErrorCounter = Callable[[str], None]
 
 
+#: A hook as the chain holds it: its answer typed ``object``, checked where it is used (a
+#: declared union would be checked by compiled code at the call, outside the stage's
+#: failure handling's wording).
+_Hook = Callable[[Exchange], object]
+
+
 def _ignore(_: str) -> None:
     return None
 
@@ -54,6 +60,10 @@ class Chain:
     """The stages of one route, split by phase, built once at config load."""
 
     __slots__ = (
+        "_head_hooks",
+        "_request_hooks",
+        "_response_hooks",
+        "_uninspected_hooks",
         "answers_preflight",
         "body_stages",
         "field_stages",
@@ -100,20 +110,27 @@ class Chain:
         #: A stage answers CORS preflights on this route (see ``Stage.answers_preflight``).
         self.answers_preflight = any(s.answers_preflight for s in self.head_stages)
         self.on_stage_error = on_stage_error
+        # Each stage's hook, taken once here (index for index with the stage tuples): calling
+        # it skips looking the method up on the (interpreted) stage on every request, and a
+        # stage may hand a compiled object's method (``HeadStage.head_hook``).
+        self._head_hooks: tuple[_Hook, ...] = tuple(s.head_hook() for s in self.head_stages)
+        self._request_hooks: tuple[_Hook, ...] = tuple(s.request_hook() for s in self.request_stages)
+        self._response_hooks: tuple[_Hook, ...] = tuple(s.response_hook() for s in self.response_stages)
+        self._uninspected_hooks: tuple[_Hook, ...] = tuple(s.response_hook() for s in self.uninspected_stages)
 
     # -- request-head phase -----------------------------------------------------------
     def head(self, exchange: Exchange, start: int = 0) -> Response | Pending | None:
         """Run head hooks from ``start``: the response to send instead of reading the body
         and proxying, if any."""
         stages = self.head_stages
+        hooks = self._head_hooks
         for i in range(start, len(stages)):
-            stage = stages[i]
             try:
                 # Typed object: compiled code would otherwise check the declared union here and
                 # raise TypeError outside the stage's failure handling when a hook answers wrong.
-                outcome: object = stage.on_request_head(exchange)
+                outcome: object = hooks[i](exchange)
             except Exception as exc:
-                failed = self._failed(stage, exchange, exc)
+                failed = self._failed(stages[i], exchange, exc)
                 if failed is not None:
                     return failed
                 continue
@@ -121,7 +138,7 @@ class Chain:
                 continue
             if inspect.isawaitable(outcome):
                 return Pending(i, outcome)
-            final = self._request_outcome(stage, exchange, outcome, "on_request_head")
+            final = self._request_outcome(stages[i], exchange, outcome, "on_request_head")
             if final is not None:
                 return final
         return None
@@ -134,12 +151,12 @@ class Chain:
     def request(self, exchange: Exchange, start: int = 0) -> Response | Pending | None:
         """Run request hooks from ``start``: the response to send instead of proxying, if any."""
         stages = self.request_stages
+        hooks = self._request_hooks
         for i in range(start, len(stages)):
-            stage = stages[i]
             try:
-                outcome: object = stage.on_request(exchange)  # unchecked here: see head()
+                outcome: object = hooks[i](exchange)  # unchecked here: see head()
             except Exception as exc:
-                failed = self._failed(stage, exchange, exc)
+                failed = self._failed(stages[i], exchange, exc)
                 if failed is not None:
                     return failed
                 continue
@@ -147,7 +164,7 @@ class Chain:
                 continue
             if inspect.isawaitable(outcome):
                 return Pending(i, outcome)
-            final = self._request_outcome(stage, exchange, outcome)
+            final = self._request_outcome(stages[i], exchange, outcome)
             if final is not None:
                 return final
         return None
@@ -197,12 +214,12 @@ class Chain:
         """Run response hooks from ``start`` on ``exchange.response`` (a block replaces it);
         only :attr:`uninspected_stages` when the body was passed ``inspected=False``."""
         stages = self.response_stages if inspected else self.uninspected_stages
+        hooks = self._response_hooks if inspected else self._uninspected_hooks
         for i in range(start, len(stages)):
-            stage = stages[i]
             try:
-                outcome: object = stage.on_response(exchange)  # unchecked here: see head()
+                outcome: object = hooks[i](exchange)  # unchecked here: see head()
             except Exception as exc:
-                failed = self._failed(stage, exchange, exc)
+                failed = self._failed(stages[i], exchange, exc)
                 if failed is not None:
                     exchange.response = failed
                     return None
@@ -211,7 +228,7 @@ class Chain:
                 continue
             if inspect.isawaitable(outcome):
                 return Pending(i, outcome)
-            if self._response_outcome(stage, exchange, outcome):
+            if self._response_outcome(stages[i], exchange, outcome):
                 return None
         return None
 

@@ -19,6 +19,11 @@ errors. Only a worker then *starts* it (:meth:`Stage.start`, with the worker's
 :class:`~bastion.services.Services`) before it serves a request, and *closes* it
 (:meth:`Stage.close`) when it serves no more: after a reload replaced it, or when the
 worker stops. Stages without I/O keep the no-op defaults.
+
+The chain takes each hook once, when it is built (:meth:`HeadStage.head_hook` and its
+siblings): by default the stage's own method; a stage whose per-request work lives in a
+compiled object hands that object's method instead, so calling the hook runs no
+interpreted code (the stage classes themselves stay interpreted).
 """
 
 from __future__ import annotations
@@ -79,6 +84,10 @@ class StageConfig(BaseModel):
 RequestOutcome: TypeAlias = Block | Response | None
 #: What a response hook decides: keep the (possibly changed) response (None) or replace it.
 ResponseOutcome: TypeAlias = Block | None
+#: A head or request hook as the chain calls it (see :meth:`HeadStage.head_hook`).
+RequestHook: TypeAlias = Callable[[Exchange], RequestOutcome | Awaitable[RequestOutcome]]
+#: A response hook as the chain calls it (see :meth:`ResponseStage.response_hook`).
+ResponseHook: TypeAlias = Callable[[Exchange], ResponseOutcome | Awaitable[ResponseOutcome]]
 
 
 class Stage:
@@ -129,6 +138,12 @@ class HeadStage(Stage, ABC):
         (``None``): ``None`` to continue, a :class:`Block` to refuse, a :class:`Response`
         to answer -- or an awaitable giving one of those."""
 
+    def head_hook(self) -> RequestHook:
+        """What the chain calls in place of :meth:`on_request_head`, taken once when the
+        chain is built: the method itself, or a compiled object's method that decides the
+        same (it must: :meth:`on_request_head` stays what tests and callers use)."""
+        return self.on_request_head
+
 
 class RequestStage(Stage, ABC):
     """A stage that sees requests, in registry order, before they go upstream."""
@@ -137,6 +152,10 @@ class RequestStage(Stage, ABC):
     def on_request(self, exchange: Exchange) -> RequestOutcome | Awaitable[RequestOutcome]:
         """Return ``None`` to continue, a :class:`Block` to refuse, or a :class:`Response`
         to answer the request without the upstream -- or an awaitable giving one of those."""
+
+    def request_hook(self) -> RequestHook:
+        """What the chain calls in place of :meth:`on_request` (see :meth:`HeadStage.head_hook`)."""
+        return self.on_request
 
 
 class ResponseStage(Stage, ABC):
@@ -157,6 +176,10 @@ class ResponseStage(Stage, ABC):
         """With :attr:`adds_fields_only`: the header lines (``name: value\\r\\n`` each,
         names lower-case, latin-1) that :meth:`on_response` would add, in its order."""
         return b""
+
+    def response_hook(self) -> ResponseHook:
+        """What the chain calls in place of :meth:`on_response` (see :meth:`HeadStage.head_hook`)."""
+        return self.on_response
 
 
 class ResponseBodyStage(Stage, ABC):

@@ -83,3 +83,29 @@ def test_invalid_removals_and_cache_control_rejected(bad: dict[str, object]) -> 
     """A removal must be a header name or a prefix ending in ``*``; the cache value one line."""
     with pytest.raises(ValidationError):
         HeadersConfig.model_validate(bad)
+
+
+@pytest.mark.parametrize("principal", [None, Principal("alice")])
+def test_the_chain_runs_the_compiled_rewrite_as_the_stage_does(principal: Principal | None) -> None:
+    """The chain calls the stage's compiled rewrite (its handed hook), not the stage's own
+    method, and the response it gets is the one ``on_response`` gives, anonymous or signed
+    in (the route's Cache-Control for authenticated responses)."""
+    from bastion.pipeline import Chain
+    from bastion.stages.headers.rewrite import HeaderRewrite
+
+    cfg = HeadersConfig(authenticated_cache_control="private, no-store")
+    stage = HeadersStage(cfg)
+    hook = stage.response_hook()
+    assert isinstance(hook.__self__, HeaderRewrite)  # type: ignore[attr-defined]
+    upstream = [("server", "nginx"), ("cache-control", "max-age=60"), ("content-type", "a/b")]
+    through_stage = Exchange(Request("GET", "/", "/", "", []), "id")
+    through_chain = Exchange(Request("GET", "/", "/", "", []), "id")
+    for ex in (through_stage, through_chain):
+        ex.principal = principal
+        ex.response = Response(200, list(upstream), b"")
+    assert stage.on_response(through_stage) is None
+    assert Chain([stage]).response(through_chain) is None
+    assert through_chain.response is not None and through_stage.response is not None
+    assert through_chain.response.headers == through_stage.response.headers
+    cache = [v for k, v in through_chain.response.headers if k == "cache-control"]
+    assert cache == (["max-age=60"] if principal is None else ["private, no-store"])

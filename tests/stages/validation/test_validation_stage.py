@@ -706,3 +706,35 @@ def test_invalid_style_is_a_load_error() -> None:
     """A style that does not exist for the parameter's location is reported at load."""
     with pytest.raises(PolicyError, match="style 'deepObject' is not allowed for header"):
         param_stage([{"name": "X", "in": "header", "style": "deepObject", "schema": {"type": "object"}}])
+
+
+def test_the_chain_runs_the_compiled_checker_as_the_stage_does() -> None:
+    """The chain calls the compiled checker's hook (handed by the stage), and a request gets
+    from it what the stage's own hook gives: a 400 with the same detail and logged problems,
+    a 415 for a media type the operation does not accept, nothing for a valid body."""
+    from bastion.pipeline import Chain
+    from bastion.stages.validation.check import Checker
+    from bastion.types import Exchange, Request, Response
+
+    stage = body_stage(ORDER_SCHEMA, max_problems=1)
+    hook = stage.request_hook()
+    assert isinstance(hook.__self__, Checker)  # type: ignore[attr-defined]
+    chain = Chain([stage])
+    cases: list[tuple[bytes, str, int | None]] = [
+        (orjson.dumps({"bookId": "nope", "quantity": 99}), "application/json", 400),
+        (b"<order/>", "application/xml", 415),
+        (orjson.dumps({"bookId": UUID, "quantity": 2}), "application/json", None),
+    ]
+    for body, media, status in cases:
+        own, own_ex = send(stage, body=body, content_type=media)
+        request = Request("POST", "/things", "/things", "", [("content-type", media)])
+        request.body = body
+        ex = Exchange(request, "req-1")
+        answer = chain.request(ex)
+        if status is None:
+            assert own is None and answer is None
+            continue
+        assert own is not None and own.status == status
+        assert isinstance(answer, Response) and answer.status == status
+        assert orjson.loads(answer.body or b"")["detail"] == own.detail
+        assert ex.facts["validation"] == own_ex.facts["validation"]

@@ -1,12 +1,48 @@
 """The ``headers`` stage's per-response work, compiled with mypyc (``setup.py``).
 
-The stage class derives from the interpreted ``ResponseStage`` and stays interpreted; this
-function is what it runs on every response of every route (the stage is on by default).
+The stage class derives from the interpreted ``ResponseStage`` and stays interpreted; its
+:class:`HeaderRewrite` is what the chain calls on every response of every route (the stage
+is on by default), with no interpreted frame in between.
 """
 
 from __future__ import annotations
 
-from bastion.types import HeaderList
+from bastion.types import Block, Exchange, HeaderList
+
+
+class HeaderRewrite:
+    """The stage's lists, worked out once at load, and its response hook."""
+
+    __slots__ = ("drop", "drop_prefixes", "drop_signed_in", "missing", "missing_signed_in", "replace",
+                 "replace_signed_in")
+
+    def __init__(
+        self,
+        drop: frozenset[str],
+        replace: list[tuple[str, str]],
+        missing: list[tuple[str, str]],
+        drop_prefixes: tuple[str, ...],
+        signed_in: tuple[frozenset[str], list[tuple[str, str]], list[tuple[str, str]]],
+    ) -> None:
+        self.drop = drop
+        self.replace = replace
+        self.missing = missing
+        self.drop_prefixes = drop_prefixes
+        #: The same lists for authenticated responses (the route's Cache-Control in place).
+        self.drop_signed_in, self.replace_signed_in, self.missing_signed_in = signed_in
+
+    def on_response(self, exchange: Exchange) -> Block | None:
+        """Rewrite ``exchange.response``'s headers; never blocks."""
+        response = exchange.response
+        if response is None:
+            return None
+        if exchange.principal is None:
+            response.headers = rewrite_headers(response.headers, self.drop, self.replace, self.missing,
+                                               self.drop_prefixes)
+        else:
+            response.headers = rewrite_headers(response.headers, self.drop_signed_in, self.replace_signed_in,
+                                               self.missing_signed_in, self.drop_prefixes)
+        return None
 
 
 def rewrite_headers(

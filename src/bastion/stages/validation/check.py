@@ -1,7 +1,8 @@
 """The per-request check of the ``validation`` stage: a request against its compiled operation.
 
-Kept apart from the stage's hook (``stage.py``) so it can be compiled with mypyc: every
-validated request runs this code.
+Kept apart from the stage class (``stage.py``) so it can be compiled with mypyc: every
+validated request runs this code, from the hook (:meth:`Checker.on_request`) the chain
+calls directly.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from bastion.stages.validation.params import (
     parse_cookies,
     parse_query,
 )
-from bastion.types import Request
+from bastion.types import Block, Exchange, Request
 
 #: Most problems recorded for the access log.
 MAX_LOGGED = 20
+#: The stage's name: where its findings go in ``exchange.facts``.
+STAGE_NAME = "validation"
 #: Most query parameters read (the URL length limit bounds them too).
 MAX_QUERY_FIELDS = 1000
 #: Operations without a request body remember the parameters of the valid requests they
@@ -78,12 +81,37 @@ class Checker:
         self._reject_unknown = config.reject_unknown_query_params
         self._max_depth = config.max_json_depth
         self._reject_duplicates = config.reject_duplicate_keys
+        self._max_problems = config.max_problems
         # Validity is a function of the parameters alone only without a body to check.
         self._remembers = operation.media is None
         self._declared_headers = frozenset(p.key for p in operation.params.get("header", ()))
         self._declares_cookies = "cookie" in operation.params
         _MEMORY.operations += 1
         self._token = str(_MEMORY.operations)  # this operation's part of every key
+
+    def on_request(self, exchange: Exchange) -> Block | None:
+        """The stage's request hook: ``None`` for a valid request, else its refusal (400, or
+        415 for a media type the operation does not accept)."""
+        found = self.check(exchange.request)
+        if found is None:
+            return None
+        if isinstance(found, Unsupported):
+            return self._unsupported(exchange, found.why)
+        return self._block(exchange, found)
+
+    def _block(self, exchange: Exchange, problems: list[Problem]) -> Block:
+        exchange.facts[STAGE_NAME] = [p.as_dict() for p in problems[:MAX_LOGGED]]
+        shown = "; ".join(str(p) for p in problems[: self._max_problems])
+        more = len(problems) - self._max_problems
+        if more > 0:
+            shown += f" (and {more} more)"
+        return Block(400, "Bad Request", shown, reason=f"validation.{problems[0].kind}")
+
+    def _unsupported(self, exchange: Exchange, why: str) -> Block:
+        accepted = ", ".join(sorted(self.op.media or ())) or "none"
+        detail = f"{why}; expected one of: {accepted}"
+        exchange.facts[STAGE_NAME] = [{"location": "header 'content-type'", "rule": detail}]
+        return Block(415, "Unsupported Media Type", detail, reason="validation.content_type")
 
     @property
     def remembered(self) -> int:
