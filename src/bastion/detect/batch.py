@@ -11,7 +11,8 @@ record as when it counted one record at a time.
 
 Which detectors look at a record is decided once at load (:class:`Plan`): a record that no
 enabled detector can count (an anonymous 200 without a route, with every baseline off)
-costs a few comparisons.
+costs a few comparisons. The module is compiled (mypyc, see setup.py): it looks at every
+record a worker answers.
 """
 
 from __future__ import annotations
@@ -37,20 +38,21 @@ class Plan:
     """What the enabled detectors look at, read once from the settings."""
 
     def __init__(self, settings: DetectorsSettings) -> None:
-        self.brute_force = settings.brute_force.enabled
-        self.scanner = settings.scanner.enabled
-        self.injection = settings.injection.enabled
-        self.token_sharing = settings.token_sharing.enabled
-        self.enumeration = settings.enumeration.enabled
-        self.accounts = settings.account_brute_force.enabled
-        self.traffic = settings.traffic_spike.enabled
-        self.errors = settings.error_spike.enabled
+        # Typed here: the mypyc build sees pydantic as Any, and these are read per record.
+        self.brute_force: bool = settings.brute_force.enabled
+        self.scanner: bool = settings.scanner.enabled
+        self.injection: bool = settings.injection.enabled
+        self.token_sharing: bool = settings.token_sharing.enabled
+        self.enumeration: bool = settings.enumeration.enabled
+        self.accounts: bool = settings.account_brute_force.enabled
+        self.traffic: bool = settings.traffic_spike.enabled
+        self.errors: bool = settings.error_spike.enabled
         #: Whether a record's login fact is read at all (it is a lookup in its facts).
-        self.logins = self.brute_force or self.accounts
-        self.probe_paths = settings.scanner.probe_paths
-        self.agents = settings.scanner.user_agents
-        self.traffic_interval = settings.traffic_spike.interval
-        self.error_interval = settings.error_spike.interval
+        self.logins: bool = self.brute_force or self.accounts
+        self.probe_paths: tuple[str, ...] = settings.scanner.probe_paths
+        self.agents: tuple[str, ...] = settings.scanner.user_agents
+        self.traffic_interval: float = settings.traffic_spike.interval
+        self.error_interval: float = settings.error_spike.interval
 
     def is_probe(self, record: ExchangeRecord) -> bool:
         """Whether ``record`` is a scanner's probe: a probe path, or a scanner's user agent."""
