@@ -245,7 +245,7 @@ def main() -> int:
         subprocess.run(["callgrind_control", "--dump", str(proc.pid)], check=True, stdout=subprocess.DEVNULL)
         time.sleep(1)
         proc.terminate()
-        proc.wait(60)
+        proc.wait(600)  # a loaded machine under valgrind may take minutes to stop it
         # The dump asked for after the load (``callgrind.out.1``, one file per thread with
         # --separate-threads): from the zeroing to then. Thread 1 runs the event loop; the
         # others are asyncio.to_thread's (the API key store's polls and last-use writes),
