@@ -230,7 +230,7 @@ class JwtVerifier:
         self._starts += 1
         if self._starts > 1:
             return
-        self._wall = services.clock.wall
+        self._wall = services.clock.readers()[1]
         self._cache = services.shared(self.cache_key, _cache_factory(self.settings.cache_size))
         revocations = services.shared(SHARED_KEY, lambda: Revocations(services))
         for issuer in self.issuers.values():
