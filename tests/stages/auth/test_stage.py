@@ -15,7 +15,7 @@ from bastion.pipeline.stage import HeadStage, RequestStage, ResponseStage, Route
 from bastion.stages import auth
 from bastion.stages.auth import SPEC, AuthConfig, AuthStage
 from bastion.stages.auth.credentials import Malformed, bearer_token
-from bastion.stages.auth.dispatch import Verifiers, bearer_verifier
+from bastion.stages.auth.dispatch import Verifiers, bearer_verifier, looks_like_jwt
 from bastion.stages.auth.methods import AuthFailure, Verdict
 from bastion.stages.auth.schemes import challenge
 from bastion.stages.auth.stage import DETAIL_UNCONFIGURED, REASON_UNCONFIGURED
@@ -269,3 +269,14 @@ def test_a_bearer_token_is_read_only_as_an_rfc_6750_b64token() -> None:
     for bad in ["", "=", "==ab", "a=b", "a b", "é", "a\x00", "ab\u200b", *(f"a{c}b" for c in rejected)]:
         with pytest.raises(Malformed):
             read("Bearer " + bad)
+
+
+def test_a_jwt_is_recognised_by_its_compact_shape() -> None:
+    """Three base64url parts (the signature may be empty: `alg: none`, refused by the JWT
+    verifier by name) are a JWT; anything else (an empty header or payload, two or four
+    parts, padding, `+` or `/`, non-ASCII) goes to introspection, or nowhere."""
+    b64url = string.ascii_letters + string.digits + "-_"
+    for token in ["a.b.c", "a.b.", f"{b64url}.{b64url}.{b64url}"]:
+        assert looks_like_jwt(token), token
+    for token in ["", ".", "..", ".b.c", "a..c", "a.b", "a.b.c.d", "a.b.c=", "a+b.c", "a/b.c", "é.b.c", "a b.c"]:
+        assert not looks_like_jwt(token), token
