@@ -36,7 +36,7 @@ _JWS_PUNCTUATION = bytes.maketrans(b"-_.", b"AAA")
 def looks_like_jwt(token: str) -> bool:
     """A compact JWS: header and payload, then a signature (empty with ``alg: none``, which
     the JWT verifier refuses by name rather than leaving it to introspection). A character
-    test in C, not a regular expression nor a set lookup per character (~6,000 instructions
+    test in C, not a regular expression nor a set lookup per character (~19,000 instructions
     for a 180-character token): this runs on every request with a bearer token."""
     return (
         token.count(".") == 2
