@@ -56,6 +56,8 @@ COMPILED = [
     "src/bastion/stages/auth/jwt/cache.py",
     "src/bastion/stages/auth/jwt/keys.py",
     "src/bastion/stages/auth/jwt/verify.py",
+    # A cached JWT with a jti is checked against the revoked set on every request.
+    "src/bastion/stages/auth/revocations.py",
     "src/bastion/stages/access/ip.py",
     "src/bastion/stages/access/owner.py",
     "src/bastion/stages/access/override.py",

@@ -3,7 +3,7 @@
     python bench/auth_jwt.py
 
 For each algorithm Bastion accepts (RS256, PS256, ES256, EdDSA, HS256): ``JwtVerifier.verify``
-of a token it has verified before (the cached path: a SHA-256 of the token, a dictionary
+of a token it has verified before (the cached path: a BLAKE2s of the token, a dictionary
 hit, an expiry test, a revocation lookup by jti), and of a token it has not (the verifier
 built with ``cache_size: 0``: parsing, key lookup, signature, claims). Beside the uncached
 figure, PyJWT's ``jwt.decode`` of the same token with the same pre-loaded key object (its

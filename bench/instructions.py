@@ -1,7 +1,7 @@
 """Instructions per request of one Bastion worker, counted by callgrind (no timing noise).
 
     python bench/instructions.py [--python .venv/bin/python]
-                                 [--scenario none|default|apikey|inspect|protect|audit|monitor|
+                                 [--scenario none|default|apikey|jwt|inspect|protect|audit|monitor|
                                              redis-none|redis-ratelimit|memory-ratelimit|noop-head] [--mix]
                                  [--hashseed N] [--gc default|freeze|off] [--requests 2000]
 
@@ -14,9 +14,12 @@ the garbage collections it ran meanwhile.
 ``--scenario inspect`` is run.py's bastion-inspect (validation and detection, routes from
 the mix's OpenAPI document) and sends the mix; ``--scenario apikey`` is run.py's
 bastion-apikey (the catch-all route behind API-key authentication, a key made by
-``bastion keys create`` sent as a bearer token with every request); ``--scenario protect`` is run.py's
-bastion-protect (response schema filtering and redaction, routes from the documents' OpenAPI
-document) and sends ``GET /orders-1k`` (``--path`` for another path, with any scenario).
+``bastion keys create`` sent as a bearer token with every request); ``--scenario jwt`` is the
+same route behind JWT authentication instead (one HS256 issuer, its secret in a file beside the
+config), the same signed token with every request: after the first, a cached verified token
+(the cache hit, the expiry test and the revocation lookup of its ``jti``); ``--scenario
+protect`` is run.py's bastion-protect (response schema filtering and redaction, routes from
+the documents' OpenAPI document) and sends ``GET /orders-1k`` (``--path`` for another path, with any scenario).
 ``--scenario audit`` is ``none`` with the audit log on (to the store, SQLite); ``--scenario
 monitor`` adds the threat detectors: the issue's "audit log + metrics + detectors" (metrics
 are always on), compared with ``none``. ``--scenario redis-ratelimit`` is
@@ -38,7 +41,10 @@ collector. Needs valgrind (Debian package). Slow: about a minute per run.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -157,11 +163,39 @@ def api_key_header(python: Path, config: dict[str, Any], path: Path, folder: Pat
     return f"Authorization: Bearer {made.stdout.strip().splitlines()[-1]}\r\n".encode()
 
 
+def jwt_header(config: dict[str, Any], folder: Path) -> bytes:
+    """The catch-all route behind JWT authentication: one issuer whose HS256 secret is in a
+    file in ``folder``, API keys off (so the worker needs no store); the header line sending
+    a token it signs, valid for a day, with a ``jti`` (revocation is looked up on every hit)."""
+    secret = os.urandom(32)
+    (folder / "jwt.secret").write_bytes(secret)
+    issuer = "https://idp.bench"
+    policies = config.setdefault("policies", {})
+    policies["auth"] = {
+        "api_keys": {"enabled": False},
+        "jwt": {"issuers": [{"issuer": issuer, "secret_file": str(folder / "jwt.secret"),
+                             "algorithms": ["HS256"], "audiences": ["bench-api"]}]},
+    }
+    for route in config["services"][0].get("routes", []):
+        route["public"] = False
+
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).rstrip(b"=").decode()
+
+    now = int(time.time())
+    claims = {"iss": issuer, "aud": "bench-api", "sub": "bench", "scope": "bench:read", "iat": now,
+              "exp": now + 86_400, "jti": os.urandom(8).hex()}
+    signing_input = part({"alg": "HS256", "typ": "JWT"}) + "." + part(claims)
+    mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    token = signing_input + "." + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+    return f"Authorization: Bearer {token}\r\n".encode()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/instructions.py")
     parser.add_argument("--python", type=Path, default=ROOT / ".venv" / "bin" / "python")
-    parser.add_argument("--scenario", choices=("none", "default", "apikey", "inspect", "protect", "audit", "monitor",
-                                               *REDIS_SCENARIOS, "memory-ratelimit", "noop-head"),
+    parser.add_argument("--scenario", choices=("none", "default", "apikey", "jwt", "inspect", "protect", "audit",
+                                               "monitor", *REDIS_SCENARIOS, "memory-ratelimit", "noop-head"),
                         default="none",
                         help="inspect: run.py's bastion-inspect (validation + detection; implies --mix); "
                              "protect: run.py's bastion-protect (response filtering + redaction; "
@@ -183,7 +217,7 @@ def main() -> int:
         use_mix = args.mix or args.scenario == "inspect"
         openapi = None
         policies: dict[str, object] | None = (
-            dict(NO_STAGES) if args.scenario in ("none", "apikey", "audit", "monitor", "redis-none", "noop-head")
+            dict(NO_STAGES) if args.scenario in ("none", "apikey", "jwt", "audit", "monitor", "redis-none", "noop-head")
             else None
         )
         overrides: dict[str, object] = {}
@@ -214,6 +248,8 @@ def main() -> int:
         extra = b""
         if args.scenario == "apikey":
             extra = api_key_header(args.python, config, path, folder)
+        if args.scenario == "jwt":
+            extra = jwt_header(config, folder)
         path.write_text(json.dumps(config))
         out = folder / "callgrind.out"
         env = {**os.environ, "PYTHONHASHSEED": args.hashseed}

@@ -50,6 +50,26 @@ def test_memory_state_follows_the_injected_clock() -> None:
     assert asyncio.run(scenario()) == (b"v", None)
 
 
+def test_clock_readers_are_time_s_own_functions_unless_overridden() -> None:
+    """Clock.readers gives per-request code module time's functions for the real clock (no
+    Python frame per read), and a test clock's overriding methods, so moving it still moves
+    what the readers return."""
+    import time
+
+    assert Clock().readers() == (time.monotonic, time.time)
+    clock = SteppedClock()
+    monotonic, wall = clock.readers()
+    clock.now += 5
+    assert (monotonic(), wall()) == (55.0, 1_700_000_055.0)
+
+    class WallOnly(Clock):
+        def wall(self) -> float:
+            return 7.0
+
+    monotonic, wall = WallOnly().readers()
+    assert monotonic is time.monotonic and wall() == 7.0
+
+
 def test_http_client_is_lazy_shared_and_closed_with_the_services() -> None:
     """The HTTP client is created on first use, on the running loop, the same object for
     every stage, reaches a real server, and is closed with the services (it cannot be

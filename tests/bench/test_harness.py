@@ -217,3 +217,45 @@ def test_the_api_key_scenario_sends_a_key_the_gateway_accepts(tmp_path: Path) ->
     finally:
         upstream.shutdown()
         upstream.server_close()
+
+
+def test_the_jwt_scenario_sends_a_token_the_gateway_accepts(tmp_path: Path) -> None:
+    """``instructions.py --scenario jwt`` puts the catch-all route behind one HS256 issuer and
+    signs a token for it: a real gateway refuses a request without it (401) and forwards
+    the same token every time (200, the second a cached verified token), or the counts
+    would measure refusals."""
+    import contextlib
+    import http.server
+    import threading
+
+    from bastion.testing import GatewayProcess
+    from instructions import jwt_header
+    from proxybench.procs import free_port, http_get
+    from proxybench.servers import bastion_config
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    try:
+        config = bastion_config(port=free_port(), admin_port=free_port(), upstream_port=upstream.server_address[1],
+                                access_log=None, policies={"access": {"enabled": False}}, overrides={})
+        line = jwt_header(config, tmp_path)
+        name, _, value = line.decode().strip().partition(": ")
+        assert name == "Authorization" and value.startswith("Bearer ey")
+        with contextlib.ExitStack() as stack:
+            gateway = stack.enter_context(GatewayProcess(config, folder=tmp_path))
+            assert http_get(gateway.port, timeout=30)[0] == 401
+            for _ in range(2):
+                assert http_get(gateway.port, timeout=30, headers=(f"{name}: {value}",)) == (200, b"ok")
+    finally:
+        upstream.shutdown()
+        upstream.server_close()

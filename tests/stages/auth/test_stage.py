@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import string
 from collections.abc import Awaitable
 from typing import Any
 
@@ -13,7 +14,8 @@ from bastion.pipeline.registry import ORDER
 from bastion.pipeline.stage import HeadStage, RequestStage, ResponseStage, RouteInfo
 from bastion.stages import auth
 from bastion.stages.auth import SPEC, AuthConfig, AuthStage
-from bastion.stages.auth.dispatch import Verifiers, bearer_verifier
+from bastion.stages.auth.credentials import Malformed, bearer_token
+from bastion.stages.auth.dispatch import Verifiers, bearer_verifier, looks_like_jwt
 from bastion.stages.auth.methods import AuthFailure, Verdict
 from bastion.stages.auth.schemes import challenge
 from bastion.stages.auth.stage import DETAIL_UNCONFIGURED, REASON_UNCONFIGURED
@@ -248,3 +250,33 @@ def test_a_credential_named_by_two_alternatives_is_verified_once() -> None:
 
 async def _settle(awaitable: Any) -> Any:
     return await awaitable
+
+
+def test_a_bearer_token_is_read_only_as_an_rfc_6750_b64token() -> None:
+    """RFC 6750 2.1: letters, digits and `-._~+/`, then any `=` padding, is a token; every
+    other character (each printable ASCII one tried, a space inside, non-ASCII, a NUL, `=`
+    before the end), or nothing at all, is malformed; another scheme is no bearer token."""
+    allowed = string.ascii_letters + string.digits + "-._~+/"
+
+    def read(value: str) -> str | None:
+        return bearer_token(Request("GET", "/", "/", "", [("authorization", value)]))
+
+    assert read("Bearer " + allowed + "==") == allowed + "=="
+    assert read("bearer  bst_ABCdef012 ") == "bst_ABCdef012"
+    assert read("Basic dTpw") is None
+    rejected = [c for c in map(chr, range(0x20, 0x7F)) if c not in allowed and c != "="]
+    assert len(rejected) == 94 - len(allowed)
+    for bad in ["", "=", "==ab", "a=b", "a b", "é", "a\x00", "ab\u200b", *(f"a{c}b" for c in rejected)]:
+        with pytest.raises(Malformed):
+            read("Bearer " + bad)
+
+
+def test_a_jwt_is_recognised_by_its_compact_shape() -> None:
+    """Three base64url parts (the signature may be empty: `alg: none`, refused by the JWT
+    verifier by name) are a JWT; anything else (an empty header or payload, two or four
+    parts, padding, `+` or `/`, non-ASCII) goes to introspection, or nowhere."""
+    b64url = string.ascii_letters + string.digits + "-_"
+    for token in ["a.b.c", "a.b.", f"{b64url}.{b64url}.{b64url}"]:
+        assert looks_like_jwt(token), token
+    for token in ["", ".", "..", ".b.c", "a..c", "a.b", "a.b.c.d", "a.b.c=", "a+b.c", "a/b.c", "é.b.c", "a b.c"]:
+        assert not looks_like_jwt(token), token

@@ -89,6 +89,8 @@ class KeySnapshot:
     def __init__(self, store: Store, clock: Clock) -> None:
         self.store = store
         self.clock = clock
+        #: The clock's readings as plain callables (read on every verification).
+        self.monotonic, self.wall = clock.readers()
         self.entries: dict[bytes, KeyEntry] = {}
         self.hasher: keyformat.KeyHasher | None = None
         #: Monotonic time the store last answered (-inf: never).
@@ -197,8 +199,7 @@ class ApiKeyVerifier:
         if snapshot is None:
             return STORE_UNAVAILABLE
         hasher = snapshot.hasher
-        clock = snapshot.clock
-        if hasher is None or clock.monotonic() - snapshot.loaded_at > self.max_staleness:
+        if hasher is None or snapshot.monotonic() - snapshot.loaded_at > self.max_staleness:
             return STORE_UNAVAILABLE if keyformat.is_valid(credential) else MALFORMED
         digest = self._key_hash(credential, hasher)
         if digest is None:
@@ -206,7 +207,7 @@ class ApiKeyVerifier:
         entry = snapshot.entries.get(digest)
         if entry is None:
             return KEY_UNKNOWN
-        now = clock.wall()
+        now = snapshot.wall()
         if now >= entry.expires_at:
             return KEY_EXPIRED
         principal = entry.principal

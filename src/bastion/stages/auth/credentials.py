@@ -34,9 +34,9 @@ KEY_BEARER: Final = 1
 #: Any token, dispatched to a verifier by its shape.
 ANY_BEARER: Final = 2
 
-#: RFC 6750 2.1 b64token.
-#: The characters of an RFC 6750 b64token, before its "=" padding.
-_B64TOKEN_CHARS: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
+#: RFC 6750 2.1 b64token: letters, digits and this punctuation, before its "=" padding. The
+#: table maps the punctuation to a letter, so what a valid token becomes is all letters and digits.
+_B64TOKEN_PUNCTUATION: Final = bytes.maketrans(b"-._~+/", b"AAAAAA")
 
 
 class Malformed(Exception):
@@ -111,18 +111,21 @@ class KeyPlaces:
     def strip(self, request: Request) -> None:
         """Remove every Bastion API key from ``request`` (headers, cookies, query string)."""
         headers = request.headers
-        for key, value in headers:
+        for i, (key, value) in enumerate(headers):
             if (key in self.headers or (key == "cookie" and self.cookies)) and API_KEY_PREFIX in value:
-                request.headers = self._stripped_headers(headers)
+                # The headers before the first key are kept as they are, without a second look.
+                request.headers = headers[:i] + self._stripped_headers(headers, i)
                 break
         if self.queries and request.query:  # may be percent-encoded: look at each pair
             request.query = "&".join(
                 pair for pair in request.query.split("&") if not _key_pair(pair, self.queries, True)
             )
 
-    def _stripped_headers(self, headers: HeaderList) -> HeaderList:
+    def _stripped_headers(self, headers: HeaderList, start: int) -> HeaderList:
+        """``headers`` from ``start`` on, without the API keys."""
         out: HeaderList = []
-        for key, value in headers:
+        for i in range(start, len(headers)):
+            key, value = headers[i]
             if key == "cookie" and self.cookies:
                 kept = [p for p in value.split(";") if not _key_pair(p.strip(" "), self.cookies, False)]
                 if kept:
@@ -167,12 +170,14 @@ def bearer_token(request: Request) -> str | None:
     if scheme.lower() != "bearer":
         return None
     token = token.strip(" ")
-    # b64token (RFC 6750 2.1): one or more of its characters, then any "=" padding. Its
-    # characters deleted in C (bytes.translate) must leave nothing: this runs on every request
-    # with a token, and the regular expression it replaces cost ~4,500 instructions (str.strip
-    # with the 66 characters, which searches them for each character, ~8,000).
+    # b64token (RFC 6750 2.1): one or more of its characters, then any "=" padding. Checked in
+    # C, as this runs on every request with a token: its punctuation mapped to a letter
+    # (bytes.translate with a table and no deletions: one pass, no set-up), then
+    # bytes.isalnum (ASCII letters and digits only). Deleting the 66 characters instead
+    # (translate's deletechars) built its tables per call, ~1,700 instructions under
+    # callgrind; the regular expression before that ~4,500, str.strip with them ~8,000.
     body = token.rstrip("=")
-    if not body or not body.isascii() or body.encode("ascii").translate(None, _B64TOKEN_CHARS):
+    if not body.isascii() or not body.encode("ascii").translate(_B64TOKEN_PUNCTUATION).isalnum():
         raise Malformed("the bearer token is empty or not a b64token")
     return token
 

@@ -92,6 +92,14 @@ class Decider:
         #: A logout: the phantom token used is deleted before the request is forwarded.
         self.phantom_logout = phantom_logout
 
+    def first(self, exchange: Exchange) -> tuple[Attempt, Block | Wait] | None:
+        """A request's first decision, in one call from the stage's (interpreted) hook:
+        ``None`` once an alternative succeeded; otherwise the request's attempt with the
+        refusal or the answer to wait for."""
+        attempt = Attempt(len(self.sources), self.counted)
+        decided = self.decide(exchange, attempt)
+        return None if decided is None else (attempt, decided)
+
     def decide(self, exchange: Exchange, attempt: Attempt) -> Block | Wait | None:
         """Try the alternatives in order: ``None`` once one succeeds (the principal set),
         the refusal when none can, or the verifier answer to wait for."""

@@ -27,19 +27,24 @@ if TYPE_CHECKING:
 
 #: What every Bastion API key starts with (secret scanners recognise it too).
 API_KEY_PREFIX = "bst_"
-#: The characters of base64url (RFC 4648 section 5), what a compact JWS's parts are made of.
-_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+#: A compact JWS's parts are base64url (RFC 4648 section 5): letters, digits, ``-`` and ``_``.
+#: The table maps those two and the dots between the parts to a letter, so what a JWS
+#: becomes is all letters and digits.
+_JWS_PUNCTUATION = bytes.maketrans(b"-_.", b"AAA")
 
 
 def looks_like_jwt(token: str) -> bool:
     """A compact JWS: header and payload, then a signature (empty with ``alg: none``, which
     the JWT verifier refuses by name rather than leaving it to introspection). A character
-    test, not a regular expression: this runs on request data."""
-    header, dot, rest = token.partition(".")
-    payload, dot2, signature = rest.partition(".")
-    if not (dot and dot2 and header and payload):
-        return False
-    return _B64URL.issuperset(header) and _B64URL.issuperset(payload) and _B64URL.issuperset(signature)
+    test in C, not a regular expression nor a set lookup per character (~19,000 instructions
+    for a 180-character token): this runs on every request with a bearer token."""
+    return (
+        token.count(".") == 2
+        and not token.startswith(".")
+        and ".." not in token  # two dots, and neither the header nor the payload is empty
+        and token.isascii()
+        and token.encode("ascii").translate(_JWS_PUNCTUATION).isalnum()
+    )
 
 
 class Startable(Protocol):

@@ -241,10 +241,10 @@ class AuthStage(HeadStage):
             if left > 0:
                 self.key_places.strip(exchange.request)  # shadow mode forwards it
                 return _locked(left)
-        attempt = Attempt(len(self.sources), lockout is not None)
-        decided = self._decider.decide(exchange, attempt)
-        if decided is None:
+        undecided = self._decider.first(exchange)
+        if undecided is None:
             return None
+        attempt, decided = undecided
         if isinstance(decided, Wait):
             return self._finish(exchange, attempt, decided)
         return self._counted(exchange, attempt, decided)

@@ -1,6 +1,6 @@
 """The verified-token cache: a token's signature is checked once, then it is a dictionary hit.
 
-Entries are keyed by a SHA-256 of the token (the cache holds no bearer token), bounded in
+Entries are keyed by a BLAKE2s of the token (the cache holds no bearer token), bounded in
 number (the oldest entry goes first when full), and dropped when their token expires. An
 entry remembers which key set verified it: when that set changes (a key rotated out of a
 JWKS), the entry no longer counts and the token is verified again against the new keys.
