@@ -161,8 +161,11 @@ def test_avatar_ssrf(on: bool) -> None:
 
 @pytest.mark.parametrize("on", [True, False])
 def test_doctor_search_sqli(on: bool) -> None:
-    """The doctor search's q runs as SQL (a UNION reads the users' password hashes) only when the flaw is on."""
+    """The doctor search's q and specialty run as SQL (a UNION reads the users' password hashes) only when
+    the flaw is on."""
     with clinic(*(["doctor_search_sqli"] if on else [])) as (_, client):
+        by_specialty = client.get("/v2/doctors", params={"specialty": "none' OR '1'='1"})
+        assert by_specialty.json()["meta"]["total"] == (2 if on else 0)
         everything = client.get("/v2/doctors", params={"q": "zz%' OR 1=1 --"})
         union = client.get("/v2/doctors", params={
             "q": "zz' UNION SELECT email, password_hash, role, 0 FROM users WHERE role = 'admin' --"})
