@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import http.server
 import json
+import re
 import ssl
 import threading
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from tests.tester.clinicapp.app import ALL_FLAWS, SEED_USERS, create_app
+from tests.tester.clinicapp.app import ALL_FLAWS, SEED_USERS, SPEC_PATH, create_app
 from tests.tester.clinicapp.server import RunningClinic, serve_clinic
 
 ALICE, BOB, ADMIN = ((email, password) for email, password, _ in SEED_USERS)
@@ -64,6 +65,13 @@ def internal_service() -> Iterator[tuple[str, list[str]]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_flaws_md_documents_every_switch() -> None:
+    """FLAWS.md has a row for each switch in the flaw table and in the scan results, and none for a ghost."""
+    text = SPEC_PATH.with_name("FLAWS.md").read_text(encoding="utf-8")
+    documented = re.findall(r"^\| \d+ \| `(\w+)` \|", text, flags=re.MULTILINE)
+    assert sorted(documented) == sorted([*ALL_FLAWS, *ALL_FLAWS])
 
 
 def test_unknown_flaw_is_refused() -> None:
