@@ -1,0 +1,23 @@
+"""The closed loop on CarePoint (``tests/tester/clinicapp``), an API built without reading the scanner.
+
+Its traits the checks did not expect, each one generalised in the scanner (never the app): versions in the
+paths' first segment (``/v1/...`` next to ``/v2/...``) with a server URL that has none, a string ``date``
+query parameter whose bad value is an unhandled error, lists that ignore unknown query parameters, the
+caller's own ID under ``/v2/patients/{patientId}/...``, and a login that locks an account after five failures.
+Every scan runs over real HTTPS on loopback.
+"""
+
+from __future__ import annotations
+
+from tests.tester.clinicapp.server import serve_clinic
+from tests.tester.scan.clinicscan import assert_intact, scan
+
+
+def test_a_list_that_ignores_unknown_parameters_is_no_nosql_injection() -> None:
+    """The secure twin answers `date=<random>` with 400 and `date[$ne]=` with 200 because it ignores the unknown
+    parameter: a control with a key no database knows (`date[bscan...]=`) gets the same list, so there is no
+    NoSQL finding (there was one before the control)."""
+    with serve_clinic() as clinic:
+        result = scan(clinic, ["API8-NOSQL-INJECTION"])
+        assert_intact(clinic)
+    assert result.findings == []
