@@ -21,3 +21,17 @@ def test_a_list_that_ignores_unknown_parameters_is_no_nosql_injection() -> None:
         result = scan(clinic, ["API8-NOSQL-INJECTION"])
         assert_intact(clinic)
     assert result.findings == []
+
+
+def test_a_traceback_behind_a_free_text_date_is_reported_and_not_on_the_twin() -> None:
+    """`date` is declared as a plain string; a random word there is an unhandled error whose 500 carries the
+    Python traceback on the vulnerable build (found), and a 400 problem on the secure twin (nothing). Before,
+    only integer/number/boolean parameters got an unexpected value."""
+    with serve_clinic({"verbose_errors"}) as clinic:
+        flawed = scan(clinic, ["API8-VERBOSE-ERRORS"])
+        assert_intact(clinic)
+    assert [(f.check.id, f.target) for f in flawed.findings] == [("API8-VERBOSE-ERRORS", "GET /v2/appointments")]
+    assert "a Python traceback" in flawed.findings[0].message
+    with serve_clinic() as clinic:
+        twin = scan(clinic, ["API8-VERBOSE-ERRORS"])
+    assert twin.findings == []
