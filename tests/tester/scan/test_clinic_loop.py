@@ -35,3 +35,23 @@ def test_a_traceback_behind_a_free_text_date_is_reported_and_not_on_the_twin() -
     with serve_clinic() as clinic:
         twin = scan(clinic, ["API8-VERBOSE-ERRORS"])
     assert twin.findings == []
+
+
+def test_records_under_the_patients_own_id_are_read_across_patients_and_the_old_route_without_login() -> None:
+    """The account is named after who logs in (`/v2/patients/{patientId}/records`): the scan fills `{patientId}`
+    with alice's own ID read from `GET /v2/me`, learns her records from the list, and bob reads one (BOLA);
+    with that ID the retired `GET /v1/patients/{patientId}` answers without any credential (NO-AUTH). The
+    secure twin yields neither. Before, `patientId` was not known as an account parameter: both were missed."""
+    with serve_clinic({"bola_records", "legacy_v1_open"}) as clinic:
+        flawed = scan(clinic, ["API1-BOLA-READ", "API2-NO-AUTH"])
+        assert_intact(clinic)
+        alice = clinic.state.user_id("alice@carepoint.example")
+    assert sorted((f.check.id, f.target) for f in flawed.findings) == [
+        ("API1-BOLA-READ", "GET /v2/patients/{patientId}/records/{recordId}"),
+        ("API2-NO-AUTH", "GET /v1/patients/{patientId}")]
+    bola = next(f for f in flawed.findings if f.check.id == "API1-BOLA-READ")
+    assert bola.message.startswith(f"bob read alice's object at /v2/patients/{alice}/records/")
+    with serve_clinic() as clinic:
+        twin = scan(clinic, ["API1-BOLA-READ", "API2-NO-AUTH"])
+        assert_intact(clinic)
+    assert twin.findings == []

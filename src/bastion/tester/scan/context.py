@@ -30,8 +30,11 @@ __all__ = ["Progress", "Scan", "ScanError", "is_destructive"]
 
 #: Path parameters naming an account by user name: filled with the identity's own when nothing else is known.
 NAME_PARAMS = frozenset({"username", "user", "login", "userlogin", "accountname"})
-#: Path parameters naming an account by ID: as a parent (``/users/{user_id}/orders``), the identity's own.
-OWNER_ID_PARAMS = frozenset({"userid", "uid", "accountid", "customerid", "memberid", "ownerid", "profileid"})
+#: Path parameters naming an account by ID: as a parent (``/users/{user_id}/orders``), the identity's own. Domain
+#: APIs name the account after who logs in (``/patients/{patientId}/records``, ``/students/{studentId}/grades``).
+OWNER_ID_PARAMS = frozenset({"userid", "uid", "accountid", "customerid", "memberid", "ownerid", "profileid",
+                             "patientid", "clientid", "personid", "employeeid", "studentid", "subscriberid",
+                             "playerid"})
 #: Last path segment of an identity's own profile ("me", "profile"...).
 SELF_PATH = re.compile(r"^(?:me|self|my|myself|current|current[-_]?user|whoami|profile|account|userinfo)$",
                        re.IGNORECASE)
