@@ -55,3 +55,14 @@ def test_records_under_the_patients_own_id_are_read_across_patients_and_the_old_
         twin = scan(clinic, ["API1-BOLA-READ", "API2-NO-AUTH"])
         assert_intact(clinic)
     assert twin.findings == []
+
+
+def test_injection_probes_of_the_login_do_not_lock_out_the_user_of_its_example() -> None:
+    """The login's documented example is alice's real e-mail. The injection checks vary the password with the
+    other fields left at the sample: before, each probe was a failed login for alice, and the secure twin
+    locked her out (429 for 60 s). Now a real account's name in a sample body with a password is replaced by
+    a throwaway one: at most one failed login for alice (the enumeration check's), and no lockout."""
+    with serve_clinic() as clinic:
+        scan(clinic, ["API8-SQL-INJECTION", "API8-COMMAND-INJECTION", "API2-USER-ENUM"])
+        assert_intact(clinic)
+        assert len(clinic.state.failures.get("alice@carepoint.example", [])) <= 1

@@ -24,7 +24,7 @@ from bastion.tester.scan.identities import IdentityConfig, credential_fields
 from bastion.tester.scan.interface import CheckInfo, Exchange, Identity, RequestPlan, ScanOptions
 from bastion.tester.scan.objects import extract_id, list_items, norm, path_params, remove_dot_segments, unique_key
 from bastion.tester.scan.safety import Gate, classify, dangerous_reason, method_destructive
-from bastion.tester.scan.samples import sample_value
+from bastion.tester.scan.samples import sample_value, without_accounts
 
 __all__ = ["Progress", "Scan", "ScanError", "is_destructive"]
 
@@ -169,6 +169,7 @@ class Scan:
             schema = media_node.get("schema") if isinstance(media_node, dict) else None
             example = media_node.get("example") if isinstance(media_node, dict) else None
             value = example if example is not None else (sample_value(self.spec, schema) if schema else {})
+            value = without_accounts(value, [i.username or "" for i in [*self.users, self.admin] if i is not None])
             if "json" in media.lower():
                 plan.json = value
                 plan.content_type = media
