@@ -9,8 +9,9 @@ Every scan runs over real HTTPS on loopback.
 
 from __future__ import annotations
 
+from tests.tester.clinicapp.app import ALL_FLAWS
 from tests.tester.clinicapp.server import serve_clinic
-from tests.tester.scan.clinicscan import assert_intact, scan
+from tests.tester.scan.clinicscan import TRAIT_CHECKS, UNSEEDED, assert_intact, found_flaws, scan
 
 
 def test_a_list_that_ignores_unknown_parameters_is_no_nosql_injection() -> None:
@@ -66,3 +67,19 @@ def test_injection_probes_of_the_login_do_not_lock_out_the_user_of_its_example()
         scan(clinic, ["API8-SQL-INJECTION", "API8-COMMAND-INJECTION", "API2-USER-ENUM"])
         assert_intact(clinic)
         assert len(clinic.state.failures.get("alice@carepoint.example", [])) <= 1
+
+
+def test_every_flaw_is_found_and_the_secure_twin_yields_only_what_is_true_of_it() -> None:
+    """A full scan of the vulnerable build finds each of the twelve flaws on its operation; a full scan of the
+    secure twin finds nothing but what is true of both builds and seeded by no switch (UNSEEDED: no security
+    headers, no body size limit, no rate limit); both builds' seeded accounts are intact afterwards (roles,
+    names, records, and no lockout)."""
+    with serve_clinic(ALL_FLAWS) as clinic:
+        flawed = scan(clinic)
+        assert_intact(clinic)
+    assert sorted(set(TRAIT_CHECKS) - found_flaws(flawed)) == []
+    with serve_clinic() as clinic:
+        twin = scan(clinic)
+        assert_intact(clinic)
+    assert [(f.check.id, f.target) for f in twin.findings if f.check.id not in UNSEEDED] == []
+    assert twin.health == []
