@@ -87,8 +87,9 @@ class Scan:
         self._objects: dict[str, list[_Object]] = {}
         self.verdicts = classify(spec, include=options.include, exclude=options.exclude)
         self.gate = Gate(self.verdicts, self.base_path)
-        #: Requests the gate refused, per check ID.
+        #: Requests the gate refused, per check ID; objects created (201 to a POST), per operation.
         self.refused: dict[str, int] = {}
+        self.left_behind: dict[str, int] = {}
         allowed = ("read", "write", "destructive") if options.allow_destructive else ("read", "write")
         self._ops = [v.op for v in self.verdicts if v.safety in allowed]
         self._callable = [v.op for v in self.verdicts if v.safety != "held"]
@@ -230,6 +231,8 @@ class Scan:
         )
         if plan.operation is not None and plan.method == plan.operation.method.upper():
             self.statuses.setdefault((identity.name, plan.operation.label), set()).add(answer.status)
+            if answer.status == 201 and plan.method == "POST":
+                self.left_behind[plan.operation.label] = self.left_behind.get(plan.operation.label, 0) + 1
         return answer
 
     async def raw(self, method: str, path: str, identity: Identity, *, headers: Mapping[str, str] | None = None,
