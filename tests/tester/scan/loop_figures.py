@@ -1,4 +1,4 @@
-"""The closed-loop figures of the three vulnerable apps: ``python -m tests.tester.scan.loop_figures``.
+"""The closed-loop figures of the four vulnerable apps: ``python -m tests.tester.scan.loop_figures``.
 
 For each app, every check runs once against the app with every flaw switched on and once against its secure
 twin (same identities, over HTTPS). Printed per app: the flaws found out of those seeded (a flaw counts as found
@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from bastion.tester.scan.engine import ScanResult
 from bastion.tester.scan.interface import ScanFinding
 from bastion.tester.scan.registry import ALL_CHECKS
+from tests.tester.clinicapp.app import ALL_FLAWS as CLINIC_FLAWS
+from tests.tester.clinicapp.server import serve_clinic
 from tests.tester.libraryapp.app import ALL_FLAWS as LIBRARY_FLAWS
 from tests.tester.libraryapp.server import serve_library
 from tests.tester.marketapp.app import ALL_FLAWS as MARKET_FLAWS
 from tests.tester.marketapp.server import serve_market
+from tests.tester.scan import clinicscan as clinic
 from tests.tester.scan import test_market_loop as market
 from tests.tester.scan import test_safety as library
 from tests.tester.scan.test_closed_loop import NOT_SEEDED
@@ -69,6 +72,22 @@ def _market() -> Figures:
                    _labels(twin.findings), intact)
 
 
+def _clinic() -> Figures:
+    """CarePoint, built without reading the scanner: findings of the checks true of both builds but seeded by no
+    switch (``clinicscan.UNSEEDED``) are neither unexplained nor false."""
+    expected = {check for check, _ in clinic.TRAIT_CHECKS.values()} | clinic.UNSEEDED
+    intact = True
+    with serve_clinic(CLINIC_FLAWS) as app:
+        flawed = clinic.scan(app)
+        intact &= _ok(lambda: clinic.assert_intact(app))
+    with serve_clinic() as app:
+        twin = clinic.scan(app)
+        intact &= _ok(lambda: clinic.assert_intact(app))
+    false = [f for f in twin.findings if f.check.id not in clinic.UNSEEDED]
+    return Figures("clinic", len(clinic.found_flaws(flawed)), len(clinic.TRAIT_CHECKS),
+                   _unexplained(flawed, expected), _labels(false), intact)
+
+
 def _shop() -> Figures:
     """The shop: each check the closed loop expects to find there (every registered check but NOT_SEEDED). The
     flawed shop is served over plain HTTP as in the closed loop (one seeded flaw is the lack of TLS), the secure
@@ -98,7 +117,7 @@ def _ok(check: Callable[[], None]) -> bool:
 
 
 def main() -> None:
-    for run in (_library, _market, _shop):
+    for run in (_library, _market, _clinic, _shop):
         f = run()
         print(f"{f.app}: {f.found}/{f.seeded} seeded flaws found; unexplained findings: {f.unexplained or 'none'}; "
               f"false findings on the secure twin: {len(f.false_on_twin)} {f.false_on_twin or ''}; "

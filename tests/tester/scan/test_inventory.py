@@ -7,10 +7,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from bastion.tester.scan.checks.inventory import CHECKS, SpecMismatch, sibling_versions
 from bastion.tester.scan.engine import run_scan
 from bastion.tester.scan.interface import ScanOptions
+from tests.tester.scan.servers import serve
 from tests.tester.scan.vulnscan import describe, identities, scan_vulnapp, targets
 from tests.tester.vulnapp.server import serve_vulnapp
 
@@ -64,3 +69,28 @@ def test_declared_operation_the_server_lacks_is_a_mismatch(tmp_path: Path) -> No
 def test_sibling_versions(base: str, siblings: list[str]) -> None:
     """The version segment of the base path is replaced by its neighbours (lower ones first, then the next)."""
     assert sibling_versions(base) == siblings
+
+
+@pytest.mark.parametrize("old_still_served", [True, False])
+def test_versions_in_the_paths_first_segment_are_tried_too(tmp_path: Path, old_still_served: bool) -> None:
+    """The server URL has no version but the paths start with `/v2`, and `/v1/legacy` is documented: the v2
+    GET paths are tried under `/v1` and `/v3` (not the documented `/v1/legacy`). An API still serving the
+    undocumented `/v1/things` is found; one that does not yields nothing. Before, the check skipped: "the base
+    path '/' has no version segment"."""
+
+    async def things(request: Request) -> Response:
+        return JSONResponse({"data": [{"id": 1, "name": "one"}]})
+
+    routes = [Route("/v2/things", things), Route("/v1/legacy", things)]
+    if old_still_served:
+        routes.append(Route("/v1/things", things))
+    spec = tmp_path / "openapi.yaml"
+    spec.write_text("openapi: 3.1.0\ninfo: {title: t, version: '2'}\npaths:\n"
+                    "  /v2/things:\n    get:\n      security: []\n      responses: {'200': {description: ok}}\n"
+                    "  /v1/legacy:\n    get:\n      security: []\n      deprecated: true\n"
+                    "      responses: {'200': {description: ok}}\n", encoding="utf-8")
+    with serve(Starlette(routes=routes)) as origin:
+        result = run_scan(spec, ScanOptions(base_url=origin, max_rps=300), [], checks=[CHECKS[0]])
+    assert result.skips == []
+    assert [(f.check.id, f.target) for f in result.findings] == (
+        [("API9-OLD-VERSION", "/v1")] if old_still_served else []), describe(result)

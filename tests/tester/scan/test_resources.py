@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from bastion.tester.scan.checks.resources import CHECKS, oversized_count, redos_inputs
+from bastion.tester.scan.engine import run_scan
+from bastion.tester.scan.interface import ScanOptions
+from bastion.tester.scan.registry import BY_ID
+from tests.tester.scan.servers import serve
 from tests.tester.scan.vulnscan import describe, scan_vulnapp, targets
 
 
@@ -69,3 +80,24 @@ def test_redos_inputs_follow_the_pattern() -> None:
     assert redos_inputs(r"^(a+)+$", 5) == ["aaaaa!"]
     assert redos_inputs(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,59}\.txt$", 3) == ["AAA!"]
     assert redos_inputs(r"^(\d+)*x$", 2) == ["11!", "xx!"]
+
+
+def test_a_burst_too_slow_to_meet_a_per_window_limit_is_a_skip_not_a_finding(tmp_path: Path) -> None:
+    """An API whose answers take 0.5 s each cannot be hit faster than 20 requests/s by 10 concurrent
+    workers, below MIN_BURST_RATE: a limit of 50 per 2 s would never trip, so the lack of 429 is a skip that
+    says why, not a "no rate limit" finding (before, a busy machine turned the library's secure twin's limit
+    into a false finding this way)."""
+
+    async def things(request: Request) -> Response:
+        await asyncio.sleep(0.5)
+        return JSONResponse([{"id": 1}])
+
+    spec = tmp_path / "openapi.yaml"
+    spec.write_text("openapi: 3.1.0\ninfo: {title: t, version: '1'}\n"
+                    "paths:\n  /things:\n    get:\n      security: []\n"
+                    "      responses: {'200': {description: ok}}\n", encoding="utf-8")
+    with serve(Starlette(routes=[Route("/things", things)])) as origin:
+        result = run_scan(spec, ScanOptions(base_url=origin, max_rps=300), [], checks=[BY_ID["API4-NO-RATE-LIMIT"]])
+    assert result.findings == []
+    [skipped] = result.skips
+    assert skipped.reason.startswith("the burst reached only ") and "proves nothing" in skipped.reason

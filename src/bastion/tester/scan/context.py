@@ -24,14 +24,17 @@ from bastion.tester.scan.identities import IdentityConfig, credential_fields
 from bastion.tester.scan.interface import CheckInfo, Exchange, Identity, RequestPlan, ScanOptions
 from bastion.tester.scan.objects import extract_id, list_items, norm, path_params, remove_dot_segments, unique_key
 from bastion.tester.scan.safety import Gate, classify, dangerous_reason, method_destructive
-from bastion.tester.scan.samples import sample_value
+from bastion.tester.scan.samples import sample_value, without_accounts
 
 __all__ = ["Progress", "Scan", "ScanError", "is_destructive"]
 
 #: Path parameters naming an account by user name: filled with the identity's own when nothing else is known.
 NAME_PARAMS = frozenset({"username", "user", "login", "userlogin", "accountname"})
-#: Path parameters naming an account by ID: as a parent (``/users/{user_id}/orders``), the identity's own.
-OWNER_ID_PARAMS = frozenset({"userid", "uid", "accountid", "customerid", "memberid", "ownerid", "profileid"})
+#: Path parameters naming an account by ID: as a parent (``/users/{user_id}/orders``), the identity's own. Domain
+#: APIs name the account after who logs in (``/patients/{patientId}/records``, ``/students/{studentId}/grades``).
+OWNER_ID_PARAMS = frozenset({"userid", "uid", "accountid", "customerid", "memberid", "ownerid", "profileid",
+                             "patientid", "clientid", "personid", "employeeid", "studentid", "subscriberid",
+                             "playerid"})
 #: Last path segment of an identity's own profile ("me", "profile"...).
 SELF_PATH = re.compile(r"^(?:me|self|my|myself|current|current[-_]?user|whoami|profile|account|userinfo)$",
                        re.IGNORECASE)
@@ -84,8 +87,9 @@ class Scan:
         self._objects: dict[str, list[_Object]] = {}
         self.verdicts = classify(spec, include=options.include, exclude=options.exclude)
         self.gate = Gate(self.verdicts, self.base_path)
-        #: Requests the gate refused, per check ID.
+        #: Requests the gate refused, per check ID; objects created (201 to a POST), per operation.
         self.refused: dict[str, int] = {}
+        self.left_behind: dict[str, int] = {}
         allowed = ("read", "write", "destructive") if options.allow_destructive else ("read", "write")
         self._ops = [v.op for v in self.verdicts if v.safety in allowed]
         self._callable = [v.op for v in self.verdicts if v.safety != "held"]
@@ -166,6 +170,7 @@ class Scan:
             schema = media_node.get("schema") if isinstance(media_node, dict) else None
             example = media_node.get("example") if isinstance(media_node, dict) else None
             value = example if example is not None else (sample_value(self.spec, schema) if schema else {})
+            value = without_accounts(value, [i.username or "" for i in [*self.users, self.admin] if i is not None])
             if "json" in media.lower():
                 plan.json = value
                 plan.content_type = media
@@ -226,6 +231,8 @@ class Scan:
         )
         if plan.operation is not None and plan.method == plan.operation.method.upper():
             self.statuses.setdefault((identity.name, plan.operation.label), set()).add(answer.status)
+            if answer.status == 201 and plan.method == "POST":
+                self.left_behind[plan.operation.label] = self.left_behind.get(plan.operation.label, 0) + 1
         return answer
 
     async def raw(self, method: str, path: str, identity: Identity, *, headers: Mapping[str, str] | None = None,

@@ -166,6 +166,9 @@ async def scan_async(
     finally:
         result.exchanges = client.sent
         result.refused = dict(scan.refused) if "scan" in locals() else {}
+        for label, count in sorted(scan.left_behind.items() if "scan" in locals() else ()):
+            result.notes.append(f"left on the target: {count} object(s) the scan created through {label} (201 "
+                                "Created) and did not remove")
         for check_id, errors in sorted(client.server_errors.items()):
             if check_id != "engine":
                 result.notes.append(f"{check_id}: the target answered {errors} of its {client.per_check[check_id]} "

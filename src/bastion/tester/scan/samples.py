@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
+from collections.abc import Iterable
 from typing import Any
 
 from bastion.tester.audit.context import Spec, types_of
@@ -212,4 +214,18 @@ def sample_object(spec: Spec, schema: dict[str, Any], *, depth: int = 0, for_req
         if not for_request and sub.get("writeOnly") is True:
             continue
         out[str(prop)] = sample_value(spec, sub, str(prop), depth=depth + 1, for_request=for_request)
+    return out
+
+
+def without_accounts(value: Any, names: Iterable[str]) -> Any:
+    """``value`` (a sample request body) with a real account's user name replaced by a throwaway one when the body
+    also carries a password: a document's example login is often a real user's, and probes that vary the other
+    fields would be failed logins that lock that account out (five wrong passwords is a common limit)."""
+    if not isinstance(value, dict) or not any("pass" in str(k).lower() for k in value):
+        return value
+    known = {n.lower() for n in names if n}
+    out = dict(value)
+    for key, field in value.items():
+        if isinstance(field, str) and field.lower() in known:
+            out[key] = "bscan" + secrets.token_hex(5) + ("@example.com" if "@" in field else "")
     return out

@@ -27,7 +27,8 @@ Decisions, chosen to avoid false findings:
   2.7 s later, and later than the first).
 * *NoSQL*: the normal request with its string fields set to random values fails (4xx); the same
   request with operator objects (``{"$ne": null}``, ``{"$gt": ""}``; ``name[$ne]=`` in queries)
-  succeeds (2xx).
+  succeeds (2xx). In queries a control with a key no database knows (``name[bscan...]=``) must not get
+  the same success and body: else the API merely ignores the bracketed name (the unfiltered request).
 * *Path traversal*: ``/etc/passwd`` or ``win.ini`` content (``root:x:0:0:``, ``[fonts]``) appears
   in the answer and not in the normal answer.
 """
@@ -47,6 +48,7 @@ from bastion.tester.scan.checks.probing import (
     excerpt_equal,
     finding,
     json_request_schema,
+    normalized,
     object_properties,
     pair_finding,
     random_marker,
@@ -424,15 +426,27 @@ class NoSqlInjection(_InjectionCheck):
         if not 400 <= failed.status < 500 or failed.status == 429:
             return None
         for operator in ("$ne", "$gt"):
-            ex = await ctx.send(inj.plan.copy(query=[*rest, (f"{inp.name}[{operator}]", random_marker("x"))]),
+            value = random_marker("x")
+            ex = await ctx.send(inj.plan.copy(query=[*rest, (f"{inp.name}[{operator}]", value)]),
                                 inj.ident, check=self.info)
-            if success(ex):
+            if success(ex) and not await self._ignored(ctx, inj, rest, ex, (f"{inp.name}[{operator}]", value)):
                 return pair_finding(self.info, inp.op.label,
                                     f"`{inp.name}` fails with a random value ({failed.status}) but "
                                     f"`{inp.name}[{operator}]=` succeeds ({ex.status}): the query parameter becomes a "
                                     "database operator.",
                                     failed, ex)
         return None
+
+    async def _ignored(self, ctx: ScanContext, inj: _Injector, rest: list[tuple[str, str]], operator: Exchange,
+                       sent: tuple[str, str]) -> bool:
+        """Whether the API ignores the bracketed name altogether: a control with a key no database knows
+        (``name[bscan...]=``) gets the same success and body, so the operator's 200 is just the request without
+        the parameter (an unfiltered list), not an operator reaching the database."""
+        name, value = f"{inj.inp.name}[{random_marker('bscan')}]", sent[1]
+        control = await ctx.send(inj.plan.copy(query=[*rest, (name, value)]), inj.ident, check=self.info)
+        # Links that echo the query string (``self``) are no difference: each answer loses what it was sent.
+        return (success(control) and control.status == operator.status
+                and normalized(control, [name, value]) == normalized(operator, sent))
 
     async def _body(self, ctx: ScanContext, fields: list[Input]) -> ScanFinding | None:
         op = fields[0].op

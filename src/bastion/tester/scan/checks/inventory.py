@@ -5,7 +5,9 @@ Heuristics:
 * *Sibling versions*: when a segment of the base path is a version (``v2``, ``v2.1``), the
   neighbouring versions (``v1``, ``v0``, ``v3``...) not listed in the document's ``servers`` are
   tried with the paths of up to three GET operations of the document; a 2xx answer that differs
-  from that version's answer for a random path is a finding (one per version).
+  from that version's answer for a random path is a finding (one per version). When the base path
+  has none but the paths start with one (``/v2/orders`` next to ``/v1/...``), the newest version's
+  GET paths are tried under its neighbours, except paths the document declares there.
 * *Undocumented endpoints*: a list of common internal paths (``/internal/export``, ``/admin``,
   ``/export``, ``/backup``, ``/metrics``...) and ``/<resource>/export``-style paths built from the
   document's own top-level path segments are requested under the base path; one the document
@@ -46,8 +48,9 @@ OLD_VERSION = CheckInfo(
     cwe=1059,
     severity=Severity.MEDIUM,
     phase="inventory",
-    checks="Requests the document's GET paths under neighbouring versions of the base path (/v1 next to /v2); an "
-    "answer other than the not-found one is a finding.",
+    checks="Requests the document's GET paths under neighbouring versions of the base path (/v1 next to /v2), or of "
+    "the paths' first segment when the base path has none (/v1/orders next to a documented /v2/orders); an answer "
+    "other than the not-found one is a finding.",
     advice="Retire old versions (or document and secure them like the current one). Bastion's routes derived "
     "from the OpenAPI document deny every undeclared path and method (404/405), so only the documented version "
     "is reachable through it.",
@@ -124,6 +127,17 @@ def _distinct(ex: Exchange, path: str, baseline: Exchange, baseline_path: str) -
     return not success(baseline) or normalized(ex, [path]) != normalized(baseline, [baseline_path])
 
 
+def _path_version(ctx: ScanContext) -> str:
+    """The newest version segment the document's paths start with (``/v2/...`` next to ``/v1/...``), or ""."""
+    found: dict[tuple[int, str], str] = {}
+    for op in ctx.spec.operations:
+        first = op.template.lstrip("/").split("/", 1)[0]
+        match = _VERSION.match(first)
+        if match is not None:
+            found[(int(match.group(2)), match.group(3))] = first
+    return found[max(found)] if found else ""
+
+
 class OldVersions(Check):
     """Neighbouring API versions that still answer."""
 
@@ -131,9 +145,15 @@ class OldVersions(Check):
 
     async def run(self, ctx: ScanContext) -> list[ScanFinding | Skip]:
         siblings = [s for s in sibling_versions(ctx.base_path) if s not in _documented_servers(ctx)]
+        current = ""  # the version segment the paths start with, when the base path has none
         if not siblings:
-            return [skip(self.info, f"the base path {ctx.base_path or '/'!r} has no version segment")]
-        gets = sorted((o for o in ctx.operations() if o.method == "get"),
+            current = _path_version(ctx)
+            siblings = [ctx.base_path + s for s in sibling_versions("/" + current)] if current else []
+        if not siblings:
+            return [skip(self.info, f"neither the base path {ctx.base_path or '/'!r} nor the paths' first segment "
+                                    "is a version")]
+        gets = sorted((o for o in ctx.operations() if o.method == "get"
+                       and (not current or o.template.startswith(f"/{current}/"))),
                       key=lambda o: ("{" in o.template, len(o.template)))[:MAX_OPERATIONS_PER_VERSION]
         if not gets:
             return [skip(self.info, "no GET operation in scope to request under other versions")]
@@ -143,7 +163,9 @@ class OldVersions(Check):
             baseline, baseline_path = await _not_found(ctx, sibling, ident, self.info)
             for op in gets:
                 ident = caller(ctx, op)
-                path = sibling + ctx.plan(op, ident).path
+                path = sibling + ctx.plan(op, ident).path[len(current) + 1 if current else 0:]
+                if current and declared_path(ctx.spec, ctx.base_path, path):
+                    continue  # a documented operation of that version: the other checks call it
                 ex = await ctx.raw("GET", ctx.origin + path, ident, check=self.info)
                 if _distinct(ex, path, baseline, baseline_path):
                     out.append(finding(self.info, sibling,

@@ -11,10 +11,11 @@ Heuristics:
   reflected in ``Access-Control-Allow-Origin`` with ``Access-Control-Allow-Credentials: true``
   is one finding (high), reflected without credentials another (low). ``*`` without
   credentials is the normal setting for public APIs and is not reported.
-* *Verbose errors*: wrong-typed parameters (text where an integer/number/boolean is declared) and
-  a malformed JSON body; a response containing a stack trace, an exception name or a database
-  error (signatures of Python, Java, .NET, Node, PHP, Ruby, Go and SQL engines) that the normal
-  response does not contain is the finding.
+* *Verbose errors*: wrong-typed parameters (text where an integer/number/boolean is declared), a random
+  word in a free-text query parameter (dates and IDs the code parses itself) and a malformed JSON body;
+  a response containing a stack trace, an exception name or a database error (signatures of Python,
+  Java, .NET, Node, PHP, Ruby, Go and SQL engines) that the normal response does not contain is the
+  finding.
 * *Debug endpoints*: a short list of well-known debug/admin paths at the origin and under the
   base path; a 2xx answer whose body differs from the answer for a random path (soft 404s), for
   a path the spec does not declare, is a finding.
@@ -44,7 +45,7 @@ __all__ = ["CHECKS", "STACK_TRACE", "CorsCredentials", "CorsReflect", "DebugEndp
            "RevealingHeaders", "SecurityHeaders", "TraceEnabled", "VerboseErrors", "error_signature"]
 
 MAX_SAMPLED = 6
-MAX_ERROR_PROBES = 12
+MAX_ERROR_PROBES = 24
 EVIL_ORIGIN = "https://evil.example"
 
 HEADERS = CheckInfo(
@@ -98,8 +99,8 @@ VERBOSE = CheckInfo(
     cwe=209,
     severity=Severity.MEDIUM,
     phase="misconfiguration",
-    checks="Sends wrong-typed parameters and malformed JSON bodies; stack traces, exception names or database "
-    "errors in the response are a finding.",
+    checks="Sends wrong-typed parameters, random words in free-text query parameters and malformed JSON bodies; "
+    "stack traces, exception names or database errors in the response are a finding.",
     advice="Answer errors with a generic problem document (RFC 9457) and log the details server-side; turn "
     "debug mode off. Bastion's `policies.validation` (on by default for OpenAPI routes) answers wrong-typed "
     "parameters and malformed bodies with its own 400 before they reach the API.",
@@ -310,6 +311,24 @@ class RevealingHeaders(Check):
                         first)]
 
 
+def _odd_values(ctx: ScanContext, op: Operation) -> list[tuple[str, str]]:
+    """Query values the operation does not expect: text for the first integer/number/boolean parameter, and a
+    random word for the first free-text one (a string the code parses itself, a date or an ID, is declared as
+    plain text more often than not; an unhandled parse error shows there)."""
+    typed: list[tuple[str, str]] = []
+    free: list[tuple[str, str]] = []
+    for param in op.parameters:
+        node = ctx.spec.parameter_schema(param)
+        if param.location != "query" or node is None:
+            continue
+        kinds = types_of(node.schema)
+        if kinds & {"integer", "number", "boolean"} and not typed:
+            typed.append((param.name, "abc"))
+        elif kinds == {"string"} and "enum" not in node.schema and not free:
+            free.append((param.name, random_marker("bscan-")))
+    return typed + free
+
+
 class VerboseErrors(Check):
     """Error responses that show internals."""
 
@@ -322,14 +341,8 @@ class VerboseErrors(Check):
                 break
             ident = caller(ctx, op)
             plan = ctx.plan(op, ident)
-            variants = []
-            for param in op.parameters:
-                node = ctx.spec.parameter_schema(param)
-                kinds = types_of(node.schema) if node is not None else set()
-                if param.location == "query" and kinds & {"integer", "number", "boolean"}:
-                    variants.append(plan.copy(query=[(k, v) for k, v in plan.query if k != param.name]
-                                              + [(param.name, "abc")]))
-                    break
+            variants = [plan.copy(query=[(k, v) for k, v in plan.query if k != name] + [(name, value)])
+                        for name, value in _odd_values(ctx, op)]
             if json_request_schema(ctx.spec, op) is not None and op.method in ("post", "put", "patch"):
                 variants.append(plan.copy(json=None, body=b'{"bastion": ', content_type="application/json"))
             for variant in variants:
@@ -341,7 +354,7 @@ class VerboseErrors(Check):
                 normal = await ctx.send(plan, ident, check=self.info)
                 if error_signature(normal.text) is not None:
                     continue
-                trigger = "A malformed JSON body" if variant.body else "A wrong-typed parameter"
+                trigger = "A malformed JSON body" if variant.body else "An unexpected query value"
                 return [finding(self.info, op.label, f"{trigger} got a {ex.status} response containing {what}.", ex)]
         return [] if probes else [skip(self.info, "no operation with a typed query parameter or a JSON body")]
 
