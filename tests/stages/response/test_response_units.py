@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from bastion.errors import PolicyError
 from bastion.pipeline.stage import RouteInfo
 from bastion.stages.response import ResponseConfig, ResponseFilterStage
+from bastion.stages.response.schema import response_schemas
 from bastion.types import Block, Decision, Exchange, Request, Response
 
 USER = {
@@ -262,3 +263,27 @@ def test_never_return_names_match_any_case_in_every_response() -> None:
         assert outcome is None
         assert sent(ex) == {"passport": "kept", "nested": [{}]}
         assert ex.facts["response"] == {"hidden": 3}
+
+
+def test_a_declared_property_named_in_never_return_still_never_leaves() -> None:
+    """A property the schema declares (not ``writeOnly``) whose name, in any case, is a
+    ``never_return`` name is removed at every depth and counted as hidden, not undeclared;
+    its declared neighbours stay. (The schema trees leave such names out of their members,
+    so the walk finds them as it finds any other name that never leaves.)"""
+    schema = {"type": "object", "properties": {
+        "id": {"type": "integer"}, "Secret": {"type": "string"},
+        "child": {"type": "object", "properties": {"api_token": {"type": "string"}, "ok": {}}},
+    }}
+    stage = build(operation(schema), never_return=["secret", "API_TOKEN"])
+    outcome, ex = respond(stage, {"id": 1, "Secret": "s", "child": {"api_token": "t", "ok": True}})
+    assert outcome is None
+    assert sent(ex) == {"id": 1, "child": {"ok": True}}
+    assert ex.facts["response"] == {"hidden": 2}
+
+
+def test_schemas_built_for_other_never_return_names_are_refused() -> None:
+    """The stage refuses schema trees built for other ``never_return`` names: their members
+    could still declare a name that must never leave."""
+    schemas = response_schemas(operation(USER), {}, frozenset({"other"}))
+    with pytest.raises(ValueError, match="never_return"):
+        ResponseFilterStage(ResponseConfig(), schemas)

@@ -19,7 +19,9 @@ MAX_PATHS = 10
 class Keep:
     """What of a JSON value may leave, as one schema declares it.
 
-    An object keeps the members :attr:`members` declares (each by its own :class:`Keep`);
+    An object keeps the members :attr:`members` declares (each by its own :class:`Keep`;
+    never one named in ``writeOnly`` or the route's ``never_return``: :func:`prune` looks
+    those names up only for the members not declared here);
     its other members are removed when :attr:`closed`, else kept by :attr:`other`. An
     array's items are kept by :attr:`items`. Members named in :attr:`hidden` (``writeOnly``)
     never leave.
@@ -117,14 +119,16 @@ def _prune_object(value: dict[str, Any], keep: Keep, names: NeverReturn, out: Re
     # Most objects lose nothing: the list of members to delete is made for the first one.
     doomed: list[str] | None = None
     for key, member in value.items():
-        if names.has(key) or (hidden and key in hidden):
-            if doomed is None:
-                doomed = []
-            doomed.append(key)
-            out.hidden += 1
-            continue
         child = members.get(key)
         if child is None:
+            # A declared member is neither hidden nor a name that never leaves (the tree
+            # was built without those): only the other names need these two lookups.
+            if names.has(key) or (hidden and key in hidden):
+                if doomed is None:
+                    doomed = []
+                doomed.append(key)
+                out.hidden += 1
+                continue
             if keep.closed:
                 out.undeclared += 1
                 out.note(key)

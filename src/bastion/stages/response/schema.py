@@ -48,6 +48,8 @@ class ResponseSchemas:
     ranges: dict[int, Keep | None] = field(default_factory=dict)
     has_default: bool = False
     default: Keep | None = None
+    #: The ``never_return`` names (lower case) left out of every tree's members.
+    never_return: frozenset[str] = frozenset()
 
     def declares(self, status: int) -> bool:
         return status in self.exact or status // 100 in self.ranges or self.has_default
@@ -63,8 +65,9 @@ class ResponseSchemas:
 class _Builder:
     """Builds the :class:`Keep` trees of one document, sharing them between schemas."""
 
-    def __init__(self, doc: dict[str, Any]) -> None:
+    def __init__(self, doc: dict[str, Any], never_return: frozenset[str]) -> None:
         self.doc = doc
+        self.never_return = never_return
         #: Trees by the identities of the schemas they combine (recursive schemas end here).
         self.memo: dict[tuple[int, ...], Keep] = {}
 
@@ -135,7 +138,9 @@ class _Builder:
             if isinstance(prefix, list):
                 items.extend(prefix)
         node.closed = bool(props) and not allows_extra
-        node.members = {name: self.keep(subs, depth + 1) for name, subs in props.items() if name not in hidden}
+        never = self.never_return
+        node.members = {name: self.keep(subs, depth + 1) for name, subs in props.items()
+                        if name not in hidden and name.lower() not in never}
         node.hidden = frozenset(hidden)
         node.other = self.keep(extra, depth + 1) if extra else None
         node.items = self.keep(items, depth + 1) if items else None
@@ -148,15 +153,18 @@ class _Builder:
         return isinstance(target, dict) and target.get("writeOnly") is True
 
 
-def response_schemas(operation: dict[str, Any], doc: dict[str, Any]) -> ResponseSchemas | None:
-    """The operation's declared responses; ``None`` when it declares none.
+def response_schemas(operation: dict[str, Any], doc: dict[str, Any],
+                     never_return: frozenset[str] = frozenset()) -> ResponseSchemas | None:
+    """The operation's declared responses; ``None`` when it declares none. A declared
+    property named in ``never_return`` (lower case) is left out of the trees' members: it is
+    removed as a name that never leaves, wherever it stands.
 
     :class:`SchemaError` when a ``$ref`` does not resolve."""
     responses = operation.get("responses")
     if not isinstance(responses, dict) or not responses:
         return None
-    builder = _Builder(doc)
-    out = ResponseSchemas()
+    builder = _Builder(doc, never_return)
+    out = ResponseSchemas(never_return=never_return)
     for code, raw in responses.items():
         text = str(code).strip().upper()
         response = resolve_object(doc, raw, f"response {text}")

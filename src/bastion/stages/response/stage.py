@@ -46,15 +46,16 @@ class ResponseFilterStage(ResponseStage):
     def __init__(self, config: ResponseConfig, schemas: ResponseSchemas | None) -> None:
         super().__init__("response", config)
         self.settings = config
+        self.names = _names(config)
+        if schemas is not None and schemas.never_return != self.names:
+            # The walk looks these names up only for undeclared members: a tree that still
+            # declares one would let it out.
+            raise ValueError("the response schemas were built for other never_return names")
         self.schemas = schemas
-        names: list[str] = []
         pointers: list[tuple[str, ...]] = []
         for entry in config.never_return:
             if entry.startswith("/"):
                 pointers.append(tuple(p.replace("~1", "/").replace("~0", "~") for p in entry[1:].split("/")))
-            else:
-                names.append(entry.lower())
-        self.names = frozenset(names)
         self._never_return = NeverReturn(self.names)
         self.pointers = tuple(pointers)
         #: The names as bytes: a body that holds none of them (and has no schema) is not parsed.
@@ -79,7 +80,7 @@ class ResponseFilterStage(ResponseStage):
         schemas = None
         if route.operation is not None:
             try:
-                schemas = response_schemas(route.operation, route.openapi or {})
+                schemas = response_schemas(route.operation, route.openapi or {}, _names(config))
             except SchemaError as exc:
                 raise PolicyError(str(exc)) from None
         return cls(config, schemas)
@@ -220,6 +221,11 @@ class ResponseFilterStage(ResponseStage):
 
 #: The walk for a response without a schema: only the names that never leave.
 _ANY_SCHEMA = Keep()
+
+
+def _names(config: ResponseConfig) -> frozenset[str]:
+    """The ``never_return`` entries that are property names (not pointers), lower case."""
+    return frozenset(entry.lower() for entry in config.never_return if not entry.startswith("/"))
 
 
 def _from_upstream(exchange: Exchange) -> bool:
