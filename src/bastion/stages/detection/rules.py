@@ -36,6 +36,7 @@ Category = Literal[
     "mail_header",
     "prototype_pollution",
     "recon",
+    "protocol",
 ]
 CATEGORIES: tuple[Category, ...] = get_args(Category)
 
@@ -1417,6 +1418,12 @@ DETECTORS: tuple[Rule, ...] = (
     Rule(12902, "crlf", 1, C, "", "line break in the path or in a parameter or cookie name"),
     Rule(12005, "crlf", 1, C, "", "a framework's session cookie sent as a query or form parameter"),
     Rule(15901, "prototype_pollution", 1, C, "", "constructor.prototype key path"),
+    # The protocol checks of protocol.py: headers and encodings an upstream reads otherwise.
+    Rule(17001, "protocol", 1, C, "", "header no API client sends: Proxy, Request-Range, If, Lock-Token"),
+    Rule(17002, "protocol", 1, C, "", "Content-Type that is not one media type (or multipart without a boundary)"),
+    Rule(17003, "protocol", 1, C, "", "charset outside the allowed ones in Content-Type or Accept"),
+    Rule(17004, "protocol", 1, C, "", "multipart part name or file name that parsers split differently"),
+    Rule(17005, "protocol", 1, C, "", "NUL, %uXXXX or overlong UTF-8 in the target or a form body"),
 )
 
 ALL_RULES: dict[int, Rule] = {r.id: r for r in (*RULES, *DETECTORS)}
