@@ -1,4 +1,4 @@
-"""The ``protocol`` category (rules 17001-17005): headers and encodings an upstream reads
+"""The ``protocol`` category (rules 17001-17006): headers and encodings an upstream reads
 otherwise than the gateway, refused; the ordinary forms of the same headers pass. The
 requests are of our own making (issue 19: the CRS 920 family showed the classes)."""
 
@@ -214,3 +214,26 @@ def test_the_category_and_each_rule_can_be_turned_off() -> None:
     monitored = DetectionEngine(DetectionConfig(categories={"protocol": "monitor"}))
     verdict = monitored.evaluate(ranged)
     assert verdict.block_category is None and verdict.monitor_category == "protocol"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/export/users.db", "/static/app.js.bak", "/backup/site.sql", "/data/dump.rdb", "/index.php~",
+     "/index.php~/x/y", "/files/orders.sqlite3", "/v1/conf.orig", "/v1/.main.py.swp"],
+)
+def test_a_path_naming_a_backup_a_database_or_a_dump_is_refused(engine: DetectionEngine, path: str) -> None:
+    """A path segment naming a file a server holds by accident (a backup copy, a database, a
+    dump) is refused (17006): no API serves one on purpose, a web server behind a catch-all
+    hands it out."""
+    refused_by(engine, make_request(path), 17006)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/~alice/profile", "/v1/fonts/Inter.ttf", "/v1/reports/2026-12.pdf", "/v1/db/tables", "/v1/sql/queries/7",
+     "/v1/items/old", "/v1/backup/latest", "/v1/version/1.0.0", "/v1/files/archive.tar.gz"],
+)
+def test_paths_with_the_same_words_pass(engine: DetectionEngine, path: str) -> None:
+    """Home folders (``~alice``), ordinary files and routes named ``db``, ``sql``, ``old`` or
+    ``backup`` pass: only an extension or a trailing ``~`` counts."""
+    assert rules_of(engine, make_request(path)) == set()

@@ -34,12 +34,22 @@ MEDIA_TYPE_RULE = 17002
 CHARSET_RULE = 17003
 PART_NAME_RULE = 17004
 ENCODING_RULE = 17005
+LEFTOVER_FILE_RULE = 17006
+
+#: Extensions of files that are on a server by accident, never as an API's resource: an
+#: editor's or an admin's backup copy, a database or its dump (what scanners ask for).
+LEFTOVER_EXTENSIONS = frozenset(
+    {"bak", "backup", "old", "orig", "save", "swp", "swo", "sql", "db", "sqlite", "sqlite3", "mdb", "rdb", "dbf"}
+)
 
 
 def findings(request: Request, charsets: frozenset[str]) -> list[tuple[int, str, str]]:
     """``(rule ID, location, value)`` for each protocol rule ``request`` breaks (at most
     one per location): its headers, its raw target, and a form or multipart body."""
     found = header_findings(request, charsets)
+    path = request.path
+    if ("." in path or "~" in path) and leftover_file(path):
+        found.append((LEFTOVER_FILE_RULE, "path", path))
     target = request.raw_target
     if "%" in target and encoding_problem(target):
         found.append((ENCODING_RULE, "target", target))
@@ -53,6 +63,19 @@ def findings(request: Request, charsets: frozenset[str]) -> list[tuple[int, str,
             if encoding_problem(text):
                 found.append((ENCODING_RULE, "form", text))
     return found
+
+
+def leftover_file(path: str) -> bool:
+    """Whether a path segment names a backup copy (``index.php~``, ``app.py.bak``), a
+    database or a dump (``users.db``, ``dump.rdb``, ``site.sql``): files a web server behind
+    a catch-all route would hand out, which no API serves on purpose."""
+    for segment in path.split("/"):
+        if segment.endswith("~") and len(segment) > 1:
+            return True
+        dot = segment.rfind(".")
+        if dot > 0 and segment[dot + 1 :].lower() in LEFTOVER_EXTENSIONS:
+            return True
+    return False
 
 
 def header_findings(request: Request, charsets: frozenset[str]) -> list[tuple[int, str, str]]:

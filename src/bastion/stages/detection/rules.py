@@ -1424,6 +1424,7 @@ DETECTORS: tuple[Rule, ...] = (
     Rule(17003, "protocol", 1, C, "", "charset outside the allowed ones in Content-Type or Accept"),
     Rule(17004, "protocol", 1, C, "", "multipart part name or file name that parsers split differently"),
     Rule(17005, "protocol", 1, C, "", "NUL, %uXXXX or overlong UTF-8 in the target or a form body"),
+    Rule(17006, "protocol", 1, C, "", "path naming a backup copy, a database or a dump (.bak, ~, .sql, .db)"),
 )
 
 ALL_RULES: dict[int, Rule] = {r.id: r for r in (*RULES, *DETECTORS)}
