@@ -204,6 +204,8 @@ _JAVA_TYPE_ROOTS = (
 
 #: An operand of cmd.exe's IF comparison: quoted, bracketed or a bare token.
 _CMD_OPERAND = r"(?:\"[^\"\x00]*\"|\([^)\x00]*\)|\[[^\]\x00]*\]|\{[^}\x00]*\}|[^\s\x00=()\"]+)"
+#: An operand only cmd.exe writes so: quoted, bracketed or braced, or a batch argument.
+_CMD_QUOTED = r"(?:\"[^\"\x00\n]{0,64}\"|\[[^\]\x00\n]{0,64}\]|\{[^}\x00\n]{0,64}\}|%~?[0-9*])"
 _CMD_COMPARE = r"(?:===?|\b(?:equ|neq|lss|leq|gtr|geq)\b)"
 #: What cmd.exe runs when an IF holds: a block, a silenced command, or one of its builtins.
 _CMD_BUILTINS = (
@@ -872,6 +874,32 @@ RULES: tuple[Rule, ...] = (
         r"|short_open_tag|register_argc_argv|cgi\.force_redirect)"
         r"[ \t]*=[ \t]*[^\s\x00;&][^\x00\n]*" + END,
         "value that is a PHP configuration line",
+    ),
+    Rule(
+        3045,
+        "cmdi",
+        1,
+        C,
+        # A value that starts with a cmd.exe IF comparison in cmd.exe's own syntax, whatever
+        # follows it (3001's IF rule wants a builtin after it): operands quoted, bracketed or
+        # braced ('if "%1"=="/?"', "if not {%1} == {}"), a batch argument (%1, %~1), or two
+        # words joined by "==" with no spaces ("if /i a==b foo"). Code in other languages
+        # puts spaces around "==" and a colon, "then" or a parenthesis around the test.
+        START + r"[ \t]{0,8}if(?:[ \t]*/i)?(?:[ \t]+not)?[ \t]+(?:" + _CMD_QUOTED + r"[ \t]*==[ \t]*" + _CMD_QUOTED
+        + r"|[\w%~.-]{1,64}==[\w%~.-]{1,64})(?:[ \t]|" + END + r")",
+        "value that starts with a cmd.exe IF comparison",
+    ),
+    Rule(
+        3046,
+        "cmdi",
+        1,
+        C,
+        # Shell arithmetic and parameter expansion: "$((...))", a whole value "$[2+2]", and
+        # "${name#...}" (strip a prefix), which a shell evaluates inside a string it builds.
+        # JavaScript's "${a}" template, MongoDB's "$[]" inside a path and "${VAR:-x}" in
+        # configuration files are not these.
+        r"\$\(\(|" + START + r"[ \t]{0,8}\$\[[\d \t+*/%-]{0,32}\][ \t]{0,8}" + END + r"|\$\{[a-z_]\w{0,31}#",
+        "shell arithmetic or parameter expansion",
     ),
     Rule(
         3042,
