@@ -1270,3 +1270,43 @@ def test_templates_mongodb_paths_and_defaults_pass(engine: DetectionEngine, text
     for request in in_values(text):
         verdict = engine.evaluate(request)
         assert all(h.rule.id != 3046 for h in verdict.hits), (text, verdict.log_record())
+
+
+# ------------------------------------ 29. a word, its closing quote and the statement's end
+@pytest.mark.parametrize(
+    "payload", ["admin@example.com';", 'root@example.org"--', "alice`;", "bob'/* why */;", " carol' #"]
+)
+def test_a_word_closed_by_a_quote_and_ended_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """One word, the quote that closes the SQL string it was pasted into, then ``;``, ``--``
+    or ``#`` (the classic login bypass) is refused."""
+    for request in in_values(payload):
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "sqli", (payload, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "text", ["O'Brien;", "'quoted';", "x = 'a';", "print(\"hi\");", "It's fine; thanks", "#hashtag", "rock 'n' roll;"]
+)
+def test_quotes_in_names_code_and_prose_pass(engine: DetectionEngine, text: str) -> None:
+    """An apostrophe inside a name, a whole quoted string, code that ends a statement and
+    prose do not hit the rule."""
+    for request in in_values(text):
+        verdict = engine.evaluate(request)
+        assert all(h.rule.id != 1035 for h in verdict.hits), (text, verdict.log_record())
+
+
+# --------------------------------------------- 30. PHP calls of a function named by a variable
+@pytest.mark.parametrize("payload", ["$foo->$fn()", "Foo::$variable()", "$ {x}(31);", "$o -> $m ('id')"])
+def test_php_variable_function_calls_are_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A method or static method called through a variable name is refused."""
+    for request in in_values(payload):
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "cmdi", (payload, verdict.log_record())
+
+
+@pytest.mark.parametrize("text", ["$user->name()", "Foo::bar()", "price: $ 5 (incl. tax)", "a -> $b", "std::$x"])
+def test_ordinary_method_calls_and_prices_pass(engine: DetectionEngine, text: str) -> None:
+    """Calls of named methods, prices and arrows pointing at a variable without a call pass."""
+    for request in in_values(text):
+        verdict = engine.evaluate(request)
+        assert all(h.rule.id != 3047 for h in verdict.hits), (text, verdict.log_record())

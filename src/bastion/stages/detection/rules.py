@@ -451,6 +451,19 @@ RULES: tuple[Rule, ...] = (
         "value that starts a SQL probe or a fragment",
     ),
     Rule(
+        1035,
+        "sqli",
+        1,
+        C,
+        # One word, then the quote that closes the string it was pasted into, then the end of
+        # the statement or a comment: "admin@example.com';", "alice'--", "bob`/* x */;". Text
+        # that quotes a word quotes it on both sides; code ends with ';' after a call or a
+        # whole quoted string, not after a bare word and a lone quote.
+        START + r"[ \t]{0,8}[^\s\x00'\"\x60;]{1,128}['\"\x60][ \t]{0,8}"
+        r"(?:/\*[^\x00]{0,64}?\*/[ \t]{0,8})?(?:;|--|#)[ \t]{0,8}" + END,
+        "one word, a closing quote, then the statement's end or a comment",
+    ),
+    Rule(
         1033,
         "sqli",
         1,
@@ -900,6 +913,17 @@ RULES: tuple[Rule, ...] = (
         # configuration files are not these.
         r"\$\(\(|" + START + r"[ \t]{0,8}\$\[[\d \t+*/%-]{0,32}\][ \t]{0,8}" + END + r"|\$\{[a-z_]\w{0,31}#",
         "shell arithmetic or parameter expansion",
+    ),
+    Rule(
+        3047,
+        "cmdi",
+        1,
+        C,
+        # PHP's variable functions: a method or static method whose name is a variable
+        # ("$obj->$name(", "Foo::$fn(", "$ {x}("), how a PHP injection calls what a filter of
+        # function names never sees. No other language writes "->$" or "::$" before a call.
+        r"(?:->|::)[ \t]{0,8}\$[a-z_]\w{0,63}[ \t]{0,8}\(|\$[ \t]{1,8}\{[^}\x00]{1,32}\}[ \t]{0,8}\(",
+        "PHP call of a function named by a variable",
     ),
     Rule(
         3042,
