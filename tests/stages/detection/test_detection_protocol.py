@@ -9,7 +9,12 @@ from detection_helpers import make_request
 
 from bastion.stages.detection import DetectionConfig, DetectionEngine
 from bastion.stages.detection.config import Exclusion
-from bastion.stages.detection.protocol import encoding_problem, media_type_params
+from bastion.stages.detection.protocol import (
+    CONTENT_TYPES_REMEMBERED,
+    ProtocolChecks,
+    encoding_problem,
+    media_type_params,
+)
 from bastion.types import Request
 
 
@@ -237,3 +242,15 @@ def test_paths_with_the_same_words_pass(engine: DetectionEngine, path: str) -> N
     """Home folders (``~alice``), ordinary files and routes named ``db``, ``sql``, ``old`` or
     ``backup`` pass: only an extension or a trailing ``~`` counts."""
     assert rules_of(engine, make_request(path)) == set()
+
+
+def test_remembered_content_types_keep_their_verdict() -> None:
+    """Verdicts on Content-Type values are remembered (bounded): past the bound, and for a
+    value seen before, a bad type is still refused and a good one still passes."""
+    checks = ProtocolChecks(frozenset({"utf-8"}))
+    for n in range(CONTENT_TYPES_REMEMBERED + 50):
+        good = make_request("/v1/x", method="POST", body="a=1", content_type=f"application/vnd.t{n}+json")
+        assert checks.findings(good) == []
+    for _ in range(2):
+        bad = make_request("/v1/x", method="POST", body="a=1", content_type="application/json; charset=utf-7")
+        assert [rule for rule, _, _ in checks.findings(bad)] == [17003]

@@ -13,7 +13,7 @@ from bastion.stages.detection.config import DetectionConfig
 from bastion.stages.detection.content import OFF, ContentMap
 from bastion.stages.detection.inspect import Cut, Limits, extract
 from bastion.stages.detection.matcher import Hit, Matcher, redact
-from bastion.stages.detection.protocol import findings as protocol_findings
+from bastion.stages.detection.protocol import ProtocolChecks
 from bastion.stages.detection.rules import ALL_RULES, CATEGORIES, Category
 from bastion.types import Request
 
@@ -123,9 +123,10 @@ class DetectionEngine:
         )
         self._exclusions = tuple(config.exclusions)
         self.active = bool(active) and config.enabled
-        #: Whether the protocol checks run, and the charsets they allow.
-        self._protocol = self._modes["protocol"] != "off"
-        self._charsets = frozenset(config.allowed_charsets)
+        #: The protocol checks, unless their category is off.
+        self._protocol: ProtocolChecks | None = None
+        if self._modes["protocol"] != "off":
+            self._protocol = ProtocolChecks(frozenset(config.allowed_charsets))
 
     def evaluate(self, request: Request) -> Verdict:
         """Inspect every input of ``request`` and score what matches."""
@@ -139,7 +140,8 @@ class DetectionEngine:
         content = self._content
         inputs = extract(request, self._limits, named=False, cut=cut, known=matcher.known, content=content)
         verdict.uninspected = cut.reason
-        protocol = protocol_findings(request, self._charsets) if self._protocol else None
+        checks = self._protocol
+        protocol = checks.findings(request) if checks is not None else None
         if not protocol and not matcher.probe(inputs):
             return verdict
         best: dict[int, Hit] = {}

@@ -43,26 +43,60 @@ LEFTOVER_EXTENSIONS = frozenset(
 )
 
 
-def findings(request: Request, charsets: frozenset[str]) -> list[tuple[int, str, str]]:
-    """``(rule ID, location, value)`` for each protocol rule ``request`` breaks (at most
-    one per location): its headers, its raw target, and a form or multipart body."""
-    found = header_findings(request, charsets)
-    path = request.path
-    if ("." in path or "~" in path) and leftover_file(path):
-        found.append((LEFTOVER_FILE_RULE, "path", path))
-    target = request.raw_target
-    if "%" in target and encoding_problem(target):
-        found.append((ENCODING_RULE, "target", target))
-    body = request.body
-    if body:
-        ctype = (request.header("content-type") or "").lstrip()[:33].lower()
-        if ctype.startswith("multipart/"):
-            found.extend(multipart_findings(body))
-        elif ctype.startswith("application/x-www-form-urlencoded") and b"%" in body:
-            text = body.decode("latin-1")
-            if encoding_problem(text):
-                found.append((ENCODING_RULE, "form", text))
-    return found
+#: Content-Type values whose verdict an engine remembers: clients send the same few.
+CONTENT_TYPES_REMEMBERED = 256
+
+
+class ProtocolChecks:
+    """The protocol checks with one engine's settings, remembering the verdict on each
+    ``Content-Type`` value it has read (bounded)."""
+
+    __slots__ = ("_types", "charsets")
+
+    def __init__(self, charsets: frozenset[str]) -> None:
+        #: Allowed charsets, lower case.
+        self.charsets = charsets
+        self._types: dict[str, int] = {}
+
+    def findings(self, request: Request) -> list[tuple[int, str, str]]:
+        """``(rule ID, location, value)`` for each protocol rule ``request`` breaks: its
+        headers, its path and raw target, and a form or multipart body."""
+        found: list[tuple[int, str, str]] = []
+        ctype = ""
+        for name, value in request.headers:
+            if name in UNUSED_HEADERS:
+                found.append((UNUSED_HEADER_RULE, f"header:{name}", value))
+            elif name == "content-type":
+                ctype = ctype or value
+                rule = self._content_type(value)
+                if rule:
+                    found.append((rule, "header:content-type", value))
+            elif name == "accept" and "charset" in value.lower() and not accept_charsets_allowed(value, self.charsets):
+                found.append((CHARSET_RULE, "header:accept", value))
+        path = request.path
+        if ("." in path or "~" in path) and leftover_file(path):
+            found.append((LEFTOVER_FILE_RULE, "path", path))
+        target = request.raw_target
+        if "%" in target and encoding_problem(target):
+            found.append((ENCODING_RULE, "target", target))
+        body = request.body
+        if body and ctype:
+            kind = ctype.lstrip()[:33].lower()
+            if kind.startswith("multipart/"):
+                found.extend(multipart_findings(body))
+            elif kind.startswith("application/x-www-form-urlencoded") and b"%" in body:
+                text = body.decode("latin-1")
+                if encoding_problem(text):
+                    found.append((ENCODING_RULE, "form", text))
+        return found
+
+    def _content_type(self, value: str) -> int:
+        rule = self._types.get(value)
+        if rule is None:
+            rule = content_type_problem(value, self.charsets)
+            if len(self._types) < CONTENT_TYPES_REMEMBERED:
+                self._types[value] = rule
+        return rule
 
 
 def leftover_file(path: str) -> bool:
@@ -76,22 +110,6 @@ def leftover_file(path: str) -> bool:
         if dot > 0 and segment[dot + 1 :].lower() in LEFTOVER_EXTENSIONS:
             return True
     return False
-
-
-def header_findings(request: Request, charsets: frozenset[str]) -> list[tuple[int, str, str]]:
-    """``(rule ID, location, value)`` for each protocol rule the request's headers break;
-    ``charsets`` are the allowed charsets (lower case)."""
-    found: list[tuple[int, str, str]] = []
-    for name, value in request.headers:
-        if name in UNUSED_HEADERS:
-            found.append((UNUSED_HEADER_RULE, f"header:{name}", value))
-        elif name == "content-type":
-            rule = content_type_problem(value, charsets)
-            if rule:
-                found.append((rule, "header:content-type", value))
-        elif name == "accept" and "charset" in value.lower() and not accept_charsets_allowed(value, charsets):
-            found.append((CHARSET_RULE, "header:accept", value))
-    return found
 
 
 def media_type_params(value: str) -> list[tuple[str, str]] | None:
