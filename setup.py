@@ -45,6 +45,7 @@ COMPILED = [
     "src/bastion/stages/detection/inspect.py",
     "src/bastion/stages/detection/matcher.py",
     "src/bastion/stages/detection/engine.py",
+    "src/bastion/stages/detection/protocol.py",
     # Authentication and authorization run on every route that is not public. (Their stage
     # classes stay interpreted, like every stage class: compiled, their abstract bases were
     # not what isinstance and the chain expect.)

@@ -6,6 +6,7 @@ Each line is one request: ``method``, ``path`` (the raw request target), ``heade
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ class Sample:
     body: bytes
     category: str
     expect_block: bool
+    #: The request's bytes as the corpus's own client sends them (``b""``: build them with
+    #: :meth:`to_wire`).
+    raw: bytes = b""
 
     def to_request(self) -> Request:
         """The request as the gateway's stages would see it."""
@@ -39,7 +43,10 @@ class Sample:
         return request
 
     def to_wire(self) -> bytes:
-        """The raw HTTP/1.1 bytes of the request (with a correct Content-Length)."""
+        """The raw HTTP/1.1 bytes of the request: the corpus's own bytes when it has them,
+        otherwise with a correct Content-Length."""
+        if self.raw:
+            return self.raw
         lines = [f"{self.method} {self.target} HTTP/1.1"]
         names = set()
         for name, value in self.headers:
@@ -74,7 +81,39 @@ def load(path: Path, keep: Callable[[dict[str, object]], bool] | None = None) ->
                 body=body.encode("utf-8") if isinstance(body, str) else bytes(body),
                 category=str(row.get("category") or ("benign" if not row.get("expect_block") else "attack")),
                 expect_block=bool(row.get("expect_block")),
+                raw=_raw(row),
             )
+
+
+def _raw(row: dict[str, object]) -> bytes:
+    """The bytes a CRS corpus row stands for, as go-ftw sends them: its raw request, or its
+    request line, headers and body as given (``Content-Length`` and ``Connection: close``
+    added only when the test lets go-ftw complete the headers). ``b""`` for other corpora.
+    Body bytes above 0x7f are stored as latin-1 code points."""
+    encoded = row.get("raw_request_b64")
+    if isinstance(encoded, str) and encoded:
+        return base64.b64decode(encoded)
+    if "autocomplete_headers" not in row:
+        return b""
+    headers = [(str(k), str(v)) for k, v in row.get("headers") or []]  # type: ignore[attr-defined]
+    text = str(row.get("body") or "")
+    try:
+        body = text.encode("latin-1")
+    except UnicodeEncodeError:
+        body = text.encode("utf-8")
+    if row.get("autocomplete_headers"):
+        names = {k.lower() for k, _ in headers}
+        if body and "content-length" not in names:
+            headers.append(("Content-Length", str(len(body))))
+        if "connection" not in names:
+            headers.append(("Connection", "close"))
+    version = row.get("version")
+    line = f"{row.get('method') or 'GET'} {row.get('path') or '/'} {'HTTP/1.1' if version is None else version}"
+    head = "\r\n".join([line, *(f"{k}: {v}" for k, v in headers)]) + "\r\n\r\n"
+    try:
+        return head.encode("latin-1") + body
+    except UnicodeEncodeError:
+        return head.encode("utf-8") + body
 
 
 def rate_table(results: dict[str, list[bool]], expect: dict[str, bool]) -> str:

@@ -171,6 +171,24 @@ def test_benign_apostrophe_passes(blocking: GatewayProcess, upstream: Upstream) 
     assert target in upstream.targets()
 
 
+def test_a_request_range_header_is_refused_and_a_range_request_passes(blocking: GatewayProcess,
+                                                                     upstream: Upstream) -> None:
+    """A GET with the pre-standard ``Request-Range`` header (which range limits do not read)
+    is refused with 403 problem+json and never reaches the upstream, logged as the
+    ``protocol`` category's rule 17001; the same with the standard ``Range`` is forwarded."""
+    reply = get(blocking, "/files/ranged1", {"Request-Range": "bytes=0-1023"})
+    assert reply.status == 403
+    assert reply.header("content-type") == "application/problem+json"
+    assert not any("ranged1" in t for t in upstream.targets())
+    record = blocking.wait_for_access_record(lambda r: r.get("status") == 403 and r.get("path") == "/files/ranged1")
+    assert record["detection"]["category"] == "protocol"
+    assert [(h["rule"], h["location"]) for h in record["detection"]["hits"]] == [
+        (17001, "header:request-range")
+    ]
+    assert get(blocking, "/files/range1", {"Range": "bytes=0-1023"}).status == 200
+    assert "/files/range1" in upstream.targets()
+
+
 def test_shadow_mode_forwards_and_logs(upstream: Upstream) -> None:
     """In shadow mode (``enforce: false``) the same SQL injection reaches the upstream, and the
     log says what would have blocked."""

@@ -1211,3 +1211,102 @@ def test_a_value_that_is_a_php_configuration_line_is_blocked(engine: DetectionEn
 def test_settings_shared_with_other_software_pass(engine: DetectionEngine, text: str) -> None:
     """Generic setting names other software uses, and a sentence about a PHP directive, pass."""
     passes_everywhere(engine, text)
+
+
+# ------------------------------------------- 27. a cmd.exe IF comparison at a value's start
+def in_values(payload: str) -> list[Request]:
+    """``payload`` as a query value, a JSON field and a form field (cmd.exe's quotes and
+    slashes cannot be sent in a path segment or a cookie as they are)."""
+    enc = quote(payload, safe="")
+    return [
+        make_request(f"/v1/jobs?step={enc}"),
+        make_request("/v1/jobs", method="POST", body=json.dumps({"step": payload}), content_type="application/json"),
+        make_request("/v1/jobs", method="POST", body=f"step={enc}", content_type="application/x-www-form-urlencoded"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ['IF "%~1"=="" GOTO usage', "if /i [%2]==[--force] x", "if not {%1} == {}", "if/i a==b run", "IF %1==%2",
+     'if /i not "x"=="y"  then'],
+)
+def test_a_value_that_starts_with_a_cmd_if_comparison_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """cmd.exe's IF with its own operand forms (quoted, bracketed, braced, a batch argument)
+    or a spaceless ``==``, at a value's start, is refused whatever follows it."""
+    for request in in_values(payload):
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "cmdi", (payload, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["if x == 1:\n    run()", "if (a == b) { go(); }", "if a == b then print(a) end", "If you==me, say so",
+     "if the total is over 100 we ship free", "if a==b:", "Gift if \"boxed\" == yes"],
+)
+def test_if_in_code_and_prose_passes(engine: DetectionEngine, text: str) -> None:
+    """Python, C-like and Lua tests (spaces around ``==``, a colon or parentheses), prose
+    that starts with "if", and an IF that is not at the value's start pass."""
+    for request in in_values(text):
+        verdict = engine.evaluate(request)
+        assert all(h.rule.id != 3045 for h in verdict.hits), (text, verdict.log_record())
+
+
+# ------------------------------------------ 28. shell arithmetic and parameter expansion
+@pytest.mark.parametrize("payload", ["$((7*6))", "x$(($(id) 42))", "$[2+2]", "$[]", "${PATH#/usr}", "a${x#{}}b"])
+def test_shell_arithmetic_and_prefix_stripping_are_blocked(engine: DetectionEngine, payload: str) -> None:
+    """``$((...))``, a whole-value ``$[...]`` and ``${name#...}``, which a shell evaluates in
+    a string it builds, are refused."""
+    for request in in_values(payload):
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "cmdi", (payload, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "text", ["Total: ${total}", "items.$[].qty", "items.$[elem].qty", "${PORT:-8080}", "cost $(5) each", "$[ok]"]
+)
+def test_templates_mongodb_paths_and_defaults_pass(engine: DetectionEngine, text: str) -> None:
+    """A JavaScript template, MongoDB's positional operators inside a path, a configuration
+    default and prices in parentheses do not hit the expansion rule."""
+    for request in in_values(text):
+        verdict = engine.evaluate(request)
+        assert all(h.rule.id != 3046 for h in verdict.hits), (text, verdict.log_record())
+
+
+# ------------------------------------ 29. a word, its closing quote and the statement's end
+@pytest.mark.parametrize(
+    "payload", ["admin@example.com';", 'root@example.org"--', "alice`;", "bob'/* why */;", " carol' #"]
+)
+def test_a_word_closed_by_a_quote_and_ended_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """One word, the quote that closes the SQL string it was pasted into, then ``;``, ``--``
+    or ``#`` (the classic login bypass) is refused."""
+    for request in in_values(payload):
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "sqli", (payload, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "text", ["O'Brien;", "'quoted';", "x = 'a';", "print(\"hi\");", "It's fine; thanks", "#hashtag", "rock 'n' roll;"]
+)
+def test_quotes_in_names_code_and_prose_pass(engine: DetectionEngine, text: str) -> None:
+    """An apostrophe inside a name, a whole quoted string, code that ends a statement and
+    prose do not hit the rule."""
+    for request in in_values(text):
+        verdict = engine.evaluate(request)
+        assert all(h.rule.id != 1035 for h in verdict.hits), (text, verdict.log_record())
+
+
+# --------------------------------------------- 30. PHP calls of a function named by a variable
+@pytest.mark.parametrize("payload", ["$foo->$fn()", "Foo::$variable()", "$ {x}(31);", "$o -> $m ('id')"])
+def test_php_variable_function_calls_are_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A method or static method called through a variable name is refused."""
+    for request in in_values(payload):
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "cmdi", (payload, verdict.log_record())
+
+
+@pytest.mark.parametrize("text", ["$user->name()", "Foo::bar()", "price: $ 5 (incl. tax)", "a -> $b", "std::$x"])
+def test_ordinary_method_calls_and_prices_pass(engine: DetectionEngine, text: str) -> None:
+    """Calls of named methods, prices and arrows pointing at a variable without a call pass."""
+    for request in in_values(text):
+        verdict = engine.evaluate(request)
+        assert all(h.rule.id != 3047 for h in verdict.hits), (text, verdict.log_record())

@@ -197,6 +197,15 @@ class DetectionConfig(StageConfig):
         default_factory=list,
         description="Rules or categories that do not count at given input locations.",
     )
+    allowed_charsets: list[str] = Field(
+        default_factory=lambda: ["utf-8", "utf8", "us-ascii", "iso-8859-1", "iso-8859-15", "windows-1252"],
+        min_length=1,
+        description=(
+            "Charsets a request may declare in Content-Type or ask for in Accept (rule 17003 of the "
+            "'protocol' category, case-insensitive): others (utf-7, ibm037, utf-16...) are how encoded "
+            "attacks get past filters that read the text as UTF-8."
+        ),
+    )
     max_inputs: int = Field(
         1024, ge=1, le=100_000, description="Most inputs (fields, headers...) inspected per request."
     )
@@ -224,6 +233,14 @@ class DetectionConfig(StageConfig):
             "'enabled: false'; 'mode: block' is the default; per-category modes stay in 'categories'"
         ),
     }
+
+    @field_validator("allowed_charsets")
+    @classmethod
+    def _lower_charsets(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not name.strip() or name.strip() != name:
+                raise ValueError(f"{name!r} is not a charset name")
+        return [n.lower() for n in names]
 
     @model_validator(mode="before")
     @classmethod

@@ -12,8 +12,9 @@ from urllib.parse import urlsplit
 from bastion.stages.detection.config import DetectionConfig
 from bastion.stages.detection.content import OFF, ContentMap
 from bastion.stages.detection.inspect import Cut, Limits, extract
-from bastion.stages.detection.matcher import Hit, Matcher
-from bastion.stages.detection.rules import CATEGORIES, Category
+from bastion.stages.detection.matcher import Hit, Matcher, redact
+from bastion.stages.detection.protocol import ProtocolChecks
+from bastion.stages.detection.rules import ALL_RULES, CATEGORIES, Category
 from bastion.types import Request
 
 #: At most this many hits are written to the access log for one request.
@@ -122,6 +123,10 @@ class DetectionEngine:
         )
         self._exclusions = tuple(config.exclusions)
         self.active = bool(active) and config.enabled
+        #: The protocol checks, unless their category is off.
+        self._protocol: ProtocolChecks | None = None
+        if self._modes["protocol"] != "off":
+            self._protocol = ProtocolChecks(frozenset(config.allowed_charsets))
 
     def evaluate(self, request: Request) -> Verdict:
         """Inspect every input of ``request`` and score what matches."""
@@ -135,7 +140,9 @@ class DetectionEngine:
         content = self._content
         inputs = extract(request, self._limits, named=False, cut=cut, known=matcher.known, content=content)
         verdict.uninspected = cut.reason
-        if not matcher.probe(inputs):
+        checks = self._protocol
+        protocol = checks.findings(request) if checks is not None else None
+        if not protocol and not matcher.probe(inputs):
             return verdict
         best: dict[int, Hit] = {}
         for hit in matcher.match_inputs(extract(request, self._limits, known=matcher.known, content=content)):
@@ -148,6 +155,11 @@ class DetectionEngine:
                 continue
             # A hit in one parameter names the input better than one in the whole string.
             best[hit.rule.id] = hit
+        # After the attack rules: on a tie, the request is named for its attack.
+        for rule_id, location, value in protocol or ():
+            hit = Hit(ALL_RULES[rule_id], location, redact(value, 0))
+            if rule_id not in best and not self._excluded(hit):
+                best[rule_id] = hit
         if not best:
             return verdict
         verdict.hits = sorted(best.values(), key=lambda h: -h.rule.severity)
@@ -192,7 +204,10 @@ def _same_site(request: Request) -> bool:
 
 
 def _top(scores: dict[Category, int]) -> Category:
-    """The category with the highest score (the first one on a tie)."""
+    """The category with the highest score (the first one on a tie). A request with an
+    attack in it is named for the attack: ``protocol`` only when nothing else hit."""
+    if "protocol" in scores and len(scores) > 1:
+        scores = {c: p for c, p in scores.items() if c != "protocol"}
     best: Category = next(iter(scores))
     for category, points in scores.items():
         if points > scores[best]:

@@ -36,6 +36,7 @@ Category = Literal[
     "mail_header",
     "prototype_pollution",
     "recon",
+    "protocol",
 ]
 CATEGORIES: tuple[Category, ...] = get_args(Category)
 
@@ -203,6 +204,8 @@ _JAVA_TYPE_ROOTS = (
 
 #: An operand of cmd.exe's IF comparison: quoted, bracketed or a bare token.
 _CMD_OPERAND = r"(?:\"[^\"\x00]*\"|\([^)\x00]*\)|\[[^\]\x00]*\]|\{[^}\x00]*\}|[^\s\x00=()\"]+)"
+#: An operand only cmd.exe writes so: quoted, bracketed or braced, or a batch argument.
+_CMD_QUOTED = r"(?:\"[^\"\x00\n]{0,64}\"|\[[^\]\x00\n]{0,64}\]|\{[^}\x00\n]{0,64}\}|%~?[0-9*])"
 _CMD_COMPARE = r"(?:===?|\b(?:equ|neq|lss|leq|gtr|geq)\b)"
 #: What cmd.exe runs when an IF holds: a block, a silenced command, or one of its builtins.
 _CMD_BUILTINS = (
@@ -446,6 +449,19 @@ RULES: tuple[Rule, ...] = (
         # the value is the operand of an expression, not a document.
         r"|'[\[{][^'\x00]*'\s*::\s*jsonb?\s*(?:#>>?|#-|@[?@>]|<@|->>?|\?[|&]?|-|\|\|))",
         "value that starts a SQL probe or a fragment",
+    ),
+    Rule(
+        1035,
+        "sqli",
+        1,
+        C,
+        # One word, then the quote that closes the string it was pasted into, then the end of
+        # the statement or a comment: "admin@example.com';", "alice'--", "bob`/* x */;". Text
+        # that quotes a word quotes it on both sides; code ends with ';' after a call or a
+        # whole quoted string, not after a bare word and a lone quote.
+        START + r"[ \t]{0,8}[^\s\x00'\"\x60;]{1,128}['\"\x60][ \t]{0,8}"
+        r"(?:/\*[^\x00]{0,64}?\*/[ \t]{0,8})?(?:;|--|#)[ \t]{0,8}" + END,
+        "one word, a closing quote, then the statement's end or a comment",
     ),
     Rule(
         1033,
@@ -871,6 +887,43 @@ RULES: tuple[Rule, ...] = (
         r"|short_open_tag|register_argc_argv|cgi\.force_redirect)"
         r"[ \t]*=[ \t]*[^\s\x00;&][^\x00\n]*" + END,
         "value that is a PHP configuration line",
+    ),
+    Rule(
+        3045,
+        "cmdi",
+        1,
+        C,
+        # A value that starts with a cmd.exe IF comparison in cmd.exe's own syntax, whatever
+        # follows it (3001's IF rule wants a builtin after it): operands quoted, bracketed or
+        # braced ('if "%1"=="/?"', "if not {%1} == {}"), a batch argument (%1, %~1), or two
+        # words joined by "==" with no spaces ("if /i a==b foo"). Code in other languages
+        # puts spaces around "==" and a colon, "then" or a parenthesis around the test.
+        START + r"[ \t]{0,8}if(?:[ \t]*/i)?(?:[ \t]+not)?[ \t]+(?:" + _CMD_QUOTED + r"[ \t]*==[ \t]*" + _CMD_QUOTED
+        + r"|[\w%~.-]{1,64}==[\w%~.-]{1,64})(?:[ \t]|" + END + r")",
+        "value that starts with a cmd.exe IF comparison",
+    ),
+    Rule(
+        3046,
+        "cmdi",
+        1,
+        C,
+        # Shell arithmetic and parameter expansion: "$((...))", a whole value "$[2+2]", and
+        # "${name#...}" (strip a prefix), which a shell evaluates inside a string it builds.
+        # JavaScript's "${a}" template, MongoDB's "$[]" inside a path and "${VAR:-x}" in
+        # configuration files are not these.
+        r"\$\(\(|" + START + r"[ \t]{0,8}\$\[[\d \t+*/%-]{0,32}\][ \t]{0,8}" + END + r"|\$\{[a-z_]\w{0,31}#",
+        "shell arithmetic or parameter expansion",
+    ),
+    Rule(
+        3047,
+        "cmdi",
+        1,
+        C,
+        # PHP's variable functions: a method or static method whose name is a variable
+        # ("$obj->$name(", "Foo::$fn(", "$ {x}("), how a PHP injection calls what a filter of
+        # function names never sees. No other language writes "->$" or "::$" before a call.
+        r"(?:->|::)[ \t]{0,8}\$[a-z_]\w{0,63}[ \t]{0,8}\(|\$[ \t]{1,8}\{[^}\x00]{1,32}\}[ \t]{0,8}\(",
+        "PHP call of a function named by a variable",
     ),
     Rule(
         3042,
@@ -1417,6 +1470,13 @@ DETECTORS: tuple[Rule, ...] = (
     Rule(12902, "crlf", 1, C, "", "line break in the path or in a parameter or cookie name"),
     Rule(12005, "crlf", 1, C, "", "a framework's session cookie sent as a query or form parameter"),
     Rule(15901, "prototype_pollution", 1, C, "", "constructor.prototype key path"),
+    # The protocol checks of protocol.py: headers and encodings an upstream reads otherwise.
+    Rule(17001, "protocol", 1, C, "", "header no API client sends: Proxy, Request-Range, If, Lock-Token"),
+    Rule(17002, "protocol", 1, C, "", "Content-Type that is not one media type (or multipart without a boundary)"),
+    Rule(17003, "protocol", 1, C, "", "charset outside the allowed ones in Content-Type or Accept"),
+    Rule(17004, "protocol", 1, C, "", "multipart part name or file name that parsers split differently"),
+    Rule(17005, "protocol", 1, C, "", "NUL, %uXXXX or overlong UTF-8 in the target or a form body"),
+    Rule(17006, "protocol", 1, C, "", "path naming a backup copy, a database or a dump (.bak, ~, .sql, .db)"),
 )
 
 ALL_RULES: dict[int, Rule] = {r.id: r for r in (*RULES, *DETECTORS)}
