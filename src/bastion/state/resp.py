@@ -49,26 +49,14 @@ class RedisGone(ConnectionError):
 
 def encode(args: Sequence[Any]) -> bytes:
     """One command in RESP: an array of bulk strings."""
-    # Exact types first, by identity: a rate limit's EVALSHA has ten arguments per request,
-    # and isinstance with a union was most of what encoding them cost (docs/benchmarks.md).
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        kind = type(arg)
-        if kind is str:
-            data = arg.encode()
-        elif kind is int:
-            data = b"%d" % arg
-        elif kind is bytes:
-            data = arg
-        else:
-            data = _encode_other(arg)
-        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(out)
+    return b"".join([b"*%d\r\n" % len(args), *[bulk(arg) for arg in args]])
 
 
 def bulk(arg: Any) -> bytes:
-    """One argument as a RESP bulk string: a piece of a command :func:`encode` would write
-    (for a command whose other pieces are encoded once, see ``RedisBackend.prepare``)."""
+    """One argument as a RESP bulk string: a piece of a command :func:`encode` writes (for a
+    command whose other pieces are encoded once, see ``RedisBackend.prepare``)."""
+    # Exact types first, by identity: a rate limit's EVALSHA has ten arguments per request,
+    # and isinstance with a union was most of what encoding them cost (docs/benchmarks.md).
     kind = type(arg)
     if kind is str:
         data = arg.encode()
