@@ -5,7 +5,11 @@ No load is generated here; the servers and wrk are exercised by running bench/ru
 
 from __future__ import annotations
 
+import http.server
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -178,17 +182,9 @@ def test_nginx_configs_stay_on_loopback_inside_the_run_folder(tmp_path: Path) ->
         assert paths and all(p.startswith(str(tmp_path)) for p in paths)
 
 
-def test_the_api_key_scenario_sends_a_key_the_gateway_accepts(tmp_path: Path) -> None:
-    """``bastion-apikey`` starts a real gateway whose catch-all route requires authentication,
-    with a key made by ``bastion keys create``: without the key a request gets 401 (checked
-    before any load, or the figures would measure refusals), with the server's headers the
-    upstream answers 200."""
-    import contextlib
-    import http.server
-    import threading
-
-    from proxybench.procs import http_get
-    from proxybench.servers import start_bastion
+@contextmanager
+def _ok_upstream() -> Iterator[int]:
+    """A loopback HTTP upstream that answers every GET with 200 ``ok``; gives its port."""
 
     class Ok(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -203,20 +199,33 @@ def test_the_api_key_scenario_sends_a_key_the_gateway_accepts(tmp_path: Path) ->
     upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     try:
-        with contextlib.ExitStack() as stack:
-            server = start_bastion(
-                stack, "bastion-apikey", tmp_path, bastion_bin=Path(sys.executable).with_name("bastion"),
-                upstream_port=upstream.server_address[1], workers=1, access_log=False,
-                policies={"access": {"enabled": False}, "headers": {"enabled": False}}, overrides={},
-                api_key=True,
-            )
-            (header,) = server.headers
-            assert header.startswith("Authorization: Bearer bst_")
-            assert http_get(server.port)[0] == 401
-            assert http_get(server.port, headers=server.headers) == (200, b"ok")
+        yield upstream.server_address[1]
     finally:
         upstream.shutdown()
         upstream.server_close()
+
+
+def test_the_api_key_scenario_sends_a_key_the_gateway_accepts(tmp_path: Path) -> None:
+    """``bastion-apikey`` starts a real gateway whose catch-all route requires authentication,
+    with a key made by ``bastion keys create``: without the key a request gets 401 (checked
+    before any load, or the figures would measure refusals), with the server's headers the
+    upstream answers 200."""
+    import contextlib
+
+    from proxybench.procs import http_get
+    from proxybench.servers import start_bastion
+
+    with _ok_upstream() as upstream_port, contextlib.ExitStack() as stack:
+        server = start_bastion(
+            stack, "bastion-apikey", tmp_path, bastion_bin=Path(sys.executable).with_name("bastion"),
+            upstream_port=upstream_port, workers=1, access_log=False,
+            policies={"access": {"enabled": False}, "headers": {"enabled": False}}, overrides={},
+            api_key=True,
+        )
+        (header,) = server.headers
+        assert header.startswith("Authorization: Bearer bst_")
+        assert http_get(server.port)[0] == 401
+        assert http_get(server.port, headers=server.headers) == (200, b"ok")
 
 
 def test_the_jwt_scenario_sends_a_token_the_gateway_accepts(tmp_path: Path) -> None:
@@ -225,28 +234,14 @@ def test_the_jwt_scenario_sends_a_token_the_gateway_accepts(tmp_path: Path) -> N
     the same token every time (200, the second a cached verified token), or the counts
     would measure refusals."""
     import contextlib
-    import http.server
-    import threading
 
     from bastion.testing import GatewayProcess
     from instructions import jwt_header
     from proxybench.procs import free_port, http_get
     from proxybench.servers import bastion_config
 
-    class Ok(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("content-length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    try:
-        config = bastion_config(port=free_port(), admin_port=free_port(), upstream_port=upstream.server_address[1],
+    with _ok_upstream() as upstream_port:
+        config = bastion_config(port=free_port(), admin_port=free_port(), upstream_port=upstream_port,
                                 access_log=None, policies={"access": {"enabled": False}}, overrides={})
         line = jwt_header(config, tmp_path)
         name, _, value = line.decode().strip().partition(": ")
@@ -256,6 +251,3 @@ def test_the_jwt_scenario_sends_a_token_the_gateway_accepts(tmp_path: Path) -> N
             assert http_get(gateway.port, timeout=30)[0] == 401
             for _ in range(2):
                 assert http_get(gateway.port, timeout=30, headers=(f"{name}: {value}",)) == (200, b"ok")
-    finally:
-        upstream.shutdown()
-        upstream.server_close()
