@@ -25,6 +25,7 @@ from bastion.tester.scan.interface import CheckInfo, Exchange, Identity, Request
 from bastion.tester.scan.objects import extract_id, list_items, norm, path_params, remove_dot_segments, unique_key
 from bastion.tester.scan.safety import Gate, classify, dangerous_reason, method_destructive
 from bastion.tester.scan.samples import sample_value, without_accounts
+from bastion.tester.scan.traces import TraceWatch
 
 __all__ = ["Progress", "Scan", "ScanError", "is_destructive"]
 
@@ -90,6 +91,8 @@ class Scan:
         #: Requests the gate refused, per check ID; objects created (201 to a POST), per operation.
         self.refused: dict[str, int] = {}
         self.left_behind: dict[str, int] = {}
+        #: Every answer is looked at for stack traces and database errors (passive verbose-error detection).
+        self.traces = TraceWatch()
         allowed = ("read", "write", "destructive") if options.allow_destructive else ("read", "write")
         self._ops = [v.op for v in self.verdicts if v.safety in allowed]
         self._callable = [v.op for v in self.verdicts if v.safety != "held"]
@@ -233,6 +236,8 @@ class Scan:
             self.statuses.setdefault((identity.name, plan.operation.label), set()).add(answer.status)
             if answer.status == 201 and plan.method == "POST":
                 self.left_behind[plan.operation.label] = self.left_behind.get(plan.operation.label, 0) + 1
+        self.traces.observe(plan.operation.label if plan.operation is not None else f"{plan.method} {plan.path}",
+                            check.id if check else "engine", answer)
         return answer
 
     async def raw(self, method: str, path: str, identity: Identity, *, headers: Mapping[str, str] | None = None,
@@ -246,7 +251,7 @@ class Scan:
             return refused
         if self.on_request is not None:
             self.on_request(check.id if check else "engine", f"{method.upper()} {path}")
-        return await self.client.request(
+        answer = await self.client.request(
             method.upper(),
             self.url_for(path),
             identity=identity.name,
@@ -257,6 +262,8 @@ class Scan:
             timeout=timeout,
             retry_429=retry_429,
         )
+        self.traces.observe(f"{method.upper()} {urlsplit(answer.url).path}", check.id if check else "engine", answer)
+        return answer
 
     def _refuse(self, method: str, path: str, identity: Identity, headers: Mapping[str, str], body: bytes,
                 check: CheckInfo | None) -> Exchange | None:

@@ -24,6 +24,7 @@ import orjson
 
 from bastion.tester.audit.context import Spec, load_spec
 from bastion.tester.scan.canary import CanaryListener
+from bastion.tester.scan.checks.misconfig import VERBOSE
 from bastion.tester.scan.client import ScanClient
 from bastion.tester.scan.context import Progress, Scan, ScanError, is_destructive
 from bastion.tester.scan.escalation import rerun_gated
@@ -162,6 +163,9 @@ async def scan_async(
         await _run_checks(scan, result, checks, baselines, progress)
         if result.stopped is None:
             await _run_chain(scan, result, checks, baselines)
+        if any(c.id == VERBOSE.id for c in result.ran):  # passive detection belongs to the verbose-errors check
+            active = {f.target for f in result.findings if f.check.id == VERBOSE.id}
+            result.findings.extend(scan.traces.findings(active))
         result.notes.extend(await scan.put_back(snapshots))
     finally:
         result.exchanges = client.sent
