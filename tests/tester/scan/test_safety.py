@@ -172,9 +172,10 @@ def test_every_trait_is_found_and_the_app_is_left_as_it_was() -> None:
         'alice raised its own `role` from "reader" to "librarian" through PUT /users/{username}/role. The scan set '
         'it back to "reader".')
     assert "Reached through a role-escalation chain: bscan" in found["API7-SSRF", "POST /catalogue/import"].message
+    # Three seeded accounts and the throwaway the enumeration check registered (it never tries a real account).
     assert found["API5-BFLA", "GET /admin/users"].message == (
         "GET /admin/users answered 200 without any login, although the document declares it secured. The answer "
-        "exposes `[].password` (3 values).")
+        "exposes `[].password` (4 values).")
     # The curl command repeats the request that shows the flaw, not the read-back that confirmed it.
     curls = {(f["check_id"], f["target"]): f["curl"] for f in to_json(result)["findings"]}
     assert curls["API3-MASS-ASSIGNMENT", "PUT /me"].startswith("curl -sS -i -X PUT ")

@@ -13,8 +13,10 @@ USERS = (("alice", "alice-pass-8f3k"), ("bob", "bob-pass-2m9q"))
 
 
 def identities(*, users: int = 1, admin: bool = False) -> list[IdentityConfig]:
-    """Login-flow identities for the vulnapp's seeded accounts."""
-    out = [IdentityConfig(name, "user", login=LoginFlow("login", {"username": name, "password": password}))
+    """Login-flow identities for the vulnapp's seeded accounts. The shop has no sign-up, so bob is marked as the
+    test account made for the scan (``disposable``): the user-enumeration check may send him a wrong password."""
+    out = [IdentityConfig(name, "user", login=LoginFlow("login", {"username": name, "password": password}),
+                          disposable=name == "bob")
            for name, password in USERS[:users]]
     if admin:
         out.append(IdentityConfig("root", "admin",

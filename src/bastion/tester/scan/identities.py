@@ -37,9 +37,10 @@ from typing import Any, Literal
 
 from bastion.config import ConfigError, ConfigIssue
 from bastion.config.yamlsrc import FieldPath, Source, load_source
+from bastion.tester.audit.context import Operation, Spec
 
 Role = Literal["user", "admin"]
-_KNOWN = {"name", "role", "headers", "cookies", "query", "login", "expired_token"}
+_KNOWN = {"name", "role", "headers", "cookies", "query", "login", "expired_token", "disposable"}
 _LOGIN_KNOWN = {"operation", "body", "token", "header", "scheme", "cookie"}
 
 
@@ -68,6 +69,8 @@ class IdentityConfig:
     query: dict[str, str] = field(default_factory=dict)
     login: LoginFlow | None = None
     expired_token: str | None = None
+    #: A test account made for the scan: the user-enumeration check may send it one wrong password.
+    disposable: bool = False
 
 
 def _str_map(src: Source, value: Any, path: FieldPath, issues: list[ConfigIssue]) -> dict[str, str]:
@@ -163,9 +166,13 @@ def parse_identities(src: Source) -> list[IdentityConfig]:
         if expired is not None and not isinstance(expired, str):
             issues.append(src.issue((*path, "expired_token"), "expected a string (a token that has expired)"))
             expired = None
+        disposable = raw.get("disposable", False)
+        if not isinstance(disposable, bool):
+            issues.append(src.issue((*path, "disposable"), f"expected true or false, got {disposable!r}"))
+            disposable = False
         if login is None and not (headers or cookies or query) and "login" not in raw:
             issues.append(src.issue(path, "an identity needs credentials: headers, cookies, query or login"))
-        out.append(IdentityConfig(name, role, headers, cookies, query, login, expired))
+        out.append(IdentityConfig(name, role, headers, cookies, query, login, expired, disposable))
     if issues:
         raise ConfigError(issues)
     return out
@@ -240,3 +247,25 @@ def credential_fields(names: Any) -> tuple[str | None, str | None]:
     user = next((k for w in USERNAME_WORDS for k in keys if lowered[k] == w.lower() and k != password), None)
     user = user or next((k for k in keys if k != password and ("user" in lowered[k] or "email" in lowered[k])), None)
     return user, password
+
+
+#: Words of a sign-up's path or operationId (or a POST to a users/accounts collection).
+SIGNUP_WORDS = re.compile(r"regist|sign-?up|signup|users?/?$|accounts?/?$|join")
+
+
+def signup_fields(spec: Spec, op: Operation) -> tuple[str, str] | None:
+    """The user-name and password fields of ``op`` when it is a public sign-up: a POST whose body holds both and
+    whose path or operationId says register/sign-up (or is a users/accounts collection); else None."""
+    if op.method != "post" or not op.public:
+        return None
+    names: list[str] = []
+    for node in spec.request_schemas(op):
+        props = node.schema.get("properties")
+        if isinstance(props, dict):
+            names += [str(k) for k in props]
+    user_field, password_field = credential_fields(names)
+    words = f"{op.template} {op.node.get('operationId', '')}".lower()
+    if user_field and password_field and SIGNUP_WORDS.search(words):
+        return user_field, password_field
+    return None
+

@@ -88,6 +88,8 @@ class Identity:
     registered_with: str | None = None
     #: The identity's own account ID as its profile shows it (``/users/{user_id}/orders`` is filled with it).
     user_id: str | None = None
+    #: The user marked this account as made for the scan (``disposable: true``): a wrong password may be sent.
+    disposable: bool = False
 
 
 @dataclass(frozen=True, slots=True)

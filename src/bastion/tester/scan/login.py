@@ -16,8 +16,8 @@ import orjson
 
 from bastion.tester.audit.context import Operation
 from bastion.tester.scan.context import OWNER_ID_PARAMS, SELF_PATH, Scan, ScanError
-from bastion.tester.scan.identities import IdentityConfig, credential_fields, json_pointer_get
-from bastion.tester.scan.interface import Exchange, Identity, RequestPlan
+from bastion.tester.scan.identities import IdentityConfig, credential_fields, json_pointer_get, signup_fields
+from bastion.tester.scan.interface import Exchange, Identity, RequestPlan, ScanContext
 from bastion.tester.scan.objects import norm, path_params
 from bastion.tester.scan.safety import find_operation
 
@@ -37,6 +37,7 @@ async def login(scan: Scan, config: IdentityConfig) -> Identity:
         cookies=dict(config.cookies),
         query=dict(config.query),
         expired_token=config.expired_token,
+        disposable=config.disposable,
     )
     auth = next((v for k, v in config.headers.items() if k.lower() == "authorization"), None)
     if auth and auth.lower().startswith("bearer "):
@@ -102,20 +103,12 @@ def set_cookie(exchange: Exchange, name: str) -> str | None:
     return None
 
 
-def signup_operation(scan: Scan, login_op: Operation | None) -> tuple[Operation, str, str] | None:
+def signup_operation(scan: ScanContext, login_op: Operation | None) -> tuple[Operation, str, str] | None:
     """A public sign-up in scope: a POST with a JSON body holding a user name and a password (not the login)."""
     for op in scan.operations():
-        if op.method != "post" or not op.public or op is login_op:
-            continue
-        names: list[str] = []
-        for node in scan.spec.request_schemas(op):
-            props = node.schema.get("properties")
-            if isinstance(props, dict):
-                names += [str(k) for k in props]
-        user_field, password_field = credential_fields(names)
-        words = f"{op.template} {op.node.get('operationId', '')}".lower()
-        if user_field and password_field and re.search(r"regist|sign-?up|signup|users?/?$|accounts?/?$|join", words):
-            return op, user_field, password_field
+        fields = signup_fields(scan.spec, op) if op is not login_op else None
+        if fields is not None:
+            return op, *fields
     return None
 
 

@@ -136,9 +136,10 @@ def _stable(a: Any, b: Any) -> Any:
 class UserEnumeration(Check):
     info = api2_info(
         "API2-USER-ENUM", "Login reveals which user names exist", 204, Severity.MEDIUM,
-        "Logs in with a wrong password for a configured user and for two random user names; a different status "
-        "or body (volatile fields such as request IDs ignored) for the real user, or a consistently slower answer "
-        "(by over 200 ms, confirmed twice), is a finding.",
+        "Logs in with a wrong password for an account the scan registered itself (or one marked disposable) and "
+        "for two random user names; a different status or body (volatile fields such as request IDs ignored) for "
+        "the existing account, or a consistently slower answer (by over 200 ms, confirmed twice), is a finding. A "
+        "configured account never gets a wrong password: its lockout counter does not move.",
         "Answer every failed login identically (same status, body and timing: verify a dummy hash for unknown "
         "users), and rate-limit logins (at the load balancer until Bastion's planned `ratelimit` stage lands).",
     )
@@ -147,10 +148,9 @@ class UserEnumeration(Check):
         login = find_login(ctx)
         if login is None:
             return [skip(self.info, "no login operation (a public POST with user name and password properties)")]
-        real = next(((u, p) for u, p in login.known if u), None)
-        if real is None:
-            return [skip(self.info, "needs an identity that logs in with a user name and password")]
-        username = real[0]
+        username, why_not = await self._expendable_account(ctx, login)
+        if username is None:
+            return [skip(self.info, why_not)]
         wrong = "Wrong-" + secrets.token_hex(6)
         ghost1, ghost2 = throwaway_user(login, username), throwaway_user(login, username)
         unknown1 = await attempt(ctx, login, self.info, ghost1, wrong)
@@ -187,6 +187,39 @@ class UserEnumeration(Check):
                                      f"{again_known.elapsed:.2f}s; unknown user names take {unknown1.elapsed:.2f}s and "
                                      f"{again_ghost.elapsed:.2f}s.", unknown1, known, again_ghost, again_known)]
         return []
+
+    async def _expendable_account(self, ctx: ScanContext, login: Login) -> tuple[str | None, str]:
+        """The name of an existing account a wrong password may go to — one the scan registered, else one the
+        user marked ``disposable`` —, or None and why there is none. A real account is never used: each wrong
+        password would move its lockout counter."""
+        from bastion.tester.scan.login import signup_operation
+
+        people = [*ctx.users, *([ctx.admin] if ctx.admin else [])]
+        registered = next((u.username for u in people if u.registered_with and u.username), None)
+        if registered is not None:
+            return registered, ""
+        signup = signup_operation(ctx, login.op)
+        if signup is not None:
+            name, password = throwaway_user(login, None), "Bscan-" + secrets.token_hex(8) + "!5b"
+            op, user_field, password_field = signup
+            plan = ctx.plan(op, ctx.anonymous)
+            body = dict(plan.json) if isinstance(plan.json, dict) else {}
+            mail = name if "@" in name else name + "@example.com"
+            body.update({k: mail for k in body if "mail" in k.lower()})
+            body.update({user_field: mail if "mail" in user_field.lower() else name.split("@")[0],
+                         password_field: password})
+            made = await ctx.send(plan.copy(json=body), ctx.anonymous, check=self.info)
+            login_name = mail if "mail" in login.user_field.lower() else str(body[user_field])
+            if success(made) and looks_logged_in(await attempt(ctx, login, self.info, login_name, password)):
+                return login_name, ""
+            return None, (f"the account registered through {op.label} to test against ({made.status}) could not "
+                          "log in; a configured account's name is never sent with a wrong password")
+        disposable = next((u.username for u in people if u.disposable and u.username), None)
+        if disposable is not None:
+            return disposable, ""
+        return None, ("needs an account the scan may send a wrong password to: a public sign-up in the document "
+                      "(the scan registers a throwaway) or an identity marked `disposable: true`; a configured "
+                      "account's name is never used, so its lockout counter does not move")
 
 
 DEFAULT_CREDENTIALS: tuple[tuple[str, str], ...] = (
