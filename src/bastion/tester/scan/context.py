@@ -18,6 +18,7 @@ import orjson
 
 from bastion.tester.audit.context import Operation, Spec
 from bastion.tester.scan.canary import CanaryListener
+from bastion.tester.scan.cleanup import Ledger
 from bastion.tester.scan.client import ScanClient, origin_of
 from bastion.tester.scan.health import Baseline, judge
 from bastion.tester.scan.identities import IdentityConfig, credential_fields
@@ -88,9 +89,9 @@ class Scan:
         self._objects: dict[str, list[_Object]] = {}
         self.verdicts = classify(spec, include=options.include, exclude=options.exclude)
         self.gate = Gate(self.verdicts, self.base_path)
-        #: Requests the gate refused, per check ID; objects created (201 to a POST), per operation.
+        #: Requests the gate refused, per check ID; what the scan's requests created (removed at the end).
         self.refused: dict[str, int] = {}
-        self.left_behind: dict[str, int] = {}
+        self.ledger = Ledger(spec, self.base_path)
         #: Every answer is looked at for stack traces and database errors (passive verbose-error detection).
         self.traces = TraceWatch()
         allowed = ("read", "write", "destructive") if options.allow_destructive else ("read", "write")
@@ -234,8 +235,7 @@ class Scan:
         )
         if plan.operation is not None and plan.method == plan.operation.method.upper():
             self.statuses.setdefault((identity.name, plan.operation.label), set()).add(answer.status)
-            if answer.status == 201 and plan.method == "POST":
-                self.left_behind[plan.operation.label] = self.left_behind.get(plan.operation.label, 0) + 1
+        self.ledger.observe(plan, identity, answer)
         self.traces.observe(plan.operation.label if plan.operation is not None else f"{plan.method} {plan.path}",
                             check.id if check else "engine", answer)
         return answer

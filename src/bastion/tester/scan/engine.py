@@ -25,6 +25,7 @@ import orjson
 from bastion.tester.audit.context import Spec, load_spec
 from bastion.tester.scan.canary import CanaryListener
 from bastion.tester.scan.checks.misconfig import VERBOSE
+from bastion.tester.scan.cleanup import Removal, cleanup_notes, remove_created
 from bastion.tester.scan.client import ScanClient
 from bastion.tester.scan.context import Progress, Scan, ScanError, is_destructive
 from bastion.tester.scan.escalation import rerun_gated
@@ -78,6 +79,8 @@ class ScanResult:
     health_checks: int = 0
     #: Requests the safety gate refused to send, per check (a check tried to reach a held-back operation).
     refused: dict[str, int] = field(default_factory=dict)
+    #: Each resource the scan created, and whether the cleanup at the end removed it (and how, or why not).
+    cleanup: list[Removal] = field(default_factory=list)
 
     @property
     def held_back(self) -> list[Verdict]:
@@ -168,11 +171,11 @@ async def scan_async(
             result.findings.extend(scan.traces.findings(active))
         result.notes.extend(await scan.put_back(snapshots))
     finally:
+        if "scan" in locals():  # even after a failure: what the scan created is removed, or listed
+            result.cleanup = await remove_created(scan)
+            result.notes.extend(cleanup_notes(result.cleanup))
         result.exchanges = client.sent
         result.refused = dict(scan.refused) if "scan" in locals() else {}
-        for label, count in sorted(scan.left_behind.items() if "scan" in locals() else ()):
-            result.notes.append(f"left on the target: {count} object(s) the scan created through {label} (201 "
-                                "Created) and did not remove")
         for check_id, errors in sorted(client.server_errors.items()):
             if check_id != "engine":
                 result.notes.append(f"{check_id}: the target answered {errors} of its {client.per_check[check_id]} "

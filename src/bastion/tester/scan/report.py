@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from bastion import __version__
 from bastion.tester.audit.interface import OWASP_API_2023, Severity
 from bastion.tester.audit.report import SARIF_LEVEL, SARIF_SCHEMA, SECURITY_SEVERITY
+from bastion.tester.scan.cleanup import cleanup_json, cleanup_notes
 from bastion.tester.scan.engine import ScanResult
 from bastion.tester.scan.health import summary as health_summary
 from bastion.tester.scan.interface import CheckInfo, Exchange, ScanFinding
@@ -231,6 +232,7 @@ def to_json(result: ScanResult) -> dict[str, Any]:
         "notes": list(result.notes),
         "health": health_json(result),
         "safety": safety_json(result),
+        "cleanup": cleanup_json(result.cleanup),
         "findings": [
             {
                 "check_id": f.check.id,
@@ -395,6 +397,10 @@ def to_junit(result: ScanResult) -> str:
         ET.SubElement(case, "skipped", message=verdict.reason)
         cases += 1
         skipped += 1
+    if result.cleanup:  # what the scan created, removed and left, as the case's output
+        case = ET.SubElement(suite, "testcase", classname="cleanup", name="what the scan created")
+        ET.SubElement(case, "system-out").text = "\n".join(cleanup_notes(result.cleanup))
+        cases += 1
     errors = 0
     health = ET.SubElement(suite, "testcase", classname="health", name="target health")
     cases += 1
@@ -490,6 +496,12 @@ identities: {{ data.identities | join(", ") or "none (anonymous only)" }} &middo
 <table><tr><th>Operation</th><th>Why</th></tr>
 {% for h in data.safety.held_back %}<tr><td><code>{{ h.operation }}</code></td><td>{{ h.reason }}</td></tr>
 {% endfor %}</table>{% endif %}
+{% if data.cleanup is defined and data.cleanup.resources %}<h2>Created by the scan ({{ data.cleanup.created }};
+removed {{ data.cleanup.removed }}, left {{ data.cleanup.left }})</h2>
+<table><tr><th>Created by</th><th>Identity</th><th>Resource</th><th>Outcome</th><th>How, or why not</th></tr>
+{% for c in data.cleanup.resources %}<tr><td><code>{{ c.created_by }}</code></td><td>{{ c.identity }}</td>
+<td><code>{{ c.resource or "-" }}</code></td><td>{{ c.outcome }}</td><td>{{ c.detail }}</td></tr>{% endfor %}
+</table>{% endif %}
 {% if data.notes %}<h2>Notes</h2>
 <ul>{% for n in data.notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
 {% if data.skipped %}<h2>Skipped ({{ data.skipped | length }})</h2>
