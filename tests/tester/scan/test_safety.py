@@ -59,14 +59,19 @@ def scan(lib: RunningLibrary, checks: Sequence[str] | None = None, **options: ob
     return run_scan(lib.spec_path, opts, identities(), checks=chosen)
 
 
-def assert_intact(lib: RunningLibrary) -> None:
-    """The seeded accounts are as they were: role in the column's enum, no admin flag, never reset."""
+def assert_intact(lib: RunningLibrary, *, demoted: bool = True) -> None:
+    """The seeded accounts are as they were: role in the column's enum, no admin flag, never reset; and (unless
+    ``demoted`` is False) no account the scan registered is left an admin or a librarian."""
     assert lib.state.resets == 0
     for name, _, role in SEED_USERS:
         account = lib.state.accounts[name]
         assert (account.role, account.admin, account.email, account.display_name) == (
             role, False, f"{name}@library.test", name.title()), name
     assert all(a.role in ROLES for a in lib.state.accounts.values())
+    seeded = {name for name, _, _ in SEED_USERS}
+    if demoted:
+        assert [(a.username, a.role, a.admin) for a in lib.state.accounts.values()
+                if a.username not in seeded and (a.admin or a.role == "librarian")] == []
 
 
 def test_classifier_holds_back_operations_that_say_they_change_the_whole_app() -> None:

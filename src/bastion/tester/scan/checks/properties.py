@@ -49,6 +49,7 @@ from bastion.tester.scan.checks.probing import (
     skip,
     success,
 )
+from bastion.tester.scan.checks.restore import restore_account
 from bastion.tester.scan.identities import credential_fields
 from bastion.tester.scan.interface import (
     Check,
@@ -433,28 +434,37 @@ class MassAssignment(Check):
                 extra[key] = value  # the admin's own value: one the target surely stores
         if not extra:
             return None
-        accounts: list[tuple[dict[str, Any] | None, list[Exchange]]] = []
+        accounts: list[tuple[dict[str, Any] | None, list[Exchange], Identity | None]] = []
         for props in (extra, {}):
             accounts.append(await self._signup(ctx, op, login, user_field, password_field, props,
                                                looks_logged_in, own_profile))
-        (probe, evidence), (control, _) = accounts
-        if probe is None or control is None:
+        (probe, evidence, account), (control, _, _) = accounts
+        if probe is None or control is None or account is None:
             return True
         took = {k: v for k, v in extra.items() if probe.get(k) == v and control.get(k) != v}
         if not took:
             return True
         shown = ", ".join(f"`{k}: {_json(v)}`" for k, v in took.items())
         control_shows = ", ".join(f"{k}: {_json(control.get(k))}" for k in took)
+        # Demote the account the probe made privileged: back to what the control sign-up got (false for a flag
+        # an ordinary account does not show at all).
+        ordinary = {k: control.get(k, False) for k, v in took.items() if k in control or v is True}
+        restored = await restore_account(ctx, self.info, account, ordinary)
+        unknown = [k for k in took if k not in ordinary]
+        if unknown:
+            restored += (f" The scan could NOT restore {', '.join(f'`{k}`' for k in unknown)} on {account.username}: "
+                         "an ordinary account shows no value for it to write back.")
         return finding(self.info, op.label,
                        f"Signing up with {shown} (not in the request schema) created an account that has "
                        f"{'it' if len(took) == 1 else 'them'}; a control sign-up without got "
                        f"{control_shows}. No login is needed to become "
-                       "privileged. (The scan's two throwaway accounts remain.)", *evidence)
+                       f"privileged. {restored} (The scan's two throwaway accounts remain.)", *evidence)
 
     async def _signup(self, ctx: ScanContext, op: Operation, login: Any, user_field: str, password_field: str,
-                      props: dict[str, Any], logged_in: Any, profile_of: Any) -> tuple[dict[str, Any] | None,
-                                                                                   list[Exchange]]:
-        """Register a throwaway account with ``props``, log it in, and return its profile and the exchanges."""
+                      props: dict[str, Any], logged_in: Any,
+                      profile_of: Any) -> tuple[dict[str, Any] | None, list[Exchange], Identity | None]:
+        """Register a throwaway account with ``props``, log it in, and return its profile, the exchanges and the
+        logged-in account."""
         plan = ctx.plan(op, ctx.anonymous)
         name = "bscan" + secrets.token_hex(5)
         password = "Bscan-" + secrets.token_hex(8) + "!9a"
@@ -466,17 +476,17 @@ class MassAssignment(Check):
                      password_field: password, **props})
         made = await ctx.send(plan.copy(json=body), ctx.anonymous, check=self.info)
         if not success(made):
-            return None, [made]
+            return None, [made], None
         from bastion.tester.scan.checks.authn.logins import attempt
 
         answer = await attempt(ctx, login, self.info, str(body[user_field]), password)
         token = _token_in(answer.json()) if logged_in(answer) else None
         template = ctx.users[0]
         if token is None or not template.token:
-            return None, [made, answer]
+            return None, [made, answer], None
         headers = {k: v.replace(template.token, token) for k, v in template.headers.items() if template.token in v}
-        fresh = Identity(name, headers=headers, token=token)
-        return await profile_of(ctx, fresh, self.info), [made, answer]
+        fresh = Identity(name, headers=headers, token=token, username=str(body[user_field]))
+        return await profile_of(ctx, fresh, self.info), [made, answer], fresh
 
     async def _observed(self, ctx: ScanContext, read_plan: RequestPlan | None, ident: Identity, name: str,
                         current: Any) -> Any:
