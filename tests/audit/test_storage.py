@@ -84,3 +84,23 @@ def test_retention_by_age_and_by_rows(store: Store) -> None:
     with store.read() as session:
         kept = sorted(session.scalars(select(AuditRecord.id)))
     assert kept == sorted(f"r{100 + i}" for i in range(200, 1200))
+
+
+def test_a_stored_time_reads_back_to_the_microsecond(store: Store) -> None:
+    """A row's time is stored as the model stores it: read back, it is the row's time to
+    the microsecond, also on a whole second (no fraction) and a whole millisecond. On SQLite
+    a row without a column (spooled by an older version) is stored with it empty."""
+    times = (1_765_000_000.0, 1_765_000_000.5, 1_765_000_000.123456, 1_765_000_001.000001)
+    rows = [_row(i, ts, details={"decisions": [{"stage": "auth"}]}) for i, ts in enumerate(times)]
+    sqlite = store.engine.dialect.name == "sqlite"
+    older = _row(9, 1_765_000_002.25)
+    del older["upstream_error"]
+    insert_rows(store.engine, [*rows, older] if sqlite else rows)
+    with store.read() as session:
+        stored = {r.id: r for r in session.scalars(select(AuditRecord))}
+    for i, ts in enumerate(times):
+        assert stored[f"r{i}"].ts.replace(tzinfo=UTC) == datetime.fromtimestamp(ts, UTC)
+        assert stored[f"r{i}"].details == {"decisions": [{"stage": "auth"}]}
+    if sqlite:
+        assert stored["r9"].upstream_error is None
+        assert row_dict(stored["r9"])["ts"] == 1_765_000_002.25

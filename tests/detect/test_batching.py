@@ -153,3 +153,81 @@ def test_a_started_sink_counts_within_a_tick_without_a_drain() -> None:
     with WebhookServer() as hook:
         asyncio.run(go(hook.url))
         assert [(a.json()["detector"], a.json()["count"]) for a in hook.wait(1)] == [("scanner", 3)]
+
+
+def test_on_the_memory_backend_the_timer_counts_without_a_task() -> None:
+    """On the memory backend (which answers at once) a started sink counts its batch in the
+    timer's callback itself: the probes are counted, and the loop's task factory never ran
+    (the batch cost no task, so a quiet one-record batch stays cheap)."""
+
+    async def go() -> tuple[bytes | None, int]:
+        created = 0
+
+        def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+            nonlocal created
+            created += 1
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        services = Services(MemoryBackend(), WorkerIdentity("test", 0, 1, os.getpid()))
+        sink = Detectors(DetectorsSettings.model_validate({"enabled": True}), services)
+        sink.start()
+        asyncio.get_running_loop().set_task_factory(factory)
+        for path in ("/.env", "/.git/config"):
+            sink(record(T0, "203.0.113.9", path))
+        await asyncio.sleep(0.5)
+        counted = await services.state.get("det:sp:203.0.113.9")
+        asyncio.get_running_loop().set_task_factory(None)
+        await sink.close()
+        await services.close()
+        return counted, created
+
+    assert asyncio.run(go()) == (b"2", 0)
+
+
+class WaitingBackend(MemoryBackend):
+    """The memory backend, whose increments wait until the test opens its gate (as a remote
+    backend makes its caller wait for the answer)."""
+
+    immediate = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.asked = asyncio.Event()
+
+    async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        self.asked.set()
+        await self.gate.wait()
+        return await super().incr(key, amount, ttl)
+
+
+def test_a_backend_that_waits_counts_in_a_task_every_record_once() -> None:
+    """With a backend that makes the count wait, the sink counts in a task of the loop:
+    records handed over while a batch is being counted are counted after it, each once,
+    and the scanner alert's threshold is reached as it would be one record at a time."""
+
+    async def go(url: str) -> bytes | None:
+        state = WaitingBackend()
+        services = Services(state, WorkerIdentity("test", 0, 1, os.getpid()))
+        sink = Detectors(DetectorsSettings.model_validate({"enabled": True, "webhooks": [{"url": url}]}), services)
+        sink.start()
+        for path in ("/.env", "/.git/config"):
+            sink(record(T0, "203.0.113.9", path))
+        await asyncio.wait_for(state.asked.wait(), 5.0)  # the first batch's count waits
+        for path in ("/wp-admin", "/actuator"):
+            sink(record(T0 + 1, "203.0.113.9", path))
+        await asyncio.sleep(0.2)  # the second batch's timer finds the first still counting
+        state.gate.set()
+        counted = None
+        for _ in range(100):
+            counted = await services.state.get("det:sp:203.0.113.9")
+            if counted == b"4":
+                break
+            await asyncio.sleep(0.05)
+        await sink.close()
+        await services.close()
+        return counted
+
+    with WebhookServer() as hook:
+        assert asyncio.run(go(hook.url)) == b"4"
+        assert [(a.json()["detector"], a.json()["count"]) for a in hook.wait(1)] == [("scanner", 3)]

@@ -6,6 +6,7 @@ the request path.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,18 +54,22 @@ def insert_rows(engine: Engine, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def _sqlite_insert() -> tuple[str, tuple[str, ...]]:
-    """The SQLite insert's text (compiled once, from the table) and its columns in order."""
+    """The SQLite insert's text and the columns it takes from a row as they are (every one
+    but ``ts`` and ``details``, which come last, converted)."""
     from sqlalchemy.dialects import sqlite
 
-    compiled = (
-        sqlite.insert(_TABLE).on_conflict_do_nothing(index_elements=["id"]).compile(dialect=sqlite.dialect())
-    )
-    return str(compiled), tuple(compiled.positiontup or ())
+    quote = sqlite.dialect().identifier_preparer.quote
+    plain = tuple(c.name for c in _TABLE.columns if c.name not in ("ts", "details"))
+    names = ", ".join(quote(name) for name in (*plain, "ts", "details"))
+    marks = ", ".join("?" * (len(plain) + 2))
+    # Only the model's own table and column names go into the text; the values are bound.
+    insert = f"INSERT INTO {quote(_TABLE.name)} ({names}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"  # noqa: S608
+    return insert, plain
 
 
-_SQLITE_INSERT, _ORDER = _sqlite_insert()
-_TS = _ORDER.index("ts")
-_DETAILS = _ORDER.index("details")
+_SQLITE_INSERT, _PLAIN = _sqlite_insert()
+#: A row's plain columns in one call (the store thread converts every request's row).
+_PLAIN_VALUES = operator.itemgetter(*_PLAIN)
 
 
 def _insert_sqlite(engine: Engine, rows: Sequence[dict[str, Any]]) -> None:
@@ -74,10 +79,13 @@ def _insert_sqlite(engine: Engine, rows: Sequence[dict[str, Any]]) -> None:
     text in UTC, ``details`` as JSON text), so the models read them back alike."""
     params = []
     for row in rows:
-        values = [row.get(name) for name in _ORDER]
-        values[_TS] = datetime.fromtimestamp(float(row["ts"]), UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-        values[_DETAILS] = orjson.dumps(row.get("details") or {}).decode()
-        params.append(tuple(values))
+        try:
+            plain = _PLAIN_VALUES(row)
+        except KeyError:  # a row spooled by an older version, without a newer column
+            plain = tuple(row.get(name) for name in _PLAIN)
+        # isoformat: the text strftime("%Y-%m-%d %H:%M:%S.%f") gives, for less work.
+        ts = datetime.fromtimestamp(float(row["ts"]), UTC).isoformat(" ", "microseconds")[:26]
+        params.append((*plain, ts, orjson.dumps(row.get("details") or {}).decode()))
     with engine.execution_options(bastion_write=True).begin() as conn:
         conn.exec_driver_sql(_SQLITE_INSERT, params)
 

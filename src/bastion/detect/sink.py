@@ -12,6 +12,11 @@ counting one record at a time. When a count reaches its threshold, the detector'
 *incident* key is created (one atomic increment, with the window's TTL): whichever worker
 creates it raises the alert, the others see it exists. One incident, one alert, with its
 count and time span.
+
+On a backend that answers at once (memory: ``StateBackend.immediate``) the timer's callback
+counts the batch itself: the detectors' coroutines run to their end in one step, without a
+task or a lock. Only a backend that makes them wait (Redis) counts in a task of the loop,
+one batch after the other.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
+from typing import Any
 
 from bastion.config.detectors import DetectorsSettings
 from bastion.detect.alerts import Alert, AlertDelivery, new_alert_id
@@ -56,6 +62,16 @@ def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
+def _finish_now(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` to its end now: it only awaits a backend that answers at once."""
+    try:
+        work.send(None)
+    except StopIteration:
+        return
+    work.close()
+    raise RuntimeError("a state backend that answers at once (immediate) made the detectors wait")
+
+
 def _reached(before: int, threshold: float) -> int:
     """Which of the records counted after ``before`` (0 for the first) brought the count to
     ``threshold``: the first of them once it was reached already."""
@@ -81,7 +97,8 @@ class Detectors:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: The timer of the batch being gathered (``None``: no record since the last count).
         self._timer: asyncio.TimerHandle | None = None
-        #: Batches are counted one after the other (a count may wait for Redis meanwhile).
+        #: Batches are counted one after the other (a count may wait for Redis meanwhile; on
+        #: the memory backend a count never waits, and runs in the timer's callback).
         self._counting = asyncio.Lock()
         self._saving: set[asyncio.Task[None]] = set()
         self.use(services)
@@ -145,15 +162,25 @@ class Detectors:
 
     def _due(self) -> None:
         self._timer = None
-        self._keep(self.drain())
+        if self._state.immediate and not self._counting.locked():
+            # Nothing to wait for: counted here, no task and no lock (a batch of one record
+            # costs less than the task would).
+            _finish_now(self._count_all())
+        else:
+            self._keep(self.drain())
 
     async def drain(self) -> None:
         """Count every record handed over so far (tests call it to skip the wait)."""
         async with self._counting:
-            while self._batch:
-                batch, self._batch = self._batch, []
-                await self._count_batch(batch)
-            self._count_blocks(time.monotonic())
+            await self._count_all()
+
+    async def _count_all(self) -> None:
+        """Count the batches handed over (with the records added meanwhile, when the state
+        backend made the count wait), then the blocks still active."""
+        while self._batch:
+            batch, self._batch = self._batch, []
+            await self._count_batch(batch)
+        self._count_blocks(time.monotonic())
 
     async def _count_batch(self, records: list[ExchangeRecord]) -> None:
         plan = self._plan
