@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gzip
 import json
+from collections import UserDict
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -600,3 +601,24 @@ def test_kept_response_fields_reach_the_server_as_the_application_sent_them(tmp_
     assert out[-1] == (b"x-request-id", resp.headers["x-request-id"].encode())
     assert not any(name.lower() == b"server" for name, _ in out)
 
+
+async def mapping_sender(scope: Scope, receive: Receive, send: Send) -> None:
+    """Sends its messages as mappings that are not dicts, and a field's value as a bytearray."""
+    if scope["type"] != "http":
+        raise RuntimeError("no lifespan here")
+    fields = [(b"content-type", bytearray(b"text/plain")), (b"x-app", b"1")]
+    start: Message = UserDict({"type": "http.response.start", "status": 200, "headers": fields})
+    body: Message = UserDict({"type": "http.response.body", "body": b"mapped"})
+    await send(start)
+    await send(body)
+
+
+def test_messages_that_are_other_mappings_are_read_as_dicts(tmp_path: Path) -> None:
+    """An application whose messages are mappings other than ``dict`` (and a header value a
+    ``bytearray``) is answered as one that sends dicts: the status, its fields beside the
+    stage's, the body."""
+    with Served(protect(mapping_sender, config=write_config(tmp_path))) as base:
+        resp = httpx.get(base + "/echo/x")
+    assert resp.status_code == 200 and resp.text == "mapped"
+    assert resp.headers["content-type"] == "text/plain" and resp.headers["x-app"] == "1"
+    assert resp.headers["x-content-type-options"] == "nosniff"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote, unquote
 
@@ -59,17 +60,18 @@ class Cut(Exception):
 
 def incoming_of(scope: Scope) -> Incoming:
     """The request head as the gateway's prelude reads it, from an ASGI ``http`` scope."""
+    fields = _as_dict(scope)
     req = Incoming()
-    req.method = scope["method"]
-    raw_path: bytes | None = scope.get("raw_path")
+    req.method = fields["method"]
+    raw_path: bytes | None = fields.get("raw_path")
     if raw_path is None:  # optional in ASGI: ``path`` is decoded, encode it again
-        raw_path = quote(scope["path"], safe="/:@!$&'()*+,;=-._~").encode("ascii")
-    query: bytes = scope.get("query_string", b"")
+        raw_path = quote(fields["path"], safe="/:@!$&'()*+,;=-._~").encode("ascii")
+    query: bytes = fields.get("query_string", b"")
     req.url = raw_path + b"?" + query if query else raw_path
     headers: HeaderList = []
     size = 0
     lengths: list[str] = []
-    for field in scope.get("headers", ()):
+    for field in fields.get("headers", ()):
         key, text = _decoded(field)
         headers.append((key, text))
         size += len(key) + len(text) + 4
@@ -83,13 +85,20 @@ def incoming_of(scope: Scope) -> Incoming:
             req.host = text
     req.headers = headers
     req.head_bytes = size
-    req.version = scope.get("http_version", "1.1")
+    req.version = fields.get("http_version", "1.1")
     if lengths:
         if len(lengths) > 1 or not lengths[0].isdigit():
             req.error = (400, "The request's Content-Length is invalid.")
         else:
             req.content_length = int(lengths[0])
     return req
+
+
+def _as_dict(mapping: MutableMapping[str, Any]) -> dict[str, Any]:
+    """An ASGI scope or message as the dict the specification says it is (another mapping
+    is copied): typed so, the compiled module reads it with C dict calls, where a
+    ``MutableMapping``'s ``get`` is a Python method call (~450 instructions, callgrind)."""
+    return mapping if isinstance(mapping, dict) else dict(mapping)
 
 
 def _decoded(field: Any) -> tuple[str, str]:
@@ -140,10 +149,10 @@ class EmbeddedExchange:
         self.runtime = runtime
         self.sinks = sinks
         self.app = app
-        self.scope = scope
+        self.scope = _as_dict(scope)
         self._receive = receive
         self._send = send
-        self.req = incoming_of(scope)
+        self.req = incoming_of(self.scope)
         self.record: RecordDraft | None = None
         self.route: RouteRuntime | None = None
         self.ex: Exchange | None = None
@@ -189,9 +198,10 @@ class EmbeddedExchange:
         scope = self.scope
         client = scope.get("client")
         peer = client[0] if client else "127.0.0.1"  # a Unix socket: a local client
-        record, outcome = prelude(self.runtime, self.req, peer, scope.get("scheme", "http"))
+        scheme: str = scope.get("scheme", "http")
+        record, outcome = prelude(self.runtime, self.req, peer, scheme)
         self.record = record
-        if scope.get("scheme") == "https":
+        if scheme == "https":
             record.tls = "https"  # the server terminates TLS; its version is not in the scope
         if isinstance(outcome, Refusal):
             await self._refuse(outcome)
@@ -237,7 +247,7 @@ class EmbeddedExchange:
         parts: list[bytes] = []
         size = 0
         while True:
-            message = await self._receive()
+            message = _as_dict(await self._receive())
             if message["type"] != "http.request":
                 return None  # http.disconnect: nobody to answer
             chunk: bytes = message.get("body", b"")
@@ -360,18 +370,19 @@ class EmbeddedExchange:
         return message
 
     async def _app_send(self, message: Message) -> None:
-        kind = message["type"]
+        sent = _as_dict(message)
+        kind: str = sent["type"]
         if self.dropping:
             return
         if kind == "http.response.start":
-            await self._response_start(message)
+            await self._response_start(sent)
         elif kind == "http.response.body":
-            await self._response_body(message.get("body", b""), bool(message.get("more_body", False)))
+            await self._response_body(sent.get("body", b""), bool(sent.get("more_body", False)))
         else:
             await self._send(message)  # an extension's message (trailers, early hints)
 
     # -- the response side -----------------------------------------------------------------
-    async def _response_start(self, message: Message) -> None:
+    async def _response_start(self, message: dict[str, Any]) -> None:
         route, ex, record = self.route, self.ex, self.record
         assert route is not None and ex is not None and record is not None
         record.upstream_seconds = time.perf_counter() - self.forwarded
