@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gzip
 import json
+from collections import UserDict
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -555,3 +556,69 @@ def test_a_request_without_a_body_gives_the_application_one_empty_message(tmp_pa
     assert resp.status_code == 200 and resp.text == "ok"
     assert got[0] == {"type": "http.request", "body": b"", "more_body": False}
     assert [message["type"] for message in got] == ["http.request", "http.disconnect"]
+
+
+#: The application's response header fields, kept to compare with what reaches the server.
+FIELDS = [(b"X-First", b"1"), (b"Server", b"app/1.0"), (b"Content-Type", b"text/plain"), (b"x-last", b"2")]
+
+
+async def fielded(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers with :data:`FIELDS`, the very pair objects (one the headers stage removes)."""
+    if scope["type"] != "http":
+        raise RuntimeError("no lifespan here")
+    await send({"type": "http.response.start", "status": 200, "headers": list(FIELDS)})
+    await send({"type": "http.response.body", "body": b"hi"})
+
+
+def recorded(app: Any, heads: list[Message]) -> Any:
+    """``app`` as uvicorn serves it, with each response head it hands the server kept in ``heads``."""
+
+    async def recorder(scope: Scope, receive: Receive, send: Send) -> None:
+        async def record(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                heads.append(message)
+            await send(message)
+
+        await app(scope, receive, record)
+
+    return recorder
+
+
+def test_kept_response_fields_reach_the_server_as_the_application_sent_them(tmp_path: Path) -> None:
+    """The header fields the headers stage keeps go to the server as the pairs the
+    application sent (the same objects, in its order, its case kept: not decoded and
+    encoded again); what follows them is the stage's additions, encoded, then the request ID.
+    (A compiled build once matched kept fields by the identity of pairs it had boxed anew,
+    found none, and encoded every field again.)"""
+    heads: list[Message] = []
+    with Served(recorded(protect(fielded, config=write_config(tmp_path)), heads), server_header=False) as base:
+        resp = httpx.get(base + "/echo/x")
+    assert resp.status_code == 200 and resp.text == "hi"
+    assert len(heads) == 1
+    out = heads[0]["headers"]
+    assert [id(field) for field in out[:3]] == [id(FIELDS[0]), id(FIELDS[2]), id(FIELDS[3])]
+    assert (b"x-content-type-options", b"nosniff") in out[3:-1]
+    assert out[-1] == (b"x-request-id", resp.headers["x-request-id"].encode())
+    assert not any(name.lower() == b"server" for name, _ in out)
+
+
+async def mapping_sender(scope: Scope, receive: Receive, send: Send) -> None:
+    """Sends its messages as mappings that are not dicts, and a field's value as a bytearray."""
+    if scope["type"] != "http":
+        raise RuntimeError("no lifespan here")
+    fields = [(b"content-type", bytearray(b"text/plain")), (b"x-app", b"1")]
+    start: Message = UserDict({"type": "http.response.start", "status": 200, "headers": fields})
+    body: Message = UserDict({"type": "http.response.body", "body": b"mapped"})
+    await send(start)
+    await send(body)
+
+
+def test_messages_that_are_other_mappings_are_read_as_dicts(tmp_path: Path) -> None:
+    """An application whose messages are mappings other than ``dict`` (and a header value a
+    ``bytearray``) is answered as one that sends dicts: the status, its fields beside the
+    stage's, the body."""
+    with Served(protect(mapping_sender, config=write_config(tmp_path))) as base:
+        resp = httpx.get(base + "/echo/x")
+    assert resp.status_code == 200 and resp.text == "mapped"
+    assert resp.headers["content-type"] == "text/plain" and resp.headers["x-app"] == "1"
+    assert resp.headers["x-content-type-options"] == "nosniff"
