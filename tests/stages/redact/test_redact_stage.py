@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from bastion.config import ConfigError, load_config
 from bastion.pipeline.chain import Chain
 from bastion.stages.redact import RedactConfig, RedactStage
+from bastion.stages.redact import stage as redact_stage
 from bastion.types import Block, Exchange, Request, Response
 
 BODY = (
@@ -134,3 +135,27 @@ def test_a_route_that_would_pass_bodies_unseen_is_a_load_error(tmp_path: Path) -
     with pytest.raises(ConfigError, match="'pass' would forward a response over max_response_body_bytes without "
                                           "the redact stage seeing it"):
         load_config(path)
+
+
+def test_header_values_found_clean_are_remembered_and_the_others_still_scanned() -> None:
+    """Values found clean are not scanned again (at most MAX_REMEMBERED of them, forgotten
+    all at once); a value with a secret is never taken for clean: it is masked every time,
+    beside remembered ones, and counted each time."""
+    stage = RedactStage(RedactConfig(types=["secrets"]))
+    clean = [("server", "nginx/1.24.0"), ("content-type", "application/json")]
+    for _ in range(2):
+        exchange = _exchange(list(clean), b"{}")
+        assert stage.on_response(exchange) is None
+        assert exchange.response is not None and exchange.response.headers == clean
+    for n in range(1, 3):
+        exchange = _exchange([*clean, ("x-key", "AKIAIOSFODNN7EXAMPLE")], b"{}")
+        assert stage.on_response(exchange) is None
+        assert exchange.response is not None
+        assert exchange.response.headers == [*clean, ("x-key", "****************MPLE")]
+        assert exchange.facts["redact"] == {"found": {"aws_key": 1}}, n
+    for i in range(redact_stage.MAX_REMEMBERED + 5):
+        stage.on_response(_exchange([("x-request", f"r-{i}")], b"{}"))
+    assert len(stage._clean_values) <= redact_stage.MAX_REMEMBERED
+    exchange = _exchange([("x-key", "AKIAIOSFODNN7EXAMPLE")], b"{}")
+    stage.on_response(exchange)
+    assert exchange.response is not None and exchange.response.headers == [("x-key", "****************MPLE")]

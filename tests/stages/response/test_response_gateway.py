@@ -34,6 +34,13 @@ ANSWERS: dict[str, tuple[int, list[tuple[str, str]], bytes]] = {
         "is_admin": False, "address": {"city": "Oslo", "db_shard": "pg-eu-3"},
         "orders": [{"ref": "A1", "internal_cost": 3.2}, {"ref": "A2"}],
     }).encode()),
+    # Declared members only, laid out loosely: nothing to remove, so the same bytes go out.
+    "/users/4": (200, [("content-type", "application/json")],
+                 b'{ "id" : 4,\n  "name": "caf\xc3\xa9 \\"4\\"",\n  "address": {"city": "Oslo"},'
+                 b' "orders": [ {"ref": "A1"} , {"ref": "A2"} ] }\n'),
+    # The same names written with escapes: the walk decodes them (and removes what it must).
+    "/users/5": (200, [("content-type", "application/json")],
+                 b'{"id": 5, "\\u0070assword": "hunter2", "n\\u0061me": "eve", "\\u0069s_admin": true}'),
     "/users/2": (500, [("content-type", "text/html"), ("server", "Apache/2.4.1"), ("x-powered-by", "PHP/5.6"),
                        ("x-runtime", "0.0123"), ("x-debug-token", "a1b2")], TRACE.encode()),
     "/users/3": (201, [("content-type", "application/json")], b'{"id": 3}'),
@@ -207,3 +214,25 @@ def test_a_route_without_a_schema_still_loses_never_return_names(gateway: Gatewa
     goes, everything else stays."""
     resp = get(gateway, "/plain")
     assert resp.status_code == 200 and resp.json() == {"ok": True}
+
+
+def test_a_declared_body_arrives_byte_for_byte(gateway: GatewayProcess) -> None:
+    """A body holding only declared members reaches the client exactly as the upstream wrote
+    it (spacing, escapes, UTF-8: not re-serialised), with its own length, and nothing is
+    recorded as removed."""
+    resp = get(gateway, "/users/4")
+    assert resp.status_code == 200
+    assert resp.content == ANSWERS["/users/4"][2]
+    assert resp.headers["content-length"] == str(len(ANSWERS["/users/4"][2]))
+    record = gateway.wait_for_access_record(lambda r: r.get("path") == "/users/4")
+    assert not record.get("response")
+
+
+def test_escaped_member_names_are_decoded_and_filtered(gateway: GatewayProcess) -> None:
+    """Member names written with ``\\u`` escapes are what they decode to: a writeOnly
+    ``password`` and an undeclared ``is_admin`` go, a declared ``name`` stays."""
+    resp = get(gateway, "/users/5")
+    assert resp.status_code == 200 and resp.json() == {"id": 5, "name": "eve"}
+    assert b"hunter2" not in resp.content
+    record = gateway.wait_for_access_record(lambda r: r.get("path") == "/users/5")
+    assert record["response"] == {"undeclared": 1, "paths": ["/is_admin"], "hidden": 1}

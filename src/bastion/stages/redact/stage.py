@@ -24,6 +24,11 @@ from bastion.stages.redact.apply import apply_actions, count
 from bastion.stages.redact.config import RedactConfig
 from bastion.types import Block, Exchange, HeaderList
 
+#: Clean header values remembered per route, and the longest one remembered: bounded memory
+#: whatever the upstream sends (a Date changes every second).
+MAX_REMEMBERED = 1024
+MAX_REMEMBERED_LENGTH = 256
+
 _BLOCK = Block(
     status=502,
     title="Bad Gateway",
@@ -53,6 +58,8 @@ class RedactStage(ResponseStage, ResponseBodyStage):
         #: Decide ``block`` on the whole body, before the head goes out.
         self.needs_response_body = self._blocking
         self._headers = config.headers
+        #: Header values found clean before (see :meth:`_redact_headers`).
+        self._clean_values: set[str] = set()
 
     @classmethod
     def from_config(cls, config: RedactConfig, route: RouteInfo | None = None) -> RedactStage:
@@ -91,9 +98,16 @@ class RedactStage(ResponseStage, ResponseBodyStage):
 
     def _redact_headers(self, exchange: Exchange, headers: HeaderList) -> bool:
         """Apply the actions to the header values in place; whether one must block."""
-        # One scan of all values (most responses have nothing); per header only on a hit.
-        joined = "\n".join([v for _, v in headers]).encode("latin-1", "replace")
+        # An upstream sends the same few values in every response (its Server, Content-Type,
+        # Cache-Control...): a value once found clean is not scanned again. The others go
+        # through one scan (most responses have nothing), per header only on a hit.
+        clean = self._clean_values
+        unseen = [v for _, v in headers if v not in clean]
+        if not unseen:
+            return False
+        joined = "\n".join(unseen).encode("latin-1", "replace")
         if not self._scanner.find(joined):
+            self._remember_clean(unseen)
             return False
         enforce = self.config.enforce
         for i, (name, value) in enumerate(headers):
@@ -110,3 +124,13 @@ class RedactStage(ResponseStage, ResponseBodyStage):
                 headers[i] = (name, changed.decode("latin-1"))
         return False
 
+    def _remember_clean(self, values: list[str]) -> None:
+        """Remember values a scan found nothing in (the scan depends on the value alone: a
+        value never matches across the line that joins it to the next); bounded, forgotten
+        all at once when full."""
+        clean = self._clean_values
+        for value in values:
+            if len(value) <= MAX_REMEMBERED_LENGTH:
+                if len(clean) >= MAX_REMEMBERED:
+                    clean.clear()
+                clean.add(value)
