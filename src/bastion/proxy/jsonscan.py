@@ -16,44 +16,43 @@ parser allocates), the string and number limits the longest single one.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
+
+from bastion.proxy.bounds import Bounds
 
 if TYPE_CHECKING:  # only a type here: importing bastion.config would import every stage
     from bastion.config.model import Limits
     from bastion.types import Request
 
+# The constants are Final: compiled (mypyc), a module name that is not is looked up in the
+# module's dictionary on every use.
 #: Bytes of the body split on quotes at once (the pieces of one window are alive together).
+#: Not Final: the tests set it to a few bytes, to make strings straddle windows.
 _WINDOW = 64 * 1024
-_WHITESPACE = b" \t\r\n"
+_WHITESPACE: Final = b" \t\r\n"
 #: Every byte but brackets: deleting them leaves the document's nesting.
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_NOT_QUOTES_OR_BRACKETS = bytes(b for b in range(256) if b not in b'[]{}"')
+_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+_NOT_QUOTES_OR_BRACKETS: Final = bytes(b for b in range(256) if b not in b'[]{}"')
 #: An empty pair of brackets: removing every one in one pass takes one level off the nesting.
-_INNERMOST = re.compile(rb"\[\]|\{\}")
+_INNERMOST: Final = re.compile(rb"\[\]|\{\}")
 
 #: Reasons (see ``bastion.proxy.limits``) and what the client is told.
-TOO_DEEP = "json.too_deep"
-TOO_MANY_KEYS = "json.too_many_keys"
-TOO_MANY_ITEMS = "json.too_many_items"
-STRING_TOO_LONG = "json.string_too_long"
-NUMBER_TOO_LONG = "json.number_too_long"
+TOO_DEEP: Final = "json.too_deep"
+TOO_MANY_KEYS: Final = "json.too_many_keys"
+TOO_MANY_ITEMS: Final = "json.too_many_items"
+STRING_TOO_LONG: Final = "json.string_too_long"
+NUMBER_TOO_LONG: Final = "json.number_too_long"
 
 
 #: Number characters to ``0``, every other byte to a space: a number longer than N is then
 #: a run of N + 1 zeros, found by a substring search.
-_AS_DIGITS = bytes(0x30 if b in b"0123456789.eE+-" else 0x20 for b in range(256))
-
-
-@lru_cache(maxsize=64)
-def _zeros(longest: int) -> bytes:
-    return b"0" * (longest + 1)
+_AS_DIGITS: Final = bytes(0x30 if b in b"0123456789.eE+-" else 0x20 for b in range(256))
 
 
 def _has_long_number(data: bytes, longest: int) -> bool:
     """Whether ``data`` has a run of number characters longer than ``longest`` (two C passes,
     where a regular expression would try a match at every byte)."""
-    return len(data) > longest and _zeros(longest) in data.translate(_AS_DIGITS)
+    return len(data) > longest and b"0" * (longest + 1) in data.translate(_AS_DIGITS)
 
 
 def is_json(content_type: str | None, body: bytes) -> bool:
@@ -65,17 +64,23 @@ def is_json(content_type: str | None, body: bytes) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
-def over_body_json_limits(request: Request, limits: Limits) -> tuple[str, str] | None:
+def over_body_json_limits(request: Request, limits: Bounds) -> tuple[str, str] | None:
     """The reason and detail of the first JSON limit ``request``'s buffered body is over, if
     a stage will parse it as JSON; measured on its bytes before any stage builds a document
     (a compressed body's bytes say nothing: the stage that inflates it bounds it)."""
     body = request.body
     if body and is_json(request.header("content-type"), body) and request.header("content-encoding") is None:
-        return over_json_limits(body, limits)
+        return over_json_bounds(body, limits)
     return None
 
 
 def over_json_limits(body: bytes, limits: Limits) -> tuple[str, str] | None:
+    """:func:`over_json_bounds` with the limits of a settings model (copied on each call:
+    per request, the proxy passes the route's :class:`~bastion.proxy.bounds.Bounds`)."""
+    return over_json_bounds(body, Bounds(limits))
+
+
+def over_json_bounds(body: bytes, limits: Bounds) -> tuple[str, str] | None:
     """The reason and detail of the first JSON limit ``body`` is over, or ``None``.
 
     Malformed JSON is not this function's business (the stage that parses it refuses it);
@@ -181,5 +186,7 @@ __all__ = [
     "TOO_MANY_ITEMS",
     "TOO_MANY_KEYS",
     "is_json",
+    "over_body_json_limits",
+    "over_json_bounds",
     "over_json_limits",
 ]
