@@ -86,9 +86,8 @@ def over_json_bounds(body: bytes, limits: Bounds) -> tuple[str, str] | None:
     Malformed JSON is not this function's business (the stage that parses it refuses it);
     bytes that are not JSON are only ever measured, never over-counted in a way that lets
     a document past a limit: every first-pass count is an upper bound of the exact one."""
+    size = len(body)
     opens = body.count(b"[") + body.count(b"{")
-    colons = body.count(b":")
-    commas = body.count(b",")
     max_string = limits.max_json_string_bytes
     longest_number = limits.max_json_number_chars
     depth_checked = opens <= limits.max_json_depth
@@ -98,11 +97,14 @@ def over_json_bounds(body: bytes, limits: Bounds) -> tuple[str, str] | None:
             if _deeper_than(brackets, limits.max_json_depth):
                 return TOO_DEEP, f"The JSON body is nested more than {limits.max_json_depth} levels deep."
             depth_checked = True
+    # A body has no more colons, nor commas and brackets together, than bytes: one no longer
+    # than the key or element limit is within it uncounted (a pass over it saved).
+    max_keys, max_items = limits.max_json_keys, limits.max_json_array_items
     if (
         depth_checked
-        and colons <= limits.max_json_keys
-        and commas + opens <= limits.max_json_array_items
-        and len(body) <= max_string + 2
+        and (size <= max_keys or body.count(b":") <= max_keys)
+        and (size <= max_items or body.count(b",") + opens <= max_items)
+        and size <= max_string + 2
         and not _has_long_number(body, longest_number)
     ):
         return None  # every bound holds, even counting what is inside strings
