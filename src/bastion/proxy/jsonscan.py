@@ -3,11 +3,9 @@
 A parser builds the whole document before anything can look at it: a 10 MB array of small
 numbers is millions of objects, a 1M-key object a dictionary of a million entries. So the
 bounds (depth, object keys, array elements, string and number lengths) are checked here on
-the bytes, with C-speed passes (counts, finds, translations, regular expressions) and a few
-compiled steps, and a body over one of them is refused before a stage builds it. Most bodies
-settle on the first look, which reads little of them: a body no longer than a count limit is
-within it uncounted, brackets are found (memchr) only up to one too many, and numbers are
-looked at one byte in every ``max_json_number_chars + 1``. Only a body near a bound is read
+the bytes, with C-speed passes only (counts, translations, regular expressions), and a body
+over one of them is refused before a stage builds it. Most bodies settle on the first
+passes (a few counts over bytes already in memory); only a body near a bound is looked at
 with its strings taken out.
 
 Every count is of the document as a whole: ``max_json_keys`` bounds the members of all its
@@ -49,24 +47,6 @@ NUMBER_TOO_LONG: Final = "json.number_too_long"
 #: Number characters to ``0``, every other byte to a space.
 _AS_DIGITS: Final = bytes(0x30 if b in b"0123456789.eE+-" else 0x20 for b in range(256))
 _DIGIT: Final = 0x30
-#: What opens a container.
-_OPENERS: Final = (b"[", b"{")
-
-
-def more_opens_than(body: bytes, most: int) -> bool:
-    """Whether ``body`` has more than ``most`` opening brackets (strings included), an upper
-    bound of its nesting. Each is found by ``bytes.find`` (memchr, a few bytes per
-    instruction) and the search stops at the one over: most bodies have a few brackets,
-    where two counts would read every byte at several instructions a byte."""
-    found = 0
-    for opener in _OPENERS:
-        at = body.find(opener)
-        while at >= 0:
-            found += 1
-            if found > most:
-                return True
-            at = body.find(opener, at + 1)
-    return False
 
 
 def _has_long_number(data: bytes, longest: int) -> bool:
@@ -125,9 +105,10 @@ def over_json_bounds(body: bytes, limits: Bounds) -> tuple[str, str] | None:
     bytes that are not JSON are only ever measured, never over-counted in a way that lets
     a document past a limit: every first-pass count is an upper bound of the exact one."""
     size = len(body)
+    opens = body.count(b"[") + body.count(b"{")
     max_string = limits.max_json_string_bytes
     longest_number = limits.max_json_number_chars
-    depth_checked = not more_opens_than(body, limits.max_json_depth)
+    depth_checked = opens <= limits.max_json_depth
     if not depth_checked:
         brackets = _structural_brackets(body)
         if brackets is not None:
@@ -140,7 +121,7 @@ def over_json_bounds(body: bytes, limits: Bounds) -> tuple[str, str] | None:
     if (
         depth_checked
         and (size <= max_keys or body.count(b":") <= max_keys)
-        and (size <= max_items or body.count(b",") + body.count(b"[") + body.count(b"{") <= max_items)
+        and (size <= max_items or body.count(b",") + opens <= max_items)
         and size <= max_string + 2
         and not _has_long_number(body, longest_number)
     ):
@@ -225,7 +206,6 @@ __all__ = [
     "TOO_MANY_ITEMS",
     "TOO_MANY_KEYS",
     "is_json",
-    "more_opens_than",
     "over_body_json_limits",
     "over_json_bounds",
     "over_json_limits",

@@ -12,7 +12,6 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from bastion.proxy.jsonscan import more_opens_than
 from bastion.stages.validation.messages import name_ref
 from bastion.stages.validation.params import ParamError, coerce_scalar
 from bastion.stages.validation.schema import ANY, Shape
@@ -91,8 +90,8 @@ def parse_json(body: bytes, max_depth: int, reject_duplicate_keys: bool = True) 
         if "recursion" in str(exc) or "depth" in str(exc):
             raise BodyError(f"the JSON body is nested more than {max_depth} levels deep", "depth") from None
         raise BodyError(f"the body is not valid JSON (error at character {exc.pos})", "json") from None
-    # Depth cannot exceed the number of brackets: look for one too many before walking anything.
-    if more_opens_than(body, max_depth) and _depth(value) > max_depth:
+    # Depth cannot exceed the number of brackets: count them in C before walking anything.
+    if body.count(b"[") + body.count(b"{") > max_depth and _depth(value) > max_depth:
         raise BodyError(f"the JSON body is nested more than {max_depth} levels deep", "depth")
     if reject_duplicate_keys:
         repeated = duplicate_key(body, value)
