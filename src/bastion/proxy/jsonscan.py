@@ -3,10 +3,11 @@
 A parser builds the whole document before anything can look at it: a 10 MB array of small
 numbers is millions of objects, a 1M-key object a dictionary of a million entries. So the
 bounds (depth, object keys, array elements, string and number lengths) are checked here on
-the bytes, with C-speed passes only (counts, translations, regular expressions), and a body
-over one of them is refused before a stage builds it. Most bodies settle on the first
-passes (a few counts over bytes already in memory); only a body near a bound is looked at
-with its strings taken out.
+the bytes, with C-speed passes (counts, translations, regular expressions) and a few compiled
+steps, and a body over one of them is refused before a stage builds it. Most bodies settle on
+the first look, which reads little of them: a body no longer than the key or element limit is
+within it uncounted, and numbers are looked at one byte in every ``max_json_number_chars + 1``.
+Only a body near a bound is read with its strings taken out.
 
 Every count is of the document as a whole: ``max_json_keys`` bounds the members of all its
 objects together, ``max_json_array_items`` the elements of all its arrays together (what a
