@@ -25,6 +25,7 @@ COMPILED = [
     "src/bastion/proxy/http.py",
     "src/bastion/proxy/http1.py",
     "src/bastion/proxy/bounds.py",
+    "src/bastion/proxy/jsonscan.py",
     "src/bastion/proxy/prelude.py",
     "src/bastion/proxy/record.py",
     "src/bastion/proxy/flight.py",

@@ -82,7 +82,7 @@ class CoreGate:
         body = req.take_buffered()
         request.body = body or None
         if request.body:
-            over = over_body_json_limits(request, route.limits)
+            over = over_body_json_limits(request, route.bounds)
             if over is not None:
                 return CoreRefusal(413, over[0], over[1])
         return request

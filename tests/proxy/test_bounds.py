@@ -14,6 +14,11 @@ COPIED = (
     "max_query_bytes",
     "max_query_params",
     "max_upstream_response_bytes",
+    "max_json_depth",
+    "max_json_keys",
+    "max_json_array_items",
+    "max_json_string_bytes",
+    "max_json_number_chars",
 )
 
 
@@ -28,6 +33,11 @@ def test_bounds_hold_each_limit_of_the_settings_they_were_built_from() -> None:
         max_query_bytes=2500,
         max_query_params=55,
         max_upstream_response_bytes=123_456,
+        max_json_depth=33,
+        max_json_keys=4321,
+        max_json_array_items=5432,
+        max_json_string_bytes=65_000,
+        max_json_number_chars=44,
     )
     bounds = Bounds(limits)
     assert {name: getattr(bounds, name) for name in COPIED} == {name: getattr(limits, name) for name in COPIED}

@@ -222,7 +222,7 @@ class EmbeddedExchange:
                 return
             ex.request.body = body
             self.body = body
-            over = over_body_json_limits(ex.request, route.limits)
+            over = over_body_json_limits(ex.request, route.bounds)
             if over is not None:
                 await self._refuse(Refusal(413, over[1], over[0], ex.request_id))
                 return

@@ -159,9 +159,9 @@ class Flight(ResponseSteps):
         chain = self.route.chain
         self.step = self._forward
         request = self.ex.request
-        if request.body:  # most requests have none: no call at all (jsonscan is interpreted)
+        if request.body:  # most requests have none: no call at all
             # A stage will parse it: bounded on its bytes first, whatever the stage allows.
-            over = over_body_json_limits(request, self.route.limits)
+            over = over_body_json_limits(request, self.route.bounds)
             if over is not None:
                 self.refusal = Refusal(413, over[1], over[0], self.ex.request_id)
                 self.step = self._refuse
