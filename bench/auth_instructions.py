@@ -3,9 +3,9 @@
     python bench/auth_instructions.py [--python .venv/bin/python] [--what apikey|jwt|both]
                                       [--calls 3000]
 
-The whole hook a request with a valid credential pays (``AuthStage.on_request_head``: the
-bearer token read and checked, its kind told by its shape, the verifier's cached answer,
-the principal set, Bastion's API keys stripped), without the worker around it: a faster and
+The whole hook a request with a valid credential pays (``AuthStage.head_hook()``, what the
+chain calls: the bearer token read and checked, its kind told by its shape, the verifier's
+cached answer, the principal set, Bastion's API keys stripped), without the worker around it: a faster and
 steadier figure than ``bench/instructions.py --scenario apikey|jwt`` on a loaded machine
 (no worker to start under valgrind, no key poller falling behind). ``apikey``: the route's
 implicit bearer scheme and one key of a real SQLite store; ``jwt``: one HS256 issuer, a token
@@ -71,7 +71,7 @@ async def main(folder: Path) -> None:
     stage = AuthStage(config, route)
     await stage.start(services)
     value = "Bearer " + credential
-    hook = stage.on_request_head
+    hook = stage.head_hook()  # what the chain calls
     exchange = Exchange(Request("GET", "/", "/", "", [("host", "bench"), ("authorization", value)]), "r")
     if hook(exchange) is not None or exchange.principal is None:
         raise SystemExit(f"the credential was refused: {hook(exchange)!r}")

@@ -5,21 +5,25 @@ from __future__ import annotations
 import asyncio
 import inspect
 import string
+import time
 from collections.abc import Awaitable
 from typing import Any
 
 import pytest
 
+from bastion.pipeline import Chain, Pending
 from bastion.pipeline.registry import ORDER
 from bastion.pipeline.stage import HeadStage, RequestStage, ResponseStage, RouteInfo
 from bastion.stages import auth
 from bastion.stages.auth import SPEC, AuthConfig, AuthStage
 from bastion.stages.auth.credentials import Malformed, bearer_token
 from bastion.stages.auth.dispatch import Verifiers, bearer_verifier, looks_like_jwt
+from bastion.stages.auth.lockout import KnownLocks
 from bastion.stages.auth.methods import AuthFailure, Verdict
 from bastion.stages.auth.schemes import challenge
 from bastion.stages.auth.stage import DETAIL_UNCONFIGURED, REASON_UNCONFIGURED
-from bastion.types import Block, Exchange, Principal, Request
+from bastion.state import MemoryBackend
+from bastion.types import Block, Exchange, Principal, Request, Response
 
 KEY = 'ApiKey realm="shop", in="header", name="X-API-Key"'
 SCHEMES: dict[str, Any] = {
@@ -250,6 +254,43 @@ def test_a_credential_named_by_two_alternatives_is_verified_once() -> None:
 
 async def _settle(awaitable: Any) -> Any:
     return await awaitable
+
+
+def test_the_chain_decides_as_the_stage_with_and_without_a_lockout() -> None:
+    """Through a chain, which calls the hook the stage hands it (``head_hook``: without a
+    lockout, the compiled decider's own): a valid key sets the principal and the request goes
+    on, an unknown key is a 401, a verifier answering later is awaited. With a lockout the
+    hook still checks the client first: a failure is counted (the first one locks here:
+    429), then even a valid key from that address is refused 429 without being read."""
+    alice = Principal("c-alice")
+    info = route([{"apiKey": []}])
+    keys = Table({"bst_good": alice})
+    chain = Chain([AuthStage(AuthConfig(), info, Verifiers(api_key=keys))])
+    ok = exchange(("x-api-key", "bst_good"))
+    assert chain.head(ok) is None and ok.principal is alice
+    assert ok.request.headers == []  # the key is not forwarded
+    refused = chain.head(exchange(("x-api-key", "bst_bad")))
+    assert isinstance(refused, Response) and refused.status == 401
+    later = Chain([AuthStage(AuthConfig(), info, Verifiers(api_key=Table({"bst_good": alice}, later=True)))])
+    waited = exchange(("x-api-key", "bst_good"))
+    pending = later.head(waited)
+    assert isinstance(pending, Pending)
+    assert asyncio.run(later.finish_head(waited, pending)) is None and waited.principal is alice
+
+    locking = AuthConfig.model_validate({"lockout": {"enabled": True, "max_failures_per_ip": 1}})
+    guarded = Table({"bst_good": alice})
+    stage = AuthStage(locking, info, Verifiers(api_key=guarded))
+    assert stage.lockout is not None
+    stage.lockout.start(MemoryBackend(), KnownLocks(), time.monotonic)
+    locked_chain = Chain([stage])
+    bad = exchange(("x-api-key", "bst_bad"))
+    counting = locked_chain.head(bad)
+    assert isinstance(counting, Pending)
+    answer = asyncio.run(locked_chain.finish_head(bad, counting))
+    assert answer is not None and answer.status == 429
+    again = locked_chain.head(exchange(("x-api-key", "bst_good")))
+    assert isinstance(again, Response) and again.status == 429
+    assert guarded.seen == ["bst_bad"]
 
 
 def test_a_bearer_token_is_read_only_as_an_rfc_6750_b64token() -> None:

@@ -66,6 +66,12 @@ class Attempt:
         self.upstream_cookie = ""
 
 
+#: Awaits a verifier's answer and decides again (the stage's: the request waits on I/O anyway).
+Finish = Callable[[Exchange, Attempt, Wait], Awaitable[Block | None]]
+#: Counts a refusal against the client before it is answered (the stage's lockout).
+Count = Callable[[Exchange, Attempt, Block], Block | Awaitable[Block]]
+
+
 class Decider:
     """A route's alternatives over its schemes' sources and verifiers, decided per request."""
 
@@ -77,6 +83,8 @@ class Decider:
         key_places: KeyPlaces,
         counted: bool,
         refuse: Refuse,
+        finish: Finish,
+        count: Count,
         phantom_cookie: str = "",
         phantom_logout: bool = False,
     ) -> None:
@@ -84,21 +92,28 @@ class Decider:
         self.alternatives = alternatives
         self.verifiers = verifiers
         self.key_places = key_places
-        #: A lockout counts failures: note each credential's public id.
+        #: A lockout counts failures: note each credential's public id, and count a refusal.
         self.counted = counted
         self.refuse = refuse
+        self.finish = finish
+        self.count = count
         #: The cookie that carries phantom tokens ("": none), never forwarded as it came.
         self.phantom_cookie = phantom_cookie
         #: A logout: the phantom token used is deleted before the request is forwarded.
         self.phantom_logout = phantom_logout
 
-    def first(self, exchange: Exchange) -> tuple[Attempt, Block | Wait] | None:
-        """A request's first decision, in one call from the stage's (interpreted) hook:
-        ``None`` once an alternative succeeded; otherwise the request's attempt with the
-        refusal or the answer to wait for."""
+    def on_head(self, exchange: Exchange) -> Block | Awaitable[Block | None] | None:
+        """The request's decision: ``None`` once an alternative succeeded, the refusal (counted
+        first with a lockout), or the awaitable that finishes deciding. Without a lockout this
+        is the head hook the chain calls (``AuthStage.head_hook``): a request with a valid
+        credential then runs no interpreted code in the stage."""
         attempt = Attempt(len(self.sources), self.counted)
         decided = self.decide(exchange, attempt)
-        return None if decided is None else (attempt, decided)
+        if decided is None:
+            return None
+        if isinstance(decided, Wait):
+            return self.finish(exchange, attempt, decided)
+        return self.count(exchange, attempt, decided) if self.counted else decided
 
     def decide(self, exchange: Exchange, attempt: Attempt) -> Block | Wait | None:
         """Try the alternatives in order: ``None`` once one succeeds (the principal set),

@@ -28,7 +28,7 @@ from dataclasses import replace
 from math import ceil
 from typing import TYPE_CHECKING
 
-from bastion.pipeline.stage import HeadStage, RequestOutcome, RouteInfo, Stage
+from bastion.pipeline.stage import HeadStage, RequestHook, RequestOutcome, RouteInfo, Stage
 from bastion.stages.auth.config import AuthConfig
 from bastion.stages.auth.credentials import KeyPlaces, SchemeSource
 from bastion.stages.auth.decide import MISSING, Attempt, Decider, Wait, bound
@@ -117,7 +117,9 @@ class AuthStage(HeadStage):
         self._described: list[str] = []
         self._unverified: list[Requirement] = []
         #: The per-request decision (compiled), over what ``_compile`` finds.
-        self._decider = Decider((), (), NO_VERIFIERS, self.key_places, False, self._refusal)
+        self._decider = Decider(
+            (), (), NO_VERIFIERS, self.key_places, False, self._refusal, self._finish, self._counted
+        )
         if self.delegated:
             return
         self._compile(config, route, verifiers if verifiers is not None else compile_verifiers(config, route))
@@ -188,6 +190,8 @@ class AuthStage(HeadStage):
             self.key_places,
             self.lockout is not None,
             self._refusal,
+            self._finish,
+            self._counted,
             config.phantom_cookie or "",
             config.phantom_logout,
         )
@@ -234,6 +238,11 @@ class AuthStage(HeadStage):
             await verifier.close()
 
     # -- per request ----------------------------------------------------------------------
+    def head_hook(self) -> RequestHook:
+        """Without a lockout, the compiled decider's own hook: :meth:`on_request_head` would
+        only add an interpreted call around it, on every request."""
+        return self.on_request_head if self.lockout is not None else self._decider.on_head
+
     def on_request_head(self, exchange: Exchange) -> RequestOutcome | Awaitable[RequestOutcome]:
         lockout = self.lockout
         if lockout is not None:
@@ -241,13 +250,7 @@ class AuthStage(HeadStage):
             if left > 0:
                 self.key_places.strip(exchange.request)  # shadow mode forwards it
                 return _locked(left)
-        undecided = self._decider.first(exchange)
-        if undecided is None:
-            return None
-        attempt, decided = undecided
-        if isinstance(decided, Wait):
-            return self._finish(exchange, attempt, decided)
-        return self._counted(exchange, attempt, decided)
+        return self._decider.on_head(exchange)
 
     def _refusal(self, verdicts: list[Verdict | None], scope_failed: int, mismatched: bool = False) -> Block:
         """The answer when no alternative succeeded, by precedence: a verifier that could not
