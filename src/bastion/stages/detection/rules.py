@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal, get_args
 
+from bastion.stages.detection.programs import PROGRAM_FAMILIES, PROGRAMS, WORD_PROGRAMS, alternation
+
 Category = Literal[
     "sqli",
     "xss",
@@ -200,6 +202,31 @@ _JAVA_TYPE_ROOTS = (
     "|clojure\\.(?:lang|core|main)|com\\.opensymphony|ognl\\.[a-z]+|bsh\\.[a-z]+|org\\.mozilla\\.javascript"
     "|org\\.python\\.core|javassist\\.[a-z]+|com\\.alibaba\\.fastjson|com\\.thoughtworks\\.xstream|com\\.mchange"
     "|org\\.hibernate|oracle\\.jdbc|net\\.sf\\.json"
+)
+
+#: Programs Unix-like and Windows systems ship (see :mod:`.programs`): names that are not
+#: words, and names that are.
+_PROGRAM = alternation(PROGRAMS) + "|" + PROGRAM_FAMILIES
+_WORD_PROGRAM = alternation(WORD_PROGRAMS)
+_ANY_PROGRAM = alternation(PROGRAMS + WORD_PROGRAMS) + "|" + PROGRAM_FAMILIES
+#: What may come before a command line at a value's start: spaces, a chain operator or a
+#: backtick, a quote, a bin directory.
+_CMD_LEAD = r"[ \t]{0,8}(?:(?:[;&|]{1,2}|\x60)[ \t]{0,8})?['\"]?(?:(?:/usr(?:/local)?)?/s?bin/)?"
+#: What makes a program that is not a word a command: its first argument is an option, a
+#: path, a variable or a quoted string, a file or host name, an IPv4 address or a URL; or a
+#: pipe, a separator or a redirection follows it.
+_CMD_FIRST = (
+    r"['\"]?(?:[ \t]+(?:-{1,2}[a-z0-9]|[./~$'\"\\]|[a-z]:\\|[\w-]+\.[a-z]{2,}|\d{1,3}(?:\.\d{1,3}){3}|[a-z]+://)"
+    r"|[ \t]*(?:[|;&<>\x60]|\$\(|[\r\n]+[ \t]*" + END + r"))"
+)
+#: Programs that run the command after them: "time sh", "nohup ncat", "sudo visudo".
+_CMD_PREFIX = r"(?:time|nohup|sudo|doas|strace|ltrace|timeout|nice|ionice|chroot|busybox)"
+#: What makes a program named like a word a command: a whole option ("-la", "--dry-run", not
+#: "head-to-head"), a system, home or relative path, a redirection to a path or a stream.
+_CMD_STRICT = (
+    r"['\"]?[ \t]+(?:-[a-z0-9]{1,12}(?:[ \t=]|" + END + r")|--[a-z][\w-]{1,40}(?:[ \t=]|" + END + r")"
+    r"|/(?:etc|bin|usr|tmp|var|dev|proc|home|root|opt|sbin|lib|sys|boot|mnt|srv|run)(?:/|[ \t]|" + END + r")"
+    r"|~/|\.{1,2}/|[a-z]:\\|[0-2]?[<>]{1,2}&?[ \t]*[/~$&\d])"
 )
 
 #: An operand of cmd.exe's IF comparison: quoted, bracketed or a bare token.
@@ -924,6 +951,65 @@ RULES: tuple[Rule, ...] = (
         # function names never sees. No other language writes "->$" or "::$" before a call.
         r"(?:->|::)[ \t]{0,8}\$[a-z_]\w{0,63}[ \t]{0,8}\(|\$[ \t]{1,8}\{[^}\x00]{1,32}\}[ \t]{0,8}\(",
         "PHP call of a function named by a variable",
+    ),
+    Rule(
+        3048,
+        "cmdi",
+        1,
+        C,
+        # A value that is a command line: a program Unix-like or Windows systems ship, at the
+        # value's start (after a chain operator, a quote or a bin directory at most), with
+        # what only a shell gives it. A name that is not a word needs a shell-shaped argument
+        # ("zstdcat /var/log/x.zst", "certutil -urlcache", "nmap 192.0.2.0/24"; a few plain
+        # words may come first: "wevtutil qe Security /c:5"), a pipe, a redirection or the
+        # line's end; a name that is also a word a whole option, a path or a redirection
+        # ("sort -r", "date > /tmp/x"). Either may run a program of the first kind ("time sh
+        # -c id"). "time is of the essence", "ping pong", "head-to-head", "curl examples"
+        # and "Curl 8.5.0 released" pass.
+        START + _CMD_LEAD + r"(?:(?:" + _ANY_PROGRAM + r")['\"]?[ \t]+['\"]?)?(?:" + _PROGRAM + r")"
+        r"(?:['\"]?(?:[ \t]+[\w.:=,-]{1,32}){0,3})" + _CMD_FIRST
+        + r"|" + START + _CMD_LEAD + r"(?:" + _WORD_PROGRAM + r")" + _CMD_STRICT,
+        "value that is a command line: a program systems ship, with shell arguments",
+    ),
+    Rule(
+        3049,
+        "cmdi",
+        1,
+        C,
+        # A value that starts with a command that runs or precedes another: a prefix that
+        # runs the program after it ("nohup ncat", "sudo visudo", "time bsdtar") or a
+        # program chained to a program ("time; ansible all", "date && kubectl").
+        START + _CMD_LEAD + r"(?:(?:" + _ANY_PROGRAM + r")['\"]?[ \t]*(?:;|&&|\|\|)[ \t]*|" + _CMD_PREFIX
+        + r"['\"]?[ \t]+)['\"]?(?:" + _PROGRAM + r")\b",
+        "value that starts with a command chained to, or running, a program",
+    ),
+    Rule(
+        3050,
+        "cmdi",
+        1,
+        C,
+        # After a chain operator at a value's start, a program is a command with any
+        # argument, or alone (";visudo", "&& netsh advfirewall show", "| dmesg"); so is a
+        # whole value that is a program in a bin directory ("bin/useradd", "/usr/bin/ab").
+        # A program's name alone is not: "python", "openssl" and "curl" are tags and
+        # package names.
+        START + r"[ \t]{0,8}(?:[;&|]{1,2}|\x60)[ \t]{0,8}['\"]?(?:(?:" + _PROGRAM + r")['\"]?[ \t]+[^\s\x00]"
+        r"|(?:" + _ANY_PROGRAM + r")['\"]?[ \t\r\n]{0,8}" + END + r")"
+        r"|" + START + r"[ \t]{0,8}(?:(?:/usr(?:/local)?/|/)?s?bin/(?:" + _ANY_PROGRAM + r")"
+        r"|(?:/usr(?:/local)?)?/s?bin/[\w.-]{1,32})[ \t\r\n]{0,8}" + END,
+        "program alone after a chain operator, or in a bin directory, as a whole value",
+    ),
+    Rule(
+        3051,
+        "cmdi",
+        1,
+        C,
+        # Anywhere in a value, after a separator: a program that is not a word with an
+        # option (cmd.exe's "/x" too), a redirection or a cmd.exe variable ("x&bcdboot /r",
+        # "; regedit /E c:\\x", '"|bcdboot %SYSTEMROOT%').
+        r"(?:[;&|]|\$\()[ \t]*['\"]?(?:" + _PROGRAM + r")['\"]?(?:[ \t]*(?:/[a-z]\b|[<>])"
+        r"|[ \t]+(?:-{1,2}[a-z]|%[a-z_]\w*%))",
+        "separator, then a program with an option or a redirection",
     ),
     Rule(
         3042,
