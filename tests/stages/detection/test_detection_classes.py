@@ -1387,3 +1387,47 @@ def test_prose_starting_with_a_program_name_passes(engine: DetectionEngine, text
         verdict = engine.evaluate(request)
         assert all(h.rule.id not in (3048, 3049, 3050, 3051) for h in verdict.hits), (text, verdict.log_record())
 
+
+# ------------------------------- 32. system databases as a value, the tail of a select list
+@pytest.mark.parametrize(
+    "payload", ["tempdb", " MSDB ", "`sysibm`", "[sqlite_temp_master]", "pg_toast", "Sakila", "mysql.tables_priv"]
+)
+def test_a_value_that_is_a_system_database_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A value that is only one of the databases, schemas or catalogue tables every
+    installation of an SQL engine has (or a sample database its installer ships) is the
+    name an injection reads from, and is refused."""
+    for request in in_values(payload):
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "sqli", (payload, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "payload", ["` as `uid` FROM", "9 AS \"x\" from accounts", "' as ' FROM t", "`a` AS `b` from orders"]
+)
+def test_the_tail_of_a_select_list_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A quoted alias then FROM, starting the value or with MySQL's backtick quoting, is
+    what completes the application's own SELECT, and is refused."""
+    for request in in_values(payload):
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "sqli", (payload, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "master",
+        "model",
+        "Our DBA says tempdb grows every night",
+        "temp db",
+        "5 as well from the store",
+        '"Known as" from the album',
+        "Select the blue one as \"primary\" from the list",
+    ],
+)
+def test_database_words_and_as_in_prose_pass(engine: DetectionEngine, text: str) -> None:
+    """Names of system databases that are words, a system database named in a sentence, and
+    "as" before "from" in prose pass."""
+    for request in in_values(text):
+        verdict = engine.evaluate(request)
+        assert verdict.block_category is None, (text, verdict.log_record())
+

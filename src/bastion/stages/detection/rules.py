@@ -130,6 +130,16 @@ _SQL_CATALOGUES = (
     "user_(?:tables|tab_columns|objects|users)|dba_\\w+|v\\$\\w+|dual\\s*(?:[;)#]|--|/\\*|\\z|\\x00)|pg_\\w+|"
     "sqlite_(?:master|schema)|rdb\\$\\w+|systables"
 )
+#: The schemas, databases and tables every installation of an SQL engine has, and the sample
+#: databases their installers ship (MySQL, PostgreSQL, SQL Server, Oracle, SQLite, DB2,
+#: Access): as a whole value, what an injection asks a query to read from. Not the ones named
+#: like words ("master", "model", "sys", "world").
+_SQL_SYSTEM_DATABASES = (
+    "information_schema|pg_catalog|pg_toast|performance_schema|mysql\\.(?:user|db|host|tables_priv|proc)"
+    "|tempdb|msdb|sysobjects|syscolumns|sysdatabases|msysaccessobjects|msysobjects|msysqueries|msysrelationships"
+    "|sqlite_master|sqlite_schema|sqlite_temp_master|sqlite_sequence|sysibm|syscat|sysstat|sysibmadm"
+    "|northwind|adventureworks\\w*|sakila|all_tab_columns|dba_tables|dba_users"
+)
 #: Functions that exist only in SQL engines (MySQL, PostgreSQL, SQL Server, Oracle, SQLite,
 #: DB2): no programming language an API receives code in, and no word, has these names.
 _SQL_ONLY_FUNCTIONS = (
@@ -445,12 +455,11 @@ RULES: tuple[Rule, ...] = (
         "sqli",
         1,
         C,
-        # The system catalogue as a whole value ("information_schema", "pg_catalog",
-        # "mysql.user") or read from after FROM in any spelling; a row inserted by a
+        # The system catalogue or database as a whole value ("information_schema", "pg_catalog",
+        # "mysql.user", "tempdb") or read from after FROM in any spelling; a row inserted by a
         # statement stacked after ";" ("; insert /**/ into t (c) values"); MySQL's
         # PROCEDURE ANALYSE.
-        START + r"[ \t]{0,8}[\x60\"\[]?(?:information_schema|pg_catalog|performance_schema|mysql\.(?:user|db)"
-        r"|sysobjects|msysaccessobjects|msysobjects|sqlite_master)[\x60\"\]]?[ \t]{0,8}" + END
+        START + r"[ \t]{0,8}[\x60\"\[]?(?:" + _SQL_SYSTEM_DATABASES + r")[\x60\"\]]?[ \t]{0,8}" + END
         + r"|\bfrom\s+[\x60\"\[]?information_schema\b"
         r"|;\s*insert\s+(?:/\*[^\x00]*?\*/\s*)?into\s+[\w\x60\"\[\].]+\s*(?:\([^)\x00]*\)\s*)?(?:values|select)\b"
         r"|;\s*truncate\b|\bprocedure\s+analyse\s*\(",
@@ -489,6 +498,19 @@ RULES: tuple[Rule, ...] = (
         START + r"[ \t]{0,8}[^\s\x00'\"\x60;]{1,128}['\"\x60][ \t]{0,8}"
         r"(?:/\*[^\x00]{0,64}?\*/[ \t]{0,8})?(?:;|--|#)[ \t]{0,8}" + END,
         "one word, a closing quote, then the statement's end or a comment",
+    ),
+    Rule(
+        1036,
+        "sqli",
+        1,
+        C,
+        # The tail of a select list: an alias quoted as only MySQL quotes names, then FROM
+        # ("` AS `total` from"), or a value that starts with a closing quote or a number,
+        # then AS, a quoted alias and FROM ('7 AS "n" FROM', "' as ' from"): what completes
+        # the application's own SELECT. Prose quotes with double quotes and says "as well".
+        r"\x60\s*as\s+\x60[^\x60\x00]{1,64}\x60\s*from\b"
+        r"|" + START + r"[ \t]{0,8}(?:[\x60\"']|\d+)\s*as\s*(?:[\x60\"'][\w ]{0,64}[\x60\"']|[\x60\"'])\s*from\b",
+        "value that ends a select list: a quoted alias, then FROM",
     ),
     Rule(
         1033,
