@@ -1431,3 +1431,37 @@ def test_database_words_and_as_in_prose_pass(engine: DetectionEngine, text: str)
         verdict = engine.evaluate(request)
         assert verdict.block_category is None, (text, verdict.log_record())
 
+
+# ------------------------------------------ 33. a value that is a browser global's sensitive member
+@pytest.mark.parametrize(
+    "payload", ["window.location", "document.cookie", "document.cookie=sid=1", "top.location.href", "window.name",
+                "document . domain", "window.opener"],
+)
+def test_a_value_that_is_the_pages_address_or_cookies_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A value that only reads or assigns the page's address, cookies, domain or the
+    window's name or opener is refused."""
+    for request in in_values(payload):
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "xss", (payload, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "window.location.href = '/login'; console.log('redirected');",
+        "Use window.location to redirect",
+        "the document name field",
+        "window",
+        "document.getElementById('app')",
+        "self.name = name",
+        "document.url",
+        "parent.name",
+        "parent.location",
+    ],
+)
+def test_snippets_and_prose_about_the_page_pass(engine: DetectionEngine, text: str) -> None:
+    """A snippet that goes on after such a member, prose naming one, a Python attribute
+    assignment and the dotted field names APIs use ("document.url", "parent.name") pass."""
+    for request in in_values(text):
+        verdict = engine.evaluate(request)
+        assert all(h.rule.id != 2027 for h in verdict.hits), (text, verdict.log_record())

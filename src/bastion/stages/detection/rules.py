@@ -646,6 +646,22 @@ RULES: tuple[Rule, ...] = (
         r"|\bdocument\s*\.\s*(?:body\s*\.\s*appendchild|createelement)\s*\(",
         "browser global by string, JSFuck, url(javascript:), DOM write",
     ),
+    Rule(
+        2027,
+        "xss",
+        1,
+        C,
+        # A value that is only a read of what the browser knows about the page or the user
+        # (its address, cookies, domain, referrer, the window's name and opener), or an
+        # assignment to it: "window.location", "document.cookie=x", "window.name". A snippet
+        # that uses one goes on with more code; prose says more around it. Not the names
+        # APIs give their own fields ("document.url", "parent.name", Python's "self.name").
+        START + r"[ \t]{0,8}(?:(?:window|globalthis)\s*\.\s*(?:location|name|opener|origin|document\s*\.\s*cookie)"
+        r"|document\s*\.\s*(?:cookie|domain|location|referrer|documenturi|baseuri)|top\s*\.\s*location)"
+        r"(?:\s*\.\s*[a-z]\w{0,31})*\s*(?:=[^\x00\n;]{0,128})?"
+        r"[ \t;]{0,8}" + END,
+        "value that is only a read or write of the page's address, cookies or window name",
+    ),
     Rule(2024, "xss", 2, W, r"<\s*[a-z]+[\s/]", "tag opening"),
     # ------------------------------------------------------------- OS command injection 3xxx
     Rule(
