@@ -795,12 +795,13 @@ def _upload(filename: str) -> Request:
 @pytest.mark.parametrize(
     "filename",
     ["avatar.pHp5", "shell.phtml...", "img.asp;.jpg", "x.jspx ", "uploads\\.htaccess", ".user.ini", "a.php%00.png",
-     "sess_9f8e7d6c5b4a3f2e"],
+     "sess_9f8e7d6c5b4a3f2e", "theme. phtml", "cmd .  asp", "wp-config.php.save", "wp-config-old.txt"],
 )
 def test_an_upload_named_as_a_script_or_server_file_is_blocked(engine: DetectionEngine, filename: str) -> None:
     """A multipart part's file name and an X-File-Name header that a web server would run
-    (PHP, JSP, ASP, with the tricks servers strip: trailing dots, ';', a NUL), a server's
-    own configuration file or a PHP session file are refused."""
+    (PHP, JSP, ASP, with the tricks servers strip: trailing dots, ';', a NUL, spaces around
+    the extension), a server's own configuration file (a copy of WordPress's too) or a PHP
+    session file are refused."""
     verdict = engine.evaluate(_upload(filename))
     assert verdict.block_category is not None, (filename, verdict.log_record())
     assert 3041 in {h.rule.id for h in verdict.hits} or "%" in filename
@@ -808,7 +809,9 @@ def test_an_upload_named_as_a_script_or_server_file_is_blocked(engine: Detection
     assert header.block_category is not None, (filename, header.log_record())
 
 
-@pytest.mark.parametrize("filename", ["photo.jpg", "report.php.md", "cert.cer", "session_notes.txt", "php", "README"])
+@pytest.mark.parametrize(
+    "filename", ["photo.jpg", "report.php.md", "cert.cer", "session_notes.txt", "php", "README", "notes. txt", "wp.png"]
+)
 def test_ordinary_upload_names_pass(engine: DetectionEngine, filename: str) -> None:
     """Images, documents, certificates and names that only mention PHP pass as uploads."""
     assert engine.evaluate(_upload(filename)).block_category is None
