@@ -1380,12 +1380,13 @@ def test_a_value_that_is_a_command_line_is_blocked(engine: DetectionEngine, payl
         "date: 2026-12-07",
         "Less urgent: the invoice shows the wrong VAT number.",
         "bin/setup",
+        "gzip;q=1.0, identity; q=0.5, *;q=0",
     ],
 )
 def test_prose_starting_with_a_program_name_passes(engine: DetectionEngine, text: str) -> None:
     """Prose and search queries that start with a word that names a program, a program's
-    name alone (a tag), a version number after it, and a command quoted inside a sentence
-    do not hit the rules."""
+    name alone (a tag), a version number after it, a command quoted inside a sentence and
+    an Accept-Encoding list do not hit the rules."""
     for request in in_values(text):
         verdict = engine.evaluate(request)
         assert all(h.rule.id not in (3048, 3049, 3050, 3051) for h in verdict.hits), (text, verdict.log_record())

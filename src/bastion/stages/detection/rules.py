@@ -224,10 +224,11 @@ _ANY_PROGRAM = alternation(PROGRAMS + WORD_PROGRAMS) + "|" + PROGRAM_FAMILIES
 _CMD_LEAD = r"[ \t]{0,8}(?:(?:[;&|]{1,2}|\x60)[ \t]{0,8})?['\"]?(?:(?:/usr(?:/local)?)?/s?bin/)?"
 #: What makes a program that is not a word a command: its first argument is an option, a
 #: path, a variable or a quoted string, a file or host name, an IPv4 address or a URL; or a
-#: pipe, a separator or a redirection follows it.
+#: pipe, a background "&", a redirection or the line's end follows it. (Not ";": HTTP's
+#: lists write "gzip;q=1.0", and a program chained after ";" is 3049's.)
 _CMD_FIRST = (
     r"['\"]?(?:[ \t]+(?:-{1,2}[a-z0-9]|[./~$'\"\\]|[a-z]:\\|[\w-]+\.[a-z]{2,}|\d{1,3}(?:\.\d{1,3}){3}|[a-z]+://)"
-    r"|[ \t]*(?:[|;&<>\x60]|\$\(|[\r\n]+[ \t]*" + END + r"))"
+    r"|[ \t]*(?:[|&<>\x60]|\$\(|[\r\n]+[ \t]*" + END + r"))"
 )
 #: Programs that run the command after them: "time sh", "nohup ncat", "sudo visudo".
 _CMD_PREFIX = r"(?:time|nohup|sudo|doas|strace|ltrace|timeout|nice|ionice|chroot|busybox)"
