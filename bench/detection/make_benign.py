@@ -1,6 +1,6 @@
 """Generate the benign request corpus: realistic API traffic that must never be blocked.
 
-    python bench/detection/make_benign.py [--count 7000] [--seed 20240603] [--out benign.jsonl]
+    python bench/detection/make_benign.py [--count 7000] [--extra 1000] [--seed 20240603] [--out benign.jsonl]
 
 Seeded (``random.Random``), so the committed ``benign.jsonl`` is reproducible. The traffic
 is deliberately full of lookalikes a naive WAF trips over: names like O'Brien and
@@ -10,7 +10,10 @@ paste API, SQL-like filter syntaxes that APIs document (OData, Lucene, RSQL), se
 queries with quotes and operators, GraphQL queries (one-line and multi-line, in JSON and as
 ``application/graphql``), multi-line support messages in several languages whose lines
 start with words that are also command names, markdown articles with links, tables and
-fenced code, multipart uploads and form posts.
+fenced code, multipart uploads and form posts. After them (``--extra``, from their own seed,
+so the lines before stay as they were): SOAP calls with MTOM's quoted ``Content-Type``
+parameters, requests with empty headers (``Content-Type`` on a GET), support messages quoting
+commands and their help text, and documentation that talks about SQL catalogues.
 Every line has ``category`` (the kind of request) and ``expect_block: false``.
 """
 
@@ -685,20 +688,145 @@ KINDS: list[tuple[Callable[[Gen], Request], int]] = [
 ]
 
 
+#: SOAP stacks' Content-Types: quoted parameters, MTOM's multipart/related with the
+#: boundaries Java and .NET stacks generate ("----=_Part_...", "uuid:...", "MIMEBoundary_...").
+SOAP_TYPES = [
+    'multipart/related; type="application/xop+xml"; boundary="----=_Part_{n}_{m}.{t}"; start="<root.message@cxf.apache.org>"; start-info="text/xml"',  # noqa: E501
+    'multipart/related; type="application/xop+xml"; start="<rootpart@soapui.org>"; start-info="text/xml"; boundary="----=_Part_{n}_{m}.{t}"',  # noqa: E501
+    'multipart/related; type="application/xop+xml"; boundary="uuid:{u}"; start="<root.message@cxf.apache.org>"; start-info="application/soap+xml"; action="urn:example:orders:Upload"',  # noqa: E501
+    'multipart/related; boundary="MIMEBoundary_{h}"; type="application/xop+xml"; start="<0.{h}@apache.org>"; start-info="text/xml"',  # noqa: E501
+    'application/soap+xml; charset=utf-8; action="http://tempuri.org/IOrderService/GetOrder"',
+    'text/xml; charset="utf-8"',
+    "text/xml;charset=UTF-8",
+]
+SOAP_ACTIONS = ['"http://tempuri.org/IOrderService/GetOrder"', '"urn:example:orders#Create"', '""', "urn:Lookup"]
+#: Lines of support messages that quote a command, its help text or its error: the command
+#: is inside the message, never the whole value. (A download URL after curl or wget, and a
+#: command in backticks, are still refused in free text: see docs/benchmarks.md.)
+SHELL_HELP_LINES = [
+    "I ran `tar -xzf backup.tar.gz -C /opt/app` and it says 'Cannot open: Permission denied'.",
+    "Output of ls -la /var/log/app:\ntotal 12\ndrwxr-xr-x 2 app app 4096 Dec  1 09:14 .\n-rw-r--r-- 1 app app  812 Dec  1 09:14 app.log",  # noqa: E501
+    "Usage: backup [OPTIONS] SOURCE DEST\n  -v, --verbose    explain what is being done\n  -n, --dry-run    show what would be copied",  # noqa: E501
+    "After sudo systemctl restart app the service stays in 'activating' for minutes.",
+    "kubectl get pods shows CrashLoopBackOff for the worker pod since the upgrade.",
+    "docker compose up fails with: port 5432 is already allocated",
+    "When I type find . -name '*.log' -mtime +7 on the box it finds nothing, but the logs are there.",
+    "grep: /etc/app/conf.d/*.conf: No such file or directory",
+    "On Windows, ipconfig /all shows the adapter, but ping 10.0.0.1 times out.",
+    "pip install fails: ERROR: Could not find a version that satisfies the requirement app-sdk==2.1",
+    "My cron line is: */5 * * * * /usr/local/bin/sync.sh >> /var/log/sync.log 2>&1 - is that right?",
+]
+#: SQL in documentation and tickets: catalogue tables and functions named in prose. (A whole
+#: query of the catalogue is still refused in free text: see docs/benchmarks.md.)
+SQL_DOC_LINES = [
+    "In SQL Server the same is in sys.tables; on Oracle, look at all_tables or user_tables instead.",
+    "Use pg_stat_activity to find long-running queries and pg_cancel_backend(pid) to stop one.",
+    "The migration adds an index on orders(created_at); run ANALYZE afterwards.",
+    "Why does COUNT(*) on a 10M row table take 4 seconds in MySQL 8 but 0.2 in Postgres?",
+    "Our DBA says tempdb grows to 40 GB every night during the ETL job.",
+    "The report joins customers and orders on customer_id and groups by country.",
+    "Version: PostgreSQL 16.2; SHOW server_version; gives the same.",
+]
+
+
+def soap_mtom(g: Gen) -> Request:
+    """A SOAP call as Java and .NET stacks send it (MTOM attachment or plain envelope)."""
+    ctype = g.pick(SOAP_TYPES).format(
+        n=g.r.randint(0, 99), m=g.r.randint(10**8, 10**10), t=1733000000000 + g.r.randint(0, 10**9),
+        u=g.uuid(), h=g.hexid(24),
+    )
+    envelope = (
+        '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'
+        f'<GetOrder xmlns="http://tempuri.org/"><orderId>{g.r.randint(1, 10**6)}</orderId>'
+        f"<note>{g.pick(PROSE).replace('&', '&amp;').replace('<', '&lt;')}</note>"
+        "</GetOrder></soap:Body></soap:Envelope>"
+    )
+    boundary = None
+    for piece in ctype.split(";"):
+        key, _, val = piece.strip().partition("=")
+        if key == "boundary":
+            boundary = val.strip('"')
+    if boundary:
+        body = (
+            f"--{boundary}\r\nContent-Type: application/xop+xml; charset=UTF-8; type=\"text/xml\"\r\n"
+            f"Content-Transfer-Encoding: 8bit\r\nContent-ID: <root.message@cxf.apache.org>\r\n\r\n{envelope}\r\n"
+            f"--{boundary}\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: binary\r\n"
+            f"Content-ID: <{g.uuid()}-1@cxf.apache.org>\r\n\r\n%PDF-1.7 (binary omitted)\r\n--{boundary}--\r\n"
+        )
+    else:
+        body = envelope
+    headers = g.headers(ctype)
+    if g.r.random() < 0.6:
+        headers.append(["SOAPAction", g.pick(SOAP_ACTIONS)])
+    return {
+        "method": "POST",
+        "path": g.r.choice(["/services/OrderService", "/ws/orders", "/OrderService.svc"]),
+        "headers": headers,
+        "body": body,
+        "category": "soap-mtom",
+        "expect_block": False,
+    }
+
+
+def empty_headers(g: Gen) -> Request:
+    """A request from a client library that sends empty headers (Content-Type on a GET or a
+    DELETE, an empty Accept or Cookie) with no body."""
+    headers = g.headers()
+    for name in g.r.sample(["Content-Type", "Accept-Encoding", "X-Requested-With", "Cookie", "If-None-Match"], 2):
+        headers.append([name, ""])
+    method = g.r.choice(["GET", "GET", "DELETE", "HEAD"])
+    path = g.r.choice([f"/api/v1/orders/{g.r.randint(1, 10**6)}", f"/api/v1/users/{g.uuid()}", "/api/v1/health"])
+    return {"method": method, "path": path, "headers": headers, "body": None, "category": "empty-headers",
+            "expect_block": False}
+
+
+def help_message(g: Gen) -> Request:
+    """A support message quoting a command, its help text or its error."""
+    lines = [g.pick(GREETINGS), *g.r.sample(SHELL_HELP_LINES, g.r.randint(1, 2))]
+    lines.append(g.pick(SIGN_OFFS).format(name=g.name()))
+    doc = {"subject": g.pick(SUPPORT_LINES).format(n=g.r.randint(1000, 99999))[:60], "message": "\n".join(lines),
+           "email": g.email()}
+    return _json(g, "POST", "/api/v1/support/tickets", doc, "json-support-shell")
+
+
+def sql_docs(g: Gen) -> Request:
+    """Documentation, a knowledge-base answer or a ticket that talks about SQL."""
+    doc = {"title": g.pick(SQL_DOC_LINES)[:60], "body": " ".join(g.r.sample(SQL_DOC_LINES, g.r.randint(1, 3)))}
+    return _json(g, g.r.choice(["POST", "PUT"]), f"/api/v1/kb/articles/{g.r.randint(1, 9999)}", doc, "json-sql-docs")
+
+
+#: The sixth round's kinds (issue 19): generated after the first ``--count`` lines from their
+#: own seed, so that the lines before them stay as they were.
+EXTRA_KINDS: list[tuple[Callable[[Gen], Request], int]] = [
+    (soap_mtom, 3),
+    (empty_headers, 3),
+    (help_message, 2),
+    (sql_docs, 2),
+]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=7000)
+    parser.add_argument("--extra", type=int, default=1000, help="requests of the sixth round's kinds, appended")
     parser.add_argument("--seed", type=int, default=20240603)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "benign.jsonl")
     args = parser.parse_args()
     g = Gen(args.seed)
     makers = [m for m, w in KINDS for _ in range(w)]
+    extra = Gen(args.seed + 1)
+    extra_makers = [m for m, w in EXTRA_KINDS for _ in range(w)]
     with args.out.open("w", encoding="utf-8") as fh:
         for i in range(args.count):
             req = g.r.choice(makers)(g)
             req = {"id": f"benign/{i}", **req}
             fh.write(json.dumps(req, ensure_ascii=False) + "\n")
-    print(f"wrote {args.count} requests to {args.out} ({args.out.stat().st_size} bytes)")
+        for i in range(args.count, args.count + args.extra):
+            req = extra.r.choice(extra_makers)(extra)
+            req = {"id": f"benign/{i}", **req}
+            fh.write(json.dumps(req, ensure_ascii=False) + "\n")
+    total = args.count + args.extra
+    print(f"wrote {total} requests to {args.out} ({args.out.stat().st_size} bytes)")
     return 0
 
 

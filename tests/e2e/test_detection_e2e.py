@@ -336,3 +336,47 @@ def test_graphql_query_syntax_passes_and_its_arguments_are_inspected(blocking: G
     targets = upstream.targets()
     assert "/graphql?marker=gql1" in targets and "/graphql?marker=gql2" in targets
     assert not any("gql3" in t or "gql4" in t for t in targets)
+
+
+def test_an_empty_content_type_without_a_body_passes(blocking: GatewayProcess, upstream: Upstream) -> None:
+    """A GET carrying an empty ``Content-Type`` (some client libraries send one on every
+    request) reaches the upstream; a POST whose body is declared by an empty one is still
+    refused as not one media type (17002), before the upstream."""
+    reply = get(blocking, "/items?marker=emptyct1", {"Content-Type": ""})
+    assert reply.status == 200, reply.body
+    assert "/items?marker=emptyct1" in upstream.targets()
+    attack = post_json(blocking, "/items/emptyct2", "a=1", "")
+    assert attack.status == 403, attack.body
+    assert not any("emptyct2" in t for t in upstream.targets())
+    record = blocking.wait_for_access_record(lambda r: r.get("status") == 403 and r.get("path") == "/items/emptyct2")
+    assert (17002, "header:content-type") in {(h["rule"], h["location"]) for h in record["detection"]["hits"]}
+
+
+MTOM_TYPE = (
+    'multipart/related; type="application/xop+xml"; boundary="----=_Part_12_1046382431.1733600000000";'
+    ' start="<rootpart@soapui.org>"; start-info="application/soap+xml"; action="urn:example:Upload"'
+)
+
+
+def test_a_soap_mtom_upload_passes_and_an_injection_in_its_parameters_is_refused(blocking: GatewayProcess,
+                                                                                 upstream: Upstream) -> None:
+    """A SOAP upload with MTOM (Java SOAP stacks' ``multipart/related`` with quoted ``type``,
+    ``boundary``, ``start`` parameters) reaches the upstream: the header's quotes and ``;``
+    are its syntax, not a string break; an SQL injection in one of its parameters is refused."""
+    boundary = "----=_Part_12_1046382431.1733600000000"
+    body = (
+        f"--{boundary}\r\nContent-Type: application/xop+xml; charset=UTF-8; type=\"application/soap+xml\"\r\n"
+        "Content-ID: <rootpart@soapui.org>\r\n\r\n"
+        '<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope"><soap:Body>'
+        '<up:Upload xmlns:up="urn:example"><up:file><xop:Include xmlns:xop="http://www.w3.org/2004/08/xop/include"'
+        ' href="cid:report.pdf"/></up:file></up:Upload></soap:Body></soap:Envelope>\r\n'
+        f"--{boundary}\r\nContent-Type: application/pdf\r\nContent-ID: <report.pdf>\r\n\r\n%PDF-1.7\r\n"
+        f"--{boundary}--\r\n"
+    )
+    reply = post_json(blocking, "/soap?marker=mtom1", body, MTOM_TYPE)
+    assert reply.status == 200, reply.body
+    assert "/soap?marker=mtom1" in upstream.targets()
+    attack_type = MTOM_TYPE.replace("urn:example:Upload", "x' UNION SELECT password FROM users--")
+    attack = post_json(blocking, "/soap?marker=mtom2", body, attack_type)
+    assert attack.status == 403, attack.body
+    assert not any("mtom2" in t for t in upstream.targets())

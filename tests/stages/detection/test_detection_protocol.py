@@ -254,3 +254,50 @@ def test_remembered_content_types_keep_their_verdict() -> None:
     for _ in range(2):
         bad = make_request("/v1/x", method="POST", body="a=1", content_type="application/json; charset=utf-7")
         assert [rule for rule, _, _ in checks.findings(bad)] == [17003]
+
+
+@pytest.mark.parametrize("value", ["", " ", "\t"])
+def test_an_empty_content_type_passes_without_a_body_and_is_refused_with_one(
+    engine: DetectionEngine, value: str
+) -> None:
+    """Some client libraries send an empty ``Content-Type`` on every request: without a body
+    it declares nothing and passes (no hit at all); on a request with a body, an empty one is
+    still not a media type (17002)."""
+    for method in ("GET", "DELETE", "POST"):
+        request = make_request("/v1/notes/7", method=method, headers=[("Content-Type", value)])
+        assert engine.evaluate(request).hits == [], method
+    with_body = make_request("/v1/notes", method="POST", body="a=1", headers=[("Content-Type", value)])
+    refused_by(engine, with_body, 17002)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        'multipart/related; type="application/xop+xml"; boundary="----=_Part_0_1380112531.1733591018765";'
+        ' start="<root.message@cxf.apache.org>"; start-info="text/xml"',
+        'multipart/related; type="application/xop+xml"; start="<rootpart@soapui.org>";'
+        ' start-info="application/soap+xml"; action="urn:example:Upload"; boundary="----=_Part_5_1.2"',
+        'application/soap+xml; charset="utf-8"; action="http://example.com/Orders#Create"',
+        "text/xml; charset='utf-8'",
+    ],
+)
+def test_soap_and_mtom_content_types_pass_whole(engine: DetectionEngine, value: str) -> None:
+    """SOAP and MTOM clients quote their ``Content-Type`` parameters: the quote closing one
+    and the ``;`` before the next are the header's syntax, not a string break and a
+    statement end; no rule of any category hits."""
+    request = make_request("/v1/soap", method="POST", body="--x--", content_type=value)
+    assert engine.evaluate(request).hits == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        'multipart/related; type="application/xop+xml"; start="x\' UNION SELECT password FROM users--"; boundary=b',
+        'text/xml; action="<script>alert(1)</script>"',
+        "text/xml; action=\"'; exec xp_cmdshell 'dir'--\"",
+    ],
+)
+def test_an_injection_in_a_quoted_content_type_parameter_is_refused(engine: DetectionEngine, value: str) -> None:
+    """What a quoted parameter holds is inspected whole: an injection in one is refused."""
+    request = make_request("/v1/soap", method="POST", body="--x--", content_type=value)
+    assert engine.evaluate(request).block_category not in (None, "protocol")

@@ -25,6 +25,7 @@ import orjson
 from bastion.stages.detection.content import FILE_NAME, PAGE_ADDRESS, PAGE_ADDRESS_HEADERS, ContentMap
 from bastion.stages.detection.graphql import graphql_texts, looks_like_graphql
 from bastion.stages.detection.normalize import url_decode
+from bastion.stages.detection.protocol import media_type_params
 from bastion.types import Request
 
 #: Headers whose values the proxy itself parses and validates; nothing else reads them.
@@ -516,6 +517,8 @@ def extract(
                 sink.add(f"cookie-name:{label}" if named else "cookie-name", cname, True, True)
                 if eq and cval:
                     sink.add(f"cookie:{label}" if named else "cookie", cval, False, True)
+        elif name == "content-type" and '"' in value:
+            _content_type(sink, value, named)
         else:
             kind = FILE_NAME if name in UPLOAD_NAME_HEADERS else PAGE_ADDRESS if name in PAGE_ADDRESS_HEADERS else ""
             sink.add(f"header:{_name(name.lower())}" if named else "header", value, False, True, kind)
@@ -528,6 +531,23 @@ def extract(
     if sink.over:
         cut.note("characters")
     return sink.out
+
+
+def _content_type(sink: _Sink, value: str, named: bool) -> None:
+    """A ``Content-Type`` with quoted parameters (SOAP's ``action``, MTOM's ``type`` and
+    ``start``): its media type and each parameter's value, unquoted, as inputs. The quotes
+    and ``;`` between parameters are the header's own syntax, which reads as a string break
+    and a statement end; what a parameter holds is inspected whole. A value that is not a
+    media type (the protocol rule 17002 refuses it) is inspected as sent."""
+    location = "header:content-type" if named else "header"
+    params = media_type_params(value)
+    if params is None:
+        sink.add(location, value, False, True)
+        return
+    sink.add(location, value.partition(";")[0].strip(), False, True)
+    for _, param in params:
+        if param:
+            sink.add(location, param, False, True)
 
 
 _DEFAULT_LIMITS = Limits()

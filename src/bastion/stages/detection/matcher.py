@@ -143,17 +143,19 @@ def script_upload(name: str) -> bool:
     """Whether an upload's file name is a server-side script, a web server's own file or a
     PHP session file, as the server that stores it will read the name: the directory is
     dropped, and so is what follows a NUL, IIS's ";" and NTFS's "::" ("a.asp;.jpg"), and
-    trailing dots and spaces (Windows: "a.php...")."""
+    trailing dots and spaces (Windows: "a.php..."), and spaces around the extension
+    ("a. php": what a check that trims the extension reads as "php"). A copy of WordPress's
+    configuration under another name ("wp-config-php.bak") counts as the file itself."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1].lower()
     for cut in ("\x00", ";", "::"):
         base = base.split(cut, 1)[0]
     base = base.rstrip(". ")
-    if base in _SERVER_FILES:
+    if base in _SERVER_FILES or base.startswith("wp-config"):
         return True
     if base.startswith("sess_") and len(base) >= 13 and base[5:].replace("-", "").replace(",", "").isalnum():
         return True
     stem, dot, ext = base.rpartition(".")
-    return bool(dot) and bool(stem) and ext in _SCRIPT_EXTENSIONS
+    return bool(dot) and bool(stem.strip()) and ext.strip() in _SCRIPT_EXTENSIONS
 
 
 def upload_climbs(name: str) -> bool:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal, get_args
 
+from bastion.stages.detection.programs import PROGRAM_FAMILIES, PROGRAMS, WORD_PROGRAMS, alternation
+
 Category = Literal[
     "sqli",
     "xss",
@@ -128,6 +130,16 @@ _SQL_CATALOGUES = (
     "user_(?:tables|tab_columns|objects|users)|dba_\\w+|v\\$\\w+|dual\\s*(?:[;)#]|--|/\\*|\\z|\\x00)|pg_\\w+|"
     "sqlite_(?:master|schema)|rdb\\$\\w+|systables"
 )
+#: The schemas, databases and tables every installation of an SQL engine has, and the sample
+#: databases their installers ship (MySQL, PostgreSQL, SQL Server, Oracle, SQLite, DB2,
+#: Access): as a whole value, what an injection asks a query to read from. Not the ones named
+#: like words ("master", "model", "sys", "world").
+_SQL_SYSTEM_DATABASES = (
+    "information_schema|pg_catalog|pg_toast|performance_schema|mysql\\.(?:user|db|host|tables_priv|proc)"
+    "|tempdb|msdb|sysobjects|syscolumns|sysdatabases|msysaccessobjects|msysobjects|msysqueries|msysrelationships"
+    "|sqlite_master|sqlite_schema|sqlite_temp_master|sqlite_sequence|sysibm|syscat|sysstat|sysibmadm"
+    "|northwind|adventureworks\\w*|sakila|all_tab_columns|dba_tables|dba_users"
+)
 #: Functions that exist only in SQL engines (MySQL, PostgreSQL, SQL Server, Oracle, SQLite,
 #: DB2): no programming language an API receives code in, and no word, has these names.
 _SQL_ONLY_FUNCTIONS = (
@@ -200,6 +212,32 @@ _JAVA_TYPE_ROOTS = (
     "|clojure\\.(?:lang|core|main)|com\\.opensymphony|ognl\\.[a-z]+|bsh\\.[a-z]+|org\\.mozilla\\.javascript"
     "|org\\.python\\.core|javassist\\.[a-z]+|com\\.alibaba\\.fastjson|com\\.thoughtworks\\.xstream|com\\.mchange"
     "|org\\.hibernate|oracle\\.jdbc|net\\.sf\\.json"
+)
+
+#: Programs Unix-like and Windows systems ship (see :mod:`.programs`): names that are not
+#: words, and names that are.
+_PROGRAM = alternation(PROGRAMS) + "|" + PROGRAM_FAMILIES
+_WORD_PROGRAM = alternation(WORD_PROGRAMS)
+_ANY_PROGRAM = alternation(PROGRAMS + WORD_PROGRAMS) + "|" + PROGRAM_FAMILIES
+#: What may come before a command line at a value's start: spaces, a chain operator or a
+#: backtick, a quote, a bin directory.
+_CMD_LEAD = r"[ \t]{0,8}(?:(?:[;&|]{1,2}|\x60)[ \t]{0,8})?['\"]?(?:(?:/usr(?:/local)?)?/s?bin/)?"
+#: What makes a program that is not a word a command: its first argument is an option, a
+#: path, a variable or a quoted string, a file or host name, an IPv4 address or a URL; or a
+#: pipe, a background "&", a redirection or the line's end follows it. (Not ";": HTTP's
+#: lists write "gzip;q=1.0", and a program chained after ";" is 3049's.)
+_CMD_FIRST = (
+    r"['\"]?(?:[ \t]+(?:-{1,2}[a-z0-9]|[./~$'\"\\]|[a-z]:\\|[\w-]+\.[a-z]{2,}|\d{1,3}(?:\.\d{1,3}){3}|[a-z]+://)"
+    r"|[ \t]*(?:[|&<>\x60]|\$\(|[\r\n]+[ \t]*" + END + r"))"
+)
+#: Programs that run the command after them: "time sh", "nohup ncat", "sudo visudo".
+_CMD_PREFIX = r"(?:time|nohup|sudo|doas|strace|ltrace|timeout|nice|ionice|chroot|busybox)"
+#: What makes a program named like a word a command: a whole option ("-la", "--dry-run", not
+#: "head-to-head"), a system, home or relative path, a redirection to a path or a stream.
+_CMD_STRICT = (
+    r"['\"]?[ \t]+(?:-[a-z0-9]{1,12}(?:[ \t=]|" + END + r")|--[a-z][\w-]{1,40}(?:[ \t=]|" + END + r")"
+    r"|/(?:etc|bin|usr|tmp|var|dev|proc|home|root|opt|sbin|lib|sys|boot|mnt|srv|run)(?:/|[ \t]|" + END + r")"
+    r"|~/|\.{1,2}/|[a-z]:\\|[0-2]?[<>]{1,2}&?[ \t]*[/~$&\d])"
 )
 
 #: An operand of cmd.exe's IF comparison: quoted, bracketed or a bare token.
@@ -418,12 +456,11 @@ RULES: tuple[Rule, ...] = (
         "sqli",
         1,
         C,
-        # The system catalogue as a whole value ("information_schema", "pg_catalog",
-        # "mysql.user") or read from after FROM in any spelling; a row inserted by a
+        # The system catalogue or database as a whole value ("information_schema", "pg_catalog",
+        # "mysql.user", "tempdb") or read from after FROM in any spelling; a row inserted by a
         # statement stacked after ";" ("; insert /**/ into t (c) values"); MySQL's
         # PROCEDURE ANALYSE.
-        START + r"[ \t]{0,8}[\x60\"\[]?(?:information_schema|pg_catalog|performance_schema|mysql\.(?:user|db)"
-        r"|sysobjects|msysaccessobjects|msysobjects|sqlite_master)[\x60\"\]]?[ \t]{0,8}" + END
+        START + r"[ \t]{0,8}[\x60\"\[]?(?:" + _SQL_SYSTEM_DATABASES + r")[\x60\"\]]?[ \t]{0,8}" + END
         + r"|\bfrom\s+[\x60\"\[]?information_schema\b"
         r"|;\s*insert\s+(?:/\*[^\x00]*?\*/\s*)?into\s+[\w\x60\"\[\].]+\s*(?:\([^)\x00]*\)\s*)?(?:values|select)\b"
         r"|;\s*truncate\b|\bprocedure\s+analyse\s*\(",
@@ -462,6 +499,19 @@ RULES: tuple[Rule, ...] = (
         START + r"[ \t]{0,8}[^\s\x00'\"\x60;]{1,128}['\"\x60][ \t]{0,8}"
         r"(?:/\*[^\x00]{0,64}?\*/[ \t]{0,8})?(?:;|--|#)[ \t]{0,8}" + END,
         "one word, a closing quote, then the statement's end or a comment",
+    ),
+    Rule(
+        1036,
+        "sqli",
+        1,
+        C,
+        # The tail of a select list: an alias quoted as only MySQL quotes names, then FROM
+        # ("` AS `total` from"), or a value that starts with a closing quote or a number,
+        # then AS, a quoted alias and FROM ('7 AS "n" FROM', "' as ' from"): what completes
+        # the application's own SELECT. Prose quotes with double quotes and says "as well".
+        r"\x60\s*as\s+\x60[^\x60\x00]{1,64}\x60\s*from\b"
+        r"|" + START + r"[ \t]{0,8}(?:[\x60\"']|\d+)\s*as\s*(?:[\x60\"'][\w ]{0,64}[\x60\"']|[\x60\"'])\s*from\b",
+        "value that ends a select list: a quoted alias, then FROM",
     ),
     Rule(
         1033,
@@ -596,6 +646,22 @@ RULES: tuple[Rule, ...] = (
         r"|\burl\s*\(\s*['\"]?\s*(?:java|vb)script\b|<\?\s*import\s*implementation"
         r"|\bdocument\s*\.\s*(?:body\s*\.\s*appendchild|createelement)\s*\(",
         "browser global by string, JSFuck, url(javascript:), DOM write",
+    ),
+    Rule(
+        2027,
+        "xss",
+        1,
+        C,
+        # A value that is only a read of what the browser knows about the page or the user
+        # (its address, cookies, domain, referrer, the window's name and opener), or an
+        # assignment to it: "window.location", "document.cookie=x", "window.name". A snippet
+        # that uses one goes on with more code; prose says more around it. Not the names
+        # APIs give their own fields ("document.url", "parent.name", Python's "self.name").
+        START + r"[ \t]{0,8}(?:(?:window|globalthis)\s*\.\s*(?:location|name|opener|origin|document\s*\.\s*cookie)"
+        r"|document\s*\.\s*(?:cookie|domain|location|referrer|documenturi|baseuri)|top\s*\.\s*location)"
+        r"(?:\s*\.\s*[a-z]\w{0,31})*\s*(?:=[^\x00\n;]{0,128})?"
+        r"[ \t;]{0,8}" + END,
+        "value that is only a read or write of the page's address, cookies or window name",
     ),
     Rule(2024, "xss", 2, W, r"<\s*[a-z]+[\s/]", "tag opening"),
     # ------------------------------------------------------------- OS command injection 3xxx
@@ -924,6 +990,65 @@ RULES: tuple[Rule, ...] = (
         # function names never sees. No other language writes "->$" or "::$" before a call.
         r"(?:->|::)[ \t]{0,8}\$[a-z_]\w{0,63}[ \t]{0,8}\(|\$[ \t]{1,8}\{[^}\x00]{1,32}\}[ \t]{0,8}\(",
         "PHP call of a function named by a variable",
+    ),
+    Rule(
+        3048,
+        "cmdi",
+        1,
+        C,
+        # A value that is a command line: a program Unix-like or Windows systems ship, at the
+        # value's start (after a chain operator, a quote or a bin directory at most), with
+        # what only a shell gives it. A name that is not a word needs a shell-shaped argument
+        # ("zstdcat /var/log/x.zst", "certutil -urlcache", "nmap 192.0.2.0/24"; a few plain
+        # words may come first: "wevtutil qe Security /c:5"), a pipe, a redirection or the
+        # line's end; a name that is also a word a whole option, a path or a redirection
+        # ("sort -r", "date > /tmp/x"). Either may run a program of the first kind ("time sh
+        # -c id"). "time is of the essence", "ping pong", "head-to-head", "curl examples"
+        # and "Curl 8.5.0 released" pass.
+        START + _CMD_LEAD + r"(?:(?:" + _ANY_PROGRAM + r")['\"]?[ \t]+['\"]?)?(?:" + _PROGRAM + r")"
+        r"(?:['\"]?(?:[ \t]+[\w.:=,-]{1,32}){0,3})" + _CMD_FIRST
+        + r"|" + START + _CMD_LEAD + r"(?:" + _WORD_PROGRAM + r")" + _CMD_STRICT,
+        "value that is a command line: a program systems ship, with shell arguments",
+    ),
+    Rule(
+        3049,
+        "cmdi",
+        1,
+        C,
+        # A value that starts with a command that runs or precedes another: a prefix that
+        # runs the program after it ("nohup ncat", "sudo visudo", "time bsdtar") or a
+        # program chained to a program ("time; ansible all", "date && kubectl").
+        START + _CMD_LEAD + r"(?:(?:" + _ANY_PROGRAM + r")['\"]?[ \t]*(?:;|&&|\|\|)[ \t]*|" + _CMD_PREFIX
+        + r"['\"]?[ \t]+)['\"]?(?:" + _PROGRAM + r")\b",
+        "value that starts with a command chained to, or running, a program",
+    ),
+    Rule(
+        3050,
+        "cmdi",
+        1,
+        C,
+        # After a chain operator at a value's start, a program is a command with any
+        # argument, or alone (";visudo", "&& netsh advfirewall show", "| dmesg"); so is a
+        # whole value that is a program in a bin directory ("bin/useradd", "/usr/bin/ab").
+        # A program's name alone is not: "python", "openssl" and "curl" are tags and
+        # package names.
+        START + r"[ \t]{0,8}(?:[;&|]{1,2}|\x60)[ \t]{0,8}['\"]?(?:(?:" + _PROGRAM + r")['\"]?[ \t]+[^\s\x00]"
+        r"|(?:" + _ANY_PROGRAM + r")['\"]?[ \t\r\n]{0,8}" + END + r")"
+        r"|" + START + r"[ \t]{0,8}(?:(?:/usr(?:/local)?/|/)?s?bin/(?:" + _ANY_PROGRAM + r")"
+        r"|(?:/usr(?:/local)?)?/s?bin/[\w.-]{1,32})[ \t\r\n]{0,8}" + END,
+        "program alone after a chain operator, or in a bin directory, as a whole value",
+    ),
+    Rule(
+        3051,
+        "cmdi",
+        1,
+        C,
+        # Anywhere in a value, after a separator: a program that is not a word with an
+        # option (cmd.exe's "/x" too), a redirection or a cmd.exe variable ("x&bcdboot /r",
+        # "; regedit /E c:\\x", '"|bcdboot %SYSTEMROOT%').
+        r"(?:[;&|]|\$\()[ \t]*['\"]?(?:" + _PROGRAM + r")['\"]?(?:[ \t]*(?:/[a-z]\b|[<>])"
+        r"|[ \t]+(?:-{1,2}[a-z]|%[a-z_]\w*%))",
+        "separator, then a program with an option or a redirection",
     ),
     Rule(
         3042,
