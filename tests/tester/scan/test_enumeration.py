@@ -41,3 +41,16 @@ def test_without_sign_up_or_a_disposable_account_the_check_says_why_it_did_not_r
     assert result.findings == []
     [skip] = [s for s in result.skips if s.check.id == "API2-USER-ENUM"]
     assert "`disposable: true`" in skip.reason and "lockout counter does not move" in skip.reason
+
+
+def test_default_credentials_never_lock_an_account() -> None:
+    """The default-credentials check guesses passwords for names that may be real accounts (admin, root): on the
+    library, which counts failed logins per user name and locks a name at 5, no name gets more than 2 failed
+    logins from the check, whatever its list holds, so even a lockout at 3 failures would not trip."""
+    with serve_library() as lib:
+        result = library.scan(lib, ["API2-DEFAULT-CREDS"])
+        failures = dict(lib.state.failures)
+    assert result.findings == []
+    assert failures, "the check sent no login at all"
+    assert max(failures.values()) <= 2, failures
+    assert failures.get("admin") == 2

@@ -226,19 +226,24 @@ DEFAULT_CREDENTIALS: tuple[tuple[str, str], ...] = (
     ("admin", "admin"),
     ("admin", "password"),
     ("root", "root"),
-    ("admin", "admin123"),
+    ("root", "toor"),
     ("administrator", "administrator"),
     ("test", "test"),
     ("user", "user"),
-    ("admin", "changeme"),
+    ("guest", "guest"),
 )
+#: Wrong passwords the check may send for one user name. These names may be real accounts
+#: (a real ``admin``): an API that locks an account after 3 failures must not lock it because
+#: of a scan, so the check stays below the lowest lockout threshold in common use.
+MAX_GUESSES_PER_NAME = 2
 
 
 class DefaultCredentials(Check):
     info = api2_info(
         "API2-DEFAULT-CREDS", "Default credentials accepted", 1392, Severity.CRITICAL,
         "Logs in with well-known default pairs (admin/admin, admin/password, root/root...) on the login operation; "
-        "a 2xx carrying a token or a cookie is a finding. Stops at the first 429.",
+        "a 2xx carrying a token or a cookie is a finding. At most 2 passwords per user name (below common "
+        "lockout thresholds, so a real account is not locked); stops at the first 429.",
         "Remove default accounts or force a password change before first use; rate-limit the login route "
         "(Bastion's `ratelimit` stage is planned) so guessing stays slow.",
     )
@@ -248,9 +253,11 @@ class DefaultCredentials(Check):
         if login is None:
             return [skip(self.info, "no login operation (a public POST with user name and password properties)")]
         tried = 0
+        per_name: dict[str, int] = {}
         for username, password in DEFAULT_CREDENTIALS:
-            if (username, password) in login.known:
+            if (username, password) in login.known or per_name.get(username, 0) >= MAX_GUESSES_PER_NAME:
                 continue
+            per_name[username] = per_name.get(username, 0) + 1
             answer = await attempt(ctx, login, self.info, username, password)
             tried += 1
             if answer.status == 429:
