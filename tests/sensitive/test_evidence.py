@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from bastion.sensitive.evidence import REDACTED, EvidenceRedactor
+from bastion.sensitive.evidence import _PAIR, REDACTED, EvidenceRedactor
 from bastion.testing import GatewayProcess
 
 AWS = "AKIAIOSFODNN7EXAMPLE"
@@ -125,6 +128,30 @@ def _send(gw: GatewayProcess, method: str, target: str, headers: dict[str, str],
     request_id = resp.getheader("x-request-id")
     assert request_id
     return request_id
+
+
+#: The pair pattern as it was before its look-behind (quadratic in a run of name characters):
+#: the reference its matches must equal.
+_PAIR_BEFORE = re.compile(r"([A-Za-z0-9_\-.\[\]]+)=([^&;\s\"']*)")
+
+
+@given(st.text(alphabet="ab1_-.[]=&; \"'xQ", max_size=40))
+def test_the_pair_pattern_finds_what_it_found_before_its_look_behind(text: str) -> None:
+    """The look-behind that keeps the ``name=value`` search linear changes no match: over texts made of name
+    characters, separators, quotes and ``=``, it finds exactly the pairs (and spans) the earlier pattern found."""
+    assert [m.span() for m in _PAIR.finditer(text)] == [m.span() for m in _PAIR_BEFORE.finditer(text)]
+    assert [m.groups() for m in _PAIR.finditer(text)] == [m.groups() for m in _PAIR_BEFORE.finditer(text)]
+
+
+def test_a_secret_pair_after_a_long_run_of_name_characters_is_still_replaced() -> None:
+    """A quoted query whose secret pair follows 100,000 name characters (the case the earlier pattern took seconds
+    on) still has the secret's value replaced and the rest kept; a rate limit's fact, which has ``=`` but no
+    secret name, comes out unchanged."""
+    redactor = EvidenceRedactor()
+    text = "q=" + "a" * 100_000 + "&token=s3cr3t-value&page=2"
+    assert redactor.text(text) == "q=" + "a" * 100_000 + f"&token={REDACTED}&page=2"
+    fact = '"per-ip";r=99;t=3600, "global";r=999;t=86400'
+    assert redactor.facts({"ratelimit": fact}) == {"ratelimit": fact}
 
 
 def test_the_access_log_never_carries_a_key_a_cookie_or_a_token(gateway: GatewayProcess) -> None:

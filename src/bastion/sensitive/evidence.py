@@ -63,8 +63,13 @@ _DESCRIPTIVE: Final = frozenset({"location", "category", "severity"})
 EVIDENCE_TYPES: Final = ("secrets", "phantom_token", "jwt", "password_hash", "card", "ssn", "iban")
 #: Splits a location (``json:user.password``, ``header 'authorization'``) into its names.
 _NAMES: Final = re.compile(r"[^a-z0-9_\-]+")
-#: ``name=value`` in a query string or form quoted whole.
-_PAIR: Final = re.compile(r"([A-Za-z0-9_\-.\[\]]+)=([^&;\s\"']*)")
+#: ``name=value`` in a query string or form quoted whole. The look-behind makes a name start
+#: where a run of name characters starts: without it the search tried every position inside
+#: a long run and rescanned the run each time (quadratic: 17 ms for a 2,000-character run,
+#: and ~120,000 instructions per request for a rate limit's ``"name";r=99;t=60`` fact). The
+#: matches are the same: a position inside a run reaches the same character after the run
+#: as the run's first position, so it matches only where the run's start already did.
+_PAIR: Final = re.compile(r"(?<![A-Za-z0-9_\-.\[\]])([A-Za-z0-9_\-.\[\]]+)=([^&;\s\"']*)")
 
 
 def _names(text: str) -> list[str]:
