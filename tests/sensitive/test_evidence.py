@@ -175,3 +175,13 @@ def test_the_access_log_never_carries_a_key_a_cookie_or_a_token(gateway: Gateway
     for secret in (BEARER, COOKIE, "t0k3n-value", "9876", AWS):
         assert secret not in text, secret
     assert "****************MPLE" in text
+
+
+def test_pairs_are_still_found_whatever_the_case_and_for_configured_fields() -> None:
+    """The pair search is skipped only for a text that holds no word a secret name is made of: a secret name in
+    capitals, a configured field's name (``pin``) and a name inside a dotted path are still replaced."""
+    redactor = EvidenceRedactor(["pin", "user.ssn"])
+    assert redactor.text("a=1&ACCESS_TOKEN=abc") == f"a=1&ACCESS_TOKEN={REDACTED}"
+    assert redactor.text("pin=1234&x=1") == f"pin={REDACTED}&x=1"
+    assert redactor.text("user.ssn=1234 rest") == f"user.ssn={REDACTED} rest"
+    assert redactor.text("page=2&sort=name") == "page=2&sort=name"

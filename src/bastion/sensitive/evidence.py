@@ -83,6 +83,9 @@ class EvidenceRedactor:
         self._paths: tuple[tuple[str, ...], ...] = tuple(tuple(_names(f)) for f in fields if _names(f))
         self._single: frozenset[str] = SECRET_NAMES | frozenset(p[0] for p in self._paths if len(p) == 1)
         self._scanner = Scanner(list(EVIDENCE_TYPES))
+        #: Every word a secret location can be made of: a text holding none of them (lowercased)
+        #: has no secret-named pair, and skips the pair search (a rate limit's fact, on every request).
+        self._words: tuple[str, ...] = tuple(sorted(self._single | {"cookie"} | {n for p in self._paths for n in p}))
         #: Whether a location is secret, by location (names repeat: a bounded memo).
         self._memo: dict[str, bool] = {}
 
@@ -119,7 +122,7 @@ class EvidenceRedactor:
     def text(self, text: str) -> str:
         """``text`` with sensitive values masked and the values of secret-named pairs
         (``token=...`` in a quoted query string) replaced."""
-        if "=" in text:
+        if "=" in text and self._may_name_secret(text):
             text = _PAIR.sub(self._pair, text)
         raw = text.encode("utf-8", "surrogatepass")
         found = self._scanner.find(raw)
@@ -133,6 +136,10 @@ class EvidenceRedactor:
             pos = f.end
         out.append(raw[pos:])
         return b"".join(out).decode("utf-8", "surrogatepass")
+
+    def _may_name_secret(self, text: str) -> bool:
+        low = text.lower()
+        return any(word in low for word in self._words)
 
     def _pair(self, match: re.Match[str]) -> str:
         name = match.group(1)
