@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import time
 from collections.abc import Awaitable, Iterator
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 
 from bastion.services import Services
 from bastion.stages.auth.jwt.config import JwtSettings
-from bastion.stages.auth.jwt.verify import JwtVerifier
+from bastion.stages.auth.jwt.verify import CACHE_KEY_MAX_CHARS, JwtVerifier
 from bastion.stages.auth.methods import AuthFailure, Verdict
 from bastion.stages.auth.revocations import publish_revocation
 from bastion.types import Principal
@@ -274,6 +275,36 @@ def test_cache_hit_then_expiry(keys: dict[str, SigningKey], jwks_url: str) -> No
         assert settle(verifier.verify(token)) is first
         clock.offset = 91  # past exp (60) + leeway (30)
         assert reason(settle(verifier.verify(token))) == "auth.token_expired"
+
+    run(verifier, scenario, services(clock=clock))
+
+
+def test_the_cache_remembers_a_token_under_itself_and_a_long_one_under_its_hash(
+    keys: dict[str, SigningKey], jwks_url: str
+) -> None:
+    """A token of up to CACHE_KEY_MAX_CHARS characters is remembered under itself, a longer
+    one under its BLAKE2s (so the cache's memory is bounded by the limit, not by the longest
+    token): both are answered from the cache with the same principal object until they
+    expire, and a token one character away from a cached one is verified anew (refused)."""
+    clock = MovableClock()
+    verifier = JwtVerifier.from_settings(settings(jwks_url))
+    exp = int(time.time()) + 60
+    short = keys["ES256"].sign(claims(exp=exp))
+    long = keys["ES256"].sign(claims(exp=exp, padding="x" * CACHE_KEY_MAX_CHARS))
+    assert len(short) <= CACHE_KEY_MAX_CHARS < len(long)
+
+    async def scenario(_: Services) -> None:
+        first = {token: settle(verifier.verify(token)) for token in (short, long)}
+        assert all(isinstance(p, Principal) for p in first.values())
+        assert set(verifier._cache._entries) == {short, hashlib.blake2s(long.encode()).digest()}
+        for token in (short, long):
+            assert settle(verifier.verify(token)) is first[token]
+            forged = token[:-10] + ("A" if token[-10] != "A" else "B") + token[-9:]  # in the signature
+            assert reason(settle(verifier.verify(forged))) == "auth.signature"
+        clock.offset = 91  # past exp (60) + leeway (30)
+        for token in (short, long):
+            assert reason(settle(verifier.verify(token))) == "auth.token_expired"
+        assert len(verifier._cache) == 0
 
     run(verifier, scenario, services(clock=clock))
 

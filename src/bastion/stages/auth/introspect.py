@@ -66,7 +66,7 @@ class IntrospectionVerifier:
         self._secret = read_secret(
             settings.client_secret_env, settings.client_secret_file, "the introspection client secret"
         ).decode()
-        self._cache: BoundedCache[Verdict] = BoundedCache(settings.cache_size)
+        self._cache: BoundedCache[bytes, Verdict] = BoundedCache(settings.cache_size)
         self._inflight: dict[bytes, asyncio.Future[Verdict]] = {}
         self._wall: Callable[[], float] = time.time
         self._http: httpx.AsyncClient | None = None

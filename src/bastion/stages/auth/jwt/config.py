@@ -231,8 +231,9 @@ class JwtSettings(Strict):
         ge=0,
         le=1_000_000,
         description=(
-            "Verified tokens remembered (by a hash of the token) until they expire, so a token's "
-            "signature is checked once; revocations are checked on every use. 0: no cache."
+            "Verified tokens remembered (each under itself, or its hash beyond 2048 characters) until "
+            "they expire, so a token's signature is checked once; revocations are checked on every use. "
+            "0: no cache."
         ),
     )
     jwks_min_refresh: Seconds = Field(60, description="A JWKS is never refetched more often than this, "
