@@ -47,6 +47,28 @@ def looks_like_jwt(token: str) -> bool:
     )
 
 
+def b64token_looks_like_jwt(token: str) -> bool:
+    """:func:`looks_like_jwt` for a token already known to be an RFC 6750 b64token (what
+    :func:`~bastion.stages.auth.credentials.bearer_token` returns): that one pass over its
+    characters allowed only letters, digits, ``-._~+/`` and trailing ``=``, so what is left to
+    tell is where its dots are and that it has none of ``~+/=``, each a search in C (``memchr``)
+    instead of a second pass over every character (``looks_like_jwt``: ~7,500 instructions for
+    a 200-character token under callgrind, compiled)."""
+    first = token.find(".")
+    if first <= 0:
+        return False  # no dot, or an empty header
+    second = token.find(".", first + 1)
+    if second <= first + 1:
+        return False  # one dot only, or an empty payload
+    return (
+        token.find(".", second + 1) < 0
+        and not token.endswith("=")  # a b64token's "=" are at its end only
+        and "~" not in token
+        and "+" not in token
+        and "/" not in token
+    )
+
+
 class Startable(Protocol):
     """What the stage starts and closes with itself: every verifier."""
 
@@ -140,12 +162,13 @@ def compile_verifiers(config: AuthConfig, route: RouteInfo) -> Verifiers:
 
 def bearer_verifier(token: str, verifiers: Verifiers) -> CredentialVerifier | None:
     """The verifier of a bearer token's kind, by its shape; ``None`` when the route verifies
-    no token of that kind (the token is then refused: nothing may guess what it is)."""
+    no token of that kind (the token is then refused: nothing may guess what it is).
+    ``token`` is a b64token, as :func:`~bastion.stages.auth.credentials.bearer_token` reads it."""
     if token.startswith(API_KEY_PREFIX):
         return verifiers.api_key
     if verifiers.phantom is not None:
         return verifiers.phantom if token.startswith(PHANTOM_PREFIX) else None
-    if looks_like_jwt(token):
+    if b64token_looks_like_jwt(token):
         return verifiers.jwt
     return verifiers.introspection
 
