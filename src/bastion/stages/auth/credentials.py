@@ -41,6 +41,10 @@ _B64TOKEN_CHARS: Final = bytes(
 )
 
 
+#: ``Authorization: Bearer bst_...`` as clients spell it.
+_BEARER_KEY: Final = "Bearer " + API_KEY_PREFIX
+
+
 class Malformed(Exception):
     """A credential is present but not in a form any scheme allows (RFC 6750 invalid_request)."""
 
@@ -114,7 +118,8 @@ class KeyPlaces:
         """Remove every Bastion API key from ``request`` (headers, cookies, query string)."""
         headers = request.headers
         for i, (key, value) in enumerate(headers):
-            if (key in self.headers or (key == "cookie" and self.cookies)) and API_KEY_PREFIX in value:
+            # The value's search first: most headers hold no "bst_", and their names need no lookup.
+            if API_KEY_PREFIX in value and (key in self.headers or (key == "cookie" and self.cookies)):
                 # The headers before the first key are kept as they are, without a second look.
                 request.headers = headers[:i] + self._stripped_headers(headers, i)
                 break
@@ -133,12 +138,18 @@ class KeyPlaces:
                 if kept:
                     out.append((key, ";".join(kept).strip(" ")))
                 continue
-            if key in self.headers:
-                token = value[7:].strip(" ") if value[:7].lower() == "bearer " else value
-                if token.startswith(API_KEY_PREFIX):
-                    continue
+            if key in self.headers and _is_key(value):
+                continue
             out.append((key, value))
         return out
+
+
+def _is_key(value: str) -> bool:
+    """Whether a key header's value is an API key, bare or as a bearer token."""
+    if value.startswith(_BEARER_KEY) or value.startswith(API_KEY_PREFIX):
+        return True  # as clients send it: no copies to tell
+    token = value[7:].strip(" ") if value[:7].lower() == "bearer " else value
+    return token.startswith(API_KEY_PREFIX)
 
 
 def _key_pair(pair: str, names: frozenset[str], encoded: bool) -> bool:
