@@ -386,6 +386,37 @@ def test_api_key_is_verified_and_not_passed_on(tmp_path: Path) -> None:
     assert "authorization" not in SEEN[-1]["headers"]
 
 
+def test_a_consumers_place_in_flight_is_released_after_each_request(tmp_path: Path) -> None:
+    """With a concurrency stage (one request in flight per consumer), a consumer's requests
+    one after another are all answered: the record sink that releases each place is there
+    (it is left out only where no route counts requests in flight)."""
+    config = json.loads(json.dumps(CONFIG))
+    config["consumers"] = [{"name": "carol"}]
+    config["services"][0]["routes"].append(
+        {
+            "path": "/private",
+            "prefix": True,
+            "methods": ["GET"],
+            "public": False,
+            "policies": {"concurrency": {"max_in_flight": 1}},
+        }
+    )
+    path = write_config(tmp_path, config)
+    loaded = load_embedded(path)
+    store = open_store(loaded.config.store, loaded.config.consumers)
+    try:
+        with store.write() as session:
+            secret = keys.create(session, store.pepper, "carol", []).secret
+    finally:
+        store.close()
+    app = Starlette(routes=[Route("/private/{rest:path}", echo)])
+    with Served(protect(app, config=path)) as base, httpx.Client(base_url=base) as client:
+        statuses = [
+            client.get("/private/x", headers={"Authorization": f"Bearer {secret}"}).status_code for _ in range(3)
+        ]
+    assert statuses == [200, 200, 200]
+
+
 async def gzipped_item(request: Request) -> Response:
     body = gzip.compress(b'{"id": 1, "name": "a", "secret": "s3cr3t"}')
     return Response(body, media_type="application/json", headers={"content-encoding": "gzip"})
