@@ -653,3 +653,32 @@ def test_messages_that_are_other_mappings_are_read_as_dicts(tmp_path: Path) -> N
     assert resp.status_code == 200 and resp.text == "mapped"
     assert resp.headers["content-type"] == "text/plain" and resp.headers["x-app"] == "1"
     assert resp.headers["x-content-type-options"] == "nosniff"
+
+
+def test_request_field_names_are_read_lower_case_whatever_the_server_sends() -> None:
+    """The head the stages see has every field name in lower case and every value as sent
+    (latin-1), for the names Bastion knows in advance (``content-type``) and any other, and for
+    a name a server sends in capitals: the same fields, in order, and the framing read from them."""
+    from bastion.asgi.exchange import incoming_of
+
+    scope: Scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/echo/x",
+        "raw_path": b"/echo/x",
+        "query_string": b"",
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"Content-Length", b"2"),
+            (b"X-Custom-\xe9", bytearray(b"caf\xe9")),
+            (b"host", b"example.test"),
+        ],
+    }
+    req = incoming_of(scope)
+    assert req.headers == [
+        ("content-type", "application/json"),
+        ("content-length", "2"),
+        ("x-custom-\xe9", "caf\xe9"),
+        ("host", "example.test"),
+    ]
+    assert req.content_length == 2 and req.host == "example.test"
