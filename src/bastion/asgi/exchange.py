@@ -63,11 +63,6 @@ _KNOWN_NAMES: Final[dict[bytes, str]] = {
         "user-agent", "vary", "x-api-key", "x-forwarded-for", "x-forwarded-proto", "x-request-id",
     )
 }  # fmt: skip
-#: The stages' own response fields (the headers stage's names and values, the same strings
-#: every time), encoded once each (a dictionary lookup instead of an encode). Bounded: a
-#: value made per request (a count, an echoed origin) is encoded as before once it is full.
-_ENCODED: Final[dict[str, bytes]] = {}
-_ENCODED_MAX: Final = 512
 
 
 class Cut(Exception):
@@ -129,16 +124,6 @@ def _decoded(field: Any) -> tuple[str, str]:
     value: bytes = second if isinstance(second, bytes) else bytes(second)
     known = _KNOWN_NAMES.get(name)
     return known if known is not None else name.decode("latin-1").lower(), value.decode("latin-1")
-
-
-def _encoded_text(text: str) -> bytes:
-    """A string a stage set in a response field, as the server takes it (latin-1)."""
-    done = _ENCODED.get(text)
-    if done is None:
-        done = text.encode("latin-1")
-        if len(_ENCODED) < _ENCODED_MAX:
-            _ENCODED[text] = done
-    return done
 
 
 class EmbeddedExchange:
@@ -626,7 +611,9 @@ class EmbeddedExchange:
                 out.append(raw[found])
                 at = found + 1
             else:
-                out.append((_encoded_text(name), _encoded_text(value)))
+                # Encoded each time: a table of the stages' strings cost more per lookup
+                # (~137 instructions, callgrind) than the encode (~113).
+                out.append((name.encode("latin-1"), value.encode("latin-1")))
         return out
 
     async def _body_out(self, chunk: bytes, more: bool) -> None:
