@@ -27,6 +27,10 @@ COMPILED = [
     "src/bastion/proxy/bounds.py",
     "src/bastion/proxy/jsonscan.py",
     "src/bastion/proxy/prelude.py",
+    # What the prelude and the exchanges read per request (the routes, limits, trusted
+    # proxies, the in-flight count): compiled, a read is a field of a native object, not a
+    # Python attribute lookup (the prelude made 13 per request).
+    "src/bastion/proxy/runtime.py",
     "src/bastion/proxy/record.py",
     "src/bastion/proxy/flight.py",
     "src/bastion/proxy/respond.py",

@@ -386,6 +386,37 @@ def test_api_key_is_verified_and_not_passed_on(tmp_path: Path) -> None:
     assert "authorization" not in SEEN[-1]["headers"]
 
 
+def test_a_consumers_place_in_flight_is_released_after_each_request(tmp_path: Path) -> None:
+    """With a concurrency stage (one request in flight per consumer), a consumer's requests
+    one after another are all answered: the record sink that releases each place is there
+    (it is left out only where no route counts requests in flight)."""
+    config = json.loads(json.dumps(CONFIG))
+    config["consumers"] = [{"name": "carol"}]
+    config["services"][0]["routes"].append(
+        {
+            "path": "/private",
+            "prefix": True,
+            "methods": ["GET"],
+            "public": False,
+            "policies": {"concurrency": {"max_in_flight": 1}},
+        }
+    )
+    path = write_config(tmp_path, config)
+    loaded = load_embedded(path)
+    store = open_store(loaded.config.store, loaded.config.consumers)
+    try:
+        with store.write() as session:
+            secret = keys.create(session, store.pepper, "carol", []).secret
+    finally:
+        store.close()
+    app = Starlette(routes=[Route("/private/{rest:path}", echo)])
+    with Served(protect(app, config=path)) as base, httpx.Client(base_url=base) as client:
+        statuses = [
+            client.get("/private/x", headers={"Authorization": f"Bearer {secret}"}).status_code for _ in range(3)
+        ]
+    assert statuses == [200, 200, 200]
+
+
 async def gzipped_item(request: Request) -> Response:
     body = gzip.compress(b'{"id": 1, "name": "a", "secret": "s3cr3t"}')
     return Response(body, media_type="application/json", headers={"content-encoding": "gzip"})
@@ -622,3 +653,32 @@ def test_messages_that_are_other_mappings_are_read_as_dicts(tmp_path: Path) -> N
     assert resp.status_code == 200 and resp.text == "mapped"
     assert resp.headers["content-type"] == "text/plain" and resp.headers["x-app"] == "1"
     assert resp.headers["x-content-type-options"] == "nosniff"
+
+
+def test_request_field_names_are_read_lower_case_whatever_the_server_sends() -> None:
+    """The head the stages see has every field name in lower case and every value as sent
+    (latin-1), for the names Bastion knows in advance (``content-type``) and any other, and for
+    a name a server sends in capitals: the same fields, in order, and the framing read from them."""
+    from bastion.asgi.exchange import incoming_of
+
+    scope: Scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/echo/x",
+        "raw_path": b"/echo/x",
+        "query_string": b"",
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"Content-Length", b"2"),
+            (b"X-Custom-\xe9", bytearray(b"caf\xe9")),
+            (b"host", b"example.test"),
+        ],
+    }
+    req = incoming_of(scope)
+    assert req.headers == [
+        ("content-type", "application/json"),
+        ("content-length", "2"),
+        ("x-custom-\xe9", "caf\xe9"),
+        ("host", "example.test"),
+    ]
+    assert req.content_length == 2 and req.host == "example.test"

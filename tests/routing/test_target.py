@@ -57,6 +57,28 @@ def test_refused(raw: bytes, status: int) -> None:
     assert raw.decode("latin-1") not in info.value.detail
 
 
+#: The bytes RFC 3986 allows literally in a path (pchar, "/", and "%" for escapes).
+PATH_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/%")
+
+
+@pytest.mark.parametrize("byte", range(256))
+def test_each_byte_is_taken_or_refused_as_the_rfc_says(byte: int) -> None:
+    """Every one of the 256 byte values, alone in a path segment and in a query: taken exactly
+    when the RFC's set allows it literally (the query: printable ASCII but space and '#';
+    '?' only starts the query), refused with 400 otherwise, nothing in between."""
+    char = bytes([byte])
+    cases = [(b"/a?x=" + char, 0x21 <= byte <= 0x7E and byte != ord("#"))]
+    if byte not in b"%;":  # an escape, or params: judged by their own rules (test_refused)
+        cases.append((b"/a" + char + b"b", byte in PATH_BYTES or byte == ord("?")))  # '?' starts the query
+    for raw, allowed in cases:
+        if allowed:
+            split_target(raw)
+            continue
+        with pytest.raises(BadTarget) as info:
+            split_target(raw)
+        assert info.value.status == 400
+
+
 @given(st.binary(max_size=300))
 def test_fuzz_never_crashes_and_output_is_canonical(raw: bytes) -> None:
     """Any bytes either fail with BadTarget or give a path with no dot segments, empty segments or '%2F'."""

@@ -35,7 +35,7 @@ from bastion.proxy.record import RecordSinks
 from bastion.proxy.runtime import Runtime
 from bastion.sensitive.evidence import EvidenceRedactor
 from bastion.services import Services, WorkerIdentity, build_services, new_instance_id
-from bastion.stages.concurrency import ReleaseInFlight
+from bastion.stages.concurrency import ConcurrencyStage, ReleaseInFlight
 
 log = logging.getLogger("bastion.asgi")
 
@@ -146,10 +146,13 @@ class BastionMiddleware:
         if config.detectors.enabled:
             detectors = Detectors(config.detectors, services)
             detectors.start()
-        # The gateway worker's sinks, in its order (docs/concepts.md: record sinks).
+        # The gateway worker's sinks, in its order (docs/concepts.md: record sinks). Only a
+        # concurrency stage counts requests in flight: without one (the configuration is
+        # never reloaded here) there is nothing to release, and no call per request for it.
+        counts_in_flight = any(isinstance(stage, ConcurrencyStage) for stage, _ in runtime.stages)
         sinks = RecordSinks(
             [
-                ReleaseInFlight(),
+                *([ReleaseInFlight()] if counts_in_flight else []),
                 CountMetrics(),
                 access,
                 *([audit] if audit is not None else []),

@@ -11,6 +11,8 @@ uses it only for templates that declare a matrix-style parameter.
 
 from __future__ import annotations
 
+from typing import Final
+
 _ALPHA_DIGIT = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _UNRESERVED = frozenset(_ALPHA_DIGIT + b"-._~")
 #: Bytes allowed literally in a path (RFC 3986 pchar + "/" + "%" for escapes).
@@ -20,6 +22,18 @@ _PATH_CHARS = _ALPHA_DIGIT + b"-._~!$&'()*+,;=:@/%"
 _PERCENT = ord("%")
 _QUERY_CHARS = bytes(c for c in range(0x21, 0x7F) if c not in b"#")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+def _check_table(allowed: bytes) -> bytes:
+    """A ``bytes.translate`` table that keeps each allowed byte and changes every other one:
+    the text is unchanged by it exactly when all its bytes are allowed. Given a table alone,
+    ``translate`` maps byte by byte (given bytes to delete, it first fills a table of 256
+    entries, ~1,000 instructions a call, callgrind)."""
+    return bytes(c if c in allowed else (c + 1) % 256 for c in range(256))
+
+
+_PATH_TABLE: Final = _check_table(_PATH_CHARS)
+_QUERY_TABLE: Final = _check_table(_QUERY_CHARS)
 
 
 class BadTarget(ValueError):
@@ -56,9 +70,9 @@ def split_target(raw: bytes, max_length: int = 8192) -> tuple[str, str, str | No
     if not raw.startswith(b"/"):
         raise BadTarget(400, "Only origin-form request targets (starting with '/') are accepted.")
     path, _, query = raw.partition(b"?")
-    if query and query.translate(None, _QUERY_CHARS):
+    if query and query.translate(_QUERY_TABLE) != query:
         raise BadTarget(400, "The query string contains characters that must be percent-encoded.")
-    if path.translate(None, _PATH_CHARS):
+    if path.translate(_PATH_TABLE) != path:
         raise BadTarget(400, "The path contains characters that must be percent-encoded.")
     # Fast path: nothing to decode, no dot segments, no empty segments, no parameters.
     # The tests run on the text (all ASCII, checked above): CPython's ``bytes in bytes``
