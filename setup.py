@@ -103,4 +103,7 @@ if os.environ.get("BASTION_PURE_PYTHON", "") not in ("1", "true", "yes"):
 
     ext_modules = mypycify(["--config-file=mypyc.ini", *COMPILED], opt_level="3", debug_level="0")
 
-setup(ext_modules=ext_modules)
+# mypyc writes the modules into one C file (one compile, so the C compiler can inline across
+# them) plus a small shim per module; a parallel build_ext compiles the shims on the other
+# cores while the big file compiles: the same objects, sooner.
+setup(ext_modules=ext_modules, options={"build_ext": {"parallel": os.cpu_count() or 1}})
