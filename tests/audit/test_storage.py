@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from bastion.audit.storage import AuditQuery, count, enforce_retention, insert_rows, row_dict
 from bastion.config.audit import AuditRetention
@@ -104,3 +105,26 @@ def test_a_stored_time_reads_back_to_the_microsecond(store: Store) -> None:
     if sqlite:
         assert stored["r9"].upstream_error is None
         assert row_dict(stored["r9"])["ts"] == 1_765_000_002.25
+
+
+def test_an_empty_field_is_stored_as_null_and_every_value_as_it_is(store: Store) -> None:
+    """A row's None is stored as SQL NULL (the filters' ``IS NULL`` finds it), while values
+    that look empty or numeric (``"0"``, ``""``, ``"nan"``, a latency of 0.0) are stored as
+    they are; a None in a required column still fails the insert, as the store demands."""
+    now = time.time()
+    insert_rows(store.engine, [
+        _row(1, now),
+        _row(2, now, consumer="0", credential="", rule="nan", upstream_ms=0.0, user_agent="None"),
+    ])
+    with store.read() as session:
+        nulls = session.scalars(select(AuditRecord.id).where(
+            AuditRecord.consumer.is_(None), AuditRecord.credential.is_(None), AuditRecord.rule.is_(None),
+            AuditRecord.upstream_ms.is_not(None), AuditRecord.user_agent.is_(None))).all()
+        second = session.scalars(select(AuditRecord).where(AuditRecord.id == "r2")).one()
+    assert nulls == ["r1"]
+    assert (second.consumer, second.credential, second.rule, second.upstream_ms, second.user_agent) == (
+        "0", "", "nan", 0.0, "None")
+    with pytest.raises(IntegrityError):
+        insert_rows(store.engine, [_row(3, now, status=None)])
+    assert count(store.engine) == 2
+
