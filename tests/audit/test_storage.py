@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from bastion.audit.storage import AuditQuery, count, enforce_retention, insert_rows, row_dict
+from bastion.audit.storage import AuditQuery, _seconds_micros, count, enforce_retention, insert_rows, row_dict
 from bastion.config.audit import AuditRetention
 from bastion.config.model import StoreSettings
 from bastion.store import Store, open_store
@@ -128,3 +130,14 @@ def test_an_empty_field_is_stored_as_null_and_every_value_as_it_is(store: Store)
         insert_rows(store.engine, [_row(3, now, status=None)])
     assert count(store.engine) == 2
 
+
+@settings(max_examples=2000, deadline=None)
+@given(st.floats(min_value=0, max_value=4_102_444_800) | st.integers(0, 4_102_444_800 * 2).map(lambda n: n / 2)
+       | st.integers(0, 4_102_444_800_000_000).map(lambda n: n / 1_000_000 + 5e-7))
+def test_the_sqlite_time_text_is_the_one_datetime_gives(ts: float) -> None:
+    """The SQLite insert's time text (formatted a second at a time) is the text SQLAlchemy
+    stores for ``datetime.fromtimestamp(ts, UTC)``: the same rounding to the microsecond
+    (half to even, also on a half microsecond and on a carry into the next second)."""
+    whole, micro = _seconds_micros(ts)
+    text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(whole)) + f".{micro:06d}"
+    assert text == datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
