@@ -141,3 +141,26 @@ def test_the_sqlite_time_text_is_the_one_datetime_gives(ts: float) -> None:
     whole, micro = _seconds_micros(ts)
     text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(whole)) + f".{micro:06d}"
     assert text == datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def test_queries_by_consumer_and_by_blocked_decision_use_their_partial_indexes(store: Store) -> None:
+    """The consumer and decision indexes hold only records with a consumer and records not
+    allowed (migration 0005), and still serve what they are for: on SQLite, a query by
+    consumer and the dashboard's blocked requests read through them, and find their records."""
+    now = time.time()
+    insert_rows(store.engine, [_row(1, now), _row(2, now, consumer="c-1"),
+                               _row(3, now, decision="blocked", stage="auth", reason="auth.missing")])
+    blocked = AuditQuery(decision="blocked").select().order_by(AuditRecord.ts.desc()).limit(200)
+    by_consumer = AuditQuery(consumer="c-1").select()
+    with store.read() as session:
+        assert [r.id for r in session.scalars(blocked)] == ["r3"]
+        assert [r.id for r in session.scalars(by_consumer)] == ["r2"]
+        assert [r.id for r in session.scalars(AuditQuery(decision="allowed").select().order_by(AuditRecord.id))] == [
+            "r1", "r2"]
+    if store.engine.dialect.name != "sqlite":
+        return
+    with store.engine.connect() as conn:
+        for query, index in ((blocked, "ix_audit_records_decision"), (by_consumer, "ix_audit_records_consumer")):
+            sql = str(query.compile(store.engine, compile_kwargs={"literal_binds": True}))
+            plan = " ".join(row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+            assert f"USING INDEX {index} " in plan

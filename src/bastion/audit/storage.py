@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, Table, delete, func, select
+from sqlalchemy import Engine, Table, delete, func, literal_column, select
 from sqlalchemy.sql import Select
 
 from bastion.config.audit import AuditRetention
@@ -155,9 +155,17 @@ class AuditQuery:
             q = q.where(AuditRecord.status == self.status)
         if self.decision is not None:
             q = q.where(AuditRecord.decision == self.decision)
+            if self.decision != "allowed":
+                q = q.where(NOT_ALLOWED)
         if self.rule is not None:
             q = q.where(AuditRecord.rule == self.rule)
         return q
+
+
+#: The condition of the partial index on ``decision`` (migration 0005), said beside a query
+#: for blocked or monitored records: SQLite uses a partial index only for a query that states
+#: its condition (PostgreSQL infers it from ``decision = 'blocked'``).
+NOT_ALLOWED = AuditRecord.decision != literal_column("'allowed'")
 
 
 def count(engine: Engine) -> int:
@@ -173,4 +181,4 @@ def row_dict(record: AuditRecord) -> dict[str, Any]:
     return out
 
 
-__all__ = ["AuditQuery", "count", "enforce_retention", "insert_rows", "row_dict"]
+__all__ = ["NOT_ALLOWED", "AuditQuery", "count", "enforce_retention", "insert_rows", "row_dict"]
