@@ -22,7 +22,9 @@ protect`` is run.py's bastion-protect (response schema filtering and redaction, 
 the documents' OpenAPI document) and sends ``GET /orders-1k`` (``--path`` for another path, with any scenario).
 ``--scenario audit`` is ``none`` with the audit log on (to the store, SQLite); ``--scenario
 monitor`` adds the threat detectors: the issue's "audit log + metrics + detectors" (metrics
-are always on), compared with ``none``. ``--scenario redis-ratelimit`` is
+are always on), compared with ``none``. For those two the counters are zeroed, and dumped,
+only once the store took every record spooled so far: the audit threads' work for the
+requests sent is inside the count, the store's first opening (its migration) is not. ``--scenario redis-ratelimit`` is
 ``redis_roundtrip.py``'s redis-ratelimit (the ``ratelimit`` stage, two limits, one ``EVALSHA``
 per request) against a ``redis-server`` the script starts on a free port; ``redis-none`` is
 the same worker and backend without the stage, ``memory-ratelimit`` the stage on the memory
@@ -191,6 +193,18 @@ def jwt_header(config: dict[str, Any], folder: Path) -> bytes:
     return f"Authorization: Bearer {token}\r\n".encode()
 
 
+def wait_stored(spool: Path, timeout: float) -> None:
+    """Wait until the audit store took every record the worker spooled (its spool file is
+    emptied then), so that the store thread's work for the requests sent falls inside the
+    count, and the store's first opening (its migration) before it."""
+    deadline = time.monotonic() + timeout
+    time.sleep(1)  # the writer spools a batch every flush_interval
+    while any(path.stat().st_size for path in spool.glob("*.spool")) or not any(spool.glob("*.spool")):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the audit store did not take the spool {spool} in {timeout:.0f} s")
+        time.sleep(1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/instructions.py")
     parser.add_argument("--python", type=Path, default=ROOT / ".venv" / "bin" / "python")
@@ -272,10 +286,15 @@ def main() -> int:
                 return 1
             time.sleep(1)
         send(port, args.warmup, use_mix=use_mix, extra=extra, path=path_wanted)
+        audited = args.scenario in ("audit", "monitor")
+        if audited:
+            wait_stored(folder / "spool", args.start_timeout)
         subprocess.run(["callgrind_control", "--zero", str(proc.pid)], check=True, stdout=subprocess.DEVNULL)
         proc.send_signal(__import__("signal").SIGUSR2)
         time.sleep(1)
         send(port, args.requests, use_mix=use_mix, extra=extra, path=path_wanted)
+        if audited:
+            wait_stored(folder / "spool", args.start_timeout)
         proc.send_signal(__import__("signal").SIGUSR2)
         time.sleep(1)
         subprocess.run(["callgrind_control", "--dump", str(proc.pid)], check=True, stdout=subprocess.DEVNULL)

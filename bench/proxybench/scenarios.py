@@ -85,6 +85,15 @@ SCENARIOS: tuple[Scenario, ...] = (
              "requires it, every request carries a valid key (Authorization: Bearer) checked by the auth "
              "stage against the store's snapshot, and the key is removed before forwarding; "
              "other stages and the access log off", "bastion", policies=NO_STAGES, api_key=True),
+    Scenario("bastion-audit", "Bastion with no stages and the audit log on (issue 17): every request's record "
+             "spooled and written to the store (its own SQLite file in the run folder); access log off", "bastion",
+             policies=NO_STAGES, overrides={"audit": {"enabled": True, "spool_dir": "spool-audit"},
+                                            "store": {"url": "sqlite:///bastion-audit.db"}}),
+    Scenario("bastion-monitor", "Bastion with no stages, the audit log and the threat detectors on (issue 17's "
+             "audit log + metrics + detectors; metrics are always on); access log off", "bastion",
+             policies=NO_STAGES, overrides={"audit": {"enabled": True, "spool_dir": "spool-monitor"},
+                                            "store": {"url": "sqlite:///bastion-monitor.db"},
+                                            "detectors": {"enabled": True}}),
     Scenario(INSPECT, "Bastion with input defense: the mix's three operations routed from an "
              "OpenAPI 3.1 document, request validation (on by default) and detection "
              "(block, paranoia 1); headers stage and access log off", "bastion",

@@ -9,9 +9,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
-from bastion.audit.storage import AuditQuery, count, enforce_retention, insert_rows, row_dict
+from bastion.audit.storage import AuditQuery, _seconds_micros, count, enforce_retention, insert_rows, row_dict
 from bastion.config.audit import AuditRetention
 from bastion.config.model import StoreSettings
 from bastion.store import Store, open_store
@@ -104,3 +107,60 @@ def test_a_stored_time_reads_back_to_the_microsecond(store: Store) -> None:
     if sqlite:
         assert stored["r9"].upstream_error is None
         assert row_dict(stored["r9"])["ts"] == 1_765_000_002.25
+
+
+def test_an_empty_field_is_stored_as_null_and_every_value_as_it_is(store: Store) -> None:
+    """A row's None is stored as SQL NULL (the filters' ``IS NULL`` finds it), while values
+    that look empty or numeric (``"0"``, ``""``, ``"nan"``, a latency of 0.0) are stored as
+    they are; a None in a required column still fails the insert, as the store demands."""
+    now = time.time()
+    insert_rows(store.engine, [
+        _row(1, now),
+        _row(2, now, consumer="0", credential="", rule="nan", upstream_ms=0.0, user_agent="None"),
+    ])
+    with store.read() as session:
+        nulls = session.scalars(select(AuditRecord.id).where(
+            AuditRecord.consumer.is_(None), AuditRecord.credential.is_(None), AuditRecord.rule.is_(None),
+            AuditRecord.upstream_ms.is_not(None), AuditRecord.user_agent.is_(None))).all()
+        second = session.scalars(select(AuditRecord).where(AuditRecord.id == "r2")).one()
+    assert nulls == ["r1"]
+    assert (second.consumer, second.credential, second.rule, second.upstream_ms, second.user_agent) == (
+        "0", "", "nan", 0.0, "None")
+    with pytest.raises(IntegrityError):
+        insert_rows(store.engine, [_row(3, now, status=None)])
+    assert count(store.engine) == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=0, max_value=4_102_444_800) | st.integers(0, 4_102_444_800 * 2).map(lambda n: n / 2)
+       | st.integers(0, 4_102_444_800_000_000).map(lambda n: n / 1_000_000 + 5e-7))
+def test_the_sqlite_time_text_is_the_one_datetime_gives(ts: float) -> None:
+    """The SQLite insert's time text (formatted a second at a time) is the text SQLAlchemy
+    stores for ``datetime.fromtimestamp(ts, UTC)``: the same rounding to the microsecond
+    (half to even, also on a half microsecond and on a carry into the next second)."""
+    whole, micro = _seconds_micros(ts)
+    text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(whole)) + f".{micro:06d}"
+    assert text == datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def test_queries_by_consumer_and_by_blocked_decision_use_their_partial_indexes(store: Store) -> None:
+    """The consumer and decision indexes hold only records with a consumer and records not
+    allowed (migration 0005), and still serve what they are for: on SQLite, a query by
+    consumer and the dashboard's blocked requests read through them, and find their records."""
+    now = time.time()
+    insert_rows(store.engine, [_row(1, now), _row(2, now, consumer="c-1"),
+                               _row(3, now, decision="blocked", stage="auth", reason="auth.missing")])
+    blocked = AuditQuery(decision="blocked").select().order_by(AuditRecord.ts.desc()).limit(200)
+    by_consumer = AuditQuery(consumer="c-1").select()
+    with store.read() as session:
+        assert [r.id for r in session.scalars(blocked)] == ["r3"]
+        assert [r.id for r in session.scalars(by_consumer)] == ["r2"]
+        assert [r.id for r in session.scalars(AuditQuery(decision="allowed").select().order_by(AuditRecord.id))] == [
+            "r1", "r2"]
+    if store.engine.dialect.name != "sqlite":
+        return
+    with store.engine.connect() as conn:
+        for query, index in ((blocked, "ix_audit_records_decision"), (by_consumer, "ix_audit_records_consumer")):
+            sql = str(query.compile(store.engine, compile_kwargs={"literal_binds": True}))
+            plan = " ".join(row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+            assert f"USING INDEX {index} " in plan

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from bastion.audit.storage import AuditQuery
+from bastion.audit.storage import NOT_ALLOWED, AuditQuery
 from bastion.config.model import CONSUMER_NAME
 from bastion.control.accounts.roles import Role
 from bastion.control.auth import principal_of
@@ -140,7 +140,7 @@ class Pages:
 
     def _blocked_rows(self) -> list[dict[str, Any]]:
         store = self.ctx.store()
-        query = (select(AuditRecord).where(AuditRecord.decision == "blocked")
+        query = (select(AuditRecord).where(AuditRecord.decision == "blocked", NOT_ALLOWED)
                  .order_by(AuditRecord.ts.desc(), AuditRecord.id.desc()).limit(200))
         with store.read() as session:
             rows = list(session.scalars(query))
