@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bastion.sensitive.evidence import _PAIR, REDACTED, EvidenceRedactor
+from bastion.sensitive.evidence import _PAIR, REDACTED, EvidenceRedactor, TrustedText
 from bastion.testing import GatewayProcess
 
 AWS = "AKIAIOSFODNN7EXAMPLE"
@@ -152,6 +152,20 @@ def test_a_secret_pair_after_a_long_run_of_name_characters_is_still_replaced() -
     assert redactor.text(text) == "q=" + "a" * 100_000 + f"&token={REDACTED}&page=2"
     fact = '"per-ip";r=99;t=3600, "global";r=999;t=86400'
     assert redactor.facts({"ratelimit": fact}) == {"ratelimit": fact}
+
+
+def test_a_trusted_fact_is_kept_as_it_is_and_only_a_trusted_one() -> None:
+    """A fact a stage marked as its own (:class:`TrustedText`, a rate limit's names and numbers)
+    is handed to the record as it is, unsearched: even text that would otherwise be replaced
+    or masked. The same text as a plain string, as any stage quoting a request leaves it,
+    still has its secret pair replaced and its AWS key masked."""
+    redactor = EvidenceRedactor()
+    text = "token=s3cr3t-value AKIAIOSFODNN7EXAMPLE"
+    trusted = TrustedText(text)
+    assert redactor.facts({"ratelimit": trusted})["ratelimit"] is trusted
+    cleaned = redactor.facts({"detection": text})["detection"]
+    assert isinstance(cleaned, str) and "s3cr3t-value" not in cleaned and "AKIAIOSFODNN7EXAMPLE" not in cleaned
+    assert cleaned.startswith(f"token={REDACTED} ")
 
 
 def test_the_access_log_never_carries_a_key_a_cookie_or_a_token(gateway: GatewayProcess) -> None:

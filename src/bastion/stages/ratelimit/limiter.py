@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from bastion.errors import DependencyUnavailable
+from bastion.sensitive.evidence import TrustedText
 from bastion.stages.ratelimit.body import body_member, pointer_steps
 from bastion.stages.ratelimit.fallback import LocalFallback
 from bastion.stages.ratelimit.gcra import GCRA, LIMITS, interval_us, window_us
@@ -285,7 +286,9 @@ class Limiter:
         if isinstance(earlier, str):
             current = earlier + ", " + current
         if admitted:
-            exchange.facts[self.name] = current
+            # The limits' own names and numbers, no request text: the record's evidence
+            # redactor has nothing to look for in it.
+            exchange.facts[self.name] = TrustedText(current)
             return None
         return Block(
             429,
