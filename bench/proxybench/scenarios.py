@@ -155,10 +155,10 @@ def baselines(use_mix: bool) -> tuple[str, ...]:
     return (DIRECT, NGINX, BASTION_NONE, MODSEC) if use_mix else (DIRECT, NGINX)
 
 
-def select(names: list[str] | None, use_mix: bool = False, workers: int = 1) -> tuple[Scenario, ...]:
+def select(names: list[str] | None, use_mix: bool = False, workers: int = 2) -> tuple[Scenario, ...]:
     """The scenarios named (baselines always included), in :data:`SCENARIOS` order; without
     ``use_mix``, only those that do not need the mix; with more than one worker, only those
-    that run with several (a one-worker scenario named then is an error)."""
+    that run with several (a one-worker scenario named then is an error; 2: run.py's default)."""
     runnable = tuple(s for s in SCENARIOS if (use_mix or not s.mix_only) and (workers == 1 or not s.one_worker))
     if not names:
         return runnable
