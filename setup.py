@@ -87,6 +87,7 @@ COMPILED = [
     # RateLimit field on every request of a limited route.
     "src/bastion/stages/ratelimit/gcra.py",
     "src/bastion/stages/ratelimit/limiter.py",
+    "src/bastion/state/memory.py",
     # The threat detectors sort every record of a batch by what each detector counts.
     "src/bastion/detect/batch.py",
 ]
