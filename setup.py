@@ -87,6 +87,11 @@ COMPILED = [
     # middleware's entry point.
     "src/bastion/asgi/exchange.py",
     "src/bastion/asgi/middleware.py",
+    # A rate limit names its keys, runs GCRA (on the memory backend) and formats the
+    # RateLimit field on every request of a limited route.
+    "src/bastion/stages/ratelimit/gcra.py",
+    "src/bastion/stages/ratelimit/limiter.py",
+    "src/bastion/state/memory.py",
     # The threat detectors sort every record of a batch by what each detector counts.
     "src/bastion/detect/batch.py",
 ]

@@ -104,7 +104,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if args.path != "/" and (args.mix or args.soak is not None):
         parser.error("--path does not go with --mix or --soak (they send their own requests)")
     try:
-        args.scenarios = select(args.only, args.mix)
+        args.scenarios = select(args.only, args.mix, args.workers)
     except ValueError as exc:
         parser.error(str(exc))
     missing = missing_files()

@@ -39,6 +39,8 @@ INSPECT = "bastion-inspect"
 MODSEC = "nginx-modsec-pl1"
 #: Issue 16's response protection (schema filter + redaction), best read with --path.
 PROTECT = "bastion-protect"
+#: Issue 15's rate limit on the memory backend (one worker only).
+RLMEM = "bastion-rlmem"
 #: Top-level policies that switch off every stage enabled by default.
 NO_STAGES: Mapping[str, Any] = {"access": {"enabled": False}, "headers": {"enabled": False}}
 
@@ -72,6 +74,10 @@ class Scenario:
     #: Before it is measured, ``GET /leak`` must come back with its card number masked and
     #: its undeclared property removed: proof that response protection is on.
     protects: bool = False
+    #: Runs only with ``--workers 1`` (a stage on the memory state backend, which Bastion
+    #: refuses with more than one worker): named with more, run.py stops with an error;
+    #: not named, it is left out.
+    one_worker: bool = False
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -110,6 +116,12 @@ SCENARIOS: tuple[Scenario, ...] = (
              policies={**NO_STAGES, "response": {"schema": "filter"},
                        "redact": {"types": ["card", "ssn", "secrets"]}},
              openapi=documents.OPENAPI, protects=True),
+    Scenario(RLMEM, "Bastion with a memory rate limit: two limits that never refuse (10^9 per hour "
+             "by client IP, 10^9 per day globally) on the memory state backend; headers stage and "
+             "access log off. Needs --workers 1", "bastion",
+             policies={**NO_STAGES, "ratelimit": [{"limit": 10**9, "window": "1h", "by": "ip"},
+                                                   {"limit": 10**9, "window": "1d", "by": "global"}]},
+             one_worker=True),
 )
 
 
@@ -152,19 +164,26 @@ def baselines(use_mix: bool) -> tuple[str, ...]:
     return (DIRECT, NGINX, BASTION_NONE, MODSEC) if use_mix else (DIRECT, NGINX)
 
 
-def select(names: list[str] | None, use_mix: bool = False) -> tuple[Scenario, ...]:
+def select(names: list[str] | None, use_mix: bool = False, workers: int = 2) -> tuple[Scenario, ...]:
     """The scenarios named (baselines always included), in :data:`SCENARIOS` order; without
-    ``use_mix``, only those that do not need the mix."""
-    runnable = tuple(s for s in SCENARIOS if use_mix or not s.mix_only)
+    ``use_mix``, only those that do not need the mix; with more than one worker, only those
+    that run with several (a one-worker scenario named then is an error; 2: run.py's default)."""
+    runnable = tuple(s for s in SCENARIOS if (use_mix or not s.mix_only) and (workers == 1 or not s.one_worker))
     if not names:
         return runnable
     known = {s.name for s in SCENARIOS}
     unknown = sorted(set(names) - known)
     if unknown:
         raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    need_mix = sorted(set(names) - {s.name for s in runnable})
+    need_mix = sorted(s.name for s in SCENARIOS if s.name in names and s.mix_only and not use_mix)
     if need_mix:
         raise ValueError(f"scenario(s) {', '.join(need_mix)} only run with --mix")
+    one_worker = sorted(s.name for s in SCENARIOS if s.name in names and s.one_worker and workers != 1)
+    if one_worker:
+        raise ValueError(
+            f"scenario(s) {', '.join(one_worker)} need --workers 1 (asked: {workers}): their stage keeps "
+            "its state on the memory backend, which Bastion refuses with more than one worker"
+        )
     wanted = {*names, *baselines(use_mix)}
     if PROTECT in wanted:
         wanted.add(BASTION_NONE)  # what its ratio is taken against

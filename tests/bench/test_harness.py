@@ -251,3 +251,45 @@ def test_the_jwt_scenario_sends_a_token_the_gateway_accepts(tmp_path: Path) -> N
             assert http_get(gateway.port, timeout=30)[0] == 401
             for _ in range(2):
                 assert http_get(gateway.port, timeout=30, headers=(f"{name}: {value}",)) == (200, b"ok")
+
+
+def test_the_memory_rate_limit_scenario_runs_with_one_worker_only(capsys: pytest.CaptureFixture[str]) -> None:
+    """``bastion-rlmem`` (a rate limit on the memory backend, which Bastion refuses with several
+    workers) is chosen with ``--workers 1``; named with ``--workers 2``, run.py stops with an
+    error naming the scenario and why; not named, a two-worker run leaves it out."""
+    from run import parse_args
+
+    assert "bastion-rlmem" in [s.name for s in parse_args(["--only", "bastion-rlmem", "--workers", "1"]).scenarios]
+    assert "bastion-rlmem" not in [s.name for s in parse_args(["--workers", "2"]).scenarios]
+    with pytest.raises(SystemExit):
+        parse_args(["--only", "bastion-rlmem", "--workers", "2"])
+    assert "bastion-rlmem need --workers 1 (asked: 2)" in capsys.readouterr().err
+
+
+def test_the_memory_rate_limit_scenario_limits_through_the_gateway(tmp_path: Path) -> None:
+    """``bastion-rlmem``'s policies start a real one-worker gateway on the memory backend whose
+    answers carry the rate limit's fields for both limits (the stage being measured is on)."""
+    import contextlib
+    import http.client
+
+    from bastion.testing import GatewayProcess
+    from proxybench.procs import free_port
+    from proxybench.scenarios import SCENARIOS
+    from proxybench.servers import bastion_config
+
+    (scenario,) = [s for s in SCENARIOS if s.name == "bastion-rlmem"]
+    with _ok_upstream() as upstream_port, contextlib.ExitStack() as stack:
+        config = bastion_config(port=free_port(), admin_port=free_port(), upstream_port=upstream_port,
+                                access_log=None, policies=dict(scenario.policies or {}), overrides={})
+        gateway = stack.enter_context(GatewayProcess(config, folder=tmp_path))
+        conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=30)
+        try:
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            assert (response.status, response.read()) == (200, b"ok")
+            fields = response.getheader("ratelimit") or ""
+        finally:
+            conn.close()
+        names = [part.split(";")[0] for part in fields.split(", ")]
+        assert names == ['"ip-1000000000-per-3600s"', '"global-1000000000-per-86400s"']
+        assert all(";r=999999999;" in part for part in fields.split(", "))

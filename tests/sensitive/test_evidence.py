@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bastion.sensitive.evidence import _PAIR, REDACTED, EvidenceRedactor
+from bastion.sensitive.evidence import REDACTED, EvidenceRedactor, PairFinder, TrustedText
 from bastion.testing import GatewayProcess
 
 AWS = "AKIAIOSFODNN7EXAMPLE"
@@ -135,12 +135,24 @@ def _send(gw: GatewayProcess, method: str, target: str, headers: dict[str, str],
 _PAIR_BEFORE = re.compile(r"([A-Za-z0-9_\-.\[\]]+)=([^&;\s\"']*)")
 
 
-@given(st.text(alphabet="ab1_-.[]=&; \"'xQ", max_size=40))
-def test_the_pair_pattern_finds_what_it_found_before_its_look_behind(text: str) -> None:
-    """The look-behind that keeps the ``name=value`` search linear changes no match: over texts made of name
-    characters, separators, quotes and ``=``, it finds exactly the pairs (and spans) the earlier pattern found."""
-    assert [m.span() for m in _PAIR.finditer(text)] == [m.span() for m in _PAIR_BEFORE.finditer(text)]
-    assert [m.groups() for m in _PAIR.finditer(text)] == [m.groups() for m in _PAIR_BEFORE.finditer(text)]
+_FINDERS = {prefer: PairFinder(prefer) for prefer in ("hyperscan", "re2")}
+
+
+def _char_offset(raw: bytes, offset: int) -> int:
+    return len(raw[:offset].decode("utf-8"))
+
+
+@given(st.text(alphabet="ab1_-.[]=&; \"'xQ\u00e9\u00a0\u3000\x1c\t", max_size=40))
+def test_the_pair_search_finds_what_the_earlier_pattern_found(text: str) -> None:
+    """The ``name=value`` search (hyperscan, or RE2 where hyperscan cannot load; no Python ``re``) finds exactly
+    the pairs, with the same names and values, that the earlier pattern found: over texts made of name characters,
+    separators, quotes, ``=``, a non-ASCII letter and whitespace inside and outside ASCII (offsets compared as
+    characters, the search being over the UTF-8 bytes)."""
+    raw = text.encode("utf-8")
+    expected = [(m.start(1), m.end(1), m.end(2)) for m in _PAIR_BEFORE.finditer(text)]
+    for finder in _FINDERS.values():
+        found = [tuple(_char_offset(raw, at) for at in pair) for pair in finder.pairs(raw)]
+        assert found == expected
 
 
 def test_a_secret_pair_after_a_long_run_of_name_characters_is_still_replaced() -> None:
@@ -152,6 +164,20 @@ def test_a_secret_pair_after_a_long_run_of_name_characters_is_still_replaced() -
     assert redactor.text(text) == "q=" + "a" * 100_000 + f"&token={REDACTED}&page=2"
     fact = '"per-ip";r=99;t=3600, "global";r=999;t=86400'
     assert redactor.facts({"ratelimit": fact}) == {"ratelimit": fact}
+
+
+def test_a_trusted_fact_is_kept_as_it_is_and_only_a_trusted_one() -> None:
+    """A fact a stage marked as its own (:class:`TrustedText`, a rate limit's names and numbers)
+    is handed to the record as it is, unsearched: even text that would otherwise be replaced
+    or masked. The same text as a plain string, as any stage quoting a request leaves it,
+    still has its secret pair replaced and its AWS key masked."""
+    redactor = EvidenceRedactor()
+    text = "token=s3cr3t-value AKIAIOSFODNN7EXAMPLE"
+    trusted = TrustedText(text)
+    assert redactor.facts({"ratelimit": trusted})["ratelimit"] is trusted
+    cleaned = redactor.facts({"detection": text})["detection"]
+    assert isinstance(cleaned, str) and "s3cr3t-value" not in cleaned and "AKIAIOSFODNN7EXAMPLE" not in cleaned
+    assert cleaned.startswith(f"token={REDACTED} ")
 
 
 def test_the_access_log_never_carries_a_key_a_cookie_or_a_token(gateway: GatewayProcess) -> None:

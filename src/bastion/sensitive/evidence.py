@@ -24,10 +24,11 @@ from collections.abc import Mapping
 from typing import Final
 
 from bastion.sensitive.replace import mask
-from bastion.sensitive.scanner import Scanner
+from bastion.sensitive.scanner import Scanner, _candidates
 
 #: What a value at a secret location becomes in the record.
 REDACTED: Final = "[REDACTED]"
+_REDACTED_BYTES: Final = REDACTED.encode()
 #: Request and response headers whose values are credentials.
 CREDENTIAL_HEADERS: Final = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"})
 #: Names of parameters and fields whose values are secrets wherever they appear.
@@ -63,13 +64,63 @@ _DESCRIPTIVE: Final = frozenset({"location", "category", "severity"})
 EVIDENCE_TYPES: Final = ("secrets", "phantom_token", "jwt", "password_hash", "card", "ssn", "iban")
 #: Splits a location (``json:user.password``, ``header 'authorization'``) into its names.
 _NAMES: Final = re.compile(r"[^a-z0-9_\-]+")
-#: ``name=value`` in a query string or form quoted whole. The look-behind makes a name start
-#: where a run of name characters starts: without it the search tried every position inside
-#: a long run and rescanned the run each time (quadratic: 17 ms for a 2,000-character run,
-#: and ~120,000 instructions per request for a rate limit's ``"name";r=99;t=60`` fact). The
-#: matches are the same: a position inside a run reaches the same character after the run
-#: as the run's first position, so it matches only where the run's start already did.
-_PAIR: Final = re.compile(r"(?<![A-Za-z0-9_\-.\[\]])([A-Za-z0-9_\-.\[\]]+)=([^&;\s\"']*)")
+#: The name and ``=`` of a ``name=value`` pair in a query string or form quoted whole, for
+#: hyperscan (RE2 where it cannot load): never Python's ``re`` over text quoted from a
+#: request. Reported from the start of the run of name characters before the ``=`` (leftmost
+#: start), so a name starts only where a run starts, and the search is linear.
+_PAIR_NAME: Final = r"[A-Za-z0-9_\-.\[\]]+="
+#: The ASCII bytes a pair's value stops at: ``&``, ``;``, quotes and whitespace (as ``str.isspace``
+#: says, as the earlier ``re`` pattern's ``\s`` did; other whitespace is looked up by character).
+_VALUE_ENDS: Final = frozenset(b"&;\"'") | frozenset(b for b in range(128) if chr(b).isspace())
+_EQUALS: Final = ord("=")
+
+
+class TrustedText(str):
+    """Evidence text a stage built from its own values alone (a rate limit's names and
+    numbers: ``"per-ip";r=99;t=60``), with no request text in it: :meth:`EvidenceRedactor.facts`
+    keeps it as it is, without searching it. Only a stage's code makes one, at the fact's
+    construction; nothing read from a request ever is one."""
+
+    __slots__ = ()
+
+
+class PairFinder:
+    r"""``name=value`` pairs in UTF-8 text, as the pattern
+    ``(?<![A-Za-z0-9_\-.\[\]])([A-Za-z0-9_\-.\[\]]+)=([^&;\s"']*)`` finds them (leftmost first,
+    none overlapping): hyperscan finds each name and its ``=``, a walk finds the value's end."""
+
+    def __init__(self, prefer: str = "hyperscan") -> None:
+        self._candidates = _candidates([_PAIR_NAME], [True], prefer)
+
+    def pairs(self, raw: bytes) -> list[tuple[int, int, int]]:
+        """``(name start, position of the =, value end)`` of each pair in ``raw``."""
+        out: list[tuple[int, int, int]] = []
+        pos = 0
+        for _, start, end in self._candidates.scan(raw):
+            # RE2 also reports every shorter end of a match: only an end at the = is one.
+            if start < pos or raw[end - 1] != _EQUALS:
+                continue
+            stop = _value_end(raw, end)
+            out.append((start, end - 1, stop))
+            pos = stop
+        return out
+
+
+def _value_end(raw: bytes, i: int) -> int:
+    """Where the value starting at ``raw[i]`` stops: at ``&``, ``;``, a quote or whitespace."""
+    n = len(raw)
+    while i < n:
+        byte = raw[i]
+        if byte < 0x80:
+            if byte in _VALUE_ENDS:
+                return i
+            i += 1
+            continue
+        width = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+        if raw[i : i + width].decode("utf-8", "surrogatepass").isspace():
+            return i
+        i += width
+    return i
 
 
 def _names(text: str) -> list[str]:
@@ -83,6 +134,7 @@ class EvidenceRedactor:
         self._paths: tuple[tuple[str, ...], ...] = tuple(tuple(_names(f)) for f in fields if _names(f))
         self._single: frozenset[str] = SECRET_NAMES | frozenset(p[0] for p in self._paths if len(p) == 1)
         self._scanner = Scanner(list(EVIDENCE_TYPES))
+        self._pairs = PairFinder()
         #: Every word a secret location can be made of: a text holding none of them (lowercased)
         #: has no secret-named pair, and skips the pair search (a rate limit's fact, on every request).
         self._words: tuple[str, ...] = tuple(sorted(self._single | {"cookie"} | {n for p in self._paths for n in p}))
@@ -109,6 +161,8 @@ class EvidenceRedactor:
         return secret
 
     def _value(self, value: object, secret: bool) -> object:
+        if isinstance(value, TrustedText):
+            return value
         if isinstance(value, str):
             return REDACTED if secret else self.text(value)
         if isinstance(value, dict):
@@ -122,9 +176,12 @@ class EvidenceRedactor:
     def text(self, text: str) -> str:
         """``text`` with sensitive values masked and the values of secret-named pairs
         (``token=...`` in a quoted query string) replaced."""
-        if "=" in text and self._may_name_secret(text):
-            text = _PAIR.sub(self._pair, text)
         raw = text.encode("utf-8", "surrogatepass")
+        if "=" in text and self._may_name_secret(text):
+            paired = self._replace_pairs(raw)
+            if paired is not raw:
+                raw = paired
+                text = raw.decode("utf-8", "surrogatepass")
         found = self._scanner.find(raw)
         if not found:
             return text
@@ -141,11 +198,19 @@ class EvidenceRedactor:
         low = text.lower()
         return any(word in low for word in self._words)
 
-    def _pair(self, match: re.Match[str]) -> str:
-        name = match.group(1)
-        if self.secret_location(name) and match.group(2):
-            return f"{name}={REDACTED}"
-        return match.group(0)
+    def _replace_pairs(self, raw: bytes) -> bytes:
+        """``raw`` with the value of every secret-named pair replaced."""
+        out: list[bytes] = []
+        pos = 0
+        for start, equals, stop in self._pairs.pairs(raw):
+            if stop > equals + 1 and self.secret_location(raw[start:equals].decode("ascii")):
+                out.append(raw[pos : equals + 1])
+                out.append(_REDACTED_BYTES)
+                pos = stop
+        if not out:
+            return raw
+        out.append(raw[pos:])
+        return b"".join(out)
 
 
 def _contains(names: list[str], path: tuple[str, ...]) -> bool:

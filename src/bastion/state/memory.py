@@ -1,5 +1,9 @@
 """The memory backend: state in the worker's own process.
 
+Compiled with mypyc (setup.py): a rate limit on this backend runs its script here on every
+request. (Its subscriptions, an async generator mypyc does not compile, are in
+:mod:`bastion.state.channels`.)
+
 Exact within that process, and only there: with several workers each would count on its
 own, so the supervisor refuses it with more than one worker when a stage keeps state (see
 :func:`bastion.state.check_backend`). It is the default, for one worker and for tests.
@@ -7,11 +11,11 @@ own, so the supervisor refuses it with more than one worker when a stage keeps s
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 
+from bastion.state.channels import MemorySubscription
 from bastion.state.interface import (
     Script,
     ScriptArg,
@@ -137,31 +141,6 @@ class _Table(ScriptStore):
         return entry[1] - self.clock()
 
 
-class _MemorySubscription(Subscription):
-    def __init__(self, hub: dict[str, set[_MemorySubscription]], channel: str) -> None:
-        self._hub = hub
-        self._channel = channel
-        # Unbounded: a publisher never blocks or drops (revocations must not be lost); a
-        # subscriber that stops reading should close its subscription.
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        hub.setdefault(channel, set()).add(self)
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        while True:
-            message = await self.queue.get()
-            if message is None:
-                return
-            yield message
-
-    async def close(self) -> None:
-        listeners = self._hub.get(self._channel)
-        if listeners is not None and self in listeners:
-            listeners.discard(self)
-            if not listeners:
-                del self._hub[self._channel]
-            self.queue.put_nowait(None)
-
-
 class MemoryBackend(StateBackend):
     """State in a dictionary of this process; ``clock`` (monotonic seconds) times expiry."""
 
@@ -173,7 +152,7 @@ class MemoryBackend(StateBackend):
         # The event loop already runs one coroutine at a time; the lock also keeps a script
         # atomic against threads (a stage may use the backend from an executor).
         self._lock = threading.Lock()
-        self._channels: dict[str, set[_MemorySubscription]] = {}
+        self._channels: dict[str, set[MemorySubscription]] = {}
 
     async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         with self._lock:
@@ -204,7 +183,7 @@ class MemoryBackend(StateBackend):
             subscription.queue.put_nowait(message)
 
     async def subscribe(self, channel: str) -> Subscription:
-        return _MemorySubscription(self._channels, channel)
+        return MemorySubscription(self._channels, channel)
 
     async def close(self) -> None:
         for listeners in tuple(self._channels.values()):
