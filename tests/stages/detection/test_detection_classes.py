@@ -4,6 +4,7 @@ must pass. (Issue 19: the held-out corpus showed these classes getting through.)
 
 from __future__ import annotations
 
+import base64
 import json
 from urllib.parse import quote
 
@@ -1469,3 +1470,47 @@ def test_snippets_and_prose_about_the_page_pass(engine: DetectionEngine, text: s
     for request in in_values(text):
         verdict = engine.evaluate(request)
         assert all(h.rule.id != 2027 for h in verdict.hits), (text, verdict.log_record())
+
+
+# ------------------------------------------ 34. a path of names is not script
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/docs/javascript/reference/document.cookie",
+        "/wiki/Window.location",
+        "/api/v2/manual/dom/document.domain/examples",
+        "/kb/window.opener",
+    ],
+)
+def test_a_path_of_names_naming_the_pages_cookies_passes(engine: DetectionEngine, target: str) -> None:
+    """A manual's or a wiki's path that names a browser global's member, made of letters,
+    digits, ``-._~`` and slashes only, passes: it can open no tag, make no call and assign
+    nothing, so what it names is not script."""
+    verdict = engine.evaluate(make_request(target))
+    assert verdict.block_category is None, (target, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/docs/document.cookie=1",
+        "/docs/x'+document.cookie+'",
+        "/docs/%64ocument.cookie",
+        "/docs/document.cookie%3d1",
+        "/docs/<script>document.cookie",
+        "/docs/javascript:alert(document.cookie)",
+    ],
+)
+def test_a_path_with_code_characters_naming_the_cookies_is_blocked(engine: DetectionEngine, target: str) -> None:
+    """The same names in a path with anything else (an escape, a quote, ``=``, ``<``, ``:``)
+    keep every XSS rule and are refused."""
+    verdict = engine.evaluate(make_request(target))
+    assert verdict.block_category == "xss", (target, verdict.log_record())
+
+
+def test_a_path_segment_of_base64_script_is_still_blocked(engine: DetectionEngine) -> None:
+    """A segment made of name characters that is base64 of script (its decoded view holds
+    the tag and the call) keeps every XSS rule."""
+    segment = base64.urlsafe_b64encode(b"<svg onload=alert(document.domain)>").decode().rstrip("=")
+    verdict = engine.evaluate(make_request(f"/v1/files/{segment}"))
+    assert verdict.block_category == "xss", verdict.log_record()
