@@ -1514,3 +1514,43 @@ def test_a_path_segment_of_base64_script_is_still_blocked(engine: DetectionEngin
     segment = base64.urlsafe_b64encode(b"<svg onload=alert(document.domain)>").decode().rstrip("=")
     verdict = engine.evaluate(make_request(f"/v1/files/{segment}"))
     assert verdict.block_category == "xss", verdict.log_record()
+
+
+# ------------------------------------------ 35. XMP metadata is XML, not markup a browser runs
+#: An XMP packet as photo and PDF tools write one (our own: title, creator, rights).
+XMP_PACKET = (
+    '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+    '<dc:title><rdf:Alt><rdf:li xml:lang="x-default">Harbour at dusk</rdf:li></rdf:Alt></dc:title>'
+    "<dc:creator><rdf:Seq><rdf:li>Aoife O'Brien</rdf:li></rdf:Seq></dc:creator>"
+    "</rdf:Description></rdf:RDF></x:xmpmeta>"
+    '<?xpacket end="w"?>'
+)
+
+
+def test_xmp_metadata_in_a_form_or_json_field_passes(engine: DetectionEngine) -> None:
+    """An image's or a PDF's XMP packet sent as a field (an asset API's metadata) passes:
+    its elements have namespace prefixes (``<x:xmpmeta>``), which no browser runs."""
+    requests = [
+        make_request(
+            "/v1/assets",
+            method="POST",
+            body="title=harbour&metadata=" + quote(XMP_PACKET, safe=""),
+            content_type="application/x-www-form-urlencoded",
+        ),
+        make_request(
+            "/v1/assets", method="POST", body=json.dumps({"metadata": XMP_PACKET}), content_type="application/json"
+        ),
+    ]
+    for request in requests:
+        verdict = engine.evaluate(request)
+        assert verdict.block_category is None, verdict.log_record()
+
+
+@pytest.mark.parametrize(
+    "payload", ["<x onclick=alert(1)>", "<a:b onmouseover=alert(1)>", "<x:script>alert(1)</x:script>"]
+)
+def test_prefixed_or_bare_x_elements_with_script_are_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A namespaced or an ``<x>`` element that carries a handler or a script is refused."""
+    blocked_everywhere(engine, payload, "xss")

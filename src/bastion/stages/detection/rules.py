@@ -604,7 +604,10 @@ RULES: tuple[Rule, ...] = (
         "xss",
         1,
         E,
-        r"<\s*(?:img|image|video|audio|source|body|details|input|form|style|link|a|p|x)\b[^\x00>]*>",
+        # (Not a name with a namespace prefix: "<x:xmpmeta>" and "<a:Title>" are XML, as in
+        # the XMP metadata an image or a PDF carries; a browser runs nothing of an element
+        # so named, and what would run, a handler or a script, is other rules'.)
+        r"<\s*(?:img|image|video|audio|source|body|details|input|form|style|link|a|p|x)\b(?:[^\x00>:][^\x00>]*)?>",
         "markup element",
     ),
     Rule(2021, "xss", 1, E, r"\bsrcdoc\s*=|\bformaction\s*=|\bxlink:href\s*=", "attribute loading code"),
