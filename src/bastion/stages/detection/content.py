@@ -58,6 +58,8 @@ OFF: dict[str, frozenset[Category]] = {
     "file-name": frozenset(),
     # Nor this one: the browser's own page address (see PAGE_ADDRESS).
     "page-address": frozenset({"ssrf"}),
+    # Nor this one: a path of name characters only (see PATH_NAMES).
+    "path-names": frozenset({"xss"}),
 }
 #: The content of an upload's file name (a multipart part's ``filename``, an ``X-Filename``
 #: header), set by the inspector: every rule applies, and the upload-name rule too.
@@ -67,6 +69,12 @@ FILE_NAME = "file-name"
 #: served from ``http://localhost:3000`` (every front-end in development) is not a request
 #: to reach the gateway's loopback, so ``ssrf`` is off there; every other rule applies.
 PAGE_ADDRESS = "page-address"
+#: The content of a path made of name characters only (letters, digits, ``-._~`` and ``/``),
+#: set by the inspector: such a path cannot open a tag, call, assign or quote, so what it
+#: names is not script, whatever it names (a manual's ``/docs/dom/document.cookie``, a
+#: wiki's ``/wiki/Window.location``); ``xss`` is off there. A path with anything else (``%``,
+#: ``(``, ``=``, ``<``, ``:``...) keeps every rule.
+PATH_NAMES = "path-names"
 #: The headers whose value is the sending page's address.
 PAGE_ADDRESS_HEADERS = frozenset({"referer", "origin"})
 #: Standard hints: the OpenAPI format registry's ``commonmark`` and ``html`` formats, and

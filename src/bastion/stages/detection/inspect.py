@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import orjson
 
-from bastion.stages.detection.content import FILE_NAME, PAGE_ADDRESS, PAGE_ADDRESS_HEADERS, ContentMap
+from bastion.stages.detection.content import FILE_NAME, PAGE_ADDRESS, PAGE_ADDRESS_HEADERS, PATH_NAMES, ContentMap
 from bastion.stages.detection.graphql import graphql_texts, looks_like_graphql
-from bastion.stages.detection.normalize import url_decode
+from bastion.stages.detection.normalize import base64_text, url_decode
 from bastion.stages.detection.protocol import media_type_params
 from bastion.types import Request
 
@@ -501,9 +501,12 @@ def extract(
     # Validation, when it passed, vouches for some inputs (see Request.inert_headers).
     path = "" if request.inert_path else raw_path.lstrip("/")
     if path:
-        sink.add("path", path, False, True)
+        # (Only named: the first pass's hits are not filtered by content, and its paths
+        # cost nothing more.)
+        kind = PATH_NAMES if named and _names_only(path) else ""
+        sink.add("path", path, False, True, kind)
         if "/" in path:
-            _path_segments(sink, path, named)
+            _path_segments(sink, path, named, kind)
     if raw_query:
         _pairs(sink, "query", raw_query, named, len(raw_query))
     inert = request.inert_headers
@@ -554,6 +557,7 @@ _DEFAULT_LIMITS = Limits()
 #: What an API path's names and IDs are made of: an attack placed in a segment carries
 #: something else ("%", ";", quotes, parentheses, "|", "&"...).
 _PLAIN_SEGMENT_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+_PLAIN_PATH_BYTES = _PLAIN_SEGMENT_BYTES + b"/"
 
 
 def _payload_segment(seg: str) -> bool:
@@ -564,7 +568,16 @@ def _payload_segment(seg: str) -> bool:
     return True
 
 
-def _path_segments(sink: _Sink, path: str, named: bool) -> None:
+def _names_only(path: str) -> bool:
+    """Whether ``path`` is made of name characters and slashes only, and neither it nor a
+    segment is base64 of text (a decoded view can hold any script): see
+    :data:`~.content.PATH_NAMES`."""
+    if not path.isascii() or path.encode("ascii").translate(None, _PLAIN_PATH_BYTES):
+        return False
+    return base64_text(path) is None and all(base64_text(seg) is None for seg in path.split("/"))
+
+
+def _path_segments(sink: _Sink, path: str, named: bool, kind: str = "") -> None:
     """Each segment of ``path`` as an input, and the rest of the path from each segment
     that carries payload characters.
 
@@ -573,13 +586,14 @@ def _path_segments(sink: _Sink, path: str, named: bool) -> None:
     ``;mshta http:``, ``x`` and ``y``. Rules anchored at the start of a value see it
     whole only from the segment where it starts to the end of the path
     (``path:2..``). Only segments with characters a name or an ID never has start such
-    an input, so an ordinary API path costs nothing more."""
+    an input, so an ordinary API path costs nothing more. ``kind``: the path's content
+    kind, given to its segments."""
     segments = path.split("/")
     last = len(segments) - 1
     start = 0
     for i, seg in enumerate(segments):
         if len(seg) > 1:
-            sink.add(f"path:{i}" if named else "path", seg, False, True)
+            sink.add(f"path:{i}" if named else "path", seg, False, True, kind)
         if 0 < i < last and seg and _payload_segment(seg):
             sink.add(f"path:{i}.." if named else "path", path[start:], False, True)
         start += len(seg) + 1

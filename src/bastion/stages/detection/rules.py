@@ -332,8 +332,10 @@ RULES: tuple[Rule, ...] = (
         "sqli",
         1,
         E,
-        # ("--" ending the value is a comment too: only MySQL wants a space after it.)
-        r"['\"\x60]\s*\)*\s*(?:;|--(?:[\s\x00-\x1f]|\z)|#|/\*)",
+        # ("--" ending the value is a comment too: only MySQL wants a space after it. A quote
+        # right after "=" opens an attribute's value, as in markup's href="#top" and an
+        # SVG's <use href="#icon">: it breaks no string.)
+        r"(?:" + BOL + r"|[^=\s\x00])\s*['\"\x60]\s*\)*\s*(?:;|--(?:[\s\x00-\x1f]|\z)|#|/\*)",
         "string break followed by a terminator",
     ),
     Rule(
@@ -581,8 +583,12 @@ RULES: tuple[Rule, ...] = (
         "xss",
         1,
         C,
-        r"<\s*(?:iframe|frame|frameset|object|embed|applet|base|meta|math|isindex|svg)\b",
-        "active content element",
+        # (Not "<svg": an SVG document, an icon sent as a field, is drawn; what in it runs
+        # is a script, a handler or a javascript: URL, which other rules refuse, or an
+        # SVG element that loads a document from a data: URL, which this one does.)
+        r"<\s*(?:iframe|frame|frameset|object|embed|applet|base|meta|math|isindex)\b"
+        r"|<\s*use\b[^\x00>]*\bhref\s*=\s*['\"]?\s*data\s*:",
+        "active content element, or an SVG <use> of a data: URL",
     ),
     Rule(2012, "xss", 1, E, r"\bset(?:interval|timeout)\s*\(\s*['\"\x60]", "timer with code string"),
     Rule(2013, "xss", 1, C, r"\bdata\s*:\s*text/html\b", "data: URL with HTML"),
@@ -604,7 +610,10 @@ RULES: tuple[Rule, ...] = (
         "xss",
         1,
         E,
-        r"<\s*(?:img|image|video|audio|source|body|details|input|form|style|link|a|p|x)\b[^\x00>]*>",
+        # (Not a name with a namespace prefix: "<x:xmpmeta>" and "<a:Title>" are XML, as in
+        # the XMP metadata an image or a PDF carries; a browser runs nothing of an element
+        # so named, and what would run, a handler or a script, is other rules'.)
+        r"<\s*(?:img|image|video|audio|source|body|details|input|form|style|link|a|p|x)\b(?:[^\x00>:][^\x00>]*)?>",
         "markup element",
     ),
     Rule(2021, "xss", 1, E, r"\bsrcdoc\s*=|\bformaction\s*=|\bxlink:href\s*=", "attribute loading code"),
