@@ -6,7 +6,7 @@ inspected request runs this code.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from bastion.stages.detection.config import DetectionConfig
@@ -18,15 +18,15 @@ from bastion.stages.detection.rules import ALL_RULES, CATEGORIES, Category
 from bastion.types import Block, Decision, Exchange, Request
 
 #: What a client is told when the stage refuses its request.
-BLOCK_TITLE = "Forbidden"
-BLOCK_DETAIL = "The request was blocked by the gateway's attack detection."
-UNINSPECTABLE_TITLE = "Content Too Large"
-UNINSPECTABLE_DETAIL = "The request carries more content than the gateway inspects for attacks."
+BLOCK_TITLE: Final = "Forbidden"
+BLOCK_DETAIL: Final = "The request was blocked by the gateway's attack detection."
+UNINSPECTABLE_TITLE: Final = "Content Too Large"
+UNINSPECTABLE_DETAIL: Final = "The request carries more content than the gateway inspects for attacks."
 
 #: At most this many hits are written to the access log for one request.
-MAX_LOGGED_HITS = 16
+MAX_LOGGED_HITS: Final = 16
 #: Locations of a whole query string or form body (also inspected parameter by parameter).
-_WHOLE = frozenset({"query", "form"})
+_WHOLE: Final = frozenset({"query", "form"})
 
 
 class Verdict:
@@ -95,7 +95,7 @@ def access_log_record(
 
 #: Compiled matchers by (paranoia, categories, backend): compiling the rule databases takes
 #: most of a second, and every route of a service usually has the same settings.
-_MATCHERS: dict[tuple[int, frozenset[str], str], Matcher] = {}
+_MATCHERS: Final[dict[tuple[int, frozenset[str], str], Matcher]] = {}
 
 
 def shared_matcher(paranoia: int, categories: list[Category], prefer: str = "hyperscan") -> Matcher:
@@ -240,7 +240,7 @@ def decide(
 
 
 #: The rule for a session cookie sent as a parameter (see matcher.SESSION_PARAMS).
-SESSION_FIXATION = 12005
+SESSION_FIXATION: Final = 12005
 
 
 def _same_site(request: Request) -> bool:
