@@ -610,7 +610,10 @@ def _folds_to_itself(value: str) -> bool:
     """
     if value[:1] == " " or value[-1:] == " " or "$" in value:
         return False  # whitespace collapsing would trim it; "$" for libinjection
-    if not PATH_LOOKALIKE_CHARS.isdisjoint(value):
+    # Latin-1 text (a copy in C tells; most prose with accents) holds no look-alike, all
+    # above U+00FF, and nothing truncate_wide changes: two passes over it spared.
+    latin1 = len(value.encode("latin-1", "ignore")) == len(value)
+    if not latin1 and not PATH_LOOKALIKE_CHARS.isdisjoint(value):
         return False  # a look-alike slash: the path view writes it as one
     if not unicodedata.is_normalized("NFKC", value):
         return False
@@ -618,7 +621,7 @@ def _folds_to_itself(value: str) -> bool:
     # bytes.lower() lowers ASCII letters only: equal iff folding changed nothing else.
     if value.encode("utf-8").lower() != folded.encode("utf-8"):
         return False
-    return "sp_password" not in folded and truncate_wide(value) == value
+    return "sp_password" not in folded and (latin1 or truncate_wide(value) == value)
 
 
 def _all_views(value: str, decode_base64: bool = True) -> list[str]:
