@@ -317,3 +317,32 @@ def test_path_view_only_writes_separators(value: str) -> None:
     out = path_view(value)
     assert len(out) <= len(value)
     assert set(out) <= set(value) | {".", "/", "\\"}
+
+
+def _folds_to_itself_in_full(value: str) -> bool:
+    """``_folds_to_itself`` as it was before its Latin-1 shortcut: every test on every value."""
+    import unicodedata
+
+    from bastion.stages.detection.normalize import PATH_LOOKALIKE_CHARS, truncate_wide
+
+    if value[:1] == " " or value[-1:] == " " or "$" in value:
+        return False
+    if not PATH_LOOKALIKE_CHARS.isdisjoint(value) or not unicodedata.is_normalized("NFKC", value):
+        return False
+    folded = value.casefold()
+    if value.encode("utf-8").lower() != folded.encode("utf-8"):
+        return False
+    return "sp_password" not in folded and truncate_wide(value) == value
+
+
+@settings(max_examples=1000, deadline=None)
+@given(value=st.one_of(_PROSE, st.text(alphabet=st.characters(max_codepoint=0xFF)), st.text()))
+def test_latin1_shortcut_of_the_folding_test_changes_nothing(value: str) -> None:
+    """Latin-1 text skips the look-alike and wide-character tests of ``_folds_to_itself``:
+    no look-alike separator is Latin-1 and ``truncate_wide`` changes no Latin-1 character,
+    so the answer is the full test's, for Latin-1 and any other text."""
+    from bastion.stages.detection.normalize import PATH_LOOKALIKE_CHARS, _folds_to_itself, truncate_wide
+
+    assert min(PATH_LOOKALIKE_CHARS) > "\xff"
+    assert all(truncate_wide(chr(code)) == chr(code) for code in range(256))
+    assert _folds_to_itself(value) == _folds_to_itself_in_full(value)

@@ -263,3 +263,31 @@ def test_legacy_mode_with_a_wrong_value_names_the_replacements() -> None:
     message = str(err.value)
     assert "'mode' must be 'block', 'monitor' or 'off' (got 'shadow')" in message
     assert "'enforce: false'" in message and "'enabled: false'" in message
+
+
+def test_the_chain_runs_the_compiled_hook_as_the_stage_does() -> None:
+    """The chain calls the native engine's compiled hook (handed by the stage), and a request
+    gets from it what the stage's own hook gives: a 403 with the same logged hits in block
+    mode, a pass with the same monitor decision in shadow mode, nothing for a clean request."""
+    from bastion.pipeline import Chain
+    from bastion.stages.detection.engine import DetectionHook
+    from bastion.types import Response
+
+    for config in (DetectionConfig(), DetectionConfig(enforce=False)):
+        stage = DetectionStage(config)
+        hook = stage.request_hook()
+        assert isinstance(hook.__self__, DetectionHook)  # type: ignore[attr-defined]
+        chain = Chain([stage])
+        for target in (ATTACK, "/search?q=blue+shoes"):
+            own, own_ex = _run(stage, target)
+            ex = Exchange(make_request(target), request_id="r1")
+            answer = chain.request(ex)
+            assert ex.facts.get("detection") == own_ex.facts.get("detection")
+            # (The chain records a block itself; the stage's own decisions are monitors.)
+            assert [(d.action, d.reason, d.status) for d in ex.decisions if d.action == "monitor"] == [
+                (d.action, d.reason, d.status) for d in own_ex.decisions
+            ]
+            if isinstance(own, Block):
+                assert isinstance(answer, Response) and answer.status == own.status == 403
+            else:
+                assert own is None and answer is None

@@ -328,6 +328,24 @@ def test_nesting_at_the_limit_passes() -> None:
     assert passes(body_stage({}), json=[[1]] * 500)
 
 
+def _nested(levels: int) -> object:
+    """A document whose deepest branch has ``levels`` containers, objects and arrays in
+    turn, in the middle of siblings (the walk must not only follow first or last children)."""
+    inner: object = {} if levels % 2 else []
+    for level in range(levels - 1, 0, -1):
+        inner = {"before": [1, 2], "deep": inner, "after": "x"} if level % 2 else [[], inner, {"k": 1}]
+    return inner
+
+
+def test_depth_counts_objects_and_arrays_wherever_they_nest() -> None:
+    """The depth check walks every branch of objects and arrays: a deepest branch of exactly
+    max_json_depth containers (64) between shallow siblings passes, one more is refused."""
+    assert passes(body_stage({}), json=_nested(64))
+    outcome, _ = send(body_stage({}), json=_nested(65))
+    assert outcome is not None
+    assert outcome.reason == "validation.depth"
+
+
 def test_large_body_validates() -> None:
     """A 1 MB JSON body is parsed and validated (the proxy's body cap is what bounds size)."""
     stage = body_stage({"type": "object", "properties": {"items": {"type": "array", "items": {"type": "string"}}}})

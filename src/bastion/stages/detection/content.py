@@ -17,7 +17,7 @@ all the rules. The map is built once per route at load (:func:`content_map`).
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
 from bastion.errors import PolicyError
 from bastion.stages.detection.rules import Category
@@ -63,20 +63,20 @@ OFF: dict[str, frozenset[Category]] = {
 }
 #: The content of an upload's file name (a multipart part's ``filename``, an ``X-Filename``
 #: header), set by the inspector: every rule applies, and the upload-name rule too.
-FILE_NAME = "file-name"
+FILE_NAME: Final = "file-name"
 #: The content of the ``Referer`` and ``Origin`` headers, set by the inspector: the address
 #: of the page that sent the request, which the browser writes and no server fetches. A page
 #: served from ``http://localhost:3000`` (every front-end in development) is not a request
 #: to reach the gateway's loopback, so ``ssrf`` is off there; every other rule applies.
-PAGE_ADDRESS = "page-address"
+PAGE_ADDRESS: Final = "page-address"
 #: The content of a path made of name characters only (letters, digits, ``-._~`` and ``/``),
 #: set by the inspector: such a path cannot open a tag, call, assign or quote, so what it
 #: names is not script, whatever it names (a manual's ``/docs/dom/document.cookie``, a
 #: wiki's ``/wiki/Window.location``); ``xss`` is off there. A path with anything else (``%``,
 #: ``(``, ``=``, ``<``, ``:``...) keeps every rule.
-PATH_NAMES = "path-names"
+PATH_NAMES: Final = "path-names"
 #: The headers whose value is the sending page's address.
-PAGE_ADDRESS_HEADERS = frozenset({"referer", "origin"})
+PAGE_ADDRESS_HEADERS: Final = frozenset({"referer", "origin"})
 #: Standard hints: the OpenAPI format registry's ``commonmark`` and ``html`` formats, and
 #: JSON Schema's ``contentMediaType``.
 _FORMATS: dict[str, ContentKind] = {"commonmark": "markdown", "html": "html"}

@@ -19,6 +19,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Final
 
 import orjson
 
@@ -29,13 +30,13 @@ from bastion.stages.detection.protocol import media_type_params
 from bastion.types import Request
 
 #: Headers whose values the proxy itself parses and validates; nothing else reads them.
-SKIPPED_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "te"})
+SKIPPED_HEADERS: Final = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "te"})
 #: Headers that name an uploaded file (what upload widgets and some APIs send).
-UPLOAD_NAME_HEADERS = frozenset({"x-filename", "x_filename", "x-file-name", "x.filename", "x-file_name"})
+UPLOAD_NAME_HEADERS: Final = frozenset({"x-filename", "x_filename", "x-file-name", "x.filename", "x-file_name"})
 #: Form bodies up to this size are also inspected whole (see the query string case).
-FORM_WHOLE_MAX = 16_384
+FORM_WHOLE_MAX: Final = 16_384
 #: Longest location name kept (field names are attacker-controlled).
-MAX_NAME = 64
+MAX_NAME: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +95,7 @@ class Cut:
 
 
 #: Values up to this length can be remembered as clean (see :class:`Known`).
-KNOWN_MAX_CHARS = 2048
+KNOWN_MAX_CHARS: Final = 2048
 
 
 class Known:
@@ -180,10 +181,10 @@ class _Sink:
 
 
 #: The shape of a GraphQL request's ``query``: a GraphQL document.
-GRAPHQL = ContentMap()
+GRAPHQL: Final = ContentMap()
 GRAPHQL.kind = "graphql"
 #: A placeholder input where JSON nests deeper than the walk goes.
-TOO_DEEP = "<too deep>"
+TOO_DEEP: Final = "<too deep>"
 
 
 def _name(raw: str) -> str:
@@ -222,9 +223,9 @@ def _pairs(sink: _Sink, prefix: str, data: str, named: bool, whole_max: int) -> 
 #: JSON keys already found plain, as a set: a document's keys repeat from one request to the
 #: next (orjson even hands out the same key objects), and a set lookup costs a fraction of
 #: the character-class tests. Bounded: emptied when full.
-_PLAIN_KEYS: set[str] = set()
-PLAIN_KEYS_MAX = 4096
-PLAIN_KEY_MAX_CHARS = 64
+_PLAIN_KEYS: Final[set[str]] = set()
+PLAIN_KEYS_MAX: Final = 4096
+PLAIN_KEY_MAX_CHARS: Final = 64
 
 
 def _plain_key(key: str) -> bool:
@@ -553,11 +554,11 @@ def _content_type(sink: _Sink, value: str, named: bool) -> None:
             sink.add(location, param, False, True)
 
 
-_DEFAULT_LIMITS = Limits()
+_DEFAULT_LIMITS: Final = Limits()
 #: What an API path's names and IDs are made of: an attack placed in a segment carries
 #: something else ("%", ";", quotes, parentheses, "|", "&"...).
-_PLAIN_SEGMENT_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
-_PLAIN_PATH_BYTES = _PLAIN_SEGMENT_BYTES + b"/"
+_PLAIN_SEGMENT_BYTES: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+_PLAIN_PATH_BYTES: Final = _PLAIN_SEGMENT_BYTES + b"/"
 
 
 def _payload_segment(seg: str) -> bool:
@@ -640,7 +641,7 @@ def _body(
 
 #: The characters of a form field's name as clients encode it (letters, digits, "%XX",
 #: brackets for arrays, the punctuation of dotted and dashed names).
-_FORM_NAME_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~%[]+*"
+_FORM_NAME_BYTES: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~%[]+*"
 
 
 def _form_shaped(text: str) -> bool:

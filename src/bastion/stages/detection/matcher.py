@@ -12,7 +12,7 @@ import importlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from bastion.stages.detection import dbcache, libinj, ssrf
 from bastion.stages.detection.content import FILE_NAME
@@ -36,13 +36,13 @@ def _optional(module: str) -> Any:
         return None
 
 
-_hs = _optional("hyperscan")
-_re2 = _optional("re2")
+_hs: Final = _optional("hyperscan")
+_re2: Final = _optional("re2")
 
 #: Categories still inspected in raw markup (an XML body as sent, tags and all).
-MARKUP_CATEGORIES: frozenset[Category] = frozenset({"xxe", "ssi", "jndi", "recon"})
+MARKUP_CATEGORIES: Final[frozenset[Category]] = frozenset({"xxe", "ssi", "jndi", "recon"})
 #: MongoDB operators that have no business being a JSON key in an API request.
-NOSQL_OPERATORS = frozenset(
+NOSQL_OPERATORS: Final = frozenset(
     {
         "$ne",
         "$eq",
@@ -76,18 +76,18 @@ NOSQL_OPERATORS = frozenset(
     }
 )
 #: Values up to this length are remembered once seen in a clean request (see Matcher._run).
-CLEAN_CACHE_MAX_CHARS = KNOWN_MAX_CHARS
+CLEAN_CACHE_MAX_CHARS: Final = KNOWN_MAX_CHARS
 #: At most this many remembered values per matcher, and at most this many characters in
 #: all (a few MB at worst: long User-Agents and bearer tokens repeat too).
-CLEAN_CACHE_ENTRIES = 8192
-CLEAN_CACHE_TOTAL_CHARS = 1 << 20
+CLEAN_CACHE_ENTRIES: Final = 8192
+CLEAN_CACHE_TOTAL_CHARS: Final = 1 << 20
 #: Locations where a decoded line break is suspicious at paranoia 2.
-_LINE_LOCATIONS = ("path", "query", "header", "cookie")
+_LINE_LOCATIONS: Final = ("path", "query", "header", "cookie")
 #: The session cookies of web frameworks and servers. A request that carries one as a query
 #: or form parameter sets the session through a link another site made: session fixation.
 #: (Not "sessionid", "session_id" or "sid": APIs name their own resources so, as Stripe's
 #: checkout redirect does.)
-SESSION_PARAMS = frozenset(
+SESSION_PARAMS: Final = frozenset(
     {
         "jsessionid",
         "phpsessid",
@@ -117,7 +117,7 @@ SESSION_PARAMS = frozenset(
     }
 )
 #: Where a session cookie's name is a parameter (see :data:`SESSION_PARAMS`).
-_PARAM_NAME_LOCATIONS = ("query-name", "form-name")
+_PARAM_NAME_LOCATIONS: Final = ("query-name", "form-name")
 
 
 def session_param(name: str) -> bool:
@@ -128,7 +128,7 @@ def session_param(name: str) -> bool:
 
 #: Extensions a web server runs as a program (PHP, JSP, ASP, ColdFusion, CGI, SSI) rather
 #: than serve: an upload named so becomes a web shell where uploads are served.
-_SCRIPT_EXTENSIONS = frozenset(
+_SCRIPT_EXTENSIONS: Final = frozenset(
     {
         "php", "php3", "php4", "php5", "php7", "php8", "phtml", "pht", "phar", "phps", "pgif",
         "jsp", "jspx", "jspf", "jsw", "jsv", "asp", "aspx", "asa", "asax", "ascx", "ashx", "asmx",
@@ -136,7 +136,7 @@ _SCRIPT_EXTENSIONS = frozenset(
     }
 )  # fmt: skip
 #: A web server's own files: an upload so named reconfigures the server (or its PHP).
-_SERVER_FILES = frozenset({".htaccess", ".htpasswd", "web.config", ".user.ini", "php.ini", "wp-config.php"})
+_SERVER_FILES: Final = frozenset({".htaccess", ".htpasswd", "web.config", ".user.ini", "php.ini", "wp-config.php"})
 
 
 def script_upload(name: str) -> bool:
@@ -169,15 +169,15 @@ def upload_climbs(name: str) -> bool:
 
 #: Locations that never hold a line break, decoded or not: the path and the names of
 #: parameters and cookies (a subset of the above, so their values are remembered apart).
-_NO_LINE_LOCATIONS = ("path", "query-name", "cookie-name")
+_NO_LINE_LOCATIONS: Final = ("path", "query-name", "cookie-name")
 #: A printable value with none of these has a single view and cannot trigger the gated detectors
 #: (libinjection, SSRF URLs, line breaks): see :meth:`Matcher.match_inputs`.
-_PLAIN_CHARS = "%+&\\<'\"`#"
-_HOST_START = frozenset("0123456789[")
+_PLAIN_CHARS: Final = "%+&\\<'\"`#"
+_HOST_START: Final = frozenset("0123456789[")
 #: The base64 alphabets (standard and URL-safe, with padding): see :func:`views`.
-_B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=")
+_B64_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=")
 #: Hex digits and dashes (UUIDs, hashes, trace IDs) are never base64 of text.
-_HEXDASH = frozenset("0123456789abcdefABCDEF-")
+_HEXDASH: Final = frozenset("0123456789abcdefABCDEF-")
 
 
 class Backend(Protocol):

@@ -14,41 +14,42 @@ import binascii
 import html
 import html.entities
 import unicodedata
+from typing import Final
 from urllib.parse import unquote_to_bytes
 
 #: No view longer than this is produced; longer values are inspected in windows (see
 #: :func:`windows`).
-MAX_VIEW_CHARS = 16_384
+MAX_VIEW_CHARS: Final = 16_384
 #: Windows overlap by this much so a payload straddling a window edge is still whole in one.
-WINDOW_OVERLAP = 512
+WINDOW_OVERLAP: Final = 512
 #: At most this many views per value (the raw value included).
-MAX_VIEWS = 24
+MAX_VIEWS: Final = 24
 #: Repeated URL-decoding stops after this many passes.
-MAX_URL_PASSES = 3
+MAX_URL_PASSES: Final = 3
 #: Base64 candidates shorter than this are not decoded (short tokens decode to noise).
-MIN_BASE64_CHARS = 8
+MIN_BASE64_CHARS: Final = 8
 
-_B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=")
-_HEX = frozenset("0123456789abcdefABCDEF")
+_B64_CHARS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_=")
+_HEX: Final = frozenset("0123456789abcdefABCDEF")
 #: UUIDs, hashes and trace IDs: valid base64 alphabet, never base64 of text.
-_HEXDASH = frozenset("0123456789abcdefABCDEF-")
+_HEXDASH: Final = frozenset("0123456789abcdefABCDEF-")
 #: Control characters that browsers and shells drop or that C code treats as terminators.
-_DROP_TABLE = {c: None for c in (*range(0, 9), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F)}
-_SHELL_QUOTE_CHARS = "'\"\\"
+_DROP_TABLE: Final = {c: None for c in (*range(0, 9), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F)}
+_SHELL_QUOTE_CHARS: Final = "'\"\\"
 #: Quote removal only matters where a shell could be reached (a separator or a path).
-_SHELL_CONTEXT_CHARS = ";|&`$/(\n"
-_CONTROLS = frozenset(chr(c) for c in _DROP_TABLE)
-_PRINTABLE_EXTRA = frozenset("\t\r\n")
+_SHELL_CONTEXT_CHARS: Final = ";|&`$/(\n"
+_CONTROLS: Final = frozenset(chr(c) for c in _DROP_TABLE)
+_PRINTABLE_EXTRA: Final = frozenset("\t\r\n")
 #: A printable ASCII value with none of these characters has no view but itself (and base64).
-_TRIGGER_CHARS = "%+&\\<'\""
-_TRIGGER_CHARS_BUT_APOSTROPHE = "%+&\\<\""
+_TRIGGER_CHARS: Final = "%+&\\<'\""
+_TRIGGER_CHARS_BUT_APOSTROPHE: Final = "%+&\\<\""
 #: Shell syntax that is not a trigger, and the apostrophe: all the shortcuts of views() allow.
-_QUIET_MARKS = b"';|`$/("
+_QUIET_MARKS: Final = b"';|`$/("
 #: The apostrophe as a byte value (tested with ``in`` on bytes).
-_QUOTE = ord("'")
+_QUOTE: Final = ord("'")
 #: Every byte but those views() looks at: triggers, shell syntax, "*" and "{" (of "/*" and
 #: "${"), control characters (the value is then not printable) and DEL.
-_UNREMARKABLE = bytes(
+_UNREMARKABLE: Final = bytes(
     b for b in range(0x20, 0x100) if b != 0x7F and chr(b) not in _TRIGGER_CHARS + _SHELL_CONTEXT_CHARS + "*{"
 )
 
@@ -106,7 +107,7 @@ def _repair_overlong(data: bytes) -> bytes:
             i = j + 1
 
 
-_OVERLONG_LEADS = (b"\xc0", b"\xc1", b"\xe0")
+_OVERLONG_LEADS: Final = (b"\xc0", b"\xc1", b"\xe0")
 
 
 def _repair_each_byte(data: bytes) -> bytes:
@@ -172,7 +173,7 @@ def _decode_percent_u(value: str) -> str:
 
 #: Characters some runtimes read as a dot, slash or backslash: NFKC folds the fullwidth and
 #: small forms, not these (IIS and Java's "best fit" code pages map them to ASCII).
-_PATH_LOOKALIKES = {
+_PATH_LOOKALIKES: Final = {
     "\u2024": ".",  # one dot leader
     "\ufe52": ".",  # small full stop
     "\uff0e": ".",  # fullwidth full stop
@@ -185,14 +186,14 @@ _PATH_LOOKALIKES = {
     "\ufe68": "\\",  # small reverse solidus
     "\uff3c": "\\",  # fullwidth reverse solidus
 }
-PATH_LOOKALIKE_CHARS = frozenset(_PATH_LOOKALIKES)
-_PATH_LOOKALIKE_TABLE = str.maketrans(_PATH_LOOKALIKES)
-_PATH_CODES = {0x2E: ".", 0x2F: "/", 0x5C: "\\"}
+PATH_LOOKALIKE_CHARS: Final = frozenset(_PATH_LOOKALIKES)
+_PATH_LOOKALIKE_TABLE: Final = str.maketrans(_PATH_LOOKALIKES)
+_PATH_CODES: Final = {0x2E: ".", 0x2F: "/", 0x5C: "\\"}
 #: A "hex digit" as IIS's old decoder read it: any letter, 'g' being 16 and 'z' 35, so
 #: ``%bg%qf`` is the bytes C0 AF (an overlong "/") and ``%c0%9v`` the same.
-_LAX_NIBBLE = {c: int(c, 36) for c in "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+_LAX_NIBBLE: Final = {c: int(c, 36) for c in "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"}
 #: Lead byte of a UTF-8 sequence (overlong forms included) -> (continuation bytes, payload mask).
-_UTF8_LEADS = {
+_UTF8_LEADS: Final = {
     **{b: (1, 0x1F) for b in range(0xC0, 0xE0)},
     **{b: (2, 0x0F) for b in range(0xE0, 0xF0)},
     **{b: (3, 0x07) for b in range(0xF0, 0xF8)},
@@ -435,16 +436,16 @@ def truncate_wide(value: str) -> str:
     return "".join(chr(ord(c) & 0xFF) if ord(c) > 0xFF and (ord(c) & 0xFF) in _WIDE_SYNTAX else c for c in value)
 
 
-_WIDE_SYNTAX = frozenset(b"\r\n<>'\"/\\;")
+_WIDE_SYNTAX: Final = frozenset(b"\r\n<>'\"/\\;")
 #: The characters of the Basic Multilingual Plane that :func:`truncate_wide` changes.
-_WIDE_BMP = frozenset(chr(high << 8 | low) for high in range(1, 256) for low in _WIDE_SYNTAX)
+_WIDE_BMP: Final = frozenset(chr(high << 8 | low) for high in range(1, 256) for low in _WIDE_SYNTAX)
 #: The format characters (category Cf) of the Basic Multilingual Plane (see :func:`_nfkc`).
-_FORMAT_BMP = frozenset(c for c in map(chr, range(0x10000)) if unicodedata.category(c) == "Cf")
+_FORMAT_BMP: Final = frozenset(c for c in map(chr, range(0x10000)) if unicodedata.category(c) == "Cf")
 
 
 #: Named character references a browser also decodes without the ';' ("&amp", "&lt"...).
-_LEGACY_ENTITIES = frozenset(name for name in html.entities.html5 if not name.endswith(";"))
-_LONGEST_ENTITY = max(len(name) for name in html.entities.html5)
+_LEGACY_ENTITIES: Final = frozenset(name for name in html.entities.html5 if not name.endswith(";"))
+_LONGEST_ENTITY: Final = max(len(name) for name in html.entities.html5)
 
 
 def _may_have_entity(value: str) -> bool:
@@ -609,7 +610,10 @@ def _folds_to_itself(value: str) -> bool:
     """
     if value[:1] == " " or value[-1:] == " " or "$" in value:
         return False  # whitespace collapsing would trim it; "$" for libinjection
-    if not PATH_LOOKALIKE_CHARS.isdisjoint(value):
+    # Latin-1 text (a copy in C tells; most prose with accents) holds no look-alike, all
+    # above U+00FF, and nothing truncate_wide changes: two passes over it spared.
+    latin1 = len(value.encode("latin-1", "ignore")) == len(value)
+    if not latin1 and not PATH_LOOKALIKE_CHARS.isdisjoint(value):
         return False  # a look-alike slash: the path view writes it as one
     if not unicodedata.is_normalized("NFKC", value):
         return False
@@ -617,7 +621,7 @@ def _folds_to_itself(value: str) -> bool:
     # bytes.lower() lowers ASCII letters only: equal iff folding changed nothing else.
     if value.encode("utf-8").lower() != folded.encode("utf-8"):
         return False
-    return "sp_password" not in folded and truncate_wide(value) == value
+    return "sp_password" not in folded and (latin1 or truncate_wide(value) == value)
 
 
 def _all_views(value: str, decode_base64: bool = True) -> list[str]:

@@ -17,34 +17,36 @@ pass over the headers, work only when a header of interest is present.
 
 from __future__ import annotations
 
+from typing import Final
+
 from bastion.types import Request
 
 #: Headers no API client needs, each the vector of a known upstream misreading: ``Proxy``
 #: becomes CGI's ``HTTP_PROXY`` (httpoxy), ``Request-Range`` is a pre-standard ``Range`` that
 #: range limits do not see, ``If`` and ``Lock-Token`` drive WebDAV locking.
-UNUSED_HEADERS = frozenset({"proxy", "request-range", "if", "lock-token"})
+UNUSED_HEADERS: Final = frozenset({"proxy", "request-range", "if", "lock-token"})
 #: Characters of an RFC 9110 token (media type, subtype and parameter names). ``str.strip``
 #: with this set leaves nothing of a token: a set test in C, not a loop in Python.
-_TCHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_TCHARS: Final = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 # Rule IDs (described in rules.DETECTORS). Method override headers are the ``access``
 # stage's (refused on every route unless ``method_override: allow``).
-UNUSED_HEADER_RULE = 17001
-MEDIA_TYPE_RULE = 17002
-CHARSET_RULE = 17003
-PART_NAME_RULE = 17004
-ENCODING_RULE = 17005
-LEFTOVER_FILE_RULE = 17006
+UNUSED_HEADER_RULE: Final = 17001
+MEDIA_TYPE_RULE: Final = 17002
+CHARSET_RULE: Final = 17003
+PART_NAME_RULE: Final = 17004
+ENCODING_RULE: Final = 17005
+LEFTOVER_FILE_RULE: Final = 17006
 
 #: Extensions of files that are on a server by accident, never as an API's resource: an
 #: editor's or an admin's backup copy, a database or its dump (what scanners ask for).
-LEFTOVER_EXTENSIONS = frozenset(
+LEFTOVER_EXTENSIONS: Final = frozenset(
     {"bak", "backup", "old", "orig", "save", "swp", "swo", "sql", "db", "sqlite", "sqlite3", "mdb", "rdb", "dbf"}
 )
 
 
 #: Content-Type values whose verdict an engine remembers: clients send the same few.
-CONTENT_TYPES_REMEMBERED = 256
+CONTENT_TYPES_REMEMBERED: Final = 256
 
 
 class ProtocolChecks:
@@ -236,7 +238,7 @@ def multipart_findings(body: bytes) -> list[tuple[int, str, str]]:
 
 
 #: Hex digits, to read percent-escapes.
-_HEX = "0123456789abcdefABCDEF"
+_HEX: Final = "0123456789abcdefABCDEF"
 
 
 def encoding_problem(raw: str) -> bool:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator
 from itertools import islice
+from typing import Final
 from urllib.parse import urlsplit
 
 #: Names that resolve to the machine itself or to a cloud metadata service.
-INTERNAL_NAMES = frozenset(
+INTERNAL_NAMES: Final = frozenset(
     {
         "localhost",
         "localhost.localdomain",
@@ -31,12 +32,14 @@ INTERNAL_NAMES = frozenset(
     }
 )
 #: Suffixes that name internal hosts (RFC 6761 ``.localhost``; common private zones).
-INTERNAL_SUFFIXES = (".localhost", ".internal", ".local", ".svc.cluster.local")
+INTERNAL_SUFFIXES: Final = (".localhost", ".internal", ".local", ".svc.cluster.local")
 #: Well-known rebinding services that resolve a name like ``127.0.0.1.nip.io`` to that IP.
-REBIND_SUFFIXES = (".nip.io", ".sslip.io", ".xip.io", ".localtest.me", ".lvh.me")
-_SCHEMES = ("http://", "https://", "gopher://", "dict://", "ftp://", "ws://", "wss://", "ldap://", "tftp://", "//")
-_DIGITS = frozenset("0123456789")
-_HEX = frozenset("0123456789abcdef")
+REBIND_SUFFIXES: Final = (".nip.io", ".sslip.io", ".xip.io", ".localtest.me", ".lvh.me")
+_SCHEMES: Final = (
+    "http://", "https://", "gopher://", "dict://", "ftp://", "ws://", "wss://", "ldap://", "tftp://", "//"
+)
+_DIGITS: Final = frozenset("0123456789")
+_HEX: Final = frozenset("0123456789abcdef")
 
 
 def parse_ipv4_loose(host: str) -> ipaddress.IPv4Address | None:
@@ -103,7 +106,7 @@ def _is_internal_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     )
 
 
-_SHARED = ipaddress.IPv4Network("100.64.0.0/10")  # carrier-grade NAT, used by some clouds (Alibaba metadata)
+_SHARED: Final = ipaddress.IPv4Network("100.64.0.0/10")  # carrier-grade NAT, used by some clouds (Alibaba metadata)
 
 
 def host_is_internal(host: str) -> bool:
@@ -196,11 +199,11 @@ def _hostname(url: str) -> str | None:
 
 
 #: Where a URL embedded in text ends, or its authority does.
-_AUTHORITY_STOP = frozenset(" \t\r\n\"'<>`,;|{}\\^/?#")
-_SCHEME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.")
+_AUTHORITY_STOP: Final = frozenset(" \t\r\n\"'<>`,;|{}\\^/?#")
+_SCHEME: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.")
 #: Authority characters that ``urlsplit`` treats specially (IPv6 brackets) or that some
 #: URL parsers read as a path separator.
-_NETLOC_ODD = frozenset("[]\\")
+_NETLOC_ODD: Final = frozenset("[]\\")
 
 
 def check_ssrf(value: str) -> bool:

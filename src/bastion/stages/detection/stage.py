@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from bastion.pipeline.stage import RequestStage, RouteInfo
+from bastion.pipeline.stage import RequestHook, RequestStage, RouteInfo
 from bastion.stages.detection.config import DetectionConfig
 from bastion.stages.detection.content import ContentMap, content_map
-from bastion.stages.detection.engine import DetectionEngine, Verdict, shared_matcher
+from bastion.stages.detection.engine import DetectionEngine, DetectionHook, Verdict, decide, shared_matcher
 from bastion.stages.detection.modsec import ModSecurityEngine
 from bastion.stages.detection.rules import CATEGORIES
-from bastion.types import Block, Decision, Exchange, Response
-
-BLOCK_TITLE = "Forbidden"
-BLOCK_DETAIL = "The request was blocked by the gateway's attack detection."
-UNINSPECTABLE_TITLE = "Content Too Large"
-UNINSPECTABLE_DETAIL = "The request carries more content than the gateway inspects for attacks."
+from bastion.types import Block, Exchange
 
 __all__ = ["DetectionEngine", "DetectionStage", "Verdict", "shared_matcher"]
 
@@ -33,6 +28,12 @@ class DetectionStage(RequestStage):
         self._block_uninspectable = config.uninspectable == "block" and any(
             config.category_mode(c) == "block" for c in CATEGORIES
         )
+        #: The native engine's hook, compiled: what the chain calls (see request_hook).
+        self._hook = (
+            DetectionHook(self.name, self.engine, self._block_uninspectable)
+            if isinstance(self.engine, DetectionEngine)
+            else None
+        )
 
     @classmethod
     def from_config(cls, config: DetectionConfig, route: RouteInfo | None = None) -> DetectionStage:
@@ -41,20 +42,22 @@ class DetectionStage(RequestStage):
         content = content_map(route.operation, route.openapi) if route is not None else None
         return cls(config, content)
 
-    def on_request(self, exchange: Exchange) -> Block | Response | None:
-        if not self.engine.active:
+    def on_request(self, exchange: Exchange) -> Block | None:
+        hook = self._hook
+        if hook is not None:
+            return hook.on_request(exchange)
+        engine = self.engine
+        if not engine.active:
             return None
-        verdict = self.engine.evaluate(exchange.request)
+        verdict = engine.evaluate(exchange.request)
         if not verdict.hits and verdict.uninspected is None:
             return None
-        exchange.facts[self.name] = verdict.log_record()
-        if verdict.block_category is not None:
-            return Block(403, BLOCK_TITLE, BLOCK_DETAIL, reason=f"detection.{verdict.block_category}")
-        if verdict.uninspected is not None:
-            # Part of the request was not inspected: an attack could sit past the limit.
-            if self._block_uninspectable:
-                return Block(413, UNINSPECTABLE_TITLE, UNINSPECTABLE_DETAIL, reason="detection.uninspectable")
-            exchange.decisions.append(Decision(self.name, "monitor", "detection.uninspectable", 413))
-        if verdict.monitor_category is not None:
-            exchange.decisions.append(Decision(self.name, "monitor", f"detection.{verdict.monitor_category}", 403))
-        return None
+        return decide(
+            self.name, exchange, verdict.log_record(), verdict.block_category, verdict.monitor_category,
+            verdict.uninspected, self._block_uninspectable,
+        )
+
+    def request_hook(self) -> RequestHook:
+        # The compiled hook itself, for the native engine: no interpreted frame per request.
+        hook = self._hook
+        return self.on_request if hook is None else hook.on_request

@@ -8,7 +8,7 @@ calls directly.
 from __future__ import annotations
 
 from itertools import islice
-from typing import Any
+from typing import Any, Final
 
 from bastion.stages.validation.body import BodyError, media_type, parse_form, parse_json, parse_multipart
 from bastion.stages.validation.compiled import CompiledOperation
@@ -27,18 +27,18 @@ from bastion.stages.validation.params import (
 from bastion.types import Block, Exchange, Request
 
 #: Most problems recorded for the access log.
-MAX_LOGGED = 20
+MAX_LOGGED: Final = 20
 #: The stage's name: where its findings go in ``exchange.facts``.
-STAGE_NAME = "validation"
+STAGE_NAME: Final = "validation"
 #: Most query parameters read (the URL length limit bounds them too).
-MAX_QUERY_FIELDS = 1000
+MAX_QUERY_FIELDS: Final = 1000
 #: Operations without a request body remember the parameters of the valid requests they
 #: saw (query string, path parameters, the headers and cookies they declare): a repeated
 #: search, page or item is valid again without decoding and validating. One memory per
 #: worker, shared by every operation: at most this many entries and characters in all
 #: (however many operations a document has); full, it starts over.
-MEMORY_ENTRIES = 8192
-MEMORY_CHARS = 1 << 20
+MEMORY_ENTRIES: Final = 8192
+MEMORY_CHARS: Final = 1 << 20
 
 
 class _Memory:
@@ -60,7 +60,7 @@ class _Memory:
         self.chars += chars
 
 
-_MEMORY = _Memory()
+_MEMORY: Final = _Memory()
 
 
 class Unsupported:
