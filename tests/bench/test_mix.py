@@ -88,7 +88,8 @@ def test_mix_scenarios_run_only_with_mix_and_bring_their_references() -> None:
     """Without --mix the GET / scenarios run as before; with it, asking for bastion-inspect
     also runs what its ratios are taken against."""
     assert [s.name for s in select(None)] == [
-        "direct", "nginx", "bastion-none", "bastion-default", "bastion-apikey", "bastion-protect"]
+        "direct", "nginx", "bastion-none", "bastion-default", "bastion-apikey", "bastion-audit",
+        "bastion-monitor", "bastion-protect"]
     with pytest.raises(ValueError, match="only run with --mix"):
         select([INSPECT])
     assert [s.name for s in select([INSPECT], use_mix=True)] == [
