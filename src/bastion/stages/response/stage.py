@@ -254,14 +254,29 @@ def _from_upstream(exchange: Exchange) -> bool:
     """Whether the response is the upstream's, not a stage's refusal or answer."""
     if exchange.blocked_by:
         return False
-    return all(decision.action != "answer" for decision in exchange.decisions)
+    for decision in exchange.decisions:  # noqa: SIM110 - a loop, not all(): no generator per response
+        if decision.action == "answer":
+            return False
+    return True
+
+
+#: Content-Type values already judged, and whether each is JSON (an upstream sends one or
+#: two); bounded, forgotten all at once when full.
+_JSON_TYPES: dict[str, bool] = {}
+_MAX_JSON_TYPES = 64
 
 
 def _json_response(response: Response) -> bool:
     content_type = response.header("content-type")
     if content_type is None:
         return False
-    return is_json(content_type.split(";", 1)[0].strip().lower())
+    known = _JSON_TYPES.get(content_type)
+    if known is None:
+        known = is_json(content_type.split(";", 1)[0].strip().lower())
+        if len(_JSON_TYPES) >= _MAX_JSON_TYPES:
+            _JSON_TYPES.clear()
+        _JSON_TYPES[content_type] = known
+    return known
 
 
 def _fact(exchange: Exchange) -> dict[str, object]:
