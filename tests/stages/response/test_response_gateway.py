@@ -54,6 +54,14 @@ ANSWERS: dict[str, tuple[int, list[tuple[str, str]], bytes]] = {
     "/login/eve": (200, [("content-type", "application/json")], b'{"token": "t0k", "password": "p"}'),
 }
 
+#: Answers sent chunked, in these pieces: split inside an escape, a member name and a UTF-8
+#: character (the stage judges the whole body, never a piece).
+CHUNKED: dict[str, list[bytes]] = {
+    "/users/6": [b'{"id": 6, "na', b'me": "caf\xc3', b'\xa9", "\\u00', b'70assword": "hunter2", "addr',
+                 b'ess": {"city": "Oslo", "db_', b'shard": "pg-1"}}'],
+    "/users/7": [b'{"id": 7, "name": "caf\xc3', b'\xa9", "addr', b'ess": {"city": "Oslo"}}'],
+}
+
 
 class LeakyApi(BaseHTTPRequestHandler):
     """Answers every method from :data:`ANSWERS` (the login is a POST)."""
@@ -63,13 +71,27 @@ class LeakyApi(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         self.rfile.read(int(self.headers.get("content-length") or 0))
-        status, headers, body = ANSWERS[urlsplit(self.path).path]
+        path = urlsplit(self.path).path
+        if path in CHUNKED:
+            self._chunked(CHUNKED[path])
+            return
+        status, headers, body = ANSWERS[path]
         self.send_response_only(status)
         for name, value in headers:
             self.send_header(name, value)
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _chunked(self, pieces: list[bytes]) -> None:
+        self.send_response_only(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for piece in pieces:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
 
     do_GET = _answer
     do_POST = _answer
@@ -236,3 +258,18 @@ def test_escaped_member_names_are_decoded_and_filtered(gateway: GatewayProcess) 
     assert b"hunter2" not in resp.content
     record = gateway.wait_for_access_record(lambda r: r.get("path") == "/users/5")
     assert record["response"] == {"undeclared": 1, "paths": ["/is_admin"], "hidden": 1}
+
+
+def test_a_chunked_body_is_judged_whole(gateway: GatewayProcess) -> None:
+    """An upstream's chunked body, split inside a ``\\u`` escape, a member name and a UTF-8
+    character, is judged as one document: the escaped writeOnly ``password`` and the nested
+    undeclared ``db_shard`` go; a body of declared members split the same way arrives as the
+    upstream wrote it, nothing recorded."""
+    resp = get(gateway, "/users/6")
+    assert resp.status_code == 200 and resp.json() == {"id": 6, "name": "caf\u00e9", "address": {"city": "Oslo"}}
+    record = gateway.wait_for_access_record(lambda r: r.get("path") == "/users/6")
+    assert record["response"] == {"undeclared": 1, "paths": ["/address/db_shard"], "hidden": 1}
+    clean = get(gateway, "/users/7")
+    assert clean.status_code == 200 and clean.content == b"".join(CHUNKED["/users/7"])
+    record = gateway.wait_for_access_record(lambda r: r.get("path") == "/users/7")
+    assert not record.get("response")

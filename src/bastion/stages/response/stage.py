@@ -25,6 +25,7 @@ import orjson
 from bastion.errors import PolicyError, problem_response
 from bastion.pipeline.stage import ResponseOutcome, ResponseStage, RouteInfo
 from bastion.stages.response.config import ResponseConfig, UniformFailures
+from bastion.stages.response.conform import Proof, proof_for
 from bastion.stages.response.prune import Keep, NeverReturn, Removal, prune, remove_pointer
 from bastion.stages.response.schema import ResponseSchemas, is_json, response_schemas
 from bastion.stages.validation.schema import SchemaError
@@ -74,6 +75,9 @@ class ResponseFilterStage(ResponseStage):
         self._uniform_headers: HeaderList = [] if self.uniform is None else _uniform_headers(self.uniform)
         self._match = tuple(t.encode() for t in self.uniform.match_body) if self.uniform is not None else ()
         self._clock = time.perf_counter
+        #: Each tree's proof that a body loses nothing (see :mod:`.conform`); none with
+        #: ``never_return`` pointers, which only the parsed document can follow.
+        self._proofs: dict[Keep, Proof] = {} if self.pointers else _proofs(schemas)
 
     @classmethod
     def from_config(cls, config: ResponseConfig, route: RouteInfo) -> ResponseFilterStage:
@@ -127,6 +131,10 @@ class ResponseFilterStage(ResponseStage):
             return None if keep is None else self._not_json(exchange)
         if keep is None and not self._mentions_hidden(body):
             return None  # nothing to filter by schema, and no name that never leaves: not parsed
+        if keep is not None:
+            proof = self._proofs.get(keep)
+            if proof is not None and proof.conforms(body):
+                return None  # the walk would remove nothing: not parsed, not walked
         return self._filter(exchange, response, body, keep)
 
     # -- schema filtering and the names that never leave ------------------------------------
@@ -228,18 +236,47 @@ def _names(config: ResponseConfig) -> frozenset[str]:
     return frozenset(entry.lower() for entry in config.never_return if not entry.startswith("/"))
 
 
+def _proofs(schemas: ResponseSchemas | None) -> dict[Keep, Proof]:
+    """A proof for each of the operation's trees that can have one."""
+    if schemas is None:
+        return {}
+    trees = [*schemas.exact.values(), *schemas.ranges.values(), schemas.default]
+    proofs: dict[Keep, Proof] = {}
+    for keep in trees:
+        if keep is not None and keep not in proofs:
+            proof = proof_for(keep)
+            if proof is not None:
+                proofs[keep] = proof
+    return proofs
+
+
 def _from_upstream(exchange: Exchange) -> bool:
     """Whether the response is the upstream's, not a stage's refusal or answer."""
     if exchange.blocked_by:
         return False
-    return all(decision.action != "answer" for decision in exchange.decisions)
+    for decision in exchange.decisions:  # noqa: SIM110 - a loop, not all(): no generator per response
+        if decision.action == "answer":
+            return False
+    return True
+
+
+#: Content-Type values already judged, and whether each is JSON (an upstream sends one or
+#: two); bounded, forgotten all at once when full.
+_JSON_TYPES: dict[str, bool] = {}
+_MAX_JSON_TYPES = 64
 
 
 def _json_response(response: Response) -> bool:
     content_type = response.header("content-type")
     if content_type is None:
         return False
-    return is_json(content_type.split(";", 1)[0].strip().lower())
+    known = _JSON_TYPES.get(content_type)
+    if known is None:
+        known = is_json(content_type.split(";", 1)[0].strip().lower())
+        if len(_JSON_TYPES) >= _MAX_JSON_TYPES:
+            _JSON_TYPES.clear()
+        _JSON_TYPES[content_type] = known
+    return known
 
 
 def _fact(exchange: Exchange) -> dict[str, object]:
