@@ -287,3 +287,21 @@ def test_schemas_built_for_other_never_return_names_are_refused() -> None:
     schemas = response_schemas(operation(USER), {}, frozenset({"other"}))
     with pytest.raises(ValueError, match="never_return"):
         ResponseFilterStage(ResponseConfig(), schemas)
+
+
+def test_a_repeated_member_sends_the_copy_that_was_checked() -> None:
+    """orjson keeps a repeated member's last copy, so the walk never sees the first: when a
+    first copy holds an undeclared member (``db_shard``) and the last is clean, the client
+    gets the checked tree (the last copy only), not the upstream's bytes with both. A body
+    that repeats nothing and loses nothing is still sent as it came."""
+    stage = build(operation(USER))
+    repeated = b'{"id": 1, "address": {"city": "Oslo", "db_shard": "pg-1"}, "address": {"city": "Oslo"}}'
+    outcome, ex = respond(stage, repeated, headers=[("content-length", str(len(repeated)))])
+    assert outcome is None and ex.response is not None and ex.response.body is not None
+    assert b"db_shard" not in ex.response.body and b"pg-1" not in ex.response.body
+    assert sent(ex) == {"id": 1, "address": {"city": "Oslo"}}
+    assert ex.response.header("content-length") is None
+    assert ex.facts["response"] == {"duplicate_key": "address"}
+    clean = b'{"id": 1,  "address": {"city": "Oslo"}, "tags": [{"label": "a"}]}'
+    outcome, ex = respond(build(operation({**USER, "additionalProperties": True})), clean)
+    assert outcome is None and ex.response is not None and ex.response.body == clean

@@ -28,6 +28,7 @@ from bastion.stages.response.config import ResponseConfig, UniformFailures
 from bastion.stages.response.conform import Proof, proof_for
 from bastion.stages.response.prune import Keep, NeverReturn, Removal, prune, remove_pointer
 from bastion.stages.response.schema import ResponseSchemas, is_json, response_schemas
+from bastion.stages.validation.body import duplicate_key
 from bastion.stages.validation.schema import SchemaError
 from bastion.types import Block, Decision, Exchange, HeaderList, Response
 
@@ -169,7 +170,17 @@ class ResponseFilterStage(ResponseStage):
                 exchange.decisions.append(Decision(self.name, "monitor", "response.undeclared_property"))
         if removal.hidden:
             _fact(exchange)["hidden"] = removal.hidden
-        if self._enforce and (removal.hidden or (removal.undeclared and removal.apply)):
+        changed = bool(removal.hidden) or bool(removal.undeclared and removal.apply)
+        if self._enforce and not changed:
+            # orjson keeps a repeated member's last copy, so the walk never saw the earlier
+            # ones: the tree it checked is clean, the upstream's bytes may not be (a first
+            # copy holding an undeclared member). Send the tree that was checked. (A body the
+            # proof accepts is sent as it came: the proof checks every copy.)
+            repeated = duplicate_key(body, doc)
+            if repeated is not None:
+                _fact(exchange)["duplicate_key"] = repeated
+                changed = True
+        if self._enforce and changed:
             response.body = orjson.dumps(doc)
             response.headers = [(k, v) for k, v in response.headers if k not in _STALE]
         return None
