@@ -278,3 +278,18 @@ def test_streamed_response_framing() -> None:
     assert streamed_framing(200, get10, has_length=False, keep=True) == (False, False, False)
     assert streamed_framing(200, head, has_length=False, keep=True) == (True, False, True)
     assert streamed_framing(204, get11, has_length=False, keep=True) == (True, False, True)
+
+
+def test_refusals_keep_their_status_while_another_exception_is_handled() -> None:
+    """httptools hands a callback's refusal back as the parser error's ``__context__``, and a
+    raise while another exception is being handled replaces that context (a compiled
+    coroutine interrupted by a cancellation once left one set in a worker's thread, and every
+    refusal became 'Malformed HTTP request: User callback error.'). The reader keeps the
+    refusal itself: 417, 414 and 431 keep their status and reason."""
+    try:
+        raise RuntimeError("an exception left being handled")
+    except RuntimeError:
+        assert refusal(POST + b"Expect: 200-ok\r\n\r\n") == (417, "Only 'Expect: 100-continue' is supported.")
+        assert refusal(b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: h\r\n\r\n")[0] == 414
+        many = b"".join(b"X-%d: 1\r\n" % i for i in range(500))
+        assert refusal(b"GET / HTTP/1.1\r\nHost: h\r\n" + many + b"\r\n")[0] == 431

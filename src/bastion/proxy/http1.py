@@ -148,6 +148,7 @@ class RequestReader:
         "_max_header_bytes",
         "_max_headers",
         "_max_url_bytes",
+        "_reject",
         "_url",
         "current",
         "dead",
@@ -185,6 +186,10 @@ class RequestReader:
         self._headers: HeaderList = []
         self._framing: HeaderList = []
         self._head_bytes = 0
+        #: The refusal a callback raised, kept here as well: httptools hands it back as the
+        #: parser error's ``__context__``, but a raise while another exception is being
+        #: handled (one left set by an interrupted coroutine, say) replaces that context.
+        self._reject: Reject | None = None
 
     def use_limits(self, limits: Limits) -> None:
         """Bound the next heads by ``limits``. The bounds are copied as plain integers: a
@@ -207,7 +212,7 @@ class RequestReader:
             # The head of an Upgrade request is queued (marked); nothing after it is HTTP.
             self.stop()
         except httptools.HttpParserError as exc:
-            cause = exc.__context__
+            cause = self._reject if self._reject is not None else exc.__context__
             if isinstance(cause, Reject):
                 self._fail(cause.status, cause.detail, cause.reason)
             else:
@@ -254,6 +259,10 @@ class RequestReader:
         self.dead = True
         self.events |= PAUSE
 
+    def _refuse(self, reject: Reject) -> Reject:
+        self._reject = reject
+        return reject
+
     # -- httptools callbacks ----------------------------------------------------------
     def on_message_begin(self) -> None:
         self._url = b""
@@ -267,14 +276,14 @@ class RequestReader:
     def on_url(self, url: bytes) -> None:
         self._url += url
         if len(self._url) > self._max_url_bytes:
-            raise Reject(414, "The request target is too long.", URL_TOO_LONG)
+            raise self._refuse(Reject(414, "The request target is too long.", URL_TOO_LONG))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_bytes += len(name) + len(value) + 4
         if self._head_bytes > self._max_header_bytes:
-            raise Reject(431, "The request header fields are too large.", HEADER_TOO_LARGE)
+            raise self._refuse(Reject(431, "The request header fields are too large.", HEADER_TOO_LARGE))
         if len(self._headers) >= self._max_headers:
-            raise Reject(431, "The request has too many header fields.", TOO_MANY_HEADERS)
+            raise self._refuse(Reject(431, "The request has too many header fields.", TOO_MANY_HEADERS))
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         self._headers.append((key, text))
@@ -290,7 +299,10 @@ class RequestReader:
         req.head_bytes = self._head_bytes
         req.version = parser.get_http_version()
         req.keep_alive = parser.should_keep_alive()
-        check_framing(req, self._framing)
+        try:
+            check_framing(req, self._framing)
+        except Reject as exc:
+            raise self._refuse(exc) from None
         if parser.should_upgrade():
             req.upgrade = True
         self.receiving = False
