@@ -103,18 +103,3 @@ def test_unreachable_postgresql_is_named_without_its_password() -> None:
     message = str(info.value)
     assert "s3cret-pw" not in message
     assert "cannot be opened" in message and "127.0.0.1" in message
-
-
-def test_alembic_is_imported_only_to_open_a_store() -> None:
-    """The gateway's and the CLI's modules (the store's included) import without Alembic; it
-    is loaded when a store is opened: a gateway or command without a store never pays it."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, bastion.cli.app, bastion.control.admin, bastion.store.engine\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'alembic')\n"
-        "assert not loaded, loaded\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr

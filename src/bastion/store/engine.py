@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -94,11 +96,6 @@ class Store:
         """Migrate the schema to the newest revision and sync the declared consumers (once)."""
         if self._ready:
             return
-        # Alembic is imported here, where a store is opened, not with this module: every
-        # gateway and command imports the module, and Alembic costs 0.14 s of CPU to import.
-        from alembic import command
-        from alembic.config import Config
-
         with self._lock:
             if self._ready:
                 return
